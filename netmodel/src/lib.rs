@@ -1,0 +1,1 @@
+//! The Container Network Model (sandbox, endpoint, network) for nook. Not implemented yet: see the `nook-netmodel` issue.

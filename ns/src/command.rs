@@ -1,0 +1,702 @@
+//! [`Command`]: a `std::process::Command`-shaped builder that creates the child in new
+//! namespaces.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output};
+
+use crate::error::{Error, Result, SpawnError, Stage, ValidationError};
+use crate::idmap::{self, IdKind, IdMap, MapWriter, SetGroups};
+use crate::mount::{MountStep, Propagation, abs_cstring, cstring, path_cstring};
+use crate::namespace::{Namespace, NamespaceSet};
+use crate::plan::{CStringArray, ChildFds, Identity, Plan, PreExecHook, run_child};
+use crate::process::{ParentPipes, PausedChild, Stdio};
+use crate::sys::{self, Forked};
+
+/// The kernel's limit for hostnames and NIS domain names (`__NEW_UTS_LEN`).
+pub const MAX_UTS_NAME: usize = 64;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// An offset for one clock in a new time namespace (may be negative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClockOffset {
+    /// Whole seconds (negative moves the clock back).
+    pub secs: i64,
+    /// Additional nanoseconds, below 1e9.
+    pub nanos: u32,
+}
+
+impl ClockOffset {
+    /// An offset of whole seconds.
+    pub const fn from_secs(secs: i64) -> Self {
+        ClockOffset { secs, nanos: 0 }
+    }
+}
+
+/// A process builder that creates the child in new namespaces.
+///
+/// Shaped like [`std::process::Command`]: setters take `&mut self` and return `&mut Self`;
+/// [`Command::spawn`], [`Command::status`] and [`Command::output`] run it. Nothing touches
+/// the system until one of those is called, and every input is validated first
+/// ([`Command::validate`]).
+///
+/// The child is created with clone3 (`CLONE_PIDFD`, plus `CLONE_INTO_CGROUP` with
+/// [`Command::cgroup`]), waits at a sync point while the parent writes its id maps (and, with
+/// [`Command::spawn_paused`], whatever else the caller needs), then runs a precomputed plan
+/// without allocating — user namespace identity, stdio, cgroup and time namespaces,
+/// hostname, mounts, pivot_root, working directory, identity, `pre_exec` hooks — and execs.
+///
+/// ```no_run
+/// use nook_ns::{Command, Namespace, NamespaceSet};
+///
+/// let out = Command::new("hostname")
+///     .namespaces(NamespaceSet::new().with(Namespace::Uts))
+///     .hostname("nk-demo")
+///     .output()?;
+/// assert_eq!(out.stdout, b"nk-demo\n");
+/// # Ok::<(), nook_ns::Error>(())
+/// ```
+pub struct Command {
+    program: OsString,
+    args: Vec<OsString>,
+    env_clear: bool,
+    env: BTreeMap<OsString, Option<OsString>>,
+    cwd: Option<PathBuf>,
+    namespaces: NamespaceSet,
+    uid_map: Option<IdMap>,
+    gid_map: Option<IdMap>,
+    setgroups: SetGroups,
+    hostname: Option<OsString>,
+    domainname: Option<OsString>,
+    root_propagation: Option<(Propagation, bool)>,
+    mounts: Vec<MountStep>,
+    monotonic_offset: Option<ClockOffset>,
+    boottime_offset: Option<ClockOffset>,
+    init: bool,
+    cgroup: Option<OwnedFd>,
+    stdio: [Option<Stdio>; 3],
+    user: Option<(u32, u32)>,
+    groups: Option<Vec<u32>>,
+    pdeathsig: Option<i32>,
+    pre_exec: Vec<PreExecHook>,
+    force_clone2: bool,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Command")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("namespaces", &self.namespaces)
+            .field("hostname", &self.hostname)
+            .field("mounts", &self.mounts)
+            .field("init", &self.init)
+            .field("pre_exec_hooks", &self.pre_exec.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Command {
+    /// A command for `program`, with safe defaults: no new namespaces, the parent's
+    /// environment, inherited stdio. With a new mount namespace, `/` is made recursively
+    /// private first so nothing leaks to the caller's mounts; with a new user namespace and
+    /// no maps, the caller's uid and gid are mapped to root.
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Command {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env_clear: false,
+            env: BTreeMap::new(),
+            cwd: None,
+            namespaces: NamespaceSet::new(),
+            uid_map: None,
+            gid_map: None,
+            setgroups: SetGroups::Auto,
+            hostname: None,
+            domainname: None,
+            root_propagation: Some((Propagation::Private, true)),
+            mounts: Vec::new(),
+            monotonic_offset: None,
+            boottime_offset: None,
+            init: false,
+            cgroup: None,
+            stdio: [None, None, None],
+            user: None,
+            groups: None,
+            pdeathsig: None,
+            pre_exec: Vec::new(),
+            force_clone2: false,
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
+        self.env.insert(key.as_ref().to_owned(), Some(value.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets several environment variables.
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (k, v) in vars {
+            self.env(k, v);
+        }
+        self
+    }
+
+    /// Removes an environment variable.
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
+        self.env.insert(key.as_ref().to_owned(), None);
+        self
+    }
+
+    /// Starts from an empty environment instead of the parent's.
+    pub fn env_clear(&mut self) -> &mut Self {
+        self.env_clear = true;
+        self.env.clear();
+        self
+    }
+
+    /// The child's working directory (inside the new root, after any `pivot_root`).
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// The namespaces the child gets new instances of (replaces the set).
+    pub fn namespaces(&mut self, set: NamespaceSet) -> &mut Self {
+        self.namespaces = set;
+        self
+    }
+
+    /// Adds one namespace kind to the set.
+    pub fn unshare(&mut self, ns: Namespace) -> &mut Self {
+        self.namespaces = self.namespaces.with(ns);
+        self
+    }
+
+    /// The uid map of the new user namespace.
+    pub fn uid_map(&mut self, map: IdMap) -> &mut Self {
+        self.uid_map = Some(map);
+        self
+    }
+
+    /// The gid map of the new user namespace.
+    pub fn gid_map(&mut self, map: IdMap) -> &mut Self {
+        self.gid_map = Some(map);
+        self
+    }
+
+    /// Whether `setgroups(2)` stays allowed in the new user namespace.
+    pub fn setgroups(&mut self, policy: SetGroups) -> &mut Self {
+        self.setgroups = policy;
+        self
+    }
+
+    /// The hostname in the new UTS namespace.
+    pub fn hostname(&mut self, name: impl AsRef<OsStr>) -> &mut Self {
+        self.hostname = Some(name.as_ref().to_owned());
+        self
+    }
+
+    /// The NIS domain name in the new UTS namespace.
+    pub fn domainname(&mut self, name: impl AsRef<OsStr>) -> &mut Self {
+        self.domainname = Some(name.as_ref().to_owned());
+        self
+    }
+
+    /// The propagation `/` gets first in the new mount namespace (default: private,
+    /// recursive). `None` keeps what was copied from the parent.
+    pub fn root_propagation(&mut self, propagation: Option<(Propagation, bool)>) -> &mut Self {
+        self.root_propagation = propagation;
+        self
+    }
+
+    /// Adds a mount step (run in order, in the new mount namespace).
+    pub fn mount(&mut self, step: MountStep) -> &mut Self {
+        self.mounts.push(step);
+        self
+    }
+
+    /// Adds mount steps.
+    pub fn mounts(&mut self, steps: impl IntoIterator<Item = MountStep>) -> &mut Self {
+        self.mounts.extend(steps);
+        self
+    }
+
+    /// `CLOCK_MONOTONIC` offset in the new time namespace.
+    pub fn monotonic_offset(&mut self, offset: ClockOffset) -> &mut Self {
+        self.monotonic_offset = Some(offset);
+        self
+    }
+
+    /// `CLOCK_BOOTTIME` offset in the new time namespace.
+    pub fn boottime_offset(&mut self, offset: ClockOffset) -> &mut Self {
+        self.boottime_offset = Some(offset);
+        self
+    }
+
+    /// Runs a minimal init as the child: it forks the program, forwards
+    /// SIGTERM/SIGINT/SIGHUP/SIGUSR1/SIGUSR2/SIGQUIT to it, reaps orphans, and exits with the
+    /// program's status (128 + signal when it was killed). In a new pid namespace the init
+    /// is PID 1 and the program PID 2; otherwise the init is a child subreaper.
+    pub fn init(&mut self, enabled: bool) -> &mut Self {
+        self.init = enabled;
+        self
+    }
+
+    /// A cgroup2 directory fd: the child is created directly in that cgroup
+    /// (`CLONE_INTO_CGROUP`; on kernels without clone3 the parent writes the pid to its
+    /// `cgroup.procs` before resuming the child).
+    pub fn cgroup(&mut self, dir: OwnedFd) -> &mut Self {
+        self.cgroup = Some(dir);
+        self
+    }
+
+    /// The child's stdin.
+    pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.stdio[0] = Some(cfg.into());
+        self
+    }
+
+    /// The child's stdout.
+    pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.stdio[1] = Some(cfg.into());
+        self
+    }
+
+    /// The child's stderr.
+    pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.stdio[2] = Some(cfg.into());
+        self
+    }
+
+    /// Run the program as `uid`/`gid` (ids as seen inside the user namespace, if any).
+    pub fn user(&mut self, uid: u32, gid: u32) -> &mut Self {
+        self.user = Some((uid, gid));
+        self
+    }
+
+    /// Supplementary groups for [`Command::user`] (default: none).
+    pub fn groups(&mut self, groups: &[u32]) -> &mut Self {
+        self.groups = Some(groups.to_vec());
+        self
+    }
+
+    /// Deliver `signal` to the child when the thread that spawned it exits
+    /// (`PR_SET_PDEATHSIG`). Note: the *thread*, not the process — with thread pools, spawn
+    /// from a long-lived thread.
+    pub fn kill_with_parent(&mut self, signal: i32) -> &mut Self {
+        self.pdeathsig = Some(signal);
+        self
+    }
+
+    /// Schedules a closure to run in the child just before exec, after every namespace
+    /// step, like `std::os::unix::process::CommandExt::pre_exec`.
+    ///
+    /// # Safety
+    /// The closure runs in a child cloned from a possibly multithreaded process: it must
+    /// only do async-signal-safe work — no allocation, no locks (including stdio and
+    /// logging) — since another thread may have held them at clone time. It runs after
+    /// `pivot_root` and the identity change, with every signal blocked. An `Err` aborts the
+    /// spawn with `Stage::PreExec` and the error's errno.
+    pub unsafe fn pre_exec<F>(&mut self, f: F) -> &mut Self
+    where
+        F: FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+    {
+        self.pre_exec.push(Box::new(f));
+        self
+    }
+
+    /// Use clone(2) instead of clone3 (the fallback path for old kernels); for tests.
+    #[doc(hidden)]
+    pub fn force_clone2(&mut self, force: bool) -> &mut Self {
+        self.force_clone2 = force;
+        self
+    }
+
+    /// The namespaces this command will create.
+    pub fn get_namespaces(&self) -> NamespaceSet {
+        self.namespaces
+    }
+
+    /// Checks every input without touching the system.
+    pub fn validate(&self) -> std::result::Result<(), ValidationError> {
+        self.prepare().map(drop)
+    }
+
+    /// Spawns the child and lets it run to exec. See [`Command::spawn_paused`] to act
+    /// between clone and exec.
+    pub fn spawn(&mut self) -> Result<crate::Child> {
+        self.spawn_paused()?.resume()
+    }
+
+    /// Spawns, waits, and returns the exit status.
+    pub fn status(&mut self) -> Result<ExitStatus> {
+        let mut child = self.spawn()?;
+        child.wait().map_err(|e| Error::sys("waitid", e))
+    }
+
+    /// Spawns with stdout and stderr piped (stdin from `/dev/null` unless set), waits, and
+    /// returns everything.
+    pub fn output(&mut self) -> Result<Output> {
+        if self.stdio[0].is_none() {
+            self.stdio[0] = Some(Stdio::Null);
+        }
+        for i in 1..3 {
+            if self.stdio[i].is_none() {
+                self.stdio[i] = Some(Stdio::Piped);
+            }
+        }
+        let child = self.spawn()?;
+        child.wait_with_output().map_err(|e| Error::sys("wait_with_output", e))
+    }
+
+    /// Creates the child and stops it at the sync point, after its id maps are written.
+    ///
+    /// The returned [`PausedChild`] has the pid and pidfd; do what must happen before the
+    /// child continues (move a veth into its network namespace, join it to a cgroup), then
+    /// call [`PausedChild::resume`].
+    pub fn spawn_paused(&mut self) -> Result<PausedChild> {
+        let plan = self.prepare()?;
+        let (euid, egid) = sys::geteuid_egid();
+        let privileged = euid == 0;
+        let uid_writer = self.effective_uid_map(euid).map(|m| {
+            let w = idmap::choose_writer(&m, IdKind::Uid, euid, privileged);
+            (m, w)
+        });
+        let gid_writer = self.effective_gid_map(egid).map(|m| {
+            let w = idmap::choose_writer(&m, IdKind::Gid, egid, privileged);
+            (m, w)
+        });
+        let setgroups_deny = match self.setgroups {
+            SetGroups::Deny => gid_writer.is_some(),
+            SetGroups::Allow => false,
+            SetGroups::Auto => matches!(&gid_writer, Some((_, MapWriter::Direct))) && !privileged,
+        };
+        let mut plan = plan;
+        if let Some(root) = plan.become_userns_root.as_mut() {
+            if setgroups_deny {
+                root.groups = None;
+            }
+        }
+
+        let (sync_parent, sync_child) = sys::socketpair_cloexec().map_err(|e| Error::sys("socketpair", e))?;
+        let (err_read, err_write) = sys::pipe_cloexec().map_err(|e| Error::sys("pipe2", e))?;
+        let (child_stdio, pipes) = self.open_stdio()?;
+        let fds = ChildFds {
+            sync_read: sync_child.as_raw_fd(),
+            sync_write: sync_parent.as_raw_fd(),
+            err_read: err_read.as_raw_fd(),
+            err_write: err_write.as_raw_fd(),
+            stdio: [0, 1, 2].map(|i| child_stdio[i].as_ref().map(|fd| fd.as_raw_fd())),
+        };
+        let clone_flags = self.namespaces.bits() & !(Namespace::Time.clone_flag() | Namespace::Cgroup.clone_flag());
+        let cgroup_fd = self.cgroup.as_ref().map(|fd| fd.as_raw_fd());
+
+        let old_mask = sys::block_all_signals();
+        let mut joined_cgroup = false;
+        // SAFETY: the child branch only runs `run_child`, which is allocation-free and ends
+        // in execve or _exit; everything it touches was prepared above.
+        let forked = unsafe { sys::fork_like(clone_flags, cgroup_fd, self.force_clone2, &mut joined_cgroup) };
+        let (pid, pidfd) = match forked {
+            // SAFETY: we are the freshly cloned child with all signals blocked.
+            Ok(Forked::Child) => unsafe { run_child(&plan, &fds, &mut self.pre_exec) },
+            Ok(Forked::Parent { pid, pidfd }) => {
+                sys::restore_signals(&old_mask);
+                (pid, pidfd)
+            }
+            Err(e) => {
+                sys::restore_signals(&old_mask);
+                return Err(Error::Spawn(SpawnError {
+                    stage: Stage::Clone,
+                    errno: e.raw_os_error().unwrap_or(libc::EINVAL),
+                    step: None,
+                }));
+            }
+        };
+        drop(sync_child);
+        drop(err_write);
+        drop(child_stdio);
+        let paused = PausedChild::new(pid, pidfd, sync_parent, err_read, pipes);
+
+        if uid_writer.is_some() || gid_writer.is_some() {
+            idmap::write_maps(
+                pid,
+                uid_writer.as_ref().map(|(m, w)| (m, w)),
+                gid_writer.as_ref().map(|(m, w)| (m, w)),
+                setgroups_deny,
+            )?;
+        }
+        if let (Some(dir), false) = (&self.cgroup, joined_cgroup) {
+            sys::write_at(dir.as_fd(), c"cgroup.procs", pid.to_string().as_bytes())
+                .map_err(|e| Error::sys_path("write", "cgroup.procs", e))?;
+        }
+        Ok(paused)
+    }
+
+    fn effective_uid_map(&self, euid: u32) -> Option<IdMap> {
+        self.namespaces.has(Namespace::User).then(|| self.uid_map.clone().unwrap_or_else(|| IdMap::root_to(euid)))
+    }
+
+    fn effective_gid_map(&self, egid: u32) -> Option<IdMap> {
+        self.namespaces.has(Namespace::User).then(|| self.gid_map.clone().unwrap_or_else(|| IdMap::root_to(egid)))
+    }
+
+    /// Opens the child's stdio; returns (child ends, parent ends).
+    fn open_stdio(&mut self) -> Result<([Option<OwnedFd>; 3], ParentPipes)> {
+        let mut child: [Option<OwnedFd>; 3] = [None, None, None];
+        let mut pipes = ParentPipes::default();
+        for i in 0..3 {
+            let fd = match self.stdio[i].as_ref() {
+                None | Some(Stdio::Inherit) => None,
+                Some(Stdio::Null) => Some(
+                    sys::open(c"/dev/null", if i == 0 { libc::O_RDONLY } else { libc::O_WRONLY })
+                        .map_err(|e| Error::sys_path("open", "/dev/null", e))?,
+                ),
+                Some(Stdio::Fd(fd)) => Some(fd.try_clone().map_err(|e| Error::sys("dup", e))?),
+                Some(Stdio::Piped) => {
+                    let (r, w) = sys::pipe_cloexec().map_err(|e| Error::sys("pipe2", e))?;
+                    let (mine, theirs) = if i == 0 { (w, r) } else { (r, w) };
+                    let mine = Some(std::fs::File::from(mine));
+                    match i {
+                        0 => pipes.stdin = mine,
+                        1 => pipes.stdout = mine,
+                        _ => pipes.stderr = mine,
+                    }
+                    Some(theirs)
+                }
+            };
+            child[i] = fd;
+        }
+        Ok((child, pipes))
+    }
+
+    /// Validates everything and builds the child's plan. Pure: no system calls.
+    fn prepare(&self) -> std::result::Result<Plan, ValidationError> {
+        let ns = self.namespaces;
+        let need = |setting: &'static str, namespace: Namespace| {
+            if ns.has(namespace) { Ok(()) } else { Err(ValidationError::NeedsNamespace { setting, namespace }) }
+        };
+
+        if self.program.is_empty() {
+            return Err(ValidationError::EmptyProgram);
+        }
+        let program = os_cstring("program", &self.program)?;
+        let mut argv = vec![program.clone()];
+        for a in &self.args {
+            argv.push(os_cstring("argument", a)?);
+        }
+        let env = self.build_env()?;
+        let exec_candidates = self.exec_candidates(&env)?;
+        let envp = env
+            .iter()
+            .map(|(k, v)| {
+                let mut kv = k.as_bytes().to_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                cstring("environment", &kv)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+
+        let uts_name = |setting: &'static str, name: &Option<OsString>, too_long: fn(usize) -> ValidationError| {
+            name.as_ref()
+                .map(|n| {
+                    need(setting, Namespace::Uts)?;
+                    if n.len() > MAX_UTS_NAME {
+                        return Err(too_long(n.len()));
+                    }
+                    os_cstring(setting, n)
+                })
+                .transpose()
+        };
+        let hostname = uts_name("hostname", &self.hostname, |len| ValidationError::HostnameTooLong { len })?;
+        let domainname = uts_name("domainname", &self.domainname, |len| ValidationError::DomainnameTooLong { len })?;
+
+        for (map, kind, setting) in [(&self.uid_map, IdKind::Uid, "uid map"), (&self.gid_map, IdKind::Gid, "gid map")] {
+            if let Some(m) = map {
+                need(setting, Namespace::User)?;
+                m.validate(kind)?;
+            }
+        }
+
+        let mut steps = Vec::with_capacity(self.mounts.len());
+        for step in &self.mounts {
+            need("mount steps", Namespace::Mount)?;
+            steps.push(step.prepare()?);
+        }
+        let root_propagation = if ns.has(Namespace::Mount) {
+            self.root_propagation.map(|(p, rec)| p.flags(rec))
+        } else {
+            None
+        };
+
+        let time_offsets = if ns.has(Namespace::Time) {
+            let mut text = String::new();
+            for (name, off) in [("monotonic", self.monotonic_offset), ("boottime", self.boottime_offset)] {
+                if let Some(o) = off {
+                    if o.nanos >= 1_000_000_000 {
+                        return Err(ValidationError::BadClockOffset { nanos: o.nanos });
+                    }
+                    text.push_str(&format!("{name} {} {}\n", o.secs, o.nanos));
+                }
+            }
+            Some(cstring("time offsets", text.as_bytes())?)
+        } else {
+            if self.monotonic_offset.is_some() || self.boottime_offset.is_some() {
+                need("clock offsets", Namespace::Time)?;
+            }
+            None
+        };
+
+        let cwd = self.cwd.as_deref().map(|p| path_cstring("working directory", p)).transpose()?;
+        if let Some(sig) = self.pdeathsig {
+            if !(1..=64).contains(&sig) {
+                return Err(ValidationError::BadSignal { signal: sig });
+            }
+        }
+
+        let in_userns = ns.has(Namespace::User);
+        let maps_root = |m: &Option<IdMap>| m.as_ref().is_none_or(|m| m.to_outside(0).is_some());
+        let become_userns_root = (in_userns && maps_root(&self.uid_map) && maps_root(&self.gid_map))
+            .then(|| Identity { uid: 0, gid: 0, groups: Some(Vec::new()) });
+        let identity = self.user.map(|(uid, gid)| Identity { uid, gid, groups: Some(self.groups.clone().unwrap_or_default()) });
+
+        Ok(Plan {
+            argv: CStringArray::new(argv),
+            envp: CStringArray::new(envp),
+            exec_candidates,
+            cwd,
+            hostname,
+            domainname,
+            unshare_cgroup: ns.has(Namespace::Cgroup),
+            time_offsets,
+            root_propagation,
+            steps,
+            become_userns_root,
+            identity,
+            pdeathsig: self.pdeathsig,
+            init: self.init,
+            init_subreaper: self.init && !ns.has(Namespace::Pid),
+        })
+    }
+
+    fn build_env(&self) -> std::result::Result<BTreeMap<OsString, OsString>, ValidationError> {
+        let mut env: BTreeMap<OsString, OsString> =
+            if self.env_clear { BTreeMap::new() } else { std::env::vars_os().collect() };
+        for (k, v) in &self.env {
+            if k.as_bytes().contains(&b'=') || k.is_empty() {
+                return Err(ValidationError::NulByte { field: "environment name", value: k.to_string_lossy().into() });
+            }
+            match v {
+                Some(v) => env.insert(k.clone(), v.clone()),
+                None => env.remove(k),
+            };
+        }
+        Ok(env)
+    }
+
+    /// The paths execve tries, resolved against the child's PATH (the search itself happens
+    /// in the child, so it sees the new root).
+    fn exec_candidates(&self, env: &BTreeMap<OsString, OsString>) -> std::result::Result<Vec<CString>, ValidationError> {
+        let program = Path::new(&self.program);
+        if self.program.as_bytes().contains(&b'/') {
+            return Ok(vec![path_cstring("program", program)?]);
+        }
+        let path = env.get(OsStr::new("PATH")).cloned().unwrap_or_else(|| DEFAULT_PATH.into());
+        let mut out = Vec::new();
+        for dir in std::env::split_paths(&path) {
+            let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+            out.push(path_cstring("program", &dir.join(program))?);
+        }
+        if out.is_empty() {
+            out.push(abs_cstring("program", &Path::new("/usr/bin").join(program))?);
+        }
+        Ok(out)
+    }
+}
+
+fn os_cstring(field: &'static str, s: &OsStr) -> std::result::Result<CString, ValidationError> {
+    cstring(field, s.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::IdMapping;
+
+    #[test]
+    fn rejects_bad_input_before_any_syscall() {
+        let mut c = Command::new("/bin/true");
+        c.arg("a\0b");
+        assert!(matches!(c.validate(), Err(ValidationError::NulByte { field: "argument", .. })));
+
+        let mut c = Command::new("/bin/true");
+        c.unshare(Namespace::Uts).hostname("h".repeat(65));
+        assert_eq!(c.validate(), Err(ValidationError::HostnameTooLong { len: 65 }));
+        c.hostname("h".repeat(64));
+        assert_eq!(c.validate(), Ok(()));
+
+        let mut c = Command::new("/bin/true");
+        c.hostname("x");
+        assert!(matches!(c.validate(), Err(ValidationError::NeedsNamespace { namespace: Namespace::Uts, .. })));
+
+        let mut c = Command::new("/bin/true");
+        c.unshare(Namespace::User)
+            .uid_map(IdMap::new().with(IdMapping::new(0, 1000, 2)).with(IdMapping::new(1, 2000, 1)));
+        assert!(matches!(c.validate(), Err(ValidationError::IdMapOverlap { .. })));
+
+        assert_eq!(Command::new("").validate().err(), Some(ValidationError::EmptyProgram));
+        let mut c = Command::new("/bin/true");
+        c.mount(MountStep::proc("/proc"));
+        assert!(matches!(c.validate(), Err(ValidationError::NeedsNamespace { namespace: Namespace::Mount, .. })));
+        let mut c = Command::new("/bin/true");
+        c.unshare(Namespace::Time).monotonic_offset(ClockOffset { secs: 1, nanos: 1_000_000_000 });
+        assert!(matches!(c.validate(), Err(ValidationError::BadClockOffset { .. })));
+    }
+
+    #[test]
+    fn path_search_candidates() {
+        let mut c = Command::new("sh");
+        c.env_clear().env("PATH", "/a:/b");
+        let plan = c.prepare().unwrap();
+        let got: Vec<_> = plan.exec_candidates.iter().map(|c| c.to_str().unwrap().to_owned()).collect();
+        assert_eq!(got, ["/a/sh", "/b/sh"]);
+        let plan = Command::new("/bin/sh").prepare().unwrap();
+        assert_eq!(plan.exec_candidates.len(), 1);
+    }
+
+    #[test]
+    fn time_offsets_render() {
+        let mut c = Command::new("/bin/true");
+        c.unshare(Namespace::Time)
+            .monotonic_offset(ClockOffset::from_secs(86_400))
+            .boottime_offset(ClockOffset { secs: -5, nanos: 7 });
+        let plan = c.prepare().unwrap();
+        assert_eq!(plan.time_offsets.unwrap().to_str().unwrap(), "monotonic 86400 0\nboottime -5 7\n");
+    }
+}

@@ -1,0 +1,360 @@
+//! Errors: one enum for the crate, a validation enum for bad input, and the child-side
+//! `SpawnError` that names the stage and errno.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::idmap::{IdKind, IdMapping};
+use crate::namespace::Namespace;
+
+/// Everything that can go wrong in `nook-ns`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request was rejected before any system call.
+    #[error("invalid request: {0}")]
+    Invalid(#[from] ValidationError),
+    /// The child failed between clone and exec.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// A system call made by the parent failed.
+    #[error("{call} failed{}: {source}", path_suffix(.path))]
+    Sys {
+        /// The call or operation (e.g. `"clone3"`, `"write uid_map"`).
+        call: &'static str,
+        /// The path it worked on, when there is one.
+        path: Option<PathBuf>,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A helper program (`newuidmap` / `newgidmap`) failed.
+    #[error("{program} failed ({status}): {stderr}")]
+    Helper {
+        /// The helper's name.
+        program: &'static str,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// A namespace file has a different kind than the caller asked for.
+    #[error("{path} is a {actual} namespace, not {expected}")]
+    WrongKind {
+        /// The file that was opened.
+        path: PathBuf,
+        /// The kind the caller asked for.
+        expected: Namespace,
+        /// The kind the kernel reports.
+        actual: Namespace,
+    },
+    /// A user namespace cannot be joined by a thread of a multithreaded process.
+    #[error("a user namespace can only be joined by a single-threaded process (spawn a child into it instead)")]
+    UserNsNeedsSingleThread,
+}
+
+fn path_suffix(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => format!(" on {}", p.display()),
+        None => String::new(),
+    }
+}
+
+impl Error {
+    pub(crate) fn sys(call: &'static str, source: io::Error) -> Self {
+        Error::Sys { call, path: None, source }
+    }
+
+    pub(crate) fn sys_path(call: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Sys { call, path: Some(path.into()), source }
+    }
+
+    /// The OS errno behind this error, if there is one.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Spawn(e) => Some(e.errno),
+            Error::Sys { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// Convenience alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Bad input, found before any system call is made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// A string handed to the kernel contains a NUL byte.
+    #[error("{field} contains a NUL byte: {value:?}")]
+    NulByte {
+        /// Which input (`"program"`, `"argument"`, `"environment"`, `"path"`, ...).
+        field: &'static str,
+        /// The offending value, lossily converted.
+        value: String,
+    },
+    /// The program name is empty.
+    #[error("the program name is empty")]
+    EmptyProgram,
+    /// The hostname is longer than the kernel's 64 bytes.
+    #[error("hostname is {len} bytes; the kernel allows at most 64")]
+    HostnameTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// The NIS domain name is longer than the kernel's 64 bytes.
+    #[error("NIS domain name is {len} bytes; the kernel allows at most 64")]
+    DomainnameTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// An id-map range has a count of zero.
+    #[error("{kind} map range {range} is empty")]
+    IdMapEmptyRange {
+        /// uid or gid.
+        kind: IdKind,
+        /// The range.
+        range: IdMapping,
+    },
+    /// An id-map range runs past the largest valid id (4294967294).
+    #[error("{kind} map range {range} runs past the largest id")]
+    IdMapOverflow {
+        /// uid or gid.
+        kind: IdKind,
+        /// The range.
+        range: IdMapping,
+    },
+    /// Two ranges of an id map overlap (inside or outside).
+    #[error("{kind} map ranges {first} and {second} overlap {side} the namespace")]
+    IdMapOverlap {
+        /// uid or gid.
+        kind: IdKind,
+        /// `"inside"` or `"outside"`.
+        side: &'static str,
+        /// One range.
+        first: IdMapping,
+        /// The other range.
+        second: IdMapping,
+    },
+    /// An id map has more ranges than the kernel accepts (340).
+    #[error("{kind} map has {count} ranges; the kernel accepts at most 340")]
+    IdMapTooManyRanges {
+        /// uid or gid.
+        kind: IdKind,
+        /// How many were given.
+        count: usize,
+    },
+    /// An id map has no ranges.
+    #[error("{kind} map has no ranges")]
+    IdMapEmpty {
+        /// uid or gid.
+        kind: IdKind,
+    },
+    /// A setting needs a namespace that is not in the set.
+    #[error("{setting} needs a new {namespace} namespace, which is not in the namespace set")]
+    NeedsNamespace {
+        /// What was asked for (`"hostname"`, `"uid map"`, ...).
+        setting: &'static str,
+        /// The namespace it needs.
+        namespace: Namespace,
+    },
+    /// A path that must be absolute is relative.
+    #[error("{field} must be an absolute path: {path}")]
+    RelativePath {
+        /// Which input.
+        field: &'static str,
+        /// The path.
+        path: PathBuf,
+    },
+    /// A namespace name for `/run/netns` is unusable.
+    #[error("invalid namespace name {name:?}: {reason}")]
+    BadName {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A clock offset is out of range.
+    #[error("clock offset nanoseconds must be below 1e9, got {nanos}")]
+    BadClockOffset {
+        /// The nanoseconds given.
+        nanos: u32,
+    },
+    /// A signal number is invalid.
+    #[error("invalid signal number {signal}")]
+    BadSignal {
+        /// The number given.
+        signal: i32,
+    },
+}
+
+/// The step of child setup that failed. Stages run in declaration order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u32)]
+pub enum Stage {
+    /// The child was never created (clone3/clone failed in the parent).
+    Clone = 1,
+    /// Reading the parent's "go" byte.
+    WaitForParent,
+    /// `prctl(PR_SET_PDEATHSIG)` or `PR_SET_CHILD_SUBREAPER`.
+    Prctl,
+    /// Redirecting stdin/stdout/stderr.
+    Stdio,
+    /// `unshare(CLONE_NEWCGROUP)` after the parent placed the child in its cgroup.
+    CgroupNamespace,
+    /// `unshare(CLONE_NEWTIME)` or entering the new time namespace.
+    TimeNamespace,
+    /// Writing `/proc/self/timens_offsets`.
+    TimeOffsets,
+    /// `sethostname`.
+    Hostname,
+    /// `setdomainname`.
+    Domainname,
+    /// Making `/` private (or the chosen propagation) in the new mount namespace.
+    RootPropagation,
+    /// A mount step: see `SpawnError::step` for which one.
+    Mount,
+    /// `pivot_root` (or the bind / chdir / detach around it).
+    PivotRoot,
+    /// `chdir` to the working directory.
+    Chdir,
+    /// `setgroups`.
+    SetGroups,
+    /// `setresgid`.
+    SetGid,
+    /// `setresuid`.
+    SetUid,
+    /// A user `pre_exec` hook; see `SpawnError::step` for which one.
+    PreExec,
+    /// The init process could not fork the payload.
+    InitFork,
+    /// `execve` of the program (every candidate path failed).
+    Exec,
+}
+
+impl Stage {
+    pub(crate) fn from_u32(v: u32) -> Option<Stage> {
+        use Stage::*;
+        const ALL: [Stage; 19] = [
+            Clone,
+            WaitForParent,
+            Prctl,
+            Stdio,
+            CgroupNamespace,
+            TimeNamespace,
+            TimeOffsets,
+            Hostname,
+            Domainname,
+            RootPropagation,
+            Mount,
+            PivotRoot,
+            Chdir,
+            SetGroups,
+            SetGid,
+            SetUid,
+            PreExec,
+            InitFork,
+            Exec,
+        ];
+        ALL.into_iter().find(|s| *s as u32 == v)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A failure of the child between clone and exec: which stage and the errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnError {
+    /// The stage that failed.
+    pub stage: Stage,
+    /// The errno it failed with.
+    pub errno: i32,
+    /// For `Stage::Mount` and `Stage::PreExec`: the index of the step or hook.
+    pub step: Option<usize>,
+}
+
+impl SpawnError {
+    /// The errno as an `io::Error`.
+    pub fn io_error(&self) -> io::Error {
+        io::Error::from_raw_os_error(self.errno)
+    }
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "child setup failed at stage {}", self.stage)?;
+        if let Some(step) = self.step {
+            write!(f, " (step {step})")?;
+        }
+        write!(f, ": {}", self.io_error())
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// The fixed-size record the child writes on the error pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ErrorRecord {
+    pub stage: u32,
+    pub errno: i32,
+    pub step: u32,
+}
+
+impl ErrorRecord {
+    pub const SIZE: usize = 12;
+    pub const NO_STEP: u32 = u32::MAX;
+
+    pub fn encode(&self) -> [u8; Self::SIZE] {
+        let mut b = [0u8; Self::SIZE];
+        b[0..4].copy_from_slice(&self.stage.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.errno.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.step.to_ne_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8; Self::SIZE]) -> Self {
+        let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        ErrorRecord {
+            stage: u32::from_ne_bytes(word(0)),
+            errno: i32::from_ne_bytes(word(4)),
+            step: u32::from_ne_bytes(word(8)),
+        }
+    }
+
+    pub fn into_spawn_error(self) -> SpawnError {
+        SpawnError {
+            stage: Stage::from_u32(self.stage).unwrap_or(Stage::Exec),
+            errno: self.errno,
+            step: (self.step != Self::NO_STEP).then_some(self.step as usize),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trip() {
+        let r = ErrorRecord { stage: Stage::PivotRoot as u32, errno: libc::EINVAL, step: 3 };
+        let e = ErrorRecord::decode(&r.encode()).into_spawn_error();
+        assert_eq!(e, SpawnError { stage: Stage::PivotRoot, errno: libc::EINVAL, step: Some(3) });
+        for v in 1..=19 {
+            assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
+        }
+    }
+
+    #[test]
+    fn display_names_stage_and_errno() {
+        let e = SpawnError { stage: Stage::Exec, errno: libc::ENOENT, step: None };
+        let s = e.to_string();
+        assert!(s.contains("Exec") && s.contains("No such file"), "{s}");
+    }
+}

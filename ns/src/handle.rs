@@ -1,0 +1,140 @@
+//! [`NsFd`]: an open namespace of a known kind, and [`NsId`]: a namespace's identity.
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::mount::path_cstring;
+use crate::namespace::Namespace;
+use crate::sys::{self, consts};
+
+/// A namespace's identity: the device and inode of its nsfs file. Two processes are in
+/// the same namespace exactly when these are equal (`/proc/PID/ns/net -> net:[inode]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct NsId {
+    /// `st_dev` of the nsfs file.
+    pub dev: u64,
+    /// `st_ino` of the nsfs file (the number in `net:[...]`).
+    pub ino: u64,
+}
+
+impl fmt::Display for NsId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}]", self.ino)
+    }
+}
+
+/// An open file descriptor to a namespace of a known kind.
+///
+/// Holding it keeps the namespace alive (even after every process in it has exited).
+#[derive(Debug)]
+pub struct NsFd {
+    fd: OwnedFd,
+    kind: Namespace,
+}
+
+impl NsFd {
+    /// Opens `path` (e.g. `/proc/PID/ns/net`, `/run/netns/NAME`) and checks with
+    /// `NS_GET_NSTYPE` that it is a namespace of kind `kind`.
+    pub fn open(path: impl AsRef<Path>, kind: Namespace) -> Result<NsFd> {
+        let path = path.as_ref();
+        let c = path_cstring("namespace path", path)?;
+        let fd = sys::open(&c, libc::O_RDONLY).map_err(|e| Error::sys_path("open", path, e))?;
+        let actual = nstype(fd.as_fd()).map_err(|e| Error::sys_path("ioctl(NS_GET_NSTYPE)", path, e))?;
+        if actual != kind {
+            return Err(Error::WrongKind { path: path.to_owned(), expected: kind, actual });
+        }
+        Ok(NsFd { fd, kind })
+    }
+
+    /// The namespace of kind `kind` of process `pid`.
+    pub fn of_pid(pid: u32, kind: Namespace) -> Result<NsFd> {
+        NsFd::open(format!("/proc/{pid}/ns/{}", kind.proc_name()), kind)
+    }
+
+    /// The calling thread's namespace of kind `kind`.
+    pub fn current(kind: Namespace) -> Result<NsFd> {
+        NsFd::open(format!("/proc/thread-self/ns/{}", kind.proc_name()), kind)
+    }
+
+    /// Wraps an fd, asking the kernel for its kind.
+    pub fn from_fd(fd: OwnedFd) -> Result<NsFd> {
+        let kind = nstype(fd.as_fd()).map_err(|e| Error::sys("ioctl(NS_GET_NSTYPE)", e))?;
+        Ok(NsFd { fd, kind })
+    }
+
+    /// The kind of this namespace.
+    pub fn kind(&self) -> Namespace {
+        self.kind
+    }
+
+    /// Its identity.
+    pub fn id(&self) -> Result<NsId> {
+        let (dev, ino) = sys::fstat_id(self.fd.as_fd()).map_err(|e| Error::sys("fstat", e))?;
+        Ok(NsId { dev, ino })
+    }
+
+    /// The user namespace that owns this namespace (`NS_GET_USERNS`).
+    pub fn owner(&self) -> Result<NsFd> {
+        let fd = sys::ns_ioctl_fd(self.fd.as_fd(), consts::NS_GET_USERNS)
+            .map_err(|e| Error::sys("ioctl(NS_GET_USERNS)", e))?;
+        Ok(NsFd { fd, kind: Namespace::User })
+    }
+
+    /// The parent of a pid or user namespace (`NS_GET_PARENT`); `EPERM` at the top of the
+    /// caller's view, `EINVAL` for other kinds.
+    pub fn parent(&self) -> Result<NsFd> {
+        let fd = sys::ns_ioctl_fd(self.fd.as_fd(), consts::NS_GET_PARENT)
+            .map_err(|e| Error::sys("ioctl(NS_GET_PARENT)", e))?;
+        Ok(NsFd { fd, kind: self.kind })
+    }
+
+    /// For a user namespace: the uid of its creator, in the caller's user namespace
+    /// (`NS_GET_OWNER_UID`).
+    pub fn owner_uid(&self) -> Result<u32> {
+        sys::ns_owner_uid(self.fd.as_fd()).map_err(|e| Error::sys("ioctl(NS_GET_OWNER_UID)", e))
+    }
+
+    /// Duplicates the handle.
+    pub fn try_clone(&self) -> Result<NsFd> {
+        Ok(NsFd { fd: self.fd.try_clone().map_err(|e| Error::sys("dup", e))?, kind: self.kind })
+    }
+
+    /// Moves the *calling thread* into this namespace (`setns`). Prefer [`crate::run_in`]
+    /// or [`crate::NsGuard`], which come back.
+    pub fn enter(&self) -> Result<()> {
+        sys::setns(self.fd.as_fd(), self.kind.clone_flag() as libc::c_int).map_err(|e| Error::sys("setns", e))
+    }
+
+    /// A path that names this namespace while the fd is open (`/proc/self/fd/N`).
+    pub fn proc_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+    }
+}
+
+impl AsFd for NsFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl From<NsFd> for OwnedFd {
+    fn from(ns: NsFd) -> OwnedFd {
+        ns.fd
+    }
+}
+
+fn nstype(fd: BorrowedFd<'_>) -> std::io::Result<Namespace> {
+    let t = sys::ns_ioctl_int(fd, consts::NS_GET_NSTYPE)?;
+    Namespace::from_clone_flag(t as u32 as u64).ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The identity of `pid`'s namespace of kind `kind` (a `stat` of `/proc/PID/ns/KIND`).
+pub fn ns_id(pid: u32, kind: Namespace) -> Result<NsId> {
+    let path = format!("/proc/{pid}/ns/{}", kind.proc_name());
+    let c = CString::new(path.clone()).expect("no NUL in a formatted path");
+    let (dev, ino) = sys::stat_id(&c).map_err(|e| Error::sys_path("stat", path, e))?;
+    Ok(NsId { dev, ino })
+}

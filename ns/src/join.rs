@@ -1,0 +1,156 @@
+//! Joining namespaces: by fd or path ([`NsFd::enter`]), several at once through a pidfd
+//! ([`join_pidfd`]), temporarily with a guard that always comes back ([`NsGuard`]), and on a
+//! dedicated thread ([`run_in`]) so the caller's own thread never moves.
+
+use std::marker::PhantomData;
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::handle::NsFd;
+use crate::namespace::{Namespace, NamespaceSet};
+use crate::sys;
+
+/// Moves the calling thread into the namespace at `path` (of kind `kind`).
+pub fn join_path(path: impl AsRef<Path>, kind: Namespace) -> Result<()> {
+    NsFd::open(path, kind)?.enter()
+}
+
+/// Moves the calling thread into several namespaces of the process behind `pidfd` in one
+/// atomic `setns` (Linux 5.8+). Joining a user namespace needs a single-threaded process.
+pub fn join_pidfd(pidfd: BorrowedFd<'_>, set: NamespaceSet) -> Result<()> {
+    if set.has(Namespace::User) && !single_threaded() {
+        return Err(Error::UserNsNeedsSingleThread);
+    }
+    sys::setns(pidfd, set.bits() as libc::c_int).map_err(|e| Error::sys("setns(pidfd)", e))
+}
+
+/// Opens a pidfd for `pid` (for [`join_pidfd`] on a process you did not spawn).
+pub fn pidfd_open(pid: u32) -> Result<std::os::fd::OwnedFd> {
+    sys::pidfd_open(pid as libc::pid_t).map_err(|e| Error::sys("pidfd_open", e))
+}
+
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(false)
+}
+
+/// The calling thread's current namespace of `kind`, in the form `setns` restores: for pid
+/// and time namespaces `setns` changes the namespace *for children*, so that is saved.
+fn current_for_restore(kind: Namespace) -> Result<NsFd> {
+    match kind {
+        Namespace::Pid => NsFd::open("/proc/thread-self/ns/pid_for_children", kind),
+        Namespace::Time => NsFd::open("/proc/thread-self/ns/time_for_children", kind),
+        _ => NsFd::current(kind),
+    }
+}
+
+/// Keeps the calling thread in other namespaces until it is dropped or
+/// [`NsGuard::restore`]d; then the thread returns to where it was. If coming back fails the
+/// process aborts rather than keep running a thread in the wrong namespace.
+///
+/// The guard is `!Send`: it must be dropped on the thread that entered. Entering a mount
+/// namespace first detaches the thread's filesystem context (`unshare(CLONE_FS)`), as the
+/// kernel requires.
+///
+/// ```no_run
+/// use nook_ns::{NetNs, NsGuard};
+///
+/// let ns = NetNs::new()?;
+/// {
+///     let _inside = NsGuard::enter(ns.ns())?;
+///     // sockets opened here belong to `ns`
+/// }
+/// // back in the original network namespace
+/// # Ok::<(), nook_ns::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct NsGuard {
+    saved: Vec<NsFd>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl NsGuard {
+    /// Enters one namespace.
+    pub fn enter(target: &NsFd) -> Result<NsGuard> {
+        NsGuard::enter_all(&[target])
+    }
+
+    /// Enters several namespaces, user first and mount last. If one fails, those already
+    /// entered are left again before the error is returned.
+    pub fn enter_all(targets: &[&NsFd]) -> Result<NsGuard> {
+        let mut sorted: Vec<&NsFd> = targets.to_vec();
+        sorted.sort_by_key(|t| t.kind());
+        let mut guard = NsGuard { saved: Vec::with_capacity(sorted.len()), _not_send: PhantomData };
+        for target in sorted {
+            if target.kind() == Namespace::User && !single_threaded() {
+                return Err(Error::UserNsNeedsSingleThread);
+            }
+            if target.kind() == Namespace::Mount {
+                sys::unshare(libc::CLONE_FS).map_err(|e| Error::sys("unshare(CLONE_FS)", e))?;
+            }
+            let saved = current_for_restore(target.kind())?;
+            target.enter()?;
+            guard.saved.push(saved);
+        }
+        Ok(guard)
+    }
+
+    /// Returns to the saved namespaces (in reverse order), reporting the first failure.
+    pub fn restore(mut self) -> Result<()> {
+        self.restore_inner()
+    }
+
+    fn restore_inner(&mut self) -> Result<()> {
+        let mut first_err = None;
+        while let Some(saved) = self.saved.pop() {
+            if let Err(e) = saved.enter() {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for NsGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.restore_inner() {
+            eprintln!("nook-ns: cannot return the thread to its namespace ({e}); aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// Runs `f` on a dedicated thread that first enters `targets`, and returns its result.
+/// The caller's thread never changes namespace; the helper thread restores its namespaces
+/// (also when `f` panics — the panic is then resumed on the caller's thread) and exits.
+///
+/// User namespaces cannot be entered this way (a multithreaded process may not join one).
+///
+/// ```no_run
+/// use nook_ns::{NetNs, run_in};
+///
+/// let ns = NetNs::new()?;
+/// let links = run_in(&[ns.ns()], || std::fs::read_dir("/sys/class/net").map(|d| d.count()))?;
+/// # Ok::<(), nook_ns::Error>(())
+/// ```
+pub fn run_in<T, F>(targets: &[&NsFd], f: F) -> Result<T>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    if targets.iter().any(|t| t.kind() == Namespace::User) {
+        return Err(Error::UserNsNeedsSingleThread);
+    }
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| -> Result<T> {
+            let guard = NsGuard::enter_all(targets)?;
+            let out = f();
+            guard.restore()?;
+            Ok(out)
+        });
+        match handle.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}

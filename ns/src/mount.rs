@@ -1,0 +1,493 @@
+//! Mount propagation and the mount steps a child runs in its new mount namespace.
+//!
+//! [`MountStep`] is pure data (serde). The parent turns a list of steps into
+//! [`PreparedStep`]s — every path already a `CString`, every flag computed — and the child
+//! runs them without allocating. [`set_propagation`] is the parent-side call for the
+//! caller's own mount namespace.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, ValidationError};
+use crate::sys::{self, raw};
+
+/// Mount propagation type (shared subtrees, `Documentation/filesystems/sharedsubtree.rst`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Propagation {
+    /// Mount and unmount events propagate to and from peers (`MS_SHARED`).
+    Shared,
+    /// Events propagate from the master into this mount, not back (`MS_SLAVE`).
+    Slave,
+    /// No propagation either way (`MS_PRIVATE`).
+    Private,
+    /// Private, and cannot be bind-mounted (`MS_UNBINDABLE`).
+    Unbindable,
+}
+
+impl Propagation {
+    /// The `MS_*` flag, plus `MS_REC` when `recursive`.
+    pub const fn flags(self, recursive: bool) -> libc::c_ulong {
+        let base = match self {
+            Propagation::Shared => libc::MS_SHARED,
+            Propagation::Slave => libc::MS_SLAVE,
+            Propagation::Private => libc::MS_PRIVATE,
+            Propagation::Unbindable => libc::MS_UNBINDABLE,
+        };
+        if recursive { base | libc::MS_REC } else { base }
+    }
+}
+
+/// Changes the propagation type of the mount at `path` in the caller's mount namespace.
+///
+/// Affects every thread sharing the caller's mount namespace; to experiment safely, call
+/// it on a thread that did `unshare(CLONE_NEWNS)` or inside a child's namespace.
+pub fn set_propagation(path: &Path, propagation: Propagation, recursive: bool) -> Result<()> {
+    let c = path_cstring("path", path)?;
+    sys::mount(None, &c, None, propagation.flags(recursive), None)
+        .map_err(|e| Error::sys_path("mount (propagation)", path, e))
+}
+
+/// Bind-mounts `source` onto `target` in the caller's mount namespace (parent-side helper).
+pub fn bind(source: &Path, target: &Path, recursive: bool) -> Result<()> {
+    let s = path_cstring("source", source)?;
+    let t = path_cstring("target", target)?;
+    let flags = libc::MS_BIND | if recursive { libc::MS_REC } else { 0 };
+    sys::mount(Some(&s), &t, None, flags, None).map_err(|e| Error::sys_path("mount (bind)", target, e))
+}
+
+/// Mounts a tmpfs at `target` in the caller's mount namespace (parent-side helper).
+pub fn mount_tmpfs(target: &Path, options: Option<&str>) -> Result<()> {
+    let t = path_cstring("target", target)?;
+    let data = options.map(|o| cstring("tmpfs options", o.as_bytes())).transpose()?;
+    sys::mount(Some(c"tmpfs"), &t, Some(c"tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, data.as_deref())
+        .map_err(|e| Error::sys_path("mount (tmpfs)", target, e))
+}
+
+/// Unmounts `target` (lazily with `detach`) in the caller's mount namespace.
+pub fn unmount(target: &Path, detach: bool) -> Result<()> {
+    let t = path_cstring("target", target)?;
+    sys::umount2(&t, if detach { libc::MNT_DETACH } else { 0 }).map_err(|e| Error::sys_path("umount2", target, e))
+}
+
+/// One mount-namespace step run by the child, in order, after `/` got its propagation.
+///
+/// Paths are absolute. Paths after a [`MountStep::PivotRoot`] are inside the new root.
+///
+/// ```
+/// use nook_ns::MountStep;
+///
+/// let steps = [
+///     MountStep::bind("/srv/rootfs", "/srv/rootfs").recursive(),
+///     MountStep::proc("/srv/rootfs/proc"),
+///     MountStep::tmpfs("/srv/rootfs/tmp", Some("size=16m,mode=1777")),
+///     MountStep::pivot_root("/srv/rootfs"),
+///     MountStep::remount_read_only("/"),
+///     MountStep::mask("/proc/kcore"),
+/// ];
+/// assert_eq!(steps.len(), 6);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+#[non_exhaustive]
+pub enum MountStep {
+    /// Bind `source` onto `target`, optionally recursive and read-only.
+    Bind {
+        /// What to bind.
+        source: PathBuf,
+        /// Where.
+        target: PathBuf,
+        /// Remount the bind read-only afterwards.
+        read_only: bool,
+        /// `MS_REC`: bring submounts along (and make them read-only too).
+        recursive: bool,
+    },
+    /// A new `proc` instance (shows the child's pid namespace).
+    Proc {
+        /// Mount point.
+        target: PathBuf,
+    },
+    /// A new `sysfs` instance (shows the child's network namespace).
+    Sysfs {
+        /// Mount point.
+        target: PathBuf,
+        /// Mount it read-only.
+        read_only: bool,
+    },
+    /// A new `tmpfs`, with optional options such as `size=64m,mode=755`.
+    Tmpfs {
+        /// Mount point.
+        target: PathBuf,
+        /// The data string.
+        options: Option<String>,
+    },
+    /// A new, private `devpts` instance (`newinstance,ptmxmode=0666,mode=0620` by default).
+    Devpts {
+        /// Mount point.
+        target: PathBuf,
+        /// The data string.
+        options: Option<String>,
+    },
+    /// A new `mqueue` instance (shows the child's IPC namespace's POSIX queues).
+    Mqueue {
+        /// Mount point.
+        target: PathBuf,
+    },
+    /// Change the propagation type of a mount.
+    Propagation {
+        /// The mount.
+        target: PathBuf,
+        /// The new type.
+        propagation: Propagation,
+        /// Apply to all submounts.
+        recursive: bool,
+    },
+    /// Make `new_root` the root: it is bind-mounted onto itself, `pivot_root` moves the old
+    /// root on top of it, and the old root is detached (no `put_old` directory needed).
+    PivotRoot {
+        /// The new root directory.
+        new_root: PathBuf,
+    },
+    /// Remount an existing mount read-only (keeping its nosuid/nodev/noexec flags).
+    RemountReadOnly {
+        /// The mount.
+        target: PathBuf,
+        /// Also every submount (`mount_setattr(AT_RECURSIVE)`).
+        recursive: bool,
+    },
+    /// Hide a path: a read-only empty tmpfs over a directory, `/dev/null` over a file.
+    /// A path that does not exist is skipped.
+    Mask {
+        /// The path to hide.
+        target: PathBuf,
+    },
+    /// Create a directory (an existing one is fine).
+    MakeDir {
+        /// The directory.
+        path: PathBuf,
+        /// Its mode (before the umask).
+        mode: u32,
+    },
+}
+
+impl MountStep {
+    /// A non-recursive, read-write bind mount (see [`MountStep::read_only`],
+    /// [`MountStep::recursive`]).
+    pub fn bind(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Self {
+        MountStep::Bind { source: source.into(), target: target.into(), read_only: false, recursive: false }
+    }
+
+    /// A `proc` mount.
+    pub fn proc(target: impl Into<PathBuf>) -> Self {
+        MountStep::Proc { target: target.into() }
+    }
+
+    /// A read-only `sysfs` mount.
+    pub fn sysfs(target: impl Into<PathBuf>) -> Self {
+        MountStep::Sysfs { target: target.into(), read_only: true }
+    }
+
+    /// A `tmpfs` mount.
+    pub fn tmpfs(target: impl Into<PathBuf>, options: Option<&str>) -> Self {
+        MountStep::Tmpfs { target: target.into(), options: options.map(str::to_owned) }
+    }
+
+    /// A private `devpts` mount.
+    pub fn devpts(target: impl Into<PathBuf>) -> Self {
+        MountStep::Devpts { target: target.into(), options: None }
+    }
+
+    /// An `mqueue` mount.
+    pub fn mqueue(target: impl Into<PathBuf>) -> Self {
+        MountStep::Mqueue { target: target.into() }
+    }
+
+    /// A propagation change.
+    pub fn propagation(target: impl Into<PathBuf>, propagation: Propagation, recursive: bool) -> Self {
+        MountStep::Propagation { target: target.into(), propagation, recursive }
+    }
+
+    /// `pivot_root` into `new_root`.
+    pub fn pivot_root(new_root: impl Into<PathBuf>) -> Self {
+        MountStep::PivotRoot { new_root: new_root.into() }
+    }
+
+    /// A non-recursive read-only remount.
+    pub fn remount_read_only(target: impl Into<PathBuf>) -> Self {
+        MountStep::RemountReadOnly { target: target.into(), recursive: false }
+    }
+
+    /// Mask a path.
+    pub fn mask(target: impl Into<PathBuf>) -> Self {
+        MountStep::Mask { target: target.into() }
+    }
+
+    /// Create a directory with mode 0755.
+    pub fn mkdir(path: impl Into<PathBuf>) -> Self {
+        MountStep::MakeDir { path: path.into(), mode: 0o755 }
+    }
+
+    /// For `Bind`: make it read-only. Other steps are returned unchanged.
+    #[must_use]
+    pub fn read_only(mut self) -> Self {
+        if let MountStep::Bind { read_only, .. } | MountStep::Sysfs { read_only, .. } = &mut self {
+            *read_only = true;
+        }
+        self
+    }
+
+    /// For `Bind`, `Propagation` and `RemountReadOnly`: apply to submounts too.
+    #[must_use]
+    pub fn recursive(mut self) -> Self {
+        if let MountStep::Bind { recursive, .. }
+        | MountStep::Propagation { recursive, .. }
+        | MountStep::RemountReadOnly { recursive, .. } = &mut self
+        {
+            *recursive = true;
+        }
+        self
+    }
+
+    /// Converts to the child's allocation-free form, validating paths and options.
+    pub(crate) fn prepare(&self) -> std::result::Result<PreparedStep, ValidationError> {
+        const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        let fs = |source: &'static std::ffi::CStr,
+                  target: &Path,
+                  fstype: &'static std::ffi::CStr,
+                  flags: libc::c_ulong,
+                  data: Option<&str>| {
+            Ok(PreparedStep::Mount {
+                source: Some(source.to_owned()),
+                target: abs_cstring("mount target", target)?,
+                fstype: Some(fstype.to_owned()),
+                flags,
+                data: data.map(|d| cstring("mount options", d.as_bytes())).transpose()?,
+                read_only: ReadOnly::No,
+            })
+        };
+        match self {
+            MountStep::Bind { source, target, read_only, recursive } => Ok(PreparedStep::Mount {
+                source: Some(abs_cstring("bind source", source)?),
+                target: abs_cstring("bind target", target)?,
+                fstype: None,
+                flags: libc::MS_BIND | if *recursive { libc::MS_REC } else { 0 },
+                data: None,
+                read_only: match (read_only, recursive) {
+                    (false, _) => ReadOnly::No,
+                    (true, false) => ReadOnly::Top,
+                    (true, true) => ReadOnly::Tree,
+                },
+            }),
+            MountStep::Proc { target } => fs(c"proc", target, c"proc", NOSUID_NODEV_NOEXEC, None),
+            MountStep::Sysfs { target, read_only } => fs(
+                c"sysfs",
+                target,
+                c"sysfs",
+                NOSUID_NODEV_NOEXEC | if *read_only { libc::MS_RDONLY } else { 0 },
+                None,
+            ),
+            MountStep::Tmpfs { target, options } => {
+                fs(c"tmpfs", target, c"tmpfs", libc::MS_NOSUID | libc::MS_NODEV, options.as_deref())
+            }
+            MountStep::Devpts { target, options } => fs(
+                c"devpts",
+                target,
+                c"devpts",
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                Some(options.as_deref().unwrap_or("newinstance,ptmxmode=0666,mode=0620")),
+            ),
+            MountStep::Mqueue { target } => fs(c"mqueue", target, c"mqueue", NOSUID_NODEV_NOEXEC, None),
+            MountStep::Propagation { target, propagation, recursive } => Ok(PreparedStep::Propagation {
+                target: abs_cstring("propagation target", target)?,
+                flags: propagation.flags(*recursive),
+            }),
+            MountStep::PivotRoot { new_root } => {
+                Ok(PreparedStep::PivotRoot { new_root: abs_cstring("pivot_root new root", new_root)? })
+            }
+            MountStep::RemountReadOnly { target, recursive } => Ok(PreparedStep::RemountReadOnly {
+                target: abs_cstring("read-only remount target", target)?,
+                recursive: *recursive,
+            }),
+            MountStep::Mask { target } => Ok(PreparedStep::Mask { target: abs_cstring("masked path", target)? }),
+            MountStep::MakeDir { path, mode } => {
+                Ok(PreparedStep::MakeDir { path: abs_cstring("directory", path)?, mode: *mode as libc::mode_t })
+            }
+        }
+    }
+}
+
+/// Whether and how a mount is made read-only after it is mounted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReadOnly {
+    No,
+    Top,
+    Tree,
+}
+
+/// A mount step with every string converted; run by the child without allocating.
+#[derive(Debug)]
+pub(crate) enum PreparedStep {
+    Mount {
+        source: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+        read_only: ReadOnly,
+    },
+    Propagation {
+        target: CString,
+        flags: libc::c_ulong,
+    },
+    PivotRoot {
+        new_root: CString,
+    },
+    RemountReadOnly {
+        target: CString,
+        recursive: bool,
+    },
+    Mask {
+        target: CString,
+    },
+    MakeDir {
+        path: CString,
+        mode: libc::mode_t,
+    },
+}
+
+fn opt_ptr(s: &Option<CString>) -> *const libc::c_char {
+    s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
+}
+
+impl PreparedStep {
+    /// Runs the step in the child. Allocation-free; returns (is_pivot, errno) on failure.
+    pub(crate) fn run(&self) -> Result<(), (crate::error::Stage, i32)> {
+        use crate::error::Stage;
+        let fail = |stage: Stage| move |errno: i32| (stage, errno);
+        match self {
+            PreparedStep::Mount { source, target, fstype, flags, data, read_only } => {
+                let e = sys::mount_raw(opt_ptr(source), target.as_ptr(), opt_ptr(fstype), *flags, opt_ptr(data));
+                if e != 0 {
+                    return Err((Stage::Mount, e));
+                }
+                match read_only {
+                    ReadOnly::No => Ok(()),
+                    ReadOnly::Top => remount_ro(target.as_ptr()).map_err(fail(Stage::Mount)),
+                    ReadOnly::Tree => remount_ro_tree(target.as_ptr()).map_err(fail(Stage::Mount)),
+                }
+            }
+            PreparedStep::Propagation { target, flags } => {
+                nonzero(sys::mount_raw(std::ptr::null(), target.as_ptr(), std::ptr::null(), *flags, std::ptr::null()))
+                    .map_err(fail(Stage::Mount))
+            }
+            PreparedStep::PivotRoot { new_root } => pivot_root(new_root.as_ptr()).map_err(fail(Stage::PivotRoot)),
+            PreparedStep::RemountReadOnly { target, recursive } => if *recursive {
+                remount_ro_tree(target.as_ptr())
+            } else {
+                remount_ro(target.as_ptr())
+            }
+            .map_err(fail(Stage::Mount)),
+            PreparedStep::Mask { target } => mask(target.as_ptr()).map_err(fail(Stage::Mount)),
+            PreparedStep::MakeDir { path, mode } => match raw::mkdir(path.as_ptr(), *mode) {
+                0 | libc::EEXIST => Ok(()),
+                e => Err((Stage::Mount, e)),
+            },
+        }
+    }
+}
+
+fn nonzero(errno: i32) -> Result<(), i32> {
+    if errno == 0 { Ok(()) } else { Err(errno) }
+}
+
+/// Bind-remount read-only, keeping the flags the kernel may have locked (nosuid, nodev,
+/// noexec, atime flags) — dropping them is EPERM inside a user namespace.
+fn remount_ro(target: *const libc::c_char) -> Result<(), i32> {
+    let kept = raw::mount_flags(target)?;
+    let flags = kept | libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+    nonzero(sys::mount_raw(std::ptr::null(), target, std::ptr::null(), flags, std::ptr::null()))
+}
+
+fn remount_ro_tree(target: *const libc::c_char) -> Result<(), i32> {
+    match raw::make_tree_read_only(target) {
+        0 => Ok(()),
+        libc::ENOSYS => remount_ro(target),
+        e => Err(e),
+    }
+}
+
+fn pivot_root(new_root: *const libc::c_char) -> Result<(), i32> {
+    let dot = c".".as_ptr();
+    // The new root must be a mount point: bind it onto itself.
+    nonzero(sys::mount_raw(new_root, new_root, std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
+    nonzero(raw::chdir(new_root))?;
+    // pivot_root(".", "."): the old root ends up stacked on top of the new one at "/".
+    nonzero(raw::pivot_root(dot, dot))?;
+    // Never let the detach below propagate back to the host's mounts.
+    nonzero(sys::mount_raw(std::ptr::null(), dot, std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;
+    nonzero(raw::umount2(dot, libc::MNT_DETACH))?;
+    nonzero(raw::chdir(c"/".as_ptr()))
+}
+
+fn mask(target: *const libc::c_char) -> Result<(), i32> {
+    let is_dir = match raw::is_dir(target) {
+        Ok(d) => d,
+        Err(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let e = if is_dir {
+        sys::mount_raw(c"tmpfs".as_ptr(), target, c"tmpfs".as_ptr(), libc::MS_RDONLY, c"size=0,mode=000".as_ptr())
+    } else {
+        sys::mount_raw(c"/dev/null".as_ptr(), target, std::ptr::null(), libc::MS_BIND, std::ptr::null())
+    };
+    nonzero(e)
+}
+
+pub(crate) fn cstring(field: &'static str, bytes: &[u8]) -> std::result::Result<CString, ValidationError> {
+    CString::new(bytes)
+        .map_err(|_| ValidationError::NulByte { field, value: String::from_utf8_lossy(bytes).into_owned() })
+}
+
+pub(crate) fn path_cstring(field: &'static str, path: &Path) -> std::result::Result<CString, ValidationError> {
+    use std::os::unix::ffi::OsStrExt;
+    cstring(field, path.as_os_str().as_bytes())
+}
+
+pub(crate) fn abs_cstring(field: &'static str, path: &Path) -> std::result::Result<CString, ValidationError> {
+    if !path.is_absolute() {
+        return Err(ValidationError::RelativePath { field, path: path.to_owned() });
+    }
+    path_cstring(field, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn propagation_flags() {
+        assert_eq!(Propagation::Private.flags(true), libc::MS_PRIVATE | libc::MS_REC);
+        assert_eq!(Propagation::Slave.flags(false), libc::MS_SLAVE);
+    }
+
+    #[test]
+    fn prepare_rejects_relative_and_nul() {
+        assert!(matches!(MountStep::proc("proc").prepare(), Err(ValidationError::RelativePath { .. })));
+        assert!(matches!(
+            MountStep::tmpfs("/tmp/x", Some("size=1\0")).prepare(),
+            Err(ValidationError::NulByte { field: "mount options", .. })
+        ));
+        let ro = MountStep::bind("/a", "/b").read_only().recursive().prepare().unwrap();
+        assert!(matches!(ro, PreparedStep::Mount { read_only: ReadOnly::Tree, flags, .. } if flags & libc::MS_REC != 0));
+    }
+
+    #[test]
+    fn serde_shape() {
+        let step = MountStep::bind("/a", "/b").read_only();
+        let json = serde_json::to_string(&step).unwrap();
+        assert!(json.contains("\"type\":\"bind\""), "{json}");
+        assert_eq!(serde_json::from_str::<MountStep>(&json).unwrap(), step);
+    }
+}

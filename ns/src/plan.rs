@@ -1,0 +1,282 @@
+//! The child's precomputed plan and the allocation-free code that runs it.
+//!
+//! Everything the child needs — every `CString`, pointer array, fd number and flag — is built
+//! by the parent in [`Plan`]. After clone, [`run_child`] executes the plan step by step using
+//! only raw system calls: no allocation, no locks, no panics, no logging. It ends in `execve`
+//! or `_exit`; a failure is written as a fixed-size [`ErrorRecord`] to the close-on-exec
+//! error pipe, so EOF on that pipe tells the parent that exec succeeded.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::RawFd;
+
+use crate::error::{ErrorRecord, Stage};
+use crate::mount::PreparedStep;
+use crate::sys::raw;
+
+/// A user hook run in the child just before exec (see `Command::pre_exec`).
+pub(crate) type PreExecHook = Box<dyn FnMut() -> io::Result<()> + Send + Sync>;
+
+/// A NULL-terminated array of C strings, kept alive together with its pointers.
+pub(crate) struct CStringArray {
+    _items: Vec<CString>,
+    ptrs: Vec<*const libc::c_char>,
+}
+
+impl CStringArray {
+    pub fn new(items: Vec<CString>) -> Self {
+        let mut ptrs: Vec<*const libc::c_char> = items.iter().map(|c| c.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        CStringArray { _items: items, ptrs }
+    }
+
+    pub fn as_ptr(&self) -> *const *const libc::c_char {
+        self.ptrs.as_ptr()
+    }
+}
+
+/// The identity the child switches to.
+pub(crate) struct Identity {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    /// `None`: leave supplementary groups alone (setgroups is denied).
+    pub groups: Option<Vec<libc::gid_t>>,
+}
+
+/// Everything the child does, decided in the parent.
+pub(crate) struct Plan {
+    pub argv: CStringArray,
+    pub envp: CStringArray,
+    /// Paths tried in order with execve (PATH search done without allocating).
+    pub exec_candidates: Vec<CString>,
+    pub cwd: Option<CString>,
+    pub hostname: Option<CString>,
+    pub domainname: Option<CString>,
+    pub unshare_cgroup: bool,
+    /// `Some(offsets text)` when a new time namespace is wanted.
+    pub time_offsets: Option<CString>,
+    pub root_propagation: Option<libc::c_ulong>,
+    pub steps: Vec<PreparedStep>,
+    /// Become root (0/0) of the new user namespace right after the parent wrote the maps.
+    pub become_userns_root: Option<Identity>,
+    /// The final identity, set just before the hooks and exec.
+    pub identity: Option<Identity>,
+    pub pdeathsig: Option<libc::c_int>,
+    pub init: bool,
+    /// Make the init a child subreaper (when it is not PID 1 of a new pid namespace).
+    pub init_subreaper: bool,
+}
+
+/// The descriptors the child uses (numbers only; the parent owns the objects).
+pub(crate) struct ChildFds {
+    pub sync_read: RawFd,
+    pub sync_write: RawFd,
+    pub err_read: RawFd,
+    pub err_write: RawFd,
+    /// For fd 0, 1, 2: the descriptor to dup2 there, or None to inherit.
+    pub stdio: [Option<RawFd>; 3],
+}
+
+/// Reports a failure to the parent and exits. Allocation-free.
+fn fail(err_fd: RawFd, stage: Stage, errno: i32, step: Option<usize>) -> ! {
+    let rec = ErrorRecord {
+        stage: stage as u32,
+        errno,
+        step: step.map_or(ErrorRecord::NO_STEP, |s| s as u32),
+    };
+    raw::write_all(err_fd, &rec.encode());
+    raw::exit(127)
+}
+
+fn check(err_fd: RawFd, stage: Stage, errno: i32) {
+    if errno != 0 {
+        fail(err_fd, stage, errno, None);
+    }
+}
+
+fn set_identity(err_fd: RawFd, id: &Identity) {
+    if let Some(groups) = &id.groups {
+        check(err_fd, Stage::SetGroups, raw::setgroups(groups));
+    }
+    check(err_fd, Stage::SetGid, raw::setresgid(id.gid));
+    check(err_fd, Stage::SetUid, raw::setresuid(id.uid));
+}
+
+/// The child's whole life between clone and exec.
+///
+/// # Safety
+/// Must be called only in a freshly cloned child (single-threaded, fork semantics), with
+/// every signal blocked, and with `plan` / `fds` prepared by the parent before the clone.
+pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExecHook]) -> ! {
+    let err = fds.err_write;
+    raw::reset_signal_handlers();
+    raw::close(fds.sync_write);
+    raw::close(fds.err_read);
+
+    if let Some(sig) = plan.pdeathsig {
+        check(err, Stage::Prctl, raw::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong));
+    }
+
+    // Sync point: the parent writes id maps, moves links, places us in a cgroup, then
+    // sends one byte. EOF means the parent gave up: leave quietly.
+    match raw::read_byte(fds.sync_read) {
+        Ok(true) => {}
+        Ok(false) => raw::exit(127),
+        Err(e) => fail(err, Stage::WaitForParent, e, None),
+    }
+    raw::close(fds.sync_read);
+
+    if let Some(root) = &plan.become_userns_root {
+        set_identity(err, root);
+    }
+
+    for (target, from) in fds.stdio.iter().enumerate() {
+        if let Some(from) = *from {
+            check(err, Stage::Stdio, raw::dup2(from, target as RawFd));
+        }
+    }
+
+    if plan.unshare_cgroup {
+        check(err, Stage::CgroupNamespace, raw::unshare(libc::CLONE_NEWCGROUP));
+    }
+
+    if let Some(offsets) = &plan.time_offsets {
+        enter_new_time_namespace(err, offsets);
+    }
+
+    if let Some(name) = &plan.hostname {
+        check(err, Stage::Hostname, raw::sethostname(name.as_bytes()));
+    }
+    if let Some(name) = &plan.domainname {
+        check(err, Stage::Domainname, raw::setdomainname(name.as_bytes()));
+    }
+
+    if let Some(flags) = plan.root_propagation {
+        let e = crate::sys::mount_raw(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), flags, std::ptr::null());
+        check(err, Stage::RootPropagation, e);
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        if let Err((stage, errno)) = step.run() {
+            fail(err, stage, errno, Some(i));
+        }
+    }
+
+    if let Some(cwd) = &plan.cwd {
+        check(err, Stage::Chdir, raw::chdir(cwd.as_ptr()));
+    }
+
+    if let Some(id) = &plan.identity {
+        set_identity(err, id);
+    }
+
+    for (i, hook) in hooks.iter_mut().enumerate() {
+        if let Err(e) = hook() {
+            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            // Dropping the error could free memory: leak it, we exit right away.
+            std::mem::forget(e);
+            fail(err, Stage::PreExec, errno, Some(i));
+        }
+    }
+
+    if plan.init {
+        run_init(plan, err)
+    }
+    exec_payload(plan, err)
+}
+
+/// `unshare(CLONE_NEWTIME)` only affects children; write the offsets (allowed until a
+/// process enters), then enter through `/proc/self/ns/time_for_children`.
+fn enter_new_time_namespace(err: RawFd, offsets: &CString) {
+    check(err, Stage::TimeNamespace, raw::unshare(crate::sys::consts::CLONE_NEWTIME as libc::c_int));
+    if !offsets.as_bytes().is_empty() {
+        let fd = match raw::open(c"/proc/self/timens_offsets".as_ptr(), libc::O_WRONLY) {
+            Ok(fd) => fd,
+            Err(e) => fail(err, Stage::TimeOffsets, e, None),
+        };
+        check(err, Stage::TimeOffsets, raw::write_all(fd, offsets.as_bytes()));
+        raw::close(fd);
+    }
+    let fd = match raw::open(c"/proc/self/ns/time_for_children".as_ptr(), libc::O_RDONLY) {
+        Ok(fd) => fd,
+        Err(e) => fail(err, Stage::TimeNamespace, e, None),
+    };
+    check(err, Stage::TimeNamespace, raw::setns(fd, crate::sys::consts::CLONE_NEWTIME as libc::c_int));
+    raw::close(fd);
+}
+
+/// Tries each candidate path like `execvp`: remember EACCES, skip ENOENT-like failures,
+/// stop at any other error.
+fn exec_payload(plan: &Plan, err: RawFd) -> ! {
+    let empty = raw::sigset(&[]);
+    raw::set_sigmask(&empty);
+    let mut last = libc::ENOENT;
+    let mut saw_eacces = false;
+    for path in &plan.exec_candidates {
+        let e = raw::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+        match e {
+            libc::EACCES => saw_eacces = true,
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            other => {
+                last = other;
+                break;
+            }
+        }
+        last = e;
+    }
+    if saw_eacces && last != libc::EACCES && matches!(last, libc::ENOENT | libc::ENOTDIR) {
+        last = libc::EACCES;
+    }
+    fail(err, Stage::Exec, last, None)
+}
+
+/// The signals the minimal init ([`crate::Command::init`]) forwards to the payload.
+pub const FORWARDED_SIGNALS: [libc::c_int; 6] =
+    [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGQUIT];
+
+/// A minimal init: fork the payload, forward signals to it, reap every child that ends up
+/// with us, and exit with the payload's status (128 + signal if it was killed).
+fn run_init(plan: &Plan, err: RawFd) -> ! {
+    let mut waited = [0; FORWARDED_SIGNALS.len() + 1];
+    waited[..FORWARDED_SIGNALS.len()].copy_from_slice(&FORWARDED_SIGNALS);
+    waited[FORWARDED_SIGNALS.len()] = libc::SIGCHLD;
+    let set = raw::sigset(&waited);
+    if plan.init_subreaper {
+        check(err, Stage::Prctl, raw::prctl(libc::PR_SET_CHILD_SUBREAPER, 1));
+    }
+    // Every signal is still blocked (inherited from the parent's mask around clone), so the
+    // ones we wait for queue up until sigwaitinfo takes them.
+    let payload = crate::sys::raw_fork();
+    if payload < 0 {
+        fail(err, Stage::InitFork, crate::sys::errno(), None);
+    }
+    if payload == 0 {
+        exec_payload(plan, err);
+    }
+    // The payload holds the error pipe until its exec; drop our copy so the parent sees EOF
+    // then. Drop stdio too so readers of the payload's output are not kept waiting on us.
+    raw::close(err);
+    for fd in 0..3 {
+        raw::close(fd);
+    }
+    loop {
+        let sig = raw::sigwait(&set);
+        if sig != libc::SIGCHLD {
+            raw::kill(payload, sig);
+            continue;
+        }
+        let mut payload_status = None;
+        while let Some((pid, status)) = raw::reap_one() {
+            if pid == payload {
+                payload_status = Some(status);
+            }
+        }
+        if let Some(status) = payload_status {
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            };
+            raw::exit(code);
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Handles to children: [`PausedChild`] (created, waiting at the sync point) and [`Child`]
+//! (running its program). Both hold a pidfd: waiting and signalling go through it, so a
+//! recycled pid can never be hit.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Output};
+
+use crate::error::{Error, ErrorRecord, Result};
+use crate::sys;
+
+/// Where a child's stdin, stdout or stderr goes.
+#[derive(Debug, Default)]
+pub enum Stdio {
+    /// Share the parent's descriptor (the default).
+    #[default]
+    Inherit,
+    /// `/dev/null` (opened by the parent, so it works after `pivot_root`).
+    Null,
+    /// A new pipe; the parent's end is on the `Child`.
+    Piped,
+    /// This descriptor.
+    Fd(OwnedFd),
+}
+
+impl Stdio {
+    /// Share the parent's descriptor.
+    pub fn inherit() -> Self {
+        Stdio::Inherit
+    }
+    /// `/dev/null`.
+    pub fn null() -> Self {
+        Stdio::Null
+    }
+    /// A pipe to the parent.
+    pub fn piped() -> Self {
+        Stdio::Piped
+    }
+}
+
+impl From<OwnedFd> for Stdio {
+    fn from(fd: OwnedFd) -> Self {
+        Stdio::Fd(fd)
+    }
+}
+
+impl From<File> for Stdio {
+    fn from(f: File) -> Self {
+        Stdio::Fd(f.into())
+    }
+}
+
+/// The parent's ends of the child's stdio pipes.
+#[derive(Debug, Default)]
+pub(crate) struct ParentPipes {
+    pub stdin: Option<File>,
+    pub stdout: Option<File>,
+    pub stderr: Option<File>,
+}
+
+/// A child that exists (in its namespaces, with its id maps written) but has not started
+/// its setup yet: it is blocked at the sync point.
+///
+/// Use the pause to do what needs the child's pid before it continues — move a network link
+/// into its namespace, add it to a cgroup — then [`PausedChild::resume`]. Dropping a paused
+/// child kills and reaps it.
+#[derive(Debug)]
+pub struct PausedChild {
+    pid: libc::pid_t,
+    pidfd: Option<OwnedFd>,
+    sync: Option<OwnedFd>,
+    errors: Option<OwnedFd>,
+    pipes: ParentPipes,
+    kill_on_drop: bool,
+}
+
+impl PausedChild {
+    pub(crate) fn new(pid: libc::pid_t, pidfd: OwnedFd, sync: OwnedFd, errors: OwnedFd, pipes: ParentPipes) -> Self {
+        PausedChild { pid, pidfd: Some(pidfd), sync: Some(sync), errors: Some(errors), pipes, kill_on_drop: false }
+    }
+
+    /// The child's pid, as seen from the caller's pid namespace.
+    pub fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// The child's pidfd.
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_ref().expect("pidfd present until resume").as_fd()
+    }
+
+    /// Sets whether the running child is killed when its [`Child`] handle is dropped.
+    pub fn kill_on_drop(&mut self, kill: bool) -> &mut Self {
+        self.kill_on_drop = kill;
+        self
+    }
+
+    /// Lets the child continue: it finishes its setup and execs. Returns once the exec
+    /// happened, or with the typed error of the stage that failed (the child is reaped).
+    pub fn resume(mut self) -> Result<Child> {
+        let sync = self.sync.take().expect("sync socket present until resume");
+        let resumed = sys::send_nosignal(sync.as_fd(), &[1]);
+        drop(sync);
+        let errors = File::from(self.errors.take().expect("error pipe present until resume"));
+        let outcome = read_error_record(errors);
+        let pidfd = self.pidfd.take().expect("pidfd present until resume");
+        let mut child = Child {
+            pid: self.pid,
+            pidfd,
+            status: None,
+            kill_on_drop: self.kill_on_drop,
+            stdin: self.pipes.stdin.take(),
+            stdout: self.pipes.stdout.take(),
+            stderr: self.pipes.stderr.take(),
+        };
+        match outcome {
+            Ok(None) => {
+                // EOF: the child exec'd (or exited before reading the byte, which the
+                // write error below tells apart).
+                if let Err(e) = resumed {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(Error::sys("write to sync pipe", e));
+                }
+                Ok(child)
+            }
+            Ok(Some(record)) => {
+                let _ = child.wait();
+                Err(Error::Spawn(record.into_spawn_error()))
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(Error::sys("read error pipe", e))
+            }
+        }
+    }
+}
+
+fn read_error_record(mut pipe: File) -> io::Result<Option<ErrorRecord>> {
+    let mut buf = [0u8; ErrorRecord::SIZE];
+    let mut got = 0;
+    while got < buf.len() {
+        match pipe.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match got {
+        0 => Ok(None),
+        ErrorRecord::SIZE => Ok(Some(ErrorRecord::decode(&buf))),
+        _ => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated error record from child")),
+    }
+}
+
+impl Drop for PausedChild {
+    fn drop(&mut self) {
+        if let Some(pidfd) = self.pidfd.take() {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
+        }
+    }
+}
+
+/// A running child. Wait and signal go through its pidfd.
+///
+/// Like `std::process::Child`, dropping it does not kill the process unless
+/// [`Child::kill_on_drop`] was set; in that case drop kills and reaps it.
+#[derive(Debug)]
+pub struct Child {
+    pid: libc::pid_t,
+    pidfd: OwnedFd,
+    status: Option<ExitStatus>,
+    kill_on_drop: bool,
+    /// The parent's end of the child's stdin, when it was `Stdio::Piped`.
+    pub stdin: Option<File>,
+    /// The parent's end of the child's stdout, when it was `Stdio::Piped`.
+    pub stdout: Option<File>,
+    /// The parent's end of the child's stderr, when it was `Stdio::Piped`.
+    pub stderr: Option<File>,
+}
+
+impl Child {
+    /// The child's pid, as seen from the caller's pid namespace.
+    pub fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// The child's pidfd (pollable: readable once the child exits).
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Whether dropping this handle kills (and reaps) the child.
+    pub fn kill_on_drop(&mut self, kill: bool) -> &mut Self {
+        self.kill_on_drop = kill;
+        self
+    }
+
+    /// Sends `signal` through the pidfd. A child that was already reaped is not signalled
+    /// (`ESRCH`).
+    pub fn signal(&self, signal: libc::c_int) -> io::Result<()> {
+        if self.status.is_some() {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        sys::pidfd_send_signal(self.pidfd.as_fd(), signal)
+    }
+
+    /// Sends SIGKILL.
+    pub fn kill(&self) -> io::Result<()> {
+        self.signal(libc::SIGKILL)
+    }
+
+    /// Waits for the child to exit (closing its stdin first, like std).
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        drop(self.stdin.take());
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let raw = sys::waitid_pidfd(self.pidfd.as_fd(), false)?.expect("blocking waitid returns a status");
+        let status = ExitStatus::from_raw(raw);
+        self.status = Some(status);
+        Ok(status)
+    }
+
+    /// Returns the exit status if the child has exited, without blocking.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let status = sys::waitid_pidfd(self.pidfd.as_fd(), true)?.map(ExitStatus::from_raw);
+        self.status = status;
+        Ok(status)
+    }
+
+    /// Waits for the child and collects what it wrote to piped stdout and stderr.
+    pub fn wait_with_output(mut self) -> io::Result<Output> {
+        drop(self.stdin.take());
+        let stderr = self.stderr.take();
+        let err_reader = stderr.map(|mut f| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                f.read_to_end(&mut buf).map(|_| buf)
+            })
+        });
+        let mut stdout = Vec::new();
+        if let Some(mut f) = self.stdout.take() {
+            f.read_to_end(&mut stdout)?;
+        }
+        let stderr = match err_reader {
+            Some(h) => h.join().map_err(|_| io::Error::other("stderr reader panicked"))??,
+            None => Vec::new(),
+        };
+        let status = self.wait()?;
+        Ok(Output { status, stdout, stderr })
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.kill_on_drop && self.status.is_none() {
+            let _ = self.kill();
+            let _ = self.wait();
+        }
+    }
+}

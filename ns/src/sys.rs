@@ -1,0 +1,659 @@
+//! Every raw system call of this crate, in one place.
+//!
+//! Functions here are thin: they take already-validated, already-converted arguments
+//! (`&CStr`, raw fds, plain integers) and return `io::Result` or a raw errno. Functions whose
+//! name ends in `_raw` are allocation-free and async-signal-safe: they are what the child runs
+//! between clone and exec.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Flags that `libc` does not define (or defines as 0, like `CLONE_INTO_CGROUP` in some
+/// versions). Kept as `u64` because clone3 takes 64-bit flags.
+pub(crate) mod consts {
+    pub const CLONE_PIDFD: u64 = 0x0000_1000;
+    pub const CLONE_NEWTIME: u64 = 0x0000_0080;
+    pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    pub const NSIO: libc::c_ulong = 0xb7;
+    pub const NS_GET_USERNS: libc::c_ulong = NSIO << 8 | 0x1;
+    pub const NS_GET_PARENT: libc::c_ulong = NSIO << 8 | 0x2;
+    pub const NS_GET_NSTYPE: libc::c_ulong = NSIO << 8 | 0x3;
+    pub const NS_GET_OWNER_UID: libc::c_ulong = NSIO << 8 | 0x4;
+    pub const P_PIDFD: libc::idtype_t = 3;
+    pub const AT_RECURSIVE: libc::c_uint = 0x8000;
+    pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+}
+
+/// The kernel's `struct clone_args` (version 2, 88 bytes, with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// The kernel's `struct mount_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// errno of the last failed call, without touching the allocator.
+#[inline]
+pub(crate) fn errno() -> i32 {
+    // SAFETY: __errno_location returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// What `fork_like` returned in the calling process.
+pub(crate) enum Forked {
+    /// We are the parent: the child's pid and its pidfd.
+    Parent { pid: libc::pid_t, pidfd: OwnedFd },
+    /// We are the child.
+    Child,
+}
+
+/// Creates a child with fork semantics (no shared memory, returns twice) in new namespaces.
+///
+/// Uses clone3 with `CLONE_PIDFD` (and `CLONE_INTO_CGROUP` when `cgroup` is set); when clone3
+/// is missing (ENOSYS) or `force_clone2` is set, falls back to clone(2) with `CLONE_PIDFD`,
+/// and `*joined_cgroup` is set to false so the caller can place the child itself.
+///
+/// # Safety
+/// The caller must treat the `Forked::Child` branch like a child after `fork()` in a
+/// multithreaded program: only async-signal-safe work, ending in `execve` or `_exit`.
+pub(crate) unsafe fn fork_like(
+    ns_flags: u64,
+    cgroup: Option<RawFd>,
+    force_clone2: bool,
+    joined_cgroup: &mut bool,
+) -> io::Result<Forked> {
+    let mut pidfd: libc::c_int = -1;
+    *joined_cgroup = false;
+    if !force_clone2 {
+        let mut args = CloneArgs {
+            flags: ns_flags | consts::CLONE_PIDFD,
+            pidfd: &mut pidfd as *mut libc::c_int as u64,
+            exit_signal: libc::SIGCHLD as u64,
+            ..CloneArgs::default()
+        };
+        if let Some(fd) = cgroup {
+            args.flags |= consts::CLONE_INTO_CGROUP;
+            args.cgroup = fd as u64;
+        }
+        // SAFETY: args is a valid clone_args of the size we pass; no CLONE_VM, so the child
+        // gets a copy of this stack and returns here like fork().
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &mut args as *mut CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        match ret {
+            0 => return Ok(Forked::Child),
+            pid if pid > 0 => {
+                *joined_cgroup = cgroup.is_some();
+                // SAFETY: the kernel stored a new, owned pidfd in `pidfd`.
+                let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+                return Ok(Forked::Parent { pid: pid as libc::pid_t, pidfd });
+            }
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::ENOSYS) {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    // clone(2): flags, stack, parent_tid (receives the pidfd with CLONE_PIDFD), child_tid, tls.
+    // SAFETY: no CLONE_VM and a null stack give fork semantics; pidfd points to a live int.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            ns_flags | consts::CLONE_PIDFD | libc::SIGCHLD as u64,
+            0usize,
+            &mut pidfd as *mut libc::c_int,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        0 => Ok(Forked::Child),
+        pid if pid > 0 => {
+            // SAFETY: the kernel stored a new, owned pidfd in `pidfd`.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+            Ok(Forked::Parent { pid: pid as libc::pid_t, pidfd })
+        }
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Plain fork without glibc's atfork handlers (used by the init inside the child).
+/// Returns the pid in the parent, 0 in the child, -1 on error. Async-signal-safe.
+pub(crate) fn raw_fork() -> libc::pid_t {
+    // SAFETY: clone(SIGCHLD) with a null stack is fork(); the caller is single-threaded.
+    unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) as libc::pid_t }
+}
+
+/// Creates a pipe with both ends close-on-exec.
+pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for two descriptors.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both are new, owned descriptors.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// A connected `AF_UNIX` stream socket pair, both ends close-on-exec. Used for the sync
+/// point so the parent can write with `MSG_NOSIGNAL` (no SIGPIPE if the child is gone).
+pub(crate) fn socketpair_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for two descriptors.
+    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
+    // SAFETY: socketpair succeeded, so both are new, owned descriptors.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sends bytes on a socket without raising SIGPIPE.
+pub(crate) fn send_nosignal(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
+    // SAFETY: buf is a live slice; fd is a live socket.
+    let n = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr() as *const libc::c_void, buf.len(), libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != buf.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "short send"));
+    }
+    Ok(())
+}
+
+/// Writes `data` to the file `name` relative to directory `dir` (one write call).
+pub(crate) fn write_at(dir: BorrowedFd<'_>, name: &CStr, data: &[u8]) -> io::Result<()> {
+    // SAFETY: name is NUL-terminated; dir is a live directory descriptor.
+    let fd = cvt(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
+    // SAFETY: openat returned a new descriptor that we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: data is a live slice; fd is open for writing.
+    let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr() as *const libc::c_void, data.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens a path with `O_CLOEXEC` added.
+pub(crate) fn open(path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: path is NUL-terminated; the mode is only read with O_CREAT.
+    let fd = cvt(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o644 as libc::c_uint) })?;
+    // SAFETY: open succeeded, the descriptor is ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends a signal through a pidfd.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: pidfd is a live descriptor; a null siginfo means "as kill() would".
+    cvt_long(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    })?;
+    Ok(())
+}
+
+/// Opens a pidfd for an existing pid.
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) })?;
+    // SAFETY: pidfd_open returned a new, owned descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Waits on a pidfd. Returns the raw wait status (as `waitpid` would give it), or `None`
+/// with `WNOHANG` when the child has not exited yet.
+pub(crate) fn waitid_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<i32>> {
+    loop {
+        // SAFETY: zeroed siginfo_t is a valid out-parameter.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
+        // SAFETY: info is a valid out-parameter; the pidfd is live.
+        let ret = unsafe { libc::waitid(consts::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, flags) };
+        if ret == -1 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        // SAFETY: after a successful waitid these union fields are initialised (pid 0 means
+        // WNOHANG found nothing).
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        let raw = match info.si_code {
+            libc::CLD_EXITED => (status & 0xff) << 8,
+            libc::CLD_KILLED => status & 0x7f,
+            libc::CLD_DUMPED => (status & 0x7f) | 0x80,
+            _ => status,
+        };
+        return Ok(Some(raw));
+    }
+}
+
+/// `setns(2)`.
+pub(crate) fn setns(fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: fd is a live descriptor.
+    cvt(unsafe { libc::setns(fd.as_raw_fd(), nstype) })?;
+    Ok(())
+}
+
+/// `unshare(2)`.
+pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain syscall with an integer argument.
+    cvt(unsafe { libc::unshare(flags) })?;
+    Ok(())
+}
+
+/// An `ioctl` on a namespace fd that returns a new fd (`NS_GET_USERNS`, `NS_GET_PARENT`).
+pub(crate) fn ns_ioctl_fd(fd: BorrowedFd<'_>, request: libc::c_ulong) -> io::Result<OwnedFd> {
+    // SAFETY: these ioctls take no argument and return a new descriptor.
+    let ret = cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request as _) })?;
+    // SAFETY: the ioctl returned a new, owned descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
+/// An `ioctl` on a namespace fd that returns an integer (`NS_GET_NSTYPE`).
+pub(crate) fn ns_ioctl_int(fd: BorrowedFd<'_>, request: libc::c_ulong) -> io::Result<libc::c_int> {
+    // SAFETY: this ioctl takes no argument and returns an integer.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), request as _) })
+}
+
+/// `NS_GET_OWNER_UID`: the uid (in the caller's user namespace) owning a user namespace.
+pub(crate) fn ns_owner_uid(fd: BorrowedFd<'_>) -> io::Result<libc::uid_t> {
+    let mut uid: libc::uid_t = 0;
+    // SAFETY: this ioctl writes one uid_t to the pointer.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), consts::NS_GET_OWNER_UID as _, &mut uid) })?;
+    Ok(uid)
+}
+
+/// `fstat(2)`: (st_dev, st_ino).
+pub(crate) fn fstat_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    // SAFETY: zeroed stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is live; st is a valid out-parameter.
+    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// `stat(2)`: (st_dev, st_ino), following symlinks (as /proc/PID/ns/* links must be).
+pub(crate) fn stat_id(path: &CStr) -> io::Result<(u64, u64)> {
+    // SAFETY: zeroed stat is a valid out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: path is NUL-terminated; st is a valid out-parameter.
+    cvt(unsafe { libc::stat(path.as_ptr(), &mut st) })?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// `mount(2)` with optional source, fstype and data.
+pub(crate) fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> io::Result<()> {
+    let ret = mount_raw(
+        source.map_or(std::ptr::null(), CStr::as_ptr),
+        target.as_ptr(),
+        fstype.map_or(std::ptr::null(), CStr::as_ptr),
+        flags,
+        data.map_or(std::ptr::null(), CStr::as_ptr),
+    );
+    if ret == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(ret)) }
+}
+
+/// `mount(2)` on raw pointers (each may be null where the kernel allows). Returns 0 or errno.
+pub(crate) fn mount_raw(
+    source: *const libc::c_char,
+    target: *const libc::c_char,
+    fstype: *const libc::c_char,
+    flags: libc::c_ulong,
+    data: *const libc::c_char,
+) -> i32 {
+    // SAFETY: the pointers are null or point to NUL-terminated strings owned by the caller's
+    // prepared plan, alive for the duration of the call.
+    let ret = unsafe { libc::mount(source, target, fstype, flags, data as *const libc::c_void) };
+    if ret == 0 { 0 } else { errno() }
+}
+
+/// `umount2(2)`.
+pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: target is NUL-terminated.
+    cvt(unsafe { libc::umount2(target.as_ptr(), flags) })?;
+    Ok(())
+}
+
+
+/// The effective uid and gid of the calling process.
+pub(crate) fn geteuid_egid() -> (libc::uid_t, libc::gid_t) {
+    // SAFETY: these calls cannot fail.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// Blocks every signal on the calling thread; returns the previous mask.
+pub(crate) fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: zeroed sigset_t values are valid before sigfillset / as out-parameters.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    }
+}
+
+/// Restores a signal mask saved by [`block_all_signals`].
+pub(crate) fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: old is a mask previously returned by pthread_sigmask.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
+    }
+}
+
+/// Raw, allocation-free calls used by the child between clone and exec. Each returns 0 on
+/// success or the errno.
+pub(crate) mod raw {
+    use super::{consts, errno};
+    use std::os::fd::RawFd;
+
+    #[inline]
+    fn ok(ret: libc::c_long) -> i32 {
+        if ret == -1 { errno() } else { 0 }
+    }
+
+    pub fn close(fd: RawFd) {
+        // SAFETY: closing a descriptor number; the child owns its copy of the table.
+        unsafe { libc::close(fd) };
+    }
+
+    /// Reads exactly one byte; returns Ok(true) for a byte, Ok(false) for EOF.
+    pub fn read_byte(fd: RawFd) -> Result<bool, i32> {
+        let mut b = 0u8;
+        loop {
+            // SAFETY: reading one byte into a local.
+            let n = unsafe { libc::read(fd, &mut b as *mut u8 as *mut libc::c_void, 1) };
+            if n == 1 {
+                return Ok(true);
+            }
+            if n == 0 {
+                return Ok(false);
+            }
+            let e = errno();
+            if e != libc::EINTR {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Writes the whole buffer (pipe writes under PIPE_BUF are atomic).
+    pub fn write_all(fd: RawFd, buf: &[u8]) -> i32 {
+        let mut off = 0;
+        while off < buf.len() {
+            // SAFETY: the pointer and length describe the live remainder of buf.
+            let n = unsafe { libc::write(fd, buf[off..].as_ptr() as *const libc::c_void, buf.len() - off) };
+            if n < 0 {
+                let e = errno();
+                if e == libc::EINTR {
+                    continue;
+                }
+                return e;
+            }
+            off += n as usize;
+        }
+        0
+    }
+
+    pub fn open(path: *const libc::c_char, flags: libc::c_int) -> Result<RawFd, i32> {
+        // SAFETY: path is a NUL-terminated string from the prepared plan.
+        let fd = unsafe { libc::open(path, flags | libc::O_CLOEXEC) };
+        if fd < 0 { Err(errno()) } else { Ok(fd) }
+    }
+
+    pub fn unshare(flags: libc::c_int) -> i32 {
+        // SAFETY: integer-only syscall.
+        ok(unsafe { libc::unshare(flags) } as libc::c_long)
+    }
+
+    pub fn setns(fd: RawFd, nstype: libc::c_int) -> i32 {
+        // SAFETY: integer-only syscall.
+        ok(unsafe { libc::setns(fd, nstype) } as libc::c_long)
+    }
+
+    pub fn sethostname(name: &[u8]) -> i32 {
+        // SAFETY: pointer and length describe a live buffer.
+        ok(unsafe { libc::sethostname(name.as_ptr() as *const libc::c_char, name.len()) } as libc::c_long)
+    }
+
+    pub fn setdomainname(name: &[u8]) -> i32 {
+        // SAFETY: pointer and length describe a live buffer.
+        ok(unsafe { libc::setdomainname(name.as_ptr() as *const libc::c_char, name.len()) } as libc::c_long)
+    }
+
+    pub fn chdir(path: *const libc::c_char) -> i32 {
+        // SAFETY: path is a NUL-terminated string from the prepared plan.
+        ok(unsafe { libc::chdir(path) } as libc::c_long)
+    }
+
+
+    pub fn pivot_root(new_root: *const libc::c_char, put_old: *const libc::c_char) -> i32 {
+        // SAFETY: both are NUL-terminated strings.
+        ok(unsafe { libc::syscall(libc::SYS_pivot_root, new_root, put_old) })
+    }
+
+    pub fn umount2(target: *const libc::c_char, flags: libc::c_int) -> i32 {
+        // SAFETY: target is NUL-terminated.
+        ok(unsafe { libc::umount2(target, flags) } as libc::c_long)
+    }
+
+    pub fn mkdir(path: *const libc::c_char, mode: libc::mode_t) -> i32 {
+        // SAFETY: path is NUL-terminated.
+        ok(unsafe { libc::mkdir(path, mode) } as libc::c_long)
+    }
+
+    /// The mount flags (`MS_*`) currently in effect at `path`, from statvfs.
+    pub fn mount_flags(path: *const libc::c_char) -> Result<libc::c_ulong, i32> {
+        // SAFETY: zeroed statvfs is a valid out-parameter.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: path is NUL-terminated; st is a valid out-parameter.
+        if unsafe { libc::statvfs(path, &mut st) } != 0 {
+            return Err(errno());
+        }
+        let f = st.f_flag;
+        let mut out = 0;
+        for (st_flag, ms_flag) in [
+            (libc::ST_RDONLY, libc::MS_RDONLY),
+            (libc::ST_NOSUID, libc::MS_NOSUID),
+            (libc::ST_NODEV, libc::MS_NODEV),
+            (libc::ST_NOEXEC, libc::MS_NOEXEC),
+            (libc::ST_NOATIME, libc::MS_NOATIME),
+            (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+            (libc::ST_RELATIME, libc::MS_RELATIME),
+        ] {
+            if f & st_flag != 0 {
+                out |= ms_flag;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`; ENOSYS on old kernels.
+    pub fn make_tree_read_only(path: *const libc::c_char) -> i32 {
+        let attr = super::MountAttr { attr_set: consts::MOUNT_ATTR_RDONLY, ..Default::default() };
+        // SAFETY: path is NUL-terminated; attr is a valid mount_attr of the size passed.
+        ok(unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                libc::AT_FDCWD,
+                path,
+                consts::AT_RECURSIVE,
+                &attr as *const super::MountAttr,
+                std::mem::size_of::<super::MountAttr>(),
+            )
+        })
+    }
+
+    /// Whether `path` is a directory (follows symlinks). Err(errno) if it cannot be stat'ed.
+    pub fn is_dir(path: *const libc::c_char) -> Result<bool, i32> {
+        // SAFETY: zeroed stat is a valid out-parameter.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: path is NUL-terminated; st is a valid out-parameter.
+        if unsafe { libc::stat(path, &mut st) } != 0 {
+            return Err(errno());
+        }
+        Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+    }
+
+    pub fn dup2(from: RawFd, to: RawFd) -> i32 {
+        if from == to {
+            // dup2 onto itself keeps FD_CLOEXEC: clear it so the fd survives exec.
+            // SAFETY: integer-only fcntl.
+            return ok(unsafe { libc::fcntl(from, libc::F_SETFD, 0) } as libc::c_long);
+        }
+        // SAFETY: integer-only syscall.
+        ok(unsafe { libc::dup2(from, to) } as libc::c_long)
+    }
+
+    pub fn setgroups(groups: &[libc::gid_t]) -> i32 {
+        // SAFETY: pointer and length describe a live slice. Raw syscall: glibc's wrapper
+        // would broadcast to other threads (there are none in the child, but it takes locks).
+        ok(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })
+    }
+
+    pub fn setresgid(gid: libc::gid_t) -> i32 {
+        // SAFETY: integer-only raw syscall (per-thread, no glibc setxid broadcast).
+        ok(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })
+    }
+
+    pub fn setresuid(uid: libc::uid_t) -> i32 {
+        // SAFETY: integer-only raw syscall (per-thread, no glibc setxid broadcast).
+        ok(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })
+    }
+
+    pub fn prctl(option: libc::c_int, arg: libc::c_ulong) -> i32 {
+        // SAFETY: the options used here take integer arguments only.
+        ok(unsafe { libc::prctl(option, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) } as libc::c_long)
+    }
+
+
+    /// Resets every caught signal to its default action and SIGPIPE to default too (Rust
+    /// programs ignore it); keeps other ignored signals ignored, as exec would.
+    pub fn reset_signal_handlers() {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            // SAFETY: zeroed sigaction is a valid out-parameter; sig is in range.
+            unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
+                    continue;
+                }
+                if old.sa_sigaction != libc::SIG_DFL && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE) {
+                    let mut dfl: libc::sigaction = std::mem::zeroed();
+                    dfl.sa_sigaction = libc::SIG_DFL;
+                    libc::sigaction(sig, &dfl, std::ptr::null_mut());
+                }
+            }
+        }
+    }
+
+    /// Sets the signal mask of the calling (single) thread.
+    pub fn set_sigmask(mask: &libc::sigset_t) {
+        // SAFETY: mask is a valid sigset.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+    }
+
+    pub fn execve(path: *const libc::c_char, argv: *const *const libc::c_char, envp: *const *const libc::c_char) -> i32 {
+        // SAFETY: path, argv and envp are NUL-terminated / null-terminated arrays prepared in
+        // the parent and alive until exec replaces the image.
+        unsafe { libc::execve(path, argv, envp) };
+        errno()
+    }
+
+    pub fn exit(code: i32) -> ! {
+        // SAFETY: _exit never returns and runs no atexit handlers.
+        unsafe { libc::_exit(code) }
+    }
+
+    pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
+        // SAFETY: integer-only syscall.
+        unsafe { libc::kill(pid, sig) };
+    }
+
+    /// Waits for one of the signals in `set`; returns the signal number.
+    pub fn sigwait(set: &libc::sigset_t) -> i32 {
+        loop {
+            // SAFETY: set is a valid sigset; a null info is allowed.
+            let sig = unsafe { libc::sigwaitinfo(set, std::ptr::null_mut()) };
+            if sig > 0 {
+                return sig;
+            }
+        }
+    }
+
+    /// Reaps one exited child without blocking: Some((pid, status)) or None.
+    pub fn reap_one() -> Option<(libc::pid_t, i32)> {
+        let mut status = 0;
+        // SAFETY: status is a valid out-parameter.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid > 0 { Some((pid, status)) } else { None }
+    }
+
+    pub fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
+        // SAFETY: a zeroed sigset is valid input to sigemptyset.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: set is a valid sigset; the signals are valid numbers.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            for &s in signals {
+                libc::sigaddset(&mut set, s);
+            }
+        }
+        set
+    }
+}

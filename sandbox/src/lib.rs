@@ -1,0 +1,1 @@
+//! A `std::process::Command`-shaped facade over the nook crates. Not implemented yet: see its issue.
