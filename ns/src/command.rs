@@ -471,7 +471,7 @@ impl Command {
     fn open_stdio(&mut self) -> Result<([Option<OwnedFd>; 3], ParentPipes)> {
         let mut child: [Option<OwnedFd>; 3] = [None, None, None];
         let mut pipes = ParentPipes::default();
-        for i in 0..3 {
+        for (i, slot) in child.iter_mut().enumerate() {
             let fd = match self.stdio[i].as_ref() {
                 None | Some(Stdio::Inherit) => None,
                 Some(Stdio::Null) => Some(
@@ -491,7 +491,7 @@ impl Command {
                     Some(theirs)
                 }
             };
-            child[i] = fd;
+            *slot = fd;
         }
         Ok((child, pipes))
     }

@@ -190,7 +190,7 @@ pub enum ValidationError {
     },
 }
 
-/// The step of child setup that failed. Stages run in declaration order.
+/// The step of child setup that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[repr(u32)]

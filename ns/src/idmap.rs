@@ -141,7 +141,8 @@ impl IdMap {
                 return Err(ValidationError::IdMapOverflow { kind, range: *r });
             }
         }
-        let sides: [(&str, fn(&IdMapping) -> u32); 2] = [("inside", |r| r.inside), ("outside", |r| r.outside)];
+        type Start = fn(&IdMapping) -> u32;
+        let sides: [(&str, Start); 2] = [("inside", |r| r.inside), ("outside", |r| r.outside)];
         for (side, start) in sides {
             let mut sorted: Vec<&IdMapping> = self.ranges.iter().collect();
             sorted.sort_by_key(|r| start(r));

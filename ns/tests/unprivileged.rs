@@ -1,0 +1,111 @@
+//! User namespaces created by an unprivileged caller: mapping one's own uid to root works
+//! without helpers, and multi-range maps go through `newuidmap`/`newgidmap`.
+//!
+//! The root test process re-executes this test binary as `nobody` (uid 65534) to run the
+//! `#[ignore]`d entry points below; they are only meaningful in that child.
+
+use std::path::Path;
+
+use nook_ns::{Command, IdMap, IdMapping, MountStep, Namespace};
+use nook_testutil::{TempDir, require_root};
+
+const NOBODY: u32 = 65_534;
+const ROLE_VAR: &str = "NK_UNPRIV_ROLE";
+
+/// Re-runs this binary as `nobody`, executing the ignored entry point `entry`.
+fn run_as_nobody(entry: &str, cmd_setup: impl FnOnce(&mut Command)) -> String {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut cmd = Command::new(&exe);
+    cmd.args(["--exact", entry, "--ignored", "--nocapture", "--test-threads=1"])
+        .env(ROLE_VAR, entry)
+        .user(NOBODY, NOBODY);
+    cmd_setup(&mut cmd);
+    let out = cmd.output().expect("spawn the unprivileged child");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "{entry} failed ({}):\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains(&format!("NK-OK {entry}")), "{entry} did not report success:\n{stdout}\n{stderr}");
+    stdout
+}
+
+fn assert_child_role(entry: &str) {
+    assert_eq!(
+        std::env::var(ROLE_VAR).as_deref(),
+        Ok(entry),
+        "entry point for a re-executed child; run the non-ignored tests instead"
+    );
+    // SAFETY: geteuid cannot fail.
+    assert_eq!(unsafe { libc::geteuid() }, NOBODY, "the child must run unprivileged");
+}
+
+#[test]
+fn unprivileged_caller_maps_itself_to_root_without_helpers() {
+    require_root!();
+    run_as_nobody("entry_self_map", |_| {});
+}
+
+#[test]
+#[ignore = "entry point run by unprivileged_caller_maps_itself_to_root_without_helpers as uid 65534"]
+fn entry_self_map() {
+    assert_child_role("entry_self_map");
+    let out = Command::new("/bin/sh")
+        .args(["-c", "id -u; id -g; cat /proc/self/uid_map /proc/self/setgroups; hostname"])
+        .unshare(Namespace::User)
+        .unshare(Namespace::Uts)
+        .hostname("nk-unpriv")
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("unprivileged spawn with a self map");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert!(out.status.success(), "{out:?}");
+    // uid 0 and gid 0 inside, one line `0 65534 1`, setgroups denied, our hostname.
+    assert_eq!(words, ["0", "0", "0", "65534", "1", "deny", "nk-unpriv"], "{text}");
+    println!("NK-OK entry_self_map");
+}
+
+#[test]
+fn unprivileged_multi_range_maps_use_newuidmap() {
+    require_root!();
+    for tool in ["/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
+        assert!(Path::new(tool).exists(), "{tool} missing: install the `uidmap` package (.ci/run does)");
+    }
+    // Grant nobody a subordinate range, visible only in the child's mount namespace.
+    let dir = TempDir::new("subid").expect("temp dir");
+    std::fs::write(dir.join("subuid"), "nobody:200000:1000\n").unwrap();
+    std::fs::write(dir.join("subgid"), "nobody:200000:1000\n").unwrap();
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        if !Path::new(f).exists() {
+            std::fs::write(f, "").unwrap_or_else(|e| panic!("cannot create {f}: {e}"));
+        }
+    }
+    run_as_nobody("entry_multi_range", |cmd| {
+        cmd.unshare(Namespace::Mount)
+            .mount(MountStep::bind(dir.join("subuid"), "/etc/subuid"))
+            .mount(MountStep::bind(dir.join("subgid"), "/etc/subgid"));
+    });
+}
+
+#[test]
+#[ignore = "entry point run by unprivileged_multi_range_maps_use_newuidmap as uid 65534"]
+fn entry_multi_range() {
+    assert_child_role("entry_multi_range");
+    let map = IdMap::new().with(IdMapping::new(0, NOBODY, 1)).with(IdMapping::new(1, 200_000, 1000));
+    let out = Command::new("/bin/sh")
+        .args(["-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map"])
+        .unshare(Namespace::User)
+        .uid_map(map.clone())
+        .gid_map(map)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("unprivileged spawn with a multi-range map (newuidmap)");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let expected_map = ["0", "65534", "1", "1", "200000", "1000"];
+    assert_eq!(words[0], "0", "{text}");
+    assert_eq!(&words[1..7], expected_map, "uid_map: {text}");
+    assert_eq!(&words[7..13], expected_map, "gid_map: {text}");
+    println!("NK-OK entry_multi_range");
+}
