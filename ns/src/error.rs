@@ -49,9 +49,13 @@ pub enum Error {
         /// The kind the kernel reports.
         actual: Namespace,
     },
-    /// A user namespace cannot be joined by a thread of a multithreaded process.
-    #[error("a user namespace can only be joined by a single-threaded process (spawn a child into it instead)")]
-    UserNsNeedsSingleThread,
+    /// User and time namespaces can only be joined by a single-threaded process (the
+    /// kernel refuses a thread of a multithreaded one).
+    #[error("a {namespace} namespace can only be joined by a single-threaded process (spawn a child into it instead)")]
+    NeedsSingleThread {
+        /// The namespace kind that was to be joined.
+        namespace: Namespace,
+    },
 }
 
 fn path_suffix(path: &Option<PathBuf>) -> String {

@@ -19,8 +19,10 @@ pub fn join_path(path: impl AsRef<Path>, kind: Namespace) -> Result<()> {
 /// Moves the calling thread into several namespaces of the process behind `pidfd` in one
 /// atomic `setns` (Linux 5.8+). Joining a user namespace needs a single-threaded process.
 pub fn join_pidfd(pidfd: BorrowedFd<'_>, set: NamespaceSet) -> Result<()> {
-    if set.has(Namespace::User) && !single_threaded() {
-        return Err(Error::UserNsNeedsSingleThread);
+    for namespace in [Namespace::User, Namespace::Time] {
+        if set.has(namespace) && !single_threaded() {
+            return Err(Error::NeedsSingleThread { namespace });
+        }
     }
     sys::setns(pidfd, set.bits() as libc::c_int).map_err(|e| Error::sys("setns(pidfd)", e))
 }
@@ -30,12 +32,20 @@ pub fn pidfd_open(pid: u32) -> Result<std::os::fd::OwnedFd> {
     sys::pidfd_open(pid as libc::pid_t).map_err(|e| Error::sys("pidfd_open", e))
 }
 
+/// `setns` into a user or time namespace moves the caller itself and requires a
+/// single-threaded process (EINVAL / EUSERS otherwise).
+fn needs_single_thread(kind: Namespace) -> bool {
+    matches!(kind, Namespace::User | Namespace::Time)
+}
+
 fn single_threaded() -> bool {
     std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(false)
 }
 
-/// The calling thread's current namespace of `kind`, in the form `setns` restores: for pid
-/// and time namespaces `setns` changes the namespace *for children*, so that is saved.
+/// The calling thread's current namespace of `kind`, in the form `setns` restores: for a pid
+/// namespace `setns` changes the namespace *for children*, so that is saved; for a time
+/// namespace it moves the caller and its future children, and restoring
+/// `time_for_children` brings both back.
 fn current_for_restore(kind: Namespace) -> Result<NsFd> {
     match kind {
         Namespace::Pid => NsFd::open("/proc/thread-self/ns/pid_for_children", kind),
@@ -82,8 +92,8 @@ impl NsGuard {
         sorted.sort_by_key(|t| t.kind());
         let mut guard = NsGuard { saved: Vec::with_capacity(sorted.len()), _not_send: PhantomData };
         for target in sorted {
-            if target.kind() == Namespace::User && !single_threaded() {
-                return Err(Error::UserNsNeedsSingleThread);
+            if needs_single_thread(target.kind()) && !single_threaded() {
+                return Err(Error::NeedsSingleThread { namespace: target.kind() });
             }
             if target.kind() == Namespace::Mount {
                 sys::unshare(libc::CLONE_FS).map_err(|e| Error::sys("unshare(CLONE_FS)", e))?;
@@ -124,22 +134,25 @@ impl Drop for NsGuard {
 /// The caller's thread never changes namespace; the helper thread restores its namespaces
 /// (also when `f` panics — the panic is then resumed on the caller's thread) and exits.
 ///
-/// User namespaces cannot be entered this way (a multithreaded process may not join one).
+/// User and time namespaces cannot be entered this way (a thread of a multithreaded
+/// process may not join one): [`Error::NeedsSingleThread`].
 ///
 /// ```no_run
 /// use nook_ns::{NetNs, run_in};
 ///
 /// let ns = NetNs::new()?;
-/// let links = run_in(&[ns.ns()], || std::fs::read_dir("/sys/class/net").map(|d| d.count()))?;
-/// # Ok::<(), nook_ns::Error>(())
+/// // Not /sys/class/net: sysfs shows the namespace of whoever mounted it, not the thread's.
+/// let dev = run_in(&[ns.ns()], || std::fs::read_to_string("/proc/thread-self/net/dev"))??;
+/// assert_eq!(dev.lines().count(), 3); // two header lines and `lo`
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn run_in<T, F>(targets: &[&NsFd], f: F) -> Result<T>
 where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    if targets.iter().any(|t| t.kind() == Namespace::User) {
-        return Err(Error::UserNsNeedsSingleThread);
+    if let Some(t) = targets.iter().find(|t| needs_single_thread(t.kind())) {
+        return Err(Error::NeedsSingleThread { namespace: t.kind() });
     }
     std::thread::scope(|scope| {
         let handle = scope.spawn(|| -> Result<T> {

@@ -171,7 +171,13 @@ fn validate_name(name: &str) -> std::result::Result<(), ValidationError> {
 
 /// Creates `dir` and makes it a shared mount point, as iproute2 does, so a namespace bind
 /// mount made here shows up in mount namespaces created later.
+///
+/// Serialized within the process: two threads that both find `dir` not yet a mount point
+/// would otherwise each bind it onto itself, stacking mounts. (Across processes the race
+/// remains, as with iproute2.)
 fn make_shared_run_dir(dir: &Path) -> Result<()> {
+    static RUN_DIR_SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serialized = RUN_DIR_SETUP.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     fs::create_dir_all(dir).map_err(|e| Error::sys_path("mkdir", dir, e))?;
     let c = path_cstring("netns run dir", dir)?;
     let shared = libc::MS_SHARED | libc::MS_REC;

@@ -1,0 +1,425 @@
+//! Joining namespaces against the real kernel: by fd ([`NsFd::enter`]), by path, several at
+//! once through a pidfd, with a guard that comes back (also on panic), and on a dedicated
+//! thread with [`run_in`]. Every join happens on a thread the test spawns for it, so the
+//! test harness's threads never move.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+
+use nook_ns::{
+    Child, Command, Error, MountStep, Namespace, NamespaceSet, NetNs, NsFd, NsGuard, NsId,
+    join_path, join_pidfd, pidfd_open, run_in,
+};
+use nook_testutil::{TempDir, require_root, unique_name};
+
+/// The calling thread's namespace of `kind`.
+fn current(kind: Namespace) -> NsId {
+    NsFd::current(kind).unwrap().id().unwrap()
+}
+
+/// The identity behind one of the calling thread's `/proc/thread-self/ns/*` links.
+fn thread_ns(link: &str) -> NsId {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(format!("/proc/thread-self/ns/{link}")).unwrap();
+    NsId {
+        dev: md.dev(),
+        ino: md.ino(),
+    }
+}
+
+fn of_pid(pid: u32, kind: Namespace) -> NsId {
+    NsFd::of_pid(pid, kind).unwrap().id().unwrap()
+}
+
+/// The calling thread's hostname (`gethostname`, i.e. its UTS namespace).
+fn hostname() -> String {
+    let mut buf = [0u8; 65];
+    // SAFETY: buf is valid for writes of buf.len() bytes; the kernel's hostname is at most
+    // 64 bytes, so it is NUL-terminated inside buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(rc, 0, "gethostname: {}", std::io::Error::last_os_error());
+    let end = buf.iter().position(|&b| b == 0).unwrap();
+    String::from_utf8(buf[..end].to_vec()).unwrap()
+}
+
+/// Runs `f` on a new thread (which may change its own namespaces and dies afterwards) and
+/// returns its result; a panic there fails the test.
+fn on_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    })
+}
+
+/// A `sleep` child with new `set` namespaces (and `hostname`, when given), killed and
+/// reaped when the handle drops.
+fn sleeper(set: NamespaceSet, hostname: Option<&str>) -> Child {
+    let mut cmd = Command::new("sleep");
+    cmd.arg("1000").namespaces(set);
+    if let Some(h) = hostname {
+        cmd.hostname(h);
+    }
+    let mut child = cmd.spawn().expect("spawn sleep");
+    child.kill_on_drop(true);
+    child
+}
+
+/// Mount points in the calling thread's mount namespace.
+fn thread_mount_points() -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The file system type of the mount at `path` in the calling thread's mount namespace.
+fn thread_fstype_at(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+    info.lines().find_map(|l| {
+        let fields: Vec<&str> = l.split(' ').collect();
+        let sep = fields.iter().position(|f| *f == "-")?;
+        (Path::new(fields[4]) == path).then(|| fields[sep + 1].to_owned())
+    })
+}
+
+const UTS_NET: [Namespace; 2] = [Namespace::Uts, Namespace::Net];
+
+#[test]
+fn open_checks_the_namespace_kind() {
+    match NsFd::open("/proc/self/ns/uts", Namespace::Net) {
+        Err(Error::WrongKind {
+            path,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(path, Path::new("/proc/self/ns/uts"));
+            assert_eq!((expected, actual), (Namespace::Net, Namespace::Uts));
+        }
+        other => panic!("expected WrongKind, got {other:?}"),
+    }
+    assert_eq!(
+        NsFd::open("/proc/self/ns/uts", Namespace::Uts)
+            .unwrap()
+            .kind(),
+        Namespace::Uts
+    );
+}
+
+#[test]
+fn current_and_of_pid_self_agree() {
+    for kind in Namespace::ALL {
+        let current = NsFd::current(kind).unwrap();
+        let mine = NsFd::of_pid(std::process::id(), kind).unwrap();
+        assert_eq!(current.kind(), kind);
+        assert_eq!(current.id().unwrap(), mine.id().unwrap(), "{kind}");
+    }
+}
+
+#[test]
+fn run_in_runs_inside_the_target_and_leaves_the_caller() {
+    require_root!();
+    let ns = NetNs::new().unwrap();
+    let target = ns.ns().id().unwrap();
+    let before = current(Namespace::Net);
+    assert_ne!(before, target);
+
+    let inside = run_in(&[ns.ns()], || current(Namespace::Net)).unwrap();
+    assert_eq!(inside, target);
+    assert_eq!(current(Namespace::Net), before, "the caller's thread moved");
+}
+
+#[test]
+fn run_in_propagates_a_panic_and_leaves_the_caller() {
+    require_root!();
+    let ns = NetNs::new().unwrap();
+    let before = current(Namespace::Net);
+
+    let caught = catch_unwind(AssertUnwindSafe(|| {
+        run_in(&[ns.ns()], || -> () { panic!("nk-boom inside") })
+    }));
+    let payload = caught.expect_err("the panic must reach the caller");
+    let msg = payload.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert_eq!(msg, "nk-boom inside");
+    assert_eq!(current(Namespace::Net), before);
+
+    // The namespace is still usable afterwards.
+    assert_eq!(
+        run_in(&[ns.ns()], || current(Namespace::Net)).unwrap(),
+        ns.ns().id().unwrap()
+    );
+}
+
+#[test]
+fn run_in_refuses_user_namespaces() {
+    let user = NsFd::current(Namespace::User).unwrap();
+    let ran = std::sync::atomic::AtomicBool::new(false);
+    let result = run_in(&[&user], || {
+        ran.store(true, std::sync::atomic::Ordering::SeqCst)
+    });
+    assert!(
+        matches!(result, Err(Error::NeedsSingleThread { namespace: Namespace::User })),
+        "{result:?}"
+    );
+    assert!(!ran.into_inner());
+}
+
+#[test]
+fn join_pidfd_refuses_a_user_namespace_in_a_threaded_process() {
+    require_root!();
+    let child = sleeper(NamespaceSet::USER, None);
+    let result = on_thread(|| join_pidfd(child.pidfd(), NamespaceSet::USER));
+    assert!(
+        matches!(result, Err(Error::NeedsSingleThread { namespace: Namespace::User })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn guard_enters_uts_and_net_and_comes_back() {
+    require_root!();
+    let name = unique_name("host");
+    let child = sleeper(NamespaceSet::UTS | NamespaceSet::NET, Some(&name));
+    let (child_uts, child_net) = (
+        of_pid(child.id(), Namespace::Uts),
+        of_pid(child.id(), Namespace::Net),
+    );
+
+    on_thread(|| {
+        let (uts, net) = (current(Namespace::Uts), current(Namespace::Net));
+        let host = hostname();
+        assert_ne!(host, name);
+        let targets = UTS_NET.map(|k| NsFd::of_pid(child.id(), k).unwrap());
+        let guard = NsGuard::enter_all(&[&targets[0], &targets[1]]).unwrap();
+        assert_eq!(
+            hostname(),
+            name,
+            "gethostname inside the child's uts namespace"
+        );
+        assert_eq!(
+            (current(Namespace::Uts), current(Namespace::Net)),
+            (child_uts, child_net)
+        );
+        guard.restore().unwrap();
+        assert_eq!(
+            (current(Namespace::Uts), current(Namespace::Net)),
+            (uts, net)
+        );
+        assert_eq!(hostname(), host);
+
+        // Dropping the guard comes back just the same.
+        {
+            let _guard = NsGuard::enter(&targets[0]).unwrap();
+            assert_eq!(hostname(), name);
+        }
+        assert_eq!(current(Namespace::Uts), uts);
+        assert_eq!(hostname(), host);
+    });
+}
+
+#[test]
+fn guard_comes_back_when_the_thread_panics_inside() {
+    require_root!();
+    let name = unique_name("pan");
+    let child = sleeper(NamespaceSet::UTS | NamespaceSet::NET, Some(&name));
+    let targets = UTS_NET.map(|k| NsFd::of_pid(child.id(), k).unwrap());
+    let child_ids = (
+        of_pid(child.id(), Namespace::Uts),
+        of_pid(child.id(), Namespace::Net),
+    );
+
+    on_thread(|| {
+        let original = (current(Namespace::Uts), current(Namespace::Net));
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            let _guard = NsGuard::enter_all(&[&targets[0], &targets[1]]).unwrap();
+            assert_eq!(
+                (current(Namespace::Uts), current(Namespace::Net)),
+                child_ids
+            );
+            panic!("nk-boom in guard");
+        }));
+        assert!(caught.is_err());
+        assert_eq!(
+            (current(Namespace::Uts), current(Namespace::Net)),
+            original,
+            "not restored after a panic"
+        );
+        assert_ne!(hostname(), name);
+    });
+}
+
+#[test]
+fn join_pidfd_moves_into_several_namespaces_at_once() {
+    require_root!();
+    let name = unique_name("pfd");
+    let child = sleeper(NamespaceSet::UTS | NamespaceSet::NET, Some(&name));
+    let expected = (
+        of_pid(child.id(), Namespace::Uts),
+        of_pid(child.id(), Namespace::Net),
+    );
+
+    on_thread(|| {
+        let saved = UTS_NET.map(|k| NsFd::current(k).unwrap());
+        let original = (saved[0].id().unwrap(), saved[1].id().unwrap());
+
+        join_pidfd(child.pidfd(), NamespaceSet::UTS | NamespaceSet::NET).unwrap();
+        assert_eq!((current(Namespace::Uts), current(Namespace::Net)), expected);
+        assert_eq!(hostname(), name);
+
+        // Back with the saved fds.
+        for fd in &saved {
+            fd.enter().unwrap();
+        }
+        assert_eq!((current(Namespace::Uts), current(Namespace::Net)), original);
+        assert_ne!(hostname(), name);
+    });
+}
+
+#[test]
+fn pidfd_open_gives_a_joinable_pidfd() {
+    require_root!();
+    let name = unique_name("po");
+    let child = sleeper(NamespaceSet::UTS | NamespaceSet::NET, Some(&name));
+    let expected = (
+        of_pid(child.id(), Namespace::Uts),
+        of_pid(child.id(), Namespace::Net),
+    );
+    let pidfd = pidfd_open(child.id()).unwrap();
+
+    on_thread(|| {
+        let saved = UTS_NET.map(|k| NsFd::current(k).unwrap());
+        // A guard over what we are about to leave, to come back with.
+        let guard = NsGuard::enter_all(&[&saved[0], &saved[1]]).unwrap();
+        join_pidfd(
+            std::os::fd::AsFd::as_fd(&pidfd),
+            NamespaceSet::UTS | NamespaceSet::NET,
+        )
+        .unwrap();
+        assert_eq!((current(Namespace::Uts), current(Namespace::Net)), expected);
+        assert_eq!(hostname(), name);
+        guard.restore().unwrap();
+        assert_eq!(
+            (current(Namespace::Uts), current(Namespace::Net)),
+            (saved[0].id().unwrap(), saved[1].id().unwrap())
+        );
+    });
+}
+
+#[test]
+fn join_path_enters_a_proc_namespace_file() {
+    require_root!();
+    let name = unique_name("jp");
+    let child = sleeper(NamespaceSet::UTS, Some(&name));
+    let child_uts = of_pid(child.id(), Namespace::Uts);
+
+    on_thread(|| {
+        let saved = NsFd::current(Namespace::Uts).unwrap();
+        join_path(format!("/proc/{}/ns/uts", child.id()), Namespace::Uts).unwrap();
+        assert_eq!(current(Namespace::Uts), child_uts);
+        assert_eq!(hostname(), name);
+        saved.enter().unwrap();
+        assert_eq!(current(Namespace::Uts), saved.id().unwrap());
+    });
+
+    // The kind is checked before setns.
+    let wrong = join_path(format!("/proc/{}/ns/uts", child.id()), Namespace::Net);
+    assert!(matches!(wrong, Err(Error::WrongKind { .. })), "{wrong:?}");
+}
+
+#[test]
+fn mount_namespace_join_sees_the_childs_tmpfs() {
+    require_root!();
+    let tmp = TempDir::new("mntjoin").unwrap();
+    let target = tmp.path().to_owned();
+    let mut cmd = Command::new("sleep");
+    cmd.arg("1000")
+        .namespaces(NamespaceSet::MOUNT)
+        .mount(MountStep::tmpfs(&target, Some("size=64k")));
+    let mut child = cmd.spawn().unwrap();
+    child.kill_on_drop(true);
+    let child_mnt = NsFd::of_pid(child.id(), Namespace::Mount).unwrap();
+    let child_mnt_id = child_mnt.id().unwrap();
+    let own_mnt = current(Namespace::Mount);
+    assert_ne!(child_mnt_id, own_mnt);
+    assert_eq!(
+        thread_fstype_at(&target),
+        None,
+        "the child's tmpfs leaked into our mount namespace"
+    );
+
+    // run_in: a helper thread (the library unshares its fs context first).
+    let (id, fstype) = run_in(&[&child_mnt], || {
+        (current(Namespace::Mount), thread_fstype_at(&target))
+    })
+    .unwrap();
+    assert_eq!(id, child_mnt_id);
+    assert_eq!(fstype.as_deref(), Some("tmpfs"));
+
+    // NsGuard on our own thread.
+    on_thread(|| {
+        {
+            let _guard = NsGuard::enter(&child_mnt).unwrap();
+            assert_eq!(current(Namespace::Mount), child_mnt_id);
+            assert_eq!(thread_fstype_at(&target).as_deref(), Some("tmpfs"));
+        }
+        assert_eq!(current(Namespace::Mount), own_mnt);
+        assert_eq!(thread_fstype_at(&target), None);
+    });
+
+    // The caller's view never changed.
+    assert_eq!(current(Namespace::Mount), own_mnt);
+    assert!(!thread_mount_points().iter().any(|p| Path::new(p) == target));
+}
+
+#[test]
+fn entering_a_pid_namespace_changes_it_for_children_only() {
+    require_root!();
+    let child = sleeper(NamespaceSet::PID, None);
+    let child_pid_ns = NsFd::of_pid(child.id(), Namespace::Pid).unwrap();
+    let target = child_pid_ns.id().unwrap();
+
+    on_thread(|| {
+        let own = thread_ns("pid");
+        assert_eq!(thread_ns("pid_for_children"), own);
+        {
+            let _guard = NsGuard::enter(&child_pid_ns).unwrap();
+            assert_eq!(
+                thread_ns("pid_for_children"),
+                target,
+                "setns(pid) sets pid_for_children"
+            );
+            assert_eq!(
+                thread_ns("pid"),
+                own,
+                "the thread itself stays in its pid namespace"
+            );
+        }
+        assert_eq!(
+            thread_ns("pid_for_children"),
+            own,
+            "guard restores pid_for_children"
+        );
+        assert_eq!(thread_ns("pid"), own);
+    });
+}
+
+#[test]
+fn entering_a_time_namespace_from_a_threaded_process_fails_cleanly() {
+    require_root!();
+    // Unlike pid, setns(time) moves the caller itself too, so the kernel demands a
+    // single-threaded process (the kernel says EUSERS); nook refuses first with a typed
+    // error, and the thread must be left where it was.
+    let child = sleeper(NamespaceSet::TIME, None);
+    let child_time = NsFd::of_pid(child.id(), Namespace::Time).unwrap();
+    assert_ne!(child_time.id().unwrap(), current(Namespace::Time));
+
+    on_thread(|| {
+        let before = (thread_ns("time"), thread_ns("time_for_children"));
+        let err = NsGuard::enter(&child_time).unwrap_err();
+        assert!(matches!(err, Error::NeedsSingleThread { namespace: Namespace::Time }), "{err}");
+        // The kernel agrees: a raw setns from this thread is refused with EUSERS.
+        let raw = child_time.enter().unwrap_err();
+        assert_eq!(raw.raw_os_error(), Some(libc::EUSERS), "{raw}");
+        assert_eq!((thread_ns("time"), thread_ns("time_for_children")), before);
+    });
+}
