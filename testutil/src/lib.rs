@@ -92,10 +92,10 @@ impl Drop for TempDir {
     }
 }
 
-/// Lazily unmounts every mount at or below `dir` in the caller's mount namespace, deepest
+/// Lazily unmounts every mount at or below `dir` in the calling thread's mount namespace, deepest
 /// first.
 pub fn detach_mounts_below(dir: &Path) {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Ok(info) = fs::read_to_string("/proc/thread-self/mountinfo") else { return };
     let mut points: Vec<String> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))

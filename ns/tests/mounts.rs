@@ -1,0 +1,796 @@
+//! Integration tests: mount propagation and the mount steps a child runs in its new mount
+//! namespace, checked through the kernel's own mount table and file system behaviour.
+//!
+//! Propagation tests run on a thread with its own mount namespace
+//! ([`nook_testutil::on_private_mount_ns`]); child-side tests check afterwards that the
+//! host's mount table gained nothing. They need root and are skipped otherwise.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use nook_ns::{
+    Command, Error, MountStep, Namespace, Propagation, SpawnError, Stage, bind, mount_tmpfs,
+    set_propagation, unmount,
+};
+use nook_testutil::{TempDir, on_private_mount_ns, require_root, tiny_rootfs};
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// One line of `/proc/.../mountinfo`.
+#[derive(Debug)]
+struct MountEntry {
+    mount_point: String,
+    mount_options: String,
+    /// Optional fields such as `shared:3`, `master:3`, `unbindable`.
+    tags: Vec<String>,
+    fstype: String,
+    super_options: String,
+}
+
+fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            Some(MountEntry {
+                mount_point: left.get(4)?.to_string(),
+                mount_options: left.get(5)?.to_string(),
+                tags: left[6..].iter().map(|s| s.to_string()).collect(),
+                fstype: right.first()?.to_string(),
+                super_options: right.get(2).unwrap_or(&"").to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The mount table of the calling thread's mount namespace.
+fn my_mounts() -> Vec<MountEntry> {
+    parse_mountinfo(&fs::read_to_string("/proc/thread-self/mountinfo").expect("read mountinfo"))
+}
+
+/// The topmost mount at `path` in the calling thread's mount namespace.
+fn mount_at(path: &Path) -> Option<MountEntry> {
+    let p = path.to_str().unwrap();
+    my_mounts().into_iter().rfind(|m| m.mount_point == p)
+}
+
+fn find_mount<'a>(mounts: &'a [MountEntry], path: &Path) -> &'a MountEntry {
+    let p = path.to_str().unwrap();
+    mounts
+        .iter()
+        .rfind(|m| m.mount_point == p)
+        .unwrap_or_else(|| panic!("no mount at {p} in {mounts:#?}"))
+}
+
+/// Fails if the caller's mount namespace has any mount at or below `dir`.
+fn assert_no_mounts_under(dir: &Path) {
+    let leaked: Vec<_> = my_mounts()
+        .into_iter()
+        .filter(|m| Path::new(&m.mount_point).starts_with(dir))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the host mount table gained entries under {}: {leaked:#?}",
+        dir.display()
+    );
+}
+
+/// `/bin/sh -c script sh ...`: further `.arg()`s become `$1`, `$2`, ...
+fn sh(script: &str) -> Command {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", script, "sh"]);
+    cmd
+}
+
+/// A command in a new mount namespace (plus `extra`).
+fn in_mount_ns(mut cmd: Command, extra: &[Namespace]) -> Command {
+    let set = extra
+        .iter()
+        .fold(Namespace::Mount.as_set(), |s, ns| s.with(*ns));
+    cmd.namespaces(set);
+    cmd
+}
+
+/// Runs the child and returns its output; the spawn itself must succeed.
+fn output(cmd: &mut Command) -> Output {
+    cmd.output().expect("spawn child")
+}
+
+/// Runs the child, asserts success, returns stdout.
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = output(cmd);
+    assert!(
+        out.status.success(),
+        "child failed: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 stdout")
+}
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().collect()
+}
+
+fn mkdirs(base: &TempDir, names: &[&str]) -> Vec<PathBuf> {
+    names
+        .iter()
+        .map(|n| {
+            let p = base.join(n);
+            fs::create_dir_all(&p).unwrap();
+            p
+        })
+        .collect()
+}
+
+/// Mounts a tmpfs at `dir` (created first) and writes `marker` into it.
+fn mount_marked(dir: &Path, marker: &str) {
+    fs::create_dir_all(dir).unwrap();
+    mount_tmpfs(dir, Some("size=64k")).expect("mount tmpfs");
+    fs::write(dir.join("marker"), marker).unwrap();
+}
+
+fn marker(dir: &Path) -> Option<String> {
+    fs::read_to_string(dir.join("marker")).ok()
+}
+
+/// The value of a mountinfo tag such as `shared:N` or `master:N` (pass the prefix).
+fn tag_value(m: &MountEntry, prefix: &str) -> Option<String> {
+    m.tags
+        .iter()
+        .find_map(|t| t.strip_prefix(prefix))
+        .map(str::to_owned)
+}
+
+/// `a`: a tmpfs with the given propagation; `b`: a bind mount of `a`.
+fn tmpfs_and_bind(base: &TempDir, propagation: Propagation) -> (PathBuf, PathBuf) {
+    let [a, b] = <[PathBuf; 2]>::try_from(mkdirs(base, &["a", "b"])).unwrap();
+    mount_tmpfs(&a, Some("size=64k")).expect("mount tmpfs a");
+    set_propagation(&a, propagation, false).expect("set propagation of a");
+    bind(&a, &b, false).expect("bind a onto b");
+    (a, b)
+}
+
+// ---------------------------------------------------------------------------------------
+// Propagation in the caller's (private, per-thread) mount namespace
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn shared_bind_peers_receive_each_others_mounts() {
+    require_root!();
+    let base = TempDir::new("shr").unwrap();
+    on_private_mount_ns(|| {
+        let (a, b) = tmpfs_and_bind(&base, Propagation::Shared);
+        let (ma, mb) = (mount_at(&a).unwrap(), mount_at(&b).unwrap());
+        let group = tag_value(&ma, "shared:").expect("a is shared");
+        assert_eq!(
+            tag_value(&mb, "shared:"),
+            Some(group),
+            "b is a peer of a: {mb:?}"
+        );
+
+        mount_marked(&a.join("x"), "from-a");
+        assert_eq!(
+            marker(&b.join("x")).as_deref(),
+            Some("from-a"),
+            "a mount under a appears under b"
+        );
+        mount_marked(&b.join("y"), "from-b");
+        assert_eq!(
+            marker(&a.join("y")).as_deref(),
+            Some("from-b"),
+            "a mount under b appears under a"
+        );
+
+        unmount(&a.join("x"), false).unwrap();
+        assert!(
+            mount_at(&b.join("x")).is_none(),
+            "the unmount propagated too"
+        );
+    });
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn slave_receives_from_master_but_does_not_send_back() {
+    require_root!();
+    let base = TempDir::new("slv").unwrap();
+    on_private_mount_ns(|| {
+        let (a, b) = tmpfs_and_bind(&base, Propagation::Shared);
+        set_propagation(&b, Propagation::Slave, false).unwrap();
+        let group = tag_value(&mount_at(&a).unwrap(), "shared:").expect("a is shared");
+        let mb = mount_at(&b).unwrap();
+        assert_eq!(
+            tag_value(&mb, "master:"),
+            Some(group),
+            "b is a slave of a: {mb:?}"
+        );
+        assert_eq!(tag_value(&mb, "shared:"), None);
+
+        mount_marked(&a.join("x"), "from-master");
+        assert_eq!(
+            marker(&b.join("x")).as_deref(),
+            Some("from-master"),
+            "master -> slave propagates"
+        );
+        mount_marked(&b.join("y"), "from-slave");
+        assert_eq!(
+            marker(&a.join("y")),
+            None,
+            "slave -> master must not propagate"
+        );
+        assert!(mount_at(&a.join("y")).is_none());
+    });
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn private_binds_propagate_nothing_either_way() {
+    require_root!();
+    let base = TempDir::new("prv").unwrap();
+    on_private_mount_ns(|| {
+        let (a, b) = tmpfs_and_bind(&base, Propagation::Private);
+        set_propagation(&b, Propagation::Private, false).unwrap();
+        for m in [mount_at(&a).unwrap(), mount_at(&b).unwrap()] {
+            assert!(
+                m.tags.is_empty(),
+                "private mounts carry no propagation tags: {m:?}"
+            );
+        }
+
+        mount_marked(&a.join("x"), "from-a");
+        mount_marked(&b.join("y"), "from-b");
+        // Same tmpfs underneath, so the directories exist on both sides, but empty.
+        assert!(b.join("x").is_dir() && a.join("y").is_dir());
+        assert_eq!(marker(&b.join("x")), None, "a -> b must not propagate");
+        assert_eq!(marker(&a.join("y")), None, "b -> a must not propagate");
+    });
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn unbindable_mount_cannot_be_bind_mounted() {
+    require_root!();
+    let base = TempDir::new("unb").unwrap();
+    on_private_mount_ns(|| {
+        let [a, c] = <[PathBuf; 2]>::try_from(mkdirs(&base, &["a", "c"])).unwrap();
+        mount_tmpfs(&a, Some("size=64k")).unwrap();
+        // Control: while private, binding works.
+        bind(&a, &c, false).expect("bind a private mount");
+        unmount(&c, false).unwrap();
+
+        set_propagation(&a, Propagation::Unbindable, false).unwrap();
+        assert!(mount_at(&a).unwrap().tags.iter().any(|t| t == "unbindable"));
+        let err = bind(&a, &c, false).expect_err("bind of an unbindable mount");
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
+        assert!(mount_at(&c).is_none());
+    });
+    assert_no_mounts_under(base.path());
+}
+
+// ---------------------------------------------------------------------------------------
+// Propagation through Command mount steps
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn propagation_steps_in_child_make_shared_peer_and_slave() {
+    require_root!();
+    let base = TempDir::new("psc").unwrap();
+    let [a, b] = <[PathBuf; 2]>::try_from(mkdirs(&base, &["a", "b"])).unwrap();
+    let mut cmd = in_mount_ns(
+        sh(r#"echo 1 > "$1/x/m"; echo 2 > "$2/y/m"
+              cat "$2/x/m"
+              [ -e "$1/y/m" ] && echo slave-leaked-to-master || echo master-untouched"#),
+        &[],
+    );
+    cmd.arg(&a).arg(&b).mounts([
+        MountStep::tmpfs(&a, Some("size=64k")),
+        MountStep::propagation(&a, Propagation::Shared, false),
+        MountStep::bind(&a, &b),
+        MountStep::propagation(&b, Propagation::Slave, false),
+        MountStep::mkdir(a.join("x")),
+        MountStep::mkdir(a.join("y")),
+        MountStep::tmpfs(a.join("x"), Some("size=64k")),
+        MountStep::tmpfs(b.join("y"), Some("size=64k")),
+    ]);
+
+    assert_eq!(lines(&stdout_of(&mut cmd)), ["1", "master-untouched"]);
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn private_propagation_step_in_child_stops_propagation() {
+    require_root!();
+    let base = TempDir::new("ppc").unwrap();
+    let [a, b] = <[PathBuf; 2]>::try_from(mkdirs(&base, &["a", "b"])).unwrap();
+    // `/` is rprivate, so make `a` shared first: then the step must really change it back.
+    let mut cmd = in_mount_ns(sh(r#"echo 1 > "$1/x/m"; ls -A "$2/x"; echo end"#), &[]);
+    cmd.arg(&a).arg(&b).mounts([
+        MountStep::tmpfs(&a, Some("size=64k")),
+        MountStep::propagation(&a, Propagation::Shared, false),
+        MountStep::bind(&a, &b),
+        MountStep::propagation(&a, Propagation::Private, false),
+        MountStep::mkdir(a.join("x")),
+        MountStep::tmpfs(a.join("x"), Some("size=64k")),
+    ]);
+
+    assert_eq!(
+        lines(&stdout_of(&mut cmd)),
+        ["end"],
+        "b/x must stay the empty directory"
+    );
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn unbindable_propagation_step_makes_a_later_bind_fail_with_einval() {
+    require_root!();
+    let base = TempDir::new("ubc").unwrap();
+    let [a, c] = <[PathBuf; 2]>::try_from(mkdirs(&base, &["a", "c"])).unwrap();
+    let err = in_mount_ns(Command::new("/bin/true"), &[])
+        .mounts([
+            MountStep::tmpfs(&a, Some("size=64k")),
+            MountStep::propagation(&a, Propagation::Unbindable, false),
+            MountStep::bind(&a, &c),
+        ])
+        .status()
+        .expect_err("binding an unbindable mount");
+
+    assert!(
+        matches!(
+            err,
+            Error::Spawn(SpawnError {
+                stage: Stage::Mount,
+                step: Some(2),
+                errno: libc::EINVAL
+            })
+        ),
+        "{err:?}"
+    );
+    assert_no_mounts_under(base.path());
+}
+
+// ---------------------------------------------------------------------------------------
+// Child-side mount steps
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn bind_read_write_writes_through_to_the_source() {
+    require_root!();
+    let base = TempDir::new("brw").unwrap();
+    let [src, dst] = <[PathBuf; 2]>::try_from(mkdirs(&base, &["src", "dst"])).unwrap();
+    fs::write(src.join("f"), "from-host\n").unwrap();
+
+    let out = stdout_of(
+        in_mount_ns(sh(r#"cat "$1/f"; echo from-child > "$1/new""#), &[])
+            .arg(&dst)
+            .mount(MountStep::bind(&src, &dst)),
+    );
+
+    assert_eq!(
+        out, "from-host\n",
+        "the child reads the source through the bind"
+    );
+    assert_eq!(
+        fs::read_to_string(src.join("new")).unwrap(),
+        "from-child\n",
+        "the write reached the source"
+    );
+    assert!(
+        !dst.join("new").exists(),
+        "outside the child, dst is still the plain directory"
+    );
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn bind_read_only_rejects_writes_with_erofs() {
+    require_root!();
+    let base = TempDir::new("bro").unwrap();
+    let [src, dst] = <[PathBuf; 2]>::try_from(mkdirs(&base, &["src", "dst"])).unwrap();
+    fs::write(src.join("f"), "from-host\n").unwrap();
+
+    let out = output(
+        in_mount_ns(sh(r#"cat "$1/f"; echo x > "$1/new""#), &[])
+            .arg(&dst)
+            .mount(MountStep::bind(&src, &dst).read_only()),
+    );
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from-host\n",
+        "reading still works"
+    );
+    assert!(
+        stderr.contains("Read-only file system"),
+        "expected EROFS, got: {stderr}"
+    );
+    assert!(!src.join("new").exists());
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn recursive_read_only_bind_makes_submounts_read_only_too() {
+    require_root!();
+    let base = TempDir::new("brr").unwrap();
+    let [_, dst] = <[PathBuf; 2]>::try_from(mkdirs(&base, &["src/sub", "dst"])).unwrap();
+    let src = base.join("src");
+    let script = r#"echo ok > "$1/sub/w" && echo source-submount-writable
+        cat "$2/sub/w"
+        cat /proc/self/mountinfo
+        echo --
+        ( echo x > "$2/sub/w2" ) 2>&1
+        ( echo x > "$2/w3" ) 2>&1
+        true"#;
+    let out = stdout_of(in_mount_ns(sh(script), &[]).arg(&src).arg(&dst).mounts([
+        MountStep::tmpfs(src.join("sub"), Some("size=64k")),
+        MountStep::bind(&src, &dst).read_only().recursive(),
+    ]));
+
+    let (before, errors) = out.split_once("--\n").expect("separator");
+    let mut it = before.splitn(3, '\n');
+    assert_eq!(
+        it.next(),
+        Some("source-submount-writable"),
+        "the submount itself stays writable"
+    );
+    assert_eq!(
+        it.next(),
+        Some("ok"),
+        "the submount came along with the recursive bind"
+    );
+    let mounts = parse_mountinfo(it.next().unwrap());
+    for p in [dst.clone(), dst.join("sub")] {
+        let m = find_mount(&mounts, &p);
+        assert!(
+            m.mount_options.split(',').any(|o| o == "ro"),
+            "{} should be ro: {m:?}",
+            p.display()
+        );
+    }
+    assert_eq!(
+        errors.matches("Read-only file system").count(),
+        2,
+        "both writes must fail with EROFS: {errors}"
+    );
+    assert!(!src.join("w3").exists());
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn proc_step_shows_the_child_pid_namespace() {
+    require_root!();
+    let base = TempDir::new("prc").unwrap();
+    let [proc_dir] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["proc"])).unwrap();
+    let out = stdout_of(
+        in_mount_ns(
+            sh(r#"for p in "$1"/[0-9]*; do echo "${p##*/}"; done; echo --; cat "$1/1/cmdline""#),
+            &[Namespace::Pid],
+        )
+        .arg(&proc_dir)
+        .mount(MountStep::proc(&proc_dir)),
+    );
+    // The glob is expanded by the shell itself (pid 1): no host process is listed.
+    let (pids, cmdline) = out.split_once("--\n").unwrap();
+    assert_eq!(lines(pids), ["1"]);
+    assert!(
+        cmdline.starts_with("/bin/sh\0-c\0"),
+        "pid 1 is our shell: {cmdline:?}"
+    );
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn sysfs_step_shows_the_child_network_namespace_read_only() {
+    require_root!();
+    let base = TempDir::new("sys").unwrap();
+    let [sys] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["sys"])).unwrap();
+    let out = stdout_of(
+        in_mount_ns(
+            sh(r#"ls "$1/class/net"; echo --; cat /proc/self/mountinfo"#),
+            &[Namespace::Net],
+        )
+        .arg(&sys)
+        .mount(MountStep::sysfs(&sys)),
+    );
+    let (net, info) = out.split_once("--\n").unwrap();
+    assert_eq!(lines(net), ["lo"]);
+    let mounts = parse_mountinfo(info);
+    let m = find_mount(&mounts, &sys);
+    assert_eq!(m.fstype, "sysfs");
+    assert!(m.mount_options.split(',').any(|o| o == "ro"), "{m:?}");
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn tmpfs_step_applies_size_and_mode_options() {
+    require_root!();
+    let base = TempDir::new("tmp").unwrap();
+    let [t] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["t"])).unwrap();
+    let out = stdout_of(
+        in_mount_ns(sh(r#"stat -c %a "$1"; cat /proc/self/mountinfo"#), &[])
+            .arg(&t)
+            .mount(MountStep::tmpfs(&t, Some("size=1m,mode=0710"))),
+    );
+    let (mode, info) = out.split_once('\n').unwrap();
+    assert_eq!(mode, "710");
+    let mounts = parse_mountinfo(info);
+    let m = find_mount(&mounts, &t);
+    assert_eq!(m.fstype, "tmpfs");
+    let opts: Vec<&str> = m.super_options.split(',').collect();
+    assert!(
+        opts.contains(&"size=1024k") && opts.contains(&"mode=710"),
+        "{m:?}"
+    );
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn devpts_step_mounts_a_new_instance() {
+    require_root!();
+    let base = TempDir::new("pts").unwrap();
+    let [pts] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["pts"])).unwrap();
+    // Opening ptmx allocates a pty in this instance: a new instance numbers from 0.
+    let out = stdout_of(
+        in_mount_ns(
+            sh(r#"exec 3<>"$1/ptmx"; ls "$1"; echo --; cat /proc/self/mountinfo"#),
+            &[],
+        )
+        .arg(&pts)
+        .mount(MountStep::devpts(&pts)),
+    );
+    let (listing, info) = out.split_once("--\n").unwrap();
+    assert_eq!(lines(listing), ["0", "ptmx"]);
+    let mounts = parse_mountinfo(info);
+    let m = find_mount(&mounts, &pts);
+    assert_eq!(m.fstype, "devpts");
+    let opts: Vec<&str> = m.super_options.split(',').collect();
+    assert!(
+        opts.contains(&"ptmxmode=666") && opts.contains(&"mode=620"),
+        "{m:?}"
+    );
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn mqueue_step_mounts_the_child_ipc_namespace_queues() {
+    require_root!();
+    let base = TempDir::new("mqs").unwrap();
+    let [mq] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["mq"])).unwrap();
+    // Creating a file on an mqueue fs creates a message queue; reading it shows its state.
+    let out = stdout_of(
+        in_mount_ns(sh(r#"ls -A "$1"; echo --; : > "$1/nkq"; cat "$1/nkq"; echo; cat /proc/self/mountinfo"#), &[
+            Namespace::Ipc,
+        ])
+        .arg(&mq)
+        .mount(MountStep::mqueue(&mq)),
+    );
+    let (listing, rest) = out.split_once("--\n").unwrap();
+    assert_eq!(listing, "", "a new IPC namespace starts without queues");
+    let (queue, info) = rest.split_once('\n').unwrap();
+    assert!(queue.starts_with("QSIZE:0"), "{queue}");
+    assert_eq!(find_mount(&parse_mountinfo(info), &mq).fstype, "mqueue");
+    // SAFETY: NUL-terminated literal; no O_CREAT, so no further arguments.
+    let mqd = unsafe { libc::mq_open(c"/nkq".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if mqd >= 0 {
+        // SAFETY: we own mqd; unlink the leaked queue.
+        unsafe {
+            libc::mq_close(mqd);
+            libc::mq_unlink(c"/nkq".as_ptr());
+        }
+        panic!("the child's queue appeared in the host IPC namespace");
+    }
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn pivot_root_leaves_only_the_new_root_visible() {
+    require_root!();
+    let base = TempDir::new("piv").unwrap();
+    let root = base.join("root");
+    tiny_rootfs(&root).expect("build tiny rootfs");
+    let host_marker = base.join("host-marker");
+    fs::write(&host_marker, "host").unwrap();
+
+    let out = stdout_of(
+        in_mount_ns(
+            sh(
+                r#"ls -A /; echo --; ls -A /old; echo --; cat /proc/self/mountinfo; echo --
+                  [ -e "$1" ] && echo marker-reachable || echo marker-gone"#,
+            ),
+            &[Namespace::Pid],
+        )
+        .arg(&host_marker)
+        .mounts([MountStep::pivot_root(&root), MountStep::proc("/proc")]),
+    );
+
+    let parts: Vec<&str> = out.split("--\n").collect();
+    let [listing, old, info, marker] = <[&str; 4]>::try_from(parts).expect("four sections");
+    let mut inside: Vec<&str> = lines(listing);
+    inside.sort_unstable();
+    let mut expected: Vec<String> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(inside, expected, "/ holds exactly the tiny rootfs");
+    assert_eq!(old, "", "nothing of the old root is left in /old");
+    let points: Vec<String> = parse_mountinfo(info)
+        .into_iter()
+        .map(|m| m.mount_point)
+        .collect();
+    assert_eq!(points, ["/", "/proc"], "no host mounts remain");
+    assert_eq!(marker, "marker-gone\n");
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn remount_read_only_of_root_after_pivot_blocks_writes() {
+    require_root!();
+    let base = TempDir::new("rro").unwrap();
+    let root = base.join("root");
+    tiny_rootfs(&root).expect("build tiny rootfs");
+
+    let out = output(
+        in_mount_ns(sh("mkdir /nk-made; echo x > /tmp/nk-file"), &[]).mounts([
+            MountStep::pivot_root(&root),
+            MountStep::remount_read_only("/"),
+        ]),
+    );
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr.matches("Read-only file system").count(),
+        2,
+        "both writes fail with EROFS: {stderr}"
+    );
+    assert!(!root.join("nk-made").exists() && !root.join("tmp/nk-file").exists());
+    // The host's view of the same directory is still writable.
+    fs::create_dir(root.join("nk-host-made")).expect("the rootfs stays writable on the host");
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn mask_hides_file_contents_and_directory_entries() {
+    require_root!();
+    let base = TempDir::new("msk").unwrap();
+    let file = base.join("secret.txt");
+    let dir = base.join("secret.d");
+    fs::write(&file, "top secret\n").unwrap();
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("inner"), "x").unwrap();
+
+    let out = stdout_of(
+        in_mount_ns(sh(r#"cat "$1"; echo --; ls -A "$2"; echo end"#), &[])
+            .arg(&file)
+            .arg(&dir)
+            .mounts([
+                MountStep::mask(&file),
+                MountStep::mask(&dir),
+                MountStep::mask(base.join("does-not-exist")),
+            ]),
+    );
+
+    assert_eq!(
+        out, "--\nend\n",
+        "the file reads empty and the directory lists nothing"
+    );
+    assert_eq!(
+        fs::read_to_string(&file).unwrap(),
+        "top secret\n",
+        "the host still sees the data"
+    );
+    assert!(dir.join("inner").exists());
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn mkdir_step_creates_directories_with_mode() {
+    require_root!();
+    let base = TempDir::new("mkd").unwrap();
+    let [t] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["t"])).unwrap();
+    let umask = fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+        .expect("Umask in /proc/self/status");
+
+    let out = stdout_of(
+        in_mount_ns(sh(r#"stat -c '%F %a' "$1/a" "$1/a/b""#), &[])
+            .arg(&t)
+            .mounts([
+                MountStep::tmpfs(&t, Some("size=64k")),
+                MountStep::mkdir(t.join("a")),
+                MountStep::mkdir(t.join("a")),
+                MountStep::MakeDir {
+                    path: t.join("a/b"),
+                    mode: 0o700,
+                },
+            ]),
+    );
+
+    assert_eq!(
+        lines(&out),
+        [
+            format!("directory {:o}", 0o755 & !umask),
+            format!("directory {:o}", 0o700 & !umask)
+        ],
+        "an existing directory is fine; modes are applied before the umask"
+    );
+    assert!(
+        !t.join("a").exists(),
+        "created inside the child's tmpfs, not on the host"
+    );
+    assert_no_mounts_under(base.path());
+}
+
+// ---------------------------------------------------------------------------------------
+// Failures
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn failing_bind_reports_mount_stage_with_step_index_and_enoent() {
+    require_root!();
+    let base = TempDir::new("fbd").unwrap();
+    let [t, dst] = <[PathBuf; 2]>::try_from(mkdirs(&base, &["t", "dst"])).unwrap();
+    let err = in_mount_ns(Command::new("/bin/true"), &[])
+        .mounts([
+            MountStep::tmpfs(&t, Some("size=64k")),
+            MountStep::mkdir(t.join("a")),
+            MountStep::bind(base.join("missing"), &dst),
+            MountStep::tmpfs(&dst, None),
+        ])
+        .status()
+        .expect_err("bind from a missing source");
+
+    match err {
+        Error::Spawn(e) => assert_eq!(
+            e,
+            SpawnError {
+                stage: Stage::Mount,
+                step: Some(2),
+                errno: libc::ENOENT
+            }
+        ),
+        other => panic!("expected a spawn error, got {other:?}"),
+    }
+    assert_no_mounts_under(base.path());
+}
+
+#[test]
+fn pivot_root_into_a_file_reports_pivot_root_stage() {
+    require_root!();
+    let base = TempDir::new("fpv").unwrap();
+    let [t] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["t"])).unwrap();
+    let file = base.join("not-a-dir");
+    fs::write(&file, "").unwrap();
+    let err = in_mount_ns(Command::new("/bin/true"), &[])
+        .mounts([
+            MountStep::tmpfs(&t, Some("size=64k")),
+            MountStep::pivot_root(&file),
+        ])
+        .status()
+        .expect_err("pivot_root into a regular file");
+
+    match err {
+        Error::Spawn(e) => assert_eq!(
+            e,
+            SpawnError {
+                stage: Stage::PivotRoot,
+                step: Some(1),
+                errno: libc::ENOTDIR
+            }
+        ),
+        other => panic!("expected a spawn error, got {other:?}"),
+    }
+    assert_no_mounts_under(base.path());
+}
