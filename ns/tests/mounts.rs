@@ -794,3 +794,48 @@ fn pivot_root_into_a_file_reports_pivot_root_stage() {
     }
     assert_no_mounts_under(base.path());
 }
+
+// ---------------------------------------------------------------------------------------
+// The default root propagation
+// ---------------------------------------------------------------------------------------
+
+/// A child mounts a tmpfs under a *shared* mount of its parent's namespace. With the
+/// default (`/` made rprivate first) the mount stays in the child; with the copied
+/// propagation kept (`root_propagation(None)`) it leaks into the parent. The second half
+/// proves the first can fail.
+#[test]
+fn default_rprivate_root_keeps_child_mounts_out_of_a_shared_parent() {
+    require_root!();
+    let base = TempDir::new("rpr").unwrap();
+    on_private_mount_ns(|| {
+        let shared = base.join("shared");
+        mount_marked(&shared, "parent");
+        set_propagation(&shared, Propagation::Shared, false).expect("make it shared");
+        fs::create_dir(shared.join("sub")).unwrap();
+        let sub = shared.join("sub");
+        let child_mounts_sub = |keep_propagation: bool| {
+            let mut cmd = in_mount_ns(Command::new("/bin/true"), &[]);
+            cmd.mount(MountStep::tmpfs(&sub, Some("size=64k")));
+            if keep_propagation {
+                cmd.root_propagation(None);
+            }
+            let status = cmd.status().expect("spawn");
+            assert!(status.success());
+        };
+
+        child_mounts_sub(false);
+        assert!(
+            mount_at(&sub).is_none(),
+            "the child's mount leaked despite the default rprivate root"
+        );
+
+        child_mounts_sub(true);
+        assert!(
+            mount_at(&sub).is_some(),
+            "without rprivate the mount should propagate back (control)"
+        );
+        unmount(&sub, true).expect("unmount the leaked control mount");
+        unmount(&shared, true).expect("unmount shared");
+    });
+    assert_no_mounts_under(base.path());
+}
