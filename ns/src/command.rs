@@ -47,7 +47,7 @@ impl ClockOffset {
 /// The child is created with clone3 (`CLONE_PIDFD`, plus `CLONE_INTO_CGROUP` with
 /// [`Command::cgroup`]), waits at a sync point while the parent writes its id maps (and, with
 /// [`Command::spawn_paused`], whatever else the caller needs), then runs a precomputed plan
-/// without allocating — user namespace identity, stdio, cgroup and time namespaces,
+/// without allocating — time namespace, user namespace identity, stdio, cgroup namespace,
 /// hostname, mounts, pivot_root, working directory, identity, `pre_exec` hooks — and execs.
 ///
 /// ```no_run

@@ -126,6 +126,15 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     }
     raw::close(fds.sync_read);
 
+    // The time namespace comes before the switch to root of the new user namespace: that
+    // switch changes the euid (e.g. from global root to the mapped 100000), which makes the
+    // process non-dumpable, and /proc/self/timens_offsets of a non-dumpable process belongs
+    // to global root — unwritable from inside (EACCES). We still hold every capability in
+    // the new user namespace here, which owns the new time namespace.
+    if let Some(offsets) = &plan.time_offsets {
+        enter_new_time_namespace(err, offsets);
+    }
+
     if let Some(root) = &plan.become_userns_root {
         set_identity(err, root);
     }
@@ -138,10 +147,6 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
 
     if plan.unshare_cgroup {
         check(err, Stage::CgroupNamespace, raw::unshare(libc::CLONE_NEWCGROUP));
-    }
-
-    if let Some(offsets) = &plan.time_offsets {
-        enter_new_time_namespace(err, offsets);
     }
 
     if let Some(name) = &plan.hostname {
@@ -252,12 +257,12 @@ fn run_init(plan: &Plan, err: RawFd) -> ! {
     if payload == 0 {
         exec_payload(plan, err);
     }
-    // The payload holds the error pipe until its exec; drop our copy so the parent sees EOF
-    // then. Drop stdio too so readers of the payload's output are not kept waiting on us.
-    raw::close(err);
-    for fd in 0..3 {
-        raw::close(fd);
-    }
+    // The init never execs, so close-on-exec never fires for it: close every descriptor.
+    // That drops our copy of the error pipe (the parent sees EOF at the payload's exec) and
+    // of stdio (readers of the payload's output are not kept waiting on us), and also the
+    // copies of whatever the parent's other threads had open at clone time — a pipe end
+    // kept here would keep some other child from ever seeing EOF.
+    raw::close_from(0);
     loop {
         let sig = raw::sigwait(&set);
         if sig != libc::SIGCHLD {

@@ -411,6 +411,27 @@ pub(crate) mod raw {
         unsafe { libc::close(fd) };
     }
 
+    /// Closes every descriptor from `first` up: `close_range`, or a loop up to
+    /// `RLIMIT_NOFILE` on kernels without it (before 5.9).
+    pub fn close_from(first: RawFd) {
+        // SAFETY: integer-only syscall.
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint) };
+        if rc == 0 {
+            return;
+        }
+        // SAFETY: zeroed rlimit is a valid out-parameter.
+        let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+        // SAFETY: lim is a valid out-parameter.
+        let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+            lim.rlim_cur.min(1 << 20) as RawFd
+        } else {
+            1024
+        };
+        for fd in first..max {
+            close(fd);
+        }
+    }
+
     /// Reads exactly one byte; returns Ok(true) for a byte, Ok(false) for EOF.
     pub fn read_byte(fd: RawFd) -> Result<bool, i32> {
         let mut b = 0u8;

@@ -1,0 +1,347 @@
+//! Integration tests of the minimal init (`Command::init`): PID 1 of a new pid namespace,
+//! orphan reaping, the namespace dying with it, signal forwarding, exit status, the subreaper
+//! mode without a pid namespace, and nested pid namespaces.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nook_ns::{Child, Command, MountStep, Namespace, NamespaceSet, NsFd, Stdio, processes_in};
+use nook_testutil::require_root;
+
+/// A new pid namespace with its own `/proc` (in a new mount namespace).
+fn pid_ns() -> NamespaceSet {
+    NamespaceSet::new()
+        .with(Namespace::Pid)
+        .with(Namespace::Mount)
+}
+
+/// `sh -c script` under the init, in a new pid + mount namespace with `/proc` mounted.
+fn init_sh(script: &str) -> Command {
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", script])
+        .namespaces(pid_ns())
+        .mount(MountStep::proc("/proc"))
+        .init(true);
+    cmd
+}
+
+/// The state letter and ppid of a `/proc/PID/stat` line.
+fn parse_stat(line: &str) -> (u32, char, u32) {
+    let pid = line.split(' ').next().unwrap().parse().unwrap();
+    let rest = &line[line.rfind(')').unwrap() + 2..];
+    let mut f = rest.split(' ');
+    (
+        pid,
+        f.next().unwrap().chars().next().unwrap(),
+        f.next().unwrap().parse().unwrap(),
+    )
+}
+
+/// The pid of host process `pid` inside its own pid namespace.
+fn inner_pid(pid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    nspid.split_whitespace().last()?.parse().ok()
+}
+
+fn read_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line.trim_end().to_owned()
+}
+
+/// Kills, through a pidfd, a process the test started indirectly, if it is still there.
+struct KillOnDrop(OwnedFd);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: integer arguments and a null siginfo; ESRCH when it is gone is fine.
+        unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0u32,
+            )
+        };
+    }
+}
+
+#[test]
+fn init_is_pid_1_and_payload_is_pid_2() {
+    require_root!();
+    let out = init_sh("echo $$; cat /proc/$$/stat; readlink /proc/1/exe")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "2", "{stdout}");
+    assert_eq!(
+        parse_stat(lines[1]).2,
+        1,
+        "the payload's parent is pid 1: {stdout}"
+    );
+    // PID 1 is the init: a fork of this test binary that never exec'd.
+    assert_eq!(
+        Path::new(lines[2]),
+        std::env::current_exe().unwrap(),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn init_reaps_orphans() {
+    require_root!();
+    // Three orphans (their parent subshell exits at once) are re-parented to the init. Then
+    // they are killed; only the init can reap them. Zombies would stay visible in /proc.
+    let script = r#"
+        for i in 1 2 3; do
+            p=$(sleep 1000 >/dev/null 2>&1 & echo $!)
+            pids="$pids $p"
+        done
+        for p in $pids; do echo "orphan $(cat /proc/$p/stat)"; done
+        kill $pids
+        i=0
+        while [ $i -lt 400 ]; do
+            left=0
+            for p in $pids; do [ -e /proc/$p ] && left=1; done
+            [ $left = 0 ] && break
+            sleep 0.05
+            i=$((i + 1))
+        done
+        echo end
+        cat /proc/[0-9]*/stat 2>/dev/null
+    "#;
+    let out = init_sh(script).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (before, after) = stdout.split_once("end\n").unwrap();
+    let orphans: Vec<(u32, char, u32)> = before
+        .lines()
+        .filter_map(|l| l.strip_prefix("orphan "))
+        .map(parse_stat)
+        .collect();
+    assert_eq!(orphans.len(), 3, "{stdout}");
+    for (pid, state, ppid) in &orphans {
+        assert!(
+            *state != 'Z' && *ppid == 1,
+            "orphan {pid} was not adopted by the init: {stdout}"
+        );
+    }
+    let remaining: Vec<(u32, char, u32)> = after.lines().map(parse_stat).collect();
+    assert!(remaining.iter().any(|p| p.0 == 1), "{stdout}");
+    assert!(
+        remaining.iter().all(|p| p.1 != 'Z'),
+        "zombies left: {stdout}"
+    );
+    assert!(
+        remaining.iter().all(|p| orphans.iter().all(|o| o.0 != p.0)),
+        "orphans left: {stdout}"
+    );
+}
+
+#[test]
+fn pid_1_exit_kills_the_rest_of_the_namespace() {
+    require_root!();
+    let mut cmd = init_sh("sleep 1000 >/dev/null 2>&1 & echo $!; read x; exit 3");
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut paused = cmd.spawn_paused().unwrap();
+    paused.kill_on_drop(true);
+    let init_pid = paused.id();
+    // Holding the namespace keeps its identity from being reused while we look for it.
+    let ns = NsFd::of_pid(init_pid, Namespace::Pid).unwrap();
+    let ns_id = ns.id().unwrap();
+    let mut child = paused.resume().unwrap();
+    let inner_sleep: u32 = read_line(&mut child).parse().unwrap();
+
+    let members = processes_in(Namespace::Pid, ns_id).unwrap();
+    assert!(
+        members.contains(&init_pid) && members.len() == 3,
+        "init, sh and sleep: {members:?}"
+    );
+    // The background job, found by its pid inside the namespace (the last NSpid entry).
+    let sleep = *members
+        .iter()
+        .find(|p| inner_pid(**p) == Some(inner_sleep))
+        .unwrap_or_else(|| panic!("pid {inner_sleep} of the namespace is not among {members:?}"));
+    let _cleanup = KillOnDrop(nook_ns::pidfd_open(sleep).unwrap());
+
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(
+        processes_in(Namespace::Pid, ns_id).unwrap(),
+        Vec::<u32>::new()
+    );
+    assert!(
+        !Path::new(&format!("/proc/{sleep}")).exists(),
+        "the sleep outlived PID 1"
+    );
+}
+
+#[test]
+fn sigterm_is_forwarded_to_the_payload() {
+    require_root!();
+    let mut cmd = init_sh(r#"trap "exit 42" TERM; echo ready; while :; do sleep 0.05; done"#);
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    child.kill_on_drop(true);
+    assert_eq!(read_line(&mut child), "ready");
+    child.signal(libc::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(42), "{status:?}");
+}
+
+#[test]
+fn sigusr1_kills_the_payload_and_init_exits_128_plus_signal() {
+    require_root!();
+    let mut cmd = init_sh("echo ready; while :; do sleep 0.05; done");
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    child.kill_on_drop(true);
+    assert_eq!(read_line(&mut child), "ready");
+    child.signal(libc::SIGUSR1).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGUSR1), "{status:?}");
+}
+
+#[test]
+fn init_exits_with_the_payload_status() {
+    require_root!();
+    let status = init_sh("exit 7").status().unwrap();
+    assert_eq!(status.code(), Some(7));
+    let status = init_sh("kill -9 $$").status().unwrap();
+    assert_eq!(status.code(), Some(128 + 9));
+    let status = init_sh("true").status().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn init_without_pid_namespace_is_a_subreaper() {
+    require_root!();
+    // The orphan is adopted by the init (a subreaper), and reaped by it once killed.
+    let script = r#"
+        p=$(sleep 1000 >/dev/null 2>&1 & echo $!)
+        echo $p
+        read x
+        kill -9 $p
+        i=0
+        while [ -e /proc/$p ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
+        [ -e /proc/$p ] && exit 99
+        exit 5
+    "#;
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", script])
+        .init(true)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.kill_on_drop(true);
+    let orphan: u32 = read_line(&mut child).parse().unwrap();
+    let _cleanup = KillOnDrop(nook_ns::pidfd_open(orphan).unwrap());
+    let stat = fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap();
+    assert_eq!(
+        parse_stat(&stat).2,
+        child.id(),
+        "the orphan's parent is the init: {stat}"
+    );
+    drop(child.stdin.take());
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "99 means the orphan was never reaped"
+    );
+}
+
+#[test]
+fn init_keeps_no_descriptor_open() {
+    require_root!();
+    // The init never execs, so close-on-exec does not clean up after it: it must close
+    // everything itself, or it keeps pipe ends of unrelated children (other threads' spawns)
+    // open and they never see EOF.
+    let mut cmd = init_sh("echo ready; read x; exit 0");
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.kill_on_drop(true);
+    assert_eq!(read_line(&mut child), "ready");
+    let fd_dir = format!("/proc/{}/fd", child.id());
+    let open_fds = || {
+        fs::read_dir(&fd_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    };
+    // The init closes its descriptors right after forking the payload; give it time.
+    let mut left = open_fds();
+    for _ in 0..1000 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        left = open_fds();
+    }
+    assert!(left.is_empty(), "the init holds fds {left:?}");
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+}
+
+const ROLE: &str = "NK_NESTED_ROLE";
+const NESTED_TEST: &str = "nested_pid_namespace_inside_pid_namespace";
+
+/// The inner half: PID 1 of a new pid namespace (with its own /proc), creating another.
+fn nested_inner() {
+    assert_eq!(
+        std::process::id(),
+        1,
+        "the re-executed test binary is PID 1"
+    );
+    let own = NsFd::current(Namespace::Pid).unwrap();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", "echo $$"])
+        .unshare(Namespace::Pid)
+        .stdout(Stdio::piped());
+    let mut paused = cmd.spawn_paused().unwrap();
+    paused.kill_on_drop(true);
+    let grandchild = NsFd::of_pid(paused.id(), Namespace::Pid).unwrap();
+    assert_ne!(grandchild.id().unwrap(), own.id().unwrap());
+    assert_eq!(
+        grandchild.parent().unwrap().id().unwrap(),
+        own.id().unwrap()
+    );
+    let out = paused.resume().unwrap().wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"1\n");
+    println!("NK_NESTED_INNER_OK");
+}
+
+#[test]
+fn nested_pid_namespace_inside_pid_namespace() {
+    if std::env::var_os(ROLE).is_some_and(|r| r == "inner") {
+        return nested_inner();
+    }
+    require_root!();
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", NESTED_TEST, "--nocapture", "--test-threads=1"])
+        .env(ROLE, "inner")
+        .namespaces(pid_ns())
+        .mount(MountStep::proc("/proc"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut paused = cmd.spawn_paused().unwrap();
+    paused.kill_on_drop(true);
+    let inner = NsFd::of_pid(paused.id(), Namespace::Pid).unwrap();
+    let ours = NsFd::current(Namespace::Pid).unwrap();
+    assert_eq!(inner.parent().unwrap().id().unwrap(), ours.id().unwrap());
+    let out = paused.resume().unwrap().wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("NK_NESTED_INNER_OK"), "{stdout}\n{stderr}");
+    // The test did run (not filtered out).
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
