@@ -29,15 +29,7 @@ fn sh(script: &str) -> Command {
 
 /// Runs the command to completion, asserts it succeeded and returns its stdout.
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("spawn child");
-    assert!(
-        out.status.success(),
-        "child failed: {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("child stdout is UTF-8")
+    nook_testutil::success_stdout(cmd.output().expect("spawn child"))
 }
 
 /// A child that printed some lines and now blocks reading stdin, so the parent can look at

@@ -102,15 +102,7 @@ fn output(cmd: &mut Command) -> Output {
 
 /// Runs the child, asserts success, returns stdout.
 fn stdout_of(cmd: &mut Command) -> String {
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "child failed: {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 stdout")
+    nook_testutil::success_stdout(output(cmd))
 }
 
 fn lines(s: &str) -> Vec<&str> {

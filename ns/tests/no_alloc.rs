@@ -130,14 +130,7 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    nook_testutil::success_stdout(cmd.output().unwrap())
 }
 
 #[test]

@@ -67,14 +67,7 @@ fn sh(script: &str) -> Command {
 }
 
 fn stdout_of(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    nook_testutil::success_stdout(cmd.output().unwrap())
 }
 
 fn spawn_error(result: nook_ns::Result<impl std::fmt::Debug>) -> SpawnError {

@@ -50,6 +50,20 @@ macro_rules! require_root {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Asserts a finished child succeeded (showing its stdout and stderr if not) and returns its
+/// stdout as UTF-8.
+#[track_caller]
+pub fn success_stdout(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "child failed: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("child stdout is UTF-8")
+}
+
 /// A unique `nk`-prefixed name of at most 15 bytes: `nk` + `tag` (first 3 bytes) + pid and
 /// a counter in hex. Fits interface names (IFNAMSIZ) and is easy to find in a leak check.
 pub fn unique_name(tag: &str) -> String {
