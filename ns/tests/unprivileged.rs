@@ -1,8 +1,8 @@
 //! User namespaces created by an unprivileged caller: mapping one's own uid to root works
 //! without helpers, and multi-range maps go through `newuidmap`/`newgidmap`.
 //!
-//! The root test process re-executes this test binary as `nobody` (uid 65534) to run the
-//! `#[ignore]`d entry points below; they are only meaningful in that child.
+//! Each test re-executes this test binary as `nobody` (uid 65534), running the same test
+//! again; in that child (marked by `NK_UNPRIV_ROLE`) the test plays the unprivileged side.
 
 use std::path::Path;
 
@@ -12,11 +12,12 @@ use nook_testutil::{TempDir, require_root};
 const NOBODY: u32 = 65_534;
 const ROLE_VAR: &str = "NK_UNPRIV_ROLE";
 
-/// Re-runs this binary as `nobody`, executing the ignored entry point `entry`.
+/// Re-runs this binary as `nobody`, executing only the test `entry` (which then sees
+/// [`in_child_role`] true).
 fn run_as_nobody(entry: &str, cmd_setup: impl FnOnce(&mut Command)) -> String {
     let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = Command::new(&exe);
-    cmd.args(["--exact", entry, "--ignored", "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", entry, "--nocapture", "--test-threads=1"])
         .env(ROLE_VAR, entry)
         .user(NOBODY, NOBODY);
     cmd_setup(&mut cmd);
@@ -29,26 +30,27 @@ fn run_as_nobody(entry: &str, cmd_setup: impl FnOnce(&mut Command)) -> String {
     stdout
 }
 
-fn assert_child_role(entry: &str) {
-    assert_eq!(
-        std::env::var(ROLE_VAR).as_deref(),
-        Ok(entry),
-        "entry point for a re-executed child; run the non-ignored tests instead"
-    );
+/// Whether this process is the unprivileged child re-executed for test `entry`.
+fn in_child_role(entry: &str) -> bool {
+    if std::env::var(ROLE_VAR).as_deref() != Ok(entry) {
+        return false;
+    }
     // SAFETY: geteuid cannot fail.
     assert_eq!(unsafe { libc::geteuid() }, NOBODY, "the child must run unprivileged");
+    true
 }
 
 #[test]
 fn unprivileged_caller_maps_itself_to_root_without_helpers() {
+    const ME: &str = "unprivileged_caller_maps_itself_to_root_without_helpers";
+    if in_child_role(ME) {
+        return self_map_as_nobody(ME);
+    }
     require_root!();
-    run_as_nobody("entry_self_map", |_| {});
+    run_as_nobody(ME, |_| {});
 }
 
-#[test]
-#[ignore = "entry point run by unprivileged_caller_maps_itself_to_root_without_helpers as uid 65534"]
-fn entry_self_map() {
-    assert_child_role("entry_self_map");
+fn self_map_as_nobody(me: &str) {
     let out = Command::new("/bin/sh")
         .args(["-c", "id -u; id -g; cat /proc/self/uid_map /proc/self/setgroups; hostname"])
         .unshare(Namespace::User)
@@ -62,11 +64,15 @@ fn entry_self_map() {
     assert!(out.status.success(), "{out:?}");
     // uid 0 and gid 0 inside, one line `0 65534 1`, setgroups denied, our hostname.
     assert_eq!(words, ["0", "0", "0", "65534", "1", "deny", "nk-unpriv"], "{text}");
-    println!("NK-OK entry_self_map");
+    println!("NK-OK {me}");
 }
 
 #[test]
 fn unprivileged_multi_range_maps_use_newuidmap() {
+    const ME: &str = "unprivileged_multi_range_maps_use_newuidmap";
+    if in_child_role(ME) {
+        return multi_range_as_nobody(ME);
+    }
     require_root!();
     for tool in ["/usr/bin/newuidmap", "/usr/bin/newgidmap"] {
         assert!(Path::new(tool).exists(), "{tool} missing: install the `uidmap` package (.ci/run does)");
@@ -80,17 +86,14 @@ fn unprivileged_multi_range_maps_use_newuidmap() {
             std::fs::write(f, "").unwrap_or_else(|e| panic!("cannot create {f}: {e}"));
         }
     }
-    run_as_nobody("entry_multi_range", |cmd| {
+    run_as_nobody(ME, |cmd| {
         cmd.unshare(Namespace::Mount)
             .mount(MountStep::bind(dir.join("subuid"), "/etc/subuid"))
             .mount(MountStep::bind(dir.join("subgid"), "/etc/subgid"));
     });
 }
 
-#[test]
-#[ignore = "entry point run by unprivileged_multi_range_maps_use_newuidmap as uid 65534"]
-fn entry_multi_range() {
-    assert_child_role("entry_multi_range");
+fn multi_range_as_nobody(me: &str) {
     let map = IdMap::new().with(IdMapping::new(0, NOBODY, 1)).with(IdMapping::new(1, 200_000, 1000));
     let out = Command::new("/bin/sh")
         .args(["-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map"])
@@ -107,5 +110,5 @@ fn entry_multi_range() {
     assert_eq!(words[0], "0", "{text}");
     assert_eq!(&words[1..7], expected_map, "uid_map: {text}");
     assert_eq!(&words[7..13], expected_map, "gid_map: {text}");
-    println!("NK-OK entry_multi_range");
+    println!("NK-OK {me}");
 }
