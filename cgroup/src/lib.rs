@@ -1,1 +1,36 @@
-//! Cgroup v1, v2 and hybrid resource control for nook. Not implemented yet: see the `nook-cgroup` issue.
+//! # nook-cgroup — resource control on cgroup v1, v2 and hybrid hosts
+//!
+//! A typed, serde-serializable [`CgroupSpec`] becomes a [`Cgroup`] handle that owns its
+//! directories: it is created under the caller's own cgroup by default (so a sandbox stays
+//! inside whatever slice the embedding program was given), limits are validated before any
+//! write, and dropping the handle kills what is inside and removes the directories.
+//!
+//! Discovery ([`Hierarchies::discover`]) reads `/proc/thread-self/mountinfo` and
+//! `/proc/self/cgroup` — no hard-coded paths — and places each [`Controller`] where the host
+//! has it: its v1 hierarchy on v1 and hybrid hosts, the unified tree on v2. On hybrid hosts
+//! the v2 directory is created as well, for `cgroup.freeze`, `cgroup.kill`, hugetlb, PSI and
+//! `CLONE_INTO_CGROUP`.
+//!
+//! Why not `cgroups-rs`: see the project's design notes (it treats hybrid hosts as pure v1,
+//! creates groups at the hierarchy root, hard-codes `/sys/fs/cgroup`, ignores
+//! controller-enable errors, and pulls in a D-Bus stack).
+
+mod apply;
+mod bpf;
+mod cgroup;
+mod cpuset;
+mod devices;
+mod error;
+mod hierarchy;
+mod spec;
+mod sys;
+
+pub use cgroup::Cgroup;
+pub use cpuset::CpuSet;
+pub use devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
+pub use error::{Error, Result, ValidationError};
+pub use hierarchy::{Controller, Hierarchies, Hierarchy, Layout, Location, V2Support, Version};
+pub use spec::{
+    Blkio, CgroupSpec, Cpu, Cpuset, DeviceThrottle, HostFacts, HugetlbLimit, Memory, NetCls, NetPrio, PAGE_SIZE,
+    Pids, Resources, page_size_name, parse_page_size, shares_to_weight, weight_to_shares,
+};

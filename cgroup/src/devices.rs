@@ -1,0 +1,203 @@
+//! Device access rules: the same typed rules drive the v1 `devices` controller
+//! (`devices.allow` / `devices.deny`) and, on v2, a `BPF_PROG_TYPE_CGROUP_DEVICE` program
+//! built from them (as runc and crun do).
+//!
+//! Semantics: rules are checked from last to first; the first rule that matches an access
+//! decides it; an access no rule matches gets the policy's `default`.
+
+use std::fmt;
+
+use bitflags::bitflags;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+
+/// Which devices a rule matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// Every device, character and block (`a`).
+    All,
+    /// Character devices (`c`).
+    Char,
+    /// Block devices (`b`).
+    Block,
+}
+
+impl DeviceKind {
+    /// The v1 letter.
+    pub const fn letter(self) -> char {
+        match self {
+            DeviceKind::All => 'a',
+            DeviceKind::Char => 'c',
+            DeviceKind::Block => 'b',
+        }
+    }
+}
+
+bitflags! {
+    /// Access types: read, write, mknod.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub struct DeviceAccess: u8 {
+        /// `r`.
+        const READ = 0b001;
+        /// `w`.
+        const WRITE = 0b010;
+        /// `m` (mknod).
+        const MKNOD = 0b100;
+    }
+}
+
+impl DeviceAccess {
+    /// `rwm`-style text.
+    pub fn letters(self) -> String {
+        let mut s = String::new();
+        for (flag, c) in [(DeviceAccess::READ, 'r'), (DeviceAccess::WRITE, 'w'), (DeviceAccess::MKNOD, 'm')] {
+            if self.contains(flag) {
+                s.push(c);
+            }
+        }
+        s
+    }
+}
+
+/// One allow or deny rule. `None` for major/minor means any (`*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DeviceRule {
+    /// Allow (true) or deny (false).
+    pub allow: bool,
+    /// Which kind of device.
+    pub kind: DeviceKind,
+    /// Major number, or any.
+    pub major: Option<u32>,
+    /// Minor number, or any.
+    pub minor: Option<u32>,
+    /// Which accesses.
+    pub access: DeviceAccess,
+}
+
+impl DeviceRule {
+    /// Allows `access` to char device `major:minor`.
+    pub fn allow_char(major: u32, minor: u32, access: DeviceAccess) -> Self {
+        DeviceRule { allow: true, kind: DeviceKind::Char, major: Some(major), minor: Some(minor), access }
+    }
+
+    /// Denies `access` to char device `major:minor`.
+    pub fn deny_char(major: u32, minor: u32, access: DeviceAccess) -> Self {
+        DeviceRule { allow: false, kind: DeviceKind::Char, major: Some(major), minor: Some(minor), access }
+    }
+
+    /// The v1 line: `c 1:3 rwm`.
+    pub fn v1_line(&self) -> String {
+        let num = |n: Option<u32>| n.map_or_else(|| "*".to_owned(), |n| n.to_string());
+        match self.kind {
+            DeviceKind::All => "a".to_owned(),
+            kind => format!("{} {}:{} {}", kind.letter(), num(self.major), num(self.minor), self.access.letters()),
+        }
+    }
+
+    /// Checks the rule is well formed: some access, and `All` without numbers.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let bad = |reason: &str| {
+            Err(ValidationError::Malformed { field: "devices", value: self.to_string(), reason: reason.to_owned() })
+        };
+        if self.access.is_empty() {
+            return bad("no access type (r, w or m)");
+        }
+        if self.kind == DeviceKind::All && (self.major.is_some() || self.minor.is_some()) {
+            return bad("a rule for all devices cannot name a major or minor number");
+        }
+        if self.major.is_none() && self.minor.is_some() {
+            return bad("a minor number needs a major number");
+        }
+        Ok(())
+    }
+
+    /// Whether this rule matches an access of `access` to device `kind major:minor`.
+    pub fn matches(&self, kind: DeviceKind, major: u32, minor: u32, access: DeviceAccess) -> bool {
+        (self.kind == DeviceKind::All || self.kind == kind)
+            && self.major.is_none_or(|m| m == major)
+            && self.minor.is_none_or(|m| m == minor)
+            && self.access.contains(access)
+    }
+}
+
+impl fmt::Display for DeviceRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", if self.allow { "allow" } else { "deny" }, self.v1_line())
+    }
+}
+
+/// A default plus ordered rules (see the module docs for how they combine).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicePolicy {
+    /// Whether an access that no rule matches is allowed.
+    pub default_allow: bool,
+    /// The rules; later rules take precedence.
+    pub rules: Vec<DeviceRule>,
+}
+
+impl DevicePolicy {
+    /// Deny everything not allowed by a rule (what containers use).
+    pub fn deny_by_default(rules: Vec<DeviceRule>) -> Self {
+        DevicePolicy { default_allow: false, rules }
+    }
+
+    /// Allow everything not denied by a rule.
+    pub fn allow_by_default(rules: Vec<DeviceRule>) -> Self {
+        DevicePolicy { default_allow: true, rules }
+    }
+
+    /// Decides an access the way the kernel will (the oracle the BPF program is tested
+    /// against).
+    pub fn permits(&self, kind: DeviceKind, major: u32, minor: u32, access: DeviceAccess) -> bool {
+        self.rules
+            .iter()
+            .rev()
+            .find(|r| r.matches(kind, major, minor, access))
+            .map_or(self.default_allow, |r| r.allow)
+    }
+
+    /// Checks every rule.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        self.rules.iter().try_for_each(DeviceRule::validate)
+    }
+
+    /// The v1 writes, in order: `(file, line)` with file `devices.allow` or `devices.deny`.
+    pub fn v1_writes(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![(if self.default_allow { "devices.allow" } else { "devices.deny" }, "a".to_owned())];
+        for r in &self.rules {
+            out.push((if r.allow { "devices.allow" } else { "devices.deny" }, r.v1_line()));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_matching_rule_wins() {
+        let rw = DeviceAccess::READ | DeviceAccess::WRITE;
+        let p = DevicePolicy::deny_by_default(vec![
+            DeviceRule { allow: true, kind: DeviceKind::Char, major: Some(1), minor: None, access: rw },
+            DeviceRule::deny_char(1, 3, rw),
+        ]);
+        assert!(p.permits(DeviceKind::Char, 1, 5, DeviceAccess::READ));
+        assert!(!p.permits(DeviceKind::Char, 1, 3, DeviceAccess::READ));
+        assert!(!p.permits(DeviceKind::Block, 1, 5, DeviceAccess::READ));
+        assert!(!p.permits(DeviceKind::Char, 1, 5, DeviceAccess::MKNOD));
+        assert_eq!(p.v1_writes()[2], ("devices.deny", "c 1:3 rw".to_owned()));
+    }
+
+    #[test]
+    fn malformed_rules_are_rejected() {
+        let r = DeviceRule { allow: true, kind: DeviceKind::All, major: Some(1), minor: None, access: DeviceAccess::READ };
+        assert!(r.validate().is_err());
+        let r = DeviceRule { allow: true, kind: DeviceKind::Char, major: None, minor: Some(1), access: DeviceAccess::READ };
+        assert!(r.validate().is_err());
+        assert!(DeviceRule::allow_char(1, 3, DeviceAccess::empty()).validate().is_err());
+        assert!(DeviceRule::allow_char(1, 3, DeviceAccess::all()).validate().is_ok());
+    }
+}

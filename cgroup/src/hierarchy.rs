@@ -1,0 +1,415 @@
+//! Discovery: which cgroup hierarchies are mounted, which controllers each has, and where
+//! the caller's own cgroup is in each — from `/proc/thread-self/mountinfo` and
+//! `/proc/self/cgroup`, never from hard-coded paths.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The twelve controllers the Docker literature names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Controller {
+    /// CPU bandwidth and weight (v1 `cpu`, v2 `cpu`).
+    Cpu,
+    /// CPU accounting (v1 `cpuacct`; on v2 `cpu.stat` of the `cpu` controller, always there).
+    Cpuacct,
+    /// CPU and memory-node placement (`cpuset`).
+    Cpuset,
+    /// Memory limits and accounting (`memory`).
+    Memory,
+    /// Device access (v1 `devices`; v2 a `BPF_PROG_TYPE_CGROUP_DEVICE` program).
+    Devices,
+    /// Freezing (v1 `freezer`; v2 `cgroup.freeze`, part of the core).
+    Freezer,
+    /// Network class id for traffic control (v1 `net_cls` only).
+    NetCls,
+    /// Block I/O (v1 `blkio`, v2 `io`).
+    Blkio,
+    /// perf events per cgroup (`perf_event`; implicit on v2).
+    PerfEvent,
+    /// Network priority per interface (v1 `net_prio` only).
+    NetPrio,
+    /// Huge page limits (`hugetlb`).
+    Hugetlb,
+    /// Process count limit (`pids`).
+    Pids,
+}
+
+impl Controller {
+    /// All twelve.
+    pub const ALL: [Controller; 12] = [
+        Controller::Cpu,
+        Controller::Cpuacct,
+        Controller::Cpuset,
+        Controller::Memory,
+        Controller::Devices,
+        Controller::Freezer,
+        Controller::NetCls,
+        Controller::Blkio,
+        Controller::PerfEvent,
+        Controller::NetPrio,
+        Controller::Hugetlb,
+        Controller::Pids,
+    ];
+
+    /// The v1 subsystem name.
+    pub const fn v1_name(self) -> &'static str {
+        match self {
+            Controller::Cpu => "cpu",
+            Controller::Cpuacct => "cpuacct",
+            Controller::Cpuset => "cpuset",
+            Controller::Memory => "memory",
+            Controller::Devices => "devices",
+            Controller::Freezer => "freezer",
+            Controller::NetCls => "net_cls",
+            Controller::Blkio => "blkio",
+            Controller::PerfEvent => "perf_event",
+            Controller::NetPrio => "net_prio",
+            Controller::Hugetlb => "hugetlb",
+            Controller::Pids => "pids",
+        }
+    }
+
+    /// How v2 provides this controller.
+    pub const fn v2(self) -> V2Support {
+        match self {
+            Controller::Cpu | Controller::Cpuacct => V2Support::Enabled("cpu"),
+            Controller::Cpuset => V2Support::Enabled("cpuset"),
+            Controller::Memory => V2Support::Enabled("memory"),
+            Controller::Blkio => V2Support::Enabled("io"),
+            Controller::Hugetlb => V2Support::Enabled("hugetlb"),
+            Controller::Pids => V2Support::Enabled("pids"),
+            Controller::Freezer => V2Support::Core,
+            Controller::Devices => V2Support::Bpf,
+            Controller::PerfEvent => V2Support::Implicit,
+            Controller::NetCls | Controller::NetPrio => V2Support::None,
+        }
+    }
+
+    /// Parses a v1 subsystem name.
+    pub fn from_v1_name(name: &str) -> Option<Controller> {
+        Controller::ALL.into_iter().find(|c| c.v1_name() == name)
+    }
+}
+
+impl fmt::Display for Controller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.v1_name())
+    }
+}
+
+/// How cgroup v2 provides a controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum V2Support {
+    /// A controller named so in `cgroup.controllers`, enabled through `subtree_control`.
+    Enabled(&'static str),
+    /// Part of every non-root v2 cgroup (`cgroup.freeze`).
+    Core,
+    /// Through a BPF program attached to the cgroup (devices).
+    Bpf,
+    /// Always on, nothing to enable (perf_event).
+    Implicit,
+    /// v2 has no equivalent (net_cls, net_prio: use iptables/nftables cgroup matching).
+    None,
+}
+
+/// cgroup v1 or v2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Version {
+    /// A v1 hierarchy (one or more controllers per mount).
+    V1,
+    /// The unified v2 hierarchy.
+    V2,
+}
+
+/// The layout of the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layout {
+    /// Only v1 hierarchies.
+    V1,
+    /// Only the unified v2 hierarchy.
+    V2,
+    /// v1 hierarchies for the controllers plus a v2 tree (systemd's "hybrid").
+    Hybrid,
+}
+
+/// One mounted hierarchy and the caller's place in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hierarchy {
+    /// v1 or v2.
+    pub version: Version,
+    /// Where it is mounted.
+    pub mount_point: PathBuf,
+    /// The cgroup path the mount shows at its mount point (`/` unless bind-mounted or in a
+    /// cgroup namespace).
+    pub mount_root: PathBuf,
+    /// v1: the controllers bound to it (`name=systemd`-style named hierarchies have none).
+    /// v2: the controllers in the caller's cgroup's `cgroup.controllers`... as found at the
+    /// hierarchy root (`cgroup.controllers` of the mount point).
+    pub controllers: Vec<String>,
+    /// The caller's cgroup in this hierarchy, as `/proc/self/cgroup` names it.
+    pub own_cgroup: PathBuf,
+}
+
+impl Hierarchy {
+    /// The directory of a cgroup path (as `/proc/self/cgroup` names cgroups) under this
+    /// mount, or `None` if the mount does not show it.
+    pub fn dir_of(&self, cgroup: &Path) -> Option<PathBuf> {
+        let rel = cgroup.strip_prefix(&self.mount_root).ok()?;
+        Some(self.mount_point.join(rel))
+    }
+
+    /// The caller's own cgroup directory in this hierarchy.
+    pub fn own_dir(&self) -> Option<PathBuf> {
+        self.dir_of(&self.own_cgroup)
+    }
+
+    /// Whether this hierarchy offers `name` (v1 subsystem or v2 controller name).
+    pub fn has(&self, name: &str) -> bool {
+        self.controllers.iter().any(|c| c == name)
+    }
+}
+
+/// Every cgroup hierarchy visible to the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hierarchies {
+    /// v1, v2 or hybrid.
+    pub layout: Layout,
+    /// The v1 hierarchies (with controllers; named ones such as `name=systemd` excluded).
+    pub v1: Vec<Hierarchy>,
+    /// The v2 hierarchy, if mounted.
+    pub v2: Option<Hierarchy>,
+}
+
+/// Where a controller lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Location<'a> {
+    /// In this v1 hierarchy.
+    V1(&'a Hierarchy),
+    /// In the v2 hierarchy.
+    V2(&'a Hierarchy),
+}
+
+impl<'a> Location<'a> {
+    /// The hierarchy.
+    pub fn hierarchy(&self) -> &'a Hierarchy {
+        match self {
+            Location::V1(h) | Location::V2(h) => h,
+        }
+    }
+
+    /// Its version.
+    pub fn version(&self) -> Version {
+        self.hierarchy().version
+    }
+}
+
+impl Hierarchies {
+    /// Reads `/proc/thread-self/mountinfo` (the calling thread's mount namespace),
+    /// `/proc/self/cgroup` and the v2 root's `cgroup.controllers`.
+    pub fn discover() -> Result<Hierarchies> {
+        let mountinfo = read("/proc/thread-self/mountinfo")?;
+        let proc_cgroup = read("/proc/self/cgroup")?;
+        let mut found = Hierarchies::parse(&mountinfo, &proc_cgroup)?;
+        if let Some(v2) = found.v2.as_mut() {
+            let file = v2.mount_point.join("cgroup.controllers");
+            v2.controllers = read(&file)?.split_whitespace().map(str::to_owned).collect();
+        }
+        Ok(found)
+    }
+
+    /// The pure part of [`Hierarchies::discover`]: parses mountinfo and `/proc/PID/cgroup`
+    /// text (the v2 controller list is left empty).
+    pub fn parse(mountinfo: &str, proc_cgroup: &str) -> Result<Hierarchies> {
+        // /proc/self/cgroup: "ID:controller,list:/path" (v2: "0::/path").
+        let mut own_v1: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let mut own_v2 = None;
+        for line in proc_cgroup.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            if id == "0" && ctrls.is_empty() {
+                own_v2 = Some(PathBuf::from(path));
+            } else {
+                for c in ctrls.split(',') {
+                    own_v1.insert(c.to_owned(), PathBuf::from(path));
+                }
+            }
+        }
+
+        let mut v1 = Vec::new();
+        let mut v2 = None;
+        for line in mountinfo.lines() {
+            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            let (Some(root), Some(mount_point), Some(fstype)) = (left.get(3), left.get(4), right.first()) else {
+                continue;
+            };
+            let mount_point = PathBuf::from(unescape(mount_point));
+            let mount_root = PathBuf::from(unescape(root));
+            match *fstype {
+                "cgroup2" => {
+                    if v2.is_none() {
+                        if let Some(own) = &own_v2 {
+                            v2 = Some(Hierarchy {
+                                version: Version::V2,
+                                mount_point,
+                                mount_root,
+                                controllers: Vec::new(),
+                                own_cgroup: own.clone(),
+                            });
+                        }
+                    }
+                }
+                "cgroup" => {
+                    let opts = right.get(2).copied().unwrap_or("");
+                    let controllers: Vec<String> = opts
+                        .split(',')
+                        .filter(|o| Controller::from_v1_name(o).is_some())
+                        .map(str::to_owned)
+                        .collect();
+                    let Some(first) = controllers.first() else { continue };
+                    // The same hierarchy may be mounted twice: keep the first mount.
+                    if v1.iter().any(|h: &Hierarchy| h.has(first)) {
+                        continue;
+                    }
+                    let Some(own) = own_v1.get(first) else { continue };
+                    v1.push(Hierarchy { version: Version::V1, mount_point, mount_root, controllers, own_cgroup: own.clone() });
+                }
+                _ => {}
+            }
+        }
+        let layout = match (v1.is_empty(), v2.is_some()) {
+            (false, false) => Layout::V1,
+            (true, true) => Layout::V2,
+            (false, true) => Layout::Hybrid,
+            (true, false) => return Err(Error::NoHierarchy),
+        };
+        Ok(Hierarchies { layout, v1, v2 })
+    }
+
+    /// Where `controller` is managed: its v1 hierarchy if one has it, else v2 when v2
+    /// provides it (listed in the v2 root's `cgroup.controllers`, or core / BPF / implicit).
+    pub fn locate(&self, controller: Controller) -> Option<Location<'_>> {
+        if let Some(h) = self.v1.iter().find(|h| h.has(controller.v1_name())) {
+            return Some(Location::V1(h));
+        }
+        let v2 = self.v2.as_ref()?;
+        match controller.v2() {
+            V2Support::Enabled(name) if v2.has(name) => Some(Location::V2(v2)),
+            // A v2 cpu.stat exists without the cpu controller enabled.
+            V2Support::Enabled("cpu") if controller == Controller::Cpuacct => Some(Location::V2(v2)),
+            V2Support::Core | V2Support::Bpf | V2Support::Implicit => Some(Location::V2(v2)),
+            _ => None,
+        }
+    }
+
+    /// [`Hierarchies::locate`], or a typed error naming the controller and what was looked at.
+    pub fn require(&self, controller: Controller) -> Result<Location<'_>> {
+        self.locate(controller).ok_or_else(|| Error::ControllerUnavailable {
+            controller,
+            detail: self.describe_search(controller),
+        })
+    }
+
+    fn describe_search(&self, controller: Controller) -> String {
+        let v1: Vec<String> = self.v1.iter().map(|h| h.mount_point.display().to_string()).collect();
+        let v2 = match (&self.v2, controller.v2()) {
+            (Some(h), V2Support::Enabled(name)) => {
+                format!("v2 at {} offers [{}], not {name}", h.mount_point.display(), h.controllers.join(" "))
+            }
+            (Some(_), V2Support::None) => "v2 has no equivalent".to_owned(),
+            (Some(_), _) => "v2 present".to_owned(),
+            (None, _) => "no v2 hierarchy".to_owned(),
+        };
+        format!("no v1 hierarchy with {controller} among [{}]; {v2}", v1.join(", "))
+    }
+}
+
+fn read(path: impl AsRef<Path>) -> Result<String> {
+    let path = path.as_ref();
+    fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID_MOUNTINFO: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const HYBRID_CGROUP: &str = "\
+9:name=systemd:/
+8:pids:/
+4:memory:/process_api/abc
+2:cpuacct:/
+1:cpu:/
+0::/
+";
+
+    #[test]
+    fn hybrid_layout_is_found_with_own_paths() {
+        let mut h = Hierarchies::parse(HYBRID_MOUNTINFO, HYBRID_CGROUP).unwrap();
+        assert_eq!(h.layout, Layout::Hybrid);
+        assert_eq!(h.v1.len(), 4, "named systemd hierarchy is skipped");
+        h.v2.as_mut().unwrap().controllers = vec!["hugetlb".into()];
+        let mem = h.locate(Controller::Memory).unwrap();
+        assert_eq!(mem.version(), Version::V1);
+        assert_eq!(mem.hierarchy().own_dir().unwrap(), Path::new("/sys/fs/cgroup/memory/process_api/abc"));
+        assert_eq!(h.locate(Controller::Hugetlb).unwrap().version(), Version::V2);
+        assert_eq!(h.locate(Controller::Freezer).unwrap().version(), Version::V2);
+        assert!(h.locate(Controller::NetCls).is_none());
+        let err = h.require(Controller::NetCls).unwrap_err().to_string();
+        assert!(err.contains("net_cls") && err.contains("no equivalent"), "{err}");
+    }
+
+    #[test]
+    fn pure_v2_and_namespaced_roots() {
+        let mi = "30 25 0:26 /user.slice /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        let h = Hierarchies::parse(mi, "0::/user.slice/me.scope\n").unwrap();
+        assert_eq!(h.layout, Layout::V2);
+        let v2 = h.v2.as_ref().unwrap();
+        assert_eq!(v2.own_dir().unwrap(), Path::new("/sys/fs/cgroup/me.scope"));
+        assert_eq!(v2.dir_of(Path::new("/other")), None);
+    }
+
+    #[test]
+    fn escaped_mount_points() {
+        assert_eq!(unescape(r"/a\040b"), "/a b");
+        assert_eq!(unescape(r"/plain"), "/plain");
+        assert!(Hierarchies::parse("", "").is_err());
+    }
+}
