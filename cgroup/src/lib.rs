@@ -23,6 +23,7 @@ mod devices;
 mod error;
 mod hierarchy;
 mod spec;
+mod stats;
 mod sys;
 
 pub use cgroup::Cgroup;
@@ -33,4 +34,8 @@ pub use hierarchy::{Controller, Hierarchies, Hierarchy, Layout, Location, V2Supp
 pub use spec::{
     Blkio, CgroupSpec, Cpu, Cpuset, DeviceThrottle, HostFacts, HugetlbLimit, Memory, NetCls, NetPrio, PAGE_SIZE,
     Pids, Resources, page_size_name, parse_page_size, shares_to_weight, weight_to_shares,
+};
+pub use stats::{
+    CpuStats, CpuThrottling, CpuUsage, IoDeviceStats, IoStats, MemoryStats, OomEvent, OomStats, OomWatcher, PidsStats,
+    Pressure, PressureLine, PressureStats, Stats,
 };
