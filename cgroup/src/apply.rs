@@ -50,8 +50,17 @@ pub(crate) fn apply(cg: &mut Cgroup, r: &Resources) -> Result<()> {
             Version::V2 => {
                 let dir = dir.to_owned();
                 let old = cg.set_device_program(None);
-                let prog = crate::bpf::attach_device_policy(&dir, policy, old.as_ref())?;
-                cg.set_device_program(Some(prog));
+                match crate::bpf::attach_device_policy(&dir, policy, old.as_ref()) {
+                    Ok(prog) => {
+                        cg.set_device_program(Some(prog));
+                    }
+                    Err(e) => {
+                        // The old program is still attached: keep its fd so the next update
+                        // replaces it instead of stacking a second filter.
+                        cg.set_device_program(old);
+                        return Err(e);
+                    }
+                }
             }
         }
     }

@@ -4,6 +4,15 @@
 //!
 //! Semantics: rules are checked from last to first; the first rule that matches an access
 //! decides it; an access no rule matches gets the policy's `default`.
+//!
+//! One request may combine access types (`open(O_RDWR)` asks the kernel for read and write
+//! in a single check): each type is then decided on its own, as above, and the request is
+//! allowed only if every type in it is. A `deny c 1:3 w` therefore also refuses an
+//! `O_RDWR` open of `/dev/null`, and `allow c 1:* r` plus `allow c 1:3 w` together allow
+//! it. A request with no access type (an execute permission check on a device node) is
+//! allowed. The v2 BPF program implements exactly [`DevicePolicy::permits`]; the v1
+//! `devices` files approximate it (v1 needs one rule covering the whole request, and under
+//! a deny default a `deny` only narrows an earlier `allow` of the very same device pattern).
 
 use std::fmt;
 
@@ -149,13 +158,13 @@ impl DevicePolicy {
     }
 
     /// Decides an access the way the kernel will (the oracle the BPF program is tested
-    /// against).
+    /// against): each access type in `access` by the last rule that matches the device and
+    /// names that type (else the default); allowed only if every type is. An empty `access`
+    /// is allowed.
     pub fn permits(&self, kind: DeviceKind, major: u32, minor: u32, access: DeviceAccess) -> bool {
-        self.rules
-            .iter()
-            .rev()
-            .find(|r| r.matches(kind, major, minor, access))
-            .map_or(self.default_allow, |r| r.allow)
+        access.iter().all(|one| {
+            self.rules.iter().rev().find(|r| r.matches(kind, major, minor, one)).map_or(self.default_allow, |r| r.allow)
+        })
     }
 
     /// Checks every rule.
@@ -188,7 +197,24 @@ mod tests {
         assert!(!p.permits(DeviceKind::Char, 1, 3, DeviceAccess::READ));
         assert!(!p.permits(DeviceKind::Block, 1, 5, DeviceAccess::READ));
         assert!(!p.permits(DeviceKind::Char, 1, 5, DeviceAccess::MKNOD));
+        assert!(p.permits(DeviceKind::Char, 1, 5, rw));
+        assert!(!p.permits(DeviceKind::Char, 1, 5, DeviceAccess::all()), "mknod is not allowed");
         assert_eq!(p.v1_writes()[2], ("devices.deny", "c 1:3 rw".to_owned()));
+    }
+
+    #[test]
+    fn combined_accesses_need_every_type() {
+        let rw = DeviceAccess::READ | DeviceAccess::WRITE;
+        let p = DevicePolicy::allow_by_default(vec![DeviceRule::deny_char(1, 3, DeviceAccess::WRITE)]);
+        assert!(p.permits(DeviceKind::Char, 1, 3, DeviceAccess::READ));
+        assert!(!p.permits(DeviceKind::Char, 1, 3, rw), "O_RDWR is refused by a write deny");
+        assert!(p.permits(DeviceKind::Char, 1, 3, DeviceAccess::empty()));
+        let p = DevicePolicy::deny_by_default(vec![
+            DeviceRule { allow: true, kind: DeviceKind::Char, major: Some(1), minor: None, access: DeviceAccess::READ },
+            DeviceRule::allow_char(1, 3, DeviceAccess::WRITE),
+        ]);
+        assert!(p.permits(DeviceKind::Char, 1, 3, rw), "read and write each allowed by a rule");
+        assert!(!p.permits(DeviceKind::Char, 1, 5, rw));
     }
 
     #[test]

@@ -256,17 +256,16 @@ impl Hierarchies {
             let mount_point = PathBuf::from(unescape(mount_point));
             let mount_root = PathBuf::from(unescape(root));
             match *fstype {
-                "cgroup2" => {
-                    if v2.is_none() {
-                        if let Some(own) = &own_v2 {
-                            v2 = Some(Hierarchy {
-                                version: Version::V2,
-                                mount_point,
-                                mount_root,
-                                controllers: Vec::new(),
-                                own_cgroup: own.clone(),
-                            });
-                        }
+                // The same hierarchy may be mounted twice: keep the first mount.
+                "cgroup2" if v2.is_none() => {
+                    if let Some(own) = &own_v2 {
+                        v2 = Some(Hierarchy {
+                            version: Version::V2,
+                            mount_point,
+                            mount_root,
+                            controllers: Vec::new(),
+                            own_cgroup: own.clone(),
+                        });
                     }
                 }
                 "cgroup" => {
