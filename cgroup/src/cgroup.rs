@@ -41,6 +41,9 @@ pub struct Cgroup {
     hierarchies: Hierarchies,
     dirs: Vec<Dir>,
     device_program: Option<OwnedFd>,
+    /// Directories above a cgroup directory that creating it made (a nested name `a/b`, or a
+    /// parent that did not exist yet), top-down; removed after the cgroup directories.
+    ancestors: Vec<PathBuf>,
     live: bool,
 }
 
@@ -59,9 +62,18 @@ impl Cgroup {
         let facts = host_facts(&hierarchies, &plan, spec)?;
         spec.validate_against(&facts)?;
 
-        let mut cg = Cgroup { hierarchies, dirs: Vec::new(), device_program: None, live: true };
+        let mut cg = Cgroup { hierarchies, dirs: Vec::new(), device_program: None, ancestors: Vec::new(), live: true };
         let result = (|| {
             for dir in plan {
+                // Missing directories above it first (v2 enables controllers in each, top-down).
+                let is_cpuset = dir.version == Version::V1 && dir.controllers.iter().any(|c| c == "cpuset");
+                for ancestor in missing_ancestors(&dir.path) {
+                    create_dir(&ancestor)?;
+                    cg.ancestors.push(ancestor);
+                    if is_cpuset {
+                        apply::init_v1_cpuset(cg.ancestors.last().expect("just pushed"))?;
+                    }
+                }
                 if dir.version == Version::V2 {
                     if let Some(leaf) = &spec.leaf_for_parent_processes {
                         move_parent_processes_to_leaf(&dir.path, leaf)?;
@@ -69,7 +81,6 @@ impl Cgroup {
                     enable_v2_controllers(&cg.hierarchies, &dir.path, &spec.resources)?;
                 }
                 create_dir(&dir.path)?;
-                let is_cpuset = dir.version == Version::V1 && dir.controllers.iter().any(|c| c == "cpuset");
                 cg.dirs.push(dir);
                 if is_cpuset {
                     let d = cg.dirs.last().expect("just pushed");
@@ -202,7 +213,8 @@ impl Cgroup {
     }
 
     /// Kills every process in the cgroup and waits until it is empty: v2 `cgroup.kill`
-    /// (Linux 5.14+); otherwise freeze, SIGKILL each task, thaw, repeat until empty.
+    /// (Linux 5.14+); otherwise freeze, SIGKILL each task (also those in cgroups below it, in
+    /// every hierarchy), thaw, repeat until empty.
     pub fn kill_all(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         if let Some(dir) = self.v2_dir() {
@@ -214,7 +226,14 @@ impl Cgroup {
         }
         let can_freeze = self.freezer().is_ok();
         wait_until(deadline, "the cgroup to empty", || {
-            let pids = self.procs()?;
+            // Every task of every directory and of the cgroups below them (a v1 task may sit
+            // in a nested child, or in one hierarchy only).
+            let mut pids = Vec::new();
+            for d in &self.dirs {
+                tree_pids(&d.path, &mut pids)?;
+            }
+            pids.sort_unstable();
+            pids.dedup();
             if pids.is_empty() {
                 return Ok(true);
             }
@@ -258,6 +277,15 @@ impl Cgroup {
         for d in self.dirs.drain(..).rev() {
             if let Err(e) = remove_tree(&d.path) {
                 failures.push(e);
+            }
+        }
+        // Deepest first; one that holds another cgroup by now is not ours to remove.
+        for dir in self.ancestors.drain(..).rev() {
+            match fs::remove_dir(&dir) {
+                Err(e) if !matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTEMPTY | libc::EBUSY)) => {
+                    failures.push(Error::io("rmdir", dir, e));
+                }
+                _ => {}
             }
         }
         if failures.is_empty() { Ok(()) } else { Err(Error::Remove { failures }) }
@@ -444,8 +472,33 @@ fn move_parent_processes_to_leaf(dir: &Path, leaf: &str) -> Result<()> {
     Ok(())
 }
 
+/// The ancestors of `path` that do not exist yet, top-down.
+fn missing_ancestors(path: &Path) -> Vec<PathBuf> {
+    let mut missing: Vec<PathBuf> = path.ancestors().skip(1).take_while(|a| !a.exists()).map(Path::to_owned).collect();
+    missing.reverse();
+    missing
+}
+
 fn create_dir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| Error::io("mkdir", path, e))
+}
+
+/// Appends the pids in `dir` and in every cgroup below it.
+fn tree_pids(dir: &Path, out: &mut Vec<u32>) -> Result<()> {
+    match read_pids(&dir.join("cgroup.procs")) {
+        Ok(pids) => out.extend(pids),
+        // Removed meanwhile.
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                tree_pids(&e.path(), out)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_pids(path: &Path) -> Result<Vec<u32>> {
