@@ -356,9 +356,9 @@ fn cgroup_dir(hier: &crate::hierarchy::Hierarchy, spec: &CgroupSpec) -> Result<P
         Some(p) => hier.dir_of(p),
         None => hier.own_dir(),
     };
-    let parent = parent.ok_or_else(|| Error::ControllerUnavailable {
-        controller: Controller::Pids,
-        detail: format!("the parent cgroup is not visible under {}", hier.mount_point.display()),
+    let parent = parent.ok_or_else(|| Error::ParentNotVisible {
+        parent: spec.parent.clone().unwrap_or_else(|| hier.own_cgroup.clone()),
+        mount_point: hier.mount_point.clone(),
     })?;
     Ok(parent.join(&spec.name))
 }

@@ -47,14 +47,23 @@ pub enum Error {
     #[error(
         "cannot enable {controllers} in {path}/cgroup.subtree_control: that cgroup has processes of its own \
          (cgroup v2 \"no internal processes\" rule). Move them into a leaf cgroup first (e.g. \
-         create {path}/init and write their pids to its cgroup.procs), or pass an explicit parent that \
-         holds no processes"
+         create {path}/init and write their pids to its cgroup.procs — `CgroupSpec::leaf_for_parent_processes` \
+         does this for you), or pass an explicit parent that holds no processes"
     )]
     NoInternalProcesses {
         /// The cgroup whose `subtree_control` refused.
         path: PathBuf,
         /// The controllers asked for (`+cpu +memory`).
         controllers: String,
+    },
+    /// The parent cgroup lies outside what a hierarchy's mount shows (a cgroup namespace or
+    /// a bind mount of a subtree).
+    #[error("parent cgroup {parent} is not visible under the mount at {mount_point}")]
+    ParentNotVisible {
+        /// The parent cgroup path.
+        parent: PathBuf,
+        /// The hierarchy's mount point.
+        mount_point: PathBuf,
     },
     /// A file had content that could not be parsed.
     #[error("cannot parse {path}: {detail}")]
