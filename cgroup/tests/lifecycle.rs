@@ -45,7 +45,7 @@ fn huge_page_sizes() -> Vec<String> {
 /// A test this host cannot run says so (not `nook_testutil::skip`: that is for missing
 /// privilege and fails under `NOOK_REQUIRE_PRIV=1`; CI decides which of these are allowed).
 fn skipped(test: &str, reason: &str) {
-    eprintln!("SKIPPED {test}: {reason}");
+    nook_testutil::skip_unsupported(test, reason);
 }
 
 /// Removes directory trees (deepest first) on drop: the cleanup of a test whose removal

@@ -18,7 +18,7 @@ use nook_testutil::{TempDir, on_private_mount_ns, require_root, unique_name};
 /// A test this host cannot run says so (not `nook_testutil::skip`: that is for missing
 /// privilege and fails under `NOOK_REQUIRE_PRIV=1`; CI decides which of these are allowed).
 fn skipped(test: &str, reason: &str) {
-    eprintln!("SKIPPED {test}: {reason}");
+    nook_testutil::skip_unsupported(test, reason);
 }
 
 fn read(path: &Path) -> String {

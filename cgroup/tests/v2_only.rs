@@ -23,7 +23,7 @@ const ROLE: &str = "NK_V2_ONLY_ROLE";
 /// A skip for a host that lacks what the test needs (not a privilege skip: those use
 /// `require_root!`). The v2 lane fails on any skip it does not allow.
 fn skip(test: &str, reason: &str) {
-    eprintln!("SKIPPED {test}: {reason}");
+    nook_testutil::skip_unsupported(test, reason);
 }
 
 fn read(path: &Path) -> String {
