@@ -12,7 +12,7 @@ use crate::error::{Error, Result, SpawnError, Stage, ValidationError};
 use crate::idmap::{self, IdKind, IdMap, MapWriter, SetGroups};
 use crate::mount::{MountStep, Propagation, abs_cstring, cstring, path_cstring};
 use crate::namespace::{Namespace, NamespaceSet};
-use crate::plan::{CStringArray, ChildFds, Identity, Plan, PreExecHook, run_child};
+use crate::plan::{CStringArray, ChildFds, Identity, Plan, PreExecHook, VforkArgs, run_child, vfork_child};
 use crate::process::{ParentPipes, PausedChild, Stdio};
 use crate::sys::{self, Forked};
 
@@ -49,6 +49,14 @@ impl ClockOffset {
 /// [`Command::spawn_paused`], whatever else the caller needs), then runs a precomputed plan
 /// without allocating — time namespace, user namespace identity, stdio, cgroup namespace,
 /// hostname, mounts, pivot_root, working directory, identity, `pre_exec` hooks — and execs.
+///
+/// When the parent has nothing to do before the child continues (not
+/// [`Command::spawn_paused`], no user namespace, no [`Command::cgroup`]) and the plan needs
+/// no memory of the child's own (no `pre_exec` hook, no [`Command::init`], no time
+/// namespace), the child is created vfork-style instead, like `posix_spawn` does
+/// (`CLONE_VM | CLONE_VFORK` on a private stack, clone(2) with `CLONE_PIDFD`): no page
+/// tables are copied and no page is copied on write, so spawning does not get slower as
+/// the parent's memory grows.
 ///
 /// ```no_run
 /// use nook_ns::{Command, Namespace, NamespaceSet};
@@ -352,7 +360,7 @@ impl Command {
     /// Spawns the child and lets it run to exec. See [`Command::spawn_paused`] to act
     /// between clone and exec.
     pub fn spawn(&mut self) -> Result<crate::Child> {
-        self.spawn_paused()?.resume()
+        self.spawn_inner(false)?.resume()
     }
 
     /// Spawns, waits, and returns the exit status.
@@ -382,6 +390,12 @@ impl Command {
     /// child continues (move a veth into its network namespace, join it to a cgroup), then
     /// call [`PausedChild::resume`].
     pub fn spawn_paused(&mut self) -> Result<PausedChild> {
+        self.spawn_inner(true)
+    }
+
+    /// Creates the child. With `pause` (or when the parent must write id maps or place the
+    /// child in a cgroup) the child waits at the sync point until resumed.
+    fn spawn_inner(&mut self, pause: bool) -> Result<PausedChild> {
         let plan = self.prepare()?;
         let (euid, egid) = sys::geteuid_egid();
         let privileged = euid == 0;
@@ -405,12 +419,27 @@ impl Command {
             }
         }
 
-        let (sync_parent, sync_child) = sys::socketpair_cloexec().map_err(|e| Error::sys("socketpair", e))?;
-        let (err_read, err_write) = sys::pipe_cloexec().map_err(|e| Error::sys("pipe2", e))?;
+        let needs_sync = pause || uid_writer.is_some() || gid_writer.is_some() || self.cgroup.is_some();
+        let sync = if needs_sync {
+            Some(sys::socketpair_cloexec().map_err(|e| Error::sys("socketpair", e))?)
+        } else {
+            None
+        };
+        // vfork-style when the plan allows it (see `vfork_child` and the type's docs).
+        let vfork = !needs_sync
+            && self.pre_exec.is_empty()
+            && !plan.init
+            && plan.time_offsets.is_none()
+            && !self.force_clone2;
+        // A vfork-style child has exec'd or exited (after writing any error record) when the
+        // clone returns, so the parent reads its error pipe without waiting: no record means
+        // the exec succeeded, like `posix_spawn`, without waiting for the close-on-exec.
+        let (err_read, err_write) = if vfork { sys::pipe_cloexec_nonblock() } else { sys::pipe_cloexec() }
+            .map_err(|e| Error::sys("pipe2", e))?;
         let (child_stdio, pipes) = self.open_stdio()?;
         let fds = ChildFds {
-            sync_read: sync_child.as_raw_fd(),
-            sync_write: sync_parent.as_raw_fd(),
+            sync_read: sync.as_ref().map_or(-1, |(_, child)| child.as_raw_fd()),
+            sync_write: sync.as_ref().map_or(-1, |(parent, _)| parent.as_raw_fd()),
             err_read: err_read.as_raw_fd(),
             err_write: err_write.as_raw_fd(),
             stdio: [0, 1, 2].map(|i| child_stdio[i].as_ref().map(|fd| fd.as_raw_fd())),
@@ -420,9 +449,31 @@ impl Command {
 
         let old_mask = sys::block_all_signals();
         let mut joined_cgroup = false;
-        // SAFETY: the child branch only runs `run_child`, which is allocation-free and ends
-        // in execve or _exit; everything it touches was prepared above.
-        let forked = unsafe { sys::fork_like(clone_flags, cgroup_fd, self.force_clone2, &mut joined_cgroup) };
+        let vforked = if vfork {
+            let args = VforkArgs { plan: &plan, fds: &fds };
+            let arg = &args as *const VforkArgs<'_> as *mut libc::c_void;
+            // SAFETY: `vfork_child` runs `run_child` without hooks, init or time namespace:
+            // allocation-free, writing only its own stack, ending in execve or _exit; every
+            // signal is blocked; `args` lives on this stack while we are suspended.
+            let r = unsafe { sys::vfork_like(clone_flags, vfork_child, arg) };
+            match r {
+                // Our time namespace for children differs from our own: fork instead, and wait
+                // for the error pipe's EOF as usual.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => match sys::set_blocking(err_read.as_fd()) {
+                    Ok(()) => None,
+                    Err(e) => Some(Err(e)),
+                },
+                r => Some(r.map(|(pid, pidfd)| Forked::Parent { pid, pidfd })),
+            }
+        } else {
+            None
+        };
+        let forked = match vforked {
+            Some(r) => r,
+            // SAFETY: the child branch only runs `run_child`, which is allocation-free and
+            // ends in execve or _exit; everything it touches was prepared above.
+            None => unsafe { sys::fork_like(clone_flags, cgroup_fd, self.force_clone2, &mut joined_cgroup) },
+        };
         let (pid, pidfd) = match forked {
             // SAFETY: we are the freshly cloned child with all signals blocked.
             Ok(Forked::Child) => unsafe { run_child(&plan, &fds, &mut self.pre_exec) },
@@ -439,10 +490,12 @@ impl Command {
                 }));
             }
         };
-        drop(sync_child);
+        let sync_parent = sync.map(|(parent, _child)| parent);
         drop(err_write);
         drop(child_stdio);
-        let paused = PausedChild::new(pid, pidfd, sync_parent, err_read, pipes);
+        // The plan goes with the paused child: freed only after the child exec'd (freeing it
+        // now would make the kernel copy each page it touches, still shared with the child).
+        let paused = PausedChild::new(pid, pidfd, sync_parent, err_read, pipes, plan);
 
         if uid_writer.is_some() || gid_writer.is_some() {
             idmap::write_maps(

@@ -3,7 +3,7 @@
 //! dedicated thread ([`run_in`]) so the caller's own thread never moves.
 
 use std::marker::PhantomData;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -60,7 +60,8 @@ fn current_for_restore(kind: Namespace) -> Result<NsFd> {
 ///
 /// The guard is `!Send`: it must be dropped on the thread that entered. Entering a mount
 /// namespace first detaches the thread's filesystem context (`unshare(CLONE_FS)`), as the
-/// kernel requires.
+/// kernel requires; `setns` moves the thread's root and working directory to the root of
+/// the namespace it enters, so the guard also takes the working directory back on return.
 ///
 /// ```no_run
 /// use nook_ns::{NetNs, NsGuard};
@@ -76,6 +77,8 @@ fn current_for_restore(kind: Namespace) -> Result<NsFd> {
 #[derive(Debug)]
 pub struct NsGuard {
     saved: Vec<NsFd>,
+    /// The working directory before a mount namespace was entered.
+    cwd: Option<OwnedFd>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -90,13 +93,17 @@ impl NsGuard {
     pub fn enter_all(targets: &[&NsFd]) -> Result<NsGuard> {
         let mut sorted: Vec<&NsFd> = targets.to_vec();
         sorted.sort_by_key(|t| t.kind());
-        let mut guard = NsGuard { saved: Vec::with_capacity(sorted.len()), _not_send: PhantomData };
+        let mut guard = NsGuard { saved: Vec::with_capacity(sorted.len()), cwd: None, _not_send: PhantomData };
         for target in sorted {
             if needs_single_thread(target.kind()) && !single_threaded() {
                 return Err(Error::NeedsSingleThread { namespace: target.kind() });
             }
             if target.kind() == Namespace::Mount {
                 sys::unshare(libc::CLONE_FS).map_err(|e| Error::sys("unshare(CLONE_FS)", e))?;
+                guard.cwd = Some(
+                    sys::open(c".", libc::O_PATH | libc::O_DIRECTORY)
+                        .map_err(|e| Error::sys("open(\".\")", e))?,
+                );
             }
             let saved = current_for_restore(target.kind())?;
             target.enter()?;
@@ -115,6 +122,11 @@ impl NsGuard {
         while let Some(saved) = self.saved.pop() {
             if let Err(e) = saved.enter() {
                 first_err.get_or_insert(e);
+            }
+        }
+        if let Some(cwd) = self.cwd.take() {
+            if let Err(e) = sys::fchdir(cwd.as_fd()) {
+                first_err.get_or_insert(Error::sys("fchdir", e));
             }
         }
         first_err.map_or(Ok(()), Err)

@@ -8,7 +8,9 @@
 //!   `CLONE_INTO_CGROUP`; clone(2) fallback). The child runs a precomputed,
 //!   allocation-free plan — id maps written by the parent at a sync point, hostname and NIS
 //!   domain, mount steps and `pivot_root`, clock offsets, identity — then execs. A failure in
-//!   the child comes back as [`SpawnError`] naming the [`Stage`] and errno.
+//!   the child comes back as [`SpawnError`] naming the [`Stage`] and errno. When the parent
+//!   has nothing to do before the exec, the child is created vfork-style instead (`CLONE_VM
+//!   | CLONE_VFORK`, like `posix_spawn`), which costs no page-table copy.
 //! - [`Command::spawn_paused`] stops the child at the sync point so the caller can move a
 //!   network link into it or put it in a cgroup before it continues.
 //! - [`Command::init`] runs a minimal PID 1 that reaps orphans, forwards signals and exits

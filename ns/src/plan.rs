@@ -35,6 +35,13 @@ impl CStringArray {
     }
 }
 
+// SAFETY: the pointers point into the heap buffers of `_items`, which the array owns and
+// never changes after `new`; moving or sharing the array moves or shares those buffers
+// with it (like std's `Argv` in its `Command`).
+unsafe impl Send for CStringArray {}
+// SAFETY: as above; nothing is mutated through `&self`.
+unsafe impl Sync for CStringArray {}
+
 /// The identity the child switches to.
 pub(crate) struct Identity {
     pub uid: libc::uid_t,
@@ -67,9 +74,17 @@ pub(crate) struct Plan {
     pub init_subreaper: bool,
 }
 
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan").field("steps", &self.steps.len()).field("init", &self.init).finish_non_exhaustive()
+    }
+}
+
 /// The descriptors the child uses (numbers only; the parent owns the objects).
 pub(crate) struct ChildFds {
+    /// The child's end of the sync socket, -1 when the child need not wait for the parent.
     pub sync_read: RawFd,
+    /// The parent's end (closed by the child), -1 without a sync point.
     pub sync_write: RawFd,
     pub err_read: RawFd,
     pub err_write: RawFd,
@@ -106,11 +121,14 @@ fn set_identity(err_fd: RawFd, id: &Identity) {
 ///
 /// # Safety
 /// Must be called only in a freshly cloned child (single-threaded, fork semantics), with
-/// every signal blocked, and with `plan` / `fds` prepared by the parent before the clone.
+/// every signal blocked, and with `plan` / `fds` prepared by the parent before the clone —
+/// or in a vfork-style child ([`vfork_child`]) under the conditions given there.
 pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExecHook]) -> ! {
     let err = fds.err_write;
     raw::reset_signal_handlers();
-    raw::close(fds.sync_write);
+    if fds.sync_write >= 0 {
+        raw::close(fds.sync_write);
+    }
     raw::close(fds.err_read);
 
     if let Some(sig) = plan.pdeathsig {
@@ -118,13 +136,16 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     }
 
     // Sync point: the parent writes id maps, moves links, places us in a cgroup, then
-    // sends one byte. EOF means the parent gave up: leave quietly.
-    match raw::read_byte(fds.sync_read) {
-        Ok(true) => {}
-        Ok(false) => raw::exit(127),
-        Err(e) => fail(err, Stage::WaitForParent, e, None),
+    // sends one byte. EOF means the parent gave up: leave quietly. Without a sync socket
+    // the parent has nothing to do first.
+    if fds.sync_read >= 0 {
+        match raw::read_byte(fds.sync_read) {
+            Ok(true) => {}
+            Ok(false) => raw::exit(127),
+            Err(e) => fail(err, Stage::WaitForParent, e, None),
+        }
+        raw::close(fds.sync_read);
     }
-    raw::close(fds.sync_read);
 
     // The time namespace comes before the switch to root of the new user namespace: that
     // switch changes the euid (e.g. from global root to the mapped 100000), which makes the
@@ -187,6 +208,30 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         run_init(plan, err)
     }
     exec_payload(plan, err)
+}
+
+/// What a vfork-style child needs, passed through `clone`'s argument pointer.
+pub(crate) struct VforkArgs<'a> {
+    pub plan: &'a Plan,
+    pub fds: &'a ChildFds,
+}
+
+/// Entry point of a child created by [`crate::sys::vfork_like`] (`CLONE_VM | CLONE_VFORK`):
+/// it shares the parent's memory, on its own stack, while the parent is suspended until it
+/// execs or exits.
+///
+/// Used only for plans that write no memory but the child's own stack: no `pre_exec` hooks
+/// (user code), no init (it forks and never execs), no new time namespace (entering one
+/// needs an mm of its own), and no sync point (the parent cannot act while suspended).
+/// The signal handler table is not shared (no `CLONE_SIGHAND`), so resetting handlers here
+/// leaves the parent's alone, as in glibc's `posix_spawn`.
+pub(crate) extern "C" fn vfork_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `VforkArgs` on the parent's stack; the parent stays suspended
+    // (CLONE_VFORK), so it and everything it borrows live until we exec or exit.
+    let args = unsafe { &*(arg as *const VforkArgs<'_>) };
+    // SAFETY: a fresh child with every signal blocked (inherited mask), plan and fds
+    // prepared before the clone, and none of the features listed above.
+    unsafe { run_child(args.plan, args.fds, &mut []) }
 }
 
 /// `unshare(CLONE_NEWTIME)` only affects children; write the offsets (allowed until a

@@ -9,6 +9,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Output};
 
 use crate::error::{Error, ErrorRecord, Result};
+use crate::plan::Plan;
 use crate::sys;
 
 /// Where a child's stdin, stdout or stderr goes.
@@ -74,11 +75,29 @@ pub struct PausedChild {
     errors: Option<OwnedFd>,
     pipes: ParentPipes,
     kill_on_drop: bool,
+    /// The child's plan, freed only once the child has exec'd or exited (see `resume`).
+    plan: Option<Plan>,
 }
 
 impl PausedChild {
-    pub(crate) fn new(pid: libc::pid_t, pidfd: OwnedFd, sync: OwnedFd, errors: OwnedFd, pipes: ParentPipes) -> Self {
-        PausedChild { pid, pidfd: Some(pidfd), sync: Some(sync), errors: Some(errors), pipes, kill_on_drop: false }
+    /// `sync`: our end of the sync socket, `None` when the child does not wait for us.
+    pub(crate) fn new(
+        pid: libc::pid_t,
+        pidfd: OwnedFd,
+        sync: Option<OwnedFd>,
+        errors: OwnedFd,
+        pipes: ParentPipes,
+        plan: Plan,
+    ) -> Self {
+        PausedChild {
+            pid,
+            pidfd: Some(pidfd),
+            sync,
+            errors: Some(errors),
+            pipes,
+            kill_on_drop: false,
+            plan: Some(plan),
+        }
     }
 
     /// The child's pid, as seen from the caller's pid namespace.
@@ -100,11 +119,15 @@ impl PausedChild {
     /// Lets the child continue: it finishes its setup and execs. Returns once the exec
     /// happened, or with the typed error of the stage that failed (the child is reaped).
     pub fn resume(mut self) -> Result<Child> {
-        let sync = self.sync.take().expect("sync socket present until resume");
-        let resumed = sys::send_nosignal(sync.as_fd(), &[1]);
-        drop(sync);
+        let resumed = match self.sync.take() {
+            Some(sync) => sys::send_nosignal(sync.as_fd(), &[1]),
+            None => Ok(()),
+        };
         let errors = File::from(self.errors.take().expect("error pipe present until resume"));
         let outcome = read_error_record(errors);
+        // The child has exec'd or exited, so its copy-on-write view of our memory is gone:
+        // freeing the plan now no longer makes the kernel copy every page it touches.
+        drop(self.plan.take());
         let pidfd = self.pidfd.take().expect("pidfd present until resume");
         let mut child = Child {
             pid: self.pid,
@@ -139,6 +162,9 @@ impl PausedChild {
     }
 }
 
+/// Reads the child's error record: `None` at EOF (the child exec'd), or — on the
+/// non-blocking pipe of a vfork-style child, which is done when this is called — when
+/// there is nothing to read (the record is written whole, before the child exits).
 fn read_error_record(mut pipe: File) -> io::Result<Option<ErrorRecord>> {
     let mut buf = [0u8; ErrorRecord::SIZE];
     let mut got = 0;
@@ -147,6 +173,7 @@ fn read_error_record(mut pipe: File) -> io::Result<Option<ErrorRecord>> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got == 0 => break,
             Err(e) => return Err(e),
         }
     }

@@ -159,6 +159,102 @@ pub(crate) unsafe fn fork_like(
     }
 }
 
+/// A stack for vfork-style children: an anonymous mapping whose lowest page is a guard, so
+/// an overflow faults instead of writing below it. Unmapped on drop.
+struct VforkStack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl VforkStack {
+    const SIZE: usize = 256 * 1024;
+
+    fn new() -> io::Result<VforkStack> {
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let len = Self::SIZE + page;
+        // SAFETY: a fresh anonymous mapping; no existing memory is affected.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = VforkStack { base, len };
+        // SAFETY: `base` starts our own mapping of `len > page` bytes.
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stack)
+    }
+
+    /// The initial stack pointer (the end of the mapping; page-aligned).
+    fn top(&self) -> *mut libc::c_void {
+        self.base.cast::<u8>().wrapping_add(self.len).cast()
+    }
+}
+
+impl Drop for VforkStack {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly our own mapping, which no child uses any more.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+thread_local! {
+    /// This thread's vfork stack, kept between spawns (mapping, guarding and unmapping one
+    /// per spawn costs three system calls and a TLB flush). Only this thread uses it, and
+    /// only while it is suspended in `clone(CLONE_VFORK)`: never two children at once.
+    static VFORK_STACK: std::cell::Cell<Option<VforkStack>> = const { std::cell::Cell::new(None) };
+}
+
+/// Creates a child that shares our memory until it execs or exits (`CLONE_VM |
+/// CLONE_VFORK`, as glibc's `posix_spawn` does), in the namespaces of `ns_flags`, with a
+/// pidfd. The calling thread is suspended until then, so no page table is copied and no
+/// page is copied on write afterwards — the cost of a fork grows with the parent's memory,
+/// this does not. `child(arg)` runs on a private stack with a guard page, kept per thread
+/// for the next spawn. Errors as from clone(2); `EINVAL` also when the calling thread's
+/// time namespace for children differs from its own (then use [`fork_like`]).
+///
+/// # Safety
+/// `child` must never return, must end in `execve` or `_exit`, and must write no memory
+/// but its own stack: it runs on the calling thread's TLS while that thread is suspended,
+/// and other threads of the parent keep running. Every signal must be blocked.
+pub(crate) unsafe fn vfork_like(
+    ns_flags: u64,
+    child: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> io::Result<(libc::pid_t, OwnedFd)> {
+    let ns = libc::c_int::try_from(ns_flags).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let stack = match VFORK_STACK.try_with(std::cell::Cell::take).ok().flatten() {
+        Some(stack) => stack,
+        None => VforkStack::new()?,
+    };
+    let mut pidfd: libc::c_int = -1;
+    let flags = ns | libc::CLONE_VM | libc::CLONE_VFORK | consts::CLONE_PIDFD as libc::c_int | libc::SIGCHLD;
+    // SAFETY: the stack top is the end of our mapping; `child` and `arg` satisfy this
+    // function's contract; with CLONE_PIDFD the kernel stores the pidfd through the
+    // parent_tid argument, a live int. CLONE_VFORK returns only after the child has exec'd
+    // or exited, so the stack is free again when it does.
+    let pid = unsafe { libc::clone(child, stack.top(), flags, arg, &mut pidfd as *mut libc::c_int) };
+    let result = if pid < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        // SAFETY: the kernel stored a new, owned pidfd in `pidfd`.
+        Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+    };
+    // Keep the stack for the next spawn (dropped, i.e. unmapped, with the thread).
+    let _ = VFORK_STACK.try_with(|cached| cached.set(Some(stack)));
+    result
+}
+
 /// Plain fork without glibc's atfork handlers (used by the init inside the child).
 /// Returns the pid in the parent, 0 in the child, -1 on error. Async-signal-safe.
 pub(crate) fn raw_fork() -> libc::pid_t {
@@ -168,9 +264,27 @@ pub(crate) fn raw_fork() -> libc::pid_t {
 
 /// Creates a pipe with both ends close-on-exec.
 pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    pipe_with(libc::O_CLOEXEC)
+}
+
+/// Creates a pipe with both ends close-on-exec and non-blocking.
+pub(crate) fn pipe_cloexec_nonblock() -> io::Result<(OwnedFd, OwnedFd)> {
+    pipe_with(libc::O_CLOEXEC | libc::O_NONBLOCK)
+}
+
+/// Makes a descriptor blocking again.
+pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: integer-only fcntl calls on a live descriptor.
+    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
+fn pipe_with(flags: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: fds has room for two descriptors.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) })?;
     // SAFETY: pipe2 succeeded, so both are new, owned descriptors.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
@@ -279,6 +393,13 @@ pub(crate) fn waitid_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Op
 pub(crate) fn setns(fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
     // SAFETY: fd is a live descriptor.
     cvt(unsafe { libc::setns(fd.as_raw_fd(), nstype) })?;
+    Ok(())
+}
+
+/// `fchdir(2)`.
+pub(crate) fn fchdir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: dir is a live descriptor.
+    cvt(unsafe { libc::fchdir(dir.as_raw_fd()) })?;
     Ok(())
 }
 

@@ -605,7 +605,16 @@ fn child_has_pid_and_matching_pidfd() {
         fdinfo.lines().any(|l| l == format!("Pid:\t{pid}")),
         "{fdinfo}"
     );
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    // spawn returns at EOF on the error pipe, which the kernel closes during exec before it
+    // sets up the new argv: /proc/PID/cmdline can be empty for a moment (as after std's).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let cmdline = loop {
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        if !cmdline.is_empty() || std::time::Instant::now() > deadline {
+            break cmdline;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
     assert_eq!(cmdline, b"sleep\x001000\x00");
     assert_eq!(state_and_ppid(pid).unwrap().1, std::process::id());
     child.kill().unwrap();

@@ -1,0 +1,191 @@
+/*
+ * The C floor for the nook-ns benchmarks (benches/main.rs).
+ *
+ * Each function makes the system calls that nook-ns must make for the same result, and
+ * nothing else: no sync socket, no error pipe, no pidfd, no plan, no signal-handler reset.
+ * Where a namespace kind needs more than a clone flag, the floor does what nook does:
+ *   - user:   the parent writes uid_map and gid_map ("0 <euid> 1") while the child waits on a
+ *             pipe, then the child becomes root of the namespace (setgroups, setresgid,
+ *             setresuid), as nook's default plan does;
+ *   - mount:  the child makes "/" recursively private (nook's default root propagation);
+ *   - cgroup: the child unshares it (nook enters it after the sync point);
+ *   - time:   the child unshares it and enters it through /proc/self/ns/time_for_children
+ *             (nook does so to be able to write clock offsets first).
+ * Children are created with raw clone3 (fork semantics, like nook's general path), or with
+ * glibc's clone(CLONE_VM | CLONE_VFORK) on a private stack (the *_vfork_* functions, like
+ * nook's vfork-style path and posix_spawn), and reaped with waitpid.
+ * Every function returns the wait status (0 when the child exited 0) or -errno.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+
+extern char **environ;
+
+/* struct clone_args, version 0 (64 bytes) is enough: no cgroup, no set_tid. */
+struct nk_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+};
+
+static long nk_clone3(unsigned long flags) {
+    struct nk_clone_args a;
+    memset(&a, 0, sizeof a);
+    a.flags = flags;
+    a.exit_signal = SIGCHLD;
+    return syscall(SYS_clone3, &a, sizeof a);
+}
+
+static long wait_for(pid_t pid) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return -errno;
+    }
+    return status;
+}
+
+static int write_map(pid_t pid, const char *file, unsigned id) {
+    char path[64], text[32];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
+    int len = snprintf(text, sizeof text, "0 %u 1\n", id);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    ssize_t n = write(fd, text, (size_t)len);
+    int err = errno;
+    close(fd);
+    return n == len ? 0 : -err;
+}
+
+/* Runs in the child: the per-kind work nook's child plan does. Exits on failure. */
+static void child_setup(unsigned long flags, int sync_fd) {
+    if (flags & CLONE_NEWUSER) {
+        char b;
+        if (read(sync_fd, &b, 1) != 1) _exit(120);
+        if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setresgid, 0, 0, 0) ||
+            syscall(SYS_setresuid, 0, 0, 0))
+            _exit(121);
+    }
+    if ((flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP)) _exit(122);
+    if (flags & CLONE_NEWTIME) {
+        if (unshare(CLONE_NEWTIME)) _exit(123);
+        int fd = open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, CLONE_NEWTIME)) _exit(124);
+        close(fd);
+    }
+    if ((flags & CLONE_NEWNS) && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) _exit(125);
+}
+
+static long spawn_wait(unsigned long flags, const char *exec_path) {
+    int sync[2] = {-1, -1};
+    int user = (flags & CLONE_NEWUSER) != 0;
+    if (user && pipe2(sync, O_CLOEXEC)) return -errno;
+    long pid = nk_clone3(flags & ~(unsigned long)(CLONE_NEWCGROUP | CLONE_NEWTIME));
+    if (pid == 0) {
+        if (user) close(sync[1]);
+        child_setup(flags, sync[0]);
+        if (exec_path) {
+            char *argv[] = {(char *)exec_path, NULL};
+            execve(exec_path, argv, environ);
+            _exit(127);
+        }
+        _exit(0);
+    }
+    int err = errno;
+    if (user) close(sync[0]);
+    if (pid < 0) {
+        if (user) close(sync[1]);
+        return -err;
+    }
+    if (user) {
+        int e = write_map((pid_t)pid, "uid_map", geteuid());
+        if (e == 0) e = write_map((pid_t)pid, "gid_map", getegid());
+        if (e == 0 && write(sync[1], "x", 1) != 1) e = -errno;
+        close(sync[1]);
+        if (e) {
+            wait_for((pid_t)pid);
+            return e;
+        }
+    }
+    return wait_for((pid_t)pid);
+}
+
+/* clone3 with the namespace flags (plus what each kind needs, see above), child _exit(0), wait. */
+long nk_floor_clone_wait(unsigned long flags) { return spawn_wait(flags, NULL); }
+
+/* The same, but the child execs `path` (argv = { path }, the parent's environment). */
+long nk_floor_clone_exec_wait(unsigned long flags, const char *path) { return spawn_wait(flags, path); }
+
+struct vfork_arg {
+    unsigned long flags;
+    const char *path;
+};
+
+static int vfork_child(void *p) {
+    const struct vfork_arg *a = p;
+    child_setup(a->flags, -1);
+    if (a->path) {
+        char *argv[] = {(char *)a->path, NULL};
+        execve(a->path, argv, environ);
+        _exit(127);
+    }
+    _exit(0);
+}
+
+static long vfork_spawn_wait(unsigned long flags, const char *exec_path) {
+    /* user needs the parent to act while the child waits; time needs an unshared mm */
+    if (flags & (CLONE_NEWUSER | CLONE_NEWTIME)) return -EINVAL;
+    const size_t size = 256 * 1024;
+    void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (stack == MAP_FAILED) return -errno;
+    struct vfork_arg a = {flags, exec_path};
+    int pid = clone(vfork_child, (char *)stack + size,
+                    CLONE_VM | CLONE_VFORK | SIGCHLD | (int)(flags & ~(unsigned long)CLONE_NEWCGROUP), &a);
+    int err = errno;
+    munmap(stack, size);
+    if (pid < 0) return -err;
+    return wait_for(pid);
+}
+
+/* clone(CLONE_VM | CLONE_VFORK) with the namespace flags, child execs `path`, wait. */
+long nk_floor_vfork_exec_wait(unsigned long flags, const char *path) { return vfork_spawn_wait(flags, path); }
+
+/* glibc fork(), child _exit(0), waitpid. */
+long nk_floor_fork_wait(void) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    if (pid < 0) return -errno;
+    return wait_for(pid);
+}
+
+/* glibc fork(), child execve(path), waitpid. */
+long nk_floor_fork_exec_wait(const char *path) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *argv[] = {(char *)path, NULL};
+        execve(path, argv, environ);
+        _exit(127);
+    }
+    if (pid < 0) return -errno;
+    return wait_for(pid);
+}
+
+/* setns into target_fd and back into orig_fd (both of kind nstype). */
+long nk_floor_setns_roundtrip(int target_fd, int orig_fd, int nstype) {
+    if (setns(target_fd, nstype)) return -errno;
+    if (setns(orig_fd, nstype)) return -errno;
+    return 0;
+}
