@@ -7,10 +7,5 @@
 fn main() {
     println!("cargo::rerun-if-changed=benches/c/floor.c");
     println!("cargo::rerun-if-changed=build.rs");
-    cc::Build::new()
-        .file("benches/c/floor.c")
-        .opt_level(2)
-        .warnings(true)
-        .extra_warnings(true)
-        .compile("nkfloor");
+    cc::Build::new().file("benches/c/floor.c").opt_level(2).warnings(true).extra_warnings(true).compile("nkfloor");
 }

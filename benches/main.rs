@@ -78,10 +78,8 @@ mod floor {
 const TRUE: &CStr = c"/bin/true";
 
 /// pid+mnt+ipc+uts: the set the goals are stated for.
-const BASE: NamespaceSet = NamespaceSet::PID
-    .union(NamespaceSet::MOUNT)
-    .union(NamespaceSet::IPC)
-    .union(NamespaceSet::UTS);
+const BASE: NamespaceSet =
+    NamespaceSet::PID.union(NamespaceSet::MOUNT).union(NamespaceSet::IPC).union(NamespaceSet::UTS);
 
 /// The `clone_wait` configurations: each kind alone, then growing combinations. Those with
 /// a network namespace come last: the kernel tears network namespaces down asynchronously
@@ -99,10 +97,7 @@ fn clone_configs() -> Vec<(&'static str, NamespaceSet)> {
         ("pid+mnt+ipc+uts", BASE),
         ("net", NamespaceSet::NET),
         ("pid+mnt+ipc+uts+net", BASE.union(NamespaceSet::NET)),
-        (
-            "pid+mnt+ipc+uts+net+user",
-            BASE.union(NamespaceSet::NET).union(NamespaceSet::USER),
-        ),
+        ("pid+mnt+ipc+uts+net+user", BASE.union(NamespaceSet::NET).union(NamespaceSet::USER)),
         ("all", NamespaceSet::all()),
     ]
 }
@@ -139,20 +134,8 @@ struct Report {
 }
 
 impl Report {
-    fn pair(
-        &mut self,
-        group: &'static str,
-        row: impl Into<String>,
-        nook: impl Into<String>,
-        base: impl Into<String>,
-    ) {
-        self.pairs.push(Pair {
-            group,
-            row: row.into(),
-            nook: nook.into(),
-            base: base.into(),
-            interleaved: None,
-        });
+    fn pair(&mut self, group: &'static str, row: impl Into<String>, nook: impl Into<String>, base: impl Into<String>) {
+        self.pairs.push(Pair { group, row: row.into(), nook: nook.into(), base: base.into(), interleaved: None });
     }
 
     /// Measures the last pair again, interleaved (only when measuring).
@@ -229,9 +212,7 @@ fn slow_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTi
 fn clone_wait(c: &mut Criterion, report: &mut Report) {
     let mut g = slow_group(c, "clone_wait");
     expect_exit0("fork_wait", floor::fork_wait());
-    g.bench_function("fork_wait", |b| {
-        b.iter(|| expect_exit0("fork_wait", black_box(floor::fork_wait())))
-    });
+    g.bench_function("fork_wait", |b| b.iter(|| expect_exit0("fork_wait", black_box(floor::fork_wait()))));
     report.singles.push(("clone_wait", "fork_wait".into()));
     for (name, set) in clone_configs() {
         if set.contains(NamespaceSet::NET) {
@@ -240,28 +221,18 @@ fn clone_wait(c: &mut Criterion, report: &mut Report) {
         let mut cmd = nook_exit0(set);
         run_nook(&mut cmd);
         expect_exit0(name, floor::clone_wait(set));
-        g.bench_with_input(BenchmarkId::new("nook", name), &set, |b, _| {
-            b.iter(|| run_nook(&mut cmd))
-        });
+        g.bench_with_input(BenchmarkId::new("nook", name), &set, |b, _| b.iter(|| run_nook(&mut cmd)));
         if set.contains(NamespaceSet::NET) {
             settle();
         }
         g.bench_with_input(BenchmarkId::new("c_floor", name), &set, |b, &set| {
             b.iter(|| expect_exit0(name, black_box(floor::clone_wait(set))))
         });
-        report.pair(
-            "clone_wait",
-            name,
-            format!("nook/{name}"),
-            format!("c_floor/{name}"),
-        );
+        report.pair("clone_wait", name, format!("nook/{name}"), format!("c_floor/{name}"));
         if set.contains(NamespaceSet::NET) {
             settle();
         }
-        report.interleave(
-            || run_nook(&mut cmd),
-            || expect_exit0(name, floor::clone_wait(set)),
-        );
+        report.interleave(|| run_nook(&mut cmd), || expect_exit0(name, floor::clone_wait(set)));
         // nook's vfork-style path (no hook): the child execs a missing file and exits 127
         // after reporting ENOENT, against C doing the same with clone(CLONE_VM|CLONE_VFORK).
         if name == "none" || set == BASE {
@@ -273,13 +244,7 @@ fn clone_wait(c: &mut Criterion, report: &mut Report) {
                 b.iter(|| run_nook_enoent(&mut missing))
             });
             g.bench_with_input(BenchmarkId::new("c_vfork", name), &set, |b, &set| {
-                b.iter(|| {
-                    expect_status(
-                        name,
-                        black_box(floor::vfork_exec_wait(set, MISSING)),
-                        127 << 8,
-                    )
-                })
+                b.iter(|| expect_status(name, black_box(floor::vfork_exec_wait(set, MISSING)), 127 << 8))
             });
             report.pair(
                 "clone_wait",
@@ -302,8 +267,7 @@ const MISSING: &CStr = c"/nonexistent/nk-missing";
 /// Runs a nook command whose exec must fail with ENOENT (the child is reaped by nook).
 fn run_nook_enoent(cmd: &mut Command) {
     match cmd.status() {
-        Err(nook_ns::Error::Spawn(e))
-            if e.stage == nook_ns::Stage::Exec && e.errno == libc::ENOENT => {}
+        Err(nook_ns::Error::Spawn(e)) if e.stage == nook_ns::Stage::Exec && e.errno == libc::ENOENT => {}
         other => panic!("expected ENOENT at exec, got {other:?}"),
     }
 }
@@ -336,10 +300,7 @@ fn own_ns(kind: Namespace) -> NsFd {
 fn setns_roundtrip(c: &mut Criterion, report: &mut Report) {
     let cwd = std::env::current_dir().expect("working directory");
     let mut holder = Command::new("/bin/sleep");
-    holder
-        .arg("infinity")
-        .namespaces(NamespaceSet::all().without(Namespace::User))
-        .kill_with_parent(libc::SIGKILL);
+    holder.arg("infinity").namespaces(NamespaceSet::all().without(Namespace::User)).kill_with_parent(libc::SIGKILL);
     let mut child = holder.spawn().expect("spawn the namespace holder");
     child.kill_on_drop(true);
     settle();
@@ -358,25 +319,13 @@ fn setns_roundtrip(c: &mut Criterion, report: &mut Report) {
         let target = NsFd::of_pid(child.id(), kind).expect("open holder namespace");
         let orig = own_ns(kind);
         let before = orig.id().expect("id");
-        assert_ne!(
-            target.id().expect("id"),
-            before,
-            "{name}: the holder must be in its own namespace"
-        );
+        assert_ne!(target.id().expect("id"), before, "{name}: the holder must be in its own namespace");
         {
             let _inside = NsGuard::enter(&target).expect("NsGuard::enter");
-            assert_eq!(
-                own_ns(kind).id().expect("id"),
-                target.id().expect("id"),
-                "{name}: entered"
-            );
+            assert_eq!(own_ns(kind).id().expect("id"), target.id().expect("id"), "{name}: entered");
         }
         assert_eq!(own_ns(kind).id().expect("id"), before, "{name}: came back");
-        assert_eq!(
-            std::env::current_dir().ok(),
-            Some(cwd.clone()),
-            "{name}: same working directory"
-        );
+        assert_eq!(std::env::current_dir().ok(), Some(cwd.clone()), "{name}: same working directory");
         let nstype = kind.clone_flag() as c_int;
         let (tfd, ofd) = (target.as_fd().as_raw_fd(), orig.as_fd().as_raw_fd());
         expect_exit0(name, floor::setns_roundtrip(tfd, ofd, nstype));
@@ -393,11 +342,7 @@ fn setns_roundtrip(c: &mut Criterion, report: &mut Report) {
         g.bench_function(BenchmarkId::new("c_floor", name), |b| {
             b.iter(|| expect_exit0(name, black_box(floor::setns_roundtrip(tfd, ofd, nstype))))
         });
-        assert_eq!(
-            own_ns(kind).id().expect("id"),
-            before,
-            "{name}: came back after the bench"
-        );
+        assert_eq!(own_ns(kind).id().expect("id"), before, "{name}: came back after the bench");
         let c_floor = || expect_exit0(name, floor::setns_roundtrip(tfd, ofd, nstype));
         report.pair(
             "setns_roundtrip",
@@ -405,10 +350,7 @@ fn setns_roundtrip(c: &mut Criterion, report: &mut Report) {
             format!("nook_guard/{name}"),
             format!("c_floor/{name}"),
         );
-        report.interleave(
-            || drop(NsGuard::enter(&target).expect("NsGuard::enter")),
-            c_floor,
-        );
+        report.interleave(|| drop(NsGuard::enter(&target).expect("NsGuard::enter")), c_floor);
         report.pair(
             "setns_roundtrip",
             format!("{name} (NsFd::enter ×2)"),
@@ -454,37 +396,23 @@ fn spawn_exec(c: &mut Criterion, report: &mut Report) {
 
     let mut std_cmd = std::process::Command::new("/bin/true");
     run_std(&mut std_cmd);
-    g.bench_function(BenchmarkId::new("std_command", "none"), |b| {
-        b.iter(|| run_std(&mut std_cmd))
-    });
+    g.bench_function(BenchmarkId::new("std_command", "none"), |b| b.iter(|| run_std(&mut std_cmd)));
     expect_exit0("fork_exec", floor::fork_exec_wait(TRUE));
     g.bench_function(BenchmarkId::new("c_fork_exec", "none"), |b| {
         b.iter(|| expect_exit0("fork_exec", black_box(floor::fork_exec_wait(TRUE))))
     });
-    expect_exit0(
-        "vfork_exec",
-        floor::vfork_exec_wait(NamespaceSet::new(), TRUE),
-    );
+    expect_exit0("vfork_exec", floor::vfork_exec_wait(NamespaceSet::new(), TRUE));
     g.bench_function(BenchmarkId::new("c_vfork", "none"), |b| {
-        b.iter(|| {
-            expect_exit0(
-                "vfork_exec",
-                black_box(floor::vfork_exec_wait(NamespaceSet::new(), TRUE)),
-            )
-        })
+        b.iter(|| expect_exit0("vfork_exec", black_box(floor::vfork_exec_wait(NamespaceSet::new(), TRUE))))
     });
     let mut nook_plain = Command::new("/bin/true");
     run_nook(&mut nook_plain);
-    g.bench_function(BenchmarkId::new("nook", "none"), |b| {
-        b.iter(|| run_nook(&mut nook_plain))
-    });
+    g.bench_function(BenchmarkId::new("nook", "none"), |b| b.iter(|| run_nook(&mut nook_plain)));
 
     let mut nook_ns = Command::new("/bin/true");
     nook_ns.namespaces(BASE);
     run_nook(&mut nook_ns);
-    g.bench_function(BenchmarkId::new("nook", base), |b| {
-        b.iter(|| run_nook(&mut nook_ns))
-    });
+    g.bench_function(BenchmarkId::new("nook", base), |b| b.iter(|| run_nook(&mut nook_ns)));
     expect_exit0("clone_exec", floor::clone_exec_wait(BASE, TRUE));
     g.bench_function(BenchmarkId::new("c_floor", base), |b| {
         b.iter(|| expect_exit0("clone_exec", black_box(floor::clone_exec_wait(BASE, TRUE))))
@@ -496,27 +424,15 @@ fn spawn_exec(c: &mut Criterion, report: &mut Report) {
     let mut unshare = std::process::Command::new("unshare");
     unshare.args(["-fpmiu", "/bin/true"]);
     run_std(&mut unshare);
-    g.bench_function(BenchmarkId::new("unshare_fpmiu", base), |b| {
-        b.iter(|| run_std(&mut unshare))
-    });
+    g.bench_function(BenchmarkId::new("unshare_fpmiu", base), |b| b.iter(|| run_std(&mut unshare)));
     let mut bwrap = have("bwrap").then(|| {
         let mut bwrap = std::process::Command::new("bwrap");
-        bwrap.args([
-            "--unshare-pid",
-            "--unshare-ipc",
-            "--unshare-uts",
-            "--bind",
-            "/",
-            "/",
-            "/bin/true",
-        ]);
+        bwrap.args(["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--bind", "/", "/", "/bin/true"]);
         run_std(&mut bwrap);
         bwrap
     });
     if let Some(bwrap) = bwrap.as_mut() {
-        g.bench_function(BenchmarkId::new("bwrap", base), |b| {
-            b.iter(|| run_std(bwrap))
-        });
+        g.bench_function(BenchmarkId::new("bwrap", base), |b| b.iter(|| run_std(bwrap)));
     } else {
         eprintln!("spawn_exec: bwrap not installed, peer skipped");
     }
@@ -524,54 +440,24 @@ fn spawn_exec(c: &mut Criterion, report: &mut Report) {
     let mut nook_user = Command::new("/bin/true");
     nook_user.namespaces(base_user);
     run_nook(&mut nook_user);
-    g.bench_function(BenchmarkId::new("nook", user), |b| {
-        b.iter(|| run_nook(&mut nook_user))
-    });
+    g.bench_function(BenchmarkId::new("nook", user), |b| b.iter(|| run_nook(&mut nook_user)));
     expect_exit0("clone_exec", floor::clone_exec_wait(base_user, TRUE));
     g.bench_function(BenchmarkId::new("c_floor", user), |b| {
-        b.iter(|| {
-            expect_exit0(
-                "clone_exec",
-                black_box(floor::clone_exec_wait(base_user, TRUE)),
-            )
-        })
+        b.iter(|| expect_exit0("clone_exec", black_box(floor::clone_exec_wait(base_user, TRUE))))
     });
     g.finish();
 
     let r = report;
     let base_c = || expect_exit0("clone_exec", floor::clone_exec_wait(BASE, TRUE));
     let base_v = || expect_exit0("vfork_exec", floor::vfork_exec_wait(BASE, TRUE));
-    r.pair(
-        "spawn_exec",
-        "nook vs std::process::Command (no namespaces)",
-        "nook/none",
-        "std_command/none",
-    );
+    r.pair("spawn_exec", "nook vs std::process::Command (no namespaces)", "nook/none", "std_command/none");
     r.interleave(|| run_nook(&mut nook_plain), || run_std(&mut std_cmd));
-    r.pair(
-        "spawn_exec",
-        "nook vs C fork+exec (no namespaces)",
-        "nook/none",
-        "c_fork_exec/none",
-    );
+    r.pair("spawn_exec", "nook vs C fork+exec (no namespaces)", "nook/none", "c_fork_exec/none");
+    r.interleave(|| run_nook(&mut nook_plain), || expect_exit0("fork_exec", floor::fork_exec_wait(TRUE)));
+    r.pair("spawn_exec", "nook vs C vfork+exec (no namespaces)", "nook/none", "c_vfork/none");
     r.interleave(
         || run_nook(&mut nook_plain),
-        || expect_exit0("fork_exec", floor::fork_exec_wait(TRUE)),
-    );
-    r.pair(
-        "spawn_exec",
-        "nook vs C vfork+exec (no namespaces)",
-        "nook/none",
-        "c_vfork/none",
-    );
-    r.interleave(
-        || run_nook(&mut nook_plain),
-        || {
-            expect_exit0(
-                "vfork_exec",
-                floor::vfork_exec_wait(NamespaceSet::new(), TRUE),
-            )
-        },
+        || expect_exit0("vfork_exec", floor::vfork_exec_wait(NamespaceSet::new(), TRUE)),
     );
     r.pair(
         "spawn_exec",
@@ -602,12 +488,7 @@ fn spawn_exec(c: &mut Criterion, report: &mut Report) {
     );
     r.interleave(|| run_nook(&mut nook_ns), || run_std(&mut unshare));
     if let Some(bwrap) = bwrap.as_mut() {
-        r.pair(
-            "spawn_exec",
-            format!("nook {base} vs bwrap"),
-            format!("nook/{base}"),
-            format!("bwrap/{base}"),
-        );
+        r.pair("spawn_exec", format!("nook {base} vs bwrap"), format!("nook/{base}"), format!("bwrap/{base}"));
         r.interleave(|| run_nook(&mut nook_ns), || run_std(bwrap));
     }
     r.pair(
@@ -616,10 +497,7 @@ fn spawn_exec(c: &mut Criterion, report: &mut Report) {
         format!("nook/{user}"),
         format!("c_floor/{user}"),
     );
-    r.interleave(
-        || run_nook(&mut nook_user),
-        || expect_exit0("clone_exec", floor::clone_exec_wait(base_user, TRUE)),
-    );
+    r.interleave(|| run_nook(&mut nook_user), || expect_exit0("clone_exec", floor::clone_exec_wait(base_user, TRUE)));
 }
 
 /// Where criterion keeps its results (the same rules criterion follows), made absolute
@@ -628,9 +506,7 @@ fn criterion_dir() -> PathBuf {
     let dir = if let Some(home) = std::env::var_os("CRITERION_HOME") {
         PathBuf::from(home)
     } else {
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map_or_else(|| PathBuf::from("target"), PathBuf::from)
-            .join("criterion")
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from).join("criterion")
     };
     std::path::absolute(&dir).unwrap_or(dir)
 }
@@ -668,10 +544,8 @@ fn print_summary(report: &Report, dir: &Path, since: SystemTime) {
             "### {group}\n\n| case | nook | baseline | nook / baseline | interleaved |\n|---|---:|---:|---:|---:|"
         );
         for p in report.pairs.iter().filter(|p| p.group == group) {
-            let (Some(n), Some(b)) = (
-                median_ns(dir, group, &p.nook, since),
-                median_ns(dir, group, &p.base, since),
-            ) else {
+            let (Some(n), Some(b)) = (median_ns(dir, group, &p.nook, since), median_ns(dir, group, &p.base, since))
+            else {
                 continue;
             };
             println!(

@@ -31,7 +31,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("namespaces of this process (pid {}) and of its child (pid {}):", std::process::id(), child.id());
     println!("{:<8} {:<24} {:<24}", "kind", "self", "child");
     for kind in Namespace::ALL {
-        let show = |m: &BTreeMap<Namespace, NsId>| m.get(&kind).map_or_else(|| "-".to_owned(), |id| format!("{kind}:{id}"));
+        let show =
+            |m: &BTreeMap<Namespace, NsId>| m.get(&kind).map_or_else(|| "-".to_owned(), |id| format!("{kind}:{id}"));
         let marker = if mine.get(&kind) != theirs.get(&kind) { "  <- differs" } else { "" };
         println!("{:<8} {:<24} {:<24}{marker}", kind.proc_name(), show(&mine), show(&theirs));
     }

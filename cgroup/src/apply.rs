@@ -10,10 +10,7 @@ use crate::sys::{read_file, write_file};
 
 /// A setting the cgroup version in use does not have.
 fn unsupported(controller: Controller, setting: &str, version: Version) -> Error {
-    Error::ControllerUnavailable {
-        controller,
-        detail: format!("{setting} has no cgroup {version:?} equivalent"),
-    }
+    Error::ControllerUnavailable { controller, detail: format!("{setting} has no cgroup {version:?} equivalent") }
 }
 
 /// Applies every set field, controller by controller.
@@ -191,11 +188,10 @@ fn apply_blkio(dir: &Path, v: Version, b: &Blkio) -> Result<()> {
             if let Some(w) = b.weight {
                 // v2 1..=10000 onto v1 10..=1000.
                 let v1 = 10 + (w.clamp(1, 10_000) - 1) * 990 / 9999;
-                let file = ["blkio.weight", "blkio.bfq.weight"]
-                    .iter()
-                    .map(|f| dir.join(f))
-                    .find(|p| p.exists())
-                    .ok_or_else(|| unsupported_here(Controller::Blkio, "blkio.weight (needs the BFQ or CFQ scheduler)"))?;
+                let file =
+                    ["blkio.weight", "blkio.bfq.weight"].iter().map(|f| dir.join(f)).find(|p| p.exists()).ok_or_else(
+                        || unsupported_here(Controller::Blkio, "blkio.weight (needs the BFQ or CFQ scheduler)"),
+                    )?;
                 write_file(&file, &v1.to_string())?;
             }
             for t in &b.throttle {

@@ -312,7 +312,11 @@ fn plan_dirs(h: &Hierarchies, spec: &CgroupSpec) -> Result<Vec<Dir>> {
                 if dirs.iter().any(|d| d.version == Version::V1 && d.controllers == hier.controllers) {
                     continue;
                 }
-                dirs.push(Dir { version: Version::V1, path: cgroup_dir(hier, spec)?, controllers: hier.controllers.clone() });
+                dirs.push(Dir {
+                    version: Version::V1,
+                    path: cgroup_dir(hier, spec)?,
+                    controllers: hier.controllers.clone(),
+                });
             }
             Location::V2(_) => {}
         }

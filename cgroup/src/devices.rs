@@ -219,9 +219,11 @@ mod tests {
 
     #[test]
     fn malformed_rules_are_rejected() {
-        let r = DeviceRule { allow: true, kind: DeviceKind::All, major: Some(1), minor: None, access: DeviceAccess::READ };
+        let r =
+            DeviceRule { allow: true, kind: DeviceKind::All, major: Some(1), minor: None, access: DeviceAccess::READ };
         assert!(r.validate().is_err());
-        let r = DeviceRule { allow: true, kind: DeviceKind::Char, major: None, minor: Some(1), access: DeviceAccess::READ };
+        let r =
+            DeviceRule { allow: true, kind: DeviceKind::Char, major: None, minor: Some(1), access: DeviceAccess::READ };
         assert!(r.validate().is_err());
         assert!(DeviceRule::allow_char(1, 3, DeviceAccess::empty()).validate().is_err());
         assert!(DeviceRule::allow_char(1, 3, DeviceAccess::all()).validate().is_ok());

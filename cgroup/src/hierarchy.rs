@@ -270,18 +270,21 @@ impl Hierarchies {
                 }
                 "cgroup" => {
                     let opts = right.get(2).copied().unwrap_or("");
-                    let controllers: Vec<String> = opts
-                        .split(',')
-                        .filter(|o| Controller::from_v1_name(o).is_some())
-                        .map(str::to_owned)
-                        .collect();
+                    let controllers: Vec<String> =
+                        opts.split(',').filter(|o| Controller::from_v1_name(o).is_some()).map(str::to_owned).collect();
                     let Some(first) = controllers.first() else { continue };
                     // The same hierarchy may be mounted twice: keep the first mount.
                     if v1.iter().any(|h: &Hierarchy| h.has(first)) {
                         continue;
                     }
                     let Some(own) = own_v1.get(first) else { continue };
-                    v1.push(Hierarchy { version: Version::V1, mount_point, mount_root, controllers, own_cgroup: own.clone() });
+                    v1.push(Hierarchy {
+                        version: Version::V1,
+                        mount_point,
+                        mount_root,
+                        controllers,
+                        own_cgroup: own.clone(),
+                    });
                 }
                 _ => {}
             }
@@ -313,10 +316,8 @@ impl Hierarchies {
 
     /// [`Hierarchies::locate`], or a typed error naming the controller and what was looked at.
     pub fn require(&self, controller: Controller) -> Result<Location<'_>> {
-        self.locate(controller).ok_or_else(|| Error::ControllerUnavailable {
-            controller,
-            detail: self.describe_search(controller),
-        })
+        self.locate(controller)
+            .ok_or_else(|| Error::ControllerUnavailable { controller, detail: self.describe_search(controller) })
     }
 
     fn describe_search(&self, controller: Controller) -> String {

@@ -32,8 +32,8 @@ pub use devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 pub use error::{Error, Result, ValidationError};
 pub use hierarchy::{Controller, Hierarchies, Hierarchy, Layout, Location, V2Support, Version};
 pub use spec::{
-    Blkio, CgroupSpec, Cpu, Cpuset, DeviceThrottle, HostFacts, HugetlbLimit, Memory, NetCls, NetPrio, PAGE_SIZE,
-    Pids, Resources, page_size_name, parse_page_size, shares_to_weight, weight_to_shares,
+    Blkio, CgroupSpec, Cpu, Cpuset, DeviceThrottle, HostFacts, HugetlbLimit, Memory, NetCls, NetPrio, PAGE_SIZE, Pids,
+    Resources, page_size_name, parse_page_size, shares_to_weight, weight_to_shares,
 };
 pub use stats::{
     CpuStats, CpuThrottling, CpuUsage, IoDeviceStats, IoStats, MemoryStats, OomEvent, OomStats, OomWatcher, PidsStats,

@@ -248,17 +248,18 @@ impl Resources {
         if let Some(cs) = &self.cpuset {
             for (field, v) in [("cpuset.cpus", &cs.cpus), ("cpuset.mems", &cs.mems)] {
                 if let Some(v) = v {
-                    CpuSet::parse(v).map_err(|reason| ValidationError::Malformed { field, value: v.clone(), reason })?;
+                    CpuSet::parse(v).map_err(|reason| ValidationError::Malformed {
+                        field,
+                        value: v.clone(),
+                        reason,
+                    })?;
                 }
             }
         }
         if let Some(m) = &self.memory {
-            for (field, v) in [
-                ("memory.max", m.max),
-                ("memory.high", m.high),
-                ("memory.low", m.low),
-                ("memory.min", m.min),
-            ] {
+            for (field, v) in
+                [("memory.max", m.max), ("memory.high", m.high), ("memory.low", m.low), ("memory.min", m.min)]
+            {
                 if let Some(v) = v {
                     range(field, v, PAGE_SIZE, u64::MAX / 2, ">= one page (4096 bytes)")?;
                 }
@@ -326,7 +327,11 @@ impl Resources {
                         reason,
                     })?;
                     if !set.is_subset_of(parent) {
-                        return Err(ValidationError::NotInParent { field, value: v.clone(), parent: parent.to_string() });
+                        return Err(ValidationError::NotInParent {
+                            field,
+                            value: v.clone(),
+                            parent: parent.to_string(),
+                        });
                     }
                 }
             }
@@ -411,7 +416,10 @@ mod tests {
             parent_mems: Some(CpuSet::parse("0").unwrap()),
             huge_page_sizes: vec!["2MB".into(), "1GB".into()],
         };
-        let mut r = Resources { cpuset: Some(Cpuset { cpus: Some("1".into()), mems: Some("0".into()) }), ..Resources::default() };
+        let mut r = Resources {
+            cpuset: Some(Cpuset { cpus: Some("1".into()), mems: Some("0".into()) }),
+            ..Resources::default()
+        };
         assert_eq!(r.validate_against(&host), Ok(()));
         r.cpuset = Some(Cpuset { cpus: Some("0-2".into()), mems: None });
         assert!(matches!(r.validate_against(&host), Err(ValidationError::NotInParent { field: "cpuset.cpus", .. })));

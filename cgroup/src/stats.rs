@@ -250,40 +250,24 @@ impl Cgroup {
                 if !events.exists() {
                     return Err(Error::ControllerUnavailable {
                         controller: Controller::Memory,
-                        detail: format!(
-                            "{} is missing: memory is not enabled for this cgroup",
-                            events.display()
-                        ),
+                        detail: format!("{} is missing: memory is not enabled for this cgroup", events.display()),
                     });
                 }
                 // Watch first, then read the baseline: nothing in between is lost.
                 let inotify = sys::inotify_watch(&events, libc::IN_MODIFY)?;
                 let last = read_v2_events(&events)?;
-                Ok(OomWatcher {
-                    source: Source::V2 { inotify, events },
-                    last,
-                })
+                Ok(OomWatcher { source: Source::V2 { inotify, events }, last })
             }
             Version::V1 => {
                 let oom_control = dir.join("memory.oom_control");
                 let efd = sys::eventfd().map_err(|e| Error::io("eventfd", &oom_control, e))?;
-                let control =
-                    fs::File::open(&oom_control).map_err(|e| Error::io("open", &oom_control, e))?;
+                let control = fs::File::open(&oom_control).map_err(|e| Error::io("open", &oom_control, e))?;
                 let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
                 sys::write_file(&dir.join("cgroup.event_control"), &line)?;
                 // The kernel keeps its own reference to the eventfd, not to the file.
                 drop(control);
-                let last = Counts {
-                    oom: 0,
-                    oom_kill: read_v1_oom_kill(&oom_control)?,
-                };
-                Ok(OomWatcher {
-                    source: Source::V1 {
-                        eventfd: efd,
-                        oom_control,
-                    },
-                    last,
-                })
+                let last = Counts { oom: 0, oom_kill: read_v1_oom_kill(&oom_control)? };
+                Ok(OomWatcher { source: Source::V1 { eventfd: efd, oom_control }, last })
             }
         }
     }
@@ -315,14 +299,8 @@ pub struct OomWatcher {
 
 #[derive(Debug)]
 enum Source {
-    V2 {
-        inotify: OwnedFd,
-        events: PathBuf,
-    },
-    V1 {
-        eventfd: OwnedFd,
-        oom_control: PathBuf,
-    },
+    V2 { inotify: OwnedFd, events: PathBuf },
+    V1 { eventfd: OwnedFd, oom_control: PathBuf },
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -348,8 +326,7 @@ impl OomWatcher {
                 },
                 None => None,
             };
-            sys::poll_readable(self.as_fd(), remaining)
-                .map_err(|e| Error::io("poll", self.path(), e))?;
+            sys::poll_readable(self.as_fd(), remaining).map_err(|e| Error::io("poll", self.path(), e))?;
         }
     }
 
@@ -365,10 +342,7 @@ impl OomWatcher {
                 {}
                 read_v2_events(events)?
             }
-            Source::V1 {
-                eventfd,
-                oom_control,
-            } => {
+            Source::V1 { eventfd, oom_control } => {
                 let mut buf = [0u8; 8];
                 let notified = match sys::read_nonblocking(eventfd.as_fd(), &mut buf)
                     .map_err(|e| Error::io("read eventfd", oom_control, e))?
@@ -376,10 +350,7 @@ impl OomWatcher {
                     Some(8) => u64::from_ne_bytes(buf),
                     _ => 0,
                 };
-                Counts {
-                    oom: self.last.oom + notified,
-                    oom_kill: read_v1_oom_kill(oom_control)?,
-                }
+                Counts { oom: self.last.oom + notified, oom_kill: read_v1_oom_kill(oom_control)? }
             }
         };
         let event = OomEvent {
@@ -420,10 +391,7 @@ fn read_opt(path: &Path) -> Result<Option<String>> {
 }
 
 fn parse_err(path: &Path, detail: impl Into<String>) -> Error {
-    Error::Parse {
-        path: path.to_owned(),
-        detail: detail.into(),
-    }
+    Error::Parse { path: path.to_owned(), detail: detail.into() }
 }
 
 /// Reads a one-number file (`max` = `None`); `Ok(None)` if absent too — callers that need
@@ -449,9 +417,7 @@ fn read_flat(path: &Path) -> Result<Option<BTreeMap<String, u64>>> {
 }
 
 fn need(map: &BTreeMap<String, u64>, key: &str, path: &Path) -> Result<u64> {
-    map.get(key)
-        .copied()
-        .ok_or_else(|| parse_err(path, format!("no {key:?} key")))
+    map.get(key).copied().ok_or_else(|| parse_err(path, format!("no {key:?} key")))
 }
 
 fn v1_cpu_usage(dir: &Path) -> Result<Option<CpuUsage>> {
@@ -461,11 +427,7 @@ fn v1_cpu_usage(dir: &Path) -> Result<Option<CpuUsage>> {
     let hz = sys::clock_ticks_per_second();
     let stat = read_flat(&dir.join("cpuacct.stat"))?.unwrap_or_default();
     let ticks = |k: &str| stat.get(k).map(|t| t.saturating_mul(1_000_000) / hz);
-    Ok(Some(CpuUsage {
-        usage_usec: ns / 1000,
-        user_usec: ticks("user"),
-        system_usec: ticks("system"),
-    }))
+    Ok(Some(CpuUsage { usage_usec: ns / 1000, user_usec: ticks("user"), system_usec: ticks("system") }))
 }
 
 fn v2_cpu_usage(dir: &Path) -> Result<Option<CpuUsage>> {
@@ -526,8 +488,7 @@ fn memory_stats(dir: &Path, version: Version) -> Result<Option<MemoryStats>> {
                 current,
                 peak: number("memory.max_usage_in_bytes")?,
                 limit: number("memory.limit_in_bytes")?.and_then(v1_limit),
-                swap_current: number("memory.memsw.usage_in_bytes")?
-                    .map(|memsw| memsw.saturating_sub(current)),
+                swap_current: number("memory.memsw.usage_in_bytes")?.map(|memsw| memsw.saturating_sub(current)),
                 stat: read_flat(&dir.join("memory.stat"))?.unwrap_or_default(),
             }
         }
@@ -575,10 +536,7 @@ fn oom_stats(dir: &Path, version: Version) -> Result<Option<OomStats>> {
 
 fn read_v2_events(path: &Path) -> Result<Counts> {
     let ev = parse_flat(&sys::read_file(path)?);
-    Ok(Counts {
-        oom: need(&ev, "oom", path)?,
-        oom_kill: need(&ev, "oom_kill", path)?,
-    })
+    Ok(Counts { oom: need(&ev, "oom", path)?, oom_kill: need(&ev, "oom_kill", path)? })
 }
 
 fn read_v1_oom_kill(path: &Path) -> Result<u64> {
@@ -589,10 +547,7 @@ fn pids_stats(dir: &Path) -> Result<Option<PidsStats>> {
     let Some(current) = read_u64(&dir.join("pids.current"))? else {
         return Ok(None);
     };
-    Ok(Some(PidsStats {
-        current,
-        max: read_number(&dir.join("pids.max"))?.flatten(),
-    }))
+    Ok(Some(PidsStats { current, max: read_number(&dir.join("pids.max"))?.flatten() }))
 }
 
 fn io_stats(dir: &Path, version: Version) -> Result<Option<IoStats>> {
@@ -607,10 +562,8 @@ fn io_stats(dir: &Path, version: Version) -> Result<Option<IoStats>> {
         }
         Version::V1 => {
             let bytes_path = dir.join("blkio.throttle.io_service_bytes");
-            let (Some(bytes), Some(ios)) = (
-                read_opt(&bytes_path)?,
-                read_opt(&dir.join("blkio.throttle.io_serviced"))?,
-            ) else {
+            let (Some(bytes), Some(ios)) = (read_opt(&bytes_path)?, read_opt(&dir.join("blkio.throttle.io_serviced"))?)
+            else {
                 return Ok(None);
             };
             let devices = parse_blkio(&bytes, &ios).map_err(|d| parse_err(&bytes_path, d))?;
@@ -625,20 +578,11 @@ fn pressure_stats(dir: &Path) -> Result<Option<PressureStats>> {
         match fs::read_to_string(&path) {
             Ok(text) => parse_psi(&text).map(Some).map_err(|d| parse_err(&path, d)),
             // Absent, or PSI disabled at boot (`psi=0`: EOPNOTSUPP).
-            Err(e)
-                if e.kind() == io::ErrorKind::NotFound
-                    || e.raw_os_error() == Some(libc::EOPNOTSUPP) =>
-            {
-                Ok(None)
-            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
             Err(e) => Err(Error::io("read", &path, e)),
         }
     };
-    let p = PressureStats {
-        cpu: read("cpu.pressure")?,
-        memory: read("memory.pressure")?,
-        io: read("io.pressure")?,
-    };
+    let p = PressureStats { cpu: read("cpu.pressure")?, memory: read("memory.pressure")?, io: read("io.pressure")? };
     Ok((p.cpu.is_some() || p.memory.is_some() || p.io.is_some()).then_some(p))
 }
 
@@ -673,10 +617,7 @@ pub(crate) fn parse_nested(text: &str) -> Vec<(&str, Vec<(&str, &str)>)> {
 pub(crate) fn parse_limit(text: &str) -> Result<Option<u64>, String> {
     match text.trim() {
         "max" => Ok(None),
-        t => t
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("expected a number or \"max\", found {t:?}")),
+        t => t.parse().map(Some).map_err(|_| format!("expected a number or \"max\", found {t:?}")),
     }
 }
 
@@ -692,11 +633,7 @@ pub(crate) fn parse_io_stat(text: &str) -> Result<Vec<IoDeviceStats>, String> {
         .into_iter()
         .map(|(key, fields)| {
             let (major, minor) = device(key)?;
-            let mut d = IoDeviceStats {
-                major,
-                minor,
-                ..IoDeviceStats::default()
-            };
+            let mut d = IoDeviceStats { major, minor, ..IoDeviceStats::default() };
             for (k, v) in fields {
                 let slot = match k {
                     "rbytes" => &mut d.rbytes,
@@ -705,9 +642,7 @@ pub(crate) fn parse_io_stat(text: &str) -> Result<Vec<IoDeviceStats>, String> {
                     "wios" => &mut d.wios,
                     _ => continue,
                 };
-                *slot = v
-                    .parse()
-                    .map_err(|_| format!("{key} {k}={v:?} is not a number"))?;
+                *slot = v.parse().map_err(|_| format!("{key} {k}={v:?} is not a number"))?;
             }
             Ok(d)
         })
@@ -725,14 +660,8 @@ pub(crate) fn parse_blkio(bytes: &str, ios: &str) -> Result<Vec<IoDeviceStats>, 
                 continue;
             };
             let (major, minor) = device(dev)?;
-            let value: u64 = value
-                .parse()
-                .map_err(|_| format!("{line:?}: not a number"))?;
-            let d = devices.entry((major, minor)).or_insert(IoDeviceStats {
-                major,
-                minor,
-                ..IoDeviceStats::default()
-            });
+            let value: u64 = value.parse().map_err(|_| format!("{line:?}: not a number"))?;
+            let d = devices.entry((major, minor)).or_insert(IoDeviceStats { major, minor, ..IoDeviceStats::default() });
             match (op, is_bytes) {
                 ("Read", true) => d.rbytes = value,
                 ("Write", true) => d.wbytes = value,
@@ -773,10 +702,7 @@ pub(crate) fn parse_psi(text: &str) -> Result<Pressure, String> {
             _ => {}
         }
     }
-    Ok(Pressure {
-        some: some.ok_or("no \"some\" line")?,
-        full,
-    })
+    Ok(Pressure { some: some.ok_or("no \"some\" line")?, full })
 }
 
 #[cfg(test)]
@@ -785,31 +711,20 @@ mod tests {
 
     #[test]
     fn flat_keyed_files_parse_and_skip_non_numbers() {
-        let v1 =
-            "nr_periods 12\nnr_throttled 5\nthrottled_time 7000000\nnr_bursts 0\nburst_time 0\n";
+        let v1 = "nr_periods 12\nnr_throttled 5\nthrottled_time 7000000\nnr_bursts 0\nburst_time 0\n";
         let m = parse_flat(v1);
         assert_eq!(m["nr_periods"], 12);
         assert_eq!(
             throttling(&m),
-            Some(CpuThrottling {
-                nr_periods: 12,
-                nr_throttled: 5,
-                throttled_usec: 7000
-            }),
+            Some(CpuThrottling { nr_periods: 12, nr_throttled: 5, throttled_usec: 7000 }),
             "v1 throttled_time is in ns"
         );
         let v2 = "usage_usec 500\nuser_usec 300\nsystem_usec 200\nnr_periods 3\nnr_throttled 1\nthrottled_usec 42\n";
         assert_eq!(throttling(&parse_flat(v2)).unwrap().throttled_usec, 42);
         // v2 cpu.stat without the cpu controller has no bandwidth keys.
-        assert_eq!(
-            throttling(&parse_flat("usage_usec 1\nuser_usec 1\nsystem_usec 0\n")),
-            None
-        );
+        assert_eq!(throttling(&parse_flat("usage_usec 1\nuser_usec 1\nsystem_usec 0\n")), None);
         let odd = parse_flat("a 1\nweird x\n\nb 2 3\nc 18446744073709551615\n");
-        assert_eq!(
-            odd.into_iter().collect::<Vec<_>>(),
-            vec![("a".to_owned(), 1), ("c".to_owned(), u64::MAX)]
-        );
+        assert_eq!(odd.into_iter().collect::<Vec<_>>(), vec![("a".to_owned(), 1), ("c".to_owned(), u64::MAX)]);
     }
 
     #[test]
@@ -817,16 +732,8 @@ mod tests {
         assert_eq!(parse_limit("max\n"), Ok(None));
         assert_eq!(parse_limit("33554432\n"), Ok(Some(32 << 20)));
         assert!(parse_limit("lots").is_err());
-        assert_eq!(
-            v1_limit(9223372036854771712),
-            None,
-            "v1 'unlimited' with 4 KiB pages"
-        );
-        assert_eq!(
-            v1_limit(9223372036854710272),
-            None,
-            "v1 'unlimited' with 64 KiB pages"
-        );
+        assert_eq!(v1_limit(9223372036854771712), None, "v1 'unlimited' with 4 KiB pages");
+        assert_eq!(v1_limit(9223372036854710272), None, "v1 'unlimited' with 64 KiB pages");
         assert_eq!(v1_limit(32 << 20), Some(32 << 20));
     }
 
@@ -836,17 +743,7 @@ mod tests {
                     253:1 rbytes=0 wbytes=512 rios=0 wios=1 dbytes=0 dios=0\n";
         let d = parse_io_stat(text).unwrap();
         assert_eq!(d.len(), 2);
-        assert_eq!(
-            d[0],
-            IoDeviceStats {
-                major: 8,
-                minor: 0,
-                rbytes: 4096,
-                wbytes: 8192,
-                rios: 1,
-                wios: 2
-            }
-        );
+        assert_eq!(d[0], IoDeviceStats { major: 8, minor: 0, rbytes: 4096, wbytes: 8192, rios: 1, wios: 2 });
         assert_eq!((d[1].major, d[1].minor, d[1].wbytes), (253, 1, 512));
         assert_eq!(parse_io_stat("").unwrap(), vec![]);
         assert!(parse_io_stat("sda rbytes=1\n").is_err());
@@ -855,20 +752,11 @@ mod tests {
 
     #[test]
     fn blkio_v1_merges_bytes_and_ops() {
-        let bytes = "8:0 Read 4096\n8:0 Write 1024\n8:0 Sync 5120\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 5120\nTotal 5120\n";
+        let bytes =
+            "8:0 Read 4096\n8:0 Write 1024\n8:0 Sync 5120\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 5120\nTotal 5120\n";
         let ios = "8:0 Read 1\n8:0 Write 3\n8:0 Sync 4\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 4\nTotal 4\n";
         let d = parse_blkio(bytes, ios).unwrap();
-        assert_eq!(
-            d,
-            vec![IoDeviceStats {
-                major: 8,
-                minor: 0,
-                rbytes: 4096,
-                wbytes: 1024,
-                rios: 1,
-                wios: 3
-            }]
-        );
+        assert_eq!(d, vec![IoDeviceStats { major: 8, minor: 0, rbytes: 4096, wbytes: 1024, rios: 1, wios: 3 }]);
         assert_eq!(parse_blkio("Total 0\n", "Total 0\n").unwrap(), vec![]);
     }
 
@@ -877,15 +765,7 @@ mod tests {
         let text = "some avg10=1.74 avg60=2.46 avg300=4.43 total=202186517\n\
                     full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
         let p = parse_psi(text).unwrap();
-        assert_eq!(
-            p.some,
-            PressureLine {
-                avg10: 1.74,
-                avg60: 2.46,
-                avg300: 4.43,
-                total_usec: 202186517
-            }
-        );
+        assert_eq!(p.some, PressureLine { avg10: 1.74, avg60: 2.46, avg300: 4.43, total_usec: 202186517 });
         assert_eq!(p.full.unwrap().total_usec, 0);
         let old_cpu = parse_psi("some avg10=0.00 avg60=0.00 avg300=0.00 total=5\n").unwrap();
         assert_eq!((old_cpu.some.total_usec, old_cpu.full), (5, None));
@@ -897,14 +777,8 @@ mod tests {
     #[test]
     fn stats_serialize_to_json_shape() {
         let s = Stats {
-            pids: Some(PidsStats {
-                current: 3,
-                max: None,
-            }),
-            pressure: Some(PressureStats {
-                cpu: Some(Pressure::default()),
-                ..PressureStats::default()
-            }),
+            pids: Some(PidsStats { current: 3, max: None }),
+            pressure: Some(PressureStats { cpu: Some(Pressure::default()), ..PressureStats::default() }),
             ..Stats::default()
         };
         let v = serde_json::to_value(&s).unwrap();

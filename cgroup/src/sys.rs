@@ -12,19 +12,22 @@ use crate::error::{Error, Result};
 /// Writes `value` to a cgroup file in a single `write(2)` (cgroupfs parses each write
 /// separately). The error names the file and the value.
 pub(crate) fn write_file(path: &Path, value: &str) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::Write { path: path.to_owned(), value: value.to_owned(), source: e })?;
-    f.write_all(value.as_bytes()).map_err(|e| Error::Write { path: path.to_owned(), value: value.to_owned(), source: e })
+    let mut f = fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::Write {
+        path: path.to_owned(),
+        value: value.to_owned(),
+        source: e,
+    })?;
+    f.write_all(value.as_bytes()).map_err(|e| Error::Write {
+        path: path.to_owned(),
+        value: value.to_owned(),
+        source: e,
+    })
 }
 
 /// Reads a cgroup file.
 pub(crate) fn read_file(path: &Path) -> Result<String> {
     let mut s = String::new();
-    fs::File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut s))
-        .map_err(|e| Error::io("read", path, e))?;
+    fs::File::open(path).and_then(|mut f| f.read_to_string(&mut s)).map_err(|e| Error::io("read", path, e))?;
     Ok(s)
 }
 
@@ -97,7 +100,10 @@ pub(crate) fn read_nonblocking(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) 
 
 /// Waits until `fd` is readable or `timeout` passes (`None`: no limit). Returns whether it
 /// became readable; an interrupted wait returns `false` early (callers loop on a deadline).
-pub(crate) fn poll_readable(fd: std::os::fd::BorrowedFd<'_>, timeout: Option<std::time::Duration>) -> std::io::Result<bool> {
+pub(crate) fn poll_readable(
+    fd: std::os::fd::BorrowedFd<'_>,
+    timeout: Option<std::time::Duration>,
+) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
     let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     // Round up so a sub-millisecond remainder does not turn into a busy loop.

@@ -9,9 +9,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nook_cgroup::{
-    Cgroup, CgroupSpec, Controller, Cpu, Error, Hierarchies, Memory, Pids, Stats, Version,
-};
+use nook_cgroup::{Cgroup, CgroupSpec, Controller, Cpu, Error, Hierarchies, Memory, Pids, Stats, Version};
 use nook_ns::{Child, Command, Stdio};
 use nook_testutil::{TempDir, require_root, unique_name};
 
@@ -25,12 +23,7 @@ const HANG_GUARD: Duration = Duration::from_secs(10);
 /// Runs `cmd` paused, moves it into `cg` (every hierarchy) and lets it continue. The child
 /// is killed and reaped when its handle drops.
 fn spawn_in(cg: &Cgroup, cmd: &mut Command) -> Child {
-    let mut paused = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn_paused()
-        .unwrap();
+    let mut paused = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn_paused().unwrap();
     paused.kill_on_drop(true);
     cg.add_pid(paused.id()).unwrap();
     paused.resume().unwrap()
@@ -39,8 +32,7 @@ fn spawn_in(cg: &Cgroup, cmd: &mut Command) -> Child {
 /// This test binary, re-executed to run only `test` with `role` set.
 fn helper(test: &str, role: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(ROLE, role);
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]).env(ROLE, role);
     cmd
 }
 
@@ -62,10 +54,9 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 fn kernel_says_has(cg: &Cgroup, controller: Controller, v2_name: &str) -> bool {
     match cg.dir_of(controller) {
         Some((_, Version::V1)) => true,
-        Some((dir, Version::V2)) => fs::read_to_string(dir.join("cgroup.controllers"))
-            .unwrap()
-            .split_whitespace()
-            .any(|c| c == v2_name),
+        Some((dir, Version::V2)) => {
+            fs::read_to_string(dir.join("cgroup.controllers")).unwrap().split_whitespace().any(|c| c == v2_name)
+        }
         None => false,
     }
 }
@@ -92,10 +83,7 @@ fn memory_hog_is_oom_killed_and_the_watcher_and_counters_see_it() {
     require_root!();
     let limit = 32 << 20;
     let mut spec = CgroupSpec::new(unique_name("oom"));
-    spec.resources.memory = Some(Memory {
-        max: Some(limit),
-        ..Memory::default()
-    });
+    spec.resources.memory = Some(Memory { max: Some(limit), ..Memory::default() });
     let cg = Cgroup::create(&spec).unwrap();
     let mut watcher = cg.oom_watcher().unwrap();
     // Nothing yet: the wait times out (and the non-blocking check agrees).
@@ -103,24 +91,11 @@ fn memory_hog_is_oom_killed_and_the_watcher_and_counters_see_it() {
     assert_eq!(quiet, None, "no OOM before the hog runs");
     assert_eq!(watcher.poll_event().unwrap(), None);
 
-    let mut child = spawn_in(
-        &cg,
-        &mut helper(
-            "memory_hog_is_oom_killed_and_the_watcher_and_counters_see_it",
-            "hog",
-        ),
-    );
-    let event = watcher
-        .wait(Some(HANG_GUARD))
-        .unwrap()
-        .expect("an OOM event within the hang guard");
+    let mut child = spawn_in(&cg, &mut helper("memory_hog_is_oom_killed_and_the_watcher_and_counters_see_it", "hog"));
+    let event = watcher.wait(Some(HANG_GUARD)).unwrap().expect("an OOM event within the hang guard");
     assert!(event.oom + event.oom_kill >= 1, "{event:?}");
     let status = child.wait().unwrap();
-    assert_eq!(
-        status.signal(),
-        Some(libc::SIGKILL),
-        "the hog was killed, not exited: {status:?}"
-    );
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "the hog was killed, not exited: {status:?}");
 
     // On v1 the notification comes before the kill: collect what followed.
     let mut seen = event;
@@ -131,24 +106,15 @@ fn memory_hog_is_oom_killed_and_the_watcher_and_counters_see_it() {
     let stats = cg.stats().unwrap();
     let oom = stats.oom.expect("memory cgroup has OOM counters");
     assert!(oom.oom_kill >= 1, "{oom:?}");
-    assert_eq!(
-        seen.oom_kill, oom.oom_kill,
-        "the watcher saw every kill the counter has: {seen:?} {oom:?}"
-    );
+    assert_eq!(seen.oom_kill, oom.oom_kill, "the watcher saw every kill the counter has: {seen:?} {oom:?}");
     if let Some(n) = oom.oom {
         assert!(n >= 1, "v2 memory.events counts the OOM: {oom:?}");
     }
     let memory = stats.memory.expect("memory section");
-    eprintln!(
-        "OOM: first event {event:?}, all seen {seen:?}, counters {oom:?}, peak {:?}",
-        memory.peak
-    );
+    eprintln!("OOM: first event {event:?}, all seen {seen:?}, counters {oom:?}, peak {:?}", memory.peak);
     assert_eq!(memory.limit, Some(limit));
     if let Some(peak) = memory.peak {
-        assert!(
-            peak > limit / 2 && peak <= limit,
-            "peak {peak} near the limit {limit}"
-        );
+        assert!(peak > limit / 2 && peak <= limit, "peak {peak} near the limit {limit}");
     }
     assert!(!memory.stat.is_empty(), "memory.stat parsed");
     cg.remove().unwrap();
@@ -158,27 +124,14 @@ fn memory_hog_is_oom_killed_and_the_watcher_and_counters_see_it() {
 fn busy_loop_under_a_20_percent_quota_stays_near_20_percent_by_the_kernel_counter() {
     require_root!();
     let mut spec = CgroupSpec::new(unique_name("cpu"));
-    spec.resources.cpu = Some(Cpu {
-        quota_us: Some(20_000),
-        period_us: Some(100_000),
-        ..Cpu::default()
-    });
+    spec.resources.cpu = Some(Cpu { quota_us: Some(20_000), period_us: Some(100_000), ..Cpu::default() });
     spec.resources.cpuacct = true;
     let cg = Cgroup::create(&spec).unwrap();
-    let _child = spawn_in(
-        &cg,
-        Command::new("/bin/sh").args(["-c", "while :; do :; done"]),
-    );
+    let _child = spawn_in(&cg, Command::new("/bin/sh").args(["-c", "while :; do :; done"]));
 
     let cpu = |cg: &Cgroup| cg.stats().unwrap().cpu.expect("cpu section");
     // The kernel throttled the loop at least once.
-    wait_for("nr_throttled > 0", || {
-        cpu(&cg)
-            .throttling
-            .expect("throttling counters")
-            .nr_throttled
-            > 0
-    });
+    wait_for("nr_throttled > 0", || cpu(&cg).throttling.expect("throttling counters").nr_throttled > 0);
 
     let usage = |cg: &Cgroup| cpu(cg).usage.expect("usage counter").usage_usec;
     let (t0, u0) = (Instant::now(), usage(&cg));
@@ -186,38 +139,24 @@ fn busy_loop_under_a_20_percent_quota_stays_near_20_percent_by_the_kernel_counte
     let (u1, wall) = (usage(&cg), t0.elapsed());
     let used = Duration::from_micros(u1 - u0);
     let share = used.as_secs_f64() / wall.as_secs_f64();
-    eprintln!(
-        "busy loop under 20% quota: {used:?} of CPU in {wall:?} of wall time ({:.1}%)",
-        share * 100.0
-    );
+    eprintln!("busy loop under 20% quota: {used:?} of CPU in {wall:?} of wall time ({:.1}%)", share * 100.0);
     assert!(u1 > u0, "the loop ran");
-    assert!(
-        share <= 0.35,
-        "{used:?} CPU in {wall:?}: the quota did not hold"
-    );
+    assert!(share <= 0.35, "{used:?} CPU in {wall:?}: the quota did not hold");
 }
 
 /// The `count` helper: writes an ever-growing, fixed-width counter to a file, about once a
 /// millisecond.
 fn count() -> ! {
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(std::env::var_os(COUNT_FILE).unwrap())
-        .unwrap();
+    let file = fs::OpenOptions::new().write(true).open(std::env::var_os(COUNT_FILE).unwrap()).unwrap();
     for n in 1u64.. {
-        file.write_all_at(format!("{n:020}\n").as_bytes(), 0)
-            .unwrap();
+        file.write_all_at(format!("{n:020}\n").as_bytes(), 0).unwrap();
         std::thread::sleep(Duration::from_millis(1));
     }
     unreachable!()
 }
 
 fn read_count(path: &Path) -> u64 {
-    fs::read_to_string(path)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    fs::read_to_string(path).unwrap().trim().parse().unwrap_or(0)
 }
 
 #[test]
@@ -232,26 +171,17 @@ fn freeze_stops_a_counting_process_and_thaw_resumes_it() {
     let mut spec = CgroupSpec::new(unique_name("frz"));
     spec.resources.freezer = true;
     let cg = Cgroup::create(&spec).unwrap();
-    let mut cmd = helper(
-        "freeze_stops_a_counting_process_and_thaw_resumes_it",
-        "count",
-    );
+    let mut cmd = helper("freeze_stops_a_counting_process_and_thaw_resumes_it", "count");
     let _child = spawn_in(&cg, cmd.env(COUNT_FILE, &file));
     wait_for("the counter to start", || read_count(&file) > 0);
 
     cg.freeze().unwrap();
     let frozen_at = read_count(&file);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(
-        read_count(&file),
-        frozen_at,
-        "the counter moved while frozen"
-    );
+    assert_eq!(read_count(&file), frozen_at, "the counter moved while frozen");
 
     cg.thaw().unwrap();
-    wait_for("the counter to move after thaw", || {
-        read_count(&file) > frozen_at
-    });
+    wait_for("the counter to move after thaw", || read_count(&file) > frozen_at);
 }
 
 #[test]
@@ -263,18 +193,12 @@ fn kill_all_kills_a_tree_of_forked_descendants_and_pids_current_counts_them() {
     // sh, a subshell, and four sleeps: two levels below the child.
     let tree = "(sleep 1000 & sleep 1000 & wait) & sleep 1000 & sleep 1000 & wait";
     let mut child = spawn_in(&cg, Command::new("/bin/sh").args(["-c", tree]));
-    wait_for("six processes in the cgroup", || {
-        cg.procs().unwrap().len() >= 6
-    });
+    wait_for("six processes in the cgroup", || cg.procs().unwrap().len() >= 6);
 
     let procs = cg.procs().unwrap();
     let pids = cg.stats().unwrap().pids.expect("pids section");
     assert_eq!(pids.max, Some(32));
-    assert_eq!(
-        pids.current,
-        procs.len() as u64,
-        "single-threaded tasks: pids.current = cgroup.procs {procs:?}"
-    );
+    assert_eq!(pids.current, procs.len() as u64, "single-threaded tasks: pids.current = cgroup.procs {procs:?}");
 
     cg.kill_all().unwrap();
     assert_eq!(cg.procs().unwrap(), Vec::<u32>::new());
@@ -283,11 +207,7 @@ fn kill_all_kills_a_tree_of_forked_descendants_and_pids_current_counts_them() {
         // Gone, or a zombie awaiting its (new) parent's wait.
         if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
             let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
-            assert_eq!(
-                state,
-                Some(Some('Z')),
-                "pid {pid} survived kill_all: {stat}"
-            );
+            assert_eq!(state, Some(Some('Z')), "pid {pid} survived kill_all: {stat}");
         }
     }
     cg.remove().unwrap();
@@ -304,37 +224,17 @@ fn stats_sections_follow_the_controllers_the_cgroup_has() {
     eprintln!("{layout:?}: {}", serde_json::to_string(&stats).unwrap());
 
     let pids = stats.pids.expect("pids section");
-    assert_eq!(
-        (pids.current, pids.max),
-        (0, Some(20)),
-        "an empty cgroup with pids.max 20"
-    );
+    assert_eq!((pids.current, pids.max), (0, Some(20)), "an empty cgroup with pids.max 20");
     let has_memory = kernel_says_has(&cg, Controller::Memory, "memory");
     assert_eq!(stats.memory.is_some(), has_memory, "{:?}", stats.memory);
     assert_eq!(stats.oom.is_some(), has_memory, "{:?}", stats.oom);
-    assert_eq!(
-        stats.io.is_some(),
-        kernel_says_has(&cg, Controller::Blkio, "io"),
-        "{:?}",
-        stats.io
-    );
+    assert_eq!(stats.io.is_some(), kernel_says_has(&cg, Controller::Blkio, "io"), "{:?}", stats.io);
     let throttling = stats.cpu.as_ref().and_then(|c| c.throttling);
-    assert_eq!(
-        throttling.is_some(),
-        kernel_says_has(&cg, Controller::Cpu, "cpu"),
-        "{throttling:?}"
-    );
+    assert_eq!(throttling.is_some(), kernel_says_has(&cg, Controller::Cpu, "cpu"), "{throttling:?}");
     if let Some(v2) = cg.v2_dir() {
-        assert!(
-            stats.cpu.and_then(|c| c.usage).is_some(),
-            "the v2 core keeps cpu usage for every cgroup"
-        );
+        assert!(stats.cpu.and_then(|c| c.usage).is_some(), "the v2 core keeps cpu usage for every cgroup");
         let psi = fs::read_to_string(v2.join("cpu.pressure")).is_ok();
-        assert_eq!(
-            stats.pressure.is_some_and(|p| p.cpu.is_some()),
-            psi,
-            "PSI where the kernel has it"
-        );
+        assert_eq!(stats.pressure.is_some_and(|p| p.cpu.is_some()), psi, "PSI where the kernel has it");
     }
 
     // The OOM watcher needs the memory controller: a typed error without it.

@@ -420,17 +420,11 @@ impl Command {
         }
 
         let needs_sync = pause || uid_writer.is_some() || gid_writer.is_some() || self.cgroup.is_some();
-        let sync = if needs_sync {
-            Some(sys::socketpair_cloexec().map_err(|e| Error::sys("socketpair", e))?)
-        } else {
-            None
-        };
+        let sync =
+            if needs_sync { Some(sys::socketpair_cloexec().map_err(|e| Error::sys("socketpair", e))?) } else { None };
         // vfork-style when the plan allows it (see `vfork_child` and the type's docs).
-        let vfork = !needs_sync
-            && self.pre_exec.is_empty()
-            && !plan.init
-            && plan.time_offsets.is_none()
-            && !self.force_clone2;
+        let vfork =
+            !needs_sync && self.pre_exec.is_empty() && !plan.init && plan.time_offsets.is_none() && !self.force_clone2;
         // A vfork-style child has exec'd or exited (after writing any error record) when the
         // clone returns, so the parent reads its error pipe without waiting: no record means
         // the exec succeeded, like `posix_spawn`, without waiting for the close-on-exec.
@@ -602,11 +596,8 @@ impl Command {
             need("mount steps", Namespace::Mount)?;
             steps.push(step.prepare()?);
         }
-        let root_propagation = if ns.has(Namespace::Mount) {
-            self.root_propagation.map(|(p, rec)| p.flags(rec))
-        } else {
-            None
-        };
+        let root_propagation =
+            if ns.has(Namespace::Mount) { self.root_propagation.map(|(p, rec)| p.flags(rec)) } else { None };
 
         let time_offsets = if ns.has(Namespace::Time) {
             let mut text = String::new();
@@ -637,7 +628,8 @@ impl Command {
         let maps_root = |m: &Option<IdMap>| m.as_ref().is_none_or(|m| m.to_outside(0).is_some());
         let become_userns_root = (in_userns && maps_root(&self.uid_map) && maps_root(&self.gid_map))
             .then(|| Identity { uid: 0, gid: 0, groups: Some(Vec::new()) });
-        let identity = self.user.map(|(uid, gid)| Identity { uid, gid, groups: Some(self.groups.clone().unwrap_or_default()) });
+        let identity =
+            self.user.map(|(uid, gid)| Identity { uid, gid, groups: Some(self.groups.clone().unwrap_or_default()) });
 
         Ok(Plan {
             argv: CStringArray::new(argv),
@@ -675,7 +667,10 @@ impl Command {
 
     /// The paths execve tries, resolved against the child's PATH (the search itself happens
     /// in the child, so it sees the new root).
-    fn exec_candidates(&self, env: &BTreeMap<OsString, OsString>) -> std::result::Result<Vec<CString>, ValidationError> {
+    fn exec_candidates(
+        &self,
+        env: &BTreeMap<OsString, OsString>,
+    ) -> std::result::Result<Vec<CString>, ValidationError> {
         let program = Path::new(&self.program);
         if self.program.as_bytes().contains(&b'/') {
             return Ok(vec![path_cstring("program", program)?]);

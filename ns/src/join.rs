@@ -100,10 +100,8 @@ impl NsGuard {
             }
             if target.kind() == Namespace::Mount {
                 sys::unshare(libc::CLONE_FS).map_err(|e| Error::sys("unshare(CLONE_FS)", e))?;
-                guard.cwd = Some(
-                    sys::open(c".", libc::O_PATH | libc::O_DIRECTORY)
-                        .map_err(|e| Error::sys("open(\".\")", e))?,
-                );
+                guard.cwd =
+                    Some(sys::open(c".", libc::O_PATH | libc::O_DIRECTORY).map_err(|e| Error::sys("open(\".\")", e))?);
             }
             let saved = current_for_restore(target.kind())?;
             target.enter()?;

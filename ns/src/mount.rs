@@ -281,13 +281,9 @@ impl MountStep {
                 },
             }),
             MountStep::Proc { target } => fs(c"proc", target, c"proc", NOSUID_NODEV_NOEXEC, None),
-            MountStep::Sysfs { target, read_only } => fs(
-                c"sysfs",
-                target,
-                c"sysfs",
-                NOSUID_NODEV_NOEXEC | if *read_only { libc::MS_RDONLY } else { 0 },
-                None,
-            ),
+            MountStep::Sysfs { target, read_only } => {
+                fs(c"sysfs", target, c"sysfs", NOSUID_NODEV_NOEXEC | if *read_only { libc::MS_RDONLY } else { 0 }, None)
+            }
             MountStep::Tmpfs { target, options } => {
                 fs(c"tmpfs", target, c"tmpfs", libc::MS_NOSUID | libc::MS_NODEV, options.as_deref())
             }
@@ -383,12 +379,10 @@ impl PreparedStep {
                     .map_err(fail(Stage::Mount))
             }
             PreparedStep::PivotRoot { new_root } => pivot_root(new_root.as_ptr()).map_err(fail(Stage::PivotRoot)),
-            PreparedStep::RemountReadOnly { target, recursive } => if *recursive {
-                remount_ro_tree(target.as_ptr())
-            } else {
-                remount_ro(target.as_ptr())
+            PreparedStep::RemountReadOnly { target, recursive } => {
+                if *recursive { remount_ro_tree(target.as_ptr()) } else { remount_ro(target.as_ptr()) }
+                    .map_err(fail(Stage::Mount))
             }
-            .map_err(fail(Stage::Mount)),
             PreparedStep::Mask { target } => mask(target.as_ptr()).map_err(fail(Stage::Mount)),
             PreparedStep::MakeDir { path, mode } => match raw::mkdir(path.as_ptr(), *mode) {
                 0 | libc::EEXIST => Ok(()),
@@ -480,7 +474,9 @@ mod tests {
             Err(ValidationError::NulByte { field: "mount options", .. })
         ));
         let ro = MountStep::bind("/a", "/b").read_only().recursive().prepare().unwrap();
-        assert!(matches!(ro, PreparedStep::Mount { read_only: ReadOnly::Tree, flags, .. } if flags & libc::MS_REC != 0));
+        assert!(
+            matches!(ro, PreparedStep::Mount { read_only: ReadOnly::Tree, flags, .. } if flags & libc::MS_REC != 0)
+        );
     }
 
     #[test]

@@ -203,7 +203,6 @@ fn on_fresh_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -94,11 +94,7 @@ pub(crate) struct ChildFds {
 
 /// Reports a failure to the parent and exits. Allocation-free.
 fn fail(err_fd: RawFd, stage: Stage, errno: i32, step: Option<usize>) -> ! {
-    let rec = ErrorRecord {
-        stage: stage as u32,
-        errno,
-        step: step.map_or(ErrorRecord::NO_STEP, |s| s as u32),
-    };
+    let rec = ErrorRecord { stage: stage as u32, errno, step: step.map_or(ErrorRecord::NO_STEP, |s| s as u32) };
     raw::write_all(err_fd, &rec.encode());
     raw::exit(127)
 }
@@ -321,11 +317,7 @@ fn run_init(plan: &Plan, err: RawFd) -> ! {
             }
         }
         if let Some(status) = payload_status {
-            let code = if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else {
-                128 + libc::WTERMSIG(status)
-            };
+            let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
             raw::exit(code);
         }
     }

@@ -53,19 +53,11 @@ struct MountAttr {
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
 fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
-    if ret == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
-    }
+    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
 /// errno of the last failed call, without touching the allocator.
@@ -113,13 +105,8 @@ pub(crate) unsafe fn fork_like(
         }
         // SAFETY: args is a valid clone_args of the size we pass; no CLONE_VM, so the child
         // gets a copy of this stack and returns here like fork().
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &mut args as *mut CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            )
-        };
+        let ret =
+            unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
         match ret {
             0 => return Ok(Forked::Child),
             pid if pid > 0 => {
@@ -338,13 +325,7 @@ pub(crate) fn open(path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
 pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
     // SAFETY: pidfd is a live descriptor; a null siginfo means "as kill() would".
     cvt_long(unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0u32,
-        )
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0u32)
     })?;
     Ok(())
 }
@@ -489,7 +470,6 @@ pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
-
 /// The effective uid and gid of the calling process.
 pub(crate) fn geteuid_egid() -> (libc::uid_t, libc::gid_t) {
     // SAFETY: these calls cannot fail.
@@ -536,7 +516,9 @@ pub(crate) mod raw {
     /// `RLIMIT_NOFILE` on kernels without it (before 5.9).
     pub fn close_from(first: RawFd) {
         // SAFETY: integer-only syscall.
-        let rc = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint) };
+        let rc = unsafe {
+            libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint)
+        };
         if rc == 0 {
             return;
         }
@@ -620,7 +602,6 @@ pub(crate) mod raw {
         // SAFETY: path is a NUL-terminated string from the prepared plan.
         ok(unsafe { libc::chdir(path) } as libc::c_long)
     }
-
 
     pub fn pivot_root(new_root: *const libc::c_char, put_old: *const libc::c_char) -> i32 {
         // SAFETY: both are NUL-terminated strings.
@@ -718,9 +699,9 @@ pub(crate) mod raw {
 
     pub fn prctl(option: libc::c_int, arg: libc::c_ulong) -> i32 {
         // SAFETY: the options used here take integer arguments only.
-        ok(unsafe { libc::prctl(option, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) } as libc::c_long)
+        ok(unsafe { libc::prctl(option, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) }
+            as libc::c_long)
     }
-
 
     /// Resets every caught signal to its default action and SIGPIPE to default too (Rust
     /// programs ignore it); keeps other ignored signals ignored, as exec would.
@@ -750,7 +731,11 @@ pub(crate) mod raw {
         unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
     }
 
-    pub fn execve(path: *const libc::c_char, argv: *const *const libc::c_char, envp: *const *const libc::c_char) -> i32 {
+    pub fn execve(
+        path: *const libc::c_char,
+        argv: *const *const libc::c_char,
+        envp: *const *const libc::c_char,
+    ) -> i32 {
         // SAFETY: path, argv and envp are NUL-terminated / null-terminated arrays prepared in
         // the parent and alive until exec replaces the image.
         unsafe { libc::execve(path, argv, envp) };

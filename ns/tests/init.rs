@@ -12,18 +12,13 @@ use nook_testutil::require_root;
 
 /// A new pid namespace with its own `/proc` (in a new mount namespace).
 fn pid_ns() -> NamespaceSet {
-    NamespaceSet::new()
-        .with(Namespace::Pid)
-        .with(Namespace::Mount)
+    NamespaceSet::new().with(Namespace::Pid).with(Namespace::Mount)
 }
 
 /// `sh -c script` under the init, in a new pid + mount namespace with `/proc` mounted.
 fn init_sh(script: &str) -> Command {
     let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", script])
-        .namespaces(pid_ns())
-        .mount(MountStep::proc("/proc"))
-        .init(true);
+    cmd.args(["-c", script]).namespaces(pid_ns()).mount(MountStep::proc("/proc")).init(true);
     cmd
 }
 
@@ -32,11 +27,7 @@ fn parse_stat(line: &str) -> (u32, char, u32) {
     let pid = line.split(' ').next().unwrap().parse().unwrap();
     let rest = &line[line.rfind(')').unwrap() + 2..];
     let mut f = rest.split(' ');
-    (
-        pid,
-        f.next().unwrap().chars().next().unwrap(),
-        f.next().unwrap().parse().unwrap(),
-    )
+    (pid, f.next().unwrap().chars().next().unwrap(), f.next().unwrap().parse().unwrap())
 }
 
 /// The pid of host process `pid` inside its own pid namespace.
@@ -48,9 +39,7 @@ fn inner_pid(pid: u32) -> Option<u32> {
 
 fn read_line(child: &mut Child) -> String {
     let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     line.trim_end().to_owned()
 }
 
@@ -75,24 +64,14 @@ impl Drop for KillOnDrop {
 #[test]
 fn init_is_pid_1_and_payload_is_pid_2() {
     require_root!();
-    let out = init_sh("echo $$; cat /proc/$$/stat; readlink /proc/1/exe")
-        .output()
-        .unwrap();
+    let out = init_sh("echo $$; cat /proc/$$/stat; readlink /proc/1/exe").output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "2", "{stdout}");
-    assert_eq!(
-        parse_stat(lines[1]).2,
-        1,
-        "the payload's parent is pid 1: {stdout}"
-    );
+    assert_eq!(parse_stat(lines[1]).2, 1, "the payload's parent is pid 1: {stdout}");
     // PID 1 is the init: a fork of this test binary that never exec'd.
-    assert_eq!(
-        Path::new(lines[2]),
-        std::env::current_exe().unwrap(),
-        "{stdout}"
-    );
+    assert_eq!(Path::new(lines[2]), std::env::current_exe().unwrap(), "{stdout}");
 }
 
 #[test]
@@ -122,28 +101,16 @@ fn init_reaps_orphans() {
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let (before, after) = stdout.split_once("end\n").unwrap();
-    let orphans: Vec<(u32, char, u32)> = before
-        .lines()
-        .filter_map(|l| l.strip_prefix("orphan "))
-        .map(parse_stat)
-        .collect();
+    let orphans: Vec<(u32, char, u32)> =
+        before.lines().filter_map(|l| l.strip_prefix("orphan ")).map(parse_stat).collect();
     assert_eq!(orphans.len(), 3, "{stdout}");
     for (pid, state, ppid) in &orphans {
-        assert!(
-            *state != 'Z' && *ppid == 1,
-            "orphan {pid} was not adopted by the init: {stdout}"
-        );
+        assert!(*state != 'Z' && *ppid == 1, "orphan {pid} was not adopted by the init: {stdout}");
     }
     let remaining: Vec<(u32, char, u32)> = after.lines().map(parse_stat).collect();
     assert!(remaining.iter().any(|p| p.0 == 1), "{stdout}");
-    assert!(
-        remaining.iter().all(|p| p.1 != 'Z'),
-        "zombies left: {stdout}"
-    );
-    assert!(
-        remaining.iter().all(|p| orphans.iter().all(|o| o.0 != p.0)),
-        "orphans left: {stdout}"
-    );
+    assert!(remaining.iter().all(|p| p.1 != 'Z'), "zombies left: {stdout}");
+    assert!(remaining.iter().all(|p| orphans.iter().all(|o| o.0 != p.0)), "orphans left: {stdout}");
 }
 
 #[test]
@@ -161,10 +128,7 @@ fn pid_1_exit_kills_the_rest_of_the_namespace() {
     let inner_sleep: u32 = read_line(&mut child).parse().unwrap();
 
     let members = processes_in(Namespace::Pid, ns_id).unwrap();
-    assert!(
-        members.contains(&init_pid) && members.len() == 3,
-        "init, sh and sleep: {members:?}"
-    );
+    assert!(members.contains(&init_pid) && members.len() == 3, "init, sh and sleep: {members:?}");
     // The background job, found by its pid inside the namespace (the last NSpid entry).
     let sleep = *members
         .iter()
@@ -175,14 +139,8 @@ fn pid_1_exit_kills_the_rest_of_the_namespace() {
     drop(child.stdin.take());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(3));
-    assert_eq!(
-        processes_in(Namespace::Pid, ns_id).unwrap(),
-        Vec::<u32>::new()
-    );
-    assert!(
-        !Path::new(&format!("/proc/{sleep}")).exists(),
-        "the sleep outlived PID 1"
-    );
+    assert_eq!(processes_in(Namespace::Pid, ns_id).unwrap(), Vec::<u32>::new());
+    assert!(!Path::new(&format!("/proc/{sleep}")).exists(), "the sleep outlived PID 1");
 }
 
 #[test]
@@ -235,27 +193,16 @@ fn init_without_pid_namespace_is_a_subreaper() {
         exit 5
     "#;
     let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", script])
-        .init(true)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
+    cmd.args(["-c", script]).init(true).stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     child.kill_on_drop(true);
     let orphan: u32 = read_line(&mut child).parse().unwrap();
     let _cleanup = KillOnDrop(nook_ns::pidfd_open(orphan).unwrap());
     let stat = fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap();
-    assert_eq!(
-        parse_stat(&stat).2,
-        child.id(),
-        "the orphan's parent is the init: {stat}"
-    );
+    assert_eq!(parse_stat(&stat).2, child.id(), "the orphan's parent is the init: {stat}");
     drop(child.stdin.take());
     let status = child.wait().unwrap();
-    assert_eq!(
-        status.code(),
-        Some(5),
-        "99 means the orphan was never reaped"
-    );
+    assert_eq!(status.code(), Some(5), "99 means the orphan was never reaped");
 }
 
 #[test]
@@ -270,12 +217,7 @@ fn init_keeps_no_descriptor_open() {
     child.kill_on_drop(true);
     assert_eq!(read_line(&mut child), "ready");
     let fd_dir = format!("/proc/{}/fd", child.id());
-    let open_fds = || {
-        fs::read_dir(&fd_dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect::<Vec<_>>()
-    };
+    let open_fds = || fs::read_dir(&fd_dir).unwrap().map(|e| e.unwrap().file_name()).collect::<Vec<_>>();
     // The init closes its descriptors right after forking the payload; give it time.
     let mut left = open_fds();
     for _ in 0..1000 {
@@ -295,24 +237,15 @@ const NESTED_TEST: &str = "nested_pid_namespace_inside_pid_namespace";
 
 /// The inner half: PID 1 of a new pid namespace (with its own /proc), creating another.
 fn nested_inner() {
-    assert_eq!(
-        std::process::id(),
-        1,
-        "the re-executed test binary is PID 1"
-    );
+    assert_eq!(std::process::id(), 1, "the re-executed test binary is PID 1");
     let own = NsFd::current(Namespace::Pid).unwrap();
     let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", "echo $$"])
-        .unshare(Namespace::Pid)
-        .stdout(Stdio::piped());
+    cmd.args(["-c", "echo $$"]).unshare(Namespace::Pid).stdout(Stdio::piped());
     let mut paused = cmd.spawn_paused().unwrap();
     paused.kill_on_drop(true);
     let grandchild = NsFd::of_pid(paused.id(), Namespace::Pid).unwrap();
     assert_ne!(grandchild.id().unwrap(), own.id().unwrap());
-    assert_eq!(
-        grandchild.parent().unwrap().id().unwrap(),
-        own.id().unwrap()
-    );
+    assert_eq!(grandchild.parent().unwrap().id().unwrap(), own.id().unwrap());
     let out = paused.resume().unwrap().wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(out.stdout, b"1\n");

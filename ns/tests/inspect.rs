@@ -5,18 +5,15 @@
 use std::io::{BufRead, BufReader};
 
 use nook_ns::{
-    Child, Command, Namespace, NamespaceSet, NsFd, NsId, PausedChild, Stdio, differing,
-    namespaces_of, ns_id, processes_in,
+    Child, Command, Namespace, NamespaceSet, NsFd, NsId, PausedChild, Stdio, differing, namespaces_of, ns_id,
+    processes_in,
 };
 use nook_testutil::require_root;
 
 /// A child stopped at the sync point (alive, in its new namespaces); killed and reaped when
 /// the handle drops.
 fn paused(set: NamespaceSet) -> PausedChild {
-    Command::new("true")
-        .namespaces(set)
-        .spawn_paused()
-        .expect("spawn_paused")
+    Command::new("true").namespaces(set).spawn_paused().expect("spawn_paused")
 }
 
 fn current(kind: Namespace) -> NsId {
@@ -44,16 +41,7 @@ fn a_container_child_differs_in_exactly_mnt_uts_ipc_pid_net() {
     assert_eq!(theirs.len(), 8);
 
     let diff = differing(me, child.id()).unwrap();
-    assert_eq!(
-        diff,
-        [
-            Namespace::Ipc,
-            Namespace::Uts,
-            Namespace::Net,
-            Namespace::Pid,
-            Namespace::Mount
-        ]
-    );
+    assert_eq!(diff, [Namespace::Ipc, Namespace::Uts, Namespace::Net, Namespace::Pid, Namespace::Mount]);
     let expected: Vec<Namespace> = NamespaceSet::CONTAINER.kinds().collect();
     let mut sorted = diff.clone();
     sorted.sort();
@@ -78,25 +66,14 @@ fn processes_in_a_childs_uts_namespace_are_it_and_its_descendants() {
     let mut child: Child = cmd.spawn().unwrap();
     child.kill_on_drop(true);
 
-    let uts = NsFd::of_pid(child.id(), Namespace::Uts)
-        .unwrap()
-        .id()
-        .unwrap();
+    let uts = NsFd::of_pid(child.id(), Namespace::Uts).unwrap().id().unwrap();
     assert_ne!(uts, current(Namespace::Uts));
 
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line, "forked\n");
-    let children =
-        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
-    let grandchild: u32 = children
-        .split_whitespace()
-        .next()
-        .expect("the shell forked")
-        .parse()
-        .unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).unwrap();
+    let grandchild: u32 = children.split_whitespace().next().expect("the shell forked").parse().unwrap();
 
     let mut expected = vec![child.id(), grandchild];
     expected.sort_unstable();
@@ -107,10 +84,7 @@ fn processes_in_a_childs_uts_namespace_are_it_and_its_descendants() {
 fn processes_in_a_fresh_uts_namespace_is_exactly_the_child() {
     require_root!();
     let child = paused(NamespaceSet::UTS);
-    let uts = NsFd::of_pid(child.id(), Namespace::Uts)
-        .unwrap()
-        .id()
-        .unwrap();
+    let uts = NsFd::of_pid(child.id(), Namespace::Uts).unwrap().id().unwrap();
     assert_eq!(processes_in(Namespace::Uts, uts).unwrap(), [child.id()]);
 }
 
@@ -133,31 +107,15 @@ fn a_childs_user_namespace_owns_its_net_namespace_and_is_ours_child() {
 
     let owner = net.owner().unwrap();
     assert_eq!(owner.kind(), Namespace::User);
-    assert_eq!(
-        owner.id().unwrap(),
-        user.id().unwrap(),
-        "owner of the child's net ns"
-    );
+    assert_eq!(owner.id().unwrap(), user.id().unwrap(), "owner of the child's net ns");
 
     let parent = user.parent().unwrap();
     assert_eq!(parent.kind(), Namespace::User);
-    assert_eq!(
-        parent.id().unwrap(),
-        our_user,
-        "parent of the child's user ns"
-    );
+    assert_eq!(parent.id().unwrap(), our_user, "parent of the child's user ns");
     assert_eq!(user.owner_uid().unwrap(), 0, "created by root");
 
     // Our own net namespace belongs to our user namespace.
-    assert_eq!(
-        NsFd::current(Namespace::Net)
-            .unwrap()
-            .owner()
-            .unwrap()
-            .id()
-            .unwrap(),
-        our_user
-    );
+    assert_eq!(NsFd::current(Namespace::Net).unwrap().owner().unwrap().id().unwrap(), our_user);
 }
 
 #[test]
@@ -186,9 +144,6 @@ fn parent_is_eperm_at_the_top_and_einval_for_other_kinds() {
 
 #[test]
 fn ns_id_displays_like_proc() {
-    let id = NsId {
-        dev: 4,
-        ino: 4026531840,
-    };
+    let id = NsId { dev: 4, ino: 4026531840 };
     assert_eq!(id.to_string(), "[4026531840]");
 }

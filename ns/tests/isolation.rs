@@ -10,10 +10,7 @@ use std::io::{self, BufRead, BufReader, Lines, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nook_ns::{
-    Child, ClockOffset, Command, IdMap, IdMapping, MountStep, Namespace, NamespaceSet, Stdio,
-    differing,
-};
+use nook_ns::{Child, ClockOffset, Command, IdMap, IdMapping, MountStep, Namespace, NamespaceSet, Stdio, differing};
 use nook_testutil::{TempDir, require_root, unique_name};
 
 // ---------------------------------------------------------------------------------------
@@ -45,11 +42,7 @@ const HOLD: &str = "echo nk-ready; read _ || true";
 /// Spawns `cmd` (whose script must end with [`HOLD`]) and returns it with the lines it
 /// printed before `nk-ready`.
 fn spawn_held(cmd: &mut Command) -> (Held, Vec<String>) {
-    let mut child = cmd
-        .stdin(Stdio::Piped)
-        .stdout(Stdio::Piped)
-        .spawn()
-        .expect("spawn child");
+    let mut child = cmd.stdin(Stdio::Piped).stdout(Stdio::Piped).spawn().expect("spawn child");
     child.kill_on_drop(true);
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
@@ -61,13 +54,7 @@ fn spawn_held(cmd: &mut Command) -> (Held, Vec<String>) {
             other => panic!("child ended before it was ready ({other:?}); it printed {before:?}"),
         }
     }
-    (
-        Held {
-            child,
-            _stdout: lines,
-        },
-        before,
-    )
+    (Held { child, _stdout: lines }, before)
 }
 
 impl Held {
@@ -85,23 +72,14 @@ impl Held {
 
 fn read_trimmed(path: impl AsRef<Path>) -> String {
     let path = path.as_ref();
-    fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-        .trim_end()
-        .to_owned()
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())).trim_end().to_owned()
 }
 
 /// The value fields of a `/proc/PID/status` line such as `Uid:`.
 fn status_ids(pid: u32, field: &str) -> Vec<u32> {
     let status = read_trimmed(format!("/proc/{pid}/status"));
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .unwrap_or_else(|| panic!("no {field} in status"));
-    line[field.len()..]
-        .split_whitespace()
-        .map(|v| v.parse().expect("numeric id"))
-        .collect()
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in status"));
+    line[field.len()..].split_whitespace().map(|v| v.parse().expect("numeric id")).collect()
 }
 
 /// The `(inside, outside, count)` lines of `/proc/PID/{uid,gid}_map`.
@@ -109,10 +87,7 @@ fn id_map_lines(pid: u32, file: &str) -> Vec<(u32, u32, u32)> {
     read_trimmed(format!("/proc/{pid}/{file}"))
         .lines()
         .map(|l| {
-            let v: Vec<u32> = l
-                .split_whitespace()
-                .map(|n| n.parse().expect("numeric map field"))
-                .collect();
+            let v: Vec<u32> = l.split_whitespace().map(|n| n.parse().expect("numeric map field")).collect();
             (v[0], v[1], v[2])
         })
         .collect()
@@ -120,35 +95,21 @@ fn id_map_lines(pid: u32, file: &str) -> Vec<(u32, u32, u32)> {
 
 /// Mount points listed in a mountinfo text.
 fn mount_points(mountinfo: &str) -> Vec<String> {
-    mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(str::to_owned)
-        .collect()
+    mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).map(str::to_owned).collect()
 }
 
 /// The interface names in a `/proc/net/dev` text.
 fn net_dev_names(text: &str) -> Vec<String> {
-    text.lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(|n| n.trim().to_owned())
-        .collect()
+    text.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_owned()).collect()
 }
 
 /// The keys (first column) of `/proc/sysvipc/shm`.
 fn shm_keys(text: &str) -> Vec<libc::key_t> {
-    text.lines()
-        .skip(1)
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect()
+    text.lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect()
 }
 
 fn clock_now(clock: libc::clockid_t) -> libc::timespec {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: ts is a valid out-parameter for clock_gettime.
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime: {}", io::Error::last_os_error());
@@ -160,10 +121,7 @@ fn secs(ts: libc::timespec) -> f64 {
 }
 
 fn uptime_secs(text: &str) -> f64 {
-    text.split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("uptime seconds")
+    text.split_whitespace().next().and_then(|v| v.parse().ok()).expect("uptime seconds")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -203,16 +161,8 @@ fn uts_namespace_gives_child_its_own_hostname_and_nis_domain() {
         .domainname(&domain));
 
     assert_eq!(out, format!("{name}\n{domain}\n"));
-    assert_eq!(
-        read_trimmed("/proc/sys/kernel/hostname"),
-        host.hostname,
-        "host hostname changed"
-    );
-    assert_eq!(
-        read_trimmed("/proc/sys/kernel/domainname"),
-        host.domainname,
-        "host NIS domain changed"
-    );
+    assert_eq!(read_trimmed("/proc/sys/kernel/hostname"), host.hostname, "host hostname changed");
+    assert_eq!(read_trimmed("/proc/sys/kernel/domainname"), host.domainname, "host NIS domain changed");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -223,15 +173,9 @@ fn uts_namespace_gives_child_its_own_hostname_and_nis_domain() {
 fn pid_namespace_makes_child_pid_1_and_its_proc_shows_only_itself() {
     require_root!();
     // The glob is expanded by the shell itself: no other process exists in the namespace.
-    let out = run(
-        sh("echo $$; for p in /proc/[0-9]*; do echo \"${p#/proc/}\"; done")
-            .namespaces(
-                NamespaceSet::new()
-                    .with(Namespace::Pid)
-                    .with(Namespace::Mount),
-            )
-            .mount(MountStep::proc("/proc")),
-    );
+    let out = run(sh("echo $$; for p in /proc/[0-9]*; do echo \"${p#/proc/}\"; done")
+        .namespaces(NamespaceSet::new().with(Namespace::Pid).with(Namespace::Mount))
+        .mount(MountStep::proc("/proc")));
 
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines, ["1", "1"], "getpid() and the pids in the new proc");
@@ -263,45 +207,27 @@ fn ipc_namespace_keeps_sysv_shm_segment_from_the_host() {
     require_root!();
     let key: libc::key_t = 0x6e6b_0000 | (std::process::id() & 0xffff) as libc::key_t;
     let host_before = read_trimmed("/proc/sysvipc/shm");
-    assert!(
-        !shm_keys(&host_before).contains(&key),
-        "key {key:#x} already in use on the host"
-    );
+    assert!(!shm_keys(&host_before).contains(&key), "key {key:#x} already in use on the host");
     let _leak = HostShmGuard(key);
 
     // Runs in the child, after setup: one raw syscall, no allocation.
     let create_segment = move || {
         // SAFETY: integer-only syscall.
         let id = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
-        if id < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        if id < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
     };
     let mut cmd = Command::new("cat");
-    cmd.arg("/proc/sysvipc/shm")
-        .namespaces(Namespace::Ipc.as_set());
+    cmd.arg("/proc/sysvipc/shm").namespaces(Namespace::Ipc.as_set());
     // SAFETY: the hook is async-signal-safe (shmget only) and does not allocate.
     unsafe { cmd.pre_exec(create_segment) };
     let inside = run(&mut cmd);
 
-    assert_eq!(
-        shm_keys(&inside),
-        [key],
-        "the child's IPC namespace holds exactly its own segment"
-    );
-    assert!(
-        !shm_keys(&read_trimmed("/proc/sysvipc/shm")).contains(&key),
-        "segment visible on the host"
-    );
+    assert_eq!(shm_keys(&inside), [key], "the child's IPC namespace holds exactly its own segment");
+    assert!(!shm_keys(&read_trimmed("/proc/sysvipc/shm")).contains(&key), "segment visible on the host");
     // SAFETY: integer-only syscall.
     let host_id = unsafe { libc::shmget(key, 0, 0) };
     assert_eq!(host_id, -1, "shmget finds the child's key on the host");
-    assert_eq!(
-        io::Error::last_os_error().raw_os_error(),
-        Some(libc::ENOENT)
-    );
+    assert_eq!(io::Error::last_os_error().raw_os_error(), Some(libc::ENOENT));
 }
 
 /// Unlinks the POSIX queue with this name from the host's IPC namespace, should one leak.
@@ -328,36 +254,19 @@ fn ipc_namespace_keeps_posix_message_queue_from_the_host() {
         let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC;
         // SAFETY: the name is NUL-terminated; a null attr asks for the defaults.
         let mqd = unsafe {
-            libc::mq_open(
-                child_name.as_ptr(),
-                flags,
-                0o600 as libc::mode_t,
-                std::ptr::null_mut::<libc::mq_attr>(),
-            )
+            libc::mq_open(child_name.as_ptr(), flags, 0o600 as libc::mode_t, std::ptr::null_mut::<libc::mq_attr>())
         };
-        if mqd < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        }
+        if mqd < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
     };
     let mut cmd = sh("ls -A \"$1\"");
     cmd.arg(mq_dir.path())
-        .namespaces(
-            NamespaceSet::new()
-                .with(Namespace::Ipc)
-                .with(Namespace::Mount),
-        )
+        .namespaces(NamespaceSet::new().with(Namespace::Ipc).with(Namespace::Mount))
         .mount(MountStep::mqueue(mq_dir.path()));
     // SAFETY: the hook is async-signal-safe (mq_open only) and does not allocate.
     unsafe { cmd.pre_exec(create_queue) };
     let inside = run(&mut cmd);
 
-    assert_eq!(
-        inside.lines().collect::<Vec<_>>(),
-        [short.as_str()],
-        "the child's mqueue fs lists its queue"
-    );
+    assert_eq!(inside.lines().collect::<Vec<_>>(), [short.as_str()], "the child's mqueue fs lists its queue");
     // SAFETY: the name is NUL-terminated; no O_CREAT, so no further arguments.
     let mqd = unsafe { libc::mq_open(name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     let err = io::Error::last_os_error();
@@ -367,11 +276,7 @@ fn ipc_namespace_keeps_posix_message_queue_from_the_host() {
     }
     assert_eq!(mqd, -1, "the host's IPC namespace has the child's queue");
     assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
-    assert_eq!(
-        fs::read_dir(mq_dir.path()).unwrap().count(),
-        0,
-        "mqueue mount leaked to the host"
-    );
+    assert_eq!(fs::read_dir(mq_dir.path()).unwrap().count(), 0, "mqueue mount leaked to the host");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -382,24 +287,12 @@ fn ipc_namespace_keeps_posix_message_queue_from_the_host() {
 fn net_namespace_shows_only_loopback() {
     require_root!();
     let out = run(sh("ls /sys/class/net; echo --; cat /proc/net/dev")
-        .namespaces(
-            NamespaceSet::new()
-                .with(Namespace::Net)
-                .with(Namespace::Mount),
-        )
+        .namespaces(NamespaceSet::new().with(Namespace::Net).with(Namespace::Mount))
         .mount(MountStep::sysfs("/sys")));
 
     let (sysfs, proc_net) = out.split_once("--\n").expect("separator");
-    assert_eq!(
-        sysfs.lines().collect::<Vec<_>>(),
-        ["lo"],
-        "/sys/class/net in the child"
-    );
-    assert_eq!(
-        net_dev_names(proc_net),
-        ["lo"],
-        "/proc/net/dev in the child"
-    );
+    assert_eq!(sysfs.lines().collect::<Vec<_>>(), ["lo"], "/sys/class/net in the child");
+    assert_eq!(net_dev_names(proc_net), ["lo"], "/proc/net/dev in the child");
     let host = net_dev_names(&read_trimmed("/proc/net/dev"));
     assert!(host.iter().any(|n| n == "lo"), "host interfaces: {host:?}");
 }
@@ -419,25 +312,15 @@ fn user_namespace_maps_root_inside_to_uid_100000_outside() {
     );
 
     assert_eq!(inside, ["0", "0"], "id -u / id -g inside");
-    assert_eq!(
-        status_ids(held.pid(), "Uid:"),
-        [100_000; 4],
-        "real, effective, saved, fs uid outside"
-    );
-    assert_eq!(
-        status_ids(held.pid(), "Gid:"),
-        [100_000; 4],
-        "real, effective, saved, fs gid outside"
-    );
+    assert_eq!(status_ids(held.pid(), "Uid:"), [100_000; 4], "real, effective, saved, fs uid outside");
+    assert_eq!(status_ids(held.pid(), "Gid:"), [100_000; 4], "real, effective, saved, fs gid outside");
     held.release();
 }
 
 #[test]
 fn user_namespace_writes_multi_range_id_maps_exactly() {
     require_root!();
-    let map = IdMap::new()
-        .with(IdMapping::new(0, 100_000, 1))
-        .with(IdMapping::new(1, 200_000, 1000));
+    let map = IdMap::new().with(IdMapping::new(0, 100_000, 1)).with(IdMapping::new(1, 200_000, 1000));
     let expected = [(0, 100_000, 1), (1, 200_000, 1000)];
 
     // The maps as the kernel shows them while the child waits at the sync point.
@@ -490,10 +373,7 @@ struct TestCgroup {
 impl TestCgroup {
     fn create(mount: &Path) -> io::Result<TestCgroup> {
         let own = read_trimmed("/proc/self/cgroup");
-        let own = own
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .expect("cgroup2 line in /proc/self/cgroup");
+        let own = own.lines().find_map(|l| l.strip_prefix("0::")).expect("cgroup2 line in /proc/self/cgroup");
         let rel = format!("{}/{}", own.trim_end_matches('/'), unique_name("cg"));
         let path = mount.join(rel.trim_start_matches('/'));
         fs::create_dir(&path)?;
@@ -516,25 +396,16 @@ fn cgroup_namespace_roots_every_hierarchy_at_the_child() {
     };
     // A fresh cgroup for the child, so that outside and inside views must differ.
     let cgroup = TestCgroup::create(&mount).expect("create test cgroup");
-    let dir: OwnedFd = fs::File::open(&cgroup.path)
-        .expect("open cgroup dir")
-        .into();
+    let dir: OwnedFd = fs::File::open(&cgroup.path).expect("open cgroup dir").into();
 
-    let (held, inside) = spawn_held(
-        sh(&format!("cat /proc/self/cgroup; {HOLD}"))
-            .namespaces(Namespace::Cgroup.as_set())
-            .cgroup(dir),
-    );
+    let (held, inside) =
+        spawn_held(sh(&format!("cat /proc/self/cgroup; {HOLD}")).namespaces(Namespace::Cgroup.as_set()).cgroup(dir));
     let outside = read_trimmed(format!("/proc/{}/cgroup", held.pid()));
     held.release();
 
     assert!(!inside.is_empty());
     for line in &inside {
-        assert_eq!(
-            line.splitn(3, ':').nth(2),
-            Some("/"),
-            "inside the cgroup namespace: {inside:#?}"
-        );
+        assert_eq!(line.splitn(3, ':').nth(2), Some("/"), "inside the cgroup namespace: {inside:#?}");
     }
     assert!(
         outside.lines().any(|l| l == format!("0::{}", cgroup.rel)),
@@ -560,14 +431,8 @@ fn time_namespace_offsets_monotonic_and_boottime_clocks() {
     // timespecs to the pipe. Stack buffers and raw syscalls only.
     let report_clocks = move || {
         let mut buf = [0u8; 32];
-        for (i, clock) in [libc::CLOCK_MONOTONIC, libc::CLOCK_BOOTTIME]
-            .into_iter()
-            .enumerate()
-        {
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
+        for (i, clock) in [libc::CLOCK_MONOTONIC, libc::CLOCK_BOOTTIME].into_iter().enumerate() {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
             // SAFETY: ts is a valid out-parameter.
             if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
                 return Err(io::Error::last_os_error());
@@ -577,11 +442,7 @@ fn time_namespace_offsets_monotonic_and_boottime_clocks() {
         }
         // SAFETY: fd is the pipe's write end, open in the child; buf is 32 valid bytes.
         let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n == 32 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        if n == 32 { Ok(()) } else { Err(io::Error::last_os_error()) }
     };
 
     let parent_mono = secs(clock_now(libc::CLOCK_MONOTONIC));
@@ -597,9 +458,7 @@ fn time_namespace_offsets_monotonic_and_boottime_clocks() {
     let child_uptime = uptime_secs(&run(&mut cmd));
     drop(writer);
     let mut raw = [0u8; 32];
-    reader
-        .read_exact(&mut raw)
-        .expect("the hook reported both clocks");
+    reader.read_exact(&mut raw).expect("the hook reported both clocks");
     let field = |i: usize| i64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap()) as f64;
     let child_mono = field(0) + field(1) / 1e9;
     let child_boot = field(2) + field(3) / 1e9;
@@ -627,30 +486,19 @@ fn mount_namespace_keeps_child_tmpfs_out_of_host_mount_table() {
     require_root!();
     let dir = TempDir::new("mnt").unwrap();
     let (held, inside) = spawn_held(
-        sh(&format!(
-            "echo child > \"$1/marker\"; cat /proc/self/mountinfo; {HOLD}"
-        ))
-        .arg(dir.path())
-        .namespaces(Namespace::Mount.as_set())
-        .mount(MountStep::tmpfs(dir.path(), Some("size=1m"))),
+        sh(&format!("echo child > \"$1/marker\"; cat /proc/self/mountinfo; {HOLD}"))
+            .arg(dir.path())
+            .namespaces(Namespace::Mount.as_set())
+            .mount(MountStep::tmpfs(dir.path(), Some("size=1m"))),
     );
     let target = dir.path().to_str().unwrap().to_owned();
     let host_while_alive = read_trimmed("/proc/thread-self/mountinfo");
     let marker_on_host = dir.join("marker").exists();
     held.release();
 
-    assert!(
-        mount_points(&inside.join("\n")).contains(&target),
-        "the child has its tmpfs"
-    );
-    assert!(
-        !mount_points(&host_while_alive).contains(&target),
-        "the child's tmpfs is in the host mount table"
-    );
-    assert!(
-        !marker_on_host,
-        "a file written on the child's tmpfs appeared on the host"
-    );
+    assert!(mount_points(&inside.join("\n")).contains(&target), "the child has its tmpfs");
+    assert!(!mount_points(&host_while_alive).contains(&target), "the child's tmpfs is in the host mount table");
+    assert!(!marker_on_host, "a file written on the child's tmpfs appeared on the host");
     assert!(!mount_points(&read_trimmed("/proc/thread-self/mountinfo")).contains(&target));
 }
 
@@ -661,18 +509,11 @@ fn mount_namespace_keeps_child_tmpfs_out_of_host_mount_table() {
 #[test]
 fn all_eight_namespaces_at_once_still_run_a_program() {
     require_root!();
-    let status = Command::new("/bin/true")
-        .namespaces(NamespaceSet::all())
-        .status()
-        .expect("spawn /bin/true");
+    let status = Command::new("/bin/true").namespaces(NamespaceSet::all()).status().expect("spawn /bin/true");
     assert!(status.success(), "{status:?}");
 
     let (held, _) = spawn_held(sh(HOLD).namespaces(NamespaceSet::all()));
     let differ = differing(std::process::id(), held.pid()).expect("inspect namespaces");
     held.release();
-    assert_eq!(
-        differ,
-        Namespace::ALL,
-        "the kernel shows a new namespace of every kind"
-    );
+    assert_eq!(differ, Namespace::ALL, "the kernel shows a new namespace of every kind");
 }

@@ -7,8 +7,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use nook_ns::{
-    Child, Command, Error, MountStep, Namespace, NamespaceSet, NetNs, NsFd, NsGuard, NsId,
-    join_path, join_pidfd, pidfd_open, run_in,
+    Child, Command, Error, MountStep, Namespace, NamespaceSet, NetNs, NsFd, NsGuard, NsId, join_path, join_pidfd,
+    pidfd_open, run_in,
 };
 use nook_testutil::{TempDir, require_root, unique_name};
 
@@ -21,10 +21,7 @@ fn current(kind: Namespace) -> NsId {
 fn thread_ns(link: &str) -> NsId {
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(format!("/proc/thread-self/ns/{link}")).unwrap();
-    NsId {
-        dev: md.dev(),
-        ino: md.ino(),
-    }
+    NsId { dev: md.dev(), ino: md.ino() }
 }
 
 fn of_pid(pid: u32, kind: Namespace) -> NsId {
@@ -67,10 +64,7 @@ fn sleeper(set: NamespaceSet, hostname: Option<&str>) -> Child {
 /// Mount points in the calling thread's mount namespace.
 fn thread_mount_points() -> Vec<String> {
     let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(str::to_owned)
-        .collect()
+    info.lines().filter_map(|l| l.split(' ').nth(4)).map(str::to_owned).collect()
 }
 
 /// The file system type of the mount at `path` in the calling thread's mount namespace.
@@ -88,22 +82,13 @@ const UTS_NET: [Namespace; 2] = [Namespace::Uts, Namespace::Net];
 #[test]
 fn open_checks_the_namespace_kind() {
     match NsFd::open("/proc/self/ns/uts", Namespace::Net) {
-        Err(Error::WrongKind {
-            path,
-            expected,
-            actual,
-        }) => {
+        Err(Error::WrongKind { path, expected, actual }) => {
             assert_eq!(path, Path::new("/proc/self/ns/uts"));
             assert_eq!((expected, actual), (Namespace::Net, Namespace::Uts));
         }
         other => panic!("expected WrongKind, got {other:?}"),
     }
-    assert_eq!(
-        NsFd::open("/proc/self/ns/uts", Namespace::Uts)
-            .unwrap()
-            .kind(),
-        Namespace::Uts
-    );
+    assert_eq!(NsFd::open("/proc/self/ns/uts", Namespace::Uts).unwrap().kind(), Namespace::Uts);
 }
 
 #[test]
@@ -135,32 +120,22 @@ fn run_in_propagates_a_panic_and_leaves_the_caller() {
     let ns = NetNs::new().unwrap();
     let before = current(Namespace::Net);
 
-    let caught = catch_unwind(AssertUnwindSafe(|| {
-        run_in(&[ns.ns()], || -> () { panic!("nk-boom inside") })
-    }));
+    let caught = catch_unwind(AssertUnwindSafe(|| run_in(&[ns.ns()], || -> () { panic!("nk-boom inside") })));
     let payload = caught.expect_err("the panic must reach the caller");
     let msg = payload.downcast_ref::<&str>().copied().unwrap_or_default();
     assert_eq!(msg, "nk-boom inside");
     assert_eq!(current(Namespace::Net), before);
 
     // The namespace is still usable afterwards.
-    assert_eq!(
-        run_in(&[ns.ns()], || current(Namespace::Net)).unwrap(),
-        ns.ns().id().unwrap()
-    );
+    assert_eq!(run_in(&[ns.ns()], || current(Namespace::Net)).unwrap(), ns.ns().id().unwrap());
 }
 
 #[test]
 fn run_in_refuses_user_namespaces() {
     let user = NsFd::current(Namespace::User).unwrap();
     let ran = std::sync::atomic::AtomicBool::new(false);
-    let result = run_in(&[&user], || {
-        ran.store(true, std::sync::atomic::Ordering::SeqCst)
-    });
-    assert!(
-        matches!(result, Err(Error::NeedsSingleThread { namespace: Namespace::User })),
-        "{result:?}"
-    );
+    let result = run_in(&[&user], || ran.store(true, std::sync::atomic::Ordering::SeqCst));
+    assert!(matches!(result, Err(Error::NeedsSingleThread { namespace: Namespace::User })), "{result:?}");
     assert!(!ran.into_inner());
 }
 
@@ -169,10 +144,7 @@ fn join_pidfd_refuses_a_user_namespace_in_a_threaded_process() {
     require_root!();
     let child = sleeper(NamespaceSet::USER, None);
     let result = on_thread(|| join_pidfd(child.pidfd(), NamespaceSet::USER));
-    assert!(
-        matches!(result, Err(Error::NeedsSingleThread { namespace: Namespace::User })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(Error::NeedsSingleThread { namespace: Namespace::User })), "{result:?}");
 }
 
 #[test]
@@ -180,10 +152,7 @@ fn guard_enters_uts_and_net_and_comes_back() {
     require_root!();
     let name = unique_name("host");
     let child = sleeper(NamespaceSet::UTS | NamespaceSet::NET, Some(&name));
-    let (child_uts, child_net) = (
-        of_pid(child.id(), Namespace::Uts),
-        of_pid(child.id(), Namespace::Net),
-    );
+    let (child_uts, child_net) = (of_pid(child.id(), Namespace::Uts), of_pid(child.id(), Namespace::Net));
 
     on_thread(|| {
         let (uts, net) = (current(Namespace::Uts), current(Namespace::Net));
@@ -191,20 +160,10 @@ fn guard_enters_uts_and_net_and_comes_back() {
         assert_ne!(host, name);
         let targets = UTS_NET.map(|k| NsFd::of_pid(child.id(), k).unwrap());
         let guard = NsGuard::enter_all(&[&targets[0], &targets[1]]).unwrap();
-        assert_eq!(
-            hostname(),
-            name,
-            "gethostname inside the child's uts namespace"
-        );
-        assert_eq!(
-            (current(Namespace::Uts), current(Namespace::Net)),
-            (child_uts, child_net)
-        );
+        assert_eq!(hostname(), name, "gethostname inside the child's uts namespace");
+        assert_eq!((current(Namespace::Uts), current(Namespace::Net)), (child_uts, child_net));
         guard.restore().unwrap();
-        assert_eq!(
-            (current(Namespace::Uts), current(Namespace::Net)),
-            (uts, net)
-        );
+        assert_eq!((current(Namespace::Uts), current(Namespace::Net)), (uts, net));
         assert_eq!(hostname(), host);
 
         // Dropping the guard comes back just the same.
@@ -223,27 +182,17 @@ fn guard_comes_back_when_the_thread_panics_inside() {
     let name = unique_name("pan");
     let child = sleeper(NamespaceSet::UTS | NamespaceSet::NET, Some(&name));
     let targets = UTS_NET.map(|k| NsFd::of_pid(child.id(), k).unwrap());
-    let child_ids = (
-        of_pid(child.id(), Namespace::Uts),
-        of_pid(child.id(), Namespace::Net),
-    );
+    let child_ids = (of_pid(child.id(), Namespace::Uts), of_pid(child.id(), Namespace::Net));
 
     on_thread(|| {
         let original = (current(Namespace::Uts), current(Namespace::Net));
         let caught = catch_unwind(AssertUnwindSafe(|| {
             let _guard = NsGuard::enter_all(&[&targets[0], &targets[1]]).unwrap();
-            assert_eq!(
-                (current(Namespace::Uts), current(Namespace::Net)),
-                child_ids
-            );
+            assert_eq!((current(Namespace::Uts), current(Namespace::Net)), child_ids);
             panic!("nk-boom in guard");
         }));
         assert!(caught.is_err());
-        assert_eq!(
-            (current(Namespace::Uts), current(Namespace::Net)),
-            original,
-            "not restored after a panic"
-        );
+        assert_eq!((current(Namespace::Uts), current(Namespace::Net)), original, "not restored after a panic");
         assert_ne!(hostname(), name);
     });
 }
@@ -253,10 +202,7 @@ fn join_pidfd_moves_into_several_namespaces_at_once() {
     require_root!();
     let name = unique_name("pfd");
     let child = sleeper(NamespaceSet::UTS | NamespaceSet::NET, Some(&name));
-    let expected = (
-        of_pid(child.id(), Namespace::Uts),
-        of_pid(child.id(), Namespace::Net),
-    );
+    let expected = (of_pid(child.id(), Namespace::Uts), of_pid(child.id(), Namespace::Net));
 
     on_thread(|| {
         let saved = UTS_NET.map(|k| NsFd::current(k).unwrap());
@@ -280,21 +226,14 @@ fn pidfd_open_gives_a_joinable_pidfd() {
     require_root!();
     let name = unique_name("po");
     let child = sleeper(NamespaceSet::UTS | NamespaceSet::NET, Some(&name));
-    let expected = (
-        of_pid(child.id(), Namespace::Uts),
-        of_pid(child.id(), Namespace::Net),
-    );
+    let expected = (of_pid(child.id(), Namespace::Uts), of_pid(child.id(), Namespace::Net));
     let pidfd = pidfd_open(child.id()).unwrap();
 
     on_thread(|| {
         let saved = UTS_NET.map(|k| NsFd::current(k).unwrap());
         // A guard over what we are about to leave, to come back with.
         let guard = NsGuard::enter_all(&[&saved[0], &saved[1]]).unwrap();
-        join_pidfd(
-            std::os::fd::AsFd::as_fd(&pidfd),
-            NamespaceSet::UTS | NamespaceSet::NET,
-        )
-        .unwrap();
+        join_pidfd(std::os::fd::AsFd::as_fd(&pidfd), NamespaceSet::UTS | NamespaceSet::NET).unwrap();
         assert_eq!((current(Namespace::Uts), current(Namespace::Net)), expected);
         assert_eq!(hostname(), name);
         guard.restore().unwrap();
@@ -332,26 +271,17 @@ fn mount_namespace_join_sees_the_childs_tmpfs() {
     let tmp = TempDir::new("mntjoin").unwrap();
     let target = tmp.path().to_owned();
     let mut cmd = Command::new("sleep");
-    cmd.arg("1000")
-        .namespaces(NamespaceSet::MOUNT)
-        .mount(MountStep::tmpfs(&target, Some("size=64k")));
+    cmd.arg("1000").namespaces(NamespaceSet::MOUNT).mount(MountStep::tmpfs(&target, Some("size=64k")));
     let mut child = cmd.spawn().unwrap();
     child.kill_on_drop(true);
     let child_mnt = NsFd::of_pid(child.id(), Namespace::Mount).unwrap();
     let child_mnt_id = child_mnt.id().unwrap();
     let own_mnt = current(Namespace::Mount);
     assert_ne!(child_mnt_id, own_mnt);
-    assert_eq!(
-        thread_fstype_at(&target),
-        None,
-        "the child's tmpfs leaked into our mount namespace"
-    );
+    assert_eq!(thread_fstype_at(&target), None, "the child's tmpfs leaked into our mount namespace");
 
     // run_in: a helper thread (the library unshares its fs context first).
-    let (id, fstype) = run_in(&[&child_mnt], || {
-        (current(Namespace::Mount), thread_fstype_at(&target))
-    })
-    .unwrap();
+    let (id, fstype) = run_in(&[&child_mnt], || (current(Namespace::Mount), thread_fstype_at(&target))).unwrap();
     assert_eq!(id, child_mnt_id);
     assert_eq!(fstype.as_deref(), Some("tmpfs"));
 
@@ -383,22 +313,10 @@ fn entering_a_pid_namespace_changes_it_for_children_only() {
         assert_eq!(thread_ns("pid_for_children"), own);
         {
             let _guard = NsGuard::enter(&child_pid_ns).unwrap();
-            assert_eq!(
-                thread_ns("pid_for_children"),
-                target,
-                "setns(pid) sets pid_for_children"
-            );
-            assert_eq!(
-                thread_ns("pid"),
-                own,
-                "the thread itself stays in its pid namespace"
-            );
+            assert_eq!(thread_ns("pid_for_children"), target, "setns(pid) sets pid_for_children");
+            assert_eq!(thread_ns("pid"), own, "the thread itself stays in its pid namespace");
         }
-        assert_eq!(
-            thread_ns("pid_for_children"),
-            own,
-            "guard restores pid_for_children"
-        );
+        assert_eq!(thread_ns("pid_for_children"), own, "guard restores pid_for_children");
         assert_eq!(thread_ns("pid"), own);
     });
 }

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use nook_ns::{
-    Command, Error, MountStep, Namespace, Propagation, SpawnError, Stage, bind, mount_tmpfs,
-    set_propagation, unmount,
+    Command, Error, MountStep, Namespace, Propagation, SpawnError, Stage, bind, mount_tmpfs, set_propagation, unmount,
 };
 use nook_testutil::{TempDir, on_private_mount_ns, require_root, tiny_rootfs};
 
@@ -60,23 +59,13 @@ fn mount_at(path: &Path) -> Option<MountEntry> {
 
 fn find_mount<'a>(mounts: &'a [MountEntry], path: &Path) -> &'a MountEntry {
     let p = path.to_str().unwrap();
-    mounts
-        .iter()
-        .rfind(|m| m.mount_point == p)
-        .unwrap_or_else(|| panic!("no mount at {p} in {mounts:#?}"))
+    mounts.iter().rfind(|m| m.mount_point == p).unwrap_or_else(|| panic!("no mount at {p} in {mounts:#?}"))
 }
 
 /// Fails if the caller's mount namespace has any mount at or below `dir`.
 fn assert_no_mounts_under(dir: &Path) {
-    let leaked: Vec<_> = my_mounts()
-        .into_iter()
-        .filter(|m| Path::new(&m.mount_point).starts_with(dir))
-        .collect();
-    assert!(
-        leaked.is_empty(),
-        "the host mount table gained entries under {}: {leaked:#?}",
-        dir.display()
-    );
+    let leaked: Vec<_> = my_mounts().into_iter().filter(|m| Path::new(&m.mount_point).starts_with(dir)).collect();
+    assert!(leaked.is_empty(), "the host mount table gained entries under {}: {leaked:#?}", dir.display());
 }
 
 /// `/bin/sh -c script sh ...`: further `.arg()`s become `$1`, `$2`, ...
@@ -88,9 +77,7 @@ fn sh(script: &str) -> Command {
 
 /// A command in a new mount namespace (plus `extra`).
 fn in_mount_ns(mut cmd: Command, extra: &[Namespace]) -> Command {
-    let set = extra
-        .iter()
-        .fold(Namespace::Mount.as_set(), |s, ns| s.with(*ns));
+    let set = extra.iter().fold(Namespace::Mount.as_set(), |s, ns| s.with(*ns));
     cmd.namespaces(set);
     cmd
 }
@@ -133,10 +120,7 @@ fn marker(dir: &Path) -> Option<String> {
 
 /// The value of a mountinfo tag such as `shared:N` or `master:N` (pass the prefix).
 fn tag_value(m: &MountEntry, prefix: &str) -> Option<String> {
-    m.tags
-        .iter()
-        .find_map(|t| t.strip_prefix(prefix))
-        .map(str::to_owned)
+    m.tags.iter().find_map(|t| t.strip_prefix(prefix)).map(str::to_owned)
 }
 
 /// `a`: a tmpfs with the given propagation; `b`: a bind mount of `a`.
@@ -160,30 +144,15 @@ fn shared_bind_peers_receive_each_others_mounts() {
         let (a, b) = tmpfs_and_bind(&base, Propagation::Shared);
         let (ma, mb) = (mount_at(&a).unwrap(), mount_at(&b).unwrap());
         let group = tag_value(&ma, "shared:").expect("a is shared");
-        assert_eq!(
-            tag_value(&mb, "shared:"),
-            Some(group),
-            "b is a peer of a: {mb:?}"
-        );
+        assert_eq!(tag_value(&mb, "shared:"), Some(group), "b is a peer of a: {mb:?}");
 
         mount_marked(&a.join("x"), "from-a");
-        assert_eq!(
-            marker(&b.join("x")).as_deref(),
-            Some("from-a"),
-            "a mount under a appears under b"
-        );
+        assert_eq!(marker(&b.join("x")).as_deref(), Some("from-a"), "a mount under a appears under b");
         mount_marked(&b.join("y"), "from-b");
-        assert_eq!(
-            marker(&a.join("y")).as_deref(),
-            Some("from-b"),
-            "a mount under b appears under a"
-        );
+        assert_eq!(marker(&a.join("y")).as_deref(), Some("from-b"), "a mount under b appears under a");
 
         unmount(&a.join("x"), false).unwrap();
-        assert!(
-            mount_at(&b.join("x")).is_none(),
-            "the unmount propagated too"
-        );
+        assert!(mount_at(&b.join("x")).is_none(), "the unmount propagated too");
     });
     assert_no_mounts_under(base.path());
 }
@@ -197,25 +166,13 @@ fn slave_receives_from_master_but_does_not_send_back() {
         set_propagation(&b, Propagation::Slave, false).unwrap();
         let group = tag_value(&mount_at(&a).unwrap(), "shared:").expect("a is shared");
         let mb = mount_at(&b).unwrap();
-        assert_eq!(
-            tag_value(&mb, "master:"),
-            Some(group),
-            "b is a slave of a: {mb:?}"
-        );
+        assert_eq!(tag_value(&mb, "master:"), Some(group), "b is a slave of a: {mb:?}");
         assert_eq!(tag_value(&mb, "shared:"), None);
 
         mount_marked(&a.join("x"), "from-master");
-        assert_eq!(
-            marker(&b.join("x")).as_deref(),
-            Some("from-master"),
-            "master -> slave propagates"
-        );
+        assert_eq!(marker(&b.join("x")).as_deref(), Some("from-master"), "master -> slave propagates");
         mount_marked(&b.join("y"), "from-slave");
-        assert_eq!(
-            marker(&a.join("y")),
-            None,
-            "slave -> master must not propagate"
-        );
+        assert_eq!(marker(&a.join("y")), None, "slave -> master must not propagate");
         assert!(mount_at(&a.join("y")).is_none());
     });
     assert_no_mounts_under(base.path());
@@ -229,10 +186,7 @@ fn private_binds_propagate_nothing_either_way() {
         let (a, b) = tmpfs_and_bind(&base, Propagation::Private);
         set_propagation(&b, Propagation::Private, false).unwrap();
         for m in [mount_at(&a).unwrap(), mount_at(&b).unwrap()] {
-            assert!(
-                m.tags.is_empty(),
-                "private mounts carry no propagation tags: {m:?}"
-            );
+            assert!(m.tags.is_empty(), "private mounts carry no propagation tags: {m:?}");
         }
 
         mount_marked(&a.join("x"), "from-a");
@@ -311,11 +265,7 @@ fn private_propagation_step_in_child_stops_propagation() {
         MountStep::tmpfs(a.join("x"), Some("size=64k")),
     ]);
 
-    assert_eq!(
-        lines(&stdout_of(&mut cmd)),
-        ["end"],
-        "b/x must stay the empty directory"
-    );
+    assert_eq!(lines(&stdout_of(&mut cmd)), ["end"], "b/x must stay the empty directory");
     assert_no_mounts_under(base.path());
 }
 
@@ -334,14 +284,7 @@ fn unbindable_propagation_step_makes_a_later_bind_fail_with_einval() {
         .expect_err("binding an unbindable mount");
 
     assert!(
-        matches!(
-            err,
-            Error::Spawn(SpawnError {
-                stage: Stage::Mount,
-                step: Some(2),
-                errno: libc::EINVAL
-            })
-        ),
+        matches!(err, Error::Spawn(SpawnError { stage: Stage::Mount, step: Some(2), errno: libc::EINVAL })),
         "{err:?}"
     );
     assert_no_mounts_under(base.path());
@@ -359,24 +302,12 @@ fn bind_read_write_writes_through_to_the_source() {
     fs::write(src.join("f"), "from-host\n").unwrap();
 
     let out = stdout_of(
-        in_mount_ns(sh(r#"cat "$1/f"; echo from-child > "$1/new""#), &[])
-            .arg(&dst)
-            .mount(MountStep::bind(&src, &dst)),
+        in_mount_ns(sh(r#"cat "$1/f"; echo from-child > "$1/new""#), &[]).arg(&dst).mount(MountStep::bind(&src, &dst)),
     );
 
-    assert_eq!(
-        out, "from-host\n",
-        "the child reads the source through the bind"
-    );
-    assert_eq!(
-        fs::read_to_string(src.join("new")).unwrap(),
-        "from-child\n",
-        "the write reached the source"
-    );
-    assert!(
-        !dst.join("new").exists(),
-        "outside the child, dst is still the plain directory"
-    );
+    assert_eq!(out, "from-host\n", "the child reads the source through the bind");
+    assert_eq!(fs::read_to_string(src.join("new")).unwrap(), "from-child\n", "the write reached the source");
+    assert!(!dst.join("new").exists(), "outside the child, dst is still the plain directory");
     assert_no_mounts_under(base.path());
 }
 
@@ -395,15 +326,8 @@ fn bind_read_only_rejects_writes_with_erofs() {
 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "from-host\n",
-        "reading still works"
-    );
-    assert!(
-        stderr.contains("Read-only file system"),
-        "expected EROFS, got: {stderr}"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from-host\n", "reading still works");
+    assert!(stderr.contains("Read-only file system"), "expected EROFS, got: {stderr}");
     assert!(!src.join("new").exists());
     assert_no_mounts_under(base.path());
 }
@@ -428,30 +352,14 @@ fn recursive_read_only_bind_makes_submounts_read_only_too() {
 
     let (before, errors) = out.split_once("--\n").expect("separator");
     let mut it = before.splitn(3, '\n');
-    assert_eq!(
-        it.next(),
-        Some("source-submount-writable"),
-        "the submount itself stays writable"
-    );
-    assert_eq!(
-        it.next(),
-        Some("ok"),
-        "the submount came along with the recursive bind"
-    );
+    assert_eq!(it.next(), Some("source-submount-writable"), "the submount itself stays writable");
+    assert_eq!(it.next(), Some("ok"), "the submount came along with the recursive bind");
     let mounts = parse_mountinfo(it.next().unwrap());
     for p in [dst.clone(), dst.join("sub")] {
         let m = find_mount(&mounts, &p);
-        assert!(
-            m.mount_options.split(',').any(|o| o == "ro"),
-            "{} should be ro: {m:?}",
-            p.display()
-        );
+        assert!(m.mount_options.split(',').any(|o| o == "ro"), "{} should be ro: {m:?}", p.display());
     }
-    assert_eq!(
-        errors.matches("Read-only file system").count(),
-        2,
-        "both writes must fail with EROFS: {errors}"
-    );
+    assert_eq!(errors.matches("Read-only file system").count(), 2, "both writes must fail with EROFS: {errors}");
     assert!(!src.join("w3").exists());
     assert_no_mounts_under(base.path());
 }
@@ -472,10 +380,7 @@ fn proc_step_shows_the_child_pid_namespace() {
     // The glob is expanded by the shell itself (pid 1): no host process is listed.
     let (pids, cmdline) = out.split_once("--\n").unwrap();
     assert_eq!(lines(pids), ["1"]);
-    assert!(
-        cmdline.starts_with("/bin/sh\0-c\0"),
-        "pid 1 is our shell: {cmdline:?}"
-    );
+    assert!(cmdline.starts_with("/bin/sh\0-c\0"), "pid 1 is our shell: {cmdline:?}");
     assert_no_mounts_under(base.path());
 }
 
@@ -485,12 +390,9 @@ fn sysfs_step_shows_the_child_network_namespace_read_only() {
     let base = TempDir::new("sys").unwrap();
     let [sys] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["sys"])).unwrap();
     let out = stdout_of(
-        in_mount_ns(
-            sh(r#"ls "$1/class/net"; echo --; cat /proc/self/mountinfo"#),
-            &[Namespace::Net],
-        )
-        .arg(&sys)
-        .mount(MountStep::sysfs(&sys)),
+        in_mount_ns(sh(r#"ls "$1/class/net"; echo --; cat /proc/self/mountinfo"#), &[Namespace::Net])
+            .arg(&sys)
+            .mount(MountStep::sysfs(&sys)),
     );
     let (net, info) = out.split_once("--\n").unwrap();
     assert_eq!(lines(net), ["lo"]);
@@ -517,10 +419,7 @@ fn tmpfs_step_applies_size_and_mode_options() {
     let m = find_mount(&mounts, &t);
     assert_eq!(m.fstype, "tmpfs");
     let opts: Vec<&str> = m.super_options.split(',').collect();
-    assert!(
-        opts.contains(&"size=1024k") && opts.contains(&"mode=710"),
-        "{m:?}"
-    );
+    assert!(opts.contains(&"size=1024k") && opts.contains(&"mode=710"), "{m:?}");
     assert_no_mounts_under(base.path());
 }
 
@@ -531,12 +430,9 @@ fn devpts_step_mounts_a_new_instance() {
     let [pts] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["pts"])).unwrap();
     // Opening ptmx allocates a pty in this instance: a new instance numbers from 0.
     let out = stdout_of(
-        in_mount_ns(
-            sh(r#"exec 3<>"$1/ptmx"; ls "$1"; echo --; cat /proc/self/mountinfo"#),
-            &[],
-        )
-        .arg(&pts)
-        .mount(MountStep::devpts(&pts)),
+        in_mount_ns(sh(r#"exec 3<>"$1/ptmx"; ls "$1"; echo --; cat /proc/self/mountinfo"#), &[])
+            .arg(&pts)
+            .mount(MountStep::devpts(&pts)),
     );
     let (listing, info) = out.split_once("--\n").unwrap();
     assert_eq!(lines(listing), ["0", "ptmx"]);
@@ -544,10 +440,7 @@ fn devpts_step_mounts_a_new_instance() {
     let m = find_mount(&mounts, &pts);
     assert_eq!(m.fstype, "devpts");
     let opts: Vec<&str> = m.super_options.split(',').collect();
-    assert!(
-        opts.contains(&"ptmxmode=666") && opts.contains(&"mode=620"),
-        "{m:?}"
-    );
+    assert!(opts.contains(&"ptmxmode=666") && opts.contains(&"mode=620"), "{m:?}");
     assert_no_mounts_under(base.path());
 }
 
@@ -558,9 +451,10 @@ fn mqueue_step_mounts_the_child_ipc_namespace_queues() {
     let [mq] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["mq"])).unwrap();
     // Creating a file on an mqueue fs creates a message queue; reading it shows its state.
     let out = stdout_of(
-        in_mount_ns(sh(r#"ls -A "$1"; echo --; : > "$1/nkq"; cat "$1/nkq"; echo; cat /proc/self/mountinfo"#), &[
-            Namespace::Ipc,
-        ])
+        in_mount_ns(
+            sh(r#"ls -A "$1"; echo --; : > "$1/nkq"; cat "$1/nkq"; echo; cat /proc/self/mountinfo"#),
+            &[Namespace::Ipc],
+        )
         .arg(&mq)
         .mount(MountStep::mqueue(&mq)),
     );
@@ -593,10 +487,8 @@ fn pivot_root_leaves_only_the_new_root_visible() {
 
     let out = stdout_of(
         in_mount_ns(
-            sh(
-                r#"ls -A /; echo --; ls -A /old; echo --; cat /proc/self/mountinfo; echo --
-                  [ -e "$1" ] && echo marker-reachable || echo marker-gone"#,
-            ),
+            sh(r#"ls -A /; echo --; ls -A /old; echo --; cat /proc/self/mountinfo; echo --
+                  [ -e "$1" ] && echo marker-reachable || echo marker-gone"#),
             &[Namespace::Pid],
         )
         .arg(&host_marker)
@@ -607,17 +499,12 @@ fn pivot_root_leaves_only_the_new_root_visible() {
     let [listing, old, info, marker] = <[&str; 4]>::try_from(parts).expect("four sections");
     let mut inside: Vec<&str> = lines(listing);
     inside.sort_unstable();
-    let mut expected: Vec<String> = fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut expected: Vec<String> =
+        fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     expected.sort_unstable();
     assert_eq!(inside, expected, "/ holds exactly the tiny rootfs");
     assert_eq!(old, "", "nothing of the old root is left in /old");
-    let points: Vec<String> = parse_mountinfo(info)
-        .into_iter()
-        .map(|m| m.mount_point)
-        .collect();
+    let points: Vec<String> = parse_mountinfo(info).into_iter().map(|m| m.mount_point).collect();
     assert_eq!(points, ["/", "/proc"], "no host mounts remain");
     assert_eq!(marker, "marker-gone\n");
     assert_no_mounts_under(base.path());
@@ -631,19 +518,13 @@ fn remount_read_only_of_root_after_pivot_blocks_writes() {
     tiny_rootfs(&root).expect("build tiny rootfs");
 
     let out = output(
-        in_mount_ns(sh("mkdir /nk-made; echo x > /tmp/nk-file"), &[]).mounts([
-            MountStep::pivot_root(&root),
-            MountStep::remount_read_only("/"),
-        ]),
+        in_mount_ns(sh("mkdir /nk-made; echo x > /tmp/nk-file"), &[])
+            .mounts([MountStep::pivot_root(&root), MountStep::remount_read_only("/")]),
     );
 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert_eq!(
-        stderr.matches("Read-only file system").count(),
-        2,
-        "both writes fail with EROFS: {stderr}"
-    );
+    assert_eq!(stderr.matches("Read-only file system").count(), 2, "both writes fail with EROFS: {stderr}");
     assert!(!root.join("nk-made").exists() && !root.join("tmp/nk-file").exists());
     // The host's view of the same directory is still writable.
     fs::create_dir(root.join("nk-host-made")).expect("the rootfs stays writable on the host");
@@ -660,26 +541,15 @@ fn mask_hides_file_contents_and_directory_entries() {
     fs::create_dir(&dir).unwrap();
     fs::write(dir.join("inner"), "x").unwrap();
 
-    let out = stdout_of(
-        in_mount_ns(sh(r#"cat "$1"; echo --; ls -A "$2"; echo end"#), &[])
-            .arg(&file)
-            .arg(&dir)
-            .mounts([
-                MountStep::mask(&file),
-                MountStep::mask(&dir),
-                MountStep::mask(base.join("does-not-exist")),
-            ]),
-    );
+    let out =
+        stdout_of(in_mount_ns(sh(r#"cat "$1"; echo --; ls -A "$2"; echo end"#), &[]).arg(&file).arg(&dir).mounts([
+            MountStep::mask(&file),
+            MountStep::mask(&dir),
+            MountStep::mask(base.join("does-not-exist")),
+        ]));
 
-    assert_eq!(
-        out, "--\nend\n",
-        "the file reads empty and the directory lists nothing"
-    );
-    assert_eq!(
-        fs::read_to_string(&file).unwrap(),
-        "top secret\n",
-        "the host still sees the data"
-    );
+    assert_eq!(out, "--\nend\n", "the file reads empty and the directory lists nothing");
+    assert_eq!(fs::read_to_string(&file).unwrap(), "top secret\n", "the host still sees the data");
     assert!(dir.join("inner").exists());
     assert_no_mounts_under(base.path());
 }
@@ -696,32 +566,19 @@ fn mkdir_step_creates_directories_with_mode() {
         .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
         .expect("Umask in /proc/self/status");
 
-    let out = stdout_of(
-        in_mount_ns(sh(r#"stat -c '%F %a' "$1/a" "$1/a/b""#), &[])
-            .arg(&t)
-            .mounts([
-                MountStep::tmpfs(&t, Some("size=64k")),
-                MountStep::mkdir(t.join("a")),
-                MountStep::mkdir(t.join("a")),
-                MountStep::MakeDir {
-                    path: t.join("a/b"),
-                    mode: 0o700,
-                },
-            ]),
-    );
+    let out = stdout_of(in_mount_ns(sh(r#"stat -c '%F %a' "$1/a" "$1/a/b""#), &[]).arg(&t).mounts([
+        MountStep::tmpfs(&t, Some("size=64k")),
+        MountStep::mkdir(t.join("a")),
+        MountStep::mkdir(t.join("a")),
+        MountStep::MakeDir { path: t.join("a/b"), mode: 0o700 },
+    ]));
 
     assert_eq!(
         lines(&out),
-        [
-            format!("directory {:o}", 0o755 & !umask),
-            format!("directory {:o}", 0o700 & !umask)
-        ],
+        [format!("directory {:o}", 0o755 & !umask), format!("directory {:o}", 0o700 & !umask)],
         "an existing directory is fine; modes are applied before the umask"
     );
-    assert!(
-        !t.join("a").exists(),
-        "created inside the child's tmpfs, not on the host"
-    );
+    assert!(!t.join("a").exists(), "created inside the child's tmpfs, not on the host");
     assert_no_mounts_under(base.path());
 }
 
@@ -745,14 +602,7 @@ fn failing_bind_reports_mount_stage_with_step_index_and_enoent() {
         .expect_err("bind from a missing source");
 
     match err {
-        Error::Spawn(e) => assert_eq!(
-            e,
-            SpawnError {
-                stage: Stage::Mount,
-                step: Some(2),
-                errno: libc::ENOENT
-            }
-        ),
+        Error::Spawn(e) => assert_eq!(e, SpawnError { stage: Stage::Mount, step: Some(2), errno: libc::ENOENT }),
         other => panic!("expected a spawn error, got {other:?}"),
     }
     assert_no_mounts_under(base.path());
@@ -766,22 +616,12 @@ fn pivot_root_into_a_file_reports_pivot_root_stage() {
     let file = base.join("not-a-dir");
     fs::write(&file, "").unwrap();
     let err = in_mount_ns(Command::new("/bin/true"), &[])
-        .mounts([
-            MountStep::tmpfs(&t, Some("size=64k")),
-            MountStep::pivot_root(&file),
-        ])
+        .mounts([MountStep::tmpfs(&t, Some("size=64k")), MountStep::pivot_root(&file)])
         .status()
         .expect_err("pivot_root into a regular file");
 
     match err {
-        Error::Spawn(e) => assert_eq!(
-            e,
-            SpawnError {
-                stage: Stage::PivotRoot,
-                step: Some(1),
-                errno: libc::ENOTDIR
-            }
-        ),
+        Error::Spawn(e) => assert_eq!(e, SpawnError { stage: Stage::PivotRoot, step: Some(1), errno: libc::ENOTDIR }),
         other => panic!("expected a spawn error, got {other:?}"),
     }
     assert_no_mounts_under(base.path());
@@ -816,16 +656,10 @@ fn default_rprivate_root_keeps_child_mounts_out_of_a_shared_parent() {
         };
 
         child_mounts_sub(false);
-        assert!(
-            mount_at(&sub).is_none(),
-            "the child's mount leaked despite the default rprivate root"
-        );
+        assert!(mount_at(&sub).is_none(), "the child's mount leaked despite the default rprivate root");
 
         child_mounts_sub(true);
-        assert!(
-            mount_at(&sub).is_some(),
-            "without rprivate the mount should propagate back (control)"
-        );
+        assert!(mount_at(&sub).is_some(), "without rprivate the mount should propagate back (control)");
         unmount(&sub, true).expect("unmount the leaked control mount");
         unmount(&shared, true).expect("unmount shared");
     });

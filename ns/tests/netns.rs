@@ -7,40 +7,27 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
-use nook_ns::{
-    Child, Command, Error, NETNS_RUN_DIR, Namespace, NamespaceSet, NetNs, NsFd, NsId,
-    ValidationError,
-};
+use nook_ns::{Child, Command, Error, NETNS_RUN_DIR, Namespace, NamespaceSet, NetNs, NsFd, NsId, ValidationError};
 use nook_testutil::{TempDir, require_root, unique_name};
 
 /// Interface names listed in `/proc/thread-self/net/dev`: the network namespace of the
 /// calling *thread* (`/sys/class/net` shows the netns of the sysfs mount, `/proc/self/net`
 /// that of the thread group leader).
 fn thread_interfaces() -> Vec<String> {
-    let dev =
-        fs::read_to_string("/proc/thread-self/net/dev").expect("read /proc/thread-self/net/dev");
-    dev.lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(|n| n.trim().to_owned())
-        .collect()
+    let dev = fs::read_to_string("/proc/thread-self/net/dev").expect("read /proc/thread-self/net/dev");
+    dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_owned()).collect()
 }
 
 /// Mount points (field 5 of `/proc/self/mountinfo`) in the test process's mount namespace.
 fn mount_points() -> Vec<PathBuf> {
     let info = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(PathBuf::from)
-        .collect()
+    info.lines().filter_map(|l| l.split(' ').nth(4)).map(PathBuf::from).collect()
 }
 
 /// The mountinfo line whose mount point is `path`, if any.
 fn mountinfo_line(path: &Path) -> Option<String> {
     let info = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
-    info.lines()
-        .find(|l| l.split(' ').nth(4).map(Path::new) == Some(path))
-        .map(str::to_owned)
+    info.lines().find(|l| l.split(' ').nth(4).map(Path::new) == Some(path)).map(str::to_owned)
 }
 
 fn is_mounted(path: &Path) -> bool {
@@ -50,30 +37,19 @@ fn is_mounted(path: &Path) -> bool {
 /// The identity of a file as `stat` sees it (for a bind-mounted namespace: the nsfs inode).
 fn stat_id(path: &Path) -> NsId {
     let md = fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
-    NsId {
-        dev: md.dev(),
-        ino: md.ino(),
-    }
+    NsId { dev: md.dev(), ino: md.ino() }
 }
 
 /// Runs iproute2's `ip` and returns its stdout; fails the test on a non-zero exit.
 fn ip(args: &[&str]) -> String {
     let out = StdCommand::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8 from ip")
 }
 
 /// Names `ip netns list` shows (first word of each line; it may append `(id: N)`).
 fn ip_netns_list() -> Vec<String> {
-    ip(&["netns", "list"])
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_owned)
-        .collect()
+    ip(&["netns", "list"]).lines().filter_map(|l| l.split_whitespace().next()).map(str::to_owned).collect()
 }
 
 fn current_net_id() -> NsId {
@@ -82,11 +58,7 @@ fn current_net_id() -> NsId {
 
 /// A `sleep` child in `set`, killed and reaped when the handle drops.
 fn sleeper(set: NamespaceSet) -> Child {
-    let mut child = Command::new("sleep")
-        .arg("1000")
-        .namespaces(set)
-        .spawn()
-        .expect("spawn sleep");
+    let mut child = Command::new("sleep").arg("1000").namespaces(set).spawn().expect("spawn sleep");
     child.kill_on_drop(true);
     child
 }
@@ -107,11 +79,7 @@ fn anonymous_netns_holds_only_lo_and_is_not_ours() {
     assert_eq!(ns.path(), None);
     let (inside_id, ifaces) = ns.run(|| (current_net_id(), thread_interfaces())).unwrap();
     assert_eq!(ifaces, ["lo"]);
-    assert_eq!(
-        inside_id,
-        ns.ns().id().unwrap(),
-        "run() must execute inside the namespace"
-    );
+    assert_eq!(inside_id, ns.ns().id().unwrap(), "run() must execute inside the namespace");
     assert_ne!(ns.ns().id().unwrap(), current_net_id());
     assert_eq!(ns.ns().kind(), Namespace::Net);
 }
@@ -132,19 +100,12 @@ fn created_netns_is_an_ip_netns_bind_mount() {
     assert_ne!(id, current_net_id());
 
     // iproute2 sees it, can enter it, and finds only lo there.
-    assert!(
-        ip_netns_list().contains(&name),
-        "ip netns list: {:?}",
-        ip_netns_list()
-    );
+    assert!(ip_netns_list().contains(&name), "ip netns list: {:?}", ip_netns_list());
     let links = ip(&["netns", "exec", &name, "ip", "-o", "link"]);
     let links: Vec<&str> = links.lines().collect();
     assert_eq!(links.len(), 1, "{links:?}");
     assert!(links[0].contains(": lo:"), "{links:?}");
-    assert_eq!(
-        ip(&["netns", "exec", &name, "ip", "netns", "identify"]).trim(),
-        name
-    );
+    assert_eq!(ip(&["netns", "exec", &name, "ip", "netns", "identify"]).trim(), name);
 
     // Inside, from our side: only lo.
     assert_eq!(ns.run(thread_interfaces).unwrap(), ["lo"]);
@@ -177,10 +138,7 @@ fn of_pid_is_the_childs_network_namespace() {
     require_root!();
     let child = sleeper(NamespaceSet::NET);
     let ns = NetNs::of_pid(child.id()).unwrap();
-    let expected = NsFd::of_pid(child.id(), Namespace::Net)
-        .unwrap()
-        .id()
-        .unwrap();
+    let expected = NsFd::of_pid(child.id(), Namespace::Net).unwrap().id().unwrap();
     assert_eq!(ns.ns().id().unwrap(), expected);
     assert_ne!(expected, current_net_id());
     assert_eq!(ns.path(), None);
@@ -244,11 +202,7 @@ fn creating_an_existing_name_fails_with_eexist_and_keeps_the_original() {
 
     let path = first.path().unwrap().to_owned();
     assert!(is_mounted(&path));
-    assert_eq!(
-        stat_id(&path),
-        id,
-        "the failed create must not replace the original"
-    );
+    assert_eq!(stat_id(&path), id, "the failed create must not replace the original");
     first.remove().unwrap();
 }
 
@@ -262,15 +216,9 @@ fn bad_names_are_rejected_before_anything_is_created() {
             Err(Error::Invalid(ValidationError::BadName { name, .. })) => assert_eq!(name, bad),
             other => panic!("create_in({bad:?}): expected BadName, got {other:?}"),
         }
-        assert!(
-            !run_dir.exists(),
-            "create_in({bad:?}) touched the file system"
-        );
+        assert!(!run_dir.exists(), "create_in({bad:?}) touched the file system");
         for result in [NetNs::open(bad).map(drop), NetNs::delete(bad)] {
-            assert!(
-                matches!(result, Err(Error::Invalid(ValidationError::BadName { .. }))),
-                "{bad:?}: {result:?}"
-            );
+            assert!(matches!(result, Err(Error::Invalid(ValidationError::BadName { .. }))), "{bad:?}: {result:?}");
         }
     }
 }
@@ -287,17 +235,11 @@ fn create_in_a_custom_run_dir() {
 
     // The run dir became a shared mount (like /run/netns), the name a bind mount in it.
     let dir_line = mountinfo_line(&run_dir).expect("run dir is a mount point");
-    assert!(
-        dir_line.contains(" shared:"),
-        "run dir not shared: {dir_line}"
-    );
+    assert!(dir_line.contains(" shared:"), "run dir not shared: {dir_line}");
     assert!(is_mounted(&path));
     assert_eq!(stat_id(&path), ns.ns().id().unwrap());
     assert_eq!(ns.run(thread_interfaces).unwrap(), ["lo"]);
-    assert_eq!(
-        NetNs::open_path(&path).unwrap().ns().id().unwrap(),
-        ns.ns().id().unwrap()
-    );
+    assert_eq!(NetNs::open_path(&path).unwrap().ns().id().unwrap(), ns.ns().id().unwrap());
 
     ns.remove().unwrap();
     assert!(!path.exists() && !is_mounted(&path));
@@ -305,11 +247,7 @@ fn create_in_a_custom_run_dir() {
     // TempDir's drop detaches the run dir's self bind mount.
     let root = tmp.path().to_owned();
     drop(tmp);
-    assert!(
-        !mount_points().iter().any(|p| p.starts_with(&root)),
-        "mounts left below {}",
-        root.display()
-    );
+    assert!(!mount_points().iter().any(|p| p.starts_with(&root)), "mounts left below {}", root.display());
     assert!(!root.exists());
 }
 
@@ -321,25 +259,14 @@ fn concurrent_creates_mount_a_fresh_run_dir_once() {
         let tmp = TempDir::new("race").unwrap();
         let run_dir = tmp.join("netns");
         let handles: Vec<NetNs> = std::thread::scope(|s| {
-            let spawned: Vec<_> = (0..4)
-                .map(|_| s.spawn(|| NetNs::create_in(&run_dir, &unique_name("rc"))))
-                .collect();
-            spawned
-                .into_iter()
-                .map(|h| h.join().unwrap().unwrap())
-                .collect()
+            let spawned: Vec<_> = (0..4).map(|_| s.spawn(|| NetNs::create_in(&run_dir, &unique_name("rc")))).collect();
+            spawned.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
         });
         let times = mount_points().iter().filter(|p| **p == run_dir).count();
         assert_eq!(times, 1, "{} is mounted {times} times", run_dir.display());
         for ns in handles {
             ns.remove().unwrap();
         }
-        assert_eq!(
-            mount_points()
-                .iter()
-                .filter(|p| p.starts_with(&run_dir))
-                .count(),
-            1
-        );
+        assert_eq!(mount_points().iter().filter(|p| p.starts_with(&run_dir)).count(), 1);
     }
 }

@@ -10,9 +10,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use nook_ns::{
-    ClockOffset, Command, Error, IdMap, MountStep, Namespace, NamespaceSet, Stage, Stdio,
-};
+use nook_ns::{ClockOffset, Command, Error, IdMap, MountStep, Namespace, NamespaceSet, Stage, Stdio};
 use nook_testutil::{TempDir, require_root, tiny_rootfs};
 
 /// The test process's pid while a check is armed (0: disarmed).
@@ -92,10 +90,7 @@ impl Tattle {
         TATTLE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
         // SAFETY: getpid has no preconditions.
         TEST_PID.store(unsafe { libc::getpid() }, Ordering::SeqCst);
-        Tattle {
-            read,
-            _write: write,
-        }
+        Tattle { read, _write: write }
     }
 
     /// Disarms and returns how many allocator calls children made.
@@ -106,8 +101,7 @@ impl Tattle {
         let mut buf = [0u8; 4096];
         loop {
             // SAFETY: buf is a live buffer of the given length.
-            let n =
-                unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            let n = unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             if n <= 0 {
                 return total;
             }
@@ -124,9 +118,7 @@ impl Drop for Tattle {
 }
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
-    ARMED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    ARMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -158,12 +150,7 @@ fn child_side_of_every_feature_is_allocation_free() {
         "echo $$ $(hostname) $(cat /proc/sys/kernel/domainname) $(id -u) $NK_VAR $(pwd); cat file; \
          cat /proc/self/timens_offsets | tr -s ' ' | tr '\\n' ' '; echo; echo err >&2",
     ])
-    .namespaces(
-        NamespaceSet::CONTAINER
-            .with(Namespace::User)
-            .with(Namespace::Cgroup)
-            .with(Namespace::Time),
-    )
+    .namespaces(NamespaceSet::CONTAINER.with(Namespace::User).with(Namespace::Cgroup).with(Namespace::Time))
     .uid_map(IdMap::root_to(100_000))
     .gid_map(IdMap::root_to(100_000))
     .hostname("nk-noalloc")
@@ -173,10 +160,7 @@ fn child_side_of_every_feature_is_allocation_free() {
     .mount(MountStep::bind(dir.join("src"), mnt.join("b")).read_only())
     .mount(MountStep::proc("/proc"))
     .monotonic_offset(ClockOffset::from_secs(1000))
-    .boottime_offset(ClockOffset {
-        secs: 2000,
-        nanos: 5,
-    })
+    .boottime_offset(ClockOffset { secs: 2000, nanos: 5 })
     .current_dir(mnt.join("b"))
     .env("NK_VAR", "nk-value")
     .user(0, 0)
@@ -189,11 +173,7 @@ fn child_side_of_every_feature_is_allocation_free() {
     let mut pivot = Command::new("/bin/sh");
     pivot
         .args(["-c", "cat /etc/marker; echo $$"])
-        .namespaces(
-            NamespaceSet::new()
-                .with(Namespace::Mount)
-                .with(Namespace::Pid),
-        )
+        .namespaces(NamespaceSet::new().with(Namespace::Mount).with(Namespace::Pid))
         .mount(MountStep::pivot_root(&rootfs))
         .mount(MountStep::proc("/proc"))
         .mount(MountStep::remount_read_only("/"))
@@ -206,22 +186,11 @@ fn child_side_of_every_feature_is_allocation_free() {
 
     // Paused, then resumed; stdin piped.
     let mut cat = Command::new("cat");
-    cat.unshare(Namespace::Uts)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let cat_out = cat
-        .spawn_paused()
-        .unwrap()
-        .resume()
-        .unwrap()
-        .wait_with_output()
-        .unwrap();
+    cat.unshare(Namespace::Uts).stdin(Stdio::piped()).stdout(Stdio::piped());
+    let cat_out = cat.spawn_paused().unwrap().resume().unwrap().wait_with_output().unwrap();
 
     // Failures in the child are reported without allocating too.
-    let exec_err = Command::new("nk-no-such-program")
-        .unshare(Namespace::Uts)
-        .spawn()
-        .unwrap_err();
+    let exec_err = Command::new("nk-no-such-program").unshare(Namespace::Uts).spawn().unwrap_err();
     let mount_err = Command::new("/bin/true")
         .unshare(Namespace::Mount)
         .mount(MountStep::bind("/nonexistent/nk-src", &mnt))
@@ -232,30 +201,15 @@ fn child_side_of_every_feature_is_allocation_free() {
 
     // The children really did all of it.
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(
-        lines[0],
-        format!(
-            "2 nk-noalloc nk-domain 0 nk-value {}",
-            mnt.join("b").display()
-        ),
-        "{out}"
-    );
+    assert_eq!(lines[0], format!("2 nk-noalloc nk-domain 0 nk-value {}", mnt.join("b").display()), "{out}");
     assert_eq!(lines[1], "from the bind mount", "{out}");
     assert_eq!(lines[2], "monotonic 1000 0 boottime 2000 5 ", "{out}");
     assert_eq!(pivot_out, "in the new root\n1\n");
-    assert!(
-        cat_out.status.success() && cat_out.stdout.is_empty(),
-        "{cat_out:?}"
-    );
-    assert!(
-        matches!(exec_err, Error::Spawn(e) if e.stage == Stage::Exec && e.errno == libc::ENOENT)
-    );
+    assert!(cat_out.status.success() && cat_out.stdout.is_empty(), "{cat_out:?}");
+    assert!(matches!(exec_err, Error::Spawn(e) if e.stage == Stage::Exec && e.errno == libc::ENOENT));
     assert!(matches!(mount_err, Error::Spawn(e) if e.stage == Stage::Mount && e.step == Some(0)));
 
-    assert_eq!(
-        tattles, 0,
-        "children made {tattles} allocator calls between clone and exec"
-    );
+    assert_eq!(tattles, 0, "children made {tattles} allocator calls between clone and exec");
 }
 
 #[test]

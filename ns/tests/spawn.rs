@@ -19,8 +19,8 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, mpsc};
 use std::time::Duration;
 
 use nook_ns::{
-    Command, Error, IdKind, IdMap, IdMapping, MountStep, Namespace, NamespaceSet, SetGroups,
-    SpawnError, Stage, Stdio, ValidationError, ns_id, pidfd_open,
+    Command, Error, IdKind, IdMap, IdMapping, MountStep, Namespace, NamespaceSet, SetGroups, SpawnError, Stage, Stdio,
+    ValidationError, ns_id, pidfd_open,
 };
 use nook_testutil::{TempDir, require_root, unique_name};
 
@@ -79,11 +79,7 @@ fn spawn_error(result: nook_ns::Result<impl std::fmt::Debug>) -> SpawnError {
 
 /// Whether `pidfd` polls readable within `timeout_ms` (the process exited).
 fn pidfd_readable(pidfd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+    let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     // SAFETY: pfd is one valid pollfd.
     let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
     assert!(n >= 0, "poll: {}", std::io::Error::last_os_error());
@@ -94,19 +90,9 @@ fn pidfd_readable(pidfd: BorrowedFd<'_>, timeout_ms: i32) -> bool {
 fn pidfd_signal(pidfd: BorrowedFd<'_>, sig: i32) -> std::io::Result<()> {
     // SAFETY: integer arguments and a null siginfo.
     let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0u32,
-        )
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0u32)
     };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
 
 /// Reaps our child behind `pidfd` (`waitid(P_PIDFD)`).
@@ -115,14 +101,7 @@ fn pidfd_reap(pidfd: BorrowedFd<'_>) {
     // SAFETY: zeroed siginfo_t is a valid out-parameter.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: info is a valid out-parameter; the pidfd is live.
-    let rc = unsafe {
-        libc::waitid(
-            P_PIDFD,
-            pidfd.as_raw_fd() as libc::id_t,
-            &mut info,
-            libc::WEXITED,
-        )
-    };
+    let rc = unsafe { libc::waitid(P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, libc::WEXITED) };
     assert_eq!(rc, 0, "waitid: {}", std::io::Error::last_os_error());
 }
 
@@ -174,11 +153,7 @@ fn spawn_storm() {
                     let mut done = 0;
                     for i in (t..TOTAL).step_by(THREADS) {
                         let mut cmd = Command::new("/bin/true");
-                        cmd.namespaces(
-                            NamespaceSet::new()
-                                .with(Namespace::Uts)
-                                .with(Namespace::Ipc),
-                        );
+                        cmd.namespaces(NamespaceSet::new().with(Namespace::Uts).with(Namespace::Ipc));
                         let mut child = if i % 4 == 0 {
                             let paused = cmd.spawn_paused().unwrap();
                             // Allocate while the child waits at the sync point.
@@ -198,10 +173,7 @@ fn spawn_storm() {
         let results: Vec<_> = spawners.into_iter().map(|h| h.join()).collect();
         stop.store(true, Ordering::Relaxed);
         let churned: usize = churners.into_iter().map(|h| h.join().unwrap()).sum();
-        let spawned: usize = results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .sum();
+        let spawned: usize = results.into_iter().map(|r| r.unwrap_or_else(|p| std::panic::resume_unwind(p))).sum();
         assert_eq!(spawned, TOTAL);
         assert!(churned > 0);
     });
@@ -224,9 +196,7 @@ fn concurrent_spawns_under_allocator_churn_neither_deadlock_nor_leak_fds() {
         match done_rx.recv_timeout(Duration::from_secs(120)) {
             Ok(()) => worker.join().unwrap(),
             // The worker panicked (dropping the sender): show its panic.
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                std::panic::resume_unwind(worker.join().unwrap_err())
-            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::panic::resume_unwind(worker.join().unwrap_err()),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 panic!("500 spawns did not finish in 120 s: deadlock?")
             }
@@ -248,123 +218,62 @@ fn bad_input_is_a_typed_error_before_any_syscall() {
     let mut cases: Vec<(&str, Command, Check)> = Vec::new();
 
     let mut c = Command::new("/bin/true");
-    c.unshare(Namespace::User).uid_map(
-        IdMap::new()
-            .with(IdMapping::new(0, 100_000, 10))
-            .with(IdMapping::new(5, 200_000, 10)),
-    );
+    c.unshare(Namespace::User)
+        .uid_map(IdMap::new().with(IdMapping::new(0, 100_000, 10)).with(IdMapping::new(5, 200_000, 10)));
     cases.push(("uid ranges overlap inside", c, |e| {
-        matches!(
-            e,
-            ValidationError::IdMapOverlap {
-                kind: IdKind::Uid,
-                side: "inside",
-                ..
-            }
-        )
+        matches!(e, ValidationError::IdMapOverlap { kind: IdKind::Uid, side: "inside", .. })
     }));
 
     let mut c = Command::new("/bin/true");
-    c.unshare(Namespace::User).gid_map(
-        IdMap::new()
-            .with(IdMapping::new(0, 100_000, 10))
-            .with(IdMapping::new(10, 100_005, 10)),
-    );
+    c.unshare(Namespace::User)
+        .gid_map(IdMap::new().with(IdMapping::new(0, 100_000, 10)).with(IdMapping::new(10, 100_005, 10)));
     cases.push(("gid ranges overlap outside", c, |e| {
-        matches!(
-            e,
-            ValidationError::IdMapOverlap {
-                kind: IdKind::Gid,
-                side: "outside",
-                ..
-            }
-        )
+        matches!(e, ValidationError::IdMapOverlap { kind: IdKind::Gid, side: "outside", .. })
     }));
 
     let mut c = Command::new("/bin/true");
     c.unshare(Namespace::Uts).hostname("h".repeat(65));
-    cases.push(("hostname of 65 bytes", c, |e| {
-        *e == ValidationError::HostnameTooLong { len: 65 }
-    }));
+    cases.push(("hostname of 65 bytes", c, |e| *e == ValidationError::HostnameTooLong { len: 65 }));
 
     let mut c = Command::new("/bin/true");
     c.unshare(Namespace::Uts).domainname("d".repeat(100));
-    cases.push(("domain name of 100 bytes", c, |e| {
-        *e == ValidationError::DomainnameTooLong { len: 100 }
-    }));
+    cases.push(("domain name of 100 bytes", c, |e| *e == ValidationError::DomainnameTooLong { len: 100 }));
 
     let mut c = Command::new("/bin/true");
     c.arg("ok").arg("a\0b");
-    cases.push(("NUL in an argument", c, |e| {
-        matches!(
-            e,
-            ValidationError::NulByte {
-                field: "argument",
-                ..
-            }
-        )
-    }));
+    cases.push(("NUL in an argument", c, |e| matches!(e, ValidationError::NulByte { field: "argument", .. })));
 
     let mut c = Command::new("/bin/true");
     c.env("NK_VAR", "x\0y");
-    cases.push(("NUL in an env value", c, |e| {
-        matches!(
-            e,
-            ValidationError::NulByte {
-                field: "environment",
-                ..
-            }
-        )
-    }));
+    cases.push(("NUL in an env value", c, |e| matches!(e, ValidationError::NulByte { field: "environment", .. })));
 
     let mut c = Command::new("/bin/true");
     c.env("NK\0VAR", "x");
-    cases.push(("NUL in an env name", c, |e| {
-        matches!(
-            e,
-            ValidationError::NulByte {
-                field: "environment",
-                ..
-            }
-        )
-    }));
+    cases.push(("NUL in an env name", c, |e| matches!(e, ValidationError::NulByte { field: "environment", .. })));
 
     let mut c = Command::new("/bin/true");
-    c.unshare(Namespace::Mount)
-        .mount(MountStep::tmpfs("relative/tmp", None));
-    cases.push(("relative mount target", c, |e| {
-        matches!(e, ValidationError::RelativePath { path, .. } if path == Path::new("relative/tmp"))
-    }));
+    c.unshare(Namespace::Mount).mount(MountStep::tmpfs("relative/tmp", None));
+    cases.push((
+        "relative mount target",
+        c,
+        |e| matches!(e, ValidationError::RelativePath { path, .. } if path == Path::new("relative/tmp")),
+    ));
 
     let mut c = Command::new("/bin/true");
     c.unshare(Namespace::Ipc).hostname("nk-host");
     cases.push(("hostname without a UTS namespace", c, |e| {
-        matches!(
-            e,
-            ValidationError::NeedsNamespace {
-                namespace: Namespace::Uts,
-                setting: "hostname"
-            }
-        )
+        matches!(e, ValidationError::NeedsNamespace { namespace: Namespace::Uts, setting: "hostname" })
     }));
 
     let mut c = Command::new("/bin/true");
     c.uid_map(IdMap::root_to(100_000));
     cases.push(("uid map without a user namespace", c, |e| {
-        matches!(
-            e,
-            ValidationError::NeedsNamespace {
-                namespace: Namespace::User,
-                ..
-            }
-        )
+        matches!(e, ValidationError::NeedsNamespace { namespace: Namespace::User, .. })
     }));
 
     let mut c = Command::new("/bin/true");
     c.unshare(Namespace::User).uid_map(IdMap::new());
-    cases.push(("empty uid map", c, |e| {
-        matches!(e, ValidationError::IdMapEmpty { kind: IdKind::Uid })
-    }));
+    cases.push(("empty uid map", c, |e| matches!(e, ValidationError::IdMapEmpty { kind: IdKind::Uid })));
 
     // Exclusive: no other test opens fds or creates children while we compare.
     let _x = exclusive();
@@ -431,29 +340,15 @@ fn missing_program_fails_at_exec_with_enoent() {
     let e = spawn_error(Command::new("nk-no-such-program").spawn());
     assert_eq!((e.stage, e.errno), (Stage::Exec, libc::ENOENT), "{e}");
     // The same in new namespaces.
-    let e = spawn_error(
-        Command::new("/nonexistent/nk-x")
-            .namespaces(NamespaceSet::CONTAINER)
-            .spawn(),
-    );
-    assert_eq!(
-        e,
-        SpawnError {
-            stage: Stage::Exec,
-            errno: libc::ENOENT,
-            step: None
-        }
-    );
+    let e = spawn_error(Command::new("/nonexistent/nk-x").namespaces(NamespaceSet::CONTAINER).spawn());
+    assert_eq!(e, SpawnError { stage: Stage::Exec, errno: libc::ENOENT, step: None });
 }
 
 #[test]
 fn path_search_finds_program_by_name() {
     require_root!();
     let _g = shared();
-    let status = Command::new("true")
-        .env("PATH", "/nonexistent-nk:/usr/bin:/bin")
-        .status()
-        .unwrap();
+    let status = Command::new("true").env("PATH", "/nonexistent-nk:/usr/bin:/bin").status().unwrap();
     assert!(status.success());
     // Only found through PATH: with a PATH that lacks it, the same name fails.
     let e = spawn_error(Command::new("true").env("PATH", "/nonexistent-nk").spawn());
@@ -471,11 +366,8 @@ fn non_executable_file_fails_with_eacces() {
     let e = spawn_error(Command::new(&script).spawn());
     assert_eq!((e.stage, e.errno), (Stage::Exec, libc::EACCES), "{e}");
     // Found through PATH: EACCES is remembered over the later ENOENT candidates.
-    let e = spawn_error(
-        Command::new("script")
-            .env("PATH", format!("{}:/nonexistent-nk", dir.path().display()))
-            .spawn(),
-    );
+    let e =
+        spawn_error(Command::new("script").env("PATH", format!("{}:/nonexistent-nk", dir.path().display())).spawn());
     assert_eq!((e.stage, e.errno), (Stage::Exec, libc::EACCES), "{e}");
 }
 
@@ -483,11 +375,7 @@ fn non_executable_file_fails_with_eacces() {
 fn missing_working_directory_fails_at_chdir() {
     require_root!();
     let _g = shared();
-    let e = spawn_error(
-        Command::new("/bin/true")
-            .current_dir("/nonexistent/nk-dir")
-            .spawn(),
-    );
+    let e = spawn_error(Command::new("/bin/true").current_dir("/nonexistent/nk-dir").spawn());
     assert_eq!((e.stage, e.errno), (Stage::Chdir, libc::ENOENT), "{e}");
 }
 
@@ -499,10 +387,7 @@ fn clone2_fallback_creates_new_namespaces() {
     require_root!();
     let _g = shared();
     let mut cmd = sh("echo $$ $(hostname); readlink /proc/self/ns/ipc");
-    cmd.force_clone2(true)
-        .namespaces(NamespaceSet::CONTAINER)
-        .hostname("nk-clone2")
-        .mount(MountStep::proc("/proc"));
+    cmd.force_clone2(true).namespaces(NamespaceSet::CONTAINER).hostname("nk-clone2").mount(MountStep::proc("/proc"));
     let out = stdout_of(&mut cmd);
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("1 nk-clone2"), "{out}");
@@ -522,31 +407,21 @@ impl TestCgroup {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
         let mount = mountinfo.lines().find_map(|l| {
             let (left, right) = l.split_once(" - ")?;
-            (right.split(' ').next() == Some("cgroup2"))
-                .then(|| PathBuf::from(left.split(' ').nth(4).unwrap()))
+            (right.split(' ').next() == Some("cgroup2")).then(|| PathBuf::from(left.split(' ').nth(4).unwrap()))
         })?;
         let own = fs::read_to_string("/proc/self/cgroup")
             .unwrap()
             .lines()
             .find_map(|l| l.strip_prefix("0::").map(str::to_owned))?;
         let leaf = unique_name("cg");
-        let name = if own == "/" {
-            format!("/{leaf}")
-        } else {
-            format!("{own}/{leaf}")
-        };
+        let name = if own == "/" { format!("/{leaf}") } else { format!("{own}/{leaf}") };
         let path = mount.join(name.trim_start_matches('/'));
         fs::create_dir(&path).unwrap();
         Some(TestCgroup { path, name })
     }
 
     fn open(&self) -> OwnedFd {
-        fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(&self.path)
-            .unwrap()
-            .into()
+        fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY).open(&self.path).unwrap().into()
     }
 }
 
@@ -566,17 +441,12 @@ fn child_cgroup2_line(force_clone2: bool) {
         return;
     };
     let mut cmd = Command::new("cat");
-    cmd.arg("/proc/self/cgroup")
-        .force_clone2(force_clone2)
-        .cgroup(cg.open());
+    cmd.arg("/proc/self/cgroup").force_clone2(force_clone2).cgroup(cg.open());
     let out = stdout_of(&mut cmd);
     let line = out.lines().find(|l| l.starts_with("0::")).unwrap();
     assert_eq!(line, format!("0::{}", cg.name), "{out}");
     // Only the reaped child was in it.
-    assert_eq!(
-        fs::read_to_string(cg.path.join("cgroup.procs")).unwrap(),
-        ""
-    );
+    assert_eq!(fs::read_to_string(cg.path.join("cgroup.procs")).unwrap(), "");
 }
 
 #[test]
@@ -599,12 +469,8 @@ fn child_has_pid_and_matching_pidfd() {
     let mut child = Command::new("sleep").arg("1000").spawn().unwrap();
     child.kill_on_drop(true);
     let pid = child.id();
-    let fdinfo =
-        fs::read_to_string(format!("/proc/self/fdinfo/{}", child.pidfd().as_raw_fd())).unwrap();
-    assert!(
-        fdinfo.lines().any(|l| l == format!("Pid:\t{pid}")),
-        "{fdinfo}"
-    );
+    let fdinfo = fs::read_to_string(format!("/proc/self/fdinfo/{}", child.pidfd().as_raw_fd())).unwrap();
+    assert!(fdinfo.lines().any(|l| l == format!("Pid:\t{pid}")), "{fdinfo}");
     // spawn returns at EOF on the error pipe, which the kernel closes during exec before it
     // sets up the new argv: /proc/PID/cmdline can be empty for a moment (as after std's).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -625,23 +491,13 @@ fn child_has_pid_and_matching_pidfd() {
 fn try_wait_is_none_while_running_and_some_after_exit() {
     require_root!();
     let _g = shared();
-    let mut child = Command::new("cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new("cat").stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
     child.kill_on_drop(true);
     assert!(child.try_wait().unwrap().is_none());
     assert!(!pidfd_readable(child.pidfd(), 0));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "still running: cat waits on stdin"
-    );
+    assert!(child.try_wait().unwrap().is_none(), "still running: cat waits on stdin");
     drop(child.stdin.take());
-    assert!(
-        pidfd_readable(child.pidfd(), 60_000),
-        "cat did not exit after EOF"
-    );
+    assert!(pidfd_readable(child.pidfd(), 60_000), "cat did not exit after EOF");
     let status = child.try_wait().unwrap().expect("exited");
     assert!(status.success());
     assert_eq!(child.wait().unwrap(), status);
@@ -657,10 +513,7 @@ fn signal_goes_through_pidfd() {
     child.signal(libc::SIGTERM).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
-    assert_eq!(
-        child.signal(libc::SIGTERM).unwrap_err().raw_os_error(),
-        Some(libc::ESRCH)
-    );
+    assert_eq!(child.signal(libc::SIGTERM).unwrap_err().raw_os_error(), Some(libc::ESRCH));
 }
 
 #[test]
@@ -674,14 +527,8 @@ fn kill_on_drop_kills_and_reaps() {
     assert!(!pidfd_readable(mine.as_fd(), 0));
     drop(child);
     assert!(pidfd_readable(mine.as_fd(), 0), "still running after drop");
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "not reaped: /proc/{pid} is still there"
-    );
-    assert_eq!(
-        pidfd_signal(mine.as_fd(), 0).unwrap_err().raw_os_error(),
-        Some(libc::ESRCH)
-    );
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "not reaped: /proc/{pid} is still there");
+    assert_eq!(pidfd_signal(mine.as_fd(), 0).unwrap_err().raw_os_error(), Some(libc::ESRCH));
 }
 
 #[test]
@@ -696,10 +543,7 @@ fn drop_without_kill_on_drop_leaves_child_running() {
     let state = state_and_ppid(pid);
     pidfd_signal(mine.as_fd(), libc::SIGKILL).unwrap();
     pidfd_reap(mine.as_fd());
-    assert!(
-        alive && matches!(state, Some((s, _)) if s != 'Z'),
-        "{state:?}"
-    );
+    assert!(alive && matches!(state, Some((s, _)) if s != 'Z'), "{state:?}");
 }
 
 #[test]
@@ -711,25 +555,16 @@ fn paused_child_exists_but_has_not_execed_until_resume() {
     let mut paused = cmd.spawn_paused().unwrap();
     paused.kill_on_drop(true);
     let pid = paused.id();
-    assert_ne!(
-        ns_id(pid, Namespace::Uts).unwrap(),
-        ns_id(std::process::id(), Namespace::Uts).unwrap()
-    );
+    assert_ne!(ns_id(pid, Namespace::Uts).unwrap(), ns_id(std::process::id(), Namespace::Uts).unwrap());
     assert_eq!(
         fs::read(format!("/proc/{pid}/cmdline")).unwrap(),
         fs::read("/proc/self/cmdline").unwrap(),
         "the paused child is still a copy of the test process"
     );
-    assert_eq!(
-        fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
-        std::env::current_exe().unwrap()
-    );
+    assert_eq!(fs::read_link(format!("/proc/{pid}/exe")).unwrap(), std::env::current_exe().unwrap());
     let mut child = paused.resume().unwrap();
     assert_eq!(child.id(), pid);
-    assert_eq!(
-        fs::read(format!("/proc/{pid}/cmdline")).unwrap(),
-        b"sleep\x001000\x00"
-    );
+    assert_eq!(fs::read(format!("/proc/{pid}/cmdline")).unwrap(), b"sleep\x001000\x00");
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -738,16 +573,10 @@ fn paused_child_exists_but_has_not_execed_until_resume() {
 fn dropping_paused_child_kills_and_reaps_it() {
     require_root!();
     let _g = shared();
-    let paused = Command::new("/bin/true")
-        .unshare(Namespace::Uts)
-        .spawn_paused()
-        .unwrap();
+    let paused = Command::new("/bin/true").unshare(Namespace::Uts).spawn_paused().unwrap();
     let pid = paused.id();
     let mine = pidfd_open(pid).unwrap();
-    assert!(
-        !pidfd_readable(mine.as_fd(), 0),
-        "it waits at the sync point"
-    );
+    assert!(!pidfd_readable(mine.as_fd(), 0), "it waits at the sync point");
     drop(paused);
     assert!(pidfd_readable(mine.as_fd(), 0));
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "not reaped");
@@ -778,18 +607,9 @@ fn parent_writes_id_maps_and_setgroups_deny() {
     paused.kill_on_drop(true);
     let pid = paused.id();
     // Written by the parent before spawn_paused returned, while the child waits.
-    assert_eq!(
-        map_lines(format!("/proc/{pid}/uid_map")),
-        [[0, 100_000, 65_536]]
-    );
-    assert_eq!(
-        map_lines(format!("/proc/{pid}/gid_map")),
-        [[0, 200_000, 65_536]]
-    );
-    assert_eq!(
-        fs::read_to_string(format!("/proc/{pid}/setgroups")).unwrap(),
-        "deny\n"
-    );
+    assert_eq!(map_lines(format!("/proc/{pid}/uid_map")), [[0, 100_000, 65_536]]);
+    assert_eq!(map_lines(format!("/proc/{pid}/gid_map")), [[0, 200_000, 65_536]]);
+    assert_eq!(fs::read_to_string(format!("/proc/{pid}/setgroups")).unwrap(), "deny\n");
     let out = paused.resume().unwrap().wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "0\n0\ndeny\n");
@@ -804,15 +624,8 @@ fn unprivileged_role() {
     let mut cmd = sh("id -u; id -g; cat /proc/self/uid_map /proc/self/setgroups");
     cmd.unshare(Namespace::User);
     let out = stdout_of(&mut cmd);
-    let lines: Vec<Vec<&str>> = out
-        .lines()
-        .map(|l| l.split_whitespace().collect())
-        .collect();
-    assert_eq!(
-        lines,
-        [vec!["0"], vec!["0"], vec!["0", "65534", "1"], vec!["deny"]],
-        "{out}"
-    );
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines, [vec!["0"], vec!["0"], vec!["0", "65534", "1"], vec!["deny"]], "{out}");
     println!("NK_UNPRIVILEGED_OK");
 }
 
@@ -825,22 +638,14 @@ fn unprivileged_caller_maps_itself_to_root() {
     let _g = shared();
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(&exe);
-    cmd.args([
-        "--exact",
-        "unprivileged_caller_maps_itself_to_root",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(ROLE, "unprivileged")
-    .current_dir("/")
-    .user(65534, 65534);
+    cmd.args(["--exact", "unprivileged_caller_maps_itself_to_root", "--nocapture", "--test-threads=1"])
+        .env(ROLE, "unprivileged")
+        .current_dir("/")
+        .user(65534, 65534);
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success()
-        && stderr.contains("Permission denied")
-        && !stdout.contains("running 1 test")
-    {
+    if !out.status.success() && stderr.contains("Permission denied") && !stdout.contains("running 1 test") {
         nook_testutil::skip(module_path!(), "uid 65534 cannot run the test binary");
         return;
     }
@@ -865,11 +670,7 @@ fn output_captures_stdout_and_stderr() {
 fn piped_stdin_reaches_the_child() {
     require_root!();
     let _g = shared();
-    let mut child = Command::new("cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new("cat").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     child.kill_on_drop(true);
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -883,11 +684,7 @@ fn piped_stdin_reaches_the_child() {
     stdout.read_line(&mut line).unwrap();
     assert_eq!(line, "second\n");
     line.clear();
-    assert_eq!(
-        stdout.read_line(&mut line).unwrap(),
-        0,
-        "EOF after cat exits"
-    );
+    assert_eq!(stdout.read_line(&mut line).unwrap(), 0, "EOF after cat exits");
     assert!(child.wait().unwrap().success());
 }
 
@@ -897,11 +694,7 @@ fn stdio_null_and_fd() {
     let _g = shared();
     let dir = TempDir::new("stdio").unwrap();
     let file = fs::File::create(dir.join("out")).unwrap();
-    let status = sh("echo into-file; cat")
-        .stdin(Stdio::null())
-        .stdout(file)
-        .status()
-        .unwrap();
+    let status = sh("echo into-file; cat").stdin(Stdio::null()).stdout(file).status().unwrap();
     assert!(status.success());
     // `cat` read /dev/null: nothing more was written.
     assert_eq!(fs::read_to_string(dir.join("out")).unwrap(), "into-file\n");

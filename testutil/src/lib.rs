@@ -187,7 +187,9 @@ pub fn tiny_rootfs(root: &Path) -> io::Result<()> {
         fs::create_dir_all(root.join(d))?;
     }
     let mut tools: Vec<(String, PathBuf)> = Vec::new();
-    for name in ["busybox", "sh", "cat", "ls", "echo", "hostname", "id", "sleep", "true", "false", "mkdir", "stat", "readlink"] {
+    for name in
+        ["busybox", "sh", "cat", "ls", "echo", "hostname", "id", "sleep", "true", "false", "mkdir", "stat", "readlink"]
+    {
         if let Some(p) = which(name) {
             tools.push((name.to_owned(), p));
         }
@@ -214,10 +216,7 @@ fn copy_with_libs(bin: &Path, root: &Path) -> io::Result<()> {
     copy_into(bin, root)?;
     let out = Command::new("ldd").arg(bin).output()?;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let lib = line
-            .split_whitespace()
-            .find(|w| w.starts_with('/'))
-            .map(PathBuf::from);
+        let lib = line.split_whitespace().find(|w| w.starts_with('/')).map(PathBuf::from);
         if let Some(lib) = lib {
             copy_into(&lib, root)?;
         }
