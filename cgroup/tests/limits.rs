@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nook_cgroup::{
@@ -13,7 +12,7 @@ use nook_cgroup::{
     Location, Memory, NetCls, NetPrio, Pids, Resources, Version, shares_to_weight, weight_to_shares,
 };
 use nook_ns::{Child, Command, Stdio};
-use nook_testutil::{TempDir, on_private_mount_ns, require_root, unique_name};
+use nook_testutil::{LoopDevice, TempDir, on_private_mount_ns, require_root, unique_name};
 
 /// A test this host cannot run says so (not `nook_testutil::skip`: that is for missing
 /// privilege and fails under `NOOK_REQUIRE_PRIV=1`; CI decides which of these are allowed).
@@ -446,93 +445,10 @@ fn hugetlb_limit_reads_back_where_the_host_has_huge_pages() {
     cg.remove().unwrap();
 }
 
-// Loop device ioctls (linux/loop.h).
-const LOOP_SET_FD: libc::c_ulong = 0x4C00;
-const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
-const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
-const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
-const LO_FLAGS_AUTOCLEAR: u32 = 4;
-
-/// `struct loop_info64`.
-#[repr(C)]
-struct LoopInfo64 {
-    lo_device: u64,
-    lo_inode: u64,
-    lo_rdevice: u64,
-    lo_offset: u64,
-    lo_sizelimit: u64,
-    lo_number: u32,
-    lo_encrypt_type: u32,
-    lo_encrypt_key_size: u32,
-    lo_flags: u32,
-    lo_file_name: [u8; 64],
-    lo_crypt_name: [u8; 64],
-    lo_encrypt_key: [u8; 32],
-    lo_init: [u64; 2],
-}
-
-/// A loop device over a small file in a temp dir, detached on drop (and by the kernel when
-/// the last fd closes: autoclear).
-struct LoopDevice {
-    dev: OwnedFd,
-    major: u32,
-    minor: u32,
-    _backing: TempDir,
-}
-
-impl LoopDevice {
-    fn new() -> io::Result<LoopDevice> {
-        if !Path::new("/dev/loop-control").exists() {
-            // A kernel with loop as a module and no udev (the v2 VM): load it.
-            let _ = std::process::Command::new("modprobe").arg("loop").status();
-        }
-        let backing = TempDir::new("loop")?;
-        let image = fs::File::create_new(backing.join("img"))?;
-        image.set_len(4 << 20)?;
-        let ctl = fs::File::open("/dev/loop-control")?;
-        let mut last = io::Error::from_raw_os_error(libc::EBUSY);
-        for _ in 0..10 {
-            // SAFETY: an integer-only ioctl on an fd we own.
-            let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let dev = OwnedFd::from(fs::OpenOptions::new().read(true).write(true).open(format!("/dev/loop{n}"))?);
-            // SAFETY: both fds are open for the duration of the call.
-            if unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_SET_FD, image.as_raw_fd()) } < 0 {
-                // Someone else took it between GET_FREE and SET_FD: try the next.
-                last = io::Error::last_os_error();
-                continue;
-            }
-            // SAFETY: zeroed plain data is a valid loop_info64.
-            let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
-            info.lo_flags = LO_FLAGS_AUTOCLEAR;
-            // SAFETY: info is a valid loop_info64 that outlives the call.
-            let rc = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_SET_STATUS64, &info as *const LoopInfo64) };
-            let status_err = (rc < 0).then(io::Error::last_os_error);
-            let meta = fs::metadata(format!("/dev/loop{n}"))?;
-            let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
-            let device = LoopDevice { dev, major: libc::major(rdev), minor: libc::minor(rdev), _backing: backing };
-            return match status_err {
-                Some(e) => Err(e), // dropping `device` detaches it
-                None => Ok(device),
-            };
-        }
-        Err(last)
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        // SAFETY: an ioctl without arguments on an fd we own.
-        unsafe { libc::ioctl(self.dev.as_raw_fd(), LOOP_CLR_FD) };
-    }
-}
-
 /// A block device for the throttle: a loop device this test creates, else an existing disk
 /// (read-back only; nothing is read from or written to it).
 fn some_block_device() -> Option<(u32, u32, Option<LoopDevice>)> {
-    match LoopDevice::new() {
+    match LoopDevice::new(4 << 20) {
         Ok(l) => return Some((l.major, l.minor, Some(l))),
         Err(e) => eprintln!("no loop device ({e}); using an existing disk's major:minor"),
     }

@@ -10,6 +10,11 @@
 //!   libraries, so tests need no download.
 //! - [`on_private_mount_ns`]: run a closure on a thread with its own mount namespace, so
 //!   mounts a test makes vanish with the thread even when it panics.
+//! - [`LoopDevice`]: a loop device over a sparse temp file, for block I/O tests.
+
+mod loopdev;
+
+pub use loopdev::LoopDevice;
 
 use std::fs;
 use std::io;
