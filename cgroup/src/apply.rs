@@ -40,6 +40,7 @@ pub(crate) fn apply(cg: &mut Cgroup, r: &Resources) -> Result<()> {
         let (dir, v) = cg.require_dir(Controller::Devices)?;
         match v {
             Version::V1 => {
+                policy.check_v1()?;
                 for (file, line) in policy.v1_writes() {
                     write_file(&dir.join(file), &line)?;
                 }

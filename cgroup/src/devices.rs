@@ -172,6 +172,37 @@ impl DevicePolicy {
         self.rules.iter().try_for_each(DeviceRule::validate)
     }
 
+    /// Checks that cgroup v1 can express the policy. v1 keeps one list of exceptions to the
+    /// default, and a rule of the default's kind only removes access from an exception with
+    /// exactly the same type and numbers: a narrower rule that overlaps a wider earlier
+    /// exception (`allow c 1:* rw` then `deny c 1:3 w`) would be silently ignored by the
+    /// kernel, so it is an error here. A rule for all devices must grant `rwm` on v1.
+    pub fn check_v1(&self) -> Result<(), ValidationError> {
+        let bad = |rule: &DeviceRule, reason: &str| {
+            Err(ValidationError::Malformed { field: "devices", value: rule.to_string(), reason: reason.to_owned() })
+        };
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.kind == DeviceKind::All && rule.access != DeviceAccess::all() {
+                return bad(rule, "cgroup v1 can only express a rule for all devices with rwm access");
+            }
+            if rule.allow == self.default_allow {
+                let overlaps_inexactly = self.rules[..i].iter().any(|e| {
+                    e.allow != self.default_allow
+                        && overlaps(e, rule)
+                        && (e.kind, e.major, e.minor) != (rule.kind, rule.major, rule.minor)
+                });
+                if overlaps_inexactly {
+                    return bad(
+                        rule,
+                        "cgroup v1 cannot narrow an earlier, wider exception (it would be ignored); \
+                         list the exact devices instead",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The v1 writes, in order: `(file, line)` with file `devices.allow` or `devices.deny`.
     pub fn v1_writes(&self) -> Vec<(&'static str, String)> {
         let mut out = vec![(if self.default_allow { "devices.allow" } else { "devices.deny" }, "a".to_owned())];
@@ -182,9 +213,39 @@ impl DevicePolicy {
     }
 }
 
+/// Whether two rules can match the same device.
+fn overlaps(a: &DeviceRule, b: &DeviceRule) -> bool {
+    let kinds = a.kind == DeviceKind::All || b.kind == DeviceKind::All || a.kind == b.kind;
+    let num = |x: Option<u32>, y: Option<u32>| x.is_none() || y.is_none() || x == y;
+    kinds && num(a.major, b.major) && num(a.minor, b.minor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v1_cannot_narrow_a_wider_exception() {
+        let rw = DeviceAccess::READ | DeviceAccess::WRITE;
+        let wide = DeviceRule { allow: true, kind: DeviceKind::Char, major: Some(1), minor: None, access: rw };
+        let narrow = DevicePolicy::deny_by_default(vec![wide, DeviceRule::deny_char(1, 3, DeviceAccess::WRITE)]);
+        assert!(narrow.check_v1().is_err());
+        let exact = DevicePolicy::deny_by_default(vec![
+            DeviceRule::allow_char(1, 3, rw),
+            DeviceRule::deny_char(1, 3, DeviceAccess::WRITE),
+        ]);
+        assert_eq!(exact.check_v1(), Ok(()));
+        let unrelated = DevicePolicy::deny_by_default(vec![wide, DeviceRule::deny_char(5, 1, rw)]);
+        assert_eq!(unrelated.check_v1(), Ok(()));
+        let partial_all = DevicePolicy::allow_by_default(vec![DeviceRule {
+            allow: false,
+            kind: DeviceKind::All,
+            major: None,
+            minor: None,
+            access: DeviceAccess::MKNOD,
+        }]);
+        assert!(partial_all.check_v1().is_err());
+    }
 
     #[test]
     fn last_matching_rule_wins() {
