@@ -1,8 +1,10 @@
-//! Benchmarks of `nook-ns` against a C floor (`benches/c/floor.c`: the same system calls,
-//! nothing else) and against peers (`std::process::Command`, `unshare(1)`, `bwrap(1)`).
+//! Benchmarks of `nook-ns` and `nook-cgroup` against a C floor (`benches/c/floor.c`: the
+//! same system calls, nothing else) and against peers (`std::process::Command`,
+//! `unshare(1)`, `bwrap(1)`).
 //!
-//! Run as root: `cargo bench --bench main`. Three groups, each nook measurement next to its
-//! baseline in the same run:
+//! Run as root: `cargo bench --bench main`. Four groups, each nook measurement next to its
+//! baseline in the same run (a filter that names a group, e.g. `-- cgroup`, runs only that
+//! group, setup and interleaved ratios included):
 //! - `clone_wait`: a child in new namespaces that exits at once (nook: a `pre_exec` hook
 //!   that calls `_exit(0)`, so the whole spawn path runs except exec), then wait. A hook
 //!   makes nook use its fork-semantics path, so the C floor here forks too (clone3). For
@@ -11,11 +13,13 @@
 //! - `setns_roundtrip`: enter a namespace of a long-running holder process and come back.
 //! - `spawn_exec`: spawn `/bin/true` and wait. Without hooks, user namespace or init nook
 //!   takes its vfork-style path; the C floor is given both forms.
+//! - `cgroup`: create a cgroup with memory and pids limits and delete it, below this
+//!   process's own cgroup; the C floor makes the directories and writes the files itself.
 //!
 //! At the end (in `--bench` mode) a Markdown summary of the medians and the nook/baseline
 //! ratios is printed; `BENCHMARKS.md` holds one such run and its analysis.
 
-use std::ffi::{CStr, c_char, c_int, c_long, c_ulong};
+use std::ffi::{CStr, CString, c_char, c_int, c_long, c_ulong};
 use std::hint::black_box;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
@@ -23,11 +27,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
+use nook_cgroup::{Cgroup, CgroupSpec, Controller, Hierarchies, Layout, Memory, Pids, Version};
 use nook_ns::{Command, Namespace, NamespaceSet, NsFd, NsGuard};
 
 /// The C floor (see `benches/c/floor.c`). Each call returns the wait status or `-errno`.
 mod floor {
-    use super::{CStr, NamespaceSet, c_char, c_int, c_long, c_ulong};
+    use super::{CStr, CString, NamespaceSet, PathBuf, c_char, c_int, c_long, c_ulong};
+    use std::os::unix::ffi::OsStrExt;
 
     unsafe extern "C" {
         fn nk_floor_clone_wait(flags: c_ulong) -> c_long;
@@ -36,6 +42,63 @@ mod floor {
         fn nk_floor_fork_exec_wait(path: *const c_char) -> c_long;
         fn nk_floor_vfork_exec_wait(flags: c_ulong, path: *const c_char) -> c_long;
         fn nk_floor_setns_roundtrip(target_fd: c_int, orig_fd: c_int, nstype: c_int) -> c_long;
+        fn nk_floor_cgroup(
+            dirs: *const *const c_char,
+            ndirs: c_int,
+            files: *const *const c_char,
+            values: *const *const c_char,
+            nfiles: c_int,
+        ) -> c_long;
+    }
+
+    /// A cgroup for [`nk_floor_cgroup`]: the directories to make (in order) and the files to
+    /// write, as C strings kept alive with the pointer arrays that name them.
+    pub struct Cgroup {
+        paths: Vec<PathBuf>,
+        dirs: Vec<*const c_char>,
+        files: Vec<*const c_char>,
+        values: Vec<*const c_char>,
+        _strings: Vec<CString>,
+    }
+
+    impl Cgroup {
+        pub fn new(dirs_in: &[PathBuf], writes: &[(PathBuf, String)]) -> Cgroup {
+            let c = |s: &[u8]| CString::new(s).expect("no NUL in a cgroup path or value");
+            let mut strings = Vec::new();
+            // A CString's bytes live on the heap: moving it into `strings` keeps the pointer.
+            let mut keep = |s: CString| {
+                let p = s.as_ptr();
+                strings.push(s);
+                p
+            };
+            let dirs = dirs_in.iter().map(|d| keep(c(d.as_os_str().as_bytes()))).collect();
+            let files = writes.iter().map(|(f, _)| keep(c(f.as_os_str().as_bytes()))).collect();
+            let values = writes.iter().map(|(_, v)| keep(c(v.as_bytes()))).collect();
+            Cgroup { paths: dirs_in.to_vec(), dirs, files, values, _strings: strings }
+        }
+
+        /// Panics if a directory of this cgroup exists.
+        pub fn assert_removed(&self) {
+            for p in &self.paths {
+                assert!(!p.exists(), "C floor left {} behind", p.display());
+            }
+        }
+
+        /// mkdir every directory, write every file, rmdir the directories in reverse order:
+        /// 0 or `-errno` (what was created is removed again).
+        pub fn run(&self) -> c_long {
+            // SAFETY: the arrays hold `len` pointers to NUL-terminated strings owned by
+            // `self._strings`, which outlive the call; the C side only reads them.
+            unsafe {
+                nk_floor_cgroup(
+                    self.dirs.as_ptr(),
+                    self.dirs.len() as c_int,
+                    self.files.as_ptr(),
+                    self.values.as_ptr(),
+                    self.files.len() as c_int,
+                )
+            }
+        }
     }
 
     /// clone(CLONE_VM | CLONE_VFORK) with `set`'s flags, child execs `path`, waitpid.
@@ -500,6 +563,207 @@ fn spawn_exec(c: &mut Criterion, report: &mut Report) {
     r.interleave(|| run_nook(&mut nook_user), || expect_exit0("clone_exec", floor::clone_exec_wait(base_user, TRUE)));
 }
 
+/// The limits of the `cgroup` group: 64 MiB of memory, 64 tasks.
+const CG_MEMORY: u64 = 64 << 20;
+const CG_PIDS: u64 = 64;
+
+fn cgroup_spec(name: &str) -> CgroupSpec {
+    let mut spec = CgroupSpec::new(name);
+    spec.resources.memory = Some(Memory { max: Some(CG_MEMORY), ..Memory::default() });
+    spec.resources.pids = Some(Pids { max: Some(CG_PIDS) });
+    spec
+}
+
+/// The limit file of the memory or pids controller in a directory of `version`, and the
+/// value the `cgroup` group writes there.
+fn cgroup_limit(controller: Controller, version: Version) -> (&'static str, String) {
+    match (controller, version) {
+        (Controller::Memory, Version::V1) => ("memory.limit_in_bytes", CG_MEMORY.to_string()),
+        (Controller::Memory, Version::V2) => ("memory.max", CG_MEMORY.to_string()),
+        _ => ("pids.max", CG_PIDS.to_string()),
+    }
+}
+
+/// The C floor for "the same result": one directory `name` below this process's own cgroup
+/// in the hierarchy of memory and in that of pids (one directory if they share it, as on
+/// pure v2), and the two limit files.
+fn cgroup_floor_same_result(h: &Hierarchies, name: &str) -> floor::Cgroup {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut writes = Vec::new();
+    for controller in [Controller::Memory, Controller::Pids] {
+        let location = h.require(controller).expect("memory and pids are available");
+        let dir = location.hierarchy().own_dir().expect("own cgroup visible").join(name);
+        let (file, value) = cgroup_limit(controller, location.version());
+        writes.push((dir.join(file), value));
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    floor::Cgroup::new(&dirs, &writes)
+}
+
+/// The C floor for "the same system calls as nook": every directory nook creates for
+/// `spec` (on a hybrid host also the v2 one), in nook's order, taken from a nook cgroup
+/// created and removed once, and the two limit files.
+fn cgroup_floor_same_as_nook(h: &Hierarchies, spec: &CgroupSpec) -> floor::Cgroup {
+    let cg = Cgroup::create_in(h.clone(), spec).expect("nook create_in");
+    let dirs: Vec<PathBuf> = cg.paths().map(Path::to_owned).collect();
+    let writes = [Controller::Memory, Controller::Pids].map(|controller| {
+        let (dir, version) = cg.dir_of(controller).expect("created with memory and pids");
+        let (file, value) = cgroup_limit(controller, version);
+        (dir.join(file), value)
+    });
+    cg.remove().expect("nook remove");
+    floor::Cgroup::new(&dirs, &writes)
+}
+
+/// Creates `spec` with nook once and checks what the kernel shows: both limits read back,
+/// and no directory is left after `remove`.
+fn check_nook_cgroup(h: &Hierarchies, spec: &CgroupSpec) {
+    let cg = Cgroup::create_in(h.clone(), spec).expect("nook create_in");
+    for controller in [Controller::Memory, Controller::Pids] {
+        let (dir, version) = cg.dir_of(controller).expect("created with memory and pids");
+        let (file, value) = cgroup_limit(controller, version);
+        let read = std::fs::read_to_string(dir.join(file)).expect("read the limit back");
+        assert_eq!(read.trim(), value, "{controller} limit in {}", dir.display());
+    }
+    let paths: Vec<PathBuf> = cg.paths().map(Path::to_owned).collect();
+    cg.remove().expect("nook remove");
+    for p in paths {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
+
+/// Group 4: create a cgroup with memory and pids limits and delete it, below this process's
+/// own cgroup. nook: `Cgroup::create_in` with hierarchies discovered once (cloned per
+/// iteration, as `create_in` takes them by value), then `remove()`; also `Cgroup::create`
+/// (discovery included) and, on a hybrid host, `create_in` with the v2 tree left out of the
+/// hierarchies (the v1 directories only). Baselines: the C floor for the same result (the
+/// memory and pids directories) and for the same system calls as nook (plus the v2
+/// directory nook makes on hybrid hosts for freeze, kill and `CLONE_INTO_CGROUP`).
+fn cgroup(c: &mut Criterion, report: &mut Report) {
+    let h = match Hierarchies::discover() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("cgroup: skipped, no cgroup hierarchies: {e}");
+            return;
+        }
+    };
+    // One name for each side, reused: every iteration removes what it created.
+    let name = nook_testutil::unique_name("cgn");
+    let c_name = nook_testutil::unique_name("cgc");
+    let spec = cgroup_spec(&name);
+    if let Err(e) = Cgroup::create_in(h.clone(), &spec).and_then(Cgroup::remove) {
+        eprintln!("cgroup: skipped, nook cannot create {name} here: {e}");
+        return;
+    }
+    check_nook_cgroup(&h, &spec);
+    let same_result = cgroup_floor_same_result(&h, &c_name);
+    let same_syscalls = cgroup_floor_same_as_nook(&h, &cgroup_spec(&c_name));
+    for floor in [&same_result, &same_syscalls] {
+        expect_exit0("cgroup floor", floor.run());
+        floor.assert_removed();
+    }
+    // On hybrid: the same hierarchies without the v2 tree (as on a pure v1 host), so nook
+    // makes only the v1 directories of memory and pids, as the "same result" floor does.
+    let v1_only = h.v2.is_some()
+        && [Controller::Memory, Controller::Pids]
+            .iter()
+            .all(|&c| h.locate(c).is_some_and(|l| l.version() == Version::V1));
+    let h_v1 = v1_only.then(|| Hierarchies { layout: Layout::V1, v2: None, ..h.clone() });
+
+    let nook_in = || Cgroup::create_in(h.clone(), &spec).and_then(Cgroup::remove).expect("nook create_in + remove");
+    let nook_create = || Cgroup::create(&spec).and_then(Cgroup::remove).expect("nook create + remove");
+    let nook_v1 = |h: &Hierarchies| {
+        Cgroup::create_in(h.clone(), &spec).and_then(Cgroup::remove).expect("nook create_in (v1 only) + remove")
+    };
+    let c_same_result = || expect_exit0("c_same_result", black_box(same_result.run()));
+    let c_same_syscalls = || expect_exit0("c_same_syscalls", black_box(same_syscalls.run()));
+
+    let mut g = slow_group(c, "cgroup");
+    g.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(1));
+    g.bench_function("nook_create_in", |b| b.iter(nook_in));
+    g.bench_function("nook_create", |b| b.iter(nook_create));
+    if let Some(h_v1) = &h_v1 {
+        g.bench_function("nook_create_in_v1_only", |b| b.iter(|| nook_v1(h_v1)));
+    }
+    g.bench_function("c_same_result", |b| b.iter(c_same_result));
+    g.bench_function("c_same_syscalls", |b| b.iter(c_same_syscalls));
+    g.bench_function("hierarchies_discover", |b| b.iter(|| black_box(Hierarchies::discover().expect("discover"))));
+    g.finish();
+    report.singles.push(("cgroup", "hierarchies_discover".into()));
+
+    let r = report;
+    r.pair("cgroup", "create_in + remove vs C, same result", "nook_create_in", "c_same_result");
+    r.interleave(nook_in, c_same_result);
+    r.pair("cgroup", "create_in + remove vs C, same syscalls as nook", "nook_create_in", "c_same_syscalls");
+    r.interleave(nook_in, c_same_syscalls);
+    r.pair("cgroup", "create (discovery included) + remove vs C, same result", "nook_create", "c_same_result");
+    r.interleave(nook_create, c_same_result);
+    if let Some(h_v1) = &h_v1 {
+        r.pair(
+            "cgroup",
+            "create_in without the v2 tree + remove vs C, same result",
+            "nook_create_in_v1_only",
+            "c_same_result",
+        );
+        r.interleave(|| nook_v1(h_v1), c_same_result);
+    }
+    for floor in [&same_result, &same_syscalls] {
+        floor.assert_removed();
+    }
+}
+
+/// The groups of this harness, in the order they run.
+const GROUPS: [&str; 4] = ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup"];
+
+/// criterion's positional arguments (its benchmark filters).
+fn filters() -> Vec<String> {
+    const TAKES_VALUE: [&str; 19] = [
+        "-c",
+        "--color",
+        "-s",
+        "--save-baseline",
+        "-b",
+        "--baseline",
+        "--baseline-lenient",
+        "--format",
+        "--profile-time",
+        "--load-baseline",
+        "--sample-size",
+        "--warm-up-time",
+        "--measurement-time",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--plotting-backend",
+        "--output-format",
+    ];
+    let mut out = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if TAKES_VALUE.contains(&arg.as_str()) {
+            args.next();
+        } else if !arg.starts_with('-') {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+/// Whether to run `group`. A filter that starts with a group's name (`cgroup`,
+/// `^spawn_exec/`, `clone_wait/nook/pid`) selects that group, and then only the groups so
+/// named run: the others' setup, pauses and interleaved ratios are skipped too. Any other
+/// filter, or none, runs every group and leaves the choice to criterion.
+fn selected(group: &str) -> bool {
+    let named: Vec<&str> = filters()
+        .iter()
+        .flat_map(|f| GROUPS.into_iter().filter(move |g| f.trim_start_matches('^').starts_with(g)))
+        .collect();
+    named.is_empty() || named.contains(&group)
+}
+
 /// Where criterion keeps its results (the same rules criterion follows), made absolute
 /// while the working directory is still the package root.
 fn criterion_dir() -> PathBuf {
@@ -569,7 +833,7 @@ fn print_summary(report: &Report, dir: &Path, since: SystemTime) {
 fn main() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: the nook-ns benchmarks create namespaces and need root");
+        eprintln!("skipped: the nook benchmarks create namespaces and cgroups and need root");
         return;
     }
     let since = SystemTime::now();
@@ -580,9 +844,18 @@ fn main() {
         .measurement_time(Duration::from_secs(2))
         .configure_from_args();
     let mut report = Report::default();
-    clone_wait(&mut c, &mut report);
-    setns_roundtrip(&mut c, &mut report);
-    spawn_exec(&mut c, &mut report);
+    if selected("clone_wait") {
+        clone_wait(&mut c, &mut report);
+    }
+    if selected("setns_roundtrip") {
+        setns_roundtrip(&mut c, &mut report);
+    }
+    if selected("spawn_exec") {
+        spawn_exec(&mut c, &mut report);
+    }
+    if selected("cgroup") {
+        cgroup(&mut c, &mut report);
+    }
     c.final_summary();
     if bench_mode() {
         print_summary(&report, &results, since);

@@ -1,5 +1,6 @@
 /*
- * The C floor for the nook-ns benchmarks (benches/main.rs).
+ * The C floor for the nook benchmarks (benches/main.rs): nook-ns (processes, namespaces)
+ * and nook-cgroup (nk_floor_cgroup, at the end).
  *
  * Each function makes the system calls that nook-ns must make for the same result, and
  * nothing else: no sync socket, no error pipe, no pidfd, no plan, no signal-handler reset.
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -188,4 +190,39 @@ long nk_floor_setns_roundtrip(int target_fd, int orig_fd, int nstype) {
     if (setns(target_fd, nstype)) return -errno;
     if (setns(orig_fd, nstype)) return -errno;
     return 0;
+}
+
+static int write_value(const char *path, const char *value) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    size_t len = strlen(value);
+    ssize_t n = write(fd, value, len);
+    int err = errno;
+    close(fd);
+    return n == (ssize_t)len ? 0 : -(n < 0 ? err : EIO);
+}
+
+/*
+ * A cgroup created, limited and deleted with the system calls the kernel needs: mkdir each
+ * of dirs[0..ndirs) in order (each one below an existing cgroup, e.g. below the caller's
+ * own cgroup in one hierarchy), write values[i] to files[i] (full paths; one write each,
+ * as cgroupfs parses each write separately), then rmdir the dirs in reverse order. The
+ * caller picks the lists: one directory per hierarchy of the requested controllers for
+ * "the same result", or every directory nook creates for "the same system calls as nook".
+ * Returns 0 or -errno; on failure what was created is removed again.
+ */
+long nk_floor_cgroup(const char *const *dirs, int ndirs, const char *const *files, const char *const *values,
+                     int nfiles) {
+    int made = 0, err = 0;
+    for (; made < ndirs; made++) {
+        if (mkdir(dirs[made], 0777)) {
+            err = -errno;
+            break;
+        }
+    }
+    for (int i = 0; err == 0 && i < nfiles; i++) err = write_value(files[i], values[i]);
+    while (made > 0) {
+        if (rmdir(dirs[--made]) && err == 0) err = -errno;
+    }
+    return err;
 }

@@ -65,29 +65,39 @@ impl Cgroup {
         let mut cg = Cgroup { hierarchies, dirs: Vec::new(), device_program: None, ancestors: Vec::new(), live: true };
         let result = (|| {
             for dir in plan {
-                // Missing directories above it first (v2 enables controllers in each, top-down).
                 let is_cpuset = dir.version == Version::V1 && dir.controllers.iter().any(|c| c == "cpuset");
-                for ancestor in missing_ancestors(&dir.path) {
-                    create_dir(&ancestor)?;
-                    cg.ancestors.push(ancestor);
-                    if is_cpuset {
-                        apply::init_v1_cpuset(cg.ancestors.last().expect("just pushed"))?;
+                // v2 with controllers to enable (or a leaf to fill) prepares the ancestors
+                // before the directory exists; otherwise, in the common case of an existing
+                // parent, one mkdir is all it takes.
+                let v2_prepare = dir.version == Version::V2
+                    && (spec.leaf_for_parent_processes.is_some()
+                        || !v2_controller_names(&cg.hierarchies, &spec.resources).is_empty());
+                if v2_prepare || !try_create_dir(&dir.path)? {
+                    // Missing directories above it first (v2 enables controllers in each,
+                    // top-down).
+                    for ancestor in missing_ancestors(&dir.path) {
+                        create_dir(&ancestor)?;
+                        cg.ancestors.push(ancestor);
+                        if is_cpuset {
+                            apply::init_v1_cpuset(cg.ancestors.last().expect("just pushed"))?;
+                        }
                     }
-                }
-                if dir.version == Version::V2 {
-                    if let Some(leaf) = &spec.leaf_for_parent_processes {
-                        move_parent_processes_to_leaf(&dir.path, leaf)?;
+                    if dir.version == Version::V2 {
+                        if let Some(leaf) = &spec.leaf_for_parent_processes {
+                            move_parent_processes_to_leaf(&dir.path, leaf)?;
+                        }
+                        enable_v2_controllers(&cg.hierarchies, &dir.path, &spec.resources)?;
                     }
-                    enable_v2_controllers(&cg.hierarchies, &dir.path, &spec.resources)?;
+                    create_dir(&dir.path)?;
                 }
-                create_dir(&dir.path)?;
                 cg.dirs.push(dir);
                 if is_cpuset {
                     let d = cg.dirs.last().expect("just pushed");
                     apply::init_v1_cpuset(&d.path)?;
                 }
             }
-            cg.update(&spec.resources)
+            // Validated above (`update` would validate again).
+            apply::apply(&mut cg, &spec.resources)
         })();
         match result {
             Ok(()) => Ok(cg),
@@ -254,13 +264,7 @@ impl Cgroup {
     /// on EBUSY while processes exit). Reports every failure.
     pub fn remove(mut self) -> Result<()> {
         self.live = false;
-        let killed = self.kill_all();
-        let removed = self.remove_dirs();
-        match (killed, removed) {
-            (_, Err(e)) => Err(e),
-            (Err(e), Ok(())) => Err(e),
-            (Ok(()), Ok(())) => Ok(()),
-        }
+        self.teardown()
     }
 
     /// Gives up ownership: the directories stay after the handle is gone. Returns them.
@@ -268,6 +272,30 @@ impl Cgroup {
         self.live = false;
         self.device_program.take();
         self.dirs.iter().map(|d| d.path.clone()).collect()
+    }
+
+    /// [`Cgroup::remove`] and drop: kill what is inside, remove every directory.
+    fn teardown(&mut self) -> Result<()> {
+        // The device program goes with the v2 directory; close our fd first.
+        self.device_program.take();
+        // Fast path: the kernel removes an empty cgroup without children with one rmdir,
+        // and refuses (EBUSY) while it holds processes or child cgroups. So try that first,
+        // last directory first as below, and kill and walk the trees only for what is left.
+        while let Some(d) = self.dirs.last() {
+            match fs::remove_dir(&d.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => break,
+            }
+            self.dirs.pop();
+        }
+        let killed = if self.dirs.is_empty() { Ok(()) } else { self.kill_all() };
+        let removed = self.remove_dirs();
+        match (killed, removed) {
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(())) => Err(e),
+            (Ok(()), Ok(())) => Ok(()),
+        }
     }
 
     fn remove_dirs(&mut self) -> Result<()> {
@@ -295,8 +323,7 @@ impl Cgroup {
 impl Drop for Cgroup {
     fn drop(&mut self) {
         if self.live {
-            let _ = self.kill_all();
-            let _ = self.remove_dirs();
+            let _ = self.teardown();
         }
     }
 }
@@ -416,14 +443,7 @@ fn plan_dir_of<'a>(h: &Hierarchies, plan: &'a [Dir], c: Controller) -> Option<(&
 /// the new cgroup's parent, the v2 controllers the resources need.
 fn enable_v2_controllers(h: &Hierarchies, dir: &Path, r: &Resources) -> Result<()> {
     let Some(v2) = &h.v2 else { return Ok(()) };
-    let mut names: Vec<&'static str> = Vec::new();
-    for c in requested(r) {
-        if let (Some(Location::V2(_)), V2Support::Enabled(name)) = (h.locate(c), c.v2()) {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
+    let names = v2_controller_names(h, r);
     if names.is_empty() {
         return Ok(());
     }
@@ -474,6 +494,30 @@ fn move_parent_processes_to_leaf(dir: &Path, leaf: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The v2 controllers (`subtree_control` names) the resources need.
+fn v2_controller_names(h: &Hierarchies, r: &Resources) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for c in requested(r) {
+        if let (Some(Location::V2(_)), V2Support::Enabled(name)) = (h.locate(c), c.v2()) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+/// One `mkdir`: `Ok(false)` when the parent does not exist (the caller then creates the
+/// ancestors); an existing directory counts as created, as with [`create_dir`].
+fn try_create_dir(path: &Path) -> Result<bool> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(true),
+        Err(e) => Err(Error::io("mkdir", path, e)),
+    }
 }
 
 /// The ancestors of `path` that do not exist yet, top-down.
