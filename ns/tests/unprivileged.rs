@@ -79,16 +79,31 @@ fn unprivileged_multi_range_maps_use_newuidmap() {
     let dir = TempDir::new("subid").expect("temp dir");
     std::fs::write(dir.join("subuid"), "nobody:200000:1000\n").unwrap();
     std::fs::write(dir.join("subgid"), "nobody:200000:1000\n").unwrap();
-    for f in ["/etc/subuid", "/etc/subgid"] {
-        if !Path::new(f).exists() {
-            std::fs::write(f, "").unwrap_or_else(|e| panic!("cannot create {f}: {e}"));
-        }
-    }
+    // The bind targets must exist; create empty ones only where missing, and remove those
+    // again afterwards (also on panic).
+    let _created = CreatedFiles(
+        ["/etc/subuid", "/etc/subgid"]
+            .into_iter()
+            .filter(|f| !Path::new(f).exists())
+            .inspect(|f| std::fs::write(f, "").unwrap_or_else(|e| panic!("cannot create {f}: {e}")))
+            .collect(),
+    );
     run_as_nobody(ME, |cmd| {
         cmd.unshare(Namespace::Mount)
             .mount(MountStep::bind(dir.join("subuid"), "/etc/subuid"))
             .mount(MountStep::bind(dir.join("subgid"), "/etc/subgid"));
     });
+}
+
+/// Files this test created on the host, removed on drop.
+struct CreatedFiles(Vec<&'static str>);
+
+impl Drop for CreatedFiles {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
 }
 
 fn multi_range_as_nobody(me: &str) {
