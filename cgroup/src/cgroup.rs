@@ -33,7 +33,9 @@ pub(crate) struct Dir {
 /// let mut spec = CgroupSpec::new("nk-doc");
 /// spec.resources.pids = Some(Pids { max: Some(32) });
 /// let cg = Cgroup::create(&spec)?;
-/// cg.add_pid(std::process::id())?;
+/// let worker = std::process::Command::new("sleep").arg("60").spawn().expect("spawn");
+/// cg.add_pid(worker.id())?;
+/// // Dropping `cg` (or `cg.remove()`) kills the worker: never put the calling process in it.
 /// # Ok::<(), nook_cgroup::Error>(())
 /// ```
 #[derive(Debug)]
