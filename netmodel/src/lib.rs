@@ -1,1 +1,6 @@
-//! The Container Network Model (sandbox, endpoint, network) for nook. Not implemented yet: see the `nook-netmodel` issue.
+//! nook-netmodel (in progress).
+
+pub mod files;
+pub mod firewall;
+pub mod ipam;
+pub mod netlink;
