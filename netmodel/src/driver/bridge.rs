@@ -1,0 +1,175 @@
+//! The bridge driver: a Linux bridge in the host namespace carrying the gateway addresses,
+//! veth pairs for endpoints, NAT and published ports through the firewall backend.
+
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use nook_ns::NsFd;
+
+use super::{EndpointConfig, EndpointLink, NetworkDriver};
+use crate::error::{Error, Result};
+use crate::firewall::{NetworkRules, PortRule};
+use crate::host::Host;
+use crate::netlink::{LinkKind, NewLink};
+use crate::spec::NetworkSpec;
+
+/// `docker network create --driver bridge`.
+///
+/// Setup: one `RTM_NEWLINK` creating the bridge up with its MTU, the gateway address of every
+/// subnet on it, then the firewall's chains for the network (masquerade of its subnets and
+/// forwarding, unless `internal`; the backend enables `ip_forward`).
+///
+/// Connect: one `RTM_NEWLINK` creating a veth pair whose host end (`nk` + 12 hex digits) is
+/// attached to the bridge, up, with the MTU, and whose peer is created directly inside the
+/// sandbox under its final name (`IFLA_NET_NS_FD` on the peer) — no move, no rename.
+#[derive(Debug, Default)]
+pub struct BridgeDriver {
+    /// The bridge's index once known (0: not yet).
+    index: AtomicU32,
+}
+
+impl BridgeDriver {
+    /// A driver for one network.
+    pub fn new() -> BridgeDriver {
+        BridgeDriver::default()
+    }
+
+    fn bridge_name<'s>(&self, spec: &'s NetworkSpec) -> Result<&'s str> {
+        spec.bridge_ifname()
+            .ok_or_else(|| Error::invalid("bridge", &spec.name, "the bridge driver needs a resolved bridge name"))
+    }
+
+    /// The bridge's index: cached, else looked up by name.
+    fn bridge_index(&self, host: &Host, spec: &NetworkSpec) -> Result<Option<u32>> {
+        let cached = self.index.load(Ordering::Relaxed);
+        if cached != 0 {
+            return Ok(Some(cached));
+        }
+        let name = self.bridge_name(spec)?;
+        let found = host.netlink().link(name)?.map(|l| l.index);
+        if let Some(i) = found {
+            self.index.store(i, Ordering::Relaxed);
+        }
+        Ok(found)
+    }
+}
+
+impl NetworkDriver for BridgeDriver {
+    fn name(&self) -> &str {
+        "bridge"
+    }
+
+    fn check_host(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
+        let name = self.bridge_name(spec)?;
+        if host.netlink().link(name)?.is_some() {
+            return Err(Error::LinkExists { network: spec.name.clone(), name: name.to_owned() });
+        }
+        Ok(())
+    }
+
+    fn setup(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
+        let name = self.bridge_name(spec)?;
+        let index = {
+            let mut nl = host.netlink();
+            let mut link = NewLink::new(name, LinkKind::Bridge);
+            link.mtu = spec.mtu;
+            link.up = true;
+            let index = match nl.add_link(&link)? {
+                Some(i) => i,
+                None => nl
+                    .link(name)?
+                    .ok_or_else(|| Error::LinkMissing { driver: "bridge".into(), ifname: name.to_owned() })?
+                    .index,
+            };
+            for gateway in spec.gateway_addresses() {
+                if let Err(e) = nl.add_address(index, gateway) {
+                    let cleanup = nl.delete_link(index).err().map(Error::from).into_iter().collect();
+                    return Err(Error::with_cleanup(e.into(), cleanup));
+                }
+            }
+            index
+        };
+        self.index.store(index, Ordering::Relaxed);
+        let rules = NetworkRules {
+            network: spec.name.clone(),
+            bridge: name.to_owned(),
+            subnets: spec.subnets.iter().map(|p| p.subnet).collect(),
+            internal: spec.internal,
+        };
+        if let Err(e) = host.firewall().setup_network(&rules) {
+            // nft applies a batch atomically: nothing of the network's rules is left.
+            self.index.store(0, Ordering::Relaxed);
+            let cleanup = host.netlink().delete_link(index).err().map(Error::from).into_iter().collect();
+            return Err(Error::with_cleanup(e.into(), cleanup));
+        }
+        Ok(())
+    }
+
+    fn teardown(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
+        let mut errors = Vec::new();
+        if let Err(e) = host.firewall().teardown_network(&spec.name) {
+            errors.push(e.into());
+        }
+        match self.bridge_index(host, spec) {
+            Ok(Some(index)) => {
+                if let Err(e) = host.netlink().delete_link(index) {
+                    if e.errno() != Some(libc::ENODEV) {
+                        errors.push(e.into());
+                    }
+                }
+                self.index.store(0, Ordering::Relaxed);
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+        Error::teardown(format!("bridge of network {}", spec.name), errors)
+    }
+
+    fn connect(
+        &self,
+        host: &Host,
+        spec: &NetworkSpec,
+        sandbox: &NsFd,
+        endpoint: &EndpointConfig,
+    ) -> Result<EndpointLink> {
+        let bridge = self
+            .bridge_index(host, spec)?
+            .ok_or_else(|| Error::LinkMissing { driver: "bridge".into(), ifname: self.bridge_name(spec).unwrap_or("").into() })?;
+        let mut link = NewLink::new(
+            &endpoint.host_ifname,
+            LinkKind::Veth {
+                peer_name: &endpoint.ifname,
+                peer_netns: Some(sandbox.as_fd()),
+                peer_mtu: endpoint.mtu,
+                peer_mac: endpoint.mac,
+            },
+        );
+        link.mtu = endpoint.mtu;
+        link.master = Some(bridge);
+        link.up = true;
+        let index = host.netlink().add_link(&link)?;
+        Ok(EndpointLink::with_host_side(endpoint.host_ifname.clone(), index))
+    }
+
+    fn publishes_ports(&self, spec: &NetworkSpec) -> bool {
+        !spec.internal
+    }
+
+    fn publish(&self, host: &Host, spec: &NetworkSpec, endpoint: &str, ports: &[PortRule]) -> Result<()> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        if spec.internal {
+            return Err(Error::PortsUnsupported {
+                network: spec.name.clone(),
+                driver: "bridge".into(),
+                reason: "an internal network has no way in from outside",
+            });
+        }
+        Ok(host.firewall().add_ports(&spec.name, endpoint, ports)?)
+    }
+
+    fn unpublish(&self, host: &Host, spec: &NetworkSpec, endpoint: &str) -> Result<()> {
+        Ok(host.firewall().remove_ports(&spec.name, endpoint)?)
+    }
+}

@@ -1,0 +1,139 @@
+//! Network drivers: what builds a network on the host and the link of each endpoint.
+//!
+//! Two are built in: [`Driver::Bridge`](crate::Driver::Bridge) ([`BridgeDriver`]) and
+//! [`Driver::Macvlan`](crate::Driver::Macvlan) ([`MacvlanDriver`]). Implement
+//! [`NetworkDriver`] and use [`Driver::Custom`](crate::Driver::Custom) to add your own.
+//!
+//! The model does the common work around a driver: it validates, registers the subnets with
+//! IPAM, allocates addresses, and — once the driver has created the endpoint's link inside
+//! the sandbox — configures addresses, brings the link up and installs the default routes
+//! through the sandbox's own netlink socket. When an endpoint leaves a live sandbox the model
+//! also takes the link away (see [`crate::Sandbox::disconnect`]); when a sandbox ends, its
+//! links die with its namespace. A driver only creates links and host-side objects.
+
+mod bridge;
+mod macvlan;
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nook_ns::NsFd;
+
+pub use bridge::BridgeDriver;
+pub use macvlan::MacvlanDriver;
+
+use crate::error::{Error, Result};
+use crate::firewall::PortRule;
+use crate::host::Host;
+use crate::spec::NetworkSpec;
+
+/// What a driver is given to create one endpoint's link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointConfig {
+    /// The endpoint's id (64 hex digits).
+    pub id: String,
+    /// The name the link must have inside the sandbox (`eth0`, ...).
+    pub ifname: String,
+    /// A free name for a host-side link, if the driver makes one (`nk` + 12 hex digits).
+    pub host_ifname: String,
+    /// The addresses IPAM allocated (with the subnet prefix). The model configures them.
+    pub addresses: Vec<IpNet>,
+    /// The gateways of those addresses' subnets, in the same order.
+    pub gateways: Vec<IpAddr>,
+    /// MAC address for the sandbox-side link (`None`: random).
+    pub mac: Option<[u8; 6]>,
+    /// MTU for the links (`None`: the kernel's default).
+    pub mtu: Option<u32>,
+}
+
+/// What a driver created for an endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndpointLink {
+    /// The host-side link's name, if there is one (the bridge end of a veth pair).
+    pub host_ifname: Option<String>,
+    /// Its index in the host namespace.
+    pub host_index: Option<u32>,
+}
+
+impl EndpointLink {
+    /// A link with a host side.
+    pub fn with_host_side(name: impl Into<String>, index: Option<u32>) -> EndpointLink {
+        EndpointLink { host_ifname: Some(name.into()), host_index: index }
+    }
+
+    /// A link that lives only in the sandbox (macvlan, ...).
+    pub fn sandbox_only() -> EndpointLink {
+        EndpointLink::default()
+    }
+}
+
+/// A network driver.
+///
+/// Every method gets the network's *resolved* spec (the one
+/// [`Network::spec`](crate::Network::spec) returns: gateways filled in, bridge named).
+/// Methods may be called from several threads at once, for different endpoints.
+pub trait NetworkDriver: Send + Sync + fmt::Debug {
+    /// A short name for messages (`"bridge"`, `"macvlan"`, ...).
+    fn name(&self) -> &str;
+
+    /// Pure checks of the spec, beyond the generic ones (run by [`NetworkSpec::validate`]).
+    fn validate(&self, spec: &NetworkSpec) -> Result<()> {
+        let _ = spec;
+        Ok(())
+    }
+
+    /// Read-only checks against the host, before anything is changed (a parent link exists,
+    /// a bridge name is free, ...).
+    fn check_host(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
+        let _ = (host, spec);
+        Ok(())
+    }
+
+    /// Builds the network on the host. On failure it must leave nothing behind.
+    fn setup(&self, host: &Host, spec: &NetworkSpec) -> Result<()>;
+
+    /// Removes what [`NetworkDriver::setup`] built; keeps going on errors and reports them all.
+    fn teardown(&self, host: &Host, spec: &NetworkSpec) -> Result<()>;
+
+    /// Creates the endpoint's link inside `sandbox` (a network namespace), named
+    /// `endpoint.ifname`, left down and without addresses (the model configures it). On
+    /// failure it must leave nothing behind.
+    fn connect(&self, host: &Host, spec: &NetworkSpec, sandbox: &NsFd, endpoint: &EndpointConfig)
+    -> Result<EndpointLink>;
+
+    /// Removes host-side state of an endpoint other than its link (the link itself is taken
+    /// care of by the model). Default: nothing.
+    fn disconnect(&self, host: &Host, spec: &NetworkSpec, endpoint: &EndpointConfig, link: &EndpointLink) -> Result<()> {
+        let _ = (host, spec, endpoint, link);
+        Ok(())
+    }
+
+    /// Publishes ports of an endpoint. Default: refuses any port.
+    fn publish(&self, host: &Host, spec: &NetworkSpec, endpoint: &str, ports: &[PortRule]) -> Result<()> {
+        let _ = (host, endpoint);
+        if ports.is_empty() {
+            return Ok(());
+        }
+        Err(Error::PortsUnsupported {
+            network: spec.name.clone(),
+            driver: self.name().to_owned(),
+            reason: "the driver does not publish ports",
+        })
+    }
+
+    /// Whether [`NetworkDriver::publish`] can publish ports on this network (checked before
+    /// anything is changed). Default: no.
+    fn publishes_ports(&self, spec: &NetworkSpec) -> bool {
+        let _ = spec;
+        false
+    }
+
+    /// Removes the ports published for `endpoint`. Default: nothing.
+    fn unpublish(&self, host: &Host, spec: &NetworkSpec, endpoint: &str) -> Result<()> {
+        let _ = (host, spec, endpoint);
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+//! [`Host`]: the host side of the model — the network namespace where bridges, nftables rules
+//! and `ip_forward` live, the IPAM state directory, and the firewall backend.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use nook_ns::{Namespace, NsFd};
+
+use crate::error::{Error, Result};
+use crate::firewall::{FirewallBackend, Nftables, PortMapping, Protocol};
+use crate::ipam::{DEFAULT_STATE_DIR, Ipam};
+use crate::netlink::Netlink;
+
+/// The host side of the network model.
+///
+/// Cheap to clone (shared); `Send + Sync`. Networks and sandboxes keep a clone.
+///
+/// ```no_run
+/// use nook_netmodel::Host;
+///
+/// // The caller's network namespace, IPAM state in /run/nook/ipam, nftables.
+/// let host = Host::current()?;
+/// # Ok::<(), nook_netmodel::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Host {
+    inner: Arc<HostInner>,
+}
+
+#[derive(Debug)]
+struct HostInner {
+    netns: NsFd,
+    ipam: Ipam,
+    firewall: Arc<dyn FirewallBackend>,
+    netlink: Mutex<Netlink>,
+    /// Host ports published by this process: `(protocol, host_ip, port)`.
+    ports: Mutex<HashSet<(Protocol, Option<IpAddr>, u16)>>,
+}
+
+/// Builds a [`Host`]: which namespace plays the host, where IPAM keeps its state, which
+/// firewall backend to use.
+#[derive(Debug, Clone)]
+pub struct HostBuilder<'a> {
+    netns: Option<&'a NsFd>,
+    ipam_dir: PathBuf,
+    firewall: Option<Arc<dyn FirewallBackend>>,
+}
+
+impl Default for HostBuilder<'_> {
+    fn default() -> Self {
+        HostBuilder { netns: None, ipam_dir: PathBuf::from(DEFAULT_STATE_DIR), firewall: None }
+    }
+}
+
+impl<'a> HostBuilder<'a> {
+    /// The defaults: the calling thread's network namespace, [`DEFAULT_STATE_DIR`], nftables.
+    pub fn new() -> Self {
+        HostBuilder::default()
+    }
+
+    /// Use this network namespace as the host (it is duplicated; the caller keeps its own).
+    pub fn netns(&mut self, netns: &'a NsFd) -> &mut Self {
+        self.netns = Some(netns);
+        self
+    }
+
+    /// Keep IPAM state in `dir` (shared, locked, by every process using the same dir).
+    pub fn ipam_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
+        self.ipam_dir = dir.as_ref().to_owned();
+        self
+    }
+
+    /// Use this firewall backend instead of nftables.
+    pub fn firewall(&mut self, backend: Arc<dyn FirewallBackend>) -> &mut Self {
+        self.firewall = Some(backend);
+        self
+    }
+
+    /// Opens the namespace, a netlink socket in it, the IPAM state and the firewall backend.
+    pub fn build(&self) -> Result<Host> {
+        let netns = match self.netns {
+            Some(ns) => ns.try_clone()?,
+            None => NsFd::current(Namespace::Net)?,
+        };
+        if netns.kind() != Namespace::Net {
+            return Err(Error::invalid("netns", format!("{:?}", netns.kind()), "not a network namespace"));
+        }
+        let ipam = Ipam::open(&self.ipam_dir)?;
+        let firewall: Arc<dyn FirewallBackend> = match &self.firewall {
+            Some(f) => Arc::clone(f),
+            None => Arc::new(Nftables::new(Some(&netns))?),
+        };
+        let netlink = Netlink::open_in(&netns)?;
+        Ok(Host {
+            inner: Arc::new(HostInner {
+                netns,
+                ipam,
+                firewall,
+                netlink: Mutex::new(netlink),
+                ports: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+}
+
+impl Host {
+    /// The calling thread's network namespace, IPAM state in [`DEFAULT_STATE_DIR`], nftables.
+    pub fn current() -> Result<Host> {
+        HostBuilder::new().build()
+    }
+
+    /// A builder (see [`HostBuilder`]).
+    pub fn builder<'a>() -> HostBuilder<'a> {
+        HostBuilder::new()
+    }
+
+    /// The host network namespace.
+    pub fn netns(&self) -> &NsFd {
+        &self.inner.netns
+    }
+
+    /// The IPAM state.
+    pub fn ipam(&self) -> &Ipam {
+        &self.inner.ipam
+    }
+
+    /// The firewall backend.
+    pub fn firewall(&self) -> &dyn FirewallBackend {
+        &*self.inner.firewall
+    }
+
+    /// The netlink socket in the host namespace (locked for the guard's lifetime: keep it
+    /// short, never hold it across another `Host` call).
+    pub fn netlink(&self) -> MutexGuard<'_, Netlink> {
+        self.inner.netlink.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reserves the host side of `ports` for this process, all or none.
+    pub(crate) fn reserve_ports(&self, ports: &[PortMapping]) -> Result<()> {
+        let mut used = self.inner.ports.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut taken: Vec<(Protocol, Option<IpAddr>, u16)> = Vec::new();
+        for p in ports {
+            let key = (p.protocol, p.host_ip, p.host_port);
+            if taken.iter().chain(used.iter()).any(|k| ports_clash(k, &key)) {
+                return Err(Error::PortInUse { protocol: p.protocol, host_ip: p.host_ip, host_port: p.host_port });
+            }
+            taken.push(key);
+        }
+        used.extend(taken);
+        Ok(())
+    }
+
+    /// Releases what [`Host::reserve_ports`] reserved.
+    pub(crate) fn release_ports(&self, ports: &[PortMapping]) {
+        let mut used = self.inner.ports.lock().unwrap_or_else(PoisonError::into_inner);
+        for p in ports {
+            used.remove(&(p.protocol, p.host_ip, p.host_port));
+        }
+    }
+}
+
+/// Two host-side ports clash when protocol and port are equal and the addresses overlap
+/// (equal, or either is "every address").
+fn ports_clash(a: &(Protocol, Option<IpAddr>, u16), b: &(Protocol, Option<IpAddr>, u16)) -> bool {
+    a.0 == b.0 && a.2 == b.2 && (a.1.is_none() || b.1.is_none() || a.1 == b.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Host>();
+    }
+
+    #[test]
+    fn clashes() {
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        assert!(ports_clash(&(Protocol::Tcp, None, 80), &(Protocol::Tcp, Some(ip), 80)));
+        assert!(ports_clash(&(Protocol::Tcp, Some(ip), 80), &(Protocol::Tcp, Some(ip), 80)));
+        assert!(!ports_clash(&(Protocol::Tcp, Some(other), 80), &(Protocol::Tcp, Some(ip), 80)));
+        assert!(!ports_clash(&(Protocol::Udp, None, 80), &(Protocol::Tcp, None, 80)));
+        assert!(!ports_clash(&(Protocol::Tcp, None, 81), &(Protocol::Tcp, None, 80)));
+    }
+}

@@ -1,0 +1,211 @@
+//! [`Network`]: a group of endpoints that can talk to each other directly, built by a driver.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::driver::{BridgeDriver, MacvlanDriver, NetworkDriver};
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::spec::{Driver, NetworkSpec};
+use crate::util::{pool_gateway, random_hex};
+
+/// One endpoint of a network, as the network knows it (for `/etc/hosts` of its peers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NetworkEndpoint {
+    /// The endpoint's id.
+    pub id: String,
+    /// The name of the sandbox it belongs to (its host name).
+    pub sandbox: String,
+    /// Its addresses.
+    pub addresses: Vec<IpAddr>,
+    /// Extra names it answers to on this network.
+    pub aliases: Vec<String>,
+}
+
+/// A network: built on the host by its driver, its subnets registered with IPAM.
+///
+/// Endpoints keep the network alive: dropping the `Network` (or a refused
+/// [`Network::remove`]) while sandboxes are connected leaves it working for them, and it is
+/// torn down when the last endpoint leaves. Teardown order: firewall rules, then the
+/// driver's links (the bridge), then the IPAM registration.
+#[derive(Debug)]
+pub struct Network {
+    inner: Arc<NetworkInner>,
+}
+
+#[derive(Debug)]
+struct NetworkInner {
+    id: String,
+    spec: NetworkSpec,
+    host: Host,
+    driver: Arc<dyn NetworkDriver>,
+    endpoints: Mutex<Vec<NetworkEndpoint>>,
+    torn_down: AtomicBool,
+}
+
+impl Network {
+    /// Creates a network.
+    ///
+    /// Everything is checked before anything changes: the spec ([`NetworkSpec::validate`]),
+    /// the host (parent link exists, bridge name free), then the subnets are registered with
+    /// IPAM (which refuses bad CIDRs, gateways and overlaps with other networks). Only then
+    /// does the driver build the network; if that fails, the IPAM registration is undone and
+    /// the error carries the cause and any cleanup failure.
+    pub fn create(host: &Host, spec: &NetworkSpec) -> Result<Network> {
+        spec.validate()?;
+        let id = random_hex(64);
+        let spec = resolve(spec, &id);
+        let driver: Arc<dyn NetworkDriver> = match &spec.driver {
+            Driver::Bridge { .. } => Arc::new(BridgeDriver::new()),
+            Driver::Macvlan { .. } => Arc::new(MacvlanDriver::new()),
+            Driver::Custom(d) => Arc::clone(d),
+        };
+        driver.check_host(host, &spec)?;
+        host.ipam().add_network(&spec.name, &spec.subnets)?;
+        if let Err(e) = driver.setup(host, &spec) {
+            let cleanup = host.ipam().remove_network(&spec.name).err().map(Error::from).into_iter().collect();
+            return Err(Error::with_cleanup(e, cleanup));
+        }
+        Ok(Network {
+            inner: Arc::new(NetworkInner {
+                id,
+                spec,
+                host: host.clone(),
+                driver,
+                endpoints: Mutex::new(Vec::new()),
+                torn_down: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The network's id (64 hex digits, random).
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.inner.spec.name
+    }
+
+    /// The resolved spec: every gateway filled in, the bridge named.
+    pub fn spec(&self) -> &NetworkSpec {
+        &self.inner.spec
+    }
+
+    /// The bridge's name, for a bridge network.
+    pub fn bridge(&self) -> Option<&str> {
+        self.inner.spec.bridge_ifname()
+    }
+
+    /// The gateway of every subnet.
+    pub fn gateways(&self) -> Vec<IpAddr> {
+        self.inner.spec.subnets.iter().map(pool_gateway).collect()
+    }
+
+    /// The host it lives on.
+    pub fn host(&self) -> &Host {
+        &self.inner.host
+    }
+
+    /// Its driver.
+    pub fn driver(&self) -> &dyn NetworkDriver {
+        &*self.inner.driver
+    }
+
+    /// The endpoints attached now (from this process).
+    pub fn endpoints(&self) -> Vec<NetworkEndpoint> {
+        self.inner.endpoints().clone()
+    }
+
+    /// Removes the network: firewall rules, the driver's links, the IPAM registration; every
+    /// step is attempted and every failure reported.
+    ///
+    /// Refused with [`Error::NetworkInUse`] while endpoints are attached; the network then
+    /// stays up for them and is torn down (best effort) when the last one leaves.
+    pub fn remove(self) -> Result<()> {
+        {
+            let endpoints = self.inner.endpoints();
+            if !endpoints.is_empty() {
+                return Err(Error::NetworkInUse {
+                    network: self.name().to_owned(),
+                    endpoints: endpoints.iter().map(|e| format!("{}/{}", e.sandbox, &e.id[..12.min(e.id.len())])).collect(),
+                });
+            }
+        }
+        self.inner.teardown()
+    }
+
+    /// Another handle on the same network (for endpoints).
+    pub(crate) fn share(&self) -> Network {
+        Network { inner: Arc::clone(&self.inner) }
+    }
+
+    pub(crate) fn same(&self, other: &Network) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    pub(crate) fn register(&self, endpoint: NetworkEndpoint) {
+        self.inner.endpoints().push(endpoint);
+    }
+
+    pub(crate) fn unregister(&self, id: &str) {
+        self.inner.endpoints().retain(|e| e.id != id);
+    }
+}
+
+impl NetworkInner {
+    fn endpoints(&self) -> MutexGuard<'_, Vec<NetworkEndpoint>> {
+        self.endpoints.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn teardown(&self) -> Result<()> {
+        if self.torn_down.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut errors = Vec::new();
+        if let Err(e) = self.driver.teardown(&self.host, &self.spec) {
+            errors.push(e);
+        }
+        if let Err(e) = self.host.ipam().remove_network(&self.spec.name) {
+            errors.push(e.into());
+        }
+        Error::teardown(format!("network {}", self.spec.name), errors)
+    }
+}
+
+impl Drop for NetworkInner {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
+}
+
+/// The spec as built: gateways filled in, the default bridge name chosen.
+fn resolve(spec: &NetworkSpec, id: &str) -> NetworkSpec {
+    let mut spec = spec.clone();
+    if let Driver::Bridge { bridge: bridge @ None } = &mut spec.driver {
+        *bridge = Some(format!("nk-{}", &id[..12]));
+    }
+    for pool in &mut spec.subnets {
+        pool.gateway = Some(pool_gateway(pool));
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_fills_in() {
+        let mut spec = NetworkSpec::bridge("nk-n");
+        spec.subnet("10.3.0.0/24".parse().unwrap(), None);
+        let r = resolve(&spec, "0123456789abcdef0123");
+        assert_eq!(r.bridge_ifname(), Some("nk-0123456789ab"));
+        assert_eq!(r.subnets[0].gateway, Some("10.3.0.1".parse().unwrap()));
+        spec.bridge_name("nkbr0");
+        assert_eq!(resolve(&spec, "0123456789abcdef").bridge_ifname(), Some("nkbr0"));
+    }
+}

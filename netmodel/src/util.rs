@@ -1,0 +1,151 @@
+//! Small pure helpers: random ids, name checks, gateway computation.
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use crate::error::{Error, Result};
+use crate::ipam::Pool;
+
+/// The longest interface name the kernel accepts (IFNAMSIZ - 1).
+pub const MAX_IFNAME: usize = 15;
+
+/// 64 random bits. `RandomState` is seeded from the OS once per thread and its keys change
+/// with every instance, and SipHash is a keyed PRF, so consecutive values are unpredictable
+/// and distinct in practice. Good enough for names and ids (not for secrets).
+pub(crate) fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish()
+}
+
+/// `n` random hex digits.
+pub(crate) fn random_hex(n: usize) -> String {
+    let mut s = String::with_capacity(n + 16);
+    while s.len() < n {
+        s.push_str(&format!("{:016x}", random_u64()));
+    }
+    s.truncate(n);
+    s
+}
+
+/// Checks an interface name the way the kernel's `dev_valid_name` does.
+pub(crate) fn validate_ifname(field: &'static str, name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "empty"
+    } else if name.len() > MAX_IFNAME {
+        "longer than 15 bytes"
+    } else if name == "." || name == ".." {
+        "`.` and `..` are not interface names"
+    } else if name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0) {
+        "contains `/`, `:`, whitespace or NUL"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid(field, name, reason))
+}
+
+/// Network names: like Docker's (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`), at most 64 bytes (they
+/// become nftables chain names and IPAM state file names).
+pub(crate) fn validate_network_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "empty"
+    } else if name.len() > 64 {
+        "longer than 64 bytes"
+    } else if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        "must start with a letter or digit"
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-') {
+        "only letters, digits, `_`, `.` and `-` are allowed"
+    } else {
+        return Ok(());
+    };
+    Err(Error::invalid("name", name, reason))
+}
+
+/// Host names and aliases (RFC 1123 labels, dots between them, at most 253 bytes).
+pub(crate) fn validate_hostname(field: &'static str, name: &str) -> Result<()> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(Error::invalid(
+            field,
+            name,
+            "not a host name (dot-separated labels of letters, digits, `-`, `_`; at most 253 bytes)",
+        ));
+    }
+    Ok(())
+}
+
+/// The gateway of a pool: as given, else the first host address of the subnet.
+pub(crate) fn pool_gateway(pool: &Pool) -> IpAddr {
+    pool.gateway.unwrap_or_else(|| first_host(&pool.subnet))
+}
+
+/// The subnet's network address + 1.
+pub(crate) fn first_host(net: &IpNet) -> IpAddr {
+    match net.network() {
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a).wrapping_add(1))),
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a).wrapping_add(1))),
+    }
+}
+
+/// Formats a MAC address.
+pub(crate) fn mac_string(mac: &[u8; 6]) -> String {
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_hex_is_hex_and_varies() {
+        let a = random_hex(12);
+        let b = random_hex(12);
+        assert_eq!(a.len(), 12);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+        assert_eq!(random_hex(64).len(), 64);
+    }
+
+    #[test]
+    fn ifnames() {
+        assert!(validate_ifname("ifname", "eth0").is_ok());
+        assert!(validate_ifname("ifname", "nk0123456789abc").is_ok());
+        for bad in ["", "nk0123456789abcd", "a/b", "a b", "a:1", ".", ".."] {
+            assert!(validate_ifname("ifname", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn network_names() {
+        assert!(validate_network_name("nk-net_1.x").is_ok());
+        for bad in ["", "-a", "a/b", "a b", &"a".repeat(65)] {
+            assert!(validate_network_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hostnames() {
+        assert!(validate_hostname("alias", "web").is_ok());
+        assert!(validate_hostname("alias", "db.internal").is_ok());
+        for bad in ["", "-a", "a..b", "a b", "a\nb"] {
+            assert!(validate_hostname("alias", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn gateways() {
+        let pool = Pool { subnet: "10.1.2.0/24".parse().unwrap(), gateway: None };
+        assert_eq!(pool_gateway(&pool), "10.1.2.1".parse::<IpAddr>().unwrap());
+        let pool = Pool { subnet: "fd00:1::/64".parse().unwrap(), gateway: Some("fd00:1::fe".parse().unwrap()) };
+        assert_eq!(pool_gateway(&pool), "fd00:1::fe".parse::<IpAddr>().unwrap());
+        assert_eq!(mac_string(&[2, 0x42, 0, 1, 0xab, 0xff]), "02:42:00:01:ab:ff");
+    }
+}
