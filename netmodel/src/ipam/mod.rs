@@ -1,24 +1,363 @@
 //! IP address management: subnets per network, dynamic and static addresses, persistent and
 //! locked state shared by every process on the host, reclaim of addresses whose owner is gone.
 //!
-//! API CONTRACT (frozen for the other modules; helper B fills the bodies and may add items).
+//! # Model
+//!
+//! A *network* (a name such as `nk-bridge0`) has one or more [`Pool`]s: IPv4 and/or IPv6
+//! subnets, each with a gateway (the first host address unless given). Addresses are handed out
+//! dynamically ([`Request::AnyV4`], [`Request::AnyV6`]) or as requested ([`Request::Static`]) and
+//! each allocation records its [`Owner`]: the process or the persisted network namespace that
+//! uses it.
+//!
+//! Never handed out: the network address (for IPv6 that is the subnet-router anycast address),
+//! the IPv4 broadcast address, and the gateway. A subnet must hold a gateway plus at least one
+//! address, so IPv4 `/31`, `/32` and IPv6 `/127`, `/128` are rejected.
+//!
+//! # Validation first
+//!
+//! Every request is validated before any state is touched, with typed errors ([`IpamError`]):
+//! CIDR text ([`parse_subnet`] rejects host bits, e.g. `10.0.0.1/24`), gateway inside its subnet
+//! and not a reserved address, subnet size, pools overlapping within a network or with another
+//! registered network (the error names both networks and subnets), duplicate or unknown network
+//! names, static addresses outside every pool, reserved or in use, and exhaustion. A failed call
+//! never changes the state directory.
+//!
+//! # State layout
+//!
+//! The state directory ([`DEFAULT_STATE_DIR`], or any directory given to [`Ipam::open`]) holds:
+//!
+//! - `<network>.json`: one file per network, `{"version": 1, "network", "pools": [{"subnet",
+//!   "gateway", "cursor"}], "allocations": [{"address", "owner"}]}`. `cursor` is the last
+//!   address handed out dynamically in that pool.
+//! - `.lock`: an empty file, the store-wide lock.
+//! - `.<network>.json.tmp`: transiently, the next version of a network file.
+//!
+//! Network names are `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most [`MAX_NETWORK_NAME`] bytes, so they are
+//! safe file names.
+//!
+//! # Locking and atomic updates
+//!
+//! Every operation takes `flock(2)` on `<dir>/.lock`: exclusive for anything that writes, shared
+//! for reads, held across the whole read-modify-write. Locks belong to the open file description,
+//! so two processes, or two threads each with their own call, exclude each other: concurrent
+//! processes never hand out the same address. A file is replaced by writing the temporary file in
+//! the same directory, `fsync`ing it, renaming it over the old one and `fsync`ing the directory,
+//! so a crash leaves the old or the new version, never a torn one. A file that does not parse is
+//! reported ([`IpamError::Corrupt`], [`IpamError::InvalidState`], naming the path), never reset.
+//!
+//! # Reclaim (moby#27404)
+//!
+//! Docker's IPAM kept its allocations in the daemon's memory and its store and, after a daemon
+//! restart, could hand out an address still used by a running container (moby#27404). Here the
+//! allocation *is* the persistent record, and an address only comes back when its owner is
+//! verifiably gone:
+//!
+//! - [`Owner::Process`]: `/proc/PID/stat` is absent, or shows a different start time (the pid was
+//!   reused). A zombie still counts as alive until it is reaped.
+//! - [`Owner::Netns`]: the path is no longer a mount of the namespace filesystem (`nsfs`).
+//!
+//! Anything uncertain (an unreadable `/proc` entry, a permission error) counts as alive: an
+//! address is rather kept too long than handed out twice. Every [`Ipam::allocate`] first
+//! reclaims the network's dead owners (so a crashed process's addresses come back, and a
+//! restart never duplicates a live one); [`Ipam::reclaim`] does it on demand.
+//!
+//! Liveness is judged in the caller's view of `/proc` and of mounts: use one state directory
+//! from the host's pid and mount namespaces (where the network namespaces are persisted).
+//!
+//! # Allocation order
+//!
+//! Like Docker, dynamic allocation continues after the last address handed out in the pool
+//! (wrapping around at the end), so a just-released address is not reused at once. The search
+//! skips allocated addresses one by one, so it takes at most (allocated + 2) steps however large
+//! the subnet is (an IPv6 `/64` is never iterated).
 
+mod owner;
+mod state;
+mod store;
+mod validate;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
+use state::NetworkState;
+use store::Store;
+pub use validate::{MAX_NETWORK_NAME, parse_subnet, validate_network_name, validate_pools};
+
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/run/nook/ipam";
+
+/// An IP address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IpFamily {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+impl IpFamily {
+    /// The family of an address.
+    pub fn of(address: IpAddr) -> IpFamily {
+        match address {
+            IpAddr::V4(_) => IpFamily::V4,
+            IpAddr::V6(_) => IpFamily::V6,
+        }
+    }
+}
+
+impl fmt::Display for IpFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IpFamily::V4 => "IPv4",
+            IpFamily::V6 => "IPv6",
+        })
+    }
+}
+
+/// An address of a subnet that is never handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReservedKind {
+    /// The IPv4 network address (all host bits zero).
+    NetworkAddress,
+    /// The IPv4 broadcast address (all host bits one).
+    Broadcast,
+    /// The IPv6 subnet-router anycast address (all host bits zero).
+    SubnetRouterAnycast,
+    /// The subnet's gateway.
+    Gateway,
+}
+
+impl fmt::Display for ReservedKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ReservedKind::NetworkAddress => "network address",
+            ReservedKind::Broadcast => "broadcast address",
+            ReservedKind::SubnetRouterAnycast => "subnet-router anycast address",
+            ReservedKind::Gateway => "gateway",
+        })
+    }
+}
 
 /// An IPAM failure. Validation variants are returned before any state is touched.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IpamError {
-    /// Placeholder: helper B replaces this with the real variants (InvalidCidr,
-    /// GatewayOutsideSubnet, Overlap, Exhausted, AddressInUse, ... , State io errors).
-    #[error("ipam: {0}")]
-    Todo(String),
+    /// The text is not a CIDR subnet (`10.0.0.0/24`, `fd00::/64`).
+    #[error("invalid subnet {text:?}: {source}")]
+    InvalidCidr {
+        /// The text given.
+        text: String,
+        /// Why it does not parse.
+        #[source]
+        source: ipnet::AddrParseError,
+    },
+    /// A subnet has host bits set (`10.0.0.1/24`): ambiguous, so rejected.
+    #[error("invalid subnet {text}: host bits are set (did you mean {subnet}?)")]
+    HostBitsSet {
+        /// The subnet as given.
+        text: String,
+        /// The subnet with the host bits cleared.
+        subnet: IpNet,
+    },
+    /// A network name that is empty, too long, or not `[A-Za-z0-9][A-Za-z0-9_.-]*`.
+    #[error("invalid network name {name:?}: {reason}")]
+    InvalidNetworkName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A network was registered without any pool.
+    #[error("network {network:?}: no pools given")]
+    NoPools {
+        /// The network.
+        network: String,
+    },
+    /// A gateway is not inside its subnet (or of another address family).
+    #[error("network {network:?}: gateway {gateway} is outside subnet {subnet}")]
+    GatewayOutsideSubnet {
+        /// The network.
+        network: String,
+        /// The gateway given.
+        gateway: IpAddr,
+        /// Its pool's subnet.
+        subnet: IpNet,
+    },
+    /// A gateway is the network, broadcast or subnet-router anycast address of its subnet.
+    #[error("network {network:?}: gateway {gateway} is the {kind} of subnet {subnet}")]
+    GatewayReserved {
+        /// The network.
+        network: String,
+        /// The gateway given.
+        gateway: IpAddr,
+        /// Its pool's subnet.
+        subnet: IpNet,
+        /// Which reserved address it is.
+        kind: ReservedKind,
+    },
+    /// A subnet cannot hold a gateway plus one address (IPv4 `/31`, `/32`; IPv6 `/127`, `/128`).
+    #[error("network {network:?}: subnet {subnet} is too small (it must hold a gateway and at least one address)")]
+    SubnetTooSmall {
+        /// The network.
+        network: String,
+        /// The subnet.
+        subnet: IpNet,
+    },
+    /// Two pools given for one network overlap.
+    #[error("network {network:?}: pools {subnet} and {other} overlap")]
+    OverlappingPools {
+        /// The network.
+        network: String,
+        /// One pool's subnet.
+        subnet: IpNet,
+        /// The other pool's subnet.
+        other: IpNet,
+    },
+    /// A pool overlaps a pool of another registered network.
+    #[error("network {network:?}: subnet {subnet} overlaps subnet {other_subnet} of network {other_network:?}")]
+    NetworkOverlap {
+        /// The network being registered.
+        network: String,
+        /// Its subnet.
+        subnet: IpNet,
+        /// The registered network it collides with.
+        other_network: String,
+        /// That network's subnet.
+        other_subnet: IpNet,
+    },
+    /// A network of that name is already registered.
+    #[error("network {network:?} already exists")]
+    NetworkExists {
+        /// The network.
+        network: String,
+    },
+    /// No network of that name is registered.
+    #[error("unknown network {network:?}")]
+    UnknownNetwork {
+        /// The network.
+        network: String,
+    },
+    /// A dynamic request for a family the network has no pool of.
+    #[error("network {network:?} has no {family} pool")]
+    NoPoolForFamily {
+        /// The network.
+        network: String,
+        /// The family requested.
+        family: IpFamily,
+    },
+    /// A static address outside every pool of the network.
+    #[error("network {network:?}: address {address} is outside every pool ({})", list(.subnets))]
+    AddressOutsidePools {
+        /// The network.
+        network: String,
+        /// The address requested.
+        address: IpAddr,
+        /// The network's subnets.
+        subnets: Vec<IpNet>,
+    },
+    /// A static address that is never handed out (network, broadcast, anycast, gateway).
+    #[error("network {network:?}: address {address} is the {kind} of subnet {subnet}")]
+    AddressReserved {
+        /// The network.
+        network: String,
+        /// The address requested.
+        address: IpAddr,
+        /// The pool's subnet.
+        subnet: IpNet,
+        /// Which reserved address it is.
+        kind: ReservedKind,
+    },
+    /// A static address already allocated to a live owner.
+    #[error("network {network:?}: address {address} is in use by {owner}")]
+    AddressInUse {
+        /// The network.
+        network: String,
+        /// The address requested.
+        address: IpAddr,
+        /// Who holds it.
+        owner: Owner,
+    },
+    /// Every address of the family's pools is allocated to a live owner.
+    #[error("network {network:?}: no free {family} address left in {}", list(.subnets))]
+    Exhausted {
+        /// The network.
+        network: String,
+        /// The family requested.
+        family: IpFamily,
+        /// The full subnets.
+        subnets: Vec<IpNet>,
+    },
+    /// A file system operation on the state (or on `/proc`) failed.
+    #[error("ipam: {op} {path}: {source}")]
+    Io {
+        /// The operation (e.g. `"rename"`, `"flock"`).
+        op: &'static str,
+        /// The path it worked on.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A state file is not valid JSON of the expected shape.
+    #[error("ipam state file {path} is corrupt: {source}")]
+    Corrupt {
+        /// The state file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A state file parses but breaks an invariant (a wrong name or version, an invalid pool, an
+    /// allocation outside the pools, a duplicate).
+    #[error("ipam state file {path} is invalid: {source}")]
+    InvalidState {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong, as the validation error it amounts to.
+        #[source]
+        source: Box<IpamError>,
+    },
+    /// A state file has a format version this code does not know.
+    #[error("ipam state file {path} has version {version}, expected {expected}")]
+    UnsupportedVersion {
+        /// The state file.
+        path: PathBuf,
+        /// Its version.
+        version: u32,
+        /// The version this code reads and writes.
+        expected: u32,
+    },
+    /// A state file holds a different network than its name says.
+    #[error("ipam state file {path} holds network {found:?}")]
+    NameMismatch {
+        /// The state file.
+        path: PathBuf,
+        /// The network named inside it.
+        found: String,
+    },
+    /// An allocation appears twice in a state file.
+    #[error("network {network:?}: address {address} is allocated twice")]
+    DuplicateAllocation {
+        /// The network.
+        network: String,
+        /// The address.
+        address: IpAddr,
+    },
+}
+
+fn list(subnets: &[IpNet]) -> String {
+    subnets.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+impl IpamError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> IpamError {
+        IpamError::Io { op, path: path.into(), source }
+    }
 }
 
 /// One subnet of a network.
@@ -30,14 +369,28 @@ pub struct Pool {
     pub gateway: Option<IpAddr>,
 }
 
+impl Pool {
+    /// A pool with the default gateway (the first host address).
+    pub fn new(subnet: IpNet) -> Pool {
+        Pool { subnet, gateway: None }
+    }
+
+    /// A pool with an explicit gateway.
+    pub fn with_gateway(subnet: IpNet, gateway: IpAddr) -> Pool {
+        Pool { subnet, gateway: Some(gateway) }
+    }
+}
+
 /// Who holds an address: the address is reclaimable once the owner is gone.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Owner {
     /// A process (pid plus its start time, so a reused pid is not mistaken for it).
     Process {
         /// Pid.
         pid: u32,
-        /// Start time in clock ticks since boot (`/proc/PID/stat` field 22).
+        /// Start time in clock ticks since boot (`/proc/PID/stat` field 22). `0` means unknown:
+        /// then only the pid is checked.
         start_time: u64,
     },
     /// A persisted network namespace (alive while the nsfs bind mount exists at the path).
@@ -48,14 +401,44 @@ pub enum Owner {
 }
 
 impl Owner {
-    /// The calling process.
+    /// The calling process. If `/proc/self/stat` cannot be read, the start time is `0`
+    /// (unknown), and liveness checks only the pid.
     pub fn current_process() -> Owner {
-        todo!()
+        let pid = std::process::id();
+        let start_time = owner::start_time(Path::new("/proc/self/stat")).unwrap_or(0);
+        Owner::Process { pid, start_time }
     }
 
-    /// Whether the owner still exists.
+    /// Process `pid` (a sandbox's init, for example), with its start time read from
+    /// `/proc/PID/stat`.
+    pub fn process(pid: u32) -> Result<Owner, IpamError> {
+        let path = PathBuf::from(format!("/proc/{pid}/stat"));
+        let start_time = owner::start_time(&path).map_err(|e| IpamError::io("read", path, e))?;
+        Ok(Owner::Process { pid, start_time })
+    }
+
+    /// A persisted network namespace at `path`.
+    pub fn netns(path: impl Into<PathBuf>) -> Owner {
+        Owner::Netns { path: path.into() }
+    }
+
+    /// Whether the owner still exists. Anything uncertain counts as alive (see the module
+    /// docs): a process whose `/proc` entry cannot be read, a namespace path that cannot be
+    /// examined for another reason than its absence.
     pub fn is_alive(&self) -> bool {
-        todo!()
+        match self {
+            Owner::Process { pid, start_time } => owner::process_alive(*pid, *start_time),
+            Owner::Netns { path } => owner::netns_alive(path),
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Process { pid, start_time } => write!(f, "process {pid} (started at tick {start_time})"),
+            Owner::Netns { path } => write!(f, "network namespace {}", path.display()),
+        }
     }
 }
 
@@ -79,17 +462,25 @@ pub struct Allocation {
     pub gateway: IpAddr,
 }
 
-/// Handle on an IPAM state directory.
+/// Handle on an IPAM state directory. Cheap to clone; holds no open file between calls (every
+/// call takes the store lock for its own duration), so handles in many processes can share a
+/// directory.
 #[derive(Debug, Clone)]
 pub struct Ipam {
     dir: PathBuf,
 }
 
 impl Ipam {
-    /// Opens (creating if needed) the state directory.
+    /// Opens (creating if needed, with its parents) the state directory and its lock file.
     pub fn open(dir: impl AsRef<Path>) -> Result<Ipam, IpamError> {
-        let _ = dir.as_ref();
-        todo!()
+        let dir = dir.as_ref().to_path_buf();
+        Store::create(&dir)?;
+        Ok(Ipam { dir })
+    }
+
+    /// Opens [`DEFAULT_STATE_DIR`].
+    pub fn open_default() -> Result<Ipam, IpamError> {
+        Ipam::open(DEFAULT_STATE_DIR)
     }
 
     /// The state directory.
@@ -97,34 +488,135 @@ impl Ipam {
         &self.dir
     }
 
+    fn store(&self) -> Store<'_> {
+        Store::new(&self.dir)
+    }
+
     /// Registers a network with its pools: validated (CIDR, gateway inside, no overlap with
     /// the other pools given nor with any other registered network) before anything is written.
+    /// Pools without a gateway get the first host address.
     pub fn add_network(&self, network: &str, pools: &[Pool]) -> Result<(), IpamError> {
-        let _ = (network, pools);
-        todo!()
+        validate_network_name(network)?;
+        let pools = validate::resolve_pools(network, pools)?;
+        let store = self.store();
+        let _lock = store.lock_exclusive()?;
+        if store.exists(network)? {
+            return Err(IpamError::NetworkExists { network: network.to_owned() });
+        }
+        for other in store.load_all()? {
+            for pool in &pools {
+                if let Some(o) = other.pools.iter().find(|o| validate::overlaps(&pool.subnet, &o.subnet)) {
+                    return Err(IpamError::NetworkOverlap {
+                        network: network.to_owned(),
+                        subnet: pool.subnet,
+                        other_network: other.name.clone(),
+                        other_subnet: o.subnet,
+                    });
+                }
+            }
+        }
+        store.save(&NetworkState::new(network, &pools))
     }
 
     /// Forgets a network and its allocations.
     pub fn remove_network(&self, network: &str) -> Result<(), IpamError> {
-        let _ = network;
-        todo!()
+        validate_network_name(network)?;
+        let store = self.store();
+        let _lock = store.lock_exclusive()?;
+        if store.remove(network)? { Ok(()) } else { Err(IpamError::UnknownNetwork { network: network.to_owned() }) }
     }
 
-    /// Allocates one address.
+    /// Allocates one address to `owner`. First reclaims the network's addresses whose owner is
+    /// gone. Nothing is written when it fails.
     pub fn allocate(&self, network: &str, request: Request, owner: &Owner) -> Result<Allocation, IpamError> {
-        let _ = (network, request, owner);
-        todo!()
+        validate_network_name(network)?;
+        let store = self.store();
+        let _lock = store.lock_exclusive()?;
+        let mut state = store.load(network)?;
+        state.reclaim(Owner::is_alive);
+        let allocation = state.allocate(request, owner)?;
+        store.save(&state)?;
+        Ok(allocation)
     }
 
     /// Releases one address (releasing a free address is not an error).
     pub fn release(&self, network: &str, address: IpAddr) -> Result<(), IpamError> {
-        let _ = (network, address);
-        todo!()
+        validate_network_name(network)?;
+        let store = self.store();
+        let _lock = store.lock_exclusive()?;
+        let mut state = store.load(network)?;
+        if state.release(address) {
+            store.save(&state)?;
+        }
+        Ok(())
     }
 
-    /// The pools of a registered network.
+    /// Releases every address held by `owner` in every network; returns how many.
+    pub fn release_owner(&self, owner: &Owner) -> Result<usize, IpamError> {
+        let store = self.store();
+        let _lock = store.lock_exclusive()?;
+        let mut released = 0;
+        for mut state in store.load_all()? {
+            let n = state.release_owner(owner);
+            if n > 0 {
+                store.save(&state)?;
+                released += n;
+            }
+        }
+        Ok(released)
+    }
+
+    /// Releases the network's addresses whose owner is gone; returns how many.
+    pub fn reclaim(&self, network: &str) -> Result<usize, IpamError> {
+        validate_network_name(network)?;
+        let store = self.store();
+        let _lock = store.lock_exclusive()?;
+        let mut state = store.load(network)?;
+        let n = state.reclaim(Owner::is_alive);
+        if n > 0 {
+            store.save(&state)?;
+        }
+        Ok(n)
+    }
+
+    /// [`Ipam::reclaim`] over every network; returns how many addresses came back.
+    pub fn reclaim_all(&self) -> Result<usize, IpamError> {
+        let store = self.store();
+        let _lock = store.lock_exclusive()?;
+        let mut alive = HashMap::new();
+        let mut total = 0;
+        for mut state in store.load_all()? {
+            let n = state.reclaim_cached(&mut alive, Owner::is_alive);
+            if n > 0 {
+                store.save(&state)?;
+                total += n;
+            }
+        }
+        Ok(total)
+    }
+
+    /// The allocated addresses of a network with their owners, by address.
+    pub fn allocations(&self, network: &str) -> Result<Vec<(IpAddr, Owner)>, IpamError> {
+        validate_network_name(network)?;
+        let store = self.store();
+        let _lock = store.lock_shared()?;
+        let state = store.load(network)?;
+        Ok(state.allocations.into_iter().collect())
+    }
+
+    /// The pools of a registered network, with their gateways resolved.
     pub fn pools(&self, network: &str) -> Result<Vec<Pool>, IpamError> {
-        let _ = network;
-        todo!()
+        validate_network_name(network)?;
+        let store = self.store();
+        let _lock = store.lock_shared()?;
+        let state = store.load(network)?;
+        Ok(state.pools.iter().map(|p| Pool::with_gateway(p.subnet, p.gateway)).collect())
+    }
+
+    /// The registered networks, by name.
+    pub fn networks(&self) -> Result<Vec<String>, IpamError> {
+        let store = self.store();
+        let _lock = store.lock_shared()?;
+        store.list()
     }
 }

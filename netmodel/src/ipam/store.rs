@@ -1,0 +1,150 @@
+//! The state directory: the store-wide `flock`, one JSON file per network, atomic replacement.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::FlockOperation;
+
+use super::IpamError;
+use super::state::NetworkState;
+use super::validate::validate_network_name;
+
+const LOCK_FILE: &str = ".lock";
+const SUFFIX: &str = ".json";
+
+/// The state directory of an [`Ipam`](super::Ipam).
+pub(crate) struct Store<'a> {
+    dir: &'a Path,
+}
+
+/// A held store lock; released when dropped (the file is closed).
+#[derive(Debug)]
+pub(crate) struct Lock {
+    _file: File,
+}
+
+impl<'a> Store<'a> {
+    pub(crate) fn new(dir: &'a Path) -> Store<'a> {
+        Store { dir }
+    }
+
+    /// Creates the directory (and parents) and the lock file.
+    pub(crate) fn create(dir: &Path) -> Result<(), IpamError> {
+        fs::create_dir_all(dir).map_err(|e| IpamError::io("create directory", dir, e))?;
+        Store::new(dir).open_lock_file().map(drop)
+    }
+
+    fn open_lock_file(&self) -> Result<File, IpamError> {
+        let path = self.dir.join(LOCK_FILE);
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| IpamError::io("open", path, e))
+    }
+
+    fn lock(&self, op: FlockOperation) -> Result<Lock, IpamError> {
+        let file = self.open_lock_file()?;
+        loop {
+            match rustix::fs::flock(&file, op) {
+                Ok(()) => return Ok(Lock { _file: file }),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(IpamError::io("flock", self.dir.join(LOCK_FILE), e.into())),
+            }
+        }
+    }
+
+    /// Takes the store lock for reading and writing.
+    pub(crate) fn lock_exclusive(&self) -> Result<Lock, IpamError> {
+        self.lock(FlockOperation::LockExclusive)
+    }
+
+    /// Takes the store lock for reading.
+    pub(crate) fn lock_shared(&self) -> Result<Lock, IpamError> {
+        self.lock(FlockOperation::LockShared)
+    }
+
+    fn path(&self, network: &str) -> PathBuf {
+        self.dir.join(format!("{network}{SUFFIX}"))
+    }
+
+    fn temp_path(&self, network: &str) -> PathBuf {
+        self.dir.join(format!(".{network}{SUFFIX}.tmp"))
+    }
+
+    /// Whether the network's file exists.
+    pub(crate) fn exists(&self, network: &str) -> Result<bool, IpamError> {
+        let path = self.path(network);
+        path.try_exists().map_err(|e| IpamError::io("stat", path, e))
+    }
+
+    /// The registered networks, by name (files `NAME.json` with a valid name).
+    pub(crate) fn list(&self) -> Result<Vec<String>, IpamError> {
+        let entries = fs::read_dir(self.dir).map_err(|e| IpamError::io("read directory", self.dir, e))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| IpamError::io("read directory", self.dir, e))?;
+            let Some(name) = entry.file_name().to_str().and_then(|n| n.strip_suffix(SUFFIX)).map(str::to_owned) else {
+                continue;
+            };
+            if validate_network_name(&name).is_ok() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Loads one network ([`IpamError::UnknownNetwork`] if it has no file).
+    pub(crate) fn load(&self, network: &str) -> Result<NetworkState, IpamError> {
+        let path = self.path(network);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(IpamError::UnknownNetwork { network: network.to_owned() });
+            }
+            Err(e) => return Err(IpamError::io("read", path, e)),
+        };
+        NetworkState::from_json(&path, network, &bytes)
+    }
+
+    /// Loads every network.
+    pub(crate) fn load_all(&self) -> Result<Vec<NetworkState>, IpamError> {
+        self.list()?.iter().map(|n| self.load(n)).collect()
+    }
+
+    /// Replaces the network's file atomically: temp file in the same directory, fsync, rename,
+    /// fsync of the directory.
+    pub(crate) fn save(&self, state: &NetworkState) -> Result<(), IpamError> {
+        let tmp = self.temp_path(&state.name);
+        let path = self.path(&state.name);
+        let written = (|| {
+            let mut f = File::create(&tmp).map_err(|e| IpamError::io("create", &tmp, e))?;
+            f.write_all(&state.to_json()).map_err(|e| IpamError::io("write", &tmp, e))?;
+            f.sync_all().map_err(|e| IpamError::io("fsync", &tmp, e))?;
+            fs::rename(&tmp, &path).map_err(|e| IpamError::io("rename", &tmp, e))
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written?;
+        self.sync_dir()
+    }
+
+    /// Deletes the network's file; whether it existed.
+    pub(crate) fn remove(&self, network: &str) -> Result<bool, IpamError> {
+        let path = self.path(network);
+        match fs::remove_file(&path) {
+            Ok(()) => self.sync_dir().map(|()| true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(IpamError::io("unlink", path, e)),
+        }
+    }
+
+    fn sync_dir(&self) -> Result<(), IpamError> {
+        File::open(self.dir).and_then(|d| d.sync_all()).map_err(|e| IpamError::io("fsync", self.dir, e))
+    }
+}

@@ -1,0 +1,262 @@
+//! Pure validation and address arithmetic: nothing here touches the state directory.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use super::{IpamError, Pool, ReservedKind};
+
+/// Longest network name, in bytes.
+pub const MAX_NETWORK_NAME: usize = 128;
+
+/// Parses a CIDR subnet (`10.0.0.0/24`, `fd00:1::/64`). Rejects text that is not a CIDR
+/// ([`IpamError::InvalidCidr`]) and subnets with host bits set, such as `10.0.0.1/24`
+/// ([`IpamError::HostBitsSet`], which names the subnet that was probably meant).
+pub fn parse_subnet(text: &str) -> Result<IpNet, IpamError> {
+    let net: IpNet = text.trim().parse().map_err(|source| IpamError::InvalidCidr { text: text.to_owned(), source })?;
+    if net.addr() != net.network() {
+        return Err(IpamError::HostBitsSet { text: text.to_owned(), subnet: net.trunc() });
+    }
+    Ok(net)
+}
+
+/// Checks a network name: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most [`MAX_NETWORK_NAME`] bytes (it
+/// names the state file).
+pub fn validate_network_name(name: &str) -> Result<(), IpamError> {
+    let bad = |reason| Err(IpamError::InvalidNetworkName { name: name.to_owned(), reason });
+    let Some(first) = name.bytes().next() else { return bad("it is empty") };
+    if name.len() > MAX_NETWORK_NAME {
+        return bad("it is longer than 128 bytes");
+    }
+    if !first.is_ascii_alphanumeric() {
+        return bad("it must start with a letter or digit");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
+        return bad("only letters, digits, '_', '.' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// Validates the pools of `network` and returns them with every gateway resolved (the first
+/// host address when `None`): at least one pool, no host bits, room for a gateway plus one
+/// address, gateway inside its subnet and not its network, broadcast or anycast address, no two
+/// pools overlapping. Pure: the state directory is not consulted (overlap with other networks
+/// is checked by [`Ipam::add_network`](super::Ipam::add_network)).
+pub fn validate_pools(network: &str, pools: &[Pool]) -> Result<Vec<Pool>, IpamError> {
+    Ok(resolve_pools(network, pools)?.into_iter().map(|p| Pool::with_gateway(p.subnet, p.gateway)).collect())
+}
+
+/// [`validate_pools`], as [`ResolvedPool`]s.
+pub(crate) fn resolve_pools(network: &str, pools: &[Pool]) -> Result<Vec<ResolvedPool>, IpamError> {
+    if pools.is_empty() {
+        return Err(IpamError::NoPools { network: network.to_owned() });
+    }
+    let mut out: Vec<ResolvedPool> = Vec::with_capacity(pools.len());
+    for pool in pools {
+        let resolved = validate_pool(network, pool)?;
+        if let Some(other) = out.iter().find(|o| overlaps(&o.subnet, &resolved.subnet)) {
+            return Err(IpamError::OverlappingPools {
+                network: network.to_owned(),
+                subnet: other.subnet,
+                other: resolved.subnet,
+            });
+        }
+        out.push(resolved);
+    }
+    Ok(out)
+}
+
+/// A validated pool: subnet without host bits, gateway resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResolvedPool {
+    /// The subnet.
+    pub(crate) subnet: IpNet,
+    /// The gateway.
+    pub(crate) gateway: IpAddr,
+}
+
+fn validate_pool(network: &str, pool: &Pool) -> Result<ResolvedPool, IpamError> {
+    let subnet = pool.subnet;
+    if subnet.addr() != subnet.network() {
+        return Err(IpamError::HostBitsSet { text: subnet.to_string(), subnet: subnet.trunc() });
+    }
+    if subnet.max_prefix_len() - subnet.prefix_len() < 2 {
+        return Err(IpamError::SubnetTooSmall { network: network.to_owned(), subnet });
+    }
+    let (first, _) = host_range(&subnet);
+    let gateway = match pool.gateway {
+        Some(g) => g,
+        None => from_u128(&subnet, first),
+    };
+    if !subnet.contains(&gateway) {
+        return Err(IpamError::GatewayOutsideSubnet { network: network.to_owned(), gateway, subnet });
+    }
+    if let Some(kind) = reserved_by_subnet(&subnet, gateway) {
+        return Err(IpamError::GatewayReserved { network: network.to_owned(), gateway, subnet, kind });
+    }
+    Ok(ResolvedPool { subnet, gateway })
+}
+
+/// Whether two subnets share an address (CIDR blocks are nested or disjoint).
+pub(crate) fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// The address as a number (IPv4 in the low 32 bits).
+pub(crate) fn to_u128(address: IpAddr) -> u128 {
+    match address {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The address of `subnet`'s family with value `n` (which must fit the family).
+pub(crate) fn from_u128(subnet: &IpNet, n: u128) -> IpAddr {
+    match subnet {
+        IpNet::V4(_) => IpAddr::V4(Ipv4Addr::from(n as u32)),
+        IpNet::V6(_) => IpAddr::V6(Ipv6Addr::from(n)),
+    }
+}
+
+/// The first and last address that may be handed out (or be the gateway): the subnet minus its
+/// network address and, for IPv4, its broadcast address. Only for subnets that passed
+/// validation (at least 2 host bits).
+pub(crate) fn host_range(subnet: &IpNet) -> (u128, u128) {
+    let first = to_u128(subnet.network()) + 1;
+    let last = match subnet {
+        IpNet::V4(_) => to_u128(subnet.broadcast()) - 1,
+        IpNet::V6(_) => to_u128(subnet.broadcast()),
+    };
+    (first, last)
+}
+
+/// Which address of the subnet itself (not the gateway) `address` is, if reserved.
+pub(crate) fn reserved_by_subnet(subnet: &IpNet, address: IpAddr) -> Option<ReservedKind> {
+    match subnet {
+        IpNet::V4(_) if address == subnet.network() => Some(ReservedKind::NetworkAddress),
+        IpNet::V4(_) if address == subnet.broadcast() => Some(ReservedKind::Broadcast),
+        IpNet::V6(_) if address == subnet.network() => Some(ReservedKind::SubnetRouterAnycast),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parse_subnet_accepts_networks() {
+        assert_eq!(parse_subnet("10.0.0.0/24").unwrap(), net("10.0.0.0/24"));
+        assert_eq!(parse_subnet(" fd00:1::/64 ").unwrap(), net("fd00:1::/64"));
+        assert_eq!(parse_subnet("0.0.0.0/0").unwrap(), net("0.0.0.0/0"));
+    }
+
+    #[test]
+    fn parse_subnet_rejects_host_bits_and_garbage() {
+        match parse_subnet("10.0.0.1/24") {
+            Err(e @ IpamError::HostBitsSet { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("10.0.0.1/24") && msg.contains("10.0.0.0/24"), "{msg}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(parse_subnet("fd00::1/64"), Err(IpamError::HostBitsSet { .. })));
+        for bad in ["", "10.0.0.0", "10.0.0.0/33", "10.0.0/24", "fd00::/129", "nk", "10.0.0.0/-1"] {
+            assert!(matches!(parse_subnet(bad), Err(IpamError::InvalidCidr { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn network_names() {
+        for good in ["a", "nk-br0", "net_1.v2", "0"] {
+            validate_network_name(good).unwrap();
+        }
+        let long = "a".repeat(MAX_NETWORK_NAME + 1);
+        for bad in ["", ".lock", "-x", "a/b", "..", "a b", "ä", long.as_str()] {
+            assert!(matches!(validate_network_name(bad), Err(IpamError::InvalidNetworkName { .. })), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pools_resolve_the_default_gateway() {
+        let pools = validate_pools("n", &[Pool::new(net("10.0.0.0/24")), Pool::new(net("fd00::/64"))]).unwrap();
+        assert_eq!(pools[0].gateway, Some(ip("10.0.0.1")));
+        assert_eq!(pools[1].gateway, Some(ip("fd00::1")));
+        let pools = validate_pools("n", &[Pool::with_gateway(net("10.0.0.0/24"), ip("10.0.0.254"))]).unwrap();
+        assert_eq!(pools[0].gateway, Some(ip("10.0.0.254")));
+    }
+
+    #[test]
+    fn pool_errors() {
+        assert!(matches!(validate_pools("n", &[]), Err(IpamError::NoPools { .. })));
+        let host_bits = Pool::new(IpNet::new(ip("10.0.0.1"), 24).unwrap());
+        assert!(matches!(validate_pools("n", &[host_bits]), Err(IpamError::HostBitsSet { .. })));
+        let outside = Pool::with_gateway(net("10.0.0.0/24"), ip("10.0.1.1"));
+        assert!(matches!(validate_pools("n", &[outside]), Err(IpamError::GatewayOutsideSubnet { .. })));
+        let family = Pool::with_gateway(net("10.0.0.0/24"), ip("fd00::1"));
+        assert!(matches!(validate_pools("n", &[family]), Err(IpamError::GatewayOutsideSubnet { .. })));
+        for (gw, kind) in [("10.0.0.0", ReservedKind::NetworkAddress), ("10.0.0.255", ReservedKind::Broadcast)] {
+            let p = Pool::with_gateway(net("10.0.0.0/24"), ip(gw));
+            match validate_pools("n", &[p]) {
+                Err(IpamError::GatewayReserved { kind: k, .. }) => assert_eq!(k, kind),
+                other => panic!("{other:?}"),
+            }
+        }
+        let p = Pool::with_gateway(net("fd00::/64"), ip("fd00::"));
+        assert!(matches!(
+            validate_pools("n", &[p]),
+            Err(IpamError::GatewayReserved { kind: ReservedKind::SubnetRouterAnycast, .. })
+        ));
+        // The last IPv6 address is a host address (no broadcast in IPv6).
+        validate_pools("n", &[Pool::with_gateway(net("fd00::/64"), ip("fd00::ffff:ffff:ffff:ffff"))]).unwrap();
+        for small in ["10.0.0.0/31", "10.0.0.1/32", "fd00::/127", "fd00::/128"] {
+            let p = Pool::new(IpNet::new(net(small).network(), net(small).prefix_len()).unwrap());
+            assert!(matches!(validate_pools("n", &[p]), Err(IpamError::SubnetTooSmall { .. })), "{small}");
+        }
+        validate_pools("n", &[Pool::new(net("10.0.0.0/30"))]).unwrap();
+        validate_pools("n", &[Pool::new(net("fd00::/126"))]).unwrap();
+    }
+
+    #[test]
+    fn overlapping_pools() {
+        let r = validate_pools("n", &[Pool::new(net("10.0.0.0/16")), Pool::new(net("10.0.5.0/24"))]);
+        match r {
+            Err(e @ IpamError::OverlappingPools { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains("10.0.0.0/16") && msg.contains("10.0.5.0/24"), "{msg}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Disjoint pools and pools of different families are fine.
+        validate_pools("n", &[Pool::new(net("10.0.0.0/24")), Pool::new(net("10.0.1.0/24")), Pool::new(net("::/0"))])
+            .unwrap();
+    }
+
+    #[test]
+    fn overlap_is_symmetric_and_family_aware() {
+        assert!(overlaps(&net("10.0.0.0/8"), &net("10.1.2.0/24")));
+        assert!(overlaps(&net("10.1.2.0/24"), &net("10.0.0.0/8")));
+        assert!(overlaps(&net("10.1.2.0/24"), &net("10.1.2.0/24")));
+        assert!(!overlaps(&net("10.1.2.0/24"), &net("10.1.3.0/24")));
+        assert!(!overlaps(&net("0.0.0.0/0"), &net("::/0")));
+    }
+
+    #[test]
+    fn host_ranges() {
+        let s = net("10.0.0.0/30");
+        assert_eq!(host_range(&s), (to_u128(ip("10.0.0.1")), to_u128(ip("10.0.0.2"))));
+        let s = net("fd00::/126");
+        assert_eq!(host_range(&s), (to_u128(ip("fd00::1")), to_u128(ip("fd00::3"))));
+        let s = net("::/0");
+        assert_eq!(host_range(&s), (1, u128::MAX));
+        assert_eq!(from_u128(&net("10.0.0.0/8"), to_u128(ip("10.1.2.3"))), ip("10.1.2.3"));
+    }
+}
