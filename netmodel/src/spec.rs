@@ -11,7 +11,7 @@ use crate::driver::NetworkDriver;
 use crate::error::{Error, Result};
 use crate::ipam::Pool;
 use crate::netlink::MacvlanMode;
-use crate::util::{pool_gateway, validate_ifname, validate_network_name};
+use crate::util::{pool_gateway, validate_ifname};
 
 /// The smallest MTU the kernel accepts for IPv4.
 pub const MIN_MTU: u32 = 68;
@@ -185,28 +185,19 @@ impl NetworkSpec {
     }
 
     /// Checks everything that can be checked without the host: name, link names, subnets
-    /// (host bits, gateway inside and usable, no overlap between them), MTU, and the
-    /// driver's own rules.
+    /// (IPAM's pure checks: host bits, size, gateway inside and usable, no overlap between
+    /// them), MTU, and the driver's own rules.
     pub fn validate(&self) -> Result<()> {
-        validate_network_name(&self.name)?;
+        crate::ipam::validate_network_name(&self.name)?;
         match &self.driver {
             Driver::Bridge { bridge: Some(b) } => validate_ifname("bridge", b)?,
             Driver::Bridge { bridge: None } => {}
             Driver::Macvlan { parent, .. } => validate_ifname("parent", parent)?,
             Driver::Custom(_) => {}
         }
-        if self.subnets.is_empty() && !matches!(self.driver, Driver::Custom(_)) {
-            return Err(Error::invalid(
-                "subnets",
-                "[]",
-                "at least one subnet is required (nook does not pick subnets for you)",
-            ));
-        }
-        for (i, pool) in self.subnets.iter().enumerate() {
-            validate_pool(pool)?;
-            if let Some(other) = self.subnets[..i].iter().find(|o| overlaps(&o.subnet, &pool.subnet)) {
-                return Err(Error::invalid("subnets", pool.subnet, format!("overlaps {}", other.subnet)));
-            }
+        // The built-in drivers need addresses; a custom driver may do without.
+        if !self.subnets.is_empty() || !matches!(self.driver, Driver::Custom(_)) {
+            crate::ipam::validate_pools(&self.name, &self.subnets)?;
         }
         if let Some(mtu) = self.mtu {
             if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
@@ -223,31 +214,6 @@ impl NetworkSpec {
     }
 }
 
-/// Pure checks of one subnet and its gateway.
-fn validate_pool(pool: &Pool) -> Result<()> {
-    let net = pool.subnet;
-    if net.trunc() != net {
-        return Err(Error::invalid("subnets", net, format!("host bits are set (the subnet is {})", net.trunc())));
-    }
-    let max = if net.addr().is_ipv6() { 126 } else { 30 };
-    if net.prefix_len() > max {
-        return Err(Error::invalid("subnets", net, format!("too small: the prefix must be at most /{max}")));
-    }
-    if let Some(gw) = pool.gateway {
-        if !net.contains(&gw) {
-            return Err(Error::invalid("gateway", gw, format!("outside its subnet {net}")));
-        }
-        if gw == net.network() || (gw.is_ipv4() && gw == net.broadcast()) {
-            return Err(Error::invalid("gateway", gw, format!("the network or broadcast address of {net}")));
-        }
-    }
-    Ok(())
-}
-
-fn overlaps(a: &IpNet, b: &IpNet) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +227,7 @@ mod tests {
     fn field_of(e: Error) -> &'static str {
         match e {
             Error::InvalidSpec { field, .. } => field,
+            Error::Ipam(_) => "ipam",
             e => panic!("not InvalidSpec: {e}"),
         }
     }
@@ -280,35 +247,31 @@ mod tests {
     fn invalid_specs() {
         let mut s = bridge();
         s.name = "bad name".into();
-        assert_eq!(field_of(s.validate().unwrap_err()), "name");
+        assert_eq!(field_of(s.validate().unwrap_err()), "ipam");
 
         let mut s = bridge();
         s.bridge_name("a-very-long-bridge-name");
         assert_eq!(field_of(s.validate().unwrap_err()), "bridge");
 
+        // Subnet checks are IPAM's (pure, before anything is written).
         let mut s = bridge();
         s.subnets.clear();
-        assert_eq!(field_of(s.validate().unwrap_err()), "subnets");
-
+        assert_eq!(field_of(s.validate().unwrap_err()), "ipam");
         let mut s = bridge();
         s.subnets[0].subnet = "10.9.0.1/24".parse().unwrap();
-        assert_eq!(field_of(s.validate().unwrap_err()), "subnets");
-
+        assert_eq!(field_of(s.validate().unwrap_err()), "ipam");
         let mut s = bridge();
         s.subnets[0].gateway = Some("10.9.1.1".parse().unwrap());
-        assert_eq!(field_of(s.validate().unwrap_err()), "gateway");
-
+        assert_eq!(field_of(s.validate().unwrap_err()), "ipam");
         let mut s = bridge();
         s.subnets[0].gateway = Some("10.9.0.255".parse().unwrap());
-        assert_eq!(field_of(s.validate().unwrap_err()), "gateway");
-
+        assert_eq!(field_of(s.validate().unwrap_err()), "ipam");
         let mut s = bridge();
         s.subnet("10.9.0.0/16".parse().unwrap(), None);
-        assert_eq!(field_of(s.validate().unwrap_err()), "subnets");
-
+        assert_eq!(field_of(s.validate().unwrap_err()), "ipam");
         let mut s = bridge();
         s.subnet("10.10.0.0/31".parse().unwrap(), None);
-        assert_eq!(field_of(s.validate().unwrap_err()), "subnets");
+        assert_eq!(field_of(s.validate().unwrap_err()), "ipam");
 
         let mut s = bridge();
         s.mtu(67);

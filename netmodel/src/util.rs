@@ -46,23 +46,6 @@ pub(crate) fn validate_ifname(field: &'static str, name: &str) -> Result<()> {
     Err(Error::invalid(field, name, reason))
 }
 
-/// Network names: like Docker's (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`), at most 64 bytes (they
-/// become nftables chain names and IPAM state file names).
-pub(crate) fn validate_network_name(name: &str) -> Result<()> {
-    let reason = if name.is_empty() {
-        "empty"
-    } else if name.len() > 64 {
-        "longer than 64 bytes"
-    } else if !name.as_bytes()[0].is_ascii_alphanumeric() {
-        "must start with a letter or digit"
-    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-') {
-        "only letters, digits, `_`, `.` and `-` are allowed"
-    } else {
-        return Ok(());
-    };
-    Err(Error::invalid("name", name, reason))
-}
-
 /// Host names and aliases (RFC 1123 labels, dots between them, at most 253 bytes).
 pub(crate) fn validate_hostname(field: &'static str, name: &str) -> Result<()> {
     let label_ok = |l: &str| {
@@ -120,14 +103,6 @@ mod tests {
         assert!(validate_ifname("ifname", "nk0123456789abc").is_ok());
         for bad in ["", "nk0123456789abcd", "a/b", "a b", "a:1", ".", ".."] {
             assert!(validate_ifname("ifname", bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn network_names() {
-        assert!(validate_network_name("nk-net_1.x").is_ok());
-        for bad in ["", "-a", "a/b", "a b", &"a".repeat(65)] {
-            assert!(validate_network_name(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -1,0 +1,592 @@
+//! [`Sandbox`]: a network namespace holding endpoints (Docker's "sandbox"), in one of the
+//! modes of `docker run --network=`.
+
+use std::net::IpAddr;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use nook_ns::{NetNs, NsFd};
+
+use crate::driver::{EndpointConfig, EndpointLink};
+use crate::endpoint::{Endpoint, EndpointOptions};
+use crate::error::{Error, Result};
+use crate::firewall::PortRule;
+use crate::ipam::{Owner, Request};
+use crate::mode::NetworkMode;
+use crate::netlink::{Netlink, Route};
+use crate::network::{Network, NetworkEndpoint};
+use crate::util::{random_hex, validate_hostname};
+
+/// The index of `lo` in every network namespace (`LOOPBACK_IFINDEX`).
+const LOOPBACK_INDEX: u32 = 1;
+
+/// What kind of network namespace a sandbox has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SandboxKind {
+    /// Its own network namespace (`--network=none`, or connected to networks).
+    Private,
+    /// The host's network namespace (`--network=host`).
+    Host,
+    /// Another sandbox's network namespace (`--network=container:OTHER`).
+    Container,
+}
+
+impl SandboxKind {
+    fn mode_name(self) -> &'static str {
+        match self {
+            SandboxKind::Private => "private",
+            SandboxKind::Host => "host",
+            SandboxKind::Container => "container",
+        }
+    }
+}
+
+/// A network namespace holding endpoints.
+///
+/// * [`Sandbox::none`]: a new anonymous namespace with only `lo` (up);
+///   [`Sandbox::persisted`] names it like `ip netns add` does, so it can outlive the process.
+///   [`Sandbox::connect`] joins networks.
+/// * [`Sandbox::host`]: the host's namespace; nothing is created.
+/// * [`Sandbox::container`]: another sandbox's namespace, with its endpoints and host name.
+///
+/// Teardown ([`Sandbox::remove`], or best effort on drop): published ports first, then the
+/// addresses go back to IPAM, then the namespace handle is closed (and a persisted name
+/// unmounted). The kernel deletes the endpoint links when the namespace dies, asynchronously,
+/// so teardown does not wait for it (deleting one veth synchronously costs ~17 ms). If
+/// `container:` sandboxes still share the namespace, the owner's links are taken out of it
+/// (see [`Sandbox::disconnect`]) so their addresses cannot linger after being released.
+#[derive(Debug)]
+pub struct Sandbox {
+    shared: Arc<SandboxShared>,
+    kind: SandboxKind,
+    /// The namespace this sandbox created (private kind only).
+    netns: Option<NetNs>,
+    /// Who owns its IPAM allocations.
+    owner: Option<Owner>,
+    done: bool,
+}
+
+/// What a sandbox shares with `container:` sandboxes joined to it.
+#[derive(Debug)]
+struct SandboxShared {
+    name: String,
+    netns: NsFd,
+    netlink: Mutex<Option<Netlink>>,
+    endpoints: Mutex<Vec<EndpointState>>,
+}
+
+#[derive(Debug)]
+struct EndpointState {
+    info: Endpoint,
+    network: Network,
+    config: EndpointConfig,
+    link: EndpointLink,
+    /// Carries the sandbox's default route: `[IPv4, IPv6]`.
+    default_route: [bool; 2],
+}
+
+impl SandboxShared {
+    fn endpoints(&self) -> MutexGuard<'_, Vec<EndpointState>> {
+        self.endpoints.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the sandbox's netlink socket (opened on first use).
+    fn netlink<R>(&self, f: impl FnOnce(&mut Netlink) -> Result<R>) -> Result<R> {
+        let mut guard = self.netlink.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.is_none() {
+            *guard = Some(Netlink::open_in(&self.netns)?);
+        }
+        f(guard.as_mut().expect("opened above"))
+    }
+}
+
+impl Sandbox {
+    /// A sandbox in `mode` (see [`NetworkMode`]); `name` is its host name for the private
+    /// modes (host mode uses the host's, container mode the other sandbox's).
+    pub fn new(name: &str, mode: NetworkMode<'_>) -> Result<Sandbox> {
+        match mode {
+            NetworkMode::None => Sandbox::none(name),
+            NetworkMode::Host(host) => Sandbox::host(host),
+            NetworkMode::Network(network, options) => {
+                let mut sandbox = Sandbox::none(name)?;
+                sandbox.connect(network, options)?;
+                Ok(sandbox)
+            }
+            NetworkMode::Container(other) => Sandbox::container(other),
+        }
+    }
+
+    /// `--network=none`: a new anonymous network namespace with only `lo`, brought up.
+    /// It lives while this handle (or a process inside it) does.
+    pub fn none(name: &str) -> Result<Sandbox> {
+        validate_hostname("name", name)?;
+        Sandbox::private(name, NetNs::new()?, Owner::current_process())
+    }
+
+    /// Like [`Sandbox::none`], but the namespace is persisted as `RUN_DIR/NAME` (a bind mount,
+    /// as `ip netns add` makes under [`nook_ns::NETNS_RUN_DIR`]). Its addresses are owned by
+    /// that path in IPAM, so they stay reserved if the process dies without tearing down (the
+    /// namespace, with its configured links, outlives it) and come back once the name is gone.
+    pub fn persisted(name: &str, run_dir: impl AsRef<Path>) -> Result<Sandbox> {
+        validate_hostname("name", name)?;
+        let netns = NetNs::create_in(run_dir.as_ref(), name)?;
+        let path = netns.path().map(Path::to_owned).unwrap_or_default();
+        Sandbox::private(name, netns, Owner::netns(path))
+    }
+
+    fn private(name: &str, netns: NetNs, owner: Owner) -> Result<Sandbox> {
+        let mut netlink = Netlink::open_in(netns.ns())?;
+        netlink.set_up(LOOPBACK_INDEX)?;
+        let shared = SandboxShared {
+            name: name.to_owned(),
+            netns: netns.ns().try_clone()?,
+            netlink: Mutex::new(Some(netlink)),
+            endpoints: Mutex::new(Vec::new()),
+        };
+        Ok(Sandbox {
+            shared: Arc::new(shared),
+            kind: SandboxKind::Private,
+            netns: Some(netns),
+            owner: Some(owner),
+            done: false,
+        })
+    }
+
+    /// `--network=host`: the host's network namespace itself (nothing is created; no
+    /// endpoints can be added). Its name is the host's host name.
+    pub fn host(host: &crate::Host) -> Result<Sandbox> {
+        let name = host_hostname()?;
+        let shared = SandboxShared {
+            name,
+            netns: host.netns().try_clone()?,
+            netlink: Mutex::new(None),
+            endpoints: Mutex::new(Vec::new()),
+        };
+        Ok(Sandbox { shared: Arc::new(shared), kind: SandboxKind::Host, netns: None, owner: None, done: false })
+    }
+
+    /// `--network=container:OTHER`: shares `other`'s network namespace, endpoints, host
+    /// name and host files. It cannot connect to networks itself (connect `other`).
+    ///
+    /// If `other` is removed first, its endpoints are torn down and their links taken out of
+    /// the namespace; this sandbox keeps the namespace (with `lo`) alive until it is dropped.
+    pub fn container(other: &Sandbox) -> Result<Sandbox> {
+        let kind = if other.kind == SandboxKind::Host { SandboxKind::Host } else { SandboxKind::Container };
+        Ok(Sandbox { shared: Arc::clone(&other.shared), kind, netns: None, owner: None, done: false })
+    }
+
+    /// The sandbox's name (its host name, and its name in its peers' `/etc/hosts`).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The host name processes in the sandbox should have.
+    pub fn hostname(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> SandboxKind {
+        self.kind
+    }
+
+    /// The network namespace (to spawn processes into, or `setns`).
+    pub fn netns(&self) -> &NsFd {
+        &self.shared.netns
+    }
+
+    /// The persisted path of the namespace, if any.
+    pub fn path(&self) -> Option<PathBuf> {
+        self.netns.as_ref().and_then(|n| n.path().map(Path::to_owned))
+    }
+
+    /// Runs `f` inside the sandbox's network namespace, on a dedicated thread (sockets made
+    /// there belong to the sandbox).
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        Ok(nook_ns::run_in(&[&self.shared.netns], f)?)
+    }
+
+    /// Its endpoints (a snapshot).
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.shared.endpoints().iter().map(|e| e.info.clone()).collect()
+    }
+
+    /// Its endpoint on `network`, if connected.
+    pub fn endpoint(&self, network: &Network) -> Option<Endpoint> {
+        self.shared.endpoints().iter().find(|e| e.network.same(network)).map(|e| e.info.clone())
+    }
+
+    fn require_private(&self, operation: &'static str) -> Result<()> {
+        if self.kind == SandboxKind::Private {
+            Ok(())
+        } else {
+            Err(Error::ModeUnsupported { mode: self.kind.mode_name(), operation })
+        }
+    }
+
+    /// Connects the sandbox to `network` (`docker network connect`).
+    ///
+    /// Checked first, with nothing changed: the options against the network, not already
+    /// connected, interface name free, host ports free. Then: addresses from IPAM (static or
+    /// the next free, one per family the network has); the driver creates the link inside the
+    /// sandbox (bridge: one request creating the veth pair, host end on the bridge and up,
+    /// peer created in the sandbox under its final name); on the sandbox's own netlink socket:
+    /// addresses, up, default route through the gateway for each family that has none yet
+    /// (not on internal networks); then published ports. A failure undoes every step already
+    /// done and reports the cause with any cleanup failure.
+    pub fn connect(&mut self, network: &Network, options: &EndpointOptions) -> Result<Endpoint> {
+        self.require_private("connect")?;
+        let spec = network.spec();
+        options.validate_for(spec, network.driver())?;
+        let mut endpoints = self.shared.endpoints();
+        if endpoints.iter().any(|e| e.network.same(network)) {
+            return Err(Error::AlreadyConnected { sandbox: self.shared.name.clone(), network: spec.name.clone() });
+        }
+        let ifname = match &options.ifname {
+            Some(n) => n.clone(),
+            None => (0..).map(|i| format!("eth{i}")).find(|n| !endpoints.iter().any(|e| &e.info.ifname == n)).expect("a free ethN"),
+        };
+        if endpoints.iter().any(|e| e.info.ifname == ifname) {
+            return Err(Error::InterfaceInUse { sandbox: self.shared.name.clone(), ifname });
+        }
+        network.host().reserve_ports(&options.ports)?;
+        let mut progress = Progress::default();
+        let owner = self.owner.as_ref().expect("a private sandbox has an IPAM owner");
+        match self.connect_steps(network, options, ifname, owner, &endpoints, &mut progress) {
+            Ok(state) => {
+                let info = state.info.clone();
+                endpoints.push(state);
+                Ok(info)
+            }
+            Err(cause) => {
+                let cleanup = progress.undo(&self.shared, network, options);
+                Err(Error::with_cleanup(cause, cleanup))
+            }
+        }
+    }
+
+    fn connect_steps(
+        &self,
+        network: &Network,
+        options: &EndpointOptions,
+        ifname: String,
+        owner: &Owner,
+        endpoints: &[EndpointState],
+        progress: &mut Progress,
+    ) -> Result<EndpointState> {
+        let spec = network.spec();
+        let host = network.host();
+        let id = random_hex(64);
+        progress.id = id.clone();
+        let mut allocations = Vec::new();
+        for ipv6 in [false, true] {
+            if !spec.has_family(ipv6) {
+                continue;
+            }
+            let request = match (ipv6, options.ip, options.ip6) {
+                (false, Some(ip), _) => Request::Static(IpAddr::V4(ip)),
+                (true, _, Some(ip)) => Request::Static(IpAddr::V6(ip)),
+                (false, None, _) => Request::AnyV4,
+                (true, _, None) => Request::AnyV6,
+            };
+            let allocation = host.ipam().allocate(&spec.name, request, owner)?;
+            progress.allocated.push(allocation.address.addr());
+            allocations.push(allocation);
+        }
+        let config = EndpointConfig {
+            id: id.clone(),
+            ifname: ifname.clone(),
+            host_ifname: format!("nk{}", random_hex(12)),
+            addresses: allocations.iter().map(|a| a.address).collect(),
+            gateways: allocations.iter().map(|a| a.gateway).collect(),
+            mac: options.mac,
+            mtu: spec.mtu,
+        };
+        let link = network.driver().connect(host, spec, &self.shared.netns, &config)?;
+        progress.link = Some((config.clone(), link.clone()));
+
+        // Configure the sandbox side, on the sandbox's own socket.
+        let mut default_route = [false, false];
+        let (index, mac) = self.shared.netlink(|nl| {
+            let info = nl.link(&ifname)?.ok_or_else(|| Error::LinkMissing {
+                driver: network.driver().name().to_owned(),
+                ifname: ifname.clone(),
+            })?;
+            for address in &config.addresses {
+                nl.add_address(info.index, *address)?;
+            }
+            nl.set_up(info.index)?;
+            if !spec.internal {
+                for (address, gateway) in config.addresses.iter().zip(&config.gateways) {
+                    let family = usize::from(address.addr().is_ipv6());
+                    let taken = endpoints.iter().any(|e| e.default_route[family]) || default_route[family];
+                    if taken {
+                        continue;
+                    }
+                    match add_default_route(nl, info.index, *gateway) {
+                        Ok(true) => default_route[family] = true,
+                        Ok(false) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok((info.index, info.mac))
+        })?;
+
+        // Published ports, for each address of a family the mapping applies to.
+        let rules = port_rules(options, &config.addresses);
+        network.driver().publish(host, spec, &id, &rules)?;
+        progress.published = !rules.is_empty();
+
+        let info = Endpoint {
+            id: id.clone(),
+            network: spec.name.clone(),
+            sandbox: self.shared.name.clone(),
+            ifname,
+            index,
+            host_ifname: link.host_ifname.clone(),
+            addresses: config.addresses.clone(),
+            gateways: config.gateways.clone(),
+            mac,
+            aliases: options.aliases.clone(),
+            ports: options.ports.clone(),
+        };
+        network.register(NetworkEndpoint {
+            id,
+            sandbox: self.shared.name.clone(),
+            addresses: config.addresses.iter().map(|a| a.addr()).collect(),
+            aliases: options.aliases.clone(),
+        });
+        Ok(EndpointState { info, network: network.share(), config, link, default_route })
+    }
+
+    /// Disconnects the sandbox from `network` (`docker network disconnect`): its published
+    /// ports are removed, its link is taken out of the sandbox, its addresses go back to IPAM.
+    /// If it carried the default route, another endpoint's gateway takes over.
+    ///
+    /// The link is not deleted synchronously (that costs the kernel ~17 ms per veth): it is
+    /// moved into a fresh anonymous network namespace that is dropped at once, so the kernel
+    /// deletes it (and the veth's host end) asynchronously when that namespace dies. See the
+    /// crate docs for the measurements behind this choice.
+    pub fn disconnect(&mut self, network: &Network) -> Result<()> {
+        self.require_private("disconnect")?;
+        let mut endpoints = self.shared.endpoints();
+        let Some(i) = endpoints.iter().position(|e| e.network.same(network)) else {
+            return Err(Error::NotConnected { sandbox: self.shared.name.clone(), network: network.name().to_owned() });
+        };
+        let gone = endpoints.remove(i);
+        let mut errors = teardown_endpoint(&self.shared, &gone, true);
+        for family in [0, 1] {
+            if !gone.default_route[family] {
+                continue;
+            }
+            let next = endpoints.iter_mut().find(|e| {
+                !e.network.spec().internal && e.info.addresses.iter().any(|a| usize::from(a.addr().is_ipv6()) == family)
+            });
+            if let Some(next) = next {
+                let gateway = next
+                    .info
+                    .addresses
+                    .iter()
+                    .zip(&next.info.gateways)
+                    .find(|(a, _)| usize::from(a.addr().is_ipv6()) == family)
+                    .map(|(_, g)| *g);
+                if let Some(gateway) = gateway {
+                    let index = next.info.index;
+                    match self.shared.netlink(|nl| add_default_route(nl, index, gateway)) {
+                        Ok(added) => next.default_route[family] = added,
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+        }
+        Error::teardown(format!("endpoint {} of sandbox {}", &gone.info.id[..12], self.shared.name), errors)
+    }
+
+    /// Tears the sandbox down (see the type's docs for the order); every step is attempted
+    /// and every failure reported. For `host` and `container:` sandboxes this only closes
+    /// the handle.
+    pub fn remove(mut self) -> Result<()> {
+        let errors = self.teardown();
+        Error::teardown(format!("sandbox {}", self.shared.name), errors)
+    }
+
+    fn teardown(&mut self) -> Vec<Error> {
+        if std::mem::replace(&mut self.done, true) || self.kind != SandboxKind::Private {
+            return Vec::new();
+        }
+        // Others (container-mode sandboxes) keep the namespace alive: take the links out so
+        // the released addresses do not linger on them.
+        let shared_by_others = Arc::strong_count(&self.shared) > 1;
+        let endpoints = std::mem::take(&mut *self.shared.endpoints());
+        let mut errors = Vec::new();
+        for endpoint in &endpoints {
+            errors.extend(teardown_endpoint(&self.shared, endpoint, shared_by_others));
+        }
+        drop(endpoints);
+        if !shared_by_others {
+            // The socket holds a reference on the namespace.
+            *self.shared.netlink.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+        if let Some(netns) = self.netns.take() {
+            if let Err(e) = netns.remove() {
+                errors.push(e.into());
+            }
+        }
+        errors
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.teardown();
+    }
+}
+
+/// What [`Sandbox::connect`] has done so far, to undo on failure.
+#[derive(Default)]
+struct Progress {
+    id: String,
+    allocated: Vec<IpAddr>,
+    link: Option<(EndpointConfig, EndpointLink)>,
+    published: bool,
+}
+
+impl Progress {
+    fn undo(self, shared: &SandboxShared, network: &Network, options: &EndpointOptions) -> Vec<Error> {
+        let (host, spec, driver) = (network.host(), network.spec(), network.driver());
+        let mut errors = Vec::new();
+        if self.published {
+            if let Err(e) = driver.unpublish(host, spec, &self.id) {
+                errors.push(e);
+            }
+        }
+        if let Some((config, link)) = &self.link {
+            let ifname = &config.ifname;
+            let taken = shared.netlink(|nl| match nl.link(ifname)? {
+                Some(info) => discard_link(nl, info.index),
+                None => Ok(()),
+            });
+            if let Err(e) = taken {
+                errors.push(e);
+            }
+            if let Err(e) = driver.disconnect(host, spec, config, link) {
+                errors.push(e);
+            }
+        }
+        for address in &self.allocated {
+            if let Err(e) = host.ipam().release(&spec.name, *address) {
+                errors.push(e.into());
+            }
+        }
+        host.release_ports(&options.ports);
+        errors
+    }
+}
+
+/// Tears one endpoint down: published ports, the link (only if `take_link`: when the
+/// sandbox's namespace lives on), the addresses, the driver's state, the network's record.
+fn teardown_endpoint(shared: &SandboxShared, endpoint: &EndpointState, take_link: bool) -> Vec<Error> {
+    let network = &endpoint.network;
+    let (host, spec, driver) = (network.host(), network.spec(), network.driver());
+    let mut errors = Vec::new();
+    if !endpoint.info.ports.is_empty() {
+        if let Err(e) = driver.unpublish(host, spec, &endpoint.info.id) {
+            errors.push(e);
+        }
+        host.release_ports(&endpoint.info.ports);
+    }
+    if take_link {
+        if let Err(e) = shared.netlink(|nl| discard_link(nl, endpoint.info.index)) {
+            errors.push(e);
+        }
+    }
+    for address in &endpoint.info.addresses {
+        if let Err(e) = host.ipam().release(&spec.name, address.addr()) {
+            errors.push(e.into());
+        }
+    }
+    if let Err(e) = driver.disconnect(host, spec, &endpoint.config, &endpoint.link) {
+        errors.push(e);
+    }
+    network.unregister(&endpoint.info.id);
+    errors
+}
+
+/// Takes a link out of a live namespace without waiting for its deletion: it is moved into a
+/// fresh anonymous namespace which is then dropped, so the kernel deletes it asynchronously.
+fn discard_link(nl: &mut Netlink, index: u32) -> Result<()> {
+    let grave = NetNs::new()?;
+    match nl.move_to_netns(index, grave.ns().as_fd()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.errno() == Some(libc::ENODEV) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Adds a default route through `gateway` on link `index`; `Ok(false)` if one exists already.
+fn add_default_route(nl: &mut Netlink, index: u32, gateway: IpAddr) -> Result<bool> {
+    let route = Route { destination: None, gateway: Some(gateway), oif: Some(index), ipv6: gateway.is_ipv6() };
+    match nl.add_route(&route) {
+        Ok(()) => Ok(true),
+        Err(e) if e.errno() == Some(libc::EEXIST) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The firewall rules for the published ports: each mapping for each endpoint address of a
+/// family it applies to (a host address of one family only forwards to that family).
+fn port_rules(options: &EndpointOptions, addresses: &[ipnet::IpNet]) -> Vec<PortRule> {
+    let mut rules = Vec::new();
+    for mapping in &options.ports {
+        for address in addresses {
+            let ip = address.addr();
+            if mapping.host_ip.is_some_and(|h| h.is_ipv6() != ip.is_ipv6()) {
+                continue;
+            }
+            rules.push(PortRule { mapping: mapping.clone(), container_ip: ip });
+        }
+    }
+    rules
+}
+
+/// The caller's host name (`/proc/sys/kernel/hostname`: the caller's UTS namespace).
+fn host_hostname() -> Result<String> {
+    let path = "/proc/sys/kernel/hostname";
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end().to_owned())
+        .map_err(|source| Error::HostFile { path: path.into(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::{PortMapping, Protocol};
+
+    #[test]
+    fn rules_per_family() {
+        let addresses: Vec<ipnet::IpNet> = vec!["10.0.0.2/24".parse().unwrap(), "fd00::2/64".parse().unwrap()];
+        let mut o = EndpointOptions::new();
+        o.port(PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: 80, container_port: 8080 });
+        o.port(PortMapping {
+            protocol: Protocol::Udp,
+            host_ip: Some("192.0.2.1".parse().unwrap()),
+            host_port: 53,
+            container_port: 53,
+        });
+        let rules = port_rules(&o, &addresses);
+        let got: Vec<(u16, IpAddr)> = rules.iter().map(|r| (r.mapping.host_port, r.container_ip)).collect();
+        assert_eq!(
+            got,
+            [(80, "10.0.0.2".parse().unwrap()), (80, "fd00::2".parse().unwrap()), (53, "10.0.0.2".parse().unwrap())]
+        );
+    }
+
+    #[test]
+    fn sandbox_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Sandbox>();
+    }
+}
