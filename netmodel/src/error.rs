@@ -146,6 +146,15 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A thread could not be started.
+    #[error("cannot {op}: {source}")]
+    Thread {
+        /// What the thread was for.
+        op: &'static str,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A step failed and undoing what was already done failed too.
     #[error("{cause} (cleanup after the failure also failed: {})", Errors(.cleanup))]
     Cleanup {

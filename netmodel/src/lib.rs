@@ -1,4 +1,112 @@
-//! nook-netmodel (in progress).
+//! nook-netmodel: Docker's Container Network Model as a library — no daemon.
+//!
+//! # The model (CNM)
+//!
+//! * A [`Sandbox`] is a network namespace holding a network stack: interfaces, addresses,
+//!   routes. Processes run "in" a sandbox by joining its namespace ([`Sandbox::netns`]).
+//! * An [`Endpoint`] joins a sandbox to a network: a veth pair (one end on the network's
+//!   bridge, the other in the sandbox) or a macvlan link, plus its addresses and published
+//!   ports. A sandbox may have endpoints on several networks (`eth0`, `eth1`, ...).
+//! * A [`Network`] is a group of endpoints that talk to each other directly: a Linux bridge
+//!   ([`Driver::Bridge`]) or macvlans on a parent link ([`Driver::Macvlan`]), or whatever a
+//!   driver of your own builds ([`NetworkDriver`], [`Driver::Custom`]).
+//! * The [`Host`] is the other side: the namespace where bridges, nftables rules and
+//!   `ip_forward` live (the caller's, or any namespace you give it — tests use a private one),
+//!   the IPAM state directory and the firewall backend.
+//!
+//! # Modes of `docker run --network=`
+//!
+//! | `--network=` | here | namespace |
+//! |---|---|---|
+//! | `none` | [`Sandbox::none`] / [`NetworkMode::None`] | new, only `lo` (up) |
+//! | `bridge`, `NAME` | [`Sandbox::none`] + [`Sandbox::connect`] / [`NetworkMode::Network`] | new, `lo` + `eth0` |
+//! | `host` | [`Sandbox::host`] / [`NetworkMode::Host`] | the host's |
+//! | `container:X` | [`Sandbox::container`] / [`NetworkMode::Container`] | X's, with its endpoints |
+//!
+//! [`NetworkModeName`] parses the text form. A sandbox can also be persisted under a name
+//! ([`Sandbox::persisted`], like `ip netns add`) so its namespace can outlive the process.
+//!
+//! # Where state lives
+//!
+//! * In the kernel: bridges and host-side veth ends in the host namespace; sandbox links,
+//!   addresses and routes in the sandboxes' namespaces; NAT, forwarding and published-port
+//!   rules in one nftables table of the host namespace ([`firewall`]).
+//! * On disk: IPAM only ([`ipam`], default [`ipam::DEFAULT_STATE_DIR`]), shared and locked
+//!   between processes; each address is owned by a process or a persisted namespace, and comes
+//!   back when its owner is gone.
+//! * In the process: which endpoints a network has (for `/etc/hosts` of their peers) and which
+//!   host ports this process published. Networks and sandboxes are owning handles: they are
+//!   torn down by [`Network::remove`] / [`Sandbox::remove`] (which report every failure) or,
+//!   best effort, when dropped.
+//!
+//! # Setup and teardown order
+//!
+//! Everything that can be checked is checked before anything changes: specs and options
+//! ([`NetworkSpec::validate`], [`EndpointOptions::validate_for`]), then read-only checks of
+//! the host (a macvlan parent exists, a bridge name is free), then IPAM's validation of
+//! subnets and addresses. A step that fails later undoes the steps before it, and the error
+//! carries both the cause and any cleanup failure ([`Error::Cleanup`]).
+//!
+//! * Network: IPAM registration → the driver builds it (bridge with gateway addresses and MTU,
+//!   up; firewall chains: masquerade and forwarding unless `internal`). Teardown: firewall
+//!   rules, then the bridge, then the IPAM registration. A network with endpoints refuses
+//!   [`Network::remove`] ([`Error::NetworkInUse`]) and stays up for them.
+//! * Endpoint: addresses from IPAM → one `RTM_NEWLINK` creating the veth pair with its host end
+//!   on the bridge (up, MTU) and its peer created directly inside the sandbox as `eth0` →
+//!   on the sandbox's own netlink socket: addresses, up, default routes → published ports.
+//! * Sandbox teardown: published-port rules, then addresses back to IPAM, then the namespace
+//!   handle is closed (a persisted name unmounted). The kernel deletes the sandbox's links when
+//!   its namespace dies, asynchronously, so teardown returns without waiting for it.
+//!
+//! # Costs (measured on the development machine; noisy)
+//!
+//! Creating a veth pair costs the kernel about 0.5 ms; deleting one costs 17–40 ms, and moving
+//! a link into another namespace costs as much (both wait for RCU grace periods). So nothing on
+//! a teardown path deletes links synchronously: a sandbox's links die with its namespace, and
+//! [`Sandbox::disconnect`] sets the link down at once (its routes go, its addresses become
+//! unreachable) and deletes it on a background thread.
+//!
+//! # Kernel interfaces
+//!
+//! All kernel work is rtnetlink ([`netlink`]), synchronous, through `netlink-packet-route` —
+//! never by running `ip`. Firewall rules go through nftables' JSON interface (`nft -j`, via the
+//! `nftables` crate) behind the [`firewall::FirewallBackend`] trait.
+//!
+//! # Example
+//!
+//! A bridge network, two sandboxes, one of them publishing a port:
+//!
+//! ```no_run
+//! use nook_netmodel::firewall::{PortMapping, Protocol};
+//! use nook_netmodel::{EndpointOptions, Host, Network, NetworkSpec, Sandbox};
+//!
+//! let host = Host::current()?;
+//! let mut spec = NetworkSpec::bridge("nk-demo");
+//! spec.subnet("10.77.0.0/24".parse().unwrap(), None);
+//! let network = Network::create(&host, &spec)?;
+//!
+//! let mut web = Sandbox::none("web")?;
+//! let mut opts = EndpointOptions::new();
+//! opts.port(PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: 8080, container_port: 80 });
+//! let endpoint = web.connect(&network, &opts)?;
+//! println!("web is {} on {}", endpoint.addresses[0], endpoint.ifname);
+//!
+//! let mut client = Sandbox::none("client")?;
+//! client.connect(&network, &EndpointOptions::new())?;
+//! // /etc/hosts for the client: itself, and `web` (its peer on the network).
+//! let hosts = client.hosts_file()?;
+//! let resolv = client.resolv_conf(None)?;
+//! # let _ = (hosts, resolv);
+//!
+//! // Run a server in `web` (sockets made inside `run` belong to the sandbox).
+//! let listener = web.run(|| std::net::TcpListener::bind("0.0.0.0:80"))?.unwrap();
+//! # drop(listener);
+//!
+//! client.remove()?;
+//! web.remove()?;
+//! network.remove()?;
+//! # Ok::<(), nook_netmodel::Error>(())
+//! ```
 
 pub mod driver;
 mod endpoint;
@@ -19,6 +127,7 @@ pub use endpoint::{Endpoint, EndpointOptions};
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder};
 pub use mode::{NetworkMode, NetworkModeName};
+pub use netlink::MacvlanMode;
 pub use network::{Network, NetworkEndpoint};
 pub use sandbox::{Sandbox, SandboxKind};
 pub use spec::{Driver, MAX_MTU, MIN_MTU, MIN_MTU_V6, NetworkSpec};

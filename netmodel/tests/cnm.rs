@@ -1,0 +1,497 @@
+//! The Container Network Model against the real kernel: sandboxes, endpoints and networks in
+//! a private host namespace, with real packets. Every test builds its own [`World`] (a host
+//! namespace and an outside-world namespace); its drop checks nothing is left behind.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use common::{
+    HOST_IP, OUTSIDE_IP, World, links_of, listen_in, listen_in_ns, serve_once, talk, try_connect, udp_ask,
+    udp_echo_once,
+};
+use nook_netmodel::files::DnsConfig;
+use nook_netmodel::firewall::{PortMapping, Protocol};
+use nook_netmodel::netlink::Netlink;
+use nook_netmodel::{EndpointOptions, Error, Network, NetworkMode, NetworkSpec, Sandbox, SandboxKind};
+use nook_testutil::{TempDir, require_root, unique_name};
+
+fn bridge_spec(subnet: &str) -> NetworkSpec {
+    let mut spec = NetworkSpec::bridge(unique_name("net"));
+    spec.subnet(subnet.parse().unwrap(), None);
+    spec
+}
+
+fn v4(ep: &nook_netmodel::Endpoint) -> Ipv4Addr {
+    ep.ipv4().expect("an IPv4 address")
+}
+
+fn tcp(protocol_port: u16, container_port: u16) -> PortMapping {
+    PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: protocol_port, container_port }
+}
+
+#[test]
+fn two_sandboxes_on_one_bridge_talk_tcp() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.1.0/24")).unwrap();
+    let mut a = Sandbox::none("alpha").unwrap();
+    let mut b = Sandbox::none("beta").unwrap();
+    let ea = a.connect(&net, &EndpointOptions::new()).unwrap();
+    let eb = b.connect(&net, &EndpointOptions::new()).unwrap();
+    assert_eq!(ea.ifname, "eth0");
+    assert_ne!(v4(&ea), v4(&eb));
+    assert!(net.spec().subnets[0].subnet.contains(&IpAddr::V4(v4(&ea))));
+
+    let server = serve_once(listen_in(&b, 7000));
+    let answer = talk(a.netns(), SocketAddr::new(v4(&eb).into(), 7000), "hello beta").unwrap();
+    assert_eq!(answer, "echo: hello beta");
+    let (got, peer) = server.join().unwrap();
+    assert_eq!(got, "hello beta");
+    assert_eq!(peer.ip(), IpAddr::V4(v4(&ea)), "same bridge: no NAT between sandboxes");
+
+    // The veth host ends are on the bridge.
+    let mut nl = world.netlink();
+    let bridge = nl.link(net.bridge().unwrap()).unwrap().expect("bridge");
+    for ep in [&ea, &eb] {
+        let host_end = nl.link(ep.host_ifname.as_deref().unwrap()).unwrap().expect("host end");
+        assert_eq!(host_end.master, Some(bridge.index));
+        assert!(host_end.up);
+    }
+    a.remove().unwrap();
+    b.remove().unwrap();
+    net.remove().unwrap();
+}
+
+#[test]
+fn sandbox_reaches_its_gateway() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.2.0/24")).unwrap();
+    let gateway = net.gateways()[0];
+    assert_eq!(gateway, "10.89.2.1".parse::<IpAddr>().unwrap());
+    let mut s = Sandbox::none("gw").unwrap();
+    let ep = s.connect(&net, &EndpointOptions::new()).unwrap();
+    assert_eq!(ep.gateways, [gateway]);
+
+    let server = serve_once(listen_in_ns(&world.host_ns, SocketAddr::new(gateway, 7001)));
+    assert_eq!(talk(s.netns(), SocketAddr::new(gateway, 7001), "hi gw").unwrap(), "echo: hi gw");
+    let (_, peer) = server.join().unwrap();
+    assert_eq!(peer.ip(), IpAddr::V4(v4(&ep)));
+
+    // The sandbox's default route goes through the gateway.
+    let routes = Netlink::open_in(s.netns()).unwrap().routes(false).unwrap();
+    assert!(routes.iter().any(|r| r.destination.is_none() && r.gateway == Some(gateway)), "{routes:?}");
+    drop(s);
+    drop(net);
+}
+
+#[test]
+fn published_tcp_port_reaches_the_sandbox() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.3.0/24")).unwrap();
+    let mut s = Sandbox::none("web").unwrap();
+    let mut opts = EndpointOptions::new();
+    opts.port(tcp(8080, 80));
+    let ep = s.connect(&net, &opts).unwrap();
+    assert_eq!(ep.ports, [tcp(8080, 80)]);
+    let listener = listen_in(&s, 80);
+    let published = SocketAddr::new(HOST_IP.into(), 8080);
+
+    // From the outside world, to the host's address.
+    let server = serve_once(listener.try_clone().unwrap());
+    assert_eq!(talk(world.outside.ns(), published, "from outside").unwrap(), "echo: from outside");
+    let (_, peer) = server.join().unwrap();
+    assert_eq!(peer.ip(), IpAddr::V4(OUTSIDE_IP), "DNAT keeps the client's address");
+
+    // From the host namespace itself, to its own address.
+    let server = serve_once(listener);
+    assert_eq!(talk(world.host_ns.ns(), published, "from host").unwrap(), "echo: from host");
+    server.join().unwrap();
+
+    s.remove().unwrap();
+    // The rule is gone with the endpoint: nothing answers any more.
+    assert!(try_connect(world.outside.ns(), published, Duration::from_millis(300)).is_err());
+    net.remove().unwrap();
+}
+
+#[test]
+fn published_udp_port_reaches_the_sandbox() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.4.0/24")).unwrap();
+    let mut s = Sandbox::none("dns").unwrap();
+    let mut opts = EndpointOptions::new();
+    opts.port(PortMapping { protocol: Protocol::Udp, host_ip: Some(HOST_IP.into()), host_port: 5353, container_port: 53 });
+    s.connect(&net, &opts).unwrap();
+    let server = udp_echo_once(s.netns(), 53);
+    let answer = udp_ask(world.outside.ns(), SocketAddr::new(HOST_IP.into(), 5353), "query").unwrap();
+    assert_eq!(answer, "echo: query");
+    let (got, from) = server.join().unwrap();
+    assert_eq!(got, "query");
+    assert_eq!(from.ip(), IpAddr::V4(OUTSIDE_IP));
+    drop(s);
+    drop(net);
+}
+
+#[test]
+fn outbound_traffic_is_masqueraded() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.5.0/24")).unwrap();
+    let mut s = Sandbox::none("client").unwrap();
+    s.connect(&net, &EndpointOptions::new()).unwrap();
+    let server = serve_once(listen_in_ns(&world.outside, SocketAddr::new(OUTSIDE_IP.into(), 9000)));
+    let answer = talk(s.netns(), SocketAddr::new(OUTSIDE_IP.into(), 9000), "out").unwrap();
+    assert_eq!(answer, "echo: out");
+    let (_, peer) = server.join().unwrap();
+    assert_eq!(peer.ip(), IpAddr::V4(HOST_IP), "the outside sees the host's address");
+    s.remove().unwrap();
+    net.remove().unwrap();
+}
+
+#[test]
+fn internal_network_has_no_way_out() {
+    require_root!();
+    let world = World::new();
+    let mut spec = bridge_spec("10.89.6.0/24");
+    spec.internal(true);
+    let net = Network::create(&world.host, &spec).unwrap();
+    let mut a = Sandbox::none("in1").unwrap();
+    let mut b = Sandbox::none("in2").unwrap();
+    a.connect(&net, &EndpointOptions::new()).unwrap();
+    let eb = b.connect(&net, &EndpointOptions::new()).unwrap();
+
+    // Something listens outside: only the network's isolation can stop the connection.
+    let _listener = listen_in_ns(&world.outside, SocketAddr::new(OUTSIDE_IP.into(), 9001));
+    let out = try_connect(a.netns(), SocketAddr::new(OUTSIDE_IP.into(), 9001), Duration::from_millis(300));
+    assert!(out.is_err(), "an internal network must not reach the outside");
+    let routes = Netlink::open_in(a.netns()).unwrap().routes(false).unwrap();
+    assert!(routes.iter().all(|r| r.destination.is_some()), "no default route: {routes:?}");
+
+    // Inside the network, sandboxes still talk.
+    let server = serve_once(listen_in(&b, 7002));
+    assert_eq!(talk(a.netns(), SocketAddr::new(v4(&eb).into(), 7002), "inside").unwrap(), "echo: inside");
+    server.join().unwrap();
+
+    // Ports cannot be published on it.
+    let mut c = Sandbox::none("in3").unwrap();
+    let mut opts = EndpointOptions::new();
+    opts.port(tcp(8081, 80));
+    assert!(matches!(c.connect(&net, &opts), Err(Error::PortsUnsupported { .. })));
+    drop((a, b, c));
+    net.remove().unwrap();
+}
+
+#[test]
+fn macvlan_endpoints_on_a_dummy_parent_talk() {
+    require_root!();
+    let world = World::new();
+    let parent = world.add_dummy();
+    let mut spec = NetworkSpec::macvlan(unique_name("mv"), &parent);
+    spec.subnet("192.0.2.0/24".parse().unwrap(), None);
+    let net = Network::create(&world.host, &spec).unwrap();
+    let mut a = Sandbox::none("mv1").unwrap();
+    let mut b = Sandbox::none("mv2").unwrap();
+    let ea = a.connect(&net, &EndpointOptions::new()).unwrap();
+    let eb = b.connect(&net, &EndpointOptions::new()).unwrap();
+    assert_eq!(ea.host_ifname, None);
+
+    // The links are macvlans, created in the sandboxes, none in the host.
+    let mut nl = Netlink::open_in(a.netns()).unwrap();
+    let link = nl.link("eth0").unwrap().expect("eth0 in the sandbox");
+    assert_eq!(link.kind.as_deref(), Some("macvlan"));
+    assert!(link.up);
+    let host_links: Vec<String> = world.snapshot().links.into_keys().collect();
+    assert_eq!(host_links.len(), 3, "lo, uplink, parent: {host_links:?}");
+
+    let server = serve_once(listen_in(&b, 7003));
+    assert_eq!(talk(a.netns(), SocketAddr::new(v4(&eb).into(), 7003), "mv").unwrap(), "echo: mv");
+    let (_, peer) = server.join().unwrap();
+    assert_eq!(peer.ip(), IpAddr::V4(v4(&ea)));
+    drop((a, b));
+    net.remove().unwrap();
+    world.delete_link(&parent);
+}
+
+#[test]
+fn container_mode_shares_the_namespace() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.7.0/24")).unwrap();
+    let mut owner = Sandbox::none("owner").unwrap();
+    owner.connect(&net, &EndpointOptions::new()).unwrap();
+    let joined = Sandbox::new("ignored", NetworkMode::Container(&owner)).unwrap();
+    assert_eq!(joined.kind(), SandboxKind::Container);
+    assert_eq!(joined.netns().id().unwrap(), owner.netns().id().unwrap());
+    assert_eq!(links_of(joined.netns()), links_of(owner.netns()));
+    assert_eq!(joined.endpoints(), owner.endpoints());
+    assert_eq!(joined.hostname(), "owner");
+    assert_eq!(joined.hosts_file().unwrap(), owner.hosts_file().unwrap());
+
+    let mut joined = joined;
+    assert!(matches!(
+        joined.connect(&net, &EndpointOptions::new()),
+        Err(Error::ModeUnsupported { mode: "container", .. })
+    ));
+
+    // The owner goes first: its endpoint leaves the shared namespace at once.
+    owner.remove().unwrap();
+    let links: Vec<String> = links_of(joined.netns()).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(links, ["lo"]);
+    assert!(joined.endpoints().is_empty());
+    drop(joined);
+    net.remove().unwrap();
+}
+
+#[test]
+fn none_mode_has_only_lo_and_it_is_up() {
+    require_root!();
+    let _world = World::new();
+    let s = Sandbox::new("lonely", NetworkMode::None).unwrap();
+    assert_eq!(s.kind(), SandboxKind::Private);
+    assert_eq!(links_of(s.netns()), [("lo".to_owned(), true)]);
+    // lo works.
+    let server = serve_once(listen_in(&s, 7004));
+    assert_eq!(talk(s.netns(), "127.0.0.1:7004".parse().unwrap(), "lo").unwrap(), "echo: lo");
+    server.join().unwrap();
+    s.remove().unwrap();
+}
+
+#[test]
+fn host_mode_is_the_host_namespace() {
+    require_root!();
+    let world = World::new();
+    let s = Sandbox::new("ignored", NetworkMode::Host(&world.host)).unwrap();
+    assert_eq!(s.kind(), SandboxKind::Host);
+    assert_eq!(s.netns().id().unwrap(), world.host_ns.ns().id().unwrap());
+    let net = Network::create(&world.host, &bridge_spec("10.89.8.0/24")).unwrap();
+    let mut s = s;
+    assert!(matches!(s.connect(&net, &EndpointOptions::new()), Err(Error::ModeUnsupported { mode: "host", .. })));
+    s.remove().unwrap();
+    // Removing a host-mode sandbox leaves the host alone.
+    assert!(world.netlink().link(&world.uplink).unwrap().is_some());
+    net.remove().unwrap();
+}
+
+#[test]
+fn static_ip_is_honored() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.9.0/24")).unwrap();
+    let mut s = Sandbox::none("fixed").unwrap();
+    let mut opts = EndpointOptions::new();
+    opts.static_ip("10.89.9.77".parse().unwrap()).ifname("lan0").mac([0x02, 0x42, 0, 0, 0, 0x77]);
+    let ep = s.connect(&net, &opts).unwrap();
+    assert_eq!(v4(&ep), Ipv4Addr::new(10, 89, 9, 77));
+    assert_eq!(ep.ifname, "lan0");
+    assert_eq!(ep.mac, Some([0x02, 0x42, 0, 0, 0, 0x77]));
+    let mut nl = Netlink::open_in(s.netns()).unwrap();
+    let link = nl.link("lan0").unwrap().expect("lan0");
+    assert_eq!(link.mac, Some([0x02, 0x42, 0, 0, 0, 0x77]));
+    let addrs = nl.addresses(link.index).unwrap();
+    assert!(addrs.contains(&"10.89.9.77/24".parse().unwrap()), "{addrs:?}");
+
+    // The same address for another sandbox is refused, with nothing changed.
+    let mut t = Sandbox::none("clash").unwrap();
+    let before = world.snapshot();
+    let err = t.connect(&net, &opts).unwrap_err();
+    assert!(matches!(err, Error::Ipam(_)), "{err}");
+    assert_eq!(world.snapshot(), before);
+    assert_eq!(links_of(t.netns()), [("lo".to_owned(), true)]);
+    drop((s, t));
+    net.remove().unwrap();
+}
+
+#[test]
+fn invalid_requests_fail_typed_and_change_nothing() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.10.0/24")).unwrap();
+    let mut s = Sandbox::none("err").unwrap();
+    let before = world.snapshot();
+    let sandbox_links = links_of(s.netns());
+
+    // Overlapping another network's subnet.
+    let err = Network::create(&world.host, &bridge_spec("10.89.10.128/25")).unwrap_err();
+    assert!(matches!(err, Error::Ipam(_)), "{err}");
+    assert_eq!(world.snapshot(), before);
+
+    // A gateway outside its subnet.
+    let mut spec = NetworkSpec::bridge(unique_name("net"));
+    spec.subnet("10.89.11.0/24".parse().unwrap(), Some("10.89.12.1".parse().unwrap()));
+    let err = Network::create(&world.host, &spec).unwrap_err();
+    assert!(matches!(err, Error::Ipam(_)), "{err}");
+    assert_eq!(world.snapshot(), before);
+
+    // An invalid CIDR (host bits set).
+    let err = Network::create(&world.host, &bridge_spec("10.89.11.1/24")).unwrap_err();
+    assert!(matches!(err, Error::Ipam(_)), "{err}");
+    assert_eq!(world.snapshot(), before);
+
+    // A missing macvlan parent.
+    let mut spec = NetworkSpec::macvlan(unique_name("mv"), "nknoparent0");
+    spec.subnet("10.89.13.0/24".parse().unwrap(), None);
+    let err = Network::create(&world.host, &spec).unwrap_err();
+    assert!(matches!(&err, Error::UnknownParent { parent, .. } if parent == "nknoparent0"), "{err}");
+    assert_eq!(world.snapshot(), before);
+
+    // A bridge name already taken.
+    let mut spec = bridge_spec("10.89.14.0/24");
+    spec.bridge_name(world.uplink.clone());
+    let err = Network::create(&world.host, &spec).unwrap_err();
+    assert!(matches!(err, Error::LinkExists { .. }), "{err}");
+    assert_eq!(world.snapshot(), before);
+
+    // A bad port.
+    let mut opts = EndpointOptions::new();
+    opts.port(tcp(0, 80));
+    let err = s.connect(&net, &opts).unwrap_err();
+    assert!(matches!(err, Error::Firewall(_)), "{err}");
+    // A static address outside the subnet.
+    let mut opts = EndpointOptions::new();
+    opts.static_ip("10.1.1.1".parse().unwrap());
+    let err = s.connect(&net, &opts).unwrap_err();
+    assert!(matches!(err, Error::InvalidSpec { field: "ip", .. }), "{err}");
+    assert_eq!(world.snapshot(), before);
+    assert_eq!(links_of(s.netns()), sandbox_links);
+
+    // The same host port twice.
+    let mut opts = EndpointOptions::new();
+    opts.port(tcp(8082, 80));
+    s.connect(&net, &opts).unwrap();
+    let mut t = Sandbox::none("err2").unwrap();
+    let before = world.snapshot();
+    let err = t.connect(&net, &opts).unwrap_err();
+    assert!(matches!(err, Error::PortInUse { host_port: 8082, .. }), "{err}");
+    assert_eq!(world.snapshot(), before);
+    // Twice the same network.
+    let err = s.connect(&net, &EndpointOptions::new()).unwrap_err();
+    assert!(matches!(err, Error::AlreadyConnected { .. }), "{err}");
+    drop((s, t));
+    net.remove().unwrap();
+}
+
+#[test]
+fn hosts_and_resolv_conf_list_the_peers() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.15.0/24")).unwrap();
+    let mut web = Sandbox::none("web").unwrap();
+    let mut db = Sandbox::none("db").unwrap();
+    let eweb = web.connect(&net, &EndpointOptions::new()).unwrap();
+    let mut opts = EndpointOptions::new();
+    opts.alias("database");
+    let edb = db.connect(&net, &opts).unwrap();
+
+    let hosts = web.hosts_file().unwrap();
+    let line_of = |ip: Ipv4Addr| hosts.lines().find(|l| l.split_whitespace().next() == Some(&ip.to_string())).map(str::to_owned);
+    let own = line_of(v4(&eweb)).unwrap_or_else(|| panic!("own address missing:\n{hosts}"));
+    assert!(own.split_whitespace().any(|n| n == "web"), "{hosts}");
+    let peer = line_of(v4(&edb)).unwrap_or_else(|| panic!("peer missing:\n{hosts}"));
+    assert!(peer.split_whitespace().any(|n| n == "db"), "{hosts}");
+    assert!(peer.split_whitespace().any(|n| n == "database"), "{hosts}");
+    assert!(hosts.contains("localhost"), "{hosts}");
+
+    // A sandbox on no network sees no peer.
+    let alone = Sandbox::none("alone").unwrap();
+    assert!(!alone.hosts_file().unwrap().contains(&v4(&edb).to_string()));
+
+    let dns = DnsConfig {
+        nameservers: vec![IpAddr::V4(OUTSIDE_IP)],
+        search: vec!["example.test".into()],
+        options: vec!["ndots:2".into()],
+    };
+    let resolv = web.resolv_conf(Some(&dns)).unwrap();
+    assert!(resolv.contains("nameserver 198.51.100.2"), "{resolv}");
+    assert!(resolv.contains("search example.test"), "{resolv}");
+    // From the host's file, loopback resolvers are useless in a private namespace.
+    let resolv = web.resolv_conf(None).unwrap();
+    assert!(resolv.lines().any(|l| l.starts_with("nameserver")), "{resolv}");
+    assert!(!resolv.lines().any(|l| l.starts_with("nameserver 127.") || l == "nameserver ::1"), "{resolv}");
+
+    // When the peer leaves, it leaves the hosts file.
+    db.disconnect(&net).unwrap();
+    assert!(!web.hosts_file().unwrap().contains(&v4(&edb).to_string()));
+    drop((web, db, alone));
+    net.remove().unwrap();
+}
+
+#[test]
+fn disconnect_from_a_live_sandbox() {
+    require_root!();
+    let world = World::new();
+    let net1 = Network::create(&world.host, &bridge_spec("10.89.16.0/24")).unwrap();
+    let net2 = Network::create(&world.host, &bridge_spec("10.89.17.0/24")).unwrap();
+    let mut s = Sandbox::none("multi").unwrap();
+    let e1 = s.connect(&net1, &EndpointOptions::new()).unwrap();
+    let e2 = s.connect(&net2, &EndpointOptions::new()).unwrap();
+    assert_eq!((e1.ifname.as_str(), e2.ifname.as_str()), ("eth0", "eth1"));
+
+    s.disconnect(&net1).unwrap();
+    let names: Vec<String> = links_of(s.netns()).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["lo", "eth1"]);
+    // The default route moved to the remaining network, which reaches the outside.
+    let routes = Netlink::open_in(s.netns()).unwrap().routes(false).unwrap();
+    assert!(routes.iter().any(|r| r.destination.is_none() && r.gateway == Some(e2.gateways[0])), "{routes:?}");
+    let server = serve_once(listen_in_ns(&world.outside, SocketAddr::new(OUTSIDE_IP.into(), 9002)));
+    talk(s.netns(), SocketAddr::new(OUTSIDE_IP.into(), 9002), "still out").unwrap();
+    server.join().unwrap();
+    assert!(matches!(s.disconnect(&net1), Err(Error::NotConnected { .. })));
+
+    // The first network has no endpoint left: it can go while the sandbox lives.
+    assert!(net1.endpoints().is_empty());
+    net1.remove().unwrap();
+    // The second cannot.
+    let err = net2.remove().unwrap_err();
+    assert!(matches!(&err, Error::NetworkInUse { endpoints, .. } if endpoints.len() == 1), "{err}");
+    // ... and is torn down once its last endpoint leaves (the World checks).
+    s.remove().unwrap();
+}
+
+#[test]
+fn persisted_sandbox_is_named_and_unnamed() {
+    require_root!();
+    let world = World::new();
+    let run_dir = TempDir::new("netns").unwrap();
+    let net = Network::create(&world.host, &bridge_spec("10.89.18.0/24")).unwrap();
+    let name = unique_name("ps");
+    let mut s = Sandbox::persisted(&name, run_dir.path()).unwrap();
+    let path = s.path().expect("persisted path");
+    assert_eq!(path, run_dir.join(&name));
+    let ep = s.connect(&net, &EndpointOptions::new()).unwrap();
+    // The allocation is owned by the namespace path.
+    let state = std::fs::read_to_string(world.state.join(format!("{}.json", net.name()))).unwrap();
+    assert!(state.contains(&path.display().to_string()), "{state}");
+    // Reopening the path reaches the same namespace, with the endpoint.
+    let reopened = nook_ns::NetNs::open_path(&path).unwrap();
+    assert_eq!(reopened.ns().id().unwrap(), s.netns().id().unwrap());
+    drop(reopened);
+    assert!(v4(&ep).octets()[0] == 10);
+    s.remove().unwrap();
+    assert!(!path.exists(), "the name is gone");
+    net.remove().unwrap();
+}
+
+#[test]
+fn dual_stack_sandboxes_talk_over_ipv6() {
+    require_root!();
+    let world = World::new();
+    let mut spec = bridge_spec("10.89.19.0/24");
+    spec.subnet("fd00:89:19::/64".parse().unwrap(), None);
+    let net = Network::create(&world.host, &spec).unwrap();
+    let mut a = Sandbox::none("six1").unwrap();
+    let mut b = Sandbox::none("six2").unwrap();
+    let ea = a.connect(&net, &EndpointOptions::new()).unwrap();
+    let eb = b.connect(&net, &EndpointOptions::new()).unwrap();
+    let (a6, b6) = (ea.ipv6().expect("v6"), eb.ipv6().expect("v6"));
+    let listener = b.run(|| std::net::TcpListener::bind("[::]:7005")).unwrap().unwrap();
+    let server = serve_once(listener);
+    assert_eq!(talk(a.netns(), SocketAddr::new(b6.into(), 7005), "six").unwrap(), "echo: six");
+    let (_, peer) = server.join().unwrap();
+    assert_eq!(peer.ip(), IpAddr::V6(a6));
+    drop((a, b));
+    net.remove().unwrap();
+}
