@@ -93,7 +93,7 @@ impl World {
             nl.set_up(index).unwrap();
         }
         let state = TempDir::new("ipam").expect("temp dir");
-        let host = Host::builder().netns(host_ns.ns()).ipam_dir(state.path()).build().expect("host");
+        let host = Host::builder().netns(host_ns.ns()).ipam_dir(state.path()).firewall(std::sync::Arc::new(TmpNoFw)).build().expect("host");
         World { host_ns, outside, uplink, state, host }
     }
 
@@ -102,12 +102,26 @@ impl World {
         Netlink::open_in(self.host_ns.ns()).expect("netlink in host")
     }
 
-    /// Adds a dummy link (up) in the host namespace; returns its name.
-    pub fn add_dummy(&self) -> String {
-        let name = unique_name("dum");
+    /// Adds a link (up) in the host namespace to serve as a macvlan parent; returns its
+    /// name. A dummy link where the kernel has them (`CONFIG_DUMMY`), else one end of a veth
+    /// pair whose other end is up beside it (deleting either deletes both).
+    pub fn add_parent(&self) -> String {
+        let name = unique_name("par");
+        let mut nl = self.netlink();
         let mut link = NewLink::new(&name, LinkKind::Dummy);
         link.up = true;
-        self.netlink().add_link(&link).expect("dummy");
+        match nl.add_link(&link) {
+            Ok(_) => return name,
+            Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => {}
+            Err(e) => panic!("dummy parent: {e}"),
+        }
+        let peer = unique_name("pap");
+        let mut link =
+            NewLink::new(&name, LinkKind::Veth { peer_name: &peer, peer_netns: None, peer_mtu: None, peer_mac: None });
+        link.up = true;
+        nl.add_link(&link).expect("veth parent");
+        let index = nl.link(&peer).unwrap().expect("veth parent peer").index;
+        nl.set_up(index).unwrap();
         name
     }
 
@@ -267,4 +281,13 @@ pub fn udp_ask(ns: &NsFd, addr: SocketAddr, message: &str) -> std::io::Result<St
         }
     })
     .expect("enter netns")
+}
+
+#[derive(Debug)]
+struct TmpNoFw;
+impl nook_netmodel::firewall::FirewallBackend for TmpNoFw {
+    fn setup_network(&self, _: &nook_netmodel::firewall::NetworkRules) -> Result<(), nook_netmodel::firewall::FirewallError> { Ok(()) }
+    fn teardown_network(&self, _: &str) -> Result<(), nook_netmodel::firewall::FirewallError> { Ok(()) }
+    fn add_ports(&self, _: &str, _: &str, _: &[nook_netmodel::firewall::PortRule]) -> Result<(), nook_netmodel::firewall::FirewallError> { Ok(()) }
+    fn remove_ports(&self, _: &str, _: &str) -> Result<(), nook_netmodel::firewall::FirewallError> { Ok(()) }
 }
