@@ -169,6 +169,19 @@ fn link_created_in_another_netns_returns_no_index() {
     assert_eq!(link(&mut nl(&c), &x).kind.as_deref(), Some("veth"));
     assert_eq!(link(&mut nl(&d), &y).kind.as_deref(), Some("veth"));
     assert!(na.link(&x).unwrap().is_none() && na.link(&y).unwrap().is_none());
+
+    // Created elsewhere, attached to a bridge there (the master index is the target's); the
+    // peer without a namespace of its own stays with the socket.
+    let mut nc = nl(&c);
+    let br = unique_name("br");
+    let br_index = add(&mut nc, &NewLink::new(&br, LinkKind::Bridge));
+    let (p, q) = (unique_name("vp"), unique_name("vq"));
+    let mut l = NewLink::new(&p, LinkKind::Veth { peer_name: &q, peer_netns: None, peer_mtu: None, peer_mac: None });
+    l.netns = Some(c.ns().as_fd());
+    l.master = Some(br_index);
+    assert_eq!(na.add_link(&l).unwrap(), None);
+    assert_eq!(link(&mut nc, &p).master, Some(br_index));
+    assert_eq!(link(&mut na, &q).kind.as_deref(), Some("veth"));
 }
 
 #[test]

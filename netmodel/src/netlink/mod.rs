@@ -15,6 +15,13 @@
 //! acks are recognised from the raw frames without allocating, and only the attributes a
 //! caller asked for are decoded from answers.
 //!
+//! What that costs, measured (release build, 2-vCPU VM, kernel 6.18): opening a socket ~5 µs,
+//! [`Netlink::open_in`] ~70 µs (almost all of it creating the helper thread); a whole
+//! endpoint setup (veth created with its peer directly in the sandbox namespace, attached
+//! to the bridge and up, in one request; then, in the sandbox, `open_in`, the peer's index,
+//! its address, up, and the default route) 0.6 to 0.9 ms, of which the kernel's veth
+//! creation is ~0.4 ms.
+//!
 //! # Requests and errors
 //!
 //! Every request carries `NLM_F_REQUEST | NLM_F_ACK` and a sequence number of its own; the
@@ -33,9 +40,10 @@
 //! # Namespaces
 //!
 //! A netlink socket belongs to the network namespace its creating thread was in when it
-//! called `socket(2)`, for its whole life. [`Netlink::open`] uses the caller's; [`Netlink::open_in`]
-//! runs `socket(2)` on a scoped thread that `setns`'d into the target (via
-//! [`nook_ns::run_in`]) and returns the socket: the caller never changes namespace, which
+//! called `socket(2)`, for its whole life. [`Netlink::open`] uses the caller's;
+//! [`Netlink::open_in`] runs `socket(2)` on a scoped thread that `setns`'d into the target
+//! and then simply ends (it is never moved back, which saves reopening and re-entering the
+//! old namespace), handing the socket over: the caller never changes namespace, which
 //! matters in a multi-threaded program where the caller may be any thread. Objects can also
 //! be put into another namespace directly by fd: [`NewLink::netns`] creates a link there,
 //! [`LinkKind::Veth::peer_netns`] creates a veth's peer there (one request makes both ends
@@ -199,7 +207,8 @@ pub enum LinkKind<'a> {
     Veth {
         /// The peer's name.
         peer_name: &'a str,
-        /// Create the peer inside this network namespace (`IFLA_NET_NS_FD`), else beside.
+        /// Create the peer inside this network namespace (`IFLA_NET_NS_FD`), else in the
+        /// socket's namespace (also when [`NewLink::netns`] puts the first end elsewhere).
         peer_netns: Option<BorrowedFd<'a>>,
         /// The peer's MTU (defaults to the kernel's).
         peer_mtu: Option<u32>,
@@ -243,7 +252,8 @@ pub struct NewLink<'a> {
     pub mtu: Option<u32>,
     /// MAC address.
     pub mac: Option<[u8; 6]>,
-    /// Attach to this master (bridge) index.
+    /// Attach to this master (bridge) index: an index in the namespace the link is created
+    /// in ([`NewLink::netns`] when given).
     pub master: Option<u32>,
     /// Create it inside this network namespace instead of the socket's.
     pub netns: Option<BorrowedFd<'a>>,
@@ -289,8 +299,7 @@ impl Netlink {
     /// Opens a socket in `netns` (the caller's threads are not moved): a scoped thread
     /// enters `netns`, creates the socket, and exits; the socket stays in `netns`.
     pub fn open_in(netns: &NsFd) -> Result<Netlink> {
-        sysctl::check_net(netns)?;
-        nook_ns::run_in(&[netns], Netlink::open)?
+        sysctl::on_thread_in(netns, Netlink::open)
     }
 
     fn get_link(&mut self, target: Target<'_>, msg: RouteNetlinkMessage) -> Result<Option<LinkInfo>> {

@@ -19,7 +19,8 @@ use super::{NetlinkError, Result};
 
 /// Size of the receive buffer. The kernel fills dump datagrams up to 32 KiB (and a single
 /// `RTM_GETLINK` answer is a few KiB), so nothing it sends to us is truncated in practice;
-/// if a datagram ever is, the buffer grows and the operation fails with `EMSGSIZE`.
+/// if a datagram ever is, the buffer grows for the next one and the operation fails with
+/// `EMSGSIZE`. (Peeking every datagram's size first would cost a second `recv` per answer.)
 const RX_BUF: usize = 64 * 1024;
 
 /// At most this many requests go into one `send` of a batch: every ack is its own skb
@@ -223,11 +224,9 @@ impl Conn {
         let mut failed: Option<NetlinkError> = None;
         loop {
             if self.recv()? {
-                failed.get_or_insert(NetlinkError::Socket {
-                    op: "recv (datagram truncated)",
-                    source: io::Error::from_raw_os_error(libc::EMSGSIZE),
-                });
-                continue;
+                // The lost datagram may have held the ack or `NLMSG_DONE`: stop here rather
+                // than wait for it (what is left of this sequence is skipped later).
+                return Err(truncated());
             }
             let mut finished = false;
             for frame in Frames::new(&self.rx) {
@@ -300,10 +299,7 @@ impl Conn {
             let mut pending = end - start;
             while pending > 0 {
                 if self.recv()? {
-                    return Err(NetlinkError::Socket {
-                        op: "recv (datagram truncated)",
-                        source: io::Error::from_raw_os_error(libc::EMSGSIZE),
-                    });
+                    return Err(truncated());
                 }
                 for frame in Frames::new(&self.rx) {
                     let (header, payload) = frame.map_err(|detail| NetlinkError::Decode { op: "batch ack", detail })?;
@@ -320,6 +316,10 @@ impl Conn {
         }
         Ok(codes)
     }
+}
+
+fn truncated() -> NetlinkError {
+    NetlinkError::Socket { op: "recv (datagram truncated)", source: io::Error::from_raw_os_error(libc::EMSGSIZE) }
 }
 
 /// A sequence start that differs between sockets, so a frame meant for another socket
@@ -398,6 +398,13 @@ mod tests {
         let mut bad = buf.clone();
         bad[0..4].copy_from_slice(&1000u32.to_ne_bytes());
         assert!(Frames::new(&bad).next().unwrap().is_err());
+    }
+
+    #[test]
+    fn handles_can_move_between_threads() {
+        fn send<T: Send>() {}
+        send::<Conn>();
+        send::<super::super::Netlink>();
     }
 
     #[test]
