@@ -63,9 +63,17 @@ impl Network {
             Driver::Custom(d) => Arc::clone(d),
         };
         driver.check_host(host, &spec)?;
-        host.ipam().add_network(&spec.name, &spec.subnets)?;
+        // A custom driver may do without addresses: then IPAM has nothing to manage.
+        let registered = !spec.subnets.is_empty();
+        if registered {
+            host.ipam().add_network(&spec.name, &spec.subnets)?;
+        }
         if let Err(e) = driver.setup(host, &spec) {
-            let cleanup = host.ipam().remove_network(&spec.name).err().map(Error::from).into_iter().collect();
+            let cleanup = if registered {
+                host.ipam().remove_network(&spec.name).err().map(Error::from).into_iter().collect()
+            } else {
+                Vec::new()
+            };
             return Err(Error::with_cleanup(e, cleanup));
         }
         Ok(Network {
@@ -169,8 +177,10 @@ impl NetworkInner {
         if let Err(e) = self.driver.teardown(&self.host, &self.spec) {
             errors.push(e);
         }
-        if let Err(e) = self.host.ipam().remove_network(&self.spec.name) {
-            errors.push(e.into());
+        if !self.spec.subnets.is_empty() {
+            if let Err(e) = self.host.ipam().remove_network(&self.spec.name) {
+                errors.push(e.into());
+            }
         }
         Error::teardown(format!("network {}", self.spec.name), errors)
     }

@@ -450,3 +450,41 @@ fn dual_stack_sandboxes_talk_over_ipv6() {
     drop((a, b));
     net.remove().unwrap();
 }
+
+#[test]
+fn parallel_connects_get_distinct_addresses() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.20.0/24")).unwrap();
+    let sandboxes: Vec<Sandbox> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let net = &net;
+                scope.spawn(move || {
+                    let mut s = Sandbox::none(&format!("par{i}")).unwrap();
+                    s.connect(net, &EndpointOptions::new()).unwrap();
+                    s
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut addresses: Vec<Ipv4Addr> = sandboxes.iter().map(|s| v4(&s.endpoints()[0])).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 8);
+    assert_eq!(net.endpoints().len(), 8);
+    // Every sandbox reaches the last one.
+    let last = sandboxes.last().unwrap();
+    let target = SocketAddr::new(v4(&last.endpoints()[0]).into(), 7006);
+    let listener = listen_in(last, 7006);
+    for s in &sandboxes[..7] {
+        let server = serve_once(listener.try_clone().unwrap());
+        assert_eq!(talk(s.netns(), target, s.name()).unwrap(), format!("echo: {}", s.name()));
+        server.join().unwrap();
+    }
+    drop(listener);
+    drop(sandboxes);
+    assert!(net.endpoints().is_empty());
+    net.remove().unwrap();
+}
