@@ -484,7 +484,8 @@ impl Nftables {
             Some(ns) => ns.try_clone(),
             None => NsFd::current(Namespace::Net),
         };
-        let netns = ns.map_err(|source| FirewallError::Namespace { op: "new", target: String::new(), source })?;
+        let netns =
+            ns.map_err(|source| FirewallError::Namespace { op: "new", target: "nftables backend".to_owned(), source })?;
         Ok(Nftables { netns, table: DEFAULT_TABLE.to_owned(), program: exec::default_program() })
     }
 
