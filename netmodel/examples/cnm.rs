@@ -13,7 +13,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use nook_netmodel::firewall::{PortMapping, Protocol};
-use nook_netmodel::netlink::{LinkKind, NewLink, Netlink, Route};
+use nook_netmodel::netlink::{LinkKind, Netlink, NewLink, Route};
 use nook_netmodel::{EndpointOptions, Host, Network, NetworkSpec, Sandbox};
 use nook_ns::{NetNs, NsFd};
 
@@ -25,7 +25,9 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 fn main() -> Res<()> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return Err("creating network namespaces needs root: run `sudo cargo run -p nook-netmodel --example cnm`".into());
+        return Err(
+            "creating network namespaces needs root: run `sudo cargo run -p nook-netmodel --example cnm`".into()
+        );
     }
     let (host_ns, outside) = (NetNs::new()?, NetNs::new()?);
     link_up_the_world(&host_ns, &outside)?;
@@ -41,13 +43,23 @@ fn demo(host_ns: &NetNs, outside: &NetNs, state: &std::path::Path) -> Res<()> {
     let mut spec = NetworkSpec::bridge("nk-demo");
     spec.subnet("10.77.0.0/24".parse()?, None);
     let network = Network::create(&host, &spec)?;
-    println!("network {} on bridge {}, gateway {:?}", network.name(), network.bridge().unwrap_or("?"), network.gateways());
+    println!(
+        "network {} on bridge {}, gateway {:?}",
+        network.name(),
+        network.bridge().unwrap_or("?"),
+        network.gateways()
+    );
 
     let mut web = Sandbox::none("web")?;
     let mut opts = EndpointOptions::new();
     opts.alias("www").port(PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: 8080, container_port: 80 });
     let ep = web.connect(&network, &opts)?;
-    println!("web: {} {} (host end {}), publishes :8080 -> :80", ep.ifname, ep.addresses[0], ep.host_ifname.as_deref().unwrap_or("-"));
+    println!(
+        "web: {} {} (host end {}), publishes :8080 -> :80",
+        ep.ifname,
+        ep.addresses[0],
+        ep.host_ifname.as_deref().unwrap_or("-")
+    );
 
     let mut client = Sandbox::none("client")?;
     let ep = client.connect(&network, &EndpointOptions::new())?;

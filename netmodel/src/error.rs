@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use crate::files::FilesError;
 use crate::firewall::{FirewallError, Protocol};
 use crate::ipam::IpamError;
 use crate::netlink::NetlinkError;
@@ -28,10 +29,14 @@ pub enum Error {
     /// The firewall backend failed (including its validation of port mappings).
     #[error(transparent)]
     Firewall(#[from] FirewallError),
+    /// A host name, alias, search domain or resolver option is invalid, or a
+    /// `resolv.conf` could not be read.
+    #[error(transparent)]
+    Files(#[from] FilesError),
     /// Creating, opening or removing a network namespace failed.
     #[error("network namespace: {0}")]
     Namespace(#[from] nook_ns::Error),
-    /// Reading a host file (`/etc/hosts`, `/etc/resolv.conf`, the hostname) failed.
+    /// Reading a host file (`/etc/hosts`, the host name) failed.
     #[error("reading {path}: {source}")]
     HostFile {
         /// The file.

@@ -139,7 +139,10 @@ impl Network {
             if !endpoints.is_empty() {
                 return Err(Error::NetworkInUse {
                     network: self.name().to_owned(),
-                    endpoints: endpoints.iter().map(|e| format!("{}/{}", e.sandbox, &e.id[..12.min(e.id.len())])).collect(),
+                    endpoints: endpoints
+                        .iter()
+                        .map(|e| format!("{}/{}", e.sandbox, &e.id[..12.min(e.id.len())]))
+                        .collect(),
                 });
             }
         }

@@ -10,12 +10,13 @@ use nook_ns::{NetNs, NsFd};
 use crate::driver::{EndpointConfig, EndpointLink};
 use crate::endpoint::{Endpoint, EndpointOptions};
 use crate::error::{Error, Result};
+use crate::files::{self, DnsConfig, HostsEntry, validate_hostname};
 use crate::firewall::PortRule;
 use crate::ipam::{Owner, Request};
 use crate::mode::NetworkMode;
 use crate::netlink::{Netlink, Route};
 use crate::network::{Network, NetworkEndpoint};
-use crate::util::{random_hex, validate_hostname};
+use crate::util::random_hex;
 
 /// The index of `lo` in every network namespace (`LOOPBACK_IFINDEX`).
 const LOOPBACK_INDEX: u32 = 1;
@@ -120,7 +121,7 @@ impl Sandbox {
     /// `--network=none`: a new anonymous network namespace with only `lo`, brought up.
     /// It lives while this handle (or a process inside it) does.
     pub fn none(name: &str) -> Result<Sandbox> {
-        validate_hostname("name", name)?;
+        validate_hostname(name)?;
         Sandbox::private(name, NetNs::new()?, Owner::current_process())
     }
 
@@ -129,7 +130,7 @@ impl Sandbox {
     /// that path in IPAM, so they stay reserved if the process dies without tearing down (the
     /// namespace, with its configured links, outlives it) and come back once the name is gone.
     pub fn persisted(name: &str, run_dir: impl AsRef<Path>) -> Result<Sandbox> {
-        validate_hostname("name", name)?;
+        validate_hostname(name)?;
         let netns = NetNs::create_in(run_dir.as_ref(), name)?;
         let path = netns.path().map(Path::to_owned).unwrap_or_default();
         Sandbox::private(name, netns, Owner::netns(path))
@@ -245,7 +246,10 @@ impl Sandbox {
         }
         let ifname = match &options.ifname {
             Some(n) => n.clone(),
-            None => (0..).map(|i| format!("eth{i}")).find(|n| !endpoints.iter().any(|e| &e.info.ifname == n)).expect("a free ethN"),
+            None => (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !endpoints.iter().any(|e| &e.info.ifname == n))
+                .expect("a free ethN"),
         };
         if endpoints.iter().any(|e| e.info.ifname == ifname) {
             return Err(Error::InterfaceInUse { sandbox: self.shared.name.clone(), ifname });
@@ -402,6 +406,56 @@ impl Sandbox {
             }
         }
         Error::teardown(format!("endpoint {} of sandbox {}", &gone.info.id[..12], self.shared.name), errors)
+    }
+
+    /// The `/etc/hosts` for processes in the sandbox: the loopback names, its own addresses
+    /// with its name, then every peer — the other endpoints of the networks it is connected
+    /// to, with their sandbox's name and their aliases (there is no embedded DNS server; this
+    /// file is how peers find each other by name). A `host` sandbox gets the host's
+    /// `/etc/hosts` as it is; a `container:` sandbox the same file as the sandbox it joined.
+    ///
+    /// The content reflects the moment of the call: write it again when peers come and go.
+    pub fn hosts_file(&self) -> Result<String> {
+        if self.kind == SandboxKind::Host {
+            let path = "/etc/hosts";
+            return std::fs::read_to_string(path).map_err(|source| Error::HostFile { path: path.into(), source });
+        }
+        let endpoints = self.shared.endpoints();
+        let own: Vec<IpAddr> = endpoints.iter().flat_map(|e| e.info.addresses.iter().map(|a| a.addr())).collect();
+        let mut peers: Vec<HostsEntry> = Vec::new();
+        for endpoint in endpoints.iter() {
+            for peer in endpoint.network.endpoints() {
+                if endpoints.iter().any(|e| e.info.id == peer.id) {
+                    continue;
+                }
+                let mut names = vec![peer.sandbox.clone()];
+                names.extend(peer.aliases.iter().filter(|a| **a != peer.sandbox).cloned());
+                for address in &peer.addresses {
+                    let entry = HostsEntry { address: *address, names: names.clone() };
+                    if !peers.contains(&entry) {
+                        peers.push(entry);
+                    }
+                }
+            }
+        }
+        Ok(files::hosts_file(&self.shared.name, &own, &peers))
+    }
+
+    /// The `/etc/resolv.conf` for processes in the sandbox: `dns` if given (validated, used
+    /// as is), else the host's configuration made reachable from the sandbox's own namespace
+    /// ([`DnsConfig::from_host`]: loopback resolvers dropped, Docker's public fallback if none
+    /// remains). A `host` sandbox shares the host's resolvers: without `dns`, it gets the
+    /// host's `/etc/resolv.conf` as it is.
+    pub fn resolv_conf(&self, dns: Option<&DnsConfig>) -> Result<String> {
+        if let Some(dns) = dns {
+            dns.validate()?;
+            return Ok(dns.render());
+        }
+        if self.kind == SandboxKind::Host {
+            let path = files::RESOLV_CONF;
+            return std::fs::read_to_string(path).map_err(|source| Error::HostFile { path: path.into(), source });
+        }
+        Ok(DnsConfig::from_host()?.render())
     }
 
     /// Tears the sandbox down (see the type's docs for the order); every step is attempted

@@ -11,6 +11,7 @@ use common::{
     HOST_IP, OUTSIDE_IP, World, links_of, listen_in, listen_in_ns, serve_once, talk, try_connect, udp_ask,
     udp_echo_once,
 };
+use nook_netmodel::files::DnsConfig;
 use nook_netmodel::firewall::{PortMapping, Protocol};
 use nook_netmodel::netlink::Netlink;
 use nook_netmodel::{EndpointOptions, Error, Network, NetworkMode, NetworkSpec, Sandbox, SandboxKind};
@@ -123,7 +124,12 @@ fn published_udp_port_reaches_the_sandbox() {
     let net = Network::create(&world.host, &bridge_spec("10.89.4.0/24")).unwrap();
     let mut s = Sandbox::none("dns").unwrap();
     let mut opts = EndpointOptions::new();
-    opts.port(PortMapping { protocol: Protocol::Udp, host_ip: Some(HOST_IP.into()), host_port: 5353, container_port: 53 });
+    opts.port(PortMapping {
+        protocol: Protocol::Udp,
+        host_ip: Some(HOST_IP.into()),
+        host_port: 5353,
+        container_port: 53,
+    });
     s.connect(&net, &opts).unwrap();
     let server = udp_echo_once(s.netns(), 53);
     let answer = udp_ask(world.outside.ns(), SocketAddr::new(HOST_IP.into(), 5353), "query").unwrap();
@@ -229,7 +235,7 @@ fn container_mode_shares_the_namespace() {
     assert_eq!(links_of(joined.netns()), links_of(owner.netns()));
     assert_eq!(joined.endpoints(), owner.endpoints());
     assert_eq!(joined.hostname(), "owner");
-    // HOSTSLINE
+    assert_eq!(joined.hosts_file().unwrap(), owner.hosts_file().unwrap());
 
     let mut joined = joined;
     assert!(matches!(
@@ -371,6 +377,52 @@ fn invalid_requests_fail_typed_and_change_nothing() {
     let err = s.connect(&net, &EndpointOptions::new()).unwrap_err();
     assert!(matches!(err, Error::AlreadyConnected { .. }), "{err}");
     drop((s, t));
+    net.remove().unwrap();
+}
+
+#[test]
+fn hosts_and_resolv_conf_list_the_peers() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.15.0/24")).unwrap();
+    let mut web = Sandbox::none("web").unwrap();
+    let mut db = Sandbox::none("db").unwrap();
+    let eweb = web.connect(&net, &EndpointOptions::new()).unwrap();
+    let mut opts = EndpointOptions::new();
+    opts.alias("database");
+    let edb = db.connect(&net, &opts).unwrap();
+
+    let hosts = web.hosts_file().unwrap();
+    let line_of =
+        |ip: Ipv4Addr| hosts.lines().find(|l| l.split_whitespace().next() == Some(&ip.to_string())).map(str::to_owned);
+    let own = line_of(v4(&eweb)).unwrap_or_else(|| panic!("own address missing:\n{hosts}"));
+    assert!(own.split_whitespace().any(|n| n == "web"), "{hosts}");
+    let peer = line_of(v4(&edb)).unwrap_or_else(|| panic!("peer missing:\n{hosts}"));
+    assert!(peer.split_whitespace().any(|n| n == "db"), "{hosts}");
+    assert!(peer.split_whitespace().any(|n| n == "database"), "{hosts}");
+    assert!(hosts.contains("localhost"), "{hosts}");
+
+    // A sandbox on no network sees no peer.
+    let alone = Sandbox::none("alone").unwrap();
+    assert!(!alone.hosts_file().unwrap().contains(&v4(&edb).to_string()));
+
+    let dns = DnsConfig {
+        nameservers: vec![IpAddr::V4(OUTSIDE_IP)],
+        search: vec!["example.test".into()],
+        options: vec!["ndots:2".into()],
+    };
+    let resolv = web.resolv_conf(Some(&dns)).unwrap();
+    assert!(resolv.contains("nameserver 198.51.100.2"), "{resolv}");
+    assert!(resolv.contains("search example.test"), "{resolv}");
+    // From the host's file, loopback resolvers are useless in a private namespace.
+    let resolv = web.resolv_conf(None).unwrap();
+    assert!(resolv.lines().any(|l| l.starts_with("nameserver")), "{resolv}");
+    assert!(!resolv.lines().any(|l| l.starts_with("nameserver 127.") || l == "nameserver ::1"), "{resolv}");
+
+    // When the peer leaves, it leaves the hosts file.
+    db.disconnect(&net).unwrap();
+    assert!(!web.hosts_file().unwrap().contains(&v4(&edb).to_string()));
+    drop((web, db, alone));
     net.remove().unwrap();
 }
 

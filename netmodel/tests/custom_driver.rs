@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{World, listen_in_ns, serve_once, talk};
 use nook_netmodel::netlink::{LinkKind, NewLink};
-use nook_netmodel::{EndpointConfig, EndpointLink, EndpointOptions, Host, Network, NetworkDriver, NetworkSpec, Sandbox};
+use nook_netmodel::{
+    EndpointConfig, EndpointLink, EndpointOptions, Host, Network, NetworkDriver, NetworkSpec, Sandbox,
+};
 use nook_ns::NsFd;
 use nook_testutil::{require_root, unique_name};
 
@@ -60,7 +62,12 @@ impl NetworkDriver for PointToPoint {
         let mut nl = host.netlink();
         let mut link = NewLink::new(
             &endpoint.host_ifname,
-            LinkKind::Veth { peer_name: &endpoint.ifname, peer_netns: Some(sandbox.as_fd()), peer_mtu: None, peer_mac: None },
+            LinkKind::Veth {
+                peer_name: &endpoint.ifname,
+                peer_netns: Some(sandbox.as_fd()),
+                peer_mtu: None,
+                peer_mac: None,
+            },
         );
         link.up = true;
         let index = nl.add_link(&link)?.expect("created here");

@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use common::World;
-use nook_netmodel::netlink::{LinkKind, NewLink, Netlink};
+use nook_netmodel::netlink::{LinkKind, Netlink, NewLink};
 use nook_netmodel::{EndpointOptions, Network, NetworkSpec, Sandbox};
 use nook_ns::NetNs;
 use nook_testutil::{require_root, unique_name};
@@ -88,7 +88,12 @@ fn link_removal_strategies() {
         let a = unique_name("ta");
         let mut link = NewLink::new(
             &a,
-            LinkKind::Veth { peer_name: "eth0", peer_netns: Some(sandbox.ns().as_fd()), peer_mtu: None, peer_mac: None },
+            LinkKind::Veth {
+                peer_name: "eth0",
+                peer_netns: Some(sandbox.ns().as_fd()),
+                peer_mtu: None,
+                peer_mac: None,
+            },
         );
         link.up = true;
         nl.add_link(&link).unwrap();

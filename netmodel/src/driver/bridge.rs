@@ -76,10 +76,11 @@ impl NetworkDriver for BridgeDriver {
             link.up = true;
             let index = match nl.add_link(&link)? {
                 Some(i) => i,
-                None => nl
-                    .link(name)?
-                    .ok_or_else(|| Error::LinkMissing { driver: "bridge".into(), ifname: name.to_owned() })?
-                    .index,
+                None => {
+                    nl.link(name)?
+                        .ok_or_else(|| Error::LinkMissing { driver: "bridge".into(), ifname: name.to_owned() })?
+                        .index
+                }
             };
             for gateway in spec.gateway_addresses() {
                 if let Err(e) = nl.add_address(index, gateway) {
@@ -132,9 +133,10 @@ impl NetworkDriver for BridgeDriver {
         sandbox: &NsFd,
         endpoint: &EndpointConfig,
     ) -> Result<EndpointLink> {
-        let bridge = self
-            .bridge_index(host, spec)?
-            .ok_or_else(|| Error::LinkMissing { driver: "bridge".into(), ifname: self.bridge_name(spec).unwrap_or("").into() })?;
+        let bridge = self.bridge_index(host, spec)?.ok_or_else(|| Error::LinkMissing {
+            driver: "bridge".into(),
+            ifname: self.bridge_name(spec).unwrap_or("").into(),
+        })?;
         let mut link = NewLink::new(
             &endpoint.host_ifname,
             LinkKind::Veth {

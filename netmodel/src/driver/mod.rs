@@ -101,12 +101,23 @@ pub trait NetworkDriver: Send + Sync + fmt::Debug {
     /// Creates the endpoint's link inside `sandbox` (a network namespace), named
     /// `endpoint.ifname`, left down and without addresses (the model configures it). On
     /// failure it must leave nothing behind.
-    fn connect(&self, host: &Host, spec: &NetworkSpec, sandbox: &NsFd, endpoint: &EndpointConfig)
-    -> Result<EndpointLink>;
+    fn connect(
+        &self,
+        host: &Host,
+        spec: &NetworkSpec,
+        sandbox: &NsFd,
+        endpoint: &EndpointConfig,
+    ) -> Result<EndpointLink>;
 
     /// Removes host-side state of an endpoint other than its link (the link itself is taken
     /// care of by the model). Default: nothing.
-    fn disconnect(&self, host: &Host, spec: &NetworkSpec, endpoint: &EndpointConfig, link: &EndpointLink) -> Result<()> {
+    fn disconnect(
+        &self,
+        host: &Host,
+        spec: &NetworkSpec,
+        endpoint: &EndpointConfig,
+        link: &EndpointLink,
+    ) -> Result<()> {
         let _ = (host, spec, endpoint, link);
         Ok(())
     }

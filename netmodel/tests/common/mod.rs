@@ -21,7 +21,7 @@ use std::process::Command;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nook_netmodel::netlink::{LinkKind, NewLink, Netlink, Route};
+use nook_netmodel::netlink::{LinkKind, Netlink, NewLink, Route};
 use nook_netmodel::{Host, Sandbox};
 use nook_ns::{NetNs, NsFd};
 use nook_testutil::{TempDir, unique_name};
@@ -72,7 +72,12 @@ impl World {
             nl.set_up(1).expect("lo up (host)");
             let mut link = NewLink::new(
                 &uplink,
-                LinkKind::Veth { peer_name: &peer, peer_netns: Some(outside.ns().as_fd()), peer_mtu: None, peer_mac: None },
+                LinkKind::Veth {
+                    peer_name: &peer,
+                    peer_netns: Some(outside.ns().as_fd()),
+                    peer_mtu: None,
+                    peer_mac: None,
+                },
             );
             link.up = true;
             nl.add_link(&link).expect("uplink veth");
@@ -93,7 +98,7 @@ impl World {
             nl.set_up(index).unwrap();
         }
         let state = TempDir::new("ipam").expect("temp dir");
-        let host = Host::builder().netns(host_ns.ns()).ipam_dir(state.path()).firewall(std::sync::Arc::new(TmpNoFw)).build().expect("host");
+        let host = Host::builder().netns(host_ns.ns()).ipam_dir(state.path()).build().expect("host");
         World { host_ns, outside, uplink, state, host }
     }
 
@@ -135,13 +140,8 @@ impl World {
 
     /// The host namespace now.
     pub fn snapshot(&self) -> Snapshot {
-        let links = self
-            .netlink()
-            .links()
-            .expect("links")
-            .into_iter()
-            .map(|l| (l.name, (l.index, l.up, l.master)))
-            .collect();
+        let links =
+            self.netlink().links().expect("links").into_iter().map(|l| (l.name, (l.index, l.up, l.master))).collect();
         Snapshot { links, ruleset: self.ruleset(), state: state_files(self.state.path()) }
     }
 
@@ -281,13 +281,4 @@ pub fn udp_ask(ns: &NsFd, addr: SocketAddr, message: &str) -> std::io::Result<St
         }
     })
     .expect("enter netns")
-}
-
-#[derive(Debug)]
-struct TmpNoFw;
-impl nook_netmodel::firewall::FirewallBackend for TmpNoFw {
-    fn setup_network(&self, _: &nook_netmodel::firewall::NetworkRules) -> Result<(), nook_netmodel::firewall::FirewallError> { Ok(()) }
-    fn teardown_network(&self, _: &str) -> Result<(), nook_netmodel::firewall::FirewallError> { Ok(()) }
-    fn add_ports(&self, _: &str, _: &str, _: &[nook_netmodel::firewall::PortRule]) -> Result<(), nook_netmodel::firewall::FirewallError> { Ok(()) }
-    fn remove_ports(&self, _: &str, _: &str) -> Result<(), nook_netmodel::firewall::FirewallError> { Ok(()) }
 }
