@@ -117,6 +117,15 @@ impl EndpointOptions {
                 return Err(Error::invalid(field, ip, format!("the network or broadcast address of {}", pool.subnet)));
             }
         }
+        for port in &self.ports {
+            if let Some(ip) = port.host_ip {
+                if !spec.has_family(ip.is_ipv6()) {
+                    let family = if ip.is_ipv6() { "IPv6" } else { "IPv4" };
+                    let reason = format!("network {} has no {family} subnet to forward it to", spec.name);
+                    return Err(Error::invalid("ports", ip, reason));
+                }
+            }
+        }
         if !self.ports.is_empty() && !driver.publishes_ports(spec) {
             return Err(Error::PortsUnsupported {
                 network: spec.name.clone(),
@@ -227,6 +236,16 @@ mod tests {
         let mut o = EndpointOptions::new();
         o.port(PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: 80, container_port: 80 });
         assert!(matches!(o.validate_for(&spec(true), &bridge), Err(Error::PortsUnsupported { .. })));
+        let mut v6_only = NetworkSpec::bridge("nk-6");
+        v6_only.subnet("fd00:6::/64".parse().unwrap(), None);
+        let mut o6 = EndpointOptions::new();
+        o6.port(PortMapping {
+            protocol: Protocol::Tcp,
+            host_ip: Some("192.0.2.1".parse().unwrap()),
+            host_port: 80,
+            container_port: 80,
+        });
+        assert_eq!(field_of(o6.validate_for(&v6_only, &bridge).unwrap_err()), "ports");
         assert!(matches!(o.validate_for(&spec(false), &MacvlanDriver::new()), Err(Error::PortsUnsupported { .. })));
     }
 

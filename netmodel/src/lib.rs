@@ -58,14 +58,35 @@
 //!   handle is closed (a persisted name unmounted). The kernel deletes the sandbox's links when
 //!   its namespace dies, asynchronously, so teardown returns without waiting for it.
 //!
-//! # Costs (measured on the development machine; noisy)
+//! # Costs
 //!
-//! Creating a veth pair costs the kernel about 0.5 ms; deleting one costs 17–40 ms, and moving
-//! a link into another namespace costs as much (both wait for RCU grace periods). So nothing on
-//! a teardown path deletes links synchronously: a sandbox's links die with its namespace, and
-//! [`Sandbox::disconnect`] sets the link down at once (its routes go, its addresses become
-//! unreachable) and deletes it on a background thread.
+//! Medians on the development machine (kernel 6.18; noisy), from `tests/timing.rs`
+//! (`cargo test -p nook-netmodel --test timing -- --ignored --nocapture`):
 //!
+//! | operation | median |
+//! |---|---|
+//! | create a veth pair | 0.6 ms |
+//! | delete a veth pair (`RTM_DELLINK`, synchronous) | 19–23 ms |
+//! | move a link into a fresh namespace and drop it | 39 ms |
+//! | set a link down + delete it on a background thread (caller's share) | 0.11 ms |
+//! | drop a namespace holding a veth end (caller's share) | 0.004 ms |
+//! | [`Sandbox::none`] (namespace + `lo` up) | 0.8–1.0 ms |
+//! | [`Sandbox::connect`], bridge, no port (IPAM, veth, address, route) | 1.3–1.6 ms |
+//! | [`Sandbox::disconnect`] | 1.1 ms |
+//! | [`Sandbox::remove`], one endpoint, no port | 0.7–0.8 ms |
+//! | [`Sandbox::connect`] / [`Sandbox::remove`] with one published port | 8.7 / 21 ms (`nft` runs) |
+//! | [`Network::create`] / [`Network::remove`] (bridge) | 10 / 59 ms |
+//!
+//! Deleting a link waits for RCU grace periods in the kernel, and moving one to another
+//! namespace waits as long, so nothing on a sandbox's teardown path deletes links
+//! synchronously: its links die with its namespace (the kernel's cleanup worker deletes them
+//! in one batch, off the caller's path), and [`Sandbox::disconnect`] sets the link down at
+//! once (its routes go, its addresses become unreachable) and deletes it on a background
+//! thread. Published ports are different: their rules must be gone before the address goes
+//! back to IPAM (or a new sandbox given the address would receive the old sandbox's traffic),
+//! so a sandbox with ports waits for `nft`. [`Network::remove`] deletes the bridge
+//! synchronously so it can report failures.
+
 //! # Kernel interfaces
 //!
 //! All kernel work is rtnetlink ([`netlink`]), synchronous, through `netlink-packet-route` —

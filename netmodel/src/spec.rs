@@ -88,8 +88,9 @@ impl Driver {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkSpec {
-    /// The network's name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64 bytes); unique on the
-    /// host (IPAM refuses a second network of the same name).
+    /// The network's name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64 bytes: it names IPAM's
+    /// state file and the firewall's chains); unique on the host (IPAM refuses a second
+    /// network of the same name).
     pub name: String,
     /// The driver.
     pub driver: Driver,
@@ -189,6 +190,10 @@ impl NetworkSpec {
     /// them), MTU, and the driver's own rules.
     pub fn validate(&self) -> Result<()> {
         crate::ipam::validate_network_name(&self.name)?;
+        if self.name.len() > crate::firewall::MAX_NETWORK_LEN {
+            let reason = format!("longer than {} bytes (it names firewall chains)", crate::firewall::MAX_NETWORK_LEN);
+            return Err(Error::invalid("name", &self.name, reason));
+        }
         match &self.driver {
             Driver::Bridge { bridge: Some(b) } => validate_ifname("bridge", b)?,
             Driver::Bridge { bridge: None } => {}
@@ -248,6 +253,10 @@ mod tests {
         let mut s = bridge();
         s.name = "bad name".into();
         assert_eq!(field_of(s.validate().unwrap_err()), "ipam");
+
+        let mut s = bridge();
+        s.name = "n".repeat(65);
+        assert_eq!(field_of(s.validate().unwrap_err()), "name");
 
         let mut s = bridge();
         s.bridge_name("a-very-long-bridge-name");

@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
@@ -12,9 +13,11 @@ use common::{
     udp_echo_once,
 };
 use nook_netmodel::files::DnsConfig;
-use nook_netmodel::firewall::{PortMapping, Protocol};
+use nook_netmodel::firewall::{
+    FirewallBackend, FirewallError, NetworkRules, Nftables, PortMapping, PortRule, Protocol,
+};
 use nook_netmodel::netlink::Netlink;
-use nook_netmodel::{EndpointOptions, Error, Network, NetworkMode, NetworkSpec, Sandbox, SandboxKind};
+use nook_netmodel::{EndpointOptions, Error, Host, Network, NetworkMode, NetworkSpec, Sandbox, SandboxKind};
 use nook_testutil::{TempDir, require_root, unique_name};
 
 fn bridge_spec(subnet: &str) -> NetworkSpec {
@@ -377,6 +380,61 @@ fn invalid_requests_fail_typed_and_change_nothing() {
     let err = s.connect(&net, &EndpointOptions::new()).unwrap_err();
     assert!(matches!(err, Error::AlreadyConnected { .. }), "{err}");
     drop((s, t));
+    net.remove().unwrap();
+}
+
+/// nftables, except that publishing ports fails (after the endpoint's link, addresses and
+/// routes are in place: the last step of a connect).
+#[derive(Debug)]
+struct PortsFail(Nftables);
+
+impl FirewallBackend for PortsFail {
+    fn setup_network(&self, rules: &NetworkRules) -> Result<(), FirewallError> {
+        self.0.setup_network(rules)
+    }
+    fn teardown_network(&self, network: &str) -> Result<(), FirewallError> {
+        self.0.teardown_network(network)
+    }
+    fn add_ports(&self, _network: &str, _endpoint: &str, ports: &[PortRule]) -> Result<(), FirewallError> {
+        Err(FirewallError::InvalidPort { field: "host_port", value: ports[0].mapping.host_port, reason: "test" })
+    }
+    fn remove_ports(&self, network: &str, endpoint: &str) -> Result<(), FirewallError> {
+        self.0.remove_ports(network, endpoint)
+    }
+}
+
+#[test]
+fn a_failure_late_in_connect_undoes_everything() {
+    require_root!();
+    let world = World::new();
+    let failing = Arc::new(PortsFail(Nftables::new(Some(world.host_ns.ns())).unwrap()));
+    let host =
+        Host::builder().netns(world.host_ns.ns()).ipam_dir(world.state.path()).firewall(failing).build().unwrap();
+    let mut spec = bridge_spec("10.89.21.0/24");
+    spec.subnet("fd00:89:21::/64".parse().unwrap(), None);
+    let net = Network::create(&host, &spec).unwrap();
+    let mut s = Sandbox::none("late").unwrap();
+    let before = world.snapshot();
+    let mut opts = EndpointOptions::new();
+    opts.port(tcp(8083, 80));
+    let err = s.connect(&net, &opts).unwrap_err();
+    assert!(matches!(err, Error::Firewall(FirewallError::InvalidPort { reason: "test", .. })), "{err}");
+    assert!(s.endpoints().is_empty());
+    assert!(net.endpoints().is_empty());
+    assert_eq!(links_of(s.netns()), [("lo".to_owned(), true)], "the sandbox side is gone at once");
+    // The addresses went back (IPAM's cursor moved on: its file changed) ...
+    assert!(world.host.ipam().allocations(net.name()).unwrap().is_empty());
+    // ... and the host end goes with the deleted pair (on a background thread).
+    common::eventually(
+        || {
+            let now = world.snapshot();
+            now.links == before.links && now.ruleset == before.ruleset
+        },
+        "the host is as before",
+    );
+    // Without ports the same connect works.
+    s.connect(&net, &EndpointOptions::new()).unwrap();
+    drop(s);
     net.remove().unwrap();
 }
 

@@ -111,7 +111,9 @@ fn endpoint_setup_and_teardown() {
     let world = World::new();
     let mut spec = NetworkSpec::bridge(unique_name("net"));
     spec.subnet("10.90.0.0/16".parse().unwrap(), None);
+    let t = Instant::now();
     let net = Network::create(&world.host, &spec).unwrap();
+    report("Network::create (IPAM, bridge, address, nft chains)", vec![t.elapsed()]);
     let (mut none, mut connect, mut disconnect, mut remove) = (vec![], vec![], vec![], vec![]);
     for i in 0..ROUNDS {
         let t = Instant::now();
@@ -128,9 +130,30 @@ fn endpoint_setup_and_teardown() {
         s.remove().unwrap();
         remove.push(t.elapsed());
     }
+    let (mut connect_port, mut remove_port) = (vec![], vec![]);
+    for i in 0..ROUNDS {
+        let mut s = Sandbox::none(&format!("p{i}")).unwrap();
+        let mut opts = EndpointOptions::new();
+        opts.port(nook_netmodel::firewall::PortMapping {
+            protocol: nook_netmodel::firewall::Protocol::Tcp,
+            host_ip: None,
+            host_port: 8000 + i as u16,
+            container_port: 80,
+        });
+        let t = Instant::now();
+        s.connect(&net, &opts).unwrap();
+        connect_port.push(t.elapsed());
+        let t = Instant::now();
+        s.remove().unwrap();
+        remove_port.push(t.elapsed());
+    }
     report("Sandbox::none (netns + lo up)", none);
     report("Sandbox::connect (bridge, IPAM, veth, addr, route)", connect);
     report("Sandbox::disconnect", disconnect);
     report("Sandbox::remove (one endpoint)", remove);
-    drop(net);
+    report("Sandbox::connect with one published port (nft)", connect_port);
+    report("Sandbox::remove with one published port (nft)", remove_port);
+    let t = Instant::now();
+    net.remove().unwrap();
+    report("Network::remove (nft teardown, bridge delete, IPAM)", vec![t.elapsed()]);
 }

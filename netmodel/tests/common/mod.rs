@@ -188,6 +188,15 @@ impl Drop for World {
     }
 }
 
+/// Waits (up to [`PATIENCE`]) for `check` to hold; panics with `what` otherwise.
+pub fn eventually(mut check: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while !check() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The state dir's files (name -> content), without the lock file.
 pub fn state_files(dir: &Path) -> BTreeMap<String, String> {
     std::fs::read_dir(dir)
