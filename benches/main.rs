@@ -30,6 +30,8 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
 use nook_cgroup::{Cgroup, CgroupSpec, Controller, Hierarchies, Layout, Memory, Pids, Version};
 use nook_ns::{Command, Namespace, NamespaceSet, NsFd, NsGuard};
 
+mod net;
+
 /// The C floor (see `benches/c/floor.c`). Each call returns the wait status or `-errno`.
 mod floor {
     use super::{CStr, CString, NamespaceSet, PathBuf, c_char, c_int, c_long, c_ulong};
@@ -191,7 +193,7 @@ struct Pair {
 
 /// Records which benchmarks ran and which pairs to report.
 #[derive(Default)]
-struct Report {
+pub(crate) struct Report {
     pairs: Vec<Pair>,
     singles: Vec<(&'static str, String)>,
 }
@@ -265,7 +267,7 @@ fn run_nook(cmd: &mut Command) {
     assert!(status.success(), "nook child: {status}");
 }
 
-fn slow_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+pub(crate) fn slow_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
     let mut g = c.benchmark_group(name);
     g.sampling_mode(SamplingMode::Flat);
     g
@@ -715,7 +717,7 @@ fn cgroup(c: &mut Criterion, report: &mut Report) {
 }
 
 /// The groups of this harness, in the order they run.
-const GROUPS: [&str; 4] = ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup"];
+const GROUPS: [&str; 5] = ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel"];
 
 /// criterion's positional arguments (its benchmark filters).
 fn filters() -> Vec<String> {
@@ -777,7 +779,10 @@ fn criterion_dir() -> PathBuf {
 
 /// The median (ns) of benchmark `id` of `group`, if it was measured in this run.
 fn median_ns(dir: &Path, group: &str, id: &str, since: SystemTime) -> Option<f64> {
-    let path = dir.join(group).join(id).join("new/estimates.json");
+    // A `BenchmarkId` with a parameter nests (`id/param`); a plain name with a `/` is flattened.
+    let nested = dir.join(group).join(id).join("new/estimates.json");
+    let path =
+        if nested.exists() { nested } else { dir.join(group).join(id.replace('/', "_")).join("new/estimates.json") };
     let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
     if modified < since {
         return None;
@@ -823,7 +828,11 @@ fn print_summary(report: &Report, dir: &Path, since: SystemTime) {
         }
         for (g, id) in report.singles.iter().filter(|(g, _)| *g == group) {
             if let Some(m) = median_ns(dir, g, id, since) {
-                println!("| {id} (baseline only) | | {} | | |", fmt_ns(m));
+                if id.ends_with("/nook") {
+                    println!("| {id} | {} | | | |", fmt_ns(m));
+                } else {
+                    println!("| {id} (baseline only) | | {} | | |", fmt_ns(m));
+                }
             }
         }
         println!();
@@ -855,6 +864,9 @@ fn main() {
     }
     if selected("cgroup") {
         cgroup(&mut c, &mut report);
+    }
+    if selected("netmodel") {
+        net::netmodel(&mut c, &mut report);
     }
     c.final_summary();
     if bench_mode() {
