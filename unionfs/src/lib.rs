@@ -1,1 +1,21 @@
-//! Layered root filesystems (overlayfs, copy driver, layer store) for nook. Not implemented yet: see the `nook-unionfs` issue.
+//! nook-unionfs (in progress).
+
+mod apply;
+mod diff;
+mod error;
+mod overlay;
+mod stack;
+mod store;
+mod vfs;
+mod view;
+mod whiteout;
+
+pub use apply::{Applied, ApplyOptions, Progress, apply_layer};
+pub use diff::write_diff;
+pub use error::{Error, Result, UnsafeEntry};
+pub use overlay::{MountedStack, Overlay, StorageDriver, supports_lowerdir_plus};
+pub use stack::{LayerStack, MAX_LOWER_LAYERS, OverlayOptions, RedirectDir, Upper};
+pub use store::{Digest, Layer, LayerStore, chain_id};
+pub use vfs::{Vfs, materialize};
+pub use view::{EntryKind, UnionView, ViewEntry};
+pub use whiteout::{OPAQUE_MARKER, WHITEOUT_PREFIX, WhiteoutFormat, convert};

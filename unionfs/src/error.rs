@@ -1,0 +1,106 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Why a tar entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnsafeEntry {
+    /// The path has a `..` component that climbs above the layer root.
+    ParentDir,
+    /// The path is absolute (leading `/` is refused, not stripped silently).
+    Absolute,
+    /// A symlink whose target resolves outside the layer.
+    SymlinkEscape,
+    /// A hardlink whose target is outside the layer (or missing).
+    HardlinkEscape,
+    /// A write through a symlink (placed earlier in this tar or already in the layer).
+    ThroughSymlink,
+    /// Resolving the path loops (`ELOOP`).
+    SymlinkLoop,
+    /// The path is deeper / longer than allowed.
+    TooDeep,
+    /// A device node while unprivileged.
+    DeviceNode,
+    /// A whiteout that names `.` / `..` / nothing.
+    BadWhiteout,
+}
+
+/// Everything that can go wrong in nook-unionfs.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bad input, caught before anything touched the system.
+    #[error("invalid {what} {value:?}: {reason}")]
+    Invalid {
+        /// The field or argument.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A system call failed.
+    #[error("{op} {path:?}: {source}")]
+    Sys {
+        /// The call (`"fsconfig(lowerdir+)"`, `"openat2"`, ...).
+        op: &'static str,
+        /// The path it was about.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tar entry refused as hostile; nothing was written for it.
+    #[error("unsafe layer entry {entry:?}: {reason:?}")]
+    Unsafe {
+        /// The entry's path as written in the tar.
+        entry: PathBuf,
+        /// Why.
+        reason: UnsafeEntry,
+    },
+    /// The tar stream itself is malformed or unreadable.
+    #[error("layer tar (entry {entry:?}): {source}")]
+    Tar {
+        /// The entry being read, if known.
+        entry: Option<PathBuf>,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No such layer in the store.
+    #[error("layer {id} not found")]
+    LayerNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// On-disk state that does not parse.
+    #[error("corrupt store state {path:?}: {detail}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A setup step failed and undoing it failed too.
+    #[error("{cause} (and cleanup failed: {cleanup:?})")]
+    Cleanup {
+        /// The original failure.
+        cause: Box<Error>,
+        /// Cleanup failures.
+        cleanup: Vec<Error>,
+    },
+    // -- overlay helper: add variants below this line --
+    // -- whiteout/view/vfs helper: add variants below this line --
+    // -- tar/store/diff helper: add variants below this line --
+}
+
+#[allow(dead_code)]
+impl Error {
+    pub(crate) fn sys(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Sys { op, path: path.into(), source }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
