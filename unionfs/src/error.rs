@@ -92,6 +92,34 @@ pub enum Error {
     },
     // -- overlay helper: add variants below this line --
     // -- whiteout/view/vfs helper: add variants below this line --
+    /// Creating a device node (an overlay whiteout is a 0/0 character device) was refused:
+    /// it needs `CAP_MKNOD` (and a filesystem that allows device nodes).
+    #[error("mknod {path:?} refused (needs CAP_MKNOD): {source}")]
+    MknodDenied {
+        /// The node that could not be created.
+        path: PathBuf,
+        /// The error (`EPERM` / `EACCES`).
+        #[source]
+        source: std::io::Error,
+    },
+    /// A union path goes through a symlink; the userspace view does not follow symlinks.
+    #[error("union path {path:?} goes through the symlink {symlink:?} (not followed)")]
+    SymlinkInPath {
+        /// The path looked up (normalised, relative to the union root).
+        path: PathBuf,
+        /// The symlink component (relative to the union root).
+        symlink: PathBuf,
+    },
+    /// A layer entry that cannot be written in the requested whiteout format.
+    #[error("layer entry {path:?} cannot be represented as {format:?}: {reason}")]
+    Unconvertible {
+        /// The entry.
+        path: PathBuf,
+        /// The format asked for.
+        format: crate::WhiteoutFormat,
+        /// Why.
+        reason: &'static str,
+    },
     // -- tar/store/diff helper: add variants below this line --
 }
 

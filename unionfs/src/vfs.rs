@@ -1,20 +1,297 @@
 //! The copy (vfs) driver: materialises a union into a plain directory, for where overlay cannot
 //! be used (an upper on an overlay, some user-namespace setups).
 //!
+//! [`materialize`] copies exactly what [`crate::UnionView`] shows (same merge rules, same
+//! whiteout handling), reading every layer with file descriptors and never following a
+//! symlink inside a layer. What it keeps:
+//!
+//! - regular files: content (`FICLONE` reflink where the file system can, else
+//!   `copy_file_range`, else read/write), mode (with set-id bits), owner, atime/mtime, xattrs;
+//! - directories: merged per the view; mode, owner, times and xattrs from the highest layer
+//!   that has the dir (also for the root: `target` gets the top layer root's attributes);
+//! - symlinks: target, owner, times, xattrs;
+//! - hardlinks: names that share an inode (same device and inode number in the layers) share
+//!   one in `target`;
+//! - device nodes, fifos, sockets (`mknodat`; a device needs `CAP_MKNOD`, else
+//!   [`crate::Error::MknodDenied`]).
+//!
+//! overlay's own xattrs (`trusted.overlay.*`, `user.overlay.*`) are never copied; whiteouts and
+//! opaque marks are applied, not copied. Directory times are set after their contents.
+//!
 //! API CONTRACT (frozen; the whiteout/view helper fills the bodies and may add items).
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
-use crate::{Result, WhiteoutFormat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
+use rustix::io::Errno;
+
+use crate::view::{EntryKind, Merged, UnionView};
+use crate::whiteout::fsutil::{self, XTarget};
+use crate::{Error, Result, WhiteoutFormat};
 
 /// Copies the union of `layers` (bottom first, in `format`) into the empty dir `target`,
 /// keeping modes, owners, timestamps, xattrs (except overlay's own), symlinks, hardlinks
 /// within a layer and device nodes; whiteouts and opaque markers are applied, not copied.
 pub fn materialize(layers: &[&Path], format: WhiteoutFormat, target: &Path) -> Result<()> {
-    let _ = (layers, format, target);
-    todo!()
+    let view = UnionView::new(layers.iter().map(|p| p.to_path_buf()).collect(), format);
+    Copier::new(&view, target)?.run()
+}
+
+/// Whether an xattr is overlay's own (never copied).
+pub fn is_overlay_xattr(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.starts_with(b"trusted.overlay.") || b.starts_with(b"user.overlay.")
+}
+
+fn sys(op: &'static str, path: impl Into<PathBuf>, e: Errno) -> Error {
+    Error::sys(op, path, e.into())
+}
+
+enum Frame {
+    /// Copy the entries of a merged dir (its merge stack, top first).
+    Enter(PathBuf, Vec<usize>),
+    /// Set a dir's attributes from the given layer, after its entries.
+    Leave(PathBuf, usize),
+}
+
+struct Copier<'a> {
+    view: &'a UnionView,
+    roots: Vec<OwnedFd>,
+    target: &'a Path,
+    tfd: OwnedFd,
+    /// (st_dev, st_ino) of a source inode with several links -> its first path in `target`.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl<'a> Copier<'a> {
+    fn new(view: &'a UnionView, target: &'a Path) -> Result<Copier<'a>> {
+        let roots = view.open_roots()?;
+        let tfd = fsutil::open_root(target).map_err(|e| sys("open", target, e))?;
+        let present = fsutil::list_dir(tfd.as_fd()).map_err(|e| sys("getdents", target, e))?;
+        if !present.is_empty() {
+            return Err(Error::Invalid {
+                what: "materialize target",
+                value: target.display().to_string(),
+                reason: "the directory is not empty".into(),
+            });
+        }
+        Ok(Copier { view, roots, target, tfd, links: HashMap::new() })
+    }
+
+    fn run(mut self) -> Result<()> {
+        let root_stack = self.view.root_stack();
+        let top = root_stack[0];
+        let mut todo = vec![Frame::Leave(PathBuf::new(), top), Frame::Enter(PathBuf::new(), root_stack)];
+        while let Some(frame) = todo.pop() {
+            match frame {
+                Frame::Enter(rel, layers) => {
+                    let subdirs = self.copy_dir_entries(&rel, &layers)?;
+                    for (p, sub, layer) in subdirs.into_iter().rev() {
+                        todo.push(Frame::Leave(p.clone(), layer));
+                        todo.push(Frame::Enter(p, sub));
+                    }
+                }
+                Frame::Leave(rel, layer) => self.finish_dir(&rel, layer)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn layer_path(&self, layer: usize, rel: &Path) -> PathBuf {
+        self.view.layers()[layer].join(rel)
+    }
+
+    /// Creates the entries of one merged dir; returns its subdirs (path, merge stack, layer).
+    fn copy_dir_entries(&mut self, rel: &Path, layers: &[usize]) -> Result<Vec<(PathBuf, Vec<usize>, usize)>> {
+        let stack = self.view.open_stack(&self.roots, rel, layers)?;
+        let merged = self.view.merged(rel, &stack, true)?;
+        let dst = fsutil::open_beneath(self.tfd.as_fd(), rel).map_err(|e| sys("openat2", self.target.join(rel), e))?;
+        let mut subdirs = Vec::new();
+        for (name, m) in merged {
+            let src = stack.iter().find(|(l, _)| *l == m.layer).map(|(_, fd)| fd.as_fd()).expect("layer in stack");
+            let p = rel.join(&name);
+            if m.kind == EntryKind::Dir {
+                rustix::fs::mkdirat(dst.as_fd(), &name, Mode::from_raw_mode(0o700))
+                    .map_err(|e| sys("mkdirat", self.target.join(&p), e))?;
+                subdirs.push((p, m.sub, m.layer));
+            } else {
+                self.copy_nondir(src, &name, &m, dst.as_fd(), &p)?;
+            }
+        }
+        Ok(subdirs)
+    }
+
+    fn copy_nondir(
+        &mut self,
+        src_dir: BorrowedFd<'_>,
+        name: &OsStr,
+        m: &Merged,
+        dst_dir: BorrowedFd<'_>,
+        rel: &Path,
+    ) -> Result<()> {
+        let st = &m.st;
+        let spath = self.layer_path(m.layer, rel);
+        let dpath = self.target.join(rel);
+        let key = (st.st_dev, st.st_ino);
+        if st.st_nlink > 1 {
+            if let Some(first) = self.links.get(&key) {
+                return rustix::fs::linkat(self.tfd.as_fd(), first, dst_dir, name, AtFlags::empty())
+                    .map_err(|e| sys("linkat", &dpath, e));
+            }
+        }
+        match m.kind {
+            EntryKind::File => {
+                let src = rustix::fs::openat(
+                    src_dir,
+                    name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| sys("openat", &spath, e))?;
+                let now = rustix::fs::fstat(&src).map_err(|e| sys("fstat", &spath, e))?;
+                if (now.st_dev, now.st_ino) != key || fsutil::kind_of(&now) != FileType::RegularFile {
+                    return Err(sys("openat (changed while copying)", &spath, Errno::STALE));
+                }
+                let src = File::from(src);
+                let dst = rustix::fs::openat(
+                    dst_dir,
+                    name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| sys("create", &dpath, e))?;
+                let dst = File::from(dst);
+                copy_data(&src, &dst, &spath, &dpath)?;
+                copy_attrs(Some(XTarget::Fd(src.as_fd())), XTarget::Fd(dst.as_fd()), st, &spath, &dpath)?;
+            }
+            EntryKind::Symlink => {
+                let target =
+                    rustix::fs::readlinkat(src_dir, name, Vec::new()).map_err(|e| sys("readlinkat", &spath, e))?;
+                rustix::fs::symlinkat(target.as_c_str(), dst_dir, name).map_err(|e| sys("symlinkat", &dpath, e))?;
+                copy_attrs(Some(XTarget::At(src_dir, name)), XTarget::At(dst_dir, name), st, &spath, &dpath)?;
+            }
+            EntryKind::Other => {
+                let ft = fsutil::kind_of(st);
+                let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
+                match rustix::fs::mknodat(dst_dir, name, ft, mode, st.st_rdev) {
+                    Ok(()) => {}
+                    Err(e @ (Errno::PERM | Errno::ACCESS))
+                        if matches!(ft, FileType::CharacterDevice | FileType::BlockDevice) =>
+                    {
+                        return Err(Error::MknodDenied { path: dpath, source: e.into() });
+                    }
+                    Err(e) => return Err(sys("mknodat", &dpath, e)),
+                }
+                copy_attrs(Some(XTarget::At(src_dir, name)), XTarget::At(dst_dir, name), st, &spath, &dpath)?;
+            }
+            EntryKind::Dir => unreachable!("dirs are copied by copy_dir_entries"),
+        }
+        if st.st_nlink > 1 {
+            self.links.insert(key, rel.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Sets a dir's owner, mode, xattrs and times from `layer`, once its entries exist.
+    fn finish_dir(&self, rel: &Path, layer: usize) -> Result<()> {
+        let spath = self.layer_path(layer, rel);
+        let dpath = self.target.join(rel);
+        let src = fsutil::open_beneath(self.roots[layer].as_fd(), rel).map_err(|e| sys("openat2", &spath, e))?;
+        let st = rustix::fs::fstat(&src).map_err(|e| sys("fstat", &spath, e))?;
+        let dst = fsutil::open_beneath(self.tfd.as_fd(), rel).map_err(|e| sys("openat2", &dpath, e))?;
+        copy_attrs(Some(XTarget::Fd(src.as_fd())), XTarget::Fd(dst.as_fd()), &st, &spath, &dpath)
+    }
+}
+
+/// Copies file data: a reflink where possible, else `copy_file_range`, else read/write.
+fn copy_data(src: &File, dst: &File, spath: &Path, dpath: &Path) -> Result<()> {
+    if rustix::fs::ioctl_ficlone(dst, src).is_ok() {
+        return Ok(());
+    }
+    let mut copied = 0u64;
+    loop {
+        match rustix::fs::copy_file_range(src, None, dst, None, 1 << 30) {
+            Ok(0) => return Ok(()),
+            Ok(n) => copied += n as u64,
+            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM) if copied == 0 => break,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(sys("copy_file_range", dpath, e)),
+        }
+    }
+    std::io::copy(&mut &*src, &mut &*dst).map(drop).map_err(|e| Error::sys("read/write copy", spath, e))
+}
+
+fn times_of(st: &Stat) -> Timestamps {
+    Timestamps {
+        last_access: Timespec { tv_sec: st.st_atime as _, tv_nsec: st.st_atime_nsec as _ },
+        last_modification: Timespec { tv_sec: st.st_mtime as _, tv_nsec: st.st_mtime_nsec as _ },
+    }
+}
+
+/// Owner, mode (not for symlinks), xattrs (except overlay's), then times, in that order (a
+/// chown clears set-id bits and file capabilities).
+fn copy_attrs(src: Option<XTarget<'_>>, dst: XTarget<'_>, st: &Stat, spath: &Path, dpath: &Path) -> Result<()> {
+    let ft = fsutil::kind_of(st);
+    let uid = Some(rustix::fs::Uid::from_raw(st.st_uid));
+    let gid = Some(rustix::fs::Gid::from_raw(st.st_gid));
+    let chown = match dst {
+        XTarget::Fd(fd) => rustix::fs::fchown(fd, uid, gid),
+        XTarget::At(d, n) => rustix::fs::chownat(d, n, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
+    };
+    if let Err(e) = chown {
+        // Unprivileged: fine when the copy already has the owner asked for.
+        let cur = match dst {
+            XTarget::Fd(fd) => rustix::fs::fstat(fd),
+            XTarget::At(d, n) => rustix::fs::statat(d, n, AtFlags::SYMLINK_NOFOLLOW),
+        }
+        .map_err(|e| sys("fstat", dpath, e))?;
+        if e != Errno::PERM || cur.st_uid != st.st_uid || cur.st_gid != st.st_gid {
+            return Err(sys("chown", dpath, e));
+        }
+    }
+    if ft != FileType::Symlink {
+        let mode = Mode::from_raw_mode(st.st_mode & 0o7777);
+        match dst {
+            XTarget::Fd(fd) => rustix::fs::fchmod(fd, mode),
+            XTarget::At(d, n) => rustix::fs::chmodat(d, n, mode, AtFlags::empty()),
+        }
+        .map_err(|e| sys("chmod", dpath, e))?;
+    }
+    if let Some(src) = src {
+        for (key, value) in fsutil::read_xattrs(src).map_err(|e| sys("listxattr", spath, e))? {
+            if is_overlay_xattr(&key) {
+                continue;
+            }
+            fsutil::set_xattr(dst, &key, &value).map_err(|e| sys("setxattr", dpath, e))?;
+        }
+    }
+    let times = times_of(st);
+    match dst {
+        XTarget::Fd(fd) => rustix::fs::futimens(fd, &times),
+        XTarget::At(d, n) => rustix::fs::utimensat(d, n, &times, AtFlags::SYMLINK_NOFOLLOW),
+    }
+    .map_err(|e| sys("utimensat", dpath, e))
 }
 
 /// The copy driver.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Vfs;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_xattrs_are_recognised() {
+        assert!(is_overlay_xattr(OsStr::new("trusted.overlay.opaque")));
+        assert!(is_overlay_xattr(OsStr::new("user.overlay.whiteout")));
+        assert!(!is_overlay_xattr(OsStr::new("user.overlayx")));
+        assert!(!is_overlay_xattr(OsStr::new("security.capability")));
+        assert!(!is_overlay_xattr(OsStr::new("user.mime_type")));
+    }
+}

@@ -1,0 +1,237 @@
+//! File-descriptor based helpers shared by the whiteout, view and vfs modules.
+//!
+//! Nothing here follows a symlink inside a layer: names are resolved one component at a time
+//! relative to an open directory (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`), or with `openat2`
+//! and `RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH`. Only a layer's root path (given by the caller)
+//! is opened the ordinary way.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::io::{Errno, Result};
+
+/// Opens a layer (or target) root directory. The caller's path may itself be a symlink.
+pub(crate) fn open_root(path: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+}
+
+/// Opens the directory `name` in `dir` without following a symlink.
+pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Opens the directory `rel` (relative, normal components only) below `root`, refusing every
+/// symlink on the way (`openat2` with `RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH`; a walk with
+/// `O_NOFOLLOW` per component on kernels without `openat2`).
+pub(crate) fn open_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
+    let rel_c: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    match rustix::fs::openat2(
+        root,
+        rel_c,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    ) {
+        Err(Errno::NOSYS) => {}
+        other => return other,
+    }
+    let mut fd = rustix::fs::openat(root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    for c in rel.components() {
+        match c {
+            Component::Normal(name) => fd = open_dir_at(fd.as_fd(), name)?,
+            Component::CurDir => {}
+            _ => return Err(Errno::INVAL),
+        }
+    }
+    Ok(fd)
+}
+
+/// `lstat` of `name` in `dir`; `None` when it does not exist.
+pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<Option<Stat>> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(st)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The file type of a stat.
+pub(crate) fn kind_of(st: &Stat) -> FileType {
+    FileType::from_raw_mode(st.st_mode)
+}
+
+/// The names in `dir` (without `.` and `..`), sorted, with their `d_type` (resolved with
+/// `lstat` where the file system reports `DT_UNKNOWN`).
+pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> Result<Vec<(OsString, FileType)>> {
+    let mut d = rustix::fs::Dir::read_from(dir)?;
+    let mut out = Vec::new();
+    while let Some(e) = d.read() {
+        let e = e?;
+        let name = e.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let name = OsString::from_vec(name.to_vec());
+        let mut ft = e.file_type();
+        if ft == FileType::Unknown {
+            match lstat_at(dir, &name)? {
+                Some(st) => ft = kind_of(&st),
+                None => continue,
+            }
+        }
+        out.push((name, ft));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// The `/proc/self/fd/DIR/NAME` path of an entry: the path-based `l*xattr` calls resolve the
+/// directory through its descriptor and do not follow `NAME` if it is a symlink.
+pub(crate) fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
+    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    p.push(name);
+    p
+}
+
+fn absent(e: Errno) -> bool {
+    e == Errno::NODATA || e == Errno::NOTSUP || e == Errno::OPNOTSUPP
+}
+
+/// The first byte of xattr `key` on `fd` when the value is exactly one byte long (how overlay
+/// reads `overlay.opaque`); `None` when absent, empty or longer.
+pub(crate) fn xattr_byte(fd: BorrowedFd<'_>, key: &str) -> Result<Option<u8>> {
+    let mut buf = [0u8; 1];
+    match rustix::fs::fgetxattr(fd, key, &mut buf[..]) {
+        Ok(1) => Ok(Some(buf[0])),
+        Ok(_) => Ok(None),
+        Err(Errno::RANGE) => Ok(None),
+        Err(e) if absent(e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the entry `name` in `dir` (not followed) has the xattr `key`.
+pub(crate) fn has_xattr_at(dir: BorrowedFd<'_>, name: &OsStr, key: &str) -> Result<bool> {
+    match rustix::fs::lgetxattr_query(proc_path(dir, name), key) {
+        Ok(_) => Ok(true),
+        Err(e) if absent(e) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Where an xattr call goes: an open file, or an entry named relative to a directory.
+#[derive(Clone, Copy)]
+pub(crate) enum XTarget<'a> {
+    /// An open (non-`O_PATH`) file or directory.
+    Fd(BorrowedFd<'a>),
+    /// `name` in the directory, not followed.
+    At(BorrowedFd<'a>, &'a OsStr),
+}
+
+fn split_names(raw: &[u8]) -> Vec<OsString> {
+    raw.split(|b| *b == 0).filter(|n| !n.is_empty()).map(|n| OsString::from_vec(n.to_vec())).collect()
+}
+
+/// All xattrs (name, value) of a target.
+pub(crate) fn read_xattrs(t: XTarget<'_>) -> Result<Vec<(OsString, Vec<u8>)>> {
+    for _ in 0..8 {
+        let size = match t {
+            XTarget::Fd(fd) => rustix::fs::flistxattr_query(fd),
+            XTarget::At(d, n) => rustix::fs::llistxattr_query(proc_path(d, n)),
+        };
+        let size = match size {
+            Ok(s) => s,
+            Err(e) if absent(e) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; size];
+        let got = match t {
+            XTarget::Fd(fd) => rustix::fs::flistxattr(fd, &mut buf[..]),
+            XTarget::At(d, n) => rustix::fs::llistxattr(proc_path(d, n), &mut buf[..]),
+        };
+        let names = match got {
+            Ok(n) => split_names(&buf[..n]),
+            Err(Errno::RANGE) => continue,
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(v) = get_xattr(t, &name)? {
+                out.push((name, v));
+            }
+        }
+        return Ok(out);
+    }
+    Err(Errno::RANGE)
+}
+
+/// One xattr's value (`None` when absent).
+pub(crate) fn get_xattr(t: XTarget<'_>, key: &OsStr) -> Result<Option<Vec<u8>>> {
+    for _ in 0..8 {
+        let size = match t {
+            XTarget::Fd(fd) => rustix::fs::fgetxattr_query(fd, key),
+            XTarget::At(d, n) => rustix::fs::lgetxattr_query(proc_path(d, n), key),
+        };
+        let size = match size {
+            Ok(s) => s,
+            Err(e) if absent(e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if size == 0 {
+            return Ok(Some(Vec::new()));
+        }
+        let mut buf = vec![0u8; size];
+        let got = match t {
+            XTarget::Fd(fd) => rustix::fs::fgetxattr(fd, key, &mut buf[..]),
+            XTarget::At(d, n) => rustix::fs::lgetxattr(proc_path(d, n), key, &mut buf[..]),
+        };
+        match got {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(Errno::RANGE) => continue,
+            Err(e) if absent(e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Errno::RANGE)
+}
+
+/// Sets one xattr.
+pub(crate) fn set_xattr(t: XTarget<'_>, key: &OsStr, value: &[u8]) -> Result<()> {
+    let flags = rustix::fs::XattrFlags::empty();
+    match t {
+        XTarget::Fd(fd) => rustix::fs::fsetxattr(fd, key, value, flags),
+        XTarget::At(d, n) => rustix::fs::lsetxattr(proc_path(d, n), key, value, flags),
+    }
+}
+
+/// Removes one xattr; absent is fine.
+pub(crate) fn remove_xattr(t: XTarget<'_>, key: &str) -> Result<()> {
+    let r = match t {
+        XTarget::Fd(fd) => rustix::fs::fremovexattr(fd, key),
+        XTarget::At(d, n) => rustix::fs::lremovexattr(proc_path(d, n), key),
+    };
+    match r {
+        Err(e) if absent(e) => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether a name is `.`, `..`, empty or has a `/` (not a single path component).
+pub(crate) fn bad_component(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0)
+}
