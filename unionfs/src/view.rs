@@ -98,6 +98,9 @@ pub struct UnionView {
     format: WhiteoutFormat,
 }
 
+/// A merged directory: the layers that hold it (index, open dir), top first.
+pub(crate) type Stack = Vec<(usize, OwnedFd)>;
+
 /// How one name looks in one layer's directory.
 enum Probe {
     Missing,
@@ -242,7 +245,7 @@ impl UnionView {
     }
 
     /// Resolves a normalised path; with `want_stack`, a directory comes with its merge stack.
-    fn resolve(&self, rel: &Path, want_stack: bool) -> Result<Option<(ViewEntry, Vec<(usize, OwnedFd)>)>> {
+    fn resolve(&self, rel: &Path, want_stack: bool) -> Result<Option<(ViewEntry, Stack)>> {
         let top = self.layers.len().saturating_sub(1);
         let comps: Vec<&OsStr> = rel.iter().collect();
         let mut stack: Vec<(usize, OwnedFd)> = self.open_roots()?.into_iter().enumerate().rev().collect();

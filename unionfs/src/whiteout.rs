@@ -151,7 +151,7 @@ pub fn whiteout_name_for(name: &OsStr) -> Result<OsString> {
 
 /// Whether a file mode and device number make an overlay whiteout (a 0/0 character device).
 pub fn is_whiteout_device(mode: u32, rdev: u64) -> bool {
-    mode & (libc::S_IFMT as u32) == libc::S_IFCHR as u32 && rdev == 0
+    FileType::from_raw_mode(mode) == FileType::CharacterDevice && rdev == 0
 }
 
 /// Whether metadata (from `symlink_metadata`) is an overlay whiteout (0/0 character device).
@@ -508,11 +508,11 @@ mod tests {
 
     #[test]
     fn devices_and_opaque_values() {
-        let chr = libc::S_IFCHR as u32;
+        let chr = libc::S_IFCHR;
         assert!(is_whiteout_device(chr, 0));
         assert!(!is_whiteout_device(chr, rustix::fs::makedev(1, 3)));
-        assert!(!is_whiteout_device(libc::S_IFBLK as u32, 0));
-        assert!(!is_whiteout_device(libc::S_IFREG as u32, 0));
+        assert!(!is_whiteout_device(libc::S_IFBLK, 0));
+        assert!(!is_whiteout_device(libc::S_IFREG, 0));
         assert_eq!(OpaqueValue::parse(Some(b"y")), OpaqueValue::Opaque);
         assert_eq!(OpaqueValue::parse(Some(b"x")), OpaqueValue::XWhiteouts);
         assert_eq!(OpaqueValue::parse(Some(b"yes")), OpaqueValue::NotOpaque);

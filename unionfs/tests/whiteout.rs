@@ -261,7 +261,7 @@ fn overlay_whiteouts_without_cap_mknod() {
     without_cap_mknod(|| {
         let dev = rustix::fs::mknodat(
             rustix::fs::CWD,
-            &l.join("null"),
+            l.join("null"),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::empty(),
             rustix::fs::makedev(1, 3),
