@@ -14,7 +14,7 @@ pub use apply::{Applied, ApplyOptions, Progress, apply_layer};
 pub use diff::write_diff;
 pub use error::{Error, Result, UnsafeEntry};
 pub use overlay::{MountedStack, Overlay, StorageDriver, supports_lowerdir_plus};
-pub use stack::{LayerStack, MAX_LOWER_LAYERS, OverlayOptions, RedirectDir, Upper};
+pub use stack::{LayerStack, MAX_LOWER_LAYERS, MAX_MOUNT_DATA, OverlayOptions, RedirectDir, Upper};
 pub use store::{Digest, Layer, LayerStore, chain_id};
 pub use vfs::is_overlay_xattr;
 pub use vfs::{Vfs, materialize};
