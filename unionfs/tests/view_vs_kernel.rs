@@ -1,6 +1,6 @@
 //! Property test: random layer stacks (overlay format: 0/0 whiteouts, xwhiteouts, opaque and
 //! "x" dirs, files, dirs, symlinks, fifos, random modes/owners/times/xattrs) mounted with the
-//! real kernel overlay (read-only, lowers only) must agree with [`UnionView`] on every path
+//! real kernel overlay ([`LayerStack::mount`], read-only, lowers only) must agree with [`UnionView`] on every path
 //! found in any layer (plus a few that are in none): kind, metadata, file content, symlink
 //! target, and the listing of every directory. [`materialize`] of the same stack must give
 //! the tree the kernel shows.
@@ -13,14 +13,13 @@
 mod layers_util;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use layers_util::{Snap, snap_one};
 use nook_testutil::{TempDir, on_private_mount_ns, require_root};
-use nook_unionfs::{EntryKind, Error, UnionView, WhiteoutFormat, materialize};
+use nook_unionfs::{EntryKind, Error, LayerStack, MountedStack, UnionView, WhiteoutFormat, materialize};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -166,20 +165,12 @@ fn layer_paths(root: &Path, rel: &Path, out: &mut BTreeSet<PathBuf>) {
     }
 }
 
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
-    }
-}
-
-fn mount_overlay(layers: &[PathBuf], target: &Path) -> Mount {
-    let lower: Vec<String> = layers.iter().rev().map(|p| p.display().to_string()).collect();
-    let data = CString::new(format!("lowerdir={}", lower.join(":"))).unwrap();
-    rustix::mount::mount("overlay", target, "overlay", rustix::mount::MountFlags::RDONLY, Some(data.as_c_str()))
-        .unwrap_or_else(|e| panic!("mount overlay at {target:?}: {e}"));
-    Mount(target.to_owned())
+/// Mounts the stack read-only (lowers only) with the crate's overlay driver; the handle
+/// unmounts on drop.
+fn mount_overlay(layers: &[PathBuf], target: &Path) -> MountedStack {
+    let mut stack = LayerStack::new();
+    stack.lowers(layers.iter().cloned());
+    stack.mount(target).unwrap_or_else(|e| panic!("mount overlay at {target:?}: {e}"))
 }
 
 fn kind_of(md: &fs::Metadata) -> EntryKind {
