@@ -32,7 +32,7 @@ use rustix::io::Errno;
 
 use crate::view::{EntryKind, Merged, UnionView};
 use crate::whiteout::fsutil::{self, XTarget};
-use crate::{Error, Result, WhiteoutFormat};
+use crate::{Error, LayerStack, Result, Upper, WhiteoutFormat};
 
 /// Copies the union of `layers` (bottom first, in `format`) into the empty dir `target`,
 /// keeping modes, owners, timestamps, xattrs (except overlay's own), symlinks, hardlinks
@@ -279,12 +279,65 @@ fn copy_attrs(src: Option<XTarget<'_>>, dst: XTarget<'_>, st: &Stat, spath: &Pat
 }
 
 /// The copy driver.
+///
+/// It turns a [`LayerStack`] into a plain directory tree: the stack's lower layers (bottom
+/// first) and, for [`Upper::Dir`], the upper dir as the top layer (so the whiteouts and opaque
+/// dirs an earlier overlay session left there are applied) are materialised into the target.
+/// The layers are read in overlay format (`user.overlay.*` xattrs when the stack's options
+/// have `userxattr`). The target itself is then the writable root: writes go to it and are not
+/// copied back into an upper dir (the work dir is unused), and [`Upper::Tmpfs`]'s size limit
+/// does not apply (the copy lives on the target's file system).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Vfs;
+
+impl Vfs {
+    /// The layers (bottom first) and whiteout format the copy driver uses for `stack`.
+    pub fn layers_of(stack: &LayerStack) -> Result<(Vec<PathBuf>, WhiteoutFormat)> {
+        let mut layers = stack.lower_dirs().to_vec();
+        if let Upper::Dir { upper, .. } = stack.upper_layer() {
+            layers.push(upper.clone());
+        }
+        if layers.is_empty() {
+            return Err(Error::Invalid {
+                what: "stack",
+                value: String::new(),
+                reason: "the copy driver needs at least one layer (a lower or an upper dir)".into(),
+            });
+        }
+        let format =
+            if stack.overlay_options().userxattr { WhiteoutFormat::OverlayUserXattr } else { WhiteoutFormat::Overlay };
+        Ok((layers, format))
+    }
+
+    /// Materialises `stack` into the empty directory `target` (see [`Vfs`] for which layers
+    /// and [`materialize`] for what is kept).
+    pub fn materialize_stack(&self, stack: &LayerStack, target: &Path) -> Result<()> {
+        let (layers, format) = Vfs::layers_of(stack)?;
+        let refs: Vec<&Path> = layers.iter().map(PathBuf::as_path).collect();
+        materialize(&refs, format, target)
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layers_of_a_stack() {
+        let mut s = LayerStack::new();
+        assert!(matches!(Vfs::layers_of(&s), Err(Error::Invalid { .. })));
+        s.lowers(["/l0", "/l1"]);
+        assert_eq!(
+            Vfs::layers_of(&s).unwrap(),
+            (vec![PathBuf::from("/l0"), PathBuf::from("/l1")], WhiteoutFormat::Overlay)
+        );
+        s.upper(Upper::Dir { upper: "/up".into(), work: "/work".into() });
+        s.options(crate::OverlayOptions { userxattr: true, ..Default::default() });
+        let (l, f) = Vfs::layers_of(&s).unwrap();
+        assert_eq!((l.len(), l[2].as_path(), f), (3, Path::new("/up"), WhiteoutFormat::OverlayUserXattr));
+        s.upper(Upper::Tmpfs { size: None });
+        assert_eq!(Vfs::layers_of(&s).unwrap().0.len(), 2);
+    }
 
     #[test]
     fn overlay_xattrs_are_recognised() {

@@ -226,3 +226,51 @@ fn devices_need_cap_mknod() {
         other => panic!("{other:?}"),
     });
 }
+
+/// The copy driver on a stack whose upper dir an overlay session wrote (kernel whiteouts,
+/// opaque dirs, overlay's own xattrs): the target holds what that overlay showed.
+#[test]
+fn vfs_driver_applies_an_overlay_upper() {
+    use nook_unionfs::{LayerStack, Upper, Vfs};
+    require_root!();
+    let t = TempDir::new("vfs-upper").unwrap();
+    let l0 = t.join("l0");
+    file(&l0, "a", "a", 0o644);
+    file(&l0, "keep", "keep", 0o644);
+    file(&l0, "d/x", "x", 0o644);
+    file(&l0, "d/y", "y", 0o644);
+    file(&l0, "e/old", "old", 0o644);
+    let (upper, work, mnt) = (t.join("upper"), t.join("work"), t.join("mnt"));
+    for d in [&upper, &work, &mnt] {
+        fs::create_dir(d).unwrap();
+    }
+    let mut stack = LayerStack::new();
+    stack.lower(&l0).upper(Upper::Dir { upper: upper.clone(), work: work.clone() });
+    let mounted = stack.mount(&mnt).unwrap();
+    fs::remove_file(mnt.join("a")).unwrap();
+    fs::remove_dir_all(mnt.join("d")).unwrap();
+    fs::create_dir(mnt.join("d")).unwrap();
+    fs::write(mnt.join("d/z"), "z").unwrap();
+    fs::write(mnt.join("e/new"), "new").unwrap();
+    fs::write(mnt.join("keep"), "changed").unwrap();
+    let shown = snapshot(&mnt, false);
+    mounted.remove().unwrap();
+    // The kernel wrote its own whiteout and opaque dir into the upper.
+    let a = fs::symlink_metadata(upper.join("a")).unwrap();
+    assert!(a.file_type().is_char_device() && a.rdev() == 0);
+    assert_eq!(xattrs(&upper.join("d")).get("trusted.overlay.opaque").map(Vec::as_slice), Some(&b"y"[..]));
+
+    let target = t.join("target");
+    fs::create_dir(&target).unwrap();
+    Vfs.materialize_stack(&stack, &target).unwrap();
+    let mut got = snapshot(&target, false);
+    let mut want = shown;
+    // The roots are the target dir and the mount point: their attributes may differ.
+    got.remove(Path::new(""));
+    want.remove(Path::new(""));
+    assert_eq!(got, want);
+    let names: Vec<PathBuf> = got.into_keys().collect();
+    let expected: Vec<PathBuf> = ["d", "d/z", "e", "e/new", "e/old", "keep"].iter().map(PathBuf::from).collect();
+    assert_eq!(names, expected);
+    assert_eq!(fs::read_to_string(target.join("keep")).unwrap(), "changed");
+}
