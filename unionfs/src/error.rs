@@ -130,8 +130,8 @@ pub enum Error {
         detached: bool,
     },
     // -- whiteout/view/vfs helper: add variants below this line --
-    /// Creating a device node (an overlay whiteout is a 0/0 character device) was refused:
-    /// it needs `CAP_MKNOD` (and a filesystem that allows device nodes).
+    /// Creating a device node was refused: it needs `CAP_MKNOD`. (An overlay whiteout, a 0/0
+    /// character device, needs it only before Linux 5.8; later kernels let anyone make one.)
     #[error("mknod {path:?} refused (needs CAP_MKNOD): {source}")]
     MknodDenied {
         /// The node that could not be created.

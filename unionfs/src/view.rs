@@ -233,7 +233,7 @@ impl UnionView {
     }
 
     /// Opens the dir `rel` in each of `layers`.
-    pub(crate) fn open_stack(&self, roots: &[OwnedFd], rel: &Path, layers: &[usize]) -> Result<Vec<(usize, OwnedFd)>> {
+    pub(crate) fn open_stack(&self, roots: &[OwnedFd], rel: &Path, layers: &[usize]) -> Result<Stack> {
         layers
             .iter()
             .map(|&l| {
@@ -248,7 +248,7 @@ impl UnionView {
     fn resolve(&self, rel: &Path, want_stack: bool) -> Result<Option<(ViewEntry, Stack)>> {
         let top = self.layers.len().saturating_sub(1);
         let comps: Vec<&OsStr> = rel.iter().collect();
-        let mut stack: Vec<(usize, OwnedFd)> = self.open_roots()?.into_iter().enumerate().rev().collect();
+        let mut stack: Stack = self.open_roots()?.into_iter().enumerate().rev().collect();
         if comps.is_empty() {
             let e = ViewEntry { layer: top, real_path: self.layers[top].clone(), kind: EntryKind::Dir };
             return Ok(Some((e, stack)));
@@ -263,7 +263,7 @@ impl UnionView {
             // Only an intermediate dir (or a dir whose listing is wanted) needs its merge stack.
             let need_dirs = !last || want_stack;
             let mut found: Option<(usize, EntryKind)> = None;
-            let mut next: Vec<(usize, OwnedFd)> = Vec::new();
+            let mut next: Stack = Vec::new();
             for (l, fd) in &stack {
                 let real = || self.layers[*l].join(&sofar);
                 match self.probe(fd.as_fd(), name, need_dirs, &real)? {

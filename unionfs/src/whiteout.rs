@@ -164,8 +164,8 @@ fn sys(op: &'static str, path: impl Into<PathBuf>, e: Errno) -> Error {
 }
 
 /// Creates a whiteout for `name` in the directory `dir`: an empty file `.wh.NAME` (AUFS) or a
-/// 0/0 character device `NAME` with mode 0 (overlay formats; needs `CAP_MKNOD`, else
-/// [`Error::MknodDenied`]). Fails if the entry already exists.
+/// 0/0 character device `NAME` with mode 0 (overlay formats; before Linux 5.8 that needs
+/// `CAP_MKNOD`, else [`Error::MknodDenied`]). Fails if the entry already exists.
 pub fn create_whiteout(dir: &Path, name: &OsStr, format: WhiteoutFormat) -> Result<()> {
     let wh = whiteout_name_for(name)?;
     let fd = fsutil::open_root(dir).map_err(|e| sys("open", dir, e))?;
@@ -272,7 +272,7 @@ pub(crate) fn walk_dirs(
 /// format cannot hold), so a refused layer is left as it was.
 ///
 /// AUFS to overlay: `.wh..wh..opq` becomes `overlay.opaque=y`; `.wh.X` becomes a 0/0 char
-/// device `X` (needs `CAP_MKNOD`: [`Error::MknodDenied`]) unless `X` exists in the same dir
+/// device `X` (before Linux 5.8 only with `CAP_MKNOD`: [`Error::MknodDenied`]) unless `X` exists in the same dir
 /// (then a dir `X` is made opaque and a non-dir needs nothing) or the dir is opaque (then the
 /// whiteout hides nothing and is dropped, because overlay would list a whiteout in a dir it
 /// does not merge; not so in the layer root, which overlay never treats as opaque).

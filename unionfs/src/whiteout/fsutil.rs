@@ -30,7 +30,8 @@ pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd> 
 
 /// Opens the directory `rel` (relative, normal components only) below `root`, refusing every
 /// symlink on the way (`openat2` with `RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH`; a walk with
-/// `O_NOFOLLOW` per component on kernels without `openat2`).
+/// `O_NOFOLLOW` per component on kernels without `openat2`, or where a seccomp filter refuses
+/// it with `EPERM`).
 pub(crate) fn open_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> {
     let rel_c: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
     match rustix::fs::openat2(
@@ -40,7 +41,7 @@ pub(crate) fn open_beneath(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd> 
         Mode::empty(),
         ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
     ) {
-        Err(Errno::NOSYS) => {}
+        Err(Errno::NOSYS | Errno::PERM) => {}
         other => return other,
     }
     let mut fd = rustix::fs::openat(root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
