@@ -83,6 +83,8 @@ pub struct MountedStack {
     tmpfs: Option<OwnedFd>,
     /// Whether Drop unmounts.
     armed: bool,
+    /// A copy (vfs driver): nothing is mounted; removing deletes the tree under `target`.
+    copy: bool,
 }
 
 impl MountedStack {
@@ -112,6 +114,9 @@ impl MountedStack {
     pub fn remove(mut self) -> Result<()> {
         self.armed = false;
         let target = std::mem::take(&mut self.target);
+        if self.copy {
+            return crate::vfs::remove_copy(&target);
+        }
         let result = match rustix::mount::unmount(&target, UnmountFlags::empty()) {
             Ok(()) => Ok(()),
             Err(Errno::BUSY) => match rustix::mount::unmount(&target, UnmountFlags::DETACH) {
@@ -138,9 +143,19 @@ impl MountedStack {
     }
 }
 
+impl MountedStack {
+    /// The handle of a tree the copy driver materialised at `target` (nothing mounted):
+    /// [`MountedStack::remove`] and drop delete what is under `target` (not `target` itself).
+    pub(crate) fn copied(target: PathBuf) -> MountedStack {
+        MountedStack { target, upper: None, tmpfs: None, armed: true, copy: true }
+    }
+}
+
 impl Drop for MountedStack {
     fn drop(&mut self) {
-        if self.armed {
+        if self.armed && self.copy {
+            let _ = crate::vfs::remove_copy(&self.target);
+        } else if self.armed {
             let _ = rustix::mount::unmount(&self.target, UnmountFlags::DETACH);
         }
     }
@@ -309,7 +324,7 @@ pub(crate) fn mount_stack(stack: &LayerStack, target: &Path) -> Result<MountedSt
         Upper::Dir { upper, .. } => Some(upper.clone()),
         Upper::Tmpfs { .. } => tmpfs.as_ref().map(|t| t.proc_path("upper")),
     };
-    Ok(MountedStack { target: target.to_owned(), upper, tmpfs: tmpfs.map(|t| t.mnt), armed: true })
+    Ok(MountedStack { target: target.to_owned(), upper, tmpfs: tmpfs.map(|t| t.mnt), armed: true, copy: false })
 }
 
 /// The fs_context steps up to (not including) `fsmount`: returns the configured context.

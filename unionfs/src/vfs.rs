@@ -318,6 +318,39 @@ impl Vfs {
     }
 }
 
+impl crate::StorageDriver for Vfs {
+    fn name(&self) -> &'static str {
+        "vfs"
+    }
+
+    /// Materialises `stack` into the empty dir `target` (see [`Vfs`]). The handle's
+    /// [`remove`](crate::MountedStack::remove) (or drop) deletes the copy, leaving `target`
+    /// empty; [`leak`](crate::MountedStack::leak) keeps it. A failed copy is deleted.
+    fn mount(&self, stack: &LayerStack, target: &Path) -> Result<crate::MountedStack> {
+        match self.materialize_stack(stack, target) {
+            Ok(()) => Ok(crate::MountedStack::copied(target.to_owned())),
+            Err(e @ Error::Invalid { .. }) => Err(e),
+            Err(e) => match remove_copy(target) {
+                Ok(()) => Err(e),
+                Err(c) => Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![c] }),
+            },
+        }
+    }
+}
+
+/// Deletes everything under `target` (symlinks are removed, never followed), keeping `target`.
+pub(crate) fn remove_copy(target: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(target).map_err(|e| Error::sys("read_dir", target, e))?;
+    for e in entries {
+        let e = e.map_err(|e| Error::sys("read_dir", target, e))?;
+        let p = e.path();
+        let is_dir = e.file_type().map_err(|e| Error::sys("lstat", &p, e))?.is_dir();
+        if is_dir { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
+            .map_err(|e| Error::sys("remove", &p, e))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -274,3 +274,33 @@ fn vfs_driver_applies_an_overlay_upper() {
     assert_eq!(names, expected);
     assert_eq!(fs::read_to_string(target.join("keep")).unwrap(), "changed");
 }
+
+#[test]
+fn vfs_is_a_storage_driver() {
+    use nook_unionfs::{LayerStack, StorageDriver, Vfs};
+    require_root!();
+    let t = TempDir::new("vfs-drv").unwrap();
+    let (l0, l1) = (t.join("l0"), t.join("l1"));
+    file(&l0, "a", "a", 0o644);
+    file(&l0, "d/x", "x", 0o644);
+    chardev_whiteout(&l1, "a");
+    file(&l1, "b", "b", 0o644);
+    let target = t.join("target");
+    fs::create_dir(&target).unwrap();
+    let mut stack = LayerStack::new();
+    stack.lowers([&l0, &l1]);
+    let driver: &dyn StorageDriver = &Vfs;
+    assert_eq!(driver.name(), "vfs");
+    let m = driver.mount(&stack, &target).unwrap();
+    assert_eq!(m.target(), target);
+    let names: Vec<PathBuf> = snapshot(&target, false).into_keys().collect();
+    assert_eq!(names, ["", "b", "d", "d/x"].iter().map(PathBuf::from).collect::<Vec<_>>());
+    m.remove().unwrap();
+    assert!(target.is_dir() && fs::read_dir(&target).unwrap().next().is_none());
+    assert!(l0.join("d/x").is_file(), "the layers are untouched");
+    // Drop removes too; leak keeps.
+    drop(driver.mount(&stack, &target).unwrap());
+    assert!(fs::read_dir(&target).unwrap().next().is_none());
+    let kept = driver.mount(&stack, &target).unwrap().leak();
+    assert!(kept.join("b").is_file());
+}
