@@ -93,6 +93,14 @@ pub enum Error {
     // -- overlay helper: add variants below this line --
     // -- whiteout/view/vfs helper: add variants below this line --
     // -- tar/store/diff helper: add variants below this line --
+    /// A layer cannot be removed: another layer (or a container) is built on it.
+    #[error("layer {id} is in use by {by}")]
+    LayerInUse {
+        /// The layer's ChainID.
+        id: String,
+        /// Who uses it (a child layer's ChainID, or `container <id>`).
+        by: String,
+    },
 }
 
 #[allow(dead_code)]
