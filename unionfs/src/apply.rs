@@ -425,9 +425,8 @@ struct Dirs {
     openat2: bool,
 }
 
-const RESOLVE_STRICT: ResolveFlags = ResolveFlags::IN_ROOT
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
+const RESOLVE_STRICT: ResolveFlags =
+    ResolveFlags::IN_ROOT.union(ResolveFlags::NO_SYMLINKS).union(ResolveFlags::NO_MAGICLINKS);
 const DIR_PATH: OFlags = OFlags::PATH.union(OFlags::DIRECTORY).union(OFlags::CLOEXEC);
 
 impl Dirs {
@@ -458,12 +457,7 @@ impl Dirs {
     /// Makes `parent` (a cleaned path, empty for the root) current. Missing directories are
     /// created (mode 0755) when `create` (and recorded in `created`); otherwise a missing
     /// parent gives `Ok(false)`.
-    fn enter(
-        &mut self,
-        parent: &[u8],
-        create: bool,
-        created: Option<&mut HashSet<Vec<u8>>>,
-    ) -> Result<bool, Fail> {
+    fn enter(&mut self, parent: &[u8], create: bool, created: Option<&mut HashSet<Vec<u8>>>) -> Result<bool, Fail> {
         if parent.is_empty() || (self.cache.is_some() && self.cache_path == parent) {
             return Ok(true);
         }
@@ -817,8 +811,7 @@ impl Applier<'_> {
             rustix::fs::chownat(pfd, name, u, g, AtFlags::SYMLINK_NOFOLLOW).map_err(sys("chownat"))?;
         }
         if chmod && self.ctx.needs_chmod(meta.mode) {
-            rustix::fs::chmodat(pfd, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
-                .map_err(sys("chmodat"))?;
+            rustix::fs::chmodat(pfd, name, Mode::from_raw_mode(meta.mode), AtFlags::empty()).map_err(sys("chmodat"))?;
         }
         self.ctx.set_xattrs_at(pfd, name, &meta.xattrs)?;
         rustix::fs::utimensat(pfd, name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW).map_err(sys("utimensat"))?;
@@ -1024,7 +1017,8 @@ impl Applier<'_> {
             };
             let path = || self.root_path.join(OsStr::from_bytes(p));
             if let Some(mode) = fix.mode {
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| Error::sys("fchmod", path(), e.into()))?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+                    .map_err(|e| Error::sys("fchmod", path(), e.into()))?;
             }
             rustix::fs::futimens(&fd, &fix.times).map_err(|e| Error::sys("futimens", path(), e.into()))?;
         }

@@ -67,7 +67,8 @@ impl LayerStore {
         let r = (|| {
             let file = File::open(&tar).map_err(|e| Error::sys("open", &tar, e))?;
             let len = file.metadata().map(|m| m.len()).ok();
-            let options = ApplyOptions { whiteouts: Some(WhiteoutFormat::Overlay), bytes_total: len, ..Default::default() };
+            let options =
+                ApplyOptions { whiteouts: Some(WhiteoutFormat::Overlay), bytes_total: len, ..Default::default() };
             let layer = self.apply(file, parent, options)?;
             if layer.diff_id != diff_id {
                 return Err(Error::Corrupt {
@@ -81,7 +82,9 @@ impl LayerStore {
             (Ok(l), Ok(())) => Ok(l),
             (Ok(_), Err(c)) => Err(Error::sys("remove", &dir, c)),
             (Err(e), Ok(())) => Err(e),
-            (Err(e), Err(c)) => Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![Error::sys("remove", &dir, c)] }),
+            (Err(e), Err(c)) => {
+                Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![Error::sys("remove", &dir, c)] })
+            }
         }
     }
 }
@@ -394,22 +397,14 @@ impl<W: Write> Walk<'_, W> {
     }
 
     fn one(&mut self, dir: BorrowedFd<'_>, name: &[u8], rel: &mut Vec<u8>, overlay: bool) -> Result<()> {
-        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.err("stat", rel, e.into()))?;
+        let st =
+            rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.err("stat", rel, e.into()))?;
         let ftype = FileType::from_raw_mode(st.st_mode);
         let mode = st.st_mode & 0o7777;
         let (uid, gid, mtime) = (u64::from(st.st_uid), u64::from(st.st_gid), st.st_mtime);
         let werr = |e: io::Error| Error::sys("write", "<layer tar>", e);
-        let mut head = Head {
-            kind: EntryType::Regular,
-            mode,
-            uid,
-            gid,
-            mtime,
-            size: 0,
-            link: None,
-            dev: (0, 0),
-            xattrs: &[],
-        };
+        let mut head =
+            Head { kind: EntryType::Regular, mode, uid, gid, mtime, size: 0, link: None, dev: (0, 0), xattrs: &[] };
         match ftype {
             FileType::Directory => {
                 let sub = open_dir_at(dir, name).map_err(|e| self.err("open", rel, e))?;
@@ -427,8 +422,7 @@ impl<W: Write> Walk<'_, W> {
                     let len = rel.len();
                     rel.push(b'/');
                     rel.extend_from_slice(crate::OPAQUE_MARKER.as_bytes());
-                    let marker =
-                        Head { kind: EntryType::Regular, mode: mode & 0o777, mtime: 0, xattrs: &[], ..head };
+                    let marker = Head { kind: EntryType::Regular, mode: mode & 0o777, mtime: 0, xattrs: &[], ..head };
                     let r = self.w.header(rel, &marker).map_err(werr);
                     rel.truncate(len);
                     r?;
@@ -460,8 +454,9 @@ impl<W: Write> Walk<'_, W> {
                     }
                     self.links.insert(key, rel.clone());
                 }
-                let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| self.err("open", rel, e.into()))?;
+                let fd =
+                    rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(|e| self.err("open", rel, e.into()))?;
                 let (xattrs, _, refused) =
                     read_xattrs(XattrSrc::Fd(fd.as_fd()), self.format).map_err(|e| self.err("xattrs", rel, e))?;
                 if let Some(why) = refused {
@@ -474,7 +469,8 @@ impl<W: Write> Walk<'_, W> {
                 self.w.data_from_file(&mut file, st.st_size as u64).map_err(|e| self.err("read", rel, e))
             }
             FileType::Symlink => {
-                let target = rustix::fs::readlinkat(dir, name, Vec::new()).map_err(|e| self.err("readlink", rel, e.into()))?;
+                let target =
+                    rustix::fs::readlinkat(dir, name, Vec::new()).map_err(|e| self.err("readlink", rel, e.into()))?;
                 let (xattrs, _, _) =
                     read_xattrs(XattrSrc::At(dir, name), self.format).map_err(|e| self.err("xattrs", rel, e))?;
                 head.kind = EntryType::Symlink;

@@ -59,7 +59,8 @@ impl Digest {
 
     /// Parses `sha256:<64 lowercase hex>`.
     pub fn parse(s: &str) -> Result<Digest> {
-        let invalid = |reason: &str| Error::Invalid { what: "digest", value: s.to_string(), reason: reason.to_string() };
+        let invalid =
+            |reason: &str| Error::Invalid { what: "digest", value: s.to_string(), reason: reason.to_string() };
         let hex = s.strip_prefix(SHA256_PREFIX).ok_or_else(|| invalid("must start with sha256:"))?;
         if hex.len() != 64 {
             return Err(invalid("must have 64 hex digits"));
@@ -413,7 +414,11 @@ impl LayerStore {
         validate_container_id(id)?;
         let dir = self.container_dir(id);
         if !dir.is_dir() {
-            return Err(Error::Invalid { what: "container id", value: id.to_string(), reason: "no such container".into() });
+            return Err(Error::Invalid {
+                what: "container id",
+                value: id.to_string(),
+                reason: "no such container".into(),
+            });
         }
         let parent = self.container_parent(id)?;
         let mut stack = match &parent {
@@ -468,7 +473,11 @@ impl LayerStore {
             }
         }
         if !dir.exists() {
-            return Err(Error::Invalid { what: "container id", value: id.to_string(), reason: "no such container".into() });
+            return Err(Error::Invalid {
+                what: "container id",
+                value: id.to_string(),
+                reason: "no such container".into(),
+            });
         }
         let tmp = self.tmp_dir()?;
         std::fs::rename(&dir, tmp.join("container")).map_err(|e| Error::sys("rename", &dir, e))?;

@@ -146,11 +146,7 @@ pub(crate) fn remove_tree(path: &std::path::Path) -> io::Result<()> {
         (Some(p), Some(n)) => (p, n),
         _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
     };
-    let pfd = match rustix::fs::open(
-        parent,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
+    let pfd = match rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e.into()),

@@ -129,9 +129,7 @@ pub(crate) fn decoder<'a, R: Read + 'a>(input: R, count: Rc<Cell<u64>>) -> io::R
     let pre = Prefixed::new(Counting::new(input, count))?;
     Ok(match detect(pre.head()) {
         Compression::None => Box::new(pre),
-        Compression::Gzip => {
-            Box::new(flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(READ_BUF, pre)))
-        }
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(READ_BUF, pre))),
         Compression::Zstd => {
             Box::new(zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(READ_BUF, pre))?)
         }
