@@ -91,6 +91,44 @@ pub enum Error {
         cleanup: Vec<Error>,
     },
     // -- overlay helper: add variants below this line --
+    /// A mount step failed in the kernel. `log` holds the messages the kernel left in the
+    /// mount context's log (read from the `fsopen` fd; e.g. `"e overlay: too many lower
+    /// directories, limit is 500"`). Overlayfs reports many failures only to the kernel log
+    /// (`dmesg`), so `log` may be empty.
+    #[error("{op} {path:?}: {source}{}", crate::overlay::render_log(.log))]
+    Mount {
+        /// The step (`"fsconfig(lowerdir+)"`, `"fsconfig(create)"`, `"mount(overlay)"`, ...).
+        op: &'static str,
+        /// The path it was about (the layer for a layer step, else the mount target).
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+        /// The kernel's fs_context messages, oldest first.
+        log: Vec<String>,
+    },
+    /// The `mount(2)` fallback cannot fit the stack into one page of mount data, even with
+    /// compacted layer names.
+    #[error(
+        "overlay mount data needs {len} bytes even compacted, but mount(2) reads at most {limit} (one page); \
+         use a kernel with fsconfig lowerdir+ (Linux 6.8+) or fewer layers"
+    )]
+    MountDataTooLong {
+        /// The compacted length.
+        len: usize,
+        /// The limit ([`crate::MAX_MOUNT_DATA`]).
+        limit: usize,
+    },
+    /// [`crate::MountedStack::remove`] found the mount busy (something still uses it). When
+    /// `detached` is true it was detached lazily instead: gone from the mount tree now, freed
+    /// once the last user leaves.
+    #[error("{target:?} is busy{}", if *.detached { "; detached lazily instead (freed once the last user leaves)" } else { "" })]
+    Busy {
+        /// The mount target.
+        target: std::path::PathBuf,
+        /// Whether the lazy detach that followed succeeded.
+        detached: bool,
+    },
     // -- whiteout/view/vfs helper: add variants below this line --
     // -- tar/store/diff helper: add variants below this line --
     /// A layer cannot be removed: another layer (or a container) is built on it.

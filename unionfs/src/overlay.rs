@@ -1,16 +1,88 @@
 //! The overlay driver: mounts a [`LayerStack`] with the new mount API (`fsopen("overlay")`,
 //! one `fsconfig(lowerdir+)` per layer, `fsmount`, `move_mount`), falling back to `mount(2)`.
 //!
-//! API CONTRACT (frozen; the overlay helper fills the bodies and may add items).
+//! # Why the new mount API
+//!
+//! `mount(2)` takes all overlay options as one string, and the kernel reads at most one page
+//! of it ([`MAX_MOUNT_DATA`](crate::MAX_MOUNT_DATA), 4095 bytes): with layer paths like
+//! `/var/lib/docker/overlay2/<64 hex>/diff` that is about 50 layers. Docker's overlay2 driver
+//! works around it with short symlinks and still stops at 128 layers; runc fails near 70. The
+//! kernel itself stacks up to [`MAX_LOWER_LAYERS`](crate::MAX_LOWER_LAYERS) (500). Since
+//! Linux 6.8 overlayfs takes `lowerdir+` through `fsconfig(2)`: one call per layer, each path
+//! up to 255 bytes, no overall limit. The first `lowerdir+` given is the **top** layer (checked
+//! on the kernel), so the driver feeds a bottom-first [`LayerStack`] in reverse. When a step
+//! fails the driver reads the mount context's log (the `fsopen` fd) and puts the kernel's
+//! messages into [`Error::Mount`](crate::Error::Mount).
+//!
+//! A mount costs exactly what a hand-written C program pays: `fsopen`, one `fsconfig` per
+//! layer, one per upper/work dir and per option, `fsconfig(CMD_CREATE)`, `fsmount`,
+//! `move_mount`, two `close`s. [`LayerStack::validate`] is pure; there is no `stat` per layer
+//! and no probe per mount (the one `lowerdir+` probe is cached per process).
+//!
+//! # The `mount(2)` fallback
+//!
+//! Used when the kernel lacks `fsopen` or `lowerdir+` (probed once by
+//! [`supports_lowerdir_plus`]), when a path is too long for `fsconfig` (255 bytes), or when
+//! [`OverlayOptions::legacy_mount`](crate::OverlayOptions::legacy_mount) asks for it. It tries,
+//! in order, the first string that fits in one page:
+//!
+//! 1. absolute paths ([`LayerStack::mount_data`]), mounted from the calling thread;
+//! 2. paths relative to the layers' common parent directory;
+//! 3. every layer opened as an `O_PATH` descriptor and named by its number relative to
+//!    `/proc/thread-self/fd` (about 4 bytes a layer: 500 layers fit).
+//!
+//! Forms 2 and 3 need a different working directory while `mount(2)` resolves the paths. The
+//! driver runs them on a short-lived helper thread that first unshares its filesystem context
+//! (`unshare(CLONE_FS)`), so the caller's working directory never changes, even when other
+//! threads run, while the mount namespace stays shared (the mount is the caller's). If nothing
+//! fits the mount fails with [`Error::MountDataTooLong`](crate::Error::MountDataTooLong).
+//! `/proc/self/mountinfo` then shows the short names the kernel was given.
+//!
+//! # Tmpfs uppers
+//!
+//! [`Upper::Tmpfs`] makes a detached tmpfs (`fsopen("tmpfs")`, `fsmount`, never attached to
+//! a path), creates `upper` and `work` in it through the mount fd, and hands them to overlayfs
+//! with `fsconfig(FSCONFIG_SET_FD)` (falling back to `/proc/self/fd/N/upper` paths where the
+//! kernel does not take descriptors). Overlayfs keeps its own private clone of the tmpfs mount,
+//! so the tmpfs lives exactly as long as the overlay. [`MountedStack`] keeps the mount fd so
+//! [`MountedStack::upper_dir`] can show the upper while the handle lives.
+//!
+//! # The driver boundary
+//!
+//! [`StorageDriver`] is what a container runtime needs from a storage backend: turn a stack of
+//! layers into a root filesystem at a path, and give back a handle that removes it. Overlay
+//! and the copy driver ([`Vfs`](crate::Vfs)) implement it. A block-level driver (devicemapper
+//! thin snapshots, zfs or btrfs clones) would implement it too, snapshotting per layer instead
+//! of stacking directories; this kernel has neither device-mapper thin provisioning nor zfs,
+//! so nook ships none.
 
+mod legacy;
+mod sys;
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use crate::{LayerStack, Result};
+use rustix::fs::{CWD, Mode, OFlags};
+use rustix::io::Errno;
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags};
+
+use crate::stack::{MAX_FSCONFIG_STRING, check_dir, escaped, escaped_len};
+use crate::{Error, LayerStack, Result, Upper};
 
 /// A mounted stack. Unmounts on drop (best effort); [`MountedStack::remove`] reports errors.
+///
+/// The handle is `Send + Sync` and needs no particular thread: unmounting goes by path
+/// (`umount2(target)`), valid from any thread of the process's mount namespace.
 #[derive(Debug)]
 pub struct MountedStack {
     target: PathBuf,
+    /// The upper dir (for a tmpfs upper: a `/proc/self/fd/N/upper` path through `tmpfs`).
+    upper: Option<PathBuf>,
+    /// The detached tmpfs mount holding a tmpfs upper and work dir.
+    tmpfs: Option<OwnedFd>,
+    /// Whether Drop unmounts.
+    armed: bool,
 }
 
 impl MountedStack {
@@ -20,24 +92,92 @@ impl MountedStack {
     }
 
     /// The upper dir in use (for `Upper::Tmpfs`, inside the private tmpfs), if any.
+    ///
+    /// For [`Upper::Dir`] it is the upper dir given. For [`Upper::Tmpfs`] it is
+    /// `/proc/self/fd/N/upper`, where `N` is this handle's descriptor of the detached tmpfs: a
+    /// path valid in this process only, and only while the handle lives (copy-ups and
+    /// whiteouts can be inspected there). `None` for a read-only stack.
     pub fn upper_dir(&self) -> Option<&Path> {
-        todo!()
+        self.upper.as_deref()
     }
 
     /// Unmounts (and removes a tmpfs upper); reports every failure.
-    pub fn remove(self) -> Result<()> {
-        todo!()
+    ///
+    /// Tries a plain `umount2(target, 0)` first. When the mount is busy (`EBUSY`: a process
+    /// has a file open or its working directory inside) it detaches it lazily
+    /// (`MNT_DETACH`: gone from the mount tree at once, freed when the last user leaves) and
+    /// returns [`Error::Busy`] so the caller knows something still used it; if the detach
+    /// fails too the error is [`Error::Cleanup`] carrying both. A tmpfs upper is freed with
+    /// the overlay (this handle's descriptor of it is closed here).
+    pub fn remove(mut self) -> Result<()> {
+        self.armed = false;
+        let target = std::mem::take(&mut self.target);
+        let result = match rustix::mount::unmount(&target, UnmountFlags::empty()) {
+            Ok(()) => Ok(()),
+            Err(Errno::BUSY) => match rustix::mount::unmount(&target, UnmountFlags::DETACH) {
+                Ok(()) => Err(Error::Busy { target, detached: true }),
+                Err(e) => Err(Error::Cleanup {
+                    cause: Box::new(Error::Busy { target: target.clone(), detached: false }),
+                    cleanup: vec![Error::sys("umount2(MNT_DETACH)", target, e.into())],
+                }),
+            },
+            Err(e) => Err(Error::sys("umount2", target, e.into())),
+        };
+        // The overlay held the tmpfs; closing our descriptor lets it go with the overlay.
+        drop(self.tmpfs.take());
+        result
     }
 
     /// Keeps the mount after this handle is dropped; returns its target.
-    pub fn leak(self) -> PathBuf {
-        todo!()
+    ///
+    /// A tmpfs upper stays alive with the overlay (which holds its own reference); it is
+    /// freed when the overlay is eventually unmounted.
+    pub fn leak(mut self) -> PathBuf {
+        self.armed = false;
+        std::mem::take(&mut self.target)
     }
 }
 
+impl Drop for MountedStack {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = rustix::mount::unmount(&self.target, UnmountFlags::DETACH);
+        }
+    }
+}
+
+static LOWERDIR_PLUS: OnceLock<bool> = OnceLock::new();
+
 /// Whether this kernel takes `lowerdir+` through `fsconfig` (Linux 6.8+).
+///
+/// Probed once per process (`fsopen("overlay")` and one `fsconfig(lowerdir+, "/")` on a
+/// context that is never created) and cached. When `fsopen` itself is refused for lack of
+/// privilege the answer is `false` and not cached, so a later call with privilege probes again.
 pub fn supports_lowerdir_plus() -> bool {
-    todo!()
+    if let Some(&known) = LOWERDIR_PLUS.get() {
+        return known;
+    }
+    match probe_lowerdir_plus() {
+        Some(known) => *LOWERDIR_PLUS.get_or_init(|| known),
+        None => false,
+    }
+}
+
+/// `Some(answer)` when definite, `None` when the probe could not tell (no privilege).
+fn probe_lowerdir_plus() -> Option<bool> {
+    let fs = match rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) {
+        Ok(fd) => fd,
+        Err(Errno::PERM | Errno::ACCESS) => return None,
+        // ENOSYS: no new mount API; ENODEV: no overlay filesystem.
+        Err(_) => return Some(false),
+    };
+    match rustix::mount::fsconfig_set_string(&fs, "lowerdir+", "/") {
+        Ok(()) => Some(true),
+        // The key is unknown ("Unknown parameter 'lowerdir+'"), or known but "/" was refused
+        // (a root overlayfs cannot take).
+        Err(Errno::INVAL) => Some(!read_log(&fs).iter().any(|m| m.contains("Unknown parameter"))),
+        Err(_) => Some(true),
+    }
 }
 
 /// A storage driver: turns a stack into a root filesystem at a target. Overlay and the copy
@@ -52,3 +192,184 @@ pub trait StorageDriver: std::fmt::Debug + Send + Sync {
 /// The overlay driver.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Overlay;
+
+impl StorageDriver for Overlay {
+    fn name(&self) -> &'static str {
+        "overlay"
+    }
+
+    fn mount(&self, stack: &LayerStack, target: &Path) -> Result<MountedStack> {
+        stack.mount(target)
+    }
+}
+
+/// Renders fs_context log lines for [`Error::Mount`]'s message.
+pub(crate) fn render_log(log: &[String]) -> String {
+    if log.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(" (kernel: ");
+    for (i, m) in log.iter().enumerate() {
+        if i > 0 {
+            out.push_str("; ");
+        }
+        out.push_str(m);
+    }
+    out.push(')');
+    out
+}
+
+/// Drains the fs_context log of an `fsopen` fd (each `read` returns one message, prefixed
+/// `e `, `w ` or `i ` for error, warning, info).
+fn read_log(fs: &OwnedFd) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    // The kernel keeps at most 8 messages; the bound only guards against surprises.
+    for _ in 0..16 {
+        match rustix::io::read(fs, &mut buf) {
+            Ok(n) if n > 0 => out.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_owned()),
+            _ => break,
+        }
+    }
+    out
+}
+
+fn mount_err(op: &'static str, path: &Path, e: Errno, log: Vec<String>) -> Error {
+    Error::Mount { op, path: path.to_owned(), source: e.into(), log }
+}
+
+/// The detached tmpfs of an [`Upper::Tmpfs`], with `upper` and `work` dirs made in it.
+pub(crate) struct TmpfsUpper {
+    mnt: OwnedFd,
+}
+
+impl TmpfsUpper {
+    fn create(size: Option<u64>) -> Result<TmpfsUpper> {
+        let here = Path::new("tmpfs");
+        let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
+            .map_err(|e| mount_err("fsopen(tmpfs)", here, e, Vec::new()))?;
+        if let Some(size) = size {
+            rustix::mount::fsconfig_set_string(&fs, "size", size.to_string())
+                .map_err(|e| mount_err("fsconfig(tmpfs size)", here, e, read_log(&fs)))?;
+        }
+        rustix::mount::fsconfig_create(&fs).map_err(|e| mount_err("fsconfig(tmpfs create)", here, e, read_log(&fs)))?;
+        let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+            .map_err(|e| mount_err("fsmount(tmpfs)", here, e, read_log(&fs)))?;
+        for dir in ["upper", "work"] {
+            rustix::fs::mkdirat(&mnt, dir, Mode::from_raw_mode(0o755))
+                .map_err(|e| Error::sys("mkdirat(tmpfs)", dir, e.into()))?;
+        }
+        // The union's root takes the upper dir's mode: make it 0755 whatever the umask.
+        rustix::fs::chmodat(&mnt, "upper", Mode::from_raw_mode(0o755), rustix::fs::AtFlags::empty())
+            .map_err(|e| Error::sys("chmodat(tmpfs)", "upper", e.into()))?;
+        Ok(TmpfsUpper { mnt })
+    }
+
+    /// `/proc/self/fd/N/<name>`: a path to a dir in the detached tmpfs.
+    fn proc_path(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}/{name}", self.mnt.as_raw_fd()))
+    }
+
+    /// An `O_PATH` descriptor of a dir in the tmpfs.
+    fn open_dir(&self, name: &str) -> Result<OwnedFd> {
+        rustix::fs::openat(&self.mnt, name, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::sys("openat(tmpfs)", name, e.into()))
+    }
+}
+
+/// Whether every path fits an `fsconfig` string value (255 bytes; upper/work escaped).
+fn fits_fsconfig(stack: &LayerStack) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let lowers_fit = stack.lower_dirs().iter().all(|l| l.as_os_str().len() <= MAX_FSCONFIG_STRING);
+    lowers_fit
+        && match stack.upper_layer() {
+            Upper::Dir { upper, work } => {
+                [upper, work].iter().all(|p| escaped_len(p.as_os_str().as_bytes()) <= MAX_FSCONFIG_STRING)
+            }
+            Upper::None | Upper::Tmpfs { .. } => true,
+        }
+}
+
+/// [`LayerStack::mount`].
+pub(crate) fn mount_stack(stack: &LayerStack, target: &Path) -> Result<MountedStack> {
+    stack.validate()?;
+    check_dir("target", target)?;
+    let tmpfs = match stack.upper_layer() {
+        Upper::Tmpfs { size } => Some(TmpfsUpper::create(*size)?),
+        Upper::None | Upper::Dir { .. } => None,
+    };
+    let legacy = stack.overlay_options().legacy_mount || !fits_fsconfig(stack) || !supports_lowerdir_plus();
+    if legacy {
+        legacy::mount(stack, target, tmpfs.as_ref())?;
+    } else {
+        mount_new_api(stack, target, tmpfs.as_ref())?;
+    }
+    let upper = match stack.upper_layer() {
+        Upper::None => None,
+        Upper::Dir { upper, .. } => Some(upper.clone()),
+        Upper::Tmpfs { .. } => tmpfs.as_ref().map(|t| t.proc_path("upper")),
+    };
+    Ok(MountedStack { target: target.to_owned(), upper, tmpfs: tmpfs.map(|t| t.mnt), armed: true })
+}
+
+/// The fs_context steps up to (not including) `fsmount`: returns the configured context.
+/// No validation here (callers validate; tests use it to reach the kernel's own checks).
+pub(crate) fn configure_new_api(stack: &LayerStack, target: &Path, tmpfs: Option<&TmpfsUpper>) -> Result<OwnedFd> {
+    let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| mount_err("fsopen(overlay)", target, e, Vec::new()))?;
+    let fail = |op: &'static str, path: &Path, e: Errno| mount_err(op, path, e, read_log(&fs));
+    // The first lowerdir+ is the top layer.
+    for l in stack.lower_dirs().iter().rev() {
+        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", l).map_err(|e| fail("fsconfig(lowerdir+)", l, e))?;
+    }
+    match stack.upper_layer() {
+        Upper::None => {}
+        Upper::Dir { upper, work } => {
+            use std::os::unix::ffi::OsStrExt;
+            // upperdir=/workdir= are unescaped by overlayfs even through fsconfig.
+            rustix::mount::fsconfig_set_string(&fs, "upperdir", escaped(upper.as_os_str().as_bytes()))
+                .map_err(|e| fail("fsconfig(upperdir)", upper, e))?;
+            rustix::mount::fsconfig_set_string(&fs, "workdir", escaped(work.as_os_str().as_bytes()))
+                .map_err(|e| fail("fsconfig(workdir)", work, e))?;
+        }
+        Upper::Tmpfs { .. } => {
+            let tmpfs = tmpfs.expect("a tmpfs upper is created before the overlay");
+            for (key, name, op) in
+                [("upperdir", "upper", "fsconfig(upperdir)"), ("workdir", "work", "fsconfig(workdir)")]
+            {
+                let dir = tmpfs.open_dir(name)?;
+                match rustix::mount::fsconfig_set_fd(&fs, key, dir.as_fd()) {
+                    Ok(()) => {}
+                    // Kernels before layers-by-fd: name the dir through /proc instead.
+                    Err(Errno::INVAL) => {
+                        let _ = read_log(&fs); // drop the "not supported" note
+                        let path = tmpfs.proc_path(name);
+                        rustix::mount::fsconfig_set_string(&fs, key, &path).map_err(|e| fail(op, &path, e))?;
+                    }
+                    Err(e) => return Err(fail(op, &tmpfs.proc_path(name), e)),
+                }
+            }
+        }
+    }
+    for o in stack.overlay_options().settings() {
+        let r = match o.value {
+            Some(v) => rustix::mount::fsconfig_set_string(&fs, o.key, v),
+            None => rustix::mount::fsconfig_set_flag(&fs, o.key),
+        };
+        r.map_err(|e| fail(o.op, target, e))?;
+    }
+    rustix::mount::fsconfig_create(&fs).map_err(|e| fail("fsconfig(create)", target, e))?;
+    Ok(fs)
+}
+
+/// The new mount API path: configure, `fsmount`, `move_mount` onto `target`.
+fn mount_new_api(stack: &LayerStack, target: &Path, tmpfs: Option<&TmpfsUpper>) -> Result<()> {
+    let fs = configure_new_api(stack, target, tmpfs)?;
+    let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .map_err(|e| mount_err("fsmount(overlay)", target, e, read_log(&fs)))?;
+    rustix::mount::move_mount(&mnt, "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+        .map_err(|e| mount_err("move_mount", target, e, Vec::new()))
+}
+
+#[cfg(test)]
+mod tests;

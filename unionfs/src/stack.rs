@@ -1,12 +1,44 @@
-//! `LayerStack`: the pure description of a union (lower layers, upper, options), validated and
-//! rendered without touching the system.
+//! [`LayerStack`]: the pure description of a union (read-only lower layers, an optional upper,
+//! options), validated and rendered without touching the system.
 //!
-//! API CONTRACT (frozen; the overlay helper fills the bodies and may add items).
+//! # Kernel limits this module encodes
+//!
+//! - **500 lower layers** ([`MAX_LOWER_LAYERS`], the kernel's `OVL_MAX_STACK`). Docker's
+//!   overlay2 driver stops at 128 and runc fails near 70 because both pass every layer in one
+//!   `mount(2)` option string; nook hands layers to the kernel one `fsconfig(lowerdir+)` at a
+//!   time (see [`crate::Overlay`]).
+//! - **One page of `mount(2)` data** ([`MAX_MOUNT_DATA`]): the kernel copies at most one page
+//!   of the option string and silently cuts the rest, which turns into confusing errors (a
+//!   truncated path that does not exist, or one that overlaps another layer). The `mount(2)`
+//!   fallback measures its string first and compacts it (see [`crate::Overlay`]).
+//! - **Order**: [`LayerStack`] takes layers bottom first (like a Dockerfile); `lowerdir=` lists
+//!   them top first, and so does `lowerdir+` (the first one given is the topmost: checked on
+//!   the kernel by a test with a file name in two layers).
+//! - **Read-only stacks need two lowers**: with no upper the kernel refuses a single lower
+//!   (`at least 2 lowerdir are needed while upperdir nonexistent`, still so on 6.18).
+//! - **Escaping**: in `mount(2)` data, and in `upperdir=`/`workdir=` even through `fsconfig`,
+//!   overlayfs reads `\` as an escape, `:` as a layer separator and `,` as an option separator;
+//!   [`LayerStack::mount_data`] escapes all three with a backslash. `lowerdir+` takes its path
+//!   verbatim (no escaping).
+//! - **Option conflicts** the kernel refuses (`EINVAL` with a message only in `dmesg`):
+//!   `metacopy=on` with any `redirect_dir` other than `on`; `userxattr` with `metacopy=on` or a
+//!   `redirect_dir` other than `nofollow`. Options that a read-only stack silently ignores
+//!   (`volatile`, `index=on`) are refused too, so a caller never believes they are in effect.
 
+use std::borrow::Cow;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The kernel's limit on overlay lower layers (`OVL_MAX_STACK`).
 pub const MAX_LOWER_LAYERS: usize = 500;
+
+/// The longest `mount(2)` data string the kernel reads whole: one page (4096 bytes on every
+/// Linux architecture at least) including the terminating NUL. Longer strings are cut.
+pub const MAX_MOUNT_DATA: usize = 4095;
+
+/// The longest value `fsconfig(FSCONFIG_SET_STRING)` accepts (the kernel copies at most 256
+/// bytes, NUL included). A longer layer path makes the driver use `mount(2)` instead.
+pub(crate) const MAX_FSCONFIG_STRING: usize = 255;
 
 /// Where writes go.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -21,6 +53,11 @@ pub enum Upper {
         work: PathBuf,
     },
     /// An upper + work on a fresh tmpfs that vanishes with the mount.
+    ///
+    /// The tmpfs is created detached (`fsopen("tmpfs")` + `fsmount`), never attached to any
+    /// path: the overlay holds its own reference, so the tmpfs and everything written to the
+    /// union are freed when the overlay is unmounted. Needs the new mount API (Linux 5.2+);
+    /// see [`crate::MountedStack::upper_dir`] for inspecting it while mounted.
     Tmpfs {
         /// tmpfs size limit in bytes (`None`: the kernel default, half of RAM).
         size: Option<u64>,
@@ -39,6 +76,18 @@ pub enum RedirectDir {
     NoFollow,
     /// `off`.
     Off,
+}
+
+impl RedirectDir {
+    /// The option value (`"on"`, `"follow"`, `"nofollow"`, `"off"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedirectDir::On => "on",
+            RedirectDir::Follow => "follow",
+            RedirectDir::NoFollow => "nofollow",
+            RedirectDir::Off => "off",
+        }
+    }
 }
 
 /// Overlay mount options.
@@ -111,23 +160,383 @@ impl LayerStack {
         &self.options
     }
 
-    /// Pure checks (no syscalls): at least one lower (two when read-only? the kernel accepts
-    /// one lower with an upper, two without), at most MAX_LOWER_LAYERS, absolute paths
-    /// without `,`, `:` (escaped where the kernel allows) or NUL, upper and work given
-    /// together and distinct, option combinations the kernel refuses (e.g. `volatile`
-    /// without an upper, `metacopy=on` with `redirect_dir=off`).
+    /// Pure checks (no syscalls), each failure an [`Error::Invalid`](crate::Error::Invalid)
+    /// naming the field, the value and the reason:
+    ///
+    /// - at least one lower layer, and at least two when there is no upper (the kernel
+    ///   refuses a read-only stack of one layer); at most [`MAX_LOWER_LAYERS`];
+    /// - every path non-empty, absolute, without NUL bytes or `..` components;
+    /// - no two of the lowers, the upper and the work dir the same directory or one inside
+    ///   another (the kernel refuses overlapping lowers and nested upper/work dirs, and an
+    ///   upper inside a lower would show up in the union);
+    /// - `Upper::Tmpfs { size: Some(0) }` is refused (tmpfs reads `size=0` as unlimited);
+    /// - option combinations the kernel refuses or silently ignores: `volatile` or `index=on`
+    ///   without an upper; `metacopy=on` with a `redirect_dir` other than `on`; `userxattr`
+    ///   with `metacopy=on` or with `redirect_dir` `on`, `follow` or `off` (the kernel turns
+    ///   `off` into `follow` when its `redirect_always_follow` parameter is set, the default,
+    ///   and refuses that with `userxattr`; give [`RedirectDir::NoFollow`]).
+    ///
+    /// Checks are lexical: two different spellings of one directory through a symlink are
+    /// caught by the kernel at mount time instead (`ELOOP`, "overlapping lowerdir path").
     pub fn validate(&self) -> Result<(), crate::Error> {
-        todo!()
-    }
-
-    /// The `mount(2)` data string (`lowerdir=TOP:...:BOTTOM,upperdir=..,workdir=..,opts`).
-    pub fn mount_data(&self) -> Result<String, crate::Error> {
-        todo!()
-    }
-
-    /// Mounts the stack at `target` (overlay driver).
-    pub fn mount(&self, target: &Path) -> Result<crate::MountedStack, crate::Error> {
-        let _ = target;
-        todo!()
+        let n = self.lowers.len();
+        if n == 0 {
+            return Err(invalid("lowers", "[]", "at least one lower layer is needed"));
+        }
+        if n > MAX_LOWER_LAYERS {
+            return Err(invalid(
+                "lowers",
+                format!("{n} layers"),
+                format!("the kernel stacks at most {MAX_LOWER_LAYERS} lower layers (OVL_MAX_STACK)"),
+            ));
+        }
+        let has_upper = !matches!(self.upper_layer(), Upper::None);
+        if !has_upper && n == 1 {
+            return Err(invalid(
+                "lowers",
+                "1 layer",
+                "a read-only stack (no upper) needs at least two lower layers: the kernel refuses one \
+                 (\"at least 2 lowerdir are needed while upperdir nonexistent\"); add a layer or an upper",
+            ));
+        }
+        let mut dirs: Vec<(Cow<'_, [u8]>, Role)> = Vec::with_capacity(n + 2);
+        for (i, l) in self.lowers.iter().enumerate() {
+            dirs.push((checked_dir("lower", l)?, Role::Lower(i)));
+        }
+        match self.upper_layer() {
+            Upper::None => {}
+            Upper::Dir { upper, work } => {
+                dirs.push((checked_dir("upper", upper)?, Role::Upper));
+                dirs.push((checked_dir("work", work)?, Role::Work));
+            }
+            Upper::Tmpfs { size } => {
+                if *size == Some(0) {
+                    return Err(invalid(
+                        "tmpfs size",
+                        "0",
+                        "tmpfs reads size=0 as unlimited; give None for the kernel default (half of RAM)",
+                    ));
+                }
+            }
+        }
+        check_overlaps(dirs)?;
+        self.check_options(has_upper)
     }
 }
+
+/// Refuses the first pair of `dirs` (lexical paths) where one is or contains the other.
+fn check_overlaps(mut dirs: Vec<(Cow<'_, [u8]>, Role)>) -> Result<(), crate::Error> {
+    // With `/` ordered before every other byte, every directory below `a` sorts right
+    // after `a` (before any sibling such as `a-b`): checking neighbours finds every equal
+    // or nested pair in O(n log n).
+    dirs.sort_unstable_by(|a, b| dir_order(&a.0, &b.0));
+    for pair in dirs.windows(2) {
+        let ((outer, outer_role), (inner, inner_role)) = (&pair[0], &pair[1]);
+        if is_within(inner, outer) {
+            let how = if inner == outer { "the same directory as" } else { "inside" };
+            let shown = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            return Err(invalid(
+                inner_role.field(),
+                shown(inner),
+                format!(
+                    "{} is {how} {} {:?}: overlay layers must not overlap",
+                    inner_role.describe(),
+                    outer_role.describe(),
+                    shown(outer)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl LayerStack {
+    fn check_options(&self, has_upper: bool) -> Result<(), crate::Error> {
+        let o = &self.options;
+        if o.volatile && !has_upper {
+            return Err(invalid(
+                "options.volatile",
+                "true",
+                "volatile only changes how the upper layer is synced; the kernel ignores it on a read-only stack",
+            ));
+        }
+        if o.index == Some(true) && !has_upper {
+            return Err(invalid(
+                "options.index",
+                "on",
+                "the inode index lives in the work dir; the kernel ignores index=on on a read-only stack",
+            ));
+        }
+        if o.metacopy == Some(true) {
+            if let Some(r) = o.redirect_dir.filter(|r| *r != RedirectDir::On) {
+                return Err(invalid(
+                    "options.metacopy",
+                    format!("on with redirect_dir={}", r.as_str()),
+                    "metacopy=on needs redirect_dir=on (or unset: the kernel then turns it on); \
+                     the kernel refuses this pair",
+                ));
+            }
+            if o.userxattr {
+                return Err(invalid(
+                    "options.metacopy",
+                    "on with userxattr",
+                    "the kernel refuses metacopy=on together with userxattr",
+                ));
+            }
+        }
+        if o.userxattr {
+            if let Some(r) = o.redirect_dir.filter(|r| *r != RedirectDir::NoFollow) {
+                return Err(invalid(
+                    "options.redirect_dir",
+                    format!("{} with userxattr", r.as_str()),
+                    "userxattr needs redirect_dir=nofollow (or unset); the kernel refuses on/follow, and \
+                     turns off into follow when redirect_always_follow is set (the default)",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `mount(2)` data string (`lowerdir=TOP:...:BOTTOM,upperdir=..,workdir=..,opts`): the
+    /// lowers top first as the kernel wants them, `\`, `:` and `,` escaped with a backslash,
+    /// options in a fixed order. Validates first.
+    ///
+    /// For [`Upper::Tmpfs`] the string has no `upperdir=`/`workdir=`: those dirs exist only
+    /// inside the private tmpfs the mount creates. The string may be longer than
+    /// [`MAX_MOUNT_DATA`]; the driver's `mount(2)` fallback compacts it (this function does
+    /// not). Paths that are not UTF-8 are refused here (the driver itself takes any bytes).
+    pub fn mount_data(&self) -> Result<String, crate::Error> {
+        self.validate()?;
+        let lowers: Vec<&[u8]> = self.lowers.iter().rev().map(|p| p.as_os_str().as_bytes()).collect();
+        let upper = match self.upper_layer() {
+            Upper::Dir { upper, work } => Some((upper.as_os_str().as_bytes(), work.as_os_str().as_bytes())),
+            Upper::None | Upper::Tmpfs { .. } => None,
+        };
+        let data = render_data(&lowers, upper, &self.options);
+        String::from_utf8(data).map_err(|e| {
+            invalid(
+                "lowers",
+                String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                "mount_data() returns a String: a layer path is not UTF-8",
+            )
+        })
+    }
+
+    /// Mounts the stack at `target` (an absolute path to an existing directory) with the
+    /// overlay driver: validates, then mounts through `fsopen`/`fsconfig(lowerdir+)`/`fsmount`/
+    /// `move_mount`, or through `mount(2)` where that is missing (see [`crate::Overlay`]).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), nook_unionfs::Error> {
+    /// use nook_unionfs::{LayerStack, Upper};
+    /// let mut stack = LayerStack::new();
+    /// stack.lowers(["/layers/base", "/layers/app"]).upper(Upper::Tmpfs { size: Some(64 << 20) });
+    /// let mounted = stack.mount("/run/rootfs".as_ref())?;
+    /// // ... use /run/rootfs ...
+    /// mounted.remove()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn mount(&self, target: &Path) -> Result<crate::MountedStack, crate::Error> {
+        crate::overlay::mount_stack(self, target)
+    }
+}
+
+/// Which part of a stack a path is (for error messages).
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Lower(usize),
+    Upper,
+    Work,
+}
+
+impl Role {
+    fn field(self) -> &'static str {
+        match self {
+            Role::Lower(_) => "lower",
+            Role::Upper => "upper",
+            Role::Work => "work",
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Role::Lower(i) => format!("lower layer {i} (0 = bottom)"),
+            Role::Upper => "the upper dir".to_owned(),
+            Role::Work => "the work dir".to_owned(),
+        }
+    }
+}
+
+fn invalid(what: &'static str, value: impl Into<String>, reason: impl Into<String>) -> crate::Error {
+    crate::Error::Invalid { what, value: value.into(), reason: reason.into() }
+}
+
+/// Checks one directory path (non-empty, absolute, no NUL, no `..`) and returns its lexical
+/// form: without `.` components and repeated or trailing slashes (the directory `Path`'s
+/// component comparison sees), borrowed when already so. One pass over the bytes.
+pub(crate) fn checked_dir<'a>(what: &'static str, path: &'a Path) -> Result<Cow<'a, [u8]>, crate::Error> {
+    let bytes = path.as_os_str().as_bytes();
+    let fail = |reason: &str| Err(invalid(what, path.display().to_string(), reason));
+    if bytes.is_empty() {
+        return fail("empty path");
+    }
+    if bytes[0] != b'/' {
+        return fail("must be absolute (a relative path would depend on the caller's working directory)");
+    }
+    if bytes.contains(&0) {
+        return fail("contains a NUL byte");
+    }
+    let n = bytes.len();
+    let mut clean = true;
+    for (i, _) in bytes.iter().enumerate().filter(|(_, c)| **c == b'/') {
+        match (bytes.get(i + 1), bytes.get(i + 2), bytes.get(i + 3)) {
+            (None, ..) => clean &= n == 1,
+            (Some(b'/'), ..) | (Some(b'.'), None | Some(b'/'), _) => clean = false,
+            (Some(b'.'), Some(b'.'), None | Some(b'/')) => return fail("has a `..` component: give a normalized path"),
+            _ => {}
+        }
+    }
+    if clean {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    let mut out = Vec::with_capacity(n);
+    for c in bytes.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// [`checked_dir`] without the lexical form.
+pub(crate) fn check_dir(what: &'static str, path: &Path) -> Result<(), crate::Error> {
+    checked_dir(what, path).map(drop)
+}
+
+/// Byte order with `/` first, so a directory's descendants directly follow it.
+fn dir_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let key = |c: u8| if c == b'/' { 0 } else { c };
+    let common = common_prefix(a, b);
+    match (a.get(common), b.get(common)) {
+        (Some(&x), Some(&y)) => key(x).cmp(&key(y)),
+        (x, y) => x.is_some().cmp(&y.is_some()),
+    }
+}
+
+/// Length of the common prefix of `a` and `b` (eight bytes at a time: layer paths in a store
+/// share long prefixes).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n && a[i..i + 8] == b[i..i + 8] {
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// Whether lexical path `inner` is `outer` or below it.
+fn is_within(inner: &[u8], outer: &[u8]) -> bool {
+    inner.starts_with(outer) && (inner.len() == outer.len() || outer.ends_with(b"/") || inner[outer.len()] == b'/')
+}
+
+/// Appends `raw` with overlayfs's option escapes (`\`, `:` and `,` get a backslash).
+pub(crate) fn escape_into(out: &mut Vec<u8>, raw: &[u8]) {
+    let mut start = 0;
+    for (i, &b) in raw.iter().enumerate() {
+        if matches!(b, b'\\' | b':' | b',') {
+            out.extend_from_slice(&raw[start..i]);
+            out.push(b'\\');
+            start = i;
+        }
+    }
+    out.extend_from_slice(&raw[start..]);
+}
+
+/// `raw` escaped for an overlay option value.
+pub(crate) fn escaped(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len() + 8);
+    escape_into(&mut out, raw);
+    out
+}
+
+/// Length of `raw` once escaped.
+pub(crate) fn escaped_len(raw: &[u8]) -> usize {
+    raw.len() + raw.iter().filter(|b| matches!(b, b'\\' | b':' | b',')).count()
+}
+
+/// One overlay option as the kernel takes it: `key` alone (a flag) or `key=value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OptionSetting {
+    /// The key.
+    pub key: &'static str,
+    /// The value (`None` for a flag).
+    pub value: Option<&'static str>,
+    /// `"fsconfig(key=value)"`, for errors.
+    pub op: &'static str,
+}
+
+impl OverlayOptions {
+    /// The options to pass, in a fixed order (`legacy_mount` is ours, not the kernel's).
+    pub(crate) fn settings(&self) -> impl Iterator<Item = OptionSetting> {
+        let s = |key, value, op| OptionSetting { key, value, op };
+        let redirect = self.redirect_dir.map(|r| match r {
+            RedirectDir::On => s("redirect_dir", Some("on"), "fsconfig(redirect_dir=on)"),
+            RedirectDir::Follow => s("redirect_dir", Some("follow"), "fsconfig(redirect_dir=follow)"),
+            RedirectDir::NoFollow => s("redirect_dir", Some("nofollow"), "fsconfig(redirect_dir=nofollow)"),
+            RedirectDir::Off => s("redirect_dir", Some("off"), "fsconfig(redirect_dir=off)"),
+        });
+        let index = self.index.map(|on| match on {
+            true => s("index", Some("on"), "fsconfig(index=on)"),
+            false => s("index", Some("off"), "fsconfig(index=off)"),
+        });
+        let metacopy = self.metacopy.map(|on| match on {
+            true => s("metacopy", Some("on"), "fsconfig(metacopy=on)"),
+            false => s("metacopy", Some("off"), "fsconfig(metacopy=off)"),
+        });
+        let userxattr = self.userxattr.then(|| s("userxattr", None, "fsconfig(userxattr)"));
+        let volatile = self.volatile.then(|| s("volatile", None, "fsconfig(volatile)"));
+        [redirect, index, metacopy, userxattr, volatile].into_iter().flatten()
+    }
+}
+
+/// Renders `mount(2)` data from layer names as given (lowers top first; names are escaped
+/// here) and the options.
+pub(crate) fn render_data<L: AsRef<[u8]>, U: AsRef<[u8]>>(
+    lowers_top_first: &[L],
+    upper_work: Option<(U, U)>,
+    options: &OverlayOptions,
+) -> Vec<u8> {
+    let guess: usize = lowers_top_first.iter().map(|l| l.as_ref().len() + 1).sum();
+    let mut out = Vec::with_capacity(guess + 128);
+    out.extend_from_slice(b"lowerdir=");
+    for (i, l) in lowers_top_first.iter().enumerate() {
+        if i > 0 {
+            out.push(b':');
+        }
+        escape_into(&mut out, l.as_ref());
+    }
+    if let Some((upper, work)) = upper_work {
+        out.extend_from_slice(b",upperdir=");
+        escape_into(&mut out, upper.as_ref());
+        out.extend_from_slice(b",workdir=");
+        escape_into(&mut out, work.as_ref());
+    }
+    for o in options.settings() {
+        out.push(b',');
+        out.extend_from_slice(o.key.as_bytes());
+        if let Some(v) = o.value {
+            out.push(b'=');
+            out.extend_from_slice(v.as_bytes());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

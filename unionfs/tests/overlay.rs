@@ -1,0 +1,622 @@
+//! The overlay driver against the real kernel: 500-layer stacks, copy-up, whiteouts, opaque
+//! dirs, read-only stacks, tmpfs uppers, every option as the kernel records it, the `mount(2)`
+//! fallback (plain and compacted), typed errors, and handle teardown. Everything lives in a
+//! `TempDir`, mount points included; handles unmount on drop, and the `TempDir` detaches
+//! whatever a panicking test leaves.
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use nook_testutil::{TempDir, require_root};
+use nook_unionfs::{
+    Error, LayerStack, MAX_LOWER_LAYERS, MountedStack, Overlay, OverlayOptions, RedirectDir, StorageDriver, Upper,
+    supports_lowerdir_plus,
+};
+
+/// The `/proc/self/mountinfo` line of the mount at `target` (the topmost one), if any.
+fn mountinfo(target: &Path) -> Option<String> {
+    let info = fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+    info.lines().rfind(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(target)).map(str::to_owned)
+}
+
+fn unescape(s: &str) -> PathBuf {
+    let b = s.as_bytes();
+    let (mut out, mut i) = (Vec::new(), 0);
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// The overlay super options of the mount at `target`.
+fn super_options(target: &Path) -> Vec<String> {
+    let line = mountinfo(target).unwrap_or_else(|| panic!("{target:?} is not mounted"));
+    let after = line.split(" - ").nth(1).unwrap();
+    let mut f = after.split(' ');
+    assert_eq!(f.next(), Some("overlay"), "{line}");
+    f.nth(1).unwrap().split(',').map(str::to_owned).collect()
+}
+
+fn is_mounted(target: &Path) -> bool {
+    mountinfo(target).is_some_and(|l| l.contains(" - overlay "))
+}
+
+/// `n` layer dirs under `base/<name(i)>`, layer `i` holding `f<i>` and `shared` (= `i`).
+fn make_layers(base: &Path, n: usize, name: impl Fn(usize) -> String) -> Vec<PathBuf> {
+    fs::create_dir_all(base).unwrap();
+    (0..n)
+        .map(|i| {
+            let d = base.join(name(i));
+            fs::create_dir(&d).unwrap();
+            fs::write(d.join(format!("f{i}")), i.to_string()).unwrap();
+            fs::write(d.join("shared"), i.to_string()).unwrap();
+            d
+        })
+        .collect()
+}
+
+fn mkdir(p: PathBuf) -> PathBuf {
+    fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn upper_in(tmp: &TempDir, tag: &str) -> Upper {
+    Upper::Dir { upper: mkdir(tmp.join(format!("{tag}-upper"))), work: mkdir(tmp.join(format!("{tag}-work"))) }
+}
+
+fn legacy() -> OverlayOptions {
+    OverlayOptions { legacy_mount: true, ..Default::default() }
+}
+
+/// Every layer's file is visible and the top layer wins `shared`.
+#[track_caller]
+fn assert_union(target: &Path, n: usize) {
+    for i in 0..n {
+        assert_eq!(fs::read_to_string(target.join(format!("f{i}"))).unwrap(), i.to_string(), "layer {i}");
+    }
+    assert_eq!(fs::read_to_string(target.join("shared")).unwrap(), (n - 1).to_string());
+}
+
+#[test]
+fn five_hundred_layers_mount_and_the_top_wins() {
+    require_root!();
+    let tmp = TempDir::new("ovl500").unwrap();
+    let layers = make_layers(&tmp.join("layers"), MAX_LOWER_LAYERS, |i| format!("layer-{i:03}"));
+    let target = mkdir(tmp.join("mnt"));
+    let mut stack = LayerStack::new();
+    stack.lowers(&layers);
+    let m = stack.mount(&target).unwrap();
+    assert_union(&target, MAX_LOWER_LAYERS);
+    let opts = super_options(&target);
+    if supports_lowerdir_plus() {
+        // One lowerdir+ per layer, top first.
+        let plus: Vec<&String> = opts.iter().filter(|o| o.starts_with("lowerdir+=")).collect();
+        assert_eq!(plus.len(), MAX_LOWER_LAYERS);
+        assert_eq!(plus[0], &format!("lowerdir+={}", layers[MAX_LOWER_LAYERS - 1].display()));
+    }
+    assert!(opts.iter().any(|o| o == "ro"), "{opts:?}");
+    m.remove().unwrap();
+    assert!(!is_mounted(&target));
+}
+
+#[test]
+fn layer_501_is_refused_and_nothing_is_mounted() {
+    require_root!();
+    let tmp = TempDir::new("ovl501").unwrap();
+    let target = mkdir(tmp.join("mnt"));
+    let mut stack = LayerStack::new();
+    // The dirs do not even exist: the refusal comes before any syscall.
+    stack.lowers((0..=MAX_LOWER_LAYERS).map(|i| tmp.join(format!("l{i}"))));
+    for err in [stack.validate().unwrap_err(), stack.mount(&target).unwrap_err()] {
+        match err {
+            Error::Invalid { what, value, reason } => {
+                assert_eq!(what, "lowers");
+                assert_eq!(value, "501 layers");
+                assert!(reason.contains("500"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(mountinfo(&target).is_none());
+}
+
+#[test]
+fn top_layer_wins_on_both_mount_paths() {
+    require_root!();
+    let tmp = TempDir::new("ovlord").unwrap();
+    let layers = make_layers(&tmp.join("l"), 3, |i| format!("{i}"));
+    for (tag, opts) in [("new", OverlayOptions::default()), ("old", legacy())] {
+        let target = mkdir(tmp.join(format!("mnt-{tag}")));
+        let mut stack = LayerStack::new();
+        stack.lowers(&layers).upper(upper_in(&tmp, tag)).options(opts.clone());
+        let m = stack.mount(&target).unwrap();
+        assert_union(&target, 3);
+        let so = super_options(&target);
+        if opts.legacy_mount {
+            let want = format!("lowerdir={}:{}:{}", layers[2].display(), layers[1].display(), layers[0].display());
+            assert!(so.contains(&want), "{so:?}");
+        } else if supports_lowerdir_plus() {
+            assert!(so[1].starts_with("lowerdir+="), "{so:?}");
+        }
+        drop(m);
+        assert!(!is_mounted(&target), "{tag}: drop unmounts");
+    }
+}
+
+#[test]
+fn writing_a_lower_file_copies_it_up() {
+    require_root!();
+    let tmp = TempDir::new("ovlcopy").unwrap();
+    let lower = mkdir(tmp.join("lower"));
+    fs::write(lower.join("file"), "lower data").unwrap();
+    let (upper, work) = (mkdir(tmp.join("upper")), mkdir(tmp.join("work")));
+    let target = mkdir(tmp.join("mnt"));
+    let mut stack = LayerStack::new();
+    stack.lower(&lower).upper(Upper::Dir { upper: upper.clone(), work });
+    let m = stack.mount(&target).unwrap();
+    assert_eq!(m.upper_dir(), Some(upper.as_path()));
+    assert!(!upper.join("file").exists());
+    fs::OpenOptions::new().append(true).open(target.join("file")).unwrap().write_all(b" + more").unwrap();
+    assert_eq!(fs::read_to_string(target.join("file")).unwrap(), "lower data + more");
+    assert_eq!(fs::read_to_string(upper.join("file")).unwrap(), "lower data + more");
+    assert_eq!(fs::read_to_string(lower.join("file")).unwrap(), "lower data");
+    m.remove().unwrap();
+}
+
+#[test]
+fn deleting_a_lower_file_leaves_a_whiteout() {
+    require_root!();
+    let tmp = TempDir::new("ovlwh").unwrap();
+    let lower = mkdir(tmp.join("lower"));
+    fs::write(lower.join("gone"), "x").unwrap();
+    let upper = mkdir(tmp.join("upper"));
+    let target = mkdir(tmp.join("mnt"));
+    let mut stack = LayerStack::new();
+    stack.lower(&lower).upper(Upper::Dir { upper: upper.clone(), work: mkdir(tmp.join("work")) });
+    let m = stack.mount(&target).unwrap();
+    fs::remove_file(target.join("gone")).unwrap();
+    assert!(!target.join("gone").exists());
+    let md = fs::symlink_metadata(upper.join("gone")).unwrap();
+    assert!(md.file_type().is_char_device(), "{md:?}");
+    assert_eq!(md.rdev(), 0, "whiteout is a 0/0 char device");
+    assert!(lower.join("gone").exists());
+    m.remove().unwrap();
+}
+
+/// rmdir + mkdir of a lower dir: the new upper dir is opaque (hides the lower one's entries).
+fn recreate_dir_and_read_opaque(options: OverlayOptions, xattr: &str) {
+    let tmp = TempDir::new("ovlopq").unwrap();
+    let lower = mkdir(tmp.join("lower"));
+    fs::create_dir(lower.join("d")).unwrap();
+    fs::write(lower.join("d/old"), "x").unwrap();
+    let upper = mkdir(tmp.join("upper"));
+    let target = mkdir(tmp.join("mnt"));
+    let mut stack = LayerStack::new();
+    stack.lower(&lower).upper(Upper::Dir { upper: upper.clone(), work: mkdir(tmp.join("work")) }).options(options);
+    let m = stack.mount(&target).unwrap();
+    fs::remove_file(target.join("d/old")).unwrap();
+    fs::remove_dir(target.join("d")).unwrap();
+    fs::create_dir(target.join("d")).unwrap();
+    assert_eq!(fs::read_dir(target.join("d")).unwrap().count(), 0);
+    let mut buf = [0u8; 8];
+    let n = rustix::fs::getxattr(upper.join("d"), xattr, &mut buf[..]).unwrap();
+    assert_eq!(&buf[..n], b"y", "{xattr}");
+    assert!(lower.join("d/old").exists());
+    m.remove().unwrap();
+}
+
+#[test]
+fn recreated_dir_is_opaque() {
+    require_root!();
+    recreate_dir_and_read_opaque(OverlayOptions::default(), "trusted.overlay.opaque");
+}
+
+#[test]
+fn userxattr_marks_with_user_xattrs() {
+    require_root!();
+    recreate_dir_and_read_opaque(OverlayOptions { userxattr: true, ..Default::default() }, "user.overlay.opaque");
+}
+
+#[test]
+fn read_only_stack_refuses_writes() {
+    require_root!();
+    let tmp = TempDir::new("ovlro").unwrap();
+    let layers = make_layers(&tmp.join("l"), 2, |i| format!("{i}"));
+    let target = mkdir(tmp.join("mnt"));
+    let mut stack = LayerStack::new();
+    stack.lowers(&layers);
+    let m = stack.mount(&target).unwrap();
+    assert_eq!(m.upper_dir(), None);
+    for err in [
+        fs::write(target.join("new"), "x").unwrap_err(),
+        fs::OpenOptions::new().write(true).open(target.join("f0")).unwrap_err(),
+        fs::remove_file(target.join("f1")).unwrap_err(),
+    ] {
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    }
+    m.remove().unwrap();
+}
+
+fn tmpfs_upper(opts: OverlayOptions) {
+    let tmp = TempDir::new("ovltmpfs").unwrap();
+    let layers = make_layers(&tmp.join("l"), 1, |i| format!("{i}"));
+    let target = mkdir(tmp.join("mnt"));
+    let mut stack = LayerStack::new();
+    stack.lowers(&layers).upper(Upper::Tmpfs { size: Some(1 << 20) }).options(opts);
+    let m = stack.mount(&target).unwrap();
+    fs::write(target.join("new"), "in tmpfs").unwrap();
+    fs::write(target.join("f0"), "changed").unwrap();
+    let upper = m.upper_dir().unwrap().to_owned();
+    assert_eq!(fs::read_to_string(upper.join("new")).unwrap(), "in tmpfs");
+    assert_eq!(fs::read_to_string(upper.join("f0")).unwrap(), "changed");
+    assert_eq!(fs::read_to_string(layers[0].join("f0")).unwrap(), "0");
+    assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o755);
+    // The size limit is the tmpfs's: 2 MiB do not fit in 1 MiB.
+    let err = fs::write(target.join("big"), vec![7u8; 2 << 20]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    // Nothing written lands on disk next to the layers.
+    let on_disk: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(on_disk.len(), 2, "{on_disk:?}");
+    // Handed over by descriptor (the kernel shows the path inside the tmpfs) or by /proc path.
+    let so = super_options(&target);
+    assert!(so.iter().any(|o| o == "upperdir=/upper" || o.starts_with("upperdir=/proc/self/fd/")), "{so:?}");
+    let tmpfs_dev = fs::metadata(&upper).unwrap().dev();
+    m.remove().unwrap();
+    assert!(!is_mounted(&target));
+    assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
+    // Our descriptor is closed: the /proc path is dead, or (fd reused by a parallel test)
+    // leads elsewhere.
+    assert!(fs::metadata(&upper).is_ok_and(|md| md.dev() != tmpfs_dev) || fs::metadata(&upper).is_err());
+}
+
+#[test]
+fn tmpfs_upper_works_and_leaves_nothing() {
+    require_root!();
+    tmpfs_upper(OverlayOptions::default());
+}
+
+#[test]
+fn tmpfs_upper_through_mount2() {
+    require_root!();
+    tmpfs_upper(OverlayOptions { legacy_mount: true, volatile: true, ..Default::default() });
+}
+
+/// Each option set, the super options the kernel must show, and ones it must not.
+fn option_cases() -> Vec<(OverlayOptions, &'static [&'static str], &'static [&'static str])> {
+    let o = OverlayOptions::default;
+    vec![
+        (OverlayOptions { volatile: true, ..o() }, &["fsync=volatile"], &[]),
+        (OverlayOptions { index: Some(true), ..o() }, &["index=on"], &[]),
+        (OverlayOptions { index: Some(false), ..o() }, &[], &["index=on"]),
+        (OverlayOptions { metacopy: Some(true), ..o() }, &["metacopy=on", "redirect_dir=on"], &[]),
+        (OverlayOptions { metacopy: Some(false), ..o() }, &[], &["metacopy=on"]),
+        (OverlayOptions { redirect_dir: Some(RedirectDir::On), ..o() }, &["redirect_dir=on"], &[]),
+        (OverlayOptions { redirect_dir: Some(RedirectDir::NoFollow), ..o() }, &["redirect_dir=nofollow"], &[]),
+        (OverlayOptions { redirect_dir: Some(RedirectDir::Follow), ..o() }, &[], &["redirect_dir=on"]),
+        (OverlayOptions { redirect_dir: Some(RedirectDir::Off), ..o() }, &[], &["redirect_dir=on"]),
+        (OverlayOptions { userxattr: true, ..o() }, &["userxattr", "redirect_dir=nofollow"], &[]),
+        (
+            OverlayOptions {
+                volatile: true,
+                index: Some(true),
+                metacopy: Some(true),
+                redirect_dir: Some(RedirectDir::On),
+                ..o()
+            },
+            &["fsync=volatile", "index=on", "metacopy=on", "redirect_dir=on"],
+            &[],
+        ),
+        (
+            OverlayOptions { userxattr: true, index: Some(true), redirect_dir: Some(RedirectDir::NoFollow), ..o() },
+            &["userxattr", "index=on", "redirect_dir=nofollow"],
+            &[],
+        ),
+    ]
+}
+
+#[test]
+fn every_option_reaches_the_kernel() {
+    require_root!();
+    let tmp = TempDir::new("ovlopts").unwrap();
+    let layers = make_layers(&tmp.join("l"), 2, |i| format!("{i}"));
+    for (n, (opts, want, not)) in option_cases().into_iter().enumerate() {
+        for legacy_mount in [false, true] {
+            let tag = format!("{n}-{legacy_mount}");
+            let target = mkdir(tmp.join(format!("mnt-{tag}")));
+            let mut stack = LayerStack::new();
+            let opts = OverlayOptions { legacy_mount, ..opts.clone() };
+            stack.lowers(&layers).upper(upper_in(&tmp, &tag)).options(opts.clone());
+            let m = stack.mount(&target).unwrap_or_else(|e| panic!("{opts:?}: {e}"));
+            let so = super_options(&target);
+            for w in want {
+                assert!(so.iter().any(|o| o == w), "{opts:?}: {w} missing from {so:?}");
+            }
+            for w in not {
+                assert!(!so.iter().any(|o| o == w), "{opts:?}: {w} in {so:?}");
+            }
+            // The union works with the option in force.
+            fs::write(target.join("f0"), "w").unwrap();
+            assert_eq!(fs::read_to_string(target.join("shared")).unwrap(), "1");
+            m.remove().unwrap();
+        }
+    }
+}
+
+#[test]
+fn read_only_stack_takes_metacopy_and_redirect_options() {
+    require_root!();
+    let tmp = TempDir::new("ovlroopt").unwrap();
+    let layers = make_layers(&tmp.join("l"), 2, |i| format!("{i}"));
+    let target = mkdir(tmp.join("mnt"));
+    let mut stack = LayerStack::new();
+    let opts = OverlayOptions { metacopy: Some(true), redirect_dir: Some(RedirectDir::On), ..Default::default() };
+    stack.lowers(&layers).options(opts);
+    let m = stack.mount(&target).unwrap();
+    let so = super_options(&target);
+    assert!(so.iter().any(|o| o == "metacopy=on"), "{so:?}");
+    m.remove().unwrap();
+}
+
+#[test]
+fn mount2_fallback_compacts_a_stack_longer_than_a_page() {
+    require_root!();
+    let tmp = TempDir::new("ovlcompact").unwrap();
+    let layers = make_layers(&tmp.join("layers"), MAX_LOWER_LAYERS, |i| format!("{i}"));
+    let mut stack = LayerStack::new();
+    stack.lowers(&layers).upper(upper_in(&tmp, "u")).options(legacy());
+    // The plain string does not fit in one page.
+    assert!(stack.mount_data().unwrap().len() > nook_unionfs::MAX_MOUNT_DATA);
+    let cwd = std::env::current_dir().unwrap();
+    let target = mkdir(tmp.join("mnt"));
+    let m = stack.mount(&target).unwrap();
+    assert_eq!(std::env::current_dir().unwrap(), cwd, "the caller's cwd never moves");
+    assert_union(&target, MAX_LOWER_LAYERS);
+    // Relative to the layers' common parent: the kernel got "499:498:...:0".
+    let so = super_options(&target);
+    let lowerdir = so.iter().find(|o| o.starts_with("lowerdir=")).unwrap();
+    let want: Vec<String> = (0..MAX_LOWER_LAYERS).rev().map(|i| i.to_string()).collect();
+    assert_eq!(lowerdir, &format!("lowerdir={}", want.join(":")));
+    fs::write(target.join("written"), "x").unwrap();
+    assert!(tmp.join("u-upper/written").exists());
+    m.remove().unwrap();
+}
+
+#[test]
+fn mount2_fallback_names_layers_by_descriptor_when_paths_stay_long() {
+    require_root!();
+    let tmp = TempDir::new("ovlfdnames").unwrap();
+    // 500 names of 120 bytes: 60 KB relative to their parent, far past a page.
+    let layers = make_layers(&tmp.join("layers"), MAX_LOWER_LAYERS, |i| format!("{i:03}-{}", "x".repeat(116)));
+    for upper in [upper_in(&tmp, "u"), Upper::Tmpfs { size: None }] {
+        let target = mkdir(tmp.join(format!("mnt-{}", matches!(upper, Upper::Tmpfs { .. }))));
+        let mut stack = LayerStack::new();
+        stack.lowers(&layers).upper(upper).options(legacy());
+        let cwd = std::env::current_dir().unwrap();
+        let m = stack.mount(&target).unwrap();
+        assert_eq!(std::env::current_dir().unwrap(), cwd);
+        assert_union(&target, MAX_LOWER_LAYERS);
+        let so = super_options(&target);
+        let lowerdir = so.iter().find(|o| o.starts_with("lowerdir=")).unwrap();
+        assert!(
+            lowerdir["lowerdir=".len()..].split(':').all(|n| n.parse::<u32>().is_ok()),
+            "descriptor numbers: {lowerdir}"
+        );
+        fs::write(target.join("written"), "x").unwrap();
+        assert_eq!(fs::read_to_string(m.upper_dir().unwrap().join("written")).unwrap(), "x");
+        m.remove().unwrap();
+    }
+}
+
+#[test]
+fn odd_characters_in_paths_survive_both_mount_paths() {
+    require_root!();
+    let tmp = TempDir::new("ovlodd").unwrap();
+    let layers = make_layers(&tmp.join("l"), 2, |i| format!("a:b,c\\d =e{i}"));
+    for (tag, opts) in [("new", OverlayOptions::default()), ("old", legacy())] {
+        let upper = mkdir(tmp.join(format!("up:{tag},x\\y")));
+        let work = mkdir(tmp.join(format!("wk,{tag}:\\")));
+        let target = mkdir(tmp.join(format!("mnt {tag}")));
+        let mut stack = LayerStack::new();
+        stack.lowers(&layers).upper(Upper::Dir { upper: upper.clone(), work }).options(opts);
+        let m = stack.mount(&target).unwrap_or_else(|e| panic!("{tag}: {e}"));
+        assert_union(&target, 2);
+        fs::write(target.join("w"), "x").unwrap();
+        assert!(upper.join("w").exists(), "{tag}");
+        m.remove().unwrap();
+    }
+}
+
+#[test]
+fn paths_longer_than_an_fsconfig_string_still_mount() {
+    require_root!();
+    let tmp = TempDir::new("ovllong").unwrap();
+    // A lower path over 255 bytes: fsconfig cannot take it, the driver uses mount(2).
+    let deep = tmp.join(format!("{}/{}", "d".repeat(150), "e".repeat(150)));
+    let layers = make_layers(&deep, 2, |i| format!("{i}"));
+    assert!(layers[0].as_os_str().len() > 255);
+    let target = mkdir(tmp.join("mnt"));
+    let mut stack = LayerStack::new();
+    stack.lowers(&layers);
+    let m = stack.mount(&target).unwrap();
+    assert_union(&target, 2);
+    m.remove().unwrap();
+}
+
+#[test]
+fn bad_input_gives_typed_errors() {
+    require_root!();
+    let tmp = TempDir::new("ovlbad").unwrap();
+    let layers = make_layers(&tmp.join("l"), 2, |i| format!("{i}"));
+    let target = mkdir(tmp.join("mnt"));
+
+    let mut rel = LayerStack::new();
+    rel.lower(&layers[0]).lower("relative/dir");
+    assert!(matches!(rel.mount(&target), Err(Error::Invalid { what: "lower", .. })));
+
+    let mut ok = LayerStack::new();
+    ok.lowers(&layers);
+    assert!(matches!(ok.mount(Path::new("mnt")), Err(Error::Invalid { what: "target", .. })));
+
+    // A missing lower: the kernel's ENOENT, naming the layer (new API) or the target (mount(2)).
+    let missing = tmp.join("missing");
+    for opts in [OverlayOptions::default(), legacy()] {
+        let mut s = LayerStack::new();
+        s.lower(&layers[0]).lower(&missing).options(opts.clone());
+        match s.mount(&target).unwrap_err() {
+            Error::Mount { op, path, source, .. } => {
+                assert_eq!(source.raw_os_error(), Some(libc::ENOENT), "{opts:?}");
+                if opts.legacy_mount || !supports_lowerdir_plus() {
+                    assert_eq!((op, path.as_path()), ("mount(overlay)", target.as_path()));
+                } else {
+                    assert_eq!((op, path.as_path()), ("fsconfig(lowerdir+)", missing.as_path()));
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // The same dir under two names (a symlink) passes the lexical check; the kernel refuses.
+    let alias = tmp.join("alias");
+    std::os::unix::fs::symlink(&layers[0], &alias).unwrap();
+    let mut s = LayerStack::new();
+    s.lower(&layers[0]).lower(&alias);
+    s.validate().unwrap();
+    match s.mount(&target).unwrap_err() {
+        Error::Mount { source, .. } => assert_eq!(source.raw_os_error(), Some(libc::ELOOP)),
+        other => panic!("{other:?}"),
+    }
+
+    // A target that is not a directory.
+    let file = tmp.join("file");
+    fs::write(&file, "").unwrap();
+    assert!(matches!(ok.mount(&file), Err(Error::Mount { .. })));
+    assert!(!is_mounted(&target));
+}
+
+#[test]
+fn drop_unmounts_remove_reports_leak_keeps() {
+    require_root!();
+    let tmp = TempDir::new("ovlhandle").unwrap();
+    let layers = make_layers(&tmp.join("l"), 2, |i| format!("{i}"));
+    let target = mkdir(tmp.join("mnt"));
+    let mut stack = LayerStack::new();
+    stack.lowers(&layers);
+
+    let m = stack.mount(&target).unwrap();
+    assert!(is_mounted(&target));
+    drop(m);
+    assert!(!is_mounted(&target));
+
+    // Busy: remove() reports it and detaches lazily; the open file still reads.
+    let m = stack.mount(&target).unwrap();
+    let mut open = fs::File::open(target.join("f0")).unwrap();
+    match m.remove() {
+        Err(Error::Busy { target: t, detached: true }) => assert_eq!(t, target),
+        other => panic!("{other:?}"),
+    }
+    assert!(!is_mounted(&target));
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut open, &mut s).unwrap();
+    assert_eq!(s, "0");
+    drop(open);
+
+    // remove() of a stack someone else unmounted reports that too.
+    let m = stack.mount(&target).unwrap();
+    rustix::mount::unmount(&target, rustix::mount::UnmountFlags::empty()).unwrap();
+    match m.remove() {
+        Err(Error::Sys { op: "umount2", source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::EINVAL)),
+        other => panic!("{other:?}"),
+    }
+
+    // leak() keeps it.
+    let m = stack.mount(&target).unwrap();
+    assert_eq!(m.leak(), target);
+    assert!(is_mounted(&target));
+    rustix::mount::unmount(&target, rustix::mount::UnmountFlags::empty()).unwrap();
+}
+
+#[test]
+fn storage_driver_trait_mounts_through_overlay() {
+    require_root!();
+    let tmp = TempDir::new("ovldrv").unwrap();
+    let layers = make_layers(&tmp.join("l"), 2, |i| format!("{i}"));
+    let target = mkdir(tmp.join("mnt"));
+    let driver: Box<dyn StorageDriver> = Box::new(Overlay);
+    assert_eq!(driver.name(), "overlay");
+    let mut stack = LayerStack::new();
+    stack.lowers(&layers).upper(Upper::Tmpfs { size: None });
+    let m: MountedStack = driver.mount(&stack, &target).unwrap();
+    assert_union(&target, 2);
+    assert_eq!(m.target(), target);
+    m.remove().unwrap();
+}
+
+#[test]
+fn mounts_from_many_threads_at_once() {
+    require_root!();
+    let tmp = TempDir::new("ovlthreads").unwrap();
+    let layers = make_layers(&tmp.join("layers"), 300, |i| format!("{i}"));
+    let cwd = std::env::current_dir().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (tmp, layers) = (&tmp, &layers);
+            s.spawn(move || {
+                let target = mkdir(tmp.join(format!("mnt{t}")));
+                let mut stack = LayerStack::new();
+                // Half through mount(2) compaction (helper threads changing their cwd).
+                stack
+                    .lowers(layers)
+                    .upper(Upper::Tmpfs { size: None })
+                    .options(OverlayOptions { legacy_mount: t % 2 == 0, ..Default::default() });
+                let m = stack.mount(&target).unwrap();
+                assert_union(&target, layers.len());
+                fs::write(target.join("mine"), t.to_string()).unwrap();
+                assert_eq!(fs::read_to_string(m.upper_dir().unwrap().join("mine")).unwrap(), t.to_string());
+                m.remove().unwrap();
+            });
+        }
+    });
+    assert_eq!(std::env::current_dir().unwrap(), cwd);
+}
+
+#[test]
+fn lowerdir_plus_is_detected_on_new_kernels() {
+    require_root!();
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
+    let (major, minor) = (v.next().unwrap(), v.next().unwrap());
+    assert_eq!(supports_lowerdir_plus(), (major, minor) >= (6, 8), "kernel {release}");
+    // Cached: the same answer again.
+    assert_eq!(supports_lowerdir_plus(), (major, minor) >= (6, 8));
+}
+
+#[test]
+fn a_missing_upper_dir_is_a_kernel_error_on_the_upper() {
+    require_root!();
+    let tmp = TempDir::new("ovlnoup").unwrap();
+    let layers = make_layers(&tmp.join("l"), 1, |i| format!("{i}"));
+    let target = mkdir(tmp.join("mnt"));
+    let upper = tmp.join("no-upper");
+    let mut stack = LayerStack::new();
+    stack.lowers(&layers).upper(Upper::Dir { upper: upper.clone(), work: mkdir(tmp.join("work")) });
+    match stack.mount(&target).unwrap_err() {
+        Error::Mount { op, path, source, .. } => {
+            assert_eq!(source.kind(), ErrorKind::NotFound);
+            if supports_lowerdir_plus() {
+                assert_eq!((op, path), ("fsconfig(upperdir)", upper));
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+}
