@@ -60,7 +60,8 @@
 //! The DiffID is the sha256 of the uncompressed stream, hashed as it is read; after the tar's
 //! end-of-archive the rest of the stream is drained into the hash too, so it equals
 //! `sha256sum` of the `.tar` file exactly. Progress ([`Progress`]) is reported after each entry
-//! and every 4 MiB of input within big entries; `bytes_read` counts compressed (input) bytes.
+//! and every 4 MiB of input read or data written within big entries; `bytes_read` counts
+//! compressed (input) bytes.
 
 mod fsops;
 mod path;
@@ -164,7 +165,7 @@ pub fn apply_layer(input: impl Read, root: &Path, options: ApplyOptions<'_>) -> 
             egid: rustix::process::getegid().as_raw(),
             umask: current_umask(),
         },
-        reporter: Reporter { cb: progress, counter: count, total: bytes_total, last: 0 },
+        reporter: Reporter { cb: progress, counter: count, total: bytes_total, last: 0, data_since: 0 },
         buf: vec![0u8; COPY_BUF],
         raw: Vec::new(),
         path: Vec::new(),
@@ -396,7 +397,11 @@ struct Reporter<'o> {
     cb: Option<&'o mut dyn FnMut(Progress)>,
     counter: Rc<Cell<u64>>,
     total: Option<u64>,
+    /// Input bytes at the last report.
     last: u64,
+    /// Entry data written since the last report (a well-compressed big file reads little
+    /// input but still takes time to write).
+    data_since: u64,
 }
 
 impl Reporter<'_> {
@@ -404,14 +409,19 @@ impl Reporter<'_> {
         if let Some(cb) = self.cb.as_mut() {
             let bytes_read = self.counter.get();
             self.last = bytes_read;
+            self.data_since = 0;
             cb(Progress { bytes_read, bytes_total: self.total, entries });
         }
     }
 
-    /// Within a big entry: reports when enough input went by since the last report.
-    fn tick(&mut self, entries: u64) {
-        if self.cb.is_some() && self.counter.get() - self.last >= PROGRESS_EVERY {
-            self.report(entries);
+    /// Within a big entry, after `data` more bytes were written: reports when enough input
+    /// was read or enough data written since the last report.
+    fn tick(&mut self, entries: u64, data: u64) {
+        if self.cb.is_some() {
+            self.data_since += data;
+            if self.counter.get() - self.last >= PROGRESS_EVERY || self.data_since >= PROGRESS_EVERY {
+                self.report(entries);
+            }
         }
     }
 }
@@ -698,7 +708,7 @@ impl Applier<'_> {
             };
             file.write_all(&self.buf[..n]).map_err(sys_io("write"))?;
             left -= n as u64;
-            self.reporter.tick(self.entries);
+            self.reporter.tick(self.entries, n as u64);
         }
         let meta = &self.meta;
         let chowned = self.ctx.needs_chown(meta, setgid);
@@ -975,7 +985,10 @@ impl Applier<'_> {
                 let dfd = open_dir_at(self.dirs.fd(parent), b".").map_err(sys_io("open"))?;
                 let keep = self.unpacked.as_ref().expect("plain extraction tracks unpacked paths");
                 let mut prefix = parent.to_vec();
-                clear_except(dfd.as_fd(), &mut prefix, keep).map_err(sys_io("clear opaque dir"))?;
+                let r = clear_except(dfd.as_fd(), &mut prefix, keep).map_err(sys_io("clear opaque dir"));
+                // Directories below the cached parent may be gone.
+                self.dirs.invalidate();
+                r?;
             }
             Some(format) => {
                 self.enter(parent)?;
