@@ -1,67 +1,5 @@
-//! Applying a Docker/OCI layer tarball (plain, gzip or zstd) to a directory, safely.
-//!
-//! The tar crate is used only to iterate entries and read headers (incl. PAX records and GNU
-//! long names); every file is written by this module, never by `tar::Entry::unpack` (which has
-//! an open symlink-escape bug). The root is opened once; each entry's parent directory is
-//! opened with `openat2(root, parent, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS |
-//! RESOLVE_NO_MAGICLINKS)` (the last one is cached, so consecutive entries of one directory cost
-//! one `openat2`), and the entry itself is created relative to that fd with `O_NOFOLLOW` /
-//! `O_EXCL`, so neither `..`, an absolute name nor a symlink can lead outside the root.
-//!
-//! # What is refused
-//! Each refusal is a typed [`Error::Unsafe`] naming the entry; nothing is written for it and the
-//! apply stops (the directory keeps what earlier entries wrote — the store applies into a
-//! temporary dir and discards it).
-//!
-//! | entry | reason |
-//! |---|---|
-//! | a `..` that climbs above the root (`../../x`, `a/../../x`) | [`UnsafeEntry::ParentDir`] |
-//! | an absolute name (`/etc/passwd`; refused, not stripped like Docker does) | [`UnsafeEntry::Absolute`] |
-//! | a name whose parent path goes through a symlink — one placed earlier in the same tar (`l -> /`, then `l/etc/passwd`) or one already in the directory | [`UnsafeEntry::ThroughSymlink`] |
-//! | a name whose parent path loops (`a -> b`, `b -> a`, then `a/x`) | [`UnsafeEntry::SymlinkLoop`] |
-//! | a relative symlink target whose `..` climbs above the root, resolved lexically from the link's directory (`l -> ../../..`) | [`UnsafeEntry::SymlinkEscape`] |
-//! | a hardlink whose target is outside the root, absolute, missing, or reached through a symlink | [`UnsafeEntry::HardlinkEscape`] |
-//! | a name longer than `PATH_MAX`, deeper than 1024 components, or with a component longer than `NAME_MAX` (checked lexically first: a 10 000-deep name creates nothing) | [`UnsafeEntry::TooDeep`] |
-//! | a block or character device without `CAP_MKNOD` (or with `allow_devices: Some(false)`); a 0/0 character device (an overlay whiteout) is always allowed | [`UnsafeEntry::DeviceNode`] |
-//! | a whiteout naming nothing, `.` or `..` (`.wh.`, `.wh..`, `.wh...`) | [`UnsafeEntry::BadWhiteout`] |
-//!
-//! Absolute symlink *targets* are allowed (`usr/bin/foo -> /bin/busybox` is everywhere in real
-//! images): inside a container they resolve against the container's root, and this module
-//! never follows a symlink while extracting.
-//!
-//! # Replacing existing entries (Docker's rules)
-//! An entry replaces whatever is at its path; a directory over an existing directory keeps it
-//! (merging contents) and updates its metadata. A file replacing a directory removes the
-//! directory tree first. Missing parent directories are created (mode 0755).
-//!
-//! # Whiteouts ([`ApplyOptions::whiteouts`])
-//! - `Some(WhiteoutFormat::Overlay)` / `Some(WhiteoutFormat::OverlayUserXattr)`: for a layer
-//!   dir used as an overlay lower. `.wh.NAME` becomes a 0/0 character device `NAME`;
-//!   `DIR/.wh..wh..opq` sets `trusted.overlay.opaque=y` (or `user.overlay.opaque=y`) on `DIR`.
-//! - `Some(WhiteoutFormat::Aufs)`: `.wh.` files are kept as the tar has them.
-//! - `None`: a plain extraction onto a full root filesystem (the flattened image, the vfs
-//!   driver): `.wh.NAME` deletes `NAME` (recursively), and `DIR/.wh..wh..opq` deletes
-//!   everything in `DIR` that this layer did not itself create.
-//!
-//! In the overlay formats and `None`, AUFS metadata entries (`.wh..wh.*` other than the opaque
-//! marker) are skipped. xattrs in overlay's own namespaces (`trusted.overlay.*`,
-//! `user.overlay.*`) are never taken from a tar: only whiteout entries make whiteouts and
-//! opaque dirs.
-//!
-//! # Metadata
-//! Modes (incl. setuid/setgid/sticky, set after the owner change that clears them), owners
-//! (when the caller has `CAP_CHOWN`; skipped otherwise), xattrs from PAX `SCHILY.xattr.*`
-//! records (set after chown, which clears `security.capability`; `EOPNOTSUPP` is ignored, and
-//! `EPERM` too for unprivileged callers), mtime and atime (PAX fractional times when present).
-//! Directory times — and, for unprivileged callers, modes that lack owner `rwx` — are set at
-//! the end, after their contents. Hardlinks share their target's metadata.
-//!
-//! # Progress and DiffID
-//! The DiffID is the sha256 of the uncompressed stream, hashed as it is read; after the tar's
-//! end-of-archive the rest of the stream is drained into the hash too, so it equals
-//! `sha256sum` of the `.tar` file exactly. Progress ([`Progress`]) is reported after each entry
-//! and every 4 MiB of input read or data written within big entries; `bytes_read` counts
-//! compressed (input) bytes.
+//! Applying a Docker/OCI layer tarball (plain, gzip or zstd) to a directory, safely; see
+//! [`apply_layer`].
 
 mod fsops;
 mod path;
@@ -73,7 +11,7 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -85,7 +23,7 @@ use tar::EntryType;
 
 use self::fsops::{Slot, clear_except, clear_slot};
 use self::path::{clean_path, split_parent, symlink_escapes};
-use self::stream::{Hashing, READ_BUF};
+use self::stream::Hashing;
 use crate::{Digest, Error, Result, UnsafeEntry, WhiteoutFormat};
 
 /// How far an apply has got (reported after each entry and every few MiB).
@@ -140,9 +78,71 @@ const COPY_BUF: usize = 1024 * 1024;
 /// Progress is reported at least this often (input bytes) within a big entry.
 const PROGRESS_EVERY: u64 = 4 * 1024 * 1024;
 
-/// Applies a layer tar read from `input` (compression detected from magic bytes) onto the
-/// directory `root`. See the [module docs](self) for what is refused, how existing entries are
-/// replaced and how whiteouts are written.
+/// Applies a layer tar read from `input` (compression detected from magic bytes: gzip, zstd or
+/// plain) onto the directory `root`.
+///
+/// The tar crate is used only to iterate entries and read headers (incl. PAX records and GNU
+/// long names); every file is written by nook, never by `tar::Entry::unpack` (which has
+/// an open symlink-escape bug). The root is opened once; each entry's parent directory is
+/// opened with `openat2(root, parent, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_MAGICLINKS)` (the last one is cached, so consecutive entries of one directory cost
+/// one `openat2`), and the entry itself is created relative to that fd with `O_NOFOLLOW` /
+/// `O_EXCL`, so neither `..`, an absolute name nor a symlink can lead outside the root.
+///
+/// # What is refused
+/// Each refusal is a typed [`Error::Unsafe`] naming the entry; nothing is written for it and the
+/// apply stops (the directory keeps what earlier entries wrote — the store applies into a
+/// temporary dir and discards it).
+///
+/// | entry | reason |
+/// |---|---|
+/// | a `..` that climbs above the root (`../../x`, `a/../../x`) | [`UnsafeEntry::ParentDir`] |
+/// | an absolute name (`/etc/passwd`; refused, not stripped like Docker does) | [`UnsafeEntry::Absolute`] |
+/// | a name whose parent path goes through a symlink — one placed earlier in the same tar (`l -> /`, then `l/etc/passwd`) or one already in the directory | [`UnsafeEntry::ThroughSymlink`] |
+/// | a name whose parent path loops (`a -> b`, `b -> a`, then `a/x`) | [`UnsafeEntry::SymlinkLoop`] |
+/// | a relative symlink target whose `..` climbs above the root, resolved lexically from the link's directory (`l -> ../../..`) | [`UnsafeEntry::SymlinkEscape`] |
+/// | a hardlink whose target is outside the root, absolute, missing, or reached through a symlink | [`UnsafeEntry::HardlinkEscape`] |
+/// | a name longer than `PATH_MAX`, deeper than 1024 components, or with a component longer than `NAME_MAX` (checked lexically first: a 10 000-deep name creates nothing) | [`UnsafeEntry::TooDeep`] |
+/// | a block or character device without `CAP_MKNOD` (or with `allow_devices: Some(false)`); a 0/0 character device (an overlay whiteout) is always allowed | [`UnsafeEntry::DeviceNode`] |
+/// | a whiteout naming nothing, `.` or `..` (`.wh.`, `.wh..`, `.wh...`) | [`UnsafeEntry::BadWhiteout`] |
+///
+/// Absolute symlink *targets* are allowed (`usr/bin/foo -> /bin/busybox` is everywhere in real
+/// images): inside a container they resolve against the container's root, and nook never
+/// follows a symlink while extracting.
+///
+/// # Replacing existing entries (Docker's rules)
+/// An entry replaces whatever is at its path; a directory over an existing directory keeps it
+/// (merging contents) and updates its metadata. A file replacing a directory removes the
+/// directory tree first. Missing parent directories are created (mode 0755).
+///
+/// # Whiteouts ([`ApplyOptions::whiteouts`])
+/// - `Some(WhiteoutFormat::Overlay)` / `Some(WhiteoutFormat::OverlayUserXattr)`: for a layer
+///   dir used as an overlay lower. `.wh.NAME` becomes a 0/0 character device `NAME`;
+///   `DIR/.wh..wh..opq` sets `trusted.overlay.opaque=y` (or `user.overlay.opaque=y`) on `DIR`.
+/// - `Some(WhiteoutFormat::Aufs)`: `.wh.` files are kept as the tar has them.
+/// - `None`: a plain extraction onto a full root filesystem (the flattened image, the vfs
+///   driver): `.wh.NAME` deletes `NAME` (recursively), and `DIR/.wh..wh..opq` deletes
+///   everything in `DIR` that this layer did not itself create.
+///
+/// In the overlay formats and `None`, AUFS metadata entries (`.wh..wh.*` other than the opaque
+/// marker) are skipped. xattrs in overlay's own namespaces (`trusted.overlay.*`,
+/// `user.overlay.*`) are never taken from a tar: only whiteout entries make whiteouts and
+/// opaque dirs.
+///
+/// # Metadata
+/// Modes (incl. setuid/setgid/sticky, set after the owner change that clears them), owners
+/// (when the caller has `CAP_CHOWN`; skipped otherwise), xattrs from PAX `SCHILY.xattr.*`
+/// records (set after chown, which clears `security.capability`; `EOPNOTSUPP` is ignored, and
+/// `EPERM` too for unprivileged callers), mtime and atime (PAX fractional times when present).
+/// Directory times — and, for unprivileged callers, modes that lack owner `rwx` — are set at
+/// the end, after their contents. Hardlinks share their target's metadata.
+///
+/// # Progress and DiffID
+/// The DiffID is the sha256 of the uncompressed stream, hashed as it is read; after the tar's
+/// end-of-archive the rest of the stream is drained into the hash too, so it equals
+/// `sha256sum` of the `.tar` file exactly. Progress ([`Progress`]) is reported after each entry
+/// and every 4 MiB of input read or data written within big entries; `bytes_read` counts
+/// compressed (input) bytes.
 pub fn apply_layer(input: impl Read, root: &Path, options: ApplyOptions<'_>) -> Result<Applied> {
     let ApplyOptions { whiteouts, bytes_total, progress, allow_devices } = options;
     let root_fd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
@@ -151,7 +151,7 @@ pub fn apply_layer(input: impl Read, root: &Path, options: ApplyOptions<'_>) -> 
     let privs = Privileges::current();
     let count = Rc::new(Cell::new(0u64));
     let decoded = stream::decoder(input, count.clone()).map_err(|e| Error::Tar { entry: None, source: e })?;
-    let mut archive = tar::Archive::new(BufReader::with_capacity(READ_BUF, Hashing::new(decoded)));
+    let mut archive = tar::Archive::new(Hashing::new(decoded));
 
     let mut ap = Applier {
         root_path: root.to_path_buf(),
@@ -188,7 +188,7 @@ pub fn apply_layer(input: impl Read, root: &Path, options: ApplyOptions<'_>) -> 
     // Drain what follows the end-of-archive blocks so the DiffID covers the whole stream.
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| Error::Tar { entry: None, source: e })?;
-    let (hash, size) = rest.into_inner().finish();
+    let (hash, size) = rest.finish();
     ap.reporter.report(ap.entries);
     Ok(Applied { diff_id: Digest::from_sha256_bytes(&hash), size, entries: ap.entries })
 }

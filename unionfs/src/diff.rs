@@ -1,26 +1,4 @@
-//! Diff and commit: turn an upper dir into an OCI layer tar (overlay whiteouts become `.wh.`
-//! entries, opaque dirs `.wh..wh..opq`) and commit it as a new layer — `docker commit`.
-//!
-//! The tar is written deterministically: a depth-first walk with the entries of each
-//! directory sorted by name (bytes), a directory before its contents, an opaque directory's
-//! `.wh..wh..opq` marker right after the directory. Headers are POSIX ustar; a PAX record
-//! carries what ustar cannot (long names and link targets, big ids, sizes or times) and the
-//! xattrs (`SCHILY.xattr.NAME`). Times are whole seconds (mtime only, like Docker). The
-//! archive ends with two zero blocks.
-//!
-//! | in the upper dir | in the tar |
-//! |---|---|
-//! | regular file, dir, symlink, fifo, device | the same, with mode, owner, mtime, xattrs |
-//! | a second name of a file (same inode) | a hardlink entry to the first name written |
-//! | 0/0 char device (overlay formats) | `.wh.NAME`, an empty regular file |
-//! | dir with `trusted.overlay.opaque=y` (`user.` with [`WhiteoutFormat::OverlayUserXattr`]) | the dir, then `DIR/.wh..wh..opq` |
-//! | `.wh.` files ([`WhiteoutFormat::Aufs`]) | kept as they are |
-//! | socket | left out (like Docker) |
-//! | xattrs `trusted.overlay.*`, `user.overlay.*` | left out (overlay's own bookkeeping) |
-//!
-//! An upper written with `redirect_dir=on` (a renamed directory, `overlay.redirect`) or
-//! `metacopy=on` (a metadata-only copy-up, `overlay.metacopy`) cannot be turned into a layer
-//! from the upper alone; such entries are refused with [`Error::Invalid`].
+//! Diff and commit (`docker commit`); see [`write_diff`] and [`LayerStore::commit`].
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -39,7 +17,31 @@ use crate::apply::{list_dir, open_dir_at, remove_tree};
 use crate::{ApplyOptions, Digest, Error, Layer, LayerStore, Result, WhiteoutFormat};
 
 /// Writes the changes in `upper` (in `format`) as an uncompressed OCI layer tar to `out`
-/// (deterministic entry order); returns its DiffID.
+/// (deterministic entry order); returns its DiffID (sha256 of the bytes written).
+///
+/// Overlay whiteouts become `.wh.` entries and opaque dirs `.wh..wh..opq`; with
+/// [`LayerStore::commit`] the tar becomes a new layer — `docker commit`.
+///
+/// The tar is written deterministically: a depth-first walk with the entries of each
+/// directory sorted by name (bytes), a directory before its contents, an opaque directory's
+/// `.wh..wh..opq` marker right after the directory. Headers are POSIX ustar; a PAX record
+/// carries what ustar cannot (long names and link targets, big ids, sizes or times) and the
+/// xattrs (`SCHILY.xattr.NAME`). Times are whole seconds (mtime only, like Docker). The
+/// archive ends with two zero blocks.
+///
+/// | in the upper dir | in the tar |
+/// |---|---|
+/// | regular file, dir, symlink, fifo, device | the same, with mode, owner, mtime, xattrs |
+/// | a second name of a file (same inode) | a hardlink entry to the first name written |
+/// | 0/0 char device (overlay formats) | `.wh.NAME`, an empty regular file |
+/// | dir with `trusted.overlay.opaque=y` (`user.` with [`WhiteoutFormat::OverlayUserXattr`]) | the dir, then `DIR/.wh..wh..opq` |
+/// | `.wh.` files ([`WhiteoutFormat::Aufs`]) | kept as they are |
+/// | socket | left out (like Docker) |
+/// | xattrs `trusted.overlay.*`, `user.overlay.*` | left out (overlay's own bookkeeping) |
+///
+/// An upper written with `redirect_dir=on` (a renamed directory, `overlay.redirect`) or
+/// `metacopy=on` (a metadata-only copy-up, `overlay.metacopy`) cannot be turned into a layer
+/// from the upper alone; such entries are refused with [`Error::Invalid`].
 pub fn write_diff(upper: &Path, format: WhiteoutFormat, out: impl Write) -> Result<Digest> {
     let root = rustix::fs::open(upper, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| Error::sys("open", upper, e.into()))?;

@@ -1,26 +1,4 @@
-//! A content-addressed layer store laid out like Docker's: each layer named by the sha256
-//! DiffID of its uncompressed tar, chained by OCI ChainIDs.
-//!
-//! ```text
-//! ROOT/layers/<chain-id-hex>/diff/      the layer's files (overlay whiteout format)
-//! ROOT/layers/<chain-id-hex>/diff-id    sha256:...
-//! ROOT/layers/<chain-id-hex>/parent     parent chain id (absent for a base layer)
-//! ROOT/layers/<chain-id-hex>/size       uncompressed tar size
-//! ROOT/containers/<id>/{upper,work,merged}
-//! ROOT/containers/<id>/parent           the container's top layer (absent: none)
-//! ROOT/containers/<id>/empty/           the lower of a container without layers
-//! ROOT/tmp/                             layers being applied, files being committed
-//! ```
-//!
-//! A layer is applied into `ROOT/tmp/<random>/diff`, its metadata files written next to it,
-//! and the whole directory renamed to `layers/<chain-id-hex>` in one `rename(2)`: a layer is
-//! either complete or absent, and metadata files are never seen half-written. When a layer
-//! with the same ChainID exists already (same parent, same DiffID), the new copy is discarded
-//! and the existing one returned. Removal renames the layer out of `layers/` first.
-//!
-//! `ApplyOptions::whiteouts` of `None` means [`WhiteoutFormat::Overlay`] here (a plain
-//! extraction makes no sense for one layer's diff dir); the other formats are honoured but the
-//! store does not record which one a layer uses — keep to one per store.
+//! The content-addressed layer store; see [`LayerStore`].
 
 use std::ffi::OsStr;
 use std::io::{self, Read, Write};
@@ -151,7 +129,29 @@ pub struct ContainerLayer {
     pub stack: LayerStack,
 }
 
-/// A layer store rooted at a directory.
+/// A content-addressed layer store rooted at a directory, laid out like Docker's: each layer
+/// named by the OCI ChainID built from the sha256 DiffIDs of the uncompressed layer tars.
+///
+/// ```text
+/// ROOT/layers/<chain-id-hex>/diff/      the layer's files (overlay whiteout format)
+/// ROOT/layers/<chain-id-hex>/diff-id    sha256:...
+/// ROOT/layers/<chain-id-hex>/parent     parent chain id (absent for a base layer)
+/// ROOT/layers/<chain-id-hex>/size       uncompressed tar size
+/// ROOT/containers/<id>/{upper,work,merged}
+/// ROOT/containers/<id>/parent           the container's top layer (absent: none)
+/// ROOT/containers/<id>/empty/           the lower of a container without layers
+/// ROOT/tmp/                             layers being applied, files being committed
+/// ```
+///
+/// A layer is applied into `ROOT/tmp/<random>/diff`, its metadata files written next to it,
+/// and the whole directory renamed to `layers/<chain-id-hex>` in one `rename(2)`: a layer is
+/// either complete or absent, and metadata files are never seen half-written. When a layer
+/// with the same ChainID exists already (same parent, same DiffID), the new copy is discarded
+/// and the existing one returned. Removal renames the layer out of `layers/` first.
+///
+/// `ApplyOptions::whiteouts` of `None` means [`WhiteoutFormat::Overlay`] here (a plain
+/// extraction makes no sense for one layer's diff dir); the other formats are honoured but the
+/// store does not record which one a layer uses — keep to one per store.
 #[derive(Debug, Clone)]
 pub struct LayerStore {
     root: PathBuf,
