@@ -228,3 +228,48 @@ fn commit_an_upper_dir() {
     let err = write_diff(&upper, WhiteoutFormat::Overlay, std::io::sink()).unwrap_err();
     assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
 }
+
+#[test]
+fn diff_userxattr_and_aufs_formats_and_long_names() {
+    let tmp = TempDir::new("nkdifffmt").unwrap();
+    let upper = tmp.join("upper");
+    let deep = "d".repeat(90) + "/" + &"e".repeat(90) + "/" + &"f".repeat(90);
+    fs::create_dir_all(upper.join(&deep)).unwrap();
+    fs::write(upper.join(&deep).join("g".repeat(60)), b"long").unwrap();
+    std::os::unix::fs::symlink("t".repeat(200), upper.join("long-target")).unwrap();
+    fs::create_dir(upper.join("op")).unwrap();
+    rustix::fs::setxattr(upper.join("op"), "user.overlay.opaque", b"y", rustix::fs::XattrFlags::empty()).unwrap();
+    rustix::fs::setxattr(upper.join("op"), "user.keep", b"kept", rustix::fs::XattrFlags::empty()).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        upper.join("gone"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::empty(),
+        0,
+    )
+    .unwrap();
+
+    let mut tar = Vec::new();
+    let id = write_diff(&upper, WhiteoutFormat::OverlayUserXattr, &mut tar).unwrap();
+    assert_eq!(id, Digest::sha256(&tar));
+    let root = tmp.join("applied");
+    fs::create_dir(&root).unwrap();
+    let opts = ApplyOptions { whiteouts: Some(WhiteoutFormat::Aufs), ..Default::default() };
+    nook_unionfs::apply_layer(&tar[..], &root, opts).unwrap();
+    assert_eq!(fs::read(root.join(&deep).join("g".repeat(60))).unwrap(), b"long", "PAX path");
+    assert_eq!(fs::read_link(root.join("long-target")).unwrap().to_str().unwrap(), "t".repeat(200), "PAX linkpath");
+    assert!(root.join("op/.wh..wh..opq").is_file(), "user.overlay.opaque made the marker");
+    assert!(root.join(".wh.gone").is_file(), "the 0/0 device became a .wh. file");
+    assert_eq!(xattr(&root.join("op"), "user.keep").as_deref(), Some(&b"kept"[..]));
+    assert_eq!(xattr(&root.join("op"), "user.overlay.opaque"), None, "overlay's own xattr left out");
+
+    // Aufs: the .wh. files are content already; a 0/0 device is just a device.
+    let mut again = Vec::new();
+    write_diff(&root, WhiteoutFormat::Aufs, &mut again).unwrap();
+    let names: Vec<String> = tar::Archive::new(&again[..])
+        .entries()
+        .unwrap()
+        .map(|e| String::from_utf8(e.unwrap().path_bytes().into_owned()).unwrap())
+        .collect();
+    assert!(names.contains(&".wh.gone".to_string()) && names.contains(&"op/.wh..wh..opq".to_string()), "{names:?}");
+}
