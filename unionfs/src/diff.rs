@@ -1,24 +1,528 @@
-//! Diff and commit: turn an upper dir into an OCI layer tar (overlay whiteouts become `.wh.`
-//! entries, opaque dirs `.wh..wh..opq`) and commit it as a new layer — `docker commit`.
-//!
-//! API CONTRACT (frozen; the tar/store helper fills the bodies and may add items).
+//! Diff and commit (`docker commit`); see [`write_diff`] and [`LayerStore::commit`].
 
-use std::io::Write;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::{Digest, Layer, LayerStore, Result, WhiteoutFormat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+use sha2::{Digest as _, Sha256};
+use tar::EntryType;
+
+use crate::apply::{list_dir, open_dir_at, remove_tree};
+use crate::{ApplyOptions, Digest, Error, Layer, LayerStore, Result, WhiteoutFormat};
 
 /// Writes the changes in `upper` (in `format`) as an uncompressed OCI layer tar to `out`
-/// (deterministic entry order); returns its DiffID.
+/// (deterministic entry order); returns its DiffID (sha256 of the bytes written).
+///
+/// Overlay whiteouts become `.wh.` entries and opaque dirs `.wh..wh..opq`; with
+/// [`LayerStore::commit`] the tar becomes a new layer — `docker commit`.
+///
+/// The tar is written deterministically: a depth-first walk with the entries of each
+/// directory sorted by name (bytes), a directory before its contents, an opaque directory's
+/// `.wh..wh..opq` marker right after the directory. Headers are POSIX ustar; a PAX record
+/// carries what ustar cannot (long names and link targets, big ids, sizes or times) and the
+/// xattrs (`SCHILY.xattr.NAME`). Times are whole seconds (mtime only, like Docker). The
+/// archive ends with two zero blocks.
+///
+/// | in the upper dir | in the tar |
+/// |---|---|
+/// | regular file, dir, symlink, fifo, device | the same, with mode, owner, mtime, xattrs |
+/// | a second name of a file (same inode) | a hardlink entry to the first name written |
+/// | 0/0 char device (overlay formats) | `.wh.NAME`, an empty regular file |
+/// | dir with `trusted.overlay.opaque=y` (`user.` with [`WhiteoutFormat::OverlayUserXattr`]) | the dir, then `DIR/.wh..wh..opq` |
+/// | `.wh.` files ([`WhiteoutFormat::Aufs`]) | kept as they are |
+/// | socket | left out (like Docker) |
+/// | xattrs `trusted.overlay.*`, `user.overlay.*` | left out (overlay's own bookkeeping) |
+///
+/// An upper written with `redirect_dir=on` (a renamed directory, `overlay.redirect`) or
+/// `metacopy=on` (a metadata-only copy-up, `overlay.metacopy`) cannot be turned into a layer
+/// from the upper alone; such entries are refused with [`Error::Invalid`].
 pub fn write_diff(upper: &Path, format: WhiteoutFormat, out: impl Write) -> Result<Digest> {
-    let _ = (upper, format, out);
-    todo!()
+    let root = rustix::fs::open(upper, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::sys("open", upper, e.into()))?;
+    let mut w = TarWriter {
+        out: Hashing { inner: BufWriter::with_capacity(256 * 1024, out), hasher: Sha256::new() },
+        buf: vec![0u8; 1024 * 1024],
+        pax: Vec::new(),
+    };
+    let mut walk = Walk { upper, format, links: HashMap::new(), w: &mut w };
+    let mut rel = Vec::new();
+    walk.dir(root.as_fd(), &mut rel)?;
+    let werr = |e: io::Error| Error::sys("write", "<layer tar>", e);
+    w.out.write_all(&[0u8; 1024]).map_err(werr)?;
+    w.out.inner.flush().map_err(werr)?;
+    Ok(Digest::from_sha256_bytes(&w.out.hasher.finalize().into()))
 }
 
 impl LayerStore {
-    /// Commits `upper` as a new layer on top of `parent`.
+    /// Commits `upper` as a new layer on top of `parent`: writes the diff tar into the
+    /// store's tmp dir, then applies it like any other layer (so the stored layer is exactly
+    /// what the tar says), and removes the tar.
     pub fn commit(&self, upper: &Path, format: WhiteoutFormat, parent: Option<&Digest>) -> Result<Layer> {
-        let _ = (upper, format, parent);
-        todo!()
+        let (dir, diff_id) = self.tmp_file(|f| write_diff(upper, format, f))?;
+        let tar = dir.join("layer.tar");
+        let r = (|| {
+            let file = File::open(&tar).map_err(|e| Error::sys("open", &tar, e))?;
+            let len = file.metadata().map(|m| m.len()).ok();
+            let options =
+                ApplyOptions { whiteouts: Some(WhiteoutFormat::Overlay), bytes_total: len, ..Default::default() };
+            let layer = self.apply(file, parent, options)?;
+            if layer.diff_id != diff_id {
+                return Err(Error::Corrupt {
+                    path: tar.clone(),
+                    detail: format!("diff id {} on apply, {} when written", layer.diff_id, diff_id),
+                });
+            }
+            Ok(layer)
+        })();
+        match (r, remove_tree(&dir)) {
+            (Ok(l), Ok(())) => Ok(l),
+            (Ok(_), Err(c)) => Err(Error::sys("remove", &dir, c)),
+            (Err(e), Ok(())) => Err(e),
+            (Err(e), Err(c)) => {
+                Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![Error::sys("remove", &dir, c)] })
+            }
+        }
+    }
+}
+
+/// sha256 of everything written through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One header's worth of metadata.
+#[derive(Clone, Copy)]
+struct Head<'a> {
+    kind: EntryType,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: i64,
+    size: u64,
+    link: Option<&'a [u8]>,
+    dev: (u32, u32),
+    xattrs: &'a [(Vec<u8>, Vec<u8>)],
+}
+
+const USTAR_MAX_ID: u64 = 0o7777777;
+const USTAR_MAX_SIZE: u64 = 0o77777777777;
+
+struct TarWriter<W: Write> {
+    out: Hashing<BufWriter<W>>,
+    buf: Vec<u8>,
+    pax: Vec<u8>,
+}
+
+/// Splits a path into ustar (prefix, name), like Go's archive/tar.
+fn split_ustar(path: &[u8]) -> Option<(&[u8], &[u8])> {
+    if path.len() <= 100 {
+        return Some((&[], path));
+    }
+    let search = &path[..(path.len() - 1).min(156)];
+    let i = search.iter().rposition(|&b| b == b'/')?;
+    let (prefix, name) = (&path[..i], &path[i + 1..]);
+    if i == 0 || name.is_empty() || name.len() > 100 || prefix.len() > 155 {
+        return None;
+    }
+    Some((prefix, name))
+}
+
+fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    // "<len> <key>=<value>\n" where <len> counts itself.
+    let rest = key.len() + value.len() + 3;
+    let mut len = rest + 1;
+    while len != rest + len.to_string().len() {
+        len = rest + len.to_string().len();
+    }
+    out.extend_from_slice(len.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+impl<W: Write> TarWriter<W> {
+    fn header(&mut self, path: &[u8], h: &Head<'_>) -> io::Result<()> {
+        self.pax.clear();
+        let ustar = split_ustar(path);
+        if ustar.is_none() {
+            pax_record(&mut self.pax, b"path", path);
+        }
+        if let Some(link) = h.link {
+            if link.len() > 100 {
+                pax_record(&mut self.pax, b"linkpath", link);
+            }
+        }
+        if h.uid > USTAR_MAX_ID {
+            pax_record(&mut self.pax, b"uid", h.uid.to_string().as_bytes());
+        }
+        if h.gid > USTAR_MAX_ID {
+            pax_record(&mut self.pax, b"gid", h.gid.to_string().as_bytes());
+        }
+        if h.size > USTAR_MAX_SIZE {
+            pax_record(&mut self.pax, b"size", h.size.to_string().as_bytes());
+        }
+        if h.mtime < 0 || h.mtime as u64 > USTAR_MAX_SIZE {
+            pax_record(&mut self.pax, b"mtime", h.mtime.to_string().as_bytes());
+        }
+        for (name, value) in h.xattrs {
+            let mut key = b"SCHILY.xattr.".to_vec();
+            key.extend_from_slice(name);
+            pax_record(&mut self.pax, &key, value);
+        }
+        if !self.pax.is_empty() {
+            let mut x = tar::Header::new_ustar();
+            set_name(&mut x, b"././@PaxHeader");
+            x.set_mode(0o644);
+            x.set_uid(0);
+            x.set_gid(0);
+            x.set_mtime(0);
+            x.set_size(self.pax.len() as u64);
+            x.set_entry_type(EntryType::XHeader);
+            x.set_cksum();
+            self.out.write_all(x.as_bytes())?;
+            let pax = std::mem::take(&mut self.pax);
+            let r = self.data_from_slice(&pax);
+            self.pax = pax;
+            r?;
+        }
+
+        let mut t = tar::Header::new_ustar();
+        match ustar {
+            Some((prefix, name)) => {
+                set_name(&mut t, name);
+                if let Some(u) = t.as_ustar_mut() {
+                    u.prefix[..prefix.len()].copy_from_slice(prefix);
+                }
+            }
+            None => set_name(&mut t, &path[..100]),
+        }
+        t.set_mode(h.mode);
+        t.set_uid(if h.uid > USTAR_MAX_ID { 0 } else { h.uid });
+        t.set_gid(if h.gid > USTAR_MAX_ID { 0 } else { h.gid });
+        t.set_mtime(if h.mtime < 0 || h.mtime as u64 > USTAR_MAX_SIZE { 0 } else { h.mtime as u64 });
+        t.set_size(if h.size > USTAR_MAX_SIZE { 0 } else { h.size });
+        t.set_entry_type(h.kind);
+        if let Some(link) = h.link {
+            let n = link.len().min(100);
+            t.as_old_mut().linkname[..n].copy_from_slice(&link[..n]);
+        }
+        if matches!(h.kind, EntryType::Char | EntryType::Block) {
+            t.set_device_major(h.dev.0)?;
+            t.set_device_minor(h.dev.1)?;
+        }
+        t.set_cksum();
+        self.out.write_all(t.as_bytes())
+    }
+
+    fn pad(&mut self, len: u64) -> io::Result<()> {
+        let rem = (len % 512) as usize;
+        if rem != 0 {
+            self.out.write_all(&[0u8; 512][..512 - rem])?;
+        }
+        Ok(())
+    }
+
+    fn data_from_slice(&mut self, data: &[u8]) -> io::Result<()> {
+        self.out.write_all(data)?;
+        self.pad(data.len() as u64)
+    }
+
+    /// Copies exactly `size` bytes of `file` (refusing one that shrank meanwhile).
+    fn data_from_file(&mut self, file: &mut File, size: u64) -> io::Result<()> {
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = match file.read(&mut self.buf[..want]) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read")),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.out.write_all(&self.buf[..n])?;
+            left -= n as u64;
+        }
+        self.pad(size)
+    }
+}
+
+fn set_name(h: &mut tar::Header, name: &[u8]) {
+    let old = h.as_old_mut();
+    old.name = [0; 100];
+    old.name[..name.len()].copy_from_slice(name);
+}
+
+/// Where to read xattrs from.
+enum XattrSrc<'a> {
+    Fd(BorrowedFd<'a>),
+    At(BorrowedFd<'a>, &'a [u8]),
+}
+
+/// The xattrs of an entry, overlay's own left out; also says whether the overlay `opaque`
+/// xattr of `format` is `y`, and refuses redirect/metacopy.
+fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs, bool, Option<&'static str>)> {
+    // Things without an fd of their own: through /proc/self/fd/<dir>/<name>, not following.
+    let proc_path = match &src {
+        XattrSrc::At(dir, name) => {
+            let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+            p.extend_from_slice(name);
+            Some(p)
+        }
+        XattrSrc::Fd(_) => None,
+    };
+    let list = |buf: &mut [u8]| -> Result<usize, Errno> {
+        match (&src, &proc_path) {
+            (XattrSrc::Fd(fd), _) => rustix::fs::flistxattr(fd, buf),
+            (_, Some(p)) => rustix::fs::llistxattr(p.as_slice(), buf),
+            _ => unreachable!(),
+        }
+    };
+    let mut names = vec![0u8; 256];
+    loop {
+        match list(&mut names) {
+            Ok(n) => {
+                names.truncate(n);
+                break;
+            }
+            Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
+            Err(Errno::OPNOTSUPP) => return Ok((Vec::new(), false, None)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut out = Vec::new();
+    let mut opaque = false;
+    let mut refused = None;
+    if names.is_empty() {
+        return Ok((out, false, None));
+    }
+    let own: &[u8] = match format {
+        WhiteoutFormat::OverlayUserXattr => b"user.overlay.",
+        _ => b"trusted.overlay.",
+    };
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let mut value = vec![0u8; 256];
+        loop {
+            let r = match (&src, &proc_path) {
+                (XattrSrc::Fd(fd), _) => rustix::fs::fgetxattr(fd, name, &mut value[..]),
+                (XattrSrc::At(..), Some(p)) => rustix::fs::lgetxattr(p.as_slice(), name, &mut value[..]),
+                _ => unreachable!(),
+            };
+            match r {
+                Ok(n) => {
+                    value.truncate(n);
+                    break;
+                }
+                Err(Errno::RANGE) => value.resize(value.len() * 4, 0),
+                Err(Errno::NODATA) => {
+                    value.clear();
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if format != WhiteoutFormat::Aufs {
+            if let Some(key) = name.strip_prefix(own) {
+                match key {
+                    b"opaque" => opaque = value == b"y",
+                    b"redirect" => refused = Some("renamed directory (overlay redirect_dir)"),
+                    b"metacopy" => refused = Some("metadata-only copy-up (overlay metacopy)"),
+                    _ => {}
+                }
+            }
+        }
+        if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
+            continue;
+        }
+        out.push((name.to_vec(), value));
+    }
+    Ok((out, opaque, refused))
+}
+
+struct Walk<'a, W: Write> {
+    upper: &'a Path,
+    format: WhiteoutFormat,
+    /// (dev, ino) of multiply linked files → the first path written.
+    links: HashMap<(u64, u64), Vec<u8>>,
+    w: &'a mut TarWriter<W>,
+}
+
+impl<W: Write> Walk<'_, W> {
+    fn err(&self, op: &'static str, rel: &[u8], e: io::Error) -> Error {
+        Error::sys(op, self.upper.join(OsStr::from_bytes(rel)), e)
+    }
+
+    fn refuse(&self, rel: &[u8], why: &str) -> Error {
+        Error::Invalid {
+            what: "upper dir entry",
+            value: self.upper.join(OsStr::from_bytes(rel)).display().to_string(),
+            reason: format!("{why}: cannot be diffed from the upper dir alone"),
+        }
+    }
+
+    fn dir(&mut self, dir: BorrowedFd<'_>, rel: &mut Vec<u8>) -> Result<()> {
+        let mut names = list_dir(dir).map_err(|e| self.err("readdir", rel, e))?;
+        names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let overlay = self.format != WhiteoutFormat::Aufs;
+        for (name, _) in names {
+            let name = name.as_bytes();
+            let len = rel.len();
+            if !rel.is_empty() {
+                rel.push(b'/');
+            }
+            rel.extend_from_slice(name);
+            let r = self.one(dir, name, rel, overlay);
+            rel.truncate(len);
+            r?;
+        }
+        Ok(())
+    }
+
+    fn one(&mut self, dir: BorrowedFd<'_>, name: &[u8], rel: &mut Vec<u8>, overlay: bool) -> Result<()> {
+        let st =
+            rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.err("stat", rel, e.into()))?;
+        let ftype = FileType::from_raw_mode(st.st_mode);
+        let mode = st.st_mode & 0o7777;
+        let (uid, gid, mtime) = (u64::from(st.st_uid), u64::from(st.st_gid), st.st_mtime);
+        let werr = |e: io::Error| Error::sys("write", "<layer tar>", e);
+        let mut head =
+            Head { kind: EntryType::Regular, mode, uid, gid, mtime, size: 0, link: None, dev: (0, 0), xattrs: &[] };
+        match ftype {
+            FileType::Directory => {
+                let sub = open_dir_at(dir, name).map_err(|e| self.err("open", rel, e))?;
+                let (xattrs, opaque, refused) =
+                    read_xattrs(XattrSrc::Fd(sub.as_fd()), self.format).map_err(|e| self.err("xattrs", rel, e))?;
+                if let Some(why) = refused {
+                    return Err(self.refuse(rel, why));
+                }
+                rel.push(b'/');
+                head.kind = EntryType::Directory;
+                head.xattrs = &xattrs;
+                self.w.header(rel, &head).map_err(werr)?;
+                rel.pop();
+                if opaque && overlay {
+                    let len = rel.len();
+                    rel.push(b'/');
+                    rel.extend_from_slice(crate::OPAQUE_MARKER.as_bytes());
+                    let marker = Head { kind: EntryType::Regular, mode: mode & 0o777, mtime: 0, xattrs: &[], ..head };
+                    let r = self.w.header(rel, &marker).map_err(werr);
+                    rel.truncate(len);
+                    r?;
+                }
+                self.dir(sub.as_fd(), rel)
+            }
+            FileType::CharacterDevice if overlay && st.st_rdev == 0 => {
+                // An overlay whiteout.
+                let len = rel.len();
+                let base = rel.len() - name.len();
+                rel.truncate(base);
+                rel.extend_from_slice(crate::WHITEOUT_PREFIX.as_bytes());
+                rel.extend_from_slice(name);
+                head.mode = 0;
+                let r = self.w.header(rel, &head).map_err(werr);
+                rel.truncate(base);
+                rel.extend_from_slice(name);
+                debug_assert_eq!(rel.len(), len);
+                r
+            }
+            FileType::RegularFile => {
+                if st.st_nlink > 1 {
+                    let key = (st.st_dev, st.st_ino);
+                    if let Some(first) = self.links.get(&key) {
+                        let first = first.clone();
+                        head.kind = EntryType::Link;
+                        head.link = Some(&first);
+                        return self.w.header(rel, &head).map_err(werr);
+                    }
+                    self.links.insert(key, rel.clone());
+                }
+                let fd =
+                    rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(|e| self.err("open", rel, e.into()))?;
+                let (xattrs, _, refused) =
+                    read_xattrs(XattrSrc::Fd(fd.as_fd()), self.format).map_err(|e| self.err("xattrs", rel, e))?;
+                if let Some(why) = refused {
+                    return Err(self.refuse(rel, why));
+                }
+                let mut file = File::from(fd);
+                head.size = st.st_size as u64;
+                head.xattrs = &xattrs;
+                self.w.header(rel, &head).map_err(werr)?;
+                self.w.data_from_file(&mut file, st.st_size as u64).map_err(|e| self.err("read", rel, e))
+            }
+            FileType::Symlink => {
+                let target =
+                    rustix::fs::readlinkat(dir, name, Vec::new()).map_err(|e| self.err("readlink", rel, e.into()))?;
+                let (xattrs, _, _) =
+                    read_xattrs(XattrSrc::At(dir, name), self.format).map_err(|e| self.err("xattrs", rel, e))?;
+                head.kind = EntryType::Symlink;
+                head.link = Some(target.as_bytes());
+                head.xattrs = &xattrs;
+                self.w.header(rel, &head).map_err(werr)
+            }
+            FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
+                let (xattrs, _, _) =
+                    read_xattrs(XattrSrc::At(dir, name), self.format).map_err(|e| self.err("xattrs", rel, e))?;
+                head.kind = match ftype {
+                    FileType::Fifo => EntryType::Fifo,
+                    FileType::CharacterDevice => EntryType::Char,
+                    _ => EntryType::Block,
+                };
+                head.dev = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
+                head.xattrs = &xattrs;
+                self.w.header(rel, &head).map_err(werr)
+            }
+            // Sockets (and anything unknown) are not layer content.
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ustar_split() {
+        assert_eq!(split_ustar(b"a/b"), Some((&b""[..], &b"a/b"[..])));
+        let long = [b"p".repeat(120), b"n".repeat(90)].join(&b'/');
+        assert_eq!(split_ustar(&long), Some((&long[..120], &long[121..])));
+        let dir = [b"p".repeat(120), b"n".repeat(90), b"".to_vec()].join(&b'/');
+        assert_eq!(split_ustar(&dir), Some((&dir[..120], &dir[121..])));
+        assert_eq!(split_ustar(&b"x".repeat(101)), None);
+        let too_long_prefix = [b"p".repeat(160), b"n".repeat(10)].join(&b'/');
+        assert_eq!(split_ustar(&too_long_prefix), None);
+    }
+
+    #[test]
+    fn pax_lengths_count_themselves() {
+        for vlen in [0usize, 1, 5, 88, 89, 90, 91, 989, 990, 995, 9990] {
+            let mut out = Vec::new();
+            let v = vec![b'v'; vlen];
+            pax_record(&mut out, b"path", &v);
+            let (len, _) = out.split_at(out.iter().position(|&b| b == b' ').unwrap());
+            let len: usize = std::str::from_utf8(len).unwrap().parse().unwrap();
+            assert_eq!(len, out.len(), "value length {vlen}");
+        }
     }
 }

@@ -159,6 +159,14 @@ pub enum Error {
         reason: &'static str,
     },
     // -- tar/store/diff helper: add variants below this line --
+    /// A layer cannot be removed: another layer (or a container) is built on it.
+    #[error("layer {id} is in use by {by}")]
+    LayerInUse {
+        /// The layer's ChainID.
+        id: String,
+        /// Who uses it (a child layer's ChainID, or `container <id>`).
+        by: String,
+    },
 }
 
 #[allow(dead_code)]

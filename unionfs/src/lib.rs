@@ -1,4 +1,65 @@
-//! nook-unionfs (in progress).
+//! nook-unionfs: the union filesystem behind images and containers, as a library.
+//!
+//! * [`LayerStack`] is pure data: read-only lower layers (bottom first), an optional upper
+//!   ([`Upper::Dir`], or [`Upper::Tmpfs`] that vanishes with the mount), overlay options
+//!   (`volatile`, `index`, `metacopy`, `redirect_dir`, `userxattr`). [`LayerStack::validate`]
+//!   checks it against the rules the kernel enforces, before anything is mounted.
+//! * A [`StorageDriver`] makes a stack available at a target and returns a [`MountedStack`]
+//!   handle (unmounted or deleted on drop; [`MountedStack::remove`] reports errors):
+//!   - [`Overlay`] mounts it with the new mount API — `fsopen("overlay")`, one
+//!     `fsconfig(lowerdir+)` per layer, `fsmount`, `move_mount` — so there is no one-page limit
+//!     on the option string and a stack can have the kernel's full 500 layers
+//!     ([`MAX_LOWER_LAYERS`]). Where `lowerdir+` is missing (before Linux 6.8) it falls back to
+//!     `mount(2)` with the option string compacted to fit one page.
+//!   - [`Vfs`], the copy driver, materialises the union into a plain directory
+//!     ([`materialize`]), for where overlay cannot be used (an upper on an overlay).
+//!
+//!   The boundary is the trait: a block-level driver (devicemapper thin snapshots, zfs
+//!   clones) would implement [`StorageDriver`] the same way, turning a stack into a mounted
+//!   snapshot. None is provided: the kernels this was built on have neither device-mapper nor
+//!   zfs.
+//! * Whiteouts in both formats ([`WhiteoutFormat`]): AUFS/OCI `.wh.NAME` files and
+//!   `.wh..wh..opq` markers, as in layer tarballs; overlay 0/0 character devices and
+//!   `trusted.overlay.opaque` (`user.overlay.opaque` with `userxattr`), as on disk.
+//!   [`convert`] turns a layer dir from one into the other.
+//! * [`UnionView`] resolves paths and lists directories through a stack in user space
+//!   (top-down lookup, whiteouts hide, an opaque dir stops the descent), for inspection
+//!   without mounting; the tests check the kernel's overlay against it on random stacks.
+//! * [`LayerStore`] keeps layers like Docker does, each named by the OCI ChainID computed
+//!   from the sha256 DiffIDs of their uncompressed tars ([`Digest`], [`chain_id`]):
+//!   `ROOT/layers/<chain-id>/{diff/,diff-id,parent,size}` and
+//!   `ROOT/containers/<id>/{upper,work,merged}` ([`ContainerLayer`]).
+//!   [`LayerStore::apply`] / [`apply_layer`] apply a layer tarball (plain, gzip or zstd) with
+//!   progress reports ([`Progress`]); [`write_diff`] and [`LayerStore::commit`] turn an upper
+//!   dir back into a layer (`docker commit`).
+//!
+//! # Applying untrusted tarballs
+//!
+//! The tar crate is used only to read headers; nothing goes through its `unpack`. Every
+//! entry's parent is opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)` from the
+//! layer root, files are created with `O_EXCL | O_NOFOLLOW`, and an entry that climbs out
+//! (`..`, an absolute name), writes through a symlink, links outside the layer, loops, or is
+//! absurdly deep is refused with [`Error::Unsafe`] naming the entry and the [`UnsafeEntry`]
+//! reason — before anything is written for it. Device nodes are created only with
+//! `CAP_MKNOD`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use nook_unionfs::{ApplyOptions, LayerStore, Upper};
+//!
+//! # fn main() -> nook_unionfs::Result<()> {
+//! let store = LayerStore::open("/var/lib/nk-example/layers")?;
+//! let tarball = std::fs::File::open("layer.tar.gz").expect("a layer");
+//! let layer = store.apply(tarball, None, ApplyOptions::default())?;
+//! let mut stack = store.stack(&layer.chain_id)?;
+//! stack.upper(Upper::Tmpfs { size: Some(64 << 20) });
+//! let root = stack.mount(std::path::Path::new("/mnt/nk-root"))?;
+//! // ... use /mnt/nk-root as a container's root filesystem ...
+//! root.remove()?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod apply;
 mod diff;
@@ -15,7 +76,7 @@ pub use diff::write_diff;
 pub use error::{Error, Result, UnsafeEntry};
 pub use overlay::{MountedStack, Overlay, StorageDriver, supports_lowerdir_plus};
 pub use stack::{LayerStack, MAX_LOWER_LAYERS, MAX_MOUNT_DATA, OverlayOptions, RedirectDir, Upper};
-pub use store::{Digest, Layer, LayerStore, chain_id};
+pub use store::{ContainerLayer, Digest, Layer, LayerStore, chain_id, chain_id_of};
 pub use vfs::is_overlay_xattr;
 pub use vfs::{Vfs, materialize};
 pub use view::{EntryKind, UnionView, ViewEntry};
