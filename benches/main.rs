@@ -1,8 +1,8 @@
-//! Benchmarks of `nook-ns` and `nook-cgroup` against a C floor (`benches/c/floor.c`: the
-//! same system calls, nothing else) and against peers (`std::process::Command`,
-//! `unshare(1)`, `bwrap(1)`).
+//! Benchmarks of the nook crates against a C floor (`benches/c/floor.c`: the same system
+//! calls, nothing else) and against peers (`std::process::Command`, `unshare(1)`, `bwrap(1)`,
+//! `ip -batch`, `tar -x`).
 //!
-//! Run as root: `cargo bench --bench main`. Four groups, each nook measurement next to its
+//! Run as root: `cargo bench --bench main`. Six groups, each nook measurement next to its
 //! baseline in the same run (a filter that names a group, e.g. `-- cgroup`, runs only that
 //! group, setup and interleaved ratios included):
 //! - `clone_wait`: a child in new namespaces that exits at once (nook: a `pre_exec` hook
@@ -15,6 +15,9 @@
 //!   takes its vfork-style path; the C floor is given both forms.
 //! - `cgroup`: create a cgroup with memory and pids limits and delete it, below this
 //!   process's own cgroup; the C floor makes the directories and writes the files itself.
+//! - `netmodel` (`net.rs`): network namespaces and bridge endpoints against `ip -batch`.
+//! - `unionfs` (`layers.rs`): overlay mount+unmount with 1–500 layers against the same
+//!   syscalls in C; applying a layer tarball against `tar -x`.
 //!
 //! At the end (in `--bench` mode) a Markdown summary of the medians and the nook/baseline
 //! ratios is printed; `BENCHMARKS.md` holds one such run and its analysis.
@@ -30,6 +33,7 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
 use nook_cgroup::{Cgroup, CgroupSpec, Controller, Hierarchies, Layout, Memory, Pids, Version};
 use nook_ns::{Command, Namespace, NamespaceSet, NsFd, NsGuard};
 
+mod layers;
 mod net;
 
 /// The C floor (see `benches/c/floor.c`). Each call returns the wait status or `-errno`.
@@ -717,7 +721,7 @@ fn cgroup(c: &mut Criterion, report: &mut Report) {
 }
 
 /// The groups of this harness, in the order they run.
-const GROUPS: [&str; 5] = ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel"];
+const GROUPS: [&str; 6] = ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs"];
 
 /// criterion's positional arguments (its benchmark filters).
 fn filters() -> Vec<String> {
@@ -867,6 +871,9 @@ fn main() {
     }
     if selected("netmodel") {
         net::netmodel(&mut c, &mut report);
+    }
+    if selected("unionfs") {
+        layers::unionfs(&mut c, &mut report);
     }
     c.final_summary();
     if bench_mode() {

@@ -1,6 +1,6 @@
 /*
- * The C floor for the nook benchmarks (benches/main.rs): nook-ns (processes, namespaces)
- * and nook-cgroup (nk_floor_cgroup, at the end).
+ * The C floor for the nook benchmarks (benches/main.rs): nook-ns (processes, namespaces),
+ * nook-cgroup (nk_floor_cgroup) and nook-unionfs (nk_floor_overlay, at the end).
  *
  * Each function makes the system calls that nook-ns must make for the same result, and
  * nothing else: no sync socket, no error pipe, no pidfd, no plan, no signal-handler reset.
@@ -224,5 +224,54 @@ long nk_floor_cgroup(const char *const *dirs, int ndirs, const char *const *file
     while (made > 0) {
         if (rmdir(dirs[--made]) && err == 0) err = -errno;
     }
+    return err;
+}
+
+/*
+ * nook-unionfs: mount an overlay with the new mount API, one fsconfig("lowerdir+") per layer
+ * (in the order given, which is the order the kernel stacks them), optionally an upper and
+ * work dir, then move it onto `target` and unmount it. Returns 0 or -errno.
+ */
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 0x00000001
+#endif
+#ifndef FSMOUNT_CLOEXEC
+#define FSMOUNT_CLOEXEC 0x00000001
+#endif
+#ifndef FSCONFIG_SET_STRING
+#define FSCONFIG_SET_STRING 1
+#endif
+#ifndef FSCONFIG_CMD_CREATE
+#define FSCONFIG_CMD_CREATE 6
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+
+long nk_floor_overlay(const char *const *lowers, int nlowers, const char *upper, const char *work,
+                      const char *target) {
+    long err = 0;
+    int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return -errno;
+    for (int i = 0; i < nlowers && !err; i++)
+        if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "lowerdir+", lowers[i], 0) < 0)
+            err = -errno;
+    if (!err && upper && syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0)
+        err = -errno;
+    if (!err && work && syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "workdir", work, 0) < 0)
+        err = -errno;
+    if (!err && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+        err = -errno;
+    int mnt = -1;
+    if (!err && (mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0)) < 0)
+        err = -errno;
+    close(fs);
+    if (!err && syscall(SYS_move_mount, mnt, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        err = -errno;
+    if (mnt >= 0)
+        close(mnt);
+    if (!err && umount2(target, 0) < 0)
+        err = -errno;
     return err;
 }
