@@ -151,4 +151,4 @@ pub use mode::{NetworkMode, NetworkModeName};
 pub use netlink::MacvlanMode;
 pub use network::{Network, NetworkEndpoint};
 pub use sandbox::{Sandbox, SandboxKind};
-pub use spec::{Driver, MAX_MTU, MIN_MTU, MIN_MTU_V6, NetworkSpec};
+pub use spec::{DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_SUBNET, Driver, MAX_MTU, MIN_MTU, MIN_MTU_V6, NetworkSpec};

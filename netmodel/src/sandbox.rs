@@ -409,9 +409,10 @@ impl Sandbox {
     }
 
     /// The `/etc/hosts` for processes in the sandbox: the loopback names, its own addresses
-    /// with its name, then every peer — the other endpoints of the networks it is connected
-    /// to, with their sandbox's name and their aliases (there is no embedded DNS server; this
-    /// file is how peers find each other by name). A `host` sandbox gets the host's
+    /// with its name, then every peer — the other endpoints of the user-defined networks it
+    /// is connected to (not of the default network, [`NetworkSpec::default_bridge`], as with
+    /// Docker), with their sandbox's name and their aliases (there is no embedded DNS server;
+    /// this file is how peers find each other by name). A `host` sandbox gets the host's
     /// `/etc/hosts` as it is; a `container:` sandbox the same file as the sandbox it joined.
     ///
     /// The content reflects the moment of the call: write it again when peers come and go.
@@ -423,7 +424,7 @@ impl Sandbox {
         let endpoints = self.shared.endpoints();
         let own: Vec<IpAddr> = endpoints.iter().flat_map(|e| e.info.addresses.iter().map(|a| a.addr())).collect();
         let mut peers: Vec<HostsEntry> = Vec::new();
-        for endpoint in endpoints.iter() {
+        for endpoint in endpoints.iter().filter(|e| e.network.spec().lists_peers()) {
             for peer in endpoint.network.endpoints() {
                 if endpoints.iter().any(|e| e.info.id == peer.id) {
                     continue;

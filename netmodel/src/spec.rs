@@ -107,7 +107,32 @@ pub struct NetworkSpec {
     pub mtu: Option<u32>,
 }
 
+/// The name of the default network (`docker run` without `--network`).
+pub const DEFAULT_NETWORK: &str = "bridge";
+/// The bridge interface of the default network (Docker's is `docker0`).
+pub const DEFAULT_BRIDGE: &str = "nook0";
+/// The subnet of the default network. Docker's `docker0` uses 172.17.0.0/16; nook takes
+/// podman's default instead, so both can live on one host.
+pub const DEFAULT_SUBNET: &str = "10.88.0.0/16";
+
 impl NetworkSpec {
+    /// The default network, like Docker's `bridge`: named [`DEFAULT_NETWORK`], bridge
+    /// [`DEFAULT_BRIDGE`], subnet [`DEFAULT_SUBNET`] with its first address as the gateway,
+    /// outbound NAT. As on Docker's default network, its sandboxes are not given each other's
+    /// names in `/etc/hosts` (only user-defined networks are; see
+    /// [`NetworkSpec::lists_peers`]).
+    pub fn default_bridge() -> NetworkSpec {
+        let mut spec = NetworkSpec::new(DEFAULT_NETWORK, Driver::Bridge { bridge: Some(DEFAULT_BRIDGE.into()) });
+        spec.subnet(DEFAULT_SUBNET.parse().expect("DEFAULT_SUBNET is a valid CIDR"), None);
+        spec
+    }
+
+    /// Whether sandboxes on this network find each other by name (in `/etc/hosts`): every
+    /// network but the default one ([`DEFAULT_NETWORK`]), as with Docker.
+    pub fn lists_peers(&self) -> bool {
+        self.name != DEFAULT_NETWORK
+    }
+
     /// A spec for `name` built by `driver`, with no subnets yet.
     pub fn new(name: impl Into<String>, driver: Driver) -> NetworkSpec {
         NetworkSpec { name: name.into(), driver, subnets: Vec::new(), internal: false, mtu: None }

@@ -598,3 +598,42 @@ fn parallel_connects_get_distinct_addresses() {
     assert!(net.endpoints().is_empty());
     net.remove().unwrap();
 }
+
+/// `docker run` without `--network`: the default `bridge` network (bridge `nook0`,
+/// 10.88.0.0/16) carries traffic and NAT like any bridge network, but its sandboxes do not
+/// get each other's names.
+#[test]
+fn default_bridge_network_talks_but_lists_no_peers() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &NetworkSpec::default_bridge()).unwrap();
+    assert_eq!(net.name(), nook_netmodel::DEFAULT_NETWORK);
+    assert_eq!(net.bridge(), Some(nook_netmodel::DEFAULT_BRIDGE));
+    assert!(world.netlink().link(nook_netmodel::DEFAULT_BRIDGE).unwrap().is_some(), "no nook0 in the host netns");
+    let mut a = Sandbox::none("a").unwrap();
+    let mut b = Sandbox::none("b").unwrap();
+    let ea = a.connect(&net, &EndpointOptions::new()).unwrap();
+    let eb = b.connect(&net, &EndpointOptions::new()).unwrap();
+    let subnet: ipnet::IpNet = nook_netmodel::DEFAULT_SUBNET.parse().unwrap();
+    assert!(subnet.contains(&IpAddr::V4(v4(&ea))) && subnet.contains(&IpAddr::V4(v4(&eb))));
+
+    // b -> a over the bridge.
+    let server = serve_once(listen_in(&a, 7100));
+    let reply = talk(b.netns(), SocketAddr::new(IpAddr::V4(v4(&ea)), 7100), "over nook0").unwrap();
+    let (got, from) = server.join().unwrap();
+    assert_eq!(got, "over nook0");
+    assert_eq!(from.ip(), IpAddr::V4(v4(&eb)));
+    assert!(!reply.is_empty());
+
+    // a -> the outside world, masqueraded behind the host's address.
+    let outside = listen_in_ns(&world.outside, SocketAddr::new(IpAddr::V4(OUTSIDE_IP), 7101));
+    let server = serve_once(outside);
+    talk(a.netns(), SocketAddr::new(IpAddr::V4(OUTSIDE_IP), 7101), "out").unwrap();
+    assert_eq!(server.join().unwrap().1.ip(), IpAddr::V4(HOST_IP));
+
+    let hosts = a.hosts_file().unwrap();
+    assert!(hosts.lines().any(|l| l.starts_with(&v4(&ea).to_string())), "own address missing:\n{hosts}");
+    assert!(!hosts.contains(&v4(&eb).to_string()), "the default network lists no peers:\n{hosts}");
+    drop((a, b));
+    net.remove().unwrap();
+}
