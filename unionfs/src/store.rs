@@ -143,7 +143,9 @@ pub struct ContainerLayer {
 /// ROOT/tmp/                             layers being applied, files being committed
 /// ```
 ///
-/// A layer is applied into `ROOT/tmp/<random>/diff`, its metadata files written next to it,
+/// A layer is applied into `ROOT/tmp/<pid>.<start>-<n>-<nanos>/diff` (named after the process
+/// doing it, so [`LayerStore::clean_tmp`] can tell what a crashed process left), its metadata
+/// files written next to it,
 /// and the whole directory renamed to `layers/<chain-id-hex>` in one `rename(2)`: a layer is
 /// either complete or absent, and metadata files are never seen half-written. When a layer
 /// with the same ChainID exists already (same parent, same DiffID), the new copy is discarded
@@ -161,6 +163,27 @@ pub struct LayerStore {
 const MAX_CHAIN: usize = 4096;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// `PID.STARTTIME` of the calling process (read each time: a forked child has its own).
+fn process_tag() -> String {
+    let pid = std::process::id();
+    format!("{pid}.{}", process_start_time(pid).unwrap_or(0))
+}
+
+/// Parses the `PID.STARTTIME` prefix of a tmp entry name (`PID.STARTTIME-N-NANOS`).
+fn parse_process_tag(name: &str) -> Option<(u32, u64)> {
+    let (tag, _) = name.split_once('-')?;
+    let (pid, start) = tag.split_once('.')?;
+    Some((pid.parse().ok()?, start.parse().ok()?))
+}
+
+/// A process's start time in clock ticks since boot (`/proc/PID/stat` field 22), if it exists.
+fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last `)`.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
 
 fn not_found(id: &Digest) -> Error {
     Error::LayerNotFound { id: id.as_str().to_string() }
@@ -198,13 +221,44 @@ impl LayerStore {
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0);
             let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let p = self.root.join("tmp").join(format!("{}-{n}-{nanos:08x}", std::process::id()));
+            let p = self.root.join("tmp").join(format!("{}-{n}-{nanos:08x}", process_tag()));
             match std::fs::create_dir(&p) {
                 Ok(()) => return Ok(p),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::sys("mkdir", &p, e)),
             }
         }
+    }
+
+    /// Removes what crashed processes left under `ROOT/tmp` (a half-applied layer, a
+    /// half-written commit); returns how many entries went.
+    ///
+    /// Every entry there is named after the process that made it (pid and start time), and
+    /// only entries whose process is gone are removed: a live apply of another process is
+    /// left alone, and so is anything not named that way. Processes are looked up in this
+    /// process's `/proc`: if processes of another pid namespace also use this store, they are
+    /// invisible here and their work in progress would look abandoned — call it only where
+    /// every user of the store shares the caller's pid namespace.
+    pub fn clean_tmp(&self) -> Result<usize> {
+        let tmp = self.root.join("tmp");
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&tmp).map_err(|e| Error::sys("read dir", &tmp, e))? {
+            let entry = entry.map_err(|e| Error::sys("read dir", &tmp, e))?;
+            let name = entry.file_name();
+            let Some((pid, start)) = name.to_str().and_then(parse_process_tag) else {
+                continue;
+            };
+            if process_start_time(pid) == Some(start) {
+                continue;
+            }
+            let path = entry.path();
+            match remove_tree(&path) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::sys("remove", &path, e)),
+            }
+        }
+        Ok(removed)
     }
 
     /// Applies a layer tar on top of `parent` (atomically: applied into a temp dir, renamed
@@ -544,6 +598,18 @@ fn write_file(path: &Path, contents: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_tags_round_trip() {
+        let tag = process_tag();
+        let (pid, start) = parse_process_tag(&format!("{tag}-3-0000abcd")).unwrap();
+        assert_eq!(pid, std::process::id());
+        assert_eq!(process_start_time(pid), Some(start));
+        assert!(start > 0);
+        for bad in ["", "x", "12-3-4", "a.b-1-2", "12.x-1-2", "12.34"] {
+            assert_eq!(parse_process_tag(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn digest_parse_and_hex() {

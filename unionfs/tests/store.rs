@@ -273,3 +273,34 @@ fn diff_userxattr_and_aufs_formats_and_long_names() {
         .collect();
     assert!(names.contains(&".wh.gone".to_string()) && names.contains(&"op/.wh..wh..opq".to_string()), "{names:?}");
 }
+
+/// What a crashed process left under ROOT/tmp goes; work of live processes, and anything not
+/// named after a process, stays.
+#[test]
+fn clean_tmp_removes_only_what_dead_processes_left() {
+    let dir = TempDir::new("store").unwrap();
+    let store = LayerStore::open(dir.join("s")).unwrap();
+    let tmp = store.root().join("tmp");
+    // A process that has exited (reaped, so its pid is free).
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let stat = fs::read_to_string("/proc/self/stat").unwrap();
+    let own_start: u64 = stat[stat.rfind(')').unwrap() + 1..].split_whitespace().nth(19).unwrap().parse().unwrap();
+    let own = std::process::id();
+    let entries = [
+        (format!("{dead}.{own_start}-0-00000001"), false),      // gone
+        (format!("{own}.{}-0-00000002", own_start + 1), false), // pid reused by someone else
+        (format!("{own}.{own_start}-7-00000003"), true),        // this process, still working
+        ("not-a-tag".to_owned(), true),                         // unknown: left alone
+    ];
+    for (name, _) in &entries {
+        fs::create_dir_all(tmp.join(name).join("diff/deep")).unwrap();
+        fs::write(tmp.join(name).join("diff/deep/file"), b"half applied").unwrap();
+    }
+    assert_eq!(store.clean_tmp().unwrap(), 2);
+    for (name, kept) in &entries {
+        assert_eq!(tmp.join(name).exists(), *kept, "{name}");
+    }
+    assert_eq!(store.clean_tmp().unwrap(), 0);
+}
