@@ -54,9 +54,10 @@
 //! * Endpoint: addresses from IPAM → one `RTM_NEWLINK` creating the veth pair with its host end
 //!   on the bridge (up, MTU) and its peer created directly inside the sandbox as `eth0` →
 //!   on the sandbox's own netlink socket: addresses, up, default routes → published ports.
-//! * Sandbox teardown: published-port rules, then addresses back to IPAM, then the namespace
-//!   handle is closed (a persisted name unmounted). The kernel deletes the sandbox's links when
-//!   its namespace dies, asynchronously, so teardown returns without waiting for it.
+//! * Sandbox teardown: published-port rules, then addresses back to IPAM (not those of an
+//!   endpoint whose rules could not be removed), then the namespace handle is closed (a
+//!   persisted name unmounted). The kernel deletes the sandbox's links when its namespace
+//!   dies, asynchronously, so teardown returns without waiting for it.
 //!
 //! # Costs
 //!

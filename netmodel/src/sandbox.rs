@@ -57,6 +57,13 @@ impl SandboxKind {
 /// so teardown does not wait for it (deleting one veth synchronously costs ~17 ms). If
 /// `container:` sandboxes still share the namespace, the owner's links are taken out of it
 /// (see [`Sandbox::disconnect`]) so their addresses cannot linger after being released.
+///
+/// If an endpoint's published ports cannot be removed (the error reports it), its addresses
+/// and host ports are *not* released: a sandbox given such an address would receive the
+/// old ports' traffic. They stay allocated to this sandbox's IPAM owner (the process, or the
+/// persisted namespace) until it is gone, or until you remove the rules
+/// ([`crate::firewall::FirewallBackend::remove_ports`] with the endpoint's id) and release
+/// the addresses ([`crate::ipam::Ipam::release`]) yourself.
 #[derive(Debug)]
 pub struct Sandbox {
     shared: Arc<SandboxShared>,
@@ -339,9 +346,17 @@ impl Sandbox {
         })?;
 
         // Published ports, for each address of a family the mapping applies to.
+        // Marked before the call: a backend that fails halfway may have added some rules,
+        // and the undo removes them (removing what is not there succeeds). A refusal
+        // changed nothing.
         let rules = port_rules(options, &config.addresses);
-        network.driver().publish(host, spec, &id, &rules)?;
         progress.published = !rules.is_empty();
+        if let Err(e) = network.driver().publish(host, spec, &id, &rules) {
+            if matches!(&e, Error::Firewall(f) if f.is_refusal()) {
+                progress.published = false;
+            }
+            return Err(e);
+        }
 
         let info = Endpoint {
             id: id.clone(),
@@ -512,9 +527,12 @@ impl Progress {
     fn undo(self, shared: &SandboxShared, network: &Network, options: &EndpointOptions) -> Vec<Error> {
         let (host, spec, driver) = (network.host(), network.spec(), network.driver());
         let mut errors = Vec::new();
+        // As in `teardown_endpoint`: rules that could not be removed keep their addresses.
+        let mut ports_left = false;
         if self.published {
             if let Err(e) = driver.unpublish(host, spec, &self.id) {
                 errors.push(e);
+                ports_left = true;
             }
         }
         if let Some((config, link)) = &self.link {
@@ -530,12 +548,14 @@ impl Progress {
                 errors.push(e);
             }
         }
-        for address in &self.allocated {
-            if let Err(e) = host.ipam().release(&spec.name, *address) {
-                errors.push(e.into());
+        if !ports_left {
+            for address in &self.allocated {
+                if let Err(e) = host.ipam().release(&spec.name, *address) {
+                    errors.push(e.into());
+                }
             }
+            host.release_ports(&options.ports);
         }
-        host.release_ports(&options.ports);
         errors
     }
 }
@@ -546,20 +566,28 @@ fn teardown_endpoint(shared: &SandboxShared, endpoint: &EndpointState, take_link
     let network = &endpoint.network;
     let (host, spec, driver) = (network.host(), network.spec(), network.driver());
     let mut errors = Vec::new();
+    // Published ports whose rules could not be removed keep their addresses (and host ports)
+    // taken: a sandbox given the address next would receive their traffic.
+    let mut ports_left = false;
     if !endpoint.info.ports.is_empty() {
-        if let Err(e) = driver.unpublish(host, spec, &endpoint.info.id) {
-            errors.push(e);
+        match driver.unpublish(host, spec, &endpoint.info.id) {
+            Ok(()) => host.release_ports(&endpoint.info.ports),
+            Err(e) => {
+                errors.push(e);
+                ports_left = true;
+            }
         }
-        host.release_ports(&endpoint.info.ports);
     }
     if take_link {
         if let Err(e) = discard_link(shared, endpoint.info.index) {
             errors.push(e);
         }
     }
-    for address in &endpoint.info.addresses {
-        if let Err(e) = host.ipam().release(&spec.name, address.addr()) {
-            errors.push(e.into());
+    if !ports_left {
+        for address in &endpoint.info.addresses {
+            if let Err(e) = host.ipam().release(&spec.name, address.addr()) {
+                errors.push(e.into());
+            }
         }
     }
     if let Err(e) = driver.disconnect(host, spec, &endpoint.config, &endpoint.link) {

@@ -637,3 +637,114 @@ fn default_bridge_network_talks_but_lists_no_peers() {
     drop((a, b));
     net.remove().unwrap();
 }
+
+/// nftables, with switches to make publishing fail after the rules are in (a backend that
+/// is not atomic) and to make removing ports fail.
+#[derive(Debug)]
+struct Flaky {
+    inner: Nftables,
+    add_then_fail: std::sync::atomic::AtomicBool,
+    remove_fails: std::sync::atomic::AtomicBool,
+}
+
+impl Flaky {
+    fn new(world: &World) -> Arc<Flaky> {
+        Arc::new(Flaky {
+            inner: Nftables::new(Some(world.host_ns.ns())).unwrap(),
+            add_then_fail: false.into(),
+            remove_fails: false.into(),
+        })
+    }
+}
+
+fn test_failure() -> FirewallError {
+    FirewallError::Lock { table: "test".into(), source: std::io::Error::other("test") }
+}
+
+impl FirewallBackend for Flaky {
+    fn setup_network(&self, rules: &NetworkRules) -> Result<(), FirewallError> {
+        self.inner.setup_network(rules)
+    }
+    fn teardown_network(&self, network: &str) -> Result<(), FirewallError> {
+        self.inner.teardown_network(network)
+    }
+    fn add_ports(&self, network: &str, endpoint: &str, ports: &[PortRule]) -> Result<(), FirewallError> {
+        self.inner.add_ports(network, endpoint, ports)?;
+        if self.add_then_fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(test_failure());
+        }
+        Ok(())
+    }
+    fn remove_ports(&self, network: &str, endpoint: &str) -> Result<(), FirewallError> {
+        if self.remove_fails.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(test_failure());
+        }
+        self.inner.remove_ports(network, endpoint)
+    }
+}
+
+/// If a sandbox's published ports cannot be removed, its addresses must not go back to IPAM:
+/// the next sandbox given one would receive the old sandbox's published traffic.
+#[test]
+fn a_failed_port_removal_keeps_the_addresses() {
+    require_root!();
+    let world = World::new();
+    let flaky = Flaky::new(&world);
+    let host = Host::builder()
+        .netns(world.host_ns.ns())
+        .ipam_dir(world.state.path())
+        .firewall(flaky.clone())
+        .build()
+        .unwrap();
+    let net = Network::create(&host, &bridge_spec("10.89.22.0/24")).unwrap();
+    let mut s = Sandbox::none("stuck").unwrap();
+    let mut opts = EndpointOptions::new();
+    opts.port(tcp(8084, 80));
+    let ep = s.connect(&net, &opts).unwrap();
+    let address = IpAddr::V4(v4(&ep));
+
+    flaky.remove_fails.store(true, std::sync::atomic::Ordering::Relaxed);
+    let err = s.remove().unwrap_err();
+    assert!(matches!(err, Error::Firewall(FirewallError::Lock { .. })), "{err}");
+    assert!(world.ruleset().contains("nk-port"), "the DNAT rule is still there");
+    let held: Vec<IpAddr> = host.ipam().allocations(net.name()).unwrap().into_iter().map(|(a, _)| a).collect();
+    assert_eq!(held, [address], "the address stays allocated while its DNAT rule exists");
+    // The host port stays taken too.
+    let mut t = Sandbox::none("next").unwrap();
+    let err = t.connect(&net, &opts).unwrap_err();
+    assert!(matches!(err, Error::PortInUse { host_port: 8084, .. }), "{err}");
+    let other = t.connect(&net, &EndpointOptions::new()).unwrap();
+    assert_ne!(IpAddr::V4(v4(&other)), address);
+    t.remove().unwrap();
+
+    // Clean up by hand what the failure left.
+    flaky.remove_fails.store(false, std::sync::atomic::Ordering::Relaxed);
+    flaky.inner.remove_ports(net.name(), &ep.id).unwrap();
+    host.ipam().release(net.name(), address).unwrap();
+    net.remove().unwrap();
+}
+
+/// A backend whose publish fails after adding some rules: connect's undo removes them.
+#[test]
+fn a_publish_that_fails_halfway_is_undone() {
+    require_root!();
+    let world = World::new();
+    let flaky = Flaky::new(&world);
+    flaky.add_then_fail.store(true, std::sync::atomic::Ordering::Relaxed);
+    let host = Host::builder()
+        .netns(world.host_ns.ns())
+        .ipam_dir(world.state.path())
+        .firewall(flaky.clone())
+        .build()
+        .unwrap();
+    let net = Network::create(&host, &bridge_spec("10.89.23.0/24")).unwrap();
+    let mut s = Sandbox::none("half").unwrap();
+    let mut opts = EndpointOptions::new();
+    opts.port(tcp(8085, 80));
+    let err = s.connect(&net, &opts).unwrap_err();
+    assert!(matches!(err, Error::Firewall(FirewallError::Lock { .. })), "{err}");
+    assert!(!world.ruleset().contains("nk-port"), "no port rule is left: {}", world.ruleset());
+    assert!(host.ipam().allocations(net.name()).unwrap().is_empty());
+    drop(s);
+    net.remove().unwrap();
+}

@@ -123,6 +123,10 @@ pub trait NetworkDriver: Send + Sync + fmt::Debug {
     }
 
     /// Publishes ports of an endpoint. Default: refuses any port.
+    ///
+    /// If it fails, the model calls [`NetworkDriver::unpublish`] for the endpoint (unless the
+    /// error is a firewall refusal, [`crate::firewall::FirewallError::is_refusal`]), so rules
+    /// added before the failure are removed.
     fn publish(&self, host: &Host, spec: &NetworkSpec, endpoint: &str, ports: &[PortRule]) -> Result<()> {
         let _ = (host, endpoint);
         if ports.is_empty() {
@@ -142,7 +146,8 @@ pub trait NetworkDriver: Send + Sync + fmt::Debug {
         false
     }
 
-    /// Removes the ports published for `endpoint`. Default: nothing.
+    /// Removes the ports published for `endpoint`; succeeds when there are none. Default:
+    /// nothing. While it fails, the endpoint's addresses are not given back to IPAM.
     fn unpublish(&self, host: &Host, spec: &NetworkSpec, endpoint: &str) -> Result<()> {
         let _ = (host, spec, endpoint);
         Ok(())
