@@ -161,10 +161,15 @@ impl Host {
     }
 }
 
-/// Two host-side ports clash when protocol and port are equal and the addresses overlap
-/// (equal, or either is "every address").
+/// Two host-side ports clash when protocol and port are equal and the addresses overlap:
+/// equal, or either is "every address" (`None`), or either is the unspecified address of the
+/// other's family (every address of that family, as the firewall reads it).
 fn ports_clash(a: &(Protocol, Option<IpAddr>, u16), b: &(Protocol, Option<IpAddr>, u16)) -> bool {
-    a.0 == b.0 && a.2 == b.2 && (a.1.is_none() || b.1.is_none() || a.1 == b.1)
+    let addresses = match (a.1, b.1) {
+        (None, _) | (_, None) => true,
+        (Some(x), Some(y)) => x == y || (x.is_ipv6() == y.is_ipv6() && (x.is_unspecified() || y.is_unspecified())),
+    };
+    a.0 == b.0 && a.2 == b.2 && addresses
 }
 
 #[cfg(test)]
@@ -186,5 +191,14 @@ mod tests {
         assert!(!ports_clash(&(Protocol::Tcp, Some(other), 80), &(Protocol::Tcp, Some(ip), 80)));
         assert!(!ports_clash(&(Protocol::Udp, None, 80), &(Protocol::Tcp, None, 80)));
         assert!(!ports_clash(&(Protocol::Tcp, None, 81), &(Protocol::Tcp, None, 80)));
+        // An unspecified address means every address of its family (as in the firewall).
+        let any4: IpAddr = "0.0.0.0".parse().unwrap();
+        let any6: IpAddr = "::".parse().unwrap();
+        let v6: IpAddr = "fd00::1".parse().unwrap();
+        assert!(ports_clash(&(Protocol::Tcp, Some(any4), 80), &(Protocol::Tcp, Some(ip), 80)));
+        assert!(ports_clash(&(Protocol::Tcp, Some(ip), 80), &(Protocol::Tcp, Some(any4), 80)));
+        assert!(ports_clash(&(Protocol::Tcp, Some(any6), 80), &(Protocol::Tcp, Some(v6), 80)));
+        assert!(!ports_clash(&(Protocol::Tcp, Some(any4), 80), &(Protocol::Tcp, Some(v6), 80)));
+        assert!(!ports_clash(&(Protocol::Tcp, Some(any4), 80), &(Protocol::Tcp, Some(any6), 80)));
     }
 }

@@ -30,7 +30,9 @@ pub(crate) fn random_hex(n: usize) -> String {
     s
 }
 
-/// Checks an interface name the way the kernel's `dev_valid_name` does.
+/// Checks an interface name the way the kernel's `dev_valid_name` does, and refuses `%`
+/// (the kernel would take the name as a template, e.g. `eth%d`), as
+/// [`crate::netlink::validate_link_name`] does.
 pub(crate) fn validate_ifname(field: &'static str, name: &str) -> Result<()> {
     let reason = if name.is_empty() {
         "empty"
@@ -40,6 +42,8 @@ pub(crate) fn validate_ifname(field: &'static str, name: &str) -> Result<()> {
         "`.` and `..` are not interface names"
     } else if name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0) {
         "contains `/`, `:`, whitespace or NUL"
+    } else if name.contains('%') {
+        "contains `%` (the kernel would take it as a name template)"
     } else {
         return Ok(());
     };
@@ -82,7 +86,7 @@ mod tests {
     fn ifnames() {
         assert!(validate_ifname("ifname", "eth0").is_ok());
         assert!(validate_ifname("ifname", "nk0123456789abc").is_ok());
-        for bad in ["", "nk0123456789abcd", "a/b", "a b", "a:1", ".", ".."] {
+        for bad in ["", "nk0123456789abcd", "a/b", "a b", "a:1", ".", "..", "eth%d"] {
             assert!(validate_ifname("ifname", bad).is_err(), "{bad:?}");
         }
     }
