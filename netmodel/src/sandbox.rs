@@ -236,7 +236,9 @@ impl Sandbox {
     /// Connects the sandbox to `network` (`docker network connect`).
     ///
     /// Checked first, with nothing changed: the options against the network, not already
-    /// connected, interface name free, host ports free. Then: addresses from IPAM (static or
+    /// connected, interface name free, host ports not already published by this process
+    /// (a port another process published is found by the firewall when the ports are
+    /// published, the last step, and everything is undone). Then: addresses from IPAM (static or
     /// the next free, one per family the network has); the driver creates the link inside the
     /// sandbox (bridge: one request creating the veth pair, host end on the bridge and up,
     /// peer created in the sandbox under its final name); on the sandbox's own netlink socket:
@@ -381,8 +383,9 @@ impl Sandbox {
     }
 
     /// Disconnects the sandbox from `network` (`docker network disconnect`): its published
-    /// ports are removed, its link is taken out of the sandbox, its addresses go back to IPAM.
-    /// If it carried the default route, another endpoint's gateway takes over.
+    /// ports are removed, its link is taken out of the sandbox, its addresses go back to IPAM
+    /// (unless its ports' rules could not be removed: see [`Sandbox`]). If it carried the
+    /// default route, another endpoint's gateway takes over.
     ///
     /// The link is not deleted synchronously (that costs the kernel ~17 ms per veth, and
     /// moving it to a throwaway namespace costs as much): it is set down at once — its routes

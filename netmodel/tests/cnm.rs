@@ -748,3 +748,63 @@ fn a_publish_that_fails_halfway_is_undone() {
     drop(s);
     net.remove().unwrap();
 }
+
+/// An IPv6-only bridge network: addresses, default route, a published port reached from the
+/// outside world over IPv6, and outbound masquerade.
+#[test]
+fn ipv6_only_network_works() {
+    require_root!();
+    let world = World::new();
+    // Give the uplink IPv6 addresses (the fixture sets up IPv4 only).
+    let host6: std::net::Ipv6Addr = "fd00:5100::1".parse().unwrap();
+    let outside6: std::net::Ipv6Addr = "fd00:5100::2".parse().unwrap();
+    {
+        let mut nl = world.netlink();
+        let uplink = nl.link(&world.uplink).unwrap().unwrap().index;
+        nl.add_address(uplink, "fd00:5100::1/64".parse().unwrap()).unwrap();
+        let mut out = Netlink::open_in(world.outside.ns()).unwrap();
+        let peer = out.links().unwrap().into_iter().find(|l| l.name != "lo").unwrap().index;
+        out.add_address(peer, "fd00:5100::2/64".parse().unwrap()).unwrap();
+    }
+    let mut spec = NetworkSpec::bridge(unique_name("v6o"));
+    spec.subnet("fd00:89:24::/64".parse().unwrap(), None);
+    let net = Network::create(&world.host, &spec).unwrap();
+    let mut s = Sandbox::none("sixonly").unwrap();
+    let mut opts = EndpointOptions::new();
+    opts.port(tcp(8086, 80));
+    let ep = s.connect(&net, &opts).unwrap();
+    assert!(ep.ipv4().is_none());
+    let a6 = ep.ipv6().expect("an IPv6 address");
+
+    // Published port from the outside world, to the host's IPv6 address.
+    let listener = s.run(|| std::net::TcpListener::bind("[::]:80")).unwrap().unwrap();
+    let server = serve_once(listener);
+    let answer = talk(world.outside.ns(), SocketAddr::new(host6.into(), 8086), "in6").unwrap();
+    assert_eq!(answer, "echo: in6");
+    server.join().unwrap();
+
+    // Outbound: masqueraded to the host's uplink address.
+    let listener = listen_in_ns(&world.outside, SocketAddr::new(outside6.into(), 7010));
+    let server = serve_once(listener);
+    assert_eq!(talk(s.netns(), SocketAddr::new(outside6.into(), 7010), "out6").unwrap(), "echo: out6");
+    let (_, peer) = server.join().unwrap();
+    assert_eq!(peer.ip(), IpAddr::V6(host6), "masqueraded (the sandbox's own {a6} is private)");
+    s.remove().unwrap();
+    net.remove().unwrap();
+}
+
+/// Deleting a bridge takes the kernel tens of milliseconds (RCU grace periods): it must not
+/// happen under the host's shared netlink socket, which every connect of the process needs.
+#[test]
+fn network_removal_does_not_hold_the_hosts_netlink_socket() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.25.0/24")).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let guard = world.host.netlink();
+    let remover = std::thread::spawn(move || done_tx.send(net.remove()).unwrap());
+    let removed = done_rx.recv_timeout(common::PATIENCE);
+    drop(guard);
+    remover.join().unwrap();
+    removed.expect("Network::remove finished while another thread held Host::netlink").unwrap();
+}

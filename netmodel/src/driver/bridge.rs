@@ -10,7 +10,7 @@ use super::{EndpointConfig, EndpointLink, NetworkDriver};
 use crate::error::{Error, Result};
 use crate::firewall::{NetworkRules, PortRule};
 use crate::host::Host;
-use crate::netlink::{LinkKind, NewLink};
+use crate::netlink::{LinkKind, Netlink, NewLink};
 use crate::spec::NetworkSpec;
 
 /// `docker network create --driver bridge`.
@@ -100,7 +100,8 @@ impl NetworkDriver for BridgeDriver {
         if let Err(e) = host.firewall().setup_network(&rules) {
             // nft applies a batch atomically: nothing of the network's rules is left.
             self.index.store(0, Ordering::Relaxed);
-            let cleanup = host.netlink().delete_link(index).err().map(Error::from).into_iter().collect();
+            let deleted = Netlink::open_in(host.netns()).and_then(|mut nl| nl.delete_link(index));
+            let cleanup = deleted.err().map(Error::from).into_iter().collect();
             return Err(Error::with_cleanup(e.into(), cleanup));
         }
         Ok(())
@@ -113,7 +114,10 @@ impl NetworkDriver for BridgeDriver {
         }
         match self.bridge_index(host, spec) {
             Ok(Some(index)) => {
-                if let Err(e) = host.netlink().delete_link(index) {
+                // Deleting a link waits for RCU grace periods (tens of ms): on a socket of
+                // its own, not under the host's shared one that every connect needs.
+                let deleted = Netlink::open_in(host.netns()).and_then(|mut nl| nl.delete_link(index));
+                if let Err(e) = deleted {
                     if e.errno() != Some(libc::ENODEV) {
                         errors.push(e.into());
                     }
