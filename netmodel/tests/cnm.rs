@@ -690,12 +690,8 @@ fn a_failed_port_removal_keeps_the_addresses() {
     require_root!();
     let world = World::new();
     let flaky = Flaky::new(&world);
-    let host = Host::builder()
-        .netns(world.host_ns.ns())
-        .ipam_dir(world.state.path())
-        .firewall(flaky.clone())
-        .build()
-        .unwrap();
+    let host =
+        Host::builder().netns(world.host_ns.ns()).ipam_dir(world.state.path()).firewall(flaky.clone()).build().unwrap();
     let net = Network::create(&host, &bridge_spec("10.89.22.0/24")).unwrap();
     let mut s = Sandbox::none("stuck").unwrap();
     let mut opts = EndpointOptions::new();
@@ -731,12 +727,8 @@ fn a_publish_that_fails_halfway_is_undone() {
     let world = World::new();
     let flaky = Flaky::new(&world);
     flaky.add_then_fail.store(true, std::sync::atomic::Ordering::Relaxed);
-    let host = Host::builder()
-        .netns(world.host_ns.ns())
-        .ipam_dir(world.state.path())
-        .firewall(flaky.clone())
-        .build()
-        .unwrap();
+    let host =
+        Host::builder().netns(world.host_ns.ns()).ipam_dir(world.state.path()).firewall(flaky.clone()).build().unwrap();
     let net = Network::create(&host, &bridge_spec("10.89.23.0/24")).unwrap();
     let mut s = Sandbox::none("half").unwrap();
     let mut opts = EndpointOptions::new();
