@@ -428,7 +428,7 @@ impl Sandbox {
 
     /// The `/etc/hosts` for processes in the sandbox: the loopback names, its own addresses
     /// with its name, then every peer — the other endpoints of the user-defined networks it
-    /// is connected to (not of the default network, [`NetworkSpec::default_bridge`], as with
+    /// is connected to (not of the default network, [`NetworkSpec::default_bridge`](crate::NetworkSpec::default_bridge), as with
     /// Docker), with their sandbox's name and their aliases (there is no embedded DNS server;
     /// this file is how peers find each other by name). A `host` sandbox gets the host's
     /// `/etc/hosts` as it is; a `container:` sandbox the same file as the sandbox it joined.
