@@ -303,9 +303,14 @@ impl Sandbox {
                 (false, None, _) => Request::AnyV4,
                 (true, _, None) => Request::AnyV6,
             };
-            let allocation = host.ipam().allocate(&spec.name, request, owner)?;
+            let (allocation, reclaimed) = host.ipam().allocate_reclaiming(&spec.name, request, owner)?;
             progress.allocated.push(allocation.address.addr());
             allocations.push(allocation);
+            // Addresses of owners that died without tearing down may still have their
+            // published ports' rules: remove them before any address serves a new owner.
+            if !reclaimed.is_empty() && network.driver().publishes_ports(spec) {
+                host.firewall().remove_ports_to(&spec.name, &reclaimed)?;
+            }
         }
         let config = EndpointConfig {
             id: id.clone(),

@@ -800,3 +800,34 @@ fn network_removal_does_not_hold_the_hosts_netlink_socket() {
     remover.join().unwrap();
     removed.expect("Network::remove finished while another thread held Host::netlink").unwrap();
 }
+
+/// A process that died without tearing down left an address and its published port's DNAT
+/// rule. When IPAM reclaims the address, the next connect removes that rule first: the
+/// port's traffic must never reach the address's next owner, and the host port is free again.
+#[test]
+fn rules_of_a_dead_owner_go_with_its_reclaimed_address() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &bridge_spec("10.89.24.0/24")).unwrap();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = nook_netmodel::ipam::Owner::Process { pid: gone.id(), start_time: 1 };
+    gone.wait().unwrap();
+    let stale: IpAddr = "10.89.24.50".parse().unwrap();
+    world.host.ipam().allocate(net.name(), nook_netmodel::ipam::Request::Static(stale), &dead).unwrap();
+    let rule = PortRule { mapping: tcp(8086, 80), container_ip: stale };
+    world.host.firewall().add_ports(net.name(), "deadbeef", &[rule]).unwrap();
+    assert!(world.ruleset().contains("deadbeef"), "the crashed process's rule is in place");
+
+    let mut s = Sandbox::none("heir").unwrap();
+    let mut opts = EndpointOptions::new();
+    opts.port(tcp(8086, 80));
+    let ep = s.connect(&net, &opts).expect("the stale rule was removed, so the host port is free");
+    let ruleset = world.ruleset();
+    assert!(!ruleset.contains("deadbeef"), "the dead owner's rule is gone:\n{ruleset}");
+    assert!(!ruleset.contains(&stale.to_string()), "nothing DNATs to the reclaimed address:\n{ruleset}");
+    assert!(ruleset.contains(&v4(&ep).to_string()), "the new endpoint's port is published:\n{ruleset}");
+    let held: Vec<IpAddr> = world.host.ipam().allocations(net.name()).unwrap().into_iter().map(|(a, _)| a).collect();
+    assert_eq!(held, [IpAddr::V4(v4(&ep))], "the dead owner's address was reclaimed");
+    s.remove().unwrap();
+    net.remove().unwrap();
+}

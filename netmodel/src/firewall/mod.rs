@@ -446,6 +446,15 @@ pub trait FirewallBackend: Send + Sync + std::fmt::Debug {
     fn add_ports(&self, network: &str, endpoint: &str, ports: &[PortRule]) -> Result<(), FirewallError>;
     /// Removes the ports published for `endpoint`.
     fn remove_ports(&self, network: &str, endpoint: &str) -> Result<(), FirewallError>;
+    /// Removes every port published on `network` towards one of `addresses`, whoever
+    /// published it: the model calls it for addresses IPAM reclaimed from a dead owner, whose
+    /// rules a crashed process left behind (they would otherwise send that port's traffic to
+    /// the address's next owner, and keep the host port taken). The default does nothing,
+    /// for backends that keep no state across processes.
+    fn remove_ports_to(&self, network: &str, addresses: &[IpAddr]) -> Result<(), FirewallError> {
+        let _ = (network, addresses);
+        Ok(())
+    }
 }
 
 /// The nftables backend (drives `nft -j`), acting in one network namespace.
@@ -653,21 +662,57 @@ impl FirewallBackend for Nftables {
         self.in_netns(&cx, || {
             let _lock = cx.lock()?;
             let state = cx.list()?;
-            let Some(meta) = state.network(network) else { return Ok(()) };
-            let (removed, kept): (Vec<_>, Vec<_>) =
-                state.ports().filter(|(n, _, _)| *n == network).partition(|(_, _, t)| t.endpoint == endpoint);
-            if removed.is_empty() {
-                return Ok(());
-            }
-            let chain = NetChain::Pre.name(network);
-            let handles: Vec<(&str, u32)> = removed.iter().map(|(_, h, _)| (chain.as_str(), *h)).collect();
-            cx.apply(&render::delete_rules(&self.table, &handles))?;
-            let needed = |ports: &[(&str, u32, PortTag)]| ports.iter().any(|(_, _, t)| t.needs_route_localnet());
-            if needed(&removed) && !needed(&kept) {
-                cx.ensure_sysctl_if_present(&exec::route_localnet(&meta.bridge), "0")?;
-            }
-            Ok(())
+            let removed: Vec<(u32, PortTag)> = state
+                .ports()
+                .filter(|(n, _, t)| *n == network && t.endpoint == endpoint)
+                .map(|(_, h, t)| (h, t))
+                .collect();
+            self.delete_ports(&cx, &state, network, &removed)
         })
+    }
+
+    fn remove_ports_to(&self, network: &str, addresses: &[IpAddr]) -> Result<(), FirewallError> {
+        validate_table(&self.table)?;
+        validate_network(network)?;
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        let cx = self.ctx("remove_ports_to", network);
+        self.in_netns(&cx, || {
+            let _lock = cx.lock()?;
+            let state = cx.list()?;
+            let removed = state.ports_to(network, addresses);
+            self.delete_ports(&cx, &state, network, &removed)
+        })
+    }
+}
+
+impl Nftables {
+    /// Deletes port rules of `network` (`removed`, by handle) and turns `route_localnet` off
+    /// when no remaining port of the network needs it.
+    fn delete_ports(
+        &self,
+        cx: &exec::Ctx<'_>,
+        state: &state::TableState,
+        network: &str,
+        removed: &[(u32, PortTag)],
+    ) -> Result<(), FirewallError> {
+        let Some(meta) = state.network(network) else { return Ok(()) };
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let chain = NetChain::Pre.name(network);
+        let handles: Vec<(&str, u32)> = removed.iter().map(|(h, _)| (chain.as_str(), *h)).collect();
+        cx.apply(&render::delete_rules(&self.table, &handles))?;
+        let gone: Vec<u32> = removed.iter().map(|(h, _)| *h).collect();
+        let kept_needs = state
+            .ports()
+            .filter(|(n, h, _)| *n == network && !gone.contains(h))
+            .any(|(_, _, t)| t.needs_route_localnet());
+        if removed.iter().any(|(_, t)| t.needs_route_localnet()) && !kept_needs {
+            cx.ensure_sysctl_if_present(&exec::route_localnet(&meta.bridge), "0")?;
+        }
+        Ok(())
     }
 }
 

@@ -244,6 +244,8 @@ pub(crate) struct ListedRule {
     pub comment: Option<String>,
     /// The chain it jumps (or goes) to, if it does.
     pub jump: Option<String>,
+    /// The address it DNATs to, if it does.
+    pub dnat: Option<IpAddr>,
 }
 
 /// The parts of the table the backend reads.
@@ -298,7 +300,8 @@ impl TableState {
                     let target = e.get("jump").or_else(|| e.get("goto"))?.get("target")?;
                     target.as_str().map(str::to_owned)
                 });
-                state.rules.push(ListedRule { chain: r.chain, handle: r.handle, comment: r.comment, jump });
+                let dnat = r.expr.iter().find_map(|e| e.get("dnat")?.get("addr")?.as_str()?.parse().ok());
+                state.rules.push(ListedRule { chain: r.chain, handle: r.handle, comment: r.comment, jump, dnat });
             }
         }
         Ok(state)
@@ -324,6 +327,17 @@ impl TableState {
             let network = NetChain::Pre.network_of(&r.chain)?;
             Some((network, r.handle, PortTag::parse(r.comment.as_deref()?)?))
         })
+    }
+
+    /// The published ports of `network` whose rules DNAT to one of `addresses`: the rule's
+    /// handle and tag.
+    pub(crate) fn ports_to(&self, network: &str, addresses: &[IpAddr]) -> Vec<(u32, PortTag)> {
+        let chain = NetChain::Pre.name(network);
+        self.rules
+            .iter()
+            .filter(|r| r.chain == chain && r.dnat.is_some_and(|a| addresses.contains(&a)))
+            .filter_map(|r| Some((r.handle, PortTag::parse(r.comment.as_deref()?)?)))
+            .collect()
     }
 
     /// The rules outside `network`'s chains that jump into them.

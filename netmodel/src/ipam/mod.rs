@@ -539,6 +539,26 @@ impl Ipam {
         Ok(allocation)
     }
 
+    /// [`Ipam::allocate`], also returning the addresses it reclaimed from dead owners on the
+    /// way (in the same locked update). Whoever keeps state keyed by address elsewhere — the
+    /// model's published-port rules — must clean it up for these before the addresses serve
+    /// a new owner.
+    pub fn allocate_reclaiming(
+        &self,
+        network: &str,
+        request: Request,
+        owner: &Owner,
+    ) -> Result<(Allocation, Vec<IpAddr>), IpamError> {
+        validate_network_name(network)?;
+        let store = self.store();
+        let _lock = store.lock_exclusive()?;
+        let mut state = store.load(network)?;
+        let reclaimed = state.reclaim_listed(Owner::is_alive);
+        let allocation = state.allocate(request, owner)?;
+        store.save(&state)?;
+        Ok((allocation, reclaimed))
+    }
+
     /// Releases one address (releasing a free address is not an error).
     pub fn release(&self, network: &str, address: IpAddr) -> Result<(), IpamError> {
         validate_network_name(network)?;

@@ -220,6 +220,20 @@ impl NetworkState {
         self.reclaim_cached(&mut HashMap::new(), alive)
     }
 
+    /// [`NetworkState::reclaim`], returning the addresses it released.
+    pub(crate) fn reclaim_listed(&mut self, mut alive: impl FnMut(&Owner) -> bool) -> Vec<IpAddr> {
+        let mut cache: HashMap<Owner, bool> = HashMap::new();
+        let mut released = Vec::new();
+        self.allocations.retain(|address, o| {
+            let verdict = *cache.entry(o.clone()).or_insert_with(|| alive(o));
+            if !verdict {
+                released.push(*address);
+            }
+            verdict
+        });
+        released
+    }
+
     /// [`NetworkState::reclaim`] with a verdict cache shared across networks.
     pub(crate) fn reclaim_cached(
         &mut self,
