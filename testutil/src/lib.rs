@@ -122,37 +122,45 @@ impl Drop for TempDir {
 /// first.
 pub fn detach_mounts_below(dir: &Path) {
     let Ok(info) = fs::read_to_string("/proc/thread-self/mountinfo") else { return };
-    let mut points: Vec<String> = info
+    let mut points: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
         .map(unescape_mount_path)
-        .filter(|p| Path::new(p).starts_with(dir))
+        .filter(|p| p.starts_with(dir))
         .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
     for p in points {
-        if let Ok(c) = std::ffi::CString::new(p) {
+        if let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str())) {
             // SAFETY: c is NUL-terminated.
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
     }
 }
 
-fn unescape_mount_path(s: &str) -> String {
-    let mut out = String::new();
+/// A mount point as written in mountinfo (space, tab, newline and backslash escaped as
+/// `\ooo`), unescaped byte for byte.
+pub fn unescape_mount_path(s: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
     let b = s.as_bytes();
-    let mut i = 0;
+    let (mut out, mut i) = (Vec::with_capacity(b.len()), 0);
     while i < b.len() {
         if b[i] == b'\\' && i + 3 < b.len() {
             if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v as char);
+                out.push(v);
                 i += 4;
                 continue;
             }
         }
-        out.push(b[i] as char);
+        out.push(b[i]);
         i += 1;
     }
-    out
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// The calling thread's mountinfo line of the topmost mount at `target`, if any.
+pub fn mountinfo_line(target: &Path) -> Option<String> {
+    let info = fs::read_to_string("/proc/thread-self/mountinfo").ok()?;
+    info.lines().rfind(|l| l.split(' ').nth(4).map(unescape_mount_path).as_deref() == Some(target)).map(str::to_owned)
 }
 
 /// Runs `f` on a new thread that first unshares its mount namespace and makes `/`

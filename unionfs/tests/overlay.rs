@@ -17,26 +17,7 @@ use nook_unionfs::{
 
 /// The `/proc/self/mountinfo` line of the mount at `target` (the topmost one), if any.
 fn mountinfo(target: &Path) -> Option<String> {
-    let info = fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
-    info.lines().rfind(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(target)).map(str::to_owned)
-}
-
-fn unescape(s: &str) -> PathBuf {
-    let b = s.as_bytes();
-    let (mut out, mut i) = (Vec::new(), 0);
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    use std::os::unix::ffi::OsStringExt;
-    PathBuf::from(std::ffi::OsString::from_vec(out))
+    nook_testutil::mountinfo_line(target)
 }
 
 /// The overlay super options of the mount at `target`.
