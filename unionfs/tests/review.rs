@@ -284,3 +284,64 @@ fn removing_a_vfs_copy_with_a_very_deep_tree() {
     m.remove().unwrap();
     assert_eq!(fs::read_dir(tmp.join("target")).unwrap().count(), 0);
 }
+
+/// A running container can swap a file in its upper for a device node between diff's `stat`
+/// and `open`: the host must not open the device and copy it into the layer (here /dev/zero's
+/// 1:5, so a hit shows as a regular file of zeros; a disk would leak, a FIFO would hang).
+#[test]
+fn diff_never_reads_a_device_swapped_in_for_a_file() {
+    require_root!();
+    let tmp = TempDir::new("nkrvswap").unwrap();
+    let (upper, alts) = (tmp.join("upper"), tmp.join("alts"));
+    fs::create_dir(&upper).unwrap();
+    fs::create_dir(&alts).unwrap();
+    const N: usize = 64;
+    for i in 0..N {
+        fs::write(upper.join(format!("f{i}")), vec![b'A'; 4096]).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            alts.join(format!("a{i}")),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            rustix::fs::makedev(1, 5),
+        )
+        .unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (mut hits, mut runs) = (0, 0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for i in 0..N {
+                    let _ = rustix::fs::renameat_with(
+                        rustix::fs::CWD,
+                        upper.join(format!("f{i}")),
+                        rustix::fs::CWD,
+                        alts.join(format!("a{i}")),
+                        rustix::fs::RenameFlags::EXCHANGE,
+                    );
+                }
+            }
+        });
+        for _ in 0..400 {
+            let mut out = Vec::new();
+            if write_diff(&upper, WhiteoutFormat::Overlay, &mut out).is_err() {
+                continue; // changed while read: refused, fine
+            }
+            runs += 1;
+            let mut ar = tar::Archive::new(&out[..]);
+            for e in ar.entries().unwrap() {
+                let mut e = e.unwrap();
+                if e.header().entry_type() == EntryType::Regular {
+                    let mut data = Vec::new();
+                    e.read_to_end(&mut data).unwrap();
+                    if data.contains(&0) {
+                        hits += 1;
+                    }
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(hits, 0, "device data read as file content ({hits} times in {runs} diffs)");
+}
