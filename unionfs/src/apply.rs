@@ -6,6 +6,7 @@ mod path;
 mod stream;
 
 pub(crate) use fsops::{list_dir, open_dir_at, remove_all_at, remove_tree};
+pub(crate) use path::{MAX_DEPTH, MAX_PATH_BYTES};
 
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -23,7 +24,7 @@ use tar::EntryType;
 
 use self::fsops::{Slot, clear_except, clear_slot};
 use self::path::{clean_path, split_parent, symlink_escapes};
-use self::stream::Hashing;
+use self::stream::{ExtLimit, Hashing};
 use crate::{Digest, Error, Result, UnsafeEntry, WhiteoutFormat};
 
 /// How far an apply has got (reported after each entry and every few MiB).
@@ -151,7 +152,9 @@ pub fn apply_layer(input: impl Read, root: &Path, options: ApplyOptions<'_>) -> 
     let privs = Privileges::current();
     let count = Rc::new(Cell::new(0u64));
     let decoded = stream::decoder(input, count.clone()).map_err(|e| Error::Tar { entry: None, source: e })?;
-    let mut archive = tar::Archive::new(Hashing::new(decoded));
+    let limited = ExtLimit::new(Hashing::new(decoded));
+    let (pos, watch) = limited.handles();
+    let mut archive = tar::Archive::new(limited);
 
     let mut ap = Applier {
         root_path: root.to_path_buf(),
@@ -180,17 +183,44 @@ pub fn apply_layer(input: impl Read, root: &Path, options: ApplyOptions<'_>) -> 
         let entries = archive.entries().map_err(|e| Error::Tar { entry: None, source: e })?;
         for entry in entries {
             let mut entry = entry.map_err(|e| Error::Tar { entry: None, source: e })?;
+            // The header after this entry is watched for oversized extension headers.
+            let data = disk_size(&mut entry).map_err(|e| Error::Tar { entry: None, source: e })?;
+            watch.set(Some(pos.get() + data.div_ceil(512) * 512));
             ap.entry(&mut entry)?;
         }
     }
     ap.finish_dirs()?;
 
     // Drain what follows the end-of-archive blocks so the DiffID covers the whole stream.
+    watch.set(None);
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| Error::Tar { entry: None, source: e })?;
-    let (hash, size) = rest.finish();
+    let (hash, size) = rest.into_inner().finish();
     ap.reporter.report(ap.entries);
     Ok(Applied { diff_id: Digest::from_sha256_bytes(&hash), size, entries: ap.entries })
+}
+
+/// How many bytes of data follow an entry's header(s) in the archive (for a GNU sparse file
+/// that is what is stored, not its size), as the tar crate computes it: the header's size,
+/// or a PAX `size` record's (which extension-type entries ignore).
+fn disk_size<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<u64> {
+    let t = entry.header().entry_type();
+    if !t.is_gnu_sparse() {
+        return Ok(entry.size());
+    }
+    let mut size = entry.header().entry_size()?;
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let Ok(ext) = ext else { break };
+            if ext.key_bytes() == b"size" {
+                if let Some(v) = ext.value().ok().and_then(|v| v.parse::<u64>().ok()) {
+                    size = v;
+                }
+                break;
+            }
+        }
+    }
+    Ok(size)
 }
 
 /// What the caller may do.
@@ -296,13 +326,13 @@ impl Ctx {
     }
 
     /// xattrs on something that cannot be opened for them (symlink, device, fifo): through
-    /// `/proc/self/fd/<dir>/<name>` without following the final symlink.
+    /// `/proc/thread-self/fd/<dir>/<name>` without following the final symlink.
     fn set_xattrs_at(&self, dir: BorrowedFd<'_>, name: &[u8], xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<(), Fail> {
         if xattrs.is_empty() {
             return Ok(());
         }
         use std::os::fd::AsRawFd;
-        let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+        let mut p = format!("/proc/thread-self/fd/{}/", dir.as_raw_fd()).into_bytes();
         p.extend_from_slice(name);
         for (xname, value) in xattrs {
             match rustix::fs::lsetxattr(p.as_slice(), xname.as_slice(), value, XattrFlags::empty()) {
@@ -602,6 +632,14 @@ impl Applier<'_> {
         if etype.is_pax_global_extensions() {
             return Ok(());
         }
+        if etype.is_pax_local_extensions() || etype.is_gnu_longname() || etype.is_gnu_longlink() {
+            // Only reaches here with a header the tar crate does not take for ustar/GNU: not
+            // an extension then, and reading its PAX records would buffer all its data.
+            return Err(Error::Tar {
+                entry: None,
+                source: io::Error::new(io::ErrorKind::InvalidData, format!("unsupported entry type {etype:?}")),
+            });
+        }
         self.raw.clear();
         self.raw.extend_from_slice(&entry.path_bytes());
         let mut path = std::mem::take(&mut self.path);
@@ -666,7 +704,7 @@ impl Applier<'_> {
             EntryType::Link => {
                 let target = entry.link_name_bytes().ok_or_else(|| bad_tar("hardlink without a target"))?;
                 let mut link = std::mem::take(&mut self.link);
-                let r = self.hardlink(parent, name, &target, &mut link);
+                let r = self.hardlink(parent, name, depth, &target, &mut link);
                 self.link = link;
                 r
             }
@@ -828,7 +866,14 @@ impl Applier<'_> {
         Ok(())
     }
 
-    fn hardlink(&mut self, parent: &[u8], name: &[u8], target: &[u8], link: &mut Vec<u8>) -> Result<(), Fail> {
+    fn hardlink(
+        &mut self,
+        parent: &[u8],
+        name: &[u8],
+        depth: usize,
+        target: &[u8],
+        link: &mut Vec<u8>,
+    ) -> Result<(), Fail> {
         let escape = || Fail::Unsafe(UnsafeEntry::HardlinkEscape);
         if target.contains(&0) {
             return Err(escape());
@@ -851,6 +896,13 @@ impl Applier<'_> {
                 Err(_) => return Err(escape()),
             }
         };
+        let tfd = tdir.as_ref().map(|f| f.as_fd()).unwrap_or(self.dirs.root.as_fd());
+        // A hardlink to a symlink is a second symlink with the same target at another depth:
+        // it must stay inside the root from there too (`a/b/l -> ../../x` linked as `h`).
+        match rustix::fs::readlinkat(tfd, tname, Vec::new()) {
+            Ok(t) if symlink_escapes(depth, t.as_bytes()) => return Err(Fail::Unsafe(UnsafeEntry::SymlinkEscape)),
+            _ => {} // not a symlink (EINVAL), missing (linkat says so), or fine
+        }
         self.enter(parent)?;
         let pfd = self.dirs.fd(parent);
         let tfd = tdir.as_ref().map(|f| f.as_fd()).unwrap_or(self.dirs.root.as_fd());

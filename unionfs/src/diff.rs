@@ -1,10 +1,11 @@
 //! Diff and commit (`docker commit`); see [`write_diff`] and [`LayerStore::commit`].
 
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -13,7 +14,7 @@ use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
-use crate::apply::{list_dir, open_dir_at, remove_tree};
+use crate::apply::{MAX_DEPTH, MAX_PATH_BYTES, list_dir, open_dir_at, remove_tree};
 use crate::{ApplyOptions, Digest, Error, Layer, LayerStore, Result, WhiteoutFormat};
 
 /// Writes the changes in `upper` (in `format`) as an uncompressed OCI layer tar to `out`
@@ -282,10 +283,11 @@ enum XattrSrc<'a> {
 /// The xattrs of an entry, overlay's own left out; also says whether the overlay `opaque`
 /// xattr of `format` is `y`, and refuses redirect/metacopy.
 fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs, bool, Option<&'static str>)> {
-    // Things without an fd of their own: through /proc/self/fd/<dir>/<name>, not following.
+    // Things without an fd of their own: through /proc/thread-self/fd/<dir>/<name> (the
+    // calling thread's fds), not following.
     let proc_path = match &src {
         XattrSrc::At(dir, name) => {
-            let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+            let mut p = format!("/proc/thread-self/fd/{}/", dir.as_raw_fd()).into_bytes();
             p.extend_from_slice(name);
             Some(p)
         }
@@ -359,6 +361,29 @@ fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs,
     Ok((out, opaque, refused))
 }
 
+/// Opens `name` in `dir` for reading only if it is still the regular file `st` describes.
+///
+/// The upper belongs to a running container, which may swap a file for a FIFO (an open
+/// would block the commit forever) or a device node it made (the host would open the
+/// device — a disk, a watchdog — and copy it into the layer) between the `stat` and the
+/// `open`. So: an `O_PATH` open (no device open, no blocking), checked with `fstat`, then
+/// reopened for reading through `/proc/thread-self/fd` (the same inode, whatever the name
+/// is now).
+fn open_regular(dir: BorrowedFd<'_>, name: &[u8], st: &rustix::fs::Stat) -> Result<OwnedFd, Errno> {
+    let path = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let now = rustix::fs::fstat(&path)?;
+    if FileType::from_raw_mode(now.st_mode) != FileType::RegularFile
+        || (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino)
+    {
+        return Err(Errno::STALE); // changed between the stat and the open
+    }
+    rustix::fs::open(
+        format!("/proc/thread-self/fd/{}", path.as_raw_fd()),
+        OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
 struct Walk<'a, W: Write> {
     upper: &'a Path,
     format: WhiteoutFormat,
@@ -380,25 +405,54 @@ impl<W: Write> Walk<'_, W> {
         }
     }
 
-    fn dir(&mut self, dir: BorrowedFd<'_>, rel: &mut Vec<u8>) -> Result<()> {
+    fn sorted_names(&self, dir: BorrowedFd<'_>, rel: &[u8]) -> Result<std::vec::IntoIter<(CString, FileType)>> {
         let mut names = list_dir(dir).map_err(|e| self.err("readdir", rel, e))?;
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        Ok(names.into_iter())
+    }
+
+    /// The depth-first walk, with an explicit stack (an upper is written by the container,
+    /// and may be far deeper than the call stack could recurse): refuses what apply would
+    /// refuse as too deep or too long anyway.
+    fn dir(&mut self, root: BorrowedFd<'_>, rel: &mut Vec<u8>) -> Result<()> {
+        struct Level {
+            fd: Option<OwnedFd>,
+            names: std::vec::IntoIter<(CString, FileType)>,
+            /// `rel`'s length before this dir's name.
+            len: usize,
+        }
         let overlay = self.format != WhiteoutFormat::Aufs;
-        for (name, _) in names {
-            let name = name.as_bytes();
+        let mut stack = vec![Level { fd: None, names: self.sorted_names(root, rel)?, len: rel.len() }];
+        loop {
+            let depth = stack.len();
+            let Some(top) = stack.last_mut() else { break };
+            let Some((name, _)) = top.names.next() else {
+                let done = stack.pop().expect("a level");
+                rel.truncate(done.len);
+                continue;
+            };
+            let dir = top.fd.as_ref().map(|f| f.as_fd()).unwrap_or(root);
             let len = rel.len();
             if !rel.is_empty() {
                 rel.push(b'/');
             }
-            rel.extend_from_slice(name);
-            let r = self.one(dir, name, rel, overlay);
-            rel.truncate(len);
-            r?;
+            rel.extend_from_slice(name.as_bytes());
+            if depth > MAX_DEPTH || rel.len() > MAX_PATH_BYTES {
+                return Err(self.refuse(rel, "deeper or longer than a layer may be"));
+            }
+            match self.one(dir, name.as_bytes(), rel, overlay)? {
+                Some(sub) => {
+                    let names = self.sorted_names(sub.as_fd(), rel)?;
+                    stack.push(Level { fd: Some(sub), names, len });
+                }
+                None => rel.truncate(len),
+            }
         }
         Ok(())
     }
 
-    fn one(&mut self, dir: BorrowedFd<'_>, name: &[u8], rel: &mut Vec<u8>, overlay: bool) -> Result<()> {
+    /// Writes one entry; a directory's fd is returned for its contents.
+    fn one(&mut self, dir: BorrowedFd<'_>, name: &[u8], rel: &mut Vec<u8>, overlay: bool) -> Result<Option<OwnedFd>> {
         let st =
             rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.err("stat", rel, e.into()))?;
         let ftype = FileType::from_raw_mode(st.st_mode);
@@ -429,7 +483,7 @@ impl<W: Write> Walk<'_, W> {
                     rel.truncate(len);
                     r?;
                 }
-                self.dir(sub.as_fd(), rel)
+                Ok(Some(sub))
             }
             FileType::CharacterDevice if overlay && st.st_rdev == 0 => {
                 // An overlay whiteout.
@@ -443,7 +497,7 @@ impl<W: Write> Walk<'_, W> {
                 rel.truncate(base);
                 rel.extend_from_slice(name);
                 debug_assert_eq!(rel.len(), len);
-                r
+                r.map(|()| None)
             }
             FileType::RegularFile => {
                 if st.st_nlink > 1 {
@@ -452,13 +506,11 @@ impl<W: Write> Walk<'_, W> {
                         let first = first.clone();
                         head.kind = EntryType::Link;
                         head.link = Some(&first);
-                        return self.w.header(rel, &head).map_err(werr);
+                        return self.w.header(rel, &head).map(|()| None).map_err(werr);
                     }
                     self.links.insert(key, rel.clone());
                 }
-                let fd =
-                    rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                        .map_err(|e| self.err("open", rel, e.into()))?;
+                let fd = open_regular(dir, name, &st).map_err(|e| self.err("open", rel, e.into()))?;
                 let (xattrs, _, refused) =
                     read_xattrs(XattrSrc::Fd(fd.as_fd()), self.format).map_err(|e| self.err("xattrs", rel, e))?;
                 if let Some(why) = refused {
@@ -468,7 +520,8 @@ impl<W: Write> Walk<'_, W> {
                 head.size = st.st_size as u64;
                 head.xattrs = &xattrs;
                 self.w.header(rel, &head).map_err(werr)?;
-                self.w.data_from_file(&mut file, st.st_size as u64).map_err(|e| self.err("read", rel, e))
+                self.w.data_from_file(&mut file, st.st_size as u64).map_err(|e| self.err("read", rel, e))?;
+                Ok(None)
             }
             FileType::Symlink => {
                 let target =
@@ -478,7 +531,7 @@ impl<W: Write> Walk<'_, W> {
                 head.kind = EntryType::Symlink;
                 head.link = Some(target.as_bytes());
                 head.xattrs = &xattrs;
-                self.w.header(rel, &head).map_err(werr)
+                self.w.header(rel, &head).map(|()| None).map_err(werr)
             }
             FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
                 let (xattrs, _, _) =
@@ -490,10 +543,10 @@ impl<W: Write> Walk<'_, W> {
                 };
                 head.dev = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
                 head.xattrs = &xattrs;
-                self.w.header(rel, &head).map_err(werr)
+                self.w.header(rel, &head).map(|()| None).map_err(werr)
             }
             // Sockets (and anything unknown) are not layer content.
-            _ => Ok(()),
+            _ => Ok(None),
         }
     }
 }

@@ -13,7 +13,16 @@ use crate::{ApplyOptions, Error, LayerStack, Result, Upper, WhiteoutFormat};
 
 /// A `sha256:<64 hex>` digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct Digest(String);
+
+/// Deserializing validates like [`Digest::parse`] (a digest names directories in the store).
+impl TryFrom<String> for Digest {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Digest> {
+        Digest::parse(&s)
+    }
+}
 
 const SHA256_PREFIX: &str = "sha256:";
 
@@ -191,11 +200,21 @@ fn not_found(id: &Digest) -> Error {
 
 impl LayerStore {
     /// Opens (creating) a store.
+    ///
+    /// `layers/`, `containers/` and `tmp/` are created private (mode 0700, like containerd's
+    /// snapshot dirs): layers from untrusted images hold setuid-root files and device nodes
+    /// that no other user of the host may reach. Existing dirs keep their mode.
     pub fn open(root: impl AsRef<Path>) -> Result<LayerStore> {
+        use std::os::unix::fs::DirBuilderExt;
         let root = root.as_ref();
+        std::fs::create_dir_all(root).map_err(|e| Error::sys("mkdir", root, e))?;
         for sub in ["layers", "containers", "tmp"] {
             let p = root.join(sub);
-            std::fs::create_dir_all(&p).map_err(|e| Error::sys("mkdir", &p, e))?;
+            match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => {}
+                Err(e) => return Err(Error::sys("mkdir", &p, e)),
+            }
         }
         Ok(LayerStore { root: root.to_path_buf() })
     }

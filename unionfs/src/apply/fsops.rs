@@ -93,26 +93,87 @@ pub(crate) fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<bool
 }
 
 /// Removes everything inside `dir` (an fd open for reading), never following symlinks.
+///
+/// Iterative, holding one directory fd at a time: a tree a container made in its upper can be
+/// far deeper than a recursion could go (a stack overflow aborts the whole program) or than
+/// there are fds for. Going back up is `openat(cur, "..")`, checked against the device and
+/// inode recorded on the way down (a directory moved meanwhile is an error, never a walk
+/// outside the tree).
 pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
-    let names = match list_dir(dir) {
-        Ok(n) => n,
-        Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
-            rustix::fs::fchmod(dir, Mode::from_raw_mode(0o700))?;
-            list_dir(dir)?
-        }
-        Err(e) => return Err(e),
-    };
-    for (name, _) in names {
-        match remove_all_at(dir, name.to_bytes()) {
-            Ok(_) => {}
+    struct Level {
+        /// This dir's name in its parent (unused for the top).
+        name: CString,
+        id: (u64, u64),
+        names: std::vec::IntoIter<(CString, FileType)>,
+    }
+    let id = |fd: BorrowedFd<'_>| rustix::fs::fstat(fd).map(|st| (st.st_dev, st.st_ino));
+    let list = |fd: BorrowedFd<'_>| -> io::Result<std::vec::IntoIter<(CString, FileType)>> {
+        match list_dir(fd) {
+            Ok(n) => Ok(n.into_iter()),
             Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
-                rustix::fs::fchmod(dir, Mode::from_raw_mode(0o700))?;
-                remove_all_at(dir, name.to_bytes())?;
+                rustix::fs::fchmod(fd, Mode::from_raw_mode(0o700))?;
+                Ok(list_dir(fd)?.into_iter())
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
+        }
+    };
+    let mut cur: OwnedFd =
+        rustix::fs::openat(dir, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut stack = vec![Level { name: CString::default(), id: id(cur.as_fd())?, names: list(cur.as_fd())? }];
+    loop {
+        let top = stack.last_mut().expect("the top level stays");
+        match top.names.next() {
+            Some((name, _)) => {
+                let n = name.to_bytes();
+                let r = match rustix::fs::unlinkat(&cur, n, AtFlags::empty()) {
+                    Err(Errno::ACCESS) => {
+                        rustix::fs::fchmod(&cur, Mode::from_raw_mode(0o700))?;
+                        rustix::fs::unlinkat(&cur, n, AtFlags::empty())
+                    }
+                    r => r,
+                };
+                match r {
+                    Ok(()) | Err(Errno::NOENT) => continue,
+                    Err(Errno::ISDIR) | Err(Errno::PERM) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                // A directory: go down into it.
+                let sub = match open_dir_at(cur.as_fd(), n) {
+                    Ok(fd) => fd,
+                    Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                        rustix::fs::chmodat(&cur, n, Mode::from_raw_mode(0o700), AtFlags::empty())?;
+                        open_dir_at(cur.as_fd(), n)?
+                    }
+                    Err(e) => return Err(e),
+                };
+                let level = Level { name, id: id(sub.as_fd())?, names: list(sub.as_fd())? };
+                stack.push(level);
+                cur = sub;
+            }
+            None if stack.len() == 1 => return Ok(()),
+            None => {
+                // `cur` is empty now: back up to its parent and remove it there.
+                let done = stack.pop().expect("a level");
+                let parent = open_dir_at(cur.as_fd(), b"..")?;
+                if id(parent.as_fd())? != stack.last().expect("a parent level").id {
+                    return Err(io::Error::other("a directory was moved during removal"));
+                }
+                cur = parent;
+                let n = done.name.to_bytes();
+                let r = match rustix::fs::unlinkat(&cur, n, AtFlags::REMOVEDIR) {
+                    Err(Errno::ACCESS) => {
+                        rustix::fs::fchmod(&cur, Mode::from_raw_mode(0o700))?;
+                        rustix::fs::unlinkat(&cur, n, AtFlags::REMOVEDIR)
+                    }
+                    r => r,
+                };
+                match r {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
     }
-    Ok(())
 }
 
 /// For an opaque directory in a plain extraction: removes everything below `dir` whose

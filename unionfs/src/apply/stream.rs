@@ -247,6 +247,120 @@ fn parallel() -> bool {
     *PARALLEL.get_or_init(|| std::thread::available_parallelism().map(|n| n.get() > 1).unwrap_or(false))
 }
 
+/// Longest GNU long name / long link or PAX extended header accepted, in bytes (Go's
+/// `archive/tar`, and so Docker, refuses bigger ones the same way).
+pub(crate) const MAX_EXT_HEADER: u64 = 1024 * 1024;
+
+/// Refuses oversized extension headers before the tar crate reads them.
+///
+/// The tar crate reads a GNU long name (`L`), long link (`K`) or PAX extended header (`x`)
+/// entirely into memory, whatever size its header claims: a few KiB of zstd can claim many
+/// GiB, and the whole process would die of OOM. This reader sits between the stream and the
+/// tar crate and looks at the headers as they pass: the applier tells it (through
+/// `watch`) where the header after each entry starts; a chain of extension headers from there
+/// is followed, and one claiming more than [`MAX_EXT_HEADER`] bytes ends the read with an
+/// error. It reads no further ahead than the tar crate asks (a header is read whole, 512
+/// bytes, before it is served).
+pub(crate) struct ExtLimit<R> {
+    inner: R,
+    /// Bytes served so far (the tar crate's position in the stream).
+    pos: Rc<Cell<u64>>,
+    /// Where the next header starts, while one is being watched for.
+    watch: Rc<Cell<Option<u64>>>,
+    hdr: [u8; 512],
+    hdr_len: usize,
+    hdr_served: usize,
+}
+
+impl<R: Read> ExtLimit<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        ExtLimit {
+            inner,
+            pos: Rc::new(Cell::new(0)),
+            watch: Rc::new(Cell::new(Some(0))),
+            hdr: [0u8; 512],
+            hdr_len: 0,
+            hdr_served: 0,
+        }
+    }
+
+    /// The shared position (bytes served) and the header watch.
+    pub(crate) fn handles(&self) -> (Rc<Cell<u64>>, Rc<Cell<Option<u64>>>) {
+        (self.pos.clone(), self.watch.clone())
+    }
+
+    /// Stops watching (what follows is passed through as it is) and gives back the stream.
+    pub(crate) fn into_inner(self) -> R {
+        self.inner
+    }
+
+    /// Looks at a whole header at the watched position.
+    fn inspect(&mut self, at: u64) -> io::Result<()> {
+        self.watch.set(None);
+        let h = tar::Header::from_byte_slice(&self.hdr);
+        let recognized = h.as_gnu().is_some() || h.as_ustar().is_some();
+        let t = h.entry_type();
+        if !recognized || !(t.is_gnu_longname() || t.is_gnu_longlink() || t.is_pax_local_extensions()) {
+            return Ok(()); // an entry (or the end): the applier watches again after it
+        }
+        let Ok(size) = h.entry_size() else { return Ok(()) }; // the tar crate refuses it
+        if size > MAX_EXT_HEADER {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{t:?} header of {size} bytes (more than {MAX_EXT_HEADER})"),
+            ));
+        }
+        // Extension headers chain: the next header follows this one's data.
+        self.watch.set(Some(at + 512 + size.div_ceil(512) * 512));
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for ExtLimit<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.hdr_served == self.hdr_len {
+            if let Some(at) = self.watch.get() {
+                let pos = self.pos.get();
+                if pos == at {
+                    let mut len = 0;
+                    while len < self.hdr.len() {
+                        match self.inner.read(&mut self.hdr[len..]) {
+                            Ok(0) => break,
+                            Ok(n) => len += n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    self.hdr_len = len;
+                    self.hdr_served = 0;
+                    if len == self.hdr.len() {
+                        self.inspect(at)?;
+                    } else {
+                        self.watch.set(None);
+                    }
+                } else if pos < at {
+                    let cap = (at - pos).min(out.len() as u64) as usize;
+                    let n = self.inner.read(&mut out[..cap])?;
+                    self.pos.set(pos + n as u64);
+                    return Ok(n);
+                } else {
+                    self.watch.set(None);
+                }
+            }
+        }
+        if self.hdr_served < self.hdr_len {
+            let n = (self.hdr_len - self.hdr_served).min(out.len());
+            out[..n].copy_from_slice(&self.hdr[self.hdr_served..self.hdr_served + n]);
+            self.hdr_served += n;
+            self.pos.set(self.pos.get() + n as u64);
+            return Ok(n);
+        }
+        let n = self.inner.read(out)?;
+        self.pos.set(self.pos.get() + n as u64);
+        Ok(n)
+    }
+}
+
 /// The decompressed stream.
 pub(crate) type Decoded<'a> = Box<dyn Read + 'a>;
 

@@ -94,10 +94,11 @@ pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> Result<Vec<(OsString, FileType)>>
     Ok(out)
 }
 
-/// The `/proc/self/fd/DIR/NAME` path of an entry: the path-based `l*xattr` calls resolve the
+/// The `/proc/thread-self/fd/DIR/NAME` path of an entry (the calling thread's fd table: a
+/// thread that unshared its fds has its own): the path-based `l*xattr` calls resolve the
 /// directory through its descriptor and do not follow `NAME` if it is a symlink.
 pub(crate) fn proc_path(dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
-    let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    let mut p = PathBuf::from(format!("/proc/thread-self/fd/{}", dir.as_raw_fd()));
     p.push(name);
     p
 }
