@@ -61,22 +61,25 @@
 //!
 //! # Costs
 //!
-//! Medians on the development machine (kernel 6.18; noisy), from `tests/timing.rs`
-//! (`cargo test -p nook-netmodel --test timing -- --ignored --nocapture`):
+//! On the development machine (kernel 6.18, 2 vCPUs; noisy). The first rows are criterion
+//! medians of `cargo bench --bench main -- netmodel` (release build, IPAM on a tmpfs; see
+//! `BENCHMARKS.md` in the repository); the others were measured by hand while choosing the
+//! teardown strategy.
 //!
 //! | operation | median |
 //! |---|---|
+//! | [`Sandbox::connect`], bridge, no port (IPAM, veth, address, up, route) | 0.78 ms |
+//! | [`Sandbox::remove`], one endpoint, no port | 0.07 ms |
+//! | [`Sandbox::none`] + connect + remove | 2.0 ms (`ip -batch`: 6.3 ms) |
+//! | an anonymous network namespace, made and dropped | 0.59 ms |
 //! | create a veth pair | 0.6 ms |
 //! | delete a veth pair (`RTM_DELLINK`, synchronous) | 19–23 ms |
 //! | move a link into a fresh namespace and drop it | 39 ms |
 //! | set a link down + delete it on a background thread (caller's share) | 0.11 ms |
-//! | drop a namespace holding a veth end (caller's share) | 0.004 ms |
-//! | [`Sandbox::none`] (namespace + `lo` up) | 0.8–1.0 ms |
-//! | [`Sandbox::connect`], bridge, no port (IPAM, veth, address, route) | 1.3–1.6 ms |
 //! | [`Sandbox::disconnect`] | 1.1 ms |
-//! | [`Sandbox::remove`], one endpoint, no port | 0.7–0.8 ms |
 //! | [`Sandbox::connect`] / [`Sandbox::remove`] with one published port | 8.7 / 21 ms (`nft` runs) |
 //! | [`Network::create`] / [`Network::remove`] (bridge) | 10 / 59 ms |
+//! | IPAM allocation, state dir on disk (fsync) / on tmpfs | 0.64 / 0.04 ms |
 //!
 //! Deleting a link waits for RCU grace periods in the kernel, and moving one to another
 //! namespace waits as long, so nothing on a sandbox's teardown path deletes links
