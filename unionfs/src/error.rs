@@ -90,7 +90,7 @@ pub enum Error {
         /// Cleanup failures.
         cleanup: Vec<Error>,
     },
-    // -- overlay helper: add variants below this line --
+    // Overlay mounts.
     /// A mount step failed in the kernel. `log` holds the messages the kernel left in the
     /// mount context's log (read from the `fsopen` fd; e.g. `"e overlay: too many lower
     /// directories, limit is 500"`). Overlayfs reports many failures only to the kernel log
@@ -129,7 +129,7 @@ pub enum Error {
         /// Whether the lazy detach that followed succeeded.
         detached: bool,
     },
-    // -- whiteout/view/vfs helper: add variants below this line --
+    // Whiteouts, the union view, the copy driver.
     /// Creating a device node was refused: it needs `CAP_MKNOD`. (An overlay whiteout, a 0/0
     /// character device, needs it only before Linux 5.8; later kernels let anyone make one.)
     #[error("mknod {path:?} refused (needs CAP_MKNOD): {source}")]
@@ -158,7 +158,7 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
-    // -- tar/store/diff helper: add variants below this line --
+    // Layer apply, the store, diffs.
     /// A layer cannot be removed: another layer (or a container) is built on it.
     #[error("layer {id} is in use by {by}")]
     LayerInUse {
