@@ -158,7 +158,10 @@ pub struct ContainerLayer {
 /// and the whole directory renamed to `layers/<chain-id-hex>` in one `rename(2)`: a layer is
 /// either complete or absent, and metadata files are never seen half-written. When a layer
 /// with the same ChainID exists already (same parent, same DiffID), the new copy is discarded
-/// and the existing one returned. Removal renames the layer out of `layers/` first.
+/// and the existing one returned. Removal renames the layer out of `layers/` first. A store
+/// lock (`flock` on `ROOT/.lock`) makes removal exclusive against placing a layer on its
+/// parent and creating a container on it, across threads and processes: a layer is never
+/// left with its parent gone.
 ///
 /// `ApplyOptions::whiteouts` of `None` means [`WhiteoutFormat::Overlay`] here (a plain
 /// extraction makes no sense for one layer's diff dir); the other formats are honoured but the
@@ -230,6 +233,26 @@ impl LayerStore {
 
     fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
+    }
+
+    /// Takes the store's lock (`flock` on `ROOT/.lock`, a new open file description per call,
+    /// so threads of one process exclude each other too): exclusive for [`LayerStore::remove`],
+    /// shared for the steps that make something depend on a layer (placing a layer on its
+    /// parent, creating a container on it). Held only around those short steps, never while a
+    /// layer is being extracted.
+    fn lock(&self, exclusive: bool) -> Result<std::fs::File> {
+        let path = self.root.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::sys("open", &path, e))?;
+        let mode =
+            if exclusive { rustix::fs::FlockOperation::LockExclusive } else { rustix::fs::FlockOperation::LockShared };
+        rustix::fs::flock(&file, mode).map_err(|e| Error::sys("flock", &path, e.into()))?;
+        Ok(file)
     }
 
     /// A fresh private directory under `ROOT/tmp`.
@@ -322,6 +345,13 @@ impl LayerStore {
         let dest = self.layer_dir(&chain);
         if dest.exists() {
             return Ok(Placed::Existing(chain));
+        }
+        // From here until the rename the parent must not be removed.
+        let _lock = self.lock(false)?;
+        if let Some(p) = parent {
+            if !self.layer_dir(p).is_dir() {
+                return Err(not_found(p));
+            }
         }
         write_file(&tmp.join("diff-id"), applied.diff_id.as_str())?;
         write_file(&tmp.join("size"), &applied.size.to_string())?;
@@ -422,6 +452,7 @@ impl LayerStore {
     /// Removes a layer (refused while another layer has it as parent, or a container uses
     /// it).
     pub fn remove(&self, chain_id: &Digest) -> Result<()> {
+        let _lock = self.lock(true)?;
         self.layer(chain_id)?;
         for l in self.layers()? {
             if l.parent.as_ref() == Some(chain_id) {
@@ -445,6 +476,7 @@ impl LayerStore {
     /// `merged`. Without a parent the only lower is an empty dir.
     pub fn create_container(&self, id: &str, parent: Option<&Digest>) -> Result<ContainerLayer> {
         validate_container_id(id)?;
+        let _lock = self.lock(false)?;
         if let Some(p) = parent {
             self.layer(p)?;
         }

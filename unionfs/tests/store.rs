@@ -304,3 +304,33 @@ fn clean_tmp_removes_only_what_dead_processes_left() {
     }
     assert_eq!(store.clean_tmp().unwrap(), 0);
 }
+
+/// Removing a layer while another thread builds on it: either the removal wins (the new layer
+/// is refused, its parent being gone) or the new layer does (the removal is refused), never
+/// both — a layer whose parent is gone.
+#[test]
+fn removing_a_layer_races_with_building_on_it() {
+    let dir = TempDir::new("store").unwrap();
+    let store = LayerStore::open(dir.join("s")).unwrap();
+    let (base_bytes, second_bytes) = (base_tar(), second_tar());
+    let (mut removal_won, mut child_won) = (0, 0);
+    for round in 0..30 {
+        let base = store.apply(base_bytes.as_slice(), None, ApplyOptions::default()).unwrap();
+        let (removed, child) = std::thread::scope(|s| {
+            let child = s.spawn(|| store.apply(second_bytes.as_slice(), Some(&base.chain_id), ApplyOptions::default()));
+            let removed = s.spawn(|| store.remove(&base.chain_id));
+            (removed.join().unwrap(), child.join().unwrap())
+        });
+        match (removed, child) {
+            (Ok(()), Err(Error::LayerNotFound { .. })) => removal_won += 1,
+            (Err(Error::LayerInUse { .. }), Ok(child)) => {
+                child_won += 1;
+                store.remove(&child.chain_id).unwrap();
+                store.remove(&base.chain_id).unwrap();
+            }
+            (removed, child) => panic!("round {round}: removal {removed:?}, child {child:?}"),
+        }
+        assert!(store.layers().unwrap().is_empty(), "round {round}: {:?}", store.layers().unwrap());
+    }
+    println!("removal won {removal_won} times, the child {child_won} times");
+}
