@@ -3,67 +3,12 @@
 
 mod tarutil;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use nook_testutil::TempDir;
 use nook_unionfs::{ApplyOptions, Error, UnsafeEntry, WhiteoutFormat, apply_layer};
 use tar::EntryType;
-use tarutil::{Node, Tar, snapshot};
-
-/// A temp dir with a `layer/` to apply into and a `canary/` beside it.
-struct Arena {
-    tmp: TempDir,
-}
-
-impl Arena {
-    fn new(tag: &str) -> Arena {
-        let tmp = TempDir::new(tag).unwrap();
-        fs::create_dir(tmp.join("layer")).unwrap();
-        fs::create_dir(tmp.join("canary")).unwrap();
-        fs::write(tmp.join("canary/secret"), b"do not touch").unwrap();
-        fs::write(tmp.join("canary/passwd"), b"root:x:0:0").unwrap();
-        Arena { tmp }
-    }
-
-    fn layer(&self) -> PathBuf {
-        self.tmp.join("layer")
-    }
-
-    fn canary(&self) -> PathBuf {
-        self.tmp.join("canary")
-    }
-
-    /// Everything in the temp dir except what is inside `layer/`.
-    fn outside(&self) -> BTreeMap<PathBuf, Node> {
-        let mut s = snapshot(self.tmp.path());
-        s.retain(|k, _| !k.starts_with("layer/"));
-        s
-    }
-
-    /// Applies `tar` expecting `reason`; checks nothing outside the layer changed.
-    #[track_caller]
-    fn refuses(&self, tar: &[u8], options: ApplyOptions<'_>, reason: UnsafeEntry, bad_entry: &str) {
-        let before = self.outside();
-        let parent_before = fs::metadata(self.tmp.path().parent().unwrap()).unwrap();
-        let r = apply_layer(tar, &self.layer(), options);
-        match r {
-            Err(Error::Unsafe { entry, reason: got }) => {
-                assert_eq!(got, reason, "entry {entry:?}");
-                assert_eq!(entry.as_os_str().as_bytes(), bad_entry.as_bytes(), "the refused entry is named");
-            }
-            other => panic!("expected Unsafe({reason:?}), got {other:?}"),
-        }
-        let after = self.outside();
-        tarutil::assert_same_tree(&before, &after, "outside the layer dir");
-        assert_eq!(fs::metadata(self.canary().join("secret")).unwrap().nlink(), 1, "no hardlink to the canary");
-        let parent_after = fs::metadata(self.tmp.path().parent().unwrap()).unwrap();
-        assert_eq!(parent_before.ino(), parent_after.ino());
-    }
-}
+use tarutil::{Arena, Tar};
 
 fn opts() -> ApplyOptions<'static> {
     ApplyOptions::default()

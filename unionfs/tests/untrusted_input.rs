@@ -3,46 +3,16 @@
 
 mod tarutil;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nook_testutil::{TempDir, require_root};
 use nook_unionfs::{ApplyOptions, Digest, Error, LayerStore, UnsafeEntry, WhiteoutFormat, apply_layer, write_diff};
 use tar::{EntryType, Header};
-use tarutil::{Node, Tar, snapshot, xattr};
-
-/// A temp dir with a `layer/` to apply into and a `canary/` beside it.
-struct Arena {
-    tmp: TempDir,
-}
-
-impl Arena {
-    fn new(tag: &str) -> Arena {
-        let tmp = TempDir::new(tag).unwrap();
-        fs::create_dir(tmp.join("layer")).unwrap();
-        fs::create_dir(tmp.join("canary")).unwrap();
-        fs::write(tmp.join("canary/secret"), b"do not touch").unwrap();
-        Arena { tmp }
-    }
-
-    fn layer(&self) -> PathBuf {
-        self.tmp.join("layer")
-    }
-
-    fn canary(&self) -> PathBuf {
-        self.tmp.join("canary")
-    }
-
-    fn outside(&self) -> BTreeMap<PathBuf, Node> {
-        let mut s = snapshot(self.tmp.path());
-        s.retain(|k, _| !k.starts_with("layer/"));
-        s
-    }
-}
+use tarutil::{Arena, Tar, xattr};
 
 /// A tar stream that is a header claiming `size` bytes of data, then that many bytes
 /// (generated, never held in memory), then a small regular file and the end blocks; counts

@@ -274,3 +274,64 @@ pub fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     v.truncate(n);
     Some(v)
 }
+
+/// A temp dir with a `layer/` to apply into and a `canary/` beside it (files a hostile layer
+/// must never reach).
+pub struct Arena {
+    tmp: nook_testutil::TempDir,
+}
+
+impl Arena {
+    /// Makes one (`tag` names the temp dir).
+    pub fn new(tag: &str) -> Arena {
+        let tmp = nook_testutil::TempDir::new(tag).unwrap();
+        fs::create_dir(tmp.join("layer")).unwrap();
+        fs::create_dir(tmp.join("canary")).unwrap();
+        fs::write(tmp.join("canary/secret"), b"do not touch").unwrap();
+        fs::write(tmp.join("canary/passwd"), b"root:x:0:0").unwrap();
+        Arena { tmp }
+    }
+
+    /// The layer dir.
+    pub fn layer(&self) -> PathBuf {
+        self.tmp.join("layer")
+    }
+
+    /// The canary dir.
+    pub fn canary(&self) -> PathBuf {
+        self.tmp.join("canary")
+    }
+
+    /// Everything in the temp dir except what is inside `layer/`.
+    pub fn outside(&self) -> BTreeMap<PathBuf, Node> {
+        let mut s = snapshot(self.tmp.path());
+        s.retain(|k, _| !k.starts_with("layer/"));
+        s
+    }
+
+    /// Applies `tar` expecting `reason`; checks nothing outside the layer changed.
+    #[track_caller]
+    pub fn refuses(
+        &self,
+        tar: &[u8],
+        options: nook_unionfs::ApplyOptions<'_>,
+        reason: nook_unionfs::UnsafeEntry,
+        bad_entry: &str,
+    ) {
+        let before = self.outside();
+        let parent_before = fs::metadata(self.tmp.path().parent().unwrap()).unwrap();
+        let r = nook_unionfs::apply_layer(tar, &self.layer(), options);
+        match r {
+            Err(nook_unionfs::Error::Unsafe { entry, reason: got }) => {
+                assert_eq!(got, reason, "entry {entry:?}");
+                assert_eq!(entry.as_os_str().as_bytes(), bad_entry.as_bytes(), "the refused entry is named");
+            }
+            other => panic!("expected Unsafe({reason:?}), got {other:?}"),
+        }
+        let after = self.outside();
+        assert_same_tree(&before, &after, "outside the layer dir");
+        assert_eq!(fs::metadata(self.canary().join("secret")).unwrap().nlink(), 1, "no hardlink to the canary");
+        let parent_after = fs::metadata(self.tmp.path().parent().unwrap()).unwrap();
+        assert_eq!(parent_before.ino(), parent_after.ino());
+    }
+}
