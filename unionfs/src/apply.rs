@@ -22,7 +22,7 @@ use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, T
 use rustix::io::Errno;
 use tar::EntryType;
 
-use self::fsops::{Slot, clear_except, clear_slot};
+use self::fsops::{Slot, chmod_nofollow, clear_except, clear_slot};
 use self::path::{clean_path, split_parent, symlink_escapes};
 use self::stream::{ExtLimit, Hashing};
 use crate::{Digest, Error, Result, UnsafeEntry, WhiteoutFormat};
@@ -792,11 +792,14 @@ impl Applier<'_> {
             let (u, g) = Ctx::chown_args(meta);
             rustix::fs::chownat(pfd, name, u, g, AtFlags::SYMLINK_NOFOLLOW).map_err(sys("chownat"))?;
         }
-        if !defer_mode && (existed || setgid || mode & 0o6000 != 0 || mode & self.ctx.umask != 0) {
-            rustix::fs::chmodat(pfd, name, Mode::from_raw_mode(mode), AtFlags::empty()).map_err(sys("chmodat"))?;
-        }
-        if !meta.xattrs.is_empty() {
+        let chmod = !defer_mode && (existed || setgid || mode & 0o6000 != 0 || mode & self.ctx.umask != 0);
+        if chmod || !meta.xattrs.is_empty() {
+            // Through an fd opened without following symlinks: a symlink swapped in for the
+            // new dir by another writer is refused, never chmod'ed through.
             let dfd = open_dir_at(pfd, name).map_err(sys_io("open"))?;
+            if chmod {
+                rustix::fs::fchmod(&dfd, Mode::from_raw_mode(mode)).map_err(sys("fchmod"))?;
+            }
             self.ctx.set_xattrs_fd(dfd.as_fd(), &meta.xattrs)?;
         }
         self.dir_fixes.push(DirFix {
@@ -859,7 +862,7 @@ impl Applier<'_> {
             rustix::fs::chownat(pfd, name, u, g, AtFlags::SYMLINK_NOFOLLOW).map_err(sys("chownat"))?;
         }
         if chmod && self.ctx.needs_chmod(meta.mode) {
-            rustix::fs::chmodat(pfd, name, Mode::from_raw_mode(meta.mode), AtFlags::empty()).map_err(sys("chmodat"))?;
+            chmod_nofollow(pfd, name, meta.mode).map_err(sys_io("chmod"))?;
         }
         self.ctx.set_xattrs_at(pfd, name, &meta.xattrs)?;
         rustix::fs::utimensat(pfd, name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW).map_err(sys("utimensat"))?;

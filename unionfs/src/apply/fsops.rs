@@ -51,6 +51,20 @@ pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedF
     )?)
 }
 
+/// Sets the mode of `name` in `dir` without following a symlink that someone put there since
+/// it was created: the node is pinned with `O_PATH | O_NOFOLLOW`, checked not to be a
+/// symlink (`ELOOP` if it is), and changed through its `/proc/thread-self/fd` link, which
+/// names that very inode. (`fchmodat` has no working no-follow flag before Linux 6.6, and
+/// `fchmod` refuses `O_PATH` fds.)
+pub(crate) fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> io::Result<()> {
+    let fd = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) == FileType::Symlink {
+        return Err(Errno::LOOP.into());
+    }
+    let link = format!("/proc/thread-self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    Ok(rustix::fs::chmodat(rustix::fs::CWD, link.as_str(), Mode::from_raw_mode(mode), AtFlags::empty())?)
+}
+
 /// The names in a directory (without `.` and `..`), read through a fresh fd.
 pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(CString, FileType)>> {
     let fd = rustix::fs::openat(dir, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
@@ -214,4 +228,32 @@ pub(crate) fn remove_tree(path: &std::path::Path) -> io::Result<()> {
     };
     use std::os::unix::ffi::OsStrExt;
     remove_all_at(pfd.as_fd(), name.as_bytes()).map(|_| ())
+}
+
+#[cfg(test)]
+mod chmod_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn chmod_nofollow_changes_the_node_and_refuses_a_symlink() {
+        let tmp = nook_testutil::TempDir::new("chmod").unwrap();
+        let outside = tmp.join("outside");
+        std::fs::write(&outside, b"x").unwrap();
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::create_dir(tmp.join("layer")).unwrap();
+        std::os::unix::fs::symlink(&outside, tmp.join("layer/swapped")).unwrap();
+        std::fs::write(tmp.join("layer/file"), b"y").unwrap();
+        let dir = open_dir_at(rustix::fs::CWD, tmp.join("layer").as_os_str().as_encoded_bytes()).unwrap();
+
+        let err = chmod_nofollow(dir.as_fd(), b"swapped", 0o4777).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+        let mode = std::fs::metadata(&outside).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "the symlink's target was not touched");
+
+        chmod_nofollow(dir.as_fd(), b"file", 0o640).unwrap();
+        let mode = std::fs::metadata(tmp.join("layer/file")).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+    }
 }
