@@ -56,7 +56,7 @@ impl Network {
     pub fn create(host: &Host, spec: &NetworkSpec) -> Result<Network> {
         spec.validate()?;
         let id = random_hex(64);
-        let spec = resolve(spec, &id);
+        let spec = resolve(spec);
         let driver: Arc<dyn NetworkDriver> = match &spec.driver {
             Driver::Bridge { .. } => Arc::new(BridgeDriver::new()),
             Driver::Macvlan { .. } => Arc::new(MacvlanDriver::new()),
@@ -86,6 +86,53 @@ impl Network {
                 torn_down: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Creates a network after a crash: removes what a process that died left of a network
+    /// of the same name — its firewall chains and port rules, its bridge (for a bridge
+    /// network: the one `spec` names, or the default name, which follows from the network's
+    /// name), its IPAM registration — then [`Network::create`]s it.
+    ///
+    /// Refused with [`Error::NetworkInUse`], changing nothing, while a live process or a
+    /// persisted namespace still holds an address on it (IPAM's owners): only a network
+    /// nobody uses any more is replaced. A link of the bridge's name that is not a bridge is
+    /// refused with [`Error::LinkExists`].
+    pub fn recreate(host: &Host, spec: &NetworkSpec) -> Result<Network> {
+        spec.validate()?;
+        let resolved = resolve(spec);
+        let ipam = host.ipam();
+        let registered = ipam.networks()?.contains(&resolved.name);
+        if registered {
+            ipam.reclaim(&resolved.name)?;
+            let held = ipam.allocations(&resolved.name)?;
+            if !held.is_empty() {
+                return Err(Error::NetworkInUse {
+                    network: resolved.name.clone(),
+                    endpoints: held.iter().map(|(address, owner)| format!("{owner}/{address}")).collect(),
+                });
+            }
+        }
+        // Checked before anything changes: a link of the bridge's name must be a bridge.
+        let mut nl = crate::netlink::Netlink::open_in(host.netns())?;
+        let stale_bridge = match resolved.bridge_ifname() {
+            Some(bridge) => match nl.link(bridge)? {
+                Some(link) if link.kind.as_deref() == Some("bridge") => Some(link.index),
+                Some(_) => {
+                    return Err(Error::LinkExists { network: resolved.name.clone(), name: bridge.to_owned() });
+                }
+                None => None,
+            },
+            None => None,
+        };
+        // Rules first, then the link, then the registration (the teardown order).
+        host.firewall().teardown_network(&resolved.name)?;
+        if let Some(index) = stale_bridge {
+            nl.delete_link(index)?;
+        }
+        if registered {
+            ipam.remove_network(&resolved.name)?;
+        }
+        Network::create(host, spec)
     }
 
     /// The network's id (64 hex digits, random).
@@ -196,15 +243,24 @@ impl Drop for NetworkInner {
 }
 
 /// The spec as built: gateways filled in, the default bridge name chosen.
-fn resolve(spec: &NetworkSpec, id: &str) -> NetworkSpec {
+fn resolve(spec: &NetworkSpec) -> NetworkSpec {
     let mut spec = spec.clone();
     if let Driver::Bridge { bridge: bridge @ None } = &mut spec.driver {
-        *bridge = Some(format!("nk-{}", &id[..12]));
+        *bridge = Some(default_bridge_name(&spec.name));
     }
     for pool in &mut spec.subnets {
         pool.gateway = Some(pool_gateway(pool));
     }
     spec
+}
+
+/// `nk-` + 12 hex digits of a hash of the network's name: the same name gives the same
+/// bridge in every process, so what a crashed process left can be found again
+/// ([`Network::recreate`]).
+fn default_bridge_name(network: &str) -> String {
+    let hash =
+        network.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("nk-{:012x}", hash >> 16)
 }
 
 #[cfg(test)]
@@ -215,10 +271,13 @@ mod tests {
     fn resolve_fills_in() {
         let mut spec = NetworkSpec::bridge("nk-n");
         spec.subnet("10.3.0.0/24".parse().unwrap(), None);
-        let r = resolve(&spec, "0123456789abcdef0123");
-        assert_eq!(r.bridge_ifname(), Some("nk-0123456789ab"));
+        let r = resolve(&spec);
+        let bridge = r.bridge_ifname().unwrap().to_owned();
+        assert!(bridge.starts_with("nk-") && bridge.len() == 15, "{bridge}");
+        assert_eq!(resolve(&spec).bridge_ifname(), Some(bridge.as_str()), "the same name, the same bridge");
+        assert_ne!(resolve(&NetworkSpec::bridge("nk-m")).bridge_ifname(), Some(bridge.as_str()));
         assert_eq!(r.subnets[0].gateway, Some("10.3.0.1".parse().unwrap()));
         spec.bridge_name("nkbr0");
-        assert_eq!(resolve(&spec, "0123456789abcdef").bridge_ifname(), Some("nkbr0"));
+        assert_eq!(resolve(&spec).bridge_ifname(), Some("nkbr0"));
     }
 }

@@ -29,7 +29,8 @@ pub enum Driver {
     /// the other in the sandbox. Outbound traffic is masqueraded (unless `internal`) and ports
     /// can be published.
     Bridge {
-        /// The bridge's name; default `nk-` + the first 12 hex digits of the network id.
+        /// The bridge's name; default `nk-` + 12 hex digits of a hash of the network's name (the
+        /// same in every process, so [`crate::Network::recreate`] finds a crashed one's bridge).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bridge: Option<String>,
     },

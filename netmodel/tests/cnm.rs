@@ -831,3 +831,53 @@ fn rules_of_a_dead_owner_go_with_its_reclaimed_address() {
     s.remove().unwrap();
     net.remove().unwrap();
 }
+
+/// A process created a network, published a port and died without tearing down: a new
+/// process cannot create the network again (IPAM still has it), but `recreate` removes the
+/// leftovers — the rules, the bridge (found again: its default name follows from the
+/// network's name), the registration — and builds it anew. A network a live owner still uses
+/// is never replaced.
+#[test]
+fn a_network_left_by_a_crash_is_recreated() {
+    require_root!();
+    let world = World::new();
+    let spec = bridge_spec("10.89.25.0/24");
+    let net = Network::create(&world.host, &spec).unwrap();
+    let bridge = net.bridge().unwrap().to_owned();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = nook_netmodel::ipam::Owner::Process { pid: gone.id(), start_time: 1 };
+    gone.wait().unwrap();
+    let stale: IpAddr = "10.89.25.9".parse().unwrap();
+    world.host.ipam().allocate(net.name(), nook_netmodel::ipam::Request::Static(stale), &dead).unwrap();
+    let rule = PortRule { mapping: tcp(8087, 80), container_ip: stale };
+    world.host.firewall().add_ports(net.name(), "deadbeef", &[rule]).unwrap();
+    // The crash: nothing of the network is torn down.
+    std::mem::forget(net);
+
+    // Its bridge (and IPAM registration) are still there.
+    let err = Network::create(&world.host, &spec).unwrap_err();
+    assert!(matches!(err, Error::LinkExists { .. } | Error::Ipam(_)), "{err}");
+
+    let net = Network::recreate(&world.host, &spec).unwrap();
+    assert_eq!(net.bridge(), Some(bridge.as_str()), "the same name gives the same bridge");
+    let ruleset = world.ruleset();
+    assert!(!ruleset.contains("deadbeef"), "the dead process's port rule is gone:\n{ruleset}");
+    assert!(world.host.ipam().allocations(net.name()).unwrap().is_empty());
+    let mut s = Sandbox::none("again").unwrap();
+    let mut opts = EndpointOptions::new();
+    opts.port(tcp(8087, 80));
+    let ep = s.connect(&net, &opts).expect("the host port is free again");
+    // Traffic over the recreated bridge, through the published port, from outside.
+    let server = serve_once(listen_in(&s, 80));
+    talk(world.outside.ns(), SocketAddr::new(IpAddr::V4(HOST_IP), 8087), "after the crash").unwrap();
+    assert_eq!(server.join().unwrap().0, "after the crash");
+
+    // In use by a live owner (this process, through `s`): refused, nothing changed.
+    let before = world.snapshot();
+    let err = Network::recreate(&world.host, &spec).unwrap_err();
+    assert!(matches!(err, Error::NetworkInUse { .. }), "{err}");
+    assert_eq!(world.snapshot(), before, "a refused recreate changes nothing");
+    assert!(world.ruleset().contains(&v4(&ep).to_string()));
+    s.remove().unwrap();
+    net.remove().unwrap();
+}
