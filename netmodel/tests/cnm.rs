@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    HOST_IP, OUTSIDE_IP, World, links_of, listen_in, listen_in_ns, serve_once, talk, try_connect, udp_ask,
+    HOST_IP, OUTSIDE_IP, World, eventually, links_of, listen_in, listen_in_ns, serve_once, talk, try_connect, udp_ask,
     udp_echo_once,
 };
 use nook_netmodel::files::DnsConfig;
@@ -246,10 +246,15 @@ fn container_mode_shares_the_namespace() {
         Err(Error::ModeUnsupported { mode: "container", .. })
     ));
 
-    // The owner goes first: its endpoint leaves the shared namespace at once.
+    // The owner goes first: its endpoint is down in the shared namespace at once, and
+    // deleted on a background thread.
     owner.remove().unwrap();
-    let links: Vec<String> = links_of(joined.netns()).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(links, ["lo"]);
+    let links = links_of(joined.netns());
+    assert!(links.iter().all(|(n, up)| n == "lo" || !*up), "{links:?}");
+    eventually(
+        || links_of(joined.netns()).into_iter().map(|(n, _)| n).collect::<Vec<_>>() == ["lo"],
+        "the owner's eth0 deleted",
+    );
     assert!(joined.endpoints().is_empty());
     drop(joined);
     net.remove().unwrap();
@@ -496,8 +501,13 @@ fn disconnect_from_a_live_sandbox() {
     assert_eq!((e1.ifname.as_str(), e2.ifname.as_str()), ("eth0", "eth1"));
 
     s.disconnect(&net1).unwrap();
-    let names: Vec<String> = links_of(s.netns()).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["lo", "eth1"]);
+    // At once: eth0 is down (or already deleted); its deletion runs on a background thread.
+    let links = links_of(s.netns());
+    assert!(links.iter().all(|(n, up)| n != "eth0" || !*up), "{links:?}");
+    eventually(
+        || links_of(s.netns()).into_iter().map(|(n, _)| n).collect::<Vec<_>>() == ["lo", "eth1"],
+        "eth0 deleted",
+    );
     // The default route moved to the remaining network, which reaches the outside.
     let routes = Netlink::open_in(s.netns()).unwrap().routes(false).unwrap();
     assert!(routes.iter().any(|r| r.destination.is_none() && r.gateway == Some(e2.gateways[0])), "{routes:?}");

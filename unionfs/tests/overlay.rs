@@ -252,13 +252,11 @@ fn tmpfs_upper(opts: OverlayOptions) {
     // Handed over by descriptor (the kernel shows the path inside the tmpfs) or by /proc path.
     let so = super_options(&target);
     assert!(so.iter().any(|o| o == "upperdir=/upper" || o.starts_with("upperdir=/proc/self/fd/")), "{so:?}");
-    let tmpfs_dev = fs::metadata(&upper).unwrap().dev();
     m.remove().unwrap();
     assert!(!is_mounted(&target));
     assert_eq!(fs::read_dir(&target).unwrap().count(), 0);
-    // Our descriptor is closed: the /proc path is dead, or (fd reused by a parallel test)
-    // leads elsewhere.
-    assert!(fs::metadata(&upper).is_ok_and(|md| md.dev() != tmpfs_dev) || fs::metadata(&upper).is_err());
+    // (Whether the /proc path still leads anywhere is not checked: a parallel test may get
+    // the same fd number and, the old tmpfs being freed, the same anonymous device number.)
 }
 
 #[test]
