@@ -795,6 +795,18 @@ fn validate_ifname(name: &str) -> Result<(), FirewallError> {
     Ok(())
 }
 
+/// The network the unit tests of the firewall modules render and parse rules for: `web` on
+/// bridge `nkbr0`, dual stack.
+#[cfg(test)]
+pub(crate) fn test_rules(internal: bool) -> NetworkRules {
+    NetworkRules {
+        network: "web".into(),
+        bridge: "nkbr0".into(),
+        subnets: vec!["10.88.0.0/16".parse().unwrap(), "fd00:88::/64".parse().unwrap()],
+        internal,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -376,16 +376,8 @@ pub(crate) fn delete_rules(table: &str, rules: &[(&str, u32)]) -> nfs::Nftables<
 mod tests {
     use super::*;
     use crate::firewall::PortMapping;
+    use crate::firewall::test_rules as rules;
     use serde_json::{Value, json};
-
-    fn rules(internal: bool) -> NetworkRules {
-        NetworkRules {
-            network: "web".into(),
-            bridge: "nkbr0".into(),
-            subnets: vec!["10.88.0.0/16".parse().unwrap(), "fd00:88::/64".parse().unwrap()],
-            internal,
-        }
-    }
 
     fn render(batch: &nfs::Nftables<'static>) -> Vec<Value> {
         let v = serde_json::to_value(batch).unwrap();

@@ -373,15 +373,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
     use crate::firewall::PortMapping;
-
-    fn rules(internal: bool) -> NetworkRules {
-        NetworkRules {
-            network: "web".into(),
-            bridge: "nkbr0".into(),
-            subnets: vec!["10.88.0.0/16".parse().unwrap(), "fd00:88::/64".parse().unwrap()],
-            internal,
-        }
-    }
+    use crate::firewall::test_rules as rules;
 
     fn port(host_ip: Option<&str>, host_port: u16, container_ip: &str) -> PortRule {
         PortRule {
