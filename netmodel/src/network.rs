@@ -113,9 +113,8 @@ impl Network {
             }
         }
         // Checked before anything changes: a link of the bridge's name must be a bridge.
-        let mut nl = crate::netlink::Netlink::open_in(host.netns())?;
         let stale_bridge = match resolved.bridge_ifname() {
-            Some(bridge) => match nl.link(bridge)? {
+            Some(bridge) => match host.netlink().link(bridge)? {
                 Some(link) if link.kind.as_deref() == Some("bridge") => Some(link.index),
                 Some(_) => {
                     return Err(Error::LinkExists { network: resolved.name.clone(), name: bridge.to_owned() });
@@ -127,7 +126,9 @@ impl Network {
         // Rules first, then the link, then the registration (the teardown order).
         host.firewall().teardown_network(&resolved.name)?;
         if let Some(index) = stale_bridge {
-            nl.delete_link(index)?;
+            // A socket of its own: deleting a link takes tens of ms, and every connect needs
+            // the host's shared one.
+            crate::netlink::Netlink::open_in(host.netns())?.delete_link(index)?;
         }
         if registered {
             ipam.remove_network(&resolved.name)?;
