@@ -529,14 +529,7 @@ impl Ipam {
     /// Allocates one address to `owner`. First reclaims the network's addresses whose owner is
     /// gone. Nothing is written when it fails.
     pub fn allocate(&self, network: &str, request: Request, owner: &Owner) -> Result<Allocation, IpamError> {
-        validate_network_name(network)?;
-        let store = self.store();
-        let _lock = store.lock_exclusive()?;
-        let mut state = store.load(network)?;
-        state.reclaim(Owner::is_alive);
-        let allocation = state.allocate(request, owner)?;
-        store.save(&state)?;
-        Ok(allocation)
+        self.allocate_reclaiming(network, request, owner).map(|(allocation, _)| allocation)
     }
 
     /// [`Ipam::allocate`], also returning the addresses it reclaimed from dead owners on the
