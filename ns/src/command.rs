@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output};
@@ -12,14 +12,24 @@ use crate::error::{Error, Result, SpawnError, Stage, ValidationError};
 use crate::idmap::{self, IdKind, IdMap, MapWriter, SetGroups};
 use crate::mount::{MountStep, Propagation, abs_cstring, cstring, path_cstring};
 use crate::namespace::{Namespace, NamespaceSet};
-use crate::plan::{CStringArray, ChildFds, Identity, Plan, PreExecHook, VforkArgs, run_child, vfork_child};
-use crate::process::{ParentPipes, PausedChild, Stdio};
+use crate::plan::{CStringArray, ChildFds, FdRole, Identity, Plan, PreExecHook, VforkArgs, run_child, vfork_child};
+use crate::process::{ParentPipes, PausedChild, Stdio, spawner};
 use crate::sys::{self, Forked};
 
 /// The kernel's limit for hostnames and NIS domain names (`__NEW_UTS_LEN`).
 pub const MAX_UTS_NAME: usize = 64;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Which death [`Command::kill_with_parent`] / [`Command::kill_with_parent_process`]
+/// follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DeathOf {
+    /// The thread that spawned the child.
+    Thread,
+    /// The process (through the spawner thread).
+    Process,
+}
 
 /// An offset for one clock in a new time namespace (may be negative).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -89,7 +99,8 @@ pub struct Command {
     stdio: [Option<Stdio>; 3],
     user: Option<(u32, u32)>,
     groups: Option<Vec<u32>>,
-    pdeathsig: Option<i32>,
+    pdeathsig: Option<(i32, DeathOf)>,
+    preserved: Vec<(RawFd, OwnedFd)>,
     pre_exec: Vec<PreExecHook>,
     force_clone2: bool,
 }
@@ -136,6 +147,7 @@ impl Command {
             user: None,
             groups: None,
             pdeathsig: None,
+            preserved: Vec::new(),
             pre_exec: Vec::new(),
             force_clone2: false,
         }
@@ -315,11 +327,97 @@ impl Command {
         self
     }
 
-    /// Deliver `signal` to the child when the thread that spawned it exits
-    /// (`PR_SET_PDEATHSIG`). Note: the *thread*, not the process — with thread pools, spawn
-    /// from a long-lived thread.
+    /// Deliver `signal` to the child when the **thread** that spawned it exits
+    /// (`PR_SET_PDEATHSIG`).
+    ///
+    /// The kernel ties this signal to the thread that called clone, not to the process: if
+    /// that thread ends (a worker of a thread pool, a `std::thread` that returns) the child
+    /// gets the signal although the process lives on. Spawn from a thread that lives as long
+    /// as the child should, or use [`Command::kill_with_parent_process`], which ties the
+    /// signal to the whole process.
+    ///
+    /// The signal is armed after the last identity change of the child (the kernel clears
+    /// it when the effective uid or gid changes, as [`Command::user`] and a user namespace
+    /// do), and with [`Command::init`] the program gets it too when the init dies. If the
+    /// spawning thread is already gone when the child arms it (possible with
+    /// [`Command::spawn_paused`]: the thread may exit before [`PausedChild::resume`]), the
+    /// child exits before exec with status 128 + `signal`. A setuid program the child
+    /// execs, and a `pre_exec` hook that changes the identity, clear it again (kernel
+    /// rules).
     pub fn kill_with_parent(&mut self, signal: i32) -> &mut Self {
-        self.pdeathsig = Some(signal);
+        self.pdeathsig = Some((signal, DeathOf::Thread));
+        self
+    }
+
+    /// Deliver `signal` to the child when the **process** that spawned it exits (or execs),
+    /// whichever of its threads spawned it: the owner-death guarantee.
+    ///
+    /// The child is cloned by nook's spawner thread, a thread started once per process that
+    /// blocks every signal and never exits, so `PR_SET_PDEATHSIG` (which follows the thread
+    /// that called clone) fires exactly when the process ends — `exit`, a crash, a kill, or
+    /// an `execve` of the process, which ends every other thread. Everything else is as
+    /// with [`Command::kill_with_parent`]; the child is created with fork semantics (the
+    /// spawner hands the clone back at once instead of waiting for the child's setup), which
+    /// costs one hand-over to the spawner thread and back per spawn.
+    ///
+    /// ```no_run
+    /// use nook_ns::{Command, NamespaceSet};
+    ///
+    /// // A worker thread spawns; the sandbox outlives the worker but not the program.
+    /// let child = std::thread::spawn(|| {
+    ///     Command::new("sleep")
+    ///         .arg("infinity")
+    ///         .namespaces(NamespaceSet::CONTAINER)
+    ///         .init(true)
+    ///         .kill_with_parent_process(libc::SIGKILL)
+    ///         .spawn()
+    /// })
+    /// .join()
+    /// .unwrap()?;
+    /// # drop(child);
+    /// # Ok::<(), nook_ns::Error>(())
+    /// ```
+    pub fn kill_with_parent_process(&mut self, signal: i32) -> &mut Self {
+        self.pdeathsig = Some((signal, DeathOf::Process));
+        self
+    }
+
+    /// Passes `fd` to the program as descriptor number `target` (3 or above), like runc's
+    /// `--preserve-fds` or Go's `ExtraFiles`.
+    ///
+    /// Only 0, 1, 2 and the descriptors passed here reach the program: the child closes
+    /// every other descriptor it inherited right after clone — also those the host opened
+    /// without `O_CLOEXEC` — so nothing of the host leaks into the sandbox. The command
+    /// keeps `fd` (and can spawn again with it); each spawn passes a copy. Passing a second
+    /// descriptor for the same `target` replaces the first. The descriptor is installed
+    /// before the mount steps and `pivot_root`, so it may refer to anything the host can
+    /// open; it is passed without `O_CLOEXEC`, so the program keeps it across exec.
+    /// `target` must be below the child's `RLIMIT_NOFILE` (or the spawn fails with
+    /// [`Stage::PassFd`] and `EBADF`).
+    ///
+    /// ```no_run
+    /// use nook_ns::{Command, Namespace};
+    /// use std::io::Read;
+    ///
+    /// // The program writes to fd 3; we read the other end of the pipe.
+    /// let (mut reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    /// let status = Command::new("/bin/sh")
+    ///     .args(["-c", "echo hello >&3"])
+    ///     .unshare(Namespace::Pid)
+    ///     .preserve_fd(writer, 3)
+    ///     .status()?;
+    /// assert!(status.success());
+    /// let mut got = String::new();
+    /// reader.read_to_string(&mut got).unwrap();
+    /// assert_eq!(got, "hello\n");
+    /// # Ok::<(), nook_ns::Error>(())
+    /// ```
+    pub fn preserve_fd(&mut self, fd: impl Into<OwnedFd>, target: RawFd) -> &mut Self {
+        let fd = fd.into();
+        match self.preserved.iter_mut().find(|(t, _)| *t == target) {
+            Some(slot) => slot.1 = fd,
+            None => self.preserved.push((target, fd)),
+        }
         self
     }
 
@@ -422,68 +520,118 @@ impl Command {
         let needs_sync = pause || uid_writer.is_some() || gid_writer.is_some() || self.cgroup.is_some();
         let sync =
             if needs_sync { Some(sys::socketpair_cloexec().map_err(|e| Error::sys("socketpair", e))?) } else { None };
-        // vfork-style when the plan allows it (see `vfork_child` and the type's docs).
-        let vfork =
-            !needs_sync && self.pre_exec.is_empty() && !plan.init && plan.time_offsets.is_none() && !self.force_clone2;
+        let process_owner = matches!(self.pdeathsig, Some((_, DeathOf::Process)));
+        // vfork-style when the plan allows it (see `vfork_child` and the type's docs), and
+        // the child's system calls leave the parent's TLS alone on this architecture.
+        // Process-level death signals take the fork path: the spawner thread is then busy
+        // for the clone only, not for the child's whole setup.
+        let vfork = !needs_sync
+            && self.pre_exec.is_empty()
+            && !plan.init
+            && plan.time_offsets.is_none()
+            && !self.force_clone2
+            && !process_owner
+            && sys::sc::TOUCHES_NO_TLS;
         // A vfork-style child has exec'd or exited (after writing any error record) when the
         // clone returns, so the parent reads its error pipe without waiting: no record means
         // the exec succeeded, like `posix_spawn`, without waiting for the close-on-exec.
         let (err_read, err_write) = if vfork { sys::pipe_cloexec_nonblock() } else { sys::pipe_cloexec() }
             .map_err(|e| Error::sys("pipe2", e))?;
         let (child_stdio, pipes) = self.open_stdio()?;
-        let fds = ChildFds {
-            sync_read: sync.as_ref().map_or(-1, |(_, child)| child.as_raw_fd()),
-            sync_write: sync.as_ref().map_or(-1, |(parent, _)| parent.as_raw_fd()),
-            err_read: err_read.as_raw_fd(),
-            err_write: err_write.as_raw_fd(),
-            stdio: [0, 1, 2].map(|i| child_stdio[i].as_ref().map(|fd| fd.as_raw_fd())),
+        // Passed descriptors: close-on-exec copies, so the child's own copies vanish at exec
+        // and only the numbers it installs remain.
+        let passed = self
+            .preserved
+            .iter()
+            .map(|(target, fd)| Ok((*target, fd.try_clone().map_err(|e| Error::sys("dup", e))?)))
+            .collect::<Result<Vec<_>>>()?;
+        // The thread the death signal is tied to: this one, or the spawner thread.
+        let parent_thread = match self.pdeathsig {
+            None => None,
+            Some((_, owner)) => {
+                let tid = match owner {
+                    DeathOf::Thread => sys::gettid(),
+                    DeathOf::Process => spawner::tid().map_err(|e| Error::sys("start spawner thread", e))?,
+                };
+                sys::pidfd_open_thread(tid).map_err(|e| Error::sys("pidfd_open", e))?
+            }
         };
+
+        // Every descriptor the child keeps; it sheds all others right after clone.
+        let mut kept = vec![(FdRole::Error, err_write.as_raw_fd())];
+        if let Some((_, child)) = &sync {
+            kept.push((FdRole::Sync, child.as_raw_fd()));
+        }
+        for (i, fd) in child_stdio.iter().enumerate() {
+            if let Some(fd) = fd {
+                kept.push((FdRole::Stdio(i as RawFd), fd.as_raw_fd()));
+            }
+        }
+        kept.extend(passed.iter().map(|(target, fd)| (FdRole::Pass(*target), fd.as_raw_fd())));
+        if let Some(fd) = &parent_thread {
+            kept.push((FdRole::ParentThread, fd.as_raw_fd()));
+        }
+        let fds = ChildFds::new(kept);
         let clone_flags = self.namespaces.bits() & !(Namespace::Time.clone_flag() | Namespace::Cgroup.clone_flag());
         let cgroup_fd = self.cgroup.as_ref().map(|fd| fd.as_raw_fd());
 
-        let old_mask = sys::block_all_signals();
-        let mut joined_cgroup = false;
-        let vforked = if vfork {
-            let args = VforkArgs { plan: &plan, fds: &fds };
-            let arg = &args as *const VforkArgs<'_> as *mut libc::c_void;
-            // SAFETY: `vfork_child` runs `run_child` without hooks, init or time namespace:
-            // allocation-free, writing only its own stack, ending in execve or _exit; every
-            // signal is blocked; `args` lives on this stack while we are suspended.
-            let r = unsafe { sys::vfork_like(clone_flags, vfork_child, arg) };
-            match r {
-                // Our time namespace for children differs from our own: fork instead, and wait
-                // for the error pipe's EOF as usual.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => match sys::set_blocking(err_read.as_fd()) {
-                    Ok(()) => None,
-                    Err(e) => Some(Err(e)),
-                },
-                r => Some(r.map(|(pid, pidfd)| Forked::Parent { pid, pidfd })),
+        let force_clone2 = self.force_clone2;
+        let hooks = &mut self.pre_exec;
+        let (plan_ref, fds_ref, err_read_ref) = (&plan, &fds, &err_read);
+        let mut clone = move || -> std::io::Result<(libc::pid_t, OwnedFd, bool)> {
+            let (plan, fds, err_read) = (plan_ref, fds_ref, err_read_ref);
+            let old_mask = sys::block_all_signals();
+            let mut joined_cgroup = false;
+            let vforked = if vfork {
+                let args = VforkArgs { plan, fds };
+                let arg = &args as *const VforkArgs<'_> as *mut libc::c_void;
+                // SAFETY: `vfork_child` runs `run_child` without hooks, init or time
+                // namespace: allocation-free, bare system calls writing only its own stack
+                // (`sc::TOUCHES_NO_TLS`), ending in execve or _exit; every signal is blocked;
+                // `args` lives on this stack while we are suspended.
+                let r = unsafe { sys::vfork_like(clone_flags, vfork_child, arg) };
+                match r {
+                    // Our time namespace for children differs from our own: fork instead,
+                    // and wait for the error pipe's EOF as usual.
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => match sys::set_blocking(err_read.as_fd()) {
+                        Ok(()) => None,
+                        Err(e) => Some(Err(e)),
+                    },
+                    r => Some(r.map(|(pid, pidfd)| Forked::Parent { pid, pidfd })),
+                }
+            } else {
+                None
+            };
+            let forked = match vforked {
+                Some(r) => r,
+                // SAFETY: the child branch only runs `run_child`, which is allocation-free
+                // and ends in execve or _exit; everything it touches was prepared above.
+                None => unsafe { sys::fork_like(clone_flags, cgroup_fd, force_clone2, &mut joined_cgroup) },
+            };
+            match forked {
+                // SAFETY: we are the freshly cloned child with all signals blocked.
+                Ok(Forked::Child) => unsafe { run_child(plan, fds, hooks) },
+                Ok(Forked::Parent { pid, pidfd }) => {
+                    sys::restore_signals(old_mask);
+                    Ok((pid, pidfd, joined_cgroup))
+                }
+                Err(e) => {
+                    sys::restore_signals(old_mask);
+                    Err(e)
+                }
             }
-        } else {
-            None
         };
-        let forked = match vforked {
-            Some(r) => r,
-            // SAFETY: the child branch only runs `run_child`, which is allocation-free and
-            // ends in execve or _exit; everything it touches was prepared above.
-            None => unsafe { sys::fork_like(clone_flags, cgroup_fd, self.force_clone2, &mut joined_cgroup) },
-        };
-        let (pid, pidfd) = match forked {
-            // SAFETY: we are the freshly cloned child with all signals blocked.
-            Ok(Forked::Child) => unsafe { run_child(&plan, &fds, &mut self.pre_exec) },
-            Ok(Forked::Parent { pid, pidfd }) => {
-                sys::restore_signals(&old_mask);
-                (pid, pidfd)
-            }
-            Err(e) => {
-                sys::restore_signals(&old_mask);
-                return Err(Error::Spawn(SpawnError {
-                    stage: Stage::Clone,
-                    errno: e.raw_os_error().unwrap_or(libc::EINVAL),
-                    step: None,
-                }));
-            }
-        };
+        let cloned =
+            if process_owner { spawner::run(clone).map_err(|e| Error::sys("spawner thread", e))? } else { clone() };
+        let (pid, pidfd, joined_cgroup) = cloned.map_err(|e| {
+            Error::Spawn(SpawnError {
+                stage: Stage::Clone,
+                errno: e.raw_os_error().unwrap_or(libc::EINVAL),
+                step: None,
+            })
+        })?;
+        drop(parent_thread);
+        drop(passed);
         let sync_parent = sync.map(|(parent, _child)| parent);
         drop(err_write);
         drop(child_stdio);
@@ -618,10 +766,18 @@ impl Command {
         };
 
         let cwd = self.cwd.as_deref().map(|p| path_cstring("working directory", p)).transpose()?;
-        if let Some(sig) = self.pdeathsig {
+        if let Some((sig, _)) = self.pdeathsig {
             if !(1..=64).contains(&sig) {
                 return Err(ValidationError::BadSignal { signal: sig });
             }
+        }
+        for &(target, _) in &self.preserved {
+            let reason = match target {
+                t if t < 0 => "negative",
+                0..=2 => "0, 1 and 2 are stdin, stdout and stderr: set them with Command::stdin/stdout/stderr",
+                _ => continue,
+            };
+            return Err(ValidationError::BadFdTarget { target, reason });
         }
 
         let in_userns = ns.has(Namespace::User);
@@ -644,7 +800,7 @@ impl Command {
             steps,
             become_userns_root,
             identity,
-            pdeathsig: self.pdeathsig,
+            pdeathsig: self.pdeathsig.map(|(sig, _)| sig),
             init: self.init,
             init_subreaper: self.init && !ns.has(Namespace::Pid),
         })

@@ -192,6 +192,15 @@ pub enum ValidationError {
         /// The number given.
         signal: i32,
     },
+    /// A descriptor number given to `Command::preserve_fd` cannot be used: below 3 (0, 1
+    /// and 2 are set with `stdin`/`stdout`/`stderr`) or negative.
+    #[error("descriptor number {target} cannot be passed to the program: {reason}")]
+    BadFdTarget {
+        /// The number given.
+        target: i32,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 /// The step of child setup that failed.
@@ -207,6 +216,12 @@ pub enum Stage {
     Prctl,
     /// Redirecting stdin/stdout/stderr.
     Stdio,
+    /// Shedding the descriptors the child does not own, right after clone, or moving its
+    /// own out of the way of the program's descriptor numbers.
+    Fds,
+    /// Putting a descriptor passed with `Command::preserve_fd` on its number; see
+    /// `SpawnError::step` for which one (in the order they were added).
+    PassFd,
     /// `unshare(CLONE_NEWCGROUP)` after the parent placed the child in its cgroup.
     CgroupNamespace,
     /// `unshare(CLONE_NEWTIME)` or entering the new time namespace.
@@ -242,11 +257,13 @@ pub enum Stage {
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 19] = [
+        const ALL: [Stage; 21] = [
             Clone,
             WaitForParent,
             Prctl,
             Stdio,
+            Fds,
+            PassFd,
             CgroupNamespace,
             TimeNamespace,
             TimeOffsets,
@@ -280,7 +297,8 @@ pub struct SpawnError {
     pub stage: Stage,
     /// The errno it failed with.
     pub errno: i32,
-    /// For `Stage::Mount` and `Stage::PreExec`: the index of the step or hook.
+    /// For `Stage::Mount`, `Stage::PreExec` and `Stage::PassFd`: the index of the step,
+    /// hook or passed descriptor.
     pub step: Option<usize>,
 }
 
@@ -350,7 +368,7 @@ mod tests {
         let r = ErrorRecord { stage: Stage::PivotRoot as u32, errno: libc::EINVAL, step: 3 };
         let e = ErrorRecord::decode(&r.encode()).into_spawn_error();
         assert_eq!(e, SpawnError { stage: Stage::PivotRoot, errno: libc::EINVAL, step: Some(3) });
-        for v in 1..=19 {
+        for v in 1..=21 {
             assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
         }
     }

@@ -80,16 +80,138 @@ impl std::fmt::Debug for Plan {
     }
 }
 
-/// The descriptors the child uses (numbers only; the parent owns the objects).
+/// What a descriptor the child keeps is for. A new kind of kept descriptor is a new variant
+/// here and one more entry in the list given to [`ChildFds::new`]; nothing else changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FdRole {
+    /// The write end of the error pipe.
+    Error,
+    /// The child's end of the sync socket.
+    Sync,
+    /// What becomes descriptor 0, 1 or 2 of the program.
+    Stdio(RawFd),
+    /// A descriptor the caller passes on ([`crate::Command::preserve_fd`]): it becomes this
+    /// number in the program.
+    Pass(RawFd),
+    /// A pidfd (`PIDFD_THREAD`) of the thread the child's parent-death signal is tied to,
+    /// checked right after the signal is armed ([`crate::Command::kill_with_parent`]).
+    ParentThread,
+}
+
+impl FdRole {
+    /// The number the descriptor gets in the program, for the roles that survive exec.
+    fn target(self) -> Option<RawFd> {
+        match self {
+            FdRole::Stdio(t) | FdRole::Pass(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// The descriptors the child keeps, and how it sheds everything else.
+///
+/// A cloned child starts with a copy of the whole fd table of the parent: the host's
+/// descriptors opened without `O_CLOEXEC`, and the pipes other threads had in flight. Right
+/// after clone, [`ChildFds::shed`] closes every descriptor but 0, 1, 2 and the kept ones
+/// (`close_range` over the gaps between them), and moves kept ones that sit where a program
+/// descriptor must go (0..=2, a [`FdRole::Pass`] target) above every target. Before exec,
+/// [`ChildFds::install`] puts stdio and passed descriptors on their numbers. Every kept
+/// descriptor is close-on-exec, so the program gets exactly 0, 1, 2 and the passed ones.
+///
+/// Everything is computed here, in the parent: the child only reads this (a vfork-style
+/// child must write nothing but its own stack).
 pub(crate) struct ChildFds {
-    /// The child's end of the sync socket, -1 when the child need not wait for the parent.
-    pub sync_read: RawFd,
-    /// The parent's end (closed by the child), -1 without a sync point.
-    pub sync_write: RawFd,
-    pub err_read: RawFd,
-    pub err_write: RawFd,
-    /// For fd 0, 1, 2: the descriptor to dup2 there, or None to inherit.
-    pub stdio: [Option<RawFd>; 3],
+    /// Every kept descriptor: its role, its number in the parent, and its number in the
+    /// child after `shed`.
+    kept: Vec<(FdRole, RawFd, RawFd)>,
+    /// The inclusive ranges `shed` closes: everything but 0, 1, 2 and the kept descriptors.
+    close: Vec<(RawFd, RawFd)>,
+    /// (from, to): kept descriptors moved out of the way of the targets.
+    moves: Vec<(RawFd, RawFd)>,
+}
+
+impl ChildFds {
+    /// `kept`: every descriptor the child keeps, with its number in the parent. Each must be
+    /// open and close-on-exec in the parent until the child has exec'd or exited.
+    pub fn new(kept: Vec<(FdRole, RawFd)>) -> ChildFds {
+        let mut sources: Vec<RawFd> = kept.iter().map(|&(_, fd)| fd).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        // Where program descriptors go: 0, 1, 2 and the passed targets. Kept descriptors
+        // below `top` move to free numbers at or above it.
+        let top = kept.iter().filter_map(|&(role, _)| role.target()).fold(2, RawFd::max) + 1;
+        let mut moves = Vec::new();
+        let mut next = top;
+        for &fd in sources.iter().filter(|&&fd| fd < top) {
+            while sources.binary_search(&next).is_ok() {
+                next += 1;
+            }
+            moves.push((fd, next));
+            next += 1;
+        }
+        let mut keep: Vec<RawFd> = vec![0, 1, 2];
+        keep.extend(&sources);
+        keep.sort_unstable();
+        keep.dedup();
+        let mut close = Vec::new();
+        let mut first = 0;
+        for &fd in &keep {
+            if fd > first {
+                close.push((first, fd - 1));
+            }
+            first = fd + 1;
+        }
+        close.push((first, RawFd::MAX));
+        let moved = |fd: RawFd| moves.iter().find(|&&(from, _)| from == fd).map_or(fd, |&(_, to)| to);
+        let kept = kept.into_iter().map(|(role, fd)| (role, fd, moved(fd))).collect();
+        ChildFds { kept, close, moves }
+    }
+
+    /// The child's number of the descriptor with `role` (after [`ChildFds::shed`]).
+    pub fn get(&self, role: FdRole) -> Option<RawFd> {
+        self.kept.iter().find(|&&(r, _, _)| r == role).map(|&(_, _, fd)| fd)
+    }
+
+    /// In the child, first thing after clone: closes every descriptor it does not own and
+    /// moves the kept ones out of the way of the targets. On failure nothing kept was
+    /// closed, so the error pipe still has its parent number: `Err((errno, fd))` names the
+    /// descriptor to report on.
+    fn shed(&self) -> Result<(), (i32, RawFd)> {
+        let parent_err = self.kept.iter().find(|k| k.0 == FdRole::Error).map_or(-1, |k| k.1);
+        for &(first, last) in &self.close {
+            raw::close_range(first, last);
+        }
+        for &(from, to) in &self.moves {
+            let e = raw::dup_to_cloexec(from, to);
+            if e != 0 {
+                return Err((e, parent_err));
+            }
+        }
+        for &(from, _) in &self.moves {
+            raw::close(from);
+        }
+        Ok(())
+    }
+
+    /// Puts stdio and passed descriptors on their numbers (without close-on-exec).
+    fn install(&self) -> Result<(), (Stage, i32, Option<usize>)> {
+        let mut passed = 0;
+        for &(role, _, fd) in &self.kept {
+            let (target, stage, step) = match role {
+                FdRole::Stdio(t) => (t, Stage::Stdio, None),
+                FdRole::Pass(t) => {
+                    passed += 1;
+                    (t, Stage::PassFd, Some(passed - 1))
+                }
+                _ => continue,
+            };
+            let e = raw::dup2(fd, target);
+            if e != 0 {
+                return Err((stage, e, step));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reports a failure to the parent and exits. Allocation-free.
@@ -120,27 +242,25 @@ fn set_identity(err_fd: RawFd, id: &Identity) {
 /// every signal blocked, and with `plan` / `fds` prepared by the parent before the clone —
 /// or in a vfork-style child ([`vfork_child`]) under the conditions given there.
 pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExecHook]) -> ! {
-    let err = fds.err_write;
+    // First shed every descriptor we do not own: the host's without O_CLOEXEC must never
+    // reach the program, and copies of other threads' pipes must not be held open while we
+    // wait at the sync point or set up.
+    if let Err((errno, err)) = fds.shed() {
+        fail(err, Stage::Fds, errno, None);
+    }
+    let err = fds.get(FdRole::Error).unwrap_or(-1);
     raw::reset_signal_handlers();
-    if fds.sync_write >= 0 {
-        raw::close(fds.sync_write);
-    }
-    raw::close(fds.err_read);
-
-    if let Some(sig) = plan.pdeathsig {
-        check(err, Stage::Prctl, raw::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong));
-    }
 
     // Sync point: the parent writes id maps, moves links, places us in a cgroup, then
     // sends one byte. EOF means the parent gave up: leave quietly. Without a sync socket
     // the parent has nothing to do first.
-    if fds.sync_read >= 0 {
-        match raw::read_byte(fds.sync_read) {
+    if let Some(sync) = fds.get(FdRole::Sync) {
+        match raw::read_byte(sync) {
             Ok(true) => {}
             Ok(false) => raw::exit(127),
             Err(e) => fail(err, Stage::WaitForParent, e, None),
         }
-        raw::close(fds.sync_read);
+        raw::close(sync);
     }
 
     // The time namespace comes before the switch to root of the new user namespace: that
@@ -156,10 +276,8 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         set_identity(err, root);
     }
 
-    for (target, from) in fds.stdio.iter().enumerate() {
-        if let Some(from) = *from {
-            check(err, Stage::Stdio, raw::dup2(from, target as RawFd));
-        }
+    if let Err((stage, errno, step)) = fds.install() {
+        fail(err, stage, errno, step);
     }
 
     if plan.unshare_cgroup {
@@ -174,7 +292,7 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     }
 
     if let Some(flags) = plan.root_propagation {
-        let e = crate::sys::mount_raw(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), flags, std::ptr::null());
+        let e = raw::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), flags, std::ptr::null());
         check(err, Stage::RootPropagation, e);
     }
     for (i, step) in plan.steps.iter().enumerate() {
@@ -189,6 +307,13 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
 
     if let Some(id) = &plan.identity {
         set_identity(err, id);
+    }
+
+    // After the last identity change: the kernel clears the parent-death signal whenever
+    // the effective uid or gid changes (setresuid/setresgid above, the switch to root of a
+    // new user namespace).
+    if let Some(sig) = plan.pdeathsig {
+        arm_parent_death_signal(err, fds, sig);
     }
 
     for (i, hook) in hooks.iter_mut().enumerate() {
@@ -206,6 +331,24 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     exec_payload(plan, err)
 }
 
+/// `PR_SET_PDEATHSIG`, then the check that the parent did not die before it was armed (the
+/// kernel only signals a death that happens after the prctl). Two witnesses, read without
+/// waiting: the pidfd of the spawning thread (`PIDFD_THREAD`, kernel 6.9+) polls readable
+/// once that thread has exited; and the error pipe reports `POLLERR` once its read end is
+/// closed, which the parent keeps open until we exec — gone only with the parent process.
+/// `getppid()` cannot tell: it is 0 in a new pid namespace, and it names the process, not
+/// the thread. If the parent is gone we leave as the signal would have made us (exit
+/// status 128 + signal; nothing is reported, nobody is left to read it).
+fn arm_parent_death_signal(err: RawFd, fds: &ChildFds, sig: libc::c_int) {
+    check(err, Stage::Prctl, raw::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong));
+    let thread_gone =
+        fds.get(FdRole::ParentThread).is_some_and(|fd| raw::poll_now(fd, libc::POLLIN).is_ok_and(|r| r != 0));
+    let process_gone = raw::poll_now(err, libc::POLLOUT).is_ok_and(|r| r & libc::POLLERR != 0);
+    if thread_gone || process_gone {
+        raw::exit(128 + sig);
+    }
+}
+
 /// What a vfork-style child needs, passed through `clone`'s argument pointer.
 pub(crate) struct VforkArgs<'a> {
     pub plan: &'a Plan,
@@ -219,8 +362,11 @@ pub(crate) struct VforkArgs<'a> {
 /// Used only for plans that write no memory but the child's own stack: no `pre_exec` hooks
 /// (user code), no init (it forks and never execs), no new time namespace (entering one
 /// needs an mm of its own), and no sync point (the parent cannot act while suspended).
-/// The signal handler table is not shared (no `CLONE_SIGHAND`), so resetting handlers here
-/// leaves the parent's alone, as in glibc's `posix_spawn`.
+/// Everything `run_child` calls is a bare system call ([`crate::sys::sc`]) that writes no
+/// `errno` and no cancellation state into the TLS it runs on (the suspended parent
+/// thread's); the results live in locals on this stack. The signal handler table and the
+/// fd table are not shared (no `CLONE_SIGHAND`, no `CLONE_FILES`), so resetting handlers
+/// and shedding descriptors here leaves the parent's alone, as in glibc's `posix_spawn`.
 pub(crate) extern "C" fn vfork_child(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `VforkArgs` on the parent's stack; the parent stays suspended
     // (CLONE_VFORK), so it and everything it borrows live until we exec or exit.
@@ -253,8 +399,7 @@ fn enter_new_time_namespace(err: RawFd, offsets: &CString) {
 /// Tries each candidate path like `execvp`: remember EACCES, skip ENOENT-like failures,
 /// stop at any other error.
 fn exec_payload(plan: &Plan, err: RawFd) -> ! {
-    let empty = raw::sigset(&[]);
-    raw::set_sigmask(&empty);
+    raw::set_sigmask(0);
     let mut last = libc::ENOENT;
     let mut saw_eacces = false;
     for path in &plan.exec_candidates {
@@ -285,17 +430,26 @@ fn run_init(plan: &Plan, err: RawFd) -> ! {
     let mut waited = [0; FORWARDED_SIGNALS.len() + 1];
     waited[..FORWARDED_SIGNALS.len()].copy_from_slice(&FORWARDED_SIGNALS);
     waited[FORWARDED_SIGNALS.len()] = libc::SIGCHLD;
-    let set = raw::sigset(&waited);
+    let set = raw::sigmask(&waited);
     if plan.init_subreaper {
         check(err, Stage::Prctl, raw::prctl(libc::PR_SET_CHILD_SUBREAPER, 1));
     }
     // Every signal is still blocked (inherited from the parent's mask around clone), so the
     // ones we wait for queue up until sigwaitinfo takes them.
-    let payload = crate::sys::raw_fork();
-    if payload < 0 {
-        fail(err, Stage::InitFork, crate::sys::errno(), None);
-    }
+    let init_pid = raw::getpid();
+    let payload = match raw::fork() {
+        Ok(pid) => pid,
+        Err(e) => fail(err, Stage::InitFork, e, None),
+    };
     if payload == 0 {
+        // fork cleared the parent-death signal: the payload dies with the init. If the init
+        // is already gone (we were reparented), leave as the signal would have made us.
+        if let Some(sig) = plan.pdeathsig {
+            check(err, Stage::Prctl, raw::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong));
+            if raw::getppid() != init_pid {
+                raw::exit(128 + sig);
+            }
+        }
         exec_payload(plan, err);
     }
     // The init never execs, so close-on-exec never fires for it: close every descriptor.
@@ -305,7 +459,7 @@ fn run_init(plan: &Plan, err: RawFd) -> ! {
     // kept here would keep some other child from ever seeing EOF.
     raw::close_from(0);
     loop {
-        let sig = raw::sigwait(&set);
+        let sig = raw::sigwait(set);
         if sig != libc::SIGCHLD {
             raw::kill(payload, sig);
             continue;

@@ -295,3 +295,91 @@ impl Drop for Child {
         }
     }
 }
+
+/// The spawner thread behind [`crate::Command::kill_with_parent_process`]: one thread per
+/// process that blocks every signal and never exits, so a child it clones gets its
+/// `PR_SET_PDEATHSIG` when the process ends, not when some thread does.
+pub(crate) mod spawner {
+    use std::io;
+    use std::sync::Mutex;
+    use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+
+    /// A call to run on the spawner thread: `run(ctx)`, then a message on `done`.
+    struct Job {
+        run: unsafe fn(*mut ()),
+        ctx: *mut (),
+        done: SyncSender<()>,
+    }
+
+    // SAFETY: `ctx` points to a closure and its result slot on the stack of the thread in
+    // `run`, which blocks until `done` (or until the job is dropped) and whose closure is
+    // `Send`; nothing else refers to it meanwhile.
+    unsafe impl Send for Job {}
+
+    struct Spawner {
+        /// The process that started it (after a fork the thread does not exist any more).
+        pid: u32,
+        tid: libc::pid_t,
+        jobs: Sender<Job>,
+    }
+
+    static SPAWNER: Mutex<Option<Spawner>> = Mutex::new(None);
+
+    fn with_spawner<T>(f: impl FnOnce(&Spawner) -> T) -> io::Result<T> {
+        let mut guard = SPAWNER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.as_ref().is_none_or(|s| s.pid != std::process::id()) {
+            let (jobs, receiver) = mpsc::channel::<Job>();
+            let (tid_tx, tid_rx) = mpsc::sync_channel(1);
+            std::thread::Builder::new().name("nook-spawner".into()).spawn(move || serve(receiver, tid_tx))?;
+            let tid = tid_rx.recv().map_err(|_| io::Error::other("the spawner thread did not start"))?;
+            *guard = Some(Spawner { pid: std::process::id(), tid, jobs });
+        }
+        Ok(f(guard.as_ref().expect("set above")))
+    }
+
+    fn serve(jobs: Receiver<Job>, tid: SyncSender<libc::pid_t>) {
+        // Process-directed signals go to the other threads, never to this one: the host's
+        // handlers keep running where the host expects them.
+        crate::sys::block_all_signals();
+        let _ = tid.send(crate::sys::gettid());
+        for job in jobs {
+            // SAFETY: `run` and `ctx` were built together by `run` below, whose caller
+            // waits for `done`.
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe { (job.run)(job.ctx) }));
+            if ran.is_ok() {
+                let _ = job.done.send(());
+            }
+        }
+    }
+
+    /// The spawner thread's id (starting it on first use).
+    pub(crate) fn tid() -> io::Result<libc::pid_t> {
+        with_spawner(|s| s.tid)
+    }
+
+    /// Runs `f` on the spawner thread and returns its result; blocks until then.
+    pub(crate) fn run<F, R>(f: F) -> io::Result<R>
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        type Slot<F, R> = (Option<F>, Option<R>);
+        /// # Safety
+        /// `ctx` must point to a live `Slot<F, R>` that nothing else uses meanwhile.
+        unsafe fn trampoline<F: FnOnce() -> R, R>(ctx: *mut ()) {
+            // SAFETY: the caller's contract.
+            let slot = unsafe { &mut *ctx.cast::<Slot<F, R>>() };
+            if let Some(f) = slot.0.take() {
+                slot.1 = Some(f());
+            }
+        }
+        let mut slot: Slot<F, R> = (Some(f), None);
+        let (done, finished) = mpsc::sync_channel(1);
+        let job = Job { run: trampoline::<F, R>, ctx: (&mut slot as *mut Slot<F, R>).cast(), done };
+        with_spawner(|s| s.jobs.send(job))?.map_err(|_| io::Error::other("the spawner thread is gone"))?;
+        // Ok: it ran. Err: the job was dropped — it panicked, or the thread is gone; either
+        // way nothing refers to `slot` any more.
+        let _ = finished.recv();
+        slot.1.ok_or_else(|| io::Error::other("the spawner thread failed to run the spawn"))
+    }
+}

@@ -1,9 +1,9 @@
 //! Every raw system call of this crate, in one place.
 //!
 //! Functions here are thin: they take already-validated, already-converted arguments
-//! (`&CStr`, raw fds, plain integers) and return `io::Result` or a raw errno. Functions whose
-//! name ends in `_raw` are allocation-free and async-signal-safe: they are what the child runs
-//! between clone and exec.
+//! (`&CStr`, raw fds, plain integers) and return `io::Result` or a raw errno. The [`raw`]
+//! module is what the child runs between clone and exec: allocation-free, async-signal-safe
+//! bare system calls ([`sc`]) that write no `errno`, take no lock and touch no TLS.
 
 use std::ffi::CStr;
 use std::io;
@@ -23,6 +23,8 @@ pub(crate) mod consts {
     pub const P_PIDFD: libc::idtype_t = 3;
     pub const AT_RECURSIVE: libc::c_uint = 0x8000;
     pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    /// `pidfd_open` flag: a pidfd for this thread, not its thread group (= `O_EXCL`).
+    pub const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 }
 
 /// The kernel's `struct clone_args` (version 2, 88 bytes, with `cgroup`).
@@ -58,13 +60,6 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 
 fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
-}
-
-/// errno of the last failed call, without touching the allocator.
-#[inline]
-pub(crate) fn errno() -> i32 {
-    // SAFETY: __errno_location returns a valid pointer to this thread's errno.
-    unsafe { *libc::__errno_location() }
 }
 
 /// What `fork_like` returned in the calling process.
@@ -213,7 +208,11 @@ thread_local! {
 /// # Safety
 /// `child` must never return, must end in `execve` or `_exit`, and must write no memory
 /// but its own stack: it runs on the calling thread's TLS while that thread is suspended,
-/// and other threads of the parent keep running. Every signal must be blocked.
+/// and other threads of the parent keep running — so it may only make the bare system
+/// calls of [`sc`] / [`raw`] (no glibc wrapper: those write `errno` and the cancellation
+/// state into that TLS). Every signal must be blocked, glibc's internal ones too
+/// ([`block_all_signals`]). glibc's `clone` wrapper itself touches no TLS in the child: it
+/// calls `child` and then the bare `exit` system call with its result.
 pub(crate) unsafe fn vfork_like(
     ns_flags: u64,
     child: extern "C" fn(*mut libc::c_void) -> libc::c_int,
@@ -240,13 +239,6 @@ pub(crate) unsafe fn vfork_like(
     // Keep the stack for the next spawn (dropped, i.e. unmapped, with the thread).
     let _ = VFORK_STACK.try_with(|cached| cached.set(Some(stack)));
     result
-}
-
-/// Plain fork without glibc's atfork handlers (used by the init inside the child).
-/// Returns the pid in the parent, 0 in the child, -1 on error. Async-signal-safe.
-pub(crate) fn raw_fork() -> libc::pid_t {
-    // SAFETY: clone(SIGCHLD) with a null stack is fork(); the caller is single-threaded.
-    unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as u64, 0usize, 0usize, 0usize, 0usize) as libc::pid_t }
 }
 
 /// Creates a pipe with both ends close-on-exec.
@@ -336,6 +328,24 @@ pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     let fd = cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) })?;
     // SAFETY: pidfd_open returned a new, owned descriptor.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The calling thread's id.
+pub(crate) fn gettid() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// A pidfd for one thread (`PIDFD_THREAD`, kernel 6.9+): it polls readable once that
+/// thread has exited. `None` on kernels without thread pidfds (EINVAL).
+pub(crate) fn pidfd_open_thread(tid: libc::pid_t) -> io::Result<Option<OwnedFd>> {
+    // SAFETY: plain syscall with integer arguments.
+    match cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, tid, consts::PIDFD_THREAD) }) {
+        // SAFETY: pidfd_open returned a new, owned (close-on-exec) descriptor.
+        Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Waits on a pidfd. Returns the raw wait status (as `waitpid` would give it), or `None`
@@ -457,10 +467,7 @@ pub(crate) fn mount_raw(
     flags: libc::c_ulong,
     data: *const libc::c_char,
 ) -> i32 {
-    // SAFETY: the pointers are null or point to NUL-terminated strings owned by the caller's
-    // prepared plan, alive for the duration of the call.
-    let ret = unsafe { libc::mount(source, target, fstype, flags, data as *const libc::c_void) };
-    if ret == 0 { 0 } else { errno() }
+    raw::mount(source, target, fstype, flags, data)
 }
 
 /// `umount2(2)`.
@@ -476,80 +483,248 @@ pub(crate) fn geteuid_egid() -> (libc::uid_t, libc::gid_t) {
     unsafe { (libc::geteuid(), libc::getegid()) }
 }
 
-/// Blocks every signal on the calling thread; returns the previous mask.
-pub(crate) fn block_all_signals() -> libc::sigset_t {
-    // SAFETY: zeroed sigset_t values are valid before sigfillset / as out-parameters.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        old
+/// The raw system call instruction, for the code that runs between clone and exec.
+///
+/// glibc's wrappers (and even `libc::syscall`) store `errno` in the calling thread's TLS on
+/// failure, and its wrappers of cancellation points (`read`, `write`, `close`, `open`, ...)
+/// flip the thread's cancellation state. A vfork-style child runs on the TLS of the
+/// suspended parent thread, so any of that would write the parent's memory. These functions
+/// are the `syscall` (x86_64) / `svc #0` (aarch64) instruction and nothing else: they touch
+/// no memory but the registers and return the kernel's value as is, `-errno` on failure
+/// (like glibc's internal `INTERNAL_SYSCALL`).
+///
+/// On other architectures they fall back to `libc::syscall` (which writes `errno`), and
+/// [`TOUCHES_NO_TLS`](sc::TOUCHES_NO_TLS) is false: the spawn path then never uses the
+/// vfork-style child, whose memory is the parent's.
+pub(crate) mod sc {
+    /// Whether these calls leave the thread's TLS alone (see the module docs).
+    pub const TOUCHES_NO_TLS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
+    /// `syscall(n, a..)`: the kernel's return value (`-errno` on failure).
+    ///
+    /// # Safety
+    /// The arguments must be valid for system call `n` (pointers to live memory of the
+    /// sizes the call reads or writes).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub unsafe fn syscall6(n: libc::c_long, a: [usize; 6]) -> isize {
+        let ret: isize;
+        // SAFETY: the kernel's syscall ABI: number in rax, arguments in rdi, rsi, rdx, r10,
+        // r8, r9; rcx and r11 are clobbered; the red zone is not touched by `syscall`. The
+        // caller vouches for the arguments.
+        unsafe {
+            core::arch::asm!(
+                "syscall",
+                inlateout("rax") n as isize => ret,
+                in("rdi") a[0],
+                in("rsi") a[1],
+                in("rdx") a[2],
+                in("r10") a[3],
+                in("r8") a[4],
+                in("r9") a[5],
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret
     }
+
+    /// `syscall(n, a..)`: the kernel's return value (`-errno` on failure).
+    ///
+    /// # Safety
+    /// As for the x86_64 version.
+    #[cfg(target_arch = "aarch64")]
+    #[inline(always)]
+    pub unsafe fn syscall6(n: libc::c_long, a: [usize; 6]) -> isize {
+        let ret: isize;
+        // SAFETY: the kernel's syscall ABI: number in x8, arguments in x0..x5, result in x0.
+        // The caller vouches for the arguments.
+        unsafe {
+            core::arch::asm!(
+                "svc #0",
+                in("x8") n,
+                inlateout("x0") a[0] as isize => ret,
+                in("x1") a[1],
+                in("x2") a[2],
+                in("x3") a[3],
+                in("x4") a[4],
+                in("x5") a[5],
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    /// Fallback for other architectures: `libc::syscall`, which writes `errno` (see the
+    /// module docs).
+    ///
+    /// # Safety
+    /// As for the x86_64 version.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    pub unsafe fn syscall6(n: libc::c_long, a: [usize; 6]) -> isize {
+        // SAFETY: the caller vouches for the arguments.
+        let ret = unsafe { libc::syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]) };
+        if ret == -1 {
+            -(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EINVAL) as isize)
+        } else {
+            ret as isize
+        }
+    }
+
+    /// `syscall6` with fewer arguments (the rest are zero).
+    ///
+    /// # Safety
+    /// As for [`syscall6`].
+    #[inline(always)]
+    pub unsafe fn syscall(n: libc::c_long, args: &[usize]) -> isize {
+        let mut a = [0usize; 6];
+        let mut i = 0;
+        while i < args.len() && i < 6 {
+            a[i] = args[i];
+            i += 1;
+        }
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { syscall6(n, a) }
+    }
+}
+
+/// The kernel's `struct sigaction` for `rt_sigaction` (x86_64 and aarch64 both have
+/// `sa_restorer`); not glibc's, which is larger and is translated by its wrapper.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// The kernel's `struct statfs` on 64-bit architectures (`asm-generic/statfs.h` with a
+/// 64-bit `__statfs_word`, x86_64 and aarch64 alike); glibc's `statvfs` would be a wrapper.
+#[repr(C)]
+#[derive(Default)]
+struct KernelStatfs {
+    kind: i64,
+    bsize: i64,
+    blocks: u64,
+    bfree: u64,
+    bavail: u64,
+    files: u64,
+    ffree: u64,
+    fsid: [i32; 2],
+    namelen: i64,
+    frsize: i64,
+    /// `ST_*` mount flags (plus `ST_VALID`).
+    flags: i64,
+    spare: [i64; 4],
+}
+
+/// The size of the kernel's signal set (64 signals), as `rt_sig*` calls want it.
+const KERNEL_SIGSET_SIZE: usize = 8;
+
+/// The highest signal number the kernel knows (`_NSIG`); `SIGRTMAX` is 64.
+pub(crate) const NSIG: libc::c_int = 64;
+
+/// Blocks every signal on the calling thread — glibc's internal ones (32, 33) too, which
+/// `pthread_sigmask` leaves out — and returns the previous mask. What glibc's `posix_spawn`
+/// does around clone.
+pub(crate) fn block_all_signals() -> u64 {
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: both pointers point to live 8-byte sets, the size passed.
+    unsafe {
+        sc::syscall(
+            libc::SYS_rt_sigprocmask,
+            &[
+                libc::SIG_SETMASK as usize,
+                &all as *const u64 as usize,
+                &mut old as *mut u64 as usize,
+                KERNEL_SIGSET_SIZE,
+            ],
+        )
+    };
+    old
 }
 
 /// Restores a signal mask saved by [`block_all_signals`].
-pub(crate) fn restore_signals(old: &libc::sigset_t) {
-    // SAFETY: old is a mask previously returned by pthread_sigmask.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
-    }
+pub(crate) fn restore_signals(old: u64) {
+    raw::set_sigmask(old);
 }
 
 /// Raw, allocation-free calls used by the child between clone and exec. Each returns 0 on
-/// success or the errno.
+/// success or the errno (positive), and is the bare system call of [`sc`]: no `errno`, no
+/// cancellation point, no lock, no TLS.
 pub(crate) mod raw {
-    use super::{consts, errno};
+    use super::{KERNEL_SIGSET_SIZE, KernelSigaction, NSIG, consts, sc};
     use std::os::fd::RawFd;
 
+    /// 0 or the (positive) errno of a raw return value.
     #[inline]
-    fn ok(ret: libc::c_long) -> i32 {
-        if ret == -1 { errno() } else { 0 }
+    fn ok(ret: isize) -> i32 {
+        if ret < 0 { -ret as i32 } else { 0 }
+    }
+
+    /// The value or the (positive) errno of a raw return value.
+    #[inline]
+    fn val(ret: isize) -> Result<isize, i32> {
+        if ret < 0 { Err(-ret as i32) } else { Ok(ret) }
+    }
+
+    macro_rules! call {
+        ($n:expr $(, $a:expr)* $(,)?) => {
+            // SAFETY: every caller passes integers, or pointers to live memory of the sizes
+            // the call uses (NUL-terminated strings from the prepared plan, locals).
+            unsafe { sc::syscall($n, &[$($a as usize),*]) }
+        };
     }
 
     pub fn close(fd: RawFd) {
-        // SAFETY: closing a descriptor number; the child owns its copy of the table.
-        unsafe { libc::close(fd) };
+        call!(libc::SYS_close, fd);
     }
 
-    /// Closes every descriptor from `first` up: `close_range`, or a loop up to
-    /// `RLIMIT_NOFILE` on kernels without it (before 5.9).
-    pub fn close_from(first: RawFd) {
-        // SAFETY: integer-only syscall.
-        let rc = unsafe {
-            libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint)
-        };
-        if rc == 0 {
+    /// Closes `first..=last`: `close_range`, or one by one on kernels without it (before
+    /// 5.9), up to the `RLIMIT_NOFILE` soft limit (no descriptor can be open above it unless
+    /// the limit was lowered after it was opened).
+    pub fn close_range(first: RawFd, last: RawFd) {
+        if first > last || first < 0 {
             return;
         }
-        // SAFETY: zeroed rlimit is a valid out-parameter.
-        let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
-        // SAFETY: lim is a valid out-parameter.
-        let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        if call!(libc::SYS_close_range, first as libc::c_uint, last as libc::c_uint, 0) == 0 {
+            return;
+        }
+        let mut lim = libc::rlimit64 { rlim_cur: 0, rlim_max: 0 };
+        let max = if call!(libc::SYS_prlimit64, 0, libc::RLIMIT_NOFILE, 0, &mut lim as *mut libc::rlimit64) == 0 {
             lim.rlim_cur.min(1 << 20) as RawFd
         } else {
             1024
         };
-        for fd in first..max {
+        let mut fd = first;
+        while fd <= last && fd < max {
             close(fd);
+            fd += 1;
         }
+    }
+
+    /// Closes every descriptor from `first` up.
+    pub fn close_from(first: RawFd) {
+        close_range(first, RawFd::MAX);
+    }
+
+    /// `dup3(from, to, O_CLOEXEC)`: `to` now refers to `from`'s file, close-on-exec.
+    pub fn dup_to_cloexec(from: RawFd, to: RawFd) -> i32 {
+        ok(call!(libc::SYS_dup3, from, to, libc::O_CLOEXEC))
     }
 
     /// Reads exactly one byte; returns Ok(true) for a byte, Ok(false) for EOF.
     pub fn read_byte(fd: RawFd) -> Result<bool, i32> {
         let mut b = 0u8;
         loop {
-            // SAFETY: reading one byte into a local.
-            let n = unsafe { libc::read(fd, &mut b as *mut u8 as *mut libc::c_void, 1) };
-            if n == 1 {
-                return Ok(true);
-            }
-            if n == 0 {
-                return Ok(false);
-            }
-            let e = errno();
-            if e != libc::EINTR {
-                return Err(e);
+            match call!(libc::SYS_read, fd, &mut b as *mut u8, 1) {
+                1 => return Ok(true),
+                0 => return Ok(false),
+                e if e == -(libc::EINTR as isize) => {}
+                e => return Err(-e as i32),
             }
         }
     }
@@ -558,14 +733,13 @@ pub(crate) mod raw {
     pub fn write_all(fd: RawFd, buf: &[u8]) -> i32 {
         let mut off = 0;
         while off < buf.len() {
-            // SAFETY: the pointer and length describe the live remainder of buf.
-            let n = unsafe { libc::write(fd, buf[off..].as_ptr() as *const libc::c_void, buf.len() - off) };
+            let rest = &buf[off..];
+            let n = call!(libc::SYS_write, fd, rest.as_ptr(), rest.len());
             if n < 0 {
-                let e = errno();
-                if e == libc::EINTR {
+                if n == -(libc::EINTR as isize) {
                     continue;
                 }
-                return e;
+                return -n as i32;
             }
             off += n as usize;
         }
@@ -573,60 +747,80 @@ pub(crate) mod raw {
     }
 
     pub fn open(path: *const libc::c_char, flags: libc::c_int) -> Result<RawFd, i32> {
-        // SAFETY: path is a NUL-terminated string from the prepared plan.
-        let fd = unsafe { libc::open(path, flags | libc::O_CLOEXEC) };
-        if fd < 0 { Err(errno()) } else { Ok(fd) }
+        val(call!(libc::SYS_openat, libc::AT_FDCWD, path, flags | libc::O_CLOEXEC, 0)).map(|fd| fd as RawFd)
+    }
+
+    /// Whether `fd` polls with any of `events` set (or `POLLERR`/`POLLHUP`), without waiting.
+    pub fn poll_now(fd: RawFd, events: libc::c_short) -> Result<libc::c_short, i32> {
+        let mut pfd = libc::pollfd { fd, events, revents: 0 };
+        let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        val(call!(libc::SYS_ppoll, &mut pfd as *mut libc::pollfd, 1, &zero as *const libc::timespec, 0, 0))?;
+        Ok(pfd.revents)
+    }
+
+    pub fn getpid() -> libc::pid_t {
+        call!(libc::SYS_getpid) as libc::pid_t
+    }
+
+    pub fn getppid() -> libc::pid_t {
+        call!(libc::SYS_getppid) as libc::pid_t
+    }
+
+    /// Plain fork (`clone(SIGCHLD)`) without glibc's atfork handlers or its TLS updates:
+    /// Ok(0) in the child, Ok(pid) in the parent.
+    pub fn fork() -> Result<libc::pid_t, i32> {
+        // clone(flags, newsp, parent_tid, child_tid/tls, tls/child_tid): all zero but flags.
+        val(call!(libc::SYS_clone, libc::SIGCHLD)).map(|pid| pid as libc::pid_t)
     }
 
     pub fn unshare(flags: libc::c_int) -> i32 {
-        // SAFETY: integer-only syscall.
-        ok(unsafe { libc::unshare(flags) } as libc::c_long)
+        ok(call!(libc::SYS_unshare, flags))
     }
 
     pub fn setns(fd: RawFd, nstype: libc::c_int) -> i32 {
-        // SAFETY: integer-only syscall.
-        ok(unsafe { libc::setns(fd, nstype) } as libc::c_long)
+        ok(call!(libc::SYS_setns, fd, nstype))
     }
 
     pub fn sethostname(name: &[u8]) -> i32 {
-        // SAFETY: pointer and length describe a live buffer.
-        ok(unsafe { libc::sethostname(name.as_ptr() as *const libc::c_char, name.len()) } as libc::c_long)
+        ok(call!(libc::SYS_sethostname, name.as_ptr(), name.len()))
     }
 
     pub fn setdomainname(name: &[u8]) -> i32 {
-        // SAFETY: pointer and length describe a live buffer.
-        ok(unsafe { libc::setdomainname(name.as_ptr() as *const libc::c_char, name.len()) } as libc::c_long)
+        ok(call!(libc::SYS_setdomainname, name.as_ptr(), name.len()))
     }
 
     pub fn chdir(path: *const libc::c_char) -> i32 {
-        // SAFETY: path is a NUL-terminated string from the prepared plan.
-        ok(unsafe { libc::chdir(path) } as libc::c_long)
+        ok(call!(libc::SYS_chdir, path))
     }
 
     pub fn pivot_root(new_root: *const libc::c_char, put_old: *const libc::c_char) -> i32 {
-        // SAFETY: both are NUL-terminated strings.
-        ok(unsafe { libc::syscall(libc::SYS_pivot_root, new_root, put_old) })
+        ok(call!(libc::SYS_pivot_root, new_root, put_old))
+    }
+
+    /// `mount(2)`; each pointer may be null where the kernel allows.
+    pub fn mount(
+        source: *const libc::c_char,
+        target: *const libc::c_char,
+        fstype: *const libc::c_char,
+        flags: libc::c_ulong,
+        data: *const libc::c_char,
+    ) -> i32 {
+        ok(call!(libc::SYS_mount, source, target, fstype, flags, data))
     }
 
     pub fn umount2(target: *const libc::c_char, flags: libc::c_int) -> i32 {
-        // SAFETY: target is NUL-terminated.
-        ok(unsafe { libc::umount2(target, flags) } as libc::c_long)
+        ok(call!(libc::SYS_umount2, target, flags))
     }
 
     pub fn mkdir(path: *const libc::c_char, mode: libc::mode_t) -> i32 {
-        // SAFETY: path is NUL-terminated.
-        ok(unsafe { libc::mkdir(path, mode) } as libc::c_long)
+        ok(call!(libc::SYS_mkdirat, libc::AT_FDCWD, path, mode))
     }
 
-    /// The mount flags (`MS_*`) currently in effect at `path`, from statvfs.
+    /// The mount flags (`MS_*`) currently in effect at `path`, from statfs.
     pub fn mount_flags(path: *const libc::c_char) -> Result<libc::c_ulong, i32> {
-        // SAFETY: zeroed statvfs is a valid out-parameter.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: path is NUL-terminated; st is a valid out-parameter.
-        if unsafe { libc::statvfs(path, &mut st) } != 0 {
-            return Err(errno());
-        }
-        let f = st.f_flag;
+        let mut st = super::KernelStatfs::default();
+        val(call!(libc::SYS_statfs, path, &mut st as *mut super::KernelStatfs))?;
+        let f = st.flags as libc::c_ulong;
         let mut out = 0;
         for (st_flag, ms_flag) in [
             (libc::ST_RDONLY, libc::MS_RDONLY),
@@ -647,88 +841,84 @@ pub(crate) mod raw {
     /// `mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`; ENOSYS on old kernels.
     pub fn make_tree_read_only(path: *const libc::c_char) -> i32 {
         let attr = super::MountAttr { attr_set: consts::MOUNT_ATTR_RDONLY, ..Default::default() };
-        // SAFETY: path is NUL-terminated; attr is a valid mount_attr of the size passed.
-        ok(unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                libc::AT_FDCWD,
-                path,
-                consts::AT_RECURSIVE,
-                &attr as *const super::MountAttr,
-                std::mem::size_of::<super::MountAttr>(),
-            )
-        })
+        ok(call!(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path,
+            consts::AT_RECURSIVE,
+            &attr as *const super::MountAttr,
+            std::mem::size_of::<super::MountAttr>(),
+        ))
     }
 
     /// Whether `path` is a directory (follows symlinks). Err(errno) if it cannot be stat'ed.
     pub fn is_dir(path: *const libc::c_char) -> Result<bool, i32> {
-        // SAFETY: zeroed stat is a valid out-parameter.
+        // SAFETY: zeroed stat is a valid out-parameter (plain integers).
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: path is NUL-terminated; st is a valid out-parameter.
-        if unsafe { libc::stat(path, &mut st) } != 0 {
-            return Err(errno());
-        }
+        val(call!(libc::SYS_newfstatat, libc::AT_FDCWD, path, &mut st as *mut libc::stat, 0))?;
         Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
     }
 
+    /// `dup2(from, to)` (as `dup3`; with `from == to` it clears `FD_CLOEXEC` instead, so the
+    /// descriptor survives exec).
     pub fn dup2(from: RawFd, to: RawFd) -> i32 {
         if from == to {
-            // dup2 onto itself keeps FD_CLOEXEC: clear it so the fd survives exec.
-            // SAFETY: integer-only fcntl.
-            return ok(unsafe { libc::fcntl(from, libc::F_SETFD, 0) } as libc::c_long);
+            return ok(call!(libc::SYS_fcntl, from, libc::F_SETFD, 0));
         }
-        // SAFETY: integer-only syscall.
-        ok(unsafe { libc::dup2(from, to) } as libc::c_long)
+        ok(call!(libc::SYS_dup3, from, to, 0))
     }
 
     pub fn setgroups(groups: &[libc::gid_t]) -> i32 {
-        // SAFETY: pointer and length describe a live slice. Raw syscall: glibc's wrapper
-        // would broadcast to other threads (there are none in the child, but it takes locks).
-        ok(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })
+        // The raw call is per thread (glibc's wrapper broadcasts to every thread, taking
+        // locks); the child has one thread.
+        ok(call!(libc::SYS_setgroups, groups.len(), groups.as_ptr()))
     }
 
     pub fn setresgid(gid: libc::gid_t) -> i32 {
-        // SAFETY: integer-only raw syscall (per-thread, no glibc setxid broadcast).
-        ok(unsafe { libc::syscall(libc::SYS_setresgid, gid, gid, gid) })
+        ok(call!(libc::SYS_setresgid, gid, gid, gid))
     }
 
     pub fn setresuid(uid: libc::uid_t) -> i32 {
-        // SAFETY: integer-only raw syscall (per-thread, no glibc setxid broadcast).
-        ok(unsafe { libc::syscall(libc::SYS_setresuid, uid, uid, uid) })
+        ok(call!(libc::SYS_setresuid, uid, uid, uid))
     }
 
     pub fn prctl(option: libc::c_int, arg: libc::c_ulong) -> i32 {
-        // SAFETY: the options used here take integer arguments only.
-        ok(unsafe { libc::prctl(option, arg, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) }
-            as libc::c_long)
+        ok(call!(libc::SYS_prctl, option, arg, 0, 0, 0))
     }
 
-    /// Resets every caught signal to its default action and SIGPIPE to default too (Rust
-    /// programs ignore it); keeps other ignored signals ignored, as exec would.
+    /// Resets every caught signal to its default action, SIGPIPE too (Rust programs ignore
+    /// it); keeps other ignored signals ignored, as exec would. All 64 signals, `SIGRTMAX`
+    /// and glibc's internal 32 and 33 included: the kernel's `rt_sigaction`, not glibc's
+    /// wrapper (which refuses 32 and 33).
     pub fn reset_signal_handlers() {
-        for sig in 1..libc::SIGRTMAX() {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            // SAFETY: zeroed sigaction is a valid out-parameter; sig is in range.
-            unsafe {
-                let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
-                    continue;
-                }
-                if old.sa_sigaction != libc::SIG_DFL && (old.sa_sigaction != libc::SIG_IGN || sig == libc::SIGPIPE) {
-                    let mut dfl: libc::sigaction = std::mem::zeroed();
-                    dfl.sa_sigaction = libc::SIG_DFL;
-                    libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        let dfl = KernelSigaction::default();
+        let mut sig = 1;
+        while sig <= NSIG {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                let mut old = KernelSigaction::default();
+                let got = call!(libc::SYS_rt_sigaction, sig, 0, &mut old as *mut KernelSigaction, KERNEL_SIGSET_SIZE);
+                if got == 0 && old.handler != libc::SIG_DFL && (old.handler != libc::SIG_IGN || sig == libc::SIGPIPE) {
+                    call!(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, 0, KERNEL_SIGSET_SIZE);
                 }
             }
+            sig += 1;
         }
     }
 
-    /// Sets the signal mask of the calling (single) thread.
-    pub fn set_sigmask(mask: &libc::sigset_t) {
-        // SAFETY: mask is a valid sigset.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+    /// A kernel signal set (bit `sig - 1` for each signal).
+    pub const fn sigmask(signals: &[libc::c_int]) -> u64 {
+        let mut set = 0u64;
+        let mut i = 0;
+        while i < signals.len() {
+            set |= 1 << (signals[i] - 1);
+            i += 1;
+        }
+        set
+    }
+
+    /// Sets the signal mask of the calling thread.
+    pub fn set_sigmask(mask: u64) {
+        call!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &mask as *const u64, 0, KERNEL_SIGSET_SIZE);
     }
 
     pub fn execve(
@@ -736,51 +926,35 @@ pub(crate) mod raw {
         argv: *const *const libc::c_char,
         envp: *const *const libc::c_char,
     ) -> i32 {
-        // SAFETY: path, argv and envp are NUL-terminated / null-terminated arrays prepared in
-        // the parent and alive until exec replaces the image.
-        unsafe { libc::execve(path, argv, envp) };
-        errno()
+        // Only returns on failure.
+        ok(call!(libc::SYS_execve, path, argv, envp))
     }
 
+    /// `exit_group(code)`: ends the process; no atexit handlers, no flushing.
     pub fn exit(code: i32) -> ! {
-        // SAFETY: _exit never returns and runs no atexit handlers.
-        unsafe { libc::_exit(code) }
+        loop {
+            call!(libc::SYS_exit_group, code);
+        }
     }
 
     pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
-        // SAFETY: integer-only syscall.
-        unsafe { libc::kill(pid, sig) };
+        call!(libc::SYS_kill, pid, sig);
     }
 
     /// Waits for one of the signals in `set`; returns the signal number.
-    pub fn sigwait(set: &libc::sigset_t) -> i32 {
+    pub fn sigwait(set: u64) -> i32 {
         loop {
-            // SAFETY: set is a valid sigset; a null info is allowed.
-            let sig = unsafe { libc::sigwaitinfo(set, std::ptr::null_mut()) };
+            let sig = call!(libc::SYS_rt_sigtimedwait, &set as *const u64, 0, 0, KERNEL_SIGSET_SIZE);
             if sig > 0 {
-                return sig;
+                return sig as i32;
             }
         }
     }
 
     /// Reaps one exited child without blocking: Some((pid, status)) or None.
     pub fn reap_one() -> Option<(libc::pid_t, i32)> {
-        let mut status = 0;
-        // SAFETY: status is a valid out-parameter.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid > 0 { Some((pid, status)) } else { None }
-    }
-
-    pub fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
-        // SAFETY: a zeroed sigset is valid input to sigemptyset.
-        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: set is a valid sigset; the signals are valid numbers.
-        unsafe {
-            libc::sigemptyset(&mut set);
-            for &s in signals {
-                libc::sigaddset(&mut set, s);
-            }
-        }
-        set
+        let mut status: libc::c_int = 0;
+        let pid = call!(libc::SYS_wait4, -1i32, &mut status as *mut libc::c_int, libc::WNOHANG, 0);
+        if pid > 0 { Some((pid as libc::pid_t, status)) } else { None }
     }
 }

@@ -1,25 +1,27 @@
-//! The child side of the spawn core never allocates: a tattling global allocator writes one
-//! byte to a pipe for every allocator call made in any process other than the test process
-//! (a cloned child runs this binary's allocator until it execs). Children with every feature
-//! that runs between clone and exec must leave the pipe empty; a `pre_exec` hook that
-//! allocates must fill it, which proves the check can fail.
+//! The child side of the spawn core never allocates: a tattling global allocator counts
+//! every allocator call made in any process other than the test process (a cloned child runs
+//! this binary's allocator until it execs) in a shared anonymous mapping — memory, not a
+//! descriptor, since the child sheds every descriptor it does not own right after clone.
+//! Children with every feature that runs between clone and exec must leave the count at 0;
+//! a `pre_exec` hook that allocates must raise it, which proves the check can fail.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 
 use nook_ns::{ClockOffset, Command, Error, IdMap, MountStep, Namespace, NamespaceSet, Stage, Stdio};
 use nook_testutil::{TempDir, require_root, tiny_rootfs};
 
 /// The test process's pid while a check is armed (0: disarmed).
 static TEST_PID: AtomicI32 = AtomicI32::new(0);
-/// The write end of the tattle pipe (-1: none).
-static TATTLE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The counter in a `MAP_SHARED` page (null: none): shared with forked children too.
+static COUNTER: AtomicPtr<AtomicUsize> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Reports an allocator call made outside the test process. Allocation-free: two atomic
-/// loads, `getpid` and `write`.
+/// Counts an allocator call made outside the test process. Allocation-free: atomic loads,
+/// `getpid` and an atomic add.
 fn tattle() {
     let parent = TEST_PID.load(Ordering::SeqCst);
     if parent == 0 {
@@ -29,10 +31,10 @@ fn tattle() {
     if unsafe { libc::getpid() } == parent {
         return;
     }
-    let fd = TATTLE_FD.load(Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: writes one byte from a static; a closed or full pipe just fails.
-        unsafe { libc::write(fd, b"!".as_ptr().cast(), 1) };
+    let counter = COUNTER.load(Ordering::SeqCst);
+    if !counter.is_null() {
+        // SAFETY: the page stays mapped while armed (unmapped only after disarming).
+        unsafe { (*counter).fetch_add(1, Ordering::SeqCst) };
     }
 }
 
@@ -71,49 +73,48 @@ static GLOBAL: Tattling = Tattling;
 /// The two tests share the statics: one at a time.
 static ARMED: Mutex<()> = Mutex::new(());
 
-/// An armed check: counts the bytes children wrote while it was armed.
+/// An armed check: counts the allocator calls children made while it was armed.
 struct Tattle {
-    read: OwnedFd,
-    /// Kept open while armed (children write to their inherited copy).
-    _write: OwnedFd,
+    page: *mut libc::c_void,
 }
+
+const PAGE: usize = 4096;
 
 impl Tattle {
     fn arm() -> Tattle {
-        let mut fds = [0; 2];
-        // SAFETY: fds has room for two descriptors. Non-blocking: a tattling child never
-        // blocks on a full pipe, and draining stops at "empty".
-        let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
-        assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
-        // SAFETY: pipe2 returned two new descriptors that we own.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        TATTLE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
+        // SAFETY: a fresh shared anonymous mapping; no existing memory is affected.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(page, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+        COUNTER.store(page.cast(), Ordering::SeqCst);
         // SAFETY: getpid has no preconditions.
         TEST_PID.store(unsafe { libc::getpid() }, Ordering::SeqCst);
-        Tattle { read, _write: write }
+        Tattle { page }
     }
 
     /// Disarms and returns how many allocator calls children made.
     fn count(self) -> usize {
         TEST_PID.store(0, Ordering::SeqCst);
-        TATTLE_FD.store(-1, Ordering::SeqCst);
-        let mut total = 0;
-        let mut buf = [0u8; 4096];
-        loop {
-            // SAFETY: buf is a live buffer of the given length.
-            let n = unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                return total;
-            }
-            total += n as usize;
-        }
+        // SAFETY: the page is mapped until drop; zero-filled, so a valid AtomicUsize.
+        unsafe { (*self.page.cast::<AtomicUsize>()).load(Ordering::SeqCst) }
     }
 }
 
 impl Drop for Tattle {
     fn drop(&mut self) {
         TEST_PID.store(0, Ordering::SeqCst);
-        TATTLE_FD.store(-1, Ordering::SeqCst);
+        COUNTER.store(std::ptr::null_mut(), Ordering::SeqCst);
+        // SAFETY: our own mapping; no child of the test runs this binary's code any more
+        // (every spawn above returned after its exec or exit).
+        unsafe { libc::munmap(self.page, PAGE) };
     }
 }
 
@@ -139,16 +140,20 @@ fn child_side_of_every_feature_is_allocation_free() {
     fs::write(rootfs.join("etc/marker"), "in the new root\n").unwrap();
     let mnt = dir.join("mnt");
 
+    let (mut passed_reader, passed_writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let host_fd = fs::File::open("/").unwrap();
+
     let tattle = Tattle::arm();
 
     // User (maps written by the parent), cgroup, ipc, uts, net, pid, time and mount
     // namespaces; hostname and domain; tmpfs, mkdir, bind and proc mounts; cwd, env,
-    // identity, parent-death signal, piped stdio, and the init.
+    // identity, parent-death signal (armed and checked after the identity change, in the
+    // payload too), piped stdio, a passed descriptor, shedding of the rest, and the init.
     let mut full = Command::new("/bin/sh");
     full.args([
         "-c",
         "echo $$ $(hostname) $(cat /proc/sys/kernel/domainname) $(id -u) $NK_VAR $(pwd); cat file; \
-         cat /proc/self/timens_offsets | tr -s ' ' | tr '\\n' ' '; echo; echo err >&2",
+         cat /proc/self/timens_offsets | tr -s ' ' | tr '\\n' ' '; echo; echo err >&2; echo passed >&7",
     ])
     .namespaces(NamespaceSet::CONTAINER.with(Namespace::User).with(Namespace::Cgroup).with(Namespace::Time))
     .uid_map(IdMap::root_to(100_000))
@@ -166,8 +171,27 @@ fn child_side_of_every_feature_is_allocation_free() {
     .user(0, 0)
     .groups(&[0])
     .kill_with_parent(libc::SIGKILL)
+    .preserve_fd(passed_writer, 7)
     .init(true);
     let out = run(&mut full);
+    drop(full);
+
+    // The vfork-style path: passed descriptor, parent-death signal, an identity.
+    let mut vfork = Command::new("/bin/sh");
+    assert_ne!(host_fd.as_raw_fd(), 9);
+    let script = format!("echo vfork >&9; if [ -e /proc/self/fd/{} ]; then echo leaked; fi", host_fd.as_raw_fd());
+    vfork
+        .args(["-c", &script])
+        .unshare(Namespace::Uts)
+        .user(65534, 65534)
+        .kill_with_parent(libc::SIGKILL)
+        .preserve_fd(fs::File::create(dir.join("vfork-out")).unwrap(), 9);
+    let vfork_out = run(&mut vfork);
+
+    // Tied to the process: cloned by the spawner thread.
+    let mut process = Command::new("/bin/true");
+    process.unshare(Namespace::Ipc).kill_with_parent_process(libc::SIGKILL);
+    let process_status = process.status().unwrap();
 
     // pivot_root into a tiny rootfs, without init, through the clone(2) fallback.
     let mut pivot = Command::new("/bin/sh");
@@ -198,8 +222,15 @@ fn child_side_of_every_feature_is_allocation_free() {
         .unwrap_err();
 
     let tattles = tattle.count();
+    drop(host_fd);
 
     // The children really did all of it.
+    let mut passed = String::new();
+    passed_reader.read_to_string(&mut passed).unwrap();
+    assert_eq!(passed, "passed\n");
+    assert_eq!(vfork_out, "");
+    assert_eq!(fs::read_to_string(dir.join("vfork-out")).unwrap(), "vfork\n");
+    assert!(process_status.success());
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], format!("2 nk-noalloc nk-domain 0 nk-value {}", mnt.join("b").display()), "{out}");
     assert_eq!(lines[1], "from the bind mount", "{out}");
