@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use nook_ns::{Command, Error, IdMap, MountStep, Namespace, NamespaceSet, Stage, Stdio, pidfd_open};
 use nook_testutil::{TempDir, require_root, tiny_rootfs};
@@ -188,9 +189,28 @@ fn paused_child_does_not_hold_an_unrelated_pipe_open() {
 // 3. kill_with_parent survives identity changes, reaches the init's payload, and notices a
 //    parent that is already gone
 
+/// Runs `f` on a thread and returns its result once the thread is gone: joined, and no
+/// longer in `/proc/self/task` (join returns before the kernel has finished the thread's
+/// exit, which is when it sends the parent-death signals).
+fn on_short_lived_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tid, out) = std::thread::spawn(move || {
+        // SAFETY: gettid has no preconditions.
+        (unsafe { libc::gettid() }, f())
+    })
+    .join()
+    .unwrap();
+    let task = format!("/proc/self/task/{tid}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Path::new(&task).exists() {
+        assert!(Instant::now() < deadline, "thread {tid} did not go away");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    out
+}
+
 /// Spawns `cmd` on a thread that exits at once; returns the child.
 fn spawn_on_short_lived_thread(mut cmd: Command) -> nook_ns::Child {
-    std::thread::spawn(move || cmd.spawn().unwrap()).join().unwrap()
+    on_short_lived_thread(move || cmd.spawn().unwrap())
 }
 
 fn assert_dies_with_spawning_thread(what: &str, cmd: Command) {
@@ -226,15 +246,13 @@ fn kill_with_parent_reaches_the_payload_of_the_init() {
     let mut cmd = Command::new("sleep");
     // No pid namespace: nothing else would kill the payload when the init dies.
     cmd.arg("1000").unshare(Namespace::Uts).init(true).kill_with_parent(libc::SIGKILL);
-    let (mut init, payload) = std::thread::spawn(move || {
+    let (mut init, payload) = on_short_lived_thread(move || {
         let child = cmd.spawn().unwrap();
         let pid = child.id();
         let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
         let payload: u32 = children.split_whitespace().next().expect("the init's payload").parse().unwrap();
         (child, pidfd_open(payload).unwrap())
-    })
-    .join()
-    .unwrap();
+    });
     init.kill_on_drop(true);
     let payload_died = dies(payload.as_fd());
     if !payload_died {
@@ -253,7 +271,7 @@ fn kill_with_parent_child_leaves_if_the_spawning_thread_died_while_paused() {
     cmd.args(["-c", &format!("echo ran > {}", marker.display())])
         .unshare(Namespace::Uts)
         .kill_with_parent(libc::SIGKILL);
-    let paused = std::thread::spawn(move || cmd.spawn_paused().unwrap()).join().unwrap();
+    let paused = on_short_lived_thread(move || cmd.spawn_paused().unwrap());
     // The thread is gone (joined) before the child continues: its death signal is armed
     // only now, against a dead thread, so it must leave instead of running the program.
     match paused.resume() {
