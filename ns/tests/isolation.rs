@@ -7,7 +7,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Lines, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nook_ns::{Child, ClockOffset, Command, IdMap, IdMapping, MountStep, Namespace, NamespaceSet, Stdio, differing};
@@ -425,10 +425,12 @@ fn time_namespace_offsets_monotonic_and_boottime_clocks() {
     const SLACK: f64 = 1.0;
     const CEILING: f64 = 3_600.0;
     let (mut reader, writer) = io::pipe().unwrap();
-    let fd = writer.as_raw_fd();
+    // The child keeps only the descriptors passed to it: the pipe becomes its fd 9.
+    let fd = 9;
 
     // Runs in the child inside the new time namespace: reads both clocks and writes the raw
-    // timespecs to the pipe. Stack buffers and raw syscalls only.
+    // timespecs to the pipe (then closes it: `cat` need not have it). Stack buffers and raw
+    // syscalls only.
     let report_clocks = move || {
         let mut buf = [0u8; 32];
         for (i, clock) in [libc::CLOCK_MONOTONIC, libc::CLOCK_BOOTTIME].into_iter().enumerate() {
@@ -442,7 +444,10 @@ fn time_namespace_offsets_monotonic_and_boottime_clocks() {
         }
         // SAFETY: fd is the pipe's write end, open in the child; buf is 32 valid bytes.
         let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-        if n == 32 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        let written = if n == 32 { Ok(()) } else { Err(io::Error::last_os_error()) };
+        // SAFETY: closes the child's copy of the passed pipe.
+        unsafe { libc::close(fd) };
+        written
     };
 
     let parent_mono = secs(clock_now(libc::CLOCK_MONOTONIC));
@@ -452,11 +457,12 @@ fn time_namespace_offsets_monotonic_and_boottime_clocks() {
     cmd.arg("/proc/uptime")
         .namespaces(Namespace::Time.as_set())
         .monotonic_offset(ClockOffset::from_secs(OFFSET))
-        .boottime_offset(ClockOffset::from_secs(OFFSET));
+        .boottime_offset(ClockOffset::from_secs(OFFSET))
+        .preserve_fd(writer, fd);
     // SAFETY: the hook is async-signal-safe (clock_gettime, write) and does not allocate.
     unsafe { cmd.pre_exec(report_clocks) };
     let child_uptime = uptime_secs(&run(&mut cmd));
-    drop(writer);
+    drop(cmd);
     let mut raw = [0u8; 32];
     reader.read_exact(&mut raw).expect("the hook reported both clocks");
     let field = |i: usize| i64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap()) as f64;
