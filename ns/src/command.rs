@@ -61,9 +61,10 @@ impl ClockOffset {
 /// hostname, mounts, pivot_root, working directory, identity, `pre_exec` hooks — and execs.
 ///
 /// When the parent has nothing to do before the child continues (not
-/// [`Command::spawn_paused`], no user namespace, no [`Command::cgroup`]) and the plan needs
-/// no memory of the child's own (no `pre_exec` hook, no [`Command::init`], no time
-/// namespace), the child is created vfork-style instead, like `posix_spawn` does
+/// [`Command::spawn_paused`], no user namespace, no [`Command::cgroup`], not
+/// [`Command::kill_with_parent_process`]) and the plan needs no memory of the child's own
+/// (no `pre_exec` hook, no [`Command::init`], no time namespace), the child is created
+/// vfork-style instead, like `posix_spawn` does
 /// (`CLONE_VM | CLONE_VFORK` on a private stack, clone(2) with `CLONE_PIDFD`): no page
 /// tables are copied and no page is copied on write, so spawning does not get slower as
 /// the parent's memory grows.
@@ -428,7 +429,10 @@ impl Command {
     /// The closure runs in a child cloned from a possibly multithreaded process: it must
     /// only do async-signal-safe work — no allocation, no locks (including stdio and
     /// logging) — since another thread may have held them at clone time. It runs after
-    /// `pivot_root` and the identity change, with every signal blocked. An `Err` aborts the
+    /// `pivot_root` and the identity change, with every signal blocked. It sees only
+    /// descriptors 0, 1, 2 and those passed with [`Command::preserve_fd`] (already on their
+    /// numbers) besides nook's own close-on-exec ones: pass what the hook needs, and close
+    /// it in the hook if the program should not have it. An `Err` aborts the
     /// spawn with `Stage::PreExec` and the error's errno.
     pub unsafe fn pre_exec<F>(&mut self, f: F) -> &mut Self
     where

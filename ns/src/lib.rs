@@ -13,6 +13,13 @@
 //!   | CLONE_VFORK`, like `posix_spawn`), which costs no page-table copy.
 //! - [`Command::spawn_paused`] stops the child at the sync point so the caller can move a
 //!   network link into it or put it in a cgroup before it continues.
+//! - Only 0, 1, 2 and the descriptors passed with [`Command::preserve_fd`] (at numbers of
+//!   the caller's choice, like runc's `--preserve-fds`) reach the program: right after clone
+//!   the child closes everything else it inherited, host descriptors without `O_CLOEXEC`
+//!   included, so a paused child holds no other thread's pipes either.
+//! - [`Command::kill_with_parent`] ties the child to the spawning thread,
+//!   [`Command::kill_with_parent_process`] to the whole process; both are armed after the
+//!   child's last identity change and reach the payload behind the init.
 //! - [`Command::init`] runs a minimal PID 1 that reaps orphans, forwards signals and exits
 //!   with the payload's status.
 //! - [`IdMap`] multi-range uid/gid maps (`newuidmap`/`newgidmap` when unprivileged).
@@ -44,7 +51,13 @@
 //!   namespace, and the cgroup namespace must be rooted at the cgroup the parent placed the
 //!   child in.
 //! - Syscalls go through `libc` in one `sys` module (nix has no clone3); no other crate
-//!   than `libc`, `bitflags`, `thiserror` and `serde` is needed.
+//!   than `libc`, `bitflags`, `thiserror` and `serde` is needed. Between clone and exec the
+//!   child makes bare system calls (`core::arch::asm!` `syscall` on x86_64, `svc #0` on
+//!   aarch64, returning `-errno` like glibc's internal `INTERNAL_SYSCALL`): glibc's wrappers,
+//!   even `syscall(3)`, write `errno` and flip the cancellation state in the calling
+//!   thread's TLS, which a vfork-style child shares with its suspended parent thread. On
+//!   other architectures the spawn core falls back to `libc::syscall` and never uses the
+//!   vfork-style path.
 
 mod command;
 mod error;
