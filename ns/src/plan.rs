@@ -476,3 +476,38 @@ fn run_init(plan: &Plan, err: RawFd) -> ! {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shedding_plan_keeps_only_its_own_and_moves_them_out_of_the_targets_way() {
+        let fds =
+            ChildFds::new(vec![(FdRole::Error, 5), (FdRole::Stdio(1), 7), (FdRole::Pass(5), 9), (FdRole::Pass(6), 3)]);
+        // Everything but 0, 1, 2 and the kept 3, 5, 7, 9 is closed.
+        assert_eq!(fds.close, [(4, 4), (6, 6), (8, 8), (10, RawFd::MAX)]);
+        // 3 and 5 sit below the highest target (6): moved to the first free numbers above.
+        assert_eq!(fds.moves, [(3, 8), (5, 10)]);
+        assert_eq!(fds.get(FdRole::Error), Some(10));
+        assert_eq!(fds.get(FdRole::Stdio(1)), Some(7));
+        assert_eq!(fds.get(FdRole::Pass(5)), Some(9));
+        assert_eq!(fds.get(FdRole::Pass(6)), Some(8));
+        assert_eq!(fds.get(FdRole::Sync), None);
+    }
+
+    #[test]
+    fn kept_descriptors_on_stdio_numbers_are_moved_too() {
+        // The parent's stdin and stdout were closed, so its pipes got 0 and 1.
+        let fds = ChildFds::new(vec![(FdRole::Error, 1), (FdRole::Stdio(0), 0), (FdRole::Sync, 4)]);
+        assert_eq!(fds.close, [(3, 3), (5, RawFd::MAX)]);
+        assert_eq!(fds.moves, [(0, 3), (1, 5)]);
+        assert_eq!(fds.get(FdRole::Stdio(0)), Some(3));
+        assert_eq!(fds.get(FdRole::Error), Some(5));
+        assert_eq!(fds.get(FdRole::Sync), Some(4));
+        // The common case: nothing to move, two close_range calls.
+        let fds = ChildFds::new(vec![(FdRole::Error, 6)]);
+        assert_eq!(fds.close, [(3, 5), (7, RawFd::MAX)]);
+        assert!(fds.moves.is_empty());
+    }
+}
