@@ -115,6 +115,7 @@ impl std::fmt::Debug for Command {
             .field("hostname", &self.hostname)
             .field("mounts", &self.mounts)
             .field("init", &self.init)
+            .field("preserved_fds", &self.preserved.iter().map(|(target, _)| target).collect::<Vec<_>>())
             .field("pre_exec_hooks", &self.pre_exec.len())
             .finish_non_exhaustive()
     }
