@@ -111,6 +111,54 @@ fn host_fd_without_cloexec_never_reaches_the_program_on_any_path() {
     drop(host);
 }
 
+/// Makes `close_range` fail with ENOSYS on the calling thread (and the children it creates),
+/// as on kernels before 5.9: a seccomp filter, `nr == close_range ? ERRNO(ENOSYS) : ALLOW`.
+fn without_close_range() {
+    let stmt = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let filter = [
+        // seccomp_data.nr is at offset 0. (Test binary and child share the architecture.)
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_close_range as u32,
+        },
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+    // SAFETY: prog points to a valid filter program that outlives the call (the kernel
+    // copies it). Only this thread gets it (no TSYNC); root needs no no_new_privs.
+    let rc = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog) };
+    assert_eq!(rc, 0, "seccomp: {}", std::io::Error::last_os_error());
+    // SAFETY: an integer-only syscall on an empty range.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 100_000u32, 100_000u32, 0u32) };
+    assert_eq!((rc, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::ENOSYS)));
+}
+
+#[test]
+fn shedding_falls_back_to_a_loop_without_close_range() {
+    require_root!();
+    let dir = TempDir::new("noclose").unwrap();
+    let rootfs = dir.join("rootfs");
+    tiny_rootfs(&rootfs).unwrap();
+    let host = leaky_host_root();
+    let n = host.as_raw_fd();
+    // On a thread of its own: the filter stays with that thread (and its children).
+    std::thread::spawn(move || {
+        without_close_range();
+        assert_only_stdio("vfork, no close_range", probe_in_rootfs(&rootfs, n).output());
+        let mut hooked = probe_in_rootfs(&rootfs, n);
+        // SAFETY: the hook does nothing.
+        unsafe { hooked.pre_exec(|| Ok(())) };
+        assert_only_stdio("fork, no close_range", hooked.output());
+    })
+    .join()
+    .unwrap();
+    drop(host);
+}
+
 #[test]
 fn preserved_fds_reach_the_program_at_their_numbers_and_nothing_else() {
     require_root!();
