@@ -16,6 +16,7 @@
 //! controller-enable errors, and pulls in a D-Bus stack).
 
 mod apply;
+mod at;
 mod bpf;
 mod cgroup;
 mod cpuset;

@@ -246,7 +246,7 @@ impl Cgroup {
         let (dir, version) = self.require_dir(Controller::Memory)?;
         match version {
             Version::V2 => {
-                let events = dir.join("memory.events");
+                let events = dir.path.join("memory.events");
                 if !events.exists() {
                     return Err(Error::ControllerUnavailable {
                         controller: Controller::Memory,
@@ -259,11 +259,11 @@ impl Cgroup {
                 Ok(OomWatcher { source: Source::V2 { inotify, events }, last })
             }
             Version::V1 => {
-                let oom_control = dir.join("memory.oom_control");
+                let oom_control = dir.path.join("memory.oom_control");
                 let efd = sys::eventfd().map_err(|e| Error::io("eventfd", &oom_control, e))?;
                 let control = fs::File::open(&oom_control).map_err(|e| Error::io("open", &oom_control, e))?;
                 let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
-                sys::write_file(&dir.join("cgroup.event_control"), &line)?;
+                dir.write("cgroup.event_control", &line)?;
                 // The kernel keeps its own reference to the eventfd, not to the file.
                 drop(control);
                 let last = Counts { oom: 0, oom_kill: read_v1_oom_kill(&oom_control)? };
