@@ -147,8 +147,21 @@ impl Cgroup {
         let result = (|| {
             let hierarchies = cg.hierarchies.clone();
             let v2_names = v2_controller_names(&hierarchies, &spec.resources);
-            for p in plan_dirs(&hierarchies, spec)? {
-                create_one(&mut cg, &p, spec, &v2_names)?;
+            let plan = plan_dirs(&hierarchies, spec)?;
+            let mut roots = Vec::with_capacity(plan.len());
+            // A cgroup that is already there is refused before anything changes (no
+            // directory made, no process moved to a leaf, no controller enabled). This is
+            // only the early answer: the `mkdir` in `create_one` stays the claim, so a
+            // creator that wins a race in between still gets `Exists` there.
+            for p in &plan {
+                let root = at::open_root(&p.hier.mount_point, p.version)?;
+                if at::open_dir(root.as_fd(), &p.parent_rel.join(p.name)).is_ok() {
+                    return Err(Error::Exists { path: p.path() });
+                }
+                roots.push(root);
+            }
+            for (p, root) in plan.iter().zip(roots) {
+                create_one(&mut cg, p, root, spec, &v2_names)?;
             }
             // Validated above (`update` would validate again).
             apply::apply(&mut cg, &spec.resources)
@@ -440,11 +453,10 @@ fn still_there(d: &Dir) -> Result<()> {
     }
 }
 
-/// Creates one directory of the cgroup: walks from the hierarchy root to the parent
+/// Creates one directory of the cgroup: walks from the hierarchy root (`root`) to the parent
 /// (creating what is missing, preparing v2 controllers and the leaf), then claims the name
 /// with one `mkdir` — `EEXIST` is [`Error::Exists`].
-fn create_one(cg: &mut Cgroup, p: &Planned<'_>, spec: &CgroupSpec, v2_names: &[&str]) -> Result<()> {
-    let root = at::open_root(&p.hier.mount_point, p.version)?;
+fn create_one(cg: &mut Cgroup, p: &Planned<'_>, root: OwnedFd, spec: &CgroupSpec, v2_names: &[&str]) -> Result<()> {
     let is_cpuset = p.version == Version::V1 && p.controllers.iter().any(|c| c == "cpuset");
     let v2_prepare =
         p.version == Version::V2 && (spec.leaf_for_parent_processes.is_some() || !v2_names.is_empty());
