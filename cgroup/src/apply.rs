@@ -190,10 +190,9 @@ fn apply_blkio(dir: &Dir, v: Version, b: &Blkio) -> Result<()> {
             if let Some(w) = b.weight {
                 // v2 1..=10000 onto v1 10..=1000.
                 let v1 = 10 + (w.clamp(1, 10_000) - 1) * 990 / 9999;
-                let file =
-                    ["blkio.weight", "blkio.bfq.weight"].into_iter().find(|f| dir.has(f)).ok_or_else(
-                        || unsupported_here(Controller::Blkio, "blkio.weight (needs the BFQ or CFQ scheduler)"),
-                    )?;
+                let file = ["blkio.weight", "blkio.bfq.weight"].into_iter().find(|f| dir.has(f)).ok_or_else(|| {
+                    unsupported_here(Controller::Blkio, "blkio.weight (needs the BFQ or CFQ scheduler)")
+                })?;
                 dir.write(file, &v1.to_string())?;
             }
             for t in &b.throttle {

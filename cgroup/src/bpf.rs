@@ -70,7 +70,11 @@ use crate::error::{Error, Result};
 /// Builds the program for `policy`, loads it and attaches it to the cgroup directory
 /// `cgroup` (an fd opened beneath the hierarchy root; replacing
 /// `previous`, the program this handle attached before, if any). Returns the new program's fd.
-pub(crate) fn attach_device_policy(cgroup: OwnedFd, policy: &DevicePolicy, previous: Option<&OwnedFd>) -> Result<OwnedFd> {
+pub(crate) fn attach_device_policy(
+    cgroup: OwnedFd,
+    policy: &DevicePolicy,
+    previous: Option<&OwnedFd>,
+) -> Result<OwnedFd> {
     let program = device_program(policy)?;
     let prog = raw::prog_load(&program)?;
     let Some(old) = previous else {

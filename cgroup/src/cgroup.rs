@@ -390,7 +390,9 @@ impl Cgroup {
         // and refuses (EBUSY) while it holds processes or child cgroups. So try that first,
         // last directory first as below, and kill and walk the trees only for what is left.
         while let Some(d) = self.dirs.last() {
-            match still_there(d).and_then(|()| at::rmdir(d.parent.as_fd(), &d.name).map_err(|e| Error::io("rmdir", &d.path, e))) {
+            match still_there(d)
+                .and_then(|()| at::rmdir(d.parent.as_fd(), &d.name).map_err(|e| Error::io("rmdir", &d.path, e)))
+            {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(_) => break,
@@ -458,8 +460,7 @@ fn still_there(d: &Dir) -> Result<()> {
 /// with one `mkdir` — `EEXIST` is [`Error::Exists`].
 fn create_one(cg: &mut Cgroup, p: &Planned<'_>, root: OwnedFd, spec: &CgroupSpec, v2_names: &[&str]) -> Result<()> {
     let is_cpuset = p.version == Version::V1 && p.controllers.iter().any(|c| c == "cpuset");
-    let v2_prepare =
-        p.version == Version::V2 && (spec.leaf_for_parent_processes.is_some() || !v2_names.is_empty());
+    let v2_prepare = p.version == Version::V2 && (spec.leaf_for_parent_processes.is_some() || !v2_names.is_empty());
     let parent_rel = p.parent_rel.join(p.name.parent().unwrap_or(Path::new("")));
     let name: &OsStr = p.name.file_name().expect("validated: a name has a last component");
     let path = p.path();
@@ -497,7 +498,8 @@ fn create_one(cg: &mut Cgroup, p: &Planned<'_>, root: OwnedFd, spec: &CgroupSpec
                             let parent = cur.try_clone().map_err(|e| Error::io("dup", &cur_path, e))?;
                             cg.ancestors.push(Made { parent, name: comp.to_owned(), path: cur_path.clone() });
                         }
-                        let fd = at::open_dir(cur.as_fd(), Path::new(comp)).map_err(|e| at::err("open", &cur_path, e))?;
+                        let fd =
+                            at::open_dir(cur.as_fd(), Path::new(comp)).map_err(|e| at::err("open", &cur_path, e))?;
                         if made && is_cpuset {
                             apply::init_v1_cpuset(cur.as_fd(), fd.as_fd(), &cur_path)?;
                         }
@@ -634,9 +636,9 @@ fn host_facts(h: &Hierarchies, plan: &[Planned<'_>], spec: &CgroupSpec) -> Resul
             };
             let read_set = |f: &str| -> Result<Option<CpuSet>> {
                 match at::read(parent.as_fd(), &parent_path, f) {
-                    Ok(s) => CpuSet::parse(&s)
-                        .map(Some)
-                        .map_err(|detail| Error::Parse { path: parent_path.join(f), detail }),
+                    Ok(s) => {
+                        CpuSet::parse(&s).map(Some).map_err(|detail| Error::Parse { path: parent_path.join(f), detail })
+                    }
                     Err(_) => Ok(None),
                 }
             };
@@ -755,7 +757,9 @@ fn read_pids(dir: BorrowedFd<'_>, dir_path: &Path) -> Result<Vec<u32>> {
     let text = at::read(dir, dir_path, "cgroup.procs")?;
     text.lines()
         .map(|l| {
-            l.trim().parse().map_err(|_| Error::Parse { path: dir_path.join("cgroup.procs"), detail: format!("pid {l:?}") })
+            l.trim()
+                .parse()
+                .map_err(|_| Error::Parse { path: dir_path.join("cgroup.procs"), detail: format!("pid {l:?}") })
         })
         .collect()
 }

@@ -204,7 +204,10 @@ impl CgroupSpec {
         if let Some(parent) = &self.parent {
             validate_parent(parent)?;
             if parent.as_os_str().len() + 1 + self.name.len() > MAX_PATH {
-                return Err(ValidationError::BadName { name: self.name.clone(), reason: "parent and name are too long" });
+                return Err(ValidationError::BadName {
+                    name: self.name.clone(),
+                    reason: "parent and name are too long",
+                });
             }
         }
         if let Some(leaf) = &self.leaf_for_parent_processes {
@@ -486,19 +489,8 @@ mod tests {
         }
         assert!(CgroupSpec::new("nk-a/b").validate().is_ok());
         assert!(CgroupSpec::new("x".repeat(256)).validate().is_err());
-        for bad in [
-            "/../../../../tmp",
-            "/a/../b",
-            "/a/..",
-            "/./a",
-            "a/b",
-            "",
-            "//a",
-            "/a/",
-            "/a//b",
-            "/a\0b",
-            "/a\nb",
-        ] {
+        for bad in ["/../../../../tmp", "/a/../b", "/a/..", "/./a", "a/b", "", "//a", "/a/", "/a//b", "/a\0b", "/a\nb"]
+        {
             let mut spec = CgroupSpec::new("nk-x");
             spec.parent = Some(bad.into());
             assert!(matches!(spec.validate(), Err(ValidationError::BadParent { .. })), "{bad:?}");
