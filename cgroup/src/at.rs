@@ -150,11 +150,19 @@ pub(crate) fn write(dir: BorrowedFd<'_>, dir_path: &Path, file: &str, value: &st
 
 /// Reads the cgroup file `file` of `dir`.
 pub(crate) fn read(dir: BorrowedFd<'_>, dir_path: &Path, file: &str) -> Result<String> {
-    let path = || dir_path.join(file);
-    let fd = open_beneath(dir, Path::new(file), OFlags::RDONLY).map_err(|e| err("open", &path(), e))?;
+    read_io(dir, file).map_err(|e| err("read", &dir_path.join(file), e))
+}
+
+/// [`read`] with the bare OS error (`ENOENT` for a file the cgroup does not have).
+pub(crate) fn read_io(dir: BorrowedFd<'_>, file: &str) -> io::Result<String> {
     let mut s = String::new();
-    std::fs::File::from(fd).read_to_string(&mut s).map_err(|e| Error::io("read", path(), e))?;
+    std::fs::File::from(open_file(dir, file)?).read_to_string(&mut s)?;
     Ok(s)
+}
+
+/// Opens the cgroup file `file` of `dir` read-only.
+pub(crate) fn open_file(dir: BorrowedFd<'_>, file: &str) -> io::Result<OwnedFd> {
+    open_beneath(dir, Path::new(file), OFlags::RDONLY)
 }
 
 /// Whether `dir` has the file `file` (a plain name).

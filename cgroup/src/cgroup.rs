@@ -228,10 +228,10 @@ impl Cgroup {
 
     /// The v2 directory, when a v2 hierarchy is mounted.
     pub fn v2_dir(&self) -> Option<&Path> {
-        self.v2().map(|d| d.path.as_path())
+        self.v2_entry().map(|d| d.path.as_path())
     }
 
-    fn v2(&self) -> Option<&Dir> {
+    pub(crate) fn v2_entry(&self) -> Option<&Dir> {
         self.dirs.iter().find(|d| d.version == Version::V2)
     }
 
@@ -240,13 +240,13 @@ impl Cgroup {
         self.entry_of(controller).map(|d| (d.path.as_path(), d.version))
     }
 
-    fn entry_of(&self, controller: Controller) -> Option<&Dir> {
+    pub(crate) fn entry_of(&self, controller: Controller) -> Option<&Dir> {
         match self.hierarchies.locate(controller)? {
             Location::V1(h) => self
                 .dirs
                 .iter()
                 .find(|d| d.version == Version::V1 && h.has(controller.v1_name()) && d.controllers == h.controllers),
-            Location::V2(_) => self.v2(),
+            Location::V2(_) => self.v2_entry(),
         }
     }
 
@@ -273,7 +273,7 @@ impl Cgroup {
     /// On hybrid hosts the child still has to be added to the v1 directories with
     /// [`Cgroup::add_pid`] (while it is paused).
     pub fn dir_fd(&self) -> Result<OwnedFd> {
-        let dir = self.v2().ok_or(Error::ControllerUnavailable {
+        let dir = self.v2_entry().ok_or(Error::ControllerUnavailable {
             controller: Controller::Freezer,
             detail: "CLONE_INTO_CGROUP needs a cgroup2 hierarchy, and none is mounted".to_owned(),
         })?;
@@ -282,7 +282,7 @@ impl Cgroup {
 
     /// The processes in the cgroup (from the first directory; every hierarchy holds them).
     pub fn procs(&self) -> Result<Vec<u32>> {
-        let dir = self.v2().or_else(|| self.dirs.first()).ok_or(Error::NoHierarchy)?;
+        let dir = self.v2_entry().or_else(|| self.dirs.first()).ok_or(Error::NoHierarchy)?;
         read_pids(dir.fd.as_fd(), &dir.path)
     }
 
@@ -322,7 +322,7 @@ impl Cgroup {
         if let Some(d) = self.entry_of(Controller::Freezer).filter(|d| d.version == Version::V1) {
             return Ok((d, Version::V1));
         }
-        self.v2().map(|d| (d, Version::V2)).ok_or_else(|| Error::ControllerUnavailable {
+        self.v2_entry().map(|d| (d, Version::V2)).ok_or_else(|| Error::ControllerUnavailable {
             controller: Controller::Freezer,
             detail: "no v1 freezer directory (set `freezer` in the spec) and no cgroup2 hierarchy".to_owned(),
         })
@@ -333,7 +333,7 @@ impl Cgroup {
     /// every hierarchy), thaw, repeat until empty.
     pub fn kill_all(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        if let Some(dir) = self.v2() {
+        if let Some(dir) = self.v2_entry() {
             if dir.has("cgroup.kill") {
                 dir.write("cgroup.kill", "1")?;
                 return wait_until(deadline, "the cgroup to empty", || Ok(self.procs()?.is_empty()));

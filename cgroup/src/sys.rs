@@ -1,20 +1,11 @@
-//! The few raw calls of this crate (reads of stat files, signals, inotify, eventfd). Paths
-//! into cgroupfs that are created, written or removed are resolved in `at.rs`; the v2
-//! device program's `bpf(2)` calls live in `bpf.rs`.
+//! The few raw calls of this crate that are not about paths (signals, inotify, eventfd,
+//! poll). Every path into cgroupfs is resolved in `at.rs`; the v2 device program's
+//! `bpf(2)` calls live in `bpf.rs`.
 
-use std::fs;
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-
-/// Reads a cgroup file.
-pub(crate) fn read_file(path: &Path) -> Result<String> {
-    let mut s = String::new();
-    fs::File::open(path).and_then(|mut f| f.read_to_string(&mut s)).map_err(|e| Error::io("read", path, e))?;
-    Ok(s)
-}
 
 /// Sends `sig` to `pid`, ignoring errors (the task may be gone already).
 pub(crate) fn kill(pid: u32, sig: libc::c_int) {
