@@ -75,11 +75,18 @@ pub(crate) fn err(op: &'static str, path: &Path, e: io::Error) -> Error {
 /// it, without symlinks and without leaving its mount.
 fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
     let rel_c: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-    match rustix::fs::openat2(dir, rel_c, flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty(), RESOLVE) {
-        Err(Errno::NOSYS | Errno::PERM) => {}
-        other => return other.map_err(io::Error::from),
+    // No O_NOFOLLOW: RESOLVE_NO_SYMLINKS refuses a final symlink too, with ELOOP (O_NOFOLLOW
+    // with O_DIRECTORY would make that ENOTDIR).
+    match rustix::fs::openat2(dir, rel_c, flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE) {
+        Err(Errno::NOSYS | Errno::PERM) => walk_beneath(dir, rel, flags),
+        other => other.map_err(io::Error::from),
     }
-    // The walk of kernels without openat2.
+}
+
+/// [`open_beneath`] for kernels without openat2: one `openat(O_NOFOLLOW)` per component,
+/// each checked to be on `dir`'s mount. Errors as openat2's: `ELOOP` for a symlink,
+/// `EXDEV` for `..` or a mount crossing.
+fn walk_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
     let mount = mount_of(dir)?;
     let mut fd = rustix::fs::openat(dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
     let mut comps = rel.components().peekable();
@@ -89,7 +96,17 @@ fn open_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<Ow
         };
         let last = comps.peek().is_none();
         let f = if last { flags } else { OFlags::RDONLY | OFlags::DIRECTORY };
-        fd = rustix::fs::openat(&fd, name, f | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        fd = match rustix::fs::openat(&fd, name, f | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+            Ok(next) => next,
+            // A symlink is refused as openat2 refuses it.
+            Err(Errno::NOTDIR | Errno::LOOP)
+                if rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_symlink()) =>
+            {
+                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+            }
+            Err(e) => return Err(e.into()),
+        };
         if mount_of(fd.as_fd())? != mount {
             return Err(io::Error::from_raw_os_error(libc::EXDEV));
         }
@@ -183,4 +200,54 @@ pub(crate) fn subdirs(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
         out.push(OsStr::from_bytes(name).to_owned());
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both resolutions (openat2, and the walk of older kernels) refuse the same things.
+    #[test]
+    fn beneath_refuses_symlinks_dotdot_and_mount_crossings() {
+        let t = nook_testutil::TempDir::new("at").unwrap();
+        std::fs::create_dir_all(t.join("a/b")).unwrap();
+        std::fs::create_dir_all(t.join("m")).unwrap();
+        std::fs::write(t.join("a/b/f"), "x").unwrap();
+        std::os::unix::fs::symlink("b", t.join("a/l")).unwrap();
+        std::os::unix::fs::symlink("/", t.join("a/abs")).unwrap();
+        let root = rustix::fs::open(t.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        type Open = fn(BorrowedFd<'_>, &Path, OFlags) -> io::Result<OwnedFd>;
+        let ways: [(&str, Open); 2] = [("openat2", open_beneath), ("walk", walk_beneath)];
+        for (way, open) in ways {
+            let dir = |rel: &str| open(root.as_fd(), Path::new(rel), OFlags::RDONLY | OFlags::DIRECTORY);
+            let errno = |r: io::Result<OwnedFd>| r.map(drop).map_err(|e| e.raw_os_error());
+            assert!(dir("a/b").is_ok(), "{way}");
+            assert!(open(root.as_fd(), Path::new("a/b/f"), OFlags::RDONLY).is_ok(), "{way}");
+            assert_eq!(errno(dir("a/l")), Err(Some(libc::ELOOP)), "{way}: a symlink");
+            assert_eq!(errno(dir("a/l/f")), Err(Some(libc::ELOOP)), "{way}: a symlink on the way");
+            assert_eq!(errno(dir("a/abs")), Err(Some(libc::ELOOP)), "{way}: an absolute symlink");
+            assert_eq!(errno(dir("a/../..")), Err(Some(libc::EXDEV)), "{way}: `..` out");
+            assert_eq!(errno(dir("/etc")), Err(Some(libc::EXDEV)), "{way}: absolute");
+            assert_eq!(errno(dir("a/nope")), Err(Some(libc::ENOENT)), "{way}");
+        }
+        // A mount below the root (needs root and a private mount namespace).
+        if !nook_testutil::is_root() {
+            return nook_testutil::skip("beneath_refuses_symlinks_dotdot_and_mount_crossings (mounts)", "needs root");
+        }
+        nook_testutil::on_private_mount_ns(|| {
+            rustix::mount::mount_bind(t.join("a"), t.join("m")).expect("bind a on m");
+            let root = rustix::fs::open(t.path(), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+            for (way, open) in ways {
+                let r = open(root.as_fd(), Path::new("m/b"), OFlags::RDONLY | OFlags::DIRECTORY);
+                assert_eq!(r.map(drop).map_err(|e| e.raw_os_error()), Err(Some(libc::EXDEV)), "{way}: a bind mount");
+                let r = open(root.as_fd(), Path::new("m"), OFlags::RDONLY | OFlags::DIRECTORY);
+                assert_eq!(
+                    r.map(drop).map_err(|e| e.raw_os_error()),
+                    Err(Some(libc::EXDEV)),
+                    "{way}: the mount itself"
+                );
+            }
+            nook_testutil::detach_mounts_below(t.path());
+        });
+    }
 }

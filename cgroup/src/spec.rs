@@ -27,7 +27,10 @@ pub const PAGE_SIZE: u64 = 4096;
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupSpec {
-    /// The cgroup's name below its parent; may be a relative path (`a/b`) to nest.
+    /// The cgroup's name below its parent; may be a relative path (`a/b`) to nest. Plain
+    /// components only (no `.`, `..` or empty one), at most 255 bytes each. For
+    /// [`crate::Cgroup::create`] the cgroup must not exist yet ([`crate::Error::Exists`]);
+    /// [`crate::Cgroup::open`] opens an existing one.
     pub name: String,
     /// The parent, as `/proc/self/cgroup` names cgroups (e.g. `/sandboxes`). Default: the
     /// caller's own cgroup in each hierarchy (delegation-friendly). Validated like `name`:
