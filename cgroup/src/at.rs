@@ -143,10 +143,19 @@ pub(crate) fn rmdir(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(io::Error::from)
 }
 
-/// Whether two fds are the same directory (device and inode).
-pub(crate) fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<bool> {
-    let (a, b) = (rustix::fs::fstat(a)?, rustix::fs::fstat(b)?);
-    Ok(a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+/// The identity (device, inode) of an open file.
+pub(crate) fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::fstat(fd)?;
+    #[allow(clippy::unnecessary_cast, reason = "st_dev's and st_ino's widths differ between targets")]
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
+/// The identity of `name` (one component) in `dir`, not following a symlink. A mount
+/// point shows the mounted root's identity, so a mount placed there does not match.
+pub(crate) fn identity_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    #[allow(clippy::unnecessary_cast, reason = "st_dev's and st_ino's widths differ between targets")]
+    Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
 /// Writes `value` to the cgroup file `file` of `dir` in a single `write(2)` (cgroupfs

@@ -33,6 +33,8 @@ pub(crate) struct Dir {
     /// Its parent directory and its name there (for `unlinkat`).
     parent: OwnedFd,
     name: OsString,
+    /// Its device and inode: before removing by name, the name must still be this directory.
+    identity: (u64, u64),
 }
 
 impl Dir {
@@ -149,13 +151,15 @@ impl Cgroup {
             let v2_names = v2_controller_names(&hierarchies, &spec.resources);
             let plan = plan_dirs(&hierarchies, spec)?;
             let mut roots = Vec::with_capacity(plan.len());
-            // A cgroup that is already there is refused before anything changes (no
-            // directory made, no process moved to a leaf, no controller enabled). This is
-            // only the early answer: the `mkdir` in `create_one` stays the claim, so a
-            // creator that wins a race in between still gets `Exists` there.
+            // Where creating a directory first changes the tree above it (v2: processes
+            // moved to a leaf, controllers enabled), a cgroup that is already there is
+            // refused before anything changes. That is only the early answer: the `mkdir`
+            // in `create_one` stays the claim, and a clash there (a race, or a directory of
+            // another hierarchy) undoes what was made.
+            let prepares = spec.leaf_for_parent_processes.is_some() || !v2_names.is_empty();
             for p in &plan {
                 let root = at::open_root(&p.hier.mount_point, p.version)?;
-                if at::open_dir(root.as_fd(), &p.parent_rel.join(p.name)).is_ok() {
+                if prepares && at::open_dir(root.as_fd(), &p.parent_rel.join(p.name)).is_ok() {
                     return Err(Error::Exists { path: p.path() });
                 }
                 roots.push(root);
@@ -198,7 +202,8 @@ impl Cgroup {
             let name = p.name.file_name().expect("validated: a name has a last component").to_owned();
             let path = p.path();
             let fd = at::open_dir(parent.as_fd(), Path::new(&name)).map_err(|e| at::err("open", &path, e))?;
-            dirs.push(Dir { version: p.version, path, controllers: p.controllers, fd, parent, name });
+            let identity = at::identity(fd.as_fd()).map_err(|e| Error::io("fstat", &path, e))?;
+            dirs.push(Dir { version: p.version, path, controllers: p.controllers, fd, parent, name, identity });
         }
         Ok(Cgroup { hierarchies, dirs, device_program: None, ancestors: Vec::new(), live: false, owned: false })
     }
@@ -443,15 +448,14 @@ impl Drop for Cgroup {
 /// Checks that the name of `d` in its parent is still the directory the handle holds (not
 /// one someone put there after renaming ours away): `ENOENT` when it is gone.
 fn still_there(d: &Dir) -> Result<()> {
-    let now = at::open_dir(d.parent.as_fd(), Path::new(&d.name)).map_err(|e| at::err("open", &d.path, e))?;
-    match at::same_file(now.as_fd(), d.fd.as_fd()) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(Error::Unsafe {
+    match at::identity_at(d.parent.as_fd(), &d.name) {
+        Ok(id) if id == d.identity => Ok(()),
+        Ok(_) => Err(Error::Unsafe {
             path: d.path.clone(),
-            reason: "the directory there is no longer the cgroup this handle holds (renamed or replaced)",
+            reason: "the directory there is no longer the cgroup this handle holds (renamed, replaced or mounted over)",
             source: std::io::Error::from_raw_os_error(libc::ESTALE),
         }),
-        Err(e) => Err(Error::io("fstat", &d.path, e)),
+        Err(e) => Err(Error::io("stat", &d.path, e)),
     }
 }
 
@@ -533,14 +537,16 @@ fn create_one(cg: &mut Cgroup, p: &Planned<'_>, root: OwnedFd, spec: &CgroupSpec
             return Err(at::err("open", &path, e));
         }
     };
-    cg.dirs.push(Dir {
-        version: p.version,
-        path,
-        controllers: p.controllers.clone(),
-        fd,
-        parent,
-        name: name.to_owned(),
-    });
+    let identity = match at::identity(fd.as_fd()) {
+        Ok(id) => id,
+        Err(e) => {
+            // Ours (just made), not yet in `cg.dirs`: remove it here.
+            let _ = at::rmdir(parent.as_fd(), name);
+            return Err(Error::io("fstat", &path, e));
+        }
+    };
+    let controllers = p.controllers.clone();
+    cg.dirs.push(Dir { version: p.version, path, controllers, fd, parent, name: name.to_owned(), identity });
     if is_cpuset {
         let d = cg.dirs.last().expect("just pushed");
         apply::init_v1_cpuset(d.parent.as_fd(), d.fd.as_fd(), &d.path)?;
