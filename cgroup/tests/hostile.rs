@@ -51,14 +51,16 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
     out
 }
 
-/// A decoy outside cgroupfs shaped like a cgroup: `<name>/pids.max`, `<name>/cgroup.procs`
-/// and `<name>/memory.max` holding `original`, and empty directories (`<name>/child`,
-/// `empty`) that a removal that escaped would delete.
+/// A decoy outside cgroupfs shaped like a cgroup and its parent: `pids.max`,
+/// `cgroup.procs`, `memory.max` and `cgroup.subtree_control` holding `original` at the top
+/// and in `<name>`, and empty directories (`<name>/child`, `empty`) that a removal that
+/// escaped would delete.
 fn decoy(name: &str) -> TempDir {
     let t = TempDir::new("decoy").expect("temp dir");
     fs::create_dir_all(t.join(name).join("child")).unwrap();
     fs::create_dir(t.join("empty")).unwrap();
     for f in ["pids.max", "cgroup.procs", "memory.max", "cgroup.subtree_control"] {
+        fs::write(t.join(f), "original").unwrap();
         fs::write(t.join(name).join(f), "original").unwrap();
     }
     t
