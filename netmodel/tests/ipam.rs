@@ -466,7 +466,8 @@ fn a_huge_state_file_is_corrupt_without_being_read() {
     f.set_len(1 << 30).unwrap();
     drop(f);
     let me = Owner::current_process();
-    let calls: [(&str, &dyn Fn() -> Result<(), IpamError>); 4] = [
+    type Call<'a> = &'a dyn Fn() -> Result<(), IpamError>;
+    let calls: [(&str, Call<'_>); 4] = [
         ("allocate", &|| ipam.allocate("nk-huge", Request::AnyV4, &me).map(drop)),
         ("pools", &|| ipam.pools("nk-huge").map(drop)),
         ("allocations", &|| ipam.allocations("nk-huge").map(drop)),
