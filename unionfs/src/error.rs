@@ -20,7 +20,7 @@ pub enum UnsafeEntry {
     SymlinkLoop,
     /// The path is deeper / longer than allowed.
     TooDeep,
-    /// A device node while unprivileged.
+    /// A block or character device node without `ApplyOptions::allow_devices`.
     DeviceNode,
     /// A whiteout that names `.` / `..` / nothing.
     BadWhiteout,
