@@ -40,8 +40,12 @@
 //! layer root, files are created with `O_EXCL | O_NOFOLLOW`, and an entry that climbs out
 //! (`..`, an absolute name), writes through a symlink, links outside the layer, loops, or is
 //! absurdly deep is refused with [`Error::Unsafe`] naming the entry and the [`UnsafeEntry`]
-//! reason — before anything is written for it. Device nodes are created only with
-//! `CAP_MKNOD`.
+//! reason — before anything is written for it. Device nodes are refused unless
+//! [`ApplyOptions::allow_devices`] asks for them. An apply is bounded ([`Limits`], in
+//! [`ApplyOptions::limits`]): total file bytes, entries, expansion ratio (decompressed per
+//! compressed byte) and data after the end of the archive, with defaults that take any real
+//! image layer but stop decompression bombs; going over one is [`Error::LimitExceeded`]
+//! naming the limit. GNU sparse files are written sparse.
 //!
 //! # Example
 //!
@@ -71,9 +75,9 @@ mod vfs;
 mod view;
 mod whiteout;
 
-pub use apply::{Applied, ApplyOptions, Progress, apply_layer};
+pub use apply::{Applied, ApplyOptions, Limits, Progress, apply_layer};
 pub use diff::write_diff;
-pub use error::{Error, Result, UnsafeEntry};
+pub use error::{Error, Limit, Result, UnsafeEntry};
 pub use overlay::{MountedStack, Overlay, StorageDriver, supports_lowerdir_plus};
 pub use stack::{LayerStack, MAX_LOWER_LAYERS, MAX_MOUNT_DATA, OverlayOptions, RedirectDir, Upper};
 pub use store::{ContainerLayer, Digest, Layer, LayerStore, chain_id, chain_id_of};
