@@ -431,12 +431,15 @@ impl Command {
         let (err_read, err_write) = if vfork { sys::pipe_cloexec_nonblock() } else { sys::pipe_cloexec() }
             .map_err(|e| Error::sys("pipe2", e))?;
         let (child_stdio, pipes) = self.open_stdio()?;
+        let init_exe =
+            if plan.init { crate::init_exe::memfd().map_err(|e| Error::sys("memfd_create", e))? } else { -1 };
         let fds = ChildFds {
             sync_read: sync.as_ref().map_or(-1, |(_, child)| child.as_raw_fd()),
             sync_write: sync.as_ref().map_or(-1, |(parent, _)| parent.as_raw_fd()),
             err_read: err_read.as_raw_fd(),
             err_write: err_write.as_raw_fd(),
             stdio: [0, 1, 2].map(|i| child_stdio[i].as_ref().map(|fd| fd.as_raw_fd())),
+            init_exe,
         };
         let clone_flags = self.namespaces.bits() & !(Namespace::Time.clone_flag() | Namespace::Cgroup.clone_flag());
         let cgroup_fd = self.cgroup.as_ref().map(|fd| fd.as_raw_fd());

@@ -235,6 +235,8 @@ pub enum Stage {
     PreExec,
     /// The init process could not fork the payload.
     InitFork,
+    /// The init process could not exec `nk-init` (its sealed memfd).
+    InitExec,
     /// `execve` of the program (every candidate path failed).
     Exec,
 }
@@ -242,7 +244,7 @@ pub enum Stage {
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 19] = [
+        const ALL: [Stage; 20] = [
             Clone,
             WaitForParent,
             Prctl,
@@ -261,6 +263,7 @@ impl Stage {
             SetUid,
             PreExec,
             InitFork,
+            InitExec,
             Exec,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)

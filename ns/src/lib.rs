@@ -50,6 +50,7 @@ mod command;
 mod error;
 mod handle;
 mod idmap;
+mod init_exe;
 mod inspect;
 mod join;
 mod mount;
