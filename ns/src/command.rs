@@ -272,6 +272,11 @@ impl Command {
     /// SIGTERM/SIGINT/SIGHUP/SIGUSR1/SIGUSR2/SIGQUIT to it, reaps orphans, and exits with the
     /// program's status (128 + signal when it was killed). In a new pid namespace the init
     /// is PID 1 and the program PID 2; otherwise the init is a child subreaper.
+    ///
+    /// The init is `nk-init`, a small static program embedded in this crate and exec'd from
+    /// a sealed memfd right after the fork (before the program may run), not a copy of the
+    /// calling process: it has an empty environment, is non-dumpable, and holds nothing of
+    /// the caller's memory.
     pub fn init(&mut self, enabled: bool) -> &mut Self {
         self.init = enabled;
         self
