@@ -239,6 +239,21 @@ impl Command {
 
     /// The propagation `/` gets first in the new mount namespace (default: private,
     /// recursive). `None` keeps what was copied from the parent.
+    ///
+    /// Without a new user namespace, the copies of the caller's shared mounts are peers of
+    /// the originals: whatever the mount steps mount below them would appear in the
+    /// caller's mount namespace and stay there, also when the spawn fails. So with mount
+    /// steps and no new user namespace, only a *recursive* private, slave or unbindable
+    /// root is accepted; `None`, shared, or a non-recursive change is refused with
+    /// [`ValidationError::MountsWouldPropagate`] before anything happens — whatever the
+    /// caller's mount table looks like right now (a program that works on a host with a
+    /// private `/` would leak on one with a shared `/`, as systemd makes it). In a new user
+    /// namespace the kernel turns copied shared mounts into slaves, so nothing propagates
+    /// back and any value is accepted; a recursively shared root with a `pivot_root` step
+    /// (and no propagation step before it) is refused
+    /// ([`ValidationError::PivotRootUnderSharedRoot`]): `pivot_root` fails with `EINVAL`
+    /// there. Without mount steps any value is accepted (what the program itself mounts
+    /// is its own business).
     pub fn root_propagation(&mut self, propagation: Option<(Propagation, bool)>) -> &mut Self {
         self.root_propagation = propagation;
         self
@@ -604,6 +619,7 @@ impl Command {
             need("mount steps", Namespace::Mount)?;
             steps.push(step.prepare()?);
         }
+        crate::mount::check_root_propagation(self.root_propagation, ns.has(Namespace::User), &self.mounts)?;
         let root_propagation =
             if ns.has(Namespace::Mount) { self.root_propagation.map(|(p, rec)| p.flags(rec)) } else { None };
 
