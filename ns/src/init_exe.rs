@@ -23,7 +23,7 @@
 //! lost, and `nk-init` reaps before it waits, so a payload that ended early is not missed.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
 
 use crate::sys;
@@ -31,19 +31,32 @@ use crate::sys;
 /// The executable built from `init/init.c`.
 static NK_INIT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/nk-init"));
 
-/// The process's sealed memfd holding [`NK_INIT`], created on first use.
-static MEMFD: OnceLock<OwnedFd> = OnceLock::new();
+/// The process's sealed memfd holding [`NK_INIT`] and its identity (device, inode),
+/// created on first use.
+static MEMFD: OnceLock<(OwnedFd, (u64, u64))> = OnceLock::new();
 
 /// The descriptor of the sealed `nk-init` memfd (close-on-exec), created on first use.
-/// Called in the parent, before the clone.
+/// Called in the parent, before the clone. Checks that the descriptor still is that memfd
+/// (one `fstat`): if other code of the process closed it and the number was reused, the
+/// child would exec whatever file now has it.
 pub(crate) fn memfd() -> io::Result<RawFd> {
-    if let Some(fd) = MEMFD.get() {
-        return Ok(fd.as_raw_fd());
+    let (fd, id) = match MEMFD.get() {
+        Some(entry) => entry,
+        None => {
+            let fd = sys::sealed_exec_memfd(c"nk-init", NK_INIT)?;
+            let id = sys::fstat_id(fd.as_fd())?;
+            // Another thread may have won the race: keep its memfd, drop ours.
+            let _ = MEMFD.set((fd, id));
+            MEMFD.get().expect("set above")
+        }
+    };
+    if sys::fstat_id(fd.as_fd()).ok() != Some(*id) {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the nk-init memfd was closed by other code of this process",
+        ));
     }
-    let fd = sys::sealed_exec_memfd(c"nk-init", NK_INIT)?;
-    // Another thread may have won the race: keep its memfd, drop ours.
-    let _ = MEMFD.set(fd);
-    Ok(MEMFD.get().map(AsRawFd::as_raw_fd).expect("set above"))
+    Ok(fd.as_raw_fd())
 }
 
 #[cfg(test)]
@@ -57,5 +70,23 @@ mod tests {
         assert_eq!(u16::from_le_bytes([NK_INIT[16], NK_INIT[17]]), 2);
         assert!(NK_INIT.len() < 64 * 1024, "{} bytes", NK_INIT.len());
         assert!(!NK_INIT.windows(7).any(|w| w == b"ld-linu"), "no dynamic loader");
+    }
+
+    #[test]
+    fn memfd_is_created_once_sealed_and_close_on_exec() {
+        let fd = memfd().unwrap();
+        assert_eq!(memfd().unwrap(), fd, "one memfd per process");
+        // SAFETY: integer-only fcntl calls on our live descriptor.
+        let (seals, fd_flags) = unsafe { (libc::fcntl(fd, libc::F_GET_SEALS), libc::fcntl(fd, libc::F_GETFD)) };
+        let want = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        assert_eq!(seals & want, want, "seals {seals:#x}");
+        assert_ne!(fd_flags & libc::FD_CLOEXEC, 0);
+        // SAFETY: one byte from a static, at offset 0 of our descriptor.
+        let n = unsafe { libc::pwrite(fd, b"x".as_ptr().cast(), 1, 0) };
+        assert_eq!((n, io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EPERM)));
+        let mut buf = vec![0u8; NK_INIT.len() + 1];
+        // SAFETY: reading into our own buffer of the given length.
+        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        assert_eq!(&buf[..n as usize], NK_INIT);
     }
 }
