@@ -258,7 +258,7 @@ pub enum Stage {
     SetUid,
     /// A user `pre_exec` hook; see `SpawnError::step` for which one.
     PreExec,
-    /// The init process could not fork the payload.
+    /// The init process could not fork the payload (or create the pipe it waits on).
     InitFork,
     /// The init process could not exec `nk-init` (its sealed memfd).
     InitExec,

@@ -278,7 +278,8 @@ fn exec_payload(plan: &Plan, err: RawFd) -> ! {
     fail(err, Stage::Exec, last, None)
 }
 
-/// The signals the minimal init ([`crate::Command::init`]) forwards to the payload.
+/// The signals the minimal init ([`crate::Command::init`]) forwards to the payload (the
+/// list `nk-init`, `init/init.c`, is built with).
 pub const FORWARDED_SIGNALS: [libc::c_int; 6] =
     [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGQUIT];
 
