@@ -564,3 +564,32 @@ fn a_signal_sent_before_the_init_runs_is_not_lost() {
     let mut child = paused.resume().unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(128 + libc::SIGTERM));
 }
+
+#[test]
+fn unprivileged_caller_gets_nk_init_in_its_user_namespace() {
+    const TEST: &str = "unprivileged_caller_gets_nk_init_in_its_user_namespace";
+    if std::env::var(SECRET_ROLE).as_deref() == Ok("unprivileged") {
+        // SAFETY: geteuid cannot fail.
+        assert_eq!(unsafe { libc::geteuid() }, 65534, "the caller must be unprivileged");
+        // This process creates (and owns) the memfd; its init runs inside the new user ns.
+        let out = init_sh("cat /proc/1/comm; echo $$; exit 3")
+            .namespaces(pid_ns().with(Namespace::User))
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "nk-init\n2\n");
+        println!("NK-UNPRIV-OK");
+        return;
+    }
+    require_root!();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .env(SECRET_ROLE, "unprivileged")
+        .user(65534, 65534)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("NK-UNPRIV-OK"), "{stdout}");
+}
