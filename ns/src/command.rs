@@ -291,7 +291,8 @@ impl Command {
     /// The init is `nk-init`, a small static program embedded in this crate and exec'd from
     /// a sealed memfd right after the fork (before the program may run), not a copy of the
     /// calling process: it has an empty environment, is non-dumpable, and holds nothing of
-    /// the caller's memory.
+    /// the caller's memory. It is built for x86_64 and aarch64; elsewhere a spawn with an
+    /// init fails with [`Error::Sys`] (`ErrorKind::Unsupported`).
     pub fn init(&mut self, enabled: bool) -> &mut Self {
         self.init = enabled;
         self
@@ -452,7 +453,7 @@ impl Command {
             .map_err(|e| Error::sys("pipe2", e))?;
         let (child_stdio, pipes) = self.open_stdio()?;
         let init_exe =
-            if plan.init { crate::init_exe::memfd().map_err(|e| Error::sys("memfd_create", e))? } else { -1 };
+            if plan.init { crate::init_exe::memfd().map_err(|e| Error::sys("nk-init memfd", e))? } else { -1 };
         let fds = ChildFds {
             sync_read: sync.as_ref().map_or(-1, |(_, child)| child.as_raw_fd()),
             sync_write: sync.as_ref().map_or(-1, |(parent, _)| parent.as_raw_fd()),

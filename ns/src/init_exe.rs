@@ -40,6 +40,9 @@ static MEMFD: OnceLock<(OwnedFd, (u64, u64))> = OnceLock::new();
 /// (one `fstat`): if other code of the process closed it and the number was reused, the
 /// child would exec whatever file now has it.
 pub(crate) fn memfd() -> io::Result<RawFd> {
+    if NK_INIT.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "nk-init is built for x86_64 and aarch64 only"));
+    }
     let (fd, id) = match MEMFD.get() {
         Some(entry) => entry,
         None => {
