@@ -14,7 +14,10 @@
 //! - [`Command::spawn_paused`] stops the child at the sync point so the caller can move a
 //!   network link into it or put it in a cgroup before it continues.
 //! - [`Command::init`] runs a minimal PID 1 that reaps orphans, forwards signals and exits
-//!   with the payload's status.
+//!   with the payload's status. It is `nk-init`, a static, freestanding program of about a
+//!   kilobyte (`init/init.c`, built by `build.rs` with the target's C compiler) exec'd from a
+//!   sealed memfd — not a fork of the caller, so the sandbox cannot read the caller's
+//!   memory or environment through its PID 1.
 //! - [`IdMap`] multi-range uid/gid maps (`newuidmap`/`newgidmap` when unprivileged).
 //! - [`MountStep`] / [`Propagation`]: bind (ro/rw), proc, sysfs, tmpfs, devpts, mqueue,
 //!   propagation changes, `pivot_root`, read-only remount, masking.
@@ -44,12 +47,19 @@
 //!   namespace, and the cgroup namespace must be rooted at the cgroup the parent placed the
 //!   child in.
 //! - Syscalls go through `libc` in one `sys` module (nix has no clone3); no other crate
-//!   than `libc`, `bitflags`, `thiserror` and `serde` is needed.
+//!   than `libc`, `bitflags`, `thiserror` and `serde` is needed (and `cc` at build time,
+//!   for `nk-init`; x86_64 and aarch64).
+//! - The init is a program of its own (see the `init_exe` module): a fork of the caller as
+//!   PID 1 showed the caller's environment in `/proc/1/environ` and its heap in
+//!   `/proc/1/mem` to root of the sandbox. The child forks the payload, which waits on a
+//!   pipe, then execs `nk-init` (empty environment, non-dumpable first thing), which
+//!   releases the payload; signals stay blocked, hence pending, across that exec.
 
 mod command;
 mod error;
 mod handle;
 mod idmap;
+mod init_exe;
 mod inspect;
 mod join;
 mod mount;

@@ -23,6 +23,7 @@ pub(crate) mod consts {
     pub const P_PIDFD: libc::idtype_t = 3;
     pub const AT_RECURSIVE: libc::c_uint = 0x8000;
     pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    pub const MFD_EXEC: libc::c_uint = 0x10;
 }
 
 /// The kernel's `struct clone_args` (version 2, 88 bytes, with `cgroup`).
@@ -496,6 +497,44 @@ pub(crate) fn restore_signals(old: &libc::sigset_t) {
     }
 }
 
+/// A sealed, close-on-exec memfd holding `bytes`, for `execveat(AT_EMPTY_PATH)`: the
+/// contents can no longer change (write, grow, shrink and further seals are sealed; so is
+/// the exec bit where the kernel knows `F_SEAL_EXEC`). Asks for an executable memfd
+/// (`MFD_EXEC`, kernel 6.3+, needed when `vm.memfd_noexec` is 1) and falls back to plain
+/// flags on kernels that reject it.
+pub(crate) fn sealed_exec_memfd(name: &CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
+    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: name is NUL-terminated; integer flags.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | consts::MFD_EXEC) };
+    if fd < 0 && errno() == libc::EINVAL {
+        // SAFETY: as above, without MFD_EXEC (unknown before 6.3).
+        fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
+    }
+    let fd = cvt(fd)?;
+    // SAFETY: memfd_create returned a new descriptor that we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut off = 0;
+    while off < bytes.len() {
+        // SAFETY: the pointer and length describe the live remainder of `bytes`.
+        let n = unsafe { libc::write(fd.as_raw_fd(), bytes[off..].as_ptr().cast(), bytes.len() - off) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        off += n as usize;
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: integer-only fcntl on our descriptor.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals | libc::F_SEAL_EXEC) } != 0 {
+        // SAFETY: as above, without F_SEAL_EXEC (unknown before 6.3).
+        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    }
+    Ok(fd)
+}
+
 /// Raw, allocation-free calls used by the child between clone and exec. Each returns 0 on
 /// success or the errno.
 pub(crate) mod raw {
@@ -747,30 +786,6 @@ pub(crate) mod raw {
         unsafe { libc::_exit(code) }
     }
 
-    pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
-        // SAFETY: integer-only syscall.
-        unsafe { libc::kill(pid, sig) };
-    }
-
-    /// Waits for one of the signals in `set`; returns the signal number.
-    pub fn sigwait(set: &libc::sigset_t) -> i32 {
-        loop {
-            // SAFETY: set is a valid sigset; a null info is allowed.
-            let sig = unsafe { libc::sigwaitinfo(set, std::ptr::null_mut()) };
-            if sig > 0 {
-                return sig;
-            }
-        }
-    }
-
-    /// Reaps one exited child without blocking: Some((pid, status)) or None.
-    pub fn reap_one() -> Option<(libc::pid_t, i32)> {
-        let mut status = 0;
-        // SAFETY: status is a valid out-parameter.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid > 0 { Some((pid, status)) } else { None }
-    }
-
     pub fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
         // SAFETY: a zeroed sigset is valid input to sigemptyset.
         let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -782,5 +797,85 @@ pub(crate) mod raw {
             }
         }
         set
+    }
+
+    // -------------------------------------------------------------------------------
+    // The init (`Command::init`): the child forks the payload and execs `nk-init` from
+    // a memfd (see `plan::run_init`). Allocation-free like everything in this module.
+    // -------------------------------------------------------------------------------
+
+    /// A pipe with both ends close-on-exec: (read, write).
+    pub fn pipe_cloexec() -> Result<(RawFd, RawFd), i32> {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: fds has room for two descriptors.
+        if unsafe { libc::syscall(libc::SYS_pipe2, fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(errno());
+        }
+        Ok((fds[0], fds[1]))
+    }
+
+    /// Clears `FD_CLOEXEC`: the descriptor survives exec.
+    pub fn clear_cloexec(fd: RawFd) -> i32 {
+        // SAFETY: integer-only fcntl.
+        ok(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } as libc::c_long)
+    }
+
+    /// Closes every descriptor but those in `keep` (ascending, non-negative).
+    pub fn close_all_except(keep: &[RawFd]) {
+        let mut first: RawFd = 0;
+        for &k in keep {
+            if k > first {
+                close_range(first, k - 1);
+            }
+            first = first.max(k + 1);
+        }
+        close_from(first);
+    }
+
+    /// Closes `first..=last` (`close_range`, or one by one before 5.9).
+    fn close_range(first: RawFd, last: RawFd) {
+        // SAFETY: integer-only syscall.
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, last as libc::c_uint, 0u32) };
+        if rc != 0 {
+            for fd in first..=last {
+                close(fd);
+            }
+        }
+    }
+
+    /// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: runs the program open at `fd`.
+    /// Returns the errno (it only returns on failure).
+    pub fn execveat_fd(fd: RawFd, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> i32 {
+        // SAFETY: argv and envp are null-terminated arrays of NUL-terminated strings on the
+        // caller's stack, alive until exec replaces the image; "" is a static C string.
+        unsafe {
+            libc::syscall(libc::SYS_execveat, fd, c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH)
+        };
+        errno()
+    }
+
+    /// Waits for child `pid` to end (any status).
+    pub fn wait_pid(pid: libc::pid_t) {
+        let mut status = 0;
+        // SAFETY: status is a valid out-parameter.
+        while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 && errno() == libc::EINTR {}
+    }
+
+    /// Whether SIGCHLD is ignored (`SIG_IGN`: children would be reaped automatically).
+    pub fn sigchld_ignored() -> bool {
+        // SAFETY: zeroed sigaction is a valid out-parameter.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null new action only reads the current one.
+        unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN }
+    }
+
+    /// Sets SIGCHLD to `SIG_IGN` or `SIG_DFL`.
+    pub fn set_sigchld_ignored(ignored: bool) {
+        // SAFETY: zeroed sigaction is valid; only the handler is set.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = if ignored { libc::SIG_IGN } else { libc::SIG_DFL };
+            libc::sigaction(libc::SIGCHLD, &act, std::ptr::null_mut());
+        }
     }
 }
