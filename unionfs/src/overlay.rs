@@ -57,11 +57,13 @@
 //! so nook ships none.
 
 mod legacy;
+mod probe;
 mod sys;
+
+pub use probe::{KernelSupport, probe, supports_lowerdir_plus};
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use rustix::fs::{CWD, Mode, OFlags};
 use rustix::io::Errno;
@@ -158,40 +160,6 @@ impl Drop for MountedStack {
         } else if self.armed {
             let _ = rustix::mount::unmount(&self.target, UnmountFlags::DETACH);
         }
-    }
-}
-
-static LOWERDIR_PLUS: OnceLock<bool> = OnceLock::new();
-
-/// Whether this kernel takes `lowerdir+` through `fsconfig` (Linux 6.8+).
-///
-/// Probed once per process (`fsopen("overlay")` and one `fsconfig(lowerdir+, "/")` on a
-/// context that is never created) and cached. When `fsopen` itself is refused for lack of
-/// privilege the answer is `false` and not cached, so a later call with privilege probes again.
-pub fn supports_lowerdir_plus() -> bool {
-    if let Some(&known) = LOWERDIR_PLUS.get() {
-        return known;
-    }
-    match probe_lowerdir_plus() {
-        Some(known) => *LOWERDIR_PLUS.get_or_init(|| known),
-        None => false,
-    }
-}
-
-/// `Some(answer)` when definite, `None` when the probe could not tell (no privilege).
-fn probe_lowerdir_plus() -> Option<bool> {
-    let fs = match rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) {
-        Ok(fd) => fd,
-        Err(Errno::PERM | Errno::ACCESS) => return None,
-        // ENOSYS: no new mount API; ENODEV: no overlay filesystem.
-        Err(_) => return Some(false),
-    };
-    match rustix::mount::fsconfig_set_string(&fs, "lowerdir+", "/") {
-        Ok(()) => Some(true),
-        // The key is unknown ("Unknown parameter 'lowerdir+'"), or known but "/" was refused
-        // (a root overlayfs cannot take).
-        Err(Errno::INVAL) => Some(!read_log(&fs).iter().any(|m| m.contains("Unknown parameter"))),
-        Err(_) => Some(true),
     }
 }
 
@@ -355,8 +323,9 @@ pub(crate) fn configure_new_api(stack: &LayerStack, target: &Path, tmpfs: Option
                 let dir = tmpfs.open_dir(name)?;
                 match rustix::mount::fsconfig_set_fd(&fs, key, dir.as_fd()) {
                     Ok(()) => {}
-                    // Kernels before layers-by-fd: name the dir through /proc instead.
-                    Err(Errno::INVAL) => {
+                    // Kernels before layers by descriptor (EINVAL, 6.13) or before O_PATH
+                    // descriptors in FSCONFIG_SET_FD (EBADF, 6.15): name the dir through /proc.
+                    Err(Errno::INVAL | Errno::BADF) => {
                         let _ = read_log(&fs); // drop the "not supported" note
                         let path = tmpfs.proc_path(name);
                         rustix::mount::fsconfig_set_string(&fs, key, &path).map_err(|e| fail(op, &path, e))?;

@@ -569,15 +569,46 @@ fn mounts_from_many_threads_at_once() {
     assert_eq!(std::env::current_dir().unwrap(), cwd);
 }
 
+/// Issue 20: before 6.5 the legacy fs_context wrapper accepted the old probe's `lowerdir+`, so
+/// every overlay mount on 6.1 went to fsconfig and failed. Each field against the release.
 #[test]
-fn lowerdir_plus_is_detected_on_new_kernels() {
+fn probe_matches_the_kernel_release() {
     require_root!();
     let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let mut v = release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
-    let (major, minor) = (v.next().unwrap(), v.next().unwrap());
-    assert_eq!(supports_lowerdir_plus(), (major, minor) >= (6, 8), "kernel {release}");
+    let version = (v.next().unwrap(), v.next().unwrap());
+    let k = nook_unionfs::probe();
+    assert!(k.fsopen, "kernel {release}: {k:?}");
+    assert_eq!(k.native_fs_context, version >= (6, 5), "kernel {release}: {k:?}");
+    assert_eq!(k.lowerdir_plus, version >= (6, 8), "kernel {release}: {k:?}");
+    assert_eq!(k.layers_by_fd, version >= (6, 15), "kernel {release}: {k:?}");
+    assert_eq!(supports_lowerdir_plus(), k.lowerdir_plus);
     // Cached: the same answer again.
-    assert_eq!(supports_lowerdir_plus(), (major, minor) >= (6, 8));
+    assert_eq!(nook_unionfs::probe(), k);
+}
+
+/// The driver picks its path from the probe: on a kernel without `lowerdir+` a default mount
+/// goes through `mount(2)` (mountinfo shows `lowerdir=`), on one with it through fsconfig.
+#[test]
+fn the_mount_path_follows_the_probe() {
+    require_root!();
+    let tmp = TempDir::new("ovlpath").unwrap();
+    let layers = make_layers(&tmp.join("l"), 2, |i| format!("{i}"));
+    let target = mkdir(tmp.join("mnt"));
+    let mut stack = LayerStack::new();
+    stack.lowers(&layers).upper(Upper::Tmpfs { size: None });
+    let m = stack.mount(&target).unwrap();
+    assert_union(&target, 2);
+    let so = super_options(&target);
+    let plus = so.iter().any(|o| o.starts_with("lowerdir+="));
+    assert_eq!(plus, supports_lowerdir_plus(), "{so:?}");
+    if !plus {
+        let want = format!("lowerdir={}:{}", layers[1].display(), layers[0].display());
+        assert!(so.contains(&want), "{so:?}");
+    }
+    fs::write(target.join("new"), "x").unwrap();
+    assert_eq!(fs::read_to_string(m.upper_dir().unwrap().join("new")).unwrap(), "x");
+    m.remove().unwrap();
 }
 
 #[test]
