@@ -129,9 +129,9 @@ mod probe_decision {
         let k = super::super::probe();
         assert!(k.fsopen, "overlayfs and fsopen are available on every tested kernel: {k:?}");
         let fresh = || rustix::mount::fsopen("overlay", rustix::mount::FsOpenFlags::FSOPEN_CLOEXEC).unwrap();
-        let canary = rustix::mount::fsconfig_set_string(&fresh(), CANARY_KEY, "1");
+        let canary = rustix::mount::fsconfig_set_string(fresh(), CANARY_KEY, "1");
         assert_eq!(canary.is_ok(), !k.native_fs_context, "{k:?}");
-        let plus = rustix::mount::fsconfig_set_string(&fresh(), "lowerdir+", "/");
+        let plus = rustix::mount::fsconfig_set_string(fresh(), "lowerdir+", "/");
         if k.native_fs_context {
             assert_eq!(plus.is_ok(), k.lowerdir_plus, "{k:?}");
         } else {
