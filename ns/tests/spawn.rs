@@ -193,12 +193,13 @@ fn concurrent_spawns_under_allocator_churn_neither_deadlock_nor_leak_fds() {
             spawn_storm();
             let _ = done_tx.send(());
         });
-        match done_rx.recv_timeout(Duration::from_secs(120)) {
+        let deadline = Duration::from_secs(120) * nook_testutil::time_factor();
+        match done_rx.recv_timeout(deadline) {
             Ok(()) => worker.join().unwrap(),
             // The worker panicked (dropping the sender): show its panic.
             Err(mpsc::RecvTimeoutError::Disconnected) => std::panic::resume_unwind(worker.join().unwrap_err()),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("500 spawns did not finish in 120 s: deadlock?")
+                panic!("500 spawns did not finish in {deadline:?}: deadlock?")
             }
         }
     }

@@ -62,6 +62,13 @@ macro_rules! require_root {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// How many times longer than on a native machine a test may wait for something that hangs
+/// only when broken (a deadlock detector's deadline): `NOOK_TEST_TIME_FACTOR` (default 1). The
+/// emulated VM lane (`.ci/v2-lane`) sets 10: process creation there is 30-45 times slower.
+pub fn time_factor() -> u32 {
+    std::env::var("NOOK_TEST_TIME_FACTOR").ok().and_then(|v| v.parse().ok()).filter(|&f| f > 0).unwrap_or(1)
+}
+
 /// Asserts a finished child succeeded (showing its stdout and stderr if not) and returns its
 /// stdout as UTF-8.
 #[track_caller]

@@ -319,7 +319,9 @@ fn every_option_reaches_the_kernel() {
             let m = stack.mount(&target).unwrap_or_else(|e| panic!("{opts:?}: {e}"));
             let so = super_options(&target);
             for w in want {
-                assert!(so.iter().any(|o| o == w), "{opts:?}: {w} missing from {so:?}");
+                // Kernels before 6.6 (no fsync= option) show volatile as plain "volatile".
+                let seen = so.iter().any(|o| o == w || (*w == "fsync=volatile" && o == "volatile"));
+                assert!(seen, "{opts:?}: {w} missing from {so:?}");
             }
             for w in not {
                 assert!(!so.iter().any(|o| o == w), "{opts:?}: {w} in {so:?}");
@@ -585,6 +587,26 @@ fn probe_matches_the_kernel_release() {
     assert_eq!(supports_lowerdir_plus(), k.lowerdir_plus);
     // Cached: the same answer again.
     assert_eq!(nook_unionfs::probe(), k);
+}
+
+/// A context the probe calls legacy really takes any key (the trap of issue 20), and a native
+/// one really refuses an unknown key and takes `lowerdir+` exactly when reported.
+#[test]
+fn the_probe_agrees_with_a_raw_context() {
+    require_root!();
+    let k = nook_unionfs::probe();
+    assert!(k.fsopen, "overlayfs and fsopen are available on every tested kernel: {k:?}");
+    let fresh = || rustix::mount::fsopen("overlay", rustix::mount::FsOpenFlags::FSOPEN_CLOEXEC).unwrap();
+    let unknown = rustix::mount::fsconfig_set_string(fresh(), "nk_no_kernel_has_this_key", "1");
+    assert_eq!(unknown.is_ok(), !k.native_fs_context, "{k:?}");
+    let plus = rustix::mount::fsconfig_set_string(fresh(), "lowerdir+", "/");
+    if k.native_fs_context {
+        assert_eq!(plus.is_ok(), k.lowerdir_plus, "{k:?}");
+    } else {
+        // The legacy wrapper "accepts" lowerdir+ too: what fooled the old probe.
+        assert!(plus.is_ok(), "{plus:?}");
+        assert!(!k.lowerdir_plus);
+    }
 }
 
 /// The driver picks its path from the probe: on a kernel without `lowerdir+` a default mount

@@ -120,24 +120,4 @@ mod probe_decision {
         assert_eq!(Answer::of(Err(Errno::INVAL), &[]), Refused);
         assert_eq!(Answer::of(Err(Errno::NOENT), &unknown), Refused);
     }
-
-    /// On the running kernel: a context the probe calls legacy really takes any key (the trap),
-    /// and a native one really refuses the canary and takes `lowerdir+` exactly when reported.
-    #[test]
-    fn the_probe_agrees_with_a_raw_context() {
-        nook_testutil::require_root!();
-        let k = super::super::probe();
-        assert!(k.fsopen, "overlayfs and fsopen are available on every tested kernel: {k:?}");
-        let fresh = || rustix::mount::fsopen("overlay", rustix::mount::FsOpenFlags::FSOPEN_CLOEXEC).unwrap();
-        let canary = rustix::mount::fsconfig_set_string(fresh(), CANARY_KEY, "1");
-        assert_eq!(canary.is_ok(), !k.native_fs_context, "{k:?}");
-        let plus = rustix::mount::fsconfig_set_string(fresh(), "lowerdir+", "/");
-        if k.native_fs_context {
-            assert_eq!(plus.is_ok(), k.lowerdir_plus, "{k:?}");
-        } else {
-            // The legacy wrapper "accepts" lowerdir+ too: what fooled the old probe.
-            assert!(plus.is_ok(), "{plus:?}");
-            assert!(!k.lowerdir_plus);
-        }
-    }
 }
