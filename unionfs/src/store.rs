@@ -384,9 +384,16 @@ impl LayerStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found(chain_id)),
             Err(e) => return Err(Error::sys("read", &diff_id_path, e)),
         };
+        // A layer removed while we read it (its files vanish one by one) is not found, not
+        // broken: recheck that it is still there before reporting a missing or odd file.
+        let gone = || !diff_id_path.exists();
         let size_path = dir.join("size");
-        let size = std::fs::read_to_string(&size_path)
-            .map_err(|e| Error::sys("read", &size_path, e))?
+        let size = match std::fs::read_to_string(&size_path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && gone() => return Err(not_found(chain_id)),
+            Err(e) => return Err(Error::sys("read", &size_path, e)),
+        };
+        let size = size
             .trim()
             .parse::<u64>()
             .map_err(|e| Error::Corrupt { path: size_path.clone(), detail: e.to_string() })?;
@@ -397,6 +404,9 @@ impl LayerStore {
             Err(e) => return Err(Error::sys("read", &parent_path, e)),
         };
         if self::chain_id(parent.as_ref(), &diff_id) != *chain_id {
+            if gone() {
+                return Err(not_found(chain_id));
+            }
             return Err(Error::Corrupt {
                 path: dir,
                 detail: format!("chain id does not match parent {parent:?} and diff id {diff_id}"),
