@@ -321,7 +321,8 @@ fn every_option_reaches_the_kernel() {
             for w in want {
                 // metacopy=on turns redirect_dir on; overlayfs shows that only since its own
                 // option parser (6.5), before it keeps the mode string it was given.
-                let implied = *w == "redirect_dir=on" && opts.redirect_dir.is_none();
+                // (userxattr implies redirect_dir=nofollow likewise.)
+                let implied = w.starts_with("redirect_dir=") && opts.redirect_dir.is_none();
                 if implied && !nook_unionfs::probe().native_fs_context {
                     continue;
                 }
