@@ -37,6 +37,7 @@ mod cpuset;
 mod devices;
 mod error;
 mod hierarchy;
+mod probe;
 mod spec;
 mod stats;
 mod sys;
@@ -46,6 +47,7 @@ pub use cpuset::CpuSet;
 pub use devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 pub use error::{Error, Result, ValidationError};
 pub use hierarchy::{Controller, Hierarchies, Hierarchy, Layout, Location, V2Support, Version};
+pub use probe::{KernelSupport, probe};
 pub use spec::{
     Blkio, CgroupSpec, Cpu, Cpuset, DeviceThrottle, HostFacts, HugetlbLimit, Memory, NetCls, NetPrio, PAGE_SIZE, Pids,
     Resources, page_size_name, parse_page_size, shares_to_weight, weight_to_shares,

@@ -463,7 +463,9 @@ impl Command {
             init_exe,
         };
         let clone_flags = self.namespaces.bits() & !(Namespace::Time.clone_flag() | Namespace::Cgroup.clone_flag());
-        let cgroup_fd = self.cgroup.as_ref().map(|fd| fd.as_raw_fd());
+        // Where clone3 does not know CLONE_INTO_CGROUP (before 5.7: EINVAL, not ENOSYS) the
+        // child is placed by the parent below, as after the clone(2) fallback.
+        let cgroup_fd = self.cgroup.as_ref().filter(|_| crate::probe::clone_into_cgroup()).map(|fd| fd.as_raw_fd());
 
         let old_mask = sys::block_all_signals();
         let mut joined_cgroup = false;

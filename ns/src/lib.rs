@@ -66,6 +66,7 @@ mod mount;
 mod namespace;
 mod netns;
 mod plan;
+mod probe;
 mod process;
 mod sys;
 
@@ -79,4 +80,5 @@ pub use mount::{MountStep, Propagation, bind, mount_tmpfs, set_propagation, unmo
 pub use namespace::{Namespace, NamespaceSet};
 pub use netns::{NETNS_RUN_DIR, NetNs};
 pub use plan::FORWARDED_SIGNALS;
+pub use probe::{KernelSupport, probe};
 pub use process::{Child, PausedChild, Stdio};

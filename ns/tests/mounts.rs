@@ -372,7 +372,9 @@ fn proc_step_shows_the_child_pid_namespace() {
     let [proc_dir] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["proc"])).unwrap();
     let out = stdout_of(
         in_mount_ns(
-            sh(r#"for p in "$1"/[0-9]*; do echo "${p##*/}"; done; echo --; cat "$1/1/cmdline""#),
+            // `cat` is not the last command: a shell that execs its last command (busybox
+            // ash) would otherwise be `cat` by then.
+            sh(r#"for p in "$1"/[0-9]*; do echo "${p##*/}"; done; echo --; cat "$1/1/cmdline"; echo"#),
             &[Namespace::Pid],
         )
         .arg(&proc_dir)
