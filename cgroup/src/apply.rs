@@ -1,12 +1,13 @@
 //! Writing [`Resources`] to the cgroup files of each version.
 
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 
-use crate::cgroup::Cgroup;
+use crate::at;
+use crate::cgroup::{Cgroup, Dir};
 use crate::error::{Error, Result};
 use crate::hierarchy::{Controller, Version};
 use crate::spec::{Blkio, Cpu, Memory, Resources, shares_to_weight, weight_to_shares};
-use crate::sys::{read_file, write_file};
 
 /// A setting the cgroup version in use does not have.
 fn unsupported(controller: Controller, setting: &str, version: Version) -> Error {
@@ -26,10 +27,10 @@ pub(crate) fn apply(cg: &mut Cgroup, r: &Resources) -> Result<()> {
         let (dir, _) = cg.require_dir(Controller::Cpuset)?;
         // Same file names on v1 and v2.
         if let Some(cpus) = &cs.cpus {
-            write_file(&dir.join("cpuset.cpus"), cpus)?;
+            dir.write("cpuset.cpus", cpus)?;
         }
         if let Some(mems) = &cs.mems {
-            write_file(&dir.join("cpuset.mems"), mems)?;
+            dir.write("cpuset.mems", mems)?;
         }
     }
     if let Some(m) = &r.memory {
@@ -42,13 +43,13 @@ pub(crate) fn apply(cg: &mut Cgroup, r: &Resources) -> Result<()> {
             Version::V1 => {
                 policy.check_v1()?;
                 for (file, line) in policy.v1_writes() {
-                    write_file(&dir.join(file), &line)?;
+                    dir.write(file, &line)?;
                 }
             }
             Version::V2 => {
-                let dir = dir.to_owned();
+                let fd = dir.fd.try_clone().map_err(|e| Error::io("dup", &dir.path, e))?;
                 let old = cg.set_device_program(None);
-                match crate::bpf::attach_device_policy(&dir, policy, old.as_ref()) {
+                match crate::bpf::attach_device_policy(fd, policy, old.as_ref()) {
                     Ok(prog) => {
                         cg.set_device_program(Some(prog));
                     }
@@ -70,7 +71,7 @@ pub(crate) fn apply(cg: &mut Cgroup, r: &Resources) -> Result<()> {
         if v == Version::V2 {
             return Err(unsupported(Controller::NetCls, "net_cls.classid", v));
         }
-        write_file(&dir.join("net_cls.classid"), &nc.classid.to_string())?;
+        dir.write("net_cls.classid", &nc.classid.to_string())?;
     }
     if let Some(b) = &r.blkio {
         let (dir, v) = cg.require_dir(Controller::Blkio)?;
@@ -85,7 +86,7 @@ pub(crate) fn apply(cg: &mut Cgroup, r: &Resources) -> Result<()> {
             return Err(unsupported(Controller::NetPrio, "net_prio.ifpriomap", v));
         }
         for (ifname, prio) in &np.ifpriomap {
-            write_file(&dir.join("net_prio.ifpriomap"), &format!("{ifname} {prio}"))?;
+            dir.write("net_prio.ifpriomap", &format!("{ifname} {prio}"))?;
         }
     }
     for h in &r.hugetlb {
@@ -94,44 +95,44 @@ pub(crate) fn apply(cg: &mut Cgroup, r: &Resources) -> Result<()> {
             Version::V1 => format!("hugetlb.{}.limit_in_bytes", h.page_size),
             Version::V2 => format!("hugetlb.{}.max", h.page_size),
         };
-        write_file(&dir.join(file), &h.limit.to_string())?;
+        dir.write(&file, &h.limit.to_string())?;
     }
     if let Some(p) = &r.pids {
         let (dir, _) = cg.require_dir(Controller::Pids)?;
-        write_file(&dir.join("pids.max"), &p.max.map_or_else(|| "max".to_owned(), |m| m.to_string()))?;
+        dir.write("pids.max", &p.max.map_or_else(|| "max".to_owned(), |m| m.to_string()))?;
     }
     Ok(())
 }
 
-fn apply_cpu(dir: &Path, v: Version, cpu: &Cpu) -> Result<()> {
+fn apply_cpu(dir: &Dir, v: Version, cpu: &Cpu) -> Result<()> {
     match v {
         Version::V1 => {
             if let Some(shares) = cpu.shares.or(cpu.weight.map(weight_to_shares)) {
-                write_file(&dir.join("cpu.shares"), &shares.to_string())?;
+                dir.write("cpu.shares", &shares.to_string())?;
             }
             if let Some(period) = cpu.period_us {
-                write_file(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
+                dir.write("cpu.cfs_period_us", &period.to_string())?;
             }
             if cpu.quota_us.is_some() || cpu.period_us.is_some() {
                 let quota = cpu.quota_us.map_or_else(|| "-1".to_owned(), |q| q.to_string());
-                write_file(&dir.join("cpu.cfs_quota_us"), &quota)?;
+                dir.write("cpu.cfs_quota_us", &quota)?;
             }
         }
         Version::V2 => {
             if let Some(weight) = cpu.weight.or(cpu.shares.map(shares_to_weight)) {
-                write_file(&dir.join("cpu.weight"), &weight.to_string())?;
+                dir.write("cpu.weight", &weight.to_string())?;
             }
             if cpu.quota_us.is_some() || cpu.period_us.is_some() {
                 let quota = cpu.quota_us.map_or_else(|| "max".to_owned(), |q| q.to_string());
                 let period = cpu.period_us.unwrap_or(100_000);
-                write_file(&dir.join("cpu.max"), &format!("{quota} {period}"))?;
+                dir.write("cpu.max", &format!("{quota} {period}"))?;
             }
         }
     }
     Ok(())
 }
 
-fn apply_memory(dir: &Path, v: Version, m: &Memory) -> Result<()> {
+fn apply_memory(dir: &Dir, v: Version, m: &Memory) -> Result<()> {
     match v {
         Version::V1 => {
             if m.low.is_some() {
@@ -141,22 +142,22 @@ fn apply_memory(dir: &Path, v: Version, m: &Memory) -> Result<()> {
                 return Err(unsupported(Controller::Memory, "memory.min", v));
             }
             if let Some(high) = m.high {
-                write_file(&dir.join("memory.soft_limit_in_bytes"), &high.to_string())?;
+                dir.write("memory.soft_limit_in_bytes", &high.to_string())?;
             }
             match (m.max, m.swap) {
                 (Some(max), Some(swap)) => {
                     // memsw must stay >= limit: order the writes by whether it grows.
-                    let memsw = dir.join("memory.memsw.limit_in_bytes");
-                    let limit = dir.join("memory.limit_in_bytes");
+                    let memsw = "memory.memsw.limit_in_bytes";
+                    let limit = "memory.limit_in_bytes";
                     let total = (max + swap).to_string();
-                    if write_file(&limit, &max.to_string()).is_err() {
-                        write_file(&memsw, &total)?;
-                        write_file(&limit, &max.to_string())?;
+                    if dir.write(limit, &max.to_string()).is_err() {
+                        dir.write(memsw, &total)?;
+                        dir.write(limit, &max.to_string())?;
                     } else {
-                        write_file(&memsw, &total)?;
+                        dir.write(memsw, &total)?;
                     }
                 }
-                (Some(max), None) => write_file(&dir.join("memory.limit_in_bytes"), &max.to_string())?,
+                (Some(max), None) => dir.write("memory.limit_in_bytes", &max.to_string())?,
                 (None, Some(_)) => {
                     return Err(Error::Invalid(crate::ValidationError::Malformed {
                         field: "memory.swap",
@@ -172,28 +173,27 @@ fn apply_memory(dir: &Path, v: Version, m: &Memory) -> Result<()> {
                 [("memory.min", m.min), ("memory.low", m.low), ("memory.high", m.high), ("memory.max", m.max)]
             {
                 if let Some(value) = value {
-                    write_file(&dir.join(file), &value.to_string())?;
+                    dir.write(file, &value.to_string())?;
                 }
             }
             if let Some(swap) = m.swap {
-                write_file(&dir.join("memory.swap.max"), &swap.to_string())?;
+                dir.write("memory.swap.max", &swap.to_string())?;
             }
         }
     }
     Ok(())
 }
 
-fn apply_blkio(dir: &Path, v: Version, b: &Blkio) -> Result<()> {
+fn apply_blkio(dir: &Dir, v: Version, b: &Blkio) -> Result<()> {
     match v {
         Version::V1 => {
             if let Some(w) = b.weight {
                 // v2 1..=10000 onto v1 10..=1000.
                 let v1 = 10 + (w.clamp(1, 10_000) - 1) * 990 / 9999;
-                let file =
-                    ["blkio.weight", "blkio.bfq.weight"].iter().map(|f| dir.join(f)).find(|p| p.exists()).ok_or_else(
-                        || unsupported_here(Controller::Blkio, "blkio.weight (needs the BFQ or CFQ scheduler)"),
-                    )?;
-                write_file(&file, &v1.to_string())?;
+                let file = ["blkio.weight", "blkio.bfq.weight"].into_iter().find(|f| dir.has(f)).ok_or_else(|| {
+                    unsupported_here(Controller::Blkio, "blkio.weight (needs the BFQ or CFQ scheduler)")
+                })?;
+                dir.write(file, &v1.to_string())?;
             }
             for t in &b.throttle {
                 for (file, value) in [
@@ -203,18 +203,18 @@ fn apply_blkio(dir: &Path, v: Version, b: &Blkio) -> Result<()> {
                     ("blkio.throttle.write_iops_device", t.write_iops),
                 ] {
                     if let Some(value) = value {
-                        write_file(&dir.join(file), &format!("{}:{} {value}", t.major, t.minor))?;
+                        dir.write(file, &format!("{}:{} {value}", t.major, t.minor))?;
                     }
                 }
             }
         }
         Version::V2 => {
             if let Some(w) = b.weight {
-                let file = dir.join("io.weight");
-                if !file.exists() {
+                let file = "io.weight";
+                if !dir.has(file) {
                     return Err(unsupported_here(Controller::Blkio, "io.weight (needs the BFQ scheduler or io.cost)"));
                 }
-                write_file(&file, &format!("default {w}"))?;
+                dir.write(file, &format!("default {w}"))?;
             }
             for t in &b.throttle {
                 let mut line = format!("{}:{}", t.major, t.minor);
@@ -225,7 +225,7 @@ fn apply_blkio(dir: &Path, v: Version, b: &Blkio) -> Result<()> {
                         line.push_str(&format!(" {key}={value}"));
                     }
                 }
-                write_file(&dir.join("io.max"), &line)?;
+                dir.write("io.max", &line)?;
             }
         }
     }
@@ -237,14 +237,14 @@ fn unsupported_here(controller: Controller, what: &str) -> Error {
 }
 
 /// A new v1 cpuset cgroup starts with empty `cpus`/`mems` and cannot take tasks: copy the
-/// parent's.
-pub(crate) fn init_v1_cpuset(dir: &Path) -> Result<()> {
-    let parent = dir.parent().unwrap_or(dir);
+/// parent's. `dir` is the new cgroup (at `path`), `parent` the directory it was made in.
+pub(crate) fn init_v1_cpuset(parent: BorrowedFd<'_>, dir: BorrowedFd<'_>, path: &Path) -> Result<()> {
+    let parent_path = path.parent().unwrap_or(path);
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        let current = read_file(&dir.join(file))?;
+        let current = at::read(dir, path, file)?;
         if current.trim().is_empty() {
-            let from_parent = read_file(&parent.join(file))?;
-            write_file(&dir.join(file), from_parent.trim())?;
+            let from_parent = at::read(parent, parent_path, file)?;
+            at::write(dir, path, file, from_parent.trim())?;
         }
     }
     Ok(())

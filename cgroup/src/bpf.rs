@@ -63,18 +63,20 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::path::Path;
 
 use crate::devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 use crate::error::{Error, Result};
-use crate::sys;
 
-/// Builds the program for `policy`, loads it and attaches it to `dir` (replacing
+/// Builds the program for `policy`, loads it and attaches it to the cgroup directory
+/// `cgroup` (an fd opened beneath the hierarchy root; replacing
 /// `previous`, the program this handle attached before, if any). Returns the new program's fd.
-pub(crate) fn attach_device_policy(dir: &Path, policy: &DevicePolicy, previous: Option<&OwnedFd>) -> Result<OwnedFd> {
+pub(crate) fn attach_device_policy(
+    cgroup: OwnedFd,
+    policy: &DevicePolicy,
+    previous: Option<&OwnedFd>,
+) -> Result<OwnedFd> {
     let program = device_program(policy)?;
     let prog = raw::prog_load(&program)?;
-    let cgroup = sys::open_dir(dir)?;
     let Some(old) = previous else {
         raw::attach(cgroup.as_fd(), prog.as_fd(), None)?;
         return Ok(prog);

@@ -1,31 +1,78 @@
 //! [`Cgroup`]: the owning handle. Creates the directories (one per hierarchy that manages
 //! a requested controller, plus the v2 directory whenever a v2 tree is mounted), applies
-//! limits, adds processes, freezes, kills, and removes everything on drop.
+//! limits, adds processes, freezes, kills, and removes on drop what it created.
+//!
+//! Every directory is reached from the fd of its hierarchy's mount point, never through a
+//! path the kernel resolves from `/` (see `at.rs`): the handle keeps an fd of each cgroup
+//! directory and of its parent, writes files relative to the first and removes with
+//! `unlinkat` relative to the second.
 
-use std::fs;
-use std::os::fd::OwnedFd;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::apply;
+use crate::at;
 use crate::cpuset::CpuSet;
 use crate::error::{Error, Result};
-use crate::hierarchy::{Controller, Hierarchies, Location, V2Support, Version};
+use crate::hierarchy::{Controller, Hierarchies, Hierarchy, Location, V2Support, Version};
 use crate::spec::{CgroupSpec, HostFacts, Resources, page_size_name};
 use crate::sys;
 
 /// One directory of the cgroup, in one hierarchy.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Dir {
     pub version: Version,
+    /// For display and the public path accessors; never used to reach the directory.
     pub path: PathBuf,
     /// v1: the controllers of that hierarchy.
     pub controllers: Vec<String>,
+    /// The directory, opened beneath the hierarchy root.
+    pub fd: OwnedFd,
+    /// Its parent directory and its name there (for `unlinkat`).
+    parent: OwnedFd,
+    name: OsString,
+    /// Its device and inode: before removing by name, the name must still be this directory.
+    identity: (u64, u64),
 }
 
-/// A created cgroup. Dropping it kills what is inside and removes its directories (best
-/// effort); [`Cgroup::remove`] does the same and reports every failure; [`Cgroup::leak`]
-/// keeps it.
+impl Dir {
+    /// Writes `value` to `file` in one `write(2)`.
+    pub(crate) fn write(&self, file: &str, value: &str) -> Result<()> {
+        at::write(self.fd.as_fd(), &self.path, file, value)
+    }
+
+    /// Reads `file`.
+    pub(crate) fn read(&self, file: &str) -> Result<String> {
+        at::read(self.fd.as_fd(), &self.path, file)
+    }
+
+    /// Whether the directory has `file`.
+    pub(crate) fn has(&self, file: &str) -> bool {
+        at::exists(self.fd.as_fd(), file)
+    }
+}
+
+/// A directory made on the way to a cgroup directory (a nested name `a/b`, or a parent that
+/// did not exist yet): removed after the cgroup directories if it is empty by then.
+#[derive(Debug)]
+struct Made {
+    parent: OwnedFd,
+    name: OsString,
+    path: PathBuf,
+}
+
+/// A cgroup, created ([`Cgroup::create`]) or opened ([`Cgroup::open`]).
+///
+/// A created cgroup is owned: dropping the handle kills what is inside and removes its
+/// directories (best effort); [`Cgroup::remove`] does the same and reports every failure;
+/// [`Cgroup::leak`] keeps it. `create` never adopts a cgroup that is already there: the
+/// `mkdir` that makes each directory is the claim, and a name that exists is
+/// [`Error::Exists`] (with whatever was made before undone).
+///
+/// An opened cgroup is not owned: dropping its handle leaves the cgroup and its processes
+/// alone. Only an explicit [`Cgroup::kill_all`] or [`Cgroup::remove`] touches them.
 ///
 /// ```no_run
 /// use nook_cgroup::{Cgroup, CgroupSpec, Pids};
@@ -43,16 +90,41 @@ pub struct Cgroup {
     hierarchies: Hierarchies,
     dirs: Vec<Dir>,
     device_program: Option<OwnedFd>,
-    /// Directories above a cgroup directory that creating it made (a nested name `a/b`, or a
-    /// parent that did not exist yet), top-down; removed after the cgroup directories.
-    ancestors: Vec<PathBuf>,
+    /// Directories above a cgroup directory that creating it made, top-down; removed
+    /// (when empty) after the cgroup directories.
+    ancestors: Vec<Made>,
+    /// Whether dropping the handle tears the cgroup down: set for a created cgroup until
+    /// `remove` or `leak`; never for an opened one.
     live: bool,
+    /// Created (and so owned) by this handle, not opened.
+    owned: bool,
+}
+
+/// Where one directory of the cgroup goes.
+struct Planned<'a> {
+    hier: &'a Hierarchy,
+    version: Version,
+    controllers: Vec<String>,
+    /// The parent, relative to the mount point.
+    parent_rel: PathBuf,
+    /// The name below the parent (`a/b` nests).
+    name: &'a Path,
+}
+
+impl Planned<'_> {
+    fn path(&self) -> PathBuf {
+        self.hier.mount_point.join(&self.parent_rel).join(self.name)
+    }
 }
 
 impl Cgroup {
     /// Discovers the host's hierarchies, validates `spec` against them, creates the cgroup
     /// and applies its limits. Nothing is written unless the whole spec is valid; if a later
     /// step fails, what was created is removed again.
+    ///
+    /// The cgroup must not exist yet, in any hierarchy: an existing one is
+    /// [`Error::Exists`] and is left as it is (use [`Cgroup::open`] for it). A parent that
+    /// does not exist is created (and removed again with the cgroup when empty).
     pub fn create(spec: &CgroupSpec) -> Result<Cgroup> {
         Cgroup::create_in(Hierarchies::discover()?, spec)
     }
@@ -60,43 +132,40 @@ impl Cgroup {
     /// [`Cgroup::create`] with hierarchies discovered (or adjusted) by the caller.
     pub fn create_in(hierarchies: Hierarchies, spec: &CgroupSpec) -> Result<Cgroup> {
         spec.validate()?;
-        let plan = plan_dirs(&hierarchies, spec)?;
-        let facts = host_facts(&hierarchies, &plan, spec)?;
+        let facts = {
+            let plan = plan_dirs(&hierarchies, spec)?;
+            host_facts(&hierarchies, &plan, spec)?
+        };
         spec.validate_against(&facts)?;
 
-        let mut cg = Cgroup { hierarchies, dirs: Vec::new(), device_program: None, ancestors: Vec::new(), live: true };
+        let mut cg = Cgroup {
+            hierarchies,
+            dirs: Vec::new(),
+            device_program: None,
+            ancestors: Vec::new(),
+            live: true,
+            owned: true,
+        };
         let result = (|| {
-            for dir in plan {
-                let is_cpuset = dir.version == Version::V1 && dir.controllers.iter().any(|c| c == "cpuset");
-                // v2 with controllers to enable (or a leaf to fill) prepares the ancestors
-                // before the directory exists; otherwise, in the common case of an existing
-                // parent, one mkdir is all it takes.
-                let v2_prepare = dir.version == Version::V2
-                    && (spec.leaf_for_parent_processes.is_some()
-                        || !v2_controller_names(&cg.hierarchies, &spec.resources).is_empty());
-                if v2_prepare || !try_create_dir(&dir.path)? {
-                    // Missing directories above it first (v2 enables controllers in each,
-                    // top-down).
-                    for ancestor in missing_ancestors(&dir.path) {
-                        create_dir(&ancestor)?;
-                        cg.ancestors.push(ancestor);
-                        if is_cpuset {
-                            apply::init_v1_cpuset(cg.ancestors.last().expect("just pushed"))?;
-                        }
-                    }
-                    if dir.version == Version::V2 {
-                        if let Some(leaf) = &spec.leaf_for_parent_processes {
-                            move_parent_processes_to_leaf(&dir.path, leaf)?;
-                        }
-                        enable_v2_controllers(&cg.hierarchies, &dir.path, &spec.resources)?;
-                    }
-                    create_dir(&dir.path)?;
+            let hierarchies = cg.hierarchies.clone();
+            let v2_names = v2_controller_names(&hierarchies, &spec.resources);
+            let plan = plan_dirs(&hierarchies, spec)?;
+            let mut roots = Vec::with_capacity(plan.len());
+            // Where creating a directory first changes the tree above it (v2: processes
+            // moved to a leaf, controllers enabled), a cgroup that is already there is
+            // refused before anything changes. That is only the early answer: the `mkdir`
+            // in `create_one` stays the claim, and a clash there (a race, or a directory of
+            // another hierarchy) undoes what was made.
+            let prepares = spec.leaf_for_parent_processes.is_some() || !v2_names.is_empty();
+            for p in &plan {
+                let root = at::open_root(&p.hier.mount_point, p.version)?;
+                if prepares && at::open_dir(root.as_fd(), &p.parent_rel.join(p.name)).is_ok() {
+                    return Err(Error::Exists { path: p.path() });
                 }
-                cg.dirs.push(dir);
-                if is_cpuset {
-                    let d = cg.dirs.last().expect("just pushed");
-                    apply::init_v1_cpuset(&d.path)?;
-                }
+                roots.push(root);
+            }
+            for (p, root) in plan.iter().zip(roots) {
+                create_one(&mut cg, p, root, spec, &v2_names)?;
             }
             // Validated above (`update` would validate again).
             apply::apply(&mut cg, &spec.resources)
@@ -109,6 +178,40 @@ impl Cgroup {
                 Err(e)
             }
         }
+    }
+
+    /// Opens an existing cgroup: the directories `spec` names (its parent and name) in
+    /// the hierarchies its controllers need, as [`Cgroup::create`] would place them. Writes
+    /// nothing (apply limits with [`Cgroup::update`]).
+    ///
+    /// The handle does not own the cgroup: dropping it neither kills the processes inside
+    /// nor removes anything. A directory that is missing is an [`Error::Io`] with `ENOENT`.
+    pub fn open(spec: &CgroupSpec) -> Result<Cgroup> {
+        Cgroup::open_in(Hierarchies::discover()?, spec)
+    }
+
+    /// [`Cgroup::open`] with hierarchies discovered (or adjusted) by the caller.
+    pub fn open_in(hierarchies: Hierarchies, spec: &CgroupSpec) -> Result<Cgroup> {
+        spec.validate()?;
+        let mut dirs = Vec::new();
+        for p in plan_dirs(&hierarchies, spec)? {
+            let root = at::open_root(&p.hier.mount_point, p.version)?;
+            let parent_rel = p.parent_rel.join(p.name.parent().unwrap_or(Path::new("")));
+            let parent_path = p.hier.mount_point.join(&parent_rel);
+            let parent = at::open_dir(root.as_fd(), &parent_rel).map_err(|e| at::err("open", &parent_path, e))?;
+            let name = p.name.file_name().expect("validated: a name has a last component").to_owned();
+            let path = p.path();
+            let fd = at::open_dir(parent.as_fd(), Path::new(&name)).map_err(|e| at::err("open", &path, e))?;
+            let identity = at::identity(fd.as_fd()).map_err(|e| Error::io("fstat", &path, e))?;
+            dirs.push(Dir { version: p.version, path, controllers: p.controllers, fd, parent, name, identity });
+        }
+        Ok(Cgroup { hierarchies, dirs, device_program: None, ancestors: Vec::new(), live: false, owned: false })
+    }
+
+    /// Whether this handle created the cgroup (and removes it on drop) — `false` for
+    /// [`Cgroup::open`], and after [`Cgroup::leak`].
+    pub fn is_owned(&self) -> bool {
+        self.owned && self.live
     }
 
     /// Applies (or changes) limits on the live cgroup. Only controllers the cgroup was
@@ -130,23 +233,30 @@ impl Cgroup {
 
     /// The v2 directory, when a v2 hierarchy is mounted.
     pub fn v2_dir(&self) -> Option<&Path> {
-        self.dirs.iter().find(|d| d.version == Version::V2).map(|d| d.path.as_path())
+        self.v2_entry().map(|d| d.path.as_path())
+    }
+
+    pub(crate) fn v2_entry(&self) -> Option<&Dir> {
+        self.dirs.iter().find(|d| d.version == Version::V2)
     }
 
     /// The directory managing `controller` and its version, if this cgroup has it.
     pub fn dir_of(&self, controller: Controller) -> Option<(&Path, Version)> {
+        self.entry_of(controller).map(|d| (d.path.as_path(), d.version))
+    }
+
+    pub(crate) fn entry_of(&self, controller: Controller) -> Option<&Dir> {
         match self.hierarchies.locate(controller)? {
             Location::V1(h) => self
                 .dirs
                 .iter()
-                .find(|d| d.version == Version::V1 && h.has(controller.v1_name()) && d.controllers == h.controllers)
-                .map(|d| (d.path.as_path(), Version::V1)),
-            Location::V2(_) => self.v2_dir().map(|p| (p, Version::V2)),
+                .find(|d| d.version == Version::V1 && h.has(controller.v1_name()) && d.controllers == h.controllers),
+            Location::V2(_) => self.v2_entry(),
         }
     }
 
-    pub(crate) fn require_dir(&self, controller: Controller) -> Result<(&Path, Version)> {
-        self.dir_of(controller).ok_or_else(|| Error::ControllerUnavailable {
+    pub(crate) fn require_dir(&self, controller: Controller) -> Result<(&Dir, Version)> {
+        self.entry_of(controller).map(|d| (d, d.version)).ok_or_else(|| Error::ControllerUnavailable {
             controller,
             detail: "the cgroup was not created with this controller (set it in the spec)".to_owned(),
         })
@@ -159,7 +269,7 @@ impl Cgroup {
     /// Moves process `pid` into the cgroup (every hierarchy).
     pub fn add_pid(&self, pid: u32) -> Result<()> {
         for d in &self.dirs {
-            sys::write_file(&d.path.join("cgroup.procs"), &pid.to_string())?;
+            d.write("cgroup.procs", &pid.to_string())?;
         }
         Ok(())
     }
@@ -168,17 +278,17 @@ impl Cgroup {
     /// On hybrid hosts the child still has to be added to the v1 directories with
     /// [`Cgroup::add_pid`] (while it is paused).
     pub fn dir_fd(&self) -> Result<OwnedFd> {
-        let dir = self.v2_dir().ok_or(Error::ControllerUnavailable {
+        let dir = self.v2_entry().ok_or(Error::ControllerUnavailable {
             controller: Controller::Freezer,
             detail: "CLONE_INTO_CGROUP needs a cgroup2 hierarchy, and none is mounted".to_owned(),
         })?;
-        sys::open_dir(dir)
+        dir.fd.try_clone().map_err(|e| Error::io("dup", &dir.path, e))
     }
 
     /// The processes in the cgroup (from the first directory; every hierarchy holds them).
     pub fn procs(&self) -> Result<Vec<u32>> {
-        let dir = self.v2_dir().or_else(|| self.dirs.first().map(|d| d.path.as_path())).ok_or(Error::NoHierarchy)?;
-        read_pids(&dir.join("cgroup.procs"))
+        let dir = self.v2_entry().or_else(|| self.dirs.first()).ok_or(Error::NoHierarchy)?;
+        read_pids(dir.fd.as_fd(), &dir.path)
     }
 
     /// Freezes every process in the cgroup and waits until the kernel reports it frozen.
@@ -195,18 +305,17 @@ impl Cgroup {
         let deadline = Instant::now() + Duration::from_secs(10);
         match self.freezer()? {
             (dir, Version::V2) => {
-                sys::write_file(&dir.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
+                dir.write("cgroup.freeze", if frozen { "1" } else { "0" })?;
                 let want = if frozen { "frozen 1" } else { "frozen 0" };
                 wait_until(deadline, "cgroup.events frozen", || {
-                    Ok(sys::read_file(&dir.join("cgroup.events"))?.lines().any(|l| l == want))
+                    Ok(dir.read("cgroup.events")?.lines().any(|l| l == want))
                 })
             }
             (dir, Version::V1) => {
                 let state = if frozen { "FROZEN" } else { "THAWED" };
-                let file = dir.join("freezer.state");
                 wait_until(deadline, "freezer.state", || {
-                    sys::write_file(&file, state)?;
-                    Ok(sys::read_file(&file)?.trim() == state)
+                    dir.write("freezer.state", state)?;
+                    Ok(dir.read("freezer.state")?.trim() == state)
                 })
             }
         }
@@ -214,11 +323,11 @@ impl Cgroup {
 
     /// The freezer in use: the v1 freezer directory if the cgroup has one, else v2's
     /// `cgroup.freeze`.
-    fn freezer(&self) -> Result<(&Path, Version)> {
-        if let Some((p, Version::V1)) = self.dir_of(Controller::Freezer) {
-            return Ok((p, Version::V1));
+    fn freezer(&self) -> Result<(&Dir, Version)> {
+        if let Some(d) = self.entry_of(Controller::Freezer).filter(|d| d.version == Version::V1) {
+            return Ok((d, Version::V1));
         }
-        self.v2_dir().map(|p| (p, Version::V2)).ok_or_else(|| Error::ControllerUnavailable {
+        self.v2_entry().map(|d| (d, Version::V2)).ok_or_else(|| Error::ControllerUnavailable {
             controller: Controller::Freezer,
             detail: "no v1 freezer directory (set `freezer` in the spec) and no cgroup2 hierarchy".to_owned(),
         })
@@ -229,10 +338,9 @@ impl Cgroup {
     /// every hierarchy), thaw, repeat until empty.
     pub fn kill_all(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        if let Some(dir) = self.v2_dir() {
-            let kill = dir.join("cgroup.kill");
-            if kill.exists() {
-                sys::write_file(&kill, "1")?;
+        if let Some(dir) = self.v2_entry() {
+            if dir.has("cgroup.kill") {
+                dir.write("cgroup.kill", "1")?;
                 return wait_until(deadline, "the cgroup to empty", || Ok(self.procs()?.is_empty()));
             }
         }
@@ -242,7 +350,7 @@ impl Cgroup {
             // in a nested child, or in one hierarchy only).
             let mut pids = Vec::new();
             for d in &self.dirs {
-                tree_pids(&d.path, &mut pids)?;
+                tree_pids(d.fd.as_fd(), &d.path, &mut pids)?;
             }
             pids.sort_unstable();
             pids.dedup();
@@ -264,6 +372,9 @@ impl Cgroup {
 
     /// Kills what is inside and removes every directory (nested children first, retrying
     /// on EBUSY while processes exit). Reports every failure.
+    ///
+    /// This is explicit, so it also tears down a cgroup opened with [`Cgroup::open`]
+    /// (dropping such a handle does not).
     pub fn remove(mut self) -> Result<()> {
         self.live = false;
         self.teardown()
@@ -284,9 +395,11 @@ impl Cgroup {
         // and refuses (EBUSY) while it holds processes or child cgroups. So try that first,
         // last directory first as below, and kill and walk the trees only for what is left.
         while let Some(d) = self.dirs.last() {
-            match fs::remove_dir(&d.path) {
+            match still_there(d)
+                .and_then(|()| at::rmdir(d.parent.as_fd(), &d.name).map_err(|e| Error::io("rmdir", &d.path, e)))
+            {
                 Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(_) => break,
             }
             self.dirs.pop();
@@ -305,15 +418,17 @@ impl Cgroup {
         // The device program goes with the v2 directory; close our fd first.
         self.device_program.take();
         for d in self.dirs.drain(..).rev() {
-            if let Err(e) = remove_tree(&d.path) {
-                failures.push(e);
+            if let Err(e) = still_there(&d).and_then(|()| remove_tree(d.parent.as_fd(), &d.name, &d.path)) {
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    failures.push(e);
+                }
             }
         }
         // Deepest first; one that holds another cgroup by now is not ours to remove.
-        for dir in self.ancestors.drain(..).rev() {
-            match fs::remove_dir(&dir) {
+        for m in self.ancestors.drain(..).rev() {
+            match at::rmdir(m.parent.as_fd(), &m.name) {
                 Err(e) if !matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTEMPTY | libc::EBUSY)) => {
-                    failures.push(Error::io("rmdir", dir, e));
+                    failures.push(Error::io("rmdir", m.path, e));
                 }
                 _ => {}
             }
@@ -324,39 +439,153 @@ impl Cgroup {
 
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        if self.live {
+        if self.live && self.owned {
             let _ = self.teardown();
         }
     }
 }
 
+/// Checks that the name of `d` in its parent is still the directory the handle holds (not
+/// one someone put there after renaming ours away): `ENOENT` when it is gone.
+fn still_there(d: &Dir) -> Result<()> {
+    match at::identity_at(d.parent.as_fd(), &d.name) {
+        Ok(id) if id == d.identity => Ok(()),
+        Ok(_) => Err(Error::Unsafe {
+            path: d.path.clone(),
+            reason: "the directory there is no longer the cgroup this handle holds (renamed, replaced or mounted over)",
+            source: std::io::Error::from_raw_os_error(libc::ESTALE),
+        }),
+        Err(e) => Err(Error::io("stat", &d.path, e)),
+    }
+}
+
+/// Creates one directory of the cgroup: walks from the hierarchy root (`root`) to the parent
+/// (creating what is missing, preparing v2 controllers and the leaf), then claims the name
+/// with one `mkdir` — `EEXIST` is [`Error::Exists`].
+fn create_one(cg: &mut Cgroup, p: &Planned<'_>, root: OwnedFd, spec: &CgroupSpec, v2_names: &[&str]) -> Result<()> {
+    let is_cpuset = p.version == Version::V1 && p.controllers.iter().any(|c| c == "cpuset");
+    let v2_prepare = p.version == Version::V2 && (spec.leaf_for_parent_processes.is_some() || !v2_names.is_empty());
+    let parent_rel = p.parent_rel.join(p.name.parent().unwrap_or(Path::new("")));
+    let name: &OsStr = p.name.file_name().expect("validated: a name has a last component");
+    let path = p.path();
+
+    // Common case: the parent exists and nothing is to be prepared: one openat2.
+    let fast = if v2_prepare {
+        None
+    } else {
+        match at::open_dir(root.as_fd(), &parent_rel) {
+            Ok(fd) => Some(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) => return Err(at::err("open", &p.hier.mount_point.join(&parent_rel), e)),
+        }
+    };
+    let parent = match fast {
+        Some(fd) => fd,
+        None => {
+            // The chain from the root to the parent, creating what is missing.
+            let mut cur_path = p.hier.mount_point.clone();
+            let mut chain: Vec<(OwnedFd, PathBuf)> = vec![(root, cur_path.clone())];
+            for comp in parent_rel.components() {
+                let comp = comp.as_os_str();
+                cur_path.push(comp);
+                let (cur, _) = chain.last().expect("the root is first");
+                let next = match at::open_dir(cur.as_fd(), Path::new(comp)) {
+                    Ok(fd) => fd,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                        let made = match at::mkdir(cur.as_fd(), comp) {
+                            Ok(()) => true,
+                            // Made by someone else meanwhile: a parent, not ours.
+                            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
+                            Err(e) => return Err(Error::io("mkdir", &cur_path, e)),
+                        };
+                        if made {
+                            let parent = cur.try_clone().map_err(|e| Error::io("dup", &cur_path, e))?;
+                            cg.ancestors.push(Made { parent, name: comp.to_owned(), path: cur_path.clone() });
+                        }
+                        let fd =
+                            at::open_dir(cur.as_fd(), Path::new(comp)).map_err(|e| at::err("open", &cur_path, e))?;
+                        if made && is_cpuset {
+                            apply::init_v1_cpuset(cur.as_fd(), fd.as_fd(), &cur_path)?;
+                        }
+                        fd
+                    }
+                    Err(e) => return Err(at::err("open", &cur_path, e)),
+                };
+                chain.push((next, cur_path.clone()));
+            }
+            if p.version == Version::V2 {
+                let (parent, parent_path) = chain.last().expect("the root is first");
+                if let Some(leaf) = &spec.leaf_for_parent_processes {
+                    move_parent_processes_to_leaf(parent.as_fd(), parent_path, leaf)?;
+                }
+                enable_v2_controllers(&chain, v2_names)?;
+            }
+            chain.pop().expect("the root is first").0
+        }
+    };
+
+    // The claim: exactly one creator gets the mkdir.
+    match at::mkdir(parent.as_fd(), name) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => return Err(Error::Exists { path }),
+        Err(e) => return Err(Error::io("mkdir", &path, e)),
+    }
+    let fd = match at::open_dir(parent.as_fd(), Path::new(name)) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = at::rmdir(parent.as_fd(), name);
+            return Err(at::err("open", &path, e));
+        }
+    };
+    let identity = match at::identity(fd.as_fd()) {
+        Ok(id) => id,
+        Err(e) => {
+            // Ours (just made), not yet in `cg.dirs`: remove it here.
+            let _ = at::rmdir(parent.as_fd(), name);
+            return Err(Error::io("fstat", &path, e));
+        }
+    };
+    let controllers = p.controllers.clone();
+    cg.dirs.push(Dir { version: p.version, path, controllers, fd, parent, name: name.to_owned(), identity });
+    if is_cpuset {
+        let d = cg.dirs.last().expect("just pushed");
+        apply::init_v1_cpuset(d.parent.as_fd(), d.fd.as_fd(), &d.path)?;
+    }
+    Ok(())
+}
+
 /// Which directories to create: the v2 one whenever v2 is mounted, and the v1 hierarchy of
 /// every requested controller that lives on v1. Errors if a requested controller is
-/// nowhere.
-fn plan_dirs(h: &Hierarchies, spec: &CgroupSpec) -> Result<Vec<Dir>> {
-    let mut dirs: Vec<Dir> = Vec::new();
+/// nowhere, or the parent is not visible under a hierarchy's mount.
+fn plan_dirs<'a>(h: &'a Hierarchies, spec: &'a CgroupSpec) -> Result<Vec<Planned<'a>>> {
+    let mut dirs: Vec<Planned<'a>> = Vec::new();
+    let one = |hier: &'a Hierarchy| -> Result<Planned<'a>> {
+        Ok(Planned {
+            hier,
+            version: hier.version,
+            controllers: if hier.version == Version::V1 { hier.controllers.clone() } else { Vec::new() },
+            parent_rel: parent_rel(hier, spec)?,
+            name: Path::new(&spec.name),
+        })
+    };
     for controller in requested(&spec.resources) {
         match h.require(controller)? {
             Location::V1(hier) => {
                 if dirs.iter().any(|d| d.version == Version::V1 && d.controllers == hier.controllers) {
                     continue;
                 }
-                dirs.push(Dir {
-                    version: Version::V1,
-                    path: cgroup_dir(hier, spec)?,
-                    controllers: hier.controllers.clone(),
-                });
+                dirs.push(one(hier)?);
             }
             Location::V2(_) => {}
         }
     }
     if let Some(v2) = &h.v2 {
-        dirs.insert(0, Dir { version: Version::V2, path: cgroup_dir(v2, spec)?, controllers: Vec::new() });
+        dirs.insert(0, one(v2)?);
     } else if dirs.is_empty() {
         // Pure v1 with nothing requested: still create somewhere so the cgroup can hold
         // processes (the pids hierarchy if present, else the first).
         let hier = h.v1.iter().find(|x| x.has("pids")).or(h.v1.first()).ok_or(Error::NoHierarchy)?;
-        dirs.push(Dir { version: Version::V1, path: cgroup_dir(hier, spec)?, controllers: hier.controllers.clone() });
+        dirs.push(one(hier)?);
     }
     Ok(dirs)
 }
@@ -384,31 +613,38 @@ pub(crate) fn requested(r: &Resources) -> Vec<Controller> {
     out
 }
 
-fn cgroup_dir(hier: &crate::hierarchy::Hierarchy, spec: &CgroupSpec) -> Result<PathBuf> {
-    let parent = match &spec.parent {
-        Some(p) => hier.dir_of(p),
-        None => hier.own_dir(),
-    };
-    let parent = parent.ok_or_else(|| Error::ParentNotVisible {
-        parent: spec.parent.clone().unwrap_or_else(|| hier.own_cgroup.clone()),
-        mount_point: hier.mount_point.clone(),
-    })?;
-    Ok(parent.join(&spec.name))
+/// The parent of the cgroup in `hier`, relative to its mount point: the spec's parent or
+/// the caller's own cgroup.
+fn parent_rel(hier: &Hierarchy, spec: &CgroupSpec) -> Result<PathBuf> {
+    let parent = spec.parent.as_ref().unwrap_or(&hier.own_cgroup);
+    hier.rel_of(parent)
+        .ok_or_else(|| Error::ParentNotVisible { parent: parent.clone(), mount_point: hier.mount_point.clone() })
 }
 
-fn host_facts(h: &Hierarchies, plan: &[Dir], spec: &CgroupSpec) -> Result<HostFacts> {
+fn host_facts(h: &Hierarchies, plan: &[Planned<'_>], spec: &CgroupSpec) -> Result<HostFacts> {
     let mut facts = HostFacts::default();
     if spec.resources.cpuset.is_some() {
-        if let Some((dir, version)) = plan_dir_of(h, plan, Controller::Cpuset) {
-            let parent = dir.parent().unwrap_or(dir);
-            let (cpus, mems) = match version {
+        if let Some(p) = plan_dir_of(h, plan, Controller::Cpuset) {
+            // The cgroup's parent; when it does not exist yet, the nearest ancestor that does.
+            let root = at::open_root(&p.hier.mount_point, p.version)?;
+            let mut rel = p.parent_rel.join(p.name.parent().unwrap_or(Path::new("")));
+            let parent = loop {
+                match at::open_dir(root.as_fd(), &rel) {
+                    Ok(fd) => break fd,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) && rel.pop() => {}
+                    Err(e) => return Err(at::err("open", &p.hier.mount_point.join(&rel), e)),
+                }
+            };
+            let parent_path = p.hier.mount_point.join(&rel);
+            let (cpus, mems) = match p.version {
                 Version::V1 => ("cpuset.effective_cpus", "cpuset.effective_mems"),
                 Version::V2 => ("cpuset.cpus.effective", "cpuset.mems.effective"),
             };
             let read_set = |f: &str| -> Result<Option<CpuSet>> {
-                let path = parent.join(f);
-                match fs::read_to_string(&path) {
-                    Ok(s) => CpuSet::parse(&s).map(Some).map_err(|detail| Error::Parse { path, detail }),
+                match at::read(parent.as_fd(), &parent_path, f) {
+                    Ok(s) => {
+                        CpuSet::parse(&s).map(Some).map_err(|detail| Error::Parse { path: parent_path.join(f), detail })
+                    }
                     Err(_) => Ok(None),
                 }
             };
@@ -417,7 +653,7 @@ fn host_facts(h: &Hierarchies, plan: &[Dir], spec: &CgroupSpec) -> Result<HostFa
         }
     }
     if !spec.resources.hugetlb.is_empty() {
-        if let Ok(entries) = fs::read_dir("/sys/kernel/mm/hugepages") {
+        if let Ok(entries) = std::fs::read_dir("/sys/kernel/mm/hugepages") {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if let Some(kb) = name.strip_prefix("hugepages-").and_then(|s| s.strip_suffix("kB")) {
@@ -431,44 +667,30 @@ fn host_facts(h: &Hierarchies, plan: &[Dir], spec: &CgroupSpec) -> Result<HostFa
     Ok(facts)
 }
 
-fn plan_dir_of<'a>(h: &Hierarchies, plan: &'a [Dir], c: Controller) -> Option<(&'a Path, Version)> {
+fn plan_dir_of<'p, 'a>(h: &Hierarchies, plan: &'p [Planned<'a>], c: Controller) -> Option<&'p Planned<'a>> {
     match h.locate(c)? {
-        Location::V1(hier) => plan
-            .iter()
-            .find(|d| d.version == Version::V1 && d.controllers == hier.controllers)
-            .map(|d| (d.path.as_path(), Version::V1)),
-        Location::V2(_) => plan.iter().find(|d| d.version == Version::V2).map(|d| (d.path.as_path(), Version::V2)),
+        Location::V1(hier) => plan.iter().find(|d| d.version == Version::V1 && d.controllers == hier.controllers),
+        Location::V2(_) => plan.iter().find(|d| d.version == Version::V2),
     }
 }
 
-/// Enables, in every ancestor's `cgroup.subtree_control` from the hierarchy root down to
-/// the new cgroup's parent, the v2 controllers the resources need.
-fn enable_v2_controllers(h: &Hierarchies, dir: &Path, r: &Resources) -> Result<()> {
-    let Some(v2) = &h.v2 else { return Ok(()) };
-    let names = v2_controller_names(h, r);
+/// Enables the v2 controllers `names` in the `cgroup.subtree_control` of every directory of
+/// `chain` (the hierarchy root down to the new cgroup's parent), top-down.
+fn enable_v2_controllers(chain: &[(OwnedFd, PathBuf)], names: &[&str]) -> Result<()> {
     if names.is_empty() {
         return Ok(());
     }
-    let parent = dir.parent().unwrap_or(dir);
-    let rel = parent.strip_prefix(&v2.mount_point).unwrap_or(Path::new(""));
-    let mut cur = v2.mount_point.clone();
-    let mut chain = vec![cur.clone()];
-    for comp in rel.components() {
-        cur.push(comp);
-        chain.push(cur.clone());
-    }
-    for ancestor in chain {
-        let file = ancestor.join("cgroup.subtree_control");
-        let enabled = sys::read_file(&file)?;
+    for (fd, path) in chain {
+        let enabled = at::read(fd.as_fd(), path, "cgroup.subtree_control")?;
         let missing: Vec<String> =
             names.iter().filter(|n| !enabled.split_whitespace().any(|e| e == **n)).map(|n| format!("+{n}")).collect();
         if missing.is_empty() {
             continue;
         }
         let value = missing.join(" ");
-        if let Err(e) = sys::write_file(&file, &value) {
+        if let Err(e) = at::write(fd.as_fd(), path, "cgroup.subtree_control", &value) {
             return Err(match e.raw_os_error() {
-                Some(libc::EBUSY) => Error::NoInternalProcesses { path: ancestor, controllers: value },
+                Some(libc::EBUSY) => Error::NoInternalProcesses { path: path.clone(), controllers: value },
                 _ => e,
             });
         }
@@ -476,20 +698,27 @@ fn enable_v2_controllers(h: &Hierarchies, dir: &Path, r: &Resources) -> Result<(
     Ok(())
 }
 
-/// Moves every process of the v2 parent of `dir` into the sibling leaf `leaf` (created if
-/// needed), so controllers can be enabled for the parent's children.
-fn move_parent_processes_to_leaf(dir: &Path, leaf: &str) -> Result<()> {
-    let parent = dir.parent().unwrap_or(dir);
-    let procs = read_pids(&parent.join("cgroup.procs"))?;
+/// Moves every process of the v2 cgroup `parent` into its child `leaf` (created if needed;
+/// an existing leaf is used as it is and never removed), so controllers can be enabled for
+/// the parent's children.
+fn move_parent_processes_to_leaf(parent: BorrowedFd<'_>, parent_path: &Path, leaf: &str) -> Result<()> {
+    let procs = read_pids(parent, parent_path)?;
     if procs.is_empty() {
         return Ok(());
     }
-    let leaf_dir = parent.join(leaf);
-    if !leaf_dir.exists() {
-        create_dir(&leaf_dir)?;
+    let mut cur = parent.try_clone_to_owned().map_err(|e| Error::io("dup", parent_path, e))?;
+    let mut cur_path = parent_path.to_owned();
+    for comp in Path::new(leaf).components() {
+        let comp = comp.as_os_str();
+        cur_path.push(comp);
+        match at::mkdir(cur.as_fd(), comp) {
+            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(Error::io("mkdir", &cur_path, e)),
+            _ => {}
+        }
+        cur = at::open_dir(cur.as_fd(), Path::new(comp)).map_err(|e| at::err("open", &cur_path, e))?;
     }
     for pid in procs {
-        match sys::write_file(&leaf_dir.join("cgroup.procs"), &pid.to_string()) {
+        match at::write(cur.as_fd(), &cur_path, "cgroup.procs", &pid.to_string()) {
             // Exited meanwhile.
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
             r => r?,
@@ -511,74 +740,57 @@ fn v2_controller_names(h: &Hierarchies, r: &Resources) -> Vec<&'static str> {
     names
 }
 
-/// One `mkdir`: `Ok(false)` when the parent does not exist (the caller then creates the
-/// ancestors); an existing directory counts as created, as with [`create_dir`].
-fn try_create_dir(path: &Path) -> Result<bool> {
-    match fs::create_dir(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(true),
-        Err(e) => Err(Error::io("mkdir", path, e)),
-    }
-}
-
-/// The ancestors of `path` that do not exist yet, top-down.
-fn missing_ancestors(path: &Path) -> Vec<PathBuf> {
-    let mut missing: Vec<PathBuf> = path.ancestors().skip(1).take_while(|a| !a.exists()).map(Path::to_owned).collect();
-    missing.reverse();
-    missing
-}
-
-fn create_dir(path: &Path) -> Result<()> {
-    fs::create_dir_all(path).map_err(|e| Error::io("mkdir", path, e))
-}
-
 /// Appends the pids in `dir` and in every cgroup below it.
-fn tree_pids(dir: &Path, out: &mut Vec<u32>) -> Result<()> {
-    match read_pids(&dir.join("cgroup.procs")) {
+fn tree_pids(dir: BorrowedFd<'_>, path: &Path, out: &mut Vec<u32>) -> Result<()> {
+    match read_pids(dir, path) {
         Ok(pids) => out.extend(pids),
         // Removed meanwhile.
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(e),
     }
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                tree_pids(&e.path(), out)?;
-            }
+    for name in at::subdirs(dir).unwrap_or_default() {
+        let child_path = path.join(&name);
+        match at::open_dir(dir, Path::new(&name)) {
+            Ok(fd) => tree_pids(fd.as_fd(), &child_path, out)?,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(at::err("open", &child_path, e)),
         }
     }
     Ok(())
 }
 
-fn read_pids(path: &Path) -> Result<Vec<u32>> {
-    let text = sys::read_file(path)?;
+fn read_pids(dir: BorrowedFd<'_>, dir_path: &Path) -> Result<Vec<u32>> {
+    let text = at::read(dir, dir_path, "cgroup.procs")?;
     text.lines()
-        .map(|l| l.trim().parse().map_err(|_| Error::Parse { path: path.to_owned(), detail: format!("pid {l:?}") }))
+        .map(|l| {
+            l.trim()
+                .parse()
+                .map_err(|_| Error::Parse { path: dir_path.join("cgroup.procs"), detail: format!("pid {l:?}") })
+        })
         .collect()
 }
 
-/// Removes `dir` and every cgroup below it, deepest first, retrying EBUSY for a while.
-fn remove_tree(dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    if let Ok(entries) = fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&e.path())?;
-            }
-        }
+/// Removes the directory `name` of `parent` and every cgroup below it, deepest first,
+/// retrying EBUSY for a while. Each level is opened beneath the one above (no symlink, no
+/// other mount), so a bind mount placed in the tree is refused, not descended into.
+fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<()> {
+    let dir = match at::open_dir(parent, Path::new(name)) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(at::err("open", path, e)),
+    };
+    for child in at::subdirs(dir.as_fd()).map_err(|e| Error::io("readdir", path, e))? {
+        remove_tree(dir.as_fd(), &child, &path.join(&child))?;
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        match fs::remove_dir(dir) {
+        match at::rmdir(parent, name) {
             Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(e) => return Err(Error::io("rmdir", dir, e)),
+            Err(e) => return Err(Error::io("rmdir", path, e)),
         }
     }
 }

@@ -65,6 +65,27 @@ pub enum Error {
         /// The hierarchy's mount point.
         mount_point: PathBuf,
     },
+    /// [`crate::Cgroup::create`] found the cgroup already there: it only makes new cgroups
+    /// (the `mkdir` is the claim). Nothing it created before is left behind. Use
+    /// [`crate::Cgroup::open`] to work with an existing cgroup.
+    #[error("cgroup {path} already exists (create makes new cgroups only; Cgroup::open opens an existing one)")]
+    Exists {
+        /// The directory that was already there.
+        path: PathBuf,
+    },
+    /// A path was refused on the way into cgroupfs: it would have followed a symlink,
+    /// crossed into another mount (a bind mount placed under the parent) or left the
+    /// hierarchy, or the hierarchy's mount point is not a cgroup file system.
+    #[error("refusing {path}: {reason}")]
+    Unsafe {
+        /// The path as it would have been resolved.
+        path: PathBuf,
+        /// What was wrong.
+        reason: &'static str,
+        /// The OS error of the refused resolution (`ELOOP`, `EXDEV`).
+        #[source]
+        source: io::Error,
+    },
     /// A file had content that could not be parsed.
     #[error("cannot parse {path}: {detail}")]
     Parse {
@@ -117,7 +138,10 @@ impl Error {
     /// The OS errno behind this error, if any.
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Io { source, .. } | Error::Write { source, .. } | Error::Bpf { source, .. } => source.raw_os_error(),
+            Error::Io { source, .. }
+            | Error::Write { source, .. }
+            | Error::Bpf { source, .. }
+            | Error::Unsafe { source, .. } => source.raw_os_error(),
             _ => None,
         }
     }
@@ -168,6 +192,14 @@ pub enum ValidationError {
         size: String,
         /// What the host supports.
         supported: String,
+    },
+    /// The parent cgroup path is unusable.
+    #[error("cgroup parent {parent:?} is invalid: {reason}")]
+    BadParent {
+        /// The parent as given.
+        parent: PathBuf,
+        /// Why.
+        reason: &'static str,
     },
     /// The cgroup name is unusable.
     #[error("cgroup name {name:?} is invalid: {reason}")]

@@ -160,9 +160,25 @@ pub struct Hierarchy {
 impl Hierarchy {
     /// The directory of a cgroup path (as `/proc/self/cgroup` names cgroups) under this
     /// mount, or `None` if the mount does not show it.
+    /// `None` too for a path that would leave the mount (a `..` or `.` component).
     pub fn dir_of(&self, cgroup: &Path) -> Option<PathBuf> {
+        Some(self.mount_point.join(self.rel_of(cgroup)?))
+    }
+
+    /// A cgroup path relative to the mount point: plain components only, or `None` when the
+    /// mount does not show it (or the path has a `..`, `.` or relative form — in a cgroup
+    /// namespace `/proc/self/cgroup` may name a cgroup outside it with `..`).
+    pub(crate) fn rel_of(&self, cgroup: &Path) -> Option<PathBuf> {
+        use std::path::Component;
+        let mut comps = cgroup.components();
+        if comps.next() != Some(Component::RootDir) {
+            return None;
+        }
+        if comps.clone().any(|c| !matches!(c, Component::Normal(_))) {
+            return None;
+        }
         let rel = cgroup.strip_prefix(&self.mount_root).ok()?;
-        Some(self.mount_point.join(rel))
+        Some(rel.to_owned())
     }
 
     /// The caller's own cgroup directory in this hierarchy.
@@ -404,6 +420,9 @@ mod tests {
         let v2 = h.v2.as_ref().unwrap();
         assert_eq!(v2.own_dir().unwrap(), Path::new("/sys/fs/cgroup/me.scope"));
         assert_eq!(v2.dir_of(Path::new("/other")), None);
+        assert_eq!(v2.dir_of(Path::new("/user.slice/../../etc")), None);
+        assert_eq!(v2.dir_of(Path::new("user.slice/x")), None);
+        assert_eq!(v2.dir_of(Path::new("/user.slice/./x")), Some(PathBuf::from("/sys/fs/cgroup/x")));
     }
 
     #[test]

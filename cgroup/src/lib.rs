@@ -5,6 +5,20 @@
 //! inside whatever slice the embedding program was given), limits are validated before any
 //! write, and dropping the handle kills what is inside and removes the directories.
 //!
+//! [`Cgroup::create`] never adopts a cgroup: the `mkdir` of each directory is the claim, and
+//! a name that exists is [`Error::Exists`] (whatever was made before is undone).
+//! [`Cgroup::open`] opens an existing cgroup instead; its handle is not owned, so dropping it
+//! kills and removes nothing.
+//!
+//! Paths cannot leave cgroupfs. [`CgroupSpec::parent`] is validated like the name (no `.`,
+//! `..` or empty component; [`ValidationError::BadParent`]), and every directory and file is
+//! reached from an fd of the hierarchy's mount point — checked with `fstatfs` to be a cgroup
+//! file system — with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
+//! | RESOLVE_NO_XDEV)`, and created and removed with `mkdirat` / `unlinkat` relative to its
+//! parent's fd: a symlink or bind mount under a parent cannot redirect a write or a removal
+//! ([`Error::Unsafe`]). Stats and OOM counters are read the same way (only the inotify watch
+//! of the v2 OOM watcher is set by path; it only decides when to re-read).
+//!
 //! Discovery ([`Hierarchies::discover`]) reads `/proc/thread-self/mountinfo` and
 //! `/proc/self/cgroup` — no hard-coded paths — and places each [`Controller`] where the host
 //! has it: its v1 hierarchy on v1 and hybrid hosts, the unified tree on v2. On hybrid hosts
@@ -16,12 +30,14 @@
 //! controller-enable errors, and pulls in a D-Bus stack).
 
 mod apply;
+mod at;
 mod bpf;
 mod cgroup;
 mod cpuset;
 mod devices;
 mod error;
 mod hierarchy;
+mod probe;
 mod spec;
 mod stats;
 mod sys;
@@ -31,6 +47,7 @@ pub use cpuset::CpuSet;
 pub use devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 pub use error::{Error, Result, ValidationError};
 pub use hierarchy::{Controller, Hierarchies, Hierarchy, Layout, Location, V2Support, Version};
+pub use probe::{KernelSupport, probe};
 pub use spec::{
     Blkio, CgroupSpec, Cpu, Cpuset, DeviceThrottle, HostFacts, HugetlbLimit, Memory, NetCls, NetPrio, PAGE_SIZE, Pids,
     Resources, page_size_name, parse_page_size, shares_to_weight, weight_to_shares,

@@ -27,10 +27,17 @@ pub const PAGE_SIZE: u64 = 4096;
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupSpec {
-    /// The cgroup's name below its parent; may be a relative path (`a/b`) to nest.
+    /// The cgroup's name below its parent; may be a relative path (`a/b`) to nest. Plain
+    /// components only (no `.`, `..` or empty one), at most 255 bytes each. For
+    /// [`crate::Cgroup::create`] the cgroup must not exist yet ([`crate::Error::Exists`]);
+    /// [`crate::Cgroup::open`] opens an existing one.
     pub name: String,
     /// The parent, as `/proc/self/cgroup` names cgroups (e.g. `/sandboxes`). Default: the
-    /// caller's own cgroup in each hierarchy (delegation-friendly).
+    /// caller's own cgroup in each hierarchy (delegation-friendly). Validated like `name`:
+    /// absolute, plain components only (no `.`, `..` or empty component), no NUL or
+    /// newline, at most 255 bytes a component and 4095 in all; and it must lie under what
+    /// each hierarchy's mount shows. It is resolved beneath the hierarchy's mount point
+    /// without following symlinks or crossing mounts.
     pub parent: Option<PathBuf>,
     /// v2 only: if the parent holds processes (which forbids enabling controllers for its
     /// children — the "no internal processes" rule), first move them into this sibling leaf
@@ -197,6 +204,15 @@ impl CgroupSpec {
     /// Checks every value that can be checked without the host: ranges, formats, rules.
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_name(&self.name)?;
+        if let Some(parent) = &self.parent {
+            validate_parent(parent)?;
+            if parent.as_os_str().len() + 1 + self.name.len() > MAX_PATH {
+                return Err(ValidationError::BadName {
+                    name: self.name.clone(),
+                    reason: "parent and name are too long",
+                });
+            }
+        }
         if let Some(leaf) = &self.leaf_for_parent_processes {
             validate_name(leaf)?;
         }
@@ -211,8 +227,46 @@ impl CgroupSpec {
     }
 }
 
+/// Longest path component (`NAME_MAX`).
+const MAX_COMPONENT: usize = 255;
+/// Longest relative path (`PATH_MAX` minus the NUL).
+const MAX_PATH: usize = 4095;
+
+fn validate_parent(parent: &std::path::Path) -> Result<(), ValidationError> {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = |reason| Err(ValidationError::BadParent { parent: parent.to_owned(), reason });
+    let b = parent.as_os_str().as_bytes();
+    if b.first() != Some(&b'/') {
+        return bad("must be absolute, as /proc/self/cgroup names cgroups (`/` is the hierarchy root)");
+    }
+    if b.len() > MAX_PATH {
+        return bad("longer than 4095 bytes");
+    }
+    if b.contains(&0) || b.contains(&b'\n') {
+        return bad("contains a NUL or newline");
+    }
+    if b == b"/" {
+        return Ok(());
+    }
+    for c in b[1..].split(|&x| x == b'/') {
+        if c.is_empty() || c == b"." || c == b".." {
+            return bad("has an empty, `.` or `..` component");
+        }
+        if c.len() > MAX_COMPONENT {
+            return bad("has a component longer than 255 bytes");
+        }
+    }
+    Ok(())
+}
+
 fn validate_name(name: &str) -> Result<(), ValidationError> {
     let bad = |reason| Err(ValidationError::BadName { name: name.to_owned(), reason });
+    if name.len() > MAX_PATH {
+        return bad("longer than 4095 bytes");
+    }
+    if name.split('/').any(|c| c.len() > MAX_COMPONENT) {
+        return bad("has a component longer than 255 bytes");
+    }
     if name.is_empty() {
         return bad("empty");
     }
@@ -437,6 +491,20 @@ mod tests {
             assert!(CgroupSpec::new(bad).validate().is_err(), "{bad:?}");
         }
         assert!(CgroupSpec::new("nk-a/b").validate().is_ok());
+        assert!(CgroupSpec::new("x".repeat(256)).validate().is_err());
+        for bad in ["/../../../../tmp", "/a/../b", "/a/..", "/./a", "a/b", "", "//a", "/a/", "/a//b", "/a\0b", "/a\nb"]
+        {
+            let mut spec = CgroupSpec::new("nk-x");
+            spec.parent = Some(bad.into());
+            assert!(matches!(spec.validate(), Err(ValidationError::BadParent { .. })), "{bad:?}");
+        }
+        let mut spec = CgroupSpec::new("nk-x");
+        spec.parent = Some(format!("/{}", "y".repeat(256)).into());
+        assert!(matches!(spec.validate(), Err(ValidationError::BadParent { .. })));
+        for good in ["/", "/a", "/a.b/c..d/.e"] {
+            spec.parent = Some(good.into());
+            assert_eq!(spec.validate(), Ok(()), "{good:?}");
+        }
         assert_eq!(shares_to_weight(1024), 39);
         assert_eq!(shares_to_weight(2), 1);
         assert_eq!(shares_to_weight(262_144), 10_000);

@@ -8,7 +8,6 @@
 //! hybrid hosts have as well. The parsers are pure functions with unit tests.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -16,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cgroup::Cgroup;
+use crate::at;
+use crate::cgroup::{Cgroup, Dir};
 use crate::error::{Error, Result};
 use crate::hierarchy::{Controller, Version};
 use crate::sys;
@@ -189,7 +189,8 @@ impl Cgroup {
     /// # Ok::<(), nook_cgroup::Error>(())
     /// ```
     pub fn stats(&self) -> Result<Stats> {
-        let (memory, oom) = match self.dir_of(Controller::Memory) {
+        let at_of = |c: Controller| self.entry_of(c).map(|d| (At::of(d), d.version));
+        let (memory, oom) = match at_of(Controller::Memory) {
             Some((dir, version)) => (memory_stats(dir, version)?, oom_stats(dir, version)?),
             None => (None, None),
         };
@@ -197,34 +198,34 @@ impl Cgroup {
             cpu: self.cpu_stats()?,
             memory,
             oom,
-            pids: match self.dir_of(Controller::Pids) {
+            pids: match at_of(Controller::Pids) {
                 Some((dir, _)) => pids_stats(dir)?,
                 None => None,
             },
-            io: match self.dir_of(Controller::Blkio) {
+            io: match at_of(Controller::Blkio) {
                 Some((dir, version)) => io_stats(dir, version)?,
                 None => None,
             },
-            pressure: match self.v2_dir() {
-                Some(dir) => pressure_stats(dir)?,
+            pressure: match self.v2_entry() {
+                Some(d) => pressure_stats(At::of(d))?,
                 None => None,
             },
         })
     }
 
     fn cpu_stats(&self) -> Result<Option<CpuStats>> {
-        let usage = match self.dir_of(Controller::Cpuacct) {
-            Some((dir, Version::V1)) => v1_cpu_usage(dir)?,
-            Some((dir, Version::V2)) => v2_cpu_usage(dir)?,
+        let usage = match self.entry_of(Controller::Cpuacct) {
+            Some(d) if d.version == Version::V1 => v1_cpu_usage(At::of(d))?,
+            Some(d) => v2_cpu_usage(At::of(d))?,
             // Hybrid without a cpuacct directory: the v2 core keeps usage for every cgroup.
-            None => match self.v2_dir() {
-                Some(dir) => v2_cpu_usage(dir)?,
+            None => match self.v2_entry() {
+                Some(d) => v2_cpu_usage(At::of(d))?,
                 None => None,
             },
         };
-        let throttling = match self.dir_of(Controller::Cpu) {
-            Some((dir, _)) => {
-                let path = dir.join("cpu.stat");
+        let throttling = match self.entry_of(Controller::Cpu) {
+            Some(d) => {
+                let path = At::of(d).join("cpu.stat");
                 match read_opt(&path)? {
                     Some(text) => throttling(&parse_flat(&text)),
                     None => None,
@@ -246,28 +247,32 @@ impl Cgroup {
         let (dir, version) = self.require_dir(Controller::Memory)?;
         match version {
             Version::V2 => {
-                let events = dir.join("memory.events");
-                if !events.exists() {
+                let events = dir.path.join("memory.events");
+                if !dir.has("memory.events") {
                     return Err(Error::ControllerUnavailable {
                         controller: Controller::Memory,
                         detail: format!("{} is missing: memory is not enabled for this cgroup", events.display()),
                     });
                 }
-                // Watch first, then read the baseline: nothing in between is lost.
+                let owned = Owned::of(dir)?;
+                // Watch first, then read the baseline: nothing in between is lost. (The watch
+                // is set by path; the counters are read through the directory's fd.)
                 let inotify = sys::inotify_watch(&events, libc::IN_MODIFY)?;
-                let last = read_v2_events(&events)?;
-                Ok(OomWatcher { source: Source::V2 { inotify, events }, last })
+                let last = read_v2_events(owned.at())?;
+                Ok(OomWatcher { source: Source::V2 { inotify, dir: owned }, last })
             }
             Version::V1 => {
-                let oom_control = dir.join("memory.oom_control");
+                let oom_control = dir.path.join("memory.oom_control");
                 let efd = sys::eventfd().map_err(|e| Error::io("eventfd", &oom_control, e))?;
-                let control = fs::File::open(&oom_control).map_err(|e| Error::io("open", &oom_control, e))?;
+                let control = at::open_file(dir.fd.as_fd(), "memory.oom_control")
+                    .map_err(|e| at::err("open", &oom_control, e))?;
                 let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
-                sys::write_file(&dir.join("cgroup.event_control"), &line)?;
+                dir.write("cgroup.event_control", &line)?;
                 // The kernel keeps its own reference to the eventfd, not to the file.
                 drop(control);
-                let last = Counts { oom: 0, oom_kill: read_v1_oom_kill(&oom_control)? };
-                Ok(OomWatcher { source: Source::V1 { eventfd: efd, oom_control }, last })
+                let owned = Owned::of(dir)?;
+                let last = Counts { oom: 0, oom_kill: read_v1_oom_kill(owned.at())? };
+                Ok(OomWatcher { source: Source::V1 { eventfd: efd, dir: owned }, last })
             }
         }
     }
@@ -299,8 +304,26 @@ pub struct OomWatcher {
 
 #[derive(Debug)]
 enum Source {
-    V2 { inotify: OwnedFd, events: PathBuf },
-    V1 { eventfd: OwnedFd, oom_control: PathBuf },
+    V2 { inotify: OwnedFd, dir: Owned },
+    V1 { eventfd: OwnedFd, dir: Owned },
+}
+
+/// The memory directory a watcher reads its counters from: its own fd (a dup of the
+/// cgroup's) and path.
+#[derive(Debug)]
+struct Owned {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Owned {
+    fn of(d: &Dir) -> Result<Owned> {
+        Ok(Owned { fd: d.fd.try_clone().map_err(|e| Error::io("dup", &d.path, e))?, path: d.path.clone() })
+    }
+
+    fn at(&self) -> At<'_> {
+        At { fd: self.fd.as_fd(), dir: &self.path }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -334,23 +357,23 @@ impl OomWatcher {
     /// `oom` or `oom_kill` grew since the previous event.
     pub fn poll_event(&mut self) -> Result<Option<OomEvent>> {
         let now = match &self.source {
-            Source::V2 { inotify, events } => {
+            Source::V2 { inotify, dir } => {
                 let mut buf = [0u8; 1024];
                 while sys::read_nonblocking(inotify.as_fd(), &mut buf)
-                    .map_err(|e| Error::io("read inotify", events, e))?
+                    .map_err(|e| Error::io("read inotify", dir.path.join("memory.events"), e))?
                     .is_some_and(|n| n > 0)
                 {}
-                read_v2_events(events)?
+                read_v2_events(dir.at())?
             }
-            Source::V1 { eventfd, oom_control } => {
+            Source::V1 { eventfd, dir } => {
                 let mut buf = [0u8; 8];
                 let notified = match sys::read_nonblocking(eventfd.as_fd(), &mut buf)
-                    .map_err(|e| Error::io("read eventfd", oom_control, e))?
+                    .map_err(|e| Error::io("read eventfd", dir.path.join("memory.oom_control"), e))?
                 {
                     Some(8) => u64::from_ne_bytes(buf),
                     _ => 0,
                 };
-                Counts { oom: self.last.oom + notified, oom_kill: read_v1_oom_kill(oom_control)? }
+                Counts { oom: self.last.oom + notified, oom_kill: read_v1_oom_kill(dir.at())? }
             }
         };
         let event = OomEvent {
@@ -363,8 +386,7 @@ impl OomWatcher {
 
     fn path(&self) -> &Path {
         match &self.source {
-            Source::V2 { events, .. } => events,
-            Source::V1 { oom_control, .. } => oom_control,
+            Source::V2 { dir, .. } | Source::V1 { dir, .. } => &dir.path,
         }
     }
 }
@@ -380,23 +402,54 @@ impl AsFd for OomWatcher {
 
 // ---- reading -------------------------------------------------------------------------
 
-/// Reads a file, `None` if it does not exist (the cgroup lacks that controller or the
-/// kernel that feature).
-fn read_opt(path: &Path) -> Result<Option<String>> {
-    match fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", path, e)),
+/// A cgroup directory to read from: its fd (opened beneath the hierarchy root, see
+/// `at.rs`) and its path (for errors).
+#[derive(Clone, Copy)]
+struct At<'a> {
+    fd: BorrowedFd<'a>,
+    dir: &'a Path,
+}
+
+impl<'a> At<'a> {
+    fn of(d: &'a Dir) -> At<'a> {
+        At { fd: d.fd.as_fd(), dir: &d.path }
+    }
+
+    fn join(self, name: &str) -> File<'a> {
+        File { fd: self.fd, name: name.to_owned(), path: self.dir.join(name) }
     }
 }
 
-fn parse_err(path: &Path, detail: impl Into<String>) -> Error {
-    Error::Parse { path: path.to_owned(), detail: detail.into() }
+/// One file of a cgroup directory, read through the directory's fd.
+struct File<'a> {
+    fd: BorrowedFd<'a>,
+    name: String,
+    path: PathBuf,
+}
+
+impl AsRef<Path> for File<'_> {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Reads a file, `None` if it does not exist (the cgroup lacks that controller or the
+/// kernel that feature).
+fn read_opt(f: &File<'_>) -> Result<Option<String>> {
+    match at::read_io(f.fd, &f.name) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(at::err("read", &f.path, e)),
+    }
+}
+
+fn parse_err(path: impl AsRef<Path>, detail: impl Into<String>) -> Error {
+    Error::Parse { path: path.as_ref().to_owned(), detail: detail.into() }
 }
 
 /// Reads a one-number file (`max` = `None`); `Ok(None)` if absent too — callers that need
 /// to tell the two apart read the file themselves.
-fn read_number(path: &Path) -> Result<Option<Option<u64>>> {
+fn read_number(path: &File<'_>) -> Result<Option<Option<u64>>> {
     match read_opt(path)? {
         Some(text) => parse_limit(&text).map(Some).map_err(|d| parse_err(path, d)),
         None => Ok(None),
@@ -404,7 +457,7 @@ fn read_number(path: &Path) -> Result<Option<Option<u64>>> {
 }
 
 /// Reads a file holding one number; `None` if absent.
-fn read_u64(path: &Path) -> Result<Option<u64>> {
+fn read_u64(path: &File<'_>) -> Result<Option<u64>> {
     match read_number(path)? {
         Some(Some(n)) => Ok(Some(n)),
         Some(None) => Err(parse_err(path, "\"max\" where a number was expected")),
@@ -412,15 +465,15 @@ fn read_u64(path: &Path) -> Result<Option<u64>> {
     }
 }
 
-fn read_flat(path: &Path) -> Result<Option<BTreeMap<String, u64>>> {
+fn read_flat(path: &File<'_>) -> Result<Option<BTreeMap<String, u64>>> {
     Ok(read_opt(path)?.map(|t| parse_flat(&t)))
 }
 
-fn need(map: &BTreeMap<String, u64>, key: &str, path: &Path) -> Result<u64> {
+fn need(map: &BTreeMap<String, u64>, key: &str, path: impl AsRef<Path>) -> Result<u64> {
     map.get(key).copied().ok_or_else(|| parse_err(path, format!("no {key:?} key")))
 }
 
-fn v1_cpu_usage(dir: &Path) -> Result<Option<CpuUsage>> {
+fn v1_cpu_usage(dir: At<'_>) -> Result<Option<CpuUsage>> {
     let Some(ns) = read_u64(&dir.join("cpuacct.usage"))? else {
         return Ok(None);
     };
@@ -430,7 +483,7 @@ fn v1_cpu_usage(dir: &Path) -> Result<Option<CpuUsage>> {
     Ok(Some(CpuUsage { usage_usec: ns / 1000, user_usec: ticks("user"), system_usec: ticks("system") }))
 }
 
-fn v2_cpu_usage(dir: &Path) -> Result<Option<CpuUsage>> {
+fn v2_cpu_usage(dir: At<'_>) -> Result<Option<CpuUsage>> {
     let path = dir.join("cpu.stat");
     let Some(stat) = read_flat(&path)? else {
         return Ok(None);
@@ -465,7 +518,7 @@ fn v1_limit(bytes: u64) -> Option<u64> {
     (bytes < V1_UNLIMITED).then_some(bytes)
 }
 
-fn memory_stats(dir: &Path, version: Version) -> Result<Option<MemoryStats>> {
+fn memory_stats(dir: At<'_>, version: Version) -> Result<Option<MemoryStats>> {
     let number = |file: &str| read_u64(&dir.join(file));
     let stats = match version {
         Version::V2 => {
@@ -496,7 +549,7 @@ fn memory_stats(dir: &Path, version: Version) -> Result<Option<MemoryStats>> {
     Ok(Some(stats))
 }
 
-fn oom_stats(dir: &Path, version: Version) -> Result<Option<OomStats>> {
+fn oom_stats(dir: At<'_>, version: Version) -> Result<Option<OomStats>> {
     match version {
         Version::V2 => {
             let path = dir.join("memory.events");
@@ -534,23 +587,25 @@ fn oom_stats(dir: &Path, version: Version) -> Result<Option<OomStats>> {
     }
 }
 
-fn read_v2_events(path: &Path) -> Result<Counts> {
-    let ev = parse_flat(&sys::read_file(path)?);
-    Ok(Counts { oom: need(&ev, "oom", path)?, oom_kill: need(&ev, "oom_kill", path)? })
+fn read_v2_events(dir: At<'_>) -> Result<Counts> {
+    let path = dir.dir.join("memory.events");
+    let ev = parse_flat(&at::read(dir.fd, dir.dir, "memory.events")?);
+    Ok(Counts { oom: need(&ev, "oom", &path)?, oom_kill: need(&ev, "oom_kill", &path)? })
 }
 
-fn read_v1_oom_kill(path: &Path) -> Result<u64> {
-    need(&parse_flat(&sys::read_file(path)?), "oom_kill", path)
+fn read_v1_oom_kill(dir: At<'_>) -> Result<u64> {
+    let text = at::read(dir.fd, dir.dir, "memory.oom_control")?;
+    need(&parse_flat(&text), "oom_kill", dir.dir.join("memory.oom_control"))
 }
 
-fn pids_stats(dir: &Path) -> Result<Option<PidsStats>> {
+fn pids_stats(dir: At<'_>) -> Result<Option<PidsStats>> {
     let Some(current) = read_u64(&dir.join("pids.current"))? else {
         return Ok(None);
     };
     Ok(Some(PidsStats { current, max: read_number(&dir.join("pids.max"))?.flatten() }))
 }
 
-fn io_stats(dir: &Path, version: Version) -> Result<Option<IoStats>> {
+fn io_stats(dir: At<'_>, version: Version) -> Result<Option<IoStats>> {
     match version {
         Version::V2 => {
             let path = dir.join("io.stat");
@@ -572,14 +627,14 @@ fn io_stats(dir: &Path, version: Version) -> Result<Option<IoStats>> {
     }
 }
 
-fn pressure_stats(dir: &Path) -> Result<Option<PressureStats>> {
+fn pressure_stats(dir: At<'_>) -> Result<Option<PressureStats>> {
     let read = |file: &str| -> Result<Option<Pressure>> {
-        let path = dir.join(file);
-        match fs::read_to_string(&path) {
+        let path = dir.dir.join(file);
+        match at::read_io(dir.fd, file) {
             Ok(text) => parse_psi(&text).map(Some).map_err(|d| parse_err(&path, d)),
             // Absent, or PSI disabled at boot (`psi=0`: EOPNOTSUPP).
             Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
-            Err(e) => Err(Error::io("read", &path, e)),
+            Err(e) => Err(at::err("read", &path, e)),
         }
     };
     let p = PressureStats { cpu: read("cpu.pressure")?, memory: read("memory.pressure")?, io: read("io.pressure")? };

@@ -485,3 +485,39 @@ fn v2_table_puts_everything_in_the_unified_tree_and_net_cls_nowhere() {
     let err = small.require(Controller::Cpuset).unwrap_err().to_string();
     assert!(err.contains("cpuset") && err.contains("cpu io memory pids"), "{err}");
 }
+
+/// `probe()` against the running kernel: the layout discovery finds, and each v2 core file
+/// exactly on the kernels that have it (tested on 6.18 hybrid and 6.1 pure v2). The probe's
+/// scratch cgroup is gone afterwards.
+#[test]
+fn probe_reports_what_the_kernel_has() {
+    nook_testutil::require_root!();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
+    let version = (v.next().unwrap(), v.next().unwrap());
+    let h = nook_cgroup::Hierarchies::discover().unwrap();
+    let k = nook_cgroup::probe().unwrap();
+    assert_eq!(k.layout, h.layout);
+    let Some(v2) = h.v2.as_ref() else {
+        assert!(!k.kill && !k.freeze && k.v2_controllers.is_empty(), "{k:?}");
+        return;
+    };
+    assert_eq!(k.kill, version >= (5, 14), "kernel {release}: {k:?}");
+    assert_eq!(k.freeze, version >= (5, 2), "kernel {release}: {k:?}");
+    if k.pressure {
+        assert!(std::path::Path::new("/proc/pressure/cpu").exists(), "{k:?}");
+    }
+    let own = v2.own_dir().unwrap();
+    let offered = std::fs::read_to_string(own.join("cgroup.controllers")).unwrap();
+    assert_eq!(k.v2_controllers, offered.split_whitespace().collect::<Vec<_>>());
+    let subtree = std::fs::read_to_string(own.join("cgroup.subtree_control")).unwrap();
+    if subtree.split_whitespace().any(|c| c == "memory") || h.v1.iter().any(|x| x.has("memory")) {
+        assert_eq!(k.memory_peak, version >= (5, 19) || h.v1.iter().any(|x| x.has("memory")), "{k:?}");
+    }
+    let left: Vec<_> = std::fs::read_dir(&own)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("nk-probe-{}-", std::process::id())))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -263,12 +263,24 @@ impl DnsConfig {
     /// The host's configuration (`/etc/resolv.conf`) made usable in a sandbox, like
     /// [`DnsConfig::from_file`]. When the host names only local resolvers (systemd-resolved's
     /// stub `127.0.0.53`, a local dnsmasq) and systemd-resolved's upstream list
-    /// ([`SYSTEMD_RESOLVED_CONF`]) names reachable servers, that list is used instead.
+    /// ([`SYSTEMD_RESOLVED_CONF`]) names reachable servers, that list is used instead. A host
+    /// without `/etc/resolv.conf` (minimal systems, containers) has no resolver configured:
+    /// like Docker, the sandbox then gets the same fallback.
     pub fn from_host() -> Result<DnsConfig, FilesError> {
-        let conf = DnsConfig::read(RESOLV_CONF)?;
+        DnsConfig::from_host_files(Path::new(RESOLV_CONF), Path::new(SYSTEMD_RESOLVED_CONF))
+    }
+
+    /// [`DnsConfig::from_host`] with the two files' paths given.
+    fn from_host_files(resolv_conf: &Path, resolved_conf: &Path) -> Result<DnsConfig, FilesError> {
+        let conf = match DnsConfig::read(resolv_conf) {
+            Err(FilesError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                DnsConfig::default()
+            }
+            r => r?,
+        };
         let conf = match conf.nameservers.iter().any(|ip| reachable_from_sandbox(*ip)) {
             true => conf,
-            false => match DnsConfig::read(SYSTEMD_RESOLVED_CONF) {
+            false => match DnsConfig::read(resolved_conf) {
                 Ok(upstream) if upstream.nameservers.iter().any(|ip| reachable_from_sandbox(*ip)) => upstream,
                 _ => conf,
             },
@@ -507,6 +519,21 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Found by the 6.1 VM lane, whose guest has no `/etc/resolv.conf`: `from_host` failed with
+    /// a read error there, and with it every sandbox's `resolv.conf`.
+    #[test]
+    fn a_host_without_resolv_conf_gets_the_fallback() {
+        let dir = nook_testutil::TempDir::new("resolv").unwrap();
+        let c = DnsConfig::from_host_files(&dir.join("missing"), &dir.join("also-missing")).unwrap();
+        assert_eq!(c.nameservers, DEFAULT_NAMESERVERS);
+        // systemd-resolved's list still counts when only it exists.
+        std::fs::write(dir.join("resolved"), "nameserver 192.0.2.53\n").unwrap();
+        let c = DnsConfig::from_host_files(&dir.join("missing"), &dir.join("resolved")).unwrap();
+        assert_eq!(c.nameservers, [ip("192.0.2.53")]);
+        // Other read errors still fail (a directory where the file should be).
+        assert!(matches!(DnsConfig::from_host_files(dir.path(), &dir.join("resolved")), Err(FilesError::Read { .. })));
     }
 
     #[test]

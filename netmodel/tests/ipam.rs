@@ -363,9 +363,11 @@ fn corrupt_state_is_reported_not_reset() {
         Err(e @ IpamError::Corrupt { .. }) => assert!(e.to_string().contains(file.to_str().unwrap()), "{e}"),
         other => panic!("{other:?}"),
     }
-    // Registering another network reads every network (for overlaps): also reported.
-    assert!(matches!(ipam.add_network("nk-d", &[Pool::new(subnet("10.84.0.0/24"))]), Err(IpamError::Corrupt { .. })));
     assert!(matches!(ipam.pools("nk-c"), Err(IpamError::Corrupt { .. })));
+    assert!(matches!(
+        ipam.add_network("nk-c", &[Pool::new(subnet("10.84.0.0/24"))]),
+        Err(IpamError::NetworkExists { .. })
+    ));
     assert_eq!(snapshot(dir.path()), before);
     // The way out: remove the network.
     ipam.remove_network("nk-c").unwrap();
@@ -443,4 +445,82 @@ fn netns_owner_lives_while_its_bind_mount_does() {
         assert_eq!(ipam.allocations("nk-ns").unwrap(), vec![(a.address.addr(), owner)]);
         assert_eq!(ipam.reclaim("nk-ns").unwrap(), 1);
     });
+}
+
+/// Bytes this thread has read (`rchar` of `/proc/thread-self/io`: every read(2), whatever
+/// file; per thread, so tests running beside this one do not count).
+fn thread_rchar() -> u64 {
+    let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+    io.lines().find_map(|l| l.strip_prefix("rchar: ")).unwrap().trim().parse().unwrap()
+}
+
+/// A state file of 1 GiB (sparse: nothing on disk) is Corrupt at once: not read (every call
+/// used to read all of it, peak RSS 1 GiB, before answering Corrupt).
+#[test]
+fn a_huge_state_file_is_corrupt_without_being_read() {
+    let dir = TempDir::new("ipam").unwrap();
+    let ipam = Ipam::open(dir.path()).unwrap();
+    ipam.add_network("nk-huge", &[Pool::new(subnet("10.87.0.0/24"))]).unwrap();
+    let file = dir.join("nk-huge.json");
+    let f = std::fs::OpenOptions::new().write(true).truncate(true).open(&file).unwrap();
+    f.set_len(1 << 30).unwrap();
+    drop(f);
+    let me = Owner::current_process();
+    type Call<'a> = &'a dyn Fn() -> Result<(), IpamError>;
+    let calls: [(&str, Call<'_>); 4] = [
+        ("allocate", &|| ipam.allocate("nk-huge", Request::AnyV4, &me).map(drop)),
+        ("pools", &|| ipam.pools("nk-huge").map(drop)),
+        ("allocations", &|| ipam.allocations("nk-huge").map(drop)),
+        ("reclaim", &|| ipam.reclaim("nk-huge").map(drop)),
+    ];
+    for (name, call) in calls {
+        let before = thread_rchar();
+        match call() {
+            Err(e @ IpamError::Corrupt { .. }) => assert!(e.to_string().contains(file.to_str().unwrap()), "{e}"),
+            other => panic!("{name}: {other:?}"),
+        }
+        let read = thread_rchar() - before;
+        assert!(read < 1 << 20, "{name} read {read} bytes of a 1 GiB state file");
+    }
+    // One byte over the cap is refused the same way; the cap itself is a size a state may have.
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.set_len(nook_netmodel::ipam::MAX_STATE_FILE + 1).unwrap();
+    drop(f);
+    let before = thread_rchar();
+    assert!(matches!(ipam.pools("nk-huge"), Err(IpamError::Corrupt { .. })));
+    assert!(thread_rchar() - before < 1 << 20);
+    ipam.remove_network("nk-huge").unwrap();
+}
+
+/// A broken network's file makes only that network unusable: registering another network,
+/// allocating in it, releasing an owner everywhere and reclaiming everywhere go on.
+#[test]
+fn a_corrupt_network_blocks_only_itself() {
+    let dir = TempDir::new("ipam").unwrap();
+    let ipam = Ipam::open(dir.path()).unwrap();
+    ipam.add_network("nk-bad", &[Pool::new(subnet("10.88.0.0/24"))]).unwrap();
+    ipam.add_network("nk-big", &[Pool::new(subnet("10.88.1.0/24"))]).unwrap();
+    ipam.add_network("nk-good", &[Pool::new(subnet("10.88.2.0/24"))]).unwrap();
+    let me = Owner::current_process();
+    let dead = Owner::Process { pid: u32::MAX - 1, start_time: 1 };
+    ipam.allocate("nk-good", Request::AnyV4, &me).unwrap();
+    ipam.allocate("nk-good", Request::AnyV4, &dead).unwrap();
+    std::fs::write(dir.join("nk-bad.json"), b"{\"version\": 1, \"network\": \"nk-bad\", \"pools\": [").unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(dir.join("nk-big.json")).unwrap();
+    f.set_len(1 << 30).unwrap();
+    drop(f);
+
+    ipam.add_network("nk-new", &[Pool::new(subnet("10.88.3.0/24"))]).unwrap();
+    let a = ipam.allocate("nk-new", Request::AnyV4, &me).unwrap();
+    assert_eq!(a.address, "10.88.3.2/24".parse::<IpNet>().unwrap());
+    assert_eq!(ipam.reclaim_all().unwrap(), 1, "the dead owner's address in nk-good");
+    assert_eq!(ipam.release_owner(&me).unwrap(), 2);
+    assert_eq!(ipam.allocations("nk-good").unwrap(), vec![]);
+    assert_eq!(ipam.networks().unwrap(), ["nk-bad", "nk-big", "nk-good", "nk-new"]);
+    // The broken ones still say so when named, and can be removed.
+    for net in ["nk-bad", "nk-big"] {
+        assert!(matches!(ipam.allocate(net, Request::AnyV4, &me), Err(IpamError::Corrupt { .. })), "{net}");
+        ipam.remove_network(net).unwrap();
+    }
+    ipam.add_network("nk-bad", &[Pool::new(subnet("10.88.0.0/24"))]).unwrap();
 }

@@ -253,6 +253,21 @@ impl Command {
 
     /// The propagation `/` gets first in the new mount namespace (default: private,
     /// recursive). `None` keeps what was copied from the parent.
+    ///
+    /// Without a new user namespace, the copies of the caller's shared mounts are peers of
+    /// the originals: whatever the mount steps mount below them would appear in the
+    /// caller's mount namespace and stay there, also when the spawn fails. So with mount
+    /// steps and no new user namespace, only a *recursive* private, slave or unbindable
+    /// root is accepted; `None`, shared, or a non-recursive change is refused with
+    /// [`ValidationError::MountsWouldPropagate`] before anything happens — whatever the
+    /// caller's mount table looks like right now (a program that works on a host with a
+    /// private `/` would leak on one with a shared `/`, as systemd makes it). In a new user
+    /// namespace the kernel turns copied shared mounts into slaves, so nothing propagates
+    /// back and any value is accepted; a recursively shared root with a `pivot_root` step
+    /// (and no propagation step before it) is refused
+    /// ([`ValidationError::PivotRootUnderSharedRoot`]): `pivot_root` fails with `EINVAL`
+    /// there. Without mount steps any value is accepted (what the program itself mounts
+    /// is its own business).
     pub fn root_propagation(&mut self, propagation: Option<(Propagation, bool)>) -> &mut Self {
         self.root_propagation = propagation;
         self
@@ -286,6 +301,12 @@ impl Command {
     /// SIGTERM/SIGINT/SIGHUP/SIGUSR1/SIGUSR2/SIGQUIT to it, reaps orphans, and exits with the
     /// program's status (128 + signal when it was killed). In a new pid namespace the init
     /// is PID 1 and the program PID 2; otherwise the init is a child subreaper.
+    ///
+    /// The init is `nk-init`, a small static program embedded in this crate and exec'd from
+    /// a sealed memfd right after the fork (before the program may run), not a copy of the
+    /// calling process: it has an empty environment, is non-dumpable, and holds nothing of
+    /// the caller's memory. It is built for x86_64 and aarch64; elsewhere a spawn with an
+    /// init fails with [`Error::Sys`] (`ErrorKind::Unsupported`).
     pub fn init(&mut self, enabled: bool) -> &mut Self {
         self.init = enabled;
         self
@@ -576,9 +597,15 @@ impl Command {
         if let Some(fd) = &parent_thread {
             kept.push((FdRole::ParentThread, fd.as_raw_fd()));
         }
+        if plan.init {
+            let memfd = crate::init_exe::memfd().map_err(|e| Error::sys("nk-init memfd", e))?;
+            kept.push((FdRole::InitExe, memfd));
+        }
         let fds = ChildFds::new(kept);
         let clone_flags = self.namespaces.bits() & !(Namespace::Time.clone_flag() | Namespace::Cgroup.clone_flag());
-        let cgroup_fd = self.cgroup.as_ref().map(|fd| fd.as_raw_fd());
+        // Where clone3 does not know CLONE_INTO_CGROUP (before 5.7: EINVAL, not ENOSYS) the
+        // child is placed by the parent below, as after the clone(2) fallback.
+        let cgroup_fd = self.cgroup.as_ref().filter(|_| crate::probe::clone_into_cgroup()).map(|fd| fd.as_raw_fd());
 
         let force_clone2 = self.force_clone2;
         let hooks = &mut self.pre_exec;
@@ -749,6 +776,7 @@ impl Command {
             need("mount steps", Namespace::Mount)?;
             steps.push(step.prepare()?);
         }
+        crate::mount::check_root_propagation(self.root_propagation, ns.has(Namespace::User), &self.mounts)?;
         let root_propagation =
             if ns.has(Namespace::Mount) { self.root_propagation.map(|(p, rec)| p.flags(rec)) } else { None };
 

@@ -6,6 +6,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::idmap::{IdKind, IdMapping};
+use crate::mount::Propagation;
 use crate::namespace::Namespace;
 
 /// Everything that can go wrong in `nook-ns`.
@@ -201,6 +202,30 @@ pub enum ValidationError {
         /// Why.
         reason: &'static str,
     },
+    /// Mount steps in a new mount namespace (without a new user namespace) whose root
+    /// propagation would leave the caller's shared mounts shared: the steps' mounts would
+    /// propagate into the caller's mount namespace and stay there, also after a failed
+    /// spawn. See `Command::root_propagation`.
+    #[error(
+        "mount steps with root propagation {root_propagation:?} and no new user namespace would propagate into \
+         the caller's mount namespace; use a recursive private (the default), slave or unbindable root, or a new \
+         user namespace"
+    )]
+    MountsWouldPropagate {
+        /// The root propagation asked for (`None`: keep the caller's).
+        root_propagation: Option<(Propagation, bool)>,
+    },
+    /// A `pivot_root` step under a recursively shared root: the kernel refuses it
+    /// (`EINVAL`). Pivot with a private or slave root and make `/` shared with a
+    /// propagation step after the pivot.
+    #[error(
+        "pivot_root (mount step {step}) fails under a recursively shared root; pivot with a private or slave root \
+         and add a propagation step for \"/\" after it"
+    )]
+    PivotRootUnderSharedRoot {
+        /// The index of the `pivot_root` step.
+        step: usize,
+    },
 }
 
 /// The step of child setup that failed.
@@ -248,8 +273,10 @@ pub enum Stage {
     SetUid,
     /// A user `pre_exec` hook; see `SpawnError::step` for which one.
     PreExec,
-    /// The init process could not fork the payload.
+    /// The init process could not fork the payload (or create the pipe it waits on).
     InitFork,
+    /// The init process could not exec `nk-init` (its sealed memfd).
+    InitExec,
     /// `execve` of the program (every candidate path failed).
     Exec,
 }
@@ -257,7 +284,7 @@ pub enum Stage {
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 21] = [
+        const ALL: [Stage; 22] = [
             Clone,
             WaitForParent,
             Prctl,
@@ -278,6 +305,7 @@ impl Stage {
             SetUid,
             PreExec,
             InitFork,
+            InitExec,
             Exec,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
@@ -368,9 +396,12 @@ mod tests {
         let r = ErrorRecord { stage: Stage::PivotRoot as u32, errno: libc::EINVAL, step: 3 };
         let e = ErrorRecord::decode(&r.encode()).into_spawn_error();
         assert_eq!(e, SpawnError { stage: Stage::PivotRoot, errno: libc::EINVAL, step: Some(3) });
-        for v in 1..=21 {
+        for v in 1..=22 {
             assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
         }
+        assert_eq!(Stage::from_u32(0), None);
+        assert_eq!(Stage::from_u32(23), None);
+        assert_eq!(Stage::Exec as u32, 22);
     }
 
     #[test]

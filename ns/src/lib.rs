@@ -21,7 +21,10 @@
 //!   [`Command::kill_with_parent_process`] to the whole process; both are armed after the
 //!   child's last identity change and reach the payload behind the init.
 //! - [`Command::init`] runs a minimal PID 1 that reaps orphans, forwards signals and exits
-//!   with the payload's status.
+//!   with the payload's status. It is `nk-init`, a static, freestanding program of about a
+//!   kilobyte (`init/init.c`, built by `build.rs` with the target's C compiler) exec'd from a
+//!   sealed memfd — not a fork of the caller, so the sandbox cannot read the caller's
+//!   memory or environment through its PID 1.
 //! - [`IdMap`] multi-range uid/gid maps (`newuidmap`/`newgidmap` when unprivileged).
 //! - [`MountStep`] / [`Propagation`]: bind (ro/rw), proc, sysfs, tmpfs, devpts, mqueue,
 //!   propagation changes, `pivot_root`, read-only remount, masking.
@@ -51,24 +54,32 @@
 //!   namespace, and the cgroup namespace must be rooted at the cgroup the parent placed the
 //!   child in.
 //! - Syscalls go through `libc` in one `sys` module (nix has no clone3); no other crate
-//!   than `libc`, `bitflags`, `thiserror` and `serde` is needed. Between clone and exec the
-//!   child makes bare system calls (`core::arch::asm!` `syscall` on x86_64, `svc #0` on
-//!   aarch64, returning `-errno` like glibc's internal `INTERNAL_SYSCALL`): glibc's wrappers,
-//!   even `syscall(3)`, write `errno` and flip the cancellation state in the calling
-//!   thread's TLS, which a vfork-style child shares with its suspended parent thread. On
-//!   other architectures the spawn core falls back to `libc::syscall` and never uses the
-//!   vfork-style path.
+//!   than `libc`, `bitflags`, `thiserror` and `serde` is needed (and `cc` at build time,
+//!   for `nk-init`; x86_64 and aarch64). Between clone and exec the child makes bare system
+//!   calls (`core::arch::asm!` `syscall` on x86_64, `svc #0` on aarch64, returning `-errno`
+//!   like glibc's internal `INTERNAL_SYSCALL`): glibc's wrappers, even `syscall(3)`, write
+//!   `errno` and flip the cancellation state in the calling thread's TLS, which a
+//!   vfork-style child shares with its suspended parent thread. On other architectures the
+//!   spawn core falls back to `libc::syscall` and never uses the vfork-style path.
+//! - The init is a program of its own (see the `init_exe` module): a fork of the caller as
+//!   PID 1 showed the caller's environment in `/proc/1/environ` and its heap in
+//!   `/proc/1/mem` to root of the sandbox. The child sheds its descriptors (keeping the
+//!   sealed memfd), forks the payload, which waits on a pipe, then execs `nk-init` (empty
+//!   environment, non-dumpable first thing), which releases the payload; signals stay
+//!   blocked, hence pending, across that exec.
 
 mod command;
 mod error;
 mod handle;
 mod idmap;
+mod init_exe;
 mod inspect;
 mod join;
 mod mount;
 mod namespace;
 mod netns;
 mod plan;
+mod probe;
 mod process;
 mod sys;
 
@@ -82,4 +93,5 @@ pub use mount::{MountStep, Propagation, bind, mount_tmpfs, set_propagation, unmo
 pub use namespace::{Namespace, NamespaceSet};
 pub use netns::{NETNS_RUN_DIR, NetNs};
 pub use plan::FORWARDED_SIGNALS;
+pub use probe::{KernelSupport, probe};
 pub use process::{Child, PausedChild, Stdio};

@@ -314,6 +314,33 @@ impl MountStep {
     }
 }
 
+/// Refuses root propagations under which mount steps cannot work or would reach the
+/// caller's mount namespace (see `Command::root_propagation`). Pure.
+pub(crate) fn check_root_propagation(
+    root: Option<(Propagation, bool)>,
+    new_user_ns: bool,
+    steps: &[MountStep],
+) -> std::result::Result<(), ValidationError> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let isolating = matches!(root, Some((Propagation::Private | Propagation::Slave | Propagation::Unbindable, true)));
+    if !new_user_ns && !isolating {
+        return Err(ValidationError::MountsWouldPropagate { root_propagation: root });
+    }
+    if root == Some((Propagation::Shared, true)) {
+        for (i, step) in steps.iter().enumerate() {
+            match step {
+                // A propagation step may make the pivot's parent mount non-shared first.
+                MountStep::Propagation { .. } => break,
+                MountStep::PivotRoot { .. } => return Err(ValidationError::PivotRootUnderSharedRoot { step: i }),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether and how a mount is made read-only after it is mounted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ReadOnly {
@@ -477,6 +504,34 @@ mod tests {
         assert!(
             matches!(ro, PreparedStep::Mount { read_only: ReadOnly::Tree, flags, .. } if flags & libc::MS_REC != 0)
         );
+    }
+
+    #[test]
+    fn root_propagations_that_reach_the_caller_or_break_pivot_root_are_refused() {
+        use Propagation::*;
+        let steps = [MountStep::proc("/p"), MountStep::pivot_root("/r")];
+        for root in [None, Some((Shared, true)), Some((Shared, false)), Some((Private, false)), Some((Slave, false))] {
+            assert_eq!(
+                check_root_propagation(root, false, &steps),
+                Err(ValidationError::MountsWouldPropagate { root_propagation: root })
+            );
+            // Without steps nothing of ours is mounted: any value.
+            assert_eq!(check_root_propagation(root, false, &[]), Ok(()));
+        }
+        for root in [Some((Private, true)), Some((Slave, true)), Some((Unbindable, true))] {
+            assert_eq!(check_root_propagation(root, false, &steps), Ok(()));
+            assert_eq!(check_root_propagation(root, true, &steps), Ok(()));
+        }
+        // A new user namespace makes copied shared mounts slaves: nothing propagates back.
+        assert_eq!(check_root_propagation(None, true, &steps), Ok(()));
+        assert_eq!(check_root_propagation(Some((Shared, false)), true, &steps), Ok(()));
+        assert_eq!(
+            check_root_propagation(Some((Shared, true)), true, &steps),
+            Err(ValidationError::PivotRootUnderSharedRoot { step: 1 })
+        );
+        let fixed = [MountStep::propagation("/r", Private, false), MountStep::pivot_root("/r")];
+        assert_eq!(check_root_propagation(Some((Shared, true)), true, &fixed), Ok(()));
+        assert_eq!(check_root_propagation(Some((Shared, true)), true, &steps[..1]), Ok(()));
     }
 
     #[test]

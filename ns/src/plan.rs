@@ -96,6 +96,9 @@ pub(crate) enum FdRole {
     /// A pidfd (`PIDFD_THREAD`) of the thread the child's parent-death signal is tied to,
     /// checked right after the signal is armed ([`crate::Command::kill_with_parent`]).
     ParentThread,
+    /// With [`Plan::init`]: the sealed memfd holding `nk-init` (close-on-exec), which the
+    /// child execs after forking the payload ([`crate::Command::init`]).
+    InitExe,
 }
 
 impl FdRole {
@@ -326,7 +329,10 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     }
 
     if plan.init {
-        run_init(plan, err)
+        match fds.get(FdRole::InitExe) {
+            Some(init_exe) => run_init(plan, init_exe, err),
+            None => fail(err, Stage::InitExec, libc::EBADF, None),
+        }
     }
     exec_payload(plan, err)
 }
@@ -420,28 +426,59 @@ fn exec_payload(plan: &Plan, err: RawFd) -> ! {
     fail(err, Stage::Exec, last, None)
 }
 
-/// The signals the minimal init ([`crate::Command::init`]) forwards to the payload.
+/// The signals the minimal init ([`crate::Command::init`]) forwards to the payload (the
+/// list `nk-init`, `init/init.c`, is built with).
 pub const FORWARDED_SIGNALS: [libc::c_int; 6] =
     [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1, libc::SIGUSR2, libc::SIGQUIT];
 
-/// A minimal init: fork the payload, forward signals to it, reap every child that ends up
-/// with us, and exit with the payload's status (128 + signal if it was killed).
-fn run_init(plan: &Plan, err: RawFd) -> ! {
-    let mut waited = [0; FORWARDED_SIGNALS.len() + 1];
-    waited[..FORWARDED_SIGNALS.len()].copy_from_slice(&FORWARDED_SIGNALS);
-    waited[FORWARDED_SIGNALS.len()] = libc::SIGCHLD;
-    let set = raw::sigmask(&waited);
+/// Writes `v` in decimal, NUL-terminated, into `buf`; returns the text's start.
+fn decimal(mut v: u32, buf: &mut [u8; 12]) -> *const libc::c_char {
+    let mut i = buf.len() - 1;
+    buf[i] = 0;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf[i..].as_ptr().cast()
+}
+
+/// The init: fork the payload, then become `nk-init` (see [`crate::init_exe`]), which
+/// forwards signals to it, reaps every child that ends up with us, and exits with the
+/// payload's status (128 + signal if it was killed).
+///
+/// No process of the sandbox runs code of its own while anything in it still holds the
+/// parent's memory image: the payload waits on `gate` until `nk-init` runs and writes one
+/// byte (EOF: the init never came up, leave without running the program), and execs only
+/// then. Every signal stays blocked throughout — in the payload until it execs, here
+/// across `execveat` — so nothing sent to either is lost.
+fn run_init(plan: &Plan, init_exe: RawFd, err: RawFd) -> ! {
     if plan.init_subreaper {
         check(err, Stage::Prctl, raw::prctl(libc::PR_SET_CHILD_SUBREAPER, 1));
     }
-    // Every signal is still blocked (inherited from the parent's mask around clone), so the
-    // ones we wait for queue up until sigwaitinfo takes them.
+    // An ignored SIGCHLD would make the kernel reap the payload for us and lose its
+    // status: default until the fork, ignored again in the payload, as exec would keep it.
+    let chld_ignored = raw::sigchld_ignored();
+    if chld_ignored {
+        raw::set_sigchld_ignored(false);
+    }
+    let (gate_read, gate_write) = match raw::pipe_cloexec() {
+        Ok(p) => p,
+        Err(e) => fail(err, Stage::InitFork, e, None),
+    };
     let init_pid = raw::getpid();
     let payload = match raw::fork() {
         Ok(pid) => pid,
         Err(e) => fail(err, Stage::InitFork, e, None),
     };
     if payload == 0 {
+        raw::close(gate_write);
+        if chld_ignored {
+            raw::set_sigchld_ignored(true);
+        }
         // fork cleared the parent-death signal: the payload dies with the init. If the init
         // is already gone (we were reparented), leave as the signal would have made us.
         if let Some(sig) = plan.pdeathsig {
@@ -450,31 +487,36 @@ fn run_init(plan: &Plan, err: RawFd) -> ! {
                 raw::exit(128 + sig);
             }
         }
+        match raw::read_byte(gate_read) {
+            Ok(true) => {}
+            // The init failed to exec (it reports that) or was killed: do not run.
+            _ => raw::exit(127),
+        }
+        raw::close(gate_read);
         exec_payload(plan, err);
     }
-    // The init never execs, so close-on-exec never fires for it: close every descriptor.
-    // That drops our copy of the error pipe (the parent sees EOF at the payload's exec) and
-    // of stdio (readers of the payload's output are not kept waiting on us), and also the
-    // copies of whatever the parent's other threads had open at clone time — a pipe end
-    // kept here would keep some other child from ever seeing EOF.
-    raw::close_from(0);
-    loop {
-        let sig = raw::sigwait(set);
-        if sig != libc::SIGCHLD {
-            raw::kill(payload, sig);
-            continue;
-        }
-        let mut payload_status = None;
-        while let Some((pid, status)) = raw::reap_one() {
-            if pid == payload {
-                payload_status = Some(status);
-            }
-        }
-        if let Some(status) = payload_status {
-            let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
-            raw::exit(code);
-        }
-    }
+    raw::close(gate_read);
+    // Keep only what the exec needs: the error pipe and the memfd (both close-on-exec)
+    // and the gate, handed to nk-init. Stdio goes too: readers of the payload's output are
+    // not kept waiting on us.
+    let mut keep = [err, init_exe, gate_write];
+    keep.sort_unstable();
+    raw::close_all_except(&keep);
+    check(err, Stage::InitExec, raw::clear_cloexec(gate_write));
+    let mut pid_buf = [0u8; 12];
+    let mut fd_buf = [0u8; 12];
+    let argv = [
+        c"nk-init".as_ptr(),
+        decimal(payload as u32, &mut pid_buf),
+        decimal(gate_write as u32, &mut fd_buf),
+        std::ptr::null(),
+    ];
+    let envp = [std::ptr::null()];
+    let e = raw::execveat_fd(init_exe, &argv, &envp);
+    // The payload sees EOF on the gate and leaves; wait for it so no zombie is left behind.
+    raw::close(gate_write);
+    raw::wait_pid(payload);
+    fail(err, Stage::InitExec, e, None)
 }
 
 #[cfg(test)]

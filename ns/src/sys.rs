@@ -25,6 +25,8 @@ pub(crate) mod consts {
     pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
     /// `pidfd_open` flag: a pidfd for this thread, not its thread group (= `O_EXCL`).
     pub const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
+    /// `memfd_create` flag: the memfd may be executed (kernel 6.3+).
+    pub const MFD_EXEC: libc::c_uint = 0x10;
 }
 
 /// The kernel's `struct clone_args` (version 2, 88 bytes, with `cgroup`).
@@ -652,6 +654,44 @@ pub(crate) fn restore_signals(old: u64) {
     raw::set_sigmask(old);
 }
 
+/// A sealed, close-on-exec memfd holding `bytes`, for `execveat(AT_EMPTY_PATH)`: the
+/// contents can no longer change (write, grow, shrink and further seals are sealed; so is
+/// the exec bit where the kernel knows `F_SEAL_EXEC`). Asks for an executable memfd
+/// (`MFD_EXEC`, kernel 6.3+, needed when `vm.memfd_noexec` is 1) and falls back to plain
+/// flags on kernels that reject it.
+pub(crate) fn sealed_exec_memfd(name: &CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
+    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: name is NUL-terminated; integer flags.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | consts::MFD_EXEC) };
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // SAFETY: as above, without MFD_EXEC (unknown before 6.3).
+        fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
+    }
+    let fd = cvt(fd)?;
+    // SAFETY: memfd_create returned a new descriptor that we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut off = 0;
+    while off < bytes.len() {
+        // SAFETY: the pointer and length describe the live remainder of `bytes`.
+        let n = unsafe { libc::write(fd.as_raw_fd(), bytes[off..].as_ptr().cast(), bytes.len() - off) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        off += n as usize;
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: integer-only fcntl on our descriptor.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals | libc::F_SEAL_EXEC) } != 0 {
+        // SAFETY: as above, without F_SEAL_EXEC (unknown before 6.3).
+        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    }
+    Ok(fd)
+}
+
 /// Raw, allocation-free calls used by the child between clone and exec. Each returns 0 on
 /// success or the errno (positive), and is the bare system call of [`sc`]: no `errno`, no
 /// cancellation point, no lock, no TLS.
@@ -905,17 +945,6 @@ pub(crate) mod raw {
         }
     }
 
-    /// A kernel signal set (bit `sig - 1` for each signal).
-    pub const fn sigmask(signals: &[libc::c_int]) -> u64 {
-        let mut set = 0u64;
-        let mut i = 0;
-        while i < signals.len() {
-            set |= 1 << (signals[i] - 1);
-            i += 1;
-        }
-        set
-    }
-
     /// Sets the signal mask of the calling thread.
     pub fn set_sigmask(mask: u64) {
         call!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &mask as *const u64, 0, KERNEL_SIGSET_SIZE);
@@ -937,24 +966,62 @@ pub(crate) mod raw {
         }
     }
 
-    pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
-        call!(libc::SYS_kill, pid, sig);
+    // -------------------------------------------------------------------------------
+    // The init (`Command::init`): the child forks the payload and execs `nk-init` from
+    // a memfd (see `plan::run_init`). Allocation-free like everything in this module.
+    // -------------------------------------------------------------------------------
+
+    /// A pipe with both ends close-on-exec: (read, write).
+    pub fn pipe_cloexec() -> Result<(RawFd, RawFd), i32> {
+        let mut fds = [0 as libc::c_int; 2];
+        val(call!(libc::SYS_pipe2, fds.as_mut_ptr(), libc::O_CLOEXEC))?;
+        Ok((fds[0], fds[1]))
     }
 
-    /// Waits for one of the signals in `set`; returns the signal number.
-    pub fn sigwait(set: u64) -> i32 {
-        loop {
-            let sig = call!(libc::SYS_rt_sigtimedwait, &set as *const u64, 0, 0, KERNEL_SIGSET_SIZE);
-            if sig > 0 {
-                return sig as i32;
+    /// Clears `FD_CLOEXEC`: the descriptor survives exec.
+    pub fn clear_cloexec(fd: RawFd) -> i32 {
+        ok(call!(libc::SYS_fcntl, fd, libc::F_SETFD, 0))
+    }
+
+    /// Closes every descriptor but those in `keep` (ascending, non-negative).
+    pub fn close_all_except(keep: &[RawFd]) {
+        let mut first: RawFd = 0;
+        for &k in keep {
+            if k > first {
+                close_range(first, k - 1);
             }
+            first = first.max(k + 1);
         }
+        close_from(first);
     }
 
-    /// Reaps one exited child without blocking: Some((pid, status)) or None.
-    pub fn reap_one() -> Option<(libc::pid_t, i32)> {
+    /// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: runs the program open at `fd`.
+    /// Returns the errno (it only returns on failure).
+    pub fn execveat_fd(fd: RawFd, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> i32 {
+        // argv and envp are null-terminated arrays of NUL-terminated strings on the caller's
+        // stack, alive until exec replaces the image; "" is a static C string.
+        ok(call!(libc::SYS_execveat, fd, c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH))
+    }
+
+    /// Waits for child `pid` to end (any status).
+    pub fn wait_pid(pid: libc::pid_t) {
         let mut status: libc::c_int = 0;
-        let pid = call!(libc::SYS_wait4, -1i32, &mut status as *mut libc::c_int, libc::WNOHANG, 0);
-        if pid > 0 { Some((pid as libc::pid_t, status)) } else { None }
+        while call!(libc::SYS_wait4, pid, &mut status as *mut libc::c_int, 0, 0) == -(libc::EINTR as isize) {}
+    }
+
+    /// Whether SIGCHLD is ignored (`SIG_IGN`: children would be reaped automatically).
+    pub fn sigchld_ignored() -> bool {
+        let mut old = KernelSigaction::default();
+        let got = call!(libc::SYS_rt_sigaction, libc::SIGCHLD, 0, &mut old as *mut KernelSigaction, KERNEL_SIGSET_SIZE);
+        got == 0 && old.handler == libc::SIG_IGN
+    }
+
+    /// Sets SIGCHLD to `SIG_IGN` or `SIG_DFL`.
+    pub fn set_sigchld_ignored(ignored: bool) {
+        let act = KernelSigaction {
+            handler: if ignored { libc::SIG_IGN } else { libc::SIG_DFL },
+            ..KernelSigaction::default()
+        };
+        call!(libc::SYS_rt_sigaction, libc::SIGCHLD, &act as *const KernelSigaction, 0, KERNEL_SIGSET_SIZE);
     }
 }

@@ -175,7 +175,8 @@ fn preserved_fds_reach_the_program_at_their_numbers_and_nothing_else() {
     want.push(ls_own);
     want.sort_unstable();
     let want: String = want.iter().map(|n| format!("{n}\n")).collect();
-    for (path, vfork) in [("vfork", true), ("fork", false)] {
+    // "init": behind nk-init, whose memfd and gate must not reach the payload either.
+    for (path, vfork, init) in [("vfork", true, false), ("fork", false, false), ("init", true, true)] {
         let (mut reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut cmd = Command::new("/bin/sh");
         cmd.args(["-c", "cat <&4 >&3; ls /proc/self/fd >&3"])
@@ -193,6 +194,7 @@ fn preserved_fds_reach_the_program_at_their_numbers_and_nothing_else() {
             // SAFETY: the hook does nothing.
             unsafe { cmd.pre_exec(|| Ok(())) };
         }
+        cmd.init(init);
         let status = cmd.status().unwrap();
         assert!(status.success(), "{path}: {status:?}");
         drop(cmd);

@@ -1,6 +1,7 @@
 //! Integration tests of the minimal init (`Command::init`): PID 1 of a new pid namespace,
 //! orphan reaping, the namespace dying with it, signal forwarding, exit status, the subreaper
-//! mode without a pid namespace, and nested pid namespaces.
+//! mode without a pid namespace, nested pid namespaces, and that the init (`nk-init`) holds
+//! nothing of the host program: no secret of its environment or heap is readable from inside.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -64,14 +65,14 @@ impl Drop for KillOnDrop {
 #[test]
 fn init_is_pid_1_and_payload_is_pid_2() {
     require_root!();
-    let out = init_sh("echo $$; cat /proc/$$/stat; readlink /proc/1/exe").output().unwrap();
+    let out = init_sh("echo $$; cat /proc/$$/stat; cat /proc/1/comm").output().unwrap();
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "2", "{stdout}");
     assert_eq!(parse_stat(lines[1]).2, 1, "the payload's parent is pid 1: {stdout}");
-    // PID 1 is the init: a fork of this test binary that never exec'd.
-    assert_eq!(Path::new(lines[2]), std::env::current_exe().unwrap(), "{stdout}");
+    // PID 1 is nk-init, not a fork of this test binary.
+    assert_eq!(lines[2], "nk-init", "{stdout}");
 }
 
 #[test]
@@ -277,4 +278,318 @@ fn nested_pid_namespace_inside_pid_namespace() {
     assert!(stdout.contains("NK_NESTED_INNER_OK"), "{stdout}\n{stderr}");
     // The test did run (not filtered out).
     assert!(stdout.contains("1 passed"), "{stdout}");
+}
+
+// ---------------------------------------------------------------------------------------
+// PID 1 holds nothing of the embedding program (issue 11, item 3)
+// ---------------------------------------------------------------------------------------
+//
+// Three processes: the test ("outer") re-executes this binary as the "host" with a secret
+// in its environment; the host puts a second secret on its heap and spawns the sandbox,
+// whose payload is this binary again as the "reader". The reader does not know either
+// secret: it dumps what the sandbox can see of its init — every `/proc/*/environ` and
+// `/proc/*/cmdline`, PID 1's whole readable memory through `/proc/PID/mem` (the ptrace
+// interface), and whether `ptrace` attaches — and the host searches the dump.
+
+const SECRET_ROLE: &str = "NK_INIT_SECRET_ROLE";
+const SECRET_VARIANT: &str = "NK_INIT_SECRET_VARIANT";
+const SECRET_ENV: &str = "NK_INIT_SECRET";
+const SECTION: &[u8] = b"\n@@NK-SECTION@@ ";
+
+fn random_hex() -> String {
+    let mut b = [0u8; 16];
+    fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b)).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Re-runs only `test` of this binary with `envs`; returns its stdout.
+fn rerun_self(test: &str, envs: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// The reader, inside the sandbox: dumps everything it can read of its init (its parent).
+fn secret_reader() {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let init = std::os::unix::process::parent_id();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut section = |name: &str, data: &[u8]| {
+        out.write_all(SECTION).unwrap();
+        out.write_all(name.as_bytes()).unwrap();
+        out.write_all(b"\n").unwrap();
+        out.write_all(data).unwrap();
+    };
+    for entry in fs::read_dir("/proc").unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.parse::<u32>().is_err() {
+            continue;
+        }
+        for file in ["environ", "cmdline"] {
+            match fs::read(format!("/proc/{name}/{file}")) {
+                Ok(data) => section(&format!("{file} {name}"), &data),
+                Err(e) => section(&format!("{file} {name} unreadable {e}"), b""),
+            }
+        }
+    }
+    let maps = fs::read_to_string(format!("/proc/{init}/maps")).unwrap_or_default();
+    match fs::File::open(format!("/proc/{init}/mem")) {
+        Err(e) => section(&format!("mem-unreadable {}", e.raw_os_error().unwrap_or(0)), b""),
+        Ok(mem) => {
+            let mut total = 0u64;
+            for line in maps.lines() {
+                let mut f = line.split_whitespace();
+                let (range, perms) = (f.next().unwrap(), f.next().unwrap());
+                if !perms.starts_with('r') {
+                    continue;
+                }
+                let (start, end) = range.split_once('-').unwrap();
+                let (start, end) = (u64::from_str_radix(start, 16).unwrap(), u64::from_str_radix(end, 16).unwrap());
+                let mut buf = vec![0u8; 1 << 16];
+                let mut at = start;
+                while at < end {
+                    let len = buf.len().min((end - at) as usize);
+                    match mem.read_at(&mut buf[..len], at) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            section(&format!("mem {line}"), &buf[..n]);
+                            total += n as u64;
+                            at += n as u64;
+                        }
+                    }
+                }
+            }
+            section(&format!("mem-total {total}"), b"");
+        }
+    }
+    // SAFETY: integer arguments only; a seized tracee is released when we exit.
+    let rc = unsafe { libc::ptrace(libc::PTRACE_SEIZE, init as libc::pid_t, 0usize, 0usize) };
+    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    section(&format!("ptrace {}", if rc == 0 { 0 } else { errno }), b"");
+    out.flush().unwrap();
+}
+
+/// The reader's dump as (section name, data).
+fn sections(dump: &[u8]) -> Vec<(String, &[u8])> {
+    let mut out = Vec::new();
+    let mut rest = dump;
+    while let Some(pos) = rest.windows(SECTION.len()).position(|w| w == SECTION) {
+        rest = &rest[pos + SECTION.len()..];
+        let end = rest.windows(SECTION.len()).position(|w| w == SECTION).unwrap_or(rest.len());
+        let (body, next) = rest.split_at(end);
+        let nl = body.iter().position(|b| *b == b'\n').unwrap_or(body.len());
+        out.push((String::from_utf8_lossy(&body[..nl]).into_owned(), &body[(nl + 1).min(body.len())..]));
+        rest = next;
+    }
+    out
+}
+
+/// The host: a secret in its (initial) environment and one on its heap; spawns the reader
+/// under the init and reports which dump sections hold a secret.
+fn secret_host(test: &str, variant: &str) {
+    let env_secret = std::env::var(SECRET_ENV).unwrap();
+    let heap_secret: &'static mut String = Box::leak(Box::new(format!("nkheap{}", random_hex())));
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(SECRET_ROLE, "reader")
+        .env_remove(SECRET_ENV)
+        .init(true)
+        .stdout(Stdio::piped());
+    match variant {
+        "pid" => cmd.namespaces(pid_ns()).mount(MountStep::proc("/proc")),
+        "pid-user" => cmd.namespaces(pid_ns().with(Namespace::User)).mount(MountStep::proc("/proc")),
+        "subreaper-user" => cmd.namespaces(Namespace::User.as_set()),
+        other => panic!("unknown variant {other}"),
+    };
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{:?}", out.status);
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let (mut checked, mut mem_total, mut ptrace) = (0, None, None);
+    for (name, data) in sections(&out.stdout) {
+        if let Some(t) = name.strip_prefix("mem-total ") {
+            mem_total = Some(t.to_owned());
+        }
+        if let Some(t) = name.strip_prefix("ptrace ") {
+            ptrace = Some(t.to_owned());
+        }
+        for (kind, secret) in [("env", env_secret.as_bytes()), ("heap", heap_secret.as_bytes())] {
+            if find(data, secret) {
+                println!("NK-LEAK {kind} secret in {name}");
+            }
+        }
+        checked += 1;
+    }
+    println!("NK-CHECKED sections={checked} mem-total={mem_total:?} ptrace={ptrace:?}");
+    std::hint::black_box(&heap_secret);
+}
+
+/// One variant of the secret test: `Some(stdout of the host)` or `None` when this process
+/// is the host or the reader (its work is done then).
+fn secret_test(test: &str, variant: &str) -> Option<String> {
+    match std::env::var(SECRET_ROLE).as_deref() {
+        Ok("reader") => {
+            secret_reader();
+            return None;
+        }
+        Ok("host") => {
+            secret_host(test, variant);
+            return None;
+        }
+        _ => {}
+    }
+    let secret = format!("nkenv{}", random_hex());
+    Some(rerun_self(test, &[(SECRET_ROLE, "host"), (SECRET_VARIANT, variant), (SECRET_ENV, &secret)]))
+}
+
+fn assert_no_leak(stdout: &str, readable_mem: bool) {
+    eprintln!("{stdout}");
+    let leaks: Vec<&str> = stdout.lines().filter(|l| l.contains("NK-LEAK")).collect();
+    assert!(leaks.is_empty(), "the sandbox can read the host's secrets:\n{}", leaks.join("\n"));
+    let checked = stdout.lines().find(|l| l.contains("NK-CHECKED")).unwrap_or_else(|| panic!("{stdout}"));
+    if readable_mem {
+        // Root of the sandbox may read the init's memory: it must find only nk-init there.
+        assert!(checked.contains("mem-total=Some(\""), "PID 1's memory was read: {checked}");
+        assert!(!checked.contains("mem-total=Some(\"0\")"), "PID 1's memory was read: {checked}");
+    }
+}
+
+#[test]
+fn init_holds_no_host_secret_in_a_pid_namespace() {
+    const TEST: &str = "init_holds_no_host_secret_in_a_pid_namespace";
+    if std::env::var_os(SECRET_ROLE).is_none() {
+        require_root!();
+    }
+    if let Some(stdout) = secret_test(TEST, "pid") {
+        assert_no_leak(&stdout, true);
+    }
+}
+
+#[test]
+fn init_holds_no_host_secret_in_a_user_and_pid_namespace() {
+    const TEST: &str = "init_holds_no_host_secret_in_a_user_and_pid_namespace";
+    if std::env::var_os(SECRET_ROLE).is_none() {
+        require_root!();
+    }
+    if let Some(stdout) = secret_test(TEST, "pid-user") {
+        assert_no_leak(&stdout, true);
+    }
+}
+
+#[test]
+fn subreaper_init_holds_no_host_secret_in_a_user_namespace() {
+    const TEST: &str = "subreaper_init_holds_no_host_secret_in_a_user_namespace";
+    if std::env::var_os(SECRET_ROLE).is_none() {
+        require_root!();
+    }
+    if let Some(stdout) = secret_test(TEST, "subreaper-user") {
+        assert_no_leak(&stdout, true);
+    }
+}
+
+#[test]
+fn init_is_not_dumpable_for_an_unprivileged_payload() {
+    const TEST: &str = "init_is_not_dumpable_for_an_unprivileged_payload";
+    if std::env::var(SECRET_ROLE).as_deref() == Ok("reader") {
+        return secret_reader();
+    }
+    require_root!();
+    // The payload runs as nobody, like the init (which execs after the identity change): a
+    // dumpable init would be open to it (same uid, no capability needed).
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .env(SECRET_ROLE, "reader")
+        .namespaces(pid_ns())
+        .mount(MountStep::proc("/proc"))
+        .user(65534, 65534)
+        .init(true)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let names: Vec<String> = sections(&out.stdout).into_iter().map(|(n, _)| n).collect();
+    assert!(names.iter().any(|n| n.starts_with("environ 1 unreadable")), "{names:?}");
+    assert!(names.contains(&format!("mem-unreadable {}", libc::EACCES)), "{names:?}");
+    assert!(names.contains(&format!("ptrace {}", libc::EPERM)), "{names:?}");
+}
+
+#[test]
+fn every_forwarded_signal_reaches_the_payload() {
+    require_root!();
+    let script = r#"
+        for s in TERM INT HUP USR1 USR2; do trap "echo got-$s" $s; done
+        trap "echo got-QUIT; exit 9" QUIT
+        echo ready
+        while :; do sleep 0.05; done
+    "#;
+    let mut child = init_sh(script).stdout(Stdio::piped()).spawn().unwrap();
+    child.kill_on_drop(true);
+    assert_eq!(read_line(&mut child), "ready");
+    let names = ["TERM", "INT", "HUP", "USR1", "USR2", "QUIT"];
+    assert_eq!(nook_ns::FORWARDED_SIGNALS.len(), names.len());
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    for (sig, name) in nook_ns::FORWARDED_SIGNALS.iter().zip(names) {
+        child.signal(*sig).unwrap();
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line.trim_end(), format!("got-{name}"));
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(9));
+}
+
+#[test]
+fn a_signal_sent_before_the_init_runs_is_not_lost() {
+    require_root!();
+    // Sent while the child waits at the sync point: every signal is blocked there and
+    // stays pending across the exec of nk-init, which then forwards it to the payload.
+    let mut cmd = init_sh("exec sleep 1000");
+    let mut paused = cmd.spawn_paused().unwrap();
+    paused.kill_on_drop(true);
+    // SAFETY: integer arguments and a null siginfo on a live pidfd.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            paused.pidfd().as_raw_fd(),
+            libc::SIGTERM,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    let mut child = paused.resume().unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(128 + libc::SIGTERM));
+}
+
+#[test]
+fn unprivileged_caller_gets_nk_init_in_its_user_namespace() {
+    const TEST: &str = "unprivileged_caller_gets_nk_init_in_its_user_namespace";
+    if std::env::var(SECRET_ROLE).as_deref() == Ok("unprivileged") {
+        // SAFETY: geteuid cannot fail.
+        assert_eq!(unsafe { libc::geteuid() }, 65534, "the caller must be unprivileged");
+        // This process creates (and owns) the memfd; its init runs inside the new user ns.
+        let out = init_sh("cat /proc/1/comm; echo $$; exit 3")
+            .namespaces(pid_ns().with(Namespace::User))
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "nk-init\n2\n");
+        println!("NK-UNPRIV-OK");
+        return;
+    }
+    require_root!();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .env(SECRET_ROLE, "unprivileged")
+        .user(65534, 65534)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("NK-UNPRIV-OK"), "{stdout}");
 }

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use nook_ns::{
-    Command, Error, MountStep, Namespace, Propagation, SpawnError, Stage, bind, mount_tmpfs, set_propagation, unmount,
+    Command, Error, MountStep, Namespace, Propagation, SpawnError, Stage, ValidationError, bind, mount_tmpfs,
+    set_propagation, unmount,
 };
 use nook_testutil::{TempDir, on_private_mount_ns, require_root, tiny_rootfs};
 
@@ -371,7 +372,9 @@ fn proc_step_shows_the_child_pid_namespace() {
     let [proc_dir] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["proc"])).unwrap();
     let out = stdout_of(
         in_mount_ns(
-            sh(r#"for p in "$1"/[0-9]*; do echo "${p##*/}"; done; echo --; cat "$1/1/cmdline""#),
+            // `cat` is not the last command: a shell that execs its last command (busybox
+            // ash) would otherwise be `cat` by then.
+            sh(r#"for p in "$1"/[0-9]*; do echo "${p##*/}"; done; echo --; cat "$1/1/cmdline"; echo"#),
             &[Namespace::Pid],
         )
         .arg(&proc_dir)
@@ -632,9 +635,10 @@ fn pivot_root_into_a_file_reports_pivot_root_stage() {
 // ---------------------------------------------------------------------------------------
 
 /// A child mounts a tmpfs under a *shared* mount of its parent's namespace. With the
-/// default (`/` made rprivate first) the mount stays in the child; with the copied
-/// propagation kept (`root_propagation(None)`) it leaks into the parent. The second half
-/// proves the first can fail.
+/// default (`/` made rprivate first) the mount stays in the child. Keeping the copied
+/// propagation (`root_propagation(None)`) together with that mount step is refused before
+/// the clone; the control shows why: the same mount made by the program itself propagates
+/// back into the parent.
 #[test]
 fn default_rprivate_root_keeps_child_mounts_out_of_a_shared_parent() {
     require_root!();
@@ -645,23 +649,154 @@ fn default_rprivate_root_keeps_child_mounts_out_of_a_shared_parent() {
         set_propagation(&shared, Propagation::Shared, false).expect("make it shared");
         fs::create_dir(shared.join("sub")).unwrap();
         let sub = shared.join("sub");
-        let child_mounts_sub = |keep_propagation: bool| {
-            let mut cmd = in_mount_ns(Command::new("/bin/true"), &[]);
-            cmd.mount(MountStep::tmpfs(&sub, Some("size=64k")));
-            if keep_propagation {
-                cmd.root_propagation(None);
-            }
-            let status = cmd.status().expect("spawn");
-            assert!(status.success());
-        };
 
-        child_mounts_sub(false);
+        let status =
+            in_mount_ns(Command::new("/bin/true"), &[]).mount(MountStep::tmpfs(&sub, Some("size=64k"))).status();
+        assert!(status.expect("spawn").success());
         assert!(mount_at(&sub).is_none(), "the child's mount leaked despite the default rprivate root");
 
-        child_mounts_sub(true);
+        let mut kept = in_mount_ns(Command::new("/bin/true"), &[]);
+        kept.mount(MountStep::tmpfs(&sub, Some("size=64k"))).root_propagation(None);
+        let err = kept.status().expect_err("mount steps with the caller's propagation kept");
+        assert!(
+            matches!(err, Error::Invalid(ValidationError::MountsWouldPropagate { root_propagation: None })),
+            "{err:?}"
+        );
+        assert!(mount_at(&sub).is_none(), "a refused spawn mounted something");
+
+        // Control: without mount steps `None` is accepted, and a mount the program makes
+        // itself does propagate back — which is what the refusal above prevents.
+        let mut control = in_mount_ns(sh(r#"mount -t tmpfs -o size=64k nk-control "$1""#), &[]);
+        control.arg(&sub).root_propagation(None);
+        assert!(output(&mut control).status.success());
         assert!(mount_at(&sub).is_some(), "without rprivate the mount should propagate back (control)");
         unmount(&sub, true).expect("unmount the leaked control mount");
         unmount(&shared, true).expect("unmount shared");
+    });
+    assert_no_mounts_under(base.path());
+}
+
+// ---------------------------------------------------------------------------------------
+// Root propagations that cannot work, from a host whose `/` is shared (issue 11, item 6)
+// ---------------------------------------------------------------------------------------
+
+/// Runs `f` on a thread with a mount namespace of its own whose mounts are all shared, as
+/// systemd makes a host's: the "host" of these tests. Mounts that leak into it vanish with
+/// the thread.
+fn on_shared_root_host<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    on_private_mount_ns(|| {
+        set_propagation(Path::new("/"), Propagation::Shared, true).expect("make / rshared");
+        f()
+    })
+}
+
+/// The mounts of the calling thread's namespace, as (mount id, mount point), sorted.
+fn mount_ids() -> Vec<(u64, String)> {
+    let info = fs::read_to_string("/proc/thread-self/mountinfo").expect("read mountinfo");
+    let mut ids: Vec<(u64, String)> = info
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[0].parse().unwrap(), f[4].to_owned())
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The reported case: `root_propagation(None)` with a rootfs, `/proc` and `pivot_root`
+/// from a host whose `/` is shared made `pivot_root` fail with EINVAL and left the rootfs
+/// bind and two `/proc` mounts in the host's table. Now refused before the clone.
+#[test]
+fn kept_root_propagation_with_pivot_root_is_refused_and_leaves_no_host_mount() {
+    require_root!();
+    let base = TempDir::new("kpr").unwrap();
+    let root = base.join("root");
+    tiny_rootfs(&root).expect("build tiny rootfs");
+    on_shared_root_host(|| {
+        let before = mount_ids();
+        let mut cmd = in_mount_ns(Command::new("/bin/true"), &[Namespace::Pid]);
+        cmd.root_propagation(None).mounts([
+            MountStep::proc(root.join("proc")),
+            MountStep::pivot_root(&root),
+            MountStep::proc("/proc"),
+        ]);
+        let validated = cmd.validate();
+        let result = cmd.status();
+        assert_eq!(mount_ids(), before, "the failed spawn left mounts on the host ({result:?})");
+        assert_eq!(validated, Err(ValidationError::MountsWouldPropagate { root_propagation: None }));
+        assert!(
+            matches!(result, Err(Error::Invalid(ValidationError::MountsWouldPropagate { root_propagation: None }))),
+            "{result:?}"
+        );
+    });
+}
+
+/// Every root propagation, with and without a user namespace, with steps that fail at the
+/// end: the spawn fails (refused, or at the failing step) and the host's table is unchanged.
+#[test]
+fn failed_spawns_leave_no_host_mount_whatever_the_root_propagation() {
+    require_root!();
+    let base = TempDir::new("fsp").unwrap();
+    let [t, dst, proc_dir] = <[PathBuf; 3]>::try_from(mkdirs(&base, &["t", "dst", "proc"])).unwrap();
+    on_shared_root_host(|| {
+        let before = mount_ids();
+        let mut roots = vec![None];
+        for p in [Propagation::Shared, Propagation::Slave, Propagation::Private, Propagation::Unbindable] {
+            roots.extend([Some((p, true)), Some((p, false))]);
+        }
+        for root in roots {
+            for user in [false, true] {
+                let extra: &[Namespace] = if user { &[Namespace::Pid, Namespace::User] } else { &[Namespace::Pid] };
+                let mut cmd = in_mount_ns(Command::new("/bin/true"), extra);
+                cmd.root_propagation(root).mounts([
+                    MountStep::tmpfs(&t, Some("size=64k")),
+                    MountStep::proc(&proc_dir),
+                    MountStep::bind(base.join("missing"), &dst),
+                ]);
+                let result = cmd.status();
+                assert_eq!(mount_ids(), before, "{root:?} user={user} left mounts on the host: {result:?}");
+                let refused = matches!(result, Err(Error::Invalid(ValidationError::MountsWouldPropagate { .. })));
+                let failed = matches!(result, Err(Error::Spawn(SpawnError { stage: Stage::Mount, step: Some(2), .. })));
+                assert!(refused || failed, "{root:?} user={user}: {result:?}");
+                assert_eq!(refused, !user && !matches!(root, Some((p, true)) if p != Propagation::Shared));
+            }
+        }
+    });
+    assert_no_mounts_under(base.path());
+}
+
+/// What is accepted works from a shared host and leaves nothing: the default rprivate
+/// root, an rslave root, and the caller's propagation kept in a new user namespace.
+#[test]
+fn accepted_root_propagations_pivot_from_a_shared_host_and_leave_no_mount() {
+    require_root!();
+    let base = TempDir::new("apr").unwrap();
+    let root = base.join("root");
+    tiny_rootfs(&root).expect("build tiny rootfs");
+    on_shared_root_host(|| {
+        let before = mount_ids();
+        for (root_propagation, user) in
+            [(Some((Propagation::Private, true)), false), (Some((Propagation::Slave, true)), false), (None, true)]
+        {
+            let extra: &[Namespace] = if user { &[Namespace::Pid, Namespace::User] } else { &[Namespace::Pid] };
+            let mut cmd = in_mount_ns(sh("cat /proc/self/mountinfo"), extra);
+            // /proc before the pivot: a user namespace may mount a new proc only while one is visible.
+            cmd.root_propagation(root_propagation)
+                .mounts([MountStep::proc(root.join("proc")), MountStep::pivot_root(&root)]);
+            let out = stdout_of(&mut cmd);
+            let points: Vec<String> = parse_mountinfo(&out).into_iter().map(|m| m.mount_point).collect();
+            assert_eq!(points, ["/", "/proc"], "{root_propagation:?} user={user}");
+            assert_eq!(mount_ids(), before, "{root_propagation:?} user={user} left mounts on the host");
+        }
+        // A recursively shared root cannot pivot (EINVAL): refused up front.
+        let mut cmd = in_mount_ns(Command::new("/bin/true"), &[Namespace::Pid, Namespace::User]);
+        cmd.root_propagation(Some((Propagation::Shared, true))).mounts([MountStep::pivot_root(&root)]);
+        assert!(
+            matches!(cmd.status(), Err(Error::Invalid(ValidationError::PivotRootUnderSharedRoot { step: 0 }))),
+            "a shared root was not refused for pivot_root"
+        );
+        assert_eq!(mount_ids(), before);
     });
     assert_no_mounts_under(base.path());
 }

@@ -193,12 +193,13 @@ fn concurrent_spawns_under_allocator_churn_neither_deadlock_nor_leak_fds() {
             spawn_storm();
             let _ = done_tx.send(());
         });
-        match done_rx.recv_timeout(Duration::from_secs(120)) {
+        let deadline = Duration::from_secs(120) * nook_testutil::time_factor();
+        match done_rx.recv_timeout(deadline) {
             Ok(()) => worker.join().unwrap(),
             // The worker panicked (dropping the sender): show its panic.
             Err(mpsc::RecvTimeoutError::Disconnected) => std::panic::resume_unwind(worker.join().unwrap_err()),
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                panic!("500 spawns did not finish in 120 s: deadlock?")
+                panic!("500 spawns did not finish in {deadline:?}: deadlock?")
             }
         }
     }
@@ -564,7 +565,17 @@ fn paused_child_exists_but_has_not_execed_until_resume() {
     assert_eq!(fs::read_link(format!("/proc/{pid}/exe")).unwrap(), std::env::current_exe().unwrap());
     let mut child = paused.resume().unwrap();
     assert_eq!(child.id(), pid);
-    assert_eq!(fs::read(format!("/proc/{pid}/cmdline")).unwrap(), b"sleep\x001000\x00");
+    // The error pipe closes (close-on-exec) before execve has set up the new arguments, so
+    // right after resume the cmdline may still read empty: wait for the exec to finish.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10) * nook_testutil::time_factor();
+    let cmdline = loop {
+        let c = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        if !c.is_empty() || std::time::Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(cmdline, b"sleep\x001000\x00");
     child.kill().unwrap();
     child.wait().unwrap();
 }

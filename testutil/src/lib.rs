@@ -62,6 +62,13 @@ macro_rules! require_root {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// How many times longer than on a native machine a test may wait for something that hangs
+/// only when broken (a deadlock detector's deadline): `NOOK_TEST_TIME_FACTOR` (default 1). The
+/// emulated VM lane (`.ci/v2-lane`) sets 10: process creation there is 30-45 times slower.
+pub fn time_factor() -> u32 {
+    std::env::var("NOOK_TEST_TIME_FACTOR").ok().and_then(|v| v.parse().ok()).filter(|&f| f > 0).unwrap_or(1)
+}
+
 /// Asserts a finished child succeeded (showing its stdout and stderr if not) and returns its
 /// stdout as UTF-8.
 #[track_caller]
@@ -194,11 +201,18 @@ pub fn on_private_mount_ns<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 
 /// Builds a minimal root filesystem in `root`: `/bin/sh` (busybox when the host has it,
 /// with its applet links), a few coreutils, their shared libraries (from `ldd`) at the
-/// same paths, and empty `proc`, `sys`, `dev`, `tmp`, `etc` directories.
+/// same paths, empty `proc`, `sys`, `tmp`, `etc` directories, and `dev` holding only `null`
+/// (a real `/dev/null` node when the caller may make one: masking a file binds `/dev/null`
+/// over it, as runc does).
 pub fn tiny_rootfs(root: &Path) -> io::Result<()> {
     for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "usr/bin", "lib", "lib64", "old"] {
         fs::create_dir_all(root.join(d))?;
     }
+    let null = std::ffi::CString::new(root.join("dev/null").into_os_string().into_encoded_bytes())
+        .map_err(io::Error::other)?;
+    // SAFETY: a valid NUL-terminated path; mknod creates nothing else. Without CAP_MKNOD it
+    // fails and the rootfs simply has no /dev/null.
+    let _ = unsafe { libc::mknod(null.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
     let mut tools: Vec<(String, PathBuf)> = Vec::new();
     for name in
         ["busybox", "sh", "cat", "ls", "echo", "hostname", "id", "sleep", "true", "false", "mkdir", "stat", "readlink"]

@@ -20,10 +20,39 @@ pub enum UnsafeEntry {
     SymlinkLoop,
     /// The path is deeper / longer than allowed.
     TooDeep,
-    /// A device node while unprivileged.
+    /// A block or character device node without `ApplyOptions::allow_devices`.
     DeviceNode,
     /// A whiteout that names `.` / `..` / nothing.
     BadWhiteout,
+    /// A component of the entry's parent path is in the layer but is not a directory (a
+    /// regular file, a fifo, ...): e.g. `f/.wh..wh..opq` or `f/x` after a regular file `f`.
+    NotADirectory,
+}
+
+/// A bound of [`crate::Limits`] (named like its field there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Limit {
+    /// [`crate::Limits::max_bytes`]: total size of the regular files extracted (holes of sparse
+    /// files included).
+    Bytes,
+    /// [`crate::Limits::max_entries`]: tar entries.
+    Entries,
+    /// [`crate::Limits::max_ratio`]: expanded bytes per compressed input byte.
+    Ratio,
+    /// [`crate::Limits::max_trailing`]: bytes after the end-of-archive block.
+    TrailingData,
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limit::Bytes => "max_bytes",
+            Limit::Entries => "max_entries",
+            Limit::Ratio => "max_ratio",
+            Limit::TrailingData => "max_trailing",
+        })
+    }
 }
 
 /// Everything that can go wrong in nook-unionfs.
@@ -67,6 +96,23 @@ pub enum Error {
         /// The error.
         #[source]
         source: std::io::Error,
+    },
+    /// A layer went over one of [`crate::Limits`]; the apply stopped there (the store removes
+    /// the partial layer). Raise the limit in [`crate::ApplyOptions::limits`] to accept it.
+    #[error(
+        "layer over its {limit} limit: {value} > {max}{} (raise ApplyOptions::limits.{limit} to accept it)",
+        .entry.as_ref().map(|e| format!(" at entry {e:?}")).unwrap_or_default()
+    )]
+    LimitExceeded {
+        /// Which limit.
+        limit: Limit,
+        /// The value reached: bytes, entries, the ratio (rounded up), or trailing bytes (at
+        /// least this many: reading stopped there).
+        value: u64,
+        /// The limit's setting.
+        max: u64,
+        /// The entry being applied, if the limit was reached at one.
+        entry: Option<PathBuf>,
     },
     /// No such layer in the store.
     #[error("layer {id} not found")]

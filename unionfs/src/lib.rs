@@ -10,7 +10,10 @@
 //!     `fsconfig(lowerdir+)` per layer, `fsmount`, `move_mount` — so there is no one-page limit
 //!     on the option string and a stack can have the kernel's full 500 layers
 //!     ([`MAX_LOWER_LAYERS`]). Where `lowerdir+` is missing (before Linux 6.8) it falls back to
-//!     `mount(2)` with the option string compacted to fit one page.
+//!     `mount(2)` with the option string compacted to fit one page (500 layers still fit, named
+//!     by descriptor). [`probe`] reports what the running kernel's overlayfs takes
+//!     ([`KernelSupport`]); it is not fooled by the legacy `fs_context` wrapper that accepts
+//!     every key on kernels before 6.5.
 //!   - [`Vfs`], the copy driver, materialises the union into a plain directory
 //!     ([`materialize`]), for where overlay cannot be used (an upper on an overlay).
 //!
@@ -40,8 +43,12 @@
 //! layer root, files are created with `O_EXCL | O_NOFOLLOW`, and an entry that climbs out
 //! (`..`, an absolute name), writes through a symlink, links outside the layer, loops, or is
 //! absurdly deep is refused with [`Error::Unsafe`] naming the entry and the [`UnsafeEntry`]
-//! reason — before anything is written for it. Device nodes are created only with
-//! `CAP_MKNOD`.
+//! reason — before anything is written for it. Device nodes are refused unless
+//! [`ApplyOptions::allow_devices`] asks for them. An apply is bounded ([`Limits`], in
+//! [`ApplyOptions::limits`]): total file bytes, entries, expansion ratio (decompressed per
+//! compressed byte) and data after the end of the archive, with defaults that take any real
+//! image layer but stop decompression bombs; going over one is [`Error::LimitExceeded`]
+//! naming the limit. GNU sparse files are written sparse.
 //!
 //! # Example
 //!
@@ -71,10 +78,10 @@ mod vfs;
 mod view;
 mod whiteout;
 
-pub use apply::{Applied, ApplyOptions, Progress, apply_layer};
+pub use apply::{Applied, ApplyOptions, Limits, Progress, apply_layer};
 pub use diff::write_diff;
-pub use error::{Error, Result, UnsafeEntry};
-pub use overlay::{MountedStack, Overlay, StorageDriver, supports_lowerdir_plus};
+pub use error::{Error, Limit, Result, UnsafeEntry};
+pub use overlay::{KernelSupport, MountedStack, Overlay, StorageDriver, probe, supports_lowerdir_plus};
 pub use stack::{LayerStack, MAX_LOWER_LAYERS, MAX_MOUNT_DATA, OverlayOptions, RedirectDir, Upper};
 pub use store::{ContainerLayer, Digest, Layer, LayerStore, chain_id, chain_id_of};
 pub use vfs::is_overlay_xattr;

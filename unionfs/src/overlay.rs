@@ -17,12 +17,12 @@
 //! A mount costs exactly what a hand-written C program pays: `fsopen`, one `fsconfig` per
 //! layer, one per upper/work dir and per option, `fsconfig(CMD_CREATE)`, `fsmount`,
 //! `move_mount`, two `close`s. [`LayerStack::validate`] is pure; there is no `stat` per layer
-//! and no probe per mount (the one `lowerdir+` probe is cached per process).
+//! and no probe per mount (the one feature [`probe`] is cached per process).
 //!
 //! # The `mount(2)` fallback
 //!
-//! Used when the kernel lacks `fsopen` or `lowerdir+` (probed once by
-//! [`supports_lowerdir_plus`]), when a path is too long for `fsconfig` (255 bytes), or when
+//! Used when the kernel lacks `fsopen` or `lowerdir+` (probed once by [`probe`], which the
+//! kernel's legacy `fs_context` wrapper before 6.5 cannot fool), when a path is too long for `fsconfig` (255 bytes), or when
 //! [`OverlayOptions::legacy_mount`](crate::OverlayOptions::legacy_mount) asks for it. It tries,
 //! in order, the first string that fits in one page:
 //!
@@ -44,7 +44,9 @@
 //! a path), creates `upper` and `work` in it through the mount fd, and hands them to overlayfs
 //! with `fsconfig(FSCONFIG_SET_FD)` (falling back to `/proc/self/fd/N/upper` paths where the
 //! kernel does not take descriptors). Overlayfs keeps its own private clone of the tmpfs mount,
-//! so the tmpfs lives exactly as long as the overlay. [`MountedStack`] keeps the mount fd so
+//! so the tmpfs lives exactly as long as the overlay. Before Linux 6.15 overlayfs refuses a
+//! layer on a detached mount (`EINVAL`): there the tmpfs is first attached at the target and the
+//! overlay mounted over it (mountinfo shows both; the tmpfs is unmounted with the overlay). [`MountedStack`] keeps the mount fd so
 //! [`MountedStack::upper_dir`] can show the upper while the handle lives.
 //!
 //! # The driver boundary
@@ -57,11 +59,13 @@
 //! so nook ships none.
 
 mod legacy;
+mod probe;
 mod sys;
+
+pub use probe::{KernelSupport, probe, supports_lowerdir_plus};
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use rustix::fs::{CWD, Mode, OFlags};
 use rustix::io::Errno;
@@ -81,6 +85,9 @@ pub struct MountedStack {
     upper: Option<PathBuf>,
     /// The detached tmpfs mount holding a tmpfs upper and work dir.
     tmpfs: Option<OwnedFd>,
+    /// The tmpfs is attached at `target`, beneath the overlay (kernels that refuse a
+    /// detached mount as a layer): unmounted right after the overlay.
+    tmpfs_beneath: bool,
     /// Whether Drop unmounts.
     armed: bool,
     /// A copy (vfs driver): nothing is mounted; removing deletes the tree under `target`.
@@ -120,14 +127,26 @@ impl MountedStack {
         let result = match rustix::mount::unmount(&target, UnmountFlags::empty()) {
             Ok(()) => Ok(()),
             Err(Errno::BUSY) => match rustix::mount::unmount(&target, UnmountFlags::DETACH) {
-                Ok(()) => Err(Error::Busy { target, detached: true }),
+                Ok(()) => Err(Error::Busy { target: target.clone(), detached: true }),
                 Err(e) => Err(Error::Cleanup {
                     cause: Box::new(Error::Busy { target: target.clone(), detached: false }),
-                    cleanup: vec![Error::sys("umount2(MNT_DETACH)", target, e.into())],
+                    cleanup: vec![Error::sys("umount2(MNT_DETACH)", target.clone(), e.into())],
                 }),
             },
-            Err(e) => Err(Error::sys("umount2", target, e.into())),
+            Err(e) => Err(Error::sys("umount2", target.clone(), e.into())),
         };
+        // The overlay is gone from `target` (unmounted or detached): the tmpfs beneath it is
+        // on top now. Nothing else can use it (the overlay has its own clone of it).
+        let overlay_gone = matches!(result, Ok(()) | Err(Error::Busy { detached: true, .. }));
+        if self.tmpfs_beneath && overlay_gone {
+            if let Err(e) = rustix::mount::unmount(&target, UnmountFlags::DETACH) {
+                let cleanup = Error::sys("umount2(tmpfs beneath)", target.clone(), e.into());
+                return Err(match result {
+                    Ok(()) => cleanup,
+                    Err(cause) => Error::Cleanup { cause: Box::new(cause), cleanup: vec![cleanup] },
+                });
+            }
+        }
         // The overlay held the tmpfs; closing our descriptor lets it go with the overlay.
         drop(self.tmpfs.take());
         result
@@ -136,7 +155,8 @@ impl MountedStack {
     /// Keeps the mount after this handle is dropped; returns its target.
     ///
     /// A tmpfs upper stays alive with the overlay (which holds its own reference); it is
-    /// freed when the overlay is eventually unmounted.
+    /// freed when the overlay is eventually unmounted. Where the tmpfs had to be attached
+    /// beneath the overlay (before Linux 6.15) it stays mounted there too.
     pub fn leak(mut self) -> PathBuf {
         self.armed = false;
         std::mem::take(&mut self.target)
@@ -147,7 +167,7 @@ impl MountedStack {
     /// The handle of a tree the copy driver materialised at `target` (nothing mounted):
     /// [`MountedStack::remove`] and drop delete what is under `target` (not `target` itself).
     pub(crate) fn copied(target: PathBuf) -> MountedStack {
-        MountedStack { target, upper: None, tmpfs: None, armed: true, copy: true }
+        MountedStack { target, upper: None, tmpfs: None, tmpfs_beneath: false, armed: true, copy: true }
     }
 }
 
@@ -156,42 +176,11 @@ impl Drop for MountedStack {
         if self.armed && self.copy {
             let _ = crate::vfs::remove_copy(&self.target);
         } else if self.armed {
-            let _ = rustix::mount::unmount(&self.target, UnmountFlags::DETACH);
+            let overlay = rustix::mount::unmount(&self.target, UnmountFlags::DETACH);
+            if self.tmpfs_beneath && overlay.is_ok() {
+                let _ = rustix::mount::unmount(&self.target, UnmountFlags::DETACH);
+            }
         }
-    }
-}
-
-static LOWERDIR_PLUS: OnceLock<bool> = OnceLock::new();
-
-/// Whether this kernel takes `lowerdir+` through `fsconfig` (Linux 6.8+).
-///
-/// Probed once per process (`fsopen("overlay")` and one `fsconfig(lowerdir+, "/")` on a
-/// context that is never created) and cached. When `fsopen` itself is refused for lack of
-/// privilege the answer is `false` and not cached, so a later call with privilege probes again.
-pub fn supports_lowerdir_plus() -> bool {
-    if let Some(&known) = LOWERDIR_PLUS.get() {
-        return known;
-    }
-    match probe_lowerdir_plus() {
-        Some(known) => *LOWERDIR_PLUS.get_or_init(|| known),
-        None => false,
-    }
-}
-
-/// `Some(answer)` when definite, `None` when the probe could not tell (no privilege).
-fn probe_lowerdir_plus() -> Option<bool> {
-    let fs = match rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) {
-        Ok(fd) => fd,
-        Err(Errno::PERM | Errno::ACCESS) => return None,
-        // ENOSYS: no new mount API; ENODEV: no overlay filesystem.
-        Err(_) => return Some(false),
-    };
-    match rustix::mount::fsconfig_set_string(&fs, "lowerdir+", "/") {
-        Ok(()) => Some(true),
-        // The key is unknown ("Unknown parameter 'lowerdir+'"), or known but "/" was refused
-        // (a root overlayfs cannot take).
-        Err(Errno::INVAL) => Some(!read_log(&fs).iter().any(|m| m.contains("Unknown parameter"))),
-        Err(_) => Some(true),
     }
 }
 
@@ -313,18 +302,44 @@ pub(crate) fn mount_stack(stack: &LayerStack, target: &Path) -> Result<MountedSt
         Upper::Tmpfs { size } => Some(TmpfsUpper::create(*size)?),
         Upper::None | Upper::Dir { .. } => None,
     };
-    let legacy = stack.overlay_options().legacy_mount || !fits_fsconfig(stack) || !supports_lowerdir_plus();
-    if legacy {
-        legacy::mount(stack, target, tmpfs.as_ref())?;
+    let support = probe();
+    // Before Linux 6.15 overlayfs refuses a layer on a mount outside the caller's mount
+    // namespace (`clone_private_mount`: EINVAL), which a detached tmpfs is; those kernels take
+    // no O_PATH layer descriptors either (`layers_by_fd`). There the tmpfs is attached at the
+    // target first and the overlay mounted over it; it is unmounted with the overlay.
+    let tmpfs_beneath = tmpfs.is_some() && !support.layers_by_fd;
+    if let (Some(t), true) = (&tmpfs, tmpfs_beneath) {
+        rustix::mount::move_mount(&t.mnt, "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+            .map_err(|e| mount_err("move_mount(tmpfs)", target, e, Vec::new()))?;
+    }
+    let legacy = stack.overlay_options().legacy_mount || !fits_fsconfig(stack) || !support.lowerdir_plus;
+    let mounted = if legacy {
+        legacy::mount(stack, target, tmpfs.as_ref())
     } else {
-        mount_new_api(stack, target, tmpfs.as_ref())?;
+        mount_new_api(stack, target, tmpfs.as_ref())
+    };
+    if let Err(e) = mounted {
+        if tmpfs_beneath {
+            if let Err(u) = rustix::mount::unmount(target, UnmountFlags::DETACH) {
+                let cleanup = Error::sys("umount2(tmpfs beneath)", target, u.into());
+                return Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![cleanup] });
+            }
+        }
+        return Err(e);
     }
     let upper = match stack.upper_layer() {
         Upper::None => None,
         Upper::Dir { upper, .. } => Some(upper.clone()),
         Upper::Tmpfs { .. } => tmpfs.as_ref().map(|t| t.proc_path("upper")),
     };
-    Ok(MountedStack { target: target.to_owned(), upper, tmpfs: tmpfs.map(|t| t.mnt), armed: true, copy: false })
+    Ok(MountedStack {
+        target: target.to_owned(),
+        upper,
+        tmpfs: tmpfs.map(|t| t.mnt),
+        tmpfs_beneath,
+        armed: true,
+        copy: false,
+    })
 }
 
 /// The fs_context steps up to (not including) `fsmount`: returns the configured context.
@@ -355,8 +370,9 @@ pub(crate) fn configure_new_api(stack: &LayerStack, target: &Path, tmpfs: Option
                 let dir = tmpfs.open_dir(name)?;
                 match rustix::mount::fsconfig_set_fd(&fs, key, dir.as_fd()) {
                     Ok(()) => {}
-                    // Kernels before layers-by-fd: name the dir through /proc instead.
-                    Err(Errno::INVAL) => {
+                    // Kernels before layers by descriptor (EINVAL, 6.13) or before O_PATH
+                    // descriptors in FSCONFIG_SET_FD (EBADF, 6.15): name the dir through /proc.
+                    Err(Errno::INVAL | Errno::BADF) => {
                         let _ = read_log(&fs); // drop the "not supported" note
                         let path = tmpfs.proc_path(name);
                         rustix::mount::fsconfig_set_string(&fs, key, &path).map_err(|e| fail(op, &path, e))?;

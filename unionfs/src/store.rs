@@ -377,6 +377,17 @@ impl LayerStore {
 
     /// A layer by ChainID.
     pub fn layer(&self, chain_id: &Digest) -> Result<Layer> {
+        match self.read_layer(chain_id) {
+            // Removed while its files were read (removal renames the dir away first): gone,
+            // not broken.
+            Err(e) if !matches!(e, Error::LayerNotFound { .. }) && !self.layer_dir(chain_id).exists() => {
+                Err(not_found(chain_id))
+            }
+            r => r,
+        }
+    }
+
+    fn read_layer(&self, chain_id: &Digest) -> Result<Layer> {
         let dir = self.layer_dir(chain_id);
         let diff_id_path = dir.join("diff-id");
         let diff_id = match std::fs::read_to_string(&diff_id_path) {

@@ -287,14 +287,13 @@ fn devices_need_permission() {
 
     let root = tmp.join("refused");
     fs::create_dir(&root).unwrap();
-    let err =
-        apply_layer(&bytes[..], &root, ApplyOptions { allow_devices: Some(false), ..Default::default() }).unwrap_err();
+    let err = apply_layer(&bytes[..], &root, ApplyOptions::default()).unwrap_err();
     assert!(matches!(err, Error::Unsafe { reason: UnsafeEntry::DeviceNode, .. }), "{err:?}");
     assert!(!root.join("dev/null").exists());
 
     let root = tmp.join("allowed");
     fs::create_dir(&root).unwrap();
-    apply_layer(&bytes[..], &root, ApplyOptions::default()).unwrap();
+    apply_layer(&bytes[..], &root, ApplyOptions { allow_devices: true, ..Default::default() }).unwrap();
     let null = fs::symlink_metadata(root.join("dev/null")).unwrap();
     assert!(null.file_type().is_char_device());
     assert_eq!((rustix::fs::major(null.rdev()), rustix::fs::minor(null.rdev())), (1, 3));
@@ -307,7 +306,7 @@ fn devices_need_permission() {
     t.device("wh", EntryType::Char, 0, 0);
     let root = tmp.join("whiteout-dev");
     fs::create_dir(&root).unwrap();
-    apply_layer(&t.finish()[..], &root, ApplyOptions { allow_devices: Some(false), ..Default::default() }).unwrap();
+    apply_layer(&t.finish()[..], &root, ApplyOptions::default()).unwrap();
     assert!(fs::symlink_metadata(root.join("wh")).unwrap().file_type().is_char_device());
 }
 

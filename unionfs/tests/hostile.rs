@@ -175,6 +175,5 @@ fn refuses_device_nodes_when_not_allowed() {
     let a = Arena::new("nkhdev");
     let mut t = Tar::new();
     t.device("sda", EntryType::Block, 8, 0);
-    let o = ApplyOptions { allow_devices: Some(false), ..Default::default() };
-    a.refuses(&t.finish(), o, UnsafeEntry::DeviceNode, "sda");
+    a.refuses(&t.finish(), opts(), UnsafeEntry::DeviceNode, "sda");
 }

@@ -10,7 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use nook_testutil::{TempDir, require_root};
-use nook_unionfs::{ApplyOptions, Digest, Error, LayerStore, UnsafeEntry, WhiteoutFormat, apply_layer, write_diff};
+use nook_unionfs::{
+    ApplyOptions, Digest, Error, LayerStore, Limit, UnsafeEntry, WhiteoutFormat, apply_layer, write_diff,
+};
 use tar::{EntryType, Header};
 use tarutil::{Arena, Tar, xattr};
 
@@ -314,4 +316,265 @@ fn diff_never_reads_a_device_swapped_in_for_a_file() {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     assert_eq!(hits, 0, "device data read as file content ({hits} times in {runs} diffs)");
+}
+
+// ---- Issue 11 item 4: applying a layer is bounded ----
+
+/// Counts what is read through it.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+fn counted<R: Read>(inner: R) -> Counted<R> {
+    Counted { inner, read: 0 }
+}
+
+#[track_caller]
+fn expect_limit<T: std::fmt::Debug>(r: nook_unionfs::Result<T>, want: Limit) -> (u64, u64, Option<std::path::PathBuf>) {
+    match r {
+        Err(Error::LimitExceeded { limit, value, max, entry }) if limit == want => {
+            assert!(value > max, "{limit}: value {value} not over max {max}");
+            (value, max, entry)
+        }
+        other => {
+            let s = format!("{other:?}").chars().take(400).collect::<String>();
+            panic!("expected LimitExceeded({want}), got {s}")
+        }
+    }
+}
+
+/// Compression of the bombs: gzip or zstd members/frames concatenated (both formats decode
+/// a concatenation as one stream), so a huge stream is built from one small piece.
+#[derive(Clone, Copy, Debug)]
+enum Comp {
+    Gzip,
+    Zstd,
+}
+
+impl Comp {
+    fn one(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Comp::Gzip => {
+                use std::io::Write;
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            Comp::Zstd => zstd::encode_all(data, 19).unwrap(),
+        }
+    }
+
+    /// `head`, then `zeros` zero bytes (in 1 MiB pieces), then `tail`, compressed.
+    fn stream(self, head: &[u8], zeros: u64, tail: &[u8]) -> Vec<u8> {
+        let mut out = self.one(head);
+        let piece = self.one(&vec![0u8; 1 << 20]);
+        assert_eq!(zeros % (1 << 20), 0);
+        for _ in 0..zeros >> 20 {
+            out.extend_from_slice(&piece);
+        }
+        out.extend_from_slice(&self.one(tail));
+        out
+    }
+}
+
+/// A tar header for a regular file of `size` bytes (its data to follow).
+fn file_header(name: &str, size: u64) -> Vec<u8> {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(EntryType::Regular);
+    h.set_path(name).unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_600_000_000);
+    h.set_cksum();
+    h.as_bytes().to_vec()
+}
+
+/// A layer whose files add up to more than `max_bytes` stops at the file that goes over,
+/// before creating it; through the store, nothing is left in `tmp/`.
+#[test]
+fn total_bytes_are_bounded() {
+    let a = Arena::new("nkrvbytes");
+    let mb = vec![7u8; 1 << 20];
+    let mut t = Tar::new();
+    t.file("f0", &mb).file("f1", &mb).file("f2", &mb).file("f3", &mb);
+    let tar = tarutil::gzip(&t.finish());
+    let mut o = ApplyOptions::default();
+    o.limits.max_bytes = (5 << 20) / 2;
+    let (value, max, entry) = expect_limit(apply_layer(&tar[..], &a.layer(), o), Limit::Bytes);
+    assert_eq!((value, max), (3 << 20, (5 << 20) / 2));
+    assert_eq!(entry.as_deref(), Some(Path::new("f2")));
+    assert!(a.layer().join("f1").exists());
+    assert!(!a.layer().join("f2").exists(), "the file over the limit is not created");
+
+    let store = LayerStore::open(a.canary().join("store")).unwrap();
+    let mut o = ApplyOptions::default();
+    o.limits.max_bytes = 1 << 20;
+    expect_limit(store.apply(&tar[..], None, o), Limit::Bytes);
+    assert!(store.layers().unwrap().is_empty());
+    assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0, "partial layer removed");
+    // The same layer under the default limits is fine.
+    store.apply(&tar[..], None, ApplyOptions::default()).unwrap();
+}
+
+/// A tar of many empty entries stops at `max_entries`.
+#[test]
+fn entries_are_bounded() {
+    let a = Arena::new("nkrventries");
+    let mut t = Tar::new();
+    for i in 0..1000 {
+        t.file(&format!("e{i}"), b"");
+    }
+    let tar = tarutil::zstd(&t.finish());
+    let mut o = ApplyOptions::default();
+    o.limits.max_entries = 100;
+    let (value, max, entry) = expect_limit(apply_layer(&tar[..], &a.layer(), o), Limit::Entries);
+    assert_eq!((value, max), (101, 100));
+    assert_eq!(entry.as_deref(), Some(Path::new("e100")));
+    assert_eq!(fs::read_dir(a.layer()).unwrap().count(), 100);
+}
+
+/// A gzip or zstd bomb (160 MiB of zeros in a file, from ~160 KiB of gzip or a few KiB of
+/// zstd) stops at the default expansion ratio: the file on disk stays far below its size.
+/// Below the ratio's grace such a file is fine; without the grace it is not.
+#[test]
+fn decompression_bombs_stop_at_the_ratio() {
+    for comp in [Comp::Gzip, Comp::Zstd] {
+        let a = Arena::new("nkrvratio");
+        let size = 160u64 << 20;
+        let bomb = comp.stream(&file_header("bomb", size), size, &[0u8; 1024]);
+        let mut input = counted(&bomb[..]);
+        let r = apply_layer(&mut input, &a.layer(), ApplyOptions::default());
+        let (ratio, max, entry) = expect_limit(r, Limit::Ratio);
+        assert_eq!(max, 100, "{comp:?}");
+        assert!(ratio > 100, "{comp:?}: {ratio}");
+        assert_eq!(entry.as_deref(), Some(Path::new("bomb")), "{comp:?}");
+        let written = fs::metadata(a.layer().join("bomb")).map(|m| m.len()).unwrap_or(0);
+        assert!(written < 100 << 20, "{comp:?}: {written} bytes written before stopping");
+
+        let small = 8u64 << 20;
+        let layer = comp.stream(&file_header("zeros", small), small, &[0u8; 1024]);
+        apply_layer(&layer[..], &a.layer(), ApplyOptions::default()).unwrap();
+        assert_eq!(fs::metadata(a.layer().join("zeros")).unwrap().len(), small);
+        let mut o = ApplyOptions::default();
+        o.limits.ratio_grace = 0;
+        expect_limit(apply_layer(&layer[..], &a.layer(), o), Limit::Ratio);
+    }
+}
+
+/// Zeros after the end of the archive are read only up to `max_trailing`: not 1 GiB of them
+/// (plain, counted at the reader), not 256 MiB from a small zstd stream. GNU tar's padding to
+/// a 10 KiB record is fine and hashed into the DiffID.
+#[test]
+fn trailing_data_after_the_end_is_bounded() {
+    let a = Arena::new("nkrvtrail");
+    let mut t = Tar::new();
+    t.file("f", b"data");
+    let tar = t.finish();
+    let endless = 1u64 << 30;
+    let mut input = counted(tar.as_slice().chain(io::repeat(0).take(endless)));
+    expect_limit(apply_layer(&mut input, &a.layer(), ApplyOptions::default()), Limit::TrailingData);
+    assert!(input.read < 8 << 20, "read {} bytes of a {} byte stream", input.read, tar.len() as u64 + endless);
+
+    let bomb = Comp::Zstd.stream(&tar, 256 << 20, b"");
+    let mut input = counted(&bomb[..]);
+    expect_limit(apply_layer(&mut input, &a.layer(), ApplyOptions::default()), Limit::TrailingData);
+
+    // GNU tar pads to 20 blocks: accepted, and the DiffID is that of the whole stream.
+    let mut padded = tar.clone();
+    padded.resize(padded.len().div_ceil(10240) * 10240 + 10240, 0);
+    let applied = apply_layer(&padded[..], &a.layer(), ApplyOptions::default()).unwrap();
+    assert_eq!(applied.diff_id, Digest::sha256(&padded));
+    assert_eq!(applied.size, padded.len() as u64);
+}
+
+/// A GNU sparse entry is written sparse: holes are not written as zeros (a 2 KiB entry once
+/// allocated 1 GiB on disk), the content reads back right, the size is the real size.
+#[test]
+fn sparse_entries_are_written_sparse() {
+    use std::os::unix::fs::MetadataExt;
+    let a = Arena::new("nkrvsparse");
+    let head = vec![b'h'; 1024];
+    let mid = vec![b'm'; 4096];
+    let chunks: Vec<(u64, Vec<u8>)> =
+        (0..7u64).map(|i| (i * (8 << 20), if i == 0 { head.clone() } else { mid.clone() })).collect();
+    let refs: Vec<(u64, &[u8])> = chunks.iter().map(|(o, d)| (*o, d.as_slice())).collect();
+    let real = 60u64 << 20;
+    let mut t = Tar::new();
+    t.sparse("sp", real, &refs).file("after", b"next entry fine");
+    let tar = t.finish();
+    assert!(tar.len() < 64 << 10);
+    apply_layer(&tar[..], &a.layer(), ApplyOptions::default()).unwrap();
+    let p = a.layer().join("sp");
+    let md = fs::metadata(&p).unwrap();
+    assert_eq!(md.len(), real);
+    assert!(md.blocks() * 512 < 1 << 20, "{} bytes allocated for {} of data", md.blocks() * 512, 1024 + 6 * 4096);
+    let data = fs::read(&p).unwrap();
+    for (off, d) in &chunks {
+        assert_eq!(&data[*off as usize..*off as usize + d.len()], d.as_slice());
+    }
+    let nonzero: usize = data.iter().filter(|&&b| b != 0).count();
+    assert_eq!(nonzero, 1024 + 6 * 4096, "holes read back as zeros");
+    assert_eq!(fs::read(a.layer().join("after")).unwrap(), b"next entry fine");
+
+    // The issue's case: a 1 GiB file from a 2 KiB entry. It goes over the default ratio
+    // (holes count as expansion); allowed, it is written sparse.
+    let mut t = Tar::new();
+    t.sparse("big", 1 << 30, &[(0, &[b'x'; 512]), (1 << 29, b"y")]);
+    let tar = t.finish();
+    expect_limit(apply_layer(&tar[..], &a.layer(), ApplyOptions::default()), Limit::Ratio);
+    let mut o = ApplyOptions::default();
+    o.limits.max_ratio = u64::MAX;
+    apply_layer(&tar[..], &a.layer(), o).unwrap();
+    let md = fs::metadata(a.layer().join("big")).unwrap();
+    assert_eq!(md.len(), 1 << 30);
+    assert!(md.blocks() * 512 < 1 << 20, "{} bytes allocated", md.blocks() * 512);
+}
+
+/// Device nodes are refused by default, as root too (a layer made a block device for the
+/// host's root disk, 254:0); `allow_devices` creates them.
+#[test]
+fn device_nodes_are_refused_by_default() {
+    require_root!();
+    let a = Arena::new("nkrvdev");
+    let mut t = Tar::new();
+    t.device("disk", EntryType::Block, 254, 0);
+    let tar = t.finish();
+    a.refuses(&tar, ApplyOptions::default(), UnsafeEntry::DeviceNode, "disk");
+    assert!(fs::symlink_metadata(a.layer().join("disk")).is_err());
+    apply_layer(&tar[..], &a.layer(), ApplyOptions { allow_devices: true, ..Default::default() }).unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = fs::symlink_metadata(a.layer().join("disk")).unwrap();
+    assert!(md.file_type().is_block_device());
+    assert_eq!((rustix::fs::major(md.rdev()), rustix::fs::minor(md.rdev())), (254, 0));
+}
+
+/// An opaque marker (or any entry) below a regular file is a typed refusal, not a raw
+/// `ENOTDIR`, in every whiteout format.
+#[test]
+fn entries_below_a_file_are_typed_refusals() {
+    let a = Arena::new("nkrvnotdir");
+    for w in [None, Some(WhiteoutFormat::Overlay), Some(WhiteoutFormat::OverlayUserXattr)] {
+        for name in ["f/.wh..wh..opq", "f/.wh.x", "f/x", "f/d/x"] {
+            let _ = fs::remove_file(a.layer().join("f"));
+            let mut t = Tar::new();
+            t.file("f", b"a file").raw(EntryType::Regular, name.as_bytes(), None, b"");
+            a.refuses(
+                &t.finish(),
+                ApplyOptions { whiteouts: w, ..Default::default() },
+                UnsafeEntry::NotADirectory,
+                name,
+            );
+        }
+    }
 }

@@ -44,6 +44,15 @@
 //! the same directory, `fsync`ing it, renaming it over the old one and `fsync`ing the directory,
 //! so a crash leaves the old or the new version, never a torn one. A file that does not parse is
 //! reported ([`IpamError::Corrupt`], [`IpamError::InvalidState`], naming the path), never reset.
+//! A file bigger than [`MAX_STATE_FILE`] is `Corrupt` without being read (its size is checked
+//! with `fstat` and the read is bounded), and no state grows past it.
+//!
+//! An unusable file (corrupt, invalid, of another version, too big, unreadable) makes only its
+//! own network unusable: the calls that name it report the error, the others go on.
+//! [`Ipam::release_owner`] and [`Ipam::reclaim_all`] skip it, and [`Ipam::add_network`] checks
+//! overlaps against the usable networks only — the broken network's subnets are unknown, so
+//! a new network may overlap them. The way out is [`Ipam::remove_network`] (which never reads
+//! the file), then registering the network again.
 //!
 //! # Reclaim (moby#27404)
 //!
@@ -90,6 +99,16 @@ pub use validate::{MAX_NETWORK_NAME, parse_subnet, validate_network_name, valida
 
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/run/nook/ipam";
+
+/// Largest state file read or written, in bytes (32 MiB).
+///
+/// A state file is small: a fully allocated IPv4 `/16` (65 533 addresses, each owned by a
+/// process with a 10-digit pid and a 20-digit start time) takes about 11 MiB, a `/24` 40 KiB.
+/// The cap leaves room for that and more (netns owners with long paths, IPv6 pools beside it)
+/// while keeping one call from reading (and holding in memory) whatever a damaged or hostile
+/// file claims to be: a bigger file is [`IpamError::Corrupt`] without being read, and an
+/// allocation that would grow a state past it is refused ([`IpamError::StateTooLarge`]).
+pub const MAX_STATE_FILE: u64 = 32 << 20;
 
 /// An IP address family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -332,6 +351,17 @@ pub enum IpamError {
         /// The version this code reads and writes.
         expected: u32,
     },
+    /// An allocation would make the network's state file bigger than [`MAX_STATE_FILE`];
+    /// nothing was written. Release addresses (or spread the owners over more networks).
+    #[error("network {network:?}: state would be {size} bytes, more than the {max} a state file may hold")]
+    StateTooLarge {
+        /// The network.
+        network: String,
+        /// The size it would have.
+        size: u64,
+        /// [`MAX_STATE_FILE`].
+        max: u64,
+    },
     /// A state file holds a different network than its name says.
     #[error("ipam state file {path} holds network {found:?}")]
     NameMismatch {
@@ -494,7 +524,8 @@ impl Ipam {
 
     /// Registers a network with its pools: validated (CIDR, gateway inside, no overlap with
     /// the other pools given nor with any other registered network) before anything is written.
-    /// Pools without a gateway get the first host address.
+    /// Pools without a gateway get the first host address. A network whose state file is
+    /// unusable (see the module docs) does not block this; its subnets are not checked.
     pub fn add_network(&self, network: &str, pools: &[Pool]) -> Result<(), IpamError> {
         validate_network_name(network)?;
         let pools = validate::resolve_pools(network, pools)?;
@@ -503,7 +534,7 @@ impl Ipam {
         if store.exists(network)? {
             return Err(IpamError::NetworkExists { network: network.to_owned() });
         }
-        for other in store.load_all()? {
+        for other in store.load_usable()? {
             for pool in &pools {
                 if let Some(o) = other.pools.iter().find(|o| validate::overlaps(&pool.subnet, &o.subnet)) {
                     return Err(IpamError::NetworkOverlap {
@@ -564,12 +595,13 @@ impl Ipam {
         Ok(())
     }
 
-    /// Releases every address held by `owner` in every network; returns how many.
+    /// Releases every address held by `owner` in every network; returns how many. Networks
+    /// whose state file is unusable are skipped (their addresses stay as they are).
     pub fn release_owner(&self, owner: &Owner) -> Result<usize, IpamError> {
         let store = self.store();
         let _lock = store.lock_exclusive()?;
         let mut released = 0;
-        for mut state in store.load_all()? {
+        for mut state in store.load_usable()? {
             let n = state.release_owner(owner);
             if n > 0 {
                 store.save(&state)?;
@@ -592,13 +624,14 @@ impl Ipam {
         Ok(n)
     }
 
-    /// [`Ipam::reclaim`] over every network; returns how many addresses came back.
+    /// [`Ipam::reclaim`] over every network; returns how many addresses came back. Networks
+    /// whose state file is unusable are skipped.
     pub fn reclaim_all(&self) -> Result<usize, IpamError> {
         let store = self.store();
         let _lock = store.lock_exclusive()?;
         let mut alive = HashMap::new();
         let mut total = 0;
-        for mut state in store.load_all()? {
+        for mut state in store.load_usable()? {
             let n = state.reclaim_cached(&mut alive, Owner::is_alive);
             if n > 0 {
                 store.save(&state)?;

@@ -450,4 +450,22 @@ mod tests {
             Err(IpamError::InvalidState { .. })
         ));
     }
+
+    /// The state file cap holds the largest legitimate state with room to spare: a fully
+    /// allocated /16 whose owners have the longest pids and start times.
+    #[test]
+    fn a_full_slash_16_fits_the_cap() {
+        let mut st = state(&[pool("10.0.0.0/16")]);
+        let worst = Owner::Process { pid: u32::MAX, start_time: u64::MAX };
+        // Every host address but the gateway (10.0.0.1), inserted directly (allocating one by
+        // one counts the pool each time).
+        for n in 2u32..0xffff {
+            st.allocations.insert(IpAddr::V4((0x0a00_0000 | n).into()), worst.clone());
+        }
+        assert_eq!(st.allocations.len(), 65_533);
+        assert!(st.allocate(Request::AnyV4, &worst).is_err(), "full");
+        let len = st.to_json().len() as u64;
+        assert!(len * 2 < super::super::MAX_STATE_FILE, "{len} bytes");
+        assert!(len > 8 << 20, "{len} bytes (the docs say about 11 MiB)");
+    }
 }

@@ -361,6 +361,65 @@ impl<R: Read> Read for ExtLimit<R> {
     }
 }
 
+/// Watches how far an apply expands its input: the decompressed stream plus the holes of
+/// sparse files, against the compressed bytes read ([`crate::Limits::max_ratio`]). Shared by
+/// [`Guard`] (the stream) and the applier (holes); the limit that stopped the apply is left
+/// in `hit`, so the applier can tell it from other read errors whatever the tar crate made of
+/// the `io::Error`.
+pub(crate) struct Meter {
+    /// Compressed (input) bytes read so far (the counter [`Counting`] fills).
+    input: Rc<Cell<u64>>,
+    /// Decompressed stream bytes plus sparse holes.
+    expanded: Cell<u64>,
+    max_ratio: u64,
+    grace: u64,
+    /// The limit that was hit and the value reached.
+    pub(crate) hit: Cell<Option<(crate::Limit, u64)>>,
+}
+
+impl Meter {
+    pub(crate) fn new(input: Rc<Cell<u64>>, max_ratio: u64, grace: u64) -> Meter {
+        Meter { input, expanded: Cell::new(0), max_ratio, grace, hit: Cell::new(None) }
+    }
+
+    /// Counts `n` more expanded bytes; an error once they exceed `max_ratio` times the input
+    /// read plus the grace.
+    pub(crate) fn expand(&self, n: u64) -> io::Result<()> {
+        let expanded = self.expanded.get().saturating_add(n);
+        self.expanded.set(expanded);
+        let input = self.input.get();
+        if expanded > input.saturating_mul(self.max_ratio).saturating_add(self.grace) {
+            let ratio = expanded.div_ceil(input.max(1));
+            self.hit.set(Some((crate::Limit::Ratio, ratio)));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("layer expands {ratio}-fold ({expanded} bytes from {input}): over the ratio limit"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Counts the decompressed stream into a [`Meter`] and stops it once it expands too far.
+pub(crate) struct Guard<R> {
+    inner: R,
+    meter: Rc<Meter>,
+}
+
+impl<R> Guard<R> {
+    pub(crate) fn new(inner: R, meter: Rc<Meter>) -> Self {
+        Guard { inner, meter }
+    }
+}
+
+impl<R: Read> Read for Guard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.meter.expand(n as u64)?;
+        Ok(n)
+    }
+}
+
 /// The decompressed stream.
 pub(crate) type Decoded<'a> = Box<dyn Read + 'a>;
 

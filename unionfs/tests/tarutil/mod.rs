@@ -131,6 +131,55 @@ impl Tar {
         self
     }
 
+    /// A GNU sparse file (`tar --sparse`) of `real_size` bytes with `chunks` of data at their
+    /// offsets (ascending; every chunk but the last a multiple of 512 bytes long) and holes
+    /// elsewhere. More than 4 chunks go into GNU extension sparse headers.
+    pub fn sparse(&mut self, path: &str, real_size: u64, chunks: &[(u64, &[u8])]) -> &mut Self {
+        let stored: u64 = chunks.iter().map(|c| c.1.len() as u64).sum();
+        // A hole at the end is a last, empty chunk at the real size (as GNU tar writes it).
+        let mut chunks = chunks.to_vec();
+        if chunks.last().is_none_or(|(o, d)| o + d.len() as u64 != real_size) {
+            chunks.push((real_size, &[][..]));
+        }
+        let mut h = header(EntryType::GNUSparse, 0o644, 0, 0, 1_600_000_000, stored);
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        let mut exts: Vec<tar::GnuExtSparseHeader> = Vec::new();
+        {
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.set_real_size(real_size);
+            for (i, (off, data)) in chunks.iter().enumerate() {
+                let slot = if i < 4 {
+                    &mut gnu.sparse[i]
+                } else {
+                    let k = (i - 4) / 21;
+                    if exts.len() <= k {
+                        exts.push(tar::GnuExtSparseHeader::new());
+                    }
+                    &mut exts[k].sparse_mut()[(i - 4) % 21]
+                };
+                slot.set_offset(*off);
+                slot.set_length(data.len() as u64);
+            }
+            gnu.set_is_extended(!exts.is_empty());
+        }
+        let n = exts.len();
+        for (k, e) in exts.iter_mut().enumerate() {
+            e.set_is_extended(k + 1 < n);
+        }
+        h.set_cksum();
+        let out = self.b.get_mut();
+        out.extend_from_slice(h.as_bytes());
+        for e in &exts {
+            out.extend_from_slice(e.as_bytes());
+        }
+        for (_, data) in &chunks {
+            out.extend_from_slice(data);
+        }
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        self.count += 1;
+        self
+    }
+
     pub fn finish(self) -> Vec<u8> {
         self.b.into_inner().unwrap()
     }
