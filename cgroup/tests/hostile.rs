@@ -335,6 +335,20 @@ fn procs(dir: &Path) -> Vec<u32> {
     fs::read_to_string(dir.join("cgroup.procs")).unwrap().lines().map(|l| l.parse().unwrap()).collect()
 }
 
+/// A cgroup `name` made by the test (not the library) in each hierarchy that has `pids`,
+/// holding a foreign `sleep`: its directories, and the guard that kills the process and
+/// removes them.
+fn existing_cgroup_with_foreign_process(name: &str) -> (Vec<PathBuf>, Cleanup) {
+    let h = Hierarchies::discover().expect("discover");
+    let dirs: Vec<PathBuf> = own_dirs_for_pids(&h).iter().map(|o| o.join(name)).collect();
+    let mut guard = Cleanup { dirs: dirs.clone(), children: Vec::new(), mounts: Vec::new() };
+    for d in &dirs {
+        fs::create_dir(d).unwrap();
+    }
+    guard.children.push(foreign_process_in(&dirs));
+    (dirs, guard)
+}
+
 #[track_caller]
 fn assert_exists_error(r: nook_cgroup::Result<Cgroup>, dirs: &[PathBuf]) {
     match r {
@@ -355,13 +369,7 @@ fn assert_exists_error(r: nook_cgroup::Result<Cgroup>, dirs: &[PathBuf]) {
 fn create_refuses_an_existing_cgroup_and_its_process_survives() {
     require_root!();
     let name = unique_name("adp");
-    let h = Hierarchies::discover().expect("discover");
-    let dirs: Vec<PathBuf> = own_dirs_for_pids(&h).iter().map(|o| o.join(&name)).collect();
-    let mut guard = Cleanup { dirs: dirs.clone(), children: Vec::new(), mounts: Vec::new() };
-    for d in &dirs {
-        fs::create_dir(d).unwrap();
-    }
-    guard.children.push(foreign_process_in(&dirs));
+    let (dirs, mut guard) = existing_cgroup_with_foreign_process(&name);
     let pid = guard.children[0].id();
 
     assert_exists_error(Cgroup::create(&pids_spec(&name)), &dirs);
@@ -420,13 +428,7 @@ fn a_partial_clash_undoes_what_create_made() {
 fn open_uses_an_existing_cgroup_and_its_drop_leaves_it() {
     require_root!();
     let name = unique_name("opn");
-    let h = Hierarchies::discover().expect("discover");
-    let dirs: Vec<PathBuf> = own_dirs_for_pids(&h).iter().map(|o| o.join(&name)).collect();
-    let mut guard = Cleanup { dirs: dirs.clone(), children: Vec::new(), mounts: Vec::new() };
-    for d in &dirs {
-        fs::create_dir(d).unwrap();
-    }
-    guard.children.push(foreign_process_in(&dirs));
+    let (dirs, mut guard) = existing_cgroup_with_foreign_process(&name);
     let pid = guard.children[0].id();
     {
         let mut cg = Cgroup::open(&pids_spec(&name)).expect("open");

@@ -125,6 +125,7 @@ mod raw {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
     use super::consts;
+    use crate::sys::CloneArgs;
 
     /// A descriptor number no process can hold: above `fs.nr_open`'s maximum (2^30 - 64) and
     /// at most `INT_MAX`, which the kernel's own range checks accept.
@@ -138,23 +139,6 @@ mod raw {
         // SAFETY: size 0 is below CLONE_ARGS_SIZE_VER0: the kernel refuses before reading
         // the (null) argument or creating anything.
         result(unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0usize) })
-    }
-
-    /// The kernel's `struct clone_args`, version 2 (with `cgroup`), 88 bytes.
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-        set_tid: u64,
-        set_tid_size: u64,
-        cgroup: u64,
     }
 
     pub(super) fn clone3_into_bad_cgroup() -> Result<(), i32> {

@@ -29,21 +29,22 @@ pub(crate) mod consts {
     pub const MFD_EXEC: libc::c_uint = 0x10;
 }
 
-/// The kernel's `struct clone_args` (version 2, 88 bytes, with `cgroup`).
+/// The kernel's `struct clone_args` (version 2, 88 bytes, with `cgroup`); also used by the
+/// feature probes.
 #[repr(C)]
 #[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
+pub(crate) struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
 }
 
 /// The kernel's `struct mount_attr`.
@@ -507,13 +508,15 @@ pub(crate) mod sc {
     /// # Safety
     /// The arguments must be valid for system call `n` (pointers to live memory of the
     /// sizes the call reads or writes).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[inline(always)]
     pub unsafe fn syscall6(n: libc::c_long, a: [usize; 6]) -> isize {
         let ret: isize;
-        // SAFETY: the kernel's syscall ABI: number in rax, arguments in rdi, rsi, rdx, r10,
-        // r8, r9; rcx and r11 are clobbered; the red zone is not touched by `syscall`. The
-        // caller vouches for the arguments.
+        // SAFETY: the kernel's syscall ABI. x86_64: number in rax, arguments in rdi, rsi,
+        // rdx, r10, r8, r9, result in rax; rcx and r11 are clobbered; the red zone is not
+        // touched by `syscall`. aarch64: number in x8, arguments in x0..x5, result in x0.
+        // The caller vouches for the arguments.
+        #[cfg(target_arch = "x86_64")]
         unsafe {
             core::arch::asm!(
                 "syscall",
@@ -529,19 +532,8 @@ pub(crate) mod sc {
                 options(nostack),
             );
         }
-        ret
-    }
-
-    /// `syscall(n, a..)`: the kernel's return value (`-errno` on failure).
-    ///
-    /// # Safety
-    /// As for the x86_64 version.
-    #[cfg(target_arch = "aarch64")]
-    #[inline(always)]
-    pub unsafe fn syscall6(n: libc::c_long, a: [usize; 6]) -> isize {
-        let ret: isize;
-        // SAFETY: the kernel's syscall ABI: number in x8, arguments in x0..x5, result in x0.
-        // The caller vouches for the arguments.
+        // SAFETY: as above (aarch64).
+        #[cfg(target_arch = "aarch64")]
         unsafe {
             core::arch::asm!(
                 "svc #0",
@@ -562,7 +554,7 @@ pub(crate) mod sc {
     /// module docs).
     ///
     /// # Safety
-    /// As for the x86_64 version.
+    /// As for the assembly version.
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     pub unsafe fn syscall6(n: libc::c_long, a: [usize; 6]) -> isize {
         // SAFETY: the caller vouches for the arguments.
