@@ -19,6 +19,11 @@ use crate::sys::{self, Forked};
 /// The kernel's limit for hostnames and NIS domain names (`__NEW_UTS_LEN`).
 pub const MAX_UTS_NAME: usize = 64;
 
+/// The first descriptor number the kernel never hands out: `fs.nr_open` cannot be set
+/// higher (`INT_MAX` rounded down to a multiple of `BITS_PER_LONG`, 64 on x86_64 and
+/// aarch64).
+const MAX_FD_LIMIT: RawFd = RawFd::MAX & !63;
+
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Which death [`Command::kill_with_parent`] / [`Command::kill_with_parent_process`]
@@ -416,7 +421,9 @@ impl Command {
     /// before the mount steps and `pivot_root`, so it may refer to anything the host can
     /// open; it is passed without `O_CLOEXEC`, so the program keeps it across exec.
     /// `target` must be below the child's `RLIMIT_NOFILE` (or the spawn fails with
-    /// [`Stage::PassFd`] and `EBADF`).
+    /// [`Stage::PassFd`] and `EBADF`); one no process can have (past `fs.nr_open`'s
+    /// maximum, `i32::MAX` rounded down to a multiple of 64) is a
+    /// [`ValidationError::BadFdTarget`].
     ///
     /// ```no_run
     /// use nook_ns::{Command, Namespace};
@@ -808,6 +815,7 @@ impl Command {
             let reason = match target {
                 t if t < 0 => "negative",
                 0..=2 => "0, 1 and 2 are stdin, stdout and stderr: set them with Command::stdin/stdout/stderr",
+                t if t >= MAX_FD_LIMIT => "above the largest descriptor number Linux allows (fs.nr_open's maximum)",
                 _ => continue,
             };
             return Err(ValidationError::BadFdTarget { target, reason });

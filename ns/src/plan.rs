@@ -131,6 +131,10 @@ pub(crate) struct ChildFds {
     close: Vec<(RawFd, RawFd)>,
     /// (from, to): kept descriptors moved out of the way of the targets.
     moves: Vec<(RawFd, RawFd)>,
+    /// The index (among the passed descriptors, in order) of the one with the highest
+    /// target, when that is above 2: the moves go above it, so a move that fails (`EBADF`:
+    /// past `RLIMIT_NOFILE`) fails because of that target.
+    top_pass: Option<usize>,
 }
 
 impl ChildFds {
@@ -166,8 +170,15 @@ impl ChildFds {
         }
         close.push((first, RawFd::MAX));
         let moved = |fd: RawFd| moves.iter().find(|&&(from, _)| from == fd).map_or(fd, |&(_, to)| to);
+        let top_pass = kept
+            .iter()
+            .filter_map(|&(role, _)| if let FdRole::Pass(t) = role { Some(t) } else { None })
+            .enumerate()
+            .filter(|&(_, t)| t + 1 == top)
+            .map(|(i, _)| i)
+            .next();
         let kept = kept.into_iter().map(|(role, fd)| (role, fd, moved(fd))).collect();
-        ChildFds { kept, close, moves }
+        ChildFds { kept, close, moves, top_pass }
     }
 
     /// The child's number of the descriptor with `role` (after [`ChildFds::shed`]).
@@ -177,9 +188,10 @@ impl ChildFds {
 
     /// In the child, first thing after clone: closes every descriptor it does not own and
     /// moves the kept ones out of the way of the targets. On failure nothing kept was
-    /// closed, so the error pipe still has its parent number: `Err((errno, fd))` names the
-    /// descriptor to report on.
-    fn shed(&self) -> Result<(), (i32, RawFd)> {
+    /// closed, so the error pipe still has its parent number: `Err((errno, fd, stage,
+    /// step))` names the descriptor to report on, and the passed descriptor whose target
+    /// the moves could not get above ([`Stage::PassFd`]), if one did.
+    fn shed(&self) -> Result<(), (i32, RawFd, Stage, Option<usize>)> {
         let parent_err = self.kept.iter().find(|k| k.0 == FdRole::Error).map_or(-1, |k| k.1);
         for &(first, last) in &self.close {
             raw::close_range(first, last);
@@ -187,7 +199,10 @@ impl ChildFds {
         for &(from, to) in &self.moves {
             let e = raw::dup_to_cloexec(from, to);
             if e != 0 {
-                return Err((e, parent_err));
+                return Err(match self.top_pass {
+                    Some(i) => (e, parent_err, Stage::PassFd, Some(i)),
+                    None => (e, parent_err, Stage::Fds, None),
+                });
             }
         }
         for &(from, _) in &self.moves {
@@ -248,8 +263,8 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     // First shed every descriptor we do not own: the host's without O_CLOEXEC must never
     // reach the program, and copies of other threads' pipes must not be held open while we
     // wait at the sync point or set up.
-    if let Err((errno, err)) = fds.shed() {
-        fail(err, Stage::Fds, errno, None);
+    if let Err((errno, err, stage, step)) = fds.shed() {
+        fail(err, stage, errno, step);
     }
     let err = fds.get(FdRole::Error).unwrap_or(-1);
     raw::reset_signal_handlers();
@@ -536,6 +551,9 @@ mod tests {
         assert_eq!(fds.get(FdRole::Pass(5)), Some(9));
         assert_eq!(fds.get(FdRole::Pass(6)), Some(8));
         assert_eq!(fds.get(FdRole::Sync), None);
+        // The passed descriptor with the highest target (the second passed, 6) is the one a
+        // failed move is reported on.
+        assert_eq!(fds.top_pass, Some(1));
     }
 
     #[test]
@@ -551,5 +569,6 @@ mod tests {
         let fds = ChildFds::new(vec![(FdRole::Error, 6)]);
         assert_eq!(fds.close, [(3, 5), (7, RawFd::MAX)]);
         assert!(fds.moves.is_empty());
+        assert_eq!(fds.top_pass, None);
     }
 }

@@ -211,6 +211,43 @@ fn preserved_fds_reach_the_program_at_their_numbers_and_nothing_else() {
     assert!(matches!(cmd.spawn(), Err(Error::Invalid(nook_ns::ValidationError::BadFdTarget { target: -1, .. }))));
 }
 
+/// A target no process can have (above `fs.nr_open`'s maximum, up to `i32::MAX`) is a
+/// validation error before any system call. The old code accepted it and panicked in
+/// `spawn` on an overflow while planning where the kept descriptors move.
+#[test]
+fn a_target_above_the_largest_descriptor_number_is_a_validation_error() {
+    for target in [i32::MAX, i32::MAX & !63] {
+        let mut cmd = Command::new("/bin/true");
+        cmd.preserve_fd(fs::File::open("/dev/null").unwrap(), target);
+        assert!(
+            matches!(cmd.validate(), Err(nook_ns::ValidationError::BadFdTarget { target: t, .. }) if t == target),
+            "{target}"
+        );
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd.spawn().map(drop)));
+        assert!(
+            matches!(r, Ok(Err(Error::Invalid(nook_ns::ValidationError::BadFdTarget { .. })))),
+            "{target}: spawn {}",
+            if r.is_err() { "panicked" } else { "did not refuse" }
+        );
+    }
+    // The largest number Linux allows is still taken (the spawn then fails at run time).
+    let mut cmd = Command::new("/bin/true");
+    cmd.preserve_fd(fs::File::open("/dev/null").unwrap(), (i32::MAX & !63) - 1);
+    assert_eq!(cmd.validate(), Ok(()));
+    // Far above RLIMIT_NOFILE: the error names the passed descriptor, as the docs say (the
+    // old code reported `Stage::Fds`, the move of its own descriptors above the target).
+    let mut cmd = Command::new("/bin/true");
+    cmd.preserve_fd(fs::File::open("/dev/null").unwrap(), 4)
+        .preserve_fd(fs::File::open("/dev/null").unwrap(), (i32::MAX & !63) - 1)
+        .preserve_fd(fs::File::open("/dev/null").unwrap(), 5);
+    match cmd.spawn().map(drop) {
+        Err(Error::Spawn(e)) => {
+            assert_eq!((e.stage, e.errno, e.step), (Stage::PassFd, libc::EBADF, Some(1)), "{e:?}")
+        }
+        other => panic!("a target past RLIMIT_NOFILE: {other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. A paused child holds no other thread's pipes
 
