@@ -8,11 +8,14 @@
 //! caller's own v2 cgroup, lists it and removes it. Where it may not create one it looks at
 //! the caller's own cgroup if that is not the root.
 
+use std::ffi::OsString;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::at;
 use crate::error::{Error, Result};
-use crate::hierarchy::{Hierarchies, Layout};
+use crate::hierarchy::{Hierarchies, Layout, Version};
 
 /// What the running kernel's cgroups support (see [`probe`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +47,10 @@ static PROBES: AtomicU32 = AtomicU32::new(0);
 /// Probes the running kernel's cgroup support (not cached: the layout can change when the
 /// caller moves, and the probe is a few `stat`s and one `mkdir`/`rmdir`).
 ///
-/// Errors only when the cgroup mounts cannot be read ([`Hierarchies::discover`]); a feature
-/// the probe cannot see is reported `false`.
+/// Errors when the cgroup mounts cannot be read ([`Hierarchies::discover`]) or the caller's
+/// v2 cgroup cannot be reached safely (the mount point is not cgroup2, or a symlink or
+/// another mount stands in the path: [`Error::Unsafe`]); a feature the probe cannot see is
+/// reported `false`.
 pub fn probe() -> Result<KernelSupport> {
     let h = Hierarchies::discover()?;
     let memory_on_v1 = h.v1.iter().any(|x| x.has("memory"));
@@ -57,25 +62,31 @@ pub fn probe() -> Result<KernelSupport> {
         pressure: false,
         memory_peak: memory_on_v1,
     };
-    let Some(own) = h.v2.as_ref().and_then(|v2| v2.own_dir()) else {
+    // Reached like every other cgroup path of this crate (crate::at): from the checked
+    // cgroup2 mount point, beneath it, no symlink and no mount crossing — so a bind mount
+    // over the caller's cgroup path cannot make the probe create or remove anything outside.
+    let Some((v2, rel)) = h.v2.as_ref().and_then(|v2| Some((v2, v2.rel_of(&v2.own_cgroup)?))) else {
         return Ok(support);
     };
-    support.v2_controllers = std::fs::read_to_string(own.join("cgroup.controllers"))
+    let own_path = v2.mount_point.join(&rel);
+    let root = at::open_root(&v2.mount_point, Version::V2)?;
+    let own = at::open_dir(root.as_fd(), &rel).map_err(|e| at::err("open", &own_path, e))?;
+    support.v2_controllers = at::read_io(own.as_fd(), "cgroup.controllers")
         .map(|s| s.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
-    let is_root = h.v2.as_ref().is_some_and(|v2| own == v2.mount_point);
-    let probe_dir = own.join(format!("nk-probe-{}-{}", std::process::id(), PROBES.fetch_add(1, Ordering::Relaxed)));
-    let created = std::fs::create_dir(&probe_dir).is_ok();
-    let look = |dir: &Path| {
-        let has = |f: &str| dir.join(f).exists();
+    let is_root = rel.as_os_str().is_empty();
+    let name = OsString::from(format!("nk-probe-{}-{}", std::process::id(), PROBES.fetch_add(1, Ordering::Relaxed)));
+    let look = |dir: BorrowedFd<'_>| {
+        let has = |f: &str| at::exists(dir, f);
         (has("cgroup.kill"), has("cgroup.freeze"), has("cpu.pressure"), has("memory.peak"))
     };
-    let seen = if created {
-        let seen = look(&probe_dir);
-        std::fs::remove_dir(&probe_dir).map_err(|e| Error::io("rmdir", probe_dir.clone(), e))?;
-        Some(seen)
+    let seen = if at::mkdir(own.as_fd(), &name).is_ok() {
+        let probe_path = own_path.join(&name);
+        let seen = at::open_dir(own.as_fd(), Path::new(&name)).map(|dir| look(dir.as_fd()));
+        at::rmdir(own.as_fd(), &name).map_err(|e| Error::io("rmdir", probe_path.clone(), e))?;
+        Some(seen.map_err(|e| at::err("open", &probe_path, e))?)
     } else if !is_root {
-        Some(look(&own))
+        Some(look(own.as_fd()))
     } else {
         None
     };
