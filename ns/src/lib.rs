@@ -53,14 +53,19 @@
 //!   (CLONE_NEWCGROUP)`): clock offsets can only be written before a process enters a time
 //!   namespace, and the cgroup namespace must be rooted at the cgroup the parent placed the
 //!   child in.
-//! - Syscalls go through `libc` in one `sys` module (nix has no clone3); no other crate
-//!   than `libc`, `bitflags`, `thiserror` and `serde` is needed (and `cc` at build time,
-//!   for `nk-init`; x86_64 and aarch64). Between clone and exec the child makes bare system
-//!   calls (`core::arch::asm!` `syscall` on x86_64, `svc #0` on aarch64, returning `-errno`
-//!   like glibc's internal `INTERNAL_SYSCALL`): glibc's wrappers, even `syscall(3)`, write
-//!   `errno` and flip the cancellation state in the calling thread's TLS, which a
-//!   vfork-style child shares with its suspended parent thread. On other architectures the
-//!   spawn core falls back to `libc::syscall` and never uses the vfork-style path.
+//! - The parent's syscalls go through `libc` in one `sys` module (nix has no clone3); no
+//!   other crate than `libc`, `bitflags`, `thiserror` and `serde` is needed (and `cc` at
+//!   build time, for `nk-init`; x86_64 and aarch64). Between clone and exec the child makes
+//!   bare system calls (`core::arch::asm!` `syscall` on x86_64, `svc #0` on aarch64,
+//!   returning `-errno` like glibc's internal `INTERNAL_SYSCALL`): glibc's wrappers, even
+//!   `syscall(3)`, write `errno` and flip the cancellation state in the calling thread's
+//!   TLS, which a vfork-style child shares with its suspended parent thread. On other
+//!   architectures the spawn core falls back to `libc::syscall` and never uses the
+//!   vfork-style path.
+//! - The async-signal-safe boundary is a file boundary: everything that runs between clone
+//!   and exec is in the `child` module (`src/child.rs`, and `src/child/raw.rs` for its bare
+//!   system calls); the `plan` module (`src/plan.rs`) builds, in the parent, everything the
+//!   child reads. Auditing "no allocation, no locks after clone" means reading those files.
 //! - The init is a program of its own (see the `init_exe` module): a fork of the caller as
 //!   PID 1 showed the caller's environment in `/proc/1/environ` and its heap in
 //!   `/proc/1/mem` to root of the sandbox. The child sheds its descriptors (keeping the
@@ -68,6 +73,7 @@
 //!   environment, non-dumpable first thing), which releases the payload; signals stay
 //!   blocked, hence pending, across that exec.
 
+mod child;
 mod command;
 mod error;
 mod handle;
