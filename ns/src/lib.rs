@@ -73,20 +73,40 @@
 //!   environment, non-dumpable first thing), which releases the payload; signals stay
 //!   blocked, hence pending, across that exec.
 
+// Unsafe code only in the modules named below, each with its reason; the rest of the crate
+// (handles, joining, inspection, id maps, mount steps' data, network namespaces) has none.
+#![deny(unsafe_code)]
+
+// What the child runs between clone and exec: bare system calls (`asm!`), raw pointers
+// into the plan, the vfork-style entry point.
+#[allow(unsafe_code)]
 mod child;
+// The clone itself (`sys::fork_like` / `sys::vfork_like`), running the child, and the
+// unsafe `Command::pre_exec`.
+#[allow(unsafe_code)]
 mod command;
 mod error;
 mod handle;
 mod idmap;
+// Checks on the sealed memfd of `nk-init` (raw fcntl, pread, pwrite).
+#[allow(unsafe_code)]
 mod init_exe;
 mod inspect;
 mod join;
 mod mount;
 mod namespace;
 mod netns;
+// `CStringArray` holds raw pointers into its own strings (`unsafe impl Send, Sync`).
+#[allow(unsafe_code)]
 mod plan;
+// Feature probes: raw system calls with arguments the kernel must refuse.
+#[allow(unsafe_code)]
 mod probe;
+// The spawner thread runs type-erased jobs through raw pointers.
+#[allow(unsafe_code)]
 mod process;
+// Every parent-side system call (libc).
+#[allow(unsafe_code)]
 mod sys;
 
 pub use command::{ClockOffset, Command, MAX_UTS_NAME};
