@@ -133,6 +133,9 @@
 //! # Ok::<(), nook_netmodel::Error>(())
 //! ```
 
+// Every system call goes through rustix or netlink: this crate has no unsafe code.
+#![forbid(unsafe_code)]
+
 pub mod driver;
 mod endpoint;
 mod error;

@@ -8,11 +8,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output};
 
+use crate::child::{VforkArgs, run_child, vfork_child};
 use crate::error::{Error, Result, SpawnError, Stage, ValidationError};
 use crate::idmap::{self, IdKind, IdMap, MapWriter, SetGroups};
 use crate::mount::{MountStep, Propagation, abs_cstring, cstring, path_cstring};
 use crate::namespace::{Namespace, NamespaceSet};
-use crate::plan::{CStringArray, ChildFds, FdRole, Identity, Plan, PreExecHook, VforkArgs, run_child, vfork_child};
+use crate::plan::{CStringArray, ChildFds, FdRole, Identity, Plan, PreExecHook};
 use crate::process::{ParentPipes, PausedChild, Stdio, spawner};
 use crate::sys::{self, Forked};
 
@@ -564,7 +565,7 @@ impl Command {
             && plan.time_offsets.is_none()
             && !self.force_clone2
             && !process_owner
-            && sys::sc::TOUCHES_NO_TLS;
+            && crate::child::raw::sc::TOUCHES_NO_TLS;
         // A vfork-style child has exec'd or exited (after writing any error record) when the
         // clone returns, so the parent reads its error pipe without waiting: no record means
         // the exec succeeded, like `posix_spawn`, without waiting for the close-on-exec.

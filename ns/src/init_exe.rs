@@ -16,7 +16,7 @@
 //! as a file next to the binary was the alternative; it would have to be found, trusted
 //! and be reachable from inside every mount namespace.
 //!
-//! Ordering (see `plan::run_init`): the payload is forked first and waits on a pipe for
+//! Ordering (see `child::run_init`): the payload is forked first and waits on a pipe for
 //! one byte that `nk-init` writes once it runs; EOF instead (the exec failed, or the init
 //! was killed) makes the payload leave without running the program. Every signal stays
 //! blocked across the exec, so signals sent to the init before it runs are pending, not

@@ -53,14 +53,19 @@
 //!   (CLONE_NEWCGROUP)`): clock offsets can only be written before a process enters a time
 //!   namespace, and the cgroup namespace must be rooted at the cgroup the parent placed the
 //!   child in.
-//! - Syscalls go through `libc` in one `sys` module (nix has no clone3); no other crate
-//!   than `libc`, `bitflags`, `thiserror` and `serde` is needed (and `cc` at build time,
-//!   for `nk-init`; x86_64 and aarch64). Between clone and exec the child makes bare system
-//!   calls (`core::arch::asm!` `syscall` on x86_64, `svc #0` on aarch64, returning `-errno`
-//!   like glibc's internal `INTERNAL_SYSCALL`): glibc's wrappers, even `syscall(3)`, write
-//!   `errno` and flip the cancellation state in the calling thread's TLS, which a
-//!   vfork-style child shares with its suspended parent thread. On other architectures the
-//!   spawn core falls back to `libc::syscall` and never uses the vfork-style path.
+//! - The parent's syscalls go through `libc` in one `sys` module (nix has no clone3); no
+//!   other crate than `libc`, `bitflags`, `thiserror` and `serde` is needed (and `cc` at
+//!   build time, for `nk-init`; x86_64 and aarch64). Between clone and exec the child makes
+//!   bare system calls (`core::arch::asm!` `syscall` on x86_64, `svc #0` on aarch64,
+//!   returning `-errno` like glibc's internal `INTERNAL_SYSCALL`): glibc's wrappers, even
+//!   `syscall(3)`, write `errno` and flip the cancellation state in the calling thread's
+//!   TLS, which a vfork-style child shares with its suspended parent thread. On other
+//!   architectures the spawn core falls back to `libc::syscall` and never uses the
+//!   vfork-style path.
+//! - The async-signal-safe boundary is a file boundary: everything that runs between clone
+//!   and exec is in the `child` module (`src/child.rs`, and `src/child/raw.rs` for its bare
+//!   system calls); the `plan` module (`src/plan.rs`) builds, in the parent, everything the
+//!   child reads. Auditing "no allocation, no locks after clone" means reading those files.
 //! - The init is a program of its own (see the `init_exe` module): a fork of the caller as
 //!   PID 1 showed the caller's environment in `/proc/1/environ` and its heap in
 //!   `/proc/1/mem` to root of the sandbox. The child sheds its descriptors (keeping the
@@ -68,19 +73,40 @@
 //!   environment, non-dumpable first thing), which releases the payload; signals stay
 //!   blocked, hence pending, across that exec.
 
+// Unsafe code only in the modules named below, each with its reason; the rest of the crate
+// (handles, joining, inspection, id maps, mount steps' data, network namespaces) has none.
+#![deny(unsafe_code)]
+
+// What the child runs between clone and exec: bare system calls (`asm!`), raw pointers
+// into the plan, the vfork-style entry point.
+#[allow(unsafe_code)]
+mod child;
+// The clone itself (`sys::fork_like` / `sys::vfork_like`), running the child, and the
+// unsafe `Command::pre_exec`.
+#[allow(unsafe_code)]
 mod command;
 mod error;
 mod handle;
 mod idmap;
+// Checks on the sealed memfd of `nk-init` (raw fcntl, pread, pwrite).
+#[allow(unsafe_code)]
 mod init_exe;
 mod inspect;
 mod join;
 mod mount;
 mod namespace;
 mod netns;
+// `CStringArray` holds raw pointers into its own strings (`unsafe impl Send, Sync`).
+#[allow(unsafe_code)]
 mod plan;
+// Feature probes: raw system calls with arguments the kernel must refuse.
+#[allow(unsafe_code)]
 mod probe;
+// The spawner thread runs type-erased jobs through raw pointers.
+#[allow(unsafe_code)]
 mod process;
+// Every parent-side system call (libc).
+#[allow(unsafe_code)]
 mod sys;
 
 pub use command::{ClockOffset, Command, MAX_UTS_NAME};

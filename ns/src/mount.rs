@@ -2,7 +2,8 @@
 //!
 //! [`MountStep`] is pure data (serde). The parent turns a list of steps into
 //! [`PreparedStep`]s — every path already a `CString`, every flag computed — and the child
-//! runs them without allocating. [`set_propagation`] is the parent-side call for the
+//! runs them without allocating ([`crate::child::run_step`]; nothing in this file runs in
+//! the child). [`set_propagation`] is the parent-side call for the
 //! caller's own mount namespace.
 
 use std::ffi::CString;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, ValidationError};
-use crate::sys::{self, raw};
+use crate::sys;
 
 /// Mount propagation type (shared subtrees, `Documentation/filesystems/sharedsubtree.rst`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -349,7 +350,8 @@ pub(crate) enum ReadOnly {
     Tree,
 }
 
-/// A mount step with every string converted; run by the child without allocating.
+/// A mount step with every string converted; run by the child without allocating
+/// ([`crate::child::run_step`]).
 #[derive(Debug)]
 pub(crate) enum PreparedStep {
     Mount {
@@ -378,92 +380,6 @@ pub(crate) enum PreparedStep {
         path: CString,
         mode: libc::mode_t,
     },
-}
-
-fn opt_ptr(s: &Option<CString>) -> *const libc::c_char {
-    s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
-}
-
-impl PreparedStep {
-    /// Runs the step in the child. Allocation-free; returns (is_pivot, errno) on failure.
-    pub(crate) fn run(&self) -> Result<(), (crate::error::Stage, i32)> {
-        use crate::error::Stage;
-        let fail = |stage: Stage| move |errno: i32| (stage, errno);
-        match self {
-            PreparedStep::Mount { source, target, fstype, flags, data, read_only } => {
-                let e = sys::mount_raw(opt_ptr(source), target.as_ptr(), opt_ptr(fstype), *flags, opt_ptr(data));
-                if e != 0 {
-                    return Err((Stage::Mount, e));
-                }
-                match read_only {
-                    ReadOnly::No => Ok(()),
-                    ReadOnly::Top => remount_ro(target.as_ptr()).map_err(fail(Stage::Mount)),
-                    ReadOnly::Tree => remount_ro_tree(target.as_ptr()).map_err(fail(Stage::Mount)),
-                }
-            }
-            PreparedStep::Propagation { target, flags } => {
-                nonzero(sys::mount_raw(std::ptr::null(), target.as_ptr(), std::ptr::null(), *flags, std::ptr::null()))
-                    .map_err(fail(Stage::Mount))
-            }
-            PreparedStep::PivotRoot { new_root } => pivot_root(new_root.as_ptr()).map_err(fail(Stage::PivotRoot)),
-            PreparedStep::RemountReadOnly { target, recursive } => {
-                if *recursive { remount_ro_tree(target.as_ptr()) } else { remount_ro(target.as_ptr()) }
-                    .map_err(fail(Stage::Mount))
-            }
-            PreparedStep::Mask { target } => mask(target.as_ptr()).map_err(fail(Stage::Mount)),
-            PreparedStep::MakeDir { path, mode } => match raw::mkdir(path.as_ptr(), *mode) {
-                0 | libc::EEXIST => Ok(()),
-                e => Err((Stage::Mount, e)),
-            },
-        }
-    }
-}
-
-fn nonzero(errno: i32) -> Result<(), i32> {
-    if errno == 0 { Ok(()) } else { Err(errno) }
-}
-
-/// Bind-remount read-only, keeping the flags the kernel may have locked (nosuid, nodev,
-/// noexec, atime flags) — dropping them is EPERM inside a user namespace.
-fn remount_ro(target: *const libc::c_char) -> Result<(), i32> {
-    let kept = raw::mount_flags(target)?;
-    let flags = kept | libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
-    nonzero(sys::mount_raw(std::ptr::null(), target, std::ptr::null(), flags, std::ptr::null()))
-}
-
-fn remount_ro_tree(target: *const libc::c_char) -> Result<(), i32> {
-    match raw::make_tree_read_only(target) {
-        0 => Ok(()),
-        libc::ENOSYS => remount_ro(target),
-        e => Err(e),
-    }
-}
-
-fn pivot_root(new_root: *const libc::c_char) -> Result<(), i32> {
-    let dot = c".".as_ptr();
-    // The new root must be a mount point: bind it onto itself.
-    nonzero(sys::mount_raw(new_root, new_root, std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
-    nonzero(raw::chdir(new_root))?;
-    // pivot_root(".", "."): the old root ends up stacked on top of the new one at "/".
-    nonzero(raw::pivot_root(dot, dot))?;
-    // Never let the detach below propagate back to the host's mounts.
-    nonzero(sys::mount_raw(std::ptr::null(), dot, std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;
-    nonzero(raw::umount2(dot, libc::MNT_DETACH))?;
-    nonzero(raw::chdir(c"/".as_ptr()))
-}
-
-fn mask(target: *const libc::c_char) -> Result<(), i32> {
-    let is_dir = match raw::is_dir(target) {
-        Ok(d) => d,
-        Err(libc::ENOENT) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let e = if is_dir {
-        sys::mount_raw(c"tmpfs".as_ptr(), target, c"tmpfs".as_ptr(), libc::MS_RDONLY, c"size=0,mode=000".as_ptr())
-    } else {
-        sys::mount_raw(c"/dev/null".as_ptr(), target, std::ptr::null(), libc::MS_BIND, std::ptr::null())
-    };
-    nonzero(e)
 }
 
 pub(crate) fn cstring(field: &'static str, bytes: &[u8]) -> std::result::Result<CString, ValidationError> {

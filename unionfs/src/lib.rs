@@ -68,6 +68,9 @@
 //! # }
 //! ```
 
+// Unsafe code only in `overlay::sys` (a helper thread with its own working directory).
+#![deny(unsafe_code)]
+
 mod apply;
 mod diff;
 mod error;

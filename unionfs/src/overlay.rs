@@ -60,6 +60,8 @@
 
 mod legacy;
 mod probe;
+// `unshare(CLONE_FS)` and `chdir` on a helper thread: raw libc calls.
+#[allow(unsafe_code)]
 mod sys;
 
 pub use probe::{KernelSupport, probe, supports_lowerdir_plus};

@@ -1,0 +1,470 @@
+//! Everything the child runs between clone and exec — the async-signal-safe side of the
+//! spawn, in one module: this file and [`raw`], its bare system calls.
+//!
+//! After clone, [`run_child`] executes the [`Plan`] and [`ChildFds`] the parent built before
+//! the clone (`crate::plan`) step by step: shedding and installing descriptors, the sync
+//! point, the time namespace, identity, hostname, mount steps ([`run_step`]), the init's
+//! fork and gate ([`run_init`]), and the exec. It ends in `execve` or `_exit`; a failure is
+//! written as a fixed-size [`ErrorRecord`] to the close-on-exec error pipe, so EOF on that
+//! pipe tells the parent that exec succeeded.
+//!
+//! The rules for code in this module, which must hold for everything it calls:
+//! - no allocation and no deallocation (the child of a multithreaded parent may hold a copy
+//!   of a lock another thread held in the allocator; a vfork-style child shares the
+//!   parent's heap), no locks, no panics, no logging;
+//! - system calls only through [`raw`] (bare `syscall` / `svc #0`, no glibc wrapper: those
+//!   write `errno` and the cancellation state into the TLS, which a vfork-style child
+//!   shares with its suspended parent thread);
+//! - memory written only on this stack (the plan is read, never written: a vfork-style
+//!   child shares the parent's memory).
+//!
+//! The only exception is the user's `pre_exec` hooks (`Command::pre_exec`, unsafe for the
+//! caller), which never run in a vfork-style child. Outside this module the child runs only
+//! the return from the clone system call (`crate::sys::fork_like`, glibc's `clone` wrapper
+//! for `crate::sys::vfork_like`) and the match arm in `Command`'s spawn that calls
+//! [`run_child`]; a vfork-style child enters at [`vfork_child`].
+
+pub(crate) mod raw;
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+
+use crate::error::{ErrorRecord, Stage};
+use crate::mount::{PreparedStep, ReadOnly};
+use crate::plan::{ChildFds, FdRole, Identity, Plan, PreExecHook};
+
+impl ChildFds {
+    /// The child's number of the descriptor with `role` (after [`ChildFds::shed`]).
+    pub fn get(&self, role: FdRole) -> Option<RawFd> {
+        self.kept.iter().find(|&&(r, _, _)| r == role).map(|&(_, _, fd)| fd)
+    }
+
+    /// In the child, first thing after clone: closes every descriptor it does not own and
+    /// moves the kept ones out of the way of the targets. On failure nothing kept was
+    /// closed, so the error pipe still has its parent number: `Err((errno, fd, stage,
+    /// step))` names the descriptor to report on, and the passed descriptor whose target
+    /// the moves could not get above ([`Stage::PassFd`]), if one did.
+    fn shed(&self) -> Result<(), (i32, RawFd, Stage, Option<usize>)> {
+        let parent_err = self.kept.iter().find(|k| k.0 == FdRole::Error).map_or(-1, |k| k.1);
+        for &(first, last) in &self.close {
+            raw::close_range(first, last);
+        }
+        for &(from, to) in &self.moves {
+            let e = raw::dup_to_cloexec(from, to);
+            if e != 0 {
+                return Err(match self.top_pass {
+                    Some(i) => (e, parent_err, Stage::PassFd, Some(i)),
+                    None => (e, parent_err, Stage::Fds, None),
+                });
+            }
+        }
+        for &(from, _) in &self.moves {
+            raw::close(from);
+        }
+        Ok(())
+    }
+
+    /// Puts stdio and passed descriptors on their numbers (without close-on-exec).
+    fn install(&self) -> Result<(), (Stage, i32, Option<usize>)> {
+        let mut passed = 0;
+        for &(role, _, fd) in &self.kept {
+            let (target, stage, step) = match role {
+                FdRole::Stdio(t) => (t, Stage::Stdio, None),
+                FdRole::Pass(t) => {
+                    passed += 1;
+                    (t, Stage::PassFd, Some(passed - 1))
+                }
+                _ => continue,
+            };
+            let e = raw::dup2(fd, target);
+            if e != 0 {
+                return Err((stage, e, step));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reports a failure to the parent and exits. Allocation-free.
+fn fail(err_fd: RawFd, stage: Stage, errno: i32, step: Option<usize>) -> ! {
+    let rec = ErrorRecord { stage: stage as u32, errno, step: step.map_or(ErrorRecord::NO_STEP, |s| s as u32) };
+    raw::write_all(err_fd, &rec.encode());
+    raw::exit(127)
+}
+
+fn check(err_fd: RawFd, stage: Stage, errno: i32) {
+    if errno != 0 {
+        fail(err_fd, stage, errno, None);
+    }
+}
+
+fn set_identity(err_fd: RawFd, id: &Identity) {
+    if let Some(groups) = &id.groups {
+        check(err_fd, Stage::SetGroups, raw::setgroups(groups));
+    }
+    check(err_fd, Stage::SetGid, raw::setresgid(id.gid));
+    check(err_fd, Stage::SetUid, raw::setresuid(id.uid));
+}
+
+/// The child's whole life between clone and exec.
+///
+/// # Safety
+/// Must be called only in a freshly cloned child (single-threaded, fork semantics), with
+/// every signal blocked, and with `plan` / `fds` prepared by the parent before the clone —
+/// or in a vfork-style child ([`vfork_child`]) under the conditions given there.
+pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExecHook]) -> ! {
+    // First shed every descriptor we do not own: the host's without O_CLOEXEC must never
+    // reach the program, and copies of other threads' pipes must not be held open while we
+    // wait at the sync point or set up.
+    if let Err((errno, err, stage, step)) = fds.shed() {
+        fail(err, stage, errno, step);
+    }
+    let err = fds.get(FdRole::Error).unwrap_or(-1);
+    raw::reset_signal_handlers();
+
+    // Sync point: the parent writes id maps, moves links, places us in a cgroup, then
+    // sends one byte. EOF means the parent gave up: leave quietly. Without a sync socket
+    // the parent has nothing to do first.
+    if let Some(sync) = fds.get(FdRole::Sync) {
+        match raw::read_byte(sync) {
+            Ok(true) => {}
+            Ok(false) => raw::exit(127),
+            Err(e) => fail(err, Stage::WaitForParent, e, None),
+        }
+        raw::close(sync);
+    }
+
+    // The time namespace comes before the switch to root of the new user namespace: that
+    // switch changes the euid (e.g. from global root to the mapped 100000), which makes the
+    // process non-dumpable, and /proc/self/timens_offsets of a non-dumpable process belongs
+    // to global root — unwritable from inside (EACCES). We still hold every capability in
+    // the new user namespace here, which owns the new time namespace.
+    if let Some(offsets) = &plan.time_offsets {
+        enter_new_time_namespace(err, offsets);
+    }
+
+    if let Some(root) = &plan.become_userns_root {
+        set_identity(err, root);
+    }
+
+    if let Err((stage, errno, step)) = fds.install() {
+        fail(err, stage, errno, step);
+    }
+
+    if plan.unshare_cgroup {
+        check(err, Stage::CgroupNamespace, raw::unshare(libc::CLONE_NEWCGROUP));
+    }
+
+    if let Some(name) = &plan.hostname {
+        check(err, Stage::Hostname, raw::sethostname(name.as_bytes()));
+    }
+    if let Some(name) = &plan.domainname {
+        check(err, Stage::Domainname, raw::setdomainname(name.as_bytes()));
+    }
+
+    if let Some(flags) = plan.root_propagation {
+        let e = raw::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), flags, std::ptr::null());
+        check(err, Stage::RootPropagation, e);
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        if let Err((stage, errno)) = run_step(step) {
+            fail(err, stage, errno, Some(i));
+        }
+    }
+
+    if let Some(cwd) = &plan.cwd {
+        check(err, Stage::Chdir, raw::chdir(cwd.as_ptr()));
+    }
+
+    if let Some(id) = &plan.identity {
+        set_identity(err, id);
+    }
+
+    // After the last identity change: the kernel clears the parent-death signal whenever
+    // the effective uid or gid changes (setresuid/setresgid above, the switch to root of a
+    // new user namespace).
+    if let Some(sig) = plan.pdeathsig {
+        arm_parent_death_signal(err, fds, sig);
+    }
+
+    for (i, hook) in hooks.iter_mut().enumerate() {
+        if let Err(e) = hook() {
+            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            // Dropping the error could free memory: leak it, we exit right away.
+            std::mem::forget(e);
+            fail(err, Stage::PreExec, errno, Some(i));
+        }
+    }
+
+    if plan.init {
+        match fds.get(FdRole::InitExe) {
+            Some(init_exe) => run_init(plan, init_exe, err),
+            None => fail(err, Stage::InitExec, libc::EBADF, None),
+        }
+    }
+    exec_payload(plan, err)
+}
+
+/// `PR_SET_PDEATHSIG`, then the check that the parent did not die before it was armed (the
+/// kernel only signals a death that happens after the prctl). Two witnesses, read without
+/// waiting: the pidfd of the spawning thread (`PIDFD_THREAD`, kernel 6.9+) polls readable
+/// once that thread has exited; and the error pipe reports `POLLERR` once its read end is
+/// closed, which the parent keeps open until we exec — gone only with the parent process.
+/// `getppid()` cannot tell: it is 0 in a new pid namespace, and it names the process, not
+/// the thread. If the parent is gone we leave as the signal would have made us (exit
+/// status 128 + signal; nothing is reported, nobody is left to read it).
+fn arm_parent_death_signal(err: RawFd, fds: &ChildFds, sig: libc::c_int) {
+    check(err, Stage::Prctl, raw::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong));
+    let thread_gone =
+        fds.get(FdRole::ParentThread).is_some_and(|fd| raw::poll_now(fd, libc::POLLIN).is_ok_and(|r| r != 0));
+    let process_gone = raw::poll_now(err, libc::POLLOUT).is_ok_and(|r| r & libc::POLLERR != 0);
+    if thread_gone || process_gone {
+        raw::exit(128 + sig);
+    }
+}
+
+/// What a vfork-style child needs, passed through `clone`'s argument pointer.
+pub(crate) struct VforkArgs<'a> {
+    pub plan: &'a Plan,
+    pub fds: &'a ChildFds,
+}
+
+/// Entry point of a child created by [`crate::sys::vfork_like`] (`CLONE_VM | CLONE_VFORK`):
+/// it shares the parent's memory, on its own stack, while the parent is suspended until it
+/// execs or exits.
+///
+/// Used only for plans that write no memory but the child's own stack: no `pre_exec` hooks
+/// (user code), no init (it forks and never execs), no new time namespace (entering one
+/// needs an mm of its own), and no sync point (the parent cannot act while suspended).
+/// Everything `run_child` calls is a bare system call ([`raw::sc`]) that writes no
+/// `errno` and no cancellation state into the TLS it runs on (the suspended parent
+/// thread's); the results live in locals on this stack. The signal handler table and the
+/// fd table are not shared (no `CLONE_SIGHAND`, no `CLONE_FILES`), so resetting handlers
+/// and shedding descriptors here leaves the parent's alone, as in glibc's `posix_spawn`.
+pub(crate) extern "C" fn vfork_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `VforkArgs` on the parent's stack; the parent stays suspended
+    // (CLONE_VFORK), so it and everything it borrows live until we exec or exit.
+    let args = unsafe { &*(arg as *const VforkArgs<'_>) };
+    // SAFETY: a fresh child with every signal blocked (inherited mask), plan and fds
+    // prepared before the clone, and none of the features listed above.
+    unsafe { run_child(args.plan, args.fds, &mut []) }
+}
+
+/// `unshare(CLONE_NEWTIME)` only affects children; write the offsets (allowed until a
+/// process enters), then enter through `/proc/self/ns/time_for_children`.
+fn enter_new_time_namespace(err: RawFd, offsets: &CString) {
+    check(err, Stage::TimeNamespace, raw::unshare(crate::sys::consts::CLONE_NEWTIME as libc::c_int));
+    if !offsets.as_bytes().is_empty() {
+        let fd = match raw::open(c"/proc/self/timens_offsets".as_ptr(), libc::O_WRONLY) {
+            Ok(fd) => fd,
+            Err(e) => fail(err, Stage::TimeOffsets, e, None),
+        };
+        check(err, Stage::TimeOffsets, raw::write_all(fd, offsets.as_bytes()));
+        raw::close(fd);
+    }
+    let fd = match raw::open(c"/proc/self/ns/time_for_children".as_ptr(), libc::O_RDONLY) {
+        Ok(fd) => fd,
+        Err(e) => fail(err, Stage::TimeNamespace, e, None),
+    };
+    check(err, Stage::TimeNamespace, raw::setns(fd, crate::sys::consts::CLONE_NEWTIME as libc::c_int));
+    raw::close(fd);
+}
+
+/// Tries each candidate path like `execvp`: remember EACCES, skip ENOENT-like failures,
+/// stop at any other error.
+fn exec_payload(plan: &Plan, err: RawFd) -> ! {
+    raw::set_sigmask(0);
+    let mut last = libc::ENOENT;
+    let mut saw_eacces = false;
+    for path in &plan.exec_candidates {
+        let e = raw::execve(path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+        match e {
+            libc::EACCES => saw_eacces = true,
+            libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+            other => {
+                last = other;
+                break;
+            }
+        }
+        last = e;
+    }
+    if saw_eacces && last != libc::EACCES && matches!(last, libc::ENOENT | libc::ENOTDIR) {
+        last = libc::EACCES;
+    }
+    fail(err, Stage::Exec, last, None)
+}
+
+/// Writes `v` in decimal, NUL-terminated, into `buf`; returns the text's start.
+fn decimal(mut v: u32, buf: &mut [u8; 12]) -> *const libc::c_char {
+    let mut i = buf.len() - 1;
+    buf[i] = 0;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf[i..].as_ptr().cast()
+}
+
+/// The init: fork the payload, then become `nk-init` (see [`crate::init_exe`]), which
+/// forwards signals to it, reaps every child that ends up with us, and exits with the
+/// payload's status (128 + signal if it was killed).
+///
+/// No process of the sandbox runs code of its own while anything in it still holds the
+/// parent's memory image: the payload waits on `gate` until `nk-init` runs and writes one
+/// byte (EOF: the init never came up, leave without running the program), and execs only
+/// then. Every signal stays blocked throughout — in the payload until it execs, here
+/// across `execveat` — so nothing sent to either is lost.
+fn run_init(plan: &Plan, init_exe: RawFd, err: RawFd) -> ! {
+    if plan.init_subreaper {
+        check(err, Stage::Prctl, raw::prctl(libc::PR_SET_CHILD_SUBREAPER, 1));
+    }
+    // An ignored SIGCHLD would make the kernel reap the payload for us and lose its
+    // status: default until the fork, ignored again in the payload, as exec would keep it.
+    let chld_ignored = raw::sigchld_ignored();
+    if chld_ignored {
+        raw::set_sigchld_ignored(false);
+    }
+    let (gate_read, gate_write) = match raw::pipe_cloexec() {
+        Ok(p) => p,
+        Err(e) => fail(err, Stage::InitFork, e, None),
+    };
+    let init_pid = raw::getpid();
+    let payload = match raw::fork() {
+        Ok(pid) => pid,
+        Err(e) => fail(err, Stage::InitFork, e, None),
+    };
+    if payload == 0 {
+        raw::close(gate_write);
+        if chld_ignored {
+            raw::set_sigchld_ignored(true);
+        }
+        // fork cleared the parent-death signal: the payload dies with the init. If the init
+        // is already gone (we were reparented), leave as the signal would have made us.
+        if let Some(sig) = plan.pdeathsig {
+            check(err, Stage::Prctl, raw::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong));
+            if raw::getppid() != init_pid {
+                raw::exit(128 + sig);
+            }
+        }
+        match raw::read_byte(gate_read) {
+            Ok(true) => {}
+            // The init failed to exec (it reports that) or was killed: do not run.
+            _ => raw::exit(127),
+        }
+        raw::close(gate_read);
+        exec_payload(plan, err);
+    }
+    raw::close(gate_read);
+    // Keep only what the exec needs: the error pipe and the memfd (both close-on-exec)
+    // and the gate, handed to nk-init. Stdio goes too: readers of the payload's output are
+    // not kept waiting on us.
+    let mut keep = [err, init_exe, gate_write];
+    keep.sort_unstable();
+    raw::close_all_except(&keep);
+    check(err, Stage::InitExec, raw::clear_cloexec(gate_write));
+    let mut pid_buf = [0u8; 12];
+    let mut fd_buf = [0u8; 12];
+    let argv = [
+        c"nk-init".as_ptr(),
+        decimal(payload as u32, &mut pid_buf),
+        decimal(gate_write as u32, &mut fd_buf),
+        std::ptr::null(),
+    ];
+    let envp = [std::ptr::null()];
+    let e = raw::execveat_fd(init_exe, &argv, &envp);
+    // The payload sees EOF on the gate and leaves; wait for it so no zombie is left behind.
+    raw::close(gate_write);
+    raw::wait_pid(payload);
+    fail(err, Stage::InitExec, e, None)
+}
+
+// ---------------------------------------------------------------------------------------
+// Mount steps (`crate::mount::PreparedStep`), run after the hostname and before the chdir.
+// ---------------------------------------------------------------------------------------
+
+fn opt_ptr(s: &Option<CString>) -> *const libc::c_char {
+    s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
+}
+
+/// Runs a mount step in the child. Allocation-free; returns (stage, errno) on failure.
+pub(crate) fn run_step(step: &PreparedStep) -> Result<(), (Stage, i32)> {
+    let fail = |stage: Stage| move |errno: i32| (stage, errno);
+    match step {
+        PreparedStep::Mount { source, target, fstype, flags, data, read_only } => {
+            let e = raw::mount(opt_ptr(source), target.as_ptr(), opt_ptr(fstype), *flags, opt_ptr(data));
+            if e != 0 {
+                return Err((Stage::Mount, e));
+            }
+            match read_only {
+                ReadOnly::No => Ok(()),
+                ReadOnly::Top => remount_ro(target.as_ptr()).map_err(fail(Stage::Mount)),
+                ReadOnly::Tree => remount_ro_tree(target.as_ptr()).map_err(fail(Stage::Mount)),
+            }
+        }
+        PreparedStep::Propagation { target, flags } => {
+            nonzero(raw::mount(std::ptr::null(), target.as_ptr(), std::ptr::null(), *flags, std::ptr::null()))
+                .map_err(fail(Stage::Mount))
+        }
+        PreparedStep::PivotRoot { new_root } => pivot_root(new_root.as_ptr()).map_err(fail(Stage::PivotRoot)),
+        PreparedStep::RemountReadOnly { target, recursive } => {
+            if *recursive { remount_ro_tree(target.as_ptr()) } else { remount_ro(target.as_ptr()) }
+                .map_err(fail(Stage::Mount))
+        }
+        PreparedStep::Mask { target } => mask(target.as_ptr()).map_err(fail(Stage::Mount)),
+        PreparedStep::MakeDir { path, mode } => match raw::mkdir(path.as_ptr(), *mode) {
+            0 | libc::EEXIST => Ok(()),
+            e => Err((Stage::Mount, e)),
+        },
+    }
+}
+
+fn nonzero(errno: i32) -> Result<(), i32> {
+    if errno == 0 { Ok(()) } else { Err(errno) }
+}
+
+/// Bind-remount read-only, keeping the flags the kernel may have locked (nosuid, nodev,
+/// noexec, atime flags) — dropping them is EPERM inside a user namespace.
+fn remount_ro(target: *const libc::c_char) -> Result<(), i32> {
+    let kept = raw::mount_flags(target)?;
+    let flags = kept | libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+    nonzero(raw::mount(std::ptr::null(), target, std::ptr::null(), flags, std::ptr::null()))
+}
+
+fn remount_ro_tree(target: *const libc::c_char) -> Result<(), i32> {
+    match raw::make_tree_read_only(target) {
+        0 => Ok(()),
+        libc::ENOSYS => remount_ro(target),
+        e => Err(e),
+    }
+}
+
+fn pivot_root(new_root: *const libc::c_char) -> Result<(), i32> {
+    let dot = c".".as_ptr();
+    // The new root must be a mount point: bind it onto itself.
+    nonzero(raw::mount(new_root, new_root, std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
+    nonzero(raw::chdir(new_root))?;
+    // pivot_root(".", "."): the old root ends up stacked on top of the new one at "/".
+    nonzero(raw::pivot_root(dot, dot))?;
+    // Never let the detach below propagate back to the host's mounts.
+    nonzero(raw::mount(std::ptr::null(), dot, std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;
+    nonzero(raw::umount2(dot, libc::MNT_DETACH))?;
+    nonzero(raw::chdir(c"/".as_ptr()))
+}
+
+fn mask(target: *const libc::c_char) -> Result<(), i32> {
+    let is_dir = match raw::is_dir(target) {
+        Ok(d) => d,
+        Err(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let e = if is_dir {
+        raw::mount(c"tmpfs".as_ptr(), target, c"tmpfs".as_ptr(), libc::MS_RDONLY, c"size=0,mode=000".as_ptr())
+    } else {
+        raw::mount(c"/dev/null".as_ptr(), target, std::ptr::null(), libc::MS_BIND, std::ptr::null())
+    };
+    nonzero(e)
+}
