@@ -472,12 +472,15 @@ fn child_has_pid_and_matching_pidfd() {
     let pid = child.id();
     let fdinfo = fs::read_to_string(format!("/proc/self/fdinfo/{}", child.pidfd().as_raw_fd())).unwrap();
     assert!(fdinfo.lines().any(|l| l == format!("Pid:\t{pid}")), "{fdinfo}");
-    // spawn returns at EOF on the error pipe, which the kernel closes during exec before it
-    // sets up the new argv: /proc/PID/cmdline can be empty for a moment (as after std's).
+    // spawn returns while the kernel is still inside the child's execve: on the vfork path
+    // the parent is woken (exec_mm_release) before the new mm is installed, so
+    // /proc/PID/cmdline can still show the old image's argv; on the fork path EOF on the error
+    // pipe comes before the new argv is set up, so it can be empty for a moment (as after
+    // std's). Wait for the new image's.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let cmdline = loop {
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-        if !cmdline.is_empty() || std::time::Instant::now() > deadline {
+        if cmdline == b"sleep\x001000\x00" || std::time::Instant::now() > deadline {
             break cmdline;
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
