@@ -361,7 +361,7 @@ impl Cgroup {
                 self.freeze()?;
             }
             for pid in pids {
-                sys::kill(pid, libc::SIGKILL);
+                sys::kill(pid);
             }
             if can_freeze {
                 self.thaw()?;

@@ -45,8 +45,6 @@ mod hierarchy;
 mod probe;
 mod spec;
 mod stats;
-// Raw libc calls: signals, inotify, eventfd, poll (see the module docs).
-#[allow(unsafe_code)]
 mod sys;
 
 pub use cgroup::Cgroup;

@@ -257,7 +257,7 @@ impl Cgroup {
                 let owned = Owned::of(dir)?;
                 // Watch first, then read the baseline: nothing in between is lost. (The watch
                 // is set by path; the counters are read through the directory's fd.)
-                let inotify = sys::inotify_watch(&events, libc::IN_MODIFY)?;
+                let inotify = sys::inotify_watch(&events, rustix::fs::inotify::WatchFlags::MODIFY)?;
                 let last = read_v2_events(owned.at())?;
                 Ok(OomWatcher { source: Source::V2 { inotify, dir: owned }, last })
             }

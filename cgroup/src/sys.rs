@@ -1,91 +1,72 @@
-//! The few raw calls of this crate that are not about paths (signals, inotify, eventfd,
-//! poll). Every path into cgroupfs is resolved in `at.rs`; the v2 device program's
-//! `bpf(2)` calls live in `bpf.rs`.
+//! The few calls of this crate that are not about paths (signals, inotify, eventfd, poll),
+//! through `rustix`. Every path into cgroupfs is resolved in `at.rs`; the v2 device
+//! program's `bpf(2)` calls (no safe wrapper exists) live in `bpf.rs`.
 
-use std::os::fd::OwnedFd;
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::time::Duration;
+
+use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
+use rustix::fs::inotify;
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
 
 use crate::error::{Error, Result};
 
-/// Sends `sig` to `pid`, ignoring errors (the task may be gone already).
-pub(crate) fn kill(pid: u32, sig: libc::c_int) {
-    // SAFETY: integer-only syscall; the pid came from cgroup.procs of a cgroup we own.
-    unsafe { libc::kill(pid as libc::pid_t, sig) };
+/// Sends `SIGKILL` to `pid`, ignoring errors (the task may be gone already). A pid that is
+/// not a positive `pid_t` (never in `cgroup.procs`) is skipped.
+pub(crate) fn kill(pid: u32) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+    }
 }
 
 /// An inotify instance (non-blocking, close-on-exec) with one watch on `path` for `mask`
-/// (e.g. `IN_MODIFY`, which cgroupfs raises when a `*.events` file changes).
-pub(crate) fn inotify_watch(path: &Path, mask: u32) -> Result<OwnedFd> {
-    use std::os::fd::FromRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::io("inotify_add_watch", path, std::io::Error::from_raw_os_error(libc::EINVAL)))?;
-    // SAFETY: flags-only syscall; a non-negative return is a new fd that we own.
-    let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-    if raw < 0 {
-        return Err(Error::io("inotify_init1", path, std::io::Error::last_os_error()));
-    }
-    // SAFETY: `raw` was just returned by inotify_init1 and is owned by nothing else.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: `fd` is a live inotify fd and `c_path` is NUL-terminated and outlives the call.
-    if unsafe { libc::inotify_add_watch(raw, c_path.as_ptr(), mask) } < 0 {
-        return Err(Error::io("inotify_add_watch", path, std::io::Error::last_os_error()));
-    }
+/// (e.g. `MODIFY`, which cgroupfs raises when a `*.events` file changes).
+pub(crate) fn inotify_watch(path: &Path, mask: inotify::WatchFlags) -> Result<OwnedFd> {
+    let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)
+        .map_err(|e| Error::io("inotify_init1", path, e.into()))?;
+    inotify::add_watch(&fd, path, mask).map_err(|e| Error::io("inotify_add_watch", path, e.into()))?;
     Ok(fd)
 }
 
 /// An eventfd with counter 0 (non-blocking, close-on-exec).
-pub(crate) fn eventfd() -> std::io::Result<OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: flags-only syscall; a non-negative return is a new fd that we own.
-    let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `raw` was just returned by eventfd and is owned by nothing else.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+pub(crate) fn eventfd() -> io::Result<OwnedFd> {
+    Ok(rustix::event::eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?)
 }
 
 /// One `read(2)` on a non-blocking fd: `Ok(None)` when nothing is pending (`EAGAIN`).
-pub(crate) fn read_nonblocking(fd: std::os::fd::BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<Option<usize>> {
-    use std::os::fd::AsRawFd;
+pub(crate) fn read_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
     loop {
-        // SAFETY: `buf` is valid for `buf.len()` writable bytes and `fd` is open for the call.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(Some(n as usize));
-        }
-        let e = std::io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::EAGAIN) => return Ok(None),
-            _ => return Err(e),
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// Waits until `fd` is readable or `timeout` passes (`None`: no limit). Returns whether it
 /// became readable; an interrupted wait returns `false` early (callers loop on a deadline).
-pub(crate) fn poll_readable(
-    fd: std::os::fd::BorrowedFd<'_>,
-    timeout: Option<std::time::Duration>,
-) -> std::io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // Round up so a sub-millisecond remainder does not turn into a busy loop.
-    let ms = timeout.map_or(-1, |t| t.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int);
-    // SAFETY: `pfd` is one valid pollfd for the duration of the call.
-    let n = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if n < 0 {
-        let e = std::io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::EINTR) { Ok(false) } else { Err(e) };
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    // At most ~24 days per wait (what `poll(2)`'s millisecond timeout allowed); callers loop.
+    let timeout = timeout
+        .map(|t| t.min(Duration::from_millis(i32::MAX as u64)))
+        .map(|t| Timespec { tv_sec: t.as_secs() as i64, tv_nsec: i64::from(t.subsec_nanos()) });
+    match rustix::event::poll(&mut fds, timeout.as_ref()) {
+        Ok(n) => Ok(n > 0),
+        Err(Errno::INTR) => Ok(false),
+        Err(e) => Err(e.into()),
     }
-    Ok(n > 0)
 }
 
 /// Clock ticks per second (`USER_HZ`), the unit of `cpuacct.stat`.
 pub(crate) fn clock_ticks_per_second() -> u64 {
-    // SAFETY: sysconf only reads a constant.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if hz > 0 { hz as u64 } else { 100 }
+    match rustix::param::clock_ticks_per_second() {
+        0 => 100,
+        hz => hz,
+    }
 }

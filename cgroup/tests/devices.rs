@@ -172,16 +172,15 @@ fn open_op(path: &Path, op: Op) -> String {
 /// missing. `dir` must be on a filesystem mounted without `nodev`.
 fn node(dir: &Path, kind: DeviceKind, major: u32, minor: u32) -> PathBuf {
     let (letter, mode) = match kind {
-        DeviceKind::Char => ('c', libc::S_IFCHR),
-        DeviceKind::Block => ('b', libc::S_IFBLK),
+        DeviceKind::Char => ('c', rustix::fs::FileType::CharacterDevice),
+        DeviceKind::Block => ('b', rustix::fs::FileType::BlockDevice),
         DeviceKind::All => unreachable!("a node is a char or block device"),
     };
     let path = dir.join(format!("{letter}{major}_{minor}"));
     if !path.exists() {
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path without NUL");
-        // SAFETY: `c` is a NUL-terminated path that outlives the call; mknod only reads it.
-        let rc = unsafe { libc::mknod(c.as_ptr(), mode | 0o666, libc::makedev(major, minor)) };
-        assert_eq!(rc, 0, "mknod {}: {}", path.display(), std::io::Error::last_os_error());
+        let dev = rustix::fs::makedev(major, minor);
+        let r = rustix::fs::mknodat(rustix::fs::CWD, &path, mode, rustix::fs::Mode::from_raw_mode(0o666), dev);
+        assert_eq!(r, Ok(()), "mknod {}", path.display());
     }
     path
 }
@@ -210,18 +209,8 @@ fn kernel_outcomes(cg: &Cgroup, dir: &Path, probes: &[Probe]) -> Vec<Outcome> {
 fn with_node_dir<T: Send>(f: impl FnOnce(&Path) -> T + Send) -> T {
     on_private_mount_ns(|| {
         let dir = TempDir::new("dev").expect("temp dir");
-        let target = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).expect("path without NUL");
-        // SAFETY: every pointer is a NUL-terminated string that outlives the call.
-        let rc = unsafe {
-            libc::mount(
-                c"nk-dev".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                libc::MS_NOSUID,
-                c"mode=755".as_ptr().cast(),
-            )
-        };
-        assert_eq!(rc, 0, "mount tmpfs on {}: {}", dir.path().display(), std::io::Error::last_os_error());
+        let r = rustix::mount::mount("nk-dev", dir.path(), "tmpfs", rustix::mount::MountFlags::NOSUID, c"mode=755");
+        assert_eq!(r, Ok(()), "mount tmpfs on {}", dir.path().display());
         f(dir.path())
     })
 }

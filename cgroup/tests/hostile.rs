@@ -201,9 +201,7 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for m in &self.mounts {
-            let t = std::ffi::CString::new(m.as_os_str().as_bytes()).unwrap();
-            // SAFETY: a NUL-terminated string that outlives the call.
-            unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+            let _ = rustix::mount::unmount(m, rustix::mount::UnmountFlags::DETACH);
         }
         for c in &mut self.children {
             let _ = c.kill();
@@ -268,19 +266,14 @@ fn own_parent(h: &Hierarchies) -> PathBuf {
 }
 
 fn bind(src: &Path, target: &Path) {
-    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let (s, t) = (c(src), c(target));
-    // SAFETY: NUL-terminated strings that outlive the call; the calling thread has a
-    // private mount namespace.
-    let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
-    assert_eq!(rc, 0, "bind {} on {}: {}", src.display(), target.display(), std::io::Error::last_os_error());
+    // The calling thread has a private mount namespace.
+    let r = rustix::mount::mount_bind(src, target);
+    assert_eq!(r, Ok(()), "bind {} on {}", src.display(), target.display());
 }
 
 fn unmount(target: &Path) {
-    let t = std::ffi::CString::new(target.as_os_str().as_bytes()).unwrap();
-    // SAFETY: a NUL-terminated string that outlives the call.
-    let rc = unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
-    assert_eq!(rc, 0, "umount {}: {}", target.display(), std::io::Error::last_os_error());
+    let r = rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH);
+    assert_eq!(r, Ok(()), "umount {}", target.display());
 }
 
 /// A bind mount over a cgroup file of a live cgroup is not written through by `update`, and

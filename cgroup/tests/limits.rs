@@ -279,17 +279,12 @@ fn pids_max_reads_back_and_updates_live() {
 
 /// `mount -t cgroup -o <controllers> nk <at>` on the calling thread.
 fn mount_v1(controllers: &str, at: &Path) -> io::Result<()> {
-    let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes()).unwrap();
-    let opts = std::ffi::CString::new(controllers).unwrap();
-    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
-    let rc = unsafe { libc::mount(c"nk".as_ptr(), target.as_ptr(), c"cgroup".as_ptr(), 0, opts.as_ptr().cast()) };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    let opts = std::ffi::CString::new(controllers).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::mount::mount("nk", at, "cgroup", rustix::mount::MountFlags::empty(), opts.as_c_str())?)
 }
 
 fn unmount(at: &Path) {
-    let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a NUL-terminated path.
-    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    let _ = rustix::mount::unmount(at, rustix::mount::UnmountFlags::DETACH);
 }
 
 /// The `/proc/PID/cgroup` path of the hierarchy whose controller list includes `controller`.
