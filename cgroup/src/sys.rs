@@ -70,3 +70,42 @@ pub(crate) fn clock_ticks_per_second() -> u64 {
         hz => hz,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn inotify_watch_wakes_poll_on_a_write_and_drains() {
+        let dir = nook_testutil::TempDir::new("sys").unwrap();
+        let file = dir.join("f");
+        std::fs::write(&file, "0").unwrap();
+        let fd = inotify_watch(&file, inotify::WatchFlags::MODIFY).unwrap();
+        let mut buf = [0u8; 1024];
+        assert_eq!(read_nonblocking(fd.as_fd(), &mut buf).unwrap(), None, "nothing pending yet");
+        assert!(!poll_readable(fd.as_fd(), Some(Duration::ZERO)).unwrap());
+        std::fs::write(&file, "1").unwrap();
+        assert!(poll_readable(fd.as_fd(), None).unwrap(), "the kernel queued an IN_MODIFY event");
+        assert!(read_nonblocking(fd.as_fd(), &mut buf).unwrap().is_some_and(|n| n > 0));
+        while read_nonblocking(fd.as_fd(), &mut buf).unwrap().is_some() {}
+        assert!(!poll_readable(fd.as_fd(), Some(Duration::from_millis(1))).unwrap(), "drained");
+        let missing = dir.join("missing");
+        let err = inotify_watch(&missing, inotify::WatchFlags::MODIFY).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "{err}");
+    }
+
+    #[test]
+    fn eventfd_counts_writes_and_reads_back_the_sum() {
+        let fd = eventfd().unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(read_nonblocking(fd.as_fd(), &mut buf).unwrap(), None, "counter 0 is not readable");
+        rustix::io::write(&fd, &2u64.to_ne_bytes()).unwrap();
+        rustix::io::write(&fd, &3u64.to_ne_bytes()).unwrap();
+        assert!(poll_readable(fd.as_fd(), Some(Duration::from_secs(5))).unwrap());
+        assert_eq!(read_nonblocking(fd.as_fd(), &mut buf).unwrap(), Some(8));
+        assert_eq!(u64::from_ne_bytes(buf), 5);
+        assert_eq!(read_nonblocking(fd.as_fd(), &mut buf).unwrap(), None, "read resets the counter");
+    }
+}
