@@ -26,6 +26,7 @@ use tar::EntryType;
 use self::fsops::{Slot, chmod_nofollow, clear_except, clear_slot};
 use self::path::{clean_path, split_parent, symlink_escapes};
 use self::stream::{ExtLimit, Guard, Hashing, Meter};
+use crate::whiteout::{TRUSTED_OPAQUE_XATTR, WHITEOUT_PREFIX, is_overlay_xattr_name};
 use crate::{Digest, Error, Limit, Result, UnsafeEntry, WhiteoutFormat};
 
 /// How far an apply has got (reported after each entry and every few MiB).
@@ -516,7 +517,7 @@ impl Meta {
                 } else if key == b"atime" {
                     self.atime = parse_pax_time(ext.value_bytes());
                 } else if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
+                    if is_overlay_xattr_name(name) {
                         continue;
                     }
                     self.xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
@@ -829,7 +830,7 @@ impl Applier<'_> {
         self.meta.read(entry).map_err(Fail::Tar)?;
         let (parent, name) = split_parent(path);
 
-        if name.starts_with(b".wh.") && self.ctx.whiteouts != Some(WhiteoutFormat::Aufs) {
+        if name.starts_with(WHITEOUT_PREFIX.as_bytes()) && self.ctx.whiteouts != Some(WhiteoutFormat::Aufs) {
             return self.whiteout(parent, name);
         }
         if name.is_empty() {
@@ -1225,10 +1226,7 @@ impl Applier<'_> {
             }
             Some(format) => {
                 self.enter(parent)?;
-                let xattr: &[u8] = match format {
-                    WhiteoutFormat::OverlayUserXattr => b"user.overlay.opaque",
-                    _ => b"trusted.overlay.opaque",
-                };
+                let xattr = format.opaque_xattr().unwrap_or(TRUSTED_OPAQUE_XATTR);
                 let dfd = open_dir_at(self.dirs.fd(parent), b".").map_err(sys_io("open"))?;
                 rustix::fs::fsetxattr(&dfd, xattr, b"y", XattrFlags::empty()).map_err(sys("fsetxattr(opaque)"))?;
             }

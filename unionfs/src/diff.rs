@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
 use crate::apply::{MAX_DEPTH, MAX_PATH_BYTES, list_dir, open_dir_at, remove_tree};
+use crate::whiteout::is_overlay_xattr_name;
 use crate::{ApplyOptions, Digest, Error, Layer, LayerStore, Result, WhiteoutFormat};
 
 /// Writes the changes in `upper` (in `format`) as an uncompressed OCI layer tar to `out`
@@ -318,10 +319,6 @@ fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs,
     if names.is_empty() {
         return Ok((out, false, None));
     }
-    let own: &[u8] = match format {
-        WhiteoutFormat::OverlayUserXattr => b"user.overlay.",
-        _ => b"trusted.overlay.",
-    };
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let mut value = vec![0u8; 256];
         loop {
@@ -343,8 +340,8 @@ fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs,
                 Err(e) => return Err(e.into()),
             }
         }
-        if format != WhiteoutFormat::Aufs {
-            if let Some(key) = name.strip_prefix(own) {
+        if let Some(own) = format.overlay_xattr_prefix() {
+            if let Some(key) = name.strip_prefix(own.as_bytes()) {
                 match key {
                     b"opaque" => opaque = value == b"y",
                     b"redirect" => refused = Some("renamed directory (overlay redirect_dir)"),
@@ -353,7 +350,7 @@ fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs,
                 }
             }
         }
-        if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
+        if is_overlay_xattr_name(name) {
             continue;
         }
         out.push((name.to_vec(), value));

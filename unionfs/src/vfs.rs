@@ -44,8 +44,7 @@ pub fn materialize(layers: &[&Path], format: WhiteoutFormat, target: &Path) -> R
 
 /// Whether an xattr is overlay's own (never copied).
 pub fn is_overlay_xattr(name: &OsStr) -> bool {
-    let b = name.as_bytes();
-    b.starts_with(b"trusted.overlay.") || b.starts_with(b"user.overlay.")
+    crate::whiteout::is_overlay_xattr_name(name.as_bytes())
 }
 
 fn sys(op: &'static str, path: impl Into<PathBuf>, e: Errno) -> Error {

@@ -54,6 +54,17 @@ pub const TRUSTED_WHITEOUT_XATTR: &str = "trusted.overlay.whiteout";
 /// The xwhiteout xattr with the `userxattr` mount option.
 pub const USER_WHITEOUT_XATTR: &str = "user.overlay.whiteout";
 
+/// The xattr namespace overlay keeps its bookkeeping in (default).
+const TRUSTED_OVERLAY_PREFIX: &str = "trusted.overlay.";
+/// The xattr namespace overlay keeps its bookkeeping in with the `userxattr` mount option.
+const USER_OVERLAY_PREFIX: &str = "user.overlay.";
+
+/// Whether the xattr `name` is one of overlay's own, in either namespace (`trusted.overlay.*`,
+/// `user.overlay.*`): never taken from a tar, never copied, never written to a diff.
+pub(crate) fn is_overlay_xattr_name(name: &[u8]) -> bool {
+    name.starts_with(TRUSTED_OVERLAY_PREFIX.as_bytes()) || name.starts_with(USER_OVERLAY_PREFIX.as_bytes())
+}
+
 /// The on-disk whiteout format of a layer dir.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum WhiteoutFormat {
@@ -81,6 +92,16 @@ impl WhiteoutFormat {
             WhiteoutFormat::Aufs => None,
             WhiteoutFormat::Overlay => Some(TRUSTED_WHITEOUT_XATTR),
             WhiteoutFormat::OverlayUserXattr => Some(USER_WHITEOUT_XATTR),
+        }
+    }
+
+    /// The xattr namespace of an overlay format, with the trailing dot (`trusted.overlay.`,
+    /// `user.overlay.`; `None` for AUFS).
+    pub(crate) fn overlay_xattr_prefix(self) -> Option<&'static str> {
+        match self {
+            WhiteoutFormat::Aufs => None,
+            WhiteoutFormat::Overlay => Some(TRUSTED_OVERLAY_PREFIX),
+            WhiteoutFormat::OverlayUserXattr => Some(USER_OVERLAY_PREFIX),
         }
     }
 
