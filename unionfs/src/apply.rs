@@ -14,12 +14,11 @@
 //! - `path` — cleaning entry names, symlink escapes, depth bounds;
 //! - `entries` — one function per entry kind (file, dir, symlink, hard link, node);
 //! - `whiteouts` — `.wh.` entries and opaque markers;
-//! - `fsops` — small fd-relative helpers that never follow symlinks.
+//! - (the fd helpers it uses live in `crate::fsutil`, shared with the rest of the crate).
 
 mod ctx;
 mod dirs;
 mod entries;
-mod fsops;
 mod limits;
 mod meta;
 mod options;
@@ -31,7 +30,6 @@ mod whiteouts;
 pub use limits::Limits;
 pub use options::{Applied, ApplyOptions, Progress};
 
-pub(crate) use fsops::{list_dir, open_dir_at, remove_tree};
 pub(crate) use path::{MAX_DEPTH, MAX_PATH_BYTES};
 
 use std::cell::Cell;
@@ -54,6 +52,7 @@ use self::meta::Meta;
 use self::path::{clean_path, split_parent, symlink_escapes};
 use self::report::Reporter;
 use self::stream::{ExtLimit, Guard, Hashing, Meter};
+use crate::fsutil::open_dir_at;
 use crate::whiteout::WHITEOUT_PREFIX;
 use crate::{Digest, Error, Limit, Result, UnsafeEntry, WhiteoutFormat};
 

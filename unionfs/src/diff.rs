@@ -14,7 +14,8 @@ use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
-use crate::apply::{MAX_DEPTH, MAX_PATH_BYTES, list_dir, open_dir_at, remove_tree};
+use crate::apply::{MAX_DEPTH, MAX_PATH_BYTES};
+use crate::fsutil::{list_dir_unsorted, open_dir_at, remove_tree};
 use crate::whiteout::is_overlay_xattr_name;
 use crate::{ApplyOptions, Digest, Error, Layer, LayerStore, Result, WhiteoutFormat};
 
@@ -403,7 +404,7 @@ impl<W: Write> Walk<'_, W> {
     }
 
     fn sorted_names(&self, dir: BorrowedFd<'_>, rel: &[u8]) -> Result<std::vec::IntoIter<(CString, FileType)>> {
-        let mut names = list_dir(dir).map_err(|e| self.err("readdir", rel, e))?;
+        let mut names = list_dir_unsorted(dir).map_err(|e| self.err("readdir", rel, e))?;
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         Ok(names.into_iter())
     }
@@ -460,7 +461,7 @@ impl<W: Write> Walk<'_, W> {
             Head { kind: EntryType::Regular, mode, uid, gid, mtime, size: 0, link: None, dev: (0, 0), xattrs: &[] };
         match ftype {
             FileType::Directory => {
-                let sub = open_dir_at(dir, name).map_err(|e| self.err("open", rel, e))?;
+                let sub = open_dir_at(dir, name).map_err(|e| self.err("open", rel, e.into()))?;
                 let (xattrs, opaque, refused) =
                     read_xattrs(XattrSrc::Fd(sub.as_fd()), self.format).map_err(|e| self.err("xattrs", rel, e))?;
                 if let Some(why) = refused {

@@ -26,8 +26,6 @@
 //!
 //! API CONTRACT (frozen; the whiteout/view helper fills the bodies and may add items).
 
-pub(crate) mod fsutil;
-
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -37,8 +35,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
+use crate::fsutil::{self, XTarget};
 use crate::{Error, Result, UnsafeEntry};
-use fsutil::XTarget;
 
 /// AUFS whiteout prefix.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -272,7 +270,7 @@ pub(crate) fn walk_dirs(
     let mut todo = vec![PathBuf::new()];
     while let Some(rel) = todo.pop() {
         let fd = fsutil::open_beneath(root_fd.as_fd(), &rel).map_err(|e| sys("openat2", root.join(&rel), e))?;
-        let entries = fsutil::list_dir(fd.as_fd()).map_err(|e| sys("getdents", root.join(&rel), e))?;
+        let entries = fsutil::list_dir_sorted(fd.as_fd()).map_err(|e| sys("getdents", root.join(&rel), e))?;
         f(&rel, fd.as_fd(), &entries)?;
         for (name, ft) in entries.iter().rev() {
             if *ft == FileType::Directory {

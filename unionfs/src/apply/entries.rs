@@ -11,9 +11,9 @@ use rustix::io::Errno;
 use tar::EntryType;
 
 use super::ctx::{Ctx, Fail, sys, sys_io};
-use super::fsops::{Slot, chmod_nofollow, clear_slot, open_dir_at};
 use super::path::{clean_path, split_parent, symlink_escapes};
 use super::{Applier, DirFix};
+use crate::fsutil::{Slot, chmod_nofollow, clear_slot, open_dir_at};
 use crate::{Limit, UnsafeEntry};
 
 impl Applier<'_> {
@@ -122,7 +122,7 @@ impl Applier<'_> {
         if chmod || !meta.xattrs.is_empty() {
             // Through an fd opened without following symlinks: a symlink swapped in for the
             // new dir by another writer is refused, never chmod'ed through.
-            let dfd = open_dir_at(pfd, name).map_err(sys_io("open"))?;
+            let dfd = open_dir_at(pfd, name).map_err(sys("open"))?;
             if chmod {
                 rustix::fs::fchmod(&dfd, Mode::from_raw_mode(mode)).map_err(sys("fchmod"))?;
             }
@@ -142,7 +142,7 @@ impl Applier<'_> {
     /// A `./` entry: metadata for the root directory itself.
     pub(super) fn root_dir(&mut self) -> Result<(), Fail> {
         let meta = &self.meta;
-        let fd = open_dir_at(self.dirs.root.as_fd(), b".").map_err(sys_io("open"))?;
+        let fd = open_dir_at(self.dirs.root.as_fd(), c".").map_err(sys("open"))?;
         if self.ctx.privs.chown {
             let (u, g) = Ctx::chown_args(meta);
             rustix::fs::fchown(&fd, u, g).map_err(sys("fchown"))?;

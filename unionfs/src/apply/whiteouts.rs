@@ -8,8 +8,8 @@ use rustix::io::Errno;
 
 use super::Applier;
 use super::ctx::{Ctx, Fail, sys, sys_io};
-use super::fsops::{Slot, clear_except, clear_slot, open_dir_at, remove_all_at};
 use crate::UnsafeEntry;
+use crate::fsutil::{Slot, clear_except, clear_slot, open_dir_at, remove_all_at};
 use crate::whiteout::TRUSTED_OPAQUE_XATTR;
 
 impl Applier<'_> {
@@ -72,7 +72,7 @@ impl Applier<'_> {
                 if !self.dirs.enter(parent, false, None)? {
                     return Ok(());
                 }
-                let dfd = open_dir_at(self.dirs.fd(parent), b".").map_err(sys_io("open"))?;
+                let dfd = open_dir_at(self.dirs.fd(parent), c".").map_err(sys("open"))?;
                 let keep = self.unpacked.as_ref().expect("plain extraction tracks unpacked paths");
                 let mut prefix = parent.to_vec();
                 let r = clear_except(dfd.as_fd(), &mut prefix, keep).map_err(sys_io("clear opaque dir"));
@@ -83,7 +83,7 @@ impl Applier<'_> {
             Some(format) => {
                 self.enter(parent)?;
                 let xattr = format.opaque_xattr().unwrap_or(TRUSTED_OPAQUE_XATTR);
-                let dfd = open_dir_at(self.dirs.fd(parent), b".").map_err(sys_io("open"))?;
+                let dfd = open_dir_at(self.dirs.fd(parent), c".").map_err(sys("open"))?;
                 rustix::fs::fsetxattr(&dfd, xattr, b"y", XattrFlags::empty()).map_err(sys("fsetxattr(opaque)"))?;
             }
         }
