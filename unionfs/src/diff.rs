@@ -14,7 +14,9 @@ use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
-use crate::apply::{MAX_DEPTH, MAX_PATH_BYTES, list_dir, open_dir_at, remove_tree};
+use crate::apply::{MAX_DEPTH, MAX_PATH_BYTES};
+use crate::fsutil::{list_dir_unsorted, open_dir_at, remove_tree};
+use crate::whiteout::is_overlay_xattr_name;
 use crate::{ApplyOptions, Digest, Error, Layer, LayerStore, Result, WhiteoutFormat};
 
 /// Writes the changes in `upper` (in `format`) as an uncompressed OCI layer tar to `out`
@@ -318,10 +320,6 @@ fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs,
     if names.is_empty() {
         return Ok((out, false, None));
     }
-    let own: &[u8] = match format {
-        WhiteoutFormat::OverlayUserXattr => b"user.overlay.",
-        _ => b"trusted.overlay.",
-    };
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
         let mut value = vec![0u8; 256];
         loop {
@@ -343,8 +341,8 @@ fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs,
                 Err(e) => return Err(e.into()),
             }
         }
-        if format != WhiteoutFormat::Aufs {
-            if let Some(key) = name.strip_prefix(own) {
+        if let Some(own) = format.overlay_xattr_prefix() {
+            if let Some(key) = name.strip_prefix(own.as_bytes()) {
                 match key {
                     b"opaque" => opaque = value == b"y",
                     b"redirect" => refused = Some("renamed directory (overlay redirect_dir)"),
@@ -353,7 +351,7 @@ fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs,
                 }
             }
         }
-        if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
+        if is_overlay_xattr_name(name) {
             continue;
         }
         out.push((name.to_vec(), value));
@@ -406,7 +404,7 @@ impl<W: Write> Walk<'_, W> {
     }
 
     fn sorted_names(&self, dir: BorrowedFd<'_>, rel: &[u8]) -> Result<std::vec::IntoIter<(CString, FileType)>> {
-        let mut names = list_dir(dir).map_err(|e| self.err("readdir", rel, e))?;
+        let mut names = list_dir_unsorted(dir).map_err(|e| self.err("readdir", rel, e))?;
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         Ok(names.into_iter())
     }
@@ -463,7 +461,7 @@ impl<W: Write> Walk<'_, W> {
             Head { kind: EntryType::Regular, mode, uid, gid, mtime, size: 0, link: None, dev: (0, 0), xattrs: &[] };
         match ftype {
             FileType::Directory => {
-                let sub = open_dir_at(dir, name).map_err(|e| self.err("open", rel, e))?;
+                let sub = open_dir_at(dir, name).map_err(|e| self.err("open", rel, e.into()))?;
                 let (xattrs, opaque, refused) =
                     read_xattrs(XattrSrc::Fd(sub.as_fd()), self.format).map_err(|e| self.err("xattrs", rel, e))?;
                 if let Some(why) = refused {

@@ -74,6 +74,7 @@
 mod apply;
 mod diff;
 mod error;
+mod fsutil;
 mod overlay;
 mod stack;
 mod store;

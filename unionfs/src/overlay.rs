@@ -59,6 +59,7 @@
 //! so nook ships none.
 
 mod legacy;
+mod options;
 mod probe;
 // `unshare(CLONE_FS)` and `chdir` on a helper thread: raw libc calls.
 #[allow(unsafe_code)]
@@ -73,7 +74,8 @@ use rustix::fs::{CWD, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags};
 
-use crate::stack::{MAX_FSCONFIG_STRING, check_dir, escaped, escaped_len};
+use self::options::{MAX_FSCONFIG_STRING, escaped, escaped_len};
+use crate::stack::check_dir;
 use crate::{Error, LayerStack, Result, Upper};
 
 /// A mounted stack. Unmounts on drop (best effort); [`MountedStack::remove`] reports errors.
@@ -205,7 +207,7 @@ impl StorageDriver for Overlay {
     }
 
     fn mount(&self, stack: &LayerStack, target: &Path) -> Result<MountedStack> {
-        stack.mount(target)
+        mount_stack(stack, target)
     }
 }
 
@@ -296,7 +298,28 @@ fn fits_fsconfig(stack: &LayerStack) -> bool {
         }
 }
 
-/// [`LayerStack::mount`].
+impl LayerStack {
+    /// Mounts the stack at `target` (an absolute path to an existing directory) with the
+    /// overlay driver: validates, then mounts through `fsopen`/`fsconfig(lowerdir+)`/`fsmount`/
+    /// `move_mount`, or through `mount(2)` where that is missing (see [`crate::Overlay`]).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), nook_unionfs::Error> {
+    /// use nook_unionfs::{LayerStack, Upper};
+    /// let mut stack = LayerStack::new();
+    /// stack.lowers(["/layers/base", "/layers/app"]).upper(Upper::Tmpfs { size: Some(64 << 20) });
+    /// let mounted = stack.mount("/run/rootfs".as_ref())?;
+    /// // ... use /run/rootfs ...
+    /// mounted.remove()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn mount(&self, target: &Path) -> Result<MountedStack> {
+        mount_stack(self, target)
+    }
+}
+
+/// [`LayerStack::mount`] and [`Overlay`]'s [`StorageDriver::mount`]: validates, then mounts.
 pub(crate) fn mount_stack(stack: &LayerStack, target: &Path) -> Result<MountedStack> {
     stack.validate()?;
     check_dir("target", target)?;

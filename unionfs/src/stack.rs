@@ -1,5 +1,7 @@
 //! [`LayerStack`]: the pure description of a union (read-only lower layers, an optional upper,
-//! options), validated and rendered without touching the system.
+//! options) and its validation, without touching the system. Rendering it into overlay's
+//! option strings ([`LayerStack::mount_data`]) and mounting it ([`LayerStack::mount`]) belong
+//! to the overlay driver (`overlay/options.rs`, `overlay.rs`); this module imports neither.
 //!
 //! # Kernel limits this module encodes
 //!
@@ -35,10 +37,6 @@ pub const MAX_LOWER_LAYERS: usize = 500;
 /// The longest `mount(2)` data string the kernel reads whole: one page (4096 bytes on every
 /// Linux architecture at least) including the terminating NUL. Longer strings are cut.
 pub const MAX_MOUNT_DATA: usize = 4095;
-
-/// The longest value `fsconfig(FSCONFIG_SET_STRING)` accepts (the kernel copies at most 256
-/// bytes, NUL included). A longer layer path makes the driver use `mount(2)` instead.
-pub(crate) const MAX_FSCONFIG_STRING: usize = 255;
 
 /// Where writes go.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -296,50 +294,6 @@ impl LayerStack {
         }
         Ok(())
     }
-
-    /// The `mount(2)` data string (`lowerdir=TOP:...:BOTTOM,upperdir=..,workdir=..,opts`): the
-    /// lowers top first as the kernel wants them, `\`, `:` and `,` escaped with a backslash,
-    /// options in a fixed order. Validates first.
-    ///
-    /// For [`Upper::Tmpfs`] the string has no `upperdir=`/`workdir=`: those dirs exist only
-    /// inside the private tmpfs the mount creates. The string may be longer than
-    /// [`MAX_MOUNT_DATA`]; the driver's `mount(2)` fallback compacts it (this function does
-    /// not). Paths that are not UTF-8 are refused here (the driver itself takes any bytes).
-    pub fn mount_data(&self) -> Result<String, crate::Error> {
-        self.validate()?;
-        let lowers: Vec<&[u8]> = self.lowers.iter().rev().map(|p| p.as_os_str().as_bytes()).collect();
-        let upper = match self.upper_layer() {
-            Upper::Dir { upper, work } => Some((upper.as_os_str().as_bytes(), work.as_os_str().as_bytes())),
-            Upper::None | Upper::Tmpfs { .. } => None,
-        };
-        let data = render_data(&lowers, upper, &self.options);
-        String::from_utf8(data).map_err(|e| {
-            invalid(
-                "lowers",
-                String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                "mount_data() returns a String: a layer path is not UTF-8",
-            )
-        })
-    }
-
-    /// Mounts the stack at `target` (an absolute path to an existing directory) with the
-    /// overlay driver: validates, then mounts through `fsopen`/`fsconfig(lowerdir+)`/`fsmount`/
-    /// `move_mount`, or through `mount(2)` where that is missing (see [`crate::Overlay`]).
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), nook_unionfs::Error> {
-    /// use nook_unionfs::{LayerStack, Upper};
-    /// let mut stack = LayerStack::new();
-    /// stack.lowers(["/layers/base", "/layers/app"]).upper(Upper::Tmpfs { size: Some(64 << 20) });
-    /// let mounted = stack.mount("/run/rootfs".as_ref())?;
-    /// // ... use /run/rootfs ...
-    /// mounted.remove()?;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn mount(&self, target: &Path) -> Result<crate::MountedStack, crate::Error> {
-        crate::overlay::mount_stack(self, target)
-    }
 }
 
 /// Which part of a stack a path is (for error messages).
@@ -368,7 +322,7 @@ impl Role {
     }
 }
 
-fn invalid(what: &'static str, value: impl Into<String>, reason: impl Into<String>) -> crate::Error {
+pub(crate) fn invalid(what: &'static str, value: impl Into<String>, reason: impl Into<String>) -> crate::Error {
     crate::Error::Invalid { what, value: value.into(), reason: reason.into() }
 }
 
@@ -443,99 +397,6 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
 /// Whether lexical path `inner` is `outer` or below it.
 fn is_within(inner: &[u8], outer: &[u8]) -> bool {
     inner.starts_with(outer) && (inner.len() == outer.len() || outer.ends_with(b"/") || inner[outer.len()] == b'/')
-}
-
-/// Appends `raw` with overlayfs's option escapes (`\`, `:` and `,` get a backslash).
-pub(crate) fn escape_into(out: &mut Vec<u8>, raw: &[u8]) {
-    let mut start = 0;
-    for (i, &b) in raw.iter().enumerate() {
-        if matches!(b, b'\\' | b':' | b',') {
-            out.extend_from_slice(&raw[start..i]);
-            out.push(b'\\');
-            start = i;
-        }
-    }
-    out.extend_from_slice(&raw[start..]);
-}
-
-/// `raw` escaped for an overlay option value.
-pub(crate) fn escaped(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + 8);
-    escape_into(&mut out, raw);
-    out
-}
-
-/// Length of `raw` once escaped.
-pub(crate) fn escaped_len(raw: &[u8]) -> usize {
-    raw.len() + raw.iter().filter(|b| matches!(b, b'\\' | b':' | b',')).count()
-}
-
-/// One overlay option as the kernel takes it: `key` alone (a flag) or `key=value`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct OptionSetting {
-    /// The key.
-    pub key: &'static str,
-    /// The value (`None` for a flag).
-    pub value: Option<&'static str>,
-    /// `"fsconfig(key=value)"`, for errors.
-    pub op: &'static str,
-}
-
-impl OverlayOptions {
-    /// The options to pass, in a fixed order (`legacy_mount` is ours, not the kernel's).
-    pub(crate) fn settings(&self) -> impl Iterator<Item = OptionSetting> {
-        let s = |key, value, op| OptionSetting { key, value, op };
-        let redirect = self.redirect_dir.map(|r| match r {
-            RedirectDir::On => s("redirect_dir", Some("on"), "fsconfig(redirect_dir=on)"),
-            RedirectDir::Follow => s("redirect_dir", Some("follow"), "fsconfig(redirect_dir=follow)"),
-            RedirectDir::NoFollow => s("redirect_dir", Some("nofollow"), "fsconfig(redirect_dir=nofollow)"),
-            RedirectDir::Off => s("redirect_dir", Some("off"), "fsconfig(redirect_dir=off)"),
-        });
-        let index = self.index.map(|on| match on {
-            true => s("index", Some("on"), "fsconfig(index=on)"),
-            false => s("index", Some("off"), "fsconfig(index=off)"),
-        });
-        let metacopy = self.metacopy.map(|on| match on {
-            true => s("metacopy", Some("on"), "fsconfig(metacopy=on)"),
-            false => s("metacopy", Some("off"), "fsconfig(metacopy=off)"),
-        });
-        let userxattr = self.userxattr.then(|| s("userxattr", None, "fsconfig(userxattr)"));
-        let volatile = self.volatile.then(|| s("volatile", None, "fsconfig(volatile)"));
-        [redirect, index, metacopy, userxattr, volatile].into_iter().flatten()
-    }
-}
-
-/// Renders `mount(2)` data from layer names as given (lowers top first; names are escaped
-/// here) and the options.
-pub(crate) fn render_data<L: AsRef<[u8]>, U: AsRef<[u8]>>(
-    lowers_top_first: &[L],
-    upper_work: Option<(U, U)>,
-    options: &OverlayOptions,
-) -> Vec<u8> {
-    let guess: usize = lowers_top_first.iter().map(|l| l.as_ref().len() + 1).sum();
-    let mut out = Vec::with_capacity(guess + 128);
-    out.extend_from_slice(b"lowerdir=");
-    for (i, l) in lowers_top_first.iter().enumerate() {
-        if i > 0 {
-            out.push(b':');
-        }
-        escape_into(&mut out, l.as_ref());
-    }
-    if let Some((upper, work)) = upper_work {
-        out.extend_from_slice(b",upperdir=");
-        escape_into(&mut out, upper.as_ref());
-        out.extend_from_slice(b",workdir=");
-        escape_into(&mut out, work.as_ref());
-    }
-    for o in options.settings() {
-        out.push(b',');
-        out.extend_from_slice(o.key.as_bytes());
-        if let Some(v) = o.value {
-            out.push(b'=');
-            out.extend_from_slice(v.as_bytes());
-        }
-    }
-    out
 }
 
 #[cfg(test)]

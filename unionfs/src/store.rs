@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::apply::remove_tree;
+use crate::fsutil::remove_tree;
 use crate::{ApplyOptions, Error, LayerStack, Result, Upper, WhiteoutFormat};
 
 /// A `sha256:<64 hex>` digest.

@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
 use rustix::io::Errno;
 
+use crate::fsutil::{self, XTarget};
 use crate::view::{EntryKind, Merged, UnionView};
-use crate::whiteout::fsutil::{self, XTarget};
 use crate::{Error, LayerStack, Result, Upper, WhiteoutFormat};
 
 /// Copies the union of `layers` (bottom first, in `format`) into the empty dir `target`,
@@ -44,8 +44,7 @@ pub fn materialize(layers: &[&Path], format: WhiteoutFormat, target: &Path) -> R
 
 /// Whether an xattr is overlay's own (never copied).
 pub fn is_overlay_xattr(name: &OsStr) -> bool {
-    let b = name.as_bytes();
-    b.starts_with(b"trusted.overlay.") || b.starts_with(b"user.overlay.")
+    crate::whiteout::is_overlay_xattr_name(name.as_bytes())
 }
 
 fn sys(op: &'static str, path: impl Into<PathBuf>, e: Errno) -> Error {
@@ -72,7 +71,7 @@ impl<'a> Copier<'a> {
     fn new(view: &'a UnionView, target: &'a Path) -> Result<Copier<'a>> {
         let roots = view.open_roots()?;
         let tfd = fsutil::open_root(target).map_err(|e| sys("open", target, e))?;
-        let present = fsutil::list_dir(tfd.as_fd()).map_err(|e| sys("getdents", target, e))?;
+        let present = fsutil::list_dir_sorted(tfd.as_fd()).map_err(|e| sys("getdents", target, e))?;
         if !present.is_empty() {
             return Err(Error::Invalid {
                 what: "materialize target",

@@ -40,7 +40,8 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{FileType, Stat};
 use rustix::io::Errno;
 
-use crate::whiteout::{self, OPAQUE_MARKER, WHITEOUT_PREFIX, fsutil};
+use crate::fsutil;
+use crate::whiteout::{self, OPAQUE_MARKER, WHITEOUT_PREFIX};
 use crate::{Error, Result, WhiteoutFormat};
 
 /// What a path resolves to in the union.
@@ -350,7 +351,7 @@ impl UnionView {
         for (l, fd) in stack {
             let fd = fd.as_fd();
             let dpath = || self.layers[*l].join(rel);
-            let entries = fsutil::list_dir(fd).map_err(|e| Error::sys("getdents", dpath(), e.into()))?;
+            let entries = fsutil::list_dir_sorted(fd).map_err(|e| Error::sys("getdents", dpath(), e.into()))?;
             let mut whiteouts: Vec<OsString> = Vec::new();
             for (name, _) in entries {
                 if self.format == WhiteoutFormat::Aufs && name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {

@@ -26,8 +26,6 @@
 //!
 //! API CONTRACT (frozen; the whiteout/view helper fills the bodies and may add items).
 
-pub(crate) mod fsutil;
-
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -37,8 +35,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
+use crate::fsutil::{self, XTarget};
 use crate::{Error, Result, UnsafeEntry};
-use fsutil::XTarget;
 
 /// AUFS whiteout prefix.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -53,6 +51,17 @@ pub const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
 pub const TRUSTED_WHITEOUT_XATTR: &str = "trusted.overlay.whiteout";
 /// The xwhiteout xattr with the `userxattr` mount option.
 pub const USER_WHITEOUT_XATTR: &str = "user.overlay.whiteout";
+
+/// The xattr namespace overlay keeps its bookkeeping in (default).
+const TRUSTED_OVERLAY_PREFIX: &str = "trusted.overlay.";
+/// The xattr namespace overlay keeps its bookkeeping in with the `userxattr` mount option.
+const USER_OVERLAY_PREFIX: &str = "user.overlay.";
+
+/// Whether the xattr `name` is one of overlay's own, in either namespace (`trusted.overlay.*`,
+/// `user.overlay.*`): never taken from a tar, never copied, never written to a diff.
+pub(crate) fn is_overlay_xattr_name(name: &[u8]) -> bool {
+    name.starts_with(TRUSTED_OVERLAY_PREFIX.as_bytes()) || name.starts_with(USER_OVERLAY_PREFIX.as_bytes())
+}
 
 /// The on-disk whiteout format of a layer dir.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -81,6 +90,16 @@ impl WhiteoutFormat {
             WhiteoutFormat::Aufs => None,
             WhiteoutFormat::Overlay => Some(TRUSTED_WHITEOUT_XATTR),
             WhiteoutFormat::OverlayUserXattr => Some(USER_WHITEOUT_XATTR),
+        }
+    }
+
+    /// The xattr namespace of an overlay format, with the trailing dot (`trusted.overlay.`,
+    /// `user.overlay.`; `None` for AUFS).
+    pub(crate) fn overlay_xattr_prefix(self) -> Option<&'static str> {
+        match self {
+            WhiteoutFormat::Aufs => None,
+            WhiteoutFormat::Overlay => Some(TRUSTED_OVERLAY_PREFIX),
+            WhiteoutFormat::OverlayUserXattr => Some(USER_OVERLAY_PREFIX),
         }
     }
 
@@ -251,7 +270,7 @@ pub(crate) fn walk_dirs(
     let mut todo = vec![PathBuf::new()];
     while let Some(rel) = todo.pop() {
         let fd = fsutil::open_beneath(root_fd.as_fd(), &rel).map_err(|e| sys("openat2", root.join(&rel), e))?;
-        let entries = fsutil::list_dir(fd.as_fd()).map_err(|e| sys("getdents", root.join(&rel), e))?;
+        let entries = fsutil::list_dir_sorted(fd.as_fd()).map_err(|e| sys("getdents", root.join(&rel), e))?;
         f(&rel, fd.as_fd(), &entries)?;
         for (name, ft) in entries.iter().rev() {
             if *ft == FileType::Directory {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{CWD, Mode, OFlags};
 use rustix::mount::MountFlags;
 
+use super::options::render_data;
 use super::{TmpfsUpper, mount_err, sys};
-use crate::stack::render_data;
 use crate::{Error, LayerStack, MAX_MOUNT_DATA, Result, Upper};
 
 /// Mounts `stack` (already validated) at `target` with `mount(2)`.

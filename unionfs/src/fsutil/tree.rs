@@ -1,5 +1,5 @@
-//! Small fd-relative filesystem helpers that never follow symlinks (shared by apply, the
-//! store and diff).
+//! Removal and replacement helpers that never follow symlinks (apply, the store and diff use
+//! them): byte names, `io::Error`s.
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -8,6 +8,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
+
+use super::open_dir_at;
 
 /// What [`clear_slot`] found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +43,6 @@ pub(crate) fn clear_slot(dir: BorrowedFd<'_>, name: &[u8], keep_dir: bool) -> io
     }
 }
 
-/// Opens `name` in `dir` as a readable directory, never through a symlink.
-pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
 /// Sets the mode of `name` in `dir` without following a symlink that someone put there since
 /// it was created: the node is pinned with `O_PATH | O_NOFOLLOW`, checked not to be a
 /// symlink (`ELOOP` if it is), and changed through its `/proc/thread-self/fd` link, which
@@ -65,8 +57,9 @@ pub(crate) fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> io:
     Ok(rustix::fs::chmodat(rustix::fs::CWD, link.as_str(), Mode::from_raw_mode(mode), AtFlags::empty())?)
 }
 
-/// The names in a directory (without `.` and `..`), read through a fresh fd.
-pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> io::Result<Vec<(CString, FileType)>> {
+/// The names in a directory (without `.` and `..`), read through a fresh fd (`dir` itself is
+/// not advanced), in directory order, with `d_type` as reported (may be `Unknown`).
+pub(crate) fn list_dir_unsorted(dir: BorrowedFd<'_>) -> io::Result<Vec<(CString, FileType)>> {
     let fd = rustix::fs::openat(dir, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
     let mut names = Vec::new();
     for ent in Dir::new(fd)? {
@@ -92,11 +85,11 @@ pub(crate) fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<bool
     }
     let sub = match open_dir_at(dir, name) {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+        Err(Errno::ACCESS) => {
             rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
             open_dir_at(dir, name)?
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
     clear_dir(sub.as_fd())?;
     match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
@@ -122,11 +115,11 @@ pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
     }
     let id = |fd: BorrowedFd<'_>| rustix::fs::fstat(fd).map(|st| (st.st_dev, st.st_ino));
     let list = |fd: BorrowedFd<'_>| -> io::Result<std::vec::IntoIter<(CString, FileType)>> {
-        match list_dir(fd) {
+        match list_dir_unsorted(fd) {
             Ok(n) => Ok(n.into_iter()),
             Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
                 rustix::fs::fchmod(fd, Mode::from_raw_mode(0o700))?;
-                Ok(list_dir(fd)?.into_iter())
+                Ok(list_dir_unsorted(fd)?.into_iter())
             }
             Err(e) => Err(e),
         }
@@ -154,11 +147,11 @@ pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
                 // A directory: go down into it.
                 let sub = match open_dir_at(cur.as_fd(), n) {
                     Ok(fd) => fd,
-                    Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                    Err(Errno::ACCESS) => {
                         rustix::fs::chmodat(&cur, n, Mode::from_raw_mode(0o700), AtFlags::empty())?;
                         open_dir_at(cur.as_fd(), n)?
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 };
                 let level = Level { name, id: id(sub.as_fd())?, names: list(sub.as_fd())? };
                 stack.push(level);
@@ -168,7 +161,7 @@ pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
             None => {
                 // `cur` is empty now: back up to its parent and remove it there.
                 let done = stack.pop().expect("a level");
-                let parent = open_dir_at(cur.as_fd(), b"..")?;
+                let parent = open_dir_at(cur.as_fd(), c"..")?;
                 if id(parent.as_fd())? != stack.last().expect("a parent level").id {
                     return Err(io::Error::other("a directory was moved during removal"));
                 }
@@ -193,7 +186,7 @@ pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
 /// For an opaque directory in a plain extraction: removes everything below `dir` whose
 /// path (`prefix/...`) is not in `keep`, descending into kept directories.
 pub(crate) fn clear_except(dir: BorrowedFd<'_>, prefix: &mut Vec<u8>, keep: &HashSet<Vec<u8>>) -> io::Result<()> {
-    for (name, ftype) in list_dir(dir)? {
+    for (name, ftype) in list_dir_unsorted(dir)? {
         let len = prefix.len();
         if !prefix.is_empty() {
             prefix.push(b'/');

@@ -1,4 +1,13 @@
-//! File-descriptor based helpers shared by the whiteout, view and vfs modules.
+//! File-descriptor based helpers: the one home for the crate's fd and xattr plumbing (the
+//! whiteout, view, vfs, apply, diff and store modules use them).
+//!
+//! Two directory listings with different contracts, named for them:
+//! [`list_dir_sorted`] reads through the given fd, resolves `DT_UNKNOWN` with `lstat` and
+//! sorts (for walks whose output order matters); [`list_dir_unsorted`] reads through a fresh
+//! fd (the caller's fd is not advanced), in directory order, with `d_type` as the file system
+//! reports it (for removal and tar writing, which sort or do not care). The removal helpers
+//! (`tree`) take byte names and return `io::Error`s; everything else here takes `OsStr` names
+//! and returns `rustix` errors.
 //!
 //! Nothing here follows a symlink inside a layer: names are resolved one component at a time
 //! relative to an open directory (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`), or with `openat2`
@@ -13,13 +22,17 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
 use rustix::io::{Errno, Result};
 
+mod tree;
+
+pub(crate) use tree::{Slot, chmod_nofollow, clear_except, clear_slot, list_dir_unsorted, remove_all_at, remove_tree};
+
 /// Opens a layer (or target) root directory. The caller's path may itself be a symlink.
 pub(crate) fn open_root(path: &Path) -> Result<OwnedFd> {
     rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
 }
 
-/// Opens the directory `name` in `dir` without following a symlink.
-pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd> {
+/// Opens the directory `name` in `dir` as a readable directory, never through a symlink.
+pub(crate) fn open_dir_at<P: rustix::path::Arg>(dir: BorrowedFd<'_>, name: P) -> Result<OwnedFd> {
     rustix::fs::openat(
         dir,
         name,
@@ -71,7 +84,7 @@ pub(crate) fn kind_of(st: &Stat) -> FileType {
 
 /// The names in `dir` (without `.` and `..`), sorted, with their `d_type` (resolved with
 /// `lstat` where the file system reports `DT_UNKNOWN`).
-pub(crate) fn list_dir(dir: BorrowedFd<'_>) -> Result<Vec<(OsString, FileType)>> {
+pub(crate) fn list_dir_sorted(dir: BorrowedFd<'_>) -> Result<Vec<(OsString, FileType)>> {
     let mut d = rustix::fs::Dir::read_from(dir)?;
     let mut out = Vec::new();
     while let Some(e) = d.read() {
