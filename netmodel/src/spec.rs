@@ -221,9 +221,9 @@ impl NetworkSpec {
             return Err(Error::invalid("name", &self.name, reason));
         }
         match &self.driver {
-            Driver::Bridge { bridge: Some(b) } => validate_ifname("bridge", b)?,
+            Driver::Bridge { bridge: Some(b) } => drop(validate_ifname("bridge", b)?),
             Driver::Bridge { bridge: None } => {}
-            Driver::Macvlan { parent, .. } => validate_ifname("parent", parent)?,
+            Driver::Macvlan { parent, .. } => drop(validate_ifname("parent", parent)?),
             Driver::Custom(_) => {}
         }
         // The built-in drivers need addresses; a custom driver may do without.

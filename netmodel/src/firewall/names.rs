@@ -1,6 +1,8 @@
 //! Name checks of the firewall: network names, endpoint ids and table names go into chain
 //! names and rule comments; a bridge name is an interface name.
 
+use crate::ifname::IfName;
+
 use super::{FirewallError, MAX_ENDPOINT_LEN, MAX_NETWORK_LEN, MAX_TABLE_LEN};
 
 fn bad_name(what: &'static str, value: &str, reason: &'static str) -> FirewallError {
@@ -55,22 +57,9 @@ pub(super) fn validate_table(name: &str) -> Result<(), FirewallError> {
     Ok(())
 }
 
-/// The kernel's rules for interface names (`dev_valid_name`).
+/// The crate's rules for interface names ([`IfName`]).
 pub(super) fn validate_ifname(name: &str) -> Result<(), FirewallError> {
-    let bad = |reason| Err(bad_name("bridge", name, reason));
-    if name.is_empty() {
-        return bad("empty");
-    }
-    if name.len() > 15 {
-        return bad("longer than 15 bytes");
-    }
-    if name == "." || name == ".." {
-        return bad("`.` and `..` are not interface names");
-    }
-    if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
-        return bad("contains `/`, `:`, whitespace or a control character");
-    }
-    Ok(())
+    IfName::check(name).map_err(|reason| bad_name("bridge", name, reason))
 }
 
 #[cfg(test)]
