@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::driver::{BridgeDriver, MacvlanDriver, NetworkDriver};
+use crate::driver::{NetworkDriver, default_bridge_name};
 use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::spec::{Driver, NetworkSpec};
@@ -57,11 +57,7 @@ impl Network {
         spec.validate()?;
         let id = random_hex(64);
         let spec = resolve(spec);
-        let driver: Arc<dyn NetworkDriver> = match &spec.driver {
-            Driver::Bridge { .. } => Arc::new(BridgeDriver::new()),
-            Driver::Macvlan { .. } => Arc::new(MacvlanDriver::new()),
-            Driver::Custom(d) => Arc::clone(d),
-        };
+        let driver = crate::driver::instance(&spec.driver);
         driver.check_host(host, &spec)?;
         // A custom driver may do without addresses: then IPAM has nothing to manage.
         let registered = !spec.subnets.is_empty();
@@ -253,15 +249,6 @@ fn resolve(spec: &NetworkSpec) -> NetworkSpec {
         pool.gateway = Some(pool_gateway(pool));
     }
     spec
-}
-
-/// `nk-` + 12 hex digits of a hash of the network's name: the same name gives the same
-/// bridge in every process, so what a crashed process left can be found again
-/// ([`Network::recreate`]).
-fn default_bridge_name(network: &str) -> String {
-    let hash =
-        network.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("nk-{:012x}", hash >> 16)
 }
 
 #[cfg(test)]

@@ -14,8 +14,11 @@
 mod bridge;
 mod macvlan;
 
+pub(crate) use bridge::default_bridge_name;
+
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use nook_ns::NsFd;
@@ -26,7 +29,16 @@ pub use macvlan::MacvlanDriver;
 use crate::error::{Error, Result};
 use crate::firewall::PortRule;
 use crate::host::Host;
-use crate::spec::NetworkSpec;
+use crate::spec::{Driver, NetworkSpec};
+
+/// The driver that builds networks of `driver`: a new built-in one, or the custom one.
+pub(crate) fn instance(driver: &Driver) -> Arc<dyn NetworkDriver> {
+    match driver {
+        Driver::Bridge { .. } => Arc::new(BridgeDriver::new()),
+        Driver::Macvlan { .. } => Arc::new(MacvlanDriver::new()),
+        Driver::Custom(d) => Arc::clone(d),
+    }
+}
 
 /// What a driver is given to create one endpoint's link.
 #[derive(Debug, Clone, PartialEq, Eq)]
