@@ -1,8 +1,9 @@
 //! Network drivers: what builds a network on the host and the link of each endpoint.
 //!
-//! Two are built in: [`Driver::Bridge`](crate::Driver::Bridge) ([`BridgeDriver`]) and
-//! [`Driver::Macvlan`](crate::Driver::Macvlan) ([`MacvlanDriver`]). Implement
-//! [`NetworkDriver`] and use [`Driver::Custom`](crate::Driver::Custom) to add your own.
+//! Two are built in: [`Driver::Bridge`] ([`BridgeDriver`]) and [`Driver::Macvlan`]
+//! ([`MacvlanDriver`]), each in its own file with its own option checks
+//! ([`NetworkDriver::validate`]). Implement [`NetworkDriver`] and use [`Driver::Custom`] to
+//! add your own.
 //!
 //! The model does the common work around a driver: it validates, registers the subnets with
 //! IPAM, allocates addresses, and — once the driver has created the endpoint's link inside

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+#[cfg(doc)]
+use super::Nftables;
 use super::Protocol;
 
 /// A firewall failure.
