@@ -4,10 +4,10 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::driver::{NetworkDriver, default_bridge_name};
+use crate::driver::NetworkDriver;
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::spec::{Driver, NetworkSpec};
+use crate::spec::NetworkSpec;
 use crate::util::{pool_gateway, random_hex};
 
 /// One endpoint of a network, as the network knows it (for `/etc/hosts` of its peers).
@@ -242,9 +242,7 @@ impl Drop for NetworkInner {
 /// The spec as built: gateways filled in, the default bridge name chosen.
 fn resolve(spec: &NetworkSpec) -> NetworkSpec {
     let mut spec = spec.clone();
-    if let Driver::Bridge { bridge: bridge @ None } = &mut spec.driver {
-        *bridge = Some(default_bridge_name(&spec.name));
-    }
+    crate::driver::resolve_names(&mut spec);
     for pool in &mut spec.subnets {
         pool.gateway = Some(pool_gateway(pool));
     }

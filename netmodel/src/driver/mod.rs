@@ -15,8 +15,6 @@
 mod bridge;
 mod macvlan;
 
-pub(crate) use bridge::default_bridge_name;
-
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -38,6 +36,13 @@ pub(crate) fn instance(driver: &Driver) -> Arc<dyn NetworkDriver> {
         Driver::Bridge { .. } => Arc::new(BridgeDriver::new()),
         Driver::Macvlan { .. } => Arc::new(MacvlanDriver::new()),
         Driver::Custom(d) => Arc::clone(d),
+    }
+}
+
+/// Fills in the names a built-in driver derives (a bridge network's default bridge name).
+pub(crate) fn resolve_names(spec: &mut NetworkSpec) {
+    if let Driver::Bridge { bridge: bridge @ None } = &mut spec.driver {
+        *bridge = Some(bridge::default_bridge_name(&spec.name));
     }
 }
 
