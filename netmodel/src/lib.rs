@@ -44,8 +44,10 @@
 //! Everything that can be checked is checked before anything changes: specs and options
 //! ([`NetworkSpec::validate`], [`EndpointOptions::validate_for`]), then read-only checks of
 //! the host (a macvlan parent exists, a bridge name is free), then IPAM's validation of
-//! subnets and addresses. A step that fails later undoes the steps before it, and the error
-//! carries both the cause and any cleanup failure ([`Error::Cleanup`]).
+//! subnets and addresses. Every interface name (a bridge, a macvlan parent, an endpoint's
+//! name in the sandbox, a link netlink is asked for) is checked by one rule set, [`IfName`]'s.
+//! A step that fails later undoes the steps before it, and the error carries both the cause
+//! and any cleanup failure ([`Error::Cleanup`]).
 //!
 //! * Network: IPAM registration → the driver builds it (bridge with gateway addresses and MTU,
 //!   up; firewall chains: masquerade and forwarding unless `internal`). Teardown: firewall
@@ -142,6 +144,7 @@ mod error;
 pub mod files;
 pub mod firewall;
 mod host;
+mod ifname;
 pub mod ipam;
 mod mode;
 pub mod netlink;
@@ -154,6 +157,7 @@ pub use driver::{EndpointConfig, EndpointLink, NetworkDriver};
 pub use endpoint::{Endpoint, EndpointOptions};
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder};
+pub use ifname::{IfName, InvalidIfName, MAX_IFNAME};
 pub use mode::{NetworkMode, NetworkModeName};
 pub use netlink::MacvlanMode;
 pub use network::{Network, NetworkEndpoint};

@@ -4,10 +4,10 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::driver::{BridgeDriver, MacvlanDriver, NetworkDriver};
+use crate::driver::NetworkDriver;
 use crate::error::{Error, Result};
 use crate::host::Host;
-use crate::spec::{Driver, NetworkSpec};
+use crate::spec::NetworkSpec;
 use crate::util::{pool_gateway, random_hex};
 
 /// One endpoint of a network, as the network knows it (for `/etc/hosts` of its peers).
@@ -57,11 +57,7 @@ impl Network {
         spec.validate()?;
         let id = random_hex(64);
         let spec = resolve(spec);
-        let driver: Arc<dyn NetworkDriver> = match &spec.driver {
-            Driver::Bridge { .. } => Arc::new(BridgeDriver::new()),
-            Driver::Macvlan { .. } => Arc::new(MacvlanDriver::new()),
-            Driver::Custom(d) => Arc::clone(d),
-        };
+        let driver = crate::driver::instance(&spec.driver);
         driver.check_host(host, &spec)?;
         // A custom driver may do without addresses: then IPAM has nothing to manage.
         let registered = !spec.subnets.is_empty();
@@ -246,22 +242,11 @@ impl Drop for NetworkInner {
 /// The spec as built: gateways filled in, the default bridge name chosen.
 fn resolve(spec: &NetworkSpec) -> NetworkSpec {
     let mut spec = spec.clone();
-    if let Driver::Bridge { bridge: bridge @ None } = &mut spec.driver {
-        *bridge = Some(default_bridge_name(&spec.name));
-    }
+    crate::driver::resolve_names(&mut spec);
     for pool in &mut spec.subnets {
         pool.gateway = Some(pool_gateway(pool));
     }
     spec
-}
-
-/// `nk-` + 12 hex digits of a hash of the network's name: the same name gives the same
-/// bridge in every process, so what a crashed process left can be found again
-/// ([`Network::recreate`]).
-fn default_bridge_name(network: &str) -> String {
-    let hash =
-        network.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("nk-{:012x}", hash >> 16)
 }
 
 #[cfg(test)]

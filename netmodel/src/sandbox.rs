@@ -12,11 +12,12 @@ use crate::endpoint::{Endpoint, EndpointOptions};
 use crate::error::{Error, Result};
 use crate::files::{self, DnsConfig, HostsEntry, validate_hostname};
 use crate::firewall::PortRule;
+use crate::ifname::IfName;
 use crate::ipam::{Owner, Request};
 use crate::mode::NetworkMode;
 use crate::netlink::{Netlink, Route};
 use crate::network::{Network, NetworkEndpoint};
-use crate::util::random_hex;
+use crate::util::{random_hex, validate_ifname};
 
 /// The index of `lo` in every network namespace (`LOOPBACK_IFINDEX`).
 const LOOPBACK_INDEX: u32 = 1;
@@ -254,14 +255,16 @@ impl Sandbox {
             return Err(Error::AlreadyConnected { sandbox: self.shared.name.clone(), network: spec.name.clone() });
         }
         let ifname = match &options.ifname {
-            Some(n) => n.clone(),
+            // Checked by `validate_for` already: this only gives it its type.
+            Some(n) => validate_ifname("ifname", n)?,
             None => (0..)
                 .map(|i| format!("eth{i}"))
                 .find(|n| !endpoints.iter().any(|e| &e.info.ifname == n))
+                .map(|n| IfName::new(n).expect("ethN is an interface name"))
                 .expect("a free ethN"),
         };
-        if endpoints.iter().any(|e| e.info.ifname == ifname) {
-            return Err(Error::InterfaceInUse { sandbox: self.shared.name.clone(), ifname });
+        if endpoints.iter().any(|e| ifname == *e.info.ifname) {
+            return Err(Error::InterfaceInUse { sandbox: self.shared.name.clone(), ifname: ifname.into_string() });
         }
         network.host().reserve_ports(&options.ports)?;
         let mut progress = Progress::default();
@@ -283,7 +286,7 @@ impl Sandbox {
         &self,
         network: &Network,
         options: &EndpointOptions,
-        ifname: String,
+        ifname: IfName,
         owner: &Owner,
         endpoints: &[EndpointState],
         progress: &mut Progress,
@@ -314,7 +317,7 @@ impl Sandbox {
         }
         let config = EndpointConfig {
             id: id.clone(),
-            ifname: ifname.clone(),
+            ifname: ifname.to_string(),
             host_ifname: format!("nk{}", random_hex(12)),
             addresses: allocations.iter().map(|a| a.address).collect(),
             gateways: allocations.iter().map(|a| a.gateway).collect(),
@@ -329,7 +332,7 @@ impl Sandbox {
         let (index, mac) = self.shared.netlink(|nl| {
             let info = nl.link(&ifname)?.ok_or_else(|| Error::LinkMissing {
                 driver: network.driver().name().to_owned(),
-                ifname: ifname.clone(),
+                ifname: ifname.to_string(),
             })?;
             for address in &config.addresses {
                 nl.add_address(info.index, *address)?;
@@ -369,7 +372,7 @@ impl Sandbox {
             id: id.clone(),
             network: spec.name.clone(),
             sandbox: self.shared.name.clone(),
-            ifname,
+            ifname: ifname.into_string(),
             index,
             host_ifname: link.host_ifname.clone(),
             addresses: config.addresses.clone(),

@@ -11,7 +11,7 @@ use crate::driver::NetworkDriver;
 use crate::error::{Error, Result};
 use crate::ipam::Pool;
 use crate::netlink::MacvlanMode;
-use crate::util::{pool_gateway, validate_ifname};
+use crate::util::pool_gateway;
 
 /// The smallest MTU the kernel accepts for IPv4.
 pub const MIN_MTU: u32 = 68;
@@ -220,14 +220,14 @@ impl NetworkSpec {
             let reason = format!("longer than {} bytes (it names firewall chains)", crate::firewall::MAX_NETWORK_LEN);
             return Err(Error::invalid("name", &self.name, reason));
         }
-        match &self.driver {
-            Driver::Bridge { bridge: Some(b) } => validate_ifname("bridge", b)?,
-            Driver::Bridge { bridge: None } => {}
-            Driver::Macvlan { parent, .. } => validate_ifname("parent", parent)?,
-            Driver::Custom(_) => {}
+        // A built-in driver's own rules (its link names) come before the generic ones; a
+        // custom driver's after them.
+        let custom = matches!(self.driver, Driver::Custom(_));
+        if !custom {
+            crate::driver::instance(&self.driver).validate(self)?;
         }
         // The built-in drivers need addresses; a custom driver may do without.
-        if !self.subnets.is_empty() || !matches!(self.driver, Driver::Custom(_)) {
+        if !self.subnets.is_empty() || !custom {
             crate::ipam::validate_pools(&self.name, &self.subnets)?;
         }
         if let Some(mtu) = self.mtu {

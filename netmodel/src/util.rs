@@ -1,4 +1,4 @@
-//! Small pure helpers: random ids, name checks, gateway computation.
+//! Small pure helpers: random ids, interface names as spec errors, gateway computation.
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -6,10 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use crate::error::{Error, Result};
+use crate::ifname::IfName;
 use crate::ipam::Pool;
-
-/// The longest interface name the kernel accepts (IFNAMSIZ - 1).
-pub const MAX_IFNAME: usize = 15;
 
 /// 64 random bits. `RandomState` is seeded from the OS once per thread and its keys change
 /// with every instance, and SipHash is a keyed PRF, so consecutive values are unpredictable
@@ -30,24 +28,10 @@ pub(crate) fn random_hex(n: usize) -> String {
     s
 }
 
-/// Checks an interface name the way the kernel's `dev_valid_name` does, and refuses `%`
-/// (the kernel would take the name as a template, e.g. `eth%d`), as
-/// [`crate::netlink::validate_link_name`] does.
-pub(crate) fn validate_ifname(field: &'static str, name: &str) -> Result<()> {
-    let reason = if name.is_empty() {
-        "empty"
-    } else if name.len() > MAX_IFNAME {
-        "longer than 15 bytes"
-    } else if name == "." || name == ".." {
-        "`.` and `..` are not interface names"
-    } else if name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0) {
-        "contains `/`, `:`, whitespace or NUL"
-    } else if name.contains('%') {
-        "contains `%` (the kernel would take it as a name template)"
-    } else {
-        return Ok(());
-    };
-    Err(Error::invalid(field, name, reason))
+/// Checks an interface name by [`IfName`]'s rules; a bad one is [`Error::InvalidSpec`] of
+/// `field`.
+pub(crate) fn validate_ifname(field: &'static str, name: &str) -> Result<IfName> {
+    IfName::new(name).map_err(|e| Error::invalid(field, name, e.reason))
 }
 
 /// The gateway of a pool: as given, else the first host address of the subnet.

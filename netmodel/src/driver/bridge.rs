@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::firewall::{NetworkRules, PortRule};
 use crate::host::Host;
 use crate::netlink::{LinkKind, Netlink, NewLink};
-use crate::spec::NetworkSpec;
+use crate::spec::{Driver, NetworkSpec};
+use crate::util::validate_ifname;
 
 /// `docker network create --driver bridge`.
 ///
@@ -57,6 +58,15 @@ impl BridgeDriver {
 impl NetworkDriver for BridgeDriver {
     fn name(&self) -> &str {
         "bridge"
+    }
+
+    /// The bridge's name, when given, is an interface name ([`crate::IfName`]).
+    fn validate(&self, spec: &NetworkSpec) -> Result<()> {
+        match &spec.driver {
+            Driver::Bridge { bridge: Some(b) } => validate_ifname("bridge", b).map(drop),
+            Driver::Bridge { bridge: None } => Ok(()),
+            other => Err(Error::invalid("driver", other.name(), "not a bridge network")),
+        }
     }
 
     fn check_host(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
@@ -177,5 +187,43 @@ impl NetworkDriver for BridgeDriver {
 
     fn unpublish(&self, host: &Host, spec: &NetworkSpec, endpoint: &str) -> Result<()> {
         Ok(host.firewall().remove_ports(&spec.name, endpoint)?)
+    }
+}
+
+/// `nk-` + 12 hex digits of a hash of the network's name: the same name gives the same
+/// bridge in every process, so what a crashed process left can be found again
+/// ([`crate::Network::recreate`]).
+pub(crate) fn default_bridge_name(network: &str) -> String {
+    let hash =
+        network.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("nk-{:012x}", hash >> 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_its_own_options() {
+        let d = BridgeDriver::new();
+        assert!(d.validate(&NetworkSpec::bridge("nk-b")).is_ok());
+        let mut spec = NetworkSpec::bridge("nk-b");
+        spec.bridge_name("nkbr0");
+        assert!(d.validate(&spec).is_ok());
+        for bad in ["", "a/b", "eth%d", "a-very-long-bridge-name"] {
+            spec.bridge_name(bad);
+            let e = d.validate(&spec).unwrap_err();
+            assert!(matches!(e, Error::InvalidSpec { field: "bridge", .. }), "{bad:?}: {e}");
+        }
+        let e = d.validate(&NetworkSpec::macvlan("nk-m", "eth0")).unwrap_err();
+        assert!(matches!(e, Error::InvalidSpec { field: "driver", .. }), "{e}");
+    }
+
+    #[test]
+    fn default_names_are_interface_names() {
+        for network in ["bridge", "nk-web", &"n".repeat(64)] {
+            let name = default_bridge_name(network);
+            assert!(crate::IfName::check(&name).is_ok() && name.len() == 15, "{name}");
+        }
     }
 }

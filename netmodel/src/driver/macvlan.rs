@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::netlink::{LinkKind, NewLink};
 use crate::spec::{Driver, NetworkSpec};
+use crate::util::validate_ifname;
 
 /// `docker network create --driver macvlan -o parent=LINK`.
 ///
@@ -44,6 +45,14 @@ impl NetworkDriver for MacvlanDriver {
         "macvlan"
     }
 
+    /// The parent is an interface name ([`crate::IfName`]).
+    fn validate(&self, spec: &NetworkSpec) -> Result<()> {
+        let Driver::Macvlan { parent, .. } = &spec.driver else {
+            return Err(Error::invalid("driver", spec.driver.name(), "not a macvlan network"));
+        };
+        validate_ifname("parent", parent).map(drop)
+    }
+
     fn check_host(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
         MacvlanDriver::parent_index(host, spec).map(drop)
     }
@@ -73,5 +82,22 @@ impl NetworkDriver for MacvlanDriver {
         link.mac = endpoint.mac;
         host.netlink().add_link(&link)?;
         Ok(EndpointLink::sandbox_only())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_its_own_options() {
+        let d = MacvlanDriver::new();
+        assert!(d.validate(&NetworkSpec::macvlan("nk-m", "eth0")).is_ok());
+        for bad in ["", "a:1", "a b", "0123456789abcdef"] {
+            let e = d.validate(&NetworkSpec::macvlan("nk-m", bad)).unwrap_err();
+            assert!(matches!(e, Error::InvalidSpec { field: "parent", .. }), "{bad:?}: {e}");
+        }
+        let e = d.validate(&NetworkSpec::bridge("nk-b")).unwrap_err();
+        assert!(matches!(e, Error::InvalidSpec { field: "driver", .. }), "{e}");
     }
 }

@@ -1,8 +1,9 @@
 //! Network drivers: what builds a network on the host and the link of each endpoint.
 //!
-//! Two are built in: [`Driver::Bridge`](crate::Driver::Bridge) ([`BridgeDriver`]) and
-//! [`Driver::Macvlan`](crate::Driver::Macvlan) ([`MacvlanDriver`]). Implement
-//! [`NetworkDriver`] and use [`Driver::Custom`](crate::Driver::Custom) to add your own.
+//! Two are built in: [`Driver::Bridge`] ([`BridgeDriver`]) and [`Driver::Macvlan`]
+//! ([`MacvlanDriver`]), each in its own file with its own option checks
+//! ([`NetworkDriver::validate`]). Implement [`NetworkDriver`] and use [`Driver::Custom`] to
+//! add your own.
 //!
 //! The model does the common work around a driver: it validates, registers the subnets with
 //! IPAM, allocates addresses, and — once the driver has created the endpoint's link inside
@@ -16,6 +17,7 @@ mod macvlan;
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use nook_ns::NsFd;
@@ -26,7 +28,23 @@ pub use macvlan::MacvlanDriver;
 use crate::error::{Error, Result};
 use crate::firewall::PortRule;
 use crate::host::Host;
-use crate::spec::NetworkSpec;
+use crate::spec::{Driver, NetworkSpec};
+
+/// The driver that builds networks of `driver`: a new built-in one, or the custom one.
+pub(crate) fn instance(driver: &Driver) -> Arc<dyn NetworkDriver> {
+    match driver {
+        Driver::Bridge { .. } => Arc::new(BridgeDriver::new()),
+        Driver::Macvlan { .. } => Arc::new(MacvlanDriver::new()),
+        Driver::Custom(d) => Arc::clone(d),
+    }
+}
+
+/// Fills in the names a built-in driver derives (a bridge network's default bridge name).
+pub(crate) fn resolve_names(spec: &mut NetworkSpec) {
+    if let Driver::Bridge { bridge: bridge @ None } = &mut spec.driver {
+        *bridge = Some(bridge::default_bridge_name(&spec.name));
+    }
+}
 
 /// What a driver is given to create one endpoint's link.
 #[derive(Debug, Clone, PartialEq, Eq)]

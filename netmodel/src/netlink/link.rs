@@ -11,9 +11,10 @@ use netlink_packet_route::link::{
 
 use super::socket::u32_value;
 use super::{LinkInfo, LinkKind, MacvlanMode, NetlinkError, NewLink, Result};
+use crate::ifname::IfName;
 
-/// Longest interface name (`IFNAMSIZ - 1`).
-pub const MAX_LINK_NAME: usize = 15;
+/// Longest interface name (`IFNAMSIZ - 1`; the same as [`crate::MAX_IFNAME`]).
+pub const MAX_LINK_NAME: usize = crate::ifname::MAX_IFNAME;
 
 /// Default VXLAN UDP port (IANA); the kernel's own default is the pre-IANA 8472.
 pub const VXLAN_PORT: u16 = 4789;
@@ -26,33 +27,12 @@ const IFLA_LINKINFO: u16 = 18;
 const IFLA_GROUP: u16 = 27;
 const IFLA_INFO_KIND: u16 = 1;
 
-/// Checks an interface name the way the kernel's `dev_valid_name` does: 1 to 15 bytes, no
-/// `/`, `:` or whitespace, not `.` or `..`; and no `%` (which would make it a template the
-/// kernel fills in, e.g. `veth%d`).
+/// Checks an interface name by the crate's one rule set ([`crate::IfName`]: the kernel's
+/// `dev_valid_name` — 1 to 15 bytes, no `/`, `:` or whitespace, not `.` or `..` — and no
+/// control character or `%`, which would make it a template the kernel fills in, e.g.
+/// `veth%d`).
 pub fn validate_link_name(name: &str) -> Result<()> {
-    let bad = |reason| Err(NetlinkError::Invalid { what: "link name", value: name.to_owned(), reason });
-    if name.is_empty() {
-        return bad("empty");
-    }
-    if name.len() > MAX_LINK_NAME {
-        return bad("longer than 15 bytes");
-    }
-    if name == "." || name == ".." {
-        return bad("`.` and `..` are not link names");
-    }
-    if name.contains('/') {
-        return bad("contains `/`");
-    }
-    if name.contains(':') {
-        return bad("contains `:`");
-    }
-    if name.contains('%') {
-        return bad("contains `%` (the kernel would treat it as a name template)");
-    }
-    if name.chars().any(|c| c.is_whitespace() || c == '\0') {
-        return bad("contains whitespace or NUL");
-    }
-    Ok(())
+    IfName::check(name).map_err(|reason| NetlinkError::Invalid { what: "link name", value: name.to_owned(), reason })
 }
 
 /// Checks a MAC address a link can take: not multicast, not all zeros.

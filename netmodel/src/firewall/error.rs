@@ -1,0 +1,222 @@
+//! The firewall's error type.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+#[cfg(doc)]
+use super::Nftables;
+use super::Protocol;
+
+/// A firewall failure.
+///
+/// The variants up to [`FirewallError::InternalNetwork`] are refusals: nothing was changed
+/// ([`FirewallError::is_refusal`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FirewallError {
+    /// A port is out of range (0).
+    #[error("firewall: invalid {field} {value}: {reason}")]
+    InvalidPort {
+        /// `"host_port"` or `"container_port"`.
+        field: &'static str,
+        /// The value given.
+        value: u16,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// An address cannot be used.
+    #[error("firewall: invalid {field} {address}: {reason}")]
+    InvalidAddress {
+        /// `"host_ip"` or `"container_ip"`.
+        field: &'static str,
+        /// The value given.
+        address: IpAddr,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A name (network, endpoint, bridge, table) cannot be used.
+    #[error("firewall: invalid {what} name {value:?}: {reason}")]
+    InvalidName {
+        /// `"network"`, `"endpoint"`, `"bridge"` or `"table"`.
+        what: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A subnet of a network cannot be used.
+    #[error("firewall: network {network:?}: subnet {subnet} {reason}")]
+    InvalidSubnet {
+        /// The network.
+        network: String,
+        /// The subnet given.
+        subnet: IpNet,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A port's container address is of a family the network has no subnet of.
+    #[error("firewall: network {network:?} has no {} subnet for container address {container_ip}", family(*.container_ip))]
+    FamilyNotInNetwork {
+        /// The network.
+        network: String,
+        /// The container address given.
+        container_ip: IpAddr,
+    },
+    /// The host port is already published by nook (same protocol and family, same or
+    /// overlapping host address), or twice in one request.
+    #[error("firewall: {protocol} port {} is already published (by endpoint {holder:?})", host(*.host_ip, *.host_port))]
+    PortConflict {
+        /// Protocol.
+        protocol: Protocol,
+        /// The host address asked for (`None`: any).
+        host_ip: Option<IpAddr>,
+        /// The host port asked for.
+        host_port: u16,
+        /// The endpoint that holds it.
+        holder: String,
+    },
+    /// Ports were asked for on a network that is not set up.
+    #[error("firewall: network {network:?} is not set up")]
+    UnknownNetwork {
+        /// The network.
+        network: String,
+    },
+    /// The network is already set up with other parameters (bridge, subnets, internal).
+    #[error("firewall: network {network:?} is already set up with other parameters (tear it down first)")]
+    NetworkExists {
+        /// The network.
+        network: String,
+    },
+    /// Ports cannot be published on an internal network (it has no way in from outside).
+    #[error("firewall: network {network:?} is internal: ports cannot be published on it")]
+    InternalNetwork {
+        /// The network.
+        network: String,
+    },
+    /// `nft` could not be run (not installed, or a pipe failed).
+    #[error("firewall: {op} {target}: cannot run {}: {source}", program.display())]
+    NftSpawn {
+        /// The backend operation.
+        op: &'static str,
+        /// The network (and endpoint) it was about.
+        target: String,
+        /// The program (install the `nftables` package if it is missing).
+        program: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `nft` failed.
+    #[error("firewall: {op} {target}: `{} {command}` failed ({status}): {stderr}", program.display())]
+    Nft {
+        /// The backend operation.
+        op: &'static str,
+        /// The network (and endpoint) it was about.
+        target: String,
+        /// The program.
+        program: PathBuf,
+        /// Its arguments.
+        command: String,
+        /// Its exit status.
+        status: ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// `nft`'s JSON could not be read (or a batch could not be encoded).
+    #[error("firewall: {op} {target}: nft JSON: {source}")]
+    Json {
+        /// The backend operation.
+        op: &'static str,
+        /// The network (and endpoint) it was about.
+        target: String,
+        /// The error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A sysctl could not be read or written.
+    #[error("firewall: {op} {target}: cannot {action} {}: {source}", path.display())]
+    Sysctl {
+        /// The backend operation.
+        op: &'static str,
+        /// The network (and endpoint) it was about.
+        target: String,
+        /// `"read"`, `"write 1 to"`, `"write 0 to"`.
+        action: &'static str,
+        /// The file under `/proc/sys`.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The backend's network namespace could not be entered (or captured, in
+    /// [`Nftables::new`]).
+    #[error("firewall: {op} {target}: network namespace: {source}")]
+    Namespace {
+        /// The backend operation.
+        op: &'static str,
+        /// The network (and endpoint) it was about.
+        target: String,
+        /// The error.
+        #[source]
+        source: nook_ns::Error,
+    },
+    /// The table's lock could not be taken.
+    #[error("firewall: cannot lock table {table}: {source}")]
+    Lock {
+        /// The table.
+        table: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another operation held the table's lock too long.
+    #[error("firewall: table {table} is still locked by another operation after {waited:?}")]
+    LockTimeout {
+        /// The table.
+        table: String,
+        /// How long this operation waited.
+        waited: Duration,
+    },
+    /// An operation failed and undoing its first part failed too.
+    #[error("{cause}; undoing it failed too: {cleanup}")]
+    Cleanup {
+        /// Why the operation failed.
+        cause: Box<FirewallError>,
+        /// Why the cleanup failed (some rules or settings may remain).
+        cleanup: Box<FirewallError>,
+    },
+}
+
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv6() { "IPv6" } else { "IPv4" }
+}
+
+fn host(ip: Option<IpAddr>, port: u16) -> String {
+    match ip {
+        None => format!("*:{port}"),
+        Some(ip) => std::net::SocketAddr::new(ip, port).to_string(),
+    }
+}
+
+impl FirewallError {
+    /// Whether the request was refused before anything was changed (bad input, a port
+    /// already published, a network unknown, internal or set up differently).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            FirewallError::InvalidPort { .. }
+                | FirewallError::InvalidAddress { .. }
+                | FirewallError::InvalidName { .. }
+                | FirewallError::InvalidSubnet { .. }
+                | FirewallError::FamilyNotInNetwork { .. }
+                | FirewallError::PortConflict { .. }
+                | FirewallError::UnknownNetwork { .. }
+                | FirewallError::NetworkExists { .. }
+                | FirewallError::InternalNetwork { .. }
+        )
+    }
+}

@@ -1,0 +1,306 @@
+//! The built-in backend: [`Nftables`] drives `nft -j` in one network namespace.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use nook_ns::{Namespace, NsFd};
+
+#[cfg(doc)]
+use super::MAX_TABLE_LEN;
+use super::exec::{self, Ctx};
+use super::names::{validate_endpoint, validate_network, validate_table};
+use super::render;
+use super::state::{self, NetChain, NetMeta, PortTag};
+use super::{DEFAULT_TABLE, FirewallBackend, FirewallError, NetworkRules, PortRule};
+
+/// The nftables backend (drives `nft -j`), acting in one network namespace.
+///
+/// ```no_run
+/// use nook_netmodel::firewall::{FirewallBackend, Nftables, NetworkRules, PortMapping, PortRule, Protocol};
+///
+/// let host = nook_ns::NetNs::new()?; // the namespace playing "the host"
+/// let fw = Nftables::new(Some(host.ns()))?;
+/// fw.setup_network(&NetworkRules {
+///     network: "web".into(),
+///     bridge: "nkbr0".into(),
+///     subnets: vec!["10.88.0.0/16".parse()?],
+///     internal: false,
+/// })?;
+/// let http = PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: 8080, container_port: 80 };
+/// fw.add_ports("web", "ep1", &[PortRule { mapping: http, container_ip: "10.88.0.2".parse()? }])?;
+/// fw.remove_ports("web", "ep1")?;
+/// fw.teardown_network("web")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Nftables {
+    netns: NsFd,
+    table: String,
+    program: PathBuf,
+}
+
+impl Nftables {
+    /// A backend acting in `netns` (`None`: the caller's network namespace, that of the
+    /// calling thread now — later calls act there even from other threads).
+    ///
+    /// The handle is duplicated: the namespace lives at least as long as the backend.
+    pub fn new(netns: Option<&NsFd>) -> Result<Nftables, FirewallError> {
+        let ns = match netns {
+            Some(ns) => ns.try_clone(),
+            None => NsFd::current(Namespace::Net),
+        };
+        let netns =
+            ns.map_err(|source| FirewallError::Namespace { op: "new", target: "nftables backend".to_owned(), source })?;
+        Ok(Nftables { netns, table: DEFAULT_TABLE.to_owned(), program: exec::default_program() })
+    }
+
+    /// Uses table `inet NAME` instead of `inet nook` (letters, digits, `_` and `-`; at most
+    /// [`MAX_TABLE_LEN`] bytes; checked by each operation).
+    pub fn table_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.table = name.into();
+        self
+    }
+
+    /// Runs this program instead of the `nft` found on `PATH` (or in `/usr/sbin`, `/sbin`,
+    /// `/usr/local/sbin`).
+    pub fn nft_program(&mut self, program: impl Into<PathBuf>) -> &mut Self {
+        self.program = program.into();
+        self
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The `nft` program run.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    fn ctx<'a>(&'a self, op: &'static str, target: &'a str) -> Ctx<'a> {
+        Ctx { program: &self.program, table: &self.table, op, target }
+    }
+
+    /// Runs `f` on a thread inside the backend's namespace.
+    fn in_netns<T: Send>(
+        &self,
+        cx: &Ctx<'_>,
+        f: impl FnOnce() -> Result<T, FirewallError> + Send,
+    ) -> Result<T, FirewallError> {
+        nook_ns::run_in(&[&self.netns], f)
+            .unwrap_or_else(|source| Err(FirewallError::Namespace { op: cx.op, target: cx.target.to_owned(), source }))
+    }
+
+    /// Removes `network` (caller holds the lock, thread in the namespace).
+    fn teardown_locked(&self, cx: &Ctx<'_>, network: &str) -> Result<(), FirewallError> {
+        let state = cx.list()?;
+        let Some(batch) = render::teardown_network(&self.table, &state, network) else { return Ok(()) };
+        cx.apply(&batch)?;
+        // The bridge usually goes next; if it stays, it should not keep route_localnet.
+        let localnet = state.ports().any(|(n, _, t)| n == network && t.needs_route_localnet());
+        match state.network(network) {
+            Some(meta) if localnet => cx.ensure_sysctl_if_present(&exec::route_localnet(&meta.bridge), "0")?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn enable_forwarding(cx: &Ctx<'_>, meta: &NetMeta) -> Result<(), FirewallError> {
+    if meta.ipv4 {
+        cx.ensure_sysctl(Path::new(exec::IPV4_FORWARD), "1")?;
+    }
+    if meta.ipv6 {
+        cx.ensure_sysctl(Path::new(exec::IPV6_FORWARD), "1")?;
+    }
+    Ok(())
+}
+
+impl FirewallBackend for Nftables {
+    fn setup_network(&self, rules: &NetworkRules) -> Result<(), FirewallError> {
+        validate_table(&self.table)?;
+        rules.validate()?;
+        let meta = NetMeta::of(rules);
+        let cx = self.ctx("setup_network", &rules.network);
+        self.in_netns(&cx, || {
+            let _lock = cx.lock()?;
+            let state = cx.list()?;
+            let created = match state.network(&rules.network) {
+                // Set up before with the same parameters: nothing to add.
+                Some(existing) if existing == meta => false,
+                Some(_) => return Err(FirewallError::NetworkExists { network: rules.network.clone() }),
+                None => {
+                    cx.apply(&render::setup_network(&self.table, &state, rules, &meta))?;
+                    true
+                }
+            };
+            if rules.internal {
+                return Ok(());
+            }
+            match enable_forwarding(&cx, &meta) {
+                Ok(()) => Ok(()),
+                Err(cause) if created => match self.teardown_locked(&cx, &rules.network) {
+                    Ok(()) => Err(cause),
+                    Err(cleanup) => Err(FirewallError::Cleanup { cause: Box::new(cause), cleanup: Box::new(cleanup) }),
+                },
+                Err(cause) => Err(cause),
+            }
+        })
+    }
+
+    fn teardown_network(&self, network: &str) -> Result<(), FirewallError> {
+        validate_table(&self.table)?;
+        validate_network(network)?;
+        let cx = self.ctx("teardown_network", network);
+        self.in_netns(&cx, || {
+            let _lock = cx.lock()?;
+            self.teardown_locked(&cx, network)
+        })
+    }
+
+    fn add_ports(&self, network: &str, endpoint: &str, ports: &[PortRule]) -> Result<(), FirewallError> {
+        validate_table(&self.table)?;
+        validate_network(network)?;
+        validate_endpoint(endpoint)?;
+        let mut tags: Vec<PortTag> = Vec::with_capacity(ports.len());
+        for p in ports {
+            p.validate()?;
+            let tag = PortTag::of(endpoint, p);
+            if tags.iter().any(|t| t.overlaps(&tag)) {
+                return Err(conflict(&tag, endpoint));
+            }
+            tags.push(tag);
+        }
+        if ports.is_empty() {
+            return Ok(());
+        }
+        let target = format!("{network}/{endpoint}");
+        let cx = self.ctx("add_ports", &target);
+        self.in_netns(&cx, || {
+            let _lock = cx.lock()?;
+            let state = cx.list()?;
+            let meta =
+                state.network(network).ok_or_else(|| FirewallError::UnknownNetwork { network: network.into() })?;
+            if meta.internal {
+                return Err(FirewallError::InternalNetwork { network: network.into() });
+            }
+            if let Some(p) = ports.iter().find(|p| !meta.has_family_of(p.container_ip)) {
+                return Err(FirewallError::FamilyNotInNetwork {
+                    network: network.into(),
+                    container_ip: p.container_ip,
+                });
+            }
+            for (_, _, existing) in state.ports() {
+                if let Some(tag) = tags.iter().find(|t| t.overlaps(&existing)) {
+                    return Err(conflict(tag, &existing.endpoint));
+                }
+            }
+            let localnet = exec::route_localnet(&meta.bridge);
+            let changed = tags.iter().any(PortTag::needs_route_localnet) && cx.ensure_sysctl(&localnet, "1")?;
+            match cx.apply(&render::add_ports(&self.table, network, endpoint, ports)) {
+                Ok(()) => Ok(()),
+                Err(cause) if changed => match cx.ensure_sysctl(&localnet, "0") {
+                    Ok(_) => Err(cause),
+                    Err(cleanup) => Err(FirewallError::Cleanup { cause: Box::new(cause), cleanup: Box::new(cleanup) }),
+                },
+                Err(cause) => Err(cause),
+            }
+        })
+    }
+
+    fn remove_ports(&self, network: &str, endpoint: &str) -> Result<(), FirewallError> {
+        validate_table(&self.table)?;
+        validate_network(network)?;
+        validate_endpoint(endpoint)?;
+        let target = format!("{network}/{endpoint}");
+        let cx = self.ctx("remove_ports", &target);
+        self.in_netns(&cx, || {
+            let _lock = cx.lock()?;
+            let state = cx.list()?;
+            let removed: Vec<(u32, PortTag)> = state
+                .ports()
+                .filter(|(n, _, t)| *n == network && t.endpoint == endpoint)
+                .map(|(_, h, t)| (h, t))
+                .collect();
+            self.delete_ports(&cx, &state, network, &removed)
+        })
+    }
+
+    fn remove_ports_to(&self, network: &str, addresses: &[IpAddr]) -> Result<(), FirewallError> {
+        validate_table(&self.table)?;
+        validate_network(network)?;
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        let cx = self.ctx("remove_ports_to", network);
+        self.in_netns(&cx, || {
+            let _lock = cx.lock()?;
+            let state = cx.list()?;
+            let removed = state.ports_to(network, addresses);
+            self.delete_ports(&cx, &state, network, &removed)
+        })
+    }
+}
+
+impl Nftables {
+    /// Deletes port rules of `network` (`removed`, by handle) and turns `route_localnet` off
+    /// when no remaining port of the network needs it.
+    fn delete_ports(
+        &self,
+        cx: &exec::Ctx<'_>,
+        state: &state::TableState,
+        network: &str,
+        removed: &[(u32, PortTag)],
+    ) -> Result<(), FirewallError> {
+        let Some(meta) = state.network(network) else { return Ok(()) };
+        if removed.is_empty() {
+            return Ok(());
+        }
+        let chain = NetChain::Pre.name(network);
+        let handles: Vec<(&str, u32)> = removed.iter().map(|(h, _)| (chain.as_str(), *h)).collect();
+        cx.apply(&render::delete_rules(&self.table, &handles))?;
+        let gone: Vec<u32> = removed.iter().map(|(h, _)| *h).collect();
+        let kept_needs = state
+            .ports()
+            .filter(|(n, h, _)| *n == network && !gone.contains(h))
+            .any(|(_, _, t)| t.needs_route_localnet());
+        if removed.iter().any(|(_, t)| t.needs_route_localnet()) && !kept_needs {
+            cx.ensure_sysctl_if_present(&exec::route_localnet(&meta.bridge), "0")?;
+        }
+        Ok(())
+    }
+}
+
+fn conflict(tag: &PortTag, holder: &str) -> FirewallError {
+    FirewallError::PortConflict {
+        protocol: tag.protocol,
+        host_ip: tag.host_ip,
+        host_port: tag.host_port,
+        holder: holder.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::{PortMapping, Protocol};
+
+    fn rule(host_ip: Option<&str>, cip: &str) -> PortRule {
+        let mapping = PortMapping {
+            protocol: Protocol::Tcp,
+            host_ip: host_ip.map(|h| h.parse().unwrap()),
+            host_port: 8080,
+            container_port: 80,
+        };
+        PortRule { mapping, container_ip: cip.parse().unwrap() }
+    }
+
+    #[test]
+    fn errors_read_well() {
+        let e = conflict(&PortTag::of("ep", &rule(Some("fd00::1"), "fd00::2")), "other");
+        assert_eq!(e.to_string(), "firewall: tcp port [fd00::1]:8080 is already published (by endpoint \"other\")");
+        let e = FirewallError::FamilyNotInNetwork { network: "web".into(), container_ip: "fd00::2".parse().unwrap() };
+        assert_eq!(e.to_string(), "firewall: network \"web\" has no IPv6 subnet for container address fd00::2");
+    }
+}

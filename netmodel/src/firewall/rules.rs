@@ -1,0 +1,205 @@
+//! What the model asks the firewall for: a network's rules and published ports, and their
+//! pure validation.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::FirewallError;
+use super::names::{validate_ifname, validate_network};
+#[cfg(doc)]
+use super::{FirewallBackend, MAX_NETWORK_LEN};
+
+/// Transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// `docker run -p [host_ip:]host_port:container_port[/proto]`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PortMapping {
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Only on this host address (`None`: every address of the host).
+    pub host_ip: Option<IpAddr>,
+    /// Port on the host (1-65535).
+    pub host_port: u16,
+    /// Port in the sandbox (1-65535).
+    pub container_port: u16,
+}
+
+impl PortMapping {
+    /// Validates the ports (0 is refused).
+    pub fn validate(&self) -> Result<(), FirewallError> {
+        for (field, value) in [("host_port", self.host_port), ("container_port", self.container_port)] {
+            if value == 0 {
+                return Err(FirewallError::InvalidPort { field, value, reason: "ports are 1-65535" });
+            }
+        }
+        if let Some(ip) = self.host_ip {
+            if ip.is_multicast() || ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
+                return Err(FirewallError::InvalidAddress {
+                    field: "host_ip",
+                    address: ip,
+                    reason: "not a unicast address",
+                });
+            }
+            if ip == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST) {
+                return Err(FirewallError::InvalidAddress {
+                    field: "host_ip",
+                    address: ip,
+                    reason: "Linux cannot forward from IPv6 loopback (there is no route_localnet for IPv6)",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rules one network needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRules {
+    /// Network name (chains are named after it).
+    pub network: String,
+    /// Bridge interface name in the host namespace.
+    pub bridge: String,
+    /// The network's subnets.
+    pub subnets: Vec<IpNet>,
+    /// Internal: no outbound NAT, no forwarding to or from outside.
+    pub internal: bool,
+}
+
+impl NetworkRules {
+    /// Validates the names (network: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most
+    /// [`MAX_NETWORK_LEN`] bytes; bridge: a valid interface name) and the subnets (no host
+    /// bits set).
+    pub fn validate(&self) -> Result<(), FirewallError> {
+        validate_network(&self.network)?;
+        validate_ifname(&self.bridge)?;
+        for &subnet in &self.subnets {
+            if subnet.trunc() != subnet {
+                return Err(FirewallError::InvalidSubnet {
+                    network: self.network.clone(),
+                    subnet,
+                    reason: "has host bits set",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One published port of one endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRule {
+    /// The mapping as asked.
+    pub mapping: PortMapping,
+    /// The endpoint's address in the sandbox.
+    pub container_ip: IpAddr,
+}
+
+impl PortRule {
+    /// Validates the mapping, and that the container address is a unicast address of the
+    /// host address's family (there is no NAT between IPv4 and IPv6).
+    ///
+    /// That the container address's family is one of the network's subnets is checked by
+    /// [`FirewallBackend::add_ports`].
+    pub fn validate(&self) -> Result<(), FirewallError> {
+        self.mapping.validate()?;
+        let c = self.container_ip;
+        if c.is_unspecified() || c.is_multicast() || c == IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
+            return Err(FirewallError::InvalidAddress {
+                field: "container_ip",
+                address: c,
+                reason: "not a unicast address",
+            });
+        }
+        match self.mapping.host_ip {
+            Some(h) if h.is_ipv6() != c.is_ipv6() => Err(FirewallError::InvalidAddress {
+                field: "host_ip",
+                address: h,
+                reason: "not of the container address's family (no NAT between IPv4 and IPv6)",
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(host_ip: Option<&str>, hp: u16, cp: u16) -> PortMapping {
+        PortMapping {
+            protocol: Protocol::Tcp,
+            host_ip: host_ip.map(|h| h.parse().unwrap()),
+            host_port: hp,
+            container_port: cp,
+        }
+    }
+
+    fn rule(host_ip: Option<&str>, cip: &str) -> PortRule {
+        PortRule { mapping: mapping(host_ip, 8080, 80), container_ip: cip.parse().unwrap() }
+    }
+
+    #[test]
+    fn zero_ports_are_refused() {
+        assert!(mapping(None, 1, 65535).validate().is_ok());
+        let e = mapping(None, 0, 80).validate().unwrap_err();
+        assert!(matches!(e, FirewallError::InvalidPort { field: "host_port", value: 0, .. }), "{e}");
+        assert!(e.is_refusal());
+        let e = mapping(None, 80, 0).validate().unwrap_err();
+        assert!(matches!(e, FirewallError::InvalidPort { field: "container_port", .. }), "{e}");
+    }
+
+    #[test]
+    fn port_rule_addresses() {
+        assert!(rule(None, "10.0.0.2").validate().is_ok());
+        assert!(rule(Some("0.0.0.0"), "10.0.0.2").validate().is_ok());
+        assert!(rule(Some("127.0.0.1"), "10.0.0.2").validate().is_ok());
+        assert!(rule(Some("fd00::1"), "fd00::2").validate().is_ok());
+        for (host, cip, field) in [
+            (Some("fd00::1"), "10.0.0.2", "host_ip"),
+            (Some("10.0.0.1"), "fd00::2", "host_ip"),
+            (Some("::1"), "fd00::2", "host_ip"),
+            (Some("224.0.0.1"), "10.0.0.2", "host_ip"),
+            (None, "0.0.0.0", "container_ip"),
+            (None, "ff02::1", "container_ip"),
+            (None, "255.255.255.255", "container_ip"),
+        ] {
+            let e = rule(host, cip).validate().unwrap_err();
+            match e {
+                FirewallError::InvalidAddress { field: f, .. } => assert_eq!(f, field, "{host:?} {cip}"),
+                other => panic!("{host:?} {cip}: {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn network_rules_validate_subnets() {
+        let mut r = NetworkRules {
+            network: "web".into(),
+            bridge: "nkbr0".into(),
+            subnets: vec!["10.88.0.0/16".parse().unwrap()],
+            internal: false,
+        };
+        assert!(r.validate().is_ok());
+        r.subnets.push("10.89.0.1/16".parse().unwrap());
+        assert!(matches!(r.validate(), Err(FirewallError::InvalidSubnet { .. })));
+    }
+}

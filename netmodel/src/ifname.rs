@@ -1,0 +1,195 @@
+//! [`IfName`]: an interface name, checked once by the one rule set every part of the crate
+//! uses (spec, endpoint options, netlink requests, firewall rules).
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+use std::str::FromStr;
+
+/// The longest interface name the kernel accepts (`IFNAMSIZ - 1`), in bytes.
+pub const MAX_IFNAME: usize = 15;
+
+/// A valid interface (link, bridge) name.
+///
+/// The rules are the kernel's `dev_valid_name` — 1 to [`MAX_IFNAME`] bytes, not `.` or `..`,
+/// no `/`, `:` or whitespace — plus: no control character (NUL included), and no `%` (the
+/// kernel would take the name as a template it fills in, e.g. `eth%d`, so no existing link
+/// has one).
+///
+/// ```
+/// use nook_netmodel::IfName;
+///
+/// let name: IfName = "eth0".parse().unwrap();
+/// assert_eq!(name.as_str(), "eth0");
+/// assert!(IfName::new("a/b").is_err());
+/// assert!("0123456789abcdef".parse::<IfName>().is_err()); // 16 bytes
+/// ```
+///
+/// Serialized as a plain string; deserializing checks it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IfName(String);
+
+/// An interface name that breaks [`IfName`]'s rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid interface name {name:?}: {reason}")]
+#[non_exhaustive]
+pub struct InvalidIfName {
+    /// The name given.
+    pub name: String,
+    /// Which rule it breaks.
+    pub reason: &'static str,
+}
+
+impl IfName {
+    /// Checks `name` and wraps it.
+    pub fn new(name: impl Into<String>) -> Result<IfName, InvalidIfName> {
+        let name = name.into();
+        match IfName::check(&name) {
+            Ok(()) => Ok(IfName(name)),
+            Err(reason) => Err(InvalidIfName { name, reason }),
+        }
+    }
+
+    /// The rule set: `Err(reason)` when `name` is not a valid interface name.
+    pub fn check(name: &str) -> Result<(), &'static str> {
+        if name.is_empty() {
+            Err("empty")
+        } else if name.len() > MAX_IFNAME {
+            Err("longer than 15 bytes")
+        } else if name == "." || name == ".." {
+            Err("`.` and `..` are not interface names")
+        } else if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
+            Err("contains `/`, `:`, whitespace or a control character")
+        } else if name.contains('%') {
+            Err("contains `%` (the kernel would take it as a name template)")
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name as a `String`.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl TryFrom<String> for IfName {
+    type Error = InvalidIfName;
+
+    fn try_from(name: String) -> Result<IfName, InvalidIfName> {
+        IfName::new(name)
+    }
+}
+
+impl TryFrom<&str> for IfName {
+    type Error = InvalidIfName;
+
+    fn try_from(name: &str) -> Result<IfName, InvalidIfName> {
+        IfName::new(name)
+    }
+}
+
+impl FromStr for IfName {
+    type Err = InvalidIfName;
+
+    fn from_str(name: &str) -> Result<IfName, InvalidIfName> {
+        IfName::new(name)
+    }
+}
+
+impl From<IfName> for String {
+    fn from(name: IfName) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for IfName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for IfName {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for IfName {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for IfName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for IfName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_one_rule_set() {
+        for good in ["eth0", "nk0123456789abc", "br-0.1", "veth_x", "a", "é"] {
+            assert!(IfName::new(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a:1",
+            "a b",
+            "a\tb",
+            "a\u{a0}b",
+            "a\0b",
+            "a\u{1}b",
+            "eth%d",
+            "nk0123456789abcd",
+            "0123456789abcdef",
+            "ééééééé\u{e9}x", // 15 chars, 16 bytes
+        ] {
+            let e = IfName::new(bad).unwrap_err();
+            assert_eq!(e.name, bad);
+            assert!(!e.reason.is_empty());
+        }
+    }
+
+    #[test]
+    fn conversions() {
+        let n: IfName = "eth0".parse().unwrap();
+        assert_eq!(n, "eth0");
+        assert_eq!(n.to_string(), "eth0");
+        assert_eq!(IfName::try_from("eth0").unwrap(), n);
+        assert_eq!(IfName::try_from(String::from("eth0")).unwrap(), n);
+        assert_eq!(n.len(), 4);
+        assert_eq!(String::from(n.clone()), "eth0");
+        assert_eq!(serde_json::to_string(&n).unwrap(), "\"eth0\"");
+        assert_eq!(serde_json::from_str::<IfName>("\"eth0\"").unwrap(), n);
+        let e = serde_json::from_str::<IfName>("\"a/b\"").unwrap_err();
+        assert!(e.to_string().contains("invalid interface name"), "{e}");
+    }
+}
