@@ -446,7 +446,7 @@ pub(crate) fn mount(
     flags: libc::c_ulong,
     data: Option<&CStr>,
 ) -> io::Result<()> {
-    let ret = mount_raw(
+    let ret = raw::mount(
         source.map_or(std::ptr::null(), CStr::as_ptr),
         target.as_ptr(),
         fstype.map_or(std::ptr::null(), CStr::as_ptr),
@@ -454,17 +454,6 @@ pub(crate) fn mount(
         data.map_or(std::ptr::null(), CStr::as_ptr),
     );
     if ret == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(ret)) }
-}
-
-/// `mount(2)` on raw pointers (each may be null where the kernel allows). Returns 0 or errno.
-pub(crate) fn mount_raw(
-    source: *const libc::c_char,
-    target: *const libc::c_char,
-    fstype: *const libc::c_char,
-    flags: libc::c_ulong,
-    data: *const libc::c_char,
-) -> i32 {
-    raw::mount(source, target, fstype, flags, data)
 }
 
 /// `umount2(2)`.
