@@ -105,9 +105,11 @@ mod probe;
 // The spawner thread runs type-erased jobs through raw pointers.
 #[allow(unsafe_code)]
 mod process;
+pub mod statefile;
 // Every parent-side system call (libc).
 #[allow(unsafe_code)]
 mod sys;
+mod thread;
 
 pub use command::{ClockOffset, Command, MAX_UTS_NAME};
 pub use error::{Error, Result, SpawnError, Stage, ValidationError};
@@ -121,3 +123,4 @@ pub use netns::{NETNS_RUN_DIR, NetNs};
 pub use plan::FORWARDED_SIGNALS;
 pub use probe::{KernelSupport, probe};
 pub use process::{Child, PausedChild, Stdio};
+pub use thread::{on_thread_in, on_thread_with_cwd};

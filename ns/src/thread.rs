@@ -1,0 +1,86 @@
+//! Running a closure on a short-lived helper thread that is somewhere else than the caller:
+//! inside other namespaces ([`on_thread_in`]) or in its own working directory
+//! ([`on_thread_with_cwd`]). The thread ends when the closure returns, so it is never moved
+//! back: cheaper than [`crate::run_in`] (no handle to the old namespaces is opened, no second
+//! `setns`), and the caller's threads are never touched. This is the one implementation the
+//! other nook crates use (netlink and sysctls inside a network namespace, overlay mounts with
+//! relative layer paths).
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::handle::NsFd;
+use crate::namespace::Namespace;
+use crate::sys;
+
+/// Stack of the helper threads: what they run is shallow (syscalls, netlink messages, JSON of
+/// a firewall ruleset), and a small stack keeps the per-call cost at one small mapping.
+const HELPER_STACK: usize = 256 << 10;
+
+/// Runs `f` on a short-lived scoped thread that first enters `targets` (user first, mount
+/// last; entering a mount namespace first gives the thread its own filesystem context, as the
+/// kernel requires) and returns what `f` returned. A panic in `f` is resumed on the caller's
+/// thread.
+///
+/// User and time namespaces cannot be entered by a thread of a multithreaded process:
+/// [`Error::NeedsSingleThread`], before any thread is started.
+///
+/// ```no_run
+/// use nook_ns::{NetNs, on_thread_in};
+///
+/// let ns = NetNs::new()?;
+/// let dev = on_thread_in(&[ns.ns()], || std::fs::read_to_string("/proc/thread-self/net/dev"))??;
+/// assert_eq!(dev.lines().count(), 3); // two header lines and `lo`
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn on_thread_in<T: Send>(targets: &[&NsFd], f: impl FnOnce() -> T + Send) -> Result<T> {
+    if let Some(t) = targets.iter().find(|t| matches!(t.kind(), Namespace::User | Namespace::Time)) {
+        return Err(Error::NeedsSingleThread { namespace: t.kind() });
+    }
+    let mut sorted: Vec<&NsFd> = targets.to_vec();
+    sorted.sort_by_key(|t| t.kind());
+    on_helper_thread("nook-ns-in", || {
+        for target in sorted {
+            if target.kind() == Namespace::Mount {
+                sys::unshare(libc::CLONE_FS).map_err(|e| Error::sys("unshare(CLONE_FS)", e))?;
+            }
+            target.enter()?;
+        }
+        Ok(f())
+    })
+}
+
+/// Runs `f` on a short-lived scoped thread whose working directory is `dir`, leaving every
+/// other thread's (the caller's included) untouched: the thread first unshares its filesystem
+/// context (`unshare(CLONE_FS)`: own cwd, root and umask), then `chdir`s. Namespaces stay
+/// shared, so mounts `f` makes are the caller's. A panic in `f` is resumed on the caller's
+/// thread.
+///
+/// ```
+/// let here = nook_ns::on_thread_with_cwd(std::path::Path::new("/"), || std::env::current_dir())??;
+/// assert_eq!(here, std::path::Path::new("/"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn on_thread_with_cwd<T: Send>(dir: &Path, f: impl FnOnce() -> T + Send) -> Result<T> {
+    on_helper_thread("nook-ns-cwd", || {
+        sys::unshare(libc::CLONE_FS).map_err(|e| Error::sys_path("unshare(CLONE_FS)", dir, e))?;
+        let d = std::fs::File::open(dir).map_err(|e| Error::sys_path("open", dir, e))?;
+        sys::fchdir(d.as_fd()).map_err(|e| Error::sys_path("fchdir", dir, e))?;
+        Ok(f())
+    })
+}
+
+fn on_helper_thread<T: Send>(name: &str, body: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(HELPER_STACK)
+            .spawn_scoped(scope, body)
+            .map_err(|e| Error::sys("spawn helper thread", e))?;
+        match handle.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
