@@ -9,8 +9,10 @@ use crate::driver::NetworkDriver;
 use crate::error::{Error, Result};
 use crate::files::validate_hostname;
 use crate::firewall::PortMapping;
+use crate::ifname::IfName;
 use crate::spec::NetworkSpec;
-use crate::util::{pool_gateway, validate_ifname};
+use crate::util::pool_gateway;
+use crate::validation::{AddressRule, ValidationError, check_mac};
 
 /// How to connect a sandbox to a network (`docker network connect` / `docker run` options).
 ///
@@ -81,9 +83,9 @@ impl EndpointOptions {
     }
 
     /// Pure checks of the options on their own: interface name, aliases, ports, MAC.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         if let Some(name) = &self.ifname {
-            validate_ifname("ifname", name)?;
+            IfName::for_field("ifname", name.as_str())?;
         }
         for alias in &self.aliases {
             validate_hostname(alias)?;
@@ -92,9 +94,7 @@ impl EndpointOptions {
             port.validate()?;
         }
         if let Some(mac) = &self.mac {
-            if mac[0] & 1 == 1 || mac == &[0; 6] {
-                return Err(Error::invalid("mac", crate::util::mac_string(mac), "multicast or all-zero"));
-            }
+            check_mac("mac", mac)?;
         }
         Ok(())
     }
@@ -107,22 +107,22 @@ impl EndpointOptions {
         let statics = self.ip.map(IpAddr::V4).into_iter().chain(self.ip6.map(IpAddr::V6));
         for ip in statics {
             let field = if ip.is_ipv4() { "ip" } else { "ip6" };
+            let bad = |rule| Err(ValidationError::Address { field, value: ip, rule }.into());
             let Some(pool) = spec.subnets.iter().find(|p| p.subnet.contains(&ip)) else {
-                return Err(Error::invalid(field, ip, format!("not inside any subnet of network {}", spec.name)));
+                return bad(AddressRule::OutsideSubnets { network: spec.name.clone() });
             };
             if pool_gateway(pool) == ip {
-                return Err(Error::invalid(field, ip, format!("the gateway of network {}", spec.name)));
+                return bad(AddressRule::Gateway { network: spec.name.clone() });
             }
             if ip == pool.subnet.network() || (ip.is_ipv4() && ip == pool.subnet.broadcast()) {
-                return Err(Error::invalid(field, ip, format!("the network or broadcast address of {}", pool.subnet)));
+                return bad(AddressRule::NetworkOrBroadcast { subnet: pool.subnet });
             }
         }
         for port in &self.ports {
             if let Some(ip) = port.host_ip {
                 if !spec.has_family(ip.is_ipv6()) {
-                    let family = if ip.is_ipv6() { "IPv6" } else { "IPv4" };
-                    let reason = format!("network {} has no {family} subnet to forward it to", spec.name);
-                    return Err(Error::invalid("ports", ip, reason));
+                    let rule = AddressRule::NoSubnetOfFamily { network: spec.name.clone() };
+                    return Err(ValidationError::Address { field: "host_ip", value: ip, rule }.into());
                 }
             }
         }
@@ -202,8 +202,13 @@ mod tests {
 
     fn field_of(e: Error) -> &'static str {
         match e {
-            Error::InvalidSpec { field, .. } => field,
-            e => panic!("not InvalidSpec: {e}"),
+            Error::Invalid(
+                ValidationError::Address { field, .. }
+                | ValidationError::IfName { field, .. }
+                | ValidationError::Mac { field, .. }
+                | ValidationError::Name { field, .. },
+            ) => field,
+            e => panic!("not Invalid: {e}"),
         }
     }
 
@@ -228,7 +233,7 @@ mod tests {
         assert_eq!(field_of(o.validate_for(&spec(false), &bridge).unwrap_err()), "ifname");
         let mut o = EndpointOptions::new();
         o.alias("not an alias");
-        assert!(matches!(o.validate_for(&spec(false), &bridge), Err(Error::Files(_))));
+        assert_eq!(field_of(o.validate_for(&spec(false), &bridge).unwrap_err()), "hostname");
         let mut o = EndpointOptions::new();
         o.mac([1, 2, 3, 4, 5, 6]);
         assert_eq!(field_of(o.validate_for(&spec(false), &bridge).unwrap_err()), "mac");
@@ -245,7 +250,7 @@ mod tests {
             host_port: 80,
             container_port: 80,
         });
-        assert_eq!(field_of(o6.validate_for(&v6_only, &bridge).unwrap_err()), "ports");
+        assert_eq!(field_of(o6.validate_for(&v6_only, &bridge).unwrap_err()), "host_ip");
         assert!(matches!(o.validate_for(&spec(false), &MacvlanDriver::new()), Err(Error::PortsUnsupported { .. })));
     }
 

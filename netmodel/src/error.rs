@@ -8,52 +8,52 @@ use crate::files::FilesError;
 use crate::firewall::{FirewallError, Protocol};
 use crate::ipam::IpamError;
 use crate::netlink::NetlinkError;
+pub use crate::validation::ValidationError;
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in `nook-netmodel`.
 ///
-/// Validation variants ([`Error::InvalidSpec`], [`Error::UnknownParent`], [`Error::LinkExists`],
-/// [`Error::PortInUse`], ...) are returned before anything is changed. The lower layers' errors
-/// are wrapped whole; match on them through their own types.
+/// [`Error::Invalid`] (bad input) and the refusals ([`Error::UnknownParent`],
+/// [`Error::LinkExists`], [`Error::PortInUse`], ...) are returned before anything is changed.
+/// The lower layers' errors are wrapped whole (match on them through their own types), except
+/// their validation errors, which become [`Error::Invalid`] so that bad input has one variant
+/// whichever layer found it. [`Error::raw_os_error`] finds the OS error through every layer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An rtnetlink request failed (links, addresses, routes).
     #[error(transparent)]
-    Netlink(#[from] NetlinkError),
+    Netlink(NetlinkError),
     /// IP address management failed (including its validation of subnets and addresses).
     #[error(transparent)]
-    Ipam(#[from] IpamError),
+    Ipam(IpamError),
     /// The firewall backend failed (including its validation of port mappings).
     #[error(transparent)]
-    Firewall(#[from] FirewallError),
+    Firewall(FirewallError),
     /// A host name, alias, search domain or resolver option is invalid, or a
     /// `resolv.conf` could not be read.
     #[error(transparent)]
-    Files(#[from] FilesError),
+    Files(FilesError),
     /// Creating, opening or removing a network namespace failed.
     #[error("network namespace: {0}")]
     Namespace(#[from] nook_ns::Error),
-    /// Reading a host file (`/etc/hosts`, the host name) failed.
-    #[error("reading {path}: {source}")]
-    HostFile {
-        /// The file.
-        path: PathBuf,
-        /// The error.
+    /// Bad input, found before anything was changed (a spec, endpoint options, a port
+    /// mapping, a name, a subnet). Validation errors of the lower layers (netlink, IPAM, the
+    /// firewall, the files) are lifted into this variant when they become an [`Error`].
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// A system call or file operation failed (reading a host file, starting a thread).
+    #[error("{call}{}: {source}", path_suffix(.path))]
+    Sys {
+        /// The call (`"read"`, `"spawn thread"`, ...).
+        call: &'static str,
+        /// The file it was about, if any.
+        path: Option<PathBuf>,
+        /// The OS error.
         #[source]
         source: std::io::Error,
-    },
-    /// A field of a spec or of endpoint options is invalid (nothing was changed).
-    #[error("invalid {field} {value:?}: {reason}")]
-    InvalidSpec {
-        /// The field, e.g. `"name"`, `"subnets"`, `"mtu"`, `"ip"`.
-        field: &'static str,
-        /// The value given.
-        value: String,
-        /// Why it is refused.
-        reason: String,
     },
     /// The network still has endpoints attached.
     #[error("network {network} is in use by {} endpoint(s): {}", .endpoints.len(), .endpoints.join(", "))]
@@ -151,15 +151,6 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A thread could not be started.
-    #[error("cannot {op}: {source}")]
-    Thread {
-        /// What the thread was for.
-        op: &'static str,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
     /// A step failed and undoing what was already done failed too.
     #[error("{cause} (cleanup after the failure also failed: {})", Errors(.cleanup))]
     Cleanup {
@@ -215,8 +206,132 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(field: &'static str, value: impl fmt::Display, reason: impl Into<String>) -> Error {
-        Error::InvalidSpec { field, value: value.to_string(), reason: reason.into() }
+    /// The OS error number behind this error, if there is one: a failed system call or file
+    /// operation, a kernel's netlink answer, `nft` that could not be started — looking through
+    /// [`Error::Cleanup`]'s cause and the lower layers' errors.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Sys { source, .. } => source.raw_os_error(),
+            Error::Netlink(e) => e.raw_os_error(),
+            Error::Ipam(e) => e.raw_os_error(),
+            Error::Firewall(e) => e.raw_os_error(),
+            Error::Files(e) => e.raw_os_error(),
+            Error::Namespace(e) => e.raw_os_error(),
+            Error::Cleanup { cause, .. } => cause.raw_os_error(),
+            Error::Teardown { errors, .. } => errors.iter().find_map(Error::raw_os_error),
+            Error::Driver { source, .. } => {
+                source.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error)
+            }
+            _ => None,
+        }
+    }
+
+    /// The validation error, if this is bad input ([`Error::Invalid`]).
+    pub fn validation(&self) -> Option<&ValidationError> {
+        match self {
+            Error::Invalid(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl From<NetlinkError> for Error {
+    fn from(e: NetlinkError) -> Error {
+        match e {
+            NetlinkError::Invalid(v) => Error::Invalid(v),
+            e => Error::Netlink(e),
+        }
+    }
+}
+
+impl From<IpamError> for Error {
+    fn from(e: IpamError) -> Error {
+        match e {
+            IpamError::Invalid(v) => Error::Invalid(v),
+            e => Error::Ipam(e),
+        }
+    }
+}
+
+impl From<FirewallError> for Error {
+    fn from(e: FirewallError) -> Error {
+        match e {
+            FirewallError::Invalid(v) => Error::Invalid(v),
+            e => Error::Firewall(e),
+        }
+    }
+}
+
+impl From<FilesError> for Error {
+    fn from(e: FilesError) -> Error {
+        match e {
+            FilesError::Invalid(v) => Error::Invalid(v),
+            e => Error::Files(e),
+        }
+    }
+}
+
+fn path_suffix(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => format!(" {}", p.display()),
+        None => String::new(),
+    }
+}
+
+/// A failed system call or file operation on its way into a crate error's `Sys` variant
+/// (every error type of this crate converts it with `From`, so `?` picks the right one).
+#[derive(Debug)]
+pub(crate) struct SysError {
+    pub(crate) call: &'static str,
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) source: std::io::Error,
+}
+
+impl SysError {
+    /// `call` on `path` failed with `source`.
+    pub(crate) fn at(call: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> SysError {
+        SysError { call, path: Some(path.into()), source }
+    }
+}
+
+impl From<SysError> for Error {
+    fn from(e: SysError) -> Error {
+        Error::Sys { call: e.call, path: e.path, source: e.source }
+    }
+}
+
+impl From<nook_ns::statefile::FileError> for SysError {
+    fn from(e: nook_ns::statefile::FileError) -> SysError {
+        SysError { call: e.call, path: Some(e.path), source: e.source }
+    }
+}
+
+/// Context for a failed system call, instead of a hand-written `map_err` closure:
+/// `file.sync_all().sys_at("fsync", &path)?`.
+pub(crate) trait SysContext<T> {
+    /// The error as a failed `call`.
+    fn sys(self, call: &'static str) -> Result<T, SysError>;
+    /// The error as a failed `call` on `path`.
+    fn sys_at(self, call: &'static str, path: impl Into<PathBuf>) -> Result<T, SysError>;
+}
+
+impl<T> SysContext<T> for std::result::Result<T, std::io::Error> {
+    fn sys(self, call: &'static str) -> Result<T, SysError> {
+        self.map_err(|source| SysError { call, path: None, source })
+    }
+
+    fn sys_at(self, call: &'static str, path: impl Into<PathBuf>) -> Result<T, SysError> {
+        self.map_err(|source| SysError { call, path: Some(path.into()), source })
+    }
+}
+
+impl<T> SysContext<T> for std::result::Result<T, rustix::io::Errno> {
+    fn sys(self, call: &'static str) -> Result<T, SysError> {
+        self.map_err(std::io::Error::from).sys(call)
+    }
+
+    fn sys_at(self, call: &'static str, path: impl Into<PathBuf>) -> Result<T, SysError> {
+        self.map_err(std::io::Error::from).sys_at(call, path)
     }
 }
 
@@ -224,18 +339,41 @@ impl Error {
 mod tests {
     use super::*;
 
+    fn invalid(value: u32) -> Error {
+        ValidationError::Mtu { field: "mtu", value, min: 68, max: 65_535 }.into()
+    }
+
     #[test]
     fn messages_carry_context() {
-        let e = Error::invalid("mtu", 20, "below 68");
-        assert_eq!(e.to_string(), "invalid mtu \"20\": below 68");
+        assert_eq!(invalid(20).to_string(), "invalid mtu 20: must be in 68..=65535");
         let e = Error::NetworkInUse { network: "nk-a".into(), endpoints: vec!["s1/ab".into(), "s2/cd".into()] };
         assert_eq!(e.to_string(), "network nk-a is in use by 2 endpoint(s): s1/ab, s2/cd");
         let e = Error::PortInUse { protocol: Protocol::Tcp, host_ip: Some("::1".parse().unwrap()), host_port: 80 };
         assert_eq!(e.to_string(), "host port [::1]:80/Tcp is already published");
-        let e = Error::with_cleanup(Error::invalid("a", 1, "x"), vec![Error::invalid("b", 2, "y")]);
-        assert_eq!(e.to_string(), "invalid a \"1\": x (cleanup after the failure also failed: invalid b \"2\": y)");
-        assert!(matches!(Error::with_cleanup(Error::invalid("a", 1, "x"), vec![]), Error::InvalidSpec { .. }));
+        let e = Error::with_cleanup(invalid(1), vec![invalid(2)]);
+        assert_eq!(
+            e.to_string(),
+            "invalid mtu 1: must be in 68..=65535 (cleanup after the failure also failed: invalid mtu 2: must be in \
+             68..=65535)"
+        );
+        assert!(matches!(Error::with_cleanup(invalid(1), vec![]), Error::Invalid(_)));
         assert!(Error::teardown("x", vec![]).is_ok());
+        let e: Error = std::fs::read("/nonexistent/nk").sys_at("read", "/nonexistent/nk").unwrap_err().into();
+        assert_eq!(e.to_string(), "read /nonexistent/nk: No such file or directory (os error 2)");
+    }
+
+    #[test]
+    fn raw_os_error_looks_through_layers() {
+        let sys = || SysError { call: "open", path: None, source: std::io::Error::from_raw_os_error(libc::EACCES) };
+        let e = Error::with_cleanup(Error::Ipam(sys().into()), vec![]);
+        assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+        let e = Error::with_cleanup(Error::Netlink(sys().into()), vec![invalid(1)]);
+        assert_eq!(e.raw_os_error(), Some(libc::EACCES));
+        assert_eq!(Error::from(FilesError::from(sys())).raw_os_error(), Some(libc::EACCES));
+        assert_eq!(invalid(1).raw_os_error(), None);
+        // A lower layer's validation error becomes Error::Invalid.
+        let v = ValidationError::PortZero { field: "host_port" };
+        assert!(matches!(Error::from(FirewallError::from(v)), Error::Invalid(ValidationError::PortZero { .. })));
     }
 
     #[test]

@@ -32,6 +32,9 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
+use crate::error::{SysContext, SysError};
+use crate::validation::{NameRule, ValidationError};
+
 /// The host's resolver configuration.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
@@ -61,78 +64,70 @@ pub const MAX_LABEL_LEN: usize = 63;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FilesError {
-    /// A hostname (the sandbox's or a peer's) is not a valid RFC 1123 host name.
-    #[error("invalid hostname {name:?}: {reason}")]
-    InvalidHostname {
-        /// The name given.
-        name: String,
-        /// Why it is refused.
-        reason: &'static str,
-    },
-    /// A hosts entry has no name.
-    #[error("hosts entry for {address} has no name")]
-    EmptyHostsEntry {
-        /// Its address.
-        address: IpAddr,
-    },
-    /// A search domain is not a valid domain name.
-    #[error("invalid search domain {domain:?}: {reason}")]
-    InvalidSearchDomain {
-        /// The domain given.
-        domain: String,
-        /// Why it is refused.
-        reason: &'static str,
-    },
-    /// A resolver option cannot be written to `resolv.conf`.
-    #[error("invalid resolver option {option:?}: {reason}")]
-    InvalidOption {
-        /// The option given.
-        option: String,
-        /// Why it is refused.
-        reason: &'static str,
-    },
+    /// Bad input: a host name, alias, search domain or resolver option, a hosts entry
+    /// without names.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
     /// A `resolv.conf` could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
+    #[error("cannot {call} {}: {source}", path.as_deref().unwrap_or(Path::new("")).display())]
+    Sys {
+        /// The call (`"read"`).
+        call: &'static str,
         /// The file.
-        path: PathBuf,
+        path: Option<PathBuf>,
         /// The error.
         #[source]
         source: std::io::Error,
     },
 }
 
+impl FilesError {
+    /// The OS error number, if this is a failed file operation.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            FilesError::Sys { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+impl From<SysError> for FilesError {
+    fn from(e: SysError) -> FilesError {
+        FilesError::Sys { call: e.call, path: e.path, source: e.source }
+    }
+}
+
 /// Checks that `name` is a valid host name (RFC 1123): at most 253 bytes, dot-separated
 /// labels of 1-63 letters, digits and `-`, not starting or ending with `-`; not an IPv4
 /// address. No trailing dot, no `_`.
-pub fn validate_hostname(name: &str) -> Result<(), FilesError> {
-    check_name(name, false).map_err(|reason| FilesError::InvalidHostname { name: name.to_owned(), reason })
+pub fn validate_hostname(name: &str) -> Result<(), ValidationError> {
+    check_name(name, false).map_err(|rule| ValidationError::Name { field: "hostname", value: name.to_owned(), rule })
 }
 
-fn check_name(name: &str, trailing_dot: bool) -> Result<(), &'static str> {
+fn check_name(name: &str, trailing_dot: bool) -> Result<(), NameRule> {
     let body = if trailing_dot { name.strip_suffix('.').unwrap_or(name) } else { name };
     if body.is_empty() {
-        return Err("empty");
+        return Err(NameRule::Empty);
     }
     if body.len() > MAX_NAME_LEN {
-        return Err("longer than 253 bytes");
+        return Err(NameRule::TooLong { max: MAX_NAME_LEN });
     }
     for label in body.split('.') {
         if label.is_empty() {
-            return Err("has an empty label");
+            return Err(NameRule::EmptyComponent);
         }
         if label.len() > MAX_LABEL_LEN {
-            return Err("has a label longer than 63 bytes");
+            return Err(NameRule::LabelTooLong { max: MAX_LABEL_LEN });
         }
         if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err("only letters, digits, `-` and `.` are allowed");
+            return Err(NameRule::Characters { allowed: "letters, digits, `-` and `.`" });
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err("a label starts or ends with `-`");
+            return Err(NameRule::LabelHyphen);
         }
     }
     if body.parse::<Ipv4Addr>().is_ok() {
-        return Err("is an IPv4 address");
+        return Err(NameRule::Ipv4Address);
     }
     Ok(())
 }
@@ -148,9 +143,9 @@ pub struct HostsEntry {
 
 impl HostsEntry {
     /// Checks that the entry has names and that each is a valid host name.
-    pub fn validate(&self) -> Result<(), FilesError> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         if self.names.is_empty() {
-            return Err(FilesError::EmptyHostsEntry { address: self.address });
+            return Err(ValidationError::EmptyHostsEntry { address: self.address });
         }
         self.names.iter().try_for_each(|n| validate_hostname(n))
     }
@@ -248,8 +243,7 @@ impl DnsConfig {
     /// Reads and parses a `resolv.conf` as it is (no filtering).
     pub fn read(path: impl AsRef<Path>) -> Result<DnsConfig, FilesError> {
         let path = path.as_ref();
-        let text =
-            std::fs::read_to_string(path).map_err(|source| FilesError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).sys_at("read", path)?;
         Ok(DnsConfig::parse(&text))
     }
 
@@ -273,7 +267,7 @@ impl DnsConfig {
     /// [`DnsConfig::from_host`] with the two files' paths given.
     fn from_host_files(resolv_conf: &Path, resolved_conf: &Path) -> Result<DnsConfig, FilesError> {
         let conf = match DnsConfig::read(resolv_conf) {
-            Err(FilesError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(FilesError::Sys { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 DnsConfig::default()
             }
             r => r?,
@@ -301,20 +295,22 @@ impl DnsConfig {
 
     /// Checks the search domains (domain names; a trailing dot is allowed) and the options
     /// (non-empty, no whitespace or control characters, no comment characters).
-    pub fn validate(&self) -> Result<(), FilesError> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         for d in &self.search {
-            check_name(d, true).map_err(|reason| FilesError::InvalidSearchDomain { domain: d.clone(), reason })?;
+            if let Err(rule) = check_name(d, true) {
+                return Err(ValidationError::Name { field: "search domain", value: d.clone(), rule });
+            }
         }
         for o in &self.options {
-            let bad = |reason| Err(FilesError::InvalidOption { option: o.clone(), reason });
+            let bad = |rule| Err(ValidationError::Name { field: "resolver option", value: o.clone(), rule });
             if o.is_empty() {
-                return bad("empty");
+                return bad(NameRule::Empty);
             }
             if o.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return bad("contains whitespace or a control character");
+                return bad(NameRule::Forbidden { forbidden: "whitespace or a control character" });
             }
             if o.starts_with('#') || o.starts_with(';') {
-                return bad("starts a comment");
+                return bad(NameRule::Comment);
             }
         }
         Ok(())
@@ -393,8 +389,8 @@ mod tests {
             ("", "empty"),
             ("-web", "a label starts or ends with `-`"),
             ("web-", "a label starts or ends with `-`"),
-            ("a..b", "has an empty label"),
-            ("a.", "has an empty label"),
+            ("a..b", "has an empty label or component"),
+            ("a.", "has an empty label or component"),
             ("my_host", "only letters, digits, `-` and `.` are allowed"),
             ("héllo", "only letters, digits, `-` and `.` are allowed"),
             ("a b", "only letters, digits, `-` and `.` are allowed"),
@@ -403,8 +399,8 @@ mod tests {
             (&long, "longer than 253 bytes"),
         ] {
             match validate_hostname(bad) {
-                Err(FilesError::InvalidHostname { name, reason: r }) => {
-                    assert_eq!((name.as_str(), r), (bad, reason));
+                Err(ValidationError::Name { field: "hostname", value, rule }) => {
+                    assert_eq!((value.as_str(), rule.to_string().as_str()), (bad, reason));
                 }
                 other => panic!("{bad:?}: {other:?}"),
             }
@@ -414,12 +410,15 @@ mod tests {
     #[test]
     fn try_hosts_file_validates() {
         assert!(try_hosts_file("app", &[], &[]).is_ok());
-        assert!(matches!(try_hosts_file("bad_name", &[], &[]), Err(FilesError::InvalidHostname { .. })));
+        assert!(matches!(try_hosts_file("bad_name", &[], &[]), Err(FilesError::Invalid(ValidationError::Name { .. }))));
         let empty = HostsEntry { address: ip("10.0.0.3"), names: vec![] };
-        assert!(matches!(try_hosts_file("app", &[], &[empty]), Err(FilesError::EmptyHostsEntry { .. })));
+        assert!(matches!(
+            try_hosts_file("app", &[], &[empty]),
+            Err(FilesError::Invalid(ValidationError::EmptyHostsEntry { .. }))
+        ));
         let bad = HostsEntry { address: ip("10.0.0.3"), names: vec!["ok".into(), "-no".into()] };
         assert!(
-            matches!(try_hosts_file("app", &[], &[bad]), Err(FilesError::InvalidHostname { name, .. }) if name == "-no")
+            matches!(try_hosts_file("app", &[], &[bad]), Err(FilesError::Invalid(ValidationError::Name { value, .. })) if value == "-no")
         );
     }
 
@@ -493,11 +492,17 @@ mod tests {
             search: search.iter().map(|s| (*s).into()).collect(),
             options: options.iter().map(|s| (*s).into()).collect(),
         };
-        assert!(matches!(with(&["a..b"], &[]).validate(), Err(FilesError::InvalidSearchDomain { .. })));
-        assert!(matches!(with(&["."], &[]).validate(), Err(FilesError::InvalidSearchDomain { reason: "empty", .. })));
-        assert!(matches!(with(&[], &["nd ots"]).validate(), Err(FilesError::InvalidOption { .. })));
-        assert!(matches!(with(&[], &[""]).validate(), Err(FilesError::InvalidOption { .. })));
-        assert!(matches!(with(&[], &["#x"]).validate(), Err(FilesError::InvalidOption { .. })));
+        assert!(matches!(with(&["a..b"], &[]).validate(), Err(ValidationError::Name { field: "search domain", .. })));
+        assert!(matches!(
+            with(&["."], &[]).validate(),
+            Err(ValidationError::Name { field: "search domain", rule: NameRule::Empty, .. })
+        ));
+        assert!(matches!(
+            with(&[], &["nd ots"]).validate(),
+            Err(ValidationError::Name { field: "resolver option", .. })
+        ));
+        assert!(matches!(with(&[], &[""]).validate(), Err(ValidationError::Name { field: "resolver option", .. })));
+        assert!(matches!(with(&[], &["#x"]).validate(), Err(ValidationError::Name { field: "resolver option", .. })));
         assert!(with(&["a.example."], &["rotate"]).validate().is_ok());
     }
 
@@ -513,7 +518,7 @@ mod tests {
             (&DEFAULT_NAMESERVERS[..], &["lan".to_owned()][..])
         );
         match DnsConfig::read(dir.join("missing")) {
-            Err(FilesError::Read { path, source }) => {
+            Err(FilesError::Sys { path: Some(path), source, .. }) => {
                 assert!(path.ends_with("missing"));
                 assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
             }
@@ -533,7 +538,7 @@ mod tests {
         let c = DnsConfig::from_host_files(&dir.join("missing"), &dir.join("resolved")).unwrap();
         assert_eq!(c.nameservers, [ip("192.0.2.53")]);
         // Other read errors still fail (a directory where the file should be).
-        assert!(matches!(DnsConfig::from_host_files(dir.path(), &dir.join("resolved")), Err(FilesError::Read { .. })));
+        assert!(matches!(DnsConfig::from_host_files(dir.path(), &dir.join("resolved")), Err(FilesError::Sys { .. })));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::firewall::{FirewallBackend, Nftables, PortMapping, Protocol};
 use crate::ipam::{DEFAULT_STATE_DIR, Ipam};
 use crate::netlink::Netlink;
+use crate::validation::ValidationError;
 
 /// The host side of the network model.
 ///
@@ -85,7 +86,7 @@ impl<'a> HostBuilder<'a> {
             None => NsFd::current(Namespace::Net)?,
         };
         if netns.kind() != Namespace::Net {
-            return Err(Error::invalid("netns", format!("{:?}", netns.kind()), "not a network namespace"));
+            return Err(ValidationError::NotNetNamespace { field: "netns", kind: netns.kind() }.into());
         }
         let ipam = Ipam::open(&self.ipam_dir)?;
         let firewall: Arc<dyn FirewallBackend> = match &self.firewall {

@@ -6,6 +6,8 @@ use std::fmt;
 use std::ops::Deref;
 use std::str::FromStr;
 
+use crate::validation::{NameRule, ValidationError};
+
 /// The longest interface name the kernel accepts (`IFNAMSIZ - 1`), in bytes.
 pub const MAX_IFNAME: usize = 15;
 
@@ -30,39 +32,33 @@ pub const MAX_IFNAME: usize = 15;
 #[serde(try_from = "String", into = "String")]
 pub struct IfName(String);
 
-/// An interface name that breaks [`IfName`]'s rules.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid interface name {name:?}: {reason}")]
-#[non_exhaustive]
-pub struct InvalidIfName {
-    /// The name given.
-    pub name: String,
-    /// Which rule it breaks.
-    pub reason: &'static str,
-}
-
 impl IfName {
-    /// Checks `name` and wraps it.
-    pub fn new(name: impl Into<String>) -> Result<IfName, InvalidIfName> {
+    /// Checks `name` and wraps it ([`ValidationError::IfName`] of field `"ifname"`).
+    pub fn new(name: impl Into<String>) -> Result<IfName, ValidationError> {
+        IfName::for_field("ifname", name)
+    }
+
+    /// [`IfName::new`], naming `field` in the error.
+    pub(crate) fn for_field(field: &'static str, name: impl Into<String>) -> Result<IfName, ValidationError> {
         let name = name.into();
         match IfName::check(&name) {
             Ok(()) => Ok(IfName(name)),
-            Err(reason) => Err(InvalidIfName { name, reason }),
+            Err(rule) => Err(ValidationError::IfName { field, value: name, rule }),
         }
     }
 
-    /// The rule set: `Err(reason)` when `name` is not a valid interface name.
-    pub fn check(name: &str) -> Result<(), &'static str> {
+    /// The rule set: the rule `name` breaks, if any.
+    pub fn check(name: &str) -> Result<(), NameRule> {
         if name.is_empty() {
-            Err("empty")
+            Err(NameRule::Empty)
         } else if name.len() > MAX_IFNAME {
-            Err("longer than 15 bytes")
+            Err(NameRule::TooLong { max: MAX_IFNAME })
         } else if name == "." || name == ".." {
-            Err("`.` and `..` are not interface names")
+            Err(NameRule::DotOrDotDot)
         } else if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control()) {
-            Err("contains `/`, `:`, whitespace or a control character")
+            Err(NameRule::Forbidden { forbidden: "`/`, `:`, whitespace or a control character" })
         } else if name.contains('%') {
-            Err("contains `%` (the kernel would take it as a name template)")
+            Err(NameRule::Template)
         } else {
             Ok(())
         }
@@ -80,25 +76,25 @@ impl IfName {
 }
 
 impl TryFrom<String> for IfName {
-    type Error = InvalidIfName;
+    type Error = ValidationError;
 
-    fn try_from(name: String) -> Result<IfName, InvalidIfName> {
+    fn try_from(name: String) -> Result<IfName, ValidationError> {
         IfName::new(name)
     }
 }
 
 impl TryFrom<&str> for IfName {
-    type Error = InvalidIfName;
+    type Error = ValidationError;
 
-    fn try_from(name: &str) -> Result<IfName, InvalidIfName> {
+    fn try_from(name: &str) -> Result<IfName, ValidationError> {
         IfName::new(name)
     }
 }
 
 impl FromStr for IfName {
-    type Err = InvalidIfName;
+    type Err = ValidationError;
 
-    fn from_str(name: &str) -> Result<IfName, InvalidIfName> {
+    fn from_str(name: &str) -> Result<IfName, ValidationError> {
         IfName::new(name)
     }
 }
@@ -173,8 +169,7 @@ mod tests {
             "ééééééé\u{e9}x", // 15 chars, 16 bytes
         ] {
             let e = IfName::new(bad).unwrap_err();
-            assert_eq!(e.name, bad);
-            assert!(!e.reason.is_empty());
+            assert!(matches!(&e, ValidationError::IfName { field: "ifname", value, .. } if value == bad), "{e}");
         }
     }
 

@@ -61,6 +61,18 @@
 //!   persisted name unmounted). The kernel deletes the sandbox's links when its namespace
 //!   dies, asynchronously, so teardown returns without waiting for it.
 //!
+//! # Errors
+//!
+//! One shape, the same in every nook crate: [`Error`] (and each layer's own error,
+//! [`netlink::NetlinkError`], [`ipam::IpamError`], [`firewall::FirewallError`],
+//! [`files::FilesError`]) has `Invalid(ValidationError)` for bad input — every `validate()`
+//! returns a [`ValidationError`] naming the field and the value, with the broken rule typed
+//! ([`NameRule`], [`AddressRule`], [`MacRule`]) — and `Sys { call, path, source }` for a failed
+//! system call or file operation; [`Error::Cleanup`] when undoing a failed step failed too,
+//! [`Error::Teardown`] for every failure of a removal. A lower layer's validation error
+//! becomes [`Error::Invalid`], whichever layer found it; [`Error::raw_os_error`] finds the OS
+//! error through every layer.
+//!
 //! # Costs
 //!
 //! On the development machine (kernel 6.18, 2 vCPUs; noisy). The first rows are criterion
@@ -147,19 +159,23 @@ mod host;
 mod ifname;
 pub mod ipam;
 mod mode;
+mod name;
 pub mod netlink;
 mod network;
 mod sandbox;
 mod spec;
 mod util;
+mod validation;
 
 pub use driver::{EndpointConfig, EndpointLink, NetworkDriver};
 pub use endpoint::{Endpoint, EndpointOptions};
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder};
-pub use ifname::{IfName, InvalidIfName, MAX_IFNAME};
+pub use ifname::{IfName, MAX_IFNAME};
 pub use mode::{NetworkMode, NetworkModeName};
+pub use name::NetworkName;
 pub use netlink::MacvlanMode;
 pub use network::{Network, NetworkEndpoint};
 pub use sandbox::{Sandbox, SandboxKind};
 pub use spec::{DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_SUBNET, Driver, MAX_MTU, MIN_MTU, MIN_MTU_V6, NetworkSpec};
+pub use validation::{AddressRule, MacRule, NameRule, ValidationError};

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::network::Network;
 use crate::sandbox::Sandbox;
+use crate::validation::ValidationError;
 
 /// How a new sandbox gets its network (see [`Sandbox::new`]).
 #[derive(Debug, Clone, Copy)]
@@ -52,17 +53,17 @@ impl FromStr for NetworkModeName {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |reason: &str| Err(Error::invalid("network mode", s, reason));
+        let bad = || Err(ValidationError::NetworkMode { value: s.to_owned() }.into());
         match s {
-            "" => bad("empty"),
+            "" => bad(),
             "none" => Ok(NetworkModeName::None),
             "host" => Ok(NetworkModeName::Host),
             "default" => Ok(NetworkModeName::Network("bridge".into())),
             _ => match s.strip_prefix("container:") {
-                Some("") => bad("`container:` needs a sandbox name or id"),
+                Some("") => bad(),
                 Some(other) => Ok(NetworkModeName::Container(other.to_owned())),
                 None => {
-                    crate::ipam::validate_network_name(s)?;
+                    crate::name::NetworkName::validate(s)?;
                     Ok(NetworkModeName::Network(s.to_owned()))
                 }
             },

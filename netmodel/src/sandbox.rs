@@ -9,7 +9,7 @@ use nook_ns::{NetNs, NsFd};
 
 use crate::driver::{EndpointConfig, EndpointLink};
 use crate::endpoint::{Endpoint, EndpointOptions};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SysContext};
 use crate::files::{self, DnsConfig, HostsEntry, validate_hostname};
 use crate::firewall::PortRule;
 use crate::ifname::IfName;
@@ -17,7 +17,7 @@ use crate::ipam::{Owner, Request};
 use crate::mode::NetworkMode;
 use crate::netlink::{Netlink, Route};
 use crate::network::{Network, NetworkEndpoint};
-use crate::util::{random_hex, validate_ifname};
+use crate::util::random_hex;
 
 /// The index of `lo` in every network namespace (`LOOPBACK_IFINDEX`).
 const LOOPBACK_INDEX: u32 = 1;
@@ -256,7 +256,7 @@ impl Sandbox {
         }
         let ifname = match &options.ifname {
             // Checked by `validate_for` already: this only gives it its type.
-            Some(n) => validate_ifname("ifname", n)?,
+            Some(n) => IfName::for_field("ifname", n.as_str())?,
             None => (0..)
                 .map(|i| format!("eth{i}"))
                 .find(|n| !endpoints.iter().any(|e| &e.info.ifname == n))
@@ -445,7 +445,7 @@ impl Sandbox {
     pub fn hosts_file(&self) -> Result<String> {
         if self.kind == SandboxKind::Host {
             let path = "/etc/hosts";
-            return std::fs::read_to_string(path).map_err(|source| Error::HostFile { path: path.into(), source });
+            return Ok(std::fs::read_to_string(path).sys_at("read", path)?);
         }
         let endpoints = self.shared.endpoints();
         let own: Vec<IpAddr> = endpoints.iter().flat_map(|e| e.info.addresses.iter().map(|a| a.addr())).collect();
@@ -480,7 +480,7 @@ impl Sandbox {
         }
         if self.kind == SandboxKind::Host {
             let path = files::RESOLV_CONF;
-            return std::fs::read_to_string(path).map_err(|source| Error::HostFile { path: path.into(), source });
+            return Ok(std::fs::read_to_string(path).sys_at("read", path)?);
         }
         Ok(DnsConfig::from_host()?.render())
     }
@@ -631,7 +631,7 @@ fn discard_link(shared: &SandboxShared, index: u32) -> Result<()> {
                 let _ = nl.delete_link(index);
             }
         })
-        .map_err(|source| Error::Thread { op: "spawn the link deletion thread", source })?;
+        .sys("spawn the link deletion thread")?;
     Ok(())
 }
 
@@ -664,9 +664,7 @@ fn port_rules(options: &EndpointOptions, addresses: &[ipnet::IpNet]) -> Vec<Port
 /// The caller's host name (`/proc/sys/kernel/hostname`: the caller's UTS namespace).
 fn host_hostname() -> Result<String> {
     let path = "/proc/sys/kernel/hostname";
-    std::fs::read_to_string(path)
-        .map(|s| s.trim_end().to_owned())
-        .map_err(|source| Error::HostFile { path: path.into(), source })
+    Ok(std::fs::read_to_string(path).sys_at("read", path)?.trim_end().to_owned())
 }
 
 #[cfg(test)]

@@ -8,10 +8,11 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::driver::NetworkDriver;
-use crate::error::{Error, Result};
 use crate::ipam::Pool;
+use crate::name::NetworkName;
 use crate::netlink::MacvlanMode;
 use crate::util::pool_gateway;
+use crate::validation::ValidationError;
 
 /// The smallest MTU the kernel accepts for IPv4.
 pub const MIN_MTU: u32 = 68;
@@ -214,12 +215,8 @@ impl NetworkSpec {
     /// Checks everything that can be checked without the host: name, link names, subnets
     /// (IPAM's pure checks: host bits, size, gateway inside and usable, no overlap between
     /// them), MTU, and the driver's own rules.
-    pub fn validate(&self) -> Result<()> {
-        crate::ipam::validate_network_name(&self.name)?;
-        if self.name.len() > crate::firewall::MAX_NETWORK_LEN {
-            let reason = format!("longer than {} bytes (it names firewall chains)", crate::firewall::MAX_NETWORK_LEN);
-            return Err(Error::invalid("name", &self.name, reason));
-        }
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        NetworkName::validate(&self.name)?;
         // A built-in driver's own rules (its link names) come before the generic ones; a
         // custom driver's after them.
         let custom = matches!(self.driver, Driver::Custom(_));
@@ -231,11 +228,9 @@ impl NetworkSpec {
             crate::ipam::validate_pools(&self.name, &self.subnets)?;
         }
         if let Some(mtu) = self.mtu {
-            if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
-                return Err(Error::invalid("mtu", mtu, format!("must be in {MIN_MTU}..={MAX_MTU}")));
-            }
-            if mtu < MIN_MTU_V6 && self.has_family(true) {
-                return Err(Error::invalid("mtu", mtu, format!("IPv6 needs at least {MIN_MTU_V6}")));
+            let min = if self.has_family(true) { MIN_MTU_V6 } else { MIN_MTU };
+            if !(min..=MAX_MTU).contains(&mtu) {
+                return Err(ValidationError::Mtu { field: "mtu", value: mtu, min, max: MAX_MTU });
             }
         }
         if let Driver::Custom(d) = &self.driver {
@@ -255,11 +250,11 @@ mod tests {
         s
     }
 
-    fn field_of(e: Error) -> &'static str {
+    fn field_of(e: ValidationError) -> &'static str {
         match e {
-            Error::InvalidSpec { field, .. } => field,
-            Error::Ipam(_) => "ipam",
-            e => panic!("not InvalidSpec: {e}"),
+            ValidationError::IfName { field, .. } | ValidationError::Mtu { field, .. } => field,
+            ValidationError::NetworkName { .. } => "name",
+            _ => "ipam",
         }
     }
 
@@ -278,7 +273,7 @@ mod tests {
     fn invalid_specs() {
         let mut s = bridge();
         s.name = "bad name".into();
-        assert_eq!(field_of(s.validate().unwrap_err()), "ipam");
+        assert_eq!(field_of(s.validate().unwrap_err()), "name");
 
         let mut s = bridge();
         s.name = "n".repeat(65);

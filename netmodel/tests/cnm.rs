@@ -17,7 +17,9 @@ use nook_netmodel::firewall::{
     FirewallBackend, FirewallError, NetworkRules, Nftables, PortMapping, PortRule, Protocol,
 };
 use nook_netmodel::netlink::Netlink;
-use nook_netmodel::{EndpointOptions, Error, Host, Network, NetworkMode, NetworkSpec, Sandbox, SandboxKind};
+use nook_netmodel::{
+    EndpointOptions, Error, Host, Network, NetworkMode, NetworkSpec, Sandbox, SandboxKind, ValidationError,
+};
 use nook_testutil::{TempDir, require_root, unique_name};
 
 fn bridge_spec(subnet: &str) -> NetworkSpec {
@@ -337,12 +339,12 @@ fn invalid_requests_fail_typed_and_change_nothing() {
     let mut spec = NetworkSpec::bridge(unique_name("net"));
     spec.subnet("10.89.11.0/24".parse().unwrap(), Some("10.89.12.1".parse().unwrap()));
     let err = Network::create(&world.host, &spec).unwrap_err();
-    assert!(matches!(err, Error::Ipam(_)), "{err}");
+    assert!(matches!(err, Error::Invalid(ValidationError::GatewayOutsideSubnet { .. })), "{err}");
     assert_eq!(world.snapshot(), before);
 
     // An invalid CIDR (host bits set).
     let err = Network::create(&world.host, &bridge_spec("10.89.11.1/24")).unwrap_err();
-    assert!(matches!(err, Error::Ipam(_)), "{err}");
+    assert!(matches!(err, Error::Invalid(ValidationError::HostBits { .. })), "{err}");
     assert_eq!(world.snapshot(), before);
 
     // A missing macvlan parent.
@@ -363,12 +365,12 @@ fn invalid_requests_fail_typed_and_change_nothing() {
     let mut opts = EndpointOptions::new();
     opts.port(tcp(0, 80));
     let err = s.connect(&net, &opts).unwrap_err();
-    assert!(matches!(err, Error::Firewall(_)), "{err}");
+    assert!(matches!(err, Error::Invalid(ValidationError::PortZero { field: "host_port" })), "{err}");
     // A static address outside the subnet.
     let mut opts = EndpointOptions::new();
     opts.static_ip("10.1.1.1".parse().unwrap());
     let err = s.connect(&net, &opts).unwrap_err();
-    assert!(matches!(err, Error::InvalidSpec { field: "ip", .. }), "{err}");
+    assert!(matches!(err, Error::Invalid(ValidationError::Address { field: "ip", .. })), "{err}");
     assert_eq!(world.snapshot(), before);
     assert_eq!(links_of(s.netns()), sandbox_links);
 
@@ -401,7 +403,8 @@ impl FirewallBackend for PortsFail {
         self.0.teardown_network(network)
     }
     fn add_ports(&self, _network: &str, _endpoint: &str, ports: &[PortRule]) -> Result<(), FirewallError> {
-        Err(FirewallError::InvalidPort { field: "host_port", value: ports[0].mapping.host_port, reason: "test" })
+        let _ = ports;
+        Err(FirewallError::Invalid(ValidationError::PortZero { field: "test" }))
     }
     fn remove_ports(&self, network: &str, endpoint: &str) -> Result<(), FirewallError> {
         self.0.remove_ports(network, endpoint)
@@ -423,7 +426,7 @@ fn a_failure_late_in_connect_undoes_everything() {
     let mut opts = EndpointOptions::new();
     opts.port(tcp(8083, 80));
     let err = s.connect(&net, &opts).unwrap_err();
-    assert!(matches!(err, Error::Firewall(FirewallError::InvalidPort { reason: "test", .. })), "{err}");
+    assert!(matches!(err, Error::Invalid(ValidationError::PortZero { field: "test" })), "{err}");
     assert!(s.endpoints().is_empty());
     assert!(net.endpoints().is_empty());
     assert_eq!(links_of(s.netns()), [("lo".to_owned(), true)], "the sandbox side is gone at once");

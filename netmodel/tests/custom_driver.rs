@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{World, listen_in_ns, serve_once, talk};
 use nook_netmodel::netlink::{LinkKind, NewLink};
 use nook_netmodel::{
-    EndpointConfig, EndpointLink, EndpointOptions, Host, Network, NetworkDriver, NetworkSpec, Sandbox,
+    EndpointConfig, EndpointLink, EndpointOptions, Host, Network, NetworkDriver, NetworkSpec, Sandbox, ValidationError,
 };
 use nook_ns::NsFd;
 use nook_testutil::{require_root, unique_name};
@@ -30,11 +30,12 @@ impl NetworkDriver for PointToPoint {
         "ptp"
     }
 
-    fn validate(&self, spec: &NetworkSpec) -> nook_netmodel::Result<()> {
+    fn validate(&self, spec: &NetworkSpec) -> Result<(), ValidationError> {
         if spec.subnets.len() != 1 {
-            return Err(nook_netmodel::Error::Driver {
+            return Err(ValidationError::Driver {
                 driver: "ptp".into(),
-                op: "validate",
+                field: "subnets",
+                value: spec.subnets.len().to_string(),
                 source: "exactly one subnet".into(),
             });
         }
@@ -114,7 +115,7 @@ fn a_custom_driver_builds_working_endpoints() {
     // The driver's own validation runs with the generic one, before anything changes.
     let mut spec = NetworkSpec::custom(unique_name("ptp"), driver.clone());
     spec.subnet("10.92.0.0/24".parse().unwrap(), None).subnet("10.93.0.0/24".parse().unwrap(), None);
-    assert!(matches!(spec.validate(), Err(nook_netmodel::Error::Driver { .. })));
+    assert!(matches!(spec.validate(), Err(ValidationError::Driver { field: "subnets", .. })));
     assert!(Network::create(&world.host, &spec).is_err());
     assert_eq!(driver.setups.load(Ordering::Relaxed), 1);
 }

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nook_netmodel::ValidationError;
 use nook_netmodel::firewall::{
     FirewallBackend, FirewallError, NetworkRules, Nftables, PortMapping, PortRule, Protocol,
 };
@@ -384,17 +385,17 @@ fn bad_ports_are_refused_with_nothing_applied() {
     type Check = fn(&FirewallError) -> bool;
     let cases: Vec<(&str, &str, Vec<PortRule>, Check)> = vec![
         ("web", "ep2", vec![port(Protocol::Tcp, None, 0, "10.97.0.3", 80)], |e| {
-            matches!(e, FirewallError::InvalidPort { field: "host_port", .. })
+            matches!(e, FirewallError::Invalid(ValidationError::PortZero { field: "host_port" }))
         }),
         ("web", "ep2", vec![port(Protocol::Tcp, None, 80, "10.97.0.3", 0)], |e| {
-            matches!(e, FirewallError::InvalidPort { field: "container_port", .. })
+            matches!(e, FirewallError::Invalid(ValidationError::PortZero { field: "container_port" }))
         }),
         // The network has no IPv6 subnet.
         ("web", "ep2", vec![port(Protocol::Tcp, None, 80, "fd00::3", 80)], |e| {
             matches!(e, FirewallError::FamilyNotInNetwork { .. })
         }),
         ("web", "ep2", vec![port(Protocol::Tcp, Some("fd00::1"), 80, "10.97.0.3", 80)], |e| {
-            matches!(e, FirewallError::InvalidAddress { field: "host_ip", .. })
+            matches!(e, FirewallError::Invalid(ValidationError::Address { field: "host_ip", .. }))
         }),
         // Same protocol, address and port as ep1's; and a wildcard overlapping it, from
         // another network.
@@ -421,7 +422,7 @@ fn bad_ports_are_refused_with_nothing_applied() {
             matches!(e, FirewallError::UnknownNetwork { .. })
         }),
         ("web", "bad id", vec![port(Protocol::Tcp, None, 80, "10.97.0.3", 80)], |e| {
-            matches!(e, FirewallError::InvalidName { what: "endpoint", .. })
+            matches!(e, FirewallError::Invalid(ValidationError::Name { field: "endpoint", .. }))
         }),
     ];
     for (network, endpoint, ports, check) in cases {
@@ -472,7 +473,9 @@ fn a_loopback_mapping_on_a_missing_bridge_fails_with_nothing_applied() {
     let before = ruleset_in(Some(&ns));
     let err = fw.add_ports("web", "ep1", &[port(Protocol::Tcp, None, 80, "10.100.0.2", 80)]).unwrap_err();
     match &err {
-        FirewallError::Sysctl { path, op: "add_ports", .. } => assert!(path.ends_with("nkmissing/route_localnet")),
+        FirewallError::Sys { path: Some(path), call: "read", .. } => {
+            assert!(path.ends_with("nkmissing/route_localnet"))
+        }
         other => panic!("{other:?}"),
     }
     assert!(!err.is_refusal());
@@ -528,7 +531,7 @@ fn a_backend_made_without_a_namespace_acts_where_it_was_made() {
     let mut bad = Nftables::new(Some(ns.ns())).unwrap();
     bad.table_name("no spaces");
     let err = bad.setup_network(&net("web", "nkbr0", &["10.102.0.0/24"], false)).unwrap_err();
-    assert!(matches!(err, FirewallError::InvalidName { what: "table", .. }), "{err}");
+    assert!(matches!(err, FirewallError::Invalid(ValidationError::Name { field: "table", .. })), "{err}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use ipnet::IpNet;
+use nook_netmodel::ValidationError;
 use nook_netmodel::ipam::{
     IpFamily, Ipam, IpamError, Owner, Pool, Request, ReservedKind, parse_subnet, validate_pools,
 };
@@ -266,28 +267,34 @@ fn failed_requests_leave_the_state_dir_unchanged() {
 
     // Invalid CIDR text.
     match parse_subnet("10.0.0.1/24") {
-        Err(e @ IpamError::HostBitsSet { .. }) => assert!(e.to_string().contains("10.0.0.0/24"), "{e}"),
+        Err(e @ ValidationError::HostBits { .. }) => assert!(e.to_string().contains("10.0.0.0/24"), "{e}"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(parse_subnet("10.0.0.0/40"), Err(IpamError::InvalidCidr { .. })));
+    assert!(matches!(parse_subnet("10.0.0.0/40"), Err(ValidationError::Cidr { .. })));
     let host_bits = Pool::new(IpNet::new(ip("10.81.0.1"), 24).unwrap());
-    assert!(matches!(ipam.add_network("nk-b", &[host_bits]), Err(IpamError::HostBitsSet { .. })));
+    assert!(matches!(
+        ipam.add_network("nk-b", &[host_bits]),
+        Err(IpamError::Invalid(ValidationError::HostBits { .. }))
+    ));
     // Gateway outside its subnet, or reserved.
     let outside = Pool::with_gateway(subnet("10.81.0.0/24"), ip("10.81.1.1"));
-    assert!(matches!(ipam.add_network("nk-b", &[outside]), Err(IpamError::GatewayOutsideSubnet { .. })));
+    assert!(matches!(
+        ipam.add_network("nk-b", &[outside]),
+        Err(IpamError::Invalid(ValidationError::GatewayOutsideSubnet { .. }))
+    ));
     let bcast = Pool::with_gateway(subnet("10.81.0.0/24"), ip("10.81.0.255"));
     assert!(matches!(
         ipam.add_network("nk-b", &[bcast]),
-        Err(IpamError::GatewayReserved { kind: ReservedKind::Broadcast, .. })
+        Err(IpamError::Invalid(ValidationError::GatewayReserved { kind: ReservedKind::Broadcast, .. }))
     ));
     assert!(matches!(
         ipam.add_network("nk-b", &[Pool::new(subnet("10.81.0.0/31"))]),
-        Err(IpamError::SubnetTooSmall { .. })
+        Err(IpamError::Invalid(ValidationError::SubnetTooSmall { .. }))
     ));
     // Overlapping pools, overlapping networks, duplicate and invalid names.
     assert!(matches!(
         ipam.add_network("nk-b", &[Pool::new(subnet("10.81.0.0/16")), Pool::new(subnet("10.81.3.0/24"))]),
-        Err(IpamError::OverlappingPools { .. })
+        Err(IpamError::Invalid(ValidationError::OverlappingSubnets { .. }))
     ));
     match ipam.add_network("nk-b", &[Pool::new(subnet("10.82.0.0/24")), Pool::new(subnet("10.80.0.128/25"))]) {
         Err(e @ IpamError::NetworkOverlap { .. }) => {
@@ -308,7 +315,7 @@ fn failed_requests_leave_the_state_dir_unchanged() {
     ));
     assert!(matches!(
         ipam.add_network("../nk", &[Pool::new(subnet("10.99.0.0/24"))]),
-        Err(IpamError::InvalidNetworkName { .. })
+        Err(IpamError::Invalid(ValidationError::NetworkName { .. }))
     ));
     // Unknown network, bad static requests, exhaustion.
     assert!(matches!(ipam.allocate("nk-none", Request::AnyV4, &me), Err(IpamError::UnknownNetwork { .. })));

@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use ipnet::IpNet;
+use nook_netmodel::ValidationError;
 use nook_netmodel::netlink::{
     LinkInfo, LinkKind, MacvlanMode, Netlink, NetlinkError, NewLink, Route, read_sysctl, write_sysctl,
 };
@@ -311,7 +312,7 @@ fn rename_a_down_link() {
     n.rename(index, &new).unwrap();
     assert!(n.link(&old).unwrap().is_none());
     assert_eq!(link(&mut n, &new).index, index);
-    assert!(matches!(n.rename(index, "0123456789abcdef"), Err(NetlinkError::Invalid { .. })));
+    assert!(matches!(n.rename(index, "0123456789abcdef"), Err(NetlinkError::Invalid(_))));
     assert_eq!(link(&mut n, &new).index, index);
 }
 
@@ -474,13 +475,13 @@ fn errors_are_typed() {
     let long = "nk456789abcdefgh";
     assert_eq!(long.len(), 16);
     let bad = n.add_link(&NewLink::new(long, LinkKind::Dummy)).unwrap_err();
-    assert!(matches!(bad, NetlinkError::Invalid { what: "link name", .. }), "{bad:?}");
+    assert!(matches!(bad, NetlinkError::Invalid(ValidationError::IfName { field: "link name", .. })), "{bad:?}");
     assert_eq!(bad.errno(), None);
     let peer_bad =
         NewLink::new("nkok", LinkKind::Veth { peer_name: long, peer_netns: None, peer_mtu: None, peer_mac: None });
-    assert!(matches!(n.add_link(&peer_bad), Err(NetlinkError::Invalid { .. })));
+    assert!(matches!(n.add_link(&peer_bad), Err(NetlinkError::Invalid(_))));
     assert_eq!(n.links().unwrap(), before, "nothing was created");
-    assert!(matches!(n.link(long), Err(NetlinkError::Invalid { .. })));
+    assert!(matches!(n.link(long), Err(NetlinkError::Invalid(_))));
 }
 
 #[test]
@@ -502,7 +503,7 @@ fn open_in_does_not_move_the_calling_thread() {
 
     // A handle that is not a network namespace is refused rather than silently used.
     let mnt = nook_ns::NsFd::current(nook_ns::Namespace::Mount).unwrap();
-    assert!(matches!(Netlink::open_in(&mnt), Err(NetlinkError::Invalid { .. })));
+    assert!(matches!(Netlink::open_in(&mnt), Err(NetlinkError::Invalid(_))));
 }
 
 #[test]
@@ -521,13 +522,10 @@ fn sysctl_in_a_test_netns_leaves_the_host_alone() {
     let inside = ns.run(|| std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap()).unwrap();
     assert_eq!(inside.trim(), target);
 
-    assert!(matches!(read_sysctl(Some(ns.ns()), "net/../kernel/hostname"), Err(NetlinkError::Invalid { .. })));
-    assert!(matches!(
-        write_sysctl(Some(ns.ns()), "/proc/sys/net/ipv4/ip_forward", "1"),
-        Err(NetlinkError::Invalid { .. })
-    ));
+    assert!(matches!(read_sysctl(Some(ns.ns()), "net/../kernel/hostname"), Err(NetlinkError::Invalid(_))));
+    assert!(matches!(write_sysctl(Some(ns.ns()), "/proc/sys/net/ipv4/ip_forward", "1"), Err(NetlinkError::Invalid(_))));
     let missing = read_sysctl(Some(ns.ns()), "net/ipv4/nk_no_such_key").unwrap_err();
-    assert!(matches!(missing, NetlinkError::Sysctl { op: "open", .. }), "{missing:?}");
+    assert!(matches!(missing, NetlinkError::Sys { call: "open", path: Some(_), .. }), "{missing:?}");
     assert_eq!(missing.errno(), Some(libc::ENOENT));
 }
 

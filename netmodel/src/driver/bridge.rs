@@ -10,9 +10,10 @@ use super::{EndpointConfig, EndpointLink, NetworkDriver};
 use crate::error::{Error, Result};
 use crate::firewall::{NetworkRules, PortRule};
 use crate::host::Host;
+use crate::ifname::IfName;
 use crate::netlink::{LinkKind, Netlink, NewLink};
 use crate::spec::{Driver, NetworkSpec};
-use crate::util::validate_ifname;
+use crate::validation::ValidationError;
 
 /// `docker network create --driver bridge`.
 ///
@@ -36,8 +37,7 @@ impl BridgeDriver {
     }
 
     fn bridge_name<'s>(&self, spec: &'s NetworkSpec) -> Result<&'s str> {
-        spec.bridge_ifname()
-            .ok_or_else(|| Error::invalid("bridge", &spec.name, "the bridge driver needs a resolved bridge name"))
+        spec.bridge_ifname().ok_or_else(|| ValidationError::UnresolvedBridge { network: spec.name.clone() }.into())
     }
 
     /// The bridge's index: cached, else looked up by name.
@@ -61,11 +61,11 @@ impl NetworkDriver for BridgeDriver {
     }
 
     /// The bridge's name, when given, is an interface name ([`crate::IfName`]).
-    fn validate(&self, spec: &NetworkSpec) -> Result<()> {
+    fn validate(&self, spec: &NetworkSpec) -> Result<(), ValidationError> {
         match &spec.driver {
-            Driver::Bridge { bridge: Some(b) } => validate_ifname("bridge", b).map(drop),
+            Driver::Bridge { bridge: Some(b) } => IfName::for_field("bridge", b.as_str()).map(drop),
             Driver::Bridge { bridge: None } => Ok(()),
-            other => Err(Error::invalid("driver", other.name(), "not a bridge network")),
+            other => Err(ValidationError::WrongDriver { driver: "bridge", found: other.name().to_owned() }),
         }
     }
 
@@ -213,10 +213,10 @@ mod tests {
         for bad in ["", "a/b", "eth%d", "a-very-long-bridge-name"] {
             spec.bridge_name(bad);
             let e = d.validate(&spec).unwrap_err();
-            assert!(matches!(e, Error::InvalidSpec { field: "bridge", .. }), "{bad:?}: {e}");
+            assert!(matches!(e, ValidationError::IfName { field: "bridge", .. }), "{bad:?}: {e}");
         }
         let e = d.validate(&NetworkSpec::macvlan("nk-m", "eth0")).unwrap_err();
-        assert!(matches!(e, Error::InvalidSpec { field: "driver", .. }), "{e}");
+        assert!(matches!(e, ValidationError::WrongDriver { driver: "bridge", .. }), "{e}");
     }
 
     #[test]

@@ -8,9 +8,10 @@ use nook_ns::NsFd;
 use super::{EndpointConfig, EndpointLink, NetworkDriver};
 use crate::error::{Error, Result};
 use crate::host::Host;
+use crate::ifname::IfName;
 use crate::netlink::{LinkKind, NewLink};
 use crate::spec::{Driver, NetworkSpec};
-use crate::util::validate_ifname;
+use crate::validation::ValidationError;
 
 /// `docker network create --driver macvlan -o parent=LINK`.
 ///
@@ -31,7 +32,7 @@ impl MacvlanDriver {
 
     fn parent_index(host: &Host, spec: &NetworkSpec) -> Result<u32> {
         let Driver::Macvlan { parent, .. } = &spec.driver else {
-            return Err(Error::invalid("driver", spec.driver.name(), "not a macvlan network"));
+            return Err(wrong_driver(spec).into());
         };
         match host.netlink().link(parent)? {
             Some(link) => Ok(link.index),
@@ -46,11 +47,11 @@ impl NetworkDriver for MacvlanDriver {
     }
 
     /// The parent is an interface name ([`crate::IfName`]).
-    fn validate(&self, spec: &NetworkSpec) -> Result<()> {
+    fn validate(&self, spec: &NetworkSpec) -> Result<(), ValidationError> {
         let Driver::Macvlan { parent, .. } = &spec.driver else {
-            return Err(Error::invalid("driver", spec.driver.name(), "not a macvlan network"));
+            return Err(wrong_driver(spec));
         };
-        validate_ifname("parent", parent).map(drop)
+        IfName::for_field("parent", parent.as_str()).map(drop)
     }
 
     fn check_host(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
@@ -73,7 +74,7 @@ impl NetworkDriver for MacvlanDriver {
         endpoint: &EndpointConfig,
     ) -> Result<EndpointLink> {
         let Driver::Macvlan { mode, .. } = &spec.driver else {
-            return Err(Error::invalid("driver", spec.driver.name(), "not a macvlan network"));
+            return Err(wrong_driver(spec).into());
         };
         let parent = MacvlanDriver::parent_index(host, spec)?;
         let mut link = NewLink::new(&endpoint.ifname, LinkKind::Macvlan { parent, mode: *mode });
@@ -83,6 +84,10 @@ impl NetworkDriver for MacvlanDriver {
         host.netlink().add_link(&link)?;
         Ok(EndpointLink::sandbox_only())
     }
+}
+
+fn wrong_driver(spec: &NetworkSpec) -> ValidationError {
+    ValidationError::WrongDriver { driver: "macvlan", found: spec.driver.name().to_owned() }
 }
 
 #[cfg(test)]
@@ -95,9 +100,9 @@ mod tests {
         assert!(d.validate(&NetworkSpec::macvlan("nk-m", "eth0")).is_ok());
         for bad in ["", "a:1", "a b", "0123456789abcdef"] {
             let e = d.validate(&NetworkSpec::macvlan("nk-m", bad)).unwrap_err();
-            assert!(matches!(e, Error::InvalidSpec { field: "parent", .. }), "{bad:?}: {e}");
+            assert!(matches!(e, ValidationError::IfName { field: "parent", .. }), "{bad:?}: {e}");
         }
         let e = d.validate(&NetworkSpec::bridge("nk-b")).unwrap_err();
-        assert!(matches!(e, Error::InvalidSpec { field: "driver", .. }), "{e}");
+        assert!(matches!(e, ValidationError::WrongDriver { driver: "macvlan", .. }), "{e}");
     }
 }

@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::firewall::PortRule;
 use crate::host::Host;
 use crate::spec::{Driver, NetworkSpec};
+use crate::validation::ValidationError;
 
 /// The driver that builds networks of `driver`: a new built-in one, or the custom one.
 pub(crate) fn instance(driver: &Driver) -> Arc<dyn NetworkDriver> {
@@ -98,7 +99,9 @@ pub trait NetworkDriver: Send + Sync + fmt::Debug {
     fn name(&self) -> &str;
 
     /// Pure checks of the spec, beyond the generic ones (run by [`NetworkSpec::validate`]).
-    fn validate(&self, spec: &NetworkSpec) -> Result<()> {
+    ///
+    /// A driver of your own reports what it refuses as [`ValidationError::Driver`].
+    fn validate(&self, spec: &NetworkSpec) -> Result<(), ValidationError> {
         let _ = spec;
         Ok(())
     }

@@ -5,59 +5,23 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 #[cfg(doc)]
 use super::Nftables;
 use super::Protocol;
+use crate::error::SysError;
+use crate::validation::ValidationError;
 
 /// A firewall failure.
 ///
-/// The variants up to [`FirewallError::InternalNetwork`] are refusals: nothing was changed
+/// [`FirewallError::Invalid`] and the variants up to [`FirewallError::InternalNetwork`] are refusals: nothing was changed
 /// ([`FirewallError::is_refusal`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FirewallError {
-    /// A port is out of range (0).
-    #[error("firewall: invalid {field} {value}: {reason}")]
-    InvalidPort {
-        /// `"host_port"` or `"container_port"`.
-        field: &'static str,
-        /// The value given.
-        value: u16,
-        /// Why it is refused.
-        reason: &'static str,
-    },
-    /// An address cannot be used.
-    #[error("firewall: invalid {field} {address}: {reason}")]
-    InvalidAddress {
-        /// `"host_ip"` or `"container_ip"`.
-        field: &'static str,
-        /// The value given.
-        address: IpAddr,
-        /// Why it is refused.
-        reason: &'static str,
-    },
-    /// A name (network, endpoint, bridge, table) cannot be used.
-    #[error("firewall: invalid {what} name {value:?}: {reason}")]
-    InvalidName {
-        /// `"network"`, `"endpoint"`, `"bridge"` or `"table"`.
-        what: &'static str,
-        /// The value given.
-        value: String,
-        /// Why it is refused.
-        reason: &'static str,
-    },
-    /// A subnet of a network cannot be used.
-    #[error("firewall: network {network:?}: subnet {subnet} {reason}")]
-    InvalidSubnet {
-        /// The network.
-        network: String,
-        /// The subnet given.
-        subnet: IpNet,
-        /// Why it is refused.
-        reason: &'static str,
-    },
+    /// Bad input: a port, an address, a name (network, endpoint, bridge, table), a subnet
+    /// with host bits.
+    #[error("firewall: {0}")]
+    Invalid(#[from] ValidationError),
     /// A port's container address is of a family the network has no subnet of.
     #[error("firewall: network {network:?} has no {} subnet for container address {container_ip}", family(*.container_ip))]
     FamilyNotInNetwork {
@@ -137,17 +101,14 @@ pub enum FirewallError {
         #[source]
         source: serde_json::Error,
     },
-    /// A sysctl could not be read or written.
-    #[error("firewall: {op} {target}: cannot {action} {}: {source}", path.display())]
-    Sysctl {
-        /// The backend operation.
-        op: &'static str,
-        /// The network (and endpoint) it was about.
-        target: String,
-        /// `"read"`, `"write 1 to"`, `"write 0 to"`.
-        action: &'static str,
-        /// The file under `/proc/sys`.
-        path: PathBuf,
+    /// A system call or file operation failed (a sysctl under `/proc/sys` could not be
+    /// read or written).
+    #[error("firewall: {call}{}: {source}", path.as_deref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Sys {
+        /// The call (`"read"`, `"write"`).
+        call: &'static str,
+        /// The file.
+        path: Option<PathBuf>,
         /// The error.
         #[source]
         source: std::io::Error,
@@ -202,16 +163,32 @@ fn host(ip: Option<IpAddr>, port: u16) -> String {
     }
 }
 
+impl From<SysError> for FirewallError {
+    fn from(e: SysError) -> FirewallError {
+        FirewallError::Sys { call: e.call, path: e.path, source: e.source }
+    }
+}
+
 impl FirewallError {
+    /// The OS error number behind this error, if there is one (a failed file operation, `nft`
+    /// that could not be run, the lock, the namespace).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            FirewallError::Sys { source, .. }
+            | FirewallError::NftSpawn { source, .. }
+            | FirewallError::Lock { source, .. } => source.raw_os_error(),
+            FirewallError::Namespace { source, .. } => source.raw_os_error(),
+            FirewallError::Cleanup { cause, .. } => cause.raw_os_error(),
+            _ => None,
+        }
+    }
+
     /// Whether the request was refused before anything was changed (bad input, a port
     /// already published, a network unknown, internal or set up differently).
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            FirewallError::InvalidPort { .. }
-                | FirewallError::InvalidAddress { .. }
-                | FirewallError::InvalidName { .. }
-                | FirewallError::InvalidSubnet { .. }
+            FirewallError::Invalid(_)
                 | FirewallError::FamilyNotInNetwork { .. }
                 | FirewallError::PortConflict { .. }
                 | FirewallError::UnknownNetwork { .. }

@@ -13,6 +13,7 @@ use nftables::schema as nfs;
 use super::FirewallError;
 use super::render::FAMILY_NAME;
 use super::state::{self, TableState};
+use crate::error::SysContext;
 
 /// How long an operation waits for another one on the same table and namespace.
 pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -151,29 +152,24 @@ impl Ctx<'_> {
         self.nft(&["-j", "-f", "-"], Some(&payload)).map(drop)
     }
 
-    fn sysctl_err(&self, action: &'static str, path: &Path, source: io::Error) -> FirewallError {
-        FirewallError::Sysctl { op: self.op, target: self.target.to_owned(), action, path: path.to_owned(), source }
-    }
-
     /// Sets the sysctl at `path` (under `/proc/sys`) to `value` unless it already has it;
     /// returns whether it wrote.
     ///
     /// Network sysctls resolve to the namespace of the thread that opens the file, so this
     /// acts in the backend's namespace (the calling thread's).
     pub(crate) fn ensure_sysctl(&self, path: &Path, value: &'static str) -> Result<bool, FirewallError> {
-        let current = std::fs::read_to_string(path).map_err(|e| self.sysctl_err("read", path, e))?;
+        let current = std::fs::read_to_string(path).sys_at("read", path)?;
         if current.trim() == value {
             return Ok(false);
         }
-        let action = if value == "1" { "write 1 to" } else { "write 0 to" };
-        std::fs::write(path, value).map_err(|e| self.sysctl_err(action, path, e))?;
+        std::fs::write(path, value).sys_at("write", path)?;
         Ok(true)
     }
 
     /// [`Ctx::ensure_sysctl`], where a missing file (the interface is already gone) is fine.
     pub(crate) fn ensure_sysctl_if_present(&self, path: &Path, value: &'static str) -> Result<(), FirewallError> {
         match self.ensure_sysctl(path, value) {
-            Err(FirewallError::Sysctl { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(FirewallError::Sys { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other.map(drop),
         }
     }

@@ -83,8 +83,9 @@ pub use rules::{NetworkRules, PortMapping, PortRule, Protocol};
 /// The default table name (`inet nook`).
 pub const DEFAULT_TABLE: &str = "nook";
 
-/// Longest network name: it is part of chain names and rule comments.
-pub const MAX_NETWORK_LEN: usize = 64;
+/// Longest network name ([`crate::NetworkName::MAX`]): it is part of chain names and rule
+/// comments.
+pub const MAX_NETWORK_LEN: usize = crate::NetworkName::MAX;
 
 /// Longest endpoint id: it is part of rule comments (128 bytes at most, in nftables).
 pub const MAX_ENDPOINT_LEN: usize = 64;

@@ -6,10 +6,10 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::FirewallError;
 use super::names::{validate_ifname, validate_network};
 #[cfg(doc)]
 use super::{FirewallBackend, MAX_NETWORK_LEN};
+use crate::validation::{AddressRule, ValidationError};
 
 /// Transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -45,26 +45,18 @@ pub struct PortMapping {
 
 impl PortMapping {
     /// Validates the ports (0 is refused).
-    pub fn validate(&self) -> Result<(), FirewallError> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         for (field, value) in [("host_port", self.host_port), ("container_port", self.container_port)] {
             if value == 0 {
-                return Err(FirewallError::InvalidPort { field, value, reason: "ports are 1-65535" });
+                return Err(ValidationError::PortZero { field });
             }
         }
         if let Some(ip) = self.host_ip {
             if ip.is_multicast() || ip == IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
-                return Err(FirewallError::InvalidAddress {
-                    field: "host_ip",
-                    address: ip,
-                    reason: "not a unicast address",
-                });
+                return Err(ValidationError::Address { field: "host_ip", value: ip, rule: AddressRule::NotUnicast });
             }
             if ip == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST) {
-                return Err(FirewallError::InvalidAddress {
-                    field: "host_ip",
-                    address: ip,
-                    reason: "Linux cannot forward from IPv6 loopback (there is no route_localnet for IPv6)",
-                });
+                return Err(ValidationError::Address { field: "host_ip", value: ip, rule: AddressRule::Ipv6Loopback });
             }
         }
         Ok(())
@@ -88,16 +80,12 @@ impl NetworkRules {
     /// Validates the names (network: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most
     /// [`MAX_NETWORK_LEN`] bytes; bridge: a valid interface name) and the subnets (no host
     /// bits set).
-    pub fn validate(&self) -> Result<(), FirewallError> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         validate_network(&self.network)?;
         validate_ifname(&self.bridge)?;
         for &subnet in &self.subnets {
             if subnet.trunc() != subnet {
-                return Err(FirewallError::InvalidSubnet {
-                    network: self.network.clone(),
-                    subnet,
-                    reason: "has host bits set",
-                });
+                return Err(ValidationError::HostBits { field: "subnets", value: subnet, network: subnet.trunc() });
             }
         }
         Ok(())
@@ -119,21 +107,17 @@ impl PortRule {
     ///
     /// That the container address's family is one of the network's subnets is checked by
     /// [`FirewallBackend::add_ports`].
-    pub fn validate(&self) -> Result<(), FirewallError> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         self.mapping.validate()?;
         let c = self.container_ip;
         if c.is_unspecified() || c.is_multicast() || c == IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
-            return Err(FirewallError::InvalidAddress {
-                field: "container_ip",
-                address: c,
-                reason: "not a unicast address",
-            });
+            return Err(ValidationError::Address { field: "container_ip", value: c, rule: AddressRule::NotUnicast });
         }
         match self.mapping.host_ip {
-            Some(h) if h.is_ipv6() != c.is_ipv6() => Err(FirewallError::InvalidAddress {
+            Some(h) if h.is_ipv6() != c.is_ipv6() => Err(ValidationError::Address {
                 field: "host_ip",
-                address: h,
-                reason: "not of the container address's family (no NAT between IPv4 and IPv6)",
+                value: h,
+                rule: AddressRule::FamilyMismatch { other: c },
             }),
             _ => Ok(()),
         }
@@ -143,6 +127,7 @@ impl PortRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::firewall::FirewallError;
 
     fn mapping(host_ip: Option<&str>, hp: u16, cp: u16) -> PortMapping {
         PortMapping {
@@ -161,10 +146,10 @@ mod tests {
     fn zero_ports_are_refused() {
         assert!(mapping(None, 1, 65535).validate().is_ok());
         let e = mapping(None, 0, 80).validate().unwrap_err();
-        assert!(matches!(e, FirewallError::InvalidPort { field: "host_port", value: 0, .. }), "{e}");
-        assert!(e.is_refusal());
+        assert!(matches!(e, ValidationError::PortZero { field: "host_port" }), "{e}");
+        assert!(FirewallError::from(e).is_refusal());
         let e = mapping(None, 80, 0).validate().unwrap_err();
-        assert!(matches!(e, FirewallError::InvalidPort { field: "container_port", .. }), "{e}");
+        assert!(matches!(e, ValidationError::PortZero { field: "container_port" }), "{e}");
     }
 
     #[test]
@@ -184,7 +169,7 @@ mod tests {
         ] {
             let e = rule(host, cip).validate().unwrap_err();
             match e {
-                FirewallError::InvalidAddress { field: f, .. } => assert_eq!(f, field, "{host:?} {cip}"),
+                ValidationError::Address { field: f, .. } => assert_eq!(f, field, "{host:?} {cip}"),
                 other => panic!("{host:?} {cip}: {other}"),
             }
         }
@@ -200,6 +185,6 @@ mod tests {
         };
         assert!(r.validate().is_ok());
         r.subnets.push("10.89.0.1/16".parse().unwrap());
-        assert!(matches!(r.validate(), Err(FirewallError::InvalidSubnet { .. })));
+        assert!(matches!(r.validate(), Err(ValidationError::HostBits { .. })));
     }
 }

@@ -15,7 +15,8 @@
 //!
 //! # Validation first
 //!
-//! Every request is validated before any state is touched, with typed errors ([`IpamError`]):
+//! Every request is validated before any state is touched, with typed errors (bad input is
+//! [`IpamError::Invalid`] with a [`crate::ValidationError`]; the rest [`IpamError`]):
 //! CIDR text ([`parse_subnet`] rejects host bits, e.g. `10.0.0.1/24`), gateway inside its subnet
 //! and not a reserved address, subnet size, pools overlapping within a network or with another
 //! registered network (the error names both networks and subnets), duplicate or unknown network
@@ -30,14 +31,15 @@
 //!   "gateway", "cursor"}], "allocations": [{"address", "owner"}]}`. `cursor` is the last
 //!   address handed out dynamically in that pool.
 //! - `.lock`: an empty file, the store-wide lock.
-//! - `.<network>.json.tmp`: transiently, the next version of a network file.
+//! - `.<network>.json.tmp.<pid>.<n>`: transiently, the next version of a network file.
 //!
-//! Network names are `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most [`MAX_NETWORK_NAME`] bytes, so they are
-//! safe file names.
+//! Network names follow [`crate::NetworkName`]'s rules (`[A-Za-z0-9][A-Za-z0-9_.-]*`, at most
+//! [`MAX_NETWORK_NAME`] bytes), so they are safe file names.
 //!
 //! # Locking and atomic updates
 //!
-//! Every operation takes `flock(2)` on `<dir>/.lock`: exclusive for anything that writes, shared
+//! The lock and the atomic replacement are nook's one policy for state files,
+//! [`nook_ns::statefile`]. Every operation takes `flock(2)` on `<dir>/.lock`: exclusive for anything that writes, shared
 //! for reads, held across the whole read-modify-write. Locks belong to the open file description,
 //! so two processes, or two threads each with their own call, exclude each other: concurrent
 //! processes never hand out the same address. A file is replaced by writing the temporary file in
@@ -92,6 +94,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
+
+use crate::error::{SysContext, SysError};
+use crate::validation::ValidationError;
 
 use state::NetworkState;
 use store::Store;
@@ -166,77 +171,10 @@ impl fmt::Display for ReservedKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IpamError {
-    /// The text is not a CIDR subnet (`10.0.0.0/24`, `fd00::/64`).
-    #[error("invalid subnet {text:?}: {source}")]
-    InvalidCidr {
-        /// The text given.
-        text: String,
-        /// Why it does not parse.
-        #[source]
-        source: ipnet::AddrParseError,
-    },
-    /// A subnet has host bits set (`10.0.0.1/24`): ambiguous, so rejected.
-    #[error("invalid subnet {text}: host bits are set (did you mean {subnet}?)")]
-    HostBitsSet {
-        /// The subnet as given.
-        text: String,
-        /// The subnet with the host bits cleared.
-        subnet: IpNet,
-    },
-    /// A network name that is empty, too long, or not `[A-Za-z0-9][A-Za-z0-9_.-]*`.
-    #[error("invalid network name {name:?}: {reason}")]
-    InvalidNetworkName {
-        /// The name given.
-        name: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// A network was registered without any pool.
-    #[error("network {network:?}: no pools given")]
-    NoPools {
-        /// The network.
-        network: String,
-    },
-    /// A gateway is not inside its subnet (or of another address family).
-    #[error("network {network:?}: gateway {gateway} is outside subnet {subnet}")]
-    GatewayOutsideSubnet {
-        /// The network.
-        network: String,
-        /// The gateway given.
-        gateway: IpAddr,
-        /// Its pool's subnet.
-        subnet: IpNet,
-    },
-    /// A gateway is the network, broadcast or subnet-router anycast address of its subnet.
-    #[error("network {network:?}: gateway {gateway} is the {kind} of subnet {subnet}")]
-    GatewayReserved {
-        /// The network.
-        network: String,
-        /// The gateway given.
-        gateway: IpAddr,
-        /// Its pool's subnet.
-        subnet: IpNet,
-        /// Which reserved address it is.
-        kind: ReservedKind,
-    },
-    /// A subnet cannot hold a gateway plus one address (IPv4 `/31`, `/32`; IPv6 `/127`, `/128`).
-    #[error("network {network:?}: subnet {subnet} is too small (it must hold a gateway and at least one address)")]
-    SubnetTooSmall {
-        /// The network.
-        network: String,
-        /// The subnet.
-        subnet: IpNet,
-    },
-    /// Two pools given for one network overlap.
-    #[error("network {network:?}: pools {subnet} and {other} overlap")]
-    OverlappingPools {
-        /// The network.
-        network: String,
-        /// One pool's subnet.
-        subnet: IpNet,
-        /// The other pool's subnet.
-        other: IpNet,
-    },
+    /// Bad input: a network name, a subnet, a gateway, pools overlapping within one network
+    /// (nothing was touched).
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
     /// A pool overlaps a pool of another registered network.
     #[error("network {network:?}: subnet {subnet} overlaps subnet {other_subnet} of network {other_network:?}")]
     NetworkOverlap {
@@ -312,12 +250,12 @@ pub enum IpamError {
         subnets: Vec<IpNet>,
     },
     /// A file system operation on the state (or on `/proc`) failed.
-    #[error("ipam: {op} {path}: {source}")]
-    Io {
+    #[error("ipam: {call} {}: {source}", path.as_deref().unwrap_or(Path::new("")).display())]
+    Sys {
         /// The operation (e.g. `"rename"`, `"flock"`).
-        op: &'static str,
+        call: &'static str,
         /// The path it worked on.
-        path: PathBuf,
+        path: Option<PathBuf>,
         /// The OS error.
         #[source]
         source: io::Error,
@@ -385,8 +323,18 @@ fn list(subnets: &[IpNet]) -> String {
 }
 
 impl IpamError {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> IpamError {
-        IpamError::Io { op, path: path.into(), source }
+    /// The OS error number, if this is a failed file operation.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            IpamError::Sys { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+impl From<SysError> for IpamError {
+    fn from(e: SysError) -> IpamError {
+        IpamError::Sys { call: e.call, path: e.path, source: e.source }
     }
 }
 
@@ -443,7 +391,7 @@ impl Owner {
     /// `/proc/PID/stat`.
     pub fn process(pid: u32) -> Result<Owner, IpamError> {
         let path = PathBuf::from(format!("/proc/{pid}/stat"));
-        let start_time = owner::start_time(&path).map_err(|e| IpamError::io("read", path, e))?;
+        let start_time = owner::start_time(&path).sys_at("read", path)?;
         Ok(Owner::Process { pid, start_time })
     }
 

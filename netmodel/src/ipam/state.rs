@@ -79,7 +79,7 @@ impl NetworkState {
             return Err(IpamError::NameMismatch { path: path.to_owned(), found: file.network });
         }
         let pools: Vec<Pool> = file.pools.iter().map(|p| Pool::with_gateway(p.subnet, p.gateway)).collect();
-        let resolved = validate::resolve_pools(name, &pools).map_err(invalid)?;
+        let resolved = validate::resolve_pools(name, &pools).map_err(|e| invalid(e.into()))?;
         let mut state = NetworkState::new(name, &resolved);
         for (pool, f) in state.pools.iter_mut().zip(&file.pools) {
             pool.cursor = f.cursor;

@@ -1,15 +1,16 @@
 //! The state directory: the store-wide `flock`, one JSON file per network, atomic replacement.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::FlockOperation;
+use nook_ns::statefile::{self, LockFile};
 
 use super::state::NetworkState;
 use super::validate::validate_network_name;
 use super::{IpamError, MAX_STATE_FILE};
+use crate::error::{SysContext, SysError};
 
 const LOCK_FILE: &str = ".lock";
 const SUFFIX: &str = ".json";
@@ -19,12 +20,6 @@ pub(crate) struct Store<'a> {
     dir: &'a Path,
 }
 
-/// A held store lock; released when dropped (the file is closed).
-#[derive(Debug)]
-pub(crate) struct Lock {
-    _file: File,
-}
-
 impl<'a> Store<'a> {
     pub(crate) fn new(dir: &'a Path) -> Store<'a> {
         Store { dir }
@@ -32,62 +27,37 @@ impl<'a> Store<'a> {
 
     /// Creates the directory (and parents) and the lock file.
     pub(crate) fn create(dir: &Path) -> Result<(), IpamError> {
-        fs::create_dir_all(dir).map_err(|e| IpamError::io("create directory", dir, e))?;
-        Store::new(dir).open_lock_file().map(drop)
+        fs::create_dir_all(dir).sys_at("create directory", dir)?;
+        Store::new(dir).lock_shared().map(drop)
     }
 
-    fn open_lock_file(&self) -> Result<File, IpamError> {
-        let path = self.dir.join(LOCK_FILE);
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| IpamError::io("open", path, e))
-    }
-
-    fn lock(&self, op: FlockOperation) -> Result<Lock, IpamError> {
-        let file = self.open_lock_file()?;
-        loop {
-            match rustix::fs::flock(&file, op) {
-                Ok(()) => return Ok(Lock { _file: file }),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(IpamError::io("flock", self.dir.join(LOCK_FILE), e.into())),
-            }
-        }
-    }
-
-    /// Takes the store lock for reading and writing.
-    pub(crate) fn lock_exclusive(&self) -> Result<Lock, IpamError> {
-        self.lock(FlockOperation::LockExclusive)
+    /// Takes the store lock for reading and writing (`flock(2)` through
+    /// [`nook_ns::statefile::LockFile`]).
+    pub(crate) fn lock_exclusive(&self) -> Result<LockFile, IpamError> {
+        Ok(LockFile::exclusive(self.dir.join(LOCK_FILE)).map_err(SysError::from)?)
     }
 
     /// Takes the store lock for reading.
-    pub(crate) fn lock_shared(&self) -> Result<Lock, IpamError> {
-        self.lock(FlockOperation::LockShared)
+    pub(crate) fn lock_shared(&self) -> Result<LockFile, IpamError> {
+        Ok(LockFile::shared(self.dir.join(LOCK_FILE)).map_err(SysError::from)?)
     }
 
     fn path(&self, network: &str) -> PathBuf {
         self.dir.join(format!("{network}{SUFFIX}"))
     }
 
-    fn temp_path(&self, network: &str) -> PathBuf {
-        self.dir.join(format!(".{network}{SUFFIX}.tmp"))
-    }
-
     /// Whether the network's file exists.
     pub(crate) fn exists(&self, network: &str) -> Result<bool, IpamError> {
         let path = self.path(network);
-        path.try_exists().map_err(|e| IpamError::io("stat", path, e))
+        Ok(path.try_exists().sys_at("stat", path)?)
     }
 
     /// The registered networks, by name (files `NAME.json` with a valid name).
     pub(crate) fn list(&self) -> Result<Vec<String>, IpamError> {
-        let entries = fs::read_dir(self.dir).map_err(|e| IpamError::io("read directory", self.dir, e))?;
+        let entries = fs::read_dir(self.dir).sys_at("read directory", self.dir)?;
         let mut names = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(|e| IpamError::io("read directory", self.dir, e))?;
+            let entry = entry.sys_at("read directory", self.dir)?;
             let Some(name) = entry.file_name().to_str().and_then(|n| n.strip_suffix(SUFFIX)).map(str::to_owned) else {
                 continue;
             };
@@ -111,9 +81,9 @@ impl<'a> Store<'a> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(IpamError::UnknownNetwork { network: network.to_owned() });
             }
-            Err(e) => return Err(IpamError::io("open", path, e)),
+            Err(e) => return Err(SysError::at("open", path, e).into()),
         };
-        let meta = file.metadata().map_err(|e| IpamError::io("fstat", &path, e))?;
+        let meta = file.metadata().sys_at("fstat", &path)?;
         if !meta.is_file() {
             return Err(corrupt(&path, "not a regular file".to_owned()));
         }
@@ -121,7 +91,7 @@ impl<'a> Store<'a> {
             return Err(too_big(&path, meta.len()));
         }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(MAX_STATE_FILE + 1).read_to_end(&mut bytes).map_err(|e| IpamError::io("read", &path, e))?;
+        file.take(MAX_STATE_FILE + 1).read_to_end(&mut bytes).sys_at("read", &path)?;
         if bytes.len() as u64 > MAX_STATE_FILE {
             return Err(too_big(&path, bytes.len() as u64));
         }
@@ -143,14 +113,13 @@ impl<'a> Store<'a> {
         Ok(out)
     }
 
-    /// Replaces the network's file atomically: temp file in the same directory, fsync, rename,
-    /// fsync of the directory.
+    /// Replaces the network's file atomically and durably
+    /// ([`nook_ns::statefile::write_atomic`]: temp file in the same directory, fsync, rename,
+    /// fsync of the directory).
     ///
     /// A state bigger than [`MAX_STATE_FILE`] is refused ([`IpamError::StateTooLarge`]): it
     /// could not be read back.
     pub(crate) fn save(&self, state: &NetworkState) -> Result<(), IpamError> {
-        let tmp = self.temp_path(&state.name);
-        let path = self.path(&state.name);
         let json = state.to_json();
         if json.len() as u64 > MAX_STATE_FILE {
             return Err(IpamError::StateTooLarge {
@@ -159,31 +128,17 @@ impl<'a> Store<'a> {
                 max: MAX_STATE_FILE,
             });
         }
-        let written = (|| {
-            let mut f = File::create(&tmp).map_err(|e| IpamError::io("create", &tmp, e))?;
-            f.write_all(&json).map_err(|e| IpamError::io("write", &tmp, e))?;
-            f.sync_all().map_err(|e| IpamError::io("fsync", &tmp, e))?;
-            fs::rename(&tmp, &path).map_err(|e| IpamError::io("rename", &tmp, e))
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        written?;
-        self.sync_dir()
+        Ok(statefile::write_atomic(self.path(&state.name), &json).map_err(SysError::from)?)
     }
 
     /// Deletes the network's file; whether it existed.
     pub(crate) fn remove(&self, network: &str) -> Result<bool, IpamError> {
         let path = self.path(network);
         match fs::remove_file(&path) {
-            Ok(()) => self.sync_dir().map(|()| true),
+            Ok(()) => Ok(statefile::sync_dir(self.dir).map(|()| true).map_err(SysError::from)?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(IpamError::io("unlink", path, e)),
+            Err(e) => Err(SysError::at("unlink", path, e).into()),
         }
-    }
-
-    fn sync_dir(&self) -> Result<(), IpamError> {
-        File::open(self.dir).and_then(|d| d.sync_all()).map_err(|e| IpamError::io("fsync", self.dir, e))
     }
 }
 
@@ -207,6 +162,6 @@ fn unusable(e: &IpamError) -> bool {
             | IpamError::UnsupportedVersion { .. }
             | IpamError::NameMismatch { .. }
             | IpamError::UnknownNetwork { .. }
-            | IpamError::Io { op: "open" | "fstat" | "read", .. }
+            | IpamError::Sys { call: "open" | "fstat" | "read", .. }
     )
 }

@@ -4,37 +4,35 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use super::{IpamError, Pool, ReservedKind};
+use super::{Pool, ReservedKind};
+use crate::name::NetworkName;
+use crate::validation::ValidationError;
 
-/// Longest network name, in bytes.
-pub const MAX_NETWORK_NAME: usize = 128;
+/// Longest network name, in bytes ([`NetworkName::MAX`]).
+pub const MAX_NETWORK_NAME: usize = NetworkName::MAX;
 
 /// Parses a CIDR subnet (`10.0.0.0/24`, `fd00:1::/64`). Rejects text that is not a CIDR
-/// ([`IpamError::InvalidCidr`]) and subnets with host bits set, such as `10.0.0.1/24`
-/// ([`IpamError::HostBitsSet`], which names the subnet that was probably meant).
-pub fn parse_subnet(text: &str) -> Result<IpNet, IpamError> {
-    let net: IpNet = text.trim().parse().map_err(|source| IpamError::InvalidCidr { text: text.to_owned(), source })?;
-    if net.addr() != net.network() {
-        return Err(IpamError::HostBitsSet { text: text.to_owned(), subnet: net.trunc() });
-    }
+/// ([`ValidationError::Cidr`]) and subnets with host bits set, such as `10.0.0.1/24`
+/// ([`ValidationError::HostBits`], which names the subnet that was probably meant).
+pub fn parse_subnet(text: &str) -> Result<IpNet, ValidationError> {
+    let net: IpNet = match text.trim().parse() {
+        Ok(net) => net,
+        Err(source) => return Err(ValidationError::Cidr { field: "subnet", value: text.to_owned(), source }),
+    };
+    check_host_bits(net)?;
     Ok(net)
 }
 
-/// Checks a network name: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most [`MAX_NETWORK_NAME`] bytes (it
-/// names the state file).
-pub fn validate_network_name(name: &str) -> Result<(), IpamError> {
-    let bad = |reason| Err(IpamError::InvalidNetworkName { name: name.to_owned(), reason });
-    let Some(first) = name.bytes().next() else { return bad("it is empty") };
-    if name.len() > MAX_NETWORK_NAME {
-        return bad("it is longer than 128 bytes");
-    }
-    if !first.is_ascii_alphanumeric() {
-        return bad("it must start with a letter or digit");
-    }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')) {
-        return bad("only letters, digits, '_', '.' and '-' are allowed");
+fn check_host_bits(net: IpNet) -> Result<(), ValidationError> {
+    if net.addr() != net.network() {
+        return Err(ValidationError::HostBits { field: "subnet", value: net, network: net.trunc() });
     }
     Ok(())
+}
+
+/// Checks a network name by [`NetworkName`]'s rules (it names the state file).
+pub fn validate_network_name(name: &str) -> Result<(), ValidationError> {
+    NetworkName::validate(name)
 }
 
 /// Validates the pools of `network` and returns them with every gateway resolved (the first
@@ -42,20 +40,20 @@ pub fn validate_network_name(name: &str) -> Result<(), IpamError> {
 /// address, gateway inside its subnet and not its network, broadcast or anycast address, no two
 /// pools overlapping. Pure: the state directory is not consulted (overlap with other networks
 /// is checked by [`Ipam::add_network`](super::Ipam::add_network)).
-pub fn validate_pools(network: &str, pools: &[Pool]) -> Result<Vec<Pool>, IpamError> {
+pub fn validate_pools(network: &str, pools: &[Pool]) -> Result<Vec<Pool>, ValidationError> {
     Ok(resolve_pools(network, pools)?.into_iter().map(|p| Pool::with_gateway(p.subnet, p.gateway)).collect())
 }
 
 /// [`validate_pools`], as [`ResolvedPool`]s.
-pub(crate) fn resolve_pools(network: &str, pools: &[Pool]) -> Result<Vec<ResolvedPool>, IpamError> {
+pub(crate) fn resolve_pools(network: &str, pools: &[Pool]) -> Result<Vec<ResolvedPool>, ValidationError> {
     if pools.is_empty() {
-        return Err(IpamError::NoPools { network: network.to_owned() });
+        return Err(ValidationError::NoSubnets { network: network.to_owned() });
     }
     let mut out: Vec<ResolvedPool> = Vec::with_capacity(pools.len());
     for pool in pools {
         let resolved = validate_pool(network, pool)?;
         if let Some(other) = out.iter().find(|o| overlaps(&o.subnet, &resolved.subnet)) {
-            return Err(IpamError::OverlappingPools {
+            return Err(ValidationError::OverlappingSubnets {
                 network: network.to_owned(),
                 subnet: other.subnet,
                 other: resolved.subnet,
@@ -75,13 +73,11 @@ pub(crate) struct ResolvedPool {
     pub(crate) gateway: IpAddr,
 }
 
-fn validate_pool(network: &str, pool: &Pool) -> Result<ResolvedPool, IpamError> {
+fn validate_pool(network: &str, pool: &Pool) -> Result<ResolvedPool, ValidationError> {
     let subnet = pool.subnet;
-    if subnet.addr() != subnet.network() {
-        return Err(IpamError::HostBitsSet { text: subnet.to_string(), subnet: subnet.trunc() });
-    }
+    check_host_bits(subnet)?;
     if subnet.max_prefix_len() - subnet.prefix_len() < 2 {
-        return Err(IpamError::SubnetTooSmall { network: network.to_owned(), subnet });
+        return Err(ValidationError::SubnetTooSmall { network: network.to_owned(), subnet });
     }
     let (first, _) = host_range(&subnet);
     let gateway = match pool.gateway {
@@ -89,10 +85,10 @@ fn validate_pool(network: &str, pool: &Pool) -> Result<ResolvedPool, IpamError> 
         None => from_u128(&subnet, first),
     };
     if !subnet.contains(&gateway) {
-        return Err(IpamError::GatewayOutsideSubnet { network: network.to_owned(), gateway, subnet });
+        return Err(ValidationError::GatewayOutsideSubnet { network: network.to_owned(), gateway, subnet });
     }
     if let Some(kind) = reserved_by_subnet(&subnet, gateway) {
-        return Err(IpamError::GatewayReserved { network: network.to_owned(), gateway, subnet, kind });
+        return Err(ValidationError::GatewayReserved { network: network.to_owned(), gateway, subnet, kind });
     }
     Ok(ResolvedPool { subnet, gateway })
 }
@@ -162,15 +158,15 @@ mod tests {
     #[test]
     fn parse_subnet_rejects_host_bits_and_garbage() {
         match parse_subnet("10.0.0.1/24") {
-            Err(e @ IpamError::HostBitsSet { .. }) => {
+            Err(e @ ValidationError::HostBits { .. }) => {
                 let msg = e.to_string();
                 assert!(msg.contains("10.0.0.1/24") && msg.contains("10.0.0.0/24"), "{msg}");
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(parse_subnet("fd00::1/64"), Err(IpamError::HostBitsSet { .. })));
+        assert!(matches!(parse_subnet("fd00::1/64"), Err(ValidationError::HostBits { .. })));
         for bad in ["", "10.0.0.0", "10.0.0.0/33", "10.0.0/24", "fd00::/129", "nk", "10.0.0.0/-1"] {
-            assert!(matches!(parse_subnet(bad), Err(IpamError::InvalidCidr { .. })), "{bad}");
+            assert!(matches!(parse_subnet(bad), Err(ValidationError::Cidr { .. })), "{bad}");
         }
     }
 
@@ -181,7 +177,7 @@ mod tests {
         }
         let long = "a".repeat(MAX_NETWORK_NAME + 1);
         for bad in ["", ".lock", "-x", "a/b", "..", "a b", "ä", long.as_str()] {
-            assert!(matches!(validate_network_name(bad), Err(IpamError::InvalidNetworkName { .. })), "{bad:?}");
+            assert!(matches!(validate_network_name(bad), Err(ValidationError::NetworkName { .. })), "{bad:?}");
         }
     }
 
@@ -196,30 +192,30 @@ mod tests {
 
     #[test]
     fn pool_errors() {
-        assert!(matches!(validate_pools("n", &[]), Err(IpamError::NoPools { .. })));
+        assert!(matches!(validate_pools("n", &[]), Err(ValidationError::NoSubnets { .. })));
         let host_bits = Pool::new(IpNet::new(ip("10.0.0.1"), 24).unwrap());
-        assert!(matches!(validate_pools("n", &[host_bits]), Err(IpamError::HostBitsSet { .. })));
+        assert!(matches!(validate_pools("n", &[host_bits]), Err(ValidationError::HostBits { .. })));
         let outside = Pool::with_gateway(net("10.0.0.0/24"), ip("10.0.1.1"));
-        assert!(matches!(validate_pools("n", &[outside]), Err(IpamError::GatewayOutsideSubnet { .. })));
+        assert!(matches!(validate_pools("n", &[outside]), Err(ValidationError::GatewayOutsideSubnet { .. })));
         let family = Pool::with_gateway(net("10.0.0.0/24"), ip("fd00::1"));
-        assert!(matches!(validate_pools("n", &[family]), Err(IpamError::GatewayOutsideSubnet { .. })));
+        assert!(matches!(validate_pools("n", &[family]), Err(ValidationError::GatewayOutsideSubnet { .. })));
         for (gw, kind) in [("10.0.0.0", ReservedKind::NetworkAddress), ("10.0.0.255", ReservedKind::Broadcast)] {
             let p = Pool::with_gateway(net("10.0.0.0/24"), ip(gw));
             match validate_pools("n", &[p]) {
-                Err(IpamError::GatewayReserved { kind: k, .. }) => assert_eq!(k, kind),
+                Err(ValidationError::GatewayReserved { kind: k, .. }) => assert_eq!(k, kind),
                 other => panic!("{other:?}"),
             }
         }
         let p = Pool::with_gateway(net("fd00::/64"), ip("fd00::"));
         assert!(matches!(
             validate_pools("n", &[p]),
-            Err(IpamError::GatewayReserved { kind: ReservedKind::SubnetRouterAnycast, .. })
+            Err(ValidationError::GatewayReserved { kind: ReservedKind::SubnetRouterAnycast, .. })
         ));
         // The last IPv6 address is a host address (no broadcast in IPv6).
         validate_pools("n", &[Pool::with_gateway(net("fd00::/64"), ip("fd00::ffff:ffff:ffff:ffff"))]).unwrap();
         for small in ["10.0.0.0/31", "10.0.0.1/32", "fd00::/127", "fd00::/128"] {
             let p = Pool::new(IpNet::new(net(small).network(), net(small).prefix_len()).unwrap());
-            assert!(matches!(validate_pools("n", &[p]), Err(IpamError::SubnetTooSmall { .. })), "{small}");
+            assert!(matches!(validate_pools("n", &[p]), Err(ValidationError::SubnetTooSmall { .. })), "{small}");
         }
         validate_pools("n", &[Pool::new(net("10.0.0.0/30"))]).unwrap();
         validate_pools("n", &[Pool::new(net("fd00::/126"))]).unwrap();
@@ -229,7 +225,7 @@ mod tests {
     fn overlapping_pools() {
         let r = validate_pools("n", &[Pool::new(net("10.0.0.0/16")), Pool::new(net("10.0.5.0/24"))]);
         match r {
-            Err(e @ IpamError::OverlappingPools { .. }) => {
+            Err(e @ ValidationError::OverlappingSubnets { .. }) => {
                 let msg = e.to_string();
                 assert!(msg.contains("10.0.0.0/16") && msg.contains("10.0.5.0/24"), "{msg}");
             }

@@ -10,8 +10,9 @@ use netlink_packet_route::link::{
 };
 
 use super::socket::u32_value;
-use super::{LinkInfo, LinkKind, MacvlanMode, NetlinkError, NewLink, Result};
+use super::{LinkInfo, LinkKind, MacvlanMode, NewLink, Result};
 use crate::ifname::IfName;
+use crate::validation::{AddressRule, ValidationError, check_mac};
 
 /// Longest interface name (`IFNAMSIZ - 1`; the same as [`crate::MAX_IFNAME`]).
 pub const MAX_LINK_NAME: usize = crate::ifname::MAX_IFNAME;
@@ -31,75 +32,42 @@ const IFLA_INFO_KIND: u16 = 1;
 /// `dev_valid_name` — 1 to 15 bytes, no `/`, `:` or whitespace, not `.` or `..` — and no
 /// control character or `%`, which would make it a template the kernel fills in, e.g.
 /// `veth%d`).
-pub fn validate_link_name(name: &str) -> Result<()> {
-    IfName::check(name).map_err(|reason| NetlinkError::Invalid { what: "link name", value: name.to_owned(), reason })
-}
-
-/// Checks a MAC address a link can take: not multicast, not all zeros.
-fn validate_mac(what: &'static str, mac: &[u8; 6]) -> Result<()> {
-    let bad = |reason| Err(NetlinkError::Invalid { what, value: format_mac(mac), reason });
-    if mac[0] & 1 != 0 {
-        return bad("multicast bit set");
-    }
-    if mac == &[0; 6] {
-        return bad("all zeros");
-    }
-    Ok(())
-}
-
-pub(super) fn format_mac(mac: &[u8; 6]) -> String {
-    let [a, b, c, d, e, f] = mac;
-    format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+pub fn validate_link_name(name: &str) -> Result<(), ValidationError> {
+    IfName::for_field("link name", name).map(drop)
 }
 
 impl NewLink<'_> {
     /// Checks everything that can be checked without the kernel (names, MACs, VNI range,
     /// address families). [`super::Netlink::add_link`] calls it before sending anything.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         validate_link_name(self.name)?;
         if let Some(mac) = &self.mac {
-            validate_mac("mac", mac)?;
+            check_mac("mac", mac)?;
         }
-        if self.mtu == Some(0) {
-            return Err(NetlinkError::Invalid { what: "mtu", value: "0".into(), reason: "must be positive" });
-        }
+        check_mtu("mtu", self.mtu)?;
         match &self.kind {
             LinkKind::Veth { peer_name, peer_mac, peer_mtu, .. } => {
                 validate_link_name(peer_name)?;
                 if let Some(mac) = peer_mac {
-                    validate_mac("peer mac", mac)?;
+                    check_mac("peer mac", mac)?;
                 }
-                if *peer_mtu == Some(0) {
-                    return Err(NetlinkError::Invalid {
-                        what: "peer mtu",
-                        value: "0".into(),
-                        reason: "must be positive",
-                    });
-                }
+                check_mtu("peer mtu", *peer_mtu)?;
             }
             LinkKind::Macvlan { parent, .. } => {
                 if *parent == 0 {
-                    return Err(NetlinkError::Invalid {
-                        what: "macvlan parent",
-                        value: "0".into(),
-                        reason: "not an interface index",
-                    });
+                    return Err(ValidationError::ZeroIndex { field: "macvlan parent" });
                 }
             }
             LinkKind::Vxlan { vni, local, remote, .. } => {
                 if *vni > 0x00ff_ffff {
-                    return Err(NetlinkError::Invalid {
-                        what: "vxlan vni",
-                        value: vni.to_string(),
-                        reason: "larger than 24 bits",
-                    });
+                    return Err(ValidationError::Vni { value: *vni });
                 }
                 if let (Some(l), Some(r)) = (local, remote) {
                     if l.is_ipv4() != r.is_ipv4() {
-                        return Err(NetlinkError::Invalid {
-                            what: "vxlan remote",
-                            value: r.to_string(),
-                            reason: "address family differs from the local address",
+                        return Err(ValidationError::Address {
+                            field: "vxlan remote",
+                            value: *r,
+                            rule: AddressRule::FamilyMismatch { other: *l },
                         });
                     }
                 }
@@ -107,6 +75,14 @@ impl NewLink<'_> {
             LinkKind::Bridge | LinkKind::Dummy => {}
         }
         Ok(())
+    }
+}
+
+/// An MTU of a link request: positive (the kernel checks the device's own range).
+fn check_mtu(field: &'static str, mtu: Option<u32>) -> Result<(), ValidationError> {
+    match mtu {
+        Some(0) => Err(ValidationError::Mtu { field, value: 0, min: 1, max: u32::MAX }),
+        _ => Ok(()),
     }
 }
 
@@ -299,7 +275,7 @@ mod tests {
             assert!(validate_link_name(good).is_ok(), "{good:?}");
         }
         for bad in ["", ".", "..", "a/b", "a b", "a\tb", "a:1", "nk%d", "x".repeat(16).as_str(), "a\0"] {
-            assert!(matches!(validate_link_name(bad), Err(NetlinkError::Invalid { .. })), "{bad:?}");
+            assert!(matches!(validate_link_name(bad), Err(ValidationError::IfName { .. })), "{bad:?}");
         }
     }
 
@@ -372,10 +348,5 @@ mod tests {
         let g = unused_group([0u32, 1, 2].into_iter());
         assert!(g & 0x8000_0000 != 0);
         assert_ne!(unused_group([g].into_iter()), g);
-    }
-
-    #[test]
-    fn macs_format() {
-        assert_eq!(format_mac(&[0x02, 0xab, 0, 1, 2, 0xff]), "02:ab:00:01:02:ff");
     }
 }

@@ -35,7 +35,7 @@
 //!
 //! Inputs are checked before anything is sent ([`NewLink::validate`], [`Route::validate`],
 //! [`validate_link_name`], [`validate_sysctl_key`]): an invalid request fails with
-//! [`NetlinkError::Invalid`] and creates nothing.
+//! [`NetlinkError::Invalid`] ([`ValidationError`]) and creates nothing.
 //!
 //! # Namespaces
 //!
@@ -83,6 +83,9 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::LinkAttribute;
 use nook_ns::NsFd;
 
+use crate::error::SysError;
+use crate::validation::ValidationError;
+
 pub use link::{MAX_LINK_NAME, VXLAN_PORT, validate_link_name};
 pub use sysctl::validate_sysctl_key;
 
@@ -110,11 +113,15 @@ pub enum NetlinkError {
         #[source]
         source: std::io::Error,
     },
-    /// The socket itself failed (open, bind, send, receive).
-    #[error("netlink socket ({op}): {source}")]
-    Socket {
-        /// The socket call.
-        op: &'static str,
+    /// A system call failed: the socket's own (open, connect, send, receive), starting the
+    /// thread that enters a namespace, or a sysctl file's open, read or write (`path` under
+    /// `/proc/sys/`).
+    #[error("netlink: {call}{}: {source}", path.as_deref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Sys {
+        /// The call.
+        call: &'static str,
+        /// The file, for a sysctl.
+        path: Option<std::path::PathBuf>,
         /// The error.
         #[source]
         source: std::io::Error,
@@ -131,36 +138,32 @@ pub enum NetlinkError {
     #[error("netlink: cannot enter the network namespace: {0}")]
     Namespace(#[from] nook_ns::Error),
     /// Bad input caught before anything was sent (e.g. a link name longer than 15 bytes).
-    #[error("netlink: invalid {what} {value:?}: {reason}")]
-    Invalid {
-        /// The field.
-        what: &'static str,
-        /// The value given.
-        value: String,
-        /// Why it is refused.
-        reason: &'static str,
-    },
-    /// Reading or writing a sysctl under `/proc/sys/` failed.
-    #[error("sysctl {key}: {op}: {source}")]
-    Sysctl {
-        /// `"open"`, `"read"` or `"write"`.
-        op: &'static str,
-        /// The key, e.g. `net/ipv4/ip_forward`.
-        key: String,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
 }
 
 impl NetlinkError {
-    /// The errno the kernel returned, if this is a kernel error (a netlink answer, or a
-    /// sysctl the kernel refused).
+    /// The errno the kernel returned, if this is a kernel error (a netlink answer, a failed
+    /// socket call, or a sysctl the kernel refused).
     pub fn errno(&self) -> Option<i32> {
         match self {
-            NetlinkError::Kernel { source, .. } | NetlinkError::Sysctl { source, .. } => source.raw_os_error(),
+            NetlinkError::Kernel { source, .. } | NetlinkError::Sys { source, .. } => source.raw_os_error(),
             _ => None,
         }
+    }
+
+    /// The OS error number behind this error, looking into a namespace error too.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            NetlinkError::Namespace(e) => e.raw_os_error(),
+            e => e.errno(),
+        }
+    }
+}
+
+impl From<SysError> for NetlinkError {
+    fn from(e: SysError) -> NetlinkError {
+        NetlinkError::Sys { call: e.call, path: e.path, source: e.source }
     }
 }
 

@@ -9,7 +9,8 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType, RouteVia,
 };
 
-use super::{NetlinkError, Result, Route};
+use super::{Result, Route};
+use crate::validation::{AddressRule, ValidationError};
 
 impl Route {
     /// Whether this route is IPv6: from the destination, else the gateway, else the
@@ -24,37 +25,29 @@ impl Route {
 
     /// Checks the route without the kernel: destination and gateway of one family and no
     /// host bits in the destination. (Adding also needs a gateway or an interface.)
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         if let (Some(d), Some(g)) = (self.destination, self.gateway) {
             if matches!(d, IpNet::V6(_)) != g.is_ipv6() {
-                return Err(NetlinkError::Invalid {
-                    what: "route gateway",
-                    value: g.to_string(),
-                    reason: "address family differs from the destination",
+                return Err(ValidationError::Address {
+                    field: "route gateway",
+                    value: g,
+                    rule: AddressRule::FamilyMismatch { other: d.addr() },
                 });
             }
         }
         if let Some(d) = self.destination {
             if d.trunc() != d {
-                return Err(NetlinkError::Invalid {
-                    what: "route destination",
-                    value: d.to_string(),
-                    reason: "host bits set (give the network address)",
-                });
+                return Err(ValidationError::HostBits { field: "route destination", value: d, network: d.trunc() });
             }
         }
         Ok(())
     }
 
     /// [`Route::validate`], plus: a route to add needs a gateway or an output interface.
-    pub(super) fn validate_for_add(&self) -> Result<()> {
+    pub(super) fn validate_for_add(&self) -> Result<(), ValidationError> {
         self.validate()?;
         if self.gateway.is_none() && self.oif.is_none() {
-            return Err(NetlinkError::Invalid {
-                what: "route",
-                value: self.to_string(),
-                reason: "needs a gateway or an output interface",
-            });
+            return Err(ValidationError::RouteWithoutTarget { route: self.to_string() });
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use super::{NetlinkError, Result};
+use crate::error::SysContext;
 
 /// Size of the receive buffer. The kernel fills dump datagrams up to 32 KiB (and a single
 /// `RTM_GETLINK` answer is a few KiB), so nothing it sends to us is truncated in practice;
@@ -71,8 +72,8 @@ impl fmt::Debug for Conn {
     }
 }
 
-fn sock_err(op: &'static str) -> impl FnOnce(io::Error) -> NetlinkError {
-    move |source| NetlinkError::Socket { op, source }
+fn sys_err(call: &'static str, source: io::Error) -> NetlinkError {
+    NetlinkError::Sys { call, path: None, source }
 }
 
 /// One frame of an answer: its type, flags and payload.
@@ -86,10 +87,10 @@ pub(super) struct Frame<'a> {
 impl Conn {
     /// Opens a socket in the calling thread's network namespace.
     pub(super) fn open() -> Result<Conn> {
-        let sock = Socket::new(NETLINK_ROUTE).map_err(sock_err("socket"))?;
+        let sock = Socket::new(NETLINK_ROUTE).sys("socket")?;
         // Connecting to the kernel (port 0) autobinds a port id and filters out anything not
         // sent by the kernel.
-        sock.connect(&SocketAddr::new(0, 0)).map_err(sock_err("connect"))?;
+        sock.connect(&SocketAddr::new(0, 0)).sys("connect")?;
         // Acks carry only the request's header, not the whole request (smaller answers).
         // Both options are optimisations: an old kernel without them still works.
         let _ = sock.set_cap_ack(true);
@@ -125,9 +126,9 @@ impl Conn {
         let result = loop {
             match self.sock.send(&self.tx, 0) {
                 Ok(n) if n == self.tx.len() => break Ok(()),
-                Ok(_) => break Err(sock_err("send")(io::Error::from_raw_os_error(libc::EMSGSIZE))),
+                Ok(_) => break Err(sys_err("send", io::Error::from_raw_os_error(libc::EMSGSIZE))),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(sock_err("send")(e)),
+                Err(e) => break Err(sys_err("send", e)),
             }
         };
         self.tx.clear();
@@ -147,7 +148,7 @@ impl Conn {
                 }
                 Ok(_) => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(sock_err("recv")(e)),
+                Err(e) => return Err(sys_err("recv", e)),
             }
         }
     }
@@ -256,10 +257,7 @@ impl Conn {
                     }
                     NLMSG_NOOP => {}
                     NLMSG_OVERRUN => {
-                        failed.get_or_insert(NetlinkError::Socket {
-                            op: "recv (overrun)",
-                            source: io::Error::from_raw_os_error(libc::ENOBUFS),
-                        });
+                        failed.get_or_insert(sys_err("recv (overrun)", io::Error::from_raw_os_error(libc::ENOBUFS)));
                     }
                     kind if failed.is_none() => {
                         if let Err(e) = on_frame(Frame { kind, payload }) {
@@ -319,7 +317,7 @@ impl Conn {
 }
 
 fn truncated() -> NetlinkError {
-    NetlinkError::Socket { op: "recv (datagram truncated)", source: io::Error::from_raw_os_error(libc::EMSGSIZE) }
+    sys_err("recv (datagram truncated)", io::Error::from_raw_os_error(libc::EMSGSIZE))
 }
 
 /// A sequence start that differs between sockets, so a frame meant for another socket

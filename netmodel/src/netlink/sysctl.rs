@@ -10,38 +10,39 @@ use std::io::{Read, Write};
 
 use nook_ns::{Namespace, NsFd};
 
-use super::{NetlinkError, Result};
+use std::path::PathBuf;
+
+use super::Result;
+use crate::error::SysContext;
+use crate::validation::{NameRule, ValidationError};
 
 /// Checks a sysctl key: relative (`net/ipv4/ip_forward`, not `/proc/sys/...`), made of
 /// `[A-Za-z0-9_.-]` components separated by single `/`, none of them `.` or `..`.
 /// (Upper case is allowed because interface names, e.g. in `net/ipv4/conf/NAME/...`, may
 /// hold it.)
-pub fn validate_sysctl_key(key: &str) -> Result<()> {
-    let bad = |reason| Err(NetlinkError::Invalid { what: "sysctl key", value: key.to_owned(), reason });
+pub fn validate_sysctl_key(key: &str) -> Result<(), ValidationError> {
+    let bad = |rule| Err(ValidationError::Name { field: "sysctl key", value: key.to_owned(), rule });
     if key.is_empty() {
-        return bad("empty");
+        return bad(NameRule::Empty);
     }
     if key.starts_with('/') {
-        return bad("must be relative to /proc/sys");
+        return bad(NameRule::Absolute);
     }
     if !key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-')) {
-        return bad("only letters, digits, `_`, `.`, `-` and `/` are allowed");
+        return bad(NameRule::Characters { allowed: "letters, digits, `_`, `.`, `-` and `/`" });
     }
     for part in key.split('/') {
         match part {
-            "" => return bad("empty path component"),
-            "." | ".." => return bad("`.` and `..` components are not allowed"),
+            "" => return bad(NameRule::EmptyComponent),
+            "." | ".." => return bad(NameRule::DotComponent),
             _ => {}
         }
     }
     Ok(())
 }
 
-fn sysctl_err(op: &'static str, key: &str) -> impl FnOnce(std::io::Error) -> NetlinkError {
-    move |source| NetlinkError::Sysctl { op, key: key.to_owned(), source }
-}
-
-/// Runs `f` in `netns` (on a short-lived thread) or, for `None`, right here.
+/// Runs `f` in `netns` (on a short-lived thread, [`nook_ns::on_thread_in`]) or, for `None`,
+/// right here.
 fn in_netns<T: Send>(netns: Option<&NsFd>, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     match netns {
         None => f(),
@@ -49,58 +50,40 @@ fn in_netns<T: Send>(netns: Option<&NsFd>, f: impl FnOnce() -> Result<T> + Send)
     }
 }
 
-/// Runs `f` on a scoped thread that first enters the network namespace `ns`. The thread
-/// ends right after, so it is never moved back: cheaper than [`nook_ns::run_in`] (no
-/// handle to the old namespace is opened, no second `setns`), and the caller's threads
-/// are never touched.
+/// Runs `f` on a short-lived thread inside the network namespace `ns`
+/// ([`nook_ns::on_thread_in`]: the thread ends right after, so it is never moved back, and
+/// the caller's threads are never touched) — after checking that `ns` is a network namespace.
 pub(super) fn on_thread_in<T: Send>(ns: &NsFd, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     check_net(ns)?;
-    std::thread::scope(|scope| {
-        let worker = std::thread::Builder::new()
-            .stack_size(64 * 1024)
-            .spawn_scoped(scope, || {
-                ns.enter()?;
-                f()
-            })
-            .map_err(|source| NetlinkError::Socket { op: "spawn thread to enter the netns", source })?;
-        match worker.join() {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
+    nook_ns::on_thread_in(&[ns], f)?
 }
 
 /// Refuses a namespace handle that is not a network namespace (entering it would leave the
 /// thread in the caller's network namespace and silently act there).
-pub(super) fn check_net(ns: &NsFd) -> Result<()> {
-    if ns.kind() == Namespace::Net {
-        Ok(())
-    } else {
-        Err(NetlinkError::Invalid {
-            what: "namespace",
-            value: format!("{:?}", ns.kind()),
-            reason: "not a network namespace",
-        })
+pub(super) fn check_net(ns: &NsFd) -> Result<(), ValidationError> {
+    match ns.kind() {
+        Namespace::Net => Ok(()),
+        kind => Err(ValidationError::NotNetNamespace { field: "netns", kind }),
     }
 }
 
 pub(super) fn write(netns: Option<&NsFd>, key: &str, value: &str) -> Result<()> {
     validate_sysctl_key(key)?;
-    let path = format!("/proc/sys/{key}");
+    let path = PathBuf::from(format!("/proc/sys/{key}"));
     in_netns(netns, || {
-        let mut f = OpenOptions::new().write(true).open(&path).map_err(sysctl_err("open", key))?;
+        let mut f = OpenOptions::new().write(true).open(&path).sys_at("open", &path)?;
         // One write: a sysctl takes the value from the first write.
-        f.write_all(value.as_bytes()).map_err(sysctl_err("write", key))
+        Ok(f.write_all(value.as_bytes()).sys_at("write", &path)?)
     })
 }
 
 pub(super) fn read(netns: Option<&NsFd>, key: &str) -> Result<String> {
     validate_sysctl_key(key)?;
-    let path = format!("/proc/sys/{key}");
+    let path = PathBuf::from(format!("/proc/sys/{key}"));
     in_netns(netns, || {
-        let mut f = OpenOptions::new().read(true).open(&path).map_err(sysctl_err("open", key))?;
+        let mut f = OpenOptions::new().read(true).open(&path).sys_at("open", &path)?;
         let mut s = String::new();
-        f.read_to_string(&mut s).map_err(sysctl_err("read", key))?;
+        f.read_to_string(&mut s).sys_at("read", &path)?;
         let trimmed = s.trim_end_matches('\n').len();
         s.truncate(trimmed);
         Ok(s)
