@@ -210,10 +210,10 @@ impl Sandbox {
         self.netns.as_ref().and_then(|n| n.path().map(Path::to_owned))
     }
 
-    /// Runs `f` inside the sandbox's network namespace, on a dedicated thread (sockets made
-    /// there belong to the sandbox).
+    /// Runs `f` inside the sandbox's network namespace, on a dedicated short-lived thread
+    /// ([`nook_ns::on_thread_in`]; sockets made there belong to the sandbox).
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
-        Ok(nook_ns::run_in(&[&self.shared.netns], f)?)
+        Ok(nook_ns::on_thread_in(&[&self.shared.netns], f)?)
     }
 
     /// Its endpoints (a snapshot).

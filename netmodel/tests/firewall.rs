@@ -662,3 +662,13 @@ fn published_ports_forward_real_packets_from_the_host() {
     fw.teardown_network("web").unwrap();
     machine.assert_unchanged();
 }
+
+#[test]
+fn a_backend_refuses_a_namespace_that_is_not_a_network_namespace() {
+    let mnt = nook_ns::NsFd::current(nook_ns::Namespace::Mount).unwrap();
+    let err = Nftables::new(Some(&mnt)).unwrap_err();
+    assert!(
+        matches!(err, FirewallError::Invalid(ValidationError::NotNetNamespace { kind: nook_ns::Namespace::Mount, .. })),
+        "{err}"
+    );
+}

@@ -12,6 +12,7 @@ use super::names::{validate_endpoint, validate_network, validate_table};
 use super::render;
 use super::state::{self, NetChain, NetMeta, PortTag};
 use super::{DEFAULT_TABLE, FirewallBackend, FirewallError, NetworkRules, PortRule};
+use crate::validation::ValidationError;
 
 /// The nftables backend (drives `nft -j`), acting in one network namespace.
 ///
@@ -51,6 +52,9 @@ impl Nftables {
         };
         let netns =
             ns.map_err(|source| FirewallError::Namespace { op: "new", target: "nftables backend".to_owned(), source })?;
+        if netns.kind() != Namespace::Net {
+            return Err(ValidationError::NotNetNamespace { field: "netns", kind: netns.kind() }.into());
+        }
         Ok(Nftables { netns, table: DEFAULT_TABLE.to_owned(), program: exec::default_program() })
     }
 
@@ -82,13 +86,14 @@ impl Nftables {
         Ctx { program: &self.program, table: &self.table, op, target }
     }
 
-    /// Runs `f` on a thread inside the backend's namespace.
+    /// Runs `f` on a short-lived thread inside the backend's namespace
+    /// ([`nook_ns::on_thread_in`]).
     fn in_netns<T: Send>(
         &self,
         cx: &Ctx<'_>,
         f: impl FnOnce() -> Result<T, FirewallError> + Send,
     ) -> Result<T, FirewallError> {
-        nook_ns::run_in(&[&self.netns], f)
+        nook_ns::on_thread_in(&[&self.netns], f)
             .unwrap_or_else(|source| Err(FirewallError::Namespace { op: cx.op, target: cx.target.to_owned(), source }))
     }
 

@@ -39,8 +39,9 @@
 //! # Locking and atomic updates
 //!
 //! The lock and the atomic replacement are nook's one policy for state files,
-//! [`nook_ns::statefile`]. Every operation takes `flock(2)` on `<dir>/.lock`: exclusive for anything that writes, shared
-//! for reads, held across the whole read-modify-write. Locks belong to the open file description,
+//! [`nook_ns::statefile`]. Every operation takes `flock(2)` on `<dir>/.lock` (mode 0600):
+//! exclusive for anything that writes, shared for reads, held across the whole
+//! read-modify-write. Locks belong to the open file description,
 //! so two processes, or two threads each with their own call, exclude each other: concurrent
 //! processes never hand out the same address. A file is replaced by writing the temporary file in
 //! the same directory, `fsync`ing it, renaming it over the old one and `fsync`ing the directory,
