@@ -64,7 +64,7 @@ fn ip_batch(bench: &Bench, args: &[&str], script: &str) {
 pub fn netmodel(c: &mut Criterion, report: &mut Report) {
     let bench = Bench::new();
     let host = bench.host();
-    let mut spec = NetworkSpec::bridge("nkbench");
+    let mut spec = NetworkSpec::bridge("nkbench".parse().unwrap());
     spec.subnet(SUBNET.parse().expect("subnet"), None).bridge_name("nkbrbench");
     let network = Network::create(&host, &spec).expect("bridge network");
     let ip = std::process::Command::new("ip").arg("-V").stdout(Stdio::null()).status().is_ok_and(|s| s.success());

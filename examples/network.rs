@@ -52,7 +52,7 @@ fn run(host: &Host, private_host: Option<&NetNs>) -> Result<(), BoxError> {
     );
 
     // docker network create --subnet 10.89.0.0/24 nk-example
-    let mut spec = NetworkSpec::bridge("nk-example");
+    let mut spec = NetworkSpec::bridge("nk-example".parse().unwrap());
     spec.subnet("10.89.0.0/24".parse()?, None).bridge_name("nkexbr0");
     let network = Network::create(host, &spec)?;
     println!("network {:?}: bridge {:?}, gateway {:?}", network.name(), network.bridge(), network.gateways());

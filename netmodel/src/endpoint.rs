@@ -109,10 +109,10 @@ impl EndpointOptions {
             let field = if ip.is_ipv4() { "ip" } else { "ip6" };
             let bad = |rule| Err(ValidationError::Address { field, value: ip, rule }.into());
             let Some(pool) = spec.subnets.iter().find(|p| p.subnet.contains(&ip)) else {
-                return bad(AddressRule::OutsideSubnets { network: spec.name.clone() });
+                return bad(AddressRule::OutsideSubnets { network: spec.name.to_string() });
             };
             if pool_gateway(pool) == ip {
-                return bad(AddressRule::Gateway { network: spec.name.clone() });
+                return bad(AddressRule::Gateway { network: spec.name.to_string() });
             }
             if ip == pool.subnet.network() || (ip.is_ipv4() && ip == pool.subnet.broadcast()) {
                 return bad(AddressRule::NetworkOrBroadcast { subnet: pool.subnet });
@@ -121,14 +121,14 @@ impl EndpointOptions {
         for port in &self.ports {
             if let Some(ip) = port.host_ip {
                 if !spec.has_family(ip.is_ipv6()) {
-                    let rule = AddressRule::NoSubnetOfFamily { network: spec.name.clone() };
+                    let rule = AddressRule::NoSubnetOfFamily { network: spec.name.to_string() };
                     return Err(ValidationError::Address { field: "host_ip", value: ip, rule }.into());
                 }
             }
         }
         if !self.ports.is_empty() && !driver.publishes_ports(spec) {
             return Err(Error::PortsUnsupported {
-                network: spec.name.clone(),
+                network: spec.name.to_string(),
                 driver: driver.name().to_owned(),
                 reason: if spec.internal {
                     "an internal network has no way in from outside"
@@ -194,7 +194,7 @@ mod tests {
     use crate::firewall::Protocol;
 
     fn spec(internal: bool) -> NetworkSpec {
-        let mut s = NetworkSpec::bridge("nk-e");
+        let mut s = NetworkSpec::bridge("nk-e".parse().unwrap());
         s.subnet("10.7.0.0/24".parse().unwrap(), None).subnet("fd00:7::/64".parse().unwrap(), None);
         s.internal(internal);
         s
@@ -241,7 +241,7 @@ mod tests {
         let mut o = EndpointOptions::new();
         o.port(PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: 80, container_port: 80 });
         assert!(matches!(o.validate_for(&spec(true), &bridge), Err(Error::PortsUnsupported { .. })));
-        let mut v6_only = NetworkSpec::bridge("nk-6");
+        let mut v6_only = NetworkSpec::bridge("nk-6".parse().unwrap());
         v6_only.subnet("fd00:6::/64".parse().unwrap(), None);
         let mut o6 = EndpointOptions::new();
         o6.port(PortMapping {

@@ -120,7 +120,7 @@
 //! use nook_netmodel::{EndpointOptions, Host, Network, NetworkSpec, Sandbox};
 //!
 //! let host = Host::current()?;
-//! let mut spec = NetworkSpec::bridge("nk-demo");
+//! let mut spec = NetworkSpec::bridge("nk-demo".parse().unwrap());
 //! spec.subnet("10.77.0.0/24".parse().unwrap(), None);
 //! let network = Network::create(&host, &spec)?;
 //!
@@ -167,7 +167,7 @@ mod spec;
 mod util;
 mod validation;
 
-pub use driver::{EndpointConfig, EndpointLink, NetworkDriver};
+pub use driver::{Driver, EndpointConfig, EndpointLink, NetworkDriver};
 pub use endpoint::{Endpoint, EndpointOptions};
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder};
@@ -177,5 +177,5 @@ pub use name::NetworkName;
 pub use netlink::MacvlanMode;
 pub use network::{Network, NetworkEndpoint};
 pub use sandbox::{Sandbox, SandboxKind};
-pub use spec::{DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_SUBNET, Driver, MAX_MTU, MIN_MTU, MIN_MTU_V6, NetworkSpec};
+pub use spec::{DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_SUBNET, MAX_MTU, MIN_MTU, MIN_MTU_V6, NetworkSpec};
 pub use validation::{AddressRule, MacRule, NameRule, ValidationError};

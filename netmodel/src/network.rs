@@ -57,7 +57,7 @@ impl Network {
         spec.validate()?;
         let id = random_hex(64);
         let spec = resolve(spec);
-        let driver = crate::driver::instance(&spec.driver);
+        let driver = spec.driver.instance();
         driver.check_host(host, &spec)?;
         // A custom driver may do without addresses: then IPAM has nothing to manage.
         let registered = !spec.subnets.is_empty();
@@ -97,13 +97,13 @@ impl Network {
         spec.validate()?;
         let resolved = resolve(spec);
         let ipam = host.ipam();
-        let registered = ipam.networks()?.contains(&resolved.name);
+        let registered = ipam.networks()?.iter().any(|n| resolved.name == n.as_str());
         if registered {
             ipam.reclaim(&resolved.name)?;
             let held = ipam.allocations(&resolved.name)?;
             if !held.is_empty() {
                 return Err(Error::NetworkInUse {
-                    network: resolved.name.clone(),
+                    network: resolved.name.to_string(),
                     endpoints: held.iter().map(|(address, owner)| format!("{owner}/{address}")).collect(),
                 });
             }
@@ -113,7 +113,7 @@ impl Network {
             Some(bridge) => match host.netlink().link(bridge)? {
                 Some(link) if link.kind.as_deref() == Some("bridge") => Some(link.index),
                 Some(_) => {
-                    return Err(Error::LinkExists { network: resolved.name.clone(), name: bridge.to_owned() });
+                    return Err(Error::LinkExists { network: resolved.name.to_string(), name: bridge.to_owned() });
                 }
                 None => None,
             },
@@ -242,7 +242,7 @@ impl Drop for NetworkInner {
 /// The spec as built: gateways filled in, the default bridge name chosen.
 fn resolve(spec: &NetworkSpec) -> NetworkSpec {
     let mut spec = spec.clone();
-    crate::driver::resolve_names(&mut spec);
+    spec.driver.resolve(&spec.name);
     for pool in &mut spec.subnets {
         pool.gateway = Some(pool_gateway(pool));
     }
@@ -255,13 +255,13 @@ mod tests {
 
     #[test]
     fn resolve_fills_in() {
-        let mut spec = NetworkSpec::bridge("nk-n");
+        let mut spec = NetworkSpec::bridge("nk-n".parse().unwrap());
         spec.subnet("10.3.0.0/24".parse().unwrap(), None);
         let r = resolve(&spec);
         let bridge = r.bridge_ifname().unwrap().to_owned();
         assert!(bridge.starts_with("nk-") && bridge.len() == 15, "{bridge}");
         assert_eq!(resolve(&spec).bridge_ifname(), Some(bridge.as_str()), "the same name, the same bridge");
-        assert_ne!(resolve(&NetworkSpec::bridge("nk-m")).bridge_ifname(), Some(bridge.as_str()));
+        assert_ne!(resolve(&NetworkSpec::bridge("nk-m".parse().unwrap())).bridge_ifname(), Some(bridge.as_str()));
         assert_eq!(r.subnets[0].gateway, Some("10.3.0.1".parse().unwrap()));
         spec.bridge_name("nkbr0");
         assert_eq!(resolve(&spec).bridge_ifname(), Some("nkbr0"));

@@ -252,7 +252,7 @@ impl Sandbox {
         options.validate_for(spec, network.driver())?;
         let mut endpoints = self.shared.endpoints();
         if endpoints.iter().any(|e| e.network.same(network)) {
-            return Err(Error::AlreadyConnected { sandbox: self.shared.name.clone(), network: spec.name.clone() });
+            return Err(Error::AlreadyConnected { sandbox: self.shared.name.clone(), network: spec.name.to_string() });
         }
         let ifname = match &options.ifname {
             // Checked by `validate_for` already: this only gives it its type.
@@ -370,7 +370,7 @@ impl Sandbox {
 
         let info = Endpoint {
             id: id.clone(),
-            network: spec.name.clone(),
+            network: spec.name.to_string(),
             sandbox: self.shared.name.clone(),
             ifname: ifname.into_string(),
             index,

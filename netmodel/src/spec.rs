@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::driver::NetworkDriver;
+use crate::driver::{BridgeOptions, Driver, MacvlanOptions, NetworkDriver};
 use crate::ipam::Pool;
 use crate::name::NetworkName;
 use crate::netlink::MacvlanMode;
@@ -21,67 +21,12 @@ pub const MIN_MTU_V6: u32 = 1280;
 /// The largest MTU accepted.
 pub const MAX_MTU: u32 = 65_535;
 
-/// Which driver builds the network.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", tag = "type")]
-#[non_exhaustive]
-pub enum Driver {
-    /// A Linux bridge in the host namespace; endpoints are veth pairs, one end on the bridge,
-    /// the other in the sandbox. Outbound traffic is masqueraded (unless `internal`) and ports
-    /// can be published.
-    Bridge {
-        /// The bridge's name; default `nk-` + 12 hex digits of a hash of the network's name (the
-        /// same in every process, so [`crate::Network::recreate`] finds a crashed one's bridge).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        bridge: Option<String>,
-    },
-    /// Macvlan links on an existing parent link of the host; each endpoint is a macvlan link
-    /// created directly inside its sandbox. No bridge, no NAT, no published ports; the
-    /// gateway is a router on the parent's segment.
-    Macvlan {
-        /// The parent link in the host namespace.
-        parent: String,
-        /// The macvlan mode (Docker's default: bridge).
-        #[serde(default = "default_macvlan_mode")]
-        mode: MacvlanMode,
-    },
-    /// A driver of your own (not serializable).
-    #[serde(skip)]
-    Custom(Arc<dyn NetworkDriver>),
-}
-
-fn default_macvlan_mode() -> MacvlanMode {
-    MacvlanMode::Bridge
-}
-
-impl PartialEq for Driver {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (Driver::Bridge { bridge: a }, Driver::Bridge { bridge: b }) => a == b,
-            (Driver::Macvlan { parent: a, mode: m }, Driver::Macvlan { parent: b, mode: n }) => a == b && m == n,
-            (Driver::Custom(a), Driver::Custom(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        }
-    }
-}
-
-impl Driver {
-    /// The driver's name (`"bridge"`, `"macvlan"`, or the custom driver's).
-    pub fn name(&self) -> &str {
-        match self {
-            Driver::Bridge { .. } => "bridge",
-            Driver::Macvlan { .. } => "macvlan",
-            Driver::Custom(d) => d.name(),
-        }
-    }
-}
-
 /// A network to create.
 ///
 /// ```
 /// use nook_netmodel::NetworkSpec;
 ///
-/// let mut spec = NetworkSpec::bridge("nk-web");
+/// let mut spec = NetworkSpec::bridge("nk-web".parse().unwrap());
 /// spec.subnet("10.88.0.0/24".parse().unwrap(), None).mtu(1400);
 /// assert!(spec.validate().is_ok());
 ///
@@ -90,10 +35,9 @@ impl Driver {
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkSpec {
-    /// The network's name (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64 bytes: it names IPAM's
-    /// state file and the firewall's chains); unique on the host (IPAM refuses a second
-    /// network of the same name).
-    pub name: String,
+    /// The network's name ([`NetworkName`]: it names IPAM's state file and the firewall's
+    /// chains); unique on the host (IPAM refuses a second network of the same name).
+    pub name: NetworkName,
     /// The driver.
     pub driver: Driver,
     /// Its subnets (IPv4 and/or IPv6), each with an optional gateway (default: the first
@@ -124,7 +68,8 @@ impl NetworkSpec {
     /// names in `/etc/hosts` (only user-defined networks are; see
     /// [`NetworkSpec::lists_peers`]).
     pub fn default_bridge() -> NetworkSpec {
-        let mut spec = NetworkSpec::new(DEFAULT_NETWORK, Driver::Bridge { bridge: Some(DEFAULT_BRIDGE.into()) });
+        let name = NetworkName::new(DEFAULT_NETWORK).expect("DEFAULT_NETWORK is a valid name");
+        let mut spec = NetworkSpec::new(name, Driver::Bridge(BridgeOptions::named(DEFAULT_BRIDGE)));
         spec.subnet(DEFAULT_SUBNET.parse().expect("DEFAULT_SUBNET is a valid CIDR"), None);
         spec
     }
@@ -136,22 +81,22 @@ impl NetworkSpec {
     }
 
     /// A spec for `name` built by `driver`, with no subnets yet.
-    pub fn new(name: impl Into<String>, driver: Driver) -> NetworkSpec {
-        NetworkSpec { name: name.into(), driver, subnets: Vec::new(), internal: false, mtu: None }
+    pub fn new(name: NetworkName, driver: Driver) -> NetworkSpec {
+        NetworkSpec { name, driver, subnets: Vec::new(), internal: false, mtu: None }
     }
 
     /// A bridge network with the default bridge name.
-    pub fn bridge(name: impl Into<String>) -> NetworkSpec {
-        NetworkSpec::new(name, Driver::Bridge { bridge: None })
+    pub fn bridge(name: NetworkName) -> NetworkSpec {
+        NetworkSpec::new(name, Driver::Bridge(BridgeOptions::new()))
     }
 
     /// A macvlan network (bridge mode) on `parent`.
-    pub fn macvlan(name: impl Into<String>, parent: impl Into<String>) -> NetworkSpec {
-        NetworkSpec::new(name, Driver::Macvlan { parent: parent.into(), mode: MacvlanMode::Bridge })
+    pub fn macvlan(name: NetworkName, parent: impl Into<String>) -> NetworkSpec {
+        NetworkSpec::new(name, Driver::Macvlan(MacvlanOptions::new(parent)))
     }
 
     /// A network built by your own driver.
-    pub fn custom(name: impl Into<String>, driver: Arc<dyn NetworkDriver>) -> NetworkSpec {
+    pub fn custom(name: NetworkName, driver: Arc<dyn NetworkDriver>) -> NetworkSpec {
         NetworkSpec::new(name, Driver::Custom(driver))
     }
 
@@ -175,16 +120,16 @@ impl NetworkSpec {
 
     /// For a bridge network: names the bridge (no effect on other drivers).
     pub fn bridge_name(&mut self, name: impl Into<String>) -> &mut Self {
-        if let Driver::Bridge { bridge } = &mut self.driver {
-            *bridge = Some(name.into());
+        if let Driver::Bridge(options) = &mut self.driver {
+            options.bridge(name);
         }
         self
     }
 
     /// For a macvlan network: sets the mode (no effect on other drivers).
     pub fn macvlan_mode(&mut self, mode: MacvlanMode) -> &mut Self {
-        if let Driver::Macvlan { mode: m, .. } = &mut self.driver {
-            *m = mode;
+        if let Driver::Macvlan(options) = &mut self.driver {
+            options.mode(mode);
         }
         self
     }
@@ -207,22 +152,20 @@ impl NetworkSpec {
     /// returned by [`crate::Network::spec`]).
     pub fn bridge_ifname(&self) -> Option<&str> {
         match &self.driver {
-            Driver::Bridge { bridge } => bridge.as_deref(),
+            Driver::Bridge(options) => options.bridge.as_deref(),
             _ => None,
         }
     }
 
-    /// Checks everything that can be checked without the host: name, link names, subnets
+    /// Checks everything that can be checked without the host (the name is valid by its
+    /// type): link names, subnets
     /// (IPAM's pure checks: host bits, size, gateway inside and usable, no overlap between
     /// them), MTU, and the driver's own rules.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        NetworkName::validate(&self.name)?;
-        // A built-in driver's own rules (its link names) come before the generic ones; a
-        // custom driver's after them.
+        // A built-in driver's own options (its link names) come before the generic checks; a
+        // custom driver's checks after them.
+        self.driver.validate_options()?;
         let custom = matches!(self.driver, Driver::Custom(_));
-        if !custom {
-            crate::driver::instance(&self.driver).validate(self)?;
-        }
         // The built-in drivers need addresses; a custom driver may do without.
         if !self.subnets.is_empty() || !custom {
             crate::ipam::validate_pools(&self.name, &self.subnets)?;
@@ -245,7 +188,7 @@ mod tests {
     use super::*;
 
     fn bridge() -> NetworkSpec {
-        let mut s = NetworkSpec::bridge("nk-t");
+        let mut s = NetworkSpec::bridge("nk-t".parse().unwrap());
         s.subnet("10.9.0.0/24".parse().unwrap(), None);
         s
     }
@@ -261,7 +204,7 @@ mod tests {
     #[test]
     fn valid_specs() {
         bridge().validate().unwrap();
-        let mut s = NetworkSpec::macvlan("nk-m", "eth0");
+        let mut s = NetworkSpec::macvlan("nk-m".parse().unwrap(), "eth0");
         s.subnet("192.168.5.0/24".parse().unwrap(), Some("192.168.5.254".parse().unwrap()))
             .subnet("fd00:5::/64".parse().unwrap(), None)
             .mtu(1500)
@@ -271,13 +214,10 @@ mod tests {
 
     #[test]
     fn invalid_specs() {
-        let mut s = bridge();
-        s.name = "bad name".into();
-        assert_eq!(field_of(s.validate().unwrap_err()), "name");
-
-        let mut s = bridge();
-        s.name = "n".repeat(65);
-        assert_eq!(field_of(s.validate().unwrap_err()), "name");
+        // The name is checked by its type, also when deserialized.
+        let json = r#"{"name":"../x","driver":{"type":"bridge"},"subnets":[]}"#;
+        let e = serde_json::from_str::<NetworkSpec>(json).unwrap_err();
+        assert!(e.to_string().contains("invalid network name"), "{e}");
 
         let mut s = bridge();
         s.bridge_name("a-very-long-bridge-name");
@@ -311,13 +251,13 @@ mod tests {
         s.mtu(1000).subnet("fd00::/64".parse().unwrap(), None);
         assert_eq!(field_of(s.validate().unwrap_err()), "mtu");
 
-        let s = NetworkSpec::macvlan("nk-m", "");
+        let s = NetworkSpec::macvlan("nk-m".parse().unwrap(), "");
         assert_eq!(field_of(s.validate().unwrap_err()), "parent");
     }
 
     #[test]
     fn serde_round_trip() {
-        let mut s = NetworkSpec::macvlan("nk-m", "eth0");
+        let mut s = NetworkSpec::macvlan("nk-m".parse().unwrap(), "eth0");
         s.subnet("192.168.5.0/24".parse().unwrap(), None).mtu(9000);
         let json = serde_json::to_string(&s).unwrap();
         let back: NetworkSpec = serde_json::from_str(&json).unwrap();
@@ -325,7 +265,7 @@ mod tests {
 
         let json = r#"{"name":"nk-b","driver":{"type":"bridge"},"subnets":[{"subnet":"10.1.0.0/16","gateway":null}]}"#;
         let s: NetworkSpec = serde_json::from_str(json).unwrap();
-        assert_eq!(s.driver, Driver::Bridge { bridge: None });
+        assert_eq!(s.driver, Driver::Bridge(BridgeOptions::new()));
         assert!(!s.internal);
         s.validate().unwrap();
     }

@@ -23,7 +23,7 @@ use nook_netmodel::{
 use nook_testutil::{TempDir, require_root, unique_name};
 
 fn bridge_spec(subnet: &str) -> NetworkSpec {
-    let mut spec = NetworkSpec::bridge(unique_name("net"));
+    let mut spec = NetworkSpec::bridge(unique_name("net").parse().unwrap());
     spec.subnet(subnet.parse().unwrap(), None);
     spec
 }
@@ -200,7 +200,7 @@ fn macvlan_endpoints_on_one_parent_talk() {
     require_root!();
     let world = World::new();
     let parent = world.add_parent();
-    let mut spec = NetworkSpec::macvlan(unique_name("mv"), &parent);
+    let mut spec = NetworkSpec::macvlan(unique_name("mv").parse().unwrap(), &parent);
     spec.subnet("192.0.2.0/24".parse().unwrap(), None);
     let net = Network::create(&world.host, &spec).unwrap();
     let mut a = Sandbox::none("mv1").unwrap();
@@ -336,7 +336,7 @@ fn invalid_requests_fail_typed_and_change_nothing() {
     assert_eq!(world.snapshot(), before);
 
     // A gateway outside its subnet.
-    let mut spec = NetworkSpec::bridge(unique_name("net"));
+    let mut spec = NetworkSpec::bridge(unique_name("net").parse().unwrap());
     spec.subnet("10.89.11.0/24".parse().unwrap(), Some("10.89.12.1".parse().unwrap()));
     let err = Network::create(&world.host, &spec).unwrap_err();
     assert!(matches!(err, Error::Invalid(ValidationError::GatewayOutsideSubnet { .. })), "{err}");
@@ -348,7 +348,7 @@ fn invalid_requests_fail_typed_and_change_nothing() {
     assert_eq!(world.snapshot(), before);
 
     // A missing macvlan parent.
-    let mut spec = NetworkSpec::macvlan(unique_name("mv"), "nknoparent0");
+    let mut spec = NetworkSpec::macvlan(unique_name("mv").parse().unwrap(), "nknoparent0");
     spec.subnet("10.89.13.0/24".parse().unwrap(), None);
     let err = Network::create(&world.host, &spec).unwrap_err();
     assert!(matches!(&err, Error::UnknownParent { parent, .. } if parent == "nknoparent0"), "{err}");
@@ -771,7 +771,7 @@ fn ipv6_only_network_works() {
         let peer = out.links().unwrap().into_iter().find(|l| l.name != "lo").unwrap().index;
         out.add_address(peer, "fd00:5100::2/64".parse().unwrap()).unwrap();
     }
-    let mut spec = NetworkSpec::bridge(unique_name("v6o"));
+    let mut spec = NetworkSpec::bridge(unique_name("v6o").parse().unwrap());
     spec.subnet("fd00:89:24::/64".parse().unwrap(), None);
     let net = Network::create(&world.host, &spec).unwrap();
     let mut s = Sandbox::none("sixonly").unwrap();

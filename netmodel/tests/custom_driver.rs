@@ -93,7 +93,7 @@ fn a_custom_driver_builds_working_endpoints() {
     require_root!();
     let world = World::new();
     let driver = Arc::new(PointToPoint::default());
-    let mut spec = NetworkSpec::custom(unique_name("ptp"), driver.clone());
+    let mut spec = NetworkSpec::custom(unique_name("ptp").parse().unwrap(), driver.clone());
     spec.subnet("10.91.0.0/24".parse().unwrap(), None);
     let net = Network::create(&world.host, &spec).unwrap();
     assert_eq!(driver.setups.load(Ordering::Relaxed), 1);
@@ -113,7 +113,7 @@ fn a_custom_driver_builds_working_endpoints() {
     assert_eq!(driver.teardowns.load(Ordering::Relaxed), 1);
 
     // The driver's own validation runs with the generic one, before anything changes.
-    let mut spec = NetworkSpec::custom(unique_name("ptp"), driver.clone());
+    let mut spec = NetworkSpec::custom(unique_name("ptp").parse().unwrap(), driver.clone());
     spec.subnet("10.92.0.0/24".parse().unwrap(), None).subnet("10.93.0.0/24".parse().unwrap(), None);
     assert!(matches!(spec.validate(), Err(ValidationError::Driver { field: "subnets", .. })));
     assert!(Network::create(&world.host, &spec).is_err());

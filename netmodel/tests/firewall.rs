@@ -102,7 +102,7 @@ fn expr(rule: &Value) -> String {
 
 fn net(name: &str, bridge: &str, subnets: &[&str], internal: bool) -> NetworkRules {
     NetworkRules {
-        network: name.into(),
+        network: name.parse().unwrap(),
         bridge: bridge.into(),
         subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
         internal,

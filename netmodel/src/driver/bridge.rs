@@ -12,8 +12,63 @@ use crate::firewall::{NetworkRules, PortRule};
 use crate::host::Host;
 use crate::ifname::IfName;
 use crate::netlink::{LinkKind, Netlink, NewLink};
-use crate::spec::{Driver, NetworkSpec};
+use serde::{Deserialize, Serialize};
+
+use super::Driver;
+use crate::spec::NetworkSpec;
 use crate::validation::ValidationError;
+
+/// The options of a bridge network ([`Driver::Bridge`]).
+///
+/// ```
+/// use nook_netmodel::driver::BridgeOptions;
+///
+/// let mut options = BridgeOptions::new();
+/// options.bridge("nkbr0");
+/// assert_eq!(options.bridge.as_deref(), Some("nkbr0"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BridgeOptions {
+    /// The bridge's name (an interface name, [`IfName`]); default `nk-` + 12 hex digits of a
+    /// hash of the network's name (the same in every process, so [`crate::Network::recreate`]
+    /// finds a crashed one's bridge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<String>,
+}
+
+impl BridgeOptions {
+    /// The defaults: the bridge named after the network.
+    pub fn new() -> BridgeOptions {
+        BridgeOptions::default()
+    }
+
+    /// A bridge named `name`.
+    pub fn named(name: impl Into<String>) -> BridgeOptions {
+        BridgeOptions { bridge: Some(name.into()) }
+    }
+
+    /// Names the bridge.
+    pub fn bridge(&mut self, name: impl Into<String>) -> &mut Self {
+        self.bridge = Some(name.into());
+        self
+    }
+
+    /// The bridge's name, when given, is an interface name ([`IfName`]).
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        match &self.bridge {
+            Some(b) => IfName::for_field("bridge", b.as_str()).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Fills in the default bridge name of `network`.
+    pub(crate) fn resolve(&mut self, network: &str) {
+        if self.bridge.is_none() {
+            self.bridge = Some(default_bridge_name(network));
+        }
+    }
+}
 
 /// `docker network create --driver bridge`.
 ///
@@ -31,13 +86,16 @@ pub struct BridgeDriver {
 }
 
 impl BridgeDriver {
+    /// The driver's name.
+    pub const NAME: &'static str = "bridge";
+
     /// A driver for one network.
     pub fn new() -> BridgeDriver {
         BridgeDriver::default()
     }
 
     fn bridge_name<'s>(&self, spec: &'s NetworkSpec) -> Result<&'s str> {
-        spec.bridge_ifname().ok_or_else(|| ValidationError::UnresolvedBridge { network: spec.name.clone() }.into())
+        spec.bridge_ifname().ok_or_else(|| ValidationError::UnresolvedBridge { network: spec.name.to_string() }.into())
     }
 
     /// The bridge's index: cached, else looked up by name.
@@ -57,22 +115,21 @@ impl BridgeDriver {
 
 impl NetworkDriver for BridgeDriver {
     fn name(&self) -> &str {
-        "bridge"
+        BridgeDriver::NAME
     }
 
-    /// The bridge's name, when given, is an interface name ([`crate::IfName`]).
+    /// [`BridgeOptions::validate`].
     fn validate(&self, spec: &NetworkSpec) -> Result<(), ValidationError> {
         match &spec.driver {
-            Driver::Bridge { bridge: Some(b) } => IfName::for_field("bridge", b.as_str()).map(drop),
-            Driver::Bridge { bridge: None } => Ok(()),
-            other => Err(ValidationError::WrongDriver { driver: "bridge", found: other.name().to_owned() }),
+            Driver::Bridge(options) => options.validate(),
+            other => Err(ValidationError::WrongDriver { driver: BridgeDriver::NAME, found: other.name().to_owned() }),
         }
     }
 
     fn check_host(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
         let name = self.bridge_name(spec)?;
         if host.netlink().link(name)?.is_some() {
-            return Err(Error::LinkExists { network: spec.name.clone(), name: name.to_owned() });
+            return Err(Error::LinkExists { network: spec.name.to_string(), name: name.to_owned() });
         }
         Ok(())
     }
@@ -88,7 +145,10 @@ impl NetworkDriver for BridgeDriver {
                 Some(i) => i,
                 None => {
                     nl.link(name)?
-                        .ok_or_else(|| Error::LinkMissing { driver: "bridge".into(), ifname: name.to_owned() })?
+                        .ok_or_else(|| Error::LinkMissing {
+                            driver: BridgeDriver::NAME.into(),
+                            ifname: name.to_owned(),
+                        })?
                         .index
                 }
             };
@@ -148,7 +208,7 @@ impl NetworkDriver for BridgeDriver {
         endpoint: &EndpointConfig,
     ) -> Result<EndpointLink> {
         let bridge = self.bridge_index(host, spec)?.ok_or_else(|| Error::LinkMissing {
-            driver: "bridge".into(),
+            driver: BridgeDriver::NAME.into(),
             ifname: self.bridge_name(spec).unwrap_or("").into(),
         })?;
         let mut link = NewLink::new(
@@ -177,8 +237,8 @@ impl NetworkDriver for BridgeDriver {
         }
         if spec.internal {
             return Err(Error::PortsUnsupported {
-                network: spec.name.clone(),
-                driver: "bridge".into(),
+                network: spec.name.to_string(),
+                driver: BridgeDriver::NAME.into(),
                 reason: "an internal network has no way in from outside",
             });
         }
@@ -206,8 +266,8 @@ mod tests {
     #[test]
     fn validates_its_own_options() {
         let d = BridgeDriver::new();
-        assert!(d.validate(&NetworkSpec::bridge("nk-b")).is_ok());
-        let mut spec = NetworkSpec::bridge("nk-b");
+        assert!(d.validate(&NetworkSpec::bridge("nk-b".parse().unwrap())).is_ok());
+        let mut spec = NetworkSpec::bridge("nk-b".parse().unwrap());
         spec.bridge_name("nkbr0");
         assert!(d.validate(&spec).is_ok());
         for bad in ["", "a/b", "eth%d", "a-very-long-bridge-name"] {
@@ -215,7 +275,13 @@ mod tests {
             let e = d.validate(&spec).unwrap_err();
             assert!(matches!(e, ValidationError::IfName { field: "bridge", .. }), "{bad:?}: {e}");
         }
-        let e = d.validate(&NetworkSpec::macvlan("nk-m", "eth0")).unwrap_err();
+        let mut options = BridgeOptions::named("a/b");
+        assert!(matches!(options.validate(), Err(ValidationError::IfName { field: "bridge", .. })));
+        assert!(options.bridge("nkbr0").validate().is_ok());
+        let mut options = BridgeOptions::new();
+        options.resolve("nk-b");
+        assert_eq!(options.bridge, Some(default_bridge_name("nk-b")));
+        let e = d.validate(&NetworkSpec::macvlan("nk-m".parse().unwrap(), "eth0")).unwrap_err();
         assert!(matches!(e, ValidationError::WrongDriver { driver: "bridge", .. }), "{e}");
     }
 

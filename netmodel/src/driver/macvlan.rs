@@ -10,8 +10,54 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::ifname::IfName;
 use crate::netlink::{LinkKind, NewLink};
-use crate::spec::{Driver, NetworkSpec};
+use serde::{Deserialize, Serialize};
+
+use super::Driver;
+use crate::netlink::MacvlanMode;
+use crate::spec::NetworkSpec;
 use crate::validation::ValidationError;
+
+/// The options of a macvlan network ([`Driver::Macvlan`]).
+///
+/// ```
+/// use nook_netmodel::MacvlanMode;
+/// use nook_netmodel::driver::MacvlanOptions;
+///
+/// let mut options = MacvlanOptions::new("eth0");
+/// options.mode(MacvlanMode::Private);
+/// assert!(options.validate().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MacvlanOptions {
+    /// The parent link in the host namespace (an interface name, [`IfName`]).
+    pub parent: String,
+    /// The macvlan mode (Docker's default: bridge).
+    #[serde(default = "default_mode")]
+    pub mode: MacvlanMode,
+}
+
+fn default_mode() -> MacvlanMode {
+    MacvlanMode::Bridge
+}
+
+impl MacvlanOptions {
+    /// Macvlans on `parent`, in bridge mode.
+    pub fn new(parent: impl Into<String>) -> MacvlanOptions {
+        MacvlanOptions { parent: parent.into(), mode: default_mode() }
+    }
+
+    /// Sets the mode.
+    pub fn mode(&mut self, mode: MacvlanMode) -> &mut Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The parent is an interface name ([`IfName`]).
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        IfName::for_field("parent", self.parent.as_str()).map(drop)
+    }
+}
 
 /// `docker network create --driver macvlan -o parent=LINK`.
 ///
@@ -25,33 +71,38 @@ use crate::validation::ValidationError;
 pub struct MacvlanDriver;
 
 impl MacvlanDriver {
+    /// The driver's name.
+    pub const NAME: &'static str = "macvlan";
+
     /// The driver.
     pub fn new() -> MacvlanDriver {
         MacvlanDriver
     }
 
+    fn options(spec: &NetworkSpec) -> Result<&MacvlanOptions, ValidationError> {
+        match &spec.driver {
+            Driver::Macvlan(options) => Ok(options),
+            other => Err(ValidationError::WrongDriver { driver: MacvlanDriver::NAME, found: other.name().to_owned() }),
+        }
+    }
+
     fn parent_index(host: &Host, spec: &NetworkSpec) -> Result<u32> {
-        let Driver::Macvlan { parent, .. } = &spec.driver else {
-            return Err(wrong_driver(spec).into());
-        };
+        let parent = &MacvlanDriver::options(spec)?.parent;
         match host.netlink().link(parent)? {
             Some(link) => Ok(link.index),
-            None => Err(Error::UnknownParent { network: spec.name.clone(), parent: parent.clone() }),
+            None => Err(Error::UnknownParent { network: spec.name.to_string(), parent: parent.clone() }),
         }
     }
 }
 
 impl NetworkDriver for MacvlanDriver {
     fn name(&self) -> &str {
-        "macvlan"
+        MacvlanDriver::NAME
     }
 
-    /// The parent is an interface name ([`crate::IfName`]).
+    /// [`MacvlanOptions::validate`].
     fn validate(&self, spec: &NetworkSpec) -> Result<(), ValidationError> {
-        let Driver::Macvlan { parent, .. } = &spec.driver else {
-            return Err(wrong_driver(spec));
-        };
-        IfName::for_field("parent", parent.as_str()).map(drop)
+        MacvlanDriver::options(spec)?.validate()
     }
 
     fn check_host(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
@@ -73,21 +124,15 @@ impl NetworkDriver for MacvlanDriver {
         sandbox: &NsFd,
         endpoint: &EndpointConfig,
     ) -> Result<EndpointLink> {
-        let Driver::Macvlan { mode, .. } = &spec.driver else {
-            return Err(wrong_driver(spec).into());
-        };
+        let mode = MacvlanDriver::options(spec)?.mode;
         let parent = MacvlanDriver::parent_index(host, spec)?;
-        let mut link = NewLink::new(&endpoint.ifname, LinkKind::Macvlan { parent, mode: *mode });
+        let mut link = NewLink::new(&endpoint.ifname, LinkKind::Macvlan { parent, mode });
         link.netns = Some(sandbox.as_fd());
         link.mtu = endpoint.mtu;
         link.mac = endpoint.mac;
         host.netlink().add_link(&link)?;
         Ok(EndpointLink::sandbox_only())
     }
-}
-
-fn wrong_driver(spec: &NetworkSpec) -> ValidationError {
-    ValidationError::WrongDriver { driver: "macvlan", found: spec.driver.name().to_owned() }
 }
 
 #[cfg(test)]
@@ -97,12 +142,12 @@ mod tests {
     #[test]
     fn validates_its_own_options() {
         let d = MacvlanDriver::new();
-        assert!(d.validate(&NetworkSpec::macvlan("nk-m", "eth0")).is_ok());
+        assert!(d.validate(&NetworkSpec::macvlan("nk-m".parse().unwrap(), "eth0")).is_ok());
         for bad in ["", "a:1", "a b", "0123456789abcdef"] {
-            let e = d.validate(&NetworkSpec::macvlan("nk-m", bad)).unwrap_err();
+            let e = d.validate(&NetworkSpec::macvlan("nk-m".parse().unwrap(), bad)).unwrap_err();
             assert!(matches!(e, ValidationError::IfName { field: "parent", .. }), "{bad:?}: {e}");
         }
-        let e = d.validate(&NetworkSpec::bridge("nk-b")).unwrap_err();
+        let e = d.validate(&NetworkSpec::bridge("nk-b".parse().unwrap())).unwrap_err();
         assert!(matches!(e, ValidationError::WrongDriver { driver: "macvlan", .. }), "{e}");
     }
 }

@@ -122,7 +122,7 @@ pub trait FirewallBackend: Send + Sync + std::fmt::Debug {
 #[cfg(test)]
 pub(crate) fn test_rules(internal: bool) -> NetworkRules {
     NetworkRules {
-        network: "web".into(),
+        network: "web".parse().unwrap(),
         bridge: "nkbr0".into(),
         subnets: vec!["10.88.0.0/16".parse().unwrap(), "fd00:88::/64".parse().unwrap()],
         internal,

@@ -22,7 +22,7 @@ use crate::validation::ValidationError;
 /// let host = nook_ns::NetNs::new()?; // the namespace playing "the host"
 /// let fw = Nftables::new(Some(host.ns()))?;
 /// fw.setup_network(&NetworkRules {
-///     network: "web".into(),
+///     network: "web".parse()?,
 ///     bridge: "nkbr0".into(),
 ///     subnets: vec!["10.88.0.0/16".parse()?],
 ///     internal: false,
@@ -134,7 +134,7 @@ impl FirewallBackend for Nftables {
             let created = match state.network(&rules.network) {
                 // Set up before with the same parameters: nothing to add.
                 Some(existing) if existing == meta => false,
-                Some(_) => return Err(FirewallError::NetworkExists { network: rules.network.clone() }),
+                Some(_) => return Err(FirewallError::NetworkExists { network: rules.network.to_string() }),
                 None => {
                     cx.apply(&render::setup_network(&self.table, &state, rules, &meta))?;
                     true

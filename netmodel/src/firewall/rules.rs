@@ -6,9 +6,10 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::names::{validate_ifname, validate_network};
+use super::names::validate_ifname;
 #[cfg(doc)]
 use super::{FirewallBackend, MAX_NETWORK_LEN};
+use crate::name::NetworkName;
 use crate::validation::{AddressRule, ValidationError};
 
 /// Transport protocol of a published port.
@@ -67,7 +68,7 @@ impl PortMapping {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkRules {
     /// Network name (chains are named after it).
-    pub network: String,
+    pub network: NetworkName,
     /// Bridge interface name in the host namespace.
     pub bridge: String,
     /// The network's subnets.
@@ -77,11 +78,10 @@ pub struct NetworkRules {
 }
 
 impl NetworkRules {
-    /// Validates the names (network: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most
-    /// [`MAX_NETWORK_LEN`] bytes; bridge: a valid interface name) and the subnets (no host
-    /// bits set).
+    /// Validates the bridge name (a valid interface name) and the subnets (no host bits set).
+    /// The network's name is valid by its type ([`NetworkName`]: at most
+    /// [`MAX_NETWORK_LEN`] bytes).
     pub fn validate(&self) -> Result<(), ValidationError> {
-        validate_network(&self.network)?;
         validate_ifname(&self.bridge)?;
         for &subnet in &self.subnets {
             if subnet.trunc() != subnet {
@@ -178,7 +178,7 @@ mod tests {
     #[test]
     fn network_rules_validate_subnets() {
         let mut r = NetworkRules {
-            network: "web".into(),
+            network: "web".parse().unwrap(),
             bridge: "nkbr0".into(),
             subnets: vec!["10.88.0.0/16".parse().unwrap()],
             internal: false,
