@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use nook_netmodel::firewall::{PortMapping, Protocol};
+use nook_netmodel::firewall::PortMapping;
 use nook_netmodel::netlink::Netlink;
 use nook_netmodel::{EndpointOptions, Host, Network, NetworkSpec, Sandbox};
 use nook_ns::NetNs;
@@ -60,7 +60,7 @@ fn run(host: &Host, private_host: Option<&NetNs>) -> Result<(), BoxError> {
     // docker run --network nk-example --name web -p 8080:80 ...
     let mut web = Sandbox::none("web")?;
     let mut web_options = EndpointOptions::new();
-    web_options.port(PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: 8080, container_port: 80 });
+    web_options.port(PortMapping::tcp(8080, 80));
     let web_ep = web.connect(&network, &web_options)?;
     // docker run --network nk-example --name client ...
     let mut client = Sandbox::none("client")?;

@@ -18,15 +18,16 @@ use crate::validation::{AddressRule, ValidationError, check_mac};
 ///
 /// ```
 /// use nook_netmodel::EndpointOptions;
-/// use nook_netmodel::firewall::{PortMapping, Protocol};
+/// use nook_netmodel::firewall::PortMapping;
 ///
 /// let mut opts = EndpointOptions::new();
 /// opts.static_ip("10.88.0.10".parse().unwrap())
 ///     .alias("web")
-///     .port(PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: 8080, container_port: 80 });
+///     .port(PortMapping::tcp(8080, 80));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct EndpointOptions {
     /// Static IPv4 address (`--ip`); default: the next free one of the network's IPv4 subnets.
     pub ip: Option<Ipv4Addr>,

@@ -8,7 +8,7 @@ use crate::files::FilesError;
 use crate::firewall::{FirewallError, Protocol};
 use crate::ipam::IpamError;
 use crate::netlink::NetlinkError;
-pub use crate::validation::ValidationError;
+use crate::validation::ValidationError;
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

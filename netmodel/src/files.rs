@@ -134,6 +134,7 @@ fn check_name(name: &str, trailing_dot: bool) -> Result<(), NameRule> {
 
 /// One line of `/etc/hosts`: an address and its names.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct HostsEntry {
     /// The address.
     pub address: IpAddr,
@@ -142,6 +143,11 @@ pub struct HostsEntry {
 }
 
 impl HostsEntry {
+    /// `address` with `names` (the first is the canonical one).
+    pub fn new(address: IpAddr, names: Vec<String>) -> HostsEntry {
+        HostsEntry { address, names }
+    }
+
     /// Checks that the entry has names and that each is a valid host name.
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.names.is_empty() {
@@ -169,7 +175,7 @@ ff02::2\tip6-allrouters
 /// ```
 /// use nook_netmodel::files::{HostsEntry, hosts_file};
 ///
-/// let peer = HostsEntry { address: "10.88.0.3".parse()?, names: vec!["db".into()] };
+/// let peer = HostsEntry::new("10.88.0.3".parse()?, vec!["db".into()]);
 /// let hosts = hosts_file("web", &["10.88.0.2".parse()?], &[peer]);
 /// assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"));
 /// assert!(hosts.ends_with("10.88.0.2\tweb\n10.88.0.3\tdb\n"));
@@ -202,6 +208,7 @@ pub fn try_hosts_file(hostname: &str, own: &[IpAddr], peers: &[HostsEntry]) -> R
 
 /// A resolver configuration (`/etc/resolv.conf`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct DnsConfig {
     /// Name servers, in order.
     pub nameservers: Vec<IpAddr>,

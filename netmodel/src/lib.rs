@@ -116,17 +116,17 @@
 //! A bridge network, two sandboxes, one of them publishing a port:
 //!
 //! ```no_run
-//! use nook_netmodel::firewall::{PortMapping, Protocol};
+//! use nook_netmodel::firewall::PortMapping;
 //! use nook_netmodel::{EndpointOptions, Host, Network, NetworkSpec, Sandbox};
 //!
 //! let host = Host::current()?;
-//! let mut spec = NetworkSpec::bridge("nk-demo".parse().unwrap());
+//! let mut spec = NetworkSpec::bridge("nk-demo".parse()?);
 //! spec.subnet("10.77.0.0/24".parse().unwrap(), None);
 //! let network = Network::create(&host, &spec)?;
 //!
 //! let mut web = Sandbox::none("web")?;
 //! let mut opts = EndpointOptions::new();
-//! opts.port(PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: 8080, container_port: 80 });
+//! opts.port(PortMapping::tcp(8080, 80));
 //! let endpoint = web.connect(&network, &opts)?;
 //! println!("web is {} on {}", endpoint.addresses[0], endpoint.ifname);
 //!
@@ -149,6 +149,7 @@
 
 // Every system call goes through rustix or netlink: this crate has no unsafe code.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 pub mod driver;
 mod endpoint;

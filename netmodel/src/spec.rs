@@ -34,6 +34,7 @@ pub const MAX_MTU: u32 = 65_535;
 /// assert!(spec.validate().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct NetworkSpec {
     /// The network's name ([`NetworkName`]: it names IPAM's state file and the firewall's
     /// chains); unique on the host (IPAM refuses a second network of the same name).

@@ -13,9 +13,7 @@ use common::{
     udp_echo_once,
 };
 use nook_netmodel::files::DnsConfig;
-use nook_netmodel::firewall::{
-    FirewallBackend, FirewallError, NetworkRules, Nftables, PortMapping, PortRule, Protocol,
-};
+use nook_netmodel::firewall::{FirewallBackend, FirewallError, NetworkRules, Nftables, PortMapping, PortRule};
 use nook_netmodel::netlink::Netlink;
 use nook_netmodel::{
     EndpointOptions, Error, Host, Network, NetworkMode, NetworkSpec, Sandbox, SandboxKind, ValidationError,
@@ -33,7 +31,7 @@ fn v4(ep: &nook_netmodel::Endpoint) -> Ipv4Addr {
 }
 
 fn tcp(protocol_port: u16, container_port: u16) -> PortMapping {
-    PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: protocol_port, container_port }
+    PortMapping::tcp(protocol_port, container_port)
 }
 
 #[test]
@@ -129,12 +127,7 @@ fn published_udp_port_reaches_the_sandbox() {
     let net = Network::create(&world.host, &bridge_spec("10.89.4.0/24")).unwrap();
     let mut s = Sandbox::none("dns").unwrap();
     let mut opts = EndpointOptions::new();
-    opts.port(PortMapping {
-        protocol: Protocol::Udp,
-        host_ip: Some(HOST_IP.into()),
-        host_port: 5353,
-        container_port: 53,
-    });
+    opts.port(PortMapping::udp(5353, 53).host_ip(HOST_IP.into()).clone());
     s.connect(&net, &opts).unwrap();
     let server = udp_echo_once(s.netns(), 53);
     let answer = udp_ask(world.outside.ns(), SocketAddr::new(HOST_IP.into(), 5353), "query").unwrap();
@@ -472,11 +465,10 @@ fn hosts_and_resolv_conf_list_the_peers() {
     let alone = Sandbox::none("alone").unwrap();
     assert!(!alone.hosts_file().unwrap().contains(&v4(&edb).to_string()));
 
-    let dns = DnsConfig {
-        nameservers: vec![IpAddr::V4(OUTSIDE_IP)],
-        search: vec!["example.test".into()],
-        options: vec!["ndots:2".into()],
-    };
+    let mut dns = DnsConfig::default();
+    dns.nameservers = vec![IpAddr::V4(OUTSIDE_IP)];
+    dns.search = vec!["example.test".into()];
+    dns.options = vec!["ndots:2".into()];
     let resolv = web.resolv_conf(Some(&dns)).unwrap();
     assert!(resolv.contains("nameserver 198.51.100.2"), "{resolv}");
     assert!(resolv.contains("search example.test"), "{resolv}");
@@ -827,7 +819,7 @@ fn rules_of_a_dead_owner_go_with_its_reclaimed_address() {
     gone.wait().unwrap();
     let stale: IpAddr = "10.89.24.50".parse().unwrap();
     world.host.ipam().allocate(net.name(), nook_netmodel::ipam::Request::Static(stale), &dead).unwrap();
-    let rule = PortRule { mapping: tcp(8086, 80), container_ip: stale };
+    let rule = PortRule::new(tcp(8086, 80), stale);
     world.host.firewall().add_ports(net.name(), "deadbeef", &[rule]).unwrap();
     assert!(world.ruleset().contains("deadbeef"), "the crashed process's rule is in place");
 
@@ -862,7 +854,7 @@ fn a_network_left_by_a_crash_is_recreated() {
     gone.wait().unwrap();
     let stale: IpAddr = "10.89.25.9".parse().unwrap();
     world.host.ipam().allocate(net.name(), nook_netmodel::ipam::Request::Static(stale), &dead).unwrap();
-    let rule = PortRule { mapping: tcp(8087, 80), container_ip: stale };
+    let rule = PortRule::new(tcp(8087, 80), stale);
     world.host.firewall().add_ports(net.name(), "deadbeef", &[rule]).unwrap();
     // The crash: nothing of the network is torn down.
     std::mem::forget(net);

@@ -101,12 +101,10 @@ fn expr(rule: &Value) -> String {
 }
 
 fn net(name: &str, bridge: &str, subnets: &[&str], internal: bool) -> NetworkRules {
-    NetworkRules {
-        network: name.parse().unwrap(),
-        bridge: bridge.into(),
-        subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
-        internal,
-    }
+    let mut rules =
+        NetworkRules::new(name.parse().unwrap(), bridge, subnets.iter().map(|s| s.parse().unwrap()).collect());
+    rules.internal(internal);
+    rules
 }
 
 fn port(
@@ -116,10 +114,9 @@ fn port(
     container_ip: &str,
     container_port: u16,
 ) -> PortRule {
-    PortRule {
-        mapping: PortMapping { protocol, host_ip: host_ip.map(|h| h.parse().unwrap()), host_port, container_port },
-        container_ip: container_ip.parse().unwrap(),
-    }
+    let mut mapping = PortMapping::new(protocol, host_port, container_port);
+    mapping.host_ip = host_ip.map(|h| h.parse().unwrap());
+    PortRule::new(mapping, container_ip.parse().unwrap())
 }
 
 fn host() -> (NetNs, Nftables) {

@@ -373,11 +373,10 @@ fn routes_v4_and_v6_including_default_via_gateway() {
     n.add_address(index, net("10.20.0.1/24")).unwrap();
     n.add_address(index, net("fd00:20::1/64")).unwrap();
 
-    let subnet =
-        Route { destination: Some(net("10.21.0.0/16")), gateway: Some(ip("10.20.0.254")), oif: None, ipv6: false };
-    let default4 = Route { destination: None, gateway: Some(ip("10.20.0.254")), oif: Some(index), ipv6: false };
-    let direct = Route { destination: Some(net("10.22.0.0/16")), gateway: None, oif: Some(index), ipv6: false };
-    let default6 = Route { destination: None, gateway: Some(ip("fd00:20::fe")), oif: Some(index), ipv6: true };
+    let subnet = Route::new(Some(net("10.21.0.0/16")), Some(ip("10.20.0.254")), None);
+    let default4 = Route::new(None, Some(ip("10.20.0.254")), Some(index));
+    let direct = Route::new(Some(net("10.22.0.0/16")), None, Some(index));
+    let default6 = Route::new(None, Some(ip("fd00:20::fe")), Some(index));
     for r in [&subnet, &default4, &direct, &default6] {
         n.add_route(r).unwrap_or_else(|e| panic!("{r}: {e}"));
     }
@@ -387,13 +386,8 @@ fn routes_v4_and_v6_including_default_via_gateway() {
     let v4 = n.routes(false).unwrap();
     assert!(v4.contains(&default4), "{v4:?}");
     assert!(v4.contains(&direct), "{v4:?}");
-    assert!(v4.contains(&Route { oif: Some(index), ..subnet.clone() }), "{v4:?}");
-    assert!(v4.contains(&Route {
-        destination: Some(net("10.20.0.0/24")),
-        gateway: None,
-        oif: Some(index),
-        ipv6: false
-    }));
+    assert!(v4.contains(&Route::new(subnet.destination, subnet.gateway, Some(index))), "{v4:?}");
+    assert!(v4.contains(&Route::new(Some(net("10.20.0.0/24")), None, Some(index))));
     assert!(v4.iter().all(|r| !r.ipv6));
     let v6 = n.routes(true).unwrap();
     assert!(v6.contains(&default6), "{v6:?}");
@@ -604,8 +598,7 @@ fn endpoint_setup() {
         s.add_address(idx, addr).unwrap();
         s.set_up(idx).unwrap();
         if i == 0 {
-            s.add_route(&Route { destination: None, gateway: Some(ip("10.88.0.1")), oif: Some(idx), ipv6: false })
-                .unwrap();
+            s.add_route(&Route::new(None, Some(ip("10.88.0.1")), Some(idx))).unwrap();
         }
         timings.push(start.elapsed());
         assert!(s.addresses(idx).unwrap().contains(&addr));

@@ -17,18 +17,13 @@ use crate::validation::ValidationError;
 /// The nftables backend (drives `nft -j`), acting in one network namespace.
 ///
 /// ```no_run
-/// use nook_netmodel::firewall::{FirewallBackend, Nftables, NetworkRules, PortMapping, PortRule, Protocol};
+/// use nook_netmodel::firewall::{FirewallBackend, Nftables, NetworkRules, PortMapping, PortRule};
 ///
 /// let host = nook_ns::NetNs::new()?; // the namespace playing "the host"
 /// let fw = Nftables::new(Some(host.ns()))?;
-/// fw.setup_network(&NetworkRules {
-///     network: "web".parse()?,
-///     bridge: "nkbr0".into(),
-///     subnets: vec!["10.88.0.0/16".parse()?],
-///     internal: false,
-/// })?;
-/// let http = PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: 8080, container_port: 80 };
-/// fw.add_ports("web", "ep1", &[PortRule { mapping: http, container_ip: "10.88.0.2".parse()? }])?;
+/// fw.setup_network(&NetworkRules::new("web".parse()?, "nkbr0", vec!["10.88.0.0/16".parse()?]))?;
+/// let http = PortMapping::tcp(8080, 80);
+/// fw.add_ports("web", "ep1", &[PortRule::new(http, "10.88.0.2".parse()?)])?;
 /// fw.remove_ports("web", "ep1")?;
 /// fw.teardown_network("web")?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -33,6 +33,7 @@ impl fmt::Display for Protocol {
 
 /// `docker run -p [host_ip:]host_port:container_port[/proto]`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct PortMapping {
     /// Protocol.
     pub protocol: Protocol,
@@ -45,6 +46,27 @@ pub struct PortMapping {
 }
 
 impl PortMapping {
+    /// `host_port` on every address of the host to `container_port`.
+    pub fn new(protocol: Protocol, host_port: u16, container_port: u16) -> PortMapping {
+        PortMapping { protocol, host_ip: None, host_port, container_port }
+    }
+
+    /// A TCP port (`-p HOST:CONTAINER`).
+    pub fn tcp(host_port: u16, container_port: u16) -> PortMapping {
+        PortMapping::new(Protocol::Tcp, host_port, container_port)
+    }
+
+    /// A UDP port (`-p HOST:CONTAINER/udp`).
+    pub fn udp(host_port: u16, container_port: u16) -> PortMapping {
+        PortMapping::new(Protocol::Udp, host_port, container_port)
+    }
+
+    /// Only on host address `ip` (`-p IP:HOST:CONTAINER`).
+    pub fn host_ip(&mut self, ip: IpAddr) -> &mut Self {
+        self.host_ip = Some(ip);
+        self
+    }
+
     /// Validates the ports (0 is refused).
     pub fn validate(&self) -> Result<(), ValidationError> {
         for (field, value) in [("host_port", self.host_port), ("container_port", self.container_port)] {
@@ -66,6 +88,7 @@ impl PortMapping {
 
 /// The rules one network needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NetworkRules {
     /// Network name (chains are named after it).
     pub network: NetworkName,
@@ -78,6 +101,17 @@ pub struct NetworkRules {
 }
 
 impl NetworkRules {
+    /// The rules of `network` on `bridge` with `subnets`, not internal.
+    pub fn new(network: NetworkName, bridge: impl Into<String>, subnets: Vec<IpNet>) -> NetworkRules {
+        NetworkRules { network, bridge: bridge.into(), subnets, internal: false }
+    }
+
+    /// Sets `internal`.
+    pub fn internal(&mut self, internal: bool) -> &mut Self {
+        self.internal = internal;
+        self
+    }
+
     /// Validates the bridge name (a valid interface name) and the subnets (no host bits set).
     /// The network's name is valid by its type ([`NetworkName`]: at most
     /// [`MAX_NETWORK_LEN`] bytes).
@@ -94,6 +128,7 @@ impl NetworkRules {
 
 /// One published port of one endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PortRule {
     /// The mapping as asked.
     pub mapping: PortMapping,
@@ -102,6 +137,11 @@ pub struct PortRule {
 }
 
 impl PortRule {
+    /// `mapping` forwarded to `container_ip`.
+    pub fn new(mapping: PortMapping, container_ip: IpAddr) -> PortRule {
+        PortRule { mapping, container_ip }
+    }
+
     /// Validates the mapping, and that the container address is a unicast address of the
     /// host address's family (there is no NAT between IPv4 and IPv6).
     ///

@@ -341,6 +341,7 @@ impl From<SysError> for IpamError {
 
 /// One subnet of a network.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct Pool {
     /// The subnet (host bits must be zero).
     pub subnet: IpNet,

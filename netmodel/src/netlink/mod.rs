@@ -246,6 +246,7 @@ pub enum LinkKind<'a> {
 
 /// Everything needed to create a link in one `RTM_NEWLINK` request.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct NewLink<'a> {
     /// Name (at most 15 bytes).
     pub name: &'a str,
@@ -273,6 +274,7 @@ impl<'a> NewLink<'a> {
 
 /// A route (main table).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Route {
     /// Destination; `None` is the default route of `family`.
     pub destination: Option<IpNet>,
@@ -282,6 +284,22 @@ pub struct Route {
     pub oif: Option<u32>,
     /// Whether this is IPv6 (needed when destination and gateway are both `None`).
     pub ipv6: bool,
+}
+
+impl Route {
+    /// A route to `destination` (`None`: the default route) through `gateway` and/or out of
+    /// link `oif`; IPv6 when the destination or the gateway is (see [`Route::ipv6`] for a
+    /// default route with neither).
+    pub fn new(destination: Option<IpNet>, gateway: Option<IpAddr>, oif: Option<u32>) -> Route {
+        let ipv6 = destination.map(|d| matches!(d, IpNet::V6(_))).or(gateway.map(|g| g.is_ipv6())).unwrap_or(false);
+        Route { destination, gateway, oif, ipv6 }
+    }
+
+    /// Sets whether the route is IPv6 (only matters when destination and gateway are `None`).
+    pub fn ipv6(&mut self, ipv6: bool) -> &mut Self {
+        self.ipv6 = ipv6;
+        self
+    }
 }
 
 /// A synchronous rtnetlink socket bound to one network namespace.

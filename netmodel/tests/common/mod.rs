@@ -83,13 +83,7 @@ impl World {
             nl.add_link(&link).expect("uplink veth");
             let index = nl.link(&uplink).unwrap().expect("uplink").index;
             nl.add_address(index, format!("{HOST_IP}/24").parse().unwrap()).unwrap();
-            nl.add_route(&Route {
-                destination: None,
-                gateway: Some(IpAddr::V4(OUTSIDE_IP)),
-                oif: Some(index),
-                ipv6: false,
-            })
-            .expect("host default route");
+            nl.add_route(&Route::new(None, Some(IpAddr::V4(OUTSIDE_IP)), Some(index))).expect("host default route");
 
             let mut nl = Netlink::open_in(outside.ns()).expect("netlink in outside");
             nl.set_up(1).expect("lo up (outside)");
