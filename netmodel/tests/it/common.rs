@@ -10,8 +10,6 @@
 //! is gone: no link but `lo` and the uplink in the host namespace, no nftables ruleset, no IPAM
 //! state file. Then both namespaces die with their handles.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};

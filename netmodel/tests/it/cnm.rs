@@ -2,13 +2,11 @@
 //! a private host namespace, with real packets. Every test builds its own [`World`] (a host
 //! namespace and an outside-world namespace); its drop checks nothing is left behind.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     HOST_IP, OUTSIDE_IP, World, eventually, links_of, listen_in, listen_in_ns, serve_once, talk, try_connect, udp_ask,
     udp_echo_once,
 };
@@ -426,7 +424,7 @@ fn a_failure_late_in_connect_undoes_everything() {
     // The addresses went back (IPAM's cursor moved on: its file changed) ...
     assert!(world.host.ipam().allocations(net.name()).unwrap().is_empty());
     // ... and the host end goes with the deleted pair (on a background thread).
-    common::eventually(
+    crate::common::eventually(
         || {
             let now = world.snapshot();
             now.links == before.links && now.ruleset == before.ruleset
@@ -800,7 +798,7 @@ fn network_removal_does_not_hold_the_hosts_netlink_socket() {
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let guard = world.host.netlink();
     let remover = std::thread::spawn(move || done_tx.send(net.remove()).unwrap());
-    let removed = done_rx.recv_timeout(common::PATIENCE);
+    let removed = done_rx.recv_timeout(crate::common::PATIENCE);
     drop(guard);
     remover.join().unwrap();
     removed.expect("Network::remove finished while another thread held Host::netlink").unwrap();

@@ -2,14 +2,12 @@
 //! veth's host end carries the gateway address), proving the model runs a user driver's
 //! setup, connect and teardown and configures what it creates.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{World, listen_in_ns, serve_once, talk};
+use crate::common::{World, listen_in_ns, serve_once, talk};
 use nook_netmodel::netlink::{LinkKind, NewLink};
 use nook_netmodel::{
     EndpointConfig, EndpointLink, EndpointOptions, Host, Network, NetworkDriver, NetworkSpec, Sandbox, ValidationError,

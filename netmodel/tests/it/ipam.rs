@@ -2,7 +2,7 @@
 //! lock, persistence, reclaim of dead owners, and errors that leave the state untouched.
 //!
 //! Tests that need other processes re-execute this test binary on themselves
-//! (`--exact <test> --nocapture`) with `NK_IPAM_ROLE=worker`; the worker allocates as told by
+//! (`--exact ipam::<test> --nocapture`) with `NK_IPAM_ROLE=worker`; the worker allocates as told by
 //! environment variables and prints `NKADDR <address>` lines.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -119,7 +119,9 @@ fn eight_processes_allocate_without_duplicates() {
     // after it exits.
     let owner = Owner::current_process();
     let mut children: Vec<Child> = (0..8)
-        .map(|_| spawn_worker("eight_processes_allocate_without_duplicates", dir.path(), net, 50, Some(&owner), false))
+        .map(|_| {
+            spawn_worker("ipam::eight_processes_allocate_without_duplicates", dir.path(), net, 50, Some(&owner), false)
+        })
         .collect();
     // Start barrier: every worker waits for its stdin to close.
     for c in &mut children {
@@ -184,7 +186,7 @@ fn state_survives_a_new_process() {
     Ipam::open(dir.path()).unwrap().add_network(net, &[Pool::new(subnet("10.78.0.0/29"))]).unwrap();
     // A child process allocates for this live process and exits.
     let owner = Owner::current_process();
-    let child = spawn_worker("state_survives_a_new_process", dir.path(), net, 1, Some(&owner), false);
+    let child = spawn_worker("ipam::state_survives_a_new_process", dir.path(), net, 1, Some(&owner), false);
     let taken = addresses(&nook_testutil::success_stdout(child.wait_with_output().unwrap()));
     assert_eq!(taken.len(), 1);
     let taken = taken[0];
@@ -221,7 +223,7 @@ fn addresses_of_a_dead_owner_are_reclaimed() {
     ipam.add_network("nk-dead-b", &[Pool::new(subnet("10.79.1.0/30"))]).unwrap();
     // The child allocates for itself and stays alive until its stdin closes.
     let mut child =
-        spawn_worker("addresses_of_a_dead_owner_are_reclaimed", dir.path(), "nk-dead-a,nk-dead-b", 1, None, true);
+        spawn_worker("ipam::addresses_of_a_dead_owner_are_reclaimed", dir.path(), "nk-dead-a,nk-dead-b", 1, None, true);
     let mut out = String::new();
     let mut lines = BufReader::new(child.stdout.take().unwrap());
     while !out.contains("NKREADY") {

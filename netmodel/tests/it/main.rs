@@ -1,0 +1,18 @@
+//! nook-netmodel's integration tests, one binary (`cargo test -p nook-netmodel --test it`; one
+//! link instead of one per file). Every test works inside network namespaces it creates and
+//! checks it left nothing behind; they need root (`NOOK_REQUIRE_PRIV=1` turns a skip into a
+//! failure).
+//!
+//! - [`cnm`]: the Container Network Model (networks, sandboxes, endpoints, modes, ports) with
+//!   real packets, on the [`common::World`] fixture;
+//! - [`custom_driver`]: a driver of one's own through `NetworkDriver`;
+//! - [`firewall`]: the nftables backend and the real `nft`;
+//! - [`ipam`]: processes sharing an IPAM state directory (re-executes this binary as workers);
+//! - [`netlink`]: the rtnetlink layer.
+
+mod cnm;
+mod common;
+mod custom_driver;
+mod firewall;
+mod ipam;
+mod netlink;
