@@ -362,7 +362,8 @@ impl Sandbox {
         let rules = port_rules(options, &config.addresses);
         progress.published = !rules.is_empty();
         if let Err(e) = network.driver().publish(host, spec, &id, &rules) {
-            if matches!(&e, Error::Firewall(f) if f.is_refusal()) {
+            // A firewall refusal: bad input (lifted to Error::Invalid) or one of its refusals.
+            if matches!(&e, Error::Invalid(_)) || matches!(&e, Error::Firewall(f) if f.is_refusal()) {
                 progress.published = false;
             }
             return Err(e);

@@ -200,8 +200,9 @@ pub trait NetworkDriver: Send + Sync + fmt::Debug {
     /// Publishes ports of an endpoint. Default: refuses any port.
     ///
     /// If it fails, the model calls [`NetworkDriver::unpublish`] for the endpoint (unless the
-    /// error is a firewall refusal, [`crate::firewall::FirewallError::is_refusal`]), so rules
-    /// added before the failure are removed.
+    /// error is a refusal: [`Error::Invalid`] or a firewall refusal,
+    /// [`crate::firewall::FirewallError::is_refusal`]), so rules added before the failure are
+    /// removed.
     fn publish(&self, host: &Host, spec: &NetworkSpec, endpoint: &str, ports: &[PortRule]) -> Result<()> {
         let _ = (host, endpoint);
         if ports.is_empty() {

@@ -381,10 +381,10 @@ fn invalid_requests_fail_typed_and_change_nothing() {
     net.remove().unwrap();
 }
 
-/// nftables, except that publishing ports fails (after the endpoint's link, addresses and
-/// routes are in place: the last step of a connect).
+/// nftables, except that publishing ports is refused (after the endpoint's link, addresses and
+/// routes are in place: the last step of a connect); counts the calls to remove ports.
 #[derive(Debug)]
-struct PortsFail(Nftables);
+struct PortsFail(Nftables, std::sync::atomic::AtomicUsize);
 
 impl FirewallBackend for PortsFail {
     fn setup_network(&self, rules: &NetworkRules) -> Result<(), FirewallError> {
@@ -398,6 +398,7 @@ impl FirewallBackend for PortsFail {
         Err(FirewallError::Invalid(ValidationError::PortZero { field: "test" }))
     }
     fn remove_ports(&self, network: &str, endpoint: &str) -> Result<(), FirewallError> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.0.remove_ports(network, endpoint)
     }
 }
@@ -406,9 +407,13 @@ impl FirewallBackend for PortsFail {
 fn a_failure_late_in_connect_undoes_everything() {
     require_root!();
     let world = World::new();
-    let failing = Arc::new(PortsFail(Nftables::new(Some(world.host_ns.ns())).unwrap()));
-    let host =
-        Host::builder().netns(world.host_ns.ns()).ipam_dir(world.state.path()).firewall(failing).build().unwrap();
+    let failing = Arc::new(PortsFail(Nftables::new(Some(world.host_ns.ns())).unwrap(), Default::default()));
+    let host = Host::builder()
+        .netns(world.host_ns.ns())
+        .ipam_dir(world.state.path())
+        .firewall(failing.clone())
+        .build()
+        .unwrap();
     let mut spec = bridge_spec("10.89.21.0/24");
     spec.subnet("fd00:89:21::/64".parse().unwrap(), None);
     let net = Network::create(&host, &spec).unwrap();
@@ -418,6 +423,8 @@ fn a_failure_late_in_connect_undoes_everything() {
     opts.port(tcp(8083, 80));
     let err = s.connect(&net, &opts).unwrap_err();
     assert!(matches!(err, Error::Invalid(ValidationError::PortZero { field: "test" })), "{err}");
+    // A refusal changed nothing: there is nothing to unpublish.
+    assert_eq!(failing.1.load(std::sync::atomic::Ordering::Relaxed), 0, "a refusal is not undone");
     assert!(s.endpoints().is_empty());
     assert!(net.endpoints().is_empty());
     assert_eq!(links_of(s.netns()), [("lo".to_owned(), true)], "the sandbox side is gone at once");
