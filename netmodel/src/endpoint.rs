@@ -131,11 +131,7 @@ impl EndpointOptions {
             return Err(Error::PortsUnsupported {
                 network: spec.name.to_string(),
                 driver: driver.name().to_owned(),
-                reason: if spec.internal {
-                    "an internal network has no way in from outside"
-                } else {
-                    "the driver does not publish ports"
-                },
+                internal: spec.internal,
             });
         }
         Ok(())
@@ -241,7 +237,7 @@ mod tests {
 
         let mut o = EndpointOptions::new();
         o.port(PortMapping { protocol: Protocol::Tcp, host_ip: None, host_port: 80, container_port: 80 });
-        assert!(matches!(o.validate_for(&spec(true), &bridge), Err(Error::PortsUnsupported { .. })));
+        assert!(matches!(o.validate_for(&spec(true), &bridge), Err(Error::PortsUnsupported { internal: true, .. })));
         let mut v6_only = NetworkSpec::bridge("nk-6".parse().unwrap());
         v6_only.subnet("fd00:6::/64".parse().unwrap(), None);
         let mut o6 = EndpointOptions::new();
@@ -252,7 +248,10 @@ mod tests {
             container_port: 80,
         });
         assert_eq!(field_of(o6.validate_for(&v6_only, &bridge).unwrap_err()), "host_ip");
-        assert!(matches!(o.validate_for(&spec(false), &MacvlanDriver::new()), Err(Error::PortsUnsupported { .. })));
+        assert!(matches!(
+            o.validate_for(&spec(false), &MacvlanDriver::new()),
+            Err(Error::PortsUnsupported { internal: false, .. })
+        ));
     }
 
     #[test]

@@ -123,14 +123,18 @@ pub enum Error {
         host_port: u16,
     },
     /// The network's driver cannot publish ports (macvlan, internal networks).
-    #[error("network {network} ({driver}) cannot publish ports: {reason}")]
+    #[error("network {network} ({driver}) cannot publish ports: {}", if *.internal {
+        "an internal network has no way in from outside"
+    } else {
+        "the driver does not publish ports"
+    })]
     PortsUnsupported {
         /// The network.
         network: String,
         /// Its driver.
         driver: String,
-        /// Why.
-        reason: &'static str,
+        /// Whether it is because the network is internal (else the driver publishes none).
+        internal: bool,
     },
     /// A driver created an endpoint link that is not where it should be.
     #[error("driver {driver}: link {ifname:?} was not found in the sandbox after connect")]

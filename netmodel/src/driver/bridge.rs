@@ -239,7 +239,7 @@ impl NetworkDriver for BridgeDriver {
             return Err(Error::PortsUnsupported {
                 network: spec.name.to_string(),
                 driver: BridgeDriver::NAME.into(),
-                reason: "an internal network has no way in from outside",
+                internal: true,
             });
         }
         Ok(host.firewall().add_ports(&spec.name, endpoint, ports)?)

@@ -208,11 +208,7 @@ pub trait NetworkDriver: Send + Sync + fmt::Debug {
         if ports.is_empty() {
             return Ok(());
         }
-        Err(Error::PortsUnsupported {
-            network: spec.name.to_string(),
-            driver: self.name().to_owned(),
-            reason: "the driver does not publish ports",
-        })
+        Err(Error::PortsUnsupported { network: spec.name.to_string(), driver: self.name().to_owned(), internal: false })
     }
 
     /// Whether [`NetworkDriver::publish`] can publish ports on this network (checked before
