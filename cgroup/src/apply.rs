@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::at;
 use crate::cgroup::{Cgroup, Dir};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SysContext};
 use crate::hierarchy::{Controller, Version};
 use crate::spec::{Blkio, Cpu, Memory, Resources, shares_to_weight, weight_to_shares};
 
@@ -47,7 +47,7 @@ pub(crate) fn apply(cg: &mut Cgroup, r: &Resources) -> Result<()> {
                 }
             }
             Version::V2 => {
-                let fd = dir.fd.try_clone().map_err(|e| Error::io("dup", &dir.path, e))?;
+                let fd = dir.fd.try_clone().sys_at("dup", &dir.path)?;
                 let old = cg.set_device_program(None);
                 match crate::bpf::attach_device_policy(fd, policy, old.as_ref()) {
                     Ok(prog) => {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SysContext};
 
 /// The twelve controllers the Docker literature names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -352,7 +352,7 @@ impl Hierarchies {
 
 fn read(path: impl AsRef<Path>) -> Result<String> {
     let path = path.as_ref();
-    fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+    fs::read_to_string(path).sys_at("read", path)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::parse::parse_nested;
-use super::read::{At, parse_err, read_opt};
-use crate::error::Result;
+use super::read::{At, read_opt};
+use crate::error::{ParseContext, Result};
 use crate::hierarchy::Version;
 
 /// Block I/O per device.
@@ -41,7 +41,7 @@ pub(super) fn io_stats(dir: At<'_>, version: Version) -> Result<Option<IoStats>>
             let Some(text) = read_opt(&path)? else {
                 return Ok(None);
             };
-            let devices = parse_io_stat(&text).map_err(|d| parse_err(&path, d))?;
+            let devices = parse_io_stat(&text).parse_at(&path)?;
             Ok(Some(IoStats { devices }))
         }
         Version::V1 => {
@@ -50,7 +50,7 @@ pub(super) fn io_stats(dir: At<'_>, version: Version) -> Result<Option<IoStats>>
             else {
                 return Ok(None);
             };
-            let devices = parse_blkio(&bytes, &ios).map_err(|d| parse_err(&bytes_path, d))?;
+            let devices = parse_blkio(&bytes, &ios).parse_at(&bytes_path)?;
             Ok(Some(IoStats { devices }))
         }
     }

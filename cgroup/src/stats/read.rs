@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::parse::{parse_flat, parse_limit};
 use crate::at;
 use crate::cgroup::Dir;
-use crate::error::{Error, Result};
+use crate::error::{Error, ParseContext, Result, SysContext};
 
 /// A cgroup directory to read from: its fd (opened beneath the hierarchy root, see
 /// `at.rs`) and its path (for errors).
@@ -48,7 +48,7 @@ pub(super) fn read_opt(f: &File<'_>) -> Result<Option<String>> {
     match at::read_io(f.fd, &f.name) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(at::err("read", &f.path, e)),
+        Err(e) => Err(e).beneath("read", &f.path),
     }
 }
 
@@ -60,7 +60,7 @@ pub(super) fn parse_err(path: impl AsRef<Path>, detail: impl Into<String>) -> Er
 /// to tell the two apart read the file themselves.
 pub(super) fn read_number(path: &File<'_>) -> Result<Option<Option<u64>>> {
     match read_opt(path)? {
-        Some(text) => parse_limit(&text).map(Some).map_err(|d| parse_err(path, d)),
+        Some(text) => parse_limit(&text).map(Some).parse_at(path),
         None => Ok(None),
     }
 }
