@@ -207,15 +207,16 @@ impl<T> SysContext<T> for std::result::Result<T, io::Error> {
     }
 }
 
-/// Context for a pure parser's complaint (a `String`): the file it was reading.
+/// Context for a parser's complaint (a `String`, or `procfs-core`'s error): the file it
+/// was reading.
 pub(crate) trait ParseContext<T> {
     /// [`Error::Parse`] about `path`.
     fn parse_at(self, path: impl AsRef<std::path::Path>) -> Result<T>;
 }
 
-impl<T, D: Into<String>> ParseContext<T> for std::result::Result<T, D> {
+impl<T, D: std::fmt::Display> ParseContext<T> for std::result::Result<T, D> {
     fn parse_at(self, path: impl AsRef<std::path::Path>) -> Result<T> {
-        self.map_err(|detail| Error::Parse { path: path.as_ref().to_owned(), detail: detail.into() })
+        self.map_err(|detail| Error::Parse { path: path.as_ref().to_owned(), detail: detail.to_string() })
     }
 }
 

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result, SysContext};
+use procfs_core::{FromBufRead, ProcessCGroups, process::MountInfos};
+
+use crate::error::{Error, ParseContext, Result, SysContext};
 
 /// The twelve controllers the Docker literature names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -241,37 +243,30 @@ impl Hierarchies {
     }
 
     /// The pure part of [`Hierarchies::discover`]: parses mountinfo and `/proc/PID/cgroup`
-    /// text (the v2 controller list is left empty).
+    /// text (the v2 controller list is left empty). Both go through `procfs-core`'s parsers.
     pub fn parse(mountinfo: &str, proc_cgroup: &str) -> Result<Hierarchies> {
         // /proc/self/cgroup: "ID:controller,list:/path" (v2: "0::/path").
+        let cgroups = ProcessCGroups::from_buf_read(proc_cgroup.as_bytes()).parse_at("/proc/self/cgroup")?;
         let mut own_v1: BTreeMap<String, PathBuf> = BTreeMap::new();
         let mut own_v2 = None;
-        for line in proc_cgroup.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-                continue;
-            };
-            if id == "0" && ctrls.is_empty() {
-                own_v2 = Some(PathBuf::from(path));
+        for cg in cgroups {
+            if cg.hierarchy == 0 && cg.controllers.is_empty() {
+                own_v2 = Some(PathBuf::from(cg.pathname));
             } else {
-                for c in ctrls.split(',') {
-                    own_v1.insert(c.to_owned(), PathBuf::from(path));
+                for c in cg.controllers {
+                    own_v1.insert(c, PathBuf::from(&cg.pathname));
                 }
             }
         }
 
+        let mounts = MountInfos::from_buf_read(mountinfo.as_bytes()).parse_at("/proc/thread-self/mountinfo")?;
         let mut v1 = Vec::new();
         let mut v2 = None;
-        for line in mountinfo.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
-            let left: Vec<&str> = left.split(' ').collect();
-            let right: Vec<&str> = right.split(' ').collect();
-            let (Some(root), Some(mount_point), Some(fstype)) = (left.get(3), left.get(4), right.first()) else {
-                continue;
-            };
-            let mount_point = PathBuf::from(unescape(mount_point));
-            let mount_root = PathBuf::from(unescape(root));
-            match *fstype {
+        for m in mounts {
+            // procfs-core leaves mountinfo's octal escapes (`\040` for a space) in place.
+            let mount_point = PathBuf::from(unescape(&m.mount_point.to_string_lossy()));
+            let mount_root = PathBuf::from(unescape(&m.root));
+            match m.fs_type.as_str() {
                 // The same hierarchy may be mounted twice: keep the first mount.
                 "cgroup2" if v2.is_none() => {
                     if let Some(own) = &own_v2 {
@@ -285,9 +280,13 @@ impl Hierarchies {
                     }
                 }
                 "cgroup" => {
-                    let opts = right.get(2).copied().unwrap_or("");
-                    let controllers: Vec<String> =
-                        opts.split(',').filter(|o| Controller::from_v1_name(o).is_some()).map(str::to_owned).collect();
+                    // The super options name the controllers; in `Controller::ALL` order.
+                    let controllers: Vec<String> = Controller::ALL
+                        .iter()
+                        .map(|c| c.v1_name())
+                        .filter(|name| m.super_options.contains_key(*name))
+                        .map(str::to_owned)
+                        .collect();
                     let Some(first) = controllers.first() else { continue };
                     // The same hierarchy may be mounted twice: keep the first mount.
                     if v1.iter().any(|h: &Hierarchy| h.has(first)) {
@@ -430,5 +429,13 @@ mod tests {
         assert_eq!(unescape(r"/a\040b"), "/a b");
         assert_eq!(unescape(r"/plain"), "/plain");
         assert!(Hierarchies::parse("", "").is_err());
+        // Through procfs-core: the escapes are undone, the controllers come in a fixed order,
+        // and a malformed line is a typed parse error, not a panic.
+        let mi = "36 31 0:33 / /sys/fs/cgroup/net\\040x rw - cgroup cgroup rw,net_prio,net_cls\n";
+        let h = Hierarchies::parse(mi, "3:net_cls,net_prio:/\n").unwrap();
+        assert_eq!(h.v1[0].mount_point, Path::new("/sys/fs/cgroup/net x"));
+        assert_eq!(h.v1[0].controllers, ["net_cls", "net_prio"]);
+        assert!(matches!(Hierarchies::parse("garbage\n", "0::/\n"), Err(Error::Parse { .. })));
+        assert!(matches!(Hierarchies::parse(mi, "x:y\n"), Err(Error::Parse { .. })));
     }
 }
