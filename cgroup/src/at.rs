@@ -23,7 +23,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use crate::error::{Error, Result, SysContext};
+use crate::error::{Error, Joined, Result, SysContext};
 use crate::hierarchy::Version;
 
 /// `CGROUP_SUPER_MAGIC` (linux/magic.h): a v1 hierarchy.
@@ -177,7 +177,7 @@ pub(crate) fn write(dir: BorrowedFd<'_>, dir_path: &Path, file: &str, value: &st
 
 /// Reads the cgroup file `file` of `dir`.
 pub(crate) fn read(dir: BorrowedFd<'_>, dir_path: &Path, file: &str) -> Result<String> {
-    read_io(dir, file).beneath("read", &dir_path.join(file))
+    read_io(dir, file).beneath("read", Joined(dir_path, file))
 }
 
 /// [`read`] with the bare OS error (`ENOENT` for a file the cgroup does not have).

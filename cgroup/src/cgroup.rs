@@ -12,12 +12,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::apply;
 use crate::at;
-use crate::cpuset::CpuSet;
-use crate::error::{Error, ParseContext, Result, SysContext};
-use crate::hierarchy::{Controller, Hierarchies, Hierarchy, Location, V2Support, Version};
-use crate::spec::{CgroupSpec, HostFacts, Resources, page_size_name};
+use crate::controller::{Controller, Resources, V2Support, cpuset, hugetlb};
+use crate::error::{Error, Result, SysContext};
+use crate::hierarchy::{Hierarchies, Hierarchy, Location, Version};
+use crate::spec::{CgroupSpec, HostFacts};
 use crate::sys;
 
 /// One directory of the cgroup, in one hierarchy.
@@ -38,6 +37,20 @@ pub(crate) struct Dir {
 }
 
 impl Dir {
+    /// Opens the directory `name` of `parent` (beneath it: no symlink, no other mount) as a
+    /// cgroup directory of `version` (`path` for display and errors).
+    pub(crate) fn open(
+        parent: OwnedFd,
+        name: OsString,
+        path: PathBuf,
+        version: Version,
+        controllers: Vec<String>,
+    ) -> Result<Dir> {
+        let fd = at::open_dir(parent.as_fd(), Path::new(&name)).beneath("openat2", &path)?;
+        let identity = at::identity(fd.as_fd()).sys_at("fstat", &path)?;
+        Ok(Dir { version, path, controllers, fd, parent, name, identity })
+    }
+
     /// Writes `value` to `file` in one `write(2)`.
     pub(crate) fn write(&self, file: &str, value: &str) -> Result<()> {
         at::write(self.fd.as_fd(), &self.path, file, value)
@@ -168,7 +181,7 @@ impl Cgroup {
                 create_one(&mut cg, p, root, spec, &v2_names)?;
             }
             // Validated above (`update` would validate again).
-            apply::apply(&mut cg, &spec.resources)
+            spec.resources.apply(&mut cg)
         })();
         match result {
             Ok(()) => Ok(cg),
@@ -203,10 +216,7 @@ impl Cgroup {
             let parent_path = p.hier.mount_point.join(&parent_rel);
             let parent = at::open_dir(root.as_fd(), &parent_rel).beneath("openat2", &parent_path)?;
             let name = p.name.file_name().expect("validated: a name has a last component").to_owned();
-            let path = p.path();
-            let fd = at::open_dir(parent.as_fd(), Path::new(&name)).beneath("openat2", &path)?;
-            let identity = at::identity(fd.as_fd()).sys_at("fstat", &path)?;
-            dirs.push(Dir { version: p.version, path, controllers: p.controllers, fd, parent, name, identity });
+            dirs.push(Dir::open(parent, name, p.path(), p.version, p.controllers)?);
         }
         Ok(Cgroup { hierarchies, dirs, device_program: None, ancestors: Vec::new(), live: false, owned: false })
     }
@@ -221,7 +231,7 @@ impl Cgroup {
     /// created with can be set.
     pub fn update(&mut self, resources: &Resources) -> Result<()> {
         resources.validate()?;
-        apply::apply(self, resources)
+        resources.apply(self)
     }
 
     /// Where the hierarchies are.
@@ -292,48 +302,6 @@ impl Cgroup {
     pub fn procs(&self) -> Result<Vec<u32>> {
         let dir = self.v2_entry().or_else(|| self.dirs.first()).ok_or(Error::NoHierarchy)?;
         read_pids(dir.fd.as_fd(), &dir.path)
-    }
-
-    /// Freezes every process in the cgroup and waits until the kernel reports it frozen.
-    pub fn freeze(&self) -> Result<()> {
-        self.set_frozen(true)
-    }
-
-    /// Thaws a frozen cgroup.
-    pub fn thaw(&self) -> Result<()> {
-        self.set_frozen(false)
-    }
-
-    fn set_frozen(&self, frozen: bool) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        match self.freezer()? {
-            (dir, Version::V2) => {
-                dir.write("cgroup.freeze", if frozen { "1" } else { "0" })?;
-                let want = if frozen { "frozen 1" } else { "frozen 0" };
-                wait_until(deadline, "cgroup.events frozen", || {
-                    Ok(dir.read("cgroup.events")?.lines().any(|l| l == want))
-                })
-            }
-            (dir, Version::V1) => {
-                let state = if frozen { "FROZEN" } else { "THAWED" };
-                wait_until(deadline, "freezer.state", || {
-                    dir.write("freezer.state", state)?;
-                    Ok(dir.read("freezer.state")?.trim() == state)
-                })
-            }
-        }
-    }
-
-    /// The freezer in use: the v1 freezer directory if the cgroup has one, else v2's
-    /// `cgroup.freeze`.
-    fn freezer(&self) -> Result<(&Dir, Version)> {
-        if let Some(d) = self.entry_of(Controller::Freezer).filter(|d| d.version == Version::V1) {
-            return Ok((d, Version::V1));
-        }
-        self.v2_entry().map(|d| (d, Version::V2)).ok_or_else(|| Error::ControllerUnavailable {
-            controller: Controller::Freezer,
-            detail: "no v1 freezer directory (set `freezer` in the spec) and no cgroup2 hierarchy".to_owned(),
-        })
     }
 
     /// Kills every process in the cgroup and waits until it is empty: v2 `cgroup.kill`
@@ -518,7 +486,7 @@ fn create_one(cg: &mut Cgroup, p: &Planned<'_>, root: OwnedFd, spec: &CgroupSpec
                         }
                         let fd = at::open_dir(cur.as_fd(), Path::new(comp)).beneath("openat2", &cur_path)?;
                         if made && is_cpuset {
-                            apply::init_v1_cpuset(cur.as_fd(), fd.as_fd(), &cur_path)?;
+                            cpuset::init_v1(cur.as_fd(), fd.as_fd(), &cur_path)?;
                         }
                         fd
                     }
@@ -554,7 +522,7 @@ fn create_one(cg: &mut Cgroup, p: &Planned<'_>, root: OwnedFd, spec: &CgroupSpec
     cg.dirs.push(Dir { version: p.version, path, controllers, fd, parent, name: name.to_owned(), identity });
     if is_cpuset {
         let d = cg.dirs.last().expect("just pushed");
-        apply::init_v1_cpuset(d.parent.as_fd(), d.fd.as_fd(), &d.path)?;
+        cpuset::init_v1(d.parent.as_fd(), d.fd.as_fd(), &d.path)?;
     }
     Ok(())
 }
@@ -573,7 +541,7 @@ fn plan_dirs<'a>(h: &'a Hierarchies, spec: &'a CgroupSpec) -> Result<Vec<Planned
             name: Path::new(&spec.name),
         })
     };
-    for controller in requested(&spec.resources) {
+    for controller in spec.resources.requested() {
         match h.require(controller)? {
             Location::V1(hier) => {
                 if dirs.iter().any(|d| d.version == Version::V1 && d.controllers == hier.controllers) {
@@ -593,29 +561,6 @@ fn plan_dirs<'a>(h: &'a Hierarchies, spec: &'a CgroupSpec) -> Result<Vec<Planned
         dirs.push(one(hier)?);
     }
     Ok(dirs)
-}
-
-/// The controllers a set of resources asks for.
-pub(crate) fn requested(r: &Resources) -> Vec<Controller> {
-    let mut out = Vec::new();
-    let mut want = |cond: bool, c: Controller| {
-        if cond {
-            out.push(c);
-        }
-    };
-    want(r.cpu.is_some(), Controller::Cpu);
-    want(r.cpuacct, Controller::Cpuacct);
-    want(r.cpuset.is_some(), Controller::Cpuset);
-    want(r.memory.is_some(), Controller::Memory);
-    want(r.devices.is_some(), Controller::Devices);
-    want(r.freezer, Controller::Freezer);
-    want(r.net_cls.is_some(), Controller::NetCls);
-    want(r.blkio.is_some(), Controller::Blkio);
-    want(r.perf_event, Controller::PerfEvent);
-    want(r.net_prio.is_some(), Controller::NetPrio);
-    want(!r.hugetlb.is_empty(), Controller::Hugetlb);
-    want(r.pids.is_some(), Controller::Pids);
-    out
 }
 
 /// The parent of the cgroup in `hier`, relative to its mount point: the spec's parent or
@@ -641,31 +586,11 @@ fn host_facts(h: &Hierarchies, plan: &[Planned<'_>], spec: &CgroupSpec) -> Resul
                 }
             };
             let parent_path = p.hier.mount_point.join(&rel);
-            let (cpus, mems) = match p.version {
-                Version::V1 => ("cpuset.effective_cpus", "cpuset.effective_mems"),
-                Version::V2 => ("cpuset.cpus.effective", "cpuset.mems.effective"),
-            };
-            let read_set = |f: &str| -> Result<Option<CpuSet>> {
-                match at::read(parent.as_fd(), &parent_path, f) {
-                    Ok(s) => CpuSet::parse(&s).map(Some).parse_at(parent_path.join(f)),
-                    Err(_) => Ok(None),
-                }
-            };
-            facts.parent_cpus = read_set(cpus)?;
-            facts.parent_mems = read_set(mems)?;
+            (facts.parent_cpus, facts.parent_mems) = cpuset::parent_sets(parent.as_fd(), &parent_path, p.version)?;
         }
     }
     if !spec.resources.hugetlb.is_empty() {
-        if let Ok(entries) = std::fs::read_dir("/sys/kernel/mm/hugepages") {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(kb) = name.strip_prefix("hugepages-").and_then(|s| s.strip_suffix("kB")) {
-                    if let Ok(kb) = kb.parse::<u64>() {
-                        facts.huge_page_sizes.push(page_size_name(kb));
-                    }
-                }
-            }
-        }
+        facts.huge_page_sizes = hugetlb::host_page_sizes();
     }
     Ok(facts)
 }
@@ -733,7 +658,7 @@ fn move_parent_processes_to_leaf(parent: BorrowedFd<'_>, parent_path: &Path, lea
 /// The v2 controllers (`subtree_control` names) the resources need.
 fn v2_controller_names(h: &Hierarchies, r: &Resources) -> Vec<&'static str> {
     let mut names: Vec<&'static str> = Vec::new();
-    for c in requested(r) {
+    for c in r.requested() {
         if let (Some(Location::V2(_)), V2Support::Enabled(name)) = (h.locate(c), c.v2()) {
             if !names.contains(&name) {
                 names.push(name);
@@ -798,7 +723,7 @@ fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<()> 
     }
 }
 
-fn wait_until(deadline: Instant, what: &'static str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+pub(crate) fn wait_until(deadline: Instant, what: &'static str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
     let mut pause = Duration::from_micros(100);
     loop {
         if done()? {

@@ -1,9 +1,9 @@
 //! Errors of `nook-cgroup`: one enum for the crate and one for bad input.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::hierarchy::Controller;
+use crate::controller::Controller;
 
 /// Everything that can go wrong in `nook-cgroup`.
 #[derive(Debug, thiserror::Error)]
@@ -207,16 +207,27 @@ impl<T> SysContext<T> for std::result::Result<T, io::Error> {
     }
 }
 
+/// A file of a directory, for an error's path: joined only when the error happens (the
+/// context traits take `impl Into<PathBuf>` and convert on the error path only).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Joined<'a>(pub(crate) &'a Path, pub(crate) &'a str);
+
+impl From<Joined<'_>> for PathBuf {
+    fn from(Joined(dir, file): Joined<'_>) -> PathBuf {
+        dir.join(file)
+    }
+}
+
 /// Context for a parser's complaint (a `String`, or `procfs-core`'s error): the file it
 /// was reading.
 pub(crate) trait ParseContext<T> {
     /// [`Error::Parse`] about `path`.
-    fn parse_at(self, path: impl AsRef<std::path::Path>) -> Result<T>;
+    fn parse_at(self, path: impl Into<PathBuf>) -> Result<T>;
 }
 
 impl<T, D: std::fmt::Display> ParseContext<T> for std::result::Result<T, D> {
-    fn parse_at(self, path: impl AsRef<std::path::Path>) -> Result<T> {
-        self.map_err(|detail| Error::Parse { path: path.as_ref().to_owned(), detail: detail.to_string() })
+    fn parse_at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|detail| Error::Parse { path: path.into(), detail: detail.to_string() })
     }
 }
 

@@ -3,7 +3,6 @@
 //! `/proc/self/cgroup`, never from hard-coded paths.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -11,115 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use procfs_core::{FromBufRead, ProcessCGroups, process::MountInfos};
 
+use crate::controller::{Controller, V2Support};
 use crate::error::{Error, ParseContext, Result, SysContext};
-
-/// The twelve controllers the Docker literature names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Controller {
-    /// CPU bandwidth and weight (v1 `cpu`, v2 `cpu`).
-    Cpu,
-    /// CPU accounting (v1 `cpuacct`; on v2 `cpu.stat` of the `cpu` controller, always there).
-    Cpuacct,
-    /// CPU and memory-node placement (`cpuset`).
-    Cpuset,
-    /// Memory limits and accounting (`memory`).
-    Memory,
-    /// Device access (v1 `devices`; v2 a `BPF_PROG_TYPE_CGROUP_DEVICE` program).
-    Devices,
-    /// Freezing (v1 `freezer`; v2 `cgroup.freeze`, part of the core).
-    Freezer,
-    /// Network class id for traffic control (v1 `net_cls` only).
-    NetCls,
-    /// Block I/O (v1 `blkio`, v2 `io`).
-    Blkio,
-    /// perf events per cgroup (`perf_event`; implicit on v2).
-    PerfEvent,
-    /// Network priority per interface (v1 `net_prio` only).
-    NetPrio,
-    /// Huge page limits (`hugetlb`).
-    Hugetlb,
-    /// Process count limit (`pids`).
-    Pids,
-}
-
-impl Controller {
-    /// All twelve.
-    pub const ALL: [Controller; 12] = [
-        Controller::Cpu,
-        Controller::Cpuacct,
-        Controller::Cpuset,
-        Controller::Memory,
-        Controller::Devices,
-        Controller::Freezer,
-        Controller::NetCls,
-        Controller::Blkio,
-        Controller::PerfEvent,
-        Controller::NetPrio,
-        Controller::Hugetlb,
-        Controller::Pids,
-    ];
-
-    /// The v1 subsystem name.
-    pub const fn v1_name(self) -> &'static str {
-        match self {
-            Controller::Cpu => "cpu",
-            Controller::Cpuacct => "cpuacct",
-            Controller::Cpuset => "cpuset",
-            Controller::Memory => "memory",
-            Controller::Devices => "devices",
-            Controller::Freezer => "freezer",
-            Controller::NetCls => "net_cls",
-            Controller::Blkio => "blkio",
-            Controller::PerfEvent => "perf_event",
-            Controller::NetPrio => "net_prio",
-            Controller::Hugetlb => "hugetlb",
-            Controller::Pids => "pids",
-        }
-    }
-
-    /// How v2 provides this controller.
-    pub const fn v2(self) -> V2Support {
-        match self {
-            Controller::Cpu | Controller::Cpuacct => V2Support::Enabled("cpu"),
-            Controller::Cpuset => V2Support::Enabled("cpuset"),
-            Controller::Memory => V2Support::Enabled("memory"),
-            Controller::Blkio => V2Support::Enabled("io"),
-            Controller::Hugetlb => V2Support::Enabled("hugetlb"),
-            Controller::Pids => V2Support::Enabled("pids"),
-            Controller::Freezer => V2Support::Core,
-            Controller::Devices => V2Support::Bpf,
-            Controller::PerfEvent => V2Support::Implicit,
-            Controller::NetCls | Controller::NetPrio => V2Support::None,
-        }
-    }
-
-    /// Parses a v1 subsystem name.
-    pub fn from_v1_name(name: &str) -> Option<Controller> {
-        Controller::ALL.into_iter().find(|c| c.v1_name() == name)
-    }
-}
-
-impl fmt::Display for Controller {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.v1_name())
-    }
-}
-
-/// How cgroup v2 provides a controller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum V2Support {
-    /// A controller named so in `cgroup.controllers`, enabled through `subtree_control`.
-    Enabled(&'static str),
-    /// Part of every non-root v2 cgroup (`cgroup.freeze`).
-    Core,
-    /// Through a BPF program attached to the cgroup (devices).
-    Bpf,
-    /// Always on, nothing to enable (perf_event).
-    Implicit,
-    /// v2 has no equivalent (net_cls, net_prio: use iptables/nftables cgroup matching).
-    None,
-}
 
 /// cgroup v1 or v2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

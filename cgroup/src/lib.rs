@@ -32,14 +32,12 @@
 // Unsafe code only where a system call has no safe wrapper (listed, each with a reason).
 #![deny(unsafe_code)]
 
-mod apply;
 mod at;
 // `bpf(2)` (no safe wrapper) and the descriptors it returns, for the v2 device program.
 #[allow(unsafe_code)]
 mod bpf;
 mod cgroup;
-mod cpuset;
-mod devices;
+mod controller;
 mod error;
 mod hierarchy;
 mod probe;
@@ -48,15 +46,20 @@ mod stats;
 mod sys;
 
 pub use cgroup::Cgroup;
-pub use cpuset::CpuSet;
-pub use devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
+pub use controller::blkio::{Blkio, DeviceThrottle};
+pub use controller::cpu::{Cpu, shares_to_weight, weight_to_shares};
+pub use controller::cpuset::{CpuSet, Cpuset};
+pub use controller::devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
+pub use controller::hugetlb::{HugetlbLimit, page_size_name, parse_page_size};
+pub use controller::memory::{Memory, PAGE_SIZE};
+pub use controller::net_cls::NetCls;
+pub use controller::net_prio::NetPrio;
+pub use controller::pids::Pids;
+pub use controller::{Controller, Resources, V2Support};
 pub use error::{Error, Result, ValidationError};
-pub use hierarchy::{Controller, Hierarchies, Hierarchy, Layout, Location, V2Support, Version};
+pub use hierarchy::{Hierarchies, Hierarchy, Layout, Location, Version};
 pub use probe::{KernelSupport, probe};
-pub use spec::{
-    Blkio, CgroupSpec, Cpu, Cpuset, DeviceThrottle, HostFacts, HugetlbLimit, Memory, NetCls, NetPrio, PAGE_SIZE, Pids,
-    Resources, page_size_name, parse_page_size, shares_to_weight, weight_to_shares,
-};
+pub use spec::{CgroupSpec, HostFacts};
 pub use stats::{
     CpuStats, CpuThrottling, CpuUsage, IoDeviceStats, IoStats, MemoryStats, OomEvent, OomStats, OomWatcher, PidsStats,
     Pressure, PressureLine, PressureStats, Stats,

@@ -83,7 +83,7 @@ pub fn probe() -> Result<KernelSupport> {
     let seen = if at::mkdir(own.as_fd(), &name).is_ok() {
         let probe_path = own_path.join(&name);
         let seen = at::open_dir(own.as_fd(), Path::new(&name)).map(|dir| look(dir.as_fd()));
-        at::rmdir(own.as_fd(), &name).sys_at("unlinkat", probe_path.clone())?;
+        at::rmdir(own.as_fd(), &name).sys_at("unlinkat", &probe_path)?;
         Some(seen.beneath("openat2", &probe_path)?)
     } else if !is_root {
         Some(look(own.as_fd()))

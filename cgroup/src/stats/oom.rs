@@ -11,8 +11,9 @@ use super::parse::parse_flat;
 use super::read::{At, need};
 use crate::at;
 use crate::cgroup::{Cgroup, Dir};
-use crate::error::{Error, Result, SysContext};
-use crate::hierarchy::{Controller, Version};
+use crate::controller::Controller;
+use crate::error::{Error, Joined, Result, SysContext};
+use crate::hierarchy::Version;
 use crate::sys;
 
 impl Cgroup {
@@ -139,7 +140,7 @@ impl OomWatcher {
             Source::V2 { inotify, dir } => {
                 let mut buf = [0u8; 1024];
                 while sys::read_nonblocking(inotify.as_fd(), &mut buf)
-                    .sys_at("read", dir.path.join("memory.events"))?
+                    .sys_at("read", Joined(&dir.path, "memory.events"))?
                     .is_some_and(|n| n > 0)
                 {}
                 read_v2_events(dir.at())?
@@ -147,7 +148,7 @@ impl OomWatcher {
             Source::V1 { eventfd, dir } => {
                 let mut buf = [0u8; 8];
                 let notified = match sys::read_nonblocking(eventfd.as_fd(), &mut buf)
-                    .sys_at("read", dir.path.join("memory.oom_control"))?
+                    .sys_at("read", Joined(&dir.path, "memory.oom_control"))?
                 {
                     Some(8) => u64::from_ne_bytes(buf),
                     _ => 0,
