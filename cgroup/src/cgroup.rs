@@ -88,10 +88,10 @@ struct Made {
 /// alone. Only an explicit [`Cgroup::kill_all`] or [`Cgroup::remove`] touches them.
 ///
 /// ```no_run
-/// use nook_cgroup::{Cgroup, CgroupSpec, Pids};
+/// use nook_cgroup::{Cgroup, CgroupSpec};
 ///
 /// let mut spec = CgroupSpec::new("nk-doc");
-/// spec.resources.pids = Some(Pids { max: Some(32) });
+/// spec.resources.pids.get_or_insert_default().max(32);
 /// let cg = Cgroup::create(&spec)?;
 /// let worker = std::process::Command::new("sleep").arg("60").spawn().expect("spawn");
 /// cg.add_pid(worker.id())?;

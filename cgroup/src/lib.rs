@@ -31,6 +31,7 @@
 
 // Unsafe code only where a system call has no safe wrapper (listed, each with a reason).
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod at;
 // `bpf(2)` (no safe wrapper) and the descriptors it returns, for the v2 device program.

@@ -5,23 +5,29 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::controller::{CpuSet, Resources};
+use crate::controller::Resources;
+use crate::controller::cpuset::CpuSet;
 use crate::error::ValidationError;
 
 /// A cgroup to create: where, and with which limits.
 ///
 /// ```
-/// use nook_cgroup::{CgroupSpec, Memory, Pids};
+/// use nook_cgroup::{CgroupSpec, Cpu};
 ///
 /// let mut spec = CgroupSpec::new("nk-demo");
-/// spec.resources.memory = Some(Memory { max: Some(64 << 20), ..Memory::default() });
-/// spec.resources.pids = Some(Pids { max: Some(20) });
+/// spec.parent("/sandboxes");
+/// spec.resources.memory.get_or_insert_default().max(64 << 20).swap(0);
+/// spec.resources.pids.get_or_insert_default().max(20);
+/// let mut cpu = Cpu::new();
+/// cpu.quota_us(20_000).period_us(100_000);
+/// spec.resources.cpu = Some(cpu);
 /// assert!(spec.validate().is_ok());
 ///
-/// spec.resources.pids = Some(Pids { max: Some(0) });
+/// spec.resources.pids.get_or_insert_default().max(0);
 /// assert!(spec.validate().is_err());
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CgroupSpec {
     /// The cgroup's name below its parent; may be a relative path (`a/b`) to nest. Plain
     /// components only (no `.`, `..` or empty one), at most 255 bytes each. For
@@ -46,6 +52,7 @@ pub struct CgroupSpec {
 
 /// Facts about the host that validation needs (read before anything is written).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HostFacts {
     /// The parent's effective CPUs, if known.
     pub parent_cpus: Option<CpuSet>,
@@ -59,6 +66,25 @@ impl CgroupSpec {
     /// A spec for a cgroup called `name` under the caller's own cgroup, with no limits.
     pub fn new(name: impl Into<String>) -> Self {
         CgroupSpec { name: name.into(), ..CgroupSpec::default() }
+    }
+
+    /// Sets the parent cgroup (as `/proc/self/cgroup` names cgroups, e.g. `/sandboxes`)
+    /// instead of the caller's own.
+    pub fn parent(&mut self, parent: impl Into<PathBuf>) -> &mut Self {
+        self.parent = Some(parent.into());
+        self
+    }
+
+    /// v2: moves the parent's own processes into this leaf first (see the field).
+    pub fn leaf_for_parent_processes(&mut self, leaf: impl Into<String>) -> &mut Self {
+        self.leaf_for_parent_processes = Some(leaf.into());
+        self
+    }
+
+    /// Sets the limits.
+    pub fn resources(&mut self, resources: Resources) -> &mut Self {
+        self.resources = resources;
+        self
     }
 
     /// Checks every value that can be checked without the host: ranges, formats, rules.

@@ -16,6 +16,7 @@ use crate::stats::read::{At, read_opt};
 /// Block I/O: weight and per-device limits.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Blkio {
     /// Proportional weight: v2 `io.weight` 1–10000; v1 `blkio.weight` 10–1000 (converted).
     pub weight: Option<u64>,
@@ -23,9 +24,29 @@ pub struct Blkio {
     pub throttle: Vec<DeviceThrottle>,
 }
 
+impl Blkio {
+    /// No setting yet (the kernel's defaults); set the fields with the setters.
+    pub fn new() -> Self {
+        Blkio::default()
+    }
+
+    /// Sets `weight`: the proportional weight, 1–10000.
+    pub fn weight(&mut self, value: u64) -> &mut Self {
+        self.weight = Some(value);
+        self
+    }
+
+    /// Adds a per-device throttle.
+    pub fn throttle(&mut self, throttle: DeviceThrottle) -> &mut Self {
+        self.throttle.push(throttle);
+        self
+    }
+}
+
 /// Limits for one block device (`major:minor`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct DeviceThrottle {
     /// Device major number.
     pub major: u32,
@@ -39,6 +60,37 @@ pub struct DeviceThrottle {
     pub read_iops: Option<u64>,
     /// Write operations per second.
     pub write_iops: Option<u64>,
+}
+
+impl DeviceThrottle {
+    /// No limit yet for block device `major:minor`.
+    pub fn new(major: u32, minor: u32) -> Self {
+        DeviceThrottle { major, minor, ..DeviceThrottle::default() }
+    }
+
+    /// Sets `read_bps`: read bytes per second.
+    pub fn read_bps(&mut self, value: u64) -> &mut Self {
+        self.read_bps = Some(value);
+        self
+    }
+
+    /// Sets `write_bps`: write bytes per second.
+    pub fn write_bps(&mut self, value: u64) -> &mut Self {
+        self.write_bps = Some(value);
+        self
+    }
+
+    /// Sets `read_iops`: read operations per second.
+    pub fn read_iops(&mut self, value: u64) -> &mut Self {
+        self.read_iops = Some(value);
+        self
+    }
+
+    /// Sets `write_iops`: write operations per second.
+    pub fn write_iops(&mut self, value: u64) -> &mut Self {
+        self.write_iops = Some(value);
+        self
+    }
 }
 
 impl DeviceThrottle {

@@ -15,6 +15,7 @@ use crate::stats::read::{At, need, read_flat, read_opt};
 /// CPU weight and bandwidth.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Cpu {
     /// v2 weight, 1–10000 (100 is the default). Converted to shares on v1.
     pub weight: Option<u64>,
@@ -24,6 +25,37 @@ pub struct Cpu {
     pub quota_us: Option<u64>,
     /// Bandwidth period in µs, 1000–1000000 (default 100000).
     pub period_us: Option<u64>,
+}
+
+impl Cpu {
+    /// No setting yet (the kernel's defaults); set the fields with the setters.
+    pub fn new() -> Self {
+        Cpu::default()
+    }
+
+    /// Sets `weight`: the v2 weight, 1–10000.
+    pub fn weight(&mut self, value: u64) -> &mut Self {
+        self.weight = Some(value);
+        self
+    }
+
+    /// Sets `shares`: the v1 shares, 2–262144.
+    pub fn shares(&mut self, value: u64) -> &mut Self {
+        self.shares = Some(value);
+        self
+    }
+
+    /// Sets `quota_us`: the bandwidth quota per period, µs.
+    pub fn quota_us(&mut self, value: u64) -> &mut Self {
+        self.quota_us = Some(value);
+        self
+    }
+
+    /// Sets `period_us`: the bandwidth period, µs.
+    pub fn period_us(&mut self, value: u64) -> &mut Self {
+        self.period_us = Some(value);
+        self
+    }
 }
 
 /// v1 shares → v2 weight (the formula runc and crun use).

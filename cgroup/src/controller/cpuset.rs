@@ -19,11 +19,31 @@ use crate::spec::HostFacts;
 /// CPUs and memory nodes, in the kernel's list format (`0-3,7`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Cpuset {
     /// CPUs.
     pub cpus: Option<String>,
     /// Memory nodes.
     pub mems: Option<String>,
+}
+
+impl Cpuset {
+    /// No setting yet (the kernel's defaults); set the fields with the setters.
+    pub fn new() -> Self {
+        Cpuset::default()
+    }
+
+    /// Sets `cpus`: the CPUs (`0-3,7`).
+    pub fn cpus(&mut self, value: impl Into<String>) -> &mut Self {
+        self.cpus = Some(value.into());
+        self
+    }
+
+    /// Sets `mems`: the memory nodes (`0`).
+    pub fn mems(&mut self, value: impl Into<String>) -> &mut Self {
+        self.mems = Some(value.into());
+        self
+    }
 }
 
 impl Cpuset {

@@ -142,6 +142,7 @@ impl fmt::Display for DeviceRule {
 
 /// A default plus ordered rules (see the module docs for how they combine).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DevicePolicy {
     /// Whether an access that no rule matches is allowed.
     pub default_allow: bool,
@@ -158,6 +159,12 @@ impl DevicePolicy {
     /// Allow everything not denied by a rule.
     pub fn allow_by_default(rules: Vec<DeviceRule>) -> Self {
         DevicePolicy { default_allow: true, rules }
+    }
+
+    /// Adds a rule (after, so taking precedence over, the ones there).
+    pub fn rule(&mut self, rule: DeviceRule) -> &mut Self {
+        self.rules.push(rule);
+        self
     }
 
     /// Decides an access the way the kernel will (the oracle the BPF program is tested

@@ -12,11 +12,19 @@ use crate::spec::HostFacts;
 
 /// A hugetlb limit for one page size.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HugetlbLimit {
     /// Page size as the cgroup files name it: `2MB`, `1GB`, `64KB`.
     pub page_size: String,
     /// Limit in bytes.
     pub limit: u64,
+}
+
+impl HugetlbLimit {
+    /// A limit of `limit` bytes for pages of `page_size` (`2MB`, `1GB`, `64KB`).
+    pub fn new(page_size: impl Into<String>, limit: u64) -> Self {
+        HugetlbLimit { page_size: page_size.into(), limit }
+    }
 }
 
 /// `Resources::hugetlb`: every limit (the list is left out of the registry when empty).

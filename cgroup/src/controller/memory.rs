@@ -19,6 +19,7 @@ pub const PAGE_SIZE: u64 = 4096;
 /// Memory limits in bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Memory {
     /// Hard limit (v2 `memory.max`, v1 `memory.limit_in_bytes`): OOM-kill above it.
     pub max: Option<u64>,
@@ -30,6 +31,43 @@ pub struct Memory {
     pub min: Option<u64>,
     /// Swap allowed on top of `max` (v2 `memory.swap.max`; v1 `memsw` = max + swap).
     pub swap: Option<u64>,
+}
+
+impl Memory {
+    /// No setting yet (the kernel's defaults); set the fields with the setters.
+    pub fn new() -> Self {
+        Memory::default()
+    }
+
+    /// Sets `max`: the hard limit, bytes.
+    pub fn max(&mut self, value: u64) -> &mut Self {
+        self.max = Some(value);
+        self
+    }
+
+    /// Sets `high`: the throttle limit, bytes.
+    pub fn high(&mut self, value: u64) -> &mut Self {
+        self.high = Some(value);
+        self
+    }
+
+    /// Sets `low`: best-effort protection, bytes (v2 only).
+    pub fn low(&mut self, value: u64) -> &mut Self {
+        self.low = Some(value);
+        self
+    }
+
+    /// Sets `min`: hard protection, bytes (v2 only).
+    pub fn min(&mut self, value: u64) -> &mut Self {
+        self.min = Some(value);
+        self
+    }
+
+    /// Sets `swap`: swap allowed on top of `max`, bytes.
+    pub fn swap(&mut self, value: u64) -> &mut Self {
+        self.swap = Some(value);
+        self
+    }
 }
 
 impl Part for Memory {

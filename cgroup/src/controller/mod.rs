@@ -37,15 +37,15 @@ use crate::error::{Error, Result, ValidationError};
 use crate::hierarchy::Version;
 use crate::spec::HostFacts;
 
-pub use blkio::Blkio;
-pub use cpu::Cpu;
-pub use cpuset::{CpuSet, Cpuset};
-pub use devices::DevicePolicy;
-pub use hugetlb::HugetlbLimit;
-pub use memory::Memory;
-pub use net_cls::NetCls;
-pub use net_prio::NetPrio;
-pub use pids::Pids;
+use blkio::Blkio;
+use cpu::Cpu;
+use cpuset::Cpuset;
+use devices::DevicePolicy;
+use hugetlb::HugetlbLimit;
+use memory::Memory;
+use net_cls::NetCls;
+use net_prio::NetPrio;
+use pids::Pids;
 
 /// The twelve controllers the Docker literature names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -159,6 +159,7 @@ pub enum V2Support {
 /// created in that controller's v1 hierarchy).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[non_exhaustive]
 pub struct Resources {
     /// cpu: weight/shares and bandwidth.
     pub cpu: Option<Cpu>,
@@ -184,6 +185,13 @@ pub struct Resources {
     pub hugetlb: Vec<HugetlbLimit>,
     /// pids: process count limit.
     pub pids: Option<Pids>,
+}
+
+impl Resources {
+    /// No controller yet: set the fields (`resources.pids.get_or_insert_default().max(20)`).
+    pub fn new() -> Self {
+        Resources::default()
+    }
 }
 
 impl Resources {

@@ -9,9 +9,17 @@ use crate::hierarchy::Version;
 
 /// The net_cls class id (`0xAAAABBBB` = tc handle AAAA:BBBB).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct NetCls {
     /// The class id.
     pub classid: u32,
+}
+
+impl NetCls {
+    /// The class id `classid` (`0xAAAABBBB` = tc handle AAAA:BBBB).
+    pub fn new(classid: u32) -> Self {
+        NetCls { classid }
+    }
 }
 
 impl Part for NetCls {

@@ -9,9 +9,23 @@ use crate::hierarchy::Version;
 
 /// Per-interface priorities for net_prio.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct NetPrio {
     /// `(interface, priority)` pairs.
     pub ifpriomap: Vec<(String, u32)>,
+}
+
+impl NetPrio {
+    /// No setting yet (the kernel's defaults); set the fields with the setters.
+    pub fn new() -> Self {
+        NetPrio::default()
+    }
+
+    /// Adds the priority `prio` for interface `ifname`.
+    pub fn priority(&mut self, ifname: impl Into<String>, prio: u32) -> &mut Self {
+        self.ifpriomap.push((ifname.into(), prio));
+        self
+    }
 }
 
 impl Part for NetPrio {

@@ -10,9 +10,23 @@ use crate::stats::read::{At, read_number, read_u64};
 
 /// Process count limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Pids {
     /// Maximum number of tasks; `None` = unlimited.
     pub max: Option<u64>,
+}
+
+impl Pids {
+    /// No limit (`pids.max` = `max`).
+    pub fn new() -> Self {
+        Pids::default()
+    }
+
+    /// Sets `max`: at most `value` tasks (leave `max` `None` for no limit).
+    pub fn max(&mut self, value: u64) -> &mut Self {
+        self.max = Some(value);
+        self
+    }
 }
 
 impl Part for Pids {

@@ -57,10 +57,10 @@ impl Cgroup {
     /// `None`; a file that exists but cannot be read or parsed is an error.
     ///
     /// ```no_run
-    /// use nook_cgroup::{Cgroup, CgroupSpec, Pids};
+    /// use nook_cgroup::{Cgroup, CgroupSpec};
     ///
     /// let mut spec = CgroupSpec::new("nk-doc-stats");
-    /// spec.resources.pids = Some(Pids { max: Some(32) });
+    /// spec.resources.pids.get_or_insert_default().max(32);
     /// let cg = Cgroup::create(&spec)?;
     /// let stats = cg.stats()?;
     /// println!("{} tasks", stats.pids.map_or(0, |p| p.current));
