@@ -25,6 +25,42 @@
 //! the v2 directory is created as well, for `cgroup.freeze`, `cgroup.kill`, hugetlb, PSI and
 //! `CLONE_INTO_CGROUP`.
 //!
+//! Discovery parses both files with `procfs-core`'s parsers (`MountInfos`, `ProcessCGroups`).
+//!
+//! **One file per controller.** `controller/<name>.rs` holds a controller's spec struct
+//! (its field of [`Resources`]), its validation, its writes in the v1 and the v2 file syntax
+//! and the reading of its [`Stats`] section, with unit tests that run on a temp dir laid out
+//! like a cgroup directory (no root). `controller/mod.rs` is the registry: the
+//! [`Controller`] enum and `Resources::parts`, which every step (planning the directories,
+//! validation, apply) goes through. The v2 device program is `bpf.rs` (the only `unsafe`).
+//!
+//! The spec structs are `#[non_exhaustive]`: build them with `new()` / `Default` and the
+//! setters, or assign their fields:
+//!
+//! ```
+//! use nook_cgroup::{CgroupSpec, DeviceRule, DeviceAccess, DevicePolicy, HugetlbLimit, Resources};
+//!
+//! let mut spec = CgroupSpec::new("nk-job");
+//! spec.parent("/sandboxes").leaf_for_parent_processes("init");
+//! spec.resources.memory.get_or_insert_default().max(64 << 20).swap(0);
+//! spec.resources.cpu.get_or_insert_default().weight(200).quota_us(50_000);
+//! spec.resources.pids.get_or_insert_default().max(64);
+//! spec.resources.hugetlb.push(HugetlbLimit::new("2MB", 4 << 20));
+//! let mut policy = DevicePolicy::deny_by_default(Vec::new());
+//! policy.rule(DeviceRule::allow_char(1, 3, DeviceAccess::all()));
+//! spec.resources.devices = Some(policy);
+//! assert!(spec.validate().is_ok());
+//!
+//! let mut later = Resources::new();
+//! later.pids.get_or_insert_default().max(128);
+//! assert_eq!(later.validate(), Ok(()));
+//! ```
+//!
+//! Errors are one [`Error`] enum: a failed call is [`Error::Sys`] (the call, the path), a
+//! refused control-file write [`Error::Write`] (with the value), a create whose undo failed
+//! too [`Error::Cleanup`], a removal that kept going [`Error::Teardown`];
+//! [`Error::raw_os_error`] finds the errno behind any of them.
+//!
 //! Why not `cgroups-rs`: see the project's design notes (it treats hybrid hosts as pure v1,
 //! creates groups at the hierarchy root, hard-codes `/sys/fs/cgroup`, ignores
 //! controller-enable errors, and pulls in a D-Bus stack).
