@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use procfs_core::{FromBufRead, ProcessCGroups, process::MountInfos};
+use procfs_core::process::MountInfo;
+use procfs_core::{FromBufRead, ProcessCGroups};
 
 use crate::controller::{Controller, V2Support};
 use crate::error::{Error, ParseContext, Result, SysContext};
@@ -151,7 +152,15 @@ impl Hierarchies {
             }
         }
 
-        let mounts = MountInfos::from_buf_read(mountinfo.as_bytes()).parse_at("/proc/thread-self/mountinfo")?;
+        // Only the cgroup mounts are parsed (a host has many other mounts, and each parsed line
+        // costs two maps): those whose file system type, after the ` - ` separator, is
+        // `cgroup` or `cgroup2`. Each is parsed by procfs-core's mountinfo line parser.
+        let mounts = mountinfo
+            .lines()
+            .filter(|l| l.split_once(" - ").is_some_and(|(_, fs)| fs.starts_with("cgroup")))
+            .map(MountInfo::from_line)
+            .collect::<Result<Vec<_>, _>>()
+            .parse_at("/proc/thread-self/mountinfo")?;
         let mut v1 = Vec::new();
         let mut v2 = None;
         for m in mounts {
@@ -327,7 +336,11 @@ mod tests {
         let h = Hierarchies::parse(mi, "3:net_cls,net_prio:/\n").unwrap();
         assert_eq!(h.v1[0].mount_point, Path::new("/sys/fs/cgroup/net x"));
         assert_eq!(h.v1[0].controllers, ["net_cls", "net_prio"]);
-        assert!(matches!(Hierarchies::parse("garbage\n", "0::/\n"), Err(Error::Parse { .. })));
+        assert!(matches!(
+            Hierarchies::parse("x 1 0:2 / /c rw - cgroup2 cgroup2 rw\n", "0::/\n"),
+            Err(Error::Parse { .. })
+        ));
+        assert!(matches!(Hierarchies::parse("garbage\n", "0::/\n"), Err(Error::NoHierarchy)), "not a cgroup mount");
         assert!(matches!(Hierarchies::parse(mi, "x:y\n"), Err(Error::Parse { .. })));
     }
 }
