@@ -201,4 +201,34 @@ mod tests {
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(serde_json::from_str::<CgroupSpec>(&json).unwrap(), spec);
     }
+
+    /// The {"name":"nk-x","parent":"/p","leaf_for_parent_processes":"init","resources":{"cpu":{"weight":100,"shares":null,"quota_us":20000,"period_us":100000},"cpuacct":true,"cpuset":{"cpus":"0-1","mems":"0"},"memory":{"max":67108864,"high":null,"low":4096,"min":null,"swap":0},"devices":{"default_allow":false,"rules":[{"allow":true,"kind":"char","major":1,"minor":3,"access":"READ | WRITE"}]},"freezer":true,"net_cls":{"classid":65537},"blkio":{"weight":500,"throttle":[{"major":8,"minor":0,"read_bps":1048576,"write_bps":null,"read_iops":null,"write_iops":100}]},"perf_event":true,"net_prio":{"ifpriomap":[["lo",5]]},"hugetlb":[{"page_size":"2MB","limit":4194304}],"pids":{"max":20}}} of a spec with every controller is what it was before the controllers got
+    /// their own modules and setters (the string is the previous release's output).
+    #[test]
+    fn serde_shape_is_unchanged() {
+        use crate::{DeviceAccess, DevicePolicy, DeviceRule, DeviceThrottle, HugetlbLimit, NetCls};
+        let mut spec = CgroupSpec::new("nk-x");
+        spec.parent("/p").leaf_for_parent_processes("init");
+        let r = &mut spec.resources;
+        r.cpu.get_or_insert_default().weight(100).quota_us(20_000).period_us(100_000);
+        r.cpuacct = true;
+        r.cpuset.get_or_insert_default().cpus("0-1").mems("0");
+        r.memory.get_or_insert_default().max(1 << 26).low(4096).swap(0);
+        let mut devices = DevicePolicy::deny_by_default(Vec::new());
+        devices.rule(DeviceRule::allow_char(1, 3, DeviceAccess::READ | DeviceAccess::WRITE));
+        r.devices = Some(devices);
+        r.freezer = true;
+        r.net_cls = Some(NetCls::new(0x10001));
+        r.blkio
+            .get_or_insert_default()
+            .weight(500)
+            .throttle(DeviceThrottle::new(8, 0).read_bps(1 << 20).write_iops(100).clone());
+        r.perf_event = true;
+        r.net_prio.get_or_insert_default().priority("lo", 5);
+        r.hugetlb.push(HugetlbLimit::new("2MB", 1 << 22));
+        r.pids.get_or_insert_default().max(20);
+        let before = r#"{"name":"nk-x","parent":"/p","leaf_for_parent_processes":"init","resources":{"cpu":{"weight":100,"shares":null,"quota_us":20000,"period_us":100000},"cpuacct":true,"cpuset":{"cpus":"0-1","mems":"0"},"memory":{"max":67108864,"high":null,"low":4096,"min":null,"swap":0},"devices":{"default_allow":false,"rules":[{"allow":true,"kind":"char","major":1,"minor":3,"access":"READ | WRITE"}]},"freezer":true,"net_cls":{"classid":65537},"blkio":{"weight":500,"throttle":[{"major":8,"minor":0,"read_bps":1048576,"write_bps":null,"read_iops":null,"write_iops":100}]},"perf_event":true,"net_prio":{"ifpriomap":[["lo",5]]},"hugetlb":[{"page_size":"2MB","limit":4194304}],"pids":{"max":20}}}"#;
+        assert_eq!(serde_json::to_string(&spec).unwrap(), before);
+        assert_eq!(serde_json::from_str::<CgroupSpec>(before).unwrap(), spec);
+    }
 }
