@@ -25,7 +25,8 @@
 //! the v2 directory is created as well, for `cgroup.freeze`, `cgroup.kill`, hugetlb, PSI and
 //! `CLONE_INTO_CGROUP`.
 //!
-//! Discovery parses both files with `procfs-core`'s parsers (`MountInfos`, `ProcessCGroups`).
+//! Discovery parses both files with `procfs-core`'s parsers (`MountInfo` for the cgroup lines of
+//! mountinfo, `ProcessCGroups`).
 //!
 //! **One file per controller.** `controller/<name>.rs` holds a controller's spec struct
 //! (its field of [`Resources`]), its validation, its writes in the v1 and the v2 file syntax
