@@ -49,7 +49,7 @@ static PROBES: AtomicU32 = AtomicU32::new(0);
 ///
 /// Errors when the cgroup mounts cannot be read ([`Hierarchies::discover`]) or the caller's
 /// v2 cgroup cannot be reached safely (the mount point is not cgroup2, or a symlink or
-/// another mount stands in the path: [`Error::Unsafe`]); a feature the probe cannot see is
+/// another mount stands in the path: [`Error::Unsafe`](crate::Error::Unsafe)); a feature the probe cannot see is
 /// reported `false`.
 pub fn probe() -> Result<KernelSupport> {
     let h = Hierarchies::discover()?;
