@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
-use nook_cgroup::{Cgroup, CgroupSpec, Controller, Hierarchies, Layout, Memory, Pids, Version};
+use nook_cgroup::{Cgroup, CgroupSpec, Controller, Hierarchies, Layout, Version};
 use nook_ns::{Command, Namespace, NamespaceSet, NsFd, NsGuard};
 
 mod layers;
@@ -575,8 +575,8 @@ const CG_PIDS: u64 = 64;
 
 fn cgroup_spec(name: &str) -> CgroupSpec {
     let mut spec = CgroupSpec::new(name);
-    spec.resources.memory = Some(Memory { max: Some(CG_MEMORY), ..Memory::default() });
-    spec.resources.pids = Some(Pids { max: Some(CG_PIDS) });
+    spec.resources.memory.get_or_insert_default().max(CG_MEMORY);
+    spec.resources.pids.get_or_insert_default().max(CG_PIDS);
     spec
 }
 

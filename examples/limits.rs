@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use nook_cgroup::{Cgroup, CgroupSpec, Controller, Layout, Memory, Pids, Resources, Version};
+use nook_cgroup::{Cgroup, CgroupSpec, Controller, Layout, Resources, Version};
 use nook_ns::{Child, Command, Stdio};
 
 const PIDS_MAX: u64 = 20;
@@ -50,7 +50,7 @@ fn spawn_in(cg: &Cgroup, role: &str) -> Result<Child, Box<dyn Error>> {
 
 fn fork_bomb() -> Result<(), Box<dyn Error>> {
     let mut spec = CgroupSpec::new(format!("nk-example-bomb-{}", std::process::id()));
-    spec.resources.pids = Some(Pids { max: Some(PIDS_MAX) });
+    spec.resources.pids.get_or_insert_default().max(PIDS_MAX);
     let cg = Cgroup::create(&spec)?;
     let (dir, _) = cg.dir_of(Controller::Pids).ok_or("no pids directory")?;
     println!("fork bomb in {} (pids.max = {PIDS_MAX})", dir.display());
@@ -107,14 +107,15 @@ fn bomb() -> ! {
 
 fn memory_hog() -> Result<(), Box<dyn Error>> {
     let mut spec = CgroupSpec::new(format!("nk-example-hog-{}", std::process::id()));
-    spec.resources.memory = Some(Memory { max: Some(MEMORY_MAX), ..Memory::default() });
+    spec.resources.memory.get_or_insert_default().max(MEMORY_MAX);
     let mut cg = Cgroup::create(&spec)?;
     let (dir, version) = cg.dir_of(Controller::Memory).ok_or("no memory directory")?;
     // No swap either, where the kernel accounts it, so the hog cannot escape the limit.
     let swap_file = if version == Version::V1 { "memory.memsw.limit_in_bytes" } else { "memory.swap.max" };
     if dir.join(swap_file).exists() {
-        let no_swap = Memory { max: Some(MEMORY_MAX), swap: Some(0), ..Memory::default() };
-        cg.update(&Resources { memory: Some(no_swap), ..Resources::default() })?;
+        let mut no_swap = Resources::new();
+        no_swap.memory.get_or_insert_default().max(MEMORY_MAX).swap(0);
+        cg.update(&no_swap)?;
     }
     let (dir, _) = cg.dir_of(Controller::Memory).ok_or("no memory directory")?;
     println!("memory hog in {} (limit {} MiB)", dir.display(), MEMORY_MAX >> 20);

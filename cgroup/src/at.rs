@@ -18,12 +18,12 @@ use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Joined, Result, SysContext};
 use crate::hierarchy::Version;
 
 /// `CGROUP_SUPER_MAGIC` (linux/magic.h): a v1 hierarchy.
@@ -39,8 +39,8 @@ const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
 /// Opens a hierarchy's mount point and checks that it is a cgroup file system of `version`.
 pub(crate) fn open_root(mount_point: &Path, version: Version) -> Result<OwnedFd> {
     let fd = rustix::fs::open(mount_point, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::io("open", mount_point, e.into()))?;
-    let st = rustix::fs::fstatfs(&fd).map_err(|e| Error::io("fstatfs", mount_point, e.into()))?;
+        .sys_at("openat2", mount_point)?;
+    let st = rustix::fs::fstatfs(&fd).sys_at("fstatfs", mount_point)?;
     let want = match version {
         Version::V1 => CGROUP_SUPER_MAGIC,
         Version::V2 => CGROUP2_SUPER_MAGIC,
@@ -58,17 +58,18 @@ pub(crate) fn open_root(mount_point: &Path, version: Version) -> Result<OwnedFd>
 }
 
 /// Turns a resolution failure into an error: a symlink (`ELOOP`) or a mount crossing /
-/// escape (`EXDEV`) is [`Error::Unsafe`]; anything else is [`Error::Io`] with `op`.
-pub(crate) fn err(op: &'static str, path: &Path, e: io::Error) -> Error {
+/// escape (`EXDEV`) is [`Error::Unsafe`]; anything else is [`Error::Sys`] with `call`
+/// (used through [`SysContext::beneath`]).
+pub(crate) fn err(call: &'static str, path: PathBuf, e: io::Error) -> Error {
     let reason = match e.raw_os_error() {
         Some(libc::ELOOP) => "a symlink is on the way (cgroup paths are resolved without following symlinks)",
         Some(libc::EXDEV) => {
             "the path leaves the cgroup hierarchy's mount (a bind mount or `..`; cgroup paths are \
              resolved beneath the hierarchy root without crossing mounts)"
         }
-        _ => return Error::io(op, path, e),
+        _ => return Error::Sys { call, path: Some(path), source: e },
     };
-    Error::Unsafe { path: path.to_owned(), reason, source: e }
+    Error::Unsafe { path, reason, source: e }
 }
 
 /// Opens `rel` (plain names only; empty = `dir` itself) below `dir` for `flags`, beneath
@@ -163,7 +164,7 @@ pub(crate) fn identity_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(u64,
 /// the value.
 pub(crate) fn write(dir: BorrowedFd<'_>, dir_path: &Path, file: &str, value: &str) -> Result<()> {
     let werr = |e: io::Error| match e.raw_os_error() {
-        Some(libc::ELOOP | libc::EXDEV) => err("open", &dir_path.join(file), e),
+        Some(libc::ELOOP | libc::EXDEV) => err("openat2", dir_path.join(file), e),
         _ => Error::Write { path: dir_path.join(file), value: value.to_owned(), source: e },
     };
     let fd = open_beneath(dir, Path::new(file), OFlags::WRONLY).map_err(werr)?;
@@ -176,7 +177,7 @@ pub(crate) fn write(dir: BorrowedFd<'_>, dir_path: &Path, file: &str, value: &st
 
 /// Reads the cgroup file `file` of `dir`.
 pub(crate) fn read(dir: BorrowedFd<'_>, dir_path: &Path, file: &str) -> Result<String> {
-    read_io(dir, file).map_err(|e| err("read", &dir_path.join(file), e))
+    read_io(dir, file).beneath("read", Joined(dir_path, file))
 }
 
 /// [`read`] with the bare OS error (`ENOENT` for a file the cgroup does not have).

@@ -64,7 +64,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
-use crate::devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
+use crate::controller::devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 use crate::error::{Error, Result};
 
 /// Builds the program for `policy`, loads it and attaches it to the cgroup directory

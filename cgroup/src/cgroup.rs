@@ -12,12 +12,11 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::apply;
 use crate::at;
-use crate::cpuset::CpuSet;
-use crate::error::{Error, Result};
-use crate::hierarchy::{Controller, Hierarchies, Hierarchy, Location, V2Support, Version};
-use crate::spec::{CgroupSpec, HostFacts, Resources, page_size_name};
+use crate::controller::{Controller, Resources, V2Support, cpuset, hugetlb};
+use crate::error::{Error, Result, SysContext};
+use crate::hierarchy::{Hierarchies, Hierarchy, Location, Version};
+use crate::spec::{CgroupSpec, HostFacts};
 use crate::sys;
 
 /// One directory of the cgroup, in one hierarchy.
@@ -38,6 +37,20 @@ pub(crate) struct Dir {
 }
 
 impl Dir {
+    /// Opens the directory `name` of `parent` (beneath it: no symlink, no other mount) as a
+    /// cgroup directory of `version` (`path` for display and errors).
+    pub(crate) fn open(
+        parent: OwnedFd,
+        name: OsString,
+        path: PathBuf,
+        version: Version,
+        controllers: Vec<String>,
+    ) -> Result<Dir> {
+        let fd = at::open_dir(parent.as_fd(), Path::new(&name)).beneath("openat2", &path)?;
+        let identity = at::identity(fd.as_fd()).sys_at("fstat", &path)?;
+        Ok(Dir { version, path, controllers, fd, parent, name, identity })
+    }
+
     /// Writes `value` to `file` in one `write(2)`.
     pub(crate) fn write(&self, file: &str, value: &str) -> Result<()> {
         at::write(self.fd.as_fd(), &self.path, file, value)
@@ -75,10 +88,10 @@ struct Made {
 /// alone. Only an explicit [`Cgroup::kill_all`] or [`Cgroup::remove`] touches them.
 ///
 /// ```no_run
-/// use nook_cgroup::{Cgroup, CgroupSpec, Pids};
+/// use nook_cgroup::{Cgroup, CgroupSpec};
 ///
 /// let mut spec = CgroupSpec::new("nk-doc");
-/// spec.resources.pids = Some(Pids { max: Some(32) });
+/// spec.resources.pids.get_or_insert_default().max(32);
 /// let cg = Cgroup::create(&spec)?;
 /// let worker = std::process::Command::new("sleep").arg("60").spawn().expect("spawn");
 /// cg.add_pid(worker.id())?;
@@ -168,16 +181,19 @@ impl Cgroup {
                 create_one(&mut cg, p, root, spec, &v2_names)?;
             }
             // Validated above (`update` would validate again).
-            apply::apply(&mut cg, &spec.resources)
+            spec.resources.apply(&mut cg)
         })();
         match result {
             Ok(()) => Ok(cg),
-            Err(e) => {
-                let _ = cg.remove_dirs();
-                cg.live = false;
-                Err(e)
-            }
+            Err(cause) => Err(cg.abandon(cause)),
         }
+    }
+
+    /// A create failed with `cause`: removes what it made. Errors of that removal are not
+    /// dropped: they come back with the cause as [`Error::Cleanup`].
+    fn abandon(mut self, cause: Error) -> Error {
+        self.live = false;
+        Error::with_cleanup(cause, self.remove_dirs().err().into_iter().collect())
     }
 
     /// Opens an existing cgroup: the directories `spec` names (its parent and name) in
@@ -185,7 +201,7 @@ impl Cgroup {
     /// nothing (apply limits with [`Cgroup::update`]).
     ///
     /// The handle does not own the cgroup: dropping it neither kills the processes inside
-    /// nor removes anything. A directory that is missing is an [`Error::Io`] with `ENOENT`.
+    /// nor removes anything. A directory that is missing is an [`Error::Sys`] with `ENOENT`.
     pub fn open(spec: &CgroupSpec) -> Result<Cgroup> {
         Cgroup::open_in(Hierarchies::discover()?, spec)
     }
@@ -198,12 +214,9 @@ impl Cgroup {
             let root = at::open_root(&p.hier.mount_point, p.version)?;
             let parent_rel = p.parent_rel.join(p.name.parent().unwrap_or(Path::new("")));
             let parent_path = p.hier.mount_point.join(&parent_rel);
-            let parent = at::open_dir(root.as_fd(), &parent_rel).map_err(|e| at::err("open", &parent_path, e))?;
+            let parent = at::open_dir(root.as_fd(), &parent_rel).beneath("openat2", &parent_path)?;
             let name = p.name.file_name().expect("validated: a name has a last component").to_owned();
-            let path = p.path();
-            let fd = at::open_dir(parent.as_fd(), Path::new(&name)).map_err(|e| at::err("open", &path, e))?;
-            let identity = at::identity(fd.as_fd()).map_err(|e| Error::io("fstat", &path, e))?;
-            dirs.push(Dir { version: p.version, path, controllers: p.controllers, fd, parent, name, identity });
+            dirs.push(Dir::open(parent, name, p.path(), p.version, p.controllers)?);
         }
         Ok(Cgroup { hierarchies, dirs, device_program: None, ancestors: Vec::new(), live: false, owned: false })
     }
@@ -218,7 +231,7 @@ impl Cgroup {
     /// created with can be set.
     pub fn update(&mut self, resources: &Resources) -> Result<()> {
         resources.validate()?;
-        apply::apply(self, resources)
+        resources.apply(self)
     }
 
     /// Where the hierarchies are.
@@ -282,55 +295,13 @@ impl Cgroup {
             controller: Controller::Freezer,
             detail: "CLONE_INTO_CGROUP needs a cgroup2 hierarchy, and none is mounted".to_owned(),
         })?;
-        dir.fd.try_clone().map_err(|e| Error::io("dup", &dir.path, e))
+        dir.fd.try_clone().sys_at("dup", &dir.path)
     }
 
     /// The processes in the cgroup (from the first directory; every hierarchy holds them).
     pub fn procs(&self) -> Result<Vec<u32>> {
         let dir = self.v2_entry().or_else(|| self.dirs.first()).ok_or(Error::NoHierarchy)?;
         read_pids(dir.fd.as_fd(), &dir.path)
-    }
-
-    /// Freezes every process in the cgroup and waits until the kernel reports it frozen.
-    pub fn freeze(&self) -> Result<()> {
-        self.set_frozen(true)
-    }
-
-    /// Thaws a frozen cgroup.
-    pub fn thaw(&self) -> Result<()> {
-        self.set_frozen(false)
-    }
-
-    fn set_frozen(&self, frozen: bool) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        match self.freezer()? {
-            (dir, Version::V2) => {
-                dir.write("cgroup.freeze", if frozen { "1" } else { "0" })?;
-                let want = if frozen { "frozen 1" } else { "frozen 0" };
-                wait_until(deadline, "cgroup.events frozen", || {
-                    Ok(dir.read("cgroup.events")?.lines().any(|l| l == want))
-                })
-            }
-            (dir, Version::V1) => {
-                let state = if frozen { "FROZEN" } else { "THAWED" };
-                wait_until(deadline, "freezer.state", || {
-                    dir.write("freezer.state", state)?;
-                    Ok(dir.read("freezer.state")?.trim() == state)
-                })
-            }
-        }
-    }
-
-    /// The freezer in use: the v1 freezer directory if the cgroup has one, else v2's
-    /// `cgroup.freeze`.
-    fn freezer(&self) -> Result<(&Dir, Version)> {
-        if let Some(d) = self.entry_of(Controller::Freezer).filter(|d| d.version == Version::V1) {
-            return Ok((d, Version::V1));
-        }
-        self.v2_entry().map(|d| (d, Version::V2)).ok_or_else(|| Error::ControllerUnavailable {
-            controller: Controller::Freezer,
-            detail: "no v1 freezer directory (set `freezer` in the spec) and no cgroup2 hierarchy".to_owned(),
-        })
     }
 
     /// Kills every process in the cgroup and waits until it is empty: v2 `cgroup.kill`
@@ -395,25 +366,36 @@ impl Cgroup {
         // and refuses (EBUSY) while it holds processes or child cgroups. So try that first,
         // last directory first as below, and kill and walk the trees only for what is left.
         while let Some(d) = self.dirs.last() {
-            match still_there(d)
-                .and_then(|()| at::rmdir(d.parent.as_fd(), &d.name).map_err(|e| Error::io("rmdir", &d.path, e)))
-            {
+            match still_there(d).and_then(|()| at::rmdir(d.parent.as_fd(), &d.name).sys_at("unlinkat", &d.path)) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(_) => break,
             }
             self.dirs.pop();
         }
+        let what = self.what();
         let killed = if self.dirs.is_empty() { Ok(()) } else { self.kill_all() };
-        let removed = self.remove_dirs();
-        match (killed, removed) {
-            (_, Err(e)) => Err(e),
-            (Err(e), Ok(())) => Err(e),
-            (Ok(()), Ok(())) => Ok(()),
+        let mut errors: Vec<Error> = killed.err().into_iter().collect();
+        match self.remove_dirs() {
+            Err(Error::Teardown { errors: more, .. }) => errors.extend(more),
+            Err(e) => errors.push(e),
+            Ok(()) => {}
+        }
+        Error::teardown(what, errors)
+    }
+
+    /// What a [`Error::Teardown`] names: the cgroup's first directory.
+    fn what(&self) -> String {
+        match self.dirs.first() {
+            Some(d) => format!("cgroup {}", d.path.display()),
+            None => "cgroup".to_owned(),
         }
     }
 
+    /// Removes every directory and the ancestors the create made; keeps going after a
+    /// failure and reports all of them as [`Error::Teardown`].
     fn remove_dirs(&mut self) -> Result<()> {
+        let what = self.what();
         let mut failures = Vec::new();
         // The device program goes with the v2 directory; close our fd first.
         self.device_program.take();
@@ -428,12 +410,12 @@ impl Cgroup {
         for m in self.ancestors.drain(..).rev() {
             match at::rmdir(m.parent.as_fd(), &m.name) {
                 Err(e) if !matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTEMPTY | libc::EBUSY)) => {
-                    failures.push(Error::io("rmdir", m.path, e));
+                    failures.push(Error::Sys { call: "unlinkat", path: Some(m.path), source: e });
                 }
                 _ => {}
             }
         }
-        if failures.is_empty() { Ok(()) } else { Err(Error::Remove { failures }) }
+        Error::teardown(what, failures)
     }
 }
 
@@ -455,7 +437,7 @@ fn still_there(d: &Dir) -> Result<()> {
             reason: "the directory there is no longer the cgroup this handle holds (renamed, replaced or mounted over)",
             source: std::io::Error::from_raw_os_error(libc::ESTALE),
         }),
-        Err(e) => Err(Error::io("stat", &d.path, e)),
+        Err(e) => Err(e).sys_at("fstatat", &d.path),
     }
 }
 
@@ -476,7 +458,7 @@ fn create_one(cg: &mut Cgroup, p: &Planned<'_>, root: OwnedFd, spec: &CgroupSpec
         match at::open_dir(root.as_fd(), &parent_rel) {
             Ok(fd) => Some(fd),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
-            Err(e) => return Err(at::err("open", &p.hier.mount_point.join(&parent_rel), e)),
+            Err(e) => return Err(e).beneath("openat2", p.hier.mount_point.join(&parent_rel)),
         }
     };
     let parent = match fast {
@@ -496,20 +478,19 @@ fn create_one(cg: &mut Cgroup, p: &Planned<'_>, root: OwnedFd, spec: &CgroupSpec
                             Ok(()) => true,
                             // Made by someone else meanwhile: a parent, not ours.
                             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
-                            Err(e) => return Err(Error::io("mkdir", &cur_path, e)),
+                            Err(e) => return Err(e).sys_at("mkdirat", &cur_path),
                         };
                         if made {
-                            let parent = cur.try_clone().map_err(|e| Error::io("dup", &cur_path, e))?;
+                            let parent = cur.try_clone().sys_at("dup", &cur_path)?;
                             cg.ancestors.push(Made { parent, name: comp.to_owned(), path: cur_path.clone() });
                         }
-                        let fd =
-                            at::open_dir(cur.as_fd(), Path::new(comp)).map_err(|e| at::err("open", &cur_path, e))?;
+                        let fd = at::open_dir(cur.as_fd(), Path::new(comp)).beneath("openat2", &cur_path)?;
                         if made && is_cpuset {
-                            apply::init_v1_cpuset(cur.as_fd(), fd.as_fd(), &cur_path)?;
+                            cpuset::init_v1(cur.as_fd(), fd.as_fd(), &cur_path)?;
                         }
                         fd
                     }
-                    Err(e) => return Err(at::err("open", &cur_path, e)),
+                    Err(e) => return Err(e).beneath("openat2", &cur_path),
                 };
                 chain.push((next, cur_path.clone()));
             }
@@ -528,28 +509,20 @@ fn create_one(cg: &mut Cgroup, p: &Planned<'_>, root: OwnedFd, spec: &CgroupSpec
     match at::mkdir(parent.as_fd(), name) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => return Err(Error::Exists { path }),
-        Err(e) => return Err(Error::io("mkdir", &path, e)),
+        Err(e) => return Err(e).sys_at("mkdirat", &path),
     }
-    let fd = match at::open_dir(parent.as_fd(), Path::new(name)) {
-        Ok(fd) => fd,
-        Err(e) => {
-            let _ = at::rmdir(parent.as_fd(), name);
-            return Err(at::err("open", &path, e));
-        }
+    // Ours (just made), not yet in `cg.dirs`: if a step fails before it is, remove it here.
+    let undo = |cause: Error| {
+        let cleanup = at::rmdir(parent.as_fd(), name).sys_at("unlinkat", &path).err();
+        Error::with_cleanup(cause, cleanup.into_iter().collect())
     };
-    let identity = match at::identity(fd.as_fd()) {
-        Ok(id) => id,
-        Err(e) => {
-            // Ours (just made), not yet in `cg.dirs`: remove it here.
-            let _ = at::rmdir(parent.as_fd(), name);
-            return Err(Error::io("fstat", &path, e));
-        }
-    };
+    let fd = at::open_dir(parent.as_fd(), Path::new(name)).beneath("openat2", &path).map_err(undo)?;
+    let identity = at::identity(fd.as_fd()).sys_at("fstat", &path).map_err(undo)?;
     let controllers = p.controllers.clone();
     cg.dirs.push(Dir { version: p.version, path, controllers, fd, parent, name: name.to_owned(), identity });
     if is_cpuset {
         let d = cg.dirs.last().expect("just pushed");
-        apply::init_v1_cpuset(d.parent.as_fd(), d.fd.as_fd(), &d.path)?;
+        cpuset::init_v1(d.parent.as_fd(), d.fd.as_fd(), &d.path)?;
     }
     Ok(())
 }
@@ -568,7 +541,7 @@ fn plan_dirs<'a>(h: &'a Hierarchies, spec: &'a CgroupSpec) -> Result<Vec<Planned
             name: Path::new(&spec.name),
         })
     };
-    for controller in requested(&spec.resources) {
+    for controller in spec.resources.requested() {
         match h.require(controller)? {
             Location::V1(hier) => {
                 if dirs.iter().any(|d| d.version == Version::V1 && d.controllers == hier.controllers) {
@@ -590,29 +563,6 @@ fn plan_dirs<'a>(h: &'a Hierarchies, spec: &'a CgroupSpec) -> Result<Vec<Planned
     Ok(dirs)
 }
 
-/// The controllers a set of resources asks for.
-pub(crate) fn requested(r: &Resources) -> Vec<Controller> {
-    let mut out = Vec::new();
-    let mut want = |cond: bool, c: Controller| {
-        if cond {
-            out.push(c);
-        }
-    };
-    want(r.cpu.is_some(), Controller::Cpu);
-    want(r.cpuacct, Controller::Cpuacct);
-    want(r.cpuset.is_some(), Controller::Cpuset);
-    want(r.memory.is_some(), Controller::Memory);
-    want(r.devices.is_some(), Controller::Devices);
-    want(r.freezer, Controller::Freezer);
-    want(r.net_cls.is_some(), Controller::NetCls);
-    want(r.blkio.is_some(), Controller::Blkio);
-    want(r.perf_event, Controller::PerfEvent);
-    want(r.net_prio.is_some(), Controller::NetPrio);
-    want(!r.hugetlb.is_empty(), Controller::Hugetlb);
-    want(r.pids.is_some(), Controller::Pids);
-    out
-}
-
 /// The parent of the cgroup in `hier`, relative to its mount point: the spec's parent or
 /// the caller's own cgroup.
 fn parent_rel(hier: &Hierarchy, spec: &CgroupSpec) -> Result<PathBuf> {
@@ -632,37 +582,15 @@ fn host_facts(h: &Hierarchies, plan: &[Planned<'_>], spec: &CgroupSpec) -> Resul
                 match at::open_dir(root.as_fd(), &rel) {
                     Ok(fd) => break fd,
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) && rel.pop() => {}
-                    Err(e) => return Err(at::err("open", &p.hier.mount_point.join(&rel), e)),
+                    Err(e) => return Err(e).beneath("openat2", p.hier.mount_point.join(&rel)),
                 }
             };
             let parent_path = p.hier.mount_point.join(&rel);
-            let (cpus, mems) = match p.version {
-                Version::V1 => ("cpuset.effective_cpus", "cpuset.effective_mems"),
-                Version::V2 => ("cpuset.cpus.effective", "cpuset.mems.effective"),
-            };
-            let read_set = |f: &str| -> Result<Option<CpuSet>> {
-                match at::read(parent.as_fd(), &parent_path, f) {
-                    Ok(s) => {
-                        CpuSet::parse(&s).map(Some).map_err(|detail| Error::Parse { path: parent_path.join(f), detail })
-                    }
-                    Err(_) => Ok(None),
-                }
-            };
-            facts.parent_cpus = read_set(cpus)?;
-            facts.parent_mems = read_set(mems)?;
+            (facts.parent_cpus, facts.parent_mems) = cpuset::parent_sets(parent.as_fd(), &parent_path, p.version)?;
         }
     }
     if !spec.resources.hugetlb.is_empty() {
-        if let Ok(entries) = std::fs::read_dir("/sys/kernel/mm/hugepages") {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(kb) = name.strip_prefix("hugepages-").and_then(|s| s.strip_suffix("kB")) {
-                    if let Ok(kb) = kb.parse::<u64>() {
-                        facts.huge_page_sizes.push(page_size_name(kb));
-                    }
-                }
-            }
-        }
+        facts.huge_page_sizes = hugetlb::host_page_sizes();
     }
     Ok(facts)
 }
@@ -706,16 +634,16 @@ fn move_parent_processes_to_leaf(parent: BorrowedFd<'_>, parent_path: &Path, lea
     if procs.is_empty() {
         return Ok(());
     }
-    let mut cur = parent.try_clone_to_owned().map_err(|e| Error::io("dup", parent_path, e))?;
+    let mut cur = parent.try_clone_to_owned().sys_at("dup", parent_path)?;
     let mut cur_path = parent_path.to_owned();
     for comp in Path::new(leaf).components() {
         let comp = comp.as_os_str();
         cur_path.push(comp);
         match at::mkdir(cur.as_fd(), comp) {
-            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(Error::io("mkdir", &cur_path, e)),
+            Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e).sys_at("mkdirat", &cur_path),
             _ => {}
         }
-        cur = at::open_dir(cur.as_fd(), Path::new(comp)).map_err(|e| at::err("open", &cur_path, e))?;
+        cur = at::open_dir(cur.as_fd(), Path::new(comp)).beneath("openat2", &cur_path)?;
     }
     for pid in procs {
         match at::write(cur.as_fd(), &cur_path, "cgroup.procs", &pid.to_string()) {
@@ -730,7 +658,7 @@ fn move_parent_processes_to_leaf(parent: BorrowedFd<'_>, parent_path: &Path, lea
 /// The v2 controllers (`subtree_control` names) the resources need.
 fn v2_controller_names(h: &Hierarchies, r: &Resources) -> Vec<&'static str> {
     let mut names: Vec<&'static str> = Vec::new();
-    for c in requested(r) {
+    for c in r.requested() {
         if let (Some(Location::V2(_)), V2Support::Enabled(name)) = (h.locate(c), c.v2()) {
             if !names.contains(&name) {
                 names.push(name);
@@ -753,7 +681,7 @@ fn tree_pids(dir: BorrowedFd<'_>, path: &Path, out: &mut Vec<u32>) -> Result<()>
         match at::open_dir(dir, Path::new(&name)) {
             Ok(fd) => tree_pids(fd.as_fd(), &child_path, out)?,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(at::err("open", &child_path, e)),
+            Err(e) => return Err(e).beneath("openat2", &child_path),
         }
     }
     Ok(())
@@ -777,9 +705,9 @@ fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<()> 
     let dir = match at::open_dir(parent, Path::new(name)) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-        Err(e) => return Err(at::err("open", path, e)),
+        Err(e) => return Err(e).beneath("openat2", path),
     };
-    for child in at::subdirs(dir.as_fd()).map_err(|e| Error::io("readdir", path, e))? {
+    for child in at::subdirs(dir.as_fd()).sys_at("getdents64", path)? {
         remove_tree(dir.as_fd(), &child, &path.join(&child))?;
     }
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -790,12 +718,12 @@ fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<()> 
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(e) => return Err(Error::io("rmdir", path, e)),
+            Err(e) => return Err(e).sys_at("unlinkat", path),
         }
     }
 }
 
-fn wait_until(deadline: Instant, what: &'static str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+pub(crate) fn wait_until(deadline: Instant, what: &'static str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
     let mut pause = Duration::from_micros(100);
     loop {
         if done()? {
@@ -806,5 +734,56 @@ fn wait_until(deadline: Instant, what: &'static str, mut done: impl FnMut() -> R
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hierarchy::Layout;
+
+    /// A handle over plain directories of a temp dir (removal works the same there): a
+    /// directory that cannot be removed (it holds a file, so `unlinkat` says ENOTEMPTY)
+    /// makes a failed create report the cause and the failed cleanup.
+    #[test]
+    fn a_failed_create_reports_the_cleanup_that_failed_too() {
+        let t = nook_testutil::TempDir::new("cleanup").unwrap();
+        let made = |name: &str, stray_file: bool| {
+            std::fs::create_dir(t.join(name)).unwrap();
+            if stray_file {
+                std::fs::write(t.join(name).join("stray"), "x").unwrap();
+            }
+            let parent: OwnedFd = std::fs::File::open(t.path()).unwrap().into();
+            let fd = at::open_dir(parent.as_fd(), Path::new(name)).unwrap();
+            let identity = at::identity(fd.as_fd()).unwrap();
+            let path = t.join(name);
+            Dir { version: Version::V2, path, controllers: Vec::new(), fd, parent, name: name.into(), identity }
+        };
+        let cg = |dirs| Cgroup {
+            hierarchies: Hierarchies { layout: Layout::V2, v1: Vec::new(), v2: None },
+            dirs,
+            device_program: None,
+            ancestors: Vec::new(),
+            live: true,
+            owned: true,
+        };
+        let cause = || Error::Exists { path: t.join("elsewhere") };
+
+        // Undo works: only the cause comes back, and the directory is gone.
+        let err = cg(vec![made("nk-ok", false)]).abandon(cause());
+        assert!(matches!(err, Error::Exists { .. }), "{err:?}");
+        assert!(!t.join("nk-ok").exists());
+
+        // Undo fails for one of two directories: the other is still removed, and both the
+        // cause and the cleanup failure are reported.
+        let err = cg(vec![made("nk-stuck", true), made("nk-fine", false)]).abandon(cause());
+        assert!(!t.join("nk-fine").exists(), "the cleanup kept going");
+        let Error::Cleanup { cause, cleanup } = &err else { panic!("expected Cleanup: {err:?}") };
+        assert!(matches!(**cause, Error::Exists { .. }), "{err:?}");
+        assert_eq!(cleanup.len(), 1, "{err:?}");
+        assert_eq!(cleanup[0].raw_os_error(), Some(libc::ENOTEMPTY), "{err:?}");
+        assert!(matches!(&cleanup[0], Error::Sys { call: "unlinkat", path: Some(p), .. } if p.ends_with("nk-stuck")));
+        assert_eq!(err.raw_os_error(), None, "the cause (Exists) has no errno");
+        assert!(err.to_string().contains("undoing it failed"), "{err}");
     }
 }

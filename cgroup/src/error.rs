@@ -1,9 +1,9 @@
 //! Errors of `nook-cgroup`: one enum for the crate and one for bad input.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::hierarchy::Controller;
+use crate::controller::Controller;
 
 /// Everything that can go wrong in `nook-cgroup`.
 #[derive(Debug, thiserror::Error)]
@@ -12,13 +12,13 @@ pub enum Error {
     /// The spec was rejected before anything was written.
     #[error("invalid cgroup spec: {0}")]
     Invalid(#[from] ValidationError),
-    /// A file operation on cgroupfs failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was done (`"mkdir"`, `"write"`, `"read"`, `"rmdir"`, ...).
-        op: &'static str,
-        /// The file or directory.
-        path: PathBuf,
+    /// A system call or file operation failed.
+    #[error("{call}{}: {source}", at_path(.path))]
+    Sys {
+        /// The call (`"mkdirat"`, `"openat2"`, `"read"`, `"unlinkat"`, `"inotify_add_watch"`, ...).
+        call: &'static str,
+        /// The file or directory it was about, if any.
+        path: Option<PathBuf>,
         /// The OS error.
         #[source]
         source: io::Error,
@@ -114,11 +114,23 @@ pub enum Error {
         /// What was awaited.
         what: &'static str,
     },
-    /// Removal failed for some directories; every failure is listed.
-    #[error("removing the cgroup failed: {}", list(.failures))]
-    Remove {
-        /// Each failure.
-        failures: Vec<Error>,
+    /// A setup step failed, and undoing what it had done failed too: `cause` is the
+    /// failure, `cleanup` every error met while undoing (e.g. [`crate::Cgroup::create`]
+    /// could not remove a directory it had made).
+    #[error("{cause} (and undoing it failed: {})", list(.cleanup))]
+    Cleanup {
+        /// The failure.
+        cause: Box<Error>,
+        /// What failed while undoing.
+        cleanup: Vec<Error>,
+    },
+    /// Tearing down kept going after a failure; every failure is listed.
+    #[error("removing {what} failed: {}", list(.errors))]
+    Teardown {
+        /// What was being removed (the cgroup's first directory).
+        what: String,
+        /// Every failure, in the order met.
+        errors: Vec<Error>,
     },
 }
 
@@ -126,24 +138,110 @@ fn log_suffix(log: &str) -> String {
     if log.is_empty() { String::new() } else { format!("; verifier log: {log}") }
 }
 
+fn at_path(path: &Option<PathBuf>) -> String {
+    path.as_ref().map_or_else(String::new, |p| format!(" {}", p.display()))
+}
+
 fn list(errors: &[Error]) -> String {
     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 
 impl Error {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+    /// `cause` alone when `cleanup` is empty, else [`Error::Cleanup`]. A [`Error::Teardown`]
+    /// among the cleanup errors is flattened into its errors.
+    pub(crate) fn with_cleanup(cause: Error, cleanup: Vec<Error>) -> Error {
+        let cleanup: Vec<Error> = cleanup
+            .into_iter()
+            .flat_map(|e| match e {
+                Error::Teardown { errors, .. } => errors,
+                other => vec![other],
+            })
+            .collect();
+        if cleanup.is_empty() { cause } else { Error::Cleanup { cause: Box::new(cause), cleanup } }
     }
 
-    /// The OS errno behind this error, if any.
+    /// `Ok` when `errors` is empty, else [`Error::Teardown`].
+    pub(crate) fn teardown(what: impl Into<String>, errors: Vec<Error>) -> Result<()> {
+        if errors.is_empty() { Ok(()) } else { Err(Error::Teardown { what: what.into(), errors }) }
+    }
+
+    /// The OS errno behind this error, if any: the source of a failed call, the cause of a
+    /// [`Error::Cleanup`], the first failure with an errno of a [`Error::Teardown`].
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Io { source, .. }
+            Error::Sys { source, .. }
             | Error::Write { source, .. }
             | Error::Bpf { source, .. }
             | Error::Unsafe { source, .. } => source.raw_os_error(),
+            Error::Cleanup { cause, .. } => cause.raw_os_error(),
+            Error::Teardown { errors, .. } => errors.iter().find_map(Error::raw_os_error),
             _ => None,
         }
+    }
+}
+
+/// Context for a failed call, instead of hand-written `map_err` closures: the call's name
+/// and, with [`SysContext::sys_at`], the path it was about.
+pub(crate) trait SysContext<T> {
+    /// [`Error::Sys`] without a path.
+    fn sys(self, call: &'static str) -> Result<T>;
+    /// [`Error::Sys`] about `path`.
+    fn sys_at(self, call: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+    /// For a path resolved beneath a hierarchy root (`at.rs`): a symlink (`ELOOP`) or a mount
+    /// crossing / escape (`EXDEV`) on the way is [`Error::Unsafe`], anything else
+    /// [`Error::Sys`].
+    fn beneath(self, call: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> SysContext<T> for std::result::Result<T, io::Error> {
+    fn sys(self, call: &'static str) -> Result<T> {
+        self.map_err(|source| Error::Sys { call, path: None, source })
+    }
+
+    fn sys_at(self, call: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::Sys { call, path: Some(path.into()), source })
+    }
+
+    fn beneath(self, call: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| crate::at::err(call, path.into(), source))
+    }
+}
+
+/// A file of a directory, for an error's path: joined only when the error happens (the
+/// context traits take `impl Into<PathBuf>` and convert on the error path only).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Joined<'a>(pub(crate) &'a Path, pub(crate) &'a str);
+
+impl From<Joined<'_>> for PathBuf {
+    fn from(Joined(dir, file): Joined<'_>) -> PathBuf {
+        dir.join(file)
+    }
+}
+
+/// Context for a parser's complaint (a `String`, or `procfs-core`'s error): the file it
+/// was reading.
+pub(crate) trait ParseContext<T> {
+    /// [`Error::Parse`] about `path`.
+    fn parse_at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T, D: std::fmt::Display> ParseContext<T> for std::result::Result<T, D> {
+    fn parse_at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|detail| Error::Parse { path: path.into(), detail: detail.to_string() })
+    }
+}
+
+impl<T> SysContext<T> for std::result::Result<T, rustix::io::Errno> {
+    fn sys(self, call: &'static str) -> Result<T> {
+        self.map_err(io::Error::from).sys(call)
+    }
+
+    fn sys_at(self, call: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(io::Error::from).sys_at(call, path)
+    }
+
+    fn beneath(self, call: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(io::Error::from).beneath(call, path)
     }
 }
 
@@ -209,4 +307,41 @@ pub enum ValidationError {
         /// Why.
         reason: &'static str,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sys(errno: i32) -> Error {
+        Err::<(), _>(io::Error::from_raw_os_error(errno)).sys_at("mkdirat", "/x").unwrap_err()
+    }
+
+    #[test]
+    fn composition_and_raw_os_error() {
+        let cause = sys(libc::EACCES);
+        assert!(matches!(Error::with_cleanup(sys(libc::EACCES), Vec::new()), Error::Sys { .. }), "nothing to add");
+        let cleanup = Error::teardown("cgroup /x", vec![sys(libc::EBUSY), Error::NoHierarchy]).unwrap_err();
+        let err = Error::with_cleanup(cause, vec![cleanup]);
+        let Error::Cleanup { cause, cleanup } = &err else { panic!("{err:?}") };
+        assert_eq!(cleanup.len(), 2, "a teardown's errors are flattened");
+        assert_eq!(cause.raw_os_error(), Some(libc::EACCES));
+        assert_eq!(err.raw_os_error(), Some(libc::EACCES), "through the cause");
+        assert_eq!(
+            Error::teardown("t", vec![Error::NoHierarchy, sys(libc::EBUSY)]).unwrap_err().raw_os_error(),
+            Some(libc::EBUSY),
+            "the first failure with an errno"
+        );
+        assert!(Error::teardown("t", Vec::new()).is_ok());
+        assert_eq!(
+            sys(libc::ENOENT).to_string(),
+            format!("mkdirat /x: {}", io::Error::from_raw_os_error(libc::ENOENT))
+        );
+        let no_path = Err::<(), _>(rustix::io::Errno::AGAIN).sys("eventfd").unwrap_err();
+        assert!(no_path.to_string().starts_with("eventfd: "), "{no_path}");
+        let unsafe_ = Err::<(), _>(io::Error::from_raw_os_error(libc::ELOOP)).beneath("openat2", "/x").unwrap_err();
+        assert!(matches!(unsafe_, Error::Unsafe { .. }), "{unsafe_:?}");
+        let parse = Err::<(), _>("bad").parse_at("/x/cpu.stat").unwrap_err();
+        assert!(matches!(parse, Error::Parse { .. }), "{parse:?}");
+    }
 }

@@ -3,121 +3,16 @@
 //! `/proc/self/cgroup`, never from hard-coded paths.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use procfs_core::process::MountInfo;
+use procfs_core::{FromBufRead, ProcessCGroups};
 
-/// The twelve controllers the Docker literature names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Controller {
-    /// CPU bandwidth and weight (v1 `cpu`, v2 `cpu`).
-    Cpu,
-    /// CPU accounting (v1 `cpuacct`; on v2 `cpu.stat` of the `cpu` controller, always there).
-    Cpuacct,
-    /// CPU and memory-node placement (`cpuset`).
-    Cpuset,
-    /// Memory limits and accounting (`memory`).
-    Memory,
-    /// Device access (v1 `devices`; v2 a `BPF_PROG_TYPE_CGROUP_DEVICE` program).
-    Devices,
-    /// Freezing (v1 `freezer`; v2 `cgroup.freeze`, part of the core).
-    Freezer,
-    /// Network class id for traffic control (v1 `net_cls` only).
-    NetCls,
-    /// Block I/O (v1 `blkio`, v2 `io`).
-    Blkio,
-    /// perf events per cgroup (`perf_event`; implicit on v2).
-    PerfEvent,
-    /// Network priority per interface (v1 `net_prio` only).
-    NetPrio,
-    /// Huge page limits (`hugetlb`).
-    Hugetlb,
-    /// Process count limit (`pids`).
-    Pids,
-}
-
-impl Controller {
-    /// All twelve.
-    pub const ALL: [Controller; 12] = [
-        Controller::Cpu,
-        Controller::Cpuacct,
-        Controller::Cpuset,
-        Controller::Memory,
-        Controller::Devices,
-        Controller::Freezer,
-        Controller::NetCls,
-        Controller::Blkio,
-        Controller::PerfEvent,
-        Controller::NetPrio,
-        Controller::Hugetlb,
-        Controller::Pids,
-    ];
-
-    /// The v1 subsystem name.
-    pub const fn v1_name(self) -> &'static str {
-        match self {
-            Controller::Cpu => "cpu",
-            Controller::Cpuacct => "cpuacct",
-            Controller::Cpuset => "cpuset",
-            Controller::Memory => "memory",
-            Controller::Devices => "devices",
-            Controller::Freezer => "freezer",
-            Controller::NetCls => "net_cls",
-            Controller::Blkio => "blkio",
-            Controller::PerfEvent => "perf_event",
-            Controller::NetPrio => "net_prio",
-            Controller::Hugetlb => "hugetlb",
-            Controller::Pids => "pids",
-        }
-    }
-
-    /// How v2 provides this controller.
-    pub const fn v2(self) -> V2Support {
-        match self {
-            Controller::Cpu | Controller::Cpuacct => V2Support::Enabled("cpu"),
-            Controller::Cpuset => V2Support::Enabled("cpuset"),
-            Controller::Memory => V2Support::Enabled("memory"),
-            Controller::Blkio => V2Support::Enabled("io"),
-            Controller::Hugetlb => V2Support::Enabled("hugetlb"),
-            Controller::Pids => V2Support::Enabled("pids"),
-            Controller::Freezer => V2Support::Core,
-            Controller::Devices => V2Support::Bpf,
-            Controller::PerfEvent => V2Support::Implicit,
-            Controller::NetCls | Controller::NetPrio => V2Support::None,
-        }
-    }
-
-    /// Parses a v1 subsystem name.
-    pub fn from_v1_name(name: &str) -> Option<Controller> {
-        Controller::ALL.into_iter().find(|c| c.v1_name() == name)
-    }
-}
-
-impl fmt::Display for Controller {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.v1_name())
-    }
-}
-
-/// How cgroup v2 provides a controller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum V2Support {
-    /// A controller named so in `cgroup.controllers`, enabled through `subtree_control`.
-    Enabled(&'static str),
-    /// Part of every non-root v2 cgroup (`cgroup.freeze`).
-    Core,
-    /// Through a BPF program attached to the cgroup (devices).
-    Bpf,
-    /// Always on, nothing to enable (perf_event).
-    Implicit,
-    /// v2 has no equivalent (net_cls, net_prio: use iptables/nftables cgroup matching).
-    None,
-}
+use crate::controller::{Controller, V2Support};
+use crate::error::{Error, ParseContext, Result, SysContext};
 
 /// cgroup v1 or v2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -241,37 +136,38 @@ impl Hierarchies {
     }
 
     /// The pure part of [`Hierarchies::discover`]: parses mountinfo and `/proc/PID/cgroup`
-    /// text (the v2 controller list is left empty).
+    /// text (the v2 controller list is left empty). Both go through `procfs-core`'s parsers.
     pub fn parse(mountinfo: &str, proc_cgroup: &str) -> Result<Hierarchies> {
         // /proc/self/cgroup: "ID:controller,list:/path" (v2: "0::/path").
+        let cgroups = ProcessCGroups::from_buf_read(proc_cgroup.as_bytes()).parse_at("/proc/self/cgroup")?;
         let mut own_v1: BTreeMap<String, PathBuf> = BTreeMap::new();
         let mut own_v2 = None;
-        for line in proc_cgroup.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-                continue;
-            };
-            if id == "0" && ctrls.is_empty() {
-                own_v2 = Some(PathBuf::from(path));
+        for cg in cgroups {
+            if cg.hierarchy == 0 && cg.controllers.is_empty() {
+                own_v2 = Some(PathBuf::from(cg.pathname));
             } else {
-                for c in ctrls.split(',') {
-                    own_v1.insert(c.to_owned(), PathBuf::from(path));
+                for c in cg.controllers {
+                    own_v1.insert(c, PathBuf::from(&cg.pathname));
                 }
             }
         }
 
+        // Only the cgroup mounts are parsed (a host has many other mounts, and each parsed line
+        // costs two maps): those whose file system type, after the ` - ` separator, is
+        // `cgroup` or `cgroup2`. Each is parsed by procfs-core's mountinfo line parser.
+        let mounts = mountinfo
+            .lines()
+            .filter(|l| l.split_once(" - ").is_some_and(|(_, fs)| fs.starts_with("cgroup")))
+            .map(MountInfo::from_line)
+            .collect::<Result<Vec<_>, _>>()
+            .parse_at("/proc/thread-self/mountinfo")?;
         let mut v1 = Vec::new();
         let mut v2 = None;
-        for line in mountinfo.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
-            let left: Vec<&str> = left.split(' ').collect();
-            let right: Vec<&str> = right.split(' ').collect();
-            let (Some(root), Some(mount_point), Some(fstype)) = (left.get(3), left.get(4), right.first()) else {
-                continue;
-            };
-            let mount_point = PathBuf::from(unescape(mount_point));
-            let mount_root = PathBuf::from(unescape(root));
-            match *fstype {
+        for m in mounts {
+            // procfs-core leaves mountinfo's octal escapes (`\040` for a space) in place.
+            let mount_point = PathBuf::from(unescape(&m.mount_point.to_string_lossy()));
+            let mount_root = PathBuf::from(unescape(&m.root));
+            match m.fs_type.as_str() {
                 // The same hierarchy may be mounted twice: keep the first mount.
                 "cgroup2" if v2.is_none() => {
                     if let Some(own) = &own_v2 {
@@ -285,9 +181,13 @@ impl Hierarchies {
                     }
                 }
                 "cgroup" => {
-                    let opts = right.get(2).copied().unwrap_or("");
-                    let controllers: Vec<String> =
-                        opts.split(',').filter(|o| Controller::from_v1_name(o).is_some()).map(str::to_owned).collect();
+                    // The super options name the controllers; in `Controller::ALL` order.
+                    let controllers: Vec<String> = Controller::ALL
+                        .iter()
+                        .map(|c| c.v1_name())
+                        .filter(|name| m.super_options.contains_key(*name))
+                        .map(str::to_owned)
+                        .collect();
                     let Some(first) = controllers.first() else { continue };
                     // The same hierarchy may be mounted twice: keep the first mount.
                     if v1.iter().any(|h: &Hierarchy| h.has(first)) {
@@ -352,7 +252,7 @@ impl Hierarchies {
 
 fn read(path: impl AsRef<Path>) -> Result<String> {
     let path = path.as_ref();
-    fs::read_to_string(path).map_err(|e| Error::io("read", path, e))
+    fs::read_to_string(path).sys_at("read", path)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
@@ -430,5 +330,17 @@ mod tests {
         assert_eq!(unescape(r"/a\040b"), "/a b");
         assert_eq!(unescape(r"/plain"), "/plain");
         assert!(Hierarchies::parse("", "").is_err());
+        // Through procfs-core: the escapes are undone, the controllers come in a fixed order,
+        // and a malformed line is a typed parse error, not a panic.
+        let mi = "36 31 0:33 / /sys/fs/cgroup/net\\040x rw - cgroup cgroup rw,net_prio,net_cls\n";
+        let h = Hierarchies::parse(mi, "3:net_cls,net_prio:/\n").unwrap();
+        assert_eq!(h.v1[0].mount_point, Path::new("/sys/fs/cgroup/net x"));
+        assert_eq!(h.v1[0].controllers, ["net_cls", "net_prio"]);
+        assert!(matches!(
+            Hierarchies::parse("x 1 0:2 / /c rw - cgroup2 cgroup2 rw\n", "0::/\n"),
+            Err(Error::Parse { .. })
+        ));
+        assert!(matches!(Hierarchies::parse("garbage\n", "0::/\n"), Err(Error::NoHierarchy)), "not a cgroup mount");
+        assert!(matches!(Hierarchies::parse(mi, "x:y\n"), Err(Error::Parse { .. })));
     }
 }

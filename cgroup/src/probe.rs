@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::at;
-use crate::error::{Error, Result};
+use crate::error::{Result, SysContext};
 use crate::hierarchy::{Hierarchies, Layout, Version};
 
 /// What the running kernel's cgroups support (see [`probe`]).
@@ -49,7 +49,7 @@ static PROBES: AtomicU32 = AtomicU32::new(0);
 ///
 /// Errors when the cgroup mounts cannot be read ([`Hierarchies::discover`]) or the caller's
 /// v2 cgroup cannot be reached safely (the mount point is not cgroup2, or a symlink or
-/// another mount stands in the path: [`Error::Unsafe`]); a feature the probe cannot see is
+/// another mount stands in the path: [`Error::Unsafe`](crate::Error::Unsafe)); a feature the probe cannot see is
 /// reported `false`.
 pub fn probe() -> Result<KernelSupport> {
     let h = Hierarchies::discover()?;
@@ -70,7 +70,7 @@ pub fn probe() -> Result<KernelSupport> {
     };
     let own_path = v2.mount_point.join(&rel);
     let root = at::open_root(&v2.mount_point, Version::V2)?;
-    let own = at::open_dir(root.as_fd(), &rel).map_err(|e| at::err("open", &own_path, e))?;
+    let own = at::open_dir(root.as_fd(), &rel).beneath("openat2", &own_path)?;
     support.v2_controllers = at::read_io(own.as_fd(), "cgroup.controllers")
         .map(|s| s.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
@@ -83,8 +83,8 @@ pub fn probe() -> Result<KernelSupport> {
     let seen = if at::mkdir(own.as_fd(), &name).is_ok() {
         let probe_path = own_path.join(&name);
         let seen = at::open_dir(own.as_fd(), Path::new(&name)).map(|dir| look(dir.as_fd()));
-        at::rmdir(own.as_fd(), &name).map_err(|e| Error::io("rmdir", probe_path.clone(), e))?;
-        Some(seen.map_err(|e| at::err("open", &probe_path, e))?)
+        at::rmdir(own.as_fd(), &name).sys_at("unlinkat", &probe_path)?;
+        Some(seen.beneath("openat2", &probe_path)?)
     } else if !is_root {
         Some(look(own.as_fd()))
     } else {

@@ -12,7 +12,7 @@ use rustix::fs::inotify;
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
 
-use crate::error::{Error, Result};
+use crate::error::{Result, SysContext};
 
 /// Sends `SIGKILL` to `pid`, ignoring errors (the task may be gone already). A pid that is
 /// not a positive `pid_t` (never in `cgroup.procs`) is skipped.
@@ -25,9 +25,9 @@ pub(crate) fn kill(pid: u32) {
 /// An inotify instance (non-blocking, close-on-exec) with one watch on `path` for `mask`
 /// (e.g. `MODIFY`, which cgroupfs raises when a `*.events` file changes).
 pub(crate) fn inotify_watch(path: &Path, mask: inotify::WatchFlags) -> Result<OwnedFd> {
-    let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)
-        .map_err(|e| Error::io("inotify_init1", path, e.into()))?;
-    inotify::add_watch(&fd, path, mask).map_err(|e| Error::io("inotify_add_watch", path, e.into()))?;
+    let fd =
+        inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC).sys_at("inotify_init1", path)?;
+    inotify::add_watch(&fd, path, mask).sys_at("inotify_add_watch", path)?;
     Ok(fd)
 }
 

@@ -7,37 +7,31 @@
 //! v2, where the files are then absent). Pressure (PSI) is read from the v2 directory, which
 //! hybrid hosts have as well. The parsers are pure functions with unit tests.
 //!
-//! One file per concern: a section's types, its reader and its parser live together
-//! (`cpu.rs`, `memory.rs` with the OOM counters, `pids.rs`, `io.rs`, `pressure.rs`); the
-//! [`OomWatcher`] is `oom.rs`; reading a file through the directory fd is `read.rs` and
-//! the formats every controller shares (flat-keyed, nested-keyed, number-or-`max`) are
-//! `parse.rs`.
+//! A controller's section (its types, reader and parser) lives in the controller's file
+//! (`controller/cpu.rs` with `cpuacct.rs`, `memory.rs` with the OOM counters, `pids.rs`,
+//! `blkio.rs`); this module composes them. Pressure (PSI, part of the v2 core, not a
+//! controller) is `pressure.rs`; the [`OomWatcher`] is `oom.rs`; reading a file through the
+//! directory fd is `read.rs` and the formats every controller shares (flat-keyed,
+//! nested-keyed, number-or-`max`) are `parse.rs`.
 
-mod cpu;
-mod io;
-mod memory;
 mod oom;
-mod parse;
-mod pids;
+pub(crate) mod parse;
 mod pressure;
-mod read;
+pub(crate) mod read;
 
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::Cgroup;
+use crate::controller::{Controller, blkio, cpu, memory, pids};
 use crate::error::Result;
-use crate::hierarchy::Controller;
-use io::io_stats;
-use memory::{memory_stats, oom_stats};
-use pids::pids_stats;
 use pressure::pressure_stats;
 use read::At;
 
-pub use cpu::{CpuStats, CpuThrottling, CpuUsage};
-pub use io::{IoDeviceStats, IoStats};
-pub use memory::{MemoryStats, OomStats};
+pub use crate::controller::blkio::{IoDeviceStats, IoStats};
+pub use crate::controller::cpu::{CpuStats, CpuThrottling, CpuUsage};
+pub use crate::controller::memory::{MemoryStats, OomStats};
+pub use crate::controller::pids::PidsStats;
 pub use oom::{OomEvent, OomWatcher};
-pub use pids::PidsStats;
 pub use pressure::{Pressure, PressureLine, PressureStats};
 
 /// A snapshot of a cgroup's counters. A section is `None` when the cgroup lacks the
@@ -63,10 +57,10 @@ impl Cgroup {
     /// `None`; a file that exists but cannot be read or parsed is an error.
     ///
     /// ```no_run
-    /// use nook_cgroup::{Cgroup, CgroupSpec, Pids};
+    /// use nook_cgroup::{Cgroup, CgroupSpec};
     ///
     /// let mut spec = CgroupSpec::new("nk-doc-stats");
-    /// spec.resources.pids = Some(Pids { max: Some(32) });
+    /// spec.resources.pids.get_or_insert_default().max(32);
     /// let cg = Cgroup::create(&spec)?;
     /// let stats = cg.stats()?;
     /// println!("{} tasks", stats.pids.map_or(0, |p| p.current));
@@ -75,19 +69,19 @@ impl Cgroup {
     pub fn stats(&self) -> Result<Stats> {
         let at_of = |c: Controller| self.entry_of(c).map(|d| (At::of(d), d.version));
         let (memory, oom) = match at_of(Controller::Memory) {
-            Some((dir, version)) => (memory_stats(dir, version)?, oom_stats(dir, version)?),
+            Some((dir, version)) => (memory::stats(dir, version)?, memory::oom_stats(dir, version)?),
             None => (None, None),
         };
         Ok(Stats {
-            cpu: self.cpu_stats()?,
+            cpu: cpu::stats(self)?,
             memory,
             oom,
             pids: match at_of(Controller::Pids) {
-                Some((dir, _)) => pids_stats(dir)?,
+                Some((dir, _)) => pids::stats(dir)?,
                 None => None,
             },
             io: match at_of(Controller::Blkio) {
-                Some((dir, version)) => io_stats(dir, version)?,
+                Some((dir, version)) => blkio::stats(dir, version)?,
                 None => None,
             },
             pressure: match self.v2_entry() {

@@ -11,8 +11,9 @@ use super::parse::parse_flat;
 use super::read::{At, need};
 use crate::at;
 use crate::cgroup::{Cgroup, Dir};
-use crate::error::{Error, Result};
-use crate::hierarchy::{Controller, Version};
+use crate::controller::Controller;
+use crate::error::{Error, Joined, Result, SysContext};
+use crate::hierarchy::Version;
 use crate::sys;
 
 impl Cgroup {
@@ -43,9 +44,8 @@ impl Cgroup {
             }
             Version::V1 => {
                 let oom_control = dir.path.join("memory.oom_control");
-                let efd = sys::eventfd().map_err(|e| Error::io("eventfd", &oom_control, e))?;
-                let control = at::open_file(dir.fd.as_fd(), "memory.oom_control")
-                    .map_err(|e| at::err("open", &oom_control, e))?;
+                let efd = sys::eventfd().sys("eventfd")?;
+                let control = at::open_file(dir.fd.as_fd(), "memory.oom_control").beneath("openat2", &oom_control)?;
                 let line = format!("{} {}", efd.as_raw_fd(), control.as_raw_fd());
                 dir.write("cgroup.event_control", &line)?;
                 // The kernel keeps its own reference to the eventfd, not to the file.
@@ -98,7 +98,7 @@ struct Owned {
 
 impl Owned {
     fn of(d: &Dir) -> Result<Owned> {
-        Ok(Owned { fd: d.fd.try_clone().map_err(|e| Error::io("dup", &d.path, e))?, path: d.path.clone() })
+        Ok(Owned { fd: d.fd.try_clone().sys_at("dup", &d.path)?, path: d.path.clone() })
     }
 
     fn at(&self) -> At<'_> {
@@ -129,7 +129,7 @@ impl OomWatcher {
                 },
                 None => None,
             };
-            sys::poll_readable(self.as_fd(), remaining).map_err(|e| Error::io("poll", self.path(), e))?;
+            sys::poll_readable(self.as_fd(), remaining).sys_at("poll", self.path())?;
         }
     }
 
@@ -140,7 +140,7 @@ impl OomWatcher {
             Source::V2 { inotify, dir } => {
                 let mut buf = [0u8; 1024];
                 while sys::read_nonblocking(inotify.as_fd(), &mut buf)
-                    .map_err(|e| Error::io("read inotify", dir.path.join("memory.events"), e))?
+                    .sys_at("read", Joined(&dir.path, "memory.events"))?
                     .is_some_and(|n| n > 0)
                 {}
                 read_v2_events(dir.at())?
@@ -148,7 +148,7 @@ impl OomWatcher {
             Source::V1 { eventfd, dir } => {
                 let mut buf = [0u8; 8];
                 let notified = match sys::read_nonblocking(eventfd.as_fd(), &mut buf)
-                    .map_err(|e| Error::io("read eventfd", dir.path.join("memory.oom_control"), e))?
+                    .sys_at("read", Joined(&dir.path, "memory.oom_control"))?
                 {
                     Some(8) => u64::from_ne_bytes(buf),
                     _ => 0,

@@ -6,9 +6,9 @@ use std::io;
 use serde::{Deserialize, Serialize};
 
 use super::parse::parse_nested;
-use super::read::{At, parse_err};
+use super::read::At;
 use crate::at;
-use crate::error::Result;
+use crate::error::{ParseContext, Result, SysContext};
 
 /// Pressure stall information of the cgroup (`cpu.pressure`, `memory.pressure`,
 /// `io.pressure` in the v2 directory).
@@ -48,10 +48,10 @@ pub(super) fn pressure_stats(dir: At<'_>) -> Result<Option<PressureStats>> {
     let read = |file: &str| -> Result<Option<Pressure>> {
         let path = dir.dir.join(file);
         match at::read_io(dir.fd, file) {
-            Ok(text) => parse_psi(&text).map(Some).map_err(|d| parse_err(&path, d)),
+            Ok(text) => parse_psi(&text).map(Some).parse_at(&path),
             // Absent, or PSI disabled at boot (`psi=0`: EOPNOTSUPP).
             Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
-            Err(e) => Err(at::err("read", &path, e)),
+            Err(e) => Err(e).beneath("read", &path),
         }
     };
     let p = PressureStats { cpu: read("cpu.pressure")?, memory: read("memory.pressure")?, io: read("io.pressure")? };

@@ -9,31 +9,37 @@ use std::path::{Path, PathBuf};
 use super::parse::{parse_flat, parse_limit};
 use crate::at;
 use crate::cgroup::Dir;
-use crate::error::{Error, Result};
+use crate::error::{Error, ParseContext, Result, SysContext};
 
 /// A cgroup directory to read from: its fd (opened beneath the hierarchy root, see
 /// `at.rs`) and its path (for errors).
 #[derive(Clone, Copy)]
-pub(super) struct At<'a> {
-    pub(super) fd: BorrowedFd<'a>,
-    pub(super) dir: &'a Path,
+pub(crate) struct At<'a> {
+    pub(crate) fd: BorrowedFd<'a>,
+    pub(crate) dir: &'a Path,
 }
 
 impl<'a> At<'a> {
-    pub(super) fn of(d: &'a Dir) -> At<'a> {
+    pub(crate) fn of(d: &'a Dir) -> At<'a> {
         At { fd: d.fd.as_fd(), dir: &d.path }
     }
 
-    pub(super) fn join(self, name: &str) -> File<'a> {
+    pub(crate) fn join(self, name: &str) -> File<'a> {
         File { fd: self.fd, name: name.to_owned(), path: self.dir.join(name) }
     }
 }
 
 /// One file of a cgroup directory, read through the directory's fd.
-pub(super) struct File<'a> {
+pub(crate) struct File<'a> {
     fd: BorrowedFd<'a>,
     name: String,
     path: PathBuf,
+}
+
+impl From<&File<'_>> for PathBuf {
+    fn from(f: &File<'_>) -> PathBuf {
+        f.path.clone()
+    }
 }
 
 impl AsRef<Path> for File<'_> {
@@ -44,29 +50,29 @@ impl AsRef<Path> for File<'_> {
 
 /// Reads a file, `None` if it does not exist (the cgroup lacks that controller or the
 /// kernel that feature).
-pub(super) fn read_opt(f: &File<'_>) -> Result<Option<String>> {
+pub(crate) fn read_opt(f: &File<'_>) -> Result<Option<String>> {
     match at::read_io(f.fd, &f.name) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(at::err("read", &f.path, e)),
+        Err(e) => Err(e).beneath("read", &f.path),
     }
 }
 
-pub(super) fn parse_err(path: impl AsRef<Path>, detail: impl Into<String>) -> Error {
+pub(crate) fn parse_err(path: impl AsRef<Path>, detail: impl Into<String>) -> Error {
     Error::Parse { path: path.as_ref().to_owned(), detail: detail.into() }
 }
 
 /// Reads a one-number file (`max` = `None`); `Ok(None)` if absent too — callers that need
 /// to tell the two apart read the file themselves.
-pub(super) fn read_number(path: &File<'_>) -> Result<Option<Option<u64>>> {
+pub(crate) fn read_number(path: &File<'_>) -> Result<Option<Option<u64>>> {
     match read_opt(path)? {
-        Some(text) => parse_limit(&text).map(Some).map_err(|d| parse_err(path, d)),
+        Some(text) => parse_limit(&text).map(Some).parse_at(path),
         None => Ok(None),
     }
 }
 
 /// Reads a file holding one number; `None` if absent.
-pub(super) fn read_u64(path: &File<'_>) -> Result<Option<u64>> {
+pub(crate) fn read_u64(path: &File<'_>) -> Result<Option<u64>> {
     match read_number(path)? {
         Some(Some(n)) => Ok(Some(n)),
         Some(None) => Err(parse_err(path, "\"max\" where a number was expected")),
@@ -74,10 +80,10 @@ pub(super) fn read_u64(path: &File<'_>) -> Result<Option<u64>> {
     }
 }
 
-pub(super) fn read_flat(path: &File<'_>) -> Result<Option<BTreeMap<String, u64>>> {
+pub(crate) fn read_flat(path: &File<'_>) -> Result<Option<BTreeMap<String, u64>>> {
     Ok(read_opt(path)?.map(|t| parse_flat(&t)))
 }
 
-pub(super) fn need(map: &BTreeMap<String, u64>, key: &str, path: impl AsRef<Path>) -> Result<u64> {
+pub(crate) fn need(map: &BTreeMap<String, u64>, key: &str, path: impl AsRef<Path>) -> Result<u64> {
     map.get(key).copied().ok_or_else(|| parse_err(path, format!("no {key:?} key")))
 }

@@ -22,7 +22,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use nook_cgroup::{Cgroup, CgroupSpec, Controller, Error, Hierarchies, Location, Pids, ValidationError, Version};
+use nook_cgroup::{Cgroup, CgroupSpec, Controller, Error, Hierarchies, Location, ValidationError, Version};
 use nook_testutil::{TempDir, on_private_mount_ns, require_root, unique_name};
 
 /// Every file, symlink and directory below `dir` with the bytes of each file (the target
@@ -76,7 +76,7 @@ fn climbing(path: &Path) -> PathBuf {
 
 fn pids_spec(name: &str) -> CgroupSpec {
     let mut spec = CgroupSpec::new(name);
-    spec.resources.pids = Some(Pids { max: Some(10) });
+    spec.resources.pids.get_or_insert_default().max(10);
     spec
 }
 
@@ -293,7 +293,8 @@ fn bind_mounts_inside_a_cgroup_are_not_written_through_or_emptied() {
         bind(&d.join("cg/pids.max"), &pids_dir.join("pids.max"));
         guard.mounts.push(pids_dir.join("pids.max"));
         let mut cg = cg;
-        let r = nook_cgroup::Resources { pids: Some(Pids { max: Some(7) }), ..Default::default() };
+        let mut r = nook_cgroup::Resources::new();
+        r.pids.get_or_insert_default().max(7);
         match cg.update(&r) {
             Err(Error::Unsafe { path, .. }) => assert_eq!(path, pids_dir.join("pids.max")),
             other => panic!("update through a bind-mounted pids.max: expected Unsafe, got {other:?}"),
@@ -428,7 +429,8 @@ fn open_uses_an_existing_cgroup_and_its_drop_leaves_it() {
         assert!(!cg.is_owned());
         assert_eq!(cg.paths().map(Path::to_owned).collect::<Vec<_>>(), dirs);
         assert_eq!(cg.procs().unwrap(), vec![pid]);
-        let r = nook_cgroup::Resources { pids: Some(Pids { max: Some(9) }), ..Default::default() };
+        let mut r = nook_cgroup::Resources::new();
+        r.pids.get_or_insert_default().max(9);
         cg.update(&r).expect("update an opened cgroup");
         let (pids_dir, _) = cg.dir_of(Controller::Pids).unwrap();
         assert_eq!(fs::read_to_string(pids_dir.join("pids.max")).unwrap().trim(), "9");

@@ -41,7 +41,9 @@ fn devices_spec(policy: DevicePolicy) -> CgroupSpec {
 }
 
 fn devices_only(policy: DevicePolicy) -> Resources {
-    Resources { devices: Some(policy), ..Resources::default() }
+    let mut r = Resources::new();
+    r.devices = Some(policy);
+    r
 }
 
 /// The host's hierarchies with devices managed through cgroup v2: on a hybrid host the v1

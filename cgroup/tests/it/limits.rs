@@ -8,8 +8,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use nook_cgroup::{
-    Blkio, Cgroup, CgroupSpec, Controller, Cpu, Cpuset, DeviceThrottle, Error, Hierarchies, HugetlbLimit, Layout,
-    Location, Memory, NetCls, NetPrio, Pids, Resources, Version, shares_to_weight, weight_to_shares,
+    Blkio, Cgroup, CgroupSpec, Controller, Cpu, DeviceThrottle, Error, Hierarchies, HugetlbLimit, Layout, Location,
+    Memory, NetCls, NetPrio, Pids, Resources, Version, shares_to_weight, weight_to_shares,
 };
 use nook_ns::{Child, Command, Stdio};
 use nook_testutil::{LoopDevice, TempDir, on_private_mount_ns, require_root, unique_name};
@@ -64,7 +64,7 @@ fn shell(script: &str) -> (Command, bool) {
 fn a_fork_bomb_stops_at_pids_max() {
     require_root!();
     let mut spec = CgroupSpec::new(unique_name("bomb"));
-    spec.resources.pids = Some(Pids { max: Some(20) });
+    spec.resources.pids.get_or_insert_default().max(20);
     let cg = Cgroup::create(&spec).unwrap();
     let (dir, _) = cg.dir_of(Controller::Pids).unwrap();
     let dir = dir.to_owned();
@@ -112,7 +112,7 @@ fn a_fork_bomb_stops_at_pids_max() {
 fn a_cpuset_of_cpu_0_is_the_affinity_inside() {
     require_root!();
     let mut spec = CgroupSpec::new(unique_name("cps"));
-    spec.resources.cpuset = Some(Cpuset { cpus: Some("0".into()), mems: Some("0".into()) });
+    spec.resources.cpuset.get_or_insert_default().cpus("0").mems("0");
     let cg = Cgroup::create(&spec).unwrap();
     assert_eq!(file_of(&cg, Controller::Cpuset, "cpuset.cpus", "cpuset.cpus"), "0");
     assert_eq!(file_of(&cg, Controller::Cpuset, "cpuset.mems", "cpuset.mems"), "0");
@@ -136,8 +136,7 @@ fn a_cpuset_of_cpu_0_is_the_affinity_inside() {
 fn cpu_weight_shares_and_quota_read_back_and_update_live() {
     require_root!();
     let mut spec = CgroupSpec::new(unique_name("cpu"));
-    spec.resources.cpu =
-        Some(Cpu { weight: Some(200), quota_us: Some(20_000), period_us: Some(100_000), shares: None });
+    spec.resources.cpu = Some(Cpu::new().weight(200).quota_us(20_000).period_us(100_000).clone());
     let mut cg = Cgroup::create(&spec).unwrap();
     let (_, version) = cg.dir_of(Controller::Cpu).unwrap();
     let cpu = |cg: &Cgroup, v1: &str, v2: &str| file_of(cg, Controller::Cpu, v1, v2);
@@ -154,10 +153,8 @@ fn cpu_weight_shares_and_quota_read_back_and_update_live() {
     }
 
     // Live: shares instead of a weight, a new quota and period.
-    let mut r = Resources {
-        cpu: Some(Cpu { shares: Some(2048), quota_us: Some(50_000), period_us: Some(50_000), weight: None }),
-        ..Resources::default()
-    };
+    let mut r = Resources::new();
+    r.cpu.get_or_insert_default().shares(2048).quota_us(50_000).period_us(50_000);
     cg.update(&r).unwrap();
     match version {
         Version::V1 => {
@@ -171,7 +168,7 @@ fn cpu_weight_shares_and_quota_read_back_and_update_live() {
         }
     }
     // No quota: unlimited.
-    r.cpu = Some(Cpu { period_us: Some(100_000), ..Cpu::default() });
+    r.cpu = Some(Cpu::new().period_us(100_000).clone());
     cg.update(&r).unwrap();
     match version {
         Version::V1 => assert_eq!(cpu(&cg, "cpu.cfs_quota_us", ""), "-1"),
@@ -189,7 +186,7 @@ fn memory_limits_read_back_and_update_live() {
     const M: u64 = 1 << 20;
     let name = unique_name("mem");
     let mut spec = CgroupSpec::new(&name);
-    spec.resources.memory = Some(Memory { max: Some(64 * M), high: Some(48 * M), ..Memory::default() });
+    spec.resources.memory.get_or_insert_default().max(64 * M).high(48 * M);
     let mut cg = Cgroup::create(&spec).unwrap();
     let (dir, version) = cg.dir_of(Controller::Memory).unwrap();
     let dir = dir.to_owned();
@@ -198,9 +195,11 @@ fn memory_limits_read_back_and_update_live() {
     assert_eq!(mem("memory.soft_limit_in_bytes", "memory.high"), (48 * M).to_string());
 
     let swap_file = if version == Version::V1 { "memory.memsw.limit_in_bytes" } else { "memory.swap.max" };
-    let set = |max, swap| Resources {
-        memory: Some(Memory { max: Some(max), swap, ..Memory::default() }),
-        ..Resources::default()
+    let set = |max, swap: Option<u64>| {
+        let mut r = Resources::new();
+        let memory = r.memory.get_or_insert_default().max(max);
+        memory.swap = swap;
+        r
     };
     if dir.join(swap_file).exists() {
         cg.update(&set(32 * M, Some(16 * M))).unwrap();
@@ -220,10 +219,8 @@ fn memory_limits_read_back_and_update_live() {
         assert_eq!(file_of(&cg, Controller::Memory, "memory.limit_in_bytes", "memory.max"), (32 * M).to_string());
     }
 
-    let low_min = Resources {
-        memory: Some(Memory { low: Some(8 * M), min: Some(4 * M), ..Memory::default() }),
-        ..Resources::default()
-    };
+    let mut low_min = Resources::new();
+    low_min.memory.get_or_insert_default().low(8 * M).min(4 * M);
     match version {
         Version::V2 => {
             cg.update(&low_min).unwrap();
@@ -231,11 +228,12 @@ fn memory_limits_read_back_and_update_live() {
             assert_eq!(read(&dir.join("memory.min")).trim(), (4 * M).to_string());
         }
         Version::V1 => {
-            for (r, setting) in [
-                (Memory { low: Some(8 * M), ..Memory::default() }, "memory.low"),
-                (Memory { min: Some(4 * M), ..Memory::default() }, "memory.min"),
-            ] {
-                let r = Resources { memory: Some(r), ..Resources::default() };
+            for (r, setting) in
+                [(Memory::new().low(8 * M).clone(), "memory.low"), (Memory::new().min(4 * M).clone(), "memory.min")]
+            {
+                let mut only = Resources::new();
+                only.memory = Some(r);
+                let r = only;
                 match cg.update(&r) {
                     Err(e @ Error::ControllerUnavailable { controller: Controller::Memory, .. }) => {
                         assert!(e.to_string().contains(setting), "{e}")
@@ -264,14 +262,15 @@ fn memory_limits_read_back_and_update_live() {
 fn pids_max_reads_back_and_updates_live() {
     require_root!();
     let mut spec = CgroupSpec::new(unique_name("pid"));
-    spec.resources.pids = Some(Pids { max: Some(20) });
+    spec.resources.pids.get_or_insert_default().max(20);
     let mut cg = Cgroup::create(&spec).unwrap();
     let max = |cg: &Cgroup| file_of(cg, Controller::Pids, "pids.max", "pids.max");
     assert_eq!(max(&cg), "20");
-    let mut r = Resources { pids: Some(Pids { max: Some(50) }), ..Resources::default() };
+    let mut r = Resources::new();
+    r.pids.get_or_insert_default().max(50);
     cg.update(&r).unwrap();
     assert_eq!(max(&cg), "50");
-    r.pids = Some(Pids { max: None });
+    r.pids = Some(Pids::new());
     cg.update(&r).unwrap();
     assert_eq!(max(&cg), "max");
     cg.remove().unwrap();
@@ -312,15 +311,17 @@ fn net_cls_and_net_prio_read_back_on_v1_and_are_typed_errors_on_v2() {
     require_root!();
     let classid = 0x0010_0001;
     let mut spec = CgroupSpec::new(unique_name("ncl"));
-    spec.resources.net_cls = Some(NetCls { classid });
-    spec.resources.net_prio = Some(NetPrio { ifpriomap: vec![("lo".into(), 5)] });
+    spec.resources.net_cls = Some(NetCls::new(classid));
+    spec.resources.net_prio = Some(NetPrio::new().priority("lo", 5).clone());
 
     if Hierarchies::discover().unwrap().layout == Layout::V2 {
-        for (c, r) in [
-            (Controller::NetCls, Resources { net_cls: spec.resources.net_cls, ..Resources::default() }),
-            (Controller::NetPrio, Resources { net_prio: spec.resources.net_prio.clone(), ..Resources::default() }),
-        ] {
-            let only = CgroupSpec { resources: r, ..spec.clone() };
+        let mut cls = Resources::new();
+        cls.net_cls = spec.resources.net_cls;
+        let mut prio = Resources::new();
+        prio.net_prio = spec.resources.net_prio.clone();
+        for (c, r) in [(Controller::NetCls, cls), (Controller::NetPrio, prio)] {
+            let mut only = spec.clone();
+            only.resources(r);
             match Cgroup::create(&only) {
                 Err(e @ Error::ControllerUnavailable { controller, .. }) => {
                     assert_eq!(controller, c);
@@ -430,11 +431,12 @@ fn hugetlb_limit_reads_back_where_the_host_has_huge_pages() {
         return skipped(HUGETLB_TEST, "no hugetlb controller mounted");
     }
     let mut spec = CgroupSpec::new(unique_name("hug"));
-    spec.resources.hugetlb = vec![HugetlbLimit { page_size: size.clone(), limit: 4 * bytes }];
+    spec.resources.hugetlb = vec![HugetlbLimit::new(size.clone(), 4 * bytes)];
     let mut cg = Cgroup::create(&spec).unwrap();
     let (v1, v2) = (format!("hugetlb.{size}.limit_in_bytes"), format!("hugetlb.{size}.max"));
     assert_eq!(file_of(&cg, Controller::Hugetlb, &v1, &v2), (4 * bytes).to_string());
-    let r = Resources { hugetlb: vec![HugetlbLimit { page_size: size, limit: bytes }], ..Resources::default() };
+    let mut r = Resources::new();
+    r.hugetlb = vec![HugetlbLimit::new(size, bytes)];
     cg.update(&r).unwrap();
     assert_eq!(file_of(&cg, Controller::Hugetlb, &v1, &v2), bytes.to_string());
     cg.remove().unwrap();
@@ -467,15 +469,9 @@ fn blkio_throttle_and_weight_read_back_where_a_block_device_exists() {
             "no loop device could be made and there is no block device",
         );
     };
-    let throttle = |read_bps| DeviceThrottle {
-        major,
-        minor,
-        read_bps: Some(read_bps),
-        write_iops: Some(100),
-        ..DeviceThrottle::default()
-    };
+    let throttle = |read_bps| DeviceThrottle::new(major, minor).read_bps(read_bps).write_iops(100).clone();
     let mut spec = CgroupSpec::new(unique_name("blk"));
-    spec.resources.blkio = Some(Blkio { weight: None, throttle: vec![throttle(1 << 20)] });
+    spec.resources.blkio.get_or_insert_default().throttle(throttle(1 << 20));
     let mut cg = Cgroup::create(&spec).unwrap();
     let (dir, version) = cg.dir_of(Controller::Blkio).unwrap();
     let dir = dir.to_owned();
@@ -494,12 +490,12 @@ fn blkio_throttle_and_weight_read_back_where_a_block_device_exists() {
         }
     };
     check(1 << 20);
-    let mut r =
-        Resources { blkio: Some(Blkio { weight: None, throttle: vec![throttle(2 << 20)] }), ..Resources::default() };
+    let mut r = Resources::new();
+    r.blkio.get_or_insert_default().throttle(throttle(2 << 20));
     cg.update(&r).unwrap();
     check(2 << 20);
 
-    r.blkio = Some(Blkio { weight: Some(500), throttle: Vec::new() });
+    r.blkio = Some(Blkio::new().weight(500).clone());
     let weight_file = match version {
         Version::V1 => ["blkio.weight", "blkio.bfq.weight"].into_iter().find(|f| dir.join(f).exists()),
         Version::V2 => Some("io.weight").filter(|f| dir.join(f).exists()),

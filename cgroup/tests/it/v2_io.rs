@@ -7,7 +7,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nook_cgroup::{Blkio, Cgroup, CgroupSpec, Controller, DeviceThrottle, Version};
+use nook_cgroup::{Cgroup, CgroupSpec, Controller, DeviceThrottle, Version};
 use nook_ns::{Command, Stdio};
 use nook_testutil::{LoopDevice, require_root, unique_name};
 
@@ -48,9 +48,8 @@ fn io_max_holds_a_reader_to_its_read_rate_by_the_kernels_byte_count() {
     const SIZE: u64 = 64 << 20;
     let device = LoopDevice::new(SIZE).expect("a loop device (modprobe loop?)");
     let mut spec = CgroupSpec::new(unique_name("iom"));
-    let throttle =
-        DeviceThrottle { major: device.major, minor: device.minor, read_bps: Some(RATE), ..DeviceThrottle::default() };
-    spec.resources.blkio = Some(Blkio { weight: None, throttle: vec![throttle] });
+    let throttle = DeviceThrottle::new(device.major, device.minor).read_bps(RATE).clone();
+    spec.resources.blkio.get_or_insert_default().throttle(throttle);
     let cg = Cgroup::create(&spec).unwrap();
     let (dir, version) = cg.dir_of(Controller::Blkio).unwrap();
     let dir = dir.to_owned();

@@ -10,8 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use nook_cgroup::{
-    Blkio, Cgroup, CgroupSpec, Controller, Cpu, Cpuset, Error, Hierarchies, HugetlbLimit, Layout, Memory, Pids,
-    Resources, Version,
+    Blkio, Cgroup, CgroupSpec, Controller, Cpuset, Error, Hierarchies, HugetlbLimit, Layout, Resources, Version,
 };
 use nook_testutil::{require_root, unique_name};
 
@@ -259,14 +258,14 @@ fn a_cgroup_lands_in_each_controllers_hierarchy_and_the_kernel_agrees() {
     let has = |c| h.locate(c).is_some();
     let mut r = Resources::default();
     if has(Controller::Cpu) {
-        r.cpu = Some(Cpu { weight: Some(100), ..Cpu::default() });
+        r.cpu.get_or_insert_default().weight(100);
     }
     r.cpuacct = has(Controller::Cpuacct);
     if has(Controller::Cpuset) {
         r.cpuset = Some(Cpuset::default());
     }
     if has(Controller::Memory) {
-        r.memory = Some(Memory { max: Some(1 << 30), ..Memory::default() });
+        r.memory.get_or_insert_default().max(1 << 30);
     }
     r.freezer = has(Controller::Freezer);
     if has(Controller::Blkio) {
@@ -274,10 +273,10 @@ fn a_cgroup_lands_in_each_controllers_hierarchy_and_the_kernel_agrees() {
     }
     r.perf_event = has(Controller::PerfEvent);
     if let (true, Some(size)) = (has(Controller::Hugetlb), &huge) {
-        r.hugetlb = vec![HugetlbLimit { page_size: size.clone(), limit: 1 << 30 }];
+        r.hugetlb = vec![HugetlbLimit::new(size.clone(), 1 << 30)];
     }
     if has(Controller::Pids) {
-        r.pids = Some(Pids { max: Some(64) });
+        r.pids.get_or_insert_default().max(64);
     }
     let name = unique_name("lay");
     let mut spec = CgroupSpec::new(&name);

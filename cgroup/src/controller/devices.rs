@@ -1,4 +1,4 @@
-//! Device access rules: the same typed rules drive the v1 `devices` controller
+//! The `devices` controller. Device access rules: the same typed rules drive the v1 `devices` controller
 //! (`devices.allow` / `devices.deny`) and, on v2, a `BPF_PROG_TYPE_CGROUP_DEVICE` program
 //! built from them (as runc and crun do).
 //!
@@ -19,7 +19,10 @@ use std::fmt;
 use bitflags::bitflags;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ValidationError;
+use super::{Controller, Part};
+use crate::cgroup::{Cgroup, Dir};
+use crate::error::{Result, SysContext, ValidationError};
+use crate::hierarchy::Version;
 
 /// Which devices a rule matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -139,6 +142,7 @@ impl fmt::Display for DeviceRule {
 
 /// A default plus ordered rules (see the module docs for how they combine).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DevicePolicy {
     /// Whether an access that no rule matches is allowed.
     pub default_allow: bool,
@@ -155,6 +159,12 @@ impl DevicePolicy {
     /// Allow everything not denied by a rule.
     pub fn allow_by_default(rules: Vec<DeviceRule>) -> Self {
         DevicePolicy { default_allow: true, rules }
+    }
+
+    /// Adds a rule (after, so taking precedence over, the ones there).
+    pub fn rule(&mut self, rule: DeviceRule) -> &mut Self {
+        self.rules.push(rule);
+        self
     }
 
     /// Decides an access the way the kernel will (the oracle the BPF program is tested
@@ -213,6 +223,46 @@ impl DevicePolicy {
     }
 }
 
+impl Part for DevicePolicy {
+    fn controller(&self) -> Controller {
+        Controller::Devices
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        DevicePolicy::validate(self)
+    }
+
+    /// v1: `devices.deny`/`devices.allow` lines. (v2 is a BPF program: see [`Part::apply`].)
+    fn write(&self, dir: &Dir, _version: Version) -> Result<()> {
+        self.check_v1()?;
+        for (file, line) in self.v1_writes() {
+            dir.write(file, &line)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, cg: &mut Cgroup) -> Result<()> {
+        let (dir, version) = cg.require_dir(Controller::Devices)?;
+        if version == Version::V1 {
+            return self.write(dir, version);
+        }
+        let fd = dir.fd.try_clone().sys_at("dup", &dir.path)?;
+        let old = cg.set_device_program(None);
+        match crate::bpf::attach_device_policy(fd, self, old.as_ref()) {
+            Ok(prog) => {
+                cg.set_device_program(Some(prog));
+                Ok(())
+            }
+            Err(e) => {
+                // The old program is still attached: keep its fd so the next update
+                // replaces it instead of stacking a second filter.
+                cg.set_device_program(old);
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Whether two rules can match the same device.
 fn overlaps(a: &DeviceRule, b: &DeviceRule) -> bool {
     let kinds = a.kind == DeviceKind::All || b.kind == DeviceKind::All || a.kind == b.kind;
@@ -223,6 +273,23 @@ fn overlaps(a: &DeviceRule, b: &DeviceRule) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::fixture::Fixture;
+
+    #[test]
+    fn v1_writes_the_default_then_each_rule() {
+        // A plain file keeps the last write: one rule per file here (cgroupfs parses each).
+        let f = Fixture::new(Version::V1, &[("devices.allow", ""), ("devices.deny", "")]);
+        DevicePolicy::deny_by_default(vec![DeviceRule::allow_char(1, 3, DeviceAccess::READ)])
+            .write(&f.dir, Version::V1)
+            .unwrap();
+        assert_eq!((f.read("devices.deny"), f.read("devices.allow")), ("a".to_owned(), "c 1:3 r".to_owned()));
+        let rw = DeviceAccess::READ | DeviceAccess::WRITE;
+        let wide = DeviceRule { allow: true, kind: DeviceKind::Char, major: Some(1), minor: None, access: rw };
+        let narrowing = DevicePolicy::deny_by_default(vec![wide, DeviceRule::deny_char(1, 3, DeviceAccess::WRITE)]);
+        let f = Fixture::new(Version::V1, &[("devices.allow", ""), ("devices.deny", "")]);
+        assert!(narrowing.write(&f.dir, Version::V1).is_err(), "refused before any write");
+        assert_eq!(f.read("devices.deny"), "");
+    }
 
     #[test]
     fn v1_cannot_narrow_a_wider_exception() {

@@ -9,7 +9,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nook_cgroup::{Cgroup, CgroupSpec, Controller, Cpu, Error, Hierarchies, Memory, Pids, Stats, Version};
+use nook_cgroup::{Cgroup, CgroupSpec, Controller, Error, Hierarchies, Stats, Version};
 use nook_ns::{Child, Command, Stdio};
 use nook_testutil::{TempDir, require_root, unique_name};
 
@@ -32,7 +32,7 @@ fn spawn_in(cg: &Cgroup, cmd: &mut Command) -> Child {
 /// This test binary, re-executed to run only `test` with `role` set.
 fn helper(test: &str, role: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]).env(ROLE, role);
+    cmd.args(["--exact", &crate::test_name(module_path!(), test), "--nocapture", "--test-threads=1"]).env(ROLE, role);
     cmd
 }
 
@@ -83,7 +83,7 @@ fn memory_hog_is_oom_killed_and_the_watcher_and_counters_see_it() {
     require_root!();
     let limit = 32 << 20;
     let mut spec = CgroupSpec::new(unique_name("oom"));
-    spec.resources.memory = Some(Memory { max: Some(limit), ..Memory::default() });
+    spec.resources.memory.get_or_insert_default().max(limit);
     let cg = Cgroup::create(&spec).unwrap();
     let mut watcher = cg.oom_watcher().unwrap();
     // Nothing yet: the wait times out (and the non-blocking check agrees).
@@ -124,7 +124,7 @@ fn memory_hog_is_oom_killed_and_the_watcher_and_counters_see_it() {
 fn busy_loop_under_a_20_percent_quota_stays_near_20_percent_by_the_kernel_counter() {
     require_root!();
     let mut spec = CgroupSpec::new(unique_name("cpu"));
-    spec.resources.cpu = Some(Cpu { quota_us: Some(20_000), period_us: Some(100_000), ..Cpu::default() });
+    spec.resources.cpu.get_or_insert_default().quota_us(20_000).period_us(100_000);
     spec.resources.cpuacct = true;
     let cg = Cgroup::create(&spec).unwrap();
     let _child = spawn_in(&cg, Command::new("/bin/sh").args(["-c", "while :; do :; done"]));
@@ -188,7 +188,7 @@ fn freeze_stops_a_counting_process_and_thaw_resumes_it() {
 fn kill_all_kills_a_tree_of_forked_descendants_and_pids_current_counts_them() {
     require_root!();
     let mut spec = CgroupSpec::new(unique_name("kil"));
-    spec.resources.pids = Some(Pids { max: Some(32) });
+    spec.resources.pids.get_or_insert_default().max(32);
     let cg = Cgroup::create(&spec).unwrap();
     // sh, a subshell, and four sleeps: two levels below the child.
     let tree = "(sleep 1000 & sleep 1000 & wait) & sleep 1000 & sleep 1000 & wait";
@@ -218,7 +218,7 @@ fn stats_sections_follow_the_controllers_the_cgroup_has() {
     require_root!();
     let layout = Hierarchies::discover().unwrap().layout;
     let mut spec = CgroupSpec::new(unique_name("sec"));
-    spec.resources.pids = Some(Pids { max: Some(20) });
+    spec.resources.pids.get_or_insert_default().max(20);
     let cg = Cgroup::create(&spec).unwrap();
     let stats: Stats = cg.stats().unwrap();
     eprintln!("{layout:?}: {}", serde_json::to_string(&stats).unwrap());

@@ -116,21 +116,17 @@ fn every_bad_value_is_a_typed_error_and_creates_nothing() {
         }
         assert_no_dir(&name);
     };
-    out_of_range(cpu(Cpu { weight: Some(0), ..Cpu::default() }), "cpu.weight", 0);
-    out_of_range(cpu(Cpu { weight: Some(10_001), ..Cpu::default() }), "cpu.weight", 10_001);
-    out_of_range(cpu(Cpu { shares: Some(1), ..Cpu::default() }), "cpu.shares", 1);
-    out_of_range(cpu(Cpu { shares: Some(262_145), ..Cpu::default() }), "cpu.shares", 262_145);
-    out_of_range(cpu(Cpu { quota_us: Some(999), ..Cpu::default() }), "cpu.quota_us", 999);
-    out_of_range(
-        with(&|s| s.resources.memory = Some(Memory { max: Some(4095), ..Memory::default() })),
-        "memory.max",
-        4095,
-    );
-    out_of_range(with(&|s| s.resources.pids = Some(Pids { max: Some(0) })), "pids.max", 0);
+    out_of_range(cpu(Cpu::new().weight(0).clone()), "cpu.weight", 0);
+    out_of_range(cpu(Cpu::new().weight(10_001).clone()), "cpu.weight", 10_001);
+    out_of_range(cpu(Cpu::new().shares(1).clone()), "cpu.shares", 1);
+    out_of_range(cpu(Cpu::new().shares(262_145).clone()), "cpu.shares", 262_145);
+    out_of_range(cpu(Cpu::new().quota_us(999).clone()), "cpu.quota_us", 999);
+    out_of_range(with(&|s| s.resources.memory = Some(Memory::new().max(4095).clone())), "memory.max", 4095);
+    out_of_range(with(&|s| s.resources.pids = Some(*Pids::new().max(0))), "pids.max", 0);
 
     let cpuset = |cpus: &str| {
         let cpus = cpus.to_owned();
-        with(&move |s| s.resources.cpuset = Some(Cpuset { cpus: Some(cpus.clone()), mems: None }))
+        with(&move |s| s.resources.cpuset = Some(Cpuset::new().cpus(cpus.clone()).clone()))
     };
     match Cgroup::create(&cpuset("0-")) {
         Err(Error::Invalid(ValidationError::Malformed { field: "cpuset.cpus", value, .. })) => assert_eq!(value, "0-"),
@@ -165,7 +161,7 @@ fn every_bad_value_is_a_typed_error_and_creates_nothing() {
 
     let huge = |size: &str| {
         let size = size.to_owned();
-        with(&move |s| s.resources.hugetlb = vec![HugetlbLimit { page_size: size.clone(), limit: 8 << 20 }])
+        with(&move |s| s.resources.hugetlb = vec![HugetlbLimit::new(size.clone(), 8 << 20)])
     };
     match Cgroup::create(&huge("3MB")) {
         Err(Error::Invalid(ValidationError::Malformed { field: "hugetlb.page_size", value, .. })) => {
@@ -211,7 +207,7 @@ fn every_bad_value_is_a_typed_error_and_creates_nothing() {
 fn a_rejected_update_writes_nothing() {
     require_root!();
     let mut spec = CgroupSpec::new(unique_name("upd"));
-    spec.resources.pids = Some(Pids { max: Some(20) });
+    spec.resources.pids.get_or_insert_default().max(20);
     spec.resources.cpu = Some(Cpu::default());
     let mut cg = Cgroup::create(&spec).unwrap();
     let (dir, _) = cg.dir_of(Controller::Pids).expect("pids dir");
@@ -219,8 +215,8 @@ fn a_rejected_update_writes_nothing() {
     assert_eq!(read(&pids_max).trim(), "20");
 
     let mut bad = spec.resources.clone();
-    bad.pids = Some(Pids { max: Some(30) });
-    bad.cpu = Some(Cpu { weight: Some(0), ..Cpu::default() });
+    bad.pids.get_or_insert_default().max(30);
+    bad.cpu.get_or_insert_default().weight(0);
     let err = cg.update(&bad).unwrap_err();
     assert!(matches!(err, Error::Invalid(ValidationError::OutOfRange { field: "cpu.weight", .. })), "{err}");
     assert_eq!(read(&pids_max).trim(), "20", "pids.max was written although the update was rejected");
@@ -252,8 +248,8 @@ fn remove_deletes_nested_children_without_cgroup_kill_on_v1() {
 fn remove_nested(h: Hierarchies) {
     let name = unique_name("rm");
     let mut spec = CgroupSpec::new(&name);
-    spec.resources.pids = Some(Pids { max: Some(50) });
-    spec.resources.memory = Some(Memory { max: Some(64 << 20), ..Memory::default() });
+    spec.resources.pids.get_or_insert_default().max(50);
+    spec.resources.memory.get_or_insert_default().max(64 << 20);
     spec.resources.cpu = Some(Cpu::default());
     spec.resources.freezer = true;
     let cg = Cgroup::create_in(h, &spec).unwrap();
@@ -285,8 +281,8 @@ fn drop_removes_every_directory() {
     require_root!();
     let name = unique_name("drp");
     let mut spec = CgroupSpec::new(&name);
-    spec.resources.pids = Some(Pids { max: Some(10) });
-    spec.resources.memory = Some(Memory { max: Some(32 << 20), ..Memory::default() });
+    spec.resources.pids.get_or_insert_default().max(10);
+    spec.resources.memory.get_or_insert_default().max(32 << 20);
     let cg = Cgroup::create(&spec).unwrap();
     let paths: Vec<PathBuf> = cg.paths().map(Path::to_owned).collect();
     let mut child = sleeper_in(&cg);
@@ -305,7 +301,7 @@ fn drop_removes_every_directory() {
 fn leak_keeps_the_directories() {
     require_root!();
     let mut spec = CgroupSpec::new(unique_name("lk"));
-    spec.resources.pids = Some(Pids { max: Some(10) });
+    spec.resources.pids.get_or_insert_default().max(10);
     let cg = Cgroup::create(&spec).unwrap();
     let expected: Vec<PathBuf> = cg.paths().map(Path::to_owned).collect();
     let kept = cg.leak();
@@ -328,8 +324,8 @@ fn a_nested_name_works_and_leaves_no_intermediate_directory() {
     require_root!();
     let top = unique_name("nst");
     let mut spec = CgroupSpec::new(format!("{top}/inner"));
-    spec.resources.pids = Some(Pids { max: Some(10) });
-    spec.resources.memory = Some(Memory { max: Some(32 << 20), ..Memory::default() });
+    spec.resources.pids.get_or_insert_default().max(10);
+    spec.resources.memory.get_or_insert_default().max(32 << 20);
     if Hierarchies::discover().unwrap().locate(Controller::Cpuset).is_some() {
         spec.resources.cpuset = Some(Cpuset::default());
     }
@@ -378,14 +374,14 @@ fn an_explicit_parent_is_used() {
     let parent_name = unique_name("par");
     let mut parent_spec = CgroupSpec::new(&parent_name);
     if use_pids {
-        parent_spec.resources.pids = Some(Pids { max: Some(100) });
+        parent_spec.resources.pids.get_or_insert_default().max(100);
     }
     let parent = Cgroup::create(&parent_spec).unwrap();
 
     let mut spec = CgroupSpec::new("nkkid");
     spec.parent = Some(base.join(&parent_name));
     if use_pids {
-        spec.resources.pids = Some(Pids { max: Some(7) });
+        spec.resources.pids.get_or_insert_default().max(7);
     }
     let child_cg = Cgroup::create(&spec).unwrap();
     let parent_paths: Vec<&Path> = parent.paths().collect();
@@ -421,8 +417,8 @@ fn an_explicit_parent_is_used() {
 fn add_pid_places_a_process_in_every_hierarchy() {
     require_root!();
     let mut spec = CgroupSpec::new(unique_name("add"));
-    spec.resources.pids = Some(Pids { max: Some(10) });
-    spec.resources.memory = Some(Memory { max: Some(32 << 20), ..Memory::default() });
+    spec.resources.pids.get_or_insert_default().max(10);
+    spec.resources.memory.get_or_insert_default().max(32 << 20);
     spec.resources.freezer = true;
     let cg = Cgroup::create(&spec).unwrap();
     assert_eq!(cg.procs().unwrap(), Vec::<u32>::new());
@@ -479,13 +475,13 @@ fn some_v2_domain_controller(h: &Hierarchies) -> Option<(&'static str, nook_cgro
     let mut r = nook_cgroup::Resources::default();
     let on_v2 = |c: Controller| matches!(h.locate(c), Some(Location::V2(_)));
     if on_v2(Controller::Memory) {
-        r.memory = Some(Memory { max: Some(64 << 20), ..Memory::default() });
+        r.memory.get_or_insert_default().max(64 << 20);
         return Some(("memory", r));
     }
     if on_v2(Controller::Hugetlb) {
         let size = huge_page_sizes().into_iter().next()?;
         let bytes = nook_cgroup::parse_page_size(&size).ok()?;
-        r.hugetlb = vec![HugetlbLimit { page_size: size, limit: bytes * 2 }];
+        r.hugetlb = vec![HugetlbLimit::new(size, bytes * 2)];
         return Some(("hugetlb", r));
     }
     None
@@ -650,7 +646,7 @@ fn each_controller_is_managed_in_the_right_hierarchy() {
     r.pids = has(Controller::Pids).then(Pids::default);
     if has(Controller::Hugetlb) && !huge.is_empty() {
         let bytes = nook_cgroup::parse_page_size(&huge).unwrap();
-        r.hugetlb = vec![HugetlbLimit { page_size: huge.clone(), limit: bytes * 4 }];
+        r.hugetlb = vec![HugetlbLimit::new(huge.clone(), bytes * 4)];
     }
     let cg = Cgroup::create(&spec).unwrap();
     for c in Controller::ALL {

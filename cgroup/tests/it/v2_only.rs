@@ -58,7 +58,7 @@ fn pure_v2(test: &str) -> Option<Hierarchies> {
 fn rerun_in(cg: &Cgroup, test: &str, role: &str, env: &[(&str, String)]) -> Output {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", &crate::test_name(module_path!(), test), "--nocapture", "--test-threads=1"])
         .env(ROLE, role)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .cgroup(cg.dir_fd().unwrap())
@@ -126,8 +126,8 @@ fn delegated_caller() {
     assert_eq!(pids_in(&service), vec![me]);
 
     let mut spec = CgroupSpec::new("nk-sub");
-    spec.resources.memory = Some(Memory { max: Some(64 << 20), ..Memory::default() });
-    spec.resources.pids = Some(Pids { max: Some(16) });
+    spec.resources.memory.get_or_insert_default().max(64 << 20);
+    spec.resources.pids.get_or_insert_default().max(16);
     match Cgroup::create(&spec) {
         Err(Error::NoInternalProcesses { path, controllers }) => {
             assert_eq!(path, service, "the rule is about our own cgroup");
@@ -168,7 +168,7 @@ fn clone_into_cgroup_starts_the_child_in_the_group_under_its_pids_limit_on_v2() 
     let Some(h) = pure_v2(TEST) else { return };
     let name = unique_name("cic");
     let mut spec = CgroupSpec::new(&name);
-    spec.resources.pids = Some(Pids { max: Some(1) });
+    spec.resources.pids.get_or_insert_default().max(1);
     let cg = Cgroup::create(&spec).unwrap();
     let dir = cg.v2_dir().unwrap().to_owned();
 
@@ -237,7 +237,7 @@ fn hugetlb_max_stops_the_fault_past_the_limit_on_v2() {
     }
     assert_eq!(parse_page_size(&size).unwrap(), bytes);
     let mut spec = CgroupSpec::new(unique_name("hug"));
-    spec.resources.hugetlb = vec![HugetlbLimit { page_size: size.clone(), limit: bytes }];
+    spec.resources.hugetlb = vec![HugetlbLimit::new(size.clone(), bytes)];
     let cg = Cgroup::create(&spec).unwrap();
     let dir = cg.v2_dir().unwrap().to_owned();
     assert_eq!(read(&dir.join(format!("hugetlb.{size}.max"))).trim(), bytes.to_string());
