@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 
-use crate::error::{Error, Result};
+use crate::error::{Result, SysContext};
 use crate::handle::{NsId, ns_id};
 use crate::namespace::Namespace;
 
@@ -32,7 +32,7 @@ fn is_alive(pid: u32) -> bool {
 /// is `id`. Processes that exit during the scan, or that the caller may not inspect, are
 /// skipped.
 pub fn processes_in(kind: Namespace, id: NsId) -> Result<Vec<u32>> {
-    let entries = fs::read_dir("/proc").map_err(|e| Error::sys_path("read_dir", "/proc", e))?;
+    let entries = fs::read_dir("/proc").sys_at("read_dir", "/proc")?;
     let mut pids: Vec<u32> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .filter(|&pid| ns_id(pid, kind).is_ok_and(|other| other == id))

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SysContext};
 use crate::handle::NsFd;
 use crate::namespace::{Namespace, NamespaceSet};
 use crate::sys;
@@ -24,12 +24,12 @@ pub fn join_pidfd(pidfd: BorrowedFd<'_>, set: NamespaceSet) -> Result<()> {
             return Err(Error::NeedsSingleThread { namespace });
         }
     }
-    sys::setns(pidfd, set.bits() as libc::c_int).map_err(|e| Error::sys("setns(pidfd)", e))
+    sys::setns(pidfd, set.bits() as libc::c_int).sys("setns(pidfd)")
 }
 
 /// Opens a pidfd for `pid` (for [`join_pidfd`] on a process you did not spawn).
 pub fn pidfd_open(pid: u32) -> Result<std::os::fd::OwnedFd> {
-    sys::pidfd_open(pid as libc::pid_t).map_err(|e| Error::sys("pidfd_open", e))
+    sys::pidfd_open(pid as libc::pid_t).sys("pidfd_open")
 }
 
 /// `setns` into a user or time namespace moves the caller itself and requires a
@@ -99,9 +99,8 @@ impl NsGuard {
                 return Err(Error::NeedsSingleThread { namespace: target.kind() });
             }
             if target.kind() == Namespace::Mount {
-                sys::unshare(libc::CLONE_FS).map_err(|e| Error::sys("unshare(CLONE_FS)", e))?;
-                guard.cwd =
-                    Some(sys::open(c".", libc::O_PATH | libc::O_DIRECTORY).map_err(|e| Error::sys("open(\".\")", e))?);
+                sys::unshare(libc::CLONE_FS).sys("unshare(CLONE_FS)")?;
+                guard.cwd = Some(sys::open(c".", libc::O_PATH | libc::O_DIRECTORY).sys("open(\".\")")?);
             }
             let saved = current_for_restore(target.kind())?;
             target.enter()?;

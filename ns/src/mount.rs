@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result, ValidationError};
+use crate::error::{Result, SysContext, ValidationError};
 use crate::sys;
 
 /// Mount propagation type (shared subtrees, `Documentation/filesystems/sharedsubtree.rst`).
@@ -47,8 +47,7 @@ impl Propagation {
 /// it on a thread that did `unshare(CLONE_NEWNS)` or inside a child's namespace.
 pub fn set_propagation(path: &Path, propagation: Propagation, recursive: bool) -> Result<()> {
     let c = path_cstring("path", path)?;
-    sys::mount(None, &c, None, propagation.flags(recursive), None)
-        .map_err(|e| Error::sys_path("mount (propagation)", path, e))
+    sys::mount(None, &c, None, propagation.flags(recursive), None).sys_at("mount (propagation)", path)
 }
 
 /// Bind-mounts `source` onto `target` in the caller's mount namespace (parent-side helper).
@@ -56,7 +55,7 @@ pub fn bind(source: &Path, target: &Path, recursive: bool) -> Result<()> {
     let s = path_cstring("source", source)?;
     let t = path_cstring("target", target)?;
     let flags = libc::MS_BIND | if recursive { libc::MS_REC } else { 0 };
-    sys::mount(Some(&s), &t, None, flags, None).map_err(|e| Error::sys_path("mount (bind)", target, e))
+    sys::mount(Some(&s), &t, None, flags, None).sys_at("mount (bind)", target)
 }
 
 /// Mounts a tmpfs at `target` in the caller's mount namespace (parent-side helper).
@@ -64,13 +63,13 @@ pub fn mount_tmpfs(target: &Path, options: Option<&str>) -> Result<()> {
     let t = path_cstring("target", target)?;
     let data = options.map(|o| cstring("tmpfs options", o.as_bytes())).transpose()?;
     sys::mount(Some(c"tmpfs"), &t, Some(c"tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, data.as_deref())
-        .map_err(|e| Error::sys_path("mount (tmpfs)", target, e))
+        .sys_at("mount (tmpfs)", target)
 }
 
 /// Unmounts `target` (lazily with `detach`) in the caller's mount namespace.
 pub fn unmount(target: &Path, detach: bool) -> Result<()> {
     let t = path_cstring("target", target)?;
-    sys::umount2(&t, if detach { libc::MNT_DETACH } else { 0 }).map_err(|e| Error::sys_path("umount2", target, e))
+    sys::umount2(&t, if detach { libc::MNT_DETACH } else { 0 }).sys_at("umount2", target)
 }
 
 /// One mount-namespace step run by the child, in order, after `/` got its propagation.

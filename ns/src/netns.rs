@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result, ValidationError};
+use crate::error::{Error, Result, SysContext, ValidationError};
 use crate::handle::NsFd;
 use crate::join::run_in;
 use crate::mount::path_cstring;
@@ -33,7 +33,7 @@ impl NetNs {
     /// A new anonymous network namespace (holding only a down `lo`).
     pub fn new() -> Result<NetNs> {
         let ns = on_fresh_thread(|| {
-            sys::unshare(libc::CLONE_NEWNET).map_err(|e| Error::sys("unshare(CLONE_NEWNET)", e))?;
+            sys::unshare(libc::CLONE_NEWNET).sys("unshare(CLONE_NEWNET)")?;
             NsFd::current(Namespace::Net)
         })?;
         Ok(NetNs { ns, path: None, owns_path: false })
@@ -50,24 +50,27 @@ impl NetNs {
         let path = dir.join(name);
         let c_path = path_cstring("netns path", &path)?;
         make_shared_run_dir(dir)?;
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::sys_path("create", &path, e))?;
+        fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).sys_at("create", &path)?;
         let made = on_fresh_thread(|| {
-            sys::unshare(libc::CLONE_NEWNET).map_err(|e| Error::sys("unshare(CLONE_NEWNET)", e))?;
+            sys::unshare(libc::CLONE_NEWNET).sys("unshare(CLONE_NEWNET)")?;
             sys::mount(Some(c"/proc/thread-self/ns/net"), &c_path, Some(c"none"), libc::MS_BIND, None)
-                .map_err(|e| Error::sys_path("mount (bind netns)", &path, e))?;
+                .sys_at("mount (bind netns)", &path)?;
             NsFd::open(&path, Namespace::Net)
         });
         match made {
             Ok(ns) => Ok(NetNs { ns, path: Some(path), owns_path: true }),
-            Err(e) => {
-                let _ = sys::umount2(&c_path, libc::MNT_DETACH);
-                let _ = fs::remove_file(&path);
-                Err(e)
+            Err(cause) => {
+                // Undo: the bind mount may never have been made (EINVAL: not a mount point).
+                let mut cleanup = Vec::new();
+                match sys::umount2(&c_path, libc::MNT_DETACH) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                    Err(e) => cleanup.push(Error::sys_path("umount2", &path, e)),
+                }
+                if let Err(e) = fs::remove_file(&path) {
+                    cleanup.push(Error::sys_path("unlink", &path, e));
+                }
+                Err(Error::with_cleanup(cause, cleanup))
             }
         }
     }
@@ -141,12 +144,22 @@ impl Drop for NetNs {
     }
 }
 
+/// Unmounts and unlinks a persisted name; both are tried, every failure is reported
+/// ([`Error::Teardown`]).
 fn delete_path(path: &Path) -> Result<()> {
     let c = path_cstring("netns path", path)?;
-    let unmounted = sys::umount2(&c, libc::MNT_DETACH);
-    let removed = fs::remove_file(path);
-    unmounted.map_err(|e| Error::sys_path("umount2", path, e))?;
-    removed.map_err(|e| Error::sys_path("unlink", path, e))
+    let mut errors = Vec::new();
+    if let Err(e) = sys::umount2(&c, libc::MNT_DETACH) {
+        errors.push(Error::sys_path("umount2", path, e));
+    }
+    if let Err(e) = fs::remove_file(path) {
+        errors.push(Error::sys_path("unlink", path, e));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Teardown { what: format!("network namespace {}", path.display()), errors })
+    }
 }
 
 fn validate_name(name: &str) -> std::result::Result<(), ValidationError> {
@@ -178,7 +191,7 @@ fn validate_name(name: &str) -> std::result::Result<(), ValidationError> {
 fn make_shared_run_dir(dir: &Path) -> Result<()> {
     static RUN_DIR_SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _serialized = RUN_DIR_SETUP.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    fs::create_dir_all(dir).map_err(|e| Error::sys_path("mkdir", dir, e))?;
+    fs::create_dir_all(dir).sys_at("mkdir", dir)?;
     let c = path_cstring("netns run dir", dir)?;
     let shared = libc::MS_SHARED | libc::MS_REC;
     match sys::mount(Some(c"none"), &c, Some(c"none"), shared, None) {
@@ -186,9 +199,8 @@ fn make_shared_run_dir(dir: &Path) -> Result<()> {
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             // Not a mount point yet: bind it onto itself, then share it.
             sys::mount(Some(&c), &c, Some(c"none"), libc::MS_BIND | libc::MS_REC, None)
-                .map_err(|e| Error::sys_path("mount (bind run dir)", dir, e))?;
-            sys::mount(Some(c"none"), &c, Some(c"none"), shared, None)
-                .map_err(|e| Error::sys_path("mount (make shared)", dir, e))
+                .sys_at("mount (bind run dir)", dir)?;
+            sys::mount(Some(c"none"), &c, Some(c"none"), shared, None).sys_at("mount (make shared)", dir)
         }
         Err(e) => Err(Error::sys_path("mount (make shared)", dir, e)),
     }

@@ -9,7 +9,7 @@
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SysContext};
 use crate::handle::NsFd;
 use crate::namespace::Namespace;
 use crate::sys;
@@ -43,7 +43,7 @@ pub fn on_thread_in<T: Send>(targets: &[&NsFd], f: impl FnOnce() -> T + Send) ->
     on_helper_thread("nook-ns-in", || {
         for target in sorted {
             if target.kind() == Namespace::Mount {
-                sys::unshare(libc::CLONE_FS).map_err(|e| Error::sys("unshare(CLONE_FS)", e))?;
+                sys::unshare(libc::CLONE_FS).sys("unshare(CLONE_FS)")?;
             }
             target.enter()?;
         }
@@ -64,9 +64,9 @@ pub fn on_thread_in<T: Send>(targets: &[&NsFd], f: impl FnOnce() -> T + Send) ->
 /// ```
 pub fn on_thread_with_cwd<T: Send>(dir: &Path, f: impl FnOnce() -> T + Send) -> Result<T> {
     on_helper_thread("nook-ns-cwd", || {
-        sys::unshare(libc::CLONE_FS).map_err(|e| Error::sys_path("unshare(CLONE_FS)", dir, e))?;
-        let d = std::fs::File::open(dir).map_err(|e| Error::sys_path("open", dir, e))?;
-        sys::fchdir(d.as_fd()).map_err(|e| Error::sys_path("fchdir", dir, e))?;
+        sys::unshare(libc::CLONE_FS).sys_at("unshare(CLONE_FS)", dir)?;
+        let d = std::fs::File::open(dir).sys_at("open", dir)?;
+        sys::fchdir(d.as_fd()).sys_at("fchdir", dir)?;
         Ok(f())
     })
 }
@@ -77,7 +77,7 @@ fn on_helper_thread<T: Send>(name: &str, body: impl FnOnce() -> Result<T> + Send
             .name(name.into())
             .stack_size(HELPER_STACK)
             .spawn_scoped(scope, body)
-            .map_err(|e| Error::sys("spawn helper thread", e))?;
+            .sys("spawn helper thread")?;
         match handle.join() {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
