@@ -8,6 +8,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output};
 
+use rustix::fs::OFlags;
+
 use crate::child::{VforkArgs, run_child, vfork_child};
 use crate::error::{Error, Result, SpawnError, Stage, SysContext, ValidationError};
 use crate::idmap::{self, IdKind, IdMap, MapWriter, SetGroups};
@@ -634,7 +636,7 @@ impl Command {
                     // and wait for the error pipe's EOF as usual.
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => match sys::set_blocking(err_read.as_fd()) {
                         Ok(()) => None,
-                        Err(e) => Some(Err(e)),
+                        Err(e) => Some(Err(e.into())),
                     },
                     r => Some(r.map(|(pid, pidfd)| Forked::Parent { pid, pidfd })),
                 }
@@ -714,7 +716,7 @@ impl Command {
             let fd = match self.stdio[i].as_ref() {
                 None | Some(Stdio::Inherit) => None,
                 Some(Stdio::Null) => Some(
-                    sys::open(c"/dev/null", if i == 0 { libc::O_RDONLY } else { libc::O_WRONLY })
+                    sys::open(c"/dev/null", if i == 0 { OFlags::RDONLY } else { OFlags::WRONLY })
                         .sys_at("open", "/dev/null")?,
                 ),
                 Some(Stdio::Fd(fd)) => Some(fd.try_clone().sys("dup")?),

@@ -9,6 +9,7 @@ use crate::error::{Error, Result, SysContext};
 use crate::mount::path_cstring;
 use crate::namespace::Namespace;
 use crate::sys::{self, consts};
+use rustix::fs::OFlags;
 
 /// A namespace's identity: the device and inode of its nsfs file. Two processes are in
 /// the same namespace exactly when these are equal (`/proc/PID/ns/net -> net:[inode]`).
@@ -41,7 +42,7 @@ impl NsFd {
     pub fn open(path: impl AsRef<Path>, kind: Namespace) -> Result<NsFd> {
         let path = path.as_ref();
         let c = path_cstring("namespace path", path)?;
-        let fd = sys::open(&c, libc::O_RDONLY).sys_at("open", path)?;
+        let fd = sys::open(&c, OFlags::RDONLY).sys_at("open", path)?;
         let actual = nstype(fd.as_fd()).sys_at("ioctl(NS_GET_NSTYPE)", path)?;
         if actual != kind {
             return Err(Error::WrongKind { path: path.to_owned(), expected: kind, actual });
@@ -103,7 +104,7 @@ impl NsFd {
     /// Moves the *calling thread* into this namespace (`setns`). Prefer [`crate::run_in`]
     /// or [`crate::NsGuard`], which come back.
     pub fn enter(&self) -> Result<()> {
-        sys::setns(self.fd.as_fd(), self.kind.clone_flag() as libc::c_int).sys("setns")
+        rustix::thread::move_into_link_name_space(self.fd.as_fd(), Some(self.kind.link_type())).sys("setns")
     }
 
     /// A path that names this namespace while the fd is open (`/proc/self/fd/N`).

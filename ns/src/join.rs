@@ -10,6 +10,8 @@ use crate::error::{Error, Result, SysContext};
 use crate::handle::NsFd;
 use crate::namespace::{Namespace, NamespaceSet};
 use crate::sys;
+use rustix::fs::OFlags;
+use rustix::thread::{ThreadNameSpaceType, UnshareFlags};
 
 /// Moves the calling thread into the namespace at `path` (of kind `kind`).
 pub fn join_path(path: impl AsRef<Path>, kind: Namespace) -> Result<()> {
@@ -24,7 +26,8 @@ pub fn join_pidfd(pidfd: BorrowedFd<'_>, set: NamespaceSet) -> Result<()> {
             return Err(Error::NeedsSingleThread { namespace });
         }
     }
-    sys::setns(pidfd, set.bits() as libc::c_int).sys("setns(pidfd)")
+    let types = ThreadNameSpaceType::from_bits_retain(set.bits() as u32);
+    rustix::thread::move_into_thread_name_spaces(pidfd, types).sys("setns(pidfd)")
 }
 
 /// Opens a pidfd for `pid` (for [`join_pidfd`] on a process you did not spawn).
@@ -99,8 +102,8 @@ impl NsGuard {
                 return Err(Error::NeedsSingleThread { namespace: target.kind() });
             }
             if target.kind() == Namespace::Mount {
-                sys::unshare(libc::CLONE_FS).sys("unshare(CLONE_FS)")?;
-                guard.cwd = Some(sys::open(c".", libc::O_PATH | libc::O_DIRECTORY).sys("open(\".\")")?);
+                sys::unshare(UnshareFlags::FS).sys("unshare(CLONE_FS)")?;
+                guard.cwd = Some(sys::open(c".", OFlags::PATH | OFlags::DIRECTORY).sys("open(\".\")")?);
             }
             let saved = current_for_restore(target.kind())?;
             target.enter()?;
@@ -122,7 +125,7 @@ impl NsGuard {
             }
         }
         if let Some(cwd) = self.cwd.take() {
-            if let Err(e) = sys::fchdir(cwd.as_fd()) {
+            if let Err(e) = rustix::process::fchdir(cwd.as_fd()) {
                 first_err.get_or_insert(Error::sys("fchdir", e));
             }
         }

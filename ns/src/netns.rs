@@ -11,6 +11,9 @@ use crate::join::run_in;
 use crate::mount::path_cstring;
 use crate::namespace::Namespace;
 use crate::sys;
+use rustix::io::Errno;
+use rustix::mount::{self, MountPropagationFlags, UnmountFlags};
+use rustix::thread::UnshareFlags;
 
 /// Where `ip netns` keeps named network namespaces.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
@@ -33,7 +36,7 @@ impl NetNs {
     /// A new anonymous network namespace (holding only a down `lo`).
     pub fn new() -> Result<NetNs> {
         let ns = on_fresh_thread(|| {
-            sys::unshare(libc::CLONE_NEWNET).sys("unshare(CLONE_NEWNET)")?;
+            sys::unshare(UnshareFlags::NEWNET).sys("unshare(CLONE_NEWNET)")?;
             NsFd::current(Namespace::Net)
         })?;
         Ok(NetNs { ns, path: None, owns_path: false })
@@ -52,8 +55,8 @@ impl NetNs {
         make_shared_run_dir(dir)?;
         fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).sys_at("create", &path)?;
         let made = on_fresh_thread(|| {
-            sys::unshare(libc::CLONE_NEWNET).sys("unshare(CLONE_NEWNET)")?;
-            sys::mount(Some(c"/proc/thread-self/ns/net"), &c_path, Some(c"none"), libc::MS_BIND, None)
+            sys::unshare(UnshareFlags::NEWNET).sys("unshare(CLONE_NEWNET)")?;
+            mount::mount_bind(c"/proc/thread-self/ns/net", c_path.as_c_str())
                 .sys_at("mount (bind netns)", &path)?;
             NsFd::open(&path, Namespace::Net)
         });
@@ -62,9 +65,8 @@ impl NetNs {
             Err(cause) => {
                 // Undo: the bind mount may never have been made (EINVAL: not a mount point).
                 let mut cleanup = Vec::new();
-                match sys::umount2(&c_path, libc::MNT_DETACH) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                match mount::unmount(c_path.as_c_str(), UnmountFlags::DETACH) {
+                    Ok(()) | Err(Errno::INVAL) => {}
                     Err(e) => cleanup.push(Error::sys_path("umount2", &path, e)),
                 }
                 if let Err(e) = fs::remove_file(&path) {
@@ -149,7 +151,7 @@ impl Drop for NetNs {
 fn delete_path(path: &Path) -> Result<()> {
     let c = path_cstring("netns path", path)?;
     let mut errors = Vec::new();
-    if let Err(e) = sys::umount2(&c, libc::MNT_DETACH) {
+    if let Err(e) = mount::unmount(c.as_c_str(), UnmountFlags::DETACH) {
         errors.push(Error::sys_path("umount2", path, e));
     }
     if let Err(e) = fs::remove_file(path) {
@@ -193,14 +195,13 @@ fn make_shared_run_dir(dir: &Path) -> Result<()> {
     let _serialized = RUN_DIR_SETUP.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     fs::create_dir_all(dir).sys_at("mkdir", dir)?;
     let c = path_cstring("netns run dir", dir)?;
-    let shared = libc::MS_SHARED | libc::MS_REC;
-    match sys::mount(Some(c"none"), &c, Some(c"none"), shared, None) {
+    let shared = MountPropagationFlags::SHARED | MountPropagationFlags::REC;
+    match mount::mount_change(c.as_c_str(), shared) {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+        Err(Errno::INVAL) => {
             // Not a mount point yet: bind it onto itself, then share it.
-            sys::mount(Some(&c), &c, Some(c"none"), libc::MS_BIND | libc::MS_REC, None)
-                .sys_at("mount (bind run dir)", dir)?;
-            sys::mount(Some(c"none"), &c, Some(c"none"), shared, None).sys_at("mount (make shared)", dir)
+            mount::mount_bind_recursive(c.as_c_str(), c.as_c_str()).sys_at("mount (bind run dir)", dir)?;
+            mount::mount_change(c.as_c_str(), shared).sys_at("mount (make shared)", dir)
         }
         Err(e) => Err(Error::sys_path("mount (make shared)", dir, e)),
     }

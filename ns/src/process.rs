@@ -174,7 +174,7 @@ fn kill_and_reap(pidfd: BorrowedFd<'_>) -> Vec<Error> {
     let mut errors = Vec::new();
     match sys::pidfd_send_signal(pidfd, libc::SIGKILL) {
         Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+        Err(rustix::io::Errno::SRCH) => {}
         Err(e) => errors.push(Error::sys("pidfd_send_signal", e)),
     }
     if let Err(e) = sys::waitid_pidfd(pidfd, false) {
@@ -249,12 +249,13 @@ impl Child {
     }
 
     /// Sends `signal` through the pidfd. A child that was already reaped is not signalled
-    /// (`ESRCH`).
+    /// (`ESRCH`). `signal` is a named signal or one of libc's realtime signals
+    /// (`SIGRTMIN()..=SIGRTMAX()`); 0 and libc's internal signals are `EINVAL`.
     pub fn signal(&self, signal: libc::c_int) -> io::Result<()> {
         if self.status.is_some() {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        sys::pidfd_send_signal(self.pidfd.as_fd(), signal)
+        Ok(sys::pidfd_send_signal(self.pidfd.as_fd(), signal)?)
     }
 
     /// Sends SIGKILL.

@@ -13,6 +13,7 @@ use crate::error::{Error, Result, SysContext};
 use crate::handle::NsFd;
 use crate::namespace::Namespace;
 use crate::sys;
+use rustix::thread::UnshareFlags;
 
 /// Stack of the helper threads: what they run is shallow (syscalls, netlink messages, JSON of
 /// a firewall ruleset), and a small stack keeps the per-call cost at one small mapping.
@@ -43,7 +44,7 @@ pub fn on_thread_in<T: Send>(targets: &[&NsFd], f: impl FnOnce() -> T + Send) ->
     on_helper_thread("nook-ns-in", || {
         for target in sorted {
             if target.kind() == Namespace::Mount {
-                sys::unshare(libc::CLONE_FS).sys("unshare(CLONE_FS)")?;
+                sys::unshare(UnshareFlags::FS).sys("unshare(CLONE_FS)")?;
             }
             target.enter()?;
         }
@@ -64,9 +65,9 @@ pub fn on_thread_in<T: Send>(targets: &[&NsFd], f: impl FnOnce() -> T + Send) ->
 /// ```
 pub fn on_thread_with_cwd<T: Send>(dir: &Path, f: impl FnOnce() -> T + Send) -> Result<T> {
     on_helper_thread("nook-ns-cwd", || {
-        sys::unshare(libc::CLONE_FS).sys_at("unshare(CLONE_FS)", dir)?;
+        sys::unshare(UnshareFlags::FS).sys_at("unshare(CLONE_FS)", dir)?;
         let d = std::fs::File::open(dir).sys_at("open", dir)?;
-        sys::fchdir(d.as_fd()).sys_at("fchdir", dir)?;
+        rustix::process::fchdir(d.as_fd()).sys_at("fchdir", dir)?;
         Ok(f())
     })
 }
