@@ -53,9 +53,12 @@
 //!   (CLONE_NEWCGROUP)`): clock offsets can only be written before a process enters a time
 //!   namespace, and the cgroup namespace must be rooted at the cgroup the parent placed the
 //!   child in.
-//! - The parent's syscalls go through `libc` in one `sys` module (nix has no clone3); no
-//!   other crate than `libc`, `bitflags`, `thiserror` and `serde` is needed (and `cc` at
-//!   build time, for `nk-init`; x86_64 and aarch64). Between clone and exec the child makes
+//! - The parent's system calls go through `rustix`; raw `libc` remains for what rustix
+//!   cannot express — the clone itself (clone3, clone, the vfork-style child), the nsfs
+//!   ioctls, the full signal mask — in the `sys` module, each named there with its reason,
+//!   and for the feature probes' deliberately invalid calls. Dependencies: `libc`, `rustix`,
+//!   `bitflags`, `thiserror`, `serde`, `procfs-core` (pure `/proc` parsers) and `cc` at
+//!   build time, for `nk-init` (x86_64 and aarch64). Between clone and exec the child makes
 //!   bare system calls (`core::arch::asm!` `syscall` on x86_64, `svc #0` on aarch64,
 //!   returning `-errno` like glibc's internal `INTERNAL_SYSCALL`): glibc's wrappers, even
 //!   `syscall(3)`, write `errno` and flip the cancellation state in the calling thread's
@@ -88,8 +91,6 @@ mod command;
 mod error;
 mod handle;
 mod idmap;
-// Checks on the sealed memfd of `nk-init` (raw fcntl, pread, pwrite).
-#[allow(unsafe_code)]
 mod init_exe;
 mod inspect;
 mod join;
@@ -106,7 +107,8 @@ mod probe;
 #[allow(unsafe_code)]
 mod process;
 pub mod statefile;
-// Every parent-side system call (libc).
+// The clone, the nsfs ioctls and the full signal mask (raw libc); the other parent-side
+// helpers over rustix.
 #[allow(unsafe_code)]
 mod sys;
 mod thread;
