@@ -42,7 +42,7 @@ fn needs_single_thread(kind: Namespace) -> bool {
 }
 
 fn single_threaded() -> bool {
-    std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(false)
+    crate::inspect::thread_count().is_ok_and(|n| n == 1)
 }
 
 /// The calling thread's current namespace of `kind`, in the form `setns` restores: for a pid

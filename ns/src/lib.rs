@@ -31,7 +31,9 @@
 //! - [`NetNs`]: network namespaces, anonymous or persisted like `ip netns add`.
 //! - [`NsFd`], [`NsGuard`], [`run_in`], [`join_pidfd`]: join by fd, path or pidfd, and come
 //!   back.
-//! - [`namespaces_of`], [`processes_in`], [`NsFd::owner`], [`NsFd::parent`]: inspection.
+//! - [`namespaces_of`], [`processes_in`], [`NsFd::owner`], [`NsFd::parent`]: inspection;
+//!   [`process_start_time`] for owner records that must survive pid reuse (`/proc` parsed
+//!   with `procfs-core`).
 //!
 //! ```no_run
 //! use nook_ns::{Command, MountStep, Namespace, NamespaceSet};
@@ -117,7 +119,7 @@ pub use command::{ClockOffset, Command, MAX_UTS_NAME};
 pub use error::{Error, Result, SpawnError, Stage, ValidationError};
 pub use handle::{NsFd, NsId, ns_id};
 pub use idmap::{IdKind, IdMap, IdMapping, MAX_RANGES, SetGroups};
-pub use inspect::{differing, namespaces_of, processes_in};
+pub use inspect::{differing, namespaces_of, process_start_time, processes_in};
 pub use join::{NsGuard, join_path, join_pidfd, pidfd_open, run_in};
 pub use mount::{MountStep, Propagation, bind, mount_tmpfs, set_propagation, unmount};
 pub use namespace::{Namespace, NamespaceSet};
