@@ -5,11 +5,12 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::OFlags;
+
 use crate::error::{Error, Result, SysContext};
 use crate::mount::path_cstring;
 use crate::namespace::Namespace;
 use crate::sys::{self, consts};
-use rustix::fs::OFlags;
 
 /// A namespace's identity: the device and inode of its nsfs file. Two processes are in
 /// the same namespace exactly when these are equal (`/proc/PID/ns/net -> net:[inode]`).

@@ -81,9 +81,8 @@ pub(crate) fn thread_count() -> Result<u64> {
 /// does not parse is `EINVAL` naming the parser's complaint.
 fn parse_proc_file<T: FromRead>(path: &Path) -> Result<T> {
     let bytes = fs::read(path).sys_at("read", path)?;
-    T::from_read(bytes.as_slice()).map_err(|e| {
-        Error::sys_path("parse", path, io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
-    })
+    T::from_read(bytes.as_slice())
+        .map_err(|e| Error::sys_path("parse", path, io::Error::new(io::ErrorKind::InvalidData, e.to_string())))
 }
 
 #[cfg(test)]

@@ -6,12 +6,13 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+use rustix::fs::OFlags;
+use rustix::thread::{ThreadNameSpaceType, UnshareFlags};
+
 use crate::error::{Error, Result, SysContext};
 use crate::handle::NsFd;
 use crate::namespace::{Namespace, NamespaceSet};
 use crate::sys;
-use rustix::fs::OFlags;
-use rustix::thread::{ThreadNameSpaceType, UnshareFlags};
 
 /// Moves the calling thread into the namespace at `path` (of kind `kind`).
 pub fn join_path(path: impl AsRef<Path>, kind: Namespace) -> Result<()> {
@@ -94,20 +95,31 @@ impl NsGuard {
     /// Enters several namespaces, user first and mount last. If one fails, those already
     /// entered are left again before the error is returned.
     pub fn enter_all(targets: &[&NsFd]) -> Result<NsGuard> {
+        NsGuard::enter_ordered(targets, true)
+    }
+
+    /// Enters `targets` user first and mount last; a mount namespace first gets the thread a
+    /// filesystem context of its own. With `come_back`, saves where the thread was (and
+    /// returns there on failure or drop); without, the guard holds nothing and the thread
+    /// stays (for a thread that ends right after, see [`crate::on_thread_in`]).
+    pub(crate) fn enter_ordered(targets: &[&NsFd], come_back: bool) -> Result<NsGuard> {
         let mut sorted: Vec<&NsFd> = targets.to_vec();
         sorted.sort_by_key(|t| t.kind());
-        let mut guard = NsGuard { saved: Vec::with_capacity(sorted.len()), cwd: None, _not_send: PhantomData };
+        let saved = Vec::with_capacity(if come_back { sorted.len() } else { 0 });
+        let mut guard = NsGuard { saved, cwd: None, _not_send: PhantomData };
         for target in sorted {
             if needs_single_thread(target.kind()) && !single_threaded() {
                 return Err(Error::NeedsSingleThread { namespace: target.kind() });
             }
             if target.kind() == Namespace::Mount {
                 sys::unshare(UnshareFlags::FS).sys("unshare(CLONE_FS)")?;
-                guard.cwd = Some(sys::open(c".", OFlags::PATH | OFlags::DIRECTORY).sys("open(\".\")")?);
+                if come_back {
+                    guard.cwd = Some(sys::open(c".", OFlags::PATH | OFlags::DIRECTORY).sys("open(\".\")")?);
+                }
             }
-            let saved = current_for_restore(target.kind())?;
+            let saved = if come_back { Some(current_for_restore(target.kind())?) } else { None };
             target.enter()?;
-            guard.saved.push(saved);
+            guard.saved.extend(saved);
         }
         Ok(guard)
     }
@@ -163,19 +175,21 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    if let Some(t) = targets.iter().find(|t| needs_single_thread(t.kind())) {
-        return Err(Error::NeedsSingleThread { namespace: t.kind() });
-    }
-    std::thread::scope(|scope| {
-        let handle = scope.spawn(|| -> Result<T> {
-            let guard = NsGuard::enter_all(targets)?;
-            let out = f();
-            guard.restore()?;
-            Ok(out)
-        });
-        match handle.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+    refuse_single_thread_kinds(targets)?;
+    // The thread's stack is the default one: `f` is the caller's code.
+    crate::thread::on_helper_thread("nook-ns-run-in", None, || {
+        let guard = NsGuard::enter_all(targets)?;
+        let out = f();
+        guard.restore()?;
+        Ok(out)
     })
+}
+
+/// [`Error::NeedsSingleThread`] for a user or time namespace among `targets`: a helper
+/// thread of a multithreaded process cannot enter one.
+pub(crate) fn refuse_single_thread_kinds(targets: &[&NsFd]) -> Result<()> {
+    match targets.iter().find(|t| needs_single_thread(t.kind())) {
+        Some(t) => Err(Error::NeedsSingleThread { namespace: t.kind() }),
+        None => Ok(()),
+    }
 }

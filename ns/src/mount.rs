@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, SysContext, ValidationError};
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+
+use crate::error::{Result, SysContext, ValidationError};
 
 /// Mount propagation type (shared subtrees, `Documentation/filesystems/sharedsubtree.rst`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,15 +5,16 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use rustix::io::Errno;
+use rustix::mount::{self, MountPropagationFlags, UnmountFlags};
+use rustix::thread::UnshareFlags;
+
 use crate::error::{Error, Result, SysContext, ValidationError};
 use crate::handle::NsFd;
 use crate::join::run_in;
 use crate::mount::path_cstring;
 use crate::namespace::Namespace;
 use crate::sys;
-use rustix::io::Errno;
-use rustix::mount::{self, MountPropagationFlags, UnmountFlags};
-use rustix::thread::UnshareFlags;
 
 /// Where `ip netns` keeps named network namespaces.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
@@ -56,8 +57,7 @@ impl NetNs {
         fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).sys_at("create", &path)?;
         let made = on_fresh_thread(|| {
             sys::unshare(UnshareFlags::NEWNET).sys("unshare(CLONE_NEWNET)")?;
-            mount::mount_bind(c"/proc/thread-self/ns/net", c_path.as_c_str())
-                .sys_at("mount (bind netns)", &path)?;
+            mount::mount_bind(c"/proc/thread-self/ns/net", c_path.as_c_str()).sys_at("mount (bind netns)", &path)?;
             NsFd::open(&path, Namespace::Net)
         });
         match made {
@@ -210,10 +210,7 @@ fn make_shared_run_dir(dir: &Path) -> Result<()> {
 /// Runs `f` on a new thread that exits afterwards (so an `unshare` there never affects the
 /// caller's threads).
 fn on_fresh_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    std::thread::scope(|s| match s.spawn(f).join() {
-        Ok(r) => r,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
+    crate::thread::on_helper_thread("nook-ns-netns", Some(crate::thread::HELPER_STACK), f)
 }
 
 #[cfg(test)]
