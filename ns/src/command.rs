@@ -41,6 +41,7 @@ enum DeathOf {
 
 /// An offset for one clock in a new time namespace (may be negative).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct ClockOffset {
     /// Whole seconds (negative moves the clock back).
     pub secs: i64,
@@ -49,6 +50,12 @@ pub struct ClockOffset {
 }
 
 impl ClockOffset {
+    /// An offset of `secs` seconds and `nanos` nanoseconds (below 1e9, checked by
+    /// [`Command::validate`]).
+    pub const fn new(secs: i64, nanos: u32) -> Self {
+        ClockOffset { secs, nanos }
+    }
+
     /// An offset of whole seconds.
     pub const fn from_secs(secs: i64) -> Self {
         ClockOffset { secs, nanos: 0 }

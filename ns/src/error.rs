@@ -381,6 +381,7 @@ impl fmt::Display for Stage {
 
 /// A failure of the child between clone and exec: which stage and the errno.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SpawnError {
     /// The stage that failed.
     pub stage: Stage,
@@ -392,6 +393,11 @@ pub struct SpawnError {
 }
 
 impl SpawnError {
+    /// A failure at `stage` with `errno` (and the step index, for the stages that have one).
+    pub const fn new(stage: Stage, errno: i32, step: Option<usize>) -> Self {
+        SpawnError { stage, errno, step }
+    }
+
     /// The errno as an `io::Error`.
     pub fn io_error(&self) -> io::Error {
         io::Error::from_raw_os_error(self.errno)
@@ -419,10 +425,10 @@ pub(crate) struct ErrorRecord {
 }
 
 impl ErrorRecord {
-    pub const SIZE: usize = 12;
-    pub const NO_STEP: u32 = u32::MAX;
+    pub(crate) const SIZE: usize = 12;
+    pub(crate) const NO_STEP: u32 = u32::MAX;
 
-    pub fn encode(&self) -> [u8; Self::SIZE] {
+    pub(crate) fn encode(&self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
         b[0..4].copy_from_slice(&self.stage.to_ne_bytes());
         b[4..8].copy_from_slice(&self.errno.to_ne_bytes());
@@ -430,7 +436,7 @@ impl ErrorRecord {
         b
     }
 
-    pub fn decode(b: &[u8; Self::SIZE]) -> Self {
+    pub(crate) fn decode(b: &[u8; Self::SIZE]) -> Self {
         let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
         ErrorRecord {
             stage: u32::from_ne_bytes(word(0)),
@@ -439,7 +445,7 @@ impl ErrorRecord {
         }
     }
 
-    pub fn into_spawn_error(self) -> SpawnError {
+    pub(crate) fn into_spawn_error(self) -> SpawnError {
         SpawnError {
             stage: Stage::from_u32(self.stage).unwrap_or(Stage::Exec),
             errno: self.errno,

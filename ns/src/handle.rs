@@ -15,11 +15,20 @@ use crate::sys::{self, consts};
 /// A namespace's identity: the device and inode of its nsfs file. Two processes are in
 /// the same namespace exactly when these are equal (`/proc/PID/ns/net -> net:[inode]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct NsId {
     /// `st_dev` of the nsfs file.
     pub dev: u64,
     /// `st_ino` of the nsfs file (the number in `net:[...]`).
     pub ino: u64,
+}
+
+impl NsId {
+    /// The identity with this device and inode (e.g. from `std::fs::metadata` of a
+    /// `/proc/PID/ns/*` file).
+    pub const fn new(dev: u64, ino: u64) -> Self {
+        NsId { dev, ino }
+    }
 }
 
 impl fmt::Display for NsId {

@@ -35,6 +35,7 @@ impl fmt::Display for IdKind {
 
 /// One line of an id map: `count` ids starting at `inside` map to ids starting at `outside`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct IdMapping {
     /// First id inside the namespace.
     pub inside: u32,

@@ -81,6 +81,7 @@
 // Unsafe code only in the modules named below, each with its reason; the rest of the crate
 // (handles, joining, inspection, id maps, mount steps' data, network namespaces) has none.
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
 // What the child runs between clone and exec: bare system calls (`asm!`), raw pointers
 // into the plan, the vfork-style entry point.

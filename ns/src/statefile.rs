@@ -24,6 +24,7 @@ use rustix::fs::{FlockOperation, flock};
 /// A failed file operation of this module: the call, the path, the OS error.
 #[derive(Debug, thiserror::Error)]
 #[error("{call} {} failed: {source}", path.display())]
+#[non_exhaustive]
 pub struct FileError {
     /// The call (`"open"`, `"flock"`, `"write"`, `"fsync"`, `"rename"`).
     pub call: &'static str,

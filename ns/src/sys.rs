@@ -35,19 +35,19 @@ use crate::child::raw::{self, KERNEL_SIGSET_SIZE, sc};
 /// Flags that `libc` does not define (or defines as 0, like `CLONE_INTO_CGROUP` in some
 /// versions). Kept as `u64` because clone3 takes 64-bit flags.
 pub(crate) mod consts {
-    pub const CLONE_PIDFD: u64 = 0x0000_1000;
-    pub const CLONE_NEWTIME: u64 = 0x0000_0080;
-    pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    pub const NSIO: libc::c_ulong = 0xb7;
-    pub const NS_GET_USERNS: libc::c_ulong = NSIO << 8 | 0x1;
-    pub const NS_GET_PARENT: libc::c_ulong = NSIO << 8 | 0x2;
-    pub const NS_GET_NSTYPE: libc::c_ulong = NSIO << 8 | 0x3;
-    pub const NS_GET_OWNER_UID: libc::c_ulong = NSIO << 8 | 0x4;
-    pub const P_PIDFD: libc::idtype_t = 3;
-    pub const AT_RECURSIVE: libc::c_uint = 0x8000;
-    pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    pub(crate) const CLONE_PIDFD: u64 = 0x0000_1000;
+    pub(crate) const CLONE_NEWTIME: u64 = 0x0000_0080;
+    pub(crate) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    pub(crate) const NSIO: libc::c_ulong = 0xb7;
+    pub(crate) const NS_GET_USERNS: libc::c_ulong = NSIO << 8 | 0x1;
+    pub(crate) const NS_GET_PARENT: libc::c_ulong = NSIO << 8 | 0x2;
+    pub(crate) const NS_GET_NSTYPE: libc::c_ulong = NSIO << 8 | 0x3;
+    pub(crate) const NS_GET_OWNER_UID: libc::c_ulong = NSIO << 8 | 0x4;
+    pub(crate) const P_PIDFD: libc::idtype_t = 3;
+    pub(crate) const AT_RECURSIVE: libc::c_uint = 0x8000;
+    pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
     /// `pidfd_open` flag: a pidfd for this thread, not its thread group (= `O_EXCL`).
-    pub const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
+    pub(crate) const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 }
 
 /// The kernel's `struct clone_args` (version 2, 88 bytes, with `cgroup`); also used by the

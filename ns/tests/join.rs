@@ -21,7 +21,7 @@ fn current(kind: Namespace) -> NsId {
 fn thread_ns(link: &str) -> NsId {
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(format!("/proc/thread-self/ns/{link}")).unwrap();
-    NsId { dev: md.dev(), ino: md.ino() }
+    NsId::new(md.dev(), md.ino())
 }
 
 fn of_pid(pid: u32, kind: Namespace) -> NsId {

@@ -285,7 +285,7 @@ fn unbindable_propagation_step_makes_a_later_bind_fail_with_einval() {
         .expect_err("binding an unbindable mount");
 
     assert!(
-        matches!(err, Error::Spawn(SpawnError { stage: Stage::Mount, step: Some(2), errno: libc::EINVAL })),
+        matches!(err, Error::Spawn(SpawnError { stage: Stage::Mount, step: Some(2), errno: libc::EINVAL, .. })),
         "{err:?}"
     );
     assert_no_mounts_under(base.path());
@@ -605,7 +605,7 @@ fn failing_bind_reports_mount_stage_with_step_index_and_enoent() {
         .expect_err("bind from a missing source");
 
     match err {
-        Error::Spawn(e) => assert_eq!(e, SpawnError { stage: Stage::Mount, step: Some(2), errno: libc::ENOENT }),
+        Error::Spawn(e) => assert_eq!(e, SpawnError::new(Stage::Mount, libc::ENOENT, Some(2))),
         other => panic!("expected a spawn error, got {other:?}"),
     }
     assert_no_mounts_under(base.path());
@@ -624,7 +624,7 @@ fn pivot_root_into_a_file_reports_pivot_root_stage() {
         .expect_err("pivot_root into a regular file");
 
     match err {
-        Error::Spawn(e) => assert_eq!(e, SpawnError { stage: Stage::PivotRoot, step: Some(1), errno: libc::ENOTDIR }),
+        Error::Spawn(e) => assert_eq!(e, SpawnError::new(Stage::PivotRoot, libc::ENOTDIR, Some(1))),
         other => panic!("expected a spawn error, got {other:?}"),
     }
     assert_no_mounts_under(base.path());

@@ -37,7 +37,7 @@ fn is_mounted(path: &Path) -> bool {
 /// The identity of a file as `stat` sees it (for a bind-mounted namespace: the nsfs inode).
 fn stat_id(path: &Path) -> NsId {
     let md = fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
-    NsId { dev: md.dev(), ino: md.ino() }
+    NsId::new(md.dev(), md.ino())
 }
 
 /// Runs iproute2's `ip` and returns its stdout; fails the test on a non-zero exit.

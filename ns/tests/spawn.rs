@@ -342,7 +342,7 @@ fn missing_program_fails_at_exec_with_enoent() {
     assert_eq!((e.stage, e.errno), (Stage::Exec, libc::ENOENT), "{e}");
     // The same in new namespaces.
     let e = spawn_error(Command::new("/nonexistent/nk-x").namespaces(NamespaceSet::CONTAINER).spawn());
-    assert_eq!(e, SpawnError { stage: Stage::Exec, errno: libc::ENOENT, step: None });
+    assert_eq!(e, SpawnError::new(Stage::Exec, libc::ENOENT, None));
 }
 
 #[test]
