@@ -260,7 +260,7 @@ fn nested_pid_namespace_inside_pid_namespace() {
     }
     require_root!();
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", NESTED_TEST, "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", crate::test_name(module_path!(), NESTED_TEST).as_str(), "--nocapture", "--test-threads=1"])
         .env(ROLE, "inner")
         .namespaces(pid_ns())
         .mount(MountStep::proc("/proc"))
@@ -305,7 +305,7 @@ fn random_hex() -> String {
 /// Re-runs only `test` of this binary with `envs`; returns its stdout.
 fn rerun_self(test: &str, envs: &[(&str, &str)]) -> String {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .args(["--exact", crate::test_name(module_path!(), test).as_str(), "--nocapture", "--test-threads=1"])
         .envs(envs.iter().copied())
         .output()
         .unwrap();
@@ -397,7 +397,7 @@ fn secret_host(test: &str, variant: &str) {
     let env_secret = std::env::var(SECRET_ENV).unwrap();
     let heap_secret: &'static mut String = Box::leak(Box::new(format!("nkheap{}", random_hex())));
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", crate::test_name(module_path!(), test).as_str(), "--nocapture", "--test-threads=1"])
         .env(SECRET_ROLE, "reader")
         .env_remove(SECRET_ENV)
         .init(true)
@@ -503,7 +503,7 @@ fn init_is_not_dumpable_for_an_unprivileged_payload() {
     // The payload runs as nobody, like the init (which execs after the identity change): a
     // dumpable init would be open to it (same uid, no capability needed).
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .args(["--exact", crate::test_name(module_path!(), TEST).as_str(), "--nocapture", "--test-threads=1"])
         .env(SECRET_ROLE, "reader")
         .namespaces(pid_ns())
         .mount(MountStep::proc("/proc"))
@@ -584,7 +584,7 @@ fn unprivileged_caller_gets_nk_init_in_its_user_namespace() {
     }
     require_root!();
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .args(["--exact", crate::test_name(module_path!(), TEST).as_str(), "--nocapture", "--test-threads=1"])
         .env(SECRET_ROLE, "unprivileged")
         .user(65534, 65534)
         .output()
