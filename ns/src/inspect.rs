@@ -8,7 +8,7 @@ use std::io;
 use std::path::Path;
 
 use procfs_core::FromRead;
-use procfs_core::process::{Stat, Status};
+use procfs_core::process::Stat;
 
 use crate::error::{Error, Result, SysContext};
 use crate::handle::{NsId, ns_id};
@@ -71,12 +71,6 @@ pub fn process_start_time(pid: u32) -> Result<u64> {
     Ok(stat.starttime)
 }
 
-/// How many threads the calling process has (`Threads:` of `/proc/self/status`).
-pub(crate) fn thread_count() -> Result<u64> {
-    let status: Status = parse_proc_file(Path::new("/proc/self/status"))?;
-    Ok(status.threads)
-}
-
 /// Reads a `/proc` file in one go and parses it: an I/O error keeps its errno, a file that
 /// does not parse is `EINVAL` naming the parser's complaint.
 fn parse_proc_file<T: FromRead>(path: &Path) -> Result<T> {
@@ -96,15 +90,5 @@ mod tests {
         // The kernel's pid limit is at most 2^22: this pid never exists.
         let gone = process_start_time(u32::MAX).unwrap_err();
         assert_eq!(gone.raw_os_error(), Some(libc::ENOENT), "{gone}");
-    }
-
-    #[test]
-    fn thread_count_sees_a_second_thread() {
-        assert!(thread_count().unwrap() >= 1);
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let t = std::thread::spawn(move || rx.recv());
-        assert!(thread_count().unwrap() >= 2, "this thread and the one spawned");
-        tx.send(()).unwrap();
-        t.join().unwrap().unwrap();
     }
 }
