@@ -7,13 +7,17 @@
 //! - [`fork_like`] (`clone3`, `clone`) and [`vfork_like`] (glibc's `clone` with
 //!   `CLONE_VM | CLONE_VFORK` and a child function on a stack of its own, with `mmap`,
 //!   `mprotect`, `munmap` for that stack): the clone itself, which returns twice; rustix
-//!   offers no clone.
+//!   offers no clone (and its `mm` functions are as unsafe as libc's for the stack).
 //! - [`ns_ioctl_fd`], [`ns_ioctl_int`], [`ns_owner_uid`]: the nsfs ioctls (`NS_GET_USERNS`,
 //!   `NS_GET_PARENT`, `NS_GET_NSTYPE`, `NS_GET_OWNER_UID`), which rustix does not name; its
 //!   generic `ioctl` is as unsafe as libc's.
 //! - [`block_all_signals`] / [`restore_signals`]: the bare `rt_sigprocmask` of
 //!   [`crate::child::raw`], because the mask must include glibc's internal signals (32, 33),
 //!   which `pthread_sigmask` and rustix's safe API leave out.
+//!
+//!
+//! One rustix call is unsafe too: [`unshare`] (`unshare_unsafe`, because of `CLONE_FILES`,
+//! which nook never passes).
 //!
 //! None of these may run in the child between clone and exec (rustix's and glibc's
 //! wrappers are not written for a vfork-style child): the child's bare system calls are in
@@ -162,8 +166,7 @@ impl VforkStack {
     const SIZE: usize = 256 * 1024;
 
     fn new() -> io::Result<VforkStack> {
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let page = rustix::param::page_size();
         let len = Self::SIZE + page;
         // SAFETY: a fresh anonymous mapping; no existing memory is affected.
         let base = unsafe {

@@ -26,7 +26,7 @@ pub(crate) const HELPER_STACK: usize = 256 << 10;
 /// thread.
 ///
 /// User and time namespaces cannot be entered by a thread of a multithreaded process:
-/// [`Error::NeedsSingleThread`], before any thread is started.
+/// [`Error::NeedsSingleThread`](crate::Error::NeedsSingleThread), before any thread is started.
 ///
 /// ```no_run
 /// use nook_ns::{NetNs, on_thread_in};
