@@ -270,3 +270,20 @@ fn concurrent_creates_mount_a_fresh_run_dir_once() {
         assert_eq!(mount_points().iter().filter(|p| p.starts_with(&run_dir)).count(), 1);
     }
 }
+
+#[test]
+fn deleting_a_name_that_is_not_there_reports_every_failure() {
+    require_root!();
+    let name = unique_name("td");
+    assert!(!Path::new(NETNS_RUN_DIR).join(&name).exists());
+    // Neither mounted nor there: the unmount and the unlink both fail, both are reported.
+    let err = NetNs::delete(&name).unwrap_err();
+    match &err {
+        Error::Teardown { errors, .. } => {
+            let codes: Vec<_> = errors.iter().map(Error::raw_os_error).collect();
+            assert_eq!(codes, [Some(libc::ENOENT), Some(libc::ENOENT)], "{err}");
+        }
+        other => panic!("expected Teardown, got {other}"),
+    }
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "the first failure's errno");
+}
