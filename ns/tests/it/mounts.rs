@@ -14,6 +14,7 @@ use nook_ns::{
     set_propagation, unmount,
 };
 use nook_testutil::{TempDir, on_private_mount_ns, require_root, tiny_rootfs};
+use procfs_core::process::{MountInfo, MountOptFields};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -30,19 +31,35 @@ struct MountEntry {
     super_options: String,
 }
 
+/// The mountinfo lines of `text` (other lines, such as a script's own output, are skipped),
+/// parsed by `procfs-core` (the `/proc` reader nook-ns uses).
 fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let left: Vec<&str> = left.split(' ').collect();
-            let right: Vec<&str> = right.split(' ').collect();
-            Some(MountEntry {
-                mount_point: left.get(4)?.to_string(),
-                mount_options: left.get(5)?.to_string(),
-                tags: left[6..].iter().map(|s| s.to_string()).collect(),
-                fstype: right.first()?.to_string(),
-                super_options: right.get(2).unwrap_or(&"").to_string(),
+    let options = |map: &std::collections::HashMap<String, Option<String>>| {
+        map.iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k}={v}"),
+                None => k.clone(),
             })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    text.lines()
+        .filter_map(|l| MountInfo::from_line(l).ok())
+        .map(|m| MountEntry {
+            mount_point: m.mount_point.to_string_lossy().into_owned(),
+            mount_options: options(&m.mount_options),
+            tags: m
+                .opt_fields
+                .iter()
+                .map(|f| match f {
+                    MountOptFields::Shared(n) => format!("shared:{n}"),
+                    MountOptFields::Master(n) => format!("master:{n}"),
+                    MountOptFields::PropagateFrom(n) => format!("propagate_from:{n}"),
+                    MountOptFields::Unbindable => "unbindable".to_owned(),
+                })
+                .collect(),
+            fstype: m.fs_type,
+            super_options: options(&m.super_options),
         })
         .collect()
 }
