@@ -107,11 +107,9 @@ fn pidfd_reap(pidfd: BorrowedFd<'_>) {
 
 /// The state letter and ppid from `/proc/PID/stat`, or None when the process is gone.
 fn state_and_ppid(pid: u32) -> Option<(char, u32)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.chars().next()?;
-    Some((state, fields.next()?.parse().ok()?))
+    use procfs_core::FromRead;
+    let stat = procfs_core::process::Stat::from_read(fs::File::open(format!("/proc/{pid}/stat")).ok()?).ok()?;
+    Some((stat.state, stat.ppid as u32))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -23,19 +23,16 @@ fn init_sh(script: &str) -> Command {
     cmd
 }
 
-/// The state letter and ppid of a `/proc/PID/stat` line.
+/// The pid, state letter and ppid of a `/proc/PID/stat` line.
 fn parse_stat(line: &str) -> (u32, char, u32) {
-    let pid = line.split(' ').next().unwrap().parse().unwrap();
-    let rest = &line[line.rfind(')').unwrap() + 2..];
-    let mut f = rest.split(' ');
-    (pid, f.next().unwrap().chars().next().unwrap(), f.next().unwrap().parse().unwrap())
+    let st = crate::procfs::parse_stat(line);
+    (st.pid as u32, st.state, st.ppid as u32)
 }
 
 /// The pid of host process `pid` inside its own pid namespace.
 fn inner_pid(pid: u32) -> Option<u32> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
-    nspid.split_whitespace().last()?.parse().ok()
+    let nspid = crate::procfs::status(pid)?.nspid?;
+    Some(*nspid.last()? as u32)
 }
 
 fn read_line(child: &mut Child) -> String {
@@ -199,8 +196,8 @@ fn init_without_pid_namespace_is_a_subreaper() {
     child.kill_on_drop(true);
     let orphan: u32 = read_line(&mut child).parse().unwrap();
     let _cleanup = KillOnDrop(nook_ns::pidfd_open(orphan).unwrap());
-    let stat = fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap();
-    assert_eq!(parse_stat(&stat).2, child.id(), "the orphan's parent is the init: {stat}");
+    let stat = crate::procfs::stat(orphan).expect("the orphan is alive");
+    assert_eq!(stat.ppid as u32, child.id(), "the orphan's parent is the init: {stat:?}");
     drop(child.stdin.take());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(5), "99 means the orphan was never reaped");

@@ -579,12 +579,7 @@ fn mkdir_step_creates_directories_with_mode() {
     require_root!();
     let base = TempDir::new("mkd").unwrap();
     let [t] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["t"])).unwrap();
-    let umask = fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Umask:"))
-        .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
-        .expect("Umask in /proc/self/status");
+    let umask = crate::procfs::status("self").and_then(|s| s.umask).expect("Umask in /proc/self/status");
 
     let out = stdout_of(in_mount_ns(sh(r#"stat -c '%F %a' "$1/a" "$1/a/b""#), &[]).arg(&t).mounts([
         MountStep::tmpfs(&t, Some("size=64k")),
