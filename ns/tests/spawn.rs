@@ -403,15 +403,13 @@ struct TestCgroup {
 
 impl TestCgroup {
     fn create() -> Option<TestCgroup> {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let mount = mountinfo.lines().find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.split(' ').next() == Some("cgroup2")).then(|| PathBuf::from(left.split(' ').nth(4).unwrap()))
-        })?;
-        let own = fs::read_to_string("/proc/self/cgroup")
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("0::").map(str::to_owned))?;
+        use procfs_core::FromRead;
+        use procfs_core::ProcessCGroups;
+        use procfs_core::process::MountInfos;
+        let mounts = MountInfos::from_read(fs::File::open("/proc/self/mountinfo").unwrap()).unwrap();
+        let mount = mounts.into_iter().find(|m| m.fs_type == "cgroup2")?.mount_point;
+        let groups = ProcessCGroups::from_read(fs::File::open("/proc/self/cgroup").unwrap()).unwrap();
+        let own = groups.into_iter().find(|g| g.hierarchy == 0)?.pathname;
         let leaf = unique_name("cg");
         let name = if own == "/" { format!("/{leaf}") } else { format!("{own}/{leaf}") };
         let path = mount.join(name.trim_start_matches('/'));

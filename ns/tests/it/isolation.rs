@@ -102,7 +102,8 @@ fn id_map_lines(pid: u32, file: &str) -> Vec<(u32, u32, u32)> {
 
 /// Mount points listed in a mountinfo text.
 fn mount_points(mountinfo: &str) -> Vec<String> {
-    mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).map(str::to_owned).collect()
+    let infos = MountInfos::from_read(mountinfo.as_bytes()).expect("parse mountinfo");
+    infos.into_iter().map(|m| m.mount_point.to_string_lossy().into_owned()).collect()
 }
 
 /// The interface names in a `/proc/net/dev` text.
@@ -362,9 +363,7 @@ fn user_namespace_writes_multi_range_id_maps_exactly() {
 
 /// Where the cgroup2 hierarchy is mounted, from our mountinfo.
 fn cgroup2_mount() -> Option<PathBuf> {
-    let info = MountInfos::from_read(fs::File::open("/proc/thread-self/mountinfo").expect("open mountinfo"))
-        .expect("parse mountinfo");
-    info.into_iter().find(|m| m.fs_type == "cgroup2").map(|m| m.mount_point)
+    crate::procfs::thread_mounts().into_iter().find(|m| m.fs_type == "cgroup2").map(|m| m.mount_point)
 }
 
 /// A cgroup2 directory below our own cgroup; removed on drop.

@@ -704,13 +704,9 @@ fn on_shared_root_host<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 
 /// The mounts of the calling thread's namespace, as (mount id, mount point), sorted.
 fn mount_ids() -> Vec<(u64, String)> {
-    let info = fs::read_to_string("/proc/thread-self/mountinfo").expect("read mountinfo");
-    let mut ids: Vec<(u64, String)> = info
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (f[0].parse().unwrap(), f[4].to_owned())
-        })
+    let mut ids: Vec<(u64, String)> = crate::procfs::thread_mounts()
+        .into_iter()
+        .map(|m| (m.mnt_id as u64, m.mount_point.to_string_lossy().into_owned()))
         .collect();
     ids.sort();
     ids
