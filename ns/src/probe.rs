@@ -170,7 +170,7 @@ mod raw {
 
     pub(super) fn pidfd_open_self() -> Result<OwnedFd, i32> {
         rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty())
-            .map_err(|e| e.raw_os_error())
+            .map_err(rustix::io::Errno::raw_os_error)
     }
 
     pub(super) fn pidfd_send_signal_bad_fd() -> Result<(), i32> {
@@ -211,7 +211,7 @@ mod raw {
         std::thread::scope(|s| {
             s.spawn(|| {
                 move_into_thread_name_spaces(pidfd.as_fd(), ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME)
-                    .map_err(|e| e.raw_os_error())
+                    .map_err(rustix::io::Errno::raw_os_error)
             })
             .join()
             .unwrap_or(Err(0))
