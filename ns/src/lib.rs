@@ -50,6 +50,11 @@
 //! ```
 //!
 //! ## Design notes
+//! - Errors: a failed system call is [`Error::Sys`] naming the call and the path; a failed
+//!   step whose undo failed too is [`Error::Cleanup`]; a removal that kept going reports
+//!   every failure in [`Error::Teardown`]; [`Error::raw_os_error`] sees through all of them.
+//! - One helper-thread runner serves [`run_in`] (comes back), [`on_thread_in`] and
+//!   [`on_thread_with_cwd`] (the thread ends instead) and [`NetNs`] creation.
 //! - Time and cgroup namespaces are entered by the child *after* the sync point
 //!   (`unshare` + writing `timens_offsets` + `setns(time_for_children)`; `unshare
 //!   (CLONE_NEWCGROUP)`): clock offsets can only be written before a process enters a time
