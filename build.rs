@@ -1,7 +1,7 @@
 //! Compiles the C floor of the benchmarks (`benches/c/floor.c`) into a static library.
 //!
 //! It is one small file, so compiling it for every build of this package is cheap; only
-//! `benches/main.rs` calls into it (unreferenced objects of a static library are not linked
+//! the benchmarks (`benches/floor.rs`) call into it (unreferenced objects of a static library are not linked
 //! into the examples).
 
 fn main() {

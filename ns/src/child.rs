@@ -35,7 +35,7 @@ use crate::plan::{ChildFds, FdRole, Identity, Plan, PreExecHook};
 
 impl ChildFds {
     /// The child's number of the descriptor with `role` (after [`ChildFds::shed`]).
-    pub fn get(&self, role: FdRole) -> Option<RawFd> {
+    pub(crate) fn get(&self, role: FdRole) -> Option<RawFd> {
         self.kept.iter().find(|&&(r, _, _)| r == role).map(|&(_, _, fd)| fd)
     }
 

@@ -8,8 +8,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output};
 
+use rustix::fs::OFlags;
+
 use crate::child::{VforkArgs, run_child, vfork_child};
-use crate::error::{Error, Result, SpawnError, Stage, ValidationError};
+use crate::error::{Error, Result, SpawnError, Stage, SysContext, ValidationError};
 use crate::idmap::{self, IdKind, IdMap, MapWriter, SetGroups};
 use crate::mount::{MountStep, Propagation, abs_cstring, cstring, path_cstring};
 use crate::namespace::{Namespace, NamespaceSet};
@@ -39,6 +41,7 @@ enum DeathOf {
 
 /// An offset for one clock in a new time namespace (may be negative).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct ClockOffset {
     /// Whole seconds (negative moves the clock back).
     pub secs: i64,
@@ -47,6 +50,12 @@ pub struct ClockOffset {
 }
 
 impl ClockOffset {
+    /// An offset of `secs` seconds and `nanos` nanoseconds (below 1e9, checked by
+    /// [`Command::validate`]).
+    pub const fn new(secs: i64, nanos: u32) -> Self {
+        ClockOffset { secs, nanos }
+    }
+
     /// An offset of whole seconds.
     pub const fn from_secs(secs: i64) -> Self {
         ClockOffset { secs, nanos: 0 }
@@ -498,7 +507,7 @@ impl Command {
     /// Spawns, waits, and returns the exit status.
     pub fn status(&mut self) -> Result<ExitStatus> {
         let mut child = self.spawn()?;
-        child.wait().map_err(|e| Error::sys("waitid", e))
+        child.wait().sys("waitid")
     }
 
     /// Spawns with stdout and stderr piped (stdin from `/dev/null` unless set), waits, and
@@ -513,7 +522,7 @@ impl Command {
             }
         }
         let child = self.spawn()?;
-        child.wait_with_output().map_err(|e| Error::sys("wait_with_output", e))
+        child.wait_with_output().sys("wait_with_output")
     }
 
     /// Creates the child and stops it at the sync point, after its id maps are written.
@@ -552,8 +561,7 @@ impl Command {
         }
 
         let needs_sync = pause || uid_writer.is_some() || gid_writer.is_some() || self.cgroup.is_some();
-        let sync =
-            if needs_sync { Some(sys::socketpair_cloexec().map_err(|e| Error::sys("socketpair", e))?) } else { None };
+        let sync = if needs_sync { Some(sys::socketpair_cloexec().sys("socketpair")?) } else { None };
         let process_owner = matches!(self.pdeathsig, Some((_, DeathOf::Process)));
         // vfork-style when the plan allows it (see `vfork_child` and the type's docs), and
         // the child's system calls leave the parent's TLS alone on this architecture.
@@ -569,15 +577,15 @@ impl Command {
         // A vfork-style child has exec'd or exited (after writing any error record) when the
         // clone returns, so the parent reads its error pipe without waiting: no record means
         // the exec succeeded, like `posix_spawn`, without waiting for the close-on-exec.
-        let (err_read, err_write) = if vfork { sys::pipe_cloexec_nonblock() } else { sys::pipe_cloexec() }
-            .map_err(|e| Error::sys("pipe2", e))?;
+        let (err_read, err_write) =
+            if vfork { sys::pipe_cloexec_nonblock() } else { sys::pipe_cloexec() }.sys("pipe2")?;
         let (child_stdio, pipes) = self.open_stdio()?;
         // Passed descriptors: close-on-exec copies, so the child's own copies vanish at exec
         // and only the numbers it installs remain.
         let passed = self
             .preserved
             .iter()
-            .map(|(target, fd)| Ok((*target, fd.try_clone().map_err(|e| Error::sys("dup", e))?)))
+            .map(|(target, fd)| Ok((*target, fd.try_clone().sys("dup")?)))
             .collect::<Result<Vec<_>>>()?;
         // The thread the death signal is tied to: this one, or the spawner thread.
         let parent_thread = match self.pdeathsig {
@@ -585,9 +593,9 @@ impl Command {
             Some((_, owner)) => {
                 let tid = match owner {
                     DeathOf::Thread => sys::gettid(),
-                    DeathOf::Process => spawner::tid().map_err(|e| Error::sys("start spawner thread", e))?,
+                    DeathOf::Process => spawner::tid().sys("start spawner thread")?,
                 };
-                sys::pidfd_open_thread(tid).map_err(|e| Error::sys("pidfd_open", e))?
+                sys::pidfd_open_thread(tid).sys("pidfd_open")?
             }
         };
 
@@ -606,7 +614,7 @@ impl Command {
             kept.push((FdRole::ParentThread, fd.as_raw_fd()));
         }
         if plan.init {
-            let memfd = crate::init_exe::memfd().map_err(|e| Error::sys("nk-init memfd", e))?;
+            let memfd = crate::init_exe::memfd().sys("nk-init memfd")?;
             kept.push((FdRole::InitExe, memfd));
         }
         let fds = ChildFds::new(kept);
@@ -635,7 +643,7 @@ impl Command {
                     // and wait for the error pipe's EOF as usual.
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => match sys::set_blocking(err_read.as_fd()) {
                         Ok(()) => None,
-                        Err(e) => Some(Err(e)),
+                        Err(e) => Some(Err(e.into())),
                     },
                     r => Some(r.map(|(pid, pidfd)| Forked::Parent { pid, pidfd })),
                 }
@@ -661,8 +669,7 @@ impl Command {
                 }
             }
         };
-        let cloned =
-            if process_owner { spawner::run(clone).map_err(|e| Error::sys("spawner thread", e))? } else { clone() };
+        let cloned = if process_owner { spawner::run(clone).sys("spawner thread")? } else { clone() };
         let (pid, pidfd, joined_cgroup) = cloned.map_err(|e| {
             Error::Spawn(SpawnError {
                 stage: Stage::Clone,
@@ -679,17 +686,23 @@ impl Command {
         // now would make the kernel copy each page it touches, still shared with the child).
         let paused = PausedChild::new(pid, pidfd, sync_parent, err_read, pipes, plan);
 
+        // A failure from here on kills and reaps the child (and says so if that fails too).
         if uid_writer.is_some() || gid_writer.is_some() {
-            idmap::write_maps(
+            let written = idmap::write_maps(
                 pid,
                 uid_writer.as_ref().map(|(m, w)| (m, w)),
                 gid_writer.as_ref().map(|(m, w)| (m, w)),
                 setgroups_deny,
-            )?;
+            );
+            if let Err(e) = written {
+                return Err(paused.abort(e));
+            }
         }
         if let (Some(dir), false) = (&self.cgroup, joined_cgroup) {
-            sys::write_at(dir.as_fd(), c"cgroup.procs", pid.to_string().as_bytes())
-                .map_err(|e| Error::sys_path("write", "cgroup.procs", e))?;
+            let placed = sys::write_at(dir.as_fd(), c"cgroup.procs", pid.to_string().as_bytes());
+            if let Err(e) = placed.sys_at("write", "cgroup.procs") {
+                return Err(paused.abort(e));
+            }
         }
         Ok(paused)
     }
@@ -710,12 +723,12 @@ impl Command {
             let fd = match self.stdio[i].as_ref() {
                 None | Some(Stdio::Inherit) => None,
                 Some(Stdio::Null) => Some(
-                    sys::open(c"/dev/null", if i == 0 { libc::O_RDONLY } else { libc::O_WRONLY })
-                        .map_err(|e| Error::sys_path("open", "/dev/null", e))?,
+                    sys::open(c"/dev/null", if i == 0 { OFlags::RDONLY } else { OFlags::WRONLY })
+                        .sys_at("open", "/dev/null")?,
                 ),
-                Some(Stdio::Fd(fd)) => Some(fd.try_clone().map_err(|e| Error::sys("dup", e))?),
+                Some(Stdio::Fd(fd)) => Some(fd.try_clone().sys("dup")?),
                 Some(Stdio::Piped) => {
-                    let (r, w) = sys::pipe_cloexec().map_err(|e| Error::sys("pipe2", e))?;
+                    let (r, w) = sys::pipe_cloexec().sys("pipe2")?;
                     let (mine, theirs) = if i == 0 { (w, r) } else { (r, w) };
                     let mine = Some(std::fs::File::from(mine));
                     match i {

@@ -30,6 +30,24 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A setup step failed, and undoing what it had done failed too (e.g. a persisted
+    /// network namespace whose bind mount could not be removed again).
+    #[error("{cause} (and undoing it failed: {})", join_errors(.cleanup))]
+    Cleanup {
+        /// The error of the step that failed.
+        cause: Box<Error>,
+        /// Every error of the undo.
+        cleanup: Vec<Error>,
+    },
+    /// A removal kept going after a failure and reports every one (e.g. unmounting and
+    /// unlinking a persisted network namespace).
+    #[error("removing {what} failed: {}", join_errors(.errors))]
+    Teardown {
+        /// What was being removed.
+        what: String,
+        /// Every failure, in order.
+        errors: Vec<Error>,
+    },
     /// A helper program (`newuidmap` / `newgidmap`) failed.
     #[error("{program} failed ({status}): {stderr}")]
     Helper {
@@ -66,22 +84,65 @@ fn path_suffix(path: &Option<PathBuf>) -> String {
     }
 }
 
+fn join_errors(errors: &[Error]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
 impl Error {
-    pub(crate) fn sys(call: &'static str, source: io::Error) -> Self {
-        Error::Sys { call, path: None, source }
+    pub(crate) fn sys(call: &'static str, source: impl Into<io::Error>) -> Self {
+        Error::Sys { call, path: None, source: source.into() }
     }
 
-    pub(crate) fn sys_path(call: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Sys { call, path: Some(path.into()), source }
+    pub(crate) fn sys_path(call: &'static str, path: impl Into<PathBuf>, source: impl Into<io::Error>) -> Self {
+        Error::Sys { call, path: Some(path.into()), source: source.into() }
     }
 
-    /// The OS errno behind this error, if there is one.
+    /// `Ok` when the undo of a failed step succeeded (`cleanup` is empty): then `cause`;
+    /// otherwise [`Error::Cleanup`] carrying both.
+    pub(crate) fn with_cleanup(cause: Error, cleanup: Vec<Error>) -> Self {
+        if cleanup.is_empty() { cause } else { Error::Cleanup { cause: Box::new(cause), cleanup } }
+    }
+
+    /// The OS errno behind this error, if there is one: the child's errno for
+    /// [`Error::Spawn`], the cause's for [`Error::Cleanup`], the first failure's for
+    /// [`Error::Teardown`].
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Spawn(e) => Some(e.errno),
             Error::Sys { source, .. } => source.raw_os_error(),
-            _ => None,
+            Error::Cleanup { cause, .. } => cause.raw_os_error(),
+            Error::Teardown { errors, .. } => errors.iter().find_map(Error::raw_os_error),
+            Error::Invalid(_) | Error::Helper { .. } | Error::WrongKind { .. } | Error::NeedsSingleThread { .. } => {
+                None
+            }
         }
+    }
+}
+
+/// Adds the failed call (and path) to an `io::Error` or `rustix::io::Errno`, making it an
+/// [`Error::Sys`]: `open(path).sys_at("open", path)?` instead of a `map_err` closure.
+pub(crate) trait SysContext<T> {
+    /// An [`Error::Sys`] without a path.
+    fn sys(self, call: &'static str) -> Result<T>;
+    /// An [`Error::Sys`] naming the path it worked on.
+    fn sys_at(self, call: &'static str, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> SysContext<T> for std::result::Result<T, io::Error> {
+    fn sys(self, call: &'static str) -> Result<T> {
+        self.map_err(|source| Error::sys(call, source))
+    }
+    fn sys_at(self, call: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::sys_path(call, path, source))
+    }
+}
+
+impl<T> SysContext<T> for std::result::Result<T, rustix::io::Errno> {
+    fn sys(self, call: &'static str) -> Result<T> {
+        self.map_err(|source| Error::sys(call, source))
+    }
+    fn sys_at(self, call: &'static str, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| Error::sys_path(call, path, source))
     }
 }
 
@@ -320,6 +381,7 @@ impl fmt::Display for Stage {
 
 /// A failure of the child between clone and exec: which stage and the errno.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SpawnError {
     /// The stage that failed.
     pub stage: Stage,
@@ -331,6 +393,11 @@ pub struct SpawnError {
 }
 
 impl SpawnError {
+    /// A failure at `stage` with `errno` (and the step index, for the stages that have one).
+    pub const fn new(stage: Stage, errno: i32, step: Option<usize>) -> Self {
+        SpawnError { stage, errno, step }
+    }
+
     /// The errno as an `io::Error`.
     pub fn io_error(&self) -> io::Error {
         io::Error::from_raw_os_error(self.errno)
@@ -358,10 +425,10 @@ pub(crate) struct ErrorRecord {
 }
 
 impl ErrorRecord {
-    pub const SIZE: usize = 12;
-    pub const NO_STEP: u32 = u32::MAX;
+    pub(crate) const SIZE: usize = 12;
+    pub(crate) const NO_STEP: u32 = u32::MAX;
 
-    pub fn encode(&self) -> [u8; Self::SIZE] {
+    pub(crate) fn encode(&self) -> [u8; Self::SIZE] {
         let mut b = [0u8; Self::SIZE];
         b[0..4].copy_from_slice(&self.stage.to_ne_bytes());
         b[4..8].copy_from_slice(&self.errno.to_ne_bytes());
@@ -369,7 +436,7 @@ impl ErrorRecord {
         b
     }
 
-    pub fn decode(b: &[u8; Self::SIZE]) -> Self {
+    pub(crate) fn decode(b: &[u8; Self::SIZE]) -> Self {
         let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
         ErrorRecord {
             stage: u32::from_ne_bytes(word(0)),
@@ -378,7 +445,7 @@ impl ErrorRecord {
         }
     }
 
-    pub fn into_spawn_error(self) -> SpawnError {
+    pub(crate) fn into_spawn_error(self) -> SpawnError {
         SpawnError {
             stage: Stage::from_u32(self.stage).unwrap_or(Stage::Exec),
             errno: self.errno,
@@ -402,6 +469,22 @@ mod tests {
         assert_eq!(Stage::from_u32(0), None);
         assert_eq!(Stage::from_u32(23), None);
         assert_eq!(Stage::Exec as u32, 22);
+    }
+
+    #[test]
+    fn raw_os_error_looks_through_cleanup_and_teardown() {
+        let sys = |errno| Error::sys("umount2", io::Error::from_raw_os_error(errno));
+        let cleanup = Error::with_cleanup(sys(libc::EPERM), vec![sys(libc::EBUSY)]);
+        assert!(matches!(cleanup, Error::Cleanup { .. }));
+        assert_eq!(cleanup.raw_os_error(), Some(libc::EPERM));
+        assert!(cleanup.to_string().contains("undoing it failed"), "{cleanup}");
+        assert!(matches!(Error::with_cleanup(sys(libc::EPERM), vec![]), Error::Sys { .. }));
+        let teardown = Error::Teardown { what: "x".into(), errors: vec![sys(libc::EINVAL), sys(libc::ENOENT)] };
+        assert_eq!(teardown.raw_os_error(), Some(libc::EINVAL));
+        let spawn = Error::Spawn(SpawnError { stage: Stage::Exec, errno: libc::ENOENT, step: None });
+        assert_eq!(spawn.raw_os_error(), Some(libc::ENOENT));
+        let errno: std::result::Result<(), rustix::io::Errno> = Err(rustix::io::Errno::ACCESS);
+        assert_eq!(errno.sys_at("open", "/x").unwrap_err().raw_os_error(), Some(libc::EACCES));
     }
 
     #[test]

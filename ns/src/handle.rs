@@ -5,7 +5,9 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use rustix::fs::OFlags;
+
+use crate::error::{Error, Result, SysContext};
 use crate::mount::path_cstring;
 use crate::namespace::Namespace;
 use crate::sys::{self, consts};
@@ -13,11 +15,20 @@ use crate::sys::{self, consts};
 /// A namespace's identity: the device and inode of its nsfs file. Two processes are in
 /// the same namespace exactly when these are equal (`/proc/PID/ns/net -> net:[inode]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct NsId {
     /// `st_dev` of the nsfs file.
     pub dev: u64,
     /// `st_ino` of the nsfs file (the number in `net:[...]`).
     pub ino: u64,
+}
+
+impl NsId {
+    /// The identity with this device and inode (e.g. from `std::fs::metadata` of a
+    /// `/proc/PID/ns/*` file).
+    pub const fn new(dev: u64, ino: u64) -> Self {
+        NsId { dev, ino }
+    }
 }
 
 impl fmt::Display for NsId {
@@ -41,8 +52,8 @@ impl NsFd {
     pub fn open(path: impl AsRef<Path>, kind: Namespace) -> Result<NsFd> {
         let path = path.as_ref();
         let c = path_cstring("namespace path", path)?;
-        let fd = sys::open(&c, libc::O_RDONLY).map_err(|e| Error::sys_path("open", path, e))?;
-        let actual = nstype(fd.as_fd()).map_err(|e| Error::sys_path("ioctl(NS_GET_NSTYPE)", path, e))?;
+        let fd = sys::open(&c, OFlags::RDONLY).sys_at("open", path)?;
+        let actual = nstype(fd.as_fd()).sys_at("ioctl(NS_GET_NSTYPE)", path)?;
         if actual != kind {
             return Err(Error::WrongKind { path: path.to_owned(), expected: kind, actual });
         }
@@ -61,7 +72,7 @@ impl NsFd {
 
     /// Wraps an fd, asking the kernel for its kind.
     pub fn from_fd(fd: OwnedFd) -> Result<NsFd> {
-        let kind = nstype(fd.as_fd()).map_err(|e| Error::sys("ioctl(NS_GET_NSTYPE)", e))?;
+        let kind = nstype(fd.as_fd()).sys("ioctl(NS_GET_NSTYPE)")?;
         Ok(NsFd { fd, kind })
     }
 
@@ -72,40 +83,38 @@ impl NsFd {
 
     /// Its identity.
     pub fn id(&self) -> Result<NsId> {
-        let (dev, ino) = sys::fstat_id(self.fd.as_fd()).map_err(|e| Error::sys("fstat", e))?;
+        let (dev, ino) = sys::fstat_id(self.fd.as_fd()).sys("fstat")?;
         Ok(NsId { dev, ino })
     }
 
     /// The user namespace that owns this namespace (`NS_GET_USERNS`).
     pub fn owner(&self) -> Result<NsFd> {
-        let fd = sys::ns_ioctl_fd(self.fd.as_fd(), consts::NS_GET_USERNS)
-            .map_err(|e| Error::sys("ioctl(NS_GET_USERNS)", e))?;
+        let fd = sys::ns_ioctl_fd(self.fd.as_fd(), consts::NS_GET_USERNS).sys("ioctl(NS_GET_USERNS)")?;
         Ok(NsFd { fd, kind: Namespace::User })
     }
 
     /// The parent of a pid or user namespace (`NS_GET_PARENT`); `EPERM` at the top of the
     /// caller's view, `EINVAL` for other kinds.
     pub fn parent(&self) -> Result<NsFd> {
-        let fd = sys::ns_ioctl_fd(self.fd.as_fd(), consts::NS_GET_PARENT)
-            .map_err(|e| Error::sys("ioctl(NS_GET_PARENT)", e))?;
+        let fd = sys::ns_ioctl_fd(self.fd.as_fd(), consts::NS_GET_PARENT).sys("ioctl(NS_GET_PARENT)")?;
         Ok(NsFd { fd, kind: self.kind })
     }
 
     /// For a user namespace: the uid of its creator, in the caller's user namespace
     /// (`NS_GET_OWNER_UID`).
     pub fn owner_uid(&self) -> Result<u32> {
-        sys::ns_owner_uid(self.fd.as_fd()).map_err(|e| Error::sys("ioctl(NS_GET_OWNER_UID)", e))
+        sys::ns_owner_uid(self.fd.as_fd()).sys("ioctl(NS_GET_OWNER_UID)")
     }
 
     /// Duplicates the handle.
     pub fn try_clone(&self) -> Result<NsFd> {
-        Ok(NsFd { fd: self.fd.try_clone().map_err(|e| Error::sys("dup", e))?, kind: self.kind })
+        Ok(NsFd { fd: self.fd.try_clone().sys("dup")?, kind: self.kind })
     }
 
     /// Moves the *calling thread* into this namespace (`setns`). Prefer [`crate::run_in`]
     /// or [`crate::NsGuard`], which come back.
     pub fn enter(&self) -> Result<()> {
-        sys::setns(self.fd.as_fd(), self.kind.clone_flag() as libc::c_int).map_err(|e| Error::sys("setns", e))
+        rustix::thread::move_into_link_name_space(self.fd.as_fd(), Some(self.kind.link_type())).sys("setns")
     }
 
     /// A path that names this namespace while the fd is open (`/proc/self/fd/N`).
@@ -135,6 +144,6 @@ fn nstype(fd: BorrowedFd<'_>) -> std::io::Result<Namespace> {
 pub fn ns_id(pid: u32, kind: Namespace) -> Result<NsId> {
     let path = format!("/proc/{pid}/ns/{}", kind.proc_name());
     let c = CString::new(path.clone()).expect("no NUL in a formatted path");
-    let (dev, ino) = sys::stat_id(&c).map_err(|e| Error::sys_path("stat", path, e))?;
+    let (dev, ino) = sys::stat_id(&c).sys_at("stat", path)?;
     Ok(NsId { dev, ino })
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result, ValidationError};
+use crate::error::{Error, Result, SysContext, ValidationError};
 
 /// The kernel's limit on ranges per map (since Linux 4.15).
 pub const MAX_RANGES: usize = 340;
@@ -35,6 +35,7 @@ impl fmt::Display for IdKind {
 
 /// One line of an id map: `count` ids starting at `inside` map to ids starting at `outside`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct IdMapping {
     /// First id inside the namespace.
     pub inside: u32,
@@ -241,7 +242,7 @@ fn write_one(proc_dir: &Path, pid: libc::pid_t, kind: IdKind, map: &IdMap, write
             for r in map.ranges() {
                 cmd.args([r.inside.to_string(), r.outside.to_string(), r.count.to_string()]);
             }
-            let out = cmd.output().map_err(|e| Error::sys_path("run id-map helper", program, e))?;
+            let out = cmd.output().sys_at("run id-map helper", program)?;
             if out.status.success() {
                 Ok(())
             } else {
@@ -257,11 +258,7 @@ fn write_one(proc_dir: &Path, pid: libc::pid_t, kind: IdKind, map: &IdMap, write
 
 fn write_file(path: &Path, data: &[u8]) -> Result<()> {
     // One write(2): the kernel requires the whole map in a single write.
-    fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(data))
-        .map_err(|e| Error::sys_path("write", path, e))
+    fs::OpenOptions::new().write(true).open(path).and_then(|mut f| f.write_all(data)).sys_at("write", path)
 }
 
 #[cfg(test)]

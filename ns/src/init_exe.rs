@@ -63,6 +63,7 @@ pub(crate) fn memfd() -> io::Result<RawFd> {
 }
 
 #[cfg(test)]
+#[allow(unsafe_code)] // borrows the raw memfd number
 mod tests {
     use super::*;
 
@@ -79,17 +80,18 @@ mod tests {
     fn memfd_is_created_once_sealed_and_close_on_exec() {
         let fd = memfd().unwrap();
         assert_eq!(memfd().unwrap(), fd, "one memfd per process");
-        // SAFETY: integer-only fcntl calls on our live descriptor.
-        let (seals, fd_flags) = unsafe { (libc::fcntl(fd, libc::F_GET_SEALS), libc::fcntl(fd, libc::F_GETFD)) };
-        let want = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-        assert_eq!(seals & want, want, "seals {seals:#x}");
-        assert_ne!(fd_flags & libc::FD_CLOEXEC, 0);
-        // SAFETY: one byte from a static, at offset 0 of our descriptor.
-        let n = unsafe { libc::pwrite(fd, b"x".as_ptr().cast(), 1, 0) };
-        assert_eq!((n, io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EPERM)));
+        // SAFETY: the memfd stays open for the whole process (see `memfd`).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let seals = rustix::fs::fcntl_get_seals(fd).unwrap();
+        let want = rustix::fs::SealFlags::SEAL
+            | rustix::fs::SealFlags::SHRINK
+            | rustix::fs::SealFlags::GROW
+            | rustix::fs::SealFlags::WRITE;
+        assert!(seals.contains(want), "seals {seals:?}");
+        assert!(rustix::io::fcntl_getfd(fd).unwrap().contains(rustix::io::FdFlags::CLOEXEC));
+        assert_eq!(rustix::io::pwrite(fd, b"x", 0), Err(rustix::io::Errno::PERM));
         let mut buf = vec![0u8; NK_INIT.len() + 1];
-        // SAFETY: reading into our own buffer of the given length.
-        let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = rustix::io::pread(fd, &mut buf, 0).unwrap();
         assert_eq!(&buf[..n as usize], NK_INIT);
     }
 }

@@ -1,10 +1,16 @@
-//! Inspecting namespaces through `/proc`: which namespaces a process is in, which
-//! processes share one.
+//! Inspecting namespaces and processes through `/proc`: which namespaces a process is in,
+//! which processes share one, when a process started. `/proc` files are parsed with
+//! `procfs-core` (pure parsers over the file's bytes), the one `/proc` reader of nook.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io;
+use std::path::Path;
 
-use crate::error::{Error, Result};
+use procfs_core::FromRead;
+use procfs_core::process::Stat;
+
+use crate::error::{Error, Result, SysContext};
 use crate::handle::{NsId, ns_id};
 use crate::namespace::Namespace;
 
@@ -32,7 +38,7 @@ fn is_alive(pid: u32) -> bool {
 /// is `id`. Processes that exit during the scan, or that the caller may not inspect, are
 /// skipped.
 pub fn processes_in(kind: Namespace, id: NsId) -> Result<Vec<u32>> {
-    let entries = fs::read_dir("/proc").map_err(|e| Error::sys_path("read_dir", "/proc", e))?;
+    let entries = fs::read_dir("/proc").sys_at("read_dir", "/proc")?;
     let mut pids: Vec<u32> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .filter(|&pid| ns_id(pid, kind).is_ok_and(|other| other == id))
@@ -45,4 +51,44 @@ pub fn processes_in(kind: Namespace, id: NsId) -> Result<Vec<u32>> {
 pub fn differing(a: u32, b: u32) -> Result<Vec<Namespace>> {
     let (na, nb) = (namespaces_of(a)?, namespaces_of(b)?);
     Ok(Namespace::ALL.into_iter().filter(|k| na.get(k) != nb.get(k)).collect())
+}
+
+/// When process `pid` started, in clock ticks after boot (field 22 of `/proc/PID/stat`).
+///
+/// With the pid it identifies a process across pid reuse: an owner record that stores both
+/// (a lock holder, a temporary directory's creator) is stale when the pid is gone or has
+/// another start time. A process that does not exist is an [`Error::Sys`] with `ENOENT`
+/// (or `ESRCH` while it is being reaped).
+///
+/// ```
+/// let me = nook_ns::process_start_time(std::process::id())?;
+/// assert_eq!(nook_ns::process_start_time(std::process::id())?, me);
+/// # Ok::<(), nook_ns::Error>(())
+/// ```
+pub fn process_start_time(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat: Stat = parse_proc_file(Path::new(&path))?;
+    Ok(stat.starttime)
+}
+
+/// Reads a `/proc` file in one go and parses it: an I/O error keeps its errno, a file that
+/// does not parse is `EINVAL` naming the parser's complaint.
+fn parse_proc_file<T: FromRead>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).sys_at("read", path)?;
+    T::from_read(bytes.as_slice())
+        .map_err(|e| Error::sys_path("parse", path, io::Error::new(io::ErrorKind::InvalidData, e.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_of_this_process_and_of_none() {
+        let me = process_start_time(std::process::id()).unwrap();
+        assert!(me > 0);
+        // The kernel's pid limit is at most 2^22: this pid never exists.
+        let gone = process_start_time(u32::MAX).unwrap_err();
+        assert_eq!(gone.raw_os_error(), Some(libc::ENOENT), "{gone}");
+    }
 }

@@ -6,7 +6,10 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use rustix::fs::OFlags;
+use rustix::thread::{ThreadNameSpaceType, UnshareFlags};
+
+use crate::error::{Error, Result, SysContext};
 use crate::handle::NsFd;
 use crate::namespace::{Namespace, NamespaceSet};
 use crate::sys;
@@ -24,12 +27,13 @@ pub fn join_pidfd(pidfd: BorrowedFd<'_>, set: NamespaceSet) -> Result<()> {
             return Err(Error::NeedsSingleThread { namespace });
         }
     }
-    sys::setns(pidfd, set.bits() as libc::c_int).map_err(|e| Error::sys("setns(pidfd)", e))
+    let types = ThreadNameSpaceType::from_bits_retain(set.bits() as u32);
+    rustix::thread::move_into_thread_name_spaces(pidfd, types).sys("setns(pidfd)")
 }
 
 /// Opens a pidfd for `pid` (for [`join_pidfd`] on a process you did not spawn).
 pub fn pidfd_open(pid: u32) -> Result<std::os::fd::OwnedFd> {
-    sys::pidfd_open(pid as libc::pid_t).map_err(|e| Error::sys("pidfd_open", e))
+    sys::pidfd_open(pid as libc::pid_t).sys("pidfd_open")
 }
 
 /// `setns` into a user or time namespace moves the caller itself and requires a
@@ -38,6 +42,8 @@ fn needs_single_thread(kind: Namespace) -> bool {
     matches!(kind, Namespace::User | Namespace::Time)
 }
 
+/// Counts the entries of `/proc/self/task` (no file to parse): generating
+/// `/proc/self/status` costs the kernel ~100 µs more, which `setns_roundtrip`'s time row showed.
 fn single_threaded() -> bool {
     std::fs::read_dir("/proc/self/task").map(|d| d.count() == 1).unwrap_or(false)
 }
@@ -91,21 +97,31 @@ impl NsGuard {
     /// Enters several namespaces, user first and mount last. If one fails, those already
     /// entered are left again before the error is returned.
     pub fn enter_all(targets: &[&NsFd]) -> Result<NsGuard> {
+        NsGuard::enter_ordered(targets, true)
+    }
+
+    /// Enters `targets` user first and mount last; a mount namespace first gets the thread a
+    /// filesystem context of its own. With `come_back`, saves where the thread was (and
+    /// returns there on failure or drop); without, the guard holds nothing and the thread
+    /// stays (for a thread that ends right after, see [`crate::on_thread_in`]).
+    pub(crate) fn enter_ordered(targets: &[&NsFd], come_back: bool) -> Result<NsGuard> {
         let mut sorted: Vec<&NsFd> = targets.to_vec();
         sorted.sort_by_key(|t| t.kind());
-        let mut guard = NsGuard { saved: Vec::with_capacity(sorted.len()), cwd: None, _not_send: PhantomData };
+        let saved = Vec::with_capacity(if come_back { sorted.len() } else { 0 });
+        let mut guard = NsGuard { saved, cwd: None, _not_send: PhantomData };
         for target in sorted {
             if needs_single_thread(target.kind()) && !single_threaded() {
                 return Err(Error::NeedsSingleThread { namespace: target.kind() });
             }
             if target.kind() == Namespace::Mount {
-                sys::unshare(libc::CLONE_FS).map_err(|e| Error::sys("unshare(CLONE_FS)", e))?;
-                guard.cwd =
-                    Some(sys::open(c".", libc::O_PATH | libc::O_DIRECTORY).map_err(|e| Error::sys("open(\".\")", e))?);
+                sys::unshare(UnshareFlags::FS).sys("unshare(CLONE_FS)")?;
+                if come_back {
+                    guard.cwd = Some(sys::open(c".", OFlags::PATH | OFlags::DIRECTORY).sys("open(\".\")")?);
+                }
             }
-            let saved = current_for_restore(target.kind())?;
+            let saved = if come_back { Some(current_for_restore(target.kind())?) } else { None };
             target.enter()?;
-            guard.saved.push(saved);
+            guard.saved.extend(saved);
         }
         Ok(guard)
     }
@@ -123,7 +139,7 @@ impl NsGuard {
             }
         }
         if let Some(cwd) = self.cwd.take() {
-            if let Err(e) = sys::fchdir(cwd.as_fd()) {
+            if let Err(e) = rustix::process::fchdir(cwd.as_fd()) {
                 first_err.get_or_insert(Error::sys("fchdir", e));
             }
         }
@@ -161,19 +177,21 @@ where
     F: FnOnce() -> T + Send,
     T: Send,
 {
-    if let Some(t) = targets.iter().find(|t| needs_single_thread(t.kind())) {
-        return Err(Error::NeedsSingleThread { namespace: t.kind() });
-    }
-    std::thread::scope(|scope| {
-        let handle = scope.spawn(|| -> Result<T> {
-            let guard = NsGuard::enter_all(targets)?;
-            let out = f();
-            guard.restore()?;
-            Ok(out)
-        });
-        match handle.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+    refuse_single_thread_kinds(targets)?;
+    // The thread's stack is the default one: `f` is the caller's code.
+    crate::thread::on_helper_thread("nook-ns-run-in", None, || {
+        let guard = NsGuard::enter_all(targets)?;
+        let out = f();
+        guard.restore()?;
+        Ok(out)
     })
+}
+
+/// [`Error::NeedsSingleThread`] for a user or time namespace among `targets`: a helper
+/// thread of a multithreaded process cannot enter one.
+pub(crate) fn refuse_single_thread_kinds(targets: &[&NsFd]) -> Result<()> {
+    match targets.iter().find(|t| needs_single_thread(t.kind())) {
+        Some(t) => Err(Error::NeedsSingleThread { namespace: t.kind() }),
+        None => Ok(()),
+    }
 }

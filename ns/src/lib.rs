@@ -31,7 +31,9 @@
 //! - [`NetNs`]: network namespaces, anonymous or persisted like `ip netns add`.
 //! - [`NsFd`], [`NsGuard`], [`run_in`], [`join_pidfd`]: join by fd, path or pidfd, and come
 //!   back.
-//! - [`namespaces_of`], [`processes_in`], [`NsFd::owner`], [`NsFd::parent`]: inspection.
+//! - [`namespaces_of`], [`processes_in`], [`NsFd::owner`], [`NsFd::parent`]: inspection;
+//!   [`process_start_time`] for owner records that must survive pid reuse (`/proc` parsed
+//!   with `procfs-core`).
 //!
 //! ```no_run
 //! use nook_ns::{Command, MountStep, Namespace, NamespaceSet};
@@ -48,14 +50,22 @@
 //! ```
 //!
 //! ## Design notes
+//! - Errors: a failed system call is [`Error::Sys`] naming the call and the path; a failed
+//!   step whose undo failed too is [`Error::Cleanup`]; a removal that kept going reports
+//!   every failure in [`Error::Teardown`]; [`Error::raw_os_error`] sees through all of them.
+//! - One helper-thread runner serves [`run_in`] (comes back), [`on_thread_in`] and
+//!   [`on_thread_with_cwd`] (the thread ends instead) and [`NetNs`] creation.
 //! - Time and cgroup namespaces are entered by the child *after* the sync point
 //!   (`unshare` + writing `timens_offsets` + `setns(time_for_children)`; `unshare
 //!   (CLONE_NEWCGROUP)`): clock offsets can only be written before a process enters a time
 //!   namespace, and the cgroup namespace must be rooted at the cgroup the parent placed the
 //!   child in.
-//! - The parent's syscalls go through `libc` in one `sys` module (nix has no clone3); no
-//!   other crate than `libc`, `bitflags`, `thiserror` and `serde` is needed (and `cc` at
-//!   build time, for `nk-init`; x86_64 and aarch64). Between clone and exec the child makes
+//! - The parent's system calls go through `rustix`; raw `libc` remains for what rustix
+//!   cannot express — the clone itself (clone3, clone, the vfork-style child), the nsfs
+//!   ioctls, the full signal mask — in the `sys` module, each named there with its reason,
+//!   and for the feature probes' deliberately invalid calls. Dependencies: `libc`, `rustix`,
+//!   `bitflags`, `thiserror`, `serde`, `procfs-core` (pure `/proc` parsers) and `cc` at
+//!   build time, for `nk-init` (x86_64 and aarch64). Between clone and exec the child makes
 //!   bare system calls (`core::arch::asm!` `syscall` on x86_64, `svc #0` on aarch64,
 //!   returning `-errno` like glibc's internal `INTERNAL_SYSCALL`): glibc's wrappers, even
 //!   `syscall(3)`, write `errno` and flip the cancellation state in the calling thread's
@@ -76,6 +86,7 @@
 // Unsafe code only in the modules named below, each with its reason; the rest of the crate
 // (handles, joining, inspection, id maps, mount steps' data, network namespaces) has none.
 #![deny(unsafe_code)]
+#![warn(unreachable_pub)]
 
 // What the child runs between clone and exec: bare system calls (`asm!`), raw pointers
 // into the plan, the vfork-style entry point.
@@ -88,8 +99,6 @@ mod command;
 mod error;
 mod handle;
 mod idmap;
-// Checks on the sealed memfd of `nk-init` (raw fcntl, pread, pwrite).
-#[allow(unsafe_code)]
 mod init_exe;
 mod inspect;
 mod join;
@@ -106,7 +115,8 @@ mod probe;
 #[allow(unsafe_code)]
 mod process;
 pub mod statefile;
-// Every parent-side system call (libc).
+// The clone, the nsfs ioctls and the full signal mask (raw libc); the other parent-side
+// helpers over rustix.
 #[allow(unsafe_code)]
 mod sys;
 mod thread;
@@ -115,7 +125,7 @@ pub use command::{ClockOffset, Command, MAX_UTS_NAME};
 pub use error::{Error, Result, SpawnError, Stage, ValidationError};
 pub use handle::{NsFd, NsId, ns_id};
 pub use idmap::{IdKind, IdMap, IdMapping, MAX_RANGES, SetGroups};
-pub use inspect::{differing, namespaces_of, processes_in};
+pub use inspect::{differing, namespaces_of, process_start_time, processes_in};
 pub use join::{NsGuard, join_path, join_pidfd, pidfd_open, run_in};
 pub use mount::{MountStep, Propagation, bind, mount_tmpfs, set_propagation, unmount};
 pub use namespace::{Namespace, NamespaceSet};

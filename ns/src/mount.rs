@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result, ValidationError};
-use crate::sys;
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+
+use crate::error::{Result, SysContext, ValidationError};
 
 /// Mount propagation type (shared subtrees, `Documentation/filesystems/sharedsubtree.rst`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -47,30 +48,35 @@ impl Propagation {
 /// it on a thread that did `unshare(CLONE_NEWNS)` or inside a child's namespace.
 pub fn set_propagation(path: &Path, propagation: Propagation, recursive: bool) -> Result<()> {
     let c = path_cstring("path", path)?;
-    sys::mount(None, &c, None, propagation.flags(recursive), None)
-        .map_err(|e| Error::sys_path("mount (propagation)", path, e))
+    let flags = MountPropagationFlags::from_bits_retain(propagation.flags(recursive) as _);
+    rustix::mount::mount_change(c.as_c_str(), flags).sys_at("mount (propagation)", path)
 }
 
 /// Bind-mounts `source` onto `target` in the caller's mount namespace (parent-side helper).
 pub fn bind(source: &Path, target: &Path, recursive: bool) -> Result<()> {
     let s = path_cstring("source", source)?;
     let t = path_cstring("target", target)?;
-    let flags = libc::MS_BIND | if recursive { libc::MS_REC } else { 0 };
-    sys::mount(Some(&s), &t, None, flags, None).map_err(|e| Error::sys_path("mount (bind)", target, e))
+    let bound = if recursive {
+        rustix::mount::mount_bind_recursive(s.as_c_str(), t.as_c_str())
+    } else {
+        rustix::mount::mount_bind(s.as_c_str(), t.as_c_str())
+    };
+    bound.sys_at("mount (bind)", target)
 }
 
 /// Mounts a tmpfs at `target` in the caller's mount namespace (parent-side helper).
 pub fn mount_tmpfs(target: &Path, options: Option<&str>) -> Result<()> {
     let t = path_cstring("target", target)?;
     let data = options.map(|o| cstring("tmpfs options", o.as_bytes())).transpose()?;
-    sys::mount(Some(c"tmpfs"), &t, Some(c"tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, data.as_deref())
-        .map_err(|e| Error::sys_path("mount (tmpfs)", target, e))
+    rustix::mount::mount(c"tmpfs", t.as_c_str(), c"tmpfs", MountFlags::NOSUID | MountFlags::NODEV, data.as_deref())
+        .sys_at("mount (tmpfs)", target)
 }
 
 /// Unmounts `target` (lazily with `detach`) in the caller's mount namespace.
 pub fn unmount(target: &Path, detach: bool) -> Result<()> {
     let t = path_cstring("target", target)?;
-    sys::umount2(&t, if detach { libc::MNT_DETACH } else { 0 }).map_err(|e| Error::sys_path("umount2", target, e))
+    let flags = if detach { UnmountFlags::DETACH } else { UnmountFlags::empty() };
+    rustix::mount::unmount(t.as_c_str(), flags).sys_at("umount2", target)
 }
 
 /// One mount-namespace step run by the child, in order, after `/` got its propagation.

@@ -5,6 +5,8 @@ use std::fmt;
 use bitflags::bitflags;
 use serde::{Deserialize, Serialize};
 
+use rustix::thread::LinkNameSpaceType;
+
 use crate::sys::consts;
 
 /// One kind of Linux namespace.
@@ -63,6 +65,20 @@ impl Namespace {
     /// The kind whose `CLONE_NEW*` flag is `flag` (as `NS_GET_NSTYPE` reports it).
     pub fn from_clone_flag(flag: u64) -> Option<Namespace> {
         Namespace::ALL.into_iter().find(|ns| ns.clone_flag() == flag)
+    }
+
+    /// What `setns` is told to expect of a namespace file of this kind.
+    pub(crate) const fn link_type(self) -> LinkNameSpaceType {
+        match self {
+            Namespace::User => LinkNameSpaceType::User,
+            Namespace::Cgroup => LinkNameSpaceType::ControlGroup,
+            Namespace::Ipc => LinkNameSpaceType::InterProcessCommunication,
+            Namespace::Uts => LinkNameSpaceType::HostNameAndNISDomainName,
+            Namespace::Net => LinkNameSpaceType::Network,
+            Namespace::Pid => LinkNameSpaceType::ProcessID,
+            Namespace::Time => LinkNameSpaceType::Time,
+            Namespace::Mount => LinkNameSpaceType::Mount,
+        }
     }
 
     /// The file name under `/proc/PID/ns/` (`mnt`, `uts`, `ipc`, `pid`, `net`, `user`,

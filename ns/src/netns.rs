@@ -5,7 +5,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result, ValidationError};
+use rustix::io::Errno;
+use rustix::mount::{self, MountPropagationFlags, UnmountFlags};
+use rustix::thread::UnshareFlags;
+
+use crate::error::{Error, Result, SysContext, ValidationError};
 use crate::handle::NsFd;
 use crate::join::run_in;
 use crate::mount::path_cstring;
@@ -33,7 +37,7 @@ impl NetNs {
     /// A new anonymous network namespace (holding only a down `lo`).
     pub fn new() -> Result<NetNs> {
         let ns = on_fresh_thread(|| {
-            sys::unshare(libc::CLONE_NEWNET).map_err(|e| Error::sys("unshare(CLONE_NEWNET)", e))?;
+            sys::unshare(UnshareFlags::NEWNET).sys("unshare(CLONE_NEWNET)")?;
             NsFd::current(Namespace::Net)
         })?;
         Ok(NetNs { ns, path: None, owns_path: false })
@@ -50,24 +54,25 @@ impl NetNs {
         let path = dir.join(name);
         let c_path = path_cstring("netns path", &path)?;
         make_shared_run_dir(dir)?;
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::sys_path("create", &path, e))?;
+        fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path).sys_at("create", &path)?;
         let made = on_fresh_thread(|| {
-            sys::unshare(libc::CLONE_NEWNET).map_err(|e| Error::sys("unshare(CLONE_NEWNET)", e))?;
-            sys::mount(Some(c"/proc/thread-self/ns/net"), &c_path, Some(c"none"), libc::MS_BIND, None)
-                .map_err(|e| Error::sys_path("mount (bind netns)", &path, e))?;
+            sys::unshare(UnshareFlags::NEWNET).sys("unshare(CLONE_NEWNET)")?;
+            mount::mount_bind(c"/proc/thread-self/ns/net", c_path.as_c_str()).sys_at("mount (bind netns)", &path)?;
             NsFd::open(&path, Namespace::Net)
         });
         match made {
             Ok(ns) => Ok(NetNs { ns, path: Some(path), owns_path: true }),
-            Err(e) => {
-                let _ = sys::umount2(&c_path, libc::MNT_DETACH);
-                let _ = fs::remove_file(&path);
-                Err(e)
+            Err(cause) => {
+                // Undo: the bind mount may never have been made (EINVAL: not a mount point).
+                let mut cleanup = Vec::new();
+                match mount::unmount(c_path.as_c_str(), UnmountFlags::DETACH) {
+                    Ok(()) | Err(Errno::INVAL) => {}
+                    Err(e) => cleanup.push(Error::sys_path("umount2", &path, e)),
+                }
+                if let Err(e) = fs::remove_file(&path) {
+                    cleanup.push(Error::sys_path("unlink", &path, e));
+                }
+                Err(Error::with_cleanup(cause, cleanup))
             }
         }
     }
@@ -141,12 +146,22 @@ impl Drop for NetNs {
     }
 }
 
+/// Unmounts and unlinks a persisted name; both are tried, every failure is reported
+/// ([`Error::Teardown`]).
 fn delete_path(path: &Path) -> Result<()> {
     let c = path_cstring("netns path", path)?;
-    let unmounted = sys::umount2(&c, libc::MNT_DETACH);
-    let removed = fs::remove_file(path);
-    unmounted.map_err(|e| Error::sys_path("umount2", path, e))?;
-    removed.map_err(|e| Error::sys_path("unlink", path, e))
+    let mut errors = Vec::new();
+    if let Err(e) = mount::unmount(c.as_c_str(), UnmountFlags::DETACH) {
+        errors.push(Error::sys_path("umount2", path, e));
+    }
+    if let Err(e) = fs::remove_file(path) {
+        errors.push(Error::sys_path("unlink", path, e));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Teardown { what: format!("network namespace {}", path.display()), errors })
+    }
 }
 
 fn validate_name(name: &str) -> std::result::Result<(), ValidationError> {
@@ -178,17 +193,15 @@ fn validate_name(name: &str) -> std::result::Result<(), ValidationError> {
 fn make_shared_run_dir(dir: &Path) -> Result<()> {
     static RUN_DIR_SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _serialized = RUN_DIR_SETUP.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    fs::create_dir_all(dir).map_err(|e| Error::sys_path("mkdir", dir, e))?;
+    fs::create_dir_all(dir).sys_at("mkdir", dir)?;
     let c = path_cstring("netns run dir", dir)?;
-    let shared = libc::MS_SHARED | libc::MS_REC;
-    match sys::mount(Some(c"none"), &c, Some(c"none"), shared, None) {
+    let shared = MountPropagationFlags::SHARED | MountPropagationFlags::REC;
+    match mount::mount_change(c.as_c_str(), shared) {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+        Err(Errno::INVAL) => {
             // Not a mount point yet: bind it onto itself, then share it.
-            sys::mount(Some(&c), &c, Some(c"none"), libc::MS_BIND | libc::MS_REC, None)
-                .map_err(|e| Error::sys_path("mount (bind run dir)", dir, e))?;
-            sys::mount(Some(c"none"), &c, Some(c"none"), shared, None)
-                .map_err(|e| Error::sys_path("mount (make shared)", dir, e))
+            mount::mount_bind_recursive(c.as_c_str(), c.as_c_str()).sys_at("mount (bind run dir)", dir)?;
+            mount::mount_change(c.as_c_str(), shared).sys_at("mount (make shared)", dir)
         }
         Err(e) => Err(Error::sys_path("mount (make shared)", dir, e)),
     }
@@ -197,10 +210,7 @@ fn make_shared_run_dir(dir: &Path) -> Result<()> {
 /// Runs `f` on a new thread that exits afterwards (so an `unshare` there never affects the
 /// caller's threads).
 fn on_fresh_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-    std::thread::scope(|s| match s.spawn(f).join() {
-        Ok(r) => r,
-        Err(panic) => std::panic::resume_unwind(panic),
-    })
+    crate::thread::on_helper_thread("nook-ns-netns", Some(crate::thread::HELPER_STACK), f)
 }
 
 #[cfg(test)]

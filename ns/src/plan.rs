@@ -21,13 +21,13 @@ pub(crate) struct CStringArray {
 }
 
 impl CStringArray {
-    pub fn new(items: Vec<CString>) -> Self {
+    pub(crate) fn new(items: Vec<CString>) -> Self {
         let mut ptrs: Vec<*const libc::c_char> = items.iter().map(|c| c.as_ptr()).collect();
         ptrs.push(std::ptr::null());
         CStringArray { _items: items, ptrs }
     }
 
-    pub fn as_ptr(&self) -> *const *const libc::c_char {
+    pub(crate) fn as_ptr(&self) -> *const *const libc::c_char {
         self.ptrs.as_ptr()
     }
 }
@@ -137,7 +137,7 @@ pub(crate) struct ChildFds {
 impl ChildFds {
     /// `kept`: every descriptor the child keeps, with its number in the parent. Each must be
     /// open and close-on-exec in the parent until the child has exec'd or exited.
-    pub fn new(kept: Vec<(FdRole, RawFd)>) -> ChildFds {
+    pub(crate) fn new(kept: Vec<(FdRole, RawFd)>) -> ChildFds {
         let mut sources: Vec<RawFd> = kept.iter().map(|&(_, fd)| fd).collect();
         sources.sort_unstable();
         sources.dedup();

@@ -121,8 +121,10 @@ pub(crate) fn decide_setns_pidfd(r: Result<(), i32>) -> bool {
 }
 
 /// The probes' system calls. Each returns `Err(errno)`, or `Ok(())` where the call succeeded.
+/// Those that must be refused stay raw `libc`: they pass what rustix's types cannot hold (a
+/// null or zero-sized argument, a descriptor no process can own, a child that may not exist).
 mod raw {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::{AsFd, OwnedFd};
 
     use super::consts;
     use crate::sys::CloneArgs;
@@ -167,11 +169,8 @@ mod raw {
     }
 
     pub(super) fn pidfd_open_self() -> Result<OwnedFd, i32> {
-        // SAFETY: plain syscall with integer arguments.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0u32) };
-        result(fd)?;
-        // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+        rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty())
+            .map_err(rustix::io::Errno::raw_os_error)
     }
 
     pub(super) fn pidfd_send_signal_bad_fd() -> Result<(), i32> {
@@ -208,11 +207,11 @@ mod raw {
     /// `setns(pidfd of self, CLONE_NEWUTS)` on a thread of its own (the UTS namespace is the
     /// caller's already, so nothing changes, and the thread ends right after).
     pub(super) fn setns_own_uts_on_a_thread(pidfd: &OwnedFd) -> Result<(), i32> {
-        let fd = pidfd.as_raw_fd();
+        use rustix::thread::{ThreadNameSpaceType, move_into_thread_name_spaces};
         std::thread::scope(|s| {
             s.spawn(|| {
-                // SAFETY: setns with a live pidfd of this process and a valid flag.
-                result(unsafe { libc::setns(fd, libc::CLONE_NEWUTS) } as libc::c_long)
+                move_into_thread_name_spaces(pidfd.as_fd(), ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME)
+                    .map_err(rustix::io::Errno::raw_os_error)
             })
             .join()
             .unwrap_or(Err(0))

@@ -143,23 +143,44 @@ impl PausedChild {
                 // EOF: the child exec'd (or exited before reading the byte, which the
                 // write error below tells apart).
                 if let Err(e) = resumed {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(Error::sys("write to sync pipe", e));
+                    let cleanup = kill_and_reap(child.pidfd.as_fd());
+                    return Err(Error::with_cleanup(Error::sys("write to sync pipe", e), cleanup));
                 }
                 Ok(child)
             }
             Ok(Some(record)) => {
-                let _ = child.wait();
-                Err(Error::Spawn(record.into_spawn_error()))
+                // The child has exited after writing the record: reap it.
+                let cleanup = child.wait().err().map(|e| Error::sys("waitid", e)).into_iter().collect();
+                Err(Error::with_cleanup(Error::Spawn(record.into_spawn_error()), cleanup))
             }
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                Err(Error::sys("read error pipe", e))
+                let cleanup = kill_and_reap(child.pidfd.as_fd());
+                Err(Error::with_cleanup(Error::sys("read error pipe", e), cleanup))
             }
         }
     }
+
+    /// Undoes a spawn whose parent-side setup failed with `cause`: kills and reaps the child;
+    /// an [`Error::Cleanup`] when that fails too.
+    pub(crate) fn abort(mut self, cause: Error) -> Error {
+        let cleanup = self.pidfd.take().map(|pidfd| kill_and_reap(pidfd.as_fd())).unwrap_or_default();
+        Error::with_cleanup(cause, cleanup)
+    }
+}
+
+/// Kills the child behind `pidfd` and reaps it; returns what failed (a child that already
+/// exited is not a failure).
+fn kill_and_reap(pidfd: BorrowedFd<'_>) -> Vec<Error> {
+    let mut errors = Vec::new();
+    match sys::pidfd_send_signal(pidfd, libc::SIGKILL) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::SRCH) => {}
+        Err(e) => errors.push(Error::sys("pidfd_send_signal", e)),
+    }
+    if let Err(e) = sys::waitid_pidfd(pidfd, false) {
+        errors.push(Error::sys("waitid", e));
+    }
+    errors
 }
 
 /// Reads the child's error record: `None` at EOF (the child exec'd), or — on the
@@ -187,8 +208,7 @@ fn read_error_record(mut pipe: File) -> io::Result<Option<ErrorRecord>> {
 impl Drop for PausedChild {
     fn drop(&mut self) {
         if let Some(pidfd) = self.pidfd.take() {
-            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-            let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
+            let _ = kill_and_reap(pidfd.as_fd());
         }
     }
 }
@@ -229,12 +249,13 @@ impl Child {
     }
 
     /// Sends `signal` through the pidfd. A child that was already reaped is not signalled
-    /// (`ESRCH`).
+    /// (`ESRCH`). `signal` is a named signal or one of libc's realtime signals
+    /// (`SIGRTMIN()..=SIGRTMAX()`); 0 and libc's internal signals are `EINVAL`.
     pub fn signal(&self, signal: libc::c_int) -> io::Result<()> {
         if self.status.is_some() {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        sys::pidfd_send_signal(self.pidfd.as_fd(), signal)
+        Ok(sys::pidfd_send_signal(self.pidfd.as_fd(), signal)?)
     }
 
     /// Sends SIGKILL.

@@ -24,6 +24,7 @@ use rustix::fs::{FlockOperation, flock};
 /// A failed file operation of this module: the call, the path, the OS error.
 #[derive(Debug, thiserror::Error)]
 #[error("{call} {} failed: {source}", path.display())]
+#[non_exhaustive]
 pub struct FileError {
     /// The call (`"open"`, `"flock"`, `"write"`, `"fsync"`, `"rename"`).
     pub call: &'static str,
@@ -42,6 +43,17 @@ impl FileError {
     /// The OS error number, if there is one.
     pub fn raw_os_error(&self) -> Option<i32> {
         self.source.raw_os_error()
+    }
+}
+
+/// Names the call and path of a failed file operation (this module's `SysContext`).
+trait FileContext<T> {
+    fn file_ctx(self, call: &'static str, path: &Path) -> Result<T, FileError>;
+}
+
+impl<T> FileContext<T> for io::Result<T> {
+    fn file_ctx(self, call: &'static str, path: &Path) -> Result<T, FileError> {
+        self.map_err(|source| FileError::new(call, path, source))
     }
 }
 
@@ -80,7 +92,7 @@ impl LockFile {
             .truncate(false)
             .mode(0o600)
             .open(path)
-            .map_err(|e| FileError::new("open", path, e))?;
+            .file_ctx("open", path)?;
         loop {
             match flock(&file, op) {
                 Ok(()) => return Ok(LockFile { file, path: path.to_owned() }),
@@ -118,15 +130,10 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), FileErro
     tmp_name.push(format!(".tmp.{}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
     let tmp = dir.join(tmp_name);
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| FileError::new("open", &tmp, e))?;
-        f.write_all(bytes).map_err(|e| FileError::new("write", &tmp, e))?;
-        f.sync_all().map_err(|e| FileError::new("fsync", &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| FileError::new("rename", &tmp, e))
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).file_ctx("open", &tmp)?;
+        f.write_all(bytes).file_ctx("write", &tmp)?;
+        f.sync_all().file_ctx("fsync", &tmp)?;
+        std::fs::rename(&tmp, path).file_ctx("rename", &tmp)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -138,7 +145,7 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), FileErro
 /// `fsync`s a directory, making a rename or create in it durable.
 pub fn sync_dir(dir: impl AsRef<Path>) -> Result<(), FileError> {
     let dir = dir.as_ref();
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| FileError::new("fsync", dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).file_ctx("fsync", dir)
 }
 
 #[cfg(test)]

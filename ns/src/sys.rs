@@ -1,36 +1,57 @@
-//! The parent side's system calls, in one place.
+//! The parent side's system calls that need more than one `rustix` call, and the few that
+//! stay raw.
 //!
-//! Functions here are thin: they take already-validated, already-converted arguments
-//! (`&CStr`, raw fds, plain integers) and return `io::Result` or a raw errno. They go
-//! through glibc (which writes `errno` and may take locks), so none of them may run in the
-//! child between clone and exec: the child's bare system calls are in
-//! [`crate::child::raw`]. [`fork_like`] and [`vfork_like`] are the clone itself; what the
-//! child runs after it is [`crate::child`].
+//! Parent-side system calls go through `rustix` (here, or directly where a single call
+//! does). Raw `libc` remains only where rustix cannot express the call, each with its reason:
+//!
+//! - [`fork_like`] (`clone3`, `clone`) and [`vfork_like`] (glibc's `clone` with
+//!   `CLONE_VM | CLONE_VFORK` and a child function on a stack of its own, with `mmap`,
+//!   `mprotect`, `munmap` for that stack): the clone itself, which returns twice; rustix
+//!   offers no clone (and its `mm` functions are as unsafe as libc's for the stack).
+//! - [`ns_ioctl_fd`], [`ns_ioctl_int`], [`ns_owner_uid`]: the nsfs ioctls (`NS_GET_USERNS`,
+//!   `NS_GET_PARENT`, `NS_GET_NSTYPE`, `NS_GET_OWNER_UID`), which rustix does not name; its
+//!   generic `ioctl` is as unsafe as libc's.
+//! - [`block_all_signals`] / [`restore_signals`]: the bare `rt_sigprocmask` of
+//!   [`crate::child::raw`], because the mask must include glibc's internal signals (32, 33),
+//!   which `pthread_sigmask` and rustix's safe API leave out.
+//!
+//!
+//! One rustix call is unsafe too: [`unshare`] (`unshare_unsafe`, because of `CLONE_FILES`,
+//! which nook never passes).
+//!
+//! None of these may run in the child between clone and exec (rustix's and glibc's
+//! wrappers are not written for a vfork-style child): the child's bare system calls are in
+//! [`crate::child::raw`]. What the child runs after the clone is [`crate::child`].
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use rustix::fs::{self, MemfdFlags, Mode, OFlags, SealFlags};
+use rustix::io::Errno;
+use rustix::net;
+use rustix::pipe::PipeFlags;
+use rustix::process::{self, Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+use rustix::thread::UnshareFlags;
 
 use crate::child::raw::{self, KERNEL_SIGSET_SIZE, sc};
 
 /// Flags that `libc` does not define (or defines as 0, like `CLONE_INTO_CGROUP` in some
 /// versions). Kept as `u64` because clone3 takes 64-bit flags.
 pub(crate) mod consts {
-    pub const CLONE_PIDFD: u64 = 0x0000_1000;
-    pub const CLONE_NEWTIME: u64 = 0x0000_0080;
-    pub const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-    pub const NSIO: libc::c_ulong = 0xb7;
-    pub const NS_GET_USERNS: libc::c_ulong = NSIO << 8 | 0x1;
-    pub const NS_GET_PARENT: libc::c_ulong = NSIO << 8 | 0x2;
-    pub const NS_GET_NSTYPE: libc::c_ulong = NSIO << 8 | 0x3;
-    pub const NS_GET_OWNER_UID: libc::c_ulong = NSIO << 8 | 0x4;
-    pub const P_PIDFD: libc::idtype_t = 3;
-    pub const AT_RECURSIVE: libc::c_uint = 0x8000;
-    pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    pub(crate) const CLONE_PIDFD: u64 = 0x0000_1000;
+    pub(crate) const CLONE_NEWTIME: u64 = 0x0000_0080;
+    pub(crate) const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    pub(crate) const NSIO: libc::c_ulong = 0xb7;
+    pub(crate) const NS_GET_USERNS: libc::c_ulong = NSIO << 8 | 0x1;
+    pub(crate) const NS_GET_PARENT: libc::c_ulong = NSIO << 8 | 0x2;
+    pub(crate) const NS_GET_NSTYPE: libc::c_ulong = NSIO << 8 | 0x3;
+    pub(crate) const NS_GET_OWNER_UID: libc::c_ulong = NSIO << 8 | 0x4;
+    pub(crate) const P_PIDFD: libc::idtype_t = 3;
+    pub(crate) const AT_RECURSIVE: libc::c_uint = 0x8000;
+    pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
     /// `pidfd_open` flag: a pidfd for this thread, not its thread group (= `O_EXCL`).
-    pub const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
-    /// `memfd_create` flag: the memfd may be executed (kernel 6.3+).
-    pub const MFD_EXEC: libc::c_uint = 0x10;
+    pub(crate) const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
 }
 
 /// The kernel's `struct clone_args` (version 2, 88 bytes, with `cgroup`); also used by the
@@ -52,10 +73,6 @@ pub(crate) struct CloneArgs {
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
-    if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
-}
-
-fn cvt_long(ret: libc::c_long) -> io::Result<libc::c_long> {
     if ret == -1 { Err(io::Error::last_os_error()) } else { Ok(ret) }
 }
 
@@ -149,8 +166,7 @@ impl VforkStack {
     const SIZE: usize = 256 * 1024;
 
     fn new() -> io::Result<VforkStack> {
-        // SAFETY: sysconf has no preconditions.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let page = rustix::param::page_size();
         let len = Self::SIZE + page;
         // SAFETY: a fresh anonymous mapping; no existing memory is affected.
         let base = unsafe {
@@ -239,163 +255,112 @@ pub(crate) unsafe fn vfork_like(
 }
 
 /// Creates a pipe with both ends close-on-exec.
-pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
-    pipe_with(libc::O_CLOEXEC)
+pub(crate) fn pipe_cloexec() -> rustix::io::Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(PipeFlags::CLOEXEC)
 }
 
 /// Creates a pipe with both ends close-on-exec and non-blocking.
-pub(crate) fn pipe_cloexec_nonblock() -> io::Result<(OwnedFd, OwnedFd)> {
-    pipe_with(libc::O_CLOEXEC | libc::O_NONBLOCK)
+pub(crate) fn pipe_cloexec_nonblock() -> rustix::io::Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
 }
 
 /// Makes a descriptor blocking again.
-pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: integer-only fcntl calls on a live descriptor.
-    let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
-    // SAFETY: as above.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) })?;
-    Ok(())
-}
-
-fn pipe_with(flags: libc::c_int) -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds has room for two descriptors.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) })?;
-    // SAFETY: pipe2 succeeded, so both are new, owned descriptors.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> rustix::io::Result<()> {
+    let flags = fs::fcntl_getfl(fd)?;
+    fs::fcntl_setfl(fd, flags - OFlags::NONBLOCK)
 }
 
 /// A connected `AF_UNIX` stream socket pair, both ends close-on-exec. Used for the sync
 /// point so the parent can write with `MSG_NOSIGNAL` (no SIGPIPE if the child is gone).
-pub(crate) fn socketpair_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds has room for two descriptors.
-    cvt(unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) })?;
-    // SAFETY: socketpair succeeded, so both are new, owned descriptors.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+pub(crate) fn socketpair_cloexec() -> rustix::io::Result<(OwnedFd, OwnedFd)> {
+    net::socketpair(net::AddressFamily::UNIX, net::SocketType::STREAM, net::SocketFlags::CLOEXEC, None)
 }
 
 /// Sends bytes on a socket without raising SIGPIPE.
 pub(crate) fn send_nosignal(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
-    // SAFETY: buf is a live slice; fd is a live socket.
-    let n = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr() as *const libc::c_void, buf.len(), libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if n as usize != buf.len() {
+    let n = net::send(fd, buf, net::SendFlags::NOSIGNAL)?;
+    if n != buf.len() {
         return Err(io::Error::new(io::ErrorKind::WriteZero, "short send"));
     }
     Ok(())
 }
 
 /// Writes `data` to the file `name` relative to directory `dir` (one write call).
-pub(crate) fn write_at(dir: BorrowedFd<'_>, name: &CStr, data: &[u8]) -> io::Result<()> {
-    // SAFETY: name is NUL-terminated; dir is a live directory descriptor.
-    let fd = cvt(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) })?;
-    // SAFETY: openat returned a new descriptor that we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: data is a live slice; fd is open for writing.
-    let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr() as *const libc::c_void, data.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+pub(crate) fn write_at(dir: BorrowedFd<'_>, name: &CStr, data: &[u8]) -> rustix::io::Result<()> {
+    let fd = fs::openat(dir, name, OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::io::write(&fd, data)?;
     Ok(())
 }
 
 /// Opens a path with `O_CLOEXEC` added.
-pub(crate) fn open(path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: path is NUL-terminated; the mode is only read with O_CREAT.
-    let fd = cvt(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o644 as libc::c_uint) })?;
-    // SAFETY: open succeeded, the descriptor is ours.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+pub(crate) fn open(path: &CStr, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    fs::open(path, flags | OFlags::CLOEXEC, Mode::empty())
 }
 
-/// Sends a signal through a pidfd.
-pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
-    // SAFETY: pidfd is a live descriptor; a null siginfo means "as kill() would".
-    cvt_long(unsafe {
-        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), sig, std::ptr::null::<libc::siginfo_t>(), 0u32)
-    })?;
-    Ok(())
+/// Sends a signal through a pidfd. Named signals and libc's realtime range
+/// (`SIGRTMIN()..=SIGRTMAX()`); anything else is `EINVAL`, as the kernel would say.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> rustix::io::Result<()> {
+    let signal = match Signal::from_named_raw(sig) {
+        Some(signal) => signal,
+        None if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&sig) => {
+            // SAFETY: a realtime signal in the range libc leaves to applications (not one of
+            // its reserved internal signals), non-zero.
+            unsafe { Signal::from_raw_unchecked(sig) }
+        }
+        None => return Err(Errno::INVAL),
+    };
+    process::pidfd_send_signal(pidfd, signal)
 }
 
-/// Opens a pidfd for an existing pid.
-pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall with integer arguments.
-    let fd = cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) })?;
-    // SAFETY: pidfd_open returned a new, owned descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+/// Opens a pidfd for an existing pid (`ESRCH` for pid 0 or one that does not fit).
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> rustix::io::Result<OwnedFd> {
+    process::pidfd_open(Pid::from_raw(pid).ok_or(Errno::SRCH)?, PidfdFlags::empty())
 }
 
 /// The calling thread's id.
 pub(crate) fn gettid() -> libc::pid_t {
-    // SAFETY: gettid has no preconditions and cannot fail.
-    unsafe { libc::gettid() }
+    rustix::thread::gettid().as_raw_nonzero().get()
 }
 
 /// A pidfd for one thread (`PIDFD_THREAD`, kernel 6.9+): it polls readable once that
 /// thread has exited. `None` on kernels without thread pidfds (EINVAL).
-pub(crate) fn pidfd_open_thread(tid: libc::pid_t) -> io::Result<Option<OwnedFd>> {
-    // SAFETY: plain syscall with integer arguments.
-    match cvt_long(unsafe { libc::syscall(libc::SYS_pidfd_open, tid, consts::PIDFD_THREAD) }) {
-        // SAFETY: pidfd_open returned a new, owned (close-on-exec) descriptor.
-        Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+pub(crate) fn pidfd_open_thread(tid: libc::pid_t) -> rustix::io::Result<Option<OwnedFd>> {
+    let tid = Pid::from_raw(tid).ok_or(Errno::SRCH)?;
+    // rustix names no `PIDFD_THREAD`; the kernel's value is `O_EXCL`.
+    match process::pidfd_open(tid, PidfdFlags::from_bits_retain(consts::PIDFD_THREAD)) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::INVAL) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 /// Waits on a pidfd. Returns the raw wait status (as `waitpid` would give it), or `None`
 /// with `WNOHANG` when the child has not exited yet.
-pub(crate) fn waitid_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> io::Result<Option<i32>> {
-    loop {
-        // SAFETY: zeroed siginfo_t is a valid out-parameter.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let flags = libc::WEXITED | if nohang { libc::WNOHANG } else { 0 };
-        // SAFETY: info is a valid out-parameter; the pidfd is live.
-        let ret = unsafe { libc::waitid(consts::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, flags) };
-        if ret == -1 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
+pub(crate) fn waitid_pidfd(pidfd: BorrowedFd<'_>, nohang: bool) -> rustix::io::Result<Option<i32>> {
+    let options = WaitIdOptions::EXITED | if nohang { WaitIdOptions::NOHANG } else { WaitIdOptions::empty() };
+    let status = loop {
+        match process::waitid(WaitId::PidFd(pidfd), options) {
+            Err(Errno::INTR) => continue,
+            r => break r?,
         }
-        // SAFETY: after a successful waitid these union fields are initialised (pid 0 means
-        // WNOHANG found nothing).
-        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
-        if pid == 0 {
-            return Ok(None);
+    };
+    Ok(status.map(|st| {
+        let sig = st.terminating_signal().unwrap_or(0) & 0x7f;
+        match st.exit_status() {
+            Some(code) => (code & 0xff) << 8,
+            None if st.dumped() => sig | 0x80,
+            None => sig,
         }
-        let raw = match info.si_code {
-            libc::CLD_EXITED => (status & 0xff) << 8,
-            libc::CLD_KILLED => status & 0x7f,
-            libc::CLD_DUMPED => (status & 0x7f) | 0x80,
-            _ => status,
-        };
-        return Ok(Some(raw));
-    }
+    }))
 }
 
-/// `setns(2)`.
-pub(crate) fn setns(fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
-    // SAFETY: fd is a live descriptor.
-    cvt(unsafe { libc::setns(fd.as_raw_fd(), nstype) })?;
-    Ok(())
-}
-
-/// `fchdir(2)`.
-pub(crate) fn fchdir(dir: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: dir is a live descriptor.
-    cvt(unsafe { libc::fchdir(dir.as_raw_fd()) })?;
-    Ok(())
-}
-
-/// `unshare(2)`.
-pub(crate) fn unshare(flags: libc::c_int) -> io::Result<()> {
-    // SAFETY: plain syscall with an integer argument.
-    cvt(unsafe { libc::unshare(flags) })?;
-    Ok(())
+/// `unshare(2)` of the calling thread's filesystem context or namespaces; never of its
+/// descriptor table.
+pub(crate) fn unshare(flags: UnshareFlags) -> rustix::io::Result<()> {
+    assert!(!flags.contains(UnshareFlags::FILES), "nook-ns never unshares the descriptor table");
+    // SAFETY: without CLONE_FILES every thread keeps seeing the same descriptors (rustix makes
+    // the call unsafe only for that flag).
+    unsafe { rustix::thread::unshare_unsafe(flags) }
 }
 
 /// An `ioctl` on a namespace fd that returns a new fd (`NS_GET_USERNS`, `NS_GET_PARENT`).
@@ -421,52 +386,20 @@ pub(crate) fn ns_owner_uid(fd: BorrowedFd<'_>) -> io::Result<libc::uid_t> {
 }
 
 /// `fstat(2)`: (st_dev, st_ino).
-pub(crate) fn fstat_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    // SAFETY: zeroed stat is a valid out-parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is live; st is a valid out-parameter.
-    cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+pub(crate) fn fstat_id(fd: BorrowedFd<'_>) -> rustix::io::Result<(u64, u64)> {
+    let st = fs::fstat(fd)?;
     Ok((st.st_dev, st.st_ino))
 }
 
 /// `stat(2)`: (st_dev, st_ino), following symlinks (as /proc/PID/ns/* links must be).
-pub(crate) fn stat_id(path: &CStr) -> io::Result<(u64, u64)> {
-    // SAFETY: zeroed stat is a valid out-parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: path is NUL-terminated; st is a valid out-parameter.
-    cvt(unsafe { libc::stat(path.as_ptr(), &mut st) })?;
+pub(crate) fn stat_id(path: &CStr) -> rustix::io::Result<(u64, u64)> {
+    let st = fs::stat(path)?;
     Ok((st.st_dev, st.st_ino))
-}
-
-/// `mount(2)` with optional source, fstype and data.
-pub(crate) fn mount(
-    source: Option<&CStr>,
-    target: &CStr,
-    fstype: Option<&CStr>,
-    flags: libc::c_ulong,
-    data: Option<&CStr>,
-) -> io::Result<()> {
-    let ret = raw::mount(
-        source.map_or(std::ptr::null(), CStr::as_ptr),
-        target.as_ptr(),
-        fstype.map_or(std::ptr::null(), CStr::as_ptr),
-        flags,
-        data.map_or(std::ptr::null(), CStr::as_ptr),
-    );
-    if ret == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(ret)) }
-}
-
-/// `umount2(2)`.
-pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> io::Result<()> {
-    // SAFETY: target is NUL-terminated.
-    cvt(unsafe { libc::umount2(target.as_ptr(), flags) })?;
-    Ok(())
 }
 
 /// The effective uid and gid of the calling process.
 pub(crate) fn geteuid_egid() -> (libc::uid_t, libc::gid_t) {
-    // SAFETY: these calls cannot fail.
-    unsafe { (libc::geteuid(), libc::getegid()) }
+    (process::geteuid().as_raw(), process::getegid().as_raw())
 }
 
 /// Blocks every signal on the calling thread — glibc's internal ones (32, 33) too, which
@@ -500,35 +433,25 @@ pub(crate) fn restore_signals(old: u64) {
 /// the exec bit where the kernel knows `F_SEAL_EXEC`). Asks for an executable memfd
 /// (`MFD_EXEC`, kernel 6.3+, needed when `vm.memfd_noexec` is 1) and falls back to plain
 /// flags on kernels that reject it.
-pub(crate) fn sealed_exec_memfd(name: &CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
-    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    // SAFETY: name is NUL-terminated; integer flags.
-    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | consts::MFD_EXEC) };
-    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
-        // SAFETY: as above, without MFD_EXEC (unknown before 6.3).
-        fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
-    }
-    let fd = cvt(fd)?;
-    // SAFETY: memfd_create returned a new descriptor that we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+pub(crate) fn sealed_exec_memfd(name: &CStr, bytes: &[u8]) -> rustix::io::Result<OwnedFd> {
+    let base = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    let fd = match fs::memfd_create(name, base | MemfdFlags::EXEC) {
+        // Unknown before 6.3.
+        Err(Errno::INVAL) => fs::memfd_create(name, base)?,
+        r => r?,
+    };
     let mut off = 0;
     while off < bytes.len() {
-        // SAFETY: the pointer and length describe the live remainder of `bytes`.
-        let n = unsafe { libc::write(fd.as_raw_fd(), bytes[off..].as_ptr().cast(), bytes.len() - off) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        match rustix::io::write(&fd, &bytes[off..]) {
+            Ok(n) => off += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
         }
-        off += n as usize;
     }
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: integer-only fcntl on our descriptor.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals | libc::F_SEAL_EXEC) } != 0 {
-        // SAFETY: as above, without F_SEAL_EXEC (unknown before 6.3).
-        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    let seals = SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE;
+    if fs::fcntl_add_seals(&fd, seals | SealFlags::EXEC).is_err() {
+        // Without F_SEAL_EXEC (unknown before 6.3).
+        fs::fcntl_add_seals(&fd, seals)?;
     }
     Ok(fd)
 }

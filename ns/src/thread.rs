@@ -9,14 +9,16 @@
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use rustix::thread::UnshareFlags;
+
+use crate::error::{Result, SysContext};
 use crate::handle::NsFd;
-use crate::namespace::Namespace;
+use crate::join::{NsGuard, refuse_single_thread_kinds};
 use crate::sys;
 
 /// Stack of the helper threads: what they run is shallow (syscalls, netlink messages, JSON of
 /// a firewall ruleset), and a small stack keeps the per-call cost at one small mapping.
-const HELPER_STACK: usize = 256 << 10;
+pub(crate) const HELPER_STACK: usize = 256 << 10;
 
 /// Runs `f` on a short-lived scoped thread that first enters `targets` (user first, mount
 /// last; entering a mount namespace first gives the thread its own filesystem context, as the
@@ -24,7 +26,7 @@ const HELPER_STACK: usize = 256 << 10;
 /// thread.
 ///
 /// User and time namespaces cannot be entered by a thread of a multithreaded process:
-/// [`Error::NeedsSingleThread`], before any thread is started.
+/// [`Error::NeedsSingleThread`](crate::Error::NeedsSingleThread), before any thread is started.
 ///
 /// ```no_run
 /// use nook_ns::{NetNs, on_thread_in};
@@ -35,18 +37,10 @@ const HELPER_STACK: usize = 256 << 10;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn on_thread_in<T: Send>(targets: &[&NsFd], f: impl FnOnce() -> T + Send) -> Result<T> {
-    if let Some(t) = targets.iter().find(|t| matches!(t.kind(), Namespace::User | Namespace::Time)) {
-        return Err(Error::NeedsSingleThread { namespace: t.kind() });
-    }
-    let mut sorted: Vec<&NsFd> = targets.to_vec();
-    sorted.sort_by_key(|t| t.kind());
-    on_helper_thread("nook-ns-in", || {
-        for target in sorted {
-            if target.kind() == Namespace::Mount {
-                sys::unshare(libc::CLONE_FS).map_err(|e| Error::sys("unshare(CLONE_FS)", e))?;
-            }
-            target.enter()?;
-        }
+    refuse_single_thread_kinds(targets)?;
+    on_helper_thread("nook-ns-in", Some(HELPER_STACK), || {
+        // Nothing saved: the thread ends instead of coming back.
+        let _stay = NsGuard::enter_ordered(targets, false)?;
         Ok(f())
     })
 }
@@ -63,21 +57,29 @@ pub fn on_thread_in<T: Send>(targets: &[&NsFd], f: impl FnOnce() -> T + Send) ->
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn on_thread_with_cwd<T: Send>(dir: &Path, f: impl FnOnce() -> T + Send) -> Result<T> {
-    on_helper_thread("nook-ns-cwd", || {
-        sys::unshare(libc::CLONE_FS).map_err(|e| Error::sys_path("unshare(CLONE_FS)", dir, e))?;
-        let d = std::fs::File::open(dir).map_err(|e| Error::sys_path("open", dir, e))?;
-        sys::fchdir(d.as_fd()).map_err(|e| Error::sys_path("fchdir", dir, e))?;
+    on_helper_thread("nook-ns-cwd", Some(HELPER_STACK), || {
+        sys::unshare(UnshareFlags::FS).sys_at("unshare(CLONE_FS)", dir)?;
+        let d = std::fs::File::open(dir).sys_at("open", dir)?;
+        rustix::process::fchdir(d.as_fd()).sys_at("fchdir", dir)?;
         Ok(f())
     })
 }
 
-fn on_helper_thread<T: Send>(name: &str, body: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+/// The one helper-thread runner of the crate ([`on_thread_in`], [`on_thread_with_cwd`],
+/// [`crate::run_in`], creating network namespaces): runs `body` on a named scoped thread
+/// (with `stack` bytes of stack, or the default) and returns its result; a panic is resumed
+/// on the caller's thread.
+pub(crate) fn on_helper_thread<T: Send>(
+    name: &str,
+    stack: Option<usize>,
+    body: impl FnOnce() -> Result<T> + Send,
+) -> Result<T> {
     std::thread::scope(|scope| {
-        let handle = std::thread::Builder::new()
-            .name(name.into())
-            .stack_size(HELPER_STACK)
-            .spawn_scoped(scope, body)
-            .map_err(|e| Error::sys("spawn helper thread", e))?;
+        let mut builder = std::thread::Builder::new().name(name.into());
+        if let Some(size) = stack {
+            builder = builder.stack_size(size);
+        }
+        let handle = builder.spawn_scoped(scope, body).sys("spawn helper thread")?;
         match handle.join() {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),

@@ -165,7 +165,7 @@ fn child_side_of_every_feature_is_allocation_free() {
     .mount(MountStep::bind(dir.join("src"), mnt.join("b")).read_only())
     .mount(MountStep::proc("/proc"))
     .monotonic_offset(ClockOffset::from_secs(1000))
-    .boottime_offset(ClockOffset { secs: 2000, nanos: 5 })
+    .boottime_offset(ClockOffset::new(2000, 5))
     .current_dir(mnt.join("b"))
     .env("NK_VAR", "nk-value")
     .user(0, 0)

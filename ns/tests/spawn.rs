@@ -107,11 +107,9 @@ fn pidfd_reap(pidfd: BorrowedFd<'_>) {
 
 /// The state letter and ppid from `/proc/PID/stat`, or None when the process is gone.
 fn state_and_ppid(pid: u32) -> Option<(char, u32)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.chars().next()?;
-    Some((state, fields.next()?.parse().ok()?))
+    use procfs_core::FromRead;
+    let stat = procfs_core::process::Stat::from_read(fs::File::open(format!("/proc/{pid}/stat")).ok()?).ok()?;
+    Some((stat.state, stat.ppid as u32))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -342,7 +340,7 @@ fn missing_program_fails_at_exec_with_enoent() {
     assert_eq!((e.stage, e.errno), (Stage::Exec, libc::ENOENT), "{e}");
     // The same in new namespaces.
     let e = spawn_error(Command::new("/nonexistent/nk-x").namespaces(NamespaceSet::CONTAINER).spawn());
-    assert_eq!(e, SpawnError { stage: Stage::Exec, errno: libc::ENOENT, step: None });
+    assert_eq!(e, SpawnError::new(Stage::Exec, libc::ENOENT, None));
 }
 
 #[test]
@@ -405,15 +403,13 @@ struct TestCgroup {
 
 impl TestCgroup {
     fn create() -> Option<TestCgroup> {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let mount = mountinfo.lines().find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            (right.split(' ').next() == Some("cgroup2")).then(|| PathBuf::from(left.split(' ').nth(4).unwrap()))
-        })?;
-        let own = fs::read_to_string("/proc/self/cgroup")
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("0::").map(str::to_owned))?;
+        use procfs_core::FromRead;
+        use procfs_core::ProcessCGroups;
+        use procfs_core::process::MountInfos;
+        let mounts = MountInfos::from_read(fs::File::open("/proc/self/mountinfo").unwrap()).unwrap();
+        let mount = mounts.into_iter().find(|m| m.fs_type == "cgroup2")?.mount_point;
+        let groups = ProcessCGroups::from_read(fs::File::open("/proc/self/cgroup").unwrap()).unwrap();
+        let own = groups.into_iter().find(|g| g.hierarchy == 0)?.pathname;
         let leaf = unique_name("cg");
         let name = if own == "/" { format!("/{leaf}") } else { format!("{own}/{leaf}") };
         let path = mount.join(name.trim_start_matches('/'));

@@ -25,7 +25,7 @@ use crate::sys::consts;
 /// vfork-style child, whose memory is the parent's.
 pub(crate) mod sc {
     /// Whether these calls leave the thread's TLS alone (see the module docs).
-    pub const TOUCHES_NO_TLS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+    pub(crate) const TOUCHES_NO_TLS: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
 
     /// `syscall(n, a..)`: the kernel's return value (`-errno` on failure).
     ///
@@ -34,7 +34,7 @@ pub(crate) mod sc {
     /// sizes the call reads or writes).
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     #[inline(always)]
-    pub unsafe fn syscall6(n: libc::c_long, a: [usize; 6]) -> isize {
+    pub(crate) unsafe fn syscall6(n: libc::c_long, a: [usize; 6]) -> isize {
         let ret: isize;
         // SAFETY: the kernel's syscall ABI. x86_64: number in rax, arguments in rdi, rsi,
         // rdx, r10, r8, r9, result in rax; rcx and r11 are clobbered; the red zone is not
@@ -95,7 +95,7 @@ pub(crate) mod sc {
     /// # Safety
     /// As for [`syscall6`].
     #[inline(always)]
-    pub unsafe fn syscall(n: libc::c_long, args: &[usize]) -> isize {
+    pub(crate) unsafe fn syscall(n: libc::c_long, args: &[usize]) -> isize {
         let mut a = [0usize; 6];
         let mut i = 0;
         while i < args.len() && i < 6 {
@@ -174,14 +174,14 @@ macro_rules! call {
     };
 }
 
-pub fn close(fd: RawFd) {
+pub(crate) fn close(fd: RawFd) {
     call!(libc::SYS_close, fd);
 }
 
 /// Closes `first..=last`: `close_range`, or one by one on kernels without it (before
 /// 5.9), up to the `RLIMIT_NOFILE` soft limit (no descriptor can be open above it unless
 /// the limit was lowered after it was opened).
-pub fn close_range(first: RawFd, last: RawFd) {
+pub(crate) fn close_range(first: RawFd, last: RawFd) {
     if first > last || first < 0 {
         return;
     }
@@ -202,17 +202,17 @@ pub fn close_range(first: RawFd, last: RawFd) {
 }
 
 /// Closes every descriptor from `first` up.
-pub fn close_from(first: RawFd) {
+pub(crate) fn close_from(first: RawFd) {
     close_range(first, RawFd::MAX);
 }
 
 /// `dup3(from, to, O_CLOEXEC)`: `to` now refers to `from`'s file, close-on-exec.
-pub fn dup_to_cloexec(from: RawFd, to: RawFd) -> i32 {
+pub(crate) fn dup_to_cloexec(from: RawFd, to: RawFd) -> i32 {
     ok(call!(libc::SYS_dup3, from, to, libc::O_CLOEXEC))
 }
 
 /// Reads exactly one byte; returns Ok(true) for a byte, Ok(false) for EOF.
-pub fn read_byte(fd: RawFd) -> Result<bool, i32> {
+pub(crate) fn read_byte(fd: RawFd) -> Result<bool, i32> {
     let mut b = 0u8;
     loop {
         match call!(libc::SYS_read, fd, &mut b as *mut u8, 1) {
@@ -225,7 +225,7 @@ pub fn read_byte(fd: RawFd) -> Result<bool, i32> {
 }
 
 /// Writes the whole buffer (pipe writes under PIPE_BUF are atomic).
-pub fn write_all(fd: RawFd, buf: &[u8]) -> i32 {
+pub(crate) fn write_all(fd: RawFd, buf: &[u8]) -> i32 {
     let mut off = 0;
     while off < buf.len() {
         let rest = &buf[off..];
@@ -241,59 +241,59 @@ pub fn write_all(fd: RawFd, buf: &[u8]) -> i32 {
     0
 }
 
-pub fn open(path: *const libc::c_char, flags: libc::c_int) -> Result<RawFd, i32> {
+pub(crate) fn open(path: *const libc::c_char, flags: libc::c_int) -> Result<RawFd, i32> {
     val(call!(libc::SYS_openat, libc::AT_FDCWD, path, flags | libc::O_CLOEXEC, 0)).map(|fd| fd as RawFd)
 }
 
 /// Whether `fd` polls with any of `events` set (or `POLLERR`/`POLLHUP`), without waiting.
-pub fn poll_now(fd: RawFd, events: libc::c_short) -> Result<libc::c_short, i32> {
+pub(crate) fn poll_now(fd: RawFd, events: libc::c_short) -> Result<libc::c_short, i32> {
     let mut pfd = libc::pollfd { fd, events, revents: 0 };
     let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     val(call!(libc::SYS_ppoll, &mut pfd as *mut libc::pollfd, 1, &zero as *const libc::timespec, 0, 0))?;
     Ok(pfd.revents)
 }
 
-pub fn getpid() -> libc::pid_t {
+pub(crate) fn getpid() -> libc::pid_t {
     call!(libc::SYS_getpid) as libc::pid_t
 }
 
-pub fn getppid() -> libc::pid_t {
+pub(crate) fn getppid() -> libc::pid_t {
     call!(libc::SYS_getppid) as libc::pid_t
 }
 
 /// Plain fork (`clone(SIGCHLD)`) without glibc's atfork handlers or its TLS updates:
 /// Ok(0) in the child, Ok(pid) in the parent.
-pub fn fork() -> Result<libc::pid_t, i32> {
+pub(crate) fn fork() -> Result<libc::pid_t, i32> {
     // clone(flags, newsp, parent_tid, child_tid/tls, tls/child_tid): all zero but flags.
     val(call!(libc::SYS_clone, libc::SIGCHLD)).map(|pid| pid as libc::pid_t)
 }
 
-pub fn unshare(flags: libc::c_int) -> i32 {
+pub(crate) fn unshare(flags: libc::c_int) -> i32 {
     ok(call!(libc::SYS_unshare, flags))
 }
 
-pub fn setns(fd: RawFd, nstype: libc::c_int) -> i32 {
+pub(crate) fn setns(fd: RawFd, nstype: libc::c_int) -> i32 {
     ok(call!(libc::SYS_setns, fd, nstype))
 }
 
-pub fn sethostname(name: &[u8]) -> i32 {
+pub(crate) fn sethostname(name: &[u8]) -> i32 {
     ok(call!(libc::SYS_sethostname, name.as_ptr(), name.len()))
 }
 
-pub fn setdomainname(name: &[u8]) -> i32 {
+pub(crate) fn setdomainname(name: &[u8]) -> i32 {
     ok(call!(libc::SYS_setdomainname, name.as_ptr(), name.len()))
 }
 
-pub fn chdir(path: *const libc::c_char) -> i32 {
+pub(crate) fn chdir(path: *const libc::c_char) -> i32 {
     ok(call!(libc::SYS_chdir, path))
 }
 
-pub fn pivot_root(new_root: *const libc::c_char, put_old: *const libc::c_char) -> i32 {
+pub(crate) fn pivot_root(new_root: *const libc::c_char, put_old: *const libc::c_char) -> i32 {
     ok(call!(libc::SYS_pivot_root, new_root, put_old))
 }
 
 /// `mount(2)`; each pointer may be null where the kernel allows.
-pub fn mount(
+pub(crate) fn mount(
     source: *const libc::c_char,
     target: *const libc::c_char,
     fstype: *const libc::c_char,
@@ -303,16 +303,16 @@ pub fn mount(
     ok(call!(libc::SYS_mount, source, target, fstype, flags, data))
 }
 
-pub fn umount2(target: *const libc::c_char, flags: libc::c_int) -> i32 {
+pub(crate) fn umount2(target: *const libc::c_char, flags: libc::c_int) -> i32 {
     ok(call!(libc::SYS_umount2, target, flags))
 }
 
-pub fn mkdir(path: *const libc::c_char, mode: libc::mode_t) -> i32 {
+pub(crate) fn mkdir(path: *const libc::c_char, mode: libc::mode_t) -> i32 {
     ok(call!(libc::SYS_mkdirat, libc::AT_FDCWD, path, mode))
 }
 
 /// The mount flags (`MS_*`) currently in effect at `path`, from statfs.
-pub fn mount_flags(path: *const libc::c_char) -> Result<libc::c_ulong, i32> {
+pub(crate) fn mount_flags(path: *const libc::c_char) -> Result<libc::c_ulong, i32> {
     let mut st = KernelStatfs::default();
     val(call!(libc::SYS_statfs, path, &mut st as *mut KernelStatfs))?;
     let f = st.flags as libc::c_ulong;
@@ -334,7 +334,7 @@ pub fn mount_flags(path: *const libc::c_char) -> Result<libc::c_ulong, i32> {
 }
 
 /// `mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`; ENOSYS on old kernels.
-pub fn make_tree_read_only(path: *const libc::c_char) -> i32 {
+pub(crate) fn make_tree_read_only(path: *const libc::c_char) -> i32 {
     let attr = MountAttr { attr_set: consts::MOUNT_ATTR_RDONLY, ..Default::default() };
     ok(call!(
         libc::SYS_mount_setattr,
@@ -347,7 +347,7 @@ pub fn make_tree_read_only(path: *const libc::c_char) -> i32 {
 }
 
 /// Whether `path` is a directory (follows symlinks). Err(errno) if it cannot be stat'ed.
-pub fn is_dir(path: *const libc::c_char) -> Result<bool, i32> {
+pub(crate) fn is_dir(path: *const libc::c_char) -> Result<bool, i32> {
     // SAFETY: zeroed stat is a valid out-parameter (plain integers).
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     val(call!(libc::SYS_newfstatat, libc::AT_FDCWD, path, &mut st as *mut libc::stat, 0))?;
@@ -356,28 +356,28 @@ pub fn is_dir(path: *const libc::c_char) -> Result<bool, i32> {
 
 /// `dup2(from, to)` (as `dup3`; with `from == to` it clears `FD_CLOEXEC` instead, so the
 /// descriptor survives exec).
-pub fn dup2(from: RawFd, to: RawFd) -> i32 {
+pub(crate) fn dup2(from: RawFd, to: RawFd) -> i32 {
     if from == to {
         return ok(call!(libc::SYS_fcntl, from, libc::F_SETFD, 0));
     }
     ok(call!(libc::SYS_dup3, from, to, 0))
 }
 
-pub fn setgroups(groups: &[libc::gid_t]) -> i32 {
+pub(crate) fn setgroups(groups: &[libc::gid_t]) -> i32 {
     // The raw call is per thread (glibc's wrapper broadcasts to every thread, taking
     // locks); the child has one thread.
     ok(call!(libc::SYS_setgroups, groups.len(), groups.as_ptr()))
 }
 
-pub fn setresgid(gid: libc::gid_t) -> i32 {
+pub(crate) fn setresgid(gid: libc::gid_t) -> i32 {
     ok(call!(libc::SYS_setresgid, gid, gid, gid))
 }
 
-pub fn setresuid(uid: libc::uid_t) -> i32 {
+pub(crate) fn setresuid(uid: libc::uid_t) -> i32 {
     ok(call!(libc::SYS_setresuid, uid, uid, uid))
 }
 
-pub fn prctl(option: libc::c_int, arg: libc::c_ulong) -> i32 {
+pub(crate) fn prctl(option: libc::c_int, arg: libc::c_ulong) -> i32 {
     ok(call!(libc::SYS_prctl, option, arg, 0, 0, 0))
 }
 
@@ -385,7 +385,7 @@ pub fn prctl(option: libc::c_int, arg: libc::c_ulong) -> i32 {
 /// it); keeps other ignored signals ignored, as exec would. All 64 signals, `SIGRTMAX`
 /// and glibc's internal 32 and 33 included: the kernel's `rt_sigaction`, not glibc's
 /// wrapper (which refuses 32 and 33).
-pub fn reset_signal_handlers() {
+pub(crate) fn reset_signal_handlers() {
     let dfl = KernelSigaction::default();
     let mut sig = 1;
     while sig <= NSIG {
@@ -401,17 +401,21 @@ pub fn reset_signal_handlers() {
 }
 
 /// Sets the signal mask of the calling thread.
-pub fn set_sigmask(mask: u64) {
+pub(crate) fn set_sigmask(mask: u64) {
     call!(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &mask as *const u64, 0, KERNEL_SIGSET_SIZE);
 }
 
-pub fn execve(path: *const libc::c_char, argv: *const *const libc::c_char, envp: *const *const libc::c_char) -> i32 {
+pub(crate) fn execve(
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+) -> i32 {
     // Only returns on failure.
     ok(call!(libc::SYS_execve, path, argv, envp))
 }
 
 /// `exit_group(code)`: ends the process; no atexit handlers, no flushing.
-pub fn exit(code: i32) -> ! {
+pub(crate) fn exit(code: i32) -> ! {
     loop {
         call!(libc::SYS_exit_group, code);
     }
@@ -423,19 +427,19 @@ pub fn exit(code: i32) -> ! {
 // -------------------------------------------------------------------------------
 
 /// A pipe with both ends close-on-exec: (read, write).
-pub fn pipe_cloexec() -> Result<(RawFd, RawFd), i32> {
+pub(crate) fn pipe_cloexec() -> Result<(RawFd, RawFd), i32> {
     let mut fds = [0 as libc::c_int; 2];
     val(call!(libc::SYS_pipe2, fds.as_mut_ptr(), libc::O_CLOEXEC))?;
     Ok((fds[0], fds[1]))
 }
 
 /// Clears `FD_CLOEXEC`: the descriptor survives exec.
-pub fn clear_cloexec(fd: RawFd) -> i32 {
+pub(crate) fn clear_cloexec(fd: RawFd) -> i32 {
     ok(call!(libc::SYS_fcntl, fd, libc::F_SETFD, 0))
 }
 
 /// Closes every descriptor but those in `keep` (ascending, non-negative).
-pub fn close_all_except(keep: &[RawFd]) {
+pub(crate) fn close_all_except(keep: &[RawFd]) {
     let mut first: RawFd = 0;
     for &k in keep {
         if k > first {
@@ -448,27 +452,27 @@ pub fn close_all_except(keep: &[RawFd]) {
 
 /// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: runs the program open at `fd`.
 /// Returns the errno (it only returns on failure).
-pub fn execveat_fd(fd: RawFd, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> i32 {
+pub(crate) fn execveat_fd(fd: RawFd, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> i32 {
     // argv and envp are null-terminated arrays of NUL-terminated strings on the caller's
     // stack, alive until exec replaces the image; "" is a static C string.
     ok(call!(libc::SYS_execveat, fd, c"".as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH))
 }
 
 /// Waits for child `pid` to end (any status).
-pub fn wait_pid(pid: libc::pid_t) {
+pub(crate) fn wait_pid(pid: libc::pid_t) {
     let mut status: libc::c_int = 0;
     while call!(libc::SYS_wait4, pid, &mut status as *mut libc::c_int, 0, 0) == -(libc::EINTR as isize) {}
 }
 
 /// Whether SIGCHLD is ignored (`SIG_IGN`: children would be reaped automatically).
-pub fn sigchld_ignored() -> bool {
+pub(crate) fn sigchld_ignored() -> bool {
     let mut old = KernelSigaction::default();
     let got = call!(libc::SYS_rt_sigaction, libc::SIGCHLD, 0, &mut old as *mut KernelSigaction, KERNEL_SIGSET_SIZE);
     got == 0 && old.handler == libc::SIG_IGN
 }
 
 /// Sets SIGCHLD to `SIG_IGN` or `SIG_DFL`.
-pub fn set_sigchld_ignored(ignored: bool) {
+pub(crate) fn set_sigchld_ignored(ignored: bool) {
     let act =
         KernelSigaction { handler: if ignored { libc::SIG_IGN } else { libc::SIG_DFL }, ..KernelSigaction::default() };
     call!(libc::SYS_rt_sigaction, libc::SIGCHLD, &act as *const KernelSigaction, 0, KERNEL_SIGSET_SIZE);

@@ -144,6 +144,6 @@ fn parent_is_eperm_at_the_top_and_einval_for_other_kinds() {
 
 #[test]
 fn ns_id_displays_like_proc() {
-    let id = NsId { dev: 4, ino: 4026531840 };
+    let id = NsId::new(4, 4026531840);
     assert_eq!(id.to_string(), "[4026531840]");
 }

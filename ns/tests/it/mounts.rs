@@ -14,6 +14,7 @@ use nook_ns::{
     set_propagation, unmount,
 };
 use nook_testutil::{TempDir, on_private_mount_ns, require_root, tiny_rootfs};
+use procfs_core::process::{MountInfo, MountOptFields};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -30,19 +31,35 @@ struct MountEntry {
     super_options: String,
 }
 
+/// The mountinfo lines of `text` (other lines, such as a script's own output, are skipped),
+/// parsed by `procfs-core` (the `/proc` reader nook-ns uses).
 fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let left: Vec<&str> = left.split(' ').collect();
-            let right: Vec<&str> = right.split(' ').collect();
-            Some(MountEntry {
-                mount_point: left.get(4)?.to_string(),
-                mount_options: left.get(5)?.to_string(),
-                tags: left[6..].iter().map(|s| s.to_string()).collect(),
-                fstype: right.first()?.to_string(),
-                super_options: right.get(2).unwrap_or(&"").to_string(),
+    let options = |map: &std::collections::HashMap<String, Option<String>>| {
+        map.iter()
+            .map(|(k, v)| match v {
+                Some(v) => format!("{k}={v}"),
+                None => k.clone(),
             })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    text.lines()
+        .filter_map(|l| MountInfo::from_line(l).ok())
+        .map(|m| MountEntry {
+            mount_point: m.mount_point.to_string_lossy().into_owned(),
+            mount_options: options(&m.mount_options),
+            tags: m
+                .opt_fields
+                .iter()
+                .map(|f| match f {
+                    MountOptFields::Shared(n) => format!("shared:{n}"),
+                    MountOptFields::Master(n) => format!("master:{n}"),
+                    MountOptFields::PropagateFrom(n) => format!("propagate_from:{n}"),
+                    MountOptFields::Unbindable => "unbindable".to_owned(),
+                })
+                .collect(),
+            fstype: m.fs_type,
+            super_options: options(&m.super_options),
         })
         .collect()
 }
@@ -285,7 +302,7 @@ fn unbindable_propagation_step_makes_a_later_bind_fail_with_einval() {
         .expect_err("binding an unbindable mount");
 
     assert!(
-        matches!(err, Error::Spawn(SpawnError { stage: Stage::Mount, step: Some(2), errno: libc::EINVAL })),
+        matches!(err, Error::Spawn(SpawnError { stage: Stage::Mount, step: Some(2), errno: libc::EINVAL, .. })),
         "{err:?}"
     );
     assert_no_mounts_under(base.path());
@@ -562,12 +579,7 @@ fn mkdir_step_creates_directories_with_mode() {
     require_root!();
     let base = TempDir::new("mkd").unwrap();
     let [t] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["t"])).unwrap();
-    let umask = fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Umask:"))
-        .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
-        .expect("Umask in /proc/self/status");
+    let umask = crate::procfs::status("self").and_then(|s| s.umask).expect("Umask in /proc/self/status");
 
     let out = stdout_of(in_mount_ns(sh(r#"stat -c '%F %a' "$1/a" "$1/a/b""#), &[]).arg(&t).mounts([
         MountStep::tmpfs(&t, Some("size=64k")),
@@ -605,7 +617,7 @@ fn failing_bind_reports_mount_stage_with_step_index_and_enoent() {
         .expect_err("bind from a missing source");
 
     match err {
-        Error::Spawn(e) => assert_eq!(e, SpawnError { stage: Stage::Mount, step: Some(2), errno: libc::ENOENT }),
+        Error::Spawn(e) => assert_eq!(e, SpawnError::new(Stage::Mount, libc::ENOENT, Some(2))),
         other => panic!("expected a spawn error, got {other:?}"),
     }
     assert_no_mounts_under(base.path());
@@ -624,7 +636,7 @@ fn pivot_root_into_a_file_reports_pivot_root_stage() {
         .expect_err("pivot_root into a regular file");
 
     match err {
-        Error::Spawn(e) => assert_eq!(e, SpawnError { stage: Stage::PivotRoot, step: Some(1), errno: libc::ENOTDIR }),
+        Error::Spawn(e) => assert_eq!(e, SpawnError::new(Stage::PivotRoot, libc::ENOTDIR, Some(1))),
         other => panic!("expected a spawn error, got {other:?}"),
     }
     assert_no_mounts_under(base.path());
@@ -692,13 +704,9 @@ fn on_shared_root_host<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 
 /// The mounts of the calling thread's namespace, as (mount id, mount point), sorted.
 fn mount_ids() -> Vec<(u64, String)> {
-    let info = fs::read_to_string("/proc/thread-self/mountinfo").expect("read mountinfo");
-    let mut ids: Vec<(u64, String)> = info
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (f[0].parse().unwrap(), f[4].to_owned())
-        })
+    let mut ids: Vec<(u64, String)> = crate::procfs::thread_mounts()
+        .into_iter()
+        .map(|m| (m.mnt_id as u64, m.mount_point.to_string_lossy().into_owned()))
         .collect();
     ids.sort();
     ids

@@ -23,19 +23,16 @@ fn init_sh(script: &str) -> Command {
     cmd
 }
 
-/// The state letter and ppid of a `/proc/PID/stat` line.
+/// The pid, state letter and ppid of a `/proc/PID/stat` line.
 fn parse_stat(line: &str) -> (u32, char, u32) {
-    let pid = line.split(' ').next().unwrap().parse().unwrap();
-    let rest = &line[line.rfind(')').unwrap() + 2..];
-    let mut f = rest.split(' ');
-    (pid, f.next().unwrap().chars().next().unwrap(), f.next().unwrap().parse().unwrap())
+    let st = crate::procfs::parse_stat(line);
+    (st.pid as u32, st.state, st.ppid as u32)
 }
 
 /// The pid of host process `pid` inside its own pid namespace.
 fn inner_pid(pid: u32) -> Option<u32> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
-    nspid.split_whitespace().last()?.parse().ok()
+    let nspid = crate::procfs::status(pid)?.nspid?;
+    Some(*nspid.last()? as u32)
 }
 
 fn read_line(child: &mut Child) -> String {
@@ -199,8 +196,8 @@ fn init_without_pid_namespace_is_a_subreaper() {
     child.kill_on_drop(true);
     let orphan: u32 = read_line(&mut child).parse().unwrap();
     let _cleanup = KillOnDrop(nook_ns::pidfd_open(orphan).unwrap());
-    let stat = fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap();
-    assert_eq!(parse_stat(&stat).2, child.id(), "the orphan's parent is the init: {stat}");
+    let stat = crate::procfs::stat(orphan).expect("the orphan is alive");
+    assert_eq!(stat.ppid as u32, child.id(), "the orphan's parent is the init: {stat:?}");
     drop(child.stdin.take());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(5), "99 means the orphan was never reaped");
@@ -260,7 +257,7 @@ fn nested_pid_namespace_inside_pid_namespace() {
     }
     require_root!();
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", NESTED_TEST, "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", crate::test_name(module_path!(), NESTED_TEST).as_str(), "--nocapture", "--test-threads=1"])
         .env(ROLE, "inner")
         .namespaces(pid_ns())
         .mount(MountStep::proc("/proc"))
@@ -305,7 +302,7 @@ fn random_hex() -> String {
 /// Re-runs only `test` of this binary with `envs`; returns its stdout.
 fn rerun_self(test: &str, envs: &[(&str, &str)]) -> String {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .args(["--exact", crate::test_name(module_path!(), test).as_str(), "--nocapture", "--test-threads=1"])
         .envs(envs.iter().copied())
         .output()
         .unwrap();
@@ -397,7 +394,7 @@ fn secret_host(test: &str, variant: &str) {
     let env_secret = std::env::var(SECRET_ENV).unwrap();
     let heap_secret: &'static mut String = Box::leak(Box::new(format!("nkheap{}", random_hex())));
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", crate::test_name(module_path!(), test).as_str(), "--nocapture", "--test-threads=1"])
         .env(SECRET_ROLE, "reader")
         .env_remove(SECRET_ENV)
         .init(true)
@@ -503,7 +500,7 @@ fn init_is_not_dumpable_for_an_unprivileged_payload() {
     // The payload runs as nobody, like the init (which execs after the identity change): a
     // dumpable init would be open to it (same uid, no capability needed).
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .args(["--exact", crate::test_name(module_path!(), TEST).as_str(), "--nocapture", "--test-threads=1"])
         .env(SECRET_ROLE, "reader")
         .namespaces(pid_ns())
         .mount(MountStep::proc("/proc"))
@@ -584,7 +581,7 @@ fn unprivileged_caller_gets_nk_init_in_its_user_namespace() {
     }
     require_root!();
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .args(["--exact", crate::test_name(module_path!(), TEST).as_str(), "--nocapture", "--test-threads=1"])
         .env(SECRET_ROLE, "unprivileged")
         .user(65534, 65534)
         .output()

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as StdCommand;
 
 use nook_ns::{Child, Command, Error, NETNS_RUN_DIR, Namespace, NamespaceSet, NetNs, NsFd, NsId, ValidationError};
@@ -18,26 +18,14 @@ fn thread_interfaces() -> Vec<String> {
     dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_owned()).collect()
 }
 
-/// Mount points (field 5 of `/proc/self/mountinfo`) in the test process's mount namespace.
-fn mount_points() -> Vec<PathBuf> {
-    let info = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
-    info.lines().filter_map(|l| l.split(' ').nth(4)).map(PathBuf::from).collect()
-}
-
-/// The mountinfo line whose mount point is `path`, if any.
-fn mountinfo_line(path: &Path) -> Option<String> {
-    let info = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
-    info.lines().find(|l| l.split(' ').nth(4).map(Path::new) == Some(path)).map(str::to_owned)
-}
-
 fn is_mounted(path: &Path) -> bool {
-    mount_points().iter().any(|p| p == path)
+    crate::procfs::thread_mount_points().iter().any(|p| p == path)
 }
 
 /// The identity of a file as `stat` sees it (for a bind-mounted namespace: the nsfs inode).
 fn stat_id(path: &Path) -> NsId {
     let md = fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()));
-    NsId { dev: md.dev(), ino: md.ino() }
+    NsId::new(md.dev(), md.ino())
 }
 
 /// Runs iproute2's `ip` and returns its stdout; fails the test on a non-zero exit.
@@ -234,8 +222,9 @@ fn create_in_a_custom_run_dir() {
     assert_eq!(ns.path(), Some(path.as_path()));
 
     // The run dir became a shared mount (like /run/netns), the name a bind mount in it.
-    let dir_line = mountinfo_line(&run_dir).expect("run dir is a mount point");
-    assert!(dir_line.contains(" shared:"), "run dir not shared: {dir_line}");
+    let dir = crate::procfs::thread_mount_at(&run_dir).expect("run dir is a mount point");
+    let shared = dir.opt_fields.iter().any(|f| matches!(f, procfs_core::process::MountOptFields::Shared(_)));
+    assert!(shared, "run dir not shared: {dir:?}");
     assert!(is_mounted(&path));
     assert_eq!(stat_id(&path), ns.ns().id().unwrap());
     assert_eq!(ns.run(thread_interfaces).unwrap(), ["lo"]);
@@ -247,7 +236,11 @@ fn create_in_a_custom_run_dir() {
     // TempDir's drop detaches the run dir's self bind mount.
     let root = tmp.path().to_owned();
     drop(tmp);
-    assert!(!mount_points().iter().any(|p| p.starts_with(&root)), "mounts left below {}", root.display());
+    assert!(
+        !crate::procfs::thread_mount_points().iter().any(|p| p.starts_with(&root)),
+        "mounts left below {}",
+        root.display()
+    );
     assert!(!root.exists());
 }
 
@@ -262,11 +255,28 @@ fn concurrent_creates_mount_a_fresh_run_dir_once() {
             let spawned: Vec<_> = (0..4).map(|_| s.spawn(|| NetNs::create_in(&run_dir, &unique_name("rc")))).collect();
             spawned.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
         });
-        let times = mount_points().iter().filter(|p| **p == run_dir).count();
+        let times = crate::procfs::thread_mount_points().iter().filter(|p| **p == run_dir).count();
         assert_eq!(times, 1, "{} is mounted {times} times", run_dir.display());
         for ns in handles {
             ns.remove().unwrap();
         }
-        assert_eq!(mount_points().iter().filter(|p| p.starts_with(&run_dir)).count(), 1);
+        assert_eq!(crate::procfs::thread_mount_points().iter().filter(|p| p.starts_with(&run_dir)).count(), 1);
     }
+}
+
+#[test]
+fn deleting_a_name_that_is_not_there_reports_every_failure() {
+    require_root!();
+    let name = unique_name("td");
+    assert!(!Path::new(NETNS_RUN_DIR).join(&name).exists());
+    // Neither mounted nor there: the unmount and the unlink both fail, both are reported.
+    let err = NetNs::delete(&name).unwrap_err();
+    match &err {
+        Error::Teardown { errors, .. } => {
+            let codes: Vec<_> = errors.iter().map(Error::raw_os_error).collect();
+            assert_eq!(codes, [Some(libc::ENOENT), Some(libc::ENOENT)], "{err}");
+        }
+        other => panic!("expected Teardown, got {other}"),
+    }
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "the first failure's errno");
 }

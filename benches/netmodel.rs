@@ -13,7 +13,7 @@ use criterion::Criterion;
 use nook_netmodel::{EndpointOptions, Host, Network, NetworkSpec, Sandbox};
 use nook_ns::NetNs;
 
-use crate::{Report, slow_group};
+use crate::report::{Report, slow_group};
 
 const SUBNET: &str = "10.77.0.0/16";
 const GATEWAY: &str = "10.77.0.1";

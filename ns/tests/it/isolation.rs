@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use nook_ns::{Child, ClockOffset, Command, IdMap, IdMapping, MountStep, Namespace, NamespaceSet, Stdio, differing};
 use nook_testutil::{TempDir, require_root, unique_name};
+use procfs_core::FromRead;
+use procfs_core::process::{MountInfos, Status};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -77,9 +79,14 @@ fn read_trimmed(path: impl AsRef<Path>) -> String {
 
 /// The value fields of a `/proc/PID/status` line such as `Uid:`.
 fn status_ids(pid: u32, field: &str) -> Vec<u32> {
-    let status = read_trimmed(format!("/proc/{pid}/status"));
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in status"));
-    line[field.len()..].split_whitespace().map(|v| v.parse().expect("numeric id")).collect()
+    let path = format!("/proc/{pid}/status");
+    let st = Status::from_read(fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}")))
+        .unwrap_or_else(|e| panic!("parse {path}: {e}"));
+    match field {
+        "Uid:" => vec![st.ruid, st.euid, st.suid, st.fuid],
+        "Gid:" => vec![st.rgid, st.egid, st.sgid, st.fgid],
+        _ => panic!("no {field} in status"),
+    }
 }
 
 /// The `(inside, outside, count)` lines of `/proc/PID/{uid,gid}_map`.
@@ -95,7 +102,8 @@ fn id_map_lines(pid: u32, file: &str) -> Vec<(u32, u32, u32)> {
 
 /// Mount points listed in a mountinfo text.
 fn mount_points(mountinfo: &str) -> Vec<String> {
-    mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).map(str::to_owned).collect()
+    let infos = MountInfos::from_read(mountinfo.as_bytes()).expect("parse mountinfo");
+    infos.into_iter().map(|m| m.mount_point.to_string_lossy().into_owned()).collect()
 }
 
 /// The interface names in a `/proc/net/dev` text.
@@ -355,12 +363,7 @@ fn user_namespace_writes_multi_range_id_maps_exactly() {
 
 /// Where the cgroup2 hierarchy is mounted, from our mountinfo.
 fn cgroup2_mount() -> Option<PathBuf> {
-    let info = read_trimmed("/proc/thread-self/mountinfo");
-    info.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let point = left.split(' ').nth(4)?;
-        (right.split(' ').next() == Some("cgroup2")).then(|| PathBuf::from(point))
-    })
+    crate::procfs::thread_mounts().into_iter().find(|m| m.fs_type == "cgroup2").map(|m| m.mount_point)
 }
 
 /// A cgroup2 directory below our own cgroup; removed on drop.

@@ -17,7 +17,9 @@ const ROLE_VAR: &str = "NK_UNPRIV_ROLE";
 fn run_as_nobody(entry: &str, cmd_setup: impl FnOnce(&mut Command)) -> String {
     let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = Command::new(&exe);
-    cmd.args(["--exact", entry, "--nocapture", "--test-threads=1"]).env(ROLE_VAR, entry).user(NOBODY, NOBODY);
+    cmd.args(["--exact", crate::test_name(module_path!(), entry).as_str(), "--nocapture", "--test-threads=1"])
+        .env(ROLE_VAR, entry)
+        .user(NOBODY, NOBODY);
     cmd_setup(&mut cmd);
     let out = cmd.output().expect("spawn the unprivileged child");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

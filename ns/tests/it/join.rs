@@ -21,7 +21,7 @@ fn current(kind: Namespace) -> NsId {
 fn thread_ns(link: &str) -> NsId {
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(format!("/proc/thread-self/ns/{link}")).unwrap();
-    NsId { dev: md.dev(), ino: md.ino() }
+    NsId::new(md.dev(), md.ino())
 }
 
 fn of_pid(pid: u32, kind: Namespace) -> NsId {
@@ -63,18 +63,12 @@ fn sleeper(set: NamespaceSet, hostname: Option<&str>) -> Child {
 
 /// Mount points in the calling thread's mount namespace.
 fn thread_mount_points() -> Vec<String> {
-    let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
-    info.lines().filter_map(|l| l.split(' ').nth(4)).map(str::to_owned).collect()
+    crate::procfs::thread_mount_points().into_iter().map(|p| p.to_string_lossy().into_owned()).collect()
 }
 
 /// The file system type of the mount at `path` in the calling thread's mount namespace.
 fn thread_fstype_at(path: &Path) -> Option<String> {
-    let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
-    info.lines().find_map(|l| {
-        let fields: Vec<&str> = l.split(' ').collect();
-        let sep = fields.iter().position(|f| *f == "-")?;
-        (Path::new(fields[4]) == path).then(|| fields[sep + 1].to_owned())
-    })
+    crate::procfs::thread_mounts().into_iter().find(|m| m.mount_point == path).map(|m| m.fs_type)
 }
 
 const UTS_NET: [Namespace; 2] = [Namespace::Uts, Namespace::Net];

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use nook_unionfs::{ApplyOptions, LayerStack, Upper, apply_layer};
 
-use crate::{Report, slow_group};
+use crate::report::{Report, slow_group};
 
 unsafe extern "C" {
     fn nk_floor_overlay(

@@ -416,7 +416,11 @@ fn kill_with_parent_process_outlives_threads_but_not_the_process() {
     // The process exits: the child dies.
     let exe = std::env::current_exe().unwrap();
     let mut helper = std::process::Command::new(exe)
-        .args(["--exact", "kill_with_parent_process_outlives_threads_but_not_the_process", "--nocapture"])
+        .args([
+            "--exact",
+            crate::test_name(module_path!(), "kill_with_parent_process_outlives_threads_but_not_the_process").as_str(),
+            "--nocapture",
+        ])
         .env(ROLE, "process-owner")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
