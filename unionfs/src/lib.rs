@@ -84,7 +84,7 @@ mod whiteout;
 
 pub use apply::{Applied, ApplyOptions, Limits, Progress, apply_layer};
 pub use diff::write_diff;
-pub use error::{Error, Limit, Result, UnsafeEntry};
+pub use error::{DigestProblem, Error, Limit, PathProblem, Result, StackDir, UnsafeEntry, ValidationError};
 pub use overlay::{KernelSupport, MountedStack, Overlay, StorageDriver, probe, supports_lowerdir_plus};
 pub use stack::{LayerStack, MAX_LOWER_LAYERS, MAX_MOUNT_DATA, OverlayOptions, RedirectDir, Upper};
 pub use store::{ContainerLayer, Digest, Layer, LayerStore, chain_id, chain_id_of};

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use nook_testutil::{TempDir, require_root};
 use nook_unionfs::{
-    Error, LayerStack, MAX_LOWER_LAYERS, MountedStack, Overlay, OverlayOptions, RedirectDir, StorageDriver, Upper,
-    supports_lowerdir_plus,
+    Error, LayerStack, MAX_LOWER_LAYERS, MountedStack, Overlay, OverlayOptions, PathProblem, RedirectDir,
+    StorageDriver, Upper, ValidationError, supports_lowerdir_plus,
 };
 
 /// The `/proc/self/mountinfo` line of the mount at `target` (the topmost one), if any.
@@ -99,15 +99,10 @@ fn layer_501_is_refused_and_nothing_is_mounted() {
     let mut stack = LayerStack::new();
     // The dirs do not even exist: the refusal comes before any syscall.
     stack.lowers((0..=MAX_LOWER_LAYERS).map(|i| tmp.join(format!("l{i}"))));
-    for err in [stack.validate().unwrap_err(), stack.mount(&target).unwrap_err()] {
-        match err {
-            Error::Invalid { what, value, reason } => {
-                assert_eq!(what, "lowers");
-                assert_eq!(value, "501 layers");
-                assert!(reason.contains("500"), "{reason}");
-            }
-            other => panic!("{other:?}"),
-        }
+    assert_eq!(stack.validate(), Err(ValidationError::TooManyLowers { count: 501 }));
+    match stack.mount(&target).unwrap_err() {
+        Error::Invalid(ValidationError::TooManyLowers { count: 501 }) => {}
+        other => panic!("{other:?}"),
     }
     assert!(mountinfo(&target).is_none());
 }
@@ -450,11 +445,17 @@ fn bad_input_gives_typed_errors() {
 
     let mut rel = LayerStack::new();
     rel.lower(&layers[0]).lower("relative/dir");
-    assert!(matches!(rel.mount(&target), Err(Error::Invalid { what: "lower", .. })));
+    assert!(matches!(
+        rel.mount(&target),
+        Err(Error::Invalid(ValidationError::Path { field: "lower", problem: PathProblem::Relative, .. }))
+    ));
 
     let mut ok = LayerStack::new();
     ok.lowers(&layers);
-    assert!(matches!(ok.mount(Path::new("mnt")), Err(Error::Invalid { what: "target", .. })));
+    assert!(matches!(
+        ok.mount(Path::new("mnt")),
+        Err(Error::Invalid(ValidationError::Path { field: "target", problem: PathProblem::Relative, .. }))
+    ));
 
     // A missing lower: the kernel's ENOENT, naming the layer (new API) or the target (mount(2)).
     let missing = tmp.join("missing");
@@ -462,7 +463,7 @@ fn bad_input_gives_typed_errors() {
         let mut s = LayerStack::new();
         s.lower(&layers[0]).lower(&missing).options(opts.clone());
         match s.mount(&target).unwrap_err() {
-            Error::Mount { op, path, source, .. } => {
+            Error::Mount { call: op, path, source, .. } => {
                 assert_eq!(source.raw_os_error(), Some(libc::ENOENT), "{opts:?}");
                 if opts.legacy_mount || !supports_lowerdir_plus() {
                     assert_eq!((op, path.as_path()), ("mount(overlay)", target.as_path()));
@@ -523,7 +524,7 @@ fn drop_unmounts_remove_reports_leak_keeps() {
     let m = stack.mount(&target).unwrap();
     rustix::mount::unmount(&target, rustix::mount::UnmountFlags::empty()).unwrap();
     match m.remove() {
-        Err(Error::Sys { op: "umount2", source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::EINVAL)),
+        Err(Error::Sys { call: "umount2", source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::EINVAL)),
         other => panic!("{other:?}"),
     }
 
@@ -650,7 +651,7 @@ fn a_missing_upper_dir_is_a_kernel_error_on_the_upper() {
     let mut stack = LayerStack::new();
     stack.lowers(&layers).upper(Upper::Dir { upper: upper.clone(), work: mkdir(tmp.join("work")) });
     match stack.mount(&target).unwrap_err() {
-        Error::Mount { op, path, source, .. } => {
+        Error::Mount { call: op, path, source, .. } => {
             assert_eq!(source.kind(), ErrorKind::NotFound);
             if supports_lowerdir_plus() {
                 assert_eq!((op, path), ("fsconfig(upperdir)", upper));

@@ -7,7 +7,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use nook_testutil::{TempDir, require_root};
 use nook_unionfs::{
-    ApplyOptions, Digest, Error, LayerStore, UnsafeEntry, WhiteoutFormat, chain_id, chain_id_of, write_diff,
+    ApplyOptions, Digest, Error, LayerStore, UnsafeEntry, ValidationError, WhiteoutFormat, chain_id, chain_id_of,
+    write_diff,
 };
 use tar::EntryType;
 use tarutil::{Tar, sha256sum, sha256sum_of, xattr};
@@ -116,8 +117,17 @@ fn remove_refuses_while_in_use() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(store.remove(&child.chain_id), Err(Error::LayerInUse { .. })), "a container uses it");
-    assert!(store.create_container("nk-c1", None).is_err(), "ids are unique");
-    assert!(store.create_container("../evil", None).is_err());
+    assert!(
+        matches!(
+            store.create_container("nk-c1", None),
+            Err(Error::Invalid(ValidationError::ContainerExists { id })) if id == "nk-c1"
+        ),
+        "ids are unique"
+    );
+    assert!(matches!(
+        store.create_container("../evil", None),
+        Err(Error::Invalid(ValidationError::ContainerId { id })) if id == "../evil"
+    ));
     assert_eq!(store.container("nk-c1").unwrap(), c);
     store.remove_container("nk-c1").unwrap();
     assert!(!c.dir.exists());
@@ -226,7 +236,7 @@ fn commit_an_upper_dir() {
     rustix::fs::setxattr(upper.join("opaque"), "trusted.overlay.redirect", b"/x", rustix::fs::XattrFlags::empty())
         .unwrap();
     let err = write_diff(&upper, WhiteoutFormat::Overlay, std::io::sink()).unwrap_err();
-    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+    assert!(matches!(err, Error::Invalid(ValidationError::Undiffable { .. })), "{err:?}");
 }
 
 #[test]

@@ -11,7 +11,8 @@ use std::path::Path;
 
 use nook_testutil::{TempDir, require_root};
 use nook_unionfs::{
-    ApplyOptions, Digest, Error, LayerStore, Limit, UnsafeEntry, WhiteoutFormat, apply_layer, write_diff,
+    ApplyOptions, Digest, Error, LayerStore, Limit, UnsafeEntry, ValidationError, WhiteoutFormat, apply_layer,
+    write_diff,
 };
 use tar::{EntryType, Header};
 use tarutil::{Arena, Tar, xattr};
@@ -214,7 +215,13 @@ fn diff_refuses_an_upper_deeper_than_apply_accepts() {
     }
     p.push("d");
     let r = write_diff(&upper, WhiteoutFormat::Overlay, io::sink());
-    assert!(matches!(r, Err(Error::Invalid { .. })), "{r:?}");
+    assert!(
+        matches!(
+            r,
+            Err(Error::Invalid(ValidationError::Undiffable { reason: "deeper or longer than a layer may be", .. }))
+        ),
+        "{r:?}"
+    );
 }
 
 /// A container's upper can be made arbitrarily deep by the container; removing the container

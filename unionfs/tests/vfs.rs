@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use layers_util::*;
 use nook_testutil::{TempDir, require_root};
-use nook_unionfs::{EntryKind, Error, UnionView, WhiteoutFormat, convert, materialize};
+use nook_unionfs::{EntryKind, Error, UnionView, ValidationError, WhiteoutFormat, convert, materialize};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 
 fn set_times(p: &Path, atime: i64, mtime: i64) {
@@ -188,9 +188,15 @@ fn target_must_be_an_empty_dir() {
     file(&l0, "f", "f", 0o644);
     let target = t.join("target");
     file(&target, "already", "", 0o644);
-    assert!(matches!(materialize(&[&l0], WhiteoutFormat::Aufs, &target), Err(Error::Invalid { .. })));
+    assert!(matches!(
+        materialize(&[&l0], WhiteoutFormat::Aufs, &target),
+        Err(Error::Invalid(ValidationError::TargetNotEmpty { .. }))
+    ));
     assert!(matches!(materialize(&[&l0], WhiteoutFormat::Aufs, &t.join("missing")), Err(Error::Sys { .. })));
-    assert!(matches!(materialize(&[], WhiteoutFormat::Aufs, &t.join("l0")), Err(Error::Invalid { .. })));
+    assert!(matches!(
+        materialize(&[], WhiteoutFormat::Aufs, &t.join("l0")),
+        Err(Error::Invalid(ValidationError::NoLayers))
+    ));
 }
 
 #[test]
