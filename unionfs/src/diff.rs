@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
@@ -16,7 +16,7 @@ use tar::EntryType;
 
 use crate::apply::{MAX_DEPTH, MAX_PATH_BYTES};
 use crate::error::SysContext;
-use crate::fsutil::{list_dir_unsorted, open_dir_at, remove_tree};
+use crate::fsutil::{self, XTarget, list_dir_unsorted, open_dir_at, remove_tree};
 use crate::whiteout::is_overlay_xattr_name;
 use crate::{ApplyOptions, Digest, Error, Layer, LayerStore, Result, ValidationError, WhiteoutFormat};
 
@@ -276,71 +276,14 @@ fn set_name(h: &mut tar::Header, name: &[u8]) {
     old.name[..name.len()].copy_from_slice(name);
 }
 
-/// Where to read xattrs from.
-enum XattrSrc<'a> {
-    Fd(BorrowedFd<'a>),
-    At(BorrowedFd<'a>, &'a [u8]),
-}
-
-/// The xattrs of an entry, overlay's own left out; also says whether the overlay `opaque`
-/// xattr of `format` is `y`, and refuses redirect/metacopy.
-fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs, bool, Option<&'static str>)> {
-    // Things without an fd of their own: through /proc/thread-self/fd/<dir>/<name> (the
-    // calling thread's fds), not following.
-    let proc_path = match &src {
-        XattrSrc::At(dir, name) => {
-            let mut p = format!("/proc/thread-self/fd/{}/", dir.as_raw_fd()).into_bytes();
-            p.extend_from_slice(name);
-            Some(p)
-        }
-        XattrSrc::Fd(_) => None,
-    };
-    let list = |buf: &mut [u8]| -> Result<usize, Errno> {
-        match (&src, &proc_path) {
-            (XattrSrc::Fd(fd), _) => rustix::fs::flistxattr(fd, buf),
-            (_, Some(p)) => rustix::fs::llistxattr(p.as_slice(), buf),
-            _ => unreachable!(),
-        }
-    };
-    let mut names = vec![0u8; 256];
-    loop {
-        match list(&mut names) {
-            Ok(n) => {
-                names.truncate(n);
-                break;
-            }
-            Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
-            Err(Errno::OPNOTSUPP) => return Ok((Vec::new(), false, None)),
-            Err(e) => return Err(e.into()),
-        }
-    }
+/// The xattrs of an entry (read with [`fsutil::read_xattrs`]), overlay's own left out; also
+/// says whether the overlay `opaque` xattr of `format` is `y`, and refuses redirect/metacopy.
+fn read_xattrs(src: XTarget<'_>, format: WhiteoutFormat) -> Result<(Xattrs, bool, Option<&'static str>), Errno> {
     let mut out = Vec::new();
     let mut opaque = false;
     let mut refused = None;
-    if names.is_empty() {
-        return Ok((out, false, None));
-    }
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let mut value = vec![0u8; 256];
-        loop {
-            let r = match (&src, &proc_path) {
-                (XattrSrc::Fd(fd), _) => rustix::fs::fgetxattr(fd, name, &mut value[..]),
-                (XattrSrc::At(..), Some(p)) => rustix::fs::lgetxattr(p.as_slice(), name, &mut value[..]),
-                _ => unreachable!(),
-            };
-            match r {
-                Ok(n) => {
-                    value.truncate(n);
-                    break;
-                }
-                Err(Errno::RANGE) => value.resize(value.len() * 4, 0),
-                Err(Errno::NODATA) => {
-                    value.clear();
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+    for (name, value) in fsutil::read_xattrs(src)? {
+        let name = name.into_vec();
         if let Some(own) = format.overlay_xattr_prefix() {
             if let Some(key) = name.strip_prefix(own.as_bytes()) {
                 match key {
@@ -351,10 +294,10 @@ fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs,
                 }
             }
         }
-        if is_overlay_xattr_name(name) {
+        if is_overlay_xattr_name(&name) {
             continue;
         }
-        out.push((name.to_vec(), value));
+        out.push((name, value));
     }
     Ok((out, opaque, refused))
 }
@@ -458,7 +401,7 @@ impl<W: Write> Walk<'_, W> {
             FileType::Directory => {
                 let sub = open_dir_at(dir, name).sys_with("open", || self.path(rel))?;
                 let (xattrs, opaque, refused) =
-                    read_xattrs(XattrSrc::Fd(sub.as_fd()), self.format).sys_with("xattrs", || self.path(rel))?;
+                    read_xattrs(XTarget::Fd(sub.as_fd()), self.format).sys_with("xattrs", || self.path(rel))?;
                 if let Some(why) = refused {
                     return Err(self.refuse(rel, why));
                 }
@@ -505,7 +448,7 @@ impl<W: Write> Walk<'_, W> {
                 }
                 let fd = open_regular(dir, name, &st).sys_with("open", || self.path(rel))?;
                 let (xattrs, _, refused) =
-                    read_xattrs(XattrSrc::Fd(fd.as_fd()), self.format).sys_with("xattrs", || self.path(rel))?;
+                    read_xattrs(XTarget::Fd(fd.as_fd()), self.format).sys_with("xattrs", || self.path(rel))?;
                 if let Some(why) = refused {
                     return Err(self.refuse(rel, why));
                 }
@@ -518,16 +461,16 @@ impl<W: Write> Walk<'_, W> {
             }
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(dir, name, Vec::new()).sys_with("readlink", || self.path(rel))?;
-                let (xattrs, _, _) =
-                    read_xattrs(XattrSrc::At(dir, name), self.format).sys_with("xattrs", || self.path(rel))?;
+                let (xattrs, _, _) = read_xattrs(XTarget::At(dir, OsStr::from_bytes(name)), self.format)
+                    .sys_with("xattrs", || self.path(rel))?;
                 head.kind = EntryType::Symlink;
                 head.link = Some(target.as_bytes());
                 head.xattrs = &xattrs;
                 self.w.header(rel, &head).map(|()| None).sys("write(layer tar)")
             }
             FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
-                let (xattrs, _, _) =
-                    read_xattrs(XattrSrc::At(dir, name), self.format).sys_with("xattrs", || self.path(rel))?;
+                let (xattrs, _, _) = read_xattrs(XTarget::At(dir, OsStr::from_bytes(name)), self.format)
+                    .sys_with("xattrs", || self.path(rel))?;
                 head.kind = match ftype {
                     FileType::Fifo => EntryType::Fifo,
                     FileType::CharacterDevice => EntryType::Char,

@@ -5,9 +5,12 @@
 //! [`list_dir_sorted`] reads through the given fd, resolves `DT_UNKNOWN` with `lstat` and
 //! sorts (for walks whose output order matters); [`list_dir_unsorted`] reads through a fresh
 //! fd (the caller's fd is not advanced), in directory order, with `d_type` as the file system
-//! reports it (for removal and tar writing, which sort or do not care). The removal helpers
-//! (`tree`) take byte names and return `io::Error`s; everything else here takes `OsStr` names
-//! and returns `rustix` errors.
+//! reports it (for removal and tar writing, which sort or do not care). Every helper returns
+//! a bare `Errno` (`rustix::io::Result`): callers match on it, and add the call and the path
+//! with [`SysContext`](crate::error::SysContext). The removal helpers (`tree`) take byte names
+//! (as `tar` and `getdents` give them); the others take `OsStr` names. xattrs are read and
+//! written only here ([`read_xattrs`], [`get_xattr`], [`set_xattr`], [`remove_xattr`]; the
+//! view, the copy driver and diff use them).
 //!
 //! Nothing here follows a symlink inside a layer: names are resolved one component at a time
 //! relative to an open directory (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`), or with `openat2`
@@ -155,73 +158,65 @@ fn split_names(raw: &[u8]) -> Vec<OsString> {
     raw.split(|b| *b == 0).filter(|n| !n.is_empty()).map(|n| OsString::from_vec(n.to_vec())).collect()
 }
 
-/// All xattrs (name, value) of a target.
-pub(crate) fn read_xattrs(t: XTarget<'_>) -> Result<Vec<(OsString, Vec<u8>)>> {
+/// Calls `call` with a buffer that grows until the result fits (`ERANGE`: the value grew
+/// between calls); starts at 256 bytes, so small lists and values take one call. `size`
+/// asks for the needed size after an `ERANGE`. `None` when the xattr (or xattr support) is
+/// absent.
+fn read_grown(call: impl Fn(&mut [u8]) -> Result<usize>, size: impl Fn() -> Result<usize>) -> Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
     for _ in 0..8 {
-        let size = match t {
-            XTarget::Fd(fd) => rustix::fs::flistxattr_query(fd),
-            XTarget::At(d, n) => rustix::fs::llistxattr_query(proc_path(d, n)),
-        };
-        let size = match size {
-            Ok(s) => s,
-            Err(e) if absent(e) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; size];
-        let got = match t {
-            XTarget::Fd(fd) => rustix::fs::flistxattr(fd, &mut buf[..]),
-            XTarget::At(d, n) => rustix::fs::llistxattr(proc_path(d, n), &mut buf[..]),
-        };
-        let names = match got {
-            Ok(n) => split_names(&buf[..n]),
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some(v) = get_xattr(t, &name)? {
-                out.push((name, v));
-            }
-        }
-        return Ok(out);
-    }
-    Err(Errno::RANGE)
-}
-
-/// One xattr's value (`None` when absent).
-pub(crate) fn get_xattr(t: XTarget<'_>, key: &OsStr) -> Result<Option<Vec<u8>>> {
-    for _ in 0..8 {
-        let size = match t {
-            XTarget::Fd(fd) => rustix::fs::fgetxattr_query(fd, key),
-            XTarget::At(d, n) => rustix::fs::lgetxattr_query(proc_path(d, n), key),
-        };
-        let size = match size {
-            Ok(s) => s,
-            Err(e) if absent(e) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if size == 0 {
-            return Ok(Some(Vec::new()));
-        }
-        let mut buf = vec![0u8; size];
-        let got = match t {
-            XTarget::Fd(fd) => rustix::fs::fgetxattr(fd, key, &mut buf[..]),
-            XTarget::At(d, n) => rustix::fs::lgetxattr(proc_path(d, n), key, &mut buf[..]),
-        };
-        match got {
+        match call(&mut buf[..]) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(Some(buf));
             }
-            Err(Errno::RANGE) => continue,
+            Err(Errno::RANGE) => {
+                let want = match size() {
+                    Ok(n) => n,
+                    Err(e) if absent(e) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                buf.resize(want.max(buf.len() * 2), 0);
+            }
             Err(e) if absent(e) => return Ok(None),
             Err(e) => return Err(e),
         }
     }
     Err(Errno::RANGE)
+}
+
+/// All xattrs (name, value) of a target, in the order the file system lists them (an xattr
+/// removed between the listing and the read is left out).
+pub(crate) fn read_xattrs(t: XTarget<'_>) -> Result<Vec<(OsString, Vec<u8>)>> {
+    let names = match t {
+        XTarget::Fd(fd) => read_grown(|b| rustix::fs::flistxattr(fd, b), || rustix::fs::flistxattr_query(fd))?,
+        XTarget::At(d, n) => {
+            let p = proc_path(d, n);
+            read_grown(|b| rustix::fs::llistxattr(&p, b), || rustix::fs::llistxattr_query(&p))?
+        }
+    };
+    let names = match names {
+        Some(n) if !n.is_empty() => split_names(&n),
+        _ => return Ok(Vec::new()),
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(v) = get_xattr(t, &name)? {
+            out.push((name, v));
+        }
+    }
+    Ok(out)
+}
+
+/// One xattr's value (`None` when absent).
+pub(crate) fn get_xattr(t: XTarget<'_>, key: &OsStr) -> Result<Option<Vec<u8>>> {
+    match t {
+        XTarget::Fd(fd) => read_grown(|b| rustix::fs::fgetxattr(fd, key, b), || rustix::fs::fgetxattr_query(fd, key)),
+        XTarget::At(d, n) => {
+            let p = proc_path(d, n);
+            read_grown(|b| rustix::fs::lgetxattr(&p, key, b), || rustix::fs::lgetxattr_query(&p, key))
+        }
+    }
 }
 
 /// Sets one xattr.

@@ -6,6 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::SysContext;
@@ -300,7 +301,7 @@ impl LayerStore {
             let path = entry.path();
             match remove_tree(&path) {
                 Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(Errno::NOENT) => {}
                 Err(e) => errors.push(Error::sys_at("remove", &path, e)),
             }
         }
