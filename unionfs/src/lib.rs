@@ -68,8 +68,9 @@
 //! # }
 //! ```
 
-// Unsafe code only in `overlay::sys` (a helper thread with its own working directory).
-#![deny(unsafe_code)]
+// No unsafe code: the one helper thread that needed it (`unshare(CLONE_FS)` for the mount(2)
+// fallback's private working directory) is nook-ns's `on_thread_with_cwd`.
+#![forbid(unsafe_code)]
 
 mod apply;
 mod diff;

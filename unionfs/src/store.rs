@@ -1,13 +1,13 @@
 //! The content-addressed layer store; see [`LayerStore`].
 
-use std::ffi::OsStr;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
+
+use nook_ns::statefile::{LockFile, sync_dir, write_atomic};
 
 use crate::error::SysContext;
 use crate::fsutil::remove_tree;
@@ -190,12 +190,12 @@ fn parse_process_tag(name: &str) -> Option<(u32, u64)> {
     Some((pid.parse().ok()?, start.parse().ok()?))
 }
 
-/// A process's start time in clock ticks since boot (`/proc/PID/stat` field 22), if it exists.
+/// A process's start time in clock ticks since boot (`/proc/PID/stat` field 22, parsed by
+/// `procfs-core`), if it exists.
 fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from the last `)`.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    use procfs_core::FromRead;
+    let stat = procfs_core::process::Stat::from_file(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.starttime)
 }
 
 fn not_found(id: &Digest) -> Error {
@@ -236,24 +236,14 @@ impl LayerStore {
         self.root.join("containers").join(id)
     }
 
-    /// Takes the store's lock (`flock` on `ROOT/.lock`, a new open file description per call,
-    /// so threads of one process exclude each other too): exclusive for [`LayerStore::remove`],
-    /// shared for the steps that make something depend on a layer (placing a layer on its
-    /// parent, creating a container on it). Held only around those short steps, never while a
-    /// layer is being extracted.
-    fn lock(&self, exclusive: bool) -> Result<std::fs::File> {
+    /// Takes the store's lock (nook-ns's [`LockFile`]: `flock` on `ROOT/.lock`, a new open
+    /// file description per call, so threads of one process exclude each other too; `EINTR`
+    /// retried): exclusive for [`LayerStore::remove`], shared for the steps that make
+    /// something depend on a layer (placing a layer on its parent, creating a container on
+    /// it). Held only around those short steps, never while a layer is being extracted.
+    fn lock(&self, exclusive: bool) -> Result<LockFile> {
         let path = self.root.join(".lock");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .sys_at("open", &path)?;
-        let mode =
-            if exclusive { rustix::fs::FlockOperation::LockExclusive } else { rustix::fs::FlockOperation::LockShared };
-        rustix::fs::flock(&file, mode).sys_at("flock", &path)?;
-        Ok(file)
+        Ok(if exclusive { LockFile::exclusive(path)? } else { LockFile::shared(path)? })
     }
 
     /// A fresh private directory under `ROOT/tmp`.
@@ -375,6 +365,7 @@ impl LayerStore {
             }
             Err(e) => return Err(Error::sys_at("rename", tmp, e)),
         }
+        sync_dir(self.root.join("layers"))?;
         Ok(Placed::New(Layer {
             diff_id: applied.diff_id,
             chain_id: chain,
@@ -632,14 +623,10 @@ fn parse_digest_file(path: &Path, s: &str) -> Result<Digest> {
     Digest::parse(s.trim()).map_err(|e| Error::Corrupt { path: path.to_path_buf(), detail: e.to_string() })
 }
 
-/// Writes a small file in a directory not yet visible (or atomically via a temp + rename).
+/// Writes a small metadata file atomically and durably (nook-ns's [`write_atomic`]: a temp
+/// file, `fsync`, `rename`, `fsync` of the dir).
 fn write_file(path: &Path, contents: &str) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().map(OsStr::as_bytes).map(String::from_utf8_lossy).unwrap_or_default()
-    ));
-    std::fs::write(&tmp, contents).sys_at("write", &tmp)?;
-    std::fs::rename(&tmp, path).sys_at("rename", &tmp)
+    Ok(write_atomic(path, contents.as_bytes())?)
 }
 
 #[cfg(test)]
