@@ -71,6 +71,7 @@
 // No unsafe code: the one helper thread that needed it (`unshare(CLONE_FS)` for the mount(2)
 // fallback's private working directory) is nook-ns's `on_thread_with_cwd`.
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod apply;
 mod diff;

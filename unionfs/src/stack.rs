@@ -42,6 +42,7 @@ pub const MAX_MOUNT_DATA: usize = 4095;
 
 /// Where writes go.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum Upper {
     /// Read-only stack: no upper layer.
     None,
@@ -92,6 +93,7 @@ impl RedirectDir {
 
 /// Overlay mount options.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct OverlayOptions {
     /// `volatile`: no syncs to the upper (faster; the upper is unusable after a crash).
     pub volatile: bool,
@@ -109,6 +111,7 @@ pub struct OverlayOptions {
 
 /// A union: read-only lower layers (bottom first), an optional upper, options.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct LayerStack {
     lowers: Vec<PathBuf>,
     upper: Option<Upper>,

@@ -107,6 +107,7 @@ pub fn chain_id_of(diff_ids: &[Digest]) -> Option<Digest> {
 
 /// A layer in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Layer {
     /// DiffID.
     pub diff_id: Digest,
@@ -122,6 +123,7 @@ pub struct Layer {
 
 /// A container's read-write layer: paths and a stack ready to mount at `merged`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ContainerLayer {
     /// Its id.
     pub id: String,

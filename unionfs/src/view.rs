@@ -47,6 +47,7 @@ use crate::{Error, Result, ValidationError, WhiteoutFormat};
 
 /// What a path resolves to in the union.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ViewEntry {
     /// Index of the layer it comes from (0 = bottom).
     pub layer: usize,

@@ -1,17 +1,16 @@
 //! The layer store: layout, ChainIDs, reuse, removal rules, containers, commit.
 
-mod tarutil;
-
+use crate::tweak;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
+use crate::tarutil::{Tar, sha256sum, sha256sum_of, xattr};
 use nook_testutil::{TempDir, require_root};
 use nook_unionfs::{
     ApplyOptions, Digest, Error, LayerStore, UnsafeEntry, ValidationError, WhiteoutFormat, chain_id, chain_id_of,
     write_diff,
 };
 use tar::EntryType;
-use tarutil::{Tar, sha256sum, sha256sum_of, xattr};
 
 fn base_tar() -> Vec<u8> {
     let mut t = Tar::new();
@@ -49,7 +48,7 @@ fn layout_like_docker_and_reuse() {
     let store = LayerStore::open(tmp.join("store")).unwrap();
     let base_bytes = base_tar();
     fs::write(tmp.join("base.tar"), &base_bytes).unwrap();
-    let base = store.apply(&tarutil::gzip(&base_bytes)[..], None, ApplyOptions::default()).unwrap();
+    let base = store.apply(&crate::tarutil::gzip(&base_bytes)[..], None, ApplyOptions::default()).unwrap();
     assert_eq!(base.diff_id.as_str(), sha256sum(&tmp.join("base.tar")), "DiffID = sha256sum of the tar");
     assert_eq!(base.chain_id, base.diff_id, "a base layer's ChainID is its DiffID");
     assert_eq!(base.parent, None);
@@ -264,7 +263,7 @@ fn diff_userxattr_and_aufs_formats_and_long_names() {
     assert_eq!(id, Digest::sha256(&tar));
     let root = tmp.join("applied");
     fs::create_dir(&root).unwrap();
-    let opts = ApplyOptions { whiteouts: Some(WhiteoutFormat::Aufs), ..Default::default() };
+    let opts = tweak(ApplyOptions::default(), |o| o.whiteouts = Some(WhiteoutFormat::Aufs));
     nook_unionfs::apply_layer(&tar[..], &root, opts).unwrap();
     assert_eq!(fs::read(root.join(&deep).join("g".repeat(60))).unwrap(), b"long", "PAX path");
     assert_eq!(fs::read_link(root.join("long-target")).unwrap().to_str().unwrap(), "t".repeat(200), "PAX linkpath");

@@ -2,14 +2,12 @@
 //! and dir over file, symlinks are not followed; the AUFS and overlay formats (built directly,
 //! or converted) give the same answers for the same stack.
 
-mod layers_util;
-
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use layers_util::*;
+use crate::layers_util::*;
 use nook_testutil::{TempDir, require_root};
 use nook_unionfs::{
     EntryKind, Error, UnionView, ValidationError, WhiteoutFormat, convert, create_whiteout, set_opaque,

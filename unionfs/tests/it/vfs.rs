@@ -1,13 +1,11 @@
 //! The copy driver: `materialize` gives exactly the union (as UnionView sees it) and keeps
 //! modes, owners, times, xattrs, hardlinks, symlinks and special files (root).
 
-mod layers_util;
-
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use layers_util::*;
+use crate::layers_util::*;
 use nook_testutil::{TempDir, require_root};
 use nook_unionfs::{EntryKind, Error, UnionView, ValidationError, WhiteoutFormat, convert, materialize};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
