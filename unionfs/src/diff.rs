@@ -45,7 +45,7 @@ use crate::{ApplyOptions, Digest, Error, Layer, LayerStore, Result, ValidationEr
 ///
 /// An upper written with `redirect_dir=on` (a renamed directory, `overlay.redirect`) or
 /// `metacopy=on` (a metadata-only copy-up, `overlay.metacopy`) cannot be turned into a layer
-/// from the upper alone; such entries are refused with [`Error::Invalid`].
+/// from the upper alone; such entries are refused with [`ValidationError::Undiffable`](crate::ValidationError::Undiffable).
 pub fn write_diff(upper: &Path, format: WhiteoutFormat, out: impl Write) -> Result<Digest> {
     let root = rustix::fs::open(upper, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .sys_at("open", upper)?;

@@ -550,3 +550,63 @@ impl<T, E: Into<std::io::Error>> SysContext<T> for std::result::Result<T, E> {
         self.map_err(|e| Error::Sys { call, path: Some(path().into()), source: e.into() })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rustix::io::Errno;
+
+    use super::*;
+
+    #[test]
+    fn sys_context_names_the_call_and_the_path() {
+        let e = Err::<(), _>(Errno::NOENT).sys_at("openat", Path::new("/l/x")).unwrap_err();
+        match &e {
+            Error::Sys { call: "openat", path: Some(p), source } => {
+                assert_eq!(p, Path::new("/l/x"));
+                assert_eq!(source.raw_os_error(), Some(libc::ENOENT));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.to_string(), format!("openat \"/l/x\": {}", std::io::Error::from_raw_os_error(libc::ENOENT)));
+        let e = Err::<(), _>(std::io::Error::from_raw_os_error(libc::EIO)).sys("write(layer tar)").unwrap_err();
+        assert!(matches!(e, Error::Sys { call: "write(layer tar)", path: None, .. }), "{e:?}");
+        let mut built = false;
+        let ok: Result<u8> = Ok::<u8, Errno>(1).sys_with("lstat", || {
+            built = true;
+            PathBuf::from("/never")
+        });
+        assert_eq!(ok.unwrap(), 1);
+        assert!(!built, "the path is built only on failure");
+    }
+
+    #[test]
+    fn raw_os_error_looks_through_every_variant() {
+        let sys = |errno| Error::sys_at("x", "/p", std::io::Error::from_raw_os_error(errno));
+        assert_eq!(sys(libc::EPERM).raw_os_error(), Some(libc::EPERM));
+        let mount =
+            Error::Mount { call: "fsconfig(create)", path: "/t".into(), source: Errno::INVAL.into(), log: Vec::new() };
+        assert_eq!(mount.raw_os_error(), Some(libc::EINVAL));
+        let cleanup = Error::Cleanup { cause: Box::new(sys(libc::ENOSPC)), cleanup: vec![sys(libc::EBUSY)] };
+        assert_eq!(cleanup.raw_os_error(), Some(libc::ENOSPC), "the cause's errno");
+        let teardown = Error::Teardown {
+            what: "x".into(),
+            errors: vec![ValidationError::NoLayers.into(), sys(libc::EACCES), sys(libc::EIO)],
+        };
+        assert_eq!(teardown.raw_os_error(), Some(libc::EACCES), "the first failure with an errno");
+        assert_eq!(Error::Busy { target: "/t".into(), detached: true }.raw_os_error(), Some(libc::EBUSY));
+        assert_eq!(Error::from(ValidationError::TmpfsSizeZero).raw_os_error(), None);
+    }
+
+    #[test]
+    fn nook_ns_errors_become_sys() {
+        let e = Error::from(nook_ns::statefile::FileError {
+            call: "flock",
+            path: "/s/.lock".into(),
+            source: Errno::INTR.into(),
+        });
+        assert!(matches!(&e, Error::Sys { call: "flock", path: Some(p), .. } if p == Path::new("/s/.lock")), "{e:?}");
+        assert_eq!(e.raw_os_error(), Some(libc::EINTR));
+    }
+}

@@ -158,26 +158,33 @@ fn split_names(raw: &[u8]) -> Vec<OsString> {
     raw.split(|b| *b == 0).filter(|n| !n.is_empty()).map(|n| OsString::from_vec(n.to_vec())).collect()
 }
 
-/// Calls `call` with a buffer that grows until the result fits (`ERANGE`: the value grew
-/// between calls); starts at 256 bytes, so small lists and values take one call. `size`
-/// asks for the needed size after an `ERANGE`. `None` when the xattr (or xattr support) is
-/// absent.
+/// Calls `call` with a buffer that grows until the result fits: first a 256-byte stack
+/// buffer (small lists and values take one call and, when empty, no allocation), then the size
+/// `size` reports (again after an `ERANGE`: the value grew between the calls). `None` when the
+/// xattr (or xattr support) is absent.
 fn read_grown(call: impl Fn(&mut [u8]) -> Result<usize>, size: impl Fn() -> Result<usize>) -> Result<Option<Vec<u8>>> {
-    let mut buf = vec![0u8; 256];
+    // First into a stack buffer: an entry without xattrs (the common case) costs no allocation.
+    let mut small = [0u8; 256];
+    match call(&mut small[..]) {
+        Ok(n) => return Ok(Some(small[..n].to_vec())),
+        Err(Errno::RANGE) => {}
+        Err(e) if absent(e) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut buf = Vec::new();
     for _ in 0..8 {
+        let want = match size() {
+            Ok(n) => n,
+            Err(e) if absent(e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        buf.resize(want.max(buf.len() * 2).max(small.len() * 2), 0);
         match call(&mut buf[..]) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(Some(buf));
             }
-            Err(Errno::RANGE) => {
-                let want = match size() {
-                    Ok(n) => n,
-                    Err(e) if absent(e) => return Ok(None),
-                    Err(e) => return Err(e),
-                };
-                buf.resize(want.max(buf.len() * 2), 0);
-            }
+            Err(Errno::RANGE) => {}
             Err(e) if absent(e) => return Ok(None),
             Err(e) => return Err(e),
         }
@@ -244,4 +251,42 @@ pub(crate) fn remove_xattr(t: XTarget<'_>, key: &str) -> Result<()> {
 pub(crate) fn bad_component(name: &OsStr) -> bool {
     let b = name.as_bytes();
     b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lists and values longer than the first 256-byte buffer are read whole, through an fd and
+    /// by name; an entry without xattrs reads as none.
+    #[test]
+    fn xattrs_longer_than_the_first_buffer_are_read_whole() {
+        nook_testutil::require_root!();
+        let tmp = nook_testutil::TempDir::new("xattr").unwrap();
+        std::fs::write(tmp.join("f"), b"").unwrap();
+        std::fs::write(tmp.join("plain"), b"").unwrap();
+        // A name list of ~370 bytes, and one value of 1500 (an ext4 inode's xattrs share one
+        // block).
+        let names: Vec<String> = (0..8).map(|i| format!("trusted.nk-a-rather-long-attribute-name-{i:02}")).collect();
+        let long_value = vec![b'v'; 1500];
+        for (i, n) in names.iter().enumerate() {
+            let v: &[u8] = if i == 0 { &long_value } else { b"short" };
+            rustix::fs::setxattr(tmp.join("f"), n.as_str(), v, rustix::fs::XattrFlags::empty()).unwrap();
+        }
+        let dir = open_root(tmp.path()).unwrap();
+        let file = rustix::fs::openat(&dir, "f", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        for t in [XTarget::Fd(file.as_fd()), XTarget::At(dir.as_fd(), OsStr::new("f"))] {
+            let mut got = read_xattrs(t).unwrap();
+            got.sort();
+            let want: Vec<(OsString, Vec<u8>)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (OsString::from(n), if i == 0 { long_value.clone() } else { b"short".to_vec() }))
+                .collect();
+            assert_eq!(got, want);
+            assert_eq!(get_xattr(t, OsStr::new(&names[0])).unwrap(), Some(long_value.clone()));
+            assert_eq!(get_xattr(t, OsStr::new("trusted.nk-absent")).unwrap(), None);
+        }
+        assert!(read_xattrs(XTarget::At(dir.as_fd(), OsStr::new("plain"))).unwrap().is_empty());
+    }
 }

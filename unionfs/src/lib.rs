@@ -50,6 +50,29 @@
 //! image layer but stop decompression bombs; going over one is [`Error::LimitExceeded`]
 //! naming the limit. GNU sparse files are written sparse.
 //!
+//! # Errors
+//!
+//! One [`Error`] enum, in the shape every nook crate shares: [`Error::Invalid`] wraps a typed
+//! [`ValidationError`] (what [`LayerStack::validate`] and the other argument checks return,
+//! each variant naming the field and the value, before anything is touched);
+//! [`Error::Sys`] names the failed call and the path; [`Error::Cleanup`] carries a failed
+//! step's cause and what failed while undoing it; [`Error::Teardown`] lists every failure of a
+//! removal that kept going ([`MountedStack::remove`], [`LayerStore::clean_tmp`]).
+//! [`Error::raw_os_error`] finds the errno behind any of them.
+//!
+//! # Building options
+//!
+//! The spec, option and result structs ([`LayerStack`], [`Upper`], [`OverlayOptions`],
+//! [`ApplyOptions`], [`Limits`], ...) are `#[non_exhaustive]`, so a new field or variant is not
+//! a breaking change. Outside this crate, start from `Default::default()` (or a constructor
+//! such as [`Limits::unlimited`]) and assign the public fields:
+//!
+//! ```
+//! let mut options = nook_unionfs::ApplyOptions::default();
+//! options.allow_devices = true;
+//! options.limits.max_entries = 10_000;
+//! ```
+//!
 //! # Example
 //!
 //! ```no_run

@@ -2,7 +2,7 @@
 //! dirs without mounting (top-down lookup; whiteouts hide; an opaque dir stops descent).
 //!
 //! The rules are overlayfs's (`fs/overlayfs/namei.c`), so the view can serve as the oracle
-//! a kernel mount is checked against (see `tests/view_vs_kernel.rs`):
+//! a kernel mount is checked against (see `tests/it/view_vs_kernel.rs`):
 //!
 //! - A name is looked up in the layers of its parent's merged dir, top first. The first layer
 //!   that has it decides: a whiteout hides it; a non-directory is the entry (and hides all
