@@ -129,8 +129,9 @@ pub enum Error {
         /// Cleanup failures.
         cleanup: Vec<Error>,
     },
-    /// A removal kept going after a failure and reports every failure, in order
-    /// ([`crate::MountedStack::remove`]: the overlay and a tmpfs beneath it).
+    /// A removal kept going after a failure and reports every failure, in order:
+    /// [`crate::MountedStack::remove`] (the overlay, its lazy detach and a tmpfs beneath it;
+    /// the entries of a copy), [`crate::LayerStore::clean_tmp`] (each abandoned entry).
     #[error("removing {what} failed: {}", render_errors(.errors))]
     Teardown {
         /// What was being removed.

@@ -326,15 +326,26 @@ impl crate::StorageDriver for Vfs {
 }
 
 /// Deletes everything under `target` (symlinks are removed, never followed), keeping `target`.
+/// An entry that cannot be removed does not stop the others: the error is that failure, or
+/// [`Error::Teardown`] listing all of them.
 pub(crate) fn remove_copy(target: &Path) -> Result<()> {
     let entries = std::fs::read_dir(target).sys_at("read_dir", target)?;
+    let mut errors = Vec::new();
     for e in entries {
         let e = e.sys_at("read_dir", target)?;
         let p = e.path();
-        let is_dir = e.file_type().sys_at("lstat", &p)?.is_dir();
-        if is_dir { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }.sys_at("remove", &p)?;
+        let removed = match e.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&p).sys_at("remove", &p),
+            Ok(_) => std::fs::remove_file(&p).sys_at("remove", &p),
+            Err(err) => Err(Error::sys_at("lstat", &p, err)),
+        };
+        errors.extend(removed.err());
     }
-    Ok(())
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(Error::Teardown { what: format!("the copy at {}", target.display()), errors }),
+    }
 }
 
 #[cfg(test)]

@@ -314,6 +314,41 @@ fn clean_tmp_removes_only_what_dead_processes_left() {
     assert_eq!(store.clean_tmp().unwrap(), 0);
 }
 
+/// `clean_tmp` keeps going past an entry it cannot remove (here: a mount inside it, `EBUSY`)
+/// and reports every failure in one `Error::Teardown`.
+#[test]
+fn clean_tmp_keeps_going_and_reports_every_failure() {
+    use rustix::mount::{MountFlags, UnmountFlags};
+    require_root!();
+    let dir = TempDir::new("store").unwrap();
+    let store = LayerStore::open(dir.join("s")).unwrap();
+    let tmp = store.root().join("tmp");
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let names: Vec<String> = (1..=3).map(|i| format!("{dead}.1-0-0000000{i}")).collect();
+    for name in &names {
+        fs::create_dir_all(tmp.join(name).join("diff/mnt")).unwrap();
+    }
+    let busy: Vec<_> = names[..2].iter().map(|n| tmp.join(n).join("diff/mnt")).collect();
+    for p in &busy {
+        rustix::mount::mount(p, p, "", MountFlags::BIND, None).unwrap();
+    }
+    let err = store.clean_tmp().unwrap_err();
+    for p in &busy {
+        rustix::mount::unmount(p, UnmountFlags::empty()).unwrap();
+    }
+    match &err {
+        Error::Teardown { errors, .. } => {
+            assert_eq!(errors.len(), 2, "{err}");
+            assert!(errors.iter().all(|e| e.raw_os_error() == Some(libc::EBUSY)), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!tmp.join(&names[2]).exists(), "the removable entry went");
+    assert_eq!(store.clean_tmp().unwrap(), 2, "the others go once unmounted");
+}
+
 /// Removing a layer while another thread builds on it: either the removal wins (the new layer
 /// is refused, its parent being gone) or the new layer does (the removal is refused), never
 /// both — a layer whose parent is gone.
