@@ -334,7 +334,7 @@ fn removing_a_copy_keeps_going_and_reports_every_failure() {
     }
     let err = m.remove().unwrap_err();
     for busy in ["a", "c"] {
-        rustix::mount::unmount(&target.join(busy), UnmountFlags::empty()).unwrap();
+        rustix::mount::unmount(target.join(busy), UnmountFlags::empty()).unwrap();
     }
     match &err {
         Error::Teardown { errors, .. } => {
