@@ -121,8 +121,9 @@ fn run(dir: &Path) -> Result<(), BoxError> {
     let mut parent = None;
     for (name, bytes) in [("base", &base), ("second", &second), ("third", &third)] {
         let mut bar = progress_bar(name);
-        let options =
-            ApplyOptions { bytes_total: Some(bytes.len() as u64), progress: Some(&mut bar), ..ApplyOptions::default() };
+        let mut options = ApplyOptions::default();
+        options.bytes_total = Some(bytes.len() as u64);
+        options.progress = Some(&mut bar);
         let layer = store.apply(bytes.as_slice(), parent.as_ref(), options)?;
         println!("\r  {name}: applied {} bytes ({} bytes of tar)", bytes.len(), layer.size);
         println!("    diff id  {}\n    chain id {}", layer.diff_id.as_str(), layer.chain_id.as_str());

@@ -36,7 +36,8 @@ pub struct FileError {
 }
 
 impl FileError {
-    fn new(call: &'static str, path: &Path, source: io::Error) -> Self {
+    /// A failure of `call` on `path`.
+    pub fn new(call: &'static str, path: &Path, source: io::Error) -> Self {
         FileError { call, path: path.to_owned(), source }
     }
 

@@ -52,6 +52,7 @@ use self::meta::Meta;
 use self::path::{clean_path, split_parent, symlink_escapes};
 use self::report::Reporter;
 use self::stream::{ExtLimit, Guard, Hashing, Meter};
+use crate::error::SysContext;
 use crate::fsutil::open_dir_at;
 use crate::whiteout::WHITEOUT_PREFIX;
 use crate::{Digest, Error, Limit, Result, UnsafeEntry, WhiteoutFormat};
@@ -139,7 +140,7 @@ const COPY_BUF: usize = 1024 * 1024;
 pub fn apply_layer(input: impl Read, root: &Path, options: ApplyOptions<'_>) -> Result<Applied> {
     let ApplyOptions { whiteouts, bytes_total, progress, allow_devices, limits } = options;
     let root_fd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys("open", root, e.into()))?;
+        .sys_at("open", root)?;
     let root_setgid = rustix::fs::fstat(&root_fd).map(|st| st.st_mode & libc::S_ISGID != 0).unwrap_or(false);
     let privs = Privileges::current();
     let count = Rc::new(Cell::new(0u64));
@@ -287,7 +288,7 @@ impl Applier<'_> {
         let entry = PathBuf::from(OsStr::from_bytes(&self.raw));
         match fail {
             Fail::Unsafe(reason) => Error::Unsafe { entry, reason },
-            Fail::Sys(op, source) => Error::Sys { op, path: self.root_path.join(OsStr::from_bytes(clean)), source },
+            Fail::Sys(call, source) => Error::sys_at(call, self.root_path.join(OsStr::from_bytes(clean)), source),
             Fail::Tar(source) => stream_error(&self.meter, &self.limits, Some(entry), source),
             Fail::Limit(limit, value) => {
                 Error::LimitExceeded { limit, value, max: limit_max(&self.limits, limit), entry: Some(entry) }
@@ -362,7 +363,7 @@ impl Applier<'_> {
                     Ok(fd) => fd,
                     // Replaced or removed by a later entry.
                     Err(Errno::NOENT) | Err(Errno::NOTDIR) | Err(Errno::LOOP) => continue,
-                    Err(e) => return Err(Error::sys("openat2", self.root_path.join(OsStr::from_bytes(p)), e.into())),
+                    Err(e) => return Err(Error::sys_at("openat2", self.root_path.join(OsStr::from_bytes(p)), e)),
                 }
             } else {
                 let (parent, name) = split_parent(p);
@@ -379,10 +380,9 @@ impl Applier<'_> {
             };
             let path = || self.root_path.join(OsStr::from_bytes(p));
             if let Some(mode) = fix.mode {
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
-                    .map_err(|e| Error::sys("fchmod", path(), e.into()))?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).sys_with("fchmod", path)?;
             }
-            rustix::fs::futimens(&fd, &fix.times).map_err(|e| Error::sys("futimens", path(), e.into()))?;
+            rustix::fs::futimens(&fd, &fix.times).sys_with("futimens", path)?;
         }
         Ok(())
     }

@@ -6,8 +6,8 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -15,9 +15,10 @@ use sha2::{Digest as _, Sha256};
 use tar::EntryType;
 
 use crate::apply::{MAX_DEPTH, MAX_PATH_BYTES};
-use crate::fsutil::{list_dir_unsorted, open_dir_at, remove_tree};
+use crate::error::SysContext;
+use crate::fsutil::{self, XTarget, list_dir_unsorted, open_dir_at, remove_tree};
 use crate::whiteout::is_overlay_xattr_name;
-use crate::{ApplyOptions, Digest, Error, Layer, LayerStore, Result, WhiteoutFormat};
+use crate::{ApplyOptions, Digest, Error, Layer, LayerStore, Result, ValidationError, WhiteoutFormat};
 
 /// Writes the changes in `upper` (in `format`) as an uncompressed OCI layer tar to `out`
 /// (deterministic entry order); returns its DiffID (sha256 of the bytes written).
@@ -44,10 +45,10 @@ use crate::{ApplyOptions, Digest, Error, Layer, LayerStore, Result, WhiteoutForm
 ///
 /// An upper written with `redirect_dir=on` (a renamed directory, `overlay.redirect`) or
 /// `metacopy=on` (a metadata-only copy-up, `overlay.metacopy`) cannot be turned into a layer
-/// from the upper alone; such entries are refused with [`Error::Invalid`].
+/// from the upper alone; such entries are refused with [`ValidationError::Undiffable`](crate::ValidationError::Undiffable).
 pub fn write_diff(upper: &Path, format: WhiteoutFormat, out: impl Write) -> Result<Digest> {
     let root = rustix::fs::open(upper, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::sys("open", upper, e.into()))?;
+        .sys_at("open", upper)?;
     let mut w = TarWriter {
         out: Hashing { inner: BufWriter::with_capacity(256 * 1024, out), hasher: Sha256::new() },
         buf: vec![0u8; 1024 * 1024],
@@ -56,9 +57,8 @@ pub fn write_diff(upper: &Path, format: WhiteoutFormat, out: impl Write) -> Resu
     let mut walk = Walk { upper, format, links: HashMap::new(), w: &mut w };
     let mut rel = Vec::new();
     walk.dir(root.as_fd(), &mut rel)?;
-    let werr = |e: io::Error| Error::sys("write", "<layer tar>", e);
-    w.out.write_all(&[0u8; 1024]).map_err(werr)?;
-    w.out.inner.flush().map_err(werr)?;
+    w.out.write_all(&[0u8; 1024]).sys("write(layer tar)")?;
+    w.out.inner.flush().sys("write(layer tar)")?;
     Ok(Digest::from_sha256_bytes(&w.out.hasher.finalize().into()))
 }
 
@@ -70,7 +70,7 @@ impl LayerStore {
         let (dir, diff_id) = self.tmp_file(|f| write_diff(upper, format, f))?;
         let tar = dir.join("layer.tar");
         let r = (|| {
-            let file = File::open(&tar).map_err(|e| Error::sys("open", &tar, e))?;
+            let file = File::open(&tar).sys_at("open", &tar)?;
             let len = file.metadata().map(|m| m.len()).ok();
             let options =
                 ApplyOptions { whiteouts: Some(WhiteoutFormat::Overlay), bytes_total: len, ..Default::default() };
@@ -85,10 +85,10 @@ impl LayerStore {
         })();
         match (r, remove_tree(&dir)) {
             (Ok(l), Ok(())) => Ok(l),
-            (Ok(_), Err(c)) => Err(Error::sys("remove", &dir, c)),
+            (Ok(_), Err(c)) => Err(Error::sys_at("remove", &dir, c)),
             (Err(e), Ok(())) => Err(e),
             (Err(e), Err(c)) => {
-                Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![Error::sys("remove", &dir, c)] })
+                Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![Error::sys_at("remove", &dir, c)] })
             }
         }
     }
@@ -276,71 +276,14 @@ fn set_name(h: &mut tar::Header, name: &[u8]) {
     old.name[..name.len()].copy_from_slice(name);
 }
 
-/// Where to read xattrs from.
-enum XattrSrc<'a> {
-    Fd(BorrowedFd<'a>),
-    At(BorrowedFd<'a>, &'a [u8]),
-}
-
-/// The xattrs of an entry, overlay's own left out; also says whether the overlay `opaque`
-/// xattr of `format` is `y`, and refuses redirect/metacopy.
-fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs, bool, Option<&'static str>)> {
-    // Things without an fd of their own: through /proc/thread-self/fd/<dir>/<name> (the
-    // calling thread's fds), not following.
-    let proc_path = match &src {
-        XattrSrc::At(dir, name) => {
-            let mut p = format!("/proc/thread-self/fd/{}/", dir.as_raw_fd()).into_bytes();
-            p.extend_from_slice(name);
-            Some(p)
-        }
-        XattrSrc::Fd(_) => None,
-    };
-    let list = |buf: &mut [u8]| -> Result<usize, Errno> {
-        match (&src, &proc_path) {
-            (XattrSrc::Fd(fd), _) => rustix::fs::flistxattr(fd, buf),
-            (_, Some(p)) => rustix::fs::llistxattr(p.as_slice(), buf),
-            _ => unreachable!(),
-        }
-    };
-    let mut names = vec![0u8; 256];
-    loop {
-        match list(&mut names) {
-            Ok(n) => {
-                names.truncate(n);
-                break;
-            }
-            Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
-            Err(Errno::OPNOTSUPP) => return Ok((Vec::new(), false, None)),
-            Err(e) => return Err(e.into()),
-        }
-    }
+/// The xattrs of an entry (read with [`fsutil::read_xattrs`]), overlay's own left out; also
+/// says whether the overlay `opaque` xattr of `format` is `y`, and refuses redirect/metacopy.
+fn read_xattrs(src: XTarget<'_>, format: WhiteoutFormat) -> Result<(Xattrs, bool, Option<&'static str>), Errno> {
     let mut out = Vec::new();
     let mut opaque = false;
     let mut refused = None;
-    if names.is_empty() {
-        return Ok((out, false, None));
-    }
-    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        let mut value = vec![0u8; 256];
-        loop {
-            let r = match (&src, &proc_path) {
-                (XattrSrc::Fd(fd), _) => rustix::fs::fgetxattr(fd, name, &mut value[..]),
-                (XattrSrc::At(..), Some(p)) => rustix::fs::lgetxattr(p.as_slice(), name, &mut value[..]),
-                _ => unreachable!(),
-            };
-            match r {
-                Ok(n) => {
-                    value.truncate(n);
-                    break;
-                }
-                Err(Errno::RANGE) => value.resize(value.len() * 4, 0),
-                Err(Errno::NODATA) => {
-                    value.clear();
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+    for (name, value) in fsutil::read_xattrs(src)? {
+        let name = name.into_vec();
         if let Some(own) = format.overlay_xattr_prefix() {
             if let Some(key) = name.strip_prefix(own.as_bytes()) {
                 match key {
@@ -351,10 +294,10 @@ fn read_xattrs(src: XattrSrc<'_>, format: WhiteoutFormat) -> io::Result<(Xattrs,
                 }
             }
         }
-        if is_overlay_xattr_name(name) {
+        if is_overlay_xattr_name(&name) {
             continue;
         }
-        out.push((name.to_vec(), value));
+        out.push((name, value));
     }
     Ok((out, opaque, refused))
 }
@@ -391,20 +334,17 @@ struct Walk<'a, W: Write> {
 }
 
 impl<W: Write> Walk<'_, W> {
-    fn err(&self, op: &'static str, rel: &[u8], e: io::Error) -> Error {
-        Error::sys(op, self.upper.join(OsStr::from_bytes(rel)), e)
+    /// The path of an entry (for errors).
+    fn path(&self, rel: &[u8]) -> PathBuf {
+        self.upper.join(OsStr::from_bytes(rel))
     }
 
-    fn refuse(&self, rel: &[u8], why: &str) -> Error {
-        Error::Invalid {
-            what: "upper dir entry",
-            value: self.upper.join(OsStr::from_bytes(rel)).display().to_string(),
-            reason: format!("{why}: cannot be diffed from the upper dir alone"),
-        }
+    fn refuse(&self, rel: &[u8], reason: &'static str) -> Error {
+        ValidationError::Undiffable { path: self.path(rel), reason }.into()
     }
 
     fn sorted_names(&self, dir: BorrowedFd<'_>, rel: &[u8]) -> Result<std::vec::IntoIter<(CString, FileType)>> {
-        let mut names = list_dir_unsorted(dir).map_err(|e| self.err("readdir", rel, e))?;
+        let mut names = list_dir_unsorted(dir).sys_with("readdir", || self.path(rel))?;
         names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         Ok(names.into_iter())
     }
@@ -451,33 +391,31 @@ impl<W: Write> Walk<'_, W> {
 
     /// Writes one entry; a directory's fd is returned for its contents.
     fn one(&mut self, dir: BorrowedFd<'_>, name: &[u8], rel: &mut Vec<u8>, overlay: bool) -> Result<Option<OwnedFd>> {
-        let st =
-            rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| self.err("stat", rel, e.into()))?;
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).sys_with("stat", || self.path(rel))?;
         let ftype = FileType::from_raw_mode(st.st_mode);
         let mode = st.st_mode & 0o7777;
         let (uid, gid, mtime) = (u64::from(st.st_uid), u64::from(st.st_gid), st.st_mtime);
-        let werr = |e: io::Error| Error::sys("write", "<layer tar>", e);
         let mut head =
             Head { kind: EntryType::Regular, mode, uid, gid, mtime, size: 0, link: None, dev: (0, 0), xattrs: &[] };
         match ftype {
             FileType::Directory => {
-                let sub = open_dir_at(dir, name).map_err(|e| self.err("open", rel, e.into()))?;
+                let sub = open_dir_at(dir, name).sys_with("open", || self.path(rel))?;
                 let (xattrs, opaque, refused) =
-                    read_xattrs(XattrSrc::Fd(sub.as_fd()), self.format).map_err(|e| self.err("xattrs", rel, e))?;
+                    read_xattrs(XTarget::Fd(sub.as_fd()), self.format).sys_with("xattrs", || self.path(rel))?;
                 if let Some(why) = refused {
                     return Err(self.refuse(rel, why));
                 }
                 rel.push(b'/');
                 head.kind = EntryType::Directory;
                 head.xattrs = &xattrs;
-                self.w.header(rel, &head).map_err(werr)?;
+                self.w.header(rel, &head).sys("write(layer tar)")?;
                 rel.pop();
                 if opaque && overlay {
                     let len = rel.len();
                     rel.push(b'/');
                     rel.extend_from_slice(crate::OPAQUE_MARKER.as_bytes());
                     let marker = Head { kind: EntryType::Regular, mode: mode & 0o777, mtime: 0, xattrs: &[], ..head };
-                    let r = self.w.header(rel, &marker).map_err(werr);
+                    let r = self.w.header(rel, &marker).sys("write(layer tar)");
                     rel.truncate(len);
                     r?;
                 }
@@ -491,7 +429,7 @@ impl<W: Write> Walk<'_, W> {
                 rel.extend_from_slice(crate::WHITEOUT_PREFIX.as_bytes());
                 rel.extend_from_slice(name);
                 head.mode = 0;
-                let r = self.w.header(rel, &head).map_err(werr);
+                let r = self.w.header(rel, &head).sys("write(layer tar)");
                 rel.truncate(base);
                 rel.extend_from_slice(name);
                 debug_assert_eq!(rel.len(), len);
@@ -504,36 +442,35 @@ impl<W: Write> Walk<'_, W> {
                         let first = first.clone();
                         head.kind = EntryType::Link;
                         head.link = Some(&first);
-                        return self.w.header(rel, &head).map(|()| None).map_err(werr);
+                        return self.w.header(rel, &head).map(|()| None).sys("write(layer tar)");
                     }
                     self.links.insert(key, rel.clone());
                 }
-                let fd = open_regular(dir, name, &st).map_err(|e| self.err("open", rel, e.into()))?;
+                let fd = open_regular(dir, name, &st).sys_with("open", || self.path(rel))?;
                 let (xattrs, _, refused) =
-                    read_xattrs(XattrSrc::Fd(fd.as_fd()), self.format).map_err(|e| self.err("xattrs", rel, e))?;
+                    read_xattrs(XTarget::Fd(fd.as_fd()), self.format).sys_with("xattrs", || self.path(rel))?;
                 if let Some(why) = refused {
                     return Err(self.refuse(rel, why));
                 }
                 let mut file = File::from(fd);
                 head.size = st.st_size as u64;
                 head.xattrs = &xattrs;
-                self.w.header(rel, &head).map_err(werr)?;
-                self.w.data_from_file(&mut file, st.st_size as u64).map_err(|e| self.err("read", rel, e))?;
+                self.w.header(rel, &head).sys("write(layer tar)")?;
+                self.w.data_from_file(&mut file, st.st_size as u64).sys_with("read", || self.path(rel))?;
                 Ok(None)
             }
             FileType::Symlink => {
-                let target =
-                    rustix::fs::readlinkat(dir, name, Vec::new()).map_err(|e| self.err("readlink", rel, e.into()))?;
-                let (xattrs, _, _) =
-                    read_xattrs(XattrSrc::At(dir, name), self.format).map_err(|e| self.err("xattrs", rel, e))?;
+                let target = rustix::fs::readlinkat(dir, name, Vec::new()).sys_with("readlink", || self.path(rel))?;
+                let (xattrs, _, _) = read_xattrs(XTarget::At(dir, OsStr::from_bytes(name)), self.format)
+                    .sys_with("xattrs", || self.path(rel))?;
                 head.kind = EntryType::Symlink;
                 head.link = Some(target.as_bytes());
                 head.xattrs = &xattrs;
-                self.w.header(rel, &head).map(|()| None).map_err(werr)
+                self.w.header(rel, &head).map(|()| None).sys("write(layer tar)")
             }
             FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
-                let (xattrs, _, _) =
-                    read_xattrs(XattrSrc::At(dir, name), self.format).map_err(|e| self.err("xattrs", rel, e))?;
+                let (xattrs, _, _) = read_xattrs(XTarget::At(dir, OsStr::from_bytes(name)), self.format)
+                    .sys_with("xattrs", || self.path(rel))?;
                 head.kind = match ftype {
                     FileType::Fifo => EntryType::Fifo,
                     FileType::CharacterDevice => EntryType::Char,
@@ -541,7 +478,7 @@ impl<W: Write> Walk<'_, W> {
                 };
                 head.dev = (rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev));
                 head.xattrs = &xattrs;
-                self.w.header(rel, &head).map(|()| None).map_err(werr)
+                self.w.header(rel, &head).map(|()| None).sys("write(layer tar)")
             }
             // Sockets (and anything unknown) are not layer content.
             _ => Ok(None),

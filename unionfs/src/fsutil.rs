@@ -5,9 +5,12 @@
 //! [`list_dir_sorted`] reads through the given fd, resolves `DT_UNKNOWN` with `lstat` and
 //! sorts (for walks whose output order matters); [`list_dir_unsorted`] reads through a fresh
 //! fd (the caller's fd is not advanced), in directory order, with `d_type` as the file system
-//! reports it (for removal and tar writing, which sort or do not care). The removal helpers
-//! (`tree`) take byte names and return `io::Error`s; everything else here takes `OsStr` names
-//! and returns `rustix` errors.
+//! reports it (for removal and tar writing, which sort or do not care). Every helper returns
+//! a bare `Errno` (`rustix::io::Result`): callers match on it, and add the call and the path
+//! with [`SysContext`](crate::error::SysContext). The removal helpers (`tree`) take byte names
+//! (as `tar` and `getdents` give them); the others take `OsStr` names. xattrs are read and
+//! written only here ([`read_xattrs`], [`get_xattr`], [`set_xattr`], [`remove_xattr`]; the
+//! view, the copy driver and diff use them).
 //!
 //! Nothing here follows a symlink inside a layer: names are resolved one component at a time
 //! relative to an open directory (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`), or with `openat2`
@@ -155,73 +158,72 @@ fn split_names(raw: &[u8]) -> Vec<OsString> {
     raw.split(|b| *b == 0).filter(|n| !n.is_empty()).map(|n| OsString::from_vec(n.to_vec())).collect()
 }
 
-/// All xattrs (name, value) of a target.
-pub(crate) fn read_xattrs(t: XTarget<'_>) -> Result<Vec<(OsString, Vec<u8>)>> {
-    for _ in 0..8 {
-        let size = match t {
-            XTarget::Fd(fd) => rustix::fs::flistxattr_query(fd),
-            XTarget::At(d, n) => rustix::fs::llistxattr_query(proc_path(d, n)),
-        };
-        let size = match size {
-            Ok(s) => s,
-            Err(e) if absent(e) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; size];
-        let got = match t {
-            XTarget::Fd(fd) => rustix::fs::flistxattr(fd, &mut buf[..]),
-            XTarget::At(d, n) => rustix::fs::llistxattr(proc_path(d, n), &mut buf[..]),
-        };
-        let names = match got {
-            Ok(n) => split_names(&buf[..n]),
-            Err(Errno::RANGE) => continue,
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some(v) = get_xattr(t, &name)? {
-                out.push((name, v));
-            }
-        }
-        return Ok(out);
+/// Calls `call` with a buffer that grows until the result fits: first a 256-byte stack
+/// buffer (small lists and values take one call and, when empty, no allocation), then the size
+/// `size` reports (again after an `ERANGE`: the value grew between the calls). `None` when the
+/// xattr (or xattr support) is absent.
+fn read_grown(call: impl Fn(&mut [u8]) -> Result<usize>, size: impl Fn() -> Result<usize>) -> Result<Option<Vec<u8>>> {
+    // First into a stack buffer: an entry without xattrs (the common case) costs no allocation.
+    let mut small = [0u8; 256];
+    match call(&mut small[..]) {
+        Ok(n) => return Ok(Some(small[..n].to_vec())),
+        Err(Errno::RANGE) => {}
+        Err(e) if absent(e) => return Ok(None),
+        Err(e) => return Err(e),
     }
-    Err(Errno::RANGE)
-}
-
-/// One xattr's value (`None` when absent).
-pub(crate) fn get_xattr(t: XTarget<'_>, key: &OsStr) -> Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
     for _ in 0..8 {
-        let size = match t {
-            XTarget::Fd(fd) => rustix::fs::fgetxattr_query(fd, key),
-            XTarget::At(d, n) => rustix::fs::lgetxattr_query(proc_path(d, n), key),
-        };
-        let size = match size {
-            Ok(s) => s,
+        let want = match size() {
+            Ok(n) => n,
             Err(e) if absent(e) => return Ok(None),
             Err(e) => return Err(e),
         };
-        if size == 0 {
-            return Ok(Some(Vec::new()));
-        }
-        let mut buf = vec![0u8; size];
-        let got = match t {
-            XTarget::Fd(fd) => rustix::fs::fgetxattr(fd, key, &mut buf[..]),
-            XTarget::At(d, n) => rustix::fs::lgetxattr(proc_path(d, n), key, &mut buf[..]),
-        };
-        match got {
+        buf.resize(want.max(buf.len() * 2).max(small.len() * 2), 0);
+        match call(&mut buf[..]) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(Some(buf));
             }
-            Err(Errno::RANGE) => continue,
+            Err(Errno::RANGE) => {}
             Err(e) if absent(e) => return Ok(None),
             Err(e) => return Err(e),
         }
     }
     Err(Errno::RANGE)
+}
+
+/// All xattrs (name, value) of a target, in the order the file system lists them (an xattr
+/// removed between the listing and the read is left out).
+pub(crate) fn read_xattrs(t: XTarget<'_>) -> Result<Vec<(OsString, Vec<u8>)>> {
+    let names = match t {
+        XTarget::Fd(fd) => read_grown(|b| rustix::fs::flistxattr(fd, b), || rustix::fs::flistxattr_query(fd))?,
+        XTarget::At(d, n) => {
+            let p = proc_path(d, n);
+            read_grown(|b| rustix::fs::llistxattr(&p, b), || rustix::fs::llistxattr_query(&p))?
+        }
+    };
+    let names = match names {
+        Some(n) if !n.is_empty() => split_names(&n),
+        _ => return Ok(Vec::new()),
+    };
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        if let Some(v) = get_xattr(t, &name)? {
+            out.push((name, v));
+        }
+    }
+    Ok(out)
+}
+
+/// One xattr's value (`None` when absent).
+pub(crate) fn get_xattr(t: XTarget<'_>, key: &OsStr) -> Result<Option<Vec<u8>>> {
+    match t {
+        XTarget::Fd(fd) => read_grown(|b| rustix::fs::fgetxattr(fd, key, b), || rustix::fs::fgetxattr_query(fd, key)),
+        XTarget::At(d, n) => {
+            let p = proc_path(d, n);
+            read_grown(|b| rustix::fs::lgetxattr(&p, key, b), || rustix::fs::lgetxattr_query(&p, key))
+        }
+    }
 }
 
 /// Sets one xattr.
@@ -249,4 +251,42 @@ pub(crate) fn remove_xattr(t: XTarget<'_>, key: &str) -> Result<()> {
 pub(crate) fn bad_component(name: &OsStr) -> bool {
     let b = name.as_bytes();
     b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lists and values longer than the first 256-byte buffer are read whole, through an fd and
+    /// by name; an entry without xattrs reads as none.
+    #[test]
+    fn xattrs_longer_than_the_first_buffer_are_read_whole() {
+        nook_testutil::require_root!();
+        let tmp = nook_testutil::TempDir::new("xattr").unwrap();
+        std::fs::write(tmp.join("f"), b"").unwrap();
+        std::fs::write(tmp.join("plain"), b"").unwrap();
+        // A name list of ~370 bytes, and one value of 1500 (an ext4 inode's xattrs share one
+        // block).
+        let names: Vec<String> = (0..8).map(|i| format!("trusted.nk-a-rather-long-attribute-name-{i:02}")).collect();
+        let long_value = vec![b'v'; 1500];
+        for (i, n) in names.iter().enumerate() {
+            let v: &[u8] = if i == 0 { &long_value } else { b"short" };
+            rustix::fs::setxattr(tmp.join("f"), n.as_str(), v, rustix::fs::XattrFlags::empty()).unwrap();
+        }
+        let dir = open_root(tmp.path()).unwrap();
+        let file = rustix::fs::openat(&dir, "f", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        for t in [XTarget::Fd(file.as_fd()), XTarget::At(dir.as_fd(), OsStr::new("f"))] {
+            let mut got = read_xattrs(t).unwrap();
+            got.sort();
+            let want: Vec<(OsString, Vec<u8>)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (OsString::from(n), if i == 0 { long_value.clone() } else { b"short".to_vec() }))
+                .collect();
+            assert_eq!(got, want);
+            assert_eq!(get_xattr(t, OsStr::new(&names[0])).unwrap(), Some(long_value.clone()));
+            assert_eq!(get_xattr(t, OsStr::new("trusted.nk-absent")).unwrap(), None);
+        }
+        assert!(read_xattrs(XTarget::At(dir.as_fd(), OsStr::new("plain"))).unwrap().is_empty());
+    }
 }

@@ -50,6 +50,29 @@
 //! image layer but stop decompression bombs; going over one is [`Error::LimitExceeded`]
 //! naming the limit. GNU sparse files are written sparse.
 //!
+//! # Errors
+//!
+//! One [`Error`] enum, in the shape every nook crate shares: [`Error::Invalid`] wraps a typed
+//! [`ValidationError`] (what [`LayerStack::validate`] and the other argument checks return,
+//! each variant naming the field and the value, before anything is touched);
+//! [`Error::Sys`] names the failed call and the path; [`Error::Cleanup`] carries a failed
+//! step's cause and what failed while undoing it; [`Error::Teardown`] lists every failure of a
+//! removal that kept going ([`MountedStack::remove`], [`LayerStore::clean_tmp`]).
+//! [`Error::raw_os_error`] finds the errno behind any of them.
+//!
+//! # Building options
+//!
+//! The spec, option and result structs ([`LayerStack`], [`Upper`], [`OverlayOptions`],
+//! [`ApplyOptions`], [`Limits`], ...) are `#[non_exhaustive]`, so a new field or variant is not
+//! a breaking change. Outside this crate, start from `Default::default()` (or a constructor
+//! such as [`Limits::unlimited`]) and assign the public fields:
+//!
+//! ```
+//! let mut options = nook_unionfs::ApplyOptions::default();
+//! options.allow_devices = true;
+//! options.limits.max_entries = 10_000;
+//! ```
+//!
 //! # Example
 //!
 //! ```no_run
@@ -68,8 +91,10 @@
 //! # }
 //! ```
 
-// Unsafe code only in `overlay::sys` (a helper thread with its own working directory).
-#![deny(unsafe_code)]
+// No unsafe code: the one helper thread that needed it (`unshare(CLONE_FS)` for the mount(2)
+// fallback's private working directory) is nook-ns's `on_thread_with_cwd`.
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod apply;
 mod diff;
@@ -84,7 +109,7 @@ mod whiteout;
 
 pub use apply::{Applied, ApplyOptions, Limits, Progress, apply_layer};
 pub use diff::write_diff;
-pub use error::{Error, Limit, Result, UnsafeEntry};
+pub use error::{DigestProblem, Error, Limit, PathProblem, Result, StackDir, UnsafeEntry, ValidationError};
 pub use overlay::{KernelSupport, MountedStack, Overlay, StorageDriver, probe, supports_lowerdir_plus};
 pub use stack::{LayerStack, MAX_LOWER_LAYERS, MAX_MOUNT_DATA, OverlayOptions, RedirectDir, Upper};
 pub use store::{ContainerLayer, Digest, Layer, LayerStore, chain_id, chain_id_of};

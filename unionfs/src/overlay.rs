@@ -61,9 +61,6 @@
 mod legacy;
 mod options;
 mod probe;
-// `unshare(CLONE_FS)` and `chdir` on a helper thread: raw libc calls.
-#[allow(unsafe_code)]
-mod sys;
 
 pub use probe::{KernelSupport, probe, supports_lowerdir_plus};
 
@@ -75,6 +72,7 @@ use rustix::io::Errno;
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags};
 
 use self::options::{MAX_FSCONFIG_STRING, escaped, escaped_len};
+use crate::error::SysContext;
 use crate::stack::check_dir;
 use crate::{Error, LayerStack, Result, Upper};
 
@@ -120,40 +118,45 @@ impl MountedStack {
     /// has a file open or its working directory inside) it detaches it lazily
     /// (`MNT_DETACH`: gone from the mount tree at once, freed when the last user leaves) and
     /// returns [`Error::Busy`] so the caller knows something still used it; if the detach
-    /// fails too the error is [`Error::Cleanup`] carrying both. A tmpfs upper is freed with
-    /// the overlay (this handle's descriptor of it is closed here).
+    /// fails too, or unmounting a tmpfs attached beneath the overlay fails after it, the error
+    /// is [`Error::Teardown`] listing every failure. A tmpfs upper is freed with the overlay
+    /// (this handle's descriptor of it is closed here).
     pub fn remove(mut self) -> Result<()> {
         self.armed = false;
         let target = std::mem::take(&mut self.target);
         if self.copy {
             return crate::vfs::remove_copy(&target);
         }
-        let result = match rustix::mount::unmount(&target, UnmountFlags::empty()) {
-            Ok(()) => Ok(()),
-            Err(Errno::BUSY) => match rustix::mount::unmount(&target, UnmountFlags::DETACH) {
-                Ok(()) => Err(Error::Busy { target: target.clone(), detached: true }),
-                Err(e) => Err(Error::Cleanup {
-                    cause: Box::new(Error::Busy { target: target.clone(), detached: false }),
-                    cleanup: vec![Error::sys("umount2(MNT_DETACH)", target.clone(), e.into())],
-                }),
-            },
-            Err(e) => Err(Error::sys("umount2", target.clone(), e.into())),
+        let mut errors = Vec::new();
+        let overlay_gone = match rustix::mount::unmount(&target, UnmountFlags::empty()) {
+            Ok(()) => true,
+            Err(Errno::BUSY) => {
+                let detached = rustix::mount::unmount(&target, UnmountFlags::DETACH);
+                errors.push(Error::Busy { target: target.clone(), detached: detached.is_ok() });
+                if let Err(e) = detached {
+                    errors.push(Error::sys_at("umount2(MNT_DETACH)", &target, e));
+                }
+                detached.is_ok()
+            }
+            Err(e) => {
+                errors.push(Error::sys_at("umount2", &target, e));
+                false
+            }
         };
         // The overlay is gone from `target` (unmounted or detached): the tmpfs beneath it is
         // on top now. Nothing else can use it (the overlay has its own clone of it).
-        let overlay_gone = matches!(result, Ok(()) | Err(Error::Busy { detached: true, .. }));
         if self.tmpfs_beneath && overlay_gone {
             if let Err(e) = rustix::mount::unmount(&target, UnmountFlags::DETACH) {
-                let cleanup = Error::sys("umount2(tmpfs beneath)", target.clone(), e.into());
-                return Err(match result {
-                    Ok(()) => cleanup,
-                    Err(cause) => Error::Cleanup { cause: Box::new(cause), cleanup: vec![cleanup] },
-                });
+                errors.push(Error::sys_at("umount2(tmpfs beneath)", &target, e));
             }
         }
         // The overlay held the tmpfs; closing our descriptor lets it go with the overlay.
         drop(self.tmpfs.take());
-        result
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Teardown { what: format!("overlay at {}", target.display()), errors }),
+        }
     }
 
     /// Keeps the mount after this handle is dropped; returns its target.
@@ -242,8 +245,21 @@ fn read_log(fs: &OwnedFd) -> Vec<String> {
     out
 }
 
-fn mount_err(op: &'static str, path: &Path, e: Errno, log: Vec<String>) -> Error {
-    Error::Mount { op, path: path.to_owned(), source: e.into(), log }
+/// Turns a failed mount step into [`Error::Mount`]: the step, the path, and the kernel's
+/// messages from the mount context `fs` (when there is one).
+pub(crate) trait MountContext<T> {
+    fn mount_ctx(self, call: &'static str, path: &Path, fs: Option<&OwnedFd>) -> Result<T>;
+}
+
+impl<T> MountContext<T> for rustix::io::Result<T> {
+    fn mount_ctx(self, call: &'static str, path: &Path, fs: Option<&OwnedFd>) -> Result<T> {
+        self.map_err(|e| Error::Mount {
+            call,
+            path: path.to_owned(),
+            source: e.into(),
+            log: fs.map(read_log).unwrap_or_default(),
+        })
+    }
 }
 
 /// The detached tmpfs of an [`Upper::Tmpfs`], with `upper` and `work` dirs made in it.
@@ -254,22 +270,26 @@ pub(crate) struct TmpfsUpper {
 impl TmpfsUpper {
     fn create(size: Option<u64>) -> Result<TmpfsUpper> {
         let here = Path::new("tmpfs");
-        let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
-            .map_err(|e| mount_err("fsopen(tmpfs)", here, e, Vec::new()))?;
+        let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).mount_ctx("fsopen(tmpfs)", here, None)?;
         if let Some(size) = size {
-            rustix::mount::fsconfig_set_string(&fs, "size", size.to_string())
-                .map_err(|e| mount_err("fsconfig(tmpfs size)", here, e, read_log(&fs)))?;
+            rustix::mount::fsconfig_set_string(&fs, "size", size.to_string()).mount_ctx(
+                "fsconfig(tmpfs size)",
+                here,
+                Some(&fs),
+            )?;
         }
-        rustix::mount::fsconfig_create(&fs).map_err(|e| mount_err("fsconfig(tmpfs create)", here, e, read_log(&fs)))?;
-        let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
-            .map_err(|e| mount_err("fsmount(tmpfs)", here, e, read_log(&fs)))?;
+        rustix::mount::fsconfig_create(&fs).mount_ctx("fsconfig(tmpfs create)", here, Some(&fs))?;
+        let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty()).mount_ctx(
+            "fsmount(tmpfs)",
+            here,
+            Some(&fs),
+        )?;
         for dir in ["upper", "work"] {
-            rustix::fs::mkdirat(&mnt, dir, Mode::from_raw_mode(0o755))
-                .map_err(|e| Error::sys("mkdirat(tmpfs)", dir, e.into()))?;
+            rustix::fs::mkdirat(&mnt, dir, Mode::from_raw_mode(0o755)).sys_at("mkdirat(tmpfs)", dir)?;
         }
         // The union's root takes the upper dir's mode: make it 0755 whatever the umask.
         rustix::fs::chmodat(&mnt, "upper", Mode::from_raw_mode(0o755), rustix::fs::AtFlags::empty())
-            .map_err(|e| Error::sys("chmodat(tmpfs)", "upper", e.into()))?;
+            .sys_at("chmodat(tmpfs)", "upper")?;
         Ok(TmpfsUpper { mnt })
     }
 
@@ -281,7 +301,7 @@ impl TmpfsUpper {
     /// An `O_PATH` descriptor of a dir in the tmpfs.
     fn open_dir(&self, name: &str) -> Result<OwnedFd> {
         rustix::fs::openat(&self.mnt, name, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| Error::sys("openat(tmpfs)", name, e.into()))
+            .sys_at("openat(tmpfs)", name)
     }
 }
 
@@ -334,8 +354,11 @@ pub(crate) fn mount_stack(stack: &LayerStack, target: &Path) -> Result<MountedSt
     // target first and the overlay mounted over it; it is unmounted with the overlay.
     let tmpfs_beneath = tmpfs.is_some() && !support.layers_by_fd;
     if let (Some(t), true) = (&tmpfs, tmpfs_beneath) {
-        rustix::mount::move_mount(&t.mnt, "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-            .map_err(|e| mount_err("move_mount(tmpfs)", target, e, Vec::new()))?;
+        rustix::mount::move_mount(&t.mnt, "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).mount_ctx(
+            "move_mount(tmpfs)",
+            target,
+            None,
+        )?;
     }
     let legacy = stack.overlay_options().legacy_mount || !fits_fsconfig(stack) || !support.lowerdir_plus;
     let mounted = if legacy {
@@ -346,7 +369,7 @@ pub(crate) fn mount_stack(stack: &LayerStack, target: &Path) -> Result<MountedSt
     if let Err(e) = mounted {
         if tmpfs_beneath {
             if let Err(u) = rustix::mount::unmount(target, UnmountFlags::DETACH) {
-                let cleanup = Error::sys("umount2(tmpfs beneath)", target, u.into());
+                let cleanup = Error::sys_at("umount2(tmpfs beneath)", target, u);
                 return Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![cleanup] });
             }
         }
@@ -370,22 +393,27 @@ pub(crate) fn mount_stack(stack: &LayerStack, target: &Path) -> Result<MountedSt
 /// The fs_context steps up to (not including) `fsmount`: returns the configured context.
 /// No validation here (callers validate; tests use it to reach the kernel's own checks).
 pub(crate) fn configure_new_api(stack: &LayerStack, target: &Path, tmpfs: Option<&TmpfsUpper>) -> Result<OwnedFd> {
-    let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
-        .map_err(|e| mount_err("fsopen(overlay)", target, e, Vec::new()))?;
-    let fail = |op: &'static str, path: &Path, e: Errno| mount_err(op, path, e, read_log(&fs));
+    let fs =
+        rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).mount_ctx("fsopen(overlay)", target, None)?;
     // The first lowerdir+ is the top layer.
     for l in stack.lower_dirs().iter().rev() {
-        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", l).map_err(|e| fail("fsconfig(lowerdir+)", l, e))?;
+        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", l).mount_ctx("fsconfig(lowerdir+)", l, Some(&fs))?;
     }
     match stack.upper_layer() {
         Upper::None => {}
         Upper::Dir { upper, work } => {
             use std::os::unix::ffi::OsStrExt;
             // upperdir=/workdir= are unescaped by overlayfs even through fsconfig.
-            rustix::mount::fsconfig_set_string(&fs, "upperdir", escaped(upper.as_os_str().as_bytes()))
-                .map_err(|e| fail("fsconfig(upperdir)", upper, e))?;
-            rustix::mount::fsconfig_set_string(&fs, "workdir", escaped(work.as_os_str().as_bytes()))
-                .map_err(|e| fail("fsconfig(workdir)", work, e))?;
+            rustix::mount::fsconfig_set_string(&fs, "upperdir", escaped(upper.as_os_str().as_bytes())).mount_ctx(
+                "fsconfig(upperdir)",
+                upper,
+                Some(&fs),
+            )?;
+            rustix::mount::fsconfig_set_string(&fs, "workdir", escaped(work.as_os_str().as_bytes())).mount_ctx(
+                "fsconfig(workdir)",
+                work,
+                Some(&fs),
+            )?;
         }
         Upper::Tmpfs { .. } => {
             let tmpfs = tmpfs.expect("a tmpfs upper is created before the overlay");
@@ -400,9 +428,9 @@ pub(crate) fn configure_new_api(stack: &LayerStack, target: &Path, tmpfs: Option
                     Err(Errno::INVAL | Errno::BADF) => {
                         let _ = read_log(&fs); // drop the "not supported" note
                         let path = tmpfs.proc_path(name);
-                        rustix::mount::fsconfig_set_string(&fs, key, &path).map_err(|e| fail(op, &path, e))?;
+                        rustix::mount::fsconfig_set_string(&fs, key, &path).mount_ctx(op, &path, Some(&fs))?;
                     }
-                    Err(e) => return Err(fail(op, &tmpfs.proc_path(name), e)),
+                    Err(e) => return Err(e).mount_ctx(op, &tmpfs.proc_path(name), Some(&fs)),
                 }
             }
         }
@@ -412,19 +440,25 @@ pub(crate) fn configure_new_api(stack: &LayerStack, target: &Path, tmpfs: Option
             Some(v) => rustix::mount::fsconfig_set_string(&fs, o.key, v),
             None => rustix::mount::fsconfig_set_flag(&fs, o.key),
         };
-        r.map_err(|e| fail(o.op, target, e))?;
+        r.mount_ctx(o.op, target, Some(&fs))?;
     }
-    rustix::mount::fsconfig_create(&fs).map_err(|e| fail("fsconfig(create)", target, e))?;
+    rustix::mount::fsconfig_create(&fs).mount_ctx("fsconfig(create)", target, Some(&fs))?;
     Ok(fs)
 }
 
 /// The new mount API path: configure, `fsmount`, `move_mount` onto `target`.
 fn mount_new_api(stack: &LayerStack, target: &Path, tmpfs: Option<&TmpfsUpper>) -> Result<()> {
     let fs = configure_new_api(stack, target, tmpfs)?;
-    let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
-        .map_err(|e| mount_err("fsmount(overlay)", target, e, read_log(&fs)))?;
-    rustix::mount::move_mount(&mnt, "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-        .map_err(|e| mount_err("move_mount", target, e, Vec::new()))
+    let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty()).mount_ctx(
+        "fsmount(overlay)",
+        target,
+        Some(&fs),
+    )?;
+    rustix::mount::move_mount(&mnt, "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).mount_ctx(
+        "move_mount",
+        target,
+        None,
+    )
 }
 
 #[cfg(test)]

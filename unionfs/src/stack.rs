@@ -31,6 +31,8 @@ use std::borrow::Cow;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::error::{PathProblem, StackDir, ValidationError};
+
 /// The kernel's limit on overlay lower layers (`OVL_MAX_STACK`).
 pub const MAX_LOWER_LAYERS: usize = 500;
 
@@ -40,6 +42,7 @@ pub const MAX_MOUNT_DATA: usize = 4095;
 
 /// Where writes go.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub enum Upper {
     /// Read-only stack: no upper layer.
     None,
@@ -90,6 +93,7 @@ impl RedirectDir {
 
 /// Overlay mount options.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct OverlayOptions {
     /// `volatile`: no syncs to the upper (faster; the upper is unusable after a crash).
     pub volatile: bool,
@@ -107,6 +111,7 @@ pub struct OverlayOptions {
 
 /// A union: read-only lower layers (bottom first), an optional upper, options.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct LayerStack {
     lowers: Vec<PathBuf>,
     upper: Option<Upper>,
@@ -158,8 +163,8 @@ impl LayerStack {
         &self.options
     }
 
-    /// Pure checks (no syscalls), each failure an [`Error::Invalid`](crate::Error::Invalid)
-    /// naming the field, the value and the reason:
+    /// Pure checks (no syscalls), each failure a [`ValidationError`] naming the field and the
+    /// value (wrapped in [`Error::Invalid`](crate::Error::Invalid) where a mount refuses it):
     ///
     /// - at least one lower layer, and at least two when there is no upper (the kernel
     ///   refuses a read-only stack of one layer); at most [`MAX_LOWER_LAYERS`];
@@ -176,44 +181,31 @@ impl LayerStack {
     ///
     /// Checks are lexical: two different spellings of one directory through a symlink are
     /// caught by the kernel at mount time instead (`ELOOP`, "overlapping lowerdir path").
-    pub fn validate(&self) -> Result<(), crate::Error> {
+    pub fn validate(&self) -> Result<(), ValidationError> {
         let n = self.lowers.len();
         if n == 0 {
-            return Err(invalid("lowers", "[]", "at least one lower layer is needed"));
+            return Err(ValidationError::NoLowers);
         }
         if n > MAX_LOWER_LAYERS {
-            return Err(invalid(
-                "lowers",
-                format!("{n} layers"),
-                format!("the kernel stacks at most {MAX_LOWER_LAYERS} lower layers (OVL_MAX_STACK)"),
-            ));
+            return Err(ValidationError::TooManyLowers { count: n });
         }
         let has_upper = !matches!(self.upper_layer(), Upper::None);
         if !has_upper && n == 1 {
-            return Err(invalid(
-                "lowers",
-                "1 layer",
-                "a read-only stack (no upper) needs at least two lower layers: the kernel refuses one \
-                 (\"at least 2 lowerdir are needed while upperdir nonexistent\"); add a layer or an upper",
-            ));
+            return Err(ValidationError::SingleLowerWithoutUpper);
         }
-        let mut dirs: Vec<(Cow<'_, [u8]>, Role)> = Vec::with_capacity(n + 2);
+        let mut dirs: Vec<(Cow<'_, [u8]>, StackDir)> = Vec::with_capacity(n + 2);
         for (i, l) in self.lowers.iter().enumerate() {
-            dirs.push((checked_dir("lower", l)?, Role::Lower(i)));
+            dirs.push((checked_dir("lower", l)?, StackDir::Lower(i)));
         }
         match self.upper_layer() {
             Upper::None => {}
             Upper::Dir { upper, work } => {
-                dirs.push((checked_dir("upper", upper)?, Role::Upper));
-                dirs.push((checked_dir("work", work)?, Role::Work));
+                dirs.push((checked_dir("upper", upper)?, StackDir::Upper));
+                dirs.push((checked_dir("work", work)?, StackDir::Work));
             }
             Upper::Tmpfs { size } => {
                 if *size == Some(0) {
-                    return Err(invalid(
-                        "tmpfs size",
-                        "0",
-                        "tmpfs reads size=0 as unlimited; give None for the kernel default (half of RAM)",
-                    ));
+                    return Err(ValidationError::TmpfsSizeZero);
                 }
             }
         }
@@ -223,7 +215,7 @@ impl LayerStack {
 }
 
 /// Refuses the first pair of `dirs` (lexical paths) where one is or contains the other.
-fn check_overlaps(mut dirs: Vec<(Cow<'_, [u8]>, Role)>) -> Result<(), crate::Error> {
+fn check_overlaps(mut dirs: Vec<(Cow<'_, [u8]>, StackDir)>) -> Result<(), ValidationError> {
     // With `/` ordered before every other byte, every directory below `a` sorts right
     // after `a` (before any sibling such as `a-b`): checking neighbours finds every equal
     // or nested pair in O(n log n).
@@ -231,115 +223,59 @@ fn check_overlaps(mut dirs: Vec<(Cow<'_, [u8]>, Role)>) -> Result<(), crate::Err
     for pair in dirs.windows(2) {
         let ((outer, outer_role), (inner, inner_role)) = (&pair[0], &pair[1]);
         if is_within(inner, outer) {
-            let how = if inner == outer { "the same directory as" } else { "inside" };
-            let shown = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-            return Err(invalid(
-                inner_role.field(),
-                shown(inner),
-                format!(
-                    "{} is {how} {} {:?}: overlay layers must not overlap",
-                    inner_role.describe(),
-                    outer_role.describe(),
-                    shown(outer)
-                ),
-            ));
+            let path = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
+            return Err(ValidationError::Overlap {
+                dir: *inner_role,
+                path: path(inner),
+                other: *outer_role,
+                other_path: path(outer),
+                same: inner == outer,
+            });
         }
     }
     Ok(())
 }
 
 impl LayerStack {
-    fn check_options(&self, has_upper: bool) -> Result<(), crate::Error> {
+    fn check_options(&self, has_upper: bool) -> Result<(), ValidationError> {
         let o = &self.options;
         if o.volatile && !has_upper {
-            return Err(invalid(
-                "options.volatile",
-                "true",
-                "volatile only changes how the upper layer is synced; the kernel ignores it on a read-only stack",
-            ));
+            return Err(ValidationError::OptionNeedsUpper { option: "volatile" });
         }
         if o.index == Some(true) && !has_upper {
-            return Err(invalid(
-                "options.index",
-                "on",
-                "the inode index lives in the work dir; the kernel ignores index=on on a read-only stack",
-            ));
+            return Err(ValidationError::OptionNeedsUpper { option: "index" });
         }
         if o.metacopy == Some(true) {
-            if let Some(r) = o.redirect_dir.filter(|r| *r != RedirectDir::On) {
-                return Err(invalid(
-                    "options.metacopy",
-                    format!("on with redirect_dir={}", r.as_str()),
-                    "metacopy=on needs redirect_dir=on (or unset: the kernel then turns it on); \
-                     the kernel refuses this pair",
-                ));
+            if let Some(redirect_dir) = o.redirect_dir.filter(|r| *r != RedirectDir::On) {
+                return Err(ValidationError::MetacopyRedirect { redirect_dir });
             }
             if o.userxattr {
-                return Err(invalid(
-                    "options.metacopy",
-                    "on with userxattr",
-                    "the kernel refuses metacopy=on together with userxattr",
-                ));
+                return Err(ValidationError::MetacopyUserxattr);
             }
         }
         if o.userxattr {
-            if let Some(r) = o.redirect_dir.filter(|r| *r != RedirectDir::NoFollow) {
-                return Err(invalid(
-                    "options.redirect_dir",
-                    format!("{} with userxattr", r.as_str()),
-                    "userxattr needs redirect_dir=nofollow (or unset); the kernel refuses on/follow, and \
-                     turns off into follow when redirect_always_follow is set (the default)",
-                ));
+            if let Some(redirect_dir) = o.redirect_dir.filter(|r| *r != RedirectDir::NoFollow) {
+                return Err(ValidationError::UserxattrRedirect { redirect_dir });
             }
         }
         Ok(())
     }
 }
 
-/// Which part of a stack a path is (for error messages).
-#[derive(Debug, Clone, Copy)]
-enum Role {
-    Lower(usize),
-    Upper,
-    Work,
-}
-
-impl Role {
-    fn field(self) -> &'static str {
-        match self {
-            Role::Lower(_) => "lower",
-            Role::Upper => "upper",
-            Role::Work => "work",
-        }
-    }
-
-    fn describe(self) -> String {
-        match self {
-            Role::Lower(i) => format!("lower layer {i} (0 = bottom)"),
-            Role::Upper => "the upper dir".to_owned(),
-            Role::Work => "the work dir".to_owned(),
-        }
-    }
-}
-
-pub(crate) fn invalid(what: &'static str, value: impl Into<String>, reason: impl Into<String>) -> crate::Error {
-    crate::Error::Invalid { what, value: value.into(), reason: reason.into() }
-}
-
 /// Checks one directory path (non-empty, absolute, no NUL, no `..`) and returns its lexical
 /// form: without `.` components and repeated or trailing slashes (the directory `Path`'s
 /// component comparison sees), borrowed when already so. One pass over the bytes.
-pub(crate) fn checked_dir<'a>(what: &'static str, path: &'a Path) -> Result<Cow<'a, [u8]>, crate::Error> {
+pub(crate) fn checked_dir<'a>(field: &'static str, path: &'a Path) -> Result<Cow<'a, [u8]>, ValidationError> {
     let bytes = path.as_os_str().as_bytes();
-    let fail = |reason: &str| Err(invalid(what, path.display().to_string(), reason));
+    let fail = |problem| Err(ValidationError::Path { field, path: path.to_owned(), problem });
     if bytes.is_empty() {
-        return fail("empty path");
+        return fail(PathProblem::Empty);
     }
     if bytes[0] != b'/' {
-        return fail("must be absolute (a relative path would depend on the caller's working directory)");
+        return fail(PathProblem::Relative);
     }
     if bytes.contains(&0) {
-        return fail("contains a NUL byte");
+        return fail(PathProblem::Nul);
     }
     let n = bytes.len();
     let mut clean = true;
@@ -347,7 +283,7 @@ pub(crate) fn checked_dir<'a>(what: &'static str, path: &'a Path) -> Result<Cow<
         match (bytes.get(i + 1), bytes.get(i + 2), bytes.get(i + 3)) {
             (None, ..) => clean &= n == 1,
             (Some(b'/'), ..) | (Some(b'.'), None | Some(b'/'), _) => clean = false,
-            (Some(b'.'), Some(b'.'), None | Some(b'/')) => return fail("has a `..` component: give a normalized path"),
+            (Some(b'.'), Some(b'.'), None | Some(b'/')) => return fail(PathProblem::ParentDir),
             _ => {}
         }
     }
@@ -366,8 +302,8 @@ pub(crate) fn checked_dir<'a>(what: &'static str, path: &'a Path) -> Result<Cow<
 }
 
 /// [`checked_dir`] without the lexical form.
-pub(crate) fn check_dir(what: &'static str, path: &Path) -> Result<(), crate::Error> {
-    checked_dir(what, path).map(drop)
+pub(crate) fn check_dir(field: &'static str, path: &Path) -> Result<(), ValidationError> {
+    checked_dir(field, path).map(drop)
 }
 
 /// Byte order with `/` first, so a directory's descendants directly follow it.

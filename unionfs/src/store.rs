@@ -1,15 +1,17 @@
 //! The content-addressed layer store; see [`LayerStore`].
 
-use std::ffi::OsStr;
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rustix::io::Errno;
 use sha2::{Digest as _, Sha256};
 
+use nook_ns::statefile::{LockFile, sync_dir, write_atomic};
+
+use crate::error::SysContext;
 use crate::fsutil::remove_tree;
-use crate::{ApplyOptions, Error, LayerStack, Result, Upper, WhiteoutFormat};
+use crate::{ApplyOptions, DigestProblem, Error, LayerStack, Result, Upper, ValidationError, WhiteoutFormat};
 
 /// A `sha256:<64 hex>` digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -46,14 +48,13 @@ impl Digest {
 
     /// Parses `sha256:<64 lowercase hex>`.
     pub fn parse(s: &str) -> Result<Digest> {
-        let invalid =
-            |reason: &str| Error::Invalid { what: "digest", value: s.to_string(), reason: reason.to_string() };
-        let hex = s.strip_prefix(SHA256_PREFIX).ok_or_else(|| invalid("must start with sha256:"))?;
+        let invalid = |problem| Error::from(ValidationError::Digest { value: s.to_owned(), problem });
+        let hex = s.strip_prefix(SHA256_PREFIX).ok_or_else(|| invalid(DigestProblem::Prefix))?;
         if hex.len() != 64 {
-            return Err(invalid("must have 64 hex digits"));
+            return Err(invalid(DigestProblem::Length));
         }
         if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(invalid("must be lowercase hex"));
+            return Err(invalid(DigestProblem::NotLowercaseHex));
         }
         Ok(Digest(s.to_string()))
     }
@@ -106,6 +107,7 @@ pub fn chain_id_of(diff_ids: &[Digest]) -> Option<Digest> {
 
 /// A layer in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Layer {
     /// DiffID.
     pub diff_id: Digest,
@@ -121,6 +123,7 @@ pub struct Layer {
 
 /// A container's read-write layer: paths and a stack ready to mount at `merged`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ContainerLayer {
     /// Its id.
     pub id: String,
@@ -189,12 +192,12 @@ fn parse_process_tag(name: &str) -> Option<(u32, u64)> {
     Some((pid.parse().ok()?, start.parse().ok()?))
 }
 
-/// A process's start time in clock ticks since boot (`/proc/PID/stat` field 22), if it exists.
+/// A process's start time in clock ticks since boot (`/proc/PID/stat` field 22, parsed by
+/// `procfs-core`), if it exists.
 fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from the last `)`.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    use procfs_core::FromRead;
+    let stat = procfs_core::process::Stat::from_file(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat.starttime)
 }
 
 fn not_found(id: &Digest) -> Error {
@@ -210,13 +213,13 @@ impl LayerStore {
     pub fn open(root: impl AsRef<Path>) -> Result<LayerStore> {
         use std::os::unix::fs::DirBuilderExt;
         let root = root.as_ref();
-        std::fs::create_dir_all(root).map_err(|e| Error::sys("mkdir", root, e))?;
+        std::fs::create_dir_all(root).sys_at("mkdir", root)?;
         for sub in ["layers", "containers", "tmp"] {
             let p = root.join(sub);
             match std::fs::DirBuilder::new().mode(0o700).create(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && p.is_dir() => {}
-                Err(e) => return Err(Error::sys("mkdir", &p, e)),
+                Err(e) => return Err(Error::sys_at("mkdir", &p, e)),
             }
         }
         Ok(LayerStore { root: root.to_path_buf() })
@@ -235,24 +238,14 @@ impl LayerStore {
         self.root.join("containers").join(id)
     }
 
-    /// Takes the store's lock (`flock` on `ROOT/.lock`, a new open file description per call,
-    /// so threads of one process exclude each other too): exclusive for [`LayerStore::remove`],
-    /// shared for the steps that make something depend on a layer (placing a layer on its
-    /// parent, creating a container on it). Held only around those short steps, never while a
-    /// layer is being extracted.
-    fn lock(&self, exclusive: bool) -> Result<std::fs::File> {
+    /// Takes the store's lock (nook-ns's [`LockFile`]: `flock` on `ROOT/.lock`, a new open
+    /// file description per call, so threads of one process exclude each other too; `EINTR`
+    /// retried): exclusive for [`LayerStore::remove`], shared for the steps that make
+    /// something depend on a layer (placing a layer on its parent, creating a container on
+    /// it). Held only around those short steps, never while a layer is being extracted.
+    fn lock(&self, exclusive: bool) -> Result<LockFile> {
         let path = self.root.join(".lock");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::sys("open", &path, e))?;
-        let mode =
-            if exclusive { rustix::fs::FlockOperation::LockExclusive } else { rustix::fs::FlockOperation::LockShared };
-        rustix::fs::flock(&file, mode).map_err(|e| Error::sys("flock", &path, e.into()))?;
-        Ok(file)
+        Ok(if exclusive { LockFile::exclusive(path)? } else { LockFile::shared(path)? })
     }
 
     /// A fresh private directory under `ROOT/tmp`.
@@ -267,7 +260,7 @@ impl LayerStore {
             match std::fs::create_dir(&p) {
                 Ok(()) => return Ok(p),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::sys("mkdir", &p, e)),
+                Err(e) => return Err(Error::sys_at("mkdir", &p, e)),
             }
         }
     }
@@ -281,11 +274,15 @@ impl LayerStore {
     /// process's `/proc`: if processes of another pid namespace also use this store, they are
     /// invisible here and their work in progress would look abandoned — call it only where
     /// every user of the store shares the caller's pid namespace.
+    ///
+    /// A failure to remove one entry does not stop the others; if any failed, the error is
+    /// that failure, or [`Error::Teardown`] listing all of them.
     pub fn clean_tmp(&self) -> Result<usize> {
         let tmp = self.root.join("tmp");
         let mut removed = 0;
-        for entry in std::fs::read_dir(&tmp).map_err(|e| Error::sys("read dir", &tmp, e))? {
-            let entry = entry.map_err(|e| Error::sys("read dir", &tmp, e))?;
+        let mut errors = Vec::new();
+        for entry in std::fs::read_dir(&tmp).sys_at("read dir", &tmp)? {
+            let entry = entry.sys_at("read dir", &tmp)?;
             let name = entry.file_name();
             let Some((pid, start)) = name.to_str().and_then(parse_process_tag) else {
                 continue;
@@ -296,11 +293,15 @@ impl LayerStore {
             let path = entry.path();
             match remove_tree(&path) {
                 Ok(()) => removed += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::sys("remove", &path, e)),
+                Err(Errno::NOENT) => {}
+                Err(e) => errors.push(Error::sys_at("remove", &path, e)),
             }
         }
-        Ok(removed)
+        match errors.len() {
+            0 => Ok(removed),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Teardown { what: format!("abandoned entries of {}", tmp.display()), errors }),
+        }
     }
 
     /// Applies a layer tar on top of `parent` (atomically: applied into a temp dir, renamed
@@ -316,7 +317,7 @@ impl LayerStore {
             // `tmp` itself was renamed into place.
             return Ok(layer);
         }
-        let cleanup = remove_tree(&tmp).map_err(|e| Error::sys("remove", &tmp, e));
+        let cleanup = remove_tree(&tmp).sys_at("remove", &tmp);
         let r = match r {
             Ok(Placed::New(_)) => unreachable!(),
             Ok(Placed::Existing(chain)) => self.layer(&chain),
@@ -339,7 +340,7 @@ impl LayerStore {
         options: ApplyOptions<'_>,
     ) -> Result<Placed> {
         let diff = tmp.join("diff");
-        std::fs::create_dir(&diff).map_err(|e| Error::sys("mkdir", &diff, e))?;
+        std::fs::create_dir(&diff).sys_at("mkdir", &diff)?;
         let applied = crate::apply_layer(input, &diff, options)?;
         let chain = chain_id(parent, &applied.diff_id);
         let dest = self.layer_dir(&chain);
@@ -364,8 +365,9 @@ impl LayerStore {
             Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY)) => {
                 return Ok(Placed::Existing(chain));
             }
-            Err(e) => return Err(Error::sys("rename", tmp, e)),
+            Err(e) => return Err(Error::sys_at("rename", tmp, e)),
         }
+        sync_dir(self.root.join("layers"))?;
         Ok(Placed::New(Layer {
             diff_id: applied.diff_id,
             chain_id: chain,
@@ -393,11 +395,11 @@ impl LayerStore {
         let diff_id = match std::fs::read_to_string(&diff_id_path) {
             Ok(s) => parse_digest_file(&diff_id_path, &s)?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(not_found(chain_id)),
-            Err(e) => return Err(Error::sys("read", &diff_id_path, e)),
+            Err(e) => return Err(Error::sys_at("read", &diff_id_path, e)),
         };
         let size_path = dir.join("size");
         let size = std::fs::read_to_string(&size_path)
-            .map_err(|e| Error::sys("read", &size_path, e))?
+            .sys_at("read", &size_path)?
             .trim()
             .parse::<u64>()
             .map_err(|e| Error::Corrupt { path: size_path.clone(), detail: e.to_string() })?;
@@ -405,7 +407,7 @@ impl LayerStore {
         let parent = match std::fs::read_to_string(&parent_path) {
             Ok(s) => Some(parse_digest_file(&parent_path, &s)?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::sys("read", &parent_path, e)),
+            Err(e) => return Err(Error::sys_at("read", &parent_path, e)),
         };
         if self::chain_id(parent.as_ref(), &diff_id) != *chain_id {
             return Err(Error::Corrupt {
@@ -420,8 +422,8 @@ impl LayerStore {
     pub fn layers(&self) -> Result<Vec<Layer>> {
         let dir = self.root.join("layers");
         let mut out = Vec::new();
-        for ent in std::fs::read_dir(&dir).map_err(|e| Error::sys("readdir", &dir, e))? {
-            let ent = ent.map_err(|e| Error::sys("readdir", &dir, e))?;
+        for ent in std::fs::read_dir(&dir).sys_at("readdir", &dir)? {
+            let ent = ent.sys_at("readdir", &dir)?;
             let name = ent.file_name();
             let Some(id) = name.to_str().and_then(|n| Digest::from_hex(n).ok()) else { continue };
             match self.layer(&id) {
@@ -478,8 +480,8 @@ impl LayerStore {
         let dir = self.layer_dir(chain_id);
         let tmp = self.tmp_dir()?;
         let doomed = tmp.join("layer");
-        std::fs::rename(&dir, &doomed).map_err(|e| Error::sys("rename", &dir, e))?;
-        remove_tree(&tmp).map_err(|e| Error::sys("remove", &tmp, e))
+        std::fs::rename(&dir, &doomed).sys_at("rename", &dir)?;
+        remove_tree(&tmp).sys_at("remove", &tmp)
     }
 
     /// Creates a container layer `id` on top of `parent`: `upper`, `work` and `merged` dirs
@@ -495,31 +497,27 @@ impl LayerStore {
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(Error::Invalid {
-                    what: "container id",
-                    value: id.to_string(),
-                    reason: "a container with this id exists".into(),
-                });
+                return Err(ValidationError::ContainerExists { id: id.to_owned() }.into());
             }
-            Err(e) => return Err(Error::sys("mkdir", &dir, e)),
+            Err(e) => return Err(Error::sys_at("mkdir", &dir, e)),
         }
         let r = (|| {
             for sub in ["upper", "work", "merged"] {
                 let p = dir.join(sub);
-                std::fs::create_dir(&p).map_err(|e| Error::sys("mkdir", &p, e))?;
+                std::fs::create_dir(&p).sys_at("mkdir", &p)?;
             }
             match parent {
                 Some(p) => write_file(&dir.join("parent"), p.as_str()),
                 None => {
                     let p = dir.join("empty");
-                    std::fs::create_dir(&p).map_err(|e| Error::sys("mkdir", &p, e))
+                    std::fs::create_dir(&p).sys_at("mkdir", &p)
                 }
             }
         })();
         if let Err(e) = r {
             return match remove_tree(&dir) {
                 Ok(()) => Err(e),
-                Err(c) => Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![Error::sys("remove", &dir, c)] }),
+                Err(c) => Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![Error::sys_at("remove", &dir, c)] }),
             };
         }
         self.container(id)
@@ -530,11 +528,7 @@ impl LayerStore {
         validate_container_id(id)?;
         let dir = self.container_dir(id);
         if !dir.is_dir() {
-            return Err(Error::Invalid {
-                what: "container id",
-                value: id.to_string(),
-                reason: "no such container".into(),
-            });
+            return Err(Error::from(ValidationError::NoSuchContainer { id: id.to_owned() }));
         }
         let parent = self.container_parent(id)?;
         let mut stack = match &parent {
@@ -554,8 +548,8 @@ impl LayerStore {
     pub fn container_ids(&self) -> Result<Vec<String>> {
         let dir = self.root.join("containers");
         let mut ids = Vec::new();
-        for ent in std::fs::read_dir(&dir).map_err(|e| Error::sys("readdir", &dir, e))? {
-            let ent = ent.map_err(|e| Error::sys("readdir", &dir, e))?;
+        for ent in std::fs::read_dir(&dir).sys_at("readdir", &dir)? {
+            let ent = ent.sys_at("readdir", &dir)?;
             if let Some(n) = ent.file_name().to_str() {
                 ids.push(n.to_string());
             }
@@ -569,7 +563,7 @@ impl LayerStore {
         match std::fs::read_to_string(&p) {
             Ok(s) => Ok(Some(parse_digest_file(&p, &s)?)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::sys("read", &p, e)),
+            Err(e) => Err(Error::sys_at("read", &p, e)),
         }
     }
 
@@ -581,23 +575,15 @@ impl LayerStore {
         let merged = dir.join("merged");
         if let (Ok(a), Ok(b)) = (rustix::fs::stat(&dir), rustix::fs::stat(&merged)) {
             if a.st_dev != b.st_dev {
-                return Err(Error::Invalid {
-                    what: "container id",
-                    value: id.to_string(),
-                    reason: format!("{} is still mounted", merged.display()),
-                });
+                return Err(ValidationError::ContainerMounted { id: id.to_owned(), merged }.into());
             }
         }
         if !dir.exists() {
-            return Err(Error::Invalid {
-                what: "container id",
-                value: id.to_string(),
-                reason: "no such container".into(),
-            });
+            return Err(Error::from(ValidationError::NoSuchContainer { id: id.to_owned() }));
         }
         let tmp = self.tmp_dir()?;
-        std::fs::rename(&dir, tmp.join("container")).map_err(|e| Error::sys("rename", &dir, e))?;
-        remove_tree(&tmp).map_err(|e| Error::sys("remove", &tmp, e))
+        std::fs::rename(&dir, tmp.join("container")).sys_at("rename", &dir)?;
+        remove_tree(&tmp).sys_at("remove", &tmp)
     }
 
     /// Writes `f` into a fresh file under `ROOT/tmp` and returns its path (for commit).
@@ -605,9 +591,9 @@ impl LayerStore {
         let dir = self.tmp_dir()?;
         let path = dir.join("layer.tar");
         let r = (|| {
-            let mut file = std::fs::File::create_new(&path).map_err(|e| Error::sys("create", &path, e))?;
+            let mut file = std::fs::File::create_new(&path).sys_at("create", &path)?;
             let v = f(&mut file)?;
-            file.flush().map_err(|e| Error::sys("write", &path, e))?;
+            file.flush().sys_at("write", &path)?;
             Ok(v)
         })();
         match r {
@@ -632,29 +618,17 @@ fn validate_container_id(id: &str) -> Result<()> {
         && id.len() <= 128
         && id.as_bytes()[0].is_ascii_alphanumeric()
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Invalid {
-            what: "container id",
-            value: id.to_string(),
-            reason: "must match [A-Za-z0-9][A-Za-z0-9_.-]{0,127}".into(),
-        })
-    }
+    if ok { Ok(()) } else { Err(ValidationError::ContainerId { id: id.to_owned() }.into()) }
 }
 
 fn parse_digest_file(path: &Path, s: &str) -> Result<Digest> {
     Digest::parse(s.trim()).map_err(|e| Error::Corrupt { path: path.to_path_buf(), detail: e.to_string() })
 }
 
-/// Writes a small file in a directory not yet visible (or atomically via a temp + rename).
+/// Writes a small metadata file atomically and durably (nook-ns's [`write_atomic`]: a temp
+/// file, `fsync`, `rename`, `fsync` of the dir).
 fn write_file(path: &Path, contents: &str) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().map(OsStr::as_bytes).map(String::from_utf8_lossy).unwrap_or_default()
-    ));
-    std::fs::write(&tmp, contents).map_err(|e| Error::sys("write", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::sys("rename", &tmp, e))
+    Ok(write_atomic(path, contents.as_bytes())?)
 }
 
 #[cfg(test)]

@@ -30,9 +30,10 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
 use rustix::io::Errno;
 
+use crate::error::SysContext;
 use crate::fsutil::{self, XTarget};
 use crate::view::{EntryKind, Merged, UnionView};
-use crate::{Error, LayerStack, Result, Upper, WhiteoutFormat};
+use crate::{Error, LayerStack, Result, Upper, ValidationError, WhiteoutFormat};
 
 /// Copies the union of `layers` (bottom first, in `format`) into the empty dir `target`,
 /// keeping modes, owners, timestamps, xattrs (except overlay's own), symlinks, hardlinks
@@ -45,10 +46,6 @@ pub fn materialize(layers: &[&Path], format: WhiteoutFormat, target: &Path) -> R
 /// Whether an xattr is overlay's own (never copied).
 pub fn is_overlay_xattr(name: &OsStr) -> bool {
     crate::whiteout::is_overlay_xattr_name(name.as_bytes())
-}
-
-fn sys(op: &'static str, path: impl Into<PathBuf>, e: Errno) -> Error {
-    Error::sys(op, path, e.into())
 }
 
 enum Frame {
@@ -70,14 +67,10 @@ struct Copier<'a> {
 impl<'a> Copier<'a> {
     fn new(view: &'a UnionView, target: &'a Path) -> Result<Copier<'a>> {
         let roots = view.open_roots()?;
-        let tfd = fsutil::open_root(target).map_err(|e| sys("open", target, e))?;
-        let present = fsutil::list_dir_sorted(tfd.as_fd()).map_err(|e| sys("getdents", target, e))?;
+        let tfd = fsutil::open_root(target).sys_at("open", target)?;
+        let present = fsutil::list_dir_sorted(tfd.as_fd()).sys_at("getdents", target)?;
         if !present.is_empty() {
-            return Err(Error::Invalid {
-                what: "materialize target",
-                value: target.display().to_string(),
-                reason: "the directory is not empty".into(),
-            });
+            return Err(ValidationError::TargetNotEmpty { path: target.to_owned() }.into());
         }
         Ok(Copier { view, roots, target, tfd, links: HashMap::new() })
     }
@@ -109,14 +102,14 @@ impl<'a> Copier<'a> {
     fn copy_dir_entries(&mut self, rel: &Path, layers: &[usize]) -> Result<Vec<(PathBuf, Vec<usize>, usize)>> {
         let stack = self.view.open_stack(&self.roots, rel, layers)?;
         let merged = self.view.merged(rel, &stack, true)?;
-        let dst = fsutil::open_beneath(self.tfd.as_fd(), rel).map_err(|e| sys("openat2", self.target.join(rel), e))?;
+        let dst = fsutil::open_beneath(self.tfd.as_fd(), rel).sys_with("openat2", || self.target.join(rel))?;
         let mut subdirs = Vec::new();
         for (name, m) in merged {
             let src = stack.iter().find(|(l, _)| *l == m.layer).map(|(_, fd)| fd.as_fd()).expect("layer in stack");
             let p = rel.join(&name);
             if m.kind == EntryKind::Dir {
                 rustix::fs::mkdirat(dst.as_fd(), &name, Mode::from_raw_mode(0o700))
-                    .map_err(|e| sys("mkdirat", self.target.join(&p), e))?;
+                    .sys_with("mkdirat", || self.target.join(&p))?;
                 subdirs.push((p, m.sub, m.layer));
             } else {
                 self.copy_nondir(src, &name, &m, dst.as_fd(), &p)?;
@@ -140,7 +133,7 @@ impl<'a> Copier<'a> {
         if st.st_nlink > 1 {
             if let Some(first) = self.links.get(&key) {
                 return rustix::fs::linkat(self.tfd.as_fd(), first, dst_dir, name, AtFlags::empty())
-                    .map_err(|e| sys("linkat", &dpath, e));
+                    .sys_at("linkat", &dpath);
             }
         }
         match m.kind {
@@ -151,10 +144,10 @@ impl<'a> Copier<'a> {
                     OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
                     Mode::empty(),
                 )
-                .map_err(|e| sys("openat", &spath, e))?;
-                let now = rustix::fs::fstat(&src).map_err(|e| sys("fstat", &spath, e))?;
+                .sys_at("openat", &spath)?;
+                let now = rustix::fs::fstat(&src).sys_at("fstat", &spath)?;
                 if (now.st_dev, now.st_ino) != key || fsutil::kind_of(&now) != FileType::RegularFile {
-                    return Err(sys("openat (changed while copying)", &spath, Errno::STALE));
+                    return Err(Error::sys_at("openat (changed while copying)", &spath, Errno::STALE));
                 }
                 let src = File::from(src);
                 let dst = rustix::fs::openat(
@@ -163,15 +156,14 @@ impl<'a> Copier<'a> {
                     OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
-                .map_err(|e| sys("create", &dpath, e))?;
+                .sys_at("create", &dpath)?;
                 let dst = File::from(dst);
                 copy_data(&src, &dst, &spath, &dpath)?;
                 copy_attrs(Some(XTarget::Fd(src.as_fd())), XTarget::Fd(dst.as_fd()), st, &spath, &dpath)?;
             }
             EntryKind::Symlink => {
-                let target =
-                    rustix::fs::readlinkat(src_dir, name, Vec::new()).map_err(|e| sys("readlinkat", &spath, e))?;
-                rustix::fs::symlinkat(target.as_c_str(), dst_dir, name).map_err(|e| sys("symlinkat", &dpath, e))?;
+                let target = rustix::fs::readlinkat(src_dir, name, Vec::new()).sys_at("readlinkat", &spath)?;
+                rustix::fs::symlinkat(target.as_c_str(), dst_dir, name).sys_at("symlinkat", &dpath)?;
                 copy_attrs(Some(XTarget::At(src_dir, name)), XTarget::At(dst_dir, name), st, &spath, &dpath)?;
             }
             EntryKind::Other => {
@@ -184,7 +176,7 @@ impl<'a> Copier<'a> {
                     {
                         return Err(Error::MknodDenied { path: dpath, source: e.into() });
                     }
-                    Err(e) => return Err(sys("mknodat", &dpath, e)),
+                    Err(e) => return Err(Error::sys_at("mknodat", &dpath, e)),
                 }
                 copy_attrs(Some(XTarget::At(src_dir, name)), XTarget::At(dst_dir, name), st, &spath, &dpath)?;
             }
@@ -200,9 +192,9 @@ impl<'a> Copier<'a> {
     fn finish_dir(&self, rel: &Path, layer: usize) -> Result<()> {
         let spath = self.layer_path(layer, rel);
         let dpath = self.target.join(rel);
-        let src = fsutil::open_beneath(self.roots[layer].as_fd(), rel).map_err(|e| sys("openat2", &spath, e))?;
-        let st = rustix::fs::fstat(&src).map_err(|e| sys("fstat", &spath, e))?;
-        let dst = fsutil::open_beneath(self.tfd.as_fd(), rel).map_err(|e| sys("openat2", &dpath, e))?;
+        let src = fsutil::open_beneath(self.roots[layer].as_fd(), rel).sys_at("openat2", &spath)?;
+        let st = rustix::fs::fstat(&src).sys_at("fstat", &spath)?;
+        let dst = fsutil::open_beneath(self.tfd.as_fd(), rel).sys_at("openat2", &dpath)?;
         copy_attrs(Some(XTarget::Fd(src.as_fd())), XTarget::Fd(dst.as_fd()), &st, &spath, &dpath)
     }
 }
@@ -219,10 +211,10 @@ fn copy_data(src: &File, dst: &File, spath: &Path, dpath: &Path) -> Result<()> {
             Ok(n) => copied += n as u64,
             Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM) if copied == 0 => break,
             Err(Errno::INTR) => {}
-            Err(e) => return Err(sys("copy_file_range", dpath, e)),
+            Err(e) => return Err(Error::sys_at("copy_file_range", dpath, e)),
         }
     }
-    std::io::copy(&mut &*src, &mut &*dst).map(drop).map_err(|e| Error::sys("read/write copy", spath, e))
+    std::io::copy(&mut &*src, &mut &*dst).map(drop).sys_at("read/write copy", spath)
 }
 
 fn times_of(st: &Stat) -> Timestamps {
@@ -248,9 +240,9 @@ fn copy_attrs(src: Option<XTarget<'_>>, dst: XTarget<'_>, st: &Stat, spath: &Pat
             XTarget::Fd(fd) => rustix::fs::fstat(fd),
             XTarget::At(d, n) => rustix::fs::statat(d, n, AtFlags::SYMLINK_NOFOLLOW),
         }
-        .map_err(|e| sys("fstat", dpath, e))?;
+        .sys_at("fstat", dpath)?;
         if e != Errno::PERM || cur.st_uid != st.st_uid || cur.st_gid != st.st_gid {
-            return Err(sys("chown", dpath, e));
+            return Err(Error::sys_at("chown", dpath, e));
         }
     }
     if ft != FileType::Symlink {
@@ -259,14 +251,14 @@ fn copy_attrs(src: Option<XTarget<'_>>, dst: XTarget<'_>, st: &Stat, spath: &Pat
             XTarget::Fd(fd) => rustix::fs::fchmod(fd, mode),
             XTarget::At(d, n) => rustix::fs::chmodat(d, n, mode, AtFlags::empty()),
         }
-        .map_err(|e| sys("chmod", dpath, e))?;
+        .sys_at("chmod", dpath)?;
     }
     if let Some(src) = src {
-        for (key, value) in fsutil::read_xattrs(src).map_err(|e| sys("listxattr", spath, e))? {
+        for (key, value) in fsutil::read_xattrs(src).sys_at("listxattr", spath)? {
             if is_overlay_xattr(&key) {
                 continue;
             }
-            fsutil::set_xattr(dst, &key, &value).map_err(|e| sys("setxattr", dpath, e))?;
+            fsutil::set_xattr(dst, &key, &value).sys_at("setxattr", dpath)?;
         }
     }
     let times = times_of(st);
@@ -274,7 +266,7 @@ fn copy_attrs(src: Option<XTarget<'_>>, dst: XTarget<'_>, st: &Stat, spath: &Pat
         XTarget::Fd(fd) => rustix::fs::futimens(fd, &times),
         XTarget::At(d, n) => rustix::fs::utimensat(d, n, &times, AtFlags::SYMLINK_NOFOLLOW),
     }
-    .map_err(|e| sys("utimensat", dpath, e))
+    .sys_at("utimensat", dpath)
 }
 
 /// The copy driver.
@@ -297,11 +289,7 @@ impl Vfs {
             layers.push(upper.clone());
         }
         if layers.is_empty() {
-            return Err(Error::Invalid {
-                what: "stack",
-                value: String::new(),
-                reason: "the copy driver needs at least one layer (a lower or an upper dir)".into(),
-            });
+            return Err(ValidationError::NoLayers.into());
         }
         let format =
             if stack.overlay_options().userxattr { WhiteoutFormat::OverlayUserXattr } else { WhiteoutFormat::Overlay };
@@ -328,7 +316,7 @@ impl crate::StorageDriver for Vfs {
     fn mount(&self, stack: &LayerStack, target: &Path) -> Result<crate::MountedStack> {
         match self.materialize_stack(stack, target) {
             Ok(()) => Ok(crate::MountedStack::copied(target.to_owned())),
-            Err(e @ Error::Invalid { .. }) => Err(e),
+            Err(e @ Error::Invalid(_)) => Err(e),
             Err(e) => match remove_copy(target) {
                 Ok(()) => Err(e),
                 Err(c) => Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![c] }),
@@ -338,16 +326,26 @@ impl crate::StorageDriver for Vfs {
 }
 
 /// Deletes everything under `target` (symlinks are removed, never followed), keeping `target`.
+/// An entry that cannot be removed does not stop the others: the error is that failure, or
+/// [`Error::Teardown`] listing all of them.
 pub(crate) fn remove_copy(target: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(target).map_err(|e| Error::sys("read_dir", target, e))?;
+    let entries = std::fs::read_dir(target).sys_at("read_dir", target)?;
+    let mut errors = Vec::new();
     for e in entries {
-        let e = e.map_err(|e| Error::sys("read_dir", target, e))?;
+        let e = e.sys_at("read_dir", target)?;
         let p = e.path();
-        let is_dir = e.file_type().map_err(|e| Error::sys("lstat", &p, e))?.is_dir();
-        if is_dir { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
-            .map_err(|e| Error::sys("remove", &p, e))?;
+        let removed = match e.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&p).sys_at("remove", &p),
+            Ok(_) => std::fs::remove_file(&p).sys_at("remove", &p),
+            Err(err) => Err(Error::sys_at("lstat", &p, err)),
+        };
+        errors.extend(removed.err());
     }
-    Ok(())
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(Error::Teardown { what: format!("the copy at {}", target.display()), errors }),
+    }
 }
 
 #[cfg(test)]
@@ -357,7 +355,7 @@ mod tests {
     #[test]
     fn layers_of_a_stack() {
         let mut s = LayerStack::new();
-        assert!(matches!(Vfs::layers_of(&s), Err(Error::Invalid { .. })));
+        assert!(matches!(Vfs::layers_of(&s), Err(Error::Invalid(crate::ValidationError::NoLayers))));
         s.lowers(["/l0", "/l1"]);
         assert_eq!(
             Vfs::layers_of(&s).unwrap(),

@@ -2,7 +2,7 @@
 //! dirs without mounting (top-down lookup; whiteouts hide; an opaque dir stops descent).
 //!
 //! The rules are overlayfs's (`fs/overlayfs/namei.c`), so the view can serve as the oracle
-//! a kernel mount is checked against (see `tests/view_vs_kernel.rs`):
+//! a kernel mount is checked against (see `tests/it/view_vs_kernel.rs`):
 //!
 //! - A name is looked up in the layers of its parent's merged dir, top first. The first layer
 //!   that has it decides: a whiteout hides it; a non-directory is the entry (and hides all
@@ -40,12 +40,14 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{FileType, Stat};
 use rustix::io::Errno;
 
+use crate::error::SysContext;
 use crate::fsutil;
 use crate::whiteout::{self, OPAQUE_MARKER, WHITEOUT_PREFIX};
-use crate::{Error, Result, WhiteoutFormat};
+use crate::{Error, Result, ValidationError, WhiteoutFormat};
 
 /// What a path resolves to in the union.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ViewEntry {
     /// Index of the layer it comes from (0 = bottom).
     pub layer: usize,
@@ -153,11 +155,7 @@ impl UnionView {
                 Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
                 Component::ParentDir => {
                     if !out.pop() {
-                        return Err(Error::Invalid {
-                            what: "union path",
-                            value: path.display().to_string(),
-                            reason: "`..` climbs above the union root".into(),
-                        });
+                        return Err(ValidationError::UnionPathEscapes { path: path.to_owned() }.into());
                     }
                 }
                 Component::Normal(n) => out.push(n),
@@ -177,10 +175,10 @@ impl UnionView {
         let rel = Self::normalize(path)?;
         let stack = match self.resolve(&rel, true)? {
             Some((e, _)) if e.kind != EntryKind::Dir => {
-                return Err(Error::sys("read_dir", e.real_path, Errno::NOTDIR.into()));
+                return Err(Error::sys_at("read_dir", e.real_path, Errno::NOTDIR));
             }
             Some((_, stack)) => stack,
-            None => return Err(Error::sys("read_dir", rel, Errno::NOENT.into())),
+            None => return Err(Error::sys_at("read_dir", rel, Errno::NOENT)),
         };
         let merged = self.merged(&rel, &stack, false)?;
         Ok(merged
@@ -224,13 +222,9 @@ impl UnionView {
     /// Opens the root of every layer (index = layer).
     pub(crate) fn open_roots(&self) -> Result<Vec<OwnedFd>> {
         if self.layers.is_empty() {
-            return Err(Error::Invalid {
-                what: "layers",
-                value: String::new(),
-                reason: "a union needs at least one layer".into(),
-            });
+            return Err(ValidationError::NoLayers.into());
         }
-        self.layers.iter().map(|l| fsutil::open_root(l).map_err(|e| Error::sys("open", l, e.into()))).collect()
+        self.layers.iter().map(|l| fsutil::open_root(l).sys_at("open", l)).collect()
     }
 
     /// Opens the dir `rel` in each of `layers`.
@@ -240,7 +234,7 @@ impl UnionView {
             .map(|&l| {
                 fsutil::open_beneath(roots[l].as_fd(), rel)
                     .map(|fd| (l, fd))
-                    .map_err(|e| Error::sys("openat2", self.layers[l].join(rel), e.into()))
+                    .sys_with("openat2", || self.layers[l].join(rel))
             })
             .collect()
     }
@@ -304,12 +298,12 @@ impl UnionView {
     /// Looks at `name` in one layer dir. With `open_dir`, a directory is opened and its opacity
     /// read.
     fn probe(&self, dir: BorrowedFd<'_>, name: &OsStr, open_dir: bool, real: &dyn Fn() -> PathBuf) -> Result<Probe> {
-        let st = fsutil::lstat_at(dir, name).map_err(|e| Error::sys("lstat", real(), e.into()))?;
+        let st = fsutil::lstat_at(dir, name).sys_with("lstat", real)?;
         let Some(st) = st else {
             if self.format == WhiteoutFormat::Aufs {
                 let wh = aufs_whiteout(name);
                 if let Some(wh) = wh {
-                    if fsutil::lstat_at(dir, &wh).map_err(|e| Error::sys("lstat", real(), e.into()))?.is_some() {
+                    if fsutil::lstat_at(dir, &wh).sys_with("lstat", real)?.is_some() {
                         return Ok(Probe::Whiteout);
                     }
                 }
@@ -317,21 +311,19 @@ impl UnionView {
             return Ok(Probe::Missing);
         };
         if self.format.is_overlay()
-            && whiteout::is_overlay_whiteout_at(dir, name, &st, self.format)
-                .map_err(|e| Error::sys("lgetxattr", real(), e.into()))?
+            && whiteout::is_overlay_whiteout_at(dir, name, &st, self.format).sys_with("lgetxattr", real)?
         {
             return Ok(Probe::Whiteout);
         }
         let kind = EntryKind::from_rustix(fsutil::kind_of(&st));
         let mut dirinfo = None;
         if open_dir && kind == EntryKind::Dir {
-            let fd = fsutil::open_dir_at(dir, name).map_err(|e| Error::sys("openat", real(), e.into()))?;
-            let mut opaque = whiteout::dir_fd_is_opaque(fd.as_fd(), self.format)
-                .map_err(|e| Error::sys("opaque", real(), e.into()))?;
+            let fd = fsutil::open_dir_at(dir, name).sys_with("openat", real)?;
+            let mut opaque = whiteout::dir_fd_is_opaque(fd.as_fd(), self.format).sys_with("opaque", real)?;
             if !opaque && self.format == WhiteoutFormat::Aufs {
                 // `.wh.X` beside a dir `X` of the same layer: X replaces the dirs below.
                 if let Some(wh) = aufs_whiteout(name) {
-                    opaque = fsutil::lstat_at(dir, &wh).map_err(|e| Error::sys("lstat", real(), e.into()))?.is_some();
+                    opaque = fsutil::lstat_at(dir, &wh).sys_with("lstat", real)?.is_some();
                 }
             }
             dirinfo = Some((fd, opaque));
@@ -351,7 +343,7 @@ impl UnionView {
         for (l, fd) in stack {
             let fd = fd.as_fd();
             let dpath = || self.layers[*l].join(rel);
-            let entries = fsutil::list_dir_sorted(fd).map_err(|e| Error::sys("getdents", dpath(), e.into()))?;
+            let entries = fsutil::list_dir_sorted(fd).sys_with("getdents", dpath)?;
             let mut whiteouts: Vec<OsString> = Vec::new();
             for (name, _) in entries {
                 if self.format == WhiteoutFormat::Aufs && name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
@@ -373,21 +365,19 @@ impl UnionView {
                         continue;
                     }
                 }
-                let Some(st) = fsutil::lstat_at(fd, &name).map_err(|e| Error::sys("lstat", epath(), e.into()))? else {
+                let Some(st) = fsutil::lstat_at(fd, &name).sys_with("lstat", epath)? else {
                     continue;
                 };
                 if self.format.is_overlay()
-                    && whiteout::is_overlay_whiteout_at(fd, &name, &st, self.format)
-                        .map_err(|e| Error::sys("lgetxattr", epath(), e.into()))?
+                    && whiteout::is_overlay_whiteout_at(fd, &name, &st, self.format).sys_with("lgetxattr", epath)?
                 {
                     whiteouts.push(name);
                     continue;
                 }
                 let kind = EntryKind::from_rustix(fsutil::kind_of(&st));
                 let opaque = || -> Result<bool> {
-                    let dfd = fsutil::open_dir_at(fd, &name).map_err(|e| Error::sys("openat", epath(), e.into()))?;
-                    whiteout::dir_fd_is_opaque(dfd.as_fd(), self.format)
-                        .map_err(|e| Error::sys("opaque", epath(), e.into()))
+                    let dfd = fsutil::open_dir_at(fd, &name).sys_with("openat", epath)?;
+                    whiteout::dir_fd_is_opaque(dfd.as_fd(), self.format).sys_with("opaque", epath)
                 };
                 match slots.get_mut(&name) {
                     None => {
@@ -456,7 +446,7 @@ mod tests {
     #[test]
     fn no_layers_is_an_error() {
         let v = UnionView::new(Vec::new(), WhiteoutFormat::Overlay);
-        assert!(matches!(v.lookup(Path::new("x")), Err(Error::Invalid { .. })));
+        assert!(matches!(v.lookup(Path::new("x")), Err(Error::Invalid(ValidationError::NoLayers))));
     }
 
     #[test]

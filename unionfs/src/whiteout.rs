@@ -35,8 +35,9 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
+use crate::error::SysContext;
 use crate::fsutil::{self, XTarget};
-use crate::{Error, Result, UnsafeEntry};
+use crate::{Error, Result, UnsafeEntry, ValidationError};
 
 /// AUFS whiteout prefix.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -150,18 +151,10 @@ pub fn whiteout_target(name: &OsStr) -> Option<&OsStr> {
 /// `/` or NUL, and names too long for a `.wh.` prefix (255 bytes in all).
 pub fn whiteout_name_for(name: &OsStr) -> Result<OsString> {
     if fsutil::bad_component(name) {
-        return Err(Error::Invalid {
-            what: "whiteout name",
-            value: name.to_string_lossy().into_owned(),
-            reason: "must be one path component (not empty, `.`, `..`, no `/` or NUL)".into(),
-        });
+        return Err(ValidationError::WhiteoutName { name: name.to_owned() }.into());
     }
     if name.len() + WHITEOUT_PREFIX.len() > 255 {
-        return Err(Error::Invalid {
-            what: "whiteout name",
-            value: name.to_string_lossy().into_owned(),
-            reason: "too long for a `.wh.` prefix (NAME_MAX is 255)".into(),
-        });
+        return Err(ValidationError::WhiteoutNameTooLong { name: name.to_owned() }.into());
     }
     let mut s = OsString::from(WHITEOUT_PREFIX);
     s.push(name);
@@ -178,16 +171,12 @@ pub fn is_overlay_whiteout(md: &std::fs::Metadata) -> bool {
     md.file_type().is_char_device() && md.rdev() == 0
 }
 
-fn sys(op: &'static str, path: impl Into<PathBuf>, e: Errno) -> Error {
-    Error::sys(op, path, e.into())
-}
-
 /// Creates a whiteout for `name` in the directory `dir`: an empty file `.wh.NAME` (AUFS) or a
 /// 0/0 character device `NAME` with mode 0 (overlay formats; before Linux 5.8 that needs
 /// `CAP_MKNOD`, else [`Error::MknodDenied`]). Fails if the entry already exists.
 pub fn create_whiteout(dir: &Path, name: &OsStr, format: WhiteoutFormat) -> Result<()> {
     let wh = whiteout_name_for(name)?;
-    let fd = fsutil::open_root(dir).map_err(|e| sys("open", dir, e))?;
+    let fd = fsutil::open_root(dir).sys_at("open", dir)?;
     match format {
         WhiteoutFormat::Aufs => create_empty(fd.as_fd(), &wh, &dir.join(&wh)),
         _ => mknod_whiteout(fd.as_fd(), name, &dir.join(name)),
@@ -196,22 +185,23 @@ pub fn create_whiteout(dir: &Path, name: &OsStr, format: WhiteoutFormat) -> Resu
 
 /// Marks the directory `dir` opaque: `.wh..wh..opq` inside it (AUFS) or `overlay.opaque=y`.
 pub fn set_opaque(dir: &Path, format: WhiteoutFormat) -> Result<()> {
-    let fd = fsutil::open_root(dir).map_err(|e| sys("open", dir, e))?;
+    let fd = fsutil::open_root(dir).sys_at("open", dir)?;
     match format.opaque_xattr() {
         None => match create_empty(fd.as_fd(), OsStr::new(OPAQUE_MARKER), &dir.join(OPAQUE_MARKER)) {
             Err(Error::Sys { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => Ok(()),
             other => other,
         },
-        Some(key) => fsutil::set_xattr(XTarget::Fd(fd.as_fd()), OsStr::new(key), b"y")
-            .map_err(|e| sys("fsetxattr(overlay.opaque)", dir, e)),
+        Some(key) => {
+            fsutil::set_xattr(XTarget::Fd(fd.as_fd()), OsStr::new(key), b"y").sys_at("fsetxattr(overlay.opaque)", dir)
+        }
     }
 }
 
 /// Whether the directory `dir` is marked opaque in `format` (an AUFS marker file inside it, or
 /// `overlay.opaque` = `"y"`; `"x"` is not opaque).
 pub fn is_opaque(dir: &Path, format: WhiteoutFormat) -> Result<bool> {
-    let fd = fsutil::open_root(dir).map_err(|e| sys("open", dir, e))?;
-    dir_fd_is_opaque(fd.as_fd(), format).map_err(|e| sys("opaque check", dir, e))
+    let fd = fsutil::open_root(dir).sys_at("open", dir)?;
+    dir_fd_is_opaque(fd.as_fd(), format).sys_at("opaque check", dir)
 }
 
 /// Opaque check on an open directory.
@@ -249,14 +239,14 @@ fn create_empty(dir: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<()> {
         Mode::from_raw_mode(0o644),
     )
     .map(drop)
-    .map_err(|e| sys("create", path, e))
+    .sys_at("create", path)
 }
 
 fn mknod_whiteout(dir: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Result<()> {
     match rustix::fs::mknodat(dir, name, FileType::CharacterDevice, Mode::empty(), 0) {
         Ok(()) => Ok(()),
         Err(e @ (Errno::PERM | Errno::ACCESS)) => Err(Error::MknodDenied { path: path.to_owned(), source: e.into() }),
-        Err(e) => Err(sys("mknodat(whiteout)", path, e)),
+        Err(e) => Err(Error::sys_at("mknodat(whiteout)", path, e)),
     }
 }
 
@@ -266,11 +256,11 @@ pub(crate) fn walk_dirs(
     root: &Path,
     mut f: impl FnMut(&Path, BorrowedFd<'_>, &[(OsString, FileType)]) -> Result<()>,
 ) -> Result<()> {
-    let root_fd = fsutil::open_root(root).map_err(|e| sys("open", root, e))?;
+    let root_fd = fsutil::open_root(root).sys_at("open", root)?;
     let mut todo = vec![PathBuf::new()];
     while let Some(rel) = todo.pop() {
-        let fd = fsutil::open_beneath(root_fd.as_fd(), &rel).map_err(|e| sys("openat2", root.join(&rel), e))?;
-        let entries = fsutil::list_dir_sorted(fd.as_fd()).map_err(|e| sys("getdents", root.join(&rel), e))?;
+        let fd = fsutil::open_beneath(root_fd.as_fd(), &rel).sys_with("openat2", || root.join(&rel))?;
+        let entries = fsutil::list_dir_sorted(fd.as_fd()).sys_with("getdents", || root.join(&rel))?;
         f(&rel, fd.as_fd(), &entries)?;
         for (name, ft) in entries.iter().rev() {
             if *ft == FileType::Directory {
@@ -310,14 +300,14 @@ pub fn convert(layer: &Path, from: WhiteoutFormat, to: WhiteoutFormat) -> Result
     let mut count = 0;
     walk_dirs(layer, |rel, fd, entries| {
         let path = layer.join(rel);
-        let before = rustix::fs::fstat(fd).map_err(|e| sys("fstat", &path, e))?;
+        let before = rustix::fs::fstat(fd).sys_at("fstat", &path)?;
         let (n, changed) = match (from, to) {
             (WhiteoutFormat::Aufs, to) => aufs_to_overlay(&path, rel.as_os_str().is_empty(), fd, entries, to)?,
             (from, WhiteoutFormat::Aufs) => overlay_to_aufs(&path, fd, entries, from)?,
             (from, to) => overlay_to_overlay(&path, fd, entries, from, to)?,
         };
         if changed {
-            restore_times(fd, &before).map_err(|e| sys("futimens", &path, e))?;
+            restore_times(fd, &before).sys_at("futimens", &path)?;
         }
         count += n;
         Ok(())
@@ -371,9 +361,9 @@ fn validate_dir(
             if name.len() + WHITEOUT_PREFIX.len() > 255
                 && matches!(ft, FileType::CharacterDevice | FileType::RegularFile)
             {
-                let st = fsutil::lstat_at(fd, name).map_err(|e| sys("lstat", path(), e))?;
+                let st = fsutil::lstat_at(fd, name).sys_with("lstat", path)?;
                 if let Some(st) = st {
-                    if is_overlay_whiteout_at(fd, name, &st, from).map_err(|e| sys("lgetxattr", path(), e))? {
+                    if is_overlay_whiteout_at(fd, name, &st, from).sys_with("lgetxattr", path)? {
                         return Err(Error::Unconvertible {
                             path: path(),
                             format: to,
@@ -399,27 +389,24 @@ fn aufs_to_overlay(
     let mut changed = false;
     let opaque = entries.iter().any(|(n, _)| n == OPAQUE_MARKER);
     if opaque {
-        rustix::fs::unlinkat(fd, OPAQUE_MARKER, AtFlags::empty())
-            .map_err(|e| sys("unlinkat", path.join(OPAQUE_MARKER), e))?;
-        fsutil::set_xattr(XTarget::Fd(fd), key, b"y").map_err(|e| sys("fsetxattr(overlay.opaque)", path, e))?;
+        rustix::fs::unlinkat(fd, OPAQUE_MARKER, AtFlags::empty()).sys_with("unlinkat", || path.join(OPAQUE_MARKER))?;
+        fsutil::set_xattr(XTarget::Fd(fd), key, b"y").sys_at("fsetxattr(overlay.opaque)", path)?;
         count += 1;
         changed = true;
     }
     for (name, _) in entries {
         let Some(target) = whiteout_target(name) else { continue };
-        rustix::fs::unlinkat(fd, name.as_os_str(), AtFlags::empty())
-            .map_err(|e| sys("unlinkat", path.join(name), e))?;
+        rustix::fs::unlinkat(fd, name.as_os_str(), AtFlags::empty()).sys_with("unlinkat", || path.join(name))?;
         count += 1;
         changed = true;
         if opaque && !is_root {
             continue;
         }
         let tpath = path.join(target);
-        match fsutil::lstat_at(fd, target).map_err(|e| sys("lstat", &tpath, e))? {
+        match fsutil::lstat_at(fd, target).sys_at("lstat", &tpath)? {
             Some(st) if fsutil::kind_of(&st) == FileType::Directory => {
-                let dfd = fsutil::open_dir_at(fd, target).map_err(|e| sys("openat", &tpath, e))?;
-                fsutil::set_xattr(XTarget::Fd(dfd.as_fd()), key, b"y")
-                    .map_err(|e| sys("fsetxattr(overlay.opaque)", &tpath, e))?;
+                let dfd = fsutil::open_dir_at(fd, target).sys_at("openat", &tpath)?;
+                fsutil::set_xattr(XTarget::Fd(dfd.as_fd()), key, b"y").sys_at("fsetxattr(overlay.opaque)", &tpath)?;
             }
             Some(_) => {}
             None => mknod_whiteout(fd, target, &tpath)?,
@@ -437,14 +424,14 @@ fn overlay_to_aufs(
     let key = from.opaque_xattr().expect("overlay format");
     let mut count = 0;
     let mut changed = false;
-    match fsutil::xattr_byte(fd, key).map_err(|e| sys("fgetxattr(overlay.opaque)", path, e))? {
+    match fsutil::xattr_byte(fd, key).sys_at("fgetxattr(overlay.opaque)", path)? {
         Some(b'y') => {
-            fsutil::remove_xattr(XTarget::Fd(fd), key).map_err(|e| sys("fremovexattr", path, e))?;
+            fsutil::remove_xattr(XTarget::Fd(fd), key).sys_at("fremovexattr", path)?;
             create_empty(fd, OsStr::new(OPAQUE_MARKER), &path.join(OPAQUE_MARKER))?;
             count += 1;
             changed = true;
         }
-        Some(b'x') => fsutil::remove_xattr(XTarget::Fd(fd), key).map_err(|e| sys("fremovexattr", path, e))?,
+        Some(b'x') => fsutil::remove_xattr(XTarget::Fd(fd), key).sys_at("fremovexattr", path)?,
         _ => {}
     }
     for (name, ft) in entries {
@@ -452,11 +439,11 @@ fn overlay_to_aufs(
             continue;
         }
         let epath = path.join(name);
-        let Some(st) = fsutil::lstat_at(fd, name).map_err(|e| sys("lstat", &epath, e))? else { continue };
-        if !is_overlay_whiteout_at(fd, name, &st, from).map_err(|e| sys("lgetxattr", &epath, e))? {
+        let Some(st) = fsutil::lstat_at(fd, name).sys_at("lstat", &epath)? else { continue };
+        if !is_overlay_whiteout_at(fd, name, &st, from).sys_at("lgetxattr", &epath)? {
             continue;
         }
-        rustix::fs::unlinkat(fd, name.as_os_str(), AtFlags::empty()).map_err(|e| sys("unlinkat", &epath, e))?;
+        rustix::fs::unlinkat(fd, name.as_os_str(), AtFlags::empty()).sys_at("unlinkat", &epath)?;
         let wh = whiteout_name_for(name)?;
         create_empty(fd, &wh, &path.join(&wh))?;
         count += 1;
@@ -475,11 +462,9 @@ fn overlay_to_overlay(
     let (okey, nkey) = (from.opaque_xattr().expect("overlay"), to.opaque_xattr().expect("overlay"));
     let (wkey, nwkey) = (from.whiteout_xattr().expect("overlay"), to.whiteout_xattr().expect("overlay"));
     let mut count = 0;
-    if let Some(v @ (b'y' | b'x')) =
-        fsutil::xattr_byte(fd, okey).map_err(|e| sys("fgetxattr(overlay.opaque)", path, e))?
-    {
-        fsutil::set_xattr(XTarget::Fd(fd), OsStr::new(nkey), &[v]).map_err(|e| sys("fsetxattr", path, e))?;
-        fsutil::remove_xattr(XTarget::Fd(fd), okey).map_err(|e| sys("fremovexattr", path, e))?;
+    if let Some(v @ (b'y' | b'x')) = fsutil::xattr_byte(fd, okey).sys_at("fgetxattr(overlay.opaque)", path)? {
+        fsutil::set_xattr(XTarget::Fd(fd), OsStr::new(nkey), &[v]).sys_at("fsetxattr", path)?;
+        fsutil::remove_xattr(XTarget::Fd(fd), okey).sys_at("fremovexattr", path)?;
         if v == b'y' {
             count += 1;
         }
@@ -489,15 +474,14 @@ fn overlay_to_overlay(
             continue;
         }
         let epath = path.join(name);
-        let Some(st) = fsutil::lstat_at(fd, name).map_err(|e| sys("lstat", &epath, e))? else { continue };
+        let Some(st) = fsutil::lstat_at(fd, name).sys_at("lstat", &epath)? else { continue };
         if is_whiteout_device(st.st_mode, st.st_rdev) {
             count += 1;
-        } else if is_overlay_whiteout_at(fd, name, &st, from).map_err(|e| sys("lgetxattr", &epath, e))? {
+        } else if is_overlay_whiteout_at(fd, name, &st, from).sys_at("lgetxattr", &epath)? {
             let at = XTarget::At(fd, name);
-            let v =
-                fsutil::get_xattr(at, OsStr::new(wkey)).map_err(|e| sys("lgetxattr", &epath, e))?.unwrap_or_default();
-            fsutil::set_xattr(at, OsStr::new(nwkey), &v).map_err(|e| sys("lsetxattr", &epath, e))?;
-            fsutil::remove_xattr(at, wkey).map_err(|e| sys("lremovexattr", &epath, e))?;
+            let v = fsutil::get_xattr(at, OsStr::new(wkey)).sys_at("lgetxattr", &epath)?.unwrap_or_default();
+            fsutil::set_xattr(at, OsStr::new(nwkey), &v).sys_at("lsetxattr", &epath)?;
+            fsutil::remove_xattr(at, wkey).sys_at("lremovexattr", &epath)?;
             count += 1;
         }
     }

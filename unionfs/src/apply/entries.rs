@@ -39,7 +39,7 @@ impl Applier<'_> {
         let fd = match rustix::fs::openat(pfd, name, flags, create_mode) {
             Ok(fd) => fd,
             Err(Errno::EXIST) => {
-                freed_dir = clear_slot(pfd, name, false).map_err(sys_io("replace"))? == Slot::FreedDir;
+                freed_dir = clear_slot(pfd, name, false).map_err(sys("replace"))? == Slot::FreedDir;
                 rustix::fs::openat(pfd, name, flags, create_mode).map_err(sys("openat"))?
             }
             Err(e) => return Err(Fail::Sys("openat", e.into())),
@@ -103,7 +103,7 @@ impl Applier<'_> {
         let mut freed_dir = false;
         let existed = match rustix::fs::mkdirat(pfd, name, create_mode) {
             Ok(()) => false,
-            Err(Errno::EXIST) => match clear_slot(pfd, name, true).map_err(sys_io("replace"))? {
+            Err(Errno::EXIST) => match clear_slot(pfd, name, true).map_err(sys("replace"))? {
                 Slot::KeptDir => true,
                 s => {
                     freed_dir = s == Slot::FreedDir;
@@ -167,7 +167,7 @@ impl Applier<'_> {
         match rustix::fs::symlinkat(target, pfd, name) {
             Ok(()) => {}
             Err(Errno::EXIST) => {
-                freed_dir = clear_slot(pfd, name, false).map_err(sys_io("replace"))? == Slot::FreedDir;
+                freed_dir = clear_slot(pfd, name, false).map_err(sys("replace"))? == Slot::FreedDir;
                 rustix::fs::symlinkat(target, pfd, name).map_err(sys("symlinkat"))?;
             }
             Err(e) => return Err(Fail::Sys("symlinkat", e.into())),
@@ -188,7 +188,7 @@ impl Applier<'_> {
             rustix::fs::chownat(pfd, name, u, g, AtFlags::SYMLINK_NOFOLLOW).map_err(sys("chownat"))?;
         }
         if chmod && self.ctx.needs_chmod(meta.mode) {
-            chmod_nofollow(pfd, name, meta.mode).map_err(sys_io("chmod"))?;
+            chmod_nofollow(pfd, name, meta.mode).map_err(sys("chmod"))?;
         }
         self.ctx.set_xattrs_at(pfd, name, &meta.xattrs)?;
         rustix::fs::utimensat(pfd, name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW).map_err(sys("utimensat"))?;
@@ -243,7 +243,7 @@ impl Applier<'_> {
                 if tparent == parent && tname == name {
                     return Ok(()); // a link to itself: already there
                 }
-                freed_dir = clear_slot(pfd, name, false).map_err(sys_io("replace"))? == Slot::FreedDir;
+                freed_dir = clear_slot(pfd, name, false).map_err(sys("replace"))? == Slot::FreedDir;
                 match rustix::fs::linkat(tfd, tname, pfd, name, AtFlags::empty()) {
                     Ok(()) => {}
                     Err(Errno::NOENT) => return Err(escape()),
@@ -285,7 +285,7 @@ impl Applier<'_> {
         let mut freed_dir = false;
         let r = match rustix::fs::mknodat(pfd, name, ftype, mode, dev) {
             Err(Errno::EXIST) => {
-                freed_dir = clear_slot(pfd, name, false).map_err(sys_io("replace"))? == Slot::FreedDir;
+                freed_dir = clear_slot(pfd, name, false).map_err(sys("replace"))? == Slot::FreedDir;
                 rustix::fs::mknodat(pfd, name, ftype, mode, dev)
             }
             r => r,

@@ -31,6 +31,7 @@ use crate::{Error, Limit};
 /// A caller that knows its layers (a trusted registry, a layer with a big zero-filled file)
 /// raises one field, or uses [`Limits::unlimited`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// Total size of the regular files written, in bytes: each file's size as the tar gives it
     /// (the holes of a sparse file count, since every reader of the file sees them; hardlinks

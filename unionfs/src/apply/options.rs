@@ -7,6 +7,7 @@ use crate::WhiteoutFormat;
 
 /// How far an apply has got (reported after each entry and every few MiB).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Progress {
     /// Compressed (input) bytes read so far.
     pub bytes_read: u64,
@@ -18,6 +19,7 @@ pub struct Progress {
 
 /// Options for [`apply_layer`].
 #[derive(Default)]
+#[non_exhaustive]
 pub struct ApplyOptions<'a> {
     /// Whiteout format to write into the layer dir (`.wh.` entries are converted to it).
     pub whiteouts: Option<WhiteoutFormat>,
@@ -50,6 +52,7 @@ impl std::fmt::Debug for ApplyOptions<'_> {
 
 /// What an apply did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Applied {
     /// sha256 of the uncompressed tar stream (`sha256:<hex>`), the layer's DiffID.
     pub diff_id: crate::Digest,

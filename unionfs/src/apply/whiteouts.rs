@@ -7,7 +7,7 @@ use rustix::fs::{AtFlags, FileType, Mode, XattrFlags};
 use rustix::io::Errno;
 
 use super::Applier;
-use super::ctx::{Ctx, Fail, sys, sys_io};
+use super::ctx::{Ctx, Fail, sys};
 use crate::UnsafeEntry;
 use crate::fsutil::{Slot, clear_except, clear_slot, open_dir_at, remove_all_at};
 use crate::whiteout::TRUSTED_OPAQUE_XATTR;
@@ -33,7 +33,7 @@ impl Applier<'_> {
                 let pfd = self.dirs.fd(parent);
                 let was_dir = rustix::fs::statat(pfd, target, AtFlags::SYMLINK_NOFOLLOW)
                     .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
-                remove_all_at(pfd, target).map_err(sys_io("remove"))?;
+                remove_all_at(pfd, target).map_err(sys("remove"))?;
                 if was_dir {
                     self.dirs.invalidate();
                 }
@@ -46,7 +46,7 @@ impl Applier<'_> {
                 match rustix::fs::mknodat(pfd, target, FileType::CharacterDevice, Mode::empty(), dev) {
                     Ok(()) => {}
                     Err(Errno::EXIST) => {
-                        freed_dir = clear_slot(pfd, target, false).map_err(sys_io("replace"))? == Slot::FreedDir;
+                        freed_dir = clear_slot(pfd, target, false).map_err(sys("replace"))? == Slot::FreedDir;
                         rustix::fs::mknodat(pfd, target, FileType::CharacterDevice, Mode::empty(), dev)
                             .map_err(sys("mknodat(whiteout)"))?;
                     }
@@ -75,7 +75,7 @@ impl Applier<'_> {
                 let dfd = open_dir_at(self.dirs.fd(parent), c".").map_err(sys("open"))?;
                 let keep = self.unpacked.as_ref().expect("plain extraction tracks unpacked paths");
                 let mut prefix = parent.to_vec();
-                let r = clear_except(dfd.as_fd(), &mut prefix, keep).map_err(sys_io("clear opaque dir"));
+                let r = clear_except(dfd.as_fd(), &mut prefix, keep).map_err(sys("clear opaque dir"));
                 // Directories below the cached parent may be gone.
                 self.dirs.invalidate();
                 r?;

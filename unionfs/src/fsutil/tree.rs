@@ -1,13 +1,13 @@
 //! Removal and replacement helpers that never follow symlinks (apply, the store and diff use
-//! them): byte names, `io::Error`s.
+//! them). Names are bytes (what `tar` and `getdents` give); errors are `Errno`s like the rest
+//! of [`super`].
 
 use std::collections::HashSet;
 use std::ffi::CString;
-use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
-use rustix::io::Errno;
+use rustix::io::{Errno, Result};
 
 use super::open_dir_at;
 
@@ -24,11 +24,11 @@ pub(crate) enum Slot {
 
 /// Makes room for a new entry `name` in `dir`: removes what is there, except a directory
 /// when `keep_dir` (Docker's rule: an entry replaces what exists, unless both are dirs).
-pub(crate) fn clear_slot(dir: BorrowedFd<'_>, name: &[u8], keep_dir: bool) -> io::Result<Slot> {
+pub(crate) fn clear_slot(dir: BorrowedFd<'_>, name: &[u8], keep_dir: bool) -> Result<Slot> {
     let st = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::NOENT) => return Ok(Slot::Free),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
         if keep_dir {
@@ -39,7 +39,7 @@ pub(crate) fn clear_slot(dir: BorrowedFd<'_>, name: &[u8], keep_dir: bool) -> io
     }
     match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => Ok(Slot::Free),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -48,18 +48,18 @@ pub(crate) fn clear_slot(dir: BorrowedFd<'_>, name: &[u8], keep_dir: bool) -> io
 /// symlink (`ELOOP` if it is), and changed through its `/proc/thread-self/fd` link, which
 /// names that very inode. (`fchmodat` has no working no-follow flag before Linux 6.6, and
 /// `fchmod` refuses `O_PATH` fds.)
-pub(crate) fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> io::Result<()> {
+pub(crate) fn chmod_nofollow(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> Result<()> {
     let fd = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
     if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) == FileType::Symlink {
-        return Err(Errno::LOOP.into());
+        return Err(Errno::LOOP);
     }
     let link = format!("/proc/thread-self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-    Ok(rustix::fs::chmodat(rustix::fs::CWD, link.as_str(), Mode::from_raw_mode(mode), AtFlags::empty())?)
+    rustix::fs::chmodat(rustix::fs::CWD, link.as_str(), Mode::from_raw_mode(mode), AtFlags::empty())
 }
 
 /// The names in a directory (without `.` and `..`), read through a fresh fd (`dir` itself is
 /// not advanced), in directory order, with `d_type` as reported (may be `Unknown`).
-pub(crate) fn list_dir_unsorted(dir: BorrowedFd<'_>) -> io::Result<Vec<(CString, FileType)>> {
+pub(crate) fn list_dir_unsorted(dir: BorrowedFd<'_>) -> Result<Vec<(CString, FileType)>> {
     let fd = rustix::fs::openat(dir, c".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
     let mut names = Vec::new();
     for ent in Dir::new(fd)? {
@@ -76,12 +76,12 @@ pub(crate) fn list_dir_unsorted(dir: BorrowedFd<'_>) -> io::Result<Vec<(CString,
 /// Removes `name` in `dir` and, if it is a directory, everything below it; never follows
 /// symlinks. Returns whether something was removed. Directories without write permission
 /// are made writable first (for unprivileged callers).
-pub(crate) fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<bool> {
+pub(crate) fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> Result<bool> {
     match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
         Ok(()) => return Ok(true),
         Err(Errno::NOENT) => return Ok(false),
         Err(Errno::ISDIR) | Err(Errno::PERM) => {}
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     }
     let sub = match open_dir_at(dir, name) {
         Ok(fd) => fd,
@@ -89,13 +89,13 @@ pub(crate) fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<bool
             rustix::fs::chmodat(dir, name, Mode::from_raw_mode(0o700), AtFlags::empty())?;
             open_dir_at(dir, name)?
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     clear_dir(sub.as_fd())?;
     match rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR) {
         Ok(()) => Ok(true),
         Err(Errno::NOENT) => Ok(false),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -104,9 +104,9 @@ pub(crate) fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<bool
 /// Iterative, holding one directory fd at a time: a tree a container made in its upper can be
 /// far deeper than a recursion could go (a stack overflow aborts the whole program) or than
 /// there are fds for. Going back up is `openat(cur, "..")`, checked against the device and
-/// inode recorded on the way down (a directory moved meanwhile is an error, never a walk
+/// inode recorded on the way down (a directory moved meanwhile is `ESTALE`, never a walk
 /// outside the tree).
-pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> Result<()> {
     struct Level {
         /// This dir's name in its parent (unused for the top).
         name: CString,
@@ -114,10 +114,10 @@ pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
         names: std::vec::IntoIter<(CString, FileType)>,
     }
     let id = |fd: BorrowedFd<'_>| rustix::fs::fstat(fd).map(|st| (st.st_dev, st.st_ino));
-    let list = |fd: BorrowedFd<'_>| -> io::Result<std::vec::IntoIter<(CString, FileType)>> {
+    let list = |fd: BorrowedFd<'_>| -> Result<std::vec::IntoIter<(CString, FileType)>> {
         match list_dir_unsorted(fd) {
             Ok(n) => Ok(n.into_iter()),
-            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+            Err(Errno::ACCESS) => {
                 rustix::fs::fchmod(fd, Mode::from_raw_mode(0o700))?;
                 Ok(list_dir_unsorted(fd)?.into_iter())
             }
@@ -142,7 +142,7 @@ pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
                 match r {
                     Ok(()) | Err(Errno::NOENT) => continue,
                     Err(Errno::ISDIR) | Err(Errno::PERM) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
                 // A directory: go down into it.
                 let sub = match open_dir_at(cur.as_fd(), n) {
@@ -151,7 +151,7 @@ pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
                         rustix::fs::chmodat(&cur, n, Mode::from_raw_mode(0o700), AtFlags::empty())?;
                         open_dir_at(cur.as_fd(), n)?
                     }
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 };
                 let level = Level { name, id: id(sub.as_fd())?, names: list(sub.as_fd())? };
                 stack.push(level);
@@ -163,7 +163,8 @@ pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
                 let done = stack.pop().expect("a level");
                 let parent = open_dir_at(cur.as_fd(), c"..")?;
                 if id(parent.as_fd())? != stack.last().expect("a parent level").id {
-                    return Err(io::Error::other("a directory was moved during removal"));
+                    // A directory was moved during the removal: stop rather than walk outside.
+                    return Err(Errno::STALE);
                 }
                 cur = parent;
                 let n = done.name.to_bytes();
@@ -176,7 +177,7 @@ pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
                 };
                 match r {
                     Ok(()) | Err(Errno::NOENT) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -185,7 +186,7 @@ pub(crate) fn clear_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
 
 /// For an opaque directory in a plain extraction: removes everything below `dir` whose
 /// path (`prefix/...`) is not in `keep`, descending into kept directories.
-pub(crate) fn clear_except(dir: BorrowedFd<'_>, prefix: &mut Vec<u8>, keep: &HashSet<Vec<u8>>) -> io::Result<()> {
+pub(crate) fn clear_except(dir: BorrowedFd<'_>, prefix: &mut Vec<u8>, keep: &HashSet<Vec<u8>>) -> Result<()> {
     for (name, ftype) in list_dir_unsorted(dir)? {
         let len = prefix.len();
         if !prefix.is_empty() {
@@ -209,15 +210,15 @@ pub(crate) fn clear_except(dir: BorrowedFd<'_>, prefix: &mut Vec<u8>, keep: &Has
 }
 
 /// Removes a directory tree by path (the store's own dirs); fine if it is gone already.
-pub(crate) fn remove_tree(path: &std::path::Path) -> io::Result<()> {
+pub(crate) fn remove_tree(path: &std::path::Path) -> Result<()> {
     let (parent, name) = match (path.parent(), path.file_name()) {
         (Some(p), Some(n)) => (p, n),
-        _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
+        _ => return Err(Errno::INVAL),
     };
     let pfd = match rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     use std::os::unix::ffi::OsStrExt;
     remove_all_at(pfd.as_fd(), name.as_bytes()).map(|_| ())
@@ -241,7 +242,7 @@ mod chmod_tests {
         let dir = open_dir_at(rustix::fs::CWD, tmp.join("layer").as_os_str().as_encoded_bytes()).unwrap();
 
         let err = chmod_nofollow(dir.as_fd(), b"swapped", 0o4777).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+        assert_eq!(err, Errno::LOOP, "{err}");
         let mode = std::fs::metadata(&outside).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o600, "the symlink's target was not touched");
 

@@ -10,7 +10,8 @@ use rustix::fs::{CWD, Mode, OFlags};
 use rustix::mount::MountFlags;
 
 use super::options::render_data;
-use super::{TmpfsUpper, mount_err, sys};
+use super::{MountContext, TmpfsUpper};
+use crate::error::SysContext;
 use crate::{Error, LayerStack, MAX_MOUNT_DATA, Result, Upper};
 
 /// Mounts `stack` (already validated) at `target` with `mount(2)`.
@@ -48,14 +49,13 @@ pub(super) fn mount(stack: &LayerStack, target: &Path, tmpfs: Option<&TmpfsUpper
         let uw = upper_work.as_ref().map(|(u, w)| (rel(u), rel(w)));
         let data = render_data(&lower_names, uw, opts);
         if data.len() <= MAX_MOUNT_DATA {
-            return sys::with_private_cwd(&base, || mount2(target, data))?;
+            return on_thread_with_cwd(&base, || mount2(target, data))?;
         }
     }
 
     // 3. Every layer as an O_PATH descriptor, named by number under /proc/thread-self/fd.
     let open = |what: &'static str, p: &Path| {
-        rustix::fs::openat(CWD, p, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| Error::sys(what, p, e.into()))
+        rustix::fs::openat(CWD, p, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).sys_at(what, p)
     };
     let lower_fds = lowers.iter().map(|p| open("open(lower)", p)).collect::<Result<Vec<OwnedFd>>>()?;
     let upper_fds = match stack.upper_layer() {
@@ -73,7 +73,7 @@ pub(super) fn mount(stack: &LayerStack, target: &Path, tmpfs: Option<&TmpfsUpper
     if data.len() > MAX_MOUNT_DATA {
         return Err(Error::MountDataTooLong { len: data.len(), limit: MAX_MOUNT_DATA });
     }
-    let r = sys::with_private_cwd(Path::new("/proc/thread-self/fd"), || mount2(target, data))?;
+    let r = on_thread_with_cwd(Path::new("/proc/thread-self/fd"), || mount2(target, data))?;
     drop((lower_fds, upper_fds));
     r
 }
@@ -81,9 +81,12 @@ pub(super) fn mount(stack: &LayerStack, target: &Path, tmpfs: Option<&TmpfsUpper
 /// `mount("overlay", target, "overlay", 0, data)`.
 fn mount2(target: &Path, data: Vec<u8>) -> Result<()> {
     // Validated paths hold no NUL, and neither do fd numbers or option names.
-    let data = CString::new(data).map_err(|e| Error::sys("mount(overlay)", target, std::io::Error::other(e)))?;
-    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), Some(data.as_c_str()))
-        .map_err(|e| mount_err("mount(overlay)", target, e, Vec::new()))
+    let data = CString::new(data).map_err(std::io::Error::other).sys_at("mount(overlay)", target)?;
+    rustix::mount::mount("overlay", target, "overlay", MountFlags::empty(), Some(data.as_c_str())).mount_ctx(
+        "mount(overlay)",
+        target,
+        None,
+    )
 }
 
 /// The deepest directory that contains every path (`None` when there is none besides `/`,
@@ -96,4 +99,11 @@ pub(crate) fn common_parent(paths: &[&Path]) -> Option<PathBuf> {
         }
     }
     (base.parent().is_some()).then(|| base.to_owned())
+}
+
+/// Runs `f` on a short-lived thread whose working directory is `dir` (nook-ns's helper:
+/// `unshare(CLONE_FS)`, then `fchdir`), leaving every other thread's untouched. The mount
+/// namespace stays shared, so the mount `f` makes is the caller's.
+fn on_thread_with_cwd<T: Send>(dir: &Path, f: impl FnOnce() -> T + Send) -> Result<T> {
+    nook_ns::on_thread_with_cwd(dir, f).map_err(Error::from_ns)
 }

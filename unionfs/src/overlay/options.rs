@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 
 #[cfg(doc)]
 use crate::MAX_MOUNT_DATA;
-use crate::stack::invalid;
+use crate::ValidationError;
 use crate::{LayerStack, OverlayOptions, RedirectDir, Upper};
 
 /// The longest value `fsconfig(FSCONFIG_SET_STRING)` accepts (the kernel copies at most 256
@@ -26,7 +26,7 @@ impl LayerStack {
     /// inside the private tmpfs the mount creates. The string may be longer than
     /// [`MAX_MOUNT_DATA`]; the driver's `mount(2)` fallback compacts it (this function does
     /// not). Paths that are not UTF-8 are refused here (the driver itself takes any bytes).
-    pub fn mount_data(&self) -> Result<String, crate::Error> {
+    pub fn mount_data(&self) -> Result<String, ValidationError> {
         self.validate()?;
         let lowers: Vec<&[u8]> = self.lower_dirs().iter().rev().map(|p| p.as_os_str().as_bytes()).collect();
         let upper = match self.upper_layer() {
@@ -34,13 +34,8 @@ impl LayerStack {
             Upper::None | Upper::Tmpfs { .. } => None,
         };
         let data = render_data(&lowers, upper, self.overlay_options());
-        String::from_utf8(data).map_err(|e| {
-            invalid(
-                "lowers",
-                String::from_utf8_lossy(e.as_bytes()).into_owned(),
-                "mount_data() returns a String: a layer path is not UTF-8",
-            )
-        })
+        String::from_utf8(data)
+            .map_err(|e| ValidationError::NotUtf8 { data: String::from_utf8_lossy(e.as_bytes()).into_owned() })
     }
 }
 

@@ -22,7 +22,7 @@ fn common_parent_is_the_deepest_shared_dir() {
 #[test]
 fn log_renders_into_the_error_message() {
     let e = Error::Mount {
-        op: "fsconfig(lowerdir+)",
+        call: "fsconfig(lowerdir+)",
         path: "/l/0".into(),
         source: std::io::Error::from_raw_os_error(libc::EINVAL),
         log: vec!["e overlay: too many lower directories, limit is 500".into()],
@@ -49,7 +49,7 @@ fn kernel_log_message_reaches_the_error() {
     }
     let err = configure_new_api(&stack, tmp.path(), None).unwrap_err();
     match &err {
-        Error::Mount { op, path, source, log } => {
+        Error::Mount { call: op, path, source, log } => {
             assert_eq!(*op, "fsconfig(lowerdir+)");
             // Fed top first: the 501st given is the bottom layer.
             assert_eq!(path, &tmp.join("0"));

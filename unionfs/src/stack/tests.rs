@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use proptest::prelude::*;
 
 use super::*;
-use crate::Error;
+use crate::error::{PathProblem, StackDir, ValidationError};
 
 fn stack(lowers: &[&str], upper: Upper) -> LayerStack {
     let mut s = LayerStack::new();
@@ -18,20 +18,22 @@ fn dir(upper: &str, work: &str) -> Upper {
 }
 
 #[track_caller]
-fn refused(s: &LayerStack, what: &str, reason_has: &str) {
-    match s.validate() {
-        Err(Error::Invalid { what: w, reason, value }) => {
-            assert_eq!(w, what, "value {value:?}, reason {reason:?}");
-            assert!(reason.contains(reason_has), "reason {reason:?} lacks {reason_has:?}");
-        }
-        other => panic!("expected Invalid({what}), got {other:?}"),
-    }
+fn refused(s: &LayerStack, expected: ValidationError) {
+    assert_eq!(s.validate(), Err(expected));
+}
+
+fn path(field: &'static str, p: &str, problem: PathProblem) -> ValidationError {
+    ValidationError::Path { field, path: p.into(), problem }
+}
+
+fn overlap(dir: StackDir, p: &str, other: StackDir, other_path: &str) -> ValidationError {
+    ValidationError::Overlap { dir, path: p.into(), other, other_path: other_path.into(), same: p == other_path }
 }
 
 #[test]
 fn layer_counts() {
-    refused(&LayerStack::new(), "lowers", "at least one");
-    refused(&stack(&["/a"], Upper::None), "lowers", "at least two");
+    refused(&LayerStack::new(), ValidationError::NoLowers);
+    refused(&stack(&["/a"], Upper::None), ValidationError::SingleLowerWithoutUpper);
     stack(&["/a"], dir("/u", "/w")).validate().unwrap();
     stack(&["/a"], Upper::Tmpfs { size: None }).validate().unwrap();
     stack(&["/a", "/b"], Upper::None).validate().unwrap();
@@ -40,36 +42,40 @@ fn layer_counts() {
     s.lowers(names[..MAX_LOWER_LAYERS].iter().cloned());
     s.validate().unwrap();
     s.lower(names[MAX_LOWER_LAYERS].clone());
-    refused(&s, "lowers", "at most 500");
+    refused(&s, ValidationError::TooManyLowers { count: 501 });
+    assert!(s.validate().unwrap_err().to_string().contains("at most 500"));
 }
 
 #[test]
 fn paths_must_be_absolute_clean_and_nul_free() {
-    refused(&stack(&["/a", "rel"], Upper::None), "lower", "absolute");
-    refused(&stack(&["/a", ""], Upper::None), "lower", "empty");
-    refused(&stack(&["/a", "/b/../c"], Upper::None), "lower", "..");
-    refused(&stack(&["/a", "/b\0c"], Upper::None), "lower", "NUL");
-    refused(&stack(&["/a"], dir("up", "/w")), "upper", "absolute");
-    refused(&stack(&["/a"], dir("/u", "w")), "work", "absolute");
+    refused(&stack(&["/a", "rel"], Upper::None), path("lower", "rel", PathProblem::Relative));
+    refused(&stack(&["/a", ""], Upper::None), path("lower", "", PathProblem::Empty));
+    refused(&stack(&["/a", "/b/../c"], Upper::None), path("lower", "/b/../c", PathProblem::ParentDir));
+    refused(&stack(&["/a", "/b\0c"], Upper::None), path("lower", "/b\0c", PathProblem::Nul));
+    refused(&stack(&["/a"], dir("up", "/w")), path("upper", "up", PathProblem::Relative));
+    refused(&stack(&["/a"], dir("/u", "w")), path("work", "w", PathProblem::Relative));
 }
 
 #[test]
 fn overlapping_dirs_are_refused() {
-    refused(&stack(&["/a", "/b", "/a/"], Upper::None), "lower", "same directory as lower layer 0");
-    refused(&stack(&["/a", "/a/sub"], Upper::None), "lower", "inside lower layer 0");
-    refused(&stack(&["/a/sub", "/a"], Upper::None), "lower", "inside lower layer 1");
-    refused(&stack(&["/l"], dir("/l/up", "/w")), "upper", "inside lower layer 0");
-    refused(&stack(&["/l"], dir("/u", "/u/work")), "work", "inside the upper dir");
-    refused(&stack(&["/l"], dir("/w/u", "/w")), "upper", "inside the work dir");
-    refused(&stack(&["/l"], dir("/u", "/u")), "work", "same directory as the upper dir");
-    refused(&stack(&["/s/l"], dir("/s", "/w")), "lower", "inside the upper dir");
+    use StackDir::{Lower, Upper as U, Work};
+    refused(&stack(&["/a", "/b", "/a/"], Upper::None), overlap(Lower(2), "/a", Lower(0), "/a"));
+    refused(&stack(&["/a", "/a/sub"], Upper::None), overlap(Lower(1), "/a/sub", Lower(0), "/a"));
+    refused(&stack(&["/a/sub", "/a"], Upper::None), overlap(Lower(0), "/a/sub", Lower(1), "/a"));
+    refused(&stack(&["/l"], dir("/l/up", "/w")), overlap(U, "/l/up", Lower(0), "/l"));
+    refused(&stack(&["/l"], dir("/u", "/u/work")), overlap(Work, "/u/work", U, "/u"));
+    refused(&stack(&["/l"], dir("/w/u", "/w")), overlap(U, "/w/u", Work, "/w"));
+    refused(&stack(&["/l"], dir("/u", "/u")), overlap(Work, "/u", U, "/u"));
+    refused(&stack(&["/s/l"], dir("/s", "/w")), overlap(Lower(0), "/s/l", U, "/s"));
+    let msg = stack(&["/l"], dir("/u", "/u/work")).validate().unwrap_err().to_string();
+    assert!(msg.contains("the work dir is inside the upper dir"), "{msg}");
     // Siblings with a shared prefix are fine.
     stack(&["/a", "/ab", "/a-b"], dir("/a.u", "/a.w")).validate().unwrap();
 }
 
 #[test]
 fn tmpfs_size_zero_is_refused() {
-    refused(&stack(&["/a"], Upper::Tmpfs { size: Some(0) }), "tmpfs size", "unlimited");
+    refused(&stack(&["/a"], Upper::Tmpfs { size: Some(0) }), ValidationError::TmpfsSizeZero);
     stack(&["/a"], Upper::Tmpfs { size: Some(1) }).validate().unwrap();
 }
 
@@ -83,27 +89,25 @@ fn option_conflicts() {
     let up = || dir("/u", "/w");
     refused(
         &with(Upper::None, OverlayOptions { volatile: true, ..Default::default() }),
-        "options.volatile",
-        "read-only",
+        ValidationError::OptionNeedsUpper { option: "volatile" },
     );
     refused(
         &with(Upper::None, OverlayOptions { index: Some(true), ..Default::default() }),
-        "options.index",
-        "read-only",
+        ValidationError::OptionNeedsUpper { option: "index" },
     );
     with(Upper::None, OverlayOptions { index: Some(false), ..Default::default() }).validate().unwrap();
     with(Upper::None, OverlayOptions { metacopy: Some(true), ..Default::default() }).validate().unwrap();
     for r in [RedirectDir::Off, RedirectDir::Follow, RedirectDir::NoFollow] {
         let o = OverlayOptions { metacopy: Some(true), redirect_dir: Some(r), ..Default::default() };
-        refused(&with(up(), o), "options.metacopy", "redirect_dir=on");
+        refused(&with(up(), o), ValidationError::MetacopyRedirect { redirect_dir: r });
     }
     let o = OverlayOptions { metacopy: Some(true), redirect_dir: Some(RedirectDir::On), ..Default::default() };
     with(up(), o).validate().unwrap();
     let o = OverlayOptions { metacopy: Some(true), userxattr: true, ..Default::default() };
-    refused(&with(up(), o), "options.metacopy", "userxattr");
+    refused(&with(up(), o), ValidationError::MetacopyUserxattr);
     for r in [RedirectDir::On, RedirectDir::Follow, RedirectDir::Off] {
         let o = OverlayOptions { userxattr: true, redirect_dir: Some(r), ..Default::default() };
-        refused(&with(up(), o), "options.redirect_dir", "nofollow");
+        refused(&with(up(), o), ValidationError::UserxattrRedirect { redirect_dir: r });
     }
     let o = OverlayOptions {
         userxattr: true,
@@ -136,8 +140,11 @@ fn lexical_forms_and_order() {
 
 #[test]
 fn root_and_dot_spellings_overlap() {
-    refused(&stack(&["/", "/a"], Upper::None), "lower", "inside lower layer 0");
-    refused(&stack(&["/a/./b", "/a//b/"], Upper::None), "lower", "same directory");
+    refused(&stack(&["/", "/a"], Upper::None), overlap(StackDir::Lower(1), "/a", StackDir::Lower(0), "/"));
+    refused(
+        &stack(&["/a/./b", "/a//b/"], Upper::None),
+        overlap(StackDir::Lower(1), "/a/b", StackDir::Lower(0), "/a/b"),
+    );
 }
 
 proptest! {

@@ -1,14 +1,12 @@
 //! Whiteout helpers and in-place conversion between the AUFS and overlay formats, on real
 //! files (root: 0/0 char devices and `trusted.*` xattrs).
 
-mod layers_util;
-
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use layers_util::*;
+use crate::layers_util::*;
 use nook_testutil::{TempDir, require_root};
 use nook_unionfs::{Error, OPAQUE_MARKER, UnsafeEntry, WhiteoutFormat, convert};
 

@@ -3,15 +3,13 @@
 //! the merged view. Then commit the upper into the store and mount the new chain read-only:
 //! the same tree again.
 
-mod tarutil;
-
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
+use crate::tarutil::{Tar, assert_same_tree, snapshot};
 use nook_testutil::{TempDir, require_root};
 use nook_unionfs::{ApplyOptions, LayerStore, WhiteoutFormat, apply_layer, write_diff};
-use tarutil::{Tar, assert_same_tree, snapshot};
 
 fn layer1() -> Vec<u8> {
     let mut t = Tar::new();
@@ -132,11 +130,11 @@ fn diff_of_the_upper_reapplied_equals_the_merged_view() {
     // The kernel did it: the upper has whiteouts and an opaque dir.
     let up = fs::symlink_metadata(c.upper.join("bin/busybox")).unwrap();
     assert!(std::os::unix::fs::FileTypeExt::is_char_device(&up.file_type()));
-    assert_eq!(tarutil::xattr(&c.upper.join("data"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+    assert_eq!(crate::tarutil::xattr(&c.upper.join("data"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
 
     let diff_tar = tmp.join("diff.tar");
     let diff_id = write_diff(&c.upper, WhiteoutFormat::Overlay, fs::File::create(&diff_tar).unwrap()).unwrap();
-    assert_eq!(diff_id.as_str(), tarutil::sha256sum(&diff_tar));
+    assert_eq!(diff_id.as_str(), crate::tarutil::sha256sum(&diff_tar));
     let applied = apply_layer(fs::File::open(&diff_tar).unwrap(), &flat, ApplyOptions::default()).unwrap();
     assert_eq!(applied.diff_id, diff_id);
     assert_same_tree(&merged, &snapshot(&flat), "merged view vs lowers + diff");

@@ -1,15 +1,13 @@
 //! The copy driver: `materialize` gives exactly the union (as UnionView sees it) and keeps
 //! modes, owners, times, xattrs, hardlinks, symlinks and special files (root).
 
-mod layers_util;
-
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use layers_util::*;
+use crate::layers_util::*;
 use nook_testutil::{TempDir, require_root};
-use nook_unionfs::{EntryKind, Error, UnionView, WhiteoutFormat, convert, materialize};
+use nook_unionfs::{EntryKind, Error, UnionView, ValidationError, WhiteoutFormat, convert, materialize};
 use rustix::fs::{AtFlags, CWD, FileType, Mode, Timespec, Timestamps};
 
 fn set_times(p: &Path, atime: i64, mtime: i64) {
@@ -188,9 +186,15 @@ fn target_must_be_an_empty_dir() {
     file(&l0, "f", "f", 0o644);
     let target = t.join("target");
     file(&target, "already", "", 0o644);
-    assert!(matches!(materialize(&[&l0], WhiteoutFormat::Aufs, &target), Err(Error::Invalid { .. })));
+    assert!(matches!(
+        materialize(&[&l0], WhiteoutFormat::Aufs, &target),
+        Err(Error::Invalid(ValidationError::TargetNotEmpty { .. }))
+    ));
     assert!(matches!(materialize(&[&l0], WhiteoutFormat::Aufs, &t.join("missing")), Err(Error::Sys { .. })));
-    assert!(matches!(materialize(&[], WhiteoutFormat::Aufs, &t.join("l0")), Err(Error::Invalid { .. })));
+    assert!(matches!(
+        materialize(&[], WhiteoutFormat::Aufs, &t.join("l0")),
+        Err(Error::Invalid(ValidationError::NoLayers))
+    ));
 }
 
 #[test]
@@ -303,4 +307,44 @@ fn vfs_is_a_storage_driver() {
     assert!(fs::read_dir(&target).unwrap().next().is_none());
     let kept = driver.mount(&stack, &target).unwrap().leak();
     assert!(kept.join("b").is_file());
+}
+
+/// Removing a copy keeps going past an entry it cannot remove and reports every failure
+/// (`Error::Teardown`): two dirs with a mount on them (`EBUSY`) stay, everything else goes.
+#[test]
+fn removing_a_copy_keeps_going_and_reports_every_failure() {
+    use nook_unionfs::{LayerStack, StorageDriver, Vfs};
+    use rustix::mount::{MountFlags, UnmountFlags};
+    require_root!();
+    let t = TempDir::new("vfs-td").unwrap();
+    let l0 = t.join("l0");
+    for f in ["a/f", "b/f", "c/f", "d"] {
+        file(&l0, f, "x", 0o644);
+    }
+    let target = t.join("target");
+    fs::create_dir(&target).unwrap();
+    let mut stack = LayerStack::new();
+    stack.lower(&l0).upper(nook_unionfs::Upper::Dir { upper: t.join("up"), work: t.join("work") });
+    fs::create_dir(t.join("up")).unwrap();
+    fs::create_dir(t.join("work")).unwrap();
+    let m = Vfs.mount(&stack, &target).unwrap();
+    for busy in ["a", "c"] {
+        let p = target.join(busy);
+        rustix::mount::mount(&p, &p, "", MountFlags::BIND, None).unwrap();
+    }
+    let err = m.remove().unwrap_err();
+    for busy in ["a", "c"] {
+        rustix::mount::unmount(target.join(busy), UnmountFlags::empty()).unwrap();
+    }
+    match &err {
+        Error::Teardown { errors, .. } => {
+            assert_eq!(errors.len(), 2, "{err}");
+            assert!(errors.iter().all(|e| e.raw_os_error() == Some(libc::EBUSY)), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.raw_os_error(), Some(libc::EBUSY));
+    let left: Vec<PathBuf> = snapshot(&target, false).into_keys().collect();
+    assert!(!left.contains(&PathBuf::from("b")) && !left.contains(&PathBuf::from("d")), "kept going: {left:?}");
+    assert!(left.contains(&PathBuf::from("a")) && left.contains(&PathBuf::from("c")), "{left:?}");
 }

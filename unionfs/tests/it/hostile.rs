@@ -1,14 +1,13 @@
 //! Crafted hostile tars are refused with a typed error, and nothing appears (or changes)
 //! outside the layer dir.
 
-mod tarutil;
-
+use crate::tweak;
 use std::fs;
 use std::path::Path;
 
+use crate::tarutil::{Arena, Tar};
 use nook_unionfs::{ApplyOptions, Error, UnsafeEntry, WhiteoutFormat, apply_layer};
 use tar::EntryType;
-use tarutil::{Arena, Tar};
 
 fn opts() -> ApplyOptions<'static> {
     ApplyOptions::default()
@@ -87,7 +86,7 @@ fn refuses_writing_through_a_symlink_already_in_the_layer() {
     assert!(a.canary().join("secret").exists());
     let mut t = Tar::new();
     t.file("d/.wh.secret", b"");
-    let ov = ApplyOptions { whiteouts: Some(WhiteoutFormat::Overlay), ..Default::default() };
+    let ov = tweak(ApplyOptions::default(), |o| o.whiteouts = Some(WhiteoutFormat::Overlay));
     a.refuses(&t.finish(), ov, UnsafeEntry::ThroughSymlink, "d/.wh.secret");
 }
 

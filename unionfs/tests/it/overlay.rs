@@ -4,6 +4,7 @@
 //! `TempDir`, mount points included; handles unmount on drop, and the `TempDir` detaches
 //! whatever a panicking test leaves.
 
+use crate::tweak;
 use std::fs;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -11,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use nook_testutil::{TempDir, require_root};
 use nook_unionfs::{
-    Error, LayerStack, MAX_LOWER_LAYERS, MountedStack, Overlay, OverlayOptions, RedirectDir, StorageDriver, Upper,
-    supports_lowerdir_plus,
+    Error, LayerStack, MAX_LOWER_LAYERS, MountedStack, Overlay, OverlayOptions, PathProblem, RedirectDir,
+    StorageDriver, Upper, ValidationError, supports_lowerdir_plus,
 };
 
 /// The `/proc/self/mountinfo` line of the mount at `target` (the topmost one), if any.
@@ -57,7 +58,7 @@ fn upper_in(tmp: &TempDir, tag: &str) -> Upper {
 }
 
 fn legacy() -> OverlayOptions {
-    OverlayOptions { legacy_mount: true, ..Default::default() }
+    tweak(OverlayOptions::default(), |o| o.legacy_mount = true)
 }
 
 /// Every layer's file is visible and the top layer wins `shared`.
@@ -99,15 +100,10 @@ fn layer_501_is_refused_and_nothing_is_mounted() {
     let mut stack = LayerStack::new();
     // The dirs do not even exist: the refusal comes before any syscall.
     stack.lowers((0..=MAX_LOWER_LAYERS).map(|i| tmp.join(format!("l{i}"))));
-    for err in [stack.validate().unwrap_err(), stack.mount(&target).unwrap_err()] {
-        match err {
-            Error::Invalid { what, value, reason } => {
-                assert_eq!(what, "lowers");
-                assert_eq!(value, "501 layers");
-                assert!(reason.contains("500"), "{reason}");
-            }
-            other => panic!("{other:?}"),
-        }
+    assert_eq!(stack.validate(), Err(ValidationError::TooManyLowers { count: 501 }));
+    match stack.mount(&target).unwrap_err() {
+        Error::Invalid(ValidationError::TooManyLowers { count: 501 }) => {}
+        other => panic!("{other:?}"),
     }
     assert!(mountinfo(&target).is_none());
 }
@@ -206,7 +202,7 @@ fn recreated_dir_is_opaque() {
 #[test]
 fn userxattr_marks_with_user_xattrs() {
     require_root!();
-    recreate_dir_and_read_opaque(OverlayOptions { userxattr: true, ..Default::default() }, "user.overlay.opaque");
+    recreate_dir_and_read_opaque(tweak(OverlayOptions::default(), |o| o.userxattr = true), "user.overlay.opaque");
 }
 
 #[test]
@@ -268,36 +264,42 @@ fn tmpfs_upper_works_and_leaves_nothing() {
 #[test]
 fn tmpfs_upper_through_mount2() {
     require_root!();
-    tmpfs_upper(OverlayOptions { legacy_mount: true, volatile: true, ..Default::default() });
+    tmpfs_upper(tweak(OverlayOptions::default(), |o| {
+        o.legacy_mount = true;
+        o.volatile = true;
+    }));
 }
 
 /// Each option set, the super options the kernel must show, and ones it must not.
 fn option_cases() -> Vec<(OverlayOptions, &'static [&'static str], &'static [&'static str])> {
     let o = OverlayOptions::default;
     vec![
-        (OverlayOptions { volatile: true, ..o() }, &["fsync=volatile"], &[]),
-        (OverlayOptions { index: Some(true), ..o() }, &["index=on"], &[]),
-        (OverlayOptions { index: Some(false), ..o() }, &[], &["index=on"]),
-        (OverlayOptions { metacopy: Some(true), ..o() }, &["metacopy=on", "redirect_dir=on"], &[]),
-        (OverlayOptions { metacopy: Some(false), ..o() }, &[], &["metacopy=on"]),
-        (OverlayOptions { redirect_dir: Some(RedirectDir::On), ..o() }, &["redirect_dir=on"], &[]),
-        (OverlayOptions { redirect_dir: Some(RedirectDir::NoFollow), ..o() }, &["redirect_dir=nofollow"], &[]),
-        (OverlayOptions { redirect_dir: Some(RedirectDir::Follow), ..o() }, &[], &["redirect_dir=on"]),
-        (OverlayOptions { redirect_dir: Some(RedirectDir::Off), ..o() }, &[], &["redirect_dir=on"]),
-        (OverlayOptions { userxattr: true, ..o() }, &["userxattr", "redirect_dir=nofollow"], &[]),
+        (tweak(o(), |o| o.volatile = true), &["fsync=volatile"], &[]),
+        (tweak(o(), |o| o.index = Some(true)), &["index=on"], &[]),
+        (tweak(o(), |o| o.index = Some(false)), &[], &["index=on"]),
+        (tweak(o(), |o| o.metacopy = Some(true)), &["metacopy=on", "redirect_dir=on"], &[]),
+        (tweak(o(), |o| o.metacopy = Some(false)), &[], &["metacopy=on"]),
+        (tweak(o(), |o| o.redirect_dir = Some(RedirectDir::On)), &["redirect_dir=on"], &[]),
+        (tweak(o(), |o| o.redirect_dir = Some(RedirectDir::NoFollow)), &["redirect_dir=nofollow"], &[]),
+        (tweak(o(), |o| o.redirect_dir = Some(RedirectDir::Follow)), &[], &["redirect_dir=on"]),
+        (tweak(o(), |o| o.redirect_dir = Some(RedirectDir::Off)), &[], &["redirect_dir=on"]),
+        (tweak(o(), |o| o.userxattr = true), &["userxattr", "redirect_dir=nofollow"], &[]),
         (
-            OverlayOptions {
-                volatile: true,
-                index: Some(true),
-                metacopy: Some(true),
-                redirect_dir: Some(RedirectDir::On),
-                ..o()
-            },
+            tweak(o(), |o| {
+                o.volatile = true;
+                o.index = Some(true);
+                o.metacopy = Some(true);
+                o.redirect_dir = Some(RedirectDir::On);
+            }),
             &["fsync=volatile", "index=on", "metacopy=on", "redirect_dir=on"],
             &[],
         ),
         (
-            OverlayOptions { userxattr: true, index: Some(true), redirect_dir: Some(RedirectDir::NoFollow), ..o() },
+            tweak(o(), |o| {
+                o.userxattr = true;
+                o.index = Some(true);
+                o.redirect_dir = Some(RedirectDir::NoFollow);
+            }),
             &["userxattr", "index=on", "redirect_dir=nofollow"],
             &[],
         ),
@@ -314,7 +316,7 @@ fn every_option_reaches_the_kernel() {
             let tag = format!("{n}-{legacy_mount}");
             let target = mkdir(tmp.join(format!("mnt-{tag}")));
             let mut stack = LayerStack::new();
-            let opts = OverlayOptions { legacy_mount, ..opts.clone() };
+            let opts = tweak(opts.clone(), |o| o.legacy_mount = legacy_mount);
             stack.lowers(&layers).upper(upper_in(&tmp, &tag)).options(opts.clone());
             let m = stack.mount(&target).unwrap_or_else(|e| panic!("{opts:?}: {e}"));
             let so = super_options(&target);
@@ -348,7 +350,10 @@ fn read_only_stack_takes_metacopy_and_redirect_options() {
     let layers = make_layers(&tmp.join("l"), 2, |i| format!("{i}"));
     let target = mkdir(tmp.join("mnt"));
     let mut stack = LayerStack::new();
-    let opts = OverlayOptions { metacopy: Some(true), redirect_dir: Some(RedirectDir::On), ..Default::default() };
+    let opts = tweak(OverlayOptions::default(), |o| {
+        o.metacopy = Some(true);
+        o.redirect_dir = Some(RedirectDir::On);
+    });
     stack.lowers(&layers).options(opts);
     let m = stack.mount(&target).unwrap();
     let so = super_options(&target);
@@ -450,11 +455,17 @@ fn bad_input_gives_typed_errors() {
 
     let mut rel = LayerStack::new();
     rel.lower(&layers[0]).lower("relative/dir");
-    assert!(matches!(rel.mount(&target), Err(Error::Invalid { what: "lower", .. })));
+    assert!(matches!(
+        rel.mount(&target),
+        Err(Error::Invalid(ValidationError::Path { field: "lower", problem: PathProblem::Relative, .. }))
+    ));
 
     let mut ok = LayerStack::new();
     ok.lowers(&layers);
-    assert!(matches!(ok.mount(Path::new("mnt")), Err(Error::Invalid { what: "target", .. })));
+    assert!(matches!(
+        ok.mount(Path::new("mnt")),
+        Err(Error::Invalid(ValidationError::Path { field: "target", problem: PathProblem::Relative, .. }))
+    ));
 
     // A missing lower: the kernel's ENOENT, naming the layer (new API) or the target (mount(2)).
     let missing = tmp.join("missing");
@@ -462,7 +473,7 @@ fn bad_input_gives_typed_errors() {
         let mut s = LayerStack::new();
         s.lower(&layers[0]).lower(&missing).options(opts.clone());
         match s.mount(&target).unwrap_err() {
-            Error::Mount { op, path, source, .. } => {
+            Error::Mount { call: op, path, source, .. } => {
                 assert_eq!(source.raw_os_error(), Some(libc::ENOENT), "{opts:?}");
                 if opts.legacy_mount || !supports_lowerdir_plus() {
                     assert_eq!((op, path.as_path()), ("mount(overlay)", target.as_path()));
@@ -523,7 +534,7 @@ fn drop_unmounts_remove_reports_leak_keeps() {
     let m = stack.mount(&target).unwrap();
     rustix::mount::unmount(&target, rustix::mount::UnmountFlags::empty()).unwrap();
     match m.remove() {
-        Err(Error::Sys { op: "umount2", source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::EINVAL)),
+        Err(Error::Sys { call: "umount2", source, .. }) => assert_eq!(source.raw_os_error(), Some(libc::EINVAL)),
         other => panic!("{other:?}"),
     }
 
@@ -566,7 +577,7 @@ fn mounts_from_many_threads_at_once() {
                 stack
                     .lowers(layers)
                     .upper(Upper::Tmpfs { size: None })
-                    .options(OverlayOptions { legacy_mount: t % 2 == 0, ..Default::default() });
+                    .options(tweak(OverlayOptions::default(), |o| o.legacy_mount = t % 2 == 0));
                 let m = stack.mount(&target).unwrap();
                 assert_union(&target, layers.len());
                 fs::write(target.join("mine"), t.to_string()).unwrap();
@@ -650,7 +661,7 @@ fn a_missing_upper_dir_is_a_kernel_error_on_the_upper() {
     let mut stack = LayerStack::new();
     stack.lowers(&layers).upper(Upper::Dir { upper: upper.clone(), work: mkdir(tmp.join("work")) });
     match stack.mount(&target).unwrap_err() {
-        Error::Mount { op, path, source, .. } => {
+        Error::Mount { call: op, path, source, .. } => {
             assert_eq!(source.kind(), ErrorKind::NotFound);
             if supports_lowerdir_plus() {
                 assert_eq!((op, path), ("fsconfig(upperdir)", upper));

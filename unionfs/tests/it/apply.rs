@@ -1,15 +1,14 @@
 //! Applying layer tars: formats, metadata, DiffID, progress, whiteouts, replacement rules.
 
-mod tarutil;
-
+use crate::tweak;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use crate::tarutil::{Tar, gzip, sha256sum, xattr, zstd};
 use nook_testutil::{TempDir, require_root};
 use nook_unionfs::{ApplyOptions, Error, Progress, UnsafeEntry, WhiteoutFormat, apply_layer};
 use tar::EntryType;
-use tarutil::{Tar, gzip, sha256sum, xattr, zstd};
 
 const LONG_DIR: &str = "nk-a-rather-long-directory-name-that-goes-on/and-on-and-on-for-quite-a-while/until-it-needs";
 
@@ -130,7 +129,9 @@ fn reports_progress() {
     let root = tmp.join("root");
     fs::create_dir(&root).unwrap();
     let total = bytes.len() as u64;
-    let options = ApplyOptions { bytes_total: Some(total), progress: Some(&mut cb), ..Default::default() };
+    let mut options = ApplyOptions::default();
+    options.bytes_total = Some(total);
+    options.progress = Some(&mut cb);
     let applied = apply_layer(&bytes[..], &root, options).unwrap();
     assert_eq!(applied.entries, count);
     assert!(seen.len() as u64 > count, "reports within the big entry too ({} reports)", seen.len());
@@ -148,7 +149,9 @@ fn reports_progress() {
     let mut cb = |p: Progress| seen.push(p);
     let root = tmp.join("root-gz");
     fs::create_dir(&root).unwrap();
-    apply_layer(&gz[..], &root, ApplyOptions { progress: Some(&mut cb), ..Default::default() }).unwrap();
+    let mut options = ApplyOptions::default();
+    options.progress = Some(&mut cb);
+    apply_layer(&gz[..], &root, options).unwrap();
     assert_eq!(seen.last().unwrap().bytes_read, gz.len() as u64);
     assert_eq!(seen.last().unwrap().bytes_total, None);
 }
@@ -184,7 +187,7 @@ fn whiteouts_overlay_format() {
     let tmp = TempDir::new("nkwhov").unwrap();
     let root = tmp.join("layer");
     fs::create_dir(&root).unwrap();
-    let opts = ApplyOptions { whiteouts: Some(WhiteoutFormat::Overlay), ..Default::default() };
+    let opts = tweak(ApplyOptions::default(), |o| o.whiteouts = Some(WhiteoutFormat::Overlay));
     apply_layer(&whiteout_tar()[..], &root, opts).unwrap();
     let b = fs::symlink_metadata(root.join("a/b")).unwrap();
     assert!(b.file_type().is_char_device() && b.rdev() == 0, "a/b is a 0/0 char device");
@@ -201,7 +204,7 @@ fn whiteouts_overlay_userxattr_format() {
     let tmp = TempDir::new("nkwhux").unwrap();
     let root = tmp.join("layer");
     fs::create_dir(&root).unwrap();
-    let opts = ApplyOptions { whiteouts: Some(WhiteoutFormat::OverlayUserXattr), ..Default::default() };
+    let opts = tweak(ApplyOptions::default(), |o| o.whiteouts = Some(WhiteoutFormat::OverlayUserXattr));
     apply_layer(&whiteout_tar()[..], &root, opts).unwrap();
     assert_eq!(xattr(&root.join("c"), "user.overlay.opaque").as_deref(), Some(&b"y"[..]));
     assert_eq!(xattr(&root.join("c"), "trusted.overlay.opaque"), None);
@@ -214,7 +217,7 @@ fn whiteouts_aufs_format_kept_as_files() {
     let tmp = TempDir::new("nkwhau").unwrap();
     let root = tmp.join("layer");
     fs::create_dir(&root).unwrap();
-    let opts = ApplyOptions { whiteouts: Some(WhiteoutFormat::Aufs), ..Default::default() };
+    let opts = tweak(ApplyOptions::default(), |o| o.whiteouts = Some(WhiteoutFormat::Aufs));
     apply_layer(&whiteout_tar()[..], &root, opts).unwrap();
     assert!(fs::symlink_metadata(root.join("a/.wh.b")).unwrap().is_file());
     assert!(fs::symlink_metadata(root.join("c/.wh..wh..opq")).unwrap().is_file());
@@ -293,7 +296,7 @@ fn devices_need_permission() {
 
     let root = tmp.join("allowed");
     fs::create_dir(&root).unwrap();
-    apply_layer(&bytes[..], &root, ApplyOptions { allow_devices: true, ..Default::default() }).unwrap();
+    apply_layer(&bytes[..], &root, tweak(ApplyOptions::default(), |o| o.allow_devices = true)).unwrap();
     let null = fs::symlink_metadata(root.join("dev/null")).unwrap();
     assert!(null.file_type().is_char_device());
     assert_eq!((rustix::fs::major(null.rdev()), rustix::fs::minor(null.rdev())), (1, 3));

@@ -1,5 +1,4 @@
 //! Test helpers: building layer tars (ordinary and hostile) and snapshotting trees.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs;

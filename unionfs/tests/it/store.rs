@@ -1,16 +1,16 @@
 //! The layer store: layout, ChainIDs, reuse, removal rules, containers, commit.
 
-mod tarutil;
-
+use crate::tweak;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
+use crate::tarutil::{Tar, sha256sum, sha256sum_of, xattr};
 use nook_testutil::{TempDir, require_root};
 use nook_unionfs::{
-    ApplyOptions, Digest, Error, LayerStore, UnsafeEntry, WhiteoutFormat, chain_id, chain_id_of, write_diff,
+    ApplyOptions, Digest, Error, LayerStore, UnsafeEntry, ValidationError, WhiteoutFormat, chain_id, chain_id_of,
+    write_diff,
 };
 use tar::EntryType;
-use tarutil::{Tar, sha256sum, sha256sum_of, xattr};
 
 fn base_tar() -> Vec<u8> {
     let mut t = Tar::new();
@@ -48,7 +48,7 @@ fn layout_like_docker_and_reuse() {
     let store = LayerStore::open(tmp.join("store")).unwrap();
     let base_bytes = base_tar();
     fs::write(tmp.join("base.tar"), &base_bytes).unwrap();
-    let base = store.apply(&tarutil::gzip(&base_bytes)[..], None, ApplyOptions::default()).unwrap();
+    let base = store.apply(&crate::tarutil::gzip(&base_bytes)[..], None, ApplyOptions::default()).unwrap();
     assert_eq!(base.diff_id.as_str(), sha256sum(&tmp.join("base.tar")), "DiffID = sha256sum of the tar");
     assert_eq!(base.chain_id, base.diff_id, "a base layer's ChainID is its DiffID");
     assert_eq!(base.parent, None);
@@ -116,8 +116,17 @@ fn remove_refuses_while_in_use() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(store.remove(&child.chain_id), Err(Error::LayerInUse { .. })), "a container uses it");
-    assert!(store.create_container("nk-c1", None).is_err(), "ids are unique");
-    assert!(store.create_container("../evil", None).is_err());
+    assert!(
+        matches!(
+            store.create_container("nk-c1", None),
+            Err(Error::Invalid(ValidationError::ContainerExists { id })) if id == "nk-c1"
+        ),
+        "ids are unique"
+    );
+    assert!(matches!(
+        store.create_container("../evil", None),
+        Err(Error::Invalid(ValidationError::ContainerId { id })) if id == "../evil"
+    ));
     assert_eq!(store.container("nk-c1").unwrap(), c);
     store.remove_container("nk-c1").unwrap();
     assert!(!c.dir.exists());
@@ -226,7 +235,7 @@ fn commit_an_upper_dir() {
     rustix::fs::setxattr(upper.join("opaque"), "trusted.overlay.redirect", b"/x", rustix::fs::XattrFlags::empty())
         .unwrap();
     let err = write_diff(&upper, WhiteoutFormat::Overlay, std::io::sink()).unwrap_err();
-    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+    assert!(matches!(err, Error::Invalid(ValidationError::Undiffable { .. })), "{err:?}");
 }
 
 #[test]
@@ -254,7 +263,7 @@ fn diff_userxattr_and_aufs_formats_and_long_names() {
     assert_eq!(id, Digest::sha256(&tar));
     let root = tmp.join("applied");
     fs::create_dir(&root).unwrap();
-    let opts = ApplyOptions { whiteouts: Some(WhiteoutFormat::Aufs), ..Default::default() };
+    let opts = tweak(ApplyOptions::default(), |o| o.whiteouts = Some(WhiteoutFormat::Aufs));
     nook_unionfs::apply_layer(&tar[..], &root, opts).unwrap();
     assert_eq!(fs::read(root.join(&deep).join("g".repeat(60))).unwrap(), b"long", "PAX path");
     assert_eq!(fs::read_link(root.join("long-target")).unwrap().to_str().unwrap(), "t".repeat(200), "PAX linkpath");
@@ -303,6 +312,41 @@ fn clean_tmp_removes_only_what_dead_processes_left() {
         assert_eq!(tmp.join(name).exists(), *kept, "{name}");
     }
     assert_eq!(store.clean_tmp().unwrap(), 0);
+}
+
+/// `clean_tmp` keeps going past an entry it cannot remove (here: a mount inside it, `EBUSY`)
+/// and reports every failure in one `Error::Teardown`.
+#[test]
+fn clean_tmp_keeps_going_and_reports_every_failure() {
+    use rustix::mount::{MountFlags, UnmountFlags};
+    require_root!();
+    let dir = TempDir::new("store").unwrap();
+    let store = LayerStore::open(dir.join("s")).unwrap();
+    let tmp = store.root().join("tmp");
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let names: Vec<String> = (1..=3).map(|i| format!("{dead}.1-0-0000000{i}")).collect();
+    for name in &names {
+        fs::create_dir_all(tmp.join(name).join("diff/mnt")).unwrap();
+    }
+    let busy: Vec<_> = names[..2].iter().map(|n| tmp.join(n).join("diff/mnt")).collect();
+    for p in &busy {
+        rustix::mount::mount(p, p, "", MountFlags::BIND, None).unwrap();
+    }
+    let err = store.clean_tmp().unwrap_err();
+    for p in &busy {
+        rustix::mount::unmount(p, UnmountFlags::empty()).unwrap();
+    }
+    match &err {
+        Error::Teardown { errors, .. } => {
+            assert_eq!(errors.len(), 2, "{err}");
+            assert!(errors.iter().all(|e| e.raw_os_error() == Some(libc::EBUSY)), "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!tmp.join(&names[2]).exists(), "the removable entry went");
+    assert_eq!(store.clean_tmp().unwrap(), 2, "the others go once unmounted");
 }
 
 /// Removing a layer while another thread builds on it: either the removal wins (the new layer

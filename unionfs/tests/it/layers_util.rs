@@ -1,6 +1,5 @@
 //! Helpers shared by the whiteout, view, vfs and view-vs-kernel tests: building layer trees,
 //! snapshotting trees for comparison, dropping CAP_MKNOD on one thread.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

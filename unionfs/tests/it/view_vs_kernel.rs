@@ -15,14 +15,12 @@
 //! (6.1 in the VM lane: there they are plain files) the stacks have none, and everything else is
 //! still compared.
 
-mod layers_util;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use layers_util::{Snap, snap_one};
+use crate::layers_util::{Snap, snap_one};
 use nook_testutil::{TempDir, on_private_mount_ns, require_root};
 use nook_unionfs::{EntryKind, Error, LayerStack, MountedStack, UnionView, WhiteoutFormat, materialize};
 use proptest::prelude::*;
@@ -109,7 +107,7 @@ fn set_attrs(p: &Path, a: &Attrs) {
     std::os::unix::fs::lchown(p, Some(a.owner), Some(a.owner)).unwrap();
     fs::set_permissions(p, fs::Permissions::from_mode(a.mode)).unwrap();
     if a.xattr {
-        layers_util::xattr(p, "", "user.nk", format!("v{}", a.mtime).as_bytes());
+        crate::layers_util::xattr(p, "", "user.nk", format!("v{}", a.mtime).as_bytes());
     }
     let t = rustix::fs::Timestamps {
         last_access: rustix::fs::Timespec { tv_sec: a.mtime, tv_nsec: 0 },
@@ -136,15 +134,15 @@ fn build(dir: &Path, children: &BTreeMap<String, Node>) {
                     Opq::Other => b"n",
                 };
                 if !v.is_empty() {
-                    layers_util::xattr(&p, "", "trusted.overlay.opaque", v);
+                    crate::layers_util::xattr(&p, "", "trusted.overlay.opaque", v);
                 }
                 set_attrs(&p, a);
             }
             Node::Symlink(i) => std::os::unix::fs::symlink(SYMLINK_TARGETS[*i], &p).unwrap(),
-            Node::Whiteout => layers_util::chardev_whiteout(&p, ""),
+            Node::Whiteout => crate::layers_util::chardev_whiteout(&p, ""),
             Node::XWhiteout => {
                 fs::write(&p, b"").unwrap();
-                layers_util::xattr(&p, "", "trusted.overlay.whiteout", b"");
+                crate::layers_util::xattr(&p, "", "trusted.overlay.whiteout", b"");
             }
             Node::Fifo => rustix::fs::mknodat(
                 rustix::fs::CWD,
@@ -224,7 +222,7 @@ fn is_whiteout_in_a_layer(layers: &[PathBuf], rel: &Path) -> bool {
             (m.file_type().is_char_device() && m.rdev() == 0)
                 || (m.is_file()
                     && m.len() == 0
-                    && layers_util::xattrs(&l.join(rel)).contains_key("trusted.overlay.whiteout"))
+                    && crate::layers_util::xattrs(&l.join(rel)).contains_key("trusted.overlay.whiteout"))
         })
     })
 }
