@@ -192,12 +192,9 @@ fn parse_process_tag(name: &str) -> Option<(u32, u64)> {
     Some((pid.parse().ok()?, start.parse().ok()?))
 }
 
-/// A process's start time in clock ticks since boot (`/proc/PID/stat` field 22, parsed by
-/// `procfs-core`), if it exists.
+/// A process's start time in clock ticks since boot (nook-ns's one `/proc` reader), if it exists.
 fn process_start_time(pid: u32) -> Option<u64> {
-    use procfs_core::FromRead;
-    let stat = procfs_core::process::Stat::from_file(format!("/proc/{pid}/stat")).ok()?;
-    Some(stat.starttime)
+    nook_ns::process_start_time(pid).ok()
 }
 
 fn not_found(id: &Digest) -> Error {

@@ -385,15 +385,14 @@ impl Owner {
     /// (unknown), and liveness checks only the pid.
     pub fn current_process() -> Owner {
         let pid = std::process::id();
-        let start_time = owner::start_time(Path::new("/proc/self/stat")).unwrap_or(0);
+        let start_time = owner::start_time(pid).unwrap_or(0);
         Owner::Process { pid, start_time }
     }
 
     /// Process `pid` (a sandbox's init, for example), with its start time read from
     /// `/proc/PID/stat`.
     pub fn process(pid: u32) -> Result<Owner, IpamError> {
-        let path = PathBuf::from(format!("/proc/{pid}/stat"));
-        let start_time = owner::start_time(&path).sys_at("read", path)?;
+        let start_time = owner::start_time(pid).sys_at("read", format!("/proc/{pid}/stat"))?;
         Ok(Owner::Process { pid, start_time })
     }
 

@@ -1,4 +1,4 @@
-//! Owner liveness: process start times from `/proc/PID/stat`, namespace bind mounts by their
+//! Owner liveness: process start times (`nook_ns::process_start_time`), namespace bind mounts by their
 //! file system type.
 
 use std::io;
@@ -7,19 +7,13 @@ use std::path::Path;
 /// `NSFS_MAGIC` from `<linux/magic.h>`: the file system of namespace files.
 pub(crate) const NSFS_MAGIC: u32 = 0x6e73_6673;
 
-/// Field 22 of a `/proc/PID/stat` line (start time, clock ticks after boot).
-///
-/// Field 2 is the command name in parentheses and may itself hold spaces and parentheses
-/// (`(a) (b)`), so the fields are counted after the *last* `)`: there, field 3 is the first.
-pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
-}
-
-/// The start time recorded in a `/proc/.../stat` file.
-pub(crate) fn start_time(path: &Path) -> io::Result<u64> {
-    let stat = std::fs::read_to_string(path)?;
-    parse_start_time(&stat).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no start time (field 22)"))
+/// The start time of process `pid` (clock ticks after boot, `/proc/PID/stat` field 22, read by
+/// nook-ns's one `/proc` reader), as an I/O error that keeps the errno when it cannot be read.
+pub(crate) fn start_time(pid: u32) -> io::Result<u64> {
+    nook_ns::process_start_time(pid).map_err(|e| match e.raw_os_error() {
+        Some(errno) => io::Error::from_raw_os_error(errno),
+        None => io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+    })
 }
 
 /// Whether process `pid` exists with this start time (`0`: any). Only a missing `/proc` entry
@@ -28,7 +22,7 @@ pub(crate) fn process_alive(pid: u32, expected: u64) -> bool {
     if pid == 0 {
         return false;
     }
-    match start_time(Path::new(&format!("/proc/{pid}/stat"))) {
+    match start_time(pid) {
         Ok(actual) => expected == 0 || actual == expected,
         Err(e) => !is_gone(&e),
     }
@@ -51,19 +45,7 @@ fn is_gone(e: &io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::ipam::Owner;
-
-    const STAT: &str = "1234 (nk) (a b) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
-
-    #[test]
-    fn start_time_is_field_22_even_with_odd_comm() {
-        assert_eq!(parse_start_time(STAT), Some(987654));
-        let plain = "42 (sh) R 1 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0\n";
-        assert_eq!(parse_start_time(plain), Some(5));
-        assert_eq!(parse_start_time("42 (sh) R 1 2 3"), None);
-        assert_eq!(parse_start_time("garbage"), None);
-    }
 
     #[test]
     fn current_process_is_alive_and_a_wrong_start_time_is_not() {

@@ -42,11 +42,10 @@ impl Privileges {
 /// The calling thread's umask, read from procfs (without changing it); `0o777` (so every
 /// mode is set explicitly) when it cannot be read.
 pub(super) fn current_umask() -> u32 {
-    let Ok(status) = std::fs::read_to_string("/proc/thread-self/status") else { return 0o777 };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Umask:"))
-        .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+    use procfs_core::FromRead;
+    procfs_core::process::Status::from_file("/proc/thread-self/status")
+        .ok()
+        .and_then(|status| status.umask)
         .unwrap_or(0o777)
 }
 
