@@ -1,3 +1,9 @@
 //! A `std::process::Command`-shaped facade over the nook crates. Not implemented yet: see its issue.
+//!
+//! - [`probe()`]: what this host can give a sandbox, and why not ([`probe`] module docs).
 
 #![forbid(unsafe_code)]
+
+// fprobe:
+pub mod probe;
+pub use probe::{HostReport, Requirement, Support, Unmet, Unsupported, probe};
