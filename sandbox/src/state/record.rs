@@ -48,7 +48,8 @@ impl ProcessId {
         match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
             Ok(text) => parse_start_time(&text).is_none_or(|t| t == self.start_time),
             Err(e) => {
-                e.kind() != std::io::ErrorKind::NotFound && e.raw_os_error() != Some(rustix::io::Errno::SRCH.raw_os_error())
+                e.kind() != std::io::ErrorKind::NotFound
+                    && e.raw_os_error() != Some(rustix::io::Errno::SRCH.raw_os_error())
             }
         }
     }
@@ -76,7 +77,7 @@ pub enum Object {
     /// removed ([`nook_cgroup::Cgroup::open_in`], `kill_all`, `remove`).
     Cgroup {
         /// The spec it was created with (its `parent`, if `None`, was the creator's own cgroup).
-        spec: CgroupSpec,
+        spec: Box<CgroupSpec>,
         /// The creator's `/proc/self/cgroup` at creation (resolves a default parent).
         creator_cgroups: String,
         /// Its directories (for reports, and to tell "already gone" from "cannot open").
@@ -134,7 +135,11 @@ impl Object {
     /// A cgroup as created by this process from `spec` (`dirs`: `Cgroup::paths`).
     pub fn cgroup(spec: &CgroupSpec, dirs: impl IntoIterator<Item = impl Into<PathBuf>>) -> Result<Object> {
         let creator_cgroups = std::fs::read_to_string("/proc/self/cgroup").sys_at("read", "/proc/self/cgroup")?;
-        Ok(Object::Cgroup { spec: spec.clone(), creator_cgroups, dirs: dirs.into_iter().map(Into::into).collect() })
+        Ok(Object::Cgroup {
+            spec: Box::new(spec.clone()),
+            creator_cgroups,
+            dirs: dirs.into_iter().map(Into::into).collect(),
+        })
     }
 
     /// The mount at `target` as it is now (with its mount id).

@@ -79,7 +79,10 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
             }
             // Only while the address is still held by the recorded owner: IPAM may have
             // reclaimed it from the dead owner and handed it to someone else since.
-            let held = ipam.allocations(network)?.into_iter().any(|(a, o)| a == *address && owner.as_ref().is_none_or(|w| *w == o));
+            let held = ipam
+                .allocations(network)?
+                .into_iter()
+                .any(|(a, o)| a == *address && owner.as_ref().is_none_or(|w| *w == o));
             if held {
                 ipam.release(network, *address)?;
             }
@@ -136,7 +139,8 @@ fn open_cgroup(spec: &CgroupSpec, creator_cgroups: &str, dirs: &[std::path::Path
         return Ok(None);
     }
     let mut now = Hierarchies::discover()?;
-    let mountinfo = std::fs::read_to_string("/proc/thread-self/mountinfo").sys_at("read", "/proc/thread-self/mountinfo")?;
+    let mountinfo =
+        std::fs::read_to_string("/proc/thread-self/mountinfo").sys_at("read", "/proc/thread-self/mountinfo")?;
     let creator = Hierarchies::parse(&mountinfo, creator_cgroups)?;
     for h in now.v1.iter_mut() {
         if let Some(c) = creator.v1.iter().find(|c| c.mount_point == h.mount_point) {
@@ -149,11 +153,7 @@ fn open_cgroup(spec: &CgroupSpec, creator_cgroups: &str, dirs: &[std::path::Path
     match Cgroup::open_in(now, spec) {
         Ok(cg) => Ok(Some(cg)),
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
-            if dirs.iter().all(|d| !d.exists()) {
-                Ok(None)
-            } else {
-                Err(e.into())
-            }
+            if dirs.iter().all(|d| !d.exists()) { Ok(None) } else { Err(e.into()) }
         }
         Err(e) => Err(e.into()),
     }
