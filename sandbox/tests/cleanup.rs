@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use nook_cgroup::{Cgroup, CgroupSpec, Pids};
 use nook_netmodel::ipam::{Ipam, Owner, Pool, Request};
+use nook_netmodel::{Host, Network, NetworkSpec};
 use nook_ns::NetNs;
 use nook_sandbox::state::{Error, Object, ProcessId, StateDir};
 use nook_testutil::{TempDir, require_root, unique_name};
@@ -25,6 +26,7 @@ const ROLE: &str = "NK_CLEANUP_ROLE";
 const BASE: &str = "NK_CLEANUP_BASE";
 const ID: &str = "NK_CLEANUP_ID";
 const NETWORK: &str = "nkclean";
+const FW_NETWORK: &str = "nkfw";
 
 /// What the helper made, as the test reads it back from the record.
 fn state(base: &Path) -> StateDir {
@@ -58,8 +60,23 @@ fn create_objects(base: &Path, id: &str) {
 
     // A persisted network namespace in a private run dir.
     let ns = NetNs::create_in(&base.join("netns"), "nkns").expect("netns");
-    let path = ns.persist().unwrap();
-    rec.add(Object::PersistedNs { path }).unwrap();
+    rec.add(Object::PersistedNs { path: ns.path().unwrap().to_owned() }).unwrap();
+
+    // A bridge network in that namespace (playing the host): its firewall chains in
+    // nftables' `inet nook` table there.
+    let host = Host::builder().netns(ns.ns()).ipam_dir(base.join("ipam")).build().expect("host");
+    let mut spec = NetworkSpec::bridge(FW_NETWORK);
+    spec.subnet("10.124.0.0/24".parse().unwrap(), None);
+    let network = Network::create(&host, &spec).expect("network");
+    rec.add(Object::Firewall {
+        netns: ns.path().map(Path::to_owned),
+        table: nook_netmodel::firewall::DEFAULT_TABLE.into(),
+        network: FW_NETWORK.into(),
+        endpoint: None,
+    })
+    .unwrap();
+    std::mem::forget(network);
+    let _ = ns.persist();
 
     // An IPAM address.
     let ipam = Ipam::open(base.join("ipam")).unwrap();
@@ -142,6 +159,13 @@ impl Drop for Guard<'_> {
     }
 }
 
+/// `nft list tables` inside the namespace held by `ns`.
+fn nft_tables(ns: &NetNs) -> String {
+    let out = ns.run(|| Command::new("nft").args(["list", "tables"]).output().unwrap()).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn is_mounted(p: &Path) -> bool {
     nook_testutil::mountinfo_line(p).is_some()
 }
@@ -162,7 +186,7 @@ fn process_gone(pid: u32) -> bool {
 /// Every object of the record exists (checked on the kernel and on disk).
 fn assert_all_there(base: &Path, id: &str) -> Vec<Object> {
     let rec = state(base).read(id).expect("record written");
-    assert_eq!(rec.objects.len(), 6, "{rec:?}");
+    assert_eq!(rec.objects.len(), 7, "{rec:?}");
     for o in &rec.objects {
         match o {
             Object::Cgroup { dirs, .. } => assert!(dirs.iter().all(|d| d.is_dir()), "{dirs:?}"),
@@ -176,10 +200,26 @@ fn assert_all_there(base: &Path, id: &str) -> Vec<Object> {
             Object::ContainerLayer { store, id } => {
                 assert!(LayerStore::open(store).unwrap().container_ids().unwrap().contains(id))
             }
+            Object::Firewall { netns, table, .. } => {
+                let ns = NetNs::open_path(netns.as_ref().unwrap()).unwrap();
+                assert!(nft_tables(&ns).contains(&format!("inet {table}")));
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
     rec.objects
+}
+
+/// Handles on the namespaces the record's firewall rules live in (so the test can look
+/// after the cleanup removed their names).
+fn firewall_namespaces(objects: &[Object]) -> Vec<(NetNs, String)> {
+    objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Firewall { netns: Some(p), table, .. } => Some((NetNs::open_path(p).unwrap(), table.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Nothing of `objects` is left, nor the record.
@@ -197,6 +237,7 @@ fn assert_all_gone(base: &Path, id: &str, objects: &[Object]) {
             Object::ContainerLayer { store, id } => {
                 assert!(!LayerStore::open(store).unwrap().container_ids().unwrap().contains(id))
             }
+            Object::Firewall { .. } => {} // checked through firewall_namespaces
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -222,10 +263,14 @@ fn dead_owner_leaves_nothing_after_cleanup() {
     assert!(helper.wait().unwrap().success());
     let objects = assert_all_there(tmp.path(), &id);
 
+    let fw = firewall_namespaces(&objects);
     let report = state(tmp.path()).cleanup().unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.removed, [id.as_str()]);
     assert_all_gone(tmp.path(), &id, &objects);
+    for (ns, table) in &fw {
+        assert!(!nft_tables(ns).contains(&format!("inet {table}")), "{table} left");
+    }
 
     // A second cleanup finds nothing.
     let again = state(tmp.path()).cleanup().unwrap();
@@ -255,10 +300,14 @@ fn owner_sigkilled_after_creating_leaves_nothing_after_cleanup() {
 
     helper.kill().unwrap(); // SIGKILL
     helper.wait().unwrap();
+    let fw = firewall_namespaces(&objects);
     let report = state(tmp.path()).cleanup().unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.removed, [id.as_str()]);
     assert_all_gone(tmp.path(), &id, &objects);
+    for (ns, table) in &fw {
+        assert!(!nft_tables(ns).contains(&format!("inet {table}")), "{table} left");
+    }
 }
 
 /// A live owner's sandbox is untouched by any number of cleanups; once the owner is gone, the
