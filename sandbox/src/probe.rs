@@ -12,6 +12,14 @@
 //! | user namespaces | `/proc/self/ns/user`; the sysctls that block them: `user.max_user_namespaces` (0 blocks everyone), Debian's `kernel.unprivileged_userns_clone` (0 blocks unprivileged callers), Ubuntu's `kernel.apparmor_restrict_unprivileged_userns` (1: unprivileged callers get a namespace without capabilities unless an AppArmor profile allows it), SELinux enforcing (its policy may deny `user_namespace { create }`); then a real try: a child in a new user namespace (`/bin/true` through [`nook_ns::Command`]) |
 //! | id mapping | `newuidmap`/`newgidmap` on the usual paths (setuid or with file capabilities), the caller's ranges in `/etc/subuid` and `/etc/subgid` (by name and by uid) |
 //! | cgroups | [`nook_cgroup::Hierarchies::discover`] (layout, the caller's cgroup per hierarchy) and [`nook_cgroup::probe`]; per controller where it lives and whether it is **delegated** to the caller: on v2 it is in the caller's `cgroup.controllers` and the caller may write the cgroup directory, its `cgroup.subtree_control` and `cgroup.procs`; on v1 the caller may write its cgroup directory in that hierarchy and its `cgroup.procs` |
+//!
+//! (On v2 the caller's own cgroup holds the caller, so enabling a controller for a child
+//! cgroup needs the caller's processes moved into a leaf first — the "no internal processes"
+//! rule: `nook_cgroup::CgroupSpec::leaf_for_parent_processes` does that. Delegated here means
+//! the caller has the rights to do it.)
+//!
+//! | part | how it is found |
+//! |---|---|
 //! | overlay, `lowerdir+` | [`nook_unionfs::probe`] (needs `CAP_SYS_ADMIN` to ask; unknown otherwise) |
 //! | clone3, pidfd, `CLONE_INTO_CGROUP` | [`nook_ns::probe`] |
 //! | Landlock | [`nook_ns::landlock_abi`] (`landlock_create_ruleset` with `LANDLOCK_CREATE_RULESET_VERSION`) |

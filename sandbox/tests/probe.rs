@@ -276,3 +276,78 @@ fn as_nobody(me: &str) {
     }
     println!("NK-OK {me}");
 }
+
+/// A v2 cgroup delegated to `nobody` the way systemd delegates one (the directory and its
+/// `cgroup.procs`, `cgroup.subtree_control` and `cgroup.threads` chowned to the user), with
+/// the user's process started inside it: the report says the v2 controllers offered there are
+/// delegated, the v1 ones (the caller's v1 cgroups still belong to root) are not.
+#[test]
+fn delegated_v2_cgroup_is_reported_delegated() {
+    const ME: &str = "delegated_v2_cgroup_is_reported_delegated";
+    if std::env::var(ROLE_VAR).as_deref() == Ok(ME) {
+        return delegated_as_nobody(ME);
+    }
+    require_root!();
+    let h = nook_cgroup::Hierarchies::discover().unwrap();
+    let Some(own) = h.v2.as_ref().and_then(|v2| v2.own_dir()) else {
+        return nook_testutil::skip_unsupported(ME, "no cgroup2 hierarchy");
+    };
+    let dir = own.join(nook_testutil::unique_name("dlg"));
+    std::fs::create_dir(&dir).unwrap();
+    struct Rmdir(PathBuf);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rmdir(dir.clone());
+    for p in [dir.clone(), dir.join("cgroup.procs"), dir.join("cgroup.subtree_control"), dir.join("cgroup.threads")] {
+        std::os::unix::fs::chown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let offered = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap();
+    let cg_fd = std::fs::File::open(&dir).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = nook_ns::Command::new(&exe);
+    cmd.args(["--exact", ME, "--nocapture", "--test-threads=1"])
+        .env(ROLE_VAR, ME)
+        .env("NK_OFFERED", offered.trim())
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .user(NOBODY, NOBODY)
+        .current_dir("/")
+        .cgroup(cg_fd.into());
+    let out = cmd.output().expect("run as nobody in the delegated cgroup");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "{}:\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains(&format!("NK-OK {ME}")), "{stdout}\n{stderr}");
+}
+
+fn delegated_as_nobody(me: &str) {
+    let r = nook_sandbox::probe();
+    println!("{r}");
+    let offered: Vec<String> = std::env::var("NK_OFFERED").unwrap().split_whitespace().map(str::to_owned).collect();
+    assert_eq!(r.cgroups.v2_controllers, offered);
+    for rep in &r.cgroups.controllers {
+        match rep.version {
+            Some(Version::V2) => {
+                let name = match rep.controller.v2() {
+                    nook_cgroup::V2Support::Enabled(n) => Some(n),
+                    _ => None,
+                };
+                if name.is_none_or(|n| offered.iter().any(|o| o == n)) {
+                    assert_eq!(rep.delegated, Support::Available, "{:?}", rep.controller);
+                } else {
+                    assert!(!rep.delegated.is_available(), "{:?} is not offered", rep.controller);
+                }
+            }
+            _ => assert!(!rep.delegated.is_available(), "{:?} is not delegated to nobody", rep.controller),
+        }
+    }
+    if offered.iter().any(|c| c == "hugetlb") {
+        assert_eq!(r.check(Requirement::HugetlbLimit), None);
+    }
+    // The freezer is v2's core on a pure v2 host (delegated here); on hybrid hosts it is v1's.
+    assert!(r.check(Requirement::Cgroup).is_none());
+    println!("NK-OK {me}");
+}
