@@ -533,6 +533,11 @@ fn id_mapping(caller: &Caller) -> IdMapping {
         if newuidmap.is_none() || newgidmap.is_none() {
             missing.push("newuidmap/newgidmap not found (package uidmap)".to_owned());
         }
+        for helper in [&newuidmap, &newgidmap].into_iter().flatten() {
+            if !privileged_helper(helper) {
+                missing.push(format!("{} is neither setuid root nor has file capabilities", helper.display()));
+            }
+        }
         if subuid.is_empty() {
             missing.push(format!("no range for {} in /etc/subuid", name.as_deref().unwrap_or("the caller")));
         }
@@ -542,6 +547,14 @@ fn id_mapping(caller: &Caller) -> IdMapping {
         if missing.is_empty() { Support::Available } else { Support::no(missing.join("; ")) }
     };
     IdMapping { newuidmap, newgidmap, subuid, subgid, multi_range }
+}
+
+/// Whether an id-map helper can act for an unprivileged caller: setuid root, or file
+/// capabilities (`security.capability`, as Fedora ships them).
+fn privileged_helper(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let setuid_root = std::fs::metadata(path).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o4000 != 0);
+    setuid_root || rustix::fs::getxattr(path, "security.capability", &mut [0u8; 64][..]).is_ok()
 }
 
 /// Whether the caller may write `path` (`access(2)` with the effective ids).

@@ -500,3 +500,30 @@ fn record_lifecycle_of_a_clean_owner() {
         std::fs::read_dir(tmp.join("state/sandboxes")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A recorded process (a sandbox init outside any cgroup) is killed by pidfd; a recorded pid
+/// that now belongs to another process (another start time) is left alone.
+#[test]
+fn recorded_process_is_killed_only_if_still_the_same() {
+    require_root!();
+    let tmp = TempDir::new("proc").unwrap();
+    let _guard = Guard { base: tmp.path(), helper: None };
+    let st = state(tmp.path());
+    let mut dead = ProcessId::current().unwrap();
+    dead.start_time += 1;
+    let mut init = quiet_sleep();
+    let mut bystander = quiet_sleep();
+    let mut reused = ProcessId::of(bystander.id()).unwrap();
+    reused.start_time += 1;
+    let mut rec = st.create_record_for("nk-proc", dead).unwrap();
+    rec.add(Object::process(init.id()).unwrap()).unwrap();
+    rec.add(Object::Process { process: reused }).unwrap();
+
+    let report = st.cleanup().unwrap();
+    assert_eq!(report.removed, ["nk-proc"], "{report:?}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(init.wait().unwrap().signal(), Some(libc::SIGKILL));
+    assert!(bystander.try_wait().unwrap().is_none(), "the process that reused the pid was killed");
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
+}

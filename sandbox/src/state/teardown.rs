@@ -115,7 +115,20 @@ fn kill_process(id: &str, process: ProcessId) -> Result<()> {
         return Ok(()); // another process has the pid now
     }
     match pidfd_send_signal(fd.as_fd(), Signal::KILL) {
-        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Ok(()) => {
+            // A pidfd becomes readable when the process exits: wait for that (SIGKILL is
+            // delivered asynchronously), so the removals after this do not race its exit.
+            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+            let timeout = rustix::event::Timespec { tv_sec: 10, tv_nsec: 0 };
+            loop {
+                match rustix::event::poll(&mut fds, Some(&timeout)) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Ok(0) => return Err(Error::Survived { id: id.to_owned(), pid: process.pid }),
+                    _ => return Ok(()),
+                }
+            }
+        }
+        Err(rustix::io::Errno::SRCH) => Ok(()),
         Err(e) => Err(Error::Cleanup {
             cause: Box::new(Error::Survived { id: id.to_owned(), pid: process.pid }),
             cleanup: vec![Error::sys("pidfd_send_signal", format!("/proc/{}", process.pid), e.into())],
