@@ -527,3 +527,35 @@ fn recorded_process_is_killed_only_if_still_the_same() {
     bystander.kill().unwrap();
     bystander.wait().unwrap();
 }
+
+/// A state dir another user could write is refused: a record planted there (by "another
+/// user") naming a mount is not acted on.
+#[test]
+fn state_dir_writable_by_others_is_refused() {
+    require_root!();
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = TempDir::new("unsafe").unwrap();
+    let _guard = Guard { base: tmp.path(), helper: None };
+    let st = state(tmp.path());
+    let mut dead = ProcessId::current().unwrap();
+    dead.start_time += 1;
+    let mut rec = st.create_record_for("nk-planted", dead).unwrap();
+    let mnt = tmp.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    nook_ns::mount_tmpfs(&mnt, None).unwrap();
+    rec.add(Object::mount(&mnt).unwrap()).unwrap();
+    let dir = tmp.join("state/sandboxes");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    match st.cleanup() {
+        Err(Error::Unsafe { path, .. }) => assert_eq!(path, dir),
+        other => panic!("expected Unsafe, got {other:?}"),
+    }
+    assert!(is_mounted(&mnt), "nothing is acted on in an unsafe state dir");
+    assert!(matches!(st.create_record("nk-new"), Err(Error::Unsafe { .. })));
+
+    // Made private again, the same record is cleaned.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(st.cleanup().unwrap().removed, ["nk-planted"]);
+    assert!(!is_mounted(&mnt));
+}

@@ -56,6 +56,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The state directory is not private to the caller (another user could write records
+    /// that steer a cleanup): it must be a directory owned by the caller, not writable by
+    /// group or others, and not a symlink.
+    #[error("state directory {} is not private: {reason}", path.display())]
+    Unsafe {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A process of a dead owner's sandbox survived `SIGKILL` (or could not be signalled).
     #[error("process {pid} of sandbox {id} is still there after SIGKILL")]
     Survived {

@@ -36,7 +36,10 @@
 //! ```
 //!
 //! `DIR` is [`StateDir::default_root`]: `/run/nook` for root, `$XDG_RUNTIME_DIR/nook`
-//! otherwise (or any directory: [`StateDir::new`]). The owner takes the record's lock for each
+//! otherwise (or any directory: [`StateDir::new`]). It and `DIR/sandboxes` are created mode
+//! 0700 and must stay the caller's alone (owned by it, not writable by group or others, no
+//! symlink): records steer what a cleanup kills and removes, so a state dir another user could
+//! write is refused ([`Error::Unsafe`]). The owner takes the record's lock for each
 //! append; a cleanup takes it (without waiting: a busy record is skipped and reported in
 //! [`CleanupReport::busy`]) for the whole teardown, so two concurrent cleanups never free the
 //! same object twice, and a record is never cleaned while its owner writes it. A lock file is
@@ -128,7 +131,30 @@ impl StateDir {
 
     fn ensure_dirs(&self) -> Result<()> {
         let dir = self.records_dir();
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).sys_at("mkdir", &dir)
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).sys_at("mkdir", &dir)?;
+        self.check_private()
+    }
+
+    /// The root and the records dir must be the caller's alone: records steer what a cleanup
+    /// kills, unmounts and removes.
+    fn check_private(&self) -> Result<()> {
+        let euid = rustix::process::geteuid().as_raw();
+        for dir in [self.root.clone(), self.records_dir()] {
+            let m = std::fs::symlink_metadata(&dir).sys_at("stat", &dir)?;
+            let reason = if !m.file_type().is_dir() {
+                Some("not a directory (or a symlink)".to_owned())
+            } else if m.uid() != euid {
+                Some(format!("owned by uid {}, not by the caller (uid {euid})", m.uid()))
+            } else if m.mode() & 0o022 != 0 {
+                Some(format!("writable by group or others (mode {:o})", m.mode() & 0o7777))
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(Error::Unsafe { path: dir, reason });
+            }
+        }
+        Ok(())
     }
 
     /// Creates the record of sandbox `id`, owned by the calling process. Call it before the
@@ -186,9 +212,14 @@ impl StateDir {
     }
 
     /// Cleans up after every dead owner (see the module docs). Fails only when the state
-    /// directory cannot be listed; what happened to each record is in the report.
+    /// directory cannot be listed or is not private to the caller ([`Error::Unsafe`]); what
+    /// happened to each record is in the report.
     pub fn cleanup(&self) -> Result<CleanupReport> {
         let mut report = CleanupReport::default();
+        if !self.records_dir().exists() {
+            return Ok(report);
+        }
+        self.check_private()?;
         for id in self.ids()? {
             self.cleanup_one(&id, &mut report);
         }
