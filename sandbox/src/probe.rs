@@ -154,6 +154,8 @@ pub struct Caller {
     pub cap_sys_admin: bool,
     /// `CAP_NET_ADMIN` in the effective set (links, firewall).
     pub cap_net_admin: bool,
+    /// `CAP_BPF` in the effective set (with `CAP_SYS_ADMIN`: loading cgroup device programs).
+    pub cap_bpf: bool,
 }
 
 /// What blocks user namespaces.
@@ -332,7 +334,7 @@ pub fn probe() -> HostReport {
         kernel_release: read_trim("/proc/sys/kernel/osrelease").unwrap_or_default(),
         user_namespaces: user_namespaces(&caller),
         id_mapping: id_mapping(&caller),
-        cgroups: cgroups(),
+        cgroups: cgroups(&caller),
         overlay,
         overlay_lowerdir_plus,
         clone3: Support::from_bool(ns.clone3, || "clone3 is ENOSYS (Linux < 5.3, or a seccomp filter)".into()),
@@ -368,6 +370,7 @@ fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
 
 const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_BPF: u32 = 39;
 
 /// The caller from its `/proc/self/status` (pure).
 pub(crate) fn caller_from_status(status: &str) -> Caller {
@@ -377,7 +380,14 @@ pub(crate) fn caller_from_status(status: &str) -> Caller {
     let gid = second("Gid").unwrap_or(u32::MAX);
     let cap_eff = status_field(status, "CapEff").and_then(|v| u64::from_str_radix(v, 16).ok()).unwrap_or(0);
     let has = |cap: u32| cap_eff & (1u64 << cap) != 0;
-    Caller { uid, gid, root: uid == 0, cap_sys_admin: has(CAP_SYS_ADMIN), cap_net_admin: has(CAP_NET_ADMIN) }
+    Caller {
+        uid,
+        gid,
+        root: uid == 0,
+        cap_sys_admin: has(CAP_SYS_ADMIN),
+        cap_net_admin: has(CAP_NET_ADMIN),
+        cap_bpf: has(CAP_BPF),
+    }
 }
 
 fn overlay_support(fsopen: bool, lowerdir_plus: bool, privileged: bool) -> (Support, Support) {
@@ -583,7 +593,7 @@ fn v1_dir_not_delegated(dir: &Path) -> Option<String> {
     (!missing.is_empty()).then(|| format!("the caller may not write {}", missing.join(", ")))
 }
 
-fn cgroups() -> Cgroups {
+fn cgroups(caller: &Caller) -> Cgroups {
     let mut out = Cgroups {
         layout: None,
         own_v2: None,
@@ -646,6 +656,10 @@ fn cgroups() -> Cgroups {
                         } else {
                             Err("no cgroup.freeze (Linux < 5.2)".to_owned())
                         }
+                    }
+                    // Loading a BPF_PROG_TYPE_CGROUP_DEVICE program needs bpf_capable().
+                    V2Support::Bpf if !(caller.cap_sys_admin || caller.cap_bpf) => {
+                        Err("v2 device rules are a BPF program: loading it needs CAP_BPF or CAP_SYS_ADMIN".to_owned())
                     }
                     V2Support::Bpf | V2Support::Implicit => Ok(()),
                     V2Support::None => Err("cgroup v2 has no such controller".to_owned()),
@@ -767,6 +781,8 @@ pub enum Requirement {
     HugetlbLimit,
     /// Pausing (freezer).
     Freeze,
+    /// Device access rules (v1 `devices`, v2 a BPF program).
+    DeviceRules,
     /// A cgroup at all (processes tracked and killed as a group).
     Cgroup,
     /// A user namespace.
@@ -799,6 +815,7 @@ impl fmt::Display for Requirement {
             Requirement::IoLimit => "block I/O limit",
             Requirement::HugetlbLimit => "hugetlb limit",
             Requirement::Freeze => "freezer",
+            Requirement::DeviceRules => "device rules",
             Requirement::Cgroup => "cgroup",
             Requirement::UserNamespace => "user namespace",
             Requirement::MultiRangeIdMap => "multi-range id map",
@@ -859,6 +876,7 @@ impl HostReport {
             Requirement::IoLimit => cg(Controller::Blkio),
             Requirement::HugetlbLimit => cg(Controller::Hugetlb),
             Requirement::Freeze => cg(Controller::Freezer),
+            Requirement::DeviceRules => cg(Controller::Devices),
             Requirement::Cgroup => {
                 // Some hierarchy the caller may create a cgroup in.
                 let any = self.cgroups.controllers.iter().any(|r| r.delegated.is_available());
