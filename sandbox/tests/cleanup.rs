@@ -34,19 +34,16 @@ fn state(base: &Path) -> StateDir {
 }
 
 /// Helper side: create every kind of object under a record owned by this process.
-// Other crates' spec structs are built from Default + assignment (they may gain fields), and
-// the sleeper is meant to outlive this helper (the cleanup kills it through the cgroup).
-#[allow(clippy::field_reassign_with_default, clippy::zombie_processes)]
+// The sleeper is meant to outlive this helper (the cleanup kills it through the cgroup).
+#[allow(clippy::zombie_processes)]
 fn create_objects(base: &Path, id: &str) {
     let mut rec = state(base).create_record(id).expect("record");
 
     // A cgroup below our own (the test's) cgroup, with a process in it.
     let mut spec = CgroupSpec::new(unique_name("cg"));
-    let mut pids = Pids::default();
-    pids.max = Some(64);
-    spec.resources.pids = Some(pids);
+    spec.resources.pids = Some(pids_max(64));
     let cg = Cgroup::create(&spec).expect("cgroup");
-    rec.add(Object::cgroup(&spec, cg.paths()).unwrap()).unwrap();
+    rec.add(Object::cgroup(&spec, cg.paths())).unwrap();
     let sleeper = quiet_sleep();
     cg.add_pid(sleeper.id()).unwrap();
     rec.add(Object::process(sleeper.id()).unwrap()).unwrap();
@@ -101,7 +98,12 @@ fn create_objects(base: &Path, id: &str) {
 
 /// Re-runs this binary as a helper for `entry` (which then calls [`create_objects`]).
 fn spawn_helper(entry: &str, base: &Path, id: &str) -> Child {
+    spawn_helper_with(entry, base, id, &[])
+}
+
+fn spawn_helper_with(entry: &str, base: &Path, id: &str, env: &[(&str, String)]) -> Child {
     Command::new(std::env::current_exe().unwrap())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["--exact", entry, "--nocapture", "--test-threads=1"])
         .env(ROLE, entry)
         .env(BASE, base)
@@ -558,4 +560,62 @@ fn state_dir_writable_by_others_is_refused() {
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     assert_eq!(st.cleanup().unwrap().removed, ["nk-planted"]);
     assert!(!is_mounted(&mnt));
+}
+
+/// The creator moved into another cgroup before creating the sandbox's (and, on v2, further
+/// into a leaf, as `leaf_for_parent_processes` does): the cleaner, in its own cgroup, still
+/// finds the sandbox's cgroup from the recorded directories and removes it.
+#[test]
+fn cgroup_of_a_creator_in_another_cgroup_is_found() {
+    const ME: &str = "cgroup_of_a_creator_in_another_cgroup_is_found";
+    if let Some((base, id)) = helper_role(ME) {
+        let me = std::process::id().to_string();
+        for dir in std::env::var("NK_MOVE_TO").unwrap().split(':') {
+            std::fs::write(Path::new(dir).join("cgroup.procs"), &me).unwrap();
+        }
+        let mut rec = state(&base).create_record(&id).unwrap();
+        let mut spec = CgroupSpec::new(unique_name("cg"));
+        spec.resources.pids = Some(pids_max(16));
+        spec.leaf_for_parent_processes = Some("nkleaf".into());
+        let cg = Cgroup::create(&spec).expect("cgroup below the moved creator");
+        rec.add(Object::cgroup(&spec, cg.paths())).unwrap();
+        let sleeper = quiet_sleep();
+        cg.add_pid(sleeper.id()).unwrap();
+        let _ = cg.leak();
+        std::mem::forget((rec, sleeper));
+        println!("NK-READY");
+        return;
+    }
+    require_root!();
+    let tmp = TempDir::new("moved").unwrap();
+    let mut pspec = CgroupSpec::new(unique_name("par"));
+    pspec.resources.pids = Some(pids_max(64));
+    let parent = Cgroup::create(&pspec).unwrap();
+    let parent_dirs: Vec<PathBuf> = parent.paths().map(Path::to_owned).collect();
+    let move_to = parent_dirs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+    let id = unique_name("sb");
+    let mut guard =
+        Guard { base: tmp.path(), helper: Some(spawn_helper_with(ME, tmp.path(), &id, &[("NK_MOVE_TO", move_to)])) };
+    let helper = guard.helper.as_mut().unwrap();
+    wait_ready(helper);
+    assert!(helper.wait().unwrap().success());
+
+    let objects = state(tmp.path()).read(&id).unwrap().objects;
+    let Object::Cgroup { dirs, .. } = &objects[0] else { panic!("{objects:?}") };
+    assert!(dirs.iter().all(|d| parent_dirs.iter().any(|p| d.starts_with(p)) && d.is_dir()), "{dirs:?}");
+    let report = state(tmp.path()).cleanup().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.removed, [id.as_str()]);
+    assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?}");
+    drop(guard);
+    parent.remove().unwrap();
+    assert!(parent_dirs.iter().all(|d| !d.exists()));
+}
+
+/// A pids limit, built from `Default` (other crates' spec structs may gain fields).
+#[allow(clippy::field_reassign_with_default)]
+fn pids_max(max: u64) -> Pids {
+    let mut pids = Pids::default();
+    pids.max = Some(max);
+    pids
 }

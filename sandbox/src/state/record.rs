@@ -73,14 +73,15 @@ pub enum Object {
         /// Which.
         process: ProcessId,
     },
-    /// A cgroup: opened with `spec` in the hierarchies as the creator saw them, killed and
-    /// removed ([`nook_cgroup::Cgroup::open_in`], `kill_all`, `remove`).
+    /// A cgroup: opened with `spec` ([`nook_cgroup::Cgroup::open_in`]) where its directories
+    /// are, killed and removed (`kill_all`, `remove`).
     Cgroup {
-        /// The spec it was created with (its `parent`, if `None`, was the creator's own cgroup).
+        /// The spec it was created with.
         spec: Box<CgroupSpec>,
-        /// The creator's `/proc/self/cgroup` at creation (resolves a default parent).
-        creator_cgroups: String,
-        /// Its directories (for reports, and to tell "already gone" from "cannot open").
+        /// Its directories (`Cgroup::paths`): where it is in each hierarchy. A spec without a
+        /// `parent` was placed below its creator's own cgroup, which the cleaning process does
+        /// not know (and the creator may have moved since, e.g. into a leaf): the parent in
+        /// each hierarchy is read from these paths instead.
         dirs: Vec<PathBuf>,
     },
     /// A mount: detached ([`nook_ns::unmount`]) if the mount at `target` is still this one.
@@ -132,14 +133,9 @@ pub enum Object {
 }
 
 impl Object {
-    /// A cgroup as created by this process from `spec` (`dirs`: `Cgroup::paths`).
-    pub fn cgroup(spec: &CgroupSpec, dirs: impl IntoIterator<Item = impl Into<PathBuf>>) -> Result<Object> {
-        let creator_cgroups = std::fs::read_to_string("/proc/self/cgroup").sys_at("read", "/proc/self/cgroup")?;
-        Ok(Object::Cgroup {
-            spec: Box::new(spec.clone()),
-            creator_cgroups,
-            dirs: dirs.into_iter().map(Into::into).collect(),
-        })
+    /// A cgroup created from `spec` (`dirs`: its `Cgroup::paths`).
+    pub fn cgroup(spec: &CgroupSpec, dirs: impl IntoIterator<Item = impl Into<PathBuf>>) -> Object {
+        Object::Cgroup { spec: Box::new(spec.clone()), dirs: dirs.into_iter().map(Into::into).collect() }
     }
 
     /// The mount at `target` as it is now (with its mount id).

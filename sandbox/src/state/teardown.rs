@@ -6,9 +6,9 @@
 
 use std::io;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use nook_cgroup::{Cgroup, CgroupSpec, Hierarchies};
+use nook_cgroup::{Cgroup, CgroupSpec, Hierarchies, Hierarchy};
 use nook_netmodel::firewall::{FirewallBackend, Nftables};
 use nook_netmodel::ipam::Ipam;
 use nook_unionfs::LayerStore;
@@ -27,7 +27,7 @@ fn is_gone(e: &io::Error) -> bool {
 pub(super) fn kill(id: &str, object: &Object) -> Result<()> {
     match object {
         Object::Process { process } => kill_process(id, *process),
-        Object::Cgroup { spec, creator_cgroups, dirs } => match open_cgroup(spec, creator_cgroups, dirs)? {
+        Object::Cgroup { spec, dirs } => match open_cgroup(spec, dirs)? {
             Some(cg) => Ok(cg.kill_all()?),
             None => Ok(()),
         },
@@ -45,7 +45,7 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
             }
             Ok(())
         }
-        Object::Cgroup { spec, creator_cgroups, dirs } => match open_cgroup(spec, creator_cgroups, dirs)? {
+        Object::Cgroup { spec, dirs } => match open_cgroup(spec, dirs)? {
             Some(cg) => Ok(cg.remove()?),
             None => Ok(()),
         },
@@ -145,23 +145,29 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(true)
 }
 
-/// Opens the recorded cgroup in the hierarchies as its creator saw them (its own cgroup in
-/// each hierarchy resolves a default parent). `None`: every recorded directory is gone.
-fn open_cgroup(spec: &CgroupSpec, creator_cgroups: &str, dirs: &[std::path::PathBuf]) -> Result<Option<Cgroup>> {
-    if !dirs.is_empty() && dirs.iter().all(|d| !d.exists()) {
+/// Opens the recorded cgroup where its directories are: in each hierarchy, the caller's own
+/// cgroup (which a spec without `parent` is placed below) is set to the parent the recorded
+/// directory shows. `None`: every recorded directory is gone.
+fn open_cgroup(spec: &CgroupSpec, dirs: &[PathBuf]) -> Result<Option<Cgroup>> {
+    if dirs.iter().all(|d| !d.exists()) {
         return Ok(None);
     }
     let mut now = Hierarchies::discover()?;
-    let mountinfo =
-        std::fs::read_to_string("/proc/thread-self/mountinfo").sys_at("read", "/proc/thread-self/mountinfo")?;
-    let creator = Hierarchies::parse(&mountinfo, creator_cgroups)?;
-    for h in now.v1.iter_mut() {
-        if let Some(c) = creator.v1.iter().find(|c| c.mount_point == h.mount_point) {
-            h.own_cgroup = c.own_cgroup.clone();
+    let depth = Path::new(&spec.name).components().count();
+    let mut hierarchies: Vec<&mut Hierarchy> = now.v1.iter_mut().chain(now.v2.iter_mut()).collect();
+    for dir in dirs {
+        // The hierarchy whose mount point is the longest prefix of the directory.
+        let Some(h) = hierarchies
+            .iter_mut()
+            .filter(|h| dir.starts_with(&h.mount_point))
+            .max_by_key(|h| h.mount_point.components().count())
+        else {
+            continue;
+        };
+        let rel: Vec<_> = dir.strip_prefix(&h.mount_point).expect("filtered on the prefix").components().collect();
+        if rel.len() >= depth {
+            h.own_cgroup = h.mount_root.join(rel[..rel.len() - depth].iter().collect::<PathBuf>());
         }
-    }
-    if let (Some(h), Some(c)) = (now.v2.as_mut(), creator.v2.as_ref()) {
-        h.own_cgroup = c.own_cgroup.clone();
     }
     match Cgroup::open_in(now, spec) {
         Ok(cg) => Ok(Some(cg)),
