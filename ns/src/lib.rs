@@ -131,6 +131,6 @@ pub use mount::{MountStep, Propagation, bind, mount_tmpfs, set_propagation, unmo
 pub use namespace::{Namespace, NamespaceSet};
 pub use netns::{NETNS_RUN_DIR, NetNs};
 pub use plan::FORWARDED_SIGNALS;
-pub use probe::{KernelSupport, probe};
+pub use probe::{KernelSupport, landlock_abi, probe};
 pub use process::{Child, PausedChild, Stdio};
 pub use thread::{on_thread_in, on_thread_with_cwd};

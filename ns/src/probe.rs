@@ -120,6 +120,17 @@ pub(crate) fn decide_setns_pidfd(r: Result<(), i32>) -> bool {
     matches!(r, Ok(()) | Err(libc::EPERM))
 }
 
+/// The Landlock ABI version of the running kernel: `landlock_create_ruleset(NULL, 0,
+/// LANDLOCK_CREATE_RULESET_VERSION)`, which creates nothing and returns the highest ABI the
+/// kernel implements (1 on Linux 5.13, one more for each release that added access rights).
+///
+/// Errors as the kernel gives them: `ENOSYS` where the kernel has no Landlock (or a seccomp
+/// filter hides the call), `EOPNOTSUPP` where it is built in but not enabled at boot (not in
+/// the `lsm=` list). Not cached: the call is cheap.
+pub fn landlock_abi() -> std::io::Result<u32> {
+    raw::landlock_abi_version().map_err(std::io::Error::from_raw_os_error)
+}
+
 /// The probes' system calls. Each returns `Err(errno)`, or `Ok(())` where the call succeeded.
 /// Those that must be refused stay raw `libc`: they pass what rustix's types cannot hold (a
 /// null or zero-sized argument, a descriptor no process can own, a child that may not exist).
@@ -188,6 +199,16 @@ mod raw {
             libc::waitid(consts::P_PIDFD, NO_SUCH_FD as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG)
         };
         result(ret as libc::c_long)
+    }
+
+    pub(super) fn landlock_abi_version() -> Result<u32, i32> {
+        /// `LANDLOCK_CREATE_RULESET_VERSION` (include/uapi/linux/landlock.h).
+        const VERSION: u32 = 1;
+        // SAFETY: a null attribute pointer with size 0 and the VERSION flag is the documented
+        // way to ask for the ABI version: nothing is read, nothing is created.
+        let ret = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, VERSION) };
+        result(ret)?;
+        Ok(ret as u32)
     }
 
     pub(super) fn mount_setattr_too_small() -> Result<(), i32> {

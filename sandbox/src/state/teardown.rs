@@ -1,0 +1,221 @@
+//! Removing what a dead owner's record lists, each object through the crate that made it.
+//!
+//! Every function returns `Ok(())` when the object is gone — removed now, or already gone
+//! (a cleanup interrupted half-way runs again over the same record) — and an error when it is
+//! still there.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use nook_cgroup::{Cgroup, CgroupSpec, Hierarchies, Hierarchy};
+use nook_netmodel::firewall::{FirewallBackend, Nftables};
+use nook_netmodel::ipam::Ipam;
+use nook_unionfs::LayerStore;
+
+use super::error::{Error, Result, SysContext};
+use super::record::{Object, ProcessId, mount_id};
+
+/// `NSFS_MAGIC` (`<linux/magic.h>`): the file system of namespace files.
+const NSFS_MAGIC: u32 = 0x6e73_6673;
+
+fn is_gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
+/// First pass: stop every process of the sandbox, before anything is removed under them.
+pub(super) fn kill(id: &str, object: &Object) -> Result<()> {
+    match object {
+        Object::Process { process } => kill_process(id, *process),
+        Object::Cgroup { spec, dirs } => match open_cgroup(spec, dirs)? {
+            Some(cg) => Ok(cg.kill_all()?),
+            None => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Second pass (in reverse order of creation): remove the object.
+pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
+    match object {
+        // Killed in the first pass; only checked here.
+        Object::Process { process } => {
+            if process.is_alive() && !is_zombie(process.pid) {
+                return Err(Error::Survived { id: id.to_owned(), pid: process.pid });
+            }
+            Ok(())
+        }
+        Object::Cgroup { spec, dirs } => match open_cgroup(spec, dirs)? {
+            Some(cg) => Ok(cg.remove()?),
+            None => Ok(()),
+        },
+        Object::Mount { target, mount_id: recorded } => remove_mount(target, *recorded),
+        Object::PersistedNs { path } => remove_persisted_ns(path),
+        Object::Firewall { netns, table, network, endpoint } => {
+            let ns = match netns {
+                Some(p) => match nook_ns::NetNs::open_path(p) {
+                    Ok(ns) => Some(ns),
+                    // The namespace is gone, and its rules with it.
+                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                },
+                None => None,
+            };
+            let mut fw = Nftables::new(ns.as_ref().map(|n| n.ns()))?;
+            fw.table_name(table.clone());
+            match endpoint {
+                Some(ep) => fw.remove_ports(network, ep)?,
+                None => fw.teardown_network(network)?,
+            }
+            Ok(())
+        }
+        Object::IpamAddress { state_dir, network, address, owner } => {
+            if !state_dir.is_dir() {
+                return Ok(());
+            }
+            let ipam = Ipam::open(state_dir)?;
+            if !ipam.networks()?.iter().any(|n| n == network) {
+                return Ok(());
+            }
+            // Only while the address is still held by the recorded owner: IPAM may have
+            // reclaimed it from the dead owner and handed it to someone else since.
+            let held = ipam
+                .allocations(network)?
+                .into_iter()
+                .any(|(a, o)| a == *address && owner.as_ref().is_none_or(|w| *w == o));
+            if held {
+                ipam.release(network, *address)?;
+            }
+            Ok(())
+        }
+        Object::ContainerLayer { store, id: layer } => {
+            if !store.join("containers").is_dir() {
+                return Ok(());
+            }
+            let store = LayerStore::open(store)?;
+            if store.container_ids()?.iter().any(|c| c == layer) {
+                store.remove_container(layer)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// SIGKILL through a pidfd, after checking (with the pidfd held, so the pid cannot be
+/// reused meanwhile) that the pid is still the recorded process.
+fn kill_process(id: &str, process: ProcessId) -> Result<()> {
+    use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+    let Some(pid) = Pid::from_raw(process.pid as i32) else { return Ok(()) };
+    let fd = match pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return Ok(()),
+        Err(e) => return Err(e).sys_at("pidfd_open", format!("/proc/{}", process.pid)),
+    };
+    if !process.is_alive() {
+        return Ok(()); // another process has the pid now
+    }
+    match pidfd_send_signal(fd.as_fd(), Signal::KILL) {
+        Ok(()) => {
+            // A pidfd becomes readable when the process exits: wait for that (SIGKILL is
+            // delivered asynchronously), so the removals after this do not race its exit.
+            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+            let timeout = rustix::event::Timespec { tv_sec: 10, tv_nsec: 0 };
+            loop {
+                match rustix::event::poll(&mut fds, Some(&timeout)) {
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Ok(0) => return Err(Error::Survived { id: id.to_owned(), pid: process.pid }),
+                    _ => return Ok(()),
+                }
+            }
+        }
+        Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(Error::Cleanup {
+            cause: Box::new(Error::Survived { id: id.to_owned(), pid: process.pid }),
+            cleanup: vec![Error::sys("pidfd_send_signal", format!("/proc/{}", process.pid), e.into())],
+        }),
+    }
+}
+
+/// A process that has exited but not been reaped (its parent, now dead too, left it to
+/// init, which reaps it soon): it holds nothing.
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Opens the recorded cgroup where its directories are: in each hierarchy, the caller's own
+/// cgroup (which a spec without `parent` is placed below) is set to the parent the recorded
+/// directory shows. `None`: every recorded directory is gone.
+fn open_cgroup(spec: &CgroupSpec, dirs: &[PathBuf]) -> Result<Option<Cgroup>> {
+    if dirs.iter().all(|d| !d.exists()) {
+        return Ok(None);
+    }
+    let mut now = Hierarchies::discover()?;
+    let depth = Path::new(&spec.name).components().count();
+    let mut hierarchies: Vec<&mut Hierarchy> = now.v1.iter_mut().chain(now.v2.iter_mut()).collect();
+    for dir in dirs {
+        // The hierarchy whose mount point is the longest prefix of the directory.
+        let Some(h) = hierarchies
+            .iter_mut()
+            .filter(|h| dir.starts_with(&h.mount_point))
+            .max_by_key(|h| h.mount_point.components().count())
+        else {
+            continue;
+        };
+        let rel: Vec<_> = dir.strip_prefix(&h.mount_point).expect("filtered on the prefix").components().collect();
+        if rel.len() >= depth {
+            h.own_cgroup = h.mount_root.join(rel[..rel.len() - depth].iter().collect::<PathBuf>());
+        }
+    }
+    match Cgroup::open_in(now, spec) {
+        Ok(cg) => Ok(Some(cg)),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => {
+            if dirs.iter().all(|d| !d.exists()) { Ok(None) } else { Err(e.into()) }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Detaches the mount at `target` if it is still the recorded one.
+fn remove_mount(target: &Path, recorded: Option<u64>) -> Result<()> {
+    let here = match mount_id(target) {
+        Ok(id) => id,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if recorded.is_some_and(|r| r != here) {
+        return Ok(()); // not (or no longer) that mount
+    }
+    match nook_ns::unmount(target, true) {
+        Ok(()) => Ok(()),
+        // Not a mount point (any more).
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Unmounts a persisted namespace file and unlinks it. A leftover empty regular file (a
+/// creation that stopped before the bind mount) is unlinked too; anything else is left.
+fn remove_persisted_ns(path: &Path) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if is_gone(&e) => return Ok(()),
+        Err(e) => return Err(Error::sys("stat", path, e)),
+    };
+    let nsfs = rustix::fs::statfs(path).map(|s| s.f_type as u32 == NSFS_MAGIC).unwrap_or(false);
+    if nsfs {
+        // Detach every stacked bind of it (one per failed or repeated persist).
+        while rustix::fs::statfs(path).is_ok_and(|s| s.f_type as u32 == NSFS_MAGIC) {
+            nook_ns::unmount(path, true)?;
+        }
+    } else if !(meta.file_type().is_file() && meta.len() == 0) {
+        return Err(Error::NotWhatWasRecorded { path: path.to_owned(), expected: "a persisted namespace" });
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if is_gone(&e) => Ok(()),
+        Err(e) => Err(Error::sys("unlink", path, e)),
+    }
+}
