@@ -69,7 +69,8 @@ impl Archive {
         f.rewind().sys_at("seek", path)?;
         let mut tar = tar::Archive::new(BufReader::with_capacity(64 << 10, f));
         let mut entries = HashMap::new();
-        let tar_err = |e: std::io::Error| ImageError::Sys { call: "read tar", path: Some(path.to_path_buf()), source: e };
+        let tar_err =
+            |e: std::io::Error| ImageError::Sys { call: "read tar", path: Some(path.to_path_buf()), source: e };
         for e in tar.entries_with_seek().map_err(tar_err)? {
             let e = e.map_err(tar_err)?;
             let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();

@@ -287,7 +287,10 @@ mod tests {
         ));
         for bad in ["a:b:c", "app:", ":0"] {
             assert!(
-                matches!(resolve_user(bad, Some(PASSWD), Some(GROUP)), Err(ImageError::Invalid(ImageValidationError::User { .. }))),
+                matches!(
+                    resolve_user(bad, Some(PASSWD), Some(GROUP)),
+                    Err(ImageError::Invalid(ImageValidationError::User { .. }))
+                ),
                 "{bad}"
             );
         }
@@ -306,8 +309,8 @@ mod tests {
 
     #[test]
     fn image_values_apply() {
-        let d = RunDefaults::resolve("app", Some(&config()), &RunOverrides::default(), Some(PASSWD), Some(GROUP))
-            .unwrap();
+        let d =
+            RunDefaults::resolve("app", Some(&config()), &RunOverrides::default(), Some(PASSWD), Some(GROUP)).unwrap();
         assert_eq!(d.argv, ["/bin/app", "--serve"]);
         assert_eq!(d.env, ["PATH=/app/bin", "MODE=prod", "HOME=/home/app"]);
         assert_eq!(d.working_dir, PathBuf::from("/srv"));
@@ -317,12 +320,10 @@ mod tests {
     #[test]
     fn overrides_apply_like_docker_run() {
         let c = config();
-        let mut o = RunOverrides::default();
-        o.cmd = Some(vec!["--check".into()]);
+        let o = RunOverrides { cmd: Some(vec!["--check".into()]), ..Default::default() };
         let d = RunDefaults::resolve("app", Some(&c), &o, Some(PASSWD), Some(GROUP)).unwrap();
         assert_eq!(d.argv, ["/bin/app", "--check"], "cmd replaces Cmd, Entrypoint stays");
-        let mut o = RunOverrides::default();
-        o.entrypoint = Some(vec!["/bin/sh".into()]);
+        let mut o = RunOverrides { entrypoint: Some(vec!["/bin/sh".into()]), ..Default::default() };
         let d = RunDefaults::resolve("app", Some(&c), &o, Some(PASSWD), Some(GROUP)).unwrap();
         assert_eq!(d.argv, ["/bin/sh"], "--entrypoint drops the image's Cmd");
         o.cmd = Some(vec!["-c".into(), "true".into()]);

@@ -179,7 +179,8 @@ impl ImageStore {
         let manifest_digest = Digest::sha256(&manifest_bytes);
         std::fs::write(blobs.join(manifest_digest.hex()), &manifest_bytes).sys_at("write", &blobs)?;
 
-        let doc_err = |source| ImageError::Document { document: Document::Index, at: dir.display().to_string(), source };
+        let doc_err =
+            |source| ImageError::Document { document: Document::Index, at: dir.display().to_string(), source };
         let ref_name = options.ref_name.clone().unwrap_or_else(|| image.reference.clone());
         let desc = DescriptorBuilder::default()
             .media_type(MediaType::ImageManifest)
@@ -196,15 +197,21 @@ impl ImageStore {
             .map_err(doc_err)?;
         let index_bytes = index.to_string().map_err(doc_err)?;
         std::fs::write(dir.join("index.json"), index_bytes).sys_at("write", dir.join("index.json"))?;
-        let layout = OciLayoutBuilder::default()
-            .image_layout_version("1.0.0".to_string())
-            .build()
-            .map_err(|source| ImageError::Document { document: Document::Layout, at: dir.display().to_string(), source })?;
-        let layout_bytes = layout
-            .to_string()
-            .map_err(|source| ImageError::Document { document: Document::Layout, at: dir.display().to_string(), source })?;
+        let layout =
+            OciLayoutBuilder::default().image_layout_version("1.0.0".to_string()).build().map_err(|source| {
+                ImageError::Document { document: Document::Layout, at: dir.display().to_string(), source }
+            })?;
+        let layout_bytes = layout.to_string().map_err(|source| ImageError::Document {
+            document: Document::Layout,
+            at: dir.display().to_string(),
+            source,
+        })?;
         std::fs::write(dir.join("oci-layout"), layout_bytes).sys_at("write", dir.join("oci-layout"))?;
-        Ok(Exported { manifest: manifest_digest, config: image.config.clone(), layers: layers.into_iter().map(|l| l.0).collect() })
+        Ok(Exported {
+            manifest: manifest_digest,
+            config: image.config.clone(),
+            layers: layers.into_iter().map(|l| l.0).collect(),
+        })
     }
 
     /// One layer blob into `blobs`; returns its digest, size and media type.
@@ -283,6 +290,9 @@ impl ImageStore {
     /// on top of `base` as the new image `reference` (`docker commit`): the diff becomes an
     /// uncompressed layer blob and a layer of the store, the config gets its DiffID and a
     /// history entry, a new manifest is written. All or nothing, like an import.
+    // `ApplyOptions` is another crate's: default + assignment, never a struct literal (its
+    // fields may grow; issue 12 item 6).
+    #[allow(clippy::field_reassign_with_default)]
     pub fn commit(&self, base: &Image, upper: &Path, reference: &str, options: &CommitOptions) -> Result<Image> {
         let reference = super::store::normalize_reference(reference)?;
         let base_config = self.read_blob(&base.config)?;
@@ -317,7 +327,8 @@ impl ImageStore {
             }
             std::fs::rename(&tar_path, staging.blob(&diff_id)).sys_at("rename", &tar_path)?;
 
-            let cfg_err = |source| ImageError::Document { document: Document::Config, at: base.config.to_string(), source };
+            let cfg_err =
+                |source| ImageError::Document { document: Document::Config, at: base.config.to_string(), source };
             let mut config = ImageConfiguration::from_reader(&base_config[..]).map_err(cfg_err)?;
             config.rootfs_mut().diff_ids_mut().push(diff_id.to_string());
             let now = rfc3339_now();

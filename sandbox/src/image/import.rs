@@ -270,8 +270,8 @@ impl Layout<'_> {
         let d = to_digest(desc.digest())?;
         let path = self.blob_path(&d);
         let source = BlobSource::File(path.clone());
-        let bytes = read_capped(&path, MAX_DOCUMENT.min(desc.size()), &source)
-            .map_err(|e| missing_as(e, &d, &source))?;
+        let bytes =
+            read_capped(&path, MAX_DOCUMENT.min(desc.size()), &source).map_err(|e| missing_as(e, &d, &source))?;
         check_blob(&bytes, &d, Some(desc.size()), &source)?;
         Ok((bytes, source))
     }
@@ -339,15 +339,13 @@ fn pick<'d>(
     }
     // Several: choose by platform when they carry one.
     if named.iter().any(|d| d.platform().is_some()) {
-        return named
-            .iter()
-            .copied()
-            .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
-            .ok_or_else(|| ImageError::NoMatchingImage {
+        return named.iter().copied().find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p))).ok_or_else(
+            || ImageError::NoMatchingImage {
                 path: path.to_path_buf(),
                 wanted: platform.to_string(),
                 available: available(),
-            });
+            },
+        );
     }
     Err(ImageError::AmbiguousImage { path: path.to_path_buf(), candidates: available() })
 }
@@ -619,6 +617,9 @@ pub(crate) fn manifest_for(config: &Digest, config_size: u64, layers: &[ImageLay
 
 type ProgressFn<'a> = Option<&'a mut dyn FnMut(&ImportProgress)>;
 
+// `ApplyOptions` is another crate's: default + assignment, never a struct literal (its
+// fields may grow; issue 12 item 6).
+#[allow(clippy::field_reassign_with_default)]
 fn import_layers(
     store: &ImageStore,
     staging: &Staging,
@@ -682,10 +683,23 @@ fn import_layers(
             apply.limits = limits;
             apply.progress = Some(&mut cb);
             let blob = l.digest.clone().unwrap_or_else(|| expected_diff.clone());
-            let layer = store
-                .layer_store()
-                .apply(&mut reader, parent.as_ref(), apply)
-                .map_err(|source| ImageError::Layer { blob, source })?;
+            let layer = match store.layer_store().apply(&mut reader, parent.as_ref(), apply) {
+                Ok(layer) => layer,
+                Err(source) => {
+                    // A blob that is not what the manifest names is the real cause of
+                    // whatever its extraction hit: read the rest and say so.
+                    if let (Some(expected), Ok((actual, _))) = (&l.digest, reader.finish()) {
+                        if *expected != actual {
+                            return Err(ImageError::DigestMismatch {
+                                blob: l.source.clone(),
+                                expected: expected.clone(),
+                                actual,
+                            });
+                        }
+                    }
+                    return Err(ImageError::Layer { blob, source });
+                }
+            };
             created.push(layer.chain_id.clone());
             layer.diff_id
         };
@@ -715,7 +729,13 @@ fn import_layers(
             std::fs::rename(&copy_path, &dest).sys_at("rename", &copy_path)?;
         }
         report(progress, count, ImportPhase::Done);
-        out.push(ImageLayer { blob: blob_digest, media_type, size: count, diff_id: actual_diff, chain_id: chain.clone() });
+        out.push(ImageLayer {
+            blob: blob_digest,
+            media_type,
+            size: count,
+            diff_id: actual_diff,
+            chain_id: chain.clone(),
+        });
         parent = Some(chain);
     }
     Ok(out)

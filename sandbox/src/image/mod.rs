@@ -49,7 +49,7 @@ mod store;
 
 pub use config::{DEFAULT_PATH, ResolvedUser, RunDefaults, RunOverrides, resolve_user};
 pub use error::{ArchiveProblem, BlobSource, Document, ImageError, ImageValidationError, LayoutProblem, Result};
-pub use export::{CommitOptions, Exported, ExportOptions, LayerCompression};
+pub use export::{CommitOptions, ExportOptions, Exported, LayerCompression};
 pub use import::{ImportOptions, ImportPhase, ImportProgress, LAYER_MEDIA_TYPES, Platform};
 pub use rootfs::RootfsFiles;
 pub use store::{Image, ImageLayer, ImageStore, Pruned, normalize_reference};
