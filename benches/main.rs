@@ -33,6 +33,7 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
 use nook_cgroup::{Cgroup, CgroupSpec, Controller, Hierarchies, Layout, Memory, Pids, Version};
 use nook_ns::{Command, Namespace, NamespaceSet, NsFd, NsGuard};
 
+mod image;
 mod layers;
 mod net;
 
@@ -721,7 +722,7 @@ fn cgroup(c: &mut Criterion, report: &mut Report) {
 }
 
 /// The groups of this harness, in the order they run.
-const GROUPS: [&str; 6] = ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs"];
+const GROUPS: [&str; 7] = ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs", "image"];
 
 /// criterion's positional arguments (its benchmark filters).
 fn filters() -> Vec<String> {
@@ -874,6 +875,9 @@ fn main() {
     }
     if selected("unionfs") {
         layers::unionfs(&mut c, &mut report);
+    }
+    if selected("image") {
+        image::image(&mut c, &mut report);
     }
     c.final_summary();
     if bench_mode() {

@@ -518,6 +518,92 @@ fn docker_save_archive_imports() {
     assert!(matches!(&err, ImageError::ArchiveEntry { problem: ArchiveProblem::Compressed, .. }), "{err:?}");
 }
 
+/// Writes a `docker save` archive the way Docker 25+ does: an OCI layout inside
+/// (`blobs/sha256/…`), `manifest.json` naming blobs, and legacy `<id>/layer.tar` names as
+/// symlinks into `blobs/`.
+fn write_docker25_archive(path: &Path, layers: &[Vec<u8>], tag: &str) -> Vec<Digest> {
+    let diff_ids: Vec<Digest> = layers.iter().map(|l| Digest::sha256(l)).collect();
+    let config = image_config(&diff_ids, "app").to_string().unwrap().into_bytes();
+    let config_digest = Digest::sha256(&config);
+    let mut b = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let header = |name: &str, size: usize, kind: tar::EntryType| {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_size(size as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_entry_type(kind);
+        h
+    };
+    let mut names = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let d = Digest::sha256(l);
+        let blob = format!("blobs/sha256/{}", d.hex());
+        let mut h = header(&blob, l.len(), tar::EntryType::Regular);
+        h.set_cksum();
+        b.append(&h, &l[..]).unwrap();
+        let legacy = format!("{}/layer.tar", Digest::sha256(format!("id-{i}").as_bytes()).hex());
+        let mut h = header(&legacy, 0, tar::EntryType::Symlink);
+        h.set_link_name(format!("../blobs/sha256/{}", d.hex())).unwrap();
+        h.set_cksum();
+        b.append(&h, std::io::empty()).unwrap();
+        // Half the layers are named by their legacy (symlink) name, half by their blob.
+        names.push(if i % 2 == 0 { legacy } else { blob });
+    }
+    let mut h = header(&format!("blobs/sha256/{}", config_digest.hex()), config.len(), tar::EntryType::Regular);
+    h.set_cksum();
+    b.append(&h, &config[..]).unwrap();
+    let manifest = serde_json::json!([{
+        "Config": format!("blobs/sha256/{}", config_digest.hex()),
+        "RepoTags": [tag],
+        "Layers": names,
+    }])
+    .to_string();
+    let mut h = header("manifest.json", manifest.len(), tar::EntryType::Regular);
+    h.set_cksum();
+    b.append(&h, manifest.as_bytes()).unwrap();
+    b.finish().unwrap();
+    diff_ids
+}
+
+#[test]
+fn docker25_archive_with_blobs_and_symlinks_imports() {
+    require_root!();
+    let t = TempDir::new("img-docker25").unwrap();
+    let layers = vec![tar_files(&[("etc/passwd", PASSWD.as_bytes()), ("etc/group", GROUP.as_bytes())]), app_layer()];
+    let archive = t.join("app.tar");
+    let diff_ids = write_docker25_archive(&archive, &layers, "app:25");
+    let store = store_in(&t, "store");
+    let image = store.import_docker_archive(&archive, "app:25", ImportOptions::default()).unwrap();
+    assert_eq!(image.chain_id, chain_id_of(&diff_ids));
+    let files = RootfsFiles::new(&store, &image).unwrap();
+    assert_eq!(files.read_string(Path::new("/app/hello")).unwrap().unwrap(), "hello from the image\n");
+
+    // A layer named by its blob digest is checked against that digest: a tampered copy is
+    // a digest error (the config, named by its digest, is checked the same way).
+    let mut evil = std::fs::read(&archive).unwrap();
+    let pos = evil.windows(21).position(|w| w == b"hello from the image\n").unwrap();
+    evil[pos] = b'J';
+    let bad = t.join("bad.tar");
+    std::fs::write(&bad, evil).unwrap();
+    let store2 = store_in(&t, "store2");
+    let err = store2.import_docker_archive(&bad, "x", ImportOptions::default()).unwrap_err();
+    match &err {
+        ImageError::DigestMismatch { blob: BlobSource::ArchiveEntry { entry, .. }, expected, .. } => {
+            assert_eq!(expected, &diff_ids[1]);
+            assert!(entry.starts_with("blobs/sha256/"), "{entry}");
+        }
+        e => panic!("expected a digest error, got {e:?}"),
+    }
+    assert_empty(&store2);
+
+    // A missing archive: the failed call, typed.
+    let err = store2.import_docker_archive(&t.join("missing.tar"), "x", ImportOptions::default()).unwrap_err();
+    assert!(matches!(err, ImageError::Sys { call: "open", .. }), "{err:?}");
+}
+
 #[test]
 fn export_round_trip_keeps_chain_ids() {
     require_root!();
