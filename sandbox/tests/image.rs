@@ -600,7 +600,7 @@ fn docker25_archive_with_blobs_and_symlinks_imports() {
     assert_empty(&store2);
 
     // A missing archive: the failed call, typed.
-    let err = store2.import_docker_archive(&t.join("missing.tar"), "x", ImportOptions::default()).unwrap_err();
+    let err = store2.import_docker_archive(t.join("missing.tar"), "x", ImportOptions::default()).unwrap_err();
     assert!(matches!(err, ImageError::Sys { call: "open", .. }), "{err:?}");
 }
 
