@@ -641,6 +641,21 @@ fn export_round_trip_keeps_chain_ids() {
     let err = store.export_layout("app", &out, &ExportOptions::default()).unwrap_err();
     assert!(matches!(err, ImageError::TargetNotEmpty { .. }), "{err:?}");
 
+    // A stored blob changed on disk: the export refuses it (its digest is checked) and
+    // leaves no half-written target behind.
+    let stored = store.blob_path(&image.layers[1].blob);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&stored, &bytes).unwrap();
+    let bad = t.join("out-bad");
+    let err = store.export_layout("app", &bad, &ExportOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, ImageError::DigestMismatch { expected, .. } if *expected == image.layers[1].blob),
+        "{err:?}"
+    );
+    assert!(!bad.exists(), "the export's target is removed again");
+
     // Without kept blobs the layers are regenerated from the layer dirs: DiffIDs of the
     // regenerated tars differ from the tar crate's (another byte stream), so the export
     // refuses rather than writing a config that lies.

@@ -125,7 +125,7 @@ impl Archive {
     fn read(&self, name: &str) -> Result<Vec<u8>> {
         let (offset, len) = self.locate(name)?;
         if len > MAX_DOCUMENT {
-            return Err(ImageError::SizeMismatch { blob: self.source(name), expected: MAX_DOCUMENT, actual: len });
+            return Err(ImageError::DocumentTooLarge { at: self.source(name), size: len, max: MAX_DOCUMENT });
         }
         let mut f = File::open(&self.path).sys_at("open", &self.path)?;
         f.seek(std::io::SeekFrom::Start(offset)).sys_at("seek", &self.path)?;

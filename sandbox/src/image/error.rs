@@ -167,6 +167,17 @@ pub enum ImageError {
         /// `rootfs.diff_ids` in the config.
         diff_ids: usize,
     },
+    /// A JSON document (index, manifest, config, `manifest.json`) larger than this importer
+    /// reads.
+    #[error("{at}: {size} bytes, documents are read up to {max}")]
+    DocumentTooLarge {
+        /// Where it is.
+        at: BlobSource,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// A digest with an algorithm other than sha256, or malformed.
     #[error("unsupported or malformed digest {digest:?}")]
     UnsupportedDigest {

@@ -143,15 +143,37 @@ impl ImageStore {
     pub fn export_layout(&self, reference: &str, dir: impl AsRef<Path>, options: &ExportOptions) -> Result<Exported> {
         let image = self.image(reference)?;
         let dir = dir.as_ref();
-        match std::fs::read_dir(dir) {
+        let created = match std::fs::read_dir(dir) {
             Ok(mut it) => {
                 if it.next().is_some() {
                     return Err(ImageError::TargetNotEmpty { path: dir.to_path_buf() });
                 }
+                false
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::create_dir_all(dir).sys_at("mkdir", dir)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).sys_at("mkdir", dir)?;
+                true
+            }
             Err(e) => return Err(e).sys_at("read dir", dir),
-        }
+        };
+        self.export_into(&image, dir, options).map_err(|e| {
+            // Leave the target as it was: gone if this made it, else empty.
+            let undo = if created {
+                std::fs::remove_dir_all(dir).sys_at("remove", dir)
+            } else {
+                ["blobs", "index.json", "oci-layout"]
+                    .iter()
+                    .map(|n| dir.join(n))
+                    .filter(|p| p.symlink_metadata().is_ok())
+                    .try_for_each(|p| {
+                        if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }.sys_at("remove", p)
+                    })
+            };
+            ImageError::with_cleanup(e, undo.err().into_iter().collect())
+        })
+    }
+
+    fn export_into(&self, image: &Image, dir: &Path, options: &ExportOptions) -> Result<Exported> {
         let blobs = dir.join("blobs/sha256");
         std::fs::create_dir_all(&blobs).sys_at("mkdir", &blobs)?;
 

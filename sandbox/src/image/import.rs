@@ -224,20 +224,27 @@ fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
     d.as_str().parse().expect("a sha256 digest is a valid OCI digest")
 }
 
-/// Reads a whole small file (at most `max` bytes, else a size error).
-fn read_capped(path: &Path, max: u64, source: &BlobSource) -> Result<Vec<u8>> {
+/// Reads a whole JSON document (at most [`MAX_DOCUMENT`] bytes; exactly `size` bytes when
+/// its descriptor gives one). `name` is what a missing file is reported as.
+fn read_document(path: &Path, name: &str, size: Option<u64>, source: &BlobSource) -> Result<Vec<u8>> {
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(ImageError::BlobMissing { digest: path.display().to_string(), at: source.clone() });
+            return Err(ImageError::BlobMissing { digest: name.to_string(), at: source.clone() });
         }
         Err(e) => return Err(e).sys_at("open", path),
     };
-    let mut bytes = Vec::new();
-    f.take(max + 1).read_to_end(&mut bytes).sys_at("read", path)?;
-    if bytes.len() as u64 > max {
-        return Err(ImageError::SizeMismatch { blob: source.clone(), expected: max, actual: bytes.len() as u64 });
+    let len = f.metadata().sys_at("stat", path)?.len();
+    if let Some(size) = size {
+        if len != size {
+            return Err(ImageError::SizeMismatch { blob: source.clone(), expected: size, actual: len });
+        }
     }
+    if len > MAX_DOCUMENT {
+        return Err(ImageError::DocumentTooLarge { at: source.clone(), size: len, max: MAX_DOCUMENT });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.take(MAX_DOCUMENT + 1).read_to_end(&mut bytes).sys_at("read", path)?;
     Ok(bytes)
 }
 
@@ -270,18 +277,9 @@ impl Layout<'_> {
         let d = to_digest(desc.digest())?;
         let path = self.blob_path(&d);
         let source = BlobSource::File(path.clone());
-        let bytes =
-            read_capped(&path, MAX_DOCUMENT.min(desc.size()), &source).map_err(|e| missing_as(e, &d, &source))?;
+        let bytes = read_document(&path, d.as_str(), Some(desc.size()), &source)?;
         check_blob(&bytes, &d, Some(desc.size()), &source)?;
         Ok((bytes, source))
-    }
-}
-
-fn missing_as(e: ImageError, d: &Digest, source: &BlobSource) -> ImageError {
-    match e {
-        ImageError::BlobMissing { .. } => ImageError::BlobMissing { digest: d.to_string(), at: source.clone() },
-        ImageError::SizeMismatch { .. } => e,
-        e => e,
     }
 }
 
@@ -357,7 +355,7 @@ fn resolve_layout(dir: &Path, options: &ImportOptions<'_>) -> Result<Resolved> {
         return Err(ImageError::NotALayout { path: dir.to_path_buf(), problem: LayoutProblem::NoLayoutFile });
     }
     let src = BlobSource::File(layout_file.clone());
-    let bytes = read_capped(&layout_file, MAX_DOCUMENT, &src)?;
+    let bytes = read_document(&layout_file, "oci-layout", None, &src)?;
     let layout = OciLayout::from_reader(&bytes[..]).map_err(|source| ImageError::Document {
         document: Document::Layout,
         at: layout_file.display().to_string(),
@@ -375,7 +373,7 @@ fn resolve_layout(dir: &Path, options: &ImportOptions<'_>) -> Result<Resolved> {
         return Err(ImageError::NotALayout { path: dir.to_path_buf(), problem: LayoutProblem::NoIndex });
     }
     let src = BlobSource::File(index_path.clone());
-    let bytes = read_capped(&index_path, MAX_DOCUMENT, &src)?;
+    let bytes = read_document(&index_path, "index.json", None, &src)?;
     let index = ImageIndex::from_reader(&bytes[..]).map_err(|source| ImageError::Document {
         document: Document::Index,
         at: index_path.display().to_string(),
