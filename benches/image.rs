@@ -55,8 +55,26 @@ fn random_ish(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// How much a layer holds: small files, big files, big file size.
+#[derive(Clone, Copy)]
+struct Size {
+    small: usize,
+    big: usize,
+    big_len: usize,
+}
+
+/// The measured size; in criterion's test mode (`cargo test --benches`, a debug build that
+/// runs each benchmark once) a tiny one, so the smoke test stays quick.
+fn size() -> Size {
+    if crate::bench_mode() {
+        Size { small: SMALL_FILES, big: BIG_FILES, big_len: 3 << 20 }
+    } else {
+        Size { small: 40, big: 1, big_len: 256 << 10 }
+    }
+}
+
 /// A gzip layer tar of random-ish files, written with the tar crate.
-fn layer(n: usize) -> (Vec<u8>, Digest) {
+fn layer(n: usize, size: Size) -> (Vec<u8>, Digest) {
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |name: &str, data: &[u8], kind: tar::EntryType| {
         let mut h = tar::Header::new_gnu();
@@ -74,12 +92,16 @@ fn layer(n: usize) -> (Vec<u8>, Digest) {
     for d in 0..12 {
         add(&format!("layer{n}/d{d}/"), b"", tar::EntryType::Directory);
     }
-    for f in 0..SMALL_FILES {
+    for f in 0..size.small {
         let len = 1024 + (f * 2654435761) % 7168;
         add(&format!("layer{n}/d{}/f{f}", f % 12), &random_ish((n * 100_000 + f) as u64, len), tar::EntryType::Regular);
     }
-    for f in 0..BIG_FILES {
-        add(&format!("layer{n}/big{f}.bin"), &random_ish((n * 1000 + f) as u64 + 7, 3 << 20), tar::EntryType::Regular);
+    for f in 0..size.big {
+        add(
+            &format!("layer{n}/big{f}.bin"),
+            &random_ish((n * 1000 + f) as u64 + 7, size.big_len),
+            tar::EntryType::Regular,
+        );
     }
     let tar = b.into_inner().expect("tar");
     let diff_id = Digest::sha256(&tar);
@@ -104,7 +126,7 @@ fn make_layout(dir: &Path) -> (Vec<PathBuf>, Digest, u64) {
     let mut descs = Vec::new();
     let mut total = 0;
     for n in 0..LAYERS {
-        let (blob, diff_id) = layer(n);
+        let (blob, diff_id) = layer(n, size());
         total += blob.len() as u64;
         let (d, p) = put(&blob);
         descs.push(serde_json::json!({

@@ -166,7 +166,8 @@ impl ImageStore {
                     .map(|n| dir.join(n))
                     .filter(|p| p.symlink_metadata().is_ok())
                     .try_for_each(|p| {
-                        if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }.sys_at("remove", p)
+                        if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
+                            .sys_at("remove", p)
                     })
             };
             ImageError::with_cleanup(e, undo.err().into_iter().collect())
