@@ -331,6 +331,65 @@ fn tampered_blob_is_refused_and_nothing_is_stored() {
 }
 
 #[test]
+fn tampered_config_or_manifest_is_refused() {
+    require_root!();
+    let t = TempDir::new("img-tampercfg").unwrap();
+    let layout = write_layout(&t.join("layout"), &[(app_layer(), Comp::Gzip)], "0", |_| {});
+    let mpath = layout.dir.join("blobs/sha256").join(layout.manifest.hex());
+    let manifest: oci_spec::image::ImageManifest =
+        serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    let config_digest = Digest::parse(&manifest.config().digest().to_string()).unwrap();
+    let cpath = layout.dir.join("blobs/sha256").join(config_digest.hex());
+    let good = std::fs::read(&cpath).unwrap();
+    // Same size, other content: the config says another user.
+    let evil = String::from_utf8(good.clone()).unwrap().replacen("\"User\":\"0\"", "\"User\":\"1\"", 1);
+    assert_eq!(evil.len(), good.len());
+    assert_ne!(evil.as_bytes(), &good[..]);
+    std::fs::write(&cpath, evil).unwrap();
+    let store = store_in(&t, "store");
+    let err = store.import_layout(&layout.dir, "x", ImportOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, ImageError::DigestMismatch { blob, expected, .. }
+            if *expected == config_digest && *blob == BlobSource::File(cpath.clone())),
+        "{err:?}"
+    );
+    assert_empty(&store);
+    std::fs::write(&cpath, good).unwrap();
+    let mut m = std::fs::read(&mpath).unwrap();
+    let i = m.iter().position(|&b| b == b'2').unwrap(); // schemaVersion 2 -> 3
+    m[i] = b'3';
+    std::fs::write(&mpath, m).unwrap();
+    let err = store.import_layout(&layout.dir, "x", ImportOptions::default()).unwrap_err();
+    assert!(matches!(&err, ImageError::DigestMismatch { expected, .. } if *expected == layout.manifest), "{err:?}");
+    assert_empty(&store);
+}
+
+#[test]
+fn concurrent_imports_share_layers() {
+    require_root!();
+    let t = TempDir::new("img-conc").unwrap();
+    let layout = standard_layout(&t, "layout");
+    let store = store_in(&t, "store");
+    let images: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (store, dir) = (store.clone(), layout.dir.clone());
+                s.spawn(move || store.import_layout(&dir, &format!("app:{i}"), ImportOptions::default()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+    });
+    assert!(images.iter().all(|i| i.chain_id == chain_id_of(&layout.diff_ids)));
+    assert_eq!(store.images().unwrap().len(), 4);
+    assert_eq!(store.layer_store().layers().unwrap().len(), 2, "the layers exist once");
+    for i in 0..4 {
+        store.remove(&format!("app:{i}")).unwrap();
+    }
+    store.prune().unwrap();
+    assert_empty(&store);
+}
+
+#[test]
 fn diff_id_mismatch_is_refused() {
     require_root!();
     let t = TempDir::new("img-diffid").unwrap();
