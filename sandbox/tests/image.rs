@@ -338,7 +338,7 @@ fn tampered_config_or_manifest_is_refused() {
     let mpath = layout.dir.join("blobs/sha256").join(layout.manifest.hex());
     let manifest: oci_spec::image::ImageManifest =
         serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
-    let config_digest = Digest::parse(&manifest.config().digest().to_string()).unwrap();
+    let config_digest = Digest::parse(manifest.config().digest().as_ref()).unwrap();
     let cpath = layout.dir.join("blobs/sha256").join(config_digest.hex());
     let good = std::fs::read(&cpath).unwrap();
     // Same size, other content: the config says another user.
