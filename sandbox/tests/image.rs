@@ -452,6 +452,26 @@ fn size_mismatch_is_refused_before_anything_is_applied() {
 }
 
 #[test]
+fn a_fifo_in_place_of_a_blob_is_refused_without_blocking() {
+    require_root!();
+    let t = TempDir::new("img-fifo").unwrap();
+    let layout = write_layout(&t.join("layout"), &[(app_layer(), Comp::Gzip)], "0", |_| {});
+    let blob = layout.dir.join("blobs/sha256").join(layout.layer_blobs[0].hex());
+    std::fs::remove_file(&blob).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, &blob, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o644), 0).unwrap();
+    let store = store_in(&t, "store");
+    let err = store.import_layout(&layout.dir, "x", ImportOptions::default()).unwrap_err();
+    assert!(matches!(&err, ImageError::NotAFile { at } if *at == BlobSource::File(blob.clone())), "{err:?}");
+    // The same for a document: index.json as a fifo.
+    let index = layout.dir.join("index.json");
+    std::fs::remove_file(&index).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, &index, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o644), 0).unwrap();
+    let err = store.import_layout(&layout.dir, "x", ImportOptions::default()).unwrap_err();
+    assert!(matches!(&err, ImageError::NotAFile { .. } | ImageError::NotALayout { .. }), "{err:?}");
+    assert_empty(&store);
+}
+
+#[test]
 fn path_traversal_in_a_layer_surfaces_typed() {
     require_root!();
     let t = TempDir::new("img-trav").unwrap();

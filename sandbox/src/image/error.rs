@@ -232,6 +232,13 @@ pub enum ImageError {
         /// Where it was looked for.
         at: BlobSource,
     },
+    /// A blob or document of a layout that is not a regular file (a directory, a fifo, a
+    /// device): refused before it is read.
+    #[error("{at} is not a regular file")]
+    NotAFile {
+        /// The path.
+        at: BlobSource,
+    },
     /// A `docker save` archive entry is missing, not a regular file, or named unsafely.
     #[error("archive {}: entry {entry:?}: {problem}", archive.display())]
     ArchiveEntry {

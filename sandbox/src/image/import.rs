@@ -143,14 +143,20 @@ pub(crate) enum Locator {
 impl Locator {
     fn len(&self) -> Result<u64> {
         match self {
-            Locator::File(p) => Ok(std::fs::metadata(p).sys_at("stat", p)?.len()),
+            Locator::File(p) => {
+                let m = std::fs::metadata(p).sys_at("stat", p)?;
+                if !m.is_file() {
+                    return Err(ImageError::NotAFile { at: BlobSource::File(p.clone()) });
+                }
+                Ok(m.len())
+            }
             Locator::Region { len, .. } => Ok(*len),
         }
     }
 
     fn open(&self) -> Result<Box<dyn Read>> {
         match self {
-            Locator::File(p) => Ok(Box::new(File::open(p).sys_at("open", p)?)),
+            Locator::File(p) => Ok(Box::new(open_regular(p).sys_at("open", p)?)),
             Locator::Region { file, offset, len } => {
                 let mut f = File::open(file).sys_at("open", file)?;
                 f.seek(io::SeekFrom::Start(*offset)).sys_at("seek", file)?;
@@ -224,17 +230,29 @@ fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
     d.as_str().parse().expect("a sha256 digest is a valid OCI digest")
 }
 
+/// Opens a file for reading without blocking on a fifo (`O_NONBLOCK` changes nothing for a
+/// regular file; anything else is refused by the callers' `is_file` checks).
+fn open_regular(path: &Path) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())?;
+    Ok(File::from(fd))
+}
+
 /// Reads a whole JSON document (at most [`MAX_DOCUMENT`] bytes; exactly `size` bytes when
 /// its descriptor gives one). `name` is what a missing file is reported as.
 fn read_document(path: &Path, name: &str, size: Option<u64>, source: &BlobSource) -> Result<Vec<u8>> {
-    let f = match File::open(path) {
+    let f = match open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(ImageError::BlobMissing { digest: name.to_string(), at: source.clone() });
         }
         Err(e) => return Err(e).sys_at("open", path),
     };
-    let len = f.metadata().sys_at("stat", path)?.len();
+    let meta = f.metadata().sys_at("stat", path)?;
+    if !meta.is_file() {
+        return Err(ImageError::NotAFile { at: source.clone() });
+    }
+    let len = meta.len();
     if let Some(size) = size {
         if len != size {
             return Err(ImageError::SizeMismatch { blob: source.clone(), expected: size, actual: len });
@@ -414,7 +432,7 @@ fn resolve_layout(dir: &Path, options: &ImportOptions<'_>) -> Result<Resolved> {
         let d = to_digest(l.digest())?;
         let path = layout.blob_path(&d);
         let source = BlobSource::File(path.clone());
-        if !path.is_file() {
+        if !path.exists() {
             return Err(ImageError::BlobMissing { digest: d.to_string(), at: source });
         }
         layers.push(LayerInput {
