@@ -267,15 +267,31 @@ fn import_layout_applies_layers_and_config() {
     });
     store.layer_store().remove_container("nk-img-c1").unwrap();
 
-    // A second import of the same layout reuses the layers (verifies only).
+    // A second import of the same layout reuses the layers and their kept blobs: nothing
+    // is read or applied again.
     let mut phases = Vec::new();
     let mut cb = |p: &ImportProgress| phases.push(p.phase);
     let mut options = ImportOptions::default();
     options.progress = Some(&mut cb);
     let again = store.import_layout(&layout.dir, "app:again", options).unwrap();
     assert_eq!(again.chain_id, image.chain_id);
-    assert!(phases.contains(&ImportPhase::Verifying) && !phases.contains(&ImportPhase::Applying));
+    assert_eq!(phases, [ImportPhase::Done, ImportPhase::Done]);
     assert_eq!(store.layer_store().layers().unwrap().len(), 2);
+
+    // Layers present without their blobs (imported with keep_blobs off) are only checked
+    // (decompressed and hashed), not applied again.
+    let other = store_in(&t, "store-nokeep");
+    let mut options = ImportOptions::default();
+    options.keep_blobs = false;
+    other.import_layout(&layout.dir, "app", options).unwrap();
+    assert_eq!(std::fs::read_dir(other.root().join("blobs/sha256")).unwrap().count(), 2, "config + manifest only");
+    let mut phases = Vec::new();
+    let mut cb = |p: &ImportProgress| phases.push(p.phase);
+    let mut options = ImportOptions::default();
+    options.progress = Some(&mut cb);
+    other.import_layout(&layout.dir, "app:kept", options).unwrap();
+    assert!(phases.contains(&ImportPhase::Verifying) && !phases.contains(&ImportPhase::Applying), "{phases:?}");
+    assert_eq!(std::fs::read_dir(other.root().join("blobs/sha256")).unwrap().count(), 4, "now with the layer blobs");
 
     // Removing both references and pruning leaves an empty store.
     store.remove("app").unwrap();

@@ -459,6 +459,11 @@ impl ImageStore {
     /// (safe extraction, [`Limits`]). On any error nothing is stored: no record, no blob,
     /// and the layers this import applied are removed again.
     ///
+    /// A layer the store has already — the same blob digest with the same DiffID on the
+    /// same parent, its blob kept — is not read again (the stored, checked copy is what the
+    /// manifest names); one whose layer is there but whose blob is not is read and checked
+    /// (digest, DiffID) but not extracted again ([`ImportPhase::Verifying`]).
+    ///
     /// [`LayerStore::apply`]: nook_unionfs::LayerStore::apply
     pub fn import_layout(&self, dir: impl AsRef<Path>, reference: &str, options: ImportOptions<'_>) -> Result<Image> {
         let reference = normalize_reference(reference)?;
@@ -649,11 +654,42 @@ fn import_layers(
     let limits = options.limits;
     let keep_blobs = options.keep_blobs;
     let progress: &mut ProgressFn<'_> = &mut options.progress;
+    // Layers the store has already, with their blob and DiffID checked when they came in:
+    // (blob, DiffID, ChainID) -> the stored layer record.
+    let known: std::collections::HashMap<(Digest, Digest, Digest), ImageLayer> = store
+        .read_records()?
+        .images
+        .into_values()
+        .flat_map(|i| i.layers)
+        .map(|l| ((l.blob.clone(), l.diff_id.clone(), l.chain_id.clone()), l))
+        .collect();
     let mut parent: Option<Digest> = None;
     let mut out = Vec::with_capacity(total);
     for (i, l) in layers.iter().enumerate() {
         let expected_diff = &diff_ids[i];
         let chain = chain_id(parent.as_ref(), expected_diff);
+        // The same blob with the same DiffID on the same parent is in the store already (its
+        // blob kept, its layer there): nothing to read, the stored copy is what the
+        // manifest names (what containerd does with content it has).
+        if let Some(digest) = &l.digest {
+            if let Some(k) = known.get(&(digest.clone(), expected_diff.clone(), chain.clone())) {
+                if store.blob_path(digest).is_file() && store.layer_store().layer(&chain).is_ok() {
+                    if let Some(cb) = progress.as_mut() {
+                        cb(&ImportProgress {
+                            layer: i,
+                            layers: total,
+                            blob: l.source.clone(),
+                            bytes_done: lens[i],
+                            bytes_total: lens[i],
+                            phase: ImportPhase::Done,
+                        });
+                    }
+                    out.push(k.clone());
+                    parent = Some(chain);
+                    continue;
+                }
+            }
+        }
         let read_err = |e: io::Error| ImageError::Sys { call: "read", path: Some(source_path(&l.source)), source: e };
         let media_type = match &l.media_type {
             Some(m) => m.clone(),
