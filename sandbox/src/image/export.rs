@@ -352,8 +352,6 @@ impl ImageStore {
 
             let cfg_err =
                 |source| ImageError::Document { document: Document::Config, at: base.config.to_string(), source };
-            let mut config = ImageConfiguration::from_reader(&base_config[..]).map_err(cfg_err)?;
-            config.rootfs_mut().diff_ids_mut().push(diff_id.to_string());
             let now = rfc3339_now();
             let mut history = HistoryBuilder::default().created(now.clone()).created_by("nook commit".to_string());
             if let Some(c) = &options.comment {
@@ -363,9 +361,7 @@ impl ImageStore {
                 history = history.author(a.clone());
             }
             let entry = history.build().map_err(cfg_err)?;
-            config.history_mut().get_or_insert_with(Vec::new).push(entry);
-            config.set_created(Some(now));
-            let config_bytes = config.to_string().map_err(cfg_err)?.into_bytes();
+            let config_bytes = extend_config(&base_config, &diff_id, &entry, &now).map_err(cfg_err)?;
             let config_digest = staging.write_blob(&config_bytes)?;
 
             let man_err =
@@ -416,6 +412,36 @@ fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
     d.as_str().parse().expect("a sha256 digest is a valid OCI digest")
 }
 
+/// The base image's config with one more layer: its DiffID appended to `rootfs.diff_ids`,
+/// a history entry, a new `created`. Edited as JSON so that fields outside the OCI spec
+/// (Docker's `Healthcheck`, `OnBuild`, `container_config`, ...) survive, as `docker commit`
+/// keeps them; checked with `oci-spec` before and after.
+fn extend_config(
+    base: &[u8],
+    diff_id: &Digest,
+    entry: &oci_spec::image::History,
+    now: &str,
+) -> std::result::Result<Vec<u8>, oci_spec::OciSpecError> {
+    ImageConfiguration::from_reader(base)?;
+    let mut v: serde_json::Value = serde_json::from_slice(base)?;
+    let obj = v.as_object_mut().ok_or_else(|| oci_spec::OciSpecError::Other("config is not an object".into()))?;
+    let diff_ids = obj
+        .get_mut("rootfs")
+        .and_then(|r| r.get_mut("diff_ids"))
+        .and_then(|d| d.as_array_mut())
+        .ok_or_else(|| oci_spec::OciSpecError::Other("config has no rootfs.diff_ids".into()))?;
+    diff_ids.push(diff_id.as_str().into());
+    let history = obj.entry("history").or_insert_with(|| serde_json::Value::Array(Vec::new()));
+    match history.as_array_mut() {
+        Some(h) => h.push(serde_json::to_value(entry)?),
+        None => *history = serde_json::Value::Array(vec![serde_json::to_value(entry)?]),
+    }
+    obj.insert("created".into(), now.into());
+    let bytes = serde_json::to_vec(&v)?;
+    ImageConfiguration::from_reader(&bytes[..])?;
+    Ok(bytes)
+}
+
 /// Now as RFC 3339 UTC (`2026-12-05T14:02:51Z`), for config `created` fields.
 fn rfc3339_now() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -441,6 +467,23 @@ fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_config_keeps_fields_outside_the_spec() {
+        let base = br#"{"architecture":"amd64","os":"linux","docker_version":"27.0",
+            "config":{"Cmd":["sh"],"Healthcheck":{"Test":["CMD","true"]}},
+            "rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}}"#;
+        let d = Digest::sha256(b"layer");
+        let entry = HistoryBuilder::default().created_by("nook commit".to_string()).build().unwrap();
+        let out = extend_config(base, &d, &entry, "2026-12-05T00:00:00Z").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["docker_version"], "27.0");
+        assert_eq!(v["config"]["Healthcheck"]["Test"][1], "true");
+        assert_eq!(v["rootfs"]["diff_ids"][1], d.as_str());
+        assert_eq!(v["history"][0]["created_by"], "nook commit");
+        assert_eq!(v["created"], "2026-12-05T00:00:00Z");
+        assert!(extend_config(b"[]", &d, &entry, "x").is_err());
+    }
 
     #[test]
     fn rfc3339_dates() {
