@@ -765,6 +765,87 @@ fn export_round_trip_keeps_chain_ids() {
     }
 }
 
+const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+/// Rewrites a layout's manifest with Docker's media types (what some tools keep in an OCI
+/// layout), pointing index.json at it; returns the new manifest digest.
+fn dockerize(layout: &Layout) -> Digest {
+    let blobs = layout.dir.join("blobs/sha256");
+    let text = std::fs::read_to_string(blobs.join(layout.manifest.hex())).unwrap();
+    let text = text
+        .replace("application/vnd.oci.image.manifest.v1+json", DOCKER_MANIFEST)
+        .replace("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
+        .replace("application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip");
+    let d = write_blob(&layout.dir, text.as_bytes());
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .manifests(vec![Descriptor::new(MediaType::from(DOCKER_MANIFEST), text.len() as u64, oci(&d))])
+        .build()
+        .unwrap();
+    std::fs::write(layout.dir.join("index.json"), index.to_string().unwrap()).unwrap();
+    d
+}
+
+fn index_entry(dir: &Path) -> Descriptor {
+    let index: oci_spec::image::ImageIndex =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
+    index.manifests()[0].clone()
+}
+
+fn manifest_at(dir: &Path, d: &Digest) -> oci_spec::image::ImageManifest {
+    serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(d.hex())).unwrap()).unwrap()
+}
+
+#[test]
+fn docker_media_types_in_a_layout() {
+    require_root!();
+    let t = TempDir::new("img-dockermt").unwrap();
+    let layout = write_layout(
+        &t.join("layout"),
+        &[(base_layer(t.path()), Comp::Gzip), (app_layer(), Comp::Gzip)],
+        "app",
+        |_| {},
+    );
+    let manifest = dockerize(&layout);
+    let store = store_in(&t, "store");
+    let image = store.import_layout(&layout.dir, "app", ImportOptions::default()).unwrap();
+    assert_eq!(image.manifest, manifest);
+
+    // Kept as it came: a Docker manifest, named as one in index.json.
+    let out = t.join("out-stored");
+    let e = store.export_layout("app", &out, &ExportOptions::default()).unwrap();
+    assert_eq!(e.manifest, manifest);
+    assert_eq!(index_entry(&out).media_type().to_string(), DOCKER_MANIFEST);
+
+    // Rewritten (recompressed): an OCI manifest through and through.
+    let out = t.join("out-plain");
+    let mut options = ExportOptions::default();
+    options.compression = LayerCompression::Uncompressed;
+    let e = store.export_layout("app", &out, &options).unwrap();
+    let m = manifest_at(&out, &e.manifest);
+    assert_eq!(m.media_type(), &Some(MediaType::ImageManifest));
+    assert_eq!(m.config().media_type(), &MediaType::ImageConfig);
+    assert!(m.layers().iter().all(|l| l.media_type() == &MediaType::ImageLayer));
+    assert_eq!(index_entry(&out).media_type(), &MediaType::ImageManifest);
+    let again = store_in(&t, "store2").import_layout(&out, "app", ImportOptions::default()).unwrap();
+    assert_eq!(again.chain_id, image.chain_id);
+
+    // A commit on it writes an OCI manifest too.
+    let c = store.create_container("nk-img-dmt", &image).unwrap();
+    std::fs::write(c.upper.join("added"), "x").unwrap();
+    let committed = store.commit(&image, &c.upper, "app:2", &CommitOptions::default()).unwrap();
+    store.layer_store().remove_container("nk-img-dmt").unwrap();
+    let out = t.join("out-commit");
+    let e = store.export_layout("app:2", &out, &ExportOptions::default()).unwrap();
+    let m = manifest_at(&out, &e.manifest);
+    assert_eq!(m.media_type(), &Some(MediaType::ImageManifest));
+    assert_eq!(m.config().media_type(), &MediaType::ImageConfig);
+    assert_eq!(m.layers()[0].media_type(), &MediaType::ImageLayerGzip);
+    assert_eq!(m.layers()[2].media_type(), &MediaType::ImageLayer);
+    let again = store_in(&t, "store3").import_layout(&out, "app", ImportOptions::default()).unwrap();
+    assert_eq!(again.chain_id, committed.chain_id);
+}
+
 #[test]
 fn committed_container_exports_and_reimports() {
     require_root!();

@@ -192,21 +192,28 @@ impl ImageStore {
             let doc_err =
                 |source| ImageError::Document { document: Document::Manifest, at: image.manifest.to_string(), source };
             let mut manifest = ImageManifest::from_reader(&manifest_bytes[..]).map_err(doc_err)?;
+            to_oci_manifest(&mut manifest);
             let descs = layers
                 .iter()
-                .map(|(d, size, mt)| Descriptor::new(MediaType::from(mt.as_str()), *size, oci_digest(d)))
+                .map(|(d, size, mt)| Descriptor::new(MediaType::from(to_oci_media_type(mt)), *size, oci_digest(d)))
                 .collect();
             manifest.set_layers(descs);
             manifest.to_string().map_err(doc_err)?.into_bytes()
         };
         let manifest_digest = Digest::sha256(&manifest_bytes);
+        // index.json names the manifest by its own media type (a Docker v2 manifest kept
+        // byte for byte stays one).
+        let manifest_type = ImageManifest::from_reader(&manifest_bytes[..])
+            .ok()
+            .and_then(|m| m.media_type().clone())
+            .unwrap_or(MediaType::ImageManifest);
         std::fs::write(blobs.join(manifest_digest.hex()), &manifest_bytes).sys_at("write", &blobs)?;
 
         let doc_err =
             |source| ImageError::Document { document: Document::Index, at: dir.display().to_string(), source };
         let ref_name = options.ref_name.clone().unwrap_or_else(|| image.reference.clone());
         let desc = DescriptorBuilder::default()
-            .media_type(MediaType::ImageManifest)
+            .media_type(manifest_type)
             .size(manifest_bytes.len() as u64)
             .digest(oci_digest(&manifest_digest))
             .annotations(HashMap::from([(ANNOTATION_REF_NAME.to_string(), ref_name)]))
@@ -367,6 +374,7 @@ impl ImageStore {
             let man_err =
                 |source| ImageError::Document { document: Document::Manifest, at: base.manifest.to_string(), source };
             let mut manifest = ImageManifest::from_reader(&base_manifest[..]).map_err(man_err)?;
+            to_oci_manifest(&mut manifest);
             let mut config_desc = manifest.config().clone();
             config_desc.set_digest(oci_digest(&config_digest));
             config_desc.set_size(config_bytes.len() as u64);
@@ -410,6 +418,35 @@ impl ImageStore {
 
 fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
     d.as_str().parse().expect("a sha256 digest is a valid OCI digest")
+}
+
+/// The OCI name of a Docker (v2 schema 2) media type; other names unchanged.
+pub(crate) fn to_oci_media_type(media_type: &str) -> &str {
+    match media_type {
+        "application/vnd.docker.distribution.manifest.v2+json" => "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.container.image.v1+json" => "application/vnd.oci.image.config.v1+json",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => GZIP,
+        "application/vnd.docker.image.rootfs.diff.tar" => PLAIN,
+        "application/vnd.docker.image.rootfs.diff.tar.zstd" => "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        }
+        other => other,
+    }
+}
+
+/// Turns a manifest that is about to be rewritten (recompressed layers, a commit) into an
+/// OCI one: its own media type, its config's and its layers' (a Docker v2 manifest with an
+/// OCI layer in it is neither).
+fn to_oci_manifest(manifest: &mut ImageManifest) {
+    manifest.set_media_type(Some(MediaType::ImageManifest));
+    let mut config = manifest.config().clone();
+    config.set_media_type(MediaType::from(to_oci_media_type(&config.media_type().to_string())));
+    manifest.set_config(config);
+    for l in manifest.layers_mut() {
+        let mt = MediaType::from(to_oci_media_type(&l.media_type().to_string()));
+        l.set_media_type(mt);
+    }
 }
 
 /// The base image's config with one more layer: its DiffID appended to `rootfs.diff_ids`,
