@@ -441,10 +441,10 @@ pub(crate) fn to_oci_media_type(media_type: &str) -> &str {
 fn to_oci_manifest(manifest: &mut ImageManifest) {
     manifest.set_media_type(Some(MediaType::ImageManifest));
     let mut config = manifest.config().clone();
-    config.set_media_type(MediaType::from(to_oci_media_type(&config.media_type().to_string())));
+    config.set_media_type(MediaType::from(to_oci_media_type(config.media_type().as_ref())));
     manifest.set_config(config);
     for l in manifest.layers_mut() {
-        let mt = MediaType::from(to_oci_media_type(&l.media_type().to_string()));
+        let mt = MediaType::from(to_oci_media_type(l.media_type().as_ref()));
         l.set_media_type(mt);
     }
 }
