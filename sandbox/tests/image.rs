@@ -939,3 +939,55 @@ fn multi_platform_index_picks_the_host() {
     assert!(matches!(&err, ImageError::NoMatchingImage { .. }), "{err:?}");
     assert_empty(&store2);
 }
+
+/// The unprivileged half of `import_works_unprivileged`: runs in a child process (this test
+/// binary again) as uid/gid 65534, given the layout and store paths in its environment.
+fn unprivileged_child(layout: &str, store: &str) {
+    assert_ne!(rustix::process::geteuid().as_raw(), 0, "the child must not be root");
+    let store = ImageStore::open(store).unwrap();
+    let image = store.import_layout(layout, "app", ImportOptions::default()).unwrap();
+    let run = store.run_defaults(&image, &RunOverrides::default()).unwrap();
+    assert_eq!(run.user.uid, 1000);
+    let files = RootfsFiles::new(&store, &image).unwrap();
+    assert_eq!(files.read_string(Path::new("/app/hello")).unwrap().unwrap(), "hello from the image\n");
+    assert_eq!(files.read(Path::new("/etc/doomed")).unwrap(), None, "the whiteout works unprivileged");
+    let out = Path::new(store.root()).join("export");
+    store.export_layout("app", &out, &ExportOptions::default()).unwrap();
+}
+
+#[test]
+fn import_works_unprivileged() {
+    if let (Some(layout), Some(store)) =
+        (std::env::var_os("NK_IMG_CHILD_LAYOUT"), std::env::var_os("NK_IMG_CHILD_STORE"))
+    {
+        return unprivileged_child(layout.to_str().unwrap(), store.to_str().unwrap());
+    }
+    require_root!();
+    let t = TempDir::new("img-rootless").unwrap();
+    let layout = standard_layout(&t, "layout");
+    let store_dir = t.join("store");
+    std::fs::create_dir(&store_dir).unwrap();
+    std::os::unix::fs::chown(&store_dir, Some(65534), Some(65534)).unwrap();
+    use std::os::unix::process::CommandExt;
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "import_works_unprivileged", "--nocapture", "--test-threads=1"])
+        .env("NK_IMG_CHILD_LAYOUT", &layout.dir)
+        .env("NK_IMG_CHILD_STORE", &store_dir)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "unprivileged import failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What the child stored belongs to it, and root reads the same image.
+    let store = ImageStore::open(&store_dir).unwrap();
+    let image = store.image("app").unwrap();
+    assert_eq!(image.chain_id, chain_id_of(&layout.diff_ids));
+    let layer = store.layer_store().layer(image.chain_id.as_ref().unwrap()).unwrap();
+    let st = rustix::fs::stat(layer.diff_dir.join("app/hello")).unwrap();
+    assert_eq!(st.st_uid, 65534, "files of an unprivileged import belong to the importer");
+}
