@@ -507,6 +507,27 @@ fn path_traversal_in_a_layer_surfaces_typed() {
 }
 
 #[test]
+fn a_bomb_is_bounded_when_only_checked() {
+    require_root!();
+    let t = TempDir::new("img-bomb").unwrap();
+    let zeros = vec![0u8; 8 << 20];
+    let layout = write_layout(&t.join("layout"), &[(tar_files(&[("zeros", &zeros)]), Comp::Gzip)], "0", |_| {});
+    let store = store_in(&t, "store");
+    // Stored once with generous limits and without its blob ...
+    let mut options = ImportOptions::default();
+    options.keep_blobs = false;
+    options.limits.max_ratio = 1_000_000;
+    store.import_layout(&layout.dir, "bomb", options).unwrap();
+    // ... the next import only checks the blob (decompress + hash), under its own limits.
+    let mut options = ImportOptions::default();
+    options.limits.max_ratio = 10;
+    options.limits.ratio_grace = 1 << 20;
+    let err = store.import_layout(&layout.dir, "bomb:2", options).unwrap_err();
+    assert!(matches!(&err, ImageError::LimitExceeded { limit: nook_unionfs::Limit::Ratio, max: 10, .. }), "{err:?}");
+    assert_eq!(store.images().unwrap().len(), 1, "no record for the refused import");
+}
+
+#[test]
 fn unknown_user_is_a_typed_error() {
     require_root!();
     let t = TempDir::new("img-user").unwrap();

@@ -146,6 +146,20 @@ pub enum ImageError {
         /// The size found.
         actual: u64,
     },
+    /// A layer blob that was only checked (its layer is in the store already) went over one
+    /// of the apply limits while it was decompressed ([`nook_unionfs::Limits`]; a blob that
+    /// is applied reports the layer store's own limit error in [`ImageError::Layer`]).
+    #[error("blob {blob}: over the {limit} limit ({value} > {max})")]
+    LimitExceeded {
+        /// The blob.
+        blob: BlobSource,
+        /// Which limit.
+        limit: nook_unionfs::Limit,
+        /// The value reached (for the ratio: expanded bytes per blob byte, rounded up).
+        value: u64,
+        /// The limit's setting.
+        max: u64,
+    },
     /// A layer's DiffID (sha256 of its uncompressed tar) is not the one the image config lists
     /// at its position in `rootfs.diff_ids`.
     #[error("layer {layer} ({blob}): diff id {actual}, config says {expected}")]

@@ -725,8 +725,26 @@ fn import_layers(
         let actual_diff = if exists {
             // In the store already: only check (decompress and hash, no extraction).
             report(progress, 0, ImportPhase::Verifying);
+            // Bounded like an apply: a blob that expands past `max_ratio` is a bomb.
+            let max = limits.max_ratio.saturating_mul(lens[i]).saturating_add(limits.ratio_grace);
             let mut d = HashingReader::new(decompressed(&mut reader).map_err(read_err)?, None);
-            io::copy(&mut d, &mut io::sink()).map_err(read_err)?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                match d.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(read_err(e)),
+                }
+                if d.count > max {
+                    return Err(ImageError::LimitExceeded {
+                        blob: l.source.clone(),
+                        limit: nook_unionfs::Limit::Ratio,
+                        value: d.count.div_ceil(lens[i].max(1)),
+                        max: limits.max_ratio,
+                    });
+                }
+            }
             d.finish().map_err(read_err)?.0
         } else {
             let mut cb = |p: nook_unionfs::Progress| report(progress, p.bytes_read, ImportPhase::Applying);
