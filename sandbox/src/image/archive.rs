@@ -30,6 +30,9 @@ enum Entry {
     Link(String),
 }
 
+/// Entries of an archive indexed at most (`docker save` writes a few per layer).
+const MAX_ENTRIES: usize = 100_000;
+
 /// Largest `manifest.json` / config read.
 const MAX_DOCUMENT: u64 = 16 << 20;
 
@@ -73,6 +76,13 @@ impl Archive {
             |e: std::io::Error| ImageError::Sys { call: "read tar", path: Some(path.to_path_buf()), source: e };
         for e in tar.entries_with_seek().map_err(tar_err)? {
             let e = e.map_err(tar_err)?;
+            if entries.len() >= MAX_ENTRIES {
+                return Err(ImageError::ArchiveEntry {
+                    archive: path.to_path_buf(),
+                    entry: String::from_utf8_lossy(&e.path_bytes()).into_owned(),
+                    problem: ArchiveProblem::TooManyEntries,
+                });
+            }
             let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
             let Some(name) = clean(&raw) else { continue };
             match e.header().entry_type() {

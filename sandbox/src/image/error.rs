@@ -383,6 +383,8 @@ pub enum ArchiveProblem {
     UnsafeName,
     /// The archive is compressed: `docker save` writes a plain tar; decompress it first.
     Compressed,
+    /// The archive has more entries than a `docker save` archive would (100 000).
+    TooManyEntries,
 }
 
 impl std::fmt::Display for ArchiveProblem {
@@ -392,6 +394,7 @@ impl std::fmt::Display for ArchiveProblem {
             ArchiveProblem::NotAFile => "not a regular file",
             ArchiveProblem::UnsafeName => "unsafe name or link loop",
             ArchiveProblem::Compressed => "the archive is compressed (docker save writes a plain tar)",
+            ArchiveProblem::TooManyEntries => "more entries than a docker save archive has",
         })
     }
 }
