@@ -18,6 +18,9 @@
 //!   user is resolved against the image's `/etc/passwd` and `/etc/group`
 //!   ([`resolve_user`], pure; [`ImageStore::run_defaults`] reads the files from the layers
 //!   through [`RootfsFiles`]).
+//! * Unprivileged use — an import needs no privilege beyond write access to the store:
+//!   owners in the layers are not applied, the overlay whiteouts (0/0 character devices)
+//!   are made as any user may on Linux 5.8+ (tested as uid 65534).
 //! * Commit and export — [`ImageStore::commit`] turns a container layer's upper dir into a
 //!   new image (`docker commit`); [`ImageStore::export_layout`] writes an image as an OCI
 //!   layout (`docker save`), byte-identical to what was imported unless the layers are
