@@ -23,7 +23,7 @@
 //! ratios is printed; `BENCHMARKS.md` holds one such run and its analysis.
 //!
 //! This file only wires the groups: `ns.rs` (the first three), `cgroup.rs`, `netmodel.rs`,
-//! `unionfs.rs`; `floor.rs` is the C floor's interface, `report.rs` the summary and the
+//! `unionfs.rs`, `image.rs`; `floor.rs` is the C floor's interface, `report.rs` the summary and the
 //! helpers every group shares.
 
 use std::time::{Duration, SystemTime};
@@ -34,13 +34,14 @@ use crate::report::{Report, bench_mode, criterion_dir, print_summary};
 
 mod cgroup;
 mod floor;
+mod image;
 mod netmodel;
 mod ns;
 mod report;
 mod unionfs;
 
 /// The groups of this harness, in the order they run.
-const GROUPS: [&str; 6] = ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs"];
+const GROUPS: [&str; 7] = ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs", "image"];
 
 /// criterion's positional arguments (its benchmark filters).
 fn filters() -> Vec<String> {
@@ -120,6 +121,9 @@ fn main() {
     }
     if selected("unionfs") {
         unionfs::unionfs(&mut c, &mut report);
+    }
+    if selected("image") {
+        image::image(&mut c, &mut report);
     }
     c.final_summary();
     if bench_mode() {

@@ -6,7 +6,7 @@
 
 #![forbid(unsafe_code)]
 
-// fprobe:
+pub mod image;
 pub mod probe;
 pub use probe::{HostReport, Requirement, Support, Unmet, Unsupported, probe};
 pub mod state;
