@@ -419,7 +419,24 @@ pub(crate) fn run_step(step: &PreparedStep) -> Result<(), (Stage, i32)> {
             0 | libc::EEXIST => Ok(()),
             e => Err((Stage::Mount, e)),
         },
+        PreparedStep::WriteFile { path, contents, mode } => {
+            write_file(path.as_ptr(), contents.as_deref(), *mode).map_err(fail(Stage::Mount))
+        }
+        PreparedStep::Symlink { target, path } => match raw::symlink(target.as_ptr(), path.as_ptr()) {
+            0 | libc::EEXIST => Ok(()),
+            e => Err((Stage::Mount, e)),
+        },
     }
+}
+
+/// Creates `path` (kept as it is when `contents` is `None`), or truncates it and writes
+/// `contents`.
+fn write_file(path: *const libc::c_char, contents: Option<&[u8]>, mode: libc::mode_t) -> Result<(), i32> {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | if contents.is_some() { libc::O_TRUNC } else { 0 };
+    let fd = raw::open_mode(path, flags, mode)?;
+    let e = contents.map_or(0, |c| raw::write_all(fd, c));
+    raw::close(fd);
+    nonzero(e)
 }
 
 fn nonzero(errno: i32) -> Result<(), i32> {

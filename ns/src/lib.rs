@@ -26,7 +26,8 @@
 //!   sealed memfd — not a fork of the caller, so the sandbox cannot read the caller's
 //!   memory or environment through its PID 1.
 //! - [`IdMap`] multi-range uid/gid maps (`newuidmap`/`newgidmap` when unprivileged).
-//! - [`MountStep`] / [`Propagation`]: bind (ro/rw), proc, sysfs, tmpfs, devpts, mqueue,
+//! - [`MountStep`] / [`Propagation`]: bind (ro/rw), proc, sysfs, tmpfs, devpts, mqueue, overlay,
+//!   files, symlinks,
 //!   propagation changes, `pivot_root`, read-only remount, masking.
 //! - [`NetNs`]: network namespaces, anonymous or persisted like `ip netns add`.
 //! - [`NsFd`], [`NsGuard`], [`run_in`], [`join_pidfd`]: join by fd, path or pidfd, and come
