@@ -136,8 +136,13 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
             for d in ["upper", "work", "root"] {
                 steps.push(MountStep::mkdir(s.join(d)));
             }
-            let data =
+            let mut data =
                 format!("lowerdir=/,upperdir={},workdir={}", s.join("upper").display(), s.join("work").display());
+            // In a user namespace overlayfs keeps its metadata in `user.overlay.*` xattrs
+            // (the `trusted.*` ones need CAP_SYS_ADMIN in the initial namespace).
+            if ns.has(Namespace::User) {
+                data.push_str(",userxattr");
+            }
             steps.push(MountStep::overlay(s.join("root"), data));
             s.join("root")
         }

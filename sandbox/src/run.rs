@@ -428,7 +428,8 @@ fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3]) -> Result<Sandbox> {
         Ok(c) => c,
         Err(e) => return Err(undo(e.into(), cgroup)),
     };
-    let oom_before = if memory_limited { cgroup.as_ref().map(oom_kills).transpose()? } else { None };
+    // A new cgroup has seen no OOM kill yet: the counter is read once, after the run.
+    let oom_before = (memory_limited && cgroup.is_some()).then_some(0);
     Ok(Sandbox {
         child,
         cgroup,
