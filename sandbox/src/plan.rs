@@ -132,17 +132,22 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
     };
     steps.push(MountStep::tmpfs(&s, Some(tmpfs_size.as_deref().unwrap_or("mode=755"))));
     let root = match &spec.rootfs {
+        Rootfs::HostReadOnly if ns.has(Namespace::User) => {
+            // overlayfs cannot take `/` as a lower layer in a user namespace: the host's
+            // submounts below it are locked there, and the kernel refuses to clone such a
+            // mount ("failed to clone lowerpath"). So rootless, the host root is a
+            // recursive read-only bind (as bubblewrap does) with a tmpfs on /tmp.
+            steps.push(MountStep::mkdir(s.join("root")));
+            steps.push(MountStep::bind("/", s.join("root")).recursive().read_only());
+            steps.push(MountStep::tmpfs(s.join("root/tmp"), Some("mode=1777")));
+            s.join("root")
+        }
         Rootfs::HostReadOnly => {
             for d in ["upper", "work", "root"] {
                 steps.push(MountStep::mkdir(s.join(d)));
             }
-            let mut data =
+            let data =
                 format!("lowerdir=/,upperdir={},workdir={}", s.join("upper").display(), s.join("work").display());
-            // In a user namespace overlayfs keeps its metadata in `user.overlay.*` xattrs
-            // (the `trusted.*` ones need CAP_SYS_ADMIN in the initial namespace).
-            if ns.has(Namespace::User) {
-                data.push_str(",userxattr");
-            }
             steps.push(MountStep::overlay(s.join("root"), data));
             s.join("root")
         }

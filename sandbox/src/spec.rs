@@ -108,6 +108,10 @@ pub enum Rootfs {
     /// write anywhere, and its writes vanish with the sandbox (an overlay with `lowerdir=/`
     /// in the sandbox's mount namespace). The host's other mounts (`/home` on its own file
     /// system, say) are not part of it; bind them with [`Mount::bind`].
+    ///
+    /// In a user namespace (rootless) overlayfs refuses `/` as a lower layer (its
+    /// submounts are locked there), so the root is instead a recursive read-only bind of
+    /// the host's `/` with a tmpfs on `/tmp` — what bubblewrap's `--ro-bind / /` gives.
     #[default]
     HostReadOnly,
     /// A directory (bind-mounted, recursively). Mount points the sandbox needs (`/proc`,
