@@ -35,6 +35,7 @@ use nook_ns::{Command, Namespace, NamespaceSet, NsFd, NsGuard};
 
 mod layers;
 mod net;
+mod sandbox;
 
 /// The C floor (see `benches/c/floor.c`). Each call returns the wait status or `-errno`.
 mod floor {
@@ -721,7 +722,7 @@ fn cgroup(c: &mut Criterion, report: &mut Report) {
 }
 
 /// The groups of this harness, in the order they run.
-const GROUPS: [&str; 6] = ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs"];
+const GROUPS: [&str; 7] = ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs", "sandbox"];
 
 /// criterion's positional arguments (its benchmark filters).
 fn filters() -> Vec<String> {
@@ -874,6 +875,9 @@ fn main() {
     }
     if selected("unionfs") {
         layers::unionfs(&mut c, &mut report);
+    }
+    if selected("sandbox") {
+        sandbox::sandbox(&mut c, &mut report);
     }
     c.final_summary();
     if bench_mode() {
