@@ -30,7 +30,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         .args(["-c", PROBE])
         .output()?;
     if !inside.outcome.success() {
-        return Err(format!("the sandbox ended with {:?}: {}", inside.outcome, String::from_utf8_lossy(&inside.stderr)).into());
+        return Err(format!(
+            "the sandbox ended with {:?}: {}",
+            inside.outcome,
+            String::from_utf8_lossy(&inside.stderr)
+        )
+        .into());
     }
     let host = std::process::Command::new("sh").args(["-c", PROBE]).output()?;
 

@@ -603,7 +603,12 @@ fn file_symlink_and_overlay_steps() {
         MountStep::mkdir(t.join("root")),
         MountStep::overlay(
             t.join("root"),
-            format!("lowerdir={},upperdir={},workdir={}", lower.display(), t.join("u").display(), t.join("w").display()),
+            format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                t.join("u").display(),
+                t.join("w").display()
+            ),
         ),
     ]));
     assert_eq!(lines(&out), ["hello", "low", "pts/ptmx", "0", "up"], "file written, link kept, copy-up to the upper");

@@ -202,10 +202,7 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
     if let Some(h) = &spec.hostname {
         let etc = s.join("etc");
         steps.push(MountStep::mkdir(&etc));
-        let files = [
-            ("hostname", format!("{h}\n")),
-            ("hosts", nook_netmodel::files::hosts_file(h, &[], &[])),
-        ];
+        let files = [("hostname", format!("{h}\n")), ("hosts", nook_netmodel::files::hosts_file(h, &[], &[]))];
         for (name, contents) in files {
             let rel = format!("etc/{name}");
             let target = root.join(&rel);
@@ -269,12 +266,14 @@ mod tests {
 
     #[test]
     fn default_plan_pivots_into_an_overlay_of_the_host_root() {
-        let mut spec = SandboxSpec::default();
-        spec.args = vec!["true".into()];
-        spec.hostname = Some("box".into());
-        spec.mounts.push(Mount::tmpfs("/work/a"));
+        let spec = SandboxSpec {
+            args: vec!["true".into()],
+            hostname: Some("box".into()),
+            mounts: vec![Mount::tmpfs("/work/a")],
+            ..SandboxSpec::default()
+        };
         let plan = build(&spec).unwrap();
-        let pos = |want: &dyn Fn(&MountStep) -> bool| plan.steps.iter().position(|s| want(s)).unwrap();
+        let pos = |want: &dyn Fn(&MountStep) -> bool| plan.steps.iter().position(want).unwrap();
         let overlay = pos(&|s| matches!(s, MountStep::Overlay { options, .. } if options.starts_with("lowerdir=/,")));
         let pivot = pos(&|s| matches!(s, MountStep::PivotRoot { .. }));
         let proc_ = pos(&|s| matches!(s, MountStep::Proc { target } if target == Path::new("/proc")));
@@ -282,14 +281,18 @@ mod tests {
         assert!(overlay < work && work < pivot && pivot < proc_);
         assert!(plan.env.contains(&("PATH".into(), DEFAULT_PATH.into())));
         assert!(plan.env.contains(&("HOSTNAME".into(), "box".into())));
-        assert!(plan.steps.iter().any(|s| matches!(s, MountStep::WriteFile { path, .. } if path.ends_with("etc/hostname"))));
+        assert!(
+            plan.steps.iter().any(|s| matches!(s, MountStep::WriteFile { path, .. } if path.ends_with("etc/hostname")))
+        );
     }
 
     #[test]
     fn the_scratch_dir_never_hides_the_rootfs() {
-        let mut spec = SandboxSpec::default();
-        spec.args = vec!["true".into()];
-        spec.rootfs = Rootfs::dir("/tmp/nk-some-root");
+        let spec = SandboxSpec {
+            args: vec!["true".into()],
+            rootfs: Rootfs::dir("/tmp/nk-some-root"),
+            ..SandboxSpec::default()
+        };
         let s = scratch_dir(&spec).unwrap();
         assert!(!Path::new("/tmp/nk-some-root").starts_with(&s), "{s:?}");
     }

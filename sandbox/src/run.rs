@@ -430,13 +430,7 @@ fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3]) -> Result<Sandbox> {
     };
     // A new cgroup has seen no OOM kill yet: the counter is read once, after the run.
     let oom_before = (memory_limited && cgroup.is_some()).then_some(0);
-    Ok(Sandbox {
-        child,
-        cgroup,
-        deadline: spec.timeout.map(|t| Instant::now() + t),
-        oom_before,
-        outcome: None,
-    })
+    Ok(Sandbox { child, cgroup, deadline: spec.timeout.map(|t| Instant::now() + t), oom_before, outcome: None })
 }
 
 /// `lo` up in the child's new network namespace (a new namespace's loopback starts down).

@@ -398,9 +398,7 @@ mod tests {
     use super::*;
 
     fn spec(args: &[&str]) -> SandboxSpec {
-        let mut s = SandboxSpec::default();
-        s.args = args.iter().map(|a| (*a).to_owned()).collect();
-        s
+        SandboxSpec { args: args.iter().map(|a| (*a).to_owned()).collect(), ..SandboxSpec::default() }
     }
 
     #[test]
@@ -410,7 +408,8 @@ mod tests {
         s.rootfs = Rootfs::Dir { path: "/srv/root".into(), read_only: true };
         s.hostname = Some("box".into());
         s.domainname = Some("example".into());
-        s.mounts = vec![Mount::bind_ro("/etc", "/mnt/etc"), Mount::Tmpfs { target: "/scratch".into(), size: Some(1 << 20) }];
+        s.mounts =
+            vec![Mount::bind_ro("/etc", "/mnt/etc"), Mount::Tmpfs { target: "/scratch".into(), size: Some(1 << 20) }];
         let mut cg = CgroupSpec::new("");
         cg.resources.pids = Some(nook_cgroup::Pids { max: Some(64) });
         s.cgroup = Some(cg);

@@ -134,10 +134,8 @@ fn nothing_outside_a_directory_rootfs_is_reachable() {
     }
     assert_eq!(mounts(), before);
 
-    let ro = ok(sh("touch /nk-new 2>/dev/null && echo WROTE; echo done").rootfs(Rootfs::Dir {
-        path: root.clone(),
-        read_only: true,
-    }));
+    let ro = ok(sh("touch /nk-new 2>/dev/null && echo WROTE; echo done")
+        .rootfs(Rootfs::Dir { path: root.clone(), read_only: true }));
     assert_eq!(ro.trim(), "done", "a read-only rootfs refuses writes");
     assert!(!root.join("nk-new").exists());
 }
@@ -215,11 +213,11 @@ fn mounts_env_cwd_and_user_apply() {
     std::fs::write(dir.join("file"), "from-host").unwrap();
     let out = ok(sh("cat /data/file; echo; touch /data/x 2>/dev/null || echo RO; stat -f -c %T /scratch/deep; \
                      echo $FOO; pwd; id -u; id -g; echo $PATH")
-        .mount(Mount::bind_ro(dir.path(), "/data"))
-        .mount(Mount::tmpfs("/scratch/deep"))
-        .env("FOO", "bar")
-        .current_dir("/scratch")
-        .user(1234, 4321));
+    .mount(Mount::bind_ro(dir.path(), "/data"))
+    .mount(Mount::tmpfs("/scratch/deep"))
+    .env("FOO", "bar")
+    .current_dir("/scratch")
+    .user(1234, 4321));
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         ["from-host", "RO", "tmpfs", "bar", "/scratch", "1234", "4321", nook_sandbox::DEFAULT_PATH],
@@ -231,14 +229,18 @@ fn mounts_env_cwd_and_user_apply() {
 fn the_dev_of_a_sandbox_is_minimal() {
     require_root!();
     let _serial = serial();
-    let out = ok(&mut sh("ls /dev | tr '\\n' ' '; echo; readlink /dev/ptmx; stat -f -c %T /dev/pts /dev/shm /dev/mqueue; \
+    let out =
+        ok(&mut sh("ls /dev | tr '\\n' ' '; echo; readlink /dev/ptmx; stat -f -c %T /dev/pts /dev/shm /dev/mqueue; \
                           head -c 4 /dev/zero | wc -c; echo x > /dev/null && echo null-ok"));
     let lines: Vec<&str> = out.lines().collect();
     let mut devs: Vec<&str> = lines[0].split_whitespace().collect();
     devs.sort_unstable();
     assert_eq!(
         devs,
-        ["fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"]
+        [
+            "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty",
+            "urandom", "zero"
+        ]
     );
     assert_eq!(&lines[1..], ["pts/ptmx", "devpts", "tmpfs", "mqueue", "4", "null-ok"], "{out}");
 }
