@@ -443,7 +443,7 @@ fn loopback_up(pid: u32) -> Result<()> {
 }
 
 fn oom_kills(cg: &Cgroup) -> Result<u64> {
-    Ok(cg.stats()?.oom.map_or(0, |o| o.oom_kill))
+    Ok(cg.oom_stats()?.map_or(0, |o| o.oom_kill))
 }
 
 /// A running sandbox: its PID 1 (nook's init, running the program) and its cgroup.
