@@ -328,6 +328,16 @@ fn run_init(plan: &Plan, init_exe: RawFd, err: RawFd) -> ! {
     if chld_ignored {
         raw::set_sigchld_ignored(false);
     }
+    if plan.init_hold {
+        // No payload: nk-init alone holds the namespaces (argv without a payload).
+        let mut keep = [err, init_exe];
+        keep.sort_unstable();
+        raw::close_all_except(&keep);
+        let argv = [c"nk-init".as_ptr(), std::ptr::null()];
+        let envp = [std::ptr::null()];
+        let e = raw::execveat_fd(init_exe, &argv, &envp);
+        fail(err, Stage::InitExec, e, None);
+    }
     let (gate_read, gate_write) = match raw::pipe_cloexec() {
         Ok(p) => p,
         Err(e) => fail(err, Stage::InitFork, e, None),
