@@ -52,12 +52,14 @@
 
 // facade core (fcore)
 mod error;
+mod exec;
 mod plan;
 mod run;
 mod spec;
 
 // facade core (fcore)
 pub use error::{Error, Result, ValidationError};
+pub use exec::{Exec, SandboxChild};
 pub use plan::DEVICES;
 pub use run::{Outcome, Sandbox, SandboxBuilder, SandboxOutput};
 pub use spec::{DEFAULT_PATH, Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};

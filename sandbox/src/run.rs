@@ -311,14 +311,28 @@ impl SandboxBuilder {
         let spec = self.to_spec();
         spec.validate()?;
         let plan = plan::build(&spec)?;
-        command(&spec, plan, [None, None, None]).validate().map_err(ValidationError::from)?;
+        command(&spec, plan, [None, None, None], false).validate().map_err(ValidationError::from)?;
         Ok(())
     }
 
     /// Creates the sandbox and starts the program in it.
     pub fn spawn(&mut self) -> Result<Sandbox> {
         let stdio = std::mem::take(&mut self.stdio);
-        spawn(self.to_spec(), stdio)
+        spawn(self.to_spec(), stdio, false)
+    }
+
+    /// Creates a long-lived sandbox (like `docker create` + `start`): everything is set up
+    /// and the namespaces are held by nook's init alone, as PID 1; no command runs (one set
+    /// with [`SandboxBuilder::command`] is not used). Start processes in it with
+    /// [`Sandbox::exec`]; [`Sandbox::pause`], [`Sandbox::resume`], [`Sandbox::stats`] and
+    /// [`Sandbox::remove`] manage it. It always gets a cgroup (with the limits set, if any),
+    /// so that pausing, stats and `exec` work — unprivileged without a delegated cgroup,
+    /// only with [`SandboxBuilder::best_effort_limits`].
+    pub fn create(&mut self) -> Result<Sandbox> {
+        let stdio = std::mem::take(&mut self.stdio);
+        let mut spec = self.to_spec();
+        spec.cgroup.get_or_insert_with(|| CgroupSpec::new(""));
+        spawn(spec, stdio, true)
     }
 
     /// Runs the program to the end (stdio inherited unless set) and tears the sandbox down.
@@ -350,9 +364,14 @@ fn stdio_of(mode: StdioMode) -> Stdio {
 }
 
 /// The `nook_ns::Command` for a spec and its plan.
-fn command(spec: &SandboxSpec, plan: plan::Plan, stdio: [Option<Stdio>; 3]) -> nook_ns::Command {
-    let mut cmd = nook_ns::Command::new(&spec.args[0]);
-    cmd.args(&spec.args[1..]).env_clear().envs(plan.env).current_dir(&spec.cwd).namespaces(plan.namespaces);
+fn command(spec: &SandboxSpec, plan: plan::Plan, stdio: [Option<Stdio>; 3], hold: bool) -> nook_ns::Command {
+    let mut cmd = nook_ns::Command::new(spec.args.first().map_or("nk-init", String::as_str));
+    if hold {
+        cmd.init_hold(true);
+    } else {
+        cmd.args(&spec.args[1..]);
+    }
+    cmd.env_clear().envs(plan.env).current_dir(&spec.cwd).namespaces(plan.namespaces);
     if let Some(m) = plan.uid_map {
         cmd.uid_map(m);
     }
@@ -381,11 +400,11 @@ fn not_permitted(e: &nook_cgroup::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
 }
 
-fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3]) -> Result<Sandbox> {
-    spec.validate()?;
+fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3], hold: bool) -> Result<Sandbox> {
+    spec.validate_for(!hold)?;
     let plan = plan::build(&spec)?;
     let memory_limited = spec.cgroup.as_ref().is_some_and(|c| c.resources.memory.is_some());
-    let mut cmd = command(&spec, plan, stdio);
+    let mut cmd = command(&spec, plan, stdio, hold);
     cmd.validate().map_err(ValidationError::from)?;
 
     let cgroup = match &spec.cgroup {
@@ -430,7 +449,8 @@ fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3]) -> Result<Sandbox> {
     };
     // A new cgroup has seen no OOM kill yet: the counter is read once, after the run.
     let oom_before = (memory_limited && cgroup.is_some()).then_some(0);
-    Ok(Sandbox { child, cgroup, deadline: spec.timeout.map(|t| Instant::now() + t), oom_before, outcome: None })
+    let deadline = spec.timeout.map(|t| Instant::now() + t);
+    Ok(Sandbox { child, cgroup, deadline, oom_before, outcome: None, spec })
 }
 
 /// `lo` up in the child's new network namespace (a new namespace's loopback starts down).
@@ -460,6 +480,9 @@ pub struct Sandbox {
     deadline: Option<Instant>,
     oom_before: Option<u64>,
     outcome: Option<Outcome>,
+    /// What it was made from (`exec` starts processes with its environment, directory and
+    /// user unless told otherwise).
+    spec: SandboxSpec,
 }
 
 impl Sandbox {
@@ -485,13 +508,48 @@ impl Sandbox {
 
     /// The cgroup's stats (memory, pids, cpu, OOM counters).
     pub fn stats(&self) -> Result<nook_cgroup::Stats> {
+        Ok(self.cgroup.as_ref().ok_or_else(no_cgroup)?.stats()?)
+    }
+
+    /// The spec the sandbox was made from.
+    pub fn spec(&self) -> &SandboxSpec {
+        &self.spec
+    }
+
+    /// The processes in the sandbox (host pids, from its cgroup).
+    pub fn processes(&self) -> Result<Vec<u32>> {
         match &self.cgroup {
-            Some(cg) => Ok(cg.stats()?),
-            None => Err(Error::Cgroup(nook_cgroup::Error::ControllerUnavailable {
-                controller: Controller::Memory,
-                detail: "the sandbox has no cgroup (set limits to get one)".to_owned(),
-            })),
+            Some(cg) => Ok(cg.procs()?),
+            None => Err(no_cgroup()),
         }
+    }
+
+    /// Freezes every process of the sandbox (cgroup freezer) until [`Sandbox::resume`].
+    pub fn pause(&self) -> Result<()> {
+        self.cgroup.as_ref().ok_or_else(no_cgroup)?.freeze()?;
+        Ok(())
+    }
+
+    /// Thaws a paused sandbox.
+    pub fn resume(&self) -> Result<()> {
+        self.cgroup.as_ref().ok_or_else(no_cgroup)?.thaw()?;
+        Ok(())
+    }
+
+    /// Stops the sandbox and tears it down, reporting every failure: SIGKILL to its init
+    /// (the kernel ends the pid namespace, and with its last process the mount and other
+    /// namespaces), then the cgroup is removed. A sandbox whose run already ended is only
+    /// torn down.
+    pub fn remove(mut self) -> Result<()> {
+        if self.outcome.is_none() {
+            // ESRCH: it ended on its own; the wait below reaps it.
+            let _ = self.child.kill();
+        }
+        self.wait_until(None).map(drop)
+    }
+
+    pub(crate) fn init_pidfd(&self) -> BorrowedFd<'_> {
+        self.child.pidfd()
     }
 
     /// The program's stdin, stdout and stderr pipes (when piped).
@@ -616,8 +674,15 @@ impl Sandbox {
     }
 }
 
+fn no_cgroup() -> Error {
+    Error::Cgroup(nook_cgroup::Error::ControllerUnavailable {
+        controller: Controller::Freezer,
+        detail: "the sandbox has no cgroup (set limits, or use create(), to get one)".to_owned(),
+    })
+}
+
 /// Polls `fd` until readable or `deadline`; `false` on timeout.
-fn wait_readable(fd: BorrowedFd<'_>, deadline: Instant) -> Result<bool> {
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Instant) -> Result<bool> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

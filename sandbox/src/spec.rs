@@ -255,20 +255,19 @@ impl SandboxSpec {
     /// the layer stack. [`crate::SandboxBuilder::spawn`] runs this first (and then
     /// `nook-ns`'s own validation of the process it builds, before any clone).
     pub fn validate(&self) -> Result<(), ValidationError> {
+        self.validate_for(true)
+    }
+
+    /// [`SandboxSpec::validate`]; a long-lived sandbox (`create`) needs no command.
+    pub(crate) fn validate_for(&self, command: bool) -> Result<(), ValidationError> {
         let ns = self.effective_namespaces();
-        if self.args.is_empty() || self.args[0].is_empty() {
+        if command && (self.args.is_empty() || self.args[0].is_empty()) {
             return Err(ValidationError::EmptyCommand);
         }
         for a in &self.args {
             no_nul("argument", a)?;
         }
-        for (k, v) in &self.env {
-            if k.is_empty() || k.contains('=') {
-                return Err(ValidationError::EnvName { name: k.clone() });
-            }
-            no_nul("env", k)?;
-            no_nul("env", v)?;
-        }
+        check_env(&self.env)?;
         absolute("cwd", &self.cwd)?;
         let need = |option: &'static str, namespace: Namespace| {
             if ns.has(namespace) {
@@ -357,7 +356,19 @@ impl SandboxSpec {
     }
 }
 
-fn no_nul(field: &'static str, s: &str) -> Result<(), ValidationError> {
+/// Names without `=`, not empty; no NUL anywhere.
+pub(crate) fn check_env(env: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') {
+            return Err(ValidationError::EnvName { name: k.clone() });
+        }
+        no_nul("env", k)?;
+        no_nul("env", v)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn no_nul(field: &'static str, s: &str) -> Result<(), ValidationError> {
     if s.contains('\0') {
         return Err(ValidationError::NulByte { field, value: s.to_owned() });
     }

@@ -358,3 +358,73 @@ fn rootless_one_shot_runs_in_a_user_namespace() {
     let _serial = serial();
     run_as_nobody(ME);
 }
+
+// --- the long-lived form ----------------------------------------------------------------
+
+/// The namespace identities of a process (`/proc/PID/ns/*` link texts), by kind.
+fn ns_ids(pid: u32) -> BTreeSet<String> {
+    ["mnt", "uts", "ipc", "net", "pid", "cgroup"]
+        .iter()
+        .map(|k| format!("{k} {}", std::fs::read_link(format!("/proc/{pid}/ns/{k}")).unwrap().display()))
+        .collect()
+}
+
+#[test]
+fn exec_joins_every_namespace_and_the_cgroup_of_a_long_lived_sandbox() {
+    require_root!();
+    let _serial = serial();
+    let before = mounts();
+    let sb = Sandbox::builder().hostname("nk-long").pids_max(32).env("FOO", "bar").create().unwrap();
+    let init = sb.id();
+    // argv[0] is set by the exec itself (its name only once it ran its first instruction).
+    assert_eq!(std::fs::read_to_string(format!("/proc/{init}/cmdline")).unwrap(), "nk-init\0");
+    let init_ns = ns_ids(init);
+
+    let mut child = sb
+        .exec(["sh", "-c", "read x; echo $$ $(hostname) $FOO $x; cat /proc/1/comm"])
+        .stdin(nook_ns::Stdio::piped())
+        .stdout(nook_ns::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    assert_eq!(ns_ids(pid), init_ns, "the exec'd process is in every namespace of the sandbox");
+    assert!(sb.processes().unwrap().contains(&pid), "and in its cgroup");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"in\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 nk-long bar in\nnk-init\n");
+
+    let out = sb.exec(["id", "-u"]).user(7, 7).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "7\n");
+    assert_eq!(sb.stats().unwrap().pids.map(|p| p.current), Some(1), "only the init is left");
+    let cgroups = our_cgroups();
+    assert!(!cgroups.is_empty());
+    sb.remove().unwrap();
+    assert!(our_cgroups().is_empty(), "remove removes the cgroup");
+    assert_eq!(mounts(), before);
+}
+
+#[test]
+fn pause_stops_progress_and_resume_restarts_it() {
+    require_root!();
+    let _serial = serial();
+    let sb = Sandbox::builder().create().unwrap();
+    let counter = sb.exec(["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; done"]).spawn().unwrap();
+    let read = || -> u64 {
+        let out = sb.exec(["cat", "/tmp/count"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    };
+    while read() == 0 {}
+    sb.pause().unwrap();
+    // While frozen nothing runs in the cgroup; an exec would be frozen too, so read the
+    // counter through the init's root instead.
+    let path = format!("/proc/{}/root/tmp/count", sb.id());
+    let frozen = std::fs::read_to_string(&path).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), frozen, "no progress while paused");
+    sb.resume().unwrap();
+    // (Frozen between the shell's truncate and write, the file is empty.)
+    let after: u64 = frozen.trim().parse().unwrap_or(0);
+    while std::fs::read_to_string(&path).unwrap().trim().parse::<u64>().unwrap_or(0) <= after {}
+    drop(counter);
+    sb.remove().unwrap();
+}
