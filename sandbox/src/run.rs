@@ -400,6 +400,21 @@ fn not_permitted(e: &nook_cgroup::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
 }
 
+/// The sandbox's cgroup (a unique name when the spec has none). `None` when the caller may
+/// not create one and accepted running without limits.
+fn create_cgroup(spec: &CgroupSpec, best_effort: bool) -> Result<Option<Cgroup>> {
+    let mut cg = spec.clone();
+    if cg.name.is_empty() {
+        cg.name = unique_cgroup_name();
+    }
+    match Cgroup::create(&cg) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if not_permitted(&e) && best_effort => Ok(None),
+        Err(e) if not_permitted(&e) => Err(Error::CgroupUnavailable { source: e }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3], hold: bool) -> Result<Sandbox> {
     spec.validate_for(!hold)?;
     let plan = plan::build(&spec)?;
@@ -408,19 +423,8 @@ fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3], hold: bool) -> Result<San
     cmd.validate().map_err(ValidationError::from)?;
 
     let cgroup = match &spec.cgroup {
+        Some(cg) => create_cgroup(cg, spec.best_effort_limits)?,
         None => None,
-        Some(cg) => {
-            let mut cg = cg.clone();
-            if cg.name.is_empty() {
-                cg.name = unique_cgroup_name();
-            }
-            match Cgroup::create(&cg) {
-                Ok(c) => Some(c),
-                Err(e) if not_permitted(&e) && spec.best_effort_limits => None,
-                Err(e) if not_permitted(&e) => return Err(Error::CgroupUnavailable { source: e }),
-                Err(e) => return Err(e.into()),
-            }
-        }
     };
     let undo = |cause: Error, cgroup: Option<Cgroup>| -> Error {
         let cleanup = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
