@@ -3,6 +3,7 @@
 //! cgroup with memory and pids limits) against `std::process::Command` of `/bin/true` and
 //! against `bwrap` doing the same (`--ro-bind / / --proc /proc --dev /dev --tmpfs /tmp
 //! --unshare-pid --unshare-ipc --unshare-uts`; skipped when bubblewrap is not installed).
+//! Also the long-lived form: `create` + one `exec` of `/bin/true` + `remove`.
 
 use criterion::Criterion;
 use nook_ns::{Namespace, NamespaceSet};
@@ -41,17 +42,26 @@ fn bwrap() {
     assert!(status.success(), "bwrap: {status}");
 }
 
+fn create_exec_remove() {
+    let sb = one_shot(true).create().expect("create");
+    let status = sb.exec(["/bin/true"]).status().expect("exec");
+    assert!(status.success(), "exec: {status}");
+    sb.remove().expect("remove");
+}
+
 pub fn sandbox(c: &mut Criterion, report: &mut Report) {
     let has_bwrap = std::process::Command::new("bwrap").arg("--version").output().is_ok_and(|o| o.status.success());
     let mut g = slow_group(c, "sandbox");
     g.bench_function("one_shot/nook", |b| b.iter(|| nook(true)));
     g.bench_function("one_shot_no_cgroup/nook", |b| b.iter(|| nook(false)));
+    g.bench_function("create_exec_remove/nook", |b| b.iter(create_exec_remove));
     g.bench_function("one_shot/std_command", |b| b.iter(std_true));
     if has_bwrap {
         g.bench_function("one_shot/bwrap", |b| b.iter(bwrap));
     }
     g.finish();
     report.singles.push(("sandbox", "one_shot_no_cgroup/nook".into()));
+    report.singles.push(("sandbox", "create_exec_remove/nook".into()));
     report.pair("sandbox", "one-shot /bin/true vs std::process::Command", "one_shot/nook", "one_shot/std_command");
     report.interleave(|| nook(true), std_true);
     if has_bwrap {
