@@ -23,7 +23,7 @@
 //! ratios is printed; `BENCHMARKS.md` holds one such run and its analysis.
 //!
 //! This file only wires the groups: `ns.rs` (the first three), `cgroup.rs`, `netmodel.rs`,
-//! `unionfs.rs`, `image.rs`; `floor.rs` is the C floor's interface, `report.rs` the summary and the
+//! `unionfs.rs`, `image.rs`, `sandbox.rs`; `floor.rs` is the C floor's interface, `report.rs` the summary and the
 //! helpers every group shares.
 
 use std::time::{Duration, SystemTime};
@@ -38,10 +38,12 @@ mod image;
 mod netmodel;
 mod ns;
 mod report;
+mod sandbox;
 mod unionfs;
 
 /// The groups of this harness, in the order they run.
-const GROUPS: [&str; 7] = ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs", "image"];
+const GROUPS: [&str; 8] =
+    ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs", "image", "sandbox"];
 
 /// criterion's positional arguments (its benchmark filters).
 fn filters() -> Vec<String> {
@@ -124,6 +126,9 @@ fn main() {
     }
     if selected("image") {
         image::image(&mut c, &mut report);
+    }
+    if selected("sandbox") {
+        sandbox::sandbox(&mut c, &mut report);
     }
     c.final_summary();
     if bench_mode() {

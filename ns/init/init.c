@@ -7,6 +7,7 @@
  * environment and nothing of the embedding program's memory.
  *
  * argv: nk-init PAYLOAD_PID GATE_FD
+ *   or: nk-init               (holding: no payload; `Command::init_hold`)
  *
  *   PAYLOAD_PID  the payload, already forked (our child); it waits before exec until
  *   GATE_FD      receives one byte from us (EOF instead: we never came up, it exits).
@@ -170,8 +171,9 @@ __attribute__((noreturn, used)) void nk_main(nk_long *sp) {
             int status = 0;
             nk_long pid = nk_syscall(NR_wait4, -1, (nk_long)&status, NK_WNOHANG, 0);
             if (pid == -NK_EINTR) continue;
-            /* No child at all: the payload's status is gone (or there never was one). */
-            if (pid == -NK_ECHILD) nk_exit(127);
+            /* No child at all: the payload's status is gone (or there never was one). A
+             * holding init (no payload) keeps waiting. */
+            if (pid == -NK_ECHILD && payload > 0) nk_exit(127);
             if (pid <= 0) break;
             if (pid == payload) {
                 int sig = status & 0x7f;
@@ -180,5 +182,7 @@ __attribute__((noreturn, used)) void nk_main(nk_long *sp) {
         }
         nk_long sig = nk_syscall(NR_rt_sigtimedwait, (nk_long)&waited, 0, 0, 8);
         if (payload > 0 && is_forwarded(sig)) nk_syscall(NR_kill, payload, sig, 0, 0);
+        /* Holding: SIGTERM, SIGINT or SIGHUP ends the hold (and, as PID 1, the namespace). */
+        if (payload == 0 && (sig == NK_SIGTERM || sig == NK_SIGINT || sig == NK_SIGHUP)) nk_exit(0);
     }
 }

@@ -328,6 +328,16 @@ fn run_init(plan: &Plan, init_exe: RawFd, err: RawFd) -> ! {
     if chld_ignored {
         raw::set_sigchld_ignored(false);
     }
+    if plan.init_hold {
+        // No payload: nk-init alone holds the namespaces (argv without a payload).
+        let mut keep = [err, init_exe];
+        keep.sort_unstable();
+        raw::close_all_except(&keep);
+        let argv = [c"nk-init".as_ptr(), std::ptr::null()];
+        let envp = [std::ptr::null()];
+        let e = raw::execveat_fd(init_exe, &argv, &envp);
+        fail(err, Stage::InitExec, e, None);
+    }
     let (gate_read, gate_write) = match raw::pipe_cloexec() {
         Ok(p) => p,
         Err(e) => fail(err, Stage::InitFork, e, None),
@@ -419,7 +429,24 @@ pub(crate) fn run_step(step: &PreparedStep) -> Result<(), (Stage, i32)> {
             0 | libc::EEXIST => Ok(()),
             e => Err((Stage::Mount, e)),
         },
+        PreparedStep::WriteFile { path, contents, mode } => {
+            write_file(path.as_ptr(), contents.as_deref(), *mode).map_err(fail(Stage::Mount))
+        }
+        PreparedStep::Symlink { target, path } => match raw::symlink(target.as_ptr(), path.as_ptr()) {
+            0 | libc::EEXIST => Ok(()),
+            e => Err((Stage::Mount, e)),
+        },
     }
+}
+
+/// Creates `path` (kept as it is when `contents` is `None`), or truncates it and writes
+/// `contents`.
+fn write_file(path: *const libc::c_char, contents: Option<&[u8]>, mode: libc::mode_t) -> Result<(), i32> {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | if contents.is_some() { libc::O_TRUNC } else { 0 };
+    let fd = raw::open_mode(path, flags, mode)?;
+    let e = contents.map_or(0, |c| raw::write_all(fd, c));
+    raw::close(fd);
+    nonzero(e)
 }
 
 fn nonzero(errno: i32) -> Result<(), i32> {

@@ -111,6 +111,7 @@ pub struct Command {
     monotonic_offset: Option<ClockOffset>,
     boottime_offset: Option<ClockOffset>,
     init: bool,
+    init_hold: bool,
     cgroup: Option<OwnedFd>,
     stdio: [Option<Stdio>; 3],
     user: Option<(u32, u32)>,
@@ -159,6 +160,7 @@ impl Command {
             monotonic_offset: None,
             boottime_offset: None,
             init: false,
+            init_hold: false,
             cgroup: None,
             stdio: [None, None, None],
             user: None,
@@ -324,6 +326,18 @@ impl Command {
     /// init fails with [`Error::Sys`] (`ErrorKind::Unsupported`).
     pub fn init(&mut self, enabled: bool) -> &mut Self {
         self.init = enabled;
+        self
+    }
+
+    /// Runs only the init ([`Command::init`]), holding the child's namespaces open: no
+    /// program is started (the program and arguments are ignored). The init reaps whatever
+    /// is reparented to it, and exits with 0 on SIGTERM, SIGINT or SIGHUP. Processes join the
+    /// namespaces through its pidfd (a long-lived sandbox, like `docker create`).
+    pub fn init_hold(&mut self, enabled: bool) -> &mut Self {
+        self.init_hold = enabled;
+        if enabled {
+            self.init = true;
+        }
         self
     }
 
@@ -857,6 +871,7 @@ impl Command {
             identity,
             pdeathsig: self.pdeathsig.map(|(sig, _)| sig),
             init: self.init,
+            init_hold: self.init && self.init_hold,
             init_subreaper: self.init && !ns.has(Namespace::Pid),
         })
     }

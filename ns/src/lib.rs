@@ -25,8 +25,11 @@
 //!   kilobyte (`init/init.c`, built by `build.rs` with the target's C compiler) exec'd from a
 //!   sealed memfd — not a fork of the caller, so the sandbox cannot read the caller's
 //!   memory or environment through its PID 1.
+//!   [`Command::init_hold`] runs the init alone, holding the namespaces for processes
+//!   that join them later (until SIGTERM, SIGINT or SIGHUP).
 //! - [`IdMap`] multi-range uid/gid maps (`newuidmap`/`newgidmap` when unprivileged).
-//! - [`MountStep`] / [`Propagation`]: bind (ro/rw), proc, sysfs, tmpfs, devpts, mqueue,
+//! - [`MountStep`] / [`Propagation`]: bind (ro/rw), proc, sysfs, tmpfs, devpts, mqueue, overlay,
+//!   files, symlinks,
 //!   propagation changes, `pivot_root`, read-only remount, masking.
 //! - [`NetNs`]: network namespaces, anonymous or persisted like `ip netns add`.
 //! - [`NsFd`], [`NsGuard`], [`run_in`], [`join_pidfd`]: join by fd, path or pidfd, and come

@@ -177,6 +177,38 @@ pub enum MountStep {
         /// Its mode (before the umask).
         mode: u32,
     },
+    /// A new `overlay` mount with the given `mount(2)` data (`lowerdir=..,upperdir=..,
+    /// workdir=..`; at most one page, as `mount(2)` takes it).
+    Overlay {
+        /// Mount point.
+        target: PathBuf,
+        /// The data string.
+        options: String,
+    },
+    /// Create a file (an existing one is left as it is): a mount point for a file bind.
+    MakeFile {
+        /// The file.
+        path: PathBuf,
+        /// Its mode (before the umask).
+        mode: u32,
+    },
+    /// Create or truncate a file and write `contents` into it (e.g. `/etc/hostname` on a
+    /// tmpfs, to be bind-mounted into the new root).
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// What it holds.
+        contents: Vec<u8>,
+        /// Its mode when created (before the umask).
+        mode: u32,
+    },
+    /// Create a symbolic link at `path` pointing to `target` (an existing entry is fine).
+    Symlink {
+        /// What the link points to (taken verbatim; may be relative).
+        target: PathBuf,
+        /// Where the link is created.
+        path: PathBuf,
+    },
 }
 
 impl MountStep {
@@ -234,6 +266,26 @@ impl MountStep {
     /// Create a directory with mode 0755.
     pub fn mkdir(path: impl Into<PathBuf>) -> Self {
         MountStep::MakeDir { path: path.into(), mode: 0o755 }
+    }
+
+    /// An overlay mount at `target` with the `mount(2)` data `options`.
+    pub fn overlay(target: impl Into<PathBuf>, options: impl Into<String>) -> Self {
+        MountStep::Overlay { target: target.into(), options: options.into() }
+    }
+
+    /// Create an empty file with mode 0644 (kept if it exists).
+    pub fn make_file(path: impl Into<PathBuf>) -> Self {
+        MountStep::MakeFile { path: path.into(), mode: 0o644 }
+    }
+
+    /// Write a file with mode 0644.
+    pub fn write_file(path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>) -> Self {
+        MountStep::WriteFile { path: path.into(), contents: contents.into(), mode: 0o644 }
+    }
+
+    /// A symbolic link at `path` pointing to `target`.
+    pub fn symlink(target: impl Into<PathBuf>, path: impl Into<PathBuf>) -> Self {
+        MountStep::Symlink { target: target.into(), path: path.into() }
     }
 
     /// For `Bind`: make it read-only. Other steps are returned unchanged.
@@ -317,6 +369,21 @@ impl MountStep {
             MountStep::MakeDir { path, mode } => {
                 Ok(PreparedStep::MakeDir { path: abs_cstring("directory", path)?, mode: *mode as libc::mode_t })
             }
+            MountStep::Overlay { target, options } => fs(c"overlay", target, c"overlay", 0, Some(options)),
+            MountStep::MakeFile { path, mode } => Ok(PreparedStep::WriteFile {
+                path: abs_cstring("file", path)?,
+                contents: None,
+                mode: *mode as libc::mode_t,
+            }),
+            MountStep::WriteFile { path, contents, mode } => Ok(PreparedStep::WriteFile {
+                path: abs_cstring("file", path)?,
+                contents: Some(contents.clone()),
+                mode: *mode as libc::mode_t,
+            }),
+            MountStep::Symlink { target, path } => Ok(PreparedStep::Symlink {
+                target: path_cstring("symlink target", target)?,
+                path: abs_cstring("symlink", path)?,
+            }),
         }
     }
 }
@@ -385,6 +452,17 @@ pub(crate) enum PreparedStep {
     MakeDir {
         path: CString,
         mode: libc::mode_t,
+    },
+    /// `contents: None`: create if missing (keep what is there); `Some`: create or truncate
+    /// and write.
+    WriteFile {
+        path: CString,
+        contents: Option<Vec<u8>>,
+        mode: libc::mode_t,
+    },
+    Symlink {
+        target: CString,
+        path: CString,
     },
 }
 

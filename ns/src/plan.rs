@@ -67,6 +67,8 @@ pub(crate) struct Plan {
     pub identity: Option<Identity>,
     pub pdeathsig: Option<libc::c_int>,
     pub init: bool,
+    /// Run only the init, holding the namespaces: no payload is forked.
+    pub init_hold: bool,
     /// Make the init a child subreaper (when it is not PID 1 of a new pid namespace).
     pub init_subreaper: bool,
 }

@@ -53,6 +53,16 @@ pub struct Stats {
 }
 
 impl Cgroup {
+    /// Only the OOM counters (v2 `memory.events`, v1 `memory.oom_control`), without reading
+    /// the other stat files: what a caller checks after a run to tell an OOM kill. `None`
+    /// when the cgroup has no memory controller.
+    pub fn oom_stats(&self) -> Result<Option<OomStats>> {
+        match self.entry_of(Controller::Memory) {
+            Some(d) => memory::oom_stats(At::of(d), d.version),
+            None => Ok(None),
+        }
+    }
+
     /// Reads every counter the cgroup has. Sections for controllers the cgroup lacks are
     /// `None`; a file that exists but cannot be read or parsed is an error.
     ///

@@ -245,6 +245,16 @@ pub(crate) fn open(path: *const libc::c_char, flags: libc::c_int) -> Result<RawF
     val(call!(libc::SYS_openat, libc::AT_FDCWD, path, flags | libc::O_CLOEXEC, 0)).map(|fd| fd as RawFd)
 }
 
+/// `openat(AT_FDCWD, path, flags | O_CLOEXEC, mode)` (for `O_CREAT`).
+pub(crate) fn open_mode(path: *const libc::c_char, flags: libc::c_int, mode: libc::mode_t) -> Result<RawFd, i32> {
+    val(call!(libc::SYS_openat, libc::AT_FDCWD, path, flags | libc::O_CLOEXEC, mode)).map(|fd| fd as RawFd)
+}
+
+/// `symlinkat(target, AT_FDCWD, path)`.
+pub(crate) fn symlink(target: *const libc::c_char, path: *const libc::c_char) -> i32 {
+    ok(call!(libc::SYS_symlinkat, target, libc::AT_FDCWD, path))
+}
+
 /// Whether `fd` polls with any of `events` set (or `POLLERR`/`POLLHUP`), without waiting.
 pub(crate) fn poll_now(fd: RawFd, events: libc::c_short) -> Result<libc::c_short, i32> {
     let mut pfd = libc::pollfd { fd, events, revents: 0 };

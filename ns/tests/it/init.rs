@@ -590,3 +590,26 @@ fn unprivileged_caller_gets_nk_init_in_its_user_namespace() {
     assert!(out.status.success(), "{out:?}");
     assert!(stdout.contains("NK-UNPRIV-OK"), "{stdout}");
 }
+
+#[test]
+fn a_holding_init_keeps_the_namespaces_until_sigterm() {
+    require_root!();
+    let mut child =
+        Command::new("/nonexistent/ignored").namespaces(pid_ns()).init_hold(true).spawn().expect("holding init");
+    child.kill_on_drop(true);
+    let pid = child.id();
+    assert_eq!(fs::read_to_string(format!("/proc/{pid}/comm")).unwrap(), "nk-init\n");
+    assert_eq!(inner_pid(pid), Some(1), "PID 1 of its own namespace");
+    // A process joins the pid namespace: PID 2. (Only spawn on the helper thread: a thread
+    // whose pid namespace for children differs from its own cannot start threads.)
+    let pidns = NsFd::of_pid(pid, Namespace::Pid).unwrap();
+    let joined = nook_ns::on_thread_in(&[&pidns], || {
+        Command::new("/bin/sh").args(["-c", "echo $$"]).stdout(Stdio::piped()).spawn().expect("join")
+    })
+    .unwrap();
+    let out = joined.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2", "the joined process is PID 2");
+    assert_eq!(child.try_wait().unwrap(), None, "still holding with no child at all");
+    child.signal(libc::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "SIGTERM ends the hold with 0");
+}

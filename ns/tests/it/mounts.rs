@@ -597,6 +597,37 @@ fn mkdir_step_creates_directories_with_mode() {
     assert_no_mounts_under(base.path());
 }
 
+#[test]
+fn file_symlink_and_overlay_steps() {
+    require_root!();
+    let base = TempDir::new("fso").unwrap();
+    let [t, lower] = <[PathBuf; 2]>::try_from(mkdirs(&base, &["t", "lower"])).unwrap();
+    fs::write(lower.join("from-lower"), "low\n").unwrap();
+    let script = r#"cat "$1/f" "$1/root/from-lower"; readlink "$1/l"; stat -c %s "$1/e"; echo up > "$1/root/new"; cat "$1/u/new""#;
+    let out = stdout_of(in_mount_ns(sh(script), &[]).arg(&t).mounts([
+        MountStep::tmpfs(&t, Some("size=64k")),
+        MountStep::write_file(t.join("f"), "hello\n"),
+        MountStep::make_file(t.join("e")),
+        MountStep::symlink("pts/ptmx", t.join("l")),
+        MountStep::symlink("elsewhere", t.join("l")),
+        MountStep::mkdir(t.join("u")),
+        MountStep::mkdir(t.join("w")),
+        MountStep::mkdir(t.join("root")),
+        MountStep::overlay(
+            t.join("root"),
+            format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                t.join("u").display(),
+                t.join("w").display()
+            ),
+        ),
+    ]));
+    assert_eq!(lines(&out), ["hello", "low", "pts/ptmx", "0", "up"], "file written, link kept, copy-up to the upper");
+    assert!(!t.join("f").exists() && !lower.join("new").exists(), "all of it inside the child's mounts");
+    assert_no_mounts_under(base.path());
+}
+
 // ---------------------------------------------------------------------------------------
 // Failures
 // ---------------------------------------------------------------------------------------

@@ -1,0 +1,71 @@
+//! `sandbox` group: a one-shot sandbox running `/bin/true` (nook-sandbox: pid, mount, IPC
+//! and UTS namespaces, the host root read-only below a tmpfs upper, `/proc`, `/dev`, a
+//! cgroup with memory and pids limits) against `std::process::Command` of `/bin/true` and
+//! against `bwrap` doing the same (`--ro-bind / / --proc /proc --dev /dev --tmpfs /tmp
+//! --unshare-pid --unshare-ipc --unshare-uts`; skipped when bubblewrap is not installed).
+//! Also the long-lived form: `create` + one `exec` of `/bin/true` + `remove`.
+
+use criterion::Criterion;
+use nook_ns::{Namespace, NamespaceSet};
+use nook_sandbox::{NetworkMode, Sandbox, SandboxBuilder};
+
+use crate::report::{Report, slow_group};
+
+fn one_shot(limits: bool) -> SandboxBuilder {
+    let mut b = Sandbox::builder();
+    b.namespaces(
+        NamespaceSet::new().with(Namespace::Pid).with(Namespace::Mount).with(Namespace::Ipc).with(Namespace::Uts),
+    )
+    .network(NetworkMode::Host)
+    .command("/bin/true");
+    if limits {
+        b.memory_max(64 << 20).pids_max(64);
+    }
+    b
+}
+
+fn nook(limits: bool) {
+    let outcome = one_shot(limits).status().expect("sandbox");
+    assert!(outcome.success(), "{outcome:?}");
+}
+
+fn std_true() {
+    assert!(std::process::Command::new("/bin/true").status().expect("spawn").success());
+}
+
+fn bwrap() {
+    let status = std::process::Command::new("bwrap")
+        .args(["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
+        .args(["--unshare-pid", "--unshare-ipc", "--unshare-uts", "/bin/true"])
+        .status()
+        .expect("spawn bwrap");
+    assert!(status.success(), "bwrap: {status}");
+}
+
+fn create_exec_remove() {
+    let sb = one_shot(true).create().expect("create");
+    let status = sb.exec(["/bin/true"]).status().expect("exec");
+    assert!(status.success(), "exec: {status}");
+    sb.remove().expect("remove");
+}
+
+pub fn sandbox(c: &mut Criterion, report: &mut Report) {
+    let has_bwrap = std::process::Command::new("bwrap").arg("--version").output().is_ok_and(|o| o.status.success());
+    let mut g = slow_group(c, "sandbox");
+    g.bench_function("one_shot/nook", |b| b.iter(|| nook(true)));
+    g.bench_function("one_shot_no_cgroup/nook", |b| b.iter(|| nook(false)));
+    g.bench_function("create_exec_remove/nook", |b| b.iter(create_exec_remove));
+    g.bench_function("one_shot/std_command", |b| b.iter(std_true));
+    if has_bwrap {
+        g.bench_function("one_shot/bwrap", |b| b.iter(bwrap));
+    }
+    g.finish();
+    report.singles.push(("sandbox", "one_shot_no_cgroup/nook".into()));
+    report.singles.push(("sandbox", "create_exec_remove/nook".into()));
+    report.pair("sandbox", "one-shot /bin/true vs std::process::Command", "one_shot/nook", "one_shot/std_command");
+    report.interleave(|| nook(true), std_true);
+    if has_bwrap {
+        report.pair("sandbox", "one-shot /bin/true vs bwrap", "one_shot/nook", "one_shot/bwrap");
+        report.interleave(|| nook(true), bwrap);
+    }
+}

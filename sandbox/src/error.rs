@@ -1,0 +1,210 @@
+//! Errors of `nook-sandbox`: one enum for the crate ([`Error`], wrapping the four crates'
+//! errors with `#[from]`) and one for a spec refused before anything happened
+//! ([`ValidationError`]).
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `nook-sandbox`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The spec was refused before anything touched the system.
+    #[error("invalid sandbox spec: {0}")]
+    Invalid(#[from] ValidationError),
+    /// A system call or file operation of the facade itself failed.
+    #[error("{call}{}: {source}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Sys {
+        /// The call (`"poll"`, `"waitid"`, ...).
+        call: &'static str,
+        /// The path it was made on, if any.
+        path: Option<PathBuf>,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A setup step failed, and undoing what was done before it failed too.
+    #[error("{cause} (and cleaning up failed: {})", list(.cleanup))]
+    Cleanup {
+        /// The failure that started the cleanup.
+        cause: Box<Error>,
+        /// Every failure of the cleanup.
+        cleanup: Vec<Error>,
+    },
+    /// A teardown kept going after failures; every one is listed.
+    #[error("tearing down {what} failed: {}", list(.errors))]
+    Teardown {
+        /// What was torn down.
+        what: String,
+        /// Every failure.
+        errors: Vec<Error>,
+    },
+    /// The cgroup for the sandbox's limits could not be created. Unprivileged, this usually
+    /// means no cgroup is delegated to the caller; [`crate::SandboxSpec::best_effort_limits`]
+    /// runs without limits instead.
+    #[error("cannot create the sandbox's cgroup (limits need a cgroup the caller may write): {source}")]
+    CgroupUnavailable {
+        /// What `nook-cgroup` said.
+        #[source]
+        source: nook_cgroup::Error,
+    },
+    /// From `nook-ns` (spawning, namespaces).
+    #[error(transparent)]
+    Ns(#[from] nook_ns::Error),
+    /// From `nook-cgroup` (limits, stats, removal).
+    #[error(transparent)]
+    Cgroup(#[from] nook_cgroup::Error),
+    /// From `nook-unionfs` (layer stacks).
+    #[error(transparent)]
+    Unionfs(#[from] nook_unionfs::Error),
+    /// From `nook-netmodel` (network namespaces, `/etc` files).
+    #[error(transparent)]
+    Netmodel(#[from] nook_netmodel::Error),
+}
+
+fn list(errors: &[Error]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+impl Error {
+    /// The OS errno behind this error, if there is one: looks through `Cleanup`'s cause,
+    /// the wrapped crates' errors and their sources.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Sys { source, .. } => source.raw_os_error(),
+            Error::Cleanup { cause, .. } => cause.raw_os_error(),
+            Error::Ns(e) => e.raw_os_error(),
+            Error::Cgroup(e) | Error::CgroupUnavailable { source: e } => e.raw_os_error(),
+            other => {
+                let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(other);
+                while let Some(e) = cur {
+                    if let Some(io) = e.downcast_ref::<io::Error>() {
+                        return io.raw_os_error();
+                    }
+                    cur = e.source();
+                }
+                None
+            }
+        }
+    }
+
+    /// `cause`, or [`Error::Cleanup`] when undoing failed too.
+    pub(crate) fn with_cleanup(cause: Error, cleanup: Vec<Error>) -> Error {
+        if cleanup.is_empty() { cause } else { Error::Cleanup { cause: Box::new(cause), cleanup } }
+    }
+}
+
+/// Convenience alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A spec refused by [`crate::SandboxSpec::validate`], before any kernel change.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// No program to run.
+    #[error("no command: the argument list is empty")]
+    EmptyCommand,
+    /// A string handed to the kernel contains a NUL byte.
+    #[error("{field} contains a NUL byte: {value:?}")]
+    NulByte {
+        /// Which input (`"argument"`, `"env"`, `"hostname"`, ...).
+        field: &'static str,
+        /// The value, lossily converted.
+        value: String,
+    },
+    /// A path that must be absolute is not (or has `..` components).
+    #[error("{field} must be an absolute path without `..`: {path:?}")]
+    RelativePath {
+        /// Which input (`"mount target"`, `"cwd"`, ...).
+        field: &'static str,
+        /// The path.
+        path: PathBuf,
+    },
+    /// The root filesystem directory does not exist or is not a directory.
+    #[error("rootfs {path:?} is not a directory: {source}")]
+    MissingRootfs {
+        /// The directory.
+        path: PathBuf,
+        /// What `stat` said (`ENOTDIR` when it is something else).
+        #[source]
+        source: io::Error,
+    },
+    /// A bind mount's source does not exist.
+    #[error("bind mount source {path:?} cannot be used: {source}")]
+    MissingMountSource {
+        /// The source.
+        path: PathBuf,
+        /// What `stat` said.
+        #[source]
+        source: io::Error,
+    },
+    /// A mount over `/`, or over or below `/proc`, `/sys`, or over `/dev`: the sandbox owns those.
+    #[error("mount target {target:?} is reserved: the sandbox mounts /, /proc, /sys and /dev itself")]
+    ReservedMountTarget {
+        /// The target.
+        target: PathBuf,
+    },
+    /// Two mounts at the same target.
+    #[error("two mounts at {target:?}")]
+    DuplicateMountTarget {
+        /// The target.
+        target: PathBuf,
+    },
+    /// The namespaces and the other options do not fit together.
+    #[error("{option} needs {namespace} namespace{}", if *.present { " to be absent" } else { "" })]
+    NamespaceConflict {
+        /// The option (`"network: host"`, `"hostname"`, `"rootfs"`, `"uid_map"`, ...).
+        option: &'static str,
+        /// The namespace it needs (or needs absent).
+        namespace: nook_ns::Namespace,
+        /// `true`: the option needs the namespace *not* to be created.
+        present: bool,
+    },
+    /// The host name is not a valid RFC 1123 name.
+    #[error("invalid hostname {value:?}: {source}")]
+    Hostname {
+        /// The name.
+        value: String,
+        /// What `nook-netmodel` said.
+        #[source]
+        source: nook_netmodel::ValidationError,
+    },
+    /// An environment variable name is empty or contains `=`.
+    #[error("invalid environment variable name {name:?}")]
+    EnvName {
+        /// The name.
+        name: String,
+    },
+    /// A timeout of zero.
+    #[error("the timeout must be longer than zero")]
+    ZeroTimeout,
+    /// The layer stack of [`crate::Rootfs::Stack`] was refused by `nook-unionfs`.
+    #[error("rootfs layer stack: {source}")]
+    LayerStack {
+        /// What `nook-unionfs` said.
+        #[source]
+        source: nook_unionfs::ValidationError,
+    },
+    /// The layer stack's overlay options do not fit in one `mount(2)` page.
+    #[error("rootfs layer stack: the overlay options are {len} bytes, more than one page ({max})")]
+    LayerStackTooLong {
+        /// The length of the rendered options.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// None of the host directories the sandbox's private scratch tmpfs can be mounted on
+    /// (in its own mount namespace) is free: each is missing or holds the rootfs or a bind
+    /// source.
+    #[error("no free directory for the sandbox's scratch tmpfs among {candidates:?}")]
+    NoScratchDir {
+        /// The directories tried.
+        candidates: &'static [&'static str],
+    },
+    /// The cgroup spec was refused by `nook-cgroup`.
+    #[error("cgroup: {0}")]
+    Cgroup(#[from] nook_cgroup::ValidationError),
+    /// The process options were refused by `nook-ns` (id maps, names, signal, ...).
+    #[error("process: {0}")]
+    Ns(#[from] nook_ns::ValidationError),
+}

@@ -1,0 +1,229 @@
+//! [`Exec`]: another process in a running sandbox, as `docker exec` starts one — it joins
+//! every namespace of the sandbox (through its init) and starts in its cgroup.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::path::PathBuf;
+use std::process::{ExitStatus, Output};
+use std::time::Instant;
+
+use nook_ns::{Namespace, NsFd, Stdio};
+
+use crate::error::{Error, Result, ValidationError};
+use crate::run::{Sandbox, wait_readable};
+use crate::spec::{DEFAULT_PATH, User, absolute, check_env, no_nul};
+
+/// A process to start in a running [`Sandbox`] ([`Sandbox::exec`]), shaped like
+/// `std::process::Command`. By default it gets the sandbox's environment, working directory
+/// and user; stdio is inherited.
+///
+/// It is created by a short-lived helper thread that enters the sandbox's namespaces
+/// (`setns` on descriptors opened from its init's `/proc` entry, checked against the init's
+/// pidfd afterwards, so a reused pid cannot redirect it): mount, UTS, IPC, network, cgroup
+/// and pid — so it is a child of the caller, and a process of the sandbox. A sandbox with a
+/// user namespace (rootless) cannot be joined this way by a multithreaded caller (the
+/// kernel allows `setns` into a user namespace only for a single-threaded process):
+/// [`nook_ns::Error::NeedsSingleThread`].
+#[derive(Debug)]
+pub struct Exec<'a> {
+    sandbox: &'a Sandbox,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+    cwd: Option<PathBuf>,
+    user: Option<User>,
+    stdio: [Option<Stdio>; 3],
+}
+
+impl Sandbox {
+    /// A process to start in this sandbox: `args[0]` is the program (searched in `PATH`
+    /// inside), the rest its arguments.
+    pub fn exec<I, S>(&self, args: I) -> Exec<'_>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Exec {
+            sandbox: self,
+            args: args.into_iter().map(Into::into).collect(),
+            env: BTreeMap::new(),
+            cwd: None,
+            user: None,
+            stdio: [None, None, None],
+        }
+    }
+}
+
+impl<'a> Exec<'a> {
+    /// Sets an environment variable (on top of the sandbox's environment).
+    pub fn env(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// The working directory (default: the sandbox's).
+    pub fn current_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    /// The uid and gid (default: the sandbox's user).
+    pub fn user(&mut self, uid: u32, gid: u32) -> &mut Self {
+        let u = self.user.get_or_insert_with(User::default);
+        u.uid = uid;
+        u.gid = gid;
+        self
+    }
+
+    /// Supplementary groups.
+    pub fn groups(&mut self, groups: &[u32]) -> &mut Self {
+        self.user.get_or_insert_with(User::default).groups = groups.to_vec();
+        self
+    }
+
+    /// Its stdin.
+    pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.stdio[0] = Some(cfg.into());
+        self
+    }
+
+    /// Its stdout.
+    pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.stdio[1] = Some(cfg.into());
+        self
+    }
+
+    /// Its stderr.
+    pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.stdio[2] = Some(cfg.into());
+        self
+    }
+
+    /// Starts the process.
+    pub fn spawn(&mut self) -> Result<SandboxChild<'a>> {
+        let mut child = self.spawn_child()?;
+        child.kill_on_drop(true);
+        Ok(SandboxChild { child, _sandbox: PhantomData })
+    }
+
+    fn spawn_child(&mut self) -> Result<nook_ns::Child> {
+        let spec = self.sandbox.spec();
+        if self.args.first().is_none_or(String::is_empty) {
+            return Err(ValidationError::EmptyCommand.into());
+        }
+        for a in &self.args {
+            no_nul("argument", a)?;
+        }
+        check_env(&self.env)?;
+        let cwd = self.cwd.clone().unwrap_or_else(|| spec.cwd.clone());
+        absolute("cwd", &cwd)?;
+
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        env.insert("PATH".into(), DEFAULT_PATH.into());
+        if let Some(h) = &spec.hostname {
+            env.insert("HOSTNAME".into(), h.clone());
+        }
+        env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let mut cmd = nook_ns::Command::new(&self.args[0]);
+        cmd.args(&self.args[1..]).env_clear().envs(env).current_dir(cwd);
+        if let Some(u) = self.user.as_ref().or(spec.user.as_ref()) {
+            cmd.user(u.uid, u.gid).groups(&u.groups);
+        }
+        let [i, o, e] = std::mem::take(&mut self.stdio);
+        cmd.stdin(i.unwrap_or_else(Stdio::inherit));
+        cmd.stdout(o.unwrap_or_else(Stdio::inherit));
+        cmd.stderr(e.unwrap_or_else(Stdio::inherit));
+        cmd.validate().map_err(ValidationError::from)?;
+
+        // The init's namespaces, opened by pid and then checked against its pidfd: if the
+        // init had ended (and its pid been reused) between the two, the pidfd says so.
+        let pid = self.sandbox.id();
+        let kinds =
+            [Namespace::Mount, Namespace::Uts, Namespace::Ipc, Namespace::Net, Namespace::Cgroup, Namespace::Pid];
+        let mut fds = Vec::with_capacity(kinds.len() + 1);
+        for kind in spec.effective_namespaces().kinds() {
+            if kinds.contains(&kind) || kind == Namespace::User {
+                fds.push(NsFd::of_pid(pid, kind)?);
+            }
+        }
+        if wait_readable(self.sandbox.init_pidfd(), Instant::now())? {
+            return Err(Error::Sys {
+                call: "pidfd (the sandbox's init has exited)",
+                path: None,
+                source: std::io::Error::from_raw_os_error(libc::ESRCH),
+            });
+        }
+        let targets: Vec<&NsFd> = fds.iter().collect();
+        let cgroup = self.sandbox.cgroup();
+        // Only spawn on the helper thread: a thread whose pid namespace for children is not
+        // its own cannot start threads, and the child is waited for from any thread.
+        nook_ns::on_thread_in(&targets, move || -> Result<nook_ns::Child> {
+            match cgroup {
+                None => Ok(cmd.spawn()?),
+                Some(cg) => {
+                    let paused = cmd.spawn_paused()?;
+                    cg.add_pid(paused.id())?;
+                    Ok(paused.resume()?)
+                }
+            }
+        })?
+    }
+
+    /// Runs it to the end (stdio inherited unless set).
+    pub fn status(&mut self) -> Result<ExitStatus> {
+        self.spawn_child()?.wait().map_err(|source| Error::Sys { call: "waitid", path: None, source })
+    }
+
+    /// Runs it to the end with stdout and stderr piped (stdin `/dev/null` unless set).
+    pub fn output(&mut self) -> Result<Output> {
+        if self.stdio[0].is_none() {
+            self.stdio[0] = Some(Stdio::null());
+        }
+        for i in 1..3 {
+            if self.stdio[i].is_none() {
+                self.stdio[i] = Some(Stdio::piped());
+            }
+        }
+        self.spawn_child()?.wait_with_output().map_err(|source| Error::Sys {
+            call: "wait_with_output",
+            path: None,
+            source,
+        })
+    }
+}
+
+/// A process started by [`Exec::spawn`]: a [`nook_ns::Child`] (wait, try_wait, signal, kill
+/// through its pidfd; its stdio pipes) that borrows the sandbox, and is killed and reaped
+/// when dropped unfinished.
+///
+/// Why the borrow: a process that joined the sandbox's pid namespace is the caller's child.
+/// When the sandbox ends, the kernel kills it, but PID 1 of the namespace finishes only once
+/// every process of it is reaped — by its parent, the caller. So [`Sandbox::remove`] (which
+/// takes the sandbox by value) cannot be called while such a child is still unreaped.
+#[derive(Debug)]
+pub struct SandboxChild<'a> {
+    child: nook_ns::Child,
+    _sandbox: PhantomData<&'a Sandbox>,
+}
+
+impl SandboxChild<'_> {
+    /// Waits for it while collecting piped stdout and stderr.
+    pub fn wait_with_output(self) -> Result<Output> {
+        self.child.wait_with_output().map_err(|source| Error::Sys { call: "wait_with_output", path: None, source })
+    }
+}
+
+impl Deref for SandboxChild<'_> {
+    type Target = nook_ns::Child;
+
+    fn deref(&self) -> &nook_ns::Child {
+        &self.child
+    }
+}
+
+impl DerefMut for SandboxChild<'_> {
+    fn deref_mut(&mut self) -> &mut nook_ns::Child {
+        &mut self.child
+    }
+}

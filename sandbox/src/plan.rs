@@ -1,0 +1,299 @@
+//! From a validated [`SandboxSpec`] to the `nook_ns::Command` that creates the sandbox:
+//! the mount plan (rootfs, `/dev`, `/etc` files, extra mounts, `pivot_root`, `/proc`,
+//! `/sys`) as a list of [`MountStep`]s, the namespaces, id maps, environment and identity.
+//! Pure except for `stat`s of host paths (which entries exist, which scratch directory is
+//! free); nothing here changes the system. Everything it describes runs in the child,
+//! between clone and exec, in nook-ns's allocation-free executor.
+
+use std::path::{Path, PathBuf};
+
+use nook_ns::{IdMap, MountStep, Namespace, NamespaceSet};
+use nook_unionfs::Upper;
+
+use crate::error::ValidationError;
+use crate::spec::{DEFAULT_PATH, Mount, Rootfs, SandboxSpec};
+
+/// Host directories the sandbox's private scratch tmpfs may be mounted on (in the child's
+/// own mount namespace only, so the host never sees it): the first that exists and holds
+/// nothing the plan reads from the host before `pivot_root`.
+const SCRATCH_CANDIDATES: &[&str] = &["/tmp", "/mnt", "/run", "/media", "/srv", "/opt", "/var/tmp", "/home"];
+
+/// The device nodes bind-mounted from the host into the sandbox's `/dev` (as Docker and
+/// bubblewrap give them).
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
+/// The longest `mount(2)` data (one page, NUL included).
+const MAX_MOUNT_DATA: usize = 4095;
+
+/// The child's side of a sandbox, ready for `nook_ns::Command`.
+pub(crate) struct Plan {
+    pub namespaces: NamespaceSet,
+    pub steps: Vec<MountStep>,
+    pub env: Vec<(String, String)>,
+    pub uid_map: Option<IdMap>,
+    pub gid_map: Option<IdMap>,
+}
+
+/// Builds the plan for a spec that passed [`SandboxSpec::validate`].
+pub(crate) fn build(spec: &SandboxSpec) -> Result<Plan, ValidationError> {
+    let ns = spec.effective_namespaces();
+    let steps = mount_steps(spec, ns)?;
+    let mut env: Vec<(String, String)> = Vec::new();
+    if !spec.env.contains_key("PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    if let (Some(h), false) = (&spec.hostname, spec.env.contains_key("HOSTNAME")) {
+        env.push(("HOSTNAME".into(), h.clone()));
+    }
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let (uid_map, gid_map) = if ns.has(Namespace::User) {
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        (
+            Some(spec.uid_map.clone().unwrap_or_else(|| IdMap::single(0, uid, 1))),
+            Some(spec.gid_map.clone().unwrap_or_else(|| IdMap::single(0, gid, 1))),
+        )
+    } else {
+        (None, None)
+    };
+    Ok(Plan { namespaces: ns, steps, env, uid_map, gid_map })
+}
+
+/// `root` joined with an absolute in-sandbox path.
+fn inside(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// One `MakeDir` per component of `path` below `root` (`mkdir -p`, existing ones are fine).
+fn mkdir_p(steps: &mut Vec<MountStep>, root: &Path, path: &Path) {
+    let mut cur = root.to_path_buf();
+    for c in path.components().skip_while(|c| matches!(c, std::path::Component::RootDir)) {
+        cur.push(c);
+        steps.push(MountStep::mkdir(&cur));
+    }
+}
+
+/// A free scratch directory: exists, and is not (an ancestor of) a host path the plan
+/// reads before `pivot_root`.
+fn scratch_dir(spec: &SandboxSpec) -> Result<PathBuf, ValidationError> {
+    let mut used: Vec<&Path> = Vec::new();
+    match &spec.rootfs {
+        Rootfs::HostReadOnly => {}
+        Rootfs::Dir { path, .. } => used.push(path),
+        Rootfs::Stack(stack) => {
+            used.extend(stack.lower_dirs().iter().map(PathBuf::as_path));
+            if let Upper::Dir { upper, work } = stack.upper_layer() {
+                used.push(upper);
+                used.push(work);
+            }
+        }
+    }
+    for m in &spec.mounts {
+        if let Mount::Bind { source, .. } = m {
+            used.push(source);
+        }
+    }
+    SCRATCH_CANDIDATES
+        .iter()
+        .map(Path::new)
+        .find(|c| c.is_dir() && !used.iter().any(|u| u.starts_with(c)))
+        .map(Path::to_path_buf)
+        .ok_or(ValidationError::NoScratchDir { candidates: SCRATCH_CANDIDATES })
+}
+
+/// What the rootfs has at `rel` (e.g. `etc/hosts`) before the sandbox starts, looked up
+/// on the host: `Some(true)` a regular file, `Some(false)` something else (a symlink: not
+/// replaced), `None` nothing.
+fn rootfs_entry(rootfs: &Rootfs, rel: &str) -> Option<bool> {
+    let dirs: Vec<PathBuf> = match rootfs {
+        Rootfs::HostReadOnly => vec![PathBuf::from("/")],
+        Rootfs::Dir { path, .. } => vec![path.clone()],
+        Rootfs::Stack(stack) => {
+            let mut d = Vec::new();
+            if let Upper::Dir { upper, .. } = stack.upper_layer() {
+                d.push(upper.clone());
+            }
+            d.extend(stack.lower_dirs().iter().rev().cloned());
+            d
+        }
+    };
+    dirs.iter().find_map(|d| std::fs::symlink_metadata(d.join(rel)).ok()).map(|m| m.file_type().is_file())
+}
+
+fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, ValidationError> {
+    let s = scratch_dir(spec)?;
+    let mut steps = Vec::with_capacity(48);
+    let tmpfs_size = match &spec.rootfs {
+        Rootfs::Stack(stack) => match stack.upper_layer() {
+            Upper::Tmpfs { size: Some(n) } => Some(format!("mode=755,size={n}")),
+            _ => None,
+        },
+        _ => None,
+    };
+    steps.push(MountStep::tmpfs(&s, Some(tmpfs_size.as_deref().unwrap_or("mode=755"))));
+    let root = match &spec.rootfs {
+        Rootfs::HostReadOnly if ns.has(Namespace::User) => {
+            // overlayfs cannot take `/` as a lower layer in a user namespace: the host's
+            // submounts below it are locked there, and the kernel refuses to clone such a
+            // mount ("failed to clone lowerpath"). So rootless, the host root is a
+            // recursive read-only bind (as bubblewrap does) with a tmpfs on /tmp.
+            steps.push(MountStep::mkdir(s.join("root")));
+            steps.push(MountStep::bind("/", s.join("root")).recursive().read_only());
+            steps.push(MountStep::tmpfs(s.join("root/tmp"), Some("mode=1777")));
+            s.join("root")
+        }
+        Rootfs::HostReadOnly => {
+            for d in ["upper", "work", "root"] {
+                steps.push(MountStep::mkdir(s.join(d)));
+            }
+            let data =
+                format!("lowerdir=/,upperdir={},workdir={}", s.join("upper").display(), s.join("work").display());
+            steps.push(MountStep::overlay(s.join("root"), data));
+            s.join("root")
+        }
+        Rootfs::Dir { path, .. } => path.clone(),
+        Rootfs::Stack(stack) => {
+            let mut data = stack.mount_data().map_err(|e| ValidationError::LayerStack { source: e })?;
+            if let Upper::Tmpfs { .. } = stack.upper_layer() {
+                steps.push(MountStep::mkdir(s.join("upper")));
+                steps.push(MountStep::mkdir(s.join("work")));
+                data.push_str(&format!(",upperdir={},workdir={}", s.join("upper").display(), s.join("work").display()));
+            }
+            if data.len() > MAX_MOUNT_DATA {
+                return Err(ValidationError::LayerStackTooLong { len: data.len(), max: MAX_MOUNT_DATA });
+            }
+            steps.push(MountStep::mkdir(s.join("root")));
+            steps.push(MountStep::overlay(s.join("root"), data));
+            s.join("root")
+        }
+    };
+
+    // /dev: a small tmpfs with the host's harmless device nodes bound in, a private devpts,
+    // shm and mqueue.
+    let dev = root.join("dev");
+    steps.push(MountStep::mkdir(&dev));
+    steps.push(MountStep::tmpfs(&dev, Some("mode=755,size=64k")));
+    for d in DEVICES {
+        steps.push(MountStep::make_file(dev.join(d)));
+        steps.push(MountStep::bind(Path::new("/dev").join(d), dev.join(d)));
+    }
+    for d in ["pts", "shm", "mqueue"] {
+        steps.push(MountStep::mkdir(dev.join(d)));
+    }
+    for (target, link) in [
+        ("pts/ptmx", "ptmx"),
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+    ] {
+        steps.push(MountStep::symlink(target, dev.join(link)));
+    }
+    steps.push(MountStep::devpts(dev.join("pts")));
+    steps.push(MountStep::tmpfs(dev.join("shm"), Some("mode=1777,size=64m")));
+    if ns.has(Namespace::Ipc) {
+        steps.push(MountStep::mqueue(dev.join("mqueue")));
+    }
+    steps.push(MountStep::mkdir(root.join("proc")));
+    steps.push(MountStep::mkdir(root.join("sys")));
+
+    // /etc/hostname and /etc/hosts for the sandbox's own host name, written on the scratch
+    // tmpfs and bound over the rootfs's files (a symlink there is left alone).
+    if let Some(h) = &spec.hostname {
+        let etc = s.join("etc");
+        steps.push(MountStep::mkdir(&etc));
+        let files = [("hostname", format!("{h}\n")), ("hosts", nook_netmodel::files::hosts_file(h, &[], &[]))];
+        for (name, contents) in files {
+            let rel = format!("etc/{name}");
+            let target = root.join(&rel);
+            match rootfs_entry(&spec.rootfs, &rel) {
+                Some(false) => continue,
+                Some(true) => {}
+                None => {
+                    steps.push(MountStep::mkdir(root.join("etc")));
+                    steps.push(MountStep::make_file(&target));
+                }
+            }
+            steps.push(MountStep::write_file(etc.join(name), contents));
+            steps.push(MountStep::bind(etc.join(name), &target));
+        }
+    }
+
+    // The caller's mounts, in order.
+    for m in &spec.mounts {
+        let target = inside(&root, m.target());
+        match m {
+            Mount::Bind { source, read_only, .. } => {
+                if source.is_dir() {
+                    mkdir_p(&mut steps, &root, m.target());
+                } else {
+                    if let Some(parent) = m.target().parent() {
+                        mkdir_p(&mut steps, &root, parent);
+                    }
+                    steps.push(MountStep::make_file(&target));
+                }
+                let step = MountStep::bind(source, &target).recursive();
+                steps.push(if *read_only { step.read_only() } else { step });
+            }
+            Mount::Tmpfs { target: t, size } => {
+                mkdir_p(&mut steps, &root, t);
+                let opts = size.map(|n| format!("mode=755,size={n}"));
+                steps.push(MountStep::tmpfs(&target, Some(opts.as_deref().unwrap_or("mode=755"))));
+            }
+        }
+    }
+
+    // /sys: a new read-only sysfs shows the sandbox's own network namespace; one can only be
+    // mounted where the caller may administer that namespace, else the host's is bound in.
+    let own_sysfs = ns.has(Namespace::Net) || !ns.has(Namespace::User);
+    if !own_sysfs {
+        steps.push(MountStep::bind("/sys", root.join("sys")).recursive().read_only());
+    }
+    steps.push(MountStep::pivot_root(&root));
+    steps.push(MountStep::proc("/proc"));
+    if own_sysfs {
+        steps.push(MountStep::sysfs("/sys"));
+    }
+    if let Rootfs::Dir { read_only: true, .. } = spec.rootfs {
+        steps.push(MountStep::remount_read_only("/"));
+    }
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_plan_pivots_into_an_overlay_of_the_host_root() {
+        let spec = SandboxSpec {
+            args: vec!["true".into()],
+            hostname: Some("box".into()),
+            mounts: vec![Mount::tmpfs("/work/a")],
+            ..SandboxSpec::default()
+        };
+        let plan = build(&spec).unwrap();
+        let pos = |want: &dyn Fn(&MountStep) -> bool| plan.steps.iter().position(want).unwrap();
+        let overlay = pos(&|s| matches!(s, MountStep::Overlay { options, .. } if options.starts_with("lowerdir=/,")));
+        let pivot = pos(&|s| matches!(s, MountStep::PivotRoot { .. }));
+        let proc_ = pos(&|s| matches!(s, MountStep::Proc { target } if target == Path::new("/proc")));
+        let work = pos(&|s| matches!(s, MountStep::Tmpfs { target, .. } if target.ends_with("root/work/a")));
+        assert!(overlay < work && work < pivot && pivot < proc_);
+        assert!(plan.env.contains(&("PATH".into(), DEFAULT_PATH.into())));
+        assert!(plan.env.contains(&("HOSTNAME".into(), "box".into())));
+        assert!(
+            plan.steps.iter().any(|s| matches!(s, MountStep::WriteFile { path, .. } if path.ends_with("etc/hostname")))
+        );
+    }
+
+    #[test]
+    fn the_scratch_dir_never_hides_the_rootfs() {
+        let spec = SandboxSpec {
+            args: vec!["true".into()],
+            rootfs: Rootfs::dir("/tmp/nk-some-root"),
+            ..SandboxSpec::default()
+        };
+        let s = scratch_dir(&spec).unwrap();
+        assert!(!Path::new("/tmp/nk-some-root").starts_with(&s), "{s:?}");
+    }
+}

@@ -1,0 +1,715 @@
+//! The builder ([`SandboxBuilder`]), the running sandbox ([`Sandbox`]) and why a run ended
+//! ([`Outcome`]).
+//!
+//! Setup order: validate the whole spec and build the child's plan (pure) → create the
+//! cgroup (limits applied) → clone the child into its namespaces, paused → put it in the
+//! cgroup, bring `lo` up in a new network namespace → release it: the child runs the mount
+//! plan, `pivot_root`s, and execs `nk-init` as PID 1, which starts the program. Teardown
+//! after the wait, in reverse: the pid namespace dies with its init (the kernel kills
+//! everything in it and drops its mounts with the mount namespace), then the cgroup is
+//! removed. A failure undoes what was done and reports both ([`Error::Cleanup`]).
+
+use std::io::Read;
+use std::os::fd::BorrowedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nook_cgroup::{Cgroup, CgroupSpec, Controller};
+use nook_ns::{IdMap, Namespace, NamespaceSet, Stdio};
+
+use crate::error::{Error, Result, ValidationError};
+use crate::plan;
+use crate::spec::{Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
+
+/// Why a sandbox's run ended — one value.
+///
+/// PID 1 of the sandbox is nook's init, which exits with the program's status, or 128 + the
+/// signal that killed the program (as a shell reports it, and Docker). So a program killed
+/// by a signal shows as [`Outcome::Exited`] with `128 + signal`; [`Outcome::Signaled`]
+/// means the init itself was killed (by the caller, or the sandbox was torn down).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The program exited with this code (128 + n: killed by signal n).
+    Exited(i32),
+    /// The sandbox's init was killed by this signal.
+    Signaled(i32),
+    /// The kernel's OOM killer killed a process of the sandbox's memory cgroup (from the
+    /// cgroup's own counter, so it is reported even when the program survived a killed
+    /// child), and the program ended with this status.
+    OomKilled {
+        /// What the init reported (usually `Exited(137)`).
+        status: ExitStatus,
+    },
+    /// The caller's timeout ([`SandboxBuilder::timeout`], [`Sandbox::wait_timeout`]) expired
+    /// and the sandbox was killed.
+    TimedOut,
+}
+
+impl Outcome {
+    /// Exited with 0.
+    pub fn success(&self) -> bool {
+        *self == Outcome::Exited(0)
+    }
+
+    /// The exit code, if it exited.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            Outcome::Exited(c) => Some(*c),
+            Outcome::OomKilled { status } => status.code(),
+            _ => None,
+        }
+    }
+}
+
+/// What [`SandboxBuilder::output`] collected.
+#[derive(Debug)]
+pub struct SandboxOutput {
+    /// Why it ended.
+    pub outcome: Outcome,
+    /// Everything written to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything written to stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Builds a [`SandboxSpec`] and runs it, shaped like `std::process::Command`: `&mut self`
+/// setters that never fail, and terminal [`spawn`](SandboxBuilder::spawn),
+/// [`status`](SandboxBuilder::status) and [`output`](SandboxBuilder::output). Every check
+/// happens in those, before anything is created.
+///
+/// ```no_run
+/// use nook_sandbox::Sandbox;
+///
+/// let out = Sandbox::builder()
+///     .hostname("box")
+///     .memory_max(256 << 20)
+///     .pids_max(64)
+///     .command("sh")
+///     .args(["-c", "hostname; echo $$; ls /"])
+///     .output()?;
+/// assert!(out.outcome.success());
+/// # Ok::<(), nook_sandbox::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct SandboxBuilder {
+    spec: SandboxSpec,
+    program: Option<String>,
+    args: Vec<String>,
+    stdio: [Option<Stdio>; 3],
+}
+
+/// A unique cgroup name per sandbox of this process.
+fn unique_cgroup_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("nk-sandbox-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl SandboxBuilder {
+    /// A builder with safe defaults: the host root read-only with a tmpfs upper, every
+    /// namespace but user and time (plus user when not root), no network, a clean
+    /// environment, no limits.
+    pub fn new() -> Self {
+        SandboxBuilder::default()
+    }
+
+    /// A builder for an existing spec (its `args` are the command).
+    pub fn from_spec(spec: SandboxSpec) -> Self {
+        let mut args = spec.args.clone().into_iter();
+        let program = args.next();
+        SandboxBuilder { program, args: args.collect(), spec, stdio: [None, None, None] }
+    }
+
+    /// The spec as built so far (with the command).
+    pub fn to_spec(&self) -> SandboxSpec {
+        let mut spec = self.spec.clone();
+        spec.args = self.program.iter().chain(self.args.iter()).cloned().collect();
+        spec
+    }
+
+    /// The program to run (searched in the sandbox's `PATH` unless it has a `/`).
+    pub fn command(&mut self, program: impl Into<String>) -> &mut Self {
+        self.program = Some(program.into());
+        self
+    }
+
+    /// Adds an argument.
+    pub fn arg(&mut self, arg: impl Into<String>) -> &mut Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable (the sandbox starts with a clean environment).
+    pub fn env(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.spec.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets environment variables.
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.spec.env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// The working directory inside.
+    pub fn current_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.spec.cwd = dir.into();
+        self
+    }
+
+    /// The namespaces to create instead of the defaults.
+    pub fn namespaces(&mut self, set: NamespaceSet) -> &mut Self {
+        self.spec.namespaces = Some(set);
+        self
+    }
+
+    /// The root filesystem.
+    pub fn rootfs(&mut self, rootfs: Rootfs) -> &mut Self {
+        self.spec.rootfs = rootfs;
+        self
+    }
+
+    /// The host name inside (also written to `/etc/hostname` and `/etc/hosts`).
+    pub fn hostname(&mut self, name: impl Into<String>) -> &mut Self {
+        self.spec.hostname = Some(name.into());
+        self
+    }
+
+    /// The NIS domain name inside.
+    pub fn domainname(&mut self, name: impl Into<String>) -> &mut Self {
+        self.spec.domainname = Some(name.into());
+        self
+    }
+
+    /// Adds a mount.
+    pub fn mount(&mut self, mount: Mount) -> &mut Self {
+        self.spec.mounts.push(mount);
+        self
+    }
+
+    /// The cgroup (its limits; an empty name gets a unique one).
+    pub fn cgroup(&mut self, spec: CgroupSpec) -> &mut Self {
+        self.spec.cgroup = Some(spec);
+        self
+    }
+
+    fn resources(&mut self) -> &mut nook_cgroup::Resources {
+        &mut self.spec.cgroup.get_or_insert_with(|| CgroupSpec::new("")).resources
+    }
+
+    /// Memory limit in bytes (`memory.max`; OOM-kill above it).
+    pub fn memory_max(&mut self, bytes: u64) -> &mut Self {
+        let mut m = self.resources().memory.clone().unwrap_or_default();
+        m.max = Some(bytes);
+        // No swap on top of the limit, so the limit is what the sandbox can use.
+        m.swap = Some(0);
+        self.resources().memory = Some(m);
+        self
+    }
+
+    /// Process limit (`pids.max`).
+    pub fn pids_max(&mut self, max: u64) -> &mut Self {
+        let mut p = self.resources().pids.unwrap_or_default();
+        p.max = Some(max);
+        self.resources().pids = Some(p);
+        self
+    }
+
+    /// CPU bandwidth: `quota_us` of CPU time per `period_us` (e.g. 50_000 / 100_000 = half
+    /// a CPU).
+    pub fn cpu_max(&mut self, quota_us: u64, period_us: u64) -> &mut Self {
+        let mut c = self.resources().cpu.clone().unwrap_or_default();
+        c.quota_us = Some(quota_us);
+        c.period_us = Some(period_us);
+        self.resources().cpu = Some(c);
+        self
+    }
+
+    /// Run without limits when no cgroup can be created for them (see
+    /// [`SandboxSpec::best_effort_limits`]).
+    pub fn best_effort_limits(&mut self, yes: bool) -> &mut Self {
+        self.spec.best_effort_limits = yes;
+        self
+    }
+
+    /// The network.
+    pub fn network(&mut self, mode: NetworkMode) -> &mut Self {
+        self.spec.network = mode;
+        self
+    }
+
+    /// The uid map of the user namespace.
+    pub fn uid_map(&mut self, map: IdMap) -> &mut Self {
+        self.spec.uid_map = Some(map);
+        self
+    }
+
+    /// The gid map of the user namespace.
+    pub fn gid_map(&mut self, map: IdMap) -> &mut Self {
+        self.spec.gid_map = Some(map);
+        self
+    }
+
+    /// The uid and gid inside.
+    pub fn user(&mut self, uid: u32, gid: u32) -> &mut Self {
+        let u = self.spec.user.get_or_insert_with(User::default);
+        u.uid = uid;
+        u.gid = gid;
+        self
+    }
+
+    /// Supplementary groups inside.
+    pub fn groups(&mut self, groups: &[u32]) -> &mut Self {
+        self.spec.user.get_or_insert_with(User::default).groups = groups.to_vec();
+        self
+    }
+
+    /// The program's stdin (a descriptor passed here is used by the next spawn only).
+    pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.stdio[0] = Some(cfg.into());
+        self
+    }
+
+    /// The program's stdout.
+    pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.stdio[1] = Some(cfg.into());
+        self
+    }
+
+    /// The program's stderr.
+    pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
+        self.stdio[2] = Some(cfg.into());
+        self
+    }
+
+    /// Kill the sandbox after this long; the run then ends with [`Outcome::TimedOut`].
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.spec.timeout = Some(timeout);
+        self
+    }
+
+    /// Checks the whole spec and the process it becomes, changing nothing.
+    pub fn validate(&self) -> Result<()> {
+        let spec = self.to_spec();
+        spec.validate()?;
+        let plan = plan::build(&spec)?;
+        command(&spec, plan, [None, None, None], false).validate().map_err(ValidationError::from)?;
+        Ok(())
+    }
+
+    /// Creates the sandbox and starts the program in it.
+    pub fn spawn(&mut self) -> Result<Sandbox> {
+        let stdio = std::mem::take(&mut self.stdio);
+        spawn(self.to_spec(), stdio, false)
+    }
+
+    /// Creates a long-lived sandbox (like `docker create` + `start`): everything is set up
+    /// and the namespaces are held by nook's init alone, as PID 1; no command runs (one set
+    /// with [`SandboxBuilder::command`] is not used). Start processes in it with
+    /// [`Sandbox::exec`]; [`Sandbox::pause`], [`Sandbox::resume`], [`Sandbox::stats`] and
+    /// [`Sandbox::remove`] manage it. It always gets a cgroup (with the limits set, if any),
+    /// so that pausing, stats and `exec` work — unprivileged without a delegated cgroup,
+    /// only with [`SandboxBuilder::best_effort_limits`].
+    pub fn create(&mut self) -> Result<Sandbox> {
+        let stdio = std::mem::take(&mut self.stdio);
+        let mut spec = self.to_spec();
+        spec.cgroup.get_or_insert_with(|| CgroupSpec::new(""));
+        spawn(spec, stdio, true)
+    }
+
+    /// Runs the program to the end (stdio inherited unless set) and tears the sandbox down.
+    pub fn status(&mut self) -> Result<Outcome> {
+        self.spawn()?.wait()
+    }
+
+    /// Runs the program to the end with stdout and stderr piped (stdin `/dev/null` unless
+    /// set) and collects them.
+    pub fn output(&mut self) -> Result<SandboxOutput> {
+        if self.stdio[0].is_none() && self.spec.stdio[0] == StdioMode::Inherit {
+            self.stdio[0] = Some(Stdio::null());
+        }
+        for i in 1..3 {
+            if self.stdio[i].is_none() {
+                self.stdio[i] = Some(Stdio::piped());
+            }
+        }
+        self.spawn()?.wait_with_output()
+    }
+}
+
+fn stdio_of(mode: StdioMode) -> Stdio {
+    match mode {
+        StdioMode::Inherit => Stdio::inherit(),
+        StdioMode::Null => Stdio::null(),
+        StdioMode::Piped => Stdio::piped(),
+    }
+}
+
+/// The `nook_ns::Command` for a spec and its plan.
+fn command(spec: &SandboxSpec, plan: plan::Plan, stdio: [Option<Stdio>; 3], hold: bool) -> nook_ns::Command {
+    let mut cmd = nook_ns::Command::new(spec.args.first().map_or("nk-init", String::as_str));
+    if hold {
+        cmd.init_hold(true);
+    } else {
+        cmd.args(&spec.args[1..]);
+    }
+    cmd.env_clear().envs(plan.env).current_dir(&spec.cwd).namespaces(plan.namespaces);
+    if let Some(m) = plan.uid_map {
+        cmd.uid_map(m);
+    }
+    if let Some(m) = plan.gid_map {
+        cmd.gid_map(m);
+    }
+    if let Some(h) = &spec.hostname {
+        cmd.hostname(h);
+    }
+    if let Some(d) = &spec.domainname {
+        cmd.domainname(d);
+    }
+    if let Some(u) = &spec.user {
+        cmd.user(u.uid, u.gid).groups(&u.groups);
+    }
+    cmd.mounts(plan.steps).init(true).kill_with_parent_process(libc::SIGKILL);
+    let [i, o, e] = stdio;
+    cmd.stdin(i.unwrap_or_else(|| stdio_of(spec.stdio[0])));
+    cmd.stdout(o.unwrap_or_else(|| stdio_of(spec.stdio[1])));
+    cmd.stderr(e.unwrap_or_else(|| stdio_of(spec.stdio[2])));
+    cmd
+}
+
+/// Whether a cgroup creation failed because the caller may not create one there.
+fn not_permitted(e: &nook_cgroup::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
+}
+
+/// The sandbox's cgroup (a unique name when the spec has none). `None` when the caller may
+/// not create one and accepted running without limits.
+fn create_cgroup(spec: &CgroupSpec, best_effort: bool) -> Result<Option<Cgroup>> {
+    let mut cg = spec.clone();
+    if cg.name.is_empty() {
+        cg.name = unique_cgroup_name();
+    }
+    match Cgroup::create(&cg) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if not_permitted(&e) && best_effort => Ok(None),
+        Err(e) if not_permitted(&e) => Err(Error::CgroupUnavailable { source: e }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3], hold: bool) -> Result<Sandbox> {
+    spec.validate_for(!hold)?;
+    let plan = plan::build(&spec)?;
+    let memory_limited = spec.cgroup.as_ref().is_some_and(|c| c.resources.memory.is_some());
+    let mut cmd = command(&spec, plan, stdio, hold);
+    cmd.validate().map_err(ValidationError::from)?;
+
+    let cgroup = match &spec.cgroup {
+        Some(cg) => create_cgroup(cg, spec.best_effort_limits)?,
+        None => None,
+    };
+    let undo = |cause: Error, cgroup: Option<Cgroup>| -> Error {
+        let cleanup = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
+        Error::with_cleanup(cause, cleanup)
+    };
+    let paused = match cmd.spawn_paused() {
+        Ok(p) => p,
+        Err(e) => return Err(undo(e.into(), cgroup)),
+    };
+    // Dropping a paused child kills and reaps it.
+    if let Some(cg) = &cgroup {
+        if let Err(e) = cg.add_pid(paused.id()) {
+            drop(paused);
+            return Err(undo(e.into(), cgroup));
+        }
+    }
+    if spec.effective_namespaces().has(Namespace::Net) && rustix::process::geteuid().is_root() {
+        if let Err(e) = loopback_up(paused.id()) {
+            drop(paused);
+            return Err(undo(e, cgroup));
+        }
+    }
+    let child = match paused.resume() {
+        Ok(c) => c,
+        Err(e) => return Err(undo(e.into(), cgroup)),
+    };
+    // A new cgroup has seen no OOM kill yet: the counter is read once, after the run.
+    let oom_before = (memory_limited && cgroup.is_some()).then_some(0);
+    let deadline = spec.timeout.map(|t| Instant::now() + t);
+    Ok(Sandbox { child, cgroup, deadline, oom_before, outcome: None, spec })
+}
+
+/// `lo` up in the child's new network namespace (a new namespace's loopback starts down).
+fn loopback_up(pid: u32) -> Result<()> {
+    let netns = nook_ns::NsFd::of_pid(pid, Namespace::Net)?;
+    let mut nl = nook_netmodel::netlink::Netlink::open_in(&netns).map_err(nook_netmodel::Error::from)?;
+    // The loopback device is always index 1 in a new network namespace.
+    nl.set_up(1).map_err(nook_netmodel::Error::from)?;
+    Ok(())
+}
+
+fn oom_kills(cg: &Cgroup) -> Result<u64> {
+    Ok(cg.oom_stats()?.map_or(0, |o| o.oom_kill))
+}
+
+/// A running sandbox: its PID 1 (nook's init, running the program) and its cgroup.
+///
+/// Named for what it is from the caller's side — the whole isolated environment — as
+/// opposed to [`nook_netmodel::Sandbox`], which is only the network part (CNM's "sandbox":
+/// a network namespace with endpoints). Waiting tears it down: the pid namespace ends with
+/// its init, and the cgroup is removed. Dropping it kills everything inside and removes the
+/// cgroup (best effort; [`Sandbox::wait`] reports errors).
+#[derive(Debug)]
+pub struct Sandbox {
+    child: nook_ns::Child,
+    cgroup: Option<Cgroup>,
+    deadline: Option<Instant>,
+    oom_before: Option<u64>,
+    outcome: Option<Outcome>,
+    /// What it was made from (`exec` starts processes with its environment, directory and
+    /// user unless told otherwise).
+    spec: SandboxSpec,
+}
+
+impl Sandbox {
+    /// A builder (the same as [`SandboxBuilder::new`]).
+    pub fn builder() -> SandboxBuilder {
+        SandboxBuilder::new()
+    }
+
+    /// The pid of the sandbox's init, as the caller's pid namespace sees it.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The init's pidfd (readable once it exited).
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.child.pidfd()
+    }
+
+    /// The sandbox's cgroup, when it has one.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// The cgroup's stats (memory, pids, cpu, OOM counters).
+    pub fn stats(&self) -> Result<nook_cgroup::Stats> {
+        Ok(self.cgroup.as_ref().ok_or_else(no_cgroup)?.stats()?)
+    }
+
+    /// The spec the sandbox was made from.
+    pub fn spec(&self) -> &SandboxSpec {
+        &self.spec
+    }
+
+    /// The processes in the sandbox (host pids, from its cgroup).
+    pub fn processes(&self) -> Result<Vec<u32>> {
+        match &self.cgroup {
+            Some(cg) => Ok(cg.procs()?),
+            None => Err(no_cgroup()),
+        }
+    }
+
+    /// Freezes every process of the sandbox (cgroup freezer) until [`Sandbox::resume`].
+    pub fn pause(&self) -> Result<()> {
+        self.cgroup.as_ref().ok_or_else(no_cgroup)?.freeze()?;
+        Ok(())
+    }
+
+    /// Thaws a paused sandbox.
+    pub fn resume(&self) -> Result<()> {
+        self.cgroup.as_ref().ok_or_else(no_cgroup)?.thaw()?;
+        Ok(())
+    }
+
+    /// Stops the sandbox and tears it down, reporting every failure: SIGKILL to its init
+    /// (the kernel ends the pid namespace, and with its last process the mount and other
+    /// namespaces), then the cgroup is removed. A sandbox whose run already ended is only
+    /// torn down.
+    pub fn remove(mut self) -> Result<()> {
+        if self.outcome.is_none() {
+            // ESRCH: it ended on its own; the wait below reaps it.
+            let _ = self.child.kill();
+        }
+        self.wait_until(None).map(drop)
+    }
+
+    pub(crate) fn init_pidfd(&self) -> BorrowedFd<'_> {
+        self.child.pidfd()
+    }
+
+    /// The program's stdin, stdout and stderr pipes (when piped).
+    pub fn stdio(&mut self) -> (Option<&mut std::fs::File>, Option<&mut std::fs::File>, Option<&mut std::fs::File>) {
+        (self.child.stdin.as_mut(), self.child.stdout.as_mut(), self.child.stderr.as_mut())
+    }
+
+    /// Sends `signal` to the sandbox's init (which forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT,
+    /// SIGUSR1 and SIGUSR2 to the program).
+    pub fn signal(&self, signal: i32) -> Result<()> {
+        self.child.signal(signal).map_err(|source| Error::Sys { call: "pidfd_send_signal", path: None, source })
+    }
+
+    /// Kills the sandbox: SIGKILL to its init ends its pid namespace, and so every process
+    /// in it.
+    pub fn kill(&self) -> Result<()> {
+        self.signal(libc::SIGKILL)
+    }
+
+    /// Waits until the run ends (or the spec's timeout expires) and tears the sandbox down.
+    pub fn wait(&mut self) -> Result<Outcome> {
+        let deadline = self.deadline;
+        self.wait_until(deadline)
+    }
+
+    /// [`Sandbox::wait`], killing the sandbox if it runs longer than `timeout` from now.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Outcome> {
+        let deadline = Instant::now() + timeout;
+        self.wait_until(Some(self.deadline.map_or(deadline, |d| d.min(deadline))))
+    }
+
+    /// Whether the run has ended, without blocking (`None`: still running). A deadline that
+    /// passed kills the sandbox here.
+    pub fn try_wait(&mut self) -> Result<Option<Outcome>> {
+        if let Some(o) = self.outcome {
+            return Ok(Some(o));
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return self.wait_until(Some(Instant::now())).map(Some);
+        }
+        match self.child.try_wait().map_err(|source| Error::Sys { call: "waitid", path: None, source })? {
+            Some(status) => self.finish(status, false).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Outcome> {
+        if let Some(o) = self.outcome {
+            return Ok(o);
+        }
+        let mut timed_out = false;
+        if let Some(deadline) = deadline {
+            if !wait_readable(self.child.pidfd(), deadline)? {
+                timed_out = true;
+                // ESRCH: it ended just now; the wait below reaps it.
+                let _ = self.child.kill();
+            }
+        }
+        let status = self.child.wait().map_err(|source| Error::Sys { call: "waitid", path: None, source })?;
+        self.finish(status, timed_out)
+    }
+
+    /// The outcome of an ended run, then the teardown (the cgroup is removed; every failure
+    /// is reported).
+    fn finish(&mut self, status: ExitStatus, timed_out: bool) -> Result<Outcome> {
+        let mut errors = Vec::new();
+        let mut oom = false;
+        if let (Some(before), Some(cg)) = (self.oom_before, &self.cgroup) {
+            match oom_kills(cg) {
+                Ok(n) => oom = n > before,
+                Err(e) => errors.push(e),
+            }
+        }
+        let outcome = if timed_out {
+            Outcome::TimedOut
+        } else if oom {
+            Outcome::OomKilled { status }
+        } else if let Some(sig) = status.signal() {
+            Outcome::Signaled(sig)
+        } else {
+            Outcome::Exited(status.code().unwrap_or(-1))
+        };
+        self.outcome = Some(outcome);
+        if let Some(cg) = self.cgroup.take() {
+            if let Err(e) = cg.remove() {
+                errors.push(e.into());
+            }
+        }
+        if errors.is_empty() {
+            Ok(outcome)
+        } else {
+            Err(Error::Teardown { what: format!("sandbox {} (run ended: {outcome:?})", self.child.id()), errors })
+        }
+    }
+
+    /// Waits for the run while collecting piped stdout and stderr.
+    pub fn wait_with_output(mut self) -> Result<SandboxOutput> {
+        drop(self.child.stdin.take());
+        let reader = |f: Option<std::fs::File>| {
+            f.map(|mut f| {
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    f.read_to_end(&mut buf).map(|_| buf)
+                })
+            })
+        };
+        let out = reader(self.child.stdout.take());
+        let err = reader(self.child.stderr.take());
+        let outcome = self.wait();
+        let join = |h: Option<std::thread::JoinHandle<std::io::Result<Vec<u8>>>>| -> Result<Vec<u8>> {
+            match h {
+                None => Ok(Vec::new()),
+                Some(h) => h
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("reader thread panicked")))
+                    .map_err(|source| Error::Sys { call: "read", path: None, source }),
+            }
+        };
+        let stdout = join(out)?;
+        let stderr = join(err)?;
+        Ok(SandboxOutput { outcome: outcome?, stdout, stderr })
+    }
+}
+
+fn no_cgroup() -> Error {
+    Error::Cgroup(nook_cgroup::Error::ControllerUnavailable {
+        controller: Controller::Freezer,
+        detail: "the sandbox has no cgroup (set limits, or use create(), to get one)".to_owned(),
+    })
+}
+
+/// Polls `fd` until readable or `deadline`; `false` on timeout.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Instant) -> Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ts = Timespec { tv_sec: left.as_secs() as i64, tv_nsec: left.subsec_nanos() as i64 };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(0) if left.is_zero() => return Ok(false),
+            Ok(0) => {}
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::Sys { call: "poll", path: None, source: e.into() }),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if self.outcome.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.remove();
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! [`SandboxSpec`]: the whole description of a sandbox as pure data (serde), and its
+//! validation, which runs before anything touches the system.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use nook_cgroup::CgroupSpec;
+use nook_ns::{IdMap, Namespace, NamespaceSet};
+use nook_unionfs::LayerStack;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+
+/// `PATH` in a sandbox when the caller sets none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything a sandbox is made of. Built by [`crate::SandboxBuilder`] or deserialized;
+/// [`SandboxSpec::validate`] checks all of it before anything is created.
+///
+/// ```
+/// use nook_sandbox::SandboxSpec;
+///
+/// let mut spec = SandboxSpec::default();
+/// spec.args = vec!["sh".into(), "-c".into(), "hostname".into()];
+/// spec.hostname = Some("box".into());
+/// let json = serde_json::to_string(&spec).unwrap();
+/// assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), spec);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct SandboxSpec {
+    /// The program and its arguments (`args[0]` is searched in the sandbox's `PATH` unless
+    /// it contains a `/`).
+    pub args: Vec<String>,
+    /// The namespaces to create. `None`: [`SandboxSpec::default_namespaces`] — every kind but
+    /// user and time as root, plus a user namespace when not root; the network namespace
+    /// only with [`NetworkMode::None`].
+    pub namespaces: Option<NamespaceSet>,
+    /// The root filesystem (default: the host's root, read-only, with a tmpfs upper).
+    pub rootfs: Rootfs,
+    /// The UTS host name (needs a UTS namespace).
+    pub hostname: Option<String>,
+    /// The NIS domain name (needs a UTS namespace).
+    pub domainname: Option<String>,
+    /// Extra mounts, made in order after `/dev` and before the program starts.
+    pub mounts: Vec<Mount>,
+    /// The cgroup and its limits. `None`: no cgroup (no limits); the shortcuts
+    /// ([`crate::SandboxBuilder::memory_max`], ...) create one. An empty `name` is replaced
+    /// by a unique `nk-sandbox-*` name at spawn.
+    pub cgroup: Option<CgroupSpec>,
+    /// When the cgroup cannot be created because the caller may not (`EACCES`/`EPERM`/
+    /// `EROFS`, typically an unprivileged caller without a delegated cgroup), run without
+    /// limits instead of failing with [`crate::Error::CgroupUnavailable`]. Default: `false`
+    /// (limits that cannot be enforced are an error).
+    pub best_effort_limits: bool,
+    /// The network.
+    pub network: NetworkMode,
+    /// The uid map of the user namespace (default: the caller's euid as root inside).
+    pub uid_map: Option<IdMap>,
+    /// The gid map of the user namespace (default: the caller's egid as root inside).
+    pub gid_map: Option<IdMap>,
+    /// The environment. The sandbox gets only this (Docker-like, nothing of the caller's),
+    /// plus `PATH` = [`DEFAULT_PATH`] and `HOSTNAME` when not set here.
+    pub env: BTreeMap<String, String>,
+    /// The working directory inside (default `/`).
+    pub cwd: PathBuf,
+    /// The user and groups inside (default: root, or whoever the caller is without a user
+    /// namespace).
+    pub user: Option<User>,
+    /// Standard input, output and error (default: inherit). The builder can also pass
+    /// descriptors ([`crate::SandboxBuilder::stdin`]); those are not part of the spec.
+    pub stdio: [StdioMode; 3],
+    /// Kill the sandbox after this long ([`crate::Outcome::TimedOut`]).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for SandboxSpec {
+    fn default() -> Self {
+        SandboxSpec {
+            args: Vec::new(),
+            namespaces: None,
+            rootfs: Rootfs::default(),
+            hostname: None,
+            domainname: None,
+            mounts: Vec::new(),
+            cgroup: None,
+            best_effort_limits: false,
+            network: NetworkMode::None,
+            uid_map: None,
+            gid_map: None,
+            env: BTreeMap::new(),
+            cwd: PathBuf::from("/"),
+            user: None,
+            stdio: [StdioMode::Inherit; 3],
+            timeout: None,
+        }
+    }
+}
+
+/// The root filesystem of a sandbox.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+#[non_exhaustive]
+pub enum Rootfs {
+    /// The host's root file system, read-only below a private tmpfs upper: the program can
+    /// write anywhere, and its writes vanish with the sandbox (an overlay with `lowerdir=/`
+    /// in the sandbox's mount namespace). The host's other mounts (`/home` on its own file
+    /// system, say) are not part of it; bind them with [`Mount::bind`].
+    ///
+    /// In a user namespace (rootless) overlayfs refuses `/` as a lower layer (its
+    /// submounts are locked there), so the root is instead a recursive read-only bind of
+    /// the host's `/` with a tmpfs on `/tmp` — what bubblewrap's `--ro-bind / /` gives.
+    #[default]
+    HostReadOnly,
+    /// A directory (bind-mounted, recursively). Mount points the sandbox needs (`/proc`,
+    /// `/dev`, `/sys`, `/etc/hostname`, bind targets) are created in it when missing and it
+    /// is writable.
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Make the root read-only once everything is mounted.
+        read_only: bool,
+    },
+    /// An overlay of a [`LayerStack`], mounted in the sandbox's mount namespace. An
+    /// `Upper::Tmpfs` upper lives on the sandbox's private tmpfs.
+    Stack(LayerStack),
+}
+
+impl Rootfs {
+    /// A writable directory root.
+    pub fn dir(path: impl Into<PathBuf>) -> Rootfs {
+        Rootfs::Dir { path: path.into(), read_only: false }
+    }
+}
+
+/// An extra mount inside the sandbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+#[non_exhaustive]
+pub enum Mount {
+    /// A recursive bind mount of a host path.
+    Bind {
+        /// The host path.
+        source: PathBuf,
+        /// Where inside.
+        target: PathBuf,
+        /// Read-only (the whole tree).
+        read_only: bool,
+    },
+    /// A new tmpfs.
+    Tmpfs {
+        /// Where inside.
+        target: PathBuf,
+        /// Its size limit in bytes (`None`: the kernel's default, half of RAM; it is charged
+        /// to the sandbox's memory cgroup either way).
+        size: Option<u64>,
+    },
+}
+
+impl Mount {
+    /// A read-write bind mount.
+    pub fn bind(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Mount {
+        Mount::Bind { source: source.into(), target: target.into(), read_only: false }
+    }
+
+    /// A read-only bind mount.
+    pub fn bind_ro(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Mount {
+        Mount::Bind { source: source.into(), target: target.into(), read_only: true }
+    }
+
+    /// A tmpfs.
+    pub fn tmpfs(target: impl Into<PathBuf>) -> Mount {
+        Mount::Tmpfs { target: target.into(), size: None }
+    }
+
+    /// Where it goes inside.
+    pub fn target(&self) -> &Path {
+        match self {
+            Mount::Bind { target, .. } | Mount::Tmpfs { target, .. } => target,
+        }
+    }
+}
+
+/// How the sandbox reaches the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum NetworkMode {
+    /// Its own network namespace with only the loopback device, up (`--network=none`).
+    #[default]
+    None,
+    /// The caller's network namespace (`--network=host`).
+    Host,
+}
+
+/// The identity of the program inside.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct User {
+    /// The uid.
+    pub uid: u32,
+    /// The gid.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+/// What a standard stream of the program is connected to (the serializable part of
+/// [`nook_ns::Stdio`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdioMode {
+    /// The caller's.
+    #[default]
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// A pipe to the caller.
+    Piped,
+}
+
+fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+impl SandboxSpec {
+    /// The default namespaces for this caller and network: mount, UTS, IPC, pid and cgroup
+    /// (plus network with [`NetworkMode::None`]); a user namespace too when not root.
+    pub fn default_namespaces(network: NetworkMode, root: bool) -> NamespaceSet {
+        let mut set = NamespaceSet::new()
+            .with(Namespace::Mount)
+            .with(Namespace::Uts)
+            .with(Namespace::Ipc)
+            .with(Namespace::Pid)
+            .with(Namespace::Cgroup);
+        if network == NetworkMode::None {
+            set = set.with(Namespace::Net);
+        }
+        if !root {
+            set = set.with(Namespace::User);
+        }
+        set
+    }
+
+    /// The namespaces this spec creates (the explicit set, or the defaults).
+    pub fn effective_namespaces(&self) -> NamespaceSet {
+        self.namespaces.unwrap_or_else(|| SandboxSpec::default_namespaces(self.network, euid() == 0))
+    }
+
+    /// Checks the whole spec without changing anything: the command, every path and
+    /// string, the rootfs and bind sources (they must exist), mount targets, the
+    /// namespaces against the options that need them, the host name, the cgroup limits and
+    /// the layer stack. [`crate::SandboxBuilder::spawn`] runs this first (and then
+    /// `nook-ns`'s own validation of the process it builds, before any clone).
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        self.validate_for(true)
+    }
+
+    /// [`SandboxSpec::validate`]; a long-lived sandbox (`create`) needs no command.
+    pub(crate) fn validate_for(&self, command: bool) -> Result<(), ValidationError> {
+        let ns = self.effective_namespaces();
+        if command && (self.args.is_empty() || self.args[0].is_empty()) {
+            return Err(ValidationError::EmptyCommand);
+        }
+        for a in &self.args {
+            no_nul("argument", a)?;
+        }
+        check_env(&self.env)?;
+        absolute("cwd", &self.cwd)?;
+        let need = |option: &'static str, namespace: Namespace| {
+            if ns.has(namespace) {
+                Ok(())
+            } else {
+                Err(ValidationError::NamespaceConflict { option, namespace, present: false })
+            }
+        };
+        need("rootfs", Namespace::Mount)?;
+        need("/proc of the sandbox", Namespace::Pid)?;
+        match self.network {
+            NetworkMode::None => need("network: none", Namespace::Net)?,
+            NetworkMode::Host if ns.has(Namespace::Net) => {
+                return Err(ValidationError::NamespaceConflict {
+                    option: "network: host",
+                    namespace: Namespace::Net,
+                    present: true,
+                });
+            }
+            NetworkMode::Host => {}
+        }
+        if let Some(h) = &self.hostname {
+            need("hostname", Namespace::Uts)?;
+            no_nul("hostname", h)?;
+            nook_netmodel::files::validate_hostname(h)
+                .map_err(|source| ValidationError::Hostname { value: h.clone(), source })?;
+        }
+        if let Some(d) = &self.domainname {
+            need("domainname", Namespace::Uts)?;
+            no_nul("domainname", d)?;
+        }
+        if self.uid_map.is_some() || self.gid_map.is_some() {
+            need("uid_map/gid_map", Namespace::User)?;
+        }
+        if !ns.has(Namespace::User) && euid() != 0 {
+            need("running unprivileged", Namespace::User)?;
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(ValidationError::ZeroTimeout);
+        }
+        match &self.rootfs {
+            Rootfs::HostReadOnly => {}
+            Rootfs::Dir { path, .. } => {
+                absolute("rootfs", path)?;
+                match std::fs::metadata(path) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        return Err(ValidationError::MissingRootfs {
+                            path: path.clone(),
+                            source: std::io::Error::from_raw_os_error(libc::ENOTDIR),
+                        });
+                    }
+                    Err(source) => return Err(ValidationError::MissingRootfs { path: path.clone(), source }),
+                }
+            }
+            Rootfs::Stack(stack) => {
+                stack.validate().map_err(|e| ValidationError::LayerStack { source: e })?;
+            }
+        }
+        let mut targets: Vec<&Path> = Vec::new();
+        for m in &self.mounts {
+            let target = m.target();
+            absolute("mount target", target)?;
+            if reserved(target) {
+                return Err(ValidationError::ReservedMountTarget { target: target.to_owned() });
+            }
+            if targets.iter().any(|t| same_path(t, target)) {
+                return Err(ValidationError::DuplicateMountTarget { target: target.to_owned() });
+            }
+            targets.push(target);
+            if let Mount::Bind { source, .. } = m {
+                absolute("bind source", source)?;
+                if let Err(source_err) = std::fs::metadata(source) {
+                    return Err(ValidationError::MissingMountSource { path: source.clone(), source: source_err });
+                }
+            }
+        }
+        if let Some(cg) = &self.cgroup {
+            let mut cg = cg.clone();
+            if cg.name.is_empty() {
+                cg.name = "nk-sandbox".to_owned();
+            }
+            cg.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// Names without `=`, not empty; no NUL anywhere.
+pub(crate) fn check_env(env: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') {
+            return Err(ValidationError::EnvName { name: k.clone() });
+        }
+        no_nul("env", k)?;
+        no_nul("env", v)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn no_nul(field: &'static str, s: &str) -> Result<(), ValidationError> {
+    if s.contains('\0') {
+        return Err(ValidationError::NulByte { field, value: s.to_owned() });
+    }
+    Ok(())
+}
+
+/// Absolute, without `..`, no NUL.
+pub(crate) fn absolute(field: &'static str, path: &Path) -> Result<(), ValidationError> {
+    use std::os::unix::ffi::OsStrExt;
+    if path.as_os_str().as_bytes().contains(&0) {
+        return Err(ValidationError::NulByte { field, value: path.to_string_lossy().into_owned() });
+    }
+    if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
+        return Err(ValidationError::RelativePath { field, path: path.to_owned() });
+    }
+    Ok(())
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    a.components().eq(b.components())
+}
+
+/// `/`, `/proc`, `/sys` and everything below them, and `/dev` itself.
+fn reserved(target: &Path) -> bool {
+    let mut c = target.components().filter(|c| *c != Component::CurDir);
+    c.next(); // RootDir
+    match c.next() {
+        None => true,
+        Some(first) => {
+            let first = first.as_os_str();
+            first == "proc" || first == "sys" || (first == "dev" && c.next().is_none())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(args: &[&str]) -> SandboxSpec {
+        SandboxSpec { args: args.iter().map(|a| (*a).to_owned()).collect(), ..SandboxSpec::default() }
+    }
+
+    #[test]
+    fn json_round_trip_of_every_field() {
+        let mut s = spec(&["sh", "-c", "true"]);
+        s.namespaces = Some(NamespaceSet::CONTAINER);
+        s.rootfs = Rootfs::Dir { path: "/srv/root".into(), read_only: true };
+        s.hostname = Some("box".into());
+        s.domainname = Some("example".into());
+        s.mounts =
+            vec![Mount::bind_ro("/etc", "/mnt/etc"), Mount::Tmpfs { target: "/scratch".into(), size: Some(1 << 20) }];
+        let mut cg = CgroupSpec::new("");
+        cg.resources.pids.get_or_insert_default().max(64);
+        s.cgroup = Some(cg);
+        s.best_effort_limits = true;
+        s.network = NetworkMode::Host;
+        s.uid_map = Some(IdMap::root_to(1000));
+        s.gid_map = Some(IdMap::single(0, 1000, 1));
+        s.env.insert("A".into(), "b".into());
+        s.cwd = "/tmp".into();
+        s.user = Some(User { uid: 1, gid: 2, groups: vec![3] });
+        s.stdio = [StdioMode::Null, StdioMode::Piped, StdioMode::Inherit];
+        s.timeout = Some(Duration::from_millis(1500));
+        let json = serde_json::to_string_pretty(&s).unwrap();
+        assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), s);
+
+        let mut stack = LayerStack::new();
+        stack.lower("/l1").upper(nook_unionfs::Upper::Tmpfs { size: None });
+        s.rootfs = Rootfs::Stack(stack);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), s);
+        assert_eq!(serde_json::from_str::<SandboxSpec>("{}").unwrap(), SandboxSpec::default());
+    }
+
+    #[test]
+    fn bad_specs_are_typed() {
+        assert!(matches!(spec(&[]).validate(), Err(ValidationError::EmptyCommand)));
+        assert!(matches!(spec(&["a\0b"]).validate(), Err(ValidationError::NulByte { field: "argument", .. })));
+        let mut s = spec(&["true"]);
+        s.mounts.push(Mount::tmpfs("tmp"));
+        assert!(matches!(s.validate(), Err(ValidationError::RelativePath { field: "mount target", .. })));
+        for t in ["/proc", "/proc/sys", "/sys/fs", "/dev", "/", "/./proc"] {
+            let mut s = spec(&["true"]);
+            s.mounts.push(Mount::tmpfs(t));
+            assert!(matches!(s.validate(), Err(ValidationError::ReservedMountTarget { .. })), "{t}");
+        }
+        let mut s = spec(&["true"]);
+        s.mounts.push(Mount::tmpfs("/dev/shm2"));
+        s.mounts.push(Mount::tmpfs("/a/../b"));
+        assert!(matches!(s.validate(), Err(ValidationError::RelativePath { .. })));
+        let mut s = spec(&["true"]);
+        s.mounts = vec![Mount::tmpfs("/x"), Mount::tmpfs("/x/")];
+        assert!(matches!(s.validate(), Err(ValidationError::DuplicateMountTarget { .. })));
+        let mut s = spec(&["true"]);
+        s.rootfs = Rootfs::dir("/nonexistent/nk-root");
+        assert!(matches!(s.validate(), Err(ValidationError::MissingRootfs { .. })));
+        let mut s = spec(&["true"]);
+        s.mounts.push(Mount::bind("/nonexistent/nk-src", "/x"));
+        assert!(matches!(s.validate(), Err(ValidationError::MissingMountSource { .. })));
+        let mut s = spec(&["true"]);
+        s.network = NetworkMode::Host;
+        s.namespaces = Some(NamespaceSet::CONTAINER);
+        assert!(matches!(
+            s.validate(),
+            Err(ValidationError::NamespaceConflict { namespace: Namespace::Net, present: true, .. })
+        ));
+        let mut s = spec(&["true"]);
+        s.namespaces = Some(NamespaceSet::CONTAINER.without(Namespace::Net));
+        assert!(matches!(
+            s.validate(),
+            Err(ValidationError::NamespaceConflict { namespace: Namespace::Net, present: false, .. })
+        ));
+        let mut s = spec(&["true"]);
+        s.namespaces = Some(NamespaceSet::CONTAINER.without(Namespace::Uts));
+        s.hostname = Some("box".into());
+        assert!(matches!(s.validate(), Err(ValidationError::NamespaceConflict { option: "hostname", .. })));
+        let mut s = spec(&["true"]);
+        s.hostname = Some("no_underscores".into());
+        assert!(matches!(s.validate(), Err(ValidationError::Hostname { .. })));
+        let mut s = spec(&["true"]);
+        s.env.insert("A=B".into(), "c".into());
+        assert!(matches!(s.validate(), Err(ValidationError::EnvName { .. })));
+        let mut s = spec(&["true"]);
+        let mut cg = CgroupSpec::new("");
+        cg.resources.pids.get_or_insert_default().max(0);
+        s.cgroup = Some(cg);
+        assert!(matches!(s.validate(), Err(ValidationError::Cgroup(_))));
+        let mut s = spec(&["true"]);
+        s.timeout = Some(Duration::ZERO);
+        assert!(matches!(s.validate(), Err(ValidationError::ZeroTimeout)));
+        let mut s = spec(&["true"]);
+        s.rootfs = Rootfs::Stack(LayerStack::new());
+        assert!(matches!(s.validate(), Err(ValidationError::LayerStack { .. })));
+    }
+}
