@@ -234,7 +234,7 @@ fn unprivileged_caller_gets_nothing_delegated() {
     require_root!();
     let exe = std::env::current_exe().unwrap();
     let mut cmd = nook_ns::Command::new(&exe);
-    cmd.args(["--exact", ME, "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", crate::test_name(module_path!(), ME).as_str(), "--nocapture", "--test-threads=1"])
         .env(ROLE_VAR, ME)
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .user(NOBODY, NOBODY)
@@ -313,7 +313,7 @@ fn delegated_v2_cgroup_is_reported_delegated() {
     let cg_fd = std::fs::File::open(&dir).unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut cmd = nook_ns::Command::new(&exe);
-    cmd.args(["--exact", ME, "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", crate::test_name(module_path!(), ME).as_str(), "--nocapture", "--test-threads=1"])
         .env(ROLE_VAR, ME)
         .env("NK_OFFERED", offered.trim())
         .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")

@@ -104,7 +104,7 @@ fn spawn_helper(entry: &str, base: &Path, id: &str) -> Child {
 fn spawn_helper_with(entry: &str, base: &Path, id: &str, env: &[(&str, String)]) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .args(["--exact", entry, "--nocapture", "--test-threads=1"])
+        .args(["--exact", crate::test_name(module_path!(), entry).as_str(), "--nocapture", "--test-threads=1"])
         .env(ROLE, entry)
         .env(BASE, base)
         .env(ID, id)

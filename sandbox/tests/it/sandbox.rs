@@ -323,7 +323,7 @@ const ROLE_VAR: &str = "NK_SANDBOX_UNPRIV_ROLE";
 fn run_as_nobody(entry: &str) {
     let exe = std::env::current_exe().unwrap();
     let out = NsCommand::new(&exe)
-        .args(["--exact", entry, "--nocapture", "--test-threads=1"])
+        .args(["--exact", crate::test_name(module_path!(), entry).as_str(), "--nocapture", "--test-threads=1"])
         .env(ROLE_VAR, entry)
         .user(NOBODY, NOBODY)
         .groups(&[])
