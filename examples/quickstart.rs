@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let inside = String::from_utf8_lossy(&inside.stdout);
     let host = String::from_utf8_lossy(&host.stdout);
-    println!("{:<44} | {}", "inside the sandbox", "on the host");
+    println!("{:<44} | on the host", "inside the sandbox");
     println!("{:-<44}-+-{:-<44}", "", "");
     for (i, h) in inside.lines().zip(host.lines()) {
         println!("{i:<44} | {h}");
