@@ -102,10 +102,11 @@ fn the_host_root_is_read_only_below_a_tmpfs_upper() {
 
 /// The file system type of mount point `point` in mountinfo `text`.
 fn fs_type<'a>(text: &'a str, point: &str) -> Option<&'a str> {
+    // The last mount at that point is the one on top.
     text.lines()
+        .rev()
         .filter(|l| l.split(' ').nth(4) == Some(point))
-        .filter_map(|l| l.split(" - ").nth(1)?.split(' ').next())
-        .last()
+        .find_map(|l| l.split(" - ").nth(1)?.split(' ').next())
 }
 
 #[test]
