@@ -155,19 +155,18 @@ impl<'a> Exec<'a> {
             });
         }
         let targets: Vec<&NsFd> = fds.iter().collect();
-        let cgroup = self.sandbox.cgroup();
         // Only spawn on the helper thread: a thread whose pid namespace for children is not
-        // its own cannot start threads, and the child is waited for from any thread.
-        nook_ns::on_thread_in(&targets, move || -> Result<nook_ns::Child> {
-            match cgroup {
-                None => Ok(cmd.spawn()?),
-                Some(cg) => {
-                    let paused = cmd.spawn_paused()?;
-                    cg.add_pid(paused.id())?;
-                    Ok(paused.resume()?)
-                }
-            }
-        })?
+        // its own cannot start threads, and the child is waited for from any thread. The
+        // move into the sandbox's cgroup is made from here, outside the sandbox's cgroup
+        // namespace: on cgroup v2 the kernel refuses (ENOENT) a migration by a writer whose
+        // cgroup namespace does not see the source cgroup, which the helper thread's does not.
+        let cgroup = self.sandbox.cgroup();
+        let paused = nook_ns::on_thread_in(&targets, move || cmd.spawn_paused())??;
+        if let Some(cg) = cgroup {
+            // Dropping the paused child kills and reaps it.
+            cg.add_pid(paused.id())?;
+        }
+        Ok(paused.resume()?)
     }
 
     /// Runs it to the end (stdio inherited unless set).

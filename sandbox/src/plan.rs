@@ -168,6 +168,13 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
         }
     };
 
+    // Whether mount points can be created in the root before `pivot_root`.
+    let writable = match &spec.rootfs {
+        Rootfs::HostReadOnly => !ns.has(Namespace::User),
+        Rootfs::Dir { .. } => true,
+        Rootfs::Stack(stack) => !matches!(stack.upper_layer(), Upper::None),
+    };
+
     // /dev: a small tmpfs with the host's harmless device nodes bound in, a private devpts,
     // shm and mqueue.
     let dev = root.join("dev");
@@ -209,6 +216,8 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
             match rootfs_entry(&spec.rootfs, &rel) {
                 Some(false) => continue,
                 Some(true) => {}
+                // Nowhere to make a mount point on a read-only root: no such file then.
+                None if !writable => continue,
                 None => {
                     steps.push(MountStep::mkdir(root.join("etc")));
                     steps.push(MountStep::make_file(&target));
