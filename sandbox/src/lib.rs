@@ -94,6 +94,7 @@
 
 mod error;
 mod exec;
+pub mod image_run;
 mod plan;
 mod run;
 mod spec;
