@@ -122,8 +122,7 @@ pub(crate) fn resolve(spec: SandboxSpec, hold: bool) -> Result<(SandboxSpec, Opt
     if !hold {
         out.args = run.argv;
     }
-    out.env =
-        run.env.iter().filter_map(|e| e.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    out.env = run.env.iter().filter_map(|e| e.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
     out.cwd = run.working_dir;
     let groups = match &spec.user {
         Some(u) => u.groups.clone(),
