@@ -166,3 +166,11 @@ fn run(scratch: &Path) -> Result<(), BoxError> {
     println!("re-imported with the same layer chain: {}", again.chain_id.as_ref().map_or("-", |c| c.as_str()));
     Ok(())
 }
+
+/// `cargo test` runs this example too (`test = true` in the root `Cargo.toml`).
+#[cfg(test)]
+#[test]
+fn example_runs() {
+    nook_testutil::require_root!();
+    main().expect("the example runs");
+}

@@ -188,3 +188,11 @@ fn print_tree(view: &UnionView, path: &Path, depth: usize) -> Result<(), BoxErro
     }
     Ok(())
 }
+
+/// `cargo test` runs this example too (`test = true` in the root `Cargo.toml`).
+#[cfg(test)]
+#[test]
+fn example_runs() {
+    nook_testutil::require_root!();
+    main().expect("the example runs");
+}

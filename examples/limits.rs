@@ -16,8 +16,12 @@ use nook_ns::{Child, Command, Stdio};
 const PIDS_MAX: u64 = 20;
 const MEMORY_MAX: u64 = 32 << 20;
 
+/// The environment variable that names this program's role when it runs again as the
+/// example's test binary (where the first argument belongs to the test harness).
+const ROLE_VAR: &str = "NK_LIMITS_ROLE";
+
 fn main() -> Result<(), Box<dyn Error>> {
-    match std::env::args().nth(1).as_deref() {
+    match std::env::var(ROLE_VAR).ok().or_else(|| std::env::args().nth(1)).as_deref() {
         Some("bomb") => bomb(),
         Some("hog") => hog(),
         _ => {}
@@ -36,7 +40,10 @@ fn main() -> Result<(), Box<dyn Error>> {
 /// `CLONE_INTO_CGROUP` on pure v2, else paused, added by pid to every hierarchy, resumed.
 fn spawn_in(cg: &Cgroup, role: &str) -> Result<Child, Box<dyn Error>> {
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.arg(role).stdin(Stdio::null()).stdout(Stdio::piped());
+    // As the example's test binary (`cargo test`), the harness runs `main` again through
+    // the one test; the role travels in the environment.
+    let args: &[&str] = if cfg!(test) { &["--exact", "example_runs", "--nocapture", "--quiet"] } else { &[role] };
+    cmd.args(args).env(ROLE_VAR, role).stdin(Stdio::null()).stdout(Stdio::piped());
     let mut child = if cg.hierarchies().layout == Layout::V2 {
         cmd.cgroup(cg.dir_fd()?).spawn()?
     } else {
@@ -57,7 +64,11 @@ fn fork_bomb() -> Result<(), Box<dyn Error>> {
 
     let mut bomb = spawn_in(&cg, "bomb")?;
     let mut report = String::new();
-    BufReader::new(bomb.stdout.take().ok_or("stdout is piped")?).read_line(&mut report)?;
+    // The bomb's one line (under the test harness, after the harness's own lines).
+    let mut out = BufReader::new(bomb.stdout.take().ok_or("stdout is piped")?);
+    while out.read_line(&mut report)? > 0 && !report.starts_with("forked ") {
+        report.clear();
+    }
     println!("  the bomb says: {}", report.trim());
 
     // The bomb and its children wait at the cap: read what the kernel counts now.
@@ -178,4 +189,12 @@ fn hog() -> ! {
         chunks.push(std::hint::black_box(chunk));
     }
     std::process::exit(3);
+}
+
+/// `cargo test` runs this example too (`test = true` in the root `Cargo.toml`).
+#[cfg(test)]
+#[test]
+fn example_runs() {
+    nook_testutil::require_root!();
+    main().expect("the example runs");
 }

@@ -43,3 +43,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("child exited: {status}");
     Ok(())
 }
+
+/// `cargo test` runs this example too (`test = true` in the root `Cargo.toml`).
+#[cfg(test)]
+#[test]
+fn example_runs() {
+    nook_testutil::require_root!();
+    main().expect("the example runs");
+}

@@ -131,3 +131,11 @@ fn exchange(to: SocketAddr, message: &str) -> std::io::Result<String> {
     stream.read_to_string(&mut reply)?;
     Ok(reply)
 }
+
+/// `cargo test` runs this example too (`test = true` in the root `Cargo.toml`).
+#[cfg(test)]
+#[test]
+fn example_runs() {
+    nook_testutil::require_root!();
+    main().expect("the example runs");
+}

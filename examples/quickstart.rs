@@ -58,3 +58,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("\nwith pids.max = 16, a shell started {started} of 100 background processes ({:?})", bomb.outcome);
     Ok(())
 }
+
+/// `cargo test` runs this example too (`test = true` in the root `Cargo.toml`).
+#[cfg(test)]
+#[test]
+fn example_runs() {
+    nook_testutil::require_root!();
+    main().expect("the example runs");
+}

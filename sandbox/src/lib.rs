@@ -91,6 +91,7 @@
 //! single-threaded process `setns` into a user namespace).
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
 mod error;
 mod exec;
