@@ -97,17 +97,18 @@ pub(crate) fn resolve(spec: SandboxSpec, hold: bool) -> Result<(SandboxSpec, Opt
     };
     let store = ImageStore::open(store)?;
     let img = store.image(image)?;
-    let mut o = RunOverrides::default();
-    o.entrypoint = entrypoint.clone();
-    o.cmd = (!spec.args.is_empty()).then(|| spec.args.clone());
-    o.env = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    o.working_dir = working_dir
-        .as_deref()
-        .or_else(|| (spec.cwd != Path::new("/")).then_some(spec.cwd.as_path()))
-        .map(|w| w.to_string_lossy().into_owned());
-    o.user = match &spec.user {
-        Some(u) => Some(format!("{}:{}", u.uid, u.gid)),
-        None => user.clone(),
+    let mut o = RunOverrides {
+        entrypoint: entrypoint.clone(),
+        cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
+        env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        working_dir: working_dir
+            .as_deref()
+            .or_else(|| (spec.cwd != Path::new("/")).then_some(spec.cwd.as_path()))
+            .map(|w| w.to_string_lossy().into_owned()),
+        user: match &spec.user {
+            Some(u) => Some(format!("{}:{}", u.uid, u.gid)),
+            None => user.clone(),
+        },
     };
     let run = match store.run_defaults(&img, &o) {
         // A long-lived sandbox runs no command of its own: an image without one is fine.

@@ -486,6 +486,53 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), s);
         assert_eq!(serde_json::from_str::<SandboxSpec>("{}").unwrap(), SandboxSpec::default());
+
+        s.rootfs = Rootfs::Image {
+            store: "/var/lib/nk-images".into(),
+            image: "app:1".into(),
+            entrypoint: Some(vec!["/bin/app".into()]),
+            user: Some("app:wheel".into()),
+            working_dir: Some("/srv".into()),
+            keep_container: true,
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), s);
+        let minimal: Rootfs =
+            serde_json::from_str(r#"{"type":"image","store":"/var/lib/nk-images","image":"app"}"#).unwrap();
+        assert!(matches!(minimal, Rootfs::Image { entrypoint: None, keep_container: false, .. }));
+    }
+
+    #[test]
+    fn bad_image_roots_are_typed() {
+        let image = |store: &str, image: &str| Rootfs::Image {
+            store: store.into(),
+            image: image.into(),
+            entrypoint: None,
+            user: None,
+            working_dir: None,
+            keep_container: false,
+        };
+        let mut s = spec(&[]);
+        s.rootfs = image("/", "app");
+        assert!(s.validate().is_ok(), "an image root needs no command");
+        s.rootfs = image("/", "");
+        assert!(matches!(s.validate(), Err(ValidationError::Image(_))));
+        s.rootfs = image("/", "has space");
+        assert!(matches!(s.validate(), Err(ValidationError::Image(_))));
+        s.rootfs = image("relative", "app");
+        assert!(matches!(s.validate(), Err(ValidationError::RelativePath { field: "image store", .. })));
+        s.rootfs = image("/nonexistent/nk-store", "app");
+        assert!(matches!(s.validate(), Err(ValidationError::MissingRootfs { .. })));
+        s.rootfs = image("/", "app");
+        if let Rootfs::Image { working_dir, .. } = &mut s.rootfs {
+            *working_dir = Some("srv".into());
+        }
+        assert!(matches!(s.validate(), Err(ValidationError::RelativePath { field: "image working dir", .. })));
+        s.rootfs = image("/", "app");
+        if let Rootfs::Image { entrypoint, .. } = &mut s.rootfs {
+            *entrypoint = Some(vec!["a\0b".into()]);
+        }
+        assert!(matches!(s.validate(), Err(ValidationError::NulByte { field: "entrypoint", .. })));
     }
 
     #[test]
