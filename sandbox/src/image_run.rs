@@ -16,7 +16,7 @@
 //!
 //! A user name is resolved against the image's own `/etc/passwd` and `/etc/group` (read
 //! from its layers, no mount); a name the image does not have is
-//! [`ImageError::UnknownUser`](crate::image::ImageError::UnknownUser) — returned before any
+//! [`ImageError::UnknownUser`] — returned before any
 //! container layer, cgroup or process exists. Supplementary groups are those the image's
 //! `/etc/group` lists the user in (unless the spec's `user` names its own).
 //!
