@@ -143,6 +143,27 @@ fn unknown_user_is_refused_before_anything_exists() {
     let err = b.create().unwrap_err();
     assert!(matches!(&err, Error::Image(ImageError::UnknownUser { .. })), "{err:?}");
     assert!(matches!(b.validate(), Err(Error::Image(ImageError::UnknownUser { .. }))));
+    // Proof of the order: a cgroup that cannot be created (its directory is taken) fails
+    // the run with a valid user — and with an unknown one, the user error comes first.
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own_pids = own.lines().find_map(|l| l.split_once(":pids:").map(|(_, p)| p.to_owned())).unwrap();
+    let name = format!("nk-imgrun-taken-{}", std::process::id());
+    let taken = std::path::Path::new("/sys/fs/cgroup/pids").join(own_pids.trim_start_matches('/')).join(&name);
+    std::fs::create_dir(&taken).unwrap();
+    let mut cg = nook_cgroup::CgroupSpec::new(name);
+    cg.resources.pids.get_or_insert_default().max(16);
+    let mut b = Sandbox::builder();
+    b.image(&store, "nk-app:1").cgroup(cg);
+    let valid = b.output();
+    b.image_user("ghost");
+    let unknown = b.output();
+    std::fs::remove_dir(&taken).unwrap();
+    let err = valid.unwrap_err();
+    assert!(matches!(err, Error::Cgroup(_)), "{err:?}");
+    let err = unknown.unwrap_err();
+    assert!(matches!(&err, Error::Image(ImageError::UnknownUser { .. })), "{err:?}");
+    no_containers(&store);
+
     let mut b = Sandbox::builder();
     b.image(&store, "nk-app:1").image_user("app:ghosts");
     assert!(matches!(b.output(), Err(Error::Image(ImageError::UnknownGroup { .. }))));
