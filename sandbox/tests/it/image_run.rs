@@ -198,8 +198,19 @@ fn commit_makes_an_image_a_second_sandbox_runs() {
         .status()
         .unwrap();
     assert!(st.success());
+    // exec runs with the image's values too (env, WorkingDir, User).
+    let out = sb.exec(["/bin/sh", "-c", "echo $GREETING $(pwd) $(id -u)"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi /app 1000\n");
     let image = sb.commit("nk-app:2", &CommitOptions::default()).unwrap();
     assert!(!sb.is_paused(), "resumed after the commit");
+    // A sandbox the caller paused stays paused.
+    sb.pause().unwrap();
+    let mut unpaused = CommitOptions::default();
+    unpaused.pause = false;
+    sb.commit("nk-app:2b", &CommitOptions::default()).unwrap();
+    sb.commit("nk-app:2c", &unpaused).unwrap();
+    assert!(sb.is_paused());
+    sb.resume().unwrap();
     assert_eq!(image.layers.len(), 3);
     sb.remove().unwrap();
     assert!(!store.root().join("containers").join(&id).exists(), "container layer removed with the sandbox");
