@@ -1,22 +1,25 @@
 //! An OCI image built here from host binaries (a tiny rootfs: `/bin/sh` and friends with
 //! their libraries, an `/etc/passwd` with an `app` user), imported into an image store with
 //! every digest checked and a progress report, listed with the run values its config gives,
-//! changed in a container layer (through the kernel's overlay), committed as a new image
-//! (`docker commit`) and exported back to an OCI layout (`docker save`), which a second store
-//! imports again with the same layer chain.
+//! run in a sandbox with that config applied (`docker run`), changed in a long-lived
+//! sandbox and committed as a new image (`docker commit`), which a second sandbox runs, and
+//! exported back to an OCI layout (`docker save`), which a second store imports again with
+//! the same layer chain.
 //!
 //! ```text
-//! cargo run --example image      # as root (the overlay mount needs CAP_SYS_ADMIN)
+//! cargo run --example image      # as root (the sandbox's namespaces and overlay need it)
 //! ```
 //!
-//! Running a process from the image is the facade's job (`nook_sandbox::Sandbox` with an
-//! image root filesystem); this example stops at the image. Everything lives in a temporary
-//! directory that is removed at the end.
+//! Everything lives in a temporary directory that is removed at the end; the sandboxes'
+//! container layers and cgroups are removed with them.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use nook_sandbox::image::{ExportOptions, ImageStore, ImportOptions, ImportPhase, ImportProgress, RunOverrides};
+use nook_sandbox::Sandbox;
+use nook_sandbox::image::{
+    CommitOptions, ExportOptions, ImageStore, ImportOptions, ImportPhase, ImportProgress, RunOverrides,
+};
 use nook_unionfs::Digest;
 
 type BoxError = Box<dyn std::error::Error>;
@@ -24,7 +27,7 @@ type BoxError = Box<dyn std::error::Error>;
 fn main() -> Result<(), BoxError> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("this example mounts an overlay: run it as root");
+        eprintln!("this example runs sandboxes: run it as root");
         std::process::exit(2);
     }
     let scratch = Scratch(std::env::temp_dir().join(format!("nk-image-example-{}", std::process::id())));
@@ -74,7 +77,7 @@ fn write_layout(dir: &Path, layer: &[u8], diff_id: &Digest) -> Result<(), BoxErr
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "config": {
-            "Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo hello from $HOME; id"],
+            "Entrypoint": ["/bin/sh", "-c"], "Cmd": ["echo hello from $HOME in $(pwd), $GREETING; id"],
             "Env": ["PATH=/bin:/usr/bin", "GREETING=hello"], "WorkingDir": "/home/app", "User": "app"
         },
         "rootfs": { "type": "layers", "diff_ids": [diff_id.as_str()] },
@@ -109,6 +112,7 @@ fn run(scratch: &Path) -> Result<(), BoxError> {
     std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")?;
     std::fs::write(rootfs.join("etc/group"), "root:x:0:\napp:x:1000:\nusers:x:100:app\n")?;
     std::fs::create_dir_all(rootfs.join("home/app"))?;
+    std::os::unix::fs::chown(rootfs.join("home/app"), Some(1000), Some(1000))?; // app's home
     let (layer, diff_id) = gzip_layer(&rootfs)?;
     let layout = scratch.join("app-oci");
     write_layout(&layout, &layer, &diff_id)?;
@@ -143,20 +147,29 @@ fn run(scratch: &Path) -> Result<(), BoxError> {
         run.user.additional_gids
     );
 
-    // 4. A container layer on the image, changed through the kernel's overlay, committed.
-    let container = store.create_container("nk-image-example", &image)?;
-    let mounted = container.stack.mount(&container.merged)?;
-    std::fs::write(container.merged.join("home/app/notes.txt"), "written in the container\n")?;
-    mounted.remove()?;
-    let committed = store.commit(&image, &container.upper, "app:2", &Default::default())?;
-    store.layer_store().remove_container("nk-image-example")?;
+    // 4. Run it in a sandbox, as `docker run app:1` would: its Entrypoint, Cmd, Env,
+    //    WorkingDir and User applied, a fresh container layer over its layer, removed after
+    //    the run.
+    let out = Sandbox::builder().image(&store, "app:1").memory_max(64 << 20).pids_max(32).output()?;
+    print!("sandbox ran app:1 ({:?}):\n{}", out.outcome, String::from_utf8_lossy(&out.stdout));
+
+    // 5. A long-lived sandbox of it: change its root with `exec`, commit the container layer
+    //    as a new image (`docker commit`, the sandbox paused meanwhile), remove it.
+    let sb = Sandbox::builder().image(&store, "app:1").create()?;
+    let status = sb.exec(["/bin/sh", "-c", "echo written in the container > notes.txt"]).status()?;
+    assert!(status.success());
+    let committed = sb.commit("app:2", &CommitOptions::default())?;
+    sb.remove()?;
     println!(
         "committed {} (top layer {})",
         committed.reference,
         committed.chain_id.as_ref().map_or("-", |c| c.as_str())
     );
+    let out = Sandbox::builder().image(&store, "app:2").command("cat notes.txt").output()?;
+    print!("app:2 has the change: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(out.stdout, b"written in the container\n");
 
-    // 5. Export it as an OCI layout and import that into a second store.
+    // 6. Export it as an OCI layout and import that into a second store.
     let out = scratch.join("app2-oci");
     let exported = store.export_layout("app:2", &out, &ExportOptions::default())?;
     println!("exported to {}: manifest {}", out.display(), exported.manifest);

@@ -60,6 +60,17 @@ pub enum Error {
     /// From `nook-netmodel` (network namespaces, `/etc` files).
     #[error(transparent)]
     Netmodel(#[from] nook_netmodel::Error),
+    /// From the image store: the image of a [`crate::Rootfs::Image`] (not found, its user
+    /// unknown to its `/etc/passwd`, no command, ...), its container layer, a commit.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    /// The sandbox has no container layer to commit: its root is not an image, or the
+    /// layer was removed when the run ended (set `keep_container` to commit afterwards).
+    #[error("the sandbox has no container layer to commit ({reason})")]
+    NoContainerLayer {
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 fn list(errors: &[Error]) -> String {
@@ -75,6 +86,7 @@ impl Error {
             Error::Cleanup { cause, .. } => cause.raw_os_error(),
             Error::Ns(e) => e.raw_os_error(),
             Error::Cgroup(e) | Error::CgroupUnavailable { source: e } => e.raw_os_error(),
+            Error::Image(e) => e.raw_os_error(),
             other => {
                 let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(other);
                 while let Some(e) = cur {
@@ -207,4 +219,12 @@ pub enum ValidationError {
     /// The process options were refused by `nook-ns` (id maps, names, signal, ...).
     #[error("process: {0}")]
     Ns(#[from] nook_ns::ValidationError),
+    /// A mount plan was asked for a [`crate::Rootfs::Image`] root before the image's
+    /// layers were resolved into an overlay stack (a bug of this crate: the facade always
+    /// resolves it first).
+    #[error("image rootfs not resolved into its layer stack before planning the mounts")]
+    ImageNotResolved,
+    /// A value of [`crate::Rootfs::Image`] was refused (the reference, an override).
+    #[error("image rootfs: {0}")]
+    Image(#[from] crate::image::ImageValidationError),
 }

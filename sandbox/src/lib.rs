@@ -54,8 +54,8 @@
 //! - Root: the host's root file system read-only under a private tmpfs upper — an overlay
 //!   with `lowerdir=/` mounted in the sandbox's own mount namespace, so nothing is mounted
 //!   in the caller's namespace and nothing needs unmounting: the kernel drops it with the
-//!   namespace. Or a directory ([`Rootfs::Dir`]) or a layer stack ([`Rootfs::Stack`]).
-//!   *Planned:* an image from the [`image::ImageStore`] with a fresh container layer.
+//!   namespace. Or a directory ([`Rootfs::Dir`]), a layer stack ([`Rootfs::Stack`]), or an
+//!   image of an [`image::ImageStore`] with a fresh container layer ([`Rootfs::Image`]).
 //! - `/proc` of the sandbox's pid namespace, `/sys` read-only, a minimal `/dev` (tmpfs with
 //!   `null`, `zero`, `full`, `random`, `urandom`, `tty` bound from the host, a private
 //!   `devpts` with the `ptmx` symlink, `/dev/shm`, `/dev/mqueue`), `/etc/hostname` and
@@ -73,19 +73,54 @@
 //! - [`image`]: OCI image layouts and `docker save` archives imported into a layer store
 //!   (digests and DiffIDs verified), run defaults from the image config, commit, export.
 //!
+//! ## Images
+//! A sandbox runs an image of an [`image::ImageStore`] as `docker run` does
+//! ([`SandboxBuilder::image`], [`Rootfs::Image`]; the rules are in [`image_run`]):
+//!
+//! ```no_run
+//! use nook_sandbox::Sandbox;
+//! use nook_sandbox::image::{CommitOptions, ImageStore, ImportOptions};
+//!
+//! let store = ImageStore::open("/var/lib/nk-example/images")?;
+//! store.import_layout("/tmp/app-oci", "app:1", ImportOptions::default())?;
+//! // Entrypoint + Cmd, Env, WorkingDir and User from the image config; the env merged with
+//! // the caller's (the caller wins), the user resolved in the image's /etc/passwd.
+//! let out = Sandbox::builder().image(&store, "app:1").env("MODE", "dev").output()?;
+//!
+//! let sb = Sandbox::builder().image(&store, "app:1").create()?;
+//! sb.exec(["sh", "-c", "echo configured > /etc/app.conf"]).user(0, 0).status()?;
+//! let app2 = sb.commit("app:2", &CommitOptions::default())?; // `docker commit` (paused)
+//! sb.remove()?; // its container layer goes with it
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! - The image's layers are the overlay's lowers and a fresh container layer of the store
+//!   its upper, mounted in the sandbox's own mount namespace.
+//! - Overrides: the command replaces Cmd, [`SandboxBuilder::entrypoint`] the Entrypoint
+//!   (dropping Cmd), env entries merge (the caller wins), a `cwd` other than `/` replaces
+//!   WorkingDir, a numeric [`SandboxBuilder::user`] or [`SandboxBuilder::image_user`]
+//!   (`name[:group]`) replaces User.
+//! - The image record, config and `/etc/passwd`/`/etc/group` are read before anything is
+//!   created: an unknown user is [`image::ImageError::UnknownUser`] (in [`Error::Image`])
+//!   and no container layer, cgroup or process exists.
+//! - The container layer goes with the sandbox (after a one-shot run; on
+//!   [`Sandbox::remove`]; best effort on drop) unless [`SandboxBuilder::keep_container`];
+//!   [`Sandbox::commit`] makes it a new image, [`Sandbox::update`] changes the live
+//!   cgroup's limits (`docker update`).
+//!
 //! ## Setup and teardown
-//! Validate the whole spec and build the child's plan (pure: [`SandboxSpec::validate`],
-//! then `nook_ns::Command::validate`) → create the cgroup → clone the child, paused, into
+//! Validate the whole spec, resolve an image root's config and user (reads only), and build
+//! the child's plan (pure: [`SandboxSpec::validate`], then `nook_ns::Command::validate`) →
+//! create an image root's container layer → create the cgroup → clone the child, paused, into
 //! its namespaces → put it in the cgroup, bring `lo` up → release it: it runs the mount
 //! plan, `pivot_root`s and execs `nk-init`, which starts the program. A failure undoes what
 //! was done ([`Error::Cleanup`]). Teardown after the wait: the kernel ends the pid
 //! namespace with its init and drops every mount with the mount namespace (nothing was
-//! mounted in the caller's), then the cgroup is removed ([`Error::Teardown`] lists every
-//! failure).
+//! mounted in the caller's), then the cgroup is removed, then an image root's container
+//! layer ([`Error::Teardown`] lists every failure).
 //!
 //! ## Not yet
-//! Running an image (a `LayerStore` image with a fresh container layer), bridge/macvlan/container
-//! networks, `commit`, `update`, a tokio `wait`, owner records written by `create` (the
+//! Bridge/macvlan/container networks, a tokio `wait`, owner records written by `create` (the
 //! state directory and `cleanup()` exist), the hardening settings (capabilities, seccomp, masked paths), `lo` up in
 //! a rootless sandbox, and `exec` into a rootless sandbox (the kernel lets only a
 //! single-threaded process `setns` into a user namespace).
@@ -95,6 +130,7 @@
 
 mod error;
 mod exec;
+pub mod image_run;
 mod plan;
 mod run;
 mod spec;

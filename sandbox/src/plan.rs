@@ -78,7 +78,7 @@ fn mkdir_p(steps: &mut Vec<MountStep>, root: &Path, path: &Path) {
 fn scratch_dir(spec: &SandboxSpec) -> Result<PathBuf, ValidationError> {
     let mut used: Vec<&Path> = Vec::new();
     match &spec.rootfs {
-        Rootfs::HostReadOnly => {}
+        Rootfs::HostReadOnly | Rootfs::Image { .. } => {}
         Rootfs::Dir { path, .. } => used.push(path),
         Rootfs::Stack(stack) => {
             used.extend(stack.lower_dirs().iter().map(PathBuf::as_path));
@@ -87,6 +87,9 @@ fn scratch_dir(spec: &SandboxSpec) -> Result<PathBuf, ValidationError> {
                 used.push(work);
             }
         }
+    }
+    if let Rootfs::Image { store, .. } = &spec.rootfs {
+        used.push(store);
     }
     for m in &spec.mounts {
         if let Mount::Bind { source, .. } = m {
@@ -116,6 +119,8 @@ fn rootfs_entry(rootfs: &Rootfs, rel: &str) -> Option<bool> {
             d.extend(stack.lower_dirs().iter().rev().cloned());
             d
         }
+        // Resolved to its stack before a plan is built (crate::image_run).
+        Rootfs::Image { .. } => Vec::new(),
     };
     dirs.iter().find_map(|d| std::fs::symlink_metadata(d.join(rel)).ok()).map(|m| m.file_type().is_file())
 }
@@ -166,6 +171,7 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
             steps.push(MountStep::overlay(s.join("root"), data));
             s.join("root")
         }
+        Rootfs::Image { .. } => return Err(ValidationError::ImageNotResolved),
     };
 
     // Whether mount points can be created in the root before `pivot_root`.

@@ -14,13 +14,14 @@ use std::os::fd::BorrowedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nook_cgroup::{Cgroup, CgroupSpec, Controller};
 use nook_ns::{IdMap, Namespace, NamespaceSet, Stdio};
 
 use crate::error::{Error, Result, ValidationError};
+use crate::image_run::{self, ImageRun};
 use crate::plan;
 use crate::spec::{Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
 
@@ -96,7 +97,7 @@ pub struct SandboxOutput {
 /// ```
 #[derive(Debug, Default)]
 pub struct SandboxBuilder {
-    spec: SandboxSpec,
+    pub(crate) spec: SandboxSpec,
     program: Option<String>,
     args: Vec<String>,
     stdio: [Option<Stdio>; 3],
@@ -310,7 +311,11 @@ impl SandboxBuilder {
     pub fn validate(&self) -> Result<()> {
         let spec = self.to_spec();
         spec.validate()?;
-        let plan = plan::build(&spec)?;
+        let (spec, image) = image_run::resolve(spec, false)?;
+        let plan = match &image {
+            Some(run) => plan::build(&run.mount_spec(&spec)?)?,
+            None => plan::build(&spec)?,
+        };
         command(&spec, plan, [None, None, None], false).validate().map_err(ValidationError::from)?;
         Ok(())
     }
@@ -417,17 +422,32 @@ fn create_cgroup(spec: &CgroupSpec, best_effort: bool) -> Result<Option<Cgroup>>
 
 fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3], hold: bool) -> Result<Sandbox> {
     spec.validate_for(!hold)?;
-    let plan = plan::build(&spec)?;
+    // An image root: its config applied, its user resolved (nothing created yet).
+    let (spec, mut image) = image_run::resolve(spec, hold)?;
+    let plan = match &image {
+        Some(run) => plan::build(&run.mount_spec(&spec)?)?,
+        None => plan::build(&spec)?,
+    };
     let memory_limited = spec.cgroup.as_ref().is_some_and(|c| c.resources.memory.is_some());
     let mut cmd = command(&spec, plan, stdio, hold);
     cmd.validate().map_err(ValidationError::from)?;
 
+    if let Some(run) = &mut image {
+        run.create_layer()?;
+    }
     let cgroup = match &spec.cgroup {
-        Some(cg) => create_cgroup(cg, spec.best_effort_limits)?,
+        Some(cg) => match create_cgroup(cg, spec.best_effort_limits) {
+            Ok(c) => c,
+            Err(e) => {
+                let cleanup = image.as_mut().and_then(|r| r.remove_layer().err()).into_iter().collect();
+                return Err(Error::with_cleanup(e, cleanup));
+            }
+        },
         None => None,
     };
-    let undo = |cause: Error, cgroup: Option<Cgroup>| -> Error {
-        let cleanup = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
+    let mut undo = |cause: Error, cgroup: Option<Cgroup>| -> Error {
+        let mut cleanup: Vec<Error> = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
+        cleanup.extend(image.as_mut().and_then(|r| r.remove_layer().err()));
         Error::with_cleanup(cause, cleanup)
     };
     let paused = match cmd.spawn_paused() {
@@ -454,7 +474,7 @@ fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3], hold: bool) -> Result<San
     // A new cgroup has seen no OOM kill yet: the counter is read once, after the run.
     let oom_before = (memory_limited && cgroup.is_some()).then_some(0);
     let deadline = spec.timeout.map(|t| Instant::now() + t);
-    Ok(Sandbox { child, cgroup, deadline, oom_before, outcome: None, spec })
+    Ok(Sandbox { child, cgroup, deadline, oom_before, outcome: None, spec, image, paused: AtomicBool::new(false) })
 }
 
 /// `lo` up in the child's new network namespace (a new namespace's loopback starts down).
@@ -466,7 +486,7 @@ fn loopback_up(pid: u32) -> Result<()> {
     Ok(())
 }
 
-fn oom_kills(cg: &Cgroup) -> Result<u64> {
+pub(crate) fn oom_kills(cg: &Cgroup) -> Result<u64> {
     Ok(cg.oom_stats()?.map_or(0, |o| o.oom_kill))
 }
 
@@ -480,13 +500,17 @@ fn oom_kills(cg: &Cgroup) -> Result<u64> {
 #[derive(Debug)]
 pub struct Sandbox {
     child: nook_ns::Child,
-    cgroup: Option<Cgroup>,
+    pub(crate) cgroup: Option<Cgroup>,
     deadline: Option<Instant>,
-    oom_before: Option<u64>,
-    outcome: Option<Outcome>,
+    pub(crate) oom_before: Option<u64>,
+    pub(crate) outcome: Option<Outcome>,
     /// What it was made from (`exec` starts processes with its environment, directory and
-    /// user unless told otherwise).
+    /// user unless told otherwise); for an image root, with the image's values applied.
     spec: SandboxSpec,
+    /// The image and container layer of a [`Rootfs::Image`] root.
+    pub(crate) image: Option<ImageRun>,
+    /// Frozen by [`Sandbox::pause`].
+    paused: AtomicBool,
 }
 
 impl Sandbox {
@@ -531,13 +555,20 @@ impl Sandbox {
     /// Freezes every process of the sandbox (cgroup freezer) until [`Sandbox::resume`].
     pub fn pause(&self) -> Result<()> {
         self.cgroup.as_ref().ok_or_else(no_cgroup)?.freeze()?;
+        self.paused.store(true, Ordering::Relaxed);
         Ok(())
     }
 
     /// Thaws a paused sandbox.
     pub fn resume(&self) -> Result<()> {
         self.cgroup.as_ref().ok_or_else(no_cgroup)?.thaw()?;
+        self.paused.store(false, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Whether [`Sandbox::pause`] froze it (and no [`Sandbox::resume`] followed).
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
     }
 
     /// Stops the sandbox and tears it down, reporting every failure: SIGKILL to its init
@@ -642,6 +673,9 @@ impl Sandbox {
                 errors.push(e.into());
             }
         }
+        if let Some(Err(e)) = self.image.as_mut().map(ImageRun::teardown) {
+            errors.push(e);
+        }
         if errors.is_empty() {
             Ok(outcome)
         } else {
@@ -678,7 +712,7 @@ impl Sandbox {
     }
 }
 
-fn no_cgroup() -> Error {
+pub(crate) fn no_cgroup() -> Error {
     Error::Cgroup(nook_cgroup::Error::ControllerUnavailable {
         controller: Controller::Freezer,
         detail: "the sandbox has no cgroup (set limits, or use create(), to get one)".to_owned(),
@@ -710,6 +744,9 @@ impl Drop for Sandbox {
         }
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.remove();
+        }
+        if let Some(run) = self.image.as_mut() {
+            let _ = run.teardown();
         }
     }
 }

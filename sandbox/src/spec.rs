@@ -126,12 +126,53 @@ pub enum Rootfs {
     /// An overlay of a [`LayerStack`], mounted in the sandbox's mount namespace. An
     /// `Upper::Tmpfs` upper lives on the sandbox's private tmpfs.
     Stack(LayerStack),
+    /// An image of an [`ImageStore`](crate::image::ImageStore), run as `docker run` runs
+    /// it: a fresh container layer of the store is the writable upper over the image's
+    /// layers, and the image config's Entrypoint, Cmd, Env, WorkingDir and User apply,
+    /// each overridable (see [`crate::image_run`](mod@crate::image_run) for the rules).
+    /// The container layer is removed with the sandbox unless `keep_container` is set.
+    Image {
+        /// The store's root directory ([`ImageStore::root`](crate::image::ImageStore::root)).
+        store: PathBuf,
+        /// The image reference (`name` means `name:latest`).
+        image: String,
+        /// Replaces the image's Entrypoint (and drops its Cmd unless the spec has a
+        /// command), like `docker run --entrypoint`; an empty vector clears it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        entrypoint: Option<Vec<String>>,
+        /// Replaces the image's User (`name`, `uid`, `name:group`, `uid:gid`), resolved
+        /// against the image's `/etc/passwd` and `/etc/group`, like `docker run -u`. A
+        /// numeric [`SandboxSpec::user`] wins over both.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+        /// Replaces the image's WorkingDir, like `docker run -w` (a [`SandboxSpec::cwd`]
+        /// other than `/` does too).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        working_dir: Option<PathBuf>,
+        /// Keep the container layer when the sandbox ends (for a later
+        /// [`crate::Sandbox::commit`], or to inspect it); the caller then removes it
+        /// ([`crate::Sandbox::container_id`], `LayerStore::remove_container`).
+        #[serde(default)]
+        keep_container: bool,
+    },
 }
 
 impl Rootfs {
     /// A writable directory root.
     pub fn dir(path: impl Into<PathBuf>) -> Rootfs {
         Rootfs::Dir { path: path.into(), read_only: false }
+    }
+
+    /// The image `reference` of `store`, with no overrides (see [`Rootfs::Image`]).
+    pub fn image(store: &crate::image::ImageStore, reference: impl Into<String>) -> Rootfs {
+        Rootfs::Image {
+            store: store.root().to_path_buf(),
+            image: reference.into(),
+            entrypoint: None,
+            user: None,
+            working_dir: None,
+            keep_container: false,
+        }
     }
 }
 
@@ -261,7 +302,9 @@ impl SandboxSpec {
     /// [`SandboxSpec::validate`]; a long-lived sandbox (`create`) needs no command.
     pub(crate) fn validate_for(&self, command: bool) -> Result<(), ValidationError> {
         let ns = self.effective_namespaces();
-        if command && (self.args.is_empty() || self.args[0].is_empty()) {
+        // An image brings its own command (checked once its config is applied).
+        let image = matches!(self.rootfs, Rootfs::Image { .. });
+        if command && !image && (self.args.is_empty() || self.args[0].is_empty()) {
             return Err(ValidationError::EmptyCommand);
         }
         for a in &self.args {
@@ -326,6 +369,7 @@ impl SandboxSpec {
             Rootfs::Stack(stack) => {
                 stack.validate().map_err(|e| ValidationError::LayerStack { source: e })?;
             }
+            Rootfs::Image { .. } => crate::image_run::validate(&self.rootfs)?,
         }
         let mut targets: Vec<&Path> = Vec::new();
         for m in &self.mounts {
@@ -442,6 +486,53 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), s);
         assert_eq!(serde_json::from_str::<SandboxSpec>("{}").unwrap(), SandboxSpec::default());
+
+        s.rootfs = Rootfs::Image {
+            store: "/var/lib/nk-images".into(),
+            image: "app:1".into(),
+            entrypoint: Some(vec!["/bin/app".into()]),
+            user: Some("app:wheel".into()),
+            working_dir: Some("/srv".into()),
+            keep_container: true,
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), s);
+        let minimal: Rootfs =
+            serde_json::from_str(r#"{"type":"image","store":"/var/lib/nk-images","image":"app"}"#).unwrap();
+        assert!(matches!(minimal, Rootfs::Image { entrypoint: None, keep_container: false, .. }));
+    }
+
+    #[test]
+    fn bad_image_roots_are_typed() {
+        let image = |store: &str, image: &str| Rootfs::Image {
+            store: store.into(),
+            image: image.into(),
+            entrypoint: None,
+            user: None,
+            working_dir: None,
+            keep_container: false,
+        };
+        let mut s = spec(&[]);
+        s.rootfs = image("/", "app");
+        assert!(s.validate().is_ok(), "an image root needs no command");
+        s.rootfs = image("/", "");
+        assert!(matches!(s.validate(), Err(ValidationError::Image(_))));
+        s.rootfs = image("/", "has space");
+        assert!(matches!(s.validate(), Err(ValidationError::Image(_))));
+        s.rootfs = image("relative", "app");
+        assert!(matches!(s.validate(), Err(ValidationError::RelativePath { field: "image store", .. })));
+        s.rootfs = image("/nonexistent/nk-store", "app");
+        assert!(matches!(s.validate(), Err(ValidationError::MissingRootfs { .. })));
+        s.rootfs = image("/", "app");
+        if let Rootfs::Image { working_dir, .. } = &mut s.rootfs {
+            *working_dir = Some("srv".into());
+        }
+        assert!(matches!(s.validate(), Err(ValidationError::RelativePath { field: "image working dir", .. })));
+        s.rootfs = image("/", "app");
+        if let Rootfs::Image { entrypoint, .. } = &mut s.rootfs {
+            *entrypoint = Some(vec!["a\0b".into()]);
+        }
+        assert!(matches!(s.validate(), Err(ValidationError::NulByte { field: "entrypoint", .. })));
     }
 
     #[test]

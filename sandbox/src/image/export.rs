@@ -56,14 +56,24 @@ pub struct Exported {
     pub layers: Vec<Digest>,
 }
 
-/// Options of a commit. `Default`: no comment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Options of a commit. `Default`: no comment, no author, pause.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CommitOptions {
     /// The history entry's comment (`docker commit -m`).
     pub comment: Option<String>,
     /// The history entry's author (`docker commit -a`).
     pub author: Option<String>,
+    /// [`crate::Sandbox::commit`] freezes a running sandbox's processes while it reads the
+    /// container layer (`docker commit --pause`, default `true`). [`ImageStore::commit`]
+    /// itself does not look at it: it knows no processes.
+    pub pause: bool,
+}
+
+impl Default for CommitOptions {
+    fn default() -> Self {
+        CommitOptions { comment: None, author: None, pause: true }
+    }
 }
 
 const GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";

@@ -21,7 +21,7 @@ const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/a
 const GROUP: &str = "root:x:0:\napp:x:1000:\nwheel:x:10:app\n";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Comp {
+pub(crate) enum Comp {
     Plain,
     Gzip,
     Zstd,
@@ -68,7 +68,7 @@ fn tar_dir(src: &Path) -> Vec<u8> {
 
 /// A tar of `(name, contents)` files; a name may be anything (even `../x`): the header is
 /// written raw.
-fn tar_files(files: &[(&str, &[u8])]) -> Vec<u8> {
+pub(crate) fn tar_files(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, data) in files {
         let mut h = tar::Header::new_gnu();
@@ -87,7 +87,7 @@ fn tar_files(files: &[(&str, &[u8])]) -> Vec<u8> {
 
 /// The base layer: a tiny rootfs from host binaries with an /etc/passwd and /etc/group, a
 /// file the next layer deletes, and /etc/passwd reached through a symlinked dir.
-fn base_layer(scratch: &Path) -> Vec<u8> {
+pub(crate) fn base_layer(scratch: &Path) -> Vec<u8> {
     let root = scratch.join("base-rootfs");
     std::fs::create_dir_all(&root).unwrap();
     tiny_rootfs(&root).unwrap();
@@ -103,12 +103,12 @@ fn base_layer(scratch: &Path) -> Vec<u8> {
 }
 
 /// Layer 1: adds /app/hello and whites out /etc/doomed.
-fn app_layer() -> Vec<u8> {
+pub(crate) fn app_layer() -> Vec<u8> {
     tar_files(&[("app/hello", b"hello from the image\n"), ("etc/.wh.doomed", b"")])
 }
 
-struct Layout {
-    dir: PathBuf,
+pub(crate) struct Layout {
+    pub(crate) dir: PathBuf,
     manifest: Digest,
     layer_blobs: Vec<Digest>,
     diff_ids: Vec<Digest>,
@@ -150,7 +150,7 @@ fn image_config(diff_ids: &[Digest], user: &str) -> ImageConfiguration {
 
 /// Writes an OCI layout of `layers` (uncompressed tars, compressed as asked). `tweak` may
 /// change the config before it is written (its digest then follows).
-fn write_layout(
+pub(crate) fn write_layout(
     dir: &Path,
     layers: &[(Vec<u8>, Comp)],
     user: &str,
@@ -204,7 +204,7 @@ fn standard_layout(t: &TempDir, name: &str) -> Layout {
 }
 
 /// Asserts the store holds nothing: no image, layer, blob, container, nothing staged.
-fn assert_empty(store: &ImageStore) {
+pub(crate) fn assert_empty(store: &ImageStore) {
     assert!(store.images().unwrap().is_empty(), "no image record");
     assert!(store.layer_store().layers().unwrap().is_empty(), "no layer");
     for sub in ["blobs/sha256", "image-tmp", "tmp", "containers"] {
@@ -213,7 +213,7 @@ fn assert_empty(store: &ImageStore) {
     }
 }
 
-fn store_in(t: &TempDir, name: &str) -> ImageStore {
+pub(crate) fn store_in(t: &TempDir, name: &str) -> ImageStore {
     ImageStore::open(t.join(name)).unwrap()
 }
 

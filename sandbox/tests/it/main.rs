@@ -4,6 +4,7 @@
 
 mod cleanup;
 mod image;
+mod image_run;
 mod probe;
 mod sandbox;
 

@@ -28,12 +28,12 @@ fn ok(b: &mut SandboxBuilder) -> String {
 }
 
 /// The mount table of this process (the caller's mount namespace).
-fn mounts() -> BTreeSet<String> {
+pub(crate) fn mounts() -> BTreeSet<String> {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().map(str::to_owned).collect()
 }
 
 /// Every `nk-sandbox-<our pid>-*` cgroup directory below the cgroup mounts.
-fn our_cgroups() -> Vec<PathBuf> {
+pub(crate) fn our_cgroups() -> Vec<PathBuf> {
     let prefix = format!("nk-sandbox-{}-", std::process::id());
     let mut found = Vec::new();
     let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
@@ -55,7 +55,7 @@ fn our_cgroups() -> Vec<PathBuf> {
 /// whole process.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
