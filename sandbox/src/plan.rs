@@ -179,6 +179,8 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
         Rootfs::HostReadOnly => !ns.has(Namespace::User),
         Rootfs::Dir { .. } => true,
         Rootfs::Stack(stack) => !matches!(stack.upper_layer(), Upper::None),
+        // Resolved into a stack with a container layer before planning (refused above).
+        Rootfs::Image { .. } => true,
     };
 
     // /dev: a small tmpfs with the host's harmless device nodes bound in, a private devpts,
