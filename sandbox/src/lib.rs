@@ -94,6 +94,7 @@
 
 mod error;
 mod exec;
+pub mod net;
 mod plan;
 mod run;
 mod spec;
@@ -102,6 +103,7 @@ pub use error::{Error, Result, ValidationError};
 pub use exec::{Exec, SandboxChild};
 pub use plan::DEVICES;
 pub use run::{Outcome, Sandbox, SandboxBuilder, SandboxOutput};
+pub use net::{NetworkAttachment, NetworkConfig};
 pub use spec::{DEFAULT_PATH, Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
 
 pub mod image;

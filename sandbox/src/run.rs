@@ -20,7 +20,11 @@ use std::time::{Duration, Instant};
 use nook_cgroup::{Cgroup, CgroupSpec, Controller};
 use nook_ns::{IdMap, Namespace, NamespaceSet, Stdio};
 
+use nook_netmodel::EndpointOptions;
+use nook_netmodel::files::DnsConfig;
+
 use crate::error::{Error, Result, ValidationError};
+use crate::net::{self, NetworkConfig};
 use crate::plan;
 use crate::spec::{Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
 
@@ -100,6 +104,8 @@ pub struct SandboxBuilder {
     program: Option<String>,
     args: Vec<String>,
     stdio: [Option<Stdio>; 3],
+    /// Handles of the networks [`NetworkMode::Networks`] names (not part of the spec).
+    networks: Vec<nook_netmodel::Network>,
 }
 
 /// A unique cgroup name per sandbox of this process.
@@ -120,7 +126,7 @@ impl SandboxBuilder {
     pub fn from_spec(spec: SandboxSpec) -> Self {
         let mut args = spec.args.clone().into_iter();
         let program = args.next();
-        SandboxBuilder { program, args: args.collect(), spec, stdio: [None, None, None] }
+        SandboxBuilder { program, args: args.collect(), spec, stdio: [None, None, None], networks: Vec::new() }
     }
 
     /// The spec as built so far (with the command).
@@ -256,6 +262,41 @@ impl SandboxBuilder {
         self
     }
 
+    /// Connects the sandbox to `network` with `options` (static address, published ports,
+    /// aliases, ...): switches to [`NetworkMode::Networks`] and adds it; call again for more
+    /// networks (`eth0`, `eth1`, ...). The builder keeps a handle on the network.
+    pub fn connect(&mut self, network: &nook_netmodel::Network, options: EndpointOptions) -> &mut Self {
+        if !matches!(self.spec.network, NetworkMode::Networks(_)) {
+            self.spec.network = NetworkMode::Networks(NetworkConfig::new());
+        }
+        if let NetworkMode::Networks(config) = &mut self.spec.network {
+            config.attach(network.name(), options);
+        }
+        self.use_network(network)
+    }
+
+    /// Gives the builder a network handle without connecting to it: a spec built elsewhere
+    /// (deserialized, [`SandboxBuilder::from_spec`]) names its networks, and they are found
+    /// among these handles.
+    pub fn use_network(&mut self, network: &nook_netmodel::Network) -> &mut Self {
+        if !self.networks.iter().any(|n| n.name() == network.name()) {
+            self.networks.push(network.clone());
+        }
+        self
+    }
+
+    /// The resolver configuration of a sandbox on networks (default: the host's, without
+    /// loopback resolvers). Switches to [`NetworkMode::Networks`] if needed.
+    pub fn dns(&mut self, dns: DnsConfig) -> &mut Self {
+        if !matches!(self.spec.network, NetworkMode::Networks(_)) {
+            self.spec.network = NetworkMode::Networks(NetworkConfig::new());
+        }
+        if let NetworkMode::Networks(config) = &mut self.spec.network {
+            config.dns(dns);
+        }
+        self
+    }
+
     /// The uid map of the user namespace.
     pub fn uid_map(&mut self, map: IdMap) -> &mut Self {
         self.spec.uid_map = Some(map);
@@ -310,6 +351,9 @@ impl SandboxBuilder {
     pub fn validate(&self) -> Result<()> {
         let spec = self.to_spec();
         spec.validate()?;
+        if let NetworkMode::Networks(config) = &spec.network {
+            net::resolve(config, &self.networks)?;
+        }
         let plan = plan::build(&spec)?;
         command(&spec, plan, [None, None, None], false).validate().map_err(ValidationError::from)?;
         Ok(())
@@ -318,7 +362,7 @@ impl SandboxBuilder {
     /// Creates the sandbox and starts the program in it.
     pub fn spawn(&mut self) -> Result<Sandbox> {
         let stdio = std::mem::take(&mut self.stdio);
-        spawn(self.to_spec(), stdio, false)
+        spawn(self.to_spec(), stdio, false, &self.networks)
     }
 
     /// Creates a long-lived sandbox (like `docker create` + `start`): everything is set up
@@ -332,7 +376,7 @@ impl SandboxBuilder {
         let stdio = std::mem::take(&mut self.stdio);
         let mut spec = self.to_spec();
         spec.cgroup.get_or_insert_with(|| CgroupSpec::new(""));
-        spawn(spec, stdio, true)
+        spawn(spec, stdio, true, &self.networks)
     }
 
     /// Runs the program to the end (stdio inherited unless set) and tears the sandbox down.
@@ -415,9 +459,27 @@ fn create_cgroup(spec: &CgroupSpec, best_effort: bool) -> Result<Option<Cgroup>>
     }
 }
 
-fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3], hold: bool) -> Result<Sandbox> {
+fn spawn(
+    spec: SandboxSpec,
+    stdio: [Option<Stdio>; 3],
+    hold: bool,
+    networks: &[nook_netmodel::Network],
+) -> Result<Sandbox> {
     spec.validate_for(!hold)?;
-    let plan = plan::build(&spec)?;
+    // Networks: resolved and checked against their handles (pure), then the files for
+    // `/etc/hosts` and `/etc/resolv.conf` are made, empty, for the plan to bind.
+    let prepared = match &spec.network {
+        NetworkMode::Networks(config) => Some(net::prepare(config, networks)?),
+        _ => None,
+    };
+    let plan = match &prepared {
+        Some(p) => {
+            let mut with_files = spec.clone();
+            with_files.mounts.extend(p.mounts(&spec.mounts));
+            plan::build(&with_files)?
+        }
+        None => plan::build(&spec)?,
+    };
     let memory_limited = spec.cgroup.as_ref().is_some_and(|c| c.resources.memory.is_some());
     let mut cmd = command(&spec, plan, stdio, hold);
     cmd.validate().map_err(ValidationError::from)?;
@@ -426,35 +488,61 @@ fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3], hold: bool) -> Result<San
         Some(cg) => create_cgroup(cg, spec.best_effort_limits)?,
         None => None,
     };
-    let undo = |cause: Error, cgroup: Option<Cgroup>| -> Error {
-        let cleanup = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
+    let undo = |cause: Error, cgroup: Option<Cgroup>, prepared: Option<net::Prepared>| -> Error {
+        let mut cleanup: Vec<Error> = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
+        cleanup.extend(prepared.map(net::Prepared::discard).unwrap_or_default());
         Error::with_cleanup(cause, cleanup)
     };
     let paused = match cmd.spawn_paused() {
         Ok(p) => p,
-        Err(e) => return Err(undo(e.into(), cgroup)),
+        Err(e) => return Err(undo(e.into(), cgroup, prepared)),
     };
     // Dropping a paused child kills and reaps it.
     if let Some(cg) = &cgroup {
         if let Err(e) = cg.add_pid(paused.id()) {
             drop(paused);
-            return Err(undo(e.into(), cgroup));
+            return Err(undo(e.into(), cgroup, prepared));
         }
     }
     if spec.effective_namespaces().has(Namespace::Net) && rustix::process::geteuid().is_root() {
         if let Err(e) = loopback_up(paused.id()) {
             drop(paused);
-            return Err(undo(e, cgroup));
+            return Err(undo(e, cgroup, prepared));
         }
     }
+    // The child's new network namespace joins the networks while it waits (`attach`
+    // undoes its own steps on failure).
+    let net = match prepared {
+        Some(p) => {
+            let name = spec.hostname.clone().unwrap_or_else(|| format!("nk-{}", paused.id()));
+            match net::attach(p, paused.id(), &name) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    drop(paused);
+                    return Err(undo(e, cgroup, None));
+                }
+            }
+        }
+        None => None,
+    };
     let child = match paused.resume() {
         Ok(c) => c,
-        Err(e) => return Err(undo(e.into(), cgroup)),
+        Err(e) => {
+            let cause = undo(e.into(), cgroup, None);
+            let more = net.map(net::Attached::teardown).unwrap_or_default();
+            return Err(match cause {
+                Error::Cleanup { cause, mut cleanup } => {
+                    cleanup.extend(more);
+                    Error::Cleanup { cause, cleanup }
+                }
+                cause => Error::with_cleanup(cause, more),
+            });
+        }
     };
     // A new cgroup has seen no OOM kill yet: the counter is read once, after the run.
     let oom_before = (memory_limited && cgroup.is_some()).then_some(0);
     let deadline = spec.timeout.map(|t| Instant::now() + t);
-    Ok(Sandbox { child, cgroup, deadline, oom_before, outcome: None, spec })
+    Ok(Sandbox { child, cgroup, net, deadline, oom_before, outcome: None, spec })
 }
 
 /// `lo` up in the child's new network namespace (a new namespace's loopback starts down).
@@ -481,6 +569,8 @@ fn oom_kills(cg: &Cgroup) -> Result<u64> {
 pub struct Sandbox {
     child: nook_ns::Child,
     cgroup: Option<Cgroup>,
+    /// Its networks (with [`NetworkMode::Networks`]).
+    net: Option<net::Attached>,
     deadline: Option<Instant>,
     oom_before: Option<u64>,
     outcome: Option<Outcome>,
@@ -518,6 +608,26 @@ impl Sandbox {
     /// The spec the sandbox was made from.
     pub fn spec(&self) -> &SandboxSpec {
         &self.spec
+    }
+
+    /// Its endpoints on networks ([`NetworkMode::Networks`]; empty otherwise): interface,
+    /// addresses, gateways, published ports.
+    pub fn endpoints(&self) -> Vec<nook_netmodel::Endpoint> {
+        self.net.as_ref().map(net::Attached::endpoints).unwrap_or_default()
+    }
+
+    /// The network part (CNM's sandbox: the namespace with its endpoints), with
+    /// [`NetworkMode::Networks`]. [`nook_netmodel::Sandbox::run`] runs a closure in its
+    /// network namespace.
+    pub fn network_sandbox(&self) -> Option<&nook_netmodel::Sandbox> {
+        self.net.as_ref().map(net::Attached::sandbox)
+    }
+
+    /// Rewrites the sandbox's `/etc/hosts` with the peers its networks have now (peers that
+    /// joined after it was created are listed only then, as with Docker's legacy links).
+    /// Nothing to do without networks.
+    pub fn refresh_hosts(&self) -> Result<()> {
+        self.net.as_ref().map_or(Ok(()), net::Attached::refresh_hosts)
     }
 
     /// The processes in the sandbox (host pids, from its cgroup).
@@ -642,6 +752,9 @@ impl Sandbox {
                 errors.push(e.into());
             }
         }
+        if let Some(net) = self.net.take() {
+            errors.extend(net.teardown());
+        }
         if errors.is_empty() {
             Ok(outcome)
         } else {
@@ -710,6 +823,9 @@ impl Drop for Sandbox {
         }
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.remove();
+        }
+        if let Some(net) = self.net.take() {
+            let _ = net.teardown();
         }
     }
 }

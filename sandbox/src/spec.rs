@@ -183,8 +183,8 @@ impl Mount {
     }
 }
 
-/// How the sandbox reaches the network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How the sandbox reaches the network (see the crate docs' networking section).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum NetworkMode {
@@ -193,6 +193,13 @@ pub enum NetworkMode {
     None,
     /// The caller's network namespace (`--network=host`).
     Host,
+    /// Its own network namespace connected to one or more `nook_netmodel` networks (bridge,
+    /// macvlan, a driver of your own): one interface per network (`eth0`, `eth1`, ...),
+    /// published ports, `/etc/hosts` with its addresses and peers, `/etc/resolv.conf`
+    /// (`docker run --network=NAME -p ...`, then `docker network connect`). The networks
+    /// are found by name among the handles given to the builder
+    /// ([`crate::SandboxBuilder::connect`], [`crate::SandboxBuilder::use_network`]).
+    Networks(crate::net::NetworkConfig),
 }
 
 /// The identity of the program inside.
@@ -228,14 +235,14 @@ fn euid() -> u32 {
 impl SandboxSpec {
     /// The default namespaces for this caller and network: mount, UTS, IPC, pid and cgroup
     /// (plus network with [`NetworkMode::None`]); a user namespace too when not root.
-    pub fn default_namespaces(network: NetworkMode, root: bool) -> NamespaceSet {
+    pub fn default_namespaces(network: &NetworkMode, root: bool) -> NamespaceSet {
         let mut set = NamespaceSet::new()
             .with(Namespace::Mount)
             .with(Namespace::Uts)
             .with(Namespace::Ipc)
             .with(Namespace::Pid)
             .with(Namespace::Cgroup);
-        if network == NetworkMode::None {
+        if matches!(network, NetworkMode::None | NetworkMode::Networks(_)) {
             set = set.with(Namespace::Net);
         }
         if !root {
@@ -246,7 +253,7 @@ impl SandboxSpec {
 
     /// The namespaces this spec creates (the explicit set, or the defaults).
     pub fn effective_namespaces(&self) -> NamespaceSet {
-        self.namespaces.unwrap_or_else(|| SandboxSpec::default_namespaces(self.network, euid() == 0))
+        self.namespaces.unwrap_or_else(|| SandboxSpec::default_namespaces(&self.network, euid() == 0))
     }
 
     /// Checks the whole spec without changing anything: the command, every path and
@@ -278,8 +285,15 @@ impl SandboxSpec {
         };
         need("rootfs", Namespace::Mount)?;
         need("/proc of the sandbox", Namespace::Pid)?;
-        match self.network {
+        match &self.network {
             NetworkMode::None => need("network: none", Namespace::Net)?,
+            NetworkMode::Networks(config) => {
+                need("network: networks", Namespace::Net)?;
+                if euid() != 0 {
+                    return Err(ValidationError::NetworkNeedsRoot);
+                }
+                config.validate()?;
+            }
             NetworkMode::Host if ns.has(Namespace::Net) => {
                 return Err(ValidationError::NamespaceConflict {
                     option: "network: host",

@@ -4,6 +4,7 @@
 
 mod cleanup;
 mod image;
+mod net;
 mod probe;
 mod sandbox;
 
