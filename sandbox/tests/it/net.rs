@@ -141,7 +141,7 @@ fn http_get_from(ns: &NetNs, addr: SocketAddr) -> String {
 
 /// `sh` script: fetch `url` with busybox wget, retrying until the server is up.
 fn wget(url: &str) -> String {
-    format!("for i in $(seq 100); do busybox wget -q -T 2 -O - {url} && exit 0; sleep 0.1; done; exit 1")
+    format!("(for i in $(seq 100); do busybox wget -q -O - {url} && exit 0; sleep 0.1; done; exit 1)")
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn two_sandboxes_on_a_bridge_talk_and_the_published_port_reaches_the_server() {
     assert!(inside.contains(&format!("{web_ip}/24")), "{inside}");
 
     // The other sandbox finds `web` (and its alias) in its /etc/hosts and fetches the page.
-    let out = ok(sh(&format!("cat /etc/hosts; {}; {}", wget("http://web/"), wget("http://www/index.html")))
+    let out = ok(sh(&format!("cat /etc/hosts; {} && {}", wget("http://web/"), wget("http://www/index.html")))
         .hostname("client")
         .connect(&net, EndpointOptions::new()));
     assert!(out.contains(&format!("{web_ip}\tweb www")), "client's /etc/hosts:\n{out}");
