@@ -101,9 +101,9 @@ mod spec;
 
 pub use error::{Error, Result, ValidationError};
 pub use exec::{Exec, SandboxChild};
+pub use net::{NetworkAttachment, NetworkConfig};
 pub use plan::DEVICES;
 pub use run::{Outcome, Sandbox, SandboxBuilder, SandboxOutput};
-pub use net::{NetworkAttachment, NetworkConfig};
 pub use spec::{DEFAULT_PATH, Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
 
 pub mod image;

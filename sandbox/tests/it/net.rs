@@ -158,7 +158,11 @@ fn two_sandboxes_on_a_bridge_talk_and_the_published_port_reaches_the_server() {
     assert_eq!(eps[0].ifname, "eth0");
     let web_ip = eps[0].ipv4().expect("an IPv4 address");
     let mut server = web
-        .exec(["/bin/sh", "-c", "mkdir -p /srv && echo hello-from-web >/srv/index.html && exec busybox httpd -f -p 80 -h /srv"])
+        .exec([
+            "/bin/sh",
+            "-c",
+            "mkdir -p /srv && echo hello-from-web >/srv/index.html && exec busybox httpd -f -p 80 -h /srv",
+        ])
         .spawn()
         .expect("httpd");
 
