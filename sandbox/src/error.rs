@@ -251,6 +251,13 @@ pub enum ValidationError {
         /// The name.
         ifname: String,
     },
+    /// An option that does not go with [`crate::NetworkMode::Container`] (the other
+    /// sandbox owns the network namespace and its name).
+    #[error("{option} conflicts with network mode container")]
+    ContainerNetworkConflict {
+        /// The option (`"hostname"`, or `"pid 0"` for a missing sandbox).
+        option: &'static str,
+    },
     /// The DNS configuration was refused.
     #[error("dns: {source}")]
     Dns {

@@ -230,6 +230,11 @@ impl Attached {
         self.sandbox.endpoints()
     }
 
+    /// The `/etc/hosts` and `/etc/resolv.conf` files on the host.
+    pub(crate) fn files(&self) -> [PathBuf; 2] {
+        [self.files.hosts(), self.files.resolv()]
+    }
+
     /// Rewrites `/etc/hosts` with the peers the networks have now.
     pub(crate) fn refresh_hosts(&self) -> Result<()> {
         self.files.write(self.files.hosts(), &self.sandbox.hosts_file()?)
@@ -247,6 +252,45 @@ impl Attached {
         }
         errors
     }
+}
+
+/// What `container:` mode takes from the other sandbox when the builder is given it: its
+/// network namespace (opened then, checked against its init's pidfd) and its `/etc` files.
+#[derive(Debug)]
+pub(crate) struct ContainerNet {
+    netns: Option<nook_ns::NsFd>,
+    files: Option<[PathBuf; 2]>,
+}
+
+impl ContainerNet {
+    /// Takes the other sandbox's namespace and files (a failure to open the namespace is
+    /// reported at spawn, by opening it again by pid).
+    pub(crate) fn of(other: &crate::Sandbox) -> ContainerNet {
+        let netns = nook_ns::NsFd::of_pid(other.id(), nook_ns::Namespace::Net)
+            .ok()
+            // Opened by pid: if the init had ended (and the pid been reused), its pidfd says so.
+            .filter(|_| !matches!(crate::run::wait_readable(other.pidfd(), std::time::Instant::now()), Ok(true)));
+        let files = other.net_files();
+        ContainerNet { netns, files }
+    }
+}
+
+/// The network namespace to join for `container:` mode.
+pub(crate) fn container_netns(pid: u32, given: Option<&ContainerNet>) -> Result<nook_ns::NsFd> {
+    match given.and_then(|g| g.netns.as_ref()) {
+        Some(ns) => Ok(ns.try_clone()?),
+        None => Ok(nook_ns::NsFd::of_pid(pid, nook_ns::Namespace::Net)?),
+    }
+}
+
+/// The read-only binds of the other sandbox's `/etc` files (where the caller mounts nothing).
+pub(crate) fn container_mounts(given: Option<&ContainerNet>, taken: &[Mount]) -> Vec<Mount> {
+    let Some([hosts, resolv]) = given.and_then(|g| g.files.clone()) else { return Vec::new() };
+    [(hosts, "/etc/hosts"), (resolv, "/etc/resolv.conf")]
+        .into_iter()
+        .filter(|(_, target)| !taken.iter().any(|m| m.target() == Path::new(target)))
+        .map(|(file, target)| Mount::bind_ro(file, target))
+        .collect()
 }
 
 /// `NET_FILES_DIR/<unique>` with `hosts` and `resolv.conf`; removed by [`FilesDir::remove`]

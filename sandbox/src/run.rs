@@ -106,6 +106,8 @@ pub struct SandboxBuilder {
     stdio: [Option<Stdio>; 3],
     /// Handles of the networks [`NetworkMode::Networks`] names (not part of the spec).
     networks: Vec<nook_netmodel::Network>,
+    /// The other sandbox of [`NetworkMode::Container`] (not part of the spec).
+    container: Option<net::ContainerNet>,
 }
 
 /// A unique cgroup name per sandbox of this process.
@@ -126,7 +128,7 @@ impl SandboxBuilder {
     pub fn from_spec(spec: SandboxSpec) -> Self {
         let mut args = spec.args.clone().into_iter();
         let program = args.next();
-        SandboxBuilder { program, args: args.collect(), spec, stdio: [None, None, None], networks: Vec::new() }
+        SandboxBuilder { program, args: args.collect(), spec, stdio: [None, None, None], networks: Vec::new(), container: None }
     }
 
     /// The spec as built so far (with the command).
@@ -275,6 +277,16 @@ impl SandboxBuilder {
         self.use_network(network)
     }
 
+    /// `--network=container:OTHER`: the sandbox shares `other`'s network namespace (its
+    /// interfaces, addresses, published ports) and, when `other` is on networks, its
+    /// `/etc/hosts` and `/etc/resolv.conf` ([`NetworkMode::Container`]). The namespace is
+    /// opened now: it stays usable for this builder even if `other` is removed meanwhile.
+    pub fn network_container(&mut self, other: &Sandbox) -> &mut Self {
+        self.spec.network = NetworkMode::Container { pid: other.id() };
+        self.container = Some(net::ContainerNet::of(other));
+        self
+    }
+
     /// Gives the builder a network handle without connecting to it: a spec built elsewhere
     /// (deserialized, [`SandboxBuilder::from_spec`]) names its networks, and they are found
     /// among these handles.
@@ -362,7 +374,7 @@ impl SandboxBuilder {
     /// Creates the sandbox and starts the program in it.
     pub fn spawn(&mut self) -> Result<Sandbox> {
         let stdio = std::mem::take(&mut self.stdio);
-        spawn(self.to_spec(), stdio, false, &self.networks)
+        spawn(self.to_spec(), stdio, false, &self.networks, self.container.as_ref())
     }
 
     /// Creates a long-lived sandbox (like `docker create` + `start`): everything is set up
@@ -376,7 +388,7 @@ impl SandboxBuilder {
         let stdio = std::mem::take(&mut self.stdio);
         let mut spec = self.to_spec();
         spec.cgroup.get_or_insert_with(|| CgroupSpec::new(""));
-        spawn(spec, stdio, true, &self.networks)
+        spawn(spec, stdio, true, &self.networks, self.container.as_ref())
     }
 
     /// Runs the program to the end (stdio inherited unless set) and tears the sandbox down.
@@ -464,6 +476,7 @@ fn spawn(
     stdio: [Option<Stdio>; 3],
     hold: bool,
     networks: &[nook_netmodel::Network],
+    container: Option<&net::ContainerNet>,
 ) -> Result<Sandbox> {
     spec.validate_for(!hold)?;
     // Networks: resolved and checked against their handles (pure), then the files for
@@ -472,16 +485,23 @@ fn spawn(
         NetworkMode::Networks(config) => Some(net::prepare(config, networks)?),
         _ => None,
     };
-    let plan = match &prepared {
-        Some(p) => {
-            let mut with_files = spec.clone();
-            with_files.mounts.extend(p.mounts(&spec.mounts));
-            plan::build(&with_files)?
-        }
-        None => plan::build(&spec)?,
+    let net_files = match (&prepared, &spec.network) {
+        (Some(p), _) => p.mounts(&spec.mounts),
+        (None, NetworkMode::Container { .. }) => net::container_mounts(container, &spec.mounts),
+        _ => Vec::new(),
+    };
+    let plan = if net_files.is_empty() {
+        plan::build(&spec)?
+    } else {
+        let mut with_files = spec.clone();
+        with_files.mounts.extend(net_files);
+        plan::build(&with_files)?
     };
     let memory_limited = spec.cgroup.as_ref().is_some_and(|c| c.resources.memory.is_some());
     let mut cmd = command(&spec, plan, stdio, hold);
+    if let NetworkMode::Container { pid } = spec.network {
+        cmd.join_netns(net::container_netns(pid, container)?);
+    }
     cmd.validate().map_err(ValidationError::from)?;
 
     let cgroup = match &spec.cgroup {
@@ -621,6 +641,11 @@ impl Sandbox {
     /// network namespace.
     pub fn network_sandbox(&self) -> Option<&nook_netmodel::Sandbox> {
         self.net.as_ref().map(net::Attached::sandbox)
+    }
+
+    /// Its `/etc/hosts` and `/etc/resolv.conf` on the host (with networks).
+    pub(crate) fn net_files(&self) -> Option<[PathBuf; 2]> {
+        self.net.as_ref().map(net::Attached::files)
     }
 
     /// Rewrites the sandbox's `/etc/hosts` with the peers its networks have now (peers that

@@ -200,6 +200,16 @@ pub enum NetworkMode {
     /// are found by name among the handles given to the builder
     /// ([`crate::SandboxBuilder::connect`], [`crate::SandboxBuilder::use_network`]).
     Networks(crate::net::NetworkConfig),
+    /// Another sandbox's network namespace (`--network=container:X`): its interfaces,
+    /// addresses and ports, its `/etc/hosts` and `/etc/resolv.conf` when it is on networks.
+    /// Set with [`crate::SandboxBuilder::network_container`]; `pid` is the other sandbox's
+    /// init as the caller sees it ([`crate::Sandbox::id`]). The sandbox gets no network
+    /// namespace of its own, and no host name of its own (as Docker refuses `--hostname`
+    /// here: the name belongs to the namespace's owner).
+    Container {
+        /// The other sandbox's init.
+        pid: u32,
+    },
 }
 
 /// The identity of the program inside.
@@ -302,6 +312,18 @@ impl SandboxSpec {
                 });
             }
             NetworkMode::Host => {}
+            NetworkMode::Container { .. } if ns.has(Namespace::Net) => {
+                return Err(ValidationError::NamespaceConflict {
+                    option: "network: container",
+                    namespace: Namespace::Net,
+                    present: true,
+                });
+            }
+            NetworkMode::Container { .. } if self.hostname.is_some() => {
+                return Err(ValidationError::ContainerNetworkConflict { option: "hostname" });
+            }
+            NetworkMode::Container { pid: 0 } => return Err(ValidationError::ContainerNetworkConflict { option: "pid 0" }),
+            NetworkMode::Container { .. } => {}
         }
         if let Some(h) = &self.hostname {
             need("hostname", Namespace::Uts)?;

@@ -344,3 +344,60 @@ fn a_one_shot_run_tears_its_endpoint_down() {
     net.remove().unwrap();
     world.assert_clean();
 }
+
+/// The inode of a process's network namespace, as `readlink /proc/PID/ns/net` shows it.
+fn netns_link(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn container_mode_shares_the_other_sandboxs_interfaces_and_files() {
+    require_root!();
+    let _serial = serial();
+    let world = World::new();
+    let net = world.bridge("10.131.9.0/24");
+    let owner = Sandbox::builder().hostname("owner").connect(&net, EndpointOptions::new()).create().expect("owner");
+    let owner_ip = owner.endpoints()[0].ipv4().unwrap();
+
+    // A one-shot run in the owner's namespace: the same namespace (inode), its eth0 and
+    // address, its /etc/hosts.
+    let out = ok(sh("readlink /proc/self/ns/net; ls /sys/class/net; busybox ip -o -4 addr show eth0; cat /etc/hosts")
+        .network_container(&owner));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], netns_link(owner.id()), "not the owner's network namespace:\n{out}");
+    assert_eq!(&lines[1..3], ["eth0", "lo"], "{out}");
+    assert!(out.contains(&format!("{owner_ip}/24")), "{out}");
+    assert!(out.contains(&format!("{owner_ip}\towner")), "the owner's /etc/hosts:\n{out}");
+
+    // A long-lived one: `exec` joins the same namespace too.
+    let joined = Sandbox::builder().network_container(&owner).create().expect("joined");
+    assert_eq!(netns_link(joined.id()), netns_link(owner.id()));
+    let got = joined.exec(["readlink", "/proc/self/ns/net"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), netns_link(owner.id()));
+    assert!(joined.endpoints().is_empty(), "the endpoints are the owner's");
+    joined.remove().unwrap();
+    owner.remove().unwrap();
+    net.remove().unwrap();
+    world.assert_clean();
+}
+
+#[test]
+fn container_mode_of_a_sandbox_without_networks_shares_its_loopback_only_namespace() {
+    require_root!();
+    let _serial = serial();
+    let owner = Sandbox::builder().create().expect("owner");
+    let out = ok(sh("readlink /proc/self/ns/net; ls /sys/class/net").network_container(&owner));
+    assert_eq!(out.lines().collect::<Vec<_>>(), [netns_link(owner.id()).as_str(), "lo"], "{out}");
+    assert_ne!(netns_link(owner.id()), netns_link(std::process::id()));
+
+    // Docker's refusals: a host name of its own, a network namespace of its own.
+    let refused = sh("true").network_container(&owner).hostname("mine").output();
+    assert!(
+        matches!(refused, Err(Error::Invalid(ValidationError::ContainerNetworkConflict { option: "hostname" }))),
+        "{refused:?}"
+    );
+    let refused = sh("true").network_container(&owner).namespaces(nook_ns::NamespaceSet::CONTAINER).output();
+    assert!(matches!(refused, Err(Error::Invalid(ValidationError::NamespaceConflict { .. }))), "{refused:?}");
+    owner.remove().unwrap();
+    assert!(our_files().is_empty());
+}
