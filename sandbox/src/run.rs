@@ -128,7 +128,14 @@ impl SandboxBuilder {
     pub fn from_spec(spec: SandboxSpec) -> Self {
         let mut args = spec.args.clone().into_iter();
         let program = args.next();
-        SandboxBuilder { program, args: args.collect(), spec, stdio: [None, None, None], networks: Vec::new(), container: None }
+        SandboxBuilder {
+            program,
+            args: args.collect(),
+            spec,
+            stdio: [None, None, None],
+            networks: Vec::new(),
+            container: None,
+        }
     }
 
     /// The spec as built so far (with the command).

@@ -322,7 +322,9 @@ impl SandboxSpec {
             NetworkMode::Container { .. } if self.hostname.is_some() => {
                 return Err(ValidationError::ContainerNetworkConflict { option: "hostname" });
             }
-            NetworkMode::Container { pid: 0 } => return Err(ValidationError::ContainerNetworkConflict { option: "pid 0" }),
+            NetworkMode::Container { pid: 0 } => {
+                return Err(ValidationError::ContainerNetworkConflict { option: "pid 0" });
+            }
             NetworkMode::Container { .. } => {}
         }
         if let Some(h) = &self.hostname {
