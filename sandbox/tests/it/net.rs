@@ -401,3 +401,57 @@ fn container_mode_of_a_sandbox_without_networks_shares_its_loopback_only_namespa
     owner.remove().unwrap();
     assert!(our_files().is_empty());
 }
+
+#[test]
+fn sandboxes_on_a_macvlan_network_reach_each_other() {
+    require_root!();
+    let _serial = serial();
+    let world = World::new();
+    // A link of the private host as the macvlan parent: a dummy, or a veth pair (both ends
+    // up) where the kernel has no dummy driver.
+    use nook_netmodel::netlink::{LinkKind, NewLink};
+    let parent = unique_name("par");
+    let mut nl = Netlink::open_in(world.ns.ns()).unwrap();
+    let mut link = NewLink::new(&parent, LinkKind::Dummy);
+    link.up = true;
+    if let Err(e) = nl.add_link(&link) {
+        assert_eq!(e.errno(), Some(libc::EOPNOTSUPP), "dummy parent: {e}");
+        let peer = unique_name("pap");
+        let mut link = NewLink::new(
+            &parent,
+            LinkKind::Veth { peer_name: &peer, peer_netns: None, peer_mtu: None, peer_mac: None },
+        );
+        link.up = true;
+        nl.add_link(&link).expect("veth parent");
+        let peer_index = nl.link(&peer).unwrap().expect("veth parent peer").index;
+        nl.set_up(peer_index).unwrap();
+    }
+    let parent_index = nl.link(&parent).unwrap().expect("parent").index;
+
+    let mut spec = NetworkSpec::macvlan(unique_name("mv").parse().unwrap(), parent.clone());
+    spec.subnet("10.131.10.0/24".parse().unwrap(), None);
+    let macvlan = Network::create(&world.host, &spec).expect("macvlan network");
+    let bridge = world.bridge("10.131.11.0/24");
+    let mut fixed = EndpointOptions::new();
+    fixed.static_ip("10.131.10.20".parse().unwrap());
+    let a = Sandbox::builder().hostname("mva").connect(&macvlan, fixed).create().expect("a");
+    // b is on the macvlan network and on a bridge: two interfaces of two drivers.
+    let out = ok(sh("ls /sys/class/net; busybox ping -c 1 -W 5 mva")
+        .hostname("mvb")
+        .connect(&macvlan, EndpointOptions::new())
+        .connect(&bridge, EndpointOptions::new()));
+    assert!(out.starts_with("eth0\neth1\nlo\n"), "{out}");
+    assert!(out.contains("1 packets received"), "{out}");
+
+    // Published ports are refused on macvlan, before anything is made.
+    let mut o = EndpointOptions::new();
+    o.port(PortMapping::tcp(8082, 80));
+    let refused = sh("true").connect(&macvlan, o).output();
+    assert!(matches!(refused, Err(Error::Invalid(ValidationError::PortsUnsupported { .. }))), "{refused:?}");
+
+    a.remove().unwrap();
+    macvlan.remove().unwrap();
+    bridge.remove().unwrap();
+    nl.delete_link(parent_index).expect("delete the parent");
+    world.assert_clean();
+}
