@@ -960,6 +960,11 @@ fn os_cstring(field: &'static str, s: &OsStr) -> std::result::Result<CString, Va
     cstring(field, s.as_bytes())
 }
 
+/// An error of entering a namespace, as the `io::Error` the clone path reports.
+fn ns_io_error(e: Error) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EINVAL))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1015,9 +1020,4 @@ mod tests {
         let plan = c.prepare().unwrap();
         assert_eq!(plan.time_offsets.unwrap().to_str().unwrap(), "monotonic 86400 0\nboottime -5 7\n");
     }
-}
-
-/// An error of entering a namespace, as the `io::Error` the clone path reports.
-fn ns_io_error(e: Error) -> std::io::Error {
-    std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EINVAL))
 }
