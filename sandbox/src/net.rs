@@ -305,13 +305,18 @@ impl FilesDir {
     fn create() -> Result<FilesDir> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let base = Path::new(NET_FILES_DIR);
-        std::fs::create_dir_all(base).map_err(|source| sys("mkdir", base, source))?;
         let path = base.join(format!("nk-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
-        match std::fs::create_dir(&path) {
-            Ok(()) => {}
-            // A dead process with the same pid left it: it is ours now.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(source) => return Err(sys("mkdir", &path, source)),
+        let mut tries = 0;
+        loop {
+            std::fs::create_dir_all(base).map_err(|source| sys("mkdir", base, source))?;
+            match std::fs::create_dir(&path) {
+                Ok(()) => break,
+                // A dead process with the same pid left it: it is ours now.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => break,
+                // Another sandbox's teardown removed the (then empty) base just now.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                Err(source) => return Err(sys("mkdir", &path, source)),
+            }
         }
         let dir = FilesDir { path, removed: false };
         for file in [dir.hosts(), dir.resolv()] {
@@ -338,13 +343,18 @@ impl FilesDir {
         f.write_all(contents.as_bytes()).map_err(|source| sys("write", &file, source))
     }
 
+    /// Removes the directory, and [`NET_FILES_DIR`] too when that is left empty (it is
+    /// made again on demand).
     fn remove(mut self) -> Result<()> {
         self.removed = true;
-        match std::fs::remove_dir_all(&self.path) {
+        let removed = match std::fs::remove_dir_all(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(source) => Err(sys("rmdir", &self.path, source)),
-        }
+        };
+        // Fails while other sandboxes have files there: then it stays.
+        let _ = std::fs::remove_dir(NET_FILES_DIR);
+        removed
     }
 }
 
@@ -352,6 +362,7 @@ impl Drop for FilesDir {
     fn drop(&mut self) {
         if !self.removed {
             let _ = std::fs::remove_dir_all(&self.path);
+            let _ = std::fs::remove_dir(NET_FILES_DIR);
         }
     }
 }
