@@ -211,6 +211,15 @@ impl Network {
     }
 }
 
+/// Another handle on the same network (what [`Network::remove`] removes is shared: removing
+/// through one handle removes it for all; the network lives while a handle or an endpoint
+/// does).
+impl Clone for Network {
+    fn clone(&self) -> Network {
+        self.share()
+    }
+}
+
 impl NetworkInner {
     fn endpoints(&self) -> MutexGuard<'_, Vec<NetworkEndpoint>> {
         self.endpoints.lock().unwrap_or_else(PoisonError::into_inner)

@@ -144,6 +144,16 @@ impl Sandbox {
         Sandbox::private(name, netns, Owner::netns(path))
     }
 
+    /// A private sandbox over a network namespace that already exists — typically a
+    /// process's new namespace ([`NetNs::of_pid`]) while that process is paused after clone,
+    /// which is how `nook-sandbox` connects a container's own namespace to networks. `lo` is
+    /// brought up; the namespace lives while this handle (or a process inside it) does.
+    /// Addresses are owned by the calling process in IPAM.
+    pub fn adopt(name: &str, netns: NetNs) -> Result<Sandbox> {
+        validate_hostname(name)?;
+        Sandbox::private(name, netns, Owner::current_process())
+    }
+
     fn private(name: &str, netns: NetNs, owner: Owner) -> Result<Sandbox> {
         let mut netlink = Netlink::open_in(netns.ns())?;
         netlink.set_up(LOOPBACK_INDEX)?;

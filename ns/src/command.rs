@@ -12,6 +12,7 @@ use rustix::fs::OFlags;
 
 use crate::child::{VforkArgs, run_child, vfork_child};
 use crate::error::{Error, Result, SpawnError, Stage, SysContext, ValidationError};
+use crate::handle::NsFd;
 use crate::idmap::{self, IdKind, IdMap, MapWriter, SetGroups};
 use crate::mount::{MountStep, Propagation, abs_cstring, cstring, path_cstring};
 use crate::namespace::{Namespace, NamespaceSet};
@@ -120,6 +121,7 @@ pub struct Command {
     preserved: Vec<(RawFd, OwnedFd)>,
     pre_exec: Vec<PreExecHook>,
     force_clone2: bool,
+    join_netns: Option<NsFd>,
 }
 
 impl std::fmt::Debug for Command {
@@ -169,6 +171,7 @@ impl Command {
             preserved: Vec::new(),
             pre_exec: Vec::new(),
             force_clone2: false,
+            join_netns: None,
         }
     }
 
@@ -434,6 +437,19 @@ impl Command {
         self
     }
 
+    /// Starts the child in an existing network namespace — another container's, as
+    /// `docker run --network container:X` does — instead of the caller's. The thread that
+    /// clones (this one, or nook's spawner thread with
+    /// [`Command::kill_with_parent_process`]) enters `netns` for the clone only and goes
+    /// back to its own namespace right after; the child inherits the joined one. Not
+    /// together with a new network namespace ([`Namespace::Net`]):
+    /// [`ValidationError::JoinAndCreate`]. `netns` must be a network namespace
+    /// ([`ValidationError::JoinWrongKind`] otherwise).
+    pub fn join_netns(&mut self, netns: NsFd) -> &mut Self {
+        self.join_netns = Some(netns);
+        self
+    }
+
     /// Passes `fd` to the program as descriptor number `target` (3 or above), like runc's
     /// `--preserve-fds` or Go's `ExtraFiles`.
     ///
@@ -638,6 +654,7 @@ impl Command {
         let cgroup_fd = self.cgroup.as_ref().filter(|_| crate::probe::clone_into_cgroup()).map(|fd| fd.as_raw_fd());
 
         let force_clone2 = self.force_clone2;
+        let join_netns = self.join_netns.as_ref();
         let hooks = &mut self.pre_exec;
         let (plan_ref, fds_ref, err_read_ref) = (&plan, &fds, &err_read);
         let mut clone = move || -> std::io::Result<(libc::pid_t, OwnedFd, bool)> {
@@ -682,6 +699,23 @@ impl Command {
                     Err(e)
                 }
             }
+        };
+        // With a network namespace to join: the cloning thread enters it for the clone only.
+        let mut clone = move || -> std::io::Result<(libc::pid_t, OwnedFd, bool)> {
+            let Some(target) = join_netns else { return clone() };
+            let own = NsFd::current(Namespace::Net).map_err(ns_io_error)?;
+            target.enter().map_err(ns_io_error)?;
+            let cloned = clone();
+            if let Err(e) = own.enter() {
+                // Still in the joined namespace: nothing more may be cloned from here, and
+                // the child must not run on. (Practically unreachable: we were there.)
+                if let Ok((_, pidfd, _)) = &cloned {
+                    let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+                    let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
+                }
+                return Err(ns_io_error(e));
+            }
+            cloned
         };
         let cloned = if process_owner { spawner::run(clone).sys("spawner thread")? } else { clone() };
         let (pid, pidfd, joined_cgroup) = cloned.map_err(|e| {
@@ -761,6 +795,14 @@ impl Command {
     /// Validates everything and builds the child's plan. Pure: no system calls.
     fn prepare(&self) -> std::result::Result<Plan, ValidationError> {
         let ns = self.namespaces;
+        if let Some(target) = &self.join_netns {
+            if target.kind() != Namespace::Net {
+                return Err(ValidationError::JoinWrongKind { expected: Namespace::Net, found: target.kind() });
+            }
+            if ns.has(Namespace::Net) {
+                return Err(ValidationError::JoinAndCreate { namespace: Namespace::Net });
+            }
+        }
         let need = |setting: &'static str, namespace: Namespace| {
             if ns.has(namespace) { Ok(()) } else { Err(ValidationError::NeedsNamespace { setting, namespace }) }
         };
@@ -916,6 +958,11 @@ impl Command {
 
 fn os_cstring(field: &'static str, s: &OsStr) -> std::result::Result<CString, ValidationError> {
     cstring(field, s.as_bytes())
+}
+
+/// An error of entering a namespace, as the `io::Error` the clone path reports.
+fn ns_io_error(e: Error) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::EINVAL))
 }
 
 #[cfg(test)]

@@ -153,6 +153,20 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValidationError {
+    /// [`crate::Command::join_netns`] together with a new namespace of the same kind.
+    #[error("cannot both join an existing {namespace} namespace and create a new one")]
+    JoinAndCreate {
+        /// The kind.
+        namespace: Namespace,
+    },
+    /// [`crate::Command::join_netns`] was given a namespace of another kind.
+    #[error("expected a {expected} namespace to join, got a {found} namespace")]
+    JoinWrongKind {
+        /// The kind needed.
+        expected: Namespace,
+        /// The kind given.
+        found: Namespace,
+    },
     /// A string handed to the kernel contains a NUL byte.
     #[error("{field} contains a NUL byte: {value:?}")]
     NulByte {

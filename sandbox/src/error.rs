@@ -227,4 +227,62 @@ pub enum ValidationError {
     /// A value of [`crate::Rootfs::Image`] was refused (the reference, an override).
     #[error("image rootfs: {0}")]
     Image(#[from] crate::image::ImageValidationError),
+    /// [`crate::NetworkMode::Networks`] needs root: connecting a namespace to a bridge or
+    /// macvlan network changes the host's network (links, firewall rules).
+    #[error("connecting a sandbox to networks needs root (unprivileged: network none or host)")]
+    NetworkNeedsRoot,
+    /// [`crate::NetworkMode::Networks`] with no network.
+    #[error("network mode `networks` lists no network")]
+    NoNetworks,
+    /// The same network twice.
+    #[error("network {network:?} is listed twice")]
+    DuplicateNetwork {
+        /// Its name.
+        network: String,
+    },
+    /// A network the builder was given no handle for.
+    #[error("unknown network {network:?} (give the builder its handle: connect or use_network)")]
+    UnknownNetwork {
+        /// Its name.
+        network: String,
+    },
+    /// The endpoint options for a network were refused (interface name, alias, port, MAC,
+    /// static address outside the network's subnets, ...).
+    #[error("network {network:?}: {source}")]
+    NetworkOption {
+        /// The network.
+        network: String,
+        /// What `nook-netmodel` said.
+        #[source]
+        source: nook_netmodel::ValidationError,
+    },
+    /// Published ports on a network whose driver cannot publish them (macvlan, an internal
+    /// bridge).
+    #[error("network {network:?} (driver {driver}) cannot publish ports")]
+    PortsUnsupported {
+        /// The network.
+        network: String,
+        /// Its driver.
+        driver: String,
+    },
+    /// Two networks' endpoints would get the same interface name.
+    #[error("interface name {ifname:?} is used by two networks")]
+    DuplicateInterface {
+        /// The name.
+        ifname: String,
+    },
+    /// An option that does not go with [`crate::NetworkMode::Container`] (the other
+    /// sandbox owns the network namespace and its name).
+    #[error("{option} conflicts with network mode container")]
+    ContainerNetworkConflict {
+        /// The option (`"hostname"`, or `"pid 0"` for a missing sandbox).
+        option: &'static str,
+    },
+    /// The DNS configuration was refused.
+    #[error("dns: {source}")]
+    Dns {
+        /// What `nook-netmodel` said.
+        #[source]
+        source: nook_netmodel::ValidationError,
+    },
 }

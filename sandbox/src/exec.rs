@@ -147,6 +147,10 @@ impl<'a> Exec<'a> {
                 fds.push(NsFd::of_pid(pid, kind)?);
             }
         }
+        // `container:` mode: the init joined another sandbox's network namespace.
+        if matches!(spec.network, crate::NetworkMode::Container { .. }) {
+            fds.push(NsFd::of_pid(pid, Namespace::Net)?);
+        }
         if wait_readable(self.sandbox.init_pidfd(), Instant::now())? {
             return Err(Error::Sys {
                 call: "pidfd (the sandbox's init has exited)",

@@ -65,6 +65,63 @@
 //! - No cgroup unless limits are set (or the sandbox is long-lived); then a cgroup below the
 //!   caller's own, removed with the sandbox.
 //!
+//! ## Networking
+//! [`SandboxSpec::network`] is one of:
+//! - [`NetworkMode::None`] (the default): its own network namespace with only `lo`, up.
+//! - [`NetworkMode::Host`]: the caller's network namespace (no network namespace is made).
+//! - [`NetworkMode::Networks`]: its own namespace connected to `nook_netmodel` networks —
+//!   [`SandboxBuilder::connect`]`(&network, options)` once per network (bridge, macvlan, or
+//!   a driver of your own; `eth0`, `eth1`, ...), each with static addresses, aliases, an
+//!   interface name, a MAC and published ports ([`nook_netmodel::EndpointOptions`]). A spec
+//!   deserialized from elsewhere names its networks; the builder finds them among the
+//!   handles given with [`SandboxBuilder::use_network`]. Networks need root.
+//! - [`NetworkMode::Container`]: another sandbox's network namespace
+//!   ([`SandboxBuilder::network_container`], `--network container:X`): its interfaces,
+//!   addresses and published ports, and its `/etc/hosts` and `/etc/resolv.conf`.
+//!
+//! How a sandbox joins networks: its init is cloned, paused, into a new network namespace;
+//! the facade adopts that namespace as a [`nook_netmodel::Sandbox`]
+//! ([`nook_netmodel::Sandbox::adopt`]) and connects it to each network (addresses from
+//! IPAM, the link made directly inside the namespace, the default route through the first
+//! network's gateway, the published ports' firewall rules on the host), then releases the
+//! child: the program starts with its interfaces up. `/etc/hosts` (its addresses under its
+//! host name, and its peers on user-defined networks with their aliases) and
+//! `/etc/resolv.conf` (the host's resolvers without loopback ones, or
+//! [`SandboxBuilder::dns`]) come from `nook_netmodel::files`; they are files in
+//! [`net::NET_FILES_DIR`] bind-mounted read-only over the sandbox's, filled once the
+//! addresses are known ([`Sandbox::refresh_hosts`] rewrites the peers). Container mode
+//! clones the init straight into the other namespace (`nook_ns::Command::join_netns`).
+//! Teardown after the run or on [`Sandbox::remove`], after the cgroup: published ports,
+//! addresses back to IPAM, the namespace handle (the kernel deletes the links with the
+//! namespace), then the files; every failure is reported ([`Error::Teardown`]).
+//!
+//! Refused before anything is made ([`ValidationError`]): an unknown network, the same
+//! network twice, no network, bad endpoint options (port 0, an address outside the
+//! subnets, a bad interface name or alias; [`ValidationError::NetworkOption`]), published
+//! ports where the driver cannot publish them (macvlan, internal bridges), two endpoints
+//! with one interface name, networks without a network namespace of its own or without
+//! root, container mode with a host name of its own or a network namespace of its own.
+//! A host port already published is found while connecting: the paused child is killed
+//! and every endpoint already made is undone ([`Error::Cleanup`] if undoing failed too).
+//!
+//! ```no_run
+//! use nook_netmodel::firewall::PortMapping;
+//! use nook_netmodel::{EndpointOptions, Host, Network, NetworkSpec};
+//! use nook_sandbox::Sandbox;
+//!
+//! let host = Host::current()?;
+//! let mut spec = NetworkSpec::bridge("nk-app".parse()?);
+//! spec.subnet("10.89.0.0/24".parse().unwrap(), None);
+//! let network = Network::create(&host, &spec)?;
+//! let mut web = EndpointOptions::new();
+//! web.port(PortMapping::tcp(8080, 80));
+//! let sb = Sandbox::builder().hostname("web").connect(&network, web).create()?;
+//! println!("web is {:?}", sb.endpoints()[0].addresses);
+//! sb.remove()?;
+//! network.remove()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Around the sandbox
 //! - [`probe()`]: what this host can give a sandbox, and why not ([`probe`](mod@probe)
 //!   module docs).
@@ -113,6 +170,9 @@
 //! the child's plan (pure: [`SandboxSpec::validate`], then `nook_ns::Command::validate`) →
 //! create an image root's container layer → create the cgroup → clone the child, paused, into
 //! its namespaces → put it in the cgroup, bring `lo` up → release it: it runs the mount
+//! Validate the whole spec and build the child's plan (pure: [`SandboxSpec::validate`],
+//! then `nook_ns::Command::validate`) → create the cgroup → clone the child, paused, into
+//! its namespaces → put it in the cgroup, bring `lo` up, connect it to its networks → release it: it runs the mount
 //! plan, `pivot_root`s and execs `nk-init`, which starts the program. A failure undoes what
 //! was done ([`Error::Cleanup`]). Teardown after the wait: the kernel ends the pid
 //! namespace with its init and drops every mount with the mount namespace (nothing was
@@ -121,6 +181,7 @@
 //!
 //! ## Not yet
 //! Bridge/macvlan/container networks, a tokio `wait`, owner records written by `create` (the
+//! Running an image (a `LayerStore` image with a fresh container layer), `commit`, `update`, a tokio `wait`, owner records written by `create` (the
 //! state directory and `cleanup()` exist), the hardening settings (capabilities, seccomp, masked paths), `lo` up in
 //! a rootless sandbox, and `exec` into a rootless sandbox (the kernel lets only a
 //! single-threaded process `setns` into a user namespace).
@@ -131,12 +192,14 @@
 mod error;
 mod exec;
 pub mod image_run;
+pub mod net;
 mod plan;
 mod run;
 mod spec;
 
 pub use error::{Error, Result, ValidationError};
 pub use exec::{Exec, SandboxChild};
+pub use net::{NetworkAttachment, NetworkConfig};
 pub use plan::DEVICES;
 pub use run::{Outcome, Sandbox, SandboxBuilder, SandboxOutput};
 pub use spec::{DEFAULT_PATH, Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};

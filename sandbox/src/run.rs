@@ -3,7 +3,7 @@
 //!
 //! Setup order: validate the whole spec and build the child's plan (pure) → create the
 //! cgroup (limits applied) → clone the child into its namespaces, paused → put it in the
-//! cgroup, bring `lo` up in a new network namespace → release it: the child runs the mount
+//! cgroup, bring `lo` up in a new network namespace, connect it to its networks ([`crate::net`]) → release it: the child runs the mount
 //! plan, `pivot_root`s, and execs `nk-init` as PID 1, which starts the program. Teardown
 //! after the wait, in reverse: the pid namespace dies with its init (the kernel kills
 //! everything in it and drops its mounts with the mount namespace), then the cgroup is
@@ -20,8 +20,12 @@ use std::time::{Duration, Instant};
 use nook_cgroup::{Cgroup, CgroupSpec, Controller};
 use nook_ns::{IdMap, Namespace, NamespaceSet, Stdio};
 
+use nook_netmodel::EndpointOptions;
+use nook_netmodel::files::DnsConfig;
+
 use crate::error::{Error, Result, ValidationError};
 use crate::image_run::{self, ImageRun};
+use crate::net::{self, NetworkConfig};
 use crate::plan;
 use crate::spec::{Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
 
@@ -101,6 +105,10 @@ pub struct SandboxBuilder {
     program: Option<String>,
     args: Vec<String>,
     stdio: [Option<Stdio>; 3],
+    /// Handles of the networks [`NetworkMode::Networks`] names (not part of the spec).
+    networks: Vec<nook_netmodel::Network>,
+    /// The other sandbox of [`NetworkMode::Container`] (not part of the spec).
+    container: Option<net::ContainerNet>,
 }
 
 /// A unique cgroup name per sandbox of this process.
@@ -121,7 +129,14 @@ impl SandboxBuilder {
     pub fn from_spec(spec: SandboxSpec) -> Self {
         let mut args = spec.args.clone().into_iter();
         let program = args.next();
-        SandboxBuilder { program, args: args.collect(), spec, stdio: [None, None, None] }
+        SandboxBuilder {
+            program,
+            args: args.collect(),
+            spec,
+            stdio: [None, None, None],
+            networks: Vec::new(),
+            container: None,
+        }
     }
 
     /// The spec as built so far (with the command).
@@ -257,6 +272,51 @@ impl SandboxBuilder {
         self
     }
 
+    /// Connects the sandbox to `network` with `options` (static address, published ports,
+    /// aliases, ...): switches to [`NetworkMode::Networks`] and adds it; call again for more
+    /// networks (`eth0`, `eth1`, ...). The builder keeps a handle on the network.
+    pub fn connect(&mut self, network: &nook_netmodel::Network, options: EndpointOptions) -> &mut Self {
+        if !matches!(self.spec.network, NetworkMode::Networks(_)) {
+            self.spec.network = NetworkMode::Networks(NetworkConfig::new());
+        }
+        if let NetworkMode::Networks(config) = &mut self.spec.network {
+            config.attach(network.name(), options);
+        }
+        self.use_network(network)
+    }
+
+    /// `--network=container:OTHER`: the sandbox shares `other`'s network namespace (its
+    /// interfaces, addresses, published ports) and, when `other` is on networks, its
+    /// `/etc/hosts` and `/etc/resolv.conf` ([`NetworkMode::Container`]). The namespace is
+    /// opened now: it stays usable for this builder even if `other` is removed meanwhile.
+    pub fn network_container(&mut self, other: &Sandbox) -> &mut Self {
+        self.spec.network = NetworkMode::Container { pid: other.id() };
+        self.container = Some(net::ContainerNet::of(other));
+        self
+    }
+
+    /// Gives the builder a network handle without connecting to it: a spec built elsewhere
+    /// (deserialized, [`SandboxBuilder::from_spec`]) names its networks, and they are found
+    /// among these handles.
+    pub fn use_network(&mut self, network: &nook_netmodel::Network) -> &mut Self {
+        if !self.networks.iter().any(|n| n.name() == network.name()) {
+            self.networks.push(network.clone());
+        }
+        self
+    }
+
+    /// The resolver configuration of a sandbox on networks (default: the host's, without
+    /// loopback resolvers). Switches to [`NetworkMode::Networks`] if needed.
+    pub fn dns(&mut self, dns: DnsConfig) -> &mut Self {
+        if !matches!(self.spec.network, NetworkMode::Networks(_)) {
+            self.spec.network = NetworkMode::Networks(NetworkConfig::new());
+        }
+        if let NetworkMode::Networks(config) = &mut self.spec.network {
+            config.dns(dns);
+        }
+        self
+    }
+
     /// The uid map of the user namespace.
     pub fn uid_map(&mut self, map: IdMap) -> &mut Self {
         self.spec.uid_map = Some(map);
@@ -312,6 +372,9 @@ impl SandboxBuilder {
         let spec = self.to_spec();
         spec.validate()?;
         let (spec, image) = image_run::resolve(spec, false)?;
+        if let NetworkMode::Networks(config) = &spec.network {
+            net::resolve(config, &self.networks)?;
+        }
         let plan = match &image {
             Some(run) => plan::build(&run.mount_spec(&spec)?)?,
             None => plan::build(&spec)?,
@@ -323,7 +386,7 @@ impl SandboxBuilder {
     /// Creates the sandbox and starts the program in it.
     pub fn spawn(&mut self) -> Result<Sandbox> {
         let stdio = std::mem::take(&mut self.stdio);
-        spawn(self.to_spec(), stdio, false)
+        spawn(self.to_spec(), stdio, false, &self.networks, self.container.as_ref())
     }
 
     /// Creates a long-lived sandbox (like `docker create` + `start`): everything is set up
@@ -337,7 +400,7 @@ impl SandboxBuilder {
         let stdio = std::mem::take(&mut self.stdio);
         let mut spec = self.to_spec();
         spec.cgroup.get_or_insert_with(|| CgroupSpec::new(""));
-        spawn(spec, stdio, true)
+        spawn(spec, stdio, true, &self.networks, self.container.as_ref())
     }
 
     /// Runs the program to the end (stdio inherited unless set) and tears the sandbox down.
@@ -420,16 +483,38 @@ fn create_cgroup(spec: &CgroupSpec, best_effort: bool) -> Result<Option<Cgroup>>
     }
 }
 
-fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3], hold: bool) -> Result<Sandbox> {
+fn spawn(
+    spec: SandboxSpec,
+    stdio: [Option<Stdio>; 3],
+    hold: bool,
+    networks: &[nook_netmodel::Network],
+    container: Option<&net::ContainerNet>,
+) -> Result<Sandbox> {
     spec.validate_for(!hold)?;
     // An image root: its config applied, its user resolved (nothing created yet).
     let (spec, mut image) = image_run::resolve(spec, hold)?;
-    let plan = match &image {
-        Some(run) => plan::build(&run.mount_spec(&spec)?)?,
-        None => plan::build(&spec)?,
+    // Networks: resolved and checked against their handles (pure), then the files for
+    // `/etc/hosts` and `/etc/resolv.conf` are made, empty, for the plan to bind.
+    let prepared = match &spec.network {
+        NetworkMode::Networks(config) => Some(net::prepare(config, networks)?),
+        _ => None,
     };
+    let net_files = match (&prepared, &spec.network) {
+        (Some(p), _) => p.mounts(&spec.mounts),
+        (None, NetworkMode::Container { .. }) => net::container_mounts(container, &spec.mounts),
+        _ => Vec::new(),
+    };
+    let mut mount_spec = match &image {
+        Some(run) => run.mount_spec(&spec)?,
+        None => spec.clone(),
+    };
+    mount_spec.mounts.extend(net_files);
+    let plan = plan::build(&mount_spec)?;
     let memory_limited = spec.cgroup.as_ref().is_some_and(|c| c.resources.memory.is_some());
     let mut cmd = command(&spec, plan, stdio, hold);
+    if let NetworkMode::Container { pid } = spec.network {
+        cmd.join_netns(net::container_netns(pid, container)?);
+    }
     cmd.validate().map_err(ValidationError::from)?;
 
     if let Some(run) = &mut image {
@@ -445,36 +530,62 @@ fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3], hold: bool) -> Result<San
         },
         None => None,
     };
-    let mut undo = |cause: Error, cgroup: Option<Cgroup>| -> Error {
+    let mut undo = |cause: Error, cgroup: Option<Cgroup>, prepared: Option<net::Prepared>| -> Error {
         let mut cleanup: Vec<Error> = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
+        cleanup.extend(prepared.map(net::Prepared::discard).unwrap_or_default());
         cleanup.extend(image.as_mut().and_then(|r| r.remove_layer().err()));
         Error::with_cleanup(cause, cleanup)
     };
     let paused = match cmd.spawn_paused() {
         Ok(p) => p,
-        Err(e) => return Err(undo(e.into(), cgroup)),
+        Err(e) => return Err(undo(e.into(), cgroup, prepared)),
     };
     // Dropping a paused child kills and reaps it.
     if let Some(cg) = &cgroup {
         if let Err(e) = cg.add_pid(paused.id()) {
             drop(paused);
-            return Err(undo(e.into(), cgroup));
+            return Err(undo(e.into(), cgroup, prepared));
         }
     }
     if spec.effective_namespaces().has(Namespace::Net) && rustix::process::geteuid().is_root() {
         if let Err(e) = loopback_up(paused.id()) {
             drop(paused);
-            return Err(undo(e, cgroup));
+            return Err(undo(e, cgroup, prepared));
         }
     }
+    // The child's new network namespace joins the networks while it waits (`attach`
+    // undoes its own steps on failure).
+    let net = match prepared {
+        Some(p) => {
+            let name = spec.hostname.clone().unwrap_or_else(|| format!("nk-{}", paused.id()));
+            match net::attach(p, paused.id(), &name) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    drop(paused);
+                    return Err(undo(e, cgroup, None));
+                }
+            }
+        }
+        None => None,
+    };
     let child = match paused.resume() {
         Ok(c) => c,
-        Err(e) => return Err(undo(e.into(), cgroup)),
+        Err(e) => {
+            let cause = undo(e.into(), cgroup, None);
+            let more = net.map(net::Attached::teardown).unwrap_or_default();
+            return Err(match cause {
+                Error::Cleanup { cause, mut cleanup } => {
+                    cleanup.extend(more);
+                    Error::Cleanup { cause, cleanup }
+                }
+                cause => Error::with_cleanup(cause, more),
+            });
+        }
     };
     // A new cgroup has seen no OOM kill yet: the counter is read once, after the run.
     let oom_before = (memory_limited && cgroup.is_some()).then_some(0);
     let deadline = spec.timeout.map(|t| Instant::now() + t);
-    Ok(Sandbox { child, cgroup, deadline, oom_before, outcome: None, spec, image, paused: AtomicBool::new(false) })
+    Ok(Sandbox { child, cgroup, net, deadline, oom_before, outcome: None, spec, image, paused: AtomicBool::new(false) })
 }
 
 /// `lo` up in the child's new network namespace (a new namespace's loopback starts down).
@@ -501,6 +612,8 @@ pub(crate) fn oom_kills(cg: &Cgroup) -> Result<u64> {
 pub struct Sandbox {
     child: nook_ns::Child,
     pub(crate) cgroup: Option<Cgroup>,
+    /// Its networks (with [`NetworkMode::Networks`]).
+    net: Option<net::Attached>,
     deadline: Option<Instant>,
     pub(crate) oom_before: Option<u64>,
     pub(crate) outcome: Option<Outcome>,
@@ -542,6 +655,31 @@ impl Sandbox {
     /// The spec the sandbox was made from.
     pub fn spec(&self) -> &SandboxSpec {
         &self.spec
+    }
+
+    /// Its endpoints on networks ([`NetworkMode::Networks`]; empty otherwise): interface,
+    /// addresses, gateways, published ports.
+    pub fn endpoints(&self) -> Vec<nook_netmodel::Endpoint> {
+        self.net.as_ref().map(net::Attached::endpoints).unwrap_or_default()
+    }
+
+    /// The network part (CNM's sandbox: the namespace with its endpoints), with
+    /// [`NetworkMode::Networks`]. [`nook_netmodel::Sandbox::run`] runs a closure in its
+    /// network namespace.
+    pub fn network_sandbox(&self) -> Option<&nook_netmodel::Sandbox> {
+        self.net.as_ref().map(net::Attached::sandbox)
+    }
+
+    /// Its `/etc/hosts` and `/etc/resolv.conf` on the host (with networks).
+    pub(crate) fn net_files(&self) -> Option<[PathBuf; 2]> {
+        self.net.as_ref().map(net::Attached::files)
+    }
+
+    /// Rewrites the sandbox's `/etc/hosts` with the peers its networks have now (peers that
+    /// joined after it was created are listed only then, as with Docker's legacy links).
+    /// Nothing to do without networks.
+    pub fn refresh_hosts(&self) -> Result<()> {
+        self.net.as_ref().map_or(Ok(()), net::Attached::refresh_hosts)
     }
 
     /// The processes in the sandbox (host pids, from its cgroup).
@@ -673,6 +811,9 @@ impl Sandbox {
                 errors.push(e.into());
             }
         }
+        if let Some(net) = self.net.take() {
+            errors.extend(net.teardown());
+        }
         if let Some(Err(e)) = self.image.as_mut().map(ImageRun::teardown) {
             errors.push(e);
         }
@@ -744,6 +885,9 @@ impl Drop for Sandbox {
         }
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.remove();
+        }
+        if let Some(net) = self.net.take() {
+            let _ = net.teardown();
         }
         if let Some(run) = self.image.as_mut() {
             let _ = run.teardown();

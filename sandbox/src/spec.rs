@@ -224,8 +224,8 @@ impl Mount {
     }
 }
 
-/// How the sandbox reaches the network.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How the sandbox reaches the network (see the crate docs' networking section).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum NetworkMode {
@@ -234,6 +234,23 @@ pub enum NetworkMode {
     None,
     /// The caller's network namespace (`--network=host`).
     Host,
+    /// Its own network namespace connected to one or more `nook_netmodel` networks (bridge,
+    /// macvlan, a driver of your own): one interface per network (`eth0`, `eth1`, ...),
+    /// published ports, `/etc/hosts` with its addresses and peers, `/etc/resolv.conf`
+    /// (`docker run --network=NAME -p ...`, then `docker network connect`). The networks
+    /// are found by name among the handles given to the builder
+    /// ([`crate::SandboxBuilder::connect`], [`crate::SandboxBuilder::use_network`]).
+    Networks(crate::net::NetworkConfig),
+    /// Another sandbox's network namespace (`--network=container:X`): its interfaces,
+    /// addresses and ports, its `/etc/hosts` and `/etc/resolv.conf` when it is on networks.
+    /// Set with [`crate::SandboxBuilder::network_container`]; `pid` is the other sandbox's
+    /// init as the caller sees it ([`crate::Sandbox::id`]). The sandbox gets no network
+    /// namespace of its own, and no host name of its own (as Docker refuses `--hostname`
+    /// here: the name belongs to the namespace's owner).
+    Container {
+        /// The other sandbox's init.
+        pid: u32,
+    },
 }
 
 /// The identity of the program inside.
@@ -269,14 +286,14 @@ fn euid() -> u32 {
 impl SandboxSpec {
     /// The default namespaces for this caller and network: mount, UTS, IPC, pid and cgroup
     /// (plus network with [`NetworkMode::None`]); a user namespace too when not root.
-    pub fn default_namespaces(network: NetworkMode, root: bool) -> NamespaceSet {
+    pub fn default_namespaces(network: &NetworkMode, root: bool) -> NamespaceSet {
         let mut set = NamespaceSet::new()
             .with(Namespace::Mount)
             .with(Namespace::Uts)
             .with(Namespace::Ipc)
             .with(Namespace::Pid)
             .with(Namespace::Cgroup);
-        if network == NetworkMode::None {
+        if matches!(network, NetworkMode::None | NetworkMode::Networks(_)) {
             set = set.with(Namespace::Net);
         }
         if !root {
@@ -287,7 +304,7 @@ impl SandboxSpec {
 
     /// The namespaces this spec creates (the explicit set, or the defaults).
     pub fn effective_namespaces(&self) -> NamespaceSet {
-        self.namespaces.unwrap_or_else(|| SandboxSpec::default_namespaces(self.network, euid() == 0))
+        self.namespaces.unwrap_or_else(|| SandboxSpec::default_namespaces(&self.network, euid() == 0))
     }
 
     /// Checks the whole spec without changing anything: the command, every path and
@@ -321,8 +338,15 @@ impl SandboxSpec {
         };
         need("rootfs", Namespace::Mount)?;
         need("/proc of the sandbox", Namespace::Pid)?;
-        match self.network {
+        match &self.network {
             NetworkMode::None => need("network: none", Namespace::Net)?,
+            NetworkMode::Networks(config) => {
+                need("network: networks", Namespace::Net)?;
+                if euid() != 0 {
+                    return Err(ValidationError::NetworkNeedsRoot);
+                }
+                config.validate()?;
+            }
             NetworkMode::Host if ns.has(Namespace::Net) => {
                 return Err(ValidationError::NamespaceConflict {
                     option: "network: host",
@@ -331,6 +355,20 @@ impl SandboxSpec {
                 });
             }
             NetworkMode::Host => {}
+            NetworkMode::Container { .. } if ns.has(Namespace::Net) => {
+                return Err(ValidationError::NamespaceConflict {
+                    option: "network: container",
+                    namespace: Namespace::Net,
+                    present: true,
+                });
+            }
+            NetworkMode::Container { .. } if self.hostname.is_some() => {
+                return Err(ValidationError::ContainerNetworkConflict { option: "hostname" });
+            }
+            NetworkMode::Container { pid: 0 } => {
+                return Err(ValidationError::ContainerNetworkConflict { option: "pid 0" });
+            }
+            NetworkMode::Container { .. } => {}
         }
         if let Some(h) = &self.hostname {
             need("hostname", Namespace::Uts)?;

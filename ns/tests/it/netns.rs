@@ -280,3 +280,42 @@ fn deleting_a_name_that_is_not_there_reports_every_failure() {
     }
     assert_eq!(err.raw_os_error(), Some(libc::ENOENT), "the first failure's errno");
 }
+
+/// `readlink` of a process's network namespace (`net:[INODE]`).
+fn net_link(pid: u32) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/net")).unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn join_netns_starts_the_child_in_that_namespace_and_the_cloning_thread_returns() {
+    require_root!();
+    let target = NetNs::new().expect("netns");
+    let target_link = format!("net:[{}]", target.ns().id().unwrap().ino);
+    let own = net_link(std::process::id());
+    for process_owner in [false, true] {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "readlink /proc/self/ns/net"]).join_netns(target.ns().try_clone().unwrap());
+        if process_owner {
+            // Cloned by the spawner thread: it must go back to its own namespace too.
+            cmd.kill_with_parent_process(libc::SIGKILL);
+        }
+        let out = cmd.output().expect("spawn in the joined netns");
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), target_link);
+        // The next child of either thread is in the caller's namespace again.
+        let mut plain = Command::new("/bin/sh");
+        plain.args(["-c", "readlink /proc/self/ns/net"]).kill_with_parent_process(libc::SIGKILL);
+        assert_eq!(String::from_utf8_lossy(&plain.output().unwrap().stdout).trim(), own);
+        let out = Command::new("/bin/sh").args(["-c", "readlink /proc/self/ns/net"]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), own);
+        assert_eq!(fs::read_link("/proc/thread-self/ns/net").unwrap().to_string_lossy(), own);
+    }
+
+    // Refused before any system call: joining and creating, or a namespace of another kind.
+    let mut both = Command::new("/bin/true");
+    both.join_netns(target.ns().try_clone().unwrap()).unshare(Namespace::Net);
+    assert_eq!(both.validate(), Err(ValidationError::JoinAndCreate { namespace: Namespace::Net }));
+    let mut wrong = Command::new("/bin/true");
+    wrong.join_netns(NsFd::current(Namespace::Uts).unwrap());
+    assert!(matches!(wrong.validate(), Err(ValidationError::JoinWrongKind { found: Namespace::Uts, .. })));
+}

@@ -5,6 +5,7 @@
 mod cleanup;
 mod image;
 mod image_run;
+mod net;
 mod probe;
 mod sandbox;
 

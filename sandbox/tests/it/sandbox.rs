@@ -459,7 +459,7 @@ fn a_sandbox_dies_with_its_owner() {
     rustix::process::set_child_subreaper(Some(rustix::process::Pid::from_raw(1).unwrap())).unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut owner = NsCommand::new(&exe)
-        .args(["--exact", ME, "--nocapture", "--test-threads=1"])
+        .args(["--exact", crate::test_name(module_path!(), ME).as_str(), "--nocapture", "--test-threads=1"])
         .env(ROLE_VAR, ME)
         .stdout(nook_ns::Stdio::piped())
         .spawn()

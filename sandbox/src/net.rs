@@ -1,0 +1,401 @@
+//! Networking of a sandbox through `nook-netmodel` ([`crate::NetworkMode::Networks`]).
+//!
+//! The sandbox's init is cloned, paused, into a new network namespace; while it waits, the
+//! facade adopts that namespace as a `nook_netmodel::Sandbox` ([`nook_netmodel::Sandbox::adopt`])
+//! and connects it to each network in order (addresses from IPAM, the link created inside the
+//! namespace, default route, published ports). `/etc/hosts` (its own addresses and its peers)
+//! and `/etc/resolv.conf` are files in a private directory on the host
+//! ([`NET_FILES_DIR`]`/<unique>`), bind-mounted read-only over the sandbox's: they are
+//! created empty before the clone (the mount plan binds them) and filled in place once the
+//! addresses are known, before the child is released. Teardown, after the run or on
+//! `remove`: the network sandbox (published ports, addresses back to IPAM, the namespace
+//! handle; the kernel deletes the links with the namespace), then the files.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nook_netmodel::files::DnsConfig;
+use nook_netmodel::{Endpoint, EndpointOptions, Network};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result, ValidationError};
+use crate::spec::Mount;
+
+/// Where the per-sandbox `/etc/hosts` and `/etc/resolv.conf` files live on the host (one
+/// directory per sandbox, removed with it).
+pub const NET_FILES_DIR: &str = "/run/nook/netfiles";
+
+/// The networks a sandbox joins ([`crate::NetworkMode::Networks`]) and its resolver.
+///
+/// ```
+/// use nook_netmodel::EndpointOptions;
+/// use nook_netmodel::firewall::PortMapping;
+/// use nook_sandbox::NetworkConfig;
+///
+/// let mut web = EndpointOptions::new();
+/// web.port(PortMapping::tcp(8080, 80)).alias("web");
+/// let mut config = NetworkConfig::new();
+/// config.attach("front", web).attach("back", EndpointOptions::new());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct NetworkConfig {
+    /// The networks, in order: the first gets `eth0` (and the default route of each family
+    /// it has), the next `eth1`, ... unless an interface name is set.
+    pub networks: Vec<NetworkAttachment>,
+    /// The sandbox's `/etc/resolv.conf` (`--dns`, `--dns-search`, `--dns-option`). `None`:
+    /// the host's, with resolvers the sandbox cannot reach (loopback) dropped
+    /// ([`DnsConfig::from_host`]).
+    pub dns: Option<DnsConfig>,
+}
+
+/// One network of a sandbox: its name and the endpoint's options (static addresses,
+/// published ports, aliases, interface name, MAC).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct NetworkAttachment {
+    /// The network's name (as created: [`Network::name`]).
+    pub network: String,
+    /// How to connect.
+    pub options: EndpointOptions,
+}
+
+impl NetworkAttachment {
+    /// `network` with `options`.
+    pub fn new(network: impl Into<String>, options: EndpointOptions) -> NetworkAttachment {
+        NetworkAttachment { network: network.into(), options }
+    }
+}
+
+impl NetworkConfig {
+    /// No network yet, the host's resolvers.
+    pub fn new() -> NetworkConfig {
+        NetworkConfig::default()
+    }
+
+    /// Adds a network.
+    pub fn attach(&mut self, network: impl Into<String>, options: EndpointOptions) -> &mut Self {
+        self.networks.push(NetworkAttachment::new(network, options));
+        self
+    }
+
+    /// Sets the resolver configuration.
+    pub fn dns(&mut self, dns: DnsConfig) -> &mut Self {
+        self.dns = Some(dns);
+        self
+    }
+
+    /// Pure checks: at least one network, none twice, each endpoint's options on their own
+    /// (interface name, aliases, ports, MAC), no interface name twice, the resolver
+    /// configuration. The checks against each network's spec (static addresses in its
+    /// subnets, ports only where the driver publishes them) run at spawn, with the handles.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.networks.is_empty() {
+            return Err(ValidationError::NoNetworks);
+        }
+        let mut ifnames: Vec<&str> = Vec::new();
+        for (i, a) in self.networks.iter().enumerate() {
+            if self.networks[..i].iter().any(|b| b.network == a.network) {
+                return Err(ValidationError::DuplicateNetwork { network: a.network.clone() });
+            }
+            a.options
+                .validate()
+                .map_err(|source| ValidationError::NetworkOption { network: a.network.clone(), source })?;
+            if let Some(n) = &a.options.ifname {
+                if ifnames.contains(&n.as_str()) {
+                    return Err(ValidationError::DuplicateInterface { ifname: n.clone() });
+                }
+                ifnames.push(n);
+            }
+        }
+        if let Some(dns) = &self.dns {
+            dns.validate().map_err(|source| ValidationError::Dns { source })?;
+        }
+        Ok(())
+    }
+}
+
+/// The networks resolved to handles and checked against them, and the (still empty) files:
+/// everything before the clone.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    attach: Vec<(Network, EndpointOptions)>,
+    dns: Option<DnsConfig>,
+    files: FilesDir,
+}
+
+/// Resolves each network by name among `handles` and checks the options against it, then
+/// creates the files directory.
+pub(crate) fn prepare(config: &NetworkConfig, handles: &[Network]) -> Result<Prepared> {
+    let attach = resolve(config, handles)?;
+    let files = FilesDir::create()?;
+    Ok(Prepared { attach, dns: config.dns.clone(), files })
+}
+
+/// Finds each network by name among `handles` and checks the endpoint options against its
+/// spec and driver (pure).
+pub(crate) fn resolve(config: &NetworkConfig, handles: &[Network]) -> Result<Vec<(Network, EndpointOptions)>> {
+    let mut attach = Vec::new();
+    for a in &config.networks {
+        let Some(network) = handles.iter().find(|n| n.name() == a.network) else {
+            return Err(ValidationError::UnknownNetwork { network: a.network.clone() }.into());
+        };
+        match a.options.validate_for(network.spec(), network.driver()) {
+            Ok(()) => {}
+            Err(nook_netmodel::Error::Invalid(source)) => {
+                return Err(ValidationError::NetworkOption { network: a.network.clone(), source }.into());
+            }
+            Err(nook_netmodel::Error::PortsUnsupported { network, driver, .. }) => {
+                return Err(ValidationError::PortsUnsupported { network, driver }.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        attach.push((network.clone(), a.options.clone()));
+    }
+    Ok(attach)
+}
+
+impl Prepared {
+    /// The read-only binds of the files over the sandbox's `/etc/hosts` and
+    /// `/etc/resolv.conf` (not where the caller mounts something itself).
+    pub(crate) fn mounts(&self, taken: &[Mount]) -> Vec<Mount> {
+        let mut mounts = Vec::new();
+        for (file, target) in [(self.files.hosts(), "/etc/hosts"), (self.files.resolv(), "/etc/resolv.conf")] {
+            if !taken.iter().any(|m| m.target() == Path::new(target)) {
+                mounts.push(Mount::bind_ro(file, target));
+            }
+        }
+        mounts
+    }
+
+    /// Removes the files (a spawn that failed before [`attach`]).
+    pub(crate) fn discard(self) -> Vec<Error> {
+        self.files.remove().err().into_iter().collect()
+    }
+}
+
+/// The network part of a running sandbox: the adopted namespace with its endpoints, and
+/// the files.
+#[derive(Debug)]
+pub(crate) struct Attached {
+    sandbox: nook_netmodel::Sandbox,
+    files: FilesDir,
+}
+
+/// Connects the (paused) process `pid`'s network namespace to the prepared networks and
+/// fills the files. A failure undoes everything (the endpoints already made, the files).
+pub(crate) fn attach(prepared: Prepared, pid: u32, name: &str) -> Result<Attached> {
+    let Prepared { attach, dns, files } = prepared;
+    let adopted = nook_ns::NetNs::of_pid(pid)
+        .map_err(Error::from)
+        .and_then(|netns| nook_netmodel::Sandbox::adopt(name, netns).map_err(Error::from));
+    let mut sandbox = match adopted {
+        Ok(s) => s,
+        Err(e) => return Err(Error::with_cleanup(e, files.remove().err().into_iter().collect())),
+    };
+    let mut step = || -> Result<()> {
+        for (network, options) in &attach {
+            sandbox.connect(network, options)?;
+        }
+        files.write(files.hosts(), &sandbox.hosts_file()?)?;
+        files.write(files.resolv(), &sandbox.resolv_conf(dns.as_ref())?)?;
+        Ok(())
+    };
+    match step() {
+        Ok(()) => Ok(Attached { sandbox, files }),
+        Err(e) => {
+            let mut cleanup = Vec::new();
+            if let Err(t) = sandbox.remove() {
+                cleanup.push(t.into());
+            }
+            if let Err(t) = files.remove() {
+                cleanup.push(t);
+            }
+            Err(Error::with_cleanup(e, cleanup))
+        }
+    }
+}
+
+impl Attached {
+    /// The network sandbox (its namespace, endpoints, `run`).
+    pub(crate) fn sandbox(&self) -> &nook_netmodel::Sandbox {
+        &self.sandbox
+    }
+
+    /// Its endpoints.
+    pub(crate) fn endpoints(&self) -> Vec<Endpoint> {
+        self.sandbox.endpoints()
+    }
+
+    /// The `/etc/hosts` and `/etc/resolv.conf` files on the host.
+    pub(crate) fn files(&self) -> [PathBuf; 2] {
+        [self.files.hosts(), self.files.resolv()]
+    }
+
+    /// Rewrites `/etc/hosts` with the peers the networks have now.
+    pub(crate) fn refresh_hosts(&self) -> Result<()> {
+        self.files.write(self.files.hosts(), &self.sandbox.hosts_file()?)
+    }
+
+    /// Tears down in reverse: the network sandbox (published ports, addresses, namespace
+    /// handle), then the files. Every failure is returned.
+    pub(crate) fn teardown(self) -> Vec<Error> {
+        let mut errors = Vec::new();
+        if let Err(e) = self.sandbox.remove() {
+            errors.push(e.into());
+        }
+        if let Err(e) = self.files.remove() {
+            errors.push(e);
+        }
+        errors
+    }
+}
+
+/// What `container:` mode takes from the other sandbox when the builder is given it: its
+/// network namespace (opened then, checked against its init's pidfd) and its `/etc` files.
+#[derive(Debug)]
+pub(crate) struct ContainerNet {
+    netns: Option<nook_ns::NsFd>,
+    files: Option<[PathBuf; 2]>,
+}
+
+impl ContainerNet {
+    /// Takes the other sandbox's namespace and files (a failure to open the namespace is
+    /// reported at spawn, by opening it again by pid).
+    pub(crate) fn of(other: &crate::Sandbox) -> ContainerNet {
+        let netns = nook_ns::NsFd::of_pid(other.id(), nook_ns::Namespace::Net)
+            .ok()
+            // Opened by pid: if the init had ended (and the pid been reused), its pidfd says so.
+            .filter(|_| !matches!(crate::run::wait_readable(other.pidfd(), std::time::Instant::now()), Ok(true)));
+        let files = other.net_files();
+        ContainerNet { netns, files }
+    }
+}
+
+/// The network namespace to join for `container:` mode.
+pub(crate) fn container_netns(pid: u32, given: Option<&ContainerNet>) -> Result<nook_ns::NsFd> {
+    match given.and_then(|g| g.netns.as_ref()) {
+        Some(ns) => Ok(ns.try_clone()?),
+        None => Ok(nook_ns::NsFd::of_pid(pid, nook_ns::Namespace::Net)?),
+    }
+}
+
+/// The read-only binds of the other sandbox's `/etc` files (where the caller mounts nothing).
+pub(crate) fn container_mounts(given: Option<&ContainerNet>, taken: &[Mount]) -> Vec<Mount> {
+    let Some([hosts, resolv]) = given.and_then(|g| g.files.clone()) else { return Vec::new() };
+    [(hosts, "/etc/hosts"), (resolv, "/etc/resolv.conf")]
+        .into_iter()
+        .filter(|(_, target)| !taken.iter().any(|m| m.target() == Path::new(target)))
+        .map(|(file, target)| Mount::bind_ro(file, target))
+        .collect()
+}
+
+/// `NET_FILES_DIR/<unique>` with `hosts` and `resolv.conf`; removed by [`FilesDir::remove`]
+/// or, best effort, on drop.
+#[derive(Debug)]
+struct FilesDir {
+    path: PathBuf,
+    removed: bool,
+}
+
+impl FilesDir {
+    fn create() -> Result<FilesDir> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let base = Path::new(NET_FILES_DIR);
+        let path = base.join(format!("nk-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+        let mut tries = 0;
+        loop {
+            std::fs::create_dir_all(base).map_err(|source| sys("mkdir", base, source))?;
+            match std::fs::create_dir(&path) {
+                Ok(()) => break,
+                // A dead process with the same pid left it: it is ours now.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => break,
+                // Another sandbox's teardown removed the (then empty) base just now.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                Err(source) => return Err(sys("mkdir", &path, source)),
+            }
+        }
+        let dir = FilesDir { path, removed: false };
+        for file in [dir.hosts(), dir.resolv()] {
+            std::fs::write(&file, b"").map_err(|source| sys("write", &file, source))?;
+        }
+        Ok(dir)
+    }
+
+    fn hosts(&self) -> PathBuf {
+        self.path.join("hosts")
+    }
+
+    fn resolv(&self) -> PathBuf {
+        self.path.join("resolv.conf")
+    }
+
+    /// Replaces the contents in place (same inode: the sandbox's bind mount shows them).
+    fn write(&self, file: PathBuf, contents: &str) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&file)
+            .map_err(|source| sys("open", &file, source))?;
+        f.write_all(contents.as_bytes()).map_err(|source| sys("write", &file, source))
+    }
+
+    /// Removes the directory, and [`NET_FILES_DIR`] too when that is left empty (it is
+    /// made again on demand).
+    fn remove(mut self) -> Result<()> {
+        self.removed = true;
+        let removed = match std::fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(sys("rmdir", &self.path, source)),
+        };
+        // Fails while other sandboxes have files there: then it stays.
+        let _ = std::fs::remove_dir(NET_FILES_DIR);
+        removed
+    }
+}
+
+impl Drop for FilesDir {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = std::fs::remove_dir_all(&self.path);
+            let _ = std::fs::remove_dir(NET_FILES_DIR);
+        }
+    }
+}
+
+fn sys(call: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Sys { call, path: Some(path.to_owned()), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nook_netmodel::firewall::PortMapping;
+
+    #[test]
+    fn validation() {
+        assert!(matches!(NetworkConfig::new().validate(), Err(ValidationError::NoNetworks)));
+        let mut c = NetworkConfig::new();
+        c.attach("a", EndpointOptions::new()).attach("a", EndpointOptions::new());
+        assert!(matches!(c.validate(), Err(ValidationError::DuplicateNetwork { network }) if network == "a"));
+        let mut bad = EndpointOptions::new();
+        bad.port(PortMapping::tcp(0, 80));
+        let mut c = NetworkConfig::new();
+        c.attach("a", bad);
+        assert!(matches!(c.validate(), Err(ValidationError::NetworkOption { network, .. }) if network == "a"));
+        let mut e0 = EndpointOptions::new();
+        e0.ifname("eth7");
+        let mut c = NetworkConfig::new();
+        c.attach("a", e0.clone()).attach("b", e0);
+        assert!(matches!(c.validate(), Err(ValidationError::DuplicateInterface { ifname }) if ifname == "eth7"));
+        let mut c = NetworkConfig::new();
+        c.attach("a", EndpointOptions::new());
+        c.validate().unwrap();
+        let json = serde_json::to_string(&crate::NetworkMode::Networks(c.clone())).unwrap();
+        assert_eq!(serde_json::from_str::<crate::NetworkMode>(&json).unwrap(), crate::NetworkMode::Networks(c));
+    }
+}

@@ -1,0 +1,457 @@
+//! Sandboxes on `nook-netmodel` networks, against the real kernel. Everything network lives
+//! in a private namespace each test creates to play the host (`Host::builder().netns`); the
+//! machine's own namespace is never touched. Each test ends by checking that nothing is
+//! left: no link but `lo` in the host namespace, no nftables ruleset there, no IPAM state,
+//! no `/etc` files directory of this process, no cgroup.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use nook_netmodel::firewall::PortMapping;
+use nook_netmodel::netlink::Netlink;
+use nook_netmodel::{EndpointOptions, Host, Network, NetworkSpec};
+use nook_ns::NetNs;
+use nook_sandbox::{Error, NetworkConfig, NetworkMode, Outcome, Sandbox, SandboxBuilder, SandboxSpec, ValidationError};
+use nook_testutil::{TempDir, require_root, unique_name};
+
+/// How long a test waits for something that should happen (a bound so a broken setup fails
+/// instead of hanging; not a timing assertion).
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A private namespace playing the host, with IPAM state in a temp dir.
+struct World {
+    ns: NetNs,
+    state: TempDir,
+    host: Host,
+}
+
+impl World {
+    fn new() -> World {
+        let ns = NetNs::new().expect("host netns");
+        Netlink::open_in(ns.ns()).expect("netlink").set_up(1).expect("lo up");
+        let state = TempDir::new("ipam").expect("temp dir");
+        let host = Host::builder().netns(ns.ns()).ipam_dir(state.path()).build().expect("host");
+        World { ns, state, host }
+    }
+
+    fn bridge(&self, subnet: &str) -> Network {
+        self.network(subnet, false)
+    }
+
+    fn network(&self, subnet: &str, internal: bool) -> Network {
+        let mut spec = NetworkSpec::bridge(unique_name("net").parse().unwrap());
+        spec.subnet(subnet.parse().unwrap(), None);
+        spec.internal(internal);
+        Network::create(&self.host, &spec).expect("network")
+    }
+
+    fn links(&self) -> Vec<String> {
+        Netlink::open_in(self.ns.ns()).unwrap().links().unwrap().into_iter().map(|l| l.name).collect()
+    }
+
+    fn ruleset(&self) -> String {
+        let out = self
+            .ns
+            .run(|| std::process::Command::new("nft").args(["list", "ruleset"]).output())
+            .expect("enter host netns")
+            .expect("run nft");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn state_files(&self) -> Vec<String> {
+        std::fs::read_dir(self.state.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".lock")
+            .collect()
+    }
+
+    /// Waits until only `lo` is left, with no ruleset, no IPAM state and no files of ours
+    /// (links die with their namespaces, asynchronously).
+    fn assert_clean(&self) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (links, rules, state, files) = (self.links(), self.ruleset(), self.state_files(), our_files());
+            if links == ["lo"] && rules.trim().is_empty() && state.is_empty() && files.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "left behind: links {links:?}, ruleset {rules:?}, IPAM {state:?}, files {files:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// This process's per-sandbox `/etc` file directories.
+fn our_files() -> Vec<String> {
+    let prefix = format!("nk-{}-", std::process::id());
+    match std::fs::read_dir(nook_sandbox::net::NET_FILES_DIR) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Tests that count this process's files and links run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn sh(script: &str) -> SandboxBuilder {
+    let mut b = Sandbox::builder();
+    b.command("/bin/sh").args(["-c", script]);
+    b
+}
+
+fn ok(b: &mut SandboxBuilder) -> String {
+    let out = b.output().expect("sandbox run");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.outcome, Outcome::Exited(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    stdout.into_owned()
+}
+
+/// An HTTP/1.0 GET from the host namespace, retried until the server answers.
+fn http_get_from(ns: &NetNs, addr: SocketAddr) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let got = ns
+            .run(move || -> std::io::Result<String> {
+                let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+                let mut body = String::new();
+                s.read_to_string(&mut body)?;
+                Ok(body)
+            })
+            .expect("enter host netns");
+        match got {
+            Ok(body) if !body.is_empty() => return body,
+            Ok(_) | Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            other => panic!("GET {addr} from the host: {other:?}"),
+        }
+    }
+}
+
+/// `sh` script: fetch `url` with busybox wget, retrying until the server is up.
+fn wget(url: &str) -> String {
+    format!("(for i in $(seq 100); do busybox wget -q -O - {url} && exit 0; sleep 0.1; done; exit 1)")
+}
+
+#[test]
+fn two_sandboxes_on_a_bridge_talk_and_the_published_port_reaches_the_server() {
+    require_root!();
+    let _serial = serial();
+    let world = World::new();
+    let net = world.bridge("10.131.1.0/24");
+    let mut web_opts = EndpointOptions::new();
+    web_opts.port(PortMapping::tcp(8080, 80)).alias("www");
+    let web = Sandbox::builder().hostname("web").connect(&net, web_opts).create().expect("web");
+    let eps = web.endpoints();
+    assert_eq!(eps.len(), 1);
+    assert_eq!(eps[0].ifname, "eth0");
+    let web_ip = eps[0].ipv4().expect("an IPv4 address");
+    let mut server = web
+        .exec([
+            "/bin/sh",
+            "-c",
+            "mkdir -p /srv && echo hello-from-web >/srv/index.html && exec busybox httpd -f -p 80 -h /srv",
+        ])
+        .spawn()
+        .expect("httpd");
+
+    // The kernel's view inside: eth0 with the endpoint's address.
+    let inside = web.exec(["busybox", "ip", "-o", "-4", "addr", "show", "eth0"]).output().unwrap();
+    let inside = String::from_utf8_lossy(&inside.stdout);
+    assert!(inside.contains(&format!("{web_ip}/24")), "{inside}");
+
+    // The other sandbox finds `web` (and its alias) in its /etc/hosts and fetches the page.
+    let out = ok(sh(&format!("cat /etc/hosts; {} && {}", wget("http://web/"), wget("http://www/index.html")))
+        .hostname("client")
+        .connect(&net, EndpointOptions::new()));
+    assert!(out.contains(&format!("{web_ip}\tweb www")), "client's /etc/hosts:\n{out}");
+    assert_eq!(out.matches("hello-from-web").count(), 2, "{out}");
+
+    // The host reaches it through the published port (DNAT on the host's own address).
+    let gateway = net.gateways()[0];
+    let body = http_get_from(&world.ns, SocketAddr::new(gateway, 8080));
+    assert!(body.contains("hello-from-web"), "{body}");
+    // The rules exist while it runs, and go with it.
+    assert!(world.ruleset().contains("8080"), "{}", world.ruleset());
+
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(server);
+    web.remove().expect("remove web");
+    net.remove().expect("remove network");
+    world.assert_clean();
+}
+
+#[test]
+fn two_networks_give_two_interfaces_and_etc_files() {
+    require_root!();
+    let _serial = serial();
+    let world = World::new();
+    let (front, back) = (world.bridge("10.131.2.0/24"), world.bridge("10.131.3.0/24"));
+    let mut back_opts = EndpointOptions::new();
+    back_opts.static_ip("10.131.3.77".parse().unwrap());
+    let mut dns = nook_netmodel::files::DnsConfig::default();
+    dns.nameservers.push("192.0.2.53".parse().unwrap());
+    dns.search.push("nk.test".into());
+    let out = ok(sh("ls /sys/class/net; busybox ip -o -4 addr; cat /etc/resolv.conf; busybox ip route")
+        .hostname("twice")
+        .connect(&front, EndpointOptions::new())
+        .connect(&back, back_opts)
+        .dns(dns));
+    let names: Vec<&str> = out.lines().take(3).collect();
+    assert_eq!(names, ["eth0", "eth1", "lo"], "{out}");
+    assert!(out.contains("eth0") && out.contains("10.131.2."), "{out}");
+    assert!(out.contains("eth1") && out.contains("10.131.3.77/24"), "{out}");
+    assert!(out.contains("nameserver 192.0.2.53") && out.contains("search nk.test"), "{out}");
+    assert!(out.contains("default via 10.131.2.1 dev eth0"), "the first network carries the default route:\n{out}");
+    front.remove().unwrap();
+    back.remove().unwrap();
+    world.assert_clean();
+}
+
+#[test]
+fn a_spec_naming_networks_round_trips_and_finds_them_by_name() {
+    require_root!();
+    let _serial = serial();
+    let world = World::new();
+    let net = world.bridge("10.131.4.0/24");
+    let mut config = NetworkConfig::new();
+    config.attach(net.name(), EndpointOptions::new());
+    let mut spec = SandboxSpec::default();
+    spec.args = vec!["/bin/sh".into(), "-c".into(), "busybox ip -o -4 addr show eth0".into()];
+    spec.network = NetworkMode::Networks(config);
+    let json = serde_json::to_string(&spec).unwrap();
+    let spec: SandboxSpec = serde_json::from_str(&json).unwrap();
+    let out = ok(SandboxBuilder::from_spec(spec).use_network(&net));
+    assert!(out.contains("10.131.4."), "{out}");
+    net.remove().unwrap();
+    world.assert_clean();
+}
+
+#[test]
+fn bad_network_specs_are_typed_and_create_nothing() {
+    require_root!();
+    let _serial = serial();
+    let world = World::new();
+    let net = world.bridge("10.131.5.0/24");
+    let internal = world.network("10.131.6.0/24", true);
+    let before = (world.links(), world.ruleset(), world.state_files());
+    let invalid = |b: &mut SandboxBuilder| -> ValidationError {
+        match b.output() {
+            Err(Error::Invalid(v)) => v,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    };
+
+    // A network the builder has no handle for.
+    let mut config = NetworkConfig::new();
+    config.attach("nk-nosuchnet", EndpointOptions::new());
+    let v = invalid(sh("true").network(NetworkMode::Networks(config)));
+    assert!(matches!(&v, ValidationError::UnknownNetwork { network } if network == "nk-nosuchnet"), "{v:?}");
+    // No network at all.
+    let v = invalid(sh("true").network(NetworkMode::Networks(NetworkConfig::new())));
+    assert!(matches!(v, ValidationError::NoNetworks), "{v:?}");
+    // Port 0.
+    let mut o = EndpointOptions::new();
+    o.port(PortMapping::tcp(0, 80));
+    let v = invalid(sh("true").connect(&net, o));
+    assert!(matches!(&v, ValidationError::NetworkOption { network, .. } if network == net.name()), "{v:?}");
+    // A static address outside the subnet.
+    let mut o = EndpointOptions::new();
+    o.static_ip("10.99.0.5".parse().unwrap());
+    let v = invalid(sh("true").connect(&net, o));
+    assert!(matches!(&v, ValidationError::NetworkOption { .. }), "{v:?}");
+    // Ports on an internal network.
+    let mut o = EndpointOptions::new();
+    o.port(PortMapping::tcp(8081, 80));
+    let v = invalid(sh("true").connect(&internal, o));
+    assert!(matches!(&v, ValidationError::PortsUnsupported { .. }), "{v:?}");
+    // The same network twice.
+    let v = invalid(sh("true").connect(&net, EndpointOptions::new()).connect(&net, EndpointOptions::new()));
+    assert!(matches!(&v, ValidationError::DuplicateNetwork { .. }), "{v:?}");
+    // Networks without a network namespace of its own.
+    let mut config = NetworkConfig::new();
+    config.attach(net.name(), EndpointOptions::new());
+    let v = invalid(
+        sh("true")
+            .network(NetworkMode::Networks(config))
+            .namespaces(nook_ns::NamespaceSet::CONTAINER.without(nook_ns::Namespace::Net)),
+    );
+    assert!(matches!(v, ValidationError::NamespaceConflict { .. }), "{v:?}");
+
+    assert_eq!((world.links(), world.ruleset(), world.state_files()), before, "a refused spec changed the host");
+    assert!(our_files().is_empty());
+    net.remove().unwrap();
+    internal.remove().unwrap();
+    world.assert_clean();
+}
+
+#[test]
+fn a_failure_while_connecting_undoes_everything() {
+    require_root!();
+    let _serial = serial();
+    let world = World::new();
+    let net = world.bridge("10.131.7.0/24");
+    let mut o = EndpointOptions::new();
+    o.port(PortMapping::tcp(8090, 80));
+    let first = Sandbox::builder().connect(&net, o.clone()).create().expect("first");
+    let links_with_first = world.links();
+    // The second publishes the same host port: refused while connecting (after the clone),
+    // and everything it did so far is undone.
+    let err = Sandbox::builder().connect(&net, o).create().expect_err("the host port is taken");
+    assert!(!matches!(err, Error::Cleanup { .. }), "undoing failed too: {err}");
+    assert!(matches!(err, Error::Netmodel(_)), "{err:?}");
+    let deadline = Instant::now() + PATIENCE;
+    while world.links() != links_with_first {
+        assert!(Instant::now() < deadline, "links left: {:?}", world.links());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(our_files().len(), 1, "only the first sandbox's files");
+    first.remove().unwrap();
+    net.remove().unwrap();
+    world.assert_clean();
+}
+
+#[test]
+fn a_one_shot_run_tears_its_endpoint_down() {
+    require_root!();
+    let _serial = serial();
+    let world = World::new();
+    let net = world.bridge("10.131.8.0/24");
+    let mut o = EndpointOptions::new();
+    o.port(PortMapping::udp(5353, 53));
+    let mut b = sh("exit 3");
+    b.connect(&net, o);
+    assert_eq!(b.status().expect("run"), Outcome::Exited(3));
+    // With the run over, its address is free again: a static request for it succeeds.
+    let gateway: IpAddr = net.gateways()[0];
+    assert_eq!(gateway, "10.131.8.1".parse::<IpAddr>().unwrap());
+    let mut again = EndpointOptions::new();
+    again.static_ip("10.131.8.2".parse().unwrap());
+    let out = ok(sh("busybox ip -o -4 addr show eth0").connect(&net, again));
+    assert!(out.contains("10.131.8.2/24"), "{out}");
+    net.remove().unwrap();
+    world.assert_clean();
+}
+
+/// The inode of a process's network namespace, as `readlink /proc/PID/ns/net` shows it.
+fn netns_link(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn container_mode_shares_the_other_sandboxs_interfaces_and_files() {
+    require_root!();
+    let _serial = serial();
+    let world = World::new();
+    let net = world.bridge("10.131.9.0/24");
+    let owner = Sandbox::builder().hostname("owner").connect(&net, EndpointOptions::new()).create().expect("owner");
+    let owner_ip = owner.endpoints()[0].ipv4().unwrap();
+
+    // A one-shot run in the owner's namespace: the same namespace (inode), its eth0 and
+    // address, its /etc/hosts.
+    let out = ok(sh("readlink /proc/self/ns/net; ls /sys/class/net; busybox ip -o -4 addr show eth0; cat /etc/hosts")
+        .network_container(&owner));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], netns_link(owner.id()), "not the owner's network namespace:\n{out}");
+    assert_eq!(&lines[1..3], ["eth0", "lo"], "{out}");
+    assert!(out.contains(&format!("{owner_ip}/24")), "{out}");
+    assert!(out.contains(&format!("{owner_ip}\towner")), "the owner's /etc/hosts:\n{out}");
+
+    // A long-lived one: `exec` joins the same namespace too.
+    let joined = Sandbox::builder().network_container(&owner).create().expect("joined");
+    assert_eq!(netns_link(joined.id()), netns_link(owner.id()));
+    let got = joined.exec(["readlink", "/proc/self/ns/net"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), netns_link(owner.id()));
+    assert!(joined.endpoints().is_empty(), "the endpoints are the owner's");
+    joined.remove().unwrap();
+    owner.remove().unwrap();
+    net.remove().unwrap();
+    world.assert_clean();
+}
+
+#[test]
+fn container_mode_of_a_sandbox_without_networks_shares_its_loopback_only_namespace() {
+    require_root!();
+    let _serial = serial();
+    let owner = Sandbox::builder().create().expect("owner");
+    let out = ok(sh("readlink /proc/self/ns/net; ls /sys/class/net").network_container(&owner));
+    assert_eq!(out.lines().collect::<Vec<_>>(), [netns_link(owner.id()).as_str(), "lo"], "{out}");
+    assert_ne!(netns_link(owner.id()), netns_link(std::process::id()));
+
+    // Docker's refusals: a host name of its own, a network namespace of its own.
+    let refused = sh("true").network_container(&owner).hostname("mine").output();
+    assert!(
+        matches!(refused, Err(Error::Invalid(ValidationError::ContainerNetworkConflict { option: "hostname" }))),
+        "{refused:?}"
+    );
+    let refused = sh("true").network_container(&owner).namespaces(nook_ns::NamespaceSet::CONTAINER).output();
+    assert!(matches!(refused, Err(Error::Invalid(ValidationError::NamespaceConflict { .. }))), "{refused:?}");
+    owner.remove().unwrap();
+    assert!(our_files().is_empty());
+}
+
+#[test]
+fn sandboxes_on_a_macvlan_network_reach_each_other() {
+    require_root!();
+    let _serial = serial();
+    let world = World::new();
+    // A link of the private host as the macvlan parent: a dummy, or a veth pair (both ends
+    // up) where the kernel has no dummy driver.
+    use nook_netmodel::netlink::{LinkKind, NewLink};
+    let parent = unique_name("par");
+    let mut nl = Netlink::open_in(world.ns.ns()).unwrap();
+    let mut link = NewLink::new(&parent, LinkKind::Dummy);
+    link.up = true;
+    if let Err(e) = nl.add_link(&link) {
+        assert_eq!(e.errno(), Some(libc::EOPNOTSUPP), "dummy parent: {e}");
+        let peer = unique_name("pap");
+        let mut link = NewLink::new(
+            &parent,
+            LinkKind::Veth { peer_name: &peer, peer_netns: None, peer_mtu: None, peer_mac: None },
+        );
+        link.up = true;
+        nl.add_link(&link).expect("veth parent");
+        let peer_index = nl.link(&peer).unwrap().expect("veth parent peer").index;
+        nl.set_up(peer_index).unwrap();
+    }
+    let parent_index = nl.link(&parent).unwrap().expect("parent").index;
+
+    let mut spec = NetworkSpec::macvlan(unique_name("mv").parse().unwrap(), parent.clone());
+    spec.subnet("10.131.10.0/24".parse().unwrap(), None);
+    let macvlan = Network::create(&world.host, &spec).expect("macvlan network");
+    let bridge = world.bridge("10.131.11.0/24");
+    let mut fixed = EndpointOptions::new();
+    fixed.static_ip("10.131.10.20".parse().unwrap());
+    let a = Sandbox::builder().hostname("mva").connect(&macvlan, fixed).create().expect("a");
+    // b is on the macvlan network and on a bridge: two interfaces of two drivers.
+    let out = ok(sh("ls /sys/class/net; busybox ping -c 1 -W 5 mva")
+        .hostname("mvb")
+        .connect(&macvlan, EndpointOptions::new())
+        .connect(&bridge, EndpointOptions::new()));
+    assert!(out.starts_with("eth0\neth1\nlo\n"), "{out}");
+    assert!(out.contains("1 packets received"), "{out}");
+
+    // Published ports are refused on macvlan, before anything is made.
+    let mut o = EndpointOptions::new();
+    o.port(PortMapping::tcp(8082, 80));
+    let refused = sh("true").connect(&macvlan, o).output();
+    assert!(matches!(refused, Err(Error::Invalid(ValidationError::PortsUnsupported { .. }))), "{refused:?}");
+
+    a.remove().unwrap();
+    macvlan.remove().unwrap();
+    bridge.remove().unwrap();
+    nl.delete_link(parent_index).expect("delete the parent");
+    world.assert_clean();
+}
