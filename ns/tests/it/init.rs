@@ -598,7 +598,14 @@ fn a_holding_init_keeps_the_namespaces_until_sigterm() {
         Command::new("/nonexistent/ignored").namespaces(pid_ns()).init_hold(true).spawn().expect("holding init");
     child.kill_on_drop(true);
     let pid = child.id();
-    assert_eq!(fs::read_to_string(format!("/proc/{pid}/comm")).unwrap(), "nk-init\n");
+    // The exec of the sealed memfd names the process `memfd:nk-init` until the init renames
+    // itself (its first instruction): wait for that, without a timing assertion.
+    let comm = || fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while comm() != "nk-init\n" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(comm(), "nk-init\n");
     assert_eq!(inner_pid(pid), Some(1), "PID 1 of its own namespace");
     // A process joins the pid namespace: PID 2. (Only spawn on the helper thread: a thread
     // whose pid namespace for children differs from its own cannot start threads.)

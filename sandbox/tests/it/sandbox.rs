@@ -27,9 +27,28 @@ fn ok(b: &mut SandboxBuilder) -> String {
     out
 }
 
-/// The mount table of this process (the caller's mount namespace).
+/// The mount table of this process (the caller's mount namespace), without the mounts that
+/// tests running in parallel make in their own `nk*` temp dirs (owner-record and network
+/// tests mount tmpfs and namespace files there; each `TempDir` detaches its mounts on drop,
+/// and CI's leak check catches any left): a sandbox mounts only in its own namespace, so a
+/// mount it leaked into the caller's would show up anywhere else.
 pub(crate) fn mounts() -> BTreeSet<String> {
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().map(str::to_owned).collect()
+    let tmp = std::env::temp_dir();
+    let in_test_dir = |line: &str| {
+        line.split(' ').nth(4).is_some_and(|point| {
+            std::path::Path::new(point)
+                .strip_prefix(&tmp)
+                .ok()
+                .and_then(|rest| rest.components().next())
+                .is_some_and(|first| first.as_os_str().to_string_lossy().starts_with("nk"))
+        })
+    };
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| !in_test_dir(l))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Every `nk-sandbox-<our pid>-*` cgroup directory below the cgroup mounts.
