@@ -95,16 +95,19 @@
 // into the plan, the vfork-style entry point.
 #[allow(unsafe_code)]
 mod child;
+pub mod caps;
 // The clone itself (`sys::fork_like` / `sys::vfork_like`), running the child, and the
 // unsafe `Command::pre_exec`.
 #[allow(unsafe_code)]
 mod command;
 mod error;
 mod handle;
+mod harden;
 mod idmap;
 mod init_exe;
 mod inspect;
 mod join;
+pub mod landlock;
 mod mount;
 mod namespace;
 mod netns;
@@ -117,6 +120,7 @@ mod probe;
 // The spawner thread runs type-erased jobs through raw pointers.
 #[allow(unsafe_code)]
 mod process;
+pub mod seccomp;
 pub mod statefile;
 // The clone, the nsfs ioctls and the full signal mask (raw libc); the other parent-side
 // helpers over rustix.
@@ -124,7 +128,9 @@ pub mod statefile;
 mod sys;
 mod thread;
 
+pub use caps::{CapSet, Capabilities, Capability};
 pub use command::{ClockOffset, Command, MAX_UTS_NAME};
+pub use harden::Resource;
 pub use error::{Error, Result, SpawnError, Stage, ValidationError};
 pub use handle::{NsFd, NsId, ns_id};
 pub use idmap::{IdKind, IdMap, IdMapping, MAX_RANGES, SetGroups};
