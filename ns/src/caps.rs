@@ -148,11 +148,7 @@ impl FromStr for Capability {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let upper = s.to_ascii_uppercase();
         let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-        Capability::ALL
-            .iter()
-            .copied()
-            .find(|c| &c.name()[4..] == bare)
-            .ok_or_else(|| UnknownCapability(s.to_owned()))
+        Capability::ALL.iter().copied().find(|c| &c.name()[4..] == bare).ok_or_else(|| UnknownCapability(s.to_owned()))
     }
 }
 

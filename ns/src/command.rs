@@ -12,15 +12,15 @@ use rustix::fs::OFlags;
 
 use crate::caps::{CapSet, Capabilities, Capability};
 use crate::child::{VforkArgs, run_child, vfork_child};
-use crate::harden::Resource;
-use crate::landlock::Landlock;
-use crate::seccomp::SeccompProgram;
 use crate::error::{Error, Result, SpawnError, Stage, SysContext, ValidationError};
+use crate::harden::Resource;
 use crate::idmap::{self, IdKind, IdMap, MapWriter, SetGroups};
+use crate::landlock::Landlock;
 use crate::mount::{MountStep, Propagation, abs_cstring, cstring, path_cstring};
 use crate::namespace::{Namespace, NamespaceSet};
 use crate::plan::{CStringArray, CapsPlan, ChildFds, FdRole, Identity, Plan, PreExecHook, SeccompPlan};
 use crate::process::{ParentPipes, PausedChild, Stdio, spawner};
+use crate::seccomp::SeccompProgram;
 use crate::sys::{self, Forked};
 
 /// The kernel's limit for hostnames and NIS domain names (`__NEW_UTS_LEN`).

@@ -71,10 +71,11 @@ impl AccessFs {
         .union(AccessFs::MAKE_SYM)
         .union(AccessFs::REFER);
     /// The rights that apply to a file (not a directory) in a rule.
-    pub const FILE: AccessFs =
-        AccessFs::EXECUTE.union(AccessFs::WRITE_FILE).union(AccessFs::READ_FILE).union(AccessFs::TRUNCATE).union(
-            AccessFs::IOCTL_DEV,
-        );
+    pub const FILE: AccessFs = AccessFs::EXECUTE
+        .union(AccessFs::WRITE_FILE)
+        .union(AccessFs::READ_FILE)
+        .union(AccessFs::TRUNCATE)
+        .union(AccessFs::IOCTL_DEV);
 
     /// The rights Landlock ABI version `abi` can enforce (empty for 0: no Landlock).
     pub fn supported_by(abi: u32) -> AccessFs {

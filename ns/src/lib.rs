@@ -93,9 +93,9 @@
 
 // What the child runs between clone and exec: bare system calls (`asm!`), raw pointers
 // into the plan, the vfork-style entry point.
+pub mod caps;
 #[allow(unsafe_code)]
 mod child;
-pub mod caps;
 // The clone itself (`sys::fork_like` / `sys::vfork_like`), running the child, and the
 // unsafe `Command::pre_exec`.
 #[allow(unsafe_code)]
@@ -130,9 +130,9 @@ mod thread;
 
 pub use caps::{CapSet, Capabilities, Capability};
 pub use command::{ClockOffset, Command, MAX_UTS_NAME};
-pub use harden::Resource;
 pub use error::{Error, Result, SpawnError, Stage, ValidationError};
 pub use handle::{NsFd, NsId, ns_id};
+pub use harden::Resource;
 pub use idmap::{IdKind, IdMap, IdMapping, MAX_RANGES, SetGroups};
 pub use inspect::{differing, namespaces_of, process_start_time, processes_in};
 pub use join::{NsGuard, join_path, join_pidfd, pidfd_open, run_in};
