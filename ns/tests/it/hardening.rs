@@ -353,3 +353,14 @@ fn a_failing_hardening_step_is_a_typed_stage_error_and_nothing_ran() {
         Err(nook_ns::ValidationError::SeccompProgramLength { len: 0 })
     ));
 }
+
+#[test]
+fn oom_score_adj_of_a_vfork_style_child_leaves_the_parent_alone() {
+    require_root!();
+    let ours = || fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+    let before = ours();
+    let mut cmd = Command::new("/bin/cat");
+    cmd.arg("/proc/self/oom_score_adj").unshare(Namespace::Uts).oom_score_adj(777);
+    assert_eq!(success_stdout(out(&mut cmd)), "777\n");
+    assert_eq!(ours(), before);
+}
