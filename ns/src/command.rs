@@ -503,7 +503,9 @@ impl Command {
     /// `pivot_root` and the identity change, with every signal blocked. It sees only
     /// descriptors 0, 1, 2 and those passed with [`Command::preserve_fd`] (already on their
     /// numbers) besides nook's own close-on-exec ones: pass what the hook needs, and close
-    /// it in the hook if the program should not have it. An `Err` aborts the
+    /// it in the hook if the program should not have it. Hooks run with the final
+    /// capability sets ([`Command::capabilities`]), before no_new_privs, Landlock and
+    /// seccomp. An `Err` aborts the
     /// spawn with `Stage::PreExec` and the error's errno.
     pub unsafe fn pre_exec<F>(&mut self, f: F) -> &mut Self
     where
@@ -1148,6 +1150,47 @@ mod tests {
         let mut c = Command::new("/bin/true");
         c.unshare(Namespace::Time).monotonic_offset(ClockOffset { secs: 1, nanos: 1_000_000_000 });
         assert!(matches!(c.validate(), Err(ValidationError::BadClockOffset { .. })));
+    }
+
+    #[test]
+    fn hardening_plan_and_bad_input() {
+        let last = crate::caps::last_cap();
+        let set = CapSet::EMPTY.with(Capability::Chown).with(Capability::NetBindService);
+        let mut c = Command::new("/bin/true");
+        c.capabilities(Capabilities::only(set).with_ambient(CapSet::EMPTY.with(Capability::NetBindService)))
+            .user(1000, 1000)
+            .rlimit(Resource::Nofile, 10, 20)
+            .rlimit(Resource::Nofile, 30, 40)
+            .oom_score_adj(-5)
+            .umask(0o22)
+            .no_new_privs(true)
+            .seccomp(SeccompProgram::new(vec![libc::sock_filter { code: 6, jt: 0, jf: 0, k: 0x7fff_0000 }]));
+        let plan = c.prepare().unwrap();
+        let caps = plan.caps.as_ref().unwrap();
+        assert_eq!(caps.bounding_drop.len() as u32, last + 1 - 2);
+        assert!(
+            !caps.bounding_drop.contains(&0) && !caps.bounding_drop.contains(&10) && caps.bounding_drop.contains(&1)
+        );
+        assert!(caps.keep_caps);
+        assert_eq!(caps.ambient, [10]);
+        assert_eq!(plan.rlimits.len(), 1);
+        assert_eq!(plan.rlimits[0].1.rlim_cur, 30);
+        assert_eq!(plan.oom_score_adj.as_deref(), Some(c"-5"));
+        assert!(plan.no_new_privs && plan.seccomp.is_some() && !plan.landlock);
+
+        let mut c = Command::new("/bin/true");
+        c.seccomp(SeccompProgram::new(vec![libc::sock_filter { code: 6, jt: 0, jf: 0, k: 0 }; 4097]));
+        assert_eq!(c.validate(), Err(ValidationError::SeccompProgramLength { len: 4097 }));
+        c.seccomp(
+            SeccompProgram::new(vec![libc::sock_filter { code: 6, jt: 0, jf: 0, k: 0 }])
+                .flags(libc::SECCOMP_FILTER_FLAG_TSYNC),
+        );
+        assert!(matches!(c.validate(), Err(ValidationError::SeccompFlags { .. })));
+        let mut c = Command::new("/bin/true");
+        let mut caps = Capabilities::only(CapSet::EMPTY);
+        caps.effective = CapSet::EMPTY.with(Capability::Kill);
+        c.capabilities(caps);
+        assert_eq!(c.validate(), Err(ValidationError::CapabilitySets { set: "effective", of: "permitted" }));
     }
 
     #[test]

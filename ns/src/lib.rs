@@ -27,6 +27,18 @@
 //!   memory or environment through its PID 1.
 //!   [`Command::init_hold`] runs the init alone, holding the namespaces for processes
 //!   that join them later (until SIGTERM, SIGINT or SIGHUP).
+//! - Hardening, applied by the child after its last privileged step: [`Capabilities`]
+//!   (bounding, effective, permitted, inheritable and ambient sets of typed
+//!   [`Capability`]s, kept across the uid change), [`Command::rlimit`],
+//!   [`Command::oom_score_adj`], [`Command::umask`], [`Command::no_new_privs`], a Landlock
+//!   ruleset ([`landlock::Ruleset`], enforced with [`Command::landlock`]) and a seccomp
+//!   filter ([`seccomp::SeccompProgram`], compiled elsewhere and shared across spawns)
+//!   installed as the very last step before exec; seccomp user notification is answered
+//!   from the parent ([`Child::take_seccomp_notifier`], [`seccomp::Notifier`]). Order in
+//!   the child: mounts, `pivot_root`, `chdir` → rlimits, umask → bounding set, keep-caps →
+//!   identity → capability sets → parent-death signal → `pre_exec` hooks → no_new_privs →
+//!   Landlock → seccomp → exec (or the init, which is then confined with the payload).
+//!   Each step fails closed with its own [`Stage`].
 //! - [`IdMap`] multi-range uid/gid maps (`newuidmap`/`newgidmap` when unprivileged).
 //! - [`MountStep`] / [`Propagation`]: bind (ro/rw), proc, sysfs, tmpfs, devpts, mqueue, overlay,
 //!   files, symlinks,

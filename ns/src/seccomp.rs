@@ -108,9 +108,9 @@ impl Notifier {
         Notifier { fd }
     }
 
-    /// Waits for the next notification (`SECCOMP_IOCTL_NOTIF_RECV`). Fails with `ENOENT`
-    /// once every process the filter confined has exited... or when the target died
-    /// before the notification could be received.
+    /// Waits for the next notification (`SECCOMP_IOCTL_NOTIF_RECV`); `ENOENT` when the
+    /// caller died before it could be received. It does not return when the last confined
+    /// process exits: poll [`Notifier::as_fd`] first, which reports `POLLHUP` then.
     pub fn recv(&self) -> io::Result<Notification> {
         let n = sys::seccomp_notif_recv(self.fd.as_fd())?;
         Ok(Notification {

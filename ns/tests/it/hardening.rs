@@ -364,3 +364,29 @@ fn oom_score_adj_of_a_vfork_style_child_leaves_the_parent_alone() {
     assert_eq!(success_stdout(out(&mut cmd)), "777\n");
     assert_eq!(ours(), before);
 }
+
+#[test]
+fn the_ruleset_and_the_listener_never_reach_the_program() {
+    require_root!();
+    for fork_path in [false, true] {
+        let landlock = Ruleset::new(AccessFs::READ | AccessFs::EXECUTE)
+            .allow("/", AccessFs::READ | AccessFs::EXECUTE)
+            .allow_degraded(true)
+            .create()
+            .unwrap();
+        let mut cmd = Command::new("/bin/ls");
+        cmd.args(["-1", "/proc/self/fd"])
+            .unshare(Namespace::Uts)
+            .no_new_privs(true)
+            .landlock(landlock)
+            .seccomp(filter(&[libc::SYS_kexec_load], libc::SECCOMP_RET_USER_NOTIF).notify(true));
+        if fork_path {
+            cmd.unshare(Namespace::User);
+        }
+        let mut child = cmd.stdout(nook_ns::Stdio::piped()).spawn().unwrap();
+        assert!(child.take_seccomp_notifier().is_some());
+        let text = success_stdout(child.wait_with_output().unwrap());
+        // 0, 1, 2 and ls's own directory descriptor.
+        assert_eq!(text.lines().collect::<Vec<_>>(), ["0", "1", "2", "3"], "fork path {fork_path}: {text}");
+    }
+}
