@@ -24,13 +24,16 @@ pub const MAX_INSTRUCTIONS: usize = 4096;
 /// [`crate::Command`]s) copies a pointer, not the program, so one compiled profile serves
 /// every spawn.
 ///
-/// The filter must allow what the child still does after installing it: `execve` (and,
-/// with [`crate::Command::init`], what the init needs before and after its own exec:
-/// `clone`, `pipe2`, `close_range`/`close`, `fcntl`, `execveat`, then nk-init's `prctl`,
-/// `rt_sigprocmask`, `rt_sigtimedwait`, `wait4`, `kill`, `write`, `exit_group`), and with
-/// [`SeccompProgram::notify`] `sendmsg` and `close` (the listener is sent to the parent after
-/// the filter is installed; a notification on those would wait for a parent that does not
-/// listen yet). A program the kernel refuses fails the spawn at
+/// The filter must allow what the child still does after installing it: `rt_sigprocmask`
+/// and `execve`; with [`crate::Command::init`] (the init is confined too) also what the
+/// init does before its exec (`prctl`, `rt_sigaction`, `pipe2`, `getpid`, `clone`,
+/// `close_range`/`close`, `fcntl`, `execveat`, `wait4`), what the payload does before its
+/// exec (`rt_sigaction`, `prctl`, `getppid`, `read`, `close`), and nk-init's own calls
+/// (`write`, `close`, `rt_sigaction`, `rt_sigprocmask`, `rt_sigtimedwait`, `wait4`, `kill`,
+/// `prctl`, `exit_group`); with [`SeccompProgram::notify`] `sendmsg` and `close` (the
+/// listener is sent to the parent after the filter is installed; a notification on those
+/// would wait for a parent that does not listen yet). A denied call there fails the spawn
+/// with the errno the filter returns (at the stage of that call), or kills the child. A program the kernel refuses fails the spawn at
 /// [`crate::Stage::Seccomp`]; nothing runs unconfined.
 #[derive(Clone)]
 pub struct SeccompProgram {
