@@ -191,12 +191,21 @@ fn seccomp_errno_filter_makes_mkdir_fail_with_eperm() {
     // confined alike, and the init still runs the payload to its end.
     let program = mkdir_denied();
     let mut cmd = Command::new("/bin/sh");
-    cmd.args(["-c", &format!("mkdir {} || echo denied $$", target.display())])
+    let script =
+        format!("mkdir {} || echo denied $$; grep -E '^(Seccomp|NoNewPrivs):' /proc/1/status", target.display());
+    cmd.args(["-c", &script])
         .namespaces(NamespaceSet::new().with(Namespace::Pid).with(Namespace::Mount))
+        .mount(nook_ns::MountStep::proc("/proc"))
         .init(true)
         .no_new_privs(true)
         .seccomp(program.clone());
-    assert_eq!(success_stdout(out(&mut cmd)), "denied 2\n");
+    let text = success_stdout(out(&mut cmd));
+    // nk-init (PID 1) runs under the filter (mode 2) and no_new_privs too.
+    assert_eq!(
+        text.split_whitespace().collect::<Vec<_>>(),
+        ["denied", "2", "NoNewPrivs:", "1", "Seccomp:", "2"],
+        "{text}"
+    );
     assert!(!target.exists());
 
     // Without the filter, mkdir works: the test can tell.
