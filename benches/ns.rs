@@ -292,6 +292,13 @@ pub(crate) fn spawn_exec(c: &mut Criterion, report: &mut Report) {
         eprintln!("spawn_exec: bwrap not installed, peer skipped");
     }
 
+    // Hardening on top of the same namespaces: a Docker-sized capability set, no_new_privs
+    // and a small seccomp filter (the filter is compiled once and shared by every spawn).
+    let hardened_name = format!("{base}+caps+nnp+seccomp");
+    let mut nook_hardened = hardened(BASE);
+    run_nook(&mut nook_hardened);
+    g.bench_function(BenchmarkId::new("nook", &hardened_name), |b| b.iter(|| run_nook(&mut nook_hardened)));
+
     let mut nook_user = Command::new("/bin/true");
     nook_user.namespaces(base_user);
     run_nook(&mut nook_user);
@@ -353,4 +360,58 @@ pub(crate) fn spawn_exec(c: &mut Criterion, report: &mut Report) {
         format!("c_floor/{user}"),
     );
     r.interleave(|| run_nook(&mut nook_user), || expect_exit0("clone_exec", floor::clone_exec_wait(base_user, TRUE)));
+    r.pair(
+        "spawn_exec",
+        format!("nook {hardened_name} vs nook {base} (hardening's cost)"),
+        format!("nook/{hardened_name}"),
+        format!("nook/{base}"),
+    );
+    r.interleave(|| run_nook(&mut nook_hardened), || run_nook(&mut nook_ns));
+}
+
+/// `/bin/true` in `set` with Docker's default capability set (bounding, effective,
+/// permitted, inheritable), no_new_privs and a seccomp filter of a dozen instructions that
+/// returns `EPERM` for a few syscalls `/bin/true` does not make.
+fn hardened(set: NamespaceSet) -> Command {
+    use nook_ns::seccomp::SeccompProgram;
+    use nook_ns::{CapSet, Capabilities, Capability as C};
+
+    let docker: CapSet = [
+        C::Chown,
+        C::DacOverride,
+        C::Fsetid,
+        C::Fowner,
+        C::Mknod,
+        C::NetRaw,
+        C::Setgid,
+        C::Setuid,
+        C::Setfcap,
+        C::Setpcap,
+        C::NetBindService,
+        C::SysChroot,
+        C::Kill,
+        C::AuditWrite,
+    ]
+    .into_iter()
+    .collect();
+    let stmt = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let jeq = |nr: libc::c_long, to_deny: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt: to_deny,
+        jf: 0,
+        k: nr as u32,
+    };
+    let denied = [libc::SYS_kexec_load, libc::SYS_init_module, libc::SYS_finit_module, libc::SYS_bpf, libc::SYS_ptrace];
+    let mut filter = vec![stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0)];
+    for (i, nr) in denied.iter().enumerate() {
+        filter.push(jeq(*nr, (denied.len() - i) as u8));
+    }
+    filter.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW));
+    filter.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32));
+    let mut cmd = Command::new("/bin/true");
+    cmd.namespaces(set)
+        .capabilities(Capabilities::only(docker))
+        .no_new_privs(true)
+        .seccomp(SeccompProgram::new(filter));
+    cmd
 }

@@ -31,7 +31,7 @@ use std::os::fd::RawFd;
 
 use crate::error::{ErrorRecord, Stage};
 use crate::mount::{PreparedStep, ReadOnly};
-use crate::plan::{ChildFds, FdRole, Identity, Plan, PreExecHook};
+use crate::plan::{CapsPlan, ChildFds, FdRole, Identity, Plan, PreExecHook};
 
 impl ChildFds {
     /// The child's number of the descriptor with `role` (after [`ChildFds::shed`]).
@@ -143,6 +143,13 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         enter_new_time_namespace(err, offsets);
     }
 
+    // oom_score_adj before the switch to root of a new user namespace, for the same reason
+    // as timens_offsets: after it the process is non-dumpable and its /proc files belong
+    // to global root. /proc is still the caller's here (no mount step has run).
+    if let Some(text) = &plan.oom_score_adj {
+        write_oom_score_adj(err, text);
+    }
+
     if let Some(root) = &plan.become_userns_root {
         set_identity(err, root);
     }
@@ -176,8 +183,33 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         check(err, Stage::Chdir, raw::chdir(cwd.as_ptr()));
     }
 
+    // Limits and umask while still privileged: raising a hard limit needs
+    // CAP_SYS_RESOURCE, which the capability step below may drop.
+    for (i, (resource, limits)) in plan.rlimits.iter().enumerate() {
+        let e = raw::setrlimit(*resource, limits);
+        if e != 0 {
+            fail(err, Stage::Rlimit, e, Some(i));
+        }
+    }
+    if let Some(mask) = plan.umask {
+        raw::umask(mask);
+    }
+
+    // The bounding set needs CAP_SETPCAP in the effective set, which the change to a
+    // non-root uid clears: drop it first, and keep the permitted set across that change.
+    if let Some(caps) = &plan.caps {
+        drop_bounding(err, caps);
+        if caps.keep_caps && plan.identity.is_some() {
+            check(err, Stage::KeepCaps, raw::prctl(libc::PR_SET_KEEPCAPS, 1));
+        }
+    }
+
     if let Some(id) = &plan.identity {
         set_identity(err, id);
+    }
+
+    if let Some(caps) = &plan.caps {
+        set_capabilities(err, caps);
     }
 
     // After the last identity change: the kernel clears the parent-death signal whenever
@@ -193,6 +225,39 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
             // Dropping the error could free memory: leak it, we exit right away.
             std::mem::forget(e);
             fail(err, Stage::PreExec, errno, Some(i));
+        }
+    }
+
+    // Confinement last, in this order: no_new_privs (which an unprivileged Landlock and
+    // seccomp need), Landlock, then seccomp, so that the plan's own calls are not
+    // filtered. What follows is only the exec (with an init: its fork and exec).
+    if plan.no_new_privs {
+        check(err, Stage::NoNewPrivs, raw::prctl4(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0));
+    }
+    if plan.landlock {
+        match fds.get(FdRole::Landlock) {
+            Some(fd) => {
+                check(err, Stage::Landlock, raw::landlock_restrict_self(fd));
+                raw::close(fd);
+            }
+            None => fail(err, Stage::Landlock, libc::EBADF, None),
+        }
+    }
+    if let Some(sc) = &plan.seccomp {
+        let flags = sc.flags | if sc.notify { libc::SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
+        let listener = match raw::seccomp_filter(&sc.filter, flags) {
+            Ok(fd) => fd,
+            Err(e) => fail(err, Stage::Seccomp, e, None),
+        };
+        if sc.notify {
+            match fds.get(FdRole::SeccompNotify) {
+                Some(sock) => {
+                    check(err, Stage::SeccompNotify, raw::send_fd(sock, listener));
+                    raw::close(listener);
+                    raw::close(sock);
+                }
+                None => fail(err, Stage::SeccompNotify, libc::EBADF, None),
+            }
         }
     }
 
@@ -221,6 +286,42 @@ fn arm_parent_death_signal(err: RawFd, fds: &ChildFds, sig: libc::c_int) {
     if thread_gone || process_gone {
         raw::exit(128 + sig);
     }
+}
+
+/// `PR_CAPBSET_DROP` of every capability not in the bounding set. A number above the
+/// last capability this crate names that the kernel does not know either (`EINVAL`) is
+/// skipped: only asked for when `cap_last_cap` could not be read.
+fn drop_bounding(err: RawFd, caps: &CapsPlan) {
+    for &cap in &caps.bounding_drop {
+        let e = raw::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong);
+        if e != 0 && !(e == libc::EINVAL && cap > caps.known_last) {
+            fail(err, Stage::CapBounding, e, Some(cap as usize));
+        }
+    }
+}
+
+/// `capset` of the effective, permitted and inheritable sets, then the ambient set (cleared,
+/// then raised one by one).
+fn set_capabilities(err: RawFd, caps: &CapsPlan) {
+    check(err, Stage::Capabilities, raw::capset(caps.effective, caps.permitted, caps.inheritable));
+    let e = raw::prctl4(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0);
+    check(err, Stage::AmbientCapabilities, e);
+    for &cap in &caps.ambient {
+        let e = raw::prctl4(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong, cap as libc::c_ulong, 0);
+        if e != 0 {
+            fail(err, Stage::AmbientCapabilities, e, Some(cap as usize));
+        }
+    }
+}
+
+fn write_oom_score_adj(err: RawFd, text: &CString) {
+    let fd = match raw::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY) {
+        Ok(fd) => fd,
+        Err(e) => fail(err, Stage::OomScoreAdj, e, None),
+    };
+    let e = raw::write_all(fd, text.as_bytes());
+    raw::close(fd);
+    check(err, Stage::OomScoreAdj, e);
 }
 
 /// What a vfork-style child needs, passed through `clone`'s argument pointer.

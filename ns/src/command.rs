@@ -10,14 +10,18 @@ use std::process::{ExitStatus, Output};
 
 use rustix::fs::OFlags;
 
+use crate::caps::{CapSet, Capabilities, Capability};
 use crate::child::{VforkArgs, run_child, vfork_child};
 use crate::error::{Error, Result, SpawnError, Stage, SysContext, ValidationError};
 use crate::handle::NsFd;
+use crate::harden::Resource;
 use crate::idmap::{self, IdKind, IdMap, MapWriter, SetGroups};
+use crate::landlock::Landlock;
 use crate::mount::{MountStep, Propagation, abs_cstring, cstring, path_cstring};
 use crate::namespace::{Namespace, NamespaceSet};
-use crate::plan::{CStringArray, ChildFds, FdRole, Identity, Plan, PreExecHook};
+use crate::plan::{CStringArray, CapsPlan, ChildFds, FdRole, Identity, Plan, PreExecHook, SeccompPlan};
 use crate::process::{ParentPipes, PausedChild, Stdio, spawner};
+use crate::seccomp::SeccompProgram;
 use crate::sys::{self, Forked};
 
 /// The kernel's limit for hostnames and NIS domain names (`__NEW_UTS_LEN`).
@@ -122,6 +126,13 @@ pub struct Command {
     pre_exec: Vec<PreExecHook>,
     force_clone2: bool,
     join_netns: Option<NsFd>,
+    rlimits: Vec<(Resource, u64, u64)>,
+    oom_score_adj: Option<i32>,
+    umask: Option<u32>,
+    capabilities: Option<Capabilities>,
+    no_new_privs: bool,
+    landlock: Option<OwnedFd>,
+    seccomp: Option<SeccompProgram>,
 }
 
 impl std::fmt::Debug for Command {
@@ -172,6 +183,13 @@ impl Command {
             pre_exec: Vec::new(),
             force_clone2: false,
             join_netns: None,
+            rlimits: Vec::new(),
+            oom_score_adj: None,
+            umask: None,
+            capabilities: None,
+            no_new_privs: false,
+            landlock: None,
+            seccomp: None,
         }
     }
 
@@ -501,13 +519,102 @@ impl Command {
     /// `pivot_root` and the identity change, with every signal blocked. It sees only
     /// descriptors 0, 1, 2 and those passed with [`Command::preserve_fd`] (already on their
     /// numbers) besides nook's own close-on-exec ones: pass what the hook needs, and close
-    /// it in the hook if the program should not have it. An `Err` aborts the
+    /// it in the hook if the program should not have it. Hooks run with the final
+    /// capability sets ([`Command::capabilities`]), before no_new_privs, Landlock and
+    /// seccomp. An `Err` aborts the
     /// spawn with `Stage::PreExec` and the error's errno.
     pub unsafe fn pre_exec<F>(&mut self, f: F) -> &mut Self
     where
         F: FnMut() -> std::io::Result<()> + Send + Sync + 'static,
     {
         self.pre_exec.push(Box::new(f));
+        self
+    }
+
+    /// Sets resource limit `resource` to `soft` / `hard` ([`Resource::INFINITY`]: none) in
+    /// the child (`prlimit64`), after the mount steps and before the identity and
+    /// capability changes (raising a hard limit needs `CAP_SYS_RESOURCE`). Setting the same
+    /// resource again replaces it. A failure is [`Stage::Rlimit`] with the index of the
+    /// limit; a soft limit above the hard one is [`ValidationError::Rlimit`].
+    pub fn rlimit(&mut self, resource: Resource, soft: u64, hard: u64) -> &mut Self {
+        match self.rlimits.iter_mut().find(|(r, _, _)| *r == resource) {
+            Some(slot) => *slot = (resource, soft, hard),
+            None => self.rlimits.push((resource, soft, hard)),
+        }
+        self
+    }
+
+    /// Writes `value` (-1000..=1000) to the child's `/proc/self/oom_score_adj`, first thing
+    /// after the sync point (lowering it needs `CAP_SYS_RESOURCE` in the initial user
+    /// namespace). A failure is [`Stage::OomScoreAdj`].
+    pub fn oom_score_adj(&mut self, value: i32) -> &mut Self {
+        self.oom_score_adj = Some(value);
+        self
+    }
+
+    /// The child's umask (at most `0o777`), set with the rlimits.
+    pub fn umask(&mut self, mask: u32) -> &mut Self {
+        self.umask = Some(mask);
+        self
+    }
+
+    /// The child's capability sets ([`Capabilities`]), applied after the last step that
+    /// needs privilege and before the `pre_exec` hooks and exec:
+    ///
+    /// 1. before the identity change ([`Command::user`]): `PR_CAPBSET_DROP` of every
+    ///    capability not in the bounding set, up to the running kernel's last
+    ///    (`/proc/sys/kernel/cap_last_cap`, read once); then `PR_SET_KEEPCAPS` when the
+    ///    identity is set, so the permitted set survives leaving uid 0;
+    /// 2. after it: `capset` (v3) of the effective, permitted and inheritable sets, then the
+    ///    ambient set (`PR_CAP_AMBIENT` clear, then a raise per capability).
+    ///
+    /// A capability the running kernel does not have is a
+    /// [`ValidationError::UnknownCapability`] in a set that grants it; sets that do not nest
+    /// (effective ⊆ permitted, inheritable ⊆ bounding, ambient ⊆ permitted ∩ inheritable)
+    /// are [`ValidationError::CapabilitySets`]. The steps fail with [`Stage::CapBounding`],
+    /// [`Stage::KeepCaps`], [`Stage::Capabilities`] and [`Stage::AmbientCapabilities`] (for
+    /// instance when the child does not hold a capability it asks to keep).
+    pub fn capabilities(&mut self, caps: Capabilities) -> &mut Self {
+        self.capabilities = Some(caps);
+        self
+    }
+
+    /// Sets `no_new_privs` (`PR_SET_NO_NEW_PRIVS`) in the child before Landlock and seccomp:
+    /// execve can no longer grant privileges (setuid bits and file capabilities are ignored),
+    /// and an unprivileged child may install a seccomp filter or a Landlock ruleset. A
+    /// failure is [`Stage::NoNewPrivs`].
+    pub fn no_new_privs(&mut self, enabled: bool) -> &mut Self {
+        self.no_new_privs = enabled;
+        self
+    }
+
+    /// Enforces a Landlock ruleset ([`crate::landlock::Ruleset`]) in the child
+    /// (`landlock_restrict_self`) after no_new_privs and before seccomp; the kernel needs
+    /// no_new_privs ([`Command::no_new_privs`]) or `CAP_SYS_ADMIN` for it. A ruleset with
+    /// nothing the kernel could enforce (built with `allow_degraded` on a kernel without
+    /// Landlock) adds no step. A failure is [`Stage::Landlock`].
+    pub fn landlock(&mut self, ruleset: Landlock) -> &mut Self {
+        self.landlock = ruleset.into_fd();
+        self
+    }
+
+    /// Enforces the Landlock ruleset open at `ruleset_fd` (from `landlock_create_ruleset`),
+    /// as [`Command::landlock`].
+    pub fn landlock_fd(&mut self, ruleset_fd: OwnedFd) -> &mut Self {
+        self.landlock = Some(ruleset_fd);
+        self
+    }
+
+    /// Installs a seccomp filter in the child (`seccomp(SECCOMP_SET_MODE_FILTER)`) as the
+    /// very last step before exec, after no_new_privs and Landlock, so the plan's own
+    /// calls are not filtered; the program must allow `execve` (see [`SeccompProgram`] for
+    /// what else). Unprivileged, it needs [`Command::no_new_privs`]. With
+    /// [`Command::init`] the filter is installed before the init forks, so it confines
+    /// `nk-init` (PID 1) and the payload alike. A program the kernel refuses fails the
+    /// spawn at [`Stage::Seccomp`]; the listener of a
+    /// [`SeccompProgram::notify`] program is on [`crate::Child::take_seccomp_notifier`].
+    pub fn seccomp(&mut self, program: SeccompProgram) -> &mut Self {
+        self.seccomp = Some(program);
         self
     }
 
@@ -647,6 +754,18 @@ impl Command {
             let memfd = crate::init_exe::memfd().sys("nk-init memfd")?;
             kept.push((FdRole::InitExe, memfd));
         }
+        // The ruleset is kept open by the command (close-on-exec): the child enforces it
+        // before exec.
+        if let Some(fd) = &self.landlock {
+            kept.push((FdRole::Landlock, fd.as_raw_fd()));
+        }
+        let notify = match plan.seccomp.as_ref().filter(|s| s.notify) {
+            Some(_) => Some(sys::socketpair_cloexec().sys("socketpair")?),
+            None => None,
+        };
+        if let Some((_, child)) = &notify {
+            kept.push((FdRole::SeccompNotify, child.as_raw_fd()));
+        }
         let fds = ChildFds::new(kept);
         let clone_flags = self.namespaces.bits() & !(Namespace::Time.clone_flag() | Namespace::Cgroup.clone_flag());
         // Where clone3 does not know CLONE_INTO_CGROUP (before 5.7: EINVAL, not ENOSYS) the
@@ -732,7 +851,10 @@ impl Command {
         drop(child_stdio);
         // The plan goes with the paused child: freed only after the child exec'd (freeing it
         // now would make the kernel copy each page it touches, still shared with the child).
-        let paused = PausedChild::new(pid, pidfd, sync_parent, err_read, pipes, plan);
+        let mut paused = PausedChild::new(pid, pidfd, sync_parent, err_read, pipes, plan);
+        if let Some((parent, _child)) = notify {
+            paused.set_notify_socket(parent);
+        }
 
         // A failure from here on kills and reaps the child (and says so if that fails too).
         if uid_writer.is_some() || gid_writer.is_some() {
@@ -898,6 +1020,43 @@ impl Command {
         let identity =
             self.user.map(|(uid, gid)| Identity { uid, gid, groups: Some(self.groups.clone().unwrap_or_default()) });
 
+        let mut rlimits = Vec::with_capacity(self.rlimits.len());
+        for &(resource, soft, hard) in &self.rlimits {
+            if soft > hard {
+                return Err(ValidationError::Rlimit { resource, soft, hard });
+            }
+            rlimits.push((resource as u32, libc::rlimit64 { rlim_cur: soft, rlim_max: hard }));
+        }
+        let oom_score_adj = self
+            .oom_score_adj
+            .map(|value| {
+                if !(-1000..=1000).contains(&value) {
+                    return Err(ValidationError::OomScoreAdj { value });
+                }
+                cstring("oom_score_adj", value.to_string().as_bytes())
+            })
+            .transpose()?;
+        if let Some(mask) = self.umask {
+            if mask & !0o777 != 0 {
+                return Err(ValidationError::Umask { mask });
+            }
+        }
+        let caps = self.capabilities.map(|c| caps_plan(&c, self.user.is_some_and(|(uid, _)| uid != 0))).transpose()?;
+        let seccomp = self
+            .seccomp
+            .as_ref()
+            .map(|p| {
+                let len = p.filter.len();
+                if len == 0 || len > crate::seccomp::MAX_INSTRUCTIONS {
+                    return Err(ValidationError::SeccompProgramLength { len });
+                }
+                if p.flags & (libc::SECCOMP_FILTER_FLAG_TSYNC | libc::SECCOMP_FILTER_FLAG_NEW_LISTENER) != 0 {
+                    return Err(ValidationError::SeccompFlags { flags: p.flags });
+                }
+                Ok(SeccompPlan { filter: p.filter.clone(), flags: p.flags, notify: p.notify })
+            })
+            .transpose()?;
+
         Ok(Plan {
             argv: CStringArray::new(argv),
             envp: CStringArray::new(envp),
@@ -915,6 +1074,13 @@ impl Command {
             init: self.init,
             init_hold: self.init && self.init_hold,
             init_subreaper: self.init && !ns.has(Namespace::Pid),
+            rlimits,
+            oom_score_adj,
+            umask: self.umask.map(|m| m as libc::mode_t),
+            caps,
+            no_new_privs: self.no_new_privs,
+            landlock: self.landlock.is_some(),
+            seccomp,
         })
     }
 
@@ -954,6 +1120,39 @@ impl Command {
         }
         Ok(out)
     }
+}
+
+/// The child's capability steps for `caps`; `leaves_root`: the identity change leaves
+/// uid 0 (then the permitted set must be kept across it).
+fn caps_plan(caps: &Capabilities, leaves_root: bool) -> std::result::Result<CapsPlan, ValidationError> {
+    let last = crate::caps::last_cap();
+    for (set, s) in [
+        ("bounding", caps.bounding),
+        ("effective", caps.effective),
+        ("permitted", caps.permitted),
+        ("inheritable", caps.inheritable),
+        ("ambient", caps.ambient),
+    ] {
+        if let Some(number) = s.highest().filter(|&n| n > last) {
+            return Err(ValidationError::UnknownCapability { set, number, last_cap: last });
+        }
+    }
+    let nest = |set, sub: CapSet, of, sup: CapSet| {
+        if sup.is_superset(sub) { Ok(()) } else { Err(ValidationError::CapabilitySets { set, of }) }
+    };
+    nest("effective", caps.effective, "permitted", caps.permitted)?;
+    nest("inheritable", caps.inheritable, "bounding", caps.bounding)?;
+    nest("ambient", caps.ambient, "permitted and inheritable", caps.permitted.intersection(caps.inheritable))?;
+    let named_last = Capability::CheckpointRestore.number();
+    Ok(CapsPlan {
+        bounding_drop: (0..=last).filter(|&n| caps.bounding.bits() & (1 << n) == 0).collect(),
+        known_last: if crate::caps::last_cap_known() { last } else { named_last },
+        keep_caps: leaves_root,
+        effective: caps.effective.bits(),
+        permitted: caps.permitted.bits(),
+        inheritable: caps.inheritable.bits(),
+        ambient: (0..=last).filter(|&n| caps.ambient.bits() & (1 << n) != 0).collect(),
+    })
 }
 
 fn os_cstring(field: &'static str, s: &OsStr) -> std::result::Result<CString, ValidationError> {
@@ -998,6 +1197,47 @@ mod tests {
         let mut c = Command::new("/bin/true");
         c.unshare(Namespace::Time).monotonic_offset(ClockOffset { secs: 1, nanos: 1_000_000_000 });
         assert!(matches!(c.validate(), Err(ValidationError::BadClockOffset { .. })));
+    }
+
+    #[test]
+    fn hardening_plan_and_bad_input() {
+        let last = crate::caps::last_cap();
+        let set = CapSet::EMPTY.with(Capability::Chown).with(Capability::NetBindService);
+        let mut c = Command::new("/bin/true");
+        c.capabilities(Capabilities::only(set).with_ambient(CapSet::EMPTY.with(Capability::NetBindService)))
+            .user(1000, 1000)
+            .rlimit(Resource::Nofile, 10, 20)
+            .rlimit(Resource::Nofile, 30, 40)
+            .oom_score_adj(-5)
+            .umask(0o22)
+            .no_new_privs(true)
+            .seccomp(SeccompProgram::new(vec![libc::sock_filter { code: 6, jt: 0, jf: 0, k: 0x7fff_0000 }]));
+        let plan = c.prepare().unwrap();
+        let caps = plan.caps.as_ref().unwrap();
+        assert_eq!(caps.bounding_drop.len() as u32, last + 1 - 2);
+        assert!(
+            !caps.bounding_drop.contains(&0) && !caps.bounding_drop.contains(&10) && caps.bounding_drop.contains(&1)
+        );
+        assert!(caps.keep_caps);
+        assert_eq!(caps.ambient, [10]);
+        assert_eq!(plan.rlimits.len(), 1);
+        assert_eq!(plan.rlimits[0].1.rlim_cur, 30);
+        assert_eq!(plan.oom_score_adj.as_deref(), Some(c"-5"));
+        assert!(plan.no_new_privs && plan.seccomp.is_some() && !plan.landlock);
+
+        let mut c = Command::new("/bin/true");
+        c.seccomp(SeccompProgram::new(vec![libc::sock_filter { code: 6, jt: 0, jf: 0, k: 0 }; 4097]));
+        assert_eq!(c.validate(), Err(ValidationError::SeccompProgramLength { len: 4097 }));
+        c.seccomp(
+            SeccompProgram::new(vec![libc::sock_filter { code: 6, jt: 0, jf: 0, k: 0 }])
+                .flags(libc::SECCOMP_FILTER_FLAG_TSYNC),
+        );
+        assert!(matches!(c.validate(), Err(ValidationError::SeccompFlags { .. })));
+        let mut c = Command::new("/bin/true");
+        let mut caps = Capabilities::only(CapSet::EMPTY);
+        caps.effective = CapSet::EMPTY.with(Capability::Kill);
+        c.capabilities(caps);
+        assert_eq!(c.validate(), Err(ValidationError::CapabilitySets { set: "effective", of: "permitted" }));
     }
 
     #[test]

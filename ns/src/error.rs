@@ -68,6 +68,15 @@ pub enum Error {
         /// The kind the kernel reports.
         actual: Namespace,
     },
+    /// A Landlock ruleset handles rights the running kernel's Landlock ABI cannot enforce
+    /// (and degrading was not allowed: `landlock::Ruleset::allow_degraded`).
+    #[error("the kernel's Landlock ABI {abi} cannot enforce the access rights {missing:#x}")]
+    LandlockUnsupported {
+        /// The kernel's ABI version (0: no Landlock).
+        abi: u32,
+        /// The rights it cannot enforce (`landlock::AccessFs` bits).
+        missing: u64,
+    },
     /// User and time namespaces can only be joined by a single-threaded process (the
     /// kernel refuses a thread of a multithreaded one).
     #[error("a {namespace} namespace can only be joined by a single-threaded process (spawn a child into it instead)")]
@@ -112,9 +121,11 @@ impl Error {
             Error::Sys { source, .. } => source.raw_os_error(),
             Error::Cleanup { cause, .. } => cause.raw_os_error(),
             Error::Teardown { errors, .. } => errors.iter().find_map(Error::raw_os_error),
-            Error::Invalid(_) | Error::Helper { .. } | Error::WrongKind { .. } | Error::NeedsSingleThread { .. } => {
-                None
-            }
+            Error::Invalid(_)
+            | Error::Helper { .. }
+            | Error::WrongKind { .. }
+            | Error::NeedsSingleThread { .. }
+            | Error::LandlockUnsupported { .. } => None,
         }
     }
 }
@@ -301,6 +312,68 @@ pub enum ValidationError {
         /// The index of the `pivot_root` step.
         step: usize,
     },
+    /// A capability set names a capability the running kernel does not have (above
+    /// `/proc/sys/kernel/cap_last_cap`).
+    #[error("the {set} capability set has capability number {number}; this kernel's last is {last_cap}")]
+    UnknownCapability {
+        /// `"bounding"`, `"effective"`, `"permitted"`, `"inheritable"` or `"ambient"`.
+        set: &'static str,
+        /// The capability's number.
+        number: u32,
+        /// The kernel's last capability number.
+        last_cap: u32,
+    },
+    /// The capability sets do not nest as the kernel requires.
+    #[error("capability set {set} must be a subset of {of}")]
+    CapabilitySets {
+        /// The set that has too much.
+        set: &'static str,
+        /// The set(s) it must be within.
+        of: &'static str,
+    },
+    /// A seccomp program is empty or longer than the kernel's 4096 instructions.
+    #[error("a seccomp program must have 1 to 4096 instructions, not {len}")]
+    SeccompProgramLength {
+        /// Its length.
+        len: usize,
+    },
+    /// Seccomp flags the child cannot use (`SECCOMP_FILTER_FLAG_TSYNC`, or
+    /// `NEW_LISTENER` given as a flag instead of `SeccompProgram::notify`).
+    #[error("seccomp flags {flags:#x} cannot be used here")]
+    SeccompFlags {
+        /// The flags.
+        flags: libc::c_ulong,
+    },
+    /// `oom_score_adj` outside -1000..=1000.
+    #[error("oom_score_adj must be within -1000..=1000, not {value}")]
+    OomScoreAdj {
+        /// The value given.
+        value: i32,
+    },
+    /// A umask with bits beyond 0o777.
+    #[error("umask {mask:#o} has bits beyond 0o777")]
+    Umask {
+        /// The mask given.
+        mask: u32,
+    },
+    /// An rlimit whose soft limit is above its hard limit.
+    #[error("rlimit {resource}: soft limit {soft} is above the hard limit {hard}")]
+    Rlimit {
+        /// The resource.
+        resource: crate::harden::Resource,
+        /// The soft limit.
+        soft: u64,
+        /// The hard limit.
+        hard: u64,
+    },
+    /// A Landlock rule allows rights the ruleset does not handle (the kernel refuses it).
+    #[error("landlock rule for {path} allows rights {access:#x} the ruleset does not handle")]
+    LandlockAccessNotHandled {
+        /// The rule's path.
+        path: PathBuf,
+        /// The rights not handled (`landlock::AccessFs` bits).
+        access: u64,
+    },
 }
 
 /// The step of child setup that failed.
@@ -354,12 +427,35 @@ pub enum Stage {
     InitExec,
     /// `execve` of the program (every candidate path failed).
     Exec,
+    /// `prlimit64` of one rlimit; see `SpawnError::step` for which one (in the order they
+    /// were added).
+    Rlimit,
+    /// Writing `/proc/self/oom_score_adj`.
+    OomScoreAdj,
+    /// `prctl(PR_SET_KEEPCAPS)` before the identity change.
+    KeepCaps,
+    /// `prctl(PR_CAPBSET_DROP)`; `SpawnError::step` is the capability's number.
+    CapBounding,
+    /// `capset` of the effective, permitted and inheritable sets.
+    Capabilities,
+    /// `prctl(PR_CAP_AMBIENT)`; `SpawnError::step` is the capability's number raised (none
+    /// for the clear).
+    AmbientCapabilities,
+    /// `prctl(PR_SET_NO_NEW_PRIVS)`.
+    NoNewPrivs,
+    /// `landlock_restrict_self`.
+    Landlock,
+    /// `seccomp(SECCOMP_SET_MODE_FILTER)`: the kernel refused the program (`EINVAL`), or
+    /// neither no_new_privs nor `CAP_SYS_ADMIN` was there (`EACCES`).
+    Seccomp,
+    /// Sending the seccomp notification listener to the parent.
+    SeccompNotify,
 }
 
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 22] = [
+        const ALL: [Stage; 32] = [
             Clone,
             WaitForParent,
             Prctl,
@@ -382,6 +478,16 @@ impl Stage {
             InitFork,
             InitExec,
             Exec,
+            Rlimit,
+            OomScoreAdj,
+            KeepCaps,
+            CapBounding,
+            Capabilities,
+            AmbientCapabilities,
+            NoNewPrivs,
+            Landlock,
+            Seccomp,
+            SeccompNotify,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -477,11 +583,12 @@ mod tests {
         let r = ErrorRecord { stage: Stage::PivotRoot as u32, errno: libc::EINVAL, step: 3 };
         let e = ErrorRecord::decode(&r.encode()).into_spawn_error();
         assert_eq!(e, SpawnError { stage: Stage::PivotRoot, errno: libc::EINVAL, step: Some(3) });
-        for v in 1..=22 {
+        for v in 1..=32 {
             assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
         }
         assert_eq!(Stage::from_u32(0), None);
-        assert_eq!(Stage::from_u32(23), None);
+        assert_eq!(Stage::from_u32(33), None);
+        assert_eq!(Stage::SeccompNotify as u32, 32);
         assert_eq!(Stage::Exec as u32, 22);
     }
 

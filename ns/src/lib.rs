@@ -27,6 +27,18 @@
 //!   memory or environment through its PID 1.
 //!   [`Command::init_hold`] runs the init alone, holding the namespaces for processes
 //!   that join them later (until SIGTERM, SIGINT or SIGHUP).
+//! - Hardening, applied by the child after its last privileged step: [`Capabilities`]
+//!   (bounding, effective, permitted, inheritable and ambient sets of typed
+//!   [`Capability`]s, kept across the uid change), [`Command::rlimit`],
+//!   [`Command::oom_score_adj`], [`Command::umask`], [`Command::no_new_privs`], a Landlock
+//!   ruleset ([`landlock::Ruleset`], enforced with [`Command::landlock`]) and a seccomp
+//!   filter ([`seccomp::SeccompProgram`], compiled elsewhere and shared across spawns)
+//!   installed as the very last step before exec; seccomp user notification is answered
+//!   from the parent ([`Child::take_seccomp_notifier`], [`seccomp::Notifier`]). Order in
+//!   the child: mounts, `pivot_root`, `chdir` → rlimits, umask → bounding set, keep-caps →
+//!   identity → capability sets → parent-death signal → `pre_exec` hooks → no_new_privs →
+//!   Landlock → seccomp → exec (or the init, which is then confined with the payload).
+//!   Each step fails closed with its own [`Stage`].
 //! - [`IdMap`] multi-range uid/gid maps (`newuidmap`/`newgidmap` when unprivileged).
 //! - [`MountStep`] / [`Propagation`]: bind (ro/rw), proc, sysfs, tmpfs, devpts, mqueue, overlay,
 //!   files, symlinks,
@@ -93,6 +105,7 @@
 
 // What the child runs between clone and exec: bare system calls (`asm!`), raw pointers
 // into the plan, the vfork-style entry point.
+pub mod caps;
 #[allow(unsafe_code)]
 mod child;
 // The clone itself (`sys::fork_like` / `sys::vfork_like`), running the child, and the
@@ -101,10 +114,12 @@ mod child;
 mod command;
 mod error;
 mod handle;
+mod harden;
 mod idmap;
 mod init_exe;
 mod inspect;
 mod join;
+pub mod landlock;
 mod mount;
 mod namespace;
 mod netns;
@@ -117,6 +132,7 @@ mod probe;
 // The spawner thread runs type-erased jobs through raw pointers.
 #[allow(unsafe_code)]
 mod process;
+pub mod seccomp;
 pub mod statefile;
 // The clone, the nsfs ioctls and the full signal mask (raw libc); the other parent-side
 // helpers over rustix.
@@ -124,9 +140,11 @@ pub mod statefile;
 mod sys;
 mod thread;
 
+pub use caps::{CapSet, Capabilities, Capability};
 pub use command::{ClockOffset, Command, MAX_UTS_NAME};
 pub use error::{Error, Result, SpawnError, Stage, ValidationError};
 pub use handle::{NsFd, NsId, ns_id};
+pub use harden::Resource;
 pub use idmap::{IdKind, IdMap, IdMapping, MAX_RANGES, SetGroups};
 pub use inspect::{differing, namespaces_of, process_start_time, processes_in};
 pub use join::{NsGuard, join_path, join_pidfd, pidfd_open, run_in};

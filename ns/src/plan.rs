@@ -8,6 +8,7 @@
 use std::ffi::CString;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::Arc;
 
 use crate::mount::PreparedStep;
 
@@ -71,6 +72,40 @@ pub(crate) struct Plan {
     pub init_hold: bool,
     /// Make the init a child subreaper (when it is not PID 1 of a new pid namespace).
     pub init_subreaper: bool,
+    /// `(resource, limits)` set with `prlimit64`, in order.
+    pub rlimits: Vec<(u32, libc::rlimit64)>,
+    /// The text written to `/proc/self/oom_score_adj`.
+    pub oom_score_adj: Option<CString>,
+    pub umask: Option<libc::mode_t>,
+    pub caps: Option<CapsPlan>,
+    pub no_new_privs: bool,
+    /// Enforce the Landlock ruleset passed as [`FdRole::Landlock`].
+    pub landlock: bool,
+    pub seccomp: Option<SeccompPlan>,
+}
+
+/// The capability steps, decided in the parent.
+pub(crate) struct CapsPlan {
+    /// Every capability number up to the kernel's last that is not in the bounding set.
+    pub bounding_drop: Vec<u32>,
+    /// Capabilities above the last one this crate names are dropped only if the kernel
+    /// has them: `EINVAL` for those is skipped (only when `cap_last_cap` was unreadable).
+    pub known_last: u32,
+    /// `PR_SET_KEEPCAPS` before the identity change (the identity leaves uid 0).
+    pub keep_caps: bool,
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    /// The ambient capabilities to raise (after clearing all).
+    pub ambient: Vec<u32>,
+}
+
+/// The seccomp step: the shared program and its flags.
+pub(crate) struct SeccompPlan {
+    pub filter: Arc<[libc::sock_filter]>,
+    pub flags: libc::c_ulong,
+    /// Send the listener (`SECCOMP_FILTER_FLAG_NEW_LISTENER`) over [`FdRole::SeccompNotify`].
+    pub notify: bool,
 }
 
 impl std::fmt::Debug for Plan {
@@ -98,6 +133,10 @@ pub(crate) enum FdRole {
     /// With [`Plan::init`]: the sealed memfd holding `nk-init` (close-on-exec), which the
     /// child execs after forking the payload ([`crate::Command::init`]).
     InitExe,
+    /// A Landlock ruleset the child enforces on itself ([`crate::Command::landlock`]).
+    Landlock,
+    /// The child's end of the socket the seccomp listener is sent over.
+    SeccompNotify,
 }
 
 impl FdRole {

@@ -77,6 +77,8 @@ pub struct PausedChild {
     kill_on_drop: bool,
     /// The child's plan, freed only once the child has exec'd or exited (see `resume`).
     plan: Option<Plan>,
+    /// Our end of the socket the child sends its seccomp listener over.
+    notify: Option<OwnedFd>,
 }
 
 impl PausedChild {
@@ -97,7 +99,13 @@ impl PausedChild {
             pipes,
             kill_on_drop: false,
             plan: Some(plan),
+            notify: None,
         }
+    }
+
+    /// Our end of the socket the child sends its seccomp listener over.
+    pub(crate) fn set_notify_socket(&mut self, sock: OwnedFd) {
+        self.notify = Some(sock);
     }
 
     /// The child's pid, as seen from the caller's pid namespace.
@@ -137,6 +145,7 @@ impl PausedChild {
             stdin: self.pipes.stdin.take(),
             stdout: self.pipes.stdout.take(),
             stderr: self.pipes.stderr.take(),
+            seccomp_notifier: None,
         };
         match outcome {
             Ok(None) => {
@@ -145,6 +154,16 @@ impl PausedChild {
                 if let Err(e) = resumed {
                     let cleanup = kill_and_reap(child.pidfd.as_fd());
                     return Err(Error::with_cleanup(Error::sys("write to sync pipe", e), cleanup));
+                }
+                // The child sent its seccomp listener before it exec'd.
+                if let Some(sock) = self.notify.take() {
+                    match crate::seccomp::recv_listener(sock.as_fd()) {
+                        Ok(fd) => child.seccomp_notifier = Some(crate::seccomp::Notifier::from_fd(fd)),
+                        Err(e) => {
+                            let cleanup = kill_and_reap(child.pidfd.as_fd());
+                            return Err(Error::with_cleanup(Error::sys("receive seccomp listener", e), cleanup));
+                        }
+                    }
                 }
                 Ok(child)
             }
@@ -229,9 +248,17 @@ pub struct Child {
     pub stdout: Option<File>,
     /// The parent's end of the child's stderr, when it was `Stdio::Piped`.
     pub stderr: Option<File>,
+    seccomp_notifier: Option<crate::seccomp::Notifier>,
 }
 
 impl Child {
+    /// The seccomp user-notification listener of a child spawned with a
+    /// [`crate::seccomp::SeccompProgram::notify`] program (once; `None` afterwards or
+    /// without one).
+    pub fn take_seccomp_notifier(&mut self) -> Option<crate::seccomp::Notifier> {
+        self.seccomp_notifier.take()
+    }
+
     /// The child's pid, as seen from the caller's pid namespace.
     pub fn id(&self) -> u32 {
         self.pid as u32

@@ -455,3 +455,77 @@ pub(crate) fn sealed_exec_memfd(name: &CStr, bytes: &[u8]) -> rustix::io::Result
     }
     Ok(fd)
 }
+
+// ---------------------------------------------------------------------------------------
+// Hardening, parent side: the seccomp notification ioctls and the Landlock ruleset calls,
+// which rustix does not name (its generic `ioctl` is as unsafe as libc's).
+// ---------------------------------------------------------------------------------------
+
+/// `SECCOMP_IOCTL_NOTIF_RECV`: blocks until a notification arrives.
+pub(crate) fn seccomp_notif_recv(fd: BorrowedFd<'_>) -> io::Result<libc::seccomp_notif> {
+    // SAFETY: the kernel wants a zeroed `struct seccomp_notif`; all-zero is a valid value
+    // of this plain-integer struct.
+    let mut notif: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: `notif` is a live, writable `struct seccomp_notif` of the size the ioctl
+        // number encodes.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut notif) };
+        match cvt(r) {
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(notif),
+        }
+    }
+}
+
+/// `SECCOMP_IOCTL_NOTIF_SEND`.
+pub(crate) fn seccomp_notif_send(fd: BorrowedFd<'_>, resp: &libc::seccomp_notif_resp) -> io::Result<()> {
+    let mut resp = *resp;
+    // SAFETY: `resp` is a live `struct seccomp_notif_resp` of the size the ioctl encodes.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) }).map(drop)
+}
+
+/// `SECCOMP_IOCTL_NOTIF_ID_VALID`.
+pub(crate) fn seccomp_notif_id_valid(fd: BorrowedFd<'_>, id: u64) -> io::Result<()> {
+    let mut id = id;
+    // SAFETY: `id` is a live u64, as the ioctl encodes.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) }).map(drop)
+}
+
+/// `landlock_create_ruleset(&attr, 8, 0)` with only `handled_access_fs` (the first field,
+/// which every ABI has).
+pub(crate) fn landlock_create_ruleset(handled_access_fs: u64) -> io::Result<OwnedFd> {
+    let attr = handled_access_fs;
+    // SAFETY: `attr` is the 8-byte prefix of `struct landlock_ruleset_attr`; the kernel
+    // reads exactly the size given. The returned descriptor is new and ours.
+    let r = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, &attr as *const u64, 8usize, 0u32) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor (close-on-exec) owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// `landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH, {allowed, parent}, 0)`.
+pub(crate) fn landlock_add_path_rule(ruleset: BorrowedFd<'_>, parent: BorrowedFd<'_>, allowed: u64) -> io::Result<()> {
+    /// `struct landlock_path_beneath_attr` (packed in the UAPI header).
+    #[repr(C, packed)]
+    struct PathBeneath {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+    const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+    let attr = PathBeneath { allowed_access: allowed, parent_fd: parent.as_raw_fd() };
+    // SAFETY: `attr` is a live `struct landlock_path_beneath_attr`; both descriptors are
+    // borrowed for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset.as_raw_fd(),
+            LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const PathBeneath,
+            0u32,
+        )
+    };
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}

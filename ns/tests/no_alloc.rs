@@ -12,7 +12,12 @@ use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
 
-use nook_ns::{ClockOffset, Command, Error, IdMap, MountStep, Namespace, NamespaceSet, Stage, Stdio};
+use nook_ns::landlock::{AccessFs, Ruleset};
+use nook_ns::seccomp::SeccompProgram;
+use nook_ns::{
+    CapSet, Capabilities, Capability, ClockOffset, Command, Error, IdMap, MountStep, Namespace, NamespaceSet, Resource,
+    Stage, Stdio,
+};
 use nook_testutil::{TempDir, require_root, tiny_rootfs};
 
 /// The test process's pid while a check is armed (0: disarmed).
@@ -122,6 +127,33 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     ARMED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A seccomp filter that allows everything but a syscall no program here makes
+/// (`SECCOMP_RET_USER_NOTIF` for it).
+fn never_called() -> SeccompProgram {
+    let stmt = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    SeccompProgram::new(vec![
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_kexec_load as u32,
+        },
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_USER_NOTIF),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+    ])
+}
+
+/// A Landlock ruleset that lets the programs here run (read and execute everywhere, write
+/// nowhere).
+fn landlock() -> nook_ns::landlock::Landlock {
+    Ruleset::new(AccessFs::READ | AccessFs::EXECUTE | AccessFs::WRITE)
+        .allow("/", AccessFs::READ | AccessFs::EXECUTE)
+        .allow_degraded(true)
+        .create()
+        .unwrap()
+}
+
 fn run(cmd: &mut Command) -> String {
     nook_testutil::success_stdout(cmd.output().unwrap())
 }
@@ -191,6 +223,45 @@ fn child_side_of_every_feature_is_allocation_free() {
         .preserve_fd(fs::File::create(dir.join("vfork-out")).unwrap(), 9);
     let vfork_out = run(&mut vfork);
 
+    // Hardening on the vfork-style path: rlimits, oom_score_adj, umask, capabilities across
+    // a uid change (ambient), no_new_privs, Landlock, and a seccomp filter with a listener
+    // sent to the parent.
+    let caps = CapSet::EMPTY.with(Capability::NetBindService).with(Capability::Kill);
+    let mut hardened = Command::new("/bin/sh");
+    hardened
+        .args(["-c", "ulimit -n; cat /proc/self/oom_score_adj; umask; grep -E 'CapAmb|NoNewPrivs' /proc/self/status"])
+        .unshare(Namespace::Uts)
+        .rlimit(Resource::Nofile, 64, 64)
+        .oom_score_adj(300)
+        .umask(0o077)
+        .user(65534, 65534)
+        .capabilities(Capabilities::only(caps).with_ambient(CapSet::EMPTY.with(Capability::NetBindService)))
+        .no_new_privs(true)
+        .landlock(landlock())
+        .seccomp(never_called().notify(true));
+    let hardened_out = run(&mut hardened);
+
+    // And on the fork path: user namespace (maps written at the sync point), init confined
+    // with the payload.
+    let mut hardened_init = Command::new("/bin/sh");
+    hardened_init
+        .args(["-c", "echo $$; grep -E 'CapBnd|NoNewPrivs|Seccomp:' /proc/self/status"])
+        .namespaces(NamespaceSet::new().with(Namespace::User).with(Namespace::Pid).with(Namespace::Mount))
+        .mount(MountStep::proc("/proc"))
+        .rlimit(Resource::Core, 0, 0)
+        .capabilities(Capabilities::only(caps))
+        .no_new_privs(true)
+        .landlock(landlock())
+        .seccomp(never_called())
+        .init(true);
+    let hardened_init_out = run(&mut hardened_init);
+    let seccomp_err = Command::new("/bin/true")
+        .unshare(Namespace::Uts)
+        .no_new_privs(true)
+        .seccomp(SeccompProgram::new(vec![libc::sock_filter { code: 0xffff, jt: 0, jf: 0, k: 0 }]))
+        .spawn()
+        .unwrap_err();
+
     // Tied to the process: cloned by the spawner thread.
     let mut process = Command::new("/bin/true");
     process.unshare(Namespace::Ipc).kill_with_parent_process(libc::SIGKILL);
@@ -242,6 +313,18 @@ fn child_side_of_every_feature_is_allocation_free() {
     assert!(cat_out.status.success() && cat_out.stdout.is_empty(), "{cat_out:?}");
     assert!(matches!(exec_err, Error::Spawn(e) if e.stage == Stage::Exec && e.errno == libc::ENOENT));
     assert!(matches!(mount_err, Error::Spawn(e) if e.stage == Stage::Mount && e.step == Some(0)));
+
+    assert_eq!(
+        hardened_out.split_whitespace().collect::<Vec<_>>(),
+        ["64", "300", "0077", "CapAmb:", "0000000000000400", "NoNewPrivs:", "1"],
+        "{hardened_out}"
+    );
+    assert_eq!(
+        hardened_init_out.split_whitespace().collect::<Vec<_>>(),
+        ["2", "CapBnd:", "0000000000000420", "NoNewPrivs:", "1", "Seccomp:", "2"],
+        "{hardened_init_out}"
+    );
+    assert!(matches!(seccomp_err, Error::Spawn(e) if e.stage == Stage::Seccomp && e.errno == libc::EINVAL));
 
     assert_eq!(tattles, 0, "children made {tattles} allocator calls between clone and exec");
 }

@@ -487,3 +487,98 @@ pub(crate) fn set_sigchld_ignored(ignored: bool) {
         KernelSigaction { handler: if ignored { libc::SIG_IGN } else { libc::SIG_DFL }, ..KernelSigaction::default() };
     call!(libc::SYS_rt_sigaction, libc::SIGCHLD, &act as *const KernelSigaction, 0, KERNEL_SIGSET_SIZE);
 }
+
+// -------------------------------------------------------------------------------
+// Hardening (`Command::rlimit`, `capabilities`, `no_new_privs`, `landlock`,
+// `seccomp`): allocation-free like everything in this module.
+// -------------------------------------------------------------------------------
+
+/// `prlimit64(0, resource, &limits, NULL)`.
+pub(crate) fn setrlimit(resource: u32, limits: &libc::rlimit64) -> i32 {
+    ok(call!(libc::SYS_prlimit64, 0, resource, limits as *const libc::rlimit64, 0))
+}
+
+/// `umask(mask)` (cannot fail).
+pub(crate) fn umask(mask: libc::mode_t) {
+    call!(libc::SYS_umask, mask);
+}
+
+/// `prctl` with all four arguments.
+pub(crate) fn prctl4(option: libc::c_int, a2: libc::c_ulong, a3: libc::c_ulong, a4: libc::c_ulong) -> i32 {
+    ok(call!(libc::SYS_prctl, option, a2, a3, a4, 0))
+}
+
+/// The kernel's `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// The kernel's `struct __user_cap_data_struct` (two of them for 64 capabilities).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets in two `CapData`s.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `capset` (v3) of the calling thread's effective, permitted and inheritable sets.
+pub(crate) fn capset(effective: u64, permitted: u64, inheritable: u64) -> i32 {
+    let header = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
+    let half = |shift: u32| CapData {
+        effective: (effective >> shift) as u32,
+        permitted: (permitted >> shift) as u32,
+        inheritable: (inheritable >> shift) as u32,
+    };
+    let data = [half(0), half(32)];
+    ok(call!(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()))
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog)`: the listener fd with
+/// `SECCOMP_FILTER_FLAG_NEW_LISTENER`, else 0.
+pub(crate) fn seccomp_filter(filter: &[libc::sock_filter], flags: libc::c_ulong) -> Result<RawFd, i32> {
+    let prog = libc::sock_fprog { len: filter.len() as libc::c_ushort, filter: filter.as_ptr().cast_mut() };
+    // The kernel only reads the program (it copies it).
+    val(call!(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, &prog as *const libc::sock_fprog))
+        .map(|fd| fd as RawFd)
+}
+
+/// `landlock_restrict_self(ruleset, 0)`.
+pub(crate) fn landlock_restrict_self(ruleset: RawFd) -> i32 {
+    ok(call!(libc::SYS_landlock_restrict_self, ruleset, 0))
+}
+
+/// Sends descriptor `fd` over the unix socket `sock` (`SCM_RIGHTS`, one data byte), with the
+/// control message built on this stack.
+pub(crate) fn send_fd(sock: RawFd, fd: RawFd) -> i32 {
+    /// `struct cmsghdr` followed by one int, padded to `CMSG_SPACE(sizeof(int))`.
+    #[repr(C)]
+    struct Cmsg {
+        len: usize,
+        level: libc::c_int,
+        kind: libc::c_int,
+        fd: libc::c_int,
+        pad: libc::c_int,
+    }
+    let mut byte = 0u8;
+    let mut iov = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
+    // CMSG_LEN(sizeof(int)): the header (16 bytes on 64-bit) plus the int.
+    let mut cmsg = Cmsg { len: 16 + 4, level: libc::SOL_SOCKET, kind: libc::SCM_RIGHTS, fd, pad: 0 };
+    // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths); fields set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = (&mut cmsg as *mut Cmsg).cast();
+    msg.msg_controllen = std::mem::size_of::<Cmsg>() as _;
+    loop {
+        match call!(libc::SYS_sendmsg, sock, &msg as *const libc::msghdr, libc::MSG_NOSIGNAL) {
+            e if e == -(libc::EINTR as isize) => {}
+            e => return ok(e),
+        }
+    }
+}
