@@ -92,14 +92,18 @@
 
 #![forbid(unsafe_code)]
 
+mod child;
 mod error;
 mod exec;
 mod plan;
 mod run;
 mod spec;
+#[cfg(feature = "tokio")]
+mod wait_async;
 
+pub use child::SandboxChild;
 pub use error::{Error, Result, ValidationError};
-pub use exec::{Exec, SandboxChild};
+pub use exec::Exec;
 pub use plan::DEVICES;
 pub use run::{Outcome, Sandbox, SandboxBuilder, SandboxOutput};
 pub use spec::{DEFAULT_PATH, Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
