@@ -45,7 +45,7 @@ fn bwrap() {
 fn create_exec_remove() {
     let sb = one_shot(true).create().expect("create");
     let status = sb.exec(["/bin/true"]).status().expect("exec");
-    assert!(status.success(), "exec: {status}");
+    assert!(status.success(), "exec: {status:?}");
     sb.remove().expect("remove");
 }
 

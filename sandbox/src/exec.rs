@@ -2,16 +2,14 @@
 //! every namespace of the sandbox (through its init) and starts in its cgroup.
 
 use std::collections::BTreeMap;
-use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::process::{ExitStatus, Output};
 use std::time::Instant;
 
 use nook_ns::{Namespace, NsFd, Stdio};
 
+use crate::child::SandboxChild;
 use crate::error::{Error, Result, ValidationError};
-use crate::run::{Sandbox, wait_readable};
+use crate::run::{Outcome, Sandbox, SandboxOutput, wait_readable};
 use crate::spec::{DEFAULT_PATH, User, absolute, check_env, no_nul};
 
 /// A process to start in a running [`Sandbox`] ([`Sandbox::exec`]), shaped like
@@ -101,9 +99,7 @@ impl<'a> Exec<'a> {
 
     /// Starts the process.
     pub fn spawn(&mut self) -> Result<SandboxChild<'a>> {
-        let mut child = self.spawn_child()?;
-        child.kill_on_drop(true);
-        Ok(SandboxChild { child, _sandbox: PhantomData })
+        Ok(SandboxChild::new(self.spawn_child()?))
     }
 
     fn spawn_child(&mut self) -> Result<nook_ns::Child> {
@@ -173,13 +169,14 @@ impl<'a> Exec<'a> {
         Ok(paused.resume()?)
     }
 
-    /// Runs it to the end (stdio inherited unless set).
-    pub fn status(&mut self) -> Result<ExitStatus> {
-        self.spawn_child()?.wait().map_err(|source| Error::Sys { call: "waitid", path: None, source })
+    /// Runs it to the end (stdio inherited unless set); why it ended, as an [`Outcome`].
+    pub fn status(&mut self) -> Result<Outcome> {
+        self.spawn()?.wait()
     }
 
-    /// Runs it to the end with stdout and stderr piped (stdin `/dev/null` unless set).
-    pub fn output(&mut self) -> Result<Output> {
+    /// Runs it to the end with stdout and stderr piped (stdin `/dev/null` unless set) and
+    /// collects them.
+    pub fn output(&mut self) -> Result<SandboxOutput> {
         if self.stdio[0].is_none() {
             self.stdio[0] = Some(Stdio::null());
         }
@@ -188,45 +185,6 @@ impl<'a> Exec<'a> {
                 self.stdio[i] = Some(Stdio::piped());
             }
         }
-        self.spawn_child()?.wait_with_output().map_err(|source| Error::Sys {
-            call: "wait_with_output",
-            path: None,
-            source,
-        })
-    }
-}
-
-/// A process started by [`Exec::spawn`]: a [`nook_ns::Child`] (wait, try_wait, signal, kill
-/// through its pidfd; its stdio pipes) that borrows the sandbox, and is killed and reaped
-/// when dropped unfinished.
-///
-/// Why the borrow: a process that joined the sandbox's pid namespace is the caller's child.
-/// When the sandbox ends, the kernel kills it, but PID 1 of the namespace finishes only once
-/// every process of it is reaped — by its parent, the caller. So [`Sandbox::remove`] (which
-/// takes the sandbox by value) cannot be called while such a child is still unreaped.
-#[derive(Debug)]
-pub struct SandboxChild<'a> {
-    child: nook_ns::Child,
-    _sandbox: PhantomData<&'a Sandbox>,
-}
-
-impl SandboxChild<'_> {
-    /// Waits for it while collecting piped stdout and stderr.
-    pub fn wait_with_output(self) -> Result<Output> {
-        self.child.wait_with_output().map_err(|source| Error::Sys { call: "wait_with_output", path: None, source })
-    }
-}
-
-impl Deref for SandboxChild<'_> {
-    type Target = nook_ns::Child;
-
-    fn deref(&self) -> &nook_ns::Child {
-        &self.child
-    }
-}
-
-impl DerefMut for SandboxChild<'_> {
-    fn deref_mut(&mut self) -> &mut nook_ns::Child {
-        &mut self.child
+        self.spawn()?.wait_with_output()
     }
 }

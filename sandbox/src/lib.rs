@@ -42,7 +42,8 @@
 //!   keeps its CNM meaning (only the network part: a network namespace with endpoints),
 //!   and this crate refers to it by its full path.
 //! - [`Exec`] starts another process in a running sandbox (it joins every namespace through
-//!   the sandbox's init and starts in its cgroup); [`SandboxChild`] is that process.
+//!   the sandbox's init and starts in its cgroup); [`SandboxChild`] is that process, shaped
+//!   like `std::process::Child`.
 //! - [`Outcome`] says in one value why a run ended: exit code, the init killed by a signal,
 //!   OOM-killed (from the cgroup's counter), or the caller's timeout.
 //!
@@ -179,16 +180,27 @@
 //! mounted in the caller's), then the cgroup is removed, then an image root's container
 //! layer ([`Error::Teardown`] lists every failure).
 //!
+//! ## Waiting, and the `tokio` feature
+//! [`Sandbox`] and [`SandboxChild`] wait like `std::process::Child` (`wait`, `try_wait`,
+//! `wait_timeout`, `kill`, `signal`, `wait_with_output`), all through pidfds, and say why a
+//! run ended in one [`Outcome`]. With the cargo feature `tokio`, `wait_async` and
+//! `wait_timeout_async` on both are futures on tokio's reactor: the pidfd (readable once the
+//! process exited) is registered with `tokio::io::unix::AsyncFd` and a deadline is a
+//! `timerfd`, so a tokio program awaits any number of sandboxes without a blocking thread
+//! each (nor tokio's time driver). They are cancel-safe: after
+//! `tokio::time::timeout(d, sb.wait_async())` expires, `sb.kill()` and another
+//! `wait_async()` finish the job. Awaited inside a runtime with I/O enabled.
+//!
 //! ## Not yet
-//! Bridge/macvlan/container networks, a tokio `wait`, owner records written by `create` (the
-//! Running an image (a `LayerStore` image with a fresh container layer), `commit`, `update`, a tokio `wait`, owner records written by `create` (the
+//! Owner records written by `create` (the
 //! state directory and `cleanup()` exist), the hardening settings (capabilities, seccomp, masked paths), `lo` up in
 //! a rootless sandbox, and `exec` into a rootless sandbox (the kernel lets only a
-//! single-threaded process `setns` into a user namespace).
+//! single-threaded process `setns` into a user namespace). An async `wait_with_output`.
 
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
+mod child;
 mod error;
 mod exec;
 pub mod image_run;
@@ -196,9 +208,12 @@ pub mod net;
 mod plan;
 mod run;
 mod spec;
+#[cfg(feature = "tokio")]
+mod wait_async;
 
+pub use child::SandboxChild;
 pub use error::{Error, Result, ValidationError};
-pub use exec::{Exec, SandboxChild};
+pub use exec::Exec;
 pub use net::{NetworkAttachment, NetworkConfig};
 pub use plan::DEVICES;
 pub use run::{Outcome, Sandbox, SandboxBuilder, SandboxOutput};

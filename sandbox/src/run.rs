@@ -9,7 +9,6 @@
 //! everything in it and drops its mounts with the mount namespace), then the cgroup is
 //! removed. A failure undoes what was done and reports both ([`Error::Cleanup`]).
 
-use std::io::Read;
 use std::os::fd::BorrowedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -23,6 +22,7 @@ use nook_ns::{IdMap, Namespace, NamespaceSet, Stdio};
 use nook_netmodel::EndpointOptions;
 use nook_netmodel::files::DnsConfig;
 
+use crate::child::{join, reader};
 use crate::error::{Error, Result, ValidationError};
 use crate::image_run::{self, ImageRun};
 use crate::net::{self, NetworkConfig};
@@ -769,7 +769,15 @@ impl Sandbox {
         }
     }
 
-    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Outcome> {
+    /// The spec's deadline, if it set a timeout.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Waits until the run ends or `deadline` (then kills it: [`Outcome::TimedOut`]) and
+    /// tears the sandbox down. `Some(now)` after the pidfd became readable does not block.
+    pub(crate) fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Outcome> {
         if let Some(o) = self.outcome {
             return Ok(o);
         }
@@ -827,26 +835,9 @@ impl Sandbox {
     /// Waits for the run while collecting piped stdout and stderr.
     pub fn wait_with_output(mut self) -> Result<SandboxOutput> {
         drop(self.child.stdin.take());
-        let reader = |f: Option<std::fs::File>| {
-            f.map(|mut f| {
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    f.read_to_end(&mut buf).map(|_| buf)
-                })
-            })
-        };
         let out = reader(self.child.stdout.take());
         let err = reader(self.child.stderr.take());
         let outcome = self.wait();
-        let join = |h: Option<std::thread::JoinHandle<std::io::Result<Vec<u8>>>>| -> Result<Vec<u8>> {
-            match h {
-                None => Ok(Vec::new()),
-                Some(h) => h
-                    .join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("reader thread panicked")))
-                    .map_err(|source| Error::Sys { call: "read", path: None, source }),
-            }
-        };
         let stdout = join(out)?;
         let stderr = join(err)?;
         Ok(SandboxOutput { outcome: outcome?, stdout, stderr })

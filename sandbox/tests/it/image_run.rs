@@ -283,7 +283,7 @@ fn update_changes_the_live_limits() {
     assert_eq!(pids(&sb), "3");
     // The kernel enforces the new pids limit: init + sh + 2 more cannot all start.
     let out = sb.exec(["/bin/sh", "-c", "sleep 5 & sleep 5 & sleep 5 & wait"]).output().unwrap();
-    assert!(!out.status.success() || !out.stderr.is_empty(), "fork refused under pids.max=3");
+    assert!(!out.outcome.success() || !out.stderr.is_empty(), "fork refused under pids.max=3");
 
     // A bad value is refused before anything is written.
     let mut bad = Resources::default();

@@ -2,6 +2,9 @@
 //! module per area. Tests that re-execute this binary in a role (as `nobody`, or as a helper
 //! that owns kernel objects) name themselves through [`test_name`].
 
+#[cfg(feature = "tokio")]
+mod asyncwait;
+mod child;
 mod cleanup;
 mod image;
 mod image_run;
