@@ -113,3 +113,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("removed: no cgroup, no process left");
     Ok(())
 }
+
+/// `cargo test` runs this example too (`test = true` in the root `Cargo.toml`).
+#[cfg(test)]
+#[test]
+fn example_runs() {
+    nook_testutil::require_root!();
+    main().expect("the example runs");
+}

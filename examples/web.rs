@@ -120,3 +120,11 @@ fn http_get(to: SocketAddr) -> std::io::Result<String> {
         }
     }
 }
+
+/// `cargo test` runs this example too (`test = true` in the root `Cargo.toml`).
+#[cfg(test)]
+#[test]
+fn example_runs() {
+    nook_testutil::require_root!();
+    main().expect("the example runs");
+}
