@@ -1,0 +1,206 @@
+//! Profile → classic BPF (see the module docs of `seccomp` for the layout).
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+};
+
+use super::{Action, Arch, ArgCondition, CmpOp, Profile, SeccompError, Target, ret};
+
+/// One classic BPF instruction, laid out as `struct sock_filter`.
+pub type Instruction = seccompiler::sock_filter;
+
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JA: u16 = 0x05;
+const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_JMP_JGE_K: u16 = 0x35;
+const BPF_RET_K: u16 = 0x06;
+/// `offsetof(struct seccomp_data, nr)` and `arch`.
+const DATA_NR: u32 = 0;
+const DATA_ARCH: u32 = 4;
+/// The x32 ABI's marker bit in syscall numbers.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+/// The kernel's limit (`BPF_MAXINSNS`).
+const MAX_LEN: usize = 4096;
+
+const fn stmt(code: u16, k: u32) -> Instruction {
+    Instruction { code, jt: 0, jf: 0, k }
+}
+
+const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> Instruction {
+    Instruction { code, jt, jf, k }
+}
+
+/// A profile compiled for one [`Target`]: the program nook-ns installs, unchanged, in
+/// every spawn that uses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompiledProfile {
+    /// The target it was compiled for.
+    pub target: Target,
+    /// The ABIs the program lets through its architecture check.
+    pub arches: Vec<Arch>,
+    /// Syscall names skipped because the architecture does not have them.
+    pub skipped: Vec<(Arch, String)>,
+    /// The program.
+    pub instructions: Vec<Instruction>,
+    /// Whether a rule returns `SECCOMP_RET_USER_NOTIF` (the installer must then ask for a
+    /// listener fd, `SECCOMP_FILTER_FLAG_NEW_LISTENER`).
+    pub user_notif: bool,
+}
+
+impl CompiledProfile {
+    /// The program as `libc::sock_filter`s (what `struct sock_fprog` points at).
+    pub fn to_libc(&self) -> Vec<libc::sock_filter> {
+        self.instructions.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect()
+    }
+
+    /// The number of instructions.
+    pub fn len(&self) -> usize {
+        self.instructions.len()
+    }
+
+    /// Whether the program is empty (never for a compiled profile).
+    pub fn is_empty(&self) -> bool {
+        self.instructions.is_empty()
+    }
+}
+
+/// What matches one syscall in one action group: always, or any of these rules.
+enum Chain {
+    Always,
+    Any(Vec<SeccompRule>),
+}
+
+fn condition(arch: Arch, c: &ArgCondition) -> Result<SeccompCondition, SeccompError> {
+    let (op, value) = match c.op {
+        CmpOp::Eq => (SeccompCmpOp::Eq, c.value),
+        CmpOp::Ne => (SeccompCmpOp::Ne, c.value),
+        CmpOp::Lt => (SeccompCmpOp::Lt, c.value),
+        CmpOp::Le => (SeccompCmpOp::Le, c.value),
+        CmpOp::Gt => (SeccompCmpOp::Gt, c.value),
+        CmpOp::Ge => (SeccompCmpOp::Ge, c.value),
+        CmpOp::MaskedEq { mask } => (SeccompCmpOp::MaskedEq(mask), c.value),
+    };
+    SeccompCondition::new(c.index, SeccompCmpArgLen::Qword, op, value)
+        .map_err(|source| SeccompError::Compile { arch, source })
+}
+
+impl Profile {
+    /// Compiles the profile for `target` (validating it first). Call once and keep the
+    /// result: compiling walks every rule, installing does not.
+    pub fn compile(&self, target: &Target) -> Result<CompiledProfile, SeccompError> {
+        self.validate()?;
+        if target.arch == Arch::X86 {
+            return Err(SeccompError::UnsupportedArch { arch: "x86 as the native architecture".into() });
+        }
+        let mut arches = vec![target.arch];
+        arches.extend(target.arch.compat().iter().filter(|a| self.arches.contains(a)));
+        let rules: Vec<_> = self.rules.iter().filter(|r| r.applies_to(target)).collect();
+
+        let mut skipped = Vec::new();
+        let mut sections = Vec::new();
+        for &arch in &arches {
+            // Group by action, most restrictive first; per syscall number, the rules.
+            let mut groups: BTreeMap<(u8, u16), (Action, BTreeMap<i64, Chain>)> = BTreeMap::new();
+            for rule in &rules {
+                for name in &rule.names {
+                    let Some(nr) = arch.syscall(name) else {
+                        skipped.push((arch, name.clone()));
+                        continue;
+                    };
+                    let (_, chains) =
+                        groups.entry(rule.action.precedence()).or_insert_with(|| (rule.action, BTreeMap::new()));
+                    for alternative in alternatives(&rule.args) {
+                        let chain = chains.entry(i64::from(nr)).or_insert_with(|| Chain::Any(Vec::new()));
+                        match (chain, alternative.is_empty()) {
+                            (Chain::Always, _) => {}
+                            (c @ Chain::Any(_), true) => *c = Chain::Always,
+                            (Chain::Any(list), false) => {
+                                let conds =
+                                    alternative.iter().map(|c| condition(arch, c)).collect::<Result<Vec<_>, _>>()?;
+                                list.push(
+                                    SeccompRule::new(conds).map_err(|source| SeccompError::Compile { arch, source })?,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            sections.push(section(arch, groups, self.default_action)?);
+        }
+
+        // Architecture dispatch: LD arch; per section JEQ audit → JA section; else kill.
+        let head_len = 1 + 2 * sections.len() + 1;
+        let mut program = vec![stmt(BPF_LD_W_ABS, DATA_ARCH)];
+        let mut start = head_len;
+        for (i, (arch, body)) in arches.iter().zip(&sections).enumerate() {
+            let ja_at = 1 + 2 * i + 1;
+            program.push(jump(BPF_JMP_JEQ_K, arch.audit(), 0, 1));
+            program.push(stmt(BPF_JMP_JA, (start - ja_at - 1) as u32));
+            start += body.len();
+        }
+        program.push(stmt(BPF_RET_K, ret::KILL_PROCESS));
+        for body in sections {
+            program.extend(body);
+        }
+        if program.len() > MAX_LEN {
+            return Err(SeccompError::TooLarge { arch: target.arch, len: program.len() });
+        }
+        skipped.sort();
+        skipped.dedup();
+        Ok(CompiledProfile {
+            target: *target,
+            arches,
+            skipped,
+            instructions: program,
+            user_notif: self.uses_user_notif(),
+        })
+    }
+}
+
+/// A rule's conditions as alternatives: conditions on one argument repeated are ORed (one
+/// alternative each, runc's reading of Docker profiles); otherwise one alternative with all.
+fn alternatives(args: &[ArgCondition]) -> Vec<Vec<ArgCondition>> {
+    let repeated = args.iter().enumerate().any(|(i, a)| args[..i].iter().any(|b| b.index == a.index));
+    if repeated { args.iter().map(|a| vec![*a]).collect() } else { vec![args.to_vec()] }
+}
+
+/// One architecture's part: load nr, the action groups chained, the default.
+fn section(
+    arch: Arch,
+    groups: BTreeMap<(u8, u16), (Action, BTreeMap<i64, Chain>)>,
+    default: Action,
+) -> Result<Vec<Instruction>, SeccompError> {
+    let mut out = Vec::new();
+    if arch == Arch::X86_64 {
+        out.push(stmt(BPF_LD_W_ABS, DATA_NR));
+        out.push(jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1));
+        out.push(stmt(BPF_RET_K, ret::KILL_PROCESS));
+    }
+    for (_, (action, chains)) in groups {
+        let rules =
+            chains.into_iter().map(|(nr, c)| (nr, if let Chain::Any(list) = c { list } else { Vec::new() })).collect();
+        // Placeholders: match = ALLOW, no match = KILL_THREAD; both rewritten below. The
+        // target arch only decides seccompiler's arch check, which is dropped.
+        let filter = SeccompFilter::new(rules, SeccompAction::KillThread, SeccompAction::Allow, TargetArch::x86_64)
+            .map_err(|source| SeccompError::Compile { arch, source })?;
+        let bpf: BpfProgram = filter.try_into().map_err(|source| SeccompError::Compile { arch, source })?;
+        let body = &bpf[3..];
+        let len = body.len();
+        for (i, ins) in body.iter().enumerate() {
+            let mut ins = ins.clone();
+            if ins.code == BPF_RET_K {
+                if ins.k == ret::ALLOW {
+                    ins.k = action.ret();
+                } else if ins.k == ret::KILL_THREAD {
+                    // No match here: go on with the next group (right after this one).
+                    ins = stmt(BPF_JMP_JA, (len - i - 1) as u32);
+                }
+            }
+            out.push(ins);
+        }
+    }
+    out.push(stmt(BPF_RET_K, default.ret()));
+    Ok(out)
+}
