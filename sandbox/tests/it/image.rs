@@ -991,12 +991,7 @@ fn import_works_unprivileged() {
     std::os::unix::fs::chown(&store_dir, Some(65534), Some(65534)).unwrap();
     use std::os::unix::process::CommandExt;
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            crate::test_name(module_path!(), "import_works_unprivileged").as_str(),
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", crate::test_name(module_path!(), "import_works_unprivileged").as_str(), "--nocapture", "--test-threads=1"])
         .env("NK_IMG_CHILD_LAYOUT", &layout.dir)
         .env("NK_IMG_CHILD_STORE", &store_dir)
         .uid(65534)
