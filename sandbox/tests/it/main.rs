@@ -3,6 +3,7 @@
 //! that owns kernel objects) name themselves through [`test_name`].
 
 mod cleanup;
+mod hardening;
 mod image;
 mod probe;
 mod sandbox;
