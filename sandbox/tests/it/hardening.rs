@@ -97,8 +97,7 @@ fn default_profile_on_the_kernel() {
     let ok = under_filter(&with, move || {
         std::fs::create_dir(&d)?;
         std::fs::write(d.join("f"), b"hi")?;
-        let t = std::thread::spawn(|| std::time::SystemTime::now()).join().map_err(|_| io::Error::other("join"))?;
-        let _ = t;
+        std::thread::spawn(std::time::SystemTime::now).join().map_err(|_| io::Error::other("join"))?;
         std::fs::read(d.join("f"))
     });
     assert_eq!(ok.unwrap(), b"hi");

@@ -2,9 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
-};
+use seccompiler::{BpfProgram, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 
 use super::{Action, Arch, ArgCondition, CmpOp, Profile, SeccompError, Target, ret};
 
@@ -127,7 +125,7 @@ impl Profile {
                     }
                 }
             }
-            sections.push(section(arch, groups, self.default_action)?);
+            sections.push(section(arch, groups, self.default_action));
         }
 
         // Architecture dispatch: LD arch; per section JEQ audit → JA section; else kill.
@@ -166,41 +164,106 @@ fn alternatives(args: &[ArgCondition]) -> Vec<Vec<ArgCondition>> {
     if repeated { args.iter().map(|a| vec![*a]).collect() } else { vec![args.to_vec()] }
 }
 
-/// One architecture's part: load nr, the action groups chained, the default.
+/// Jumps to resolve once every block's place is known.
+struct Asm {
+    out: Vec<Instruction>,
+    labels: Vec<Option<usize>>,
+    fixups: Vec<(usize, usize)>,
+}
+
+impl Asm {
+    fn label(&mut self) -> usize {
+        self.labels.push(None);
+        self.labels.len() - 1
+    }
+
+    fn place(&mut self, label: usize) {
+        self.labels[label] = Some(self.out.len());
+    }
+
+    /// `JA label` (32-bit offset: any distance).
+    fn ja(&mut self, label: usize) {
+        self.fixups.push((self.out.len(), label));
+        self.out.push(stmt(BPF_JMP_JA, 0));
+    }
+
+    /// A binary search over the sorted syscall numbers `nrs` (the accumulator holds the
+    /// number), ending in `JA block` for a hit and `JA miss` otherwise.
+    fn search(&mut self, nrs: &[(u32, usize)], miss: usize) {
+        if nrs.len() <= 3 {
+            for &(nr, block) in nrs {
+                self.out.push(jump(BPF_JMP_JEQ_K, nr, 0, 1));
+                self.ja(block);
+            }
+            self.ja(miss);
+            return;
+        }
+        let (left, right) = nrs.split_at(nrs.len() / 2);
+        let upper = self.label();
+        self.out.push(jump(BPF_JMP_JGE_K, right[0].0, 0, 1));
+        self.ja(upper);
+        self.search(left, miss);
+        self.place(upper);
+        self.search(right, miss);
+    }
+
+    fn finish(mut self) -> Vec<Instruction> {
+        for (at, label) in self.fixups {
+            let target = self.labels[label].expect("every label is placed");
+            self.out[at].k = (target - at - 1) as u32;
+        }
+        self.out
+    }
+}
+
+/// One architecture's part: load the syscall number, a binary search over the numbers the
+/// profile names, and per number a block: each action's rules in precedence order (its
+/// argument comparisons built by seccompiler, then `RET action`), the default at the end.
+/// A binary search keeps both the per-syscall path and the kernel's work at install time
+/// short (the kernel runs the filter for every syscall number to build its allow cache).
 fn section(
     arch: Arch,
     groups: BTreeMap<(u8, u16), (Action, BTreeMap<i64, Chain>)>,
     default: Action,
-) -> Result<Vec<Instruction>, SeccompError> {
-    let mut out = Vec::new();
-    if arch == Arch::X86_64 {
-        out.push(stmt(BPF_LD_W_ABS, DATA_NR));
-        out.push(jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1));
-        out.push(stmt(BPF_RET_K, ret::KILL_PROCESS));
-    }
+) -> Vec<Instruction> {
+    let mut per_nr: BTreeMap<i64, Vec<(Action, Chain)>> = BTreeMap::new();
     for (_, (action, chains)) in groups {
-        let rules =
-            chains.into_iter().map(|(nr, c)| (nr, if let Chain::Any(list) = c { list } else { Vec::new() })).collect();
-        // Placeholders: match = ALLOW, no match = KILL_THREAD; both rewritten below. The
-        // target arch only decides seccompiler's arch check, which is dropped.
-        let filter = SeccompFilter::new(rules, SeccompAction::KillThread, SeccompAction::Allow, TargetArch::x86_64)
-            .map_err(|source| SeccompError::Compile { arch, source })?;
-        let bpf: BpfProgram = filter.try_into().map_err(|source| SeccompError::Compile { arch, source })?;
-        let body = &bpf[3..];
-        let len = body.len();
-        for (i, ins) in body.iter().enumerate() {
-            let mut ins = ins.clone();
-            if ins.code == BPF_RET_K {
-                if ins.k == ret::ALLOW {
-                    ins.k = action.ret();
-                } else if ins.k == ret::KILL_THREAD {
-                    // No match here: go on with the next group (right after this one).
-                    ins = stmt(BPF_JMP_JA, (len - i - 1) as u32);
-                }
-            }
-            out.push(ins);
+        for (nr, chain) in chains {
+            per_nr.entry(nr).or_default().push((action, chain));
         }
     }
-    out.push(stmt(BPF_RET_K, default.ret()));
-    Ok(out)
+    let mut asm = Asm { out: Vec::new(), labels: Vec::new(), fixups: Vec::new() };
+    asm.out.push(stmt(BPF_LD_W_ABS, DATA_NR));
+    if arch == Arch::X86_64 {
+        asm.out.push(jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1));
+        asm.out.push(stmt(BPF_RET_K, ret::KILL_PROCESS));
+    }
+    let miss = asm.label();
+    let blocks: Vec<(u32, usize)> = per_nr.keys().map(|nr| (*nr as u32, asm.label())).collect();
+    asm.search(&blocks, miss);
+    asm.place(miss);
+    asm.out.push(stmt(BPF_RET_K, default.ret()));
+    for ((_, chains), (_, block)) in per_nr.into_iter().zip(&blocks) {
+        asm.place(*block);
+        for (action, chain) in chains {
+            match chain {
+                Chain::Always => {
+                    asm.out.push(stmt(BPF_RET_K, action.ret()));
+                    break;
+                }
+                Chain::Any(rules) => {
+                    for rule in rules {
+                        // Falls through on a match; jumps past the RET otherwise.
+                        asm.out.extend(BpfProgram::from(rule));
+                        asm.out.push(stmt(BPF_RET_K, action.ret()));
+                    }
+                }
+            }
+        }
+        asm.out.push(stmt(BPF_RET_K, default.ret()));
+    }
+    // seccompiler's rules start with a never-taken `JA` that points one past the rule's
+    // `RET`: keep its target inside the program (the kernel refuses jumps past the end).
+    asm.out.push(stmt(BPF_RET_K, default.ret()));
+    asm.finish()
 }

@@ -30,15 +30,18 @@
 //! ## Compiling
 //! [`Profile::compile`] builds one BPF program per call — the caller keeps the
 //! [`CompiledProfile`] and installs it in every spawn ([`default_compiled`] caches
-//! the default profile's programs per target). `seccompiler` builds programs with one
-//! match action; nook compiles one program per action of the profile and chains them:
-//! each program's "no match" return becomes a jump to the next program, the last falls
-//! to the default action. `seccompiler` has no user-notification action
-//! (`SECCOMP_RET_USER_NOTIF`): every program is compiled with a placeholder match action
-//! that nook then rewrites to the real return value — user notification included, so
-//! nothing is compiled weaker than the profile says. `seccompiler` has no x86 (32-bit)
-//! target and keeps its syscall tables private: the architecture check is nook's own,
-//! and the syscall numbers come from the `syscalls` crate's tables.
+//! the default profile's programs per target). The argument comparisons are
+//! `seccompiler`'s (`SeccompRule` → BPF); the rest is nook's own, because `seccompiler`'s
+//! `SeccompFilter` cannot express what profiles need:
+//! - it has one match action per filter (profiles mix allow, errno, ...) and no
+//!   user-notification action (`SECCOMP_RET_USER_NOTIF`): nook emits each rule's own
+//!   return value, user notification included, so nothing is compiled weaker than asked;
+//! - it compares syscall numbers one after another; nook dispatches with a binary search.
+//!   The difference matters at install time: the kernel runs the new filter once for every
+//!   syscall number of every ABI to build its allow cache, and with a linear chain of ~350
+//!   syscalls that took 1.7 ms per install here, against tens of µs with the search;
+//! - it has no 32-bit x86 target and keeps its syscall tables private: the architecture
+//!   check is nook's own, and the numbers come from the `syscalls` crate's tables.
 
 mod compile;
 mod docker;

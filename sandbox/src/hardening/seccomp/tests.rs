@@ -40,6 +40,23 @@ fn run(prog: &[Instruction], arch: Arch, nr: u32, args: [u64; 6]) -> u32 {
     panic!("no return")
 }
 
+/// The kernel's structural checks (`bpf_check_classic`): every jump lands inside the
+/// program, it ends in a return, it fits `BPF_MAXINSNS`.
+fn check_like_kernel(prog: &[Instruction]) {
+    assert!(!prog.is_empty() && prog.len() <= 4096);
+    assert_eq!(prog.last().unwrap().code, 0x06);
+    for (i, ins) in prog.iter().enumerate() {
+        let targets: Vec<usize> = match ins.code {
+            0x05 => vec![i + 1 + ins.k as usize],
+            0x15 | 0x25 | 0x35 | 0x45 => vec![i + 1 + usize::from(ins.jt), i + 1 + usize::from(ins.jf)],
+            _ => vec![],
+        };
+        for t in targets {
+            assert!(t < prog.len(), "instruction {i} jumps to {t} of {}", prog.len());
+        }
+    }
+}
+
 fn nr(arch: Arch, name: &str) -> u32 {
     arch.syscall(name).unwrap_or_else(|| panic!("{name} on {arch:?}"))
 }
@@ -71,6 +88,7 @@ fn default_compiles_for_x86_64_and_aarch64() {
     for arch in [Arch::X86_64, Arch::Aarch64] {
         let c = Profile::docker_default().compile(&target(arch, CapSet::docker_default())).unwrap();
         assert!(c.len() < 4096, "{arch:?}: {}", c.len());
+        check_like_kernel(&c.instructions);
         assert!(!c.user_notif);
         assert_eq!(c.to_libc().len(), c.len());
         // names of other architectures are skipped, not errors
@@ -217,6 +235,7 @@ fn docker_format_every_action_and_operator() {
 
     let arch = Arch::X86_64;
     let c = p.compile(&target(arch, CapSet::docker_default())).unwrap();
+    check_like_kernel(&c.instructions);
     assert!(c.user_notif);
     assert_eq!(c.skipped, [(Arch::X86_64, "no_such_syscall".to_owned()), (Arch::X86, "no_such_syscall".to_owned())]);
     let r = |name: &str, args: [u64; 6]| run(&c.instructions, arch, nr(arch, name), args);
@@ -305,6 +324,7 @@ fn oci_format() {
     assert_eq!(p.rules[1].args, [ArgCondition::new(2, CmpOp::MaskedEq { mask: 3 }, 0)]);
     for arch in [Arch::X86_64, Arch::Aarch64] {
         let c = p.compile(&target(arch, CapSet::empty())).unwrap();
+        check_like_kernel(&c.instructions);
         assert_eq!(c.arches, vec![arch], "x86 not listed: not included");
         let r = |name: &str, args: [u64; 6]| run(&c.instructions, arch, nr(arch, name), args);
         let z = [0u64; 6];
