@@ -34,6 +34,7 @@ use crate::report::{Report, bench_mode, criterion_dir, print_summary};
 
 mod cgroup;
 mod floor;
+mod hardening;
 mod image;
 mod netmodel;
 mod ns;
@@ -42,8 +43,8 @@ mod sandbox;
 mod unionfs;
 
 /// The groups of this harness, in the order they run.
-const GROUPS: [&str; 8] =
-    ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs", "image", "sandbox"];
+const GROUPS: [&str; 9] =
+    ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs", "image", "sandbox", "hardening"];
 
 /// criterion's positional arguments (its benchmark filters).
 fn filters() -> Vec<String> {
@@ -129,6 +130,9 @@ fn main() {
     }
     if selected("sandbox") {
         sandbox::sandbox(&mut c, &mut report);
+    }
+    if selected("hardening") {
+        hardening::hardening(&mut c, &mut report);
     }
     c.final_summary();
     if bench_mode() {

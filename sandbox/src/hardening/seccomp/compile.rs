@@ -1,6 +1,6 @@
 //! Profile → classic BPF (see the module docs of `seccomp` for the layout).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use seccompiler::{BpfProgram, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 
@@ -238,29 +238,49 @@ fn section(
         asm.out.push(jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1));
         asm.out.push(stmt(BPF_RET_K, ret::KILL_PROCESS));
     }
-    let miss = asm.label();
-    let blocks: Vec<(u32, usize)> = per_nr.keys().map(|nr| (*nr as u32, asm.label())).collect();
-    asm.search(&blocks, miss);
-    asm.place(miss);
-    asm.out.push(stmt(BPF_RET_K, default.ret()));
-    for ((_, chains), (_, block)) in per_nr.into_iter().zip(&blocks) {
-        asm.place(*block);
+    // Each number's block, built on its own (its jumps are relative), and identical blocks
+    // shared: most are a lone `RET ALLOW`.
+    let mut unique: Vec<Vec<Instruction>> = Vec::new();
+    let mut index: HashMap<Vec<(u16, u8, u8, u32)>, usize> = HashMap::new();
+    let mut intern = |code: Vec<Instruction>| -> usize {
+        let key = code.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
+        *index.entry(key).or_insert_with(|| {
+            unique.push(code);
+            unique.len() - 1
+        })
+    };
+    let miss = intern(vec![stmt(BPF_RET_K, default.ret())]);
+    let mut targets = Vec::new();
+    for (nr, chains) in per_nr {
+        let mut code = Vec::new();
+        let mut ended = false;
         for (action, chain) in chains {
             match chain {
                 Chain::Always => {
-                    asm.out.push(stmt(BPF_RET_K, action.ret()));
+                    code.push(stmt(BPF_RET_K, action.ret()));
+                    ended = true;
                     break;
                 }
                 Chain::Any(rules) => {
                     for rule in rules {
                         // Falls through on a match; jumps past the RET otherwise.
-                        asm.out.extend(BpfProgram::from(rule));
-                        asm.out.push(stmt(BPF_RET_K, action.ret()));
+                        code.extend(BpfProgram::from(rule));
+                        code.push(stmt(BPF_RET_K, action.ret()));
                     }
                 }
             }
         }
-        asm.out.push(stmt(BPF_RET_K, default.ret()));
+        if !ended {
+            code.push(stmt(BPF_RET_K, default.ret()));
+        }
+        targets.push((nr as u32, intern(code)));
+    }
+    let labels: Vec<usize> = unique.iter().map(|_| asm.label()).collect();
+    let search: Vec<(u32, usize)> = targets.iter().map(|&(nr, b)| (nr, labels[b])).collect();
+    asm.search(&search, labels[miss]);
+    for (code, label) in unique.into_iter().zip(labels) {
+        asm.place(label);
+        asm.out.extend(code);
     }
     // seccompiler's rules start with a never-taken `JA` that points one past the rule's
     // `RET`: keep its target inside the program (the kernel refuses jumps past the end).
