@@ -23,7 +23,7 @@
 //! ratios is printed; `BENCHMARKS.md` holds one such run and its analysis.
 //!
 //! This file only wires the groups: `ns.rs` (the first three), `cgroup.rs`, `netmodel.rs`,
-//! `unionfs.rs`, `image.rs`, `sandbox.rs`; `floor.rs` is the C floor's interface, `report.rs` the summary and the
+//! `unionfs.rs`, `image.rs`, `sandbox.rs`, `hardening.rs` (seccomp compile and install); `floor.rs` is the C floor's interface, `report.rs` the summary and the
 //! helpers every group shares.
 
 use std::time::{Duration, SystemTime};
