@@ -8,7 +8,8 @@
 //! - `install_default` / `install_small`: `no_new_privs` + `seccomp(SET_MODE_FILTER)` of
 //!   the compiled default program / a one-rule program, timed inside a fresh thread (what
 //!   a spawn pays per child; the kernel checks and JITs the program and runs it once per
-//!   syscall number and ABI to build its allow cache).
+//!   syscall number and ABI to build its allow cache). `install_default_native_abi_only`:
+//!   the default without the x86 (32-bit) section on x86_64.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +41,10 @@ pub(crate) fn hardening(c: &mut Criterion, _report: &mut Report) {
     small
         .rule(nook_sandbox::hardening::seccomp::SyscallRule::new(["mkdir"], nook_sandbox::hardening::Action::Errno(1)));
     let small = Arc::new(small.compile(&target).unwrap());
+    let mut native_only = Profile::docker_default().clone();
+    native_only.arches.retain(|a| *a == target.arch);
+    let native_only = Arc::new(native_only.compile(&target).unwrap());
+    g.bench_function("install_default_native_abi_only", |b| b.iter_custom(|n| install_time(&native_only, n)));
     g.bench_function("install_small", |b| b.iter_custom(|n| install_time(&small, n)));
     g.finish();
 }

@@ -187,24 +187,21 @@ impl Asm {
         self.out.push(stmt(BPF_JMP_JA, 0));
     }
 
-    /// A binary search over the sorted syscall numbers `nrs` (the accumulator holds the
-    /// number), ending in `JA block` for a hit and `JA miss` otherwise.
-    fn search(&mut self, nrs: &[(u32, usize)], miss: usize) {
-        if nrs.len() <= 3 {
-            for &(nr, block) in nrs {
-                self.out.push(jump(BPF_JMP_JEQ_K, nr, 0, 1));
-                self.ja(block);
-            }
-            self.ja(miss);
+    /// A binary search over `ranges` (sorted, contiguous: each starts where the previous
+    /// ends, the first at 0) on the number in the accumulator, ending in `JA block` of the
+    /// range that holds it.
+    fn search(&mut self, ranges: &[(u32, usize)]) {
+        if let [(_, block)] = ranges {
+            self.ja(*block);
             return;
         }
-        let (left, right) = nrs.split_at(nrs.len() / 2);
-        let upper = self.label();
-        self.out.push(jump(BPF_JMP_JGE_K, right[0].0, 0, 1));
-        self.ja(upper);
-        self.search(left, miss);
-        self.place(upper);
-        self.search(right, miss);
+        let (lower, upper) = ranges.split_at(ranges.len() / 2);
+        let upper_label = self.label();
+        self.out.push(jump(BPF_JMP_JGE_K, upper[0].0, 0, 1));
+        self.ja(upper_label);
+        self.search(lower);
+        self.place(upper_label);
+        self.search(upper);
     }
 
     fn finish(mut self) -> Vec<Instruction> {
@@ -216,8 +213,8 @@ impl Asm {
     }
 }
 
-/// One architecture's part: load the syscall number, a binary search over the numbers the
-/// profile names, and per number a block: each action's rules in precedence order (its
+/// One architecture's part: load the syscall number, a binary search over ranges of
+/// numbers, and per number a block: each action's rules in precedence order (its
 /// argument comparisons built by seccompiler, then `RET action`), the default at the end.
 /// A binary search keeps both the per-syscall path and the kernel's work at install time
 /// short (the kernel runs the filter for every syscall number to build its allow cache).
@@ -276,8 +273,26 @@ fn section(
         targets.push((nr as u32, intern(code)));
     }
     let labels: Vec<usize> = unique.iter().map(|_| asm.label()).collect();
-    let search: Vec<(u32, usize)> = targets.iter().map(|&(nr, b)| (nr, labels[b])).collect();
-    asm.search(&search, labels[miss]);
+    // Ranges of numbers with the same block (most syscalls are neighbours with the same
+    // `RET ALLOW`), the gaps going to the default: far fewer comparisons than numbers.
+    let mut ranges: Vec<(u32, usize)> = vec![(0, miss)];
+    let mut next = 0u32;
+    for (nr, block) in targets {
+        if nr != next && ranges.last().is_some_and(|r| r.1 != miss) {
+            ranges.push((next, miss));
+        }
+        match ranges.last_mut() {
+            Some(last) if last.0 == nr => last.1 = block,
+            Some(last) if last.1 != block => ranges.push((nr, block)),
+            _ => {}
+        }
+        next = nr + 1;
+    }
+    if ranges.last().is_some_and(|r| r.1 != miss) {
+        ranges.push((next, miss));
+    }
+    let ranges: Vec<(u32, usize)> = ranges.into_iter().map(|(start, b)| (start, labels[b])).collect();
+    asm.search(&ranges);
     for (code, label) in unique.into_iter().zip(labels) {
         asm.place(label);
         asm.out.extend(code);
