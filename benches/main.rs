@@ -23,7 +23,7 @@
 //! ratios is printed; `BENCHMARKS.md` holds one such run and its analysis.
 //!
 //! This file only wires the groups: `ns.rs` (the first three), `cgroup.rs`, `netmodel.rs`,
-//! `unionfs.rs`, `image.rs`, `sandbox.rs`; `floor.rs` is the C floor's interface, `report.rs` the summary and the
+//! `unionfs.rs`, `image.rs`, `sandbox.rs`, `hardening.rs` (seccomp compile and install); `floor.rs` is the C floor's interface, `report.rs` the summary and the
 //! helpers every group shares.
 
 use std::time::{Duration, SystemTime};
@@ -34,6 +34,7 @@ use crate::report::{Report, bench_mode, criterion_dir, print_summary};
 
 mod cgroup;
 mod floor;
+mod hardening;
 mod image;
 mod netmodel;
 mod ns;
@@ -42,8 +43,8 @@ mod sandbox;
 mod unionfs;
 
 /// The groups of this harness, in the order they run.
-const GROUPS: [&str; 8] =
-    ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs", "image", "sandbox"];
+const GROUPS: [&str; 9] =
+    ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs", "image", "sandbox", "hardening"];
 
 /// criterion's positional arguments (its benchmark filters).
 fn filters() -> Vec<String> {
@@ -129,6 +130,9 @@ fn main() {
     }
     if selected("sandbox") {
         sandbox::sandbox(&mut c, &mut report);
+    }
+    if selected("hardening") {
+        hardening::hardening(&mut c, &mut report);
     }
     c.final_summary();
     if bench_mode() {

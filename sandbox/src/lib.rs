@@ -219,6 +219,7 @@ pub use plan::DEVICES;
 pub use run::{Outcome, Sandbox, SandboxBuilder, SandboxOutput};
 pub use spec::{DEFAULT_PATH, Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
 
+pub mod hardening;
 pub mod image;
 pub mod probe;
 pub use probe::{HostReport, Requirement, Support, Unmet, Unsupported, probe};

@@ -6,6 +6,7 @@
 mod asyncwait;
 mod child;
 mod cleanup;
+mod hardening;
 mod image;
 mod image_run;
 mod net;
