@@ -60,6 +60,9 @@ pub enum Error {
     /// From `nook-netmodel` (network namespaces, `/etc` files).
     #[error(transparent)]
     Netmodel(#[from] nook_netmodel::Error),
+    /// From the owner records and [`crate::cleanup()`] ([`crate::state`]).
+    #[error(transparent)]
+    State(#[from] crate::state::Error),
 }
 
 fn list(errors: &[Error]) -> String {
@@ -75,6 +78,7 @@ impl Error {
             Error::Cleanup { cause, .. } => cause.raw_os_error(),
             Error::Ns(e) => e.raw_os_error(),
             Error::Cgroup(e) | Error::CgroupUnavailable { source: e } => e.raw_os_error(),
+            Error::State(e) => e.raw_os_error(),
             other => {
                 let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(other);
                 while let Some(e) = cur {

@@ -94,6 +94,7 @@
 
 mod error;
 mod exec;
+mod owner;
 mod plan;
 mod run;
 mod spec;

@@ -12,15 +12,16 @@
 use std::io::Read;
 use std::os::fd::BorrowedFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nook_cgroup::{Cgroup, CgroupSpec, Controller};
+use nook_cgroup::{Cgroup, CgroupSpec, Controller, Hierarchies};
 use nook_ns::{IdMap, Namespace, NamespaceSet, Stdio};
 
 use crate::error::{Error, Result, ValidationError};
+use crate::owner::Recorder;
 use crate::plan;
 use crate::spec::{Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
 
@@ -100,6 +101,8 @@ pub struct SandboxBuilder {
     program: Option<String>,
     args: Vec<String>,
     stdio: [Option<Stdio>; 3],
+    /// Where the owner record goes (`None`: [`crate::StateDir::default_root`]).
+    state_dir: Option<PathBuf>,
 }
 
 /// A unique cgroup name per sandbox of this process.
@@ -120,7 +123,7 @@ impl SandboxBuilder {
     pub fn from_spec(spec: SandboxSpec) -> Self {
         let mut args = spec.args.clone().into_iter();
         let program = args.next();
-        SandboxBuilder { program, args: args.collect(), spec, stdio: [None, None, None] }
+        SandboxBuilder { program, args: args.collect(), spec, stdio: [None, None, None], state_dir: None }
     }
 
     /// The spec as built so far (with the command).
@@ -306,6 +309,17 @@ impl SandboxBuilder {
         self
     }
 
+    /// The state directory for the sandbox's owner record (see "Dies with its owner" in the
+    /// crate docs): by default [`crate::StateDir::default_root`] (`/run/nook` for root,
+    /// `$XDG_RUNTIME_DIR/nook` otherwise), which is skipped when it cannot be created; a
+    /// directory set here must be usable (it is created mode 0700 and must be the caller's
+    /// alone). Run [`crate::StateDir::cleanup`] on the same directory to clean up after a
+    /// dead owner. A runtime option, not part of the [`SandboxSpec`].
+    pub fn state_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
     /// Checks the whole spec and the process it becomes, changing nothing.
     pub fn validate(&self) -> Result<()> {
         let spec = self.to_spec();
@@ -318,7 +332,7 @@ impl SandboxBuilder {
     /// Creates the sandbox and starts the program in it.
     pub fn spawn(&mut self) -> Result<Sandbox> {
         let stdio = std::mem::take(&mut self.stdio);
-        spawn(self.to_spec(), stdio, false)
+        spawn(self.to_spec(), stdio, false, self.state_dir.as_deref())
     }
 
     /// Creates a long-lived sandbox (like `docker create` + `start`): everything is set up
@@ -332,7 +346,7 @@ impl SandboxBuilder {
         let stdio = std::mem::take(&mut self.stdio);
         let mut spec = self.to_spec();
         spec.cgroup.get_or_insert_with(|| CgroupSpec::new(""));
-        spawn(spec, stdio, true)
+        spawn(spec, stdio, true, self.state_dir.as_deref())
     }
 
     /// Runs the program to the end (stdio inherited unless set) and tears the sandbox down.
@@ -400,61 +414,101 @@ fn not_permitted(e: &nook_cgroup::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
 }
 
-/// The sandbox's cgroup (a unique name when the spec has none). `None` when the caller may
+/// The sandbox's cgroup (named `id` when the spec has no name). `None` when the caller may
 /// not create one and accepted running without limits.
-fn create_cgroup(spec: &CgroupSpec, best_effort: bool) -> Result<Option<Cgroup>> {
+///
+/// Recorded before it is created, with every directory it can get (its parent — the spec's
+/// or the caller's cgroup — in each hierarchy): an owner killed during the `mkdir`s leaves
+/// nothing unrecorded, and a cleanup takes the directories that were not made as removed
+/// (and `rmdir`s the empty ones that were). Once created, the record gets its exact
+/// directories. If the creation fails, nothing was made and the record goes.
+fn create_cgroup(spec: &CgroupSpec, id: &str, best_effort: bool, owner: &mut Recorder) -> Result<Option<Cgroup>> {
     let mut cg = spec.clone();
     if cg.name.is_empty() {
-        cg.name = unique_cgroup_name();
+        cg.name = id.to_owned();
     }
-    match Cgroup::create(&cg) {
-        Ok(c) => Ok(Some(c)),
-        Err(e) if not_permitted(&e) && best_effort => Ok(None),
-        Err(e) if not_permitted(&e) => Err(Error::CgroupUnavailable { source: e }),
-        Err(e) => Err(e.into()),
+    let hierarchies = Hierarchies::discover()?;
+    let parent = |h: &nook_cgroup::Hierarchy| h.dir_of(cg.parent.as_ref().unwrap_or(&h.own_cgroup));
+    let dirs: Vec<PathBuf> =
+        hierarchies.v2.iter().chain(&hierarchies.v1).filter_map(|h| Some(parent(h)?.join(&cg.name))).collect();
+    let planned = crate::state::Object::cgroup(&cg, dirs);
+    owner.record(planned.clone())?;
+    match Cgroup::create_in(hierarchies, &cg) {
+        Ok(c) => match owner.replace(&planned, crate::state::Object::cgroup(&cg, c.paths())) {
+            Ok(()) => Ok(Some(c)),
+            Err(e) => Err(undo(e, Some(c), owner)),
+        },
+        Err(e) => {
+            let finished = owner.finish();
+            match e {
+                e if not_permitted(&e) && best_effort => finished.map(|()| None),
+                e => {
+                    let cause = if not_permitted(&e) { Error::CgroupUnavailable { source: e } } else { e.into() };
+                    Err(Error::with_cleanup(cause, finished.err().into_iter().collect()))
+                }
+            }
+        }
     }
 }
 
-fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3], hold: bool) -> Result<Sandbox> {
+/// Removes what a failed setup made (the cgroup, then the owner record if nothing is left).
+fn undo(cause: Error, cgroup: Option<Cgroup>, owner: &mut Recorder) -> Error {
+    let mut cleanup: Vec<Error> = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
+    if cleanup.is_empty() {
+        cleanup.extend(owner.finish().err());
+    }
+    Error::with_cleanup(cause, cleanup)
+}
+
+fn spawn(spec: SandboxSpec, stdio: [Option<Stdio>; 3], hold: bool, state_dir: Option<&Path>) -> Result<Sandbox> {
     spec.validate_for(!hold)?;
     let plan = plan::build(&spec)?;
     let memory_limited = spec.cgroup.as_ref().is_some_and(|c| c.resources.memory.is_some());
     let mut cmd = command(&spec, plan, stdio, hold);
     cmd.validate().map_err(ValidationError::from)?;
 
-    let cgroup = match &spec.cgroup {
-        Some(cg) => create_cgroup(cg, spec.best_effort_limits)?,
-        None => None,
+    // Owner record (issue 13 item 6), before the first kernel object: a sandbox with a
+    // cgroup (which outlives a killed owner) has one; the init dies with the owner
+    // (`kill_with_parent_process`), so a one-shot sandbox without a cgroup needs none.
+    let id = unique_cgroup_name();
+    let mut owner = match &spec.cgroup {
+        Some(_) => Recorder::begin(state_dir, &id)?,
+        None => Recorder::none(),
     };
-    let undo = |cause: Error, cgroup: Option<Cgroup>| -> Error {
-        let cleanup = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
-        Error::with_cleanup(cause, cleanup)
+    let cgroup = match &spec.cgroup {
+        Some(cg) => create_cgroup(cg, &id, spec.best_effort_limits, &mut owner)?,
+        None => None,
     };
     let paused = match cmd.spawn_paused() {
         Ok(p) => p,
-        Err(e) => return Err(undo(e.into(), cgroup)),
+        Err(e) => return Err(undo(e.into(), cgroup, &mut owner)),
     };
     // Dropping a paused child kills and reaps it.
+    let recorded = crate::state::Object::process(paused.id()).map_err(Error::from).and_then(|o| owner.record(o));
+    if let Err(e) = recorded {
+        drop(paused);
+        return Err(undo(e, cgroup, &mut owner));
+    }
     if let Some(cg) = &cgroup {
         if let Err(e) = cg.add_pid(paused.id()) {
             drop(paused);
-            return Err(undo(e.into(), cgroup));
+            return Err(undo(e.into(), cgroup, &mut owner));
         }
     }
     if spec.effective_namespaces().has(Namespace::Net) && rustix::process::geteuid().is_root() {
         if let Err(e) = loopback_up(paused.id()) {
             drop(paused);
-            return Err(undo(e, cgroup));
+            return Err(undo(e, cgroup, &mut owner));
         }
     }
     let child = match paused.resume() {
         Ok(c) => c,
-        Err(e) => return Err(undo(e.into(), cgroup)),
+        Err(e) => return Err(undo(e.into(), cgroup, &mut owner)),
     };
     // A new cgroup has seen no OOM kill yet: the counter is read once, after the run.
     let oom_before = (memory_limited && cgroup.is_some()).then_some(0);
     let deadline = spec.timeout.map(|t| Instant::now() + t);
-    Ok(Sandbox { child, cgroup, deadline, oom_before, outcome: None, spec })
+    Ok(Sandbox { child, cgroup, deadline, oom_before, outcome: None, spec, owner })
 }
 
 /// `lo` up in the child's new network namespace (a new namespace's loopback starts down).
@@ -487,6 +541,8 @@ pub struct Sandbox {
     /// What it was made from (`exec` starts processes with its environment, directory and
     /// user unless told otherwise).
     spec: SandboxSpec,
+    /// Its owner record (removed after a clean teardown).
+    owner: Recorder,
 }
 
 impl Sandbox {
@@ -513,6 +569,13 @@ impl Sandbox {
     /// The cgroup's stats (memory, pids, cpu, OOM counters).
     pub fn stats(&self) -> Result<nook_cgroup::Stats> {
         Ok(self.cgroup.as_ref().ok_or_else(no_cgroup)?.stats()?)
+    }
+
+    /// Its owner record in the state dir (see [`SandboxBuilder::state_dir`]), while there is
+    /// one: a sandbox with a cgroup has one from before its first kernel object until its
+    /// teardown removed everything.
+    pub fn record_path(&self) -> Option<&Path> {
+        self.owner.path()
     }
 
     /// The spec the sandbox was made from.
@@ -637,9 +700,17 @@ impl Sandbox {
             Outcome::Exited(status.code().unwrap_or(-1))
         };
         self.outcome = Some(outcome);
+        let mut all_gone = true;
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.remove() {
+                all_gone = false;
                 errors.push(e.into());
+            }
+        }
+        // Everything recorded is gone (else the record stays for a cleanup after our death).
+        if all_gone {
+            if let Err(e) = self.owner.finish() {
+                errors.push(e);
             }
         }
         if errors.is_empty() {
@@ -709,7 +780,10 @@ impl Drop for Sandbox {
             let _ = self.child.wait();
         }
         if let Some(cg) = self.cgroup.take() {
-            let _ = cg.remove();
+            if cg.remove().is_err() {
+                return; // the record stays: a cleanup after our death retries
+            }
         }
+        let _ = self.owner.finish();
     }
 }

@@ -388,6 +388,19 @@ impl RecordHandle {
         Ok(())
     }
 
+    /// Replaces `old` with `new` in place (the object as it turned out, after it was
+    /// recorded in advance as what it could become). `old` absent: `new` is appended.
+    pub fn replace(&mut self, old: &Object, new: Object) -> Result<()> {
+        let Some(i) = self.record.objects.iter().rposition(|o| o == old) else { return self.add(new) };
+        let _lock = lock(&self.lock_path, true)?;
+        let before = std::mem::replace(&mut self.record.objects[i], new);
+        if let Err(e) = write_record(&self.path, &self.record) {
+            self.record.objects[i] = before;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Deletes the record (after a clean remove of everything it lists).
     pub fn remove(self) -> Result<()> {
         let _lock = lock(&self.lock_path, true)?;
