@@ -4,6 +4,7 @@
 
 mod cleanup;
 mod image;
+mod owner;
 mod probe;
 mod sandbox;
 
