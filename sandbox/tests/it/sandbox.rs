@@ -148,19 +148,22 @@ fn a_fork_bomb_stops_at_pids_max() {
     // The shell prints how many children it has after each successful fork, and gives up
     // at the first refused one.
     let script = "i=0; while [ $i -lt 64 ]; do sleep 1000 & i=$((i+1)); echo $i; done";
-    let (outcome, out, err) = run(sh(script).pids_max(16));
+    let state = TempDir::new("state").unwrap();
+    let (outcome, out, err) = run(sh(script).pids_max(16).state_dir(state.path()));
     assert_ne!(outcome, Outcome::Exited(0), "{out}\n{err}");
     let n: usize = out.lines().last().unwrap_or("0").parse().unwrap();
     assert!((1..=14).contains(&n), "init + shell + at most 14 children under pids.max 16: {n}");
     assert!(err.contains("fork"), "a fork was refused: {err}");
     assert_eq!(our_cgroups(), before, "the cgroup is removed after the run");
+    assert_eq!(records(&state), 0, "and the owner record");
 }
 
 #[test]
 fn a_memory_hog_is_oom_killed_and_the_outcome_says_so() {
     require_root!();
     let _serial = serial();
-    let (outcome, out, err) = run(sh("tail /dev/zero; echo survived").memory_max(32 << 20));
+    let state = TempDir::new("state").unwrap();
+    let (outcome, out, err) = run(sh("tail /dev/zero; echo survived").memory_max(32 << 20).state_dir(state.path()));
     assert!(matches!(outcome, Outcome::OomKilled { .. }), "{outcome:?}\n{out}\n{err}");
     assert!(our_cgroups().is_empty());
 }
@@ -300,11 +303,14 @@ fn two_hundred_one_shot_sandboxes_from_eight_threads_leave_nothing() {
     let _serial = serial();
     let before_mounts = mounts();
     let before_fds = fd_count();
+    let state_dir = TempDir::new("state").unwrap();
+    let state = state_dir.path();
     std::thread::scope(|s| {
         for t in 0..8 {
             s.spawn(move || {
                 for i in 0..25 {
-                    let out = ok(sh("echo $$ $(hostname)").hostname(format!("nk-t{t}-{i}")).pids_max(32));
+                    let out =
+                        ok(sh("echo $$ $(hostname)").hostname(format!("nk-t{t}-{i}")).pids_max(32).state_dir(state));
                     assert_eq!(out, format!("2 nk-t{t}-{i}\n"));
                 }
             });
@@ -313,6 +319,11 @@ fn two_hundred_one_shot_sandboxes_from_eight_threads_leave_nothing() {
     assert_eq!(fd_count(), before_fds, "no descriptor left");
     assert_eq!(mounts(), before_mounts, "no mount left");
     assert!(our_cgroups().is_empty(), "no cgroup left");
+}
+
+/// Files left in a state dir's records directory.
+fn records(state: &TempDir) -> usize {
+    std::fs::read_dir(state.join("sandboxes")).map_or(0, |rd| rd.count())
 }
 
 // --- rootless: the same binary re-executed as nobody -----------------------------------
@@ -374,7 +385,9 @@ fn exec_joins_every_namespace_and_the_cgroup_of_a_long_lived_sandbox() {
     require_root!();
     let _serial = serial();
     let before = mounts();
-    let sb = Sandbox::builder().hostname("nk-long").pids_max(32).env("FOO", "bar").create().unwrap();
+    let state = TempDir::new("state").unwrap();
+    let sb =
+        Sandbox::builder().hostname("nk-long").pids_max(32).env("FOO", "bar").state_dir(state.path()).create().unwrap();
     let init = sb.id();
     // argv[0] is set by the exec itself (its name only once it ran its first instruction).
     assert_eq!(std::fs::read_to_string(format!("/proc/{init}/cmdline")).unwrap(), "nk-init\0");
@@ -400,6 +413,7 @@ fn exec_joins_every_namespace_and_the_cgroup_of_a_long_lived_sandbox() {
     assert!(!cgroups.is_empty());
     sb.remove().unwrap();
     assert!(our_cgroups().is_empty(), "remove removes the cgroup");
+    assert_eq!(records(&state), 0, "and the owner record");
     assert_eq!(mounts(), before);
 }
 
@@ -407,7 +421,8 @@ fn exec_joins_every_namespace_and_the_cgroup_of_a_long_lived_sandbox() {
 fn pause_stops_progress_and_resume_restarts_it() {
     require_root!();
     let _serial = serial();
-    let sb = Sandbox::builder().create().unwrap();
+    let state = TempDir::new("state").unwrap();
+    let sb = Sandbox::builder().state_dir(state.path()).create().unwrap();
     let counter = sb.exec(["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; done"]).spawn().unwrap();
     let read = || -> u64 {
         let out = sb.exec(["cat", "/tmp/count"]).output().unwrap();
