@@ -60,9 +60,16 @@ pub enum Error {
     /// From `nook-netmodel` (network namespaces, `/etc` files).
     #[error(transparent)]
     Netmodel(#[from] nook_netmodel::Error),
-    /// From the owner records and [`crate::cleanup()`] ([`crate::state`]).
+    /// From the owner records and [`crate::cleanup()`] ([`crate::state`]); boxed, as it
+    /// carries every crate's errors (a cleanup removes every kind of object).
     #[error(transparent)]
-    State(#[from] crate::state::Error),
+    State(Box<crate::state::Error>),
+}
+
+impl From<crate::state::Error> for Error {
+    fn from(e: crate::state::Error) -> Error {
+        Error::State(Box::new(e))
+    }
 }
 
 fn list(errors: &[Error]) -> String {
