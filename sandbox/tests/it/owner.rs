@@ -163,6 +163,7 @@ impl Drop for Guard<'_> {
 #[test]
 fn create_and_a_limited_one_shot_keep_a_record_until_their_teardown() {
     require_root!();
+    let _serial = crate::sandbox::serial();
     let tmp = TempDir::new("rec").unwrap();
     let state = StateDir::new(tmp.join("state"));
 
@@ -224,6 +225,7 @@ fn owner_sigkilled_takes_the_sandbox_and_its_execs_along_and_cleanup_leaves_noth
         return;
     }
     require_root!();
+    let _serial = crate::sandbox::serial();
     let tmp = TempDir::new("own").unwrap();
     let tag = unique_name("tag");
     let mut guard = Guard { base: tmp.path(), helper: Some(spawn_helper(ME, tmp.path(), &tag)) };
@@ -289,6 +291,7 @@ fn owner_sigkilled_anywhere_in_create_or_remove_leaves_nothing_after_cleanup() {
         }
     }
     require_root!();
+    let _serial = crate::sandbox::serial();
     const ATTEMPTS: u32 = 20;
     let mut with_record = 0;
     let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;

@@ -52,10 +52,10 @@ fn our_cgroups() -> Vec<PathBuf> {
 }
 
 /// Tests of this binary run one at a time: several count descriptors and mounts of the
-/// whole process.
+/// whole process (the owner tests, which hold pipes and pidfds, take it too).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
