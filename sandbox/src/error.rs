@@ -71,6 +71,16 @@ pub enum Error {
         /// Why.
         reason: &'static str,
     },
+    /// From the owner records and [`crate::cleanup()`] ([`crate::state`]); boxed, as it
+    /// carries every crate's errors (a cleanup removes every kind of object).
+    #[error(transparent)]
+    State(Box<crate::state::Error>),
+}
+
+impl From<crate::state::Error> for Error {
+    fn from(e: crate::state::Error) -> Error {
+        Error::State(Box::new(e))
+    }
 }
 
 fn list(errors: &[Error]) -> String {
@@ -87,6 +97,7 @@ impl Error {
             Error::Ns(e) => e.raw_os_error(),
             Error::Cgroup(e) | Error::CgroupUnavailable { source: e } => e.raw_os_error(),
             Error::Image(e) => e.raw_os_error(),
+            Error::State(e) => e.raw_os_error(),
             other => {
                 let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(other);
                 while let Some(e) = cur {

@@ -165,6 +165,30 @@
 //!   [`Sandbox::remove`]; best effort on drop) unless [`SandboxBuilder::keep_container`];
 //!   [`Sandbox::commit`] makes it a new image, [`Sandbox::update`] changes the live
 //!   cgroup's limits (`docker update`).
+//! ## Dies with its owner
+//! SIGKILL the embedding process and every process of its sandboxes dies: each sandbox's
+//! init is spawned with `nook_ns::Command::kill_with_parent_process(SIGKILL)` (one-shot and
+//! long-lived alike: the signal follows the process, not the spawning thread), and a
+//! process started with [`Sandbox::exec`] is in the sandbox's pid namespace, which the
+//! kernel ends with its init. What a dead owner leaves is what the kernel keeps without a
+//! process: the cgroup. So a sandbox with a cgroup (every [`SandboxBuilder::create`], and a
+//! one-shot run with limits) writes an **owner record** ([`state`] module) into a state dir
+//! before its first kernel object — its cgroup is recorded *before* its `mkdir`s, with the
+//! directories it can get, then with the ones it got; its init with its start time — and
+//! deletes it after a clean teardown ([`Sandbox::record_path`]). [`cleanup()`] (or
+//! [`StateDir::cleanup`]) removes what the records of dead owners list; `create` and limited
+//! one-shot runs call it first themselves, best effort and at most once a second per state
+//! dir and process (cheap when there is nothing: about 2 µs without the directory, 25 µs
+//! with an empty one; a few ms with 100 live records, hence the rate limit). A one-shot run
+//! without limits has nothing that outlives its owner and writes no record.
+//!
+//! The state dir is [`StateDir::default_root`] (`/run/nook` for root,
+//! `$XDG_RUNTIME_DIR/nook` otherwise; skipped, and the sandbox run without a record, when it
+//! cannot be created), or [`SandboxBuilder::state_dir`] — a runtime option, not part of the
+//! [`SandboxSpec`] (the same spec runs under different owners). A record is replaced by
+//! `rename(2)` and `fsync`ed only when it lists on-disk objects that outlive a reboot; on a
+//! tmpfs `/run` a limited one-shot run's record costs about 0.3 ms, on a disk-backed state
+//! dir (ext4 flushes a file renamed over another) several ms.
 //!
 //! ## Setup and teardown
 //! Validate the whole spec, resolve an image root's config and user (reads only), and build
@@ -192,8 +216,8 @@
 //! `wait_async()` finish the job. Awaited inside a runtime with I/O enabled.
 //!
 //! ## Not yet
-//! Owner records written by `create` (the
-//! state directory and `cleanup()` exist), the hardening settings (capabilities, seccomp, masked paths), `lo` up in
+//! The hardening settings wired into the spawn (the mechanisms are in nook-ns and the policy in
+//! [`hardening`]; capabilities, seccomp, masked paths), `lo` up in
 //! a rootless sandbox, and `exec` into a rootless sandbox (the kernel lets only a
 //! single-threaded process `setns` into a user namespace). An async `wait_with_output`.
 
@@ -205,6 +229,7 @@ mod error;
 mod exec;
 pub mod image_run;
 pub mod net;
+mod owner;
 mod plan;
 mod run;
 mod spec;

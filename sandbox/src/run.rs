@@ -11,12 +11,12 @@
 
 use std::os::fd::BorrowedFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nook_cgroup::{Cgroup, CgroupSpec, Controller};
+use nook_cgroup::{Cgroup, CgroupSpec, Controller, Hierarchies};
 use nook_ns::{IdMap, Namespace, NamespaceSet, Stdio};
 
 use nook_netmodel::EndpointOptions;
@@ -26,6 +26,7 @@ use crate::child::{join, reader};
 use crate::error::{Error, Result, ValidationError};
 use crate::image_run::{self, ImageRun};
 use crate::net::{self, NetworkConfig};
+use crate::owner::Recorder;
 use crate::plan;
 use crate::spec::{Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
 
@@ -109,6 +110,8 @@ pub struct SandboxBuilder {
     networks: Vec<nook_netmodel::Network>,
     /// The other sandbox of [`NetworkMode::Container`] (not part of the spec).
     container: Option<net::ContainerNet>,
+    /// Where the owner record goes (`None`: [`crate::StateDir::default_root`]).
+    state_dir: Option<PathBuf>,
 }
 
 /// A unique cgroup name per sandbox of this process.
@@ -136,6 +139,7 @@ impl SandboxBuilder {
             stdio: [None, None, None],
             networks: Vec::new(),
             container: None,
+            state_dir: None,
         }
     }
 
@@ -367,6 +371,17 @@ impl SandboxBuilder {
         self
     }
 
+    /// The state directory for the sandbox's owner record (see "Dies with its owner" in the
+    /// crate docs): by default [`crate::StateDir::default_root`] (`/run/nook` for root,
+    /// `$XDG_RUNTIME_DIR/nook` otherwise), which is skipped when it cannot be created; a
+    /// directory set here must be usable (it is created mode 0700 and must be the caller's
+    /// alone). Run [`crate::StateDir::cleanup`] on the same directory to clean up after a
+    /// dead owner. A runtime option, not part of the [`SandboxSpec`].
+    pub fn state_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
     /// Checks the whole spec and the process it becomes, changing nothing.
     pub fn validate(&self) -> Result<()> {
         let spec = self.to_spec();
@@ -386,7 +401,7 @@ impl SandboxBuilder {
     /// Creates the sandbox and starts the program in it.
     pub fn spawn(&mut self) -> Result<Sandbox> {
         let stdio = std::mem::take(&mut self.stdio);
-        spawn(self.to_spec(), stdio, false, &self.networks, self.container.as_ref())
+        spawn(self.to_spec(), stdio, false, &self.networks, self.container.as_ref(), self.state_dir.as_deref())
     }
 
     /// Creates a long-lived sandbox (like `docker create` + `start`): everything is set up
@@ -400,7 +415,7 @@ impl SandboxBuilder {
         let stdio = std::mem::take(&mut self.stdio);
         let mut spec = self.to_spec();
         spec.cgroup.get_or_insert_with(|| CgroupSpec::new(""));
-        spawn(spec, stdio, true, &self.networks, self.container.as_ref())
+        spawn(spec, stdio, true, &self.networks, self.container.as_ref(), self.state_dir.as_deref())
     }
 
     /// Runs the program to the end (stdio inherited unless set) and tears the sandbox down.
@@ -468,18 +483,61 @@ fn not_permitted(e: &nook_cgroup::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
 }
 
-/// The sandbox's cgroup (a unique name when the spec has none). `None` when the caller may
+/// The sandbox's cgroup (named `id` when the spec has no name). `None` when the caller may
 /// not create one and accepted running without limits.
-fn create_cgroup(spec: &CgroupSpec, best_effort: bool) -> Result<Option<Cgroup>> {
+///
+/// Recorded before it is created, with every directory it can get (its parent — the spec's
+/// or the caller's cgroup — in each hierarchy): an owner killed during the `mkdir`s leaves
+/// nothing unrecorded, and a cleanup takes the directories that were not made as removed
+/// (and `rmdir`s the empty ones that were). Once created, the record gets its exact
+/// directories. If the creation fails, nothing was made and the record goes.
+fn create_cgroup(spec: &CgroupSpec, id: &str, best_effort: bool, owner: &mut Recorder) -> Result<Option<Cgroup>> {
     let mut cg = spec.clone();
     if cg.name.is_empty() {
-        cg.name = unique_cgroup_name();
+        cg.name = id.to_owned();
     }
-    match Cgroup::create(&cg) {
-        Ok(c) => Ok(Some(c)),
-        Err(e) if not_permitted(&e) && best_effort => Ok(None),
-        Err(e) if not_permitted(&e) => Err(Error::CgroupUnavailable { source: e }),
-        Err(e) => Err(e.into()),
+    let hierarchies = Hierarchies::discover()?;
+    let parent = |h: &nook_cgroup::Hierarchy| h.dir_of(cg.parent.as_ref().unwrap_or(&h.own_cgroup));
+    let dirs: Vec<PathBuf> =
+        hierarchies.v2.iter().chain(&hierarchies.v1).filter_map(|h| Some(parent(h)?.join(&cg.name))).collect();
+    let planned = crate::state::Object::cgroup(&cg, dirs);
+    owner.record(planned.clone())?;
+    match Cgroup::create_in(hierarchies, &cg) {
+        Ok(c) => match owner.replace(&planned, crate::state::Object::cgroup(&cg, c.paths())) {
+            Ok(()) => Ok(Some(c)),
+            Err(e) => Err(undo(e, Some(c), owner)),
+        },
+        Err(e) => {
+            let finished = owner.finish();
+            match e {
+                e if not_permitted(&e) && best_effort => finished.map(|()| None),
+                e => {
+                    let cause = if not_permitted(&e) { Error::CgroupUnavailable { source: e } } else { e.into() };
+                    Err(Error::with_cleanup(cause, finished.err().into_iter().collect()))
+                }
+            }
+        }
+    }
+}
+
+/// Removes what a failed setup made (the cgroup, then the owner record if nothing is left).
+fn undo(cause: Error, cgroup: Option<Cgroup>, owner: &mut Recorder) -> Error {
+    let mut cleanup: Vec<Error> = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
+    if cleanup.is_empty() {
+        cleanup.extend(owner.finish().err());
+    }
+    Error::with_cleanup(cause, cleanup)
+}
+
+/// Adds more undo failures to an error (into its `Cleanup` list when it has one).
+fn with_more_cleanup(cause: Error, more: Vec<Error>) -> Error {
+    match cause {
+        _ if more.is_empty() => cause,
+        Error::Cleanup { cause, mut cleanup } => {
+            cleanup.extend(more);
+            Error::Cleanup { cause, cleanup }
+        }
+        cause => Error::with_cleanup(cause, more),
     }
 }
 
@@ -489,6 +547,7 @@ fn spawn(
     hold: bool,
     networks: &[nook_netmodel::Network],
     container: Option<&net::ContainerNet>,
+    state_dir: Option<&Path>,
 ) -> Result<Sandbox> {
     spec.validate_for(!hold)?;
     // An image root: its config applied, its user resolved (nothing created yet).
@@ -517,40 +576,63 @@ fn spawn(
     }
     cmd.validate().map_err(ValidationError::from)?;
 
+    // Owner record (issue 13 item 6), before the first kernel object: a sandbox with a
+    // cgroup (which outlives a killed owner) has one; the init dies with the owner
+    // (`kill_with_parent_process`), so a one-shot sandbox without a cgroup needs none.
+    let id = unique_cgroup_name();
+    let mut owner = match &spec.cgroup {
+        Some(_) => Recorder::begin(state_dir, &id)?,
+        None => Recorder::none(),
+    };
     if let Some(run) = &mut image {
-        run.create_layer()?;
+        if let Err(e) = run.create_layer() {
+            return Err(Error::with_cleanup(e, owner.finish().err().into_iter().collect()));
+        }
     }
     let cgroup = match &spec.cgroup {
-        Some(cg) => match create_cgroup(cg, spec.best_effort_limits) {
+        Some(cg) => match create_cgroup(cg, &id, spec.best_effort_limits, &mut owner) {
             Ok(c) => c,
             Err(e) => {
                 let cleanup = image.as_mut().and_then(|r| r.remove_layer().err()).into_iter().collect();
-                return Err(Error::with_cleanup(e, cleanup));
+                return Err(with_more_cleanup(e, cleanup));
             }
         },
         None => None,
     };
-    let mut undo = |cause: Error, cgroup: Option<Cgroup>, prepared: Option<net::Prepared>| -> Error {
-        let mut cleanup: Vec<Error> = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
-        cleanup.extend(prepared.map(net::Prepared::discard).unwrap_or_default());
-        cleanup.extend(image.as_mut().and_then(|r| r.remove_layer().err()));
-        Error::with_cleanup(cause, cleanup)
+    // Undoes what this setup made, in reverse: the networks, the cgroup (then the owner
+    // record, if nothing it lists is left), the container layer.
+    let mut fail = |cause: Error,
+                    cgroup: Option<Cgroup>,
+                    prepared: Option<net::Prepared>,
+                    attached: Option<net::Attached>,
+                    owner: &mut Recorder|
+     -> Error {
+        let mut more: Vec<Error> = attached.map(net::Attached::teardown).unwrap_or_default();
+        more.extend(prepared.map(net::Prepared::discard).unwrap_or_default());
+        let cause = undo(cause, cgroup, owner);
+        more.extend(image.as_mut().and_then(|r| r.remove_layer().err()));
+        with_more_cleanup(cause, more)
     };
     let paused = match cmd.spawn_paused() {
         Ok(p) => p,
-        Err(e) => return Err(undo(e.into(), cgroup, prepared)),
+        Err(e) => return Err(fail(e.into(), cgroup, prepared, None, &mut owner)),
     };
     // Dropping a paused child kills and reaps it.
+    let recorded = crate::state::Object::process(paused.id()).map_err(Error::from).and_then(|o| owner.record(o));
+    if let Err(e) = recorded {
+        drop(paused);
+        return Err(fail(e, cgroup, prepared, None, &mut owner));
+    }
     if let Some(cg) = &cgroup {
         if let Err(e) = cg.add_pid(paused.id()) {
             drop(paused);
-            return Err(undo(e.into(), cgroup, prepared));
+            return Err(fail(e.into(), cgroup, prepared, None, &mut owner));
         }
     }
     if spec.effective_namespaces().has(Namespace::Net) && rustix::process::geteuid().is_root() {
         if let Err(e) = loopback_up(paused.id()) {
             drop(paused);
-            return Err(undo(e, cgroup, prepared));
+            return Err(fail(e, cgroup, prepared, None, &mut owner));
         }
     }
     // The child's new network namespace joins the networks while it waits (`attach`
@@ -562,7 +644,7 @@ fn spawn(
                 Ok(a) => Some(a),
                 Err(e) => {
                     drop(paused);
-                    return Err(undo(e, cgroup, None));
+                    return Err(fail(e, cgroup, None, None, &mut owner));
                 }
             }
         }
@@ -570,22 +652,23 @@ fn spawn(
     };
     let child = match paused.resume() {
         Ok(c) => c,
-        Err(e) => {
-            let cause = undo(e.into(), cgroup, None);
-            let more = net.map(net::Attached::teardown).unwrap_or_default();
-            return Err(match cause {
-                Error::Cleanup { cause, mut cleanup } => {
-                    cleanup.extend(more);
-                    Error::Cleanup { cause, cleanup }
-                }
-                cause => Error::with_cleanup(cause, more),
-            });
-        }
+        Err(e) => return Err(fail(e.into(), cgroup, None, net, &mut owner)),
     };
     // A new cgroup has seen no OOM kill yet: the counter is read once, after the run.
     let oom_before = (memory_limited && cgroup.is_some()).then_some(0);
     let deadline = spec.timeout.map(|t| Instant::now() + t);
-    Ok(Sandbox { child, cgroup, net, deadline, oom_before, outcome: None, spec, image, paused: AtomicBool::new(false) })
+    Ok(Sandbox {
+        child,
+        cgroup,
+        net,
+        deadline,
+        oom_before,
+        outcome: None,
+        spec,
+        image,
+        paused: AtomicBool::new(false),
+        owner,
+    })
 }
 
 /// `lo` up in the child's new network namespace (a new namespace's loopback starts down).
@@ -624,6 +707,8 @@ pub struct Sandbox {
     pub(crate) image: Option<ImageRun>,
     /// Frozen by [`Sandbox::pause`].
     paused: AtomicBool,
+    /// Its owner record (removed after a clean teardown).
+    owner: Recorder,
 }
 
 impl Sandbox {
@@ -650,6 +735,13 @@ impl Sandbox {
     /// The cgroup's stats (memory, pids, cpu, OOM counters).
     pub fn stats(&self) -> Result<nook_cgroup::Stats> {
         Ok(self.cgroup.as_ref().ok_or_else(no_cgroup)?.stats()?)
+    }
+
+    /// Its owner record in the state dir (see [`SandboxBuilder::state_dir`]), while there is
+    /// one: a sandbox with a cgroup has one from before its first kernel object until its
+    /// teardown removed everything.
+    pub fn record_path(&self) -> Option<&Path> {
+        self.owner.path()
     }
 
     /// The spec the sandbox was made from.
@@ -814,8 +906,10 @@ impl Sandbox {
             Outcome::Exited(status.code().unwrap_or(-1))
         };
         self.outcome = Some(outcome);
+        let mut all_gone = true;
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.remove() {
+                all_gone = false;
                 errors.push(e.into());
             }
         }
@@ -824,6 +918,12 @@ impl Sandbox {
         }
         if let Some(Err(e)) = self.image.as_mut().map(ImageRun::teardown) {
             errors.push(e);
+        }
+        // Everything recorded is gone (else the record stays for a cleanup after our death).
+        if all_gone {
+            if let Err(e) = self.owner.finish() {
+                errors.push(e);
+            }
         }
         if errors.is_empty() {
             Ok(outcome)
@@ -874,14 +974,19 @@ impl Drop for Sandbox {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        if let Some(cg) = self.cgroup.take() {
-            let _ = cg.remove();
-        }
         if let Some(net) = self.net.take() {
             let _ = net.teardown();
         }
+        let mut all_gone = true;
+        if let Some(cg) = self.cgroup.take() {
+            // If it stays, so does the record: a cleanup after our death retries.
+            all_gone = cg.remove().is_ok();
+        }
         if let Some(run) = self.image.as_mut() {
             let _ = run.teardown();
+        }
+        if all_gone {
+            let _ = self.owner.finish();
         }
     }
 }

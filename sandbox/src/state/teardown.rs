@@ -45,9 +45,13 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
             }
             Ok(())
         }
-        Object::Cgroup { spec, dirs } => match open_cgroup(spec, dirs)? {
-            Some(cg) => Ok(cg.remove()?),
-            None => Ok(()),
+        Object::Cgroup { spec, dirs } => match open_cgroup(spec, dirs) {
+            Ok(Some(cg)) => Ok(cg.remove()?),
+            Ok(None) => Ok(()),
+            // Some recorded directories are missing: the owner died while creating the
+            // cgroup (recorded in advance), before any process was put in it.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => remove_partial_cgroup(dirs),
+            Err(e) => Err(e),
         },
         Object::Mount { target, mount_id: recorded } => remove_mount(target, *recorded),
         Object::PersistedNs { path } => remove_persisted_ns(path),
@@ -176,6 +180,19 @@ fn open_cgroup(spec: &CgroupSpec, dirs: &[PathBuf]) -> Result<Option<Cgroup>> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `rmdir` of each recorded cgroup directory that exists: the kernel refuses (`EBUSY`) one
+/// that still has processes or children, so only an empty one goes.
+fn remove_partial_cgroup(dirs: &[PathBuf]) -> Result<()> {
+    for dir in dirs {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(e) if is_gone(&e) => {}
+            Err(e) => return Err(Error::sys("rmdir", dir, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Detaches the mount at `target` if it is still the recorded one.

@@ -10,6 +10,7 @@ mod hardening;
 mod image;
 mod image_run;
 mod net;
+mod owner;
 mod probe;
 mod sandbox;
 

@@ -71,7 +71,7 @@ pub(crate) fn our_cgroups() -> Vec<PathBuf> {
 }
 
 /// Tests of this binary run one at a time: several count descriptors and mounts of the
-/// whole process.
+/// whole process (the owner tests, which hold pipes and pidfds, take it too).
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
@@ -175,19 +175,22 @@ fn a_fork_bomb_stops_at_pids_max() {
     // The shell prints how many children it has after each successful fork, and gives up
     // at the first refused one.
     let script = "i=0; while [ $i -lt 64 ]; do sleep 1000 & i=$((i+1)); echo $i; done";
-    let (outcome, out, err) = run(sh(script).pids_max(16));
+    let state = TempDir::new("state").unwrap();
+    let (outcome, out, err) = run(sh(script).pids_max(16).state_dir(state.path()));
     assert_ne!(outcome, Outcome::Exited(0), "{out}\n{err}");
     let n: usize = out.lines().last().unwrap_or("0").parse().unwrap();
     assert!((1..=14).contains(&n), "init + shell + at most 14 children under pids.max 16: {n}");
     assert!(err.contains("fork"), "a fork was refused: {err}");
     assert_eq!(our_cgroups(), before, "the cgroup is removed after the run");
+    assert_eq!(records(&state), 0, "and the owner record");
 }
 
 #[test]
 fn a_memory_hog_is_oom_killed_and_the_outcome_says_so() {
     require_root!();
     let _serial = serial();
-    let (outcome, out, err) = run(sh("tail /dev/zero; echo survived").memory_max(32 << 20));
+    let state = TempDir::new("state").unwrap();
+    let (outcome, out, err) = run(sh("tail /dev/zero; echo survived").memory_max(32 << 20).state_dir(state.path()));
     assert!(matches!(outcome, Outcome::OomKilled { .. }), "{outcome:?}\n{out}\n{err}");
     assert!(our_cgroups().is_empty());
 }
@@ -329,11 +332,14 @@ fn two_hundred_one_shot_sandboxes_from_eight_threads_leave_nothing() {
     let _serial = serial();
     let before_mounts = mounts();
     let before_fds = fd_count();
+    let state_dir = TempDir::new("state").unwrap();
+    let state = state_dir.path();
     std::thread::scope(|s| {
         for t in 0..8 {
             s.spawn(move || {
                 for i in 0..25 {
-                    let out = ok(sh("echo $$ $(hostname)").hostname(format!("nk-t{t}-{i}")).pids_max(32));
+                    let out =
+                        ok(sh("echo $$ $(hostname)").hostname(format!("nk-t{t}-{i}")).pids_max(32).state_dir(state));
                     assert_eq!(out, format!("2 nk-t{t}-{i}\n"));
                 }
             });
@@ -342,6 +348,11 @@ fn two_hundred_one_shot_sandboxes_from_eight_threads_leave_nothing() {
     assert_eq!(fd_count(), before_fds, "no descriptor left");
     assert_eq!(mounts(), before_mounts, "no mount left");
     assert!(our_cgroups().is_empty(), "no cgroup left");
+}
+
+/// Files left in a state dir's records directory.
+fn records(state: &TempDir) -> usize {
+    std::fs::read_dir(state.join("sandboxes")).map_or(0, |rd| rd.count())
 }
 
 // --- rootless: the same binary re-executed as nobody -----------------------------------
@@ -403,7 +414,9 @@ fn exec_joins_every_namespace_and_the_cgroup_of_a_long_lived_sandbox() {
     require_root!();
     let _serial = serial();
     let before = mounts();
-    let sb = Sandbox::builder().hostname("nk-long").pids_max(32).env("FOO", "bar").create().unwrap();
+    let state = TempDir::new("state").unwrap();
+    let sb =
+        Sandbox::builder().hostname("nk-long").pids_max(32).env("FOO", "bar").state_dir(state.path()).create().unwrap();
     let init = sb.id();
     // argv[0] is set by the exec itself (its name only once it ran its first instruction).
     assert_eq!(std::fs::read_to_string(format!("/proc/{init}/cmdline")).unwrap(), "nk-init\0");
@@ -429,6 +442,7 @@ fn exec_joins_every_namespace_and_the_cgroup_of_a_long_lived_sandbox() {
     assert!(!cgroups.is_empty());
     sb.remove().unwrap();
     assert!(our_cgroups().is_empty(), "remove removes the cgroup");
+    assert_eq!(records(&state), 0, "and the owner record");
     assert_eq!(mounts(), before);
 }
 
@@ -436,7 +450,8 @@ fn exec_joins_every_namespace_and_the_cgroup_of_a_long_lived_sandbox() {
 fn pause_stops_progress_and_resume_restarts_it() {
     require_root!();
     let _serial = serial();
-    let sb = Sandbox::builder().create().unwrap();
+    let state = TempDir::new("state").unwrap();
+    let sb = Sandbox::builder().state_dir(state.path()).create().unwrap();
     let counter = sb.exec(["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; done"]).spawn().unwrap();
     let read = || -> u64 {
         let out = sb.exec(["cat", "/tmp/count"]).output().unwrap();
@@ -463,7 +478,8 @@ fn a_sandbox_dies_with_its_owner() {
     const ME: &str = "a_sandbox_dies_with_its_owner";
     if std::env::var(ROLE_VAR).as_deref() == Ok(ME) {
         // The owner: a long-lived sandbox with a process in it, then wait to be killed.
-        let sb = Sandbox::builder().pids_max(8).create().unwrap();
+        let state = std::env::var_os("NK_OWNER_STATE").expect("state dir");
+        let sb = Sandbox::builder().pids_max(8).state_dir(std::path::PathBuf::from(state)).create().unwrap();
         let child = sb.exec(["sleep", "1000"]).spawn().unwrap();
         println!("PIDS {} {}", sb.id(), child.id());
         std::thread::sleep(Duration::from_secs(1000));
@@ -476,10 +492,12 @@ fn a_sandbox_dies_with_its_owner() {
     // before the sandbox's PID 1 can finish. Play that role here (as systemd does for a
     // service), so nothing depends on how fast this machine's init reaps.
     rustix::process::set_child_subreaper(Some(rustix::process::Pid::from_raw(1).unwrap())).unwrap();
+    let state = TempDir::new("own").unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut owner = NsCommand::new(&exe)
         .args(["--exact", crate::test_name(module_path!(), ME).as_str(), "--nocapture", "--test-threads=1"])
         .env(ROLE_VAR, ME)
+        .env("NK_OWNER_STATE", state.path())
         .stdout(nook_ns::Stdio::piped())
         .spawn()
         .unwrap();
@@ -523,8 +541,11 @@ fn a_sandbox_dies_with_its_owner() {
         });
         std::thread::sleep(Duration::from_millis(5));
     }
-    // What the owner could not remove (nook_sandbox::cleanup's job): its cgroup.
+    // What the owner could not remove is cleanup's job: its cgroup and its record.
+    let report = nook_sandbox::StateDir::new(state.path()).cleanup().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert!(nook_sandbox::StateDir::new(state.path()).ids().unwrap().is_empty());
     let mut spec = nook_cgroup::CgroupSpec::new(format!("nk-sandbox-{}-0", owner.id()));
     spec.resources.pids = Some(nook_cgroup::Pids::new());
-    nook_cgroup::Cgroup::open(&spec).unwrap().remove().unwrap();
+    assert!(nook_cgroup::Cgroup::open(&spec).is_err(), "cleanup removed the owner's cgroup");
 }

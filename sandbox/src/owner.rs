@@ -1,0 +1,110 @@
+//! The facade's owner records: what a sandbox creates is written to its record in a
+//! [`StateDir`] as it is created, so that [`cleanup()`](crate::cleanup) can remove it after
+//! the owner dies (see the [`state`](crate::state) module docs, and "Dies with its owner" in
+//! the crate docs).
+//!
+//! A setup step that creates something makes one call, [`Recorder::record`], with the
+//! [`Object`] — right before creating it when what it will be is known in advance (a
+//! cgroup: a cleanup takes an absent object as removed, so recording first leaves no window
+//! in which it exists unrecorded), else right after (the init process, which dies with the
+//! owner anyway).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::error::Result;
+use crate::state::{self, Object, RecordHandle, StateDir};
+
+/// How often a process runs the cleanup of a state dir before creating a sandbox there (the
+/// first create always does). Cleaning takes a lock and reads each record, so a process
+/// with many live sandboxes does not pay that on every create.
+pub(crate) const CLEANUP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The record of one sandbox being built or running (or none: a one-shot sandbox without a
+/// cgroup, whose only object, its init, dies with the owner; or the default state dir could
+/// not be created).
+#[derive(Debug, Default)]
+pub(crate) struct Recorder {
+    handle: Option<RecordHandle>,
+}
+
+impl Recorder {
+    /// No record.
+    pub(crate) fn none() -> Recorder {
+        Recorder { handle: None }
+    }
+
+    /// Cleans up after dead owners in the state dir (best effort, at most once per
+    /// [`CLEANUP_INTERVAL`] per process and dir), then creates the record of sandbox `id`.
+    ///
+    /// `state`: the caller's state dir (its errors are errors), or `None` for the default
+    /// ([`StateDir::default_root`]), which is skipped when it cannot be created (no
+    /// `$XDG_RUNTIME_DIR` for an unprivileged caller, a read-only `/run`): the sandbox then
+    /// runs without a record.
+    pub(crate) fn begin(state: Option<&Path>, id: &str) -> Result<Recorder> {
+        let explicit = state.is_some();
+        let dir = StateDir::new(state.map_or_else(StateDir::default_root, Path::to_owned));
+        cleanup_now_and_then(&dir);
+        match dir.create_record(id) {
+            Ok(handle) => Ok(Recorder { handle: Some(handle) }),
+            Err(state::Error::Sys { call: "mkdir", source, .. })
+                if !explicit
+                    && matches!(
+                        source.raw_os_error(),
+                        Some(libc::EACCES | libc::EPERM | libc::EROFS | libc::ENOENT)
+                    ) =>
+            {
+                Ok(Recorder::none())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Adds `object` to the record (no-op without a record).
+    pub(crate) fn record(&mut self, object: Object) -> Result<()> {
+        match &mut self.handle {
+            Some(h) => Ok(h.add(object)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Replaces `old` with `new` (what an object recorded in advance turned out to be).
+    pub(crate) fn replace(&mut self, old: &Object, new: Object) -> Result<()> {
+        match &mut self.handle {
+            Some(h) => Ok(h.replace(old, new)?),
+            None => Ok(()),
+        }
+    }
+
+    /// The record file, if there is one.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.handle.as_ref().map(RecordHandle::path)
+    }
+
+    /// Deletes the record: everything it lists is gone.
+    pub(crate) fn finish(&mut self) -> Result<()> {
+        match self.handle.take() {
+            Some(h) => Ok(h.remove()?),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Runs [`StateDir::cleanup`] unless this process did so for `dir` less than
+/// [`CLEANUP_INTERVAL`] ago. Failures are not the new sandbox's: they stay for an explicit
+/// [`cleanup()`](crate::cleanup) to report.
+fn cleanup_now_and_then(dir: &StateDir) {
+    static LAST: Mutex<Option<HashMap<PathBuf, Instant>>> = Mutex::new(None);
+    let now = Instant::now();
+    {
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let map = last.get_or_insert_with(HashMap::new);
+        if map.get(dir.root()).is_some_and(|t| now.duration_since(*t) < CLEANUP_INTERVAL) {
+            return;
+        }
+        map.insert(dir.root().to_owned(), now);
+    }
+    let _ = dir.cleanup();
+}
