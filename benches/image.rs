@@ -14,13 +14,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use nook_sandbox::image::{ImageStore, ImportOptions};
 use nook_unionfs::{Digest, chain_id_of};
 
-use crate::report::{Report, slow_group};
+use crate::report::{Report, slow_group, timed_rounds};
 
 const LAYERS: usize = 4;
 /// Small files per layer (1–8 KiB each) and big files (3 MiB each): ~32 MiB per layer,
@@ -189,19 +188,7 @@ pub fn image(c: &mut Criterion, report: &mut Report) {
                 assert!(status.success(), "tar -x: {status}");
             }
         };
-        let timed = |iters: u64, f: &dyn Fn(&Path)| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                fresh(&out);
-                // Write back what the previous round dirtied, so neither side pays for the other.
-                // SAFETY: sync has no preconditions.
-                unsafe { libc::sync() };
-                let start = Instant::now();
-                f(&out);
-                total += start.elapsed();
-            }
-            total
-        };
+        let timed = |iters: u64, f: &dyn Fn(&Path)| timed_rounds(iters, &|| fresh(&out), &|| f(&out));
         let mut g = slow_group(c, "image");
         g.sample_size(10);
         g.throughput(Throughput::Bytes(size));

@@ -168,3 +168,18 @@ pub(crate) fn print_summary(report: &Report, dir: &Path, since: SystemTime) {
         println!();
     }
 }
+
+/// `iters` rounds of `f`, each after `prepare` and a `sync(2)` (written back what the previous
+/// round dirtied, so neither side of a comparison pays for the other): the time of `f` alone.
+pub(crate) fn timed_rounds(iters: u64, prepare: &dyn Fn(), f: &dyn Fn()) -> std::time::Duration {
+    let mut total = std::time::Duration::ZERO;
+    for _ in 0..iters {
+        prepare();
+        // SAFETY: sync has no preconditions.
+        unsafe { libc::sync() };
+        let start = std::time::Instant::now();
+        f();
+        total += start.elapsed();
+    }
+    total
+}

@@ -7,12 +7,11 @@
 use std::ffi::{CString, c_char, c_int, c_long};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use nook_unionfs::{ApplyOptions, LayerStack, Upper, apply_layer};
 
-use crate::report::{Report, slow_group};
+use crate::report::{Report, slow_group, timed_rounds};
 
 unsafe extern "C" {
     fn nk_floor_overlay(
@@ -148,19 +147,7 @@ fn apply(c: &mut Criterion, report: &mut Report, dir: &Path) {
                 .expect("run tar -x");
             assert!(status.success(), "tar -x: {status}");
         };
-        let timed = |iters: u64, f: &dyn Fn(&Path)| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                fresh(&out);
-                // Write back what the previous round dirtied, so neither side pays for the other.
-                // SAFETY: sync has no preconditions.
-                unsafe { libc::sync() };
-                let start = Instant::now();
-                f(&out);
-                total += start.elapsed();
-            }
-            total
-        };
+        let timed = |iters: u64, f: &dyn Fn(&Path)| timed_rounds(iters, &|| fresh(&out), &|| f(&out));
         let mut g = slow_group(c, "unionfs");
         g.sample_size(10);
         g.throughput(Throughput::Bytes(size));
