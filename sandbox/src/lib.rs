@@ -194,8 +194,7 @@
 //! ## Not yet
 //! Owner records written by `create` (the
 //! state directory and `cleanup()` exist), the hardening settings (capabilities, seccomp, masked paths), `lo` up in
-//! a rootless sandbox, and `exec` into a rootless sandbox (the kernel lets only a
-//! single-threaded process `setns` into a user namespace). An async `wait_with_output`.
+//! a rootless sandbox. An async `wait_with_output`.
 
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
