@@ -134,6 +134,19 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         raw::close(sync);
     }
 
+    // Joining an existing process's namespaces comes first, while we are single-threaded
+    // (the kernel requires that for a user or time namespace) and before anything that acts
+    // in them: one atomic setns through its pidfd, the user namespace first. Root and cwd
+    // become the target's; a pid namespace applies to our children only, which is why a
+    // join with one implies the init (`Command::join`).
+    if let Some(flags) = plan.join {
+        match fds.get(FdRole::Join) {
+            // The pidfd stays open (close-on-exec) like every other kept descriptor.
+            Some(fd) => check(err, Stage::Join, raw::setns(fd, flags)),
+            None => fail(err, Stage::Join, libc::EBADF, None),
+        }
+    }
+
     // The time namespace comes before the switch to root of the new user namespace: that
     // switch changes the euid (e.g. from global root to the mapped 100000), which makes the
     // process non-dumpable, and /proc/self/timens_offsets of a non-dumpable process belongs

@@ -126,6 +126,7 @@ pub struct Command {
     pre_exec: Vec<PreExecHook>,
     force_clone2: bool,
     join_netns: Option<NsFd>,
+    join: Option<(OwnedFd, NamespaceSet)>,
     rlimits: Vec<(Resource, u64, u64)>,
     oom_score_adj: Option<i32>,
     umask: Option<u32>,
@@ -183,6 +184,7 @@ impl Command {
             pre_exec: Vec::new(),
             force_clone2: false,
             join_netns: None,
+            join: None,
             rlimits: Vec::new(),
             oom_score_adj: None,
             umask: None,
@@ -468,6 +470,37 @@ impl Command {
         self
     }
 
+    /// Starts the child in the namespaces `set` of the process behind `pidfd` — every
+    /// namespace of a running container, as `docker exec` / runc's nsexec do — instead of the
+    /// caller's.
+    ///
+    /// The child joins them itself, right after clone and the sync point, before anything
+    /// else acts in a namespace: one atomic `setns(pidfd, set)` (Linux 5.8+), which the
+    /// kernel applies user namespace first. The child is single-threaded there, so a user
+    /// (or time) namespace can be joined from a multithreaded caller, which `setns` on a
+    /// thread of the caller cannot ([`crate::join_pidfd`]); no thread of the caller moves.
+    /// After the join the child's root and working directory are the target's root (the
+    /// mount namespace's); [`Command::current_dir`] is applied after it, inside.
+    ///
+    /// A pid namespace applies to the children of whoever joins it, never to itself. When
+    /// the caller may enter one (CAP_SYS_ADMIN in its own user namespace), the thread that
+    /// clones enters the target's pid namespace for its children for the clone only (as
+    /// [`Command::join_netns`] does with a network namespace) and the program is the child,
+    /// a process of that namespace. Otherwise (an unprivileged caller joining its rootless
+    /// container) the child joins it too, and the [init](Command::init) is implied: the
+    /// child — in every namespace of the target but its pid namespace — forks the program
+    /// into it and stays as `nk-init`, forwarding signals and exiting with the program's
+    /// status (128 + signal when it was killed), as runc's second fork does;
+    /// [`Child::id`](crate::Child::id) is then the init's pid.
+    ///
+    /// The kinds in `set` cannot also be created ([`ValidationError::JoinAndCreate`]);
+    /// mount steps, hostname and domain still need a namespace of their own. A start in a
+    /// cgroup ([`Command::cgroup`] or by the caller while paused) happens before the join.
+    pub fn join(&mut self, pidfd: OwnedFd, set: NamespaceSet) -> &mut Self {
+        self.join = Some((pidfd, set));
+        self
+    }
+
     /// Passes `fd` to the program as descriptor number `target` (3 or above), like runc's
     /// `--preserve-fds` or Go's `ExtraFiles`.
     ///
@@ -632,7 +665,7 @@ impl Command {
 
     /// Checks every input without touching the system.
     pub fn validate(&self) -> std::result::Result<(), ValidationError> {
-        self.prepare().map(drop)
+        self.prepare_with(false).map(drop)
     }
 
     /// Spawns the child and lets it run to exec. See [`Command::spawn_paused`] to act
@@ -674,7 +707,12 @@ impl Command {
     /// Creates the child. With `pause` (or when the parent must write id maps or place the
     /// child in a cgroup) the child waits at the sync point until resumed.
     fn spawn_inner(&mut self, pause: bool) -> Result<PausedChild> {
-        let plan = self.prepare()?;
+        // A pid namespace to join: the cloning thread enters it for its children when the
+        // caller may (CAP_SYS_ADMIN in its own user namespace, which the kernel requires);
+        // otherwise the child joins it and the init forks the program into it.
+        let joins_pid = self.join.as_ref().is_some_and(|(_, set)| set.has(Namespace::Pid));
+        let child_joins_pid = joins_pid && !may_enter_pid_namespaces();
+        let plan = self.prepare_with(child_joins_pid)?;
         let (euid, egid) = sys::geteuid_egid();
         let privileged = euid == 0;
         let uid_writer = self.effective_uid_map(euid).map(|m| {
@@ -707,6 +745,7 @@ impl Command {
         let vfork = !needs_sync
             && self.pre_exec.is_empty()
             && !plan.init
+            && plan.join.is_none()
             && plan.time_offsets.is_none()
             && !self.force_clone2
             && !process_owner
@@ -749,6 +788,9 @@ impl Command {
         kept.extend(passed.iter().map(|(target, fd)| (FdRole::Pass(*target), fd.as_raw_fd())));
         if let Some(fd) = &parent_thread {
             kept.push((FdRole::ParentThread, fd.as_raw_fd()));
+        }
+        if let Some((fd, _)) = &self.join {
+            kept.push((FdRole::Join, fd.as_raw_fd()));
         }
         if plan.init {
             let memfd = crate::init_exe::memfd().sys("nk-init memfd")?;
@@ -836,6 +878,24 @@ impl Command {
             }
             cloned
         };
+        // With a pid namespace to join from here: the cloning thread enters it for its
+        // children only (its own pid namespace never changes) and comes back right after.
+        let join_pid = self.join.as_ref().filter(|_| joins_pid && !child_joins_pid).map(|(fd, _)| fd);
+        let mut clone = move || -> std::io::Result<(libc::pid_t, OwnedFd, bool)> {
+            let Some(target) = join_pid else { return clone() };
+            let own = NsFd::open("/proc/thread-self/ns/pid_for_children", Namespace::Pid).map_err(ns_io_error)?;
+            crate::join::join_pidfd(target.as_fd(), Namespace::Pid.as_set()).map_err(ns_io_error)?;
+            let cloned = clone();
+            if let Err(e) = own.enter() {
+                // Still pointed at the joined namespace: the child must not run on.
+                if let Ok((_, pidfd, _)) = &cloned {
+                    let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+                    let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
+                }
+                return Err(ns_io_error(e));
+            }
+            cloned
+        };
         let cloned = if process_owner { spawner::run(clone).sys("spawner thread")? } else { clone() };
         let (pid, pidfd, joined_cgroup) = cloned.map_err(|e| {
             Error::Spawn(SpawnError {
@@ -915,7 +975,14 @@ impl Command {
     }
 
     /// Validates everything and builds the child's plan. Pure: no system calls.
+    #[cfg_attr(not(test), allow(dead_code))]
     fn prepare(&self) -> std::result::Result<Plan, ValidationError> {
+        self.prepare_with(false)
+    }
+
+    /// [`Command::prepare`]; `child_joins_pid`: the child joins the pid namespace of
+    /// [`Command::join`] itself (then the init is implied), not the cloning thread.
+    fn prepare_with(&self, child_joins_pid: bool) -> std::result::Result<Plan, ValidationError> {
         let ns = self.namespaces;
         if let Some(target) = &self.join_netns {
             if target.kind() != Namespace::Net {
@@ -925,6 +992,13 @@ impl Command {
                 return Err(ValidationError::JoinAndCreate { namespace: Namespace::Net });
             }
         }
+        if let Some((_, set)) = &self.join {
+            let also_net = self.join_netns.is_some().then_some(Namespace::Net);
+            if let Some(namespace) = set.kinds().find(|k| ns.has(*k) || Some(*k) == also_net) {
+                return Err(ValidationError::JoinAndCreate { namespace });
+            }
+        }
+        let init = self.init || child_joins_pid;
         let need = |setting: &'static str, namespace: Namespace| {
             if ns.has(namespace) { Ok(()) } else { Err(ValidationError::NeedsNamespace { setting, namespace }) }
         };
@@ -1071,9 +1145,9 @@ impl Command {
             become_userns_root,
             identity,
             pdeathsig: self.pdeathsig.map(|(sig, _)| sig),
-            init: self.init,
-            init_hold: self.init && self.init_hold,
-            init_subreaper: self.init && !ns.has(Namespace::Pid),
+            init,
+            init_hold: init && self.init_hold,
+            init_subreaper: init && !ns.has(Namespace::Pid),
             rlimits,
             oom_score_adj,
             umask: self.umask.map(|m| m as libc::mode_t),
@@ -1081,6 +1155,12 @@ impl Command {
             no_new_privs: self.no_new_privs,
             landlock: self.landlock.is_some(),
             seccomp,
+            join: self
+                .join
+                .as_ref()
+                .map(|(_, set)| if child_joins_pid { *set } else { set.without(Namespace::Pid) })
+                .filter(|set| !set.is_empty())
+                .map(|set| set.bits() as libc::c_int),
         })
     }
 
@@ -1120,6 +1200,13 @@ impl Command {
         }
         Ok(out)
     }
+}
+
+/// Whether the calling thread may `setns` into a pid namespace: the kernel requires
+/// CAP_SYS_ADMIN in the caller's own user namespace (and in the target's owner).
+fn may_enter_pid_namespaces() -> bool {
+    rustix::thread::capabilities(None)
+        .is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_ADMIN))
 }
 
 /// The child's capability steps for `caps`; `leaves_root`: the identity change leaves

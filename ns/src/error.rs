@@ -164,7 +164,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValidationError {
-    /// [`crate::Command::join_netns`] together with a new namespace of the same kind.
+    /// [`crate::Command::join_netns`] or [`crate::Command::join`] together with a new
+    /// namespace of the same kind (or both joins with a network namespace).
     #[error("cannot both join an existing {namespace} namespace and create a new one")]
     JoinAndCreate {
         /// The kind.
@@ -450,12 +451,14 @@ pub enum Stage {
     Seccomp,
     /// Sending the seccomp notification listener to the parent.
     SeccompNotify,
+    /// `setns(pidfd, …)` into the namespaces of the process given to `Command::join`.
+    Join,
 }
 
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 32] = [
+        const ALL: [Stage; 33] = [
             Clone,
             WaitForParent,
             Prctl,
@@ -488,6 +491,7 @@ impl Stage {
             Landlock,
             Seccomp,
             SeccompNotify,
+            Join,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }

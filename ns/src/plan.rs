@@ -82,6 +82,9 @@ pub(crate) struct Plan {
     /// Enforce the Landlock ruleset passed as [`FdRole::Landlock`].
     pub landlock: bool,
     pub seccomp: Option<SeccompPlan>,
+    /// `setns(pidfd, flags)` into the process passed as [`FdRole::Join`], right after the
+    /// sync point (see `Command::join`).
+    pub join: Option<libc::c_int>,
 }
 
 /// The capability steps, decided in the parent.
@@ -137,6 +140,8 @@ pub(crate) enum FdRole {
     Landlock,
     /// The child's end of the socket the seccomp listener is sent over.
     SeccompNotify,
+    /// The pidfd of the process whose namespaces the child joins ([`crate::Command::join`]).
+    Join,
 }
 
 impl FdRole {

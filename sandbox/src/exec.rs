@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use nook_ns::{Namespace, NsFd, Stdio};
+use nook_ns::{Namespace, NamespaceSet, Stdio};
 
 use crate::child::SandboxChild;
 use crate::error::{Error, Result, ValidationError};
@@ -16,13 +16,13 @@ use crate::spec::{DEFAULT_PATH, User, absolute, check_env, no_nul};
 /// `std::process::Command`. By default it gets the sandbox's environment, working directory
 /// and user; stdio is inherited.
 ///
-/// It is created by a short-lived helper thread that enters the sandbox's namespaces
-/// (`setns` on descriptors opened from its init's `/proc` entry, checked against the init's
-/// pidfd afterwards, so a reused pid cannot redirect it): mount, UTS, IPC, network, cgroup
-/// and pid — so it is a child of the caller, and a process of the sandbox. A sandbox with a
-/// user namespace (rootless) cannot be joined this way by a multithreaded caller (the
-/// kernel allows `setns` into a user namespace only for a single-threaded process):
-/// [`nook_ns::Error::NeedsSingleThread`].
+/// The child joins every namespace of the sandbox itself, right after clone, through its
+/// init's pidfd ([`nook_ns::Command::join`], as runc's nsexec does): user (when the sandbox
+/// has one, so rootless sandboxes are joined too), mount, UTS, IPC, network, cgroup, time
+/// and pid. It is placed in the sandbox's cgroup before it runs. In the pid namespace the
+/// program runs as the child of a small `nk-init` that stays outside it (a pid namespace
+/// applies to the children of whoever joins it), forwards signals to the program and exits
+/// with its status: [`SandboxChild::id`] is that init's pid, as seen by the caller.
 #[derive(Debug)]
 pub struct Exec<'a> {
     sandbox: &'a Sandbox,
@@ -132,20 +132,15 @@ impl<'a> Exec<'a> {
         cmd.stderr(e.unwrap_or_else(Stdio::inherit));
         cmd.validate().map_err(ValidationError::from)?;
 
-        // The init's namespaces, opened by pid and then checked against its pidfd: if the
-        // init had ended (and its pid been reused) between the two, the pidfd says so.
-        let pid = self.sandbox.id();
-        let kinds =
-            [Namespace::Mount, Namespace::Uts, Namespace::Ipc, Namespace::Net, Namespace::Cgroup, Namespace::Pid];
-        let mut fds = Vec::with_capacity(kinds.len() + 1);
+        // Every namespace the sandbox made, joined by the child itself right after clone
+        // through the init's pidfd (no pid to be reused in between); the network namespace
+        // too in `container:` mode, where the init joined another sandbox's.
+        let mut set = NamespaceSet::new();
         for kind in spec.effective_namespaces().kinds() {
-            if kinds.contains(&kind) || kind == Namespace::User {
-                fds.push(NsFd::of_pid(pid, kind)?);
-            }
+            set = set.with(kind);
         }
-        // `container:` mode: the init joined another sandbox's network namespace.
         if matches!(spec.network, crate::NetworkMode::Container { .. }) {
-            fds.push(NsFd::of_pid(pid, Namespace::Net)?);
+            set = set.with(Namespace::Net);
         }
         if wait_readable(self.sandbox.init_pidfd(), Instant::now())? {
             return Err(Error::Sys {
@@ -154,15 +149,17 @@ impl<'a> Exec<'a> {
                 source: std::io::Error::from_raw_os_error(libc::ESRCH),
             });
         }
-        let targets: Vec<&NsFd> = fds.iter().collect();
-        // Only spawn on the helper thread: a thread whose pid namespace for children is not
-        // its own cannot start threads, and the child is waited for from any thread. The
-        // move into the sandbox's cgroup is made from here, outside the sandbox's cgroup
-        // namespace: on cgroup v2 the kernel refuses (ENOENT) a migration by a writer whose
-        // cgroup namespace does not see the source cgroup, which the helper thread's does not.
-        let cgroup = self.sandbox.cgroup();
-        let paused = nook_ns::on_thread_in(&targets, move || cmd.spawn_paused())??;
-        if let Some(cg) = cgroup {
+        let pidfd = self
+            .sandbox
+            .init_pidfd()
+            .try_clone_to_owned()
+            .map_err(|source| Error::Sys { call: "dup (the init's pidfd)", path: None, source })?;
+        cmd.join(pidfd, set);
+        // The move into the sandbox's cgroup is made from here while the child waits, before
+        // it joins the sandbox's cgroup namespace: on cgroup v2 the kernel refuses (ENOENT) a
+        // migration by a writer whose cgroup namespace does not see the source cgroup.
+        let paused = cmd.spawn_paused()?;
+        if let Some(cg) = self.sandbox.cgroup() {
             // Dropping the paused child kills and reaps it.
             cg.add_pid(paused.id())?;
         }

@@ -217,9 +217,8 @@
 //!
 //! ## Not yet
 //! The hardening settings wired into the spawn (the mechanisms are in nook-ns and the policy in
-//! [`hardening`]; capabilities, seccomp, masked paths), `lo` up in
-//! a rootless sandbox, and `exec` into a rootless sandbox (the kernel lets only a
-//! single-threaded process `setns` into a user namespace). An async `wait_with_output`.
+//! [`hardening`]; capabilities, seccomp, masked paths) and `lo` up in a rootless sandbox.
+//! An async `wait_with_output`.
 
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]

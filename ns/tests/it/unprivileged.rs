@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use nook_ns::{Command, IdMap, IdMapping, MountStep, Namespace};
+use nook_ns::{Command, IdMap, IdMapping, MountStep, Namespace, NamespaceSet, ValidationError};
 use nook_testutil::{TempDir, require_root};
 
 const NOBODY: u32 = 65_534;
@@ -126,4 +126,60 @@ fn multi_range_as_nobody(me: &str) {
     assert_eq!(&words[1..7], expected_map, "uid_map: {text}");
     assert_eq!(&words[7..13], expected_map, "gid_map: {text}");
     println!("NK-OK {me}");
+}
+
+/// The namespaces of a process a child can join with [`Command::join`], as the test names
+/// them, and what `/proc/PID/ns/*` shows of them.
+const JOINED: [&str; 4] = ["user", "mnt", "uts", "pid"];
+
+fn ns_links(pid: &str) -> Vec<String> {
+    JOINED.iter().map(|k| std::fs::read_link(format!("/proc/{pid}/ns/{k}")).unwrap().display().to_string()).collect()
+}
+
+/// A process in new user, pid, uts and mount namespaces, then a child joined to all of them
+/// through its pidfd: it reports the same namespace identities, the target's hostname, and
+/// pid 2 (the target is PID 1 of its pid namespace). As root the cloning thread enters the
+/// pid namespace; as nobody (a rootless container) the child joins it and the init forks
+/// the program into it.
+fn join_through_a_pidfd(me: &str) {
+    let set =
+        NamespaceSet::new().with(Namespace::User).with(Namespace::Pid).with(Namespace::Uts).with(Namespace::Mount);
+    let mut target = Command::new("/bin/sleep");
+    target.arg("1000").namespaces(set).hostname("nk-target").env("PATH", "/usr/bin:/bin");
+    let target = target.spawn().expect("spawn the target");
+    let pidfd = target.pidfd().try_clone_to_owned().unwrap();
+    let script = format!("echo $$ $(hostname); for k in {}; do readlink /proc/self/ns/$k; done", JOINED.join(" "));
+    // Not together with a new namespace of a joined kind.
+    let err = Command::new("/bin/true")
+        .unshare(Namespace::Uts)
+        .join(pidfd.try_clone().unwrap(), set)
+        .validate()
+        .unwrap_err();
+    assert_eq!(err, ValidationError::JoinAndCreate { namespace: Namespace::Uts });
+    let out = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .join(pidfd, set)
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("spawn the joined child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("2 nk-target"), "{text}");
+    let joined: Vec<String> = lines.map(str::to_owned).collect();
+    assert_eq!(joined, ns_links(&target.id().to_string()), "the joined child is in the target's namespaces");
+    assert_ne!(joined, ns_links("self"));
+    drop(target);
+    println!("NK-OK {me}");
+}
+
+#[test]
+fn a_child_joins_every_namespace_of_a_process_through_its_pidfd() {
+    const ME: &str = "a_child_joins_every_namespace_of_a_process_through_its_pidfd";
+    if in_child_role(ME) {
+        return join_through_a_pidfd(ME);
+    }
+    require_root!();
+    join_through_a_pidfd(ME);
+    run_as_nobody(ME, |_| {});
 }
