@@ -186,8 +186,9 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         let e = raw::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), flags, std::ptr::null());
         check(err, Stage::RootPropagation, e);
     }
+    let landlock = fds.get(FdRole::Landlock).unwrap_or(-1);
     for (i, step) in plan.steps.iter().enumerate() {
-        if let Err((stage, errno)) = run_step(step) {
+        if let Err((stage, errno)) = run_step(step, landlock) {
             fail(err, stage, errno, Some(i));
         }
     }
@@ -514,8 +515,9 @@ fn opt_ptr(s: &Option<CString>) -> *const libc::c_char {
     s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
 }
 
-/// Runs a mount step in the child. Allocation-free; returns (stage, errno) on failure.
-pub(crate) fn run_step(step: &PreparedStep) -> Result<(), (Stage, i32)> {
+/// Runs a mount step in the child (`landlock`: the Landlock ruleset, -1 without one).
+/// Allocation-free; returns (stage, errno) on failure.
+pub(crate) fn run_step(step: &PreparedStep, landlock: RawFd) -> Result<(), (Stage, i32)> {
     let fail = |stage: Stage| move |errno: i32| (stage, errno);
     match step {
         PreparedStep::Mount { source, target, fstype, flags, data, read_only } => {
@@ -539,6 +541,18 @@ pub(crate) fn run_step(step: &PreparedStep) -> Result<(), (Stage, i32)> {
                 .map_err(fail(Stage::Mount))
         }
         PreparedStep::Mask { target } => mask(target.as_ptr()).map_err(fail(Stage::Mount)),
+        PreparedStep::LandlockRule { path, access } => {
+            // A ruleset that enforces nothing on this kernel (allowed degraded) has no
+            // descriptor: its rules have nothing to allow. Without any ruleset the step
+            // was refused by validation.
+            if landlock < 0 {
+                return Ok(());
+            }
+            let fd = raw::open(path.as_ptr(), libc::O_PATH).map_err(fail(Stage::Landlock))?;
+            let e = raw::landlock_add_path_rule(landlock, fd, *access);
+            raw::close(fd);
+            nonzero(e).map_err(fail(Stage::Landlock))
+        }
         PreparedStep::MakeDir { path, mode } => match raw::mkdir(path.as_ptr(), *mode) {
             0 | libc::EEXIST => Ok(()),
             e => Err((Stage::Mount, e)),

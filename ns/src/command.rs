@@ -133,6 +133,8 @@ pub struct Command {
     capabilities: Option<Capabilities>,
     no_new_privs: bool,
     landlock: Option<OwnedFd>,
+    /// A ruleset was given (it may enforce nothing on this kernel, then `landlock` is None).
+    landlock_given: bool,
     seccomp: Option<SeccompProgram>,
 }
 
@@ -191,6 +193,7 @@ impl Command {
             capabilities: None,
             no_new_privs: false,
             landlock: None,
+            landlock_given: false,
             seccomp: None,
         }
     }
@@ -628,6 +631,7 @@ impl Command {
     /// Landlock) adds no step. A failure is [`Stage::Landlock`].
     pub fn landlock(&mut self, ruleset: Landlock) -> &mut Self {
         self.landlock = ruleset.into_fd();
+        self.landlock_given = true;
         self
     }
 
@@ -635,6 +639,7 @@ impl Command {
     /// as [`Command::landlock`].
     pub fn landlock_fd(&mut self, ruleset_fd: OwnedFd) -> &mut Self {
         self.landlock = Some(ruleset_fd);
+        self.landlock_given = true;
         self
     }
 
@@ -1047,6 +1052,9 @@ impl Command {
         let mut steps = Vec::with_capacity(self.mounts.len());
         for step in &self.mounts {
             need("mount steps", Namespace::Mount)?;
+            if let (MountStep::LandlockRule { path, .. }, false) = (step, self.landlock_given) {
+                return Err(ValidationError::LandlockRuleWithoutRuleset { path: path.clone() });
+            }
             steps.push(step.prepare()?);
         }
         crate::mount::check_root_propagation(self.root_propagation, ns.has(Namespace::User), &self.mounts)?;
@@ -1205,8 +1213,7 @@ impl Command {
 /// Whether the calling thread may `setns` into a pid namespace: the kernel requires
 /// CAP_SYS_ADMIN in the caller's own user namespace (and in the target's owner).
 fn may_enter_pid_namespaces() -> bool {
-    rustix::thread::capabilities(None)
-        .is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_ADMIN))
+    rustix::thread::capabilities(None).is_ok_and(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_ADMIN))
 }
 
 /// The child's capability steps for `caps`; `leaves_root`: the identity change leaves

@@ -375,6 +375,12 @@ pub enum ValidationError {
         /// The rights not handled (`landlock::AccessFs` bits).
         access: u64,
     },
+    /// A [`crate::MountStep::LandlockRule`] without a ruleset ([`crate::Command::landlock`]).
+    #[error("landlock rule step for {path} without a Landlock ruleset")]
+    LandlockRuleWithoutRuleset {
+        /// The rule's path.
+        path: PathBuf,
+    },
 }
 
 /// The step of child setup that failed.

@@ -170,6 +170,18 @@ pub enum MountStep {
         /// The path to hide.
         target: PathBuf,
     },
+    /// Allow `access` (Landlock `LANDLOCK_ACCESS_FS_*` bits) beneath `path` in the
+    /// Landlock ruleset of [`crate::Command::landlock`], as the child sees `path` at this
+    /// point (inside its new root, after `pivot_root`): a rule for a path of an overlay or
+    /// another mount only the child has must be added by the child. The ruleset must be
+    /// fresh for each spawn (rules added to it stay). A failure is
+    /// [`crate::Stage::Landlock`]; without a ruleset the step is an error too.
+    LandlockRule {
+        /// The file or directory.
+        path: PathBuf,
+        /// The rights allowed beneath it.
+        access: u64,
+    },
     /// Create a directory (an existing one is fine).
     MakeDir {
         /// The directory.
@@ -261,6 +273,11 @@ impl MountStep {
     /// Mask a path.
     pub fn mask(target: impl Into<PathBuf>) -> Self {
         MountStep::Mask { target: target.into() }
+    }
+
+    /// A Landlock rule added by the child (see [`MountStep::LandlockRule`]).
+    pub fn landlock_rule(path: impl Into<PathBuf>, access: crate::landlock::AccessFs) -> Self {
+        MountStep::LandlockRule { path: path.into(), access: access.bits() }
     }
 
     /// Create a directory with mode 0755.
@@ -366,6 +383,9 @@ impl MountStep {
                 recursive: *recursive,
             }),
             MountStep::Mask { target } => Ok(PreparedStep::Mask { target: abs_cstring("masked path", target)? }),
+            MountStep::LandlockRule { path, access } => {
+                Ok(PreparedStep::LandlockRule { path: abs_cstring("landlock rule", path)?, access: *access })
+            }
             MountStep::MakeDir { path, mode } => {
                 Ok(PreparedStep::MakeDir { path: abs_cstring("directory", path)?, mode: *mode as libc::mode_t })
             }
@@ -448,6 +468,10 @@ pub(crate) enum PreparedStep {
     },
     Mask {
         target: CString,
+    },
+    LandlockRule {
+        path: CString,
+        access: u64,
     },
     MakeDir {
         path: CString,

@@ -75,6 +75,11 @@ impl SeccompProgram {
         self
     }
 
+    /// Whether the program asks for a user-notification listener ([`SeccompProgram::notify`]).
+    pub fn is_notify(&self) -> bool {
+        self.notify
+    }
+
     /// The instructions.
     pub fn instructions(&self) -> &[libc::sock_filter] {
         &self.filter

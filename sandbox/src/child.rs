@@ -62,6 +62,13 @@ fn outcome_of(status: ExitStatus) -> Outcome {
 }
 
 impl SandboxChild<'_> {
+    /// The seccomp user-notification listener, when the sandbox's profile has
+    /// [`crate::hardening::Action::UserNotif`] rules (once; `None` afterwards). Answer
+    /// its notifications promptly: the process waits in the syscall until then.
+    pub fn take_seccomp_notifier(&mut self) -> Option<nook_ns::seccomp::Notifier> {
+        self.child.take_seccomp_notifier()
+    }
+
     pub(crate) fn new(mut child: nook_ns::Child) -> Self {
         child.kill_on_drop(true);
         let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());

@@ -296,4 +296,54 @@ pub enum ValidationError {
         #[source]
         source: nook_netmodel::ValidationError,
     },
+    /// A capability name that is not one (or one the running kernel does not have).
+    #[error(transparent)]
+    Capability(crate::hardening::UnknownCapability),
+    /// The seccomp profile cannot be used (malformed, or cannot be compiled here).
+    #[error(transparent)]
+    Seccomp(crate::hardening::SeccompError),
+    /// A soft limit above its hard limit.
+    #[error("rlimit {resource}: soft limit {soft} is above the hard limit {hard}")]
+    Rlimit {
+        /// The resource.
+        resource: nook_ns::Resource,
+        /// The soft limit.
+        soft: u64,
+        /// The hard limit.
+        hard: u64,
+    },
+    /// The same resource limited twice.
+    #[error("rlimit {resource} is given twice")]
+    DuplicateRlimit {
+        /// The resource.
+        resource: nook_ns::Resource,
+    },
+    /// An `oom_score_adj` outside -1000..=1000.
+    #[error("oom_score_adj {value} is outside -1000..=1000")]
+    OomScoreAdj {
+        /// The value.
+        value: i32,
+    },
+    /// A umask above `0o777`.
+    #[error("umask {value:#o} is above 0o777")]
+    Umask {
+        /// The value.
+        value: u32,
+    },
+    /// A sysctl that may not be set in this sandbox.
+    #[error("sysctl {key:?}: {reason}")]
+    Sysctl {
+        /// The key.
+        key: String,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// A Landlock ruleset that cannot be built.
+    #[error("landlock{}: {reason}", path.as_ref().map(|p| format!(" rule for {}", p.display())).unwrap_or_default())]
+    Landlock {
+        /// The rule's path, when one rule is at fault.
+        path: Option<PathBuf>,
+        /// Why.
+        reason: &'static str,
+    },
 }

@@ -130,6 +130,11 @@ impl<'a> Exec<'a> {
         cmd.stdin(i.unwrap_or_else(Stdio::inherit));
         cmd.stdout(o.unwrap_or_else(Stdio::inherit));
         cmd.stderr(e.unwrap_or_else(Stdio::inherit));
+        // Confined as the sandbox's first process is (capabilities, no_new_privs, seccomp,
+        // rlimits, ...), as `docker exec` does; Landlock rules open the sandbox's paths
+        // through its init's root.
+        let root = PathBuf::from(format!("/proc/{}/root", self.sandbox.id()));
+        self.sandbox.confinement.apply(&mut cmd, Some(&root))?;
         cmd.validate().map_err(ValidationError::from)?;
 
         // Every namespace the sandbox made, joined by the child itself right after clone
@@ -149,11 +154,11 @@ impl<'a> Exec<'a> {
                 source: std::io::Error::from_raw_os_error(libc::ESRCH),
             });
         }
-        let pidfd = self
-            .sandbox
-            .init_pidfd()
-            .try_clone_to_owned()
-            .map_err(|source| Error::Sys { call: "dup (the init's pidfd)", path: None, source })?;
+        let pidfd = self.sandbox.init_pidfd().try_clone_to_owned().map_err(|source| Error::Sys {
+            call: "dup (the init's pidfd)",
+            path: None,
+            source,
+        })?;
         cmd.join(pidfd, set);
         // The move into the sandbox's cgroup is made from here while the child waits, before
         // it joins the sandbox's cgroup namespace: on cgroup v2 the kernel refuses (ENOENT) a

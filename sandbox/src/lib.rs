@@ -231,6 +231,7 @@ pub mod net;
 mod owner;
 mod plan;
 mod run;
+mod security;
 mod spec;
 #[cfg(feature = "tokio")]
 mod wait_async;
@@ -241,6 +242,7 @@ pub use exec::Exec;
 pub use net::{NetworkAttachment, NetworkConfig};
 pub use plan::DEVICES;
 pub use run::{Outcome, Sandbox, SandboxBuilder, SandboxOutput};
+pub use security::{FsAccess, LandlockRule, LandlockSpec, Rlimit, SeccompMode, Security};
 pub use spec::{DEFAULT_PATH, Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
 
 pub mod hardening;

@@ -271,7 +271,15 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
     if own_sysfs {
         steps.push(MountStep::sysfs("/sys"));
     }
-    if let Rootfs::Dir { read_only: true, .. } = spec.rootfs {
+    // Hardening: sysctls, masked and read-only paths, Landlock rules (as the sandbox sees
+    // its paths), then the read-only root.
+    steps.extend(crate::hardening::apply::mount_steps(&spec.security));
+    if let Some(l) = &spec.security.landlock {
+        for rule in &l.rules {
+            steps.push(MountStep::landlock_rule(&rule.path, crate::security::FsAccess::union(&rule.access)));
+        }
+    }
+    if matches!(spec.rootfs, Rootfs::Dir { read_only: true, .. }) || spec.security.read_only_rootfs {
         steps.push(MountStep::remount_read_only("/"));
     }
     Ok(steps)

@@ -24,10 +24,12 @@ use nook_netmodel::files::DnsConfig;
 
 use crate::child::{join, reader};
 use crate::error::{Error, Result, ValidationError};
+use crate::hardening::apply::Confinement;
 use crate::image_run::{self, ImageRun};
 use crate::net::{self, NetworkConfig};
 use crate::owner::Recorder;
 use crate::plan;
+use crate::security::{LandlockSpec, Rlimit, SeccompMode, Security};
 use crate::spec::{Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
 
 /// Why a sandbox's run ended — one value.
@@ -365,6 +367,80 @@ impl SandboxBuilder {
         self
     }
 
+    /// The whole confinement at once (replaces what the methods below set).
+    pub fn security(&mut self, security: Security) -> &mut Self {
+        self.spec.security = security;
+        self
+    }
+
+    /// Every confinement off (see [`Security::privileged`]).
+    pub fn privileged(&mut self, yes: bool) -> &mut Self {
+        self.spec.security = if yes { Security::privileged() } else { Security::default() };
+        self
+    }
+
+    /// Adds a capability (`"NET_ADMIN"`, `"CAP_SYS_PTRACE"`, `"ALL"`), as `--cap-add`.
+    pub fn cap_add(&mut self, name: impl Into<String>) -> &mut Self {
+        self.spec.security.cap_add.push(name.into());
+        self
+    }
+
+    /// Drops a capability (`"ALL"`: all but the added ones), as `--cap-drop`.
+    pub fn cap_drop(&mut self, name: impl Into<String>) -> &mut Self {
+        self.spec.security.cap_drop.push(name.into());
+        self
+    }
+
+    /// `no_new_privs` (default on).
+    pub fn no_new_privs(&mut self, yes: bool) -> &mut Self {
+        self.spec.security.no_new_privs = yes;
+        self
+    }
+
+    /// The seccomp filter (default: Docker's default profile).
+    pub fn seccomp(&mut self, mode: SeccompMode) -> &mut Self {
+        self.spec.security.seccomp = mode;
+        self
+    }
+
+    /// A read-only root filesystem, as `--read-only`.
+    pub fn read_only_rootfs(&mut self, yes: bool) -> &mut Self {
+        self.spec.security.read_only_rootfs = yes;
+        self
+    }
+
+    /// A resource limit, as `--ulimit` (setting a resource again replaces it).
+    pub fn rlimit(&mut self, resource: nook_ns::Resource, soft: u64, hard: u64) -> &mut Self {
+        let rlimits = &mut self.spec.security.rlimits;
+        rlimits.retain(|r| r.resource != resource);
+        rlimits.push(Rlimit::new(resource, soft, hard));
+        self
+    }
+
+    /// A kernel parameter in the sandbox's own namespaces, as `--sysctl`.
+    pub fn sysctl(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.spec.security.sysctls.insert(key.into(), value.into());
+        self
+    }
+
+    /// The `oom_score_adj` of the sandbox's processes.
+    pub fn oom_score_adj(&mut self, value: i32) -> &mut Self {
+        self.spec.security.oom_score_adj = Some(value);
+        self
+    }
+
+    /// The umask of the sandbox's processes.
+    pub fn umask(&mut self, mask: u32) -> &mut Self {
+        self.spec.security.umask = Some(mask);
+        self
+    }
+
+    /// A Landlock ruleset for the sandbox's processes.
+    pub fn landlock(&mut self, ruleset: LandlockSpec) -> &mut Self {
+        self.spec.security.landlock = Some(ruleset);
+        self
+    }
+
     /// Kill the sandbox after this long; the run then ends with [`Outcome::TimedOut`].
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.spec.timeout = Some(timeout);
@@ -568,12 +644,17 @@ fn spawn(
         None => spec.clone(),
     };
     mount_spec.mounts.extend(net_files);
+    // Hardening: the device allowlist into the cgroup spec, then every process setting.
+    let mut spec = spec;
+    let device_cgroup = crate::hardening::apply::device_policy(&spec.security, &mut spec.cgroup);
+    let mut confinement = Confinement::resolve(&spec.security, device_cgroup)?;
     let plan = plan::build(&mount_spec)?;
     let memory_limited = spec.cgroup.as_ref().is_some_and(|c| c.resources.memory.is_some());
     let mut cmd = command(&spec, plan, stdio, hold);
     if let NetworkMode::Container { pid } = spec.network {
         cmd.join_netns(net::container_netns(pid, container)?);
     }
+    confinement.apply(&mut cmd, None)?;
     cmd.validate().map_err(ValidationError::from)?;
 
     // Owner record (issue 13 item 6), before the first kernel object: a sandbox with a
@@ -599,6 +680,19 @@ fn spawn(
         },
         None => None,
     };
+    if device_cgroup && cgroup.is_none() {
+        // Running without limits (best effort): no device allowlist either, so no
+        // CAP_MKNOD unless named.
+        let again = Confinement::resolve(&spec.security, false).map_err(Error::from);
+        match again.and_then(|c| c.apply(&mut cmd, None).map(|()| c)) {
+            Ok(c) => confinement = c,
+            Err(e) => {
+                let cleanup =
+                    owner.finish().err().into_iter().chain(image.as_mut().and_then(|r| r.remove_layer().err()));
+                return Err(Error::with_cleanup(e, cleanup.collect()));
+            }
+        }
+    }
     // Undoes what this setup made, in reverse: the networks, the cgroup (then the owner
     // record, if nothing it lists is left), the container layer.
     let mut fail = |cause: Error,
@@ -668,6 +762,7 @@ fn spawn(
         image,
         paused: AtomicBool::new(false),
         owner,
+        confinement,
     })
 }
 
@@ -709,12 +804,22 @@ pub struct Sandbox {
     paused: AtomicBool,
     /// Its owner record (removed after a clean teardown).
     owner: Recorder,
+    /// How its processes are confined (`exec` starts its processes the same way).
+    pub(crate) confinement: Confinement,
 }
 
 impl Sandbox {
     /// A builder (the same as [`SandboxBuilder::new`]).
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder::new()
+    }
+
+    /// The seccomp user-notification listener of the sandbox's first process (its init
+    /// and payload), when its profile has [`crate::hardening::Action::UserNotif`] rules
+    /// (once; `None` afterwards or without such rules). The supervised syscalls wait until
+    /// answered ([`nook_ns::seccomp::Notifier::respond`], `respond_continue`).
+    pub fn take_seccomp_notifier(&mut self) -> Option<nook_ns::seccomp::Notifier> {
+        self.child.take_seccomp_notifier()
     }
 
     /// The pid of the sandbox's init, as the caller's pid namespace sees it.

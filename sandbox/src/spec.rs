@@ -11,6 +11,7 @@ use nook_unionfs::LayerStack;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
+use crate::security::Security;
 
 /// `PATH` in a sandbox when the caller sets none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -74,6 +75,9 @@ pub struct SandboxSpec {
     pub stdio: [StdioMode; 3],
     /// Kill the sandbox after this long ([`crate::Outcome::TimedOut`]).
     pub timeout: Option<Duration>,
+    /// How its processes are confined beyond the namespaces (default: as strict as
+    /// Docker's defaults, see [`Security`]).
+    pub security: Security,
 }
 
 impl Default for SandboxSpec {
@@ -95,6 +99,7 @@ impl Default for SandboxSpec {
             user: None,
             stdio: [StdioMode::Inherit; 3],
             timeout: None,
+            security: Security::default(),
         }
     }
 }
@@ -427,6 +432,7 @@ impl SandboxSpec {
                 }
             }
         }
+        self.security.validate(ns)?;
         if let Some(cg) = &self.cgroup {
             let mut cg = cg.clone();
             if cg.name.is_empty() {
@@ -515,6 +521,9 @@ mod tests {
         s.user = Some(User { uid: 1, gid: 2, groups: vec![3] });
         s.stdio = [StdioMode::Null, StdioMode::Piped, StdioMode::Inherit];
         s.timeout = Some(Duration::from_millis(1500));
+        s.security.cap_add = vec!["SYS_PTRACE".into()];
+        s.security.read_only_rootfs = true;
+        s.security.sysctls.insert("net.ipv4.ip_forward".into(), "1".into());
         let json = serde_json::to_string_pretty(&s).unwrap();
         assert_eq!(serde_json::from_str::<SandboxSpec>(&json).unwrap(), s);
 

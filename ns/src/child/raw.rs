@@ -548,6 +548,20 @@ pub(crate) fn seccomp_filter(filter: &[libc::sock_filter], flags: libc::c_ulong)
         .map(|fd| fd as RawFd)
 }
 
+/// `landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH, {allowed, parent}, 0)`.
+pub(crate) fn landlock_add_path_rule(ruleset: RawFd, parent: RawFd, allowed: u64) -> i32 {
+    /// `struct landlock_path_beneath_attr` (packed in the UAPI header).
+    #[repr(C, packed)]
+    struct PathBeneath {
+        allowed_access: u64,
+        parent_fd: i32,
+    }
+    const LANDLOCK_RULE_PATH_BENEATH: libc::c_int = 1;
+    let attr = PathBeneath { allowed_access: allowed, parent_fd: parent };
+    // The kernel only reads `attr` (it copies it).
+    ok(call!(libc::SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, &attr as *const PathBeneath, 0))
+}
+
 /// `landlock_restrict_self(ruleset, 0)`.
 pub(crate) fn landlock_restrict_self(ruleset: RawFd) -> i32 {
     ok(call!(libc::SYS_landlock_restrict_self, ruleset, 0))

@@ -146,15 +146,13 @@ fn join_through_a_pidfd(me: &str) {
         NamespaceSet::new().with(Namespace::User).with(Namespace::Pid).with(Namespace::Uts).with(Namespace::Mount);
     let mut target = Command::new("/bin/sleep");
     target.arg("1000").namespaces(set).hostname("nk-target").env("PATH", "/usr/bin:/bin");
-    let target = target.spawn().expect("spawn the target");
+    let mut target = target.spawn().expect("spawn the target");
+    target.kill_on_drop(true);
     let pidfd = target.pidfd().try_clone_to_owned().unwrap();
     let script = format!("echo $$ $(hostname); for k in {}; do readlink /proc/self/ns/$k; done", JOINED.join(" "));
     // Not together with a new namespace of a joined kind.
-    let err = Command::new("/bin/true")
-        .unshare(Namespace::Uts)
-        .join(pidfd.try_clone().unwrap(), set)
-        .validate()
-        .unwrap_err();
+    let err =
+        Command::new("/bin/true").unshare(Namespace::Uts).join(pidfd.try_clone().unwrap(), set).validate().unwrap_err();
     assert_eq!(err, ValidationError::JoinAndCreate { namespace: Namespace::Uts });
     let out = Command::new("/bin/sh")
         .args(["-c", &script])
@@ -169,7 +167,10 @@ fn join_through_a_pidfd(me: &str) {
     let joined: Vec<String> = lines.map(str::to_owned).collect();
     assert_eq!(joined, ns_links(&target.id().to_string()), "the joined child is in the target's namespaces");
     assert_ne!(joined, ns_links("self"));
-    drop(target);
+    // Killed and reaped, not only dropped: a live target would keep the re-executed test's
+    // output pipe open.
+    target.kill().expect("kill the target");
+    target.wait().expect("reap the target");
     println!("NK-OK {me}");
 }
 

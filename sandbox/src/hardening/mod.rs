@@ -24,6 +24,7 @@
 //!   with root `/`).
 //! - [`default_device_policy`] goes into the sandbox's `nook_cgroup::CgroupSpec`.
 
+pub(crate) mod apply;
 pub mod caps;
 pub mod devices;
 pub mod paths;
