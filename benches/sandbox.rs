@@ -3,7 +3,10 @@
 //! cgroup with memory and pids limits) against `std::process::Command` of `/bin/true` and
 //! against `bwrap` doing the same (`--ro-bind / / --proc /proc --dev /dev --tmpfs /tmp
 //! --unshare-pid --unshare-ipc --unshare-uts`; skipped when bubblewrap is not installed).
-//! Also the long-lived form: `create` + one `exec` of `/bin/true` + `remove`.
+//! Also the long-lived form: `create` + one `exec` of `/bin/true` + `remove`. The sandboxes
+//! run with the default hardening (Docker's capabilities, no_new_privs, its seccomp profile,
+//! masked and read-only paths, the device allowlist); `one_shot_unconfined` is the same run
+//! with all of it off (`privileged`), for what hardening costs per spawn (issue 14).
 
 use criterion::Criterion;
 use nook_ns::{Namespace, NamespaceSet};
@@ -26,6 +29,11 @@ fn one_shot(limits: bool) -> SandboxBuilder {
 
 fn nook(limits: bool) {
     let outcome = one_shot(limits).status().expect("sandbox");
+    assert!(outcome.success(), "{outcome:?}");
+}
+
+fn nook_unconfined() {
+    let outcome = one_shot(true).privileged(true).status().expect("sandbox");
     assert!(outcome.success(), "{outcome:?}");
 }
 
@@ -53,6 +61,7 @@ pub fn sandbox(c: &mut Criterion, report: &mut Report) {
     let has_bwrap = std::process::Command::new("bwrap").arg("--version").output().is_ok_and(|o| o.status.success());
     let mut g = slow_group(c, "sandbox");
     g.bench_function("one_shot/nook", |b| b.iter(|| nook(true)));
+    g.bench_function("one_shot_unconfined/nook", |b| b.iter(nook_unconfined));
     g.bench_function("one_shot_no_cgroup/nook", |b| b.iter(|| nook(false)));
     g.bench_function("create_exec_remove/nook", |b| b.iter(create_exec_remove));
     g.bench_function("one_shot/std_command", |b| b.iter(std_true));
@@ -64,6 +73,8 @@ pub fn sandbox(c: &mut Criterion, report: &mut Report) {
     report.singles.push(("sandbox", "create_exec_remove/nook".into()));
     report.pair("sandbox", "one-shot /bin/true vs std::process::Command", "one_shot/nook", "one_shot/std_command");
     report.interleave(|| nook(true), std_true);
+    report.pair("sandbox", "hardening on vs off (one-shot)", "one_shot/nook", "one_shot_unconfined/nook");
+    report.interleave(|| nook(true), nook_unconfined);
     if has_bwrap {
         report.pair("sandbox", "one-shot /bin/true vs bwrap", "one_shot/nook", "one_shot/bwrap");
         report.interleave(|| nook(true), bwrap);

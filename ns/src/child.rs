@@ -257,6 +257,9 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
             None => fail(err, Stage::Landlock, libc::EBADF, None),
         }
     }
+    // Read before the filter: a notified getpid would wait for a parent that is not
+    // listening yet (it takes the listener only once we exec).
+    let own_pid = raw::getpid();
     if let Some(sc) = &plan.seccomp {
         let flags = sc.flags | if sc.notify { libc::SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
         let listener = match raw::seccomp_filter(&sc.filter, flags) {
@@ -277,7 +280,7 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
 
     if plan.init {
         match fds.get(FdRole::InitExe) {
-            Some(init_exe) => run_init(plan, init_exe, err),
+            Some(init_exe) => run_init(plan, init_exe, err, own_pid),
             None => fail(err, Stage::InitExec, libc::EBADF, None),
         }
     }
@@ -433,7 +436,7 @@ fn decimal(mut v: u32, buf: &mut [u8; 12]) -> *const libc::c_char {
 /// byte (EOF: the init never came up, leave without running the program), and execs only
 /// then. Every signal stays blocked throughout — in the payload until it execs, here
 /// across `execveat` — so nothing sent to either is lost.
-fn run_init(plan: &Plan, init_exe: RawFd, err: RawFd) -> ! {
+fn run_init(plan: &Plan, init_exe: RawFd, err: RawFd, init_pid: libc::pid_t) -> ! {
     if plan.init_subreaper {
         check(err, Stage::Prctl, raw::prctl(libc::PR_SET_CHILD_SUBREAPER, 1));
     }
@@ -457,7 +460,6 @@ fn run_init(plan: &Plan, init_exe: RawFd, err: RawFd) -> ! {
         Ok(p) => p,
         Err(e) => fail(err, Stage::InitFork, e, None),
     };
-    let init_pid = raw::getpid();
     let payload = match raw::fork() {
         Ok(pid) => pid,
         Err(e) => fail(err, Stage::InitFork, e, None),

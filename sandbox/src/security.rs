@@ -248,10 +248,24 @@ impl FsAccess {
     }
 }
 
-/// The kernel's capabilities ([`nook_ns::caps::last_cap`]) as a set.
+/// The capabilities a sandbox can get here: those of the running kernel
+/// ([`nook_ns::caps::last_cap`]) in the caller's bounding set (a capability outside it can
+/// never be regained, in a new user namespace neither; read once).
 fn kernel_caps() -> CapSet {
-    let last = nook_ns::caps::last_cap();
-    CapSet::from_bits(if last >= 63 { u64::MAX } else { (1u64 << (last + 1)) - 1 })
+    static AVAILABLE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let bits = *AVAILABLE.get_or_init(|| {
+        let last = nook_ns::caps::last_cap();
+        let kernel = if last >= 63 { u64::MAX } else { (1u64 << (last + 1)) - 1 };
+        let bounding = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let v = s.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+                u64::from_str_radix(v.trim(), 16).ok()
+            })
+            .unwrap_or(u64::MAX);
+        kernel & bounding
+    });
+    CapSet::from_bits(bits)
 }
 
 /// Where a sysctl may be set, by the namespace it belongs to.
@@ -292,7 +306,8 @@ impl Security {
         let base = match &self.capabilities {
             Some(names) => CapSet::from_names(names).map_err(ValidationError::Capability)?,
             None => {
-                let mut set = CapSet::docker_default();
+                // Docker's set, less what this caller can never grant.
+                let mut set = CapSet::from_bits(CapSet::docker_default().bits() & kernel_caps().bits());
                 if !device_cgroup {
                     set.remove(crate::hardening::caps::number("MKNOD").unwrap_or(27));
                 }
@@ -300,7 +315,7 @@ impl Security {
             }
         };
         let set = base.tweak(&self.cap_add, &self.cap_drop).map_err(ValidationError::Capability)?;
-        // "ALL" means every capability of this kernel; one it lacks, named, is refused.
+        // "ALL" means every capability available here; one that is not, named, is refused.
         let all_named = self.cap_add.iter().any(|a| a.eq_ignore_ascii_case("ALL"));
         let set = if all_named { CapSet::from_bits(set.bits() & kernel_caps().bits()) } else { set };
         if let Some(n) = set.numbers().find(|n| !kernel_caps().contains(*n)) {
@@ -396,7 +411,7 @@ mod tests {
     fn default_is_dockers_set_without_mknod_when_no_device_cgroup() {
         let s = Security::default();
         let with = s.capability_set(true).unwrap();
-        assert_eq!(with, CapSet::docker_default());
+        assert_eq!(with.bits(), CapSet::docker_default().bits() & kernel_caps().bits());
         let without = s.capability_set(false).unwrap();
         assert!(!without.contains_name("MKNOD") && without.contains_name("CHOWN"));
         let mut named = Security::default();

@@ -121,3 +121,170 @@ fn default_profile_denies_mount_as_root() {
     let c = Profile::docker_default().compile(&host(CapSet::docker_default())).unwrap();
     assert_eq!(under_filter(&c, mount), Some(libc::EPERM));
 }
+
+// ---------------------------------------------------------------------------------------
+// Wired into the facade: what a sandbox's processes really get.
+
+mod wired {
+    use nook_sandbox::hardening::seccomp::SyscallRule;
+    use nook_sandbox::hardening::{Action, CapSet, Profile};
+    use nook_sandbox::{FsAccess, LandlockSpec, Mount, Outcome, Sandbox, SandboxBuilder, SeccompMode};
+    use nook_testutil::{TempDir, require_root};
+
+    fn sh(script: &str) -> SandboxBuilder {
+        let mut b = Sandbox::builder();
+        b.command("/bin/sh").args(["-c", script]).stdout(nook_ns::Stdio::piped()).stderr(nook_ns::Stdio::piped());
+        b
+    }
+
+    fn run(b: &mut SandboxBuilder) -> (Outcome, String, String) {
+        let out = b.output().expect("sandbox run");
+        (
+            out.outcome,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn status_caps(text: &str, field: &str) -> u64 {
+        let line = text.lines().find_map(|l| l.strip_prefix(field)).unwrap_or_else(|| panic!("{field} in {text}"));
+        u64::from_str_radix(line.trim(), 16).unwrap()
+    }
+
+    #[test]
+    fn default_sandbox_has_dockers_capabilities_no_new_privs_and_seccomp() {
+        require_root!();
+        let script = "grep -E '^(CapEff|CapBnd|CapPrm|NoNewPrivs|Seccomp):' /proc/self/status";
+        let (outcome, out, err) = run(sh(script).pids_max(32));
+        assert_eq!(outcome, Outcome::Exited(0), "{err}");
+        let docker = CapSet::docker_default().bits();
+        assert_eq!(status_caps(&out, "CapBnd:"), docker, "{out}");
+        assert_eq!(status_caps(&out, "CapEff:"), docker, "{out}");
+        assert!(out.contains("NoNewPrivs:\t1") && out.contains("Seccomp:\t2"), "{out}");
+        // Without a cgroup (no device allowlist) CAP_MKNOD is not granted.
+        let (_, out, _) = run(&mut sh(script));
+        assert_eq!(status_caps(&out, "CapBnd:"), docker & !(1 << 27), "{out}");
+        // Privileged: none of it.
+        let (_, out, _) = run(sh(script).privileged(true));
+        assert!(out.contains("NoNewPrivs:\t0") && out.contains("Seccomp:\t0"), "{out}");
+        // --cap-drop ALL --cap-add NET_BIND_SERVICE
+        let (_, out, _) = run(sh(script).cap_drop("ALL").cap_add("NET_BIND_SERVICE"));
+        assert_eq!(status_caps(&out, "CapEff:"), 1 << 10, "{out}");
+    }
+
+    #[test]
+    fn exec_is_confined_like_the_first_process() {
+        require_root!();
+        let mut b = Sandbox::builder();
+        b.cap_drop("ALL").cap_add("CHOWN").pids_max(16);
+        let sb = b.create().expect("create");
+        let out = sb
+            .exec(["/bin/sh", "-c", "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"])
+            .stdout(nook_ns::Stdio::piped())
+            .output()
+            .expect("exec");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(status_caps(&text, "CapEff:"), 1, "{text}");
+        assert!(text.contains("NoNewPrivs:\t1") && text.contains("Seccomp:\t2"), "{text}");
+        sb.remove().expect("remove");
+    }
+
+    #[test]
+    fn a_custom_profile_denying_mkdir_makes_mkdir_fail_with_eperm() {
+        require_root!();
+        let mut p = Profile::new(Action::Allow);
+        p.rule(SyscallRule::new(["mkdir", "mkdirat"], Action::Errno(libc::EPERM as u16)));
+        let (outcome, out, err) =
+            run(sh("mkdir /tmp/nk-x; echo rc=$?; touch /tmp/nk-y && echo touched").seccomp(SeccompMode::Profile(p)));
+        assert_eq!(outcome, Outcome::Exited(0), "{err}");
+        assert!(out.contains("rc=1") && out.contains("touched"), "{out}");
+        assert!(err.contains("Operation not permitted"), "{err}");
+    }
+
+    #[test]
+    fn a_user_notification_handler_answers_getpid_with_4242() {
+        require_root!();
+        let mut p = Profile::new(Action::Allow);
+        p.rule(SyscallRule::new(["getpid"], Action::UserNotif));
+        let mut b = sh("echo $$");
+        b.seccomp(SeccompMode::Profile(p));
+        let mut sb = b.spawn().expect("spawn");
+        let notifier = sb.take_seccomp_notifier().expect("a listener");
+        let answering = std::thread::spawn(move || {
+            let mut answered = 0;
+            loop {
+                let fd = notifier.as_fd();
+                let mut pfd = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+                rustix::event::poll(&mut pfd, None).unwrap();
+                let revents = pfd[0].revents();
+                if revents.contains(rustix::event::PollFlags::IN) {
+                    match notifier.recv() {
+                        Ok(n) => {
+                            notifier.respond(n.id, 4242, 0).unwrap();
+                            answered += 1;
+                        }
+                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                        Err(e) => panic!("recv: {e}"),
+                    }
+                } else if revents.contains(rustix::event::PollFlags::HUP) {
+                    return answered;
+                }
+            }
+        });
+        let out = sb.wait_with_output().expect("wait");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "4242\n");
+        assert!(answering.join().unwrap() >= 1);
+    }
+
+    #[test]
+    fn landlock_rules_apply_inside_the_sandboxs_root() {
+        require_root!();
+        if nook_ns::landlock_abi().unwrap_or(0) < 1 {
+            nook_testutil::skip_unsupported("landlock_rules_apply_inside_the_sandboxs_root", "no Landlock");
+            return;
+        }
+        let dir = TempDir::new("sblandlock").unwrap();
+        std::fs::write(dir.join("secret"), "secret\n").unwrap();
+        let exec = [FsAccess::Read, FsAccess::Execute];
+        let ruleset = LandlockSpec::new([FsAccess::Read, FsAccess::Execute])
+            .allow("/usr", exec)
+            .allow("/bin", exec)
+            .allow("/lib", exec)
+            .allow("/etc", [FsAccess::Read]);
+        let mut ruleset = ruleset;
+        if std::path::Path::new("/lib64").exists() {
+            ruleset = ruleset.allow("/lib64", exec);
+        }
+        let script = "cat /etc/hostname; cat /data/secret && echo READ";
+        let mut confined = sh(script);
+        confined.hostname("nk-ll").mount(Mount::bind_ro(dir.path(), "/data")).landlock(ruleset);
+        let (_, out, err) = run(&mut confined);
+        assert!(out.contains("nk-ll") && !out.contains("READ"), "{out}\n{err}");
+        assert!(err.contains("Permission denied"), "{err}");
+        let (_, out, _) = run(sh(script).hostname("nk-ll").mount(Mount::bind_ro(dir.path(), "/data")));
+        assert!(out.contains("READ"), "{out}");
+    }
+
+    #[test]
+    fn sysctls_read_only_root_and_rlimits_apply() {
+        require_root!();
+        let script = "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shmmni; \
+                      ulimit -n; umask; touch /nk-rw 2>/dev/null && echo WROTE; touch /tmp/ok && echo TMP; \
+                      (echo 1 > /proc/sys/kernel/shmmni) 2>/dev/null && echo PROCSYS; true";
+        let mut b = sh(script);
+        b.sysctl("net.ipv4.ip_unprivileged_port_start", "80")
+            .sysctl("kernel.shmmni", "1000")
+            .rlimit(nook_ns::Resource::Nofile, 77, 77)
+            .umask(0o027)
+            .read_only_rootfs(true)
+            .mount(Mount::tmpfs("/tmp"));
+        let (outcome, out, err) = run(&mut b);
+        assert_eq!(outcome, Outcome::Exited(0), "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(&lines[..4], ["80", "1000", "77", "0027"], "{out}");
+        assert!(!out.contains("WROTE") && out.contains("TMP") && !out.contains("PROCSYS"), "{out}");
+        // A sysctl outside the sandbox's namespaces is refused before anything runs.
+        let err = sh("true").sysctl("kernel.core_pattern", "x").output().unwrap_err();
+        assert!(matches!(err, nook_sandbox::Error::Invalid(nook_sandbox::ValidationError::Sysctl { .. })), "{err}");
+    }
+}

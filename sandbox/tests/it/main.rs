@@ -6,6 +6,7 @@
 mod asyncwait;
 mod child;
 mod cleanup;
+mod escape;
 mod hardening;
 mod image;
 mod image_run;
