@@ -66,6 +66,15 @@
 //! - No cgroup unless limits are set (or the sandbox is long-lived); then a cgroup below the
 //!   caller's own, removed with the sandbox.
 //!
+//! ## Confinement
+//! Every sandbox is confined as Docker confines a container unless its spec says otherwise
+//! ([`Security`], [`SandboxSpec::security`]): Docker's default capabilities, `no_new_privs`,
+//! Docker's seccomp profile (compiled once per process), masked and read-only paths under
+//! `/proc` and `/sys`, the device allowlist in its cgroup. Relaxations are explicit
+//! ([`SandboxBuilder::cap_add`], [`SandboxBuilder::seccomp`], [`SandboxBuilder::privileged`],
+//! ...); additions too (rlimits, sysctls in its own namespaces, a read-only root, umask,
+//! `oom_score_adj`, Landlock). `exec` confines its processes the same way.
+//!
 //! ## Networking
 //! [`SandboxSpec::network`] is one of:
 //! - [`NetworkMode::None`] (the default): its own network namespace with only `lo`, up.
@@ -216,9 +225,7 @@
 //! `wait_async()` finish the job. Awaited inside a runtime with I/O enabled.
 //!
 //! ## Not yet
-//! The hardening settings wired into the spawn (the mechanisms are in nook-ns and the policy in
-//! [`hardening`]; capabilities, seccomp, masked paths) and `lo` up in a rootless sandbox.
-//! An async `wait_with_output`.
+//! `lo` up in a rootless sandbox. An async `wait_with_output`.
 
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
