@@ -181,6 +181,9 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     if let Some(name) = &plan.domainname {
         check(err, Stage::Domainname, raw::setdomainname(name.as_bytes()));
     }
+    if plan.loopback_up {
+        check(err, Stage::Loopback, raw::loopback_up());
+    }
 
     if let Some(flags) = plan.root_propagation {
         let e = raw::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), flags, std::ptr::null());

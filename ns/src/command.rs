@@ -110,6 +110,7 @@ pub struct Command {
     gid_map: Option<IdMap>,
     setgroups: SetGroups,
     hostname: Option<OsString>,
+    loopback_up: bool,
     domainname: Option<OsString>,
     root_propagation: Option<(Propagation, bool)>,
     mounts: Vec<MountStep>,
@@ -170,6 +171,7 @@ impl Command {
             gid_map: None,
             setgroups: SetGroups::Auto,
             hostname: None,
+            loopback_up: false,
             domainname: None,
             root_propagation: Some((Propagation::Private, true)),
             mounts: Vec::new(),
@@ -279,6 +281,15 @@ impl Command {
     /// Whether `setgroups(2)` stays allowed in the new user namespace.
     pub fn setgroups(&mut self, policy: SetGroups) -> &mut Self {
         self.setgroups = policy;
+        self
+    }
+
+    /// Brings the loopback device `lo` up in the new network namespace (a new namespace's
+    /// `lo` starts down), done by the child itself right after the hostname — so it works
+    /// in a namespace owned by a new user namespace (rootless) too, where the caller may not
+    /// administer it. Needs [`Namespace::Net`]. A failure is [`crate::Stage::Loopback`].
+    pub fn loopback_up(&mut self, enabled: bool) -> &mut Self {
+        self.loopback_up = enabled;
         self
     }
 
@@ -1039,6 +1050,9 @@ impl Command {
                 })
                 .transpose()
         };
+        if self.loopback_up {
+            need("loopback_up", Namespace::Net)?;
+        }
         let hostname = uts_name("hostname", &self.hostname, |len| ValidationError::HostnameTooLong { len })?;
         let domainname = uts_name("domainname", &self.domainname, |len| ValidationError::DomainnameTooLong { len })?;
 
@@ -1145,6 +1159,7 @@ impl Command {
             exec_candidates,
             cwd,
             hostname,
+            loopback_up: self.loopback_up,
             domainname,
             unshare_cgroup: ns.has(Namespace::Cgroup),
             time_offsets,

@@ -459,12 +459,14 @@ pub enum Stage {
     SeccompNotify,
     /// `setns(pidfd, …)` into the namespaces of the process given to `Command::join`.
     Join,
+    /// Bringing `lo` up in the new network namespace (`Command::loopback_up`).
+    Loopback,
 }
 
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 33] = [
+        const ALL: [Stage; 34] = [
             Clone,
             WaitForParent,
             Prctl,
@@ -498,6 +500,7 @@ impl Stage {
             Seccomp,
             SeccompNotify,
             Join,
+            Loopback,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -593,11 +596,11 @@ mod tests {
         let r = ErrorRecord { stage: Stage::PivotRoot as u32, errno: libc::EINVAL, step: 3 };
         let e = ErrorRecord::decode(&r.encode()).into_spawn_error();
         assert_eq!(e, SpawnError { stage: Stage::PivotRoot, errno: libc::EINVAL, step: Some(3) });
-        for v in 1..=33 {
+        for v in 1..=34 {
             assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
         }
         assert_eq!(Stage::from_u32(0), None);
-        assert_eq!(Stage::from_u32(34), None);
+        assert_eq!(Stage::from_u32(35), None);
         assert_eq!(Stage::SeccompNotify as u32, 32);
         assert_eq!(Stage::Join as u32, 33);
         assert_eq!(Stage::Exec as u32, 22);

@@ -57,6 +57,8 @@ pub(crate) struct Plan {
     pub cwd: Option<CString>,
     pub hostname: Option<CString>,
     pub domainname: Option<CString>,
+    /// Bring `lo` up in the new network namespace.
+    pub loopback_up: bool,
     pub unshare_cgroup: bool,
     /// `Some(offsets text)` when a new time namespace is wanted.
     pub time_offsets: Option<CString>,

@@ -201,13 +201,13 @@
 //!
 //! ## Setup and teardown
 //! Validate the whole spec, resolve an image root's config and user (reads only), and build
-//! the child's plan (pure: [`SandboxSpec::validate`], then `nook_ns::Command::validate`) →
+//! the child's plan and confinement (pure but for compiling a seccomp profile the first time:
+//! [`SandboxSpec::validate`], then `nook_ns::Command::validate`) → write the owner record →
 //! create an image root's container layer → create the cgroup → clone the child, paused, into
-//! its namespaces → put it in the cgroup, bring `lo` up → release it: it runs the mount
-//! Validate the whole spec and build the child's plan (pure: [`SandboxSpec::validate`],
-//! then `nook_ns::Command::validate`) → create the cgroup → clone the child, paused, into
-//! its namespaces → put it in the cgroup, bring `lo` up, connect it to its networks → release it: it runs the mount
-//! plan, `pivot_root`s and execs `nk-init`, which starts the program. A failure undoes what
+//! its namespaces → put it in the cgroup, connect it to its networks → release it: it brings
+//! `lo` up, runs the mount plan (root, `/dev`, `/proc`, `/sys`, masked paths, sysctls),
+//! `pivot_root`s, drops to its capabilities, installs its seccomp filter and execs `nk-init`,
+//! which starts the program. A failure undoes what
 //! was done ([`Error::Cleanup`]). Teardown after the wait: the kernel ends the pid
 //! namespace with its init and drops every mount with the mount namespace (nothing was
 //! mounted in the caller's), then the cgroup is removed, then an image root's container
@@ -225,7 +225,7 @@
 //! `wait_async()` finish the job. Awaited inside a runtime with I/O enabled.
 //!
 //! ## Not yet
-//! `lo` up in a rootless sandbox. An async `wait_with_output`.
+//! An async `wait_with_output`.
 
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]

@@ -546,6 +546,9 @@ fn command(spec: &SandboxSpec, plan: plan::Plan, stdio: [Option<Stdio>; 3], hold
     if let Some(u) = &spec.user {
         cmd.user(u.uid, u.gid).groups(&u.groups);
     }
+    // A new network namespace's `lo` starts down; the child brings it up itself (rootless
+    // too, where the caller may not administer the namespace).
+    cmd.loopback_up(plan.namespaces.has(Namespace::Net));
     cmd.mounts(plan.steps).init(true).kill_with_parent_process(libc::SIGKILL);
     let [i, o, e] = stdio;
     cmd.stdin(i.unwrap_or_else(|| stdio_of(spec.stdio[0])));
@@ -723,12 +726,6 @@ fn spawn(
             return Err(fail(e.into(), cgroup, prepared, None, &mut owner));
         }
     }
-    if spec.effective_namespaces().has(Namespace::Net) && rustix::process::geteuid().is_root() {
-        if let Err(e) = loopback_up(paused.id()) {
-            drop(paused);
-            return Err(fail(e, cgroup, prepared, None, &mut owner));
-        }
-    }
     // The child's new network namespace joins the networks while it waits (`attach`
     // undoes its own steps on failure).
     let net = match prepared {
@@ -764,15 +761,6 @@ fn spawn(
         owner,
         confinement,
     })
-}
-
-/// `lo` up in the child's new network namespace (a new namespace's loopback starts down).
-fn loopback_up(pid: u32) -> Result<()> {
-    let netns = nook_ns::NsFd::of_pid(pid, Namespace::Net)?;
-    let mut nl = nook_netmodel::netlink::Netlink::open_in(&netns).map_err(nook_netmodel::Error::from)?;
-    // The loopback device is always index 1 in a new network namespace.
-    nl.set_up(1).map_err(nook_netmodel::Error::from)?;
-    Ok(())
 }
 
 pub(crate) fn oom_kills(cg: &Cgroup) -> Result<u64> {

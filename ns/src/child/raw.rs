@@ -290,6 +290,31 @@ pub(crate) fn sethostname(name: &[u8]) -> i32 {
     ok(call!(libc::SYS_sethostname, name.as_ptr(), name.len()))
 }
 
+/// `lo` up: `SIOCGIFFLAGS`, then `SIOCSIFFLAGS` with `IFF_UP`, on a datagram socket of the
+/// calling thread's network namespace.
+pub(crate) fn loopback_up() -> i32 {
+    /// `struct ifreq` with the flags member of its union (40 bytes on 64-bit Linux).
+    #[repr(C)]
+    struct IfreqFlags {
+        name: [u8; libc::IFNAMSIZ],
+        flags: libc::c_short,
+        _pad: [u8; 22],
+    }
+    let sock = match val(call!(libc::SYS_socket, libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)) {
+        Ok(fd) => fd as RawFd,
+        Err(e) => return e,
+    };
+    let mut req = IfreqFlags { name: [0; libc::IFNAMSIZ], flags: 0, _pad: [0; 22] };
+    req.name[..2].copy_from_slice(b"lo");
+    let mut e = ok(call!(libc::SYS_ioctl, sock, libc::SIOCGIFFLAGS, &mut req as *mut IfreqFlags));
+    if e == 0 {
+        req.flags |= libc::IFF_UP as libc::c_short;
+        e = ok(call!(libc::SYS_ioctl, sock, libc::SIOCSIFFLAGS, &req as *const IfreqFlags));
+    }
+    close(sock);
+    e
+}
+
 pub(crate) fn setdomainname(name: &[u8]) -> i32 {
     ok(call!(libc::SYS_setdomainname, name.as_ptr(), name.len()))
 }

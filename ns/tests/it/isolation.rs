@@ -526,3 +526,26 @@ fn all_eight_namespaces_at_once_still_run_a_program() {
     held.release();
     assert_eq!(differ, Namespace::ALL, "the kernel shows a new namespace of every kind");
 }
+
+/// `loopback_up`: the child brings `lo` up in its new network namespace (it starts down);
+/// without a network namespace of its own the setting is refused before anything runs.
+#[test]
+fn loopback_up_brings_lo_up_in_the_new_network_namespace() {
+    require_root!();
+    for up in [true, false] {
+        let out = Command::new("/bin/cat")
+            .arg("/sys/class/net/lo/flags")
+            .namespaces(NamespaceSet::new().with(Namespace::Net).with(Namespace::Mount))
+            // a sysfs of the new network namespace
+            .mount(MountStep::sysfs("/sys"))
+            .loopback_up(up)
+            .output()
+            .expect("spawn");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{out:?}");
+        let flags = u32::from_str_radix(text.trim().trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(flags & libc::IFF_UP as u32 != 0, up, "lo flags {text}");
+    }
+    let err = Command::new("/bin/true").loopback_up(true).validate().unwrap_err();
+    assert!(matches!(err, nook_ns::ValidationError::NeedsNamespace { namespace: Namespace::Net, .. }), "{err}");
+}

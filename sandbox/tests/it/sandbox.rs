@@ -395,6 +395,18 @@ fn rootless_one_shot_runs_in_a_user_namespace() {
             other => panic!("expected CgroupUnavailable, got {other:?}"),
         }
         assert_eq!(run(sh("true").pids_max(8).best_effort_limits(true)).0, Outcome::Exited(0));
+        // Its own network namespace has `lo`, up (the child brings it up itself), and it is
+        // confined as a root sandbox is (seccomp, no_new_privs).
+        let out = ok(&mut sh("cat /sys/class/net/lo/flags; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"));
+        let flags = u32::from_str_radix(out.lines().next().unwrap().trim_start_matches("0x"), 16).unwrap();
+        assert_ne!(flags & libc::IFF_UP as u32, 0, "lo is up: {out}");
+        assert!(out.contains("NoNewPrivs:\t1") && out.contains("Seccomp:\t2"), "{out}");
+        // exec into the rootless sandbox (the child joins its user namespace itself).
+        let sb = Sandbox::builder().hostname("nk-rootless-long").best_effort_limits(true).create().unwrap();
+        let out = sb.exec(["sh", "-c", "hostname; id -u; cat /proc/1/comm"]).stdout(nook_ns::Stdio::piped()).output();
+        let out = out.expect("exec into a rootless sandbox");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "nk-rootless-long\n0\nnk-init\n");
+        sb.remove().unwrap();
         println!("NK-OK {ME}");
         return;
     }
