@@ -657,7 +657,7 @@ fn spawn(
     if let NetworkMode::Container { pid } = spec.network {
         cmd.join_netns(net::container_netns(pid, container)?);
     }
-    confinement.apply(&mut cmd, None)?;
+    let mut landlock = confinement.apply(&mut cmd, None)?;
     cmd.validate().map_err(ValidationError::from)?;
 
     // Owner record (issue 13 item 6), before the first kernel object: a sandbox with a
@@ -687,8 +687,8 @@ fn spawn(
         // Running without limits (best effort): no device allowlist either, so no
         // CAP_MKNOD unless named.
         let again = Confinement::resolve(&spec.security, false).map_err(Error::from);
-        match again.and_then(|c| c.apply(&mut cmd, None).map(|()| c)) {
-            Ok(c) => confinement = c,
+        match again.and_then(|c| c.apply(&mut cmd, None).map(|l| (c, l))) {
+            Ok((c, l)) => (confinement, landlock) = (c, l),
             Err(e) => {
                 let cleanup =
                     owner.finish().err().into_iter().chain(image.as_mut().and_then(|r| r.remove_layer().err()));
@@ -760,6 +760,7 @@ fn spawn(
         paused: AtomicBool::new(false),
         owner,
         confinement,
+        landlock,
     })
 }
 
@@ -794,12 +795,21 @@ pub struct Sandbox {
     owner: Recorder,
     /// How its processes are confined (`exec` starts its processes the same way).
     pub(crate) confinement: Confinement,
+    /// What its Landlock ruleset enforces.
+    landlock: Option<crate::hardening::LandlockStatus>,
 }
 
 impl Sandbox {
     /// A builder (the same as [`SandboxBuilder::new`]).
     pub fn builder() -> SandboxBuilder {
         SandboxBuilder::new()
+    }
+
+    /// What the sandbox's Landlock ruleset enforces here: the ABI version in use and any
+    /// right left out because the kernel cannot enforce it (only with
+    /// [`crate::LandlockSpec::allow_degraded`]). `None` without a ruleset.
+    pub fn landlock(&self) -> Option<crate::hardening::LandlockStatus> {
+        self.landlock
     }
 
     /// The seccomp user-notification listener of the sandbox's first process (its init

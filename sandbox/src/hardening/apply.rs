@@ -53,7 +53,12 @@ impl Confinement {
     /// process; `landlock_root`: `None` when the rules are steps of the child's plan (added
     /// by the child inside its new root, see `plan.rs`), else the directory the sandbox's
     /// paths are opened under (`/proc/INIT/root` for an `exec`).
-    pub(crate) fn apply(&self, cmd: &mut nook_ns::Command, landlock_root: Option<&Path>) -> Result<()> {
+    /// Returns what the Landlock ruleset enforces, when there is one.
+    pub(crate) fn apply(
+        &self,
+        cmd: &mut nook_ns::Command,
+        landlock_root: Option<&Path>,
+    ) -> Result<Option<LandlockStatus>> {
         cmd.capabilities(self.caps).no_new_privs(self.no_new_privs);
         for r in &self.rlimits {
             cmd.rlimit(r.resource, r.soft, r.hard);
@@ -77,10 +82,26 @@ impl Confinement {
                 }
             }
             let ruleset = ruleset.create().map_err(Error::from)?;
+            let status =
+                LandlockStatus { abi: ruleset.abi(), handled: ruleset.handled(), unenforced: ruleset.unenforced() };
             cmd.landlock(ruleset);
+            return Ok(Some(status));
         }
-        Ok(())
+        Ok(None)
     }
+}
+
+/// What a sandbox's Landlock ruleset enforces on this kernel ([`crate::Sandbox::landlock`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LandlockStatus {
+    /// The kernel's Landlock ABI version in use.
+    pub abi: u32,
+    /// The rights enforced.
+    pub handled: nook_ns::landlock::AccessFs,
+    /// The rights asked for that this kernel cannot enforce (left out because the spec
+    /// allowed degrading; empty otherwise).
+    pub unenforced: nook_ns::landlock::AccessFs,
 }
 
 /// The seccomp program of `profile` (`None`: Docker's default) for a process with `caps`,

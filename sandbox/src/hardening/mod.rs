@@ -30,6 +30,7 @@ pub mod devices;
 pub mod paths;
 pub mod seccomp;
 
+pub use apply::LandlockStatus;
 pub use caps::{CapSet, UnknownCapability};
 pub use devices::default_device_policy;
 pub use paths::{MASKED_PATHS, READ_ONLY_PATHS, default_path_steps};

@@ -256,6 +256,12 @@ mod wired {
             ruleset = ruleset.allow("/lib64", exec);
         }
         let script = "cat /etc/hostname; cat /data/secret && echo READ";
+        // The sandbox says what the ruleset enforces here.
+        let mut sb = sh("true").landlock(ruleset.clone()).spawn().expect("spawn");
+        let status = sb.landlock().expect("a ruleset");
+        assert_eq!(status.abi, nook_ns::landlock_abi().unwrap());
+        assert!(status.unenforced.is_empty() && status.handled.contains(nook_ns::landlock::AccessFs::READ_FILE));
+        assert_eq!(sb.wait().unwrap(), Outcome::Exited(0));
         let mut confined = sh(script);
         confined.hostname("nk-ll").mount(Mount::bind_ro(dir.path(), "/data")).landlock(ruleset);
         let (_, out, err) = run(&mut confined);
