@@ -30,7 +30,7 @@ use std::ffi::CString;
 use std::os::fd::RawFd;
 
 use crate::error::{ErrorRecord, Stage};
-use crate::mount::{PreparedStep, ReadOnly};
+use crate::mount::{Beneath, PreparedStep, ReadOnly};
 use crate::plan::{CapsPlan, ChildFds, FdRole, Identity, Plan, PreExecHook};
 
 impl ChildFds {
@@ -191,7 +191,8 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     }
     let landlock = fds.get(FdRole::Landlock).unwrap_or(-1);
     for (i, step) in plan.steps.iter().enumerate() {
-        if let Err((stage, errno)) = run_step(step, landlock) {
+        let beneath = plan.beneath.get(i).and_then(Option::as_ref);
+        if let Err((stage, errno)) = run_step(step, landlock, beneath) {
             fail(err, stage, errno, Some(i));
         }
     }
@@ -520,32 +521,89 @@ fn opt_ptr(s: &Option<CString>) -> *const libc::c_char {
     s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
 }
 
-/// Runs a mount step in the child (`landlock`: the Landlock ruleset, -1 without one).
-/// Allocation-free; returns (stage, errno) on failure.
-pub(crate) fn run_step(step: &PreparedStep, landlock: RawFd) -> Result<(), (Stage, i32)> {
+/// Runs a mount step in the child (`landlock`: the Landlock ruleset, -1 without one;
+/// `beneath`: where its path lies below a later `pivot_root`'s new root, resolved inside
+/// that root). Allocation-free; returns (stage, errno) on failure.
+pub(crate) fn run_step(step: &PreparedStep, landlock: RawFd, beneath: Option<&Beneath>) -> Result<(), (Stage, i32)> {
     let fail = |stage: Stage| move |errno: i32| (stage, errno);
+    let Some(b) = beneath else {
+        return run_step_at(step, landlock, None);
+    };
+    match step {
+        // Created in their parent directory as resolved inside the root.
+        PreparedStep::MakeDir { mode, .. } => {
+            let dir = FdPath::resolve(b, &b.parent).map_err(fail(Stage::Mount))?;
+            match raw::mkdirat(dir.fd, b.name.as_ptr(), *mode) {
+                0 | libc::EEXIST => Ok(()),
+                e => Err((Stage::Mount, e)),
+            }
+        }
+        PreparedStep::WriteFile { contents, mode, .. } => {
+            let dir = FdPath::resolve(b, &b.parent).map_err(fail(Stage::Mount))?;
+            write_file_at(dir.fd, b.name.as_ptr(), contents.as_deref(), *mode).map_err(fail(Stage::Mount))
+        }
+        PreparedStep::Symlink { target, .. } => {
+            let dir = FdPath::resolve(b, &b.parent).map_err(fail(Stage::Mount))?;
+            match raw::symlinkat(target.as_ptr(), dir.fd, b.name.as_ptr()) {
+                0 | libc::EEXIST => Ok(()),
+                e => Err((Stage::Mount, e)),
+            }
+        }
+        // Mounted on (or looked at) through the descriptor of the path resolved inside the
+        // root (`/proc/self/fd/N`).
+        PreparedStep::Mask { .. } => match FdPath::resolve(b, &b.rel) {
+            Ok(at) => run_step_at(step, landlock, Some(&at)),
+            Err(libc::ENOENT) => Ok(()),
+            Err(e) => Err((Stage::Mount, e)),
+        },
+        _ => {
+            let at = FdPath::resolve(b, &b.rel).map_err(fail(Stage::Mount))?;
+            let result = run_step_at(step, landlock, Some(&at));
+            // A read-only bind is remounted on the new mount, which the descriptor (of the
+            // mount point beneath it) does not name: resolve again.
+            if let (Ok(()), PreparedStep::Mount { read_only: ro @ (ReadOnly::Top | ReadOnly::Tree), .. }) =
+                (&result, step)
+            {
+                let top = FdPath::resolve(b, &b.rel).map_err(fail(Stage::Mount))?;
+                return match ro {
+                    ReadOnly::Top => remount_ro(top.as_ptr()),
+                    _ => remount_ro_tree(top.as_ptr()),
+                }
+                .map_err(fail(Stage::Mount));
+            }
+            result
+        }
+    }
+}
+
+/// A step on its path as written, or (`at`) on a descriptor's `/proc/self/fd/N` path, where
+/// the read-only remount of a bind is left to the caller.
+fn run_step_at(step: &PreparedStep, landlock: RawFd, at: Option<&FdPath>) -> Result<(), (Stage, i32)> {
+    let fail = |stage: Stage| move |errno: i32| (stage, errno);
+    let path_of = |written: &CString| at.map_or(written.as_ptr(), FdPath::as_ptr);
     match step {
         PreparedStep::Mount { source, target, fstype, flags, data, read_only } => {
-            let e = raw::mount(opt_ptr(source), target.as_ptr(), opt_ptr(fstype), *flags, opt_ptr(data));
+            let target = path_of(target);
+            let e = raw::mount(opt_ptr(source), target, opt_ptr(fstype), *flags, opt_ptr(data));
             if e != 0 {
                 return Err((Stage::Mount, e));
             }
-            match read_only {
-                ReadOnly::No => Ok(()),
-                ReadOnly::Top => remount_ro(target.as_ptr()).map_err(fail(Stage::Mount)),
-                ReadOnly::Tree => remount_ro_tree(target.as_ptr()).map_err(fail(Stage::Mount)),
+            match (read_only, at) {
+                (ReadOnly::No, _) | (_, Some(_)) => Ok(()),
+                (ReadOnly::Top, None) => remount_ro(target).map_err(fail(Stage::Mount)),
+                (ReadOnly::Tree, None) => remount_ro_tree(target).map_err(fail(Stage::Mount)),
             }
         }
         PreparedStep::Propagation { target, flags } => {
-            nonzero(raw::mount(std::ptr::null(), target.as_ptr(), std::ptr::null(), *flags, std::ptr::null()))
+            nonzero(raw::mount(std::ptr::null(), path_of(target), std::ptr::null(), *flags, std::ptr::null()))
                 .map_err(fail(Stage::Mount))
         }
         PreparedStep::PivotRoot { new_root } => pivot_root(new_root.as_ptr()).map_err(fail(Stage::PivotRoot)),
         PreparedStep::RemountReadOnly { target, recursive } => {
-            if *recursive { remount_ro_tree(target.as_ptr()) } else { remount_ro(target.as_ptr()) }
-                .map_err(fail(Stage::Mount))
+            let target = path_of(target);
+            if *recursive { remount_ro_tree(target) } else { remount_ro(target) }.map_err(fail(Stage::Mount))
         }
-        PreparedStep::Mask { target } => mask(target.as_ptr()).map_err(fail(Stage::Mount)),
+        PreparedStep::Mask { target } => mask(path_of(target)).map_err(fail(Stage::Mount)),
         PreparedStep::LandlockRule { path, access } => {
             // A ruleset that enforces nothing on this kernel (allowed degraded) has no
             // descriptor: its rules have nothing to allow. Without any ruleset the step
@@ -553,7 +611,7 @@ pub(crate) fn run_step(step: &PreparedStep, landlock: RawFd) -> Result<(), (Stag
             if landlock < 0 {
                 return Ok(());
             }
-            let fd = raw::open(path.as_ptr(), libc::O_PATH).map_err(fail(Stage::Landlock))?;
+            let fd = raw::open(path_of(path), libc::O_PATH).map_err(fail(Stage::Landlock))?;
             let e = raw::landlock_add_path_rule(landlock, fd, *access);
             raw::close(fd);
             nonzero(e).map_err(fail(Stage::Landlock))
@@ -563,7 +621,7 @@ pub(crate) fn run_step(step: &PreparedStep, landlock: RawFd) -> Result<(), (Stag
             e => Err((Stage::Mount, e)),
         },
         PreparedStep::WriteFile { path, contents, mode } => {
-            write_file(path.as_ptr(), contents.as_deref(), *mode).map_err(fail(Stage::Mount))
+            write_file_at(libc::AT_FDCWD, path.as_ptr(), contents.as_deref(), *mode).map_err(fail(Stage::Mount))
         }
         PreparedStep::Symlink { target, path } => match raw::symlink(target.as_ptr(), path.as_ptr()) {
             0 | libc::EEXIST => Ok(()),
@@ -572,11 +630,93 @@ pub(crate) fn run_step(step: &PreparedStep, landlock: RawFd) -> Result<(), (Stag
     }
 }
 
-/// Creates `path` (kept as it is when `contents` is `None`), or truncates it and writes
-/// `contents`.
-fn write_file(path: *const libc::c_char, contents: Option<&[u8]>, mode: libc::mode_t) -> Result<(), i32> {
+/// An `O_PATH` descriptor of a path resolved inside a new root, and its
+/// `/proc/self/fd/N` name (closed on drop).
+pub(crate) struct FdPath {
+    fd: RawFd,
+    path: [u8; 32],
+}
+
+impl FdPath {
+    /// `rel` (of `b`) resolved inside `b.root`: with `openat2(RESOLVE_IN_ROOT)`, where
+    /// absolute symlinks and `..` stay inside; before Linux 5.6, one component at a time,
+    /// refusing any symbolic link or `..` (fail closed: ELOOP / EXDEV).
+    fn resolve(b: &Beneath, rel: &CString) -> Result<FdPath, i32> {
+        let root = raw::open(b.root.as_ptr(), libc::O_PATH | libc::O_DIRECTORY)?;
+        let fd = match raw::openat2_in_root(root, rel.as_ptr()) {
+            Err(libc::ENOSYS) => walk_without_symlinks(root, rel.to_bytes()),
+            other => other,
+        };
+        raw::close(root);
+        let fd = fd?;
+        let mut path = [0u8; 32];
+        let prefix = b"/proc/self/fd/";
+        path[..prefix.len()].copy_from_slice(prefix);
+        let mut digits = [0u8; 10];
+        let (mut n, mut len) = (fd as u32, 0);
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        for k in 0..len {
+            path[prefix.len() + k] = digits[len - 1 - k];
+        }
+        Ok(FdPath { fd, path })
+    }
+
+    fn as_ptr(&self) -> *const libc::c_char {
+        self.path.as_ptr().cast()
+    }
+}
+
+impl Drop for FdPath {
+    fn drop(&mut self) {
+        raw::close(self.fd);
+    }
+}
+
+/// `rel` below `root`, component by component without following anything.
+fn walk_without_symlinks(root: RawFd, rel: &[u8]) -> Result<RawFd, i32> {
+    let mut cur = raw::openat(root, c".".as_ptr(), libc::O_PATH, 0)?;
+    for comp in rel.split(|b| *b == b'/').filter(|c| !c.is_empty() && *c != b".") {
+        let mut name = [0u8; 256];
+        if comp == b".." || comp.len() >= name.len() {
+            raw::close(cur);
+            return Err(if comp == b".." { libc::EXDEV } else { libc::ENAMETOOLONG });
+        }
+        name[..comp.len()].copy_from_slice(comp);
+        let next = raw::openat(cur, name.as_ptr().cast(), libc::O_PATH | libc::O_NOFOLLOW, 0);
+        raw::close(cur);
+        let next = next?;
+        match raw::is_symlink_fd(next) {
+            Ok(false) => cur = next,
+            Ok(true) => {
+                raw::close(next);
+                return Err(libc::ELOOP);
+            }
+            Err(e) => {
+                raw::close(next);
+                return Err(e);
+            }
+        }
+    }
+    Ok(cur)
+}
+
+/// Creates `name` in `dir` (kept as it is when `contents` is `None`), or truncates it and
+/// writes `contents`; never through a symbolic link at `name`.
+fn write_file_at(
+    dir: RawFd,
+    name: *const libc::c_char,
+    contents: Option<&[u8]>,
+    mode: libc::mode_t,
+) -> Result<(), i32> {
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | if contents.is_some() { libc::O_TRUNC } else { 0 };
-    let fd = raw::open_mode(path, flags, mode)?;
+    let fd = raw::openat(dir, name, flags, mode)?;
     let e = contents.map_or(0, |c| raw::write_all(fd, c));
     raw::close(fd);
     nonzero(e)

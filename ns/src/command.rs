@@ -1165,6 +1165,7 @@ impl Command {
             time_offsets,
             root_propagation,
             steps,
+            beneath: crate::mount::beneath_roots(&self.mounts)?,
             become_userns_root,
             identity,
             pdeathsig: self.pdeathsig.map(|(sig, _)| sig),

@@ -490,6 +490,75 @@ pub(crate) enum PreparedStep {
     },
 }
 
+/// A step's path that lies beneath the new root of a later `pivot_root`: the child resolves it
+/// inside that root (`openat2` with `RESOLVE_IN_ROOT`), so a symbolic link in the root file
+/// system — an image's, say — can never make a step create or mount something outside it.
+#[derive(Debug)]
+pub(crate) struct Beneath {
+    /// The new root.
+    pub root: CString,
+    /// The path below it (no leading `/`).
+    pub rel: CString,
+    /// Its parent below the root (`.` for the root itself).
+    pub parent: CString,
+    /// Its last component.
+    pub name: CString,
+}
+
+impl MountStep {
+    /// The path this step creates or mounts on (none for `pivot_root`).
+    fn acts_on(&self) -> Option<&Path> {
+        match self {
+            MountStep::Bind { target, .. }
+            | MountStep::Proc { target }
+            | MountStep::Sysfs { target, .. }
+            | MountStep::Tmpfs { target, .. }
+            | MountStep::Devpts { target, .. }
+            | MountStep::Mqueue { target }
+            | MountStep::Propagation { target, .. }
+            | MountStep::RemountReadOnly { target, .. }
+            | MountStep::Mask { target }
+            | MountStep::Overlay { target, .. } => Some(target),
+            MountStep::LandlockRule { path, .. }
+            | MountStep::MakeDir { path, .. }
+            | MountStep::MakeFile { path, .. }
+            | MountStep::WriteFile { path, .. }
+            | MountStep::Symlink { path, .. } => Some(path),
+            MountStep::PivotRoot { .. } => None,
+        }
+    }
+}
+
+/// For each step, where it lies beneath the root of the first `pivot_root` that follows it.
+pub(crate) fn beneath_roots(steps: &[MountStep]) -> std::result::Result<Vec<Option<Beneath>>, ValidationError> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = Vec::with_capacity(steps.len());
+    for (i, step) in steps.iter().enumerate() {
+        let root = steps[i..].iter().find_map(|s| match s {
+            MountStep::PivotRoot { new_root } => Some(new_root.as_path()),
+            _ => None,
+        });
+        let beneath = match (root, step.acts_on()) {
+            (Some(root), Some(path)) => match path.strip_prefix(root) {
+                Ok(rel) if !rel.as_os_str().is_empty() => {
+                    let parent = rel.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                    let name = rel.file_name().map(|n| n.as_bytes()).unwrap_or(b".");
+                    Some(Beneath {
+                        root: abs_cstring("pivot_root new root", root)?,
+                        rel: cstring("mount path", rel.as_os_str().as_bytes())?,
+                        parent: cstring("mount path", parent.as_os_str().as_bytes())?,
+                        name: cstring("mount path", name)?,
+                    })
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        out.push(beneath);
+    }
+    Ok(out)
+}
+
 pub(crate) fn cstring(field: &'static str, bytes: &[u8]) -> std::result::Result<CString, ValidationError> {
     CString::new(bytes)
         .map_err(|_| ValidationError::NulByte { field, value: String::from_utf8_lossy(bytes).into_owned() })

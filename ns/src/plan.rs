@@ -64,6 +64,8 @@ pub(crate) struct Plan {
     pub time_offsets: Option<CString>,
     pub root_propagation: Option<libc::c_ulong>,
     pub steps: Vec<PreparedStep>,
+    /// Per step: where it lies beneath a later `pivot_root`'s new root (resolved there).
+    pub beneath: Vec<Option<crate::mount::Beneath>>,
     /// Become root (0/0) of the new user namespace right after the parent wrote the maps.
     pub become_userns_root: Option<Identity>,
     /// The final identity, set just before the hooks and exec.

@@ -245,11 +245,6 @@ pub(crate) fn open(path: *const libc::c_char, flags: libc::c_int) -> Result<RawF
     val(call!(libc::SYS_openat, libc::AT_FDCWD, path, flags | libc::O_CLOEXEC, 0)).map(|fd| fd as RawFd)
 }
 
-/// `openat(AT_FDCWD, path, flags | O_CLOEXEC, mode)` (for `O_CREAT`).
-pub(crate) fn open_mode(path: *const libc::c_char, flags: libc::c_int, mode: libc::mode_t) -> Result<RawFd, i32> {
-    val(call!(libc::SYS_openat, libc::AT_FDCWD, path, flags | libc::O_CLOEXEC, mode)).map(|fd| fd as RawFd)
-}
-
 /// `symlinkat(target, AT_FDCWD, path)`.
 pub(crate) fn symlink(target: *const libc::c_char, path: *const libc::c_char) -> i32 {
     ok(call!(libc::SYS_symlinkat, target, libc::AT_FDCWD, path))
@@ -344,6 +339,57 @@ pub(crate) fn umount2(target: *const libc::c_char, flags: libc::c_int) -> i32 {
 
 pub(crate) fn mkdir(path: *const libc::c_char, mode: libc::mode_t) -> i32 {
     ok(call!(libc::SYS_mkdirat, libc::AT_FDCWD, path, mode))
+}
+
+/// `mkdirat(dir, name, mode)`.
+pub(crate) fn mkdirat(dir: RawFd, name: *const libc::c_char, mode: libc::mode_t) -> i32 {
+    ok(call!(libc::SYS_mkdirat, dir, name, mode))
+}
+
+/// `openat(dir, name, flags | O_CLOEXEC, mode)`.
+pub(crate) fn openat(
+    dir: RawFd,
+    name: *const libc::c_char,
+    flags: libc::c_int,
+    mode: libc::mode_t,
+) -> Result<RawFd, i32> {
+    val(call!(libc::SYS_openat, dir, name, flags | libc::O_CLOEXEC, mode)).map(|fd| fd as RawFd)
+}
+
+/// `symlinkat(target, dir, name)`.
+pub(crate) fn symlinkat(target: *const libc::c_char, dir: RawFd, name: *const libc::c_char) -> i32 {
+    ok(call!(libc::SYS_symlinkat, target, dir, name))
+}
+
+/// `openat2(dir, path, {O_PATH | O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS})`: `path`
+/// resolved as if `dir` were the root (absolute symlinks and `..` never leave it). ENOSYS
+/// before Linux 5.6.
+pub(crate) fn openat2_in_root(dir: RawFd, path: *const libc::c_char) -> Result<RawFd, i32> {
+    /// `struct open_how`.
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_IN_ROOT: u64 = 0x10;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // The kernel only reads `how`.
+    val(call!(libc::SYS_openat2, dir, path, &how as *const OpenHow, std::mem::size_of::<OpenHow>()))
+        .map(|fd| fd as RawFd)
+}
+
+/// Whether the file at descriptor `fd` (an `O_PATH` one too) is a symbolic link.
+pub(crate) fn is_symlink_fd(fd: RawFd) -> Result<bool, i32> {
+    // SAFETY: zeroed stat is a valid out-parameter (plain integers).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    val(call!(libc::SYS_newfstatat, fd, c"".as_ptr(), &mut st as *mut libc::stat, libc::AT_EMPTY_PATH))?;
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFLNK)
 }
 
 /// The mount flags (`MS_*`) currently in effect at `path`, from statfs.

@@ -839,3 +839,37 @@ fn accepted_root_propagations_pivot_from_a_shared_host_and_leave_no_mount() {
     });
     assert_no_mounts_under(base.path());
 }
+
+/// A symbolic link in the new root cannot make a step before `pivot_root` create or mount
+/// anything outside it (an image's `etc -> /etc`, say): steps below the new root resolve
+/// their paths inside it, so an absolute link and a relative one climbing past the root
+/// both land inside the root, and the host directory they name stays untouched.
+#[test]
+fn steps_below_the_new_root_resolve_symlinks_inside_it() {
+    require_root!();
+    let dir = TempDir::new("beneath").unwrap();
+    let root = dir.join("root");
+    tiny_rootfs(&root).unwrap();
+    let outside = dir.join("outside");
+    fs::create_dir(&outside).unwrap();
+    // The same path inside the root, where the links must land.
+    let inside = root.join(outside.strip_prefix("/").unwrap());
+    fs::create_dir_all(&inside).unwrap();
+    std::os::unix::fs::symlink(&outside, root.join("abs")).unwrap();
+    let climb = format!("{}{}", "../".repeat(16), outside.strip_prefix("/").unwrap().display());
+    std::os::unix::fs::symlink(&climb, root.join("rel")).unwrap();
+    let out = Command::new("/bin/true")
+        .unshare(Namespace::Mount)
+        .mount(MountStep::mkdir(root.join("abs/nk-dir")))
+        .mount(MountStep::make_file(root.join("rel/nk-file")))
+        .mount(MountStep::write_file(root.join("abs/nk-written"), "x"))
+        .mount(MountStep::tmpfs(root.join("rel/nk-dir"), None))
+        .mount(MountStep::pivot_root(&root))
+        .output()
+        .expect("spawn");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "nothing was made outside the root");
+    for name in ["nk-dir", "nk-file", "nk-written"] {
+        assert!(inside.join(name).exists(), "{name} was made inside the root");
+    }
+}

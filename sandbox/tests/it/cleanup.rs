@@ -33,6 +33,21 @@ fn state(base: &Path) -> StateDir {
     StateDir::new(base.join("state"))
 }
 
+/// A cleanup whose report has nothing busy: a record's lock can look held for a moment
+/// while another test thread spawns a process (the child holds a copy of the lock's
+/// descriptor until it execs); a busy record is simply left for the next cleanup, so the
+/// tests ask again.
+fn settled(st: &StateDir) -> nook_sandbox::CleanupReport {
+    for _ in 0..200 {
+        let report = st.cleanup().unwrap();
+        if report.busy.is_empty() {
+            return report;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("records stayed busy");
+}
+
 /// Helper side: create every kind of object under a record owned by this process.
 // The sleeper is meant to outlive this helper (the cleanup kills it through the cgroup).
 #[allow(clippy::zombie_processes)]
@@ -266,7 +281,7 @@ fn dead_owner_leaves_nothing_after_cleanup() {
     let objects = assert_all_there(tmp.path(), &id);
 
     let fw = firewall_namespaces(&objects);
-    let report = state(tmp.path()).cleanup().unwrap();
+    let report = settled(&state(tmp.path()));
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.removed, [id.as_str()]);
     assert_all_gone(tmp.path(), &id, &objects);
@@ -275,7 +290,7 @@ fn dead_owner_leaves_nothing_after_cleanup() {
     }
 
     // A second cleanup finds nothing.
-    let again = state(tmp.path()).cleanup().unwrap();
+    let again = settled(&state(tmp.path()));
     assert!(again.removed.is_empty() && again.is_clean(), "{again:?}");
 }
 
@@ -296,14 +311,14 @@ fn owner_sigkilled_after_creating_leaves_nothing_after_cleanup() {
     wait_ready(helper);
     let objects = assert_all_there(tmp.path(), &id);
     // While the owner lives, nothing is touched.
-    let report = state(tmp.path()).cleanup().unwrap();
+    let report = settled(&state(tmp.path()));
     assert_eq!(report.live, [id.as_str()], "{report:?}");
     assert_all_there(tmp.path(), &id);
 
     helper.kill().unwrap(); // SIGKILL
     helper.wait().unwrap();
     let fw = firewall_namespaces(&objects);
-    let report = state(tmp.path()).cleanup().unwrap();
+    let report = settled(&state(tmp.path()));
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.removed, [id.as_str()]);
     assert_all_gone(tmp.path(), &id, &objects);
@@ -329,7 +344,7 @@ fn live_owner_untouched_until_it_dies() {
     std::fs::write(mnt.join("data"), "kept").unwrap();
 
     for _ in 0..2 {
-        let report = st.cleanup().unwrap();
+        let report = settled(&st);
         assert_eq!(report.live, ["nk-live"], "{report:?}");
         assert!(report.removed.is_empty());
     }
@@ -338,7 +353,7 @@ fn live_owner_untouched_until_it_dies() {
 
     owner.kill().unwrap();
     owner.wait().unwrap();
-    let report = st.cleanup().unwrap();
+    let report = settled(&st);
     assert_eq!(report.removed, ["nk-live"], "{report:?}");
     assert!(!is_mounted(&mnt));
     assert!(st.ids().unwrap().is_empty());
@@ -367,7 +382,7 @@ fn reused_pid_with_another_start_time_counts_as_dead() {
     nook_ns::mount_tmpfs(&mnt2, None).unwrap();
     mine.add(Object::mount(&mnt2).unwrap()).unwrap();
 
-    let report = st.cleanup().unwrap();
+    let report = settled(&st);
     assert_eq!(report.removed, ["nk-reused"], "{report:?}");
     assert_eq!(report.live, ["nk-mine"], "{report:?}");
     assert!(!is_mounted(&mnt) && is_mounted(&mnt2));
@@ -398,7 +413,7 @@ fn corrupt_record_is_reported_and_others_still_cleaned() {
     let text = std::fs::read_to_string(tmp.join("state/sandboxes/nk-good.json")).unwrap();
     std::fs::write(&other, text.replace("\"nk-good\"", "\"nk-elsewhere\"")).unwrap();
 
-    let report = st.cleanup().unwrap();
+    let report = settled(&st);
     assert_eq!(report.removed, ["nk-good"], "{report:?}");
     assert_eq!(report.failed.len(), 2, "{report:?}");
     for e in &report.failed {
@@ -433,7 +448,7 @@ fn failing_object_keeps_its_record() {
     let stuck = Object::PersistedNs { path: not_ns.clone() };
     rec.add(stuck.clone()).unwrap();
 
-    let report = st.cleanup().unwrap();
+    let report = settled(&st);
     assert!(report.removed.is_empty(), "{report:?}");
     match &report.failed[..] {
         [Error::Teardown { errors, .. }] => {
@@ -521,7 +536,7 @@ fn recorded_process_is_killed_only_if_still_the_same() {
     rec.add(Object::process(init.id()).unwrap()).unwrap();
     rec.add(Object::Process { process: reused }).unwrap();
 
-    let report = st.cleanup().unwrap();
+    let report = settled(&st);
     assert_eq!(report.removed, ["nk-proc"], "{report:?}");
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(init.wait().unwrap().signal(), Some(libc::SIGKILL));
@@ -558,7 +573,7 @@ fn state_dir_writable_by_others_is_refused() {
 
     // Made private again, the same record is cleaned.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    assert_eq!(st.cleanup().unwrap().removed, ["nk-planted"]);
+    assert_eq!(settled(&st).removed, ["nk-planted"]);
     assert!(!is_mounted(&mnt));
 }
 
@@ -603,7 +618,7 @@ fn cgroup_of_a_creator_in_another_cgroup_is_found() {
     let objects = state(tmp.path()).read(&id).unwrap().objects;
     let Object::Cgroup { dirs, .. } = &objects[0] else { panic!("{objects:?}") };
     assert!(dirs.iter().all(|d| parent_dirs.iter().any(|p| d.starts_with(p)) && d.is_dir()), "{dirs:?}");
-    let report = state(tmp.path()).cleanup().unwrap();
+    let report = settled(&state(tmp.path()));
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.removed, [id.as_str()]);
     assert!(dirs.iter().all(|d| !d.exists()), "{dirs:?}");

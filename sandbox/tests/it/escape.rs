@@ -571,3 +571,38 @@ fn escape_attempts_fail_in_a_default_sandbox_and_work_where_their_barrier_is_abs
         assert_eq!(host.get(name), Some(&0), "{name} must work on the host: {host:?}");
     }
 }
+
+/// A root file system whose `etc` and `data` are symbolic links to a host directory (what a
+/// malicious image can ship) cannot make the sandbox's setup create files on the host: the
+/// `/etc/hostname` and `/etc/hosts` files and a mount target below `data` are resolved
+/// inside the root, where the links land in a directory of the root's own.
+#[test]
+fn rootfs_symlinks_cannot_make_the_setup_write_on_the_host() {
+    require_root!();
+    let dir = TempDir::new("evilroot").unwrap();
+    let root = dir.join("root");
+    nook_testutil::tiny_rootfs(&root).unwrap();
+    let host = dir.join("host-dir");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::remove_dir(root.join("etc")).unwrap();
+    std::os::unix::fs::symlink(&host, root.join("etc")).unwrap();
+    let climb = format!("{}{}", "../".repeat(12), host.strip_prefix("/").unwrap().display());
+    std::os::unix::fs::symlink(&climb, root.join("data")).unwrap();
+    // Inside the root, the links name this directory.
+    let landing = root.join(host.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&landing).unwrap();
+    let out = Sandbox::builder()
+        .rootfs(nook_sandbox::Rootfs::dir(&root))
+        .hostname("nk-evil")
+        .mount(Mount::tmpfs("/data/cache/nk"))
+        .command("/bin/sh")
+        .args(["-c", "cat /etc/hostname; ls -d /data/cache/nk"])
+        .stdout(nook_ns::Stdio::piped())
+        .output()
+        .expect("the sandbox runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.outcome, Outcome::Exited(0), "{stdout}");
+    assert_eq!(stdout, "nk-evil\n/data/cache/nk\n");
+    assert_eq!(std::fs::read_dir(&host).unwrap().count(), 0, "nothing was made on the host");
+    assert!(landing.join("hostname").exists() && landing.join("cache/nk").is_dir());
+}
