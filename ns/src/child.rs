@@ -163,6 +163,16 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         write_oom_score_adj(err, text);
     }
 
+    // A process joining a running sandbox is visible to the processes already in it (in
+    // its pid namespace from birth, or as the payload forked into it) while it still runs
+    // the caller's program image: non-dumpable from here to exec (which resets it), none
+    // of them can open its /proc/PID/exe — the caller's binary — to overwrite it later
+    // (CVE-2019-5736), nor read its memory. Until here it holds every capability of the
+    // caller, which the same check requires of whoever looks.
+    if plan.join.is_some() {
+        check(err, Stage::Prctl, raw::prctl(libc::PR_SET_DUMPABLE, 0));
+    }
+
     if let Some(root) = &plan.become_userns_root {
         set_identity(err, root);
     }

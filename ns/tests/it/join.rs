@@ -335,3 +335,32 @@ fn entering_a_time_namespace_from_a_threaded_process_fails_cleanly() {
         assert_eq!((thread_ns("time"), thread_ns("time_for_children")), before);
     });
 }
+
+/// A process joining another's namespaces (`Command::join`, how an exec enters a running
+/// sandbox) is non-dumpable until it execs: the processes already in the sandbox cannot open
+/// its `/proc/PID/exe` (the caller's binary) while it still runs the caller's image.
+#[test]
+fn a_joining_child_is_not_dumpable_before_exec() {
+    require_root!();
+    let mut target = Command::new("/bin/sleep");
+    target.arg("100").namespaces(NamespaceSet::new().with(Namespace::Uts).with(Namespace::Pid));
+    let mut target = target.spawn().expect("the target");
+    target.kill_on_drop(true);
+    let pidfd = target.pidfd().try_clone_to_owned().unwrap();
+    let mut cmd = Command::new("/bin/true");
+    cmd.join(pidfd, NamespaceSet::new().with(Namespace::Uts).with(Namespace::Pid));
+    // SAFETY: the hook only makes a system call.
+    unsafe {
+        cmd.pre_exec(|| {
+            // SAFETY: PR_GET_DUMPABLE takes no pointer.
+            match unsafe { libc::prctl(libc::PR_GET_DUMPABLE) } {
+                0 => Ok(()),
+                _ => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
+            }
+        });
+    }
+    let status = cmd.status().expect("the joining child ran its hook and exec'd");
+    assert!(status.success());
+    target.kill().unwrap();
+    target.wait().unwrap();
+}
