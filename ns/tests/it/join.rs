@@ -349,16 +349,15 @@ fn a_joining_child_is_not_dumpable_before_exec() {
     let pidfd = target.pidfd().try_clone_to_owned().unwrap();
     let mut cmd = Command::new("/bin/true");
     cmd.join(pidfd, NamespaceSet::new().with(Namespace::Uts).with(Namespace::Pid));
+    let hook = || {
+        // SAFETY: PR_GET_DUMPABLE takes no pointer.
+        match unsafe { libc::prctl(libc::PR_GET_DUMPABLE) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
+        }
+    };
     // SAFETY: the hook only makes a system call.
-    unsafe {
-        cmd.pre_exec(|| {
-            // SAFETY: PR_GET_DUMPABLE takes no pointer.
-            match unsafe { libc::prctl(libc::PR_GET_DUMPABLE) } {
-                0 => Ok(()),
-                _ => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
-            }
-        });
-    }
+    unsafe { cmd.pre_exec(hook) };
     let status = cmd.status().expect("the joining child ran its hook and exec'd");
     assert!(status.success());
     target.kill().unwrap();
