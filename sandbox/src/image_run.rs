@@ -38,6 +38,7 @@ use crate::error::{Error, Result, ValidationError};
 use crate::image::{CommitOptions, Image, ImageError, ImageStore, RunOverrides, normalize_reference};
 use crate::run::{Sandbox, SandboxBuilder, no_cgroup, oom_kills};
 use crate::spec::{Rootfs, SandboxSpec, User, absolute, no_nul};
+use crate::state::Object;
 
 /// Checks a [`Rootfs::Image`]'s own values (pure, plus a `stat` of the store).
 pub(crate) fn validate(rootfs: &Rootfs) -> Result<(), ValidationError> {
@@ -163,6 +164,18 @@ impl ImageRun {
         let mut s = spec.clone();
         s.rootfs = Rootfs::Stack(self.stack()?);
         Ok(s)
+    }
+
+    /// The container layer as the owner record lists it (recorded before it is created), or
+    /// `None` when it is kept: then the caller owns it.
+    pub(crate) fn recorded(&self) -> Option<Object> {
+        (!self.keep)
+            .then(|| Object::ContainerLayer { store: self.store.layer_store().root().to_owned(), id: self.id.clone() })
+    }
+
+    /// Whether some of the container layer exists on disk (after a failed creation).
+    pub(crate) fn layer_left(&self) -> bool {
+        self.store.layer_store().root().join("containers").join(&self.id).exists()
     }
 
     /// Creates the container layer (its paths must be the ones the plan was built with).

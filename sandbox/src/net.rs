@@ -19,8 +19,12 @@ use nook_netmodel::files::DnsConfig;
 use nook_netmodel::{Endpoint, EndpointOptions, Network};
 use serde::{Deserialize, Serialize};
 
+use nook_netmodel::ipam::Owner;
+
 use crate::error::{Error, Result, ValidationError};
+use crate::owner::Recorder;
 use crate::spec::Mount;
+use crate::state::Object;
 
 /// Where the per-sandbox `/etc/hosts` and `/etc/resolv.conf` files live on the host (one
 /// directory per sandbox, removed with it).
@@ -186,19 +190,42 @@ pub(crate) struct Attached {
 }
 
 /// Connects the (paused) process `pid`'s network namespace to the prepared networks and
-/// fills the files. A failure undoes everything (the endpoints already made, the files).
-pub(crate) fn attach(prepared: Prepared, pid: u32, name: &str) -> Result<Attached> {
+/// fills the files. Each endpoint goes into the owner record before it is connected (see
+/// [`recorded_endpoint`]) and is replaced there by its addresses and port rules once it
+/// is. A failure undoes everything (the endpoints already made, the files) and says
+/// whether something recorded could not be undone (then the record must stay).
+pub(crate) fn attach(
+    prepared: Prepared,
+    pid: u32,
+    name: &str,
+    owner: &mut Recorder,
+) -> std::result::Result<Attached, (Error, bool)> {
     let Prepared { attach, dns, files } = prepared;
     let adopted = nook_ns::NetNs::of_pid(pid)
         .map_err(Error::from)
         .and_then(|netns| nook_netmodel::Sandbox::adopt(name, netns).map_err(Error::from));
     let mut sandbox = match adopted {
         Ok(s) => s,
-        Err(e) => return Err(Error::with_cleanup(e, files.remove().err().into_iter().collect())),
+        Err(e) => return Err((Error::with_cleanup(e, files.remove().err().into_iter().collect()), false)),
     };
+    // Who holds the addresses in IPAM: `adopt` allocates for the calling process.
+    let ipam_owner = Owner::current_process();
     let mut step = || -> Result<()> {
         for (network, options) in &attach {
+            let planned = recorded_endpoint(network, options, &ipam_owner)?;
+            if let Some((planned, _)) = &planned {
+                owner.record(planned.clone())?;
+            }
             sandbox.connect(network, options)?;
+            if let Some((planned, firewall_ns)) = planned {
+                let endpoint = sandbox.endpoint(network).ok_or_else(|| {
+                    Error::Netmodel(nook_netmodel::Error::NotConnected {
+                        sandbox: name.to_owned(),
+                        network: network.name().to_owned(),
+                    })
+                })?;
+                owner.replace_with(&planned, exact_objects(&planned, &endpoint, firewall_ns))?;
+            }
         }
         files.write(files.hosts(), &sandbox.hosts_file()?)?;
         files.write(files.resolv(), &sandbox.resolv_conf(dns.as_ref())?)?;
@@ -207,16 +234,113 @@ pub(crate) fn attach(prepared: Prepared, pid: u32, name: &str) -> Result<Attache
     match step() {
         Ok(()) => Ok(Attached { sandbox, files }),
         Err(e) => {
+            // An endpoint whose connect failed and could not be undone keeps what is left.
+            let mut left = matches!(e, Error::Netmodel(nook_netmodel::Error::Cleanup { .. }));
             let mut cleanup = Vec::new();
             if let Err(t) = sandbox.remove() {
+                left = true;
                 cleanup.push(t.into());
             }
             if let Err(t) = files.remove() {
                 cleanup.push(t);
             }
-            Err(Error::with_cleanup(e, cleanup))
+            Err((Error::with_cleanup(e, cleanup), left))
         }
     }
+}
+
+/// Where a network's host namespace (its bridge, its nftables rules) is for a cleanup run by
+/// another process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostNs {
+    /// Mounted at this path (persisted, like `ip netns add` does): reachable by it.
+    Path(PathBuf),
+    /// The owner's own network namespace: the cleaning process's, as the state dir is per
+    /// host (see the [`state`](crate::state) module docs).
+    Own,
+    /// Neither: an anonymous namespace, which lives as long as its holders.
+    Unreachable,
+}
+
+/// Finds `ns` among the nsfs mounts of the caller's mount namespace, else compares it with
+/// the caller's own network namespace.
+fn locate(ns: &nook_ns::NsFd) -> Result<HostNs> {
+    use procfs_core::FromRead;
+    use std::os::unix::fs::MetadataExt;
+    let id = ns.id()?;
+    // Unreadable mountinfo: no persisted path is known (the other checks still apply).
+    let mounts = procfs_core::process::MountInfos::from_file("/proc/thread-self/mountinfo").ok();
+    for m in mounts.iter().flat_map(|m| m.iter()).filter(|m| m.fs_type == "nsfs") {
+        let same = std::fs::metadata(&m.mount_point).is_ok_and(|md| md.dev() == id.dev && md.ino() == id.ino);
+        if same {
+            return Ok(HostNs::Path(m.mount_point.clone()));
+        }
+    }
+    if nook_ns::NsFd::current(nook_ns::Namespace::Net)?.id()? == id {
+        return Ok(HostNs::Own);
+    }
+    Ok(HostNs::Unreachable)
+}
+
+/// What the owner record gets for an endpoint about to be connected to `network` (with the
+/// namespace of its port rules, for [`exact_objects`]): an [`Object::Endpoint`] — whatever
+/// `ipam_owner` will hold there, and the port rules towards it.
+///
+/// `None` when the endpoint publishes ports but its host namespace is [`HostNs::Unreachable`]
+/// for a cleanup: its addresses are then left to IPAM's own reclaim of a dead owner's
+/// addresses, which removes their port rules in the host's namespace before anyone gets them
+/// (a cleanup here could only release them with the rules still there).
+fn recorded_endpoint(
+    network: &Network,
+    options: &EndpointOptions,
+    ipam_owner: &Owner,
+) -> Result<Option<(Object, Option<PathBuf>)>> {
+    let publishes = !options.ports.is_empty() && network.driver().publishes_ports(network.spec());
+    let netns = if publishes {
+        match locate(network.host().netns())? {
+            HostNs::Path(p) => Some(p),
+            HostNs::Own => None,
+            HostNs::Unreachable => return Ok(None),
+        }
+    } else {
+        None
+    };
+    let planned = Object::Endpoint {
+        state_dir: network.host().ipam().dir().to_owned(),
+        network: network.name().to_owned(),
+        owner: ipam_owner.clone(),
+        netns: netns.clone(),
+        // The built-in backend's table: a `Host` with a backend of its own keeps rules the
+        // cleanup does not know about.
+        table: publishes.then(|| nook_netmodel::firewall::DEFAULT_TABLE.to_owned()),
+    };
+    Ok(Some((planned, netns)))
+}
+
+/// What a connected endpoint is in the record: its addresses (each released only while
+/// still held by its owner), then its published ports' rules (removed first by a cleanup,
+/// which goes in reverse).
+fn exact_objects(planned: &Object, endpoint: &Endpoint, netns: Option<PathBuf>) -> Vec<Object> {
+    let Object::Endpoint { state_dir, network, owner, table, .. } = planned else { return vec![planned.clone()] };
+    let mut objects: Vec<Object> = endpoint
+        .addresses
+        .iter()
+        .map(|a| Object::IpamAddress {
+            state_dir: state_dir.clone(),
+            network: network.clone(),
+            address: a.addr(),
+            owner: Some(owner.clone()),
+        })
+        .collect();
+    if let Some(table) = table {
+        objects.push(Object::Firewall {
+            netns,
+            table: table.clone(),
+            network: network.clone(),
+            endpoint: Some(endpoint.id.clone()),
+        });
+    }
+    objects
 }
 
 impl Attached {

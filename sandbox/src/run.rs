@@ -566,43 +566,47 @@ fn not_permitted(e: &nook_cgroup::Error) -> bool {
 /// or the caller's cgroup — in each hierarchy): an owner killed during the `mkdir`s leaves
 /// nothing unrecorded, and a cleanup takes the directories that were not made as removed
 /// (and `rmdir`s the empty ones that were). Once created, the record gets its exact
-/// directories. If the creation fails, nothing was made and the record goes.
-fn create_cgroup(spec: &CgroupSpec, id: &str, best_effort: bool, owner: &mut Recorder) -> Result<Option<Cgroup>> {
+/// directories. A failure is returned with whether some of its directories are left (then
+/// the record must stay); the caller undoes the rest and ends the record.
+fn create_cgroup(
+    spec: &CgroupSpec,
+    id: &str,
+    best_effort: bool,
+    owner: &mut Recorder,
+) -> std::result::Result<Option<Cgroup>, (Error, bool)> {
     let mut cg = spec.clone();
     if cg.name.is_empty() {
         cg.name = id.to_owned();
     }
-    let hierarchies = Hierarchies::discover()?;
+    let hierarchies = Hierarchies::discover().map_err(|e| (e.into(), false))?;
     let parent = |h: &nook_cgroup::Hierarchy| h.dir_of(cg.parent.as_ref().unwrap_or(&h.own_cgroup));
     let dirs: Vec<PathBuf> =
         hierarchies.v2.iter().chain(&hierarchies.v1).filter_map(|h| Some(parent(h)?.join(&cg.name))).collect();
-    let planned = crate::state::Object::cgroup(&cg, dirs);
-    owner.record(planned.clone())?;
+    let left = |dirs: &[PathBuf]| dirs.iter().any(|d| d.exists());
+    let planned = crate::state::Object::cgroup(&cg, dirs.clone());
+    owner.record(planned.clone()).map_err(|e| (e, false))?;
     match Cgroup::create_in(hierarchies, &cg) {
         Ok(c) => match owner.replace(&planned, crate::state::Object::cgroup(&cg, c.paths())) {
             Ok(()) => Ok(Some(c)),
-            Err(e) => Err(undo(e, Some(c), owner)),
+            Err(e) => {
+                let removed = c.remove().err().map(Error::from);
+                Err((Error::with_cleanup(e, removed.into_iter().collect()), left(&dirs)))
+            }
         },
-        Err(e) => {
-            let finished = owner.finish();
-            match e {
-                e if not_permitted(&e) && best_effort => finished.map(|()| None),
-                e => {
-                    let cause = if not_permitted(&e) { Error::CgroupUnavailable { source: e } } else { e.into() };
-                    Err(Error::with_cleanup(cause, finished.err().into_iter().collect()))
-                }
+        // Running without limits: the planned cgroup leaves the record (unless some of it
+        // is left, for a cleanup to remove).
+        Err(e) if not_permitted(&e) && best_effort => {
+            if left(&dirs) {
+                Ok(None)
+            } else {
+                owner.forget(&planned).map(|()| None).map_err(|f| (f, false))
             }
         }
+        Err(e) => {
+            let cause = if not_permitted(&e) { Error::CgroupUnavailable { source: e } } else { e.into() };
+            Err((cause, left(&dirs)))
+        }
     }
-}
-
-/// Removes what a failed setup made (the cgroup, then the owner record if nothing is left).
-fn undo(cause: Error, cgroup: Option<Cgroup>, owner: &mut Recorder) -> Error {
-    let mut cleanup: Vec<Error> = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
-    if cleanup.is_empty() {
-        cleanup.extend(owner.finish().err());
-    }
-    Error::with_cleanup(cause, cleanup)
 }
 
 /// Adds more undo failures to an error (into its `Cleanup` list when it has one).
@@ -657,24 +661,39 @@ fn spawn(
     confinement.apply(&mut cmd, None)?;
     cmd.validate().map_err(ValidationError::from)?;
 
-    // Owner record (issue 13 item 6), before the first kernel object: a sandbox with a
-    // cgroup (which outlives a killed owner) has one; the init dies with the owner
-    // (`kill_with_parent_process`), so a one-shot sandbox without a cgroup needs none.
+    // Owner record (issue 13 item 6), before the first kernel object, for a sandbox that
+    // creates something that outlives a killed owner: a container layer (unless kept: then
+    // the caller owns it), a cgroup, network endpoints (IPAM addresses, port rules). Its init
+    // dies with the owner (`kill_with_parent_process`), so a one-shot sandbox with none of
+    // those needs no record.
     let id = unique_cgroup_name();
-    let mut owner = match &spec.cgroup {
-        Some(_) => Recorder::begin(state_dir, &id)?,
-        None => Recorder::none(),
+    let layer = image.as_ref().and_then(ImageRun::recorded);
+    let mut owner = if spec.cgroup.is_some() || layer.is_some() || prepared.is_some() {
+        Recorder::begin(state_dir, &id)?
+    } else {
+        Recorder::none()
     };
     if let Some(run) = &mut image {
-        if let Err(e) = run.create_layer() {
-            return Err(Error::with_cleanup(e, owner.finish().err().into_iter().collect()));
+        // Recorded first: an owner killed while the store makes it leaves nothing unrecorded.
+        let made = match &layer {
+            Some(o) => owner.record(o.clone()).and_then(|()| run.create_layer()),
+            None => run.create_layer(),
+        };
+        if let Err(e) = made {
+            // The store removes what it made of a layer it failed to create; the record goes
+            // unless some of it is left.
+            let cleanup = if run.layer_left() { Vec::new() } else { owner.finish().err().into_iter().collect() };
+            return Err(Error::with_cleanup(e, cleanup));
         }
     }
     let cgroup = match &spec.cgroup {
         Some(cg) => match create_cgroup(cg, &id, spec.best_effort_limits, &mut owner) {
             Ok(c) => c,
-            Err(e) => {
-                let cleanup = image.as_mut().and_then(|r| r.remove_layer().err()).into_iter().collect();
+            Err((e, left)) => {
+                let mut cleanup: Vec<Error> = image.as_mut().and_then(|r| r.remove_layer().err()).into_iter().collect();
+                if !left && cleanup.is_empty() {
+                    cleanup.extend(owner.finish().err());
+                }
                 return Err(with_more_cleanup(e, cleanup));
             }
         },
@@ -687,14 +706,18 @@ fn spawn(
         match again.and_then(|c| c.apply(&mut cmd, None).map(|()| c)) {
             Ok(c) => confinement = c,
             Err(e) => {
-                let cleanup =
-                    owner.finish().err().into_iter().chain(image.as_mut().and_then(|r| r.remove_layer().err()));
-                return Err(Error::with_cleanup(e, cleanup.collect()));
+                let mut cleanup: Vec<Error> = image.as_mut().and_then(|r| r.remove_layer().err()).into_iter().collect();
+                if cleanup.is_empty() {
+                    cleanup.extend(owner.finish().err());
+                }
+                return Err(Error::with_cleanup(e, cleanup));
             }
         }
     }
-    // Undoes what this setup made, in reverse: the networks, the cgroup (then the owner
-    // record, if nothing it lists is left), the container layer.
+    // Set when a failed step leaves something it could not undo itself (the record stays).
+    let step_left = std::cell::Cell::new(false);
+    // Undoes what this setup made, in reverse: the networks, the cgroup, the container
+    // layer; then the owner record, if nothing it lists is left.
     let mut fail = |cause: Error,
                     cgroup: Option<Cgroup>,
                     prepared: Option<net::Prepared>,
@@ -703,8 +726,11 @@ fn spawn(
      -> Error {
         let mut more: Vec<Error> = attached.map(net::Attached::teardown).unwrap_or_default();
         more.extend(prepared.map(net::Prepared::discard).unwrap_or_default());
-        let cause = undo(cause, cgroup, owner);
+        more.extend(cgroup.and_then(|c| c.remove().err()).map(Error::from));
         more.extend(image.as_mut().and_then(|r| r.remove_layer().err()));
+        if more.is_empty() && !step_left.get() {
+            more.extend(owner.finish().err());
+        }
         with_more_cleanup(cause, more)
     };
     let paused = match cmd.spawn_paused() {
@@ -734,10 +760,11 @@ fn spawn(
     let net = match prepared {
         Some(p) => {
             let name = spec.hostname.clone().unwrap_or_else(|| format!("nk-{}", paused.id()));
-            match net::attach(p, paused.id(), &name) {
+            match net::attach(p, paused.id(), &name, &mut owner) {
                 Ok(a) => Some(a),
-                Err(e) => {
+                Err((e, left)) => {
                     drop(paused);
+                    step_left.set(left);
                     return Err(fail(e, cgroup, None, None, &mut owner));
                 }
             }
@@ -1011,10 +1038,9 @@ impl Sandbox {
             Outcome::Exited(status.code().unwrap_or(-1))
         };
         self.outcome = Some(outcome);
-        let mut all_gone = true;
+        let before_teardown = errors.len();
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.remove() {
-                all_gone = false;
                 errors.push(e.into());
             }
         }
@@ -1025,7 +1051,7 @@ impl Sandbox {
             errors.push(e);
         }
         // Everything recorded is gone (else the record stays for a cleanup after our death).
-        if all_gone {
+        if errors.len() == before_teardown {
             if let Err(e) = self.owner.finish() {
                 errors.push(e);
             }
@@ -1079,16 +1105,16 @@ impl Drop for Sandbox {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        if let Some(net) = self.net.take() {
-            let _ = net.teardown();
-        }
+        // What stays keeps the record: a cleanup after our death retries.
         let mut all_gone = true;
+        if let Some(net) = self.net.take() {
+            all_gone &= net.teardown().is_empty();
+        }
         if let Some(cg) = self.cgroup.take() {
-            // If it stays, so does the record: a cleanup after our death retries.
-            all_gone = cg.remove().is_ok();
+            all_gone &= cg.remove().is_ok();
         }
         if let Some(run) = self.image.as_mut() {
-            let _ = run.teardown();
+            all_gone &= run.teardown().is_ok();
         }
         if all_gone {
             let _ = self.owner.finish();

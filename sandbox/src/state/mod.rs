@@ -404,6 +404,25 @@ impl RecordHandle {
         Ok(())
     }
 
+    /// Replaces `old` with the objects `new` in place, in one write (an object recorded in
+    /// advance that turned out to be several, or none). `old` absent: `new` is appended.
+    pub fn replace_with(&mut self, old: &Object, new: impl IntoIterator<Item = Object>) -> Result<()> {
+        let new: Vec<Object> = new.into_iter().collect();
+        let _lock = lock(&self.lock_path, true)?;
+        let before = self.record.objects.clone();
+        match self.record.objects.iter().rposition(|o| o == old) {
+            Some(i) => {
+                self.record.objects.splice(i..=i, new);
+            }
+            None => self.record.objects.extend(new),
+        }
+        if let Err(e) = write_record(&self.path, &self.record) {
+            self.record.objects = before;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Deletes the record (after a clean remove of everything it lists).
     pub fn remove(self) -> Result<()> {
         let _lock = lock(&self.lock_path, true)?;
@@ -421,8 +440,10 @@ impl RecordHandle {
 /// difference between tens of µs and tens of ms per write.
 fn write_record(path: &Path, record: &Record) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(record).expect("a record serializes");
-    let durable =
-        record.objects.iter().any(|o| matches!(o, Object::IpamAddress { .. } | Object::ContainerLayer { .. }));
+    let durable = record
+        .objects
+        .iter()
+        .any(|o| matches!(o, Object::IpamAddress { .. } | Object::Endpoint { .. } | Object::ContainerLayer { .. }));
     if durable {
         return Ok(write_atomic(path, &bytes)?);
     }
