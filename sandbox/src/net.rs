@@ -199,14 +199,14 @@ pub(crate) fn attach(
     pid: u32,
     name: &str,
     owner: &mut Recorder,
-) -> std::result::Result<Attached, (Error, bool)> {
+) -> std::result::Result<Attached, (Box<Error>, bool)> {
     let Prepared { attach, dns, files } = prepared;
     let adopted = nook_ns::NetNs::of_pid(pid)
         .map_err(Error::from)
         .and_then(|netns| nook_netmodel::Sandbox::adopt(name, netns).map_err(Error::from));
     let mut sandbox = match adopted {
         Ok(s) => s,
-        Err(e) => return Err((Error::with_cleanup(e, files.remove().err().into_iter().collect()), false)),
+        Err(e) => return Err((Box::new(Error::with_cleanup(e, files.remove().err().into_iter().collect())), false)),
     };
     // Who holds the addresses in IPAM: `adopt` allocates for the calling process.
     let ipam_owner = Owner::current_process();
@@ -244,7 +244,7 @@ pub(crate) fn attach(
             if let Err(t) = files.remove() {
                 cleanup.push(t);
             }
-            Err((Error::with_cleanup(e, cleanup), left))
+            Err((Box::new(Error::with_cleanup(e, cleanup)), left))
         }
     }
 }

@@ -573,24 +573,24 @@ fn create_cgroup(
     id: &str,
     best_effort: bool,
     owner: &mut Recorder,
-) -> std::result::Result<Option<Cgroup>, (Error, bool)> {
+) -> std::result::Result<Option<Cgroup>, (Box<Error>, bool)> {
     let mut cg = spec.clone();
     if cg.name.is_empty() {
         cg.name = id.to_owned();
     }
-    let hierarchies = Hierarchies::discover().map_err(|e| (e.into(), false))?;
+    let hierarchies = Hierarchies::discover().map_err(|e| (Box::new(e.into()), false))?;
     let parent = |h: &nook_cgroup::Hierarchy| h.dir_of(cg.parent.as_ref().unwrap_or(&h.own_cgroup));
     let dirs: Vec<PathBuf> =
         hierarchies.v2.iter().chain(&hierarchies.v1).filter_map(|h| Some(parent(h)?.join(&cg.name))).collect();
     let left = |dirs: &[PathBuf]| dirs.iter().any(|d| d.exists());
     let planned = crate::state::Object::cgroup(&cg, dirs.clone());
-    owner.record(planned.clone()).map_err(|e| (e, false))?;
+    owner.record(planned.clone()).map_err(|e| (Box::new(e), false))?;
     match Cgroup::create_in(hierarchies, &cg) {
         Ok(c) => match owner.replace(&planned, crate::state::Object::cgroup(&cg, c.paths())) {
             Ok(()) => Ok(Some(c)),
             Err(e) => {
                 let removed = c.remove().err().map(Error::from);
-                Err((Error::with_cleanup(e, removed.into_iter().collect()), left(&dirs)))
+                Err((Box::new(Error::with_cleanup(e, removed.into_iter().collect())), left(&dirs)))
             }
         },
         // Running without limits: the planned cgroup leaves the record (unless some of it
@@ -599,12 +599,12 @@ fn create_cgroup(
             if left(&dirs) {
                 Ok(None)
             } else {
-                owner.forget(&planned).map(|()| None).map_err(|f| (f, false))
+                owner.forget(&planned).map(|()| None).map_err(|f| (Box::new(f), false))
             }
         }
         Err(e) => {
             let cause = if not_permitted(&e) { Error::CgroupUnavailable { source: e } } else { e.into() };
-            Err((cause, left(&dirs)))
+            Err((Box::new(cause), left(&dirs)))
         }
     }
 }
@@ -694,7 +694,7 @@ fn spawn(
                 if !left && cleanup.is_empty() {
                     cleanup.extend(owner.finish().err());
                 }
-                return Err(with_more_cleanup(e, cleanup));
+                return Err(with_more_cleanup(*e, cleanup));
             }
         },
         None => None,
@@ -765,7 +765,7 @@ fn spawn(
                 Err((e, left)) => {
                     drop(paused);
                     step_left.set(left);
-                    return Err(fail(e, cgroup, None, None, &mut owner));
+                    return Err(fail(*e, cgroup, None, None, &mut owner));
                 }
             }
         }

@@ -262,5 +262,15 @@ mod tests {
         let j = serde_json::to_string(&o).unwrap();
         assert!(j.contains("\"kind\":\"ipam_address\""), "{j}");
         assert_eq!(serde_json::from_str::<Object>(&j).unwrap(), o);
+        let e = Object::Endpoint {
+            state_dir: "/run/nook/ipam".into(),
+            network: "n".into(),
+            owner: nook_netmodel::ipam::Owner::Process { pid: 7, start_time: 9 },
+            netns: Some("/run/netns/host".into()),
+            table: Some("nook".into()),
+        };
+        let j = serde_json::to_string(&e).unwrap();
+        assert!(j.contains("\"kind\":\"endpoint\""), "{j}");
+        assert_eq!(serde_json::from_str::<Object>(&j).unwrap(), e);
     }
 }
