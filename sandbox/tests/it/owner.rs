@@ -20,7 +20,7 @@ use nook_netmodel::ipam::{Ipam, Owner, Request};
 use nook_netmodel::{EndpointOptions, Host, Network, NetworkSpec};
 use nook_ns::NetNs;
 use nook_ns::Stdio as NsStdio;
-use nook_sandbox::state::{Object, StateDir};
+use nook_sandbox::state::{Object, ProcessId, StateDir};
 use nook_sandbox::{Outcome, Sandbox, SandboxBuilder};
 use nook_testutil::{TempDir, require_root, time_factor, unique_name};
 
@@ -614,4 +614,127 @@ fn live_owner_records_its_layer_and_endpoint_and_a_clean_teardown_removes_them_a
         store.remove(&i.reference).unwrap();
     }
     store.prune().unwrap();
+}
+
+/// Create/remove cycles of a sandbox with an image root and a published port on a bridge
+/// network, the owner SIGKILLed at a random point (recording the layer, creating it, the
+/// cgroup, the endpoint recorded but not yet connected, connected, torn down): after
+/// `cleanup()` no container layer, no address of the owner and no port rule is left.
+#[test]
+fn owner_sigkilled_anywhere_with_a_layer_and_an_endpoint_leaves_nothing_after_cleanup() {
+    const ME: &str = "owner_sigkilled_anywhere_with_a_layer_and_an_endpoint_leaves_nothing_after_cleanup";
+    if let Some(base) = helper_role(ME) {
+        let ns = NetNs::open_path(base.join("netns/nkhost")).expect("open host netns");
+        let host = host_of(&base, &ns);
+        let network = bridge(&host);
+        let store = image_store(&base);
+        println!("NK-GO");
+        loop {
+            let sb =
+                builder(&base).image(&store, "nk-app:1").connect(&network, published(8080)).create().expect("create");
+            sb.remove().expect("remove");
+        }
+    }
+    require_root!();
+    let _serial = crate::sandbox::serial();
+    const ATTEMPTS: u32 = 12;
+    let tmp = TempDir::new("own-any").unwrap();
+    let store = crate::image_run::store_with_app(&tmp);
+    let mut with_record = 0;
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    for attempt in 0..ATTEMPTS {
+        let ns = host_netns(tmp.path());
+        let tag = unique_name("tag");
+        let mut guard = Guard { base: tmp.path(), helper: Some(spawn_helper(ME, tmp.path(), &tag)) };
+        let helper = guard.helper.as_mut().unwrap();
+        let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
+        read_until(&mut lines, "NK-GO");
+        std::thread::spawn(move || lines.for_each(drop));
+        // 0 to 150 ms into the loop (a cycle takes tens of ms here).
+        let delay = Duration::from_micros(xorshift(&mut seed) % 150_000);
+        std::thread::sleep(delay);
+        helper.kill().unwrap();
+        helper.wait().unwrap();
+        let why = format!("attempt {attempt}, killed {delay:?} after NK-GO");
+
+        assert_eq!(no_tagged_process_left(&tag), Vec::<u32>::new(), "{why}: processes outlived their owner");
+        let report = StateDir::new(tmp.join("state")).cleanup().unwrap();
+        assert!(report.is_clean(), "{why}: {report:?}");
+        assert!(report.live.is_empty() && report.busy.is_empty(), "{why}: {report:?}");
+        with_record += report.removed.len();
+        let containers = store.layer_store().container_ids().unwrap();
+        assert!(containers.is_empty(), "{why}: {containers:?}");
+        assert!(held(tmp.path()).is_empty(), "{why}: {:?}", held(tmp.path()));
+        let rules = ruleset(&ns);
+        assert!(!rules.contains("8080"), "{why}:\n{rules}");
+        assert!(state_files(tmp.path()).is_empty(), "{why}: {:?}", state_files(tmp.path()));
+        drop(guard);
+        // The network itself is the helper's, not the sandbox's: it goes with the namespace
+        // (and its IPAM registration with the directory).
+        drop(ns);
+        let _ = std::fs::remove_dir_all(tmp.join("ipam"));
+    }
+    println!("{with_record} of {ATTEMPTS} kills left a sandbox to clean");
+    for i in store.images().unwrap() {
+        store.remove(&i.reference).unwrap();
+    }
+    store.prune().unwrap();
+}
+
+/// What a dead owner recorded in advance is cleaned whether it was made or not: an endpoint
+/// recorded before its connect ([`Object::Endpoint`]) whose address the owner got and whose
+/// port rule it published; one on a network IPAM does not know; a container layer never
+/// created. A live owner's address and port on the same network stay.
+#[test]
+fn objects_recorded_in_advance_are_cleaned_made_or_not() {
+    require_root!();
+    let tmp = TempDir::new("own-adv").unwrap();
+    let _guard = Guard { base: tmp.path(), helper: None };
+    let ns = host_netns(tmp.path());
+    let host = host_of(tmp.path(), &ns);
+    let network = bridge(&host);
+    let ipam = Ipam::open(tmp.join("ipam")).unwrap();
+    let fw = Nftables::new(Some(ns.ns())).unwrap();
+    // The dead owner: this process's pid with another start time.
+    let mut dead = ProcessId::current().unwrap();
+    dead.start_time += 1;
+    let dead_ipam = Owner::Process { pid: dead.pid, start_time: dead.start_time };
+    // Ours first: an allocation reclaims what dead owners hold on the network.
+    let me = Owner::current_process();
+    let ours: IpAddr = BYSTANDER.parse().unwrap();
+    ipam.allocate(NET, Request::Static(ours), &me).unwrap();
+    fw.add_ports(NET, BYSTANDER_EP, &[PortRule::new(PortMapping::tcp(8081, 80), ours)]).unwrap();
+    let theirs: IpAddr = "10.139.0.50".parse().unwrap();
+    ipam.allocate(NET, Request::Static(theirs), &dead_ipam).unwrap();
+    fw.add_ports(NET, "nkdeadep", &[PortRule::new(PortMapping::tcp(8082, 80), theirs)]).unwrap();
+    assert_eq!(held(tmp.path()).len(), 2);
+
+    let state = StateDir::new(tmp.join("state"));
+    let mut rec = state.create_record_for("nk-adv", dead).unwrap();
+    rec.add(Object::ContainerLayer { store: tmp.join("store-never"), id: "nk-never".into() }).unwrap();
+    for network in [NET, "nkunknown"] {
+        rec.add(Object::Endpoint {
+            state_dir: tmp.join("ipam"),
+            network: network.into(),
+            owner: dead_ipam.clone(),
+            netns: ns.path().map(Path::to_owned),
+            table: Some("nook".into()),
+        })
+        .unwrap();
+    }
+    drop(rec);
+    assert!(ruleset(&ns).contains("8082"));
+
+    let report = state.cleanup().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.removed, ["nk-adv"]);
+    assert_eq!(held(tmp.path()), [(ours, me)]);
+    let rules = ruleset(&ns);
+    assert!(!rules.contains("8082") && rules.contains("8081"), "{rules}");
+    assert!(!tmp.join("store-never").exists(), "a cleanup creates no store");
+    assert!(state_files(tmp.path()).is_empty(), "{:?}", state_files(tmp.path()));
+
+    fw.remove_ports(NET, BYSTANDER_EP).unwrap();
+    ipam.release(NET, ours).unwrap();
+    network.remove().unwrap();
 }
