@@ -24,9 +24,11 @@
 //! A fresh container layer of the store (`ROOT/containers/<id>/{upper,work}`) is the
 //! writable upper of an overlay over the image's layer chain, mounted in the sandbox's own
 //! mount namespace (the plan is built and checked with the layer's paths first; the layer
-//! is created just before the cgroup). It is removed with the sandbox — right after the
+//! is created just before the cgroup, and recorded in the owner record before that: see
+//! "Dies with its owner" in the crate docs). It is removed with the sandbox — right after the
 //! run for a one-shot sandbox, on [`Sandbox::remove`] for a long-lived one, best effort on
-//! drop — unless `keep_container` is set; [`Sandbox::commit`] turns it into a new image
+//! drop, by [`cleanup()`](crate::cleanup) after its owner died — unless `keep_container` is
+//! set (then it is the caller's, and not recorded); [`Sandbox::commit`] turns it into a new image
 //! (`docker commit`), while the sandbox runs (paused, by default) or, kept, after the run.
 
 use std::path::{Path, PathBuf};

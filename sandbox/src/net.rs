@@ -7,9 +7,11 @@
 //! and `/etc/resolv.conf` are files in a private directory on the host
 //! ([`NET_FILES_DIR`]`/<unique>`), bind-mounted read-only over the sandbox's: they are
 //! created empty before the clone (the mount plan binds them) and filled in place once the
-//! addresses are known, before the child is released. Teardown, after the run or on
-//! `remove`: the network sandbox (published ports, addresses back to IPAM, the namespace
-//! handle; the kernel deletes the links with the namespace), then the files.
+//! addresses are known, before the child is released. Each endpoint is in the owner record
+//! before it is connected, and its addresses and port rules once it is (see `attach`, and
+//! "Dies with its owner" in the crate docs). Teardown, after the run or on `remove`: the
+//! network sandbox (published ports, addresses back to IPAM, the namespace handle; the
+//! kernel deletes the links with the namespace), then the files.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

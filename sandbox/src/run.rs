@@ -1,8 +1,9 @@
 //! The builder ([`SandboxBuilder`]), the running sandbox ([`Sandbox`]) and why a run ended
 //! ([`Outcome`]).
 //!
-//! Setup order: validate the whole spec and build the child's plan (pure) → create the
-//! cgroup (limits applied) → clone the child into its namespaces, paused → put it in the
+//! Setup order: validate the whole spec and build the child's plan (pure) → the owner
+//! record (`owner.rs`; each object below is recorded before it is created) → an image
+//! root's container layer → create the cgroup (limits applied) → clone the child into its namespaces, paused → put it in the
 //! cgroup, bring `lo` up in a new network namespace, connect it to its networks ([`crate::net`]) → release it: the child runs the mount
 //! plan, `pivot_root`s, and execs `nk-init` as PID 1, which starts the program. Teardown
 //! after the wait, in reverse: the pid namespace dies with its init (the kernel kills
