@@ -182,14 +182,17 @@
 //! process started with [`Sandbox::exec`] is in the sandbox's pid namespace, which the
 //! kernel ends with its init; the mounts go with its mount namespace, its links with its
 //! network namespace. What a dead owner leaves is what lives on without a process: the
-//! cgroup, an image root's container layer, and the network endpoints' IPAM addresses and
-//! published-port rules (on the host side). So a sandbox that creates any of those — every
+//! cgroup, an image root's container layer, and on networks the endpoints' IPAM addresses
+//! and published-port rules (on the host side) and the sandbox's `/etc/hosts` and
+//! `/etc/resolv.conf` directory in [`net::NET_FILES_DIR`]. So a sandbox that creates any of
+//! those — every
 //! [`SandboxBuilder::create`], a one-shot run with limits, an image root (unless
 //! [`SandboxBuilder::keep_container`]: the caller then owns the layer), networks — writes an
 //! **owner record** ([`state`] module) into a state dir before its first kernel object, and
 //! records each object *before* creating it, so an owner killed between the two steps leaves
 //! nothing unrecorded (a cleanup takes a recorded object that was never made as removed):
 //!
+//! - the `/etc` files directory, by its name (chosen in advance);
 //! - the container layer, by its id (chosen in advance);
 //! - the cgroup, with the directories it can get, then replaced with the ones it got;
 //! - the init, with its start time (right after the clone: it dies with the owner anyway);
@@ -214,9 +217,7 @@
 //! themselves, best effort and at most once a second per state dir and process (cheap when
 //! there is nothing: about 2 µs without the directory, 25 µs with an empty one; a few ms
 //! with 100 live records, hence the rate limit). A one-shot run with none of those objects
-//! has nothing that outlives its owner and writes no record. Not recorded: the
-//! per-sandbox `/etc/hosts` and `/etc/resolv.conf` directory in [`net::NET_FILES_DIR`] (a
-//! few bytes on a tmpfs, reused by the next owner with the same pid).
+//! has nothing that outlives its owner and writes no record.
 //!
 //! The state dir is [`StateDir::default_root`] (`/run/nook` for root,
 //! `$XDG_RUNTIME_DIR/nook` otherwise; skipped, and the sandbox run without a record, when it

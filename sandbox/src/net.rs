@@ -6,8 +6,8 @@
 //! namespace, default route, published ports). `/etc/hosts` (its own addresses and its peers)
 //! and `/etc/resolv.conf` are files in a private directory on the host
 //! ([`NET_FILES_DIR`]`/<unique>`), bind-mounted read-only over the sandbox's: they are
-//! created empty before the clone (the mount plan binds them) and filled in place once the
-//! addresses are known, before the child is released. Each endpoint is in the owner record
+//! named before the plan is built, created empty (once in the owner record) before the
+//! clone, and filled in place once the addresses are known, before the child is released. Each endpoint is in the owner record
 //! before it is connected, and its addresses and port rules once it is (see `attach`, and
 //! "Dies with its owner" in the crate docs). Teardown, after the run or on `remove`: the
 //! network sandbox (published ports, addresses back to IPAM, the namespace handle; the
@@ -134,11 +134,10 @@ pub(crate) struct Prepared {
 }
 
 /// Resolves each network by name among `handles` and checks the options against it, then
-/// creates the files directory.
+/// names the files directory ([`Prepared::create_files`] creates it).
 pub(crate) fn prepare(config: &NetworkConfig, handles: &[Network]) -> Result<Prepared> {
     let attach = resolve(config, handles)?;
-    let files = FilesDir::create()?;
-    Ok(Prepared { attach, dns: config.dns.clone(), files })
+    Ok(Prepared { attach, dns: config.dns.clone(), files: FilesDir::new() })
 }
 
 /// Finds each network by name among `handles` and checks the endpoint options against its
@@ -175,6 +174,18 @@ impl Prepared {
             }
         }
         mounts
+    }
+
+    /// Creates the files directory with the (empty) files, recorded first. On failure, what
+    /// was made is removed: see [`Prepared::files_left`].
+    pub(crate) fn create_files(&mut self, owner: &mut Recorder) -> Result<()> {
+        owner.record(Object::NetFiles { dir: self.files.path.clone() })?;
+        self.files.create()
+    }
+
+    /// Whether some of the files directory exists (after a failed creation).
+    pub(crate) fn files_left(&self) -> bool {
+        self.files.path.exists()
     }
 
     /// Removes the files (a spawn that failed before [`attach`]).
@@ -424,31 +435,44 @@ pub(crate) fn container_mounts(given: Option<&ContainerNet>, taken: &[Mount]) ->
 #[derive(Debug)]
 struct FilesDir {
     path: PathBuf,
+    created: bool,
     removed: bool,
 }
 
 impl FilesDir {
-    fn create() -> Result<FilesDir> {
+    /// A name unique on this host, `nk-<pid>-<n>-<nanos>` (nothing is created yet: the
+    /// owner record lists it first). The nanoseconds keep a later process with a dead
+    /// one's pid off the dead one's directory, which a cleanup may be removing.
+    fn new() -> FilesDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let name = format!("nk-{}-{}-{nanos:08x}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        FilesDir { path: Path::new(NET_FILES_DIR).join(name), created: false, removed: false }
+    }
+
+    /// Creates the directory with the two files, empty; on failure removes what it made.
+    fn create(&mut self) -> Result<()> {
         let base = Path::new(NET_FILES_DIR);
-        let path = base.join(format!("nk-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
         let mut tries = 0;
         loop {
             std::fs::create_dir_all(base).map_err(|source| sys("mkdir", base, source))?;
-            match std::fs::create_dir(&path) {
+            match std::fs::create_dir(&self.path) {
                 Ok(()) => break,
-                // A dead process with the same pid left it: it is ours now.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => break,
                 // Another sandbox's teardown removed the (then empty) base just now.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
-                Err(source) => return Err(sys("mkdir", &path, source)),
+                Err(source) => return Err(sys("mkdir", &self.path, source)),
             }
         }
-        let dir = FilesDir { path, removed: false };
-        for file in [dir.hosts(), dir.resolv()] {
-            std::fs::write(&file, b"").map_err(|source| sys("write", &file, source))?;
+        self.created = true;
+        for file in [self.hosts(), self.resolv()] {
+            if let Err(source) = std::fs::write(&file, b"") {
+                let cleanup = std::fs::remove_dir_all(&self.path).err().map(|c| sys("rmdir", &self.path, c));
+                self.created = false;
+                return Err(Error::with_cleanup(sys("write", &file, source), cleanup.into_iter().collect()));
+            }
         }
-        Ok(dir)
+        Ok(())
     }
 
     fn hosts(&self) -> PathBuf {
@@ -486,7 +510,7 @@ impl FilesDir {
 
 impl Drop for FilesDir {
     fn drop(&mut self) {
-        if !self.removed {
+        if self.created && !self.removed {
             let _ = std::fs::remove_dir_all(&self.path);
             let _ = std::fs::remove_dir(NET_FILES_DIR);
         }

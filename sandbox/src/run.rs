@@ -633,9 +633,10 @@ fn spawn(
     spec.validate_for(!hold)?;
     // An image root: its config applied, its user resolved (nothing created yet).
     let (spec, mut image) = image_run::resolve(spec, hold)?;
-    // Networks: resolved and checked against their handles (pure), then the files for
-    // `/etc/hosts` and `/etc/resolv.conf` are made, empty, for the plan to bind.
-    let prepared = match &spec.network {
+    // Networks: resolved and checked against their handles (pure), and the files for
+    // `/etc/hosts` and `/etc/resolv.conf` named for the plan to bind (made, empty, once
+    // recorded).
+    let mut prepared = match &spec.network {
         NetworkMode::Networks(config) => Some(net::prepare(config, networks)?),
         _ => None,
     };
@@ -663,8 +664,9 @@ fn spawn(
     cmd.validate().map_err(ValidationError::from)?;
 
     // Owner record (issue 13 item 6), before the first kernel object, for a sandbox that
-    // creates something that outlives a killed owner: a container layer (unless kept: then
-    // the caller owns it), a cgroup, network endpoints (IPAM addresses, port rules). Its init
+    // creates something that outlives a killed owner: the network files, a container layer
+    // (unless kept: then the caller owns it), a cgroup, network endpoints (IPAM addresses,
+    // port rules). Its init
     // dies with the owner (`kill_with_parent_process`), so a one-shot sandbox with none of
     // those needs no record.
     let id = unique_cgroup_name();
@@ -674,6 +676,24 @@ fn spawn(
     } else {
         Recorder::none()
     };
+    if let Some(p) = &mut prepared {
+        if let Err(e) = p.create_files(&mut owner) {
+            let cleanup = if p.files_left() { Vec::new() } else { owner.finish().err().into_iter().collect() };
+            return Err(Error::with_cleanup(e, cleanup));
+        }
+    }
+    // Undoes the first steps (files, container layer) of a setup that failed before the
+    // child existed, then ends the record if nothing is left (`left`: the failed step
+    // left something).
+    let early_undo =
+        |prepared: Option<net::Prepared>, image: Option<&mut ImageRun>, left: bool, owner: &mut Recorder| {
+            let mut cleanup: Vec<Error> = image.and_then(|r| r.remove_layer().err()).into_iter().collect();
+            cleanup.extend(prepared.map(net::Prepared::discard).unwrap_or_default());
+            if !left && cleanup.is_empty() {
+                cleanup.extend(owner.finish().err());
+            }
+            cleanup
+        };
     if let Some(run) = &mut image {
         // Recorded first: an owner killed while the store makes it leaves nothing unrecorded.
         let made = match &layer {
@@ -683,19 +703,15 @@ fn spawn(
         if let Err(e) = made {
             // The store removes what it made of a layer it failed to create; the record goes
             // unless some of it is left.
-            let cleanup = if run.layer_left() { Vec::new() } else { owner.finish().err().into_iter().collect() };
-            return Err(Error::with_cleanup(e, cleanup));
+            let left = run.layer_left();
+            return Err(Error::with_cleanup(e, early_undo(prepared, None, left, &mut owner)));
         }
     }
     let cgroup = match &spec.cgroup {
         Some(cg) => match create_cgroup(cg, &id, spec.best_effort_limits, &mut owner) {
             Ok(c) => c,
             Err((e, left)) => {
-                let mut cleanup: Vec<Error> = image.as_mut().and_then(|r| r.remove_layer().err()).into_iter().collect();
-                if !left && cleanup.is_empty() {
-                    cleanup.extend(owner.finish().err());
-                }
-                return Err(with_more_cleanup(*e, cleanup));
+                return Err(with_more_cleanup(*e, early_undo(prepared, image.as_mut(), left, &mut owner)));
             }
         },
         None => None,
@@ -707,10 +723,7 @@ fn spawn(
         match again.and_then(|c| c.apply(&mut cmd, None).map(|()| c)) {
             Ok(c) => confinement = c,
             Err(e) => {
-                let mut cleanup: Vec<Error> = image.as_mut().and_then(|r| r.remove_layer().err()).into_iter().collect();
-                if cleanup.is_empty() {
-                    cleanup.extend(owner.finish().err());
-                }
+                let cleanup = early_undo(prepared, image.as_mut(), false, &mut owner);
                 return Err(Error::with_cleanup(e, cleanup));
             }
         }

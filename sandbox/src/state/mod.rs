@@ -5,7 +5,7 @@
 //! directory: its id, its owner (pid and start time, so a reused pid is never taken for the
 //! owner: [`ProcessId`]) and, appended as each is created, every object it made ([`Object`]):
 //! its init process, cgroups, mounts, persisted namespaces, firewall rules, IPAM addresses,
-//! network endpoints, container layers. An object is appended *before* it is created when
+//! network endpoints, a sandbox's `/etc` files directory, container layers. An object is appended *before* it is created when
 //! possible — as what it may become ([`Object::Endpoint`]: whatever the owner will hold on a
 //! network; a cgroup with every directory it can get) and then replaced with what it turned
 //! out to be ([`RecordHandle::replace`], [`RecordHandle::replace_with`]) — so an owner

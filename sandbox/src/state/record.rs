@@ -143,6 +143,13 @@ pub enum Object {
         /// The nftables table of its port rules; `None`: the endpoint publishes no port.
         table: Option<String>,
     },
+    /// The directory of a sandbox's `/etc/hosts` and `/etc/resolv.conf` on the host (in
+    /// [`NET_FILES_DIR`](crate::net::NET_FILES_DIR)): those two files are unlinked and the
+    /// directory removed (only if nothing else is in it).
+    NetFiles {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// A container layer in a layer store ([`nook_unionfs::LayerStore::remove_container`]).
     ContainerLayer {
         /// The store root.
@@ -181,6 +188,7 @@ impl Object {
             Object::Firewall { network, endpoint: None, .. } => format!("firewall rules of {network}"),
             Object::IpamAddress { network, address, .. } => format!("address {address} on {network}"),
             Object::Endpoint { network, owner, .. } => format!("endpoint of {owner} on {network}"),
+            Object::NetFiles { dir } => format!("/etc files in {}", dir.display()),
             Object::ContainerLayer { store, id } => format!("container layer {id} in {}", store.display()),
         }
     }

@@ -98,6 +98,7 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
             }
             Ok(())
         }
+        Object::NetFiles { dir } => remove_net_files(dir),
         Object::ContainerLayer { store, id: layer } => {
             if !store.join("containers").is_dir() {
                 return Ok(());
@@ -109,6 +110,29 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Unlinks a sandbox's `hosts` and `resolv.conf` and removes their directory, then its
+/// parent if that is left empty (it is made again on demand). Anything else in the
+/// directory keeps it (`rmdir` fails: reported).
+fn remove_net_files(dir: &Path) -> Result<()> {
+    for name in ["hosts", "resolv.conf"] {
+        let file = dir.join(name);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if is_gone(&e) => {}
+            Err(e) => return Err(Error::sys("unlink", file, e)),
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => {}
+        Err(e) if is_gone(&e) => return Ok(()),
+        Err(e) => return Err(Error::sys("rmdir", dir, e)),
+    }
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(())
 }
 
 /// The nftables backend in the recorded namespace (`None`: the cleaning process's own), or

@@ -428,6 +428,19 @@ fn published(port: u16) -> EndpointOptions {
     o
 }
 
+/// The `/etc` file directories of process `pid`'s sandboxes.
+fn net_files_of(pid: u32) -> Vec<String> {
+    let prefix = format!("nk-{pid}-");
+    match std::fs::read_dir(nook_sandbox::net::NET_FILES_DIR) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// `nft list ruleset` in `ns`.
 fn ruleset(ns: &NetNs) -> String {
     let out = ns.run(|| Command::new("nft").args(["list", "ruleset"]).output().expect("run nft")).unwrap();
@@ -472,6 +485,8 @@ fn owner_sigkilled_on_a_bridge_network_leaves_no_address_nor_port_rule_after_cle
     let words: Vec<&str> = line.split_whitespace().skip(1).collect();
     let (init, id, endpoint) = (words[0].parse::<u32>().unwrap(), words[1].to_owned(), words[2].to_owned());
     let address: IpAddr = words[3].parse().unwrap();
+    let helper_pid = guard.helper.as_ref().unwrap().id();
+    assert_eq!(net_files_of(helper_pid).len(), 1, "the sandbox's /etc files");
     let init_fd = pidfd(init);
     let state = StateDir::new(tmp.join("state"));
 
@@ -480,6 +495,7 @@ fn owner_sigkilled_on_a_bridge_network_leaves_no_address_nor_port_rule_after_cle
     let rec = state.read(&id).unwrap();
     match &rec.objects[..] {
         [
+            Object::NetFiles { .. },
             Object::Cgroup { .. },
             Object::Process { .. },
             Object::IpamAddress { state_dir, network, address: a, owner: Some(o) },
@@ -528,6 +544,7 @@ fn owner_sigkilled_on_a_bridge_network_leaves_no_address_nor_port_rule_after_cle
     // The live owner's port and address, and the network's own chains, stay.
     assert!(rules.contains("8081") && rules.contains(&format!("nk-{NET}-")), "{rules}");
     assert_eq!(held(tmp.path()), [(bystander, me.clone())]);
+    assert_eq!(net_files_of(helper_pid), Vec::<String>::new());
     assert!(state_files(tmp.path()).is_empty(), "{:?}", state_files(tmp.path()));
     leave_ours();
     drop(guard);
@@ -589,6 +606,7 @@ fn live_owner_records_its_layer_and_endpoint_and_a_clean_teardown_removes_them_a
         .objects
         .iter()
         .map(|o| match o {
+            Object::NetFiles { .. } => "files",
             Object::Cgroup { .. } => "cgroup",
             Object::Process { .. } => "process",
             Object::IpamAddress { .. } => "address",
@@ -596,7 +614,7 @@ fn live_owner_records_its_layer_and_endpoint_and_a_clean_teardown_removes_them_a
             _ => "other",
         })
         .collect();
-    assert_eq!(kinds, ["cgroup", "process", "address", "ports"]);
+    assert_eq!(kinds, ["files", "cgroup", "process", "address", "ports"]);
     for _ in 0..2 {
         assert_eq!(state.cleanup().unwrap().live, [id.as_str()]);
     }
@@ -647,6 +665,7 @@ fn owner_sigkilled_anywhere_with_a_layer_and_an_endpoint_leaves_nothing_after_cl
         let tag = unique_name("tag");
         let mut guard = Guard { base: tmp.path(), helper: Some(spawn_helper(ME, tmp.path(), &tag)) };
         let helper = guard.helper.as_mut().unwrap();
+        let helper_pid = helper.id();
         let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
         read_until(&mut lines, "NK-GO");
         std::thread::spawn(move || lines.for_each(drop));
@@ -667,6 +686,7 @@ fn owner_sigkilled_anywhere_with_a_layer_and_an_endpoint_leaves_nothing_after_cl
         assert!(held(tmp.path()).is_empty(), "{why}: {:?}", held(tmp.path()));
         let rules = ruleset(&ns);
         assert!(!rules.contains("8080"), "{why}:\n{rules}");
+        assert_eq!(net_files_of(helper_pid), Vec::<String>::new(), "{why}");
         assert!(state_files(tmp.path()).is_empty(), "{why}: {:?}", state_files(tmp.path()));
         drop(guard);
         // The network itself is the helper's, not the sandbox's: it goes with the namespace
