@@ -568,7 +568,8 @@ fn not_permitted(e: &nook_cgroup::Error) -> bool {
 /// nothing unrecorded, and a cleanup takes the directories that were not made as removed
 /// (and `rmdir`s the empty ones that were). Once created, the record gets its exact
 /// directories. A failure is returned with whether some of its directories are left (then
-/// the record must stay); the caller undoes the rest and ends the record.
+/// the record must stay: only after a creation, when the cgroup could not be removed
+/// again); the caller undoes the rest and ends the record.
 fn create_cgroup(
     spec: &CgroupSpec,
     id: &str,
@@ -594,18 +595,18 @@ fn create_cgroup(
                 Err((Box::new(Error::with_cleanup(e, removed.into_iter().collect())), left(&dirs)))
             }
         },
-        // Running without limits: the planned cgroup leaves the record (unless some of it
-        // is left, for a cleanup to remove).
+        // A failed creation undid itself (`Cgroup::abandon`; a failure of that is reported in
+        // the error). Directories that exist now may be someone else's (`EEXIST` is a clash,
+        // and nothing is adopted): the planned cgroup must leave the record, or a cleanup
+        // after our death would remove them.
         Err(e) if not_permitted(&e) && best_effort => {
-            if left(&dirs) {
-                Ok(None)
-            } else {
-                owner.forget(&planned).map(|()| None).map_err(|f| (Box::new(f), false))
-            }
+            // Running without limits.
+            owner.forget(&planned).map(|()| None).map_err(|f| (Box::new(f), false))
         }
         Err(e) => {
             let cause = if not_permitted(&e) { Error::CgroupUnavailable { source: e } } else { e.into() };
-            Err((Box::new(cause), left(&dirs)))
+            let forgotten = owner.forget(&planned).err();
+            Err((Box::new(Error::with_cleanup(cause, forgotten.into_iter().collect())), false))
         }
     }
 }

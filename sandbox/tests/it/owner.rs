@@ -758,3 +758,34 @@ fn objects_recorded_in_advance_are_cleaned_made_or_not() {
     ipam.release(NET, ours).unwrap();
     network.remove().unwrap();
 }
+
+/// A cgroup that cannot be created because its name is taken (someone else's) leaves no
+/// record behind naming it: a cleanup after this owner's death must not remove it. The
+/// image root's container layer, made before, goes too.
+#[test]
+fn a_cgroup_clash_leaves_no_record_of_the_other_cgroup() {
+    require_root!();
+    let _serial = crate::sandbox::serial();
+    let tmp = TempDir::new("own-clash").unwrap();
+    let _guard = Guard { base: tmp.path(), helper: None };
+    let store = crate::image_run::store_with_app(&tmp);
+    let name = unique_name("theirs");
+    let theirs = nook_cgroup::Cgroup::create(&nook_cgroup::CgroupSpec::new(name.clone())).unwrap();
+    let dirs: Vec<PathBuf> = theirs.paths().map(Path::to_owned).collect();
+    let err = Sandbox::builder()
+        .state_dir(tmp.join("state"))
+        .image(&store, "nk-app:1")
+        .cgroup(nook_cgroup::CgroupSpec::new(name))
+        .command("true")
+        .spawn()
+        .expect_err("the name is taken");
+    assert!(err.to_string().contains("exist"), "{err}");
+    assert!(state_files(tmp.path()).is_empty(), "{:?}", state_files(tmp.path()));
+    assert!(store.layer_store().container_ids().unwrap().is_empty());
+    assert!(dirs.iter().all(|d| d.is_dir()), "{dirs:?}");
+    theirs.remove().unwrap();
+    for i in store.images().unwrap() {
+        store.remove(&i.reference).unwrap();
+    }
+    store.prune().unwrap();
+}
