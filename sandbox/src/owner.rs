@@ -5,11 +5,12 @@
 //!
 //! A setup step that creates something calls [`Recorder::record`] with the [`Object`] right
 //! before creating it (a cleanup takes an absent object as removed, so recording first leaves
-//! no window in which it exists unrecorded): a container layer (its id is chosen in advance),
-//! a cgroup (with every directory it can get, then [`Recorder::replace`]d with the ones it
-//! got), a network endpoint (as [`Object::Endpoint`]: whatever the owner holds on that
-//! network, then [`Recorder::replace_with`] its addresses and port rules). Only the init
-//! process, which dies with the owner anyway, is recorded right after.
+//! no window in which it exists unrecorded): the `/etc` files directory of a sandbox on
+//! networks and a container layer (their names are chosen in advance), a cgroup (with every
+//! directory it can get, then [`Recorder::replace`]d with the ones it got), a network
+//! endpoint (as [`Object::Endpoint`]: whatever the owner holds on that network, then
+//! [`Recorder::replace_with`] its addresses and port rules). Only the init process, which
+//! dies with the owner anyway, is recorded right after.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

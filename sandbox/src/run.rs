@@ -885,8 +885,9 @@ impl Sandbox {
     }
 
     /// Its owner record in the state dir (see [`SandboxBuilder::state_dir`]), while there is
-    /// one: a sandbox with a cgroup has one from before its first kernel object until its
-    /// teardown removed everything.
+    /// one: a sandbox with a cgroup, a container layer it does not keep, or networks has one
+    /// from before its first kernel object until its teardown removed everything (see "Dies
+    /// with its owner" in the crate docs).
     pub fn record_path(&self) -> Option<&Path> {
         self.owner.path()
     }
