@@ -207,7 +207,7 @@
 //!   namespace is neither (an anonymous namespace of the caller's) is not recorded: its
 //!   addresses stay with IPAM's own reclaim of a dead owner's addresses, which removes their
 //!   port rules in the host's namespace before anyone gets them. The rules are assumed to be
-//!   the built-in nftables backend's, in its default table.
+//!   the built-in nftables backend's, in its default table (a host without `nft` has none).
 //!
 //! A clean teardown (after a one-shot run, [`Sandbox::remove`], best effort on drop)
 //! removes the objects, then the record ([`Sandbox::record_path`]); whatever could not be

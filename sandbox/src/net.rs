@@ -225,7 +225,7 @@ pub(crate) fn attach(
     let ipam_owner = Owner::current_process();
     let mut step = || -> Result<()> {
         for (network, options) in &attach {
-            let planned = recorded_endpoint(network, options, &ipam_owner)?;
+            let planned = if owner.is_active() { recorded_endpoint(network, options, &ipam_owner)? } else { None };
             if let Some((planned, _)) = &planned {
                 owner.record(planned.clone())?;
             }

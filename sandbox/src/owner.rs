@@ -98,6 +98,12 @@ impl Recorder {
         }
     }
 
+    /// Whether there is a record (else recording is a no-op, and what it needs need not be
+    /// computed).
+    pub(crate) fn is_active(&self) -> bool {
+        self.handle.is_some()
+    }
+
     /// The record file, if there is one.
     pub(crate) fn path(&self) -> Option<&Path> {
         self.handle.as_ref().map(RecordHandle::path)

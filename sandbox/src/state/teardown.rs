@@ -136,7 +136,8 @@ fn remove_net_files(dir: &Path) -> Result<()> {
 }
 
 /// The nftables backend in the recorded namespace (`None`: the cleaning process's own), or
-/// `None` when that namespace is gone (and its rules with it).
+/// `None` when that namespace is gone (and its rules with it) or this host has no `nft`
+/// (then the built-in backend never made any: the owner's `Host` had a backend of its own).
 fn firewall(netns: Option<&Path>, table: &str) -> Result<Option<Nftables>> {
     let ns = match netns {
         Some(p) => match nook_ns::NetNs::open_path(p) {
@@ -147,6 +148,9 @@ fn firewall(netns: Option<&Path>, table: &str) -> Result<Option<Nftables>> {
         None => None,
     };
     let mut fw = Nftables::new(ns.as_ref().map(|n| n.ns()))?;
+    if !fw.program().is_file() {
+        return Ok(None);
+    }
     fw.table_name(table.to_owned());
     Ok(Some(fw))
 }
