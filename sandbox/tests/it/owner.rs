@@ -4,9 +4,13 @@
 //! long-lived sandbox and an `exec`ed process takes every process of the sandbox with it, and
 //! `cleanup()` then removes the rest (cgroup, record); an owner SIGKILLed at random points
 //! of create/remove cycles leaves no process, and after `cleanup()` no cgroup and no record.
+//! The same for what else outlives an owner: an image root's container layer, and on a
+//! bridge network the endpoint's IPAM address, its published-port rules and the `/etc`
+//! files directory (a live owner's address and port on the same network stay); objects
+//! recorded in advance are cleaned whether they were made or not.
 //!
 //! Every state dir is a private temp dir (never `/run/nook`); cgroups are below the test's
-//! own cgroup.
+//! own cgroup; every network object is in a namespace the test creates to play the host.
 
 use std::io::{BufRead, BufReader, Lines};
 use std::net::IpAddr;
@@ -600,21 +604,7 @@ fn live_owner_records_its_layer_and_endpoint_and_a_clean_teardown_removes_them_a
     let sb = Sandbox::builder().state_dir(state.root()).connect(&network, published(8080)).create().unwrap();
     let path = sb.record_path().unwrap().to_owned();
     let id = path.file_stem().unwrap().to_str().unwrap().to_owned();
-    let kinds: Vec<&str> = state
-        .read(&id)
-        .unwrap()
-        .objects
-        .iter()
-        .map(|o| match o {
-            Object::NetFiles { .. } => "files",
-            Object::Cgroup { .. } => "cgroup",
-            Object::Process { .. } => "process",
-            Object::IpamAddress { .. } => "address",
-            Object::Firewall { .. } => "ports",
-            _ => "other",
-        })
-        .collect();
-    assert_eq!(kinds, ["files", "cgroup", "process", "address", "ports"]);
+    assert_eq!(kinds(&state, &sb), ["files", "cgroup", "process", "address", "ports"]);
     for _ in 0..2 {
         assert_eq!(state.cleanup().unwrap().live, [id.as_str()]);
     }
@@ -788,4 +778,53 @@ fn a_cgroup_clash_leaves_no_record_of_the_other_cgroup() {
         store.remove(&i.reference).unwrap();
     }
     store.prune().unwrap();
+}
+
+/// The kinds of objects a record lists, in order.
+fn kinds(state: &StateDir, sb: &Sandbox) -> Vec<&'static str> {
+    let id = sb.record_path().unwrap().file_stem().unwrap().to_str().unwrap().to_owned();
+    state
+        .read(&id)
+        .unwrap()
+        .objects
+        .iter()
+        .map(|o| match o {
+            Object::NetFiles { .. } => "files",
+            Object::Cgroup { .. } => "cgroup",
+            Object::Process { .. } => "process",
+            Object::IpamAddress { .. } => "address",
+            Object::Firewall { .. } => "ports",
+            Object::Endpoint { .. } => "endpoint",
+            _ => "other",
+        })
+        .collect()
+}
+
+/// A host namespace that is neither mounted anywhere nor the caller's own cannot be reached
+/// by a cleanup in another process: an endpoint publishing ports there is not recorded (its
+/// address is left to IPAM's own reclaim, which removes the port rules in the host's
+/// namespace first); one without ports has nothing there, and its address is recorded.
+#[test]
+fn endpoints_on_an_anonymous_host_namespace() {
+    require_root!();
+    let _serial = crate::sandbox::serial();
+    let _net_serial = crate::net::serial();
+    let tmp = TempDir::new("own-anon").unwrap();
+    let _guard = Guard { base: tmp.path(), helper: None };
+    let state = StateDir::new(tmp.join("state"));
+    let ns = NetNs::new().unwrap();
+    nook_netmodel::netlink::Netlink::open_in(ns.ns()).unwrap().set_up(1).unwrap();
+    let host = host_of(tmp.path(), &ns);
+    let network = bridge(&host);
+
+    let with_ports = Sandbox::builder().state_dir(state.root()).connect(&network, published(8080)).create().unwrap();
+    assert_eq!(kinds(&state, &with_ports), ["files", "cgroup", "process"]);
+    let without =
+        Sandbox::builder().state_dir(state.root()).connect(&network, EndpointOptions::new()).create().unwrap();
+    assert_eq!(kinds(&state, &without), ["files", "cgroup", "process", "address"]);
+    with_ports.remove().unwrap();
+    without.remove().unwrap();
+    assert!(held(tmp.path()).is_empty());
+    assert!(state_files(tmp.path()).is_empty(), "{:?}", state_files(tmp.path()));
+    network.remove().unwrap();
 }
