@@ -24,9 +24,11 @@
 //! A fresh container layer of the store (`ROOT/containers/<id>/{upper,work}`) is the
 //! writable upper of an overlay over the image's layer chain, mounted in the sandbox's own
 //! mount namespace (the plan is built and checked with the layer's paths first; the layer
-//! is created just before the cgroup). It is removed with the sandbox — right after the
+//! is created just before the cgroup, and recorded in the owner record before that: see
+//! "Dies with its owner" in the crate docs). It is removed with the sandbox — right after the
 //! run for a one-shot sandbox, on [`Sandbox::remove`] for a long-lived one, best effort on
-//! drop — unless `keep_container` is set; [`Sandbox::commit`] turns it into a new image
+//! drop, by [`cleanup()`](crate::cleanup) after its owner died — unless `keep_container` is
+//! set (then it is the caller's, and not recorded); [`Sandbox::commit`] turns it into a new image
 //! (`docker commit`), while the sandbox runs (paused, by default) or, kept, after the run.
 
 use std::path::{Path, PathBuf};
@@ -38,6 +40,7 @@ use crate::error::{Error, Result, ValidationError};
 use crate::image::{CommitOptions, Image, ImageError, ImageStore, RunOverrides, normalize_reference};
 use crate::run::{Sandbox, SandboxBuilder, no_cgroup, oom_kills};
 use crate::spec::{Rootfs, SandboxSpec, User, absolute, no_nul};
+use crate::state::Object;
 
 /// Checks a [`Rootfs::Image`]'s own values (pure, plus a `stat` of the store).
 pub(crate) fn validate(rootfs: &Rootfs) -> Result<(), ValidationError> {
@@ -163,6 +166,18 @@ impl ImageRun {
         let mut s = spec.clone();
         s.rootfs = Rootfs::Stack(self.stack()?);
         Ok(s)
+    }
+
+    /// The container layer as the owner record lists it (recorded before it is created), or
+    /// `None` when it is kept: then the caller owns it.
+    pub(crate) fn recorded(&self) -> Option<Object> {
+        (!self.keep)
+            .then(|| Object::ContainerLayer { store: self.store.layer_store().root().to_owned(), id: self.id.clone() })
+    }
+
+    /// Whether some of the container layer exists on disk (after a failed creation).
+    pub(crate) fn layer_left(&self) -> bool {
+        self.store.layer_store().root().join("containers").join(&self.id).exists()
     }
 
     /// Creates the container layer (its paths must be the ones the plan was built with).

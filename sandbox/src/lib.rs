@@ -171,7 +171,8 @@
 //!   created: an unknown user is [`image::ImageError::UnknownUser`] (in [`Error::Image`])
 //!   and no container layer, cgroup or process exists.
 //! - The container layer goes with the sandbox (after a one-shot run; on
-//!   [`Sandbox::remove`]; best effort on drop) unless [`SandboxBuilder::keep_container`];
+//!   [`Sandbox::remove`]; best effort on drop; after its owner's death, with [`cleanup()`])
+//!   unless [`SandboxBuilder::keep_container`];
 //!   [`Sandbox::commit`] makes it a new image, [`Sandbox::update`] changes the live
 //!   cgroup's limits (`docker update`).
 //! ## Dies with its owner
@@ -179,17 +180,44 @@
 //! init is spawned with `nook_ns::Command::kill_with_parent_process(SIGKILL)` (one-shot and
 //! long-lived alike: the signal follows the process, not the spawning thread), and a
 //! process started with [`Sandbox::exec`] is in the sandbox's pid namespace, which the
-//! kernel ends with its init. What a dead owner leaves is what the kernel keeps without a
-//! process: the cgroup. So a sandbox with a cgroup (every [`SandboxBuilder::create`], and a
-//! one-shot run with limits) writes an **owner record** ([`state`] module) into a state dir
-//! before its first kernel object — its cgroup is recorded *before* its `mkdir`s, with the
-//! directories it can get, then with the ones it got; its init with its start time — and
-//! deletes it after a clean teardown ([`Sandbox::record_path`]). [`cleanup()`] (or
-//! [`StateDir::cleanup`]) removes what the records of dead owners list; `create` and limited
-//! one-shot runs call it first themselves, best effort and at most once a second per state
-//! dir and process (cheap when there is nothing: about 2 µs without the directory, 25 µs
-//! with an empty one; a few ms with 100 live records, hence the rate limit). A one-shot run
-//! without limits has nothing that outlives its owner and writes no record.
+//! kernel ends with its init; the mounts go with its mount namespace, its links with its
+//! network namespace. What a dead owner leaves is what lives on without a process: the
+//! cgroup, an image root's container layer, and on networks the endpoints' IPAM addresses
+//! and published-port rules (on the host side) and the sandbox's `/etc/hosts` and
+//! `/etc/resolv.conf` directory in [`net::NET_FILES_DIR`]. So a sandbox that creates any of
+//! those — every
+//! [`SandboxBuilder::create`], a one-shot run with limits, an image root (unless
+//! [`SandboxBuilder::keep_container`]: the caller then owns the layer), networks — writes an
+//! **owner record** ([`state`] module) into a state dir before its first kernel object, and
+//! records each object *before* creating it, so an owner killed between the two steps leaves
+//! nothing unrecorded (a cleanup takes a recorded object that was never made as removed):
+//!
+//! - the `/etc` files directory, by its name (chosen in advance);
+//! - the container layer, by its id (chosen in advance);
+//! - the cgroup, with the directories it can get, then replaced with the ones it got;
+//! - the init, with its start time (right after the clone: it dies with the owner anyway);
+//! - each endpoint, before it is connected, as an [`state::Object::Endpoint`] — whatever
+//!   the owner holds in IPAM on that network, and the port rules towards it — then replaced
+//!   with its exact addresses ([`state::Object::IpamAddress`], released only while still
+//!   held by the owner) and its port rules ([`state::Object::Firewall`] of that endpoint
+//!   only). The rules are found in the host namespace by its path when it is mounted
+//!   somewhere (a persisted namespace, like `/run/netns/NAME`), else they are taken to be
+//!   in the cleaning process's own network namespace (the caller's, for
+//!   [`nook_netmodel::Host::current`]). An endpoint with published ports whose host
+//!   namespace is neither (an anonymous namespace of the caller's) is not recorded: its
+//!   addresses stay with IPAM's own reclaim of a dead owner's addresses, which removes their
+//!   port rules in the host's namespace before anyone gets them. The rules are assumed to be
+//!   the built-in nftables backend's, in its default table (a host without `nft` has none).
+//!
+//! A clean teardown (after a one-shot run, [`Sandbox::remove`], best effort on drop)
+//! removes the objects, then the record ([`Sandbox::record_path`]); whatever could not be
+//! removed keeps the record, and so does a failed setup that could not undo everything.
+//! [`cleanup()`] (or [`StateDir::cleanup`]) removes what the records of dead owners list,
+//! and nothing of a live owner's; `create` and every run that writes a record call it first
+//! themselves, best effort and at most once a second per state dir and process (cheap when
+//! there is nothing: about 2 µs without the directory, 25 µs with an empty one; a few ms
+//! with 100 live records, hence the rate limit). A one-shot run with none of those objects
+//! has nothing that outlives its owner and writes no record.
 //!
 //! The state dir is [`StateDir::default_root`] (`/run/nook` for root,
 //! `$XDG_RUNTIME_DIR/nook` otherwise; skipped, and the sandbox run without a record, when it
@@ -202,16 +230,18 @@
 //! ## Setup and teardown
 //! Validate the whole spec, resolve an image root's config and user (reads only), and build
 //! the child's plan and confinement (pure but for compiling a seccomp profile the first time:
-//! [`SandboxSpec::validate`], then `nook_ns::Command::validate`) → write the owner record →
-//! create an image root's container layer → create the cgroup → clone the child, paused, into
-//! its namespaces → put it in the cgroup, connect it to its networks → release it: it brings
-//! `lo` up, runs the mount plan (root, `/dev`, `/proc`, `/sys`, masked paths, sysctls),
-//! `pivot_root`s, drops to its capabilities, installs its seccomp filter and execs `nk-init`,
-//! which starts the program. A failure undoes what
-//! was done ([`Error::Cleanup`]). Teardown after the wait: the kernel ends the pid
+//! [`SandboxSpec::validate`], then `nook_ns::Command::validate`) → write the owner record
+//! (see "Dies with its owner") → create an image root's container layer → create the cgroup
+//! → clone the child, paused, into its namespaces → put it in the cgroup, connect it to its
+//! networks → release it: it brings `lo` up, runs the mount plan (root, `/dev`, `/proc`,
+//! `/sys`, masked paths, sysctls), `pivot_root`s, drops to its capabilities, installs its
+//! seccomp filter and execs `nk-init`, which starts the program. Each object is recorded
+//! before it is created. A failure undoes what was done ([`Error::Cleanup`]), then deletes
+//! the record if nothing is left. Teardown after the wait: the kernel ends the pid
 //! namespace with its init and drops every mount with the mount namespace (nothing was
-//! mounted in the caller's), then the cgroup is removed, then an image root's container
-//! layer ([`Error::Teardown`] lists every failure).
+//! mounted in the caller's), then the cgroup is removed, then the networks' endpoints
+//! (port rules, addresses), then an image root's container layer, then the record
+//! ([`Error::Teardown`] lists every failure; the record stays if anything does).
 //!
 //! ## Waiting, and the `tokio` feature
 //! [`Sandbox`] and [`SandboxChild`] wait like `std::process::Child` (`wait`, `try_wait`,

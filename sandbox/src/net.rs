@@ -6,10 +6,12 @@
 //! namespace, default route, published ports). `/etc/hosts` (its own addresses and its peers)
 //! and `/etc/resolv.conf` are files in a private directory on the host
 //! ([`NET_FILES_DIR`]`/<unique>`), bind-mounted read-only over the sandbox's: they are
-//! created empty before the clone (the mount plan binds them) and filled in place once the
-//! addresses are known, before the child is released. Teardown, after the run or on
-//! `remove`: the network sandbox (published ports, addresses back to IPAM, the namespace
-//! handle; the kernel deletes the links with the namespace), then the files.
+//! named before the plan is built, created empty (once in the owner record) before the
+//! clone, and filled in place once the addresses are known, before the child is released. Each endpoint is in the owner record
+//! before it is connected, and its addresses and port rules once it is (see `attach`, and
+//! "Dies with its owner" in the crate docs). Teardown, after the run or on `remove`: the
+//! network sandbox (published ports, addresses back to IPAM, the namespace handle; the
+//! kernel deletes the links with the namespace), then the files.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,8 +21,12 @@ use nook_netmodel::files::DnsConfig;
 use nook_netmodel::{Endpoint, EndpointOptions, Network};
 use serde::{Deserialize, Serialize};
 
+use nook_netmodel::ipam::Owner;
+
 use crate::error::{Error, Result, ValidationError};
+use crate::owner::Recorder;
 use crate::spec::Mount;
+use crate::state::Object;
 
 /// Where the per-sandbox `/etc/hosts` and `/etc/resolv.conf` files live on the host (one
 /// directory per sandbox, removed with it).
@@ -128,11 +134,10 @@ pub(crate) struct Prepared {
 }
 
 /// Resolves each network by name among `handles` and checks the options against it, then
-/// creates the files directory.
+/// names the files directory ([`Prepared::create_files`] creates it).
 pub(crate) fn prepare(config: &NetworkConfig, handles: &[Network]) -> Result<Prepared> {
     let attach = resolve(config, handles)?;
-    let files = FilesDir::create()?;
-    Ok(Prepared { attach, dns: config.dns.clone(), files })
+    Ok(Prepared { attach, dns: config.dns.clone(), files: FilesDir::new() })
 }
 
 /// Finds each network by name among `handles` and checks the endpoint options against its
@@ -171,6 +176,18 @@ impl Prepared {
         mounts
     }
 
+    /// Creates the files directory with the (empty) files, recorded first. On failure, what
+    /// was made is removed: see [`Prepared::files_left`].
+    pub(crate) fn create_files(&mut self, owner: &mut Recorder) -> Result<()> {
+        owner.record(Object::NetFiles { dir: self.files.path.clone() })?;
+        self.files.create()
+    }
+
+    /// Whether some of the files directory exists (after a failed creation).
+    pub(crate) fn files_left(&self) -> bool {
+        self.files.path.exists()
+    }
+
     /// Removes the files (a spawn that failed before [`attach`]).
     pub(crate) fn discard(self) -> Vec<Error> {
         self.files.remove().err().into_iter().collect()
@@ -186,19 +203,42 @@ pub(crate) struct Attached {
 }
 
 /// Connects the (paused) process `pid`'s network namespace to the prepared networks and
-/// fills the files. A failure undoes everything (the endpoints already made, the files).
-pub(crate) fn attach(prepared: Prepared, pid: u32, name: &str) -> Result<Attached> {
+/// fills the files. Each endpoint goes into the owner record before it is connected (see
+/// [`recorded_endpoint`]) and is replaced there by its addresses and port rules once it
+/// is. A failure undoes everything (the endpoints already made, the files) and says
+/// whether something recorded could not be undone (then the record must stay).
+pub(crate) fn attach(
+    prepared: Prepared,
+    pid: u32,
+    name: &str,
+    owner: &mut Recorder,
+) -> std::result::Result<Attached, (Box<Error>, bool)> {
     let Prepared { attach, dns, files } = prepared;
     let adopted = nook_ns::NetNs::of_pid(pid)
         .map_err(Error::from)
         .and_then(|netns| nook_netmodel::Sandbox::adopt(name, netns).map_err(Error::from));
     let mut sandbox = match adopted {
         Ok(s) => s,
-        Err(e) => return Err(Error::with_cleanup(e, files.remove().err().into_iter().collect())),
+        Err(e) => return Err((Box::new(Error::with_cleanup(e, files.remove().err().into_iter().collect())), false)),
     };
+    // Who holds the addresses in IPAM: `adopt` allocates for the calling process.
+    let ipam_owner = Owner::current_process();
     let mut step = || -> Result<()> {
         for (network, options) in &attach {
+            let planned = if owner.is_active() { recorded_endpoint(network, options, &ipam_owner)? } else { None };
+            if let Some((planned, _)) = &planned {
+                owner.record(planned.clone())?;
+            }
             sandbox.connect(network, options)?;
+            if let Some((planned, firewall_ns)) = planned {
+                let endpoint = sandbox.endpoint(network).ok_or_else(|| {
+                    Error::Netmodel(nook_netmodel::Error::NotConnected {
+                        sandbox: name.to_owned(),
+                        network: network.name().to_owned(),
+                    })
+                })?;
+                owner.replace_with(&planned, exact_objects(&planned, &endpoint, firewall_ns))?;
+            }
         }
         files.write(files.hosts(), &sandbox.hosts_file()?)?;
         files.write(files.resolv(), &sandbox.resolv_conf(dns.as_ref())?)?;
@@ -207,16 +247,113 @@ pub(crate) fn attach(prepared: Prepared, pid: u32, name: &str) -> Result<Attache
     match step() {
         Ok(()) => Ok(Attached { sandbox, files }),
         Err(e) => {
+            // An endpoint whose connect failed and could not be undone keeps what is left.
+            let mut left = matches!(e, Error::Netmodel(nook_netmodel::Error::Cleanup { .. }));
             let mut cleanup = Vec::new();
             if let Err(t) = sandbox.remove() {
+                left = true;
                 cleanup.push(t.into());
             }
             if let Err(t) = files.remove() {
                 cleanup.push(t);
             }
-            Err(Error::with_cleanup(e, cleanup))
+            Err((Box::new(Error::with_cleanup(e, cleanup)), left))
         }
     }
+}
+
+/// Where a network's host namespace (its bridge, its nftables rules) is for a cleanup run by
+/// another process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostNs {
+    /// Mounted at this path (persisted, like `ip netns add` does): reachable by it.
+    Path(PathBuf),
+    /// The owner's own network namespace: the cleaning process's, as the state dir is per
+    /// host (see the [`state`](crate::state) module docs).
+    Own,
+    /// Neither: an anonymous namespace, which lives as long as its holders.
+    Unreachable,
+}
+
+/// Finds `ns` among the nsfs mounts of the caller's mount namespace, else compares it with
+/// the caller's own network namespace.
+fn locate(ns: &nook_ns::NsFd) -> Result<HostNs> {
+    use procfs_core::FromRead;
+    use std::os::unix::fs::MetadataExt;
+    let id = ns.id()?;
+    // Unreadable mountinfo: no persisted path is known (the other checks still apply).
+    let mounts = procfs_core::process::MountInfos::from_file("/proc/thread-self/mountinfo").ok();
+    for m in mounts.iter().flat_map(|m| m.iter()).filter(|m| m.fs_type == "nsfs") {
+        let same = std::fs::metadata(&m.mount_point).is_ok_and(|md| md.dev() == id.dev && md.ino() == id.ino);
+        if same {
+            return Ok(HostNs::Path(m.mount_point.clone()));
+        }
+    }
+    if nook_ns::NsFd::current(nook_ns::Namespace::Net)?.id()? == id {
+        return Ok(HostNs::Own);
+    }
+    Ok(HostNs::Unreachable)
+}
+
+/// What the owner record gets for an endpoint about to be connected to `network` (with the
+/// namespace of its port rules, for [`exact_objects`]): an [`Object::Endpoint`] — whatever
+/// `ipam_owner` will hold there, and the port rules towards it.
+///
+/// `None` when the endpoint publishes ports but its host namespace is [`HostNs::Unreachable`]
+/// for a cleanup: its addresses are then left to IPAM's own reclaim of a dead owner's
+/// addresses, which removes their port rules in the host's namespace before anyone gets them
+/// (a cleanup here could only release them with the rules still there).
+fn recorded_endpoint(
+    network: &Network,
+    options: &EndpointOptions,
+    ipam_owner: &Owner,
+) -> Result<Option<(Object, Option<PathBuf>)>> {
+    let publishes = !options.ports.is_empty() && network.driver().publishes_ports(network.spec());
+    let netns = if publishes {
+        match locate(network.host().netns())? {
+            HostNs::Path(p) => Some(p),
+            HostNs::Own => None,
+            HostNs::Unreachable => return Ok(None),
+        }
+    } else {
+        None
+    };
+    let planned = Object::Endpoint {
+        state_dir: network.host().ipam().dir().to_owned(),
+        network: network.name().to_owned(),
+        owner: ipam_owner.clone(),
+        netns: netns.clone(),
+        // The built-in backend's table: a `Host` with a backend of its own keeps rules the
+        // cleanup does not know about.
+        table: publishes.then(|| nook_netmodel::firewall::DEFAULT_TABLE.to_owned()),
+    };
+    Ok(Some((planned, netns)))
+}
+
+/// What a connected endpoint is in the record: its addresses (each released only while
+/// still held by its owner), then its published ports' rules (removed first by a cleanup,
+/// which goes in reverse).
+fn exact_objects(planned: &Object, endpoint: &Endpoint, netns: Option<PathBuf>) -> Vec<Object> {
+    let Object::Endpoint { state_dir, network, owner, table, .. } = planned else { return vec![planned.clone()] };
+    let mut objects: Vec<Object> = endpoint
+        .addresses
+        .iter()
+        .map(|a| Object::IpamAddress {
+            state_dir: state_dir.clone(),
+            network: network.clone(),
+            address: a.addr(),
+            owner: Some(owner.clone()),
+        })
+        .collect();
+    if let Some(table) = table {
+        objects.push(Object::Firewall {
+            netns,
+            table: table.clone(),
+            network: network.clone(),
+            endpoint: Some(endpoint.id.clone()),
+        });
+    }
+    objects
 }
 
 impl Attached {
@@ -298,31 +435,44 @@ pub(crate) fn container_mounts(given: Option<&ContainerNet>, taken: &[Mount]) ->
 #[derive(Debug)]
 struct FilesDir {
     path: PathBuf,
+    created: bool,
     removed: bool,
 }
 
 impl FilesDir {
-    fn create() -> Result<FilesDir> {
+    /// A name unique on this host, `nk-<pid>-<n>-<nanos>` (nothing is created yet: the
+    /// owner record lists it first). The nanoseconds keep a later process with a dead
+    /// one's pid off the dead one's directory, which a cleanup may be removing.
+    fn new() -> FilesDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let name = format!("nk-{}-{}-{nanos:08x}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        FilesDir { path: Path::new(NET_FILES_DIR).join(name), created: false, removed: false }
+    }
+
+    /// Creates the directory with the two files, empty; on failure removes what it made.
+    fn create(&mut self) -> Result<()> {
         let base = Path::new(NET_FILES_DIR);
-        let path = base.join(format!("nk-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
         let mut tries = 0;
         loop {
             std::fs::create_dir_all(base).map_err(|source| sys("mkdir", base, source))?;
-            match std::fs::create_dir(&path) {
+            match std::fs::create_dir(&self.path) {
                 Ok(()) => break,
-                // A dead process with the same pid left it: it is ours now.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => break,
                 // Another sandbox's teardown removed the (then empty) base just now.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 3 => tries += 1,
-                Err(source) => return Err(sys("mkdir", &path, source)),
+                Err(source) => return Err(sys("mkdir", &self.path, source)),
             }
         }
-        let dir = FilesDir { path, removed: false };
-        for file in [dir.hosts(), dir.resolv()] {
-            std::fs::write(&file, b"").map_err(|source| sys("write", &file, source))?;
+        self.created = true;
+        for file in [self.hosts(), self.resolv()] {
+            if let Err(source) = std::fs::write(&file, b"") {
+                let cleanup = std::fs::remove_dir_all(&self.path).err().map(|c| sys("rmdir", &self.path, c));
+                self.created = false;
+                return Err(Error::with_cleanup(sys("write", &file, source), cleanup.into_iter().collect()));
+            }
         }
-        Ok(dir)
+        Ok(())
     }
 
     fn hosts(&self) -> PathBuf {
@@ -360,7 +510,7 @@ impl FilesDir {
 
 impl Drop for FilesDir {
     fn drop(&mut self) {
-        if !self.removed {
+        if self.created && !self.removed {
             let _ = std::fs::remove_dir_all(&self.path);
             let _ = std::fs::remove_dir(NET_FILES_DIR);
         }

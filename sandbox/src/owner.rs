@@ -3,11 +3,14 @@
 //! the owner dies (see the [`state`](crate::state) module docs, and "Dies with its owner" in
 //! the crate docs).
 //!
-//! A setup step that creates something makes one call, [`Recorder::record`], with the
-//! [`Object`] — right before creating it when what it will be is known in advance (a
-//! cgroup: a cleanup takes an absent object as removed, so recording first leaves no window
-//! in which it exists unrecorded), else right after (the init process, which dies with the
-//! owner anyway).
+//! A setup step that creates something calls [`Recorder::record`] with the [`Object`] right
+//! before creating it (a cleanup takes an absent object as removed, so recording first leaves
+//! no window in which it exists unrecorded): the `/etc` files directory of a sandbox on
+//! networks and a container layer (their names are chosen in advance), a cgroup (with every
+//! directory it can get, then [`Recorder::replace`]d with the ones it got), a network
+//! endpoint (as [`Object::Endpoint`]: whatever the owner holds on that network, then
+//! [`Recorder::replace_with`] its addresses and port rules). Only the init process, which
+//! dies with the owner anyway, is recorded right after.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,8 +26,8 @@ use crate::state::{self, Object, RecordHandle, StateDir};
 pub(crate) const CLEANUP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The record of one sandbox being built or running (or none: a one-shot sandbox without a
-/// cgroup, whose only object, its init, dies with the owner; or the default state dir could
-/// not be created).
+/// cgroup, networks or a container layer to remove, whose only object, its init, dies with
+/// the owner; or the default state dir could not be created).
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
     handle: Option<RecordHandle>,
@@ -76,6 +79,29 @@ impl Recorder {
             Some(h) => Ok(h.replace(old, new)?),
             None => Ok(()),
         }
+    }
+
+    /// Replaces `old` with the objects `new` (what an object recorded in advance turned out
+    /// to be: an endpoint's addresses and port rules), in one write.
+    pub(crate) fn replace_with(&mut self, old: &Object, new: Vec<Object>) -> Result<()> {
+        match &mut self.handle {
+            Some(h) => Ok(h.replace_with(old, new)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops `object` from the record (it was not made after all).
+    pub(crate) fn forget(&mut self, object: &Object) -> Result<()> {
+        match &mut self.handle {
+            Some(h) => Ok(h.forget(object)?),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether there is a record (else recording is a no-op, and what it needs need not be
+    /// computed).
+    pub(crate) fn is_active(&self) -> bool {
+        self.handle.is_some()
     }
 
     /// The record file, if there is one.

@@ -1,8 +1,9 @@
 //! The builder ([`SandboxBuilder`]), the running sandbox ([`Sandbox`]) and why a run ended
 //! ([`Outcome`]).
 //!
-//! Setup order: validate the whole spec and build the child's plan (pure) → create the
-//! cgroup (limits applied) → clone the child into its namespaces, paused → put it in the
+//! Setup order: validate the whole spec and build the child's plan (pure) → the owner
+//! record (`owner.rs`; each object below is recorded before it is created) → an image
+//! root's container layer → create the cgroup (limits applied) → clone the child into its namespaces, paused → put it in the
 //! cgroup, bring `lo` up in a new network namespace, connect it to its networks ([`crate::net`]) → release it: the child runs the mount
 //! plan, `pivot_root`s, and execs `nk-init` as PID 1, which starts the program. Teardown
 //! after the wait, in reverse: the pid namespace dies with its init (the kernel kills
@@ -569,43 +570,48 @@ fn not_permitted(e: &nook_cgroup::Error) -> bool {
 /// or the caller's cgroup — in each hierarchy): an owner killed during the `mkdir`s leaves
 /// nothing unrecorded, and a cleanup takes the directories that were not made as removed
 /// (and `rmdir`s the empty ones that were). Once created, the record gets its exact
-/// directories. If the creation fails, nothing was made and the record goes.
-fn create_cgroup(spec: &CgroupSpec, id: &str, best_effort: bool, owner: &mut Recorder) -> Result<Option<Cgroup>> {
+/// directories. A failure is returned with whether some of its directories are left (then
+/// the record must stay: only after a creation, when the cgroup could not be removed
+/// again); the caller undoes the rest and ends the record.
+fn create_cgroup(
+    spec: &CgroupSpec,
+    id: &str,
+    best_effort: bool,
+    owner: &mut Recorder,
+) -> std::result::Result<Option<Cgroup>, (Box<Error>, bool)> {
     let mut cg = spec.clone();
     if cg.name.is_empty() {
         cg.name = id.to_owned();
     }
-    let hierarchies = Hierarchies::discover()?;
+    let hierarchies = Hierarchies::discover().map_err(|e| (Box::new(e.into()), false))?;
     let parent = |h: &nook_cgroup::Hierarchy| h.dir_of(cg.parent.as_ref().unwrap_or(&h.own_cgroup));
     let dirs: Vec<PathBuf> =
         hierarchies.v2.iter().chain(&hierarchies.v1).filter_map(|h| Some(parent(h)?.join(&cg.name))).collect();
-    let planned = crate::state::Object::cgroup(&cg, dirs);
-    owner.record(planned.clone())?;
+    let left = |dirs: &[PathBuf]| dirs.iter().any(|d| d.exists());
+    let planned = crate::state::Object::cgroup(&cg, dirs.clone());
+    owner.record(planned.clone()).map_err(|e| (Box::new(e), false))?;
     match Cgroup::create_in(hierarchies, &cg) {
         Ok(c) => match owner.replace(&planned, crate::state::Object::cgroup(&cg, c.paths())) {
             Ok(()) => Ok(Some(c)),
-            Err(e) => Err(undo(e, Some(c), owner)),
-        },
-        Err(e) => {
-            let finished = owner.finish();
-            match e {
-                e if not_permitted(&e) && best_effort => finished.map(|()| None),
-                e => {
-                    let cause = if not_permitted(&e) { Error::CgroupUnavailable { source: e } } else { e.into() };
-                    Err(Error::with_cleanup(cause, finished.err().into_iter().collect()))
-                }
+            Err(e) => {
+                let removed = c.remove().err().map(Error::from);
+                Err((Box::new(Error::with_cleanup(e, removed.into_iter().collect())), left(&dirs)))
             }
+        },
+        // A failed creation undid itself (`Cgroup::abandon`; a failure of that is reported in
+        // the error). Directories that exist now may be someone else's (`EEXIST` is a clash,
+        // and nothing is adopted): the planned cgroup must leave the record, or a cleanup
+        // after our death would remove them.
+        Err(e) if not_permitted(&e) && best_effort => {
+            // Running without limits.
+            owner.forget(&planned).map(|()| None).map_err(|f| (Box::new(f), false))
+        }
+        Err(e) => {
+            let cause = if not_permitted(&e) { Error::CgroupUnavailable { source: e } } else { e.into() };
+            let forgotten = owner.forget(&planned).err();
+            Err((Box::new(Error::with_cleanup(cause, forgotten.into_iter().collect())), false))
         }
     }
-}
-
-/// Removes what a failed setup made (the cgroup, then the owner record if nothing is left).
-fn undo(cause: Error, cgroup: Option<Cgroup>, owner: &mut Recorder) -> Error {
-    let mut cleanup: Vec<Error> = cgroup.and_then(|c| c.remove().err()).map(Error::from).into_iter().collect();
-    if cleanup.is_empty() {
-        cleanup.extend(owner.finish().err());
-    }
-    Error::with_cleanup(cause, cleanup)
 }
 
 /// Adds more undo failures to an error (into its `Cleanup` list when it has one).
@@ -631,9 +637,10 @@ fn spawn(
     spec.validate_for(!hold)?;
     // An image root: its config applied, its user resolved (nothing created yet).
     let (spec, mut image) = image_run::resolve(spec, hold)?;
-    // Networks: resolved and checked against their handles (pure), then the files for
-    // `/etc/hosts` and `/etc/resolv.conf` are made, empty, for the plan to bind.
-    let prepared = match &spec.network {
+    // Networks: resolved and checked against their handles (pure), and the files for
+    // `/etc/hosts` and `/etc/resolv.conf` named for the plan to bind (made, empty, once
+    // recorded).
+    let mut prepared = match &spec.network {
         NetworkMode::Networks(config) => Some(net::prepare(config, networks)?),
         _ => None,
     };
@@ -660,25 +667,55 @@ fn spawn(
     let mut landlock = confinement.apply(&mut cmd, None)?;
     cmd.validate().map_err(ValidationError::from)?;
 
-    // Owner record (issue 13 item 6), before the first kernel object: a sandbox with a
-    // cgroup (which outlives a killed owner) has one; the init dies with the owner
-    // (`kill_with_parent_process`), so a one-shot sandbox without a cgroup needs none.
+    // Owner record (issue 13 item 6), before the first kernel object, for a sandbox that
+    // creates something that outlives a killed owner: the network files, a container layer
+    // (unless kept: then the caller owns it), a cgroup, network endpoints (IPAM addresses,
+    // port rules). Its init
+    // dies with the owner (`kill_with_parent_process`), so a one-shot sandbox with none of
+    // those needs no record.
     let id = unique_cgroup_name();
-    let mut owner = match &spec.cgroup {
-        Some(_) => Recorder::begin(state_dir, &id)?,
-        None => Recorder::none(),
+    let layer = image.as_ref().and_then(ImageRun::recorded);
+    let mut owner = if spec.cgroup.is_some() || layer.is_some() || prepared.is_some() {
+        Recorder::begin(state_dir, &id)?
+    } else {
+        Recorder::none()
     };
+    if let Some(p) = &mut prepared {
+        if let Err(e) = p.create_files(&mut owner) {
+            let cleanup = if p.files_left() { Vec::new() } else { owner.finish().err().into_iter().collect() };
+            return Err(Error::with_cleanup(e, cleanup));
+        }
+    }
+    // Undoes the first steps (files, container layer) of a setup that failed before the
+    // child existed, then ends the record if nothing is left (`left`: the failed step
+    // left something).
+    let early_undo =
+        |prepared: Option<net::Prepared>, image: Option<&mut ImageRun>, left: bool, owner: &mut Recorder| {
+            let mut cleanup: Vec<Error> = image.and_then(|r| r.remove_layer().err()).into_iter().collect();
+            cleanup.extend(prepared.map(net::Prepared::discard).unwrap_or_default());
+            if !left && cleanup.is_empty() {
+                cleanup.extend(owner.finish().err());
+            }
+            cleanup
+        };
     if let Some(run) = &mut image {
-        if let Err(e) = run.create_layer() {
-            return Err(Error::with_cleanup(e, owner.finish().err().into_iter().collect()));
+        // Recorded first: an owner killed while the store makes it leaves nothing unrecorded.
+        let made = match &layer {
+            Some(o) => owner.record(o.clone()).and_then(|()| run.create_layer()),
+            None => run.create_layer(),
+        };
+        if let Err(e) = made {
+            // The store removes what it made of a layer it failed to create; the record goes
+            // unless some of it is left.
+            let left = run.layer_left();
+            return Err(Error::with_cleanup(e, early_undo(prepared, None, left, &mut owner)));
         }
     }
     let cgroup = match &spec.cgroup {
         Some(cg) => match create_cgroup(cg, &id, spec.best_effort_limits, &mut owner) {
             Ok(c) => c,
-            Err(e) => {
-                let cleanup = image.as_mut().and_then(|r| r.remove_layer().err()).into_iter().collect();
-                return Err(with_more_cleanup(e, cleanup));
+            Err((e, left)) => {
+                return Err(with_more_cleanup(*e, early_undo(prepared, image.as_mut(), left, &mut owner)));
             }
         },
         None => None,
@@ -690,14 +727,15 @@ fn spawn(
         match again.and_then(|c| c.apply(&mut cmd, None).map(|l| (c, l))) {
             Ok((c, l)) => (confinement, landlock) = (c, l),
             Err(e) => {
-                let cleanup =
-                    owner.finish().err().into_iter().chain(image.as_mut().and_then(|r| r.remove_layer().err()));
-                return Err(Error::with_cleanup(e, cleanup.collect()));
+                let cleanup = early_undo(prepared, image.as_mut(), false, &mut owner);
+                return Err(Error::with_cleanup(e, cleanup));
             }
         }
     }
-    // Undoes what this setup made, in reverse: the networks, the cgroup (then the owner
-    // record, if nothing it lists is left), the container layer.
+    // Set when a failed step leaves something it could not undo itself (the record stays).
+    let step_left = std::cell::Cell::new(false);
+    // Undoes what this setup made, in reverse: the networks, the cgroup, the container
+    // layer; then the owner record, if nothing it lists is left.
     let mut fail = |cause: Error,
                     cgroup: Option<Cgroup>,
                     prepared: Option<net::Prepared>,
@@ -706,8 +744,11 @@ fn spawn(
      -> Error {
         let mut more: Vec<Error> = attached.map(net::Attached::teardown).unwrap_or_default();
         more.extend(prepared.map(net::Prepared::discard).unwrap_or_default());
-        let cause = undo(cause, cgroup, owner);
+        more.extend(cgroup.and_then(|c| c.remove().err()).map(Error::from));
         more.extend(image.as_mut().and_then(|r| r.remove_layer().err()));
+        if more.is_empty() && !step_left.get() {
+            more.extend(owner.finish().err());
+        }
         with_more_cleanup(cause, more)
     };
     let paused = match cmd.spawn_paused() {
@@ -731,11 +772,12 @@ fn spawn(
     let net = match prepared {
         Some(p) => {
             let name = spec.hostname.clone().unwrap_or_else(|| format!("nk-{}", paused.id()));
-            match net::attach(p, paused.id(), &name) {
+            match net::attach(p, paused.id(), &name, &mut owner) {
                 Ok(a) => Some(a),
-                Err(e) => {
+                Err((e, left)) => {
                     drop(paused);
-                    return Err(fail(e, cgroup, None, None, &mut owner));
+                    step_left.set(left);
+                    return Err(fail(*e, cgroup, None, None, &mut owner));
                 }
             }
         }
@@ -841,8 +883,9 @@ impl Sandbox {
     }
 
     /// Its owner record in the state dir (see [`SandboxBuilder::state_dir`]), while there is
-    /// one: a sandbox with a cgroup has one from before its first kernel object until its
-    /// teardown removed everything.
+    /// one: a sandbox with a cgroup, a container layer it does not keep, or networks has one
+    /// from before its first kernel object until its teardown removed everything (see "Dies
+    /// with its owner" in the crate docs).
     pub fn record_path(&self) -> Option<&Path> {
         self.owner.path()
     }
@@ -1009,10 +1052,9 @@ impl Sandbox {
             Outcome::Exited(status.code().unwrap_or(-1))
         };
         self.outcome = Some(outcome);
-        let mut all_gone = true;
+        let before_teardown = errors.len();
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.remove() {
-                all_gone = false;
                 errors.push(e.into());
             }
         }
@@ -1023,7 +1065,7 @@ impl Sandbox {
             errors.push(e);
         }
         // Everything recorded is gone (else the record stays for a cleanup after our death).
-        if all_gone {
+        if errors.len() == before_teardown {
             if let Err(e) = self.owner.finish() {
                 errors.push(e);
             }
@@ -1077,16 +1119,16 @@ impl Drop for Sandbox {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        if let Some(net) = self.net.take() {
-            let _ = net.teardown();
-        }
+        // What stays keeps the record: a cleanup after our death retries.
         let mut all_gone = true;
+        if let Some(net) = self.net.take() {
+            all_gone &= net.teardown().is_empty();
+        }
         if let Some(cg) = self.cgroup.take() {
-            // If it stays, so does the record: a cleanup after our death retries.
-            all_gone = cg.remove().is_ok();
+            all_gone &= cg.remove().is_ok();
         }
         if let Some(run) = self.image.as_mut() {
-            let _ = run.teardown();
+            all_gone &= run.teardown().is_ok();
         }
         if all_gone {
             let _ = self.owner.finish();

@@ -5,10 +5,15 @@
 //! directory: its id, its owner (pid and start time, so a reused pid is never taken for the
 //! owner: [`ProcessId`]) and, appended as each is created, every object it made ([`Object`]):
 //! its init process, cgroups, mounts, persisted namespaces, firewall rules, IPAM addresses,
-//! container layers. A clean `remove` deletes the record last. What a killed or crashed owner
-//! leaves is found by [`cleanup()`] (which the facade also runs, best effort and at most once a
-//! second per process and state dir, before a `create` or a limited one-shot run writes its
-//! record: see "Dies with its owner" in the crate docs): for each record whose owner is dead it
+//! network endpoints, a sandbox's `/etc` files directory, container layers. An object is appended *before* it is created when
+//! possible — as what it may become ([`Object::Endpoint`]: whatever the owner will hold on a
+//! network; a cgroup with every directory it can get) and then replaced with what it turned
+//! out to be ([`RecordHandle::replace`], [`RecordHandle::replace_with`]) — so an owner
+//! killed in between leaves nothing unrecorded. A clean `remove` deletes the record last.
+//! What a killed or crashed owner leaves is found by [`cleanup()`] (which the facade also
+//! runs, best effort and at most once a second per process and state dir, before a sandbox
+//! writes its record: see "Dies with its owner" in the crate docs): for each record whose
+//! owner is dead it
 //!
 //! 1. kills the sandbox's processes — through its cgroup ([`nook_cgroup::Cgroup::kill_all`]:
 //!    `cgroup.kill` on v2, freeze + `SIGKILL` of every pid + thaw on v1) and its recorded
@@ -16,17 +21,18 @@
 //! 2. removes the objects in reverse order of creation, each through the crate that made it
 //!    (`Cgroup::open_in` + `remove`, [`nook_ns::unmount`], unmount + unlink of a persisted
 //!    namespace, [`Nftables`](nook_netmodel::firewall::Nftables) `remove_ports` /
-//!    `teardown_network`, [`Ipam::release`](nook_netmodel::ipam::Ipam::release),
+//!    `teardown_network` / `remove_ports_to`, [`Ipam::release`](nook_netmodel::ipam::Ipam::release),
 //!    [`LayerStore::remove_container`](nook_unionfs::LayerStore::remove_container)), going on
 //!    after failures;
 //! 3. deletes the record only when everything is gone; otherwise it rewrites the record with
 //!    what is left (the next cleanup retries only that) and reports every failure
 //!    ([`Error::Teardown`]).
 //!
-//! Objects already gone count as removed, and each removal first checks that the object is
-//! still the recorded one: a mount by its mount id, a process by its start time, an IPAM
-//! address by its owner, so nothing that someone else made since at the same place is
-//! touched. Records of live owners are never touched; a record that does not parse is reported
+//! Objects already gone (or never made) count as removed, and each removal first checks that
+//! the object is still the recorded one: a mount by its mount id, a process by its start
+//! time, an IPAM address by its owner (an endpoint's port rules go only with the endpoint's
+//! id, or towards addresses the dead owner still holds), so nothing that someone else made
+//! since at the same place is touched. Records of live owners are never touched; a record that does not parse is reported
 //! ([`Error::Corrupt`]) and left, and the others are still cleaned.
 //!
 //! # Layout and locking
@@ -51,7 +57,9 @@
 //!
 //! Liveness is judged in the cleaning process's view of `/proc`: use one state directory per
 //! pid namespace (the defaults are per user and per host), and do not mount `/proc` with
-//! `hidepid` for the user who cleans (other users' owners would look dead).
+//! `hidepid` for the user who cleans (other users' owners would look dead). Likewise, firewall
+//! rules recorded without a namespace path are removed in the cleaning process's own network
+//! namespace: clean up from the network namespace the owners ran in.
 //!
 //! # Example
 //!
@@ -404,6 +412,25 @@ impl RecordHandle {
         Ok(())
     }
 
+    /// Replaces `old` with the objects `new` in place, in one write (an object recorded in
+    /// advance that turned out to be several, or none). `old` absent: `new` is appended.
+    pub fn replace_with(&mut self, old: &Object, new: impl IntoIterator<Item = Object>) -> Result<()> {
+        let new: Vec<Object> = new.into_iter().collect();
+        let _lock = lock(&self.lock_path, true)?;
+        let before = self.record.objects.clone();
+        match self.record.objects.iter().rposition(|o| o == old) {
+            Some(i) => {
+                self.record.objects.splice(i..=i, new);
+            }
+            None => self.record.objects.extend(new),
+        }
+        if let Err(e) = write_record(&self.path, &self.record) {
+            self.record.objects = before;
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Deletes the record (after a clean remove of everything it lists).
     pub fn remove(self) -> Result<()> {
         let _lock = lock(&self.lock_path, true)?;
@@ -421,8 +448,10 @@ impl RecordHandle {
 /// difference between tens of µs and tens of ms per write.
 fn write_record(path: &Path, record: &Record) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(record).expect("a record serializes");
-    let durable =
-        record.objects.iter().any(|o| matches!(o, Object::IpamAddress { .. } | Object::ContainerLayer { .. }));
+    let durable = record
+        .objects
+        .iter()
+        .any(|o| matches!(o, Object::IpamAddress { .. } | Object::Endpoint { .. } | Object::ContainerLayer { .. }));
     if durable {
         return Ok(write_atomic(path, &bytes)?);
     }

@@ -123,6 +123,33 @@ pub enum Object {
         /// Who holds it in IPAM (`None`: whoever does).
         owner: Option<nook_netmodel::ipam::Owner>,
     },
+    /// A network endpoint recorded before it is connected, when neither its addresses (IPAM
+    /// picks them) nor its id (the network model makes it) are known yet: every address
+    /// `owner` holds on `network`, and the published-port rules towards those addresses
+    /// ([`FirewallBackend::remove_ports_to`](nook_netmodel::firewall::FirewallBackend::remove_ports_to)),
+    /// then the addresses are released. Once connected, the owner replaces it with the
+    /// endpoint's exact [`Object::IpamAddress`]es and [`Object::Firewall`]. Only a dead
+    /// owner's records are cleaned, so whatever that owner still holds is a leftover.
+    Endpoint {
+        /// The IPAM state dir.
+        state_dir: PathBuf,
+        /// The network.
+        network: String,
+        /// Who holds the endpoint's addresses in IPAM.
+        owner: nook_netmodel::ipam::Owner,
+        /// The namespace of the port rules (a persisted netns file, as in
+        /// [`Object::Firewall`]); `None`: the cleaning process's own network namespace.
+        netns: Option<PathBuf>,
+        /// The nftables table of its port rules; `None`: the endpoint publishes no port.
+        table: Option<String>,
+    },
+    /// The directory of a sandbox's `/etc/hosts` and `/etc/resolv.conf` on the host (in
+    /// [`NET_FILES_DIR`](crate::net::NET_FILES_DIR)): those two files are unlinked and the
+    /// directory removed (only if nothing else is in it).
+    NetFiles {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// A container layer in a layer store ([`nook_unionfs::LayerStore::remove_container`]).
     ContainerLayer {
         /// The store root.
@@ -160,6 +187,8 @@ impl Object {
             Object::Firewall { network, endpoint: Some(ep), .. } => format!("ports of {ep} on {network}"),
             Object::Firewall { network, endpoint: None, .. } => format!("firewall rules of {network}"),
             Object::IpamAddress { network, address, .. } => format!("address {address} on {network}"),
+            Object::Endpoint { network, owner, .. } => format!("endpoint of {owner} on {network}"),
+            Object::NetFiles { dir } => format!("/etc files in {}", dir.display()),
             Object::ContainerLayer { store, id } => format!("container layer {id} in {}", store.display()),
         }
     }
@@ -241,5 +270,15 @@ mod tests {
         let j = serde_json::to_string(&o).unwrap();
         assert!(j.contains("\"kind\":\"ipam_address\""), "{j}");
         assert_eq!(serde_json::from_str::<Object>(&j).unwrap(), o);
+        let e = Object::Endpoint {
+            state_dir: "/run/nook/ipam".into(),
+            network: "n".into(),
+            owner: nook_netmodel::ipam::Owner::Process { pid: 7, start_time: 9 },
+            netns: Some("/run/netns/host".into()),
+            table: Some("nook".into()),
+        };
+        let j = serde_json::to_string(&e).unwrap();
+        assert!(j.contains("\"kind\":\"endpoint\""), "{j}");
+        assert_eq!(serde_json::from_str::<Object>(&j).unwrap(), e);
     }
 }

@@ -56,17 +56,7 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
         Object::Mount { target, mount_id: recorded } => remove_mount(target, *recorded),
         Object::PersistedNs { path } => remove_persisted_ns(path),
         Object::Firewall { netns, table, network, endpoint } => {
-            let ns = match netns {
-                Some(p) => match nook_ns::NetNs::open_path(p) {
-                    Ok(ns) => Some(ns),
-                    // The namespace is gone, and its rules with it.
-                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                },
-                None => None,
-            };
-            let mut fw = Nftables::new(ns.as_ref().map(|n| n.ns()))?;
-            fw.table_name(table.clone());
+            let Some(fw) = firewall(netns.as_deref(), table)? else { return Ok(()) };
             match endpoint {
                 Some(ep) => fw.remove_ports(network, ep)?,
                 None => fw.teardown_network(network)?,
@@ -74,13 +64,7 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
             Ok(())
         }
         Object::IpamAddress { state_dir, network, address, owner } => {
-            if !state_dir.is_dir() {
-                return Ok(());
-            }
-            let ipam = Ipam::open(state_dir)?;
-            if !ipam.networks()?.iter().any(|n| n == network) {
-                return Ok(());
-            }
+            let Some(ipam) = open_ipam(state_dir, network)? else { return Ok(()) };
             // Only while the address is still held by the recorded owner: IPAM may have
             // reclaimed it from the dead owner and handed it to someone else since.
             let held = ipam
@@ -92,6 +76,29 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
             }
             Ok(())
         }
+        Object::Endpoint { state_dir, network, owner, netns, table } => {
+            let Some(ipam) = open_ipam(state_dir, network)? else { return Ok(()) };
+            // What the dead owner still holds there (nothing if the endpoint was never
+            // connected, or IPAM reclaimed it for someone else since).
+            let held: Vec<_> =
+                ipam.allocations(network)?.into_iter().filter(|(_, o)| o == owner).map(|(a, _)| a).collect();
+            if held.is_empty() {
+                return Ok(());
+            }
+            // The rules towards those addresses first (IPAM's own reclaim does the same):
+            // released with rules left, an address would get their traffic with its next owner.
+            if let Some(table) = table {
+                if let Some(fw) = firewall(netns.as_deref(), table)? {
+                    fw.remove_ports_to(network, &held)?;
+                }
+            }
+            let still: Vec<_> = ipam.allocations(network)?.into_iter().filter(|(_, o)| o == owner).collect();
+            for (address, _) in still {
+                ipam.release(network, address)?;
+            }
+            Ok(())
+        }
+        Object::NetFiles { dir } => remove_net_files(dir),
         Object::ContainerLayer { store, id: layer } => {
             if !store.join("containers").is_dir() {
                 return Ok(());
@@ -103,6 +110,62 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Unlinks a sandbox's `hosts` and `resolv.conf` and removes their directory, then its
+/// parent if that is left empty (it is made again on demand). Anything else in the
+/// directory keeps it (`rmdir` fails: reported).
+fn remove_net_files(dir: &Path) -> Result<()> {
+    for name in ["hosts", "resolv.conf"] {
+        let file = dir.join(name);
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if is_gone(&e) => {}
+            Err(e) => return Err(Error::sys("unlink", file, e)),
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => {}
+        Err(e) if is_gone(&e) => return Ok(()),
+        Err(e) => return Err(Error::sys("rmdir", dir, e)),
+    }
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(())
+}
+
+/// The nftables backend in the recorded namespace (`None`: the cleaning process's own), or
+/// `None` when that namespace is gone (and its rules with it) or this host has no `nft`
+/// (then the built-in backend never made any: the owner's `Host` had a backend of its own).
+fn firewall(netns: Option<&Path>, table: &str) -> Result<Option<Nftables>> {
+    let ns = match netns {
+        Some(p) => match nook_ns::NetNs::open_path(p) {
+            Ok(ns) => Some(ns),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOENT.raw_os_error()) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    let mut fw = Nftables::new(ns.as_ref().map(|n| n.ns()))?;
+    if !fw.program().is_file() {
+        return Ok(None);
+    }
+    fw.table_name(table.to_owned());
+    Ok(Some(fw))
+}
+
+/// The IPAM state at `state_dir` if it exists and knows `network` (else nothing of it is
+/// left to release). Never creates the directory.
+fn open_ipam(state_dir: &Path, network: &str) -> Result<Option<Ipam>> {
+    if !state_dir.is_dir() {
+        return Ok(None);
+    }
+    let ipam = Ipam::open(state_dir)?;
+    if !ipam.networks()?.iter().any(|n| n == network) {
+        return Ok(None);
+    }
+    Ok(Some(ipam))
 }
 
 /// SIGKILL through a pidfd, after checking (with the pidfd held, so the pid cannot be

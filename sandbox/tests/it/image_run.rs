@@ -17,7 +17,7 @@ const PROBE: &str = r#"echo "$GREETING|$(pwd)|$(id -u):$(id -g)|$(id -G)|$HOME";
 
 /// A store with the image `nk-app:1` (user `app`, Cmd = [`PROBE`]) imported from an OCI
 /// layout built here from host binaries.
-fn store_with_app(t: &TempDir) -> ImageStore {
+pub(crate) fn store_with_app(t: &TempDir) -> ImageStore {
     let base = base_layer(t.path());
     let layout = write_layout(&t.join("layout"), &[(base, Comp::Gzip), (app_layer(), Comp::Plain)], "app", |c| {
         set_cmd(c, PROBE)

@@ -4,18 +4,27 @@
 //! long-lived sandbox and an `exec`ed process takes every process of the sandbox with it, and
 //! `cleanup()` then removes the rest (cgroup, record); an owner SIGKILLed at random points
 //! of create/remove cycles leaves no process, and after `cleanup()` no cgroup and no record.
+//! The same for what else outlives an owner: an image root's container layer, and on a
+//! bridge network the endpoint's IPAM address, its published-port rules and the `/etc`
+//! files directory (a live owner's address and port on the same network stay); objects
+//! recorded in advance are cleaned whether they were made or not.
 //!
 //! Every state dir is a private temp dir (never `/run/nook`); cgroups are below the test's
-//! own cgroup.
+//! own cgroup; every network object is in a namespace the test creates to play the host.
 
 use std::io::{BufRead, BufReader, Lines};
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nook_netmodel::firewall::{FirewallBackend, Nftables, PortMapping, PortRule};
+use nook_netmodel::ipam::{Ipam, Owner, Request};
+use nook_netmodel::{EndpointOptions, Host, Network, NetworkSpec};
+use nook_ns::NetNs;
 use nook_ns::Stdio as NsStdio;
-use nook_sandbox::state::{Object, StateDir};
+use nook_sandbox::state::{Object, ProcessId, StateDir};
 use nook_sandbox::{Outcome, Sandbox, SandboxBuilder};
 use nook_testutil::{TempDir, require_root, time_factor, unique_name};
 
@@ -323,4 +332,499 @@ fn owner_sigkilled_anywhere_in_create_or_remove_leaves_nothing_after_cleanup() {
     // How many kills left a sandbox (the others landed between a remove and the next
     // create's record, or before the first).
     println!("{with_record} of {ATTEMPTS} kills left a sandbox to clean");
+}
+
+/// The helper's image store (made by the test before the helper runs).
+fn image_store(base: &Path) -> nook_sandbox::image::ImageStore {
+    nook_sandbox::image::ImageStore::open(base.join("store")).expect("image store")
+}
+
+#[test]
+fn owner_sigkilled_with_an_image_root_leaves_no_container_layer_after_cleanup() {
+    const ME: &str = "owner_sigkilled_with_an_image_root_leaves_no_container_layer_after_cleanup";
+    if let Some(base) = helper_role(ME) {
+        // A one-shot run without limits: its container layer alone makes it keep a record.
+        let sb = builder(&base).image(&image_store(&base), "nk-app:1").command("sleep 1000").spawn().expect("spawn");
+        let record = sb.record_path().expect("a record").file_stem().unwrap().to_string_lossy().into_owned();
+        println!("NK-PIDS {} {record} {}", sb.id(), sb.container_id().expect("a container layer"));
+        std::thread::sleep(Duration::from_secs(600));
+        return;
+    }
+    require_root!();
+    let _serial = crate::sandbox::serial();
+    let tmp = TempDir::new("own-img").unwrap();
+    let store = crate::image_run::store_with_app(&tmp);
+    let layers = store.layer_store().root().to_owned();
+    let tag = unique_name("tag");
+    let mut guard = Guard { base: tmp.path(), helper: Some(spawn_helper(ME, tmp.path(), &tag)) };
+    let helper = guard.helper.as_mut().unwrap();
+    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
+    let line = read_until(&mut lines, "NK-PIDS ");
+    std::thread::spawn(move || lines.for_each(drop));
+    let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+    let (init, id, container) = (words[0].parse::<u32>().unwrap(), words[1].to_owned(), words[2].to_owned());
+    let init_fd = pidfd(init);
+    let state = StateDir::new(tmp.join("state"));
+    let containers = || store.layer_store().container_ids().unwrap();
+
+    // The layer is recorded (first: before it was made), then the init.
+    let rec = state.read(&id).unwrap();
+    match &rec.objects[..] {
+        [Object::ContainerLayer { store: s, id: c }, Object::Process { process }] => {
+            assert_eq!((s, c), (&layers, &container));
+            assert_eq!(process.pid, init);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(containers(), [container.as_str()]);
+    // A live owner's layer is untouched.
+    let report = state.cleanup().unwrap();
+    assert_eq!(report.live, [id.as_str()], "{report:?}");
+    assert_eq!(containers(), [container.as_str()]);
+
+    helper.kill().unwrap(); // SIGKILL
+    helper.wait().unwrap();
+    assert!(exited(&init_fd), "the sandbox's init {init} outlived its owner");
+    assert_eq!(no_tagged_process_left(&tag), Vec::<u32>::new());
+    // What outlives the owner is the container layer and the record: cleanup removes both.
+    assert_eq!(containers(), [container.as_str()]);
+    let report = state.cleanup().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.removed, [id.as_str()]);
+    assert!(containers().is_empty(), "{:?}", containers());
+    assert!(state_files(tmp.path()).is_empty(), "{:?}", state_files(tmp.path()));
+    drop(guard);
+    for i in store.images().unwrap() {
+        store.remove(&i.reference).unwrap();
+    }
+    store.prune().unwrap();
+}
+
+/// The network the helper creates in the test's "host" namespace.
+const NET: &str = "nkownnet";
+const SUBNET: &str = "10.139.0.0/24";
+/// An address and an endpoint of a live owner (the test) on the same network.
+const BYSTANDER: &str = "10.139.0.200";
+const BYSTANDER_EP: &str = "nkbystander";
+
+/// A persisted network namespace in the test's temp dir, playing the host (`lo` up): the
+/// helper opens it by path; every link, address and rule of the test lives in it, and goes
+/// with it when the handle is dropped (the path removed, nothing else holding it).
+fn host_netns(base: &Path) -> NetNs {
+    let ns = NetNs::create_in(&base.join("netns"), "nkhost").expect("host netns");
+    nook_netmodel::netlink::Netlink::open_in(ns.ns()).expect("netlink").set_up(1).expect("lo up");
+    ns
+}
+
+fn host_of(base: &Path, ns: &NetNs) -> Host {
+    Host::builder().netns(ns.ns()).ipam_dir(base.join("ipam")).build().expect("host")
+}
+
+fn bridge(host: &Host) -> Network {
+    let mut spec = NetworkSpec::bridge(NET.parse().unwrap());
+    spec.subnet(SUBNET.parse().unwrap(), None);
+    Network::create(host, &spec).expect("network")
+}
+
+fn published(port: u16) -> EndpointOptions {
+    let mut o = EndpointOptions::new();
+    o.port(PortMapping::tcp(port, 80));
+    o
+}
+
+/// The `/etc` file directories of process `pid`'s sandboxes.
+fn net_files_of(pid: u32) -> Vec<String> {
+    let prefix = format!("nk-{pid}-");
+    match std::fs::read_dir(nook_sandbox::net::NET_FILES_DIR) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// `nft list ruleset` in `ns`.
+fn ruleset(ns: &NetNs) -> String {
+    let out = ns.run(|| Command::new("nft").args(["list", "ruleset"]).output().expect("run nft")).unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The addresses IPAM has on [`NET`] in the test's state, with their owners.
+fn held(base: &Path) -> Vec<(IpAddr, Owner)> {
+    Ipam::open(base.join("ipam")).unwrap().allocations(NET).unwrap()
+}
+
+fn same_ns(path: &Path, ns: &NetNs) -> bool {
+    NetNs::open_path(path).unwrap().ns().id().unwrap() == ns.ns().id().unwrap()
+}
+
+#[test]
+fn owner_sigkilled_on_a_bridge_network_leaves_no_address_nor_port_rule_after_cleanup() {
+    const ME: &str = "owner_sigkilled_on_a_bridge_network_leaves_no_address_nor_port_rule_after_cleanup";
+    if let Some(base) = helper_role(ME) {
+        let ns = NetNs::open_path(base.join("netns/nkhost")).expect("open host netns");
+        let host = host_of(&base, &ns);
+        let network = bridge(&host);
+        let sb = builder(&base).connect(&network, published(8080)).create().expect("create");
+        let record = sb.record_path().unwrap().file_stem().unwrap().to_string_lossy().into_owned();
+        let ep = &sb.endpoints()[0];
+        println!("NK-PIDS {} {record} {} {}", sb.id(), ep.id, ep.ipv4().unwrap());
+        std::thread::sleep(Duration::from_secs(600));
+        return;
+    }
+    require_root!();
+    let _serial = crate::sandbox::serial();
+    let tmp = TempDir::new("own-net").unwrap();
+    let ns = host_netns(tmp.path());
+    let tag = unique_name("tag");
+    // Dropped before `ns`: the helper is gone before the namespace is.
+    let mut guard = Guard { base: tmp.path(), helper: Some(spawn_helper(ME, tmp.path(), &tag)) };
+    let helper = guard.helper.as_mut().unwrap();
+    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
+    let line = read_until(&mut lines, "NK-PIDS ");
+    std::thread::spawn(move || lines.for_each(drop));
+    let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+    let (init, id, endpoint) = (words[0].parse::<u32>().unwrap(), words[1].to_owned(), words[2].to_owned());
+    let address: IpAddr = words[3].parse().unwrap();
+    let helper_pid = guard.helper.as_ref().unwrap().id();
+    assert_eq!(net_files_of(helper_pid).len(), 1, "the sandbox's /etc files");
+    let init_fd = pidfd(init);
+    let state = StateDir::new(tmp.join("state"));
+
+    // Recorded: its cgroup and init, then the endpoint as it turned out — its address
+    // (held by the owner) and its port rules, in the host namespace (found by its path).
+    let rec = state.read(&id).unwrap();
+    match &rec.objects[..] {
+        [
+            Object::NetFiles { .. },
+            Object::Cgroup { .. },
+            Object::Process { .. },
+            Object::IpamAddress { state_dir, network, address: a, owner: Some(o) },
+            Object::Firewall { netns: Some(p), table, network: n2, endpoint: Some(e) },
+        ] => {
+            assert_eq!((state_dir.as_path(), network.as_str(), *a), (tmp.join("ipam").as_path(), NET, address));
+            assert_eq!(*o, Owner::process(guard.helper.as_ref().unwrap().id()).unwrap());
+            assert!(same_ns(p, &ns), "{p:?}");
+            assert_eq!((table.as_str(), n2.as_str(), e.as_str()), ("nook", NET, endpoint.as_str()));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(ruleset(&ns).contains("8080"), "{}", ruleset(&ns));
+    assert_eq!(held(tmp.path()).iter().map(|(a, _)| *a).collect::<Vec<_>>(), [address]);
+
+    // A live owner (this test) on the same network: an address and a published port.
+    let me = Owner::current_process();
+    let ipam = Ipam::open(tmp.join("ipam")).unwrap();
+    let bystander: IpAddr = BYSTANDER.parse().unwrap();
+    ipam.allocate(NET, Request::Static(bystander), &me).unwrap();
+    let fw = Nftables::new(Some(ns.ns())).unwrap();
+    fw.add_ports(NET, BYSTANDER_EP, &[PortRule::new(PortMapping::tcp(8081, 80), bystander)]).unwrap();
+    let leave_ours = || {
+        let _ = fw.remove_ports(NET, BYSTANDER_EP);
+        let _ = ipam.release(NET, bystander);
+    };
+
+    // While the owner lives, nothing of its is touched.
+    let report = state.cleanup().unwrap();
+    assert_eq!(report.live, [id.as_str()], "{report:?}");
+    assert!(ruleset(&ns).contains("8080"));
+    assert!(held(tmp.path()).iter().any(|(a, _)| *a == address));
+
+    guard.helper.as_mut().unwrap().kill().unwrap(); // SIGKILL
+    guard.helper.as_mut().unwrap().wait().unwrap();
+    assert!(exited(&init_fd), "the sandbox's init {init} outlived its owner");
+    assert_eq!(no_tagged_process_left(&tag), Vec::<u32>::new());
+    // What outlives the owner: the address in IPAM and the port rules in the host namespace.
+    assert!(ruleset(&ns).contains("8080"));
+    assert!(held(tmp.path()).iter().any(|(a, _)| *a == address));
+    let report = state.cleanup().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.removed, [id.as_str()]);
+    let rules = ruleset(&ns);
+    assert!(!rules.contains("8080"), "the dead owner's port rule is left:\n{rules}");
+    // The live owner's port and address, and the network's own chains, stay.
+    assert!(rules.contains("8081") && rules.contains(&format!("nk-{NET}-")), "{rules}");
+    assert_eq!(held(tmp.path()), [(bystander, me.clone())]);
+    assert_eq!(net_files_of(helper_pid), Vec::<String>::new());
+    assert!(state_files(tmp.path()).is_empty(), "{:?}", state_files(tmp.path()));
+    leave_ours();
+    drop(guard);
+    drop(ns);
+}
+
+#[test]
+fn live_owner_records_its_layer_and_endpoint_and_a_clean_teardown_removes_them_and_the_record() {
+    require_root!();
+    let _serial = crate::sandbox::serial();
+    let _net_serial = crate::net::serial();
+    let tmp = TempDir::new("own-live").unwrap();
+    let _guard = Guard { base: tmp.path(), helper: None };
+    let state = StateDir::new(tmp.join("state"));
+
+    // An image root: the layer is listed while the run lasts, and goes with it.
+    let store = crate::image_run::store_with_app(&tmp);
+    let mut sb = Sandbox::builder()
+        .state_dir(state.root())
+        .image(&store, "nk-app:1")
+        .command("true")
+        .stdout(NsStdio::null())
+        .spawn()
+        .unwrap();
+    let path = sb.record_path().expect("a record for the container layer").to_owned();
+    let id = path.file_stem().unwrap().to_str().unwrap().to_owned();
+    let container = sb.container_id().unwrap().to_owned();
+    assert!(matches!(&state.read(&id).unwrap().objects[0], Object::ContainerLayer { id, .. } if *id == container));
+    assert_eq!(state.cleanup().unwrap().live, [id.as_str()]);
+    assert_eq!(sb.wait().unwrap(), Outcome::Exited(0));
+    assert!(!path.exists());
+    assert!(store.layer_store().container_ids().unwrap().is_empty());
+    // A kept container layer is the caller's: not recorded (and here nothing else is).
+    let mut sb = Sandbox::builder()
+        .state_dir(state.root())
+        .image(&store, "nk-app:1")
+        .keep_container(true)
+        .command("true")
+        .stdout(NsStdio::null())
+        .spawn()
+        .unwrap();
+    assert!(sb.record_path().is_none());
+    let kept = sb.container_id().unwrap().to_owned();
+    assert_eq!(sb.wait().unwrap(), Outcome::Exited(0));
+    store.layer_store().remove_container(&kept).unwrap();
+    assert!(state_files(tmp.path()).is_empty(), "{:?}", state_files(tmp.path()));
+
+    // An endpoint with a published port: its address and rules are recorded, left alone by
+    // a cleanup while this owner lives, and removed with the record by `remove`.
+    let ns = host_netns(tmp.path());
+    let host = host_of(tmp.path(), &ns);
+    let network = bridge(&host);
+    let sb = Sandbox::builder().state_dir(state.root()).connect(&network, published(8080)).create().unwrap();
+    let path = sb.record_path().unwrap().to_owned();
+    let id = path.file_stem().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(kinds(&state, &sb), ["files", "cgroup", "process", "address", "ports"]);
+    for _ in 0..2 {
+        assert_eq!(state.cleanup().unwrap().live, [id.as_str()]);
+    }
+    assert!(ruleset(&ns).contains("8080"));
+    assert_eq!(held(tmp.path()).len(), 1);
+    sb.remove().unwrap();
+    assert!(!path.exists());
+    assert!(!ruleset(&ns).contains("8080"));
+    assert!(held(tmp.path()).is_empty());
+    assert!(state_files(tmp.path()).is_empty(), "{:?}", state_files(tmp.path()));
+    network.remove().unwrap();
+    drop(host);
+    drop(ns);
+    for i in store.images().unwrap() {
+        store.remove(&i.reference).unwrap();
+    }
+    store.prune().unwrap();
+}
+
+/// Create/remove cycles of a sandbox with an image root and a published port on a bridge
+/// network, the owner SIGKILLed at a random point (recording the layer, creating it, the
+/// cgroup, the endpoint recorded but not yet connected, connected, torn down): after
+/// `cleanup()` no container layer, no address of the owner and no port rule is left.
+#[test]
+fn owner_sigkilled_anywhere_with_a_layer_and_an_endpoint_leaves_nothing_after_cleanup() {
+    const ME: &str = "owner_sigkilled_anywhere_with_a_layer_and_an_endpoint_leaves_nothing_after_cleanup";
+    if let Some(base) = helper_role(ME) {
+        let ns = NetNs::open_path(base.join("netns/nkhost")).expect("open host netns");
+        let host = host_of(&base, &ns);
+        let network = bridge(&host);
+        let store = image_store(&base);
+        println!("NK-GO");
+        loop {
+            let sb =
+                builder(&base).image(&store, "nk-app:1").connect(&network, published(8080)).create().expect("create");
+            sb.remove().expect("remove");
+        }
+    }
+    require_root!();
+    let _serial = crate::sandbox::serial();
+    const ATTEMPTS: u32 = 12;
+    let tmp = TempDir::new("own-any").unwrap();
+    let store = crate::image_run::store_with_app(&tmp);
+    let mut with_record = 0;
+    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    for attempt in 0..ATTEMPTS {
+        let ns = host_netns(tmp.path());
+        let tag = unique_name("tag");
+        let mut guard = Guard { base: tmp.path(), helper: Some(spawn_helper(ME, tmp.path(), &tag)) };
+        let helper = guard.helper.as_mut().unwrap();
+        let helper_pid = helper.id();
+        let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
+        read_until(&mut lines, "NK-GO");
+        std::thread::spawn(move || lines.for_each(drop));
+        // 0 to 150 ms into the loop (a cycle takes tens of ms here).
+        let delay = Duration::from_micros(xorshift(&mut seed) % 150_000);
+        std::thread::sleep(delay);
+        helper.kill().unwrap();
+        helper.wait().unwrap();
+        let why = format!("attempt {attempt}, killed {delay:?} after NK-GO");
+
+        assert_eq!(no_tagged_process_left(&tag), Vec::<u32>::new(), "{why}: processes outlived their owner");
+        let report = StateDir::new(tmp.join("state")).cleanup().unwrap();
+        assert!(report.is_clean(), "{why}: {report:?}");
+        assert!(report.live.is_empty() && report.busy.is_empty(), "{why}: {report:?}");
+        with_record += report.removed.len();
+        let containers = store.layer_store().container_ids().unwrap();
+        assert!(containers.is_empty(), "{why}: {containers:?}");
+        assert!(held(tmp.path()).is_empty(), "{why}: {:?}", held(tmp.path()));
+        let rules = ruleset(&ns);
+        assert!(!rules.contains("8080"), "{why}:\n{rules}");
+        assert_eq!(net_files_of(helper_pid), Vec::<String>::new(), "{why}");
+        assert!(state_files(tmp.path()).is_empty(), "{why}: {:?}", state_files(tmp.path()));
+        drop(guard);
+        // The network itself is the helper's, not the sandbox's: it goes with the namespace
+        // (and its IPAM registration with the directory).
+        drop(ns);
+        let _ = std::fs::remove_dir_all(tmp.join("ipam"));
+    }
+    println!("{with_record} of {ATTEMPTS} kills left a sandbox to clean");
+    for i in store.images().unwrap() {
+        store.remove(&i.reference).unwrap();
+    }
+    store.prune().unwrap();
+}
+
+/// What a dead owner recorded in advance is cleaned whether it was made or not: an endpoint
+/// recorded before its connect ([`Object::Endpoint`]) whose address the owner got and whose
+/// port rule it published; one on a network IPAM does not know; a container layer never
+/// created. A live owner's address and port on the same network stay.
+#[test]
+fn objects_recorded_in_advance_are_cleaned_made_or_not() {
+    require_root!();
+    let tmp = TempDir::new("own-adv").unwrap();
+    let _guard = Guard { base: tmp.path(), helper: None };
+    let ns = host_netns(tmp.path());
+    let host = host_of(tmp.path(), &ns);
+    let network = bridge(&host);
+    let ipam = Ipam::open(tmp.join("ipam")).unwrap();
+    let fw = Nftables::new(Some(ns.ns())).unwrap();
+    // The dead owner: this process's pid with another start time.
+    let mut dead = ProcessId::current().unwrap();
+    dead.start_time += 1;
+    let dead_ipam = Owner::Process { pid: dead.pid, start_time: dead.start_time };
+    // Ours first: an allocation reclaims what dead owners hold on the network.
+    let me = Owner::current_process();
+    let ours: IpAddr = BYSTANDER.parse().unwrap();
+    ipam.allocate(NET, Request::Static(ours), &me).unwrap();
+    fw.add_ports(NET, BYSTANDER_EP, &[PortRule::new(PortMapping::tcp(8081, 80), ours)]).unwrap();
+    let theirs: IpAddr = "10.139.0.50".parse().unwrap();
+    ipam.allocate(NET, Request::Static(theirs), &dead_ipam).unwrap();
+    fw.add_ports(NET, "nkdeadep", &[PortRule::new(PortMapping::tcp(8082, 80), theirs)]).unwrap();
+    assert_eq!(held(tmp.path()).len(), 2);
+
+    let state = StateDir::new(tmp.join("state"));
+    let mut rec = state.create_record_for("nk-adv", dead).unwrap();
+    rec.add(Object::ContainerLayer { store: tmp.join("store-never"), id: "nk-never".into() }).unwrap();
+    for network in [NET, "nkunknown"] {
+        rec.add(Object::Endpoint {
+            state_dir: tmp.join("ipam"),
+            network: network.into(),
+            owner: dead_ipam.clone(),
+            netns: ns.path().map(Path::to_owned),
+            table: Some("nook".into()),
+        })
+        .unwrap();
+    }
+    drop(rec);
+    assert!(ruleset(&ns).contains("8082"));
+
+    let report = state.cleanup().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.removed, ["nk-adv"]);
+    assert_eq!(held(tmp.path()), [(ours, me)]);
+    let rules = ruleset(&ns);
+    assert!(!rules.contains("8082") && rules.contains("8081"), "{rules}");
+    assert!(!tmp.join("store-never").exists(), "a cleanup creates no store");
+    assert!(state_files(tmp.path()).is_empty(), "{:?}", state_files(tmp.path()));
+
+    fw.remove_ports(NET, BYSTANDER_EP).unwrap();
+    ipam.release(NET, ours).unwrap();
+    network.remove().unwrap();
+}
+
+/// A cgroup that cannot be created because its name is taken (someone else's) leaves no
+/// record behind naming it: a cleanup after this owner's death must not remove it. The
+/// image root's container layer, made before, goes too.
+#[test]
+fn a_cgroup_clash_leaves_no_record_of_the_other_cgroup() {
+    require_root!();
+    let _serial = crate::sandbox::serial();
+    let tmp = TempDir::new("own-clash").unwrap();
+    let _guard = Guard { base: tmp.path(), helper: None };
+    let store = crate::image_run::store_with_app(&tmp);
+    let name = unique_name("theirs");
+    let theirs = nook_cgroup::Cgroup::create(&nook_cgroup::CgroupSpec::new(name.clone())).unwrap();
+    let dirs: Vec<PathBuf> = theirs.paths().map(Path::to_owned).collect();
+    let err = Sandbox::builder()
+        .state_dir(tmp.join("state"))
+        .image(&store, "nk-app:1")
+        .cgroup(nook_cgroup::CgroupSpec::new(name))
+        .command("true")
+        .spawn()
+        .expect_err("the name is taken");
+    assert!(err.to_string().contains("exist"), "{err}");
+    assert!(state_files(tmp.path()).is_empty(), "{:?}", state_files(tmp.path()));
+    assert!(store.layer_store().container_ids().unwrap().is_empty());
+    assert!(dirs.iter().all(|d| d.is_dir()), "{dirs:?}");
+    theirs.remove().unwrap();
+    for i in store.images().unwrap() {
+        store.remove(&i.reference).unwrap();
+    }
+    store.prune().unwrap();
+}
+
+/// The kinds of objects a record lists, in order.
+fn kinds(state: &StateDir, sb: &Sandbox) -> Vec<&'static str> {
+    let id = sb.record_path().unwrap().file_stem().unwrap().to_str().unwrap().to_owned();
+    state
+        .read(&id)
+        .unwrap()
+        .objects
+        .iter()
+        .map(|o| match o {
+            Object::NetFiles { .. } => "files",
+            Object::Cgroup { .. } => "cgroup",
+            Object::Process { .. } => "process",
+            Object::IpamAddress { .. } => "address",
+            Object::Firewall { .. } => "ports",
+            Object::Endpoint { .. } => "endpoint",
+            _ => "other",
+        })
+        .collect()
+}
+
+/// A host namespace that is neither mounted anywhere nor the caller's own cannot be reached
+/// by a cleanup in another process: an endpoint publishing ports there is not recorded (its
+/// address is left to IPAM's own reclaim, which removes the port rules in the host's
+/// namespace first); one without ports has nothing there, and its address is recorded.
+#[test]
+fn endpoints_on_an_anonymous_host_namespace() {
+    require_root!();
+    let _serial = crate::sandbox::serial();
+    let _net_serial = crate::net::serial();
+    let tmp = TempDir::new("own-anon").unwrap();
+    let _guard = Guard { base: tmp.path(), helper: None };
+    let state = StateDir::new(tmp.join("state"));
+    let ns = NetNs::new().unwrap();
+    nook_netmodel::netlink::Netlink::open_in(ns.ns()).unwrap().set_up(1).unwrap();
+    let host = host_of(tmp.path(), &ns);
+    let network = bridge(&host);
+
+    let with_ports = Sandbox::builder().state_dir(state.root()).connect(&network, published(8080)).create().unwrap();
+    assert_eq!(kinds(&state, &with_ports), ["files", "cgroup", "process"]);
+    let without =
+        Sandbox::builder().state_dir(state.root()).connect(&network, EndpointOptions::new()).create().unwrap();
+    assert_eq!(kinds(&state, &without), ["files", "cgroup", "process", "address"]);
+    with_ports.remove().unwrap();
+    without.remove().unwrap();
+    assert!(held(tmp.path()).is_empty());
+    assert!(state_files(tmp.path()).is_empty(), "{:?}", state_files(tmp.path()));
+    network.remove().unwrap();
 }
