@@ -139,6 +139,12 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     // in them: one atomic setns through its pidfd, the user namespace first. Root and cwd
     // become the target's; a pid namespace applies to our children only, which is why a
     // join with one implies the init (`Command::join`).
+    // (A joining child writes its oom_score_adj first, through the caller's /proc: the
+    // joined mount namespace's /proc may not show it — a rootless join enters the pid
+    // namespace only through the init's fork.)
+    if let (Some(_), Some(text)) = (plan.join, &plan.oom_score_adj) {
+        write_oom_score_adj(err, text);
+    }
     if let Some(flags) = plan.join {
         match fds.get(FdRole::Join) {
             // The pidfd stays open (close-on-exec) like every other kept descriptor.
@@ -159,7 +165,7 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     // oom_score_adj before the switch to root of a new user namespace, for the same reason
     // as timens_offsets: after it the process is non-dumpable and its /proc files belong
     // to global root. /proc is still the caller's here (no mount step has run).
-    if let Some(text) = &plan.oom_score_adj {
+    if let (None, Some(text)) = (plan.join, &plan.oom_score_adj) {
         write_oom_score_adj(err, text);
     }
 

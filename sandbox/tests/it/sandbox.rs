@@ -402,10 +402,16 @@ fn rootless_one_shot_runs_in_a_user_namespace() {
         assert_ne!(flags & libc::IFF_UP as u32, 0, "lo is up: {out}");
         assert!(out.contains("NoNewPrivs:\t1") && out.contains("Seccomp:\t2"), "{out}");
         // exec into the rootless sandbox (the child joins its user namespace itself).
-        let sb = Sandbox::builder().hostname("nk-rootless-long").best_effort_limits(true).create().unwrap();
-        let out = sb.exec(["sh", "-c", "hostname; id -u; cat /proc/1/comm"]).stdout(nook_ns::Stdio::piped()).output();
+        let sb = Sandbox::builder()
+            .hostname("nk-rootless-long")
+            .best_effort_limits(true)
+            .oom_score_adj(500)
+            .create()
+            .unwrap();
+        let script = "hostname; id -u; cat /proc/1/comm /proc/self/oom_score_adj";
+        let out = sb.exec(["sh", "-c", script]).stdout(nook_ns::Stdio::piped()).output();
         let out = out.expect("exec into a rootless sandbox");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "nk-rootless-long\n0\nnk-init\n");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "nk-rootless-long\n0\nnk-init\n500\n");
         sb.remove().unwrap();
         println!("NK-OK {ME}");
         return;
