@@ -32,6 +32,22 @@ fn nook(limits: bool) {
     assert!(outcome.success(), "{outcome:?}");
 }
 
+/// The default hardening without its masked and read-only paths (capabilities,
+/// no_new_privs, seccomp, the device allowlist only).
+fn nook_no_paths() {
+    let mut security = nook_sandbox::Security::default();
+    security.masked_paths = Some(Vec::new());
+    security.read_only_paths = Some(Vec::new());
+    let outcome = one_shot(true).security(security).status().expect("sandbox");
+    assert!(outcome.success(), "{outcome:?}");
+}
+
+/// The default hardening without seccomp.
+fn nook_no_seccomp() {
+    let outcome = one_shot(true).seccomp(nook_sandbox::SeccompMode::Unconfined).status().expect("sandbox");
+    assert!(outcome.success(), "{outcome:?}");
+}
+
 fn nook_unconfined() {
     let outcome = one_shot(true).privileged(true).status().expect("sandbox");
     assert!(outcome.success(), "{outcome:?}");
@@ -62,6 +78,8 @@ pub fn sandbox(c: &mut Criterion, report: &mut Report) {
     let mut g = slow_group(c, "sandbox");
     g.bench_function("one_shot/nook", |b| b.iter(|| nook(true)));
     g.bench_function("one_shot_unconfined/nook", |b| b.iter(nook_unconfined));
+    g.bench_function("one_shot_no_masked_paths/nook", |b| b.iter(nook_no_paths));
+    g.bench_function("one_shot_no_seccomp/nook", |b| b.iter(nook_no_seccomp));
     g.bench_function("one_shot_no_cgroup/nook", |b| b.iter(|| nook(false)));
     g.bench_function("create_exec_remove/nook", |b| b.iter(create_exec_remove));
     g.bench_function("one_shot/std_command", |b| b.iter(std_true));
@@ -75,6 +93,15 @@ pub fn sandbox(c: &mut Criterion, report: &mut Report) {
     report.interleave(|| nook(true), std_true);
     report.pair("sandbox", "hardening on vs off (one-shot)", "one_shot/nook", "one_shot_unconfined/nook");
     report.interleave(|| nook(true), nook_unconfined);
+    report.pair(
+        "sandbox",
+        "hardening: masked/read-only paths on vs off",
+        "one_shot/nook",
+        "one_shot_no_masked_paths/nook",
+    );
+    report.interleave(|| nook(true), nook_no_paths);
+    report.pair("sandbox", "hardening: seccomp on vs off", "one_shot/nook", "one_shot_no_seccomp/nook");
+    report.interleave(|| nook(true), nook_no_seccomp);
     if has_bwrap {
         report.pair("sandbox", "one-shot /bin/true vs bwrap", "one_shot/nook", "one_shot/bwrap");
         report.interleave(|| nook(true), bwrap);
