@@ -731,6 +731,14 @@ fn write_file_at(
     contents: Option<&[u8]>,
     mode: libc::mode_t,
 ) -> Result<(), i32> {
+    if contents.is_none() {
+        // Kept as it is: an existing file needs no write access (a read-only root's
+        // existing mount point is fine).
+        if let Ok(fd) = raw::openat(dir, name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
+            raw::close(fd);
+            return Ok(());
+        }
+    }
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | if contents.is_some() { libc::O_TRUNC } else { 0 };
     let fd = raw::openat(dir, name, flags, mode)?;
     let e = contents.map_or(0, |c| raw::write_all(fd, c));

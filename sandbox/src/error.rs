@@ -167,6 +167,14 @@ pub enum ValidationError {
         /// The target.
         target: PathBuf,
     },
+    /// A mount target that does not exist on a root where no mount point can be made (the
+    /// host root of a rootless sandbox, a layer stack without an upper); mount a tmpfs at
+    /// or above it first, or use an existing path (`/tmp` is a tmpfs in a rootless sandbox).
+    #[error("mount target {target} does not exist, and the root file system is read-only here")]
+    MountTargetMissing {
+        /// The target.
+        target: PathBuf,
+    },
     /// Two mounts at the same target.
     #[error("two mounts at {target:?}")]
     DuplicateMountTarget {

@@ -236,9 +236,26 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
         }
     }
 
-    // The caller's mounts, in order.
+    // The caller's mounts, in order. On a root where no mount point can be made (the
+    // rootless host root, a stack without an upper), a target must already exist or lie on
+    // a tmpfs mounted before it.
+    // (`/dev` is the sandbox's own tmpfs.)
+    let mut tmpfs_targets: Vec<&Path> = vec![Path::new("/dev")];
+    if matches!(spec.rootfs, Rootfs::HostReadOnly) && ns.has(Namespace::User) {
+        tmpfs_targets.push(Path::new("/tmp"));
+    }
     for m in &spec.mounts {
         let target = inside(&root, m.target());
+        if !writable {
+            let on_tmpfs = tmpfs_targets.iter().any(|t| m.target().starts_with(t));
+            let rel = m.target().strip_prefix("/").unwrap_or(m.target()).to_string_lossy().into_owned();
+            if !on_tmpfs && rootfs_entry(&spec.rootfs, &rel).is_none() {
+                return Err(ValidationError::MountTargetMissing { target: m.target().to_owned() });
+            }
+        }
+        if let Mount::Tmpfs { target: t, .. } = m {
+            tmpfs_targets.push(t);
+        }
         match m {
             Mount::Bind { source, read_only, .. } => {
                 if source.is_dir() {

@@ -30,8 +30,9 @@ const SECRET: &str = "NK_ESCAPE_SECRET";
 const HOST_PID: &str = "NK_ESCAPE_HOST_PID";
 const HOST_FD: &str = "NK_ESCAPE_HOST_FD";
 const RUNNER: &str = "escape_probe_runner";
-/// Where the setuid-root copy of this binary is inside the sandbox.
-const SUID_INSIDE: &str = "/nk-suid";
+/// Where the setuid-root copy of this binary is inside the sandbox (on the sandbox's own
+/// `/dev/shm`: a rootless sandbox's root is read-only, and probes mount over `/tmp`).
+const SUID_INSIDE: &str = "/dev/shm/nk-suid";
 /// The open-file limit of the default run.
 const NOFILE: u64 = 64;
 
@@ -570,6 +571,37 @@ fn escape_attempts_fail_in_a_default_sandbox_and_work_where_their_barrier_is_abs
     for name in host_only {
         assert_eq!(host.get(name), Some(&0), "{name} must work on the host: {host:?}");
     }
+}
+
+const ROOTLESS_ROLE: &str = "NK_ESCAPE_ROOTLESS";
+
+/// The same attempts from a rootless sandbox (a user namespace, no delegated cgroup: run
+/// without limits), started by `nobody`: each must fail there too.
+#[test]
+fn escape_attempts_fail_in_a_rootless_sandbox() {
+    const ME: &str = "escape_attempts_fail_in_a_rootless_sandbox";
+    if std::env::var(ROOTLESS_ROLE).as_deref() == Ok(ME) {
+        let s = setup();
+        let confined = run(runner(&s).best_effort_limits(true).rlimit(Resource::Nofile, NOFILE, NOFILE));
+        let got_through: Vec<_> = confined.iter().filter(|(_, code)| **code == 0).collect();
+        assert!(got_through.is_empty(), "escapes from a rootless sandbox: {got_through:?} (all: {confined:?})");
+        println!("NK-OK {ME}");
+        return;
+    }
+    require_root!();
+    let _serial = serial();
+    let out = nook_ns::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", crate::test_name(module_path!(), ME).as_str(), "--nocapture", "--test-threads=1"])
+        .env(ROOTLESS_ROLE, ME)
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .user(65_534, 65_534)
+        .groups(&[])
+        .current_dir("/")
+        .output()
+        .expect("re-run as nobody");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stdout.contains(&format!("NK-OK {ME}")), "{stdout}\n{stderr}");
 }
 
 /// A root file system whose `etc` and `data` are symbolic links to a host directory (what a

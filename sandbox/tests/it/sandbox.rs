@@ -401,6 +401,16 @@ fn rootless_one_shot_runs_in_a_user_namespace() {
         let flags = u32::from_str_radix(out.lines().next().unwrap().trim_start_matches("0x"), 16).unwrap();
         assert_ne!(flags & libc::IFF_UP as u32, 0, "lo is up: {out}");
         assert!(out.contains("NoNewPrivs:\t1") && out.contains("Seccomp:\t2"), "{out}");
+        // Its root is read-only: a bind onto an existing file works, a mount point that does
+        // not exist is a typed error before anything runs, one on /tmp (a tmpfs) is fine.
+        let out = ok(sh("head -c 5 /etc/group; echo; ls -d /tmp/nk-t")
+            .mount(Mount::bind_ro("/etc/passwd", "/etc/group"))
+            .mount(Mount::tmpfs("/tmp/nk-t")));
+        assert_eq!(out, "root:\n/tmp/nk-t\n");
+        match sh("true").mount(Mount::tmpfs("/nk-not-there")).spawn() {
+            Err(Error::Invalid(ValidationError::MountTargetMissing { .. })) => {}
+            other => panic!("expected MountTargetMissing, got {other:?}"),
+        }
         // exec into the rootless sandbox (the child joins its user namespace itself).
         let sb = Sandbox::builder()
             .hostname("nk-rootless-long")
