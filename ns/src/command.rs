@@ -878,39 +878,19 @@ impl Command {
             }
         };
         // With a network namespace to join: the cloning thread enters it for the clone only.
-        let mut clone = move || -> std::io::Result<(libc::pid_t, OwnedFd, bool)> {
+        let mut clone = move || -> std::io::Result<Cloned> {
             let Some(target) = join_netns else { return clone() };
             let own = NsFd::current(Namespace::Net).map_err(ns_io_error)?;
-            target.enter().map_err(ns_io_error)?;
-            let cloned = clone();
-            if let Err(e) = own.enter() {
-                // Still in the joined namespace: nothing more may be cloned from here, and
-                // the child must not run on. (Practically unreachable: we were there.)
-                if let Ok((_, pidfd, _)) = &cloned {
-                    let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-                    let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
-                }
-                return Err(ns_io_error(e));
-            }
-            cloned
+            clone_entered(own, || target.enter().map_err(ns_io_error), &mut clone)
         };
         // With a pid namespace to join from here: the cloning thread enters it for its
         // children only (its own pid namespace never changes) and comes back right after.
         let join_pid = self.join.as_ref().filter(|_| joins_pid && !child_joins_pid).map(|(fd, _)| fd);
-        let mut clone = move || -> std::io::Result<(libc::pid_t, OwnedFd, bool)> {
+        let mut clone = move || -> std::io::Result<Cloned> {
             let Some(target) = join_pid else { return clone() };
             let own = NsFd::open("/proc/thread-self/ns/pid_for_children", Namespace::Pid).map_err(ns_io_error)?;
-            crate::join::join_pidfd(target.as_fd(), Namespace::Pid.as_set()).map_err(ns_io_error)?;
-            let cloned = clone();
-            if let Err(e) = own.enter() {
-                // Still pointed at the joined namespace: the child must not run on.
-                if let Ok((_, pidfd, _)) = &cloned {
-                    let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-                    let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
-                }
-                return Err(ns_io_error(e));
-            }
-            cloned
+            let enter = || crate::join::join_pidfd(target.as_fd(), Namespace::Pid.as_set()).map_err(ns_io_error);
+            clone_entered(own, enter, &mut clone)
         };
         let cloned = if process_owner { spawner::run(clone).sys("spawner thread")? } else { clone() };
         let (pid, pidfd, joined_cgroup) = cloned.map_err(|e| {
@@ -1224,6 +1204,29 @@ impl Command {
         }
         Ok(out)
     }
+}
+
+/// What a clone gives: the child's pid, its pidfd, whether it started in its cgroup.
+type Cloned = (libc::pid_t, OwnedFd, bool);
+
+/// Runs `clone` with the calling thread moved by `enter` into another namespace (for the
+/// clone only) and back into `own` right after. If it cannot come back, nothing more may be
+/// cloned from this thread and the child must not run on: it is killed and reaped.
+fn clone_entered(
+    own: NsFd,
+    enter: impl FnOnce() -> std::io::Result<()>,
+    mut clone: impl FnMut() -> std::io::Result<Cloned>,
+) -> std::io::Result<Cloned> {
+    enter()?;
+    let cloned = clone();
+    if let Err(e) = own.enter() {
+        if let Ok((_, pidfd, _)) = &cloned {
+            let _ = sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
+            let _ = sys::waitid_pidfd(pidfd.as_fd(), false);
+        }
+        return Err(ns_io_error(e));
+    }
+    cloned
 }
 
 /// Whether the calling thread may `setns` into a pid namespace: the kernel requires

@@ -104,6 +104,18 @@ pub struct Notification {
     pub args: [u64; 6],
 }
 
+/// How [`Notifier::serve`] answers a notification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// The syscall returns this value.
+    Value(i64),
+    /// The syscall fails with this (positive) errno.
+    Errno(i32),
+    /// The syscall runs as if allowed ([`Notifier::respond_continue`]).
+    Continue,
+}
+
 /// The parent's end of a seccomp user-notification listener.
 #[derive(Debug)]
 pub struct Notifier {
@@ -151,6 +163,53 @@ impl Notifier {
     /// reading the target's memory, before acting on it.
     pub fn id_valid(&self, id: u64) -> bool {
         sys::seccomp_notif_id_valid(self.fd.as_fd(), id).is_ok()
+    }
+
+    /// Answers every notification with `answer` until no process uses the filter any more
+    /// (the listener reports `POLLHUP`); returns how many were answered. A notification
+    /// whose caller died before it was received or answered is skipped. Blocks: run it on
+    /// a thread of its own (or poll [`Notifier::as_fd`] yourself).
+    ///
+    /// ```no_run
+    /// # fn demo(notifier: nook_ns::seccomp::Notifier) -> std::io::Result<()> {
+    /// use nook_ns::seccomp::Reply;
+    /// // Every supervised call returns 4242.
+    /// let answered = notifier.serve(|_call| Reply::Value(4242))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn serve(&self, mut answer: impl FnMut(&Notification) -> Reply) -> io::Result<u64> {
+        use rustix::event::{PollFd, PollFlags, poll};
+        let mut answered = 0;
+        loop {
+            let fd = self.fd.as_fd();
+            let mut pfd = [PollFd::new(&fd, PollFlags::IN)];
+            match poll(&mut pfd, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let revents = pfd[0].revents();
+            if revents.contains(PollFlags::IN) {
+                let n = match self.recv() {
+                    Ok(n) => n,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                    Err(e) => return Err(e),
+                };
+                let sent = match answer(&n) {
+                    Reply::Value(v) => self.respond(n.id, v, 0),
+                    Reply::Errno(e) => self.respond(n.id, 0, e),
+                    Reply::Continue => self.respond_continue(n.id),
+                };
+                match sent {
+                    Ok(()) => answered += 1,
+                    // The caller died meanwhile.
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => return Err(e),
+                }
+            } else if revents.intersects(PollFlags::HUP | PollFlags::ERR) {
+                return Ok(answered);
+            }
+        }
     }
 
     /// The listener descriptor (pollable: readable when a notification waits).

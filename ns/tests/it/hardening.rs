@@ -229,30 +229,14 @@ fn user_notification_answers_getpid_from_the_parent() {
     // Answer every getpid with 4242 until no process uses the filter any more (POLLHUP).
     let answered = std::thread::scope(|s| {
         let answering = s.spawn(|| {
-            let mut answered = 0;
-            loop {
-                let fd = notifier.as_fd();
-                let mut pfd = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-                rustix::event::poll(&mut pfd, None).unwrap();
-                let revents = pfd[0].revents();
-                if revents.contains(rustix::event::PollFlags::IN) {
-                    let n = match notifier.recv() {
-                        Ok(n) => n,
-                        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-                        Err(e) => panic!("recv: {e}"),
-                    };
-                    assert_eq!(n.nr as libc::c_long, libc::SYS_getpid);
-                    assert!(notifier.id_valid(n.id));
-                    notifier.respond(n.id, 4242, 0).unwrap();
-                    answered += 1;
-                } else if revents.contains(rustix::event::PollFlags::HUP) {
-                    return answered;
-                }
-            }
+            notifier.serve(|n| {
+                assert_eq!(n.nr as libc::c_long, libc::SYS_getpid);
+                nook_ns::seccomp::Reply::Value(4242)
+            })
         });
         let output = child.wait_with_output().unwrap();
         assert_eq!(success_stdout(output), "4242\n");
-        answering.join().unwrap()
+        answering.join().unwrap().unwrap()
     });
     assert!(answered >= 1);
 }

@@ -286,6 +286,58 @@ fn xorshift(seed: &mut u64) -> u64 {
     *seed
 }
 
+/// Spawns helper `me` on `base` (tagged `tag`) and reads its `NK-PIDS ...` line: the guard
+/// that kills it, and the words after `NK-PIDS`.
+fn spawn_reading_pids<'a>(me: &str, base: &'a Path, tag: &str) -> (Guard<'a>, Vec<String>) {
+    let mut guard = Guard { base, helper: Some(spawn_helper(me, base, tag)) };
+    let helper = guard.helper.as_mut().unwrap();
+    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
+    let line = read_until(&mut lines, "NK-PIDS ");
+    std::thread::spawn(move || lines.for_each(drop));
+    (guard, line.split_whitespace().skip(1).map(str::to_owned).collect())
+}
+
+/// The clock as a xorshift seed (odd, never 0).
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+}
+
+/// One kill of attempt `attempt`: spawns helper `me` on `base` (it prints `NK-GO`, then
+/// creates and removes sandboxes until killed), SIGKILLs it up to `max_delay` after
+/// `NK-GO`, checks that none of its processes is left and that a cleanup of `base`'s state
+/// dir is clean and leaves no record, then runs `check(why, helper pid)`. Returns how many
+/// sandboxes that cleanup removed.
+fn kill_at_a_random_point(
+    me: &str,
+    base: &Path,
+    attempt: u32,
+    seed: &mut u64,
+    max_delay: Duration,
+    check: impl FnOnce(&str, u32),
+) -> usize {
+    let tag = unique_name("tag");
+    let mut guard = Guard { base, helper: Some(spawn_helper(me, base, &tag)) };
+    let helper = guard.helper.as_mut().unwrap();
+    let helper_pid = helper.id();
+    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
+    read_until(&mut lines, "NK-GO");
+    std::thread::spawn(move || lines.for_each(drop));
+    let delay = Duration::from_micros(xorshift(seed) % max_delay.as_micros() as u64);
+    std::thread::sleep(delay);
+    helper.kill().unwrap();
+    helper.wait().unwrap();
+    let why = format!("attempt {attempt}, killed {delay:?} after NK-GO");
+
+    assert_eq!(no_tagged_process_left(&tag), Vec::<u32>::new(), "{why}: processes outlived their owner");
+    let report = StateDir::new(base.join("state")).cleanup().unwrap();
+    assert!(report.is_clean(), "{why}: {report:?}");
+    assert!(report.live.is_empty() && report.busy.is_empty(), "{why}: {report:?}");
+    check(&why, helper_pid);
+    assert!(state_files(base).is_empty(), "{why}: {:?}", state_files(base));
+    drop(guard);
+    report.removed.len()
+}
+
 #[test]
 fn owner_sigkilled_anywhere_in_create_or_remove_leaves_nothing_after_cleanup() {
     const ME: &str = "owner_sigkilled_anywhere_in_create_or_remove_leaves_nothing_after_cleanup";
@@ -303,31 +355,14 @@ fn owner_sigkilled_anywhere_in_create_or_remove_leaves_nothing_after_cleanup() {
     let _serial = crate::sandbox::serial();
     const ATTEMPTS: u32 = 20;
     let mut with_record = 0;
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let mut seed = clock_seed();
     for attempt in 0..ATTEMPTS {
         let tmp = TempDir::new("kill").unwrap();
-        let tag = unique_name("tag");
-        let mut guard = Guard { base: tmp.path(), helper: Some(spawn_helper(ME, tmp.path(), &tag)) };
-        let helper = guard.helper.as_mut().unwrap();
-        let helper_pid = helper.id();
-        let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
-        read_until(&mut lines, "NK-GO");
-        std::thread::spawn(move || lines.for_each(drop));
         // 0 to 80 ms into the loop (a cycle takes tens of ms here).
-        let delay = Duration::from_micros(xorshift(&mut seed) % 80_000);
-        std::thread::sleep(delay);
-        helper.kill().unwrap();
-        helper.wait().unwrap();
-        let why = format!("attempt {attempt}, killed {delay:?} after NK-GO");
-
-        assert_eq!(no_tagged_process_left(&tag), Vec::<u32>::new(), "{why}: processes outlived their owner");
-        let report = StateDir::new(tmp.join("state")).cleanup().unwrap();
-        assert!(report.is_clean(), "{why}: {report:?}");
-        with_record += report.removed.len();
-        assert!(report.live.is_empty() && report.busy.is_empty(), "{why}: {report:?}");
-        assert_eq!(cgroups_of(helper_pid), Vec::<PathBuf>::new(), "{why}");
-        assert!(state_files(tmp.path()).is_empty(), "{why}: {:?}", state_files(tmp.path()));
-        drop(guard);
+        with_record +=
+            kill_at_a_random_point(ME, tmp.path(), attempt, &mut seed, Duration::from_millis(80), |why, pid| {
+                assert_eq!(cgroups_of(pid), Vec::<PathBuf>::new(), "{why}");
+            });
     }
     // How many kills left a sandbox (the others landed between a remove and the next
     // create's record, or before the first).
@@ -356,13 +391,8 @@ fn owner_sigkilled_with_an_image_root_leaves_no_container_layer_after_cleanup() 
     let store = crate::image_run::store_with_app(&tmp);
     let layers = store.layer_store().root().to_owned();
     let tag = unique_name("tag");
-    let mut guard = Guard { base: tmp.path(), helper: Some(spawn_helper(ME, tmp.path(), &tag)) };
-    let helper = guard.helper.as_mut().unwrap();
-    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
-    let line = read_until(&mut lines, "NK-PIDS ");
-    std::thread::spawn(move || lines.for_each(drop));
-    let words: Vec<&str> = line.split_whitespace().skip(1).collect();
-    let (init, id, container) = (words[0].parse::<u32>().unwrap(), words[1].to_owned(), words[2].to_owned());
+    let (mut guard, words) = spawn_reading_pids(ME, tmp.path(), &tag);
+    let (init, id, container) = (words[0].parse::<u32>().unwrap(), words[1].clone(), words[2].clone());
     let init_fd = pidfd(init);
     let state = StateDir::new(tmp.join("state"));
     let containers = || store.layer_store().container_ids().unwrap();
@@ -382,6 +412,7 @@ fn owner_sigkilled_with_an_image_root_leaves_no_container_layer_after_cleanup() 
     assert_eq!(report.live, [id.as_str()], "{report:?}");
     assert_eq!(containers(), [container.as_str()]);
 
+    let helper = guard.helper.as_mut().unwrap();
     helper.kill().unwrap(); // SIGKILL
     helper.wait().unwrap();
     assert!(exited(&init_fd), "the sandbox's init {init} outlived its owner");
@@ -481,13 +512,8 @@ fn owner_sigkilled_on_a_bridge_network_leaves_no_address_nor_port_rule_after_cle
     let ns = host_netns(tmp.path());
     let tag = unique_name("tag");
     // Dropped before `ns`: the helper is gone before the namespace is.
-    let mut guard = Guard { base: tmp.path(), helper: Some(spawn_helper(ME, tmp.path(), &tag)) };
-    let helper = guard.helper.as_mut().unwrap();
-    let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
-    let line = read_until(&mut lines, "NK-PIDS ");
-    std::thread::spawn(move || lines.for_each(drop));
-    let words: Vec<&str> = line.split_whitespace().skip(1).collect();
-    let (init, id, endpoint) = (words[0].parse::<u32>().unwrap(), words[1].to_owned(), words[2].to_owned());
+    let (mut guard, words) = spawn_reading_pids(ME, tmp.path(), &tag);
+    let (init, id, endpoint) = (words[0].parse::<u32>().unwrap(), words[1].clone(), words[2].clone());
     let address: IpAddr = words[3].parse().unwrap();
     let helper_pid = guard.helper.as_ref().unwrap().id();
     assert_eq!(net_files_of(helper_pid).len(), 1, "the sandbox's /etc files");
@@ -649,36 +675,19 @@ fn owner_sigkilled_anywhere_with_a_layer_and_an_endpoint_leaves_nothing_after_cl
     let tmp = TempDir::new("own-any").unwrap();
     let store = crate::image_run::store_with_app(&tmp);
     let mut with_record = 0;
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let mut seed = clock_seed();
     for attempt in 0..ATTEMPTS {
         let ns = host_netns(tmp.path());
-        let tag = unique_name("tag");
-        let mut guard = Guard { base: tmp.path(), helper: Some(spawn_helper(ME, tmp.path(), &tag)) };
-        let helper = guard.helper.as_mut().unwrap();
-        let helper_pid = helper.id();
-        let mut lines = BufReader::new(helper.stdout.take().unwrap()).lines();
-        read_until(&mut lines, "NK-GO");
-        std::thread::spawn(move || lines.for_each(drop));
         // 0 to 150 ms into the loop (a cycle takes tens of ms here).
-        let delay = Duration::from_micros(xorshift(&mut seed) % 150_000);
-        std::thread::sleep(delay);
-        helper.kill().unwrap();
-        helper.wait().unwrap();
-        let why = format!("attempt {attempt}, killed {delay:?} after NK-GO");
-
-        assert_eq!(no_tagged_process_left(&tag), Vec::<u32>::new(), "{why}: processes outlived their owner");
-        let report = StateDir::new(tmp.join("state")).cleanup().unwrap();
-        assert!(report.is_clean(), "{why}: {report:?}");
-        assert!(report.live.is_empty() && report.busy.is_empty(), "{why}: {report:?}");
-        with_record += report.removed.len();
-        let containers = store.layer_store().container_ids().unwrap();
-        assert!(containers.is_empty(), "{why}: {containers:?}");
-        assert!(held(tmp.path()).is_empty(), "{why}: {:?}", held(tmp.path()));
-        let rules = ruleset(&ns);
-        assert!(!rules.contains("8080"), "{why}:\n{rules}");
-        assert_eq!(net_files_of(helper_pid), Vec::<String>::new(), "{why}");
-        assert!(state_files(tmp.path()).is_empty(), "{why}: {:?}", state_files(tmp.path()));
-        drop(guard);
+        with_record +=
+            kill_at_a_random_point(ME, tmp.path(), attempt, &mut seed, Duration::from_millis(150), |why, pid| {
+                let containers = store.layer_store().container_ids().unwrap();
+                assert!(containers.is_empty(), "{why}: {containers:?}");
+                assert!(held(tmp.path()).is_empty(), "{why}: {:?}", held(tmp.path()));
+                let rules = ruleset(&ns);
+                assert!(!rules.contains("8080"), "{why}:\n{rules}");
+                assert_eq!(net_files_of(pid), Vec::<String>::new(), "{why}");
+            });
         // The network itself is the helper's, not the sandbox's: it goes with the namespace
         // (and its IPAM registration with the directory).
         drop(ns);
