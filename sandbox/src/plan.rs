@@ -293,6 +293,17 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
     steps.extend(crate::hardening::apply::mount_steps(&spec.security));
     if let Some(l) = &spec.security.landlock {
         for rule in &l.rules {
+            // The path must exist in the sandbox: in its root, or at or below a mount of
+            // the sandbox's own (`/proc`, `/sys`, `/dev`, the caller's mounts).
+            let rel = rule.path.strip_prefix("/").unwrap_or(&rule.path).to_string_lossy().into_owned();
+            let mounted = ["/proc", "/sys", "/dev"].iter().map(Path::new).any(|m| rule.path.starts_with(m))
+                || spec.mounts.iter().any(|m| rule.path.starts_with(m.target()) || m.target().starts_with(&rule.path));
+            if !mounted && !rel.is_empty() && rootfs_entry(&spec.rootfs, &rel).is_none() {
+                return Err(ValidationError::Landlock {
+                    path: Some(rule.path.clone()),
+                    reason: "no such path in the sandbox",
+                });
+            }
             steps.push(MountStep::landlock_rule(&rule.path, crate::security::FsAccess::union(&rule.access)));
         }
     }

@@ -378,6 +378,13 @@ impl Security {
                 }
                 Some(_) => {}
             }
+            // The same kernel shows the same keys, but for the per-device ones of the
+            // sandbox's own interfaces (`net.ipv4.conf.eth0.*`, `net.ipv6.neigh.eth0.*`).
+            let per_device = key.contains(".conf.") || key.contains(".neigh.");
+            let path = std::path::Path::new("/proc/sys").join(key.replace('.', "/"));
+            if !per_device && std::fs::symlink_metadata(&path).is_err() {
+                return Err(refuse("no such kernel parameter"));
+            }
         }
         if let Some(l) = &self.landlock {
             let handled = FsAccess::union(&l.handled);
@@ -445,6 +452,8 @@ mod tests {
         assert!(check("kernel.shmmax", ns()).is_ok());
         assert!(check("fs.mqueue.msg_max", ns()).is_ok());
         assert!(check("kernel.hostname", ns()).is_ok());
+        assert!(check("net.ipv4.conf.eth0.forwarding", ns()).is_ok(), "interfaces inside may not exist here");
+        assert!(matches!(check("net.ipv4.nk_no_such_key", ns()), Err(ValidationError::Sysctl { .. })));
         for (key, set) in [
             ("net.ipv4.ip_forward", ns().without(Namespace::Net)),
             ("kernel.shmmax", ns().without(Namespace::Ipc)),

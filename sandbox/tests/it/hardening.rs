@@ -236,6 +236,14 @@ mod wired {
             ruleset = ruleset.allow("/lib64", exec);
         }
         let script = "cat /etc/hostname; cat /data/secret && echo READ";
+        // A rule for a path the sandbox does not have is refused before anything runs.
+        let missing = LandlockSpec::new([FsAccess::Read]).allow("/nk-nowhere", [FsAccess::Read]);
+        match sh("true").landlock(missing).spawn() {
+            Err(nook_sandbox::Error::Invalid(nook_sandbox::ValidationError::Landlock { path: Some(p), .. })) => {
+                assert_eq!(p, std::path::Path::new("/nk-nowhere"));
+            }
+            other => panic!("expected a Landlock validation error, got {other:?}"),
+        }
         // The sandbox says what the ruleset enforces here.
         let mut sb = sh("true").landlock(ruleset.clone()).spawn().expect("spawn");
         let status = sb.landlock().expect("a ruleset");
