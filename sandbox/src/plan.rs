@@ -104,11 +104,9 @@ fn scratch_dir(spec: &SandboxSpec) -> Result<PathBuf, ValidationError> {
         .ok_or(ValidationError::NoScratchDir { candidates: SCRATCH_CANDIDATES })
 }
 
-/// What the rootfs has at `rel` (e.g. `etc/hosts`) before the sandbox starts, looked up
-/// on the host: `Some(true)` a regular file, `Some(false)` something else (a symlink: not
-/// replaced), `None` nothing.
-fn rootfs_entry(rootfs: &Rootfs, rel: &str) -> Option<bool> {
-    let dirs: Vec<PathBuf> = match rootfs {
+/// The directories the rootfs's files are looked up in on the host, topmost first.
+fn rootfs_dirs(rootfs: &Rootfs) -> Vec<PathBuf> {
+    match rootfs {
         Rootfs::HostReadOnly => vec![PathBuf::from("/")],
         Rootfs::Dir { path, .. } => vec![path.clone()],
         Rootfs::Stack(stack) => {
@@ -121,8 +119,76 @@ fn rootfs_entry(rootfs: &Rootfs, rel: &str) -> Option<bool> {
         }
         // Resolved to its stack before a plan is built (crate::image_run).
         Rootfs::Image { .. } => Vec::new(),
-    };
-    dirs.iter().find_map(|d| std::fs::symlink_metadata(d.join(rel)).ok()).map(|m| m.file_type().is_file())
+    }
+}
+
+/// What the rootfs has at `rel` (e.g. `etc/hosts`) before the sandbox starts, looked up
+/// on the host: `Some(true)` a regular file, `Some(false)` something else (a symlink: not
+/// replaced), `None` nothing.
+fn rootfs_entry(rootfs: &Rootfs, rel: &str) -> Option<bool> {
+    rootfs_metadata(rootfs, Path::new(rel)).map(|(_, m)| m.file_type().is_file())
+}
+
+/// The topmost layer's entry at `rel`: where it is and what it is (not followed).
+fn rootfs_metadata(rootfs: &Rootfs, rel: &Path) -> Option<(PathBuf, std::fs::Metadata)> {
+    rootfs_dirs(rootfs).into_iter().find_map(|d| {
+        let p = d.join(rel);
+        std::fs::symlink_metadata(&p).ok().map(|m| (p, m))
+    })
+}
+
+/// `path` (absolute, in the sandbox) with the symbolic links the root file system has along
+/// it resolved the way the kernel resolves them inside the root (absolute links from the
+/// root, `..` never above it; at most 40 links), so a mount target that is a link — an
+/// image's `/etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf` — is created and
+/// mounted where the link leads, as runc does. The child resolves the result inside the
+/// root again; this only decides what is created.
+fn resolve_in_rootfs(rootfs: &Rootfs, path: &Path) -> PathBuf {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let mut rest: VecDeque<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut out = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(c) = rest.pop_front() {
+        if c == ".." {
+            out.pop();
+            continue;
+        }
+        let candidate = out.join(&c);
+        let rel = candidate.strip_prefix("/").unwrap_or(&candidate);
+        let link = match rootfs_metadata(rootfs, rel) {
+            Some((at, m)) if m.file_type().is_symlink() && links < 40 => std::fs::read_link(at).ok(),
+            _ => None,
+        };
+        match link {
+            Some(target) => {
+                links += 1;
+                if target.is_absolute() {
+                    out = PathBuf::from("/");
+                }
+                let mut front: Vec<std::ffi::OsString> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_owned()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                while let Some(f) = front.pop() {
+                    rest.push_front(f);
+                }
+            }
+            None => out = candidate,
+        }
+    }
+    out
 }
 
 fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, ValidationError> {
@@ -244,24 +310,25 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
     if matches!(spec.rootfs, Rootfs::HostReadOnly) && ns.has(Namespace::User) {
         tmpfs_targets.push(Path::new("/tmp"));
     }
-    for m in &spec.mounts {
-        let target = inside(&root, m.target());
+    let resolved: Vec<PathBuf> = spec.mounts.iter().map(|m| resolve_in_rootfs(&spec.rootfs, m.target())).collect();
+    for (m, at) in spec.mounts.iter().zip(&resolved) {
+        let target = inside(&root, at);
         if !writable {
-            let on_tmpfs = tmpfs_targets.iter().any(|t| m.target().starts_with(t));
-            let rel = m.target().strip_prefix("/").unwrap_or(m.target()).to_string_lossy().into_owned();
+            let on_tmpfs = tmpfs_targets.iter().any(|t| at.starts_with(t));
+            let rel = at.strip_prefix("/").unwrap_or(at).to_string_lossy().into_owned();
             if !on_tmpfs && rootfs_entry(&spec.rootfs, &rel).is_none() {
                 return Err(ValidationError::MountTargetMissing { target: m.target().to_owned() });
             }
         }
-        if let Mount::Tmpfs { target: t, .. } = m {
-            tmpfs_targets.push(t);
+        if let Mount::Tmpfs { .. } = m {
+            tmpfs_targets.push(at);
         }
         match m {
             Mount::Bind { source, read_only, .. } => {
                 if source.is_dir() {
-                    mkdir_p(&mut steps, &root, m.target());
+                    mkdir_p(&mut steps, &root, at);
                 } else {
-                    if let Some(parent) = m.target().parent() {
+                    if let Some(parent) = at.parent() {
                         mkdir_p(&mut steps, &root, parent);
                     }
                     steps.push(MountStep::make_file(&target));
@@ -269,8 +336,8 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
                 let step = MountStep::bind(source, &target).recursive();
                 steps.push(if *read_only { step.read_only() } else { step });
             }
-            Mount::Tmpfs { target: t, size } => {
-                mkdir_p(&mut steps, &root, t);
+            Mount::Tmpfs { size, .. } => {
+                mkdir_p(&mut steps, &root, at);
                 let opts = size.map(|n| format!("mode=755,size={n}"));
                 steps.push(MountStep::tmpfs(&target, Some(opts.as_deref().unwrap_or("mode=755"))));
             }
@@ -337,6 +404,25 @@ mod tests {
         assert!(
             plan.steps.iter().any(|s| matches!(s, MountStep::WriteFile { path, .. } if path.ends_with("etc/hostname")))
         );
+    }
+
+    #[test]
+    fn mount_targets_follow_the_roots_symlinks_inside_it() {
+        let dir = std::env::temp_dir().join(format!("nk-plan-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", dir.join("etc/resolv.conf")).unwrap();
+        std::os::unix::fs::symlink("/srv/data", dir.join("data")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", dir.join("up")).unwrap();
+        std::os::unix::fs::symlink("loop", dir.join("loop")).unwrap();
+        let rootfs = Rootfs::dir(&dir);
+        let r = |p: &str| resolve_in_rootfs(&rootfs, Path::new(p));
+        assert_eq!(r("/etc/resolv.conf"), Path::new("/run/systemd/resolve/stub-resolv.conf"));
+        assert_eq!(r("/data/x"), Path::new("/srv/data/x"));
+        assert_eq!(r("/up/etc/passwd"), Path::new("/etc/passwd"), "never above the root");
+        assert_eq!(r("/loop"), Path::new("/loop"), "a loop ends after 40 links");
+        assert_eq!(r("/plain/path"), Path::new("/plain/path"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

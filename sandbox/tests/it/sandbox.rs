@@ -581,3 +581,24 @@ fn a_sandbox_dies_with_its_owner() {
     spec.resources.pids = Some(nook_cgroup::Pids::new());
     assert!(nook_cgroup::Cgroup::open(&spec).is_err(), "cleanup removed the owner's cgroup");
 }
+
+/// A mount target that is a symbolic link in the root file system (an image's
+/// `/etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf`, dangling until the
+/// sandbox runs) is mounted where the link leads, inside the root: the link then shows the
+/// mounted file.
+#[test]
+fn a_mount_target_that_is_a_symlink_in_the_root_is_mounted_where_it_leads() {
+    require_root!();
+    let _serial = serial();
+    let dir = TempDir::new("linkroot").unwrap();
+    let root = dir.join("root");
+    tiny_rootfs(&root).unwrap();
+    std::os::unix::fs::symlink("../run/nk-resolve/stub-resolv.conf", root.join("etc/resolv.conf")).unwrap();
+    let source = dir.join("resolv.conf");
+    std::fs::write(&source, "nameserver 192.0.2.53\n").unwrap();
+    let out = ok(sh("cat /etc/resolv.conf; readlink /etc/resolv.conf")
+        .rootfs(Rootfs::dir(&root))
+        .mount(Mount::bind_ro(&source, "/etc/resolv.conf")));
+    assert_eq!(out, "nameserver 192.0.2.53\n../run/nk-resolve/stub-resolv.conf\n");
+    assert!(root.join("run/nk-resolve/stub-resolv.conf").exists(), "the mount point was made inside the root");
+}
