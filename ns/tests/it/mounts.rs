@@ -557,18 +557,25 @@ fn mask_hides_file_contents_and_directory_entries() {
     let base = TempDir::new("msk").unwrap();
     let file = base.join("secret.txt");
     let dir = base.join("secret.d");
+    // A second masked directory: it gets a bind of the first one's empty read-only tmpfs.
+    let dir2 = base.join("secret2.d");
     fs::write(&file, "top secret\n").unwrap();
-    fs::create_dir(&dir).unwrap();
-    fs::write(dir.join("inner"), "x").unwrap();
+    for d in [&dir, &dir2] {
+        fs::create_dir(d).unwrap();
+        fs::write(d.join("inner"), "x").unwrap();
+    }
 
-    let out =
-        stdout_of(in_mount_ns(sh(r#"cat "$1"; echo --; ls -A "$2"; echo end"#), &[]).arg(&file).arg(&dir).mounts([
-            MountStep::mask(&file),
-            MountStep::mask(&dir),
-            MountStep::mask(base.join("does-not-exist")),
-        ]));
+    let script = r#"cat "$1"; echo --; ls -A "$2" "$3"; touch "$3/nk-new" 2>/dev/null || echo RO; echo end"#;
+    let out = stdout_of(in_mount_ns(sh(script), &[]).arg(&file).arg(&dir).arg(&dir2).mounts([
+        MountStep::mask(&file),
+        MountStep::mask(&dir),
+        MountStep::mask(base.join("does-not-exist")),
+        MountStep::mask(&dir2),
+    ]));
 
-    assert_eq!(out, "--\nend\n", "the file reads empty and the directory lists nothing");
+    let listing = format!("{}:\n\n{}:\n", dir.display(), dir2.display());
+    assert_eq!(out, format!("--\n{listing}RO\nend\n"), "the file reads empty, the directories list nothing");
+    assert!(dir2.join("inner").exists() && !dir2.join("nk-new").exists());
     assert_eq!(fs::read_to_string(&file).unwrap(), "top secret\n", "the host still sees the data");
     assert!(dir.join("inner").exists());
     assert_no_mounts_under(base.path());
