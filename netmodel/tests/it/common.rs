@@ -7,8 +7,20 @@
 //! ```
 //!
 //! Dropping the [`World`] (when the test did not panic) asserts that everything the test made
-//! is gone: no link but `lo` and the uplink in the host namespace, no nftables ruleset, no IPAM
-//! state file. Then both namespaces die with their handles.
+//! is gone: no link but `lo` and the uplink in the host namespace, no nftables ruleset but the
+//! one the fixture started with, no IPAM state file. Then both namespaces die with their
+//! handles (and every link, address, sysctl and nftables table in them with them).
+//!
+//! # The host namespace's starting state is set, not inherited
+//!
+//! A new network namespace is not a blank slate: with `net.core.devconf_inherit_init_net` at
+//! 0 (the default) or 1 it copies IPv4 `all`/`default` devconf — `ip_forward`, `rp_filter`,
+//! `route_localnet`, … — from the machine's initial namespace (1 copies IPv6's too), and
+//! `br_netfilter`'s `bridge-nf-call-*` start at 1 wherever that module is loaded. So every
+//! test host namespace goes through [`prepare_host`] before nook touches it: [`HostState::Quiet`]
+//! for the ordinary tests (forwarding off, so a test can see nook turn it on),
+//! [`HostState::Unfriendly`] for the `unfriendly` suite (a busy Docker/podman host). Both only
+//! write inside the namespace the test created; the machine's own is never touched.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,7 +31,7 @@ use std::process::Command;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nook_netmodel::netlink::{LinkKind, Netlink, NewLink, Route};
+use nook_netmodel::netlink::{LinkKind, Netlink, NewLink, Route, read_sysctl, write_sysctl};
 use nook_netmodel::{Host, Sandbox};
 use nook_ns::{NetNs, NsFd};
 use nook_testutil::{TempDir, unique_name};
@@ -33,6 +45,113 @@ pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 /// bound so a broken setup fails instead of hanging).
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// The state a test "host" namespace is put in before nook acts in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostState {
+    /// What the ordinary tests' expectations start from: forwarding off for both families,
+    /// `route_localnet` off, no reverse-path filter, bridged packets not passed to the
+    /// IP-level hooks, no nftables ruleset.
+    Quiet,
+    /// A busy container host (Docker and podman turn forwarding on; distributions ship
+    /// strict `rp_filter`; `br_netfilter` hands bridged packets to the IP hooks), with
+    /// someone else's nftables tables hooked into every hook nook uses (accept policies,
+    /// rules that match nothing of the tests'). Set before nook sets anything.
+    Unfriendly,
+}
+
+/// The sysctls each [`HostState`] writes (keys relative to `/proc/sys`, in order: writing
+/// `ip_forward` resets every interface's IPv4 forwarding, so it goes first).
+const QUIET: &[(&str, &str)] = &[
+    ("net/ipv4/ip_forward", "0"),
+    ("net/ipv6/conf/all/forwarding", "0"),
+    ("net/ipv6/conf/default/forwarding", "0"),
+    ("net/ipv4/conf/all/route_localnet", "0"),
+    ("net/ipv4/conf/default/route_localnet", "0"),
+    ("net/ipv4/conf/lo/route_localnet", "0"),
+    ("net/ipv4/conf/all/rp_filter", "0"),
+    ("net/ipv4/conf/default/rp_filter", "0"),
+    ("net/ipv4/conf/lo/rp_filter", "0"),
+];
+const UNFRIENDLY: &[(&str, &str)] = &[
+    ("net/ipv4/ip_forward", "1"),
+    ("net/ipv6/conf/all/forwarding", "1"),
+    ("net/ipv6/conf/default/forwarding", "1"),
+    ("net/ipv4/conf/all/rp_filter", "1"),
+    ("net/ipv4/conf/default/rp_filter", "1"),
+    ("net/ipv4/conf/lo/rp_filter", "1"),
+];
+/// `br_netfilter`'s switches: present only where the module is loaded (the tests never load
+/// a module: that would change the machine).
+const BRIDGE_NF: &[&str] = &[
+    "net/bridge/bridge-nf-call-iptables",
+    "net/bridge/bridge-nf-call-ip6tables",
+    "net/bridge/bridge-nf-call-arptables",
+];
+
+/// Someone else's tables in the unfriendly host: a base chain on every hook and priority
+/// region nook's table uses, accept policies, rules that match none of the tests' packets,
+/// and no counters (the fixture compares listings).
+pub const FOREIGN_RULESET: &str = r#"
+table inet nkforeign {
+    chain raw-pre { type filter hook prerouting priority raw; policy accept; ip saddr 192.0.2.0/24 drop; }
+    chain nat-pre { type nat hook prerouting priority dstnat; policy accept; ip daddr 192.0.2.1 tcp dport 1 dnat ip to 192.0.2.2; }
+    chain nat-out { type nat hook output priority -100; policy accept; ip daddr 192.0.2.1 tcp dport 1 dnat ip to 192.0.2.2; }
+    chain nat-post { type nat hook postrouting priority srcnat; policy accept; ip saddr 192.0.2.0/24 masquerade; }
+    chain forward { type filter hook forward priority filter; policy accept; ct state invalid drop; iifname "nkforeign0" drop; }
+    chain input { type filter hook input priority filter; policy accept; iifname "nkforeign0" drop; }
+}
+table ip nkfilter {
+    chain FORWARD { type filter hook forward priority filter; policy accept; ip saddr 192.0.2.0/24 drop; }
+}
+table ip6 nkfilter6 {
+    chain FORWARD { type filter hook forward priority filter; policy accept; ip6 saddr 2001:db8::/32 drop; }
+}
+"#;
+
+/// Puts the network namespace `ns` (one the test created) in `state`; returns its nftables
+/// ruleset afterwards (`nft list ruleset`), the baseline a clean end is compared with.
+pub fn prepare_host(ns: &NetNs, state: HostState) -> String {
+    let (sysctls, bridge_nf) = match state {
+        HostState::Quiet => (QUIET, "0"),
+        HostState::Unfriendly => (UNFRIENDLY, "1"),
+    };
+    for (key, value) in sysctls {
+        write_sysctl(Some(ns.ns()), key, value).unwrap_or_else(|e| panic!("{key} = {value} in the test netns: {e}"));
+        assert_eq!(read_sysctl(Some(ns.ns()), key).unwrap(), *value, "{key}");
+    }
+    for key in BRIDGE_NF {
+        if read_sysctl(Some(ns.ns()), key).is_ok() {
+            write_sysctl(Some(ns.ns()), key, bridge_nf).unwrap_or_else(|e| panic!("{key} in the test netns: {e}"));
+        }
+    }
+    if state == HostState::Unfriendly {
+        let out = ns
+            .run(|| {
+                let mut child = Command::new("nft")
+                    .args(["-f", "-"])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()?;
+                child.stdin.take().expect("nft stdin").write_all(FOREIGN_RULESET.as_bytes())?;
+                child.wait_with_output()
+            })
+            .expect("enter test netns")
+            .expect("run nft");
+        assert!(out.status.success(), "foreign ruleset: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let ruleset = nft_list_ruleset(ns);
+    assert_eq!(ruleset.trim().is_empty(), state == HostState::Quiet, "{state:?} host starts with:\n{ruleset}");
+    ruleset
+}
+
+/// `nft list ruleset` in `ns`.
+pub fn nft_list_ruleset(ns: &NetNs) -> String {
+    let out = ns.run(|| Command::new("nft").args(["list", "ruleset"]).output()).expect("enter netns").expect("run nft");
+    assert!(out.status.success(), "nft list ruleset: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A private host and outside world.
 pub struct World {
     /// The namespace playing the host.
@@ -45,6 +164,8 @@ pub struct World {
     pub state: TempDir,
     /// The model's host, on `host_ns`.
     pub host: Host,
+    /// Its ruleset before the test (empty unless [`HostState::Unfriendly`]).
+    pub baseline_ruleset: String,
 }
 
 /// What the host namespace looks like (to prove a failed call changed nothing).
@@ -59,9 +180,20 @@ pub struct Snapshot {
 }
 
 impl World {
-    /// Builds it.
+    /// Builds it, on a [`HostState::Quiet`] host.
     pub fn new() -> World {
+        World::on(HostState::Quiet)
+    }
+
+    /// Builds it, on a [`HostState::Unfriendly`] host.
+    pub fn unfriendly() -> World {
+        World::on(HostState::Unfriendly)
+    }
+
+    /// Builds it, the host namespace prepared as `start` before anything else happens in it.
+    pub fn on(start: HostState) -> World {
         let host_ns = NetNs::new().expect("host netns");
+        let baseline_ruleset = prepare_host(&host_ns, start);
         let outside = NetNs::new().expect("outside netns");
         let uplink = unique_name("wh");
         let peer = unique_name("wo");
@@ -91,7 +223,7 @@ impl World {
         }
         let state = TempDir::new("ipam").expect("temp dir");
         let host = Host::builder().netns(host_ns.ns()).ipam_dir(state.path()).build().expect("host");
-        World { host_ns, outside, uplink, state, host }
+        World { host_ns, outside, uplink, state, host, baseline_ruleset }
     }
 
     /// A netlink socket in the host namespace.
@@ -139,31 +271,31 @@ impl World {
 
     /// `nft list ruleset` in the host namespace.
     pub fn ruleset(&self) -> String {
-        let out = self
-            .host_ns
-            .run(|| Command::new("nft").args(["list", "ruleset"]).output())
-            .expect("enter host netns")
-            .expect("run nft");
-        assert!(out.status.success(), "nft list ruleset: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+        nft_list_ruleset(&self.host_ns)
     }
 
-    /// Waits until the host namespace holds only `lo` and the uplink, no nftables ruleset
-    /// and no IPAM state file; panics with what is left otherwise. Links go away
+    /// Reads a sysctl (key relative to `/proc/sys`) in the host namespace.
+    pub fn sysctl(&self, key: &str) -> String {
+        read_sysctl(Some(self.host_ns.ns()), key).unwrap_or_else(|e| panic!("{key}: {e}"))
+    }
+
+    /// Waits until the host namespace holds only `lo` and the uplink, no nftables ruleset but
+    /// the one it started with and no IPAM state file; panics with what is left otherwise. Links go away
     /// asynchronously (the kernel deletes a sandbox's veths when its namespace dies).
     pub fn assert_clean(&self) {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let snap = self.snapshot();
             let extra: Vec<&String> = snap.links.keys().filter(|n| *n != "lo" && **n != self.uplink).collect();
-            let clean = extra.is_empty() && snap.ruleset.trim().is_empty() && snap.state.is_empty();
+            let clean = extra.is_empty() && snap.ruleset == self.baseline_ruleset && snap.state.is_empty();
             if clean {
                 return;
             }
             if Instant::now() > deadline {
                 panic!(
-                    "left behind: links {extra:?}, ruleset {:?}, state files {:?}",
+                    "left behind: links {extra:?}, ruleset {:?} (started with {:?}), state files {:?}",
                     snap.ruleset,
+                    self.baseline_ruleset,
                     snap.state.keys().collect::<Vec<_>>()
                 );
             }
