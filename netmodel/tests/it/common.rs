@@ -60,8 +60,12 @@ pub enum HostState {
 }
 
 /// The sysctls each [`HostState`] writes (keys relative to `/proc/sys`, in order: writing
-/// `ip_forward` resets every interface's IPv4 forwarding, so it goes first).
+/// `ip_forward` resets every interface's IPv4 forwarding, so it goes before the per-interface
+/// keys). IPv6 is switched on in both: the dual-stack tests need it, and a machine with
+/// `devconf_inherit_init_net=1` and IPv6 disabled would hand that down too.
 const QUIET: &[(&str, &str)] = &[
+    ("net/ipv6/conf/all/disable_ipv6", "0"),
+    ("net/ipv6/conf/default/disable_ipv6", "0"),
     ("net/ipv4/ip_forward", "0"),
     ("net/ipv6/conf/all/forwarding", "0"),
     ("net/ipv6/conf/default/forwarding", "0"),
@@ -73,6 +77,8 @@ const QUIET: &[(&str, &str)] = &[
     ("net/ipv4/conf/lo/rp_filter", "0"),
 ];
 const UNFRIENDLY: &[(&str, &str)] = &[
+    ("net/ipv6/conf/all/disable_ipv6", "0"),
+    ("net/ipv6/conf/default/disable_ipv6", "0"),
     ("net/ipv4/ip_forward", "1"),
     ("net/ipv6/conf/all/forwarding", "1"),
     ("net/ipv6/conf/default/forwarding", "1"),
@@ -180,9 +186,12 @@ pub struct Snapshot {
 }
 
 impl World {
-    /// Builds it, on a [`HostState::Quiet`] host.
+    /// Builds it, on a [`HostState::Quiet`] host — or an unfriendly one when
+    /// `NK_UNFRIENDLY_HOST=1` (to run every CNM scenario on one:
+    /// `NK_UNFRIENDLY_HOST=1 cargo test -p nook-netmodel --test it cnm::`).
     pub fn new() -> World {
-        World::on(HostState::Quiet)
+        let unfriendly = std::env::var_os("NK_UNFRIENDLY_HOST").is_some_and(|v| v == "1");
+        World::on(if unfriendly { HostState::Unfriendly } else { HostState::Quiet })
     }
 
     /// Builds it, on a [`HostState::Unfriendly`] host.
@@ -195,6 +204,8 @@ impl World {
         let host_ns = NetNs::new().expect("host netns");
         let baseline_ruleset = prepare_host(&host_ns, start);
         let outside = NetNs::new().expect("outside netns");
+        // The outside world is not under test: always quiet (no inherited rp_filter).
+        prepare_host(&outside, HostState::Quiet);
         let uplink = unique_name("wh");
         let peer = unique_name("wo");
         {
