@@ -17,7 +17,8 @@
 //! 0 (the default) or 1 it copies IPv4 `all`/`default` devconf — `ip_forward`, `rp_filter`,
 //! `route_localnet`, … — from the machine's initial namespace (1 copies IPv6's too), and
 //! `br_netfilter`'s `bridge-nf-call-*` start at 1 wherever that module is loaded. So every
-//! test host namespace goes through [`prepare_host`] before nook touches it: [`HostState::Quiet`]
+//! test host namespace goes through [`prepare_host`] ([`nook_testutil::set_host_state`])
+//! before nook touches it: [`HostState::Quiet`]
 //! for the ordinary tests (forwarding off, so a test can see nook turn it on),
 //! [`HostState::Unfriendly`] for the `unfriendly` suite (a busy Docker/podman host). Both only
 //! write inside the namespace the test created; the machine's own is never touched.
@@ -31,10 +32,11 @@ use std::process::Command;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nook_netmodel::netlink::{LinkKind, Netlink, NewLink, Route, read_sysctl, write_sysctl};
+use nook_netmodel::netlink::{LinkKind, Netlink, NewLink, Route, read_sysctl};
 use nook_netmodel::{Host, Sandbox};
 use nook_ns::{NetNs, NsFd};
-use nook_testutil::{TempDir, unique_name};
+pub use nook_testutil::HostState;
+use nook_testutil::{TempDir, set_host_state, unique_name};
 
 /// The host's address on the uplink.
 pub const HOST_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -45,107 +47,10 @@ pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 /// bound so a broken setup fails instead of hanging).
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
-/// The state a test "host" namespace is put in before nook acts in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostState {
-    /// What the ordinary tests' expectations start from: forwarding off for both families,
-    /// `route_localnet` off, no reverse-path filter, bridged packets not passed to the
-    /// IP-level hooks, no nftables ruleset.
-    Quiet,
-    /// A busy container host (Docker and podman turn forwarding on; distributions ship
-    /// strict `rp_filter`; `br_netfilter` hands bridged packets to the IP hooks), with
-    /// someone else's nftables tables hooked into every hook nook uses (accept policies,
-    /// rules that match nothing of the tests'). Set before nook sets anything.
-    Unfriendly,
-}
-
-/// The sysctls each [`HostState`] writes (keys relative to `/proc/sys`, in order: writing
-/// `ip_forward` resets every interface's IPv4 forwarding, so it goes before the per-interface
-/// keys). IPv6 is switched on in both: the dual-stack tests need it, and a machine with
-/// `devconf_inherit_init_net=1` and IPv6 disabled would hand that down too.
-const QUIET: &[(&str, &str)] = &[
-    ("net/ipv6/conf/all/disable_ipv6", "0"),
-    ("net/ipv6/conf/default/disable_ipv6", "0"),
-    ("net/ipv4/ip_forward", "0"),
-    ("net/ipv6/conf/all/forwarding", "0"),
-    ("net/ipv6/conf/default/forwarding", "0"),
-    ("net/ipv4/conf/all/route_localnet", "0"),
-    ("net/ipv4/conf/default/route_localnet", "0"),
-    ("net/ipv4/conf/lo/route_localnet", "0"),
-    ("net/ipv4/conf/all/rp_filter", "0"),
-    ("net/ipv4/conf/default/rp_filter", "0"),
-    ("net/ipv4/conf/lo/rp_filter", "0"),
-];
-const UNFRIENDLY: &[(&str, &str)] = &[
-    ("net/ipv6/conf/all/disable_ipv6", "0"),
-    ("net/ipv6/conf/default/disable_ipv6", "0"),
-    ("net/ipv4/ip_forward", "1"),
-    ("net/ipv6/conf/all/forwarding", "1"),
-    ("net/ipv6/conf/default/forwarding", "1"),
-    ("net/ipv4/conf/all/rp_filter", "1"),
-    ("net/ipv4/conf/default/rp_filter", "1"),
-    ("net/ipv4/conf/lo/rp_filter", "1"),
-];
-/// `br_netfilter`'s switches: present only where the module is loaded (the tests never load
-/// a module: that would change the machine).
-const BRIDGE_NF: &[&str] = &[
-    "net/bridge/bridge-nf-call-iptables",
-    "net/bridge/bridge-nf-call-ip6tables",
-    "net/bridge/bridge-nf-call-arptables",
-];
-
-/// Someone else's tables in the unfriendly host: a base chain on every hook and priority
-/// region nook's table uses, accept policies, rules that match none of the tests' packets,
-/// and no counters (the fixture compares listings).
-pub const FOREIGN_RULESET: &str = r#"
-table inet nkforeign {
-    chain raw-pre { type filter hook prerouting priority raw; policy accept; ip saddr 192.0.2.0/24 drop; }
-    chain nat-pre { type nat hook prerouting priority dstnat; policy accept; ip daddr 192.0.2.1 tcp dport 1 dnat ip to 192.0.2.2; }
-    chain nat-out { type nat hook output priority -100; policy accept; ip daddr 192.0.2.1 tcp dport 1 dnat ip to 192.0.2.2; }
-    chain nat-post { type nat hook postrouting priority srcnat; policy accept; ip saddr 192.0.2.0/24 masquerade; }
-    chain forward { type filter hook forward priority filter; policy accept; ct state invalid drop; iifname "nkforeign0" drop; }
-    chain input { type filter hook input priority filter; policy accept; iifname "nkforeign0" drop; }
-}
-table ip nkfilter {
-    chain FORWARD { type filter hook forward priority filter; policy accept; ip saddr 192.0.2.0/24 drop; }
-}
-table ip6 nkfilter6 {
-    chain FORWARD { type filter hook forward priority filter; policy accept; ip6 saddr 2001:db8::/32 drop; }
-}
-"#;
-
 /// Puts the network namespace `ns` (one the test created) in `state`; returns its nftables
 /// ruleset afterwards (`nft list ruleset`), the baseline a clean end is compared with.
 pub fn prepare_host(ns: &NetNs, state: HostState) -> String {
-    let (sysctls, bridge_nf) = match state {
-        HostState::Quiet => (QUIET, "0"),
-        HostState::Unfriendly => (UNFRIENDLY, "1"),
-    };
-    for (key, value) in sysctls {
-        write_sysctl(Some(ns.ns()), key, value).unwrap_or_else(|e| panic!("{key} = {value} in the test netns: {e}"));
-        assert_eq!(read_sysctl(Some(ns.ns()), key).unwrap(), *value, "{key}");
-    }
-    for key in BRIDGE_NF {
-        if read_sysctl(Some(ns.ns()), key).is_ok() {
-            write_sysctl(Some(ns.ns()), key, bridge_nf).unwrap_or_else(|e| panic!("{key} in the test netns: {e}"));
-        }
-    }
-    if state == HostState::Unfriendly {
-        let out = ns
-            .run(|| {
-                let mut child = Command::new("nft")
-                    .args(["-f", "-"])
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()?;
-                child.stdin.take().expect("nft stdin").write_all(FOREIGN_RULESET.as_bytes())?;
-                child.wait_with_output()
-            })
-            .expect("enter test netns")
-            .expect("run nft");
-        assert!(out.status.success(), "foreign ruleset: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    ns.run(|| set_host_state(state)).expect("enter test netns");
     let ruleset = nft_list_ruleset(ns);
     assert_eq!(ruleset.trim().is_empty(), state == HostState::Quiet, "{state:?} host starts with:\n{ruleset}");
     ruleset
@@ -190,8 +95,7 @@ impl World {
     /// `NK_UNFRIENDLY_HOST=1` (to run every CNM scenario on one:
     /// `NK_UNFRIENDLY_HOST=1 cargo test -p nook-netmodel --test it cnm::`).
     pub fn new() -> World {
-        let unfriendly = std::env::var_os("NK_UNFRIENDLY_HOST").is_some_and(|v| v == "1");
-        World::on(if unfriendly { HostState::Unfriendly } else { HostState::Quiet })
+        World::on(HostState::from_env())
     }
 
     /// Builds it, on a [`HostState::Unfriendly`] host.

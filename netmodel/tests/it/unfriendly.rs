@@ -12,7 +12,7 @@
 //! it. Everything happens in namespaces the tests create; the machine's own is only read.
 
 use nook_netmodel::firewall::{FirewallBackend, FirewallError, Protocol};
-use nook_testutil::require_root;
+use nook_testutil::{FOREIGN_TABLES, require_root};
 use serde_json::Value;
 
 use crate::cnm;
@@ -50,8 +50,6 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
 }
-
-const FOREIGN_TABLES: [&str; 3] = ["inet nkforeign", "ip nkfilter", "ip6 nkfilter6"];
 
 #[test]
 fn firewall_expectations_hold_on_an_unfriendly_host() {
