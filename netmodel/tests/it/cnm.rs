@@ -235,7 +235,17 @@ pub(crate) fn internal_network_has_no_way_out_on(world: &World) {
         .unwrap()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    try_connect(a.netns(), SocketAddr::new(OUTSIDE_IP.into(), 9001), PATIENCE).expect("the control connection");
+    let control = SocketAddr::new(OUTSIDE_IP.into(), 9001);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while let Err(e) = try_connect(a.netns(), control, Duration::from_secs(1)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the control connection: {e}; ip_forward {}, ruleset {:?}",
+            world.sysctl("net/ipv4/ip_forward"),
+            world.ruleset()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop((a, b, c));
     net.remove().unwrap();
 }
