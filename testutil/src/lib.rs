@@ -11,9 +11,14 @@
 //! - [`on_private_mount_ns`]: run a closure on a thread with its own mount namespace, so
 //!   mounts a test makes vanish with the thread even when it panics.
 //! - [`LoopDevice`]: a loop device over a sparse temp file, for block I/O tests.
+//! - [`set_host_state`]: put a test-made "host" network namespace in a known
+//!   [`HostState`] (quiet, or an unfriendly busy container host) instead of relying on what
+//!   it inherited from the machine.
 
+mod hoststate;
 mod loopdev;
 
+pub use hoststate::{FOREIGN_RULESET, FOREIGN_TABLES, HostState, set_host_state};
 pub use loopdev::LoopDevice;
 
 use std::fs;

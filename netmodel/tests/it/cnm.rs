@@ -1,18 +1,20 @@
 //! The Container Network Model against the real kernel: sandboxes, endpoints and networks in
 //! a private host namespace, with real packets. Every test builds its own [`World`] (a host
 //! namespace and an outside-world namespace); its drop checks nothing is left behind.
+//! The host namespace starts [`crate::common::HostState::Quiet`]; the scenarios with an
+//! `_on(World)` form run again on an unfriendly host in `unfriendly`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{
-    HOST_IP, OUTSIDE_IP, World, eventually, links_of, listen_in, listen_in_ns, serve_once, talk, try_connect, udp_ask,
-    udp_echo_once,
+    HOST_IP, OUTSIDE_IP, PATIENCE, World, eventually, links_of, listen_in, listen_in_ns, serve_once, talk, try_connect,
+    udp_ask, udp_echo_once,
 };
 use nook_netmodel::files::DnsConfig;
 use nook_netmodel::firewall::{FirewallBackend, FirewallError, NetworkRules, Nftables, PortMapping, PortRule};
-use nook_netmodel::netlink::Netlink;
+use nook_netmodel::netlink::{Netlink, Route, write_sysctl};
 use nook_netmodel::{
     EndpointOptions, Error, Host, Network, NetworkMode, NetworkSpec, Sandbox, SandboxKind, ValidationError,
 };
@@ -35,7 +37,11 @@ fn tcp(protocol_port: u16, container_port: u16) -> PortMapping {
 #[test]
 fn two_sandboxes_on_one_bridge_talk_tcp() {
     require_root!();
-    let world = World::new();
+    two_sandboxes_on_one_bridge_talk_tcp_on(&World::new());
+}
+
+/// [`two_sandboxes_on_one_bridge_talk_tcp`] on `world` (also run on an unfriendly host by `unfriendly`).
+pub(crate) fn two_sandboxes_on_one_bridge_talk_tcp_on(world: &World) {
     let net = Network::create(&world.host, &bridge_spec("10.89.1.0/24")).unwrap();
     let mut a = Sandbox::none("alpha").unwrap();
     let mut b = Sandbox::none("beta").unwrap();
@@ -68,7 +74,11 @@ fn two_sandboxes_on_one_bridge_talk_tcp() {
 #[test]
 fn sandbox_reaches_its_gateway() {
     require_root!();
-    let world = World::new();
+    sandbox_reaches_its_gateway_on(&World::new());
+}
+
+/// [`sandbox_reaches_its_gateway`] on `world` (also run on an unfriendly host by `unfriendly`).
+pub(crate) fn sandbox_reaches_its_gateway_on(world: &World) {
     let net = Network::create(&world.host, &bridge_spec("10.89.2.0/24")).unwrap();
     let gateway = net.gateways()[0];
     assert_eq!(gateway, "10.89.2.1".parse::<IpAddr>().unwrap());
@@ -91,7 +101,11 @@ fn sandbox_reaches_its_gateway() {
 #[test]
 fn published_tcp_port_reaches_the_sandbox() {
     require_root!();
-    let world = World::new();
+    published_tcp_port_reaches_the_sandbox_on(&World::new());
+}
+
+/// [`published_tcp_port_reaches_the_sandbox`] on `world` (also run on an unfriendly host by `unfriendly`).
+pub(crate) fn published_tcp_port_reaches_the_sandbox_on(world: &World) {
     let net = Network::create(&world.host, &bridge_spec("10.89.3.0/24")).unwrap();
     let mut s = Sandbox::none("web").unwrap();
     let mut opts = EndpointOptions::new();
@@ -121,7 +135,11 @@ fn published_tcp_port_reaches_the_sandbox() {
 #[test]
 fn published_udp_port_reaches_the_sandbox() {
     require_root!();
-    let world = World::new();
+    published_udp_port_reaches_the_sandbox_on(&World::new());
+}
+
+/// [`published_udp_port_reaches_the_sandbox`] on `world` (also run on an unfriendly host by `unfriendly`).
+pub(crate) fn published_udp_port_reaches_the_sandbox_on(world: &World) {
     let net = Network::create(&world.host, &bridge_spec("10.89.4.0/24")).unwrap();
     let mut s = Sandbox::none("dns").unwrap();
     let mut opts = EndpointOptions::new();
@@ -140,7 +158,11 @@ fn published_udp_port_reaches_the_sandbox() {
 #[test]
 fn outbound_traffic_is_masqueraded() {
     require_root!();
-    let world = World::new();
+    outbound_traffic_is_masqueraded_on(&World::new());
+}
+
+/// [`outbound_traffic_is_masqueraded`] on `world` (also run on an unfriendly host by `unfriendly`).
+pub(crate) fn outbound_traffic_is_masqueraded_on(world: &World) {
     let net = Network::create(&world.host, &bridge_spec("10.89.5.0/24")).unwrap();
     let mut s = Sandbox::none("client").unwrap();
     s.connect(&net, &EndpointOptions::new()).unwrap();
@@ -156,7 +178,11 @@ fn outbound_traffic_is_masqueraded() {
 #[test]
 fn internal_network_has_no_way_out() {
     require_root!();
-    let world = World::new();
+    internal_network_has_no_way_out_on(&World::new());
+}
+
+/// [`internal_network_has_no_way_out`] on `world` (also run on an unfriendly host by `unfriendly`).
+pub(crate) fn internal_network_has_no_way_out_on(world: &World) {
     let mut spec = bridge_spec("10.89.6.0/24");
     spec.internal(true);
     let net = Network::create(&world.host, &spec).unwrap();
@@ -172,6 +198,23 @@ fn internal_network_has_no_way_out() {
     let routes = Netlink::open_in(a.netns()).unwrap().routes(false).unwrap();
     assert!(routes.iter().all(|r| r.destination.is_some()), "no default route: {routes:?}");
 
+    // Not even with a route: the sandbox sends through the gateway (which answers it), the
+    // outside world routes the subnet back to the host. On a host with forwarding on, only
+    // the network's drop rules stand in the way.
+    let gateway = net.gateways()[0];
+    let server = serve_once(listen_in_ns(&world.host_ns, SocketAddr::new(gateway, 7003)));
+    assert_eq!(talk(a.netns(), SocketAddr::new(gateway, 7003), "gw").unwrap(), "echo: gw");
+    server.join().unwrap();
+    let outside_net = format!("{OUTSIDE_IP}/32").parse().unwrap();
+    Netlink::open_in(a.netns()).unwrap().add_route(&Route::new(Some(outside_net), Some(gateway), None)).unwrap();
+    let subnet = net.spec().subnets[0].subnet;
+    Netlink::open_in(world.outside.ns())
+        .unwrap()
+        .add_route(&Route::new(Some(subnet), Some(HOST_IP.into()), None))
+        .unwrap();
+    let out = try_connect(a.netns(), SocketAddr::new(OUTSIDE_IP.into(), 9001), Duration::from_millis(300));
+    assert!(out.is_err(), "an internal network must not reach the outside, even routed there");
+
     // Inside the network, sandboxes still talk.
     let server = serve_once(listen_in(&b, 7002));
     assert_eq!(talk(a.netns(), SocketAddr::new(v4(&eb).into(), 7002), "inside").unwrap(), "echo: inside");
@@ -182,6 +225,27 @@ fn internal_network_has_no_way_out() {
     let mut opts = EndpointOptions::new();
     opts.port(tcp(8081, 80));
     assert!(matches!(c.connect(&net, &opts), Err(Error::PortsUnsupported { .. })));
+
+    // Control: with forwarding on and nook's table gone, the same connection goes through —
+    // it was the network's rules that stopped it, not the test's plumbing.
+    write_sysctl(Some(world.host_ns.ns()), "net/ipv4/ip_forward", "1").unwrap();
+    let out = world
+        .host_ns
+        .run(|| std::process::Command::new("nft").args(["delete", "table", "inet", "nook"]).output())
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let control = SocketAddr::new(OUTSIDE_IP.into(), 9001);
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while let Err(e) = try_connect(a.netns(), control, Duration::from_secs(1)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the control connection: {e}; ip_forward {}, ruleset {:?}",
+            world.sysctl("net/ipv4/ip_forward"),
+            world.ruleset()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop((a, b, c));
     net.remove().unwrap();
 }
@@ -553,7 +617,11 @@ fn persisted_sandbox_is_named_and_unnamed() {
 #[test]
 fn dual_stack_sandboxes_talk_over_ipv6() {
     require_root!();
-    let world = World::new();
+    dual_stack_sandboxes_talk_over_ipv6_on(&World::new());
+}
+
+/// [`dual_stack_sandboxes_talk_over_ipv6`] on `world` (also run on an unfriendly host by `unfriendly`).
+pub(crate) fn dual_stack_sandboxes_talk_over_ipv6_on(world: &World) {
     let mut spec = bridge_spec("10.89.19.0/24");
     spec.subnet("fd00:89:19::/64".parse().unwrap(), None);
     let net = Network::create(&world.host, &spec).unwrap();
@@ -756,7 +824,11 @@ fn a_publish_that_fails_halfway_is_undone() {
 #[test]
 fn ipv6_only_network_works() {
     require_root!();
-    let world = World::new();
+    ipv6_only_network_works_on(&World::new());
+}
+
+/// [`ipv6_only_network_works`] on `world` (also run on an unfriendly host by `unfriendly`).
+pub(crate) fn ipv6_only_network_works_on(world: &World) {
     // Give the uplink IPv6 addresses (the fixture sets up IPv4 only).
     let host6: std::net::Ipv6Addr = "fd00:5100::1".parse().unwrap();
     let outside6: std::net::Ipv6Addr = "fd00:5100::2".parse().unwrap();

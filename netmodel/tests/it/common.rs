@@ -7,8 +7,21 @@
 //! ```
 //!
 //! Dropping the [`World`] (when the test did not panic) asserts that everything the test made
-//! is gone: no link but `lo` and the uplink in the host namespace, no nftables ruleset, no IPAM
-//! state file. Then both namespaces die with their handles.
+//! is gone: no link but `lo` and the uplink in the host namespace, no nftables ruleset but the
+//! one the fixture started with, no IPAM state file. Then both namespaces die with their
+//! handles (and every link, address, sysctl and nftables table in them with them).
+//!
+//! # The host namespace's starting state is set, not inherited
+//!
+//! A new network namespace is not a blank slate: with `net.core.devconf_inherit_init_net` at
+//! 0 (the default) or 1 it copies IPv4 `all`/`default` devconf — `ip_forward`, `rp_filter`,
+//! `route_localnet`, … — from the machine's initial namespace (1 copies IPv6's too), and
+//! `br_netfilter`'s `bridge-nf-call-*` start at 1 wherever that module is loaded. So every
+//! test host namespace goes through [`prepare_host`] ([`nook_testutil::set_host_state`])
+//! before nook touches it: [`HostState::Quiet`]
+//! for the ordinary tests (forwarding off, so a test can see nook turn it on),
+//! [`HostState::Unfriendly`] for the `unfriendly` suite (a busy Docker/podman host). Both only
+//! write inside the namespace the test created; the machine's own is never touched.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,10 +32,11 @@ use std::process::Command;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nook_netmodel::netlink::{LinkKind, Netlink, NewLink, Route};
+use nook_netmodel::netlink::{LinkKind, Netlink, NewLink, Route, read_sysctl};
 use nook_netmodel::{Host, Sandbox};
 use nook_ns::{NetNs, NsFd};
-use nook_testutil::{TempDir, unique_name};
+pub use nook_testutil::HostState;
+use nook_testutil::{TempDir, set_host_state, unique_name};
 
 /// The host's address on the uplink.
 pub const HOST_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -32,6 +46,22 @@ pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 /// How long a test waits for something that should happen (not a timing assertion: only a
 /// bound so a broken setup fails instead of hanging).
 pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Puts the network namespace `ns` (one the test created) in `state`; returns its nftables
+/// ruleset afterwards (`nft list ruleset`), the baseline a clean end is compared with.
+pub fn prepare_host(ns: &NetNs, state: HostState) -> String {
+    ns.run(|| set_host_state(state)).expect("enter test netns");
+    let ruleset = nft_list_ruleset(ns);
+    assert_eq!(ruleset.trim().is_empty(), state == HostState::Quiet, "{state:?} host starts with:\n{ruleset}");
+    ruleset
+}
+
+/// `nft list ruleset` in `ns`.
+pub fn nft_list_ruleset(ns: &NetNs) -> String {
+    let out = ns.run(|| Command::new("nft").args(["list", "ruleset"]).output()).expect("enter netns").expect("run nft");
+    assert!(out.status.success(), "nft list ruleset: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
 
 /// A private host and outside world.
 pub struct World {
@@ -45,6 +75,8 @@ pub struct World {
     pub state: TempDir,
     /// The model's host, on `host_ns`.
     pub host: Host,
+    /// Its ruleset before the test (empty unless [`HostState::Unfriendly`]).
+    pub baseline_ruleset: String,
 }
 
 /// What the host namespace looks like (to prove a failed call changed nothing).
@@ -59,10 +91,25 @@ pub struct Snapshot {
 }
 
 impl World {
-    /// Builds it.
+    /// Builds it, on a [`HostState::Quiet`] host — or an unfriendly one when
+    /// `NK_UNFRIENDLY_HOST=1` (to run every CNM scenario on one:
+    /// `NK_UNFRIENDLY_HOST=1 cargo test -p nook-netmodel --test it cnm::`).
     pub fn new() -> World {
+        World::on(HostState::from_env())
+    }
+
+    /// Builds it, on a [`HostState::Unfriendly`] host.
+    pub fn unfriendly() -> World {
+        World::on(HostState::Unfriendly)
+    }
+
+    /// Builds it, the host namespace prepared as `start` before anything else happens in it.
+    pub fn on(start: HostState) -> World {
         let host_ns = NetNs::new().expect("host netns");
+        let baseline_ruleset = prepare_host(&host_ns, start);
         let outside = NetNs::new().expect("outside netns");
+        // The outside world is not under test: always quiet (no inherited rp_filter).
+        prepare_host(&outside, HostState::Quiet);
         let uplink = unique_name("wh");
         let peer = unique_name("wo");
         {
@@ -91,7 +138,7 @@ impl World {
         }
         let state = TempDir::new("ipam").expect("temp dir");
         let host = Host::builder().netns(host_ns.ns()).ipam_dir(state.path()).build().expect("host");
-        World { host_ns, outside, uplink, state, host }
+        World { host_ns, outside, uplink, state, host, baseline_ruleset }
     }
 
     /// A netlink socket in the host namespace.
@@ -139,31 +186,31 @@ impl World {
 
     /// `nft list ruleset` in the host namespace.
     pub fn ruleset(&self) -> String {
-        let out = self
-            .host_ns
-            .run(|| Command::new("nft").args(["list", "ruleset"]).output())
-            .expect("enter host netns")
-            .expect("run nft");
-        assert!(out.status.success(), "nft list ruleset: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+        nft_list_ruleset(&self.host_ns)
     }
 
-    /// Waits until the host namespace holds only `lo` and the uplink, no nftables ruleset
-    /// and no IPAM state file; panics with what is left otherwise. Links go away
+    /// Reads a sysctl (key relative to `/proc/sys`) in the host namespace.
+    pub fn sysctl(&self, key: &str) -> String {
+        read_sysctl(Some(self.host_ns.ns()), key).unwrap_or_else(|e| panic!("{key}: {e}"))
+    }
+
+    /// Waits until the host namespace holds only `lo` and the uplink, no nftables ruleset but
+    /// the one it started with and no IPAM state file; panics with what is left otherwise. Links go away
     /// asynchronously (the kernel deletes a sandbox's veths when its namespace dies).
     pub fn assert_clean(&self) {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let snap = self.snapshot();
             let extra: Vec<&String> = snap.links.keys().filter(|n| *n != "lo" && **n != self.uplink).collect();
-            let clean = extra.is_empty() && snap.ruleset.trim().is_empty() && snap.state.is_empty();
+            let clean = extra.is_empty() && snap.ruleset == self.baseline_ruleset && snap.state.is_empty();
             if clean {
                 return;
             }
             if Instant::now() > deadline {
                 panic!(
-                    "left behind: links {extra:?}, ruleset {:?}, state files {:?}",
+                    "left behind: links {extra:?}, ruleset {:?} (started with {:?}), state files {:?}",
                     snap.ruleset,
+                    self.baseline_ruleset,
                     snap.state.keys().collect::<Vec<_>>()
                 );
             }

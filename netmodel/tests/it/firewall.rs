@@ -4,6 +4,12 @@
 //! touches the machine's own namespace, and each checks that the machine's ruleset and
 //! forwarding sysctls are the same afterwards. Rules are read back with `nft -j list ruleset`
 //! inside the test namespace.
+//!
+//! A new namespace inherits IPv4 forwarding (and the rest of IPv4's `all`/`default` devconf)
+//! from the machine's, so every test namespace is first put in [`HostState::Quiet`]
+//! ([`crate::common::prepare_host`]): the forwarding and `route_localnet` values asserted
+//! here are ones the test set, whatever the machine has. `unfriendly` runs the key cases on a
+//! host with everything turned the other way.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -12,6 +18,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{HostState, prepare_host};
 use nook_netmodel::ValidationError;
 use nook_netmodel::firewall::{
     FirewallBackend, FirewallError, NetworkRules, Nftables, PortMapping, PortRule, Protocol,
@@ -20,12 +27,12 @@ use nook_ns::NetNs;
 use nook_testutil::require_root;
 use serde_json::Value;
 
-fn nft_program() -> PathBuf {
+pub(crate) fn nft_program() -> PathBuf {
     Nftables::new(None).expect("backend in the current namespace").program().to_owned()
 }
 
 /// `nft -j list ruleset` in `ns` (the machine's namespace when `None`: read-only).
-fn ruleset_in(ns: Option<&NetNs>) -> Vec<Value> {
+pub(crate) fn ruleset_in(ns: Option<&NetNs>) -> Vec<Value> {
     let list = || Command::new(nft_program()).args(["-j", "list", "ruleset"]).output().expect("run nft");
     let out = match ns {
         Some(ns) => ns.run(list).expect("enter netns"),
@@ -37,45 +44,45 @@ fn ruleset_in(ns: Option<&NetNs>) -> Vec<Value> {
 }
 
 /// Human-readable ruleset, for assertion messages.
-fn text(ns: &NetNs) -> String {
+pub(crate) fn text(ns: &NetNs) -> String {
     let out = ns.run(|| Command::new(nft_program()).args(["list", "ruleset"]).output().unwrap()).unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn sysctl(ns: &NetNs, path: &str) -> String {
+pub(crate) fn sysctl(ns: &NetNs, path: &str) -> String {
     ns.run(|| std::fs::read_to_string(path)).unwrap().unwrap().trim().to_owned()
 }
 
-const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
-const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+pub(crate) const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+pub(crate) const IP6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
 
 /// The machine's own ruleset and forwarding sysctls, to check nothing leaked there.
-struct Machine {
+pub(crate) struct Machine {
     ruleset: Vec<Value>,
     forward: (String, String),
 }
 
 impl Machine {
-    fn snapshot() -> Machine {
+    pub(crate) fn snapshot() -> Machine {
         let read = |p| std::fs::read_to_string(p).unwrap_or_default();
         Machine { ruleset: ruleset_in(None), forward: (read(IP_FORWARD), read(IP6_FORWARD)) }
     }
 
     #[track_caller]
-    fn assert_unchanged(&self) {
+    pub(crate) fn assert_unchanged(&self) {
         let now = Machine::snapshot();
         assert_eq!(now.forward, self.forward, "the machine's forwarding sysctls changed");
         assert_eq!(now.ruleset, self.ruleset, "the machine's ruleset changed");
     }
 }
 
-fn tables(rs: &[Value]) -> Vec<String> {
+pub(crate) fn tables(rs: &[Value]) -> Vec<String> {
     rs.iter()
         .filter_map(|o| Some(format!("{} {}", o["table"]["family"].as_str()?, o["table"]["name"].as_str()?)))
         .collect()
 }
 
-fn chains(rs: &[Value], table: &str) -> Vec<String> {
+pub(crate) fn chains(rs: &[Value], table: &str) -> Vec<String> {
     rs.iter()
         .filter_map(|o| o.get("chain"))
         .filter(|c| c["table"] == table)
@@ -83,31 +90,31 @@ fn chains(rs: &[Value], table: &str) -> Vec<String> {
         .collect()
 }
 
-fn chain<'a>(rs: &'a [Value], table: &str, name: &str) -> Option<&'a Value> {
+pub(crate) fn chain<'a>(rs: &'a [Value], table: &str, name: &str) -> Option<&'a Value> {
     rs.iter().filter_map(|o| o.get("chain")).find(|c| c["table"] == table && c["name"] == name)
 }
 
-fn rules<'a>(rs: &'a [Value], table: &str, chain: &str) -> Vec<&'a Value> {
+pub(crate) fn rules<'a>(rs: &'a [Value], table: &str, chain: &str) -> Vec<&'a Value> {
     rs.iter().filter_map(|o| o.get("rule")).filter(|r| r["table"] == table && r["chain"] == chain).collect()
 }
 
-fn comments(rs: &[Value], table: &str, chain: &str) -> Vec<String> {
+pub(crate) fn comments(rs: &[Value], table: &str, chain: &str) -> Vec<String> {
     rules(rs, table, chain).iter().filter_map(|r| r["comment"].as_str().map(str::to_owned)).collect()
 }
 
 /// The rule's expressions as compact JSON, for `contains` checks.
-fn expr(rule: &Value) -> String {
+pub(crate) fn expr(rule: &Value) -> String {
     rule["expr"].to_string()
 }
 
-fn net(name: &str, bridge: &str, subnets: &[&str], internal: bool) -> NetworkRules {
+pub(crate) fn net(name: &str, bridge: &str, subnets: &[&str], internal: bool) -> NetworkRules {
     let mut rules =
         NetworkRules::new(name.parse().unwrap(), bridge, subnets.iter().map(|s| s.parse().unwrap()).collect());
     rules.internal(internal);
     rules
 }
 
-fn port(
+pub(crate) fn port(
     protocol: Protocol,
     host_ip: Option<&str>,
     host_port: u16,
@@ -119,10 +126,17 @@ fn port(
     PortRule::new(mapping, container_ip.parse().unwrap())
 }
 
-fn host() -> (NetNs, Nftables) {
+/// A test namespace playing the host, put in `state`, and a backend acting in it.
+pub(crate) fn host_in(state: HostState) -> (NetNs, Nftables) {
     let ns = NetNs::new().expect("new netns");
+    prepare_host(&ns, state);
     let fw = Nftables::new(Some(ns.ns())).expect("backend");
     (ns, fw)
+}
+
+/// [`host_in`] a [`HostState::Quiet`] host: forwarding and `route_localnet` off, no ruleset.
+pub(crate) fn host() -> (NetNs, Nftables) {
+    host_in(HostState::Quiet)
 }
 
 #[test]
@@ -225,6 +239,7 @@ fn internal_networks_get_isolation_but_no_nat_or_forwarding() {
     require_root!();
     let machine = Machine::snapshot();
     let (ns, fw) = host();
+    assert_eq!((sysctl(&ns, IP_FORWARD).as_str(), sysctl(&ns, IP6_FORWARD).as_str()), ("0", "0"));
     fw.setup_network(&net("priv", "nkbr1", &["10.90.0.0/24", "fd00:90::/64"], true)).unwrap();
     let rs = ruleset_in(Some(&ns));
     let mut names = chains(&rs, "nook");
@@ -247,6 +262,7 @@ fn internal_networks_get_isolation_but_no_nat_or_forwarding() {
 fn ip_forward_follows_the_families_of_non_internal_networks() {
     require_root!();
     let (ns, fw) = host();
+    assert_eq!((sysctl(&ns, IP_FORWARD).as_str(), sysctl(&ns, IP6_FORWARD).as_str()), ("0", "0"));
     fw.setup_network(&net("v6only", "nkbr2", &["fd00:91::/64"], false)).unwrap();
     assert_eq!((sysctl(&ns, IP_FORWARD).as_str(), sysctl(&ns, IP6_FORWARD).as_str()), ("0", "1"));
     fw.setup_network(&net("v4only", "nkbr3", &["10.91.0.0/24"], false)).unwrap();
@@ -485,6 +501,7 @@ fn a_loopback_mapping_on_a_missing_bridge_fails_with_nothing_applied() {
 fn nft_failures_are_typed_with_stderr_and_atomic() {
     require_root!();
     let (ns, fw) = host();
+    assert_eq!(sysctl(&ns, IP_FORWARD), "0");
     // Someone left a chain named like one of ours: `create chain` fails, the whole batch with it.
     let out = ns
         .run(|| {
@@ -516,10 +533,12 @@ fn a_backend_made_without_a_namespace_acts_where_it_was_made() {
     require_root!();
     let machine = Machine::snapshot();
     let ns = NetNs::new().unwrap();
+    prepare_host(&ns, HostState::Quiet);
     let mut fw = ns.run(|| Nftables::new(None)).unwrap().unwrap();
     let table = nook_testutil::unique_name("fw");
     fw.table_name(table.replace(|c: char| !c.is_ascii_alphanumeric(), ""));
     // Called from the test's own thread (in the machine's namespace), it acts in `ns`.
+    assert_eq!(sysctl(&ns, IP_FORWARD), "0");
     fw.setup_network(&net("web", "nkbr0", &["10.102.0.0/24"], false)).unwrap();
     assert_eq!(tables(&ruleset_in(Some(&ns))), [format!("inet {}", fw.table())]);
     assert_eq!(sysctl(&ns, IP_FORWARD), "1");
@@ -536,6 +555,7 @@ fn concurrent_operations_do_not_interleave() {
     require_root!();
     let machine = Machine::snapshot();
     let ns = Arc::new(NetNs::new().unwrap());
+    prepare_host(&ns, HostState::Quiet);
     // Eight backends (as if eight processes) set up a network each and race for one port.
     let results: Vec<Result<(), FirewallError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)

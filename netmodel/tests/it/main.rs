@@ -8,7 +8,11 @@
 //! - [`custom_driver`]: a driver of one's own through `NetworkDriver`;
 //! - [`firewall`]: the nftables backend and the real `nft`;
 //! - [`ipam`]: processes sharing an IPAM state directory (re-executes this binary as workers);
-//! - [`netlink`]: the rtnetlink layer.
+//! - [`netlink`]: the rtnetlink layer;
+//! - [`unfriendly`]: the firewall and CNM expectations again, on a host namespace that starts
+//!   the way a busy container host does (forwarding on, strict `rp_filter`, foreign nftables
+//!   tables). Every other test's host namespace starts quiet, set by the test rather than
+//!   inherited from the machine ([`common::prepare_host`]).
 
 mod cnm;
 mod common;
@@ -16,3 +20,4 @@ mod custom_driver;
 mod firewall;
 mod ipam;
 mod netlink;
+mod unfriendly;

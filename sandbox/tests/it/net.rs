@@ -1,8 +1,13 @@
 //! Sandboxes on `nook-netmodel` networks, against the real kernel. Everything network lives
 //! in a private namespace each test creates to play the host (`Host::builder().netns`); the
 //! machine's own namespace is never touched. Each test ends by checking that nothing is
-//! left: no link but `lo` in the host namespace, no nftables ruleset there, no IPAM state,
-//! no `/etc` files directory of this process, no cgroup.
+//! left: no link but `lo` in the host namespace, no nftables ruleset there but the one it
+//! started with, no IPAM state, no `/etc` files directory of this process, no cgroup.
+//!
+//! The host namespace's sysctls are set, not inherited from the machine
+//! ([`nook_testutil::set_host_state`]): quiet by default, a busy container host's (forwarding
+//! on, strict `rp_filter`, foreign nftables tables) with `NK_UNFRIENDLY_HOST=1`, and always so
+//! for `the_bridge_scenario_holds_on_an_unfriendly_host`.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -13,7 +18,7 @@ use nook_netmodel::netlink::Netlink;
 use nook_netmodel::{EndpointOptions, Host, Network, NetworkSpec};
 use nook_ns::NetNs;
 use nook_sandbox::{Error, NetworkConfig, NetworkMode, Outcome, Sandbox, SandboxBuilder, SandboxSpec, ValidationError};
-use nook_testutil::{TempDir, require_root, unique_name};
+use nook_testutil::{HostState, TempDir, require_root, set_host_state, unique_name};
 
 /// How long a test waits for something that should happen (a bound so a broken setup fails
 /// instead of hanging; not a timing assertion).
@@ -24,15 +29,32 @@ struct World {
     ns: NetNs,
     state: TempDir,
     host: Host,
+    /// The host namespace's ruleset before the test (empty on a quiet host).
+    baseline: String,
 }
 
 impl World {
+    /// A host namespace in the state `NK_UNFRIENDLY_HOST` asks for (quiet by default).
     fn new() -> World {
+        World::on(HostState::from_env())
+    }
+
+    /// A host namespace put in `start` before anything else happens in it.
+    fn on(start: HostState) -> World {
         let ns = NetNs::new().expect("host netns");
+        ns.run(|| set_host_state(start)).expect("enter host netns");
         Netlink::open_in(ns.ns()).expect("netlink").set_up(1).expect("lo up");
         let state = TempDir::new("ipam").expect("temp dir");
         let host = Host::builder().netns(ns.ns()).ipam_dir(state.path()).build().expect("host");
-        World { ns, state, host }
+        let mut world = World { ns, state, host, baseline: String::new() };
+        world.baseline = world.ruleset();
+        world
+    }
+
+    /// A sysctl of the host namespace (path under `/proc/sys/`).
+    fn sysctl(&self, key: &str) -> String {
+        let path = format!("/proc/sys/{key}");
+        self.ns.run(|| std::fs::read_to_string(&path)).unwrap().unwrap().trim().to_owned()
     }
 
     fn bridge(&self, subnet: &str) -> Network {
@@ -67,13 +89,13 @@ impl World {
             .collect()
     }
 
-    /// Waits until only `lo` is left, with no ruleset, no IPAM state and no files of ours
+    /// Waits until only `lo` is left, with no ruleset but the baseline, no IPAM state and no files of ours
     /// (links die with their namespaces, asynchronously).
     fn assert_clean(&self) {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let (links, rules, state, files) = (self.links(), self.ruleset(), self.state_files(), our_files());
-            if links == ["lo"] && rules.trim().is_empty() && state.is_empty() && files.is_empty() {
+            if links == ["lo"] && rules == self.baseline && state.is_empty() && files.is_empty() {
                 return;
             }
             assert!(
@@ -148,7 +170,31 @@ fn wget(url: &str) -> String {
 fn two_sandboxes_on_a_bridge_talk_and_the_published_port_reaches_the_server() {
     require_root!();
     let _serial = serial();
-    let world = World::new();
+    bridge_scenario(&World::new());
+}
+
+/// Issue 19: the same on a host namespace that starts like a busy container host —
+/// forwarding on, strict `rp_filter`, `bridge-nf-call-*` on where `br_netfilter` is loaded,
+/// someone else's nftables tables on every hook — whatever `NK_UNFRIENDLY_HOST` says. nook
+/// leaves what is not its own (the foreign tables, the host's sysctls) as it found it.
+#[test]
+fn the_bridge_scenario_holds_on_an_unfriendly_host() {
+    require_root!();
+    let _serial = serial();
+    let world = World::on(HostState::Unfriendly);
+    assert!(world.baseline.contains("nkforeign"), "{}", world.baseline);
+    let keys = ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/ipv4/conf/all/rp_filter"];
+    for key in keys {
+        assert_eq!(world.sysctl(key), "1", "{key} before");
+    }
+    bridge_scenario(&world);
+    for key in keys {
+        assert_eq!(world.sysctl(key), "1", "{key}: nook left the host's setting alone");
+    }
+}
+
+/// Two sandboxes on a bridge, one serving HTTP on a published port; ends clean.
+fn bridge_scenario(world: &World) {
     let net = world.bridge("10.131.1.0/24");
     let mut web_opts = EndpointOptions::new();
     web_opts.port(PortMapping::tcp(8080, 80)).alias("www");
