@@ -146,14 +146,17 @@ fn rootfs_metadata(rootfs: &Rootfs, rel: &Path) -> Option<(PathBuf, std::fs::Met
 fn resolve_in_rootfs(rootfs: &Rootfs, path: &Path) -> PathBuf {
     use std::collections::VecDeque;
     use std::path::Component;
-    let mut rest: VecDeque<std::ffi::OsString> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_owned()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
+    // The names and `..`s of a path, in order (`/` and `.` say nothing here).
+    let names = |p: &Path| -> Vec<std::ffi::OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_owned()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut rest: VecDeque<std::ffi::OsString> = names(path).into();
     let mut out = PathBuf::from("/");
     let mut links = 0;
     while let Some(c) = rest.pop_front() {
@@ -173,14 +176,7 @@ fn resolve_in_rootfs(rootfs: &Rootfs, path: &Path) -> PathBuf {
                 if target.is_absolute() {
                     out = PathBuf::from("/");
                 }
-                let mut front: Vec<std::ffi::OsString> = target
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(n.to_owned()),
-                        Component::ParentDir => Some("..".into()),
-                        _ => None,
-                    })
-                    .collect();
+                let mut front = names(&target);
                 while let Some(f) = front.pop() {
                     rest.push_front(f);
                 }

@@ -90,6 +90,21 @@ pub(crate) fn chains(rs: &[Value], table: &str) -> Vec<String> {
         .collect()
 }
 
+/// nook's base chains in ruleset `rs`: type, hook, priority and an accept policy each.
+pub(crate) fn assert_base_chains(rs: &[Value]) {
+    for (name, kind, hook, prio) in [
+        ("nat-prerouting", "nat", "prerouting", -100),
+        ("nat-output", "nat", "output", -100),
+        ("nat-postrouting", "nat", "postrouting", 100),
+        ("filter-forward", "filter", "forward", 0),
+        ("raw-prerouting", "filter", "prerouting", -300),
+    ] {
+        let c = chain(rs, "nook", name).unwrap();
+        assert_eq!((c["type"].as_str(), c["hook"].as_str(), c["prio"].as_i64()), (Some(kind), Some(hook), Some(prio)));
+        assert_eq!(c["policy"], "accept", "{name}");
+    }
+}
+
 pub(crate) fn chain<'a>(rs: &'a [Value], table: &str, name: &str) -> Option<&'a Value> {
     rs.iter().filter_map(|o| o.get("chain")).find(|c| c["table"] == table && c["name"] == name)
 }
@@ -166,17 +181,7 @@ fn setup_creates_the_table_base_chains_and_network_chains() {
             "raw-prerouting"
         ]
     );
-    for (name, kind, hook, prio) in [
-        ("nat-prerouting", "nat", "prerouting", -100),
-        ("nat-output", "nat", "output", -100),
-        ("nat-postrouting", "nat", "postrouting", 100),
-        ("filter-forward", "filter", "forward", 0),
-        ("raw-prerouting", "filter", "prerouting", -300),
-    ] {
-        let c = chain(&rs, "nook", name).unwrap();
-        assert_eq!((c["type"].as_str(), c["hook"].as_str(), c["prio"].as_i64()), (Some(kind), Some(hook), Some(prio)));
-        assert_eq!(c["policy"], "accept", "{name}");
-    }
+    assert_base_chains(&rs);
     // Every base chain jumps into the network, once.
     for (base, target) in [
         ("nat-prerouting", "nk-web-pre"),

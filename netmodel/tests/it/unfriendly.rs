@@ -18,8 +18,8 @@ use serde_json::Value;
 use crate::cnm;
 use crate::common::{HostState, World};
 use crate::firewall::{
-    IP_FORWARD, IP6_FORWARD, Machine, chain, chains, comments, expr, host_in, net, nft_program, port, rules,
-    ruleset_in, sysctl, tables, text,
+    IP_FORWARD, IP6_FORWARD, Machine, assert_base_chains, chains, comments, expr, host_in, net, nft_program, port,
+    rules, ruleset_in, sysctl, tables, text,
 };
 
 /// Whether an object of `nft -j list ruleset` belongs to nook's table.
@@ -115,17 +115,7 @@ fn firewall_expectations_hold_on_an_unfriendly_host() {
             "raw-prerouting"
         ]
     );
-    for (name, kind, hook, prio) in [
-        ("nat-prerouting", "nat", "prerouting", -100),
-        ("nat-output", "nat", "output", -100),
-        ("nat-postrouting", "nat", "postrouting", 100),
-        ("filter-forward", "filter", "forward", 0),
-        ("raw-prerouting", "filter", "prerouting", -300),
-    ] {
-        let c = chain(&rs, "nook", name).unwrap();
-        assert_eq!((c["type"].as_str(), c["hook"].as_str(), c["prio"].as_i64()), (Some(kind), Some(hook), Some(prio)));
-        assert_eq!(c["policy"], "accept", "{name}");
-    }
+    assert_base_chains(&rs);
     assert_eq!(comments(&rs, "nook", "filter-forward"), ["nk-base", "nk-net priv", "nk-net web"]);
     assert_eq!(foreign(&rs), before, "the foreign tables are untouched");
     assert_eq!(forwarding(), ("1".into(), "1".into()));
