@@ -47,6 +47,13 @@ pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 /// bound so a broken setup fails instead of hanging).
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// How long [`World::assert_clean`] waits for a dead sandbox's links to go. The kernel deletes
+/// them when it destroys the namespace, on its own work queue (`cleanup_net`), which runs one
+/// batch at a time: with every test of the suite tearing namespaces down on two cores, a CI
+/// run once still found a dropped sandbox's host-side veth after 10 s. A leak stays forever, so a long bound only costs time on
+/// failure.
+pub const NETNS_TEARDOWN_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Puts the network namespace `ns` (one the test created) in `state`; returns its nftables
 /// ruleset afterwards (`nft list ruleset`), the baseline a clean end is compared with.
 pub fn prepare_host(ns: &NetNs, state: HostState) -> String {
@@ -196,9 +203,10 @@ impl World {
 
     /// Waits until the host namespace holds only `lo` and the uplink, no nftables ruleset but
     /// the one it started with and no IPAM state file; panics with what is left otherwise. Links go away
-    /// asynchronously (the kernel deletes a sandbox's veths when its namespace dies).
+    /// asynchronously (the kernel deletes a sandbox's veths when its namespace dies): see
+    /// [`NETNS_TEARDOWN_PATIENCE`].
     pub fn assert_clean(&self) {
-        let deadline = Instant::now() + PATIENCE;
+        let deadline = Instant::now() + NETNS_TEARDOWN_PATIENCE;
         loop {
             let snap = self.snapshot();
             let extra: Vec<&String> = snap.links.keys().filter(|n| *n != "lo" && **n != self.uplink).collect();
