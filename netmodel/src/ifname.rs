@@ -1,11 +1,6 @@
 //! [`IfName`]: an interface name, checked once by the one rule set every part of the crate
 //! uses (spec, endpoint options, netlink requests, firewall rules).
 
-use std::borrow::Borrow;
-use std::fmt;
-use std::ops::Deref;
-use std::str::FromStr;
-
 use crate::validation::{NameRule, ValidationError};
 
 /// The longest interface name the kernel accepts (`IFNAMSIZ - 1`), in bytes.
@@ -63,85 +58,9 @@ impl IfName {
             Ok(())
         }
     }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The name as a `String`.
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
 
-impl TryFrom<String> for IfName {
-    type Error = ValidationError;
-
-    fn try_from(name: String) -> Result<IfName, ValidationError> {
-        IfName::new(name)
-    }
-}
-
-impl TryFrom<&str> for IfName {
-    type Error = ValidationError;
-
-    fn try_from(name: &str) -> Result<IfName, ValidationError> {
-        IfName::new(name)
-    }
-}
-
-impl FromStr for IfName {
-    type Err = ValidationError;
-
-    fn from_str(name: &str) -> Result<IfName, ValidationError> {
-        IfName::new(name)
-    }
-}
-
-impl From<IfName> for String {
-    fn from(name: IfName) -> String {
-        name.0
-    }
-}
-
-impl fmt::Display for IfName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for IfName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<str> for IfName {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Deref for IfName {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for IfName {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for IfName {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
+crate::checked_name::checked_name!(IfName);
 
 #[cfg(test)]
 mod tests {

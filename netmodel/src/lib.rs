@@ -151,6 +151,7 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub)]
 
+mod checked_name;
 pub mod driver;
 mod endpoint;
 mod error;

@@ -1,11 +1,6 @@
 //! [`NetworkName`]: a network's name, checked once by the one rule set every part of the crate
 //! uses (the spec, IPAM's state file names, the firewall's chain names and rule comments).
 
-use std::borrow::Borrow;
-use std::fmt;
-use std::ops::Deref;
-use std::str::FromStr;
-
 use crate::validation::{NameRule, ValidationError};
 
 /// A valid network name.
@@ -61,85 +56,9 @@ impl NetworkName {
     pub(crate) fn validate(name: &str) -> Result<(), ValidationError> {
         NetworkName::check(name).map_err(|rule| ValidationError::NetworkName { value: name.to_owned(), rule })
     }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The name as a `String`.
-    pub fn into_string(self) -> String {
-        self.0
-    }
 }
 
-impl TryFrom<String> for NetworkName {
-    type Error = ValidationError;
-
-    fn try_from(name: String) -> Result<NetworkName, ValidationError> {
-        NetworkName::new(name)
-    }
-}
-
-impl TryFrom<&str> for NetworkName {
-    type Error = ValidationError;
-
-    fn try_from(name: &str) -> Result<NetworkName, ValidationError> {
-        NetworkName::new(name)
-    }
-}
-
-impl FromStr for NetworkName {
-    type Err = ValidationError;
-
-    fn from_str(name: &str) -> Result<NetworkName, ValidationError> {
-        NetworkName::new(name)
-    }
-}
-
-impl From<NetworkName> for String {
-    fn from(name: NetworkName) -> String {
-        name.0
-    }
-}
-
-impl fmt::Display for NetworkName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for NetworkName {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<str> for NetworkName {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Deref for NetworkName {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for NetworkName {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for NetworkName {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
+crate::checked_name::checked_name!(NetworkName);
 
 #[cfg(test)]
 mod tests {
