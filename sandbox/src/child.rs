@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::run::{Outcome, Sandbox, SandboxOutput, wait_readable};
+use crate::run::{Outcome, Sandbox, SandboxOutput, wait_or_kill};
 
 /// A process started by [`Exec::spawn`](crate::Exec::spawn), shaped like
 /// `std::process::Child`: [`id`](SandboxChild::id), the [`stdin`](SandboxChild::stdin),
@@ -125,15 +125,7 @@ impl SandboxChild<'_> {
         if let Some(o) = self.outcome {
             return Ok(o);
         }
-        let mut timed_out = false;
-        if let Some(deadline) = deadline {
-            if !wait_readable(self.child.pidfd(), deadline)? {
-                timed_out = true;
-                // ESRCH: it ended just now; the wait below reaps it.
-                let _ = self.child.kill();
-            }
-        }
-        let status = self.child.wait().map_err(waitid_error)?;
+        let (status, timed_out) = wait_or_kill(&mut self.child, deadline)?;
         let outcome = if timed_out { Outcome::TimedOut } else { outcome_of(status) };
         self.outcome = Some(outcome);
         Ok(outcome)

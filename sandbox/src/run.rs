@@ -1019,15 +1019,7 @@ impl Sandbox {
         if let Some(o) = self.outcome {
             return Ok(o);
         }
-        let mut timed_out = false;
-        if let Some(deadline) = deadline {
-            if !wait_readable(self.child.pidfd(), deadline)? {
-                timed_out = true;
-                // ESRCH: it ended just now; the wait below reaps it.
-                let _ = self.child.kill();
-            }
-        }
-        let status = self.child.wait().map_err(|source| Error::Sys { call: "waitid", path: None, source })?;
+        let (status, timed_out) = wait_or_kill(&mut self.child, deadline)?;
         self.finish(status, timed_out)
     }
 
@@ -1094,6 +1086,21 @@ pub(crate) fn no_cgroup() -> Error {
         controller: Controller::Freezer,
         detail: "the sandbox has no cgroup (set limits, or use create(), to get one)".to_owned(),
     })
+}
+
+/// Reaps `child`, killing it at `deadline` if it still runs then: its status, and whether it
+/// was killed for the deadline.
+pub(crate) fn wait_or_kill(child: &mut nook_ns::Child, deadline: Option<Instant>) -> Result<(ExitStatus, bool)> {
+    let mut timed_out = false;
+    if let Some(deadline) = deadline {
+        if !wait_readable(child.pidfd(), deadline)? {
+            timed_out = true;
+            // ESRCH: it ended just now; the wait below reaps it.
+            let _ = child.kill();
+        }
+    }
+    let status = child.wait().map_err(|source| Error::Sys { call: "waitid", path: None, source })?;
+    Ok((status, timed_out))
 }
 
 /// Polls `fd` until readable or `deadline`; `false` on timeout.
