@@ -261,6 +261,7 @@
 #![warn(unreachable_pub)]
 
 mod child;
+pub mod detached;
 mod error;
 mod exec;
 pub mod image_run;
