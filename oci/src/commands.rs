@@ -160,7 +160,11 @@ fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<(), Error> {
     if c.status()? == ContainerState::Stopped {
         return Err(Error::State { id: id.into(), status: "stopped".into(), what: "container not running".into() });
     }
-    if all { c.sandbox.signal_all(sig)? } else { c.sandbox.signal(sig)? }
+    if all {
+        c.sandbox.signal_all(sig)?
+    } else {
+        c.sandbox.signal(sig)?
+    }
     Ok(())
 }
 
@@ -215,7 +219,8 @@ fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
     }
     if !e.cap.is_empty() || e.no_new_privs || e.process_label.is_some() || e.apparmor.is_some() || e.cgroup.is_some() {
         return Err(Error::Unsupported(
-            "exec --cap/--no-new-privs/--process-label/--apparmor/--cgroup (an exec is confined as the container)".into(),
+            "exec --cap/--no-new-privs/--process-label/--apparmor/--cgroup (an exec is confined as the container)"
+                .into(),
         ));
     }
     let c = Container::load(root, &e.container_id)?;
@@ -287,4 +292,3 @@ fn env_map<'a>(vars: impl Iterator<Item = &'a str>) -> Result<BTreeMap<String, S
     })
     .collect()
 }
-

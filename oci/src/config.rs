@@ -76,7 +76,8 @@ pub(crate) fn map(spec: Spec, bundle: &Path) -> Result<Mapped, Error> {
     // root
     let root = spec.root().as_ref().ok_or_else(|| refuse("root", "missing"))?;
     let rootfs = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
-    let rootfs = std::fs::canonicalize(&rootfs).map_err(|e| refuse("root.path", format!("{}: {e}", rootfs.display())))?;
+    let rootfs =
+        std::fs::canonicalize(&rootfs).map_err(|e| refuse("root.path", format!("{}: {e}", rootfs.display())))?;
     b.rootfs(Rootfs::Dir { path: rootfs.clone(), read_only: false });
     b.read_only_rootfs(root.readonly().unwrap_or(false));
     if let Some(h) = spec.hostname() {
@@ -193,7 +194,9 @@ fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
         }
         match typ {
             "bind" | "none" if opts.iter().any(|o| *o == "bind" || *o == "rbind") => {
-                let allowed = ["bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "private", "rprivate", "slave", "rslave"];
+                let allowed = [
+                    "bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "private", "rprivate", "slave", "rslave",
+                ];
                 if let Some(o) = opts.iter().find(|o| !allowed.contains(o)) {
                     return Err(refuse(field, format!("bind option {o:?} is not supported")));
                 }
@@ -205,7 +208,9 @@ fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
                 let mut size = None;
                 for o in &opts {
                     match o.strip_prefix("size=") {
-                        Some(s) => size = Some(parse_size(s).ok_or_else(|| refuse(field.clone(), format!("bad size {s:?}")))?),
+                        Some(s) => {
+                            size = Some(parse_size(s).ok_or_else(|| refuse(field.clone(), format!("bad size {s:?}")))?)
+                        }
                         None if ["nosuid", "nodev", "noexec", "rw", "strictatime", "relatime"].contains(o) => {}
                         None => return Err(refuse(field, format!("tmpfs option {o:?} is not supported"))),
                     }
@@ -215,7 +220,9 @@ fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
             other => {
                 return Err(refuse(
                     field,
-                    format!("type {other:?} here is not supported (nook mounts proc, sysfs, /dev, devpts, shm and mqueue itself; cgroup mounts are not supported yet)"),
+                    format!(
+                        "type {other:?} here is not supported (nook mounts proc, sysfs, /dev, devpts, shm and mqueue itself; cgroup mounts are not supported yet)"
+                    ),
                 ));
             }
         }
@@ -258,9 +265,16 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     let mut set = NamespaceSet::new();
     let mut net = false;
     for ns in l.namespaces().iter().flatten() {
-        let name = ns.typ().to_string();
+        let name = match ns.typ() {
+            LinuxNamespaceType::Mount => "mount".to_owned(),
+            LinuxNamespaceType::Network => "network".to_owned(),
+            other => other.to_string(),
+        };
         if ns.path().is_some() {
-            return Err(refuse(format!("linux.namespaces[{name}].path"), "joining a namespace by path is not supported yet"));
+            return Err(refuse(
+                format!("linux.namespaces[{name}].path"),
+                "joining a namespace by path is not supported yet",
+            ));
         }
         let kind = match ns.typ() {
             LinuxNamespaceType::Mount => Namespace::Mount,
@@ -310,7 +324,12 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
 /// `cgroupsPath`: relative → below our own cgroup (the spec's parent left to the default);
 /// absolute → that path from each hierarchy's root.
 fn cgroup_spec(p: &Path) -> Result<CgroupSpec, Error> {
-    let bad = || refuse("linux.cgroupsPath", format!("{} is not a cgroupfs path (a systemd slice:name:scope is not supported)", p.display()));
+    let bad = || {
+        refuse(
+            "linux.cgroupsPath",
+            format!("{} is not a cgroupfs path (a systemd slice:name:scope is not supported)", p.display()),
+        )
+    };
     if p.to_string_lossy().contains(':') {
         return Err(bad());
     }
@@ -339,7 +358,10 @@ fn resources(r: &LinuxResources, cg: &mut CgroupSpec) -> Result<(), Error> {
         return Err(refuse(*field, "not supported yet"));
     }
     for d in r.devices().iter().flatten() {
-        let deny_all = !d.allow() && d.typ().is_none_or(|t| t == oci_spec::runtime::LinuxDeviceType::A) && d.major().is_none() && d.minor().is_none();
+        let deny_all = !d.allow()
+            && d.typ().is_none_or(|t| t == oci_spec::runtime::LinuxDeviceType::A)
+            && d.major().is_none()
+            && d.minor().is_none();
         if !deny_all {
             return Err(refuse(
                 "linux.resources.devices",

@@ -66,11 +66,7 @@ enum Command {
 pub(crate) const DEFAULT_ROOT: &str = "/run/nook-oci";
 
 fn version_text() -> String {
-    format!(
-        "nook-oci version {}\ncommit: none\nspec: {}\n",
-        env!("CARGO_PKG_VERSION"),
-        oci_spec::runtime::VERSION
-    )
+    format!("nook-oci version {}\ncommit: none\nspec: {}\n", env!("CARGO_PKG_VERSION"), oci_spec::runtime::VERSION)
 }
 
 fn main() {

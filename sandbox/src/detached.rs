@@ -78,14 +78,15 @@ impl SandboxBuilder {
 }
 
 /// Opens a start gate's fifo for reading (which releases the waiting child, see
-/// `nook_ns::Command::start_gate`) and reads its byte. `Ok(false)`: the child was gone
-/// (the fifo saw no writer: a child that died while waiting closes nothing, so this opens
-/// non-blocking first and polls the writer's side until `deadline`).
+/// `nook_ns::Command::start_gate`) and reads its byte. `Ok(false)`: the child ended
+/// without writing it. The fifo is opened non-blocking (a reader opens at once, and the
+/// child's blocked open for writing then completes) and polled together with the child's
+/// pidfd, so a child that died while waiting does not hang the caller.
 pub fn open_start_gate(fifo: &std::path::Path, pidfd: std::os::fd::BorrowedFd<'_>) -> Result<bool> {
+    use rustix::event::{PollFd, PollFlags, poll};
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let sys = |call: &'static str| move |source: std::io::Error| Error::Sys { call, path: Some(fifo.into()), source };
-    // Non-blocking: a reader opens at once; the writer's blocked open then completes.
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -93,14 +94,29 @@ pub fn open_start_gate(fifo: &std::path::Path, pidfd: std::os::fd::BorrowedFd<'_
         .map_err(sys("open"))?;
     let mut byte = [0u8; 1];
     loop {
+        // The byte stays in the fifo while we hold it open, even after the child went on.
         match f.read(&mut byte) {
             Ok(1) => return Ok(true),
-            // No writer (yet, or any more).
-            Ok(_) | Err(_) => {
-                if wait_readable(pidfd, Instant::now() + Duration::from_millis(5))? {
-                    return Ok(false);
-                }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(sys("read")(e)),
+        }
+        let (fifo_events, child_exited) = {
+            let mut fds = [PollFd::new(&f, PollFlags::IN), PollFd::new(&pidfd, PollFlags::IN)];
+            match poll(&mut fds, None) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(sys("poll")(e.into())),
             }
+            (fds[0].revents(), !fds[1].revents().is_empty())
+        };
+        if child_exited {
+            // One last look: it may have written the byte, then exec'd and ended.
+            return Ok(matches!(f.read(&mut byte), Ok(1)));
+        }
+        if fifo_events.contains(PollFlags::HUP) && !fifo_events.contains(PollFlags::IN) {
+            // The writer closed without a byte: the child is exiting (status 127).
+            wait_readable(pidfd, Instant::now() + Duration::from_secs(10))?;
+            return Ok(false);
         }
     }
 }
@@ -184,11 +200,20 @@ impl Detached {
 
     /// Sends `signal` to the sandbox's PID 1. `ESRCH` when it is gone.
     pub fn signal(&self, signal: i32) -> Result<()> {
-        let gone = || Error::Sys { call: "pidfd_send_signal", path: None, source: std::io::Error::from_raw_os_error(libc::ESRCH) };
+        let gone = || Error::Sys {
+            call: "pidfd_send_signal",
+            path: None,
+            source: std::io::Error::from_raw_os_error(libc::ESRCH),
+        };
         let fd = self.pidfd.as_ref().ok_or_else(gone)?;
-        rustix::process::pidfd_send_signal(fd, rustix::process::Signal::from_named_raw(signal).ok_or_else(|| {
-            Error::Sys { call: "pidfd_send_signal", path: None, source: std::io::Error::from_raw_os_error(libc::EINVAL) }
-        })?)
+        rustix::process::pidfd_send_signal(
+            fd,
+            rustix::process::Signal::from_named_raw(signal).ok_or_else(|| Error::Sys {
+                call: "pidfd_send_signal",
+                path: None,
+                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            })?,
+        )
         .map_err(|e| Error::Sys { call: "pidfd_send_signal", path: None, source: e.into() })
     }
 
