@@ -277,11 +277,7 @@ fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
 }
 
 fn user(uid: u32, gid: u32, groups: Vec<u32>) -> User {
-    let mut u = User::default();
-    u.uid = uid;
-    u.gid = gid;
-    u.groups = groups;
-    u
+    User { uid, gid, groups }
 }
 
 fn env_map<'a>(vars: impl Iterator<Item = &'a str>) -> Result<BTreeMap<String, String>, Error> {

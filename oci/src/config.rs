@@ -166,7 +166,7 @@ fn capabilities(p: &oci_spec::runtime::Process, b: &mut SandboxBuilder) -> Resul
     let root = p.user().uid() == 0;
     for (field, set) in [("inheritable", caps.inheritable()), ("ambient", caps.ambient())] {
         let set = names(set);
-        if !set.is_empty() && !(root && set.iter().all(|c| bounding.contains(c))) {
+        if !(set.is_empty() || root && set.iter().all(|c| bounding.contains(c))) {
             return Err(refuse(
                 format!("process.capabilities.{field}"),
                 "not supported (only empty, or within the bounding set for uid 0)",

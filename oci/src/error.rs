@@ -65,9 +65,15 @@ pub(crate) enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// The sandbox layer.
+    /// The sandbox layer (boxed: it is large).
     #[error(transparent)]
-    Sandbox(#[from] nook_sandbox::Error),
+    Sandbox(Box<nook_sandbox::Error>),
+}
+
+impl From<nook_sandbox::Error> for Error {
+    fn from(e: nook_sandbox::Error) -> Self {
+        Error::Sandbox(Box::new(e))
+    }
 }
 
 /// `Sys` context for I/O results, instead of `map_err` closures.

@@ -55,6 +55,8 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+// Parsed once per process: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     #[command(flatten)]
     Standard(liboci_cli::StandardCmd),
