@@ -240,6 +240,7 @@ fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
             if proc.terminal().unwrap_or(false) {
                 return Err(crate::error::refuse("process.terminal", "not supported yet (no --console-socket)"));
             }
+            same_confinement(&proc, &c)?;
             p.args = proc.args().clone().unwrap_or_default();
             p.env = env_map(proc.env().iter().flatten().map(String::as_str))?;
             p.cwd = Some(proc.cwd().clone());
@@ -274,6 +275,38 @@ fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
     let status = child.wait().sys("waitid", format!("/proc/{}", child.id()))?;
     use std::os::unix::process::ExitStatusExt;
     Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// An exec is confined as the container's process (capabilities, no_new_privs, rlimits,
+/// seccomp, ...): a process file that asks for other settings is refused, naming the field.
+fn same_confinement(exec: &oci_spec::runtime::Process, c: &Container) -> Result<(), Error> {
+    let config = crate::config::load(c.stored.oci.bundle())?;
+    let Some(first) = config.process() else { return Ok(()) };
+    let fields: [(&str, serde_json::Value, serde_json::Value); 9] = [
+        ("capabilities", json(exec.capabilities()), json(first.capabilities())),
+        ("noNewPrivileges", json(exec.no_new_privileges()), json(first.no_new_privileges())),
+        ("rlimits", json(exec.rlimits()), json(first.rlimits())),
+        ("apparmorProfile", json(exec.apparmor_profile()), json(first.apparmor_profile())),
+        ("selinuxLabel", json(exec.selinux_label()), json(first.selinux_label())),
+        ("oomScoreAdj", json(exec.oom_score_adj()), json(first.oom_score_adj())),
+        ("ioPriority", json(exec.io_priority()), json(first.io_priority())),
+        ("scheduler", json(exec.scheduler()), json(first.scheduler())),
+        ("user.umask", json(exec.user().umask()), json(first.user().umask())),
+    ];
+    for (field, asked, has) in fields {
+        if !asked.is_null() && asked != has {
+            return Err(crate::error::refuse(
+                format!("exec process.{field}"),
+                "differs from the container's (an exec is confined as the container's process)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A field as JSON, for comparing.
+fn json<T: serde::Serialize>(v: T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
 fn user(uid: u32, gid: u32, groups: Vec<u32>) -> User {

@@ -93,3 +93,25 @@ fn unsupported_fields_are_refused_by_name() {
         assert!(rt.cgroup_dirs(&id).is_empty(), "{field}: cgroup left behind");
     }
 }
+
+/// An exec is confined as the container: a process file asking for more is refused.
+#[test]
+fn exec_with_other_confinement_is_refused() {
+    require_root!();
+    let tmp = TempDir::new("exr").unwrap();
+    rootfs(&tmp);
+    let rt = nook(&tmp, "exr");
+    let b = rt.bundle(&tmp, "exr", &["sleep", "1000"], |_| {});
+    assert_eq!(rt.run(&["create", "--bundle", b.to_str().unwrap(), "exr"]).code, 0);
+    let process = tmp.join("process.json");
+    let caps = json!(["CAP_SYS_ADMIN"]);
+    let doc = json!({
+        "terminal": false, "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": ["true"],
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}
+    });
+    std::fs::write(&process, doc.to_string()).unwrap();
+    let out = rt.run(&["exec", "--process", process.to_str().unwrap(), "exr"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("exec process.capabilities"), "{}", out.stderr);
+    assert_eq!(rt.run(&["delete", "--force", "exr"]).code, 0);
+}
