@@ -103,6 +103,7 @@ fn create(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>) -> Resu
             if let Some(p) = pid_file {
                 write_pid_file(p, sb.id())?;
             }
+            crate::log::debug(&format!("created {id}: pid {}, bundle {}", sb.id(), bundle.display()));
             Ok(())
         })();
         match written {
@@ -148,6 +149,7 @@ fn open_gate(dir: &ContainerDir, pidfd: std::os::fd::BorrowedFd<'_>, id: &str) -
     let fifo = dir.fifo();
     let released = open_start_gate(&fifo, pidfd)?;
     std::fs::remove_file(&fifo).sys("unlink", &fifo)?;
+    crate::log::debug(&format!("start {id}: released {released}"));
     if !released {
         return Err(Error::State { id: id.into(), status: "stopped".into(), what: "it ended before start".into() });
     }
@@ -180,6 +182,7 @@ fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
     }
     let Container { dir, sandbox, .. } = c;
     sandbox.remove()?;
+    crate::log::debug(&format!("delete {id}: was {status}"));
     dir.remove()
 }
 

@@ -9,11 +9,45 @@ use std::path::PathBuf;
 pub(crate) struct Logger {
     file: Option<PathBuf>,
     json: bool,
+    debug: bool,
+}
+
+/// The process's logger (set once in `main`).
+static LOGGER: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
+
+/// Logs a debug line (`--debug`): to the log file when given, else stderr.
+pub(crate) fn debug(msg: &str) {
+    if let Some(l) = LOGGER.get().filter(|l| l.debug) {
+        let line = l.line("debug", msg);
+        l.write(&line, true);
+    }
 }
 
 impl Logger {
-    pub(crate) fn new(opts: &liboci_cli::GlobalOpts) -> std::io::Result<Logger> {
-        Ok(Logger { file: opts.log.clone(), json: opts.log_format.as_deref() == Some("json") })
+    /// The logger of these options, installed for [`debug`].
+    pub(crate) fn install(opts: &liboci_cli::GlobalOpts) -> &'static Logger {
+        LOGGER.get_or_init(|| Logger {
+            file: opts.log.clone(),
+            json: opts.log_format.as_deref() == Some("json"),
+            debug: opts.debug,
+        })
+    }
+
+    /// Appends `line` to the log file; to stderr too unless `file_only` and a file is set.
+    fn write(&self, line: &str, file_only: bool) {
+        match &self.file {
+            Some(path) => {
+                if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                    let _ = f.write_all(line.as_bytes());
+                }
+                if !file_only {
+                    let _ = std::io::stderr().write_all(line.as_bytes());
+                }
+            }
+            None => {
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+        }
     }
 
     /// Logs an error: to the log file when given (and stderr too, as runc prints it), else

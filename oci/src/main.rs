@@ -77,13 +77,7 @@ fn main() {
         print!("{}", version_text());
         return;
     }
-    let logger = match log::Logger::new(&cli.global) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("nook-oci: {e}");
-            std::process::exit(1);
-        }
-    };
+    let logger = log::Logger::install(&cli.global);
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {

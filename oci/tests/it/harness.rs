@@ -116,7 +116,7 @@ impl Runtime {
             *r
         };
         let (o, e) = (self.dir.join(format!("{n}.out")), self.dir.join(format!("{n}.err")));
-        if matches!(args.first(), Some(&"create") | Some(&"run")) {
+        if args.iter().any(|a| *a == "create" || *a == "run") {
             if let Some(id) = args.last() {
                 self.created.borrow_mut().push((*id).to_owned());
             }

@@ -115,3 +115,23 @@ fn exec_with_other_confinement_is_refused() {
     assert!(out.stderr.contains("exec process.capabilities"), "{}", out.stderr);
     assert_eq!(rt.run(&["delete", "--force", "exr"]).code, 0);
 }
+
+/// `--debug` writes debug lines (json with `--log-format json`) to the log file.
+#[test]
+fn debug_lines_go_to_the_log() {
+    require_root!();
+    let tmp = TempDir::new("dbg").unwrap();
+    rootfs(&tmp);
+    let rt = nook(&tmp, "dbg");
+    let b = rt.bundle(&tmp, "dbg", &["sleep", "1000"], |_| {});
+    let log = tmp.join("debug.json");
+    let log_s = log.to_str().unwrap();
+    let out =
+        rt.run(&["--debug", "--log", log_s, "--log-format", "json", "create", "--bundle", b.to_str().unwrap(), "dbg"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["level"], "debug", "{text}");
+    assert!(line["msg"].as_str().unwrap().starts_with("created dbg: pid "), "{text}");
+    assert_eq!(rt.run(&["delete", "--force", "dbg"]).code, 0);
+}
