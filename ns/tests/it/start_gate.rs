@@ -70,6 +70,16 @@ fn missing_fifo_is_a_start_gate_error() {
 }
 
 #[test]
+fn a_missing_program_fails_the_spawn_before_the_gate() {
+    require_root!();
+    let tmp = TempDir::new("gae").unwrap();
+    let dir = fifo_dir(&tmp);
+    let err =
+        Command::new("nk-no-such-program").unshare(Namespace::Pid).start_gate(dir, "exec.fifo").spawn().unwrap_err();
+    assert!(matches!(&err, Error::Spawn(e) if e.stage == Stage::Exec && e.errno == libc::ENOENT), "{err:?}");
+}
+
+#[test]
 fn no_parent_death_signal_clears_it() {
     require_root!();
     let tmp = TempDir::new("gap").unwrap();

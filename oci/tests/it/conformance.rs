@@ -161,6 +161,11 @@ fn error_cases() {
         assert_eq!(rt.run(&["create", "--bundle", p(&b), "e3"]).code, 0);
         o.push(format!("delete created {}", rt.run(&["delete", "e3"]).code));
         o.push(format!("e3 gone {}", rt.state("e3").is_none()));
+        // A program that is not in the rootfs: create fails and leaves nothing.
+        let b = rt.bundle(tmp, "e4", &["nk-no-such-program"], |_| {});
+        o.push(format!("create of a missing program fails {}", rt.run(&["create", "--bundle", p(&b), "e4"]).code != 0));
+        o.push(format!("e4 not there {}", rt.state("e4").is_none()));
+        o.push(format!("e4 cgroup gone {}", rt.cgroup_dirs("e4").is_empty()));
         o
     });
     for line in &obs {
