@@ -489,10 +489,12 @@ impl Command {
     /// blocks until another process opens it for reading; then it writes one byte (`0`),
     /// closes it and goes on.
     ///
-    /// The spawn returns before the child blocks: once the gate is found (`openat(O_PATH)`;
-    /// [`Stage::StartGate`] if not) the child closes its error pipe, so a failure of a later
-    /// step (opening the fifo, confinement, exec) is not reported as a [`SpawnError`]: the
-    /// child exits with status 127. The child's signals stay blocked while it waits (they
+    /// The spawn returns before the child blocks: once the program is found (an executable
+    /// candidate path, checked with `faccessat(X_OK)`; [`Stage::Exec`] if none, as runc's
+    /// `create` fails) and the gate too (`openat(O_PATH)`; [`Stage::StartGate`] if not) the
+    /// child closes its error pipe, so a failure of a later step (opening the fifo,
+    /// confinement, the exec itself) is not reported as a [`SpawnError`]: the child exits
+    /// with status 127. The child's signals stay blocked while it waits (they
     /// are delivered at exec); `SIGKILL` ends it. Never vfork-style.
     pub fn start_gate(&mut self, dir: impl Into<OwnedFd>, name: impl AsRef<OsStr>) -> &mut Self {
         self.start_gate = Some((dir.into(), name.as_ref().to_owned()));
