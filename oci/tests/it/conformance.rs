@@ -81,9 +81,27 @@ fn run_exit_code_and_output() {
         // namespace's init): both runtimes run the program as PID 1, so it goes on.
         let init = rt.bundle(tmp, "r2", &["sh", "-c", "kill -KILL $$; echo survived $$"], |_| {});
         let k = rt.run(&["run", "--bundle", p(&init), "r2"]);
-        (out.code, out.stdout, out.stderr, rt.state("r1").is_none(), k.code, k.stdout)
+        // run --detach: create + start, the container lives on.
+        let d = rt.bundle(tmp, "r3", &["sleep", "1000"], |_| {});
+        let detached = rt.run(&["run", "--detach", "--bundle", p(&d), "r3"]).code;
+        let status = rt.status("r3");
+        let deleted = rt.run(&["delete", "--force", "r3"]).code;
+        (out.code, out.stdout, out.stderr, rt.state("r1").is_none(), k.code, k.stdout, detached, status, deleted)
     });
-    assert_eq!(obs, (7, "out-runc\n".to_owned(), "err\n".to_owned(), true, 0, "survived 1\n".to_owned()));
+    assert_eq!(
+        obs,
+        (
+            7,
+            "out-runc\n".to_owned(),
+            "err\n".to_owned(),
+            true,
+            0,
+            "survived 1\n".to_owned(),
+            0,
+            "running".to_owned(),
+            0
+        )
+    );
 }
 
 #[test]
