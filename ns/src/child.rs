@@ -263,6 +263,10 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         }
     }
 
+    if let Some(name) = &plan.start_gate {
+        wait_at_start_gate(plan, err, fds, name);
+    }
+
     // Confinement last, in this order: no_new_privs (which an unprivileged Landlock and
     // seccomp need), Landlock, then seccomp, so that the plan's own calls are not
     // filtered. What follows is only the exec (with an init: its fork and exec).
@@ -306,6 +310,39 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         }
     }
     exec_payload(plan, err)
+}
+
+/// The start gate (`Command::start_gate`): checks that the program is there to exec (an
+/// executable candidate path, else [`Stage::Exec`] as the exec would report it) and the
+/// fifo too ([`Stage::StartGate`]), closes the error pipe (the parent's spawn returns), then
+/// opens the fifo for writing — blocking until the starter opens it for reading — writes one
+/// byte and closes it. Past the close, a failure can only exit with 127.
+fn wait_at_start_gate(plan: &Plan, err: RawFd, fds: &ChildFds, name: &std::ffi::CStr) {
+    if !plan.init {
+        let mut last = libc::ENOENT;
+        let found = plan.exec_candidates.iter().any(|path| {
+            last = raw::access(path.as_ptr(), libc::X_OK);
+            last == 0
+        });
+        if !found {
+            fail(err, Stage::Exec, last, None);
+        }
+    }
+    let Some(dir) = fds.get(FdRole::StartGate) else { fail(err, Stage::StartGate, libc::EBADF, None) };
+    match raw::openat(dir, name.as_ptr(), libc::O_PATH, 0) {
+        Ok(fd) => raw::close(fd),
+        Err(e) => fail(err, Stage::StartGate, e, None),
+    }
+    raw::close(err);
+    let fifo = match raw::openat(dir, name.as_ptr(), libc::O_WRONLY, 0) {
+        Ok(fd) => fd,
+        Err(_) => raw::exit(127),
+    };
+    raw::close(dir);
+    if raw::write_all(fifo, b"0") != 0 {
+        raw::exit(127);
+    }
+    raw::close(fifo);
 }
 
 /// `PR_SET_PDEATHSIG`, then the check that the parent did not die before it was armed (the

@@ -137,6 +137,8 @@ pub struct Command {
     /// A ruleset was given (it may enforce nothing on this kernel, then `landlock` is None).
     landlock_given: bool,
     seccomp: Option<SeccompProgram>,
+    /// `Command::start_gate`: the fifo's directory and name.
+    start_gate: Option<(OwnedFd, OsString)>,
 }
 
 impl std::fmt::Debug for Command {
@@ -197,6 +199,7 @@ impl Command {
             landlock: None,
             landlock_given: false,
             seccomp: None,
+            start_gate: None,
         }
     }
 
@@ -468,6 +471,33 @@ impl Command {
     /// ```
     pub fn kill_with_parent_process(&mut self, signal: i32) -> &mut Self {
         self.pdeathsig = Some((signal, DeathOf::Process));
+        self
+    }
+
+    /// Clears a parent-death signal set with [`Command::kill_with_parent`] or
+    /// [`Command::kill_with_parent_process`]: the child outlives whoever spawned it (as an
+    /// OCI runtime's container outlives `create`).
+    pub fn no_parent_death_signal(&mut self) -> &mut Self {
+        self.pdeathsig = None;
+        self
+    }
+
+    /// A start gate, like runc's exec fifo: after its whole setup (mounts, `pivot_root`,
+    /// identity, capabilities, `pre_exec` hooks) and before no_new_privs, Landlock, seccomp
+    /// and the exec, the child opens the fifo `name` in the directory `dir` (an `O_PATH`
+    /// descriptor, so no path needs to resolve in the child's new root) for writing, which
+    /// blocks until another process opens it for reading; then it writes one byte (`0`),
+    /// closes it and goes on.
+    ///
+    /// The spawn returns before the child blocks: once the program is found (an executable
+    /// candidate path, checked with `faccessat(X_OK)`; [`Stage::Exec`] if none, as runc's
+    /// `create` fails) and the gate too (`openat(O_PATH)`; [`Stage::StartGate`] if not) the
+    /// child closes its error pipe, so a failure of a later step (opening the fifo,
+    /// confinement, the exec itself) is not reported as a [`SpawnError`]: the child exits
+    /// with status 127. The child's signals stay blocked while it waits (they
+    /// are delivered at exec); `SIGKILL` ends it. Never vfork-style.
+    pub fn start_gate(&mut self, dir: impl Into<OwnedFd>, name: impl AsRef<OsStr>) -> &mut Self {
+        self.start_gate = Some((dir.into(), name.as_ref().to_owned()));
         self
     }
 
@@ -765,6 +795,7 @@ impl Command {
             && plan.time_offsets.is_none()
             && !self.force_clone2
             && !process_owner
+            && self.start_gate.is_none()
             && crate::child::raw::sc::TOUCHES_NO_TLS;
         // A vfork-style child has exec'd or exited (after writing any error record) when the
         // clone returns, so the parent reads its error pipe without waiting: no record means
@@ -816,6 +847,9 @@ impl Command {
         // before exec.
         if let Some(fd) = &self.landlock {
             kept.push((FdRole::Landlock, fd.as_raw_fd()));
+        }
+        if let Some((fd, _)) = &self.start_gate {
+            kept.push((FdRole::StartGate, fd.as_raw_fd()));
         }
         let notify = match plan.seccomp.as_ref().filter(|s| s.notify) {
             Some(_) => Some(sys::socketpair_cloexec().sys("socketpair")?),
@@ -1165,6 +1199,7 @@ impl Command {
                 .map(|(_, set)| if child_joins_pid { *set } else { set.without(Namespace::Pid) })
                 .filter(|set| !set.is_empty())
                 .map(|set| set.bits() as libc::c_int),
+            start_gate: self.start_gate.as_ref().map(|(_, name)| cstring("start gate", name.as_bytes())).transpose()?,
         })
     }
 

@@ -461,12 +461,14 @@ pub enum Stage {
     Join,
     /// Bringing `lo` up in the new network namespace (`Command::loopback_up`).
     Loopback,
+    /// Finding the start gate (`Command::start_gate`) before waiting on it.
+    StartGate,
 }
 
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 34] = [
+        const ALL: [Stage; 35] = [
             Clone,
             WaitForParent,
             Prctl,
@@ -501,6 +503,7 @@ impl Stage {
             SeccompNotify,
             Join,
             Loopback,
+            StartGate,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }

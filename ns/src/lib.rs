@@ -20,6 +20,10 @@
 //! - [`Command::kill_with_parent`] ties the child to the spawning thread,
 //!   [`Command::kill_with_parent_process`] to the whole process; both are armed after the
 //!   child's last identity change and reach the payload behind the init.
+//! - [`Command::start_gate`] is runc's exec fifo: the child does its whole setup, lets the
+//!   spawn return, then waits opening a fifo for writing until someone opens it for reading
+//!   (an OCI runtime's `create` / `start`); [`Command::no_parent_death_signal`] lets a child
+//!   outlive its spawner.
 //! - [`Command::init`] runs a minimal PID 1 that reaps orphans, forwards signals and exits
 //!   with the payload's status. It is `nk-init`, a static, freestanding program of about a
 //!   kilobyte (`init/init.c`, built by `build.rs` with the target's C compiler) exec'd from a
@@ -36,8 +40,8 @@
 //!   installed as the very last step before exec; seccomp user notification is answered
 //!   from the parent ([`Child::take_seccomp_notifier`], [`seccomp::Notifier`]). Order in
 //!   the child: mounts, `pivot_root`, `chdir` → rlimits, umask → bounding set, keep-caps →
-//!   identity → capability sets → parent-death signal → `pre_exec` hooks → no_new_privs →
-//!   Landlock → seccomp → exec (or the init, which is then confined with the payload).
+//!   identity → capability sets → parent-death signal → `pre_exec` hooks → start gate →
+//!   no_new_privs → Landlock → seccomp → exec (or the init, which is then confined with the payload).
 //!   Each step fails closed with its own [`Stage`].
 //! - [`IdMap`] multi-range uid/gid maps (`newuidmap`/`newgidmap` when unprivileged).
 //! - [`MountStep`] / [`Propagation`]: bind (ro/rw), proc, sysfs, tmpfs, devpts, mqueue, overlay,

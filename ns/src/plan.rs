@@ -89,6 +89,10 @@ pub(crate) struct Plan {
     /// `setns(pidfd, flags)` into the process passed as [`FdRole::Join`], right after the
     /// sync point (see `Command::join`).
     pub join: Option<libc::c_int>,
+    /// The name of the fifo in the directory passed as [`FdRole::StartGate`] that the child
+    /// opens for writing (blocking until a reader comes) before its confinement and exec
+    /// (see `Command::start_gate`).
+    pub start_gate: Option<CString>,
 }
 
 /// The capability steps, decided in the parent.
@@ -146,6 +150,9 @@ pub(crate) enum FdRole {
     SeccompNotify,
     /// The pidfd of the process whose namespaces the child joins ([`crate::Command::join`]).
     Join,
+    /// An `O_PATH` descriptor of the directory holding the start gate's fifo
+    /// ([`crate::Command::start_gate`]).
+    StartGate,
 }
 
 impl FdRole {

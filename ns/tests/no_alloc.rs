@@ -174,6 +174,10 @@ fn child_side_of_every_feature_is_allocation_free() {
 
     let (mut passed_reader, passed_writer) = std::os::unix::net::UnixStream::pair().unwrap();
     let host_fd = fs::File::open("/").unwrap();
+    let gate_fifo = dir.join("exec.fifo");
+    let gate_status = Command::new("mkfifo").arg(&gate_fifo).status().unwrap();
+    assert!(gate_status.success());
+    let gate_dir = fs::File::open(dir.path()).unwrap();
 
     let tattle = Tattle::arm();
 
@@ -282,6 +286,19 @@ fn child_side_of_every_feature_is_allocation_free() {
         .force_clone2(true);
     let pivot_out = run(&mut pivot);
 
+    // A start gate (runc's exec fifo): the child waits on the fifo after its setup, and
+    // with no parent-death signal.
+    let mut gated = Command::new("/bin/true");
+    gated
+        .unshare(Namespace::Pid)
+        .kill_with_parent(libc::SIGKILL)
+        .no_parent_death_signal()
+        .start_gate(gate_dir, "exec.fifo");
+    let mut gated = gated.spawn().unwrap();
+    let mut gate_byte = [0u8; 1];
+    fs::File::open(&gate_fifo).unwrap().read_exact(&mut gate_byte).unwrap();
+    let gated_status = gated.wait().unwrap();
+
     // Paused, then resumed; stdin piped.
     let mut cat = Command::new("cat");
     cat.unshare(Namespace::Uts).stdin(Stdio::piped()).stdout(Stdio::piped());
@@ -305,6 +322,7 @@ fn child_side_of_every_feature_is_allocation_free() {
     assert_eq!(vfork_out, "");
     assert_eq!(fs::read_to_string(dir.join("vfork-out")).unwrap(), "vfork\n");
     assert!(process_status.success());
+    assert!(gated_status.success() && gate_byte == *b"0");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], format!("2 nk-noalloc nk-domain 0 nk-value {}", mnt.join("b").display()), "{out}");
     assert_eq!(lines[1], "from the bind mount", "{out}");

@@ -132,6 +132,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Detached: for an OCI runtime
+//! [`SandboxBuilder::spawn_detached`] makes a sandbox whose program is PID 1 (no `nk-init`),
+//! which outlives its creator (no parent-death signal, no owner record) and can wait, set
+//! up, at a start gate (runc's exec fifo); a later process reopens it from a
+//! [`detached::DetachedRecord`] to signal, `exec` into or remove it ([`detached`] module;
+//! `nook-oci` is built on it).
+//!
 //! ## Around the sandbox
 //! - [`probe()`]: what this host can give a sandbox, and why not ([`probe`](mod@probe)
 //!   module docs).
@@ -261,6 +268,7 @@
 #![warn(unreachable_pub)]
 
 mod child;
+pub mod detached;
 mod error;
 mod exec;
 pub mod image_run;

@@ -115,6 +115,8 @@ pub struct SandboxBuilder {
     container: Option<net::ContainerNet>,
     /// Where the owner record goes (`None`: [`crate::StateDir::default_root`]).
     state_dir: Option<PathBuf>,
+    /// Set by [`SandboxBuilder::spawn_detached`] for its spawn only.
+    pub(crate) detach: Option<crate::detached::Detach>,
 }
 
 /// A unique cgroup name per sandbox of this process.
@@ -143,6 +145,7 @@ impl SandboxBuilder {
             networks: Vec::new(),
             container: None,
             state_dir: None,
+            detach: None,
         }
     }
 
@@ -478,7 +481,8 @@ impl SandboxBuilder {
     /// Creates the sandbox and starts the program in it.
     pub fn spawn(&mut self) -> Result<Sandbox> {
         let stdio = std::mem::take(&mut self.stdio);
-        spawn(self.to_spec(), stdio, false, &self.networks, self.container.as_ref(), self.state_dir.as_deref())
+        let detach = self.detach.take();
+        spawn(self.to_spec(), stdio, false, &self.networks, self.container.as_ref(), self.state_dir.as_deref(), detach)
     }
 
     /// Creates a long-lived sandbox (like `docker create` + `start`): everything is set up
@@ -492,7 +496,7 @@ impl SandboxBuilder {
         let stdio = std::mem::take(&mut self.stdio);
         let mut spec = self.to_spec();
         spec.cgroup.get_or_insert_with(|| CgroupSpec::new(""));
-        spawn(spec, stdio, true, &self.networks, self.container.as_ref(), self.state_dir.as_deref())
+        spawn(spec, stdio, true, &self.networks, self.container.as_ref(), self.state_dir.as_deref(), None)
     }
 
     /// Runs the program to the end (stdio inherited unless set) and tears the sandbox down.
@@ -633,6 +637,7 @@ fn spawn(
     networks: &[nook_netmodel::Network],
     container: Option<&net::ContainerNet>,
     state_dir: Option<&Path>,
+    detach: Option<crate::detached::Detach>,
 ) -> Result<Sandbox> {
     spec.validate_for(!hold)?;
     // An image root: its config applied, its user resolved (nothing created yet).
@@ -661,6 +666,8 @@ fn spawn(
     let plan = plan::build(&mount_spec)?;
     let memory_limited = spec.cgroup.as_ref().is_some_and(|c| c.resources.memory.is_some());
     let mut cmd = command(&spec, plan, stdio, hold);
+    // Detached (`crate::detached`): the program is PID 1, outlives us, and has no record.
+    let detached = detach.map(|d| d.apply(&mut cmd)).is_some();
     if let NetworkMode::Container { pid } = spec.network {
         cmd.join_netns(net::container_netns(pid, container)?);
     }
@@ -675,7 +682,9 @@ fn spawn(
     // those needs no record.
     let id = unique_cgroup_name();
     let layer = image.as_ref().and_then(ImageRun::recorded);
-    let mut owner = if spec.cgroup.is_some() || layer.is_some() || prepared.is_some() {
+    let mut owner = if detached {
+        Recorder::none()
+    } else if spec.cgroup.is_some() || layer.is_some() || prepared.is_some() {
         Recorder::begin(state_dir, &id)?
     } else {
         Recorder::none()
@@ -803,6 +812,7 @@ fn spawn(
         owner,
         confinement,
         landlock,
+        detached,
     })
 }
 
@@ -839,6 +849,8 @@ pub struct Sandbox {
     pub(crate) confinement: Confinement,
     /// What its Landlock ruleset enforces.
     landlock: Option<crate::hardening::LandlockStatus>,
+    /// Spawned detached: dropping it leaves everything (see `crate::detached`).
+    pub(crate) detached: bool,
 }
 
 impl Sandbox {
@@ -1122,6 +1134,12 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Instant) -> Result<boo
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        if self.detached && self.outcome.is_none() {
+            if let Some(cg) = self.cgroup.take() {
+                cg.leak();
+            }
+            return;
+        }
         if self.outcome.is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();

@@ -356,6 +356,11 @@ pub(crate) fn openat(
     val(call!(libc::SYS_openat, dir, name, flags | libc::O_CLOEXEC, mode)).map(|fd| fd as RawFd)
 }
 
+/// `faccessat(AT_FDCWD, path, mode, 0)`: checked with the real uid and gid.
+pub(crate) fn access(path: *const libc::c_char, mode: libc::c_int) -> i32 {
+    ok(call!(libc::SYS_faccessat, libc::AT_FDCWD, path, mode))
+}
+
 /// `symlinkat(target, dir, name)`.
 pub(crate) fn symlinkat(target: *const libc::c_char, dir: RawFd, name: *const libc::c_char) -> i32 {
     ok(call!(libc::SYS_symlinkat, target, dir, name))

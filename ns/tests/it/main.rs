@@ -18,6 +18,7 @@ mod join;
 mod mounts;
 mod netns;
 mod probe;
+mod start_gate;
 mod unprivileged;
 
 /// `/proc` through `procfs-core`, the parsers nook-ns itself uses.

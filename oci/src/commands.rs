@@ -1,0 +1,326 @@
+//! The commands: `create`, `start`, `state`, `kill`, `delete`, `run`, `exec`.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+
+use liboci_cli::{CommonCmd, StandardCmd};
+use nook_sandbox::detached::{ExecProcess, open_start_gate};
+use nook_sandbox::{Outcome, Sandbox, User};
+use oci_spec::runtime::ContainerState;
+
+use crate::Command;
+use crate::error::{Error, SysContext};
+use crate::state::{Container, ContainerDir, FIFO, Stored, new_state, rfc3339_now};
+
+/// Runs one command; the process's exit code.
+pub(crate) fn dispatch(root: &Path, command: Command) -> Result<i32, Error> {
+    match command {
+        Command::Standard(StandardCmd::Create(c)) => {
+            refuse_common(c.console_socket.is_some(), c.preserve_fds, c.no_pivot)?;
+            create(root, &c.container_id, &c.bundle, c.pid_file.as_deref()).map(|_| 0)
+        }
+        Command::Standard(StandardCmd::Start(s)) => start(root, &s.container_id).map(|()| 0),
+        Command::Standard(StandardCmd::State(s)) => {
+            println!("{}", Container::load(root, &s.container_id)?.state_json()?);
+            Ok(0)
+        }
+        Command::Standard(StandardCmd::Kill(k)) => kill(root, &k.container_id, &k.signal, k.all).map(|()| 0),
+        Command::Standard(StandardCmd::Delete(d)) => delete(root, &d.container_id, d.force).map(|()| 0),
+        Command::Common(CommonCmd::Run(r)) => {
+            refuse_common(r.console_socket.is_some(), r.preserve_fds, r.no_pivot)?;
+            if r.keep {
+                return Err(Error::Unsupported("run --keep".into()));
+            }
+            run(root, &r.container_id, &r.bundle, r.pid_file.as_deref(), r.detach)
+        }
+        Command::Common(CommonCmd::Exec(e)) => exec(root, e),
+        Command::Common(other) => Err(Error::Unsupported(format!("command {other:?} (not in this milestone)"))),
+    }
+}
+
+fn refuse_common(console: bool, preserve_fds: i32, no_pivot: bool) -> Result<(), Error> {
+    if console {
+        return Err(Error::Unsupported("--console-socket".into()));
+    }
+    if preserve_fds != 0 {
+        return Err(Error::Unsupported("--preserve-fds".into()));
+    }
+    if no_pivot {
+        return Err(Error::Unsupported("--no-pivot (nook always uses pivot_root)".into()));
+    }
+    // --no-new-keyring: nook never creates a session keyring, so the flag is what it does.
+    Ok(())
+}
+
+/// Makes `dir` with `mode` (and its parents 0711), `Err(Exists)` when it is there.
+fn make_container_dir(root: &Path, dir: &ContainerDir) -> Result<(), Error> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o711).create(root).sys("mkdir", root)?;
+    match std::fs::DirBuilder::new().mode(0o711).create(&dir.dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Exists(dir.id.clone())),
+        Err(e) => Err(e).sys("mkdir", &dir.dir),
+    }
+}
+
+/// The fifo (0622, as runc's: the container's user opens it) and an `O_PATH` descriptor of
+/// its directory for the child.
+fn make_fifo(dir: &ContainerDir) -> Result<OwnedFd, Error> {
+    use rustix::fs::{FileType, Mode, OFlags, mknodat, open};
+    let fifo = dir.fifo();
+    mknodat(rustix::fs::CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o622), 0)
+        .map_err(std::io::Error::from)
+        .sys("mknod", &fifo)?;
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o622)).sys("chmod", &fifo)?;
+    open(&dir.dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(std::io::Error::from)
+        .sys("open", &dir.dir)
+}
+
+/// `create`: everything set up, the process waiting at the fifo. Returns the sandbox
+/// (dropping it leaves the container alone).
+fn create(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>) -> Result<(Sandbox, ContainerDir), Error> {
+    let dir = ContainerDir::new(root, id)?;
+    let bundle = std::fs::canonicalize(bundle).sys("canonicalize", bundle)?;
+    let mut mapped = crate::config::map(crate::config::load(&bundle)?, &bundle)?;
+    make_container_dir(root, &dir)?;
+    let made = (|| {
+        let gate = make_fifo(&dir)?;
+        let sb = mapped.builder.spawn_detached(Some((gate, OsString::from(FIFO))))?;
+        let written = (|| {
+            let record = sb.detached_record()?;
+            let annotations = mapped.spec.annotations().clone();
+            let stored = Stored {
+                oci: new_state(id, sb.id(), &bundle, annotations),
+                rootfs: mapped.rootfs.clone(),
+                created: rfc3339_now(),
+                owner: String::new(),
+                record,
+            };
+            dir.save(&stored)?;
+            if let Some(p) = pid_file {
+                write_pid_file(p, sb.id())?;
+            }
+            crate::log::debug(&format!("created {id}: pid {}, bundle {}", sb.id(), bundle.display()));
+            Ok(())
+        })();
+        match written {
+            Ok(()) => Ok(sb),
+            Err(e) => {
+                // Kill it and tear it down (waiting is the teardown of an attached one).
+                let mut sb = sb;
+                let _ = sb.kill();
+                let _ = sb.wait();
+                Err(e)
+            }
+        }
+    })();
+    match made {
+        Ok(sb) => Ok((sb, dir)),
+        Err(e) => {
+            let _ = dir.remove();
+            Err(e)
+        }
+    }
+}
+
+fn write_pid_file(path: &Path, pid: u32) -> Result<(), Error> {
+    // Written whole then renamed, as runc does, so a reader never sees a partial pid.
+    let tmp = path.with_extension("nk-tmp");
+    std::fs::write(&tmp, pid.to_string()).sys("write", &tmp)?;
+    std::fs::rename(&tmp, path).sys("rename", path)
+}
+
+fn start(root: &Path, id: &str) -> Result<(), Error> {
+    let c = Container::load(root, id)?;
+    match c.status()? {
+        ContainerState::Created => {}
+        other => {
+            return Err(Error::State { id: id.into(), status: other.to_string(), what: "cannot start it".into() });
+        }
+    }
+    let pidfd = c.sandbox.pidfd().ok_or_else(|| Error::NotFound(id.into()))?;
+    open_gate(&c.dir, pidfd, id)
+}
+
+fn open_gate(dir: &ContainerDir, pidfd: std::os::fd::BorrowedFd<'_>, id: &str) -> Result<(), Error> {
+    let fifo = dir.fifo();
+    let released = open_start_gate(&fifo, pidfd)?;
+    std::fs::remove_file(&fifo).sys("unlink", &fifo)?;
+    crate::log::debug(&format!("start {id}: released {released}"));
+    if !released {
+        return Err(Error::State { id: id.into(), status: "stopped".into(), what: "it ended before start".into() });
+    }
+    Ok(())
+}
+
+fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<(), Error> {
+    let sig = crate::signal::parse(signal)?;
+    let c = Container::load(root, id)?;
+    if c.status()? == ContainerState::Stopped {
+        return Err(Error::State { id: id.into(), status: "stopped".into(), what: "container not running".into() });
+    }
+    if all {
+        c.sandbox.signal_all(sig)?
+    } else {
+        c.sandbox.signal(sig)?
+    }
+    Ok(())
+}
+
+fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
+    let c = Container::load(root, id)?;
+    let status = c.status()?;
+    if status == ContainerState::Running && !force {
+        return Err(Error::State {
+            id: id.into(),
+            status: status.to_string(),
+            what: "cannot delete a running container without --force".into(),
+        });
+    }
+    let Container { dir, sandbox, .. } = c;
+    sandbox.remove()?;
+    crate::log::debug(&format!("delete {id}: was {status}"));
+    dir.remove()
+}
+
+fn run(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, detach: bool) -> Result<i32, Error> {
+    let (mut sb, dir) = create(root, id, bundle, pid_file)?;
+    if let Err(e) = open_gate(&dir, sb.pidfd(), id) {
+        let _ = sb.kill();
+        let _ = sb.wait();
+        let _ = dir.remove();
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    // We are its parent: wait, tear it down (its cgroup), forget it.
+    let outcome = sb.wait();
+    let removed = dir.remove();
+    let code = exit_code(outcome?);
+    removed?;
+    Ok(code)
+}
+
+/// An outcome as a shell's exit code (128 + signal).
+fn exit_code(o: Outcome) -> i32 {
+    match o {
+        Outcome::Signaled(s) => 128 + s,
+        other => other.code().unwrap_or(255),
+    }
+}
+
+fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
+    if e.console_socket.is_some() || e.tty {
+        return Err(Error::Unsupported("exec --tty / --console-socket".into()));
+    }
+    if e.preserve_fds != 0 {
+        return Err(Error::Unsupported("exec --preserve-fds".into()));
+    }
+    if !e.cap.is_empty() || e.no_new_privs || e.process_label.is_some() || e.apparmor.is_some() || e.cgroup.is_some() {
+        return Err(Error::Unsupported(
+            "exec --cap/--no-new-privs/--process-label/--apparmor/--cgroup (an exec is confined as the container)"
+                .into(),
+        ));
+    }
+    let c = Container::load(root, &e.container_id)?;
+    if c.status()? == ContainerState::Stopped {
+        return Err(Error::State {
+            id: e.container_id.clone(),
+            status: "stopped".into(),
+            what: "cannot exec in a stopped container".into(),
+        });
+    }
+    let mut p = ExecProcess::default();
+    match &e.process {
+        Some(file) => {
+            let text = std::fs::read(file).sys("read", file)?;
+            let proc: oci_spec::runtime::Process =
+                serde_json::from_slice(&text).map_err(|source| Error::Json { path: file.clone(), source })?;
+            if proc.terminal().unwrap_or(false) {
+                return Err(crate::error::refuse("process.terminal", "not supported yet (no --console-socket)"));
+            }
+            same_confinement(&proc, &c)?;
+            p.args = proc.args().clone().unwrap_or_default();
+            p.env = env_map(proc.env().iter().flatten().map(String::as_str))?;
+            p.cwd = Some(proc.cwd().clone());
+            let u = proc.user();
+            p.user = Some(user(u.uid(), u.gid(), u.additional_gids().clone().unwrap_or_default()));
+        }
+        None => {
+            p.args = e.command.clone();
+            if !e.env.is_empty() {
+                let mut env: BTreeMap<String, String> =
+                    BTreeMap::from([("PATH".into(), nook_sandbox::DEFAULT_PATH.into())]);
+                env.extend(c.stored.record.spec.env.clone());
+                env.extend(e.env.iter().cloned());
+                p.env = env;
+            }
+            p.cwd = e.cwd.clone();
+            if let Some((uid, gid)) = e.user {
+                p.user = Some(user(uid, gid.unwrap_or(0), e.additional_gids.clone()));
+            }
+        }
+    }
+    if p.args.is_empty() {
+        return Err(Error::Usage("exec: no command (give ARGS or --process)".into()));
+    }
+    let mut child = c.sandbox.exec(&p)?;
+    if let Some(path) = &e.pid_file {
+        write_pid_file(path, child.id())?;
+    }
+    if e.detach {
+        return Ok(0);
+    }
+    let status = child.wait().sys("waitid", format!("/proc/{}", child.id()))?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// An exec is confined as the container's process (capabilities, no_new_privs, rlimits,
+/// seccomp, ...): a process file that asks for other settings is refused, naming the field.
+fn same_confinement(exec: &oci_spec::runtime::Process, c: &Container) -> Result<(), Error> {
+    let config = crate::config::load(c.stored.oci.bundle())?;
+    let Some(first) = config.process() else { return Ok(()) };
+    let fields: [(&str, serde_json::Value, serde_json::Value); 9] = [
+        ("capabilities", json(exec.capabilities()), json(first.capabilities())),
+        ("noNewPrivileges", json(exec.no_new_privileges()), json(first.no_new_privileges())),
+        ("rlimits", json(exec.rlimits()), json(first.rlimits())),
+        ("apparmorProfile", json(exec.apparmor_profile()), json(first.apparmor_profile())),
+        ("selinuxLabel", json(exec.selinux_label()), json(first.selinux_label())),
+        ("oomScoreAdj", json(exec.oom_score_adj()), json(first.oom_score_adj())),
+        ("ioPriority", json(exec.io_priority()), json(first.io_priority())),
+        ("scheduler", json(exec.scheduler()), json(first.scheduler())),
+        ("user.umask", json(exec.user().umask()), json(first.user().umask())),
+    ];
+    for (field, asked, has) in fields {
+        if !asked.is_null() && asked != has {
+            return Err(crate::error::refuse(
+                format!("exec process.{field}"),
+                "differs from the container's (an exec is confined as the container's process)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A field as JSON, for comparing.
+fn json<T: serde::Serialize>(v: T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+fn user(uid: u32, gid: u32, groups: Vec<u32>) -> User {
+    User { uid, gid, groups }
+}
+
+fn env_map<'a>(vars: impl Iterator<Item = &'a str>) -> Result<BTreeMap<String, String>, Error> {
+    vars.map(|kv| {
+        kv.split_once('=')
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .ok_or_else(|| crate::error::refuse("process.env", format!("{kv:?} is not KEY=value")))
+    })
+    .collect()
+}

@@ -1,0 +1,423 @@
+//! `config.json` → a [`SandboxBuilder`] (read with `oci-spec`).
+//!
+//! Mapped: `process` (args, env, cwd, user uid/gid/additionalGids/umask, rlimits,
+//! capabilities, noNewPrivileges, oomScoreAdj), `root` (path relative to the bundle,
+//! readonly), `hostname`, `domainname`, `mounts` (see below), `linux.namespaces` (new
+//! ones; no network namespace in the list: the host's, as runc), `linux.resources`
+//! (memory limit/reservation/swap, pids, cpu shares/quota/period/cpus/mems... see
+//! [`resources`]), `linux.cgroupsPath` (relative: below nook-oci's own cgroup, as runc's
+//! cgroupfs driver; absolute: from the hierarchy's root), `linux.maskedPaths`,
+//! `linux.readonlyPaths`, `linux.sysctl`, `linux.seccomp` (compiled by the facade's OCI
+//! seccomp compiler; no `seccomp` section: unconfined, as runc), `linux.devices` and
+//! `linux.resources.devices` as listed below.
+//!
+//! Mounts: `proc` on `/proc`, `sysfs` on `/sys`, `tmpfs` on `/dev`, `devpts` on `/dev/pts`,
+//! `tmpfs` on `/dev/shm`, `mqueue` on `/dev/mqueue` are the facade's own standard mounts
+//! (it always makes them: `/sys` read-only, a minimal `/dev`); `bind`/`rbind` mounts of a
+//! host path (with `ro`) and `tmpfs` mounts elsewhere (with `size=`) are extra mounts.
+//!
+//! Refused, naming the field (never silently dropped): `process.terminal: true` (no
+//! `--console-socket` yet), `process.apparmorProfile`, `process.selinuxLabel`,
+//! `process.ioPriority`, `process.scheduler`, `process.capabilities.ambient` and
+//! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted sets that differ from the bounding set,
+//! `process.user.username`, namespaces joined by `path`, `user` and `time` namespaces,
+//! `uidMappings`/`gidMappings`, other mount types or standard mounts elsewhere or with
+//! other options (including `cgroup` on `/sys/fs/cgroup`), bind options other than
+//! `bind`/`rbind`/`ro`/`rw`/propagation flags/`nosuid`/`nodev`/`noexec`, `hooks`,
+//! `linux.devices` (only the facade's standard nodes exist), `linux.resources.devices`
+//! rules other than the deny-all (the facade enforces Docker's device allowlist),
+//! resources nook does not map (blockIO, hugepageLimits, network, rdma, unified, memory
+//! kernel/kernelTCP/swappiness/disableOOMKiller, cpu realtime/idle/burst),
+//! `linux.rootfsPropagation`, `linux.mountLabel`, `linux.intelRdt`, `linux.personality`,
+//! `linux.timeOffsets`, `linux.memoryPolicy`, `linux.netDevices`, and any non-Linux section.
+
+use std::path::{Path, PathBuf};
+
+use nook_cgroup::CgroupSpec;
+use nook_ns::{Namespace, NamespaceSet};
+use nook_sandbox::{Mount, NetworkMode, Rootfs, SandboxBuilder, SeccompMode};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
+
+use crate::error::{Error, refuse};
+
+/// A bundle's config, mapped.
+#[derive(Debug)]
+pub(crate) struct Mapped {
+    pub(crate) builder: SandboxBuilder,
+    pub(crate) rootfs: PathBuf,
+    pub(crate) spec: Spec,
+}
+
+/// Loads `<bundle>/config.json`.
+pub(crate) fn load(bundle: &Path) -> Result<Spec, Error> {
+    let path = bundle.join("config.json");
+    Spec::load(&path).map_err(|source| Error::Oci { path, source })
+}
+
+/// The standard mounts the facade makes itself: (type, destination).
+const STANDARD: &[(&str, &str)] = &[
+    ("proc", "/proc"),
+    ("sysfs", "/sys"),
+    ("tmpfs", "/dev"),
+    ("devpts", "/dev/pts"),
+    ("tmpfs", "/dev/shm"),
+    ("mqueue", "/dev/mqueue"),
+];
+
+/// Maps the whole config or names the first field that cannot be honoured.
+pub(crate) fn map(spec: Spec, bundle: &Path) -> Result<Mapped, Error> {
+    let mut b = SandboxBuilder::new();
+    if spec.hooks().is_some() {
+        return Err(refuse("hooks", "OCI hooks are not supported yet"));
+    }
+    if spec.solaris().is_some() || spec.windows().is_some() || spec.vm().is_some() || spec.zos().is_some() {
+        return Err(refuse("solaris/windows/vm/zos", "only the linux section is supported"));
+    }
+    // root
+    let root = spec.root().as_ref().ok_or_else(|| refuse("root", "missing"))?;
+    let rootfs = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
+    let rootfs =
+        std::fs::canonicalize(&rootfs).map_err(|e| refuse("root.path", format!("{}: {e}", rootfs.display())))?;
+    b.rootfs(Rootfs::Dir { path: rootfs.clone(), read_only: false });
+    b.read_only_rootfs(root.readonly().unwrap_or(false));
+    if let Some(h) = spec.hostname() {
+        b.hostname(h);
+    }
+    if let Some(d) = spec.domainname() {
+        b.domainname(d);
+    }
+    process(&spec, &mut b)?;
+    mounts(&spec, &mut b)?;
+    linux(&spec, &mut b)?;
+    Ok(Mapped { builder: b, rootfs, spec })
+}
+
+fn process(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
+    let p = spec.process().as_ref().ok_or_else(|| refuse("process", "missing"))?;
+    if p.terminal().unwrap_or(false) {
+        return Err(refuse("process.terminal", "a terminal needs --console-socket, which is not supported yet"));
+    }
+    if p.apparmor_profile().as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(refuse("process.apparmorProfile", "AppArmor is not supported"));
+    }
+    if p.selinux_label().as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(refuse("process.selinuxLabel", "SELinux is not supported"));
+    }
+    if p.io_priority().is_some() {
+        return Err(refuse("process.ioPriority", "not supported"));
+    }
+    if p.scheduler().is_some() {
+        return Err(refuse("process.scheduler", "not supported"));
+    }
+    let args = p.args().clone().unwrap_or_default();
+    let Some((first, rest)) = args.split_first() else { return Err(refuse("process.args", "empty")) };
+    b.command(first).args(rest.iter().cloned());
+    for kv in p.env().iter().flatten() {
+        let (k, v) = kv.split_once('=').ok_or_else(|| refuse("process.env", format!("{kv:?} is not KEY=value")))?;
+        b.env(k, v);
+    }
+    b.current_dir(p.cwd());
+    let u = p.user();
+    if u.username().as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(refuse("process.user.username", "only numeric uid/gid are supported"));
+    }
+    b.user(u.uid(), u.gid());
+    if let Some(g) = u.additional_gids() {
+        b.groups(g);
+    }
+    if let Some(m) = u.umask() {
+        b.umask(m);
+    }
+    for r in p.rlimits().iter().flatten() {
+        let name = serde_json::to_value(r.typ()).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let res: nook_ns::Resource =
+            name.parse().map_err(|()| refuse("process.rlimits", format!("unknown resource {name}")))?;
+        b.rlimit(res, r.soft(), r.hard());
+    }
+    capabilities(p, b)?;
+    b.no_new_privs(p.no_new_privileges().unwrap_or(false));
+    if let Some(v) = p.oom_score_adj() {
+        b.oom_score_adj(v);
+    }
+    Ok(())
+}
+
+fn capabilities(p: &oci_spec::runtime::Process, b: &mut SandboxBuilder) -> Result<(), Error> {
+    let names = |set: &Option<oci_spec::runtime::Capabilities>| -> Vec<String> {
+        let mut v: Vec<String> = set.iter().flatten().map(|c| c.to_string()).collect();
+        v.sort();
+        v
+    };
+    let Some(caps) = p.capabilities() else {
+        b.security_mut().capabilities = Some(Vec::new());
+        return Ok(());
+    };
+    let bounding = names(caps.bounding());
+    for (field, set) in [("effective", caps.effective()), ("permitted", caps.permitted())] {
+        if set.is_some() && names(set) != bounding {
+            return Err(refuse(
+                format!("process.capabilities.{field}"),
+                "differs from the bounding set (nook gives one set: bounding = effective = permitted)",
+            ));
+        }
+    }
+    // For uid 0 an exec gives the bounding set anyway: inheritable and ambient sets within
+    // it change nothing (runc's default config lists them).
+    let root = p.user().uid() == 0;
+    for (field, set) in [("inheritable", caps.inheritable()), ("ambient", caps.ambient())] {
+        let set = names(set);
+        if !(set.is_empty() || root && set.iter().all(|c| bounding.contains(c))) {
+            return Err(refuse(
+                format!("process.capabilities.{field}"),
+                "not supported (only empty, or within the bounding set for uid 0)",
+            ));
+        }
+    }
+    b.security_mut().capabilities = Some(bounding);
+    Ok(())
+}
+
+fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
+    for m in spec.mounts().iter().flatten() {
+        let dest = m.destination().display().to_string();
+        let field = format!("mounts[{dest}]");
+        let typ = m.typ().as_deref().unwrap_or(if m.options().iter().flatten().any(|o| o == "bind" || o == "rbind") {
+            "bind"
+        } else {
+            ""
+        });
+        let opts: Vec<&str> = m.options().iter().flatten().map(String::as_str).collect();
+        if STANDARD.contains(&(typ, dest.as_str())) {
+            // The facade's own mount: proc, sysfs (read-only), the minimal /dev and its
+            // devpts, shm and mqueue.
+            continue;
+        }
+        match typ {
+            "bind" | "none" if opts.iter().any(|o| *o == "bind" || *o == "rbind") => {
+                let allowed = [
+                    "bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "private", "rprivate", "slave", "rslave",
+                ];
+                if let Some(o) = opts.iter().find(|o| !allowed.contains(o)) {
+                    return Err(refuse(field, format!("bind option {o:?} is not supported")));
+                }
+                let source = m.source().clone().ok_or_else(|| refuse(field.clone(), "a bind mount needs a source"))?;
+                let read_only = opts.contains(&"ro");
+                b.mount(Mount::Bind { source, target: m.destination().clone(), read_only });
+            }
+            "tmpfs" => {
+                let mut size = None;
+                for o in &opts {
+                    match o.strip_prefix("size=") {
+                        Some(s) => {
+                            size = Some(parse_size(s).ok_or_else(|| refuse(field.clone(), format!("bad size {s:?}")))?)
+                        }
+                        None if ["nosuid", "nodev", "noexec", "rw", "strictatime", "relatime"].contains(o) => {}
+                        None => return Err(refuse(field, format!("tmpfs option {o:?} is not supported"))),
+                    }
+                }
+                b.mount(Mount::Tmpfs { target: m.destination().clone(), size });
+            }
+            other => {
+                return Err(refuse(
+                    field,
+                    format!(
+                        "type {other:?} here is not supported (nook mounts proc, sysfs, /dev, devpts, shm and mqueue itself; cgroup mounts are not supported yet)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `64m`, `1g`, `4096`.
+fn parse_size(s: &str) -> Option<u64> {
+    let (num, mult) = match s.chars().last()? {
+        'k' | 'K' => (&s[..s.len() - 1], 1 << 10),
+        'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
+        'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
+    let Some(l) = spec.linux() else { return Err(refuse("linux", "missing")) };
+    if spec.uid_mappings().is_some() || spec.gid_mappings().is_some() {
+        return Err(refuse("uidMappings/gidMappings", "not supported"));
+    }
+    let unsupported: [(&str, bool); 10] = [
+        ("linux.uidMappings", l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())),
+        ("linux.gidMappings", l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())),
+        ("linux.devices", l.devices().as_ref().is_some_and(|v| !v.is_empty())),
+        ("linux.rootfsPropagation", l.rootfs_propagation().is_some()),
+        ("linux.mountLabel", l.mount_label().as_deref().is_some_and(|s| !s.is_empty())),
+        ("linux.intelRdt", l.intel_rdt().is_some()),
+        ("linux.personality", l.personality().is_some()),
+        ("linux.timeOffsets", l.time_offsets().is_some()),
+        ("linux.memoryPolicy", l.memory_policy().is_some()),
+        ("linux.netDevices", l.net_devices().is_some()),
+    ];
+    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(refuse(*field, "not supported yet"));
+    }
+    // Namespaces.
+    let mut set = NamespaceSet::new();
+    let mut net = false;
+    for ns in l.namespaces().iter().flatten() {
+        let name = match ns.typ() {
+            LinuxNamespaceType::Mount => "mount".to_owned(),
+            LinuxNamespaceType::Network => "network".to_owned(),
+            other => other.to_string(),
+        };
+        if ns.path().is_some() {
+            return Err(refuse(
+                format!("linux.namespaces[{name}].path"),
+                "joining a namespace by path is not supported yet",
+            ));
+        }
+        let kind = match ns.typ() {
+            LinuxNamespaceType::Mount => Namespace::Mount,
+            LinuxNamespaceType::Cgroup => Namespace::Cgroup,
+            LinuxNamespaceType::Uts => Namespace::Uts,
+            LinuxNamespaceType::Ipc => Namespace::Ipc,
+            LinuxNamespaceType::Pid => Namespace::Pid,
+            LinuxNamespaceType::Network => {
+                net = true;
+                Namespace::Net
+            }
+            LinuxNamespaceType::User => {
+                // Tried: the facade mounts /proc after pivot_root, where a new user namespace
+                // may not mount it (no fully visible proc left: EPERM).
+                return Err(refuse(
+                    format!("linux.namespaces[{name}]"),
+                    "user namespaces are not supported yet (nook mounts /proc after pivot_root, which the kernel refuses in a new user namespace)",
+                ));
+            }
+            _ => return Err(refuse(format!("linux.namespaces[{name}]"), "not supported yet")),
+        };
+        set = set.with(kind);
+    }
+    if !set.has(Namespace::Mount) || !set.has(Namespace::Pid) {
+        return Err(refuse("linux.namespaces", "nook needs new mount and pid namespaces"));
+    }
+    b.namespaces(set);
+    b.network(if net { NetworkMode::None } else { NetworkMode::Host });
+    // Cgroup.
+    let mut cg = match l.cgroups_path() {
+        Some(p) => cgroup_spec(p)?,
+        None => CgroupSpec::new(""),
+    };
+    if let Some(r) = l.resources() {
+        resources(r, &mut cg)?;
+    }
+    b.cgroup(cg);
+    // Confinement.
+    let sec = b.security_mut();
+    sec.masked_paths = Some(l.masked_paths().iter().flatten().map(PathBuf::from).collect());
+    sec.read_only_paths = Some(l.readonly_paths().iter().flatten().map(PathBuf::from).collect());
+    sec.sysctls = l.sysctl().iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+    sec.seccomp = match l.seccomp() {
+        None => SeccompMode::Unconfined,
+        Some(s) => {
+            let json = serde_json::to_vec(s).map_err(|e| refuse("linux.seccomp", e.to_string()))?;
+            let profile = nook_sandbox::hardening::Profile::from_oci_json(&json)
+                .map_err(|e| refuse("linux.seccomp", e.to_string()))?;
+            SeccompMode::Profile(profile)
+        }
+    };
+    Ok(())
+}
+
+/// `cgroupsPath`: relative → below our own cgroup (the spec's parent left to the default);
+/// absolute → that path from each hierarchy's root.
+fn cgroup_spec(p: &Path) -> Result<CgroupSpec, Error> {
+    let bad = || {
+        refuse(
+            "linux.cgroupsPath",
+            format!("{} is not a cgroupfs path (a systemd slice:name:scope is not supported)", p.display()),
+        )
+    };
+    if p.to_string_lossy().contains(':') {
+        return Err(bad());
+    }
+    if p.is_absolute() {
+        let name = p.file_name().ok_or_else(bad)?.to_string_lossy().into_owned();
+        let mut cg = CgroupSpec::new(name);
+        let parent = p.parent().ok_or_else(bad)?;
+        cg.parent = Some(parent.to_path_buf());
+        Ok(cg)
+    } else {
+        Ok(CgroupSpec::new(p.to_string_lossy().into_owned()))
+    }
+}
+
+/// `linux.resources`: memory (limit, reservation → low... see below), pids, cpu; devices
+/// only as the deny-all rule; anything else refused.
+fn resources(r: &LinuxResources, cg: &mut CgroupSpec) -> Result<(), Error> {
+    let refused: [(&str, bool); 5] = [
+        ("linux.resources.blockIO", r.block_io().is_some()),
+        ("linux.resources.hugepageLimits", r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty())),
+        ("linux.resources.network", r.network().is_some()),
+        ("linux.resources.rdma", r.rdma().is_some()),
+        ("linux.resources.unified", r.unified().as_ref().is_some_and(|v| !v.is_empty())),
+    ];
+    if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
+        return Err(refuse(*field, "not supported yet"));
+    }
+    for d in r.devices().iter().flatten() {
+        let deny_all = !d.allow()
+            && d.typ().is_none_or(|t| t == oci_spec::runtime::LinuxDeviceType::A)
+            && d.major().is_none()
+            && d.minor().is_none();
+        if !deny_all {
+            return Err(refuse(
+                "linux.resources.devices",
+                "only the deny-all rule is supported (nook allows Docker's default device set itself)",
+            ));
+        }
+    }
+    let res = &mut cg.resources;
+    if let Some(m) = r.memory() {
+        let extra = [
+            ("kernel", m.kernel().is_some()),
+            ("kernelTCP", m.kernel_tcp().is_some()),
+            ("swappiness", m.swappiness().is_some()),
+            ("disableOOMKiller", m.disable_oom_killer().unwrap_or(false)),
+        ];
+        if let Some((f, _)) = extra.iter().find(|(_, s)| *s) {
+            return Err(refuse(format!("linux.resources.memory.{f}"), "not supported"));
+        }
+        let mem = res.memory.get_or_insert_with(Default::default);
+        let positive = |v: Option<i64>| v.filter(|v| *v > 0).map(|v| v as u64);
+        mem.max = positive(m.limit());
+        mem.low = positive(m.reservation());
+        // OCI swap is memory+swap; the cgroup's is swap alone.
+        if let (Some(total), Some(limit)) = (positive(m.swap()), mem.max) {
+            mem.swap = Some(total.saturating_sub(limit));
+        }
+    }
+    if let Some(p) = r.pids() {
+        if p.limit() > 0 {
+            res.pids.get_or_insert_with(Default::default).max = Some(p.limit() as u64);
+        }
+    }
+    if let Some(c) = r.cpu() {
+        let extra = [
+            ("realtimeRuntime", c.realtime_runtime().is_some()),
+            ("realtimePeriod", c.realtime_period().is_some()),
+            ("idle", c.idle().is_some()),
+            ("burst", c.burst().is_some()),
+            ("cpus", c.cpus().as_deref().is_some_and(|s| !s.is_empty())),
+            ("mems", c.mems().as_deref().is_some_and(|s| !s.is_empty())),
+        ];
+        if let Some((f, _)) = extra.iter().find(|(_, s)| *s) {
+            return Err(refuse(format!("linux.resources.cpu.{f}"), "not supported yet"));
+        }
+        let cpu = res.cpu.get_or_insert_with(Default::default);
+        cpu.shares = c.shares();
+        cpu.quota_us = c.quota().filter(|q| *q > 0).map(|q| q as u64);
+        cpu.period_us = c.period();
+    }
+    Ok(())
+}

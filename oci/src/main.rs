@@ -1,0 +1,105 @@
+//! # nook-oci — a runc-compatible OCI runtime over `nook-sandbox`
+//!
+//! Container engines (podman, containerd, CRI-O) drive an OCI runtime binary through
+//! runc's command line; `nook-oci` speaks it, parsed with `liboci-cli` (runc's argument
+//! set on clap), reading the bundle's `config.json` and writing state with `oci-spec`.
+//! Each container is a detached `nook_sandbox` sandbox
+//! ([`nook_sandbox::detached`]): its process is PID 1 of its pid namespace, it outlives
+//! `create`, and later commands reopen it from `<root>/<id>/state.json`.
+//!
+//! ## Commands (milestone 1)
+//! `create [--bundle] [--pid-file] ID`, `start ID`, `state ID`, `kill [--all] ID SIGNAL`,
+//! `delete [--force] ID`, `run [--bundle] [--pid-file] [--detach] ID`,
+//! `exec [--process FILE | ARGS] [--detach] [--pid-file] [--cwd] [--env] [--user] ID`.
+//! Global: `--root` (default `/run/nook-oci`), `--log FILE`, `--log-format text|json`,
+//! `--debug`, `--systemd-cgroup` (refused), `--version`.
+//!
+//! ## create and start: the exec fifo
+//! As runc does: `create` makes `<root>/<id>/exec.fifo` and spawns the container with a
+//! start gate on it (`nook_ns::Command::start_gate`): the child does its whole setup
+//! (namespaces, cgroup, mounts, `pivot_root`, identity, capabilities), closes its error
+//! pipe — so `create` returns, setup errors reported — and blocks opening the fifo for
+//! writing. `start` opens it for reading, reads the byte the child writes, and removes the
+//! fifo; the child then installs `no_new_privs` and seccomp and execs. Status: `stopped`
+//! when the process is gone (pid + start time, so a reused pid is not taken for it),
+//! `created` while the fifo exists, `running` otherwise.
+//!
+//! ## config.json
+//! See [`config`] for what is mapped and what `create` refuses (always by naming the
+//! field: nothing is silently ignored).
+
+#![forbid(unsafe_code)]
+
+mod commands;
+mod config;
+mod error;
+mod log;
+mod signal;
+mod state;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Error;
+
+/// The command line: runc's global options and subcommands (from `liboci-cli`).
+#[derive(Parser, Debug)]
+#[command(name = "nook-oci", disable_version_flag = true)]
+struct Cli {
+    #[command(flatten)]
+    global: liboci_cli::GlobalOpts,
+    /// Print the version (runc's format, with the OCI runtime-spec version).
+    #[arg(short = 'v', long)]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+// Parsed once per process: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Command {
+    #[command(flatten)]
+    Standard(liboci_cli::StandardCmd),
+    #[command(flatten)]
+    Common(liboci_cli::CommonCmd),
+}
+
+/// The default state root, used when `--root` is absent.
+pub(crate) const DEFAULT_ROOT: &str = "/run/nook-oci";
+
+fn version_text() -> String {
+    format!("nook-oci version {}\ncommit: none\nspec: {}\n", env!("CARGO_PKG_VERSION"), oci_spec::runtime::VERSION)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if cli.version {
+        print!("{}", version_text());
+        return;
+    }
+    let logger = log::Logger::install(&cli.global);
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            logger.error(&e.to_string());
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<i32, Error> {
+    if cli.global.systemd_cgroup {
+        return Err(Error::Unsupported("--systemd-cgroup (nook-oci manages cgroupfs itself; use cgroupsPath)".into()));
+    }
+    if let Some(f) = cli.global.log_format.as_deref() {
+        if f != "text" && f != "json" {
+            return Err(Error::Usage(format!("--log-format {f}: expected text or json")));
+        }
+    }
+    let root = cli.global.root.clone().unwrap_or_else(|| DEFAULT_ROOT.into());
+    let Some(command) = cli.command else {
+        return Err(Error::Usage("no command given (see --help)".into()));
+    };
+    commands::dispatch(&root, command)
+}

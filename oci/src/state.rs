@@ -1,0 +1,179 @@
+//! A container's state under `--root`: `<root>/<id>/state.json` (the OCI state from
+//! `oci-spec`, runc's extra fields, and the facade's [`DetachedRecord`]) and, between
+//! `create` and `start`, `<root>/<id>/exec.fifo`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{ContainerState, State};
+use serde::{Deserialize, Serialize};
+
+use nook_sandbox::detached::{Detached, DetachedRecord};
+
+use crate::error::{Error, SysContext};
+
+/// The fifo `start` opens (runc's name).
+pub(crate) const FIFO: &str = "exec.fifo";
+
+/// What `state.json` holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Stored {
+    /// The OCI state as of `create` (status and pid are recomputed on read).
+    pub(crate) oci: State,
+    /// The rootfs (absolute).
+    pub(crate) rootfs: PathBuf,
+    /// When it was created (RFC 3339, UTC).
+    pub(crate) created: String,
+    /// Who created it (runc writes the user name, empty for root).
+    pub(crate) owner: String,
+    /// How to find the sandbox again.
+    pub(crate) record: DetachedRecord,
+}
+
+/// One container's directory under the root.
+#[derive(Debug)]
+pub(crate) struct ContainerDir {
+    pub(crate) id: String,
+    pub(crate) dir: PathBuf,
+}
+
+impl ContainerDir {
+    /// The directory of `id` (not checked). Ids are one path component of safe characters.
+    pub(crate) fn new(root: &Path, id: &str) -> Result<ContainerDir, Error> {
+        let ok = !id.is_empty()
+            && id != "."
+            && id != ".."
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+        if !ok {
+            return Err(Error::Usage(format!("invalid container id {id:?}")));
+        }
+        Ok(ContainerDir { id: id.to_owned(), dir: root.join(id) })
+    }
+
+    pub(crate) fn state_file(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    pub(crate) fn fifo(&self) -> PathBuf {
+        self.dir.join(FIFO)
+    }
+
+    /// Loads the stored state; [`Error::NotFound`] without one.
+    pub(crate) fn load(&self) -> Result<Stored, Error> {
+        let path = self.state_file();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::NotFound(self.id.clone())),
+            Err(e) => return Err(e).sys("read", path),
+        };
+        serde_json::from_slice(&bytes).map_err(|source| Error::Json { path, source })
+    }
+
+    /// Writes the state (to a temporary file renamed over the old one).
+    pub(crate) fn save(&self, stored: &Stored) -> Result<(), Error> {
+        let path = self.state_file();
+        let tmp = self.dir.join("state.json.tmp");
+        let text = serde_json::to_vec(stored).map_err(|source| Error::Json { path: path.clone(), source })?;
+        std::fs::write(&tmp, text).sys("write", &tmp)?;
+        std::fs::rename(&tmp, &path).sys("rename", &path)
+    }
+
+    /// Removes the directory and everything in it.
+    pub(crate) fn remove(&self) -> Result<(), Error> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).sys("remove_dir_all", &self.dir),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A loaded container: its stored state and its reopened sandbox.
+#[derive(Debug)]
+pub(crate) struct Container {
+    pub(crate) dir: ContainerDir,
+    pub(crate) stored: Stored,
+    pub(crate) sandbox: Detached,
+}
+
+impl Container {
+    pub(crate) fn load(root: &Path, id: &str) -> Result<Container, Error> {
+        let dir = ContainerDir::new(root, id)?;
+        let stored = dir.load()?;
+        let sandbox = Detached::open(stored.record.clone())?;
+        Ok(Container { dir, stored, sandbox })
+    }
+
+    /// created / running / stopped (see the crate docs).
+    pub(crate) fn status(&self) -> Result<ContainerState, Error> {
+        if !self.sandbox.is_running()? {
+            Ok(ContainerState::Stopped)
+        } else if self.dir.fifo().exists() {
+            Ok(ContainerState::Created)
+        } else {
+            Ok(ContainerState::Running)
+        }
+    }
+
+    /// runc's `state` JSON.
+    pub(crate) fn state_json(&self) -> Result<String, Error> {
+        let status = self.status()?;
+        let mut oci = self.stored.oci.clone();
+        let pid = if status == ContainerState::Stopped { 0 } else { self.stored.record.pid as i32 };
+        oci.set_status(status);
+        oci.set_pid(Some(pid));
+        let path = self.dir.state_file();
+        let json = |source| Error::Json { path: path.clone(), source };
+        let mut v = serde_json::to_value(&oci).map_err(json)?;
+        if let Some(m) = v.as_object_mut() {
+            m.insert("rootfs".into(), self.stored.rootfs.display().to_string().into());
+            m.insert("created".into(), self.stored.created.clone().into());
+            m.insert("owner".into(), self.stored.owner.clone().into());
+        }
+        serde_json::to_string_pretty(&v).map_err(json)
+    }
+}
+
+/// The OCI state written at `create`.
+pub(crate) fn new_state(id: &str, pid: u32, bundle: &Path, annotations: Option<HashMap<String, String>>) -> State {
+    let mut s = State::default();
+    s.set_version(oci_spec::runtime::VERSION.to_owned());
+    s.set_id(id.to_owned());
+    s.set_status(ContainerState::Created);
+    s.set_pid(Some(pid as i32));
+    s.set_bundle(bundle.to_owned());
+    s.set_annotations(annotations);
+    s
+}
+
+/// Now as RFC 3339 in UTC with nanoseconds (`2026-12-05T19:11:36.123456789Z`).
+pub(crate) fn rfc3339_now() -> String {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(d.as_secs() as i64, d.subsec_nanos())
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC).
+fn rfc3339(secs: i64, nanos: u32) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(super::rfc3339(1_796_497_896, 5), "2026-12-05T19:11:36.000000005Z");
+        assert_eq!(super::rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
+    }
+}

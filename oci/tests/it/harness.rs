@@ -1,0 +1,244 @@
+//! The fixture: a busybox rootfs from the host's busybox, bundles with `runc spec`'s config
+//! (or oci-spec's default when runc is missing), and a [`Runtime`] per tool with its own
+//! `--root` that deletes (with `--force`) every container it created, and the cgroups, on
+//! drop — also when a test fails.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nook_testutil::TempDir;
+use serde_json::Value;
+
+/// The tools under test: nook-oci always, runc when installed.
+pub(crate) fn runtimes(tmp: &TempDir, tag: &str) -> Vec<Runtime> {
+    let mut v = Vec::new();
+    if let Some(runc) = which("runc") {
+        v.push(Runtime::new("runc", runc, tmp, tag));
+    } else {
+        eprintln!("note: runc is not installed: nook-oci runs alone (no comparison)");
+    }
+    v.push(Runtime::new("nook", PathBuf::from(env!("CARGO_BIN_EXE_nook-oci")), tmp, tag));
+    v
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// A busybox root filesystem in `dir/rootfs` (read-only in the bundles).
+pub(crate) fn rootfs(tmp: &TempDir) -> PathBuf {
+    let root = tmp.join("rootfs");
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let busybox = which("busybox").expect("busybox (busybox-static) is installed");
+    std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+    for applet in
+        ["sh", "echo", "cat", "sleep", "true", "false", "hostname", "id", "ls", "touch", "grep", "pwd", "env", "head"]
+    {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    root
+}
+
+/// `runc spec`'s config (oci-spec's default without runc), made for tests: no terminal,
+/// no cgroup mount (nook refuses it for now, see the crate docs), the shared rootfs.
+fn base_config(tmp: &TempDir) -> Value {
+    let dir = tmp.join("spec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    if !config.exists() {
+        match which("runc") {
+            Some(runc) => {
+                let st = Command::new(runc).arg("spec").current_dir(&dir).status().unwrap();
+                assert!(st.success(), "runc spec");
+            }
+            None => oci_default().save(&config).unwrap(),
+        }
+    }
+    serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap()
+}
+
+fn oci_default() -> oci_spec::runtime::Spec {
+    oci_spec::runtime::Spec::default()
+}
+
+/// One tool with its own root and cgroup base, cleaning up after itself.
+pub(crate) struct Runtime {
+    pub(crate) name: &'static str,
+    bin: PathBuf,
+    root: PathBuf,
+    dir: PathBuf,
+    /// Relative cgroupsPath prefix (below our own cgroup), removed on drop.
+    cgroup_base: String,
+    created: RefCell<Vec<String>>,
+    runs: RefCell<u32>,
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub(crate) struct Out {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Runtime {
+    fn new(name: &'static str, bin: PathBuf, tmp: &TempDir, tag: &str) -> Runtime {
+        let dir = tmp.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Runtime {
+            name,
+            bin,
+            root: dir.join("root"),
+            cgroup_base: format!("{}-{name}", nook_testutil::unique_name(tag)),
+            dir,
+            created: RefCell::new(Vec::new()),
+            runs: RefCell::new(0),
+        }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Runs `<tool> --root ROOT args...` with stdio in files (a container inherits the
+    /// stdio of `create`: pipes would be held open by it).
+    pub(crate) fn run(&self, args: &[&str]) -> Out {
+        let n = {
+            let mut r = self.runs.borrow_mut();
+            *r += 1;
+            *r
+        };
+        let (o, e) = (self.dir.join(format!("{n}.out")), self.dir.join(format!("{n}.err")));
+        if args.iter().any(|a| *a == "create" || *a == "run") {
+            if let Some(id) = args.last() {
+                self.created.borrow_mut().push((*id).to_owned());
+            }
+        }
+        let status = Command::new(&self.bin)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(File::create(&o).unwrap())
+            .stderr(File::create(&e).unwrap())
+            .status()
+            .unwrap();
+        Out {
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&o).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&e).unwrap_or_default(),
+        }
+    }
+
+    /// A bundle for container `id` running `args`, the config changed by `tweak`.
+    pub(crate) fn bundle(&self, tmp: &TempDir, id: &str, args: &[&str], tweak: impl Fn(&mut Value)) -> PathBuf {
+        let rootfs = tmp.join("rootfs");
+        let mut c = base_config(tmp);
+        c["process"]["terminal"] = Value::Bool(false);
+        c["process"]["args"] = args.iter().map(|a| Value::String((*a).to_owned())).collect();
+        c["root"]["path"] = Value::String(rootfs.display().to_string());
+        if let Some(m) = c["mounts"].as_array_mut() {
+            m.retain(|m| m["type"] != "cgroup");
+        }
+        c["linux"]["cgroupsPath"] = Value::String(format!("{}/{id}", self.cgroup_base));
+        tweak(&mut c);
+        let dir = self.dir.join(format!("bundle-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+        dir
+    }
+
+    /// `state ID` parsed, or `None` when it fails.
+    pub(crate) fn state(&self, id: &str) -> Option<Value> {
+        let out = self.run(&["state", id]);
+        if out.code != 0 {
+            return None;
+        }
+        Some(
+            serde_json::from_str(&out.stdout)
+                .unwrap_or_else(|e| panic!("{}: state JSON {e}: {}", self.name, out.stdout)),
+        )
+    }
+
+    pub(crate) fn status(&self, id: &str) -> String {
+        self.state(id).map_or("(none)".into(), |s| s["status"].as_str().unwrap_or("").to_owned())
+    }
+
+    /// Polls until the status is `want` (a hang detector, not a timing check: 20 s).
+    pub(crate) fn wait_status(&self, id: &str, want: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20 * u64::from(nook_testutil::time_factor()));
+        loop {
+            let s = self.status(id);
+            if s == want || Instant::now() > deadline {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The container's cgroup directories that exist now (every hierarchy).
+    pub(crate) fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
+        own_cgroup_dirs().into_iter().map(|d| d.join(&self.cgroup_base).join(id)).filter(|d| d.exists()).collect()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        for id in self.created.borrow().iter() {
+            if self.root.join(id).exists() {
+                let _ = self.run(&["delete", "--force", id]);
+            }
+        }
+        for d in own_cgroup_dirs() {
+            remove_tree(&d.join(&self.cgroup_base));
+        }
+    }
+}
+
+/// Our own cgroup's directory in every mounted hierarchy (named ones too: runc joins
+/// `name=systemd`).
+pub(crate) fn own_cgroup_dirs() -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrl, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+        let rel = path.trim_start_matches('/');
+        let mount = if ctrl.is_empty() {
+            ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.join("cgroup.procs").exists())
+        } else if let Some(name) = ctrl.strip_prefix("name=") {
+            Some(PathBuf::from("/sys/fs/cgroup").join(name))
+        } else {
+            std::iter::once(ctrl)
+                .chain(ctrl.split(','))
+                .map(|c| PathBuf::from("/sys/fs/cgroup").join(c))
+                .find(|p| p.exists())
+        };
+        if let Some(m) = mount {
+            out.push(m.join(rel));
+        }
+    }
+    out
+}
+
+/// rmdir a cgroup tree bottom-up.
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+}
