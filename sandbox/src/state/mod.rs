@@ -38,9 +38,10 @@
 //! # Layout and locking
 //!
 //! ```text
-//! DIR/sandboxes/<id>.json   the record (JSON, replaced atomically: a temporary file renamed
-//!                           over it; fsync'd, with nook_ns::statefile::write_atomic, when it
-//!                           lists on-disk objects that outlive a reboot)
+//! DIR/sandboxes/<id>.json   the record (JSON, replaced atomically: a temporary file swapped
+//!                           in with renameat2(RENAME_EXCHANGE) and the old one unlinked;
+//!                           renamed over it and fsync'd, with nook_ns::statefile::write_atomic,
+//!                           when it lists on-disk objects that outlive a reboot)
 //! DIR/sandboxes/<id>.lock   its lock (nook_ns::statefile::LockFile)
 //! ```
 //!
@@ -442,10 +443,10 @@ impl RecordHandle {
 
 /// Writes a record atomically: through [`write_atomic`] (`fsync`ed, durable) when it lists an
 /// object that outlives a reboot (an IPAM address, a container layer: on-disk state), else
-/// with the same temporary file and `rename(2)` but no `fsync` — what it lists (processes,
-/// cgroups, mounts, namespaces, firewall rules) is gone after a reboot anyway, and the page
-/// cache keeps the record when only its owner dies. On a disk-backed state dir that is the
-/// difference between tens of µs and tens of ms per write.
+/// with the same temporary file swapped in ([`replace_with_tmp`]) but no `fsync` — what it
+/// lists (processes, cgroups, mounts, namespaces, firewall rules) is gone after a reboot
+/// anyway, and the page cache keeps the record when only its owner dies. On a disk-backed
+/// state dir that is the difference between tens of µs and tens of ms per write.
 fn write_record(path: &Path, record: &Record) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(record).expect("a record serializes");
     let durable = record
