@@ -175,6 +175,24 @@ pub(crate) fn write(dir: BorrowedFd<'_>, dir_path: &Path, file: &str, value: &st
     Ok(())
 }
 
+/// [`write`] of several values to one file, in order, each with its own `write(2)` (the
+/// kernel takes one value — a device rule — per write) on one open file.
+pub(crate) fn write_each(dir: BorrowedFd<'_>, dir_path: &Path, file: &str, values: &[&str]) -> Result<()> {
+    let werr = |e: io::Error, value: &str| match e.raw_os_error() {
+        Some(libc::ELOOP | libc::EXDEV) => err("openat2", dir_path.join(file), e),
+        _ => Error::Write { path: dir_path.join(file), value: value.to_owned(), source: e },
+    };
+    let Some(first) = values.first() else { return Ok(()) };
+    let fd = open_beneath(dir, Path::new(file), OFlags::WRONLY).map_err(|e| werr(e, first))?;
+    for value in values {
+        let n = rustix::io::write(&fd, value.as_bytes()).map_err(|e| werr(e.into(), value))?;
+        if n != value.len() {
+            return Err(werr(io::Error::from_raw_os_error(libc::EIO), value));
+        }
+    }
+    Ok(())
+}
+
 /// Reads the cgroup file `file` of `dir`.
 pub(crate) fn read(dir: BorrowedFd<'_>, dir_path: &Path, file: &str) -> Result<String> {
     read_io(dir, file).beneath("read", Joined(dir_path, file))

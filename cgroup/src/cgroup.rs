@@ -56,6 +56,11 @@ impl Dir {
         at::write(self.fd.as_fd(), &self.path, file, value)
     }
 
+    /// Writes each of `values` to `file`, in order, through one open file.
+    pub(crate) fn write_each(&self, file: &str, values: &[&str]) -> Result<()> {
+        at::write_each(self.fd.as_fd(), &self.path, file, values)
+    }
+
     /// Reads `file`.
     pub(crate) fn read(&self, file: &str) -> Result<String> {
         at::read(self.fd.as_fd(), &self.path, file)

@@ -229,10 +229,11 @@
 //! The state dir is [`StateDir::default_root`] (`/run/nook` for root,
 //! `$XDG_RUNTIME_DIR/nook` otherwise; skipped, and the sandbox run without a record, when it
 //! cannot be created), or [`SandboxBuilder::state_dir`] — a runtime option, not part of the
-//! [`SandboxSpec`] (the same spec runs under different owners). A record is replaced by
-//! `rename(2)` and `fsync`ed only when it lists on-disk objects that outlive a reboot; on a
-//! tmpfs `/run` a limited one-shot run's record costs about 0.3 ms, on a disk-backed state
-//! dir (ext4 flushes a file renamed over another) several ms.
+//! [`SandboxSpec`] (the same spec runs under different owners). A record is replaced
+//! atomically (a new file swapped in with `renameat2(RENAME_EXCHANGE)`, or `rename(2)`) and
+//! `fsync`ed only when it lists on-disk objects that outlive a reboot; a limited one-shot
+//! run's record (created, rewritten twice, deleted) costs about 0.15–0.2 ms on this
+//! project's disk-backed (ext4) `/run`, less on a tmpfs (BENCHMARKS.md §8d).
 //!
 //! ## Setup and teardown
 //! Validate the whole spec, resolve an image root's config and user (reads only), and build

@@ -7,7 +7,8 @@
 //! before creating it (a cleanup takes an absent object as removed, so recording first leaves
 //! no window in which it exists unrecorded): the `/etc` files directory of a sandbox on
 //! networks and a container layer (their names are chosen in advance), a cgroup (with every
-//! directory it can get, then [`Recorder::replace`]d with the ones it got), a network
+//! directory it can get, then replaced with the ones it got in the write that records the
+//! init: [`Recorder::replace_with`]), a network
 //! endpoint (as [`Object::Endpoint`]: whatever the owner holds on that network, then
 //! [`Recorder::replace_with`] its addresses and port rules). Only the init process, which
 //! dies with the owner anyway, is recorded right after.
@@ -69,14 +70,6 @@ impl Recorder {
     pub(crate) fn record(&mut self, object: Object) -> Result<()> {
         match &mut self.handle {
             Some(h) => Ok(h.add(object)?),
-            None => Ok(()),
-        }
-    }
-
-    /// Replaces `old` with `new` (what an object recorded in advance turned out to be).
-    pub(crate) fn replace(&mut self, old: &Object, new: Object) -> Result<()> {
-        match &mut self.handle {
-            Some(h) => Ok(h.replace(old, new)?),
             None => Ok(()),
         }
     }

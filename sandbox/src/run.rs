@@ -562,6 +562,15 @@ fn command(spec: &SandboxSpec, plan: plan::Plan, stdio: [Option<Stdio>; 3], hold
     cmd
 }
 
+/// A sandbox's new cgroup, and how its owner record lists it: `planned` (every directory it
+/// could get, recorded before the `mkdir`s) until the init is recorded, which replaces it with
+/// `exact` (the directories it got) in the same write.
+struct Created {
+    cgroup: Cgroup,
+    planned: crate::state::Object,
+    exact: crate::state::Object,
+}
+
 /// Whether a cgroup creation failed because the caller may not create one there.
 fn not_permitted(e: &nook_cgroup::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM | libc::EROFS))
@@ -574,15 +583,15 @@ fn not_permitted(e: &nook_cgroup::Error) -> bool {
 /// or the caller's cgroup — in each hierarchy): an owner killed during the `mkdir`s leaves
 /// nothing unrecorded, and a cleanup takes the directories that were not made as removed
 /// (and `rmdir`s the empty ones that were). Once created, the record gets its exact
-/// directories. A failure is returned with whether some of its directories are left (then
-/// the record must stay: only after a creation, when the cgroup could not be removed
-/// again); the caller undoes the rest and ends the record.
+/// directories with the init (one write fewer; see [`Created`]). A failure (a creation
+/// undoes itself) is returned with whether some of its directories are left (then the
+/// record must stay); the caller undoes the rest and ends the record.
 fn create_cgroup(
     spec: &CgroupSpec,
     id: &str,
     best_effort: bool,
     owner: &mut Recorder,
-) -> std::result::Result<Option<Cgroup>, (Box<Error>, bool)> {
+) -> std::result::Result<Option<Created>, (Box<Error>, bool)> {
     let mut cg = spec.clone();
     if cg.name.is_empty() {
         cg.name = id.to_owned();
@@ -591,17 +600,13 @@ fn create_cgroup(
     let parent = |h: &nook_cgroup::Hierarchy| h.dir_of(cg.parent.as_ref().unwrap_or(&h.own_cgroup));
     let dirs: Vec<PathBuf> =
         hierarchies.v2.iter().chain(&hierarchies.v1).filter_map(|h| Some(parent(h)?.join(&cg.name))).collect();
-    let left = |dirs: &[PathBuf]| dirs.iter().any(|d| d.exists());
-    let planned = crate::state::Object::cgroup(&cg, dirs.clone());
+    let planned = crate::state::Object::cgroup(&cg, dirs);
     owner.record(planned.clone()).map_err(|e| (Box::new(e), false))?;
     match Cgroup::create_in(hierarchies, &cg) {
-        Ok(c) => match owner.replace(&planned, crate::state::Object::cgroup(&cg, c.paths())) {
-            Ok(()) => Ok(Some(c)),
-            Err(e) => {
-                let removed = c.remove().err().map(Error::from);
-                Err((Box::new(Error::with_cleanup(e, removed.into_iter().collect())), left(&dirs)))
-            }
-        },
+        Ok(c) => {
+            let exact = crate::state::Object::cgroup(&cg, c.paths());
+            Ok(Some(Created { cgroup: c, planned, exact }))
+        }
         // A failed creation undid itself (`Cgroup::abandon`; a failure of that is reported in
         // the error). Directories that exist now may be someone else's (`EEXIST` is a clash,
         // and nothing is adopted): the planned cgroup must leave the record, or a cleanup
@@ -720,14 +725,15 @@ fn spawn(
             return Err(Error::with_cleanup(e, early_undo(prepared, None, left, &mut owner)));
         }
     }
-    let cgroup = match &spec.cgroup {
+    let (cgroup, cgroup_objects) = match &spec.cgroup {
         Some(cg) => match create_cgroup(cg, &id, spec.best_effort_limits, &mut owner) {
-            Ok(c) => c,
+            Ok(Some(Created { cgroup, planned, exact })) => (Some(cgroup), Some((planned, exact))),
+            Ok(None) => (None, None),
             Err((e, left)) => {
                 return Err(with_more_cleanup(*e, early_undo(prepared, image.as_mut(), left, &mut owner)));
             }
         },
-        None => None,
+        None => (None, None),
     };
     if device_cgroup && cgroup.is_none() {
         // Running without limits (best effort): no device allowlist either, so no
@@ -765,7 +771,12 @@ fn spawn(
         Err(e) => return Err(fail(e.into(), cgroup, prepared, None, &mut owner)),
     };
     // Dropping a paused child kills and reaps it.
-    let recorded = crate::state::Object::process(paused.id()).map_err(Error::from).and_then(|o| owner.record(o));
+    // The init, and the cgroup's exact directories in place of the planned ones: one write.
+    let recorded =
+        crate::state::Object::process(paused.id()).map_err(Error::from).and_then(|init| match cgroup_objects {
+            Some((planned, exact)) => owner.replace_with(&planned, vec![exact, init]),
+            None => owner.record(init),
+        });
     if let Err(e) = recorded {
         drop(paused);
         return Err(fail(e, cgroup, prepared, None, &mut owner));

@@ -235,8 +235,12 @@ impl Part for DevicePolicy {
     /// v1: `devices.deny`/`devices.allow` lines. (v2 is a BPF program: see [`Part::apply`].)
     fn write(&self, dir: &Dir, _version: Version) -> Result<()> {
         self.check_v1()?;
-        for (file, line) in self.v1_writes() {
-            dir.write(file, &line)?;
+        // Each run of lines to the same file through one open file (a deny of everything,
+        // then the allowed devices: two opens instead of one per rule).
+        let writes = self.v1_writes();
+        for run in writes.chunk_by(|a, b| a.0 == b.0) {
+            let lines: Vec<&str> = run.iter().map(|(_, line)| line.as_str()).collect();
+            dir.write_each(run[0].0, &lines)?;
         }
         Ok(())
     }

@@ -518,6 +518,44 @@ fn record_lifecycle_of_a_clean_owner() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// A record listing only what a reboot removes anyway (processes here) is rewritten without
+/// `fsync`, by swapping a new file in (`RENAME_EXCHANGE`) and unlinking the old one: every
+/// rewrite is read back whole, each is a new file, and no temporary file is left.
+#[test]
+fn non_durable_record_rewrites_are_whole_and_leave_no_temp_files() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = TempDir::new("swap").unwrap();
+    let st = state(tmp.path());
+    let mut rec = st.create_record("nk-swap").unwrap();
+    let files = || {
+        let mut names: Vec<String> = std::fs::read_dir(tmp.join("state/sandboxes"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    };
+    let path = rec.path().to_owned();
+    let inode = || std::fs::metadata(&path).unwrap().ino();
+    let me = ProcessId::current().unwrap();
+    let other = |n: u64| Object::Process { process: ProcessId { pid: me.pid, start_time: me.start_time + n } };
+    let mut inodes = vec![inode()];
+    rec.add(other(1)).unwrap();
+    inodes.push(inode());
+    rec.add(other(2)).unwrap();
+    inodes.push(inode());
+    rec.replace(&other(1), other(3)).unwrap();
+    inodes.push(inode());
+    assert_eq!(st.read("nk-swap").unwrap().objects, [other(3), other(2)]);
+    rec.replace_with(&other(3), vec![other(4), other(5)]).unwrap();
+    assert_eq!(st.read("nk-swap").unwrap().objects, [other(4), other(5), other(2)]);
+    assert_eq!(files(), ["nk-swap.json", "nk-swap.lock"]);
+    inodes.dedup();
+    assert_eq!(inodes.len(), 4, "each rewrite puts a new file in place: {inodes:?}");
+    rec.remove().unwrap();
+    assert!(files().is_empty(), "{:?}", files());
+}
+
 /// A recorded process (a sandbox init outside any cgroup) is killed by pidfd; a recorded pid
 /// that now belongs to another process (another start time) is left alone.
 #[test]
