@@ -37,7 +37,8 @@ pub enum ConflictOwner {
 ///
 /// nook marks every packet it accepts itself ([`super::FORWARD_MARK`], in its own table, before
 /// the filter priority), so for any table but firewalld's the fix is one rule accepting that
-/// mark — the same for every nook network.
+/// mark — the same for every nook network. A chain that runs before the mark is set (priority
+/// -20 or lower) gets by-interface rules for the network's bridge instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FirewallConflict {

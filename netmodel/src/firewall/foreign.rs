@@ -32,6 +32,7 @@ use serde_json::Value;
 
 use super::FORWARD_MARK;
 use super::conflict::{Blocker, ConflictOwner, FirewallConflict};
+use super::render::MARK_PRIORITY;
 
 /// A chain of the ruleset.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,8 +146,11 @@ impl Ruleset {
     /// The filter base chains on the forward hook of tables other than `inet OWN` that drop
     /// what they do not accept.
     pub(crate) fn blockers(&self, own: &str) -> Vec<Blocking<'_>> {
+        // The bridge, netdev and arp families' hooks are other paths (frames, ingress): nook's
+        // mark is set on the IP forward hook, and their chains are not read.
         self.chains
             .iter()
+            .filter(|c| matches!(c.family.as_str(), "ip" | "ip6" | "inet"))
             .filter(|c| !(c.family == "inet" && c.table == own))
             .filter_map(|c| {
                 let base = c.base.as_ref()?;
@@ -205,6 +209,19 @@ impl Ruleset {
             .any(|r| r.expr.iter().any(|e| e.get("accept").is_some()) && r.expr.iter().any(is_mark_match))
     }
 
+    /// Whether the table of `chain` accepts packets coming from `bridge` (for a chain that runs
+    /// before nook's mark is set: the by-interface rules a [`FirewallConflict`] suggests).
+    pub(crate) fn admits_bridge(&self, chain: &Chain, bridge: &str) -> bool {
+        self.rules.iter().filter(|r| r.family == chain.family && r.table == chain.table).any(|r| {
+            r.expr.iter().any(|e| e.get("accept").is_some())
+                && r.expr.iter().any(|e| {
+                    e.get("match").is_some_and(|m| {
+                        m["op"] == "==" && m["left"]["meta"]["key"] == "iifname" && m["right"] == bridge
+                    })
+                })
+        })
+    }
+
     /// The conflicts that still drop `network`'s traffic (bridge `bridge`, families
     /// `families` among `ip` and `ip6`), nook's table being `inet OWN`.
     pub(crate) fn conflicts(
@@ -221,7 +238,9 @@ impl Ruleset {
             if matches!(c.family.as_str(), "ip" | "ip6") && !families.contains(c.family.as_str()) {
                 continue;
             }
-            if self.admits_mark(c) {
+            let base = c.base.as_ref().expect("blockers are base chains");
+            let early = base.prio <= i64::from(MARK_PRIORITY);
+            if self.admits_mark(c) || (early && self.admits_bridge(c, bridge)) {
                 continue;
             }
             // Where the admin's rule goes: nook's place in the table when there is one (nook's
@@ -232,10 +251,20 @@ impl Ruleset {
                 Remedy::Rules(place) => (ConflictOwner::Iptables, place.chain),
                 Remedy::Report(owner) => (owner, c.name.clone()),
             };
-            let base = c.base.as_ref().expect("blockers are base chains");
             let suggested_rule = match owner {
                 ConflictOwner::Firewalld => {
                     format!("firewall-cmd --permanent --zone=trusted --add-interface={bridge} && firewall-cmd --reload")
+                }
+                // A chain that runs before nook's mark is set cannot go by it: by interface,
+                // what nook's table accepts.
+                _ if early => {
+                    let rule = |m: &str| format!("nft insert rule {} {} {target} {m} accept", c.family, c.table);
+                    [
+                        rule(&format!("oifname \"{bridge}\" ct status dnat")),
+                        rule(&format!("oifname \"{bridge}\" ct state established,related")),
+                        rule(&format!("iifname \"{bridge}\"")),
+                    ]
+                    .join(" && ")
                 }
                 _ => format!(
                     "nft insert rule {} {} {target} meta mark and {FORWARD_MARK:#010x} == {FORWARD_MARK:#010x} accept",
@@ -335,6 +364,10 @@ mod tests {
         {"table": {"family": "inet", "name": "site", "handle": 5}},
         {"chain": {"family": "inet", "table": "site", "name": "fwd", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
         {"chain": {"family": "inet", "table": "site", "name": "nat", "handle": 2, "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}},
+        {"table": {"family": "inet", "name": "early", "handle": 7}},
+        {"chain": {"family": "inet", "table": "early", "name": "fwd", "handle": 1, "type": "filter", "hook": "forward", "prio": -150, "policy": "drop"}},
+        {"table": {"family": "bridge", "name": "frames", "handle": 8}},
+        {"chain": {"family": "bridge", "table": "frames", "name": "fwd", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
         {"table": {"family": "inet", "name": "nook", "handle": 6}},
         {"chain": {"family": "inet", "table": "nook", "name": "filter-forward", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}
     ]}"#;
@@ -352,6 +385,7 @@ mod tests {
                 ("ip6".into(), "filter".into(), Blocker::Rule { handle: 2 }),
                 ("inet".into(), "firewalld".into(), Blocker::Rule { handle: 9 }),
                 ("inet".into(), "site".into(), Blocker::PolicyDrop),
+                ("inet".into(), "early".into(), Blocker::PolicyDrop),
             ]
         );
         let place =
@@ -376,8 +410,16 @@ mod tests {
             [
                 ("filter", "FORWARD", ConflictOwner::Docker),
                 ("firewalld", "filter_FORWARD", ConflictOwner::Firewalld),
-                ("site", "fwd", ConflictOwner::Other)
+                ("site", "fwd", ConflictOwner::Other),
+                ("early", "fwd", ConflictOwner::Other)
             ]
+        );
+        // Before nook's mark is set: by interface.
+        assert_eq!(
+            c[3].suggested_rule,
+            "nft insert rule inet early fwd oifname \"nkbr0\" ct status dnat accept && \
+             nft insert rule inet early fwd oifname \"nkbr0\" ct state established,related accept && \
+             nft insert rule inet early fwd iifname \"nkbr0\" accept"
         );
         assert_eq!(
             c[0].suggested_rule,
@@ -399,9 +441,16 @@ mod tests {
         let rs = Ruleset::parse(&doc.to_string()).unwrap();
         let c = rs.conflicts("nook", "web", "nkbr0", "nook:web", &BTreeSet::from(["ip", "ip6"]));
         let left: Vec<&str> = c.iter().map(|c| c.table.as_str()).collect();
-        assert_eq!(left, ["filter", "firewalld"], "ip filter admitted; ip6 filter's REJECT still there");
+        assert_eq!(left, ["filter", "firewalld", "early"], "ip filter admitted; ip6 filter's REJECT still there");
         assert_eq!(c[0].family, "ip6");
         assert_eq!(rs.tagged("nook", "nook:web").map(|r| r.handle).collect::<Vec<_>>(), [30]);
+        // The early chain, once it accepts what comes from the bridge.
+        let mut doc: Value = serde_json::from_str(&doc.to_string()).unwrap();
+        doc["nftables"].as_array_mut().unwrap().push(serde_json::json!({"rule": {"family": "inet", "table": "early",
+            "chain": "fwd", "handle": 9, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "nkbr0"}}, {"accept": null}]}}));
+        let rs = Ruleset::parse(&doc.to_string()).unwrap();
+        let c = rs.conflicts("nook", "web", "nkbr0", "nook:web", &BTreeSet::from(["ip", "ip6"]));
+        assert_eq!(c.iter().map(|c| c.table.as_str()).collect::<Vec<_>>(), ["filter", "firewalld"]);
         assert_eq!(rs.tagged("nook", "nook:db").count(), 0);
     }
 }

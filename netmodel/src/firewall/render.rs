@@ -77,6 +77,8 @@ pub(crate) const RAW_PREROUTING: &str = "raw-prerouting";
 
 /// `mark-forward`: marks the packets nook accepts, for other tables.
 pub(crate) const MARK_FORWARD: &str = "mark-forward";
+/// `mark-forward`'s priority: after mangle (-150), before every filter chain.
+pub(crate) const MARK_PRIORITY: i32 = -20;
 
 /// The base chains, created with the table.
 pub(crate) const BASE_CHAINS: [BaseChain; 6] = [
@@ -85,7 +87,7 @@ pub(crate) const BASE_CHAINS: [BaseChain; 6] = [
     BaseChain { name: NAT_POSTROUTING, kind: NfChainType::NAT, hook: NfHook::Postrouting, prio: 100 },
     BaseChain { name: FILTER_FORWARD, kind: NfChainType::Filter, hook: NfHook::Forward, prio: 0 },
     BaseChain { name: RAW_PREROUTING, kind: NfChainType::Filter, hook: NfHook::Prerouting, prio: -300 },
-    BaseChain { name: MARK_FORWARD, kind: NfChainType::Filter, hook: NfHook::Forward, prio: -20 },
+    BaseChain { name: MARK_FORWARD, kind: NfChainType::Filter, hook: NfHook::Forward, prio: MARK_PRIORITY },
 ];
 
 /// A batch under construction.
