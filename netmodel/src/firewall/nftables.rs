@@ -120,9 +120,7 @@ impl Nftables {
         }
         Ok(())
     }
-}
 
-impl Nftables {
     /// The chains of other tables where `meta`'s network needs rules (those of its families).
     fn places(&self, ruleset: &Ruleset, meta: &NetMeta) -> BTreeSet<Place> {
         ruleset

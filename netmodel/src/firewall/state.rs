@@ -506,6 +506,17 @@ mod tests {
         assert_eq!(jumps.len(), 1);
         assert_eq!(jumps[0].handle, 4);
         assert!(lists_table(json, "inet", "nook").unwrap());
+        // The same table read out of a whole ruleset: another table's chains and rules are not
+        // nook's, even of the same name.
+        let other = json
+            .replace(r#""table": "nook""#, r#""table": "other""#)
+            .replace(r#""name": "nook""#, r#""name": "other""#);
+        let mut doc: serde_json::Value = serde_json::from_str(json).unwrap();
+        let more: serde_json::Value = serde_json::from_str(&other).unwrap();
+        doc["nftables"].as_array_mut().unwrap().extend(more["nftables"].as_array().unwrap().iter().cloned());
+        assert_eq!(TableState::from_ruleset(&doc.to_string(), "inet", "nook").unwrap(), s);
+        let absent = TableState::from_ruleset(&other, "inet", "nook").unwrap();
+        assert!(!absent.exists && absent.chains.is_empty() && absent.rules.is_empty());
         assert!(!lists_table(json, "ip", "nook").unwrap());
         assert!(TableState::parse("{").is_err());
     }
