@@ -641,3 +641,46 @@ fn docker_user_rules_keep_the_table_iptables_compatible() {
     assert_eq!(run(&["-S", "DOCKER-USER"]), "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n");
     assert_eq!(listing(&ns), before);
 }
+
+/// An internal network on a Docker host: its sandboxes talk across the bridge, which
+/// `br_netfilter` (loaded by Docker) hands to the IP forward hook — where Docker's `FORWARD`
+/// policy drops whatever nook's rules in `DOCKER-USER` do not let through. Its way out stays
+/// shut.
+#[test]
+fn an_internal_network_on_a_docker_host_talks_within_its_bridge() {
+    require_root!();
+    let mut world = World::new();
+    if !docker_like_sysctls(&world) {
+        skip_unsupported(module_path!(), "br_netfilter is not loaded: bridged traffic skips the IP hooks");
+        return;
+    }
+    load(&mut world, &docker_ruleset(DOCKER_BRIDGE));
+    let before = listing(&world.host_ns);
+    let mut spec = spec(&["10.89.45.0/24"]);
+    spec.internal(true);
+    let net = Network::create(&world.host, &spec).unwrap();
+    let tag = format!("nook:{}", net.name());
+    let mut a = Sandbox::none("a").unwrap();
+    let mut b = Sandbox::none("b").unwrap();
+    a.connect(&net, &EndpointOptions::new()).unwrap();
+    let eb = b.connect(&net, &EndpointOptions::new()).unwrap();
+    let to_b = SocketAddr::new(eb.ipv4().unwrap().into(), 7000);
+    let server = serve_once(listen_in(&b, 7000));
+    assert_eq!(talk(a.netns(), to_b, "peer").unwrap(), "echo: peer");
+    server.join().unwrap();
+    assert_eq!(net.diagnostics().unwrap(), []);
+    let _l = listen_in_ns(&world.outside, SocketAddr::new(OUTSIDE_IP.into(), 9141));
+    assert!(!talk_within(a.netns(), SocketAddr::new(OUTSIDE_IP.into(), 9141), DROPPED), "internal: no way out");
+
+    // Control: without nook's rules, Docker's policy drops the bridged traffic.
+    for (handle, _) in chain_rules(&world.host_ns, "ip", "DOCKER-USER").into_iter().filter(|(_, t)| t.contains(&tag)) {
+        nft_in(&world.host_ns, &["delete", "rule", "ip", "filter", "DOCKER-USER", "handle", &handle.to_string()], None);
+    }
+    let _l = listen_in(&b, 7001);
+    assert!(!talk_within(a.netns(), SocketAddr::new(to_b.ip(), 7001), DROPPED), "dropped by Docker");
+
+    a.remove().unwrap();
+    b.remove().unwrap();
+    net.remove().unwrap();
+    assert_eq!(listing(&world.host_ns), before);
+}
