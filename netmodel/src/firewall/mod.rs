@@ -7,11 +7,12 @@
 //!
 //! # What it sets up
 //!
-//! One table, `inet nook` (see [`Nftables::table_name`]), with five base chains created with
+//! One table, `inet nook` (see [`Nftables::table_name`]), with six base chains created with
 //! the first network and deleted with the last one: `nat-prerouting` (dstnat),
-//! `nat-output` (-100), `nat-postrouting` (srcnat), `filter-forward` (filter) and
-//! `raw-prerouting` (raw). Each network gets regular chains `nk-NETWORK-{fwd,post,pre,raw}`,
-//! reached by jumps from the base chains:
+//! `nat-output` (-100), `nat-postrouting` (srcnat), `filter-forward` (filter),
+//! `raw-prerouting` (raw) and `mark-forward` (-20). Each network gets regular chains
+//! `nk-NETWORK-{fwd,post,pre,raw,mark}` (an internal one: `fwd` and `mark`), reached by jumps
+//! from the base chains:
 //!
 //! - **Masquerade** (non-internal networks): `ip saddr SUBNET oifname != BRIDGE masquerade`
 //!   for every IPv4 and IPv6 subnet.
@@ -40,9 +41,8 @@
 //!   turned back off at teardown (other software may rely on them, as with Docker). Note
 //!   that IPv6 forwarding makes the kernel ignore router advertisements on interfaces with
 //!   `accept_ra=1`.
-//!
-//! - **Mark**: a sixth base chain, `mark-forward` (filter, priority -20: after mangle, before
-//!   every filter chain), jumps to `nk-NETWORK-mark`, which ORs [`FORWARD_MARK`] into the
+//! - **Mark**: `mark-forward` (filter, priority -20: after mangle, before every filter
+//!   chain) jumps to `nk-NETWORK-mark`, which ORs [`FORWARD_MARK`] into the
 //!   meta mark of the packets nook accepts: leaving the bridge, replies into it, published
 //!   ports (an internal network: only traffic between its own ports, which `br_netfilter`
 //!   hands to the forward hook). Other tables can accept nook's traffic by that mark alone.
@@ -68,13 +68,22 @@
 //!   nook writes nothing there. [`FirewallBackend::conflicts`] (and
 //!   [`crate::Network::diagnostics`]) report each one as a [`FirewallConflict`] naming the
 //!   table, chain and hook, and the rule to add: `meta mark & M == M accept` (one rule for
-//!   every nook network), or for firewalld, the bridge in the `trusted` zone. Setting the
-//!   network up does not fail: the network works on the host and between its sandboxes, and
-//!   the admin can add the rule at any time.
+//!   every nook network; by-interface rules for a chain that runs before `mark-forward`), or
+//!   for firewalld, the bridge in the `trusted` zone. Setting the network up does not fail:
+//!   the network works on the host and between its sandboxes, and the admin can add the rule
+//!   at any time. Only `ip`, `ip6` and `inet` tables are read (the bridge family's forward
+//!   hook sees frames before any IP hook, where nook's mark is not set yet).
 //!
 //! Nothing is loosened for traffic that is not nook's: the foreign rules match only packets
-//! from or to nook's bridges that nook's own table marked, and a nook sandbox reaching a
-//! Docker container is one such packet (as a process of the host can reach it).
+//! from or to nook's bridges that nook's own table marked. A nook sandbox opening a
+//! connection to a Docker container's address is such a packet, and is let through as a
+//! process of the host would be (masqueraded to the host's address on Docker's bridge);
+//! Docker's own isolation between its networks is untouched.
+//!
+//! Not handled: iptables-legacy (its rules are invisible to `nft`); a foreign table created
+//! after the network is set up (reported by [`FirewallBackend::conflicts`]; setting the
+//! network up again adds nook's rules to Docker's or iptables-nft's chain); a host port
+//! published both by nook and by another table's DNAT (the first NAT chain to match wins).
 //! Docker's `nat` table needs nothing: its masquerade and DNAT match only its own subnets and
 //! ports, and a packet is NAT-ed once, by the first NAT chain that matches it.
 //!
