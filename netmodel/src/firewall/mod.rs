@@ -80,6 +80,12 @@
 //! process of the host would be (masqueraded to the host's address on Docker's bridge);
 //! Docker's own isolation between its networks is untouched.
 //!
+//! Cost: the ruleset is read in the same single `nft -j list` run as before, and the foreign
+//! rules go in the same transaction. Measured on the development machine (2 vCPUs, noisy;
+//! medians of 30, another network kept so the table stays): setting a network up and
+//! tearing it down took 14 / 25 ms with Docker's filter and nat tables (IPv4 and IPv6) in
+//! the namespace, against 7–10 / 18–22 ms in an empty one.
+//!
 //! Not handled: iptables-legacy (its rules are invisible to `nft`); a foreign table created
 //! after the network is set up (reported by [`FirewallBackend::conflicts`]; setting the
 //! network up again adds nook's rules to Docker's or iptables-nft's chain); a host port
