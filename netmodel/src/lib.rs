@@ -61,6 +61,20 @@
 //!   persisted name unmounted). The kernel deletes the sandbox's links when its namespace
 //!   dies, asynchronously, so teardown returns without waiting for it.
 //!
+//! # Hosts with other firewalls
+//!
+//! An accept in nook's table cannot override a drop in another table on the same hook, so on a
+//! Docker host (iptables-nft's `FORWARD` policy `DROP`) or behind any default-drop forward
+//! policy, a network's forwarded traffic would be dropped. nook marks the forwarded packets it
+//! accepts ([`firewall::FORWARD_MARK`]) and, when it sets a network up, adds per-network rules
+//! accepting them where the owner of the dropping table offers a place (Docker's
+//! `DOCKER-USER`, iptables-nft's `FORWARD`; removed by handle at teardown, so the foreign
+//! ruleset comes back byte for byte). Where there is none (firewalld, any other table),
+//! [`Network::create`] still succeeds and [`Network::diagnostics`] returns a
+//! [`firewall::FirewallConflict`] per blocking chain, naming the table, the chain and the rule
+//! the admin has to add. Nothing is loosened for traffic that is not nook's. Details in
+//! [`firewall`].
+//!
 //! # Errors
 //!
 //! One shape, the same in every nook crate: [`Error`] (and each layer's own error,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::driver::NetworkDriver;
 use crate::error::{Error, Result};
+use crate::firewall::FirewallConflict;
 use crate::host::Host;
 use crate::spec::NetworkSpec;
 use crate::util::{pool_gateway, random_hex};
@@ -165,6 +166,20 @@ impl Network {
     /// Its driver.
     pub fn driver(&self) -> &dyn NetworkDriver {
         &*self.inner.driver
+    }
+
+    /// What in other software's firewall drops this network's forwarded traffic now, read
+    /// from the host's live ruleset: one [`FirewallConflict`] per foreign chain on the forward
+    /// hook that drops what it does not accept and that nook could not add its rules to
+    /// (firewalld's table, any table but Docker's and iptables-nft's `filter`), each naming
+    /// the table, the chain and the rule the admin has to add. Empty when nothing blocks
+    /// (and for drivers that do not use the firewall, e.g. macvlan).
+    ///
+    /// [`Network::create`] does not fail on such conflicts — the network works between its
+    /// sandboxes and with the host, and the admin can add the rule later — so call this after
+    /// creating a network that must reach the outside or publish ports.
+    pub fn diagnostics(&self) -> Result<Vec<FirewallConflict>> {
+        self.inner.driver.diagnostics(&self.inner.host, &self.inner.spec)
     }
 
     /// The endpoints attached now (from this process).

@@ -8,7 +8,7 @@ use nook_ns::NsFd;
 
 use super::{EndpointConfig, EndpointLink, NetworkDriver};
 use crate::error::{Error, Result};
-use crate::firewall::{NetworkRules, PortRule};
+use crate::firewall::{FirewallConflict, NetworkRules, PortRule};
 use crate::host::Host;
 use crate::ifname::IfName;
 use crate::netlink::{LinkKind, Netlink, NewLink};
@@ -243,6 +243,11 @@ impl NetworkDriver for BridgeDriver {
             });
         }
         Ok(host.firewall().add_ports(&spec.name, endpoint, ports)?)
+    }
+
+    /// The firewall backend's [`crate::firewall::FirewallBackend::conflicts`].
+    fn diagnostics(&self, host: &Host, spec: &NetworkSpec) -> Result<Vec<FirewallConflict>> {
+        Ok(host.firewall().conflicts(&spec.name)?)
     }
 
     fn unpublish(&self, host: &Host, spec: &NetworkSpec, endpoint: &str) -> Result<()> {

@@ -29,7 +29,7 @@ pub use bridge::{BridgeDriver, BridgeOptions};
 pub use macvlan::{MacvlanDriver, MacvlanOptions};
 
 use crate::error::{Error, Result};
-use crate::firewall::PortRule;
+use crate::firewall::{FirewallConflict, PortRule};
 use crate::host::Host;
 use crate::spec::NetworkSpec;
 use crate::validation::ValidationError;
@@ -216,6 +216,13 @@ pub trait NetworkDriver: Send + Sync + fmt::Debug {
     fn publishes_ports(&self, spec: &NetworkSpec) -> bool {
         let _ = spec;
         false
+    }
+
+    /// What in other software's firewall still drops the network's forwarded traffic
+    /// ([`crate::Network::diagnostics`]). Default: nothing.
+    fn diagnostics(&self, host: &Host, spec: &NetworkSpec) -> Result<Vec<FirewallConflict>> {
+        let _ = (host, spec);
+        Ok(Vec::new())
     }
 
     /// Removes the ports published for `endpoint`; succeeds when there are none. Default:

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use nftables::schema as nfs;
 
 use super::FirewallError;
+use super::foreign::Ruleset;
 use super::render::FAMILY_NAME;
 use super::state::{self, TableState};
 use crate::error::SysContext;
@@ -144,6 +145,14 @@ impl Ctx<'_> {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Reads nook's table and the whole ruleset (other software's tables), in one `nft` run.
+    pub(crate) fn list_all(&self) -> Result<(TableState, Ruleset), FirewallError> {
+        let out = self.nft(&["-j", "list", "ruleset"], None)?;
+        let state = TableState::from_ruleset(&out, FAMILY_NAME, self.table).map_err(|e| self.json_err(e))?;
+        let ruleset = Ruleset::parse(&out).map_err(|e| self.json_err(e))?;
+        Ok((state, ruleset))
     }
 
     /// Applies `batch` as one transaction (`nft -j -f -`): all of it or nothing.

@@ -1,5 +1,6 @@
 //! The built-in backend: [`Nftables`] drives `nft -j` in one network namespace.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -8,10 +9,11 @@ use nook_ns::{Namespace, NsFd};
 #[cfg(doc)]
 use super::MAX_TABLE_LEN;
 use super::exec::{self, Ctx};
+use super::foreign::{Place, Remedy, Ruleset};
 use super::names::{validate_endpoint, validate_network, validate_table};
 use super::render;
 use super::state::{self, NetChain, NetMeta, PortTag};
-use super::{DEFAULT_TABLE, FirewallBackend, FirewallError, NetworkRules, PortRule};
+use super::{DEFAULT_TABLE, FirewallBackend, FirewallConflict, FirewallError, NetworkRules, PortRule};
 use crate::validation::ValidationError;
 
 /// The nftables backend (drives `nft -j`), acting in one network namespace.
@@ -92,10 +94,23 @@ impl Nftables {
             .unwrap_or_else(|source| Err(FirewallError::Namespace { op: cx.op, target: cx.target.to_owned(), source }))
     }
 
-    /// Removes `network` (caller holds the lock, thread in the namespace).
+    /// The comment of `network`'s rules in other tables (`TABLE:NETWORK`).
+    fn tag(&self, network: &str) -> String {
+        format!("{}:{network}", self.table)
+    }
+
+    /// Removes `network` (caller holds the lock, thread in the namespace): its chains and
+    /// jumps, and its rules in other tables, in one transaction.
     fn teardown_locked(&self, cx: &Ctx<'_>, network: &str) -> Result<(), FirewallError> {
-        let state = cx.list()?;
-        let Some(batch) = render::teardown_network(&self.table, &state, network) else { return Ok(()) };
+        let (state, ruleset) = cx.list_all()?;
+        let tag = self.tag(network);
+        let foreign = ruleset
+            .tagged(&self.table, &tag)
+            .map(|r| render::delete_foreign(&r.family, &r.table, &r.chain, r.handle))
+            .collect();
+        let Some(batch) = render::extend(render::teardown_network(&self.table, &state, network), foreign) else {
+            return Ok(());
+        };
         cx.apply(&batch)?;
         // The bridge usually goes next; if it stays, it should not keep route_localnet.
         let localnet = state.ports().any(|(n, _, t)| n == network && t.needs_route_localnet());
@@ -104,6 +119,19 @@ impl Nftables {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The chains of other tables where `meta`'s network needs rules (those of its families).
+    fn places(&self, ruleset: &Ruleset, meta: &NetMeta) -> BTreeSet<Place> {
+        ruleset
+            .blockers(&self.table)
+            .iter()
+            .filter_map(|b| match ruleset.remedy(b) {
+                Remedy::Rules(p) => Some(p),
+                Remedy::Report(_) => None,
+            })
+            .filter(|p| (p.family == "ip" && meta.ipv4) || (p.family == "ip6" && meta.ipv6))
+            .collect()
     }
 }
 
@@ -125,16 +153,21 @@ impl FirewallBackend for Nftables {
         let cx = self.ctx("setup_network", &rules.network);
         self.in_netns(&cx, || {
             let _lock = cx.lock()?;
-            let state = cx.list()?;
-            let created = match state.network(&rules.network) {
-                // Set up before with the same parameters: nothing to add.
-                Some(existing) if existing == meta => false,
+            let (state, ruleset) = cx.list_all()?;
+            let (own, created) = match state.network(&rules.network) {
+                // Set up before with the same parameters: nothing to add to nook's table.
+                Some(existing) if existing == meta => (None, false),
                 Some(_) => return Err(FirewallError::NetworkExists { network: rules.network.to_string() }),
-                None => {
-                    cx.apply(&render::setup_network(&self.table, &state, rules, &meta))?;
-                    true
-                }
+                None => (Some(render::setup_network(&self.table, &state, rules, &meta)), true),
             };
+            // Rules in other tables that drop what they do not accept (Docker's and
+            // iptables-nft's filter tables), where missing; in the same transaction.
+            let tag = self.tag(&rules.network);
+            let foreign = self.places(&ruleset, &meta).into_iter().filter(|p| !ruleset.placed(&self.table, p, &tag));
+            let foreign = foreign.flat_map(|p| render::add_foreign(&p, ruleset.insert_before(&p), &rules.bridge, &tag));
+            if let Some(batch) = render::extend(own, foreign.collect()) {
+                cx.apply(&batch)?;
+            }
             if rules.internal {
                 return Ok(());
             }
@@ -224,6 +257,24 @@ impl FirewallBackend for Nftables {
                 .map(|(_, h, t)| (h, t))
                 .collect();
             self.delete_ports(&cx, &state, network, &removed)
+        })
+    }
+
+    fn conflicts(&self, network: &str) -> Result<Vec<FirewallConflict>, FirewallError> {
+        validate_table(&self.table)?;
+        validate_network(network)?;
+        let cx = self.ctx("conflicts", network);
+        self.in_netns(&cx, || {
+            let (state, ruleset) = cx.list_all()?;
+            let Some(meta) = state.network(network) else { return Ok(Vec::new()) };
+            let mut families = BTreeSet::new();
+            if meta.ipv4 {
+                families.insert("ip");
+            }
+            if meta.ipv6 {
+                families.insert("ip6");
+            }
+            Ok(ruleset.conflicts(&self.table, network, &meta.bridge, &self.tag(network), &families))
         })
     }
 

@@ -11,6 +11,7 @@
 //!   chain filter-forward  { type filter hook forward priority filter;    ct state established,related accept (nk-base)
 //!                                                                        jump nk-NET-fwd }
 //!   chain raw-prerouting  { type filter hook prerouting priority raw;    iifname BRIDGE jump nk-NET-raw }
+//!   chain mark-forward    { type filter hook forward priority -20;       jump nk-NET-mark }
 //!
 //!   chain nk-NET-fwd  { oifname BRIDGE ct status dnat accept (nk-meta ...)
 //!                       oifname BRIDGE iifname != BRIDGE drop }
@@ -21,10 +22,17 @@
 //!                       ip saddr 127.0.0.0/8 oifname BRIDGE masquerade }     (host loopback -> port)
 //!   chain nk-NET-pre  { meta nfproto ipv4 [ip daddr HOST_IP] tcp dport HOST_PORT dnat ip to CIP:PORT (nk-port ...) }
 //!   chain nk-NET-raw  { ip daddr 127.0.0.0/8 drop }
+//!   chain nk-NET-mark { iifname BRIDGE meta mark set meta mark | MARK
+//!                       oifname BRIDGE ct state established,related meta mark set meta mark | MARK
+//!                       oifname BRIDGE ct status dnat meta mark set meta mark | MARK }
+//!                     internal: { iifname BRIDGE oifname BRIDGE meta mark set meta mark | MARK }
 //! }
 //! ```
 //!
-//! Internal networks get only `nk-NET-fwd` (and its jump).
+//! Internal networks get only `nk-NET-fwd` and `nk-NET-mark` (and their jumps).
+//!
+//! Rules in other tables ([`super::foreign`]), per network, commented `TABLE:NETWORK`:
+//! `iifname BRIDGE meta mark & MARK == MARK counter accept`, and the same with `oifname`.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -32,14 +40,15 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use nftables::expr::{
-    Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix,
+    BinaryOperation, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix,
 };
 use nftables::schema::{self as nfs, Chain, NfCmd, NfListObject, NfObject, Rule, Table};
-use nftables::stmt::{Counter, JumpTarget, Match, NAT, NATFamily, Operator, Statement};
+use nftables::stmt::{Counter, JumpTarget, Mangle, Match, NAT, NATFamily, Operator, Statement};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
+use super::foreign::Place;
 use super::state::{BASE_TAG, NET_TAG, NetChain, NetMeta, PortTag, TableState};
-use super::{NetworkRules, PortRule, Protocol};
+use super::{FORWARD_MARK, NetworkRules, PortRule, Protocol};
 
 /// Family of nook's table.
 pub(crate) const FAMILY: NfFamily = NfFamily::INet;
@@ -66,13 +75,19 @@ pub(crate) const FILTER_FORWARD: &str = "filter-forward";
 /// `raw-prerouting`: the loopback guard (before conntrack).
 pub(crate) const RAW_PREROUTING: &str = "raw-prerouting";
 
+/// `mark-forward`: marks the packets nook accepts, for other tables.
+pub(crate) const MARK_FORWARD: &str = "mark-forward";
+/// `mark-forward`'s priority: after mangle (-150), before every filter chain.
+pub(crate) const MARK_PRIORITY: i32 = -20;
+
 /// The base chains, created with the table.
-pub(crate) const BASE_CHAINS: [BaseChain; 5] = [
+pub(crate) const BASE_CHAINS: [BaseChain; 6] = [
     BaseChain { name: NAT_PREROUTING, kind: NfChainType::NAT, hook: NfHook::Prerouting, prio: -100 },
     BaseChain { name: NAT_OUTPUT, kind: NfChainType::NAT, hook: NfHook::Output, prio: -100 },
     BaseChain { name: NAT_POSTROUTING, kind: NfChainType::NAT, hook: NfHook::Postrouting, prio: 100 },
     BaseChain { name: FILTER_FORWARD, kind: NfChainType::Filter, hook: NfHook::Forward, prio: 0 },
     BaseChain { name: RAW_PREROUTING, kind: NfChainType::Filter, hook: NfHook::Prerouting, prio: -300 },
+    BaseChain { name: MARK_FORWARD, kind: NfChainType::Filter, hook: NfHook::Forward, prio: MARK_PRIORITY },
 ];
 
 /// A batch under construction.
@@ -177,6 +192,26 @@ fn local_destination() -> Statement<'static> {
     matches(Expression::Named(NamedExpression::Fib(fib)), Operator::EQ, s("local"))
 }
 
+fn mark_expr() -> Expression<'static> {
+    meta(MetaKey::Mark)
+}
+
+/// `meta mark set meta mark | FORWARD_MARK`.
+fn set_mark() -> Statement<'static> {
+    let or = BinaryOperation::OR(vec![mark_expr(), Expression::Number(FORWARD_MARK)]);
+    Statement::Mangle(Mangle { key: mark_expr(), value: Expression::BinaryOperation(Box::new(or)) })
+}
+
+/// `meta mark & FORWARD_MARK == FORWARD_MARK`.
+fn has_mark() -> Statement<'static> {
+    let and = BinaryOperation::AND(mark_expr(), Expression::Number(FORWARD_MARK));
+    matches(Expression::BinaryOperation(Box::new(and)), Operator::EQ, Expression::Number(FORWARD_MARK))
+}
+
+fn established() -> Statement<'static> {
+    matches(ct("state"), Operator::IN, Expression::List(vec![s("established"), s("related")]))
+}
+
 fn counter() -> Statement<'static> {
     Statement::Counter(Counter::Anonymous(None))
 }
@@ -208,14 +243,9 @@ fn ensure_base(b: &mut Batch, state: &TableState) {
         };
         b.cmd(NfCmd::Add(NfListObject::Chain(chain)));
         match base.name {
-            FILTER_FORWARD => b.add_rule(
-                FILTER_FORWARD,
-                vec![
-                    matches(ct("state"), Operator::IN, Expression::List(vec![s("established"), s("related")])),
-                    Statement::Accept(None),
-                ],
-                BASE_TAG.to_owned(),
-            ),
+            FILTER_FORWARD => {
+                b.add_rule(FILTER_FORWARD, vec![established(), Statement::Accept(None)], BASE_TAG.to_owned())
+            }
             // Linux cannot route ::1 out of `lo` (no route_localnet for IPv6): never DNAT it,
             // or the connection would hang instead of being refused.
             NAT_OUTPUT => b.add_rule(
@@ -239,7 +269,7 @@ pub(crate) fn setup_network(
     ensure_base(&mut b, state);
     let net = rules.network.as_str();
     let br = rules.bridge.as_str();
-    let chains: &[NetChain] = if rules.internal { &[NetChain::Fwd] } else { &NetChain::ALL };
+    let chains: &[NetChain] = if rules.internal { &[NetChain::Fwd, NetChain::Mark] } else { &NetChain::ALL };
     for c in chains {
         // `create` fails if the chain exists: two setups of one network never interleave.
         let chain = b.chain(&c.name(net));
@@ -247,6 +277,16 @@ pub(crate) fn setup_network(
     }
     let fwd = NetChain::Fwd.name(net);
     let tag = || format!("{NET_TAG} {net}");
+    // The mark other tables can accept nook's traffic by: on what nook itself accepts.
+    let mark = NetChain::Mark.name(net);
+    if rules.internal {
+        b.add_rule(&mark, vec![iifname(Operator::EQ, br), oifname(Operator::EQ, br), set_mark()], None);
+    } else {
+        b.add_rule(&mark, vec![iifname(Operator::EQ, br), set_mark()], None);
+        b.add_rule(&mark, vec![oifname(Operator::EQ, br), established(), set_mark()], None);
+        b.add_rule(&mark, vec![oifname(Operator::EQ, br), ct_status_dnat(), set_mark()], None);
+    }
+    b.add_rule(MARK_FORWARD, vec![jump(mark)], tag());
     if rules.internal {
         b.add_rule(
             &fwd,
@@ -363,6 +403,68 @@ pub(crate) fn add_ports(table: &str, network: &str, endpoint: &str, ports: &[Por
     b.finish()
 }
 
+fn family_of(name: &str) -> NfFamily {
+    match name {
+        "ip" => NfFamily::IP,
+        "ip6" => NfFamily::IP6,
+        "arp" => NfFamily::ARP,
+        "bridge" => NfFamily::Bridge,
+        "netdev" => NfFamily::NetDev,
+        _ => NfFamily::INet,
+    }
+}
+
+fn foreign_rule(family: &str, table: &str, chain: &str) -> Rule<'static> {
+    Rule {
+        family: family_of(family),
+        table: table.to_owned().into(),
+        chain: chain.to_owned().into(),
+        expr: Vec::new().into(),
+        handle: None,
+        index: None,
+        comment: None,
+    }
+}
+
+/// Commands adding a network's two rules to another table's chain `place` (before the rule
+/// `before`, or at the end): packets from or to `bridge` that carry nook's mark are accepted.
+pub(crate) fn add_foreign(place: &Place, before: Option<u32>, bridge: &str, tag: &str) -> Vec<NfObject<'static>> {
+    [iifname(Operator::EQ, bridge), oifname(Operator::EQ, bridge)]
+        .into_iter()
+        .map(|interface| {
+            let rule = Rule {
+                expr: vec![interface, has_mark(), counter(), Statement::Accept(None)].into(),
+                handle: before,
+                comment: Some(Cow::Owned(tag.to_owned())),
+                ..foreign_rule(&place.family, &place.table, &place.chain)
+            };
+            // `insert` with a handle goes before that rule; `add` without one, at the end.
+            let cmd = if before.is_some() {
+                NfCmd::Insert(NfListObject::Rule(rule))
+            } else {
+                NfCmd::Add(NfListObject::Rule(rule))
+            };
+            NfObject::CmdObject(cmd)
+        })
+        .collect()
+}
+
+/// The command deleting a rule of another table.
+pub(crate) fn delete_foreign(family: &str, table: &str, chain: &str, handle: u32) -> NfObject<'static> {
+    let rule = Rule { handle: Some(handle), ..foreign_rule(family, table, chain) };
+    NfObject::CmdObject(NfCmd::Delete(NfListObject::Rule(rule)))
+}
+
+/// `batch` followed by `more`, as one transaction.
+pub(crate) fn extend(
+    batch: Option<nfs::Nftables<'static>>,
+    more: Vec<NfObject<'static>>,
+) -> Option<nfs::Nftables<'static>> {
+    let mut objects: Vec<NfObject<'static>> = batch.map(|b| b.objects.into_owned()).unwrap_or_default();
+    objects.extend(more);
+    (!objects.is_empty()).then(|| nfs::Nftables { objects: objects.into() })
+}
+
 /// The batch that deletes rules by handle.
 pub(crate) fn delete_rules(table: &str, rules: &[(&str, u32)]) -> nfs::Nftables<'static> {
     let mut b = Batch::new(table);
@@ -394,7 +496,7 @@ mod tests {
         let cmds = render(&setup_network("nook", &TableState::default(), &r, &NetMeta::of(&r)));
         assert_eq!(cmds[0], json!({"add": {"table": {"family": "inet", "name": "nook"}}}));
         let base: Vec<&Value> = cmds.iter().filter_map(|c| c.get("add")?.get("chain")).collect();
-        assert_eq!(base.len(), 5);
+        assert_eq!(base.len(), 6);
         assert_eq!(
             *base[0],
             json!({"family": "inet", "table": "nook", "name": "nat-prerouting", "type": "nat",
@@ -402,7 +504,17 @@ mod tests {
         );
         let created: Vec<&str> =
             cmds.iter().filter_map(|c| c.get("create")?.get("chain")?.get("name")?.as_str()).collect();
-        assert_eq!(created, ["nk-web-fwd", "nk-web-post", "nk-web-pre", "nk-web-raw"]);
+        assert_eq!(created, ["nk-web-fwd", "nk-web-post", "nk-web-pre", "nk-web-raw", "nk-web-mark"]);
+        // The mark: on what leaves the bridge, replies into it, and published ports.
+        let mark = rules_in(&cmds, "nk-web-mark");
+        assert_eq!(mark.len(), 3);
+        assert_eq!(
+            mark[0]["expr"],
+            json!([
+                {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "nkbr0"}},
+                {"mangle": {"key": {"meta": {"key": "mark"}}, "value": {"|": [{"meta": {"key": "mark"}}, 0x0010_0000]}}}
+            ])
+        );
 
         let fwd = rules_in(&cmds, "nk-web-fwd");
         assert_eq!(fwd.len(), 2);
@@ -420,7 +532,9 @@ mod tests {
             ])
         );
         assert_eq!(post[2]["expr"][0]["match"]["left"]["payload"]["protocol"], "ip6");
-        for base in ["filter-forward", "nat-postrouting", "nat-prerouting", "nat-output", "raw-prerouting"] {
+        for base in
+            ["filter-forward", "nat-postrouting", "nat-prerouting", "nat-output", "raw-prerouting", "mark-forward"]
+        {
             let jumps: Vec<_> = rules_in(&cmds, base).into_iter().filter(|r| r["comment"] == "nk-net web").collect();
             assert_eq!(jumps.len(), 1, "{base}");
         }
@@ -446,15 +560,23 @@ mod tests {
         let r = rules(true);
         let cmds = render(&setup_network("nook", &state, &r, &NetMeta::of(&r)));
         assert!(cmds.iter().all(|c| c.get("add").is_none_or(|a| a.get("table").is_none() && a.get("chain").is_none())));
-        // Internal: only the forward chain, two drops, one jump.
+        // Internal: the forward chain, two drops, one jump; the mark of traffic within the
+        // bridge, one jump.
         let created: Vec<&str> =
             cmds.iter().filter_map(|c| c.get("create")?.get("chain")?.get("name")?.as_str()).collect();
-        assert_eq!(created, ["nk-web-fwd"]);
+        assert_eq!(created, ["nk-web-fwd", "nk-web-mark"]);
         let fwd = rules_in(&cmds, "nk-web-fwd");
         assert_eq!(fwd.len(), 2);
         assert!(fwd.iter().all(|r| r["expr"].as_array().unwrap().last().unwrap() == &json!({"drop": null})));
         assert_eq!(rules_in(&cmds, "filter-forward").len(), 1);
-        assert_eq!(cmds.len(), 4);
+        let mark = rules_in(&cmds, "nk-web-mark");
+        assert_eq!(mark.len(), 1);
+        assert_eq!(
+            mark[0]["expr"][1],
+            json!({"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "nkbr0"}})
+        );
+        assert_eq!(rules_in(&cmds, "mark-forward").len(), 1);
+        assert_eq!(cmds.len(), 7);
     }
 
     fn port(proto: Protocol, host_ip: Option<&str>, hp: u16, cip: &str, cp: u16) -> PortRule {
@@ -537,6 +659,32 @@ mod tests {
         // Unknown network: nothing to do.
         assert!(teardown_network("nook", &two, "c").is_none());
         assert!(teardown_network("nook", &TableState::default(), "a").is_none());
+    }
+
+    #[test]
+    fn foreign_rules_are_what_iptables_writes() {
+        let place = Place { family: "ip".into(), table: "filter".into(), chain: "DOCKER-USER".into() };
+        let cmds: Vec<Value> = add_foreign(&place, Some(7), "nkbr0", "nook:web")
+            .iter()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .collect();
+        assert_eq!(
+            cmds[0],
+            json!({"insert": {"rule": {"family": "ip", "table": "filter", "chain": "DOCKER-USER", "handle": 7,
+                "comment": "nook:web", "expr": [
+                {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "nkbr0"}},
+                {"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, 0x0010_0000]}, "right": 0x0010_0000}},
+                {"counter": null},
+                {"accept": null}
+            ]}}})
+        );
+        assert_eq!(cmds[1]["insert"]["rule"]["expr"][0]["match"]["left"], json!({"meta": {"key": "oifname"}}));
+        let appended = serde_json::to_value(&add_foreign(&place, None, "nkbr0", "nook:web")[0]).unwrap();
+        assert!(appended["add"]["rule"].get("handle").is_none(), "{appended}");
+        assert_eq!(
+            serde_json::to_value(delete_foreign("ip6", "filter", "FORWARD", 9)).unwrap(),
+            json!({"delete": {"rule": {"family": "ip6", "table": "filter", "chain": "FORWARD", "expr": [], "handle": 9}}})
+        );
     }
 
     #[test]

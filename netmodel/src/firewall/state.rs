@@ -40,11 +40,14 @@ pub(crate) enum NetChain {
     Pre,
     /// Filter at raw priority, jumped to for packets entering the bridge: loopback guard.
     Raw,
+    /// Filter before the filter priority, jumped to from the forward hook: marks the packets
+    /// nook accepts, for other tables.
+    Mark,
 }
 
 impl NetChain {
     /// Every per-network chain.
-    pub(crate) const ALL: [NetChain; 4] = [NetChain::Fwd, NetChain::Post, NetChain::Pre, NetChain::Raw];
+    pub(crate) const ALL: [NetChain; 5] = [NetChain::Fwd, NetChain::Post, NetChain::Pre, NetChain::Raw, NetChain::Mark];
 
     fn suffix(self) -> &'static str {
         match self {
@@ -52,6 +55,7 @@ impl NetChain {
             NetChain::Post => "post",
             NetChain::Pre => "pre",
             NetChain::Raw => "raw",
+            NetChain::Mark => "mark",
         }
     }
 
@@ -290,8 +294,25 @@ impl TableState {
     /// anything else in the table is ignored).
     pub(crate) fn parse(json: &str) -> Result<TableState, serde_json::Error> {
         let doc: Document = serde_json::from_str(json)?;
-        let mut state = TableState { exists: true, ..TableState::default() };
-        for obj in doc.nftables {
+        TableState::read(doc.nftables.iter().filter(|o| o.get("table").is_none()), true)
+    }
+
+    /// Table `family name` in the output of `nft -j list ruleset` (absent: empty).
+    pub(crate) fn from_ruleset(json: &str, family: &str, name: &str) -> Result<TableState, serde_json::Error> {
+        let doc: Document = serde_json::from_str(json)?;
+        let ours = |v: &serde_json::Value, key: &str| v["family"] == family && v[key] == name;
+        let exists = doc.nftables.iter().any(|o| o.get("table").is_some_and(|t| ours(t, "name")));
+        let objects =
+            doc.nftables.iter().filter(|o| o.get("chain").or_else(|| o.get("rule")).is_some_and(|v| ours(v, "table")));
+        TableState::read(objects, exists)
+    }
+
+    fn read<'a>(
+        objects: impl Iterator<Item = &'a serde_json::Map<String, serde_json::Value>>,
+        exists: bool,
+    ) -> Result<TableState, serde_json::Error> {
+        let mut state = TableState { exists, ..TableState::default() };
+        for obj in objects {
             if let Some(c) = obj.get("chain") {
                 state.chains.insert(RawChain::deserialize(c)?.name);
             } else if let Some(r) = obj.get("rule") {
@@ -485,6 +506,17 @@ mod tests {
         assert_eq!(jumps.len(), 1);
         assert_eq!(jumps[0].handle, 4);
         assert!(lists_table(json, "inet", "nook").unwrap());
+        // The same table read out of a whole ruleset: another table's chains and rules are not
+        // nook's, even of the same name.
+        let other = json
+            .replace(r#""table": "nook""#, r#""table": "other""#)
+            .replace(r#""name": "nook""#, r#""name": "other""#);
+        let mut doc: serde_json::Value = serde_json::from_str(json).unwrap();
+        let more: serde_json::Value = serde_json::from_str(&other).unwrap();
+        doc["nftables"].as_array_mut().unwrap().extend(more["nftables"].as_array().unwrap().iter().cloned());
+        assert_eq!(TableState::from_ruleset(&doc.to_string(), "inet", "nook").unwrap(), s);
+        let absent = TableState::from_ruleset(&other, "inet", "nook").unwrap();
+        assert!(!absent.exists && absent.chains.is_empty() && absent.rules.is_empty());
         assert!(!lists_table(json, "ip", "nook").unwrap());
         assert!(TableState::parse("{").is_err());
     }

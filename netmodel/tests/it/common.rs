@@ -63,9 +63,11 @@ pub fn prepare_host(ns: &NetNs, state: HostState) -> String {
     ruleset
 }
 
-/// `nft list ruleset` in `ns`.
+/// `nft -s list ruleset` in `ns` (stateless: without counter values, which traffic through
+/// foreign rules changes).
 pub fn nft_list_ruleset(ns: &NetNs) -> String {
-    let out = ns.run(|| Command::new("nft").args(["list", "ruleset"]).output()).expect("enter netns").expect("run nft");
+    let out =
+        ns.run(|| Command::new("nft").args(["-s", "list", "ruleset"]).output()).expect("enter netns").expect("run nft");
     assert!(out.status.success(), "nft list ruleset: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }

@@ -98,6 +98,7 @@ pub(crate) fn assert_base_chains(rs: &[Value]) {
         ("nat-postrouting", "nat", "postrouting", 100),
         ("filter-forward", "filter", "forward", 0),
         ("raw-prerouting", "filter", "prerouting", -300),
+        ("mark-forward", "filter", "forward", -20),
     ] {
         let c = chain(rs, "nook", name).unwrap();
         assert_eq!((c["type"].as_str(), c["hook"].as_str(), c["prio"].as_i64()), (Some(kind), Some(hook), Some(prio)));
@@ -171,10 +172,12 @@ fn setup_creates_the_table_base_chains_and_network_chains() {
         names,
         [
             "filter-forward",
+            "mark-forward",
             "nat-output",
             "nat-postrouting",
             "nat-prerouting",
             "nk-web-fwd",
+            "nk-web-mark",
             "nk-web-post",
             "nk-web-pre",
             "nk-web-raw",
@@ -189,6 +192,7 @@ fn setup_creates_the_table_base_chains_and_network_chains() {
         ("nat-postrouting", "nk-web-post"),
         ("filter-forward", "nk-web-fwd"),
         ("raw-prerouting", "nk-web-raw"),
+        ("mark-forward", "nk-web-mark"),
     ] {
         let jumps: Vec<_> = rules(&rs, "nook", base)
             .into_iter()
@@ -249,7 +253,7 @@ fn internal_networks_get_isolation_but_no_nat_or_forwarding() {
     let rs = ruleset_in(Some(&ns));
     let mut names = chains(&rs, "nook");
     names.retain(|c| c.starts_with("nk-"));
-    assert_eq!(names, ["nk-priv-fwd"], "{}", text(&ns));
+    assert_eq!(names, ["nk-priv-fwd", "nk-priv-mark"], "{}", text(&ns));
     let fwd = rules(&rs, "nook", "nk-priv-fwd");
     assert_eq!(fwd.len(), 2);
     assert!(fwd.iter().all(|r| expr(r).ends_with(r#"{"drop":null}]"#)), "{}", text(&ns));
@@ -298,7 +302,7 @@ fn tearing_down_one_network_leaves_the_other_intact() {
     };
     let b_before = of(&before, "b");
     let c_before = of(&before, "c");
-    assert!(b_before.len() > 8 && c_before.len() == 4, "{}", text(&ns));
+    assert!(b_before.len() > 8 && c_before.len() == 7, "{}", text(&ns));
 
     fw.teardown_network("a").unwrap();
     let after = ruleset_in(Some(&ns));

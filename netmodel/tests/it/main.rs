@@ -7,6 +7,8 @@
 //!   real packets, on the [`common::World`] fixture;
 //! - [`custom_driver`]: a driver of one's own through `NetworkDriver`;
 //! - [`firewall`]: the nftables backend and the real `nft`;
+//! - [`foreign_firewall`]: nook networks on hosts whose other firewalls drop forwarded
+//!   traffic (Docker, iptables-nft, another table's drop policy, firewalld);
 //! - [`ipam`]: processes sharing an IPAM state directory (re-executes this binary as workers);
 //! - [`netlink`]: the rtnetlink layer;
 //! - [`unfriendly`]: the firewall and CNM expectations again, on a host namespace that starts
@@ -18,6 +20,7 @@ mod cnm;
 mod common;
 mod custom_driver;
 mod firewall;
+mod foreign_firewall;
 mod ipam;
 mod netlink;
 mod unfriendly;

@@ -80,7 +80,7 @@ fn firewall_expectations_hold_on_an_unfriendly_host() {
     same_as_quiet("internal network");
     let rs = ruleset_in(Some(&ns));
     let mine: Vec<String> = chains(&rs, "nook").into_iter().filter(|c| c.starts_with("nk-")).collect();
-    assert_eq!(mine, ["nk-priv-fwd"], "{}", text(&ns));
+    assert_eq!(mine, ["nk-priv-fwd", "nk-priv-mark"], "{}", text(&ns));
     let fwd = rules(&rs, "nook", "nk-priv-fwd");
     assert_eq!(fwd.len(), 2);
     assert!(fwd.iter().all(|r| expr(r).ends_with(r#"{"drop":null}]"#)), "{}", text(&ns));
@@ -104,11 +104,14 @@ fn firewall_expectations_hold_on_an_unfriendly_host() {
         sorted(chains(&rs, "nook")),
         [
             "filter-forward",
+            "mark-forward",
             "nat-output",
             "nat-postrouting",
             "nat-prerouting",
             "nk-priv-fwd",
+            "nk-priv-mark",
             "nk-web-fwd",
+            "nk-web-mark",
             "nk-web-post",
             "nk-web-pre",
             "nk-web-raw",
