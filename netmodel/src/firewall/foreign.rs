@@ -12,8 +12,10 @@
 //!   `FORWARD`.
 //!
 //! Both get, per network, two rules in the form iptables-nft itself writes (so `iptables -S`
-//! and Docker keep working on the table): `iifname BRIDGE meta mark & M == M accept` and
-//! `oifname BRIDGE meta mark & M == M accept`, commented `TABLE:NETWORK` (`nook:web`), inserted
+//! and Docker keep working on the table): `iifname BRIDGE meta mark & M == M accept` (with
+//! `oifname != X` for each of Docker's bridges `X`: Docker's containers stay closed to nook's
+//! sandboxes but for their published ports) and `oifname BRIDGE meta mark & M == M accept`,
+//! commented `TABLE:NETWORK` (`nook:web`), inserted
 //! before the chain's first unconditional verdict (Docker's trailing `return`) or appended —
 //! after the rules already there, so the admin's own restrictions still apply. The mark `M`
 //! ([`super::FORWARD_MARK`]) is set by nook's own table, before the filter priority, only on
@@ -182,6 +184,22 @@ impl Ruleset {
         Remedy::Report(ConflictOwner::Other)
     }
 
+    /// Docker's bridges in `place`'s table: the interfaces its `FORWARD` chain hands to
+    /// Docker's `DOCKER` chain (`oifname X jump DOCKER`). Docker keeps its containers closed
+    /// to forwarded traffic there but for published ports, so nook's rule for traffic leaving
+    /// its bridge excludes them: a sandbox reaches the outside, and a container's published
+    /// ports, as any other host would — not its unpublished ones.
+    pub(crate) fn docker_bridges(&self, place: &Place) -> Vec<String> {
+        let mut bridges: Vec<String> = self
+            .rules_of(&place.family, &place.table, "FORWARD")
+            .filter(|r| jump_target(&r.expr) == Some(DOCKER))
+            .filter_map(|r| r.expr.iter().find_map(|e| interface_match(e, "oifname")))
+            .collect();
+        bridges.sort();
+        bridges.dedup();
+        bridges
+    }
+
     /// The handle of the rule nook's rules go before in `place` (its first unconditional
     /// verdict), or `None` to append.
     pub(crate) fn insert_before(&self, place: &Place) -> Option<u32> {
@@ -289,6 +307,8 @@ impl Ruleset {
 
 /// Docker's chain for its users' rules.
 pub(crate) const DOCKER_USER: &str = "DOCKER-USER";
+/// Docker's chain of what may enter its bridges (published ports).
+const DOCKER: &str = "DOCKER";
 
 /// Statements that neither match nor decide.
 fn is_passive(e: &Value) -> bool {
@@ -317,6 +337,13 @@ fn final_verdict(expr: &[Value]) -> Option<bool> {
         return (target && matches!(name, "DROP" | "REJECT")).then_some(true);
     }
     (last.get("accept").is_some() || last.get("return").is_some()).then_some(false)
+}
+
+/// `X` of a match `KEY == "X"` (`iifname` / `oifname`).
+fn interface_match(e: &Value, key: &str) -> Option<String> {
+    let m = e.get("match")?;
+    let left_key = m.get("left")?.get("meta")?.get("key")?.as_str()?;
+    (left_key == key && m.get("op")?.as_str()? == "==").then(|| m.get("right")?.as_str().map(str::to_owned))?
 }
 
 fn jump_target(expr: &[Value]) -> Option<&str> {
@@ -371,6 +398,29 @@ mod tests {
         {"table": {"family": "inet", "name": "nook", "handle": 6}},
         {"chain": {"family": "inet", "table": "nook", "name": "filter-forward", "handle": 1, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}
     ]}"#;
+
+    #[test]
+    fn docker_bridges_are_the_interfaces_forward_hands_to_docker() {
+        let rs = Ruleset::parse(
+            r#"{"nftables": [
+            {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 1, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "docker0"}}, {"counter": null}, {"jump": {"target": "DOCKER"}}]}},
+            {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 2, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "br-1a2b"}}, {"counter": null}, {"jump": {"target": "DOCKER"}}]}},
+            {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 3, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "docker0"}}, {"counter": null}, {"accept": null}]}},
+            {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 4, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth9"}}, {"jump": {"target": "DOCKER"}}]}},
+            {"rule": {"family": "ip6", "table": "filter", "chain": "FORWARD", "handle": 1, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": "docker0"}}, {"jump": {"target": "DOCKER"}}]}}
+        ]}"#,
+        )
+        .unwrap();
+        let place = |family: &str, chain: &str| Place {
+            family: family.to_owned(),
+            table: "filter".to_owned(),
+            chain: chain.to_owned(),
+        };
+        assert_eq!(rs.docker_bridges(&place("ip", DOCKER_USER)), ["br-1a2b", "docker0"]);
+        assert_eq!(rs.docker_bridges(&place("ip6", "FORWARD")), ["docker0"]);
+        let none = Ruleset::parse(RULESET).unwrap();
+        assert!(none.docker_bridges(&place("ip", DOCKER_USER)).is_empty());
+    }
 
     #[test]
     fn finds_blockers_and_their_remedies() {

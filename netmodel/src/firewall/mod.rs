@@ -57,7 +57,10 @@
 //! - Docker (iptables-nft's `ip filter` / `ip6 filter` with `DOCKER-USER` jumped to from
 //!   `FORWARD`): nook adds two rules per network to `DOCKER-USER`, the chain Docker keeps for
 //!   its users; iptables-nft without Docker: to `FORWARD`. They are
-//!   `iifname BRIDGE meta mark & M == M accept` and `oifname BRIDGE meta mark & M == M accept`
+//!   `iifname BRIDGE meta mark & M == M accept` — with `oifname != X` for each of Docker's
+//!   bridges `X` (the interfaces `FORWARD` hands to Docker's `DOCKER` chain), so Docker's
+//!   containers stay closed to sandboxes but for their published ports — and
+//!   `oifname BRIDGE meta mark & M == M accept`
 //!   (what `iptables -i BRIDGE -m mark --mark M/M -j ACCEPT` writes, so iptables and Docker
 //!   keep working on the table), commented `TABLE:NETWORK` (`nook:web`), placed before the
 //!   chain's first unconditional verdict (Docker's trailing `return`) or at its end — after

@@ -164,7 +164,10 @@ impl FirewallBackend for Nftables {
             // iptables-nft's filter tables), where missing; in the same transaction.
             let tag = self.tag(&rules.network);
             let foreign = self.places(&ruleset, &meta).into_iter().filter(|p| !ruleset.placed(&self.table, p, &tag));
-            let foreign = foreign.flat_map(|p| render::add_foreign(&p, ruleset.insert_before(&p), &rules.bridge, &tag));
+            let foreign = foreign.flat_map(|p| {
+                let closed = ruleset.docker_bridges(&p);
+                render::add_foreign(&p, ruleset.insert_before(&p), &rules.bridge, &closed, &tag)
+            });
             if let Some(batch) = render::extend(own, foreign.collect()) {
                 cx.apply(&batch)?;
             }

@@ -427,13 +427,25 @@ fn foreign_rule(family: &str, table: &str, chain: &str) -> Rule<'static> {
 }
 
 /// Commands adding a network's two rules to another table's chain `place` (before the rule
-/// `before`, or at the end): packets from or to `bridge` that carry nook's mark are accepted.
-pub(crate) fn add_foreign(place: &Place, before: Option<u32>, bridge: &str, tag: &str) -> Vec<NfObject<'static>> {
-    [iifname(Operator::EQ, bridge), oifname(Operator::EQ, bridge)]
+/// `before`, or at the end): packets from or to `bridge` that carry nook's mark are accepted,
+/// those from it only when they are not headed for one of the `closed` interfaces (Docker's
+/// bridges: see `Ruleset::docker_bridges`).
+pub(crate) fn add_foreign(
+    place: &Place,
+    before: Option<u32>,
+    bridge: &str,
+    closed: &[String],
+    tag: &str,
+) -> Vec<NfObject<'static>> {
+    let outbound: Vec<Statement<'static>> = std::iter::once(iifname(Operator::EQ, bridge))
+        .chain(closed.iter().map(|x| oifname(Operator::NEQ, x)))
+        .collect();
+    [outbound, vec![oifname(Operator::EQ, bridge)]]
         .into_iter()
-        .map(|interface| {
+        .map(|mut expr| {
+            expr.extend([has_mark(), counter(), Statement::Accept(None)]);
             let rule = Rule {
-                expr: vec![interface, has_mark(), counter(), Statement::Accept(None)].into(),
+                expr: expr.into(),
                 handle: before,
                 comment: Some(Cow::Owned(tag.to_owned())),
                 ..foreign_rule(&place.family, &place.table, &place.chain)
@@ -664,7 +676,7 @@ mod tests {
     #[test]
     fn foreign_rules_are_what_iptables_writes() {
         let place = Place { family: "ip".into(), table: "filter".into(), chain: "DOCKER-USER".into() };
-        let cmds: Vec<Value> = add_foreign(&place, Some(7), "nkbr0", "nook:web")
+        let cmds: Vec<Value> = add_foreign(&place, Some(7), "nkbr0", &[], "nook:web")
             .iter()
             .map(|o| serde_json::to_value(o).unwrap())
             .collect();
@@ -679,7 +691,7 @@ mod tests {
             ]}}})
         );
         assert_eq!(cmds[1]["insert"]["rule"]["expr"][0]["match"]["left"], json!({"meta": {"key": "oifname"}}));
-        let appended = serde_json::to_value(&add_foreign(&place, None, "nkbr0", "nook:web")[0]).unwrap();
+        let appended = serde_json::to_value(&add_foreign(&place, None, "nkbr0", &[], "nook:web")[0]).unwrap();
         assert!(appended["add"]["rule"].get("handle").is_none(), "{appended}");
         assert_eq!(
             serde_json::to_value(delete_foreign("ip6", "filter", "FORWARD", 9)).unwrap(),

@@ -346,7 +346,10 @@ fn docker_host_lets_nook_networks_through_docker_user() {
         assert_eq!(
             texts,
             [
-                format!(r#"iifname "{bridge}" meta mark & 0x00100000 == 0x00100000 counter accept comment "{tag}""#),
+                // Not towards Docker's bridge: its containers stay closed but for published ports.
+                format!(
+                    r#"iifname "{bridge}" oifname != "{DOCKER_BRIDGE}" meta mark & 0x00100000 == 0x00100000 counter accept comment "{tag}""#
+                ),
                 format!(r#"oifname "{bridge}" meta mark & 0x00100000 == 0x00100000 counter accept comment "{tag}""#),
                 "counter return".to_owned(),
             ],
@@ -600,7 +603,7 @@ fn docker_user_rules_keep_the_table_iptables_compatible() {
     assert_eq!(
         run(&["-S", "DOCKER-USER"]),
         "-N DOCKER-USER\n\
-         -A DOCKER-USER -i nkbr0 -m mark --mark 0x100000/0x100000 -m comment --comment \"nook:web\" -j ACCEPT\n\
+         -A DOCKER-USER -i nkbr0 ! -o nkdocker0 -m mark --mark 0x100000/0x100000 -m comment --comment \"nook:web\" -j ACCEPT\n\
          -A DOCKER-USER -o nkbr0 -m mark --mark 0x100000/0x100000 -m comment --comment \"nook:web\" -j ACCEPT\n\
          -A DOCKER-USER -j RETURN\n"
     );
@@ -689,4 +692,78 @@ fn an_internal_network_on_a_docker_host_talks_within_its_bridge() {
     b.remove().unwrap();
     net.remove().unwrap();
     assert_eq!(listing(&world.host_ns), before);
+}
+
+/// A Docker container's namespace on the docker0-like bridge: 172.17.0.2, routed through
+/// Docker's gateway 172.17.0.1.
+struct DockerContainer {
+    ns: NetNs,
+    host_link: String,
+}
+
+impl DockerContainer {
+    fn new(world: &World) -> DockerContainer {
+        let ns = NetNs::new().expect("container netns");
+        prepare_host(&ns, HostState::Quiet);
+        let host_link = unique_name("dkh");
+        let peer = unique_name("dkc");
+        let mut nl = world.netlink();
+        let bridge = nl.link(DOCKER_BRIDGE).unwrap().expect("the docker0-like bridge").index;
+        let mut link = NewLink::new(
+            &host_link,
+            LinkKind::Veth { peer_name: &peer, peer_netns: Some(ns.ns().as_fd()), peer_mtu: None, peer_mac: None },
+        );
+        link.up = true;
+        link.master = Some(bridge);
+        nl.add_link(&link).expect("container veth");
+        let mut nl = Netlink::open_in(ns.ns()).unwrap();
+        nl.set_up(1).unwrap();
+        let index = nl.link(&peer).unwrap().unwrap().index;
+        nl.add_address(index, "172.17.0.2/16".parse().unwrap()).unwrap();
+        nl.set_up(index).unwrap();
+        nl.add_route(&Route::new(None, Some("172.17.0.1".parse().unwrap()), Some(index))).unwrap();
+        DockerContainer { ns, host_link }
+    }
+
+    fn remove(self, world: &World) {
+        world.delete_link(&self.host_link);
+        drop(self.ns);
+    }
+}
+
+/// Docker keeps a container's unpublished ports closed to forwarded traffic (its `DOCKER`
+/// chain accepts only published ones, then `FORWARD`'s policy drops): nook's rules in
+/// `DOCKER-USER` let nook's own traffic out, but not past that — a sandbox reaches the outside,
+/// not a Docker container's unpublished port.
+#[test]
+fn docker_containers_unpublished_ports_stay_closed_to_sandboxes() {
+    require_root!();
+    let mut world = World::new();
+    docker_like_sysctls(&world);
+    docker_bridge(&world);
+    let container = DockerContainer::new(&world);
+    load(&mut world, &docker_ruleset(DOCKER_BRIDGE));
+    let before = listing(&world.host_ns);
+    let unpublished = SocketAddr::new("172.17.0.2".parse().unwrap(), 7777);
+    let _listener = listen_in_ns(&container.ns, unpublished);
+    // Control: the container listens, and the host itself (not forwarded) reaches it.
+    assert!(talk_within(world.host_ns.ns(), unpublished, PATIENCE), "the host reaches the container");
+
+    let net = Network::create(&world.host, &spec(&["10.89.41.0/24"])).unwrap();
+    let mut client = Sandbox::none("client").unwrap();
+    client.connect(&net, &EndpointOptions::new()).unwrap();
+    // Control: nook's traffic does get through Docker's FORWARD chain to the outside.
+    let server = serve_once(listen_in_ns(&world.outside, SocketAddr::new(OUTSIDE_IP.into(), 9110)));
+    assert_eq!(talk(client.netns(), SocketAddr::new(OUTSIDE_IP.into(), 9110), "out").unwrap(), "echo: out");
+    server.join().unwrap();
+    assert!(
+        !talk_within(client.netns(), unpublished, DROPPED),
+        "a sandbox must not reach a Docker container's unpublished port"
+    );
+
+    client.remove().unwrap();
+    net.remove().unwrap();
+    assert_eq!(listing(&world.host_ns), before, "the foreign ruleset is back, byte for byte");
+    container.remove(&world);
+    world.delete_link(DOCKER_BRIDGE);
 }
