@@ -171,6 +171,13 @@ pub enum ValidationError {
         /// The kind.
         namespace: Namespace,
     },
+    /// [`crate::Command::join_ns`] was given a mount, user or time namespace, which one
+    /// thread of a process cannot enter.
+    #[error("cannot join an existing {namespace} namespace by handle (only network, IPC, UTS, pid and cgroup)")]
+    JoinUnsupported {
+        /// The kind.
+        namespace: Namespace,
+    },
     /// [`crate::Command::join_netns`] was given a namespace of another kind.
     #[error("expected a {expected} namespace to join, got a {found} namespace")]
     JoinWrongKind {

@@ -264,17 +264,30 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     // Namespaces.
     let mut set = NamespaceSet::new();
     let mut net = false;
+    let mut joined = NamespaceSet::new();
     for ns in l.namespaces().iter().flatten() {
         let name = match ns.typ() {
             LinuxNamespaceType::Mount => "mount".to_owned(),
             LinuxNamespaceType::Network => "network".to_owned(),
             other => other.to_string(),
         };
-        if ns.path().is_some() {
-            return Err(refuse(
-                format!("linux.namespaces[{name}].path"),
-                "joining a namespace by path is not supported yet",
-            ));
+        if let Some(path) = ns.path() {
+            let kind = match ns.typ() {
+                LinuxNamespaceType::Network => Namespace::Net,
+                LinuxNamespaceType::Ipc => Namespace::Ipc,
+                LinuxNamespaceType::Uts => Namespace::Uts,
+                LinuxNamespaceType::Pid => Namespace::Pid,
+                LinuxNamespaceType::Cgroup => Namespace::Cgroup,
+                _ => {
+                    return Err(refuse(
+                        format!("linux.namespaces[{name}].path"),
+                        "joining a mount, user or time namespace by path is not supported (network, ipc, uts, pid and cgroup are)",
+                    ));
+                }
+            };
+            b.join_namespace(kind, path);
+            joined = joined.with(kind);
+            continue;
         }
         let kind = match ns.typ() {
             LinuxNamespaceType::Mount => Namespace::Mount,
@@ -298,8 +311,8 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
         };
         set = set.with(kind);
     }
-    if !set.has(Namespace::Mount) || !set.has(Namespace::Pid) {
-        return Err(refuse("linux.namespaces", "nook needs new mount and pid namespaces"));
+    if !set.has(Namespace::Mount) || !(set.has(Namespace::Pid) || joined.has(Namespace::Pid)) {
+        return Err(refuse("linux.namespaces", "nook needs a new mount namespace and a new or joined pid namespace"));
     }
     b.namespaces(set);
     b.network(if net { NetworkMode::None } else { NetworkMode::Host });

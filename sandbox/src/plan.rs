@@ -268,7 +268,7 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
     }
     steps.push(MountStep::devpts(dev.join("pts")));
     steps.push(MountStep::tmpfs(dev.join("shm"), Some("mode=1777,size=64m")));
-    if ns.has(Namespace::Ipc) {
+    if ns.has(Namespace::Ipc) || spec.joins(Namespace::Ipc) {
         steps.push(MountStep::mqueue(dev.join("mqueue")));
     }
     steps.push(MountStep::mkdir(root.join("proc")));

@@ -207,6 +207,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// Joins the existing namespace of `kind` at `path` instead of creating one (see
+    /// [`SandboxSpec::join_namespaces`]); leave `kind` out of [`SandboxBuilder::namespaces`].
+    pub fn join_namespace(&mut self, kind: nook_ns::Namespace, path: impl Into<PathBuf>) -> &mut Self {
+        self.spec.join_namespaces.push(crate::spec::JoinNamespace { kind, path: path.into() });
+        self
+    }
+
     /// The root filesystem.
     pub fn rootfs(&mut self, rootfs: Rootfs) -> &mut Self {
         self.spec.rootfs = rootfs;
@@ -675,6 +682,9 @@ fn spawn(
     let detached = detach.map(|d| d.apply(&mut cmd)).is_some();
     if let NetworkMode::Container { pid } = spec.network {
         cmd.join_netns(net::container_netns(pid, container)?);
+    }
+    for j in &spec.join_namespaces {
+        cmd.join_ns(nook_ns::NsFd::open(&j.path, j.kind)?);
     }
     let mut landlock = confinement.apply(&mut cmd, None)?;
     cmd.validate().map_err(ValidationError::from)?;

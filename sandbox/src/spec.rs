@@ -39,6 +39,15 @@ pub struct SandboxSpec {
     /// user and time as root, plus a user namespace when not root; the network namespace
     /// only with [`NetworkMode::None`].
     pub namespaces: Option<NamespaceSet>,
+    /// Existing namespaces to join instead of creating them — network, IPC, UTS, pid or
+    /// cgroup, each named by a namespace file (`/proc/PID/ns/net`, a bind-mounted nsfs file
+    /// such as `/run/netns/NAME`), as a pod's containers share their infra container's. A
+    /// kind joined here is not also in [`SandboxSpec::namespaces`]; a joined network
+    /// namespace goes with [`NetworkMode::Host`] (the sandbox makes no network of its own),
+    /// a joined UTS namespace with no host or domain name (they belong to its owner), and in
+    /// a joined pid namespace the program is a process of it, not its init.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub join_namespaces: Vec<JoinNamespace>,
     /// The root filesystem (default: the host's root, read-only, with a tmpfs upper).
     pub rootfs: Rootfs,
     /// The UTS host name (needs a UTS namespace).
@@ -85,6 +94,7 @@ impl Default for SandboxSpec {
         SandboxSpec {
             args: Vec::new(),
             namespaces: None,
+            join_namespaces: Vec::new(),
             rootfs: Rootfs::default(),
             hostname: None,
             domainname: None,
@@ -102,6 +112,15 @@ impl Default for SandboxSpec {
             security: Security::default(),
         }
     }
+}
+
+/// An existing namespace a sandbox joins ([`SandboxSpec::join_namespaces`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinNamespace {
+    /// Its kind: network, IPC, UTS, pid or cgroup.
+    pub kind: Namespace,
+    /// Its namespace file (opened, and its kind checked, at spawn).
+    pub path: PathBuf,
 }
 
 /// The root filesystem of a sandbox.
@@ -307,6 +326,11 @@ impl SandboxSpec {
         set
     }
 
+    /// Whether the sandbox joins an existing namespace of `kind`.
+    pub fn joins(&self, kind: Namespace) -> bool {
+        self.join_namespaces.iter().any(|j| j.kind == kind)
+    }
+
     /// The namespaces this spec creates (the explicit set, or the defaults).
     pub fn effective_namespaces(&self) -> NamespaceSet {
         self.namespaces.unwrap_or_else(|| SandboxSpec::default_namespaces(&self.network, euid() == 0))
@@ -342,7 +366,27 @@ impl SandboxSpec {
             }
         };
         need("rootfs", Namespace::Mount)?;
-        need("/proc of the sandbox", Namespace::Pid)?;
+        if !self.joins(Namespace::Pid) {
+            need("/proc of the sandbox", Namespace::Pid)?;
+        }
+        for (i, j) in self.join_namespaces.iter().enumerate() {
+            absolute("namespace path", &j.path)?;
+            let twice = self.join_namespaces[..i].iter().any(|k| k.kind == j.kind);
+            if matches!(j.kind, Namespace::Mount | Namespace::User | Namespace::Time) || twice || ns.has(j.kind) {
+                return Err(ValidationError::NamespaceConflict {
+                    option: "join_namespaces",
+                    namespace: j.kind,
+                    present: true,
+                });
+            }
+            if j.kind == Namespace::Net && self.network != NetworkMode::Host {
+                return Err(ValidationError::NamespaceConflict {
+                    option: "a joined network namespace (network: host)",
+                    namespace: Namespace::Net,
+                    present: true,
+                });
+            }
+        }
         match &self.network {
             NetworkMode::None => need("network: none", Namespace::Net)?,
             NetworkMode::Networks(config) => {

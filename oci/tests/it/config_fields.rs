@@ -1,0 +1,172 @@
+//! config.json fields real engines generate, each run against runc and nook-oci and
+//! compared: namespaces joined by `path` (a pod: an infra container and an app container in
+//! its network, IPC and UTS namespaces, by `/proc/PID/ns/*` and by a bind-mounted nsfs file;
+//! an app in the infra's pid namespace).
+
+use std::ffi::CString;
+use std::fmt::Debug;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nook_testutil::{TempDir, require_root};
+use serde_json::{Value, json};
+
+use crate::harness::{Runtime, rootfs, runtimes};
+
+/// Runs `scenario` with each runtime and asserts they observed the same.
+fn compare<T: Debug + PartialEq>(tag: &str, scenario: impl Fn(&TempDir, &Runtime) -> T) -> T {
+    let tmp = TempDir::new(tag).unwrap();
+    rootfs(&tmp);
+    let rts = runtimes(&tmp, tag);
+    let seen: Vec<(&str, T)> = rts.iter().map(|rt| (rt.name, scenario(&tmp, rt))).collect();
+    for (name, obs) in &seen[1..] {
+        assert_eq!(&seen[0].1, obs, "{} vs {name} differ", seen[0].0);
+    }
+    let (_, last) = seen.into_iter().last().unwrap();
+    drop(rts);
+    last
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The inode of a namespace file.
+fn ns_ino(path: impl AsRef<Path>) -> u64 {
+    std::fs::metadata(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display())).ino()
+}
+
+/// A bind mount of a namespace file (as `ip netns add` / CRI-O pin them), unmounted and
+/// removed on drop.
+struct PinnedNs(PathBuf);
+
+impl PinnedNs {
+    fn new(source: &Path, target: PathBuf) -> PinnedNs {
+        std::fs::write(&target, b"").unwrap();
+        let pinned = PinnedNs(target);
+        let (s, t) = (CString::new(source.as_os_str().as_bytes()).unwrap(), cstr(&pinned.0));
+        // SAFETY: valid NUL-terminated paths; a null fstype and data are allowed for MS_BIND.
+        let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+        assert_eq!(r, 0, "bind {source:?}: {}", std::io::Error::last_os_error());
+        pinned
+    }
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+impl Drop for PinnedNs {
+    fn drop(&mut self) {
+        let t = cstr(&self.0);
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The namespaces of `c` with those of `join` (type → path) replacing the new ones.
+fn join(c: &mut Value, join: &[(&str, String)]) {
+    let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+    list.retain(|n| !join.iter().any(|(t, _)| n["type"] == *t));
+    for (t, path) in join {
+        list.push(json!({"type": t, "path": path}));
+    }
+}
+
+/// A pod: the infra container (`sleep`, host name `nk-infra`, new namespaces), then an app
+/// container joining its network namespace by a bind-mounted nsfs file and its IPC and UTS
+/// namespaces by `/proc/PID/ns/*`. The app sees the infra's host name, network devices and
+/// POSIX message queues; its namespaces are the infra's (inodes, from the host), its pid and
+/// mount namespaces its own.
+#[test]
+fn pod_joins_the_infra_namespaces_by_path() {
+    require_root!();
+    let obs = compare("pod", |tmp, rt| {
+        let mut o: Vec<String> = Vec::new();
+        let infra = rt.bundle(tmp, "infra", &["sleep", "1000"], |c| c["hostname"] = json!("nk-infra"));
+        o.push(format!("infra run {}", rt.run(&["run", "--detach", "--bundle", p(&infra), "infra"]).code));
+        let ipid = rt.state("infra").unwrap()["pid"].as_u64().unwrap();
+        let pin = PinnedNs::new(Path::new(&format!("/proc/{ipid}/ns/net")), tmp.join(format!("nk-netns-{}", rt.name)));
+        let net_path = p(&pin.0).to_owned();
+        let app = rt.bundle(tmp, "app", &["sleep", "1000"], |c| {
+            c.as_object_mut().unwrap().remove("hostname");
+            join(
+                c,
+                &[
+                    ("network", net_path.clone()),
+                    ("ipc", format!("/proc/{ipid}/ns/ipc")),
+                    ("uts", format!("/proc/{ipid}/ns/uts")),
+                ],
+            );
+        });
+        let out = rt.run(&["run", "--detach", "--bundle", p(&app), "app"]);
+        o.push(format!("app run {} {}", out.code, out.stderr.trim().is_empty()));
+        let apid = rt.state("app").unwrap()["pid"].as_u64().unwrap();
+        for ns in ["net", "ipc", "uts", "pid", "mnt"] {
+            let same = ns_ino(format!("/proc/{ipid}/ns/{ns}")) == ns_ino(format!("/proc/{apid}/ns/{ns}"));
+            o.push(format!("{ns} shared {same}"));
+        }
+        let host = ns_ino("/proc/self/ns/net") == ns_ino(format!("/proc/{apid}/ns/net"));
+        o.push(format!("net is the host's {host}"));
+        let seen = rt.run(&["exec", "app", "hostname"]);
+        o.push(format!("app hostname {} {}", seen.code, seen.stdout.trim()));
+        // What the infra sees of its network namespace, seen from the app too.
+        let links = |id: &str| rt.run(&["exec", id, "cat", "/proc/net/dev"]).stdout;
+        o.push(format!("same links {}", links("infra") == links("app")));
+        // A POSIX message queue the infra makes is in the app's /dev/mqueue (its own mqueue
+        // mount, of the joined IPC namespace).
+        o.push(format!("infra mq {}", rt.run(&["exec", "infra", "touch", "/dev/mqueue/nkq"]).code));
+        o.push(format!("app sees mq {}", rt.run(&["exec", "app", "ls", "/dev/mqueue"]).stdout.trim()));
+        drop(pin);
+        for id in ["app", "infra"] {
+            o.push(format!("kill {id} {}", rt.run(&["kill", id, "KILL"]).code));
+            rt.wait_status(id, "stopped");
+            o.push(format!("delete {id} {}", rt.run(&["delete", id]).code));
+        }
+        o
+    });
+    for want in [
+        "infra run 0",
+        "app run 0 true",
+        "net shared true",
+        "ipc shared true",
+        "uts shared true",
+        "pid shared false",
+        "mnt shared false",
+        "net is the host's false",
+        "app hostname 0 nk-infra",
+        "same links true",
+        "infra mq 0",
+        "app sees mq nkq",
+        "delete infra 0",
+    ] {
+        assert!(obs.contains(&want.to_owned()), "missing {want:?} in {obs:#?}");
+    }
+}
+
+/// An app container joining the infra's pid namespace by path: its program is a process of
+/// that namespace (the infra's `sleep` is PID 1 there), not its init.
+#[test]
+fn joined_pid_namespace_shows_the_infra_as_pid_1() {
+    require_root!();
+    let obs = compare("jpid", |tmp, rt| {
+        let mut o: Vec<String> = Vec::new();
+        let infra = rt.bundle(tmp, "pinfra", &["sleep", "1000"], |_| {});
+        o.push(format!("infra run {}", rt.run(&["run", "--detach", "--bundle", p(&infra), "pinfra"]).code));
+        let ipid = rt.state("pinfra").unwrap()["pid"].as_u64().unwrap();
+        let app =
+            rt.bundle(tmp, "papp", &["sh", "-c", "cat /proc/1/comm; echo self-is-1=$(test $$ = 1 && echo y)"], |c| {
+                join(c, &[("pid", format!("/proc/{ipid}/ns/pid"))]);
+            });
+        let out = rt.run(&["run", "--bundle", p(&app), "papp"]);
+        o.push(format!("app run {} {}", out.code, out.stdout.trim().replace('\n', " ")));
+        o.push(format!("kill {}", rt.run(&["kill", "pinfra", "KILL"]).code));
+        rt.wait_status("pinfra", "stopped");
+        o.push(format!("delete {}", rt.run(&["delete", "pinfra"]).code));
+        o
+    });
+    assert!(obs.contains(&"app run 0 sleep self-is-1=".to_owned()), "{obs:#?}");
+    assert!(obs.contains(&"delete 0".to_owned()), "{obs:#?}");
+}
