@@ -193,6 +193,16 @@ fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
             continue;
         }
         match typ {
+            "cgroup" | "cgroup2" if dest == "/sys/fs/cgroup" => {
+                // runc's view of the container's own cgroup (see SandboxSpec::cgroup_view).
+                if let Some(o) = opts.iter().find(|o| !["nosuid", "noexec", "nodev", "relatime", "ro"].contains(*o)) {
+                    return Err(refuse(field, format!("cgroup mount option {o:?} is not supported")));
+                }
+                if !opts.contains(&"ro") {
+                    return Err(refuse(field, "only a read-only cgroup mount (option \"ro\") is supported"));
+                }
+                b.cgroup_view(true);
+            }
             "bind" | "none" if opts.iter().any(|o| *o == "bind" || *o == "rbind") => {
                 let allowed = [
                     "bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "private", "rprivate", "slave", "rslave",
@@ -221,7 +231,7 @@ fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
                 return Err(refuse(
                     field,
                     format!(
-                        "type {other:?} here is not supported (nook mounts proc, sysfs, /dev, devpts, shm and mqueue itself; cgroup mounts are not supported yet)"
+                        "type {other:?} here is not supported (nook mounts proc, sysfs, /dev, devpts, shm, mqueue and a read-only cgroup view on /sys/fs/cgroup itself)"
                     ),
                 ));
             }

@@ -181,6 +181,9 @@ pub enum ValidationError {
         /// The target.
         target: PathBuf,
     },
+    /// [`crate::SandboxSpec::cgroup_view`] without a cgroup to show.
+    #[error("cgroup_view needs a cgroup (SandboxSpec::cgroup)")]
+    CgroupViewWithoutCgroup,
     /// The namespaces and the other options do not fit together.
     #[error("{option} needs {namespace} namespace{}", if *.present { " to be absent" } else { "" })]
     NamespaceConflict {

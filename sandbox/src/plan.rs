@@ -36,8 +36,19 @@ pub(crate) struct Plan {
 
 /// Builds the plan for a spec that passed [`SandboxSpec::validate`].
 pub(crate) fn build(spec: &SandboxSpec) -> Result<Plan, ValidationError> {
+    build_with(spec, &[])
+}
+
+/// One hierarchy of [`SandboxSpec::cgroup_view`]: its name below `/sys/fs/cgroup` (empty: the
+/// v2 hierarchy alone, shown on `/sys/fs/cgroup` itself) and the sandbox's cgroup directory
+/// in it on the host.
+pub(crate) type CgroupView = (String, PathBuf);
+
+/// [`build`], with the hierarchies of the sandbox's cgroup view (see
+/// [`SandboxSpec::cgroup_view`]) mounted before `pivot_root`.
+pub(crate) fn build_with(spec: &SandboxSpec, cgroup_view: &[CgroupView]) -> Result<Plan, ValidationError> {
     let ns = spec.effective_namespaces();
-    let steps = mount_steps(spec, ns)?;
+    let steps = mount_steps(spec, ns, cgroup_view)?;
     let mut env: Vec<(String, String)> = Vec::new();
     if !spec.env.contains_key("PATH") {
         env.push(("PATH".into(), DEFAULT_PATH.into()));
@@ -187,7 +198,11 @@ fn resolve_in_rootfs(rootfs: &Rootfs, path: &Path) -> PathBuf {
     out
 }
 
-fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, ValidationError> {
+fn mount_steps(
+    spec: &SandboxSpec,
+    ns: NamespaceSet,
+    cgroup_view: &[CgroupView],
+) -> Result<Vec<MountStep>, ValidationError> {
     let s = scratch_dir(spec)?;
     let mut steps = Vec::with_capacity(48);
     let tmpfs_size = match &spec.rootfs {
@@ -346,9 +361,18 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
     if !own_sysfs {
         steps.push(MountStep::bind("/sys", root.join("sys")).recursive().read_only());
     }
+    // The cgroup view binds the host's cgroup directories: before `pivot_root`, on a sysfs
+    // mounted here then.
+    let view = !cgroup_view.is_empty();
+    if view {
+        if own_sysfs {
+            steps.push(MountStep::sysfs(root.join("sys")));
+        }
+        steps.extend(cgroup_view_steps(&root.join("sys/fs/cgroup"), cgroup_view));
+    }
     steps.push(MountStep::pivot_root(&root));
     steps.push(MountStep::proc("/proc"));
-    if own_sysfs {
+    if own_sysfs && !view {
         steps.push(MountStep::sysfs("/sys"));
     }
     // Hardening: sysctls, masked and read-only paths, Landlock rules (as the sandbox sees
@@ -374,6 +398,26 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
         steps.push(MountStep::remount_read_only("/"));
     }
     Ok(steps)
+}
+
+/// The mounts of [`SandboxSpec::cgroup_view`] on `at` (`<root>/sys/fs/cgroup`).
+fn cgroup_view_steps(at: &Path, view: &[CgroupView]) -> Vec<MountStep> {
+    if let [(name, dir)] = view {
+        if name.is_empty() {
+            return vec![MountStep::bind(dir, at).read_only()];
+        }
+    }
+    let mut steps = vec![MountStep::tmpfs(at, Some("mode=755"))];
+    for (name, dir) in view.iter().filter(|(name, _)| !name.is_empty()) {
+        steps.push(MountStep::mkdir(at.join(name)));
+        steps.push(MountStep::bind(dir, at.join(name)).read_only());
+        if name.contains(',') {
+            for c in name.split(',') {
+                steps.push(MountStep::symlink(name, at.join(c)));
+            }
+        }
+    }
+    steps
 }
 
 #[cfg(test)]

@@ -56,6 +56,16 @@ pub struct SandboxSpec {
     pub domainname: Option<String>,
     /// Extra mounts, made in order after `/dev` and before the program starts.
     pub mounts: Vec<Mount>,
+    /// Mount the sandbox's own view of its cgroup on `/sys/fs/cgroup`, read-only, as runc
+    /// does for an OCI `cgroup` mount: with cgroup v2 alone, the sandbox's cgroup directory
+    /// there; with v1 (hybrid too), a tmpfs with one read-only bind per v1 hierarchy the
+    /// sandbox's cgroup is in (those of its limits: `memory`, `pids`, `cpu,cpuacct`,
+    /// `devices`...), named as on the host, plus a symbolic link per controller of a
+    /// co-mounted hierarchy (`cpu -> cpu,cpuacct`). The sandbox sees its own limits at the
+    /// usual paths (`/sys/fs/cgroup/memory/memory.limit_in_bytes`, `/sys/fs/cgroup/memory.max`).
+    /// Needs a cgroup ([`SandboxSpec::cgroup`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cgroup_view: bool,
     /// The cgroup and its limits. `None`: no cgroup (no limits); the shortcuts
     /// ([`crate::SandboxBuilder::memory_max`], ...) create one. An empty `name` is replaced
     /// by a unique `nk-sandbox-*` name at spawn.
@@ -99,6 +109,7 @@ impl Default for SandboxSpec {
             hostname: None,
             domainname: None,
             mounts: Vec::new(),
+            cgroup_view: false,
             cgroup: None,
             best_effort_limits: false,
             network: NetworkMode::None,
@@ -477,6 +488,9 @@ impl SandboxSpec {
             }
         }
         self.security.validate(ns)?;
+        if self.cgroup_view && self.cgroup.is_none() {
+            return Err(ValidationError::CgroupViewWithoutCgroup);
+        }
         if let Some(cg) = &self.cgroup {
             let mut cg = cg.clone();
             if cg.name.is_empty() {

@@ -170,3 +170,29 @@ fn joined_pid_namespace_shows_the_infra_as_pid_1() {
     assert!(obs.contains(&"app run 0 sleep self-is-1=".to_owned()), "{obs:#?}");
     assert!(obs.contains(&"delete 0".to_owned()), "{obs:#?}");
 }
+
+/// runc's default `cgroup` mount (`/sys/fs/cgroup`, read-only): the container sees its own
+/// cgroup there — its limits at the usual paths (v1: per hierarchy, `memory/`, `pids/`; v2:
+/// at the top), its own PID 1 in it, and no way to write.
+#[test]
+fn cgroup_mount_shows_the_containers_own_cgroup() {
+    require_root!();
+    let script = "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then m=/sys/fs/cgroup/memory.max; p=/sys/fs/cgroup; \
+                  else m=/sys/fs/cgroup/memory/memory.limit_in_bytes; p=/sys/fs/cgroup/pids; fi; \
+                  echo mem=$(cat $m) pids=$(cat $p/pids.max); \
+                  grep -qx 1 $p/cgroup.procs && echo own-pid-1; \
+                  (echo 5 > $p/pids.max) 2>/dev/null && echo writable || echo read-only";
+    let obs = compare("cgm", |tmp, rt| {
+        let b = rt.bundle(tmp, "cgm", &["sh", "-c", script], |c| {
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]
+            }));
+            c["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+            c["linux"]["resources"]["pids"] = json!({"limit": 50});
+        });
+        let out = rt.run(&["run", "--bundle", p(&b), "cgm"]);
+        format!("{} {} {}", out.code, out.stdout.trim().replace('\n', " "), out.stderr.trim())
+    });
+    assert_eq!(obs, format!("0 mem={} pids=50 own-pid-1 read-only ", 64 << 20));
+}
