@@ -256,10 +256,9 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     if spec.uid_mappings().is_some() || spec.gid_mappings().is_some() {
         return Err(refuse("uidMappings/gidMappings", "not supported"));
     }
-    let unsupported: [(&str, bool); 10] = [
+    let unsupported: [(&str, bool); 9] = [
         ("linux.uidMappings", l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())),
         ("linux.gidMappings", l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())),
-        ("linux.devices", l.devices().as_ref().is_some_and(|v| !v.is_empty())),
         ("linux.rootfsPropagation", l.rootfs_propagation().is_some()),
         ("linux.mountLabel", l.mount_label().as_deref().is_some_and(|s| !s.is_empty())),
         ("linux.intelRdt", l.intel_rdt().is_some()),
@@ -271,6 +270,7 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err(refuse(*field, "not supported yet"));
     }
+    devices(l.devices().as_deref().unwrap_or_default(), b)?;
     // Namespaces.
     let mut set = NamespaceSet::new();
     let mut net = false;
@@ -334,6 +334,8 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     if let Some(r) = l.resources() {
         resources(r, &mut cg)?;
     }
+    let nodes = l.devices().as_ref().is_some_and(|d| !d.is_empty());
+    device_rules(l.resources().as_ref().and_then(|r| r.devices().as_deref()), nodes, &mut cg)?;
     b.cgroup(cg);
     // Confinement.
     let sec = b.security_mut();
@@ -375,8 +377,8 @@ fn cgroup_spec(p: &Path) -> Result<CgroupSpec, Error> {
     }
 }
 
-/// `linux.resources`: memory (limit, reservation → low... see below), pids, cpu; devices
-/// only as the deny-all rule; anything else refused.
+/// `linux.resources`: memory (limit, reservation → low... see below), pids, cpu (devices:
+/// [`device_rules`]); anything else refused.
 fn resources(r: &LinuxResources, cg: &mut CgroupSpec) -> Result<(), Error> {
     let refused: [(&str, bool); 5] = [
         ("linux.resources.blockIO", r.block_io().is_some()),
@@ -387,18 +389,6 @@ fn resources(r: &LinuxResources, cg: &mut CgroupSpec) -> Result<(), Error> {
     ];
     if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
         return Err(refuse(*field, "not supported yet"));
-    }
-    for d in r.devices().iter().flatten() {
-        let deny_all = !d.allow()
-            && d.typ().is_none_or(|t| t == oci_spec::runtime::LinuxDeviceType::A)
-            && d.major().is_none()
-            && d.minor().is_none();
-        if !deny_all {
-            return Err(refuse(
-                "linux.resources.devices",
-                "only the deny-all rule is supported (nook allows Docker's default device set itself)",
-            ));
-        }
     }
     let res = &mut cg.resources;
     if let Some(m) = r.memory() {
@@ -442,5 +432,105 @@ fn resources(r: &LinuxResources, cg: &mut CgroupSpec) -> Result<(), Error> {
         cpu.quota_us = c.quota().filter(|q| *q > 0).map(|q| q as u64);
         cpu.period_us = c.period();
     }
+    Ok(())
+}
+
+/// `linux.devices`: nodes made in the container's `/dev` (`c`/`u`, `b`, `p`; fileMode
+/// default 0666, uid/gid default 0).
+fn devices(list: &[oci_spec::runtime::LinuxDevice], b: &mut SandboxBuilder) -> Result<(), Error> {
+    use oci_spec::runtime::LinuxDeviceType as T;
+    for d in list {
+        let field = format!("linux.devices[{}]", d.path().display());
+        let kind = match d.typ() {
+            T::C | T::U => libc::S_IFCHR,
+            T::B => libc::S_IFBLK,
+            T::P => libc::S_IFIFO,
+            T::A => return Err(refuse(field, "type \"a\" is not a device node type")),
+        };
+        let num = |n: i64| u32::try_from(n).map_err(|_| refuse(field.clone(), format!("bad device number {n}")));
+        let mode = d.file_mode().unwrap_or(0o666);
+        if mode & !0o7777 != 0 {
+            return Err(refuse(field, format!("fileMode {mode:#o} has bits beyond the permission bits")));
+        }
+        b.device(nook_sandbox::DeviceNode {
+            path: d.path().clone(),
+            mode: kind | mode,
+            major: num(d.major())?,
+            minor: num(d.minor())?,
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+    Ok(())
+}
+
+/// `linux.resources.devices` and `linux.devices` → the cgroup's device policy, as runc builds
+/// it: the config's rules in order (a rule for all devices with `rwm` sets the default and
+/// drops the rules before it), then the default allowlist (nook's, Docker's set, where
+/// runc adds its own, with runc's `c *:* m` and `b *:* m`); later rules win. As with runc,
+/// a node of `linux.devices` is not allowed by being listed: the rules decide. Without
+/// rules or nodes the facade's default policy applies.
+fn device_rules(
+    rules: Option<&[oci_spec::runtime::LinuxDeviceCgroup]>,
+    nodes: bool,
+    cg: &mut CgroupSpec,
+) -> Result<(), Error> {
+    use nook_cgroup::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
+    use oci_spec::runtime::LinuxDeviceType as T;
+    let rules = rules.unwrap_or_default();
+    if rules.is_empty() && !nodes {
+        return Ok(());
+    }
+    let field = "linux.resources.devices";
+    let mut policy = DevicePolicy::deny_by_default(Vec::new());
+    for r in rules {
+        let access = match r.access().as_deref() {
+            None | Some("") => DeviceAccess::all(),
+            Some(a) => {
+                let mut acc = DeviceAccess::empty();
+                for c in a.chars() {
+                    acc |= match c {
+                        'r' => DeviceAccess::READ,
+                        'w' => DeviceAccess::WRITE,
+                        'm' => DeviceAccess::MKNOD,
+                        _ => return Err(refuse(field, format!("bad access {a:?}"))),
+                    };
+                }
+                acc
+            }
+        };
+        let kind = match r.typ() {
+            None | Some(T::A) => DeviceKind::All,
+            Some(T::C | T::U) => DeviceKind::Char,
+            Some(T::B) => DeviceKind::Block,
+            Some(T::P) => return Err(refuse(field, "a rule for fifos (type \"p\") is not a device rule")),
+        };
+        let num = |n: Option<i64>| match n {
+            None | Some(-1) => Ok(None),
+            Some(n) => u32::try_from(n).map(Some).map_err(|_| refuse(field, format!("bad device number {n}"))),
+        };
+        let (major, minor) = (num(r.major())?, num(r.minor())?);
+        if kind == DeviceKind::All && major.is_none() && minor.is_none() && access == DeviceAccess::all() {
+            policy = if r.allow() {
+                DevicePolicy::allow_by_default(Vec::new())
+            } else {
+                DevicePolicy::deny_by_default(Vec::new())
+            };
+            continue;
+        }
+        policy.rule(DeviceRule { allow: r.allow(), kind, major, minor, access });
+    }
+    if !policy.default_allow {
+        // As runc's default list: mknod of any device (CAP_MKNOD still decides; the nodes of
+        // `linux.devices` are made inside the cgroup), then the default allowlist.
+        for kind in [DeviceKind::Char, DeviceKind::Block] {
+            policy.rule(DeviceRule { allow: true, kind, major: None, minor: None, access: DeviceAccess::MKNOD });
+        }
+        for rule in nook_sandbox::hardening::default_device_policy().rules {
+            policy.rule(rule);
+        }
+    }
+    policy.validate().map_err(|e| refuse(field, e.to_string()))?;
+    cg.resources.devices = Some(policy);
     Ok(())
 }

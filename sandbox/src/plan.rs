@@ -264,10 +264,17 @@ fn mount_steps(
     // shm and mqueue.
     let dev = root.join("dev");
     steps.push(MountStep::mkdir(&dev));
-    steps.push(MountStep::tmpfs(&dev, Some("mode=755,size=64k")));
+    let dev_opts = if spec.devices.is_empty() { "mode=755,size=64k" } else { "mode=755,size=64k,dev" };
+    steps.push(MountStep::tmpfs(&dev, Some(dev_opts)));
     for d in DEVICES {
         steps.push(MountStep::make_file(dev.join(d)));
         steps.push(MountStep::bind(Path::new("/dev").join(d), dev.join(d)));
+    }
+    for d in &spec.devices {
+        if let Some(parent) = d.path.parent() {
+            mkdir_p(&mut steps, &root, parent);
+        }
+        steps.push(MountStep::make_node(inside(&root, &d.path), d.mode, d.major, d.minor, d.uid, d.gid));
     }
     for d in ["pts", "shm", "mqueue"] {
         steps.push(MountStep::mkdir(dev.join(d)));

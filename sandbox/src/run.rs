@@ -254,6 +254,12 @@ impl SandboxBuilder {
     }
 
     /// Adds a mount.
+    /// Makes a device node in the sandbox's `/dev` (see [`SandboxSpec::devices`]).
+    pub fn device(&mut self, node: crate::DeviceNode) -> &mut Self {
+        self.spec.devices.push(node);
+        self
+    }
+
     /// Mounts the sandbox's own view of its cgroup on `/sys/fs/cgroup`, read-only (see
     /// [`SandboxSpec::cgroup_view`]).
     pub fn cgroup_view(&mut self, on: bool) -> &mut Self {

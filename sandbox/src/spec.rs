@@ -11,6 +11,7 @@ use nook_unionfs::LayerStack;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
+use crate::plan::DEVICES;
 use crate::security::Security;
 
 /// `PATH` in a sandbox when the caller sets none (Docker's default).
@@ -56,6 +57,12 @@ pub struct SandboxSpec {
     pub domainname: Option<String>,
     /// Extra mounts, made in order after `/dev` and before the program starts.
     pub mounts: Vec<Mount>,
+    /// Device nodes made in the sandbox's `/dev` (an OCI config's `linux.devices`), besides
+    /// the standard ones ([`crate::DEVICES`]); `/dev` then allows device nodes. Whether the
+    /// sandbox may use one is the cgroup's device allowlist's decision
+    /// (`CgroupSpec::resources.devices`; the default allowlist does not list them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceNode>,
     /// Mount the sandbox's own view of its cgroup on `/sys/fs/cgroup`, read-only, as runc
     /// does for an OCI `cgroup` mount: with cgroup v2 alone, the sandbox's cgroup directory
     /// there; with v1 (hybrid too), a tmpfs with one read-only bind per v1 hierarchy the
@@ -109,6 +116,7 @@ impl Default for SandboxSpec {
             hostname: None,
             domainname: None,
             mounts: Vec::new(),
+            devices: Vec::new(),
             cgroup_view: false,
             cgroup: None,
             best_effort_limits: false,
@@ -123,6 +131,24 @@ impl Default for SandboxSpec {
             security: Security::default(),
         }
     }
+}
+
+/// A device node in the sandbox's `/dev` ([`SandboxSpec::devices`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNode {
+    /// Where, below `/dev` (`/dev/fuse`, `/dev/net/tun`).
+    pub path: PathBuf,
+    /// The file type and permission bits: `libc::S_IFCHR | 0o666`, `S_IFBLK | ...`,
+    /// `S_IFIFO | ...`.
+    pub mode: u32,
+    /// The major number.
+    pub major: u32,
+    /// The minor number.
+    pub minor: u32,
+    /// Its owner, as the sandbox sees it.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
 }
 
 /// An existing namespace a sandbox joins ([`SandboxSpec::join_namespaces`]).
@@ -488,6 +514,13 @@ impl SandboxSpec {
             }
         }
         self.security.validate(ns)?;
+        for d in &self.devices {
+            absolute("device node", &d.path)?;
+            let below_dev = d.path.strip_prefix("/dev").is_ok_and(|r| r.components().next().is_some());
+            if !below_dev || DEVICES.iter().any(|s| d.path == Path::new("/dev").join(s)) {
+                return Err(ValidationError::DeviceNodePath { path: d.path.clone() });
+            }
+        }
         if self.cgroup_view && self.cgroup.is_none() {
             return Err(ValidationError::CgroupViewWithoutCgroup);
         }
