@@ -3,30 +3,42 @@
 //! Mapped: `process` (args, env, cwd, user uid/gid/additionalGids/umask, rlimits,
 //! capabilities, noNewPrivileges, oomScoreAdj), `root` (path relative to the bundle,
 //! readonly), `hostname`, `domainname`, `mounts` (see below), `linux.namespaces` (new
-//! ones; no network namespace in the list: the host's, as runc), `linux.resources`
-//! (memory limit/reservation/swap, pids, cpu shares/quota/period/cpus/mems... see
-//! [`resources`]), `linux.cgroupsPath` (relative: below nook-oci's own cgroup, as runc's
-//! cgroupfs driver; absolute: from the hierarchy's root), `linux.maskedPaths`,
+//! ones; no network namespace in the list: the host's, as runc; joined by `path` — see
+//! below), `linux.resources` (memory limit/reservation/swap, pids, cpu shares/quota/period
+//! ... see [`resources`]), `linux.cgroupsPath` (relative: below nook-oci's own cgroup, as
+//! runc's cgroupfs driver; absolute: from the hierarchy's root), `linux.maskedPaths`,
 //! `linux.readonlyPaths`, `linux.sysctl`, `linux.seccomp` (compiled by the facade's OCI
-//! seccomp compiler; no `seccomp` section: unconfined, as runc), `linux.devices` and
-//! `linux.resources.devices` as listed below.
+//! seccomp compiler; no `seccomp` section: unconfined, as runc), `linux.devices` (nodes made
+//! in the container's `/dev` with their type `c`/`u`/`b`/`p`, major/minor, fileMode
+//! (default 0666) and uid/gid) and `linux.resources.devices` (see [`device_rules`]: the
+//! rules in order, then runc's `c *:* m`, `b *:* m` and nook's default allowlist).
 //!
 //! Mounts: `proc` on `/proc`, `sysfs` on `/sys`, `tmpfs` on `/dev`, `devpts` on `/dev/pts`,
 //! `tmpfs` on `/dev/shm`, `mqueue` on `/dev/mqueue` are the facade's own standard mounts
-//! (it always makes them: `/sys` read-only, a minimal `/dev`); `bind`/`rbind` mounts of a
-//! host path (with `ro`) and `tmpfs` mounts elsewhere (with `size=`) are extra mounts.
+//! (it always makes them: `/sys` read-only, a minimal `/dev`); `cgroup` (or `cgroup2`) on
+//! `/sys/fs/cgroup` with `ro` is the container's own view of its cgroup
+//! (`SandboxSpec::cgroup_view`: v1 and hybrid as runc — a tmpfs with a read-only bind of the
+//! container's directory per hierarchy, for the hierarchies nook places it in, i.e. those
+//! of its limits; v2 alone: its own directory, which is what runc shows with a cgroup
+//! namespace — without one runc shows the whole hierarchy); `bind`/`rbind` mounts of a host
+//! path (with `ro`) and `tmpfs` mounts elsewhere (with `size=`) are extra mounts.
+//!
+//! Namespaces joined by `path` (`/proc/PID/ns/*` or a bind-mounted nsfs file, as CRI-O and
+//! `podman pod` give them): network, ipc, uts, pid (the process is then a member of that pid
+//! namespace, not its init) and cgroup (`SandboxSpec::join_namespaces`). A joined UTS
+//! namespace goes without `hostname`/`domainname` (runc refuses them too).
 //!
 //! Refused, naming the field (never silently dropped): `process.terminal: true` (no
 //! `--console-socket` yet), `process.apparmorProfile`, `process.selinuxLabel`,
 //! `process.ioPriority`, `process.scheduler`, `process.capabilities.ambient` and
-//! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted sets that differ from the bounding set,
-//! `process.user.username`, namespaces joined by `path`, `user` and `time` namespaces,
-//! `uidMappings`/`gidMappings`, other mount types or standard mounts elsewhere or with
-//! other options (including `cgroup` on `/sys/fs/cgroup`), bind options other than
-//! `bind`/`rbind`/`ro`/`rw`/propagation flags/`nosuid`/`nodev`/`noexec`, `hooks`,
-//! `linux.devices` (only the facade's standard nodes exist), `linux.resources.devices`
-//! rules other than the deny-all (the facade enforces Docker's device allowlist),
-//! resources nook does not map (blockIO, hugepageLimits, network, rdma, unified, memory
+//! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted
+//! sets that differ from the bounding set, `process.user.username`, mount, user and time
+//! namespaces joined by `path` (nook needs its own mount namespace; one thread cannot enter a
+//! user namespace), new `user` and `time` namespaces, `uidMappings`/`gidMappings`, other
+//! mount types or standard mounts elsewhere or with other options, a `cgroup` mount without
+//! `ro`, bind options other than `bind`/`rbind`/`ro`/`rw`/propagation
+//! flags/`nosuid`/`nodev`/`noexec`, `hooks`, device rules for fifos, resources nook does not
+//! map (blockIO, hugepageLimits, network, rdma, unified, memory
 //! kernel/kernelTCP/swappiness/disableOOMKiller, cpu realtime/idle/burst),
 //! `linux.rootfsPropagation`, `linux.mountLabel`, `linux.intelRdt`, `linux.personality`,
 //! `linux.timeOffsets`, `linux.memoryPolicy`, `linux.netDevices`, and any non-Linux section.

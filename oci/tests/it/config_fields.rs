@@ -188,6 +188,12 @@ fn cgroup_mount_shows_the_containers_own_cgroup() {
                 "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                 "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]
             }));
+            // cgroup v2 alone: runc mounts a new cgroup2, which shows the container's own cgroup
+            // only in a cgroup namespace (without one it shows the whole hierarchy, where nook
+            // binds the container's own directory): give it one there.
+            if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+                c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "cgroup"}));
+            }
             c["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
             c["linux"]["resources"]["pids"] = json!({"limit": 50});
         });
