@@ -37,6 +37,22 @@ fn ns_ino(path: impl AsRef<Path>) -> u64 {
     std::fs::metadata(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display())).ino()
 }
 
+/// Polls until process `pid`'s command name is `want` (a hang detector, not a timing check).
+fn wait_comm(pid: u64, want: &str) -> bool {
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs(20 * u64::from(nook_testutil::time_factor()));
+    loop {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == want {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// A bind mount of a namespace file (as `ip netns add` / CRI-O pin them), unmounted and
 /// removed on drop.
 struct PinnedNs(PathBuf);
@@ -156,6 +172,8 @@ fn joined_pid_namespace_shows_the_infra_as_pid_1() {
         let infra = rt.bundle(tmp, "pinfra", &["sleep", "1000"], |_| {});
         o.push(format!("infra run {}", rt.run(&["run", "--detach", "--bundle", p(&infra), "pinfra"]).code));
         let ipid = rt.state("pinfra").unwrap()["pid"].as_u64().unwrap();
+        // `start` returns once the process may exec (runc's init execs a moment later).
+        o.push(format!("infra execd {}", wait_comm(ipid, "sleep")));
         let app =
             rt.bundle(tmp, "papp", &["sh", "-c", "cat /proc/1/comm; echo self-is-1=$(test $$ = 1 && echo y)"], |c| {
                 join(c, &[("pid", format!("/proc/{ipid}/ns/pid"))]);
@@ -167,6 +185,7 @@ fn joined_pid_namespace_shows_the_infra_as_pid_1() {
         o.push(format!("delete {}", rt.run(&["delete", "pinfra"]).code));
         o
     });
+    assert!(obs.contains(&"infra execd true".to_owned()), "{obs:#?}");
     assert!(obs.contains(&"app run 0 sleep self-is-1=".to_owned()), "{obs:#?}");
     assert!(obs.contains(&"delete 0".to_owned()), "{obs:#?}");
 }
