@@ -265,12 +265,7 @@ fn parse_size(s: &str) -> Option<u64> {
 
 fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     let Some(l) = spec.linux() else { return Err(refuse("linux", "missing")) };
-    if spec.uid_mappings().is_some() || spec.gid_mappings().is_some() {
-        return Err(refuse("uidMappings/gidMappings", "not supported"));
-    }
-    let unsupported: [(&str, bool); 9] = [
-        ("linux.uidMappings", l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())),
-        ("linux.gidMappings", l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())),
+    let unsupported: [(&str, bool); 7] = [
         ("linux.rootfsPropagation", l.rootfs_propagation().is_some()),
         ("linux.mountLabel", l.mount_label().as_deref().is_some_and(|s| !s.is_empty())),
         ("linux.intelRdt", l.intel_rdt().is_some()),
@@ -322,16 +317,28 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
                 Namespace::Net
             }
             LinuxNamespaceType::User => {
-                // Tried: the facade mounts /proc after pivot_root, where a new user namespace
-                // may not mount it (no fully visible proc left: EPERM).
-                return Err(refuse(
-                    format!("linux.namespaces[{name}]"),
-                    "user namespaces are not supported yet (nook mounts /proc after pivot_root, which the kernel refuses in a new user namespace)",
-                ));
+                let maps = |v: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+                    v.map(|m| {
+                        m.iter().fold(nook_ns::IdMap::new(), |acc, r| {
+                            acc.with(nook_ns::IdMapping::new(r.container_id(), r.host_id(), r.size()))
+                        })
+                    })
+                };
+                let (uids, gids) = (maps(l.uid_mappings().as_ref()), maps(l.gid_mappings().as_ref()));
+                let (Some(uids), Some(gids)) = (uids, gids) else {
+                    return Err(refuse("linux.uidMappings/gidMappings", "a user namespace needs both"));
+                };
+                b.uid_map(uids).gid_map(gids);
+                Namespace::User
             }
             _ => return Err(refuse(format!("linux.namespaces[{name}]"), "not supported yet")),
         };
         set = set.with(kind);
+    }
+    let mapped = l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+        || l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty());
+    if mapped && !set.has(Namespace::User) {
+        return Err(refuse("linux.uidMappings/gidMappings", "id mappings need a new user namespace"));
     }
     if !set.has(Namespace::Mount) || !(set.has(Namespace::Pid) || joined.has(Namespace::Pid)) {
         return Err(refuse("linux.namespaces", "nook needs a new mount namespace and a new or joined pid namespace"));

@@ -254,6 +254,17 @@ fn mount_steps(
     // Whether mount points can be created in the root before `pivot_root`.
     let writable = match &spec.rootfs {
         Rootfs::HostReadOnly => !ns.has(Namespace::User),
+        // In a user namespace, only where the namespace's root owns the directory (a root
+        // file system of the host's root, unmapped there, is not).
+        Rootfs::Dir { path, .. } if ns.has(Namespace::User) => {
+            use std::os::unix::fs::MetadataExt;
+            let root_outside = spec
+                .uid_map
+                .as_ref()
+                .and_then(|m| m.ranges().iter().find(|r| r.inside == 0).map(|r| r.outside))
+                .unwrap_or_else(|| rustix::process::geteuid().as_raw());
+            std::fs::metadata(path).is_ok_and(|m| m.uid() == root_outside)
+        }
         Rootfs::Dir { .. } => true,
         Rootfs::Stack(stack) => !matches!(stack.upper_layer(), Upper::None),
         // Resolved into a stack with a container layer before planning (refused above).
@@ -368,18 +379,26 @@ fn mount_steps(
     if !own_sysfs {
         steps.push(MountStep::bind("/sys", root.join("sys")).recursive().read_only());
     }
-    // The cgroup view binds the host's cgroup directories: before `pivot_root`, on a sysfs
-    // mounted here then.
+    // In a new user namespace (of a root caller's id mappings) the kernel mounts a new
+    // proc or sysfs only while a fully visible one is in the mount namespace: before
+    // `pivot_root`, as runc does. The cgroup view binds the host's cgroup directories: before
+    // `pivot_root` too, on a sysfs mounted then.
     let view = !cgroup_view.is_empty();
+    let early = ns.has(Namespace::User) && rustix::process::geteuid().is_root();
+    if early {
+        steps.push(MountStep::proc(root.join("proc")));
+    }
+    if (view || early) && own_sysfs {
+        steps.push(MountStep::sysfs(root.join("sys")));
+    }
     if view {
-        if own_sysfs {
-            steps.push(MountStep::sysfs(root.join("sys")));
-        }
         steps.extend(cgroup_view_steps(&root.join("sys/fs/cgroup"), cgroup_view));
     }
     steps.push(MountStep::pivot_root(&root));
-    steps.push(MountStep::proc("/proc"));
-    if own_sysfs && !view {
+    if !early {
+        steps.push(MountStep::proc("/proc"));
+    }
+    if own_sysfs && !view && !early {
         steps.push(MountStep::sysfs("/sys"));
     }
     // Hardening: sysctls, masked and read-only paths, Landlock rules (as the sandbox sees

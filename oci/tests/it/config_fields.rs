@@ -269,3 +269,62 @@ fn device_nodes_and_rules() {
         assert!(obs.lines().any(|l| l == want), "missing {want:?} in {obs}");
     }
 }
+
+/// A user namespace with `uidMappings`/`gidMappings` (container root = host 100000): the
+/// process is root inside and 100000 outside, sees the maps, its own /proc (mounted before
+/// `pivot_root`, which the kernel requires in a new user namespace), and the rootfs of the
+/// host's root as the overflow id; writing there is refused.
+#[test]
+fn user_namespace_with_id_mappings() {
+    require_root!();
+    let script = "id; cat /proc/self/uid_map /proc/self/gid_map; echo pid1=$(cat /proc/1/comm); \
+                  ls -ldn / | while read m l u g rest; do echo root-owner $u $g; done; \
+                  touch /nk-x 2>/dev/null && echo wrote || echo no-write";
+    let userns = |c: &mut serde_json::Value| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    };
+    let obs = compare("usr", |tmp, rt| {
+        let b = rt.bundle(tmp, "usr", &["sh", "-c", script], userns);
+        let out = rt.run(&["run", "--bundle", p(&b), "usr"]);
+        let mut o: Vec<String> = vec![format!("run {}", out.code)];
+        o.extend(out.stdout.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")));
+        // Seen from the host: uid 100000.
+        let b = rt.bundle(tmp, "usr2", &["sleep", "100"], userns);
+        o.push(format!("run2 {}", rt.run(&["run", "--detach", "--bundle", p(&b), "usr2"]).code));
+        let pid = rt.state("usr2").unwrap()["pid"].as_u64().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        o.push(
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        o.push(format!("exec id {}", rt.run(&["exec", "usr2", "id", "-u"]).stdout.trim()));
+        o.push(format!("kill {}", rt.run(&["kill", "usr2", "KILL"]).code));
+        rt.wait_status("usr2", "stopped");
+        o.push(format!("delete {}", rt.run(&["delete", "usr2"]).code));
+        o
+    });
+    assert_eq!(
+        obs,
+        [
+            "run 0",
+            "uid=0(root) gid=0",
+            "0 100000 65536",
+            "0 100000 65536",
+            "pid1=sh",
+            "root-owner 65534 65534",
+            "no-write",
+            "run2 0",
+            "Uid: 100000 100000 100000 100000",
+            "exec id 0",
+            "kill 0",
+            "delete 0"
+        ]
+    );
+}

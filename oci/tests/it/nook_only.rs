@@ -70,7 +70,9 @@ fn unsupported_fields_are_refused_by_name() {
             c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "mount");
             c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "mount", "path": "/proc/1/ns/mnt"}));
         }),
-        ("linux.namespaces[user]", |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}))),
+        ("linux.uidMappings/gidMappings", |c| {
+            c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}))
+        }),
         ("mounts[/sys/fs/cgroup]", |c| {
             c["mounts"]
                 .as_array_mut()
