@@ -23,6 +23,13 @@
 //! namespace — without one runc shows the whole hierarchy); `bind`/`rbind` mounts of a host
 //! path (with `ro`) and `tmpfs` mounts elsewhere (with `size=`) are extra mounts.
 //!
+//! User namespaces: a new `user` namespace with `uidMappings` and `gidMappings` (both
+//! needed; mappings without the namespace are refused). The facade mounts `/proc` and
+//! `/sys` before `pivot_root` then, as runc does: the kernel mounts a new proc or sysfs in a
+//! new user namespace only while a fully visible one is in the mount namespace. A root
+//! directory the namespace's root does not own gets no mount points made in it (those it
+//! needs must exist, as in runc's bundles).
+//!
 //! Namespaces joined by `path` (`/proc/PID/ns/*` or a bind-mounted nsfs file, as CRI-O and
 //! `podman pod` give them): network, ipc, uts, pid (the process is then a member of that pid
 //! namespace, not its init) and cgroup (`SandboxSpec::join_namespaces`). A joined UTS
@@ -34,7 +41,7 @@
 //! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted
 //! sets that differ from the bounding set, `process.user.username`, mount, user and time
 //! namespaces joined by `path` (nook needs its own mount namespace; one thread cannot enter a
-//! user namespace), new `user` and `time` namespaces, `uidMappings`/`gidMappings`, other
+//! user namespace), new `time` namespaces, id mappings without a new user namespace, other
 //! mount types or standard mounts elsewhere or with other options, a `cgroup` mount without
 //! `ro`, bind options other than `bind`/`rbind`/`ro`/`rw`/propagation
 //! flags/`nosuid`/`nodev`/`noexec`, `hooks`, device rules for fifos, resources nook does not

@@ -492,6 +492,27 @@ mod tests {
     }
 
     #[test]
+    fn the_cgroup_view_is_mounted_before_pivot_root_on_an_early_sysfs() {
+        let spec = SandboxSpec {
+            args: vec!["true".into()],
+            rootfs: Rootfs::dir("/tmp/nk-some-root"),
+            ..SandboxSpec::default()
+        };
+        let view = [("cpu,cpuacct".to_owned(), PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/nk"))];
+        let plan = build_with(&spec, &view).unwrap();
+        let pos = |want: &dyn Fn(&MountStep) -> bool| plan.steps.iter().position(want);
+        let pivot = pos(&|s| matches!(s, MountStep::PivotRoot { .. })).unwrap();
+        let sysfs = pos(&|s| matches!(s, MountStep::Sysfs { .. })).unwrap();
+        let bind = pos(&|s| {
+            matches!(s, MountStep::Bind { target, read_only: true, .. } if target.ends_with("sys/fs/cgroup/cpu,cpuacct"))
+        })
+        .unwrap();
+        let link = pos(&|s| matches!(s, MountStep::Symlink { path, .. } if path.ends_with("sys/fs/cgroup/cpuacct")));
+        assert!(sysfs < bind && bind < pivot && link.is_some(), "{:#?}", plan.steps);
+        assert_eq!(plan.steps.iter().filter(|s| matches!(s, MountStep::Sysfs { .. })).count(), 1);
+    }
+
+    #[test]
     fn the_scratch_dir_never_hides_the_rootfs() {
         let spec = SandboxSpec {
             args: vec!["true".into()],
