@@ -526,6 +526,9 @@ impl Command {
     /// thread enters it for its children (`pid_for_children`), which the kernel allows with
     /// CAP_SYS_ADMIN: the program is a process of that namespace, not its init.
     ///
+    /// A host or domain name ([`Command::hostname`], [`Command::domainname`]) is set in a
+    /// UTS namespace joined here (as runc does for a pod's containers).
+    ///
     /// A mount, user or time namespace cannot be entered by one thread of a process
     /// ([`ValidationError::JoinUnsupported`]; [`Command::join`] joins those of a process).
     /// Not together with a new namespace of the same kind, nor twice the same kind, nor a
@@ -1093,7 +1096,11 @@ impl Command {
         let uts_name = |setting: &'static str, name: &Option<OsString>, too_long: fn(usize) -> ValidationError| {
             name.as_ref()
                 .map(|n| {
-                    need(setting, Namespace::Uts)?;
+                    // A UTS namespace joined by handle (`join_ns`) takes the name too, as
+                    // runc sets a pod container's host name in the pod's namespace.
+                    if !self.join_fds.iter().any(|t| t.kind() == Namespace::Uts) {
+                        need(setting, Namespace::Uts)?;
+                    }
                     if n.len() > MAX_UTS_NAME {
                         return Err(too_long(n.len()));
                     }

@@ -32,8 +32,8 @@
 //!
 //! Namespaces joined by `path` (`/proc/PID/ns/*` or a bind-mounted nsfs file, as CRI-O and
 //! `podman pod` give them): network, ipc, uts, pid (the process is then a member of that pid
-//! namespace, not its init) and cgroup (`SandboxSpec::join_namespaces`). A joined UTS
-//! namespace goes without `hostname`/`domainname` (runc refuses them too).
+//! namespace, not its init) and cgroup (`SandboxSpec::join_namespaces`). A `hostname` or
+//! `domainname` with a joined UTS namespace is set in it, as runc does.
 //!
 //! Refused, naming the field (never silently dropped): `process.terminal: true` (no
 //! `--console-socket` yet), `process.apparmorProfile`, `process.selinuxLabel`,

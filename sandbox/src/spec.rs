@@ -44,9 +44,10 @@ pub struct SandboxSpec {
     /// cgroup, each named by a namespace file (`/proc/PID/ns/net`, a bind-mounted nsfs file
     /// such as `/run/netns/NAME`), as a pod's containers share their infra container's. A
     /// kind joined here is not also in [`SandboxSpec::namespaces`]; a joined network
-    /// namespace goes with [`NetworkMode::Host`] (the sandbox makes no network of its own),
-    /// a joined UTS namespace with no host or domain name (they belong to its owner), and in
-    /// a joined pid namespace the program is a process of it, not its init.
+    /// namespace goes with [`NetworkMode::Host`] (the sandbox makes no network of its own);
+    /// a host or domain name is set in a joined UTS namespace (as runc does: a pod's
+    /// containers name the pod); in a joined pid namespace the program is a process of it,
+    /// not its init.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub join_namespaces: Vec<JoinNamespace>,
     /// The root filesystem (default: the host's root, read-only, with a tmpfs upper).
@@ -457,13 +458,17 @@ impl SandboxSpec {
             NetworkMode::Container { .. } => {}
         }
         if let Some(h) = &self.hostname {
-            need("hostname", Namespace::Uts)?;
+            if !self.joins(Namespace::Uts) {
+                need("hostname", Namespace::Uts)?;
+            }
             no_nul("hostname", h)?;
             nook_netmodel::files::validate_hostname(h)
                 .map_err(|source| ValidationError::Hostname { value: h.clone(), source })?;
         }
         if let Some(d) = &self.domainname {
-            need("domainname", Namespace::Uts)?;
+            if !self.joins(Namespace::Uts) {
+                need("domainname", Namespace::Uts)?;
+            }
             no_nul("domainname", d)?;
         }
         if self.uid_map.is_some() || self.gid_map.is_some() {

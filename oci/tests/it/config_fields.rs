@@ -93,7 +93,8 @@ fn join(c: &mut Value, join: &[(&str, String)]) {
 
 /// A pod: the infra container (`sleep`, host name `nk-infra`, new namespaces), then an app
 /// container joining its network namespace by a bind-mounted nsfs file and its IPC and UTS
-/// namespaces by `/proc/PID/ns/*`. The app sees the infra's host name, network devices and
+/// namespaces by `/proc/PID/ns/*`. The app sees the infra's host name (which an app with a `hostname` sets
+/// there, as runc does), network devices and
 /// POSIX message queues; its namespaces are the infra's (inodes, from the host), its pid and
 /// mount namespaces its own.
 #[test]
@@ -117,6 +118,14 @@ fn pod_joins_the_infra_namespaces_by_path() {
                 ],
             );
         });
+        // A host name in a joined UTS namespace is set there (runc's behaviour; a pod's
+        // containers name the pod): the infra then has it too.
+        let named = rt.bundle(tmp, "app-named", &["true"], |c| {
+            c["hostname"] = json!("nk-pod");
+            join(c, &[("uts", format!("/proc/{ipid}/ns/uts"))]);
+        });
+        o.push(format!("named app {}", rt.run(&["run", "--bundle", p(&named), "app-named"]).code));
+        o.push(format!("infra renamed {}", rt.run(&["exec", "infra", "hostname"]).stdout.trim()));
         let out = rt.run(&["run", "--detach", "--bundle", p(&app), "app"]);
         o.push(format!("app run {} {}", out.code, out.stderr.trim().is_empty()));
         let apid = rt.state("app").unwrap()["pid"].as_u64().unwrap();
@@ -145,6 +154,8 @@ fn pod_joins_the_infra_namespaces_by_path() {
     });
     for want in [
         "infra run 0",
+        "named app 0",
+        "infra renamed nk-pod",
         "app run 0 true",
         "net shared true",
         "ipc shared true",
@@ -152,7 +163,7 @@ fn pod_joins_the_infra_namespaces_by_path() {
         "pid shared false",
         "mnt shared false",
         "net is the host's false",
-        "app hostname 0 nk-infra",
+        "app hostname 0 nk-pod",
         "same links true",
         "infra mq 0",
         "app sees mq nkq",
