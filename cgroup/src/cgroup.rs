@@ -147,6 +147,13 @@ impl Cgroup {
         Cgroup::create_in(Hierarchies::discover()?, spec)
     }
 
+    /// The directories [`Cgroup::create_in`] would create for `spec`, without creating
+    /// anything: each hierarchy's mount point, its version and the cgroup's directory there
+    /// (the v2 hierarchy first, then the v1 hierarchies of the requested controllers).
+    pub fn planned_dirs(hierarchies: &Hierarchies, spec: &CgroupSpec) -> Result<Vec<(PathBuf, Version, PathBuf)>> {
+        Ok(plan_dirs(hierarchies, spec)?.iter().map(|p| (p.hier.mount_point.clone(), p.version, p.path())).collect())
+    }
+
     /// [`Cgroup::create`] with hierarchies discovered (or adjusted) by the caller.
     pub fn create_in(hierarchies: Hierarchies, spec: &CgroupSpec) -> Result<Cgroup> {
         spec.validate()?;

@@ -601,6 +601,10 @@ pub(crate) fn run_step(
             let dir = FdPath::resolve(b, &b.parent).map_err(fail(Stage::Mount))?;
             write_file_at(dir.fd, b.name.as_ptr(), contents.as_deref(), *mode).map_err(fail(Stage::Mount))
         }
+        PreparedStep::MakeNode { mode, dev, uid, gid, .. } => {
+            let dir = FdPath::resolve(b, &b.parent).map_err(fail(Stage::Mount))?;
+            make_node(dir.fd, b.name.as_ptr(), *mode, *dev, *uid, *gid).map_err(fail(Stage::Mount))
+        }
         PreparedStep::Symlink { target, .. } => {
             let dir = FdPath::resolve(b, &b.parent).map_err(fail(Stage::Mount))?;
             match raw::symlinkat(target.as_ptr(), dir.fd, b.name.as_ptr()) {
@@ -691,6 +695,9 @@ fn run_step_at(
         PreparedStep::WriteFile { path, contents, mode } => {
             write_file_at(libc::AT_FDCWD, path.as_ptr(), contents.as_deref(), *mode).map_err(fail(Stage::Mount))
         }
+        PreparedStep::MakeNode { path, mode, dev, uid, gid } => {
+            make_node(libc::AT_FDCWD, path.as_ptr(), *mode, *dev, *uid, *gid).map_err(fail(Stage::Mount))
+        }
         PreparedStep::Symlink { target, path } => match raw::symlink(target.as_ptr(), path.as_ptr()) {
             0 | libc::EEXIST => Ok(()),
             e => Err((Stage::Mount, e)),
@@ -777,6 +784,24 @@ fn walk_without_symlinks(root: RawFd, rel: &[u8]) -> Result<RawFd, i32> {
 
 /// Creates `name` in `dir` (kept as it is when `contents` is `None`), or truncates it and
 /// writes `contents`; never through a symbolic link at `name`.
+/// `mknodat`, then the exact permission bits and the owner; an existing entry is left alone.
+fn make_node(
+    dir: RawFd,
+    name: *const libc::c_char,
+    mode: libc::mode_t,
+    dev: libc::dev_t,
+    uid: u32,
+    gid: u32,
+) -> Result<(), i32> {
+    match raw::mknodat(dir, name, mode, dev) {
+        0 => {}
+        libc::EEXIST => return Ok(()),
+        e => return Err(e),
+    }
+    nonzero(raw::fchmodat(dir, name, mode & 0o7777))?;
+    nonzero(raw::fchownat(dir, name, uid, gid))
+}
+
 fn write_file_at(
     dir: RawFd,
     name: *const libc::c_char,

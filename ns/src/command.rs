@@ -128,6 +128,8 @@ pub struct Command {
     force_clone2: bool,
     join_netns: Option<NsFd>,
     join: Option<(OwnedFd, NamespaceSet)>,
+    /// `Command::join_ns`: namespaces the cloning thread enters for the clone.
+    join_fds: Vec<NsFd>,
     rlimits: Vec<(Resource, u64, u64)>,
     oom_score_adj: Option<i32>,
     umask: Option<u32>,
@@ -191,6 +193,7 @@ impl Command {
             force_clone2: false,
             join_netns: None,
             join: None,
+            join_fds: Vec::new(),
             rlimits: Vec::new(),
             oom_score_adj: None,
             umask: None,
@@ -511,6 +514,28 @@ impl Command {
     /// ([`ValidationError::JoinWrongKind`] otherwise).
     pub fn join_netns(&mut self, netns: NsFd) -> &mut Self {
         self.join_netns = Some(netns);
+        self
+    }
+
+    /// Starts the child in an existing namespace of kind network, IPC, UTS, pid or cgroup
+    /// given by a handle — a `/proc/PID/ns/*` file or a bind-mounted nsfs file, as an OCI
+    /// config's `namespaces[].path` names one (CRI-O's and `podman pod`'s pods) — instead
+    /// of the caller's. Several kinds can be joined (one call each). As with
+    /// [`Command::join_netns`], the thread that clones enters each for the clone only and
+    /// goes back to its own right after; the child inherits them. For a pid namespace the
+    /// thread enters it for its children (`pid_for_children`), which the kernel allows with
+    /// CAP_SYS_ADMIN: the program is a process of that namespace, not its init.
+    ///
+    /// A host or domain name ([`Command::hostname`], [`Command::domainname`]) is set in a
+    /// UTS namespace joined here (as runc does for a pod's containers).
+    ///
+    /// A mount, user or time namespace cannot be entered by one thread of a process
+    /// ([`ValidationError::JoinUnsupported`]; [`Command::join`] joins those of a process).
+    /// Not together with a new namespace of the same kind, nor twice the same kind, nor a
+    /// kind [`Command::join_netns`] or [`Command::join`] joins too
+    /// ([`ValidationError::JoinAndCreate`]).
+    pub fn join_ns(&mut self, ns: NsFd) -> &mut Self {
+        self.join_fds.push(ns);
         self
     }
 
@@ -917,6 +942,9 @@ impl Command {
             let own = NsFd::current(Namespace::Net).map_err(ns_io_error)?;
             clone_entered(own, || target.enter().map_err(ns_io_error), &mut clone)
         };
+        // Namespaces joined by handle: the cloning thread enters each for the clone only.
+        let join_fds = self.join_fds.as_slice();
+        let mut clone = move || -> std::io::Result<Cloned> { clone_entered_all(join_fds, &mut clone) };
         // With a pid namespace to join from here: the cloning thread enters it for its
         // children only (its own pid namespace never changes) and comes back right after.
         let join_pid = self.join.as_ref().filter(|_| joins_pid && !child_joins_pid).map(|(fd, _)| fd);
@@ -1028,6 +1056,18 @@ impl Command {
                 return Err(ValidationError::JoinAndCreate { namespace });
             }
         }
+        for (i, target) in self.join_fds.iter().enumerate() {
+            let kind = target.kind();
+            if matches!(kind, Namespace::Mount | Namespace::User | Namespace::Time) {
+                return Err(ValidationError::JoinUnsupported { namespace: kind });
+            }
+            let twice = self.join_fds[..i].iter().any(|t| t.kind() == kind)
+                || (kind == Namespace::Net && self.join_netns.is_some())
+                || self.join.as_ref().is_some_and(|(_, set)| set.has(kind));
+            if ns.has(kind) || twice {
+                return Err(ValidationError::JoinAndCreate { namespace: kind });
+            }
+        }
         let init = self.init || child_joins_pid;
         let need = |setting: &'static str, namespace: Namespace| {
             if ns.has(namespace) { Ok(()) } else { Err(ValidationError::NeedsNamespace { setting, namespace }) }
@@ -1056,7 +1096,11 @@ impl Command {
         let uts_name = |setting: &'static str, name: &Option<OsString>, too_long: fn(usize) -> ValidationError| {
             name.as_ref()
                 .map(|n| {
-                    need(setting, Namespace::Uts)?;
+                    // A UTS namespace joined by handle (`join_ns`) takes the name too, as
+                    // runc sets a pod container's host name in the pod's namespace.
+                    if !self.join_fds.iter().any(|t| t.kind() == Namespace::Uts) {
+                        need(setting, Namespace::Uts)?;
+                    }
                     if n.len() > MAX_UTS_NAME {
                         return Err(too_long(n.len()));
                     }
@@ -1262,6 +1306,18 @@ fn clone_entered(
         return Err(ns_io_error(e));
     }
     cloned
+}
+
+/// [`clone_entered`] for every namespace of `targets`, in order: each entered before the
+/// clone and left right after (for a pid namespace: the one for children).
+fn clone_entered_all(targets: &[NsFd], clone: &mut dyn FnMut() -> std::io::Result<Cloned>) -> std::io::Result<Cloned> {
+    let Some((first, rest)) = targets.split_first() else { return clone() };
+    let own = match first.kind() {
+        Namespace::Pid => NsFd::open("/proc/thread-self/ns/pid_for_children", Namespace::Pid),
+        kind => NsFd::current(kind),
+    }
+    .map_err(ns_io_error)?;
+    clone_entered(own, || first.enter().map_err(ns_io_error), || clone_entered_all(rest, &mut *clone))
 }
 
 /// Whether the calling thread may `setns` into a pid namespace: the kernel requires

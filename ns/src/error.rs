@@ -171,6 +171,22 @@ pub enum ValidationError {
         /// The kind.
         namespace: Namespace,
     },
+    /// [`crate::Command::join_ns`] was given a mount, user or time namespace, which one
+    /// thread of a process cannot enter.
+    #[error("cannot join an existing {namespace} namespace by handle (only network, IPC, UTS, pid and cgroup)")]
+    JoinUnsupported {
+        /// The kind.
+        namespace: Namespace,
+    },
+    /// [`crate::MountStep::MakeNode`] with a mode that is not a character or block device
+    /// or a fifo.
+    #[error("device node {path:?}: mode {mode:#o} is not a character or block device or a fifo")]
+    NodeType {
+        /// The node's path.
+        path: std::path::PathBuf,
+        /// The mode given.
+        mode: u32,
+    },
     /// [`crate::Command::join_netns`] was given a namespace of another kind.
     #[error("expected a {expected} namespace to join, got a {found} namespace")]
     JoinWrongKind {
@@ -599,11 +615,11 @@ mod tests {
         let r = ErrorRecord { stage: Stage::PivotRoot as u32, errno: libc::EINVAL, step: 3 };
         let e = ErrorRecord::decode(&r.encode()).into_spawn_error();
         assert_eq!(e, SpawnError { stage: Stage::PivotRoot, errno: libc::EINVAL, step: Some(3) });
-        for v in 1..=34 {
+        for v in 1..=35 {
             assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
         }
         assert_eq!(Stage::from_u32(0), None);
-        assert_eq!(Stage::from_u32(35), None);
+        assert_eq!(Stage::from_u32(36), None);
         assert_eq!(Stage::SeccompNotify as u32, 32);
         assert_eq!(Stage::Join as u32, 33);
         assert_eq!(Stage::Exec as u32, 22);

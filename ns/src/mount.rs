@@ -214,6 +214,24 @@ pub enum MountStep {
         /// Its mode when created (before the umask).
         mode: u32,
     },
+    /// Create a device node (or fifo) at `path` with `mknod`, then set its permission bits
+    /// exactly (no umask) and its owner. An existing entry at `path` is left as it is (never
+    /// changed: it may be a bind-mounted host node). The file system must allow device
+    /// nodes: a tmpfs with the `dev` option ([`MountStep::tmpfs`]).
+    MakeNode {
+        /// Where.
+        path: PathBuf,
+        /// The file type and permission bits (`S_IFCHR | 0o666`, `S_IFBLK`, `S_IFIFO`).
+        mode: u32,
+        /// The device's major number.
+        major: u32,
+        /// The device's minor number.
+        minor: u32,
+        /// Its owner.
+        uid: u32,
+        /// Its group.
+        gid: u32,
+    },
     /// Create a symbolic link at `path` pointing to `target` (an existing entry is fine).
     Symlink {
         /// What the link points to (taken verbatim; may be relative).
@@ -224,6 +242,11 @@ pub enum MountStep {
 }
 
 impl MountStep {
+    /// A device node (see [`MountStep::MakeNode`]).
+    pub fn make_node(path: impl Into<PathBuf>, mode: u32, major: u32, minor: u32, uid: u32, gid: u32) -> Self {
+        MountStep::MakeNode { path: path.into(), mode, major, minor, uid, gid }
+    }
+
     /// A non-recursive, read-write bind mount (see [`MountStep::read_only`],
     /// [`MountStep::recursive`]).
     pub fn bind(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Self {
@@ -361,7 +384,14 @@ impl MountStep {
                 fs(c"sysfs", target, c"sysfs", NOSUID_NODEV_NOEXEC | if *read_only { libc::MS_RDONLY } else { 0 }, None)
             }
             MountStep::Tmpfs { target, options } => {
-                fs(c"tmpfs", target, c"tmpfs", libc::MS_NOSUID | libc::MS_NODEV, options.as_deref())
+                // `dev` (as mount(8) spells it) lifts the default `nodev`; tmpfs itself does not
+                // know the option.
+                let words: Vec<&str> = options.as_deref().map(|o| o.split(',').collect()).unwrap_or_default();
+                let dev = words.contains(&"dev");
+                let rest = words.iter().filter(|w| **w != "dev").copied().collect::<Vec<_>>().join(",");
+                let data = if dev { (!rest.is_empty()).then_some(rest.as_str()) } else { options.as_deref() };
+                let flags = libc::MS_NOSUID | if dev { 0 } else { libc::MS_NODEV };
+                fs(c"tmpfs", target, c"tmpfs", flags, data)
             }
             MountStep::Devpts { target, options } => fs(
                 c"devpts",
@@ -400,6 +430,19 @@ impl MountStep {
                 contents: Some(contents.clone()),
                 mode: *mode as libc::mode_t,
             }),
+            MountStep::MakeNode { path, mode, major, minor, uid, gid } => {
+                let kind = *mode & libc::S_IFMT;
+                if ![libc::S_IFCHR, libc::S_IFBLK, libc::S_IFIFO].contains(&kind) {
+                    return Err(ValidationError::NodeType { path: path.clone(), mode: *mode });
+                }
+                Ok(PreparedStep::MakeNode {
+                    path: abs_cstring("device node", path)?,
+                    mode: *mode as libc::mode_t,
+                    dev: libc::makedev(*major, *minor),
+                    uid: *uid,
+                    gid: *gid,
+                })
+            }
             MountStep::Symlink { target, path } => Ok(PreparedStep::Symlink {
                 target: path_cstring("symlink target", target)?,
                 path: abs_cstring("symlink", path)?,
@@ -488,6 +531,13 @@ pub(crate) enum PreparedStep {
         target: CString,
         path: CString,
     },
+    MakeNode {
+        path: CString,
+        mode: libc::mode_t,
+        dev: libc::dev_t,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 /// A step's path that lies beneath the new root of a later `pivot_root`: the child resolves it
@@ -523,7 +573,8 @@ impl MountStep {
             | MountStep::MakeDir { path, .. }
             | MountStep::MakeFile { path, .. }
             | MountStep::WriteFile { path, .. }
-            | MountStep::Symlink { path, .. } => Some(path),
+            | MountStep::Symlink { path, .. }
+            | MountStep::MakeNode { path, .. } => Some(path),
             MountStep::PivotRoot { .. } => None,
         }
     }

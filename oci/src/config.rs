@@ -3,30 +3,49 @@
 //! Mapped: `process` (args, env, cwd, user uid/gid/additionalGids/umask, rlimits,
 //! capabilities, noNewPrivileges, oomScoreAdj), `root` (path relative to the bundle,
 //! readonly), `hostname`, `domainname`, `mounts` (see below), `linux.namespaces` (new
-//! ones; no network namespace in the list: the host's, as runc), `linux.resources`
-//! (memory limit/reservation/swap, pids, cpu shares/quota/period/cpus/mems... see
-//! [`resources`]), `linux.cgroupsPath` (relative: below nook-oci's own cgroup, as runc's
-//! cgroupfs driver; absolute: from the hierarchy's root), `linux.maskedPaths`,
+//! ones; no network namespace in the list: the host's, as runc; joined by `path` — see
+//! below), `linux.resources` (memory limit/reservation/swap, pids, cpu shares/quota/period
+//! ... see [`resources`]), `linux.cgroupsPath` (relative: below nook-oci's own cgroup, as
+//! runc's cgroupfs driver; absolute: from the hierarchy's root), `linux.maskedPaths`,
 //! `linux.readonlyPaths`, `linux.sysctl`, `linux.seccomp` (compiled by the facade's OCI
-//! seccomp compiler; no `seccomp` section: unconfined, as runc), `linux.devices` and
-//! `linux.resources.devices` as listed below.
+//! seccomp compiler; no `seccomp` section: unconfined, as runc), `linux.devices` (nodes made
+//! in the container's `/dev` with their type `c`/`u`/`b`/`p`, major/minor, fileMode
+//! (default 0666) and uid/gid) and `linux.resources.devices` (see [`device_rules`]: the
+//! rules in order, then runc's `c *:* m`, `b *:* m` and nook's default allowlist).
 //!
 //! Mounts: `proc` on `/proc`, `sysfs` on `/sys`, `tmpfs` on `/dev`, `devpts` on `/dev/pts`,
 //! `tmpfs` on `/dev/shm`, `mqueue` on `/dev/mqueue` are the facade's own standard mounts
-//! (it always makes them: `/sys` read-only, a minimal `/dev`); `bind`/`rbind` mounts of a
-//! host path (with `ro`) and `tmpfs` mounts elsewhere (with `size=`) are extra mounts.
+//! (it always makes them: `/sys` read-only, a minimal `/dev`); `cgroup` (or `cgroup2`) on
+//! `/sys/fs/cgroup` with `ro` is the container's own view of its cgroup
+//! (`SandboxSpec::cgroup_view`: v1 and hybrid as runc — a tmpfs with a read-only bind of the
+//! container's directory per hierarchy, for the hierarchies nook places it in, i.e. those
+//! of its limits; v2 alone: its own directory, which is what runc shows with a cgroup
+//! namespace — without one runc shows the whole hierarchy); `bind`/`rbind` mounts of a host
+//! path (with `ro`) and `tmpfs` mounts elsewhere (with `size=`) are extra mounts.
+//!
+//! User namespaces: a new `user` namespace with `uidMappings` and `gidMappings` (both
+//! needed; mappings without the namespace are refused). The facade mounts `/proc` and
+//! `/sys` before `pivot_root` then, as runc does: the kernel mounts a new proc or sysfs in a
+//! new user namespace only while a fully visible one is in the mount namespace. A root
+//! directory the namespace's root does not own gets no mount points made in it (those it
+//! needs must exist, as in runc's bundles).
+//!
+//! Namespaces joined by `path` (`/proc/PID/ns/*` or a bind-mounted nsfs file, as CRI-O and
+//! `podman pod` give them): network, ipc, uts, pid (the process is then a member of that pid
+//! namespace, not its init) and cgroup (`SandboxSpec::join_namespaces`). A `hostname` or
+//! `domainname` with a joined UTS namespace is set in it, as runc does.
 //!
 //! Refused, naming the field (never silently dropped): `process.terminal: true` (no
 //! `--console-socket` yet), `process.apparmorProfile`, `process.selinuxLabel`,
 //! `process.ioPriority`, `process.scheduler`, `process.capabilities.ambient` and
-//! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted sets that differ from the bounding set,
-//! `process.user.username`, namespaces joined by `path`, `user` and `time` namespaces,
-//! `uidMappings`/`gidMappings`, other mount types or standard mounts elsewhere or with
-//! other options (including `cgroup` on `/sys/fs/cgroup`), bind options other than
-//! `bind`/`rbind`/`ro`/`rw`/propagation flags/`nosuid`/`nodev`/`noexec`, `hooks`,
-//! `linux.devices` (only the facade's standard nodes exist), `linux.resources.devices`
-//! rules other than the deny-all (the facade enforces Docker's device allowlist),
-//! resources nook does not map (blockIO, hugepageLimits, network, rdma, unified, memory
+//! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted
+//! sets that differ from the bounding set, `process.user.username`, mount, user and time
+//! namespaces joined by `path` (nook needs its own mount namespace; one thread cannot enter a
+//! user namespace), new `time` namespaces, id mappings without a new user namespace, other
+//! mount types or standard mounts elsewhere or with other options, a `cgroup` mount without
+//! `ro`, bind options other than `bind`/`rbind`/`ro`/`rw`/propagation
+//! flags/`nosuid`/`nodev`/`noexec`, `hooks`, device rules for fifos, resources nook does not
+//! map (blockIO, hugepageLimits, network, rdma, unified, memory
 //! kernel/kernelTCP/swappiness/disableOOMKiller, cpu realtime/idle/burst),
 //! `linux.rootfsPropagation`, `linux.mountLabel`, `linux.intelRdt`, `linux.personality`,
 //! `linux.timeOffsets`, `linux.memoryPolicy`, `linux.netDevices`, and any non-Linux section.
@@ -193,6 +212,16 @@ fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
             continue;
         }
         match typ {
+            "cgroup" | "cgroup2" if dest == "/sys/fs/cgroup" => {
+                // runc's view of the container's own cgroup (see SandboxSpec::cgroup_view).
+                if let Some(o) = opts.iter().find(|o| !["nosuid", "noexec", "nodev", "relatime", "ro"].contains(*o)) {
+                    return Err(refuse(field, format!("cgroup mount option {o:?} is not supported")));
+                }
+                if !opts.contains(&"ro") {
+                    return Err(refuse(field, "only a read-only cgroup mount (option \"ro\") is supported"));
+                }
+                b.cgroup_view(true);
+            }
             "bind" | "none" if opts.iter().any(|o| *o == "bind" || *o == "rbind") => {
                 let allowed = [
                     "bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "private", "rprivate", "slave", "rslave",
@@ -221,7 +250,7 @@ fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
                 return Err(refuse(
                     field,
                     format!(
-                        "type {other:?} here is not supported (nook mounts proc, sysfs, /dev, devpts, shm and mqueue itself; cgroup mounts are not supported yet)"
+                        "type {other:?} here is not supported (nook mounts proc, sysfs, /dev, devpts, shm, mqueue and a read-only cgroup view on /sys/fs/cgroup itself)"
                     ),
                 ));
             }
@@ -243,13 +272,7 @@ fn parse_size(s: &str) -> Option<u64> {
 
 fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     let Some(l) = spec.linux() else { return Err(refuse("linux", "missing")) };
-    if spec.uid_mappings().is_some() || spec.gid_mappings().is_some() {
-        return Err(refuse("uidMappings/gidMappings", "not supported"));
-    }
-    let unsupported: [(&str, bool); 10] = [
-        ("linux.uidMappings", l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())),
-        ("linux.gidMappings", l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty())),
-        ("linux.devices", l.devices().as_ref().is_some_and(|v| !v.is_empty())),
+    let unsupported: [(&str, bool); 7] = [
         ("linux.rootfsPropagation", l.rootfs_propagation().is_some()),
         ("linux.mountLabel", l.mount_label().as_deref().is_some_and(|s| !s.is_empty())),
         ("linux.intelRdt", l.intel_rdt().is_some()),
@@ -261,20 +284,34 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err(refuse(*field, "not supported yet"));
     }
+    devices(l.devices().as_deref().unwrap_or_default(), b)?;
     // Namespaces.
     let mut set = NamespaceSet::new();
     let mut net = false;
+    let mut joined = NamespaceSet::new();
     for ns in l.namespaces().iter().flatten() {
         let name = match ns.typ() {
             LinuxNamespaceType::Mount => "mount".to_owned(),
             LinuxNamespaceType::Network => "network".to_owned(),
             other => other.to_string(),
         };
-        if ns.path().is_some() {
-            return Err(refuse(
-                format!("linux.namespaces[{name}].path"),
-                "joining a namespace by path is not supported yet",
-            ));
+        if let Some(path) = ns.path() {
+            let kind = match ns.typ() {
+                LinuxNamespaceType::Network => Namespace::Net,
+                LinuxNamespaceType::Ipc => Namespace::Ipc,
+                LinuxNamespaceType::Uts => Namespace::Uts,
+                LinuxNamespaceType::Pid => Namespace::Pid,
+                LinuxNamespaceType::Cgroup => Namespace::Cgroup,
+                _ => {
+                    return Err(refuse(
+                        format!("linux.namespaces[{name}].path"),
+                        "joining a mount, user or time namespace by path is not supported (network, ipc, uts, pid and cgroup are)",
+                    ));
+                }
+            };
+            b.join_namespace(kind, path);
+            joined = joined.with(kind);
+            continue;
         }
         let kind = match ns.typ() {
             LinuxNamespaceType::Mount => Namespace::Mount,
@@ -287,19 +324,31 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
                 Namespace::Net
             }
             LinuxNamespaceType::User => {
-                // Tried: the facade mounts /proc after pivot_root, where a new user namespace
-                // may not mount it (no fully visible proc left: EPERM).
-                return Err(refuse(
-                    format!("linux.namespaces[{name}]"),
-                    "user namespaces are not supported yet (nook mounts /proc after pivot_root, which the kernel refuses in a new user namespace)",
-                ));
+                let maps = |v: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+                    v.map(|m| {
+                        m.iter().fold(nook_ns::IdMap::new(), |acc, r| {
+                            acc.with(nook_ns::IdMapping::new(r.container_id(), r.host_id(), r.size()))
+                        })
+                    })
+                };
+                let (uids, gids) = (maps(l.uid_mappings().as_ref()), maps(l.gid_mappings().as_ref()));
+                let (Some(uids), Some(gids)) = (uids, gids) else {
+                    return Err(refuse("linux.uidMappings/gidMappings", "a user namespace needs both"));
+                };
+                b.uid_map(uids).gid_map(gids);
+                Namespace::User
             }
             _ => return Err(refuse(format!("linux.namespaces[{name}]"), "not supported yet")),
         };
         set = set.with(kind);
     }
-    if !set.has(Namespace::Mount) || !set.has(Namespace::Pid) {
-        return Err(refuse("linux.namespaces", "nook needs new mount and pid namespaces"));
+    let mapped = l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
+        || l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty());
+    if mapped && !set.has(Namespace::User) {
+        return Err(refuse("linux.uidMappings/gidMappings", "id mappings need a new user namespace"));
+    }
+    if !set.has(Namespace::Mount) || !(set.has(Namespace::Pid) || joined.has(Namespace::Pid)) {
+        return Err(refuse("linux.namespaces", "nook needs a new mount namespace and a new or joined pid namespace"));
     }
     b.namespaces(set);
     b.network(if net { NetworkMode::None } else { NetworkMode::Host });
@@ -311,6 +360,8 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     if let Some(r) = l.resources() {
         resources(r, &mut cg)?;
     }
+    let nodes = l.devices().as_ref().is_some_and(|d| !d.is_empty());
+    device_rules(l.resources().as_ref().and_then(|r| r.devices().as_deref()), nodes, &mut cg)?;
     b.cgroup(cg);
     // Confinement.
     let sec = b.security_mut();
@@ -352,8 +403,8 @@ fn cgroup_spec(p: &Path) -> Result<CgroupSpec, Error> {
     }
 }
 
-/// `linux.resources`: memory (limit, reservation → low... see below), pids, cpu; devices
-/// only as the deny-all rule; anything else refused.
+/// `linux.resources`: memory (limit, reservation → low... see below), pids, cpu (devices:
+/// [`device_rules`]); anything else refused.
 fn resources(r: &LinuxResources, cg: &mut CgroupSpec) -> Result<(), Error> {
     let refused: [(&str, bool); 5] = [
         ("linux.resources.blockIO", r.block_io().is_some()),
@@ -364,18 +415,6 @@ fn resources(r: &LinuxResources, cg: &mut CgroupSpec) -> Result<(), Error> {
     ];
     if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
         return Err(refuse(*field, "not supported yet"));
-    }
-    for d in r.devices().iter().flatten() {
-        let deny_all = !d.allow()
-            && d.typ().is_none_or(|t| t == oci_spec::runtime::LinuxDeviceType::A)
-            && d.major().is_none()
-            && d.minor().is_none();
-        if !deny_all {
-            return Err(refuse(
-                "linux.resources.devices",
-                "only the deny-all rule is supported (nook allows Docker's default device set itself)",
-            ));
-        }
     }
     let res = &mut cg.resources;
     if let Some(m) = r.memory() {
@@ -419,5 +458,105 @@ fn resources(r: &LinuxResources, cg: &mut CgroupSpec) -> Result<(), Error> {
         cpu.quota_us = c.quota().filter(|q| *q > 0).map(|q| q as u64);
         cpu.period_us = c.period();
     }
+    Ok(())
+}
+
+/// `linux.devices`: nodes made in the container's `/dev` (`c`/`u`, `b`, `p`; fileMode
+/// default 0666, uid/gid default 0).
+fn devices(list: &[oci_spec::runtime::LinuxDevice], b: &mut SandboxBuilder) -> Result<(), Error> {
+    use oci_spec::runtime::LinuxDeviceType as T;
+    for d in list {
+        let field = format!("linux.devices[{}]", d.path().display());
+        let kind = match d.typ() {
+            T::C | T::U => libc::S_IFCHR,
+            T::B => libc::S_IFBLK,
+            T::P => libc::S_IFIFO,
+            T::A => return Err(refuse(field, "type \"a\" is not a device node type")),
+        };
+        let num = |n: i64| u32::try_from(n).map_err(|_| refuse(field.clone(), format!("bad device number {n}")));
+        let mode = d.file_mode().unwrap_or(0o666);
+        if mode & !0o7777 != 0 {
+            return Err(refuse(field, format!("fileMode {mode:#o} has bits beyond the permission bits")));
+        }
+        b.device(nook_sandbox::DeviceNode {
+            path: d.path().clone(),
+            mode: kind | mode,
+            major: num(d.major())?,
+            minor: num(d.minor())?,
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+    Ok(())
+}
+
+/// `linux.resources.devices` and `linux.devices` → the cgroup's device policy, as runc builds
+/// it: the config's rules in order (a rule for all devices with `rwm` sets the default and
+/// drops the rules before it), then the default allowlist (nook's, Docker's set, where
+/// runc adds its own, with runc's `c *:* m` and `b *:* m`); later rules win. As with runc,
+/// a node of `linux.devices` is not allowed by being listed: the rules decide. Without
+/// rules or nodes the facade's default policy applies.
+fn device_rules(
+    rules: Option<&[oci_spec::runtime::LinuxDeviceCgroup]>,
+    nodes: bool,
+    cg: &mut CgroupSpec,
+) -> Result<(), Error> {
+    use nook_cgroup::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
+    use oci_spec::runtime::LinuxDeviceType as T;
+    let rules = rules.unwrap_or_default();
+    if rules.is_empty() && !nodes {
+        return Ok(());
+    }
+    let field = "linux.resources.devices";
+    let mut policy = DevicePolicy::deny_by_default(Vec::new());
+    for r in rules {
+        let access = match r.access().as_deref() {
+            None | Some("") => DeviceAccess::all(),
+            Some(a) => {
+                let mut acc = DeviceAccess::empty();
+                for c in a.chars() {
+                    acc |= match c {
+                        'r' => DeviceAccess::READ,
+                        'w' => DeviceAccess::WRITE,
+                        'm' => DeviceAccess::MKNOD,
+                        _ => return Err(refuse(field, format!("bad access {a:?}"))),
+                    };
+                }
+                acc
+            }
+        };
+        let kind = match r.typ() {
+            None | Some(T::A) => DeviceKind::All,
+            Some(T::C | T::U) => DeviceKind::Char,
+            Some(T::B) => DeviceKind::Block,
+            Some(T::P) => return Err(refuse(field, "a rule for fifos (type \"p\") is not a device rule")),
+        };
+        let num = |n: Option<i64>| match n {
+            None | Some(-1) => Ok(None),
+            Some(n) => u32::try_from(n).map(Some).map_err(|_| refuse(field, format!("bad device number {n}"))),
+        };
+        let (major, minor) = (num(r.major())?, num(r.minor())?);
+        if kind == DeviceKind::All && major.is_none() && minor.is_none() && access == DeviceAccess::all() {
+            policy = if r.allow() {
+                DevicePolicy::allow_by_default(Vec::new())
+            } else {
+                DevicePolicy::deny_by_default(Vec::new())
+            };
+            continue;
+        }
+        policy.rule(DeviceRule { allow: r.allow(), kind, major, minor, access });
+    }
+    if !policy.default_allow {
+        // As runc's default list: mknod of any device (CAP_MKNOD still decides; the nodes of
+        // `linux.devices` are made inside the cgroup), then the default allowlist.
+        for kind in [DeviceKind::Char, DeviceKind::Block] {
+            policy.rule(DeviceRule { allow: true, kind, major: None, minor: None, access: DeviceAccess::MKNOD });
+        }
+        for rule in nook_sandbox::hardening::default_device_policy().rules {
+            policy.rule(rule);
+        }
+    }
+    policy.validate().map_err(|e| refuse(field, e.to_string()))?;
+    cg.resources.devices = Some(policy);
     Ok(())
 }

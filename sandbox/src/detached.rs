@@ -307,6 +307,9 @@ impl Detached {
         if matches!(spec.network, crate::NetworkMode::Container { .. }) {
             set = set.with(Namespace::Net);
         }
+        for j in &spec.join_namespaces {
+            set = set.with(j.kind);
+        }
         let dup = pidfd.try_clone().map_err(|source| Error::Sys { call: "dup (the pidfd)", path: None, source })?;
         cmd.join(dup, set);
         cmd.validate().map_err(ValidationError::from)?;

@@ -181,6 +181,15 @@ pub enum ValidationError {
         /// The target.
         target: PathBuf,
     },
+    /// A [`crate::DeviceNode`] not below `/dev`, or on a standard node ([`crate::DEVICES`]).
+    #[error("device node {path:?}: must be below /dev and not one of the standard nodes")]
+    DeviceNodePath {
+        /// The path.
+        path: std::path::PathBuf,
+    },
+    /// [`crate::SandboxSpec::cgroup_view`] without a cgroup to show.
+    #[error("cgroup_view needs a cgroup (SandboxSpec::cgroup)")]
+    CgroupViewWithoutCgroup,
     /// The namespaces and the other options do not fit together.
     #[error("{option} needs {namespace} namespace{}", if *.present { " to be absent" } else { "" })]
     NamespaceConflict {

@@ -289,7 +289,7 @@ pub use net::{NetworkAttachment, NetworkConfig};
 pub use plan::DEVICES;
 pub use run::{Outcome, Sandbox, SandboxBuilder, SandboxOutput};
 pub use security::{FsAccess, LandlockRule, LandlockSpec, Rlimit, SeccompMode, Security};
-pub use spec::{DEFAULT_PATH, Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
+pub use spec::{DEFAULT_PATH, DeviceNode, JoinNamespace, Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
 
 pub mod hardening;
 pub mod image;

@@ -36,8 +36,19 @@ pub(crate) struct Plan {
 
 /// Builds the plan for a spec that passed [`SandboxSpec::validate`].
 pub(crate) fn build(spec: &SandboxSpec) -> Result<Plan, ValidationError> {
+    build_with(spec, &[])
+}
+
+/// One hierarchy of [`SandboxSpec::cgroup_view`]: its name below `/sys/fs/cgroup` (empty: the
+/// v2 hierarchy alone, shown on `/sys/fs/cgroup` itself) and the sandbox's cgroup directory
+/// in it on the host.
+pub(crate) type CgroupView = (String, PathBuf);
+
+/// [`build`], with the hierarchies of the sandbox's cgroup view (see
+/// [`SandboxSpec::cgroup_view`]) mounted before `pivot_root`.
+pub(crate) fn build_with(spec: &SandboxSpec, cgroup_view: &[CgroupView]) -> Result<Plan, ValidationError> {
     let ns = spec.effective_namespaces();
-    let steps = mount_steps(spec, ns)?;
+    let steps = mount_steps(spec, ns, cgroup_view)?;
     let mut env: Vec<(String, String)> = Vec::new();
     if !spec.env.contains_key("PATH") {
         env.push(("PATH".into(), DEFAULT_PATH.into()));
@@ -187,7 +198,11 @@ fn resolve_in_rootfs(rootfs: &Rootfs, path: &Path) -> PathBuf {
     out
 }
 
-fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, ValidationError> {
+fn mount_steps(
+    spec: &SandboxSpec,
+    ns: NamespaceSet,
+    cgroup_view: &[CgroupView],
+) -> Result<Vec<MountStep>, ValidationError> {
     let s = scratch_dir(spec)?;
     let mut steps = Vec::with_capacity(48);
     let tmpfs_size = match &spec.rootfs {
@@ -239,6 +254,17 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
     // Whether mount points can be created in the root before `pivot_root`.
     let writable = match &spec.rootfs {
         Rootfs::HostReadOnly => !ns.has(Namespace::User),
+        // In a user namespace, only where the namespace's root owns the directory (a root
+        // file system of the host's root, unmapped there, is not).
+        Rootfs::Dir { path, .. } if ns.has(Namespace::User) => {
+            use std::os::unix::fs::MetadataExt;
+            let root_outside = spec
+                .uid_map
+                .as_ref()
+                .and_then(|m| m.ranges().iter().find(|r| r.inside == 0).map(|r| r.outside))
+                .unwrap_or_else(|| rustix::process::geteuid().as_raw());
+            std::fs::metadata(path).is_ok_and(|m| m.uid() == root_outside)
+        }
         Rootfs::Dir { .. } => true,
         Rootfs::Stack(stack) => !matches!(stack.upper_layer(), Upper::None),
         // Resolved into a stack with a container layer before planning (refused above).
@@ -249,10 +275,17 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
     // shm and mqueue.
     let dev = root.join("dev");
     steps.push(MountStep::mkdir(&dev));
-    steps.push(MountStep::tmpfs(&dev, Some("mode=755,size=64k")));
+    let dev_opts = if spec.devices.is_empty() { "mode=755,size=64k" } else { "mode=755,size=64k,dev" };
+    steps.push(MountStep::tmpfs(&dev, Some(dev_opts)));
     for d in DEVICES {
         steps.push(MountStep::make_file(dev.join(d)));
         steps.push(MountStep::bind(Path::new("/dev").join(d), dev.join(d)));
+    }
+    for d in &spec.devices {
+        if let Some(parent) = d.path.parent() {
+            mkdir_p(&mut steps, &root, parent);
+        }
+        steps.push(MountStep::make_node(inside(&root, &d.path), d.mode, d.major, d.minor, d.uid, d.gid));
     }
     for d in ["pts", "shm", "mqueue"] {
         steps.push(MountStep::mkdir(dev.join(d)));
@@ -268,7 +301,7 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
     }
     steps.push(MountStep::devpts(dev.join("pts")));
     steps.push(MountStep::tmpfs(dev.join("shm"), Some("mode=1777,size=64m")));
-    if ns.has(Namespace::Ipc) {
+    if ns.has(Namespace::Ipc) || spec.joins(Namespace::Ipc) {
         steps.push(MountStep::mqueue(dev.join("mqueue")));
     }
     steps.push(MountStep::mkdir(root.join("proc")));
@@ -346,9 +379,26 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
     if !own_sysfs {
         steps.push(MountStep::bind("/sys", root.join("sys")).recursive().read_only());
     }
+    // In a new user namespace (of a root caller's id mappings) the kernel mounts a new
+    // proc or sysfs only while a fully visible one is in the mount namespace: before
+    // `pivot_root`, as runc does. The cgroup view binds the host's cgroup directories: before
+    // `pivot_root` too, on a sysfs mounted then.
+    let view = !cgroup_view.is_empty();
+    let early = ns.has(Namespace::User) && rustix::process::geteuid().is_root();
+    if early {
+        steps.push(MountStep::proc(root.join("proc")));
+    }
+    if (view || early) && own_sysfs {
+        steps.push(MountStep::sysfs(root.join("sys")));
+    }
+    if view {
+        steps.extend(cgroup_view_steps(&root.join("sys/fs/cgroup"), cgroup_view));
+    }
     steps.push(MountStep::pivot_root(&root));
-    steps.push(MountStep::proc("/proc"));
-    if own_sysfs {
+    if !early {
+        steps.push(MountStep::proc("/proc"));
+    }
+    if own_sysfs && !view && !early {
         steps.push(MountStep::sysfs("/sys"));
     }
     // Hardening: sysctls, masked and read-only paths, Landlock rules (as the sandbox sees
@@ -374,6 +424,26 @@ fn mount_steps(spec: &SandboxSpec, ns: NamespaceSet) -> Result<Vec<MountStep>, V
         steps.push(MountStep::remount_read_only("/"));
     }
     Ok(steps)
+}
+
+/// The mounts of [`SandboxSpec::cgroup_view`] on `at` (`<root>/sys/fs/cgroup`).
+fn cgroup_view_steps(at: &Path, view: &[CgroupView]) -> Vec<MountStep> {
+    if let [(name, dir)] = view {
+        if name.is_empty() {
+            return vec![MountStep::bind(dir, at).read_only()];
+        }
+    }
+    let mut steps = vec![MountStep::tmpfs(at, Some("mode=755"))];
+    for (name, dir) in view.iter().filter(|(name, _)| !name.is_empty()) {
+        steps.push(MountStep::mkdir(at.join(name)));
+        steps.push(MountStep::bind(dir, at.join(name)).read_only());
+        if name.contains(',') {
+            for c in name.split(',') {
+                steps.push(MountStep::symlink(name, at.join(c)));
+            }
+        }
+    }
+    steps
 }
 
 #[cfg(test)]
@@ -419,6 +489,27 @@ mod tests {
         assert_eq!(r("/loop"), Path::new("/loop"), "a loop ends after 40 links");
         assert_eq!(r("/plain/path"), Path::new("/plain/path"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_cgroup_view_is_mounted_before_pivot_root_on_an_early_sysfs() {
+        let spec = SandboxSpec {
+            args: vec!["true".into()],
+            rootfs: Rootfs::dir("/tmp/nk-some-root"),
+            ..SandboxSpec::default()
+        };
+        let view = [("cpu,cpuacct".to_owned(), PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/nk"))];
+        let plan = build_with(&spec, &view).unwrap();
+        let pos = |want: &dyn Fn(&MountStep) -> bool| plan.steps.iter().position(want);
+        let pivot = pos(&|s| matches!(s, MountStep::PivotRoot { .. })).unwrap();
+        let sysfs = pos(&|s| matches!(s, MountStep::Sysfs { .. })).unwrap();
+        let bind = pos(&|s| {
+            matches!(s, MountStep::Bind { target, read_only: true, .. } if target.ends_with("sys/fs/cgroup/cpu,cpuacct"))
+        })
+        .unwrap();
+        let link = pos(&|s| matches!(s, MountStep::Symlink { path, .. } if path.ends_with("sys/fs/cgroup/cpuacct")));
+        assert!(sysfs < bind && bind < pivot && link.is_some(), "{:#?}", plan.steps);
+        assert_eq!(plan.steps.iter().filter(|s| matches!(s, MountStep::Sysfs { .. })).count(), 1);
     }
 
     #[test]

@@ -120,6 +120,27 @@ pub struct SandboxBuilder {
 }
 
 /// A unique cgroup name per sandbox of this process.
+/// The hierarchies of [`SandboxSpec::cgroup_view`]: where the cgroup `spec` (named `id`
+/// when it names none) will be, as [`Cgroup::create_in`] places it; with v1 hierarchies (a
+/// hybrid host too) those, named as their mount points, else the v2 directory alone.
+fn cgroup_view(spec: Option<&CgroupSpec>, id: &str) -> Result<Vec<plan::CgroupView>> {
+    let Some(spec) = spec else { return Err(ValidationError::CgroupViewWithoutCgroup.into()) };
+    let mut cg = spec.clone();
+    if cg.name.is_empty() {
+        cg.name = id.to_owned();
+    }
+    let dirs = Cgroup::planned_dirs(&Hierarchies::discover()?, &cg)?;
+    let v1: Vec<plan::CgroupView> = dirs
+        .iter()
+        .filter(|(_, v, _)| *v == nook_cgroup::Version::V1)
+        .filter_map(|(mount, _, dir)| Some((mount.file_name()?.to_string_lossy().into_owned(), dir.clone())))
+        .collect();
+    if !v1.is_empty() {
+        return Ok(v1);
+    }
+    Ok(dirs.into_iter().take(1).map(|(_, _, dir)| (String::new(), dir)).collect())
+}
+
 fn unique_cgroup_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!("nk-sandbox-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
@@ -207,6 +228,13 @@ impl SandboxBuilder {
         self
     }
 
+    /// Joins the existing namespace of `kind` at `path` instead of creating one (see
+    /// [`SandboxSpec::join_namespaces`]); leave `kind` out of [`SandboxBuilder::namespaces`].
+    pub fn join_namespace(&mut self, kind: nook_ns::Namespace, path: impl Into<PathBuf>) -> &mut Self {
+        self.spec.join_namespaces.push(crate::spec::JoinNamespace { kind, path: path.into() });
+        self
+    }
+
     /// The root filesystem.
     pub fn rootfs(&mut self, rootfs: Rootfs) -> &mut Self {
         self.spec.rootfs = rootfs;
@@ -226,6 +254,20 @@ impl SandboxBuilder {
     }
 
     /// Adds a mount.
+    /// Makes a device node in the sandbox's `/dev` (see [`SandboxSpec::devices`]).
+    pub fn device(&mut self, node: crate::DeviceNode) -> &mut Self {
+        self.spec.devices.push(node);
+        self
+    }
+
+    /// Mounts the sandbox's own view of its cgroup on `/sys/fs/cgroup`, read-only (see
+    /// [`SandboxSpec::cgroup_view`]).
+    pub fn cgroup_view(&mut self, on: bool) -> &mut Self {
+        self.spec.cgroup_view = on;
+        self
+    }
+
+    /// An extra mount.
     pub fn mount(&mut self, mount: Mount) -> &mut Self {
         self.spec.mounts.push(mount);
         self
@@ -668,13 +710,18 @@ fn spawn(
     let mut spec = spec;
     let device_cgroup = crate::hardening::apply::device_policy(&spec.security, &mut spec.cgroup);
     let mut confinement = Confinement::resolve(&spec.security, device_cgroup)?;
-    let plan = plan::build(&mount_spec)?;
+    let id = unique_cgroup_name();
+    let view = if spec.cgroup_view { cgroup_view(spec.cgroup.as_ref(), &id)? } else { Vec::new() };
+    let plan = plan::build_with(&mount_spec, &view)?;
     let memory_limited = spec.cgroup.as_ref().is_some_and(|c| c.resources.memory.is_some());
     let mut cmd = command(&spec, plan, stdio, hold);
     // Detached (`crate::detached`): the program is PID 1, outlives us, and has no record.
     let detached = detach.map(|d| d.apply(&mut cmd)).is_some();
     if let NetworkMode::Container { pid } = spec.network {
         cmd.join_netns(net::container_netns(pid, container)?);
+    }
+    for j in &spec.join_namespaces {
+        cmd.join_ns(nook_ns::NsFd::open(&j.path, j.kind)?);
     }
     let mut landlock = confinement.apply(&mut cmd, None)?;
     cmd.validate().map_err(ValidationError::from)?;
@@ -685,7 +732,6 @@ fn spawn(
     // port rules). Its init
     // dies with the owner (`kill_with_parent_process`), so a one-shot sandbox with none of
     // those needs no record.
-    let id = unique_cgroup_name();
     let layer = image.as_ref().and_then(ImageRun::recorded);
     let mut owner = if detached {
         Recorder::none()

@@ -11,6 +11,7 @@ use nook_unionfs::LayerStack;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ValidationError;
+use crate::plan::DEVICES;
 use crate::security::Security;
 
 /// `PATH` in a sandbox when the caller sets none (Docker's default).
@@ -39,6 +40,16 @@ pub struct SandboxSpec {
     /// user and time as root, plus a user namespace when not root; the network namespace
     /// only with [`NetworkMode::None`].
     pub namespaces: Option<NamespaceSet>,
+    /// Existing namespaces to join instead of creating them — network, IPC, UTS, pid or
+    /// cgroup, each named by a namespace file (`/proc/PID/ns/net`, a bind-mounted nsfs file
+    /// such as `/run/netns/NAME`), as a pod's containers share their infra container's. A
+    /// kind joined here is not also in [`SandboxSpec::namespaces`]; a joined network
+    /// namespace goes with [`NetworkMode::Host`] (the sandbox makes no network of its own);
+    /// a host or domain name is set in a joined UTS namespace (as runc does: a pod's
+    /// containers name the pod); in a joined pid namespace the program is a process of it,
+    /// not its init.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub join_namespaces: Vec<JoinNamespace>,
     /// The root filesystem (default: the host's root, read-only, with a tmpfs upper).
     pub rootfs: Rootfs,
     /// The UTS host name (needs a UTS namespace).
@@ -47,6 +58,22 @@ pub struct SandboxSpec {
     pub domainname: Option<String>,
     /// Extra mounts, made in order after `/dev` and before the program starts.
     pub mounts: Vec<Mount>,
+    /// Device nodes made in the sandbox's `/dev` (an OCI config's `linux.devices`), besides
+    /// the standard ones ([`crate::DEVICES`]); `/dev` then allows device nodes. Whether the
+    /// sandbox may use one is the cgroup's device allowlist's decision
+    /// (`CgroupSpec::resources.devices`; the default allowlist does not list them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceNode>,
+    /// Mount the sandbox's own view of its cgroup on `/sys/fs/cgroup`, read-only, as runc
+    /// does for an OCI `cgroup` mount: with cgroup v2 alone, the sandbox's cgroup directory
+    /// there; with v1 (hybrid too), a tmpfs with one read-only bind per v1 hierarchy the
+    /// sandbox's cgroup is in (those of its limits: `memory`, `pids`, `cpu,cpuacct`,
+    /// `devices`...), named as on the host, plus a symbolic link per controller of a
+    /// co-mounted hierarchy (`cpu -> cpu,cpuacct`). The sandbox sees its own limits at the
+    /// usual paths (`/sys/fs/cgroup/memory/memory.limit_in_bytes`, `/sys/fs/cgroup/memory.max`).
+    /// Needs a cgroup ([`SandboxSpec::cgroup`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cgroup_view: bool,
     /// The cgroup and its limits. `None`: no cgroup (no limits); the shortcuts
     /// ([`crate::SandboxBuilder::memory_max`], ...) create one. An empty `name` is replaced
     /// by a unique `nk-sandbox-*` name at spawn.
@@ -85,10 +112,13 @@ impl Default for SandboxSpec {
         SandboxSpec {
             args: Vec::new(),
             namespaces: None,
+            join_namespaces: Vec::new(),
             rootfs: Rootfs::default(),
             hostname: None,
             domainname: None,
             mounts: Vec::new(),
+            devices: Vec::new(),
+            cgroup_view: false,
             cgroup: None,
             best_effort_limits: false,
             network: NetworkMode::None,
@@ -102,6 +132,33 @@ impl Default for SandboxSpec {
             security: Security::default(),
         }
     }
+}
+
+/// A device node in the sandbox's `/dev` ([`SandboxSpec::devices`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNode {
+    /// Where, below `/dev` (`/dev/fuse`, `/dev/net/tun`).
+    pub path: PathBuf,
+    /// The file type and permission bits: `libc::S_IFCHR | 0o666`, `S_IFBLK | ...`,
+    /// `S_IFIFO | ...`.
+    pub mode: u32,
+    /// The major number.
+    pub major: u32,
+    /// The minor number.
+    pub minor: u32,
+    /// Its owner, as the sandbox sees it.
+    pub uid: u32,
+    /// Its group.
+    pub gid: u32,
+}
+
+/// An existing namespace a sandbox joins ([`SandboxSpec::join_namespaces`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinNamespace {
+    /// Its kind: network, IPC, UTS, pid or cgroup.
+    pub kind: Namespace,
+    /// Its namespace file (opened, and its kind checked, at spawn).
+    pub path: PathBuf,
 }
 
 /// The root filesystem of a sandbox.
@@ -307,6 +364,11 @@ impl SandboxSpec {
         set
     }
 
+    /// Whether the sandbox joins an existing namespace of `kind`.
+    pub fn joins(&self, kind: Namespace) -> bool {
+        self.join_namespaces.iter().any(|j| j.kind == kind)
+    }
+
     /// The namespaces this spec creates (the explicit set, or the defaults).
     pub fn effective_namespaces(&self) -> NamespaceSet {
         self.namespaces.unwrap_or_else(|| SandboxSpec::default_namespaces(&self.network, euid() == 0))
@@ -342,7 +404,27 @@ impl SandboxSpec {
             }
         };
         need("rootfs", Namespace::Mount)?;
-        need("/proc of the sandbox", Namespace::Pid)?;
+        if !self.joins(Namespace::Pid) {
+            need("/proc of the sandbox", Namespace::Pid)?;
+        }
+        for (i, j) in self.join_namespaces.iter().enumerate() {
+            absolute("namespace path", &j.path)?;
+            let twice = self.join_namespaces[..i].iter().any(|k| k.kind == j.kind);
+            if matches!(j.kind, Namespace::Mount | Namespace::User | Namespace::Time) || twice || ns.has(j.kind) {
+                return Err(ValidationError::NamespaceConflict {
+                    option: "join_namespaces",
+                    namespace: j.kind,
+                    present: true,
+                });
+            }
+            if j.kind == Namespace::Net && self.network != NetworkMode::Host {
+                return Err(ValidationError::NamespaceConflict {
+                    option: "a joined network namespace (network: host)",
+                    namespace: Namespace::Net,
+                    present: true,
+                });
+            }
+        }
         match &self.network {
             NetworkMode::None => need("network: none", Namespace::Net)?,
             NetworkMode::Networks(config) => {
@@ -376,13 +458,17 @@ impl SandboxSpec {
             NetworkMode::Container { .. } => {}
         }
         if let Some(h) = &self.hostname {
-            need("hostname", Namespace::Uts)?;
+            if !self.joins(Namespace::Uts) {
+                need("hostname", Namespace::Uts)?;
+            }
             no_nul("hostname", h)?;
             nook_netmodel::files::validate_hostname(h)
                 .map_err(|source| ValidationError::Hostname { value: h.clone(), source })?;
         }
         if let Some(d) = &self.domainname {
-            need("domainname", Namespace::Uts)?;
+            if !self.joins(Namespace::Uts) {
+                need("domainname", Namespace::Uts)?;
+            }
             no_nul("domainname", d)?;
         }
         if self.uid_map.is_some() || self.gid_map.is_some() {
@@ -433,6 +519,16 @@ impl SandboxSpec {
             }
         }
         self.security.validate(ns)?;
+        for d in &self.devices {
+            absolute("device node", &d.path)?;
+            let below_dev = d.path.strip_prefix("/dev").is_ok_and(|r| r.components().next().is_some());
+            if !below_dev || DEVICES.iter().any(|s| d.path == Path::new("/dev").join(s)) {
+                return Err(ValidationError::DeviceNodePath { path: d.path.clone() });
+            }
+        }
+        if self.cgroup_view && self.cgroup.is_none() {
+            return Err(ValidationError::CgroupViewWithoutCgroup);
+        }
         if let Some(cg) = &self.cgroup {
             let mut cg = cg.clone();
             if cg.name.is_empty() {

@@ -361,6 +361,21 @@ pub(crate) fn access(path: *const libc::c_char, mode: libc::c_int) -> i32 {
     ok(call!(libc::SYS_faccessat, libc::AT_FDCWD, path, mode))
 }
 
+/// `mknodat(dir, name, mode, dev)`.
+pub(crate) fn mknodat(dir: RawFd, name: *const libc::c_char, mode: libc::mode_t, dev: libc::dev_t) -> i32 {
+    ok(call!(libc::SYS_mknodat, dir, name, mode, dev))
+}
+
+/// `fchmodat(dir, name, mode, 0)`.
+pub(crate) fn fchmodat(dir: RawFd, name: *const libc::c_char, mode: libc::mode_t) -> i32 {
+    ok(call!(libc::SYS_fchmodat, dir, name, mode))
+}
+
+/// `fchownat(dir, name, uid, gid, AT_SYMLINK_NOFOLLOW)`.
+pub(crate) fn fchownat(dir: RawFd, name: *const libc::c_char, uid: u32, gid: u32) -> i32 {
+    ok(call!(libc::SYS_fchownat, dir, name, uid, gid, libc::AT_SYMLINK_NOFOLLOW))
+}
+
 /// `symlinkat(target, dir, name)`.
 pub(crate) fn symlinkat(target: *const libc::c_char, dir: RawFd, name: *const libc::c_char) -> i32 {
     ok(call!(libc::SYS_symlinkat, target, dir, name))

@@ -363,3 +363,52 @@ fn a_joining_child_is_not_dumpable_before_exec() {
     target.kill().unwrap();
     target.wait().unwrap();
 }
+
+/// [`Command::join_ns`]: a holder child with its own UTS, IPC and pid namespaces; a second
+/// child joins all three by handle (`/proc/PID/ns/*` opened as [`NsFd`]s): same namespaces,
+/// the holder's host name, and a member (not the init) of its pid namespace. The cloning
+/// thread is back in its own namespaces after; a mount namespace is refused.
+#[test]
+fn join_ns_enters_uts_ipc_and_pid_namespaces_by_handle() {
+    require_root!();
+    let mut holder = Command::new("/bin/sleep");
+    holder.arg("100").namespaces(NamespaceSet::new().with(Namespace::Uts).with(Namespace::Ipc).with(Namespace::Pid));
+    holder.hostname("nk-holder");
+    let mut holder = holder.spawn().unwrap();
+    let hpid = holder.id();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", "hostname; echo $$; sleep 100"]);
+    for kind in [Namespace::Uts, Namespace::Ipc, Namespace::Pid] {
+        cmd.join_ns(NsFd::of_pid(hpid, kind).unwrap());
+    }
+    cmd.stdout(nook_ns::Stdio::Piped);
+    let mut child = cmd.spawn().unwrap();
+    let cpid = child.id();
+    for kind in [Namespace::Uts, Namespace::Ipc, Namespace::Pid] {
+        assert_eq!(of_pid(cpid, kind), of_pid(hpid, kind), "{kind}");
+    }
+    for (kind, link) in [(Namespace::Uts, "uts"), (Namespace::Ipc, "ipc"), (Namespace::Pid, "pid_for_children")] {
+        assert_ne!(thread_ns(link), of_pid(hpid, kind), "the cloning thread went back ({link})");
+    }
+    let mut out = child.stdout.take().unwrap();
+    let mut text = String::new();
+    use std::io::BufRead;
+    let mut r = std::io::BufReader::new(&mut out);
+    for _ in 0..2 {
+        r.read_line(&mut text).unwrap();
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "nk-holder");
+    assert_ne!(lines[1], "1", "a member of the joined pid namespace, not its init");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    let mut mnt = Command::new("/bin/true");
+    mnt.join_ns(NsFd::current(Namespace::Mount).unwrap());
+    assert_eq!(mnt.validate(), Err(nook_ns::ValidationError::JoinUnsupported { namespace: Namespace::Mount }));
+    let mut both = Command::new("/bin/true");
+    both.join_ns(NsFd::current(Namespace::Uts).unwrap()).unshare(Namespace::Uts);
+    assert_eq!(both.validate(), Err(nook_ns::ValidationError::JoinAndCreate { namespace: Namespace::Uts }));
+}

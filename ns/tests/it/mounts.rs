@@ -880,3 +880,30 @@ fn steps_below_the_new_root_resolve_symlinks_inside_it() {
         assert!(inside.join(name).exists(), "{name} was made inside the root");
     }
 }
+
+#[test]
+fn make_node_step_creates_a_usable_device_node_on_a_dev_tmpfs() {
+    require_root!();
+    let base = TempDir::new("mkn").unwrap();
+    let [t] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["t"])).unwrap();
+    // A /dev/null-like node (1:3, 0640, owned 3:4) on a tmpfs with `dev`; a second on a
+    // tmpfs without it: there the kernel refuses to open it (nodev).
+    let script = r#"stat -c '%F %a %u %g %t %T' "$1/dev/nk-null"; echo x > "$1/dev/nk-null" && echo wrote;
+        (echo x > "$1/nodev/nk-null") 2>/dev/null && echo nodev-wrote || echo nodev-refused"#;
+    let out = stdout_of(
+        in_mount_ns(sh(script), &[])
+            .arg(&t)
+            .mount(MountStep::mkdir(t.join("dev")))
+            .mount(MountStep::tmpfs(t.join("dev"), Some("mode=755,dev")))
+            .mount(MountStep::make_node(t.join("dev/nk-null"), libc::S_IFCHR | 0o640, 1, 3, 3, 4))
+            .mount(MountStep::mkdir(t.join("nodev")))
+            .mount(MountStep::tmpfs(t.join("nodev"), Some("mode=755")))
+            .mount(MountStep::make_node(t.join("nodev/nk-null"), libc::S_IFCHR | 0o666, 1, 3, 0, 0)),
+    );
+    assert_eq!(lines(&out), ["character special file 640 3 4 1 3", "wrote", "nodev-refused"], "{out}");
+    // Not a device or fifo: refused before the clone.
+    let mut bad = in_mount_ns(sh("true"), &[]);
+    bad.mount(MountStep::make_node(t.join("x"), libc::S_IFREG | 0o644, 0, 0, 0, 0));
+    assert!(matches!(bad.validate(), Err(nook_ns::ValidationError::NodeType { .. })), "{:?}", bad.validate());
+    assert_no_mounts_under(base.path());
+}

@@ -3,6 +3,7 @@
 //! its own `--root`, on a busybox bundle, and compares what can be observed — state JSON
 //! fields and status transitions, exit codes, the process's output, error cases.
 
+mod config_fields;
 mod conformance;
 mod harness;
 mod nook_only;

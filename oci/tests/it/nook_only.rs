@@ -66,11 +66,13 @@ fn unsupported_fields_are_refused_by_name() {
     let cases: [(&str, Tweak); 7] = [
         ("process.terminal", |c| c["process"]["terminal"] = json!(true)),
         ("hooks", |c| c["hooks"] = json!({"prestart": [{"path": "/bin/true"}]})),
-        ("linux.namespaces[network].path", |c| {
-            c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "network");
-            c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "network", "path": "/proc/1/ns/net"}));
+        ("linux.namespaces[mount].path", |c| {
+            c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "mount");
+            c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "mount", "path": "/proc/1/ns/mnt"}));
         }),
-        ("linux.namespaces[user]", |c| c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}))),
+        ("linux.uidMappings/gidMappings", |c| {
+            c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}))
+        }),
         ("mounts[/sys/fs/cgroup]", |c| {
             c["mounts"]
                 .as_array_mut()

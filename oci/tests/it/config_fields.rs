@@ -1,0 +1,341 @@
+//! config.json fields real engines generate, each run against runc and nook-oci and
+//! compared: namespaces joined by `path` (a pod: an infra container and an app container in
+//! its network, IPC and UTS namespaces, by `/proc/PID/ns/*` and by a bind-mounted nsfs file;
+//! an app in the infra's pid namespace).
+
+use std::ffi::CString;
+use std::fmt::Debug;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nook_testutil::{TempDir, require_root};
+use serde_json::{Value, json};
+
+use crate::harness::{Runtime, rootfs, runtimes};
+
+/// Runs `scenario` with each runtime and asserts they observed the same.
+fn compare<T: Debug + PartialEq>(tag: &str, scenario: impl Fn(&TempDir, &Runtime) -> T) -> T {
+    let tmp = TempDir::new(tag).unwrap();
+    rootfs(&tmp);
+    let rts = runtimes(&tmp, tag);
+    let seen: Vec<(&str, T)> = rts.iter().map(|rt| (rt.name, scenario(&tmp, rt))).collect();
+    for (name, obs) in &seen[1..] {
+        assert_eq!(&seen[0].1, obs, "{} vs {name} differ", seen[0].0);
+    }
+    let (_, last) = seen.into_iter().last().unwrap();
+    drop(rts);
+    last
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The inode of a namespace file.
+fn ns_ino(path: impl AsRef<Path>) -> u64 {
+    std::fs::metadata(path.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", path.as_ref().display())).ino()
+}
+
+/// Polls until process `pid`'s command name is `want` (a hang detector, not a timing check).
+fn wait_comm(pid: u64, want: &str) -> bool {
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs(20 * u64::from(nook_testutil::time_factor()));
+    loop {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == want {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A bind mount of a namespace file (as `ip netns add` / CRI-O pin them), unmounted and
+/// removed on drop.
+struct PinnedNs(PathBuf);
+
+impl PinnedNs {
+    fn new(source: &Path, target: PathBuf) -> PinnedNs {
+        std::fs::write(&target, b"").unwrap();
+        let pinned = PinnedNs(target);
+        let (s, t) = (CString::new(source.as_os_str().as_bytes()).unwrap(), cstr(&pinned.0));
+        // SAFETY: valid NUL-terminated paths; a null fstype and data are allowed for MS_BIND.
+        let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+        assert_eq!(r, 0, "bind {source:?}: {}", std::io::Error::last_os_error());
+        pinned
+    }
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+impl Drop for PinnedNs {
+    fn drop(&mut self) {
+        let t = cstr(&self.0);
+        // SAFETY: a valid NUL-terminated path.
+        unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The namespaces of `c` with those of `join` (type → path) replacing the new ones.
+fn join(c: &mut Value, join: &[(&str, String)]) {
+    let list = c["linux"]["namespaces"].as_array_mut().unwrap();
+    list.retain(|n| !join.iter().any(|(t, _)| n["type"] == *t));
+    for (t, path) in join {
+        list.push(json!({"type": t, "path": path}));
+    }
+}
+
+/// A pod: the infra container (`sleep`, host name `nk-infra`, new namespaces), then an app
+/// container joining its network namespace by a bind-mounted nsfs file and its IPC and UTS
+/// namespaces by `/proc/PID/ns/*`. The app sees the infra's host name (which an app with a `hostname` sets
+/// there, as runc does), network devices and
+/// POSIX message queues; its namespaces are the infra's (inodes, from the host), its pid and
+/// mount namespaces its own.
+#[test]
+fn pod_joins_the_infra_namespaces_by_path() {
+    require_root!();
+    let obs = compare("pod", |tmp, rt| {
+        let mut o: Vec<String> = Vec::new();
+        let infra = rt.bundle(tmp, "infra", &["sleep", "1000"], |c| c["hostname"] = json!("nk-infra"));
+        o.push(format!("infra run {}", rt.run(&["run", "--detach", "--bundle", p(&infra), "infra"]).code));
+        let ipid = rt.state("infra").unwrap()["pid"].as_u64().unwrap();
+        let pin = PinnedNs::new(Path::new(&format!("/proc/{ipid}/ns/net")), tmp.join(format!("nk-netns-{}", rt.name)));
+        let net_path = p(&pin.0).to_owned();
+        let app = rt.bundle(tmp, "app", &["sleep", "1000"], |c| {
+            c.as_object_mut().unwrap().remove("hostname");
+            join(
+                c,
+                &[
+                    ("network", net_path.clone()),
+                    ("ipc", format!("/proc/{ipid}/ns/ipc")),
+                    ("uts", format!("/proc/{ipid}/ns/uts")),
+                ],
+            );
+        });
+        // A host name in a joined UTS namespace is set there (runc's behaviour; a pod's
+        // containers name the pod): the infra then has it too.
+        let named = rt.bundle(tmp, "app-named", &["true"], |c| {
+            c["hostname"] = json!("nk-pod");
+            join(c, &[("uts", format!("/proc/{ipid}/ns/uts"))]);
+        });
+        o.push(format!("named app {}", rt.run(&["run", "--bundle", p(&named), "app-named"]).code));
+        o.push(format!("infra renamed {}", rt.run(&["exec", "infra", "hostname"]).stdout.trim()));
+        let out = rt.run(&["run", "--detach", "--bundle", p(&app), "app"]);
+        o.push(format!("app run {} {}", out.code, out.stderr.trim().is_empty()));
+        let apid = rt.state("app").unwrap()["pid"].as_u64().unwrap();
+        for ns in ["net", "ipc", "uts", "pid", "mnt"] {
+            let same = ns_ino(format!("/proc/{ipid}/ns/{ns}")) == ns_ino(format!("/proc/{apid}/ns/{ns}"));
+            o.push(format!("{ns} shared {same}"));
+        }
+        let host = ns_ino("/proc/self/ns/net") == ns_ino(format!("/proc/{apid}/ns/net"));
+        o.push(format!("net is the host's {host}"));
+        let seen = rt.run(&["exec", "app", "hostname"]);
+        o.push(format!("app hostname {} {}", seen.code, seen.stdout.trim()));
+        // What the infra sees of its network namespace, seen from the app too.
+        let links = |id: &str| rt.run(&["exec", id, "cat", "/proc/net/dev"]).stdout;
+        o.push(format!("same links {}", links("infra") == links("app")));
+        // A POSIX message queue the infra makes is in the app's /dev/mqueue (its own mqueue
+        // mount, of the joined IPC namespace).
+        o.push(format!("infra mq {}", rt.run(&["exec", "infra", "touch", "/dev/mqueue/nkq"]).code));
+        o.push(format!("app sees mq {}", rt.run(&["exec", "app", "ls", "/dev/mqueue"]).stdout.trim()));
+        drop(pin);
+        for id in ["app", "infra"] {
+            o.push(format!("kill {id} {}", rt.run(&["kill", id, "KILL"]).code));
+            rt.wait_status(id, "stopped");
+            o.push(format!("delete {id} {}", rt.run(&["delete", id]).code));
+        }
+        o
+    });
+    for want in [
+        "infra run 0",
+        "named app 0",
+        "infra renamed nk-pod",
+        "app run 0 true",
+        "net shared true",
+        "ipc shared true",
+        "uts shared true",
+        "pid shared false",
+        "mnt shared false",
+        "net is the host's false",
+        "app hostname 0 nk-pod",
+        "same links true",
+        "infra mq 0",
+        "app sees mq nkq",
+        "delete infra 0",
+    ] {
+        assert!(obs.contains(&want.to_owned()), "missing {want:?} in {obs:#?}");
+    }
+}
+
+/// An app container joining the infra's pid namespace by path: its program is a process of
+/// that namespace (the infra's `sleep` is PID 1 there), not its init.
+#[test]
+fn joined_pid_namespace_shows_the_infra_as_pid_1() {
+    require_root!();
+    let obs = compare("jpid", |tmp, rt| {
+        let mut o: Vec<String> = Vec::new();
+        let infra = rt.bundle(tmp, "pinfra", &["sleep", "1000"], |_| {});
+        o.push(format!("infra run {}", rt.run(&["run", "--detach", "--bundle", p(&infra), "pinfra"]).code));
+        let ipid = rt.state("pinfra").unwrap()["pid"].as_u64().unwrap();
+        // `start` returns once the process may exec (runc's init execs a moment later).
+        o.push(format!("infra execd {}", wait_comm(ipid, "sleep")));
+        let app =
+            rt.bundle(tmp, "papp", &["sh", "-c", "cat /proc/1/comm; echo self-is-1=$(test $$ = 1 && echo y)"], |c| {
+                join(c, &[("pid", format!("/proc/{ipid}/ns/pid"))]);
+            });
+        let out = rt.run(&["run", "--bundle", p(&app), "papp"]);
+        o.push(format!("app run {} {}", out.code, out.stdout.trim().replace('\n', " ")));
+        o.push(format!("kill {}", rt.run(&["kill", "pinfra", "KILL"]).code));
+        rt.wait_status("pinfra", "stopped");
+        o.push(format!("delete {}", rt.run(&["delete", "pinfra"]).code));
+        o
+    });
+    assert!(obs.contains(&"infra execd true".to_owned()), "{obs:#?}");
+    assert!(obs.contains(&"app run 0 sleep self-is-1=".to_owned()), "{obs:#?}");
+    assert!(obs.contains(&"delete 0".to_owned()), "{obs:#?}");
+}
+
+/// runc's default `cgroup` mount (`/sys/fs/cgroup`, read-only): the container sees its own
+/// cgroup there — its limits at the usual paths (v1: per hierarchy, `memory/`, `pids/`; v2:
+/// at the top), its own PID 1 in it, and no way to write.
+#[test]
+fn cgroup_mount_shows_the_containers_own_cgroup() {
+    require_root!();
+    let script = "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then m=/sys/fs/cgroup/memory.max; p=/sys/fs/cgroup; \
+                  else m=/sys/fs/cgroup/memory/memory.limit_in_bytes; p=/sys/fs/cgroup/pids; fi; \
+                  echo mem=$(cat $m) pids=$(cat $p/pids.max); \
+                  grep -qx 1 $p/cgroup.procs && echo own-pid-1; \
+                  (echo 5 > $p/pids.max) 2>/dev/null && echo writable || echo read-only";
+    let obs = compare("cgm", |tmp, rt| {
+        let b = rt.bundle(tmp, "cgm", &["sh", "-c", script], |c| {
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]
+            }));
+            // cgroup v2 alone: runc mounts a new cgroup2, which shows the container's own cgroup
+            // only in a cgroup namespace (without one it shows the whole hierarchy, where nook
+            // binds the container's own directory): give it one there.
+            if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+                c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "cgroup"}));
+            }
+            c["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+            c["linux"]["resources"]["pids"] = json!({"limit": 50});
+        });
+        let out = rt.run(&["run", "--bundle", p(&b), "cgm"]);
+        format!("{} {} {}", out.code, out.stdout.trim().replace('\n', " "), out.stderr.trim())
+    });
+    assert_eq!(obs, format!("0 mem={} pids=50 own-pid-1 read-only ", 64 << 20));
+}
+
+/// `linux.devices` and `linux.resources.devices`: nodes made with their type, numbers, mode
+/// and owner; opening them decided by the rules (in order, then the default allowlist):
+/// `c 10:229` (fuse) allowed for reading only, `c 1:3` (/dev/null's numbers) by the default
+/// list, writing `c 1:11` (kmsg, mode 0600 of root) by nothing; a node the container's root (without
+/// CAP_DAC_OVERRIDE) does not own with mode 0640 refused by the permission bits. Only
+/// opened, never read or written.
+#[test]
+fn device_nodes_and_rules() {
+    require_root!();
+    let script = "ls -ln /dev/nk-priv /dev/nk-kmsg /dev/nk-null /dev/nk-fuse /dev/nk/sub | \
+                  while read m l u g ma mi rest; do echo $m $u $g $ma $mi; done; \
+                  for d in nk-kmsg nk-null nk-fuse nk-priv; do \
+                    (: < /dev/$d) 2>/dev/null && echo read-$d || echo no-read-$d; \
+                    (: > /dev/$d) 2>/dev/null && echo write-$d || echo no-write-$d; done";
+    let obs = compare("dev", |tmp, rt| {
+        let b = rt.bundle(tmp, "dev", &["sh", "-c", script], |c| {
+            c["linux"]["devices"] = json!([
+                {"path": "/dev/nk-priv", "type": "c", "major": 1, "minor": 3, "fileMode": 0o640, "uid": 1, "gid": 2},
+                {"path": "/dev/nk-kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o600},
+                {"path": "/dev/nk-null", "type": "c", "major": 1, "minor": 3},
+                {"path": "/dev/nk-fuse", "type": "c", "major": 10, "minor": 229},
+                {"path": "/dev/nk/sub", "type": "b", "major": 7, "minor": 200, "fileMode": 0o600, "uid": 3, "gid": 4},
+            ]);
+            c["linux"]["resources"]["devices"] = json!([
+                {"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "r"},
+            ]);
+        });
+        let out = rt.run(&["run", "--bundle", p(&b), "dev"]);
+        format!("{}\n{}{}", out.code, out.stdout, out.stderr)
+    });
+    for want in [
+        "crw-r----- 1 2 1, 3",
+        "crw------- 0 0 1, 11",
+        "crw-rw-rw- 0 0 1, 3",
+        "crw-rw-rw- 0 0 10, 229",
+        "brw------- 3 4 7, 200",
+        "no-write-nk-kmsg",
+        "read-nk-null",
+        "write-nk-null",
+        "read-nk-fuse",
+        "no-write-nk-fuse",
+        "no-read-nk-priv",
+    ] {
+        assert!(obs.lines().any(|l| l == want), "missing {want:?} in {obs}");
+    }
+}
+
+/// A user namespace with `uidMappings`/`gidMappings` (container root = host 100000): the
+/// process is root inside and 100000 outside, sees the maps, its own /proc (mounted before
+/// `pivot_root`, which the kernel requires in a new user namespace), and the rootfs of the
+/// host's root as the overflow id; writing there is refused.
+#[test]
+fn user_namespace_with_id_mappings() {
+    require_root!();
+    let script = "id; cat /proc/self/uid_map /proc/self/gid_map; echo pid1=$(cat /proc/1/comm); \
+                  ls -ldn / | while read m l u g rest; do echo root-owner $u $g; done; \
+                  touch /nk-x 2>/dev/null && echo wrote || echo no-write";
+    let userns = |c: &mut serde_json::Value| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    };
+    let obs = compare("usr", |tmp, rt| {
+        let b = rt.bundle(tmp, "usr", &["sh", "-c", script], userns);
+        let out = rt.run(&["run", "--bundle", p(&b), "usr"]);
+        let mut o: Vec<String> = vec![format!("run {}", out.code)];
+        o.extend(out.stdout.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")));
+        // Seen from the host: uid 100000.
+        let b = rt.bundle(tmp, "usr2", &["sleep", "100"], userns);
+        o.push(format!("run2 {}", rt.run(&["run", "--detach", "--bundle", p(&b), "usr2"]).code));
+        let pid = rt.state("usr2").unwrap()["pid"].as_u64().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        o.push(
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        o.push(format!("exec id {}", rt.run(&["exec", "usr2", "id", "-u"]).stdout.trim()));
+        o.push(format!("kill {}", rt.run(&["kill", "usr2", "KILL"]).code));
+        rt.wait_status("usr2", "stopped");
+        o.push(format!("delete {}", rt.run(&["delete", "usr2"]).code));
+        o
+    });
+    assert_eq!(
+        obs,
+        [
+            "run 0",
+            "uid=0(root) gid=0",
+            "0 100000 65536",
+            "0 100000 65536",
+            "pid1=sh",
+            "root-owner 65534 65534",
+            "no-write",
+            "run2 0",
+            "Uid: 100000 100000 100000 100000",
+            "exec id 0",
+            "kill 0",
+            "delete 0"
+        ]
+    );
+}
