@@ -23,7 +23,7 @@
 //! `process.user.username`, namespaces joined by `path`, `user` and `time` namespaces,
 //! `uidMappings`/`gidMappings`, other mount types or standard mounts elsewhere or with
 //! other options (including `cgroup` on `/sys/fs/cgroup`), bind options other than
-//! `bind`/`rbind`/`ro`/`rw`/propagation flags/`nosuid`/`nodev`/`noexec`, `hooks`,
+//! `bind`/`rbind`/`ro`/`rw`/propagation flags/`nosuid`/`nodev`/`noexec`,
 //! `linux.devices` (only the facade's standard nodes exist), `linux.resources.devices`
 //! rules other than the deny-all (the facade enforces Docker's device allowlist),
 //! resources nook does not map (blockIO, hugepageLimits, network, rdma, unified, memory
@@ -67,9 +67,7 @@ const STANDARD: &[(&str, &str)] = &[
 /// Maps the whole config or names the first field that cannot be honoured.
 pub(crate) fn map(spec: Spec, bundle: &Path) -> Result<Mapped, Error> {
     let mut b = SandboxBuilder::new();
-    if spec.hooks().is_some() {
-        return Err(refuse("hooks", "OCI hooks are not supported yet"));
-    }
+    // hooks: run by the commands (crate::hooks), not part of the sandbox.
     if spec.solaris().is_some() || spec.windows().is_some() || spec.vm().is_some() || spec.zos().is_some() {
         return Err(refuse("solaris/windows/vm/zos", "only the linux section is supported"));
     }
