@@ -1,8 +1,8 @@
 //! `features`: what this runtime supports, in the runtime spec's features document
 //! (oci-spec's `Features`, the shape runc prints) — only what nook honours: the mount
 //! options `config.json` mappings accept, the namespaces it can create, the seccomp
-//! actions/operators/architectures of the facade's compiler; no AppArmor, SELinux, Intel
-//! RDT, systemd cgroups.
+//! actions/operators/architectures of the facade's compiler; no AppArmor, SELinux or
+//! systemd cgroups (Intel RDT is left out, as runc 1.1 leaves it out).
 
 use oci_spec::runtime::Features;
 use serde_json::{Value, json};
@@ -35,8 +35,7 @@ pub(crate) fn document() -> Result<String, Error> {
                 "archs": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"]
             },
             "apparmor": { "enabled": false },
-            "selinux": { "enabled": false },
-            "intelRdt": { "enabled": false }
+            "selinux": { "enabled": false }
         },
         "annotations": { "org.opencontainers.runtime.nook-oci.version": env!("CARGO_PKG_VERSION") }
     });

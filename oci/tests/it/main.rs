@@ -6,3 +6,4 @@
 mod conformance;
 mod harness;
 mod nook_only;
+mod tier2;
