@@ -12,7 +12,9 @@
 //! - `poststart` (runtime namespace) after that, status `running`;
 //! - `poststop` (runtime namespace) during `delete`, status `stopped`.
 //!
-//! Deviation from runc: nook's container process does its whole setup, `pivot_root`
+//! Deviations from runc 1.1: runc 1.1 runs `poststart` at the end of `create` (status
+//! `created`, a known bug fixed in runc 1.2); nook-oci runs it where the runtime spec puts it,
+//! after the process was released, before `start` returns. And nook's container process does its whole setup, `pivot_root`
 //! included, before it waits at the fifo, and then runs nothing of its own; so
 //! `createContainer` and `startContainer` are run by nook-oci itself, joining the
 //! container's mount, uts, ipc, network, pid and cgroup namespaces (a helper thread,
@@ -91,6 +93,13 @@ pub(crate) fn run(phase: Phase, hooks: Option<&Hooks>, state: &State, pid: u32) 
     }
     let mut state = state.clone();
     state.set_status(phase.status());
+    // As runc: the in-container hooks get the pid as the container sees it (its PID 1), a
+    // stopped container's state has none.
+    if phase.in_container() {
+        state.set_pid(Some(1));
+    } else if phase == Phase::Poststop {
+        state.set_pid(None);
+    }
     let input = serde_json::to_vec(&state).map_err(|source| Error::Json { path: "state".into(), source })?;
     for hook in &list {
         let done = if phase.in_container() { in_container(hook, &input, pid) } else { exec(hook, &input) };
