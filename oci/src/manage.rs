@@ -124,7 +124,7 @@ fn flags(u: &liboci_cli::Update, r: &mut LinuxResources) -> Result<(), Error> {
         return Err(Error::Unsupported(format!("update {flag}")));
     }
     if u.memory.is_some() || u.memory_reservation.is_some() || u.memory_swap.is_some() {
-        let mut m = r.memory().clone().unwrap_or_default();
+        let mut m = (*r.memory()).unwrap_or_default();
         if let Some(v) = u.memory {
             m.set_limit(Some(v as i64));
         }
@@ -150,7 +150,7 @@ fn flags(u: &liboci_cli::Update, r: &mut LinuxResources) -> Result<(), Error> {
         r.set_cpu(Some(cpu));
     }
     if let Some(v) = u.pids_limit {
-        let mut p = r.pids().clone().unwrap_or_default();
+        let mut p = (*r.pids()).unwrap_or_default();
         p.set_limit(v);
         r.set_pids(Some(p));
     }
