@@ -7,10 +7,12 @@
 //! ([`nook_sandbox::detached`]): its process is PID 1 of its pid namespace, it outlives
 //! `create`, and later commands reopen it from `<root>/<id>/state.json`.
 //!
-//! ## Commands (milestone 1)
-//! `create [--bundle] [--pid-file] ID`, `start ID`, `state ID`, `kill [--all] ID SIGNAL`,
-//! `delete [--force] ID`, `run [--bundle] [--pid-file] [--detach] ID`,
-//! `exec [--process FILE | ARGS] [--detach] [--pid-file] [--cwd] [--env] [--user] ID`.
+//! ## Commands
+//! `create [--bundle] [--pid-file] ID`, `start ID`, `state ID`, `kill [--all] ID [SIGNAL]`
+//! (SIGTERM by default), `delete [--force] ID`, `run [--bundle] [--pid-file] [--detach] ID`
+//! (relays signals to the container), `exec [--process FILE | ARGS] [--detach] [--pid-file]
+//! [--cwd] [--env] [--user] ID`, `ps [--format table|json] ID`, `pause ID`, `resume ID`,
+//! `update [--resources FILE|-] [flags] ID`, `features`; the OCI hooks (see `hooks.rs`).
 //! Global: `--root` (default `/run/nook-oci`), `--log FILE`, `--log-format text|json`,
 //! `--debug`, `--systemd-cgroup` (refused), `--version`.
 //!
