@@ -75,9 +75,11 @@ fn ps_json_and_table() {
         let t = rt.run(&["ps", "ps1"]);
         let lines: Vec<&str> = t.stdout.lines().collect();
         let header = lines.first().map(|h| h.split_whitespace().collect::<Vec<_>>().join(" "));
+        // The PID column where the header says (procps: 2nd; busybox's ps in the v2 guest: 1st).
+        let col = lines.first().and_then(|h| h.split_whitespace().position(|c| c == "PID")).unwrap_or(1);
         let pid_col: Vec<bool> = lines[1..]
             .iter()
-            .map(|l| l.split_whitespace().nth(1).is_some_and(|c| pids.iter().any(|p| p.to_string() == c)))
+            .map(|l| l.split_whitespace().nth(col).is_some_and(|c| pids.iter().any(|p| p.to_string() == c)))
             .collect();
         o.push(format!("table {} {header:?} rows {} pids-match {pid_col:?}", t.code, lines.len() - 1));
         o.push(format!("bad format fails {}", rt.run(&["ps", "--format", "xml", "ps1"]).code != 0));
