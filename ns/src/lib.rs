@@ -117,6 +117,9 @@ mod child;
 #[allow(unsafe_code)]
 mod command;
 mod error;
+// sigset_t, signalfd and reading its records (raw libc: rustix has no signalfd).
+#[allow(unsafe_code)]
+mod forward;
 mod handle;
 mod harden;
 mod idmap;
@@ -147,6 +150,7 @@ mod thread;
 pub use caps::{CapSet, Capabilities, Capability};
 pub use command::{ClockOffset, Command, MAX_UTS_NAME};
 pub use error::{Error, Result, SpawnError, Stage, ValidationError};
+pub use forward::forward_signals;
 pub use handle::{NsFd, NsId, ns_id};
 pub use harden::Resource;
 pub use idmap::{IdKind, IdMap, IdMapping, MAX_RANGES, SetGroups};

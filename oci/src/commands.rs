@@ -1,4 +1,6 @@
-//! The commands: `create`, `start`, `state`, `kill`, `delete`, `run`, `exec`.
+//! The commands: `create`, `start`, `state`, `kill`, `delete`, `run`, `exec` (and the
+//! dispatch of `ps`, `pause`, `resume`, `update`, `features`: [`crate::manage`],
+//! [`crate::features`]).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -6,13 +8,14 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
+use crate::state::Status;
 use liboci_cli::{CommonCmd, StandardCmd};
 use nook_sandbox::detached::{ExecProcess, open_start_gate};
 use nook_sandbox::{Outcome, Sandbox, User};
-use oci_spec::runtime::ContainerState;
 
 use crate::Command;
 use crate::error::{Error, SysContext};
+use crate::hooks::{self, Phase};
 use crate::state::{Container, ContainerDir, FIFO, Stored, new_state, rfc3339_now};
 
 /// Runs one command; the process's exit code.
@@ -37,6 +40,14 @@ pub(crate) fn dispatch(root: &Path, command: Command) -> Result<i32, Error> {
             run(root, &r.container_id, &r.bundle, r.pid_file.as_deref(), r.detach)
         }
         Command::Common(CommonCmd::Exec(e)) => exec(root, e),
+        Command::Common(CommonCmd::Ps(p)) => crate::manage::ps(root, &p).map(|()| 0),
+        Command::Common(CommonCmd::Pause(p)) => crate::manage::pause(root, &p.container_id).map(|()| 0),
+        Command::Common(CommonCmd::Resume(r)) => crate::manage::resume(root, &r.container_id).map(|()| 0),
+        Command::Common(CommonCmd::Update(u)) => crate::manage::update(root, &u).map(|()| 0),
+        Command::Common(CommonCmd::Features(_)) => {
+            println!("{}", crate::features::document()?);
+            Ok(0)
+        }
         Command::Common(other) => Err(Error::Unsupported(format!("command {other:?} (not in this milestone)"))),
     }
 }
@@ -92,12 +103,18 @@ fn create(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>) -> Resu
         let written = (|| {
             let record = sb.detached_record()?;
             let annotations = mapped.spec.annotations().clone();
+            let oci = new_state(id, sb.id(), &bundle, annotations);
+            let hooks = mapped.spec.hooks().clone();
+            for phase in [Phase::Prestart, Phase::CreateRuntime, Phase::CreateContainer] {
+                hooks::run(phase, hooks.as_ref(), &oci, sb.id())?;
+            }
             let stored = Stored {
-                oci: new_state(id, sb.id(), &bundle, annotations),
+                oci,
                 rootfs: mapped.rootfs.clone(),
                 created: rfc3339_now(),
                 owner: String::new(),
                 record,
+                hooks,
             };
             dir.save(&stored)?;
             if let Some(p) = pid_file {
@@ -136,13 +153,23 @@ fn write_pid_file(path: &Path, pid: u32) -> Result<(), Error> {
 fn start(root: &Path, id: &str) -> Result<(), Error> {
     let c = Container::load(root, id)?;
     match c.status()? {
-        ContainerState::Created => {}
+        Status::Created => {}
         other => {
             return Err(Error::State { id: id.into(), status: other.to_string(), what: "cannot start it".into() });
         }
     }
     let pidfd = c.sandbox.pidfd().ok_or_else(|| Error::NotFound(id.into()))?;
-    open_gate(&c.dir, pidfd, id)
+    let started = (|| {
+        let hooks = c.stored.hooks.as_ref();
+        hooks::run(Phase::StartContainer, hooks, &c.stored.oci, c.stored.record.pid)?;
+        open_gate(&c.dir, pidfd, id)?;
+        hooks::run(Phase::Poststart, hooks, &c.stored.oci, c.stored.record.pid)
+    })();
+    if started.is_err() {
+        // As runc: a failed start leaves no half-started container running.
+        let _ = c.sandbox.signal(libc::SIGKILL);
+    }
+    started
 }
 
 fn open_gate(dir: &ContainerDir, pidfd: std::os::fd::BorrowedFd<'_>, id: &str) -> Result<(), Error> {
@@ -159,7 +186,7 @@ fn open_gate(dir: &ContainerDir, pidfd: std::os::fd::BorrowedFd<'_>, id: &str) -
 fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<(), Error> {
     let sig = crate::signal::parse(signal)?;
     let c = Container::load(root, id)?;
-    if c.status()? == ContainerState::Stopped {
+    if c.status()? == Status::Stopped {
         return Err(Error::State { id: id.into(), status: "stopped".into(), what: "container not running".into() });
     }
     if all {
@@ -173,22 +200,40 @@ fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<(), Error> {
 fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
     let c = Container::load(root, id)?;
     let status = c.status()?;
-    if status == ContainerState::Running && !force {
+    if matches!(status, Status::Running | Status::Paused) && !force {
         return Err(Error::State {
             id: id.into(),
             status: status.to_string(),
             what: "cannot delete a running container without --force".into(),
         });
     }
-    let Container { dir, sandbox, .. } = c;
+    if status == Status::Paused {
+        // A frozen process ends on SIGKILL only once thawed (v1 freezer).
+        let _ = sandbox_kill_thaw(&c);
+    }
+    let Container { dir, sandbox, stored } = c;
     sandbox.remove()?;
     crate::log::debug(&format!("delete {id}: was {status}"));
+    hooks::run(Phase::Poststop, stored.hooks.as_ref(), &stored.oci, stored.record.pid)?;
     dir.remove()
+}
+
+fn sandbox_kill_thaw(c: &Container) -> Result<(), Error> {
+    c.sandbox.signal(libc::SIGKILL)?;
+    c.sandbox.cgroup()?.thaw().map_err(nook_sandbox::Error::from)?;
+    Ok(())
 }
 
 fn run(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, detach: bool) -> Result<i32, Error> {
     let (mut sb, dir) = create(root, id, bundle, pid_file)?;
-    if let Err(e) = open_gate(&dir, sb.pidfd(), id) {
+    let stored = dir.load()?;
+    let hooks = stored.hooks.as_ref();
+    let started = (|| {
+        hooks::run(Phase::StartContainer, hooks, &stored.oci, sb.id())?;
+        open_gate(&dir, sb.pidfd(), id)?;
+        hooks::run(Phase::Poststart, hooks, &stored.oci, sb.id())
+    })();
+    if let Err(e) = started {
         let _ = sb.kill();
         let _ = sb.wait();
         let _ = dir.remove();
@@ -197,13 +242,29 @@ fn run(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, detach: bo
     if detach {
         return Ok(0);
     }
-    // We are its parent: wait, tear it down (its cgroup), forget it.
+    // We are its parent: relay signals to it (as runc without a terminal), wait, tear it
+    // down (its cgroup), forget it.
+    nook_ns::forward_signals(sb.pidfd(), &FORWARDED).map_err(nook_sandbox::Error::from)?;
     let outcome = sb.wait();
+    hooks::run(Phase::Poststop, hooks, &stored.oci, stored.record.pid)?;
     let removed = dir.remove();
     let code = exit_code(outcome?);
     removed?;
     Ok(code)
 }
+
+/// The signals `run` relays to the container's process (runc relays every signal; these
+/// are the ones a supervisor sends: the job-control ones and SIGKILL cannot be caught).
+const FORWARDED: [i32; 8] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+    libc::SIGPIPE,
+];
 
 /// An outcome as a shell's exit code (128 + signal).
 fn exit_code(o: Outcome) -> i32 {
@@ -227,7 +288,7 @@ fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
         ));
     }
     let c = Container::load(root, &e.container_id)?;
-    if c.status()? == ContainerState::Stopped {
+    if c.status()? == Status::Stopped {
         return Err(Error::State {
             id: e.container_id.clone(),
             status: "stopped".into(),

@@ -44,7 +44,7 @@
 //! user namespace), new `time` namespaces, id mappings without a new user namespace, other
 //! mount types or standard mounts elsewhere or with other options, a `cgroup` mount without
 //! `ro`, bind options other than `bind`/`rbind`/`ro`/`rw`/propagation
-//! flags/`nosuid`/`nodev`/`noexec`, `hooks`, device rules for fifos, resources nook does not
+//! flags/`nosuid`/`nodev`/`noexec`, device rules for fifos, resources nook does not
 //! map (blockIO, hugepageLimits, network, rdma, unified, memory
 //! kernel/kernelTCP/swappiness/disableOOMKiller, cpu realtime/idle/burst),
 //! `linux.rootfsPropagation`, `linux.mountLabel`, `linux.intelRdt`, `linux.personality`,
@@ -86,9 +86,7 @@ const STANDARD: &[(&str, &str)] = &[
 /// Maps the whole config or names the first field that cannot be honoured.
 pub(crate) fn map(spec: Spec, bundle: &Path) -> Result<Mapped, Error> {
     let mut b = SandboxBuilder::new();
-    if spec.hooks().is_some() {
-        return Err(refuse("hooks", "OCI hooks are not supported yet"));
-    }
+    // hooks: run by the commands (crate::hooks), not part of the sandbox.
     if spec.solaris().is_some() || spec.windows().is_some() || spec.vm().is_some() || spec.zos().is_some() {
         return Err(refuse("solaris/windows/vm/zos", "only the linux section is supported"));
     }

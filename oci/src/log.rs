@@ -23,6 +23,14 @@ pub(crate) fn debug(msg: &str) {
     }
 }
 
+/// Logs a warning (always): to the log file when given, else stderr.
+pub(crate) fn warn(msg: &str) {
+    if let Some(l) = LOGGER.get() {
+        let line = l.line("warning", msg);
+        l.write(&line, true);
+    }
+}
+
 impl Logger {
     /// The logger of these options, installed for [`debug`].
     pub(crate) fn install(opts: &liboci_cli::GlobalOpts) -> &'static Logger {

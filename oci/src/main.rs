@@ -7,10 +7,12 @@
 //! ([`nook_sandbox::detached`]): its process is PID 1 of its pid namespace, it outlives
 //! `create`, and later commands reopen it from `<root>/<id>/state.json`.
 //!
-//! ## Commands (milestone 1)
-//! `create [--bundle] [--pid-file] ID`, `start ID`, `state ID`, `kill [--all] ID SIGNAL`,
-//! `delete [--force] ID`, `run [--bundle] [--pid-file] [--detach] ID`,
-//! `exec [--process FILE | ARGS] [--detach] [--pid-file] [--cwd] [--env] [--user] ID`.
+//! ## Commands
+//! `create [--bundle] [--pid-file] ID`, `start ID`, `state ID`, `kill [--all] ID [SIGNAL]`
+//! (SIGTERM by default), `delete [--force] ID`, `run [--bundle] [--pid-file] [--detach] ID`
+//! (relays signals to the container), `exec [--process FILE | ARGS] [--detach] [--pid-file]
+//! [--cwd] [--env] [--user] ID`, `ps [--format table|json] ID`, `pause ID`, `resume ID`,
+//! `update [--resources FILE|-] [flags] ID`, `features`; the OCI hooks (see `hooks.rs`).
 //! Global: `--root` (default `/run/nook-oci`), `--log FILE`, `--log-format text|json`,
 //! `--debug`, `--systemd-cgroup` (refused), `--version`.
 //!
@@ -33,9 +35,14 @@
 mod commands;
 mod config;
 mod error;
+mod features;
+mod hooks;
 mod log;
+mod manage;
 mod signal;
 mod state;
+
+use std::ffi::OsString;
 
 use clap::{Parser, Subcommand};
 
@@ -72,7 +79,7 @@ fn version_text() -> String {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(default_kill_signal(std::env::args_os().collect()));
     if cli.version {
         print!("{}", version_text());
         return;
@@ -86,6 +93,28 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// runc's `kill ID` sends SIGTERM; liboci-cli 0.7 makes the signal a required argument.
+/// So before clap sees the command line, a `kill` with a single positional argument (the
+/// id) gets `SIGTERM` appended.
+fn default_kill_signal(mut args: Vec<OsString>) -> Vec<OsString> {
+    // Skip the program name and the global options (those with a value take two words).
+    let mut i = 1;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        match a {
+            "--root" | "-r" | "--log" | "-l" | "--log-format" => i += 2,
+            _ if a.starts_with('-') => i += 1,
+            _ => break,
+        }
+    }
+    if args.get(i).is_some_and(|a| a == "kill") {
+        let positional = args[i + 1..].iter().filter(|a| !a.to_string_lossy().starts_with('-')).count();
+        if positional == 1 {
+            args.push("SIGTERM".into());
+        }
+    }
+    args
 }
 
 fn run(cli: Cli) -> Result<i32, Error> {
@@ -102,4 +131,24 @@ fn run(cli: Cli) -> Result<i32, Error> {
         return Err(Error::Usage("no command given (see --help)".into()));
     };
     commands::dispatch(&root, command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_kill_signal;
+
+    fn words(s: &str) -> Vec<std::ffi::OsString> {
+        s.split(' ').map(Into::into).collect()
+    }
+
+    #[test]
+    fn kill_without_a_signal_gets_sigterm() {
+        assert_eq!(
+            default_kill_signal(words("nook-oci --root /r kill c1")),
+            words("nook-oci --root /r kill c1 SIGTERM")
+        );
+        assert_eq!(default_kill_signal(words("nook-oci kill --all c1")), words("nook-oci kill --all c1 SIGTERM"));
+        assert_eq!(default_kill_signal(words("nook-oci kill c1 KILL")), words("nook-oci kill c1 KILL"));
+        assert_eq!(default_kill_signal(words("nook-oci --debug state kill")), words("nook-oci --debug state kill"));
+    }
 }

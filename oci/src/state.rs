@@ -15,6 +15,26 @@ use crate::error::{Error, SysContext};
 /// The fifo `start` opens (runc's name).
 pub(crate) const FIFO: &str = "exec.fifo";
 
+/// A container's status as runc reports it (oci-spec's `ContainerState` has no `paused`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
 /// What `state.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Stored {
@@ -28,6 +48,9 @@ pub(crate) struct Stored {
     pub(crate) owner: String,
     /// How to find the sandbox again.
     pub(crate) record: DetachedRecord,
+    /// `config.json`'s hooks (startContainer, poststart and poststop run later).
+    #[serde(default)]
+    pub(crate) hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// One container's directory under the root.
@@ -103,28 +126,37 @@ impl Container {
         Ok(Container { dir, stored, sandbox })
     }
 
-    /// created / running / stopped (see the crate docs).
-    pub(crate) fn status(&self) -> Result<ContainerState, Error> {
+    /// created / running / paused / stopped (see the crate docs): paused when the kernel
+    /// reports its cgroup frozen, whatever it was before (as runc).
+    pub(crate) fn status(&self) -> Result<Status, Error> {
         if !self.sandbox.is_running()? {
-            Ok(ContainerState::Stopped)
+            Ok(Status::Stopped)
+        } else if self.is_frozen() {
+            Ok(Status::Paused)
         } else if self.dir.fifo().exists() {
-            Ok(ContainerState::Created)
+            Ok(Status::Created)
         } else {
-            Ok(ContainerState::Running)
+            Ok(Status::Running)
         }
+    }
+
+    /// Whether its cgroup is frozen (`pause`); a cgroup that cannot be read is not.
+    fn is_frozen(&self) -> bool {
+        self.sandbox.cgroup().ok().and_then(|cg| cg.is_frozen().ok()).unwrap_or(false)
     }
 
     /// runc's `state` JSON.
     pub(crate) fn state_json(&self) -> Result<String, Error> {
         let status = self.status()?;
         let mut oci = self.stored.oci.clone();
-        let pid = if status == ContainerState::Stopped { 0 } else { self.stored.record.pid as i32 };
-        oci.set_status(status);
+        let pid = if status == Status::Stopped { 0 } else { self.stored.record.pid as i32 };
         oci.set_pid(Some(pid));
         let path = self.dir.state_file();
         let json = |source| Error::Json { path: path.clone(), source };
         let mut v = serde_json::to_value(&oci).map_err(json)?;
         if let Some(m) = v.as_object_mut() {
+            // runc's statuses include "paused", which oci-spec's enum lacks.
+            m.insert("status".into(), status.to_string().into());
             m.insert("rootfs".into(), self.stored.rootfs.display().to_string().into());
             m.insert("created".into(), self.stored.created.clone().into());
             m.insert("owner".into(), self.stored.owner.clone().into());

@@ -22,6 +22,15 @@ impl Cgroup {
         self.set_frozen(false)
     }
 
+    /// Whether the kernel reports the cgroup frozen (by the freezer [`Cgroup::freeze`] uses:
+    /// v1 `freezer.state` is `FROZEN`, or v2 `cgroup.events` says `frozen 1`).
+    pub fn is_frozen(&self) -> Result<bool> {
+        match self.freezer()? {
+            (dir, Version::V2) => v2_frozen(dir, true),
+            (dir, Version::V1) => Ok(dir.read("freezer.state")?.trim() == "FROZEN"),
+        }
+    }
+
     fn set_frozen(&self, frozen: bool) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         match self.freezer()? {

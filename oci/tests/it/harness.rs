@@ -137,6 +137,30 @@ impl Runtime {
         }
     }
 
+    /// Starts `<tool> --root ROOT args...` without waiting; stdout and stderr go to the
+    /// returned files.
+    pub(crate) fn spawn(&self, args: &[&str]) -> (std::process::Child, PathBuf, PathBuf) {
+        let n = {
+            let mut r = self.runs.borrow_mut();
+            *r += 1;
+            *r
+        };
+        let (o, e) = (self.dir.join(format!("{n}.out")), self.dir.join(format!("{n}.err")));
+        if let Some(id) = args.last() {
+            self.created.borrow_mut().push((*id).to_owned());
+        }
+        let child = Command::new(&self.bin)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(File::create(&o).unwrap())
+            .stderr(File::create(&e).unwrap())
+            .spawn()
+            .unwrap();
+        (child, o, e)
+    }
+
     /// A bundle for container `id` running `args`, the config changed by `tweak`.
     pub(crate) fn bundle(&self, tmp: &TempDir, id: &str, args: &[&str], tweak: impl Fn(&mut Value)) -> PathBuf {
         let rootfs = tmp.join("rootfs");

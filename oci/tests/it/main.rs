@@ -7,3 +7,4 @@ mod config_fields;
 mod conformance;
 mod harness;
 mod nook_only;
+mod tier2;

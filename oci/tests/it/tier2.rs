@@ -1,0 +1,361 @@
+//! Tier 2 scenarios (and Tier 1's `kill` default and `run`'s signal relay) against runc and
+//! nook-oci: `ps`, `pause`/`resume`, `update`, `features`, the OCI hooks.
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nook_testutil::{TempDir, require_root};
+use serde_json::{Value, json};
+
+use crate::harness::{Runtime, rootfs, runtimes};
+
+/// Runs `scenario` with each runtime and asserts they observed the same; returns the last.
+fn compare<T: Debug + PartialEq>(tag: &str, scenario: impl Fn(&TempDir, &Runtime) -> T) -> T {
+    let tmp = TempDir::new(tag).unwrap();
+    rootfs(&tmp);
+    let rts = runtimes(&tmp, tag);
+    let seen: Vec<(&str, T)> = rts.iter().map(|rt| (rt.name, scenario(&tmp, rt))).collect();
+    for (name, obs) in &seen[1..] {
+        assert_eq!(&seen[0].1, obs, "{} vs {name} differ", seen[0].0);
+    }
+    let (_, last) = seen.into_iter().last().unwrap();
+    drop(rts);
+    last
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A hang detector (not a timing check): 20 s, scaled.
+fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20 * u64::from(nook_testutil::time_factor()));
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The first of `files` found in the container's cgroup directories, trimmed.
+fn cgroup_file(rt: &Runtime, id: &str, files: &[&str]) -> String {
+    for f in files {
+        for d in rt.cgroup_dirs(id) {
+            if let Ok(s) = std::fs::read_to_string(d.join(f)) {
+                return format!("{f}={}", s.trim());
+            }
+        }
+    }
+    "(none)".into()
+}
+
+/// Whether the kernel reports the container's cgroup frozen (v1 freezer or v2).
+fn frozen(rt: &Runtime, id: &str) -> bool {
+    rt.cgroup_dirs(id).iter().any(|d| {
+        std::fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+            || std::fs::read_to_string(d.join("cgroup.events")).is_ok_and(|s| s.lines().any(|l| l == "frozen 1"))
+    })
+}
+
+#[test]
+fn ps_json_and_table() {
+    require_root!();
+    let obs = compare("ps", |tmp, rt| {
+        let b = rt.bundle(tmp, "ps1", &["sleep", "1000"], |_| {});
+        assert_eq!(rt.run(&["run", "--detach", "--bundle", p(&b), "ps1"]).code, 0);
+        let pid = rt.state("ps1").unwrap()["pid"].as_u64().unwrap();
+        let mut o = Vec::new();
+        let j = rt.run(&["ps", "--format", "json", "ps1"]);
+        let pids: Vec<u64> = serde_json::from_str(&j.stdout).unwrap_or_default();
+        o.push(format!("json {} {:?} only-init {}", j.code, j.stdout.trim_start().chars().next(), pids == vec![pid]));
+        assert_eq!(rt.run(&["exec", "--detach", "ps1", "sleep", "999"]).code, 0);
+        let j = rt.run(&["ps", "-f", "json", "ps1"]);
+        let pids: Vec<u64> = serde_json::from_str(&j.stdout).unwrap_or_default();
+        o.push(format!("json after exec {} count {} has-init {}", j.code, pids.len(), pids.contains(&pid)));
+        let t = rt.run(&["ps", "ps1"]);
+        let lines: Vec<&str> = t.stdout.lines().collect();
+        let header = lines.first().map(|h| h.split_whitespace().collect::<Vec<_>>().join(" "));
+        // The PID column where the header says (procps: 2nd; busybox's ps in the v2 guest: 1st).
+        let col = lines.first().and_then(|h| h.split_whitespace().position(|c| c == "PID")).unwrap_or(1);
+        let pid_col: Vec<bool> = lines[1..]
+            .iter()
+            .map(|l| l.split_whitespace().nth(col).is_some_and(|c| pids.iter().any(|p| p.to_string() == c)))
+            .collect();
+        o.push(format!("table {} {header:?} rows {} pids-match {pid_col:?}", t.code, lines.len() - 1));
+        o.push(format!("bad format fails {}", rt.run(&["ps", "--format", "xml", "ps1"]).code != 0));
+        o.push(format!("unknown id fails {}", rt.run(&["ps", "--format", "json", "nk-nope"]).code != 0));
+        o
+    });
+    assert!(obs[0].starts_with("json 0 Some('[') only-init true"), "{obs:#?}");
+    assert_eq!(obs[1], "json after exec 0 count 2 has-init true");
+    assert!(obs[2].contains("rows 2 pids-match [true, true]"), "{obs:#?}");
+}
+
+#[test]
+fn pause_resume_and_their_errors() {
+    require_root!();
+    let obs = compare("pau", |tmp, rt| {
+        let b = rt.bundle(tmp, "pz", &["sleep", "1000"], |_| {});
+        let mut o = Vec::new();
+        assert_eq!(rt.run(&["create", "--bundle", p(&b), "pz"]).code, 0);
+        o.push(format!(
+            "pause created {} -> {} frozen {}",
+            rt.run(&["pause", "pz"]).code,
+            rt.status("pz"),
+            frozen(rt, "pz")
+        ));
+        o.push(format!("resume {} -> {} frozen {}", rt.run(&["resume", "pz"]).code, rt.status("pz"), frozen(rt, "pz")));
+        o.push(format!("start {} -> {}", rt.run(&["start", "pz"]).code, rt.status("pz")));
+        o.push(format!("resume running fails {}", rt.run(&["resume", "pz"]).code != 0));
+        o.push(format!("pause {} -> {} frozen {}", rt.run(&["pause", "pz"]).code, rt.status("pz"), frozen(rt, "pz")));
+        o.push(format!("delete paused fails {} -> {}", rt.run(&["delete", "pz"]).code != 0, rt.status("pz")));
+        o.push(format!("resume {} -> {} frozen {}", rt.run(&["resume", "pz"]).code, rt.status("pz"), frozen(rt, "pz")));
+        assert_eq!(rt.run(&["kill", "pz", "KILL"]).code, 0);
+        o.push(format!("killed -> {}", rt.wait_status("pz", "stopped")));
+        o.push(format!("pause stopped fails {}", rt.run(&["pause", "pz"]).code != 0));
+        o.push(format!("resume stopped fails {}", rt.run(&["resume", "pz"]).code != 0));
+        o.push(format!("delete {}", rt.run(&["delete", "pz"]).code));
+        // delete --force of a paused container.
+        let b = rt.bundle(tmp, "pf", &["sleep", "1000"], |_| {});
+        assert_eq!(rt.run(&["run", "--detach", "--bundle", p(&b), "pf"]).code, 0);
+        assert_eq!(rt.run(&["pause", "pf"]).code, 0);
+        o.push(format!(
+            "delete --force paused {} -> {:?}",
+            rt.run(&["delete", "--force", "pf"]).code,
+            rt.state("pf").map(|_| ())
+        ));
+        o.push(format!("pause unknown fails {}", rt.run(&["pause", "nk-nope"]).code != 0));
+        o
+    });
+    let want = [
+        "pause created 0 -> paused frozen true",
+        "resume 0 -> created frozen false",
+        "start 0 -> running",
+        "resume running fails true",
+        "pause 0 -> paused frozen true",
+        "delete paused fails true -> paused",
+        "resume 0 -> running frozen false",
+        "killed -> stopped",
+        "pause stopped fails true",
+        "resume stopped fails true",
+        "delete 0",
+        "delete --force paused 0 -> None",
+        "pause unknown fails true",
+    ];
+    assert_eq!(obs, want);
+}
+
+#[test]
+fn update_changes_the_live_cgroup() {
+    require_root!();
+    let obs = compare("upd", |tmp, rt| {
+        let b = rt.bundle(tmp, "up", &["sleep", "1000"], |c| {
+            c["linux"]["resources"] = json!({
+                "memory": {"limit": 67108864},
+                "pids": {"limit": 100},
+                "cpu": {"quota": 20000, "period": 100000}
+            });
+        });
+        assert_eq!(rt.run(&["run", "--detach", "--bundle", p(&b), "up"]).code, 0);
+        let read = |rt: &Runtime| {
+            [
+                cgroup_file(rt, "up", &["memory.limit_in_bytes", "memory.max"]),
+                cgroup_file(rt, "up", &["pids.max"]),
+                cgroup_file(rt, "up", &["cpu.cfs_quota_us", "cpu.max"]),
+            ]
+            .join(" ")
+        };
+        let mut o = vec![read(rt)];
+        let u = rt.run(&["update", "--memory", "134217728", "--pids-limit", "50", "--cpu-quota", "30000", "up"]);
+        o.push(format!("flags {} {}", u.code, read(rt)));
+        let file = tmp.join(format!("{}-res.json", rt.name));
+        std::fs::write(&file, r#"{"memory": {"limit": 100663296}, "pids": {"limit": 40}}"#).unwrap();
+        let u = rt.run(&["update", "--resources", p(&file), "up"]);
+        o.push(format!("file {} {}", u.code, read(rt)));
+        // The kernel enforces the new pids limit: 40 processes at most.
+        let e = rt.run(&[
+            "exec",
+            "up",
+            "sh",
+            "-c",
+            "for i in $(seq 1 60); do sleep 30 & done 2>/dev/null; sleep 0; echo spawned",
+        ]);
+        o.push(format!("fork past the limit fails {}", !e.stdout.contains("spawned") || e.code != 0));
+        o.push(format!("unknown id fails {}", rt.run(&["update", "--memory", "1000000", "nk-nope"]).code != 0));
+        o
+    });
+    assert_eq!(
+        obs[0].split(' ').map(|s| s.split('=').nth(1).unwrap_or("")).collect::<Vec<_>>()[..2],
+        ["67108864", "100"],
+        "{obs:#?}"
+    );
+    assert!(
+        obs[1].starts_with("flags 0") && obs[1].contains("=134217728") && obs[1].contains("pids.max=50"),
+        "{obs:#?}"
+    );
+    assert!(obs[1].contains("30000"), "{obs:#?}");
+    assert!(
+        obs[2].starts_with("file 0") && obs[2].contains("=100663296") && obs[2].contains("pids.max=40"),
+        "{obs:#?}"
+    );
+}
+
+#[test]
+fn features_has_runcs_shape() {
+    let tmp = TempDir::new("fea").unwrap();
+    let rts = runtimes(&tmp, "fea");
+    let docs: Vec<(i32, Value)> = rts
+        .iter()
+        .map(|rt| {
+            let out = rt.run(&["features"]);
+            (out.code, serde_json::from_str(&out.stdout).unwrap_or(Value::Null))
+        })
+        .collect();
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        k.sort();
+        k
+    };
+    for (code, doc) in &docs {
+        assert_eq!(*code, 0);
+        assert_eq!(doc["ociVersionMin"], "1.0.0");
+        assert_eq!(doc["hooks"], docs[0].1["hooks"], "the same hooks as runc");
+        assert_eq!(keys(doc), keys(&docs[0].1));
+        assert_eq!(keys(&doc["linux"]), keys(&docs[0].1["linux"]));
+        assert_eq!(keys(&doc["linux"]["seccomp"]), keys(&docs[0].1["linux"]["seccomp"]));
+        assert!(doc["linux"]["namespaces"].as_array().is_some_and(|n| n.contains(&json!("pid"))));
+        assert!(doc["linux"]["capabilities"].as_array().is_some_and(|n| n.contains(&json!("CAP_SYS_ADMIN"))));
+    }
+    // nook's own answer is honest: no systemd cgroups, no AppArmor/SELinux.
+    let nook = &docs.last().unwrap().1;
+    assert_eq!(nook["linux"]["cgroup"]["systemd"], false);
+    assert_eq!(nook["linux"]["apparmor"]["enabled"], false);
+}
+
+/// A hook that appends `NAME status` to `log` (host path `host`, or `/nkhooks` inside the
+/// container, where the directory is bind-mounted).
+fn hook(name: &str, host: &Path) -> Value {
+    let script = format!(
+        "read s; if [ -d {h} ]; then L={h}/log; else L=/nkhooks/log; fi; \
+         echo {name} $(echo \"$s\" | grep -o '\"status\":\"[a-z]*\"') $(echo \"$s\" | grep -o '\"pid\":[0-9]*') >> $L",
+        h = host.display()
+    );
+    json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": ["PATH=/bin:/usr/bin"]})
+}
+
+#[test]
+fn hooks_run_in_order_with_the_state() {
+    require_root!();
+    let obs = compare("hok", |tmp, rt| {
+        let logdir: PathBuf = tmp.join(format!("hooks-{}", rt.name));
+        std::fs::create_dir_all(&logdir).unwrap();
+        std::fs::create_dir_all(tmp.join("rootfs/nkhooks")).unwrap();
+        let hooks_of = |names: &[&str]| {
+            let mut h = serde_json::Map::new();
+            for n in names {
+                h.insert((*n).to_owned(), json!([hook(n, &logdir)]));
+            }
+            Value::Object(h)
+        };
+        let all =
+            hooks_of(&["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]);
+        let mount =
+            json!({"destination": "/nkhooks", "type": "bind", "source": p(&logdir), "options": ["rbind", "rw"]});
+        let b = rt.bundle(tmp, "hk", &["sleep", "1000"], |c| {
+            c["hooks"] = all.clone();
+            c["mounts"].as_array_mut().unwrap().push(mount.clone());
+        });
+        let mut o = Vec::new();
+        o.push(format!("create {}", rt.run(&["create", "--bundle", p(&b), "hk"]).code));
+        let pid = rt.state("hk").unwrap()["pid"].as_u64().unwrap();
+        o.push(format!("start {}", rt.run(&["start", "hk"]).code));
+        assert_eq!(rt.run(&["kill", "hk", "KILL"]).code, 0);
+        rt.wait_status("hk", "stopped");
+        o.push(format!("delete {}", rt.run(&["delete", "hk"]).code));
+        let log = std::fs::read_to_string(logdir.join("log")).unwrap_or_default();
+        // The container's pid as the host sees it, written "PID".
+        let lines: Vec<String> = log.lines().map(|l| l.replace(&format!("\"pid\":{pid}"), "\"pid\":PID")).collect();
+        // runc 1.1 runs poststart at the end of create (status "created", a bug fixed in
+        // runc 1.2); nook-oci where the runtime spec puts it: after the release, "running".
+        if rt.name == "nook" {
+            let names: Vec<&str> = lines.iter().map(|l| l.split(' ').next().unwrap()).collect();
+            let spec_order =
+                ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"];
+            assert_eq!(names, spec_order, "{lines:#?}");
+            assert!(lines[4].contains("\"status\":\"running\""), "{lines:#?}");
+        }
+        o.extend(lines.into_iter().filter(|l| !l.starts_with("poststart ")));
+        // A failing createRuntime hook fails create and leaves no container.
+        let bad = rt.bundle(tmp, "hk2", &["sleep", "1000"], |c| {
+            c["hooks"] = json!({"createRuntime": [{"path": "/bin/false", "args": ["false"]}]});
+        });
+        o.push(format!("failing hook: create fails {}", rt.run(&["create", "--bundle", p(&bad), "hk2"]).code != 0));
+        o.push(format!("and leaves {:?}", rt.state("hk2").map(|s| s["status"].clone())));
+        // A hook past its timeout is killed and fails create the same way.
+        let slow = rt.bundle(tmp, "hk4", &["sleep", "1000"], |c| {
+            c["hooks"] = json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "600"], "timeout": 1}]});
+        });
+        o.push(format!("timed-out hook: create fails {}", rt.run(&["create", "--bundle", p(&slow), "hk4"]).code != 0));
+        o.push(format!("and leaves {:?}", rt.state("hk4").map(|s| s["status"].clone())));
+        // A failing poststop hook is only logged.
+        let bad = rt.bundle(tmp, "hk3", &["true"], |c| {
+            c["hooks"] = json!({"poststop": [{"path": "/bin/false", "args": ["false"]}]});
+        });
+        o.push(format!("failing poststop: run {}", rt.run(&["run", "--bundle", p(&bad), "hk3"]).code));
+        o
+    });
+    assert_eq!(&obs[..3], ["create 0", "start 0", "delete 0"], "{obs:#?}");
+    assert_eq!(
+        obs[3..8],
+        [
+            "prestart \"status\":\"creating\" \"pid\":PID",
+            "createRuntime \"status\":\"creating\" \"pid\":PID",
+            "createContainer \"status\":\"creating\" \"pid\":1",
+            "startContainer \"status\":\"created\" \"pid\":1",
+            "poststop \"status\":\"stopped\"",
+        ]
+    );
+    assert_eq!(
+        obs[8..],
+        [
+            "failing hook: create fails true",
+            "and leaves None",
+            "timed-out hook: create fails true",
+            "and leaves None",
+            "failing poststop: run 0"
+        ]
+    );
+}
+
+#[test]
+fn kill_defaults_to_sigterm() {
+    require_root!();
+    let obs = compare("kdt", |tmp, rt| {
+        // PID 1 gets only the signals it handles: stopping proves SIGTERM came.
+        let b = rt.bundle(tmp, "kd", &["sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"], |_| {});
+        assert_eq!(rt.run(&["run", "--detach", "--bundle", p(&b), "kd"]).code, 0);
+        let k = rt.run(&["kill", "kd"]);
+        (k.code, rt.wait_status("kd", "stopped"))
+    });
+    assert_eq!(obs, (0, "stopped".to_owned()));
+}
+
+#[test]
+fn run_relays_signals_to_the_container() {
+    require_root!();
+    let obs = compare("sig", |tmp, rt| {
+        let script = "trap 'echo got-term; exit 4' TERM; trap 'echo got-hup' HUP; echo ready; \
+            while true; do sleep 0.1; done";
+        let b = rt.bundle(tmp, "sg", &["sh", "-c", script], |_| {});
+        let (mut child, out, _) = rt.spawn(&["run", "--bundle", p(&b), "sg"]);
+        until("ready", || std::fs::read_to_string(&out).unwrap_or_default().contains("ready"));
+        let runtime = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        let send = |sig| rustix::process::kill_process(runtime, sig).unwrap();
+        send(rustix::process::Signal::HUP);
+        until("got-hup", || std::fs::read_to_string(&out).unwrap_or_default().contains("got-hup"));
+        send(rustix::process::Signal::TERM);
+        let status = child.wait().unwrap();
+        (status.code(), std::fs::read_to_string(&out).unwrap())
+    });
+    assert_eq!(obs, (Some(4), "ready\ngot-hup\ngot-term\n".to_owned()));
+}
