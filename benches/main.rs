@@ -18,12 +18,15 @@
 //! - `netmodel` (`netmodel.rs`): network namespaces and bridge endpoints against `ip -batch`.
 //! - `unionfs` (`unionfs.rs`): overlay mount+unmount with 1–500 layers against the same
 //!   syscalls in C; applying a layer tarball against `tar -x`.
+//! - `oci` (`oci.rs`): `nook-oci run` of `/bin/true` against `runc run` and `crun run` on
+//!   the identical bundle (build `cargo build --release -p nook-oci` first).
 //!
 //! At the end (in `--bench` mode) a Markdown summary of the medians and the nook/baseline
 //! ratios is printed; `BENCHMARKS.md` holds one such run and its analysis.
 //!
 //! This file only wires the groups: `ns.rs` (the first three), `cgroup.rs`, `netmodel.rs`,
-//! `unionfs.rs`, `image.rs`, `sandbox.rs`, `hardening.rs` (seccomp compile and install); `floor.rs` is the C floor's interface, `report.rs` the summary and the
+//! `unionfs.rs`, `image.rs`, `sandbox.rs`, `hardening.rs` (seccomp compile and install), `oci.rs` (`nook-oci run` against runc
+//! and crun on one bundle); `floor.rs` is the C floor's interface, `report.rs` the summary and the
 //! helpers every group shares.
 
 use std::time::{Duration, SystemTime};
@@ -38,13 +41,24 @@ mod hardening;
 mod image;
 mod netmodel;
 mod ns;
+mod oci;
 mod report;
 mod sandbox;
 mod unionfs;
 
 /// The groups of this harness, in the order they run.
-const GROUPS: [&str; 9] =
-    ["clone_wait", "setns_roundtrip", "spawn_exec", "cgroup", "netmodel", "unionfs", "image", "sandbox", "hardening"];
+const GROUPS: [&str; 10] = [
+    "clone_wait",
+    "setns_roundtrip",
+    "spawn_exec",
+    "cgroup",
+    "netmodel",
+    "unionfs",
+    "image",
+    "sandbox",
+    "hardening",
+    "oci",
+];
 
 /// criterion's positional arguments (its benchmark filters).
 fn filters() -> Vec<String> {
@@ -133,6 +147,9 @@ fn main() {
     }
     if selected("hardening") {
         hardening::hardening(&mut c, &mut report);
+    }
+    if selected("oci") {
+        oci::oci(&mut c, &mut report);
     }
     c.final_summary();
     if bench_mode() {

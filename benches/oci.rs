@@ -1,0 +1,484 @@
+//! `oci` group: launch latency of OCI runtimes on the identical bundle — `<tool> --root R run
+//! --bundle B nk-bench-N` of `/bin/true` for `nook-oci`, `runc` and `crun` (issue 15).
+//!
+//! The bundle: a busybox rootfs (the host's busybox-static and a few applet links), the
+//! config from `runc spec` with three changes, the same for every tool: `process.terminal`
+//! false and `process.args` `["/bin/true"]` (no console socket in a bench), and the `cgroup`
+//! mount on `/sys/fs/cgroup` removed (nook-oci refuses it for now). Each run gets its own
+//! container id and its own relative `cgroupsPath` `nk-bench-oci-PID-TOOL/N` (below this
+//! process's own cgroup in every hierarchy); the config is rewritten before each run, outside
+//! the timed part. Only the tool's process is timed (spawn to exit; `run` deletes the
+//! container itself); afterwards its state directory is checked and a leftover deleted
+//! (`delete --force`). The cgroup directories the tools leave (runc keeps the parents) are
+//! removed at the end.
+//!
+//! The nook-oci binary is a release build: `$NOOK_OCI_BIN`, else `release/nook-oci` in the
+//! cargo target directory (`$CARGO_TARGET_DIR` or `target/`); build it first with
+//! `cargo build --release -p nook-oci`. A tool that is missing, or fails its first run, is
+//! skipped with the reason printed.
+//!
+//! crun 1.8 refuses this host's hybrid cgroups ("cgroups in hybrid mode not supported, drop
+//! all controllers from cgroupv2"). Its runs therefore come from a thread of this process
+//! that lives in a private mount namespace (`unshare(CLONE_NEWNS)`, `/` made `MS_REC |
+//! MS_PRIVATE`), where `/sys/fs/cgroup/unified` is unmounted (`umount2(MNT_DETACH)`), so
+//! crun sees plain cgroup v1. crun also resolves a relative `cgroupsPath` from the root of
+//! each hierarchy, not from its own cgroup as runc does; so in the same namespace every v1
+//! hierarchy in which this process is not in the root cgroup gets its own cgroup directory
+//! bind-mounted over the hierarchy's mount point, and crun's cgroups land in the same place
+//! as runc's. The host's mounts are never touched; the namespace goes when the thread ends.
+//!
+//! Besides criterion's samples, [`rounds`] measures the tools interleaved (each round runs
+//! every tool `PER_ROUND` times, the order rotating) and prints per-tool medians, the range
+//! of the round medians and the per-round ratios, and writes them as CSV to
+//! `<criterion dir>/oci-launch.csv` (`benches/results/oci-launch.csv` is one such file,
+//! `benches/chart/oci-chart.py` draws it).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use serde_json::Value;
+
+use crate::report::{Report, bench_mode, criterion_dir, fmt_ns, slow_group};
+
+/// Interleaved rounds, and runs of each tool per round.
+const ROUNDS: usize = 12;
+const PER_ROUND: usize = 5;
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// The release nook-oci binary (see the module docs).
+fn nook_oci_bin() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("NOOK_OCI_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"), PathBuf::from);
+    let bin = target.join("release/nook-oci");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("{} is missing: run `cargo build --release -p nook-oci` first", bin.display()))
+    }
+}
+
+/// A private directory for the bench, removed on drop.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The busybox rootfs and `runc spec`'s config (made for the bench, see the module docs).
+fn base_config(dir: &Path) -> Result<Value, String> {
+    let root = dir.join("rootfs");
+    for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
+        std::fs::create_dir_all(root.join(d)).map_err(|e| format!("mkdir: {e}"))?;
+    }
+    let busybox = which("busybox").ok_or("busybox (busybox-static) is not installed")?;
+    std::fs::copy(&busybox, root.join("bin/busybox")).map_err(|e| format!("copy busybox: {e}"))?;
+    for applet in ["sh", "true"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).map_err(|e| format!("symlink: {e}"))?;
+    }
+    let spec = dir.join("spec");
+    std::fs::create_dir_all(&spec).map_err(|e| format!("mkdir: {e}"))?;
+    let runc = which("runc").ok_or("runc is not installed (the bundle's config comes from `runc spec`)")?;
+    let st = Command::new(runc).arg("spec").current_dir(&spec).status().map_err(|e| format!("runc spec: {e}"))?;
+    if !st.success() {
+        return Err(format!("runc spec: {st}"));
+    }
+    let text = std::fs::read(spec.join("config.json")).map_err(|e| format!("read config.json: {e}"))?;
+    let mut c: Value = serde_json::from_slice(&text).map_err(|e| format!("config.json: {e}"))?;
+    c["process"]["terminal"] = Value::Bool(false);
+    c["process"]["args"] = Value::Array(vec![Value::String("/bin/true".into())]);
+    c["root"]["path"] = Value::String(root.display().to_string());
+    if let Some(m) = c["mounts"].as_array_mut() {
+        m.retain(|m| m["type"] != "cgroup");
+    }
+    Ok(c)
+}
+
+/// One runtime binary with its own `--root`, bundle directory and cgroup base.
+struct Tool {
+    name: &'static str,
+    bin: PathBuf,
+    root: PathBuf,
+    bundle: PathBuf,
+    cgroup_base: String,
+    config: Value,
+    /// crun: the runs go through the thread in the private mount namespace.
+    ns: Option<NsRunner>,
+    runs: u32,
+}
+
+impl Tool {
+    fn new(name: &'static str, bin: PathBuf, dir: &Path, config: &Value, ns: Option<NsRunner>) -> Tool {
+        let bundle = dir.join(format!("bundle-{name}"));
+        std::fs::create_dir_all(&bundle).expect("bundle dir");
+        Tool {
+            name,
+            bin,
+            root: dir.join(format!("root-{name}")),
+            bundle,
+            cgroup_base: format!("nk-bench-oci-{}-{name}", std::process::id()),
+            config: config.clone(),
+            ns,
+            runs: 0,
+        }
+    }
+
+    /// One timed `run` of a fresh container; the state directory checked afterwards.
+    fn launch(&mut self) -> Result<Duration, String> {
+        self.runs += 1;
+        let id = format!("nk-bench-{}", self.runs);
+        self.config["linux"]["cgroupsPath"] = Value::String(format!("{}/{}", self.cgroup_base, self.runs));
+        std::fs::write(self.bundle.join("config.json"), serde_json::to_vec_pretty(&self.config).expect("json"))
+            .map_err(|e| format!("write config.json: {e}"))?;
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--root").arg(&self.root).args(["run", "--bundle"]).arg(&self.bundle).arg(&id);
+        let err = self.root.with_extension("stderr");
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&err).map_err(|e| format!("stderr file: {e}"))?);
+        let (elapsed, status) = match &self.ns {
+            Some(ns) => ns.run(cmd)?,
+            None => timed(cmd)?,
+        };
+        let leftover = self.root.join(&id).exists();
+        if leftover {
+            let mut del = Command::new(&self.bin);
+            del.arg("--root").arg(&self.root).args(["delete", "--force", &id]).stdout(Stdio::null());
+            let _ = match &self.ns {
+                Some(ns) => ns.run(del).map(|_| ()),
+                None => del.status().map(|_| ()).map_err(|e| e.to_string()),
+            };
+        }
+        if !status.success() {
+            let text = std::fs::read_to_string(&err).unwrap_or_default();
+            return Err(format!("{} run {id}: {status}: {}", self.name, text.trim()));
+        }
+        Ok(elapsed)
+    }
+
+    /// Removes this tool's cgroup directories (every hierarchy, host view).
+    fn remove_cgroups(&self) {
+        for d in own_cgroup_dirs() {
+            remove_tree(&d.join(&self.cgroup_base));
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn timed(mut cmd: Command) -> Result<(Duration, std::process::ExitStatus), String> {
+    let start = Instant::now();
+    let status = cmd.status().map_err(|e| format!("spawn: {e}"))?;
+    Ok((start.elapsed(), status))
+}
+
+type Job = (Command, mpsc::Sender<Result<(Duration, std::process::ExitStatus), String>>);
+
+/// A thread in a private mount namespace without the cgroup2 mount (see the module docs)
+/// that runs and times the commands it is sent.
+struct NsRunner {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NsRunner {
+    fn start() -> Result<NsRunner, String> {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+        let thread = std::thread::spawn(move || {
+            let setup = private_cgroup_v1_view();
+            let ok = setup.is_ok();
+            let _ = ready_tx.send(setup);
+            if !ok {
+                return;
+            }
+            for (cmd, reply) in jobs_rx {
+                let _ = reply.send(timed(cmd));
+            }
+        });
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(NsRunner { jobs: Some(jobs_tx), thread: Some(thread) }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err("namespace thread died".into()),
+        }
+    }
+
+    fn run(&self, cmd: Command) -> Result<(Duration, std::process::ExitStatus), String> {
+        let (tx, rx) = mpsc::channel();
+        self.jobs.as_ref().expect("running").send((cmd, tx)).map_err(|_| "namespace thread gone")?;
+        rx.recv().map_err(|_| "namespace thread gone")?
+    }
+}
+
+impl Drop for NsRunner {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_encoded_bytes()).expect("no NUL in path")
+}
+
+fn last_os_error(call: &str, path: &Path) -> String {
+    format!("{call} {}: {}", path.display(), std::io::Error::last_os_error())
+}
+
+/// On the calling thread only: a private mount namespace in which the cgroup2 mount of the
+/// hybrid layout is gone and each v1 hierarchy's mount point shows this process's own cgroup.
+fn private_cgroup_v1_view() -> Result<(), String> {
+    // SAFETY: unshare has no memory preconditions; CLONE_NEWNS (with the implied CLONE_FS)
+    // affects only this thread.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(last_os_error("unshare(CLONE_NEWNS)", Path::new("")));
+    }
+    let root = cstr(Path::new("/"));
+    // SAFETY: valid NUL-terminated path; null source/type/data are allowed for a propagation change.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(last_os_error("mount(MS_PRIVATE)", Path::new("/")));
+    }
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    if unified.join("cgroup.controllers").exists() {
+        let p = cstr(unified);
+        // SAFETY: valid NUL-terminated path; in this thread's private namespace.
+        if unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) } != 0 {
+            return Err(last_os_error("umount2", unified));
+        }
+    }
+    for own in own_cgroup_dirs() {
+        let Some(mount) = v1_mount_point(&own) else { continue };
+        if own == mount {
+            continue;
+        }
+        let (src, dst) = (cstr(&own), cstr(&mount));
+        // SAFETY: valid NUL-terminated paths; a bind mount in this thread's private namespace.
+        let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+        if rc != 0 {
+            return Err(last_os_error("mount(MS_BIND)", &own));
+        }
+    }
+    Ok(())
+}
+
+/// `/sys/fs/cgroup/<hierarchy>` of a v1 cgroup directory (None for the cgroup2 one).
+fn v1_mount_point(dir: &Path) -> Option<PathBuf> {
+    let rel = dir.strip_prefix("/sys/fs/cgroup").ok()?;
+    let first = rel.components().next()?;
+    let mount = Path::new("/sys/fs/cgroup").join(first);
+    (mount != Path::new("/sys/fs/cgroup/unified") && dir != Path::new("/sys/fs/cgroup")).then_some(mount)
+}
+
+/// Our own cgroup's directory in every mounted hierarchy (named ones too: runc joins
+/// `name=systemd`), as the oci tests' harness finds them.
+fn own_cgroup_dirs() -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrl, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
+        let rel = path.trim_start_matches('/');
+        let mount = if ctrl.is_empty() {
+            ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.join("cgroup.procs").exists())
+        } else if let Some(name) = ctrl.strip_prefix("name=") {
+            Some(PathBuf::from("/sys/fs/cgroup").join(name))
+        } else {
+            std::iter::once(ctrl)
+                .chain(ctrl.split(','))
+                .map(|c| PathBuf::from("/sys/fs/cgroup").join(c))
+                .find(|p| p.exists())
+        };
+        if let Some(m) = mount {
+            out.push(m.join(rel));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// rmdir a cgroup tree bottom-up.
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// The tools that are installed and pass a first run.
+fn tools(dir: &Path) -> Vec<Tool> {
+    let config = match base_config(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("oci: skipped: {e}");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    let mut add = |name: &'static str, bin: Result<PathBuf, String>, ns: Option<Result<NsRunner, String>>| {
+        let bin = match bin {
+            Ok(b) => b,
+            Err(e) => return eprintln!("oci: {name} skipped: {e}"),
+        };
+        let ns = match ns.transpose() {
+            Ok(ns) => ns,
+            Err(e) => return eprintln!("oci: {name} skipped: private mount namespace: {e}"),
+        };
+        let mut t = Tool::new(name, bin, dir, &config, ns);
+        match t.launch() {
+            Ok(_) => out.push(t),
+            Err(e) => {
+                eprintln!("oci: {name} skipped: its first run failed: {e}");
+                t.remove_cgroups();
+            }
+        }
+    };
+    add("nook-oci", nook_oci_bin(), None);
+    add("runc", which("runc").ok_or_else(|| "runc is not installed".into()), None);
+    // crun needs the private mount namespace only on a hybrid host.
+    let hybrid = Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists();
+    add(
+        "crun",
+        which("crun").ok_or_else(|| "crun is not installed (apt-get install crun)".into()),
+        hybrid.then(NsRunner::start),
+    );
+    out
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// The interleaved rounds (see the module docs): prints the table and writes the CSV.
+fn rounds(tools: &mut [Tool]) {
+    let k = tools.len();
+    // round_medians[tool][round], all[tool]: every run.
+    let mut round_medians = vec![Vec::new(); k];
+    let mut all = vec![Vec::new(); k];
+    for round in 0..ROUNDS {
+        let mut per = vec![Vec::new(); k];
+        for i in 0..PER_ROUND {
+            for j in 0..k {
+                let t = (j + round + i) % k;
+                let d = tools[t].launch().unwrap_or_else(|e| panic!("{e}"));
+                per[t].push(d.as_secs_f64() * 1e9);
+            }
+        }
+        for t in 0..k {
+            all[t].extend_from_slice(&per[t]);
+            round_medians[t].push(median(&mut per[t]));
+        }
+    }
+    let ratios =
+        |a: usize, b: usize| -> Vec<f64> { (0..ROUNDS).map(|r| round_medians[a][r] / round_medians[b][r]).collect() };
+    let mut csv =
+        String::from("tool,median_ms,round_min_ms,round_max_ms,runs,nook_ratio_median,nook_ratio_min,nook_ratio_max\n");
+    println!("\n### oci: interleaved rounds ({ROUNDS} rounds × {PER_ROUND} runs of each tool)\n");
+    println!("| tool | median | round medians (min–max) | nook-oci / tool (median, min–max of rounds) |");
+    println!("|---|---:|---:|---:|");
+    let nook = tools.iter().position(|t| t.name == "nook-oci");
+    for t in 0..k {
+        let m = median(&mut all[t].clone());
+        let mut rm = round_medians[t].clone();
+        rm.sort_by(f64::total_cmp);
+        let (lo, hi) = (rm[0], rm[rm.len() - 1]);
+        let (ratio_md, ratio_cells) = match nook {
+            Some(n) if n != t => {
+                let mut r = ratios(n, t);
+                let md = median(&mut r);
+                (
+                    format!("{md:.3}× ({:.3}–{:.3})", r[0], r[r.len() - 1]),
+                    format!("{md:.4},{:.4},{:.4}", r[0], r[r.len() - 1]),
+                )
+            }
+            _ => (String::new(), ",,".into()),
+        };
+        println!("| {} | {} | {} – {} | {ratio_md} |", tools[t].name, fmt_ns(m), fmt_ns(lo), fmt_ns(hi));
+        csv.push_str(&format!(
+            "{},{:.3},{:.3},{:.3},{},{ratio_cells}\n",
+            tools[t].name,
+            m / 1e6,
+            lo / 1e6,
+            hi / 1e6,
+            all[t].len()
+        ));
+    }
+    let path = criterion_dir().join("oci-launch.csv");
+    let _ = std::fs::create_dir_all(criterion_dir());
+    match std::fs::write(&path, csv) {
+        Ok(()) => println!("\n(written to {})\n", path.display()),
+        Err(e) => eprintln!("oci: writing {}: {e}", path.display()),
+    }
+}
+
+pub fn oci(c: &mut Criterion, report: &mut Report) {
+    let dir = std::env::temp_dir().join(format!("nk-bench-oci-{}", std::process::id()));
+    let _scratch = Scratch(dir.clone());
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("oci: skipped: {}: {e}", dir.display());
+        return;
+    }
+    let mut tools = tools(&dir);
+    if !tools.is_empty() {
+        let mut g = slow_group(c, "oci");
+        g.measurement_time(Duration::from_secs(4));
+        for t in &mut tools {
+            g.bench_function(format!("run_true/{}", t.name), |b| {
+                b.iter_custom(|iters| (0..iters).map(|_| t.launch().unwrap_or_else(|e| panic!("{e}"))).sum())
+            });
+        }
+        g.finish();
+        let names: Vec<&'static str> = tools.iter().map(|t| t.name).collect();
+        if names.contains(&"nook-oci") {
+            for base in names.iter().filter(|n| **n != "nook-oci") {
+                report.pair(
+                    "oci",
+                    format!("run /bin/true: nook-oci vs {base}"),
+                    "run_true/nook-oci",
+                    format!("run_true/{base}"),
+                );
+            }
+        }
+        if bench_mode() {
+            rounds(&mut tools);
+        }
+    }
+    for t in &tools {
+        t.remove_cgroups();
+    }
+}
