@@ -41,6 +41,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use nook_testutil::{own_cgroup_dirs, remove_cgroup_tree};
 use serde_json::Value;
 
 use crate::report::{Report, bench_mode, criterion_dir, fmt_ns, slow_group};
@@ -172,7 +173,7 @@ impl Tool {
     /// Removes this tool's cgroup directories (every hierarchy, host view).
     fn remove_cgroups(&self) {
         for d in own_cgroup_dirs() {
-            remove_tree(&d.join(&self.cgroup_base));
+            remove_cgroup_tree(&d.join(&self.cgroup_base));
         }
         let _ = std::fs::remove_dir_all(&self.root);
     }
@@ -293,49 +294,6 @@ fn v1_mount_point(dir: &Path) -> Option<PathBuf> {
     let first = rel.components().next()?;
     let mount = Path::new("/sys/fs/cgroup").join(first);
     (mount != Path::new("/sys/fs/cgroup/unified") && dir != Path::new("/sys/fs/cgroup")).then_some(mount)
-}
-
-/// Our own cgroup's directory in every mounted hierarchy (named ones too: runc joins
-/// `name=systemd`), as the oci tests' harness finds them.
-fn own_cgroup_dirs() -> Vec<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrl, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-        let rel = path.trim_start_matches('/');
-        let mount = if ctrl.is_empty() {
-            ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.join("cgroup.procs").exists())
-        } else if let Some(name) = ctrl.strip_prefix("name=") {
-            Some(PathBuf::from("/sys/fs/cgroup").join(name))
-        } else {
-            std::iter::once(ctrl)
-                .chain(ctrl.split(','))
-                .map(|c| PathBuf::from("/sys/fs/cgroup").join(c))
-                .find(|p| p.exists())
-        };
-        if let Some(m) = mount {
-            out.push(m.join(rel));
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
-}
-
-/// rmdir a cgroup tree bottom-up.
-fn remove_tree(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&e.path());
-            }
-        }
-        let _ = std::fs::remove_dir(dir);
-    }
 }
 
 /// The tools that are installed and pass a first run.

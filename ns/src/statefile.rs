@@ -5,6 +5,7 @@
 //!   open file description per lock (so two handles in one process exclude each other, as two
 //!   processes do); `EINTR` is retried; the lock is released when the handle drops, and by the
 //!   kernel if the process dies.
+//! - [`rfc3339`]: the one formatter of the timestamps state documents carry (OCI's `created`).
 //! - [`write_atomic`]: write to a unique temporary file in the same directory, `fsync` it,
 //!   `rename(2)` it over the target, `fsync` the directory. A reader sees the old or the new
 //!   content, never a mix; after a crash the file is one of the two.
@@ -149,9 +150,50 @@ pub fn sync_dir(dir: impl AsRef<Path>) -> Result<(), FileError> {
     File::open(dir).and_then(|d| d.sync_all()).file_ctx("fsync", dir)
 }
 
+/// `time` as RFC 3339 in UTC, with nanoseconds (`2026-12-05T19:11:36.000000005Z`) or to the
+/// second (`2026-12-05T19:11:36Z`); times before the epoch count as the epoch.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use nook_ns::statefile::rfc3339;
+///
+/// let t = UNIX_EPOCH + Duration::new(951_782_400, 5);
+/// assert_eq!(rfc3339(t, false), "2000-02-29T00:00:00Z");
+/// assert_eq!(rfc3339(t, true), "2000-02-29T00:00:00.000000005Z");
+/// ```
+pub fn rfc3339(time: std::time::SystemTime, nanos: bool) -> String {
+    let since = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let fraction = if nanos { format!(".{:09}", since.subsec_nanos()) } else { String::new() };
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = |secs, nanos| UNIX_EPOCH + Duration::new(secs, nanos);
+        assert_eq!(rfc3339(at(0, 0), false), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(at(0, 0), true), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(at(951_782_400, 0), false), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(at(1_796_479_371, 0), false), "2026-12-05T14:02:51Z");
+        assert_eq!(rfc3339(at(1_796_497_896, 5), true), "2026-12-05T19:11:36.000000005Z");
+        assert_eq!(rfc3339(UNIX_EPOCH - Duration::from_secs(5), false), "1970-01-01T00:00:00Z");
+    }
 
     fn tmpdir() -> PathBuf {
         let d =

@@ -401,20 +401,42 @@ fn cgroup_spec(p: &Path) -> Result<CgroupSpec, Error> {
     }
 }
 
-/// `linux.resources`: memory (limit, reservation → low... see below), pids, cpu (devices:
-/// [`device_rules`]); anything else refused.
+/// `linux.resources`: memory, pids and cpu (devices: [`device_rules`]) into the cgroup spec;
+/// anything else refused.
 fn resources(r: &LinuxResources, cg: &mut CgroupSpec) -> Result<(), Error> {
+    let mapped = map_resources(r, "linux.resources")?;
+    let res = &mut cg.resources;
+    if let Some(m) = mapped.memory {
+        let t = res.memory.get_or_insert_with(Default::default);
+        (t.max, t.low, t.swap) = (m.max, m.low, m.swap.or(t.swap));
+    }
+    if let Some(p) = mapped.pids {
+        res.pids.get_or_insert_with(Default::default).max = p.max;
+    }
+    if let Some(c) = mapped.cpu {
+        let t = res.cpu.get_or_insert_with(Default::default);
+        (t.shares, t.quota_us, t.period_us) = (c.shares, c.quota_us, c.period_us);
+    }
+    Ok(())
+}
+
+/// The part of `LinuxResources` nook maps — memory (limit, reservation → low, swap: OCI's is
+/// memory+swap, the cgroup's swap alone), pids, cpu (shares, quota, period) — for `create`
+/// and `update` alike. Every other field but `devices` (which the caller handles) is refused,
+/// named `{prefix}.{field}`: never silently dropped.
+pub(crate) fn map_resources(r: &LinuxResources, prefix: &str) -> Result<nook_cgroup::Resources, Error> {
     let refused: [(&str, bool); 5] = [
-        ("linux.resources.blockIO", r.block_io().is_some()),
-        ("linux.resources.hugepageLimits", r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty())),
-        ("linux.resources.network", r.network().is_some()),
-        ("linux.resources.rdma", r.rdma().is_some()),
-        ("linux.resources.unified", r.unified().as_ref().is_some_and(|v| !v.is_empty())),
+        ("blockIO", r.block_io().is_some()),
+        ("hugepageLimits", r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty())),
+        ("network", r.network().is_some()),
+        ("rdma", r.rdma().is_some()),
+        ("unified", r.unified().as_ref().is_some_and(|v| !v.is_empty())),
     ];
     if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
-        return Err(refuse(*field, "not supported yet"));
+        return Err(refuse(format!("{prefix}.{field}"), "not supported yet"));
     }
-    let res = &mut cg.resources;
+    let mut res = nook_cgroup::Resources::new();
+    let positive = |v: Option<i64>| v.filter(|v| *v > 0).map(|v| v as u64);
     if let Some(m) = r.memory() {
         let extra = [
             ("kernel", m.kernel().is_some()),
@@ -423,13 +445,11 @@ fn resources(r: &LinuxResources, cg: &mut CgroupSpec) -> Result<(), Error> {
             ("disableOOMKiller", m.disable_oom_killer().unwrap_or(false)),
         ];
         if let Some((f, _)) = extra.iter().find(|(_, s)| *s) {
-            return Err(refuse(format!("linux.resources.memory.{f}"), "not supported"));
+            return Err(refuse(format!("{prefix}.memory.{f}"), "not supported"));
         }
         let mem = res.memory.get_or_insert_with(Default::default);
-        let positive = |v: Option<i64>| v.filter(|v| *v > 0).map(|v| v as u64);
         mem.max = positive(m.limit());
         mem.low = positive(m.reservation());
-        // OCI swap is memory+swap; the cgroup's is swap alone.
         if let (Some(total), Some(limit)) = (positive(m.swap()), mem.max) {
             mem.swap = Some(total.saturating_sub(limit));
         }
@@ -449,14 +469,14 @@ fn resources(r: &LinuxResources, cg: &mut CgroupSpec) -> Result<(), Error> {
             ("mems", c.mems().as_deref().is_some_and(|s| !s.is_empty())),
         ];
         if let Some((f, _)) = extra.iter().find(|(_, s)| *s) {
-            return Err(refuse(format!("linux.resources.cpu.{f}"), "not supported yet"));
+            return Err(refuse(format!("{prefix}.cpu.{f}"), "not supported yet"));
         }
         let cpu = res.cpu.get_or_insert_with(Default::default);
         cpu.shares = c.shares();
-        cpu.quota_us = c.quota().filter(|q| *q > 0).map(|q| q as u64);
+        cpu.quota_us = positive(c.quota());
         cpu.period_us = c.period();
     }
-    Ok(())
+    Ok(res)
 }
 
 /// `linux.devices`: nodes made in the container's `/dev` (`c`/`u`, `b`, `p`; fileMode

@@ -157,54 +157,13 @@ fn flags(u: &liboci_cli::Update, r: &mut LinuxResources) -> Result<(), Error> {
     Ok(())
 }
 
-/// The part of `LinuxResources` nook maps (memory limit/reservation/swap, pids, cpu
-/// shares/quota/period), as a change to apply; anything else is refused by name.
+/// The change `update` applies: [`crate::config::map_resources`] (what `create` maps too,
+/// refusing the rest by name); device rules are fixed at create.
 fn to_cgroup(r: &LinuxResources) -> Result<Resources, Error> {
-    let refuse = |f: &str| crate::error::refuse(format!("update: {f}"), "not supported");
-    if r.block_io().is_some() {
-        return Err(refuse("blockIO"));
-    }
-    if r.hugepage_limits().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(refuse("hugepageLimits"));
-    }
-    if r.network().is_some() || r.rdma().is_some() || r.unified().as_ref().is_some_and(|v| !v.is_empty()) {
-        return Err(refuse("network/rdma/unified"));
-    }
     if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        return Err(refuse("devices (the device policy is fixed at create)"));
+        return Err(crate::error::refuse("update: devices", "the device policy is fixed at create"));
     }
-    let mut out = Resources::new();
-    let positive = |v: Option<i64>| v.filter(|v| *v > 0).map(|v| v as u64);
-    if let Some(m) = r.memory() {
-        if m.kernel().is_some()
-            || m.kernel_tcp().is_some()
-            || m.swappiness().is_some()
-            || m.disable_oom_killer().is_some()
-        {
-            return Err(refuse("memory.kernel/kernelTCP/swappiness/disableOOMKiller"));
-        }
-        let mem = out.memory.get_or_insert_with(Default::default);
-        mem.max = positive(m.limit());
-        mem.low = positive(m.reservation());
-        if let (Some(total), Some(limit)) = (positive(m.swap()), mem.max) {
-            mem.swap = Some(total.saturating_sub(limit));
-        }
-    }
-    if let Some(p) = r.pids() {
-        if p.limit() > 0 {
-            out.pids.get_or_insert_with(Default::default).max = Some(p.limit() as u64);
-        }
-    }
-    if let Some(c) = r.cpu() {
-        if c.realtime_runtime().is_some() || c.realtime_period().is_some() || c.cpus().is_some() || c.mems().is_some() {
-            return Err(refuse("cpu.realtime*/cpus/mems"));
-        }
-        let cpu = out.cpu.get_or_insert_with(Default::default);
-        cpu.shares = c.shares();
-        cpu.quota_us = positive(c.quota());
-        cpu.period_us = c.period();
-    }
-    Ok(out)
+    crate::config::map_resources(r, "update")
 }
 
 /// Keeps the applied values in the stored spec (set fields replace the old ones).

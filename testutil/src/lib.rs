@@ -15,9 +15,11 @@
 //!   [`HostState`] (quiet, or an unfriendly busy container host) instead of relying on what
 //!   it inherited from the machine.
 
+mod cgroups;
 mod hoststate;
 mod loopdev;
 
+pub use cgroups::{own_cgroup_dirs, remove_cgroup_tree};
 pub use hoststate::{FOREIGN_RULESET, FOREIGN_TABLES, HostState, set_host_state};
 pub use loopdev::LoopDevice;
 

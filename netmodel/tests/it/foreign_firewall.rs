@@ -194,25 +194,10 @@ struct Stray {
 
 impl Stray {
     fn new(world: &World) -> Stray {
-        let ns = NetNs::new().expect("stray netns");
-        prepare_host(&ns, HostState::Quiet);
-        let host_link = unique_name("str");
-        let peer = unique_name("stp");
+        let (ns, host_link) = namespace_on_veth(world, "str", None, "203.0.113.2/24", "203.0.113.1");
         let mut nl = world.netlink();
-        let mut link = NewLink::new(
-            &host_link,
-            LinkKind::Veth { peer_name: &peer, peer_netns: Some(ns.ns().as_fd()), peer_mtu: None, peer_mac: None },
-        );
-        link.up = true;
-        nl.add_link(&link).expect("stray veth");
         let index = nl.link(&host_link).unwrap().unwrap().index;
         nl.add_address(index, "203.0.113.1/24".parse().unwrap()).unwrap();
-        let mut nl = Netlink::open_in(ns.ns()).unwrap();
-        nl.set_up(1).unwrap();
-        let index = nl.link(&peer).unwrap().unwrap().index;
-        nl.add_address(index, "203.0.113.2/24".parse().unwrap()).unwrap();
-        nl.set_up(index).unwrap();
-        nl.add_route(&Route::new(None, Some("203.0.113.1".parse().unwrap()), Some(index))).unwrap();
         let mut nl = Netlink::open_in(world.outside.ns()).unwrap();
         nl.add_route(&Route::new(Some("203.0.113.0/24".parse().unwrap()), Some(HOST_IP.into()), None))
             .expect("outside route to the stray");
@@ -230,6 +215,30 @@ impl Stray {
     fn remove(self, world: &World) {
         world.delete_link(&self.host_link);
     }
+}
+
+/// A new network namespace on a veth pair from the host namespace (the host end up, in
+/// `master` if given), with `address` on its end and a default route via `gateway`: returns
+/// it and the host end's name.
+fn namespace_on_veth(world: &World, tag: &str, master: Option<u32>, address: &str, gateway: &str) -> (NetNs, String) {
+    let ns = NetNs::new().expect("netns");
+    prepare_host(&ns, HostState::Quiet);
+    let host_link = unique_name(&format!("{tag}h"));
+    let peer = unique_name(&format!("{tag}p"));
+    let mut link = NewLink::new(
+        &host_link,
+        LinkKind::Veth { peer_name: &peer, peer_netns: Some(ns.ns().as_fd()), peer_mtu: None, peer_mac: None },
+    );
+    link.up = true;
+    link.master = master;
+    world.netlink().add_link(&link).expect("veth");
+    let mut nl = Netlink::open_in(ns.ns()).unwrap();
+    nl.set_up(1).unwrap();
+    let index = nl.link(&peer).unwrap().unwrap().index;
+    nl.add_address(index, address.parse().unwrap()).unwrap();
+    nl.set_up(index).unwrap();
+    nl.add_route(&Route::new(None, Some(gateway.parse().unwrap()), Some(index))).unwrap();
+    (ns, host_link)
 }
 
 /// Whether a TCP connection from `ns` to `addr` is established within `timeout`.
@@ -608,44 +617,11 @@ fn docker_user_rules_keep_the_table_iptables_compatible() {
          -A DOCKER-USER -j RETURN\n"
     );
     // Docker can still change its table (a container's published port).
-    run(&[
-        "-A",
-        "DOCKER",
-        "-d",
-        "172.17.0.2/32",
-        "!",
-        "-i",
-        "nkdocker0",
-        "-o",
-        "nkdocker0",
-        "-p",
-        "tcp",
-        "-m",
-        "tcp",
-        "--dport",
-        "80",
-        "-j",
-        "ACCEPT",
-    ]);
-    run(&[
-        "-D",
-        "DOCKER",
-        "-d",
-        "172.17.0.2/32",
-        "!",
-        "-i",
-        "nkdocker0",
-        "-o",
-        "nkdocker0",
-        "-p",
-        "tcp",
-        "-m",
-        "tcp",
-        "--dport",
-        "80",
-        "-j",
-        "ACCEPT",
-    ]);
+    let published = "DOCKER -d 172.17.0.2/32 ! -i nkdocker0 -o nkdocker0 -p tcp -m tcp --dport 80 -j ACCEPT";
+    for op in ["-A", "-D"] {
+        let args: Vec<&str> = std::iter::once(op).chain(published.split_whitespace()).collect();
+        run(&args);
+    }
     fw.teardown_network("web").unwrap();
     assert_eq!(run(&["-S", "DOCKER-USER"]), "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n");
     assert_eq!(listing(&ns), before);
@@ -703,25 +679,8 @@ struct DockerContainer {
 
 impl DockerContainer {
     fn new(world: &World) -> DockerContainer {
-        let ns = NetNs::new().expect("container netns");
-        prepare_host(&ns, HostState::Quiet);
-        let host_link = unique_name("dkh");
-        let peer = unique_name("dkc");
-        let mut nl = world.netlink();
-        let bridge = nl.link(DOCKER_BRIDGE).unwrap().expect("the docker0-like bridge").index;
-        let mut link = NewLink::new(
-            &host_link,
-            LinkKind::Veth { peer_name: &peer, peer_netns: Some(ns.ns().as_fd()), peer_mtu: None, peer_mac: None },
-        );
-        link.up = true;
-        link.master = Some(bridge);
-        nl.add_link(&link).expect("container veth");
-        let mut nl = Netlink::open_in(ns.ns()).unwrap();
-        nl.set_up(1).unwrap();
-        let index = nl.link(&peer).unwrap().unwrap().index;
-        nl.add_address(index, "172.17.0.2/16".parse().unwrap()).unwrap();
-        nl.set_up(index).unwrap();
-        nl.add_route(&Route::new(None, Some("172.17.0.1".parse().unwrap()), Some(index))).unwrap();
+        let bridge = world.netlink().link(DOCKER_BRIDGE).unwrap().expect("the docker0-like bridge").index;
+        let (ns, host_link) = namespace_on_veth(world, "dk", Some(bridge), "172.17.0.2/16", "172.17.0.1");
         DockerContainer { ns, host_link }
     }
 

@@ -4,33 +4,14 @@
 //! an app in the infra's pid namespace).
 
 use std::ffi::CString;
-use std::fmt::Debug;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use nook_testutil::{TempDir, require_root};
+use nook_testutil::require_root;
 use serde_json::{Value, json};
 
-use crate::harness::{Runtime, rootfs, runtimes};
-
-/// Runs `scenario` with each runtime and asserts they observed the same.
-fn compare<T: Debug + PartialEq>(tag: &str, scenario: impl Fn(&TempDir, &Runtime) -> T) -> T {
-    let tmp = TempDir::new(tag).unwrap();
-    rootfs(&tmp);
-    let rts = runtimes(&tmp, tag);
-    let seen: Vec<(&str, T)> = rts.iter().map(|rt| (rt.name, scenario(&tmp, rt))).collect();
-    for (name, obs) in &seen[1..] {
-        assert_eq!(&seen[0].1, obs, "{} vs {name} differ", seen[0].0);
-    }
-    let (_, last) = seen.into_iter().last().unwrap();
-    drop(rts);
-    last
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use crate::harness::{compare, p};
 
 /// The inode of a namespace file.
 fn ns_ino(path: impl AsRef<Path>) -> u64 {

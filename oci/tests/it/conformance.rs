@@ -1,30 +1,11 @@
 //! Scenarios run against runc and nook-oci; what each observes must be equal (and right).
 
-use std::fmt::Debug;
 use std::path::Path;
 
-use nook_testutil::{TempDir, require_root};
+use nook_testutil::require_root;
 use serde_json::json;
 
-use crate::harness::{Runtime, rootfs, runtimes};
-
-/// Runs `scenario` with each runtime and asserts they observed the same.
-fn compare<T: Debug + PartialEq>(tag: &str, scenario: impl Fn(&TempDir, &Runtime) -> T) -> T {
-    let tmp = TempDir::new(tag).unwrap();
-    rootfs(&tmp);
-    let rts = runtimes(&tmp, tag);
-    let seen: Vec<(&str, T)> = rts.iter().map(|rt| (rt.name, scenario(&tmp, rt))).collect();
-    for (name, obs) in &seen[1..] {
-        assert_eq!(&seen[0].1, obs, "{} vs {name} differ", seen[0].0);
-    }
-    let (_, last) = seen.into_iter().last().unwrap();
-    drop(rts);
-    last
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use crate::harness::{compare, p};
 
 #[test]
 fn lifecycle_created_running_stopped() {

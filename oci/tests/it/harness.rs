@@ -9,10 +9,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nook_testutil::TempDir;
+use nook_testutil::{TempDir, own_cgroup_dirs, remove_cgroup_tree};
 use serde_json::Value;
 
 /// The tools under test: nook-oci always, runc when installed.
+/// Runs `scenario` with each runtime and asserts they observed the same; returns the last.
+pub(crate) fn compare<T: std::fmt::Debug + PartialEq>(tag: &str, scenario: impl Fn(&TempDir, &Runtime) -> T) -> T {
+    let tmp = TempDir::new(tag).unwrap();
+    rootfs(&tmp);
+    let rts = runtimes(&tmp, tag);
+    let seen: Vec<(&str, T)> = rts.iter().map(|rt| (rt.name, scenario(&tmp, rt))).collect();
+    for (name, obs) in &seen[1..] {
+        assert_eq!(&seen[0].1, obs, "{} vs {name} differ", seen[0].0);
+    }
+    let (_, last) = seen.into_iter().last().unwrap();
+    drop(rts);
+    last
+}
+
+/// A path as the `&str` a command line takes.
+pub(crate) fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
 pub(crate) fn runtimes(tmp: &TempDir, tag: &str) -> Vec<Runtime> {
     let mut v = Vec::new();
     if let Some(runc) = which("runc") {
@@ -107,29 +126,37 @@ impl Runtime {
         &self.root
     }
 
-    /// Runs `<tool> --root ROOT args...` with stdio in files (a container inherits the
-    /// stdio of `create`: pipes would be held open by it).
-    pub(crate) fn run(&self, args: &[&str]) -> Out {
+    /// `<tool> --root ROOT args...` with stdin closed and stdout and stderr going to the next
+    /// numbered pair of files (returned); a container id it may create is remembered for
+    /// the guard's cleanup when `creates`.
+    fn command(&self, args: &[&str], creates: bool) -> (Command, PathBuf, PathBuf) {
         let n = {
             let mut r = self.runs.borrow_mut();
             *r += 1;
             *r
         };
         let (o, e) = (self.dir.join(format!("{n}.out")), self.dir.join(format!("{n}.err")));
-        if args.iter().any(|a| *a == "create" || *a == "run") {
+        if creates {
             if let Some(id) = args.last() {
                 self.created.borrow_mut().push((*id).to_owned());
             }
         }
-        let status = Command::new(&self.bin)
-            .arg("--root")
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--root")
             .arg(&self.root)
             .args(args)
             .stdin(Stdio::null())
             .stdout(File::create(&o).unwrap())
-            .stderr(File::create(&e).unwrap())
-            .status()
-            .unwrap();
+            .stderr(File::create(&e).unwrap());
+        (cmd, o, e)
+    }
+
+    /// Runs `<tool> --root ROOT args...` with stdio in files (a container inherits the
+    /// stdio of `create`: pipes would be held open by it).
+    pub(crate) fn run(&self, args: &[&str]) -> Out {
+        let creates = args.iter().any(|a| *a == "create" || *a == "run");
+        let (mut cmd, o, e) = self.command(args, creates);
+        let status = cmd.status().unwrap();
         Out {
             code: status.code().unwrap_or(-1),
             stdout: std::fs::read_to_string(&o).unwrap_or_default(),
@@ -140,25 +167,8 @@ impl Runtime {
     /// Starts `<tool> --root ROOT args...` without waiting; stdout and stderr go to the
     /// returned files.
     pub(crate) fn spawn(&self, args: &[&str]) -> (std::process::Child, PathBuf, PathBuf) {
-        let n = {
-            let mut r = self.runs.borrow_mut();
-            *r += 1;
-            *r
-        };
-        let (o, e) = (self.dir.join(format!("{n}.out")), self.dir.join(format!("{n}.err")));
-        if let Some(id) = args.last() {
-            self.created.borrow_mut().push((*id).to_owned());
-        }
-        let child = Command::new(&self.bin)
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(File::create(&o).unwrap())
-            .stderr(File::create(&e).unwrap())
-            .spawn()
-            .unwrap();
-        (child, o, e)
+        let (mut cmd, o, e) = self.command(args, true);
+        (cmd.spawn().unwrap(), o, e)
     }
 
     /// A bundle for container `id` running `args`, the config changed by `tweak`.
@@ -221,48 +231,7 @@ impl Drop for Runtime {
             }
         }
         for d in own_cgroup_dirs() {
-            remove_tree(&d.join(&self.cgroup_base));
+            remove_cgroup_tree(&d.join(&self.cgroup_base));
         }
-    }
-}
-
-/// Our own cgroup's directory in every mounted hierarchy (named ones too: runc joins
-/// `name=systemd`).
-pub(crate) fn own_cgroup_dirs() -> Vec<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrl, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-        let rel = path.trim_start_matches('/');
-        let mount = if ctrl.is_empty() {
-            ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.join("cgroup.procs").exists())
-        } else if let Some(name) = ctrl.strip_prefix("name=") {
-            Some(PathBuf::from("/sys/fs/cgroup").join(name))
-        } else {
-            std::iter::once(ctrl)
-                .chain(ctrl.split(','))
-                .map(|c| PathBuf::from("/sys/fs/cgroup").join(c))
-                .find(|p| p.exists())
-        };
-        if let Some(m) = mount {
-            out.push(m.join(rel));
-        }
-    }
-    out
-}
-
-/// rmdir a cgroup tree bottom-up.
-fn remove_tree(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_tree(&e.path());
-            }
-        }
-        let _ = std::fs::remove_dir(dir);
     }
 }

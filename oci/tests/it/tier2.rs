@@ -1,32 +1,13 @@
 //! Tier 2 scenarios (and Tier 1's `kill` default and `run`'s signal relay) against runc and
 //! nook-oci: `ps`, `pause`/`resume`, `update`, `features`, the OCI hooks.
 
-use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nook_testutil::{TempDir, require_root};
 use serde_json::{Value, json};
 
-use crate::harness::{Runtime, rootfs, runtimes};
-
-/// Runs `scenario` with each runtime and asserts they observed the same; returns the last.
-fn compare<T: Debug + PartialEq>(tag: &str, scenario: impl Fn(&TempDir, &Runtime) -> T) -> T {
-    let tmp = TempDir::new(tag).unwrap();
-    rootfs(&tmp);
-    let rts = runtimes(&tmp, tag);
-    let seen: Vec<(&str, T)> = rts.iter().map(|rt| (rt.name, scenario(&tmp, rt))).collect();
-    for (name, obs) in &seen[1..] {
-        assert_eq!(&seen[0].1, obs, "{} vs {name} differ", seen[0].0);
-    }
-    let (_, last) = seen.into_iter().last().unwrap();
-    drop(rts);
-    last
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use crate::harness::{Runtime, compare, p, runtimes};
 
 /// A hang detector (not a timing check): 20 s, scaled.
 fn until(what: &str, mut ok: impl FnMut() -> bool) {
