@@ -7,8 +7,11 @@
 //! an `nk` `--cgroup-parent`, removed afterwards. Without podman the tests skip (a failure
 //! with `NOOK_REQUIRE_PRIV=1`; the v2 lane's guest has no podman and allows the skip).
 
+use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nook_testutil::{TempDir, remove_cgroup_tree, unique_name};
@@ -20,10 +23,12 @@ struct Podman {
     tmp: TempDir,
     /// `--cgroup-parent`: absolute, below the test's deepest own cgroup.
     cgroup_parent: String,
-    /// Per hierarchy: the directories of `cgroup_parent`'s path that did not exist before
-    /// (podman creates the same path in every hierarchy), removed afterwards.
-    made_dirs: Vec<PathBuf>,
 }
+
+/// The live podmans and, per hierarchy, the directories of their `--cgroup-parent` paths
+/// that did not exist before the first (podman creates the same path in every hierarchy):
+/// the last one to go removes them (tests run in parallel and share those ancestors).
+static MADE_DIRS: Mutex<(u32, BTreeSet<PathBuf>)> = Mutex::new((0, BTreeSet::new()));
 
 struct Out {
     code: i32,
@@ -61,34 +66,42 @@ impl Podman {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         let deepest = own.lines().filter_map(|l| l.splitn(3, ':').nth(2)).max_by_key(|p| p.len()).unwrap_or("/");
         let cgroup_parent = format!("{}/{}", deepest.trim_end_matches('/'), unique_name(tag));
-        let mut made_dirs = Vec::new();
-        for root in hierarchy_roots() {
-            let mut d = root.clone();
-            for part in cgroup_parent.trim_start_matches('/').split('/') {
-                d.push(part);
-                if !d.exists() {
-                    made_dirs.push(d.clone());
+        {
+            let mut made = MADE_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+            made.0 += 1;
+            for root in hierarchy_roots() {
+                let mut d = root.clone();
+                for part in cgroup_parent.trim_start_matches('/').split('/') {
+                    d.push(part);
+                    if !d.exists() {
+                        made.1.insert(d.clone());
+                    }
                 }
             }
         }
-        let pm = Podman { tmp, cgroup_parent, made_dirs };
+        let pm = Podman { tmp, cgroup_parent };
         let root = rootfs(&pm.tmp);
         // The pod's infra command: waits, and exits 0 on SIGTERM (a bare `sleep` as PID 1
         // ignores it).
         let pause = root.join("bin/nk-pause");
         std::fs::write(&pause, "#!/bin/sh\ntrap 'exit 0' TERM INT\nsleep 100000 &\nwait\n").unwrap();
         std::fs::set_permissions(&pause, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        for a in ["readlink"] {
-            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(a));
-        }
+        std::os::unix::fs::symlink("busybox", root.join("bin/readlink")).unwrap();
         let tar = pm.tmp.join("rootfs.tar");
         let st = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().unwrap();
         assert!(st.success(), "tar of the rootfs");
-        let out = pm.run(&["import", p(&tar), "nk-busybox"]);
-        assert_eq!(out.code, 0, "podman import: {}", out.stderr);
+        // The import writes containers/image's blob info cache to /var/lib/containers/cache
+        // (no option moves it): it runs in a mount namespace of its own with a tmpfs on
+        // /var/lib.
+        let mut cmd = pm.command(&["import", p(&tar), "nk-busybox"]);
+        // SAFETY: only system calls between fork and exec (private_var_lib).
+        unsafe { cmd.pre_exec(private_var_lib) };
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "podman import: {}", String::from_utf8_lossy(&out.stderr));
         Some(pm)
     }
 
+    /// A directory in the test's temporary directory, made if missing.
     fn dir(&self, name: &str) -> PathBuf {
         let d = self.tmp.join(name);
         std::fs::create_dir_all(&d).unwrap();
@@ -107,6 +120,8 @@ impl Podman {
             .args(["--network-config-dir", p(&self.dir("net"))])
             .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"])
             .args(["--runtime", env!("CARGO_BIN_EXE_nook-oci")])
+            // nook-oci's --root (podman gives none as root: the default /run/nook-oci).
+            .args(["--runtime-flag", &format!("root={}", p(&self.dir("oci")))])
             .args(args)
             .stdin(Stdio::null());
         cmd
@@ -160,16 +175,41 @@ impl Drop for Podman {
         for root in hierarchy_roots() {
             remove_cgroup_tree(&root.join(self.cgroup_parent.trim_start_matches('/')));
         }
-        let mut made = self.made_dirs.clone();
-        made.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
-        for d in made {
-            let _ = std::fs::remove_dir(d);
+        let mut made = MADE_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+        made.0 -= 1;
+        if made.0 == 0 {
+            let mut dirs: Vec<PathBuf> = std::mem::take(&mut made.1).into_iter().collect();
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
+            for d in dirs {
+                let _ = std::fs::remove_dir(d);
+            }
         }
         // The TempDir then unmounts what is left below it (vfs has no layer mounts; the
         // containers' /dev/shm tmpfs are unmounted by `podman rm`) and removes it.
     }
 }
 
+/// In the child before exec: a private mount namespace with a tmpfs on `/var/lib`.
+fn private_var_lib() -> std::io::Result<()> {
+    // SAFETY: plain system calls with NUL-terminated constant strings.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0
+            || libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            || libc::mount(c"nk-varlib".as_ptr(), c"/var/lib".as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The namespace `kind` of process `pid` (`self` for ours), as `readlink` shows it.
 fn ns(pid: &str, kind: &str) -> String {
     std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap().display().to_string()
 }
@@ -246,13 +286,13 @@ fn podman_detached_exec_pause_stop() {
     pm.ok(&["stop", "--time", "60", "nk-det"]);
     assert_eq!(pm.inspect("nk-det", "{{.State.Status}}"), "exited");
     assert_eq!(pm.inspect("nk-det", "{{.State.ExitCode}}"), "0");
-    assert!(!Path::new(&format!("/proc/{pid}")).exists() || ns_gone(&pid));
+    assert!(gone(&pid), "the container's process is still there after stop");
     pm.ok(&["rm", "nk-det"]);
 }
 
-/// The pid is gone or reused by another process (not in a frozen cgroup of ours).
-fn ns_gone(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/cmdline")).map_or(true, |c| !c.contains("nk-pause"))
+/// The process is gone (or its pid reused by another program).
+fn gone(pid: &str) -> bool {
+    !std::fs::read_to_string(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.contains("nk-pause"))
 }
 
 /// Whether the kernel reports the process's cgroup frozen: the v1 freezer hierarchy's
