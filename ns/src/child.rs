@@ -230,6 +230,18 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         raw::umask(mask);
     }
 
+    // Read before any filter: a notified getpid would wait for a parent that is not
+    // listening yet (it takes the listener only once we exec).
+    let own_pid = raw::getpid();
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which the identity
+    // and capability steps below may drop: then the filter goes in here, before them, as
+    // runc does (so those steps, the hooks and the start gate run under it).
+    let seccomp_early =
+        plan.seccomp.is_some() && !plan.no_new_privs && (plan.caps.is_some() || plan.identity.is_some());
+    if seccomp_early {
+        install_seccomp(plan, err, fds);
+    }
+
     // The bounding set needs CAP_SETPCAP in the effective set, which the change to a
     // non-root uid clears: drop it first, and keep the permitted set across that change.
     if let Some(caps) = &plan.caps {
@@ -282,25 +294,8 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
             None => fail(err, Stage::Landlock, libc::EBADF, None),
         }
     }
-    // Read before the filter: a notified getpid would wait for a parent that is not
-    // listening yet (it takes the listener only once we exec).
-    let own_pid = raw::getpid();
-    if let Some(sc) = &plan.seccomp {
-        let flags = sc.flags | if sc.notify { libc::SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
-        let listener = match raw::seccomp_filter(&sc.filter, flags) {
-            Ok(fd) => fd,
-            Err(e) => fail(err, Stage::Seccomp, e, None),
-        };
-        if sc.notify {
-            match fds.get(FdRole::SeccompNotify) {
-                Some(sock) => {
-                    check(err, Stage::SeccompNotify, raw::send_fd(sock, listener));
-                    raw::close(listener);
-                    raw::close(sock);
-                }
-                None => fail(err, Stage::SeccompNotify, libc::EBADF, None),
-            }
-        }
+    if !seccomp_early {
+        install_seccomp(plan, err, fds);
     }
 
     if plan.init {
@@ -310,6 +305,27 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         }
     }
     exec_payload(plan, err)
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER)` of the plan's program; a notify program's listener
+/// goes to the parent over the plan's socket.
+fn install_seccomp(plan: &Plan, err: RawFd, fds: &ChildFds) {
+    let Some(sc) = &plan.seccomp else { return };
+    let flags = sc.flags | if sc.notify { libc::SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
+    let listener = match raw::seccomp_filter(&sc.filter, flags) {
+        Ok(fd) => fd,
+        Err(e) => fail(err, Stage::Seccomp, e, None),
+    };
+    if sc.notify {
+        match fds.get(FdRole::SeccompNotify) {
+            Some(sock) => {
+                check(err, Stage::SeccompNotify, raw::send_fd(sock, listener));
+                raw::close(listener);
+                raw::close(sock);
+            }
+            None => fail(err, Stage::SeccompNotify, libc::EBADF, None),
+        }
+    }
 }
 
 /// The start gate (`Command::start_gate`): checks that the program is there to exec (an

@@ -714,7 +714,11 @@ impl Command {
     /// calls are not filtered; the program must allow `execve` (see [`SeccompProgram`] for
     /// what else). Unprivileged, it needs [`Command::no_new_privs`]. With
     /// [`Command::init`] the filter is installed before the init forks, so it confines
-    /// `nk-init` (PID 1) and the payload alike. A program the kernel refuses fails the
+    /// `nk-init` (PID 1) and the payload alike. Without [`Command::no_new_privs`], when
+    /// the plan changes the identity or the capabilities (which may drop the CAP_SYS_ADMIN
+    /// an unconfined filter install needs), the filter is installed before those steps
+    /// instead, as runc does: they, the `pre_exec` hooks and the start gate then run under
+    /// it, so the program must allow them too. A program the kernel refuses fails the
     /// spawn at [`Stage::Seccomp`]; the listener of a
     /// [`SeccompProgram::notify`] program is on [`crate::Child::take_seccomp_notifier`].
     pub fn seccomp(&mut self, program: SeccompProgram) -> &mut Self {

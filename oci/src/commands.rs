@@ -347,7 +347,7 @@ fn same_confinement(exec: &oci_spec::runtime::Process, c: &Container) -> Result<
     let config = crate::config::load(c.stored.oci.bundle())?;
     let Some(first) = config.process() else { return Ok(()) };
     let fields: [(&str, serde_json::Value, serde_json::Value); 9] = [
-        ("capabilities", json(exec.capabilities()), json(first.capabilities())),
+        ("capabilities", caps_json(exec.capabilities()), caps_json(first.capabilities())),
         ("noNewPrivileges", json(exec.no_new_privileges()), json(first.no_new_privileges())),
         ("rlimits", json(exec.rlimits()), json(first.rlimits())),
         ("apparmorProfile", json(exec.apparmor_profile()), json(first.apparmor_profile())),
@@ -366,6 +366,20 @@ fn same_confinement(exec: &oci_spec::runtime::Process, c: &Container) -> Result<
         }
     }
     Ok(())
+}
+
+/// Capability sets as JSON with each set sorted: oci-spec keeps them in `HashSet`s, whose
+/// order differs between two parses of the same list.
+fn caps_json(caps: &Option<oci_spec::runtime::LinuxCapabilities>) -> serde_json::Value {
+    let mut v = json(caps);
+    if let Some(sets) = v.as_object_mut() {
+        for set in sets.values_mut() {
+            if let Some(list) = set.as_array_mut() {
+                list.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            }
+        }
+    }
+    v
 }
 
 /// A field as JSON, for comparing.

@@ -212,7 +212,10 @@ fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
         match typ {
             "cgroup" | "cgroup2" if dest == "/sys/fs/cgroup" => {
                 // runc's view of the container's own cgroup (see SandboxSpec::cgroup_view).
-                if let Some(o) = opts.iter().find(|o| !["nosuid", "noexec", "nodev", "relatime", "ro"].contains(*o)) {
+                // `private`/`rprivate` (podman's): the facade's mounts are private already
+                // (the new mount namespace's `/` is made rprivate first).
+                let allowed = ["nosuid", "noexec", "nodev", "relatime", "ro", "private", "rprivate"];
+                if let Some(o) = opts.iter().find(|o| !allowed.contains(*o)) {
                     return Err(refuse(field, format!("cgroup mount option {o:?} is not supported")));
                 }
                 if !opts.contains(&"ro") {

@@ -7,4 +7,5 @@ mod config_fields;
 mod conformance;
 mod harness;
 mod nook_only;
+mod podman;
 mod tier2;
