@@ -270,10 +270,18 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Docker's shape: `set` as bounding, effective, permitted and inheritable set, an
-    /// empty ambient set.
+    /// Docker's shape: `set` as bounding, effective and permitted set, empty inheritable and
+    /// ambient sets. An inheritable set would let a program running as another uid gain
+    /// those capabilities by executing a file whose inheritable file capabilities name them
+    /// (CVE-2022-24769: Docker and runc since leave it empty).
     pub const fn only(set: CapSet) -> Capabilities {
-        Capabilities { bounding: set, effective: set, permitted: set, inheritable: set, ambient: CapSet::EMPTY }
+        Capabilities {
+            bounding: set,
+            effective: set,
+            permitted: set,
+            inheritable: CapSet::EMPTY,
+            ambient: CapSet::EMPTY,
+        }
     }
 
     /// No capability at all (every set empty).
@@ -281,9 +289,11 @@ impl Capabilities {
         Capabilities::only(CapSet::EMPTY)
     }
 
-    /// The same sets with `ambient` as the ambient set.
+    /// The same sets with `ambient` as the ambient set, and in the inheritable set (the
+    /// kernel keeps a capability ambient only while it is inheritable too).
     pub const fn with_ambient(mut self, ambient: CapSet) -> Capabilities {
         self.ambient = ambient;
+        self.inheritable = CapSet::from_bits(self.inheritable.bits() | ambient.bits());
         self
     }
 }

@@ -77,7 +77,7 @@ fn root_gets_exactly_the_bounding_set() {
     let mut cmd = Command::new("/bin/cat");
     cmd.unshare(Namespace::Uts).capabilities(Capabilities::only(set));
     let [eff, prm, bnd, amb, inh] = caps_inside(&mut cmd);
-    assert_eq!((eff, prm, bnd, amb, inh), (set.bits(), set.bits(), set.bits(), 0, set.bits()));
+    assert_eq!((eff, prm, bnd, amb, inh), (set.bits(), set.bits(), set.bits(), 0, 0));
 
     // The same in a new user namespace (root there), with a fresh bounding set.
     let mut cmd = Command::new("/bin/cat");
@@ -108,6 +108,46 @@ fn a_non_root_user_keeps_only_its_ambient_capabilities() {
     cmd.unshare(Namespace::Uts).user(65534, 65534).capabilities(Capabilities::only(set));
     let [eff, prm, bnd, amb, _] = caps_inside(&mut cmd);
     assert_eq!((eff, prm, bnd, amb), (0, 0, set.bits(), 0));
+}
+
+/// CVE-2022-24769's shape: a program running as another uid must not gain a capability by
+/// executing a file whose *inheritable* file capabilities name it — which it does when the
+/// process's inheritable set holds it (the new permitted set takes `pI & fI`). The sets nook
+/// gives leave the inheritable set empty, so the file gives nothing.
+#[test]
+fn a_file_with_inheritable_capabilities_gives_a_non_root_user_nothing() {
+    require_root!();
+    let dir = TempDir::new("inh").unwrap();
+    fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let prog = dir.path().join("cat");
+    fs::copy("/bin/cat", &prog).unwrap();
+    fs::set_permissions(&prog, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // struct vfs_cap_data, revision 2, effective flag: permitted 0, inheritable CAP_CHOWN.
+    let chown = 1u32 << (Capability::Chown as u32);
+    let mut xattr = Vec::new();
+    for word in [0x0200_0000u32 | 1, 0, chown, 0, 0] {
+        xattr.extend_from_slice(&word.to_le_bytes());
+    }
+    let path = std::ffi::CString::new(prog.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path, name and a buffer of the length passed.
+    let rc = unsafe {
+        libc::setxattr(path.as_ptr(), c"security.capability".as_ptr(), xattr.as_ptr().cast(), xattr.len(), 0)
+    };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+
+    let set = CapSet::EMPTY.with(Capability::Chown).with(Capability::Kill);
+    let mut cmd = Command::new(&prog);
+    cmd.unshare(Namespace::Uts).user(65534, 65534).capabilities(Capabilities::only(set));
+    let [eff, prm, _, amb, inh] = caps_inside(&mut cmd);
+    assert_eq!((eff, prm, amb, inh), (0, 0, 0, 0), "the file's inheritable CAP_CHOWN must give nothing");
+
+    // Control: with CAP_CHOWN inheritable the same file does give it (the test can tell).
+    let mut caps = Capabilities::only(set);
+    caps.inheritable = set;
+    let mut cmd = Command::new(&prog);
+    cmd.unshare(Namespace::Uts).user(65534, 65534).capabilities(caps);
+    let [eff, prm, ..] = caps_inside(&mut cmd);
+    assert_eq!((eff, prm), (u64::from(chown), u64::from(chown)), "control: pI & fI reaches the permitted set");
 }
 
 #[test]

@@ -12,8 +12,10 @@
 //! Defaults are at least as strict as Docker's; where nook is stricter, the item says so.
 //!
 //! ## For the mechanism (how the pieces are meant to be applied)
-//! - The capability set becomes the bounding, permitted, effective and inheritable sets (and
-//!   ambient, when the program runs as non-root), after the last privileged plan step.
+//! - The capability set becomes the bounding, permitted and effective sets (and ambient and
+//!   inheritable, when the program runs as non-root with ambient capabilities; otherwise the
+//!   inheritable set is empty, as Docker's since CVE-2022-24769), after the last privileged
+//!   plan step.
 //! - The seccomp program ([`CompiledProfile::instructions`], or
 //!   [`CompiledProfile::to_libc`]) is installed as the last step before `execve`, after
 //!   `no_new_privs` (the program allows `execve`; a custom profile that denies it makes
