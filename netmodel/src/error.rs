@@ -63,6 +63,45 @@ pub enum Error {
         /// Its endpoints (as `sandbox/endpoint-id`).
         endpoints: Vec<String>,
     },
+    /// A network of that name already exists on the host (its record is in the state
+    /// directory): [`crate::Network::open`] it instead.
+    #[error("network {network} already exists")]
+    NetworkExists {
+        /// The network.
+        network: String,
+    },
+    /// No network of that name exists in the state directory ([`crate::Network::open`]).
+    #[error("network {network} not found")]
+    NetworkNotFound {
+        /// The network.
+        network: String,
+    },
+    /// A network's record exists but what its driver built is gone from the host namespace
+    /// (its bridge was deleted, or the state directory belongs to another namespace).
+    #[error("network {network}: link {link} is missing from the host namespace")]
+    NetworkIncomplete {
+        /// The network.
+        network: String,
+        /// The link expected (the bridge, a macvlan parent).
+        link: String,
+    },
+    /// The network still has users in other processes ([`crate::Network::users`]).
+    #[error("network {network} is used by {} other handle(s): {}", .users.len(), .users.join(", "))]
+    NetworkHasUsers {
+        /// The network.
+        network: String,
+        /// The users' processes.
+        users: Vec<String>,
+    },
+    /// A network's record in the state directory does not parse, or holds another network.
+    #[error("network record {path} is corrupt: {source}")]
+    CorruptRecord {
+        /// The record.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A macvlan network's parent link does not exist in the host namespace.
     #[error("network {network}: parent link {parent:?} does not exist in the host namespace")]
     UnknownParent {

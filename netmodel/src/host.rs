@@ -10,7 +10,7 @@ use nook_ns::{Namespace, NsFd};
 
 use crate::error::{Error, Result};
 use crate::firewall::{FirewallBackend, Nftables, PortMapping, Protocol};
-use crate::ipam::{DEFAULT_STATE_DIR, Ipam};
+use crate::ipam::{AddressPool, DEFAULT_STATE_DIR, Ipam, default_address_pools};
 use crate::netlink::Netlink;
 use crate::validation::ValidationError;
 
@@ -36,6 +36,8 @@ struct HostInner {
     ipam: Ipam,
     firewall: Arc<dyn FirewallBackend>,
     netlink: Mutex<Netlink>,
+    /// Where automatic subnets come from.
+    address_pools: Vec<AddressPool>,
     /// Host ports published by this process: `(protocol, host_ip, port)`.
     ports: Mutex<HashSet<(Protocol, Option<IpAddr>, u16)>>,
 }
@@ -47,11 +49,17 @@ pub struct HostBuilder<'a> {
     netns: Option<&'a NsFd>,
     ipam_dir: PathBuf,
     firewall: Option<Arc<dyn FirewallBackend>>,
+    address_pools: Vec<AddressPool>,
 }
 
 impl Default for HostBuilder<'_> {
     fn default() -> Self {
-        HostBuilder { netns: None, ipam_dir: PathBuf::from(DEFAULT_STATE_DIR), firewall: None }
+        HostBuilder {
+            netns: None,
+            ipam_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            firewall: None,
+            address_pools: default_address_pools(),
+        }
     }
 }
 
@@ -79,6 +87,15 @@ impl<'a> HostBuilder<'a> {
         self
     }
 
+    /// Cut automatic subnets (a network spec without subnets) from these pools, in order,
+    /// instead of Docker's defaults ([`default_address_pools`]; Docker's
+    /// `default-address-pools`). Give the same pools in every process sharing the state
+    /// directory. An empty list turns automatic subnets off.
+    pub fn address_pools(&mut self, pools: impl IntoIterator<Item = AddressPool>) -> &mut Self {
+        self.address_pools = pools.into_iter().collect();
+        self
+    }
+
     /// Opens the namespace, a netlink socket in it, the IPAM state and the firewall backend.
     pub fn build(&self) -> Result<Host> {
         let netns = match self.netns {
@@ -87,6 +104,9 @@ impl<'a> HostBuilder<'a> {
         };
         if netns.kind() != Namespace::Net {
             return Err(ValidationError::NotNetNamespace { field: "netns", kind: netns.kind() }.into());
+        }
+        for pool in &self.address_pools {
+            pool.validate()?;
         }
         let ipam = Ipam::open(&self.ipam_dir)?;
         let firewall: Arc<dyn FirewallBackend> = match &self.firewall {
@@ -100,6 +120,7 @@ impl<'a> HostBuilder<'a> {
                 ipam,
                 firewall,
                 netlink: Mutex::new(netlink),
+                address_pools: self.address_pools.clone(),
                 ports: Mutex::new(HashSet::new()),
             }),
         })
@@ -125,6 +146,11 @@ impl Host {
     /// The IPAM state.
     pub fn ipam(&self) -> &Ipam {
         &self.inner.ipam
+    }
+
+    /// The pools automatic subnets are cut from ([`HostBuilder::address_pools`]).
+    pub fn address_pools(&self) -> &[AddressPool] {
+        &self.inner.address_pools
     }
 
     /// The firewall backend.

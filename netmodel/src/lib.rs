@@ -178,6 +178,7 @@ mod mode;
 mod name;
 pub mod netlink;
 mod network;
+mod registry;
 mod sandbox;
 mod spec;
 mod util;

@@ -4,10 +4,15 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::driver::NetworkDriver;
+use ipnet::IpNet;
+
+use crate::driver::{Driver, NetworkDriver};
 use crate::error::{Error, Result};
 use crate::firewall::FirewallConflict;
 use crate::host::Host;
+use crate::ipam::{IpamError, Owner};
+use crate::name::NetworkName;
+use crate::registry::{Record, Registry, User};
 use crate::spec::NetworkSpec;
 use crate::util::{pool_gateway, random_hex};
 
@@ -25,12 +30,37 @@ pub struct NetworkEndpoint {
     pub aliases: Vec<String>,
 }
 
-/// A network: built on the host by its driver, its subnets registered with IPAM.
+/// A network: built on the host by its driver, its subnets registered with IPAM, its record
+/// in the state directory so other processes can [`Network::open`] it.
+///
+/// # Sharing between processes
+///
+/// A network outlives the handle — and the process — that made it: its record (id, resolved
+/// spec, users) lives in the host's state directory beside IPAM's files, and any process
+/// using the same state directory and host namespace attaches to it with [`Network::open`].
+/// Every [`Network::create`] or [`Network::open`] registers one *user* (this handle and its
+/// clones, with its process's pid and start time); concurrent connects from several processes
+/// get distinct addresses from IPAM's locked state and distinct MAC addresses (random, from
+/// the kernel, unless given). A network goes away:
+///
+/// * explicitly: [`Network::remove`] tears it down for everyone, unless an endpoint — of any
+///   process — is still attached ([`Error::NetworkInUse`]); other users' handles then fail to
+///   connect;
+/// * by its last user: [`Network::release`] (and dropping the last clone of a handle, best
+///   effort) leaves, and removes the network when no other live user and no live endpoint is
+///   left. A user whose process died (crashed, killed) is recognised as gone and does not
+///   count;
+/// * not at all: [`Network::leave`] leaves without asking for removal, so the network stays
+///   for processes that open it later.
 ///
 /// Endpoints keep the network alive: dropping the `Network` (or a refused
-/// [`Network::remove`]) while sandboxes are connected leaves it working for them, and it is
-/// torn down when the last endpoint leaves. Teardown order: firewall rules, then the
-/// driver's links (the bridge), then the IPAM registration.
+/// [`Network::remove`]) while sandboxes of this process are connected leaves it working for
+/// them, and it is released when the last endpoint leaves. Teardown order: IPAM closes the
+/// network (no more addresses from then on), firewall rules, the driver's links (the bridge),
+/// the IPAM registration, the record.
+///
+/// A network of a custom driver ([`crate::Driver::Custom`]) has no record (the driver does not
+/// serialize): it is this process's alone, and torn down when its last handle goes.
 #[derive(Debug)]
 pub struct Network {
     inner: Arc<NetworkInner>,
@@ -43,60 +73,144 @@ struct NetworkInner {
     host: Host,
     driver: Arc<dyn NetworkDriver>,
     endpoints: Mutex<Vec<NetworkEndpoint>>,
-    torn_down: AtomicBool,
+    /// This handle's entry in the record (`None`: a custom driver's network, no record).
+    user: Option<User>,
+    /// Removed, released or left: nothing more to do on drop.
+    done: AtomicBool,
 }
 
 impl Network {
     /// Creates a network.
     ///
     /// Everything is checked before anything changes: the spec ([`NetworkSpec::validate`]),
-    /// the host (parent link exists, bridge name free), then the subnets are registered with
-    /// IPAM (which refuses bad CIDRs, gateways and overlaps with other networks). Only then
-    /// does the driver build the network; if that fails, the IPAM registration is undone and
-    /// the error carries the cause and any cleanup failure.
+    /// the host (no network of that name in the state directory — [`Error::NetworkExists`],
+    /// [`Network::open`] it instead — parent link exists, bridge name free), then the subnets
+    /// are registered with IPAM (which refuses bad CIDRs, gateways and overlaps with other
+    /// networks). A spec without subnets gets one from the host's address pools
+    /// ([`crate::HostBuilder::address_pools`]): the first that overlaps no route of the host
+    /// namespace and no other network, chosen under the state directory's lock so processes
+    /// creating networks at once get different ones. Only then does the driver build the
+    /// network; if that fails, the IPAM registration is undone and the error carries the cause
+    /// and any cleanup failure. Last, the record is written and this handle is its first user.
     pub fn create(host: &Host, spec: &NetworkSpec) -> Result<Network> {
         spec.validate()?;
+        let resolved = resolve(spec);
+        if !shared(&resolved) {
+            return Network::build(host, resolved, None);
+        }
+        let registry = Registry::new(host.ipam().dir());
+        let _lock = registry.lock()?;
+        if registry.load(&resolved.name)?.is_some() {
+            return Err(Error::NetworkExists { network: resolved.name.to_string() });
+        }
+        Network::build(host, resolved, Some(&registry))
+    }
+
+    /// Attaches to the network `name` that a process (this one or another, maybe gone) created
+    /// on `host`: reads its record from the state directory, checks that what the driver
+    /// built is there (the bridge; a macvlan parent) and registers this handle as a user.
+    ///
+    /// [`Error::NetworkNotFound`] when there is no such network (never created, removed, or of
+    /// a custom driver); [`Error::NetworkIncomplete`] when its bridge is gone from the host
+    /// namespace ([`Network::recreate`] replaces it).
+    pub fn open(host: &Host, name: &str) -> Result<Network> {
+        let name = NetworkName::new(name)?;
+        let registry = Registry::new(host.ipam().dir());
+        let _lock = registry.lock()?;
+        let Some(mut record) = registry.load(&name)? else {
+            return Err(Error::NetworkNotFound { network: name.to_string() });
+        };
+        let driver = record.spec.driver.instance();
+        driver.check_built(host, &record.spec)?;
+        let user = User::current();
+        record.users.retain(|u| u.owner.is_alive());
+        record.users.push(user.clone());
+        registry.save(&record)?;
+        Ok(Network::from_parts(record.id, record.spec, host, driver, Some(user)))
+    }
+
+    /// Builds a resolved, validated spec; with `registry` (whose lock the caller holds),
+    /// records it with this process as its first user.
+    fn build(host: &Host, mut spec: NetworkSpec, registry: Option<&Registry<'_>>) -> Result<Network> {
         let id = random_hex(64);
-        let spec = resolve(spec);
         let driver = spec.driver.instance();
         driver.check_host(host, &spec)?;
-        // A custom driver may do without addresses: then IPAM has nothing to manage.
-        let registered = !spec.subnets.is_empty();
-        if registered {
+        if spec.subnets.is_empty() && !matches!(spec.driver, Driver::Custom(_)) {
+            let avoid = host_routes(host)?;
+            let pool = host.ipam().add_network_auto(&spec.name, host.address_pools(), &avoid)?;
+            spec.subnets.push(pool);
+        } else if !spec.subnets.is_empty() {
             host.ipam().add_network(&spec.name, &spec.subnets)?;
         }
-        if let Err(e) = driver.setup(host, &spec) {
-            let cleanup = if registered {
+        // A custom driver may do without addresses: then IPAM has nothing to manage.
+        let registered = !spec.subnets.is_empty();
+        let unregister = |spec: &NetworkSpec| -> Vec<Error> {
+            if registered {
                 host.ipam().remove_network(&spec.name).err().map(Error::from).into_iter().collect()
             } else {
                 Vec::new()
-            };
-            return Err(Error::with_cleanup(e, cleanup));
+            }
+        };
+        if let Err(e) = driver.setup(host, &spec) {
+            return Err(Error::with_cleanup(e, unregister(&spec)));
         }
-        Ok(Network {
+        let user = match registry {
+            None => None,
+            Some(registry) => {
+                let user = User::current();
+                if let Err(e) = registry.save(&Record::new(&id, &spec, user.clone())) {
+                    let mut cleanup: Vec<Error> = driver.teardown(host, &spec).err().into_iter().collect();
+                    cleanup.extend(unregister(&spec));
+                    return Err(Error::with_cleanup(e, cleanup));
+                }
+                Some(user)
+            }
+        };
+        Ok(Network::from_parts(id, spec, host, driver, user))
+    }
+
+    fn from_parts(
+        id: String,
+        spec: NetworkSpec,
+        host: &Host,
+        driver: Arc<dyn NetworkDriver>,
+        user: Option<User>,
+    ) -> Network {
+        Network {
             inner: Arc::new(NetworkInner {
                 id,
                 spec,
                 host: host.clone(),
                 driver,
                 endpoints: Mutex::new(Vec::new()),
-                torn_down: AtomicBool::new(false),
+                user,
+                done: AtomicBool::new(false),
             }),
-        })
+        }
     }
 
     /// Creates a network after a crash: removes what a process that died left of a network
-    /// of the same name — its firewall chains and port rules, its bridge (for a bridge
-    /// network: the one `spec` names, or the default name, which follows from the network's
-    /// name), its IPAM registration — then [`Network::create`]s it.
+    /// of the same name — its record, its firewall chains and port rules, its bridge (for a
+    /// bridge network: the one `spec` names, or the default name, which follows from the
+    /// network's name), its IPAM registration — then [`Network::create`]s it.
     ///
-    /// Refused with [`Error::NetworkInUse`], changing nothing, while a live process or a
-    /// persisted namespace still holds an address on it (IPAM's owners): only a network
-    /// nobody uses any more is replaced. A link of the bridge's name that is not a bridge is
-    /// refused with [`Error::LinkExists`].
+    /// Refused, changing nothing, while a live process still has the network open
+    /// ([`Error::NetworkHasUsers`]) or a live process or a persisted namespace still holds an
+    /// address on it ([`Error::NetworkInUse`], IPAM's owners): only a network nobody uses any
+    /// more is replaced. A link of the bridge's name that is not a bridge is refused with
+    /// [`Error::LinkExists`].
     pub fn recreate(host: &Host, spec: &NetworkSpec) -> Result<Network> {
         spec.validate()?;
         let resolved = resolve(spec);
+        let registry = Registry::new(host.ipam().dir());
+        let _lock = if shared(&resolved) { Some(registry.lock()?) } else { None };
+        if let Some(record) = registry.load(&resolved.name)? {
+            let users: Vec<String> =
+                record.users.iter().filter(|u| u.owner.is_alive()).map(|u| u.owner.to_string()).collect();
+            if !users.is_empty() {
+                return Err(Error::NetworkHasUsers { network: resolved.name.to_string(), users });
+            }
+        }
         let ipam = host.ipam();
         let registered = ipam.networks()?.iter().any(|n| resolved.name == n.as_str());
         if registered {
@@ -130,7 +244,9 @@ impl Network {
         if registered {
             ipam.remove_network(&resolved.name)?;
         }
-        Network::create(host, spec)
+        registry.remove(&resolved.name)?;
+        let registry = shared(&resolved).then_some(&registry);
+        Network::build(host, resolved, registry)
     }
 
     /// The network's id (64 hex digits, random).
@@ -187,11 +303,14 @@ impl Network {
         self.inner.endpoints().clone()
     }
 
-    /// Removes the network: firewall rules, the driver's links, the IPAM registration; every
-    /// step is attempted and every failure reported.
+    /// Removes the network now, for every process: IPAM closes it (no process gets an
+    /// address on it from then on), then firewall rules, the driver's links, the IPAM
+    /// registration and the record go; every step is attempted and every failure reported.
+    /// Other processes' handles stay valid objects, but connecting through them fails.
     ///
-    /// Refused with [`Error::NetworkInUse`] while endpoints are attached; the network then
-    /// stays up for them and is torn down (best effort) when the last one leaves.
+    /// Refused with [`Error::NetworkInUse`] while endpoints are attached — of this process,
+    /// or any live process's or persisted namespace's address on it; the network then stays
+    /// up for them (and, for this process's endpoints, is released when the last one leaves).
     pub fn remove(self) -> Result<()> {
         {
             let endpoints = self.inner.endpoints();
@@ -205,7 +324,45 @@ impl Network {
                 });
             }
         }
-        self.inner.teardown()
+        self.inner.remove()
+    }
+
+    /// Leaves the network, and removes it (as [`Network::remove`]) if this was its last user:
+    /// no other live process has it open and no endpoint is attached. Returns whether it was
+    /// removed. Users whose process is gone do not count (nor do their endpoints, whose
+    /// addresses IPAM reclaims).
+    ///
+    /// While other clones of this handle or this process's endpoints still use it, nothing
+    /// happens yet (`Ok(false)`): the last of them releases it when it goes.
+    pub fn release(self) -> Result<bool> {
+        if Arc::strong_count(&self.inner) > 1 {
+            return Ok(false);
+        }
+        self.inner.release()
+    }
+
+    /// Leaves the network without asking for its removal: it stays on the host for other
+    /// processes (and this process's endpoints keep working), to be [`Network::open`]ed later.
+    /// Applies to every clone of this handle. A custom driver's network (which has no record)
+    /// is left in place too, but nothing can open it again.
+    pub fn leave(self) -> Result<()> {
+        self.inner.leave()
+    }
+
+    /// The processes that have the network open now (live users; a process appears once per
+    /// handle it opened), this one included. Empty for a custom driver's network.
+    pub fn users(&self) -> Result<Vec<Owner>> {
+        if self.inner.user.is_none() {
+            return Ok(Vec::new());
+        }
+        let registry = Registry::new(self.inner.host.ipam().dir());
+        let _lock = registry.lock()?;
+        Ok(match registry.load(self.name())? {
+            Some(record) if record.id == self.inner.id => {
+                record.users.into_iter().map(|u| u.owner).filter(Owner::is_alive).collect()
+            }
+            _ => Vec::new(),
+        })
     }
 
     /// Another handle on the same network (for endpoints).
@@ -240,17 +397,110 @@ impl NetworkInner {
         self.endpoints.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn teardown(&self) -> Result<()> {
-        if self.torn_down.swap(true, Ordering::AcqRel) {
+    /// [`Network::remove`], once the local endpoints are known to be gone.
+    fn remove(&self) -> Result<()> {
+        if self.done.load(Ordering::Acquire) {
             return Ok(());
         }
+        if self.user.is_none() {
+            return self.destroy(None);
+        }
+        let registry = Registry::new(self.host.ipam().dir());
+        let _lock = registry.lock()?;
+        match registry.load(&self.spec.name)? {
+            Some(record) if record.id == self.id => self.destroy(Some(&registry)),
+            // Removed already (by another user; maybe replaced by a network of the same name).
+            _ => {
+                self.done.store(true, Ordering::Release);
+                Ok(())
+            }
+        }
+    }
+
+    /// [`Network::release`]: leave, and remove when no live user and no endpoint is left.
+    fn release(&self) -> Result<bool> {
+        if self.done.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let Some(user) = &self.user else {
+            return self.destroy(None).map(|()| true);
+        };
+        let registry = Registry::new(self.host.ipam().dir());
+        let _lock = registry.lock()?;
+        let mut record = match registry.load(&self.spec.name)? {
+            Some(record) if record.id == self.id => record,
+            _ => {
+                self.done.store(true, Ordering::Release);
+                return Ok(false);
+            }
+        };
+        if record.leave(&user.handle) {
+            registry.save(&record)?;
+            self.done.store(true, Ordering::Release);
+            return Ok(false);
+        }
+        match self.destroy(Some(&registry)) {
+            Ok(()) => Ok(true),
+            // Endpoints of other processes (or persisted namespaces) keep it, without users.
+            Err(Error::NetworkInUse { .. }) => {
+                registry.save(&record)?;
+                self.done.store(true, Ordering::Release);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Network::leave`].
+    fn leave(&self) -> Result<()> {
+        if self.done.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let Some(user) = &self.user else { return Ok(()) };
+        let registry = Registry::new(self.host.ipam().dir());
+        let _lock = registry.lock()?;
+        if let Some(mut record) = registry.load(&self.spec.name)? {
+            if record.id == self.id {
+                record.leave(&user.handle);
+                registry.save(&record)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tears the network down (with `registry`'s lock held, for a recorded one): IPAM closes
+    /// it unless a live owner holds an address ([`Error::NetworkInUse`], nothing changed),
+    /// then firewall rules and links, the IPAM registration, the record.
+    fn destroy(&self, registry: Option<&Registry<'_>>) -> Result<()> {
+        let ipam = self.host.ipam();
+        let registered = !self.spec.subnets.is_empty();
         let mut errors = Vec::new();
+        if registered {
+            match ipam.close_network(&self.spec.name) {
+                Ok(()) | Err(IpamError::UnknownNetwork { .. }) => {}
+                Err(IpamError::NetworkInUse { network, allocations }) => {
+                    return Err(Error::NetworkInUse {
+                        network,
+                        endpoints: allocations.iter().map(|(address, owner)| format!("{owner}/{address}")).collect(),
+                    });
+                }
+                // An unusable state file: it cannot say who holds addresses; tear down anyway
+                // (as before there were records), and report it.
+                Err(e) => errors.push(e.into()),
+            }
+        }
+        self.done.store(true, Ordering::Release);
         if let Err(e) = self.driver.teardown(&self.host, &self.spec) {
             errors.push(e);
         }
-        if !self.spec.subnets.is_empty() {
-            if let Err(e) = self.host.ipam().remove_network(&self.spec.name) {
+        if registered {
+            if let Err(e) = ipam.remove_network(&self.spec.name) {
                 errors.push(e.into());
+            }
+        }
+        if let Some(registry) = registry {
+            if let Err(e) = registry.remove(&self.spec.name) {
+                errors.push(e);
             }
         }
         Error::teardown(format!("network {}", self.spec.name), errors)
@@ -259,8 +509,25 @@ impl NetworkInner {
 
 impl Drop for NetworkInner {
     fn drop(&mut self) {
-        let _ = self.teardown();
+        let _ = self.release();
     }
+}
+
+/// Whether the network gets a record (shared between processes): every built-in driver's.
+fn shared(spec: &NetworkSpec) -> bool {
+    !matches!(spec.driver, Driver::Custom(_))
+}
+
+/// The destinations of the host namespace's routes (main table, both families, without the
+/// default routes): automatic subnets must not overlap them.
+fn host_routes(host: &Host) -> Result<Vec<IpNet>> {
+    let v6 = host.address_pools().iter().any(|p| p.base.addr().is_ipv6());
+    let mut nl = host.netlink();
+    let mut routes = nl.routes(false)?;
+    if v6 {
+        routes.extend(nl.routes(true)?);
+    }
+    Ok(routes.into_iter().filter_map(|r| r.destination).filter(|d| d.prefix_len() > 0).collect())
 }
 
 /// The spec as built: gateways filled in, the default bridge name chosen.

@@ -42,7 +42,10 @@ pub struct NetworkSpec {
     /// The driver.
     pub driver: Driver,
     /// Its subnets (IPv4 and/or IPv6), each with an optional gateway (default: the first
-    /// host address). At least one.
+    /// host address). None: for a built-in driver, one IPv4 subnet is chosen when the network
+    /// is created — the first free one of the host's address pools
+    /// ([`crate::HostBuilder::address_pools`], Docker's defaults) overlapping no route of the
+    /// host namespace and no other network; a custom driver then works without addresses.
     #[serde(default)]
     pub subnets: Vec<Pool>,
     /// No outbound NAT, no forwarding to or from outside, no default route in sandboxes, no
@@ -166,9 +169,8 @@ impl NetworkSpec {
         // A built-in driver's own options (its link names) come before the generic checks; a
         // custom driver's checks after them.
         self.driver.validate_options()?;
-        let custom = matches!(self.driver, Driver::Custom(_));
-        // The built-in drivers need addresses; a custom driver may do without.
-        if !self.subnets.is_empty() || !custom {
+        // No subnets: a built-in driver gets one chosen at creation, a custom one does without.
+        if !self.subnets.is_empty() {
             crate::ipam::validate_pools(&self.name, &self.subnets)?;
         }
         if let Some(mtu) = self.mtu {
@@ -225,9 +227,10 @@ mod tests {
         assert_eq!(field_of(s.validate().unwrap_err()), "bridge");
 
         // Subnet checks are IPAM's (pure, before anything is written).
+        // No subnet is fine: one is chosen when the network is created.
         let mut s = bridge();
         s.subnets.clear();
-        assert_eq!(field_of(s.validate().unwrap_err()), "ipam");
+        assert!(s.validate().is_ok());
         let mut s = bridge();
         s.subnets[0].subnet = "10.9.0.1/24".parse().unwrap();
         assert_eq!(field_of(s.validate().unwrap_err()), "ipam");

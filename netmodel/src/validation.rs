@@ -79,6 +79,15 @@ pub enum ValidationError {
         /// The network.
         network: String,
     },
+    /// An address pool for automatic subnets ([`crate::ipam::AddressPool`]) whose subnet size
+    /// is not between its base's prefix length and the smallest usable subnet (`/30`, `/126`).
+    #[error("address pool {base}: subnet size /{size} must be in /{}../{}", .base.prefix_len(), .base.max_prefix_len() - 2)]
+    AddressPoolSize {
+        /// The pool's base.
+        base: IpNet,
+        /// The size given.
+        size: u8,
+    },
     /// A subnet cannot hold a gateway plus one address (IPv4 `/31`, `/32`; IPv6 `/127`, `/128`).
     #[error("network {network:?}: subnet {subnet} is too small (it must hold a gateway and at least one address)")]
     SubnetTooSmall {

@@ -134,6 +134,18 @@ impl NetworkDriver for BridgeDriver {
         Ok(())
     }
 
+    /// The bridge exists and is a bridge.
+    fn check_built(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
+        let name = self.bridge_name(spec)?;
+        match host.netlink().link(name)? {
+            Some(link) if link.kind.as_deref() == Some("bridge") => {
+                self.index.store(link.index, Ordering::Relaxed);
+                Ok(())
+            }
+            _ => Err(Error::NetworkIncomplete { network: spec.name.to_string(), link: name.to_owned() }),
+        }
+    }
+
     fn setup(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
         let name = self.bridge_name(spec)?;
         let index = {

@@ -109,6 +109,11 @@ impl NetworkDriver for MacvlanDriver {
         MacvlanDriver::parent_index(host, spec).map(drop)
     }
 
+    /// The parent link is still there.
+    fn check_built(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
+        self.check_host(host, spec)
+    }
+
     fn setup(&self, _host: &Host, _spec: &NetworkSpec) -> Result<()> {
         Ok(())
     }

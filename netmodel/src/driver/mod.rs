@@ -167,6 +167,13 @@ pub trait NetworkDriver: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// Read-only checks that what [`NetworkDriver::setup`] built (maybe in another process)
+    /// is there, before [`crate::Network::open`] attaches to it. Default: nothing to check.
+    fn check_built(&self, host: &Host, spec: &NetworkSpec) -> Result<()> {
+        let _ = (host, spec);
+        Ok(())
+    }
+
     /// Builds the network on the host. On failure it must leave nothing behind.
     fn setup(&self, host: &Host, spec: &NetworkSpec) -> Result<()>;
 

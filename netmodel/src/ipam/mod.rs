@@ -84,6 +84,7 @@
 //! the subnet is (an IPv6 `/64` is never iterated).
 
 mod owner;
+mod pools;
 mod state;
 mod store;
 mod validate;
@@ -101,6 +102,7 @@ use crate::validation::ValidationError;
 
 use state::NetworkState;
 use store::Store;
+pub use pools::{AddressPool, default_address_pools};
 pub use validate::{MAX_NETWORK_NAME, parse_subnet, validate_network_name, validate_pools};
 
 /// Default state directory.
@@ -191,6 +193,29 @@ pub enum IpamError {
     /// A network of that name is already registered.
     #[error("network {network:?} already exists")]
     NetworkExists {
+        /// The network.
+        network: String,
+    },
+    /// No subnet of the address pools is free: each overlaps a registered network or a
+    /// range to avoid (the host's routes).
+    #[error("network {network:?}: no free subnet left in the address pools ({})", list(.pools))]
+    NoFreeSubnet {
+        /// The network being registered.
+        network: String,
+        /// The pools' bases.
+        pools: Vec<IpNet>,
+    },
+    /// [`Ipam::close_network`] refused: live owners still hold addresses.
+    #[error("network {network:?} still has {} address(es) of live owners", .allocations.len())]
+    NetworkInUse {
+        /// The network.
+        network: String,
+        /// The addresses and their owners.
+        allocations: Vec<(IpAddr, Owner)>,
+    },
+    /// The network is being removed ([`Ipam::close_network`]): nothing more is allocated.
+    #[error("network {network:?} is being removed")]
+    NetworkClosing {
         /// The network.
         network: String,
     },
@@ -496,6 +521,64 @@ impl Ipam {
             }
         }
         store.save(&NetworkState::new(network, &pools))
+    }
+
+    /// Registers a network with one subnet chosen automatically: the first subnet of `pools`
+    /// (in order; see [`AddressPool`], [`default_address_pools`]) that overlaps no registered
+    /// network's subnet and none of `avoid` (the host's routes, for the model). Chosen and
+    /// written under the store's exclusive lock, so processes registering networks at the same
+    /// time get different subnets. Returns the pool registered (gateway: the first host
+    /// address). Networks whose state file is unusable are not seen (as in
+    /// [`Ipam::add_network`]).
+    pub fn add_network_auto(&self, network: &str, pools: &[AddressPool], avoid: &[IpNet]) -> Result<Pool, IpamError> {
+        validate_network_name(network)?;
+        for pool in pools {
+            pool.validate()?;
+        }
+        let store = self.store();
+        let _lock = store.lock_exclusive()?;
+        if store.exists(network)? {
+            return Err(IpamError::NetworkExists { network: network.to_owned() });
+        }
+        let mut taken: Vec<IpNet> = avoid.to_vec();
+        for other in store.load_usable()? {
+            taken.extend(other.pools.iter().map(|p| p.subnet));
+        }
+        let Some(subnet) = pools::first_free(pools, &taken) else {
+            return Err(IpamError::NoFreeSubnet {
+                network: network.to_owned(),
+                pools: pools.iter().map(|p| p.base).collect(),
+            });
+        };
+        let resolved = validate::resolve_pools(network, &[Pool::new(subnet)])?;
+        store.save(&NetworkState::new(network, &resolved))?;
+        Ok(Pool::with_gateway(resolved[0].subnet, resolved[0].gateway))
+    }
+
+    /// Marks a network as being removed, in one locked update, unless a live owner holds one
+    /// of its addresses ([`IpamError::NetworkInUse`]): from then on [`Ipam::allocate`] refuses
+    /// it ([`IpamError::NetworkClosing`]), so no process can take an address while the network
+    /// is torn down. Its subnets stay registered until [`Ipam::remove_network`].
+    pub fn close_network(&self, network: &str) -> Result<(), IpamError> {
+        validate_network_name(network)?;
+        let store = self.store();
+        let _lock = store.lock_exclusive()?;
+        let mut state = store.load(network)?;
+        let mut alive = HashMap::new();
+        let live: Vec<(IpAddr, Owner)> = state
+            .allocations
+            .iter()
+            .filter(|(_, o)| *alive.entry((*o).clone()).or_insert_with(|| o.is_alive()))
+            .map(|(a, o)| (*a, o.clone()))
+            .collect();
+        if !live.is_empty() {
+            return Err(IpamError::NetworkInUse { network: network.to_owned(), allocations: live });
+        }
+        if !state.closing {
+            state.closing = true;
+            store.save(&state)?;
+        }
+        Ok(())
     }
 
     /// Forgets a network and its allocations.

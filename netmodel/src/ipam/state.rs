@@ -27,6 +27,8 @@ pub(crate) struct NetworkState {
     pub(crate) name: String,
     pub(crate) pools: Vec<PoolState>,
     pub(crate) allocations: BTreeMap<IpAddr, Owner>,
+    /// Being removed ([`super::Ipam::close_network`]): no more allocations.
+    pub(crate) closing: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -40,6 +42,9 @@ struct NetworkFile {
     network: String,
     pools: Vec<PoolFile>,
     allocations: Vec<AllocationFile>,
+    /// Absent unless set, so the files of open networks keep their version-1 shape.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    closing: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -63,6 +68,7 @@ impl NetworkState {
             name: name.to_owned(),
             pools: pools.iter().map(|p| PoolState { subnet: p.subnet, gateway: p.gateway, cursor: None }).collect(),
             allocations: BTreeMap::new(),
+            closing: false,
         }
     }
 
@@ -81,6 +87,7 @@ impl NetworkState {
         let pools: Vec<Pool> = file.pools.iter().map(|p| Pool::with_gateway(p.subnet, p.gateway)).collect();
         let resolved = validate::resolve_pools(name, &pools).map_err(|e| invalid(e.into()))?;
         let mut state = NetworkState::new(name, &resolved);
+        state.closing = file.closing;
         for (pool, f) in state.pools.iter_mut().zip(&file.pools) {
             pool.cursor = f.cursor;
         }
@@ -108,6 +115,7 @@ impl NetworkState {
                 .iter()
                 .map(|(a, o)| AllocationFile { address: *a, owner: o.clone() })
                 .collect(),
+            closing: self.closing,
         };
         let mut out = serde_json::to_vec_pretty(&file).expect("IPAM state serializes (no maps with non-string keys)");
         out.push(b'\n');
@@ -170,6 +178,9 @@ impl NetworkState {
 
     /// Allocates per `request` (dead owners must have been reclaimed before).
     pub(crate) fn allocate(&mut self, request: Request, owner: &Owner) -> Result<Allocation, IpamError> {
+        if self.closing {
+            return Err(IpamError::NetworkClosing { network: self.name.clone() });
+        }
         let (i, address) = match request {
             Request::Static(address) => {
                 let i = self.check_static(address)?;

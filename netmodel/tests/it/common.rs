@@ -246,12 +246,13 @@ pub fn eventually(mut check: impl FnMut() -> bool, what: &str) {
     }
 }
 
-/// The state dir's files (name -> content), without the lock file.
+/// The state dir's files (name -> content), without the lock files (IPAM's, the networks
+/// registry's).
 pub fn state_files(dir: &Path) -> BTreeMap<String, String> {
     std::fs::read_dir(dir)
         .expect("read state dir")
         .map(|e| e.unwrap())
-        .filter(|e| e.file_name() != ".lock")
+        .filter(|e| e.file_name() != ".lock" && e.file_name() != ".networks.lock")
         .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read_to_string(e.path()).unwrap_or_default()))
         .collect()
 }
