@@ -100,9 +100,9 @@ use ipnet::IpNet;
 use crate::error::{SysContext, SysError};
 use crate::validation::ValidationError;
 
+pub use pools::{AddressPool, default_address_pools};
 use state::NetworkState;
 use store::Store;
-pub use pools::{AddressPool, default_address_pools};
 pub use validate::{MAX_NETWORK_NAME, parse_subnet, validate_network_name, validate_pools};
 
 /// Default state directory.

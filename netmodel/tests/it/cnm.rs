@@ -918,30 +918,37 @@ fn rules_of_a_dead_owner_go_with_its_reclaimed_address() {
 }
 
 /// A process created a network, published a port and died without tearing down: a new
-/// process cannot create the network again (IPAM still has it), but `recreate` removes the
-/// leftovers — the rules, the bridge (found again: its default name follows from the
-/// network's name), the registration — and builds it anew. A network a live owner still uses
-/// is never replaced.
+/// process cannot create the network again (its record, IPAM and its bridge still have it),
+/// but `recreate` removes the leftovers — the record, the rules, the bridge (found again: its
+/// default name follows from the network's name), the registration — and builds it anew. A
+/// network a live owner still uses is never replaced.
 #[test]
 fn a_network_left_by_a_crash_is_recreated() {
+    if crate::shared::as_worker() {
+        return;
+    }
     require_root!();
     let world = World::new();
     let spec = bridge_spec("10.89.25.0/24");
-    let net = Network::create(&world.host, &spec).unwrap();
-    let bridge = net.bridge().unwrap().to_owned();
+    let name = spec.name.to_string();
+    // The crash: a process creates the network and dies without tearing anything down.
+    let (_, bridge) = crate::shared::create_in_a_process_that_dies(
+        "cnm::a_network_left_by_a_crash_is_recreated",
+        &world,
+        &name,
+        Some("10.89.25.0/24"),
+    );
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let dead = nook_netmodel::ipam::Owner::Process { pid: gone.id(), start_time: 1 };
     gone.wait().unwrap();
     let stale: IpAddr = "10.89.25.9".parse().unwrap();
-    world.host.ipam().allocate(net.name(), nook_netmodel::ipam::Request::Static(stale), &dead).unwrap();
+    world.host.ipam().allocate(&name, nook_netmodel::ipam::Request::Static(stale), &dead).unwrap();
     let rule = PortRule::new(tcp(8087, 80), stale);
-    world.host.firewall().add_ports(net.name(), "deadbeef", &[rule]).unwrap();
-    // The crash: nothing of the network is torn down.
-    std::mem::forget(net);
+    world.host.firewall().add_ports(&name, "deadbeef", &[rule]).unwrap();
 
-    // Its bridge (and IPAM registration) are still there.
+    // Its record, bridge and IPAM registration are still there.
     let err = Network::create(&world.host, &spec).unwrap_err();
-    assert!(matches!(err, Error::LinkExists { .. } | Error::Ipam(_)), "{err}");
+    assert!(matches!(err, Error::NetworkExists { .. }), "{err}");
 
     let net = Network::recreate(&world.host, &spec).unwrap();
     assert_eq!(net.bridge(), Some(bridge.as_str()), "the same name gives the same bridge");
@@ -957,10 +964,11 @@ fn a_network_left_by_a_crash_is_recreated() {
     talk(world.outside.ns(), SocketAddr::new(IpAddr::V4(HOST_IP), 8087), "after the crash").unwrap();
     assert_eq!(server.join().unwrap().0, "after the crash");
 
-    // In use by a live owner (this process, through `s`): refused, nothing changed.
+    // Open in a live process (this one), and in use by a live owner (through `s`): refused,
+    // nothing changed.
     let before = world.snapshot();
     let err = Network::recreate(&world.host, &spec).unwrap_err();
-    assert!(matches!(err, Error::NetworkInUse { .. }), "{err}");
+    assert!(matches!(err, Error::NetworkHasUsers { .. }), "{err}");
     assert_eq!(world.snapshot(), before, "a refused recreate changes nothing");
     assert!(world.ruleset().contains(&v4(&ep).to_string()));
     s.remove().unwrap();

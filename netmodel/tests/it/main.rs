@@ -11,6 +11,8 @@
 //!   traffic (Docker, iptables-nft, another table's drop policy, firewalld);
 //! - [`ipam`]: processes sharing an IPAM state directory (re-executes this binary as workers);
 //! - [`netlink`]: the rtnetlink layer;
+//! - [`shared`]: networks shared between processes (open, release, leave) and automatic
+//!   subnets (re-executes this binary as workers);
 //! - [`unfriendly`]: the firewall and CNM expectations again, on a host namespace that starts
 //!   the way a busy container host does (forwarding on, strict `rp_filter`, foreign nftables
 //!   tables). Every other test's host namespace starts quiet, set by the test rather than
@@ -23,4 +25,5 @@ mod firewall;
 mod foreign_firewall;
 mod ipam;
 mod netlink;
+mod shared;
 mod unfriendly;
