@@ -75,7 +75,8 @@ impl<'a> HostBuilder<'a> {
         self
     }
 
-    /// Keep IPAM state in `dir` (shared, locked, by every process using the same dir).
+    /// Keep the state — IPAM's files and the networks' records — in `dir` (shared, locked,
+    /// by every process using the same dir: they see the same networks).
     pub fn ipam_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
         self.ipam_dir = dir.as_ref().to_owned();
         self

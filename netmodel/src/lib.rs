@@ -31,13 +31,43 @@
 //! * In the kernel: bridges and host-side veth ends in the host namespace; sandbox links,
 //!   addresses and routes in the sandboxes' namespaces; NAT, forwarding and published-port
 //!   rules in one nftables table of the host namespace ([`firewall`]).
-//! * On disk: IPAM only ([`ipam`], default [`ipam::DEFAULT_STATE_DIR`]), shared and locked
-//!   between processes; each address is owned by a process or a persisted namespace, and comes
-//!   back when its owner is gone.
+//! * On disk, in the state directory (default [`ipam::DEFAULT_STATE_DIR`],
+//!   [`HostBuilder::ipam_dir`]), shared and locked between processes: IPAM's files
+//!   ([`ipam`]: each address is owned by a process or a persisted namespace, and comes back
+//!   when its owner is gone), and one record per network (`<network>.network`: its id, its
+//!   resolved spec and its users), so a network outlives the process that made it and other
+//!   processes attach to it.
 //! * In the process: which endpoints a network has (for `/etc/hosts` of their peers) and which
-//!   host ports this process published. Networks and sandboxes are owning handles: they are
-//!   torn down by [`Network::remove`] / [`Sandbox::remove`] (which report every failure) or,
-//!   best effort, when dropped.
+//!   host ports this process published. Sandboxes are owning handles, torn down by
+//!   [`Sandbox::remove`] (which reports every failure) or, best effort, when dropped.
+//!
+//! # Networks shared between processes
+//!
+//! What Docker's daemon gives for free, without a daemon: [`Network::create`] records the
+//! network in the state directory, and any process using the same state directory and host
+//! namespace attaches to it with [`Network::open`] (which checks the bridge is there) and
+//! connects its own sandboxes; IPAM's locked state gives every endpoint, whatever its process,
+//! a distinct address, and the kernel a random MAC (Docker derives it from the address; a
+//! random one is as distinct and needs no coordination). Each handle is a *user* of the
+//! network, recorded with its process's pid and start time. The network goes when asked:
+//! [`Network::remove`] removes it for everyone (refused while any process's endpoint is
+//! attached), [`Network::release`] — and dropping the last clone of a handle — removes it
+//! only when no other live user and no live endpoint is left, and [`Network::leave`] never
+//! does (the network stays for whoever opens it next). A user that crashed counts as gone.
+//! All of it happens under one lock file of the state directory (`.networks.lock`), and
+//! removal first *closes* the network in IPAM, so no process can take an address on a
+//! network being torn down. Peers of other processes are not listed in a sandbox's
+//! `/etc/hosts` (that list is per process).
+//!
+//! # Automatic subnets
+//!
+//! A [`NetworkSpec`] without subnets (`docker network create NAME`) gets one IPv4 subnet when
+//! the network is created: the first subnet of the host's address pools — by default Docker's
+//! (`172.17.0.0/16` … `172.31.0.0/16`, then `192.168.0.0/16` in `/20`s,
+//! [`ipam::default_address_pools`]); others with [`HostBuilder::address_pools`] — that
+//! overlaps no route of the host namespace (the default route aside) and no other network in
+//! the state directory. It is chosen and registered under IPAM's lock, so processes creating
+//! networks at the same time get different subnets. [`Network::spec`] shows the one chosen.
 //!
 //! # Setup and teardown order
 //!
@@ -49,9 +79,10 @@
 //! A step that fails later undoes the steps before it, and the error carries both the cause
 //! and any cleanup failure ([`Error::Cleanup`]).
 //!
-//! * Network: IPAM registration → the driver builds it (bridge with gateway addresses and MTU,
-//!   up; firewall chains: masquerade and forwarding unless `internal`). Teardown: firewall
-//!   rules, then the bridge, then the IPAM registration. A network with endpoints refuses
+//! * Network: IPAM registration (an automatic subnet chosen) → the driver builds it (bridge
+//!   with gateway addresses and MTU, up; firewall chains: masquerade and forwarding unless
+//!   `internal`) → its record. Teardown: IPAM closes it, firewall rules, the bridge, the IPAM
+//!   registration, the record. A network with endpoints (of any process) refuses
 //!   [`Network::remove`] ([`Error::NetworkInUse`]) and stays up for them.
 //! * Endpoint: addresses from IPAM → one `RTM_NEWLINK` creating the veth pair with its host end
 //!   on the bridge (up, MTU) and its peer created directly inside the sandbox as `eth0` →

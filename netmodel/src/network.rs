@@ -204,7 +204,12 @@ impl Network {
         let resolved = resolve(spec);
         let registry = Registry::new(host.ipam().dir());
         let _lock = if shared(&resolved) { Some(registry.lock()?) } else { None };
-        if let Some(record) = registry.load(&resolved.name)? {
+        // A record that does not parse is a leftover like the others: replaced.
+        let record = match registry.load(&resolved.name) {
+            Err(Error::CorruptRecord { .. }) => None,
+            other => other?,
+        };
+        if let Some(record) = record {
             let users: Vec<String> =
                 record.users.iter().filter(|u| u.owner.is_alive()).map(|u| u.owner.to_string()).collect();
             if !users.is_empty() {

@@ -30,7 +30,11 @@
 //! - `<network>.json`: one file per network, `{"version": 1, "network", "pools": [{"subnet",
 //!   "gateway", "cursor"}], "allocations": [{"address", "owner"}]}`. `cursor` is the last
 //!   address handed out dynamically in that pool.
+//!   `"closing": true` is added when [`Ipam::close_network`] marks the network as being
+//!   removed (then nothing more is allocated on it).
 //! - `.lock`: an empty file, the store-wide lock.
+//! - `<network>.network`, `.networks.lock`: not IPAM's — the network model's records of the
+//!   networks ([`crate::Network::open`]) and their lock, taken before IPAM's, never inside it.
 //! - `.<network>.json.tmp.<pid>.<n>`: transiently, the next version of a network file.
 //!
 //! Network names follow [`crate::NetworkName`]'s rules (`[A-Za-z0-9][A-Za-z0-9_.-]*`, at most
@@ -75,6 +79,16 @@
 //!
 //! Liveness is judged in the caller's view of `/proc` and of mounts: use one state directory
 //! from the host's pid and mount namespaces (where the network namespaces are persisted).
+//!
+//! # Automatic subnets
+//!
+//! [`Ipam::add_network_auto`] registers a network with the first subnet of a list of
+//! [`AddressPool`]s (Docker's `default-address-pools`; [`default_address_pools`] are
+//! Docker's defaults) that overlaps no registered network and none of the ranges the caller
+//! gives (the model gives the host namespace's routes). The choice and the write are one
+//! locked update, so concurrent processes never get the same subnet. The search skips past
+//! each overlapping range at once: at most (taken ranges + 1) steps per pool, so a large IPv6
+//! pool is never iterated.
 //!
 //! # Allocation order
 //!

@@ -85,7 +85,8 @@ impl World {
         std::fs::read_dir(self.state.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n != ".lock")
+            // The lock files (IPAM's, netmodel's network registry's) stay.
+            .filter(|n| n != ".lock" && n != ".networks.lock")
             .collect()
     }
 
