@@ -149,6 +149,15 @@ pub fn netmodel(c: &mut Criterion, report: &mut Report) {
     });
     report.singles.push(("netmodel", "endpoint_setup/nook".into()));
     report.singles.push(("netmodel", "endpoint_teardown/nook".into()));
+    // Attaching to a network another handle (another process) created, and leaving it: the
+    // record read and rewritten under the registry lock, the bridge looked up.
+    g.bench_function("network_open_release/nook", |b| {
+        b.iter(|| {
+            let other = Network::open(&host, network.name()).expect("open");
+            assert!(!other.release().expect("release"), "the bench's handle still uses it");
+        })
+    });
+    report.singles.push(("netmodel", "network_open_release/nook".into()));
     g.finish();
     if ip {
         report.interleave(

@@ -138,6 +138,7 @@
 //! | [`Sandbox::disconnect`] | 1.1 ms |
 //! | [`Sandbox::connect`] / [`Sandbox::remove`] with one published port | 8.7 / 21 ms (`nft` runs) |
 //! | [`Network::create`] / [`Network::remove`] (bridge) | 10 / 59 ms |
+//! | [`Network::open`] + [`Network::release`] (not the last user; record on tmpfs) | 0.14 ms |
 //! | IPAM allocation, state dir on disk (fsync) / on tmpfs | 0.64 / 0.04 ms |
 //!
 //! Deleting a link waits for RCU grace periods in the kernel, and moving one to another

@@ -375,8 +375,9 @@ impl Network {
         Network { inner: Arc::clone(&self.inner) }
     }
 
+    /// The same network: one handle's clones, or handles opened on one record.
     pub(crate) fn same(&self, other: &Network) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
+        Arc::ptr_eq(&self.inner, &other.inner) || self.inner.id == other.inner.id
     }
 
     pub(crate) fn register(&self, endpoint: NetworkEndpoint) {

@@ -292,6 +292,12 @@ fn open_finds_only_networks_that_exist() {
     let again = Network::open(&world.host, &name).unwrap();
     assert_eq!((again.id(), again.spec()), (net.id(), net.spec()));
     assert_eq!(again.users().unwrap().len(), 2);
+    // Two handles on one network are one network to a sandbox.
+    let mut s = Sandbox::none("twice").unwrap();
+    s.connect(&net, &EndpointOptions::new()).unwrap();
+    assert!(s.endpoint(&again).is_some());
+    assert!(s.connect(&again, &EndpointOptions::new()).is_err(), "connected once only");
+    s.remove().unwrap();
 
     // The bridge deleted behind the model's back: open refuses.
     world.delete_link(net.bridge().unwrap());
