@@ -533,3 +533,69 @@ fn a_corrupt_network_blocks_only_itself() {
     }
     ipam.add_network("nk-bad", &[Pool::new(subnet("10.88.0.0/24"))]).unwrap();
 }
+
+/// A closed network hands out nothing more; closing is refused (changing nothing) while a
+/// live owner holds an address, and a dead owner's address does not count.
+#[test]
+fn close_network_refuses_live_owners_then_stops_allocations() {
+    let dir = TempDir::new("ipam").unwrap();
+    let ipam = Ipam::open(dir.path()).unwrap();
+    ipam.add_network("nk-close", &[Pool::new(subnet("10.89.0.0/24"))]).unwrap();
+    let me = Owner::current_process();
+    let dead = Owner::Process { pid: u32::MAX - 1, start_time: 1 };
+    let mine = ipam.allocate("nk-close", Request::AnyV4, &me).unwrap().address.addr();
+    ipam.allocate("nk-close", Request::AnyV4, &dead).unwrap();
+    let before = snapshot(dir.path());
+    match ipam.close_network("nk-close") {
+        Err(IpamError::NetworkInUse { allocations, .. }) => assert_eq!(allocations, [(mine, me.clone())]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(snapshot(dir.path()), before, "a refused close changes nothing");
+    ipam.release("nk-close", mine).unwrap();
+    ipam.close_network("nk-close").unwrap();
+    assert!(
+        String::from_utf8(std::fs::read(dir.join("nk-close.json")).unwrap()).unwrap().contains("\"closing\": true")
+    );
+    assert!(matches!(ipam.allocate("nk-close", Request::AnyV4, &me), Err(IpamError::NetworkClosing { .. })));
+    ipam.close_network("nk-close").unwrap();
+    ipam.remove_network("nk-close").unwrap();
+    assert!(matches!(ipam.close_network("nk-close"), Err(IpamError::UnknownNetwork { .. })));
+}
+
+/// Automatic subnets: the first subnet of the pools that no network and no range to avoid
+/// overlaps; threads registering at once get different ones; a full pool is a typed error.
+#[test]
+fn automatic_subnets_come_from_the_pools_in_order() {
+    use nook_netmodel::ipam::AddressPool;
+    let dir = TempDir::new("ipam").unwrap();
+    let ipam = Ipam::open(dir.path()).unwrap();
+    let pools = [AddressPool::new(subnet("10.90.0.0/16"), 24), AddressPool::new(subnet("10.91.0.0/23"), 24)];
+    ipam.add_network("nk-fixed", &[Pool::new(subnet("10.90.0.0/23"))]).unwrap();
+    let avoid = [subnet("10.90.2.128/25")];
+    let got = ipam.add_network_auto("nk-auto0", &pools, &avoid).unwrap();
+    assert_eq!((got.subnet, got.gateway), (subnet("10.90.3.0/24"), Some(ip("10.90.3.1"))));
+    assert_eq!(ipam.pools("nk-auto0").unwrap(), [got]);
+    assert!(matches!(ipam.add_network_auto("nk-auto0", &pools, &[]), Err(IpamError::NetworkExists { .. })));
+
+    let subnets: BTreeSet<IpNet> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..=4)
+            .map(|i| {
+                let (dir, pools) = (dir.path(), &pools);
+                s.spawn(move || {
+                    Ipam::open(dir).unwrap().add_network_auto(&format!("nk-auto{i}"), pools, &avoid).unwrap().subnet
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(subnets, (4..=7).map(|i| subnet(&format!("10.90.{i}.0/24"))).collect());
+
+    let small = [AddressPool::new(subnet("10.91.0.0/23"), 24)];
+    ipam.add_network_auto("nk-auto5", &small, &[]).unwrap();
+    ipam.add_network_auto("nk-auto6", &small, &[]).unwrap();
+    let before = snapshot(dir.path());
+    assert!(matches!(ipam.add_network_auto("nk-auto7", &small, &[]), Err(IpamError::NoFreeSubnet { .. })));
+    let bad = [AddressPool::new(subnet("10.92.0.0/24"), 20)];
+    assert!(matches!(ipam.add_network_auto("nk-auto7", &bad, &[]), Err(IpamError::Invalid(_))));
+    assert_eq!(snapshot(dir.path()), before, "refusals change nothing");
+}
