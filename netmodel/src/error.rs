@@ -63,6 +63,14 @@ pub enum Error {
         /// Its endpoints (as `sandbox/endpoint-id`).
         endpoints: Vec<String>,
     },
+    /// [`Network::open`](crate::Network::open): no such network on the host (as specified).
+    #[error("network {network} cannot be opened: {reason}")]
+    NoSuchNetwork {
+        /// The network.
+        network: String,
+        /// What is missing or different.
+        reason: String,
+    },
     /// A macvlan network's parent link does not exist in the host namespace.
     #[error("network {network}: parent link {parent:?} does not exist in the host namespace")]
     UnknownParent {

@@ -85,6 +85,49 @@ impl Network {
         })
     }
 
+    /// Opens a network that another process (or another [`Network`] of this one) created on
+    /// `host` with the same `spec`, so that several processes can connect sandboxes to one
+    /// network: IPAM's lock keeps their addresses apart, and each endpoint's link and port
+    /// rules are its own.
+    ///
+    /// The network must be registered with the host's IPAM under the spec's name with the
+    /// spec's subnets, and (for a bridge network) its bridge must exist; otherwise
+    /// [`Error::NoSuchNetwork`]. The handle never tears the network down — neither on drop nor
+    /// with [`Network::remove`] (which only checks that this process has no endpoint left on
+    /// it): the creator's handle does.
+    pub fn open(host: &Host, spec: &NetworkSpec) -> Result<Network> {
+        spec.validate()?;
+        let spec = resolve(spec);
+        let missing = |why: String| Error::NoSuchNetwork { network: spec.name.to_string(), reason: why };
+        if !spec.subnets.is_empty() {
+            if !host.ipam().networks()?.iter().any(|n| n == spec.name.as_str()) {
+                return Err(missing("not registered with IPAM".to_owned()));
+            }
+            let registered: Vec<_> = host.ipam().pools(&spec.name)?.into_iter().map(|p| p.subnet).collect();
+            let wanted: Vec<_> = spec.subnets.iter().map(|p| p.subnet).collect();
+            if registered != wanted {
+                return Err(missing(format!("registered with subnets {registered:?}, not {wanted:?}")));
+            }
+        }
+        if let Some(bridge) = spec.bridge_ifname() {
+            if host.netlink().link(bridge)?.is_none() {
+                return Err(missing(format!("its bridge {bridge} does not exist")));
+            }
+        }
+        let driver = spec.driver.instance();
+        Ok(Network {
+            inner: Arc::new(NetworkInner {
+                id: random_hex(64),
+                spec,
+                host: host.clone(),
+                driver,
+                endpoints: Mutex::new(Vec::new()),
+                // Not this handle's to tear down.
+                torn_down: AtomicBool::new(true),
+            }),
+        })
+    }
+
     /// Creates a network after a crash: removes what a process that died left of a network
     /// of the same name — its firewall chains and port rules, its bridge (for a bridge
     /// network: the one `spec` names, or the default name, which follows from the network's

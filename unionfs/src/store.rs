@@ -564,6 +564,38 @@ impl LayerStore {
         }
     }
 
+    /// Detaches whatever is mounted on container `id`'s `merged` dir in the caller's mount
+    /// namespace (every stacked mount, lazily: a process still using it keeps its view until
+    /// it lets go) — what an owner that died between mounting the container's stack and
+    /// unmounting it leaves, and what [`LayerStore::remove_container`] refuses to remove.
+    /// Returns how many mounts it detached; a container without a mount is `Ok(0)`.
+    pub fn unmount_container(&self, id: &str) -> Result<usize> {
+        validate_container_id(id)?;
+        let dir = self.container_dir(id);
+        let merged = dir.join("merged");
+        let mut detached = 0;
+        loop {
+            let (a, b) = match (rustix::fs::stat(&dir), rustix::fs::lstat(&merged)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(rustix::io::Errno::NOENT), _) => {
+                    return Err(Error::from(ValidationError::NoSuchContainer { id: id.to_owned() }));
+                }
+                (Err(e), _) => return Err(Error::sys_at("stat", &dir, e)),
+                (_, Err(rustix::io::Errno::NOENT)) => return Ok(detached),
+                (_, Err(e)) => return Err(Error::sys_at("stat", &merged, e)),
+            };
+            if a.st_dev == b.st_dev {
+                return Ok(detached);
+            }
+            rustix::mount::unmount(
+                &merged,
+                rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW,
+            )
+            .sys_at("umount2", &merged)?;
+            detached += 1;
+        }
+    }
+
     /// Removes a container layer (its upper, work and mount point). Refused while something
     /// is mounted on `merged`.
     pub fn remove_container(&self, id: &str) -> Result<()> {

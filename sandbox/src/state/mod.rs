@@ -22,6 +22,7 @@
 //!    (`Cgroup::open_in` + `remove`, [`nook_ns::unmount`], unmount + unlink of a persisted
 //!    namespace, [`Nftables`](nook_netmodel::firewall::Nftables) `remove_ports` /
 //!    `teardown_network` / `remove_ports_to`, [`Ipam::release`](nook_netmodel::ipam::Ipam::release),
+//!    [`LayerStore::unmount_container`](nook_unionfs::LayerStore::unmount_container) and
 //!    [`LayerStore::remove_container`](nook_unionfs::LayerStore::remove_container)), going on
 //!    after failures;
 //! 3. deletes the record only when everything is gone; otherwise it rewrites the record with

@@ -15,6 +15,8 @@ mod net;
 mod owner;
 mod probe;
 mod sandbox;
+mod soak;
+mod world;
 
 /// The libtest name of test `name` in the module whose `module_path!()` is `module` (the
 /// crate's own name is not part of it): what `--exact` needs to run just that test.

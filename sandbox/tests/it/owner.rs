@@ -103,7 +103,7 @@ fn no_tagged_process_left(tag: &str) -> Vec<u32> {
 }
 
 /// Every `nk-sandbox-<pid>-*` cgroup directory below the cgroup mounts.
-fn cgroups_of(pid: u32) -> Vec<PathBuf> {
+pub(crate) fn cgroups_of(pid: u32) -> Vec<PathBuf> {
     let prefix = format!("nk-sandbox-{pid}-");
     let mut found = Vec::new();
     let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
