@@ -32,6 +32,8 @@ pub(crate) struct Scope<'a> {
     pub(crate) state: Option<&'a Path>,
     /// The owner pids whose cgroups and `/etc` files directories count (default: this one).
     pub(crate) owners: Vec<u32>,
+    /// A directory whose mounts (in the calling thread's mount namespace) count.
+    pub(crate) base: Option<&'a Path>,
 }
 
 /// One snapshot. Compared with [`Counts::assert_same`]: every count equal, RSS within a bound.
@@ -65,10 +67,30 @@ impl Counts {
             c.insert("store tmp entries", dir_len(store.join("tmp")) + dir_len(store.join("image-tmp")));
             c.insert("container layers", dir_len(store.join("containers")));
         }
+        if let Some(base) = scope.base {
+            let below = mountinfo()
+                .iter()
+                .filter(|l| {
+                    l.split(' ').nth(4).is_some_and(|p| nook_testutil::unescape_mount_path(p).starts_with(base))
+                })
+                .count();
+            c.insert("mounts below the test dir", below);
+        }
         if let Some(state) = scope.state {
             c.insert("state records", dir_len(state.join("sandboxes")));
         }
         Counts { counts: c, rss_kib: rss_kib() }
+    }
+
+    /// Only what lives outside this process (for a test whose process is shared with other
+    /// tests): cgroups, files dirs, links, rules, IPAM, store, records, mounts below the test
+    /// dir.
+    pub(crate) fn outside(mut self) -> Counts {
+        for k in ["fds", "threads", "mounts", "children", "netns"] {
+            self.counts.remove(k);
+        }
+        self.rss_kib = 0;
+        self
     }
 
     /// Every count equal (`what` names the moment in the failure), and RSS grown by at most
