@@ -111,6 +111,10 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
                 store.unmount_container(layer)?;
                 store.remove_container(layer)?;
             }
+            // An owner killed inside `remove_container` leaves the layer renamed into the
+            // store's `tmp/` (named after the owner), not yet deleted: what dead processes
+            // left there goes too.
+            store.clean_tmp()?;
             Ok(())
         }
     }

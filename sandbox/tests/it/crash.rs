@@ -196,8 +196,7 @@ fn owner_sigkilled_anywhere_then_one_cleanup_from_a_fresh_process_leaves_nothing
         let (removed, live_records, busy) = clean_from_a_fresh_process(ME, tmp.path());
         assert_eq!((live_records, busy), (1, 0), "{why}: the live owner's record is live, nothing busy");
         left += removed;
-        let now = Counts::take(&scope(vec![live_pid, victim_pid])).outside();
-        with_live.assert_same(&now, 0, &why);
+        with_live.assert_eventually(|| Counts::take(&scope(vec![live_pid, victim_pid])).outside(), 0, &why);
         assert!(running(&live_init), "{why}: the live owner's sandbox stopped");
         assert_eq!(StateDir::new(&state).ids().unwrap(), [live_id.as_str()], "{why}");
     }
@@ -209,8 +208,8 @@ fn owner_sigkilled_anywhere_then_one_cleanup_from_a_fresh_process_leaves_nothing
     l.wait().unwrap();
     assert!(exited(&live_init), "the live owner's init outlived it");
     assert_eq!(clean_from_a_fresh_process(ME, tmp.path()), (1, 0, 0));
-    let after = Counts::take(&scope(vec![live_pid])).outside();
-    empty.assert_same(&after, 0, "after the live owner's death and a cleanup");
+    let after = || Counts::take(&scope(vec![live_pid])).outside();
+    empty.assert_eventually(after, 0, "after the live owner's death and a cleanup");
     network.remove().unwrap();
     drop(host);
     drop(ns);
@@ -310,8 +309,9 @@ fn kills(base: &Path) {
         ..Scope::default()
     };
     // Warm-up: one sandbox through its whole life.
+    let links = Counts::take(&scope).counts["links"];
     builder(base, &store, &network, 8080).create().unwrap().remove().unwrap();
-    let before = Counts::take(&scope);
+    let before = Counts::eventually(|| Counts::take(&scope), |c| c.counts["links"] == links);
 
     // PID 1 of a long-lived sandbox, with an exec'd process in it: the process dies with the
     // pid namespace, the sandbox ends killed by SIGKILL, and remove takes the rest.
@@ -323,14 +323,14 @@ fn kills(base: &Path) {
     drop(child);
     assert_eq!(sb.wait().unwrap(), Outcome::Signaled(libc::SIGKILL));
     sb.remove().unwrap();
-    before.assert_same(&Counts::take(&scope), RSS_SLACK_KIB, "after SIGKILL of PID 1");
+    before.assert_eventually(|| Counts::take(&scope), RSS_SLACK_KIB, "after SIGKILL of PID 1");
 
     // The payload of a one-shot run: the init reports it (128 + 9) and ends.
     let mut sb = builder(base, &store, &network, 8080).command("sleep 1000").spawn().unwrap();
     sigkill(payload_of(sb.id()));
     assert_eq!(sb.wait().unwrap(), Outcome::Exited(128 + libc::SIGKILL));
     drop(sb);
-    before.assert_same(&Counts::take(&scope), RSS_SLACK_KIB, "after SIGKILL of a one-shot payload");
+    before.assert_eventually(|| Counts::take(&scope), RSS_SLACK_KIB, "after SIGKILL of a one-shot payload");
 
     // An exec'd process of a long-lived sandbox: it alone dies; the sandbox goes on.
     let sb = builder(base, &store, &network, 8080).create().unwrap();
@@ -341,6 +341,6 @@ fn kills(base: &Path) {
     assert_eq!(sb.exec(["true"]).status().unwrap(), Outcome::Exited(0), "the sandbox still runs");
     drop(child);
     sb.remove().unwrap();
-    before.assert_same(&Counts::take(&scope), RSS_SLACK_KIB, "after SIGKILL of an exec'd process");
+    before.assert_eventually(|| Counts::take(&scope), RSS_SLACK_KIB, "after SIGKILL of an exec'd process");
     network.remove().unwrap();
 }

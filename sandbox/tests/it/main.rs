@@ -6,6 +6,7 @@
 mod asyncwait;
 mod child;
 mod cleanup;
+mod concurrency;
 mod crash;
 mod detached;
 mod escape;

@@ -79,14 +79,16 @@ fn soak(base: &Path, cycles: u32) {
         state: Some(&base.join("state")),
         ..Scope::default()
     };
+    let links = Counts::take(&scope).counts["links"];
     for n in 0..WARMUP {
         cycle(base, &store, &network, n);
     }
-    let before = Counts::take(&scope);
+    // Once the warm-up's veth ends are gone with their namespaces.
+    let before = Counts::eventually(|| Counts::take(&scope), |c| c.counts["links"] == links);
     for n in 0..cycles {
         cycle(base, &store, &network, WARMUP + n);
     }
-    let after = Counts::take(&scope);
+    let after = Counts::eventually(|| Counts::take(&scope), |c| c.counts == before.counts);
     println!(
         "NK-SOAK {cycles} cycles ({} sandboxes): counts {:?}; RSS {} -> {} KiB",
         2 * cycles,

@@ -93,6 +93,28 @@ impl Counts {
         self
     }
 
+    /// Takes counts with `take` until `settled` holds of them, up to a deadline only a leak
+    /// reaches (then returns the last): a network namespace is freed by the kernel after its
+    /// last reference goes, and the host ends of its veth pairs go with it, asynchronously.
+    pub(crate) fn eventually(take: impl Fn() -> Counts, settled: impl Fn(&Counts) -> bool) -> Counts {
+        let deadline = std::time::Instant::now() + SETTLE * nook_testutil::time_factor();
+        loop {
+            let c = take();
+            if settled(&c) || std::time::Instant::now() > deadline {
+                return c;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// [`Counts::assert_same`] on counts taken with `take` once they settle (see
+    /// [`Counts::eventually`]).
+    #[track_caller]
+    pub(crate) fn assert_eventually(&self, take: impl Fn() -> Counts, rss_slack_kib: u64, what: &str) {
+        let after = Counts::eventually(take, |c| c.counts == self.counts);
+        self.assert_same(&after, rss_slack_kib, what);
+    }
+
     /// Every count equal (`what` names the moment in the failure), and RSS grown by at most
     /// `rss_slack_kib`.
     #[track_caller]
@@ -113,6 +135,9 @@ impl Counts {
         );
     }
 }
+
+/// How long counts may take to settle (times the time factor).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The slack a soak allows RSS after its warm-up (the allocator's caches, a few pages of
 /// stack): a leak of a kilobyte per cycle shows after 1 000 cycles, one of 80 bytes per cycle
@@ -221,19 +246,24 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// A directory on tmpfs (`/dev/shm`), `nk`-named, removed on drop: the state of the
-/// concurrency tests' tmpfs run (`TempDir` is on `$TMPDIR`, a real disk on CI).
-pub(crate) struct ShmDir(pub(crate) PathBuf);
+/// An `nk`-named directory under `parent`, removed on drop (mounts below it detached first):
+/// the concurrency tests' state on a real disk (`/var/tmp`) and on tmpfs (`/dev/shm`).
+pub(crate) struct ScratchDir(pub(crate) PathBuf);
 
-impl ShmDir {
-    pub(crate) fn new(tag: &str) -> ShmDir {
-        let p = PathBuf::from("/dev/shm").join(format!("{}-{tag}", nook_testutil::unique_name(tag)));
+impl ScratchDir {
+    pub(crate) fn new(parent: &str, tag: &str) -> ScratchDir {
+        let p = PathBuf::from(parent).join(format!("{}-{tag}", nook_testutil::unique_name(tag)));
         std::fs::create_dir(&p).unwrap();
-        ShmDir(p)
+        ScratchDir(p)
+    }
+
+    /// The file system type's magic number of the directory (`statfs`).
+    pub(crate) fn fs_magic(&self) -> i64 {
+        rustix::fs::statfs(&self.0).unwrap().f_type as i64
     }
 }
 
-impl Drop for ShmDir {
+impl Drop for ScratchDir {
     fn drop(&mut self) {
         nook_testutil::detach_mounts_below(&self.0);
         let _ = std::fs::remove_dir_all(&self.0);
