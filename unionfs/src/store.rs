@@ -309,7 +309,9 @@ impl LayerStore {
         }
         options.whiteouts.get_or_insert(WhiteoutFormat::Overlay);
         let tmp = self.tmp_dir()?;
-        let r = self.apply_in(&tmp, input, parent, options);
+        let r = nook_ns::failpoint::check("layer.apply", tmp.display())
+            .sys_at("apply", &tmp)
+            .and_then(|()| self.apply_in(&tmp, input, parent, options));
         if let Ok(Placed::New(layer)) = r {
             // `tmp` itself was renamed into place.
             return Ok(layer);
@@ -491,7 +493,7 @@ impl LayerStore {
             self.layer(p)?;
         }
         let dir = self.container_dir(id);
-        match std::fs::create_dir(&dir) {
+        match nook_ns::failpoint::check("layer.container", dir.display()).and_then(|()| std::fs::create_dir(&dir)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(ValidationError::ContainerExists { id: id.to_owned() }.into());
@@ -501,7 +503,9 @@ impl LayerStore {
         let r = (|| {
             for sub in ["upper", "work", "merged"] {
                 let p = dir.join(sub);
-                std::fs::create_dir(&p).sys_at("mkdir", &p)?;
+                nook_ns::failpoint::check("layer.container", p.display())
+                    .and_then(|()| std::fs::create_dir(&p))
+                    .sys_at("mkdir", &p)?;
             }
             match parent {
                 Some(p) => write_file(&dir.join("parent"), p.as_str()),

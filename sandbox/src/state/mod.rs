@@ -193,7 +193,11 @@ impl StateDir {
             Err(e) => return Err(Error::sys("stat", &path, e)),
         }
         let record = Record { version: RECORD_VERSION, id: id.to_owned(), owner, objects: Vec::new() };
-        write_record(&path, &record)?;
+        if let Err(e) = write_record(&path, &record) {
+            // No record: the lock file is its holder's (ours) to remove.
+            let _ = std::fs::remove_file(&lock_path);
+            return Err(e);
+        }
         Ok(RecordHandle { record, path, lock_path })
     }
 
@@ -450,6 +454,7 @@ impl RecordHandle {
 /// state dir that is the difference between tens of µs and tens of ms per write.
 fn write_record(path: &Path, record: &Record) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(record).expect("a record serializes");
+    nook_ns::failpoint::check("state.record", path.display()).sys_at("write", path)?;
     let durable = record
         .objects
         .iter()

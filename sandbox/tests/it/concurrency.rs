@@ -9,7 +9,7 @@
 //! of [`crate::world`] is what it was (in the thread variant, which runs in a helper process
 //! of its own, the process's descriptors, threads, children, mounts and RSS too).
 //!
-//! The emulated v2 lane runs 16 sandboxes instead of 50 (`NOOK_CONC_SANDBOXES` sets it).
+//! The emulated v2 lane runs 8 sandboxes instead of 50 (`NOOK_CONC_SANDBOXES` sets it).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -38,7 +38,7 @@ const SHARE: &str = "NK_CONC_SHARE";
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 fn sandboxes() -> usize {
-    crate::world::scaled("NOOK_CONC_SANDBOXES", 50, 16) as usize
+    crate::world::scaled("NOOK_CONC_SANDBOXES", 50, 8) as usize
 }
 
 /// How long a phase may take before the test calls it a deadlock (a bound only a hang

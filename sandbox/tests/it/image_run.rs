@@ -317,3 +317,18 @@ fn update_changes_the_live_limits() {
     no_containers(&store);
     empty_store(&store);
 }
+
+/// Imports an image `reference` into `store`: the app's layers plus a layer of its own (so
+/// at least one layer is applied, not found in the store). The layout is built in `dir`.
+pub(crate) fn import_app(
+    store: &ImageStore,
+    dir: &std::path::Path,
+    reference: &str,
+) -> nook_sandbox::image::Result<nook_sandbox::image::Image> {
+    let own = crate::image::tar_files(&[("nk-own", reference.as_bytes())]);
+    let layers = [(base_layer(dir), Comp::Gzip), (app_layer(), Comp::Plain), (own, Comp::Plain)];
+    let layout = write_layout(&dir.join("layout-own"), &layers, "app", |c| set_cmd(c, PROBE));
+    let r = store.import_layout(&layout.dir, reference, ImportOptions::default());
+    std::fs::remove_dir_all(&layout.dir).unwrap();
+    r
+}

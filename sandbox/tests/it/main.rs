@@ -10,6 +10,7 @@ mod concurrency;
 mod crash;
 mod detached;
 mod escape;
+mod faults;
 mod hardening;
 mod image;
 mod image_run;
