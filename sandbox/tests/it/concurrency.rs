@@ -158,6 +158,7 @@ fn threads(base: &Path) {
 fn run_threads(parent: &str, me: &str) {
     let dir = ScratchDir::new(parent, "conc");
     let _store = crate::image_run::store_at(&dir.0);
+    let _clean = crate::world::CleanupOnDrop(dir.0.clone());
     let out = helper(module_path!(), me, &dir.0).output().expect("helper");
     let text = nook_testutil::success_stdout(out);
     println!("{}", text.lines().find(|l| l.contains("NK-CONC")).unwrap_or("(no figures)"));
@@ -223,6 +224,7 @@ fn run_processes(parent: &str, me: &str) {
     let ns = host_netns(base);
     let host = host_of(base, &ns);
     let network = Network::create(&host, &bridge_spec(NET, SUBNET)).expect("network");
+    let _clean = crate::world::CleanupOnDrop(base.to_owned());
     let (ipam, state) = (base.join("ipam"), base.join("state"));
     let scope = |owners: Vec<u32>| Scope {
         host: Some(&ns),

@@ -151,6 +151,7 @@ fn owner_sigkilled_anywhere_then_one_cleanup_from_a_fresh_process_leaves_nothing
     let ns = host_netns(tmp.path());
     let host = host_of(tmp.path(), &ns);
     let network = Network::create(&host, &bridge_spec(NET, SUBNET)).expect("network");
+    let _clean = crate::world::CleanupOnDrop(tmp.path().to_owned());
     let (ipam, state) = (tmp.join("ipam"), tmp.join("state"));
     let scope = |owners: Vec<u32>| Scope {
         host: Some(&ns),
@@ -287,6 +288,7 @@ fn sigkill_of_a_sandboxs_init_or_payload_is_reported_and_leaves_nothing() {
     let _serial = crate::sandbox::serial();
     let tmp = TempDir::new("kill1").unwrap();
     let store = crate::image_run::store_with_app(&tmp);
+    let _clean = crate::world::CleanupOnDrop(tmp.path().to_owned());
     let out = helper(module_path!(), ME, tmp.path()).output().expect("helper");
     success_stdout(out);
     for i in store.images().unwrap() {

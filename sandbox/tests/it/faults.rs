@@ -62,6 +62,7 @@ fn each_setup_step_failing_names_the_step_and_undoes_everything_before_it() {
     let _serial = crate::sandbox::serial();
     let tmp = TempDir::new("faults").unwrap();
     let store = crate::image_run::store_with_app(&tmp);
+    let _clean = crate::world::CleanupOnDrop(tmp.path().to_owned());
     let out = helper(module_path!(), ME, tmp.path()).output().expect("run the fault helper");
     let text = success_stdout(out);
     for l in text.lines().filter(|l| l.contains("NK-FAULTS")) {

@@ -56,6 +56,7 @@ fn facade_sandboxes_created_run_and_removed_many_times_leave_nothing() {
     let _serial = crate::sandbox::serial();
     let tmp = TempDir::new("soak").unwrap();
     let store = crate::image_run::store_with_app(&tmp);
+    let _clean = crate::world::CleanupOnDrop(tmp.path().to_owned());
     let out = helper(module_path!(), ME, tmp.path()).output().expect("run the soak helper");
     let text = success_stdout(out);
     let figures = text.lines().find(|l| l.contains("NK-SOAK")).unwrap_or("(no figures)");

@@ -327,3 +327,14 @@ pub(crate) fn published(port: u16) -> nook_netmodel::EndpointOptions {
     o.port(nook_netmodel::firewall::PortMapping::tcp(port, 80));
     o
 }
+
+/// Runs `cleanup()` of the state dir `base/state` when dropped: whatever a failing test's
+/// helpers (dead by then) left is removed, so a failure leaves nothing either. Declare it
+/// after the temp dir and before the guards that kill helpers.
+pub(crate) struct CleanupOnDrop(pub(crate) PathBuf);
+
+impl Drop for CleanupOnDrop {
+    fn drop(&mut self) {
+        let _ = nook_sandbox::state::StateDir::new(self.0.join("state")).cleanup();
+    }
+}
