@@ -966,3 +966,39 @@ fn a_network_left_by_a_crash_is_recreated() {
     s.remove().unwrap();
     net.remove().unwrap();
 }
+
+/// `Network::open`: another handle (as another process gets) on a network someone else
+/// created connects endpoints to it, and neither dropping nor removing it tears the network
+/// down; only the creator's does. A network not registered, or registered with other subnets,
+/// is refused.
+#[test]
+fn an_opened_network_connects_endpoints_and_never_tears_it_down() {
+    require_root!();
+    let world = World::new();
+    let spec = bridge_spec("10.89.26.0/24");
+    let net = Network::create(&world.host, &spec).unwrap();
+    let bridge = net.bridge().unwrap().to_owned();
+    let exists = |name: &str| Netlink::open_in(world.host.netns()).unwrap().link(name).unwrap().is_some();
+
+    let opened = Network::open(&world.host, &spec).unwrap();
+    let mut s = Sandbox::none("opener").unwrap();
+    let ep = s.connect(&opened, &EndpointOptions::new()).unwrap();
+    assert!(spec.subnets[0].subnet.contains(&IpAddr::V4(v4(&ep))), "{ep:?}");
+    s.remove().unwrap();
+    drop(opened);
+    assert!(exists(&bridge), "dropping an opened handle left the network up");
+    Network::open(&world.host, &spec).unwrap().remove().unwrap();
+    assert!(exists(&bridge), "removing an opened handle left the network up");
+    assert_eq!(world.host.ipam().networks().unwrap(), [spec.name.to_string()]);
+
+    let other = bridge_spec("10.89.27.0/24");
+    let err = Network::open(&world.host, &other).unwrap_err();
+    assert!(matches!(err, Error::NoSuchNetwork { .. }), "{err}");
+    let mut wrong = NetworkSpec::bridge(spec.name.clone());
+    wrong.subnet("10.89.28.0/24".parse().unwrap(), None);
+    let err = Network::open(&world.host, &wrong).unwrap_err();
+    assert!(matches!(err, Error::NoSuchNetwork { .. }) && err.to_string().contains("10.89.26.0/24"), "{err}");
+
+    net.remove().unwrap();
+    assert!(!exists(&bridge), "the creator's remove tears it down");
+}
