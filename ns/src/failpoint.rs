@@ -4,17 +4,17 @@
 //! each limit written, the container layer's directories, each netlink request, the firewall
 //! apply, an IPAM allocation, every stage of the child between clone and exec — first calls
 //! [`check`] with the step's name and what it acts on. Without the `failpoints` cargo
-//! feature (the default) that is an inlined no-op. With it, a test can [`arm`] a name: the
+//! feature (the default) that is an inlined no-op. With it, a test can `arm` a name: the
 //! `nth` hit of that name then fails with `EIO` exactly where the real call would have
 //! failed, so the error the caller sees carries the same context (the call, the path, the
-//! stage), and everything set up before it must be undone. [`record`] lists every hit, so a
+//! stage), and everything set up before it must be undone. `record` lists every hit, so a
 //! test can first run a setup once and then fail each of its steps in turn.
 //!
 //! The state is process-wide: arm only in a process (or a phase of one) where nothing else
 //! sets up (nook-sandbox's fault tests run in a helper process of their own).
 //!
 //! The child between clone and exec cannot take a lock or allocate: its stages are armed by
-//! number ([`arm_child_stage`], the [`Stage`](crate::Stage) as `u32`), read from an atomic.
+//! number (`arm_child_stage`, the [`Stage`](crate::Stage) as `u32`), read from an atomic.
 
 use std::fmt::Display;
 use std::io;
@@ -24,7 +24,7 @@ use std::io;
 pub const INJECTED_ERRNO: i32 = libc::EIO;
 
 /// Returns `Err(EIO)` if failpoint `name` is armed for this hit (`detail`: what the step acts
-/// on, for [`record`] and [`last_injected`]); `Ok(())` otherwise — always, and at no cost,
+/// on, for `record` and `last_injected`); `Ok(())` otherwise — always, and at no cost,
 /// without the `failpoints` feature.
 #[inline(always)]
 pub fn check(name: &'static str, detail: impl Display) -> io::Result<()> {
