@@ -2,7 +2,8 @@
 //! limit, a published port on one bridge network) created and removed in parallel — from 8
 //! threads of one process, and from 4 processes at once sharing the network
 //! ([`Network::open`]) — with the state (owner records, IPAM, layer store) on a real disk
-//! (`/var/tmp`: the `fsync` path of every durable write) and on tmpfs (`/dev/shm`).
+//! (`/var/tmp`, or `/tmp` where that is tmpfs: the `fsync` path of every durable write) and
+//! on tmpfs (`/dev/shm`).
 //!
 //! While all 50 live: no address or MAC twice, IPAM holds exactly their 50 addresses, 50
 //! records. Every phase has a deadline that only a deadlock reaches. Afterwards every count
@@ -36,6 +37,25 @@ const PROCESSES: usize = 4;
 const SHARE: &str = "NK_CONC_SHARE";
 /// `TMPFS_MAGIC` (`<linux/magic.h>`).
 const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// Whether `dir` exists and is on tmpfs.
+fn is_tmpfs(dir: &str) -> Option<bool> {
+    #[allow(clippy::unnecessary_cast, reason = "f_type's width differs between targets")]
+    rustix::fs::statfs(dir).ok().map(|s| s.f_type as i64 == TMPFS_MAGIC)
+}
+
+/// A directory on a real disk: `/var/tmp`, or `/tmp` where that is not one (the v2 lane's
+/// guests run from a tmpfs root, with `/tmp` on ext4).
+fn on_disk() -> &'static str {
+    let dir = ["/var/tmp", "/tmp"].into_iter().find(|d| is_tmpfs(d) == Some(false));
+    dir.expect("no directory on a real disk (/var/tmp, /tmp)")
+}
+
+/// A directory on tmpfs: `/dev/shm`, else `/run` or `/var/tmp` where those are tmpfs.
+fn on_tmpfs() -> &'static str {
+    let dir = ["/dev/shm", "/run", "/var/tmp"].into_iter().find(|d| is_tmpfs(d) == Some(true));
+    dir.expect("no tmpfs directory (/dev/shm, /run, /var/tmp)")
+}
 
 fn sandboxes() -> usize {
     crate::world::scaled("NOOK_CONC_SANDBOXES", 50, 8) as usize
@@ -172,10 +192,7 @@ fn eight_threads_with_state_on_a_real_disk() {
     }
     require_root!();
     let _serial = crate::sandbox::serial();
-    let probe = ScratchDir::new("/var/tmp", "probe");
-    assert_ne!(probe.fs_magic(), TMPFS_MAGIC, "/var/tmp is not a real disk here");
-    drop(probe);
-    run_threads("/var/tmp", ME);
+    run_threads(on_disk(), ME);
 }
 
 #[test]
@@ -186,7 +203,7 @@ fn eight_threads_with_state_on_tmpfs() {
     }
     require_root!();
     let _serial = crate::sandbox::serial();
-    run_threads("/dev/shm", ME);
+    run_threads(on_tmpfs(), ME);
 }
 
 /// One of the 4 processes: opens the test's network, creates its share, prints what it got,
@@ -323,7 +340,7 @@ fn four_processes_sharing_one_network_with_state_on_a_real_disk() {
     }
     require_root!();
     let _serial = crate::sandbox::serial();
-    run_processes("/var/tmp", ME);
+    run_processes(on_disk(), ME);
 }
 
 #[test]
@@ -334,5 +351,5 @@ fn four_processes_sharing_one_network_with_state_on_tmpfs() {
     }
     require_root!();
     let _serial = crate::sandbox::serial();
-    run_processes("/dev/shm", ME);
+    run_processes(on_tmpfs(), ME);
 }

@@ -256,11 +256,6 @@ impl ScratchDir {
         std::fs::create_dir(&p).unwrap();
         ScratchDir(p)
     }
-
-    /// The file system type's magic number of the directory (`statfs`).
-    pub(crate) fn fs_magic(&self) -> i64 {
-        rustix::fs::statfs(&self.0).unwrap().f_type as i64
-    }
 }
 
 impl Drop for ScratchDir {
