@@ -10,7 +10,8 @@
 //! of [`crate::world`] is what it was (in the thread variant, which runs in a helper process
 //! of its own, the process's descriptors, threads, children, mounts and RSS too).
 //!
-//! The emulated v2 lane runs 8 sandboxes instead of 50 (`NOOK_CONC_SANDBOXES` sets it).
+//! With `NOOK_TEST_TIME_FACTOR=10` (emulation) 8 sandboxes instead of 50; `NOOK_CONC_SANDBOXES`
+//! sets the number.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};

@@ -5,7 +5,7 @@
 //!   `cleanup()` from a fresh process leaves nothing — while a second, live owner's sandbox
 //!   on the same network keeps running and keeps its container layer, address, port rule,
 //!   cgroup and record throughout (10 points in CI, `NOOK_CRASH_POINTS=50` for the long run;
-//!   3 in the emulated v2 lane);
+//!   3 with `NOOK_TEST_TIME_FACTOR=10`);
 //! - a dead owner's container layer still mounted on its `merged` dir is unmounted and
 //!   removed by the cleanup;
 //! - SIGKILL of a sandbox's PID 1 (with an `exec`ed process in it) and of the payload (of a

@@ -10,7 +10,7 @@
 //! layer's directories, each netlink request, the firewall apply, the IPAM allocation, each
 //! write of the owner record) is then failed on its own — the `k`-th hit of its name. Then
 //! every stage of the child between clone and exec is failed (each mount step on its own;
-//! in the emulated v2 lane, the first mount step only).
+//! with `NOOK_TEST_TIME_FACTOR` above 1, the first mount step only).
 //! A layer apply is failed on an image import. The run is in a helper process of its own:
 //! armed failpoints are process-wide.
 
@@ -125,7 +125,7 @@ fn faults(base: &Path) {
     let mut stages = Vec::new();
     for raw in 0..64u32 {
         let Some(stage) = nook_ns::Stage::from_raw(raw) else { continue };
-        // Each mount step on its own; in the emulated v2 lane (ten times slower) the first
+        // Each mount step on its own; under emulation (time factor above 1) the first
         // only.
         let each_mount = nook_testutil::time_factor() == 1;
         let steps: Vec<Option<u32>> =

@@ -7,8 +7,8 @@
 //! test), on a thread with a private mount namespace: descriptors, threads, children, mounts
 //! and RSS are then the soak's alone, not those of the tests running beside it.
 //!
-//! CI runs 100 cycles (10 in the emulated v2 lane); `NOOK_SOAK_CYCLES=1000` runs the long
-//! version.
+//! CI runs 100 cycles (10 with `NOOK_TEST_TIME_FACTOR=10`); `NOOK_SOAK_CYCLES=1000` runs the
+//! long version.
 
 use std::path::Path;
 
