@@ -159,6 +159,21 @@ pub(crate) fn identity_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<(u64,
     Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
+/// A test's injected failure of step `name` (with the `failpoints` feature: see
+/// `nook_ns::failpoint`); without it always `Ok`, inlined away.
+#[inline(always)]
+pub(crate) fn failpoint(name: &'static str, detail: impl std::fmt::Display) -> io::Result<()> {
+    #[cfg(feature = "failpoints")]
+    {
+        nook_ns::failpoint::check(name, detail)
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = (name, detail);
+        Ok(())
+    }
+}
+
 /// Writes `value` to the cgroup file `file` of `dir` in a single `write(2)` (cgroupfs
 /// parses each write separately). `dir_path` is for the error, which names the file and
 /// the value.
@@ -167,6 +182,7 @@ pub(crate) fn write(dir: BorrowedFd<'_>, dir_path: &Path, file: &str, value: &st
         Some(libc::ELOOP | libc::EXDEV) => err("openat2", dir_path.join(file), e),
         _ => Error::Write { path: dir_path.join(file), value: value.to_owned(), source: e },
     };
+    crate::at::failpoint("cgroup.write", format_args!("{}/{file}", dir_path.display())).map_err(werr)?;
     let fd = open_beneath(dir, Path::new(file), OFlags::WRONLY).map_err(werr)?;
     let n = rustix::io::write(&fd, value.as_bytes()).map_err(|e| werr(e.into()))?;
     if n != value.len() {
@@ -183,6 +199,7 @@ pub(crate) fn write_each(dir: BorrowedFd<'_>, dir_path: &Path, file: &str, value
         _ => Error::Write { path: dir_path.join(file), value: value.to_owned(), source: e },
     };
     let Some(first) = values.first() else { return Ok(()) };
+    crate::at::failpoint("cgroup.write", format_args!("{}/{file}", dir_path.display())).map_err(|e| werr(e, first))?;
     let fd = open_beneath(dir, Path::new(file), OFlags::WRONLY).map_err(|e| werr(e, first))?;
     for value in values {
         let n = rustix::io::write(&fd, value.as_bytes()).map_err(|e| werr(e.into(), value))?;

@@ -486,7 +486,9 @@ fn create_one(cg: &mut Cgroup, p: &Planned<'_>, root: OwnedFd, spec: &CgroupSpec
                 let next = match at::open_dir(cur.as_fd(), Path::new(comp)) {
                     Ok(fd) => fd,
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                        let made = match at::mkdir(cur.as_fd(), comp) {
+                        let made = match crate::at::failpoint("cgroup.mkdir", cur_path.display())
+                            .and_then(|()| at::mkdir(cur.as_fd(), comp))
+                        {
                             Ok(()) => true,
                             // Made by someone else meanwhile: a parent, not ours.
                             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => false,
@@ -518,7 +520,7 @@ fn create_one(cg: &mut Cgroup, p: &Planned<'_>, root: OwnedFd, spec: &CgroupSpec
     };
 
     // The claim: exactly one creator gets the mkdir.
-    match at::mkdir(parent.as_fd(), name) {
+    match crate::at::failpoint("cgroup.mkdir", path.display()).and_then(|()| at::mkdir(parent.as_fd(), name)) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => return Err(Error::Exists { path }),
         Err(e) => return Err(e).sys_at("mkdirat", &path),
@@ -651,7 +653,7 @@ fn move_parent_processes_to_leaf(parent: BorrowedFd<'_>, parent_path: &Path, lea
     for comp in Path::new(leaf).components() {
         let comp = comp.as_os_str();
         cur_path.push(comp);
-        match at::mkdir(cur.as_fd(), comp) {
+        match crate::at::failpoint("cgroup.mkdir", cur_path.display()).and_then(|()| at::mkdir(cur.as_fd(), comp)) {
             Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(e).sys_at("mkdirat", &cur_path),
             _ => {}
         }

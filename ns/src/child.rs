@@ -93,6 +93,8 @@ fn fail(err_fd: RawFd, stage: Stage, errno: i32, step: Option<usize>) -> ! {
 }
 
 fn check(err_fd: RawFd, stage: Stage, errno: i32) {
+    // A test's injected failure (`failpoints` feature; otherwise 0, inlined away).
+    let errno = if errno == 0 { crate::failpoint::child_errno(stage as u32) } else { errno };
     if errno != 0 {
         fail(err_fd, stage, errno, None);
     }
@@ -209,6 +211,10 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     let mut masks = MaskSource::default();
     for (i, step) in plan.steps.iter().enumerate() {
         let beneath = plan.beneath.get(i).and_then(Option::as_ref);
+        let injected = crate::failpoint::child_step_errno(Stage::Mount as u32, i as u32);
+        if injected != 0 {
+            fail(err, Stage::Mount, injected, Some(i));
+        }
         if let Err((stage, errno)) = run_step(step, landlock, beneath, &mut masks) {
             fail(err, stage, errno, Some(i));
         }

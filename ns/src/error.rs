@@ -482,6 +482,12 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The stage numbered `v` (its `u32` value: what the child reports, and what
+    /// [`failpoint::arm_child_stage`](crate::failpoint) takes).
+    pub fn from_raw(v: u32) -> Option<Stage> {
+        Stage::from_u32(v)
+    }
+
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
         const ALL: [Stage; 35] = [

@@ -112,6 +112,7 @@
 pub mod caps;
 #[allow(unsafe_code)]
 mod child;
+pub mod failpoint;
 // The clone itself (`sys::fork_like` / `sys::vfork_like`), running the child, and the
 // unsafe `Command::pre_exec`.
 #[allow(unsafe_code)]

@@ -309,7 +309,9 @@ impl LayerStore {
         }
         options.whiteouts.get_or_insert(WhiteoutFormat::Overlay);
         let tmp = self.tmp_dir()?;
-        let r = self.apply_in(&tmp, input, parent, options);
+        let r = nook_ns::failpoint::check("layer.apply", tmp.display())
+            .sys_at("apply", &tmp)
+            .and_then(|()| self.apply_in(&tmp, input, parent, options));
         if let Ok(Placed::New(layer)) = r {
             // `tmp` itself was renamed into place.
             return Ok(layer);
@@ -491,7 +493,7 @@ impl LayerStore {
             self.layer(p)?;
         }
         let dir = self.container_dir(id);
-        match std::fs::create_dir(&dir) {
+        match nook_ns::failpoint::check("layer.container", dir.display()).and_then(|()| std::fs::create_dir(&dir)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(ValidationError::ContainerExists { id: id.to_owned() }.into());
@@ -501,7 +503,9 @@ impl LayerStore {
         let r = (|| {
             for sub in ["upper", "work", "merged"] {
                 let p = dir.join(sub);
-                std::fs::create_dir(&p).sys_at("mkdir", &p)?;
+                nook_ns::failpoint::check("layer.container", p.display())
+                    .and_then(|()| std::fs::create_dir(&p))
+                    .sys_at("mkdir", &p)?;
             }
             match parent {
                 Some(p) => write_file(&dir.join("parent"), p.as_str()),
@@ -561,6 +565,38 @@ impl LayerStore {
             Ok(s) => Ok(Some(parse_digest_file(&p, &s)?)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::sys_at("read", &p, e)),
+        }
+    }
+
+    /// Detaches whatever is mounted on container `id`'s `merged` dir in the caller's mount
+    /// namespace (every stacked mount, lazily: a process still using it keeps its view until
+    /// it lets go) — what an owner that died between mounting the container's stack and
+    /// unmounting it leaves, and what [`LayerStore::remove_container`] refuses to remove.
+    /// Returns how many mounts it detached; a container without a mount is `Ok(0)`.
+    pub fn unmount_container(&self, id: &str) -> Result<usize> {
+        validate_container_id(id)?;
+        let dir = self.container_dir(id);
+        let merged = dir.join("merged");
+        let mut detached = 0;
+        loop {
+            let (a, b) = match (rustix::fs::stat(&dir), rustix::fs::lstat(&merged)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(rustix::io::Errno::NOENT), _) => {
+                    return Err(Error::from(ValidationError::NoSuchContainer { id: id.to_owned() }));
+                }
+                (Err(e), _) => return Err(Error::sys_at("stat", &dir, e)),
+                (_, Err(rustix::io::Errno::NOENT)) => return Ok(detached),
+                (_, Err(e)) => return Err(Error::sys_at("stat", &merged, e)),
+            };
+            if a.st_dev == b.st_dev {
+                return Ok(detached);
+            }
+            rustix::mount::unmount(
+                &merged,
+                rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW,
+            )
+            .sys_at("umount2", &merged)?;
+            detached += 1;
         }
     }
 

@@ -107,11 +107,16 @@ impl Part for Memory {
                         let memsw = "memory.memsw.limit_in_bytes";
                         let limit = "memory.limit_in_bytes";
                         let total = (max + swap).to_string();
-                        if dir.write(limit, &max.to_string()).is_err() {
-                            dir.write(memsw, &total)?;
-                            dir.write(limit, &max.to_string())?;
-                        } else {
-                            dir.write(memsw, &total)?;
+                        match dir.write(limit, &max.to_string()) {
+                            Ok(()) => dir.write(memsw, &total)?,
+                            // The kernel's answer when the limit would rise above memsw: memsw
+                            // first. Any other failure is the caller's to see, not masked by
+                            // a retry in the other order.
+                            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                                dir.write(memsw, &total)?;
+                                dir.write(limit, &max.to_string())?;
+                            }
+                            Err(e) => return Err(e),
                         }
                     }
                     (Some(max), None) => dir.write("memory.limit_in_bytes", &max.to_string())?,

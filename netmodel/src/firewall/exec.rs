@@ -158,6 +158,8 @@ impl Ctx<'_> {
     /// Applies `batch` as one transaction (`nft -j -f -`): all of it or nothing.
     pub(crate) fn apply(&self, batch: &nfs::Nftables<'_>) -> Result<(), FirewallError> {
         let payload = serde_json::to_vec(batch).map_err(|e| self.json_err(e))?;
+        nook_ns::failpoint::check("firewall.apply", format_args!("{} {}", self.op, self.target))
+            .map_err(|e| self.spawn_err(e))?;
         self.nft(&["-j", "-f", "-"], Some(&payload)).map(drop)
     }
 

@@ -625,6 +625,11 @@ impl Ipam {
         let mut state = store.load(network)?;
         let reclaimed = state.reclaim_listed(Owner::is_alive);
         let allocation = state.allocate(request, owner)?;
+        nook_ns::failpoint::check("ipam.allocate", network).map_err(|source| IpamError::Sys {
+            call: "write",
+            path: Some(self.dir().join(network)),
+            source,
+        })?;
         store.save(&state)?;
         Ok((allocation, reclaimed))
     }

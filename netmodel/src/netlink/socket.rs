@@ -164,6 +164,10 @@ impl Conn {
         flags: u16,
         on_frame: impl FnMut(Frame<'_>) -> Result<()>,
     ) -> Result<()> {
+        if let Err(source) = nook_ns::failpoint::check("netlink.request", format_args!("{op} {target}")) {
+            // As the kernel would refuse it.
+            return Err(NetlinkError::Kernel { op, target: target.to_string(), source });
+        }
         self.tx.clear();
         let seq = self.push(msg, NLM_F_ACK | flags);
         self.send_tx()?;

@@ -22,6 +22,7 @@
 //!    (`Cgroup::open_in` + `remove`, [`nook_ns::unmount`], unmount + unlink of a persisted
 //!    namespace, [`Nftables`](nook_netmodel::firewall::Nftables) `remove_ports` /
 //!    `teardown_network` / `remove_ports_to`, [`Ipam::release`](nook_netmodel::ipam::Ipam::release),
+//!    [`LayerStore::unmount_container`](nook_unionfs::LayerStore::unmount_container) and
 //!    [`LayerStore::remove_container`](nook_unionfs::LayerStore::remove_container)), going on
 //!    after failures;
 //! 3. deletes the record only when everything is gone; otherwise it rewrites the record with
@@ -192,7 +193,11 @@ impl StateDir {
             Err(e) => return Err(Error::sys("stat", &path, e)),
         }
         let record = Record { version: RECORD_VERSION, id: id.to_owned(), owner, objects: Vec::new() };
-        write_record(&path, &record)?;
+        if let Err(e) = write_record(&path, &record) {
+            // No record: the lock file is its holder's (ours) to remove.
+            let _ = std::fs::remove_file(&lock_path);
+            return Err(e);
+        }
         Ok(RecordHandle { record, path, lock_path })
     }
 
@@ -449,6 +454,7 @@ impl RecordHandle {
 /// state dir that is the difference between tens of µs and tens of ms per write.
 fn write_record(path: &Path, record: &Record) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(record).expect("a record serializes");
+    nook_ns::failpoint::check("state.record", path.display()).sys_at("write", path)?;
     let durable = record
         .objects
         .iter()

@@ -150,7 +150,10 @@ pub enum Object {
         /// The directory.
         dir: PathBuf,
     },
-    /// A container layer in a layer store ([`nook_unionfs::LayerStore::remove_container`]).
+    /// A container layer in a layer store: whatever is still mounted on its `merged` dir is
+    /// detached ([`nook_unionfs::LayerStore::unmount_container`]), the layer removed
+    /// ([`nook_unionfs::LayerStore::remove_container`]), and what dead processes left in the
+    /// store's `tmp/` (a removal cut short) cleaned ([`nook_unionfs::LayerStore::clean_tmp`]).
     ContainerLayer {
         /// The store root.
         store: PathBuf,

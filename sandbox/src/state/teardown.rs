@@ -105,8 +105,16 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
             }
             let store = LayerStore::open(store)?;
             if store.container_ids()?.iter().any(|c| c == layer) {
+                // The dead owner may have had the layer's stack mounted on its `merged` dir
+                // in this namespace (a caller of `ImageStore::create_container` mounting it
+                // itself): detached first, or the store refuses to remove the layer.
+                store.unmount_container(layer)?;
                 store.remove_container(layer)?;
             }
+            // An owner killed inside `remove_container` leaves the layer renamed into the
+            // store's `tmp/` (named after the owner), not yet deleted: what dead processes
+            // left there goes too.
+            store.clean_tmp()?;
             Ok(())
         }
     }

@@ -9,7 +9,7 @@ use nook_sandbox::{Error, Outcome, Rootfs, Sandbox, SandboxBuilder, SandboxSpec}
 use nook_testutil::{TempDir, require_root};
 use oci_spec::image::ImageConfiguration;
 
-use crate::image::{Comp, app_layer, assert_empty, base_layer, store_in, write_layout};
+use crate::image::{Comp, app_layer, assert_empty, base_layer, write_layout};
 use crate::sandbox::{mounts, our_cgroups, serial};
 
 /// What the image's default command prints: its env, cwd and identity.
@@ -18,14 +18,27 @@ const PROBE: &str = r#"echo "$GREETING|$(pwd)|$(id -u):$(id -g)|$(id -G)|$HOME";
 /// A store with the image `nk-app:1` (user `app`, Cmd = [`PROBE`]) imported from an OCI
 /// layout built here from host binaries.
 pub(crate) fn store_with_app(t: &TempDir) -> ImageStore {
-    let base = base_layer(t.path());
-    let layout = write_layout(&t.join("layout"), &[(base, Comp::Gzip), (app_layer(), Comp::Plain)], "app", |c| {
+    store_at(t.path())
+}
+
+/// [`store_with_app`] in any directory: the store at `dir/store`.
+pub(crate) fn store_at(dir: &std::path::Path) -> ImageStore {
+    let base = base_layer(dir);
+    let layout = write_layout(&dir.join("layout"), &[(base, Comp::Gzip), (app_layer(), Comp::Plain)], "app", |c| {
         set_cmd(c, PROBE)
     });
-    let store = store_in(t, "store");
+    let store = ImageStore::open(dir.join("store")).unwrap();
     store.import_layout(&layout.dir, "nk-app:1", ImportOptions::default()).unwrap();
     std::fs::remove_dir_all(&layout.dir).unwrap();
     store
+}
+
+/// Removes every image of `store` and prunes it.
+pub(crate) fn empty_store_at(store: &ImageStore) {
+    for i in store.images().unwrap() {
+        store.remove(&i.reference).unwrap();
+    }
+    store.prune().unwrap();
 }
 
 fn set_cmd(c: &mut ImageConfiguration, script: &str) {
@@ -303,4 +316,19 @@ fn update_changes_the_live_limits() {
     assert!(our_cgroups().is_empty());
     no_containers(&store);
     empty_store(&store);
+}
+
+/// Imports an image `reference` into `store`: the app's layers plus a layer of its own (so
+/// at least one layer is applied, not found in the store). The layout is built in `dir`.
+pub(crate) fn import_app(
+    store: &ImageStore,
+    dir: &std::path::Path,
+    reference: &str,
+) -> nook_sandbox::image::Result<nook_sandbox::image::Image> {
+    let own = crate::image::tar_files(&[("nk-own", reference.as_bytes())]);
+    let layers = [(base_layer(dir), Comp::Gzip), (app_layer(), Comp::Plain), (own, Comp::Plain)];
+    let layout = write_layout(&dir.join("layout-own"), &layers, "app", |c| set_cmd(c, PROBE));
+    let r = store.import_layout(&layout.dir, reference, ImportOptions::default());
+    std::fs::remove_dir_all(&layout.dir).unwrap();
+    r
 }

@@ -6,8 +6,11 @@
 mod asyncwait;
 mod child;
 mod cleanup;
+mod concurrency;
+mod crash;
 mod detached;
 mod escape;
+mod faults;
 mod hardening;
 mod image;
 mod image_run;
@@ -15,6 +18,8 @@ mod net;
 mod owner;
 mod probe;
 mod sandbox;
+mod soak;
+mod world;
 
 /// The libtest name of test `name` in the module whose `module_path!()` is `module` (the
 /// crate's own name is not part of it): what `--exact` needs to run just that test.

@@ -33,7 +33,7 @@ const BASE: &str = "NK_OWNER_BASE";
 /// Set in the helper's environment and in its sandboxes' (spec env): every process of
 /// theirs — the helper, a child still before its exec, the init, an exec'd process — shows
 /// it in `/proc/PID/environ`.
-const TAG: &str = "NK_OWNER_TAG";
+pub(crate) const TAG: &str = "NK_OWNER_TAG";
 
 fn helper_role(entry: &str) -> Option<PathBuf> {
     (std::env::var(ROLE).as_deref() == Ok(entry)).then(|| std::env::var_os(BASE).unwrap().into())
@@ -77,7 +77,7 @@ fn read_until(lines: &mut Lines<BufReader<ChildStdout>>, prefix: &str) -> String
 }
 
 /// Pids of live processes with `TAG=tag` in their environment (a zombie's is empty).
-fn tagged(tag: &str) -> Vec<u32> {
+pub(crate) fn tagged(tag: &str) -> Vec<u32> {
     let needle = format!("{TAG}={tag}");
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -91,7 +91,7 @@ fn tagged(tag: &str) -> Vec<u32> {
 }
 
 /// Waits (up to a deadline that only a failure reaches) until no process carries the tag.
-fn no_tagged_process_left(tag: &str) -> Vec<u32> {
+pub(crate) fn no_tagged_process_left(tag: &str) -> Vec<u32> {
     let deadline = Instant::now() + Duration::from_secs(10 * u64::from(time_factor()));
     loop {
         let left = tagged(tag);
@@ -103,7 +103,7 @@ fn no_tagged_process_left(tag: &str) -> Vec<u32> {
 }
 
 /// Every `nk-sandbox-<pid>-*` cgroup directory below the cgroup mounts.
-fn cgroups_of(pid: u32) -> Vec<PathBuf> {
+pub(crate) fn cgroups_of(pid: u32) -> Vec<PathBuf> {
     let prefix = format!("nk-sandbox-{pid}-");
     let mut found = Vec::new();
     let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
@@ -129,7 +129,7 @@ fn state_files(base: &Path) -> Vec<String> {
     }
 }
 
-fn pidfd(pid: u32) -> OwnedFd {
+pub(crate) fn pidfd(pid: u32) -> OwnedFd {
     rustix::process::pidfd_open(
         rustix::process::Pid::from_raw(pid as i32).unwrap(),
         rustix::process::PidfdFlags::empty(),
@@ -139,7 +139,7 @@ fn pidfd(pid: u32) -> OwnedFd {
 
 /// Whether the process behind `fd` has exited (its pidfd turns readable), waiting up to a
 /// deadline that only a failure reaches.
-fn exited(fd: &OwnedFd) -> bool {
+pub(crate) fn exited(fd: &OwnedFd) -> bool {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     let mut fds = [PollFd::new(fd, PollFlags::IN)];
     let ts = Timespec { tv_sec: 10 * i64::from(time_factor()), tv_nsec: 0 };
@@ -279,7 +279,7 @@ fn owner_sigkilled_takes_the_sandbox_and_its_execs_along_and_cleanup_leaves_noth
 }
 
 /// A small pseudo-random sequence (no dependency): xorshift seeded from the clock.
-fn xorshift(seed: &mut u64) -> u64 {
+pub(crate) fn xorshift(seed: &mut u64) -> u64 {
     *seed ^= *seed << 13;
     *seed ^= *seed >> 7;
     *seed ^= *seed << 17;
@@ -298,7 +298,7 @@ fn spawn_reading_pids<'a>(me: &str, base: &'a Path, tag: &str) -> (Guard<'a>, Ve
 }
 
 /// The clock as a xorshift seed (odd, never 0).
-fn clock_seed() -> u64 {
+pub(crate) fn clock_seed() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
 }
 
