@@ -432,7 +432,8 @@ pub enum Stage {
     RootPropagation,
     /// A mount step: see `SpawnError::step` for which one.
     Mount,
-    /// `pivot_root` (or the bind / chdir / detach around it).
+    /// `pivot_root` (or the bind / chdir / detach around it), or the `MS_MOVE` and `chroot`
+    /// of `MountStep::move_root`.
     PivotRoot,
     /// `chdir` to the working directory.
     Chdir,
@@ -479,12 +480,23 @@ pub enum Stage {
     Loopback,
     /// Finding the start gate (`Command::start_gate`) before waiting on it.
     StartGate,
+    /// Allocating the pseudo-terminal of `Command::terminal`: opening `/dev/ptmx`,
+    /// unlocking it, opening its peer, setting its size.
+    Terminal,
+    /// Sending the terminal's master over the console socket (`Command::terminal`).
+    ConsoleSocket,
+    /// Making the terminal the program's stdio and controlling terminal (`dup3`, `setsid`,
+    /// `ioctl(TIOCSCTTY)`).
+    ControllingTerminal,
+    /// Joining the session keyring of `Command::session_keyring`, or setting its
+    /// permissions.
+    SessionKeyring,
 }
 
 impl Stage {
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 35] = [
+        const ALL: [Stage; 39] = [
             Clone,
             WaitForParent,
             Prctl,
@@ -520,6 +532,10 @@ impl Stage {
             Join,
             Loopback,
             StartGate,
+            Terminal,
+            ConsoleSocket,
+            ControllingTerminal,
+            SessionKeyring,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
