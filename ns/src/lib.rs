@@ -162,4 +162,5 @@ pub use netns::{NETNS_RUN_DIR, NetNs};
 pub use plan::FORWARDED_SIGNALS;
 pub use probe::{KernelSupport, landlock_abi, probe};
 pub use process::{Child, PausedChild, Stdio};
+pub use sys::inherited_fd;
 pub use thread::{on_thread_in, on_thread_with_cwd};

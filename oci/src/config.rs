@@ -35,8 +35,7 @@
 //! namespace, not its init) and cgroup (`SandboxSpec::join_namespaces`). A `hostname` or
 //! `domainname` with a joined UTS namespace is set in it, as runc does.
 //!
-//! Refused, naming the field (never silently dropped): `process.terminal: true` (no
-//! `--console-socket` yet), `process.apparmorProfile`, `process.selinuxLabel`,
+//! Refused, naming the field (never silently dropped): `process.apparmorProfile`, `process.selinuxLabel`,
 //! `process.ioPriority`, `process.scheduler`, `process.capabilities.ambient` and
 //! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted
 //! sets that differ from the bounding set, `process.user.username`, mount, user and time
@@ -111,9 +110,7 @@ pub(crate) fn map(spec: Spec, bundle: &Path) -> Result<Mapped, Error> {
 
 fn process(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     let p = spec.process().as_ref().ok_or_else(|| refuse("process", "missing"))?;
-    if p.terminal().unwrap_or(false) {
-        return Err(refuse("process.terminal", "a terminal needs --console-socket, which is not supported yet"));
-    }
+    // process.terminal and consoleSize: the commands' (`tty.rs`), with the console socket.
     if p.apparmor_profile().as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(refuse("process.apparmorProfile", "AppArmor is not supported"));
     }

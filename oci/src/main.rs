@@ -41,6 +41,7 @@ mod log;
 mod manage;
 mod signal;
 mod state;
+mod tty;
 
 use std::ffi::OsString;
 

@@ -418,6 +418,19 @@ impl SandboxBuilder {
         self
     }
 
+    /// Enter the root with `MS_MOVE` and `chroot` instead of `pivot_root`
+    /// ([`SandboxSpec::no_pivot`]).
+    pub fn no_pivot(&mut self, yes: bool) -> &mut Self {
+        self.spec.no_pivot = yes;
+        self
+    }
+
+    /// A session keyring of its own, named `name` ([`SandboxSpec::session_keyring`]).
+    pub fn session_keyring(&mut self, name: impl Into<String>) -> &mut Self {
+        self.spec.session_keyring = Some(name.into());
+        self
+    }
+
     /// What the next spawn passes besides the spec.
     fn take_io(&mut self) -> Io {
         Io {

@@ -5,6 +5,7 @@
 
 mod config_fields;
 mod conformance;
+mod console;
 mod harness;
 mod nook_only;
 mod podman;
