@@ -21,7 +21,8 @@
 //! container's directory per hierarchy, for the hierarchies nook places it in, i.e. those
 //! of its limits; v2 alone: its own directory, which is what runc shows with a cgroup
 //! namespace — without one runc shows the whole hierarchy); `bind`/`rbind` mounts of a host
-//! path (with `ro`) and `tmpfs` mounts elsewhere (with `size=`) are extra mounts.
+//! path (with `ro`) and `tmpfs` mounts elsewhere (with `size=`; `mode=755` is the facade's
+//! mode) are extra mounts.
 //!
 //! User namespaces: a new `user` namespace with `uidMappings` and `gidMappings` (both
 //! needed; mappings without the namespace are refused). The facade mounts `/proc` and
@@ -238,7 +239,18 @@ fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
                         Some(s) => {
                             size = Some(parse_size(s).ok_or_else(|| refuse(field.clone(), format!("bad size {s:?}")))?)
                         }
-                        None if ["nosuid", "nodev", "noexec", "rw", "strictatime", "relatime"].contains(o) => {}
+                        // The facade's tmpfs mounts are mode 755 (containerd's `/run`).
+                        None if [
+                            "nosuid",
+                            "nodev",
+                            "noexec",
+                            "rw",
+                            "strictatime",
+                            "relatime",
+                            "mode=755",
+                            "mode=0755",
+                        ]
+                        .contains(o) => {}
                         None => return Err(refuse(field, format!("tmpfs option {o:?} is not supported"))),
                     }
                 }

@@ -6,6 +6,7 @@
 mod config_fields;
 mod conformance;
 mod console;
+mod containerd;
 mod harness;
 mod nook_only;
 mod podman;
