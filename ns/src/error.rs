@@ -631,11 +631,12 @@ mod tests {
         let r = ErrorRecord { stage: Stage::PivotRoot as u32, errno: libc::EINVAL, step: 3 };
         let e = ErrorRecord::decode(&r.encode()).into_spawn_error();
         assert_eq!(e, SpawnError { stage: Stage::PivotRoot, errno: libc::EINVAL, step: Some(3) });
-        for v in 1..=35 {
+        for v in 1..=39 {
             assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
         }
         assert_eq!(Stage::from_u32(0), None);
-        assert_eq!(Stage::from_u32(36), None);
+        assert_eq!(Stage::from_u32(40), None);
+        assert_eq!(Stage::SessionKeyring as u32, 39);
         assert_eq!(Stage::SeccompNotify as u32, 32);
         assert_eq!(Stage::Join as u32, 33);
         assert_eq!(Stage::Exec as u32, 22);
