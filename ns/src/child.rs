@@ -31,7 +31,7 @@ use std::os::fd::RawFd;
 
 use crate::error::{ErrorRecord, Stage};
 use crate::mount::{Beneath, PreparedStep, ReadOnly};
-use crate::plan::{CapsPlan, ChildFds, FdRole, Identity, Plan, PreExecHook};
+use crate::plan::{CapsPlan, ChildFds, FdRole, Identity, KeyringPlan, Plan, PreExecHook, TerminalPlan};
 
 impl ChildFds {
     /// The child's number of the descriptor with `role` (after [`ChildFds::shed`]).
@@ -189,6 +189,11 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         fail(err, stage, errno, step);
     }
 
+    // Before the mount steps, as runc joins it, and owned by the new user namespace's root.
+    if let Some(ring) = &plan.session_keyring {
+        join_session_keyring(err, ring);
+    }
+
     if plan.unshare_cgroup {
         check(err, Stage::CgroupNamespace, raw::unshare(libc::CLONE_NEWCGROUP));
     }
@@ -222,6 +227,11 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
 
     if let Some(cwd) = &plan.cwd {
         check(err, Stage::Chdir, raw::chdir(cwd.as_ptr()));
+    }
+
+    // In the final root: its /dev/ptmx (a container's own devpts instance).
+    if let Some(t) = &plan.terminal {
+        open_terminal(err, fds, t);
     }
 
     // Limits and umask while still privileged: raising a hard limit needs
@@ -311,6 +321,60 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         }
     }
     exec_payload(plan, err)
+}
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`, then `KEYCTL_SETPERM` when asked. `ENOSYS`
+/// (no keys in this kernel) is skipped, as runc does.
+fn join_session_keyring(err: RawFd, ring: &KeyringPlan) {
+    const KEYCTL_SETPERM: libc::c_int = 5;
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    match raw::keyctl(KEYCTL_JOIN_SESSION_KEYRING, ring.name.as_ptr() as usize, 0) {
+        Ok(serial) => {
+            if let Some(perm) = ring.perm {
+                if let Err(e) = raw::keyctl(KEYCTL_SETPERM, serial as usize, perm as usize) {
+                    fail(err, Stage::SessionKeyring, e, None);
+                }
+            }
+        }
+        Err(libc::ENOSYS) => {}
+        Err(e) => fail(err, Stage::SessionKeyring, e, None),
+    }
+}
+
+/// The terminal of `Command::terminal` (see there): a new pty from this root's
+/// `/dev/ptmx`, its master sent over the console socket, its peer on 0, 1 and 2 and the
+/// controlling terminal of a new session.
+fn open_terminal(err: RawFd, fds: &ChildFds, t: &TerminalPlan) {
+    let Some(sock) = fds.get(FdRole::Console) else { fail(err, Stage::ConsoleSocket, libc::EBADF, None) };
+    let master = match raw::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY) {
+        Ok(fd) => fd,
+        Err(e) => fail(err, Stage::Terminal, e, None),
+    };
+    let unlock: libc::c_int = 0;
+    let terminal = |r: Result<isize, i32>| match r {
+        Ok(v) => v,
+        Err(e) => fail(err, Stage::Terminal, e, None),
+    };
+    terminal(raw::ioctl(master, libc::TIOCSPTLCK as libc::c_ulong, &unlock as *const libc::c_int as usize));
+    let flags = (libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) as usize;
+    let peer = terminal(raw::ioctl(master, libc::TIOCGPTPEER as libc::c_ulong, flags)) as RawFd;
+    if let Some(size) = &t.size {
+        terminal(raw::ioctl(master, libc::TIOCSWINSZ as libc::c_ulong, size as *const libc::winsize as usize));
+    }
+    if let Some(uid) = t.owner {
+        check(err, Stage::Terminal, raw::fchown(peer, uid, u32::MAX));
+    }
+    check(err, Stage::ConsoleSocket, raw::send_fd_named(sock, master, b"/dev/ptmx"));
+    raw::close(master);
+    raw::close(sock);
+    for target in 0..3 {
+        check(err, Stage::ControllingTerminal, raw::dup2(peer, target));
+    }
+    raw::close(peer);
+    check(err, Stage::ControllingTerminal, raw::setsid());
+    if let Err(e) = raw::ioctl(0, libc::TIOCSCTTY as libc::c_ulong, 0) {
+        fail(err, Stage::ControllingTerminal, e, None);
+    }
 }
 
 /// `seccomp(SECCOMP_SET_MODE_FILTER)` of the plan's program; a notify program's listener
@@ -689,6 +753,7 @@ fn run_step_at(
                 .map_err(fail(Stage::Mount))
         }
         PreparedStep::PivotRoot { new_root } => pivot_root(new_root.as_ptr()).map_err(fail(Stage::PivotRoot)),
+        PreparedStep::MoveRoot { new_root } => move_root(new_root.as_ptr()).map_err(fail(Stage::PivotRoot)),
         PreparedStep::RemountReadOnly { target, recursive } => {
             let target = path_of(target);
             if *recursive { remount_ro_tree(target) } else { remount_ro(target) }.map_err(fail(Stage::Mount))
@@ -875,6 +940,16 @@ fn pivot_root(new_root: *const libc::c_char) -> Result<(), i32> {
     // Never let the detach below propagate back to the host's mounts.
     nonzero(raw::mount(std::ptr::null(), dot, std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;
     nonzero(raw::umount2(dot, libc::MNT_DETACH))?;
+    nonzero(raw::chdir(c"/".as_ptr()))
+}
+
+/// runc's `msMoveRoot`: the new root (made a mount point) moved onto `/`, then `chroot`.
+fn move_root(new_root: *const libc::c_char) -> Result<(), i32> {
+    let dot = c".".as_ptr();
+    nonzero(raw::mount(new_root, new_root, std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
+    nonzero(raw::chdir(new_root))?;
+    nonzero(raw::mount(dot, c"/".as_ptr(), std::ptr::null(), libc::MS_MOVE, std::ptr::null()))?;
+    nonzero(raw::chroot(dot))?;
     nonzero(raw::chdir(c"/".as_ptr()))
 }
 

@@ -19,7 +19,9 @@ use crate::idmap::{self, IdKind, IdMap, MapWriter, SetGroups};
 use crate::landlock::Landlock;
 use crate::mount::{MountStep, Propagation, abs_cstring, cstring, path_cstring};
 use crate::namespace::{Namespace, NamespaceSet};
-use crate::plan::{CStringArray, CapsPlan, ChildFds, FdRole, Identity, Plan, PreExecHook, SeccompPlan};
+use crate::plan::{
+    CStringArray, CapsPlan, ChildFds, FdRole, Identity, KeyringPlan, Plan, PreExecHook, SeccompPlan, TerminalPlan,
+};
 use crate::process::{ParentPipes, PausedChild, Stdio, spawner};
 use crate::seccomp::SeccompProgram;
 use crate::sys::{self, Forked};
@@ -141,6 +143,10 @@ pub struct Command {
     seccomp: Option<SeccompProgram>,
     /// `Command::start_gate`: the fifo's directory and name.
     start_gate: Option<(OwnedFd, OsString)>,
+    /// `Command::terminal`: the console socket and the window size (rows, columns).
+    terminal: Option<(OwnedFd, Option<(u16, u16)>)>,
+    /// `Command::session_keyring`: its name and the permissions set on it.
+    session_keyring: Option<(OsString, Option<u32>)>,
 }
 
 impl std::fmt::Debug for Command {
@@ -203,6 +209,8 @@ impl Command {
             landlock_given: false,
             seccomp: None,
             start_gate: None,
+            terminal: None,
+            session_keyring: None,
         }
     }
 
@@ -501,6 +509,50 @@ impl Command {
     /// are delivered at exec); `SIGKILL` ends it. Never vfork-style.
     pub fn start_gate(&mut self, dir: impl Into<OwnedFd>, name: impl AsRef<OsStr>) -> &mut Self {
         self.start_gate = Some((dir.into(), name.as_ref().to_owned()));
+        self
+    }
+
+    /// Gives the program a new pseudo-terminal as its stdin, stdout, stderr and controlling
+    /// terminal, and sends the terminal's master over `console_socket` (a connected unix
+    /// socket: `SCM_RIGHTS`, with `/dev/ptmx` as the message's bytes) — runc's
+    /// `--console-socket` contract, which container engines (conmon, containerd's shim)
+    /// implement on the other end.
+    ///
+    /// As runc does, the child allocates it itself after its mount steps and working
+    /// directory: `/dev/ptmx` is opened in the child's own root (in a container, its own
+    /// `devpts` instance, so `tty` names a `/dev/pts/N` that exists there; a child joining a
+    /// running container's namespaces uses that container's), unlocked, its peer opened
+    /// (`TIOCGPTPEER`), sized (`rows`/`cols` of [`Command::terminal_size`]), the master
+    /// sent, and the peer put on 0, 1 and 2 (replacing any [`Command::stdin`]...
+    /// setting); then `setsid()` and `ioctl(0, TIOCSCTTY)` make it the controlling terminal
+    /// of a new session. With a non-root [`Command::user`] the terminal is given to that
+    /// uid (as runc's `fixStdioPermissions`). Failures are [`Stage::Terminal`],
+    /// [`Stage::ConsoleSocket`] and [`Stage::ControllingTerminal`].
+    pub fn terminal(&mut self, console_socket: impl Into<OwnedFd>) -> &mut Self {
+        let size = self.terminal.take().and_then(|(_, size)| size);
+        self.terminal = Some((console_socket.into(), size));
+        self
+    }
+
+    /// The window size of [`Command::terminal`]'s terminal (OCI `process.consoleSize`).
+    /// Without a terminal it does nothing.
+    pub fn terminal_size(&mut self, rows: u16, cols: u16) -> &mut Self {
+        if let Some((_, size)) = &mut self.terminal {
+            *size = Some((rows, cols));
+        }
+        self
+    }
+
+    /// Joins the session keyring `name`, creating it if there is none of that name the child
+    /// may search (`keyctl(KEYCTL_JOIN_SESSION_KEYRING)`), so the program does not share the
+    /// caller's session keyring — what runc does for every container (`_ses.<id>`, joined
+    /// again by `runc exec`). `perm`: set with `KEYCTL_SETPERM` afterwards (runc makes a
+    /// new one searchable: see `nook_sandbox`). Done right after the switch to the new user
+    /// namespace's root (so the keyring belongs to it) and before the mount steps. A kernel
+    /// without keys (`ENOSYS`) is not an error, as with runc; other failures are
+    /// [`Stage::SessionKeyring`].
+    pub fn session_keyring(&mut self, name: impl AsRef<OsStr>, perm: Option<u32>) -> &mut Self {
+        self.session_keyring = Some((name.as_ref().to_owned(), perm));
         self
     }
 
@@ -880,6 +932,9 @@ impl Command {
         if let Some((fd, _)) = &self.start_gate {
             kept.push((FdRole::StartGate, fd.as_raw_fd()));
         }
+        if let Some((fd, _)) = &self.terminal {
+            kept.push((FdRole::Console, fd.as_raw_fd()));
+        }
         let notify = match plan.seccomp.as_ref().filter(|s| s.notify) {
             Some(_) => Some(sys::socketpair_cloexec().sys("socketpair")?),
             None => None,
@@ -1248,6 +1303,20 @@ impl Command {
                 .filter(|set| !set.is_empty())
                 .map(|set| set.bits() as libc::c_int),
             start_gate: self.start_gate.as_ref().map(|(_, name)| cstring("start gate", name.as_bytes())).transpose()?,
+            terminal: self.terminal.as_ref().map(|(_, size)| TerminalPlan {
+                size: size.map(|(rows, cols)| libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }),
+                owner: self.user.map(|(uid, _)| uid).filter(|uid| *uid != 0),
+            }),
+            session_keyring: self
+                .session_keyring
+                .as_ref()
+                .map(|(name, perm)| {
+                    Ok::<_, ValidationError>(KeyringPlan {
+                        name: cstring("session keyring", name.as_bytes())?,
+                        perm: *perm,
+                    })
+                })
+                .transpose()?,
         })
     }
 

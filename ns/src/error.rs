@@ -432,7 +432,8 @@ pub enum Stage {
     RootPropagation,
     /// A mount step: see `SpawnError::step` for which one.
     Mount,
-    /// `pivot_root` (or the bind / chdir / detach around it).
+    /// `pivot_root` (or the bind / chdir / detach around it), or the `MS_MOVE` and `chroot`
+    /// of `MountStep::move_root`.
     PivotRoot,
     /// `chdir` to the working directory.
     Chdir,
@@ -479,6 +480,17 @@ pub enum Stage {
     Loopback,
     /// Finding the start gate (`Command::start_gate`) before waiting on it.
     StartGate,
+    /// Allocating the pseudo-terminal of `Command::terminal`: opening `/dev/ptmx`,
+    /// unlocking it, opening its peer, setting its size.
+    Terminal,
+    /// Sending the terminal's master over the console socket (`Command::terminal`).
+    ConsoleSocket,
+    /// Making the terminal the program's stdio and controlling terminal (`dup3`, `setsid`,
+    /// `ioctl(TIOCSCTTY)`).
+    ControllingTerminal,
+    /// Joining the session keyring of `Command::session_keyring`, or setting its
+    /// permissions.
+    SessionKeyring,
 }
 
 impl Stage {
@@ -490,7 +502,7 @@ impl Stage {
 
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 35] = [
+        const ALL: [Stage; 39] = [
             Clone,
             WaitForParent,
             Prctl,
@@ -526,6 +538,10 @@ impl Stage {
             Join,
             Loopback,
             StartGate,
+            Terminal,
+            ConsoleSocket,
+            ControllingTerminal,
+            SessionKeyring,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -621,11 +637,12 @@ mod tests {
         let r = ErrorRecord { stage: Stage::PivotRoot as u32, errno: libc::EINVAL, step: 3 };
         let e = ErrorRecord::decode(&r.encode()).into_spawn_error();
         assert_eq!(e, SpawnError { stage: Stage::PivotRoot, errno: libc::EINVAL, step: Some(3) });
-        for v in 1..=35 {
+        for v in 1..=39 {
             assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
         }
         assert_eq!(Stage::from_u32(0), None);
-        assert_eq!(Stage::from_u32(36), None);
+        assert_eq!(Stage::from_u32(40), None);
+        assert_eq!(Stage::SessionKeyring as u32, 39);
         assert_eq!(Stage::SeccompNotify as u32, 32);
         assert_eq!(Stage::Join as u32, 33);
         assert_eq!(Stage::Exec as u32, 22);

@@ -24,6 +24,10 @@
 //!   spawn return, then waits opening a fifo for writing until someone opens it for reading
 //!   (an OCI runtime's `create` / `start`); [`Command::no_parent_death_signal`] lets a child
 //!   outlive its spawner.
+//! - [`Command::terminal`] is runc's `--console-socket`: the child allocates a pty from its
+//!   own `/dev/ptmx` (a container's devpts), sends the master over a socket (`SCM_RIGHTS`)
+//!   and makes the peer its stdio and controlling terminal (`setsid`, `TIOCSCTTY`);
+//!   [`Command::session_keyring`] joins a named session keyring (runc's `_ses.<id>`).
 //! - [`Command::init`] runs a minimal PID 1 that reaps orphans, forwards signals and exits
 //!   with the payload's status. It is `nk-init`, a static, freestanding program of about a
 //!   kilobyte (`init/init.c`, built by `build.rs` with the target's C compiler) exec'd from a
@@ -39,14 +43,15 @@
 //!   filter ([`seccomp::SeccompProgram`], compiled elsewhere and shared across spawns)
 //!   installed as the very last step before exec; seccomp user notification is answered
 //!   from the parent ([`Child::take_seccomp_notifier`], [`seccomp::Notifier`]). Order in
-//!   the child: mounts, `pivot_root`, `chdir` → rlimits, umask → bounding set, keep-caps →
+//!   the child: session keyring → mounts, `pivot_root`, `chdir` → terminal → rlimits, umask → bounding set, keep-caps →
 //!   identity → capability sets → parent-death signal → `pre_exec` hooks → start gate →
 //!   no_new_privs → Landlock → seccomp → exec (or the init, which is then confined with the payload).
 //!   Each step fails closed with its own [`Stage`].
 //! - [`IdMap`] multi-range uid/gid maps (`newuidmap`/`newgidmap` when unprivileged).
 //! - [`MountStep`] / [`Propagation`]: bind (ro/rw), proc, sysfs, tmpfs, devpts, mqueue, overlay,
 //!   files, symlinks,
-//!   propagation changes, `pivot_root`, read-only remount, masking.
+//!   propagation changes, `pivot_root` (or `MS_MOVE` + `chroot`: [`MountStep::move_root`],
+//!   runc's `--no-pivot`), read-only remount, masking.
 //! - [`NetNs`]: network namespaces, anonymous or persisted like `ip netns add`.
 //! - [`NsFd`], [`NsGuard`], [`run_in`], [`join_pidfd`]: join by fd, path or pidfd, and come
 //!   back.
@@ -163,4 +168,5 @@ pub use netns::{NETNS_RUN_DIR, NetNs};
 pub use plan::FORWARDED_SIGNALS;
 pub use probe::{KernelSupport, landlock_abi, probe};
 pub use process::{Child, PausedChild, Stdio};
+pub use sys::inherited_fd;
 pub use thread::{on_thread_in, on_thread_with_cwd};

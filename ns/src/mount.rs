@@ -157,6 +157,15 @@ pub enum MountStep {
         /// The new root directory.
         new_root: PathBuf,
     },
+    /// Make `new_root` the root without `pivot_root` (runc's `--no-pivot`, for a caller whose
+    /// root is the initramfs, where `pivot_root` fails with `EINVAL`): it is bind-mounted onto
+    /// itself, moved onto `/` (`MS_MOVE`), and the child `chroot`s into it. The old root stays
+    /// in the mount namespace beneath it (a process with `CAP_SYS_CHROOT` can get back to it
+    /// through a chroot escape): prefer [`MountStep::PivotRoot`].
+    MoveRoot {
+        /// The new root directory.
+        new_root: PathBuf,
+    },
     /// Remount an existing mount read-only (keeping its nosuid/nodev/noexec flags).
     RemountReadOnly {
         /// The mount.
@@ -288,6 +297,11 @@ impl MountStep {
         MountStep::PivotRoot { new_root: new_root.into() }
     }
 
+    /// `MS_MOVE` of `new_root` onto `/` and a `chroot` into it (see [`MountStep::MoveRoot`]).
+    pub fn move_root(new_root: impl Into<PathBuf>) -> Self {
+        MountStep::MoveRoot { new_root: new_root.into() }
+    }
+
     /// A non-recursive read-only remount.
     pub fn remount_read_only(target: impl Into<PathBuf>) -> Self {
         MountStep::RemountReadOnly { target: target.into(), recursive: false }
@@ -408,6 +422,9 @@ impl MountStep {
             MountStep::PivotRoot { new_root } => {
                 Ok(PreparedStep::PivotRoot { new_root: abs_cstring("pivot_root new root", new_root)? })
             }
+            MountStep::MoveRoot { new_root } => {
+                Ok(PreparedStep::MoveRoot { new_root: abs_cstring("moved root", new_root)? })
+            }
             MountStep::RemountReadOnly { target, recursive } => Ok(PreparedStep::RemountReadOnly {
                 target: abs_cstring("read-only remount target", target)?,
                 recursive: *recursive,
@@ -470,7 +487,9 @@ pub(crate) fn check_root_propagation(
             match step {
                 // A propagation step may make the pivot's parent mount non-shared first.
                 MountStep::Propagation { .. } => break,
-                MountStep::PivotRoot { .. } => return Err(ValidationError::PivotRootUnderSharedRoot { step: i }),
+                MountStep::PivotRoot { .. } | MountStep::MoveRoot { .. } => {
+                    return Err(ValidationError::PivotRootUnderSharedRoot { step: i });
+                }
                 _ => {}
             }
         }
@@ -503,6 +522,9 @@ pub(crate) enum PreparedStep {
         flags: libc::c_ulong,
     },
     PivotRoot {
+        new_root: CString,
+    },
+    MoveRoot {
         new_root: CString,
     },
     RemountReadOnly {
@@ -575,7 +597,7 @@ impl MountStep {
             | MountStep::WriteFile { path, .. }
             | MountStep::Symlink { path, .. }
             | MountStep::MakeNode { path, .. } => Some(path),
-            MountStep::PivotRoot { .. } => None,
+            MountStep::PivotRoot { .. } | MountStep::MoveRoot { .. } => None,
         }
     }
 }
@@ -586,7 +608,7 @@ pub(crate) fn beneath_roots(steps: &[MountStep]) -> std::result::Result<Vec<Opti
     let mut out = Vec::with_capacity(steps.len());
     for (i, step) in steps.iter().enumerate() {
         let root = steps[i..].iter().find_map(|s| match s {
-            MountStep::PivotRoot { new_root } => Some(new_root.as_path()),
+            MountStep::PivotRoot { new_root } | MountStep::MoveRoot { new_root } => Some(new_root.as_path()),
             _ => None,
         });
         let beneath = match (root, step.acts_on()) {

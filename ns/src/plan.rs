@@ -93,6 +93,27 @@ pub(crate) struct Plan {
     /// opens for writing (blocking until a reader comes) before its confinement and exec
     /// (see `Command::start_gate`).
     pub start_gate: Option<CString>,
+    /// A new pseudo-terminal as stdio and controlling terminal, its master sent over
+    /// [`FdRole::Console`] (see `Command::terminal`).
+    pub terminal: Option<TerminalPlan>,
+    /// Join (create) a named session keyring (see `Command::session_keyring`).
+    pub session_keyring: Option<KeyringPlan>,
+}
+
+/// The terminal step, decided in the parent.
+pub(crate) struct TerminalPlan {
+    /// The window size set on it.
+    pub size: Option<libc::winsize>,
+    /// The owner the terminal is given (the final uid, when not root), as runc does, so the
+    /// program may reopen it (`/dev/tty`, `/proc/self/fd/0`).
+    pub owner: Option<libc::uid_t>,
+}
+
+/// The session keyring step, decided in the parent.
+pub(crate) struct KeyringPlan {
+    pub name: CString,
+    /// `KEYCTL_SETPERM` after joining it.
+    pub perm: Option<u32>,
 }
 
 /// The capability steps, decided in the parent.
@@ -153,6 +174,8 @@ pub(crate) enum FdRole {
     /// An `O_PATH` descriptor of the directory holding the start gate's fifo
     /// ([`crate::Command::start_gate`]).
     StartGate,
+    /// The console socket the terminal's master is sent over ([`crate::Command::terminal`]).
+    Console,
 }
 
 impl FdRole {

@@ -529,3 +529,18 @@ pub(crate) fn landlock_add_path_rule(ruleset: BorrowedFd<'_>, parent: BorrowedFd
     };
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
+
+/// A close-on-exec duplicate of descriptor number `fd`, which this process inherited at
+/// exec (a `LISTEN_FDS` socket of systemd's socket activation, runc's `--preserve-fds`):
+/// how a caller takes such a number without `unsafe` of its own. `EBADF` when it is not
+/// open.
+pub fn inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: `fd` is not -1; the borrow lives only for the `fcntl` below, which fails with
+    // EBADF for a number that is not open, and the duplicate it makes is owned by the
+    // result.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    Ok(rustix::io::fcntl_dupfd_cloexec(borrowed, 3)?)
+}

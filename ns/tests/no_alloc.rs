@@ -154,6 +154,22 @@ fn landlock() -> nook_ns::landlock::Landlock {
         .unwrap()
 }
 
+/// The descriptor sent over `sock` (`SCM_RIGHTS`).
+fn recv_fd(sock: &std::os::unix::net::UnixStream) -> std::os::fd::OwnedFd {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut name = [0u8; 64];
+    recvmsg(sock, &mut [std::io::IoSliceMut::new(&mut name)], &mut control, RecvFlags::CMSG_CLOEXEC).unwrap();
+    control
+        .drain()
+        .find_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        })
+        .expect("a descriptor")
+}
+
 fn run(cmd: &mut Command) -> String {
     nook_testutil::success_stdout(cmd.output().unwrap())
 }
@@ -299,6 +315,28 @@ fn child_side_of_every_feature_is_allocation_free() {
     fs::File::open(&gate_fifo).unwrap().read_exact(&mut gate_byte).unwrap();
     let gated_status = gated.wait().unwrap();
 
+    // A terminal (its master sent over a socket, the controlling terminal of a new
+    // session) with a session keyring; and a root entered with MS_MOVE + chroot.
+    let (term_ours, term_theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut termed = Command::new("/bin/sh");
+    termed
+        .args(["-c", "test -t 0 && echo tty; grep -c ' nk-noalloc-ses: ' /proc/keys"])
+        .unshare(Namespace::Uts)
+        .session_keyring("nk-noalloc-ses", Some(0x3f1b_0000))
+        .terminal(term_theirs)
+        .terminal_size(10, 20);
+    let mut termed = termed.spawn().unwrap();
+    let master = recv_fd(&term_ours);
+    let mut moved = Command::new("/bin/sh");
+    moved
+        .args(["-c", "cat /etc/marker"])
+        .namespaces(NamespaceSet::new().with(Namespace::Mount).with(Namespace::Pid))
+        .mount(MountStep::move_root(&rootfs))
+        .current_dir("/")
+        .env_clear()
+        .env("PATH", "/bin:/usr/bin");
+    let moved_out = run(&mut moved);
+
     // Paused, then resumed; stdin piped.
     let mut cat = Command::new("cat");
     cat.unshare(Namespace::Uts).stdin(Stdio::piped()).stdout(Stdio::piped());
@@ -312,8 +350,14 @@ fn child_side_of_every_feature_is_allocation_free() {
         .spawn()
         .unwrap_err();
 
+    let termed_status = termed.wait().unwrap();
     let tattles = tattle.count();
     drop(host_fd);
+    let mut term_out = Vec::new();
+    let _ = fs::File::from(master).read_to_end(&mut term_out);
+    assert!(termed_status.success());
+    assert_eq!(String::from_utf8_lossy(&term_out).replace('\r', ""), "tty\n1\n");
+    assert_eq!(moved_out, "in the new root\n");
 
     // The children really did all of it.
     let mut passed = String::new();

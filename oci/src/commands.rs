@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use crate::state::Status;
 use liboci_cli::{CommonCmd, StandardCmd};
-use nook_sandbox::detached::{ExecProcess, open_start_gate};
+use nook_sandbox::detached::{ExecIo, ExecProcess, open_start_gate};
 use nook_sandbox::{Outcome, Sandbox, User};
 
 use crate::Command;
@@ -22,8 +22,14 @@ use crate::state::{Container, ContainerDir, FIFO, Stored, new_state, rfc3339_now
 pub(crate) fn dispatch(root: &Path, command: Command) -> Result<i32, Error> {
     match command {
         Command::Standard(StandardCmd::Create(c)) => {
-            refuse_common(c.console_socket.is_some(), c.preserve_fds, c.no_pivot)?;
-            create(root, &c.container_id, &c.bundle, c.pid_file.as_deref()).map(|_| 0)
+            let opts = CreateOpts {
+                console_socket: c.console_socket.as_deref(),
+                preserve_fds: c.preserve_fds,
+                no_pivot: c.no_pivot,
+                no_new_keyring: c.no_new_keyring,
+                detach: true,
+            };
+            create(root, &c.container_id, &c.bundle, c.pid_file.as_deref(), &opts).map(|_| 0)
         }
         Command::Standard(StandardCmd::Start(s)) => start(root, &s.container_id).map(|()| 0),
         Command::Standard(StandardCmd::State(s)) => {
@@ -33,11 +39,17 @@ pub(crate) fn dispatch(root: &Path, command: Command) -> Result<i32, Error> {
         Command::Standard(StandardCmd::Kill(k)) => kill(root, &k.container_id, &k.signal, k.all).map(|()| 0),
         Command::Standard(StandardCmd::Delete(d)) => delete(root, &d.container_id, d.force).map(|()| 0),
         Command::Common(CommonCmd::Run(r)) => {
-            refuse_common(r.console_socket.is_some(), r.preserve_fds, r.no_pivot)?;
             if r.keep {
                 return Err(Error::Unsupported("run --keep".into()));
             }
-            run(root, &r.container_id, &r.bundle, r.pid_file.as_deref(), r.detach)
+            let opts = CreateOpts {
+                console_socket: r.console_socket.as_deref(),
+                preserve_fds: r.preserve_fds,
+                no_pivot: r.no_pivot,
+                no_new_keyring: r.no_new_keyring,
+                detach: r.detach,
+            };
+            run(root, &r.container_id, &r.bundle, r.pid_file.as_deref(), &opts)
         }
         Command::Common(CommonCmd::Exec(e)) => exec(root, e),
         Command::Common(CommonCmd::Ps(p)) => crate::manage::ps(root, &p).map(|()| 0),
@@ -52,18 +64,39 @@ pub(crate) fn dispatch(root: &Path, command: Command) -> Result<i32, Error> {
     }
 }
 
-fn refuse_common(console: bool, preserve_fds: i32, no_pivot: bool) -> Result<(), Error> {
-    if console {
-        return Err(Error::Unsupported("--console-socket".into()));
+/// The options of `create` and `run` beyond the bundle.
+#[derive(Debug)]
+struct CreateOpts<'a> {
+    console_socket: Option<&'a Path>,
+    preserve_fds: i32,
+    no_pivot: bool,
+    no_new_keyring: bool,
+    /// nook-oci does not wait for the process (`create`, `run --detach`).
+    detach: bool,
+}
+
+/// The descriptors passed to the container's process from 3 on, as runc: systemd's
+/// socket-activation descriptors first (`LISTEN_FDS`, when `LISTEN_PID` is nook-oci's pid;
+/// only with `listen`: create and run), then `--preserve-fds N` more (the next N numbers of
+/// nook-oci's own). Returns them and the number of activation descriptors.
+fn passed_fds(preserve_fds: i32, listen: bool) -> Result<(Vec<(RawFd, OwnedFd)>, i32), Error> {
+    if preserve_fds < 0 {
+        return Err(Error::Usage(format!("--preserve-fds {preserve_fds}: must not be negative")));
     }
-    if preserve_fds != 0 {
-        return Err(Error::Unsupported("--preserve-fds".into()));
+    let ours = std::process::id().to_string();
+    let activation = match (std::env::var("LISTEN_PID"), std::env::var("LISTEN_FDS")) {
+        (Ok(pid), Ok(n)) if listen && pid == ours => {
+            n.parse::<i32>().map_err(|_| Error::Usage(format!("LISTEN_FDS={n}: not a number")))?
+        }
+        _ => 0,
+    };
+    let mut fds = Vec::new();
+    for target in 3..3 + activation + preserve_fds {
+        let fd =
+            nook_ns::inherited_fd(target).sys("fcntl(F_DUPFD_CLOEXEC) of a preserved fd", format!("fd {target}"))?;
+        fds.push((target, fd));
     }
-    if no_pivot {
-        return Err(Error::Unsupported("--no-pivot (nook always uses pivot_root)".into()));
-    }
-    // --no-new-keyring: nook never creates a session keyring, so the flag is what it does.
-    Ok(())
+    Ok((fds, activation))
 }
 
 /// Makes `dir` with `mode` (and its parents 0711), `Err(Exists)` when it is there.
@@ -91,11 +124,39 @@ fn make_fifo(dir: &ContainerDir) -> Result<OwnedFd, Error> {
 }
 
 /// `create`: everything set up, the process waiting at the fifo. Returns the sandbox
-/// (dropping it leaves the container alone).
-fn create(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>) -> Result<(Sandbox, ContainerDir), Error> {
+/// (dropping it leaves the container alone) and, for a foreground command with a terminal,
+/// the terminal's master (see `tty.rs`).
+fn create(
+    root: &Path,
+    id: &str,
+    bundle: &Path,
+    pid_file: Option<&Path>,
+    opts: &CreateOpts<'_>,
+) -> Result<(Sandbox, ContainerDir, Option<OwnedFd>), Error> {
     let dir = ContainerDir::new(root, id)?;
     let bundle = std::fs::canonicalize(bundle).sys("canonicalize", bundle)?;
     let mut mapped = crate::config::map(crate::config::load(&bundle)?, &bundle)?;
+    let process = mapped.spec.process().clone().unwrap_or_default();
+    let console = if crate::tty::check(process.terminal().unwrap_or(false), opts.console_socket, opts.detach)? {
+        let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
+        let c = crate::tty::Console::new(opts.console_socket)?;
+        mapped.builder.terminal(c.child_end, size);
+        c.relay
+    } else {
+        None
+    };
+    let (fds, activation) = passed_fds(opts.preserve_fds, true)?;
+    if activation > 0 {
+        mapped.builder.env("LISTEN_FDS", activation.to_string()).env("LISTEN_PID", "1");
+    }
+    for (target, fd) in fds {
+        mapped.builder.preserve_fd(fd, target);
+    }
+    mapped.builder.no_pivot(opts.no_pivot);
+    if !opts.no_new_keyring {
+        // runc's name; `exec` joins it again.
+        mapped.builder.session_keyring(format!("_ses.{id}"));
+    }
     make_container_dir(root, &dir)?;
     let made = (|| {
         let gate = make_fifo(&dir)?;
@@ -134,8 +195,20 @@ fn create(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>) -> Resu
             }
         }
     })();
+    let made = made.and_then(|sb| match &console {
+        Some(sock) => match crate::tty::recv_master(sock.as_fd()) {
+            Ok(master) => Ok((sb, Some(master))),
+            Err(e) => {
+                let mut sb = sb;
+                let _ = sb.kill();
+                let _ = sb.wait();
+                Err(e)
+            }
+        },
+        None => Ok((sb, None)),
+    });
     match made {
-        Ok(sb) => Ok((sb, dir)),
+        Ok((sb, master)) => Ok((sb, dir, master)),
         Err(e) => {
             let _ = dir.remove();
             Err(e)
@@ -224,8 +297,9 @@ fn sandbox_kill_thaw(c: &Container) -> Result<(), Error> {
     Ok(())
 }
 
-fn run(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, detach: bool) -> Result<i32, Error> {
-    let (mut sb, dir) = create(root, id, bundle, pid_file)?;
+fn run(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, opts: &CreateOpts<'_>) -> Result<i32, Error> {
+    let detach = opts.detach;
+    let (mut sb, dir, master) = create(root, id, bundle, pid_file, opts)?;
     let stored = dir.load()?;
     let hooks = stored.hooks.as_ref();
     let started = (|| {
@@ -245,7 +319,11 @@ fn run(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, detach: bo
     // We are its parent: relay signals to it (as runc without a terminal), wait, tear it
     // down (its cgroup), forget it.
     nook_ns::forward_signals(sb.pidfd(), &FORWARDED).map_err(nook_sandbox::Error::from)?;
+    let relay = master.map(crate::tty::Relay::start).transpose()?;
     let outcome = sb.wait();
+    if let Some(r) = relay {
+        r.finish();
+    }
     hooks::run(Phase::Poststop, hooks, &stored.oci, stored.record.pid)?;
     let removed = dir.remove();
     let code = exit_code(outcome?);
@@ -275,12 +353,6 @@ fn exit_code(o: Outcome) -> i32 {
 }
 
 fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
-    if e.console_socket.is_some() || e.tty {
-        return Err(Error::Unsupported("exec --tty / --console-socket".into()));
-    }
-    if e.preserve_fds != 0 {
-        return Err(Error::Unsupported("exec --preserve-fds".into()));
-    }
     if !e.cap.is_empty() || e.no_new_privs || e.process_label.is_some() || e.apparmor.is_some() || e.cgroup.is_some() {
         return Err(Error::Unsupported(
             "exec --cap/--no-new-privs/--process-label/--apparmor/--cgroup (an exec is confined as the container)"
@@ -296,14 +368,14 @@ fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
         });
     }
     let mut p = ExecProcess::default();
+    let (mut p_terminal, mut p_size) = (e.tty, None);
     match &e.process {
         Some(file) => {
             let text = std::fs::read(file).sys("read", file)?;
             let proc: oci_spec::runtime::Process =
                 serde_json::from_slice(&text).map_err(|source| Error::Json { path: file.clone(), source })?;
-            if proc.terminal().unwrap_or(false) {
-                return Err(crate::error::refuse("process.terminal", "not supported yet (no --console-socket)"));
-            }
+            p_terminal = proc.terminal().unwrap_or(false);
+            p_size = proc.console_size().map(|b| (b.height() as u16, b.width() as u16));
             same_confinement(&proc, &c)?;
             p.args = proc.args().clone().unwrap_or_default();
             p.env = env_map(proc.env().iter().flatten().map(String::as_str))?;
@@ -329,7 +401,29 @@ fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
     if p.args.is_empty() {
         return Err(Error::Usage("exec: no command (give ARGS or --process)".into()));
     }
-    let mut child = c.sandbox.exec(&p)?;
+    // runc: `--tty` (or the process file's `terminal`) with a console socket, or relayed
+    // by a foreground exec.
+    let mut io = ExecIo::default();
+    let console = if crate::tty::check(p_terminal, e.console_socket.as_deref(), e.detach)? {
+        let con = crate::tty::Console::new(e.console_socket.as_deref())?;
+        io.terminal = Some((con.child_end, p_size));
+        con.relay
+    } else {
+        None
+    };
+    io.preserved = passed_fds(e.preserve_fds, false)?.0;
+    let mut child = c.sandbox.exec_with(&p, io)?;
+    let relay = match &console {
+        Some(sock) => {
+            let started = crate::tty::recv_master(sock.as_fd()).and_then(crate::tty::Relay::start);
+            if started.is_err() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Some(started?)
+        }
+        None => None,
+    };
     if let Some(path) = &e.pid_file {
         write_pid_file(path, child.id())?;
     }
@@ -337,6 +431,9 @@ fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
         return Ok(0);
     }
     let status = child.wait().sys("waitid", format!("/proc/{}", child.id()))?;
+    if let Some(r) = relay {
+        r.finish();
+    }
     use std::os::unix::process::ExitStatusExt;
     Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }

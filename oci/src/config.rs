@@ -21,7 +21,8 @@
 //! container's directory per hierarchy, for the hierarchies nook places it in, i.e. those
 //! of its limits; v2 alone: its own directory, which is what runc shows with a cgroup
 //! namespace — without one runc shows the whole hierarchy); `bind`/`rbind` mounts of a host
-//! path (with `ro`) and `tmpfs` mounts elsewhere (with `size=`) are extra mounts.
+//! path (with `ro`) and `tmpfs` mounts elsewhere (with `size=`; `mode=755` is the facade's
+//! mode) are extra mounts.
 //!
 //! User namespaces: a new `user` namespace with `uidMappings` and `gidMappings` (both
 //! needed; mappings without the namespace are refused). The facade mounts `/proc` and
@@ -35,8 +36,7 @@
 //! namespace, not its init) and cgroup (`SandboxSpec::join_namespaces`). A `hostname` or
 //! `domainname` with a joined UTS namespace is set in it, as runc does.
 //!
-//! Refused, naming the field (never silently dropped): `process.terminal: true` (no
-//! `--console-socket` yet), `process.apparmorProfile`, `process.selinuxLabel`,
+//! Refused, naming the field (never silently dropped): `process.apparmorProfile`, `process.selinuxLabel`,
 //! `process.ioPriority`, `process.scheduler`, `process.capabilities.ambient` and
 //! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted
 //! sets that differ from the bounding set, `process.user.username`, mount, user and time
@@ -111,9 +111,7 @@ pub(crate) fn map(spec: Spec, bundle: &Path) -> Result<Mapped, Error> {
 
 fn process(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     let p = spec.process().as_ref().ok_or_else(|| refuse("process", "missing"))?;
-    if p.terminal().unwrap_or(false) {
-        return Err(refuse("process.terminal", "a terminal needs --console-socket, which is not supported yet"));
-    }
+    // process.terminal and consoleSize: the commands' (`tty.rs`), with the console socket.
     if p.apparmor_profile().as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(refuse("process.apparmorProfile", "AppArmor is not supported"));
     }
@@ -241,7 +239,18 @@ fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
                         Some(s) => {
                             size = Some(parse_size(s).ok_or_else(|| refuse(field.clone(), format!("bad size {s:?}")))?)
                         }
-                        None if ["nosuid", "nodev", "noexec", "rw", "strictatime", "relatime"].contains(o) => {}
+                        // The facade's tmpfs mounts are mode 755 (containerd's `/run`).
+                        None if [
+                            "nosuid",
+                            "nodev",
+                            "noexec",
+                            "rw",
+                            "strictatime",
+                            "relatime",
+                            "mode=755",
+                            "mode=0755",
+                        ]
+                        .contains(o) => {}
                         None => return Err(refuse(field, format!("tmpfs option {o:?} is not supported"))),
                     }
                 }

@@ -8,10 +8,12 @@
 //! `create`, and later commands reopen it from `<root>/<id>/state.json`.
 //!
 //! ## Commands
-//! `create [--bundle] [--pid-file] ID`, `start ID`, `state ID`, `kill [--all] ID [SIGNAL]`
-//! (SIGTERM by default), `delete [--force] ID`, `run [--bundle] [--pid-file] [--detach] ID`
-//! (relays signals to the container), `exec [--process FILE | ARGS] [--detach] [--pid-file]
-//! [--cwd] [--env] [--user] ID`, `ps [--format table|json] ID`, `pause ID`, `resume ID`,
+//! `create [--bundle] [--pid-file] [--console-socket] [--preserve-fds] [--no-pivot]
+//! [--no-new-keyring] ID`, `start ID`, `state ID`, `kill [--all] ID [SIGNAL]`
+//! (SIGTERM by default), `delete [--force] ID`, `run [--bundle] [--pid-file] [--detach]
+//! [create's flags] ID` (relays signals to the container, and its terminal: `tty.rs`),
+//! `exec [--process FILE | ARGS] [--detach] [--pid-file] [--cwd] [--env] [--user] [--tty]
+//! [--console-socket] [--preserve-fds] ID`, `ps [--format table|json] ID`, `pause ID`, `resume ID`,
 //! `update [--resources FILE|-] [flags] ID`, `features`; the OCI hooks (see `hooks.rs`).
 //! Global: `--root` (default `/run/nook-oci`), `--log FILE`, `--log-format text|json`,
 //! `--debug`, `--systemd-cgroup` (refused), `--version`.
@@ -41,6 +43,7 @@ mod log;
 mod manage;
 mod signal;
 mod state;
+mod tty;
 
 use std::ffi::OsString;
 

@@ -166,6 +166,18 @@ pub struct ExecProcess {
     pub user: Option<User>,
 }
 
+/// Descriptors for [`Detached::exec_with`] (not `Clone`, unlike [`ExecProcess`]).
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ExecIo {
+    /// A new terminal as the process's stdio and controlling terminal, its master sent over
+    /// this console socket, with this (rows, columns) size
+    /// ([`SandboxBuilder::terminal`]).
+    pub terminal: Option<(OwnedFd, Option<(u16, u16)>)>,
+    /// Descriptors passed on: (the process's number, the descriptor).
+    pub preserved: Vec<(std::os::fd::RawFd, OwnedFd)>,
+}
+
 impl Detached {
     /// Finds the sandbox's process again (a pidfd, when the pid still has the recorded
     /// start time).
@@ -274,6 +286,12 @@ impl Detached {
     /// namespace joined through its PID 1, its cgroup, its confinement), with stdio
     /// inherited. The caller waits for it.
     pub fn exec(&self, process: &ExecProcess) -> Result<nook_ns::Child> {
+        self.exec_with(process, ExecIo::default())
+    }
+
+    /// [`Detached::exec`] with a terminal and passed descriptors; it joins the sandbox's
+    /// session keyring ([`SandboxSpec::session_keyring`]) when it has one.
+    pub fn exec_with(&self, process: &ExecProcess, io: ExecIo) -> Result<nook_ns::Child> {
         let spec = &self.record.spec;
         let pidfd = self.pidfd.as_ref().filter(|_| self.is_running().unwrap_or(false)).ok_or_else(|| Error::Sys {
             call: "pidfd (the sandbox's process has exited)",
@@ -297,6 +315,18 @@ impl Detached {
             cmd.user(u.uid, u.gid).groups(&u.groups);
         }
         cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit());
+        if let Some((socket, size)) = io.terminal {
+            cmd.terminal(socket);
+            if let Some((rows, cols)) = size {
+                cmd.terminal_size(rows, cols);
+            }
+        }
+        for (target, fd) in io.preserved {
+            cmd.preserve_fd(fd, target);
+        }
+        if let Some(name) = &spec.session_keyring {
+            cmd.session_keyring(name, None);
+        }
         let device_cgroup = device_policy(&spec.security, &mut spec.cgroup.clone());
         let root = PathBuf::from(format!("/proc/{}/root", self.record.pid));
         Confinement::resolve(&spec.security, device_cgroup)?.apply(&mut cmd, Some(&root))?;

@@ -394,7 +394,7 @@ fn mount_steps(
     if view {
         steps.extend(cgroup_view_steps(&root.join("sys/fs/cgroup"), cgroup_view));
     }
-    steps.push(MountStep::pivot_root(&root));
+    steps.push(if spec.no_pivot { MountStep::move_root(&root) } else { MountStep::pivot_root(&root) });
     if !early {
         steps.push(MountStep::proc("/proc"));
     }

@@ -10,7 +10,7 @@
 //! everything in it and drops its mounts with the mount namespace), then the cgroup is
 //! removed. A failure undoes what was done and reports both ([`Error::Cleanup`]).
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -109,6 +109,10 @@ pub struct SandboxBuilder {
     program: Option<String>,
     args: Vec<String>,
     stdio: [Option<Stdio>; 3],
+    /// [`SandboxBuilder::terminal`] (not part of the spec: a descriptor).
+    terminal: Option<(OwnedFd, Option<(u16, u16)>)>,
+    /// [`SandboxBuilder::preserve_fd`] (not part of the spec).
+    preserved: Vec<(RawFd, OwnedFd)>,
     /// Handles of the networks [`NetworkMode::Networks`] names (not part of the spec).
     networks: Vec<nook_netmodel::Network>,
     /// The other sandbox of [`NetworkMode::Container`] (not part of the spec).
@@ -163,6 +167,8 @@ impl SandboxBuilder {
             args: args.collect(),
             spec,
             stdio: [None, None, None],
+            terminal: None,
+            preserved: Vec::new(),
             networks: Vec::new(),
             container: None,
             state_dir: None,
@@ -395,6 +401,45 @@ impl SandboxBuilder {
         self
     }
 
+    /// Gives the program a new pseudo-terminal as its stdin, stdout, stderr and controlling
+    /// terminal, allocated in the sandbox's own `/dev/ptmx` (its devpts instance), whose
+    /// master is sent over `console_socket` (`SCM_RIGHTS`): runc's `--console-socket`
+    /// (see `nook_ns::Command::terminal`). `size`: (rows, columns). Used by the next spawn
+    /// only; not part of the spec.
+    pub fn terminal(&mut self, console_socket: OwnedFd, size: Option<(u16, u16)>) -> &mut Self {
+        self.terminal = Some((console_socket, size));
+        self
+    }
+
+    /// Passes `fd` to the program as descriptor `target` (runc's `--preserve-fds`; see
+    /// `nook_ns::Command::preserve_fd`). Used by the next spawn only; not part of the spec.
+    pub fn preserve_fd(&mut self, fd: OwnedFd, target: RawFd) -> &mut Self {
+        self.preserved.push((target, fd));
+        self
+    }
+
+    /// Enter the root with `MS_MOVE` and `chroot` instead of `pivot_root`
+    /// ([`SandboxSpec::no_pivot`]).
+    pub fn no_pivot(&mut self, yes: bool) -> &mut Self {
+        self.spec.no_pivot = yes;
+        self
+    }
+
+    /// A session keyring of its own, named `name` ([`SandboxSpec::session_keyring`]).
+    pub fn session_keyring(&mut self, name: impl Into<String>) -> &mut Self {
+        self.spec.session_keyring = Some(name.into());
+        self
+    }
+
+    /// What the next spawn passes besides the spec.
+    fn take_io(&mut self) -> Io {
+        Io {
+            stdio: std::mem::take(&mut self.stdio),
+            terminal: self.terminal.take(),
+            preserved: std::mem::take(&mut self.preserved),
+        }
+    }
+
     /// The program's stdin (a descriptor passed here is used by the next spawn only).
     pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
         self.stdio[0] = Some(cfg.into());
@@ -516,15 +561,15 @@ impl SandboxBuilder {
             Some(run) => plan::build(&run.mount_spec(&spec)?)?,
             None => plan::build(&spec)?,
         };
-        command(&spec, plan, [None, None, None], false).validate().map_err(ValidationError::from)?;
+        command(&spec, plan, Io::default(), false).validate().map_err(ValidationError::from)?;
         Ok(())
     }
 
     /// Creates the sandbox and starts the program in it.
     pub fn spawn(&mut self) -> Result<Sandbox> {
-        let stdio = std::mem::take(&mut self.stdio);
+        let io = self.take_io();
         let detach = self.detach.take();
-        spawn(self.to_spec(), stdio, false, &self.networks, self.container.as_ref(), self.state_dir.as_deref(), detach)
+        spawn(self.to_spec(), io, false, &self.networks, self.container.as_ref(), self.state_dir.as_deref(), detach)
     }
 
     /// Creates a long-lived sandbox (like `docker create` + `start`): everything is set up
@@ -535,10 +580,10 @@ impl SandboxBuilder {
     /// so that pausing, stats and `exec` work — unprivileged without a delegated cgroup,
     /// only with [`SandboxBuilder::best_effort_limits`].
     pub fn create(&mut self) -> Result<Sandbox> {
-        let stdio = std::mem::take(&mut self.stdio);
+        let io = self.take_io();
         let mut spec = self.to_spec();
         spec.cgroup.get_or_insert_with(|| CgroupSpec::new(""));
-        spawn(spec, stdio, true, &self.networks, self.container.as_ref(), self.state_dir.as_deref(), None)
+        spawn(spec, io, true, &self.networks, self.container.as_ref(), self.state_dir.as_deref(), None)
     }
 
     /// Runs the program to the end (stdio inherited unless set) and tears the sandbox down.
@@ -569,8 +614,23 @@ fn stdio_of(mode: StdioMode) -> Stdio {
     }
 }
 
+/// What a spawn passes besides the spec: stdio descriptors, a terminal, passed descriptors.
+#[derive(Debug, Default)]
+pub(crate) struct Io {
+    stdio: [Option<Stdio>; 3],
+    terminal: Option<(OwnedFd, Option<(u16, u16)>)>,
+    preserved: Vec<(RawFd, OwnedFd)>,
+}
+
+/// The permissions runc gives the session keyring it creates: the kernel's for a new one
+/// (possessor: all; user: view, read, link) plus search, for the user (without a user
+/// namespace) or for others (with one), so that a later exec can join it by name.
+pub(crate) fn keyring_perm(user_ns: bool) -> u32 {
+    0x3f13_0000 | if user_ns { 0x8 } else { 0x8_0000 }
+}
+
 /// The `nook_ns::Command` for a spec and its plan.
-fn command(spec: &SandboxSpec, plan: plan::Plan, stdio: [Option<Stdio>; 3], hold: bool) -> nook_ns::Command {
+fn command(spec: &SandboxSpec, plan: plan::Plan, io: Io, hold: bool) -> nook_ns::Command {
     let mut cmd = nook_ns::Command::new(spec.args.first().map_or("nk-init", String::as_str));
     if hold {
         cmd.init_hold(true);
@@ -597,10 +657,22 @@ fn command(spec: &SandboxSpec, plan: plan::Plan, stdio: [Option<Stdio>; 3], hold
     // too, where the caller may not administer the namespace).
     cmd.loopback_up(plan.namespaces.has(Namespace::Net));
     cmd.mounts(plan.steps).init(true).kill_with_parent_process(libc::SIGKILL);
-    let [i, o, e] = stdio;
+    if let Some(name) = &spec.session_keyring {
+        cmd.session_keyring(name, Some(keyring_perm(plan.namespaces.has(Namespace::User))));
+    }
+    let Io { stdio: [i, o, e], terminal, preserved } = io;
     cmd.stdin(i.unwrap_or_else(|| stdio_of(spec.stdio[0])));
     cmd.stdout(o.unwrap_or_else(|| stdio_of(spec.stdio[1])));
     cmd.stderr(e.unwrap_or_else(|| stdio_of(spec.stdio[2])));
+    if let Some((socket, size)) = terminal {
+        cmd.terminal(socket);
+        if let Some((rows, cols)) = size {
+            cmd.terminal_size(rows, cols);
+        }
+    }
+    for (target, fd) in preserved {
+        cmd.preserve_fd(fd, target);
+    }
     cmd
 }
 
@@ -679,7 +751,7 @@ fn with_more_cleanup(cause: Error, more: Vec<Error>) -> Error {
 
 fn spawn(
     spec: SandboxSpec,
-    stdio: [Option<Stdio>; 3],
+    io: Io,
     hold: bool,
     networks: &[nook_netmodel::Network],
     container: Option<&net::ContainerNet>,
@@ -714,7 +786,7 @@ fn spawn(
     let view = if spec.cgroup_view { cgroup_view(spec.cgroup.as_ref(), &id)? } else { Vec::new() };
     let plan = plan::build_with(&mount_spec, &view)?;
     let memory_limited = spec.cgroup.as_ref().is_some_and(|c| c.resources.memory.is_some());
-    let mut cmd = command(&spec, plan, stdio, hold);
+    let mut cmd = command(&spec, plan, io, hold);
     // Detached (`crate::detached`): the program is PID 1, outlives us, and has no record.
     let detached = detach.map(|d| d.apply(&mut cmd)).is_some();
     if let NetworkMode::Container { pid } = spec.network {

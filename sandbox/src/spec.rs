@@ -105,6 +105,18 @@ pub struct SandboxSpec {
     /// How its processes are confined beyond the namespaces (default: as strict as
     /// Docker's defaults, see [`Security`]).
     pub security: Security,
+    /// Enter the root with `MS_MOVE` and `chroot` instead of `pivot_root` (runc's
+    /// `--no-pivot`: for a caller whose own root is the initramfs, where `pivot_root`
+    /// fails). Weaker: the caller's root stays in the mount namespace beneath the sandbox's,
+    /// reachable through a chroot escape by a process with `CAP_SYS_CHROOT`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_pivot: bool,
+    /// A session keyring of this name that the program (and every [`crate::Detached::exec`])
+    /// joins, created if needed — as runc gives each container `_ses.<id>` — instead of
+    /// sharing the caller's session keyring (`nook_ns::Command::session_keyring`; made
+    /// searchable as runc does). `None`: the caller's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_keyring: Option<String>,
 }
 
 impl Default for SandboxSpec {
@@ -130,6 +142,8 @@ impl Default for SandboxSpec {
             stdio: [StdioMode::Inherit; 3],
             timeout: None,
             security: Security::default(),
+            no_pivot: false,
+            session_keyring: None,
         }
     }
 }

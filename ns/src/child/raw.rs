@@ -318,6 +318,30 @@ pub(crate) fn chdir(path: *const libc::c_char) -> i32 {
     ok(call!(libc::SYS_chdir, path))
 }
 
+pub(crate) fn chroot(path: *const libc::c_char) -> i32 {
+    ok(call!(libc::SYS_chroot, path))
+}
+
+/// `ioctl(fd, request, arg)` with an integer or pointer argument.
+pub(crate) fn ioctl(fd: RawFd, request: libc::c_ulong, arg: usize) -> Result<isize, i32> {
+    val(call!(libc::SYS_ioctl, fd, request, arg))
+}
+
+/// `setsid()`: a new session (and process group) led by the caller.
+pub(crate) fn setsid() -> i32 {
+    ok(call!(libc::SYS_setsid))
+}
+
+/// `fchown(fd, uid, gid)` (`u32::MAX`: leave it).
+pub(crate) fn fchown(fd: RawFd, uid: u32, gid: u32) -> i32 {
+    ok(call!(libc::SYS_fchown, fd, uid, gid))
+}
+
+/// `keyctl(op, a2, a3)`: the key serial (or 0) or the errno.
+pub(crate) fn keyctl(op: libc::c_int, a2: usize, a3: usize) -> Result<isize, i32> {
+    val(call!(libc::SYS_keyctl, op, a2, a3))
+}
+
 pub(crate) fn pivot_root(new_root: *const libc::c_char, put_old: *const libc::c_char) -> i32 {
     ok(call!(libc::SYS_pivot_root, new_root, put_old))
 }
@@ -661,6 +685,11 @@ pub(crate) fn landlock_restrict_self(ruleset: RawFd) -> i32 {
 /// Sends descriptor `fd` over the unix socket `sock` (`SCM_RIGHTS`, one data byte), with the
 /// control message built on this stack.
 pub(crate) fn send_fd(sock: RawFd, fd: RawFd) -> i32 {
+    send_fd_named(sock, fd, &[0])
+}
+
+/// [`send_fd`] with `data` as the message's bytes (runc sends a file's name with it).
+pub(crate) fn send_fd_named(sock: RawFd, fd: RawFd, data: &[u8]) -> i32 {
     /// `struct cmsghdr` followed by one int, padded to `CMSG_SPACE(sizeof(int))`.
     #[repr(C)]
     struct Cmsg {
@@ -670,8 +699,7 @@ pub(crate) fn send_fd(sock: RawFd, fd: RawFd) -> i32 {
         fd: libc::c_int,
         pad: libc::c_int,
     }
-    let mut byte = 0u8;
-    let mut iov = libc::iovec { iov_base: (&mut byte as *mut u8).cast(), iov_len: 1 };
+    let mut iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
     // CMSG_LEN(sizeof(int)): the header (16 bytes on 64-bit) plus the int.
     let mut cmsg = Cmsg { len: 16 + 4, level: libc::SOL_SOCKET, kind: libc::SCM_RIGHTS, fd, pad: 0 };
     // SAFETY: all-zero is a valid msghdr (null pointers, zero lengths); fields set below.

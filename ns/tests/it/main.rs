@@ -19,6 +19,7 @@ mod mounts;
 mod netns;
 mod probe;
 mod start_gate;
+mod terminal;
 mod unprivileged;
 
 /// `/proc` through `procfs-core`, the parsers nook-ns itself uses.

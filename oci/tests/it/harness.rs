@@ -164,6 +164,24 @@ impl Runtime {
         }
     }
 
+    /// `sh -c 'exec <tool> --root ROOT args... REDIRS'` with `pre` run first in that shell
+    /// (so the tool inherits the descriptors the redirections open, and `$$` is its pid).
+    pub(crate) fn run_sh(&self, pre: &str, args: &[&str], redirs: &str) -> Out {
+        let mut words = vec!["exec".to_owned(), "\"$0\"".to_owned(), "--root".into(), self.root.display().to_string()];
+        words.extend(args.iter().map(|a| format!("'{a}'")));
+        words.push(redirs.to_owned());
+        if let Some(id) = args.last() {
+            self.created.borrow_mut().push((*id).to_owned());
+        }
+        let script = format!("{pre}\n{}", words.join(" "));
+        let out = Command::new("sh").arg("-c").arg(script).arg(&self.bin).stdin(Stdio::null()).output().unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Starts `<tool> --root ROOT args...` without waiting; stdout and stderr go to the
     /// returned files.
     pub(crate) fn spawn(&self, args: &[&str]) -> (std::process::Child, PathBuf, PathBuf) {

@@ -5,6 +5,8 @@
 
 mod config_fields;
 mod conformance;
+mod console;
+mod containerd;
 mod harness;
 mod nook_only;
 mod podman;

@@ -64,7 +64,7 @@ fn unsupported_fields_are_refused_by_name() {
     let rt = nook(&tmp, "ref");
     type Tweak = fn(&mut serde_json::Value);
     let cases: [(&str, Tweak); 6] = [
-        ("process.terminal", |c| c["process"]["terminal"] = json!(true)),
+        ("process.ioPriority", |c| c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0})),
         ("linux.namespaces[mount].path", |c| {
             c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "mount");
             c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "mount", "path": "/proc/1/ns/mnt"}));

@@ -248,6 +248,32 @@ fn podman_run_rm() {
     );
 }
 
+/// `-t`: conmon gives nook-oci a console socket (`create --console-socket`, `exec --tty
+/// --console-socket`) and receives the terminal's master; the process has a terminal from
+/// the container's own devpts instance.
+#[test]
+fn podman_tty() {
+    nook_testutil::require_root!();
+    let Some(pm) = Podman::new("pmtty") else { return };
+    let script = "tty; for f in 0 1 2; do test -t $f && echo tty$f; done; exit 4";
+    let cg = pm.cgroup_parent.clone();
+    let base = ["--network", "none", "--cgroup-parent", &cg];
+    let mut args = vec!["run", "--rm", "-t"];
+    args.extend(base);
+    args.extend(["nk-busybox", "sh", "-c", script]);
+    let out = pm.run(&args);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert_eq!(out.stdout.replace('\r', ""), "/dev/pts/0\ntty0\ntty1\ntty2\n", "{}", out.stderr);
+    let mut args = vec!["run", "-d", "-t", "--name", "nk-tty"];
+    args.extend(base);
+    args.extend(["nk-busybox", "/bin/nk-pause"]);
+    pm.ok(&args);
+    let out = pm.run(&["exec", "-t", "nk-tty", "sh", "-c", script]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert_eq!(out.stdout.replace('\r', ""), "/dev/pts/1\ntty0\ntty1\ntty2\n", "{}", out.stderr);
+    pm.ok(&["rm", "-f", "nk-tty"]);
+}
+
 #[test]
 fn podman_detached_exec_pause_stop() {
     nook_testutil::require_root!();
