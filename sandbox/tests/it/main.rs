@@ -13,6 +13,7 @@ mod image;
 mod image_run;
 mod net;
 mod owner;
+mod pool;
 mod probe;
 mod sandbox;
 
