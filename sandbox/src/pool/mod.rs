@@ -590,8 +590,10 @@ mod tests {
     fn pool_spec_adds_tmp_and_refuses_unverifiable_roots() {
         let spec = pool_spec(SandboxSpec::default()).unwrap();
         assert!(spec.mounts.iter().any(|m| m.target() == std::path::Path::new("/tmp")));
-        let mut dir = SandboxSpec::default();
-        dir.rootfs = Rootfs::Dir { path: "/nonexistent".into(), read_only: false };
+        let dir = SandboxSpec {
+            rootfs: Rootfs::Dir { path: "/nonexistent".into(), read_only: false },
+            ..SandboxSpec::default()
+        };
         assert!(matches!(pool_spec(dir), Err(Error::Invalid(ValidationError::Pool { .. }))));
     }
 }

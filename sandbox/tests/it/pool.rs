@@ -274,7 +274,7 @@ fn pool_runs_from_tokio() {
     require_root!();
     let _g = crate::sandbox::serial();
     let pool = Arc::new(Pool::builder(spec()).min_idle(1).max_size(2).build().unwrap());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let outs = rt.block_on(async {
         let tasks: Vec<_> = (0..4)
             .map(|i| {
