@@ -25,9 +25,10 @@
 //!   (`/proc/sysvipc/*` read from a thread that joined that namespace);
 //! - **host name**: the UTS namespace's host and domain names are set back to the spec's
 //!   (from the same thread, which joined it) and read back;
-//! - **network**: `/proc/<init>/net/{tcp,tcp6,udp,udp6,raw,raw6,unix,packet}` must be what
-//!   they were: no listening socket, no connection (a `TIME_WAIT` left by the payload
-//!   discards the sandbox too);
+//! - **network**: the namespace's socket counters (`/proc/<init>/net/sockstat{,6}`: TCP,
+//!   UDP, UDP-Lite, raw sockets and fragments in use, TCP `TIME_WAIT`s) and its Unix and
+//!   packet sockets (`/proc/<init>/net/{unix,packet}`) must be what they were: no listening
+//!   socket, no connection (a `TIME_WAIT` left by the payload discards the sandbox too);
 //! - **cgroup limits**: every limit file must read as it did
 //!   ([`nook_cgroup::Cgroup::limit_values`]).
 
@@ -45,8 +46,8 @@ use rustix::io::Errno;
 use crate::error::{Error, Result};
 use crate::run::{Sandbox, wait_readable};
 
-/// The `/proc/<init>/net` files whose contents must not change.
-const NET_FILES: &[&str] = &["tcp", "tcp6", "udp", "udp6", "raw", "raw6", "unix", "packet"];
+/// The `/proc/<init>/net` files that show its sockets (see [`net_state`]).
+const NET_FILES: &[&str] = &["sockstat", "sockstat6", "unix", "packet"];
 
 /// How long the leftover processes of a run get to die before the sandbox is discarded.
 const KILL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -66,6 +67,8 @@ pub(crate) struct Baseline {
     limits: Vec<(PathBuf, String)>,
     hostname: Vec<u8>,
     domainname: Vec<u8>,
+    /// A thread in its IPC and UTS namespaces.
+    ns: NsThread,
 }
 
 /// The result of [`reset`].
@@ -172,15 +175,35 @@ fn read_string(path: &str) -> Result<String> {
     Ok(s)
 }
 
+/// The sockets of the sandbox's network namespace: the per-namespace counters of
+/// `sockstat` and `sockstat6` (`inuse` per protocol — listening, connected and orphaned
+/// sockets — TCP's `tw`, and `sockets: used`; the other fields are global), and the lists of
+/// its Unix and packet sockets. (`/proc/net/tcp` would list them too, but it walks the whole
+/// host's connection hash table: milliseconds.)
 fn net_state(pid: u32) -> Result<Vec<String>> {
-    NET_FILES
-        .iter()
-        .map(|f| match read_string(&format!("/proc/{pid}/net/{f}")) {
+    let mut out = Vec::new();
+    for f in NET_FILES {
+        let text = match read_string(&format!("/proc/{pid}/net/{f}")) {
             // A family the kernel lacks (no IPv6, no packet sockets).
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(String::new()),
-            other => other,
-        })
-        .collect()
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => String::new(),
+            other => other?,
+        };
+        if f.starts_with("sockstat") {
+            for line in text.lines() {
+                let mut words = line.split_whitespace();
+                let Some(proto) = words.next() else { continue };
+                let words: Vec<&str> = words.collect();
+                for pair in words.chunks(2) {
+                    if let [k @ ("inuse" | "tw" | "used"), v] = pair {
+                        out.push(format!("{proto} {k} {v}"));
+                    }
+                }
+            }
+        } else {
+            out.push(text);
+        }
+    }
+    Ok(out)
 }
 
 /// What the pool cleans and checks in one sandbox: its scratch mounts.
@@ -228,7 +251,8 @@ impl Baseline {
         }
         let pid = sb.id();
         // The names its UTS namespace has now (the spec's, or the caller's when it was made).
-        let (hostname, domainname) = in_namespaces(pid, |_| {
+        let ns = NsThread::start(pid)?;
+        let (hostname, domainname) = ns.run(|| {
             let u = rustix::system::uname();
             Ok((u.nodename().to_bytes().to_vec(), u.domainname().to_bytes().to_vec()))
         })?;
@@ -245,6 +269,7 @@ impl Baseline {
             },
             hostname,
             domainname,
+            ns,
         })
     }
 }
@@ -317,39 +342,77 @@ pub(crate) fn reset(sb: &Sandbox, base: &Baseline) -> Result<Verdict> {
         discard!("a cgroup limit changed");
     }
     // IPC objects and the host name, from a thread in its IPC and UTS namespaces.
-    if let Some(why) = in_namespaces(pid, |_| check_ipc_and_names(base))? {
+    let names = (base.hostname.clone(), base.domainname.clone());
+    if let Some(why) = base.ns.run(move || check_ipc_and_names(&names.0, &names.1))? {
         discard!("{why}");
     }
     Ok(Verdict::Clean)
 }
 
-/// Runs `f` on a short-lived thread that joined the sandbox's IPC and UTS namespaces
-/// (`setns` changes only the calling thread, which then ends).
-fn in_namespaces<T: Send>(pid: u32, f: impl FnOnce(u32) -> Result<T> + Send) -> Result<T> {
-    use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
-    let open = |kind: &str| -> Result<File> {
-        let p = format!("/proc/{pid}/ns/{kind}");
-        File::open(&p).sys_at("open", p)
-    };
-    let (ipc, uts) = (open("ipc")?, open("uts")?);
-    std::thread::scope(|s| {
-        s.spawn(|| -> Result<T> {
-            move_into_link_name_space(ipc.as_fd(), Some(LinkNameSpaceType::InterProcessCommunication))
-                .sys_at("setns", format!("/proc/{pid}/ns/ipc"))?;
-            move_into_link_name_space(uts.as_fd(), Some(LinkNameSpaceType::HostNameAndNISDomainName))
-                .sys_at("setns", format!("/proc/{pid}/ns/uts"))?;
-            f(pid)
-        })
-        .join()
-        .unwrap_or_else(|_| {
-            Err(Error::Sys { call: "setns (thread panicked)", path: None, source: std::io::Error::other("panic") })
-        })
-    })
+/// A job for an [`NsThread`].
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A thread that lives in the sandbox's IPC and UTS namespaces (`setns` changes only the
+/// calling thread): joined once, when the sandbox is made, and then asked to run the
+/// checks of each reset (a thread started and joined per reset costs milliseconds on a
+/// loaded machine). It ends when its sandbox leaves the pool (the channel closes).
+#[derive(Debug)]
+pub(crate) struct NsThread {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl NsThread {
+    fn start(pid: u32) -> Result<NsThread> {
+        use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
+        let open = |kind: &str| -> Result<File> {
+            let p = format!("/proc/{pid}/ns/{kind}");
+            File::open(&p).sys_at("open", p)
+        };
+        let (ipc, uts) = (open("ipc")?, open("uts")?);
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let (ready_tx, ready) = std::sync::mpsc::channel::<Result<()>>();
+        std::thread::Builder::new()
+            .name("nk-pool-ns".into())
+            .stack_size(64 << 10)
+            .spawn(move || {
+                let joined = move_into_link_name_space(ipc.as_fd(), Some(LinkNameSpaceType::InterProcessCommunication))
+                    .sys_at("setns", format!("/proc/{pid}/ns/ipc"))
+                    .and_then(|()| {
+                        move_into_link_name_space(uts.as_fd(), Some(LinkNameSpaceType::HostNameAndNISDomainName))
+                            .sys_at("setns", format!("/proc/{pid}/ns/uts"))
+                    });
+                let ok = joined.is_ok();
+                let _ = ready_tx.send(joined);
+                if ok {
+                    for job in rx {
+                        job();
+                    }
+                }
+            })
+            .sys_at("spawn (a thread in the sandbox's namespaces)", format!("/proc/{pid}/ns"))?;
+        ready.recv().unwrap_or_else(|_| Err(thread_gone()))?;
+        Ok(NsThread { jobs })
+    }
+
+    /// Runs `f` on the thread, in the sandbox's IPC and UTS namespaces.
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = tx.send(f());
+            }))
+            .map_err(|_| thread_gone())?;
+        rx.recv().unwrap_or_else(|_| Err(thread_gone()))
+    }
+}
+
+fn thread_gone() -> Error {
+    Error::Sys { call: "the thread in the sandbox's namespaces", path: None, source: std::io::Error::other("it ended") }
 }
 
 /// In the sandbox's IPC and UTS namespaces: no SysV IPC object may exist, and the host
 /// and domain names are set back to the baseline's. `Some(reason)` when something is left.
-fn check_ipc_and_names(base: &Baseline) -> Result<Option<String>> {
+fn check_ipc_and_names(hostname: &[u8], domainname: &[u8]) -> Result<Option<String>> {
     for kind in ["shm", "sem", "msg"] {
         let s = read_string(&format!("/proc/sysvipc/{kind}"))?;
         if s.lines().skip(1).any(|l| !l.trim().is_empty()) {
@@ -357,14 +420,14 @@ fn check_ipc_and_names(base: &Baseline) -> Result<Option<String>> {
         }
     }
     let u = rustix::system::uname();
-    if u.nodename().to_bytes() != base.hostname {
-        rustix::system::sethostname(&base.hostname).sys_at("sethostname", "/proc/sys/kernel/hostname")?;
+    if u.nodename().to_bytes() != hostname {
+        rustix::system::sethostname(hostname).sys_at("sethostname", "/proc/sys/kernel/hostname")?;
     }
-    if u.domainname().to_bytes() != base.domainname {
-        rustix::system::setdomainname(&base.domainname).sys_at("setdomainname", "/proc/sys/kernel/domainname")?;
+    if u.domainname().to_bytes() != domainname {
+        rustix::system::setdomainname(domainname).sys_at("setdomainname", "/proc/sys/kernel/domainname")?;
     }
     let u = rustix::system::uname();
-    if u.nodename().to_bytes() != base.hostname || u.domainname().to_bytes() != base.domainname {
+    if u.nodename().to_bytes() != hostname || u.domainname().to_bytes() != domainname {
         return Ok(Some("its host name could not be set back".to_owned()));
     }
     Ok(None)
