@@ -44,6 +44,8 @@
 //! - [`Exec`] starts another process in a running sandbox (it joins every namespace through
 //!   the sandbox's init and starts in its cgroup); [`SandboxChild`] is that process, shaped
 //!   like `std::process::Child`.
+//! - [`Pool`] keeps sandboxes made from one spec warm and runs short jobs in them, resetting
+//!   each between runs and proving the reset complete, or replacing it ([`pool`] module).
 //! - [`Outcome`] says in one value why a run ended: exit code, the init killed by a signal,
 //!   OOM-killed (from the cgroup's counter), or the caller's timeout.
 //!

@@ -63,7 +63,7 @@
 //! [`PoolBuilder::memory_limit`] bounds the memory charged to the idle sandboxes' cgroups
 //! (measured after each reset): no sandbox is built or kept warm beyond it. [`Pool`] is
 //! `Send + Sync`: share it (`Arc<Pool>`) between threads; with the `tokio` feature,
-//! [`Pool::run_async`] runs on tokio's blocking pool. Dropping the pool removes every warm
+//! `Pool::run_async` runs on tokio's blocking pool. Dropping the pool removes every warm
 //! sandbox and stops the thread; a run still going when it is dropped removes its sandbox
 //! when it ends.
 
