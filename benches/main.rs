@@ -42,8 +42,8 @@ mod image;
 mod netmodel;
 mod ns;
 mod oci;
-mod report;
 mod pool;
+mod report;
 mod sandbox;
 mod unionfs;
 
