@@ -114,7 +114,7 @@ pub(crate) struct Tool {
     bin: PathBuf,
     root: PathBuf,
     bundle: PathBuf,
-    cgroup_base: String,
+    pub(crate) cgroup_base: String,
     config: Value,
     /// crun: the runs go through the thread in the private mount namespace.
     ns: Option<NsRunner>,
