@@ -36,11 +36,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         .map(|i| {
             let pool = Arc::clone(&pool);
             let n = runs / threads + usize::from(i < runs % threads);
-            std::thread::spawn(move || -> Result<Vec<Duration>, nook_sandbox::Error> {
+            std::thread::spawn(move || -> Result<Vec<Duration>, String> {
                 let mut lat = Vec::with_capacity(n);
                 for _ in 0..n {
                     let t = Instant::now();
-                    let (outcome, _) = pool.command(["/bin/true"]).status()?;
+                    let (outcome, _) = pool.command(["/bin/true"]).status().map_err(|e| e.to_string())?;
                     lat.push(t.elapsed());
                     assert_eq!(outcome, Outcome::Exited(0));
                 }
