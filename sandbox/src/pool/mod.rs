@@ -61,7 +61,11 @@
 //! use — a run waits for one when all are busy; a warm sandbox idle for longer than
 //! [`PoolBuilder::idle_timeout`] is removed while more than `min_idle` are warm;
 //! [`PoolBuilder::memory_limit`] bounds the memory charged to the idle sandboxes' cgroups
-//! (measured after each reset): no sandbox is built or kept warm beyond it. [`Pool`] is
+//! (measured when built and after each reset; one warm sandbox is always allowed): no
+//! sandbox is built or kept warm beyond it. What a sandbox costs outside its cgroup — its
+//! namespaces, allocated by the caller when it is cloned, and the pool's thread in its IPC
+//! and UTS namespaces (64 KiB stack) — is not counted (about as much again: BENCHMARKS.md
+//! §10). [`Pool`] is
 //! `Send + Sync`: share it (`Arc<Pool>`) between threads; with the `tokio` feature,
 //! `Pool::run_async` runs on tokio's blocking pool. Dropping the pool removes every warm
 //! sandbox and stops the thread; a run still going when it is dropped removes its sandbox
@@ -219,7 +223,8 @@ pub struct PoolStats {
     pub idle: usize,
     /// Sandboxes running a payload now.
     pub in_use: usize,
-    /// Memory charged to the warm sandboxes' cgroups (bytes, as measured after their reset).
+    /// Memory charged to the warm sandboxes' cgroups (bytes): as measured when each was
+    /// built, and after each reset when [`PoolBuilder::memory_limit`] is set.
     pub idle_memory: u64,
 }
 
