@@ -145,8 +145,10 @@ fn pool_leaves_no_socket() {
     // A listener left running (killed by the reset), and a closed connection (TIME_WAIT).
     sh(
         &pool,
-        "busybox nc -l -p 7777 >/dev/null 2>&1 & \
-         busybox nc -l -p 7778 >/dev/null 2>&1 & sleep 0.3; echo x | busybox nc 127.0.0.1 7778; \
+        "up() { i=0; until cat /proc/net/tcp /proc/net/tcp6 | grep -q \":$1 .* 0A \"; do \
+           [ $i -ge 600 ] && return 1; i=$((i+1)); sleep 0.1; done; }; \
+         busybox nc -l -p 7777 >/dev/null 2>&1 & \
+         busybox nc -l -p 7778 >/dev/null 2>&1 & up 1E61 && up 1E62 && echo x | busybox nc 127.0.0.1 7778; \
          cat /proc/net/tcp /proc/net/tcp6 | grep -c ':1E61 '",
     );
     let out =
