@@ -168,11 +168,21 @@ fn pool_leaves_no_changed_cgroup_limit() {
     let pool = one(s);
     // Its own cgroup, as the root of its cgroup namespace: v1 pids hierarchy, or cgroup2.
     let mnt = "mkdir -p /tmp/c && (mount -t cgroup -o pids nk /tmp/c 2>/dev/null || mount -t cgroup2 nk /tmp/c)";
-    let out = sh(&pool, &format!("{mnt} && echo 7 > /tmp/c/pids.max && cat /tmp/c/pids.max; umount /tmp/c"));
-    assert_eq!(text(&out), "7\n");
+    let out =
+        sh(&pool, &format!("{mnt} && (echo 7 > /tmp/c/pids.max) 2>/dev/null; cat /tmp/c/pids.max; umount /tmp/c"));
+    let changed = text(&out) == "7\n";
+    if !changed {
+        // cgroup2 mounted with `nsdelegate` (systemd's default, and the v2 lane's guest): the
+        // kernel refuses writes to a cgroup namespace's root from inside (EPERM), so nothing
+        // can be left; the hybrid host's v1 hierarchies let the run change it.
+        assert_eq!(text(&out), "64\n");
+        println!("pool_leaves_no_changed_cgroup_limit: the kernel refused the change from inside (nsdelegate)");
+    }
     let out = sh(&pool, &format!("{mnt} && cat /tmp/c/pids.max; umount /tmp/c"));
     assert_eq!(text(&out), "64\n", "a limit changed by the last run is left");
-    assert!(pool.stats().discarded >= 1, "{:?}", pool.stats());
+    if changed {
+        assert!(pool.stats().discarded >= 1, "{:?}", pool.stats());
+    }
     drop(pool);
     assert_gone();
 }
