@@ -42,13 +42,15 @@ mod image;
 mod netmodel;
 mod ns;
 mod oci;
+mod pool;
 mod report;
 mod sandbox;
 mod unionfs;
 
 /// The groups of this harness, in the order they run.
-const GROUPS: [&str; 10] = [
+const GROUPS: [&str; 11] = [
     "clone_wait",
+    "pool",
     "setns_roundtrip",
     "spawn_exec",
     "cgroup",
@@ -147,6 +149,9 @@ fn main() {
     }
     if selected("hardening") {
         hardening::hardening(&mut c, &mut report);
+    }
+    if selected("pool") {
+        pool::pool(&mut c, &mut report);
     }
     if selected("oci") {
         oci::oci(&mut c, &mut report);

@@ -50,7 +50,7 @@ use crate::report::{Report, bench_mode, criterion_dir, fmt_ns, slow_group};
 const ROUNDS: usize = 12;
 const PER_ROUND: usize = 5;
 
-fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
@@ -71,7 +71,7 @@ fn nook_oci_bin() -> Result<PathBuf, String> {
 }
 
 /// A private directory for the bench, removed on drop.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -80,7 +80,7 @@ impl Drop for Scratch {
 }
 
 /// The busybox rootfs and `runc spec`'s config (made for the bench, see the module docs).
-fn base_config(dir: &Path) -> Result<Value, String> {
+pub(crate) fn base_config(dir: &Path) -> Result<Value, String> {
     let root = dir.join("rootfs");
     for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
         std::fs::create_dir_all(root.join(d)).map_err(|e| format!("mkdir: {e}"))?;
@@ -109,12 +109,12 @@ fn base_config(dir: &Path) -> Result<Value, String> {
 }
 
 /// One runtime binary with its own `--root`, bundle directory and cgroup base.
-struct Tool {
+pub(crate) struct Tool {
     name: &'static str,
     bin: PathBuf,
     root: PathBuf,
     bundle: PathBuf,
-    cgroup_base: String,
+    pub(crate) cgroup_base: String,
     config: Value,
     /// crun: the runs go through the thread in the private mount namespace.
     ns: Option<NsRunner>,
@@ -122,7 +122,7 @@ struct Tool {
 }
 
 impl Tool {
-    fn new(name: &'static str, bin: PathBuf, dir: &Path, config: &Value, ns: Option<NsRunner>) -> Tool {
+    pub(crate) fn new(name: &'static str, bin: PathBuf, dir: &Path, config: &Value, ns: Option<NsRunner>) -> Tool {
         let bundle = dir.join(format!("bundle-{name}"));
         std::fs::create_dir_all(&bundle).expect("bundle dir");
         Tool {
@@ -138,7 +138,7 @@ impl Tool {
     }
 
     /// One timed `run` of a fresh container; the state directory checked afterwards.
-    fn launch(&mut self) -> Result<Duration, String> {
+    pub(crate) fn launch(&mut self) -> Result<Duration, String> {
         self.runs += 1;
         let id = format!("nk-bench-{}", self.runs);
         self.config["linux"]["cgroupsPath"] = Value::String(format!("{}/{}", self.cgroup_base, self.runs));
@@ -171,7 +171,7 @@ impl Tool {
     }
 
     /// Removes this tool's cgroup directories (every hierarchy, host view).
-    fn remove_cgroups(&self) {
+    pub(crate) fn remove_cgroups(&self) {
         for d in own_cgroup_dirs() {
             remove_cgroup_tree(&d.join(&self.cgroup_base));
         }
@@ -189,13 +189,13 @@ type Job = (Command, mpsc::Sender<Result<(Duration, std::process::ExitStatus), S
 
 /// A thread in a private mount namespace without the cgroup2 mount (see the module docs)
 /// that runs and times the commands it is sent.
-struct NsRunner {
+pub(crate) struct NsRunner {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl NsRunner {
-    fn start() -> Result<NsRunner, String> {
+    pub(crate) fn start() -> Result<NsRunner, String> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let thread = std::thread::spawn(move || {

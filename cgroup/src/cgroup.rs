@@ -19,6 +19,32 @@ use crate::hierarchy::{Hierarchies, Hierarchy, Location, Version};
 use crate::spec::{CgroupSpec, HostFacts};
 use crate::sys;
 
+/// The limit files [`Cgroup::limit_values`] reads (v1 and v2 names; a directory has some).
+pub const LIMIT_FILES: &[&str] = &[
+    "memory.max",
+    "memory.high",
+    "memory.low",
+    "memory.min",
+    "memory.swap.max",
+    "memory.limit_in_bytes",
+    "memory.soft_limit_in_bytes",
+    "memory.memsw.limit_in_bytes",
+    "pids.max",
+    "cpu.max",
+    "cpu.weight",
+    "cpu.cfs_quota_us",
+    "cpu.cfs_period_us",
+    "cpu.shares",
+    "cpuset.cpus",
+    "cpuset.mems",
+    "io.max",
+    "io.weight",
+    "blkio.weight",
+    "devices.list",
+    "cgroup.max.descendants",
+    "cgroup.max.depth",
+];
+
 /// One directory of the cgroup, in one hierarchy.
 #[derive(Debug)]
 pub(crate) struct Dir {
@@ -351,6 +377,56 @@ impl Cgroup {
             }
             Ok(false)
         })
+    }
+
+    /// Kills every process in the cgroup except those in `keep` (a long-lived init that
+    /// holds the namespaces of a reused sandbox) and waits until only they are left, or
+    /// `timeout` passes (then an error): freeze, SIGKILL each other task (also in cgroups
+    /// below it, in every hierarchy), thaw, repeat. Nothing is frozen when nothing but
+    /// `keep` is there (the common case costs one read of `cgroup.procs`).
+    pub fn kill_all_but(&self, keep: &[u32], timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        let can_freeze = self.freezer().is_ok();
+        wait_until(deadline, "the cgroup to hold only the kept processes", || {
+            let mut pids = Vec::new();
+            for d in &self.dirs {
+                tree_pids(d.fd.as_fd(), &d.path, &mut pids)?;
+            }
+            pids.sort_unstable();
+            pids.dedup();
+            pids.retain(|p| !keep.contains(p));
+            if pids.is_empty() {
+                return Ok(true);
+            }
+            if can_freeze {
+                self.freeze()?;
+            }
+            for pid in pids {
+                sys::kill(pid);
+            }
+            if can_freeze {
+                self.thaw()?;
+            }
+            Ok(false)
+        })
+    }
+
+    /// The limits the cgroup has now, file by file (`memory.max`, `memory.limit_in_bytes`,
+    /// `pids.max`, `cpu.max`, `cpu.cfs_quota_us`, ... — whichever of [`LIMIT_FILES`] its
+    /// directories have), as the kernel shows them: compare two of them to tell whether a
+    /// limit was changed in between.
+    pub fn limit_values(&self) -> Result<Vec<(PathBuf, String)>> {
+        let mut out = Vec::new();
+        for d in &self.dirs {
+            for f in LIMIT_FILES {
+                match at::read_io(d.fd.as_fd(), f) {
+                    Ok(v) => out.push((d.path.join(f), v)),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => return Err(at::err("read", d.path.join(f), e)),
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Kills what is inside and removes every directory (nested children first, retrying

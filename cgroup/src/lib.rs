@@ -83,7 +83,7 @@ mod spec;
 mod stats;
 mod sys;
 
-pub use cgroup::Cgroup;
+pub use cgroup::{Cgroup, LIMIT_FILES};
 pub use controller::blkio::{Blkio, DeviceThrottle};
 pub use controller::cpu::{Cpu, shares_to_weight, weight_to_shares};
 pub use controller::cpuset::{CpuSet, Cpuset};
@@ -99,6 +99,6 @@ pub use hierarchy::{Hierarchies, Hierarchy, Layout, Location, Version};
 pub use probe::{KernelSupport, probe};
 pub use spec::{CgroupSpec, HostFacts};
 pub use stats::{
-    CpuStats, CpuThrottling, CpuUsage, IoDeviceStats, IoStats, MemoryStats, OomEvent, OomStats, OomWatcher, PidsStats,
-    Pressure, PressureLine, PressureStats, Stats,
+    CpuStats, CpuThrottling, CpuUsage, IoDeviceStats, IoStats, MemoryStats, OomEvent, OomStats, OomWatcher, PeakMeter,
+    PidsStats, Pressure, PressureLine, PressureStats, Stats,
 };

@@ -127,6 +127,12 @@ pub enum ValidationError {
     /// No program to run.
     #[error("no command: the argument list is empty")]
     EmptyCommand,
+    /// A [`crate::Pool`] cannot be made or used this way.
+    #[error("pool: {reason}")]
+    Pool {
+        /// Why.
+        reason: &'static str,
+    },
     /// A string handed to the kernel contains a NUL byte.
     #[error("{field} contains a NUL byte: {value:?}")]
     NulByte {

@@ -102,7 +102,7 @@ impl<'a> Exec<'a> {
         Ok(SandboxChild::new(self.spawn_child()?))
     }
 
-    fn spawn_child(&mut self) -> Result<nook_ns::Child> {
+    pub(crate) fn spawn_child(&mut self) -> Result<nook_ns::Child> {
         let spec = self.sandbox.spec();
         if self.args.first().is_none_or(String::is_empty) {
             return Err(ValidationError::EmptyCommand.into());

@@ -44,6 +44,8 @@
 //! - [`Exec`] starts another process in a running sandbox (it joins every namespace through
 //!   the sandbox's init and starts in its cgroup); [`SandboxChild`] is that process, shaped
 //!   like `std::process::Child`.
+//! - [`Pool`] keeps sandboxes made from one spec warm and runs short jobs in them, resetting
+//!   each between runs and proving the reset complete, or replacing it ([`pool`] module).
 //! - [`Outcome`] says in one value why a run ended: exit code, the init killed by a signal,
 //!   OOM-killed (from the cgroup's counter), or the caller's timeout.
 //!
@@ -276,6 +278,7 @@ pub mod image_run;
 pub mod net;
 mod owner;
 mod plan;
+pub mod pool;
 mod run;
 mod security;
 mod spec;
@@ -287,6 +290,7 @@ pub use error::{Error, Result, ValidationError};
 pub use exec::Exec;
 pub use net::{NetworkAttachment, NetworkConfig};
 pub use plan::DEVICES;
+pub use pool::{Pool, PoolBuilder, PoolChild, PoolCommand, PoolOutput, PoolStats, RunStats};
 pub use run::{Outcome, Sandbox, SandboxBuilder, SandboxOutput};
 pub use security::{FsAccess, LandlockRule, LandlockSpec, Rlimit, SeccompMode, Security};
 pub use spec::{DEFAULT_PATH, DeviceNode, JoinNamespace, Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};

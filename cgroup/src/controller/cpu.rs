@@ -151,16 +151,24 @@ pub struct CpuThrottling {
 }
 
 /// The CPU section of [`crate::Stats`].
+impl Cgroup {
+    /// Only the CPU time used (the `usage` of [`Cgroup::stats`]'s cpu section), without
+    /// reading the other stat files.
+    pub fn cpu_usage(&self) -> Result<Option<CpuUsage>> {
+        match self.entry_of(Controller::Cpuacct) {
+            Some(d) if d.version == Version::V1 => cpuacct::usage(At::of(d)),
+            Some(d) => v2_usage(At::of(d)),
+            // Hybrid without a cpuacct directory: the v2 core keeps usage for every cgroup.
+            None => match self.v2_entry() {
+                Some(d) => v2_usage(At::of(d)),
+                None => Ok(None),
+            },
+        }
+    }
+}
+
 pub(crate) fn stats(cg: &Cgroup) -> Result<Option<CpuStats>> {
-    let usage = match cg.entry_of(Controller::Cpuacct) {
-        Some(d) if d.version == Version::V1 => cpuacct::usage(At::of(d))?,
-        Some(d) => v2_usage(At::of(d))?,
-        // Hybrid without a cpuacct directory: the v2 core keeps usage for every cgroup.
-        None => match cg.v2_entry() {
-            Some(d) => v2_usage(At::of(d))?,
-            None => None,
-        },
-    };
+    let usage = cg.cpu_usage()?;
     let throttling = match cg.entry_of(Controller::Cpu) {
         Some(d) => match read_opt(&At::of(d).join("cpu.stat"))? {
             Some(text) => throttling(&parse_flat(&text)),

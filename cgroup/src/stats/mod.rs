@@ -16,6 +16,7 @@
 
 mod oom;
 pub(crate) mod parse;
+mod peak;
 mod pressure;
 pub(crate) mod read;
 
@@ -32,6 +33,7 @@ pub use crate::controller::cpu::{CpuStats, CpuThrottling, CpuUsage};
 pub use crate::controller::memory::{MemoryStats, OomStats};
 pub use crate::controller::pids::PidsStats;
 pub use oom::{OomEvent, OomWatcher};
+pub use peak::PeakMeter;
 pub use pressure::{Pressure, PressureLine, PressureStats};
 
 /// A snapshot of a cgroup's counters. A section is `None` when the cgroup lacks the

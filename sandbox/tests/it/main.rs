@@ -16,6 +16,7 @@ mod image;
 mod image_run;
 mod net;
 mod owner;
+mod pool;
 mod probe;
 mod sandbox;
 mod soak;
