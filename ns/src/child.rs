@@ -100,6 +100,13 @@ fn check(err_fd: RawFd, stage: Stage, errno: i32) {
     }
 }
 
+/// A test's injected failure of `stage` where the stage reports its own errors (not through
+/// [`check`]): nothing without the `failpoints` feature.
+#[inline(always)]
+fn inject(err_fd: RawFd, stage: Stage) {
+    check(err_fd, stage, 0);
+}
+
 fn set_identity(err_fd: RawFd, id: &Identity) {
     if let Some(groups) = &id.groups {
         check(err_fd, Stage::SetGroups, raw::setgroups(groups));
@@ -237,6 +244,7 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     // Limits and umask while still privileged: raising a hard limit needs
     // CAP_SYS_RESOURCE, which the capability step below may drop.
     for (i, (resource, limits)) in plan.rlimits.iter().enumerate() {
+        inject(err, Stage::Rlimit);
         let e = raw::setrlimit(*resource, limits);
         if e != 0 {
             fail(err, Stage::Rlimit, e, Some(i));
@@ -328,6 +336,7 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
 fn join_session_keyring(err: RawFd, ring: &KeyringPlan) {
     const KEYCTL_SETPERM: libc::c_int = 5;
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+    inject(err, Stage::SessionKeyring);
     match raw::keyctl(KEYCTL_JOIN_SESSION_KEYRING, ring.name.as_ptr() as usize, 0) {
         Ok(serial) => {
             if let Some(perm) = ring.perm {
@@ -346,6 +355,7 @@ fn join_session_keyring(err: RawFd, ring: &KeyringPlan) {
 /// controlling terminal of a new session.
 fn open_terminal(err: RawFd, fds: &ChildFds, t: &TerminalPlan) {
     let Some(sock) = fds.get(FdRole::Console) else { fail(err, Stage::ConsoleSocket, libc::EBADF, None) };
+    inject(err, Stage::Terminal);
     let master = match raw::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY) {
         Ok(fd) => fd,
         Err(e) => fail(err, Stage::Terminal, e, None),
@@ -381,6 +391,7 @@ fn open_terminal(err: RawFd, fds: &ChildFds, t: &TerminalPlan) {
 /// goes to the parent over the plan's socket.
 fn install_seccomp(plan: &Plan, err: RawFd, fds: &ChildFds) {
     let Some(sc) = &plan.seccomp else { return };
+    inject(err, Stage::Seccomp);
     let flags = sc.flags | if sc.notify { libc::SECCOMP_FILTER_FLAG_NEW_LISTENER } else { 0 };
     let listener = match raw::seccomp_filter(&sc.filter, flags) {
         Ok(fd) => fd,
@@ -453,6 +464,7 @@ fn arm_parent_death_signal(err: RawFd, fds: &ChildFds, sig: libc::c_int) {
 /// last capability this crate names that the kernel does not know either (`EINVAL`) is
 /// skipped: only asked for when `cap_last_cap` could not be read.
 fn drop_bounding(err: RawFd, caps: &CapsPlan) {
+    inject(err, Stage::CapBounding);
     for &cap in &caps.bounding_drop {
         let e = raw::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong);
         if e != 0 && !(e == libc::EINVAL && cap > caps.known_last) {
@@ -535,6 +547,7 @@ fn enter_new_time_namespace(err: RawFd, offsets: &CString) {
 /// Tries each candidate path like `execvp`: remember EACCES, skip ENOENT-like failures,
 /// stop at any other error.
 fn exec_payload(plan: &Plan, err: RawFd) -> ! {
+    inject(err, Stage::Exec);
     raw::set_sigmask(0);
     let mut last = libc::ENOENT;
     let mut saw_eacces = false;
@@ -597,9 +610,11 @@ fn run_init(plan: &Plan, init_exe: RawFd, err: RawFd, init_pid: libc::pid_t) -> 
         raw::close_all_except(&keep);
         let argv = [c"nk-init".as_ptr(), std::ptr::null()];
         let envp = [std::ptr::null()];
+        inject(err, Stage::InitExec);
         let e = raw::execveat_fd(init_exe, &argv, &envp);
         fail(err, Stage::InitExec, e, None);
     }
+    inject(err, Stage::InitFork);
     let (gate_read, gate_write) = match raw::pipe_cloexec() {
         Ok(p) => p,
         Err(e) => fail(err, Stage::InitFork, e, None),

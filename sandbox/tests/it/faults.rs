@@ -32,6 +32,8 @@ fn builder(base: &Path, store: &ImageStore, network: &Network) -> SandboxBuilder
         .image(store, "nk-app:1")
         .memory_max(64 << 20)
         .pids_max(32)
+        // So that the child's rlimit stage runs too.
+        .rlimit(nook_ns::Resource::Nofile, 512, 512)
         .connect(network, published(8080))
         .stdin(NsStdio::null())
         .stdout(NsStdio::null())
