@@ -16,7 +16,7 @@
 
 mod oom;
 pub(crate) mod parse;
-mod pressure;
+pub(crate) mod pressure;
 pub(crate) mod read;
 
 use serde::{Deserialize, Serialize};
