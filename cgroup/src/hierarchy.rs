@@ -255,15 +255,18 @@ fn read(path: impl AsRef<Path>) -> Result<String> {
     fs::read_to_string(path).sys_at("read", path)
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+/// mountinfo escapes space, tab, newline and backslash as `\ooo` (exactly three octal
+/// digits, at most `\377`); anything else is kept as it is.
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
+        // Bytes, not `&s[..]`: a multi-byte character after the backslash is no char
+        // boundary to slice at (found by the cgroup_files fuzz target).
+        if let [b'\\', d @ ..] = &b[i..] {
+            if let [d0 @ b'0'..=b'3', d1 @ b'0'..=b'7', d2 @ b'0'..=b'7', ..] = *d {
+                out.push((d0 - b'0') << 6 | (d1 - b'0') << 3 | (d2 - b'0'));
                 i += 4;
                 continue;
             }
@@ -323,6 +326,22 @@ mod tests {
         assert_eq!(v2.dir_of(Path::new("/user.slice/../../etc")), None);
         assert_eq!(v2.dir_of(Path::new("user.slice/x")), None);
         assert_eq!(v2.dir_of(Path::new("/user.slice/./x")), Some(PathBuf::from("/sys/fs/cgroup/x")));
+    }
+
+    /// Found by the cgroup_files fuzz target (fuzz/regressions/cgroup_files/): a backslash
+    /// followed by a multi-byte character made `unescape` slice inside that character and
+    /// panic; `\+12` passed for an octal escape.
+    #[test]
+    fn unescape_takes_only_three_octal_digits() {
+        assert_eq!(unescape("/nk\\04\u{507}"), "/nk\\04\u{507}");
+        assert_eq!(unescape("/a\\\u{e9}xyz"), "/a\\\u{e9}xyz");
+        assert_eq!(unescape("/a\\+12"), "/a\\+12");
+        assert_eq!(unescape("/a\\400"), "/a\\400");
+        assert_eq!(unescape("/a\\134b\\011c\\012"), "/a\\b\tc\n");
+        assert_eq!(unescape("/end\\04"), "/end\\04");
+        let mi = "35 28 0:33 /nk\\04\u{507} /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n";
+        let h = Hierarchies::parse(mi, "12:pids:/nk\\04\u{507}/y\n").unwrap();
+        assert_eq!(h.v1[0].mount_root, Path::new("/nk\\04\u{507}"));
     }
 
     #[test]
