@@ -40,11 +40,10 @@ pub fn image_user(data: &[u8]) {
     let passwd = parts.next();
     let group = parts.next();
     let _ = resolve_user(user, passwd, group);
-    if let Some((u, g)) = user.split_once(':') {
-        if let (Ok(u), Ok(g)) = (u.parse::<u32>(), g.parse::<u32>()) {
-            if let Ok(r) = resolve_user(user, passwd, group) {
-                assert_eq!((r.uid, r.gid), (u, g), "numeric {user:?}");
-            }
-        }
+    if let Some((u, g)) = user.split_once(':')
+        && let (Ok(u), Ok(g)) = (u.parse::<u32>(), g.parse::<u32>())
+        && let Ok(r) = resolve_user(user, passwd, group)
+    {
+        assert_eq!((r.uid, r.gid), (u, g), "numeric {user:?}");
     }
 }

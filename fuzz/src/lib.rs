@@ -11,7 +11,7 @@ pub mod tree;
 
 // nook-oci is a binary: its config mapping and the error type it uses are compiled in here.
 #[path = "../../oci/src/config.rs"]
-#[allow(dead_code, unreachable_pub, missing_docs)]
+#[allow(dead_code, unreachable_pub, missing_docs, clippy::collapsible_if)]
 mod config;
 #[path = "../../oci/src/error.rs"]
 #[allow(dead_code, unreachable_pub, missing_docs)]
@@ -25,8 +25,11 @@ pub fn verbose(what: &str, result: &dyn std::fmt::Debug) {
     }
 }
 
+/// A target: a name (its binary, its corpus dir) and its function.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target by name, for the corpus replay test and tools.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("layer_apply", layer::layer_apply),
     ("image_import", image::image_import),
     ("image_user", image::image_user),

@@ -82,10 +82,10 @@ pub fn idmap(data: &[u8]) {
         let last = r.inside + (r.count - 1);
         assert_eq!(map.to_outside(r.inside), Some(r.outside));
         assert_eq!(map.to_outside(last), Some(r.outside + (r.count - 1)));
-        if let Some(after) = last.checked_add(1) {
-            if let Some(o) = map.to_outside(after) {
-                assert!(map.ranges().iter().any(|q| after >= q.inside && after - q.inside < q.count), "{o}");
-            }
+        if let Some(after) = last.checked_add(1)
+            && let Some(o) = map.to_outside(after)
+        {
+            assert!(map.ranges().iter().any(|q| after >= q.inside && after - q.inside < q.count), "{o}");
         }
     }
 }
