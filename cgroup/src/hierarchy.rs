@@ -264,12 +264,10 @@ fn unescape(s: &str) -> String {
     while i < b.len() {
         // Bytes, not `&s[..]`: a multi-byte character after the backslash is no char
         // boundary to slice at (found by the cgroup_files fuzz target).
-        if let [b'\\', d @ ..] = &b[i..] {
-            if let [d0 @ b'0'..=b'3', d1 @ b'0'..=b'7', d2 @ b'0'..=b'7', ..] = *d {
-                out.push((d0 - b'0') << 6 | (d1 - b'0') << 3 | (d2 - b'0'));
-                i += 4;
-                continue;
-            }
+        if let [b'\\', d0 @ b'0'..=b'3', d1 @ b'0'..=b'7', d2 @ b'0'..=b'7', ..] = b[i..] {
+            out.push((d0 - b'0') << 6 | (d1 - b'0') << 3 | (d2 - b'0'));
+            i += 4;
+            continue;
         }
         out.push(b[i]);
         i += 1;
