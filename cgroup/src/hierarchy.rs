@@ -72,6 +72,12 @@ impl Hierarchy {
         if comps.clone().any(|c| !matches!(c, Component::Normal(_))) {
             return None;
         }
+        // A mount root that is not absolute (an empty mountinfo field) strips nothing: the
+        // cgroup's absolute path would replace the mount point in `dir_of` (found by the
+        // cgroup_files fuzz target).
+        if !self.mount_root.has_root() {
+            return None;
+        }
         let rel = cgroup.strip_prefix(&self.mount_root).ok()?;
         Some(rel.to_owned())
     }
@@ -340,6 +346,20 @@ mod tests {
         let mi = "35 28 0:33 /nk\\04\u{507} /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n";
         let h = Hierarchies::parse(mi, "12:pids:/nk\\04\u{507}/y\n").unwrap();
         assert_eq!(h.v1[0].mount_root, Path::new("/nk\\04\u{507}"));
+    }
+
+    /// Found by the cgroup_files fuzz target (fuzz/regressions/cgroup_files/empty-mount-root):
+    /// a mountinfo line with an empty root field (two spaces) gave a mount root of "", which
+    /// every path "starts with", so `own_dir` was the cgroup path itself — `/user.slice`, a
+    /// directory outside the cgroup mount.
+    #[test]
+    fn an_empty_mount_root_shows_nothing() {
+        let mi = "29 28 0:27  //sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        let h = Hierarchies::parse(mi, "0::/user.slice\n").unwrap();
+        let v2 = h.v2.as_ref().unwrap();
+        assert_eq!(v2.mount_root, Path::new(""));
+        assert_eq!(v2.own_dir(), None);
+        assert_eq!(v2.dir_of(Path::new("/user.slice")), None);
     }
 
     #[test]

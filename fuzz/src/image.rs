@@ -32,7 +32,7 @@ pub fn image_import(data: &[u8]) {
 }
 
 /// `user` NUL `passwd` NUL `group` → [`resolve_user`]: never panics; a numeric `uid:gid`
-/// resolves to itself.
+/// (digits only) resolves to itself.
 pub fn image_user(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let mut parts = text.splitn(3, '\0');
@@ -40,7 +40,12 @@ pub fn image_user(data: &[u8]) {
     let passwd = parts.next();
     let group = parts.next();
     let _ = resolve_user(user, passwd, group);
+    // Digits only: `str::parse` takes `+0` too, which resolve_user (as Docker) looks up as a
+    // name.
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     if let Some((u, g)) = user.split_once(':')
+        && digits(u)
+        && digits(g)
         && let (Ok(u), Ok(g)) = (u.parse::<u32>(), g.parse::<u32>())
         && let Ok(r) = resolve_user(user, passwd, group)
     {
