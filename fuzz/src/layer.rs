@@ -37,6 +37,7 @@ pub fn layer_apply(data: &[u8]) {
     options.whiteouts = from;
     options.limits = small_limits();
     let applied = apply_layer(tar, &root, options);
+    crate::verbose("apply", &applied.as_ref().map(|a| a.entries));
     jail.check();
     if let (Ok(_), Some(from)) = (applied, from) {
         let others: Vec<_> = FORMATS.iter().copied().filter(|f| *f != from).collect();
@@ -49,7 +50,9 @@ pub fn layer_apply(data: &[u8]) {
 /// Converts `root` from `from` to `to` and back, checking the invariants above.
 pub fn convert_roundtrip(root: &Path, from: WhiteoutFormat, to: WhiteoutFormat) {
     let before = snapshot(root);
-    if convert(root, from, to).is_err() {
+    let converted = convert(root, from, to);
+    crate::verbose("convert", &converted);
+    if converted.is_err() {
         assert_eq!(snapshot(root), before, "a refused conversion {from:?} -> {to:?} changed the layer");
         return;
     }
