@@ -72,6 +72,12 @@ impl Hierarchy {
         if comps.clone().any(|c| !matches!(c, Component::Normal(_))) {
             return None;
         }
+        // A mount root that is not absolute (an empty mountinfo field) strips nothing: the
+        // cgroup's absolute path would replace the mount point in `dir_of` (found by the
+        // cgroup_files fuzz target).
+        if !self.mount_root.has_root() {
+            return None;
+        }
         let rel = cgroup.strip_prefix(&self.mount_root).ok()?;
         Some(rel.to_owned())
     }
@@ -255,18 +261,19 @@ fn read(path: impl AsRef<Path>) -> Result<String> {
     fs::read_to_string(path).sys_at("read", path)
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+/// mountinfo escapes space, tab, newline and backslash as `\ooo` (exactly three octal
+/// digits, at most `\377`); anything else is kept as it is.
 fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
+        // Bytes, not `&s[..]`: a multi-byte character after the backslash is no char
+        // boundary to slice at (found by the cgroup_files fuzz target).
+        if let [b'\\', d0 @ b'0'..=b'3', d1 @ b'0'..=b'7', d2 @ b'0'..=b'7', ..] = b[i..] {
+            out.push((d0 - b'0') << 6 | (d1 - b'0') << 3 | (d2 - b'0'));
+            i += 4;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -323,6 +330,36 @@ mod tests {
         assert_eq!(v2.dir_of(Path::new("/user.slice/../../etc")), None);
         assert_eq!(v2.dir_of(Path::new("user.slice/x")), None);
         assert_eq!(v2.dir_of(Path::new("/user.slice/./x")), Some(PathBuf::from("/sys/fs/cgroup/x")));
+    }
+
+    /// Found by the cgroup_files fuzz target (fuzz/regressions/cgroup_files/): a backslash
+    /// followed by a multi-byte character made `unescape` slice inside that character and
+    /// panic; `\+12` passed for an octal escape.
+    #[test]
+    fn unescape_takes_only_three_octal_digits() {
+        assert_eq!(unescape("/nk\\04\u{507}"), "/nk\\04\u{507}");
+        assert_eq!(unescape("/a\\\u{e9}xyz"), "/a\\\u{e9}xyz");
+        assert_eq!(unescape("/a\\+12"), "/a\\+12");
+        assert_eq!(unescape("/a\\400"), "/a\\400");
+        assert_eq!(unescape("/a\\134b\\011c\\012"), "/a\\b\tc\n");
+        assert_eq!(unescape("/end\\04"), "/end\\04");
+        let mi = "35 28 0:33 /nk\\04\u{507} /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n";
+        let h = Hierarchies::parse(mi, "12:pids:/nk\\04\u{507}/y\n").unwrap();
+        assert_eq!(h.v1[0].mount_root, Path::new("/nk\\04\u{507}"));
+    }
+
+    /// Found by the cgroup_files fuzz target (fuzz/regressions/cgroup_files/empty-mount-root):
+    /// a mountinfo line with an empty root field (two spaces) gave a mount root of "", which
+    /// every path "starts with", so `own_dir` was the cgroup path itself — `/user.slice`, a
+    /// directory outside the cgroup mount.
+    #[test]
+    fn an_empty_mount_root_shows_nothing() {
+        let mi = "29 28 0:27  //sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n";
+        let h = Hierarchies::parse(mi, "0::/user.slice\n").unwrap();
+        let v2 = h.v2.as_ref().unwrap();
+        assert_eq!(v2.mount_root, Path::new(""));
+        assert_eq!(v2.own_dir(), None);
+        assert_eq!(v2.dir_of(Path::new("/user.slice")), None);
     }
 
     #[test]

@@ -83,6 +83,33 @@ mod spec;
 mod stats;
 mod sys;
 
+/// The pure cgroupfs file parsers, for the fuzz targets in `fuzz/` (not a stable API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::collections::BTreeMap;
+
+    /// A flat-keyed file (`cpu.stat`, `memory.stat`).
+    pub fn parse_flat(text: &str) -> BTreeMap<String, u64> {
+        crate::stats::parse::parse_flat(text)
+    }
+
+    /// A nested-keyed file (`io.stat`).
+    pub fn parse_nested(text: &str) -> Vec<(&str, Vec<(&str, &str)>)> {
+        crate::stats::parse::parse_nested(text)
+    }
+
+    /// A number or `max`.
+    pub fn parse_limit(text: &str) -> Result<Option<u64>, String> {
+        crate::stats::parse::parse_limit(text)
+    }
+
+    /// A PSI file.
+    pub fn parse_psi(text: &str) -> Result<crate::Pressure, String> {
+        crate::stats::pressure::parse_psi(text)
+    }
+}
+
 pub use cgroup::{Cgroup, LIMIT_FILES};
 pub use controller::blkio::{Blkio, DeviceThrottle};
 pub use controller::cpu::{Cpu, shares_to_weight, weight_to_shares};

@@ -115,12 +115,15 @@ impl IdMap {
         &self.ranges
     }
 
-    /// Maps `id` (inside) to the outside id, if it is mapped.
+    /// Maps `id` (inside) to the outside id, if it is mapped. On a map that does not
+    /// [validate](IdMap::validate), an id whose outside id would pass 4294967294 is unmapped
+    /// (never wrapped around to a low id such as 0).
     pub fn to_outside(&self, id: u32) -> Option<u32> {
         self.ranges
             .iter()
             .find(|r| id >= r.inside && (id as u64) < IdMapping::end(r.inside, r.count))
-            .map(|r| r.outside + (id - r.inside))
+            .and_then(|r| r.outside.checked_add(id - r.inside))
+            .filter(|&outside| outside != u32::MAX)
     }
 
     /// Checks the map as the kernel would, without touching it: at least one range, at most
@@ -300,5 +303,49 @@ mod tests {
         assert!(IdMap::root_to(1000).is_self_map(1000));
         assert!(!map.is_self_map(1000));
         assert_eq!(choose_writer(&map, IdKind::Uid, 0, true), MapWriter::Direct);
+    }
+
+    /// Found by the `idmap` fuzz target (fuzz/regressions/idmap/wrap): on a map that does not
+    /// validate, `to_outside` overflowed — a panic in debug builds, and in release builds id 1
+    /// "mapped" to outside id 0, root.
+    #[test]
+    fn lookup_in_an_unvalidated_map_never_wraps() {
+        let map = IdMap::single(0, u32::MAX, 2);
+        assert!(map.validate(IdKind::Uid).is_err());
+        assert_eq!(map.to_outside(0), None, "(uid_t)-1 is no id");
+        assert_eq!(map.to_outside(1), None);
+        assert_eq!(IdMap::single(0, u32::MAX - 1, 1).to_outside(0), Some(u32::MAX - 1));
+    }
+
+    proptest::proptest! {
+        /// A map that validates is a bijection between its inside and outside ranges:
+        /// `to_outside` agrees with the range arithmetic at each range's ends and at any id,
+        /// and two different mapped ids never share an outside id.
+        #[test]
+        fn validated_maps_are_one_to_one(
+            ranges in proptest::collection::vec((0u32..5000, 0u32..5000, 1u32..300), 1..6),
+            probes in proptest::collection::vec(0u32..6000, 1..40),
+        ) {
+            let mut map = IdMap::new();
+            for (inside, outside, count) in ranges {
+                map.push(IdMapping::new(inside, outside, count));
+            }
+            proptest::prop_assume!(map.validate(IdKind::Uid).is_ok());
+            for r in map.ranges() {
+                proptest::prop_assert_eq!(map.to_outside(r.inside), Some(r.outside));
+                proptest::prop_assert_eq!(map.to_outside(r.inside + r.count - 1), Some(r.outside + r.count - 1));
+            }
+            let mut seen = std::collections::BTreeMap::new();
+            for id in probes {
+                let inside = map.ranges().iter().find(|r| id >= r.inside && id - r.inside < r.count);
+                let outside = map.to_outside(id);
+                proptest::prop_assert_eq!(outside, inside.map(|r| r.outside + (id - r.inside)));
+                if let Some(o) = outside {
+                    if let Some(prev) = seen.insert(o, id) {
+                        proptest::prop_assert_eq!(prev, id, "two ids map to {}", o);
+                    }
+                }
+            }
+        }
     }
 }

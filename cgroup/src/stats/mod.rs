@@ -17,7 +17,7 @@
 mod oom;
 pub(crate) mod parse;
 mod peak;
-mod pressure;
+pub(crate) mod pressure;
 pub(crate) mod read;
 
 use serde::{Deserialize, Serialize};

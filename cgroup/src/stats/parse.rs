@@ -45,4 +45,39 @@ mod tests {
         assert_eq!(parse_limit("33554432\n"), Ok(Some(32 << 20)));
         assert!(parse_limit("lots").is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever a flat-keyed file holds, what parses renders back to the same map; the
+        /// kernel's own form (`key value` lines) parses to exactly its pairs, with lines that
+        /// are not `key number` around it skipped.
+        #[test]
+        fn flat_files_roundtrip(
+            pairs in proptest::collection::btree_map("[a-z_]{1,12}", proptest::num::u64::ANY, 0..20),
+            noise in proptest::collection::vec("[ -~]{0,20}", 0..5),
+        ) {
+            let text: String = pairs.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+            proptest::prop_assert_eq!(parse_flat(&text), pairs.clone());
+            let mut noisy = text.clone();
+            for n in &noise {
+                noisy.push_str(n);
+                noisy.push('\n');
+            }
+            let parsed = parse_flat(&noisy);
+            for (k, v) in &pairs {
+                let from_noise = noise.iter().any(|n| n.split_whitespace().next() == Some(k.as_str()));
+                if !from_noise {
+                    proptest::prop_assert_eq!(parsed.get(k), Some(v));
+                }
+            }
+            let rendered: String = parsed.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+            proptest::prop_assert_eq!(parse_flat(&rendered), parsed);
+        }
+
+        /// A limit is `max` or a number, with any surrounding whitespace.
+        #[test]
+        fn limits_roundtrip(n in proptest::option::of(proptest::num::u64::ANY), pad in "[ \t\n]{0,3}") {
+            let text = format!("{pad}{}{pad}", n.map_or_else(|| "max".to_owned(), |n| n.to_string()));
+            proptest::prop_assert_eq!(parse_limit(&text), Ok(n));
+        }
+    }
 }

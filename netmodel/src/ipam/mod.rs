@@ -103,6 +103,47 @@ mod state;
 mod store;
 mod validate;
 
+/// The state file parser, for the fuzz targets in `fuzz/` (not a stable API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::net::IpAddr;
+    use std::path::Path;
+
+    use super::{Allocation, IpamError, Owner, Request};
+
+    /// One network's state, as read from its file.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct State(super::state::NetworkState);
+
+    impl State {
+        /// Parses and checks the state file of network `name`.
+        pub fn from_json(name: &str, bytes: &[u8]) -> Result<State, IpamError> {
+            super::state::NetworkState::from_json(Path::new("fuzz"), name, bytes).map(State)
+        }
+
+        /// The state file's content.
+        pub fn to_json(&self) -> Vec<u8> {
+            self.0.to_json()
+        }
+
+        /// Allocates per `request` for one fixed owner.
+        pub fn allocate(&mut self, request: Request) -> Result<Allocation, IpamError> {
+            self.0.allocate(request, &Owner::Process { pid: 1, start_time: 1 })
+        }
+
+        /// Whether `address` could be given out (in a pool, not reserved; allocations aside).
+        pub fn allowed(&self, address: IpAddr) -> bool {
+            self.0.check_static(address).is_ok()
+        }
+
+        /// Whether `address` is allocated.
+        pub fn is_allocated(&self, address: IpAddr) -> bool {
+            self.0.allocations.contains_key(&address)
+        }
+    }
+}
+
 use std::collections::HashMap;
 use std::fmt;
 use std::io;

@@ -128,7 +128,7 @@ impl NetworkState {
 
     /// The pool `address` may be allocated from, or why it may not be (outside every pool,
     /// reserved). Does not look at the allocations.
-    fn check_static(&self, address: IpAddr) -> Result<usize, IpamError> {
+    pub(crate) fn check_static(&self, address: IpAddr) -> Result<usize, IpamError> {
         let Some(i) = self.pools.iter().position(|p| p.subnet.contains(&address)) else {
             return Err(IpamError::AddressOutsidePools {
                 network: self.name.clone(),

@@ -148,4 +148,72 @@ mod tests {
         assert!(!symlink_escapes(1, b"b"));
         assert!(!symlink_escapes(1, b"./a/./b/.."));
     }
+
+    /// Tar names built from components that matter to the cleaner (`.`, `..`, empty, short
+    /// names, names with a byte that is not ASCII), sometimes absolute.
+    fn raw_name() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let comp = prop_oneof![
+            Just(b"".to_vec()),
+            Just(b".".to_vec()),
+            Just(b"..".to_vec()),
+            Just(b"...".to_vec()),
+            proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'.'), Just(0xffu8), Just(b'\\')], 1..4),
+        ];
+        (any::<bool>(), proptest::collection::vec(comp, 0..12)).prop_map(|(abs, comps)| {
+            let mut raw = if abs { b"/".to_vec() } else { Vec::new() };
+            raw.extend(comps.join(&b'/'));
+            raw
+        })
+    }
+
+    proptest::proptest! {
+        /// `clean_path` agrees with a stack model: every accepted name cleans to plain
+        /// components (never empty, `.` or `..`), as many as the depth it returns, and a name
+        /// whose `..` climbs above the root at any point is refused.
+        #[test]
+        fn clean_path_matches_a_stack_model(raw in raw_name()) {
+            let mut stack: Vec<&[u8]> = Vec::new();
+            let mut escapes = false;
+            for comp in raw.split(|&b| b == b'/') {
+                match comp {
+                    b"" | b"." => {}
+                    b".." => escapes |= stack.pop().is_none(),
+                    name => stack.push(name),
+                }
+            }
+            let mut out = Vec::new();
+            match clean_path(&raw, &mut out) {
+                Ok(depth) => {
+                    proptest::prop_assert!(raw.first() != Some(&b'/'));
+                    proptest::prop_assert!(!escapes);
+                    proptest::prop_assert_eq!(depth, stack.len());
+                    proptest::prop_assert_eq!(out, stack.join(&b'/'));
+                }
+                Err(UnsafeEntry::Absolute) => proptest::prop_assert!(raw.first() == Some(&b'/')),
+                Err(UnsafeEntry::ParentDir) => proptest::prop_assert!(escapes),
+                Err(e) => proptest::prop_assert!(false, "{:?}", e),
+            }
+        }
+
+        /// `symlink_escapes` agrees with resolving the target lexically from the link's dir.
+        #[test]
+        fn symlink_escapes_matches_a_model(depth in 1usize..5, target in raw_name()) {
+            let mut level = depth as isize - 1;
+            let mut escapes = false;
+            if target.first() != Some(&b'/') {
+                for comp in target.split(|&b| b == b'/') {
+                    match comp {
+                        b"" | b"." => {}
+                        b".." => {
+                            level -= 1;
+                            escapes |= level < 0;
+                        }
+                        _ => level += 1,
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(symlink_escapes(depth, &target), escapes);
+        }
+    }
 }
