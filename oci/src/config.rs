@@ -41,14 +41,14 @@
 //! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted
 //! sets that differ from the bounding set, `process.user.username`, mount, user and time
 //! namespaces joined by `path` (nook needs its own mount namespace; one thread cannot enter a
-//! user namespace), new `time` namespaces, id mappings without a new user namespace, other
+//! user namespace), `linux.timeOffsets` without a new time namespace or for other clocks than
+//! `monotonic` and `boottime`, an unknown or `shared`/`rshared` `linux.rootfsPropagation`, id mappings without a new user namespace, other
 //! mount types or standard mounts elsewhere or with other options, a `cgroup` mount without
 //! `ro`, bind options other than `bind`/`rbind`/`ro`/`rw`/propagation
 //! flags/`nosuid`/`nodev`/`noexec`, device rules for fifos, resources nook does not
 //! map (blockIO, hugepageLimits, network, rdma, unified, memory
 //! kernel/kernelTCP/swappiness/disableOOMKiller, cpu realtime/idle/burst),
-//! `linux.rootfsPropagation`, `linux.mountLabel`, `linux.intelRdt`, `linux.personality`,
-//! `linux.timeOffsets`, `linux.memoryPolicy`, `linux.netDevices`, and any non-Linux section.
+//! `linux.mountLabel`, `linux.intelRdt`, `linux.personality`, `linux.memoryPolicy`, `linux.netDevices`, and any non-Linux section.
 
 use std::path::{Path, PathBuf};
 
@@ -280,14 +280,56 @@ fn parse_size(s: &str) -> Option<u64> {
     num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// `linux.rootfsPropagation` as runc reads it.
+fn root_propagation(value: &str) -> Result<(nook_ns::Propagation, bool), Error> {
+    use nook_ns::Propagation::*;
+    let (recursive, name) = match value.strip_prefix('r') {
+        Some(rest) => (true, rest),
+        None => (false, value),
+    };
+    let propagation = match name {
+        "shared" => Shared,
+        "slave" => Slave,
+        "private" => Private,
+        "unbindable" => Unbindable,
+        _ => return Err(refuse("linux.rootfsPropagation", format!("unknown propagation {value:?}"))),
+    };
+    if propagation == Shared {
+        // nook-ns refuses it too, later: the container's own mounts, made while it is set
+        // up, would propagate into the host's mount namespace.
+        return Err(refuse(
+            "linux.rootfsPropagation",
+            format!("{value:?}: a shared root is not supported (the container's setup mounts would reach the host)"),
+        ));
+    }
+    Ok((propagation, recursive))
+}
+
+/// `linux.timeOffsets`: `monotonic` and `boottime`, as the kernel names its clocks.
+fn clock_offsets(
+    offsets: &std::collections::HashMap<String, oci_spec::runtime::LinuxTimeOffset>,
+) -> Result<nook_sandbox::ClockOffsets, Error> {
+    let mut out = nook_sandbox::ClockOffsets::default();
+    for (clock, o) in offsets {
+        let offset = nook_ns::ClockOffset::new(o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0));
+        if offset.nanos >= 1_000_000_000 {
+            return Err(refuse(format!("linux.timeOffsets.{clock}.nanosecs"), "must be below 1e9"));
+        }
+        match clock.as_str() {
+            "monotonic" => out.monotonic = Some(offset),
+            "boottime" => out.boottime = Some(offset),
+            _ => return Err(refuse(format!("linux.timeOffsets.{clock}"), "unknown clock (monotonic or boottime)")),
+        }
+    }
+    Ok(out)
+}
+
 fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     let Some(l) = spec.linux() else { return Err(refuse("linux", "missing")) };
-    let unsupported: [(&str, bool); 7] = [
-        ("linux.rootfsPropagation", l.rootfs_propagation().is_some()),
+    let unsupported: [(&str, bool); 5] = [
         ("linux.mountLabel", l.mount_label().as_deref().is_some_and(|s| !s.is_empty())),
         ("linux.intelRdt", l.intel_rdt().is_some()),
         ("linux.personality", l.personality().is_some()),
-        ("linux.timeOffsets", l.time_offsets().is_some()),
         ("linux.memoryPolicy", l.memory_policy().is_some()),
         ("linux.netDevices", l.net_devices().is_some()),
     ];
@@ -329,6 +371,7 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
             LinuxNamespaceType::Uts => Namespace::Uts,
             LinuxNamespaceType::Ipc => Namespace::Ipc,
             LinuxNamespaceType::Pid => Namespace::Pid,
+            LinuxNamespaceType::Time => Namespace::Time,
             LinuxNamespaceType::Network => {
                 net = true;
                 Namespace::Net
@@ -348,7 +391,6 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
                 b.uid_map(uids).gid_map(gids);
                 Namespace::User
             }
-            _ => return Err(refuse(format!("linux.namespaces[{name}]"), "not supported yet")),
         };
         set = set.with(kind);
     }
@@ -362,6 +404,17 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     }
     b.namespaces(set);
     b.network(if net { NetworkMode::None } else { NetworkMode::Host });
+    if let Some(offsets) = l.time_offsets() {
+        let offsets = clock_offsets(offsets)?;
+        if !offsets.is_empty() && !set.has(Namespace::Time) {
+            return Err(refuse("linux.timeOffsets", "clock offsets need a new time namespace"));
+        }
+        b.clock_offsets(offsets);
+    }
+    if let Some(p) = l.rootfs_propagation().as_deref().filter(|p| !p.is_empty()) {
+        let (propagation, recursive) = root_propagation(p)?;
+        b.root_propagation(propagation, recursive);
+    }
     // Cgroup.
     let mut cg = match l.cgroups_path() {
         Some(p) => cgroup_spec(p)?,

@@ -293,7 +293,10 @@ pub use plan::DEVICES;
 pub use pool::{Pool, PoolBuilder, PoolChild, PoolCommand, PoolOutput, PoolStats, RunStats};
 pub use run::{Outcome, Sandbox, SandboxBuilder, SandboxOutput};
 pub use security::{FsAccess, LandlockRule, LandlockSpec, Rlimit, SeccompMode, Security};
-pub use spec::{DEFAULT_PATH, DeviceNode, JoinNamespace, Mount, NetworkMode, Rootfs, SandboxSpec, StdioMode, User};
+pub use spec::{
+    ClockOffsets, DEFAULT_PATH, DeviceNode, JoinNamespace, Mount, NetworkMode, RootPropagation, Rootfs, SandboxSpec,
+    StdioMode, User,
+};
 
 pub mod hardening;
 pub mod image;

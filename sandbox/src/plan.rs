@@ -395,6 +395,11 @@ fn mount_steps(
         steps.extend(cgroup_view_steps(&root.join("sys/fs/cgroup"), cgroup_view));
     }
     steps.push(if spec.no_pivot { MountStep::move_root(&root) } else { MountStep::pivot_root(&root) });
+    // runc applies a requested root propagation again to the new root (the bind of the
+    // root onto itself took its propagation from the old `/`).
+    if let Some(p) = spec.root_propagation {
+        steps.push(MountStep::propagation("/", p.propagation, p.recursive));
+    }
     if !early {
         steps.push(MountStep::proc("/proc"));
     }

@@ -431,6 +431,22 @@ impl SandboxBuilder {
         self
     }
 
+    /// The propagation of the sandbox's root ([`SandboxSpec::root_propagation`]), as OCI's
+    /// `rootfsPropagation` (`recursive`: `rshared`, `rslave`, ...).
+    pub fn root_propagation(&mut self, propagation: nook_ns::Propagation, recursive: bool) -> &mut Self {
+        self.spec.root_propagation = Some(crate::RootPropagation { propagation, recursive });
+        self
+    }
+
+    /// A new time namespace with these clock offsets ([`SandboxSpec::clock_offsets`]): adds
+    /// [`Namespace::Time`] to the namespaces.
+    pub fn clock_offsets(&mut self, offsets: crate::ClockOffsets) -> &mut Self {
+        let ns = self.spec.effective_namespaces().with(Namespace::Time);
+        self.spec.namespaces = Some(ns);
+        self.spec.clock_offsets = offsets;
+        self
+    }
+
     /// What the next spawn passes besides the spec.
     fn take_io(&mut self) -> Io {
         Io {
@@ -659,6 +675,18 @@ fn command(spec: &SandboxSpec, plan: plan::Plan, io: Io, hold: bool) -> nook_ns:
     cmd.mounts(plan.steps).init(true).kill_with_parent_process(libc::SIGKILL);
     if let Some(name) = &spec.session_keyring {
         cmd.session_keyring(name, Some(keyring_perm(plan.namespaces.has(Namespace::User))));
+    }
+    // A non-recursive propagation would leave the host's other mounts as they are (shared
+    // with the caller's, for setup mounts to reach): `/` gets the default recursive private
+    // then, and the root after `pivot_root` what was asked (the plan's step).
+    if let Some(p) = spec.root_propagation.filter(|p| p.recursive) {
+        cmd.root_propagation(Some((p.propagation, true)));
+    }
+    if let Some(o) = spec.clock_offsets.monotonic {
+        cmd.monotonic_offset(o);
+    }
+    if let Some(o) = spec.clock_offsets.boottime {
+        cmd.boottime_offset(o);
     }
     let Io { stdio: [i, o, e], terminal, preserved } = io;
     cmd.stdin(i.unwrap_or_else(|| stdio_of(spec.stdio[0])));

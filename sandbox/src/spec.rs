@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use nook_cgroup::CgroupSpec;
-use nook_ns::{IdMap, Namespace, NamespaceSet};
+use nook_ns::{ClockOffset, IdMap, Namespace, NamespaceSet, Propagation};
 use nook_unionfs::LayerStack;
 use serde::{Deserialize, Serialize};
 
@@ -117,6 +117,47 @@ pub struct SandboxSpec {
     /// searchable as runc does). `None`: the caller's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_keyring: Option<String>,
+    /// The propagation of the sandbox's root (OCI `linux.rootfsPropagation`): given to its
+    /// root after `pivot_root`, and when recursive also to `/` of its new mount namespace
+    /// before anything is mounted there (instead of the default recursive private), as runc
+    /// does. `None`: private. A shared root is refused by `nook-ns` (without a new user
+    /// namespace): the setup's own mounts would propagate into the caller's namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_propagation: Option<RootPropagation>,
+    /// Offsets of the monotonic and boot-time clocks in the sandbox's new time namespace
+    /// (OCI `linux.timeOffsets`); needs [`Namespace::Time`] in
+    /// [`SandboxSpec::namespaces`].
+    #[serde(skip_serializing_if = "ClockOffsets::is_empty")]
+    pub clock_offsets: ClockOffsets,
+}
+
+/// The propagation of a sandbox's root ([`SandboxSpec::root_propagation`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootPropagation {
+    /// Shared, slave, private or unbindable.
+    pub propagation: Propagation,
+    /// For every mount below the root too (OCI's `rshared`, `rslave`, ...).
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+/// Clock offsets of a new time namespace ([`SandboxSpec::clock_offsets`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClockOffsets {
+    /// `CLOCK_MONOTONIC` (and its variants) moves by this much.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monotonic: Option<ClockOffset>,
+    /// `CLOCK_BOOTTIME` (and its variants) moves by this much.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boottime: Option<ClockOffset>,
+}
+
+impl ClockOffsets {
+    /// No offset at all.
+    pub fn is_empty(&self) -> bool {
+        self.monotonic.is_none() && self.boottime.is_none()
+    }
 }
 
 impl Default for SandboxSpec {
@@ -144,6 +185,8 @@ impl Default for SandboxSpec {
             security: Security::default(),
             no_pivot: false,
             session_keyring: None,
+            root_propagation: None,
+            clock_offsets: ClockOffsets::default(),
         }
     }
 }
@@ -418,6 +461,14 @@ impl SandboxSpec {
             }
         };
         need("rootfs", Namespace::Mount)?;
+        if !self.clock_offsets.is_empty() {
+            need("clock_offsets", Namespace::Time)?;
+        }
+        for off in [self.clock_offsets.monotonic, self.clock_offsets.boottime].into_iter().flatten() {
+            if off.nanos >= 1_000_000_000 {
+                return Err(nook_ns::ValidationError::BadClockOffset { nanos: off.nanos }.into());
+            }
+        }
         if !self.joins(Namespace::Pid) {
             need("/proc of the sandbox", Namespace::Pid)?;
         }
@@ -748,6 +799,17 @@ mod tests {
         let mut s = spec(&["true"]);
         s.timeout = Some(Duration::ZERO);
         assert!(matches!(s.validate(), Err(ValidationError::ZeroTimeout)));
+        // Clock offsets need a new time namespace, and nanoseconds below a second.
+        let mut s = spec(&["true"]);
+        s.clock_offsets.monotonic = Some(ClockOffset::from_secs(5));
+        assert!(matches!(
+            s.validate(),
+            Err(ValidationError::NamespaceConflict { namespace: Namespace::Time, present: false, .. })
+        ));
+        s.namespaces = Some(s.effective_namespaces().with(Namespace::Time));
+        assert!(s.validate().is_ok());
+        s.clock_offsets.boottime = Some(ClockOffset::new(0, 1_000_000_000));
+        assert!(matches!(s.validate(), Err(ValidationError::Ns(_))));
         let mut s = spec(&["true"]);
         s.rootfs = Rootfs::Stack(LayerStack::new());
         assert!(matches!(s.validate(), Err(ValidationError::LayerStack { .. })));

@@ -328,3 +328,68 @@ fn user_namespace_with_id_mappings() {
         ]
     );
 }
+
+/// `linux.rootfsPropagation`: `/` of the container's mount namespace gets the propagation
+/// asked for before the root is set up, and the root after `pivot_root` — the root's
+/// `/proc/self/mountinfo` line as with runc (peer group numbers dropped); a value runc does
+/// not know is refused by both. (`rshared` is refused by nook: `nook_only`.)
+#[test]
+fn rootfs_propagation_is_applied_to_the_containers_root() {
+    require_root!();
+    // The optional fields of the root's mountinfo line, peer group numbers dropped.
+    let script = r#"awk '$5=="/" { f=""; for (i=7; $i!="-"; i++) { sub(/:[0-9]+$/, "", $i); f=f" "$i }; print "root" f }' /proc/self/mountinfo"#;
+    let obs = compare("rprop", |tmp, rt| {
+        let mut o = Vec::new();
+        for value in ["rprivate", "rslave", "private", "runbindable", "bogus"] {
+            let id = format!("rp-{value}");
+            let b = rt.bundle(tmp, &id, &["sh", "-c", script], |c| {
+                c["linux"]["rootfsPropagation"] = json!(value);
+            });
+            let out = rt.run(&["run", "--bundle", p(&b), &id]);
+            o.push(format!("{value}: {} {}", out.code, out.stdout.trim()).trim().to_owned());
+            if out.code != 0 {
+                rt.run(&["delete", "--force", &id]);
+            }
+        }
+        o
+    });
+    assert_eq!(obs, ["rprivate: 0 root", "rslave: 0 root", "private: 0 root", "runbindable: 1", "bogus: 1"]);
+
+    // The kernel did it: an `unbindable` root says so in the container's mountinfo (runc
+    // 1.1 fails that one: it makes the old root unbindable before `pivot_root`).
+    let tmp = nook_testutil::TempDir::new("rpu").unwrap();
+    crate::harness::rootfs(&tmp);
+    let rt = crate::harness::runtimes(&tmp, "rpu").pop().unwrap();
+    let b = rt.bundle(&tmp, "rpu", &["sh", "-c", script], |c| c["linux"]["rootfsPropagation"] = json!("unbindable"));
+    let out = rt.run(&["run", "--bundle", p(&b), "rpu"]);
+    assert_eq!((out.code, out.stdout.trim()), (0, "root unbindable"), "{out:?}");
+}
+
+/// A new time namespace with `linux.timeOffsets`: the container's clocks are moved (its
+/// `/proc/self/timens_offsets`, its uptime a day ahead of the host's) and an exec joins the
+/// same time namespace. runc 1.1 has no time namespaces, so this is nook's alone.
+#[test]
+fn time_namespace_with_offsets() {
+    require_root!();
+    let tmp = nook_testutil::TempDir::new("tns").unwrap();
+    crate::harness::rootfs(&tmp);
+    let rt = crate::harness::runtimes(&tmp, "tns").pop().unwrap();
+    let b = rt.bundle(&tmp, "tns", &["sleep", "1000"], |c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+        c["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 86400, "nanosecs": 5}, "boottime": {"secs": 86400}});
+    });
+    assert_eq!(rt.run(&["run", "--detach", "--bundle", p(&b), "tns"]).code, 0);
+    let pid = rt.state("tns").unwrap()["pid"].as_u64().unwrap();
+    let offsets = std::fs::read_to_string(format!("/proc/{pid}/timens_offsets")).unwrap();
+    let offsets: Vec<String> = offsets.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(offsets, ["monotonic 86400 5", "boottime 86400 0"]);
+    assert_ne!(ns_ino(format!("/proc/{pid}/ns/time")), ns_ino("/proc/self/ns/time"), "a new time namespace");
+    let uptime = |text: &str| text.split_whitespace().next().unwrap().parse::<f64>().unwrap();
+    let inside = rt.run(&["exec", "tns", "cat", "/proc/uptime"]);
+    assert_eq!(inside.code, 0, "{inside:?}");
+    let host = uptime(&std::fs::read_to_string("/proc/uptime").unwrap());
+    assert!(uptime(&inside.stdout) > host + 80000.0, "uptime inside {} vs host {host}", inside.stdout);
+    assert_eq!(rt.run(&["kill", "tns", "KILL"]).code, 0);
+    rt.wait_status("tns", "stopped");
+    assert_eq!(rt.run(&["delete", "tns"]).code, 0);
+}

@@ -63,7 +63,7 @@ fn unsupported_fields_are_refused_by_name() {
     rootfs(&tmp);
     let rt = nook(&tmp, "ref");
     type Tweak = fn(&mut serde_json::Value);
-    let cases: [(&str, Tweak); 6] = [
+    let cases: [(&str, Tweak); 9] = [
         ("process.ioPriority", |c| c["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0})),
         ("linux.namespaces[mount].path", |c| {
             c["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "mount");
@@ -82,6 +82,12 @@ fn unsupported_fields_are_refused_by_name() {
         ("process.capabilities.ambient", |c| {
             c["process"]["user"]["uid"] = json!(1000);
             c["process"]["capabilities"]["ambient"] = json!(["CAP_KILL"]);
+        }),
+        ("linux.rootfsPropagation", |c| c["linux"]["rootfsPropagation"] = json!("rshared")),
+        ("linux.timeOffsets", |c| c["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 10}})),
+        ("linux.timeOffsets.realtime", |c| {
+            c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+            c["linux"]["timeOffsets"] = json!({"realtime": {"secs": 10}});
         }),
     ];
     for (i, (field, tweak)) in cases.iter().enumerate() {
