@@ -28,7 +28,10 @@ use nook_sandbox::Sandbox;
 use nook_sandbox::image::ImageStore;
 use nook_testutil::{require_root, time_factor};
 
-use crate::world::{Counts, RSS_SLACK_KIB, Scope, ScratchDir, bridge_spec, helper, helper_role, host_netns, host_of};
+use crate::world::{
+    Counts, Places, RSS_SLACK_KIB, Scope, ScratchDir, bridge_spec, helper, helper_role, host_netns, host_of,
+    world_with_network,
+};
 
 const NET: &str = "nkconc";
 const SUBNET: &str = "10.144.0.0/24";
@@ -139,17 +142,9 @@ fn on_threads<T: Send + 'static>(count: usize, what: &str, f: impl Fn(usize) -> 
 /// The thread variant, in a helper process: 8 threads create the sandboxes, then remove them.
 fn threads(base: &Path) {
     let n = sandboxes();
-    let ns = host_netns(base);
-    let host = host_of(base, &ns);
-    let network = Network::create(&host, &bridge_spec(NET, SUBNET)).expect("network");
-    let store = ImageStore::open(base.join("store")).expect("image store");
-    let scope = Scope {
-        host: Some(&ns),
-        ipam: Some(&base.join("ipam")),
-        store: Some(&base.join("store")),
-        state: Some(&base.join("state")),
-        ..Scope::default()
-    };
+    let (ns, _host, network, store) = world_with_network(base, NET, SUBNET);
+    let places = Places::new(base);
+    let scope = places.scope(&ns);
     // Warm-up (the seccomp filter, the layer store's dirs).
     let links = Counts::take(&scope).counts["links"];
     create(base, &store, &network, 0).remove().unwrap();

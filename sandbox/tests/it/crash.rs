@@ -29,7 +29,10 @@ use nook_sandbox::{Outcome, Sandbox, SandboxBuilder};
 use nook_testutil::{TempDir, require_root, success_stdout, time_factor, unique_name};
 
 use crate::owner::{TAG, clock_seed, exited, no_tagged_process_left, pidfd, xorshift};
-use crate::world::{Counts, RSS_SLACK_KIB, Scope, bridge_spec, helper, helper_role, host_netns, host_of, published};
+use crate::world::{
+    Counts, Places, RSS_SLACK_KIB, Scope, bridge_spec, helper, helper_role, host_netns, host_of, published,
+    world_with_network,
+};
 
 /// Which helper a re-executed binary is: `live`, `victim` or `cleaner`.
 const PART: &str = "NK_CRASH_PART";
@@ -299,17 +302,9 @@ fn sigkill_of_a_sandboxs_init_or_payload_is_reported_and_leaves_nothing() {
 
 /// The helper's side: each kill, then every count as before.
 fn kills(base: &Path) {
-    let ns = host_netns(base);
-    let host = host_of(base, &ns);
-    let network = Network::create(&host, &bridge_spec("nkkill", "10.143.0.0/24")).expect("network");
-    let store = ImageStore::open(base.join("store")).expect("image store");
-    let scope = Scope {
-        host: Some(&ns),
-        ipam: Some(&base.join("ipam")),
-        store: Some(&base.join("store")),
-        state: Some(&base.join("state")),
-        ..Scope::default()
-    };
+    let (ns, _host, network, store) = world_with_network(base, "nkkill", "10.143.0.0/24");
+    let places = Places::new(base);
+    let scope = places.scope(&ns);
     // Warm-up: one sandbox through its whole life.
     let links = Counts::take(&scope).counts["links"];
     builder(base, &store, &network, 8080).create().unwrap().remove().unwrap();

@@ -24,7 +24,7 @@ use nook_sandbox::image::ImageStore;
 use nook_sandbox::{Sandbox, SandboxBuilder};
 use nook_testutil::{TempDir, require_root, success_stdout};
 
-use crate::world::{Counts, RSS_SLACK_KIB, Scope, bridge_spec, helper, helper_role, host_netns, host_of, published};
+use crate::world::{Counts, Places, RSS_SLACK_KIB, helper, helper_role, published, world_with_network};
 
 fn builder(base: &Path, store: &ImageStore, network: &Network) -> SandboxBuilder {
     let mut b = Sandbox::builder();
@@ -74,17 +74,9 @@ fn each_setup_step_failing_names_the_step_and_undoes_everything_before_it() {
 }
 
 fn faults(base: &Path) {
-    let ns = host_netns(base);
-    let host = host_of(base, &ns);
-    let network = Network::create(&host, &bridge_spec("nkfault", "10.145.0.0/24")).expect("network");
-    let store = ImageStore::open(base.join("store")).expect("image store");
-    let scope = Scope {
-        host: Some(&ns),
-        ipam: Some(&base.join("ipam")),
-        store: Some(&base.join("store")),
-        state: Some(&base.join("state")),
-        ..Scope::default()
-    };
+    let (ns, _host, network, store) = world_with_network(base, "nkfault", "10.145.0.0/24");
+    let places = Places::new(base);
+    let scope = places.scope(&ns);
     let links = Counts::take(&scope).counts["links"];
     builder(base, &store, &network).create().unwrap().remove().unwrap();
     let before = Counts::eventually(|| Counts::take(&scope), |c| c.counts["links"] == links);

@@ -18,7 +18,7 @@ use nook_sandbox::image::ImageStore;
 use nook_sandbox::{Outcome, Sandbox};
 use nook_testutil::{TempDir, require_root, success_stdout};
 
-use crate::world::{Counts, RSS_SLACK_KIB, Scope, bridge_spec, helper, helper_role, host_netns, host_of, published};
+use crate::world::{Counts, Places, RSS_SLACK_KIB, helper, helper_role, published, world_with_network};
 
 /// Cycles run before the first count: what a process sets up once (the seccomp filter, the
 /// allocator's arenas, the layer store's directories) is not a leak.
@@ -69,17 +69,9 @@ fn facade_sandboxes_created_run_and_removed_many_times_leave_nothing() {
 
 /// The helper's side: `cycles` cycles between two counts.
 fn soak(base: &Path, cycles: u32) {
-    let ns = host_netns(base);
-    let host = host_of(base, &ns);
-    let network = Network::create(&host, &bridge_spec("nksoak", "10.141.0.0/24")).expect("network");
-    let store = ImageStore::open(base.join("store")).expect("image store");
-    let scope = Scope {
-        host: Some(&ns),
-        ipam: Some(&base.join("ipam")),
-        store: Some(&base.join("store")),
-        state: Some(&base.join("state")),
-        ..Scope::default()
-    };
+    let (ns, _host, network, store) = world_with_network(base, "nksoak", "10.141.0.0/24");
+    let places = Places::new(base);
+    let scope = places.scope(&ns);
     let links = Counts::take(&scope).counts["links"];
     for n in 0..WARMUP {
         cycle(base, &store, &network, n);

@@ -316,6 +316,45 @@ pub(crate) fn host_of(base: &Path, ns: &NetNs) -> nook_netmodel::Host {
     nook_netmodel::Host::builder().netns(ns.ns()).ipam_dir(base.join("ipam")).build().expect("host")
 }
 
+/// A helper process's world below `base`: the host namespace (`host_netns`), its host, a
+/// bridge network `name` on `subnet` created there, and the image store at `base/store`.
+pub(crate) fn world_with_network(
+    base: &Path,
+    name: &str,
+    subnet: &str,
+) -> (NetNs, nook_netmodel::Host, nook_netmodel::Network, nook_sandbox::image::ImageStore) {
+    let ns = host_netns(base);
+    let host = host_of(base, &ns);
+    let network = nook_netmodel::Network::create(&host, &bridge_spec(name, subnet)).expect("network");
+    let store = nook_sandbox::image::ImageStore::open(base.join("store")).expect("image store");
+    (ns, host, network, store)
+}
+
+/// The state directories below `base` that a helper process's world keeps (IPAM, the image
+/// store, the facade's owner records), for [`Places::scope`].
+pub(crate) struct Places {
+    ipam: PathBuf,
+    store: PathBuf,
+    state: PathBuf,
+}
+
+impl Places {
+    pub(crate) fn new(base: &Path) -> Places {
+        Places { ipam: base.join("ipam"), store: base.join("store"), state: base.join("state") }
+    }
+
+    /// Everything of this world counted: the host namespace `ns` and these directories.
+    pub(crate) fn scope<'a>(&'a self, ns: &'a NetNs) -> Scope<'a> {
+        Scope {
+            host: Some(ns),
+            ipam: Some(&self.ipam),
+            store: Some(&self.store),
+            state: Some(&self.state),
+            ..Scope::default()
+        }
+    }
+}
+
 /// The spec of the reliability tests' bridge network `name` on `subnet`.
 pub(crate) fn bridge_spec(name: &str, subnet: &str) -> nook_netmodel::NetworkSpec {
     let mut spec = nook_netmodel::NetworkSpec::bridge(name.parse().unwrap());
