@@ -353,30 +353,7 @@ impl Cgroup {
                 return wait_until(deadline, "the cgroup to empty", || Ok(self.procs()?.is_empty()));
             }
         }
-        let can_freeze = self.freezer().is_ok();
-        wait_until(deadline, "the cgroup to empty", || {
-            // Every task of every directory and of the cgroups below them (a v1 task may sit
-            // in a nested child, or in one hierarchy only).
-            let mut pids = Vec::new();
-            for d in &self.dirs {
-                tree_pids(d.fd.as_fd(), &d.path, &mut pids)?;
-            }
-            pids.sort_unstable();
-            pids.dedup();
-            if pids.is_empty() {
-                return Ok(true);
-            }
-            if can_freeze {
-                self.freeze()?;
-            }
-            for pid in pids {
-                sys::kill(pid);
-            }
-            if can_freeze {
-                self.thaw()?;
-            }
-            Ok(false)
-        })
+        self.signal_until_only(&[], deadline, "the cgroup to empty")
     }
 
     /// Kills every process in the cgroup except those in `keep` (a long-lived init that
@@ -385,9 +362,15 @@ impl Cgroup {
     /// below it, in every hierarchy), thaw, repeat. Nothing is frozen when nothing but
     /// `keep` is there (the common case costs one read of `cgroup.procs`).
     pub fn kill_all_but(&self, keep: &[u32], timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+        self.signal_until_only(keep, Instant::now() + timeout, "the cgroup to hold only the kept processes")
+    }
+
+    /// Freeze, SIGKILL every task but `keep` (in every directory and the cgroups below them:
+    /// a v1 task may sit in a nested child, or in one hierarchy only), thaw; until only
+    /// `keep` is left or `deadline` (an error naming `what`).
+    fn signal_until_only(&self, keep: &[u32], deadline: Instant, what: &'static str) -> Result<()> {
         let can_freeze = self.freezer().is_ok();
-        wait_until(deadline, "the cgroup to hold only the kept processes", || {
+        wait_until(deadline, what, || {
             let mut pids = Vec::new();
             for d in &self.dirs {
                 tree_pids(d.fd.as_fd(), &d.path, &mut pids)?;
