@@ -191,6 +191,13 @@ pub(crate) fn write(dir: BorrowedFd<'_>, dir_path: &Path, file: &str, value: &st
     Ok(())
 }
 
+/// Opens the cgroup file `file` of `dir` for writing (close-on-exec), beneath it.
+pub(crate) fn open_write(dir: BorrowedFd<'_>, dir_path: &Path, file: &str) -> Result<OwnedFd> {
+    crate::at::failpoint("cgroup.open", format_args!("{}/{file}", dir_path.display()))
+        .and_then(|()| open_beneath(dir, Path::new(file), OFlags::WRONLY))
+        .beneath("openat2", Joined(dir_path, file))
+}
+
 /// [`write`] of several values to one file, in order, each with its own `write(2)` (the
 /// kernel takes one value — a device rule — per write) on one open file.
 pub(crate) fn write_each(dir: BorrowedFd<'_>, dir_path: &Path, file: &str, values: &[&str]) -> Result<()> {

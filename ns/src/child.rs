@@ -39,6 +39,12 @@ impl ChildFds {
         self.kept.iter().find(|&&(r, _, _)| r == role).map(|&(_, _, fd)| fd)
     }
 
+    /// The child's numbers of the cgroup v1 `tasks` files ([`FdRole::CgroupTasks`]), in the
+    /// order they were given.
+    fn cgroup_tasks(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.kept.iter().filter(|k| matches!(k.0, FdRole::CgroupTasks(_))).map(|&(_, _, fd)| fd)
+    }
+
     /// In the child, first thing after clone: closes every descriptor it does not own and
     /// moves the kept ones out of the way of the targets. On failure nothing kept was
     /// closed, so the error pipe still has its parent number: `Err((errno, fd, stage,
@@ -141,6 +147,24 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
             Err(e) => fail(err, Stage::WaitForParent, e, None),
         }
         raw::close(sync);
+    }
+
+    // Into the cgroup v1 hierarchies (`Command::cgroup_v1`), before anything else: a thread
+    // moving itself (writing `0` to `tasks`) skips the kernel's global threadgroup lock that
+    // a move by pid takes for writing — an RCU grace period, milliseconds, whenever no other
+    // move happened just before. Before the joins: the cgroup namespace (new or joined) is
+    // rooted where we are when it is made, and the file's opener (the caller) allows the
+    // move of a task with our uid, which the identity change below gives up.
+    for (i, fd) in fds.cgroup_tasks().enumerate() {
+        let injected = crate::failpoint::child_step_errno(Stage::CgroupV1 as u32, i as u32);
+        if injected != 0 {
+            fail(err, Stage::CgroupV1, injected, Some(i));
+        }
+        let e = raw::write_all(fd, b"0");
+        if e != 0 {
+            fail(err, Stage::CgroupV1, e, Some(i));
+        }
+        raw::close(fd);
     }
 
     // Joining an existing process's namespaces comes first, while we are single-threaded

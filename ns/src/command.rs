@@ -121,6 +121,7 @@ pub struct Command {
     init: bool,
     init_hold: bool,
     cgroup: Option<OwnedFd>,
+    cgroup_v1: Vec<OwnedFd>,
     stdio: [Option<Stdio>; 3],
     user: Option<(u32, u32)>,
     groups: Option<Vec<u32>>,
@@ -190,6 +191,7 @@ impl Command {
             init: false,
             init_hold: false,
             cgroup: None,
+            cgroup_v1: Vec::new(),
             stdio: [None, None, None],
             user: None,
             groups: None,
@@ -397,6 +399,22 @@ impl Command {
     /// `cgroup.procs` before resuming the child).
     pub fn cgroup(&mut self, dir: OwnedFd) -> &mut Self {
         self.cgroup = Some(dir);
+        self
+    }
+
+    /// A cgroup v1 `tasks` file, opened for writing (`O_CLOEXEC`): the child moves itself
+    /// into that cgroup first thing after the clone, by writing `0` to it, before it joins or
+    /// makes any namespace. Call once per v1 hierarchy; a failure is
+    /// [`Stage::CgroupV1`](crate::Stage::CgroupV1) with the file's index as the step.
+    ///
+    /// Why not the parent writing the child's pid to `cgroup.procs`: a move by pid takes the
+    /// kernel's global `cgroup_threadgroup_rwsem` for writing, which waits for an RCU grace
+    /// period (~12 ms measured here) unless another move happened just before — every
+    /// sporadic spawn paid it, and concurrent spawns queued on it. A thread moving itself
+    /// takes no such lock (~35 µs). The kernel checks the move against the file's opener,
+    /// so the child needs no privilege of its own for it.
+    pub fn cgroup_v1(&mut self, tasks_file: OwnedFd) -> &mut Self {
+        self.cgroup_v1.push(tasks_file);
         self
     }
 
@@ -934,6 +952,9 @@ impl Command {
         }
         if let Some((fd, _)) = &self.terminal {
             kept.push((FdRole::Console, fd.as_raw_fd()));
+        }
+        for (i, fd) in self.cgroup_v1.iter().enumerate() {
+            kept.push((FdRole::CgroupTasks(i), fd.as_raw_fd()));
         }
         let notify = match plan.seccomp.as_ref().filter(|s| s.notify) {
             Some(_) => Some(sys::socketpair_cloexec().sys("socketpair")?),

@@ -491,6 +491,9 @@ pub enum Stage {
     /// Joining the session keyring of `Command::session_keyring`, or setting its
     /// permissions.
     SessionKeyring,
+    /// Moving into a cgroup v1 hierarchy (writing `0` to a `tasks` file given to
+    /// `Command::cgroup_v1`); `SpawnError::step` is which one (in the order they were given).
+    CgroupV1,
 }
 
 impl Stage {
@@ -502,7 +505,7 @@ impl Stage {
 
     pub(crate) fn from_u32(v: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 39] = [
+        const ALL: [Stage; 40] = [
             Clone,
             WaitForParent,
             Prctl,
@@ -542,6 +545,7 @@ impl Stage {
             ConsoleSocket,
             ControllingTerminal,
             SessionKeyring,
+            CgroupV1,
         ];
         ALL.into_iter().find(|s| *s as u32 == v)
     }
@@ -561,8 +565,8 @@ pub struct SpawnError {
     pub stage: Stage,
     /// The errno it failed with.
     pub errno: i32,
-    /// For `Stage::Mount`, `Stage::PreExec` and `Stage::PassFd`: the index of the step,
-    /// hook or passed descriptor.
+    /// For `Stage::Mount`, `Stage::PreExec`, `Stage::PassFd` and `Stage::CgroupV1`: the
+    /// index of the step, hook, passed descriptor or `tasks` file.
     pub step: Option<usize>,
 }
 
@@ -637,12 +641,13 @@ mod tests {
         let r = ErrorRecord { stage: Stage::PivotRoot as u32, errno: libc::EINVAL, step: 3 };
         let e = ErrorRecord::decode(&r.encode()).into_spawn_error();
         assert_eq!(e, SpawnError { stage: Stage::PivotRoot, errno: libc::EINVAL, step: Some(3) });
-        for v in 1..=39 {
+        for v in 1..=40 {
             assert_eq!(Stage::from_u32(v).map(|s| s as u32), Some(v));
         }
         assert_eq!(Stage::from_u32(0), None);
-        assert_eq!(Stage::from_u32(40), None);
+        assert_eq!(Stage::from_u32(41), None);
         assert_eq!(Stage::SessionKeyring as u32, 39);
+        assert_eq!(Stage::CgroupV1 as u32, 40);
         assert_eq!(Stage::SeccompNotify as u32, 32);
         assert_eq!(Stage::Join as u32, 33);
         assert_eq!(Stage::Exec as u32, 22);

@@ -176,6 +176,9 @@ pub(crate) enum FdRole {
     StartGate,
     /// The console socket the terminal's master is sent over ([`crate::Command::terminal`]).
     Console,
+    /// A cgroup v1 `tasks` file the child moves itself into ([`crate::Command::cgroup_v1`]),
+    /// the n-th given.
+    CgroupTasks(usize),
 }
 
 impl FdRole {

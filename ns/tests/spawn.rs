@@ -456,6 +456,101 @@ fn clone2_fallback_places_child_in_cgroup() {
     child_cgroup2_line(true);
 }
 
+/// A directory below the test process's own cgroup in the v1 hierarchy of `controller`,
+/// removed on drop; `None` where no such v1 hierarchy is mounted.
+struct TestCgroupV1 {
+    path: PathBuf,
+    /// As `/proc/PID/cgroup` names it (`N:controller:<name>`).
+    line: String,
+}
+
+impl TestCgroupV1 {
+    fn create(controller: &str) -> Option<TestCgroupV1> {
+        use procfs_core::FromRead;
+        use procfs_core::ProcessCGroups;
+        use procfs_core::process::MountInfos;
+        let mounts = MountInfos::from_read(fs::File::open("/proc/self/mountinfo").unwrap()).unwrap();
+        let mount =
+            mounts.into_iter().find(|m| m.fs_type == "cgroup" && m.super_options.keys().any(|k| k == controller))?;
+        let groups = ProcessCGroups::from_read(fs::File::open("/proc/self/cgroup").unwrap()).unwrap();
+        let own = groups.into_iter().find(|g| g.controllers.iter().any(|c| c == controller))?;
+        let leaf = unique_name("cg");
+        let name = if own.pathname == "/" { format!("/{leaf}") } else { format!("{}/{leaf}", own.pathname) };
+        let path = mount.mount_point.join(name.trim_start_matches('/'));
+        fs::create_dir(&path).unwrap();
+        Some(TestCgroupV1 { path, line: format!("{}:{}:{name}", own.hierarchy, own.controllers.join(",")) })
+    }
+
+    fn tasks(&self) -> OwnedFd {
+        fs::OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(self.path.join("tasks")).unwrap().into()
+    }
+}
+
+impl Drop for TestCgroupV1 {
+    fn drop(&mut self) {
+        if self.path.exists() {
+            if let Err(e) = fs::remove_dir(&self.path) {
+                eprintln!("could not remove {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+/// `Command::cgroup_v1`: the child moves itself into the v1 directories (and, with the
+/// cgroup2 directory, is born there), before it makes its namespaces: its new cgroup
+/// namespace is rooted there.
+#[test]
+fn child_moves_itself_into_v1_cgroups_where_v1_is_mounted() {
+    require_root!();
+    let _g = shared();
+    let (Some(pids), Some(memory)) = (TestCgroupV1::create("pids"), TestCgroupV1::create("memory")) else {
+        nook_testutil::skip_unsupported(module_path!(), "no v1 pids and memory hierarchies (pure cgroup v2 host)");
+        return;
+    };
+    let v2 = TestCgroup::create();
+    let mut cmd = Command::new("cat");
+    cmd.arg("/proc/self/cgroup").cgroup_v1(pids.tasks()).cgroup_v1(memory.tasks());
+    if let Some(v2) = &v2 {
+        cmd.cgroup(v2.open());
+    }
+    let out = stdout_of(&mut cmd);
+    assert!(out.lines().any(|l| l == pids.line), "{out}\nwant {}", pids.line);
+    assert!(out.lines().any(|l| l == memory.line), "{out}\nwant {}", memory.line);
+    if let Some(v2) = &v2 {
+        assert!(out.lines().any(|l| l == format!("0::{}", v2.name)), "{out}");
+    }
+    // In a new cgroup namespace (and pid and user namespaces) made after the move, the
+    // child's cgroups are the namespace's roots.
+    let mut cmd = Command::new("cat");
+    cmd.arg("/proc/self/cgroup")
+        .namespaces(NamespaceSet::new().with(Namespace::Cgroup).with(Namespace::Pid).with(Namespace::Mount))
+        .cgroup_v1(pids.tasks());
+    let out = stdout_of(&mut cmd);
+    let prefix = pids.line.split(':').take(2).collect::<Vec<_>>().join(":");
+    assert!(out.lines().any(|l| l == format!("{prefix}:/")), "{out}");
+    // Only the reaped children were in them.
+    assert_eq!(fs::read_to_string(pids.path.join("cgroup.procs")).unwrap(), "");
+}
+
+/// A move the kernel refuses comes back as `Stage::CgroupV1` naming the file's index.
+#[test]
+fn failed_v1_cgroup_move_names_the_stage_and_file_where_v1_is_mounted() {
+    require_root!();
+    let _g = shared();
+    let (Some(good), Some(gone)) = (TestCgroupV1::create("pids"), TestCgroupV1::create("pids")) else {
+        nook_testutil::skip_unsupported(module_path!(), "no v1 pids hierarchy (pure cgroup v2 host)");
+        return;
+    };
+    let stale = gone.tasks();
+    fs::remove_dir(&gone.path).unwrap();
+    let mut cmd = Command::new("true");
+    cmd.cgroup_v1(good.tasks()).cgroup_v1(stale);
+    let err = cmd.spawn().unwrap_err();
+    let Error::Spawn(e) = &err else { panic!("{err:?}") };
+    assert_eq!((e.stage, e.step), (Stage::CgroupV1, Some(1)), "{err}");
+    assert_eq!(fs::read_to_string(good.path.join("cgroup.procs")).unwrap(), "");
+}
+
 // ---------------------------------------------------------------------------------------
 // Child handles
 

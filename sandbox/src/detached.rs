@@ -343,10 +343,9 @@ impl Detached {
         let dup = pidfd.try_clone().map_err(|source| Error::Sys { call: "dup (the pidfd)", path: None, source })?;
         cmd.join(dup, set);
         cmd.validate().map_err(ValidationError::from)?;
-        let paused = cmd.spawn_paused()?;
         if let Ok(cg) = self.cgroup() {
-            cg.add_pid(paused.id())?;
+            crate::run::start_in_cgroup(&mut cmd, &cg)?;
         }
-        Ok(paused.resume()?)
+        Ok(cmd.spawn()?)
     }
 }

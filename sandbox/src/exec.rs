@@ -160,15 +160,12 @@ impl<'a> Exec<'a> {
             source,
         })?;
         cmd.join(pidfd, set);
-        // The move into the sandbox's cgroup is made from here while the child waits, before
-        // it joins the sandbox's cgroup namespace: on cgroup v2 the kernel refuses (ENOENT) a
-        // migration by a writer whose cgroup namespace does not see the source cgroup.
-        let paused = cmd.spawn_paused()?;
+        // Born in the sandbox's cgroup2 directory, and moving itself into its v1 ones before
+        // it joins the sandbox's cgroup namespace (see `start_in_cgroup`).
         if let Some(cg) = self.sandbox.cgroup() {
-            // Dropping the paused child kills and reaps it.
-            cg.add_pid(paused.id())?;
+            crate::run::start_in_cgroup(&mut cmd, cg)?;
         }
-        Ok(paused.resume()?)
+        Ok(cmd.spawn()?)
     }
 
     /// Runs it to the end (stdio inherited unless set); why it ended, as an [`Outcome`].

@@ -912,6 +912,11 @@ fn spawn(
         }
         with_more_cleanup(cause, more)
     };
+    if let Some(cg) = &cgroup {
+        if let Err(e) = start_in_cgroup(&mut cmd, cg) {
+            return Err(fail(e, cgroup, prepared, None, &mut owner));
+        }
+    }
     let paused = match cmd.spawn_paused() {
         Ok(p) => p,
         Err(e) => return Err(fail(e.into(), cgroup, prepared, None, &mut owner)),
@@ -926,12 +931,6 @@ fn spawn(
     if let Err(e) = recorded {
         drop(paused);
         return Err(fail(e, cgroup, prepared, None, &mut owner));
-    }
-    if let Some(cg) = &cgroup {
-        if let Err(e) = cg.add_pid(paused.id()) {
-            drop(paused);
-            return Err(fail(e.into(), cgroup, prepared, None, &mut owner));
-        }
     }
     // The child's new network namespace joins the networks while it waits (`attach`
     // undoes its own steps on failure).
@@ -1316,4 +1315,18 @@ impl Drop for Sandbox {
             let _ = self.owner.finish();
         }
     }
+}
+
+/// Makes `cmd`'s child start in `cgroup`: born in its cgroup2 directory
+/// (`CLONE_INTO_CGROUP`; the parent writes its pid where the kernel lacks that), moving
+/// itself into its v1 directories first thing (see `nook_ns::Command::cgroup_v1`: no
+/// migration by pid, whose global lock costs an RCU grace period).
+pub(crate) fn start_in_cgroup(cmd: &mut nook_ns::Command, cgroup: &Cgroup) -> Result<()> {
+    if cgroup.v2_dir().is_some() {
+        cmd.cgroup(cgroup.dir_fd()?);
+    }
+    for tasks in cgroup.v1_tasks_files()? {
+        cmd.cgroup_v1(tasks);
+    }
+    Ok(())
 }
