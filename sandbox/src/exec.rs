@@ -19,10 +19,13 @@ use crate::spec::{DEFAULT_PATH, User, absolute, check_env, no_nul};
 /// The child joins every namespace of the sandbox itself, right after clone, through its
 /// init's pidfd ([`nook_ns::Command::join`], as runc's nsexec does): user (when the sandbox
 /// has one, so rootless sandboxes are joined too), mount, UTS, IPC, network, cgroup, time
-/// and pid. It is placed in the sandbox's cgroup before it runs. In the pid namespace the
-/// program runs as the child of a small `nk-init` that stays outside it (a pid namespace
-/// applies to the children of whoever joins it), forwards signals to the program and exits
-/// with its status: [`SandboxChild::id`] is that init's pid, as seen by the caller.
+/// and pid. It is born in the sandbox's cgroup2 directory and moves itself into its v1 ones
+/// before it runs. A caller with `CAP_SYS_ADMIN` clones it from a thread that entered the
+/// pid namespace for the clone, so it is born there; otherwise (a rootless caller) the
+/// program runs as the child of a small `nk-init` that stays outside the pid namespace (a
+/// pid namespace applies to the children of whoever joins it), forwards signals to the
+/// program and exits with its status: [`SandboxChild::id`] is then that init's pid, as seen
+/// by the caller.
 #[derive(Debug)]
 pub struct Exec<'a> {
     sandbox: &'a Sandbox,
