@@ -106,4 +106,45 @@ pub fn sandbox(c: &mut Criterion, report: &mut Report) {
         report.pair("sandbox", "one-shot /bin/true vs bwrap", "one_shot/nook", "one_shot/bwrap");
         report.interleave(|| nook(true), bwrap);
     }
+    sporadic(c, report);
+}
+
+/// How long a sporadic caller waits between two sandboxes: long enough for the kernel's
+/// cgroup threadgroup lock to fall back to its slow-writer state (a grace period after the
+/// last move), which back-to-back runs never see.
+const SPORADIC_PAUSE: std::time::Duration = std::time::Duration::from_millis(40);
+
+/// `sporadic` group: the same one-shot, and an `exec` into a long-lived sandbox, each after
+/// an untimed pause — what a caller that starts sandboxes now and then pays. Moving a
+/// process into a cgroup by pid (`cgroup.procs`) waits for an RCU grace period there; the
+/// facade's children are born in their cgroup2 directory and move themselves into the v1
+/// ones, which does not.
+fn sporadic(c: &mut Criterion, report: &mut Report) {
+    let mut g = slow_group(c, "sporadic");
+    g.sample_size(10).warm_up_time(std::time::Duration::from_millis(300));
+    g.measurement_time(std::time::Duration::from_secs(1));
+    let paused = |b: &mut criterion::Bencher<'_>, f: &dyn Fn()| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                std::thread::sleep(SPORADIC_PAUSE);
+                let start = std::time::Instant::now();
+                f();
+                total += start.elapsed();
+            }
+            total
+        })
+    };
+    g.bench_function("one_shot/nook", |b| paused(b, &|| nook(true)));
+    let sb = one_shot(true).create().expect("create");
+    g.bench_function("exec/nook", |b| paused(b, &|| assert!(sb.exec(["/bin/true"]).status().expect("exec").success())));
+    sb.remove().expect("remove");
+    g.bench_function("one_shot/std_command", |b| paused(b, &std_true));
+    g.finish();
+    report.pair(
+        "sporadic",
+        "one-shot after a 40 ms pause vs std::process::Command",
+        "one_shot/nook",
+        "one_shot/std_command",
+    );
 }
