@@ -136,6 +136,7 @@ fn sporadic(c: &mut Criterion, report: &mut Report) {
         })
     };
     g.bench_function("one_shot/nook", |b| paused(b, &|| nook(true)));
+    g.bench_function("one_shot_no_cgroup/nook", |b| paused(b, &|| nook(false)));
     let sb = one_shot(true).create().expect("create");
     g.bench_function("exec/nook", |b| paused(b, &|| assert!(sb.exec(["/bin/true"]).status().expect("exec").success())));
     sb.remove().expect("remove");
