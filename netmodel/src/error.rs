@@ -55,6 +55,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// User-mode networking ([`crate::usernet`]) failed: no helper found, `/dev/net/tun`
+    /// unusable, the helper failed, a port refused.
+    #[error(transparent)]
+    UserNet(#[from] crate::usernet::UserNetError),
     /// The network still has endpoints attached.
     #[error("network {network} is in use by {} endpoint(s): {}", .endpoints.len(), .endpoints.join(", "))]
     NetworkInUse {
@@ -260,6 +264,7 @@ impl Error {
             Error::Firewall(e) => e.raw_os_error(),
             Error::Files(e) => e.raw_os_error(),
             Error::Namespace(e) => e.raw_os_error(),
+            Error::UserNet(e) => e.raw_os_error(),
             Error::Cleanup { cause, .. } => cause.raw_os_error(),
             Error::Teardown { errors, .. } => errors.iter().find_map(Error::raw_os_error),
             Error::Driver { source, .. } => {
@@ -314,7 +319,7 @@ impl From<FilesError> for Error {
     }
 }
 
-fn path_suffix(path: &Option<PathBuf>) -> String {
+pub(crate) fn path_suffix(path: &Option<PathBuf>) -> String {
     match path {
         Some(p) => format!(" {}", p.display()),
         None => String::new(),
