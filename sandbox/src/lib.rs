@@ -282,6 +282,7 @@ pub mod pool;
 mod run;
 mod security;
 mod spec;
+pub mod usernet;
 #[cfg(feature = "tokio")]
 mod wait_async;
 
