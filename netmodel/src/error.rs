@@ -56,9 +56,10 @@ pub enum Error {
         source: std::io::Error,
     },
     /// User-mode networking ([`crate::usernet`]) failed: no helper found, `/dev/net/tun`
-    /// unusable, the helper failed, a port refused.
+    /// unusable, the helper failed, a port refused (boxed: it carries the helper's
+    /// stderr and the path searched, and would double the size of every `Result`).
     #[error(transparent)]
-    UserNet(#[from] crate::usernet::UserNetError),
+    UserNet(Box<crate::usernet::UserNetError>),
     /// The network still has endpoints attached.
     #[error("network {network} is in use by {} endpoint(s): {}", .endpoints.len(), .endpoints.join(", "))]
     NetworkInUse {
@@ -280,6 +281,12 @@ impl Error {
             Error::Invalid(v) => Some(v),
             _ => None,
         }
+    }
+}
+
+impl From<crate::usernet::UserNetError> for Error {
+    fn from(e: crate::usernet::UserNetError) -> Error {
+        Error::UserNet(Box::new(e))
     }
 }
 

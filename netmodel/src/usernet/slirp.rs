@@ -43,9 +43,7 @@ pub(super) fn start(spec: &UserNetSpec, program: &Path, target: Target) -> Resul
         let mut byte = [0u8; 1];
         Ok(rustix::io::read(fd, &mut byte).sys("read")? == 1)
     };
-    if let Err(e) = starting.wait_ready(Some(ready_r.as_fd()), || ready(&ready_r)) {
-        return Err(e);
-    }
+    starting.wait_ready(Some(ready_r.as_fd()), || ready(&ready_r))?;
     if let Some(api) = api {
         let published = spec.ports.iter().try_for_each(|p| add_hostfwd(&api.socket(), p));
         drop(api);

@@ -269,23 +269,27 @@ fn pasta_gives_an_unprivileged_sandbox_outbound_and_published_ports() {
     round_trip(ME);
 }
 
+/// The user-mode network error of a failed spawn.
+fn usernet_error(spawned: Result<(), Error>) -> UserNetError {
+    match spawned {
+        Err(Error::Netmodel(nook_netmodel::Error::UserNet(e))) => *e,
+        other => panic!("expected a user-mode network error, got {other:?}"),
+    }
+}
+
 #[test]
 fn missing_helper_or_tun_is_a_typed_error_and_leaves_nothing() {
     const ME: &str = "missing_helper_or_tun_is_a_typed_error_and_leaves_nothing";
     if std::env::var(ROLE_VAR).as_deref() == Ok(ME) {
         assert_unprivileged();
         let spawn = |spec: UserNetSpec| {
-            Sandbox::builder().network(NetworkMode::UserNet(spec)).command("/bin/true").spawn().map(drop)
+            usernet_error(Sandbox::builder().network(NetworkMode::UserNet(spec)).command("/bin/true").spawn().map(drop))
         };
         if std::env::var("NK_USERNET_TUN").as_deref() == Ok("usable") {
             let mut spec = UserNetSpec::new();
             spec.program("/nk-nonexistent/slirp4netns");
             match spawn(spec) {
-                Err(Error::Netmodel(nook_netmodel::Error::UserNet(UserNetError::NotFound {
-                    path: Some(p),
-                    wanted,
-                    ..
-                }))) => {
+                UserNetError::NotFound { path: Some(p), wanted, .. } => {
                     assert_eq!(p, Path::new("/nk-nonexistent/slirp4netns"));
                     assert_eq!(wanted, ["pasta", "slirp4netns"]);
                 }
@@ -296,16 +300,14 @@ fn missing_helper_or_tun_is_a_typed_error_and_leaves_nothing() {
             let mut spec = UserNetSpec::new();
             spec.backend(UserNetBackend::Slirp4netns).program("/bin/false");
             match spawn(spec) {
-                Err(Error::Netmodel(nook_netmodel::Error::UserNet(UserNetError::HelperFailed { status, .. }))) => {
+                UserNetError::HelperFailed { status, .. } => {
                     assert_eq!(status.and_then(|s| s.code()), Some(1));
                 }
                 other => panic!("expected HelperFailed, got {other:?}"),
             }
         } else {
             match spawn(UserNetSpec::new()) {
-                Err(Error::Netmodel(nook_netmodel::Error::UserNet(UserNetError::TunUnavailable {
-                    source, ..
-                }))) => {
+                UserNetError::TunUnavailable { source, .. } => {
                     assert_eq!(source.raw_os_error(), Some(libc::EACCES));
                 }
                 other => panic!("expected TunUnavailable, got {other:?}"),
