@@ -1,6 +1,14 @@
 //! `pasta` (package `passt`), in the foreground (so it stays our child): ports with
 //! `-t`/`-u` at start; ready once the sandbox's namespace has the default route pasta copies
 //! from the host (its last configuration step), read from `/proc/PID/net/`.
+//!
+//! A rootless sandbox is named by pid: pasta joins its user namespace, where it has every
+//! capability. A sandbox in the caller's own user namespace (a root caller's) is passed as
+//! an open descriptor of its network namespace (`--netns /proc/self/fd/3`) with
+//! `--runas` the caller's own ids: pasta drops its capabilities and, as root, switches to
+//! `nobody` before joining, and then could neither open another root process's
+//! `/proc/PID/ns/net` (a ptrace check) nor `setns` into a namespace of the initial user
+//! namespace.
 
 use std::path::Path;
 
@@ -12,6 +20,10 @@ use crate::firewall::{PortMapping, Protocol};
 pub(super) fn start(spec: &UserNetSpec, program: &Path, target: Target) -> Result<UserNet, UserNetError> {
     let mut cmd = nook_ns::Command::new(program);
     cmd.args(args(spec, target));
+    if !target.join_userns {
+        let netns = nook_ns::NsFd::of_pid(target.pid, nook_ns::Namespace::Net)?;
+        cmd.preserve_fd(std::os::fd::AsFd::as_fd(&netns).try_clone_to_owned().sys("dup")?, 3);
+    }
     let mut starting = Starting::spawn(cmd, program)?;
     let pid = target.pid;
     starting.wait_ready(None, || has_default_route(pid))?;
@@ -40,7 +52,8 @@ fn args(spec: &UserNetSpec, target: Target) -> Vec<String> {
         // PID form: joins its user and network namespaces.
         args.push(target.pid.to_string());
     } else {
-        args.extend(["--netns".to_owned(), target.ns_path("net"), "--no-netns-quit".to_owned()]);
+        let ids = format!("{}:{}", rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
+        args.extend(["--runas".to_owned(), ids, "--netns".into(), "/proc/self/fd/3".into(), "--no-netns-quit".into()]);
     }
     args
 }
@@ -87,6 +100,7 @@ mod tests {
         p.host_ip = Some("127.0.0.1".parse().unwrap());
         spec.port(p);
         let a = args(&spec, Target { pid: 7, join_userns: false }).join(" ");
-        assert!(a.ends_with("-t none -u 127.0.0.1/53:5353 --netns /proc/7/ns/net --no-netns-quit"), "{a}");
+        assert!(a.contains("-t none -u 127.0.0.1/53:5353 --runas "), "{a}");
+        assert!(a.ends_with(" --netns /proc/self/fd/3 --no-netns-quit"), "{a}");
     }
 }

@@ -56,6 +56,11 @@ fn host_ns() -> NetNs {
 /// network namespace, in a private mount namespace (recursively private root) where
 /// `/dev/net` is a tmpfs holding a tun node of mode `tun_mode`. Returns its stdout.
 fn run_as_nobody(entry: &str, host: &NetNs, tun_mode: u32, env: &[(&str, String)]) -> String {
+    run_in_host(entry, host, tun_mode, env, Some(NOBODY))
+}
+
+/// [`run_as_nobody`], as `user` (`None`: as root).
+fn run_in_host(entry: &str, host: &NetNs, tun_mode: u32, env: &[(&str, String)], user: Option<u32>) -> String {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = nook_ns::Command::new(&exe);
     cmd.args(["--exact", crate::test_name(module_path!(), entry).as_str(), "--nocapture", "--test-threads=1"])
@@ -66,9 +71,10 @@ fn run_as_nobody(entry: &str, host: &NetNs, tun_mode: u32, env: &[(&str, String)
         .root_propagation(Some((Propagation::Private, true)))
         .mount(MountStep::tmpfs("/dev/net", Some("dev,mode=755")))
         .mount(MountStep::make_node("/dev/net/tun", libc::S_IFCHR | tun_mode, 10, 200, 0, 0))
-        .user(NOBODY, NOBODY)
-        .groups(&[])
         .current_dir("/");
+    if let Some(uid) = user {
+        cmd.user(uid, uid).groups(&[]);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -76,7 +82,7 @@ fn run_as_nobody(entry: &str, host: &NetNs, tun_mode: u32, env: &[(&str, String)
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("{stdout}");
-    assert!(out.status.success(), "{entry} as nobody: {}:\n{stdout}\n{stderr}", out.status);
+    assert!(out.status.success(), "{entry} as {user:?}: {}:\n{stdout}\n{stderr}", out.status);
     assert!(stdout.contains(&format!("NK-OK {entry}")), "{entry} did not run:\n{stdout}\n{stderr}");
     stdout
 }
@@ -160,6 +166,11 @@ fn api_dirs() -> Vec<String> {
 /// the test connects to on 127.0.0.1.
 fn unprivileged_round_trip(backend: UserNetBackend, helper: Helper, gateway: &str, ifname: &str) {
     assert_unprivileged();
+    round_trip_inside(backend, helper, gateway, ifname);
+}
+
+/// The outbound and published-port checks, as whoever runs them.
+fn round_trip_inside(backend: UserNetBackend, helper: Helper, gateway: &str, ifname: &str) {
     let port: u16 = std::env::var("NK_USERNET_PORT").unwrap().parse().unwrap();
     let nonce = std::env::var("NK_USERNET_NONCE").unwrap();
 
@@ -233,10 +244,21 @@ fn unprivileged_round_trip(backend: UserNetBackend, helper: Helper, gateway: &st
 /// The privileged half: the host namespace with its loopback server, the unprivileged
 /// caller in it, and what the server saw.
 fn round_trip(entry: &str) {
+    round_trip_with(entry, Some(NOBODY), "");
+}
+
+/// [`round_trip`] with the caller as `user` (`None`: root), `NK_USERNET_BACKEND` set to
+/// `backend`.
+fn round_trip_with(entry: &str, user: Option<u32>, backend: &str) {
     let host = host_ns();
     let (port, server) = loopback_server(&host);
     let nonce = format!("nk{}x{}", std::process::id(), port);
-    run_as_nobody(entry, &host, 0o666, &[("NK_USERNET_PORT", port.to_string()), ("NK_USERNET_NONCE", nonce.clone())]);
+    let env = [
+        ("NK_USERNET_PORT", port.to_string()),
+        ("NK_USERNET_NONCE", nonce.clone()),
+        ("NK_USERNET_BACKEND", backend.to_owned()),
+    ];
+    run_in_host(entry, &host, 0o666, &env, user);
     let (peer, line) = server.join().expect("server");
     assert_eq!(line, nonce, "the sandbox's line reached the host's loopback server");
     assert!(peer.ip().is_loopback(), "the helper connects from the host's loopback: {peer}");
@@ -274,6 +296,26 @@ fn usernet_error(spawned: Result<(), Error>) -> UserNetError {
     match spawned {
         Err(Error::Netmodel(nook_netmodel::Error::UserNet(e))) => *e,
         other => panic!("expected a user-mode network error, got {other:?}"),
+    }
+}
+
+/// A root caller's sandbox has no user namespace of its own: the helpers join only its
+/// network namespace (pasta `--netns`, slirp4netns `--netns-type=path`), and work the same.
+#[test]
+fn a_root_callers_sandbox_gets_the_same_user_mode_network() {
+    const ME: &str = "a_root_callers_sandbox_gets_the_same_user_mode_network";
+    if std::env::var(ROLE_VAR).as_deref() == Ok(ME) {
+        assert_eq!(rustix::process::geteuid().as_raw(), 0);
+        match std::env::var("NK_USERNET_BACKEND").as_deref() {
+            Ok("pasta") => round_trip_inside(UserNetBackend::Pasta, Helper::Pasta, HOST_GW, "nkun0"),
+            _ => round_trip_inside(UserNetBackend::Slirp4netns, Helper::Slirp4netns, "10.0.2.2", "tap0"),
+        }
+        println!("NK-OK {ME}");
+        return;
+    }
+    require_root!();
+    for backend in ["slirp4netns", "pasta"] {
+        round_trip_with(ME, None, backend);
     }
 }
 
