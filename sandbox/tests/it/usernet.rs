@@ -203,6 +203,31 @@ fn round_trip_inside(backend: UserNetBackend, helper: Helper, gateway: &str, ifn
     assert_eq!(children(), Vec::<String>::new());
     assert!(!netns_held(&netns), "{netns} still held");
 
+    if helper == Helper::Slirp4netns {
+        // host_loopback(false): the same gateway no longer reaches the host's loopback,
+        // where a listener (never accepting: the handshake would complete in its backlog)
+        // is kept open for the whole test. Only slirp4netns refuses at once; pasta's gateway
+        // without the mapping is an address nobody answers for.
+        let guard: u16 = std::env::var("NK_USERNET_GUARD").unwrap().parse().unwrap();
+        let probe = |host_loopback: bool| {
+            let mut spec = UserNetSpec::new();
+            spec.backend(backend).host_loopback(host_loopback);
+            let script = format!("exec 3<>/dev/tcp/{gateway}/{guard} && echo CONNECTED || echo REFUSED");
+            let out = Sandbox::builder()
+                .network(NetworkMode::UserNet(spec))
+                .timeout(PATIENCE)
+                .command("/bin/bash")
+                .args(["-c", &script])
+                .output()
+                .expect("run the probe");
+            assert_eq!(out.outcome, Outcome::Exited(0));
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        };
+        assert_eq!(probe(true), "CONNECTED");
+        assert_eq!(probe(false), "REFUSED");
+        assert_eq!(children(), Vec::<String>::new());
+    }
+
     // Published port: a server in the sandbox, a client here (the host namespace) on
     // 127.0.0.1.
     let host_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -253,7 +278,9 @@ fn round_trip_with(entry: &str, user: Option<u32>, backend: &str) {
     let host = host_ns();
     let (port, server) = loopback_server(&host);
     let nonce = format!("nk{}x{}", std::process::id(), port);
+    let guard = host.run(|| TcpListener::bind("127.0.0.1:0")).unwrap().expect("bind the guard listener");
     let env = [
+        ("NK_USERNET_GUARD", guard.local_addr().unwrap().port().to_string()),
         ("NK_USERNET_PORT", port.to_string()),
         ("NK_USERNET_NONCE", nonce.clone()),
         ("NK_USERNET_BACKEND", backend.to_owned()),
