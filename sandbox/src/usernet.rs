@@ -34,3 +34,42 @@ pub(crate) fn start(spec: &UserNetSpec, pid: u32) -> Result<UserNet> {
 pub(crate) fn stop(net: UserNet) -> Option<Error> {
     net.remove().err().map(|e| Error::Netmodel(e.into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use nook_netmodel::firewall::PortMapping;
+    use nook_netmodel::usernet::UserNetBackend;
+    use nook_ns::{Namespace, NamespaceSet};
+
+    use super::*;
+    use crate::{NetworkMode, SandboxSpec, ValidationError};
+
+    fn spec(net: UserNetSpec) -> SandboxSpec {
+        let mut s = SandboxSpec::default();
+        s.args = vec!["/bin/true".into()];
+        s.network = NetworkMode::UserNet(net);
+        s
+    }
+
+    #[test]
+    fn a_user_net_spec_gets_a_network_namespace_validates_and_round_trips() {
+        let mut net = UserNetSpec::new();
+        net.backend(UserNetBackend::Slirp4netns).port(PortMapping::tcp(8080, 80));
+        let s = spec(net.clone());
+        assert!(s.effective_namespaces().has(Namespace::Net));
+        s.validate().unwrap();
+        let json = serde_json::to_string(&s.network).unwrap();
+        assert!(json.starts_with(r#"{"user_net":"#), "{json}");
+        assert_eq!(serde_json::from_str::<NetworkMode>(&json).unwrap(), s.network);
+        // No network namespace of its own: refused.
+        let mut s = spec(net.clone());
+        s.namespaces = Some(NamespaceSet::new().with(Namespace::Mount).with(Namespace::Pid).with(Namespace::User));
+        assert!(matches!(
+            s.validate(),
+            Err(ValidationError::NamespaceConflict { namespace: Namespace::Net, present: false, .. })
+        ));
+        // A bad port: refused before anything runs.
+        net.port(PortMapping::tcp(0, 80));
+        assert!(matches!(spec(net).validate(), Err(ValidationError::UserNet { .. })));
+    }
+}
