@@ -45,10 +45,7 @@ mod tests {
     use crate::{NetworkMode, SandboxSpec, ValidationError};
 
     fn spec(net: UserNetSpec) -> SandboxSpec {
-        let mut s = SandboxSpec::default();
-        s.args = vec!["/bin/true".into()];
-        s.network = NetworkMode::UserNet(net);
-        s
+        SandboxSpec { args: vec!["/bin/true".into()], network: NetworkMode::UserNet(net), ..Default::default() }
     }
 
     #[test]
