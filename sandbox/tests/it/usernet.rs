@@ -318,6 +318,49 @@ fn pasta_gives_an_unprivileged_sandbox_outbound_and_published_ports() {
     round_trip(ME);
 }
 
+/// An owner that dies without tearing its sandbox down takes the helper with it (its
+/// parent-death signal; slirp4netns' exit pipe closes too): nothing of the user-mode
+/// network outlives the unprivileged caller.
+#[test]
+fn the_helper_dies_with_its_unprivileged_owner() {
+    const ME: &str = "the_helper_dies_with_its_unprivileged_owner";
+    if std::env::var(ROLE_VAR).as_deref() == Ok(ME) {
+        assert_unprivileged();
+        let backend = match std::env::var("NK_USERNET_BACKEND").as_deref() {
+            Ok("pasta") => UserNetBackend::Pasta,
+            _ => UserNetBackend::Slirp4netns,
+        };
+        let mut spec = UserNetSpec::new();
+        spec.backend(backend);
+        let sb = Sandbox::builder()
+            .network(NetworkMode::UserNet(spec))
+            .command("/bin/sleep")
+            .arg("1000")
+            .spawn()
+            .expect("spawn with a user-mode network");
+        println!("NK-HELPER {} NK-INIT {}", sb.user_net().unwrap().pid().unwrap(), sb.id());
+        println!("NK-OK {ME}");
+        // Die without any teardown.
+        std::mem::forget(sb);
+        std::process::exit(0);
+    }
+    require_root!();
+    let host = host_ns();
+    for backend in ["slirp4netns", "pasta"] {
+        let out = run_as_nobody(ME, &host, 0o666, &[("NK_USERNET_BACKEND", backend.to_owned())]);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        let pid_after = |tag: &str| words[words.iter().position(|w| *w == tag).unwrap() + 1].to_owned();
+        for pid in [pid_after("NK-HELPER"), pid_after("NK-INIT")] {
+            let start = Instant::now();
+            // Reaped by whoever inherited it (a zombie still has its /proc entry).
+            while Path::new(&format!("/proc/{pid}")).exists() {
+                assert!(start.elapsed() < PATIENCE, "{backend}: process {pid} outlived its owner");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 /// The user-mode network error of a failed spawn.
 fn usernet_error(spawned: Result<(), Error>) -> UserNetError {
     match spawned {
