@@ -150,6 +150,17 @@ fn netns_held(link: &str) -> bool {
         .any(|p| std::fs::read_link(p.path().join("ns/net")).is_ok_and(|l| l.to_string_lossy() == link))
 }
 
+/// Whether a TCP socket listens on 127.0.0.1:`port` in this process's network namespace.
+fn listening(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/self/net/tcp").unwrap();
+    // sl local_address rem_address st ...; 0100007F is 127.0.0.1, 0A is LISTEN.
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[1] == local && f[3] == "0A"
+    })
+}
+
 /// API socket directories of this process left in the temp dir.
 fn api_dirs() -> Vec<String> {
     let prefix = format!("nk-usernet-{}-", std::process::id());
@@ -244,6 +255,8 @@ fn round_trip_inside(backend: UserNetBackend, helper: Helper, gateway: &str, ifn
         .spawn()
         .expect("spawn with a published port");
     let helper_pid = sb.user_net().unwrap().pid().unwrap();
+    // The spawn returned with the port already published: the helper listens here.
+    assert!(listening(host_port), "127.0.0.1:{host_port} not listening once the spawn returned");
     let start = Instant::now();
     // The helper accepts before the sandbox's server listens: retry until it answers.
     let line = loop {
@@ -263,6 +276,7 @@ fn round_trip_inside(backend: UserNetBackend, helper: Helper, gateway: &str, ifn
     assert_eq!(children(), Vec::<String>::new());
     assert_eq!(api_dirs(), Vec::<String>::new());
     // The port is closed with the helper.
+    assert!(!listening(host_port), "port {host_port} still listening");
     assert!(TcpStream::connect(("127.0.0.1", host_port)).is_err(), "port {host_port} still open");
 }
 
