@@ -315,6 +315,8 @@ fn slirp4netns_gives_an_unprivileged_sandbox_outbound_and_published_ports() {
         return;
     }
     require_root!();
+    // The parent holds descriptors (namespaces, listeners) that other tests would count.
+    let _serial = crate::sandbox::serial();
     round_trip(ME);
 }
 
@@ -329,6 +331,8 @@ fn pasta_gives_an_unprivileged_sandbox_outbound_and_published_ports() {
         return;
     }
     require_root!();
+    // The parent holds descriptors (namespaces, listeners) that other tests would count.
+    let _serial = crate::sandbox::serial();
     round_trip(ME);
 }
 
@@ -359,6 +363,8 @@ fn the_helper_dies_with_its_unprivileged_owner() {
         std::process::exit(0);
     }
     require_root!();
+    // The parent holds descriptors (namespaces, listeners) that other tests would count.
+    let _serial = crate::sandbox::serial();
     let host = host_ns();
     for backend in ["slirp4netns", "pasta"] {
         let out = run_as_nobody(ME, &host, 0o666, &[("NK_USERNET_BACKEND", backend.to_owned())]);
@@ -398,6 +404,8 @@ fn a_root_callers_sandbox_gets_the_same_user_mode_network() {
         return;
     }
     require_root!();
+    // The parent holds descriptors (namespaces, listeners) that other tests would count.
+    let _serial = crate::sandbox::serial();
     for backend in ["slirp4netns", "pasta"] {
         round_trip_with(ME, None, backend);
     }
@@ -446,6 +454,8 @@ fn missing_helper_or_tun_is_a_typed_error_and_leaves_nothing() {
         return;
     }
     require_root!();
+    // The parent holds descriptors (namespaces, listeners) that other tests would count.
+    let _serial = crate::sandbox::serial();
     let host = host_ns();
     run_as_nobody(ME, &host, 0o666, &[("NK_USERNET_TUN", "usable".to_owned())]);
     run_as_nobody(ME, &host, 0o600, &[("NK_USERNET_TUN", "root-only".to_owned())]);
