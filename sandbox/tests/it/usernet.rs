@@ -429,6 +429,13 @@ fn missing_helper_or_tun_is_a_typed_error_and_leaves_nothing() {
                 }
                 other => panic!("expected NotFound, got {other:?}"),
             }
+            // A detached sandbox outlives its creator, the helper would not: refused.
+            let mut b = Sandbox::builder();
+            b.network(NetworkMode::UserNet(UserNetSpec::new())).command("/bin/true");
+            match b.spawn_detached(None) {
+                Err(Error::Invalid(nook_sandbox::ValidationError::UserNetDetached)) => {}
+                other => panic!("expected UserNetDetached, got {other:?}"),
+            }
             // A helper that is there but fails (not a network stack at all): its failure,
             // typed, with what it said.
             let mut spec = UserNetSpec::new();
