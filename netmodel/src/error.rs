@@ -55,6 +55,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// User-mode networking ([`crate::usernet`]) failed: no helper found, `/dev/net/tun`
+    /// unusable, the helper failed, a port refused (boxed: it carries the helper's
+    /// stderr and the path searched, and would double the size of every `Result`).
+    #[error(transparent)]
+    UserNet(Box<crate::usernet::UserNetError>),
     /// The network still has endpoints attached.
     #[error("network {network} is in use by {} endpoint(s): {}", .endpoints.len(), .endpoints.join(", "))]
     NetworkInUse {
@@ -260,6 +265,7 @@ impl Error {
             Error::Firewall(e) => e.raw_os_error(),
             Error::Files(e) => e.raw_os_error(),
             Error::Namespace(e) => e.raw_os_error(),
+            Error::UserNet(e) => e.raw_os_error(),
             Error::Cleanup { cause, .. } => cause.raw_os_error(),
             Error::Teardown { errors, .. } => errors.iter().find_map(Error::raw_os_error),
             Error::Driver { source, .. } => {
@@ -275,6 +281,12 @@ impl Error {
             Error::Invalid(v) => Some(v),
             _ => None,
         }
+    }
+}
+
+impl From<crate::usernet::UserNetError> for Error {
+    fn from(e: crate::usernet::UserNetError) -> Error {
+        Error::UserNet(Box::new(e))
     }
 }
 
@@ -314,7 +326,7 @@ impl From<FilesError> for Error {
     }
 }
 
-fn path_suffix(path: &Option<PathBuf>) -> String {
+pub(crate) fn path_suffix(path: &Option<PathBuf>) -> String {
     match path {
         Some(p) => format!(" {}", p.display()),
         None => String::new(),

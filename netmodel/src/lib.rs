@@ -213,6 +213,7 @@ mod network;
 mod registry;
 mod sandbox;
 mod spec;
+pub mod usernet;
 mod util;
 mod validation;
 

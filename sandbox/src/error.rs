@@ -305,6 +305,17 @@ pub enum ValidationError {
         /// The name.
         ifname: String,
     },
+    /// The user-mode network's spec was refused (a port mapping).
+    #[error("user_net: {source}")]
+    UserNet {
+        /// What `nook-netmodel` said.
+        #[source]
+        source: nook_netmodel::ValidationError,
+    },
+    /// [`crate::NetworkMode::UserNet`] with a detached sandbox: the helper process is the
+    /// caller's child and dies with it, while a detached sandbox outlives its creator.
+    #[error("a detached sandbox cannot have a user-mode network (its helper dies with the creator)")]
+    UserNetDetached,
     /// An option that does not go with [`crate::NetworkMode::Container`] (the other
     /// sandbox owns the network namespace and its name).
     #[error("{option} conflicts with network mode container")]

@@ -90,6 +90,15 @@
 //! - [`NetworkMode::Container`]: another sandbox's network namespace
 //!   ([`SandboxBuilder::network_container`], `--network container:X`): its interfaces,
 //!   addresses and published ports, and its `/etc/hosts` and `/etc/resolv.conf`.
+//! - [`NetworkMode::UserNet`]: its own namespace with a user-mode network stack, `pasta`
+//!   (Debian package `passt`) or `slirp4netns`, for unprivileged callers (rootless Podman's
+//!   and Docker's networking): outbound connections leave as the caller's own sockets,
+//!   published ports listen in the caller's namespace. The helper is started while the init
+//!   waits, owned by the [`Sandbox`] (killed and reaped when the run ends, on
+//!   [`Sandbox::remove`], on drop, and when the caller dies), and found on `PATH` or given
+//!   by path; a missing helper is a typed error naming what was looked for
+//!   (`nook_netmodel::usernet::UserNetError::NotFound`). Running it is the one deliberate
+//!   exception to "no shelling out": it *is* the network stack. See [`usernet`].
 //!
 //! How a sandbox joins networks: its init is cloned, paused, into a new network namespace;
 //! the facade adopts that namespace as a [`nook_netmodel::Sandbox`]
@@ -282,6 +291,7 @@ pub mod pool;
 mod run;
 mod security;
 mod spec;
+pub mod usernet;
 #[cfg(feature = "tokio")]
 mod wait_async;
 

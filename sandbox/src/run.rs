@@ -817,6 +817,9 @@ fn spawn(
     let mut cmd = command(&spec, plan, io, hold);
     // Detached (`crate::detached`): the program is PID 1, outlives us, and has no record.
     let detached = detach.map(|d| d.apply(&mut cmd)).is_some();
+    if detached && matches!(spec.network, NetworkMode::UserNet(_)) {
+        return Err(ValidationError::UserNetDetached.into());
+    }
     if let NetworkMode::Container { pid } = spec.network {
         cmd.join_netns(net::container_netns(pid, container)?);
     }
@@ -948,6 +951,18 @@ fn spawn(
         }
         None => None,
     };
+    // A user-mode network: the helper configures the child's namespace while it waits
+    // (`crate::usernet`); dropping the handle kills and reaps it.
+    let usernet = match &spec.network {
+        NetworkMode::UserNet(u) => match crate::usernet::start(u, paused.id()) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                drop(paused);
+                return Err(fail(e, cgroup, None, net, &mut owner));
+            }
+        },
+        _ => None,
+    };
     let child = match paused.resume() {
         Ok(c) => c,
         Err(e) => return Err(fail(e.into(), cgroup, None, net, &mut owner)),
@@ -959,6 +974,7 @@ fn spawn(
         child,
         cgroup,
         net,
+        usernet,
         deadline,
         oom_before,
         outcome: None,
@@ -989,6 +1005,8 @@ pub struct Sandbox {
     pub(crate) cgroup: Option<Cgroup>,
     /// Its networks (with [`NetworkMode::Networks`]).
     net: Option<net::Attached>,
+    /// Its user-mode network's helper (with [`NetworkMode::UserNet`]).
+    usernet: Option<nook_netmodel::usernet::UserNet>,
     deadline: Option<Instant>,
     pub(crate) oom_before: Option<u64>,
     pub(crate) outcome: Option<Outcome>,
@@ -1074,6 +1092,12 @@ impl Sandbox {
     /// network namespace.
     pub fn network_sandbox(&self) -> Option<&nook_netmodel::Sandbox> {
         self.net.as_ref().map(net::Attached::sandbox)
+    }
+
+    /// Its user-mode network's helper ([`NetworkMode::UserNet`]) until the run ends: which
+    /// program runs, its pid.
+    pub fn user_net(&self) -> Option<&nook_netmodel::usernet::UserNet> {
+        self.usernet.as_ref()
     }
 
     /// Its `/etc/hosts` and `/etc/resolv.conf` on the host (with networks).
@@ -1221,6 +1245,9 @@ impl Sandbox {
         if let Some(net) = self.net.take() {
             errors.extend(net.teardown());
         }
+        if let Some(u) = self.usernet.take() {
+            errors.extend(crate::usernet::stop(u));
+        }
         if let Some(Err(e)) = self.image.as_mut().map(ImageRun::teardown) {
             errors.push(e);
         }
@@ -1305,6 +1332,8 @@ impl Drop for Sandbox {
         if let Some(net) = self.net.take() {
             all_gone &= net.teardown().is_empty();
         }
+        // Killed and reaped (nothing of it is recorded: it dies with its owner).
+        drop(self.usernet.take());
         if let Some(cg) = self.cgroup.take() {
             all_gone &= cg.remove().is_ok();
         }

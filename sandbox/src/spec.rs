@@ -370,6 +370,13 @@ pub enum NetworkMode {
         /// The other sandbox's init.
         pid: u32,
     },
+    /// Its own network namespace with a user-mode network stack: `pasta` (Debian package
+    /// `passt`) or `slirp4netns`, run by the caller as a helper process that the sandbox
+    /// owns (see [`crate::usernet`]). Outbound connections leave from the caller's own
+    /// network namespace, published ports listen there. Works for unprivileged callers
+    /// (rootless Podman's and Docker's networking); a typed error names what is missing
+    /// when no helper is installed.
+    UserNet(nook_netmodel::usernet::UserNetSpec),
 }
 
 /// The identity of the program inside.
@@ -412,7 +419,7 @@ impl SandboxSpec {
             .with(Namespace::Ipc)
             .with(Namespace::Pid)
             .with(Namespace::Cgroup);
-        if matches!(network, NetworkMode::None | NetworkMode::Networks(_)) {
+        if matches!(network, NetworkMode::None | NetworkMode::Networks(_) | NetworkMode::UserNet(_)) {
             set = set.with(Namespace::Net);
         }
         if !root {
@@ -498,6 +505,10 @@ impl SandboxSpec {
                     return Err(ValidationError::NetworkNeedsRoot);
                 }
                 config.validate()?;
+            }
+            NetworkMode::UserNet(spec) => {
+                need("network: user_net", Namespace::Net)?;
+                spec.validate().map_err(|source| ValidationError::UserNet { source })?;
             }
             NetworkMode::Host if ns.has(Namespace::Net) => {
                 return Err(ValidationError::NamespaceConflict {

@@ -20,6 +20,7 @@ mod pool;
 mod probe;
 mod sandbox;
 mod soak;
+mod usernet;
 mod world;
 
 /// The libtest name of test `name` in the module whose `module_path!()` is `module` (the
