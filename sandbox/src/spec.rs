@@ -111,7 +111,7 @@ pub struct SandboxSpec {
     /// reachable through a chroot escape by a process with `CAP_SYS_CHROOT`.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub no_pivot: bool,
-    /// A session keyring of this name that the program (and every [`crate::Detached::exec`])
+    /// A session keyring of this name that the program (and every [`crate::detached::Detached::exec`])
     /// joins, created if needed — as runc gives each container `_ses.<id>` — instead of
     /// sharing the caller's session keyring (`nook_ns::Command::session_keyring`; made
     /// searchable as runc does). `None`: the caller's.
