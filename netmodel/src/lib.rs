@@ -216,7 +216,7 @@ mod spec;
 mod util;
 mod validation;
 
-pub use driver::{Driver, EndpointConfig, EndpointLink, NetworkDriver};
+pub use driver::{Driver, EndpointConfig, EndpointLink, NetworkDriver, OverlayEntries, RemoteEndpoint};
 pub use endpoint::{Endpoint, EndpointOptions};
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder};

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ipnet::IpNet;
 
-use crate::driver::{Driver, NetworkDriver};
+use crate::driver::{Driver, NetworkDriver, OverlayDriver, OverlayEntries, RemoteEndpoint};
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::firewall::FirewallConflict;
 use crate::host::Host;
@@ -301,6 +302,64 @@ impl Network {
     /// creating a network that must reach the outside or publish ports.
     pub fn diagnostics(&self) -> Result<Vec<FirewallConflict>> {
         self.inner.driver.diagnostics(&self.inner.host, &self.inner.spec)
+    }
+
+    /// For an overlay network: what the other hosts need to reach `endpoint` (one of this
+    /// host's, connected to this network) — one [`RemoteEndpoint`] per address, with its MAC
+    /// and this host's underlay address. Hand them to [`Network::add_remote_endpoint`] on
+    /// every other host (what Docker's gossip does). Refused for other drivers and for an
+    /// endpoint of another network.
+    pub fn advertise(&self, endpoint: &Endpoint) -> Result<Vec<RemoteEndpoint>> {
+        let spec = &self.inner.spec;
+        let Driver::Overlay(options) = &spec.driver else {
+            return Err(self.not_overlay("advertise"));
+        };
+        if endpoint.network != spec.name.as_str() {
+            return Err(Error::NotConnected { sandbox: endpoint.sandbox.clone(), network: spec.name.to_string() });
+        }
+        let mac = endpoint.mac.ok_or_else(|| Error::LinkMissing {
+            driver: OverlayDriver::NAME.into(),
+            ifname: endpoint.ifname.clone(),
+        })?;
+        Ok(endpoint.addresses.iter().map(|a| RemoteEndpoint::new(a.addr(), mac, options.local)).collect())
+    }
+
+    /// For an overlay network: programs an endpoint of another host — a static neighbour
+    /// entry (its IP -> its MAC) and a static FDB entry (its MAC -> its host's underlay
+    /// address) on this host's VXLAN device — so this host's sandboxes reach it. Refused
+    /// ([`Error::Invalid`], nothing changed) when its address is outside the subnets, inside
+    /// this host's own range (another host cannot hold it: ranges are per host), the gateway,
+    /// or its host is not one of the network's peers. Programming it again replaces it.
+    pub fn add_remote_endpoint(&self, remote: &RemoteEndpoint) -> Result<()> {
+        if !matches!(self.inner.spec.driver, Driver::Overlay(_)) {
+            return Err(self.not_overlay("add_remote_endpoint"));
+        }
+        OverlayDriver::add_remote(&self.inner.host, &self.inner.spec, remote)
+    }
+
+    /// Removes what [`Network::add_remote_endpoint`] programmed (the endpoint left its
+    /// host's network); entries already gone are not an error.
+    pub fn remove_remote_endpoint(&self, remote: &RemoteEndpoint) -> Result<()> {
+        if !matches!(self.inner.spec.driver, Driver::Overlay(_)) {
+            return Err(self.not_overlay("remove_remote_endpoint"));
+        }
+        OverlayDriver::remove_remote(&self.inner.host, &self.inner.spec, remote)
+    }
+
+    /// For an overlay network: the FDB and neighbour entries of this host's VXLAN device,
+    /// read from the kernel.
+    pub fn overlay_entries(&self) -> Result<OverlayEntries> {
+        if !matches!(self.inner.spec.driver, Driver::Overlay(_)) {
+            return Err(self.not_overlay("overlay_entries"));
+        }
+        OverlayDriver::entries(&self.inner.host, &self.inner.spec)
+    }
+
+    fn not_overlay(&self, operation: &'static str) -> Error {
+        Error::Invalid(crate::validation::ValidationError::WrongDriver {
+            driver: OverlayDriver::NAME,
+            found: format!("{} ({operation} on network {})", self.inner.spec.driver.name(), self.inner.spec.name),
+        })
     }
 
     /// The endpoints attached now (from this process).

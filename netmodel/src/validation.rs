@@ -106,6 +106,16 @@ pub enum ValidationError {
         /// Its subnet.
         subnet: IpNet,
     },
+    /// An address range ([`crate::ipam::Pool::range`]) that is not inside its subnet.
+    #[error("network {network:?}: address range {range} is not inside subnet {subnet}")]
+    RangeOutsideSubnet {
+        /// The network.
+        network: String,
+        /// The range given.
+        range: IpNet,
+        /// Its subnet.
+        subnet: IpNet,
+    },
     /// A gateway is the network, broadcast or subnet-router anycast address of its subnet.
     #[error("network {network:?}: gateway {gateway} is the {kind} of subnet {subnet}")]
     GatewayReserved {
@@ -172,6 +182,19 @@ pub enum ValidationError {
     ZeroIndex {
         /// The field (`"macvlan parent"`).
         field: &'static str,
+    },
+    /// An overlay network's option or a remote endpoint it was told about breaks a rule of the
+    /// overlay driver ([`crate::driver::OverlayOptions`], [`crate::RemoteEndpoint`]).
+    #[error("overlay network {network:?}: {field} {value}: {reason}")]
+    Overlay {
+        /// The network.
+        network: String,
+        /// The field (`"vni"`, `"peers"`, `"subnets"`, `"remote endpoint ip"`, ...).
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// The rule it breaks.
+        reason: &'static str,
     },
     /// A VXLAN network identifier wider than 24 bits.
     #[error("invalid vxlan vni {value}: larger than 24 bits")]
