@@ -329,6 +329,24 @@ mod tests {
     }
 
     #[test]
+    fn a_range_limits_dynamic_and_static_addresses() {
+        let range: IpNet = "10.0.0.8/30".parse().unwrap();
+        let mut st = state(&[pool("10.0.0.0/24").with_range(range)]);
+        let got: Vec<IpAddr> = (0..4).map(|_| any(&mut st, Request::AnyV4)).collect();
+        assert_eq!(got, ["10.0.0.8", "10.0.0.9", "10.0.0.10", "10.0.0.11"].map(ip));
+        assert!(matches!(st.allocate(Request::AnyV4, &owner(1)), Err(IpamError::Exhausted { .. })));
+        let e = st.allocate(Request::Static(ip("10.0.0.20")), &owner(1)).unwrap_err();
+        assert!(matches!(e, IpamError::AddressOutsideRange { range: r, .. } if r == range), "{e}");
+        // The gateway inside the range is skipped; the range survives the state file.
+        let mut st = state(&[pool("10.0.0.0/24").with_range("10.0.0.0/30".parse().unwrap())]);
+        let got: Vec<IpAddr> = (0..2).map(|_| any(&mut st, Request::AnyV4)).collect();
+        assert_eq!(got, ["10.0.0.2", "10.0.0.3"].map(ip));
+        assert!(st.allocate(Request::AnyV4, &owner(1)).is_err());
+        let back = NetworkState::from_json(Path::new("x"), "nk-test", &st.to_json()).unwrap();
+        assert_eq!(back, st);
+    }
+
+    #[test]
     fn custom_gateway_is_skipped() {
         let mut st = state(&[Pool::with_gateway("10.0.0.0/29".parse().unwrap(), ip("10.0.0.3"))]);
         let got: Vec<IpAddr> = (0..5).map(|_| any(&mut st, Request::AnyV4)).collect();
