@@ -253,4 +253,4 @@ pub use netlink::MacvlanMode;
 pub use network::{Network, NetworkEndpoint};
 pub use sandbox::{Sandbox, SandboxKind};
 pub use spec::{DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_SUBNET, MAX_MTU, MIN_MTU, MIN_MTU_V6, NetworkSpec};
-pub use validation::{AddressRule, MacRule, NameRule, ValidationError};
+pub use validation::{AddressRule, MacRule, NameRule, OverlayRule, ValidationError};

@@ -17,7 +17,7 @@ use crate::host::Host;
 use crate::ifname::IfName;
 use crate::netlink::{FdbEntry, LinkKind, NeighbourEntry, Netlink, NewLink, VXLAN_PORT};
 use crate::spec::NetworkSpec;
-use crate::validation::{ValidationError, check_mac};
+use crate::validation::{OverlayRule, ValidationError, check_mac};
 
 /// Bytes VXLAN adds to every frame over an IPv4 underlay (outer IPv4 20 + UDP 8 + VXLAN 8 +
 /// inner Ethernet 14); over IPv6 it is 20 more.
@@ -82,25 +82,24 @@ impl OverlayOptions {
     /// addresses of `local`'s family, neither `local` nor repeated; the port is not 0; the
     /// link names, when given, are interface names.
     pub fn validate(&self) -> Result<(), ValidationError> {
-        let bad =
-            |field, value: String, reason| ValidationError::Overlay { network: String::new(), field, value, reason };
+        let bad = |field, value: String, rule| ValidationError::Overlay { network: String::new(), field, value, rule };
         if self.vni == 0 || self.vni > 0x00ff_ffff {
-            return Err(bad("vni", self.vni.to_string(), "must be 1 to 16777215"));
+            return Err(bad("vni", self.vni.to_string(), OverlayRule::VniRange));
         }
         if !unicast(self.local) {
-            return Err(bad("local", self.local.to_string(), "must be a unicast address"));
+            return Err(bad("local", self.local.to_string(), OverlayRule::NotUnicast));
         }
         let mut seen = HashSet::new();
         for &peer in &self.peers {
             if !unicast(peer) || peer.is_ipv4() != self.local.is_ipv4() {
-                return Err(bad("peers", peer.to_string(), "must be unicast addresses of the local address's family"));
+                return Err(bad("peers", peer.to_string(), OverlayRule::PeerFamily));
             }
             if peer == self.local || !seen.insert(peer) {
-                return Err(bad("peers", peer.to_string(), "must differ from the local address and each other"));
+                return Err(bad("peers", peer.to_string(), OverlayRule::PeerRepeated));
             }
         }
         if self.port == Some(0) {
-            return Err(bad("port", "0".into(), "must not be 0"));
+            return Err(bad("port", "0".into(), OverlayRule::ZeroPort));
         }
         if let Some(b) = &self.bridge {
             IfName::for_field("bridge", b.as_str())?;
@@ -115,29 +114,21 @@ impl OverlayOptions {
     /// same; an automatic one would differ), each with this host's address range
     /// ([`crate::ipam::Pool::range`]) so that no two hosts hand out the same address.
     pub(crate) fn validate_spec(&self, spec: &NetworkSpec) -> Result<(), ValidationError> {
-        let bad = |field, value: String, reason| ValidationError::Overlay {
+        let bad = |field, value: String, rule| ValidationError::Overlay {
             network: spec.name.to_string(),
             field,
             value,
-            reason,
+            rule,
         };
         self.validate().map_err(|e| match e {
-            ValidationError::Overlay { field, value, reason, .. } => bad(field, value, reason),
+            ValidationError::Overlay { field, value, rule, .. } => bad(field, value, rule),
             e => e,
         })?;
         if spec.subnets.is_empty() {
-            return Err(bad(
-                "subnets",
-                "[]".into(),
-                "an overlay network needs explicit subnets, the same on every host",
-            ));
+            return Err(bad("subnets", "[]".into(), OverlayRule::NeedsSubnets));
         }
         if let Some(p) = spec.subnets.iter().find(|p| p.range.is_none()) {
-            return Err(bad(
-                "subnets",
-                p.subnet.to_string(),
-                "needs this host's address range (Pool::range), disjoint from every other host's",
-            ));
+            return Err(bad("subnets", p.subnet.to_string(), OverlayRule::NeedsRange));
         }
         Ok(())
     }
@@ -337,24 +328,24 @@ impl OverlayDriver {
     /// this host's range (another host's), its MAC unicast, its host a peer.
     fn check_remote(spec: &NetworkSpec, remote: &RemoteEndpoint) -> Result<(), ValidationError> {
         let options = OverlayDriver::options(spec)?;
-        let bad = |field, value: String, reason| ValidationError::Overlay {
+        let bad = |field, value: String, rule| ValidationError::Overlay {
             network: spec.name.to_string(),
             field,
             value,
-            reason,
+            rule,
         };
         let Some(pool) = spec.subnets.iter().find(|p| p.subnet.contains(&remote.ip)) else {
-            return Err(bad("remote endpoint ip", remote.ip.to_string(), "is outside the network's subnets"));
+            return Err(bad("remote endpoint ip", remote.ip.to_string(), OverlayRule::OutsideSubnets));
         };
         if pool.range.is_some_and(|r| r.contains(&remote.ip)) {
-            return Err(bad("remote endpoint ip", remote.ip.to_string(), "is in this host's own address range"));
+            return Err(bad("remote endpoint ip", remote.ip.to_string(), OverlayRule::InOwnRange));
         }
         if Some(remote.ip) == pool.gateway {
-            return Err(bad("remote endpoint ip", remote.ip.to_string(), "is the gateway"));
+            return Err(bad("remote endpoint ip", remote.ip.to_string(), OverlayRule::Gateway));
         }
         check_mac("remote endpoint mac", &remote.mac)?;
         if !options.peers.contains(&remote.host) {
-            return Err(bad("remote endpoint host", remote.host.to_string(), "is not one of the network's peers"));
+            return Err(bad("remote endpoint host", remote.host.to_string(), OverlayRule::NotAPeer));
         }
         Ok(())
     }
