@@ -193,7 +193,8 @@ impl Network {
     /// Creates a network after a crash: removes what a process that died left of a network
     /// of the same name — its record, its firewall chains and port rules, its bridge (for a
     /// bridge network: the one `spec` names, or the default name, which follows from the
-    /// network's name), its IPAM registration — then [`Network::create`]s it.
+    /// network's name; an overlay's VXLAN device too), its IPAM registration — then
+    /// [`Network::create`]s it.
     ///
     /// Refused, changing nothing, while a live process still has the network open
     /// ([`Error::NetworkHasUsers`]) or a live process or a persisted namespace still holds an
@@ -240,8 +241,25 @@ impl Network {
             },
             None => None,
         };
-        // Rules first, then the link, then the registration (the teardown order).
+        // An overlay's VXLAN device, checked the same way.
+        let stale_vxlan = match &resolved.driver {
+            Driver::Overlay(options) => match options.vxlan.as_deref() {
+                Some(name) => match host.netlink().link(name)? {
+                    Some(link) if link.kind.as_deref() == Some("vxlan") => Some(link.index),
+                    Some(_) => {
+                        return Err(Error::LinkExists { network: resolved.name.to_string(), name: name.to_owned() });
+                    }
+                    None => None,
+                },
+                None => None,
+            },
+            _ => None,
+        };
+        // Rules first, then the links, then the registration (the teardown order).
         host.firewall().teardown_network(&resolved.name)?;
+        if let Some(index) = stale_vxlan {
+            crate::netlink::Netlink::open_in(host.netns())?.delete_link(index)?;
+        }
         if let Some(index) = stale_bridge {
             // A socket of its own: deleting a link takes tens of ms, and every connect needs
             // the host's shared one.

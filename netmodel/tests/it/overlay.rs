@@ -294,3 +294,28 @@ fn three_hosts_reach_each_other() {
         n.remove().unwrap();
     }
 }
+
+#[test]
+fn recreate_replaces_a_left_overlay() {
+    require_root!();
+    let world = Underlay::new(2);
+    let h0 = &world.hosts[0];
+    let spec = world.spec(0, "nk-ovr");
+    let net = Network::create(&h0.host, &spec).unwrap();
+    let nook_netmodel::Driver::Overlay(options) = net.spec().driver.clone() else { panic!("overlay") };
+    let vxlan = options.vxlan.unwrap();
+    let old = Netlink::open_in(h0.ns.ns()).unwrap().link(&vxlan).unwrap().expect("vxlan").index;
+    // Left behind (as by a process that crashed): the bridge and the VXLAN device stay.
+    net.leave().unwrap();
+    assert!(matches!(Network::create(&h0.host, &spec), Err(nook_netmodel::Error::NetworkExists { .. })));
+    let net = Network::recreate(&h0.host, &spec).unwrap();
+    let new = Netlink::open_in(h0.ns.ns()).unwrap().link(&vxlan).unwrap().expect("vxlan again");
+    assert_ne!(new.index, old, "a new device");
+    assert_eq!(new.mtu, 1450);
+    assert!(
+        net.overlay_entries().unwrap().fdb.iter().any(|e| e.mac == [0; 6] && e.dst == Some(world.hosts[1].underlay))
+    );
+    net.remove().unwrap();
+    let mut nl = Netlink::open_in(h0.ns.ns()).unwrap();
+    assert!(nl.links().unwrap().iter().all(|l| l.name == "lo" || l.name == h0.uplink));
+}
