@@ -319,3 +319,55 @@ fn recreate_replaces_a_left_overlay() {
     let mut nl = Netlink::open_in(h0.ns.ns()).unwrap();
     assert!(nl.links().unwrap().iter().all(|l| l.name == "lo" || l.name == h0.uplink));
 }
+
+#[test]
+fn dual_stack_endpoints_share_one_fdb_entry() {
+    require_root!();
+    let world = Underlay::new(2);
+    let specs: Vec<NetworkSpec> = (0..2)
+        .map(|i| {
+            let mut spec = world.spec(i, "nk-ov6");
+            let range = format!("fd77::{}:0/112", i + 1).parse().unwrap();
+            spec.subnet_range("fd77::/64".parse().unwrap(), None, range);
+            spec
+        })
+        .collect();
+    let net0 = Network::create(&world.hosts[0].host, &specs[0]).unwrap();
+    let net1 = Network::create(&world.hosts[1].host, &specs[1]).unwrap();
+    let mut a = Sandbox::none("ov6a").unwrap();
+    let mut b = Sandbox::none("ov6b").unwrap();
+    let ea = a.connect(&net0, &EndpointOptions::new()).unwrap();
+    let eb = b.connect(&net1, &EndpointOptions::new()).unwrap();
+    let b6 = IpAddr::V6(eb.ipv6().expect("an IPv6 address"));
+    assert!("fd77::2:0/112".parse::<IpNet>().unwrap().contains(&b6), "{b6}");
+    let ads_b = net1.advertise(&eb).unwrap();
+    assert_eq!(ads_b.len(), 2, "one per address: {ads_b:?}");
+    for r in net0.advertise(&ea).unwrap() {
+        net1.add_remote_endpoint(&r).unwrap();
+    }
+    for r in &ads_b {
+        net0.add_remote_endpoint(r).unwrap();
+    }
+    // TCP over IPv6 across the overlay (neighbour discovery answered by the VXLAN proxy).
+    let listener = b.run(|| std::net::TcpListener::bind("[::]:7400")).unwrap().unwrap();
+    let server = serve_once(listener);
+    assert_eq!(talk(a.netns(), SocketAddr::new(b6, 7400), "six").unwrap(), "echo: six");
+    assert_eq!(server.join().unwrap().1.ip(), IpAddr::V6(ea.ipv6().unwrap()));
+
+    // Removing the IPv4 one keeps the MAC's FDB entry for the IPv6 one; removing both drops it.
+    let v4_ad = ads_b.iter().find(|r| r.ip.is_ipv4()).unwrap();
+    net0.remove_remote_endpoint(v4_ad).unwrap();
+    let entries = net0.overlay_entries().unwrap();
+    assert!(entries.fdb.iter().any(|e| Some(e.mac) == eb.mac), "{entries:?}");
+    assert!(!entries.neighbours.iter().any(|n| n.ip == v4_ad.ip), "{entries:?}");
+    assert!(entries.neighbours.iter().any(|n| n.ip == b6), "{entries:?}");
+    for r in &ads_b {
+        net0.remove_remote_endpoint(r).unwrap();
+    }
+    let entries = net0.overlay_entries().unwrap();
+    assert!(!entries.fdb.iter().any(|e| Some(e.mac) == eb.mac), "{entries:?}");
+    assert!(!entries.neighbours.iter().any(|n| n.ip == b6), "{entries:?}");
+    drop((a, b));
+    net0.remove().unwrap();
+    net1.remove().unwrap();
+}
