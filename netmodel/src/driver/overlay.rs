@@ -566,6 +566,18 @@ mod tests {
     }
 
     #[test]
+    fn serde_round_trip() {
+        let mut s = spec();
+        if let Driver::Overlay(o) = &mut s.driver {
+            o.port(8472);
+        }
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""type":"overlay""#) && json.contains(r#""range":"10.7.0.64/26""#), "{json}");
+        let back: NetworkSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
     fn default_names() {
         let mut o = OverlayOptions::new(1, "192.0.2.1".parse().unwrap());
         o.resolve("nk-ov");

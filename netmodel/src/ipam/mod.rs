@@ -772,7 +772,7 @@ impl Ipam {
         let store = self.store();
         let _lock = store.lock_shared()?;
         let state = store.load(network)?;
-        Ok(state.pools.iter().map(|p| Pool::with_gateway(p.subnet, p.gateway)).collect())
+        Ok(state.pools.iter().map(|p| Pool { range: p.range, ..Pool::with_gateway(p.subnet, p.gateway) }).collect())
     }
 
     /// The registered networks, by name.

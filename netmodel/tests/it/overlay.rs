@@ -305,6 +305,11 @@ fn recreate_replaces_a_left_overlay() {
     let nook_netmodel::Driver::Overlay(options) = net.spec().driver.clone() else { panic!("overlay") };
     let vxlan = options.vxlan.unwrap();
     let old = Netlink::open_in(h0.ns.ns()).unwrap().link(&vxlan).unwrap().expect("vxlan").index;
+    // Another handle (as another process would) attaches to what is built.
+    let other = Network::open(&h0.host, "nk-ovr").unwrap();
+    assert_eq!(other.spec(), net.spec());
+    assert!(other.overlay_entries().is_ok());
+    assert!(!other.release().unwrap());
     // Left behind (as by a process that crashed): the bridge and the VXLAN device stay.
     net.leave().unwrap();
     assert!(matches!(Network::create(&h0.host, &spec), Err(nook_netmodel::Error::NetworkExists { .. })));
