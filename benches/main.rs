@@ -16,6 +16,8 @@
 //! - `cgroup`: create a cgroup with memory and pids limits and delete it, below this
 //!   process's own cgroup; the C floor makes the directories and writes the files itself.
 //! - `netmodel` (`netmodel.rs`): network namespaces and bridge endpoints against `ip -batch`.
+//! - `overlay` (`overlay.rs`): TCP throughput across an overlay (VXLAN) network of two
+//!   "hosts" against the same pair of sandboxes on one bridge.
 //! - `unionfs` (`unionfs.rs`): overlay mount+unmount with 1–500 layers against the same
 //!   syscalls in C; applying a layer tarball against `tar -x`.
 //! - `oci` (`oci.rs`): `nook-oci run` of `/bin/true` against `runc run` and `crun run` on
@@ -42,19 +44,21 @@ mod image;
 mod netmodel;
 mod ns;
 mod oci;
+mod overlay;
 mod pool;
 mod report;
 mod sandbox;
 mod unionfs;
 
 /// The groups of this harness, in the order they run.
-const GROUPS: [&str; 11] = [
+const GROUPS: [&str; 12] = [
     "clone_wait",
     "pool",
     "setns_roundtrip",
     "spawn_exec",
     "cgroup",
     "netmodel",
+    "overlay",
     "unionfs",
     "image",
     "sandbox",
@@ -137,6 +141,9 @@ fn main() {
     }
     if selected("netmodel") {
         netmodel::netmodel(&mut c, &mut report);
+    }
+    if selected("overlay") {
+        overlay::overlay(&mut c, &mut report);
     }
     if selected("unionfs") {
         unionfs::unionfs(&mut c, &mut report);

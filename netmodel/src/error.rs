@@ -115,6 +115,15 @@ pub enum Error {
         /// The missing parent.
         parent: String,
     },
+    /// No link of the host namespace carries an overlay network's local underlay address
+    /// ([`crate::driver::OverlayOptions::local`]).
+    #[error("overlay network {network}: no link in the host namespace has the underlay address {address}")]
+    NoUnderlay {
+        /// The network.
+        network: String,
+        /// The local underlay address.
+        address: std::net::IpAddr,
+    },
     /// A link the network needs to create already exists (e.g. a bridge name in use).
     #[error("network {network}: a link named {name:?} already exists in the host namespace")]
     LinkExists {

@@ -8,11 +8,37 @@
 //!   bridge, the other in the sandbox) or a macvlan link, plus its addresses and published
 //!   ports. A sandbox may have endpoints on several networks (`eth0`, `eth1`, ...).
 //! * A [`Network`] is a group of endpoints that talk to each other directly: a Linux bridge
-//!   ([`Driver::Bridge`]) or macvlans on a parent link ([`Driver::Macvlan`]), or whatever a
-//!   driver of your own builds ([`NetworkDriver`], [`Driver::Custom`]).
+//!   ([`Driver::Bridge`]), macvlans on a parent link ([`Driver::Macvlan`]), a bridge per host
+//!   joined across hosts by VXLAN ([`Driver::Overlay`], see below), or whatever a driver of
+//!   your own builds ([`NetworkDriver`], [`Driver::Custom`]).
 //! * The [`Host`] is the other side: the namespace where bridges, nftables rules and
 //!   `ip_forward` live (the caller's, or any namespace you give it — tests use a private one),
 //!   the IPAM state directory and the firewall backend.
+//!
+//! # Overlay networks across hosts
+//!
+//! Docker's `overlay` driver without its control plane: the caller is the gossip. On every
+//! host, the caller creates the network with the same name, subnet and VNI
+//! ([`NetworkSpec::overlay`], [`driver::OverlayOptions`]), this host's underlay address
+//! (`local`) and the other hosts' (`peers`), and — per subnet — this host's own address range
+//! ([`NetworkSpec::subnet_range`], [`ipam::Pool::range`]). Each host then has a bridge (with
+//! the gateway address, like a bridge network, and its firewall chains: outbound masquerade
+//! unless `internal`) and a VXLAN device on it (`nolearning`, `proxy`, MTU = the underlay
+//! link's - 50). When a sandbox connects on one host, [`Network::advertise`] gives what the
+//! others need (its IP, its MAC, this host's underlay address: a [`RemoteEndpoint`]); the
+//! caller hands it to [`Network::add_remote_endpoint`] on every other host, which programs a
+//! static neighbour entry (IP -> MAC) and a static FDB entry (MAC -> VTEP) by netlink
+//! ([`Network::overlay_entries`] reads them back), and to
+//! [`Network::remove_remote_endpoint`] when it leaves.
+//!
+//! **Addresses never collide across hosts** because each host's IPAM hands out (dynamically
+//! and statically) only inside its own range, and ranges are disjoint: the overlay spec is
+//! refused without a range for every subnet (and without explicit subnets — automatic ones
+//! would differ between hosts); a static address outside the range fails with
+//! [`ipam::IpamError::AddressOutsideRange`]; a remote endpoint whose address lies in this
+//! host's range is refused. The caller's only duty is to give each host a different range
+//! (e.g. host *i* the *i*-th /26 of a /24). A shared state directory is not used: IPAM's
+//! `flock` does not reach across machines.
 //!
 //! # Modes of `docker run --network=`
 //!
@@ -217,7 +243,7 @@ pub mod usernet;
 mod util;
 mod validation;
 
-pub use driver::{Driver, EndpointConfig, EndpointLink, NetworkDriver};
+pub use driver::{Driver, EndpointConfig, EndpointLink, NetworkDriver, OverlayEntries, RemoteEndpoint};
 pub use endpoint::{Endpoint, EndpointOptions};
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder};
@@ -228,4 +254,4 @@ pub use netlink::MacvlanMode;
 pub use network::{Network, NetworkEndpoint};
 pub use sandbox::{Sandbox, SandboxKind};
 pub use spec::{DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_SUBNET, MAX_MTU, MIN_MTU, MIN_MTU_V6, NetworkSpec};
-pub use validation::{AddressRule, MacRule, NameRule, ValidationError};
+pub use validation::{AddressRule, MacRule, NameRule, OverlayRule, ValidationError};

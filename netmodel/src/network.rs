@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use ipnet::IpNet;
 
-use crate::driver::{Driver, NetworkDriver};
+use crate::driver::{Driver, NetworkDriver, OverlayDriver, OverlayEntries, RemoteEndpoint};
+use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 use crate::firewall::FirewallConflict;
 use crate::host::Host;
@@ -192,7 +193,8 @@ impl Network {
     /// Creates a network after a crash: removes what a process that died left of a network
     /// of the same name — its record, its firewall chains and port rules, its bridge (for a
     /// bridge network: the one `spec` names, or the default name, which follows from the
-    /// network's name), its IPAM registration — then [`Network::create`]s it.
+    /// network's name; an overlay's VXLAN device too), its IPAM registration — then
+    /// [`Network::create`]s it.
     ///
     /// Refused, changing nothing, while a live process still has the network open
     /// ([`Error::NetworkHasUsers`]) or a live process or a persisted namespace still holds an
@@ -239,8 +241,25 @@ impl Network {
             },
             None => None,
         };
-        // Rules first, then the link, then the registration (the teardown order).
+        // An overlay's VXLAN device, checked the same way.
+        let stale_vxlan = match &resolved.driver {
+            Driver::Overlay(options) => match options.vxlan.as_deref() {
+                Some(name) => match host.netlink().link(name)? {
+                    Some(link) if link.kind.as_deref() == Some("vxlan") => Some(link.index),
+                    Some(_) => {
+                        return Err(Error::LinkExists { network: resolved.name.to_string(), name: name.to_owned() });
+                    }
+                    None => None,
+                },
+                None => None,
+            },
+            _ => None,
+        };
+        // Rules first, then the links, then the registration (the teardown order).
         host.firewall().teardown_network(&resolved.name)?;
+        if let Some(index) = stale_vxlan {
+            crate::netlink::Netlink::open_in(host.netns())?.delete_link(index)?;
+        }
         if let Some(index) = stale_bridge {
             // A socket of its own: deleting a link takes tens of ms, and every connect needs
             // the host's shared one.
@@ -301,6 +320,64 @@ impl Network {
     /// creating a network that must reach the outside or publish ports.
     pub fn diagnostics(&self) -> Result<Vec<FirewallConflict>> {
         self.inner.driver.diagnostics(&self.inner.host, &self.inner.spec)
+    }
+
+    /// For an overlay network: what the other hosts need to reach `endpoint` (one of this
+    /// host's, connected to this network) — one [`RemoteEndpoint`] per address, with its MAC
+    /// and this host's underlay address. Hand them to [`Network::add_remote_endpoint`] on
+    /// every other host (what Docker's gossip does). Refused for other drivers and for an
+    /// endpoint of another network.
+    pub fn advertise(&self, endpoint: &Endpoint) -> Result<Vec<RemoteEndpoint>> {
+        let spec = &self.inner.spec;
+        let Driver::Overlay(options) = &spec.driver else {
+            return Err(self.not_overlay("advertise"));
+        };
+        if endpoint.network != spec.name.as_str() {
+            return Err(Error::NotConnected { sandbox: endpoint.sandbox.clone(), network: spec.name.to_string() });
+        }
+        let mac = endpoint.mac.ok_or_else(|| Error::LinkMissing {
+            driver: OverlayDriver::NAME.into(),
+            ifname: endpoint.ifname.clone(),
+        })?;
+        Ok(endpoint.addresses.iter().map(|a| RemoteEndpoint::new(a.addr(), mac, options.local)).collect())
+    }
+
+    /// For an overlay network: programs an endpoint of another host — a static neighbour
+    /// entry (its IP -> its MAC) and a static FDB entry (its MAC -> its host's underlay
+    /// address) on this host's VXLAN device — so this host's sandboxes reach it. Refused
+    /// ([`Error::Invalid`], nothing changed) when its address is outside the subnets, inside
+    /// this host's own range (another host cannot hold it: ranges are per host), the gateway,
+    /// or its host is not one of the network's peers. Programming it again replaces it.
+    pub fn add_remote_endpoint(&self, remote: &RemoteEndpoint) -> Result<()> {
+        if !matches!(self.inner.spec.driver, Driver::Overlay(_)) {
+            return Err(self.not_overlay("add_remote_endpoint"));
+        }
+        OverlayDriver::add_remote(&self.inner.host, &self.inner.spec, remote)
+    }
+
+    /// Removes what [`Network::add_remote_endpoint`] programmed (the endpoint left its
+    /// host's network); entries already gone are not an error.
+    pub fn remove_remote_endpoint(&self, remote: &RemoteEndpoint) -> Result<()> {
+        if !matches!(self.inner.spec.driver, Driver::Overlay(_)) {
+            return Err(self.not_overlay("remove_remote_endpoint"));
+        }
+        OverlayDriver::remove_remote(&self.inner.host, &self.inner.spec, remote)
+    }
+
+    /// For an overlay network: the FDB and neighbour entries of this host's VXLAN device,
+    /// read from the kernel.
+    pub fn overlay_entries(&self) -> Result<OverlayEntries> {
+        if !matches!(self.inner.spec.driver, Driver::Overlay(_)) {
+            return Err(self.not_overlay("overlay_entries"));
+        }
+        OverlayDriver::entries(&self.inner.host, &self.inner.spec)
+    }
+
+    fn not_overlay(&self, operation: &'static str) -> Error {
+        Error::Invalid(crate::validation::ValidationError::WrongDriver {
+            driver: OverlayDriver::NAME,
+            found: format!("{} ({operation} on network {})", self.inner.spec.driver.name(), self.inner.spec.name),
+        })
     }
 
     /// The endpoints attached now (from this process).

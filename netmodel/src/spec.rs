@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::driver::{BridgeOptions, Driver, MacvlanOptions, NetworkDriver};
+use crate::driver::{BridgeOptions, Driver, MacvlanOptions, NetworkDriver, OverlayOptions};
 use crate::ipam::Pool;
 use crate::name::NetworkName;
 use crate::netlink::MacvlanMode;
@@ -99,6 +99,12 @@ impl NetworkSpec {
         NetworkSpec::new(name, Driver::Macvlan(MacvlanOptions::new(parent)))
     }
 
+    /// An overlay (VXLAN) network's part on this host ([`OverlayOptions`]): add its subnets
+    /// with this host's address range ([`NetworkSpec::subnet_range`]).
+    pub fn overlay(name: NetworkName, options: OverlayOptions) -> NetworkSpec {
+        NetworkSpec::new(name, Driver::Overlay(options))
+    }
+
     /// A network built by your own driver.
     pub fn custom(name: NetworkName, driver: Arc<dyn NetworkDriver>) -> NetworkSpec {
         NetworkSpec::new(name, Driver::Custom(driver))
@@ -106,7 +112,14 @@ impl NetworkSpec {
 
     /// Adds a subnet (`gateway: None` = the first host address).
     pub fn subnet(&mut self, subnet: IpNet, gateway: Option<IpAddr>) -> &mut Self {
-        self.subnets.push(Pool { subnet, gateway });
+        self.subnets.push(Pool { subnet, gateway, range: None });
+        self
+    }
+
+    /// Adds a subnet from which this host hands out only `range` (an overlay network's hosts
+    /// each take a disjoint range of the shared subnet; [`Pool::range`]).
+    pub fn subnet_range(&mut self, subnet: IpNet, gateway: Option<IpAddr>, range: IpNet) -> &mut Self {
+        self.subnets.push(Pool { subnet, gateway, range: Some(range) });
         self
     }
 
@@ -152,11 +165,12 @@ impl NetworkSpec {
             .collect()
     }
 
-    /// The bridge name, when it is a bridge network and the name is set (it is, on a spec
-    /// returned by [`crate::Network::spec`]).
+    /// The bridge name, when it is a bridge or overlay network and the name is set (it is,
+    /// on a spec returned by [`crate::Network::spec`]).
     pub fn bridge_ifname(&self) -> Option<&str> {
         match &self.driver {
             Driver::Bridge(options) => options.bridge.as_deref(),
+            Driver::Overlay(options) => options.bridge.as_deref(),
             _ => None,
         }
     }
@@ -179,8 +193,10 @@ impl NetworkSpec {
                 return Err(ValidationError::Mtu { field: "mtu", value: mtu, min, max: MAX_MTU });
             }
         }
-        if let Driver::Custom(d) = &self.driver {
-            d.validate(self)?;
+        match &self.driver {
+            Driver::Custom(d) => d.validate(self)?,
+            Driver::Overlay(options) => options.validate_spec(self)?,
+            _ => {}
         }
         Ok(())
     }

@@ -60,9 +60,10 @@ mod tests {
 
     #[test]
     fn gateways() {
-        let pool = Pool { subnet: "10.1.2.0/24".parse().unwrap(), gateway: None };
+        let pool = Pool { subnet: "10.1.2.0/24".parse().unwrap(), gateway: None, range: None };
         assert_eq!(pool_gateway(&pool), "10.1.2.1".parse::<IpAddr>().unwrap());
-        let pool = Pool { subnet: "fd00:1::/64".parse().unwrap(), gateway: Some("fd00:1::fe".parse().unwrap()) };
+        let pool =
+            Pool { subnet: "fd00:1::/64".parse().unwrap(), gateway: Some("fd00:1::fe".parse().unwrap()), range: None };
         assert_eq!(pool_gateway(&pool), "fd00:1::fe".parse::<IpAddr>().unwrap());
         assert_eq!(mac_string(&[2, 0x42, 0, 1, 0xab, 0xff]), "02:42:00:01:ab:ff");
     }

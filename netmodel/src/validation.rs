@@ -106,6 +106,16 @@ pub enum ValidationError {
         /// Its subnet.
         subnet: IpNet,
     },
+    /// An address range ([`crate::ipam::Pool::range`]) that is not inside its subnet.
+    #[error("network {network:?}: address range {range} is not inside subnet {subnet}")]
+    RangeOutsideSubnet {
+        /// The network.
+        network: String,
+        /// The range given.
+        range: IpNet,
+        /// Its subnet.
+        subnet: IpNet,
+    },
     /// A gateway is the network, broadcast or subnet-router anycast address of its subnet.
     #[error("network {network:?}: gateway {gateway} is the {kind} of subnet {subnet}")]
     GatewayReserved {
@@ -172,6 +182,19 @@ pub enum ValidationError {
     ZeroIndex {
         /// The field (`"macvlan parent"`).
         field: &'static str,
+    },
+    /// An overlay network's option or a remote endpoint it was told about breaks a rule of the
+    /// overlay driver ([`crate::driver::OverlayOptions`], [`crate::RemoteEndpoint`]).
+    #[error("overlay network {network:?}: {field} {value}: {rule}")]
+    Overlay {
+        /// The network.
+        network: String,
+        /// The field (`"vni"`, `"peers"`, `"subnets"`, `"remote endpoint ip"`, ...).
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// The rule it breaks.
+        rule: OverlayRule,
     },
     /// A VXLAN network identifier wider than 24 bits.
     #[error("invalid vxlan vni {value}: larger than 24 bits")]
@@ -296,6 +319,46 @@ impl fmt::Display for NameRule {
             NameRule::Comment => f.write_str("starts a comment"),
         }
     }
+}
+
+/// The rule of the overlay driver an option or a remote endpoint breaks
+/// ([`ValidationError::Overlay`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OverlayRule {
+    /// A VNI must be 1 to 2^24 - 1.
+    #[error("must be 1 to 16777215")]
+    VniRange,
+    /// The local underlay address must be a unicast address.
+    #[error("must be a unicast address")]
+    NotUnicast,
+    /// Peers are unicast addresses of the local address's family.
+    #[error("must be a unicast address of the local address's family")]
+    PeerFamily,
+    /// Peers differ from the local address and from each other.
+    #[error("must differ from the local address and from the other peers")]
+    PeerRepeated,
+    /// The UDP port is not 0.
+    #[error("must not be 0")]
+    ZeroPort,
+    /// An overlay network needs explicit subnets, the same on every host.
+    #[error("an overlay network needs explicit subnets, the same on every host")]
+    NeedsSubnets,
+    /// Every subnet needs this host's address range, disjoint from the other hosts'.
+    #[error("needs this host's address range (Pool::range), disjoint from every other host's")]
+    NeedsRange,
+    /// A remote endpoint's address is outside the network's subnets.
+    #[error("is outside the network's subnets")]
+    OutsideSubnets,
+    /// A remote endpoint's address is in this host's own range (this host hands it out).
+    #[error("is in this host's own address range")]
+    InOwnRange,
+    /// A remote endpoint's address is the gateway.
+    #[error("is the gateway")]
+    Gateway,
+    /// A remote endpoint's host is not one of the network's peers.
+    #[error("is not one of the network's peers")]
+    NotAPeer,
 }
 
 /// The rule an address breaks.

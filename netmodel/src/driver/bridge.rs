@@ -271,9 +271,12 @@ impl NetworkDriver for BridgeDriver {
 /// bridge in every process, so what a crashed process left can be found again
 /// ([`crate::Network::recreate`]).
 pub(crate) fn default_bridge_name(network: &str) -> String {
-    let hash =
-        network.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("nk-{:012x}", hash >> 16)
+    format!("nk-{:012x}", name_hash(network) >> 16)
+}
+
+/// FNV-1a of a network's name: the default names of the links a network owns.
+pub(crate) fn name_hash(network: &str) -> u64 {
+    network.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Network drivers: what builds a network on the host and the link of each endpoint.
 //!
-//! Two are built in: [`Driver::Bridge`] ([`BridgeDriver`], [`BridgeOptions`]) and
-//! [`Driver::Macvlan`] ([`MacvlanDriver`], [`MacvlanOptions`]). Each is one file holding the
+//! Three are built in: [`Driver::Bridge`] ([`BridgeDriver`], [`BridgeOptions`]),
+//! [`Driver::Macvlan`] ([`MacvlanDriver`], [`MacvlanOptions`]) and [`Driver::Overlay`]
+//! ([`OverlayDriver`], [`OverlayOptions`]: VXLAN across hosts). Each is one file holding the
 //! driver, its option type (serde, defaults, validation, and the names it derives) and their
 //! unit tests; this module only maps the [`Driver`] enum to them, one line per driver in each
 //! `match`. A new built-in driver is a new file plus one variant. Implement [`NetworkDriver`]
@@ -16,6 +17,7 @@
 
 mod bridge;
 mod macvlan;
+mod overlay;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -27,6 +29,9 @@ use serde::{Deserialize, Serialize};
 
 pub use bridge::{BridgeDriver, BridgeOptions};
 pub use macvlan::{MacvlanDriver, MacvlanOptions};
+pub use overlay::{
+    OverlayDriver, OverlayEntries, OverlayOptions, RemoteEndpoint, VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6,
+};
 
 use crate::error::{Error, Result};
 use crate::firewall::{FirewallConflict, PortRule};
@@ -46,6 +51,8 @@ pub enum Driver {
     Bridge(BridgeOptions),
     /// Macvlan links on an existing parent link of the host ([`MacvlanDriver`]).
     Macvlan(MacvlanOptions),
+    /// A bridge joined to the other hosts' by VXLAN ([`OverlayDriver`]).
+    Overlay(OverlayOptions),
     /// A driver of your own (not serializable).
     #[serde(skip)]
     Custom(Arc<dyn NetworkDriver>),
@@ -56,6 +63,7 @@ impl PartialEq for Driver {
         match (self, other) {
             (Driver::Bridge(a), Driver::Bridge(b)) => a == b,
             (Driver::Macvlan(a), Driver::Macvlan(b)) => a == b,
+            (Driver::Overlay(a), Driver::Overlay(b)) => a == b,
             (Driver::Custom(a), Driver::Custom(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
@@ -68,6 +76,7 @@ impl Driver {
         match self {
             Driver::Bridge(_) => BridgeDriver::NAME,
             Driver::Macvlan(_) => MacvlanDriver::NAME,
+            Driver::Overlay(_) => OverlayDriver::NAME,
             Driver::Custom(d) => d.name(),
         }
     }
@@ -78,7 +87,8 @@ impl Driver {
         match self {
             Driver::Bridge(options) => options.validate(),
             Driver::Macvlan(options) => options.validate(),
-            Driver::Custom(_) => Ok(()),
+            // With the spec (its subnets need ranges): OverlayOptions::validate_spec.
+            Driver::Overlay(_) | Driver::Custom(_) => Ok(()),
         }
     }
 
@@ -87,15 +97,17 @@ impl Driver {
         match self {
             Driver::Bridge(_) => Arc::new(BridgeDriver::new()),
             Driver::Macvlan(_) => Arc::new(MacvlanDriver::new()),
+            Driver::Overlay(_) => Arc::new(OverlayDriver::new()),
             Driver::Custom(d) => Arc::clone(d),
         }
     }
 
     /// Fills in the names a built-in driver derives from the network's name (a bridge
-    /// network's default bridge name).
+    /// network's default bridge name, an overlay's bridge and VXLAN device).
     pub(crate) fn resolve(&mut self, network: &str) {
         match self {
             Driver::Bridge(options) => options.resolve(network),
+            Driver::Overlay(options) => options.resolve(network),
             Driver::Macvlan(_) | Driver::Custom(_) => {}
         }
     }

@@ -298,6 +298,17 @@ pub enum IpamError {
         /// The network's subnets.
         subnets: Vec<IpNet>,
     },
+    /// A static address inside the network's subnet but outside the address range of its
+    /// pool ([`Pool::range`]: on an overlay network, another host's part of the subnet).
+    #[error("network {network:?}: address {address} is outside this host's address range {range}")]
+    AddressOutsideRange {
+        /// The network.
+        network: String,
+        /// The address requested.
+        address: IpAddr,
+        /// The pool's range.
+        range: IpNet,
+    },
     /// A static address that is never handed out (network, broadcast, anycast, gateway).
     #[error("network {network:?}: address {address} is the {kind} of subnet {subnet}")]
     AddressReserved {
@@ -427,17 +438,30 @@ pub struct Pool {
     pub subnet: IpNet,
     /// The gateway; `None` means the first host address. It is reserved, never handed out.
     pub gateway: Option<IpAddr>,
+    /// Hand addresses out only from this part of the subnet (Docker's `--ip-range`), both
+    /// dynamic and static ones (a static address outside it is refused with
+    /// [`IpamError::AddressOutsideRange`]); `None`: the whole subnet. An overlay network's
+    /// hosts each get their own range of the shared subnet, so no two hosts hand out the same
+    /// address ([`crate::driver::OverlayOptions`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<IpNet>,
 }
 
 impl Pool {
     /// A pool with the default gateway (the first host address).
     pub fn new(subnet: IpNet) -> Pool {
-        Pool { subnet, gateway: None }
+        Pool { subnet, gateway: None, range: None }
     }
 
     /// A pool with an explicit gateway.
     pub fn with_gateway(subnet: IpNet, gateway: IpAddr) -> Pool {
-        Pool { subnet, gateway: Some(gateway) }
+        Pool { subnet, gateway: Some(gateway), range: None }
+    }
+
+    /// Restricts the addresses handed out to `range` (inside the subnet).
+    pub fn with_range(mut self, range: IpNet) -> Pool {
+        self.range = Some(range);
+        self
     }
 }
 
@@ -748,7 +772,7 @@ impl Ipam {
         let store = self.store();
         let _lock = store.lock_shared()?;
         let state = store.load(network)?;
-        Ok(state.pools.iter().map(|p| Pool::with_gateway(p.subnet, p.gateway)).collect())
+        Ok(state.pools.iter().map(|p| Pool { range: p.range, ..Pool::with_gateway(p.subnet, p.gateway) }).collect())
     }
 
     /// The registered networks, by name.

@@ -19,6 +19,8 @@ pub(crate) struct PoolState {
     pub(crate) gateway: IpAddr,
     /// The last address handed out dynamically in this pool.
     pub(crate) cursor: Option<IpAddr>,
+    /// Only this part of the subnet is handed out.
+    pub(crate) range: Option<IpNet>,
 }
 
 /// A network: its pools and allocations.
@@ -53,6 +55,8 @@ struct PoolFile {
     gateway: IpAddr,
     #[serde(default)]
     cursor: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    range: Option<IpNet>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -66,7 +70,10 @@ impl NetworkState {
     pub(crate) fn new(name: &str, pools: &[ResolvedPool]) -> NetworkState {
         NetworkState {
             name: name.to_owned(),
-            pools: pools.iter().map(|p| PoolState { subnet: p.subnet, gateway: p.gateway, cursor: None }).collect(),
+            pools: pools
+                .iter()
+                .map(|p| PoolState { subnet: p.subnet, gateway: p.gateway, cursor: None, range: p.range })
+                .collect(),
             allocations: BTreeMap::new(),
             closing: false,
         }
@@ -84,7 +91,8 @@ impl NetworkState {
         if file.network != name {
             return Err(IpamError::NameMismatch { path: path.to_owned(), found: file.network });
         }
-        let pools: Vec<Pool> = file.pools.iter().map(|p| Pool::with_gateway(p.subnet, p.gateway)).collect();
+        let pools: Vec<Pool> =
+            file.pools.iter().map(|p| Pool { range: p.range, ..Pool::with_gateway(p.subnet, p.gateway) }).collect();
         let resolved = validate::resolve_pools(name, &pools).map_err(|e| invalid(e.into()))?;
         let mut state = NetworkState::new(name, &resolved);
         state.closing = file.closing;
@@ -108,7 +116,7 @@ impl NetworkState {
             pools: self
                 .pools
                 .iter()
-                .map(|p| PoolFile { subnet: p.subnet, gateway: p.gateway, cursor: p.cursor })
+                .map(|p| PoolFile { subnet: p.subnet, gateway: p.gateway, cursor: p.cursor, range: p.range })
                 .collect(),
             allocations: self
                 .allocations
@@ -145,6 +153,9 @@ impl NetworkState {
         if let Some(kind) = kind {
             return Err(IpamError::AddressReserved { network: self.name.clone(), address, subnet: pool.subnet, kind });
         }
+        if let Some(range) = pool.range.filter(|r| !r.contains(&address)) {
+            return Err(IpamError::AddressOutsideRange { network: self.name.clone(), address, range });
+        }
         Ok(i)
     }
 
@@ -153,9 +164,18 @@ impl NetworkState {
     fn next_free(&self, i: usize) -> Option<IpAddr> {
         let pool = &self.pools[i];
         let (first, last) = host_range(&pool.subnet);
+        // A range narrows the window (the gateway may lie inside it or not).
+        let (first, last) = match pool.range {
+            Some(r) => (first.max(to_u128(r.network())), last.min(to_u128(r.broadcast()))),
+            None => (first, last),
+        };
+        if first > last {
+            return None;
+        }
+        let gateway_inside = (first..=last).contains(&to_u128(pool.gateway));
         let in_pool = self.allocations.range(from_u128(&pool.subnet, first)..=from_u128(&pool.subnet, last)).count();
-        // The range holds the gateway plus (last - first) addresses to hand out.
-        let capacity = last - first;
+        // The window holds (last - first + 1) addresses, the gateway perhaps among them.
+        let capacity = last - first + 1 - u128::from(gateway_inside);
         let used = in_pool as u128;
         if used >= capacity {
             return None;
@@ -306,6 +326,24 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_range_limits_dynamic_and_static_addresses() {
+        let range: IpNet = "10.0.0.8/30".parse().unwrap();
+        let mut st = state(&[pool("10.0.0.0/24").with_range(range)]);
+        let got: Vec<IpAddr> = (0..4).map(|_| any(&mut st, Request::AnyV4)).collect();
+        assert_eq!(got, ["10.0.0.8", "10.0.0.9", "10.0.0.10", "10.0.0.11"].map(ip));
+        assert!(matches!(st.allocate(Request::AnyV4, &owner(1)), Err(IpamError::Exhausted { .. })));
+        let e = st.allocate(Request::Static(ip("10.0.0.20")), &owner(1)).unwrap_err();
+        assert!(matches!(e, IpamError::AddressOutsideRange { range: r, .. } if r == range), "{e}");
+        // The gateway inside the range is skipped; the range survives the state file.
+        let mut st = state(&[pool("10.0.0.0/24").with_range("10.0.0.0/30".parse().unwrap())]);
+        let got: Vec<IpAddr> = (0..2).map(|_| any(&mut st, Request::AnyV4)).collect();
+        assert_eq!(got, ["10.0.0.2", "10.0.0.3"].map(ip));
+        assert!(st.allocate(Request::AnyV4, &owner(1)).is_err());
+        let back = NetworkState::from_json(Path::new("x"), "nk-test", &st.to_json()).unwrap();
+        assert_eq!(back, st);
     }
 
     #[test]

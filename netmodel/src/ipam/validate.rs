@@ -41,7 +41,10 @@ pub fn validate_network_name(name: &str) -> Result<(), ValidationError> {
 /// pools overlapping. Pure: the state directory is not consulted (overlap with other networks
 /// is checked by [`Ipam::add_network`](super::Ipam::add_network)).
 pub fn validate_pools(network: &str, pools: &[Pool]) -> Result<Vec<Pool>, ValidationError> {
-    Ok(resolve_pools(network, pools)?.into_iter().map(|p| Pool::with_gateway(p.subnet, p.gateway)).collect())
+    Ok(resolve_pools(network, pools)?
+        .into_iter()
+        .map(|p| Pool { range: p.range, ..Pool::with_gateway(p.subnet, p.gateway) })
+        .collect())
 }
 
 /// [`validate_pools`], as [`ResolvedPool`]s.
@@ -71,6 +74,8 @@ pub(crate) struct ResolvedPool {
     pub(crate) subnet: IpNet,
     /// The gateway.
     pub(crate) gateway: IpAddr,
+    /// The part of the subnet addresses are handed out from (`None`: all of it).
+    pub(crate) range: Option<IpNet>,
 }
 
 fn validate_pool(network: &str, pool: &Pool) -> Result<ResolvedPool, ValidationError> {
@@ -90,7 +95,13 @@ fn validate_pool(network: &str, pool: &Pool) -> Result<ResolvedPool, ValidationE
     if let Some(kind) = reserved_by_subnet(&subnet, gateway) {
         return Err(ValidationError::GatewayReserved { network: network.to_owned(), gateway, subnet, kind });
     }
-    Ok(ResolvedPool { subnet, gateway })
+    if let Some(range) = pool.range {
+        check_host_bits(range)?;
+        if range.addr().is_ipv4() != subnet.addr().is_ipv4() || !subnet.contains(&range) {
+            return Err(ValidationError::RangeOutsideSubnet { network: network.to_owned(), range, subnet });
+        }
+    }
+    Ok(ResolvedPool { subnet, gateway, range: pool.range })
 }
 
 /// Whether two subnets share an address (CIDR blocks are nested or disjoint).

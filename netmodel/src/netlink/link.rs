@@ -132,7 +132,7 @@ pub(super) fn new_link_message(link: &NewLink<'_>) -> LinkMessage {
             attrs.push(LinkAttribute::Link(*parent));
             (InfoKind::MacVlan, Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(macvlan_mode(*mode))])))
         }
-        LinkKind::Vxlan { vni, local, remote, dev, port } => {
+        LinkKind::Vxlan { vni, local, remote, dev, port, static_fdb } => {
             let mut v = vec![InfoVxlan::Id(*vni)];
             match local {
                 Some(IpAddr::V4(a)) => v.push(InfoVxlan::Local(*a)),
@@ -150,6 +150,10 @@ pub(super) fn new_link_message(link: &NewLink<'_>) -> LinkMessage {
                 v.push(InfoVxlan::Link(*dev));
             }
             v.push(InfoVxlan::Port(port.unwrap_or(VXLAN_PORT)));
+            if *static_fdb {
+                v.push(InfoVxlan::Learning(false));
+                v.push(InfoVxlan::Proxy(true));
+            }
             (InfoKind::Vxlan, Some(InfoData::Vxlan(v)))
         }
     };
@@ -300,6 +304,7 @@ mod tests {
                     remote: Some(remote.parse().unwrap()),
                     dev: None,
                     port: None,
+                    static_fdb: false,
                 },
             )
             .validate()
@@ -331,7 +336,10 @@ mod tests {
 
     #[test]
     fn vxlan_port_defaults_to_iana() {
-        let l = NewLink::new("nk-vx", LinkKind::Vxlan { vni: 7, local: None, remote: None, dev: None, port: None });
+        let l = NewLink::new(
+            "nk-vx",
+            LinkKind::Vxlan { vni: 7, local: None, remote: None, dev: None, port: None, static_fdb: false },
+        );
         let msg = new_link_message(&l);
         let has_port = msg.attributes.iter().any(|a| match a {
             LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| match i {

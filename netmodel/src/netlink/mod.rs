@@ -70,6 +70,7 @@
 
 mod addr;
 mod link;
+mod neigh;
 mod route;
 mod socket;
 mod sysctl;
@@ -78,7 +79,8 @@ use std::net::IpAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::LinkAttribute;
 use nook_ns::NsFd;
@@ -87,6 +89,7 @@ use crate::error::SysError;
 use crate::validation::ValidationError;
 
 pub use link::{MAX_LINK_NAME, VXLAN_PORT, validate_link_name};
+pub use neigh::{FdbEntry, NeighbourEntry};
 pub use sysctl::validate_sysctl_key;
 
 use socket::{Conn, Target};
@@ -97,6 +100,8 @@ const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
 /// `RTM_NEWROUTE`.
 const RTM_NEWROUTE: u16 = 24;
+/// `RTM_NEWNEIGH`.
+const RTM_NEWNEIGH: u16 = 28;
 
 /// A failed netlink operation.
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +244,12 @@ pub enum LinkKind<'a> {
         dev: Option<u32>,
         /// UDP destination port (4789 when `None`).
         port: Option<u16>,
+        /// Static forwarding: no learning of remote MACs from received frames
+        /// (`nolearning`) and ARP / neighbour solicitations answered by the device from its
+        /// neighbour table (`proxy`) instead of being flooded — the FDB and neighbour entries
+        /// are programmed ([`Netlink::add_fdb`], [`Netlink::add_neighbour`]), as Docker's
+        /// overlay driver does.
+        static_fdb: bool,
     },
     /// A dummy link.
     Dummy,
@@ -501,6 +512,54 @@ impl Netlink {
         )
     }
 
+    /// Adds the static (`NUD_PERMANENT`) FDB entry `mac -> dst` to device `index`'s own
+    /// forwarding database (`NTF_SELF`; on a VXLAN device: frames for `mac` are encapsulated
+    /// to the VTEP `dst`). An entry for `mac` already there is replaced; with `append` (the
+    /// all-zeros MAC's flood list) `dst` is added beside the entry's other destinations.
+    pub fn add_fdb(&mut self, index: u32, mac: [u8; 6], dst: IpAddr, append: bool) -> Result<()> {
+        let msg = RouteNetlinkMessage::NewNeighbour(neigh::fdb_message(index, mac, dst));
+        let flags = NLM_F_CREATE | if append { NLM_F_APPEND } else { NLM_F_REPLACE };
+        self.conn.ack("RTM_NEWNEIGH", Target::Display(&FdbTarget(index, mac, dst)), msg, flags)
+    }
+
+    /// Deletes the FDB entry `mac -> dst` of device `index` (`ENOENT` when there is none).
+    pub fn delete_fdb(&mut self, index: u32, mac: [u8; 6], dst: IpAddr) -> Result<()> {
+        let msg = RouteNetlinkMessage::DelNeighbour(neigh::fdb_message(index, mac, dst));
+        self.conn.ack("RTM_DELNEIGH", Target::Display(&FdbTarget(index, mac, dst)), msg, 0)
+    }
+
+    /// The entries of device `index`'s own forwarding database (`NTF_SELF`).
+    pub fn fdb(&mut self, index: u32) -> Result<Vec<FdbEntry>> {
+        self.conn.dump(
+            "RTM_GETNEIGH",
+            || RouteNetlinkMessage::GetNeighbour(neigh::dump_message(AddressFamily::Bridge)),
+            |f| if f.kind == RTM_NEWNEIGH { neigh::parse_fdb(f.payload, index) } else { Ok(None) },
+        )
+    }
+
+    /// Adds (or replaces) the static (`NUD_PERMANENT`) neighbour entry `ip -> mac` on device
+    /// `index` (the ARP table for IPv4, NDP for IPv6).
+    pub fn add_neighbour(&mut self, index: u32, ip: IpAddr, mac: [u8; 6]) -> Result<()> {
+        let msg = RouteNetlinkMessage::NewNeighbour(neigh::neighbour_message(index, ip, Some(mac)));
+        self.conn.ack("RTM_NEWNEIGH", Target::Display(&NeighTarget(index, ip)), msg, NLM_F_CREATE | NLM_F_REPLACE)
+    }
+
+    /// Deletes the neighbour entry of `ip` on device `index` (`ENOENT` when there is none).
+    pub fn delete_neighbour(&mut self, index: u32, ip: IpAddr) -> Result<()> {
+        let msg = RouteNetlinkMessage::DelNeighbour(neigh::neighbour_message(index, ip, None));
+        self.conn.ack("RTM_DELNEIGH", Target::Display(&NeighTarget(index, ip)), msg, 0)
+    }
+
+    /// The neighbour entries on device `index` of one family.
+    pub fn neighbours(&mut self, index: u32, ipv6: bool) -> Result<Vec<NeighbourEntry>> {
+        let family = if ipv6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+        self.conn.dump(
+            "RTM_GETNEIGH",
+            || RouteNetlinkMessage::GetNeighbour(neigh::dump_message(family)),
+            |f| if f.kind == RTM_NEWNEIGH { neigh::parse_neighbour(f.payload, index) } else { Ok(None) },
+        )
+    }
+
     /// Deletes one link (synchronous: a veth costs the kernel ~17 ms; prefer letting a netns
     /// die, or [`Netlink::delete_links`]).
     pub fn delete_link(&mut self, index: u32) -> Result<()> {
@@ -606,6 +665,29 @@ struct GroupTarget(u32);
 impl std::fmt::Display for GroupTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "link group {:#x}", self.0)
+    }
+}
+
+/// Renders "fdb MAC dst IP on ifindex N" for FDB errors.
+struct FdbTarget(u32, [u8; 6], IpAddr);
+
+impl std::fmt::Display for FdbTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let m = self.1;
+        write!(
+            f,
+            "fdb {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x} dst {} on ifindex {}",
+            m[0], m[1], m[2], m[3], m[4], m[5], self.2, self.0
+        )
+    }
+}
+
+/// Renders "neighbour IP on ifindex N" for neighbour errors.
+struct NeighTarget(u32, IpAddr);
+
+impl std::fmt::Display for NeighTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "neighbour {} on ifindex {}", self.1, self.0)
     }
 }
 

@@ -11,6 +11,8 @@
 //!   traffic (Docker, iptables-nft, another table's drop policy, firewalld);
 //! - [`ipam`]: processes sharing an IPAM state directory (re-executes this binary as workers);
 //! - [`netlink`]: the rtnetlink layer;
+//! - [`overlay`]: overlay (VXLAN) networks across "hosts" (namespaces joined by an underlay
+//!   bridge);
 //! - [`shared`]: networks shared between processes (open, release, leave) and automatic
 //!   subnets (re-executes this binary as workers);
 //! - [`unfriendly`]: the firewall and CNM expectations again, on a host namespace that starts
@@ -25,5 +27,6 @@ mod firewall;
 mod foreign_firewall;
 mod ipam;
 mod netlink;
+mod overlay;
 mod shared;
 mod unfriendly;

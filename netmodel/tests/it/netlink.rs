@@ -278,6 +278,7 @@ fn vxlan_with_vni_addresses_device_and_port() {
             remote: Some(ip("192.0.2.2")),
             dev: Some(under),
             port: None,
+            static_fdb: false,
         },
     );
     add(&mut n, &l);
@@ -291,7 +292,14 @@ fn vxlan_with_vni_addresses_device_and_port() {
     let name6 = unique_name("vx");
     let l6 = NewLink::new(
         &name6,
-        LinkKind::Vxlan { vni: 7, local: None, remote: Some(ip("ff05::42")), dev: Some(under), port: Some(8472) },
+        LinkKind::Vxlan {
+            vni: 7,
+            local: None,
+            remote: Some(ip("ff05::42")),
+            dev: Some(under),
+            port: Some(8472),
+            static_fdb: false,
+        },
     );
     add(&mut n, &l6);
     let d = ip_details(&ns, &name6)["linkinfo"]["info_data"].clone();
