@@ -161,6 +161,20 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
             None => fail(err, Stage::Join, libc::EBADF, None),
         }
     }
+    // Mount and time namespaces joined by handle (`Command::join_ns`): a thread of the
+    // caller cannot enter those, the single-threaded child can. The mount steps below then
+    // run in the joined mount namespace.
+    for (join, role, flag) in [
+        (plan.join_mount, FdRole::JoinMount, libc::CLONE_NEWNS),
+        (plan.join_time, FdRole::JoinTime, crate::sys::consts::CLONE_NEWTIME as libc::c_int),
+    ] {
+        if join {
+            match fds.get(role) {
+                Some(fd) => check(err, Stage::Join, raw::setns(fd, flag)),
+                None => fail(err, Stage::Join, libc::EBADF, None),
+            }
+        }
+    }
 
     // The time namespace comes before the switch to root of the new user namespace: that
     // switch changes the euid (e.g. from global root to the mapped 100000), which makes the

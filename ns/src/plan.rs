@@ -89,6 +89,11 @@ pub(crate) struct Plan {
     /// `setns(pidfd, flags)` into the process passed as [`FdRole::Join`], right after the
     /// sync point (see `Command::join`).
     pub join: Option<libc::c_int>,
+    /// `setns` into the mount namespace passed as [`FdRole::JoinMount`] right after
+    /// [`Plan::join`]: the mount steps then run in it (see `Command::join_ns`).
+    pub join_mount: bool,
+    /// `setns` into the time namespace passed as [`FdRole::JoinTime`], with the mount one.
+    pub join_time: bool,
     /// The name of the fifo in the directory passed as [`FdRole::StartGate`] that the child
     /// opens for writing (blocking until a reader comes) before its confinement and exec
     /// (see `Command::start_gate`).
@@ -171,6 +176,10 @@ pub(crate) enum FdRole {
     SeccompNotify,
     /// The pidfd of the process whose namespaces the child joins ([`crate::Command::join`]).
     Join,
+    /// A mount namespace file the child joins itself ([`crate::Command::join_ns`]).
+    JoinMount,
+    /// A time namespace file the child joins itself ([`crate::Command::join_ns`]).
+    JoinTime,
     /// An `O_PATH` descriptor of the directory holding the start gate's fifo
     /// ([`crate::Command::start_gate`]).
     StartGate,

@@ -33,15 +33,20 @@
 //!
 //! Namespaces joined by `path` (`/proc/PID/ns/*` or a bind-mounted nsfs file, as CRI-O and
 //! `podman pod` give them): network, ipc, uts, pid (the process is then a member of that pid
-//! namespace, not its init) and cgroup (`SandboxSpec::join_namespaces`). A `hostname` or
-//! `domainname` with a joined UTS namespace is set in it, as runc does.
+//! namespace, not its init), cgroup, time and mount (`SandboxSpec::join_namespaces`). A
+//! `hostname` or `domainname` with a joined UTS namespace is set in it, as runc does. A
+//! joined mount namespace is where the rootfs is set up — the mounts and `pivot_root` change
+//! it for everyone in it, as runc's do (runc joins it and sets the rootfs up there without a
+//! new one); not with a new user namespace (refused: its root would hold no CAP_SYS_ADMIN
+//! over the joined namespace; runc fails there too). A time namespace joined by path takes no
+//! `timeOffsets` (they need a new one).
 //!
 //! Refused, naming the field (never silently dropped): `process.apparmorProfile`, `process.selinuxLabel`,
 //! `process.ioPriority`, `process.scheduler`, `process.capabilities.ambient` and
 //! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted
-//! sets that differ from the bounding set, `process.user.username`, mount, user and time
-//! namespaces joined by `path` (nook needs its own mount namespace; one thread cannot enter a
-//! user namespace), `linux.timeOffsets` without a new time namespace or for other clocks than
+//! sets that differ from the bounding set, `process.user.username`, a user namespace joined by `path`
+//! (nook clones the container's new namespaces from the caller's user namespace, so they
+//! would not belong to the joined one; runc 1.1 joins it and wants mappings it does not use), `linux.timeOffsets` without a new time namespace or for other clocks than
 //! `monotonic` and `boottime`, an unknown or `shared`/`rshared` `linux.rootfsPropagation`, id mappings without a new user namespace, other
 //! mount types or standard mounts elsewhere or with other options, a `cgroup` mount without
 //! `ro`, bind options other than `bind`/`rbind`/`ro`/`rw`/propagation
@@ -354,10 +359,13 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
                 LinuxNamespaceType::Uts => Namespace::Uts,
                 LinuxNamespaceType::Pid => Namespace::Pid,
                 LinuxNamespaceType::Cgroup => Namespace::Cgroup,
-                _ => {
+                LinuxNamespaceType::Time => Namespace::Time,
+                LinuxNamespaceType::Mount => Namespace::Mount,
+                LinuxNamespaceType::User => {
                     return Err(refuse(
                         format!("linux.namespaces[{name}].path"),
-                        "joining a mount, user or time namespace by path is not supported (network, ipc, uts, pid and cgroup are)",
+                        "joining a user namespace by path is not supported (the namespaces nook creates would \
+                         belong to the caller's user namespace; every other kind can be joined)",
                     ));
                 }
             };
@@ -399,8 +407,19 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     if mapped && !set.has(Namespace::User) {
         return Err(refuse("linux.uidMappings/gidMappings", "id mappings need a new user namespace"));
     }
-    if !set.has(Namespace::Mount) || !(set.has(Namespace::Pid) || joined.has(Namespace::Pid)) {
-        return Err(refuse("linux.namespaces", "nook needs a new mount namespace and a new or joined pid namespace"));
+    if joined.has(Namespace::Mount) && set.has(Namespace::User) {
+        return Err(refuse(
+            "linux.namespaces[mount].path",
+            "a mount namespace joined by path with a new user namespace (its root could not set the rootfs up in it)",
+        ));
+    }
+    if !(set.has(Namespace::Mount) || joined.has(Namespace::Mount))
+        || !(set.has(Namespace::Pid) || joined.has(Namespace::Pid))
+    {
+        return Err(refuse(
+            "linux.namespaces",
+            "nook needs a new or joined mount namespace and a new or joined pid namespace",
+        ));
     }
     b.namespaces(set);
     b.network(if net { NetworkMode::None } else { NetworkMode::Host });
