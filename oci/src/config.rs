@@ -70,6 +70,9 @@ pub(crate) struct Mapped {
     pub(crate) builder: SandboxBuilder,
     pub(crate) rootfs: PathBuf,
     pub(crate) spec: Spec,
+    /// The cgroup given to the builder (`create` names it when `cgroupsPath` does not, and
+    /// records it before the spawn: see `commands.rs`).
+    pub(crate) cgroup: CgroupSpec,
 }
 
 /// Loads `<bundle>/config.json`.
@@ -110,8 +113,8 @@ pub(crate) fn map(spec: Spec, bundle: &Path) -> Result<Mapped, Error> {
     }
     process(&spec, &mut b)?;
     mounts(&spec, &mut b)?;
-    linux(&spec, &mut b)?;
-    Ok(Mapped { builder: b, rootfs, spec })
+    let cgroup = linux(&spec, &mut b)?;
+    Ok(Mapped { builder: b, rootfs, spec, cgroup })
 }
 
 fn process(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
@@ -329,7 +332,7 @@ fn clock_offsets(
     Ok(out)
 }
 
-fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
+fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<CgroupSpec, Error> {
     let Some(l) = spec.linux() else { return Err(refuse("linux", "missing")) };
     let unsupported: [(&str, bool); 5] = [
         ("linux.mountLabel", l.mount_label().as_deref().is_some_and(|s| !s.is_empty())),
@@ -369,6 +372,14 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
                     ));
                 }
             };
+            if kind == Namespace::Mount && same_file(path, Path::new("/proc/self/ns/mnt")) {
+                // runc would set the rootfs up there, pivoting the root of every process
+                // of the host's namespace: refused.
+                return Err(refuse(
+                    format!("linux.namespaces[{name}].path"),
+                    "the runtime's own mount namespace (the rootfs would be set up in it)",
+                ));
+            }
             b.join_namespace(kind, path);
             joined = joined.with(kind);
             continue;
@@ -444,7 +455,7 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     }
     let nodes = l.devices().as_ref().is_some_and(|d| !d.is_empty());
     device_rules(l.resources().as_ref().and_then(|r| r.devices().as_deref()), nodes, &mut cg)?;
-    b.cgroup(cg);
+    b.cgroup(cg.clone());
     // Confinement.
     let sec = b.security_mut();
     sec.masked_paths = Some(l.masked_paths().iter().flatten().map(PathBuf::from).collect());
@@ -459,7 +470,17 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
             SeccompMode::Profile(profile)
         }
     };
-    Ok(())
+    Ok(cg)
+}
+
+/// Whether `a` and `b` are the same file (namespace files: the same namespace); `false`
+/// when either cannot be read (the spawn reports a bad path).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
 }
 
 /// `cgroupsPath`: relative → below our own cgroup (the spec's parent left to the default);

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{ContainerState, State};
 use serde::{Deserialize, Serialize};
 
+use nook_cgroup::CgroupSpec;
 use nook_sandbox::detached::{Detached, DetachedRecord};
 
 use crate::error::{Error, SysContext};
@@ -79,6 +80,60 @@ impl ContainerDir {
 
     pub(crate) fn fifo(&self) -> PathBuf {
         self.dir.join(FIFO)
+    }
+
+    /// The cgroup a `create` in progress places the container in, written before the spawn
+    /// and removed when `create` is done (state, hooks, pid file): what is left of a
+    /// `create` killed in between is found from it ([`ContainerDir::reap_partial`]).
+    fn creating_file(&self) -> PathBuf {
+        self.dir.join("creating.json")
+    }
+
+    /// Records the cgroup of a `create` about to spawn the container.
+    pub(crate) fn begin_create(&self, cgroup: &CgroupSpec) -> Result<(), Error> {
+        let path = self.creating_file();
+        let text = serde_json::to_vec(cgroup).map_err(|source| Error::Json { path: path.clone(), source })?;
+        std::fs::write(&path, text).sys("write", &path)
+    }
+
+    /// The `create` in progress is done: the container is no longer partial.
+    pub(crate) fn end_create(&self) -> Result<(), Error> {
+        let path = self.creating_file();
+        std::fs::remove_file(&path).sys("unlink", &path)
+    }
+
+    /// Whether the directory is what a `create` killed midway left (checked under the id's
+    /// lock, so no `create` is still running): its record of the cgroup is still there, or
+    /// it never wrote one.
+    pub(crate) fn is_partial(&self) -> bool {
+        self.creating_file().exists() || (self.dir.exists() && !self.state_file().exists())
+    }
+
+    /// Tears down what a killed `create` left ([`ContainerDir::is_partial`]): every
+    /// process of the cgroup it recorded (the container's process waiting at the fifo),
+    /// the cgroup, then the directory.
+    pub(crate) fn reap_partial(&self) -> Result<(), Error> {
+        let path = self.creating_file();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let spec: CgroupSpec =
+                    serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
+                match nook_cgroup::Cgroup::open(&spec) {
+                    Ok(cg) => {
+                        cg.kill_all().map_err(nook_sandbox::Error::from)?;
+                        cg.remove().map_err(nook_sandbox::Error::from)?;
+                    }
+                    // Not made yet (or gone).
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => return Err(nook_sandbox::Error::from(e).into()),
+                }
+            }
+            // Killed before it recorded anything: nothing was spawned.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).sys("read", path),
+        }
+        crate::log::debug(&format!("removed what a killed create of {} left", self.id));
+        self.remove()
     }
 
     /// Loads the stored state; [`Error::NotFound`] without one.
