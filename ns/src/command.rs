@@ -503,9 +503,11 @@ impl Command {
     /// The spawn returns before the child blocks: once the program is found (an executable
     /// candidate path, checked with `faccessat(X_OK)`; [`Stage::Exec`] if none, as runc's
     /// `create` fails) and the gate too (`openat(O_PATH)`; [`Stage::StartGate`] if not) the
-    /// child closes its error pipe, so a failure of a later step (opening the fifo,
-    /// confinement, the exec itself) is not reported as a [`SpawnError`]: the child exits
-    /// with status 127. The child's signals stay blocked while it waits (they
+    /// child closes its error pipe, so a failure of a later step (confinement, the exec
+    /// itself) is not reported as a [`SpawnError`]: the child writes it to its stderr as
+    /// runc's init does (`exec NAME: no such file or directory`; `seccomp: …` and the like
+    /// for the confinement steps) and exits with status 1, as runc's; a failure to open or
+    /// write the fifo exits with status 127 silently. The child's signals stay blocked while it waits (they
     /// are delivered at exec); `SIGKILL` ends it. Never vfork-style.
     pub fn start_gate(&mut self, dir: impl Into<OwnedFd>, name: impl AsRef<OsStr>) -> &mut Self {
         self.start_gate = Some((dir.into(), name.as_ref().to_owned()));

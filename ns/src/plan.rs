@@ -17,7 +17,7 @@ pub(crate) type PreExecHook = Box<dyn FnMut() -> io::Result<()> + Send + Sync>;
 
 /// A NULL-terminated array of C strings, kept alive together with its pointers.
 pub(crate) struct CStringArray {
-    _items: Vec<CString>,
+    items: Vec<CString>,
     ptrs: Vec<*const libc::c_char>,
 }
 
@@ -25,7 +25,12 @@ impl CStringArray {
     pub(crate) fn new(items: Vec<CString>) -> Self {
         let mut ptrs: Vec<*const libc::c_char> = items.iter().map(|c| c.as_ptr()).collect();
         ptrs.push(std::ptr::null());
-        CStringArray { _items: items, ptrs }
+        CStringArray { items, ptrs }
+    }
+
+    /// The first string (a program's `argv[0]`).
+    pub(crate) fn first(&self) -> Option<&std::ffi::CStr> {
+        self.items.first().map(CString::as_c_str)
     }
 
     pub(crate) fn as_ptr(&self) -> *const *const libc::c_char {
@@ -33,7 +38,7 @@ impl CStringArray {
     }
 }
 
-// SAFETY: the pointers point into the heap buffers of `_items`, which the array owns and
+// SAFETY: the pointers point into the heap buffers of `items`, which the array owns and
 // never changes after `new`; moving or sharing the array moves or shares those buffers
 // with it (like std's `Argv` in its `Command`).
 unsafe impl Send for CStringArray {}

@@ -203,7 +203,8 @@ fn create(
     let made = (|| {
         dir.begin_create(&cgroup)?;
         let gate = make_fifo(&dir)?;
-        let sb = mapped.builder.spawn_detached(Some((gate, OsString::from(FIFO))))?;
+        let sb =
+            mapped.builder.spawn_detached(Some((gate, OsString::from(FIFO)))).map_err(|e| exec_error(e, &process))?;
         let written = (|| {
             let record = sb.detached_record()?;
             let annotations = mapped.spec.annotations().clone();
@@ -259,6 +260,18 @@ fn create(
             let _ = dir.remove();
             Err(e)
         }
+    }
+}
+
+/// A spawn that failed because the program is not there to exec says so with its name, as
+/// runc's `create` does (`exec: "NAME": no such file or directory`); other errors as they are.
+fn exec_error(e: nook_sandbox::Error, process: &oci_spec::runtime::Process) -> Error {
+    match &e {
+        nook_sandbox::Error::Ns(nook_ns::Error::Spawn(s)) if s.stage == nook_ns::Stage::Exec => {
+            let name = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
+            Error::Exec { name, source: std::io::Error::from_raw_os_error(s.errno) }
+        }
+        _ => e.into(),
     }
 }
 
