@@ -19,6 +19,9 @@ pub(crate) const FIFO: &str = "exec.fifo";
 /// A container's status as runc reports it (oci-spec's `ContainerState` has no `paused`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Status {
+    /// `create` is at work (its hooks), or was killed midway (see
+    /// [`ContainerDir::is_partial`]).
+    Creating,
     Created,
     Running,
     Paused,
@@ -28,6 +31,7 @@ pub(crate) enum Status {
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
             Status::Paused => "paused",
@@ -181,11 +185,14 @@ impl Container {
         Ok(Container { dir, stored, sandbox })
     }
 
-    /// created / running / paused / stopped (see the crate docs): paused when the kernel
-    /// reports its cgroup frozen, whatever it was before (as runc).
+    /// creating / created / running / paused / stopped (see the crate docs): creating while
+    /// `create` has not finished (its hooks run with it; or it was killed), paused when the
+    /// kernel reports its cgroup frozen, whatever it was before (as runc).
     pub(crate) fn status(&self) -> Result<Status, Error> {
         if !self.sandbox.is_running()? {
             Ok(Status::Stopped)
+        } else if self.dir.creating_file().exists() {
+            Ok(Status::Creating)
         } else if self.is_frozen() {
             Ok(Status::Paused)
         } else if self.dir.fifo().exists() {

@@ -81,6 +81,8 @@ fn delete_waits_for_a_create_in_progress() {
     let b = rt.bundle(&tmp, "lkd", &["sleep", "1000"], |c| hook(c, &script));
     let (mut create, _, create_err) = rt.spawn(&["create", "--bundle", p(&b), "lkd"]);
     wait_file(&m1);
+    // The OCI status while create runs its hooks.
+    assert_eq!(rt.status("lkd"), "creating");
     let del = rt.run(&["delete", "--force", "lkd"]);
     assert_eq!(del.code, 0, "{del:?}");
     assert!(m2.exists(), "delete returned while create was still in its hook");
@@ -121,6 +123,7 @@ fn killed_create_is_cleaned_up() {
     };
     let first = killed_create(1);
     assert!(alive(first), "the container's process waits at the fifo");
+    assert_eq!(rt.status("lkk"), "creating");
     assert!(!rt.cgroup_dirs("lkk-b1").is_empty());
     let start = rt.run(&["start", "lkk"]);
     assert_eq!(start.code, 1, "{start:?}");
