@@ -41,8 +41,9 @@ pub struct SandboxSpec {
     /// only with [`NetworkMode::None`].
     pub namespaces: Option<NamespaceSet>,
     /// Existing namespaces to join instead of creating them — network, IPC, UTS, pid,
-    /// cgroup, time or mount (not user), each named by a namespace file (`/proc/PID/ns/net`, a bind-mounted nsfs file
-    /// such as `/run/netns/NAME`), as a pod's containers share their infra container's. A
+    /// cgroup, time or mount (not user), each named by a namespace file
+    /// (`/proc/PID/ns/net`, a bind-mounted nsfs file such as `/run/netns/NAME`), as a
+    /// pod's containers share their infra container's. A
     /// kind joined here is not also in [`SandboxSpec::namespaces`]; a joined network
     /// namespace goes with [`NetworkMode::Host`] (the sandbox makes no network of its own);
     /// a host or domain name is set in a joined UTS namespace (as runc does: a pod's
