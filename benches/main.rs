@@ -21,7 +21,8 @@
 //! - `unionfs` (`unionfs.rs`): overlay mount+unmount with 1–500 layers against the same
 //!   syscalls in C; applying a layer tarball against `tar -x`.
 //! - `oci` (`oci.rs`): `nook-oci run` of `/bin/true` against `runc run` and `crun run` on
-//!   the identical bundle (build `cargo build --release -p nook-oci` first).
+//!   the identical bundle, and `podman --runtime` with each (build `cargo build --release -p
+//!   nook-oci` first).
 //!
 //! At the end (in `--bench` mode) a Markdown summary of the medians and the nook/baseline
 //! ratios is printed; `BENCHMARKS.md` holds one such run and its analysis.

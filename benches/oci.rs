@@ -27,16 +27,22 @@
 //! bind-mounted over the hierarchy's mount point, and crun's cgroups land in the same place
 //! as runc's. The host's mounts are never touched; the namespace goes when the thread ends.
 //!
+//! The same three under podman (`podman+TOOL`, see [`PodmanEnv`]): `podman --runtime TOOL
+//! run --rm` of `/bin/true` on the busybox rootfs imported as an image, in the same run;
+//! skipped with the reason printed without podman or conmon.
+//!
 //! Besides criterion's samples, [`rounds`] measures the tools interleaved (each round runs
 //! every tool `PER_ROUND` times, the order rotating) and prints per-tool medians, the range
-//! of the round medians and the per-round ratios, and writes them as CSV to
+//! of the round medians and the per-round ratios (to nook-oci driven the same way), and writes them as CSV to
 //! `<criterion dir>/oci-launch.csv` (`benches/results/oci-launch.csv` is one such file,
 //! `benches/chart/oci-chart.py` draws it).
 
 use std::ffi::CString;
 use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -118,6 +124,8 @@ pub(crate) struct Tool {
     config: Value,
     /// crun: the runs go through the thread in the private mount namespace.
     ns: Option<NsRunner>,
+    /// `podman --runtime <bin> run --rm` instead of `<bin> run`.
+    podman: Option<Arc<PodmanEnv>>,
     runs: u32,
 }
 
@@ -133,12 +141,33 @@ impl Tool {
             cgroup_base: format!("nk-bench-oci-{}-{name}", std::process::id()),
             config: config.clone(),
             ns,
+            podman: None,
             runs: 0,
         }
     }
 
+    /// The runtime of this tool driven by podman (see [`PodmanEnv`]).
+    fn with_podman(mut self, podman: Arc<PodmanEnv>) -> Tool {
+        self.podman = Some(podman);
+        self
+    }
+
     /// One timed `run` of a fresh container; the state directory checked afterwards.
     pub(crate) fn launch(&mut self) -> Result<Duration, String> {
+        if let Some(pm) = &self.podman {
+            let mut cmd = pm.run_true(&self.bin, &self.root);
+            let err = self.root.with_extension("stderr");
+            cmd.stderr(File::create(&err).map_err(|e| format!("stderr file: {e}"))?);
+            let (elapsed, status) = match &self.ns {
+                Some(ns) => ns.run(cmd)?,
+                None => timed(cmd)?,
+            };
+            if !status.success() {
+                let text = std::fs::read_to_string(&err).unwrap_or_default();
+                return Err(format!("{}: {status}: {}", self.name, text.trim()));
+            }
+            return Ok(elapsed);
+        }
         self.runs += 1;
         let id = format!("nk-bench-{}", self.runs);
         self.config["linux"]["cgroupsPath"] = Value::String(format!("{}/{}", self.cgroup_base, self.runs));
@@ -196,10 +225,16 @@ pub(crate) struct NsRunner {
 
 impl NsRunner {
     pub(crate) fn start() -> Result<NsRunner, String> {
+        NsRunner::start_with(true)
+    }
+
+    /// `own_cgroups`: bind this process's own v1 cgroups over the hierarchies' mount points
+    /// (for crun's relative `cgroupsPath`; podman gives it an absolute one: no binds).
+    fn start_with(own_cgroups: bool) -> Result<NsRunner, String> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
         let thread = std::thread::spawn(move || {
-            let setup = private_cgroup_v1_view();
+            let setup = private_cgroup_v1_view(own_cgroups);
             let ok = setup.is_ok();
             let _ = ready_tx.send(setup);
             if !ok {
@@ -245,7 +280,7 @@ fn last_os_error(call: &str, path: &Path) -> String {
 
 /// On the calling thread only: a private mount namespace in which the cgroup2 mount of the
 /// hybrid layout is gone and each v1 hierarchy's mount point shows this process's own cgroup.
-fn private_cgroup_v1_view() -> Result<(), String> {
+fn private_cgroup_v1_view(own_cgroups: bool) -> Result<(), String> {
     // SAFETY: unshare has no memory preconditions; CLONE_NEWNS (with the implied CLONE_FS)
     // affects only this thread.
     if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
@@ -273,7 +308,7 @@ fn private_cgroup_v1_view() -> Result<(), String> {
             return Err(last_os_error("umount2", unified));
         }
     }
-    for own in own_cgroup_dirs() {
+    for own in own_cgroup_dirs().into_iter().filter(|_| own_cgroups) {
         let Some(mount) = v1_mount_point(&own) else { continue };
         if own == mount {
             continue;
@@ -333,7 +368,195 @@ fn tools(dir: &Path) -> Vec<Tool> {
         which("crun").ok_or_else(|| "crun is not installed (apt-get install crun)".into()),
         hybrid.then(NsRunner::start),
     );
+    // The same runtimes under podman.
+    let pm = match PodmanEnv::new(dir) {
+        Ok(pm) => Arc::new(pm),
+        Err(e) => {
+            eprintln!("oci: podman rows skipped: {e}");
+            return out;
+        }
+    };
+    let direct: Vec<(&'static str, PathBuf)> = out.iter().map(|t| (t.name, t.bin.clone())).collect();
+    for (name, bin) in direct {
+        let podman_name = match name {
+            "nook-oci" => "podman+nook-oci",
+            "runc" => "podman+runc",
+            _ => "podman+crun",
+        };
+        // crun: podman (and conmon, and crun) in the private namespace without cgroup2.
+        let ns = match (name == "crun" && hybrid).then(|| NsRunner::start_with(false)).transpose() {
+            Ok(ns) => ns,
+            Err(e) => {
+                eprintln!("oci: {podman_name} skipped: private mount namespace: {e}");
+                continue;
+            }
+        };
+        let mut t = Tool::new(podman_name, bin, dir, &config, ns).with_podman(pm.clone());
+        match t.launch() {
+            Ok(_) => out.push(t),
+            Err(e) => eprintln!("oci: {podman_name} skipped: its first run failed: {e}"),
+        }
+    }
     out
+}
+
+/// podman 4.3 (Debian) with a tool as `--runtime`: `podman run --rm --network none
+/// --cgroup-parent P nk-busybox /bin/true`, spawn to exit, everything of podman's in the
+/// bench directory (storage with the vfs driver, runroot, tmpdir, network config), the
+/// repo's `oci/tests/podman/containers.conf` (as `oci/tests/it/podman.rs`), the image the
+/// bench's busybox rootfs imported with `podman import` (no download), the cgroups below an
+/// `nk` `--cgroup-parent` under the bench's own cgroup, removed at the end with the
+/// directories of that path podman made.
+pub(crate) struct PodmanEnv {
+    dir: PathBuf,
+    cgroup_parent: String,
+    /// The directories of `cgroup_parent` (every hierarchy) that did not exist before.
+    made: Vec<PathBuf>,
+}
+
+impl PodmanEnv {
+    fn new(bench_dir: &Path) -> Result<PodmanEnv, String> {
+        which("podman").ok_or("podman is not installed")?;
+        which("conmon").ok_or("conmon is not installed")?;
+        let dir = bench_dir.join("podman");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir: {e}"))?;
+        let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| format!("/proc/self/cgroup: {e}"))?;
+        let deepest = own.lines().filter_map(|l| l.splitn(3, ':').nth(2)).max_by_key(|p| p.len()).unwrap_or("/");
+        let cgroup_parent = format!("{}/nk-bench-podman-{}", deepest.trim_end_matches('/'), std::process::id());
+        let mut made = Vec::new();
+        for root in hierarchy_roots() {
+            let mut d = root.clone();
+            for part in cgroup_parent.trim_start_matches('/').split('/') {
+                d.push(part);
+                if !d.exists() {
+                    made.push(d.clone());
+                }
+            }
+        }
+        let pm = PodmanEnv { dir, cgroup_parent, made };
+        let tar = pm.dir.join("rootfs.tar");
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(bench_dir.join("rootfs"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .map_err(|e| format!("tar: {e}"))?;
+        if !st.success() {
+            return Err(format!("tar of the rootfs: {st}"));
+        }
+        let mut import = pm.command();
+        import.arg("import").arg(&tar).arg("nk-busybox").stdout(Stdio::null()).stderr(Stdio::piped());
+        // `podman import` writes containers/image's blob info cache to
+        // /var/lib/containers/cache whatever the flags: a private tmpfs on /var/lib.
+        // SAFETY: only system calls between fork and exec (`private_var_lib`).
+        unsafe { import.pre_exec(private_var_lib) };
+        let out = import.output().map_err(|e| format!("podman import: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("podman import: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(pm)
+    }
+
+    fn sub(&self, name: &str) -> PathBuf {
+        let d = self.dir.join(name);
+        let _ = std::fs::create_dir_all(&d);
+        d
+    }
+
+    /// `podman` with the isolating flags (no runtime yet).
+    fn command(&self) -> Command {
+        let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("oci/tests/podman/containers.conf");
+        let mut cmd = Command::new("podman");
+        cmd.env("CONTAINERS_CONF", conf)
+            .env("TMPDIR", self.sub("tmp"))
+            .arg("--root")
+            .arg(self.sub("root"))
+            .arg("--runroot")
+            .arg(self.sub("runroot"))
+            .arg("--tmpdir")
+            .arg(self.sub("libpod"))
+            .arg("--network-config-dir")
+            .arg(self.sub("net"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    /// The timed command: `run --rm` of `/bin/true` with `runtime` (its `--root` `root`).
+    fn run_true(&self, runtime: &Path, root: &Path) -> Command {
+        let mut cmd = self.command();
+        cmd.arg("--runtime")
+            .arg(runtime)
+            .arg("--runtime-flag")
+            .arg(format!("root={}", root.display()))
+            .args(["run", "--rm", "--network", "none", "--cgroup-parent", &self.cgroup_parent])
+            .args(["nk-busybox", "/bin/true"]);
+        cmd
+    }
+
+    /// Whether a process other than us still has our directory on its command line
+    /// (conmon, podman's exit command `container cleanup`).
+    fn busy(&self) -> bool {
+        let me = std::process::id().to_string();
+        let needle = self.dir.as_os_str().as_encoded_bytes().to_vec();
+        std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|e| {
+            let name = e.file_name();
+            name.to_str().is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()) && n != me)
+                && std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
+        })
+    }
+}
+
+impl Drop for PodmanEnv {
+    fn drop(&mut self) {
+        for args in [&["rm", "--all", "--force", "--time", "0"][..], &["rmi", "--all", "--force"][..]] {
+            let _ = self.command().args(args).stderr(Stdio::null()).status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.busy() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for root in hierarchy_roots() {
+            remove_cgroup_tree(&root.join(self.cgroup_parent.trim_start_matches('/')));
+        }
+        self.made.sort_by_key(|d| std::cmp::Reverse(d.as_os_str().len()));
+        for d in &self.made {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// The cgroup hierarchies' mount points (v1 controllers, named hierarchies, v2).
+fn hierarchy_roots() -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+    text.lines()
+        .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// In the child before exec: a private mount namespace with a tmpfs on `/var/lib`.
+fn private_var_lib() -> std::io::Result<()> {
+    // SAFETY: plain system calls with NUL-terminated constant strings.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0
+            || libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            || libc::mount(c"nk-varlib".as_ptr(), c"/var/lib".as_ptr(), c"tmpfs".as_ptr(), 0, std::ptr::null()) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -369,8 +592,13 @@ fn rounds(tools: &mut [Tool]) {
     println!("\n### oci: interleaved rounds ({ROUNDS} rounds × {PER_ROUND} runs of each tool)\n");
     println!("| tool | median | round medians (min–max) | nook-oci / tool (median, min–max of rounds) |");
     println!("|---|---:|---:|---:|");
-    let nook = tools.iter().position(|t| t.name == "nook-oci");
+    // Each row's ratio is to nook-oci driven the same way (directly, or by podman).
+    let nook_of = |t: usize| {
+        let want = if tools[t].podman.is_some() { "podman+nook-oci" } else { "nook-oci" };
+        tools.iter().position(|x| x.name == want)
+    };
     for t in 0..k {
+        let nook = nook_of(t);
         let m = median(&mut all[t].clone());
         let mut rm = round_medians[t].clone();
         rm.sort_by(f64::total_cmp);
@@ -422,12 +650,13 @@ pub fn oci(c: &mut Criterion, report: &mut Report) {
         }
         g.finish();
         let names: Vec<&'static str> = tools.iter().map(|t| t.name).collect();
-        if names.contains(&"nook-oci") {
-            for base in names.iter().filter(|n| **n != "nook-oci") {
+        for base in &names {
+            let nook = if base.starts_with("podman+") { "podman+nook-oci" } else { "nook-oci" };
+            if *base != nook && names.contains(&nook) {
                 report.pair(
                     "oci",
-                    format!("run /bin/true: nook-oci vs {base}"),
-                    "run_true/nook-oci",
+                    format!("run /bin/true: {nook} vs {base}"),
+                    format!("run_true/{nook}"),
                     format!("run_true/{base}"),
                 );
             }

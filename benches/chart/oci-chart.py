@@ -5,7 +5,8 @@ Input: the CSV the `oci` bench group writes (`<criterion dir>/oci-launch.csv`; t
 run is `benches/results/oci-launch.csv`): one row per tool with `tool`, `median_ms`,
 `round_min_ms`, `round_max_ms`, `runs` and nook-oci's ratio to it. Output: an SVG bar chart
 (median per tool, the range of the interleaved rounds' medians as a whisker, the numbers on
-the bars, the issue's goals as dashed lines). Python 3 standard library only.
+the bars, the issue's goals as dashed lines; `podman+TOOL` rows: `podman run --rm` with TOOL
+as `--runtime`, their ratio to podman+nook-oci). Python 3 standard library only.
 
     python3 benches/chart/oci-chart.py [CSV] [SVG]
     (defaults: benches/results/oci-launch.csv, BENCHMARKS-oci-launch.svg; run from the repo root)
@@ -15,7 +16,8 @@ import csv
 import sys
 from xml.sax.saxutils import escape
 
-COLORS = {"nook-oci": "#2b8a3e", "runc": "#1c7ed6", "crun": "#e8590c"}
+COLORS = {"nook-oci": "#2b8a3e", "runc": "#1c7ed6", "crun": "#e8590c",
+          "podman+nook-oci": "#69db7c", "podman+runc": "#74c0fc", "podman+crun": "#ffa94d"}
 GOALS = {"crun": 0.25, "runc": 0.1}  # issue 15: nook-oci <= 0.25x crun and <= 0.1x runc
 
 
@@ -36,7 +38,7 @@ def nice_max(v):
 
 
 def draw(rows, title):
-    width, left, right, top, bar_h, gap = 900, 100, 290, 96, 34, 22
+    width, left, right, top, bar_h, gap = 960, 140, 330, 96, 34, 22
     height = top + len(rows) * (bar_h + gap) + 80
     plot_w = width - left - right
     top_v = max(r["round_max_ms"] for r in rows)
@@ -63,7 +65,7 @@ def draw(rows, title):
         out.append(f'<text x="{x(t):.1f}" y="{plot_bottom + 18}" text-anchor="middle" fill="#555">{t:g}</text>')
         t += step
     out.append(f'<text x="{left + plot_w / 2}" y="{plot_bottom + 40}" text-anchor="middle">'
-               "launch latency: `TOOL run` of /bin/true, spawn to exit (ms)</text>")
+               "launch latency: `TOOL run` / `podman --runtime TOOL run --rm` of /bin/true, spawn to exit (ms)</text>")
     for i, r in enumerate(rows):
         y = top + i * (bar_h + gap)
         color = COLORS.get(r["tool"], "#868e96")
@@ -79,7 +81,8 @@ def draw(rows, title):
         label = f"{m:.2f} ms ({lo:.2f}–{hi:.2f})"
         ratio = r.get("nook_ratio_median") or ""
         if ratio:
-            label += f" · nook-oci/{r['tool']} = {float(ratio):.2f}×"
+            # podman rows: the ratio of podman+nook-oci to the row.
+            label += f" · nook-oci: {float(ratio):.2f}×"
         out.append(f'<text x="{max(x(hi), x(m)) + 8:.1f}" y="{cy + 5}">{escape(label)}</text>')
     for k, (name, v) in enumerate(sorted(goals, key=lambda g: g[1])):
         y_label = top - 12 - 14 * k

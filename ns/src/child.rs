@@ -92,7 +92,23 @@ impl ChildFds {
 }
 
 /// Reports a failure to the parent and exits. Allocation-free.
+/// The error "descriptor" once the start gate is passed (`Command::start_gate`): the error
+/// pipe is closed — the spawn returned long before — so [`fail`] reports on the program's
+/// stderr instead, as text (runc's init's words: `exec NAME: no such file or directory`),
+/// and the exit status is 1, as runc's.
+const AFTER_GATE: RawFd = -2;
+
 fn fail(err_fd: RawFd, stage: Stage, errno: i32, step: Option<usize>) -> ! {
+    if err_fd == AFTER_GATE {
+        let what: &[u8] = match stage {
+            Stage::NoNewPrivs => b"prctl(PR_SET_NO_NEW_PRIVS)",
+            Stage::Landlock => b"landlock_restrict_self",
+            Stage::Seccomp => b"seccomp",
+            Stage::InitExec => b"exec nk-init",
+            _ => b"container setup",
+        };
+        report_after_gate(what, None, errno);
+    }
     let rec = ErrorRecord { stage: stage as u32, errno, step: step.map_or(ErrorRecord::NO_STEP, |s| s as u32) };
     raw::write_all(err_fd, &rec.encode());
     raw::exit(127)
@@ -183,6 +199,20 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
             // The pidfd stays open (close-on-exec) like every other kept descriptor.
             Some(fd) => check(err, Stage::Join, raw::setns(fd, flags)),
             None => fail(err, Stage::Join, libc::EBADF, None),
+        }
+    }
+    // Mount and time namespaces joined by handle (`Command::join_ns`): a thread of the
+    // caller cannot enter those, the single-threaded child can. The mount steps below then
+    // run in the joined mount namespace.
+    for (join, role, flag) in [
+        (plan.join_mount, FdRole::JoinMount, libc::CLONE_NEWNS),
+        (plan.join_time, FdRole::JoinTime, crate::sys::consts::CLONE_NEWTIME as libc::c_int),
+    ] {
+        if join {
+            match fds.get(role) {
+                Some(fd) => check(err, Stage::Join, raw::setns(fd, flag)),
+                None => fail(err, Stage::Join, libc::EBADF, None),
+            }
         }
     }
 
@@ -323,9 +353,13 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         }
     }
 
-    if let Some(name) = &plan.start_gate {
-        wait_at_start_gate(plan, err, fds, name);
-    }
+    let err = match &plan.start_gate {
+        Some(name) => {
+            wait_at_start_gate(plan, err, fds, name);
+            AFTER_GATE
+        }
+        None => err,
+    };
 
     // Confinement last, in this order: no_new_privs (which an unprivileged Landlock and
     // seccomp need), Landlock, then seccomp, so that the plan's own calls are not
@@ -590,7 +624,61 @@ fn exec_payload(plan: &Plan, err: RawFd) -> ! {
     if saw_eacces && last != libc::EACCES && matches!(last, libc::ENOENT | libc::ENOTDIR) {
         last = libc::EACCES;
     }
+    if err == AFTER_GATE {
+        report_after_gate(b"exec", plan.argv.first(), last);
+    }
     fail(err, Stage::Exec, last, None)
+}
+
+/// After the start gate ([`AFTER_GATE`]): `WHAT[ NAME]: ERROR` on stderr, exit status 1.
+/// No allocation: the line is built in a buffer on the stack (cut at its size).
+fn report_after_gate(what: &[u8], name: Option<&std::ffi::CStr>, errno: i32) -> ! {
+    let mut buf = [0u8; 512];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        let n = bytes.len().min(buf.len() - 1 - len);
+        buf[len..len + n].copy_from_slice(&bytes[..n]);
+        len += n;
+    };
+    put(what);
+    if let Some(name) = name {
+        put(b" ");
+        put(name.to_bytes());
+    }
+    put(b": ");
+    match errno_text(errno) {
+        Some(text) => put(text),
+        None => {
+            let mut digits = [0u8; 12];
+            let text = decimal(errno.unsigned_abs(), &mut digits);
+            // SAFETY: `decimal` wrote a NUL-terminated string into `digits`, which lives on.
+            let text = unsafe { std::ffi::CStr::from_ptr(text) };
+            put(b"errno ");
+            put(text.to_bytes());
+        }
+    }
+    put(b"\n");
+    raw::write_all(2, &buf[..len]);
+    raw::exit(1)
+}
+
+/// The text Go (and so runc) prints for the errors an exec reports.
+fn errno_text(errno: i32) -> Option<&'static [u8]> {
+    Some(match errno {
+        libc::ENOENT => b"no such file or directory",
+        libc::EACCES => b"permission denied",
+        libc::EPERM => b"operation not permitted",
+        libc::ENOEXEC => b"exec format error",
+        libc::ENOTDIR => b"not a directory",
+        libc::EISDIR => b"is a directory",
+        libc::ELOOP => b"too many levels of symbolic links",
+        libc::E2BIG => b"argument list too long",
+        libc::ENOMEM => b"cannot allocate memory",
+        libc::ETXTBSY => b"text file busy",
+        libc::EINVAL => b"invalid argument",
+        libc::ELIBBAD => b"accessing a corrupted shared library",
+        _ => return None,
+    })
 }
 
 /// Writes `v` in decimal, NUL-terminated, into `buf`; returns the text's start.

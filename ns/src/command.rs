@@ -521,9 +521,11 @@ impl Command {
     /// The spawn returns before the child blocks: once the program is found (an executable
     /// candidate path, checked with `faccessat(X_OK)`; [`Stage::Exec`] if none, as runc's
     /// `create` fails) and the gate too (`openat(O_PATH)`; [`Stage::StartGate`] if not) the
-    /// child closes its error pipe, so a failure of a later step (opening the fifo,
-    /// confinement, the exec itself) is not reported as a [`SpawnError`]: the child exits
-    /// with status 127. The child's signals stay blocked while it waits (they
+    /// child closes its error pipe, so a failure of a later step (confinement, the exec
+    /// itself) is not reported as a [`SpawnError`]: the child writes it to its stderr as
+    /// runc's init does (`exec NAME: no such file or directory`; `seccomp: …` and the like
+    /// for the confinement steps) and exits with status 1, as runc's; a failure to open or
+    /// write the fifo exits with status 127 silently. The child's signals stay blocked while it waits (they
     /// are delivered at exec); `SIGKILL` ends it. Never vfork-style.
     pub fn start_gate(&mut self, dir: impl Into<OwnedFd>, name: impl AsRef<OsStr>) -> &mut Self {
         self.start_gate = Some((dir.into(), name.as_ref().to_owned()));
@@ -599,8 +601,15 @@ impl Command {
     /// A host or domain name ([`Command::hostname`], [`Command::domainname`]) is set in a
     /// UTS namespace joined here (as runc does for a pod's containers).
     ///
-    /// A mount, user or time namespace cannot be entered by one thread of a process
-    /// ([`ValidationError::JoinUnsupported`]; [`Command::join`] joins those of a process).
+    /// A mount or time namespace cannot be entered by one thread of a multithreaded
+    /// process: the child joins those itself, single-threaded, right after the sync point
+    /// (after [`Command::join`]'s). A joined mount namespace is where the mount steps then
+    /// run — they change it, as runc's rootfs setup changes a mount namespace an OCI config
+    /// names by path — and it stands for [`Namespace::Mount`] for them; not with a new user
+    /// namespace (the child would no longer hold CAP_SYS_ADMIN over it). A user namespace
+    /// cannot be joined this way: the namespaces the clone creates would belong to the
+    /// caller's ([`ValidationError::JoinUnsupported`]; [`Command::join`] joins those of a
+    /// process).
     /// Not together with a new namespace of the same kind, nor twice the same kind, nor a
     /// kind [`Command::join_netns`] or [`Command::join`] joins too
     /// ([`ValidationError::JoinAndCreate`]).
@@ -891,6 +900,8 @@ impl Command {
             && self.pre_exec.is_empty()
             && !plan.init
             && plan.join.is_none()
+            && !plan.join_mount
+            && !plan.join_time
             && plan.time_offsets.is_none()
             && !self.force_clone2
             && !process_owner
@@ -937,6 +948,12 @@ impl Command {
         }
         if let Some((fd, _)) = &self.join {
             kept.push((FdRole::Join, fd.as_raw_fd()));
+        }
+        if let Some(ns) = self.child_joined(Namespace::Mount) {
+            kept.push((FdRole::JoinMount, ns.as_fd().as_raw_fd()));
+        }
+        if let Some(ns) = self.child_joined(Namespace::Time) {
+            kept.push((FdRole::JoinTime, ns.as_fd().as_raw_fd()));
         }
         if plan.init {
             let memfd = crate::init_exe::memfd().sys("nk-init memfd")?;
@@ -1023,7 +1040,10 @@ impl Command {
             clone_entered(own, || target.enter().map_err(ns_io_error), &mut clone)
         };
         // Namespaces joined by handle: the cloning thread enters each for the clone only.
-        let join_fds = self.join_fds.as_slice();
+        // (Mount and time namespaces: the child joins those itself.)
+        let join_fds: Vec<&NsFd> =
+            self.join_fds.iter().filter(|t| !matches!(t.kind(), Namespace::Mount | Namespace::Time)).collect();
+        let join_fds = join_fds.as_slice();
         let mut clone = move || -> std::io::Result<Cloned> { clone_entered_all(join_fds, &mut clone) };
         // With a pid namespace to join from here: the cloning thread enters it for its
         // children only (its own pid namespace never changes) and comes back right after.
@@ -1112,6 +1132,11 @@ impl Command {
         Ok((child, pipes))
     }
 
+    /// The namespace of `kind` (mount or time) the child joins itself ([`Command::join_ns`]).
+    fn child_joined(&self, kind: Namespace) -> Option<&NsFd> {
+        self.join_fds.iter().find(|t| t.kind() == kind)
+    }
+
     /// Validates everything and builds the child's plan. Pure: no system calls.
     #[cfg_attr(not(test), allow(dead_code))]
     fn prepare(&self) -> std::result::Result<Plan, ValidationError> {
@@ -1138,7 +1163,7 @@ impl Command {
         }
         for (i, target) in self.join_fds.iter().enumerate() {
             let kind = target.kind();
-            if matches!(kind, Namespace::Mount | Namespace::User | Namespace::Time) {
+            if kind == Namespace::User || (kind == Namespace::Mount && ns.has(Namespace::User)) {
                 return Err(ValidationError::JoinUnsupported { namespace: kind });
             }
             let twice = self.join_fds[..i].iter().any(|t| t.kind() == kind)
@@ -1202,16 +1227,22 @@ impl Command {
         }
 
         let mut steps = Vec::with_capacity(self.mounts.len());
+        let joins_mount = self.child_joined(Namespace::Mount).is_some();
         for step in &self.mounts {
-            need("mount steps", Namespace::Mount)?;
+            if !joins_mount {
+                need("mount steps", Namespace::Mount)?;
+            }
             if let (MountStep::LandlockRule { path, .. }, false) = (step, self.landlock_given) {
                 return Err(ValidationError::LandlockRuleWithoutRuleset { path: path.clone() });
             }
             steps.push(step.prepare()?);
         }
         crate::mount::check_root_propagation(self.root_propagation, ns.has(Namespace::User), &self.mounts)?;
-        let root_propagation =
-            if ns.has(Namespace::Mount) { self.root_propagation.map(|(p, rec)| p.flags(rec)) } else { None };
+        let root_propagation = if ns.has(Namespace::Mount) || joins_mount {
+            self.root_propagation.map(|(p, rec)| p.flags(rec))
+        } else {
+            None
+        };
 
         let time_offsets = if ns.has(Namespace::Time) {
             let mut text = String::new();
@@ -1323,6 +1354,8 @@ impl Command {
                 .map(|(_, set)| if child_joins_pid { *set } else { set.without(Namespace::Pid) })
                 .filter(|set| !set.is_empty())
                 .map(|set| set.bits() as libc::c_int),
+            join_mount: joins_mount,
+            join_time: self.child_joined(Namespace::Time).is_some(),
             start_gate: self.start_gate.as_ref().map(|(_, name)| cstring("start gate", name.as_bytes())).transpose()?,
             terminal: self.terminal.as_ref().map(|(_, size)| TerminalPlan {
                 size: size.map(|(rows, cols)| libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }),
@@ -1404,7 +1437,7 @@ fn clone_entered(
 
 /// [`clone_entered`] for every namespace of `targets`, in order: each entered before the
 /// clone and left right after (for a pid namespace: the one for children).
-fn clone_entered_all(targets: &[NsFd], clone: &mut dyn FnMut() -> std::io::Result<Cloned>) -> std::io::Result<Cloned> {
+fn clone_entered_all(targets: &[&NsFd], clone: &mut dyn FnMut() -> std::io::Result<Cloned>) -> std::io::Result<Cloned> {
     let Some((first, rest)) = targets.split_first() else { return clone() };
     let own = match first.kind() {
         Namespace::Pid => NsFd::open("/proc/thread-self/ns/pid_for_children", Namespace::Pid),

@@ -17,7 +17,7 @@ pub(crate) type PreExecHook = Box<dyn FnMut() -> io::Result<()> + Send + Sync>;
 
 /// A NULL-terminated array of C strings, kept alive together with its pointers.
 pub(crate) struct CStringArray {
-    _items: Vec<CString>,
+    items: Vec<CString>,
     ptrs: Vec<*const libc::c_char>,
 }
 
@@ -25,7 +25,12 @@ impl CStringArray {
     pub(crate) fn new(items: Vec<CString>) -> Self {
         let mut ptrs: Vec<*const libc::c_char> = items.iter().map(|c| c.as_ptr()).collect();
         ptrs.push(std::ptr::null());
-        CStringArray { _items: items, ptrs }
+        CStringArray { items, ptrs }
+    }
+
+    /// The first string (a program's `argv[0]`).
+    pub(crate) fn first(&self) -> Option<&std::ffi::CStr> {
+        self.items.first().map(CString::as_c_str)
     }
 
     pub(crate) fn as_ptr(&self) -> *const *const libc::c_char {
@@ -33,7 +38,7 @@ impl CStringArray {
     }
 }
 
-// SAFETY: the pointers point into the heap buffers of `_items`, which the array owns and
+// SAFETY: the pointers point into the heap buffers of `items`, which the array owns and
 // never changes after `new`; moving or sharing the array moves or shares those buffers
 // with it (like std's `Argv` in its `Command`).
 unsafe impl Send for CStringArray {}
@@ -89,6 +94,11 @@ pub(crate) struct Plan {
     /// `setns(pidfd, flags)` into the process passed as [`FdRole::Join`], right after the
     /// sync point (see `Command::join`).
     pub join: Option<libc::c_int>,
+    /// `setns` into the mount namespace passed as [`FdRole::JoinMount`] right after
+    /// [`Plan::join`]: the mount steps then run in it (see `Command::join_ns`).
+    pub join_mount: bool,
+    /// `setns` into the time namespace passed as [`FdRole::JoinTime`], with the mount one.
+    pub join_time: bool,
     /// The name of the fifo in the directory passed as [`FdRole::StartGate`] that the child
     /// opens for writing (blocking until a reader comes) before its confinement and exec
     /// (see `Command::start_gate`).
@@ -171,6 +181,10 @@ pub(crate) enum FdRole {
     SeccompNotify,
     /// The pidfd of the process whose namespaces the child joins ([`crate::Command::join`]).
     Join,
+    /// A mount namespace file the child joins itself ([`crate::Command::join_ns`]).
+    JoinMount,
+    /// A time namespace file the child joins itself ([`crate::Command::join_ns`]).
+    JoinTime,
     /// An `O_PATH` descriptor of the directory holding the start gate's fifo
     /// ([`crate::Command::start_gate`]).
     StartGate,

@@ -16,46 +16,61 @@ use nook_sandbox::{Outcome, Sandbox, User};
 use crate::Command;
 use crate::error::{Error, SysContext};
 use crate::hooks::{self, Phase};
+use crate::lock::IdLock;
 use crate::state::{Container, ContainerDir, FIFO, Stored, new_state, rfc3339_now};
 
 /// Runs one command; the process's exit code.
 pub(crate) fn dispatch(root: &Path, command: Command) -> Result<i32, Error> {
     match command {
         Command::Standard(StandardCmd::Create(c)) => {
+            // The inherited descriptors first: the lock file must not take one of their numbers.
             let opts = CreateOpts {
                 console_socket: c.console_socket.as_deref(),
-                preserve_fds: c.preserve_fds,
+                passed: passed_fds(c.preserve_fds, true)?,
                 no_pivot: c.no_pivot,
                 no_new_keyring: c.no_new_keyring,
                 detach: true,
             };
-            create(root, &c.container_id, &c.bundle, c.pid_file.as_deref(), &opts).map(|_| 0)
+            locked(root, &c.container_id, || create(root, &c.container_id, &c.bundle, c.pid_file.as_deref(), opts))
+                .map(|_| 0)
         }
-        Command::Standard(StandardCmd::Start(s)) => start(root, &s.container_id).map(|()| 0),
+        Command::Standard(StandardCmd::Start(s)) => {
+            locked(root, &s.container_id, || start(root, &s.container_id)).map(|()| 0)
+        }
         Command::Standard(StandardCmd::State(s)) => {
             println!("{}", Container::load(root, &s.container_id)?.state_json()?);
             Ok(0)
         }
-        Command::Standard(StandardCmd::Kill(k)) => kill(root, &k.container_id, &k.signal, k.all).map(|()| 0),
-        Command::Standard(StandardCmd::Delete(d)) => delete(root, &d.container_id, d.force).map(|()| 0),
+        Command::Standard(StandardCmd::Kill(k)) => {
+            locked(root, &k.container_id, || kill(root, &k.container_id, &k.signal, k.all)).map(|()| 0)
+        }
+        Command::Standard(StandardCmd::Delete(d)) => {
+            locked(root, &d.container_id, || delete(root, &d.container_id, d.force)).map(|()| 0)
+        }
         Command::Common(CommonCmd::Run(r)) => {
             if r.keep {
                 return Err(Error::Unsupported("run --keep".into()));
             }
             let opts = CreateOpts {
                 console_socket: r.console_socket.as_deref(),
-                preserve_fds: r.preserve_fds,
+                passed: passed_fds(r.preserve_fds, true)?,
                 no_pivot: r.no_pivot,
                 no_new_keyring: r.no_new_keyring,
                 detach: r.detach,
             };
-            run(root, &r.container_id, &r.bundle, r.pid_file.as_deref(), &opts)
+            run(root, &r.container_id, &r.bundle, r.pid_file.as_deref(), opts)
         }
         Command::Common(CommonCmd::Exec(e)) => exec(root, e),
         Command::Common(CommonCmd::Ps(p)) => crate::manage::ps(root, &p).map(|()| 0),
-        Command::Common(CommonCmd::Pause(p)) => crate::manage::pause(root, &p.container_id).map(|()| 0),
-        Command::Common(CommonCmd::Resume(r)) => crate::manage::resume(root, &r.container_id).map(|()| 0),
-        Command::Common(CommonCmd::Update(u)) => crate::manage::update(root, &u).map(|()| 0),
+        Command::Common(CommonCmd::Pause(p)) => {
+            locked(root, &p.container_id, || crate::manage::pause(root, &p.container_id)).map(|()| 0)
+        }
+        Command::Common(CommonCmd::Resume(r)) => {
+            locked(root, &r.container_id, || crate::manage::resume(root, &r.container_id)).map(|()| 0)
+        }
+        Command::Common(CommonCmd::Update(u)) => {
+            locked(root, &u.container_id, || crate::manage::update(root, &u)).map(|()| 0)
+        }
         Command::Common(CommonCmd::Features(_)) => {
             println!("{}", crate::features::document()?);
             Ok(0)
@@ -64,11 +79,28 @@ pub(crate) fn dispatch(root: &Path, command: Command) -> Result<i32, Error> {
     }
 }
 
+/// Runs `f` holding the lock of container `id` (`lock.rs`); the lock file goes when the
+/// container's directory did.
+fn locked<T>(root: &Path, id: &str, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+    let dir = ContainerDir::new(root, id)?;
+    let lock = IdLock::acquire(root, id)?;
+    let out = f();
+    release(lock, &dir);
+    out
+}
+
+/// Releases `lock`, removing its file when the container's directory is gone.
+fn release(lock: IdLock, dir: &ContainerDir) {
+    if dir.dir.exists() { drop(lock) } else { lock.remove() }
+}
+
 /// The options of `create` and `run` beyond the bundle.
 #[derive(Debug)]
 struct CreateOpts<'a> {
     console_socket: Option<&'a Path>,
-    preserve_fds: i32,
+    /// `--preserve-fds` and the activation descriptors ([`passed_fds`]), taken before the
+    /// id's lock file is opened.
+    passed: (Vec<(RawFd, OwnedFd)>, i32),
     no_pivot: bool,
     no_new_keyring: bool,
     /// nook-oci does not wait for the process (`create`, `run --detach`).
@@ -131,7 +163,7 @@ fn create(
     id: &str,
     bundle: &Path,
     pid_file: Option<&Path>,
-    opts: &CreateOpts<'_>,
+    opts: CreateOpts<'_>,
 ) -> Result<(Sandbox, ContainerDir, Option<OwnedFd>), Error> {
     let dir = ContainerDir::new(root, id)?;
     let bundle = std::fs::canonicalize(bundle).sys("canonicalize", bundle)?;
@@ -145,7 +177,7 @@ fn create(
     } else {
         None
     };
-    let (fds, activation) = passed_fds(opts.preserve_fds, true)?;
+    let (fds, activation) = opts.passed;
     if activation > 0 {
         mapped.builder.env("LISTEN_FDS", activation.to_string()).env("LISTEN_PID", "1");
     }
@@ -157,30 +189,45 @@ fn create(
         // runc's name; `exec` joins it again.
         mapped.builder.session_keyring(format!("_ses.{id}"));
     }
+    // What a `create` killed midway left (we hold the id's lock: no create is running).
+    if dir.is_partial() {
+        dir.reap_partial()?;
+    }
     make_container_dir(root, &dir)?;
+    // The cgroup is named here (not by the facade at spawn) so it can be recorded first.
+    let mut cgroup = mapped.cgroup.clone();
+    if cgroup.name.is_empty() {
+        cgroup.name = format!("nk-oci-{id}-{}", std::process::id());
+        mapped.builder.cgroup(cgroup.clone());
+    }
     let made = (|| {
+        dir.begin_create(&cgroup)?;
         let gate = make_fifo(&dir)?;
-        let sb = mapped.builder.spawn_detached(Some((gate, OsString::from(FIFO))))?;
+        let sb =
+            mapped.builder.spawn_detached(Some((gate, OsString::from(FIFO)))).map_err(|e| exec_error(e, &process))?;
         let written = (|| {
             let record = sb.detached_record()?;
             let annotations = mapped.spec.annotations().clone();
             let oci = new_state(id, sb.id(), &bundle, annotations);
             let hooks = mapped.spec.hooks().clone();
-            for phase in [Phase::Prestart, Phase::CreateRuntime, Phase::CreateContainer] {
-                hooks::run(phase, hooks.as_ref(), &oci, sb.id())?;
-            }
+            // The state before the hooks (they may ask for it); the container is partial
+            // (`creating.json`) until `create` is done.
             let stored = Stored {
-                oci,
+                oci: oci.clone(),
                 rootfs: mapped.rootfs.clone(),
                 created: rfc3339_now(),
                 owner: String::new(),
                 record,
-                hooks,
+                hooks: hooks.clone(),
             };
             dir.save(&stored)?;
+            for phase in [Phase::Prestart, Phase::CreateRuntime, Phase::CreateContainer] {
+                hooks::run(phase, hooks.as_ref(), &oci, sb.id())?;
+            }
             if let Some(p) = pid_file {
                 write_pid_file(p, sb.id())?;
             }
+            dir.end_create()?;
             crate::log::debug(&format!("created {id}: pid {}, bundle {}", sb.id(), bundle.display()));
             Ok(())
         })();
@@ -216,6 +263,18 @@ fn create(
     }
 }
 
+/// A spawn that failed because the program is not there to exec says so with its name, as
+/// runc's `create` does (`exec: "NAME": no such file or directory`); other errors as they are.
+fn exec_error(e: nook_sandbox::Error, process: &oci_spec::runtime::Process) -> Error {
+    match &e {
+        nook_sandbox::Error::Ns(nook_ns::Error::Spawn(s)) if s.stage == nook_ns::Stage::Exec => {
+            let name = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
+            Error::Exec { name, source: std::io::Error::from_raw_os_error(s.errno) }
+        }
+        _ => e.into(),
+    }
+}
+
 fn write_pid_file(path: &Path, pid: u32) -> Result<(), Error> {
     // Written whole then renamed, as runc does, so a reader never sees a partial pid.
     let tmp = path.with_extension("nk-tmp");
@@ -224,6 +283,10 @@ fn write_pid_file(path: &Path, pid: u32) -> Result<(), Error> {
 }
 
 fn start(root: &Path, id: &str) -> Result<(), Error> {
+    if ContainerDir::new(root, id)?.is_partial() {
+        let what = "its create did not finish (delete it)".into();
+        return Err(Error::State { id: id.into(), status: "creating".into(), what });
+    }
     let c = Container::load(root, id)?;
     match c.status()? {
         Status::Created => {}
@@ -271,6 +334,12 @@ fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<(), Error> {
 }
 
 fn delete(root: &Path, id: &str, force: bool) -> Result<(), Error> {
+    // What a `create` killed before writing the state left: nothing runs it any more (we
+    // hold the id's lock), so it goes, with or without --force.
+    let dir = ContainerDir::new(root, id)?;
+    if dir.is_partial() {
+        return dir.reap_partial();
+    }
     let c = Container::load(root, id)?;
     let status = c.status()?;
     if matches!(status, Status::Running | Status::Paused) && !force {
@@ -297,9 +366,18 @@ fn sandbox_kill_thaw(c: &Container) -> Result<(), Error> {
     Ok(())
 }
 
-fn run(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, opts: &CreateOpts<'_>) -> Result<i32, Error> {
+fn run(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, opts: CreateOpts<'_>) -> Result<i32, Error> {
     let detach = opts.detach;
-    let (mut sb, dir, master) = create(root, id, bundle, pid_file, opts)?;
+    // The id's lock until the process is started (not while it runs: a `delete --force`
+    // or `kill` must reach it), and again for the teardown.
+    let lock = IdLock::acquire(root, &ContainerDir::new(root, id)?.id)?;
+    let (mut sb, dir, master) = match create(root, id, bundle, pid_file, opts) {
+        Ok(made) => made,
+        Err(e) => {
+            release(lock, &ContainerDir::new(root, id)?);
+            return Err(e);
+        }
+    };
     let stored = dir.load()?;
     let hooks = stored.hooks.as_ref();
     let started = (|| {
@@ -311,8 +389,10 @@ fn run(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, opts: &Cre
         let _ = sb.kill();
         let _ = sb.wait();
         let _ = dir.remove();
+        release(lock, &dir);
         return Err(e);
     }
+    drop(lock);
     if detach {
         return Ok(0);
     }
@@ -325,7 +405,13 @@ fn run(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, opts: &Cre
         r.finish();
     }
     hooks::run(Phase::Poststop, hooks, &stored.oci, stored.record.pid)?;
-    let removed = dir.remove();
+    // Its state goes unless a `delete` removed it meanwhile (and a new container of the
+    // same id may be there: only ours is removed).
+    let lock = IdLock::acquire(root, id)?;
+    let ours =
+        dir.load().is_ok_and(|s| s.record.pid == stored.record.pid && s.record.start_time == stored.record.start_time);
+    let removed = if ours { dir.remove() } else { Ok(()) };
+    release(lock, &dir);
     let code = exit_code(outcome?);
     removed?;
     Ok(code)

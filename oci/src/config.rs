@@ -33,15 +33,20 @@
 //!
 //! Namespaces joined by `path` (`/proc/PID/ns/*` or a bind-mounted nsfs file, as CRI-O and
 //! `podman pod` give them): network, ipc, uts, pid (the process is then a member of that pid
-//! namespace, not its init) and cgroup (`SandboxSpec::join_namespaces`). A `hostname` or
-//! `domainname` with a joined UTS namespace is set in it, as runc does.
+//! namespace, not its init), cgroup, time and mount (`SandboxSpec::join_namespaces`). A
+//! `hostname` or `domainname` with a joined UTS namespace is set in it, as runc does. A
+//! joined mount namespace is where the rootfs is set up — the mounts and `pivot_root` change
+//! it for everyone in it, as runc's do (runc joins it and sets the rootfs up there without a
+//! new one); not with a new user namespace (refused: its root would hold no CAP_SYS_ADMIN
+//! over the joined namespace; runc fails there too). A time namespace joined by path takes no
+//! `timeOffsets` (they need a new one).
 //!
 //! Refused, naming the field (never silently dropped): `process.apparmorProfile`, `process.selinuxLabel`,
 //! `process.ioPriority`, `process.scheduler`, `process.capabilities.ambient` and
 //! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted
-//! sets that differ from the bounding set, `process.user.username`, mount, user and time
-//! namespaces joined by `path` (nook needs its own mount namespace; one thread cannot enter a
-//! user namespace), `linux.timeOffsets` without a new time namespace or for other clocks than
+//! sets that differ from the bounding set, `process.user.username`, a user namespace joined by `path`
+//! (nook clones the container's new namespaces from the caller's user namespace, so they
+//! would not belong to the joined one; runc 1.1 joins it and wants mappings it does not use), `linux.timeOffsets` without a new time namespace or for other clocks than
 //! `monotonic` and `boottime`, an unknown or `shared`/`rshared` `linux.rootfsPropagation`, id mappings without a new user namespace, other
 //! mount types or standard mounts elsewhere or with other options, a `cgroup` mount without
 //! `ro`, bind options other than `bind`/`rbind`/`ro`/`rw`/propagation
@@ -65,6 +70,9 @@ pub(crate) struct Mapped {
     pub(crate) builder: SandboxBuilder,
     pub(crate) rootfs: PathBuf,
     pub(crate) spec: Spec,
+    /// The cgroup given to the builder (`create` names it when `cgroupsPath` does not, and
+    /// records it before the spawn: see `commands.rs`).
+    pub(crate) cgroup: CgroupSpec,
 }
 
 /// Loads `<bundle>/config.json`.
@@ -105,8 +113,8 @@ pub(crate) fn map(spec: Spec, bundle: &Path) -> Result<Mapped, Error> {
     }
     process(&spec, &mut b)?;
     mounts(&spec, &mut b)?;
-    linux(&spec, &mut b)?;
-    Ok(Mapped { builder: b, rootfs, spec })
+    let cgroup = linux(&spec, &mut b)?;
+    Ok(Mapped { builder: b, rootfs, spec, cgroup })
 }
 
 fn process(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
@@ -324,7 +332,7 @@ fn clock_offsets(
     Ok(out)
 }
 
-fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
+fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<CgroupSpec, Error> {
     let Some(l) = spec.linux() else { return Err(refuse("linux", "missing")) };
     let unsupported: [(&str, bool); 5] = [
         ("linux.mountLabel", l.mount_label().as_deref().is_some_and(|s| !s.is_empty())),
@@ -354,13 +362,24 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
                 LinuxNamespaceType::Uts => Namespace::Uts,
                 LinuxNamespaceType::Pid => Namespace::Pid,
                 LinuxNamespaceType::Cgroup => Namespace::Cgroup,
-                _ => {
+                LinuxNamespaceType::Time => Namespace::Time,
+                LinuxNamespaceType::Mount => Namespace::Mount,
+                LinuxNamespaceType::User => {
                     return Err(refuse(
                         format!("linux.namespaces[{name}].path"),
-                        "joining a mount, user or time namespace by path is not supported (network, ipc, uts, pid and cgroup are)",
+                        "joining a user namespace by path is not supported (the namespaces nook creates would \
+                         belong to the caller's user namespace; every other kind can be joined)",
                     ));
                 }
             };
+            if kind == Namespace::Mount && same_file(path, Path::new("/proc/self/ns/mnt")) {
+                // runc would set the rootfs up there, pivoting the root of every process
+                // of the host's namespace: refused.
+                return Err(refuse(
+                    format!("linux.namespaces[{name}].path"),
+                    "the runtime's own mount namespace (the rootfs would be set up in it)",
+                ));
+            }
             b.join_namespace(kind, path);
             joined = joined.with(kind);
             continue;
@@ -399,8 +418,19 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     if mapped && !set.has(Namespace::User) {
         return Err(refuse("linux.uidMappings/gidMappings", "id mappings need a new user namespace"));
     }
-    if !set.has(Namespace::Mount) || !(set.has(Namespace::Pid) || joined.has(Namespace::Pid)) {
-        return Err(refuse("linux.namespaces", "nook needs a new mount namespace and a new or joined pid namespace"));
+    if joined.has(Namespace::Mount) && set.has(Namespace::User) {
+        return Err(refuse(
+            "linux.namespaces[mount].path",
+            "a mount namespace joined by path with a new user namespace (its root could not set the rootfs up in it)",
+        ));
+    }
+    if !(set.has(Namespace::Mount) || joined.has(Namespace::Mount))
+        || !(set.has(Namespace::Pid) || joined.has(Namespace::Pid))
+    {
+        return Err(refuse(
+            "linux.namespaces",
+            "nook needs a new or joined mount namespace and a new or joined pid namespace",
+        ));
     }
     b.namespaces(set);
     b.network(if net { NetworkMode::None } else { NetworkMode::Host });
@@ -425,7 +455,7 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     }
     let nodes = l.devices().as_ref().is_some_and(|d| !d.is_empty());
     device_rules(l.resources().as_ref().and_then(|r| r.devices().as_deref()), nodes, &mut cg)?;
-    b.cgroup(cg);
+    b.cgroup(cg.clone());
     // Confinement.
     let sec = b.security_mut();
     sec.masked_paths = Some(l.masked_paths().iter().flatten().map(PathBuf::from).collect());
@@ -440,7 +470,17 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
             SeccompMode::Profile(profile)
         }
     };
-    Ok(())
+    Ok(cg)
+}
+
+/// Whether `a` and `b` are the same file (namespace files: the same namespace); `false`
+/// when either cannot be read (the spawn reports a bad path).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
 }
 
 /// `cgroupsPath`: relative → below our own cgroup (the spec's parent left to the default);

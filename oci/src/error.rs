@@ -36,6 +36,15 @@ pub(crate) enum Error {
         /// What cannot be done.
         what: String,
     },
+    /// The container's program is not there to exec (runc's words).
+    #[error("exec: {name:?}: {source}")]
+    Exec {
+        /// `process.args[0]`.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A system call or file operation.
     #[error("{call} {}: {source}", path.display())]
     Sys {

@@ -39,6 +39,7 @@ mod config;
 mod error;
 mod features;
 mod hooks;
+mod lock;
 mod log;
 mod manage;
 mod signal;

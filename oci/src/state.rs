@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{ContainerState, State};
 use serde::{Deserialize, Serialize};
 
+use nook_cgroup::CgroupSpec;
 use nook_sandbox::detached::{Detached, DetachedRecord};
 
 use crate::error::{Error, SysContext};
@@ -18,6 +19,9 @@ pub(crate) const FIFO: &str = "exec.fifo";
 /// A container's status as runc reports it (oci-spec's `ContainerState` has no `paused`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Status {
+    /// `create` is at work (its hooks), or was killed midway (see
+    /// [`ContainerDir::is_partial`]).
+    Creating,
     Created,
     Running,
     Paused,
@@ -27,6 +31,7 @@ pub(crate) enum Status {
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
             Status::Paused => "paused",
@@ -81,6 +86,60 @@ impl ContainerDir {
         self.dir.join(FIFO)
     }
 
+    /// The cgroup a `create` in progress places the container in, written before the spawn
+    /// and removed when `create` is done (state, hooks, pid file): what is left of a
+    /// `create` killed in between is found from it ([`ContainerDir::reap_partial`]).
+    fn creating_file(&self) -> PathBuf {
+        self.dir.join("creating.json")
+    }
+
+    /// Records the cgroup of a `create` about to spawn the container.
+    pub(crate) fn begin_create(&self, cgroup: &CgroupSpec) -> Result<(), Error> {
+        let path = self.creating_file();
+        let text = serde_json::to_vec(cgroup).map_err(|source| Error::Json { path: path.clone(), source })?;
+        std::fs::write(&path, text).sys("write", &path)
+    }
+
+    /// The `create` in progress is done: the container is no longer partial.
+    pub(crate) fn end_create(&self) -> Result<(), Error> {
+        let path = self.creating_file();
+        std::fs::remove_file(&path).sys("unlink", &path)
+    }
+
+    /// Whether the directory is what a `create` killed midway left (checked under the id's
+    /// lock, so no `create` is still running): its record of the cgroup is still there, or
+    /// it never wrote one.
+    pub(crate) fn is_partial(&self) -> bool {
+        self.creating_file().exists() || (self.dir.exists() && !self.state_file().exists())
+    }
+
+    /// Tears down what a killed `create` left ([`ContainerDir::is_partial`]): every
+    /// process of the cgroup it recorded (the container's process waiting at the fifo),
+    /// the cgroup, then the directory.
+    pub(crate) fn reap_partial(&self) -> Result<(), Error> {
+        let path = self.creating_file();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let spec: CgroupSpec =
+                    serde_json::from_slice(&bytes).map_err(|source| Error::Json { path: path.clone(), source })?;
+                match nook_cgroup::Cgroup::open(&spec) {
+                    Ok(cg) => {
+                        cg.kill_all().map_err(nook_sandbox::Error::from)?;
+                        cg.remove().map_err(nook_sandbox::Error::from)?;
+                    }
+                    // Not made yet (or gone).
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => return Err(nook_sandbox::Error::from(e).into()),
+                }
+            }
+            // Killed before it recorded anything: nothing was spawned.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).sys("read", path),
+        }
+        crate::log::debug(&format!("removed what a killed create of {} left", self.id));
+        self.remove()
+    }
+
     /// Loads the stored state; [`Error::NotFound`] without one.
     pub(crate) fn load(&self) -> Result<Stored, Error> {
         let path = self.state_file();
@@ -126,11 +185,14 @@ impl Container {
         Ok(Container { dir, stored, sandbox })
     }
 
-    /// created / running / paused / stopped (see the crate docs): paused when the kernel
-    /// reports its cgroup frozen, whatever it was before (as runc).
+    /// creating / created / running / paused / stopped (see the crate docs): creating while
+    /// `create` has not finished (its hooks run with it; or it was killed), paused when the
+    /// kernel reports its cgroup frozen, whatever it was before (as runc).
     pub(crate) fn status(&self) -> Result<Status, Error> {
         if !self.sandbox.is_running()? {
             Ok(Status::Stopped)
+        } else if self.dir.creating_file().exists() {
+            Ok(Status::Creating)
         } else if self.is_frozen() {
             Ok(Status::Paused)
         } else if self.dir.fifo().exists() {

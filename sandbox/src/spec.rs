@@ -40,14 +40,17 @@ pub struct SandboxSpec {
     /// user and time as root, plus a user namespace when not root; the network namespace
     /// only with [`NetworkMode::None`].
     pub namespaces: Option<NamespaceSet>,
-    /// Existing namespaces to join instead of creating them — network, IPC, UTS, pid or
-    /// cgroup, each named by a namespace file (`/proc/PID/ns/net`, a bind-mounted nsfs file
-    /// such as `/run/netns/NAME`), as a pod's containers share their infra container's. A
+    /// Existing namespaces to join instead of creating them — network, IPC, UTS, pid,
+    /// cgroup, time or mount (not user), each named by a namespace file
+    /// (`/proc/PID/ns/net`, a bind-mounted nsfs file such as `/run/netns/NAME`), as a
+    /// pod's containers share their infra container's. A
     /// kind joined here is not also in [`SandboxSpec::namespaces`]; a joined network
     /// namespace goes with [`NetworkMode::Host`] (the sandbox makes no network of its own);
     /// a host or domain name is set in a joined UTS namespace (as runc does: a pod's
     /// containers name the pod); in a joined pid namespace the program is a process of it,
-    /// not its init.
+    /// not its init; a joined mount namespace is where the rootfs is set up (changing it,
+    /// as runc does with a mount namespace an OCI config names), not with a new user
+    /// namespace.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub join_namespaces: Vec<JoinNamespace>,
     /// The root filesystem (default: the host's root, read-only, with a tmpfs upper).
@@ -212,7 +215,8 @@ pub struct DeviceNode {
 /// An existing namespace a sandbox joins ([`SandboxSpec::join_namespaces`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinNamespace {
-    /// Its kind: network, IPC, UTS, pid or cgroup.
+    /// Its kind: network, IPC, UTS, pid, cgroup, time or mount (a mount namespace: the
+    /// rootfs is set up in it, changing it, as runc does; not with a new user namespace).
     pub kind: Namespace,
     /// Its namespace file (opened, and its kind checked, at spawn).
     pub path: PathBuf,
@@ -467,7 +471,9 @@ impl SandboxSpec {
                 Err(ValidationError::NamespaceConflict { option, namespace, present: false })
             }
         };
-        need("rootfs", Namespace::Mount)?;
+        if !self.joins(Namespace::Mount) {
+            need("rootfs", Namespace::Mount)?;
+        }
         if !self.clock_offsets.is_empty() {
             need("clock_offsets", Namespace::Time)?;
         }
@@ -482,7 +488,8 @@ impl SandboxSpec {
         for (i, j) in self.join_namespaces.iter().enumerate() {
             absolute("namespace path", &j.path)?;
             let twice = self.join_namespaces[..i].iter().any(|k| k.kind == j.kind);
-            if matches!(j.kind, Namespace::Mount | Namespace::User | Namespace::Time) || twice || ns.has(j.kind) {
+            let unjoinable = j.kind == Namespace::User || (j.kind == Namespace::Mount && ns.has(Namespace::User));
+            if unjoinable || twice || ns.has(j.kind) {
                 return Err(ValidationError::NamespaceConflict {
                     option: "join_namespaces",
                     namespace: j.kind,

@@ -405,8 +405,13 @@ fn join_ns_enters_uts_ipc_and_pid_namespaces_by_handle() {
     holder.kill().unwrap();
     holder.wait().unwrap();
 
+    // A user namespace cannot be joined by handle; a mount namespace not with a new user
+    // namespace (mount and time ones are joined by the child: nook-oci's tests run them).
+    let mut user = Command::new("/bin/true");
+    user.join_ns(NsFd::current(Namespace::User).unwrap());
+    assert_eq!(user.validate(), Err(nook_ns::ValidationError::JoinUnsupported { namespace: Namespace::User }));
     let mut mnt = Command::new("/bin/true");
-    mnt.join_ns(NsFd::current(Namespace::Mount).unwrap());
+    mnt.join_ns(NsFd::current(Namespace::Mount).unwrap()).unshare(Namespace::User);
     assert_eq!(mnt.validate(), Err(nook_ns::ValidationError::JoinUnsupported { namespace: Namespace::Mount }));
     let mut both = Command::new("/bin/true");
     both.join_ns(NsFd::current(Namespace::Uts).unwrap()).unshare(Namespace::Uts);

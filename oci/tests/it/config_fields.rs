@@ -393,3 +393,151 @@ fn time_namespace_with_offsets() {
     rt.wait_status("tns", "stopped");
     assert_eq!(rt.run(&["delete", "tns"]).code, 0);
 }
+
+/// A mount namespace pinned on a file (`unshare --mount=FILE`, as a tool preparing one for a
+/// container would), in a private bind mount of a directory of its own (the kernel refuses
+/// to pin a mount namespace where the pin would propagate into it); both unmounted on drop.
+struct PinnedMountNs {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl PinnedMountNs {
+    fn new(dir: PathBuf) -> PinnedMountNs {
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = cstr(&dir);
+        // SAFETY: valid NUL-terminated paths; null fstype and data are allowed for these flags.
+        let r = unsafe { libc::mount(d.as_ptr(), d.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+        assert_eq!(r, 0, "bind {dir:?}: {}", std::io::Error::last_os_error());
+        let pinned = PinnedMountNs { file: dir.join("mnt"), dir };
+        // SAFETY: as above.
+        let r =
+            unsafe { libc::mount(std::ptr::null(), d.as_ptr(), std::ptr::null(), libc::MS_PRIVATE, std::ptr::null()) };
+        assert_eq!(r, 0, "private {:?}: {}", pinned.dir, std::io::Error::last_os_error());
+        std::fs::write(&pinned.file, b"").unwrap();
+        let st = std::process::Command::new("unshare")
+            .arg(format!("--mount={}", pinned.file.display()))
+            .args(["--propagation", "private", "true"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "unshare --mount");
+        pinned
+    }
+}
+
+impl Drop for PinnedMountNs {
+    fn drop(&mut self) {
+        for p in [&self.file, &self.dir] {
+            let t = cstr(p);
+            // SAFETY: a valid NUL-terminated path.
+            unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+/// A mount namespace joined by `path` (a pinned nsfs file): the container is in it (same
+/// namespace inode) and its rootfs is set up in it — runc's behaviour: the namespace is
+/// changed for good, a process entering it later finds the container's root as `/`.
+#[test]
+fn joined_mount_namespace_gets_the_rootfs() {
+    require_root!();
+    let obs = compare("jmnt", |tmp, rt| {
+        let mut o: Vec<String> = Vec::new();
+        let pin = PinnedMountNs::new(tmp.join(format!("nk-pin-{}", rt.name)));
+        let pinned_ino = ns_ino(&pin.file);
+        let path = p(&pin.file).to_owned();
+        let b = rt.bundle(tmp, "jmnt", &["sleep", "1000"], |c| join(c, &[("mount", path.clone())]));
+        let out = rt.run(&["run", "--detach", "--bundle", p(&b), "jmnt"]);
+        o.push(format!("run {} {}", out.code, out.stderr.trim()));
+        let pid = rt.state("jmnt").unwrap()["pid"].as_u64().unwrap();
+        o.push(format!("in the pinned namespace {}", ns_ino(format!("/proc/{pid}/ns/mnt")) == pinned_ino));
+        o.push(format!(
+            "root {}",
+            rt.run(&["exec", "jmnt", "ls", "/"]).stdout.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+        o.push(format!("kill {}", rt.run(&["kill", "jmnt", "KILL"]).code));
+        rt.wait_status("jmnt", "stopped");
+        o.push(format!("delete {}", rt.run(&["delete", "jmnt"]).code));
+        // The namespace keeps the container's root: `ls` there is the rootfs's busybox.
+        let later = std::process::Command::new("nsenter")
+            .arg(format!("--mount={path}"))
+            .args(["--", "/bin/ls", "/"])
+            .output()
+            .unwrap();
+        o.push(format!(
+            "pinned root later {}",
+            String::from_utf8_lossy(&later.stdout).split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+        drop(pin);
+        o
+    });
+    assert_eq!(
+        obs,
+        [
+            "run 0 ",
+            "in the pinned namespace true",
+            "root bin dev etc proc root sys tmp",
+            "kill 0",
+            "delete 0",
+            "pinned root later bin dev etc proc root sys tmp",
+        ]
+    );
+}
+
+/// A user namespace joined by `path` is refused, naming the field (nook's clone would make
+/// the container's other namespaces belong to the caller's user namespace); so is a mount
+/// namespace joined with a new user namespace. Nothing is left behind.
+#[test]
+fn joined_user_namespace_is_refused_by_name() {
+    require_root!();
+    let tmp = nook_testutil::TempDir::new("juser").unwrap();
+    crate::harness::rootfs(&tmp);
+    let rt = crate::harness::runtimes(&tmp, "juser").pop().unwrap();
+    let user = rt.bundle(&tmp, "juser", &["true"], |c| join(c, &[("user", "/proc/self/ns/user".to_owned())]));
+    let out = rt.run(&["create", "--bundle", p(&user), "juser"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("linux.namespaces[user].path"), "{out:?}");
+    let mount = rt.bundle(&tmp, "jmu", &["true"], |c| {
+        join(c, &[("mount", "/proc/self/ns/mnt".to_owned())]);
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+    });
+    let out = rt.run(&["create", "--bundle", p(&mount), "jmu"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("linux.namespaces[mount].path"), "{out:?}");
+    assert!(!rt.root().join("juser").exists() && !rt.root().join("jmu").exists());
+    assert!(rt.cgroup_dirs("juser").is_empty() && rt.cgroup_dirs("jmu").is_empty());
+}
+
+/// A time namespace joined by `path`: an app container in an infra container's time
+/// namespace (same inode, the infra's clock offsets). runc 1.1 has no time namespaces: nook's
+/// alone.
+#[test]
+fn joined_time_namespace_shares_the_offsets() {
+    require_root!();
+    let tmp = nook_testutil::TempDir::new("jtns").unwrap();
+    crate::harness::rootfs(&tmp);
+    let rt = crate::harness::runtimes(&tmp, "jtns").pop().unwrap();
+    let infra = rt.bundle(&tmp, "jtinfra", &["sleep", "1000"], |c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));
+        c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 86400}});
+    });
+    assert_eq!(rt.run(&["run", "--detach", "--bundle", p(&infra), "jtinfra"]).code, 0);
+    let ipid = rt.state("jtinfra").unwrap()["pid"].as_u64().unwrap();
+    let app = rt.bundle(&tmp, "jtapp", &["sleep", "1000"], |c| join(c, &[("time", format!("/proc/{ipid}/ns/time"))]));
+    let out = rt.run(&["run", "--detach", "--bundle", p(&app), "jtapp"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let apid = rt.state("jtapp").unwrap()["pid"].as_u64().unwrap();
+    assert_eq!(ns_ino(format!("/proc/{apid}/ns/time")), ns_ino(format!("/proc/{ipid}/ns/time")));
+    assert_ne!(ns_ino(format!("/proc/{apid}/ns/time")), ns_ino("/proc/self/ns/time"));
+    let uptime = |text: &str| text.split_whitespace().next().unwrap().parse::<f64>().unwrap();
+    let inside = rt.run(&["exec", "jtapp", "cat", "/proc/uptime"]);
+    let host = uptime(&std::fs::read_to_string("/proc/uptime").unwrap());
+    assert!(uptime(&inside.stdout) > host + 80000.0, "uptime inside {} vs host {host}", inside.stdout);
+    for id in ["jtapp", "jtinfra"] {
+        assert_eq!(rt.run(&["kill", id, "KILL"]).code, 0);
+        rt.wait_status(id, "stopped");
+        assert_eq!(rt.run(&["delete", id]).code, 0);
+    }
+}

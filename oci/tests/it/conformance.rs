@@ -255,3 +255,50 @@ fn resources_in_the_cgroup() {
     assert!(has("memory.limit_in_bytes=67108864") || has("memory.max=67108864"), "{obs:?}");
     assert!(has("cpu.cfs_quota_us=50000") || has("cpu.max=50000 100000"), "{obs:?}");
 }
+
+/// A program that cannot be exec'd: missing, `create` fails naming it (runc checks it
+/// there); found but failing at the exec itself (a script whose interpreter is missing),
+/// `create` and `start` succeed, the process writes runc's `exec NAME: no such file or
+/// directory` to its stderr and ends with status 1 (what a foreground `run` exits with).
+#[test]
+fn exec_failures_as_runc() {
+    require_root!();
+    let obs = compare("xf", |tmp, rt| {
+        let script = tmp.join("rootfs/bin/nk-noint");
+        std::fs::write(&script, "#!/nk-missing-interpreter\necho hi\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let mut o = Vec::new();
+        let b = rt.bundle(tmp, "xf1", &["/nk-missing"], |_| {});
+        let out = rt.run(&["create", "--bundle", p(&b), "xf1"]);
+        // runc's stderr is logfmt (`exec: \"/nk-missing\": stat …`), nook-oci's plain.
+        let names = out.stderr.contains("exec: ") && out.stderr.contains("/nk-missing");
+        o.push(format!("missing: create {} names it {names}", out.code));
+        o.push(format!("missing: status {}", rt.status("xf1")));
+        let b = rt.bundle(tmp, "xf2", &["/bin/nk-noint"], |_| {});
+        let (mut create, _, err) = rt.spawn(&["create", "--bundle", p(&b), "xf2"]);
+        o.push(format!("script: create {:?}", create.wait().unwrap().code()));
+        o.push(format!("script: start {}", rt.run(&["start", "xf2"]).code));
+        o.push(format!("script: {}", rt.wait_status("xf2", "stopped")));
+        let said = std::fs::read_to_string(err).unwrap();
+        o.push(format!("script: says {}", said.contains("exec /bin/nk-noint: no such file or directory")));
+        o.push(format!("script: delete {}", rt.run(&["delete", "xf2"]).code));
+        let b = rt.bundle(tmp, "xf3", &["/bin/nk-noint"], |_| {});
+        let out = rt.run(&["run", "--bundle", p(&b), "xf3"]);
+        let said = out.stderr.contains("exec /bin/nk-noint: no such file or directory");
+        o.push(format!("script: run {} says {said}", out.code));
+        o
+    });
+    assert_eq!(
+        obs,
+        [
+            "missing: create 1 names it true",
+            "missing: status (none)",
+            "script: create Some(0)",
+            "script: start 0",
+            "script: stopped",
+            "script: says true",
+            "script: delete 0",
+            "script: run 1 says true",
+        ]
+    );
+}

@@ -8,6 +8,7 @@ mod conformance;
 mod console;
 mod containerd;
 mod harness;
+mod locking;
 mod nook_only;
 mod podman;
 mod tier2;
