@@ -198,6 +198,7 @@
 #![warn(unreachable_pub)]
 
 mod checked_name;
+pub mod dns;
 pub mod driver;
 mod endpoint;
 mod error;

@@ -3,10 +3,11 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use nook_ns::{NetNs, NsFd};
 
+use crate::dns::{Registration, Zone};
 use crate::driver::{EndpointConfig, EndpointLink};
 use crate::endpoint::{Endpoint, EndpointOptions};
 use crate::error::{Error, Result, SysContext};
@@ -83,6 +84,10 @@ struct SandboxShared {
     netns: NsFd,
     netlink: Mutex<Option<Netlink>>,
     endpoints: Mutex<Vec<EndpointState>>,
+    /// Its place on the embedded DNS server, while it is on a user-defined network. Locked
+    /// after `endpoints` when both are; never dropped with `endpoints` locked (dropping it
+    /// waits for the server thread, which locks `endpoints` to answer).
+    dns: Mutex<Option<Registration>>,
 }
 
 #[derive(Debug)]
@@ -107,6 +112,34 @@ impl SandboxShared {
             *guard = Some(Netlink::open_in(&self.netns)?);
         }
         f(guard.as_mut().expect("opened above"))
+    }
+}
+
+/// The names the embedded DNS server answers in this sandbox: on each user-defined network
+/// it is connected to, every endpoint's sandbox name, its aliases, and `NAME.NETWORK`, read
+/// at each query (so connects and disconnects show at once).
+impl Zone for SandboxShared {
+    fn lookup(&self, name: &str) -> Option<Vec<IpAddr>> {
+        let mut found: Option<Vec<IpAddr>> = None;
+        let networks: Vec<Network> =
+            self.endpoints().iter().filter(|e| e.network.spec().lists_peers()).map(|e| e.network.share()).collect();
+        for network in networks {
+            let short = match name.rsplit_once('.') {
+                Some((short, suffix)) if suffix.eq_ignore_ascii_case(network.name()) => Some(short),
+                _ => None,
+            };
+            for peer in network.endpoints() {
+                let names = std::iter::once(&peer.sandbox).chain(peer.aliases.iter());
+                let matched = names
+                    .into_iter()
+                    .any(|n| n.eq_ignore_ascii_case(name) || short.is_some_and(|s| n.eq_ignore_ascii_case(s)));
+                if matched {
+                    let list = found.get_or_insert_with(Vec::new);
+                    list.extend(peer.addresses.iter().filter(|a| !list.contains(a)).collect::<Vec<_>>());
+                }
+            }
+        }
+        found
     }
 }
 
@@ -162,6 +195,7 @@ impl Sandbox {
             netns: netns.ns().try_clone()?,
             netlink: Mutex::new(Some(netlink)),
             endpoints: Mutex::new(Vec::new()),
+            dns: Mutex::new(None),
         };
         Ok(Sandbox {
             shared: Arc::new(shared),
@@ -181,6 +215,7 @@ impl Sandbox {
             netns: host.netns().try_clone()?,
             netlink: Mutex::new(None),
             endpoints: Mutex::new(Vec::new()),
+            dns: Mutex::new(None),
         };
         Ok(Sandbox { shared: Arc::new(shared), kind: SandboxKind::Host, netns: None, owner: None, done: false })
     }
@@ -281,6 +316,10 @@ impl Sandbox {
         let owner = self.owner.as_ref().expect("a private sandbox has an IPAM owner");
         match self.connect_steps(network, options, ifname, owner, &endpoints, &mut progress) {
             Ok(state) => {
+                if let Err(e) = self.serve_dns(network) {
+                    let cleanup = teardown_endpoint(&self.shared, &state, true);
+                    return Err(Error::with_cleanup(e, cleanup));
+                }
                 let info = state.info.clone();
                 endpoints.push(state);
                 Ok(info)
@@ -290,6 +329,26 @@ impl Sandbox {
                 Err(Error::with_cleanup(cause, cleanup))
             }
         }
+    }
+
+    /// Registers the sandbox with the embedded DNS server of `network`'s host when `network`
+    /// is user-defined and the sandbox is not served yet ([`crate::dns`]).
+    fn serve_dns(&self, network: &Network) -> Result<()> {
+        if !network.spec().lists_peers() {
+            return Ok(());
+        }
+        let mut dns = self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner);
+        if dns.is_none() {
+            let zone: Weak<dyn Zone> = Arc::downgrade(&self.shared) as Weak<dyn Zone>;
+            *dns = Some(network.host().dns().register(&self.shared.netns, zone)?);
+        }
+        Ok(())
+    }
+
+    /// Whether the embedded DNS server answers in this sandbox (at [`crate::dns::EMBEDDED_DNS`]):
+    /// while it is connected to a user-defined network.
+    pub fn has_embedded_dns(&self) -> bool {
+        self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).is_some()
     }
 
     fn connect_steps(
@@ -418,6 +477,12 @@ impl Sandbox {
         };
         let gone = endpoints.remove(i);
         let mut errors = teardown_endpoint(&self.shared, &gone, true);
+        // The last user-defined network gone: no embedded DNS any more (dropped below, with
+        // `endpoints` unlocked).
+        let dns = match endpoints.iter().any(|e| e.network.spec().lists_peers()) {
+            true => None,
+            false => self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).take(),
+        };
         for family in [0, 1] {
             if !gone.default_route[family] {
                 continue;
@@ -442,6 +507,8 @@ impl Sandbox {
                 }
             }
         }
+        drop(endpoints);
+        drop(dns);
         Error::teardown(format!("endpoint {} of sandbox {}", &gone.info.id[..12], self.shared.name), errors)
     }
 
@@ -493,6 +560,12 @@ impl Sandbox {
             let path = files::RESOLV_CONF;
             return Ok(std::fs::read_to_string(path).sys_at("read", path)?);
         }
+        if let Some(dns) = self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            let host = dns.host_config()?;
+            let conf =
+                DnsConfig { nameservers: vec![crate::dns::EMBEDDED_DNS], search: host.search, options: host.options };
+            return Ok(conf.render());
+        }
         Ok(DnsConfig::from_host()?.render())
     }
 
@@ -517,6 +590,8 @@ impl Sandbox {
             errors.extend(teardown_endpoint(&self.shared, endpoint, shared_by_others));
         }
         drop(endpoints);
+        // Its sockets closed before the namespace handle goes (they hold the namespace).
+        drop(self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).take());
         if !shared_by_others {
             // The socket holds a reference on the namespace.
             *self.shared.netlink.lock().unwrap_or_else(PoisonError::into_inner) = None;

@@ -544,8 +544,11 @@ fn hosts_and_resolv_conf_list_the_peers() {
     let resolv = web.resolv_conf(Some(&dns)).unwrap();
     assert!(resolv.contains("nameserver 198.51.100.2"), "{resolv}");
     assert!(resolv.contains("search example.test"), "{resolv}");
-    // From the host's file, loopback resolvers are useless in a private namespace.
+    // On a user-defined network: the embedded DNS server (see `dns.rs`).
     let resolv = web.resolv_conf(None).unwrap();
+    assert_eq!(resolv.lines().filter(|l| l.starts_with("nameserver")).collect::<Vec<_>>(), ["nameserver 127.0.0.11"]);
+    // Elsewhere, from the host's file: loopback resolvers are useless in a private namespace.
+    let resolv = alone.resolv_conf(None).unwrap();
     assert!(resolv.lines().any(|l| l.starts_with("nameserver")), "{resolv}");
     assert!(!resolv.lines().any(|l| l.starts_with("nameserver 127.") || l == "nameserver ::1"), "{resolv}");
 
