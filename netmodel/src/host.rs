@@ -43,7 +43,7 @@ struct HostInner {
     /// Host ports published by this process: `(protocol, host_ip, port)`.
     ports: Mutex<HashSet<(Protocol, Option<IpAddr>, u16)>>,
     /// The embedded DNS server of the sandboxes on its user-defined networks.
-    dns: Arc<DnsHub>,
+    dns: Option<Arc<DnsHub>>,
 }
 
 /// Builds a [`Host`]: which namespace plays the host, where IPAM keeps its state, which
@@ -55,6 +55,7 @@ pub struct HostBuilder<'a> {
     firewall: Option<Arc<dyn FirewallBackend>>,
     address_pools: Vec<AddressPool>,
     resolv_conf: PathBuf,
+    embedded_dns: bool,
 }
 
 impl Default for HostBuilder<'_> {
@@ -65,6 +66,7 @@ impl Default for HostBuilder<'_> {
             firewall: None,
             address_pools: default_address_pools(),
             resolv_conf: PathBuf::from(RESOLV_CONF),
+            embedded_dns: true,
         }
     }
 }
@@ -111,6 +113,15 @@ impl<'a> HostBuilder<'a> {
         self
     }
 
+    /// Whether sandboxes on user-defined networks get the embedded DNS server ([`crate::dns`];
+    /// on by default, as in Docker). Off, a connect saves the server's setup (an `nft` run in
+    /// the sandbox's namespace, a few ms) and peers are found through `/etc/hosts` only
+    /// ([`crate::Sandbox::hosts_file`]), whose lines are a snapshot.
+    pub fn embedded_dns(&mut self, on: bool) -> &mut Self {
+        self.embedded_dns = on;
+        self
+    }
+
     /// Opens the namespace, a netlink socket in it, the IPAM state and the firewall backend.
     pub fn build(&self) -> Result<Host> {
         let netns = match self.netns {
@@ -129,7 +140,10 @@ impl<'a> HostBuilder<'a> {
             None => Arc::new(Nftables::new(Some(&netns))?),
         };
         let netlink = Netlink::open_in(&netns)?;
-        let dns = Arc::new(DnsHub::new(netns.try_clone()?, self.resolv_conf.clone()));
+        let dns = match self.embedded_dns {
+            true => Some(Arc::new(DnsHub::new(netns.try_clone()?, self.resolv_conf.clone()))),
+            false => None,
+        };
         Ok(Host {
             inner: Arc::new(HostInner {
                 netns,
@@ -181,9 +195,9 @@ impl Host {
         self.inner.netlink.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The embedded DNS server's hub.
-    pub(crate) fn dns(&self) -> &Arc<DnsHub> {
-        &self.inner.dns
+    /// The embedded DNS server's hub (`None` when turned off).
+    pub(crate) fn dns(&self) -> Option<&Arc<DnsHub>> {
+        self.inner.dns.as_ref()
     }
 
     /// Reserves the host side of `ports` for this process, all or none.

@@ -334,13 +334,11 @@ impl Sandbox {
     /// Registers the sandbox with the embedded DNS server of `network`'s host when `network`
     /// is user-defined and the sandbox is not served yet ([`crate::dns`]).
     fn serve_dns(&self, network: &Network) -> Result<()> {
-        if !network.spec().lists_peers() {
-            return Ok(());
-        }
+        let Some(hub) = network.host().dns().filter(|_| network.spec().lists_peers()) else { return Ok(()) };
         let mut dns = self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner);
         if dns.is_none() {
             let zone: Weak<dyn Zone> = Arc::downgrade(&self.shared) as Weak<dyn Zone>;
-            *dns = Some(network.host().dns().register(&self.shared.netns, zone)?);
+            *dns = Some(hub.register(&self.shared.netns, zone)?);
         }
         Ok(())
     }

@@ -221,3 +221,19 @@ fn the_default_network_has_no_embedded_dns() {
     drop(s);
     net.remove().unwrap();
 }
+
+#[test]
+fn a_host_can_turn_the_embedded_dns_off() {
+    require_root!();
+    let world = World::new();
+    let host =
+        Host::builder().netns(world.host_ns.ns()).ipam_dir(world.state.path()).embedded_dns(false).build().unwrap();
+    let net = Network::create(&host, &dual_stack("10.89.62.0/24", "fd00:89:62::/64")).unwrap();
+    let mut s = Sandbox::none("plain").unwrap();
+    s.connect(&net, &EndpointOptions::new()).unwrap();
+    assert!(!s.has_embedded_dns());
+    assert_eq!(ask(s.netns(), "plain", RecordType::A, false), None);
+    assert!(!s.resolv_conf(None).unwrap().contains("127.0.0.11"));
+    drop(s);
+    net.remove().unwrap();
+}
