@@ -510,14 +510,17 @@ impl Sandbox {
         Error::teardown(format!("endpoint {} of sandbox {}", &gone.info.id[..12], self.shared.name), errors)
     }
 
-    /// The `/etc/hosts` for processes in the sandbox: the loopback names, its own addresses
-    /// with its name, then every peer — the other endpoints of the user-defined networks it
-    /// is connected to (not of the default network, [`NetworkSpec::default_bridge`](crate::NetworkSpec::default_bridge), as with
-    /// Docker), with their sandbox's name and their aliases (there is no embedded DNS server;
-    /// this file is how peers find each other by name). A `host` sandbox gets the host's
-    /// `/etc/hosts` as it is; a `container:` sandbox the same file as the sandbox it joined.
-    ///
-    /// The content reflects the moment of the call: write it again when peers come and go.
+    /// The `/etc/hosts` for processes in the sandbox: the loopback names and its own
+    /// addresses with its name. Peers are not listed while the embedded DNS server serves the
+    /// sandbox ([`crate::dns`], the default on user-defined networks, as with Docker): it
+    /// answers for them, and follows connects and disconnects where a file would go stale.
+    /// When the host turned it off ([`crate::HostBuilder::embedded_dns`]), every peer is
+    /// listed — the other endpoints of the user-defined networks it is connected to (not of
+    /// the default network, [`NetworkSpec::default_bridge`](crate::NetworkSpec::default_bridge),
+    /// as with Docker), with their sandbox's name and their aliases; that content reflects the
+    /// moment of the call (write it again when peers come and go). A `host` sandbox gets the
+    /// host's `/etc/hosts` as it is; a `container:` sandbox the same file as the sandbox it
+    /// joined.
     pub fn hosts_file(&self) -> Result<String> {
         if self.kind == SandboxKind::Host {
             let path = "/etc/hosts";
@@ -526,7 +529,8 @@ impl Sandbox {
         let endpoints = self.shared.endpoints();
         let own: Vec<IpAddr> = endpoints.iter().flat_map(|e| e.info.addresses.iter().map(|a| a.addr())).collect();
         let mut peers: Vec<HostsEntry> = Vec::new();
-        for endpoint in endpoints.iter().filter(|e| e.network.spec().lists_peers()) {
+        let served = self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).is_some();
+        for endpoint in endpoints.iter().filter(|e| e.network.spec().lists_peers() && !served) {
             for peer in endpoint.network.endpoints() {
                 if endpoints.iter().any(|e| e.info.id == peer.id) {
                     continue;

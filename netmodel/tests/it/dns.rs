@@ -164,6 +164,10 @@ fn peers_aliases_and_forwarded_names_resolve_and_follow_disconnects() {
     let own = client.run(|| UdpSocket::bind("0.0.0.0:53")).unwrap().expect("bind 0.0.0.0:53 inside");
     drop(own);
 
+    // Its /etc/hosts lists no peer: the server answers for them.
+    let hosts = client.hosts_file().unwrap();
+    assert!(hosts.contains("\tclient") && !hosts.contains("web"), "{hosts}");
+
     // Its resolv.conf names the embedded server, with the host's search domains and options.
     assert_eq!(client.resolv_conf(None).unwrap(), "nameserver 127.0.0.11\nsearch nk.test\noptions ndots:1 timeout:1\n");
 
