@@ -195,6 +195,13 @@ impl Host {
         self.inner.netlink.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether the embedded DNS server's thread runs now: while a sandbox on one of this
+    /// host's user-defined networks exists ([`crate::dns`]). It stops, its sockets closed,
+    /// when the last one is removed or disconnected.
+    pub fn embedded_dns_running(&self) -> bool {
+        self.inner.dns.as_ref().is_some_and(|d| d.is_running())
+    }
+
     /// The embedded DNS server's hub (`None` when turned off).
     pub(crate) fn dns(&self) -> Option<&Arc<DnsHub>> {
         self.inner.dns.as_ref()

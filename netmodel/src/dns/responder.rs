@@ -132,9 +132,8 @@ impl DnsHub {
         Ok(servers.into_iter().map(|ip| SocketAddr::new(ip, DNS_PORT)).collect())
     }
 
-    /// Whether the thread runs (for tests of the module).
-    #[cfg(test)]
-    fn is_running(&self) -> bool {
+    /// Whether the thread runs (while a sandbox is registered).
+    pub(crate) fn is_running(&self) -> bool {
         lock(&self.running).is_some()
     }
 }

@@ -148,11 +148,13 @@ fn peers_aliases_and_forwarded_names_resolve_and_follow_disconnects() {
     let host = host_with_resolver(&world, &dir);
     let _upstream = Upstream::start(&world.host_ns);
     let net = Network::create(&host, &dual_stack("10.89.60.0/24", "fd00:89:60::/64")).unwrap();
+    assert!(!host.embedded_dns_running(), "nothing runs before a sandbox needs it");
 
     let mut web = Sandbox::none("web").unwrap();
     let mut opts = EndpointOptions::new();
     opts.alias("www");
     let eweb = web.connect(&net, &opts).unwrap();
+    assert!(host.embedded_dns_running());
     let mut client = Sandbox::none("client").unwrap();
     assert!(!client.has_embedded_dns(), "no server before a user-defined network");
     assert_eq!(ask(client.netns(), "web", RecordType::A, false), None, "nothing listens at 127.0.0.11 yet");
@@ -207,7 +209,9 @@ fn peers_aliases_and_forwarded_names_resolve_and_follow_disconnects() {
     assert_eq!(ask(&kept, "web", RecordType::A, false), None);
     assert_eq!(ask(web.netns(), "www", RecordType::A, false), Some((ResponseCode::NoError, vec![web4])));
     drop(kept);
+    assert!(host.embedded_dns_running(), "web is still served");
     drop((web, client, db));
+    assert!(!host.embedded_dns_running(), "the last sandbox gone, the thread is stopped");
     net.remove().unwrap();
     drop(host);
 }
