@@ -158,8 +158,7 @@ pub fn netmodel(c: &mut Criterion, report: &mut Report) {
         })
     });
     report.singles.push(("netmodel", "network_open_release/nook".into()));
-    dns(&mut g, report, &bench);
-    g.finish();
+    // Interleaved with the pair it belongs to (`interleave` applies to the last pair).
     if ip {
         report.interleave(
             || {
@@ -170,6 +169,8 @@ pub fn netmodel(c: &mut Criterion, report: &mut Report) {
             &mut ip_cycle,
         );
     }
+    dns(&mut g, report, &bench);
+    g.finish();
     network.remove().expect("remove bench network");
 }
 
@@ -184,6 +185,7 @@ fn dns(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, 
     use std::net::UdpSocket;
     let conf = bench.state.join("resolv.conf");
     std::fs::write(&conf, "nameserver 127.0.0.1\n").expect("resolv.conf");
+    nook_netmodel::netlink::Netlink::open_in(bench.host_ns.ns()).expect("netlink").set_up(1).expect("lo up");
     let upstream = bench.host_ns.run(|| UdpSocket::bind("127.0.0.1:53")).expect("enter").expect("bind upstream");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let responder = {
