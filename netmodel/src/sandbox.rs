@@ -88,6 +88,9 @@ struct SandboxShared {
     /// after `endpoints` when both are; never dropped with `endpoints` locked (dropping it
     /// waits for the server thread, which locks `endpoints` to answer).
     dns: Mutex<Option<Registration>>,
+    /// The name servers given for it ([`Sandbox::resolv_conf`]): its embedded server's
+    /// upstreams instead of the host's.
+    upstreams: Mutex<Option<Vec<IpAddr>>>,
 }
 
 #[derive(Debug)]
@@ -140,6 +143,10 @@ impl Zone for SandboxShared {
             }
         }
         found
+    }
+
+    fn upstreams(&self) -> Option<Vec<IpAddr>> {
+        self.upstreams.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -196,6 +203,7 @@ impl Sandbox {
             netlink: Mutex::new(Some(netlink)),
             endpoints: Mutex::new(Vec::new()),
             dns: Mutex::new(None),
+            upstreams: Mutex::new(None),
         };
         Ok(Sandbox {
             shared: Arc::new(shared),
@@ -216,6 +224,7 @@ impl Sandbox {
             netlink: Mutex::new(None),
             endpoints: Mutex::new(Vec::new()),
             dns: Mutex::new(None),
+            upstreams: Mutex::new(None),
         };
         Ok(Sandbox { shared: Arc::new(shared), kind: SandboxKind::Host, netns: None, owner: None, done: false })
     }
@@ -548,15 +557,34 @@ impl Sandbox {
         Ok(files::hosts_file(&self.shared.name, &own, &peers))
     }
 
-    /// The `/etc/resolv.conf` for processes in the sandbox: `dns` if given (validated, used
-    /// as is), else the host's configuration made reachable from the sandbox's own namespace
-    /// ([`DnsConfig::from_host`]: loopback resolvers dropped, Docker's public fallback if none
-    /// remains). A `host` sandbox shares the host's resolvers: without `dns`, it gets the
-    /// host's `/etc/resolv.conf` as it is.
+    /// The `/etc/resolv.conf` for processes in the sandbox.
+    ///
+    /// Served by the embedded DNS server ([`crate::dns`]: on a user-defined network):
+    /// `nameserver 127.0.0.11` with the search domains and options of `dns` if given, else of
+    /// the host's `resolv.conf`; the name servers of `dns`, if any, become the server's
+    /// upstreams for this sandbox (Docker's `--dns`), from this call on.
+    ///
+    /// Otherwise: `dns` if given (validated, used as is), else the host's configuration made
+    /// reachable from the sandbox's own namespace ([`DnsConfig::from_host`]: loopback
+    /// resolvers dropped, Docker's public fallback if none remains). A `host` sandbox shares
+    /// the host's resolvers: without `dns`, it gets the host's `/etc/resolv.conf` as it is.
     pub fn resolv_conf(&self, dns: Option<&DnsConfig>) -> Result<String> {
+        let served = self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).is_some();
         if let Some(dns) = dns {
             dns.validate()?;
-            return Ok(dns.render());
+            if !served {
+                return Ok(dns.render());
+            }
+            // As Docker's `--dns` on a user-defined network: the embedded server stays the
+            // sandbox's resolver and forwards to the given servers.
+            let servers = (!dns.nameservers.is_empty()).then(|| dns.nameservers.clone());
+            *self.shared.upstreams.lock().unwrap_or_else(PoisonError::into_inner) = servers;
+            let conf = DnsConfig {
+                nameservers: vec![crate::dns::EMBEDDED_DNS],
+                search: dns.search.clone(),
+                options: dns.options.clone(),
+            };
+            return Ok(conf.render());
         }
         if self.kind == SandboxKind::Host {
             let path = files::RESOLV_CONF;

@@ -28,7 +28,10 @@
 //!   when it names none. The forwarding socket lives in the [`Host`](crate::Host)'s network
 //!   namespace, not in the sandbox's, so loopback resolvers of the host (systemd-resolved's
 //!   `127.0.0.53`, a local dnsmasq) work, as they do with Docker (which forwards those from the
-//!   host namespace too). Each upstream is tried for [`UPSTREAM_TIMEOUT`], then the next; when
+//!   host namespace too). A sandbox given its own name servers
+//!   ([`Sandbox::resolv_conf`](crate::Sandbox::resolv_conf) with a configuration, Docker's
+//!   `--dns`) has its other names forwarded to those instead (also from the host's
+//!   namespace). Each upstream is tried for [`UPSTREAM_TIMEOUT`], then the next; when
 //!   all fail the client gets `SERVFAIL`.
 //!
 //! # How it runs
@@ -74,4 +77,9 @@ pub(crate) trait Zone: Send + Sync {
     /// The addresses of `name` (lower case, no trailing dot), or `None` when the name is not
     /// one of the zone's (then it is forwarded).
     fn lookup(&self, name: &str) -> Option<Vec<IpAddr>>;
+
+    /// The resolvers other names go to for this zone, when not the host's (Docker's `--dns`).
+    fn upstreams(&self) -> Option<Vec<IpAddr>> {
+        None
+    }
 }

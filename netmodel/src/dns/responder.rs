@@ -248,6 +248,8 @@ enum ReplyTo {
 /// A query sent upstream.
 struct Pending {
     upstream_id: u16,
+    /// The upstreams of the query's sandbox, and the one asked.
+    list: Arc<[SocketAddr]>,
     upstream: usize,
     request: Box<Message>,
     client_id: u16,
@@ -257,7 +259,7 @@ struct Pending {
 
 /// The sockets in the host namespace that talk to the upstream resolvers.
 struct Forwarder {
-    upstreams: Vec<SocketAddr>,
+    upstreams: Arc<[SocketAddr]>,
     v4: Option<UdpSocket>,
     v6: Option<UdpSocket>,
     pending: Vec<Pending>,
@@ -270,10 +272,11 @@ impl Forwarder {
             s.set_nonblocking(true)?;
             Ok(s)
         };
-        let v4 = if upstreams.iter().any(SocketAddr::is_ipv4) { Some(open("0.0.0.0:0").sys("bind")?) } else { None };
+        // Both families: a sandbox's own upstreams may be of either.
+        let v4 = Some(open("0.0.0.0:0").sys("bind")?);
         // A host without IPv6 cannot reach IPv6 upstreams: those are skipped.
-        let v6 = if upstreams.iter().any(SocketAddr::is_ipv6) { open("[::]:0").ok() } else { None };
-        Ok(Forwarder { upstreams, v4, v6, pending: Vec::new() })
+        let v6 = open("[::]:0").ok();
+        Ok(Forwarder { upstreams: upstreams.into(), v4, v6, pending: Vec::new() })
     }
 
     fn socket(&self, to: &SocketAddr) -> Option<&UdpSocket> {
@@ -282,9 +285,16 @@ impl Forwarder {
 
     /// Sends `request` to the first upstream from `first` that takes it; else answers
     /// `SERVFAIL`.
-    fn forward(&mut self, request: Box<Message>, client_id: u16, to: ReplyTo, first: usize, entries: &[Arc<Entry>]) {
-        for upstream in first..self.upstreams.len() {
-            let addr = self.upstreams[upstream];
+    fn forward(
+        &mut self,
+        request: Box<Message>,
+        client_id: u16,
+        to: ReplyTo,
+        (list, first): (Arc<[SocketAddr]>, usize),
+        entries: &[Arc<Entry>],
+    ) {
+        for upstream in first..list.len() {
+            let addr = list[upstream];
             let Some(socket) = self.socket(&addr) else { continue };
             let upstream_id = loop {
                 let id = crate::util::random_u64() as u16;
@@ -295,7 +305,7 @@ impl Forwarder {
             let Some(bytes) = message::with_id((*request).clone(), upstream_id) else { break };
             if socket.send_to(&bytes, addr).is_ok() {
                 let deadline = Instant::now() + UPSTREAM_TIMEOUT;
-                self.pending.push(Pending { upstream_id, upstream, request, client_id, to, deadline });
+                self.pending.push(Pending { upstream_id, list, upstream, request, client_id, to, deadline });
                 return;
             }
         }
@@ -307,9 +317,8 @@ impl Forwarder {
     /// An answer from an upstream: back to whoever asked.
     fn answered(&mut self, bytes: &[u8], from: SocketAddr, entries: &[Arc<Entry>]) {
         let Some(answer) = message::parse_answer(bytes) else { return };
-        let upstreams = &self.upstreams;
         let Some(i) =
-            self.pending.iter().position(|p| p.upstream_id == answer.metadata.id && upstreams[p.upstream] == from)
+            self.pending.iter().position(|p| p.upstream_id == answer.metadata.id && p.list[p.upstream] == from)
         else {
             return;
         };
@@ -326,7 +335,7 @@ impl Forwarder {
             std::mem::take(&mut self.pending).into_iter().partition(|p| p.deadline <= now);
         self.pending = waiting;
         for p in late {
-            self.forward(p.request, p.client_id, p.to, p.upstream + 1, entries);
+            self.forward(p.request, p.client_id, p.to, (p.list, p.upstream + 1), entries);
         }
     }
 
@@ -436,12 +445,17 @@ fn on_query(bytes: &[u8], entry: &Entry, to: ReplyTo, forwarder: &mut Forwarder,
     // A sandbox being torn down: no answer.
     let Some(zone) = entry.zone.upgrade() else { return };
     let reply = message::handle(bytes, &*zone);
+    let own = zone.upstreams().filter(|l| !l.is_empty());
     drop(zone);
     match reply {
         Reply::Answer(answer) => send(to, &answer, entries),
         Reply::Forward(request) => {
             let client_id = request.metadata.id;
-            forwarder.forward(request, client_id, to, 0, entries);
+            let list: Arc<[SocketAddr]> = match own {
+                Some(ips) => ips.into_iter().map(|ip| SocketAddr::new(ip, DNS_PORT)).collect(),
+                None => Arc::clone(&forwarder.upstreams),
+            };
+            forwarder.forward(request, client_id, to, (list, 0), entries);
         }
         Reply::Drop => {}
     }

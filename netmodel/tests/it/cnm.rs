@@ -548,7 +548,7 @@ fn hosts_and_resolv_conf_list_the_peers() {
     dns.nameservers = vec![IpAddr::V4(OUTSIDE_IP)];
     dns.search = vec!["example.test".into()];
     dns.options = vec!["ndots:2".into()];
-    let resolv = web.resolv_conf(Some(&dns)).unwrap();
+    let resolv = alone.resolv_conf(Some(&dns)).unwrap();
     assert!(resolv.contains("nameserver 198.51.100.2"), "{resolv}");
     assert!(resolv.contains("search example.test"), "{resolv}");
     // From the host's file, loopback resolvers are useless in a private namespace.

@@ -190,6 +190,19 @@ fn peers_aliases_and_forwarded_names_resolve_and_follow_disconnects() {
     assert_eq!(ask(ns, UPSTREAM_NAME, RecordType::A, true), Some((ResponseCode::NoError, vec![forwarded])));
     assert_eq!(ask(ns, "nowhere.nk.test", RecordType::A, false), Some((ResponseCode::NXDomain, vec![])));
 
+    // Name servers given for one sandbox (`--dns`) replace the host's as its upstreams: one
+    // that answers nothing (a loopback address of the test's host namespace where nothing
+    // listens) makes its forwarded names fail, while its peers still resolve and other
+    // sandboxes still forward to the host's.
+    let mut own = nook_netmodel::files::DnsConfig::default();
+    own.nameservers = vec!["127.0.0.2".parse().unwrap()];
+    own.search = vec!["own.test".into()];
+    assert_eq!(web.resolv_conf(Some(&own)).unwrap(), "nameserver 127.0.0.11\nsearch own.test\n");
+    let (code, found) = ask(web.netns(), UPSTREAM_NAME, RecordType::A, false).unwrap();
+    assert!(code == ResponseCode::ServFail && found.is_empty(), "{code:?} {found:?}");
+    assert_eq!(ask(web.netns(), "web", RecordType::A, false), Some((ResponseCode::NoError, vec![web4])));
+    assert_eq!(ask(ns, UPSTREAM_NAME, RecordType::A, false), Some((ResponseCode::NoError, vec![forwarded])));
+
     // A sandbox that connects is found at once, and is gone at once when it disconnects.
     assert_eq!(ask(ns, "db", RecordType::A, false), Some((ResponseCode::NXDomain, vec![])));
     let mut db = Sandbox::none("db").unwrap();

@@ -261,7 +261,10 @@ fn two_networks_give_two_interfaces_and_etc_files() {
     assert_eq!(names, ["eth0", "eth1", "lo"], "{out}");
     assert!(out.contains("eth0") && out.contains("10.131.2."), "{out}");
     assert!(out.contains("eth1") && out.contains("10.131.3.77/24"), "{out}");
-    assert!(out.contains("nameserver 192.0.2.53") && out.contains("search nk.test"), "{out}");
+    // On user-defined networks the embedded server stays the resolver and forwards to the
+    // given servers (Docker's `--dns`); search domains are written as given.
+    assert!(out.contains("nameserver 127.0.0.11") && out.contains("search nk.test"), "{out}");
+    assert!(!out.contains("nameserver 192.0.2.53"), "{out}");
     assert!(out.contains("default via 10.131.2.1 dev eth0"), "the first network carries the default route:\n{out}");
     front.remove().unwrap();
     back.remove().unwrap();
