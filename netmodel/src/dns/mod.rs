@@ -44,9 +44,10 @@
 //! It waits on all of them with `poll(2)`. Unregistering waits until the thread has let go of
 //! the sockets, so the sandbox's namespace is not kept alive by them.
 //!
-//! Messages are parsed and built with `hickory-proto`; the loop is this module's.
-//! A TCP client is served on the thread, one message per connection, and gets
-//! [`TCP_TIMEOUT`] to send it (a TCP client that stalls delays the others by that much).
+//! Messages are parsed and built with `hickory-proto`; the loop is this module's. A TCP
+//! client is served one message per connection and gets [`TCP_TIMEOUT`] to send it; its
+//! socket waits in the same `poll` as the others, so a client that stalls delays nobody
+//! (at most 256 wait at once, the oldest dropped first).
 
 mod message;
 pub mod nat;

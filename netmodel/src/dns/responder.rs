@@ -242,7 +242,8 @@ impl Running {
 enum ReplyTo {
     /// A sandbox's UDP socket (by entry id: a sandbox gone meanwhile gets nothing).
     Udp(u64, SocketAddr),
-    Tcp(TcpStream),
+    /// A TCP client of a sandbox (by entry id).
+    Tcp(u64, TcpStream),
 }
 
 /// A query sent upstream.
@@ -351,35 +352,88 @@ fn send(to: ReplyTo, bytes: &[u8], entries: &[Arc<Entry>]) {
                 let _ = entry.udp.send_to(bytes, client);
             }
         }
-        ReplyTo::Tcp(mut stream) => {
+        ReplyTo::Tcp(_, mut stream) => {
             let Ok(len) = u16::try_from(bytes.len()) else { return };
             let mut framed = len.to_be_bytes().to_vec();
             framed.extend_from_slice(bytes);
+            // A small answer into a fresh socket's empty send buffer: it does not block.
+            let _ = stream.set_nonblocking(false);
             let _ = stream.set_write_timeout(Some(TCP_TIMEOUT));
             let _ = stream.write_all(&framed);
         }
     }
 }
 
-/// The loop: until asked to stop, waits on the wake-up eventfd, the forwarding sockets and
-/// every sandbox's sockets.
+/// A TCP client of a sandbox, until its framed query is in.
+struct Conn {
+    entry: u64,
+    stream: TcpStream,
+    buf: Vec<u8>,
+    deadline: Instant,
+}
+
+/// Most TCP clients waiting at once (all sandboxes); the oldest goes first beyond it.
+const MAX_CONNS: usize = 256;
+
+impl Conn {
+    /// Reads what is there; the whole query once it is in, `Err` when the client is done for.
+    fn read(&mut self) -> Result<Option<Vec<u8>>, ()> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(()),
+            }
+            if self.buf.len() > 2 + usize::from(u16::MAX) {
+                return Err(());
+            }
+        }
+        let Some(len) = self.buf.get(..2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
+            return Ok(None);
+        };
+        if self.buf.len() < 2 + len {
+            return Ok(None);
+        }
+        Ok(Some(self.buf[2..2 + len].to_vec()))
+    }
+}
+
+/// The loop: until asked to stop, waits on the wake-up eventfd, the forwarding sockets,
+/// every sandbox's sockets and the TCP clients whose query is not in yet (none of them
+/// blocks the others: a TCP client gets [`TCP_TIMEOUT`] to send its query).
 fn serve(shared: &Shared, mut forwarder: Forwarder) {
     let mut entries: Vec<Arc<Entry>> = Vec::new();
+    let mut conns: Vec<Conn> = Vec::new();
     let mut buf = vec![0u8; 65535];
     loop {
-        // Let go of the old sockets before saying which generation is taken.
+        // Let go of the old sockets (and of the clients of sandboxes gone) before saying
+        // which generation is taken.
         entries.clear();
-        {
-            let mut state = lock(&shared.state);
+        let generation = {
+            let state = lock(&shared.state);
             if state.stop {
                 break;
             }
             entries.extend(state.entries.iter().cloned());
-            state.seen = state.generation;
+            state.generation
+        };
+        conns.retain(|c| entries.iter().any(|e| e.id == c.entry));
+        forwarder.pending.retain(|p| match &p.to {
+            ReplyTo::Udp(id, _) | ReplyTo::Tcp(id, _) => entries.iter().any(|e| e.id == *id),
+        });
+        {
+            let mut state = lock(&shared.state);
+            state.seen = state.seen.max(generation);
             shared.acked.notify_all();
         }
-        let timeout = forwarder.next_deadline().map(|d| {
-            let left = d.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        conns.retain(|c| c.deadline > now);
+        let deadline = forwarder.next_deadline().into_iter().chain(conns.iter().map(|c| c.deadline)).min();
+        let timeout = deadline.map(|d| {
+            let left = d.saturating_duration_since(now);
             rustix::event::Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) }
         });
         let ready: Vec<bool> = {
@@ -389,6 +443,7 @@ fn serve(shared: &Shared, mut forwarder: Forwarder) {
                 fds.push(PollFd::new(&e.udp, PollFlags::IN));
                 fds.push(PollFd::new(&e.tcp, PollFlags::IN));
             }
+            fds.extend(conns.iter().map(|c| PollFd::new(&c.stream, PollFlags::IN)));
             match rustix::event::poll(&mut fds, timeout.as_ref()) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 // Not expected (EINVAL, ENOMEM); a pause keeps a persistent failure from spinning.
@@ -401,17 +456,20 @@ fn serve(shared: &Shared, mut forwarder: Forwarder) {
             let mut counter = [0u8; 8];
             let _ = rustix::io::read(&shared.wake, &mut counter);
         }
-        let upstream_sockets = usize::from(forwarder.v4.is_some()) + usize::from(forwarder.v6.is_some());
-        for i in 0..upstream_sockets {
+        let sockets: Vec<&UdpSocket> = forwarder.v4.iter().chain(forwarder.v6.iter()).collect();
+        let mut answers = Vec::new();
+        for socket in sockets {
             if ready.next() != Some(true) {
                 continue;
             }
-            loop {
-                let socket = if i == 0 && forwarder.v4.is_some() { &forwarder.v4 } else { &forwarder.v6 };
-                let Some(Ok((n, from))) = socket.as_ref().map(|s| s.recv_from(&mut buf)) else { break };
-                forwarder.answered(&buf[..n], from, &entries);
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                answers.push((buf[..n].to_vec(), from));
             }
         }
+        for (answer, from) in answers {
+            forwarder.answered(&answer, from, &entries);
+        }
+        let mut accepted = Vec::new();
         for entry in &entries {
             if ready.next() == Some(true) {
                 while let Ok((n, client)) = entry.udp.recv_from(&mut buf) {
@@ -420,25 +478,36 @@ fn serve(shared: &Shared, mut forwarder: Forwarder) {
             }
             if ready.next() == Some(true) {
                 while let Ok((stream, _)) = entry.tcp.accept() {
-                    if let Some(query) = read_tcp_query(&stream) {
-                        on_query(&query, entry, ReplyTo::Tcp(stream), &mut forwarder, &entries);
+                    if stream.set_nonblocking(true).is_ok() {
+                        let deadline = Instant::now() + TCP_TIMEOUT;
+                        accepted.push(Conn { entry: entry.id, stream, buf: Vec::new(), deadline });
                     }
                 }
             }
         }
+        // Clients with something to read (those accepted just now are read at once too).
+        let mut waiting = Vec::with_capacity(conns.len() + accepted.len());
+        for (mut conn, readable) in conns.drain(..).zip(ready).chain(accepted.into_iter().map(|c| (c, true))) {
+            if !readable {
+                waiting.push(conn);
+                continue;
+            }
+            match conn.read() {
+                Ok(None) => waiting.push(conn),
+                Err(()) => {}
+                Ok(Some(query)) => {
+                    let Some(entry) = entries.iter().find(|e| e.id == conn.entry) else { continue };
+                    let to = ReplyTo::Tcp(conn.entry, conn.stream);
+                    on_query(&query, entry, to, &mut forwarder, &entries);
+                }
+            }
+        }
+        conns = waiting;
+        if conns.len() > MAX_CONNS {
+            conns.drain(..conns.len() - MAX_CONNS);
+        }
         forwarder.expire(&entries);
     }
-}
-
-/// One framed query from a TCP client (blocking, [`TCP_TIMEOUT`]).
-fn read_tcp_query(mut stream: &TcpStream) -> Option<Vec<u8>> {
-    stream.set_nonblocking(false).ok()?;
-    stream.set_read_timeout(Some(TCP_TIMEOUT)).ok()?;
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).ok()?;
-    let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    stream.read_exact(&mut query).ok()?;
-    Some(query)
 }
 
 fn on_query(bytes: &[u8], entry: &Entry, to: ReplyTo, forwarder: &mut Forwarder, entries: &[Arc<Entry>]) {

@@ -258,3 +258,26 @@ fn a_host_can_turn_the_embedded_dns_off() {
     drop(s);
     net.remove().unwrap();
 }
+
+#[test]
+fn tcp_clients_that_stall_are_dropped_without_holding_up_the_others() {
+    require_root!();
+    let world = World::new();
+    let net = Network::create(&world.host, &dual_stack("10.89.63.0/24", "fd00:89:63::/64")).unwrap();
+    let mut a = Sandbox::none("alpha").unwrap();
+    let ea = a.connect(&net, &EndpointOptions::new()).unwrap();
+    let server = SocketAddr::new(EMBEDDED_DNS, 53);
+    // One client sends half a length prefix and stops.
+    let mut stalled = a.run(|| TcpStream::connect_timeout(&server, PATIENCE)).unwrap().unwrap();
+    stalled.write_all(&[0]).unwrap();
+    // Another is answered meanwhile (over TCP too, and over UDP).
+    let want = Some((ResponseCode::NoError, vec![IpAddr::V4(ea.ipv4().unwrap())]));
+    assert_eq!(ask(a.netns(), "alpha", RecordType::A, true), want);
+    assert_eq!(ask(a.netns(), "alpha", RecordType::A, false), want);
+    // The stalled one is closed by the server (EOF), not left open.
+    stalled.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(stalled.read_to_end(&mut rest).unwrap(), 0, "closed without an answer");
+    drop((stalled, a));
+    net.remove().unwrap();
+}
