@@ -145,6 +145,18 @@ impl Zone for SandboxShared {
         found
     }
 
+    fn reverse(&self, ip: IpAddr) -> Option<Vec<String>> {
+        let networks: Vec<Network> =
+            self.endpoints().iter().filter(|e| e.network.spec().lists_peers()).map(|e| e.network.share()).collect();
+        let mut names = Vec::new();
+        for network in networks {
+            for peer in network.endpoints().iter().filter(|p| p.addresses.contains(&ip)) {
+                names.push(format!("{}.{}", peer.sandbox, network.name()));
+            }
+        }
+        (!names.is_empty()).then_some(names)
+    }
+
     fn upstreams(&self) -> Option<Vec<IpAddr>> {
         self.upstreams.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{RData, Record, RecordType};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::{TTL, Zone};
 
@@ -40,11 +40,23 @@ pub(crate) fn handle(query: &[u8], zone: &dyn Zone) -> Reply {
         response.metadata.response_code = ResponseCode::FormErr;
         return encode(&response);
     };
+    let qtype = query.query_type();
+    if qtype == RecordType::PTR {
+        let ip = query.name().parse_arpa_name().ok().filter(|net| net.prefix_len() == net.max_prefix_len());
+        let Some(names) = ip.and_then(|net| zone.reverse(net.addr())) else {
+            return Reply::Forward(Box::new(request));
+        };
+        response.add_query(query.clone());
+        response.metadata.authoritative = true;
+        for name in names.iter().filter_map(|n| Name::from_ascii(format!("{n}.")).ok()) {
+            response.add_answer(Record::from_rdata(query.name().clone(), TTL, RData::PTR(PTR(name))));
+        }
+        return encode(&response);
+    }
     let name = query.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
     let Some(addresses) = zone.lookup(&name) else { return Reply::Forward(Box::new(request)) };
     response.add_query(query.clone());
     response.metadata.authoritative = true;
-    let qtype = query.query_type();
     for address in addresses {
         let rdata = match (address, qtype) {
             (IpAddr::V4(v4), RecordType::A | RecordType::ANY) => RData::A(A(v4)),
@@ -87,13 +99,16 @@ fn encode(message: &Message) -> Reply {
 mod tests {
     use super::*;
     use hickory_proto::op::Query;
-    use hickory_proto::rr::Name;
 
     struct Fixed;
 
     impl Zone for Fixed {
         fn lookup(&self, name: &str) -> Option<Vec<IpAddr>> {
             (name == "web").then(|| vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()])
+        }
+
+        fn reverse(&self, ip: IpAddr) -> Option<Vec<String>> {
+            (ip == "10.0.0.2".parse::<IpAddr>().unwrap()).then(|| vec!["web.net".to_owned()])
         }
     }
 
@@ -128,6 +143,15 @@ mod tests {
         let mx = answer(&query("web", RecordType::MX));
         assert_eq!(mx.metadata.response_code, ResponseCode::NoError);
         assert!(mx.answers.is_empty());
+    }
+
+    #[test]
+    fn answers_ptr_for_its_addresses_and_forwards_the_others() {
+        let a = answer(&query("2.0.0.10.in-addr.arpa.", RecordType::PTR));
+        assert_eq!(a.answers.len(), 1);
+        assert_eq!(a.answers[0].data, RData::PTR(PTR(Name::from_ascii("web.net.").unwrap())));
+        assert!(matches!(handle(&query("3.0.0.10.in-addr.arpa.", RecordType::PTR), &Fixed), Reply::Forward(_)));
+        assert!(matches!(handle(&query("0.10.in-addr.arpa.", RecordType::PTR), &Fixed), Reply::Forward(_)));
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //!   ones (`ANY` both), TTL [`TTL`] seconds, as Docker's. A known name without an address of
 //!   the asked family gets an empty `NOERROR` answer, not `NXDOMAIN`. The lookup is made
 //!   when the query comes, on the networks' live endpoint lists: a connect or disconnect is
-//!   seen by the next query.
+//!   seen by the next query. `PTR` queries for their addresses are answered with
+//!   `NAME.NETWORK` (Docker's form); other `PTR` queries are forwarded.
 //! * Only this process's sandboxes: a network shared between processes
 //!   ([`Network::open`](crate::Network::open)) has endpoints of other processes that this
 //!   process's server does not know (the network's record lists users, not endpoints; as for
@@ -78,6 +79,13 @@ pub(crate) trait Zone: Send + Sync {
     /// The addresses of `name` (lower case, no trailing dot), or `None` when the name is not
     /// one of the zone's (then it is forwarded).
     fn lookup(&self, name: &str) -> Option<Vec<IpAddr>>;
+
+    /// The names of `ip` (for `PTR` queries), or `None` when the address is not one of the
+    /// zone's (then the query is forwarded).
+    fn reverse(&self, ip: IpAddr) -> Option<Vec<String>> {
+        let _ = ip;
+        None
+    }
 
     /// The resolvers other names go to for this zone, when not the host's (Docker's `--dns`).
     fn upstreams(&self) -> Option<Vec<IpAddr>> {

@@ -133,6 +133,35 @@ pub fn ask(ns: &NsFd, name: &str, qtype: RecordType, tcp: bool) -> Option<(Respo
     Some((reply.metadata.response_code, addresses))
 }
 
+/// The names a `PTR` query for `ip` gets from `127.0.0.11` in `ns`.
+fn ask_ptr(ns: &NsFd, ip: IpAddr) -> Vec<String> {
+    let mut query = Message::query();
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(Name::from(ip), RecordType::PTR));
+    let bytes = query.to_vec().unwrap();
+    let reply = nook_ns::on_thread_in(&[ns], || -> std::io::Result<Vec<u8>> {
+        let s = UdpSocket::bind("127.0.0.1:0")?;
+        s.connect(SocketAddr::new(EMBEDDED_DNS, 53))?;
+        s.set_read_timeout(Some(PATIENCE))?;
+        s.send(&bytes)?;
+        let mut buf = vec![0u8; 4096];
+        let n = s.recv(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    })
+    .unwrap()
+    .unwrap();
+    let reply = Message::from_vec(&reply).unwrap();
+    reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::PTR(p) => Some(p.0.to_ascii()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn dual_stack(v4: &str, v6: &str) -> NetworkSpec {
     let mut spec = NetworkSpec::bridge(unique_name("dns").parse().unwrap());
     spec.subnet(v4.parse().unwrap(), None);
@@ -184,6 +213,10 @@ fn peers_aliases_and_forwarded_names_resolve_and_follow_disconnects() {
         Some((ResponseCode::NoError, vec![web4]))
     );
     assert_eq!(ask(ns, "web", RecordType::A, true), Some((ResponseCode::NoError, vec![web4])), "over TCP");
+    // Reverse lookups of its addresses (Docker's `NAME.NETWORK`).
+    let reverse = format!("web.{}.", net.name());
+    assert_eq!(ask_ptr(ns, web4), [reverse.clone()]);
+    assert_eq!(ask_ptr(ns, web6), [reverse]);
     // Other names go to the host's resolver (the test upstream, reached from the host namespace).
     let forwarded = IpAddr::V4(UPSTREAM_ANSWER.parse().unwrap());
     assert_eq!(ask(ns, UPSTREAM_NAME, RecordType::A, false), Some((ResponseCode::NoError, vec![forwarded])));
