@@ -215,7 +215,7 @@ fn peers_aliases_and_forwarded_names_resolve_and_follow_disconnects() {
     assert_eq!(ask(ns, "web", RecordType::A, true), Some((ResponseCode::NoError, vec![web4])), "over TCP");
     // Reverse lookups of its addresses (Docker's `NAME.NETWORK`).
     let reverse = format!("web.{}.", net.name());
-    assert_eq!(ask_ptr(ns, web4), [reverse.clone()]);
+    assert_eq!(ask_ptr(ns, web4), std::slice::from_ref(&reverse));
     assert_eq!(ask_ptr(ns, web6), [reverse]);
     // Other names go to the host's resolver (the test upstream, reached from the host namespace).
     let forwarded = IpAddr::V4(UPSTREAM_ANSWER.parse().unwrap());
