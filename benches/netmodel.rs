@@ -158,7 +158,7 @@ pub fn netmodel(c: &mut Criterion, report: &mut Report) {
         })
     });
     report.singles.push(("netmodel", "network_open_release/nook".into()));
-    g.finish();
+    // Interleaved with the pair it belongs to (`interleave` applies to the last pair).
     if ip {
         report.interleave(
             || {
@@ -169,5 +169,133 @@ pub fn netmodel(c: &mut Criterion, report: &mut Report) {
             &mut ip_cycle,
         );
     }
+    dns(&mut g, report, &bench);
+    g.finish();
     network.remove().expect("remove bench network");
+}
+
+/// The embedded DNS server (`127.0.0.11`), against the host's resolver it forwards to. The
+/// "host's resolver" is a tiny UDP responder the bench runs on `127.0.0.1:53` of its private
+/// host namespace (named by a `resolv.conf` of the bench's, [`HostBuilder::resolv_conf`]):
+/// no query leaves the bench's namespaces. Each case sends one query and waits for the
+/// answer on a socket made once inside the namespace it asks from.
+///
+/// [`HostBuilder::resolv_conf`]: nook_netmodel::HostBuilder::resolv_conf
+fn dns(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, report: &mut Report, bench: &Bench) {
+    use std::net::UdpSocket;
+    let conf = bench.state.join("resolv.conf");
+    std::fs::write(&conf, "nameserver 127.0.0.1\n").expect("resolv.conf");
+    nook_netmodel::netlink::Netlink::open_in(bench.host_ns.ns()).expect("netlink").set_up(1).expect("lo up");
+    let upstream = bench.host_ns.run(|| UdpSocket::bind("127.0.0.1:53")).expect("enter").expect("bind upstream");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let responder = {
+        let (socket, stop) = (upstream.try_clone().expect("dup"), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                if let Ok((n, from)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(&dns_answer(&buf[..n]), from);
+                }
+            }
+        })
+    };
+    let host = Host::builder()
+        .netns(bench.host_ns.ns())
+        .ipam_dir(bench.state.join("ipam"))
+        .resolv_conf(&conf)
+        .build()
+        .expect("host");
+    let mut spec = NetworkSpec::bridge("nkbenchdns".parse().unwrap());
+    spec.subnet("10.78.0.0/24".parse().expect("subnet"), None).bridge_name("nkbrbenchd");
+    let network = Network::create(&host, &spec).expect("dns network");
+    let mut peer = Sandbox::none("nkpeer").expect("peer");
+    peer.connect(&network, &EndpointOptions::new()).expect("connect peer");
+    let mut client = Sandbox::none("nkclient").expect("client");
+    client.connect(&network, &EndpointOptions::new()).expect("connect client");
+
+    let ask = |socket: &UdpSocket, query: &[u8]| {
+        let mut buf = [0u8; 1500];
+        socket.send(query).expect("send");
+        let n = socket.recv(&mut buf).expect("answer");
+        assert!(n > 12, "an answer");
+    };
+    let in_client = client.run(|| UdpSocket::bind("127.0.0.1:0")).expect("enter").expect("socket");
+    in_client.connect("127.0.0.11:53").expect("connect");
+    in_client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let in_host = bench.host_ns.run(|| UdpSocket::bind("127.0.0.1:0")).expect("enter").expect("socket");
+    in_host.connect("127.0.0.1:53").expect("connect");
+    in_host.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let (peer_query, outside_query) = (dns_query("nkpeer"), dns_query("outside.nk.bench"));
+
+    g.bench_function("dns_query_peer/embedded", |b| b.iter(|| ask(&in_client, &peer_query)));
+    g.bench_function("dns_query_forwarded/embedded", |b| b.iter(|| ask(&in_client, &outside_query)));
+    g.bench_function("dns_query_forwarded/host_resolver", |b| b.iter(|| ask(&in_host, &outside_query)));
+    report.pair(
+        "netmodel",
+        "DNS query, sandbox name (A)",
+        "dns_query_peer/embedded",
+        "dns_query_forwarded/host_resolver",
+    );
+    report.pair(
+        "netmodel",
+        "DNS query, forwarded name (A)",
+        "dns_query_forwarded/embedded",
+        "dns_query_forwarded/host_resolver",
+    );
+    // The cost of the server on a connect: the same endpoint setup with it turned off.
+    let plain_host = Host::builder()
+        .netns(bench.host_ns.ns())
+        .ipam_dir(bench.state.join("ipam"))
+        .embedded_dns(false)
+        .build()
+        .expect("host");
+    let mut spec = NetworkSpec::bridge("nkbenchnodns".parse().unwrap());
+    spec.subnet("10.79.0.0/24".parse().expect("subnet"), None).bridge_name("nkbrbenchn");
+    let plain = Network::create(&plain_host, &spec).expect("network without dns");
+    g.bench_function("endpoint_setup_no_dns/nook", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let mut sandbox = Sandbox::none("nkbench").expect("sandbox");
+                let start = Instant::now();
+                sandbox.connect(&plain, &EndpointOptions::new()).expect("connect");
+                total += start.elapsed();
+                sandbox.remove().expect("remove");
+            }
+            total
+        })
+    });
+    report.singles.push(("netmodel", "endpoint_setup_no_dns/nook".into()));
+
+    drop((client, peer, in_client, in_host));
+    network.remove().expect("remove dns network");
+    plain.remove().expect("remove network without dns");
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let _ = upstream.send_to(b"x", "127.0.0.1:53");
+    let _ = responder.join();
+}
+
+/// An `A` query for `name`.
+fn dns_query(name: &str) -> Vec<u8> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    let mut m = Message::query();
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).expect("name"), RecordType::A));
+    m.to_vec().expect("encode")
+}
+
+/// The bench upstream's answer: `192.0.2.77` for any `A` query.
+fn dns_answer(query: &[u8]) -> Vec<u8> {
+    use hickory_proto::op::Message;
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record};
+    let Ok(q) = Message::from_vec(query) else { return Vec::new() };
+    let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+    r.metadata.recursion_available = true;
+    if let Some(query) = q.queries.first() {
+        r.add_query(query.clone());
+        r.add_answer(Record::from_rdata(query.name().clone(), 60, RData::A(A([192, 0, 2, 77].into()))));
+    }
+    r.to_vec().unwrap_or_default()
 }

@@ -73,7 +73,7 @@ fn run(host: &Host, host_ns: &NetNs) -> Result<(), BoxError> {
     // docker run --rm --network nk-web --hostname client ... wget http://web/
     // (retried until the server listens: it was started just now).
     let script = format!(
-        "echo \"client is $(hostname), /etc/hosts says web is $(grep -w web /etc/hosts)\"; \
+        "echo \"client is $(hostname), resolving web through $(grep nameserver /etc/resolv.conf)\"; \
          for i in $(seq 100); do {BUSYBOX} wget -q -O - http://web/ && exit 0; sleep 0.1; done; exit 1"
     );
     let out = Sandbox::builder()

@@ -9,8 +9,8 @@
 //!
 //! [`hosts_file`] writes Docker's loopback lines (`localhost` for `127.0.0.1` and `::1`, and
 //! the `ip6-*` names), then one line per own address with the hostname (an FQDN also gets its
-//! first label as an alias), then one line per peer. There is no embedded DNS server, so the
-//! peers on user-defined networks are resolved through this file. A sandbox without an
+//! first label as an alias), then one line per peer (where the embedded DNS server, [`crate::dns`], does not
+//! serve the sandbox, peers on user-defined networks are resolved through this file). A sandbox without an
 //! address (network `none`) maps its hostname to `127.0.1.1`, as Debian does, so resolving
 //! its own name still works.
 //!

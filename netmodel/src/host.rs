@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nook_ns::{Namespace, NsFd};
 
+use crate::dns::DnsHub;
 use crate::error::{Error, Result};
+use crate::files::RESOLV_CONF;
 use crate::firewall::{FirewallBackend, Nftables, PortMapping, Protocol};
 use crate::ipam::{AddressPool, DEFAULT_STATE_DIR, Ipam, default_address_pools};
 use crate::netlink::Netlink;
@@ -40,6 +42,8 @@ struct HostInner {
     address_pools: Vec<AddressPool>,
     /// Host ports published by this process: `(protocol, host_ip, port)`.
     ports: Mutex<HashSet<(Protocol, Option<IpAddr>, u16)>>,
+    /// The embedded DNS server of the sandboxes on its user-defined networks.
+    dns: Option<Arc<DnsHub>>,
 }
 
 /// Builds a [`Host`]: which namespace plays the host, where IPAM keeps its state, which
@@ -50,6 +54,8 @@ pub struct HostBuilder<'a> {
     ipam_dir: PathBuf,
     firewall: Option<Arc<dyn FirewallBackend>>,
     address_pools: Vec<AddressPool>,
+    resolv_conf: PathBuf,
+    embedded_dns: bool,
 }
 
 impl Default for HostBuilder<'_> {
@@ -59,6 +65,8 @@ impl Default for HostBuilder<'_> {
             ipam_dir: PathBuf::from(DEFAULT_STATE_DIR),
             firewall: None,
             address_pools: default_address_pools(),
+            resolv_conf: PathBuf::from(RESOLV_CONF),
+            embedded_dns: true,
         }
     }
 }
@@ -97,6 +105,23 @@ impl<'a> HostBuilder<'a> {
         self
     }
 
+    /// Read the host's resolvers from this file instead of [`RESOLV_CONF`]: the upstream
+    /// servers of the embedded DNS ([`crate::dns`]; its `nameserver`s are reached from the
+    /// host namespace) and the `search` and `options` lines of the sandboxes' `resolv.conf`.
+    pub fn resolv_conf(&mut self, path: impl AsRef<Path>) -> &mut Self {
+        self.resolv_conf = path.as_ref().to_owned();
+        self
+    }
+
+    /// Whether sandboxes on user-defined networks get the embedded DNS server ([`crate::dns`];
+    /// on by default, as in Docker). Off, a connect saves the server's setup (an `nft` run in
+    /// the sandbox's namespace, a few ms) and peers are found through `/etc/hosts` only
+    /// ([`crate::Sandbox::hosts_file`]), whose lines are a snapshot.
+    pub fn embedded_dns(&mut self, on: bool) -> &mut Self {
+        self.embedded_dns = on;
+        self
+    }
+
     /// Opens the namespace, a netlink socket in it, the IPAM state and the firewall backend.
     pub fn build(&self) -> Result<Host> {
         let netns = match self.netns {
@@ -115,6 +140,10 @@ impl<'a> HostBuilder<'a> {
             None => Arc::new(Nftables::new(Some(&netns))?),
         };
         let netlink = Netlink::open_in(&netns)?;
+        let dns = match self.embedded_dns {
+            true => Some(Arc::new(DnsHub::new(netns.try_clone()?, self.resolv_conf.clone()))),
+            false => None,
+        };
         Ok(Host {
             inner: Arc::new(HostInner {
                 netns,
@@ -123,6 +152,7 @@ impl<'a> HostBuilder<'a> {
                 netlink: Mutex::new(netlink),
                 address_pools: self.address_pools.clone(),
                 ports: Mutex::new(HashSet::new()),
+                dns,
             }),
         })
     }
@@ -163,6 +193,18 @@ impl Host {
     /// short, never hold it across another `Host` call).
     pub fn netlink(&self) -> MutexGuard<'_, Netlink> {
         self.inner.netlink.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the embedded DNS server's thread runs now: while a sandbox on one of this
+    /// host's user-defined networks exists ([`crate::dns`]). It stops, its sockets closed,
+    /// when the last one is removed or disconnected.
+    pub fn embedded_dns_running(&self) -> bool {
+        self.inner.dns.as_ref().is_some_and(|d| d.is_running())
+    }
+
+    /// The embedded DNS server's hub (`None` when turned off).
+    pub(crate) fn dns(&self) -> Option<&Arc<DnsHub>> {
+        self.inner.dns.as_ref()
     }
 
     /// Reserves the host side of `ports` for this process, all or none.

@@ -82,8 +82,17 @@
 //! does (the network stays for whoever opens it next). A user that crashed counts as gone.
 //! All of it happens under one lock file of the state directory (`.networks.lock`), and
 //! removal first *closes* the network in IPAM, so no process can take an address on a
-//! network being torn down. Peers of other processes are not listed in a sandbox's
-//! `/etc/hosts` (that list is per process).
+//! network being torn down. Peers of other processes are not known to a sandbox's
+//! embedded DNS server nor listed in its `/etc/hosts` (that list is per process).
+//!
+//! # Names: the embedded DNS server
+//!
+//! As with Docker, sandboxes on a user-defined network find each other by name through a DNS
+//! server at `127.0.0.11` inside each of them ([`dns`]): sandbox names, aliases (A and AAAA),
+//! answered from the networks' live endpoint lists, so connects and disconnects show at once;
+//! other names are forwarded to the host's resolvers. No daemon: one thread per [`Host`].
+//! The default network has none (peers there are not resolved, as in Docker), and
+//! [`HostBuilder::embedded_dns`] turns it off (peers are then listed in `/etc/hosts`).
 //!
 //! # Automatic subnets
 //!
@@ -224,6 +233,7 @@
 #![warn(unreachable_pub)]
 
 mod checked_name;
+pub mod dns;
 pub mod driver;
 mod endpoint;
 mod error;

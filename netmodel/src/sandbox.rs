@@ -3,10 +3,11 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use nook_ns::{NetNs, NsFd};
 
+use crate::dns::{Registration, Zone};
 use crate::driver::{EndpointConfig, EndpointLink};
 use crate::endpoint::{Endpoint, EndpointOptions};
 use crate::error::{Error, Result, SysContext};
@@ -83,6 +84,13 @@ struct SandboxShared {
     netns: NsFd,
     netlink: Mutex<Option<Netlink>>,
     endpoints: Mutex<Vec<EndpointState>>,
+    /// Its place on the embedded DNS server, while it is on a user-defined network. Locked
+    /// after `endpoints` when both are; never dropped with `endpoints` locked (dropping it
+    /// waits for the server thread, which locks `endpoints` to answer).
+    dns: Mutex<Option<Registration>>,
+    /// The name servers given for it ([`Sandbox::resolv_conf`]): its embedded server's
+    /// upstreams instead of the host's.
+    upstreams: Mutex<Option<Vec<IpAddr>>>,
 }
 
 #[derive(Debug)]
@@ -107,6 +115,50 @@ impl SandboxShared {
             *guard = Some(Netlink::open_in(&self.netns)?);
         }
         f(guard.as_mut().expect("opened above"))
+    }
+}
+
+/// The names the embedded DNS server answers in this sandbox: on each user-defined network
+/// it is connected to, every endpoint's sandbox name, its aliases, and `NAME.NETWORK`, read
+/// at each query (so connects and disconnects show at once).
+impl Zone for SandboxShared {
+    fn lookup(&self, name: &str) -> Option<Vec<IpAddr>> {
+        let mut found: Option<Vec<IpAddr>> = None;
+        let networks: Vec<Network> =
+            self.endpoints().iter().filter(|e| e.network.spec().lists_peers()).map(|e| e.network.share()).collect();
+        for network in networks {
+            let short = match name.rsplit_once('.') {
+                Some((short, suffix)) if suffix.eq_ignore_ascii_case(network.name()) => Some(short),
+                _ => None,
+            };
+            for peer in network.endpoints() {
+                let names = std::iter::once(&peer.sandbox).chain(peer.aliases.iter());
+                let matched = names
+                    .into_iter()
+                    .any(|n| n.eq_ignore_ascii_case(name) || short.is_some_and(|s| n.eq_ignore_ascii_case(s)));
+                if matched {
+                    let list = found.get_or_insert_with(Vec::new);
+                    list.extend(peer.addresses.iter().filter(|a| !list.contains(a)).collect::<Vec<_>>());
+                }
+            }
+        }
+        found
+    }
+
+    fn reverse(&self, ip: IpAddr) -> Option<Vec<String>> {
+        let networks: Vec<Network> =
+            self.endpoints().iter().filter(|e| e.network.spec().lists_peers()).map(|e| e.network.share()).collect();
+        let mut names = Vec::new();
+        for network in networks {
+            for peer in network.endpoints().iter().filter(|p| p.addresses.contains(&ip)) {
+                names.push(format!("{}.{}", peer.sandbox, network.name()));
+            }
+        }
+        (!names.is_empty()).then_some(names)
+    }
+
+    fn upstreams(&self) -> Option<Vec<IpAddr>> {
+        self.upstreams.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -162,6 +214,8 @@ impl Sandbox {
             netns: netns.ns().try_clone()?,
             netlink: Mutex::new(Some(netlink)),
             endpoints: Mutex::new(Vec::new()),
+            dns: Mutex::new(None),
+            upstreams: Mutex::new(None),
         };
         Ok(Sandbox {
             shared: Arc::new(shared),
@@ -181,6 +235,8 @@ impl Sandbox {
             netns: host.netns().try_clone()?,
             netlink: Mutex::new(None),
             endpoints: Mutex::new(Vec::new()),
+            dns: Mutex::new(None),
+            upstreams: Mutex::new(None),
         };
         Ok(Sandbox { shared: Arc::new(shared), kind: SandboxKind::Host, netns: None, owner: None, done: false })
     }
@@ -281,6 +337,10 @@ impl Sandbox {
         let owner = self.owner.as_ref().expect("a private sandbox has an IPAM owner");
         match self.connect_steps(network, options, ifname, owner, &endpoints, &mut progress) {
             Ok(state) => {
+                if let Err(e) = self.serve_dns(network) {
+                    let cleanup = teardown_endpoint(&self.shared, &state, true);
+                    return Err(Error::with_cleanup(e, cleanup));
+                }
                 let info = state.info.clone();
                 endpoints.push(state);
                 Ok(info)
@@ -290,6 +350,24 @@ impl Sandbox {
                 Err(Error::with_cleanup(cause, cleanup))
             }
         }
+    }
+
+    /// Registers the sandbox with the embedded DNS server of `network`'s host when `network`
+    /// is user-defined and the sandbox is not served yet ([`crate::dns`]).
+    fn serve_dns(&self, network: &Network) -> Result<()> {
+        let Some(hub) = network.host().dns().filter(|_| network.spec().lists_peers()) else { return Ok(()) };
+        let mut dns = self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner);
+        if dns.is_none() {
+            let zone: Weak<dyn Zone> = Arc::downgrade(&self.shared) as Weak<dyn Zone>;
+            *dns = Some(hub.register(&self.shared.netns, zone)?);
+        }
+        Ok(())
+    }
+
+    /// Whether the embedded DNS server answers in this sandbox (at [`crate::dns::EMBEDDED_DNS`]):
+    /// while it is connected to a user-defined network.
+    pub fn has_embedded_dns(&self) -> bool {
+        self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).is_some()
     }
 
     fn connect_steps(
@@ -418,6 +496,12 @@ impl Sandbox {
         };
         let gone = endpoints.remove(i);
         let mut errors = teardown_endpoint(&self.shared, &gone, true);
+        // The last user-defined network gone: no embedded DNS any more (dropped below, with
+        // `endpoints` unlocked).
+        let dns = match endpoints.iter().any(|e| e.network.spec().lists_peers()) {
+            true => None,
+            false => self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).take(),
+        };
         for family in [0, 1] {
             if !gone.default_route[family] {
                 continue;
@@ -442,17 +526,22 @@ impl Sandbox {
                 }
             }
         }
+        drop(endpoints);
+        drop(dns);
         Error::teardown(format!("endpoint {} of sandbox {}", &gone.info.id[..12], self.shared.name), errors)
     }
 
-    /// The `/etc/hosts` for processes in the sandbox: the loopback names, its own addresses
-    /// with its name, then every peer — the other endpoints of the user-defined networks it
-    /// is connected to (not of the default network, [`NetworkSpec::default_bridge`](crate::NetworkSpec::default_bridge), as with
-    /// Docker), with their sandbox's name and their aliases (there is no embedded DNS server;
-    /// this file is how peers find each other by name). A `host` sandbox gets the host's
-    /// `/etc/hosts` as it is; a `container:` sandbox the same file as the sandbox it joined.
-    ///
-    /// The content reflects the moment of the call: write it again when peers come and go.
+    /// The `/etc/hosts` for processes in the sandbox: the loopback names and its own
+    /// addresses with its name. Peers are not listed while the embedded DNS server serves the
+    /// sandbox ([`crate::dns`], the default on user-defined networks, as with Docker): it
+    /// answers for them, and follows connects and disconnects where a file would go stale.
+    /// When the host turned it off ([`crate::HostBuilder::embedded_dns`]), every peer is
+    /// listed — the other endpoints of the user-defined networks it is connected to (not of
+    /// the default network, [`NetworkSpec::default_bridge`](crate::NetworkSpec::default_bridge),
+    /// as with Docker), with their sandbox's name and their aliases; that content reflects the
+    /// moment of the call (write it again when peers come and go). A `host` sandbox gets the
+    /// host's `/etc/hosts` as it is; a `container:` sandbox the same file as the sandbox it
+    /// joined.
     pub fn hosts_file(&self) -> Result<String> {
         if self.kind == SandboxKind::Host {
             let path = "/etc/hosts";
@@ -461,7 +550,8 @@ impl Sandbox {
         let endpoints = self.shared.endpoints();
         let own: Vec<IpAddr> = endpoints.iter().flat_map(|e| e.info.addresses.iter().map(|a| a.addr())).collect();
         let mut peers: Vec<HostsEntry> = Vec::new();
-        for endpoint in endpoints.iter().filter(|e| e.network.spec().lists_peers()) {
+        let served = self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).is_some();
+        for endpoint in endpoints.iter().filter(|e| e.network.spec().lists_peers() && !served) {
             for peer in endpoint.network.endpoints() {
                 if endpoints.iter().any(|e| e.info.id == peer.id) {
                     continue;
@@ -479,19 +569,44 @@ impl Sandbox {
         Ok(files::hosts_file(&self.shared.name, &own, &peers))
     }
 
-    /// The `/etc/resolv.conf` for processes in the sandbox: `dns` if given (validated, used
-    /// as is), else the host's configuration made reachable from the sandbox's own namespace
-    /// ([`DnsConfig::from_host`]: loopback resolvers dropped, Docker's public fallback if none
-    /// remains). A `host` sandbox shares the host's resolvers: without `dns`, it gets the
-    /// host's `/etc/resolv.conf` as it is.
+    /// The `/etc/resolv.conf` for processes in the sandbox.
+    ///
+    /// Served by the embedded DNS server ([`crate::dns`]: on a user-defined network):
+    /// `nameserver 127.0.0.11` with the search domains and options of `dns` if given, else of
+    /// the host's `resolv.conf`; the name servers of `dns`, if any, become the server's
+    /// upstreams for this sandbox (Docker's `--dns`), from this call on.
+    ///
+    /// Otherwise: `dns` if given (validated, used as is), else the host's configuration made
+    /// reachable from the sandbox's own namespace ([`DnsConfig::from_host`]: loopback
+    /// resolvers dropped, Docker's public fallback if none remains). A `host` sandbox shares
+    /// the host's resolvers: without `dns`, it gets the host's `/etc/resolv.conf` as it is.
     pub fn resolv_conf(&self, dns: Option<&DnsConfig>) -> Result<String> {
+        let served = self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).is_some();
         if let Some(dns) = dns {
             dns.validate()?;
-            return Ok(dns.render());
+            if !served {
+                return Ok(dns.render());
+            }
+            // As Docker's `--dns` on a user-defined network: the embedded server stays the
+            // sandbox's resolver and forwards to the given servers.
+            let servers = (!dns.nameservers.is_empty()).then(|| dns.nameservers.clone());
+            *self.shared.upstreams.lock().unwrap_or_else(PoisonError::into_inner) = servers;
+            let conf = DnsConfig {
+                nameservers: vec![crate::dns::EMBEDDED_DNS],
+                search: dns.search.clone(),
+                options: dns.options.clone(),
+            };
+            return Ok(conf.render());
         }
         if self.kind == SandboxKind::Host {
             let path = files::RESOLV_CONF;
             return Ok(std::fs::read_to_string(path).sys_at("read", path)?);
+        }
+        if let Some(dns) = self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            let host = dns.host_config()?;
+            let conf =
+                DnsConfig { nameservers: vec![crate::dns::EMBEDDED_DNS], search: host.search, options: host.options };
+            return Ok(conf.render());
         }
         Ok(DnsConfig::from_host()?.render())
     }
@@ -517,6 +632,8 @@ impl Sandbox {
             errors.extend(teardown_endpoint(&self.shared, endpoint, shared_by_others));
         }
         drop(endpoints);
+        // Its sockets closed before the namespace handle goes (they hold the namespace).
+        drop(self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).take());
         if !shared_by_others {
             // The socket holds a reference on the namespace.
             *self.shared.netlink.lock().unwrap_or_else(PoisonError::into_inner) = None;

@@ -106,9 +106,11 @@
 //! IPAM, the link made directly inside the namespace, the default route through the first
 //! network's gateway, the published ports' firewall rules on the host), then releases the
 //! child: the program starts with its interfaces up. `/etc/hosts` (its addresses under its
-//! host name, and its peers on user-defined networks with their aliases) and
-//! `/etc/resolv.conf` (the host's resolvers without loopback ones, or
-//! [`SandboxBuilder::dns`]) come from `nook_netmodel::files`; they are files in
+//! host name; its peers with their aliases only where the embedded DNS server is off) and
+//! `/etc/resolv.conf` (on a user-defined network the embedded DNS server `127.0.0.11`,
+//! `nook_netmodel::dns`, which answers for the peers and forwards the rest to the host's
+//! resolvers; elsewhere the host's resolvers without loopback ones; or
+//! [`SandboxBuilder::dns`]) come from `nook_netmodel`; they are files in
 //! [`net::NET_FILES_DIR`] bind-mounted read-only over the sandbox's, filled once the
 //! addresses are known ([`Sandbox::refresh_hosts`] rewrites the peers). Container mode
 //! clones the init straight into the other namespace (`nook_ns::Command::join_netns`).

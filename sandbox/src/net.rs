@@ -51,9 +51,11 @@ pub struct NetworkConfig {
     /// The networks, in order: the first gets `eth0` (and the default route of each family
     /// it has), the next `eth1`, ... unless an interface name is set.
     pub networks: Vec<NetworkAttachment>,
-    /// The sandbox's `/etc/resolv.conf` (`--dns`, `--dns-search`, `--dns-option`). `None`:
-    /// the host's, with resolvers the sandbox cannot reach (loopback) dropped
-    /// ([`DnsConfig::from_host`]).
+    /// The sandbox's `/etc/resolv.conf` (`--dns`, `--dns-search`, `--dns-option`), written
+    /// as given. `None`: on a user-defined network, the embedded DNS server
+    /// (`nameserver 127.0.0.11`, with the host's search domains and options; see
+    /// `nook_netmodel::dns`); elsewhere the host's, with resolvers the sandbox cannot reach
+    /// (loopback) dropped ([`DnsConfig::from_host`]).
     pub dns: Option<DnsConfig>,
 }
 

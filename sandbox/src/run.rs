@@ -1107,7 +1107,8 @@ impl Sandbox {
 
     /// Rewrites the sandbox's `/etc/hosts` with the peers its networks have now (peers that
     /// joined after it was created are listed only then, as with Docker's legacy links).
-    /// Nothing to do without networks.
+    /// Nothing to do without networks; and nothing changes while the embedded DNS server
+    /// answers for the peers (the file then lists none; see `nook_netmodel::dns`).
     pub fn refresh_hosts(&self) -> Result<()> {
         self.net.as_ref().map_or(Ok(()), net::Attached::refresh_hosts)
     }

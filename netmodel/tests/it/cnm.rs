@@ -515,7 +515,14 @@ fn a_failure_late_in_connect_undoes_everything() {
 fn hosts_and_resolv_conf_list_the_peers() {
     require_root!();
     let world = World::new();
-    let net = Network::create(&world.host, &bridge_spec("10.89.15.0/24")).unwrap();
+    // Without the embedded DNS server (which answers for the peers instead: see `dns.rs`).
+    let host = nook_netmodel::Host::builder()
+        .netns(world.host_ns.ns())
+        .ipam_dir(world.state.path())
+        .embedded_dns(false)
+        .build()
+        .unwrap();
+    let net = Network::create(&host, &bridge_spec("10.89.15.0/24")).unwrap();
     let mut web = Sandbox::none("web").unwrap();
     let mut db = Sandbox::none("db").unwrap();
     let eweb = web.connect(&net, &EndpointOptions::new()).unwrap();
@@ -541,7 +548,7 @@ fn hosts_and_resolv_conf_list_the_peers() {
     dns.nameservers = vec![IpAddr::V4(OUTSIDE_IP)];
     dns.search = vec!["example.test".into()];
     dns.options = vec!["ndots:2".into()];
-    let resolv = web.resolv_conf(Some(&dns)).unwrap();
+    let resolv = alone.resolv_conf(Some(&dns)).unwrap();
     assert!(resolv.contains("nameserver 198.51.100.2"), "{resolv}");
     assert!(resolv.contains("search example.test"), "{resolv}");
     // From the host's file, loopback resolvers are useless in a private namespace.

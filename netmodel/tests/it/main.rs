@@ -6,6 +6,7 @@
 //! - [`cnm`]: the Container Network Model (networks, sandboxes, endpoints, modes, ports) with
 //!   real packets, on the [`common::World`] fixture;
 //! - [`custom_driver`]: a driver of one's own through `NetworkDriver`;
+//! - [`dns`]: the embedded DNS server of user-defined networks (`127.0.0.11`);
 //! - [`firewall`]: the nftables backend and the real `nft`;
 //! - [`foreign_firewall`]: nook networks on hosts whose other firewalls drop forwarded
 //!   traffic (Docker, iptables-nft, another table's drop policy, firewalld);
@@ -23,6 +24,7 @@
 mod cnm;
 mod common;
 mod custom_driver;
+mod dns;
 mod firewall;
 mod foreign_firewall;
 mod ipam;

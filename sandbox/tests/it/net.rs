@@ -218,11 +218,12 @@ fn bridge_scenario(world: &World) {
     let inside = String::from_utf8_lossy(&inside.stdout);
     assert!(inside.contains(&format!("{web_ip}/24")), "{inside}");
 
-    // The other sandbox finds `web` (and its alias) in its /etc/hosts and fetches the page.
+    // The other sandbox finds `web` (and its alias) through the embedded DNS server — not in
+    // its /etc/hosts, which lists no peer then, as with Docker — and fetches the page.
     let out = ok(sh(&format!("cat /etc/hosts; {} && {}", wget("http://web/"), wget("http://www/index.html")))
         .hostname("client")
         .connect(&net, EndpointOptions::new()));
-    assert!(out.contains(&format!("{web_ip}\tweb www")), "client's /etc/hosts:\n{out}");
+    assert!(out.contains("\tclient") && !out.contains(&format!("{web_ip}")), "client's /etc/hosts:\n{out}");
     assert_eq!(out.matches("hello-from-web").count(), 2, "{out}");
 
     // The host reaches it through the published port (DNAT on the host's own address).
@@ -260,7 +261,10 @@ fn two_networks_give_two_interfaces_and_etc_files() {
     assert_eq!(names, ["eth0", "eth1", "lo"], "{out}");
     assert!(out.contains("eth0") && out.contains("10.131.2."), "{out}");
     assert!(out.contains("eth1") && out.contains("10.131.3.77/24"), "{out}");
-    assert!(out.contains("nameserver 192.0.2.53") && out.contains("search nk.test"), "{out}");
+    // On user-defined networks the embedded server stays the resolver and forwards to the
+    // given servers (Docker's `--dns`); search domains are written as given.
+    assert!(out.contains("nameserver 127.0.0.11") && out.contains("search nk.test"), "{out}");
+    assert!(!out.contains("nameserver 192.0.2.53"), "{out}");
     assert!(out.contains("default via 10.131.2.1 dev eth0"), "the first network carries the default route:\n{out}");
     front.remove().unwrap();
     back.remove().unwrap();
@@ -500,5 +504,127 @@ fn sandboxes_on_a_macvlan_network_reach_each_other() {
     macvlan.remove().unwrap();
     bridge.remove().unwrap();
     nl.delete_link(parent_index).expect("delete the parent");
+    world.assert_clean();
+}
+
+/// A DNS server on `127.0.0.1:53` of `ns` (a namespace the test made), standing in for the
+/// host's resolver: `A` of `outside.nk.test` is `192.0.2.77` (other types of it: no data),
+/// every other name `NXDOMAIN`. Stops on drop.
+struct TestUpstream {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    ns: nook_ns::NsFd,
+}
+
+impl TestUpstream {
+    fn start(ns: &NetNs) -> TestUpstream {
+        use hickory_proto::op::{Message, ResponseCode};
+        use hickory_proto::rr::rdata::A;
+        use hickory_proto::rr::{RData, Record, RecordType};
+        let socket = ns.run(|| std::net::UdpSocket::bind("127.0.0.1:53")).unwrap().expect("bind the test upstream");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !flag.load(std::sync::atomic::Ordering::Acquire) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+                let Ok(q) = Message::from_vec(&buf[..n]) else { continue };
+                let Some(query) = q.queries.first() else { continue };
+                let mut r = Message::response(q.metadata.id, q.metadata.op_code);
+                r.metadata.recursion_desired = q.metadata.recursion_desired;
+                r.metadata.recursion_available = true;
+                r.add_query(query.clone());
+                if query.name().to_ascii().trim_end_matches('.').eq_ignore_ascii_case("outside.nk.test") {
+                    if query.query_type() == RecordType::A {
+                        let ip = "192.0.2.77".parse().unwrap();
+                        r.add_answer(Record::from_rdata(query.name().clone(), 60, RData::A(A(ip))));
+                    }
+                } else {
+                    r.metadata.response_code = ResponseCode::NXDomain;
+                }
+                let _ = socket.send_to(&r.to_vec().unwrap(), from);
+            }
+        });
+        TestUpstream { stop, thread: Some(thread), ns: ns.ns().try_clone().unwrap() }
+    }
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let _ = nook_ns::on_thread_in(&[&self.ns], || {
+            std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.send_to(b"x", "127.0.0.1:53"))
+        });
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `args` run in `sandbox`: exit code and stdout.
+fn run_in(sandbox: &Sandbox, args: &[&str]) -> (Outcome, String) {
+    let out = sandbox.exec(args.iter().copied()).output().expect("exec");
+    (out.outcome, String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// The embedded DNS server (`127.0.0.11`) as programs in a sandbox use it: glibc's resolver
+/// (`getent`, through the sandbox's `/etc/resolv.conf`) and busybox `nslookup` find a peer
+/// that started after them (so not in their `/etc/hosts`), its alias, its IPv6 address on a
+/// dual-stack network, names forwarded to the host's resolver (a test upstream on a
+/// loopback address of the test's host namespace, named by a `resolv.conf` of the test's),
+/// and the peer's name stops resolving once it is gone.
+#[test]
+fn sandboxes_resolve_each_other_through_the_embedded_dns() {
+    require_root!();
+    let _serial = serial();
+    let world = World::new();
+    let dir = TempDir::new("dns").unwrap();
+    let conf = dir.path().join("resolv.conf");
+    std::fs::write(&conf, "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n").unwrap();
+    let host = Host::builder().netns(world.ns.ns()).ipam_dir(world.state.path()).resolv_conf(&conf).build().unwrap();
+    let upstream = TestUpstream::start(&world.ns);
+    let mut spec = NetworkSpec::bridge(unique_name("net").parse().unwrap());
+    spec.subnet("10.131.40.0/24".parse().unwrap(), None);
+    spec.subnet("fd00:131:40::/64".parse().unwrap(), None);
+    let net = Network::create(&host, &spec).expect("network");
+
+    let client = Sandbox::builder().hostname("client").connect(&net, EndpointOptions::new()).create().expect("client");
+    let mut web_opts = EndpointOptions::new();
+    web_opts.alias("www");
+    let web = Sandbox::builder().hostname("web").connect(&net, web_opts).create().expect("web");
+    let web_ep = &web.endpoints()[0];
+    let (web4, web6) = (web_ep.ipv4().unwrap().to_string(), web_ep.ipv6().unwrap().to_string());
+
+    let (outcome, out) = run_in(&client, &["cat", "/etc/resolv.conf", "/etc/hosts"]);
+    assert_eq!(outcome, Outcome::Exited(0), "{out}");
+    assert!(out.starts_with("nameserver 127.0.0.11\n"), "{out}");
+    assert!(!out.contains(&web4), "web is not in the client's /etc/hosts:\n{out}");
+
+    let expect = |args: &[&str], want: &str| {
+        let (outcome, out) = run_in(&client, args);
+        assert_eq!(outcome, Outcome::Exited(0), "{args:?}:\n{out}");
+        assert!(out.contains(want), "{args:?} should give {want}:\n{out}");
+    };
+    expect(&["getent", "ahostsv4", "web"], &web4);
+    expect(&["getent", "ahostsv6", "web"], &web6);
+    // `getent hosts` asks for IPv6 first.
+    expect(&["getent", "hosts", "www"], &web6);
+    expect(&["getent", "ahostsv4", "www"], &web4);
+    expect(&["busybox", "nslookup", "web"], &web4);
+    expect(&["busybox", "nslookup", "-type=AAAA", "www"], &web6);
+    expect(&["getent", "ahostsv4", "outside.nk.test"], "192.0.2.77");
+    expect(&["busybox", "nslookup", "outside.nk.test"], "192.0.2.77");
+
+    web.remove().expect("remove web");
+    let (outcome, out) = run_in(&client, &["getent", "hosts", "web"]);
+    assert_eq!(outcome, Outcome::Exited(2), "web is gone, its name too:\n{out}");
+    let (outcome, out) = run_in(&client, &["busybox", "nslookup", "www"]);
+    assert_ne!(outcome, Outcome::Exited(0), "{out}");
+    assert!(!out.contains(&web4), "{out}");
+
+    client.remove().expect("remove client");
+    drop(upstream);
+    net.remove().expect("remove network");
+    drop(host);
     world.assert_clean();
 }
