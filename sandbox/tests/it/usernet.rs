@@ -372,13 +372,29 @@ fn the_helper_dies_with_its_unprivileged_owner() {
         let pid_after = |tag: &str| words[words.iter().position(|w| *w == tag).unwrap() + 1].to_owned();
         for pid in [pid_after("NK-HELPER"), pid_after("NK-INIT")] {
             let start = Instant::now();
-            // Reaped by whoever inherited it (a zombie still has its /proc entry).
-            while Path::new(&format!("/proc/{pid}")).exists() {
+            // Ended: gone, or a zombie — reaped here when it was reparented to this test
+            // process (another test of this binary makes it a child subreaper).
+            while still_running(&pid) {
                 assert!(start.elapsed() < PATIENCE, "{backend}: process {pid} outlived its owner");
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
     }
+}
+
+/// Whether `pid` still runs: not gone and not a zombie. A zombie that is this process's
+/// child (an orphan reparented to it) is reaped.
+fn still_running(pid: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name's closing parenthesis.
+    let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    if zombie {
+        if let Ok(p) = pid.parse::<i32>() {
+            // SAFETY: waitpid with WNOHANG on one pid; ECHILD when it is not our child.
+            unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
+        }
+    }
+    !zombie
 }
 
 /// The user-mode network error of a failed spawn.
