@@ -12,6 +12,7 @@ use nftables::schema as nfs;
 
 use super::FirewallError;
 use super::foreign::Ruleset;
+use super::nfnl;
 use super::render::FAMILY_NAME;
 use super::state::{self, TableState};
 use crate::error::SysContext;
@@ -41,6 +42,9 @@ pub(crate) struct Ctx<'a> {
     pub program: &'a Path,
     /// The table.
     pub table: &'a str,
+    /// Read and write the ruleset over netlink ([`super::NftNetlink`]) rather than with
+    /// `nft` (still run to read the whole ruleset when other tables have forward chains).
+    pub netlink: bool,
     /// The backend operation (`"setup_network"`, ...).
     pub op: &'static str,
     /// What it is about (network, `network/endpoint`).
@@ -131,8 +135,17 @@ impl Ctx<'_> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    fn nl_err(&self, e: nfnl::NlError) -> FirewallError {
+        FirewallError::Netlink { op: self.op, target: self.target.to_owned(), request: e.request, source: e.source }
+    }
+
     /// Reads the table (an absent table reads as empty).
     pub(crate) fn list(&self) -> Result<TableState, FirewallError> {
+        if self.netlink {
+            let mut conn = nfnl::Conn::open().map_err(|e| self.nl_err(e))?;
+            let chains = nfnl::decode::chains(&mut conn).map_err(|e| self.nl_err(e))?;
+            return nfnl::decode::table(&mut conn, &chains, FAMILY_NAME, self.table).map_err(|e| self.nl_err(e));
+        }
         match self.nft(&["-j", "list", "table", FAMILY_NAME, self.table], None) {
             Ok(out) => TableState::parse(&out).map_err(|e| self.json_err(e)),
             Err(err @ FirewallError::Nft { .. }) => {
@@ -148,15 +161,37 @@ impl Ctx<'_> {
     }
 
     /// Reads nook's table and the whole ruleset (other software's tables), in one `nft` run.
+    ///
+    /// Over netlink: the chains of every table, and nook's rules; the whole ruleset with
+    /// `nft -j list ruleset` only when another table has a forward filter chain (whose
+    /// rules [`Ruleset`] must read).
     pub(crate) fn list_all(&self) -> Result<(TableState, Ruleset), FirewallError> {
+        if self.netlink {
+            let mut conn = nfnl::Conn::open().map_err(|e| self.nl_err(e))?;
+            let chains = nfnl::decode::chains(&mut conn).map_err(|e| self.nl_err(e))?;
+            if !nfnl::foreign_forward(&chains, self.table) {
+                let state =
+                    nfnl::decode::table(&mut conn, &chains, FAMILY_NAME, self.table).map_err(|e| self.nl_err(e))?;
+                return Ok((state, Ruleset { chains, rules: Vec::new() }));
+            }
+        }
         let out = self.nft(&["-j", "list", "ruleset"], None)?;
         let state = TableState::from_ruleset(&out, FAMILY_NAME, self.table).map_err(|e| self.json_err(e))?;
         let ruleset = Ruleset::parse(&out).map_err(|e| self.json_err(e))?;
         Ok((state, ruleset))
     }
 
-    /// Applies `batch` as one transaction (`nft -j -f -`): all of it or nothing.
+    /// Applies `batch` as one transaction (`nft -j -f -`, or one netlink batch): all of it
+    /// or nothing.
     pub(crate) fn apply(&self, batch: &nfs::Nftables<'_>) -> Result<(), FirewallError> {
+        if self.netlink {
+            let json = serde_json::to_value(batch).map_err(|e| self.json_err(e))?;
+            let requests = nfnl::encode::batch(&json).map_err(|e| self.nl_err(e))?;
+            nook_ns::failpoint::check("firewall.apply", format_args!("{} {}", self.op, self.target))
+                .map_err(|e| self.nl_err(nfnl::NlError { request: "batch".into(), source: e }))?;
+            let mut conn = nfnl::Conn::open().map_err(|e| self.nl_err(e))?;
+            return conn.apply(requests).map_err(|e| self.nl_err(e));
+        }
         let payload = serde_json::to_vec(batch).map_err(|e| self.json_err(e))?;
         nook_ns::failpoint::check("firewall.apply", format_args!("{} {}", self.op, self.target))
             .map_err(|e| self.spawn_err(e))?;

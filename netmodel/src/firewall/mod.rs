@@ -123,6 +123,7 @@ mod error;
 mod exec;
 mod foreign;
 mod names;
+mod nfnl;
 mod nftables;
 mod render;
 mod rules;
@@ -132,7 +133,7 @@ use std::net::IpAddr;
 
 pub use conflict::{Blocker, ConflictOwner, FirewallConflict};
 pub use error::FirewallError;
-pub use nftables::Nftables;
+pub use nftables::{NftNetlink, Nftables};
 pub use rules::{NetworkRules, PortMapping, PortRule, Protocol};
 
 /// The default table name (`inet nook`).

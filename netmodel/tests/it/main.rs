@@ -25,5 +25,6 @@ mod firewall;
 mod foreign_firewall;
 mod ipam;
 mod netlink;
+mod nftnl;
 mod shared;
 mod unfriendly;
