@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use nook_ns::{Namespace, NsFd};
 
 use crate::error::{Error, Result};
-use crate::firewall::{FirewallBackend, Nftables, PortMapping, Protocol};
+use crate::firewall::{FirewallBackend, NftNetlink, PortMapping, Protocol};
 use crate::ipam::{AddressPool, DEFAULT_STATE_DIR, Ipam, default_address_pools};
 use crate::netlink::Netlink;
 use crate::validation::ValidationError;
@@ -64,7 +64,8 @@ impl Default for HostBuilder<'_> {
 }
 
 impl<'a> HostBuilder<'a> {
-    /// The defaults: the calling thread's network namespace, [`DEFAULT_STATE_DIR`], nftables.
+    /// The defaults: the calling thread's network namespace, [`DEFAULT_STATE_DIR`], nftables
+    /// over netlink ([`NftNetlink`]).
     pub fn new() -> Self {
         HostBuilder::default()
     }
@@ -82,7 +83,8 @@ impl<'a> HostBuilder<'a> {
         self
     }
 
-    /// Use this firewall backend instead of nftables.
+    /// Use this firewall backend instead of nftables over netlink ([`NftNetlink`]; the `nft`
+    /// program: [`crate::firewall::Nftables`]).
     pub fn firewall(&mut self, backend: Arc<dyn FirewallBackend>) -> &mut Self {
         self.firewall = Some(backend);
         self
@@ -112,7 +114,7 @@ impl<'a> HostBuilder<'a> {
         let ipam = Ipam::open(&self.ipam_dir)?;
         let firewall: Arc<dyn FirewallBackend> = match &self.firewall {
             Some(f) => Arc::clone(f),
-            None => Arc::new(Nftables::new(Some(&netns))?),
+            None => Arc::new(NftNetlink::new(Some(&netns))?),
         };
         let netlink = Netlink::open_in(&netns)?;
         Ok(Host {
