@@ -16,6 +16,8 @@
 //! - `cgroup`: create a cgroup with memory and pids limits and delete it, below this
 //!   process's own cgroup; the C floor makes the directories and writes the files itself.
 //! - `netmodel` (`netmodel.rs`): network namespaces and bridge endpoints against `ip -batch`.
+//! - `netfw` (`netmodel.rs`): published ports and bridge networks, netlink nftables backend
+//!   against the `nft -j` one and `ip` + `nft` processes.
 //! - `unionfs` (`unionfs.rs`): overlay mount+unmount with 1–500 layers against the same
 //!   syscalls in C; applying a layer tarball against `tar -x`.
 //! - `oci` (`oci.rs`): `nook-oci run` of `/bin/true` against `runc run` and `crun run` on
@@ -48,13 +50,14 @@ mod sandbox;
 mod unionfs;
 
 /// The groups of this harness, in the order they run.
-const GROUPS: [&str; 11] = [
+const GROUPS: [&str; 12] = [
     "clone_wait",
     "pool",
     "setns_roundtrip",
     "spawn_exec",
     "cgroup",
     "netmodel",
+    "netfw",
     "unionfs",
     "image",
     "sandbox",
@@ -137,6 +140,9 @@ fn main() {
     }
     if selected("netmodel") {
         netmodel::netmodel(&mut c, &mut report);
+    }
+    if selected("netfw") {
+        netmodel::netfw(&mut c, &mut report);
     }
     if selected("unionfs") {
         unionfs::unionfs(&mut c, &mut report);

@@ -575,3 +575,98 @@ fn addr_bytes(v: &Value) -> Result<Vec<u8>, NlError> {
         IpAddr::V6(a) => a.octets().to_vec(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::wire::walk::{exprs_of, messages};
+    use super::*;
+    use crate::firewall::render;
+    use crate::firewall::state::{NetMeta, TableState};
+    use crate::firewall::test_rules;
+    use crate::firewall::{PortMapping, PortRule};
+
+    fn encode(batch: &nftables::schema::Nftables<'static>) -> Batch {
+        batch_of(&serde_json::to_value(batch).unwrap()).unwrap()
+    }
+
+    fn batch_of(v: &Value) -> Result<Batch, NlError> {
+        batch(v)
+    }
+
+    #[test]
+    fn every_batch_the_backend_renders_encodes() {
+        for internal in [false, true] {
+            let r = test_rules(internal);
+            let b = encode(&render::setup_network("nook", &TableState::default(), &r, &NetMeta::of(&r)));
+            assert_eq!(b.what[0], "add table inet nook");
+            assert!(b.what.iter().any(|w| w == "create chain inet nook nk-web-fwd"), "{:?}", b.what);
+        }
+        let b = encode(&render::delete_rules("nook", &[("nk-web-pre", 7)]));
+        assert_eq!(b.what, ["delete rule inet nook nk-web-pre handle 7"]);
+    }
+
+    #[test]
+    fn a_port_rule_is_what_nft_compiles() {
+        let mut mapping = PortMapping::tcp(8080, 80);
+        mapping.host_ip = Some("10.0.0.1".parse().unwrap());
+        let b =
+            encode(&render::add_ports("nook", "web", "ep1", &[PortRule::new(mapping, "10.88.0.2".parse().unwrap())]));
+        let msgs = messages(&b.w.buf);
+        assert_eq!(msgs.len(), 1);
+        // `nft --debug=netlink`: nfproto, daddr, l4proto, dport, counter, two immediates, nat.
+        let names: Vec<String> = exprs_of(&msgs[0]).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                "meta",
+                "cmp",
+                "payload",
+                "cmp",
+                "meta",
+                "cmp",
+                "payload",
+                "cmp",
+                "counter",
+                "immediate",
+                "immediate",
+                "nat"
+            ]
+        );
+        let exprs = exprs_of(&msgs[0]);
+        // cmp of the port: 2 bytes, network order.
+        let cmp = super::super::wire::attr(&exprs[7].1, 3).unwrap();
+        assert_eq!(super::super::wire::attr(cmp, DATA_VALUE), Some(&8080u16.to_be_bytes()[..]));
+        // The comment, in the userdata.
+        let udata = super::super::wire::attr(&msgs[0], RULE_USERDATA).unwrap();
+        assert_eq!(udata, b"\x00\x20nk-port ep1 tcp 4 10.0.0.1 8080\x00");
+    }
+
+    #[test]
+    fn prefixes_load_what_nft_loads() {
+        let rule = |prefix: &str| {
+            let (addr, len) = prefix.split_once('/').unwrap();
+            serde_json::json!({"nftables": [{"add": {"rule": {"family": "inet", "table": "t", "chain": "c", "expr": [
+                {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                           "right": {"prefix": {"addr": addr, "len": len.parse::<u32>().unwrap()}}}}]}}}]})
+        };
+        // Byte-aligned: only the covered bytes. Otherwise: the whole field, masked.
+        for (prefix, load, masked) in [("10.88.0.0/16", 2, false), ("10.90.16.0/21", 4, true), ("0.0.0.0/0", 0, false)]
+        {
+            let b = batch_of(&rule(prefix)).unwrap();
+            let exprs = exprs_of(&messages(&b.w.buf)[0]);
+            let payload = exprs.iter().find(|(n, _)| n == "payload");
+            match payload {
+                Some((_, data)) => {
+                    let len = super::super::wire::attr(data, 4).and_then(super::super::wire::be32).unwrap();
+                    assert_eq!(len, load, "{prefix}");
+                }
+                None => assert_eq!(load, 0, "{prefix}"),
+            }
+            assert_eq!(exprs.iter().any(|(n, _)| n == "bitwise"), masked, "{prefix}");
+        }
+        let bad = serde_json::json!({"nftables": [{"add": {"rule": {"family": "inet", "table": "t", "chain": "c",
+            "expr": [{"limit": {"rate": 1}}]}}}]});
+        let e = batch_of(&bad).unwrap_err();
+        assert!(e.source.to_string().contains("unsupported statement"), "{}", e.source);
+    }
+}

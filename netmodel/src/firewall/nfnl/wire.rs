@@ -151,3 +151,27 @@ mod tests {
         assert!(attrs(&[8, 0, 1]).next().is_none());
     }
 }
+
+/// Walking encoded batches, for the unit tests of the encoder.
+#[cfg(test)]
+pub(crate) mod walk {
+    use super::*;
+
+    /// The attributes (after `nfgenmsg`) of each message in `buf`.
+    pub(crate) fn messages(mut buf: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while buf.len() >= NLMSG_HDRLEN {
+            let len = u32::from_ne_bytes(buf[..4].try_into().unwrap()) as usize;
+            out.push(buf[NLMSG_HDRLEN + NFGEN_LEN..len].to_vec());
+            buf = &buf[align4(len).min(buf.len())..];
+        }
+        out
+    }
+
+    /// A rule message's expressions: name and data.
+    pub(crate) fn exprs_of(rule: &[u8]) -> Vec<(String, Vec<u8>)> {
+        attrs(attr(rule, 4).unwrap_or_default())
+            .map(|(_, e)| (text(attr(e, 1).unwrap_or_default()), attr(e, 2).unwrap_or_default().to_vec()))
+            .collect()
+    }
+}
