@@ -49,6 +49,9 @@ pub(crate) struct Ctx<'a> {
     pub op: &'static str,
     /// What it is about (network, `network/endpoint`).
     pub target: &'a str,
+    /// The operation's netlink socket, opened by its first request (on the operation's
+    /// thread, in the backend's namespace) and reused by the next ones.
+    pub conn: std::sync::Mutex<Option<nfnl::Conn>>,
 }
 
 /// Holds the per-namespace lock of a table until dropped.
@@ -135,6 +138,16 @@ impl Ctx<'_> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Runs `f` on the operation's netlink socket (opened on first use).
+    fn with_conn<T>(&self, f: impl FnOnce(&mut nfnl::Conn) -> Result<T, nfnl::NlError>) -> Result<T, FirewallError> {
+        let mut guard = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let conn = match &mut *guard {
+            Some(c) => c,
+            None => guard.insert(nfnl::Conn::open().map_err(|e| self.nl_err(e))?),
+        };
+        f(conn).map_err(|e| self.nl_err(e))
+    }
+
     fn nl_err(&self, e: nfnl::NlError) -> FirewallError {
         FirewallError::Netlink { op: self.op, target: self.target.to_owned(), request: e.request, source: e.source }
     }
@@ -142,9 +155,10 @@ impl Ctx<'_> {
     /// Reads the table (an absent table reads as empty).
     pub(crate) fn list(&self) -> Result<TableState, FirewallError> {
         if self.netlink {
-            let mut conn = nfnl::Conn::open().map_err(|e| self.nl_err(e))?;
-            let chains = nfnl::decode::chains(&mut conn).map_err(|e| self.nl_err(e))?;
-            return nfnl::decode::table(&mut conn, &chains, FAMILY_NAME, self.table).map_err(|e| self.nl_err(e));
+            return self.with_conn(|conn| {
+                let chains = nfnl::decode::chains(conn)?;
+                nfnl::decode::table(conn, &chains, FAMILY_NAME, self.table)
+            });
         }
         match self.nft(&["-j", "list", "table", FAMILY_NAME, self.table], None) {
             Ok(out) => TableState::parse(&out).map_err(|e| self.json_err(e)),
@@ -167,12 +181,16 @@ impl Ctx<'_> {
     /// rules [`Ruleset`] must read).
     pub(crate) fn list_all(&self) -> Result<(TableState, Ruleset), FirewallError> {
         if self.netlink {
-            let mut conn = nfnl::Conn::open().map_err(|e| self.nl_err(e))?;
-            let chains = nfnl::decode::chains(&mut conn).map_err(|e| self.nl_err(e))?;
-            if !nfnl::foreign_forward(&chains, self.table) {
-                let state =
-                    nfnl::decode::table(&mut conn, &chains, FAMILY_NAME, self.table).map_err(|e| self.nl_err(e))?;
-                return Ok((state, Ruleset { chains, rules: Vec::new() }));
+            let own = self.with_conn(|conn| {
+                let chains = nfnl::decode::chains(conn)?;
+                if nfnl::foreign_forward(&chains, self.table) {
+                    return Ok(None);
+                }
+                let state = nfnl::decode::table(conn, &chains, FAMILY_NAME, self.table)?;
+                Ok(Some((state, Ruleset { chains, rules: Vec::new() })))
+            })?;
+            if let Some(own) = own {
+                return Ok(own);
             }
         }
         let out = self.nft(&["-j", "list", "ruleset"], None)?;
@@ -189,8 +207,7 @@ impl Ctx<'_> {
             let requests = nfnl::encode::batch(&json).map_err(|e| self.nl_err(e))?;
             nook_ns::failpoint::check("firewall.apply", format_args!("{} {}", self.op, self.target))
                 .map_err(|e| self.nl_err(nfnl::NlError { request: "batch".into(), source: e }))?;
-            let mut conn = nfnl::Conn::open().map_err(|e| self.nl_err(e))?;
-            return conn.apply(requests).map_err(|e| self.nl_err(e));
+            return self.with_conn(|conn| conn.apply(requests));
         }
         let payload = serde_json::to_vec(batch).map_err(|e| self.json_err(e))?;
         nook_ns::failpoint::check("firewall.apply", format_args!("{} {}", self.op, self.target))

@@ -83,7 +83,7 @@ impl Nftables {
     }
 
     fn ctx<'a>(&'a self, op: &'static str, target: &'a str) -> Ctx<'a> {
-        Ctx { program: &self.program, table: &self.table, netlink: self.netlink, op, target }
+        Ctx { program: &self.program, table: &self.table, netlink: self.netlink, op, target, conn: Default::default() }
     }
 
     /// Runs `f` on a short-lived thread inside the backend's namespace
