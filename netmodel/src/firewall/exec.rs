@@ -155,10 +155,12 @@ impl Ctx<'_> {
     /// Reads the table (an absent table reads as empty).
     pub(crate) fn list(&self) -> Result<TableState, FirewallError> {
         if self.netlink {
-            return self.with_conn(|conn| {
-                let chains = nfnl::decode::chains(conn)?;
-                nfnl::decode::table(conn, &chains, FAMILY_NAME, self.table)
-            });
+            return self
+                .with_conn(|conn| {
+                    let chains = nfnl::decode::chains(conn)?;
+                    nfnl::decode::table(conn, &chains, FAMILY_NAME, self.table)
+                })
+                .or_else(|e| if no_nf_tables(&e) { Ok(TableState::default()) } else { Err(e) });
         }
         match self.nft(&["-j", "list", "table", FAMILY_NAME, self.table], None) {
             Ok(out) => TableState::parse(&out).map_err(|e| self.json_err(e)),
@@ -181,14 +183,16 @@ impl Ctx<'_> {
     /// rules [`Ruleset`] must read).
     pub(crate) fn list_all(&self) -> Result<(TableState, Ruleset), FirewallError> {
         if self.netlink {
-            let own = self.with_conn(|conn| {
-                let chains = nfnl::decode::chains(conn)?;
-                if nfnl::foreign_forward(&chains, self.table) {
-                    return Ok(None);
-                }
-                let state = nfnl::decode::table(conn, &chains, FAMILY_NAME, self.table)?;
-                Ok(Some((state, Ruleset { chains, rules: Vec::new() })))
-            })?;
+            let own = self
+                .with_conn(|conn| {
+                    let chains = nfnl::decode::chains(conn)?;
+                    if nfnl::foreign_forward(&chains, self.table) {
+                        return Ok(None);
+                    }
+                    let state = nfnl::decode::table(conn, &chains, FAMILY_NAME, self.table)?;
+                    Ok(Some((state, Ruleset { chains, rules: Vec::new() })))
+                })
+                .or_else(|e| if no_nf_tables(&e) { Ok(Some(Default::default())) } else { Err(e) })?;
             if let Some(own) = own {
                 return Ok(own);
             }
@@ -236,6 +240,15 @@ impl Ctx<'_> {
             other => other.map(drop),
         }
     }
+}
+
+/// What the kernel answers when it has no nf_tables (`socket`: no nfnetlink; a request: no
+/// nf_tables subsystem): then there is no ruleset, and reading one finds it empty (so tearing
+/// down on such a host succeeds; setting up fails at the write).
+const NO_NF_TABLES: [i32; 2] = [libc::EPROTONOSUPPORT, libc::EOPNOTSUPP];
+
+fn no_nf_tables(e: &FirewallError) -> bool {
+    matches!(e, FirewallError::Netlink { source, .. } if source.raw_os_error().is_some_and(|n| NO_NF_TABLES.contains(&n)))
 }
 
 /// `net.ipv4.ip_forward`.
