@@ -149,8 +149,10 @@
 //! thread. Published ports are different: their rules must be gone before the address goes
 //! back to IPAM (or a new sandbox given the address would receive the old sandbox's traffic),
 //! so a sandbox with ports waits for the kernel's rule deletion (10–20 ms on the benchmark
-//! machine, whoever sends it). [`Network::remove`] deletes the bridge synchronously so it can
-//! report failures. (The last four rows were measured on a busy machine: `BENCHMARKS.md`,
+//! machine, whoever sends it). [`Network::remove`] sets the bridge down and renames it
+//! (`nkgoneINDEX`: its name is free for the next network at once), then deletes it on a
+//! background thread; a process that exits first leaves it down under that name. (The
+//! published-port and network rows were measured on a busy machine: `BENCHMARKS.md`,
 //! `netfw`.)
 
 //! # Kernel interfaces
