@@ -187,6 +187,15 @@ fn nft_script(bench: &Bench, script: &str) {
         .expect("enter host netns");
 }
 
+/// Waits until the bridges `Network::remove` handed to a background thread are deleted, so a
+/// timed run does not wait for the previous run's deletion (it holds the kernel's RTNL lock).
+fn settle(bench: &Bench) {
+    let mut nl = nook_netmodel::netlink::Netlink::open_in(bench.host_ns.ns()).expect("netlink");
+    while nl.links().expect("links").iter().any(|l| l.name.starts_with("nkgone")) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Times `f` alone, `iters` times, with `before` and `after` around each run untimed.
 fn timed<T>(
     iters: u64,
@@ -295,7 +304,10 @@ pub fn netfw(c: &mut Criterion, report: &mut Report) {
                     iters,
                     || None,
                     |n| *n = Some(Network::create(host, &spec_of("nkbfw2")).expect("create")),
-                    |n: Option<Network>| n.expect("network").remove().expect("remove"),
+                    |n: Option<Network>| {
+                        n.expect("network").remove().expect("remove");
+                        settle(&bench);
+                    },
                 )
             })
         });
@@ -305,7 +317,7 @@ pub fn netfw(c: &mut Criterion, report: &mut Report) {
                     iters,
                     || Some(Network::create(host, &spec_of("nkbfw2")).expect("create")),
                     |n| n.take().expect("network").remove().expect("remove"),
-                    drop,
+                    |_| settle(&bench),
                 )
             })
         });

@@ -273,6 +273,37 @@ pub(crate) fn default_bridge_name(network: &str) -> String {
     format!("nk-{:012x}", hash >> 16)
 }
 
+/// The name a removed bridge is given until the kernel has deleted it (unique: ifindexes
+/// are, in a namespace).
+fn tombstone(index: u32) -> String {
+    format!("nkgone{index:x}")
+}
+
+/// Takes a bridge out of the caller's path: deleting a link waits for RCU grace periods
+/// (tens of ms), so the bridge is set down (its routes go) and renamed to
+/// [`tombstone`] at once — its name is free for the next network — then deleted on a
+/// background thread, on a socket of its own (not the host's shared one that every connect
+/// needs). If that thread cannot start, the bridge is deleted here. A process that exits
+/// before the thread is done leaves the bridge down under its tombstone name.
+fn discard_bridge(host: &Host, index: u32) -> std::result::Result<(), crate::netlink::NetlinkError> {
+    let mut nl = Netlink::open_in(host.netns())?;
+    nl.set_down(index)?;
+    nl.rename(index, &tombstone(index))?;
+    let (tx, rx) = std::sync::mpsc::channel::<Netlink>();
+    let spawned = std::thread::Builder::new().name("nk-bridge-delete".into()).spawn(move || {
+        if let Ok(mut nl) = rx.recv() {
+            let _ = nl.delete_link(index);
+        }
+    });
+    match spawned {
+        Ok(_) => {
+            let _ = tx.send(nl);
+            Ok(())
+        }
+        Err(_) => nl.delete_link(index),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,36 +336,5 @@ mod tests {
             let name = default_bridge_name(network);
             assert!(crate::IfName::check(&name).is_ok() && name.len() == 15, "{name}");
         }
-    }
-}
-
-/// The name a removed bridge is given until the kernel has deleted it (unique: ifindexes
-/// are, in a namespace).
-pub(crate) fn tombstone(index: u32) -> String {
-    format!("nkgone{index:x}")
-}
-
-/// Takes a bridge out of the caller's path: deleting a link waits for RCU grace periods
-/// (tens of ms), so the bridge is set down (its routes go) and renamed to
-/// [`tombstone`] at once — its name is free for the next network — then deleted on a
-/// background thread, on a socket of its own (not the host's shared one that every connect
-/// needs). If that thread cannot start, the bridge is deleted here. A process that exits
-/// before the thread is done leaves the bridge down under its tombstone name.
-fn discard_bridge(host: &Host, index: u32) -> std::result::Result<(), crate::netlink::NetlinkError> {
-    let mut nl = Netlink::open_in(host.netns())?;
-    nl.set_down(index)?;
-    nl.rename(index, &tombstone(index))?;
-    let (tx, rx) = std::sync::mpsc::channel::<Netlink>();
-    let spawned = std::thread::Builder::new().name("nk-bridge-delete".into()).spawn(move || {
-        if let Ok(mut nl) = rx.recv() {
-            let _ = nl.delete_link(index);
-        }
-    });
-    match spawned {
-        Ok(_) => {
-            let _ = tx.send(nl);
-            Ok(())
-        }
-        Err(_) => nl.delete_link(index),
     }
 }
