@@ -18,6 +18,8 @@
 //! - `netmodel` (`netmodel.rs`): network namespaces and bridge endpoints against `ip -batch`.
 //! - `overlay` (`overlay.rs`): TCP throughput across an overlay (VXLAN) network of two
 //!   "hosts" against the same pair of sandboxes on one bridge.
+//! - `netfw` (`netmodel.rs`): published ports and bridge networks, netlink nftables backend
+//!   against the `nft -j` one and `ip` + `nft` processes.
 //! - `unionfs` (`unionfs.rs`): overlay mount+unmount with 1–500 layers against the same
 //!   syscalls in C; applying a layer tarball against `tar -x`.
 //! - `oci` (`oci.rs`): `nook-oci run` of `/bin/true` against `runc run` and `crun run` on
@@ -60,6 +62,7 @@ const GROUPS: [&str; 12] = [
     "cgroup",
     "netmodel",
     "overlay",
+    "netfw",
     "unionfs",
     "image",
     "sandbox",
@@ -145,6 +148,9 @@ fn main() {
     }
     if selected("overlay") {
         overlay::overlay(&mut c, &mut report);
+    }
+    if selected("netfw") {
+        netmodel::netfw(&mut c, &mut report);
     }
     if selected("unionfs") {
         unionfs::unionfs(&mut c, &mut report);

@@ -299,3 +299,241 @@ fn dns_answer(query: &[u8]) -> Vec<u8> {
     }
     r.to_vec().unwrap_or_default()
 }
+
+/// `nft -f -` inside the bench's host netns, feeding `script`.
+fn nft_script(bench: &Bench, script: &str) {
+    bench
+        .host_ns
+        .run(|| {
+            use std::io::Write;
+            let mut child =
+                std::process::Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().expect("spawn nft");
+            child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("write script");
+            let status = child.wait().expect("wait nft");
+            assert!(status.success(), "nft -f failed: {status}\n{script}");
+        })
+        .expect("enter host netns");
+}
+
+/// Waits until the bridges `Network::remove` handed to a background thread are deleted, so a
+/// timed run does not wait for the previous run's deletion (it holds the kernel's RTNL lock).
+fn settle(bench: &Bench) {
+    let mut nl = nook_netmodel::netlink::Netlink::open_in(bench.host_ns.ns()).expect("netlink");
+    while nl.links().expect("links").iter().any(|l| l.name.starts_with("nkgone")) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Times `f` alone, `iters` times, with `before` and `after` around each run untimed.
+fn timed<T>(
+    iters: u64,
+    mut before: impl FnMut() -> T,
+    mut f: impl FnMut(&mut T),
+    mut after: impl FnMut(T),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let mut x = before();
+        let start = Instant::now();
+        f(&mut x);
+        total += start.elapsed();
+        after(x);
+    }
+    total
+}
+
+/// `netfw` group: what published ports and bridge networks cost on the caller's path, with
+/// the netlink nftables backend (`NftNetlink`, the default), the `nft -j` backend
+/// (`Nftables`, the former default) and `ip` + `nft` processes doing the same work.
+pub fn netfw(c: &mut Criterion, report: &mut Report) {
+    use nook_netmodel::firewall::{Nftables, PortMapping};
+    use std::sync::Arc;
+
+    let bench = Bench::new();
+    let nl_host = bench.host();
+    let cli_host = Host::builder()
+        .netns(bench.host_ns.ns())
+        .ipam_dir(bench.state.join("ipam"))
+        .firewall(Arc::new(Nftables::new(Some(bench.host_ns.ns())).expect("nft backend")))
+        .build()
+        .expect("host");
+    let mut spec = NetworkSpec::bridge("nkbfw".parse().unwrap());
+    spec.subnet("10.78.0.0/16".parse().expect("subnet"), None).bridge_name("nkbrfw");
+    let network = Network::create(&nl_host, &spec).expect("bridge network");
+    let cli_network = Network::open(&cli_host, network.name()).expect("open");
+    let tools = ["ip", "nft"]
+        .iter()
+        .all(|p| std::process::Command::new(p).arg("-V").stdout(Stdio::null()).status().is_ok_and(|s| s.success()));
+
+    let mut g = slow_group(c, "netfw");
+    // A sandbox connecting with one published port (`-p 8080:80`), and its removal.
+    for (id, net) in [("netlink", &network), ("nft_cli", &cli_network)] {
+        let opts = || {
+            let mut o = EndpointOptions::new();
+            o.port(PortMapping::tcp(8080, 80));
+            o
+        };
+        g.bench_function(format!("port_connect/{id}"), |b| {
+            b.iter_custom(|iters| {
+                timed(
+                    iters,
+                    || Sandbox::none("nkbench").expect("sandbox"),
+                    |s| drop(s.connect(net, &opts()).expect("connect")),
+                    |s| s.remove().expect("remove"),
+                )
+            })
+        });
+        g.bench_function(format!("port_remove/{id}"), |b| {
+            b.iter_custom(|iters| {
+                timed(
+                    iters,
+                    || {
+                        let mut s = Sandbox::none("nkbench").expect("sandbox");
+                        s.connect(net, &opts()).expect("connect");
+                        Some(s)
+                    },
+                    |s| s.take().expect("sandbox").remove().expect("remove"),
+                    drop,
+                )
+            })
+        });
+    }
+    // The same rule by `nft` processes: add, then flush the chain (the netlink backend reads
+    // the chain and deletes the rule by handle).
+    if tools {
+        g.bench_function("port_rule/nft_processes", |b| {
+            b.iter(|| {
+                nft_script(
+                    &bench,
+                    "add rule inet nook nk-nkbfw-pre meta nfproto ipv4 tcp dport 8081 counter dnat ip to 10.78.0.9:80 comment \"nk-port x tcp 4 * 8081\"\n",
+                );
+                nft_script(&bench, "flush chain inet nook nk-nkbfw-pre\n");
+            })
+        });
+    }
+    report.pair(
+        "netfw",
+        "connect with `-p 8080:80` (nft -j backend: before)",
+        "port_connect/netlink",
+        "port_connect/nft_cli",
+    );
+    report.pair("netfw", "its removal (nft -j backend: before)", "port_remove/netlink", "port_remove/nft_cli");
+
+    // A bridge network (one IPv4 subnet) created, and removed.
+    let spec_of = |n: &str| {
+        let mut s = NetworkSpec::bridge(n.parse().unwrap());
+        s.subnet("10.79.0.0/24".parse().expect("subnet"), None).bridge_name("nkbrfw2");
+        s
+    };
+    for (id, host) in [("netlink", &nl_host), ("nft_cli", &cli_host)] {
+        g.bench_function(format!("network_create/{id}"), |b| {
+            b.iter_custom(|iters| {
+                timed(
+                    iters,
+                    || None,
+                    |n| *n = Some(Network::create(host, &spec_of("nkbfw2")).expect("create")),
+                    |n: Option<Network>| {
+                        n.expect("network").remove().expect("remove");
+                        settle(&bench);
+                    },
+                )
+            })
+        });
+        g.bench_function(format!("network_remove/{id}"), |b| {
+            b.iter_custom(|iters| {
+                timed(
+                    iters,
+                    || Some(Network::create(host, &spec_of("nkbfw2")).expect("create")),
+                    |n| n.take().expect("network").remove().expect("remove"),
+                    |_| settle(&bench),
+                )
+            })
+        });
+    }
+    // The same by processes: `ip -batch` for the bridge, one `nft -f` for the network's
+    // chains and rules (those nook writes for it), in a table of their own whose base chains
+    // exist already; removal flushes the base chains (only this network's jumps are there),
+    // deletes the chains, then the bridge.
+    if tools {
+        let t = "inet nkipnft";
+        let mut base = format!("add table {t}\n");
+        for (name, kind, hook, prio) in [
+            ("nat-prerouting", "nat", "prerouting", -100),
+            ("nat-output", "nat", "output", -100),
+            ("nat-postrouting", "nat", "postrouting", 100),
+            ("filter-forward", "filter", "forward", 0),
+            ("raw-prerouting", "filter", "prerouting", -300),
+            ("mark-forward", "filter", "forward", -20),
+        ] {
+            base.push_str(&format!("add chain {t} {name} {{ type {kind} hook {hook} priority {prio}; }}\n"));
+        }
+        nft_script(&bench, &base);
+        let mut setup = String::new();
+        for c in ["fwd", "post", "pre", "raw", "mark"] {
+            setup.push_str(&format!("add chain {t} nk-x-{c}\n"));
+        }
+        for rule in [
+            "nk-x-mark iifname \"nkbrfw2\" meta mark set meta mark | 0x00100000",
+            "nk-x-mark oifname \"nkbrfw2\" ct state established,related meta mark set meta mark | 0x00100000",
+            "nk-x-mark oifname \"nkbrfw2\" ct status dnat meta mark set meta mark | 0x00100000",
+            "nk-x-fwd oifname \"nkbrfw2\" ct status dnat counter accept comment \"nk-meta br=nkbrfw2 v4\"",
+            "nk-x-fwd oifname \"nkbrfw2\" iifname != \"nkbrfw2\" counter drop",
+            "nk-x-post ip saddr 10.79.0.0/24 oifname != \"nkbrfw2\" counter masquerade",
+            "nk-x-post ip saddr 10.79.0.0/24 oifname \"nkbrfw2\" ct status dnat counter masquerade",
+            "nk-x-post ip saddr 127.0.0.0/8 oifname \"nkbrfw2\" counter masquerade",
+            "nk-x-raw ip daddr 127.0.0.0/8 counter drop",
+            "mark-forward jump nk-x-mark",
+            "filter-forward jump nk-x-fwd",
+            "nat-postrouting jump nk-x-post",
+            "nat-prerouting fib daddr type local jump nk-x-pre",
+            "nat-output fib daddr type local jump nk-x-pre",
+            "raw-prerouting iifname \"nkbrfw2\" jump nk-x-raw",
+        ] {
+            setup.push_str(&format!("add rule {t} {rule}\n"));
+        }
+        let mut teardown = String::new();
+        for c in ["mark-forward", "filter-forward", "nat-postrouting", "nat-prerouting", "nat-output", "raw-prerouting"]
+        {
+            teardown.push_str(&format!("flush chain {t} {c}\n"));
+        }
+        for c in ["fwd", "post", "pre", "raw", "mark"] {
+            teardown.push_str(&format!("delete chain {t} nk-x-{c}\n"));
+        }
+        let create = || {
+            ip_batch(
+                &bench,
+                &[],
+                "link add nkbrfw2 type bridge\naddr add 10.79.0.1/24 dev nkbrfw2\nlink set nkbrfw2 up\n",
+            );
+            nft_script(&bench, &setup);
+        };
+        let remove = || {
+            nft_script(&bench, &teardown);
+            ip_batch(&bench, &[], "link del nkbrfw2\n");
+        };
+        g.bench_function("network_create/ip_nft", |b| {
+            b.iter_custom(|iters| timed(iters, || (), |_| create(), |_| remove()))
+        });
+        g.bench_function("network_remove/ip_nft", |b| {
+            b.iter_custom(|iters| timed(iters, &create, |_| remove(), |_| ()))
+        });
+        nft_script(&bench, &format!("delete table {t}\n"));
+        report.pair("netfw", "bridge network create (vs ip + nft)", "network_create/netlink", "network_create/ip_nft");
+        report.pair("netfw", "bridge network remove (vs ip + nft)", "network_remove/netlink", "network_remove/ip_nft");
+    }
+    report.pair(
+        "netfw",
+        "bridge network create (nft -j backend: before)",
+        "network_create/netlink",
+        "network_create/nft_cli",
+    );
+    report.pair(
+        "netfw",
+        "bridge network remove (nft -j backend: before)",
+        "network_remove/netlink",
+        "network_remove/nft_cli",
+    );
+    g.finish();
+    drop(cli_network);
+    network.remove().expect("remove bench network");
+}

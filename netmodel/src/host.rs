@@ -11,7 +11,7 @@ use nook_ns::{Namespace, NsFd};
 use crate::dns::DnsHub;
 use crate::error::{Error, Result};
 use crate::files::RESOLV_CONF;
-use crate::firewall::{FirewallBackend, Nftables, PortMapping, Protocol};
+use crate::firewall::{FirewallBackend, NftNetlink, PortMapping, Protocol};
 use crate::ipam::{AddressPool, DEFAULT_STATE_DIR, Ipam, default_address_pools};
 use crate::netlink::Netlink;
 use crate::validation::ValidationError;
@@ -72,7 +72,8 @@ impl Default for HostBuilder<'_> {
 }
 
 impl<'a> HostBuilder<'a> {
-    /// The defaults: the calling thread's network namespace, [`DEFAULT_STATE_DIR`], nftables.
+    /// The defaults: the calling thread's network namespace, [`DEFAULT_STATE_DIR`], nftables
+    /// over netlink ([`NftNetlink`]).
     pub fn new() -> Self {
         HostBuilder::default()
     }
@@ -90,7 +91,8 @@ impl<'a> HostBuilder<'a> {
         self
     }
 
-    /// Use this firewall backend instead of nftables.
+    /// Use this firewall backend instead of nftables over netlink ([`NftNetlink`]; the `nft`
+    /// program: [`crate::firewall::Nftables`]).
     pub fn firewall(&mut self, backend: Arc<dyn FirewallBackend>) -> &mut Self {
         self.firewall = Some(backend);
         self
@@ -137,7 +139,7 @@ impl<'a> HostBuilder<'a> {
         let ipam = Ipam::open(&self.ipam_dir)?;
         let firewall: Arc<dyn FirewallBackend> = match &self.firewall {
             Some(f) => Arc::clone(f),
-            None => Arc::new(Nftables::new(Some(&netns))?),
+            None => Arc::new(NftNetlink::new(Some(&netns))?),
         };
         let netlink = Netlink::open_in(&netns)?;
         let dns = match self.embedded_dns {

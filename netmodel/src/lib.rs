@@ -171,8 +171,8 @@
 //! | move a link into a fresh namespace and drop it | 39 ms |
 //! | set a link down + delete it on a background thread (caller's share) | 0.11 ms |
 //! | [`Sandbox::disconnect`] | 1.1 ms |
-//! | [`Sandbox::connect`] / [`Sandbox::remove`] with one published port | 8.7 / 21 ms (`nft` runs) |
-//! | [`Network::create`] / [`Network::remove`] (bridge) | 10 / 59 ms |
+//! | [`Sandbox::connect`] / [`Sandbox::remove`] with one published port | 1.4 / 12 ms (`nft -j` backend: 12 / 21 ms) |
+//! | [`Network::create`] / [`Network::remove`] (bridge) | 0.93 / 13 ms (before: `nft -j`, bridge deleted in line: 14 / 66 ms) |
 //! | [`Network::open`] + [`Network::release`] (not the last user; record on tmpfs) | 0.14 ms |
 //! | IPAM allocation, state dir on disk (fsync) / on tmpfs | 0.64 / 0.04 ms |
 //!
@@ -183,14 +183,20 @@
 //! once (its routes go, its addresses become unreachable) and deletes it on a background
 //! thread. Published ports are different: their rules must be gone before the address goes
 //! back to IPAM (or a new sandbox given the address would receive the old sandbox's traffic),
-//! so a sandbox with ports waits for `nft`. [`Network::remove`] deletes the bridge
-//! synchronously so it can report failures.
+//! so a sandbox with ports waits for the kernel's rule deletion (10–20 ms on the benchmark
+//! machine, whoever sends it). [`Network::remove`] sets the bridge down and renames it
+//! (`nkgoneINDEX`: its name is free for the next network at once), then deletes it on a
+//! background thread; a process that exits first leaves it down under that name. (The
+//! published-port and network rows were measured on a busy machine: `BENCHMARKS.md`,
+//! `netfw`.)
 
 //! # Kernel interfaces
 //!
 //! All kernel work is rtnetlink ([`netlink`]), synchronous, through `netlink-packet-route` —
-//! never by running `ip`. Firewall rules go through nftables' JSON interface (`nft -j`, via the
-//! `nftables` crate) behind the [`firewall::FirewallBackend`] trait.
+//! never by running `ip`. Firewall rules go to nf_tables over netlink too
+//! ([`firewall::NftNetlink`], the default; `nft -j list ruleset` is run only to read other
+//! software's forward chains when there are some), or through `nft -j`
+//! ([`firewall::Nftables`]): the same rules, behind the [`firewall::FirewallBackend`] trait.
 //!
 //! # Example
 //!

@@ -388,7 +388,9 @@ impl Network {
     /// Removes the network now, for every process: IPAM closes it (no process gets an
     /// address on it from then on), then firewall rules, the driver's links, the IPAM
     /// registration and the record go; every step is attempted and every failure reported.
-    /// Other processes' handles stay valid objects, but connecting through them fails.
+    /// Other processes' handles stay valid objects, but connecting through them fails. A
+    /// bridge is set down and renamed at once and deleted on a background thread (the
+    /// kernel takes tens of ms to delete a link): its name is free when this returns.
     ///
     /// Refused with [`Error::NetworkInUse`] while endpoints are attached — of this process,
     /// or any live process's or persisted namespace's address on it; the network then stays

@@ -196,10 +196,7 @@ impl NetworkDriver for BridgeDriver {
         }
         match self.bridge_index(host, spec) {
             Ok(Some(index)) => {
-                // Deleting a link waits for RCU grace periods (tens of ms): on a socket of
-                // its own, not under the host's shared one that every connect needs.
-                let deleted = Netlink::open_in(host.netns()).and_then(|mut nl| nl.delete_link(index));
-                if let Err(e) = deleted {
+                if let Err(e) = discard_bridge(host, index) {
                     if e.errno() != Some(libc::ENODEV) {
                         errors.push(e.into());
                     }
@@ -277,6 +274,37 @@ pub(crate) fn default_bridge_name(network: &str) -> String {
 /// FNV-1a of a network's name: the default names of the links a network owns.
 pub(crate) fn name_hash(network: &str) -> u64 {
     network.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The name a removed bridge is given until the kernel has deleted it (unique: ifindexes
+/// are, in a namespace).
+fn tombstone(index: u32) -> String {
+    format!("nkgone{index:x}")
+}
+
+/// Takes a bridge out of the caller's path: deleting a link waits for RCU grace periods
+/// (tens of ms), so the bridge is set down (its routes go) and renamed to
+/// [`tombstone`] at once — its name is free for the next network — then deleted on a
+/// background thread, on a socket of its own (not the host's shared one that every connect
+/// needs). If that thread cannot start, the bridge is deleted here. A process that exits
+/// before the thread is done leaves the bridge down under its tombstone name.
+fn discard_bridge(host: &Host, index: u32) -> std::result::Result<(), crate::netlink::NetlinkError> {
+    let mut nl = Netlink::open_in(host.netns())?;
+    nl.set_down(index)?;
+    nl.rename(index, &tombstone(index))?;
+    let (tx, rx) = std::sync::mpsc::channel::<Netlink>();
+    let spawned = std::thread::Builder::new().name("nk-bridge-delete".into()).spawn(move || {
+        if let Ok(mut nl) = rx.recv() {
+            let _ = nl.delete_link(index);
+        }
+    });
+    match spawned {
+        Ok(_) => {
+            let _ = tx.send(nl);
+            Ok(())
+        }
+        Err(_) => nl.delete_link(index),
+    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-#[cfg(doc)]
-use super::Nftables;
 use super::Protocol;
+#[cfg(doc)]
+use super::{NftNetlink, Nftables};
 use crate::error::SysError;
 use crate::validation::ValidationError;
 
@@ -101,6 +101,21 @@ pub enum FirewallError {
         #[source]
         source: serde_json::Error,
     },
+    /// A request to nf_tables over netlink failed (the [`NftNetlink`] backend): the kernel
+    /// refused it (`source` carries the errno), the socket failed, or an answer could not be
+    /// read (`InvalidData`).
+    #[error("firewall: {op} {target}: nf_tables netlink {request}: {source}")]
+    Netlink {
+        /// The backend operation.
+        op: &'static str,
+        /// The network (and endpoint) it was about.
+        target: String,
+        /// The request (`add rule inet nook nk-web-pre`, `dump rules`, `socket`, ...).
+        request: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A system call or file operation failed (a sysctl under `/proc/sys` could not be
     /// read or written).
     #[error("firewall: {call}{}: {source}", path.as_deref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
@@ -171,11 +186,12 @@ impl From<SysError> for FirewallError {
 
 impl FirewallError {
     /// The OS error number behind this error, if there is one (a failed file operation, `nft`
-    /// that could not be run, the lock, the namespace).
+    /// that could not be run, a netlink request, the lock, the namespace).
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             FirewallError::Sys { source, .. }
             | FirewallError::NftSpawn { source, .. }
+            | FirewallError::Netlink { source, .. }
             | FirewallError::Lock { source, .. } => source.raw_os_error(),
             FirewallError::Namespace { source, .. } => source.raw_os_error(),
             FirewallError::Cleanup { cause, .. } => cause.raw_os_error(),

@@ -12,6 +12,7 @@ use nftables::schema as nfs;
 
 use super::FirewallError;
 use super::foreign::Ruleset;
+use super::nfnl;
 use super::render::FAMILY_NAME;
 use super::state::{self, TableState};
 use crate::error::SysContext;
@@ -41,10 +42,16 @@ pub(crate) struct Ctx<'a> {
     pub program: &'a Path,
     /// The table.
     pub table: &'a str,
+    /// Read and write the ruleset over netlink ([`super::NftNetlink`]) rather than with
+    /// `nft` (still run to read the whole ruleset when other tables have forward chains).
+    pub netlink: bool,
     /// The backend operation (`"setup_network"`, ...).
     pub op: &'static str,
     /// What it is about (network, `network/endpoint`).
     pub target: &'a str,
+    /// The operation's netlink socket, opened by its first request (on the operation's
+    /// thread, in the backend's namespace) and reused by the next ones.
+    pub conn: std::sync::Mutex<Option<nfnl::Conn>>,
 }
 
 /// Holds the per-namespace lock of a table until dropped.
@@ -131,8 +138,30 @@ impl Ctx<'_> {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Runs `f` on the operation's netlink socket (opened on first use).
+    fn with_conn<T>(&self, f: impl FnOnce(&mut nfnl::Conn) -> Result<T, nfnl::NlError>) -> Result<T, FirewallError> {
+        let mut guard = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let conn = match &mut *guard {
+            Some(c) => c,
+            None => guard.insert(nfnl::Conn::open().map_err(|e| self.nl_err(e))?),
+        };
+        f(conn).map_err(|e| self.nl_err(e))
+    }
+
+    fn nl_err(&self, e: nfnl::NlError) -> FirewallError {
+        FirewallError::Netlink { op: self.op, target: self.target.to_owned(), request: e.request, source: e.source }
+    }
+
     /// Reads the table (an absent table reads as empty).
     pub(crate) fn list(&self) -> Result<TableState, FirewallError> {
+        if self.netlink {
+            return self
+                .with_conn(|conn| {
+                    let chains = nfnl::decode::chains(conn)?;
+                    nfnl::decode::table(conn, &chains, FAMILY_NAME, self.table)
+                })
+                .or_else(|e| if no_nf_tables(&e) { Ok(TableState::default()) } else { Err(e) });
+        }
         match self.nft(&["-j", "list", "table", FAMILY_NAME, self.table], None) {
             Ok(out) => TableState::parse(&out).map_err(|e| self.json_err(e)),
             Err(err @ FirewallError::Nft { .. }) => {
@@ -148,15 +177,42 @@ impl Ctx<'_> {
     }
 
     /// Reads nook's table and the whole ruleset (other software's tables), in one `nft` run.
+    ///
+    /// Over netlink: the chains of every table, and nook's rules; the whole ruleset with
+    /// `nft -j list ruleset` only when another table has a forward filter chain (whose
+    /// rules [`Ruleset`] must read).
     pub(crate) fn list_all(&self) -> Result<(TableState, Ruleset), FirewallError> {
+        if self.netlink {
+            let own = self
+                .with_conn(|conn| {
+                    let chains = nfnl::decode::chains(conn)?;
+                    if nfnl::foreign_forward(&chains, self.table) {
+                        return Ok(None);
+                    }
+                    let state = nfnl::decode::table(conn, &chains, FAMILY_NAME, self.table)?;
+                    Ok(Some((state, Ruleset { chains, rules: Vec::new() })))
+                })
+                .or_else(|e| if no_nf_tables(&e) { Ok(Some(Default::default())) } else { Err(e) })?;
+            if let Some(own) = own {
+                return Ok(own);
+            }
+        }
         let out = self.nft(&["-j", "list", "ruleset"], None)?;
         let state = TableState::from_ruleset(&out, FAMILY_NAME, self.table).map_err(|e| self.json_err(e))?;
         let ruleset = Ruleset::parse(&out).map_err(|e| self.json_err(e))?;
         Ok((state, ruleset))
     }
 
-    /// Applies `batch` as one transaction (`nft -j -f -`): all of it or nothing.
+    /// Applies `batch` as one transaction (`nft -j -f -`, or one netlink batch): all of it
+    /// or nothing.
     pub(crate) fn apply(&self, batch: &nfs::Nftables<'_>) -> Result<(), FirewallError> {
+        if self.netlink {
+            let json = serde_json::to_value(batch).map_err(|e| self.json_err(e))?;
+            let requests = nfnl::encode::batch(&json).map_err(|e| self.nl_err(e))?;
+            nook_ns::failpoint::check("firewall.apply", format_args!("{} {}", self.op, self.target))
+                .map_err(|e| self.nl_err(nfnl::NlError { request: "batch".into(), source: e }))?;
+            return self.with_conn(|conn| conn.apply(requests));
+        }
         let payload = serde_json::to_vec(batch).map_err(|e| self.json_err(e))?;
         nook_ns::failpoint::check("firewall.apply", format_args!("{} {}", self.op, self.target))
             .map_err(|e| self.spawn_err(e))?;
@@ -184,6 +240,15 @@ impl Ctx<'_> {
             other => other.map(drop),
         }
     }
+}
+
+/// What the kernel answers when it has no nf_tables (`socket`: no nfnetlink; a request: no
+/// nf_tables subsystem): then there is no ruleset, and reading one finds it empty (so tearing
+/// down on such a host succeeds; setting up fails at the write).
+const NO_NF_TABLES: [i32; 2] = [libc::EPROTONOSUPPORT, libc::EOPNOTSUPP];
+
+fn no_nf_tables(e: &FirewallError) -> bool {
+    matches!(e, FirewallError::Netlink { source, .. } if source.raw_os_error().is_some_and(|n| NO_NF_TABLES.contains(&n)))
 }
 
 /// `net.ipv4.ip_forward`.

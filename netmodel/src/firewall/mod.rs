@@ -1,13 +1,31 @@
 //! NAT and published ports through nftables: one table for nook, chains per network.
 //!
-//! [`FirewallBackend`] is what the network model calls; [`Nftables`] is the built-in backend.
-//! It drives the `nft` program in JSON mode (`nft -j`, as netavark does) with batches built
-//! from the `nftables` crate's schema types. Every operation is one `nft` transaction: it
-//! applies completely or not at all.
+//! [`FirewallBackend`] is what the network model calls. Two built-in backends write the same
+//! rules and read each other's:
+//!
+//! - [`NftNetlink`], the default of the network model ([`crate::HostBuilder`]): nf_tables
+//!   netlink messages on a `NETLINK_NETFILTER` socket, no process. It reads the table back
+//!   with two dumps (every chain of the namespace; the rules of nook's table: handles,
+//!   comments, jump targets, DNAT addresses) and applies each operation as one netlink batch.
+//! - [`Nftables`]: drives the `nft` program in JSON mode (`nft -j`, as netavark does).
+//!
+//! Both build the same batches from the `nftables` crate's schema types (`render`); the
+//! netlink backend encodes them expression by expression as `nft` 1.0 compiles them
+//! (`nfnl::encode`: the `meta nfproto` / `meta l4proto` dependencies, prefixes, flags
+//! matches, comments in the rule's userdata), so `nft list ruleset` shows the same rules and
+//! a network set up by one backend can be torn down by the other. Every operation is one
+//! transaction: it applies completely or not at all.
+//!
+//! The one place the netlink backend still runs `nft`: when another table has a filter
+//! chain on the forward hook (Docker's, iptables-nft's, firewalld's, any default-drop
+//! firewall), the operations that look at other tables (`setup_network`,
+//! `teardown_network`, `conflicts`) read the whole ruleset with `nft -j list ruleset`, as
+//! the rules of foreign chains must be parsed (below); they still write over netlink. The
+//! chain dump tells, so a host without such tables never runs `nft`.
 //!
 //! # What it sets up
 //!
-//! One table, `inet nook` (see [`Nftables::table_name`]), with six base chains created with
+//! One table, `inet nook` (see [`NftNetlink::table_name`]), with six base chains created with
 //! the first network and deleted with the last one: `nat-prerouting` (dstnat),
 //! `nat-output` (-100), `nat-postrouting` (srcnat), `filter-forward` (filter),
 //! `raw-prerouting` (raw) and `mark-forward` (-20). Each network gets regular chains
@@ -84,10 +102,11 @@
 //! Docker's own isolation between its networks is untouched.
 //!
 //! Cost: the ruleset is read in the same single `nft -j list` run as before, and the foreign
-//! rules go in the same transaction. Measured on the development machine (2 vCPUs, noisy;
-//! medians of 30, another network kept so the table stays): setting a network up and
-//! tearing it down took 14 / 25 ms with Docker's filter and nat tables (IPv4 and IPv6) in
-//! the namespace, against 7–10 / 18–22 ms in an empty one.
+//! rules go in the same transaction. Measured on the development machine with the `nft -j`
+//! backend (2 vCPUs, noisy; medians of 30, another network kept so the table stays): setting
+//! a network up and tearing it down took 14 / 25 ms with Docker's filter and nat tables (IPv4
+//! and IPv6) in the namespace, against 7–10 / 18–22 ms in an empty one. The netlink backend
+//! pays the `nft -j list ruleset` run only on such hosts (see `BENCHMARKS.md`, `netfw`).
 //!
 //! Not handled: iptables-legacy (its rules are invisible to `nft`); a foreign table created
 //! after the network is set up (reported by [`FirewallBackend::conflicts`]; setting the
@@ -101,16 +120,18 @@
 //! The backend keeps no state: chains are named after the network, and rule comments carry
 //! what later operations need (the network's bridge and families; the endpoint and host side
 //! of each published port). A network set up by one process can be torn down by another.
-//! Each operation reads the table (`nft -j list table`), computes a batch, applies it, all
+//! Each operation reads the table (netlink dumps, or `nft -j list table`), computes a batch,
+//! applies it, all
 //! under a lock private to the table and the namespace (an abstract unix socket: no file,
 //! released when its holder dies), so concurrent nook processes do not interleave.
 //!
 //! # Namespaces
 //!
-//! Everything happens in the network namespace given to [`Nftables::new`]: each operation
-//! runs on a short-lived thread that entered it (`nft` inherits the thread's namespace, and
-//! network sysctls resolve to the namespace of the thread that opens them). The caller's
-//! threads never change namespace.
+//! Everything happens in the network namespace given to [`NftNetlink::new`] /
+//! [`Nftables::new`]: each operation runs on a short-lived thread that entered it (the
+//! netlink socket it opens is bound to that namespace, `nft` inherits the thread's
+//! namespace, and network sysctls resolve to the namespace of the thread that opens them).
+//! The caller's threads never change namespace.
 //!
 //! # Teardown order
 //!
@@ -123,6 +144,7 @@ mod error;
 mod exec;
 mod foreign;
 mod names;
+mod nfnl;
 mod nftables;
 mod render;
 mod rules;
@@ -132,7 +154,7 @@ use std::net::IpAddr;
 
 pub use conflict::{Blocker, ConflictOwner, FirewallConflict};
 pub use error::FirewallError;
-pub use nftables::Nftables;
+pub use nftables::{NftNetlink, Nftables};
 pub use rules::{NetworkRules, PortMapping, PortRule, Protocol};
 
 /// The default table name (`inet nook`).
@@ -153,8 +175,8 @@ pub const MAX_TABLE_LEN: usize = 63;
 /// docs): other tables accept nook's traffic with `meta mark & 0x00100000 == 0x00100000 accept`.
 pub const FORWARD_MARK: u32 = 0x0010_0000;
 
-/// Where firewall rules go. nftables is the built-in backend; the trait lets a user plug in
-/// another (or a no-op one for `internal`-only setups).
+/// Where firewall rules go. nftables is the built-in backend ([`NftNetlink`], [`Nftables`]);
+/// the trait lets a user plug in another (or a no-op one for `internal`-only setups).
 pub trait FirewallBackend: Send + Sync + std::fmt::Debug {
     /// Creates the network's chains: masquerade of its subnets leaving through other
     /// interfaces (unless internal), forwarding accepted (unless internal); enables

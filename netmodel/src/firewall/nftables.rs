@@ -1,4 +1,6 @@
-//! The built-in backend: [`Nftables`] drives `nft -j` in one network namespace.
+//! The built-in backends, acting in one network namespace: [`NftNetlink`] speaks nf_tables
+//! netlink itself (the default of the network model), [`Nftables`] drives `nft -j`. Both
+//! compute the same batches (`render`) from the same table state (`state`).
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -35,6 +37,7 @@ pub struct Nftables {
     netns: NsFd,
     table: String,
     program: PathBuf,
+    netlink: bool,
 }
 
 impl Nftables {
@@ -52,7 +55,7 @@ impl Nftables {
         if netns.kind() != Namespace::Net {
             return Err(ValidationError::NotNetNamespace { field: "netns", kind: netns.kind() }.into());
         }
-        Ok(Nftables { netns, table: DEFAULT_TABLE.to_owned(), program: exec::default_program() })
+        Ok(Nftables { netns, table: DEFAULT_TABLE.to_owned(), program: exec::default_program(), netlink: false })
     }
 
     /// Uses table `inet NAME` instead of `inet nook` (letters, digits, `_` and `-`; at most
@@ -80,7 +83,7 @@ impl Nftables {
     }
 
     fn ctx<'a>(&'a self, op: &'static str, target: &'a str) -> Ctx<'a> {
-        Ctx { program: &self.program, table: &self.table, op, target }
+        Ctx { program: &self.program, table: &self.table, netlink: self.netlink, op, target, conn: Default::default() }
     }
 
     /// Runs `f` on a short-lived thread inside the backend's namespace
@@ -132,6 +135,83 @@ impl Nftables {
             })
             .filter(|p| (p.family == "ip" && meta.ipv4) || (p.family == "ip6" && meta.ipv6))
             .collect()
+    }
+}
+
+/// The nftables backend over netlink, acting in one network namespace: the same table,
+/// chains, rules and comments as [`Nftables`], written and read with nf_tables netlink
+/// messages from the operation's thread — no `nft` process on the way (but one: reading the
+/// whole ruleset when another table has a filter chain on the forward hook, for the foreign
+/// rules of the module docs; `nft` must be installed then).
+///
+/// Rules written by either backend are the same bytecode: one can tear down what the other
+/// set up (a network set up by an older nook, or a process using [`Nftables`]).
+///
+/// ```no_run
+/// use nook_netmodel::firewall::{FirewallBackend, NftNetlink, NetworkRules, PortMapping, PortRule};
+///
+/// let host = nook_ns::NetNs::new()?; // the namespace playing "the host"
+/// let fw = NftNetlink::new(Some(host.ns()))?;
+/// fw.setup_network(&NetworkRules::new("web".parse()?, "nkbr0", vec!["10.88.0.0/16".parse()?]))?;
+/// fw.add_ports("web", "ep1", &[PortRule::new(PortMapping::tcp(8080, 80), "10.88.0.2".parse()?)])?;
+/// fw.remove_ports("web", "ep1")?;
+/// fw.teardown_network("web")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct NftNetlink(Nftables);
+
+impl NftNetlink {
+    /// A backend acting in `netns` (`None`: the calling thread's network namespace now); the
+    /// handle is duplicated.
+    pub fn new(netns: Option<&NsFd>) -> Result<NftNetlink, FirewallError> {
+        let mut inner = Nftables::new(netns)?;
+        inner.netlink = true;
+        Ok(NftNetlink(inner))
+    }
+
+    /// Uses table `inet NAME` instead of `inet nook` (see [`Nftables::table_name`]).
+    pub fn table_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.0.table_name(name);
+        self
+    }
+
+    /// The `nft` program run to read the whole ruleset when other tables have forward
+    /// chains (see [`Nftables::nft_program`]).
+    pub fn nft_program(&mut self, program: impl Into<PathBuf>) -> &mut Self {
+        self.0.nft_program(program);
+        self
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        self.0.table()
+    }
+}
+
+impl FirewallBackend for NftNetlink {
+    fn setup_network(&self, rules: &NetworkRules) -> Result<(), FirewallError> {
+        self.0.setup_network(rules)
+    }
+
+    fn teardown_network(&self, network: &str) -> Result<(), FirewallError> {
+        self.0.teardown_network(network)
+    }
+
+    fn add_ports(&self, network: &str, endpoint: &str, ports: &[PortRule]) -> Result<(), FirewallError> {
+        self.0.add_ports(network, endpoint, ports)
+    }
+
+    fn remove_ports(&self, network: &str, endpoint: &str) -> Result<(), FirewallError> {
+        self.0.remove_ports(network, endpoint)
+    }
+
+    fn remove_ports_to(&self, network: &str, addresses: &[IpAddr]) -> Result<(), FirewallError> {
+        self.0.remove_ports_to(network, addresses)
+    }
+
+    fn conflicts(&self, network: &str) -> Result<Vec<FirewallConflict>, FirewallError> {
+        self.0.conflicts(network)
     }
 }
 

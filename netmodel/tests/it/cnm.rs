@@ -981,3 +981,36 @@ fn a_network_left_by_a_crash_is_recreated() {
     s.remove().unwrap();
     net.remove().unwrap();
 }
+
+/// `Network::remove` hands the bridge's deletion (tens of ms of RCU grace periods) to a
+/// background thread: the bridge is down and renamed at once, so a network of the same name,
+/// bridge and subnet can be created right away; the old bridge is gone soon after.
+#[test]
+fn a_removed_bridge_is_renamed_at_once_and_deleted_in_the_background() {
+    require_root!();
+    let world = World::new();
+    let spec = bridge_spec("10.89.26.0/24");
+    let net = Network::create(&world.host, &spec).unwrap();
+    let bridge = net.bridge().unwrap().to_owned();
+    let index = world.netlink().link(&bridge).unwrap().expect("the bridge").index;
+    net.remove().unwrap();
+    assert!(world.netlink().link(&bridge).unwrap().is_none(), "the name is free at once");
+    let again = Network::create(&world.host, &spec).unwrap();
+    assert_eq!(again.bridge(), Some(bridge.as_str()));
+    let mut s = Sandbox::none("again").unwrap();
+    s.connect(&again, &EndpointOptions::new()).unwrap();
+    s.remove().unwrap();
+    again.remove().unwrap();
+    // Both old bridges go (the kernel deletes them off the caller's path).
+    let start = std::time::Instant::now();
+    loop {
+        let links = world.netlink().links().unwrap();
+        let left: Vec<String> = links.into_iter().map(|l| l.name).filter(|n| n.starts_with("nkgone")).collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(start.elapsed() < crate::common::PATIENCE, "bridges left behind: {left:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(world.netlink().link_by_index(index).unwrap().is_none());
+}

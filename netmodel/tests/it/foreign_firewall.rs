@@ -607,24 +607,30 @@ fn docker_user_rules_keep_the_table_iptables_compatible() {
         run(&cmd.split_whitespace().collect::<Vec<_>>());
     }
     let before = listing(&ns);
-    let fw = nook_netmodel::firewall::Nftables::new(Some(ns.ns())).unwrap();
-    fw.setup_network(&crate::firewall::net("web", "nkbr0", &["10.89.44.0/24"], false)).unwrap();
-    assert_eq!(
-        run(&["-S", "DOCKER-USER"]),
-        "-N DOCKER-USER\n\
-         -A DOCKER-USER -i nkbr0 ! -o nkdocker0 -m mark --mark 0x100000/0x100000 -m comment --comment \"nook:web\" -j ACCEPT\n\
-         -A DOCKER-USER -o nkbr0 -m mark --mark 0x100000/0x100000 -m comment --comment \"nook:web\" -j ACCEPT\n\
-         -A DOCKER-USER -j RETURN\n"
-    );
-    // Docker can still change its table (a container's published port).
-    let published = "DOCKER -d 172.17.0.2/32 ! -i nkdocker0 -o nkdocker0 -p tcp -m tcp --dport 80 -j ACCEPT";
-    for op in ["-A", "-D"] {
-        let args: Vec<&str> = std::iter::once(op).chain(published.split_whitespace()).collect();
-        run(&args);
+    // Both backends: `nft -j`, and netlink (which writes the foreign rules itself).
+    let backends: [Box<dyn FirewallBackend>; 2] = [
+        Box::new(nook_netmodel::firewall::Nftables::new(Some(ns.ns())).unwrap()),
+        Box::new(nook_netmodel::firewall::NftNetlink::new(Some(ns.ns())).unwrap()),
+    ];
+    for fw in backends {
+        fw.setup_network(&crate::firewall::net("web", "nkbr0", &["10.89.44.0/24"], false)).unwrap();
+        assert_eq!(
+            run(&["-S", "DOCKER-USER"]),
+            "-N DOCKER-USER\n\
+             -A DOCKER-USER -i nkbr0 ! -o nkdocker0 -m mark --mark 0x100000/0x100000 -m comment --comment \"nook:web\" -j ACCEPT\n\
+             -A DOCKER-USER -o nkbr0 -m mark --mark 0x100000/0x100000 -m comment --comment \"nook:web\" -j ACCEPT\n\
+             -A DOCKER-USER -j RETURN\n"
+        );
+        // Docker can still change its table (a container's published port).
+        let published = "DOCKER -d 172.17.0.2/32 ! -i nkdocker0 -o nkdocker0 -p tcp -m tcp --dport 80 -j ACCEPT";
+        for op in ["-A", "-D"] {
+            let args: Vec<&str> = std::iter::once(op).chain(published.split_whitespace()).collect();
+            run(&args);
+        }
+        fw.teardown_network("web").unwrap();
+        assert_eq!(run(&["-S", "DOCKER-USER"]), "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n");
+        assert_eq!(listing(&ns), before);
     }
-    fw.teardown_network("web").unwrap();
-    assert_eq!(run(&["-S", "DOCKER-USER"]), "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n");
-    assert_eq!(listing(&ns), before);
 }
 
 /// An internal network on a Docker host: its sandboxes talk across the bridge, which

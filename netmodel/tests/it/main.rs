@@ -30,5 +30,6 @@ mod foreign_firewall;
 mod ipam;
 mod netlink;
 mod overlay;
+mod nftnl;
 mod shared;
 mod unfriendly;

@@ -20,7 +20,7 @@
 //!    init, by pidfd after checking its start time; never by name;
 //! 2. removes the objects in reverse order of creation, each through the crate that made it
 //!    (`Cgroup::open_in` + `remove`, [`nook_ns::unmount`], unmount + unlink of a persisted
-//!    namespace, [`Nftables`](nook_netmodel::firewall::Nftables) `remove_ports` /
+//!    namespace, [`NftNetlink`](nook_netmodel::firewall::NftNetlink) `remove_ports` /
 //!    `teardown_network` / `remove_ports_to`, [`Ipam::release`](nook_netmodel::ipam::Ipam::release),
 //!    [`LayerStore::unmount_container`](nook_unionfs::LayerStore::unmount_container) and
 //!    [`LayerStore::remove_container`](nook_unionfs::LayerStore::remove_container)), going on

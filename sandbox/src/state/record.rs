@@ -99,7 +99,7 @@ pub enum Object {
         path: PathBuf,
     },
     /// A network's firewall rules, or one endpoint's published ports
-    /// ([`nook_netmodel::firewall::Nftables`]).
+    /// ([`nook_netmodel::firewall::NftNetlink`]).
     Firewall {
         /// The namespace of the rules (a persisted netns file); `None`: the cleaning process's
         /// own network namespace.

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use nook_cgroup::{Cgroup, CgroupSpec, Hierarchies, Hierarchy};
-use nook_netmodel::firewall::{FirewallBackend, Nftables};
+use nook_netmodel::firewall::{FirewallBackend, NftNetlink};
 use nook_netmodel::ipam::Ipam;
 use nook_unionfs::LayerStore;
 
@@ -144,9 +144,9 @@ fn remove_net_files(dir: &Path) -> Result<()> {
 }
 
 /// The nftables backend in the recorded namespace (`None`: the cleaning process's own), or
-/// `None` when that namespace is gone (and its rules with it) or this host has no `nft`
-/// (then the built-in backend never made any: the owner's `Host` had a backend of its own).
-fn firewall(netns: Option<&Path>, table: &str) -> Result<Option<Nftables>> {
+/// `None` when that namespace is gone (and its rules with it). The netlink backend reads and
+/// removes what either built-in backend wrote (they write the same rules), and needs no `nft`.
+fn firewall(netns: Option<&Path>, table: &str) -> Result<Option<NftNetlink>> {
     let ns = match netns {
         Some(p) => match nook_ns::NetNs::open_path(p) {
             Ok(ns) => Some(ns),
@@ -155,10 +155,7 @@ fn firewall(netns: Option<&Path>, table: &str) -> Result<Option<Nftables>> {
         },
         None => None,
     };
-    let mut fw = Nftables::new(ns.as_ref().map(|n| n.ns()))?;
-    if !fw.program().is_file() {
-        return Ok(None);
-    }
+    let mut fw = NftNetlink::new(ns.as_ref().map(|n| n.ns()))?;
     fw.table_name(table.to_owned());
     Ok(Some(fw))
 }
