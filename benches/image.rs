@@ -44,7 +44,7 @@ fn random_ish(seed: u64, len: usize) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let run = if x % 29 == 0 { (x >> 8) as usize % 24 } else { 1 };
+        let run = if x.is_multiple_of(29) { (x >> 8) as usize % 24 } else { 1 };
         let b = (x >> 32) as u8;
         for _ in 0..run.max(1) {
             out.push(b);

@@ -119,10 +119,10 @@ fn walk_beneath(dir: BorrowedFd<'_>, rel: &Path, flags: OFlags) -> io::Result<Ow
 fn mount_of(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     let mut text = String::new();
     let fdinfo = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
-    if std::fs::File::open(fdinfo).and_then(|mut f| f.read_to_string(&mut text)).is_ok() {
-        if let Some(id) = text.lines().find_map(|l| l.strip_prefix("mnt_id:")).and_then(|v| v.trim().parse().ok()) {
-            return Ok((0, id));
-        }
+    if std::fs::File::open(fdinfo).and_then(|mut f| f.read_to_string(&mut text)).is_ok()
+        && let Some(id) = text.lines().find_map(|l| l.strip_prefix("mnt_id:")).and_then(|v| v.trim().parse().ok())
+    {
+        return Ok((0, id));
     }
     let st = rustix::fs::fstat(fd)?;
     #[allow(clippy::unnecessary_cast, reason = "st_dev's width differs between targets")]

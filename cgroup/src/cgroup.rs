@@ -365,11 +365,11 @@ impl Cgroup {
     /// every hierarchy), thaw, repeat until empty.
     pub fn kill_all(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        if let Some(dir) = self.v2_entry() {
-            if dir.has("cgroup.kill") {
-                dir.write("cgroup.kill", "1")?;
-                return wait_until(deadline, "the cgroup to empty", || Ok(self.procs()?.is_empty()));
-            }
+        if let Some(dir) = self.v2_entry()
+            && dir.has("cgroup.kill")
+        {
+            dir.write("cgroup.kill", "1")?;
+            return wait_until(deadline, "the cgroup to empty", || Ok(self.procs()?.is_empty()));
         }
         self.signal_until_only(&[], deadline, "the cgroup to empty")
     }
@@ -489,10 +489,10 @@ impl Cgroup {
         // The device program goes with the v2 directory; close our fd first.
         self.device_program.take();
         for d in self.dirs.drain(..).rev() {
-            if let Err(e) = still_there(&d).and_then(|()| remove_tree(d.parent.as_fd(), &d.name, &d.path)) {
-                if e.raw_os_error() != Some(libc::ENOENT) {
-                    failures.push(e);
-                }
+            if let Err(e) = still_there(&d).and_then(|()| remove_tree(d.parent.as_fd(), &d.name, &d.path))
+                && e.raw_os_error() != Some(libc::ENOENT)
+            {
+                failures.push(e);
             }
         }
         // Deepest first; one that holds another cgroup by now is not ours to remove.
@@ -664,21 +664,21 @@ fn parent_rel(hier: &Hierarchy, spec: &CgroupSpec) -> Result<PathBuf> {
 
 fn host_facts(h: &Hierarchies, plan: &[Planned<'_>], spec: &CgroupSpec) -> Result<HostFacts> {
     let mut facts = HostFacts::default();
-    if spec.resources.cpuset.is_some() {
-        if let Some(p) = plan_dir_of(h, plan, Controller::Cpuset) {
-            // The cgroup's parent; when it does not exist yet, the nearest ancestor that does.
-            let root = at::open_root(&p.hier.mount_point, p.version)?;
-            let mut rel = p.parent_rel.join(p.name.parent().unwrap_or(Path::new("")));
-            let parent = loop {
-                match at::open_dir(root.as_fd(), &rel) {
-                    Ok(fd) => break fd,
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) && rel.pop() => {}
-                    Err(e) => return Err(e).beneath("openat2", p.hier.mount_point.join(&rel)),
-                }
-            };
-            let parent_path = p.hier.mount_point.join(&rel);
-            (facts.parent_cpus, facts.parent_mems) = cpuset::parent_sets(parent.as_fd(), &parent_path, p.version)?;
-        }
+    if spec.resources.cpuset.is_some()
+        && let Some(p) = plan_dir_of(h, plan, Controller::Cpuset)
+    {
+        // The cgroup's parent; when it does not exist yet, the nearest ancestor that does.
+        let root = at::open_root(&p.hier.mount_point, p.version)?;
+        let mut rel = p.parent_rel.join(p.name.parent().unwrap_or(Path::new("")));
+        let parent = loop {
+            match at::open_dir(root.as_fd(), &rel) {
+                Ok(fd) => break fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) && rel.pop() => {}
+                Err(e) => return Err(e).beneath("openat2", p.hier.mount_point.join(&rel)),
+            }
+        };
+        let parent_path = p.hier.mount_point.join(&rel);
+        (facts.parent_cpus, facts.parent_mems) = cpuset::parent_sets(parent.as_fd(), &parent_path, p.version)?;
     }
     if !spec.resources.hugetlb.is_empty() {
         facts.huge_page_sizes = hugetlb::host_page_sizes();
@@ -750,10 +750,10 @@ fn move_parent_processes_to_leaf(parent: BorrowedFd<'_>, parent_path: &Path, lea
 fn v2_controller_names(h: &Hierarchies, r: &Resources) -> Vec<&'static str> {
     let mut names: Vec<&'static str> = Vec::new();
     for c in r.requested() {
-        if let (Some(Location::V2(_)), V2Support::Enabled(name)) = (h.locate(c), c.v2()) {
-            if !names.contains(&name) {
-                names.push(name);
-            }
+        if let (Some(Location::V2(_)), V2Support::Enabled(name)) = (h.locate(c), c.v2())
+            && !names.contains(&name)
+        {
+            names.push(name);
         }
     }
     names

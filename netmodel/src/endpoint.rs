@@ -120,11 +120,11 @@ impl EndpointOptions {
             }
         }
         for port in &self.ports {
-            if let Some(ip) = port.host_ip {
-                if !spec.has_family(ip.is_ipv6()) {
-                    let rule = AddressRule::NoSubnetOfFamily { network: spec.name.to_string() };
-                    return Err(ValidationError::Address { field: "host_ip", value: ip, rule }.into());
-                }
+            if let Some(ip) = port.host_ip
+                && !spec.has_family(ip.is_ipv6())
+            {
+                let rule = AddressRule::NoSubnetOfFamily { network: spec.name.to_string() };
+                return Err(ValidationError::Address { field: "host_ip", value: ip, rule }.into());
             }
         }
         if !self.ports.is_empty() && !driver.publishes_ports(spec) {

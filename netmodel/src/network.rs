@@ -544,11 +544,11 @@ impl NetworkInner {
         let Some(user) = &self.user else { return Ok(()) };
         let registry = Registry::new(self.host.ipam().dir());
         let _lock = registry.lock()?;
-        if let Some(mut record) = registry.load(&self.spec.name)? {
-            if record.id == self.id {
-                record.leave(&user.handle);
-                registry.save(&record)?;
-            }
+        if let Some(mut record) = registry.load(&self.spec.name)?
+            && record.id == self.id
+        {
+            record.leave(&user.handle);
+            registry.save(&record)?;
         }
         Ok(())
     }
@@ -578,15 +578,13 @@ impl NetworkInner {
         if let Err(e) = self.driver.teardown(&self.host, &self.spec) {
             errors.push(e);
         }
-        if registered {
-            if let Err(e) = ipam.remove_network(&self.spec.name) {
-                errors.push(e.into());
-            }
+        if registered && let Err(e) = ipam.remove_network(&self.spec.name) {
+            errors.push(e.into());
         }
-        if let Some(registry) = registry {
-            if let Err(e) = registry.remove(&self.spec.name) {
-                errors.push(e);
-            }
+        if let Some(registry) = registry
+            && let Err(e) = registry.remove(&self.spec.name)
+        {
+            errors.push(e);
         }
         Error::teardown(format!("network {}", self.spec.name), errors)
     }

@@ -638,10 +638,10 @@ impl Sandbox {
             // The socket holds a reference on the namespace.
             *self.shared.netlink.lock().unwrap_or_else(PoisonError::into_inner) = None;
         }
-        if let Some(netns) = self.netns.take() {
-            if let Err(e) = netns.remove() {
-                errors.push(e.into());
-            }
+        if let Some(netns) = self.netns.take()
+            && let Err(e) = netns.remove()
+        {
+            errors.push(e.into());
         }
         errors
     }
@@ -668,11 +668,11 @@ impl Progress {
         let mut errors = Vec::new();
         // As in `teardown_endpoint`: rules that could not be removed keep their addresses.
         let mut ports_left = false;
-        if self.published {
-            if let Err(e) = driver.unpublish(host, spec, &self.id) {
-                errors.push(e);
-                ports_left = true;
-            }
+        if self.published
+            && let Err(e) = driver.unpublish(host, spec, &self.id)
+        {
+            errors.push(e);
+            ports_left = true;
         }
         if let Some((config, link)) = &self.link {
             let ifname = &config.ifname;
@@ -717,10 +717,8 @@ fn teardown_endpoint(shared: &SandboxShared, endpoint: &EndpointState, take_link
             }
         }
     }
-    if take_link {
-        if let Err(e) = discard_link(shared, endpoint.info.index) {
-            errors.push(e);
-        }
+    if take_link && let Err(e) = discard_link(shared, endpoint.info.index) {
+        errors.push(e);
     }
     if !ports_left {
         for address in &endpoint.info.addresses {

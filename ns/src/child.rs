@@ -397,10 +397,10 @@ fn join_session_keyring(err: RawFd, ring: &KeyringPlan) {
     inject(err, Stage::SessionKeyring);
     match raw::keyctl(KEYCTL_JOIN_SESSION_KEYRING, ring.name.as_ptr() as usize, 0) {
         Ok(serial) => {
-            if let Some(perm) = ring.perm {
-                if let Err(e) = raw::keyctl(KEYCTL_SETPERM, serial as usize, perm as usize) {
-                    fail(err, Stage::SessionKeyring, e, None);
-                }
+            if let Some(perm) = ring.perm
+                && let Err(e) = raw::keyctl(KEYCTL_SETPERM, serial as usize, perm as usize)
+            {
+                fail(err, Stage::SessionKeyring, e, None);
             }
         }
         Err(libc::ENOSYS) => {}

@@ -883,10 +883,10 @@ impl Command {
             SetGroups::Auto => matches!(&gid_writer, Some((_, MapWriter::Direct))) && !privileged,
         };
         let mut plan = plan;
-        if let Some(root) = plan.become_userns_root.as_mut() {
-            if setgroups_deny {
-                root.groups = None;
-            }
+        if let Some(root) = plan.become_userns_root.as_mut()
+            && setgroups_deny
+        {
+            root.groups = None;
         }
 
         let needs_sync = pause || uid_writer.is_some() || gid_writer.is_some() || self.cgroup.is_some();
@@ -1263,10 +1263,10 @@ impl Command {
         };
 
         let cwd = self.cwd.as_deref().map(|p| path_cstring("working directory", p)).transpose()?;
-        if let Some((sig, _)) = self.pdeathsig {
-            if !(1..=64).contains(&sig) {
-                return Err(ValidationError::BadSignal { signal: sig });
-            }
+        if let Some((sig, _)) = self.pdeathsig
+            && !(1..=64).contains(&sig)
+        {
+            return Err(ValidationError::BadSignal { signal: sig });
         }
         for &(target, _) in &self.preserved {
             let reason = match target {
@@ -1301,10 +1301,10 @@ impl Command {
                 cstring("oom_score_adj", value.to_string().as_bytes())
             })
             .transpose()?;
-        if let Some(mask) = self.umask {
-            if mask & !0o777 != 0 {
-                return Err(ValidationError::Umask { mask });
-            }
+        if let Some(mask) = self.umask
+            && mask & !0o777 != 0
+        {
+            return Err(ValidationError::Umask { mask });
         }
         let caps = self.capabilities.map(|c| caps_plan(&c, self.user.is_some_and(|(uid, _)| uid != 0))).transpose()?;
         let seccomp = self

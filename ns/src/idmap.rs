@@ -340,10 +340,10 @@ mod tests {
                 let inside = map.ranges().iter().find(|r| id >= r.inside && id - r.inside < r.count);
                 let outside = map.to_outside(id);
                 proptest::prop_assert_eq!(outside, inside.map(|r| r.outside + (id - r.inside)));
-                if let Some(o) = outside {
-                    if let Some(prev) = seen.insert(o, id) {
-                        proptest::prop_assert_eq!(prev, id, "two ids map to {}", o);
-                    }
+                if let Some(o) = outside
+                    && let Some(prev) = seen.insert(o, id)
+                {
+                    proptest::prop_assert_eq!(prev, id, "two ids map to {}", o);
                 }
             }
         }

@@ -138,10 +138,10 @@ impl NsGuard {
                 first_err.get_or_insert(e);
             }
         }
-        if let Some(cwd) = self.cwd.take() {
-            if let Err(e) = rustix::process::fchdir(cwd.as_fd()) {
-                first_err.get_or_insert(Error::sys("fchdir", e));
-            }
+        if let Some(cwd) = self.cwd.take()
+            && let Err(e) = rustix::process::fchdir(cwd.as_fd())
+        {
+            first_err.get_or_insert(Error::sys("fchdir", e));
         }
         first_err.map_or(Ok(()), Err)
     }

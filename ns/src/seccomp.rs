@@ -232,10 +232,10 @@ pub(crate) fn recv_listener(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let mut byte = [0u8; 1];
     recvmsg(sock, &mut [io::IoSliceMut::new(&mut byte)], &mut anc, RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC)?;
     for msg in anc.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
-            if let Some(fd) = fds.next() {
-                return Ok(fd);
-            }
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg
+            && let Some(fd) = fds.next()
+        {
+            return Ok(fd);
         }
     }
     Err(io::Error::from_raw_os_error(libc::EBADMSG))

@@ -488,10 +488,10 @@ impl TestCgroupV1 {
 
 impl Drop for TestCgroupV1 {
     fn drop(&mut self) {
-        if self.path.exists() {
-            if let Err(e) = fs::remove_dir(&self.path) {
-                eprintln!("could not remove {}: {e}", self.path.display());
-            }
+        if self.path.exists()
+            && let Err(e) = fs::remove_dir(&self.path)
+        {
+            eprintln!("could not remove {}: {e}", self.path.display());
         }
     }
 }

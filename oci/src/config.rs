@@ -559,10 +559,10 @@ pub(crate) fn map_resources(r: &LinuxResources, prefix: &str) -> Result<nook_cgr
             mem.swap = Some(total.saturating_sub(limit));
         }
     }
-    if let Some(p) = r.pids() {
-        if p.limit() > 0 {
-            res.pids.get_or_insert_with(Default::default).max = Some(p.limit() as u64);
-        }
+    if let Some(p) = r.pids()
+        && p.limit() > 0
+    {
+        res.pids.get_or_insert_with(Default::default).max = Some(p.limit() as u64);
     }
     if let Some(c) = r.cpu() {
         let extra = [

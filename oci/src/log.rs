@@ -62,10 +62,10 @@ impl Logger {
     /// stderr.
     pub(crate) fn error(&self, msg: &str) {
         let line = self.line("error", msg);
-        if let Some(path) = &self.file {
-            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-                let _ = f.write_all(line.as_bytes());
-            }
+        if let Some(path) = &self.file
+            && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+        {
+            let _ = f.write_all(line.as_bytes());
         }
         let _ = std::io::stderr().write_all(if self.json { line } else { format!("nook-oci: {msg}\n") }.as_bytes());
     }

@@ -125,10 +125,11 @@ fn run(cli: Cli) -> Result<i32, Error> {
     if cli.global.systemd_cgroup {
         return Err(Error::Unsupported("--systemd-cgroup (nook-oci manages cgroupfs itself; use cgroupsPath)".into()));
     }
-    if let Some(f) = cli.global.log_format.as_deref() {
-        if f != "text" && f != "json" {
-            return Err(Error::Usage(format!("--log-format {f}: expected text or json")));
-        }
+    if let Some(f) = cli.global.log_format.as_deref()
+        && f != "text"
+        && f != "json"
+    {
+        return Err(Error::Usage(format!("--log-format {f}: expected text or json")));
     }
     let root = cli.global.root.clone().unwrap_or_else(|| DEFAULT_ROOT.into());
     let Some(command) = cli.command else {

@@ -79,10 +79,10 @@ fn recv_fd(sock: BorrowedFd<'_>) -> Result<OwnedFd, Error> {
         .sys("recvmsg", "(console)")?;
     let _ = got;
     for msg in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
-            if let Some(fd) = fds.next() {
-                return Ok(fd);
-            }
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg
+            && let Some(fd) = fds.next()
+        {
+            return Ok(fd);
         }
     }
     Err(std::io::Error::from_raw_os_error(libc::EPROTO)).sys("recvmsg (no terminal received)", "(console)")

@@ -239,10 +239,10 @@ impl Detached {
     pub fn signal_all(&self, signal: i32) -> Result<()> {
         for pid in self.cgroup()?.procs()? {
             // A process that exited meanwhile is fine.
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                if let Some(sig) = rustix::process::Signal::from_named_raw(signal) {
-                    let _ = rustix::process::kill_process(pid, sig);
-                }
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
+                && let Some(sig) = rustix::process::Signal::from_named_raw(signal)
+            {
+                let _ = rustix::process::kill_process(pid, sig);
             }
         }
         Ok(())

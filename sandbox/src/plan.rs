@@ -433,10 +433,10 @@ fn mount_steps(
 
 /// The mounts of [`SandboxSpec::cgroup_view`] on `at` (`<root>/sys/fs/cgroup`).
 fn cgroup_view_steps(at: &Path, view: &[CgroupView]) -> Vec<MountStep> {
-    if let [(name, dir)] = view {
-        if name.is_empty() {
-            return vec![MountStep::bind(dir, at).read_only()];
-        }
+    if let [(name, dir)] = view
+        && name.is_empty()
+    {
+        return vec![MountStep::bind(dir, at).read_only()];
     }
     let mut steps = vec![MountStep::tmpfs(at, Some("mode=755"))];
     for (name, dir) in view.iter().filter(|(name, _)| !name.is_empty()) {

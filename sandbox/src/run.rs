@@ -843,11 +843,11 @@ fn spawn(
     } else {
         Recorder::none()
     };
-    if let Some(p) = &mut prepared {
-        if let Err(e) = p.create_files(&mut owner) {
-            let cleanup = if p.files_left() { Vec::new() } else { owner.finish().err().into_iter().collect() };
-            return Err(Error::with_cleanup(e, cleanup));
-        }
+    if let Some(p) = &mut prepared
+        && let Err(e) = p.create_files(&mut owner)
+    {
+        let cleanup = if p.files_left() { Vec::new() } else { owner.finish().err().into_iter().collect() };
+        return Err(Error::with_cleanup(e, cleanup));
     }
     // Undoes the first steps (files, container layer) of a setup that failed before the
     // child existed, then ends the record if nothing is left (`left`: the failed step
@@ -915,10 +915,10 @@ fn spawn(
         }
         with_more_cleanup(cause, more)
     };
-    if let Some(cg) = &cgroup {
-        if let Err(e) = start_in_cgroup(&mut cmd, cg) {
-            return Err(fail(e, cgroup, prepared, None, &mut owner));
-        }
+    if let Some(cg) = &cgroup
+        && let Err(e) = start_in_cgroup(&mut cmd, cg)
+    {
+        return Err(fail(e, cgroup, prepared, None, &mut owner));
     }
     let paused = match cmd.spawn_paused() {
         Ok(p) => p,
@@ -1238,10 +1238,10 @@ impl Sandbox {
         };
         self.outcome = Some(outcome);
         let before_teardown = errors.len();
-        if let Some(cg) = self.cgroup.take() {
-            if let Err(e) = cg.remove() {
-                errors.push(e.into());
-            }
+        if let Some(cg) = self.cgroup.take()
+            && let Err(e) = cg.remove()
+        {
+            errors.push(e.into());
         }
         if let Some(net) = self.net.take() {
             errors.extend(net.teardown());
@@ -1253,10 +1253,10 @@ impl Sandbox {
             errors.push(e);
         }
         // Everything recorded is gone (else the record stays for a cleanup after our death).
-        if errors.len() == before_teardown {
-            if let Err(e) = self.owner.finish() {
-                errors.push(e);
-            }
+        if errors.len() == before_teardown
+            && let Err(e) = self.owner.finish()
+        {
+            errors.push(e);
         }
         if errors.is_empty() {
             Ok(outcome)
@@ -1288,12 +1288,12 @@ pub(crate) fn no_cgroup() -> Error {
 /// was killed for the deadline.
 pub(crate) fn wait_or_kill(child: &mut nook_ns::Child, deadline: Option<Instant>) -> Result<(ExitStatus, bool)> {
     let mut timed_out = false;
-    if let Some(deadline) = deadline {
-        if !wait_readable(child.pidfd(), deadline)? {
-            timed_out = true;
-            // ESRCH: it ended just now; the wait below reaps it.
-            let _ = child.kill();
-        }
+    if let Some(deadline) = deadline
+        && !wait_readable(child.pidfd(), deadline)?
+    {
+        timed_out = true;
+        // ESRCH: it ended just now; the wait below reaps it.
+        let _ = child.kill();
     }
     let status = child.wait().map_err(|source| Error::Sys { call: "waitid", path: None, source })?;
     Ok((status, timed_out))

@@ -349,15 +349,15 @@ impl Security {
             }
             seen.push(r.resource);
         }
-        if let Some(v) = self.oom_score_adj {
-            if !(-1000..=1000).contains(&v) {
-                return Err(ValidationError::OomScoreAdj { value: v });
-            }
+        if let Some(v) = self.oom_score_adj
+            && !(-1000..=1000).contains(&v)
+        {
+            return Err(ValidationError::OomScoreAdj { value: v });
         }
-        if let Some(m) = self.umask {
-            if m > 0o777 {
-                return Err(ValidationError::Umask { value: m });
-            }
+        if let Some(m) = self.umask
+            && m > 0o777
+        {
+            return Err(ValidationError::Umask { value: m });
         }
         for (key, value) in &self.sysctls {
             let refuse = |reason: &'static str| ValidationError::Sysctl { key: key.clone(), reason };

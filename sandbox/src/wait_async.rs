@@ -59,10 +59,10 @@ async fn exited(pidfd: BorrowedFd<'_>, deadline: Option<Instant>) -> Result<bool
         if let Poll::Ready(ready) = pidfd.poll_read_ready(cx) {
             return Poll::Ready(ready.map(|_| true).map_err(sys("epoll_wait")));
         }
-        if let Some(timer) = &timer {
-            if let Poll::Ready(ready) = timer.poll_read_ready(cx) {
-                return Poll::Ready(ready.map(|_| false).map_err(sys("epoll_wait")));
-            }
+        if let Some(timer) = &timer
+            && let Poll::Ready(ready) = timer.poll_read_ready(cx)
+        {
+            return Poll::Ready(ready.map(|_| false).map_err(sys("epoll_wait")));
         }
         Poll::Pending
     })

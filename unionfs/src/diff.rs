@@ -172,10 +172,10 @@ impl<W: Write> TarWriter<W> {
         if ustar.is_none() {
             pax_record(&mut self.pax, b"path", path);
         }
-        if let Some(link) = h.link {
-            if link.len() > 100 {
-                pax_record(&mut self.pax, b"linkpath", link);
-            }
+        if let Some(link) = h.link
+            && link.len() > 100
+        {
+            pax_record(&mut self.pax, b"linkpath", link);
         }
         if h.uid > USTAR_MAX_ID {
             pax_record(&mut self.pax, b"uid", h.uid.to_string().as_bytes());
@@ -284,14 +284,14 @@ fn read_xattrs(src: XTarget<'_>, format: WhiteoutFormat) -> Result<(Xattrs, bool
     let mut refused = None;
     for (name, value) in fsutil::read_xattrs(src)? {
         let name = name.into_vec();
-        if let Some(own) = format.overlay_xattr_prefix() {
-            if let Some(key) = name.strip_prefix(own.as_bytes()) {
-                match key {
-                    b"opaque" => opaque = value == b"y",
-                    b"redirect" => refused = Some("renamed directory (overlay redirect_dir)"),
-                    b"metacopy" => refused = Some("metadata-only copy-up (overlay metacopy)"),
-                    _ => {}
-                }
+        if let Some(own) = format.overlay_xattr_prefix()
+            && let Some(key) = name.strip_prefix(own.as_bytes())
+        {
+            match key {
+                b"opaque" => opaque = value == b"y",
+                b"redirect" => refused = Some("renamed directory (overlay redirect_dir)"),
+                b"metacopy" => refused = Some("metadata-only copy-up (overlay metacopy)"),
+                _ => {}
             }
         }
         if is_overlay_xattr_name(&name) {

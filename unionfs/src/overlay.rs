@@ -145,10 +145,11 @@ impl MountedStack {
         };
         // The overlay is gone from `target` (unmounted or detached): the tmpfs beneath it is
         // on top now. Nothing else can use it (the overlay has its own clone of it).
-        if self.tmpfs_beneath && overlay_gone {
-            if let Err(e) = rustix::mount::unmount(&target, UnmountFlags::DETACH) {
-                errors.push(Error::sys_at("umount2(tmpfs beneath)", &target, e));
-            }
+        if self.tmpfs_beneath
+            && overlay_gone
+            && let Err(e) = rustix::mount::unmount(&target, UnmountFlags::DETACH)
+        {
+            errors.push(Error::sys_at("umount2(tmpfs beneath)", &target, e));
         }
         // The overlay held the tmpfs; closing our descriptor lets it go with the overlay.
         drop(self.tmpfs.take());
@@ -367,11 +368,9 @@ pub(crate) fn mount_stack(stack: &LayerStack, target: &Path) -> Result<MountedSt
         mount_new_api(stack, target, tmpfs.as_ref())
     };
     if let Err(e) = mounted {
-        if tmpfs_beneath {
-            if let Err(u) = rustix::mount::unmount(target, UnmountFlags::DETACH) {
-                let cleanup = Error::sys_at("umount2(tmpfs beneath)", target, u);
-                return Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![cleanup] });
-            }
+        if tmpfs_beneath && let Err(u) = rustix::mount::unmount(target, UnmountFlags::DETACH) {
+            let cleanup = Error::sys_at("umount2(tmpfs beneath)", target, u);
+            return Err(Error::Cleanup { cause: Box::new(e), cleanup: vec![cleanup] });
         }
         return Err(e);
     }

@@ -253,10 +253,10 @@ impl LayerStack {
                 return Err(ValidationError::MetacopyUserxattr);
             }
         }
-        if o.userxattr {
-            if let Some(redirect_dir) = o.redirect_dir.filter(|r| *r != RedirectDir::NoFollow) {
-                return Err(ValidationError::UserxattrRedirect { redirect_dir });
-            }
+        if o.userxattr
+            && let Some(redirect_dir) = o.redirect_dir.filter(|r| *r != RedirectDir::NoFollow)
+        {
+            return Err(ValidationError::UserxattrRedirect { redirect_dir });
         }
         Ok(())
     }

@@ -348,10 +348,10 @@ impl LayerStore {
         }
         // From here until the rename the parent must not be removed.
         let _lock = self.lock(false)?;
-        if let Some(p) = parent {
-            if !self.layer_dir(p).is_dir() {
-                return Err(not_found(p));
-            }
+        if let Some(p) = parent
+            && !self.layer_dir(p).is_dir()
+        {
+            return Err(not_found(p));
         }
         write_file(&tmp.join("diff-id"), applied.diff_id.as_str())?;
         write_file(&tmp.join("size"), &applied.size.to_string())?;
@@ -606,10 +606,10 @@ impl LayerStore {
         validate_container_id(id)?;
         let dir = self.container_dir(id);
         let merged = dir.join("merged");
-        if let (Ok(a), Ok(b)) = (rustix::fs::stat(&dir), rustix::fs::stat(&merged)) {
-            if a.st_dev != b.st_dev {
-                return Err(ValidationError::ContainerMounted { id: id.to_owned(), merged }.into());
-            }
+        if let (Ok(a), Ok(b)) = (rustix::fs::stat(&dir), rustix::fs::stat(&merged))
+            && a.st_dev != b.st_dev
+        {
+            return Err(ValidationError::ContainerMounted { id: id.to_owned(), merged }.into());
         }
         if !dir.exists() {
             return Err(Error::from(ValidationError::NoSuchContainer { id: id.to_owned() }));

@@ -130,11 +130,11 @@ impl<'a> Copier<'a> {
         let spath = self.layer_path(m.layer, rel);
         let dpath = self.target.join(rel);
         let key = (st.st_dev, st.st_ino);
-        if st.st_nlink > 1 {
-            if let Some(first) = self.links.get(&key) {
-                return rustix::fs::linkat(self.tfd.as_fd(), first, dst_dir, name, AtFlags::empty())
-                    .sys_at("linkat", &dpath);
-            }
+        if st.st_nlink > 1
+            && let Some(first) = self.links.get(&key)
+        {
+            return rustix::fs::linkat(self.tfd.as_fd(), first, dst_dir, name, AtFlags::empty())
+                .sys_at("linkat", &dpath);
         }
         match m.kind {
             EntryKind::File => {

@@ -302,10 +302,10 @@ impl UnionView {
         let Some(st) = st else {
             if self.format == WhiteoutFormat::Aufs {
                 let wh = aufs_whiteout(name);
-                if let Some(wh) = wh {
-                    if fsutil::lstat_at(dir, &wh).sys_with("lstat", real)?.is_some() {
-                        return Ok(Probe::Whiteout);
-                    }
+                if let Some(wh) = wh
+                    && fsutil::lstat_at(dir, &wh).sys_with("lstat", real)?.is_some()
+                {
+                    return Ok(Probe::Whiteout);
                 }
             }
             return Ok(Probe::Missing);
@@ -347,12 +347,11 @@ impl UnionView {
             let mut whiteouts: Vec<OsString> = Vec::new();
             for (name, _) in entries {
                 if self.format == WhiteoutFormat::Aufs && name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
-                    if name != OPAQUE_MARKER {
-                        if let Some(t) = whiteout::whiteout_target(&name) {
-                            if !fsutil::bad_component(t) {
-                                whiteouts.push(t.to_owned());
-                            }
-                        }
+                    if name != OPAQUE_MARKER
+                        && let Some(t) = whiteout::whiteout_target(&name)
+                        && !fsutil::bad_component(t)
+                    {
+                        whiteouts.push(t.to_owned());
                     }
                     continue;
                 }
@@ -360,10 +359,10 @@ impl UnionView {
                 if matches!(slots.get(&name), Some(Slot::Hidden)) {
                     continue;
                 }
-                if let Some(Slot::Found(m)) = slots.get(&name) {
-                    if !m.open {
-                        continue;
-                    }
+                if let Some(Slot::Found(m)) = slots.get(&name)
+                    && !m.open
+                {
+                    continue;
                 }
                 let Some(st) = fsutil::lstat_at(fd, &name).sys_with("lstat", epath)? else {
                     continue;

@@ -362,14 +362,14 @@ fn validate_dir(
                 && matches!(ft, FileType::CharacterDevice | FileType::RegularFile)
             {
                 let st = fsutil::lstat_at(fd, name).sys_with("lstat", path)?;
-                if let Some(st) = st {
-                    if is_overlay_whiteout_at(fd, name, &st, from).sys_with("lgetxattr", path)? {
-                        return Err(Error::Unconvertible {
-                            path: path(),
-                            format: to,
-                            reason: "the name is too long for a `.wh.` whiteout",
-                        });
-                    }
+                if let Some(st) = st
+                    && is_overlay_whiteout_at(fd, name, &st, from).sys_with("lgetxattr", path)?
+                {
+                    return Err(Error::Unconvertible {
+                        path: path(),
+                        format: to,
+                        reason: "the name is too long for a `.wh.` whiteout",
+                    });
                 }
             }
         }

@@ -72,10 +72,10 @@ impl Part for Cpuset {
 
     fn validate_against(&self, host: &HostFacts) -> Result<(), ValidationError> {
         for ((field, v), parent) in self.fields().into_iter().zip([&host.parent_cpus, &host.parent_mems]) {
-            if let (Some(v), Some(parent)) = (v, parent) {
-                if !parse_field(field, v)?.is_subset_of(parent) {
-                    return Err(ValidationError::NotInParent { field, value: v.clone(), parent: parent.to_string() });
-                }
+            if let (Some(v), Some(parent)) = (v, parent)
+                && !parse_field(field, v)?.is_subset_of(parent)
+            {
+                return Err(ValidationError::NotInParent { field, value: v.clone(), parent: parent.to_string() });
             }
         }
         Ok(())

@@ -89,9 +89,9 @@ pub fn parse_page_size(s: &str) -> Result<u64, String> {
 /// The cgroup-file name of a page size in kB as `/sys/kernel/mm/hugepages/hugepages-NkB`
 /// names it: 2048 → `2MB`.
 pub fn page_size_name(kb: u64) -> String {
-    if kb >= 1 << 20 && kb % (1 << 20) == 0 {
+    if kb >= 1 << 20 && kb.is_multiple_of(1 << 20) {
         format!("{}GB", kb >> 20)
-    } else if kb >= 1 << 10 && kb % (1 << 10) == 0 {
+    } else if kb >= 1 << 10 && kb.is_multiple_of(1 << 10) {
         format!("{}MB", kb >> 10)
     } else {
         format!("{kb}KB")
@@ -105,10 +105,10 @@ pub(crate) fn host_page_sizes() -> Vec<String> {
     if let Ok(entries) = std::fs::read_dir("/sys/kernel/mm/hugepages") {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(kb) = name.strip_prefix("hugepages-").and_then(|s| s.strip_suffix("kB")) {
-                if let Ok(kb) = kb.parse::<u64>() {
-                    sizes.push(page_size_name(kb));
-                }
+            if let Some(kb) = name.strip_prefix("hugepages-").and_then(|s| s.strip_suffix("kB"))
+                && let Ok(kb) = kb.parse::<u64>()
+            {
+                sizes.push(page_size_name(kb));
             }
         }
     }

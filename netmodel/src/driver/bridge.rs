@@ -196,10 +196,10 @@ impl NetworkDriver for BridgeDriver {
         }
         match self.bridge_index(host, spec) {
             Ok(Some(index)) => {
-                if let Err(e) = discard_bridge(host, index) {
-                    if e.errno() != Some(libc::ENODEV) {
-                        errors.push(e.into());
-                    }
+                if let Err(e) = discard_bridge(host, index)
+                    && e.errno() != Some(libc::ENODEV)
+                {
+                    errors.push(e.into());
                 }
                 self.index.store(0, Ordering::Relaxed);
             }

@@ -372,21 +372,20 @@ impl OverlayDriver {
         let index = OverlayDriver::vxlan_index(host, spec)?;
         let mut nl = host.netlink();
         let mut errors = Vec::new();
-        if let Err(e) = nl.delete_neighbour(index, remote.ip) {
-            if e.errno() != Some(libc::ENOENT) {
-                errors.push(e.into());
-            }
+        if let Err(e) = nl.delete_neighbour(index, remote.ip)
+            && e.errno() != Some(libc::ENOENT)
+        {
+            errors.push(e.into());
         }
         let mut still_used = false;
         for ipv6 in [false, true] {
             still_used |= nl.neighbours(index, ipv6)?.iter().any(|n| n.mac == Some(remote.mac) && n.permanent);
         }
-        if !still_used {
-            if let Err(e) = nl.delete_fdb(index, remote.mac, remote.host) {
-                if e.errno() != Some(libc::ENOENT) {
-                    errors.push(e.into());
-                }
-            }
+        if !still_used
+            && let Err(e) = nl.delete_fdb(index, remote.mac, remote.host)
+            && e.errno() != Some(libc::ENOENT)
+        {
+            errors.push(e.into());
         }
         Error::teardown(format!("remote endpoint {} of network {}", remote.ip, spec.name), errors)
     }
@@ -448,10 +447,10 @@ impl NetworkDriver for OverlayDriver {
         match OverlayDriver::vxlan_index(host, spec) {
             Ok(index) => {
                 let deleted = Netlink::open_in(host.netns()).and_then(|mut nl| nl.delete_link(index));
-                if let Err(e) = deleted {
-                    if e.errno() != Some(libc::ENODEV) {
-                        errors.push(e.into());
-                    }
+                if let Err(e) = deleted
+                    && e.errno() != Some(libc::ENODEV)
+                {
+                    errors.push(e.into());
                 }
             }
             Err(Error::NetworkIncomplete { .. }) => {}

@@ -62,14 +62,14 @@ impl NewLink<'_> {
                 if *vni > 0x00ff_ffff {
                     return Err(ValidationError::Vni { value: *vni });
                 }
-                if let (Some(l), Some(r)) = (local, remote) {
-                    if l.is_ipv4() != r.is_ipv4() {
-                        return Err(ValidationError::Address {
-                            field: "vxlan remote",
-                            value: *r,
-                            rule: AddressRule::FamilyMismatch { other: *l },
-                        });
-                    }
+                if let (Some(l), Some(r)) = (local, remote)
+                    && l.is_ipv4() != r.is_ipv4()
+                {
+                    return Err(ValidationError::Address {
+                        field: "vxlan remote",
+                        value: *r,
+                        rule: AddressRule::FamilyMismatch { other: *l },
+                    });
                 }
             }
             LinkKind::Bridge | LinkKind::Dummy => {}

@@ -395,12 +395,11 @@ impl Netlink {
         let msg = RouteNetlinkMessage::NewLink(link::new_link_message(link));
         let mut index = None;
         self.conn.request("RTM_NEWLINK", Target::Name(link.name), msg, flags, |f| {
-            if f.kind == RTM_NEWLINK {
-                if let Ok(l) = link::parse_link(f.payload) {
-                    if l.name == link.name {
-                        index = Some(l.index);
-                    }
-                }
+            if f.kind == RTM_NEWLINK
+                && let Ok(l) = link::parse_link(f.payload)
+                && l.name == link.name
+            {
+                index = Some(l.index);
             }
             Ok(())
         })?;

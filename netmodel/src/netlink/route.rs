@@ -26,19 +26,19 @@ impl Route {
     /// Checks the route without the kernel: destination and gateway of one family and no
     /// host bits in the destination. (Adding also needs a gateway or an interface.)
     pub fn validate(&self) -> Result<(), ValidationError> {
-        if let (Some(d), Some(g)) = (self.destination, self.gateway) {
-            if matches!(d, IpNet::V6(_)) != g.is_ipv6() {
-                return Err(ValidationError::Address {
-                    field: "route gateway",
-                    value: g,
-                    rule: AddressRule::FamilyMismatch { other: d.addr() },
-                });
-            }
+        if let (Some(d), Some(g)) = (self.destination, self.gateway)
+            && matches!(d, IpNet::V6(_)) != g.is_ipv6()
+        {
+            return Err(ValidationError::Address {
+                field: "route gateway",
+                value: g,
+                rule: AddressRule::FamilyMismatch { other: d.addr() },
+            });
         }
-        if let Some(d) = self.destination {
-            if d.trunc() != d {
-                return Err(ValidationError::HostBits { field: "route destination", value: d, network: d.trunc() });
-            }
+        if let Some(d) = self.destination
+            && d.trunc() != d
+        {
+            return Err(ValidationError::HostBits { field: "route destination", value: d, network: d.trunc() });
         }
         Ok(())
     }

@@ -29,7 +29,7 @@ mod firewall;
 mod foreign_firewall;
 mod ipam;
 mod netlink;
-mod overlay;
 mod nftnl;
+mod overlay;
 mod shared;
 mod unfriendly;

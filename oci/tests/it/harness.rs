@@ -136,10 +136,8 @@ impl Runtime {
             *r
         };
         let (o, e) = (self.dir.join(format!("{n}.out")), self.dir.join(format!("{n}.err")));
-        if creates {
-            if let Some(id) = args.last() {
-                self.created.borrow_mut().push((*id).to_owned());
-            }
+        if creates && let Some(id) = args.last() {
+            self.created.borrow_mut().push((*id).to_owned());
         }
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--root")

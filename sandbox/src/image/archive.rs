@@ -152,10 +152,10 @@ fn digest_in_name(name: &str) -> Option<Digest> {
     if let Some(hex) = clean.strip_prefix("blobs/sha256/") {
         return Digest::from_hex(hex).ok();
     }
-    if let Some(hex) = clean.strip_suffix(".json") {
-        if !hex.contains('/') {
-            return Digest::from_hex(hex).ok();
-        }
+    if let Some(hex) = clean.strip_suffix(".json")
+        && !hex.contains('/')
+    {
+        return Digest::from_hex(hex).ok();
     }
     None
 }

@@ -253,10 +253,10 @@ fn read_document(path: &Path, name: &str, size: Option<u64>, source: &BlobSource
         return Err(ImageError::NotAFile { at: source.clone() });
     }
     let len = meta.len();
-    if let Some(size) = size {
-        if len != size {
-            return Err(ImageError::SizeMismatch { blob: source.clone(), expected: size, actual: len });
-        }
+    if let Some(size) = size
+        && len != size
+    {
+        return Err(ImageError::SizeMismatch { blob: source.clone(), expected: size, actual: len });
     }
     if len > MAX_DOCUMENT {
         return Err(ImageError::DocumentTooLarge { at: source.clone(), size: len, max: MAX_DOCUMENT });
@@ -268,10 +268,10 @@ fn read_document(path: &Path, name: &str, size: Option<u64>, source: &BlobSource
 
 /// Checks bytes against a digest and size.
 fn check_blob(bytes: &[u8], digest: &Digest, size: Option<u64>, source: &BlobSource) -> Result<()> {
-    if let Some(size) = size {
-        if bytes.len() as u64 != size {
-            return Err(ImageError::SizeMismatch { blob: source.clone(), expected: size, actual: bytes.len() as u64 });
-        }
+    if let Some(size) = size
+        && bytes.len() as u64 != size
+    {
+        return Err(ImageError::SizeMismatch { blob: source.clone(), expected: size, actual: bytes.len() as u64 });
     }
     let actual = Digest::sha256(bytes);
     if actual != *digest {
@@ -538,16 +538,16 @@ pub(crate) fn import_resolved(
     // Everything that can be checked without reading the layers, before anything is stored.
     let mut lens = Vec::with_capacity(layers.len());
     for l in &layers {
-        if let Some(mt) = &l.media_type {
-            if !LAYER_MEDIA_TYPES.contains(&mt.as_str()) {
-                return Err(ImageError::UnsupportedMediaType { blob: l.source.to_string(), media_type: mt.clone() });
-            }
+        if let Some(mt) = &l.media_type
+            && !LAYER_MEDIA_TYPES.contains(&mt.as_str())
+        {
+            return Err(ImageError::UnsupportedMediaType { blob: l.source.to_string(), media_type: mt.clone() });
         }
         let len = l.locator.len()?;
-        if let Some(size) = l.size {
-            if size != len {
-                return Err(ImageError::SizeMismatch { blob: l.source.clone(), expected: size, actual: len });
-            }
+        if let Some(size) = l.size
+            && size != len
+        {
+            return Err(ImageError::SizeMismatch { blob: l.source.clone(), expected: size, actual: len });
         }
         lens.push(len);
     }
@@ -671,24 +671,24 @@ fn import_layers(
         // The same blob with the same DiffID on the same parent is in the store already (its
         // blob kept, its layer there): nothing to read, the stored copy is what the
         // manifest names (what containerd does with content it has).
-        if let Some(digest) = &l.digest {
-            if let Some(k) = known.get(&(digest.clone(), expected_diff.clone(), chain.clone())) {
-                if store.blob_path(digest).is_file() && store.layer_store().layer(&chain).is_ok() {
-                    if let Some(cb) = progress.as_mut() {
-                        cb(&ImportProgress {
-                            layer: i,
-                            layers: total,
-                            blob: l.source.clone(),
-                            bytes_done: lens[i],
-                            bytes_total: lens[i],
-                            phase: ImportPhase::Done,
-                        });
-                    }
-                    out.push(k.clone());
-                    parent = Some(chain);
-                    continue;
-                }
+        if let Some(digest) = &l.digest
+            && let Some(k) = known.get(&(digest.clone(), expected_diff.clone(), chain.clone()))
+            && store.blob_path(digest).is_file()
+            && store.layer_store().layer(&chain).is_ok()
+        {
+            if let Some(cb) = progress.as_mut() {
+                cb(&ImportProgress {
+                    layer: i,
+                    layers: total,
+                    blob: l.source.clone(),
+                    bytes_done: lens[i],
+                    bytes_total: lens[i],
+                    phase: ImportPhase::Done,
+                });
             }
+            out.push(k.clone());
+            parent = Some(chain);
+            continue;
         }
         let read_err = |e: io::Error| ImageError::Sys { call: "read", path: Some(source_path(&l.source)), source: e };
         let media_type = match &l.media_type {
@@ -758,14 +758,14 @@ fn import_layers(
                 Err(source) => {
                     // A blob that is not what the manifest names is the real cause of
                     // whatever its extraction hit: read the rest and say so.
-                    if let (Some(expected), Ok((actual, _))) = (&l.digest, reader.finish()) {
-                        if *expected != actual {
-                            return Err(ImageError::DigestMismatch {
-                                blob: l.source.clone(),
-                                expected: expected.clone(),
-                                actual,
-                            });
-                        }
+                    if let (Some(expected), Ok((actual, _))) = (&l.digest, reader.finish())
+                        && *expected != actual
+                    {
+                        return Err(ImageError::DigestMismatch {
+                            blob: l.source.clone(),
+                            expected: expected.clone(),
+                            actual,
+                        });
                     }
                     return Err(ImageError::Layer { blob, source });
                 }
@@ -777,14 +777,14 @@ fn import_layers(
         if count != lens[i] {
             return Err(ImageError::SizeMismatch { blob: l.source.clone(), expected: lens[i], actual: count });
         }
-        if let Some(expected) = &l.digest {
-            if *expected != blob_digest {
-                return Err(ImageError::DigestMismatch {
-                    blob: l.source.clone(),
-                    expected: expected.clone(),
-                    actual: blob_digest,
-                });
-            }
+        if let Some(expected) = &l.digest
+            && *expected != blob_digest
+        {
+            return Err(ImageError::DigestMismatch {
+                blob: l.source.clone(),
+                expected: expected.clone(),
+                actual: blob_digest,
+            });
         }
         if actual_diff != *expected_diff {
             return Err(ImageError::DiffIdMismatch {

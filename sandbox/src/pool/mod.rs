@@ -395,14 +395,14 @@ impl Inner {
                 st = self.lock();
                 continue;
             }
-            if let Some(t) = self.idle_timeout {
-                if st.idle.len() > self.min_idle {
-                    // The oldest first (the idle list is used from its end).
-                    if let Some(i) = st.idle.iter().position(|w| w.since.elapsed() >= t) {
-                        let w = st.idle.remove(i);
-                        st.trash.push(w.sb);
-                        continue;
-                    }
+            if let Some(t) = self.idle_timeout
+                && st.idle.len() > self.min_idle
+            {
+                // The oldest first (the idle list is used from its end).
+                if let Some(i) = st.idle.iter().position(|w| w.since.elapsed() >= t) {
+                    let w = st.idle.remove(i);
+                    st.trash.push(w.sb);
+                    continue;
                 }
             }
             let memory_ok = self.memory_limit.is_none_or(|l| {

@@ -218,10 +218,10 @@ impl StateDir {
         let mut ids = Vec::new();
         for entry in entries {
             let name = entry.sys_at("readdir", &dir)?.file_name();
-            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) {
-                if validate_id(id).is_ok() {
-                    ids.push(id.to_owned());
-                }
+            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json"))
+                && validate_id(id).is_ok()
+            {
+                ids.push(id.to_owned());
             }
         }
         ids.sort();
@@ -306,10 +306,10 @@ impl StateDir {
                 if self.record_path(id).exists() {
                     continue;
                 }
-                if let Ok(Some(_held)) = lock(&entry.path(), false) {
-                    if !self.record_path(id).exists() {
-                        let _ = std::fs::remove_file(entry.path());
-                    }
+                if let Ok(Some(_held)) = lock(&entry.path(), false)
+                    && !self.record_path(id).exists()
+                {
+                    let _ = std::fs::remove_file(entry.path());
                 }
             } else if name.starts_with('.') && name.contains(".json.tmp.") {
                 // `.<id>.json.tmp.<pid>.<n>` (write_atomic): the writer's pid.

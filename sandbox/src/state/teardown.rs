@@ -87,10 +87,10 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
             }
             // The rules towards those addresses first (IPAM's own reclaim does the same):
             // released with rules left, an address would get their traffic with its next owner.
-            if let Some(table) = table {
-                if let Some(fw) = firewall(netns.as_deref(), table)? {
-                    fw.remove_ports_to(network, &held)?;
-                }
+            if let Some(table) = table
+                && let Some(fw) = firewall(netns.as_deref(), table)?
+            {
+                fw.remove_ports_to(network, &held)?;
             }
             let still: Vec<_> = ipam.allocations(network)?.into_iter().filter(|(_, o)| o == owner).collect();
             for (address, _) in still {

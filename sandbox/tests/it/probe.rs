@@ -161,17 +161,17 @@ fn the_report_agrees_with_the_host() {
 
     // nftables: the binary, and (as root) a table made in a fresh netns by unshare(1).
     assert_eq!(r.nftables.binary.is_some(), which("nft").is_some());
-    if euid == 0 {
-        if let (Some(unshare), Some(nft)) = (which("unshare"), which("nft")) {
-            let ok = StdCommand::new(unshare)
-                .arg("--net")
-                .arg(nft)
-                .args(["add", "table", "inet", "nkprobetest"])
-                .status()
-                .unwrap()
-                .success();
-            assert_eq!(r.nftables.support.is_available(), ok, "{:?}", r.nftables);
-        }
+    if euid == 0
+        && let (Some(unshare), Some(nft)) = (which("unshare"), which("nft"))
+    {
+        let ok = StdCommand::new(unshare)
+            .arg("--net")
+            .arg(nft)
+            .args(["add", "table", "inet", "nkprobetest"])
+            .status()
+            .unwrap()
+            .success();
+        assert_eq!(r.nftables.support.is_available(), ok, "{:?}", r.nftables);
     }
 
     // The text form names every part.

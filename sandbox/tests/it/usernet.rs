@@ -388,11 +388,9 @@ fn still_running(pid: &str) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
     // The state follows the command name's closing parenthesis.
     let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-    if zombie {
-        if let Ok(p) = pid.parse::<i32>() {
-            // SAFETY: waitpid with WNOHANG on one pid; ECHILD when it is not our child.
-            unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
-        }
+    if zombie && let Ok(p) = pid.parse::<i32>() {
+        // SAFETY: waitpid with WNOHANG on one pid; ECHILD when it is not our child.
+        unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
     }
     !zombie
 }

@@ -199,10 +199,10 @@ fn netns_reachable(me: u32) -> BTreeSet<String> {
     }
     for line in mountinfo() {
         // mountinfo's root field of an nsfs mount is `net:[INODE]`.
-        if let Some(root) = line.split(' ').nth(3) {
-            if root.starts_with("net:[") {
-                seen.insert(root.to_owned());
-            }
+        if let Some(root) = line.split(' ').nth(3)
+            && root.starts_with("net:[")
+        {
+            seen.insert(root.to_owned());
         }
     }
     seen

@@ -318,34 +318,34 @@ impl<R: Read> ExtLimit<R> {
 
 impl<R: Read> Read for ExtLimit<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if self.hdr_served == self.hdr_len {
-            if let Some(at) = self.watch.get() {
-                let pos = self.pos.get();
-                if pos == at {
-                    let mut len = 0;
-                    while len < self.hdr.len() {
-                        match self.inner.read(&mut self.hdr[len..]) {
-                            Ok(0) => break,
-                            Ok(n) => len += n,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            Err(e) => return Err(e),
-                        }
+        if self.hdr_served == self.hdr_len
+            && let Some(at) = self.watch.get()
+        {
+            let pos = self.pos.get();
+            if pos == at {
+                let mut len = 0;
+                while len < self.hdr.len() {
+                    match self.inner.read(&mut self.hdr[len..]) {
+                        Ok(0) => break,
+                        Ok(n) => len += n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
                     }
-                    self.hdr_len = len;
-                    self.hdr_served = 0;
-                    if len == self.hdr.len() {
-                        self.inspect(at)?;
-                    } else {
-                        self.watch.set(None);
-                    }
-                } else if pos < at {
-                    let cap = (at - pos).min(out.len() as u64) as usize;
-                    let n = self.inner.read(&mut out[..cap])?;
-                    self.pos.set(pos + n as u64);
-                    return Ok(n);
+                }
+                self.hdr_len = len;
+                self.hdr_served = 0;
+                if len == self.hdr.len() {
+                    self.inspect(at)?;
                 } else {
                     self.watch.set(None);
                 }
+            } else if pos < at {
+                let cap = (at - pos).min(out.len() as u64) as usize;
+                let n = self.inner.read(&mut out[..cap])?;
+                self.pos.set(pos + n as u64);
+                return Ok(n);
+            } else {
+                self.watch.set(None);
             }
         }
         if self.hdr_served < self.hdr_len {

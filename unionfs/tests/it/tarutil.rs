@@ -102,10 +102,10 @@ impl Tar {
         if name.len() > 100 {
             records.push(("path", name));
         }
-        if let Some(l) = link {
-            if l.len() > 100 {
-                records.push(("linkpath", l));
-            }
+        if let Some(l) = link
+            && l.len() > 100
+        {
+            records.push(("linkpath", l));
         }
         if !records.is_empty() {
             self.b.append_pax_extensions(records).unwrap();

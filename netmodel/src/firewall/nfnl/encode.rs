@@ -351,13 +351,12 @@ impl RuleEnc<'_> {
             }
             return Ok(Load::Fib);
         }
-        if let Some(and) = left.get("&").and_then(Value::as_array) {
-            if let [m, n] = and.as_slice() {
-                if m.get("meta").and_then(|m| m.get("key")) == Some(&Value::from("mark")) {
-                    let mask = n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| bad("mask", n))?;
-                    return Ok(Load::MarkAnd(mask));
-                }
-            }
+        if let Some(and) = left.get("&").and_then(Value::as_array)
+            && let [m, n] = and.as_slice()
+            && m.get("meta").and_then(|m| m.get("key")) == Some(&Value::from("mark"))
+        {
+            let mask = n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| bad("mask", n))?;
+            return Ok(Load::MarkAnd(mask));
         }
         Err(bad("match", left))
     }

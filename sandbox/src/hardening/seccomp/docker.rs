@@ -141,10 +141,10 @@ impl Profile {
         let default_action = action("defaultAction".into(), &doc.default_action, doc.default_errno_ret)?;
         let mut arches = Vec::new();
         let mut add = |name: &str| {
-            if let Some(a) = Arch::from_scmp(name) {
-                if !arches.contains(&a) {
-                    arches.push(a);
-                }
+            if let Some(a) = Arch::from_scmp(name)
+                && !arches.contains(&a)
+            {
+                arches.push(a);
             }
         };
         for a in doc.architectures.iter().flatten() {

@@ -345,10 +345,10 @@ impl SyscallRule {
             if ex.caps.iter().any(|c| target.caps.contains_name(c)) {
                 return false;
             }
-            if let (Some(min), Some(k)) = (ex.min_kernel, target.kernel) {
-                if k >= min {
-                    return false;
-                }
+            if let (Some(min), Some(k)) = (ex.min_kernel, target.kernel)
+                && k >= min
+            {
+                return false;
             }
         }
         let inc = &self.includes;
@@ -358,10 +358,10 @@ impl SyscallRule {
         if !inc.caps.iter().all(|c| target.caps.contains_name(c)) {
             return false;
         }
-        if let (Some(min), Some(k)) = (inc.min_kernel, target.kernel) {
-            if k < min {
-                return false;
-            }
+        if let (Some(min), Some(k)) = (inc.min_kernel, target.kernel)
+            && k < min
+        {
+            return false;
         }
         true
     }
