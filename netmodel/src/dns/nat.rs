@@ -4,71 +4,53 @@
 //! queries to them; conntrack translates the answers back. Port 53 itself stays free, so a
 //! process in the sandbox can still bind `0.0.0.0:53` (a DNS server of its own), as in Docker.
 //!
-//! The table is loaded with `nft -f -` run from a thread inside the sandbox's namespace (the
-//! `nft` process inherits it). It dies with the namespace.
+//! The table is written over netlink (`crate::firewall::apply_here`, one transaction, no
+//! `nft` process) from a thread inside the sandbox's namespace. It dies with the namespace.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use serde_json::{Value, json};
 
 use super::{DNS_PORT, EMBEDDED_DNS};
 
 /// The table's name in the sandbox's namespace.
 pub const TABLE: &str = "nook_dns";
 
-/// Where `nft` is looked for when `PATH` lacks it.
-const NFT_FALLBACKS: [&str; 3] = ["/usr/sbin/nft", "/sbin/nft", "/usr/local/sbin/nft"];
-
-/// The ruleset (pure): UDP and TCP to `127.0.0.11:53` go to `udp` and `tcp` on `127.0.0.11`.
-pub(crate) fn ruleset(udp: u16, tcp: u16) -> String {
-    format!(
-        "table ip {TABLE} {{\n\
-         \tchain output {{\n\
-         \t\ttype nat hook output priority -100; policy accept;\n\
-         \t\tip daddr {EMBEDDED_DNS} udp dport {DNS_PORT} dnat to {EMBEDDED_DNS}:{udp}\n\
-         \t\tip daddr {EMBEDDED_DNS} tcp dport {DNS_PORT} dnat to {EMBEDDED_DNS}:{tcp}\n\
-         \t}}\n\
-         }}\n"
-    )
+/// The ruleset as an nftables JSON batch (pure): UDP and TCP to `127.0.0.11:53` go to `udp`
+/// and `tcp` on `127.0.0.11`. `nft list table ip nook_dns` shows it as
+/// `ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:PORT` (and the same for TCP) in an
+/// `output` chain of type nat at priority -100.
+pub(crate) fn ruleset(udp: u16, tcp: u16) -> Value {
+    let redirect = |proto: &str, port: u16| {
+        json!({"add": {"rule": {"family": "ip", "table": TABLE, "chain": "output", "expr": [
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                       "right": EMBEDDED_DNS.to_string()}},
+            {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "dport"}},
+                       "right": DNS_PORT}},
+            {"dnat": {"addr": EMBEDDED_DNS.to_string(), "port": port}},
+        ]}}})
+    };
+    json!({"nftables": [
+        {"add": {"table": {"family": "ip", "name": TABLE}}},
+        {"add": {"chain": {"family": "ip", "table": TABLE, "name": "output", "type": "nat",
+                           "hook": "output", "prio": -100, "policy": "accept"}}},
+        redirect("udp", udp),
+        redirect("tcp", tcp),
+    ]})
 }
 
-/// Loads [`ruleset`] with `nft -f -`. Runs on a thread that is inside the sandbox's network
-/// namespace (the child inherits the thread's namespaces).
+/// Writes [`ruleset`]. Runs on a thread that is inside the sandbox's network namespace.
 pub(crate) fn install(udp: u16, tcp: u16) -> std::io::Result<()> {
-    let mut child = Command::new(nft_program())
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let written = child.stdin.take().map(|mut stdin| stdin.write_all(ruleset(udp, tcp).as_bytes()));
-    let out = child.wait_with_output()?;
-    written.transpose()?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        return Err(std::io::Error::other(format!("nft -f - ({}): {}", out.status, stderr.trim())));
-    }
-    Ok(())
-}
-
-fn nft_program() -> PathBuf {
-    let on_path =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).map(|d| d.join("nft")).collect::<Vec<_>>());
-    on_path
-        .unwrap_or_default()
-        .into_iter()
-        .chain(NFT_FALLBACKS.iter().map(PathBuf::from))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("nft"))
+    crate::firewall::apply_here(&ruleset(udp, tcp))
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn ruleset_redirects_both_protocols() {
-        let r = super::ruleset(40001, 40002);
-        assert!(r.contains("udp dport 53 dnat to 127.0.0.11:40001"), "{r}");
-        assert!(r.contains("tcp dport 53 dnat to 127.0.0.11:40002"), "{r}");
-        assert!(r.starts_with("table ip nook_dns {"), "{r}");
+        let r = super::ruleset(40001, 40002).to_string();
+        assert!(r.contains(r#"{"dnat":{"addr":"127.0.0.11","port":40001}}"#), "{r}");
+        assert!(r.contains(r#"{"dnat":{"addr":"127.0.0.11","port":40002}}"#), "{r}");
+        assert!(r.contains(r#""hook":"output""#) && r.contains(r#""name":"nook_dns""#), "{r}");
+        // The netlink encoder understands every expression of it.
+        crate::firewall::encodes(&super::ruleset(40001, 40002));
     }
 }

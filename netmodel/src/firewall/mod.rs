@@ -206,6 +206,25 @@ pub trait FirewallBackend: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Applies an nftables JSON batch (`{"nftables": [...]}`, the subset the netlink encoder
+/// understands: see `nfnl::encode`) in the calling thread's network namespace, over netlink
+/// in one transaction — for tables of nook's own outside [`FirewallBackend`] (the embedded
+/// DNS's redirect inside a sandbox). No `nft` process.
+pub(crate) fn apply_here(batch: &serde_json::Value) -> std::io::Result<()> {
+    let to_io = |e: nfnl::NlError| std::io::Error::new(e.source.kind(), format!("{}: {}", e.request, e.source));
+    let encoded = nfnl::encode::batch(batch).map_err(to_io)?;
+    nfnl::Conn::open().and_then(|mut c| c.apply(encoded)).map_err(to_io)
+}
+
+/// Panics unless the netlink encoder takes `batch` (for unit tests of batches built
+/// elsewhere in the crate).
+#[cfg(test)]
+pub(crate) fn encodes(batch: &serde_json::Value) {
+    if let Err(e) = nfnl::encode::batch(batch) {
+        panic!("{}: {}", e.request, e.source);
+    }
+}
+
 /// The network the unit tests of the firewall modules render and parse rules for: `web` on
 /// bridge `nkbr0`, dual stack.
 #[cfg(test)]
