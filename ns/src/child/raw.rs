@@ -423,10 +423,22 @@ pub(crate) fn openat2_in_root(dir: RawFd, path: *const libc::c_char) -> Result<R
         mode: 0,
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
-    // The kernel only reads `how`.
-    val(call!(libc::SYS_openat2, dir, path, &how as *const OpenHow, std::mem::size_of::<OpenHow>()))
-        .map(|fd| fd as RawFd)
+    // EAGAIN: a `..` was resolved while a rename or a mount happened anywhere on the system
+    // (the kernel cannot prove it stayed inside); the call may simply be repeated. Bounded,
+    // so a flood of mounts cannot keep the child here for ever.
+    let mut tries = 0;
+    loop {
+        // The kernel only reads `how`.
+        let r = val(call!(libc::SYS_openat2, dir, path, &how as *const OpenHow, std::mem::size_of::<OpenHow>()));
+        match r {
+            Err(libc::EAGAIN) if tries < OPENAT2_RETRIES => tries += 1,
+            r => return r.map(|fd| fd as RawFd),
+        }
+    }
 }
+
+/// How often [`openat2_in_root`] repeats a lookup the kernel refused with `EAGAIN`.
+pub(crate) const OPENAT2_RETRIES: u32 = 256;
 
 /// Whether the file at descriptor `fd` (an `O_PATH` one too) is a symbolic link.
 pub(crate) fn is_symlink_fd(fd: RawFd) -> Result<bool, i32> {
