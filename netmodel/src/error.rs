@@ -189,6 +189,15 @@ pub enum Error {
         /// Whether it is because the network is internal (else the driver publishes none).
         internal: bool,
     },
+    /// An egress policy cannot be bound to an endpoint of this network: its driver leaves no
+    /// bridge port on the host (macvlan), where the policy would be enforced.
+    #[error("network {network} ({driver}): an egress policy needs a bridge port on the host, this driver has none")]
+    EgressUnsupported {
+        /// The network.
+        network: String,
+        /// Its driver.
+        driver: String,
+    },
     /// A driver created an endpoint link that is not where it should be.
     #[error("driver {driver}: link {ifname:?} was not found in the sandbox after connect")]
     LinkMissing {

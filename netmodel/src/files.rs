@@ -104,7 +104,7 @@ pub fn validate_hostname(name: &str) -> Result<(), ValidationError> {
     check_name(name, false).map_err(|rule| ValidationError::Name { field: "hostname", value: name.to_owned(), rule })
 }
 
-fn check_name(name: &str, trailing_dot: bool) -> Result<(), NameRule> {
+pub(crate) fn check_name(name: &str, trailing_dot: bool) -> Result<(), NameRule> {
     let body = if trailing_dot { name.strip_suffix('.').unwrap_or(name) } else { name };
     if body.is_empty() {
         return Err(NameRule::Empty);

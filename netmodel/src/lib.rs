@@ -241,6 +241,7 @@
 mod checked_name;
 pub mod dns;
 pub mod driver;
+pub mod egress;
 mod endpoint;
 mod error;
 pub mod files;
@@ -260,6 +261,7 @@ mod util;
 mod validation;
 
 pub use driver::{Driver, EndpointConfig, EndpointLink, NetworkDriver, OverlayEntries, RemoteEndpoint};
+pub use egress::{EgressPolicy, EgressRule};
 pub use endpoint::{Endpoint, EndpointOptions};
 pub use error::{Error, Result};
 pub use host::{Host, HostBuilder};

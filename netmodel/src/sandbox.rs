@@ -4,15 +4,17 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use nook_ns::{NetNs, NsFd};
 
 use crate::dns::{Registration, Zone};
 use crate::driver::{EndpointConfig, EndpointLink};
+use crate::egress::EgressPolicy;
 use crate::endpoint::{Endpoint, EndpointOptions};
 use crate::error::{Error, Result, SysContext};
 use crate::files::{self, DnsConfig, HostsEntry, validate_hostname};
-use crate::firewall::PortRule;
+use crate::firewall::{EgressEndpoint, PortRule};
 use crate::ifname::IfName;
 use crate::ipam::{Owner, Request};
 use crate::mode::NetworkMode;
@@ -91,6 +93,8 @@ struct SandboxShared {
     /// The name servers given for it ([`Sandbox::resolv_conf`]): its embedded server's
     /// upstreams instead of the host's.
     upstreams: Mutex<Option<Vec<IpAddr>>>,
+    /// Its egress policy ([`Sandbox::set_egress`]), bound to every endpoint.
+    egress: Mutex<Option<EgressPolicy>>,
 }
 
 #[derive(Debug)]
@@ -101,6 +105,8 @@ struct EndpointState {
     link: EndpointLink,
     /// Carries the sandbox's default route: `[IPv4, IPv6]`.
     default_route: [bool; 2],
+    /// Has an egress policy bound in the host's firewall.
+    egress: bool,
 }
 
 impl SandboxShared {
@@ -160,6 +166,30 @@ impl Zone for SandboxShared {
     fn upstreams(&self) -> Option<Vec<IpAddr>> {
         self.upstreams.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
+
+    fn policed(&self) -> bool {
+        self.egress_policy().is_some()
+    }
+
+    fn allows_name(&self, name: &str) -> bool {
+        self.egress_policy().as_ref().is_none_or(|p| p.allows_name(name))
+    }
+
+    fn allow_answered(&self, addresses: &[(IpAddr, Duration)]) -> bool {
+        if addresses.is_empty() {
+            return true;
+        }
+        // Copied out: the firewall is not called with `endpoints` locked.
+        let bound: Vec<(Network, String)> =
+            self.endpoints().iter().filter(|e| e.egress).map(|e| (e.network.share(), e.info.id.clone())).collect();
+        bound.iter().all(|(network, id)| network.host().firewall().allow_egress(id, addresses).is_ok())
+    }
+}
+
+impl SandboxShared {
+    fn egress_policy(&self) -> MutexGuard<'_, Option<EgressPolicy>> {
+        self.egress.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Sandbox {
@@ -216,6 +246,7 @@ impl Sandbox {
             endpoints: Mutex::new(Vec::new()),
             dns: Mutex::new(None),
             upstreams: Mutex::new(None),
+            egress: Mutex::new(None),
         };
         Ok(Sandbox {
             shared: Arc::new(shared),
@@ -237,6 +268,7 @@ impl Sandbox {
             endpoints: Mutex::new(Vec::new()),
             dns: Mutex::new(None),
             upstreams: Mutex::new(None),
+            egress: Mutex::new(None),
         };
         Ok(Sandbox { shared: Arc::new(shared), kind: SandboxKind::Host, netns: None, owner: None, done: false })
     }
@@ -316,6 +348,9 @@ impl Sandbox {
         self.require_private("connect")?;
         let spec = network.spec();
         options.validate_for(spec, network.driver())?;
+        if self.shared.egress_policy().is_some() {
+            check_egress_driver(network, None)?;
+        }
         let mut endpoints = self.shared.endpoints();
         if endpoints.iter().any(|e| e.network.same(network)) {
             return Err(Error::AlreadyConnected { sandbox: self.shared.name.clone(), network: spec.name.to_string() });
@@ -362,6 +397,47 @@ impl Sandbox {
             *dns = Some(hub.register(&self.shared.netns, zone)?);
         }
         Ok(())
+    }
+
+    /// Sets (or with `None` removes) the sandbox's egress policy ([`crate::egress`]): from
+    /// then on everything its endpoints send that the policy does not allow is rejected by
+    /// the host's firewall. Endpoints connected later get it before their link is up;
+    /// endpoints already connected get it at once (replacing the policy they had; a failure
+    /// on one endpoint is reported after the others were tried). Checked first: the policy
+    /// ([`EgressPolicy::validate`]), a private sandbox (not `host` or `container:`), every
+    /// endpoint on a network with a bridge port ([`Error::EgressUnsupported`]).
+    ///
+    /// Names need the embedded DNS ([`crate::dns`], user-defined networks): elsewhere an
+    /// allowed domain never resolves, and only the allowed CIDRs are reachable.
+    pub fn set_egress(&mut self, policy: Option<EgressPolicy>) -> Result<()> {
+        self.require_private("egress policy")?;
+        if let Some(p) = &policy {
+            p.validate()?;
+        }
+        let mut endpoints = self.shared.endpoints();
+        for e in endpoints.iter() {
+            check_egress_driver(&e.network, Some(&e.link))?;
+        }
+        *self.shared.egress_policy() = policy.clone();
+        let mut errors = Vec::new();
+        for e in endpoints.iter_mut() {
+            let firewall = e.network.host().firewall();
+            let done = match &policy {
+                Some(p) => firewall.set_egress(&egress_endpoint(&e.info, &e.link), p).map(|()| true),
+                None => firewall.remove_egress(&e.info.id).map(|()| false),
+            };
+            match done {
+                Ok(bound) => e.egress = bound,
+                Err(err) => errors.push(Error::from(err)),
+            }
+        }
+        drop(endpoints);
+        Error::teardown(format!("egress policy of sandbox {}", self.shared.name), errors)
+    }
+
+    /// The sandbox's egress policy, if it has one.
+    pub fn egress(&self) -> Option<EgressPolicy> {
+        self.shared.egress_policy().clone()
     }
 
     /// Whether the embedded DNS server answers in this sandbox (at [`crate::dns::EMBEDDED_DNS`]):
@@ -412,8 +488,23 @@ impl Sandbox {
             mac: options.mac,
             mtu: spec.mtu,
         };
+        let policy = self.shared.egress_policy().clone();
         let link = network.driver().connect(host, spec, &self.shared.netns, &config)?;
         progress.link = Some((config.clone(), link.clone()));
+        // The policy is bound before the sandbox side is up: nothing leaves unchecked.
+        if let Some(policy) = &policy {
+            check_egress_driver(network, Some(&link))?;
+            let mac = self.shared.netlink(|nl| {
+                nl.link(&ifname)?.map(|info| info.mac.unwrap_or_default()).ok_or_else(|| Error::LinkMissing {
+                    driver: network.driver().name().to_owned(),
+                    ifname: ifname.to_string(),
+                })
+            })?;
+            let addresses: Vec<IpAddr> = config.addresses.iter().map(|a| a.addr()).collect();
+            let bound = EgressEndpoint::new(&id, link.host_ifname.clone().unwrap_or_default(), mac, addresses);
+            progress.egress = true;
+            host.firewall().set_egress(&bound, policy)?;
+        }
 
         // Configure the sandbox side, on the sandbox's own socket.
         let mut default_route = [false, false];
@@ -476,7 +567,7 @@ impl Sandbox {
             addresses: config.addresses.iter().map(|a| a.addr()).collect(),
             aliases: options.aliases.clone(),
         });
-        Ok(EndpointState { info, network: network.share(), config, link, default_route })
+        Ok(EndpointState { info, network: network.share(), config, link, default_route, egress: policy.is_some() })
     }
 
     /// Disconnects the sandbox from `network` (`docker network disconnect`): its published
@@ -660,6 +751,7 @@ struct Progress {
     allocated: Vec<IpAddr>,
     link: Option<(EndpointConfig, EndpointLink)>,
     published: bool,
+    egress: bool,
 }
 
 impl Progress {
@@ -673,6 +765,11 @@ impl Progress {
         {
             errors.push(e);
             ports_left = true;
+        }
+        if self.egress
+            && let Err(e) = host.firewall().remove_egress(&self.id)
+        {
+            errors.push(e.into());
         }
         if let Some((config, link)) = &self.link {
             let ifname = &config.ifname;
@@ -716,6 +813,11 @@ fn teardown_endpoint(shared: &SandboxShared, endpoint: &EndpointState, take_link
                 ports_left = true;
             }
         }
+    }
+    if endpoint.egress
+        && let Err(e) = host.firewall().remove_egress(&endpoint.info.id)
+    {
+        errors.push(e.into());
     }
     if take_link && let Err(e) = discard_link(shared, endpoint.info.index) {
         errors.push(e);
@@ -791,6 +893,24 @@ fn port_rules(options: &EndpointOptions, addresses: &[ipnet::IpNet]) -> Vec<Port
 fn host_hostname() -> Result<String> {
     let path = "/proc/sys/kernel/hostname";
     Ok(std::fs::read_to_string(path).sys_at("read", path)?.trim_end().to_owned())
+}
+
+/// Refuses an egress policy on a network whose endpoints have no bridge port on the host
+/// (`link`: the endpoint's; `None` checks the network alone).
+fn check_egress_driver(network: &Network, link: Option<&EndpointLink>) -> Result<()> {
+    if network.bridge().is_none() || link.is_some_and(|l| l.host_ifname.is_none()) {
+        return Err(Error::EgressUnsupported {
+            network: network.name().to_owned(),
+            driver: network.driver().name().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// What the firewall binds a policy to for an endpoint.
+fn egress_endpoint(info: &Endpoint, link: &EndpointLink) -> EgressEndpoint {
+    let addresses = info.addresses.iter().map(|a| a.addr()).collect();
+    EgressEndpoint::new(&info.id, link.host_ifname.clone().unwrap_or_default(), info.mac.unwrap_or_default(), addresses)
 }
 
 #[cfg(test)]

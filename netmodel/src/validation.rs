@@ -150,6 +150,19 @@ pub enum ValidationError {
         /// The largest accepted.
         max: u32,
     },
+    /// An egress rule's port range is empty (`first` above `last`), starts at 0, or is given
+    /// without a protocol ([`crate::EgressRule`]).
+    #[error("invalid egress rule for {net}: ports {first}-{last} {}", if *.protocol_given { "(empty range or port 0)" } else { "need a protocol (tcp or udp)" })]
+    EgressPorts {
+        /// The rule's destination.
+        net: IpNet,
+        /// First port of the range.
+        first: u16,
+        /// Last port of the range.
+        last: u16,
+        /// Whether the rule names a protocol.
+        protocol_given: bool,
+    },
     /// A port of 0 (ports are 1-65535).
     #[error("invalid {field} 0: ports are 1-65535")]
     PortZero {

@@ -330,6 +330,13 @@ pub enum ValidationError {
         #[source]
         source: nook_netmodel::ValidationError,
     },
+    /// The egress policy was refused.
+    #[error("egress policy: {source}")]
+    Egress {
+        /// What `nook-netmodel` said.
+        #[source]
+        source: nook_netmodel::ValidationError,
+    },
     /// A capability name that is not one (or one the running kernel does not have).
     #[error(transparent)]
     Capability(crate::hardening::UnknownCapability),

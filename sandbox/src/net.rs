@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nook_netmodel::files::DnsConfig;
-use nook_netmodel::{Endpoint, EndpointOptions, Network};
+use nook_netmodel::{EgressPolicy, Endpoint, EndpointOptions, Network};
 use serde::{Deserialize, Serialize};
 
 use nook_netmodel::ipam::Owner;
@@ -57,6 +57,11 @@ pub struct NetworkConfig {
     /// `nook_netmodel::dns`); elsewhere the host's, with resolvers the sandbox cannot reach
     /// (loopback) dropped ([`DnsConfig::from_host`]).
     pub dns: Option<DnsConfig>,
+    /// A fail-closed egress policy (`nook_netmodel::egress`): the sandbox reaches only the
+    /// destinations and names it allows; everything else it sends is rejected by the host's
+    /// firewall, bound to its bridge ports before its init is released. Names resolve
+    /// through the embedded DNS of user-defined networks. `None`: no policy.
+    pub egress: Option<EgressPolicy>,
 }
 
 /// One network of a sandbox: its name and the endpoint's options (static addresses,
@@ -96,6 +101,12 @@ impl NetworkConfig {
         self
     }
 
+    /// Sets a fail-closed egress policy ([`NetworkConfig::egress`]).
+    pub fn egress(&mut self, policy: EgressPolicy) -> &mut Self {
+        self.egress = Some(policy);
+        self
+    }
+
     /// Pure checks: at least one network, none twice, each endpoint's options on their own
     /// (interface name, aliases, ports, MAC), no interface name twice, the resolver
     /// configuration. The checks against each network's spec (static addresses in its
@@ -122,6 +133,9 @@ impl NetworkConfig {
         if let Some(dns) = &self.dns {
             dns.validate().map_err(|source| ValidationError::Dns { source })?;
         }
+        if let Some(policy) = &self.egress {
+            policy.validate().map_err(|source| ValidationError::Egress { source })?;
+        }
         Ok(())
     }
 }
@@ -132,6 +146,7 @@ impl NetworkConfig {
 pub(crate) struct Prepared {
     attach: Vec<(Network, EndpointOptions)>,
     dns: Option<DnsConfig>,
+    egress: Option<EgressPolicy>,
     files: FilesDir,
 }
 
@@ -139,7 +154,7 @@ pub(crate) struct Prepared {
 /// names the files directory ([`Prepared::create_files`] creates it).
 pub(crate) fn prepare(config: &NetworkConfig, handles: &[Network]) -> Result<Prepared> {
     let attach = resolve(config, handles)?;
-    Ok(Prepared { attach, dns: config.dns.clone(), files: FilesDir::new() })
+    Ok(Prepared { attach, dns: config.dns.clone(), egress: config.egress.clone(), files: FilesDir::new() })
 }
 
 /// Finds each network by name among `handles` and checks the endpoint options against its
@@ -215,7 +230,7 @@ pub(crate) fn attach(
     name: &str,
     owner: &mut Recorder,
 ) -> std::result::Result<Attached, (Box<Error>, bool)> {
-    let Prepared { attach, dns, files } = prepared;
+    let Prepared { attach, dns, egress, files } = prepared;
     let adopted = nook_ns::NetNs::of_pid(pid)
         .map_err(Error::from)
         .and_then(|netns| nook_netmodel::Sandbox::adopt(name, netns).map_err(Error::from));
@@ -226,6 +241,10 @@ pub(crate) fn attach(
     // Who holds the addresses in IPAM: `adopt` allocates for the calling process.
     let ipam_owner = Owner::current_process();
     let mut step = || -> Result<()> {
+        // Bound to each endpoint as it is connected, before its link is up.
+        if egress.is_some() {
+            sandbox.set_egress(egress.clone())?;
+        }
         for (network, options) in &attach {
             let planned = if owner.is_active() { recorded_endpoint(network, options, &ipam_owner)? } else { None };
             if let Some((planned, _)) = &planned {

@@ -375,6 +375,36 @@ impl SandboxBuilder {
         self
     }
 
+    /// A fail-closed egress policy for a sandbox on networks ([`NetworkConfig::egress`]):
+    /// it reaches only what `policy` allows, enforced by the host's firewall. Switches to
+    /// [`NetworkMode::Networks`] if needed.
+    ///
+    /// ```no_run
+    /// use nook_netmodel::{EgressPolicy, EndpointOptions, Host, Network, NetworkSpec};
+    /// use nook_sandbox::Sandbox;
+    ///
+    /// let host = Host::builder().build()?;
+    /// let net = Network::create(&host, &NetworkSpec::bridge("agents".parse()?))?;
+    /// let mut policy = EgressPolicy::deny_all();
+    /// policy.allow_domain("crates.io").allow_domain("*.crates.io");
+    /// let out = Sandbox::builder()
+    ///     .command("/bin/sh")
+    ///     .args(["-c", "wget -q -O - https://example.com || echo refused"])
+    ///     .connect(&net, EndpointOptions::new())
+    ///     .egress(policy)
+    ///     .output()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn egress(&mut self, policy: nook_netmodel::EgressPolicy) -> &mut Self {
+        if !matches!(self.spec.network, NetworkMode::Networks(_)) {
+            self.spec.network = NetworkMode::Networks(NetworkConfig::new());
+        }
+        if let NetworkMode::Networks(config) = &mut self.spec.network {
+            config.egress(policy);
+        }
+        self
+    }
+
     /// The uid map of the user namespace.
     pub fn uid_map(&mut self, map: IdMap) -> &mut Self {
         self.spec.uid_map = Some(map);

@@ -2,6 +2,7 @@
 //! it, or drop it. Parsing and building go through `hickory-proto`.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
@@ -41,6 +42,11 @@ pub(crate) fn handle(query: &[u8], zone: &dyn Zone) -> Reply {
         return encode(&response);
     };
     let qtype = query.query_type();
+    if !zone.allows_name(&query.name().to_ascii()) {
+        response.add_query(query.clone());
+        response.metadata.response_code = ResponseCode::Refused;
+        return encode(&response);
+    }
     if qtype == RecordType::PTR {
         let ip = query.name().parse_arpa_name().ok().filter(|net| net.prefix_len() == net.max_prefix_len());
         let Some(names) = ip.and_then(|net| zone.reverse(net.addr())) else {
@@ -66,6 +72,22 @@ pub(crate) fn handle(query: &[u8], zone: &dyn Zone) -> Reply {
         response.add_answer(Record::from_rdata(query.name().clone(), TTL, rdata));
     }
     encode(&response)
+}
+
+/// The addresses in `message`'s answers (`A`, `AAAA`), each with its TTL.
+pub(crate) fn addresses_of(message: &Message) -> Vec<(IpAddr, Duration)> {
+    message
+        .answers
+        .iter()
+        .filter_map(|r| {
+            let ip = match &r.data {
+                RData::A(a) => IpAddr::V4(a.0),
+                RData::AAAA(a) => IpAddr::V6(a.0),
+                _ => return None,
+            };
+            Some((ip, Duration::from_secs(u64::from(r.ttl))))
+        })
+        .collect()
 }
 
 /// `message` with its id replaced (a forwarded query, or an upstream's answer going back).

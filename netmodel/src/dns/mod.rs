@@ -35,6 +35,15 @@
 //!   namespace). Each upstream is tried for [`UPSTREAM_TIMEOUT`], then the next; when
 //!   all fail the client gets `SERVFAIL`.
 //!
+//! # Under an egress policy
+//!
+//! A sandbox with an [`EgressPolicy`](crate::EgressPolicy) gets answers only for the names
+//! the policy allows; every other query (reverse lookups too) is answered `REFUSED`. The
+//! addresses in an allowed answer — its own sandboxes' or an upstream's, through `CNAME`s —
+//! are added to the sandbox's allow sets in the host's firewall, each for its TTL, *before*
+//! the answer is sent; if that fails the client gets `SERVFAIL` instead (see
+//! [`crate::egress`]).
+//!
 //! # How it runs
 //!
 //! No daemon: one thread per [`Host`](crate::Host) handle (shared by its clones), started when
@@ -90,5 +99,24 @@ pub(crate) trait Zone: Send + Sync {
     /// The resolvers other names go to for this zone, when not the host's (Docker's `--dns`).
     fn upstreams(&self) -> Option<Vec<IpAddr>> {
         None
+    }
+
+    /// Whether the sandbox has an egress policy ([`crate::egress`]): then only its allowed
+    /// names are answered, and their addresses allowed before the answer goes out.
+    fn policed(&self) -> bool {
+        false
+    }
+
+    /// Whether the policy allows resolving `name` (always, without a policy).
+    fn allows_name(&self, name: &str) -> bool {
+        let _ = name;
+        true
+    }
+
+    /// Lets the sandbox reach `addresses` (an allowed answer's), each for its TTL; `false`
+    /// when that failed (the answer is then not given: fail closed).
+    fn allow_answered(&self, addresses: &[(IpAddr, Duration)]) -> bool {
+        let _ = addresses;
+        true
     }
 }

@@ -246,6 +246,15 @@ enum ReplyTo {
     Tcp(u64, TcpStream),
 }
 
+impl ReplyTo {
+    /// The entry (sandbox) the client is of.
+    fn entry(&self) -> u64 {
+        match self {
+            ReplyTo::Udp(id, _) | ReplyTo::Tcp(id, _) => *id,
+        }
+    }
+}
+
 /// A query sent upstream.
 struct Pending {
     upstream_id: u16,
@@ -324,6 +333,12 @@ impl Forwarder {
             return;
         };
         let pending = self.pending.swap_remove(i);
+        if !allowed_first(&answer, pending.to.entry(), entries) {
+            if let Some(bytes) = message::servfail(&pending.request, pending.client_id) {
+                send(pending.to, &bytes, entries);
+            }
+            return;
+        }
         if let Some(bytes) = message::with_id(answer, pending.client_id) {
             send(pending.to, &bytes, entries);
         }
@@ -343,6 +358,13 @@ impl Forwarder {
     fn next_deadline(&self) -> Option<Instant> {
         self.pending.iter().map(|p| p.deadline).min()
     }
+}
+
+/// Under an egress policy, lets the sandbox of entry `id` reach the addresses of `answer`
+/// before it is sent; `false` when that failed (the answer must not go out).
+fn allowed_first(answer: &Message, id: u64, entries: &[Arc<Entry>]) -> bool {
+    let Some(zone) = entries.iter().find(|e| e.id == id).and_then(|e| e.zone.upgrade()) else { return false };
+    !zone.policed() || zone.allow_answered(&message::addresses_of(answer))
 }
 
 fn send(to: ReplyTo, bytes: &[u8], entries: &[Arc<Entry>]) {
@@ -517,7 +539,14 @@ fn on_query(bytes: &[u8], entry: &Entry, to: ReplyTo, forwarder: &mut Forwarder,
     let own = zone.upstreams().filter(|l| !l.is_empty());
     drop(zone);
     match reply {
-        Reply::Answer(answer) => send(to, &answer, entries),
+        Reply::Answer(answer) => {
+            // The zone's own answers (peers) are allowed first too, under a policy.
+            let parsed = Message::from_vec(&answer).ok();
+            if parsed.is_some_and(|m| !allowed_first(&m, entry.id, entries)) {
+                return;
+            }
+            send(to, &answer, entries)
+        }
         Reply::Forward(request) => {
             let client_id = request.metadata.id;
             let list: Arc<[SocketAddr]> = match own {

@@ -61,6 +61,13 @@ pub enum FirewallError {
         /// The network.
         network: String,
     },
+    /// The backend does not implement this operation (egress policies on a backend of
+    /// your own that does not provide them).
+    #[error("firewall: this backend does not support {op}")]
+    Unsupported {
+        /// The operation (`"egress policies"`).
+        op: &'static str,
+    },
     /// `nft` could not be run (not installed, or a pipe failed).
     #[error("firewall: {op} {target}: cannot run {}: {source}", program.display())]
     NftSpawn {
@@ -199,6 +206,16 @@ impl FirewallError {
         }
     }
 
+    /// Whether the kernel (or `nft`, by its message) answered `errno`.
+    pub(crate) fn is_errno(&self, errno: i32) -> bool {
+        if self.raw_os_error() == Some(errno) {
+            return true;
+        }
+        let text = std::io::Error::from_raw_os_error(errno).to_string();
+        let text = text.split(" (os error").next().unwrap_or_default();
+        matches!(self, FirewallError::Nft { stderr, .. } if stderr.contains(text))
+    }
+
     /// Whether the request was refused before anything was changed (bad input, a port
     /// already published, a network unknown, internal or set up differently).
     pub fn is_refusal(&self) -> bool {
@@ -210,6 +227,7 @@ impl FirewallError {
                 | FirewallError::UnknownNetwork { .. }
                 | FirewallError::NetworkExists { .. }
                 | FirewallError::InternalNetwork { .. }
+                | FirewallError::Unsupported { .. }
         )
     }
 }

@@ -181,6 +181,38 @@ impl Ctx<'_> {
     /// Over netlink: the chains of every table, and nook's rules; the whole ruleset with
     /// `nft -j list ruleset` only when another table has a forward filter chain (whose
     /// rules [`Ruleset`] must read).
+    /// Table `family table` (not nook's main table: the egress tables), as [`Ctx::list`] reads
+    /// it.
+    pub(crate) fn list_in(&self, family: &str, table: &str) -> Result<TableState, FirewallError> {
+        if self.netlink {
+            return self
+                .with_conn(|conn| {
+                    let chains = nfnl::decode::chains(conn)?;
+                    nfnl::decode::table(conn, &chains, family, table)
+                })
+                .or_else(|e| if no_nf_tables(&e) { Ok(TableState::default()) } else { Err(e) });
+        }
+        let tables = self.nft(&["-j", "list", "tables", family], None)?;
+        if !state::lists_table(&tables, family, table).map_err(|e| self.json_err(e))? {
+            return Ok(TableState::default());
+        }
+        let out = self.nft(&["-j", "list", "table", family, table], None)?;
+        let mut state = TableState::parse(&out).map_err(|e| self.json_err(e))?;
+        state.exists = true;
+        Ok(state)
+    }
+
+    /// Applies a JSON batch (`{"nftables": [...]}`) built outside `render` (the egress
+    /// tables), as [`Ctx::apply`] does.
+    pub(crate) fn apply_json(&self, batch: &serde_json::Value) -> Result<(), FirewallError> {
+        if self.netlink {
+            let requests = nfnl::encode::batch(batch).map_err(|e| self.nl_err(e))?;
+            return self.with_conn(|conn| conn.apply(requests));
+        }
+        let payload = serde_json::to_vec(batch).map_err(|e| self.json_err(e))?;
+        self.nft(&["-j", "-f", "-"], Some(&payload)).map(drop)
+    }
+
     pub(crate) fn list_all(&self) -> Result<(TableState, Ruleset), FirewallError> {
         if self.netlink {
             let own = self

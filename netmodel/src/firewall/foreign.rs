@@ -153,7 +153,7 @@ impl Ruleset {
         self.chains
             .iter()
             .filter(|c| matches!(c.family.as_str(), "ip" | "ip6" | "inet"))
-            .filter(|c| !(c.family == "inet" && c.table == own))
+            .filter(|c| !super::is_own_table(&c.family, &c.table, own))
             .filter_map(|c| {
                 let base = c.base.as_ref()?;
                 if base.hook != "forward" || base.kind != "filter" {

@@ -65,6 +65,15 @@
 //!   ports (an internal network: only traffic between its own ports, which `br_netfilter`
 //!   hands to the forward hook). Other tables can accept nook's traffic by that mark alone.
 //!
+//! # Egress policies
+//!
+//! [`FirewallBackend::set_egress`] binds a sandbox's [`EgressPolicy`] to one endpoint, in two
+//! more tables of nook's, `bridge TABLE-egress` and `inet TABLE-egress`, created with the
+//! first policy and deleted with the last (layout in `egress.rs`, model in [`crate::egress`]);
+//! [`FirewallBackend::allow_egress`] adds the embedded DNS's answers to the endpoint's sets
+//! with kernel timeouts. They are nook's own tables: not reported as conflicts, and their
+//! forward chain does not make the netlink backend read the whole ruleset.
+//!
 //! # Other tables on the forward hook
 //!
 //! An accept in nook's table ends only nook's table: a drop in another table on the same hook
@@ -140,6 +149,7 @@
 //! Both are idempotent: removing what is not there succeeds.
 
 mod conflict;
+mod egress;
 mod error;
 mod exec;
 mod foreign;
@@ -151,8 +161,12 @@ mod rules;
 mod state;
 
 use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::egress::EgressPolicy;
 
 pub use conflict::{Blocker, ConflictOwner, FirewallConflict};
+pub use egress::EgressEndpoint;
 pub use error::FirewallError;
 pub use nftables::{NftNetlink, Nftables};
 pub use rules::{NetworkRules, PortMapping, PortRule, Protocol};
@@ -174,6 +188,12 @@ pub const MAX_TABLE_LEN: usize = 63;
 /// The bit nook ORs into the meta mark of the forwarded packets it accepts (see the module
 /// docs): other tables accept nook's traffic with `meta mark & 0x00100000 == 0x00100000 accept`.
 pub const FORWARD_MARK: u32 = 0x0010_0000;
+
+/// The bit nook ORs into the meta mark of every frame entering a bridge from the port of a
+/// sandbox with an egress policy ([`crate::egress`]), after checking its source; the inet
+/// chains of the policy match it. Marks do not cross network namespaces, so only the host
+/// sets it.
+pub const EGRESS_MARK: u32 = 0x0020_0000;
 
 /// Where firewall rules go. nftables is the built-in backend ([`NftNetlink`], [`Nftables`]);
 /// the trait lets a user plug in another (or a no-op one for `internal`-only setups).
@@ -197,6 +217,25 @@ pub trait FirewallBackend: Send + Sync + std::fmt::Debug {
         let _ = (network, addresses);
         Ok(())
     }
+    /// Binds an egress policy to an endpoint ([`crate::egress`]): everything it sends that
+    /// `policy` does not allow is rejected (replaces the endpoint's policy if it has one).
+    /// The default refuses ([`FirewallError::Unsupported`]): a backend that cannot enforce a
+    /// policy must not pretend to.
+    fn set_egress(&self, endpoint: &EgressEndpoint, policy: &EgressPolicy) -> Result<(), FirewallError> {
+        let _ = (endpoint, policy);
+        Err(FirewallError::Unsupported { op: "egress policies" })
+    }
+    /// Removes endpoint `endpoint`'s egress policy (nothing to do when it has none).
+    fn remove_egress(&self, endpoint: &str) -> Result<(), FirewallError> {
+        let _ = endpoint;
+        Ok(())
+    }
+    /// Lets endpoint `endpoint` reach `addresses`, each for its time (the embedded DNS's
+    /// answers for allowed names). The default refuses.
+    fn allow_egress(&self, endpoint: &str, addresses: &[(IpAddr, Duration)]) -> Result<(), FirewallError> {
+        let _ = (endpoint, addresses);
+        Err(FirewallError::Unsupported { op: "egress policies" })
+    }
     /// What in other software's firewall still drops `network`'s forwarded traffic, read from
     /// the live ruleset (empty when nothing does, or the network is not set up). The default
     /// reports nothing.
@@ -204,6 +243,11 @@ pub trait FirewallBackend: Send + Sync + std::fmt::Debug {
         let _ = network;
         Ok(Vec::new())
     }
+}
+
+/// Whether `family table` is one of nook's own tables (`inet OWN`, or its egress tables).
+pub(crate) fn is_own_table(family: &str, table: &str, own: &str) -> bool {
+    (family == "inet" || family == "bridge") && (table == own || table == egress::table_name(own))
 }
 
 /// Applies an nftables JSON batch (`{"nftables": [...]}`, the subset the netlink encoder

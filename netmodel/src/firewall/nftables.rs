@@ -5,17 +5,20 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nook_ns::{Namespace, NsFd};
 
 #[cfg(doc)]
 use super::MAX_TABLE_LEN;
+use super::egress;
 use super::exec::{self, Ctx};
 use super::foreign::{Place, Remedy, Ruleset};
 use super::names::{validate_endpoint, validate_network, validate_table};
 use super::render;
 use super::state::{self, NetChain, NetMeta, PortTag};
-use super::{DEFAULT_TABLE, FirewallBackend, FirewallConflict, FirewallError, NetworkRules, PortRule};
+use super::{DEFAULT_TABLE, EgressEndpoint, FirewallBackend, FirewallConflict, FirewallError, NetworkRules, PortRule};
+use crate::egress::EgressPolicy;
 use crate::validation::ValidationError;
 
 /// The nftables backend (drives `nft -j`), acting in one network namespace.
@@ -213,6 +216,18 @@ impl FirewallBackend for NftNetlink {
     fn conflicts(&self, network: &str) -> Result<Vec<FirewallConflict>, FirewallError> {
         self.0.conflicts(network)
     }
+
+    fn set_egress(&self, endpoint: &EgressEndpoint, policy: &EgressPolicy) -> Result<(), FirewallError> {
+        self.0.set_egress(endpoint, policy)
+    }
+
+    fn remove_egress(&self, endpoint: &str) -> Result<(), FirewallError> {
+        self.0.remove_egress(endpoint)
+    }
+
+    fn allow_egress(&self, endpoint: &str, addresses: &[(IpAddr, Duration)]) -> Result<(), FirewallError> {
+        self.0.allow_egress(endpoint, addresses)
+    }
 }
 
 fn enable_forwarding(cx: &Ctx<'_>, meta: &NetMeta) -> Result<(), FirewallError> {
@@ -374,6 +389,36 @@ impl FirewallBackend for Nftables {
             let removed = state.ports_to(network, addresses);
             self.delete_ports(&cx, &state, network, &removed)
         })
+    }
+
+    fn set_egress(&self, endpoint: &EgressEndpoint, policy: &EgressPolicy) -> Result<(), FirewallError> {
+        validate_table(&self.table)?;
+        validate_endpoint(&endpoint.id)?;
+        policy.validate()?;
+        crate::ifname::IfName::for_field("host_ifname", endpoint.host_ifname.as_str())?;
+        let cx = self.ctx("set_egress", &endpoint.id);
+        self.in_netns(&cx, || {
+            let _lock = cx.lock()?;
+            egress::set(&cx, endpoint, policy)
+        })
+    }
+
+    fn remove_egress(&self, endpoint: &str) -> Result<(), FirewallError> {
+        validate_table(&self.table)?;
+        validate_endpoint(endpoint)?;
+        let cx = self.ctx("remove_egress", endpoint);
+        self.in_netns(&cx, || {
+            let _lock = cx.lock()?;
+            egress::remove(&cx, endpoint)
+        })
+    }
+
+    fn allow_egress(&self, endpoint: &str, addresses: &[(IpAddr, Duration)]) -> Result<(), FirewallError> {
+        validate_table(&self.table)?;
+        validate_endpoint(endpoint)?;
+        // No lock: adding set elements reads nothing back.
+        let cx = self.ctx("allow_egress", endpoint);
+        self.in_netns(&cx, || egress::allow(&cx, endpoint, addresses))
     }
 }
 

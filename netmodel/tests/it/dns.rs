@@ -25,8 +25,8 @@ pub const UPSTREAM_ANSWER: &str = "192.0.2.77";
 pub const UPSTREAM_NAME: &str = "outside.nk.test";
 
 /// A DNS server on `127.0.0.1:53` of `ns` (a namespace the test made): `A` of
-/// [`UPSTREAM_NAME`] is [`UPSTREAM_ANSWER`], every other name `NXDOMAIN`. Stops when the
-/// returned flag is set (and a last datagram wakes it).
+/// [`UPSTREAM_NAME`] is [`UPSTREAM_ANSWER`] (or the names given to [`Upstream::with`]), every
+/// other name `NXDOMAIN`. Stops when dropped (a last datagram wakes it).
 pub struct Upstream {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -36,6 +36,13 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start(ns: &NetNs) -> Upstream {
+        Upstream::with(ns, &[(UPSTREAM_NAME, UPSTREAM_ANSWER, 60)])
+    }
+
+    /// Answers `A` queries for each `(name, address, ttl)` of `names`.
+    pub fn with(ns: &NetNs, names: &[(&str, &str, u32)]) -> Upstream {
+        let names: Vec<(String, std::net::Ipv4Addr, u32)> =
+            names.iter().map(|(n, a, t)| (n.to_ascii_lowercase(), a.parse().unwrap(), *t)).collect();
         let addr: SocketAddr = "127.0.0.1:53".parse().unwrap();
         let socket = ns.run(|| UdpSocket::bind(addr)).unwrap().expect("bind the test upstream");
         let stop = Arc::new(AtomicBool::new(false));
@@ -49,13 +56,12 @@ impl Upstream {
                 r.metadata.recursion_desired = q.metadata.recursion_desired;
                 r.metadata.recursion_available = true;
                 r.add_queries(q.queries.iter().cloned());
-                let known = q.queries.first().is_some_and(|q| {
-                    q.name().to_ascii().trim_end_matches('.').eq_ignore_ascii_case(UPSTREAM_NAME)
-                        && q.query_type() == RecordType::A
+                let known = q.queries.first().filter(|q| q.query_type() == RecordType::A).and_then(|q| {
+                    let asked = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
+                    names.iter().find(|(n, _, _)| *n == asked)
                 });
-                if known {
-                    let ip = UPSTREAM_ANSWER.parse().unwrap();
-                    r.add_answer(Record::from_rdata(q.queries[0].name().clone(), 60, RData::A(A(ip))));
+                if let Some((_, ip, ttl)) = known {
+                    r.add_answer(Record::from_rdata(q.queries[0].name().clone(), *ttl, RData::A(A(*ip))));
                 } else {
                     r.metadata.response_code = ResponseCode::NXDomain;
                 }

@@ -7,6 +7,8 @@
 //!   real packets, on the [`common::World`] fixture;
 //! - [`custom_driver`]: a driver of one's own through `NetworkDriver`;
 //! - [`dns`]: the embedded DNS server of user-defined networks (`127.0.0.11`);
+//! - [`egress`]: fail-closed egress policies (allowed CIDRs, ports and names; attacks from
+//!   inside the sandbox);
 //! - [`firewall`]: the nftables backend and the real `nft`;
 //! - [`foreign_firewall`]: nook networks on hosts whose other firewalls drop forwarded
 //!   traffic (Docker, iptables-nft, another table's drop policy, firewalld);
@@ -25,6 +27,7 @@ mod cnm;
 mod common;
 mod custom_driver;
 mod dns;
+mod egress;
 mod firewall;
 mod foreign_firewall;
 mod ipam;

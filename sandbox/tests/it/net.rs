@@ -628,3 +628,70 @@ fn sandboxes_resolve_each_other_through_the_embedded_dns() {
     drop(host);
     world.assert_clean();
 }
+
+/// A fail-closed egress policy through the facade: inside the sandbox, glibc resolves the
+/// allowed name (through the embedded DNS) and busybox fetches from its address; another
+/// name does not resolve, and an address no allowed answer gave is refused — though both
+/// servers are there (a sandbox without the policy reaches the second one).
+#[test]
+fn an_egress_policy_lets_through_only_allowed_names_and_refuses_the_rest() {
+    require_root!();
+    let _serial = serial();
+    let world = World::new();
+    let dir = TempDir::new("egress").unwrap();
+    let conf = dir.path().join("resolv.conf");
+    std::fs::write(&conf, "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n").unwrap();
+    let host = Host::builder().netns(world.ns.ns()).ipam_dir(world.state.path()).resolv_conf(&conf).build().unwrap();
+    let upstream = TestUpstream::start(&world.ns);
+    // Two web servers of "the internet", on addresses of the host namespace's `lo`.
+    let mut nl = Netlink::open_in(world.ns.ns()).unwrap();
+    for ip in ["192.0.2.77/32", "192.0.2.78/32"] {
+        nl.add_address(1, ip.parse().unwrap()).unwrap();
+    }
+    let serve = |ip: &str, connections: usize| {
+        let addr: SocketAddr = format!("{ip}:8080").parse().unwrap();
+        let listener = world.ns.run(move || std::net::TcpListener::bind(addr)).unwrap().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..connections {
+                let (mut s, _) = listener.accept().unwrap();
+                let mut request = [0u8; 1024];
+                let _ = s.read(&mut request);
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+            }
+        })
+    };
+    let allowed = serve("192.0.2.77", 1);
+    let other = serve("192.0.2.78", 1);
+    let net = {
+        let mut spec = NetworkSpec::bridge(unique_name("net").parse().unwrap());
+        spec.subnet("10.131.50.0/24".parse().unwrap(), None);
+        Network::create(&host, &spec).expect("network")
+    };
+    let mut policy = nook_netmodel::EgressPolicy::deny_all();
+    policy.allow_domain("outside.nk.test");
+    let script = "getent ahostsv4 outside.nk.test | head -n1; busybox wget -q -O - http://outside.nk.test:8080/; echo; \
+                  getent hosts denied.nk.test; echo denied=$?; \
+                  busybox wget -q -T 2 -O - http://192.0.2.78:8080/; echo direct=$?";
+    let out = ok(sh(script).connect(&net, EndpointOptions::new()).egress(policy.clone()));
+    assert!(out.starts_with("192.0.2.77"), "{out}");
+    assert!(out.contains("hello\n"), "the allowed name's server answered:\n{out}");
+    assert!(out.contains("denied=2"), "another name does not resolve:\n{out}");
+    assert!(out.contains("direct=1") && !out.contains("hellohello"), "a raw address is refused:\n{out}");
+    allowed.join().unwrap();
+    // The server at the refused address was there: a sandbox without a policy reaches it.
+    let out = ok(sh("busybox wget -q -O - http://192.0.2.78:8080/").connect(&net, EndpointOptions::new()));
+    assert_eq!(out, "hello");
+    other.join().unwrap();
+
+    // A bad policy is refused before anything runs.
+    let mut bad = nook_netmodel::EgressPolicy::deny_all();
+    bad.allow_domain("not a name");
+    let err = sh("true").connect(&net, EndpointOptions::new()).egress(bad).output().unwrap_err();
+    assert!(matches!(err, Error::Invalid(ValidationError::Egress { .. })), "{err}");
+
+    drop(upstream);
+    net.remove().expect("remove network");
+    drop(host);
+    drop(nl);
+    world.assert_clean();
+}

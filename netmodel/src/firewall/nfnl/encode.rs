@@ -24,6 +24,10 @@ pub(super) const DELCHAIN: u16 = 5;
 pub(super) const NEWRULE: u16 = 6;
 pub(super) const GETRULE: u16 = 7;
 pub(super) const DELRULE: u16 = 8;
+const NEWSET: u16 = 9;
+const DELSET: u16 = 11;
+const NEWSETELEM: u16 = 12;
+const DELSETELEM: u16 = 14;
 
 const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
@@ -54,6 +58,21 @@ pub(super) const DATA_VERDICT: u16 = 2;
 pub(super) const VERDICT_CODE: u16 = 1;
 pub(super) const VERDICT_CHAIN: u16 = 2;
 pub(super) const NAT_TYPE: u16 = 1;
+const SET_TABLE: u16 = 1;
+const SET_NAME: u16 = 2;
+const SET_FLAGS: u16 = 3;
+const SET_KEY_TYPE: u16 = 4;
+const SET_KEY_LEN: u16 = 5;
+const SET_ID: u16 = 10;
+const SET_ELEM_LIST_TABLE: u16 = 1;
+const SET_ELEM_LIST_SET: u16 = 2;
+const SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const SET_ELEM_KEY: u16 = 1;
+const SET_ELEM_TIMEOUT: u16 = 4;
+/// `NFT_SET_CONSTANT`, `NFT_SET_INTERVAL`, `NFT_SET_TIMEOUT`.
+const SET_FLAG_CONSTANT: u32 = 0x2;
+const SET_FLAG_INTERVAL: u32 = 0x4;
+const SET_FLAG_TIMEOUT: u32 = 0x10;
 
 /// `NFTNL_UDATA_RULE_COMMENT`: the type of a rule comment in its userdata.
 pub(super) const UDATA_COMMENT: u8 = 0;
@@ -69,6 +88,15 @@ const NFT_GOTO: i32 = -4;
 const NFT_RETURN: i32 = -5;
 const CMP_EQ: u32 = 0;
 const CMP_NEQ: u32 = 1;
+const CMP_LTE: u32 = 3;
+const CMP_GTE: u32 = 5;
+/// `NFT_LOOKUP_F_INV`.
+const LOOKUP_INV: u32 = 1;
+/// `NFT_REJECT_TCP_RST`, `NFT_REJECT_ICMPX_UNREACH`, `NFT_REJECT_ICMPX_PORT_UNREACH`.
+const REJECT_TCP_RST: u32 = 1;
+const REJECT_ICMPX: u32 = 2;
+const ICMPX_PORT_UNREACH: u8 = 1;
+const PAYLOAD_LL: u32 = 0;
 pub(super) const NAT_DNAT: u32 = 1;
 const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 2;
 const PAYLOAD_NETWORK: u32 = 1;
@@ -176,6 +204,72 @@ fn command(b: &mut Batch, cmd: &Value) -> Result<(), NlError> {
                 b.w.put(RULE_USERDATA, &comment_udata(comment)?);
             }
         }
+        ("add" | "create", "set") => {
+            let flags = if verb == "create" { NLM_F_CREATE | NLM_F_EXCL } else { NLM_F_CREATE };
+            let (table, name) = (str_of(o, "table")?, str_of(o, "name")?);
+            let (key_type, key_len) = match str_of(o, "type")? {
+                "ipv4_addr" => (7, 4),  // TYPE_IPADDR
+                "ipv6_addr" => (8, 16), // TYPE_IP6ADDR
+                _ => return Err(bad("set type", o)),
+            };
+            let mut set_flags = 0;
+            for f in o.get("flags").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+                set_flags |= match f.as_str() {
+                    Some("timeout") => SET_FLAG_TIMEOUT,
+                    Some("interval") => SET_FLAG_INTERVAL,
+                    Some("constant") => SET_FLAG_CONSTANT,
+                    _ => return Err(bad("set flag", f)),
+                };
+            }
+            let id = u32::try_from(b.what.len() + 1).unwrap_or(u32::MAX);
+            b.begin(NEWSET, flags, family, format!("{verb} set {family_name} {table} {name}"));
+            b.w.put_str(SET_TABLE, table);
+            b.w.put_str(SET_NAME, name);
+            b.w.put_u32(SET_FLAGS, set_flags);
+            b.w.put_u32(SET_KEY_TYPE, key_type);
+            b.w.put_u32(SET_KEY_LEN, key_len);
+            b.w.put_u32(SET_ID, id);
+        }
+        ("delete", "set") => {
+            let (table, name) = (str_of(o, "table")?, str_of(o, "name")?);
+            b.begin(DELSET, 0, family, format!("delete set {family_name} {table} {name}"));
+            b.w.put_str(SET_TABLE, table);
+            b.w.put_str(SET_NAME, name);
+        }
+        ("add" | "create" | "delete", "element") => {
+            let (table, name) = (str_of(o, "table")?, str_of(o, "name")?);
+            let (msg, flags) = match verb.as_str() {
+                "add" => (NEWSETELEM, NLM_F_CREATE),
+                "create" => (NEWSETELEM, NLM_F_CREATE | NLM_F_EXCL),
+                _ => (DELSETELEM, 0),
+            };
+            b.begin(msg, flags, family, format!("{verb} element {family_name} {table} {name}"));
+            b.w.put_str(SET_ELEM_LIST_TABLE, table);
+            b.w.put_str(SET_ELEM_LIST_SET, name);
+            b.w.open(SET_ELEM_LIST_ELEMENTS);
+            for e in o.get("elem").and_then(Value::as_array).ok_or_else(|| bad("elements", o))? {
+                let (value, timeout) = match e.get("elem") {
+                    Some(inner) => (inner.get("val").unwrap_or(&Value::Null), inner.get("timeout")),
+                    None => (e, None),
+                };
+                b.w.open(LIST_ELEM);
+                b.w.open(SET_ELEM_KEY);
+                b.w.put(DATA_VALUE, &addr_bytes(value)?);
+                b.w.close();
+                if let Some(t) = timeout {
+                    let secs = t.as_u64().ok_or_else(|| bad("timeout", t))?;
+                    b.w.put_u64(SET_ELEM_TIMEOUT, secs.saturating_mul(1000));
+                }
+                b.w.close();
+            }
+            b.w.close();
+        }
+        ("flush", "chain") => {
+            let (table, name) = (str_of(o, "table")?, str_of(o, "name")?);
+            b.begin(DELRULE, 0, family, format!("flush chain {family_name} {table} {name}"));
+            b.w.put_str(RULE_TABLE, table);
+            b.w.put_str(RULE_CHAIN, name);
+        }
         ("delete", "rule") => {
             let (table, chain) = (str_of(o, "table")?, str_of(o, "chain")?);
             let handle = o.get("handle").and_then(Value::as_u64).ok_or_else(|| bad("handle", o))?;
@@ -218,6 +312,7 @@ struct RuleEnc<'a> {
     l4proto: Option<u8>,
 }
 
+const META_PROTOCOL: u32 = 1;
 const META_MARK: u32 = 3;
 const META_IIFNAME: u32 = 6;
 const META_OIFNAME: u32 = 7;
@@ -290,6 +385,15 @@ impl RuleEnc<'_> {
         });
     }
 
+    fn payload_load(&mut self, base: u32, offset: u32, len: u32) {
+        self.expr("payload", |w| {
+            w.put_u32(1, REG_1); // NFTA_PAYLOAD_DREG
+            w.put_u32(2, base); // NFTA_PAYLOAD_BASE
+            w.put_u32(3, offset); // NFTA_PAYLOAD_OFFSET
+            w.put_u32(4, len); // NFTA_PAYLOAD_LEN
+        });
+    }
+
     fn need_nfproto(&mut self, proto: u8) {
         if self.inet && self.nfproto != Some(proto) {
             self.meta_load(META_NFPROTO);
@@ -314,6 +418,7 @@ impl RuleEnc<'_> {
                 "nfproto" => META_NFPROTO,
                 "l4proto" => META_L4PROTO,
                 "mark" => META_MARK,
+                "protocol" => META_PROTOCOL,
                 _ => return Err(bad("meta key", m)),
             };
             return Ok(Load::Meta(key));
@@ -327,13 +432,20 @@ impl RuleEnc<'_> {
                 ("ip6", "daddr") => (PAYLOAD_NETWORK, 24, 16),
                 ("tcp" | "udp", "sport") => (PAYLOAD_TRANSPORT, 0, 2),
                 ("tcp" | "udp", "dport") => (PAYLOAD_TRANSPORT, 2, 2),
+                ("ether", "saddr") => (PAYLOAD_LL, 6, 6),
+                ("ether", "daddr") => (PAYLOAD_LL, 0, 6),
+                ("arp", "saddr ip") => (PAYLOAD_NETWORK, 14, 4),
+                ("arp", "daddr ip") => (PAYLOAD_NETWORK, 24, 4),
+                ("icmpv6", "type") => (PAYLOAD_TRANSPORT, 0, 1),
                 _ => return Err(bad("payload", p)),
             };
             match proto {
                 "ip" => self.need_nfproto(2),
                 "ip6" => self.need_nfproto(10),
                 "tcp" => self.need_l4proto(6),
-                _ => self.need_l4proto(17),
+                "udp" => self.need_l4proto(17),
+                "icmpv6" => self.need_l4proto(58),
+                _ => {}
             }
             return Ok(Load::Payload { base, offset, len });
         }
@@ -391,6 +503,8 @@ impl RuleEnc<'_> {
                     Some("ipv6") => 10,
                     Some("tcp") => 6,
                     Some("udp") => 17,
+                    Some("icmp") => 1,
+                    Some("icmpv6") => 58,
                     _ => return Err(bad("protocol", right)),
                 };
                 self.meta_load(key);
@@ -400,6 +514,16 @@ impl RuleEnc<'_> {
                 } else if op == CMP_EQ {
                     self.l4proto = Some(v);
                 }
+            }
+            Load::Meta(META_PROTOCOL) => {
+                let ether_type: u16 = match right.as_str() {
+                    Some("ip") => 0x0800,
+                    Some("arp") => 0x0806,
+                    Some("ip6") => 0x86dd,
+                    _ => return Err(bad("ether type", right)),
+                };
+                self.meta_load(META_PROTOCOL);
+                self.cmp(op, &ether_type.to_be_bytes());
             }
             Load::Meta(key) => {
                 let v = u32_of(right)?;
@@ -412,17 +536,36 @@ impl RuleEnc<'_> {
                 self.cmp(op, &u32_of(right)?.to_ne_bytes());
             }
             Load::Payload { base, offset, len } => {
+                if let Some(set) = right.as_str().and_then(|r| r.strip_prefix('@')) {
+                    self.payload_load(base, offset, len);
+                    self.expr("lookup", |w| {
+                        w.put_str(1, set); // NFTA_LOOKUP_SET
+                        w.put_u32(2, REG_1); // NFTA_LOOKUP_SREG
+                        if op == CMP_NEQ {
+                            w.put_u32(5, LOOKUP_INV); // NFTA_LOOKUP_FLAGS
+                        }
+                    });
+                    return Ok(());
+                }
+                if let Some(range) = right.get("range").and_then(Value::as_array) {
+                    let [first, last] = range.as_slice() else { return Err(bad("range", right)) };
+                    let (first, last) = (value_bytes(first, len)?, value_bytes(last, len)?);
+                    if op != CMP_EQ {
+                        return Err(bad("range operator", m));
+                    }
+                    self.payload_load(base, offset, len);
+                    self.cmp(CMP_GTE, &first);
+                    self.cmp(CMP_LTE, &last);
+                    return Ok(());
+                }
                 let (data, bits) = if let Some(p) = right.get("prefix") {
                     let addr = addr_bytes(p.get("addr").unwrap_or(&Value::Null))?;
                     let bits = p.get("len").and_then(Value::as_u64).ok_or_else(|| bad("prefix", p))?;
                     (addr, usize::try_from(bits).unwrap_or(usize::MAX))
-                } else if let Some(port) = right.as_u64() {
-                    let port = u16::try_from(port).map_err(|_| bad("port", right))?;
-                    (port.to_be_bytes().to_vec(), 16)
                 } else {
-                    let addr = addr_bytes(right)?;
-                    let bits = addr.len() * 8;
-                    (addr, bits)
+                    let data = value_bytes(right, len)?;
+                    let bits = data.len() * 8;
+                    (data, bits)
                 };
                 if data.len() != len as usize || bits > data.len() * 8 {
                     return Err(bad("payload value", right));
@@ -436,12 +579,7 @@ impl RuleEnc<'_> {
                 let aligned = bits % 8 == 0;
                 let bytes = if aligned { bits / 8 } else { data.len() };
                 let mut value = data[..bytes].to_vec();
-                self.expr("payload", |w| {
-                    w.put_u32(1, REG_1); // NFTA_PAYLOAD_DREG
-                    w.put_u32(2, base); // NFTA_PAYLOAD_BASE
-                    w.put_u32(3, offset); // NFTA_PAYLOAD_OFFSET
-                    w.put_u32(4, bytes as u32); // NFTA_PAYLOAD_LEN
-                });
+                self.payload_load(base, offset, bytes as u32);
                 if !aligned {
                     let mask: Vec<u8> = (0..bytes)
                         .map(|i| match bits.saturating_sub(i * 8) {
@@ -550,6 +688,19 @@ impl RuleEnc<'_> {
                     w.put_u32(3, REG_1); // NFTA_META_SREG
                 });
             }
+            "reject" => {
+                let (kind, code) = match (body.get("type").and_then(Value::as_str), body.get("expr")) {
+                    (Some("tcp reset"), None) => (REJECT_TCP_RST, None),
+                    (Some("icmpx"), Some(e)) if e == "port-unreachable" => (REJECT_ICMPX, Some(ICMPX_PORT_UNREACH)),
+                    _ => return Err(bad("reject", body)),
+                };
+                self.expr("reject", |w| {
+                    w.put_u32(1, kind); // NFTA_REJECT_TYPE
+                    if let Some(c) = code {
+                        w.put(2, &[c]); // NFTA_REJECT_ICMP_CODE
+                    }
+                });
+            }
             "accept" => self.verdict(NF_ACCEPT, None),
             "drop" => self.verdict(NF_DROP, None),
             "return" => self.verdict(NFT_RETURN, None),
@@ -565,6 +716,33 @@ impl RuleEnc<'_> {
 
 fn u32_of(v: &Value) -> Result<u32, NlError> {
     v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| bad("number", v))
+}
+
+/// The bytes of a payload field of `len` bytes holding `v`: an address, a port or another
+/// number, a MAC address, an ICMPv6 type by name.
+fn value_bytes(v: &Value, len: u32) -> Result<Vec<u8>, NlError> {
+    let number = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) if len == 1 => match s.as_str() {
+            "nd-router-solicit" => Some(133),
+            "nd-router-advert" => Some(134),
+            "nd-neighbor-solicit" => Some(135),
+            "nd-neighbor-advert" => Some(136),
+            _ => return Err(bad("icmpv6 type", v)),
+        },
+        _ => None,
+    };
+    match (number, len) {
+        (Some(n), 1) => Ok(vec![u8::try_from(n).map_err(|_| bad("number", v))?]),
+        (Some(n), 2) => Ok(u16::try_from(n).map_err(|_| bad("port", v))?.to_be_bytes().to_vec()),
+        (Some(_), _) => Err(bad("number", v)),
+        (None, 6) => {
+            let text = v.as_str().ok_or_else(|| bad("mac", v))?;
+            let bytes: Vec<u8> = text.split(':').filter_map(|b| u8::from_str_radix(b, 16).ok()).collect();
+            if bytes.len() == 6 && text.len() == 17 { Ok(bytes) } else { Err(bad("mac", v)) }
+        }
+        (None, _) => addr_bytes(v),
+    }
 }
 
 fn addr_bytes(v: &Value) -> Result<Vec<u8>, NlError> {

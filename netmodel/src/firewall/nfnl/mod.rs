@@ -23,13 +23,13 @@ pub(crate) use conn::{Conn, NlError};
 
 use super::foreign::Chain;
 
-/// Whether a table other than `inet OWN` has a filter chain on the forward hook (in the
+/// Whether a table other than `inet OWN` (and its egress table) has a filter chain on the forward hook (in the
 /// `ip`, `ip6` or `inet` family): then the whole ruleset is needed (its rules too, see
 /// `foreign`), and the backend reads it with `nft -j list ruleset`.
 pub(crate) fn foreign_forward(chains: &[Chain], own: &str) -> bool {
     chains.iter().any(|c| {
         matches!(c.family.as_str(), "ip" | "ip6" | "inet")
-            && !(c.family == "inet" && c.table == own)
+            && !super::is_own_table(&c.family, &c.table, own)
             && c.base.as_ref().is_some_and(|b| b.hook == "forward" && b.kind == "filter")
     })
 }
