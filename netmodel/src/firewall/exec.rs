@@ -51,7 +51,7 @@ pub(crate) struct Ctx<'a> {
     pub target: &'a str,
     /// The operation's netlink socket, opened by its first request (on the operation's
     /// thread, in the backend's namespace) and reused by the next ones.
-    pub conn: std::sync::Mutex<Option<nfnl::Conn>>,
+    pub conn: &'a std::sync::Mutex<Option<nfnl::Conn>>,
 }
 
 /// Holds the per-namespace lock of a table until dropped.
@@ -145,7 +145,12 @@ impl Ctx<'_> {
             Some(c) => c,
             None => guard.insert(nfnl::Conn::open().map_err(|e| self.nl_err(e))?),
         };
-        f(conn).map_err(|e| self.nl_err(e))
+        let result = f(conn);
+        if result.is_err() {
+            // Whatever the kernel still had to say on it must not be read as the next answer.
+            *guard = None;
+        }
+        result.map_err(|e| self.nl_err(e))
     }
 
     fn nl_err(&self, e: nfnl::NlError) -> FirewallError {

@@ -41,6 +41,11 @@ pub struct Nftables {
     table: String,
     program: PathBuf,
     netlink: bool,
+    /// The netlink backend's socket, opened in `netns` by the first operation and kept: a
+    /// nf_tables socket that closes after a deletion waits for the kernel to free what was
+    /// deleted (an RCU grace period, ~10 ms), so closing one per operation put that wait on
+    /// every removal. Dropped (reopened by the next operation) after any error.
+    conn: std::sync::Mutex<Option<super::nfnl::Conn>>,
 }
 
 impl Nftables {
@@ -58,7 +63,13 @@ impl Nftables {
         if netns.kind() != Namespace::Net {
             return Err(ValidationError::NotNetNamespace { field: "netns", kind: netns.kind() }.into());
         }
-        Ok(Nftables { netns, table: DEFAULT_TABLE.to_owned(), program: exec::default_program(), netlink: false })
+        Ok(Nftables {
+            netns,
+            table: DEFAULT_TABLE.to_owned(),
+            program: exec::default_program(),
+            netlink: false,
+            conn: std::sync::Mutex::new(None),
+        })
     }
 
     /// Uses table `inet NAME` instead of `inet nook` (letters, digits, `_` and `-`; at most
@@ -86,7 +97,7 @@ impl Nftables {
     }
 
     fn ctx<'a>(&'a self, op: &'static str, target: &'a str) -> Ctx<'a> {
-        Ctx { program: &self.program, table: &self.table, netlink: self.netlink, op, target, conn: Default::default() }
+        Ctx { program: &self.program, table: &self.table, netlink: self.netlink, op, target, conn: &self.conn }
     }
 
     /// Runs `f` on a short-lived thread inside the backend's namespace
