@@ -257,7 +257,18 @@ pub(crate) fn is_own_table(family: &str, table: &str, own: &str) -> bool {
 pub(crate) fn apply_here(batch: &serde_json::Value) -> std::io::Result<()> {
     let to_io = |e: nfnl::NlError| std::io::Error::new(e.source.kind(), format!("{}: {}", e.request, e.source));
     let encoded = nfnl::encode::batch(batch).map_err(to_io)?;
-    nfnl::Conn::open().and_then(|mut c| c.apply(encoded)).map_err(to_io)
+    let mut conn = nfnl::Conn::open().map_err(to_io)?;
+    conn.apply(encoded).map_err(to_io)?;
+    close_later(conn);
+    Ok(())
+}
+
+/// Closes an nf_tables socket off the caller's path: the kernel makes the closing thread
+/// wait for its pending destroy work (an RCU grace period, ~10 ms) whenever anything was
+/// deleted just before — by anyone, in any namespace. (When no thread can be made, the
+/// refused closure, and the socket with it, is dropped here.)
+fn close_later(conn: nfnl::Conn) {
+    let _ = std::thread::Builder::new().name("nk-nfnl-close".into()).spawn(move || drop(conn));
 }
 
 /// Panics unless the netlink encoder takes `batch` (for unit tests of batches built

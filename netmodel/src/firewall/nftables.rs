@@ -48,6 +48,15 @@ pub struct Nftables {
     conn: std::sync::Mutex<Option<super::nfnl::Conn>>,
 }
 
+impl Drop for Nftables {
+    fn drop(&mut self) {
+        let conn = self.conn.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(conn) = conn {
+            super::close_later(conn);
+        }
+    }
+}
+
 impl Nftables {
     /// A backend acting in `netns` (`None`: the caller's network namespace, that of the
     /// calling thread now — later calls act there even from other threads).

@@ -130,18 +130,23 @@ fn only_allowed_cidrs_ports_and_answered_names_are_reachable() {
     let open = nook_ns::run_in(&[ns], || TcpStream::connect_timeout(&at(SHORT_LIVED, 80), DROPPED))
         .unwrap()
         .expect("allowed while the answer lives");
-    let (mut accepted, _) = listener.accept().unwrap();
+    let (accepted, _) = listener.accept().unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     assert!(refused(ns, at(SHORT_LIVED, 80)), "the answer expired");
     {
         use std::io::{Read, Write};
-        let mut open = open;
+        let (mut open, mut accepted) = (open, accepted);
         open.write_all(b"still here").unwrap();
         let mut got = [0u8; 10];
         accepted.set_read_timeout(Some(crate::common::PATIENCE)).unwrap();
         accepted.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"still here", "an established connection outlives the answer");
+        // Both ends closed now: a side left waiting for the other's FIN would keep its
+        // namespace alive for tcp_fin_timeout.
+        drop(open);
+        drop(accepted);
     }
+    drop(listener);
 
     // Replacing the policy: the peer allowed by name (the embedded DNS answers for it).
     let mut wider = policy.clone();
