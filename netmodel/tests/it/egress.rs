@@ -343,3 +343,49 @@ fn both_backends_write_readable_egress_rules_and_remove_each_others() {
     assert!(err.is_refusal(), "{err}");
     world.assert_clean();
 }
+
+/// IPv6 goes through the same checks: on a dual-stack network, an allowed IPv6 destination
+/// is reached (neighbour discovery with the gateway passes the policy), another is refused,
+/// and so are IPv4 destinations the policy does not list.
+#[test]
+fn ipv6_destinations_are_policed_like_ipv4_ones() {
+    require_root!();
+    let world = World::new();
+    outside_servers(&world);
+    {
+        let mut nl = world.netlink();
+        let uplink = nl.link(&world.uplink).unwrap().unwrap().index;
+        nl.add_address(uplink, "fd00:5100::1/64".parse().unwrap()).unwrap();
+        let gateway: IpAddr = "fd00:5100::2".parse().unwrap();
+        nl.add_route(&nook_netmodel::netlink::Route::new(None, Some(gateway), Some(uplink))).unwrap();
+        let mut out = Netlink::open_in(world.outside.ns()).unwrap();
+        let peer = out.links().unwrap().into_iter().find(|l| l.name != "lo").unwrap().index;
+        out.add_address(peer, "fd00:5100::2/64".parse().unwrap()).unwrap();
+        for ip in ["fd00:5200::10/128", "fd00:5200::20/128"] {
+            out.add_address(1, ip.parse().unwrap()).unwrap();
+        }
+    }
+    let mut spec = spec("10.89.73.0/24");
+    spec.subnet("fd00:89:73::/64".parse().unwrap(), None);
+    let net = Network::create(&world.host, &spec).unwrap();
+    let mut agent = Sandbox::none("agent6").unwrap();
+    let mut policy = EgressPolicy::deny_all();
+    policy.allow_port("fd00:5200::10/128".parse().unwrap(), Protocol::Tcp, 80);
+    agent.set_egress(Some(policy)).unwrap();
+    let e = agent.connect(&net, &EndpointOptions::new()).unwrap();
+    assert!(e.ipv6().is_some());
+    let ns = agent.netns();
+    let six = |ip: &str, port: u16| SocketAddr::new(ip.parse().unwrap(), port);
+    let server = serve_once(listen_in_ns(&world.outside, six("fd00:5200::10", 80)));
+    assert_eq!(talk(ns, six("fd00:5200::10", 80), "v6").unwrap(), "echo: v6");
+    server.join().unwrap();
+    let _other = listen_in_ns(&world.outside, six("fd00:5200::20", 80));
+    let _other_port = listen_in_ns(&world.outside, six("fd00:5200::10", 81));
+    assert!(refused(ns, six("fd00:5200::20", 80)));
+    assert!(refused(ns, six("fd00:5200::10", 81)), "its other ports are not allowed");
+    let _v4 = listen_in_ns(&world.outside, at(NOT_ALLOWED, 80));
+    assert!(refused(ns, at(NOT_ALLOWED, 80)));
+    drop(agent);
+    net.remove().unwrap();
+    world.assert_clean();
+}
