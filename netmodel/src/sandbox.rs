@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nook_ns::{NetNs, NsFd};
 
-use crate::dns::{Registration, Zone};
+use crate::dns::{Bound, DnsHub, Registration, Zone};
 use crate::driver::{EndpointConfig, EndpointLink};
 use crate::egress::EgressPolicy;
 use crate::endpoint::{Endpoint, EndpointOptions};
@@ -370,9 +370,11 @@ impl Sandbox {
         network.host().reserve_ports(&options.ports)?;
         let mut progress = Progress::default();
         let owner = self.owner.as_ref().expect("a private sandbox has an IPAM owner");
+        // The embedded DNS's sockets are made inside the sandbox while the link is created.
+        let dns_bound = self.bind_dns_meanwhile(network);
         match self.connect_steps(network, options, ifname, owner, &endpoints, &mut progress) {
             Ok(state) => {
-                if let Err(e) = self.serve_dns(network) {
+                if let Err(e) = self.serve_dns(network, dns_bound) {
                     let cleanup = teardown_endpoint(&self.shared, &state, true);
                     return Err(Error::with_cleanup(e, cleanup));
                 }
@@ -387,14 +389,32 @@ impl Sandbox {
         }
     }
 
+    /// When `network` will need the embedded DNS in this sandbox (user-defined, not served
+    /// yet), starts making its sockets on another thread ([`crate::dns`]); `None` otherwise,
+    /// or when no thread can be made (then [`Sandbox::serve_dns`] makes them itself).
+    fn bind_dns_meanwhile(&self, network: &Network) -> Option<std::thread::JoinHandle<Result<Bound>>> {
+        network.host().dns().filter(|_| network.spec().lists_peers())?;
+        if self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner).is_some() {
+            return None;
+        }
+        let netns = self.shared.netns.try_clone().ok()?;
+        std::thread::Builder::new().name("nk-dns-bind".into()).spawn(move || DnsHub::bind(&netns)).ok()
+    }
+
     /// Registers the sandbox with the embedded DNS server of `network`'s host when `network`
-    /// is user-defined and the sandbox is not served yet ([`crate::dns`]).
-    fn serve_dns(&self, network: &Network) -> Result<()> {
+    /// is user-defined and the sandbox is not served yet ([`crate::dns`]), on the sockets
+    /// `bound` made if given.
+    fn serve_dns(&self, network: &Network, bound: Option<std::thread::JoinHandle<Result<Bound>>>) -> Result<()> {
+        let bound = bound.map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
         let Some(hub) = network.host().dns().filter(|_| network.spec().lists_peers()) else { return Ok(()) };
         let mut dns = self.shared.dns.lock().unwrap_or_else(PoisonError::into_inner);
         if dns.is_none() {
             let zone: Weak<dyn Zone> = Arc::downgrade(&self.shared) as Weak<dyn Zone>;
-            *dns = Some(hub.register(&self.shared.netns, zone)?);
+            let bound = match bound {
+                Some(b) => b?,
+                None => DnsHub::bind(&self.shared.netns)?,
+            };
+            *dns = Some(hub.serve(bound, zone)?);
         }
         Ok(())
     }

@@ -66,7 +66,7 @@ mod responder;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-pub(crate) use responder::{DnsHub, Registration};
+pub(crate) use responder::{Bound, DnsHub, Registration};
 
 /// The address of the embedded server inside each sandbox (Docker's).
 pub const EMBEDDED_DNS: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11));

@@ -32,6 +32,8 @@ pub(crate) fn ruleset(udp: u16, tcp: u16) -> Value {
         {"add": {"table": {"family": "ip", "name": TABLE}}},
         {"add": {"chain": {"family": "ip", "table": TABLE, "name": "output", "type": "nat",
                            "hook": "output", "prio": -100, "policy": "accept"}}},
+        // Written again (sockets bound for a connect that then failed): the old redirect goes.
+        {"flush": {"chain": {"family": "ip", "table": TABLE, "name": "output"}}},
         redirect("udp", udp),
         redirect("tcp", tcp),
     ]})

@@ -31,6 +31,14 @@ pub(crate) struct DnsHub {
     running: Mutex<Option<Running>>,
 }
 
+/// A sandbox's two sockets, bound inside its namespace with the redirect in place, not
+/// served yet ([`DnsHub::bind`]).
+#[derive(Debug)]
+pub(crate) struct Bound {
+    udp: UdpSocket,
+    tcp: TcpListener,
+}
+
 /// A sandbox's place on the server; dropping it unregisters (and closes its sockets before
 /// returning).
 #[derive(Debug)]
@@ -93,10 +101,10 @@ impl DnsHub {
         read_or_empty(&self.resolv_conf)
     }
 
-    /// Binds [`EMBEDDED_DNS`] port 53 (UDP and TCP) inside `sandbox` and serves `zone` there,
-    /// starting the thread if it is not running.
-    pub(crate) fn register(self: &Arc<Self>, sandbox: &NsFd, zone: Weak<dyn Zone>) -> Result<Registration> {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
+    /// The sandbox side of a registration (a connect runs it in parallel with creating the
+    /// link): binds [`EMBEDDED_DNS`] on ports the kernel picks inside `sandbox` and redirects
+    /// its port 53 (UDP and TCP) there. Nothing is served yet: see [`DnsHub::serve`].
+    pub(crate) fn bind(sandbox: &NsFd) -> Result<Bound> {
         let bound = nook_ns::on_thread_in(&[sandbox], || -> std::io::Result<(UdpSocket, TcpListener)> {
             // Ports the kernel picks; `127.0.0.11:53` is redirected to them (see `nat`).
             let udp = UdpSocket::bind(SocketAddr::new(EMBEDDED_DNS, 0))?;
@@ -107,6 +115,14 @@ impl DnsHub {
             Ok((udp, tcp))
         })?;
         let (udp, tcp) = bound.sys("bind 127.0.0.11 and redirect its port 53")?;
+        Ok(Bound { udp, tcp })
+    }
+
+    /// Serves `zone` on sockets [`DnsHub::bind`] made, starting the thread if it is not
+    /// running.
+    pub(crate) fn serve(self: &Arc<Self>, bound: Bound, zone: Weak<dyn Zone>) -> Result<Registration> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let Bound { udp, tcp } = bound;
         let mut running = lock(&self.running);
         if running.is_none() {
             *running = Some(Running::start(&self.netns, self.upstreams()?)?);
