@@ -3,7 +3,9 @@
 //! the host root read-only under a tmpfs upper, `/proc`, `/dev`, cgroup limits, Docker's
 //! confinement), reset between runs; prints runs per second and latency percentiles.
 //!
-//! Run as root: `cargo run --release --example pool [RUNS] [THREADS]` (default 10000 and 8).
+//! Run as root: `cargo run --release --example pool [RUNS] [THREADS] [SIZE]` (default 10000,
+//! 8, and as many warm sandboxes as threads; a smaller SIZE makes the threads queue for a
+//! sandbox, as a pool sized to the cores would).
 
 use std::error::Error;
 use std::sync::Arc;
@@ -19,6 +21,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let runs: usize = args.next().map_or(Ok(10_000), |a| a.parse())?;
     let threads: usize = args.next().map_or(Ok(8), |a| a.parse())?;
+    let size: usize = args.next().map_or(Ok(threads), |a| a.parse())?;
 
     let mut spec = SandboxSpec::default();
     spec.hostname = Some("nk-pool".into());
@@ -27,9 +30,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     res.pids.get_or_insert_default().max(32);
 
     let t = Instant::now();
-    let pool = Arc::new(Pool::builder(spec).min_idle(threads).max_size(threads).build()?);
-    pool.wait_warm(threads, Duration::from_secs(60));
-    println!("{threads} warm sandboxes in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    let pool = Arc::new(Pool::builder(spec).min_idle(size).max_size(size).build()?);
+    pool.wait_warm(size, Duration::from_secs(60));
+    println!("{size} warm sandboxes in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
 
     let start = Instant::now();
     let workers: Vec<_> = (0..threads)

@@ -229,6 +229,27 @@ pub(crate) fn read_io(dir: BorrowedFd<'_>, file: &str) -> io::Result<String> {
     Ok(s)
 }
 
+/// Reads an open cgroup (kernfs) file whole from offset 0 with `pread`: the kernel renders
+/// it again, so a descriptor kept open reads the current value each time.
+pub(crate) fn read_from_start(file: &std::fs::File) -> io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match file.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 /// Opens the cgroup file `file` of `dir` read-only.
 pub(crate) fn open_file(dir: BorrowedFd<'_>, file: &str) -> io::Result<OwnedFd> {
     open_beneath(dir, Path::new(file), OFlags::RDONLY)

@@ -417,17 +417,25 @@ impl Cgroup {
     /// directories have), as the kernel shows them: compare two of them to tell whether a
     /// limit was changed in between.
     pub fn limit_values(&self) -> Result<Vec<(PathBuf, String)>> {
-        let mut out = Vec::new();
+        self.limit_files()?.values()
+    }
+
+    /// The limit files of [`Cgroup::limit_values`], opened once: [`LimitFiles::values`]
+    /// reads them again through the open descriptors (one `pread` each, no path lookup),
+    /// for a caller that compares them often (a pool's reset). A file the kernel adds
+    /// later is not among them.
+    pub fn limit_files(&self) -> Result<LimitFiles> {
+        let mut files = Vec::new();
         for d in &self.dirs {
             for f in LIMIT_FILES {
-                match at::read_io(d.fd.as_fd(), f) {
-                    Ok(v) => out.push((d.path.join(f), v)),
+                match at::open_file(d.fd.as_fd(), f) {
+                    Ok(fd) => files.push((d.path.join(f), std::fs::File::from(fd))),
                     Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                    Err(e) => return Err(at::err("read", d.path.join(f), e)),
+                    Err(e) => return Err(at::err("open", d.path.join(f), e)),
                 }
             }
         }
-        Ok(out)
+        Ok(LimitFiles { files })
     }
 
     /// Kills what is inside and removes every directory (nested children first, retrying
@@ -825,6 +833,26 @@ pub(crate) fn wait_until(deadline: Instant, what: &'static str, mut done: impl F
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// A cgroup's limit files held open ([`Cgroup::limit_files`]).
+#[derive(Debug)]
+pub struct LimitFiles {
+    files: Vec<(PathBuf, std::fs::File)>,
+}
+
+impl LimitFiles {
+    /// Each file's path and what it reads now (from offset 0: the kernel renders the
+    /// value again on every read from the start), in [`LIMIT_FILES`] order per directory.
+    pub fn values(&self) -> Result<Vec<(PathBuf, String)>> {
+        self.files
+            .iter()
+            .map(|(path, file)| match at::read_from_start(file) {
+                Ok(v) => Ok((path.clone(), v)),
+                Err(e) => Err(at::err("read", path.clone(), e)),
+            })
+            .collect()
     }
 }
 

@@ -110,7 +110,7 @@ pub mod fuzzing {
     }
 }
 
-pub use cgroup::{Cgroup, LIMIT_FILES};
+pub use cgroup::{Cgroup, LIMIT_FILES, LimitFiles};
 pub use controller::blkio::{Blkio, DeviceThrottle};
 pub use controller::cpu::{Cpu, shares_to_weight, weight_to_shares};
 pub use controller::cpuset::{CpuSet, Cpuset};

@@ -143,7 +143,7 @@ fn set_identity(err_fd: RawFd, id: &Identity) {
 /// Must be called only in a freshly cloned child (single-threaded, fork semantics), with
 /// every signal blocked, and with `plan` / `fds` prepared by the parent before the clone —
 /// or in a vfork-style child ([`vfork_child`]) under the conditions given there.
-pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExecHook]) -> ! {
+pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExecHook], vforked: bool) -> ! {
     // First shed every descriptor we do not own: the host's without O_CLOEXEC must never
     // reach the program, and copies of other threads' pipes must not be held open while we
     // wait at the sync point or set up.
@@ -238,7 +238,9 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
     // of them can open its /proc/PID/exe — the caller's binary — to overwrite it later
     // (CVE-2019-5736), nor read its memory. Until here it holds every capability of the
     // caller, which the same check requires of whoever looks.
-    if plan.join.is_some() {
+    // A vfork-style child (`Command::join_unobserved`: nothing in the target can look) skips
+    // it: the flag belongs to the memory it shares with the caller.
+    if plan.join.is_some() && !vforked {
         check(err, Stage::Prctl, raw::prctl(libc::PR_SET_DUMPABLE, 0));
     }
 
@@ -567,7 +569,9 @@ pub(crate) struct VforkArgs<'a> {
 ///
 /// Used only for plans that write no memory but the child's own stack: no `pre_exec` hooks
 /// (user code), no init (it forks and never execs), no new time namespace (entering one
-/// needs an mm of its own), and no sync point (the parent cannot act while suspended).
+/// needs an mm of its own), no sync point (the parent cannot act while suspended), and a
+/// join only when the caller promised nothing in the target looks (`Command::
+/// join_unobserved`; the child then stays dumpable) and not of a user or time namespace.
 /// Everything `run_child` calls is a bare system call ([`raw::sc`]) that writes no
 /// `errno` and no cancellation state into the TLS it runs on (the suspended parent
 /// thread's); the results live in locals on this stack. The signal handler table and the
@@ -579,7 +583,7 @@ pub(crate) extern "C" fn vfork_child(arg: *mut libc::c_void) -> libc::c_int {
     let args = unsafe { &*(arg as *const VforkArgs<'_>) };
     // SAFETY: a fresh child with every signal blocked (inherited mask), plan and fds
     // prepared before the clone, and none of the features listed above.
-    unsafe { run_child(args.plan, args.fds, &mut []) }
+    unsafe { run_child(args.plan, args.fds, &mut [], true) }
 }
 
 /// `unshare(CLONE_NEWTIME)` only affects children; write the offsets (allowed until a

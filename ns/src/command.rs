@@ -34,6 +34,10 @@ pub const MAX_UTS_NAME: usize = 64;
 /// aarch64).
 const MAX_FD_LIMIT: RawFd = RawFd::MAX & !63;
 
+/// Namespaces a vfork-style child cannot join: the kernel refuses a user namespace to a
+/// process whose memory is shared, and entering a time namespace remaps that memory's vvar.
+const VFORK_UNJOINABLE: libc::c_int = libc::CLONE_NEWUSER | sys::consts::CLONE_NEWTIME as libc::c_int;
+
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Which death [`Command::kill_with_parent`] / [`Command::kill_with_parent_process`]
@@ -129,6 +133,8 @@ pub struct Command {
     preserved: Vec<(RawFd, OwnedFd)>,
     pre_exec: Vec<PreExecHook>,
     force_clone2: bool,
+    /// `Command::join_unobserved`.
+    join_unobserved: bool,
     join_netns: Option<NsFd>,
     join: Option<(OwnedFd, NamespaceSet)>,
     /// `Command::join_ns`: namespaces the cloning thread enters for the clone.
@@ -199,6 +205,7 @@ impl Command {
             preserved: Vec::new(),
             pre_exec: Vec::new(),
             force_clone2: false,
+            join_unobserved: false,
             join_netns: None,
             join: None,
             join_fds: Vec::new(),
@@ -649,6 +656,21 @@ impl Command {
         self
     }
 
+    /// Promises that no process in the namespaces joined with [`Command::join`] can act
+    /// while this child starts — e.g. a pooled sandbox just reset, where only its init
+    /// runs — so the join may use the vfork-style clone: the child shares this process's
+    /// memory until it execs (no page table copied, no page copied on write; with a cgroup
+    /// from [`Command::cgroup`], `clone3` with `CLONE_INTO_CGROUP`). Without the promise a
+    /// joining child is forked and marks itself non-dumpable until exec, so that a process
+    /// already in the target cannot open its `/proc/PID/exe` (the caller's binary,
+    /// CVE-2019-5736) or its memory; a vfork-style child cannot, because the flag belongs
+    /// to the memory it shares with the caller. A join of a user or time namespace, which
+    /// needs a child with memory of its own, still forks.
+    pub fn join_unobserved(&mut self, unobserved: bool) -> &mut Self {
+        self.join_unobserved = unobserved;
+        self
+    }
+
     /// Passes `fd` to the program as descriptor number `target` (3 or above), like runc's
     /// `--preserve-fds` or Go's `ExtraFiles`.
     ///
@@ -889,7 +911,11 @@ impl Command {
             root.groups = None;
         }
 
-        let needs_sync = pause || uid_writer.is_some() || gid_writer.is_some() || self.cgroup.is_some();
+        // Born in its cgroup by clone3 (`CLONE_INTO_CGROUP`): nothing for the parent to do
+        // before the child goes on, so no sync point for it.
+        let cgroup_by_clone = self.cgroup.is_some() && !self.force_clone2 && crate::probe::clone_into_cgroup();
+        let needs_sync =
+            pause || uid_writer.is_some() || gid_writer.is_some() || (self.cgroup.is_some() && !cgroup_by_clone);
         let sync = if needs_sync { Some(sys::socketpair_cloexec().sys("socketpair")?) } else { None };
         let process_owner = matches!(self.pdeathsig, Some((_, DeathOf::Process)));
         // vfork-style when the plan allows it (see `vfork_child` and the type's docs), and
@@ -899,7 +925,12 @@ impl Command {
         let vfork = !needs_sync
             && self.pre_exec.is_empty()
             && !plan.init
-            && plan.join.is_none()
+            && plan.join.is_none_or(|flags| self.join_unobserved && flags & VFORK_UNJOINABLE == 0)
+            // A switch to another uid or gid makes the kernel reset the dumpable flag of the
+            // child's memory — shared with the caller until exec, which would stay
+            // non-dumpable (no core dumps, /proc/PID owned by root): such a child forks.
+            && plan.identity.as_ref().is_none_or(|id| (id.uid, id.gid) == (euid, egid))
+            && (self.cgroup.is_none() || sys::VFORK_INTO_CGROUP)
             && !plan.join_mount
             && !plan.join_time
             && plan.time_offsets.is_none()
@@ -1001,7 +1032,7 @@ impl Command {
                 // namespace: allocation-free, bare system calls writing only its own stack
                 // (`sc::TOUCHES_NO_TLS`), ending in execve or _exit; every signal is blocked;
                 // `args` lives on this stack while we are suspended.
-                let r = unsafe { sys::vfork_like(clone_flags, vfork_child, arg) };
+                let r = unsafe { sys::vfork_like(clone_flags, cgroup_fd, vfork_child, arg) };
                 match r {
                     // Our time namespace for children differs from our own: fork instead,
                     // and wait for the error pipe's EOF as usual.
@@ -1009,7 +1040,10 @@ impl Command {
                         Ok(()) => None,
                         Err(e) => Some(Err(e.into())),
                     },
-                    r => Some(r.map(|(pid, pidfd)| Forked::Parent { pid, pidfd })),
+                    r => {
+                        joined_cgroup = r.is_ok() && cgroup_fd.is_some();
+                        Some(r.map(|(pid, pidfd)| Forked::Parent { pid, pidfd }))
+                    }
                 }
             } else {
                 None
@@ -1022,7 +1056,7 @@ impl Command {
             };
             match forked {
                 // SAFETY: we are the freshly cloned child with all signals blocked.
-                Ok(Forked::Child) => unsafe { run_child(plan, fds, hooks) },
+                Ok(Forked::Child) => unsafe { run_child(plan, fds, hooks, false) },
                 Ok(Forked::Parent { pid, pidfd }) => {
                     sys::restore_signals(old_mask);
                     Ok((pid, pidfd, joined_cgroup))

@@ -156,7 +156,7 @@ mod thread;
 pub use caps::{CapSet, Capabilities, Capability};
 pub use command::{ClockOffset, Command, MAX_UTS_NAME};
 pub use error::{Error, Result, SpawnError, Stage, ValidationError};
-pub use forward::forward_signals;
+pub use forward::{block_signals, forward_signals, forward_signals_with};
 pub use handle::{NsFd, NsId, ns_id};
 pub use harden::Resource;
 pub use idmap::{IdKind, IdMap, IdMapping, MAX_RANGES, SetGroups};

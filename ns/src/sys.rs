@@ -4,7 +4,8 @@
 //! Parent-side system calls go through `rustix` (here, or directly where a single call
 //! does). Raw `libc` remains only where rustix cannot express the call, each with its reason:
 //!
-//! - [`fork_like`] (`clone3`, `clone`) and [`vfork_like`] (glibc's `clone` with
+//! - [`fork_like`] (`clone3`, `clone`) and [`vfork_like`] (glibc's `clone`, or a `clone3`
+//!   stub in assembly to pass `CLONE_INTO_CGROUP`, with
 //!   `CLONE_VM | CLONE_VFORK` and a child function on a stack of its own, with `mmap`,
 //!   `mprotect`, `munmap` for that stack): the clone itself, which returns twice; rustix
 //!   offers no clone (and its `mm` functions are as unsafe as libc's for the stack).
@@ -190,6 +191,11 @@ impl VforkStack {
         Ok(stack)
     }
 
+    /// The lowest usable address (above the guard page); `SIZE` bytes up to [`Self::top`].
+    fn bottom(&self) -> *mut libc::c_void {
+        self.base.cast::<u8>().wrapping_add(self.len - Self::SIZE).cast()
+    }
+
     /// The initial stack pointer (the end of the mapping; page-aligned).
     fn top(&self) -> *mut libc::c_void {
         self.base.cast::<u8>().wrapping_add(self.len).cast()
@@ -215,8 +221,10 @@ thread_local! {
 /// pidfd. The calling thread is suspended until then, so no page table is copied and no
 /// page is copied on write afterwards — the cost of a fork grows with the parent's memory,
 /// this does not. `child(arg)` runs on a private stack with a guard page, kept per thread
-/// for the next spawn. Errors as from clone(2); `EINVAL` also when the calling thread's
-/// time namespace for children differs from its own (then use [`fork_like`]).
+/// for the next spawn. With `cgroup` (a cgroup2 directory), the child is born in it
+/// (`clone3` with `CLONE_INTO_CGROUP`; `ENOSYS` where [`VFORK_INTO_CGROUP`] is false).
+/// Errors as from clone(2) / clone3; `EINVAL` also when the calling thread's time namespace
+/// for children differs from its own (then use [`fork_like`]).
 ///
 /// # Safety
 /// `child` must never return, must end in `execve` or `_exit`, and must write no memory
@@ -228,21 +236,54 @@ thread_local! {
 /// calls `child` and then the bare `exit` system call with its result.
 pub(crate) unsafe fn vfork_like(
     ns_flags: u64,
+    cgroup: Option<RawFd>,
     child: extern "C" fn(*mut libc::c_void) -> libc::c_int,
     arg: *mut libc::c_void,
 ) -> io::Result<(libc::pid_t, OwnedFd)> {
     let ns = libc::c_int::try_from(ns_flags).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    if cgroup.is_some() && !VFORK_INTO_CGROUP {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
     let stack = match VFORK_STACK.try_with(std::cell::Cell::take).ok().flatten() {
         Some(stack) => stack,
         None => VforkStack::new()?,
     };
     let mut pidfd: libc::c_int = -1;
-    let flags = ns | libc::CLONE_VM | libc::CLONE_VFORK | consts::CLONE_PIDFD as libc::c_int | libc::SIGCHLD;
-    // SAFETY: the stack top is the end of our mapping; `child` and `arg` satisfy this
-    // function's contract; with CLONE_PIDFD the kernel stores the pidfd through the
-    // parent_tid argument, a live int. CLONE_VFORK returns only after the child has exec'd
-    // or exited, so the stack is free again when it does.
-    let pid = unsafe { libc::clone(child, stack.top(), flags, arg, &mut pidfd as *mut libc::c_int) };
+    let pid = match cgroup {
+        Some(cgroup) => {
+            let mut args = CloneArgs {
+                flags: ns_flags
+                    | (libc::CLONE_VM | libc::CLONE_VFORK) as u64
+                    | consts::CLONE_PIDFD
+                    | consts::CLONE_INTO_CGROUP,
+                pidfd: &mut pidfd as *mut libc::c_int as u64,
+                exit_signal: libc::SIGCHLD as u64,
+                stack: stack.bottom() as u64,
+                stack_size: VforkStack::SIZE as u64,
+                cgroup: cgroup as u64,
+                ..CloneArgs::default()
+            };
+            // SAFETY: `args` is a valid clone_args naming our stack mapping (above its guard
+            // page) and a live int for the pidfd; `child` and `arg` satisfy this function's
+            // contract. CLONE_VFORK returns only after the child has exec'd or exited.
+            let ret = unsafe { clone3_on_stack(&mut args, child, arg) };
+            if ret < 0 {
+                // SAFETY: writes this thread's errno, which `last_os_error` reads below.
+                unsafe { *libc::__errno_location() = (-ret) as libc::c_int };
+                -1
+            } else {
+                ret as libc::pid_t
+            }
+        }
+        None => {
+            let flags = ns | libc::CLONE_VM | libc::CLONE_VFORK | consts::CLONE_PIDFD as libc::c_int | libc::SIGCHLD;
+            // SAFETY: the stack top is the end of our mapping; `child` and `arg` satisfy this
+            // function's contract; with CLONE_PIDFD the kernel stores the pidfd through the
+            // parent_tid argument, a live int. CLONE_VFORK returns only after the child has
+            // exec'd or exited, so the stack is free again when it does.
+            unsafe { libc::clone(child, stack.top(), flags, arg, &mut pidfd as *mut libc::c_int) }
+        }
+    };
     let result = if pid < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -252,6 +293,66 @@ pub(crate) unsafe fn vfork_like(
     // Keep the stack for the next spawn (dropped, i.e. unmapped, with the thread).
     let _ = VFORK_STACK.try_with(|cached| cached.set(Some(stack)));
     result
+}
+
+/// Whether [`vfork_like`] can place its child in a cgroup (`clone3` with
+/// `CLONE_INTO_CGROUP`, which glibc's `clone` cannot pass): the stub below exists for
+/// x86_64 only; elsewhere such a spawn forks.
+pub(crate) const VFORK_INTO_CGROUP: bool = cfg!(target_arch = "x86_64");
+
+/// `clone3(args)` where `args` has `CLONE_VM` and a stack of its own: the child starts on
+/// that stack with nothing to return to, so it must call `child(arg)` and `exit` with its
+/// result before touching any memory — in assembly, as glibc's `clone` does for clone(2)
+/// (glibc has no public clone3). Returns the raw result: the pid, or `-errno`.
+///
+/// # Safety
+/// As [`vfork_like`]'s; `args.stack`/`stack_size` must describe a writable mapping whose
+/// top is 16-byte aligned.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_on_stack(
+    args: &mut CloneArgs,
+    child: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    arg: *mut libc::c_void,
+) -> i64 {
+    let ret: i64;
+    // SAFETY: the system call preserves every register but rax, rcx and r11; the parent
+    // continues at `2:` with only those changed. The child (rax = 0) runs on the new stack,
+    // whose top the kernel put in rsp (16-byte aligned, as the call requires), calls
+    // `child(arg)` and ends with the bare `exit` system call: it never returns into this
+    // function's frame, which belongs to the suspended parent.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r8",
+            "call rdx",
+            "mov edi, eax",
+            "mov eax, {exit}",
+            "syscall",
+            "ud2",
+            "2:",
+            exit = const libc::SYS_exit,
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("rdx") child,
+            in("r8") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+        );
+    }
+    ret
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn clone3_on_stack(
+    _args: &mut CloneArgs,
+    _child: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+    _arg: *mut libc::c_void,
+) -> i64 {
+    -(libc::ENOSYS as i64)
 }
 
 /// Creates a pipe with both ends close-on-exec.

@@ -396,10 +396,12 @@ fn run(root: &Path, id: &str, bundle: &Path, pid_file: Option<&Path>, opts: Crea
     if detach {
         return Ok(0);
     }
-    // We are its parent: relay signals to it (as runc without a terminal), wait, tear it
-    // down (its cgroup), forget it.
-    nook_ns::forward_signals(sb.pidfd(), &FORWARDED).map_err(nook_sandbox::Error::from)?;
+    // We are its parent: relay signals to it (as runc), and its terminal while it runs;
+    // wait, tear it down (its cgroup), forget it. The signals are blocked before the
+    // relay's threads start, so none of those takes one.
+    nook_ns::block_signals(&FORWARDED).map_err(nook_sandbox::Error::from)?;
     let relay = master.map(crate::tty::Relay::start).transpose()?;
+    supervise(sb.pidfd(), relay.as_ref())?;
     let outcome = sb.wait();
     if let Some(r) = relay {
         r.finish();
@@ -429,6 +431,20 @@ const FORWARDED: [i32; 8] = [
     libc::SIGWINCH,
     libc::SIGPIPE,
 ];
+
+/// Relays [`FORWARDED`] signals to the process behind `pidfd` until it exits; with a
+/// terminal relay, `SIGWINCH` resizes the process's terminal to ours instead (as runc).
+fn supervise(pidfd: std::os::fd::BorrowedFd<'_>, relay: Option<&crate::tty::Relay>) -> Result<(), Error> {
+    nook_ns::forward_signals_with(pidfd, &FORWARDED, |sig| match relay {
+        Some(r) if sig == libc::SIGWINCH => {
+            r.resize();
+            true
+        }
+        _ => false,
+    })
+    .map_err(nook_sandbox::Error::from)?;
+    Ok(())
+}
 
 /// An outcome as a shell's exit code (128 + signal).
 fn exit_code(o: Outcome) -> i32 {
@@ -498,6 +514,10 @@ fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
         None
     };
     io.preserved = passed_fds(e.preserve_fds, false)?.0;
+    if !e.detach {
+        // Before the relay's threads start (see `run`).
+        nook_ns::block_signals(&FORWARDED).map_err(nook_sandbox::Error::from)?;
+    }
     let mut child = c.sandbox.exec_with(&p, io)?;
     let relay = match &console {
         Some(sock) => {
@@ -516,6 +536,8 @@ fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
     if e.detach {
         return Ok(0);
     }
+    // Signals relayed as by `run` (runc's exec does the same).
+    supervise(child.pidfd(), relay.as_ref())?;
     let status = child.wait().sys("waitid", format!("/proc/{}", child.id()))?;
     if let Some(r) = relay {
         r.finish();

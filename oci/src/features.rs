@@ -23,7 +23,7 @@ pub(crate) fn document() -> Result<String, Error> {
         "mountOptions": ["bind", "nodev", "noexec", "nosuid", "private", "rbind", "ro", "rprivate",
             "rshared", "rslave", "runbindable", "rw", "shared", "slave", "unbindable"],
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
             "seccomp": {
@@ -65,5 +65,9 @@ mod tests {
         }
         assert_eq!(v["linux"]["cgroup"]["systemd"], false);
         assert_eq!(v["linux"]["seccomp"]["actions"][0], "SCMP_ACT_ALLOW");
+        // Every kind `config.json` may ask to create (user and time included).
+        for ns in ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"] {
+            assert!(v["linux"]["namespaces"].as_array().unwrap().contains(&ns.into()), "{ns} missing: {v}");
+        }
     }
 }

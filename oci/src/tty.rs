@@ -11,8 +11,9 @@
 //! A foreground `run` or `exec` with a terminal and no console socket does what runc does:
 //! it receives the master itself over a socket pair and copies between its own stdio and
 //! the terminal (its stdin put in raw mode while it is a terminal, `ONLCR` cleared on the
-//! master so output keeps its `\n`) until the process ends. Window size changes are not
-//! relayed (runc resizes on `SIGWINCH`).
+//! master so output keeps its `\n`) until the process ends. While our stdin is a terminal,
+//! its size is the process's terminal's size: copied when the relay starts and on every
+//! `SIGWINCH` (as runc resizes).
 //!
 //! As runc: a terminal without a console socket when nook-oci will detach (`create`,
 //! `--detach`) is refused, and so is a console socket without a terminal or with a
@@ -101,6 +102,8 @@ pub(crate) fn clear_onlcr(master: BorrowedFd<'_>) -> Result<(), Error> {
 #[derive(Debug)]
 pub(crate) struct Relay {
     output: std::thread::JoinHandle<()>,
+    /// The master, for [`Relay::resize`].
+    master: OwnedFd,
     /// Our stdin's terminal settings before raw mode, restored at the end.
     restore: Option<rustix::termios::Termios>,
 }
@@ -123,6 +126,7 @@ impl Relay {
             None
         };
         let mut to_master = std::fs::File::from(master.try_clone().sys("dup", "(terminal)")?);
+        let kept = master.try_clone().sys("dup", "(terminal)")?;
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             let mut input = std::io::stdin();
@@ -143,7 +147,21 @@ impl Relay {
                 }
             }
         });
-        Ok(Relay { output, restore })
+        let relay = Relay { output, master: kept, restore };
+        relay.resize();
+        Ok(relay)
+    }
+
+    /// Gives the process's terminal our stdin's size, when our stdin is a terminal (best
+    /// effort, as runc: a failure leaves the size as it was).
+    pub(crate) fn resize(&self) {
+        use rustix::termios::{isatty, tcgetwinsize, tcsetwinsize};
+        let stdin = std::io::stdin();
+        if isatty(stdin.as_fd())
+            && let Ok(size) = tcgetwinsize(stdin.as_fd())
+        {
+            let _ = tcsetwinsize(self.master.as_fd(), size);
+        }
     }
 
     /// Waits for the output to be copied to the end, and restores our terminal.

@@ -34,6 +34,11 @@ pub struct Exec<'a> {
     cwd: Option<PathBuf>,
     user: Option<User>,
     stdio: [Option<Stdio>; 3],
+    /// Nothing but the init runs in the sandbox (a pool's sandbox just reset): see
+    /// [`nook_ns::Command::join_unobserved`].
+    unobserved: bool,
+    /// The cgroup's v1 `tasks` files, opened by the caller once for many starts.
+    v1_tasks: Option<&'a [std::os::fd::OwnedFd]>,
 }
 
 impl Sandbox {
@@ -51,6 +56,8 @@ impl Sandbox {
             cwd: None,
             user: None,
             stdio: [None, None, None],
+            unobserved: false,
+            v1_tasks: None,
         }
     }
 }
@@ -97,6 +104,20 @@ impl<'a> Exec<'a> {
     /// Its stderr.
     pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Self {
         self.stdio[2] = Some(cfg.into());
+        self
+    }
+
+    /// Only the init runs in the sandbox, so the start may share the caller's memory until
+    /// exec (the pool, after a reset that proved it; see
+    /// [`nook_ns::Command::join_unobserved`]).
+    pub(crate) fn unobserved(&mut self) -> &mut Self {
+        self.unobserved = true;
+        self
+    }
+
+    /// The sandbox cgroup's v1 `tasks` files, already open (the pool keeps them).
+    pub(crate) fn v1_tasks(&mut self, files: &'a [std::os::fd::OwnedFd]) -> &mut Self {
+        self.v1_tasks = Some(files);
         self
     }
 
@@ -162,11 +183,11 @@ impl<'a> Exec<'a> {
             path: None,
             source,
         })?;
-        cmd.join(pidfd, set);
+        cmd.join(pidfd, set).join_unobserved(self.unobserved);
         // Born in the sandbox's cgroup2 directory, and moving itself into its v1 ones before
         // it joins the sandbox's cgroup namespace (see `start_in_cgroup`).
         if let Some(cg) = self.sandbox.cgroup() {
-            crate::run::start_in_cgroup(&mut cmd, cg)?;
+            crate::run::start_in_cgroup_with(&mut cmd, cg, self.v1_tasks)?;
         }
         Ok(cmd.spawn()?)
     }

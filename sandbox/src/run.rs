@@ -1382,11 +1382,35 @@ impl Drop for Sandbox {
 /// itself into its v1 directories first thing (see `nook_ns::Command::cgroup_v1`: no
 /// migration by pid, whose global lock costs an RCU grace period).
 pub(crate) fn start_in_cgroup(cmd: &mut nook_ns::Command, cgroup: &Cgroup) -> Result<()> {
+    start_in_cgroup_with(cmd, cgroup, None)
+}
+
+/// [`start_in_cgroup`] with the v1 `tasks` files already open (copies of `tasks` are
+/// passed: a caller that starts many processes in one cgroup opens them once).
+pub(crate) fn start_in_cgroup_with(
+    cmd: &mut nook_ns::Command,
+    cgroup: &Cgroup,
+    tasks: Option<&[std::os::fd::OwnedFd]>,
+) -> Result<()> {
     if cgroup.v2_dir().is_some() {
         cmd.cgroup(cgroup.dir_fd()?);
     }
-    for tasks in cgroup.v1_tasks_files()? {
-        cmd.cgroup_v1(tasks);
+    match tasks {
+        Some(files) => {
+            for f in files {
+                let copy = f.try_clone().map_err(|source| Error::Sys {
+                    call: "dup (a cgroup tasks file)",
+                    path: None,
+                    source,
+                })?;
+                cmd.cgroup_v1(copy);
+            }
+        }
+        None => {
+            for f in cgroup.v1_tasks_files()? {
+                cmd.cgroup_v1(f);
+            }
+        }
     }
     Ok(())
 }

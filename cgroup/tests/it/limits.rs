@@ -276,6 +276,37 @@ fn pids_max_reads_back_and_updates_live() {
     cg.remove().unwrap();
 }
 
+/// [`Cgroup::limit_files`] opens the limit files once; every [`nook_cgroup::LimitFiles::values`]
+/// reads what the kernel holds now through those descriptors (a limit changed in between
+/// shows, as [`Cgroup::limit_values`] shows it), and a file whose cgroup is gone is an error.
+#[test]
+fn limit_files_kept_open_read_the_current_values() {
+    require_root!();
+    let mut spec = CgroupSpec::new(unique_name("lim"));
+    spec.resources.pids.get_or_insert_default().max(20);
+    spec.resources.memory.get_or_insert_default().max = Some(64 << 20);
+    let mut cg = Cgroup::create(&spec).unwrap();
+    let files = cg.limit_files().unwrap();
+    let pids_max = |v: &[(PathBuf, String)]| -> String {
+        let (_, value) = v.iter().find(|(p, _)| p.ends_with("pids.max")).expect("pids.max among the limit files");
+        value.trim().to_owned()
+    };
+    let before = files.values().unwrap();
+    assert_eq!(before, cg.limit_values().unwrap());
+    assert_eq!(pids_max(&before), "20");
+    let mut r = Resources::new();
+    r.pids.get_or_insert_default().max(50);
+    cg.update(&r).unwrap();
+    let after = files.values().unwrap();
+    assert_eq!(pids_max(&after), "50");
+    assert_eq!(after, cg.limit_values().unwrap());
+    assert_ne!(after, before);
+    // Read twice in a row: the same (each read starts from offset 0).
+    assert_eq!(files.values().unwrap(), after);
+    cg.remove().unwrap();
+    assert!(files.values().is_err(), "the cgroup is gone");
+}
+
 /// `mount -t cgroup -o <controllers> nk <at>` on the calling thread.
 fn mount_v1(controllers: &str, at: &Path) -> io::Result<()> {
     let opts = std::ffi::CString::new(controllers).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;

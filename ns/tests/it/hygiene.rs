@@ -538,3 +538,23 @@ fn vfork_spawn_leaves_the_parent_threads_errno_alone() {
     .join()
     .unwrap();
 }
+
+/// A child that switches to another user must not leave the caller non-dumpable: the kernel
+/// resets the dumpable flag of the memory of a process whose uid or gid changes, and a
+/// vfork-style child shares the caller's memory until it execs — the caller would lose its
+/// core dumps and its `/proc/PID` files would belong to root. (Was: every spawn with
+/// [`Command::user`] through the vfork-style path.)
+#[test]
+fn a_child_switching_user_leaves_the_caller_dumpable() {
+    require_root!();
+    let dumpable = || {
+        // SAFETY: PR_GET_DUMPABLE takes no pointer.
+        unsafe { libc::prctl(libc::PR_GET_DUMPABLE) }
+    };
+    assert_eq!(dumpable(), 1, "the test process starts dumpable");
+    for (uid, gid) in [(65534, 65534), (0, 65534), (65534, 0)] {
+        let status = Command::new("/bin/true").user(uid, gid).status().expect("spawn as another user");
+        assert!(status.success());
+        assert_eq!(dumpable(), 1, "still dumpable after a child switched to {uid}:{gid}");
+    }
+}

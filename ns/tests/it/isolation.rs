@@ -362,19 +362,19 @@ fn user_namespace_writes_multi_range_id_maps_exactly() {
 // ---------------------------------------------------------------------------------------
 
 /// Where the cgroup2 hierarchy is mounted, from our mountinfo.
-fn cgroup2_mount() -> Option<PathBuf> {
+pub(crate) fn cgroup2_mount() -> Option<PathBuf> {
     crate::procfs::thread_mounts().into_iter().find(|m| m.fs_type == "cgroup2").map(|m| m.mount_point)
 }
 
 /// A cgroup2 directory below our own cgroup; removed on drop.
-struct TestCgroup {
-    path: PathBuf,
+pub(crate) struct TestCgroup {
+    pub(crate) path: PathBuf,
     /// The path as `/proc/PID/cgroup` shows it (relative to the hierarchy root).
-    rel: String,
+    pub(crate) rel: String,
 }
 
 impl TestCgroup {
-    fn create(mount: &Path) -> io::Result<TestCgroup> {
+    pub(crate) fn create(mount: &Path) -> io::Result<TestCgroup> {
         let own = read_trimmed("/proc/self/cgroup");
         let own = own.lines().find_map(|l| l.strip_prefix("0::")).expect("cgroup2 line in /proc/self/cgroup");
         let rel = format!("{}/{}", own.trim_end_matches('/'), unique_name("cg"));

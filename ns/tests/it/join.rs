@@ -364,6 +364,53 @@ fn a_joining_child_is_not_dumpable_before_exec() {
     target.wait().unwrap();
 }
 
+/// [`Command::join_unobserved`]: a join of a target nothing watches may start vfork-style
+/// (sharing the caller's memory until exec; `clone3` into a cgroup2 directory). The child is
+/// in every joined namespace (the target's host name, PID 2 of its pid namespace) and in the
+/// cgroup; and the caller stays dumpable — a joining child marks itself non-dumpable when it
+/// has memory of its own, and that flag belongs to the memory.
+#[test]
+fn an_unobserved_join_starts_in_the_cgroup_and_leaves_the_caller_dumpable() {
+    require_root!();
+    let Some(mount) = crate::isolation::cgroup2_mount() else {
+        nook_testutil::skip(module_path!(), "no cgroup2 hierarchy mounted");
+        return;
+    };
+    let cgroup = crate::isolation::TestCgroup::create(&mount).expect("a test cgroup");
+    let dump = || {
+        // SAFETY: PR_GET_DUMPABLE takes no pointer.
+        unsafe { libc::prctl(libc::PR_GET_DUMPABLE) }
+    };
+    assert_eq!(dump(), 1, "the test process starts dumpable");
+    let set = [Namespace::Uts, Namespace::Ipc, Namespace::Net, Namespace::Mount, Namespace::Pid]
+        .into_iter()
+        .fold(NamespaceSet::new(), NamespaceSet::with);
+    let mut target = Command::new("/bin/sleep");
+    target.arg("100").namespaces(set).hostname("nk-unobserved");
+    let mut target = target.spawn().expect("the target");
+    target.kill_on_drop(true);
+    for _ in 0..3 {
+        let dir: std::os::fd::OwnedFd = std::fs::File::open(&cgroup.path).unwrap().into();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", "hostname; echo $$; grep '^0::' /proc/self/cgroup"])
+            .join(target.pidfd().try_clone_to_owned().unwrap(), set)
+            .join_unobserved(true)
+            .cgroup(dir)
+            .stdout(nook_ns::Stdio::Piped);
+        let out = cmd.output().expect("the joined child");
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.first(), Some(&"nk-unobserved"), "{text}");
+        assert_ne!(lines.get(1), Some(&"1"), "a member of the target's pid namespace, not its init: {text}");
+        assert!(lines.get(1).and_then(|l| l.parse::<u32>().ok()).is_some_and(|p| p < 10), "{text}");
+        assert_eq!(lines.get(2).copied(), Some(format!("0::{}", cgroup.rel).as_str()), "{text}");
+        assert_eq!(dump(), 1, "the caller is still dumpable");
+    }
+    target.kill().unwrap();
+    target.wait().unwrap();
+}
+
 /// [`Command::join_ns`]: a holder child with its own UTS, IPC and pid namespaces; a second
 /// child joins all three by handle (`/proc/PID/ns/*` opened as [`NsFd`]s): same namespaces,
 /// the holder's host name, and a member (not the init) of its pid namespace. The cloning

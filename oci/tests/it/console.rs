@@ -171,6 +171,77 @@ fn foreground_run_relays_the_terminal() {
     assert_eq!(out.stdout, "/dev/pts/0\nstdin-is-a-tty\n", "{out:?}");
 }
 
+/// A pseudo-terminal of `rows` × `cols`: (master, peer).
+fn openpty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut peer) = (-1, -1);
+    let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: valid out-pointers for the two descriptors, no name buffer, a valid winsize.
+    let rc = unsafe { libc::openpty(&mut master, &mut peer, std::ptr::null_mut(), std::ptr::null(), &size) };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: openpty returned two new descriptors that we own.
+    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(peer)) }
+}
+
+/// Reads the terminal's master into `seen` until it contains `want`, or the terminal's
+/// last peer is closed; fails after 30 s (the supervisor is killed then).
+fn read_until(master: &mut std::fs::File, seen: &mut String, want: &str, tool: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut buf = [0u8; 1024];
+    while !seen.contains(want) {
+        if std::time::Instant::now() > deadline {
+            let _ = tool.kill();
+            let _ = tool.wait();
+            panic!("no {want:?} on the terminal within 30 s; it showed {seen:?}");
+        }
+        let mut fds = [rustix::event::PollFd::new(&*master, rustix::event::PollFlags::IN)];
+        if rustix::event::poll(&mut fds, Some(&rustix::time::Timespec { tv_sec: 0, tv_nsec: 100_000_000 })).unwrap_or(0)
+            == 0
+        {
+            continue;
+        }
+        match master.read(&mut buf) {
+            Ok(n) if n > 0 => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+            // EIO: every peer closed (the supervisor exited).
+            _ => break,
+        }
+    }
+}
+
+/// A foreground `run` on a terminal: what is typed reaches the process while it runs, and
+/// the process's terminal takes our terminal's size — when the relay starts and on every
+/// `SIGWINCH` (as runc). (Was: the relay started only once the process had ended, so
+/// nothing typed reached it; the size was never copied.)
+#[test]
+fn foreground_run_on_a_terminal_relays_input_and_window_size() {
+    require_root!();
+    let tmp = TempDir::new("cwz").unwrap();
+    crate::harness::rootfs(&tmp);
+    applets(&tmp);
+    let rt = crate::harness::runtimes(&tmp, "cwz").pop().unwrap();
+    let script = "stty size; read line; echo got:$line; i=0; \
+         while [ $i -lt 100 ]; do s=$(stty size); [ \"$s\" = '30 100' ] && break; i=$((i+1)); sleep 0.1; done; \
+         echo size:$s.";
+    let b = rt.bundle(&tmp, "tty6", &["sh", "-c", script], |c| c["process"]["terminal"] = json!(true));
+    let (master, peer) = openpty(24, 80);
+    let mut tool = rt.spawn_on_terminal(&["run", "--bundle", p(&b), "tty6"], &peer);
+    drop(peer);
+    let mut term = std::fs::File::from(master);
+    let mut seen = String::new();
+    read_until(&mut term, &mut seen, "24 80", &mut tool);
+    term.write_all(b"hello\n").unwrap();
+    read_until(&mut term, &mut seen, "got:hello", &mut tool);
+    // Our terminal grows: the kernel sends SIGWINCH to its foreground process group.
+    let size = libc::winsize { ws_row: 30, ws_col: 100, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+    assert_eq!(unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&term), libc::TIOCSWINSZ, &size) }, 0);
+    read_until(&mut term, &mut seen, ".", &mut tool);
+    read_until(&mut term, &mut seen, "\u{0}", &mut tool);
+    let status = tool.wait().unwrap();
+    assert!(seen.contains("size:30 100."), "{seen:?}");
+    assert_eq!(status.code(), Some(0), "{seen:?}");
+}
+
 /// `--preserve-fds N` passes nook-oci's descriptors 3..3+N; `LISTEN_FDS` (with
 /// `LISTEN_PID` its own pid) passes systemd's sockets first and sets `LISTEN_FDS` and
 /// `LISTEN_PID=1` in the container.

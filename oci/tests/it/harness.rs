@@ -187,6 +187,25 @@ impl Runtime {
         (cmd.spawn().unwrap(), o, e)
     }
 
+    /// Starts `<tool> --root ROOT args...` as the leader of a new session whose controlling
+    /// terminal — and stdin, stdout and stderr — is `tty` (a pseudo-terminal's peer), as
+    /// in a shell on a terminal.
+    pub(crate) fn spawn_on_terminal(&self, args: &[&str], tty: &std::os::fd::OwnedFd) -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        let (mut cmd, _, _) = self.command(args, true);
+        cmd.stdin(tty.try_clone().unwrap()).stdout(tty.try_clone().unwrap()).stderr(tty.try_clone().unwrap());
+        // SAFETY: the hook makes two system calls and allocates nothing.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn().unwrap()
+    }
+
     /// A bundle for container `id` running `args`, the config changed by `tweak`.
     pub(crate) fn bundle(&self, tmp: &TempDir, id: &str, args: &[&str], tweak: impl Fn(&mut Value)) -> PathBuf {
         let rootfs = tmp.join("rootfs");

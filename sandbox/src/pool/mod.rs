@@ -273,6 +273,8 @@ struct Warm {
     since: Instant,
     /// Memory charged to its cgroup after its last reset.
     memory: u64,
+    /// Its cgroup's v1 `tasks` files, open for every run's start.
+    tasks: Vec<std::os::fd::OwnedFd>,
 }
 
 fn memory_of(sb: &Sandbox) -> u64 {
@@ -301,7 +303,14 @@ impl Inner {
             }
         };
         let memory = memory_of(&sb);
-        Ok(Warm { sb, base, since: Instant::now(), memory })
+        let tasks = match sb.cgroup().map(|c| c.v1_tasks_files()).transpose() {
+            Ok(t) => t.unwrap_or_default(),
+            Err(e) => {
+                let cleanup = sb.remove().err().into_iter().collect();
+                return Err(Error::with_cleanup(e.into(), cleanup));
+            }
+        };
+        Ok(Warm { sb, base, since: Instant::now(), memory, tasks })
     }
 
     /// A warm sandbox: an idle one, else a new one (built here) while below `max_size`,
@@ -445,6 +454,11 @@ pub(crate) struct Lease {
 impl Lease {
     pub(crate) fn sandbox(&self) -> &Sandbox {
         &self.warm.as_ref().expect("a lease holds its sandbox until dropped").sb
+    }
+
+    /// Its cgroup's v1 `tasks` files (none on pure v2).
+    pub(crate) fn v1_tasks(&self) -> &[std::os::fd::OwnedFd] {
+        &self.warm.as_ref().expect("a lease holds its sandbox until dropped").tasks
     }
 }
 

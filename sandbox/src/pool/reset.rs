@@ -9,7 +9,13 @@
 //!
 //! - **processes**: every process of its cgroup but its init is SIGKILLed (frozen first,
 //!   so none can fork meanwhile; [`nook_cgroup::Cgroup::kill_all_but`]) until the cgroup
-//!   holds the init alone; an init that died discards it;
+//!   holds the init alone; then the init must have the children it had when made (none:
+//!   `/proc/<init>/task/<init>/children`; what a payload leaves in the pid namespace is
+//!   reparented to the init, so this also finds a process that left the cgroup); an init
+//!   that died discards it.
+//!   The next payload's start relies on it: it shares the pool's memory until exec
+//!   ([`nook_ns::Command::join_unobserved`]), safe only while nothing in the sandbox can
+//!   look at it;
 //! - **files**: the scratch tmpfs mounts (`/tmp`, `/dev/shm`, the spec's tmpfs mounts) are
 //!   emptied through `/proc/<init>/root` (never following a symlink, never crossing into
 //!   another mount) and must then use as many inodes and blocks as when the sandbox was
@@ -22,7 +28,8 @@
 //! - **mounts**: `/proc/<init>/mountinfo` must be what it was (this also catches a
 //!   remount, e.g. of a read-only root);
 //! - **IPC**: its IPC namespace must hold no SysV segment, semaphore set or message queue
-//!   (`/proc/sysvipc/*` read from a thread that joined that namespace);
+//!   (`/proc/sysvipc/*` as opened by a thread that joined that namespace: the files list the
+//!   opener's namespace);
 //! - **host name**: the UTS namespace's host and domain names are set back to the spec's
 //!   (from the same thread, which joined it) and read back;
 //! - **network**: the namespace's socket counters (`/proc/<init>/net/sockstat{,6}`: TCP,
@@ -30,11 +37,14 @@
 //!   packet sockets (`/proc/<init>/net/{unix,packet}`) must be what they were: no listening
 //!   socket, no connection (a `TIME_WAIT` left by the payload discards the sandbox too);
 //! - **cgroup limits**: every limit file must read as it did
-//!   ([`nook_cgroup::Cgroup::limit_values`]).
+//!   ([`nook_cgroup::Cgroup::limit_files`]).
+//!
+//! The files read on every reset (`/proc/<init>/{root,mountinfo,net/*}`, the IPC lists, the
+//! limit files) are opened once with the sandbox and read again from offset 0: a path
+//! lookup per file and reset cost more than the reads.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -63,12 +73,105 @@ pub(crate) struct Baseline {
     root: Option<FsUse>,
     etc: Vec<(PathBuf, [i64; 5])>,
     mountinfo: String,
+    /// The init's children when made (none for a pool's init).
+    children: String,
     net: Vec<String>,
     limits: Vec<(PathBuf, String)>,
+    /// Descriptors the checks read again on every reset (a path lookup per file and run
+    /// would cost more than the reads).
+    kept: Kept,
     hostname: Vec<u8>,
     domainname: Vec<u8>,
     /// A thread in its IPC and UTS namespaces.
     ns: NsThread,
+    /// `/proc/sysvipc/{shm,sem,msg}`, opened by that thread: they list the objects of the
+    /// IPC namespace of whoever opened them.
+    ipc: Vec<(&'static str, File)>,
+}
+
+/// The files a reset reads, opened once with the sandbox (read again from offset 0: the
+/// kernel renders them anew on each read from the start).
+#[derive(Debug)]
+struct Kept {
+    /// `/proc/<init>/root` (`O_PATH`).
+    root: OwnedFd,
+    /// `/proc/<init>/mountinfo`.
+    mountinfo: File,
+    /// `/proc/<init>/task/<init>/children` (`None` where the kernel lacks the file).
+    children: Option<File>,
+    /// [`NET_FILES`] of `/proc/<init>/net`; `None` for a family the kernel lacks.
+    net: Vec<(&'static str, Option<File>)>,
+    /// The cgroup's limit files.
+    limits: Option<nook_cgroup::LimitFiles>,
+}
+
+impl Kept {
+    fn open(sb: &Sandbox) -> Result<Kept> {
+        let pid = sb.id();
+        let mut net = Vec::new();
+        for f in NET_FILES {
+            let path = format!("/proc/{pid}/net/{f}");
+            match File::open(&path) {
+                Ok(file) => net.push((*f, Some(file))),
+                // A family the kernel lacks (no IPv6, no packet sockets).
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => net.push((*f, None)),
+                Err(e) => return Err(e).sys_at("open", path),
+            }
+        }
+        let mountinfo = format!("/proc/{pid}/mountinfo");
+        let children = format!("/proc/{pid}/task/{pid}/children");
+        let children = match File::open(&children) {
+            Ok(f) => Some(f),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) => return Err(e).sys_at("open", children),
+        };
+        Ok(Kept {
+            root: root_of(sb)?,
+            mountinfo: File::open(&mountinfo).sys_at("open", mountinfo)?,
+            children,
+            net,
+            limits: sb.cgroup().map(|c| c.limit_files()).transpose()?,
+        })
+    }
+
+    /// The init's children (empty where the kernel lacks the file).
+    fn children(&self) -> Result<String> {
+        match &self.children {
+            Some(f) => read_from_start(f).sys_at("read", "/proc/<init>/task/<init>/children"),
+            None => Ok(String::new()),
+        }
+    }
+
+    fn mountinfo(&self) -> Result<String> {
+        read_from_start(&self.mountinfo).sys_at("read", "mountinfo")
+    }
+
+    fn limits(&self) -> Result<Vec<(PathBuf, String)>> {
+        Ok(match &self.limits {
+            Some(l) => l.values()?,
+            None => Vec::new(),
+        })
+    }
+}
+
+/// Reads an open `/proc` (seq) file whole from offset 0 with `pread`.
+fn read_from_start(file: &File) -> std::io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 16 << 10];
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+        match file.read_at(&mut buf[len..], len as u64) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(len);
+    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// The result of [`reset`].
@@ -169,24 +272,17 @@ fn wipe(dir: BorrowedFd<'_>) -> std::result::Result<(), Errno> {
     Ok(())
 }
 
-fn read_string(path: &str) -> Result<String> {
-    let mut s = String::new();
-    File::open(path).and_then(|mut f| f.read_to_string(&mut s)).sys_at("read", path)?;
-    Ok(s)
-}
-
 /// The sockets of the sandbox's network namespace: the per-namespace counters of
 /// `sockstat` and `sockstat6` (`inuse` per protocol — listening, connected and orphaned
 /// sockets — TCP's `tw`, and `sockets: used`; the other fields are global), and the lists of
 /// its Unix and packet sockets. (`/proc/net/tcp` would list them too, but it walks the whole
 /// host's connection hash table: milliseconds.)
-fn net_state(pid: u32) -> Result<Vec<String>> {
+fn net_state(files: &[(&'static str, Option<File>)]) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    for f in NET_FILES {
-        let text = match read_string(&format!("/proc/{pid}/net/{f}")) {
-            // A family the kernel lacks (no IPv6, no packet sockets).
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => String::new(),
-            other => other?,
+    for (f, file) in files {
+        let text = match file {
+            Some(file) => read_from_start(file).sys_at("read", format!("net/{f}"))?,
+            None => String::new(),
         };
         if f.starts_with("sockstat") {
             for line in text.lines() {
@@ -231,7 +327,8 @@ impl Baseline {
     /// Records the state of a freshly made sandbox.
     pub(crate) fn capture(sb: &Sandbox) -> Result<Baseline> {
         let spec = sb.spec();
-        let root = root_of(sb)?;
+        let kept = Kept::open(sb)?;
+        let root = &kept.root;
         let mut scratch = Vec::new();
         for p in scratch_mounts(spec) {
             let fd = open_in(root.as_fd(), &p, OFlags::RDONLY | OFlags::DIRECTORY).sys_at("openat2", &p)?;
@@ -251,7 +348,7 @@ impl Baseline {
         }
         let pid = sb.id();
         // The names its UTS namespace has now (the spec's, or the caller's when it was made).
-        let ns = NsThread::start(pid)?;
+        let (ns, ipc) = NsThread::start(pid)?;
         let (hostname, domainname) = ns.run(|| {
             let u = rustix::system::uname();
             Ok((u.nodename().to_bytes().to_vec(), u.domainname().to_bytes().to_vec()))
@@ -261,15 +358,15 @@ impl Baseline {
             dev,
             root: root_use,
             etc,
-            mountinfo: read_string(&format!("/proc/{pid}/mountinfo"))?,
-            net: net_state(pid)?,
-            limits: match sb.cgroup() {
-                Some(cg) => cg.limit_values()?,
-                None => Vec::new(),
-            },
+            mountinfo: kept.mountinfo()?,
+            children: kept.children()?,
+            net: net_state(&kept.net)?,
+            limits: kept.limits()?,
+            kept,
             hostname,
             domainname,
             ns,
+            ipc,
         })
     }
 }
@@ -290,7 +387,14 @@ pub(crate) fn reset(sb: &Sandbox, base: &Baseline) -> Result<Verdict> {
     if let Err(e) = cg.kill_all_but(&[pid], KILL_TIMEOUT) {
         discard!("processes of the last run are still there: {e}");
     }
-    let root = root_of(sb)?;
+    // Its pid namespace holds what it held when made: every process left there is the
+    // init's descendant (the payload, our child, was reaped; what it left was reparented
+    // to the init), so the init has the children it had — also counting any that left the
+    // cgroup. The next run's start relies on it (`Exec::unobserved`).
+    if base.kept.children()? != base.children {
+        discard!("processes of the last run are still in its pid namespace");
+    }
+    let root = &base.kept.root;
     // Files: the scratch mounts emptied, then counted.
     for (p, used) in &base.scratch {
         let fd = open_in(root.as_fd(), p, OFlags::RDONLY | OFlags::DIRECTORY).sys_at("openat2", p)?;
@@ -330,20 +434,27 @@ pub(crate) fn reset(sb: &Sandbox, base: &Baseline) -> Result<Verdict> {
         }
     }
     // Mounts.
-    if read_string(&format!("/proc/{pid}/mountinfo"))? != base.mountinfo {
+    if base.kept.mountinfo()? != base.mountinfo {
         discard!("its mount table changed");
     }
     // Network.
-    if net_state(pid)? != base.net {
+    if net_state(&base.kept.net)? != base.net {
         discard!("sockets are left in its network namespace");
     }
     // Cgroup limits.
-    if cg.limit_values()? != base.limits {
+    if base.kept.limits()? != base.limits {
         discard!("a cgroup limit changed");
     }
-    // IPC objects and the host name, from a thread in its IPC and UTS namespaces.
+    // IPC objects, through the files its namespace thread opened.
+    for (kind, file) in &base.ipc {
+        let s = read_from_start(file).sys_at("read", format!("/proc/sysvipc/{kind}"))?;
+        if s.lines().skip(1).any(|l| !l.trim().is_empty()) {
+            discard!("SysV IPC objects ({kind}) are left");
+        }
+    }
+    // The host name, from the thread in its UTS namespace.
     let names = (base.hostname.clone(), base.domainname.clone());
-    if let Some(why) = base.ns.run(move || check_ipc_and_names(&names.0, &names.1))? {
+    if let Some(why) = base.ns.run(move || check_names(&names.0, &names.1))? {
         discard!("{why}");
     }
     Ok(Verdict::Clean)
@@ -362,7 +473,8 @@ pub(crate) struct NsThread {
 }
 
 impl NsThread {
-    fn start(pid: u32) -> Result<NsThread> {
+    /// Starts the thread; also returns `/proc/sysvipc/{shm,sem,msg}` as it opened them.
+    fn start(pid: u32) -> Result<(NsThread, Vec<(&'static str, File)>)> {
         use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
         let open = |kind: &str| -> Result<File> {
             let p = format!("/proc/{pid}/ns/{kind}");
@@ -370,7 +482,8 @@ impl NsThread {
         };
         let (ipc, uts) = (open("ipc")?, open("uts")?);
         let (jobs, rx) = std::sync::mpsc::channel::<Job>();
-        let (ready_tx, ready) = std::sync::mpsc::channel::<Result<()>>();
+        type Ipc = Vec<(&'static str, File)>;
+        let (ready_tx, ready) = std::sync::mpsc::channel::<Result<Ipc>>();
         std::thread::Builder::new()
             .name("nk-pool-ns".into())
             .stack_size(64 << 10)
@@ -380,6 +493,15 @@ impl NsThread {
                     .and_then(|()| {
                         move_into_link_name_space(uts.as_fd(), Some(LinkNameSpaceType::HostNameAndNISDomainName))
                             .sys_at("setns", format!("/proc/{pid}/ns/uts"))
+                    })
+                    .and_then(|()| {
+                        ["shm", "sem", "msg"]
+                            .into_iter()
+                            .map(|kind| {
+                                let p = format!("/proc/sysvipc/{kind}");
+                                File::open(&p).sys_at("open", p).map(|f| (kind, f))
+                            })
+                            .collect::<Result<Ipc>>()
                     });
                 let ok = joined.is_ok();
                 let _ = ready_tx.send(joined);
@@ -390,8 +512,8 @@ impl NsThread {
                 }
             })
             .sys_at("spawn (a thread in the sandbox's namespaces)", format!("/proc/{pid}/ns"))?;
-        ready.recv().unwrap_or_else(|_| Err(thread_gone()))?;
-        Ok(NsThread { jobs })
+        let ipc = ready.recv().unwrap_or_else(|_| Err(thread_gone()))?;
+        Ok((NsThread { jobs }, ipc))
     }
 
     /// Runs `f` on the thread, in the sandbox's IPC and UTS namespaces.
@@ -410,15 +532,9 @@ fn thread_gone() -> Error {
     Error::Sys { call: "the thread in the sandbox's namespaces", path: None, source: std::io::Error::other("it ended") }
 }
 
-/// In the sandbox's IPC and UTS namespaces: no SysV IPC object may exist, and the host
-/// and domain names are set back to the baseline's. `Some(reason)` when something is left.
-fn check_ipc_and_names(hostname: &[u8], domainname: &[u8]) -> Result<Option<String>> {
-    for kind in ["shm", "sem", "msg"] {
-        let s = read_string(&format!("/proc/sysvipc/{kind}"))?;
-        if s.lines().skip(1).any(|l| !l.trim().is_empty()) {
-            return Ok(Some(format!("SysV IPC objects ({kind}) are left")));
-        }
-    }
+/// In the sandbox's UTS namespace: the host and domain names are set back to the
+/// baseline's. `Some(reason)` when that fails.
+fn check_names(hostname: &[u8], domainname: &[u8]) -> Result<Option<String>> {
     let u = rustix::system::uname();
     if u.nodename().to_bytes() != hostname {
         rustix::system::sethostname(hostname).sys_at("sethostname", "/proc/sys/kernel/hostname")?;

@@ -104,6 +104,8 @@ impl PoolCommand {
         let oom_before = cg.and_then(|c| c.oom_stats().ok().flatten()).map_or(0, |o| o.oom_kill);
         let meter = cg.and_then(|c| c.memory_peak_meter().ok().flatten());
         let mut exec = sb.exec(self.args.iter().cloned());
+        // Reset (or fresh): only its init runs in it, nothing can look at the starting child.
+        exec.unobserved().v1_tasks(lease.v1_tasks());
         for (k, v) in &self.env {
             exec.env(k, v);
         }
