@@ -434,6 +434,9 @@ fn open_terminal(err: RawFd, fds: &ChildFds, t: &TerminalPlan) {
     if let Some(uid) = t.owner {
         check(err, Stage::Terminal, raw::fchown(peer, uid, u32::MAX));
     }
+    if t.console {
+        bind_console(err, master);
+    }
     check(err, Stage::ConsoleSocket, raw::send_fd_named(sock, master, b"/dev/ptmx"));
     raw::close(master);
     raw::close(sock);
@@ -445,6 +448,39 @@ fn open_terminal(err: RawFd, fds: &ChildFds, t: &TerminalPlan) {
     if let Err(e) = raw::ioctl(0, libc::TIOCSCTTY as libc::c_ulong, 0) {
         fail(err, Stage::ControllingTerminal, e, None);
     }
+}
+
+/// `/dev/console` becomes the terminal behind `master`: its peer `/dev/pts/N` bind-mounted
+/// there, the mount point created (an empty regular file) where there is none.
+fn bind_console(err: RawFd, master: RawFd) {
+    let mut n: libc::c_uint = 0;
+    if let Err(e) = raw::ioctl(master, libc::TIOCGPTN as libc::c_ulong, &mut n as *mut libc::c_uint as usize) {
+        fail(err, Stage::Terminal, e, None);
+    }
+    // "/dev/pts/" + the number + NUL, on this stack.
+    let mut path = [0u8; 24];
+    let prefix = b"/dev/pts/";
+    path[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (n % 10) as u8;
+        len += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for (to, digit) in path[prefix.len()..].iter_mut().zip(digits[..len].iter().rev()) {
+        *to = *digit;
+    }
+    let console = c"/dev/console".as_ptr();
+    let made = raw::mknodat(libc::AT_FDCWD, console, libc::S_IFREG | 0o666, 0);
+    if made != 0 && made != libc::EEXIST {
+        fail(err, Stage::Terminal, made, None);
+    }
+    let source = path.as_ptr().cast::<libc::c_char>();
+    check(err, Stage::Terminal, raw::mount(source, console, std::ptr::null(), libc::MS_BIND, std::ptr::null()));
 }
 
 /// `seccomp(SECCOMP_SET_MODE_FILTER)` of the plan's program; a notify program's listener

@@ -152,6 +152,8 @@ pub struct Command {
     start_gate: Option<(OwnedFd, OsString)>,
     /// `Command::terminal`: the console socket and the window size (rows, columns).
     terminal: Option<(OwnedFd, Option<(u16, u16)>)>,
+    /// `Command::terminal_console`.
+    terminal_console: bool,
     /// `Command::session_keyring`: its name and the permissions set on it.
     session_keyring: Option<(OsString, Option<u32>)>,
 }
@@ -205,6 +207,7 @@ impl Command {
             preserved: Vec::new(),
             pre_exec: Vec::new(),
             force_clone2: false,
+            terminal_console: false,
             join_unobserved: false,
             join_netns: None,
             join: None,
@@ -558,6 +561,18 @@ impl Command {
     pub fn terminal(&mut self, console_socket: impl Into<OwnedFd>) -> &mut Self {
         let size = self.terminal.take().and_then(|(_, size)| size);
         self.terminal = Some((console_socket.into(), size));
+        self
+    }
+
+    /// Also makes [`Command::terminal`]'s terminal the root's `/dev/console`: its peer
+    /// (`/dev/pts/N` of the root's devpts) is bind-mounted there, the file created first
+    /// (mode 0666) where `/dev` has none — what runc does for a container's first process,
+    /// so programs that write to the console reach the container's terminal, not the
+    /// host's. Only in a new mount namespace of the child's own (without one, or in a joined
+    /// one, nothing is mounted); a failure is [`Stage::Terminal`]. Without a terminal it does
+    /// nothing.
+    pub fn terminal_console(&mut self, console: bool) -> &mut Self {
+        self.terminal_console = console;
         self
     }
 
@@ -1394,6 +1409,8 @@ impl Command {
             terminal: self.terminal.as_ref().map(|(_, size)| TerminalPlan {
                 size: size.map(|(rows, cols)| libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 }),
                 owner: self.user.map(|(uid, _)| uid).filter(|uid| *uid != 0),
+                // Never over the caller's /dev/console: only in a mount namespace of its own.
+                console: self.terminal_console && self.namespaces.has(Namespace::Mount),
             }),
             session_keyring: self
                 .session_keyring

@@ -117,6 +117,8 @@ pub(crate) struct TerminalPlan {
     /// The owner the terminal is given (the final uid, when not root), as runc does, so the
     /// program may reopen it (`/dev/tty`, `/proc/self/fd/0`).
     pub owner: Option<libc::uid_t>,
+    /// Bind its peer onto `/dev/console` (see `Command::terminal_console`).
+    pub console: bool,
 }
 
 /// The session keyring step, decided in the parent.

@@ -5,7 +5,8 @@
 //! container's process, which allocates a pseudo-terminal from its own `/dev/ptmx` (the
 //! container's devpts instance) and sends the master over it (`SCM_RIGHTS`, `/dev/ptmx` as
 //! the message, as runc) before `create` returns; the terminal's peer is its stdin, stdout,
-//! stderr and controlling terminal (`nook_ns::Command::terminal`). The engine (conmon,
+//! stderr and controlling terminal (`nook_ns::Command::terminal`), and — for the container's
+//! first process, not an exec — bind-mounted on its `/dev/console` (runc's `mountConsole`). The engine (conmon,
 //! containerd's shim) then owns the master.
 //!
 //! A foreground `run` or `exec` with a terminal and no console socket does what runc does:

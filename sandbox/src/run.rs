@@ -434,7 +434,8 @@ impl SandboxBuilder {
     /// Gives the program a new pseudo-terminal as its stdin, stdout, stderr and controlling
     /// terminal, allocated in the sandbox's own `/dev/ptmx` (its devpts instance), whose
     /// master is sent over `console_socket` (`SCM_RIGHTS`): runc's `--console-socket`
-    /// (see `nook_ns::Command::terminal`). `size`: (rows, columns). Used by the next spawn
+    /// (see `nook_ns::Command::terminal`). The terminal is also the sandbox's `/dev/console`
+    /// (bind-mounted there, as runc does). `size`: (rows, columns). Used by the next spawn
     /// only; not part of the spec.
     pub fn terminal(&mut self, console_socket: OwnedFd, size: Option<(u16, u16)>) -> &mut Self {
         self.terminal = Some((console_socket, size));
@@ -723,7 +724,8 @@ fn command(spec: &SandboxSpec, plan: plan::Plan, io: Io, hold: bool) -> nook_ns:
     cmd.stdout(o.unwrap_or_else(|| stdio_of(spec.stdio[1])));
     cmd.stderr(e.unwrap_or_else(|| stdio_of(spec.stdio[2])));
     if let Some((socket, size)) = terminal {
-        cmd.terminal(socket);
+        // The sandbox's first process: its terminal is the sandbox's /dev/console (runc's).
+        cmd.terminal(socket).terminal_console(true);
         if let Some((rows, cols)) = size {
             cmd.terminal_size(rows, cols);
         }

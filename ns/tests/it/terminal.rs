@@ -65,3 +65,44 @@ fn session_keyring_is_joined_with_its_permissions() {
     assert_eq!(fields.get(4), Some(&"3f1b0000"), "{line:?}");
     assert_eq!(fields.get(7), Some(&"keyring"), "{line:?}");
 }
+
+/// Runs `sh -c script` on a new terminal (with `terminal_console`) in `set`; what it printed.
+fn on_terminal(set: nook_ns::NamespaceSet, script: &str) -> String {
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let mut child = Command::new("/bin/sh")
+        .args(["-c", script])
+        .namespaces(set)
+        .terminal(theirs)
+        .terminal_console(true)
+        .spawn()
+        .unwrap();
+    let (master, _) = recv_fd(&ours);
+    let mut out = Vec::new();
+    let mut f = std::fs::File::from(master);
+    let mut buf = [0u8; 512];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    assert!(child.wait().unwrap().success(), "{}", String::from_utf8_lossy(&out));
+    String::from_utf8_lossy(&out).replace('\r', "")
+}
+
+/// `Command::terminal_console`: in a mount namespace of its own the child's `/dev/console` is
+/// its terminal (the peer bind-mounted there); without one nothing is mounted — the caller's
+/// `/dev/console` stays the caller's, for the child too.
+#[test]
+fn terminal_console_binds_the_terminal_only_in_a_mount_namespace_of_its_own() {
+    use std::os::unix::fs::MetadataExt;
+    require_root!();
+    let host = std::fs::metadata("/dev/console").map(|m| m.rdev()).ok();
+    let script = "c=$(stat -L -c %t:%T /dev/console 2>/dev/null); t=$(stat -L -c %t:%T $(tty)); \
+                  [ \"$c\" = \"$t\" ] && echo console-is-the-terminal || echo console-is-$c";
+    let own = on_terminal(nook_ns::Namespace::Mount.as_set(), script);
+    assert_eq!(own, "console-is-the-terminal\n");
+    let none = on_terminal(nook_ns::NamespaceSet::new(), script);
+    assert_ne!(none, "console-is-the-terminal\n");
+    assert_eq!(std::fs::metadata("/dev/console").map(|m| m.rdev()).ok(), host, "the host's /dev/console is untouched");
+}

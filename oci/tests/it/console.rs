@@ -14,7 +14,7 @@ use crate::harness::{compare, p};
 
 /// Extra busybox applets these scenarios use, linked into the shared rootfs.
 fn applets(tmp: &TempDir) {
-    for a in ["tty", "stty", "ls", "cut", "readlink"] {
+    for a in ["tty", "stty", "ls", "cut", "readlink", "stat"] {
         let link = tmp.join("rootfs/bin").join(a);
         if std::fs::symlink_metadata(&link).is_err() {
             std::os::unix::fs::symlink("busybox", link).unwrap();
@@ -72,7 +72,11 @@ fn create_with_console_socket_gives_a_terminal() {
     let obs = compare("con", |tmp, rt| {
         applets(tmp);
         let sock = tmp.join(format!("{}-console.sock", rt.name));
-        let b = rt.bundle(tmp, "tty1", &["sh", "-c", TTY_SCRIPT], |c| {
+        // The container's first process: its terminal is also /dev/console (runc binds it).
+        let script = format!(
+            "{TTY_SCRIPT}; [ \"$(stat -L -c %t:%T /dev/console)\" = \"$(stat -L -c %t:%T /dev/pts/0)\" ] && echo console-is-the-terminal"
+        );
+        let b = rt.bundle(tmp, "tty1", &["sh", "-c", &script], |c| {
             c["process"]["terminal"] = json!(true);
             c["process"]["consoleSize"] = json!({"height": 30, "width": 101});
         });
@@ -102,6 +106,7 @@ fn create_with_console_socket_gives_a_terminal() {
             "tty2",
             "ctty-ok",
             "30 101",
+            "console-is-the-terminal",
             "status stopped"
         ]
     );
