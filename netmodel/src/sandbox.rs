@@ -107,6 +107,8 @@ struct EndpointState {
     default_route: [bool; 2],
     /// Has an egress policy bound in the host's firewall.
     egress: bool,
+    /// Its link was set down because a policy could not be bound to it (fail closed).
+    cut: bool,
 }
 
 impl SandboxShared {
@@ -423,7 +425,10 @@ impl Sandbox {
     /// then on everything its endpoints send that the policy does not allow is rejected by
     /// the host's firewall. Endpoints connected later get it before their link is up;
     /// endpoints already connected get it at once (replacing the policy they had; a failure
-    /// on one endpoint is reported after the others were tried). Checked first: the policy
+    /// on one endpoint is reported after the others were tried). Fail closed: an endpoint
+    /// the policy could not be bound to is cut off (the host side of its link, the bridge
+    /// port, set down: the sandbox's side keeps its addresses and routes, without carrier)
+    /// until a later `set_egress` binds one — never left with less than asked for. Checked first: the policy
     /// ([`EgressPolicy::validate`]), a private sandbox (not `host` or `container:`), every
     /// endpoint on a network with a bridge port ([`Error::EgressUnsupported`]).
     ///
@@ -447,7 +452,27 @@ impl Sandbox {
                 None => firewall.remove_egress(&e.info.id).map(|()| false),
             };
             match done {
-                Ok(bound) => e.egress = bound,
+                Ok(bound) => {
+                    e.egress = bound;
+                    // Bound now (or no policy asked for): a link cut by an earlier failure
+                    // carries traffic again.
+                    if e.cut {
+                        match set_host_side(&e.network, &e.link, true) {
+                            Ok(()) => e.cut = false,
+                            Err(err) => errors.push(err),
+                        }
+                    }
+                }
+                // Fail closed: the policy asked for is not in force on this endpoint (it has
+                // none, or the one it had), so it carries nothing until a policy is bound.
+                Err(err) if policy.is_some() => {
+                    errors.push(Error::from(err));
+                    match set_host_side(&e.network, &e.link, false) {
+                        Ok(()) => e.cut = true,
+                        Err(err) => errors.push(err),
+                    }
+                }
+                // A policy that could not be removed stays in force: closed already.
                 Err(err) => errors.push(Error::from(err)),
             }
         }
@@ -587,7 +612,15 @@ impl Sandbox {
             addresses: config.addresses.iter().map(|a| a.addr()).collect(),
             aliases: options.aliases.clone(),
         });
-        Ok(EndpointState { info, network: network.share(), config, link, default_route, egress: policy.is_some() })
+        Ok(EndpointState {
+            info,
+            network: network.share(),
+            config,
+            link,
+            default_route,
+            egress: policy.is_some(),
+            cut: false,
+        })
     }
 
     /// Disconnects the sandbox from `network` (`docker network disconnect`): its published
@@ -923,6 +956,25 @@ fn check_egress_driver(network: &Network, link: Option<&EndpointLink>) -> Result
             network: network.name().to_owned(),
             driver: network.driver().name().to_owned(),
         });
+    }
+    Ok(())
+}
+
+/// Sets the host side of an endpoint's link (its bridge port) up or down, in the host's
+/// namespace: how an endpoint whose egress policy could not be bound is cut off.
+fn set_host_side(network: &Network, link: &EndpointLink, up: bool) -> Result<()> {
+    let unsupported =
+        || Error::EgressUnsupported { network: network.name().to_owned(), driver: network.driver().name().to_owned() };
+    let mut nl = network.host().netlink();
+    let index = match (link.host_index, &link.host_ifname) {
+        (Some(index), _) => index,
+        (None, Some(name)) => nl.link(name)?.map(|l| l.index).ok_or_else(unsupported)?,
+        (None, None) => return Err(unsupported()),
+    };
+    if up {
+        nl.set_up(index)?
+    } else {
+        nl.set_down(index)?
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use nook_netmodel::firewall::{EgressEndpoint, FirewallBackend, NftNetlink, Nftables, Protocol};
+use nook_netmodel::firewall::{EgressEndpoint, FirewallBackend, FirewallError, NftNetlink, Nftables, Protocol};
 use nook_netmodel::netlink::Netlink;
 use nook_netmodel::{EgressPolicy, EndpointOptions, Error, Network, NetworkSpec, Sandbox, ValidationError};
 use nook_ns::NsFd;
@@ -387,5 +387,92 @@ fn ipv6_destinations_are_policed_like_ipv4_ones() {
     assert!(refused(ns, at(NOT_ALLOWED, 80)));
     drop(agent);
     net.remove().unwrap();
+    world.assert_clean();
+}
+
+/// nftables as usual, except that binding a policy fails while `fail` is set (a full
+/// ruleset, a lost netlink socket).
+#[derive(Debug)]
+struct FailingEgress {
+    inner: NftNetlink,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl FirewallBackend for FailingEgress {
+    fn setup_network(&self, rules: &nook_netmodel::firewall::NetworkRules) -> Result<(), FirewallError> {
+        self.inner.setup_network(rules)
+    }
+    fn teardown_network(&self, network: &str) -> Result<(), FirewallError> {
+        self.inner.teardown_network(network)
+    }
+    fn add_ports(
+        &self,
+        network: &str,
+        endpoint: &str,
+        ports: &[nook_netmodel::firewall::PortRule],
+    ) -> Result<(), FirewallError> {
+        self.inner.add_ports(network, endpoint, ports)
+    }
+    fn remove_ports(&self, network: &str, endpoint: &str) -> Result<(), FirewallError> {
+        self.inner.remove_ports(network, endpoint)
+    }
+    fn set_egress(&self, endpoint: &EgressEndpoint, policy: &EgressPolicy) -> Result<(), FirewallError> {
+        if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(FirewallError::Lock { table: "test".into(), source: std::io::Error::other("test") });
+        }
+        self.inner.set_egress(endpoint, policy)
+    }
+    fn remove_egress(&self, endpoint: &str) -> Result<(), FirewallError> {
+        self.inner.remove_egress(endpoint)
+    }
+    fn allow_egress(&self, endpoint: &str, addresses: &[(IpAddr, Duration)]) -> Result<(), FirewallError> {
+        self.inner.allow_egress(endpoint, addresses)
+    }
+}
+
+/// A policy that cannot be bound to a connected sandbox fails closed: the call errs, and
+/// the sandbox reaches nothing — not what it reached before — until a policy is bound;
+/// then it reaches what that policy allows. (Was: the endpoint kept no policy at all while
+/// `egress()` reported the one asked for.)
+#[test]
+fn a_policy_that_cannot_be_bound_cuts_the_endpoint_off() {
+    require_root!();
+    let world = World::new();
+    outside_servers(&world);
+    let backend = std::sync::Arc::new(FailingEgress {
+        inner: NftNetlink::new(Some(world.host_ns.ns())).unwrap(),
+        fail: false.into(),
+    });
+    let host = nook_netmodel::Host::builder()
+        .netns(world.host_ns.ns())
+        .ipam_dir(world.state.path())
+        .firewall(backend.clone())
+        .build()
+        .unwrap();
+    let net = Network::create(&host, &spec("10.89.74.0/24")).unwrap();
+    let mut agent = Sandbox::none("agent").unwrap();
+    agent.connect(&net, &EndpointOptions::new()).unwrap();
+    let ns = agent.netns().try_clone().unwrap();
+    let server = serve_outside(&world, NOT_ALLOWED, 80);
+    assert_eq!(talk(&ns, at(NOT_ALLOWED, 80), "before").unwrap(), "echo: before");
+    server.join().unwrap();
+
+    backend.fail.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut policy = EgressPolicy::deny_all();
+    policy.allow_net(format!("{ALLOWED_CIDR}/32").parse().unwrap());
+    assert!(agent.set_egress(Some(policy.clone())).is_err());
+    let _listener = listen_in_ns(&world.outside, at(NOT_ALLOWED, 80));
+    assert!(try_connect(&ns, at(NOT_ALLOWED, 80), DROPPED).is_err(), "cut off: the policy is not bound");
+
+    backend.fail.store(false, std::sync::atomic::Ordering::Relaxed);
+    agent.set_egress(Some(policy)).unwrap();
+    let server = serve_outside(&world, ALLOWED_CIDR, 80);
+    assert_eq!(talk(&ns, at(ALLOWED_CIDR, 80), "after").unwrap(), "echo: after");
+    server.join().unwrap();
+    assert!(refused(&ns, at(NOT_ALLOWED, 80)), "the bound policy refuses the rest");
+
+    drop((agent, ns, _listener));
+    net.remove().unwrap();
+    drop(host);
     world.assert_clean();
 }
