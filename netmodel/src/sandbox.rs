@@ -523,6 +523,11 @@ impl Sandbox {
             if !reclaimed.is_empty() && network.driver().publishes_ports(spec) {
                 host.firewall().remove_ports_to(&spec.name, &reclaimed)?;
             }
+            // And their egress policies (harmless to the new owner, whose port differs, but
+            // what a dead owner left must not stay).
+            if !reclaimed.is_empty() {
+                host.firewall().remove_egress_to(&reclaimed)?;
+            }
         }
         let config = EndpointConfig {
             id: id.clone(),

@@ -246,7 +246,11 @@ pub(crate) fn attach(
             sandbox.set_egress(egress.clone())?;
         }
         for (network, options) in &attach {
-            let planned = if owner.is_active() { recorded_endpoint(network, options, &ipam_owner)? } else { None };
+            let planned = if owner.is_active() {
+                recorded_endpoint(network, options, egress.is_some(), &ipam_owner)?
+            } else {
+                None
+            };
             if let Some((planned, _)) = &planned {
                 owner.record(planned.clone())?;
             }
@@ -318,7 +322,8 @@ fn locate(ns: &nook_ns::NsFd) -> Result<HostNs> {
 
 /// What the owner record gets for an endpoint about to be connected to `network` (with the
 /// namespace of its port rules, for [`exact_objects`]): an [`Object::Endpoint`] — whatever
-/// `ipam_owner` will hold there, and the port rules towards it.
+/// `ipam_owner` will hold there, and the port rules towards it and its egress policy
+/// (`egress`: the sandbox has one).
 ///
 /// `None` when the endpoint publishes ports but its host namespace is [`HostNs::Unreachable`]
 /// for a cleanup: its addresses are then left to IPAM's own reclaim of a dead owner's
@@ -327,10 +332,11 @@ fn locate(ns: &nook_ns::NsFd) -> Result<HostNs> {
 fn recorded_endpoint(
     network: &Network,
     options: &EndpointOptions,
+    egress: bool,
     ipam_owner: &Owner,
 ) -> Result<Option<(Object, Option<PathBuf>)>> {
-    let publishes = !options.ports.is_empty() && network.driver().publishes_ports(network.spec());
-    let netns = if publishes {
+    let has_rules = (!options.ports.is_empty() && network.driver().publishes_ports(network.spec())) || egress;
+    let netns = if has_rules {
         match locate(network.host().netns())? {
             HostNs::Path(p) => Some(p),
             HostNs::Own => None,
@@ -346,7 +352,7 @@ fn recorded_endpoint(
         netns: netns.clone(),
         // The built-in backend's table: a `Host` with a backend of its own keeps rules the
         // cleanup does not know about.
-        table: publishes.then(|| nook_netmodel::firewall::DEFAULT_TABLE.to_owned()),
+        table: has_rules.then(|| nook_netmodel::firewall::DEFAULT_TABLE.to_owned()),
     };
     Ok(Some((planned, netns)))
 }

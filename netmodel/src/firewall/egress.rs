@@ -456,6 +456,31 @@ pub(crate) fn remove(cx: &Ctx<'_>, id: &str) -> Result<(), FirewallError> {
     cx.apply_json(&b.finish())
 }
 
+/// Removes the policies of every endpoint holding one of `addresses` (left by owners that
+/// died), one transaction; both tables go when nothing else is left in them.
+pub(crate) fn remove_to(cx: &Ctx<'_>, addresses: &[IpAddr]) -> Result<(), FirewallError> {
+    let table = table_name(cx.table);
+    let bridge = cx.list_in(BRIDGE, &table)?;
+    let inet = cx.list_in(INET, &table)?;
+    let holders = stale_holders(&inet, "", addresses);
+    if holders.is_empty() {
+        return Ok(());
+    }
+    let mut b = Batch { table, cmds: Vec::new() };
+    if endpoints_in(&inet).iter().all(|p| holders.iter().any(|h| h == p)) {
+        for (family, state) in [(BRIDGE, &bridge), (INET, &inet)] {
+            if state.exists {
+                b.table(family, "delete");
+            }
+        }
+    } else {
+        for holder in &holders {
+            remove_endpoint(&mut b, &bridge, &inet, holder);
+        }
+    }
+    cx.apply_json(&b.finish())
+}
+
 /// The shortest time an answered address is allowed for (a TTL of 0 still lets the connect
 /// that follows the answer through).
 pub(crate) const MIN_ALLOW: Duration = Duration::from_secs(1);

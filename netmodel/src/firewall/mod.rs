@@ -230,6 +230,14 @@ pub trait FirewallBackend: Send + Sync + std::fmt::Debug {
         let _ = endpoint;
         Ok(())
     }
+    /// Removes the egress policies bound to endpoints holding one of `addresses`, whoever
+    /// bound them: the model calls it for addresses reclaimed from a dead owner, whose
+    /// policies a crashed process left behind. The default does nothing, as
+    /// [`FirewallBackend::remove_ports_to`]'s.
+    fn remove_egress_to(&self, addresses: &[IpAddr]) -> Result<(), FirewallError> {
+        let _ = addresses;
+        Ok(())
+    }
     /// Lets endpoint `endpoint` reach `addresses`, each for its time (the embedded DNS's
     /// answers for allowed names). The default refuses.
     fn allow_egress(&self, endpoint: &str, addresses: &[(IpAddr, Duration)]) -> Result<(), FirewallError> {

@@ -245,6 +245,10 @@ impl FirewallBackend for NftNetlink {
         self.0.remove_egress(endpoint)
     }
 
+    fn remove_egress_to(&self, addresses: &[IpAddr]) -> Result<(), FirewallError> {
+        self.0.remove_egress_to(addresses)
+    }
+
     fn allow_egress(&self, endpoint: &str, addresses: &[(IpAddr, Duration)]) -> Result<(), FirewallError> {
         self.0.allow_egress(endpoint, addresses)
     }
@@ -430,6 +434,18 @@ impl FirewallBackend for Nftables {
         self.in_netns(&cx, || {
             let _lock = cx.lock()?;
             egress::remove(&cx, endpoint)
+        })
+    }
+
+    fn remove_egress_to(&self, addresses: &[IpAddr]) -> Result<(), FirewallError> {
+        validate_table(&self.table)?;
+        if addresses.is_empty() {
+            return Ok(());
+        }
+        let cx = self.ctx("remove_egress_to", "");
+        self.in_netns(&cx, || {
+            let _lock = cx.lock()?;
+            egress::remove_to(&cx, addresses)
         })
     }
 

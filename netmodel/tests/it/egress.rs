@@ -476,3 +476,34 @@ fn a_policy_that_cannot_be_bound_cuts_the_endpoint_off() {
     drop(host);
     world.assert_clean();
 }
+
+/// `remove_egress_to`: the policies of endpoints holding one of the addresses go (what a
+/// dead owner left: the model calls it for reclaimed addresses), the others stay; the
+/// tables go with the last.
+#[test]
+fn policies_towards_reclaimed_addresses_are_removed() {
+    require_root!();
+    let world = World::new();
+    let ns = world.host_ns.ns();
+    let policy = EgressPolicy::deny_all();
+    let ep = |id: &str, last: u8| {
+        EgressEndpoint::new(
+            id,
+            format!("nkv{id}"),
+            [2, 0, 0, 0, 0, last],
+            vec![format!("10.89.73.{last}").parse().unwrap()],
+        )
+    };
+    for backend in [&NftNetlink::new(Some(ns)).unwrap() as &dyn FirewallBackend, &Nftables::new(Some(ns)).unwrap()] {
+        backend.set_egress(&ep("bb01", 2), &policy).unwrap();
+        backend.set_egress(&ep("bb02", 3), &policy).unwrap();
+        backend.remove_egress_to(&["10.89.73.2".parse().unwrap(), "10.89.73.9".parse().unwrap()]).unwrap();
+        let listed = nft_list_ruleset(&world.host_ns);
+        assert!(!listed.contains("bb01") && listed.contains("bb02"), "{listed}");
+        // Nobody holds it any more: nothing to do.
+        backend.remove_egress_to(&["10.89.73.2".parse().unwrap()]).unwrap();
+        backend.remove_egress_to(&["10.89.73.3".parse().unwrap()]).unwrap();
+        assert_eq!(nft_list_ruleset(&world.host_ns), world.baseline_ruleset);
+    }
+    world.assert_clean();
+}

@@ -98,7 +98,7 @@ pub enum Object {
         /// The file.
         path: PathBuf,
     },
-    /// A network's firewall rules, or one endpoint's published ports
+    /// A network's firewall rules, or one endpoint's published ports and egress policy
     /// ([`nook_netmodel::firewall::NftNetlink`]).
     Firewall {
         /// The namespace of the rules (a persisted netns file); `None`: the cleaning process's
@@ -125,8 +125,10 @@ pub enum Object {
     },
     /// A network endpoint recorded before it is connected, when neither its addresses (IPAM
     /// picks them) nor its id (the network model makes it) are known yet: every address
-    /// `owner` holds on `network`, and the published-port rules towards those addresses
-    /// ([`FirewallBackend::remove_ports_to`](nook_netmodel::firewall::FirewallBackend::remove_ports_to)),
+    /// `owner` holds on `network`, and the published-port rules and egress policies towards
+    /// those addresses
+    /// ([`FirewallBackend::remove_ports_to`](nook_netmodel::firewall::FirewallBackend::remove_ports_to),
+    /// [`remove_egress_to`](nook_netmodel::firewall::FirewallBackend::remove_egress_to)),
     /// then the addresses are released. Once connected, the owner replaces it with the
     /// endpoint's exact [`Object::IpamAddress`]es and [`Object::Firewall`]. Only a dead
     /// owner's records are cleaned, so whatever that owner still holds is a leftover.
@@ -140,7 +142,8 @@ pub enum Object {
         /// The namespace of the port rules (a persisted netns file, as in
         /// [`Object::Firewall`]); `None`: the cleaning process's own network namespace.
         netns: Option<PathBuf>,
-        /// The nftables table of its port rules; `None`: the endpoint publishes no port.
+        /// The nftables table of its port rules (and egress policy); `None`: the endpoint
+        /// publishes no port and has no policy.
         table: Option<String>,
     },
     /// The directory of a sandbox's `/etc/hosts` and `/etc/resolv.conf` on the host (in
@@ -187,7 +190,9 @@ impl Object {
             Object::Cgroup { spec, .. } => format!("cgroup {}", spec.name),
             Object::Mount { target, .. } => format!("mount {}", target.display()),
             Object::PersistedNs { path } => format!("namespace {}", path.display()),
-            Object::Firewall { network, endpoint: Some(ep), .. } => format!("ports of {ep} on {network}"),
+            Object::Firewall { network, endpoint: Some(ep), .. } => {
+                format!("ports and egress policy of {ep} on {network}")
+            }
             Object::Firewall { network, endpoint: None, .. } => format!("firewall rules of {network}"),
             Object::IpamAddress { network, address, .. } => format!("address {address} on {network}"),
             Object::Endpoint { network, owner, .. } => format!("endpoint of {owner} on {network}"),

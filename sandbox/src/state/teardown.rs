@@ -58,7 +58,10 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
         Object::Firewall { netns, table, network, endpoint } => {
             let Some(fw) = firewall(netns.as_deref(), table)? else { return Ok(()) };
             match endpoint {
-                Some(ep) => fw.remove_ports(network, ep)?,
+                Some(ep) => {
+                    fw.remove_ports(network, ep)?;
+                    fw.remove_egress(ep)?;
+                }
                 None => fw.teardown_network(network)?,
             }
             Ok(())
@@ -91,6 +94,7 @@ pub(super) fn remove(id: &str, object: &Object) -> Result<()> {
                 && let Some(fw) = firewall(netns.as_deref(), table)?
             {
                 fw.remove_ports_to(network, &held)?;
+                fw.remove_egress_to(&held)?;
             }
             let still: Vec<_> = ipam.allocations(network)?.into_iter().filter(|(_, o)| o == owner).collect();
             for (address, _) in still {

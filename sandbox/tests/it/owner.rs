@@ -581,6 +581,50 @@ fn owner_sigkilled_on_a_bridge_network_leaves_no_address_nor_port_rule_after_cle
     drop(ns);
 }
 
+/// A sandbox with an egress policy whose owner is SIGKILLed: the policy (chains, sets and
+/// jumps in the host namespace's `nook-egress` tables) goes with the cleanup, as its
+/// address does. (Was: the record had no firewall object for an endpoint without published
+/// ports, so the dead endpoint's policy stayed.)
+#[test]
+fn owner_sigkilled_with_an_egress_policy_leaves_no_policy_after_cleanup() {
+    const ME: &str = "owner_sigkilled_with_an_egress_policy_leaves_no_policy_after_cleanup";
+    if let Some(base) = helper_role(ME) {
+        let ns = NetNs::open_path(base.join("netns/nkhost")).expect("open host netns");
+        let host = host_of(&base, &ns);
+        let network = bridge(&host);
+        let mut policy = nook_netmodel::EgressPolicy::deny_all();
+        policy.allow_net("192.0.2.0/24".parse().unwrap());
+        let sb = builder(&base).connect(&network, EndpointOptions::new()).egress(policy).create().expect("create");
+        let record = sb.record_path().unwrap().file_stem().unwrap().to_string_lossy().into_owned();
+        let ep = &sb.endpoints()[0];
+        println!("NK-PIDS {} {record} {} {}", sb.id(), ep.id, ep.ipv4().unwrap());
+        std::thread::sleep(Duration::from_secs(600));
+        return;
+    }
+    require_root!();
+    let _serial = crate::sandbox::serial();
+    let tmp = TempDir::new("own-egress").unwrap();
+    let ns = host_netns(tmp.path());
+    let tag = unique_name("tag");
+    let (mut guard, words) = spawn_reading_pids(ME, tmp.path(), &tag);
+    let (id, endpoint) = (words[1].clone(), words[2].clone());
+    let state = StateDir::new(tmp.join("state"));
+    let rules = ruleset(&ns);
+    assert!(rules.contains("table inet nook-egress") && rules.contains(&endpoint), "{rules}");
+
+    guard.helper.as_mut().unwrap().kill().unwrap(); // SIGKILL
+    guard.helper.as_mut().unwrap().wait().unwrap();
+    assert!(ruleset(&ns).contains("nook-egress"), "the policy outlives its owner until a cleanup");
+    let report = state.cleanup().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.removed, [id.as_str()]);
+    let rules = ruleset(&ns);
+    assert!(!rules.contains("nook-egress") && !rules.contains(&endpoint), "the dead owner's policy is left:\n{rules}");
+    assert!(held(tmp.path()).is_empty(), "{:?}", held(tmp.path()));
+    drop(guard);
+    drop(ns);
+}
+
 #[test]
 fn live_owner_records_its_layer_and_endpoint_and_a_clean_teardown_removes_them_and_the_record() {
     require_root!();
