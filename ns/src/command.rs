@@ -628,10 +628,17 @@ impl Command {
     /// (after [`Command::join`]'s). A joined mount namespace is where the mount steps then
     /// run — they change it, as runc's rootfs setup changes a mount namespace an OCI config
     /// names by path — and it stands for [`Namespace::Mount`] for them; not with a new user
-    /// namespace (the child would no longer hold CAP_SYS_ADMIN over it). A user namespace
-    /// cannot be joined this way: the namespaces the clone creates would belong to the
-    /// caller's ([`ValidationError::JoinUnsupported`]; [`Command::join`] joins those of a
-    /// process).
+    /// namespace (the child would no longer hold CAP_SYS_ADMIN over it:
+    /// [`ValidationError::JoinUnsupported`]).
+    ///
+    /// A user namespace joined here (a pod's, as CRI-O names it) owns the namespaces the
+    /// child creates: a first child — a copy of the cloning thread, single-threaded, which a
+    /// thread of a multithreaded caller is not — enters it and clones the real child with
+    /// `CLONE_PARENT` (it is the caller's child like any other), as runc's nsexec stages
+    /// do. The child becomes root of that namespace (uid and gid 0 must be mapped there; the
+    /// caller's supplementary groups are dropped, which the namespace must allow —
+    /// `/proc/PID/setgroups` — or the spawn fails at [`Stage::SetGroups`]); its mappings are
+    /// the namespace's, never written by the caller. Never vfork-style.
     /// Not together with a new namespace of the same kind, nor twice the same kind, nor a
     /// kind [`Command::join_netns`] or [`Command::join`] joins too
     /// ([`ValidationError::JoinAndCreate`]).
@@ -925,6 +932,17 @@ impl Command {
         {
             root.groups = None;
         }
+        // An unprivileged caller joining a user namespace (its own rootless sandbox's, whose
+        // `setgroups` is denied): its groups stay as they are, which is all it may do.
+        let joins_user = !self.namespaces.has(Namespace::User)
+            && (self.child_joined(Namespace::User).is_some()
+                || self.join.as_ref().is_some_and(|(_, set)| set.has(Namespace::User)));
+        if let Some(root) = plan.become_userns_root.as_mut()
+            && joins_user
+            && !privileged
+        {
+            root.groups = None;
+        }
 
         // Born in its cgroup by clone3 (`CLONE_INTO_CGROUP`): nothing for the parent to do
         // before the child goes on, so no sync point for it.
@@ -937,7 +955,9 @@ impl Command {
         // the child's system calls leave the parent's TLS alone on this architecture.
         // Process-level death signals take the fork path: the spawner thread is then busy
         // for the clone only, not for the child's whole setup.
+        let join_user = self.child_joined(Namespace::User).map(|ns| ns.as_fd().as_raw_fd());
         let vfork = !needs_sync
+            && join_user.is_none()
             && self.pre_exec.is_empty()
             && !plan.init
             && plan.join.is_none_or(|flags| self.join_unobserved && flags & VFORK_UNJOINABLE == 0)
@@ -1065,9 +1085,13 @@ impl Command {
             };
             let forked = match vforked {
                 Some(r) => r,
-                // SAFETY: the child branch only runs `run_child`, which is allocation-free
-                // and ends in execve or _exit; everything it touches was prepared above.
-                None => unsafe { sys::fork_like(clone_flags, cgroup_fd, force_clone2, &mut joined_cgroup) },
+                None => match join_user {
+                    // SAFETY: as below; the first stage makes bare system calls only.
+                    Some(user) => unsafe { sys::fork_in_user_ns(user, clone_flags, cgroup_fd, &mut joined_cgroup) },
+                    // SAFETY: the child branch only runs `run_child`, which is allocation-free
+                    // and ends in execve or _exit; everything it touches was prepared above.
+                    None => unsafe { sys::fork_like(clone_flags, cgroup_fd, force_clone2, &mut joined_cgroup) },
+                },
             };
             match forked {
                 // SAFETY: we are the freshly cloned child with all signals blocked.
@@ -1090,8 +1114,12 @@ impl Command {
         };
         // Namespaces joined by handle: the cloning thread enters each for the clone only.
         // (Mount and time namespaces: the child joins those itself.)
-        let join_fds: Vec<&NsFd> =
-            self.join_fds.iter().filter(|t| !matches!(t.kind(), Namespace::Mount | Namespace::Time)).collect();
+        // (A user namespace: the first stage of `fork_in_user_ns` enters it.)
+        let join_fds: Vec<&NsFd> = self
+            .join_fds
+            .iter()
+            .filter(|t| !matches!(t.kind(), Namespace::Mount | Namespace::Time | Namespace::User))
+            .collect();
         let join_fds = join_fds.as_slice();
         let mut clone = move || -> std::io::Result<Cloned> { clone_entered_all(join_fds, &mut clone) };
         // With a pid namespace to join from here: the cloning thread enters it for its
@@ -1212,7 +1240,7 @@ impl Command {
         }
         for (i, target) in self.join_fds.iter().enumerate() {
             let kind = target.kind();
-            if kind == Namespace::User || (kind == Namespace::Mount && ns.has(Namespace::User)) {
+            if kind == Namespace::Mount && ns.has(Namespace::User) {
                 return Err(ValidationError::JoinUnsupported { namespace: kind });
             }
             let twice = self.join_fds[..i].iter().any(|t| t.kind() == kind)
@@ -1286,7 +1314,16 @@ impl Command {
             }
             steps.push(step.prepare()?);
         }
-        crate::mount::check_root_propagation(self.root_propagation, ns.has(Namespace::User), &self.mounts)?;
+        // In a joined user namespace as in a new one, the new mount namespace belongs to a
+        // less privileged user namespace than the one it is copied from: the kernel turns
+        // the copies of shared mounts into slaves.
+        let joins_user = self.child_joined(Namespace::User).is_some()
+            || self.join.as_ref().is_some_and(|(_, set)| set.has(Namespace::User));
+        crate::mount::check_root_propagation(
+            self.root_propagation,
+            ns.has(Namespace::User) || joins_user,
+            &self.mounts,
+        )?;
         let root_propagation = if ns.has(Namespace::Mount) || joins_mount {
             self.root_propagation.map(|(p, rec)| p.flags(rec))
         } else {
@@ -1329,7 +1366,10 @@ impl Command {
 
         let in_userns = ns.has(Namespace::User);
         let maps_root = |m: &Option<IdMap>| m.as_ref().is_none_or(|m| m.to_outside(0).is_some());
-        let become_userns_root = (in_userns && maps_root(&self.uid_map) && maps_root(&self.gid_map))
+        // A joined user namespace (by handle, or with `Command::join`): its root too, before
+        // any `Command::user` (uid and gid 0 must be mapped there, or the spawn fails at
+        // `Stage::SetUid`/`SetGid`), the caller's supplementary groups dropped.
+        let become_userns_root = ((in_userns && maps_root(&self.uid_map) && maps_root(&self.gid_map)) || joins_user)
             .then(|| Identity { uid: 0, gid: 0, groups: Some(Vec::new()) });
         let identity =
             self.user.map(|(uid, gid)| Identity { uid, gid, groups: Some(self.groups.clone().unwrap_or_default()) });

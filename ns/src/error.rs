@@ -174,7 +174,7 @@ pub enum ValidationError {
     /// [`crate::Command::join_ns`] was given a mount, user or time namespace, which one
     /// thread of a process cannot enter.
     #[error(
-        "cannot join an existing {namespace} namespace by handle (network, IPC, UTS, pid, cgroup, time and mount — not mount with a new user namespace)"
+        "cannot join an existing {namespace} namespace by handle (network, IPC, UTS, pid, cgroup, time, user and mount — not mount with a new user namespace)"
     )]
     JoinUnsupported {
         /// The kind.

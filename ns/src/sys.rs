@@ -26,7 +26,7 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use rustix::fs::{self, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
@@ -154,6 +154,117 @@ pub(crate) unsafe fn fork_like(
         }
         _ => Err(io::Error::last_os_error()),
     }
+}
+
+/// Creates a child in the user namespace behind `user` (a `/proc/PID/ns/user` file or a
+/// bind-mounted nsfs file), its new namespaces (`ns_flags`) owned by that one, in two
+/// stages: a first child (a copy of this thread, single-threaded) enters the user namespace
+/// — which no thread of a multithreaded process can — and clones the real child with
+/// `CLONE_PARENT`, so that it is our child like any other; it sends the child's pidfd back
+/// over a socket pair and exits. With `cgroup`, the real child is born in it
+/// (`CLONE_INTO_CGROUP`, `*joined_cgroup` set). Errors: from the first fork, `setns` or the
+/// second clone (their errno).
+///
+/// # Safety
+/// As [`fork_like`]'s: the `Forked::Child` branch is the real child.
+pub(crate) unsafe fn fork_in_user_ns(
+    user: RawFd,
+    ns_flags: u64,
+    cgroup: Option<RawFd>,
+    joined_cgroup: &mut bool,
+) -> io::Result<Forked> {
+    *joined_cgroup = false;
+    let (ours, theirs) = socketpair_cloexec()?;
+    let mut unused = false;
+    // SAFETY: the child branch below makes bare system calls only and ends in `exit`, or
+    // returns `Forked::Child` as the real child (the caller's contract).
+    match unsafe { fork_like(0, None, false, &mut unused)? } {
+        Forked::Child => {
+            let report = |stage: u8, errno: i32| {
+                let mut msg = [stage, 0, 0, 0, 0];
+                msg[1..].copy_from_slice(&errno.to_le_bytes());
+                raw::write_all(theirs.as_raw_fd(), &msg);
+                raw::exit(1)
+            };
+            // EINVAL: already in it (the kernel refuses to enter one's own user namespace;
+            // nothing else makes a single-threaded process's setns of a user namespace
+            // handle fail with EINVAL): nothing to enter.
+            let e = raw::setns(user, libc::CLONE_NEWUSER);
+            if e != 0 && e != libc::EINVAL {
+                report(1, e);
+            }
+            let mut pidfd: libc::c_int = -1;
+            let mut args = CloneArgs {
+                flags: ns_flags
+                    | consts::CLONE_PIDFD
+                    | libc::CLONE_PARENT as u64
+                    | cgroup.map_or(0, |_| consts::CLONE_INTO_CGROUP),
+                pidfd: &mut pidfd as *mut libc::c_int as u64,
+                cgroup: cgroup.unwrap_or(0) as u64,
+                ..CloneArgs::default()
+            };
+            // SAFETY: a valid clone_args of the size passed; no CLONE_VM: fork semantics.
+            let ret = unsafe {
+                sc::syscall(libc::SYS_clone3, &[&mut args as *mut CloneArgs as usize, std::mem::size_of::<CloneArgs>()])
+            };
+            if ret == 0 {
+                // The real child. The socket pair is close-on-exec and not among the
+                // descriptors it keeps (it sheds the rest first thing): not dropped here.
+                std::mem::forget((ours, theirs));
+                return Ok(Forked::Child);
+            }
+            if ret < 0 {
+                report(2, -ret as i32);
+            }
+            raw::send_fd_named(theirs.as_raw_fd(), pidfd, &[0, 0, 0, 0, 0]);
+            raw::exit(0)
+        }
+        Forked::Parent { pidfd: first, .. } => {
+            drop(theirs);
+            let received = recv_report(ours.as_fd());
+            // The first stage has exited (or is about to): reaped here.
+            let _ = waitid_pidfd(first.as_fd(), false);
+            let (msg, fd) = received?;
+            let errno = i32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
+            match (msg[0], fd) {
+                (0, Some(pidfd)) => {
+                    let pid = pid_of_pidfd(pidfd.as_fd())?;
+                    *joined_cgroup = cgroup.is_some();
+                    Ok(Forked::Parent { pid, pidfd })
+                }
+                _ => Err(io::Error::from_raw_os_error(if errno > 0 { errno } else { libc::EPROTO })),
+            }
+        }
+    }
+}
+
+/// The first stage's report ([`fork_in_user_ns`]): five bytes (stage, errno), and the real
+/// child's pidfd when it succeeded.
+fn recv_report(sock: BorrowedFd<'_>) -> io::Result<([u8; 5], Option<OwnedFd>)> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut msg = [0u8; 5];
+    let got = recvmsg(sock, &mut [io::IoSliceMut::new(&mut msg)], &mut control, RecvFlags::CMSG_CLOEXEC)?;
+    let fd = control.drain().find_map(|m| match m {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    });
+    if got.bytes != msg.len() {
+        return Err(io::Error::from_raw_os_error(libc::EPROTO));
+    }
+    Ok((msg, fd))
+}
+
+/// The pid (in our pid namespace) of the process behind `pidfd`: the `Pid:` line of its
+/// `/proc/self/fdinfo` entry.
+fn pid_of_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<libc::pid_t> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse::<libc::pid_t>().ok())
+        .filter(|p| *p > 0)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
 }
 
 /// A stack for vfork-style children: an anonymous mapping whose lowest page is a guard, so

@@ -33,7 +33,9 @@
 //!
 //! Namespaces joined by `path` (`/proc/PID/ns/*` or a bind-mounted nsfs file, as CRI-O and
 //! `podman pod` give them): network, ipc, uts, pid (the process is then a member of that pid
-//! namespace, not its init), cgroup, time and mount (`SandboxSpec::join_namespaces`). A
+//! namespace, not its init), cgroup, time, mount and user (`SandboxSpec::join_namespaces`;
+//! a joined user namespace owns the container's new namespaces and the process is its root,
+//! as runc's nsexec does it; id mappings given with it describe it and are not used). A
 //! `hostname` or `domainname` with a joined UTS namespace is set in it, as runc does. A
 //! joined mount namespace is where the rootfs is set up — the mounts and `pivot_root` change
 //! it for everyone in it, as runc's do (runc joins it and sets the rootfs up there without a
@@ -44,9 +46,7 @@
 //! Refused, naming the field (never silently dropped): `process.apparmorProfile`, `process.selinuxLabel`,
 //! `process.ioPriority`, `process.scheduler`, `process.capabilities.ambient` and
 //! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted
-//! sets that differ from the bounding set, `process.user.username`, a user namespace joined by `path`
-//! (nook clones the container's new namespaces from the caller's user namespace, so they
-//! would not belong to the joined one; runc 1.1 joins it and wants mappings it does not use), `linux.timeOffsets` without a new time namespace or for other clocks than
+//! sets that differ from the bounding set, `process.user.username`, `linux.timeOffsets` without a new time namespace or for other clocks than
 //! `monotonic` and `boottime`, an unknown or `shared`/`rshared` `linux.rootfsPropagation`, id mappings without a new user namespace, other
 //! mount types or standard mounts elsewhere or with other options, a `cgroup` mount without
 //! `ro`, bind options other than `bind`/`rbind`/`ro`/`rw`/propagation
@@ -364,13 +364,7 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<CgroupSpec, Error> {
                 LinuxNamespaceType::Cgroup => Namespace::Cgroup,
                 LinuxNamespaceType::Time => Namespace::Time,
                 LinuxNamespaceType::Mount => Namespace::Mount,
-                LinuxNamespaceType::User => {
-                    return Err(refuse(
-                        format!("linux.namespaces[{name}].path"),
-                        "joining a user namespace by path is not supported (the namespaces nook creates would \
-                         belong to the caller's user namespace; every other kind can be joined)",
-                    ));
-                }
+                LinuxNamespaceType::User => Namespace::User,
             };
             if kind == Namespace::Mount && same_file(path, Path::new("/proc/self/ns/mnt")) {
                 // runc would set the rootfs up there, pivoting the root of every process
@@ -415,7 +409,9 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<CgroupSpec, Error> {
     }
     let mapped = l.uid_mappings().as_ref().is_some_and(|v| !v.is_empty())
         || l.gid_mappings().as_ref().is_some_and(|v| !v.is_empty());
-    if mapped && !set.has(Namespace::User) {
+    // With a user namespace joined by path the mappings describe that one (CRI-O gives
+    // both); runc takes them and uses none: nor does nook.
+    if mapped && !set.has(Namespace::User) && !joined.has(Namespace::User) {
         return Err(refuse("linux.uidMappings/gidMappings", "id mappings need a new user namespace"));
     }
     if joined.has(Namespace::Mount) && set.has(Namespace::User) {

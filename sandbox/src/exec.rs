@@ -171,6 +171,10 @@ impl<'a> Exec<'a> {
         if matches!(spec.network, crate::NetworkMode::Container { .. }) {
             set = set.with(Namespace::Net);
         }
+        // And those it joined by path (a pod's): the init is in them.
+        for j in &spec.join_namespaces {
+            set = set.with(j.kind);
+        }
         if wait_readable(self.sandbox.init_pidfd(), Instant::now())? {
             return Err(Error::Sys {
                 call: "pidfd (the sandbox's init has exited)",

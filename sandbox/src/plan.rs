@@ -48,7 +48,10 @@ pub(crate) type CgroupView = (String, PathBuf);
 /// [`SandboxSpec::cgroup_view`]) mounted before `pivot_root`.
 pub(crate) fn build_with(spec: &SandboxSpec, cgroup_view: &[CgroupView]) -> Result<Plan, ValidationError> {
     let ns = spec.effective_namespaces();
-    let steps = mount_steps(spec, ns, cgroup_view)?;
+    // The mounts are made in a non-initial user namespace when one is joined too (its
+    // restrictions apply as to a new one's): planned as for a new one.
+    let mount_ns = if spec.joins(Namespace::User) { ns.with(Namespace::User) } else { ns };
+    let steps = mount_steps(spec, mount_ns, cgroup_view)?;
     let mut env: Vec<(String, String)> = Vec::new();
     if !spec.env.contains_key("PATH") {
         env.push(("PATH".into(), DEFAULT_PATH.into()));
@@ -68,6 +71,25 @@ pub(crate) fn build_with(spec: &SandboxSpec, cgroup_view: &[CgroupView]) -> Resu
         (None, None)
     };
     Ok(Plan { namespaces: ns, steps, env, uid_map, gid_map })
+}
+
+/// The host uid of root in the user namespace the spec joins, where its path says whose it is
+/// (`/proc/PID/ns/user`: that process's `uid_map`); `None` when it cannot be known (a
+/// bind-mounted nsfs file), or root is not mapped there.
+fn joined_user_root(spec: &SandboxSpec) -> Option<u32> {
+    let j = spec.join_namespaces.iter().find(|j| j.kind == Namespace::User)?;
+    let proc_dir = j.path.parent()?.parent()?;
+    if proc_dir.parent() != Some(Path::new("/proc")) || !j.path.ends_with("ns/user") {
+        return None;
+    }
+    let map = std::fs::read_to_string(proc_dir.join("uid_map")).ok()?;
+    map.lines().find_map(|l| {
+        let mut w = l.split_whitespace().map(str::parse::<u32>);
+        match (w.next(), w.next()) {
+            (Some(Ok(0)), Some(Ok(outside))) => Some(outside),
+            _ => None,
+        }
+    })
 }
 
 /// `root` joined with an absolute in-sandbox path.
@@ -258,12 +280,17 @@ fn mount_steps(
         // file system of the host's root, unmapped there, is not).
         Rootfs::Dir { path, .. } if ns.has(Namespace::User) => {
             use std::os::unix::fs::MetadataExt;
-            let root_outside = spec
-                .uid_map
-                .as_ref()
-                .and_then(|m| m.ranges().iter().find(|r| r.inside == 0).map(|r| r.outside))
-                .unwrap_or_else(|| rustix::process::geteuid().as_raw());
-            std::fs::metadata(path).is_ok_and(|m| m.uid() == root_outside)
+            let root_outside = if spec.joins(Namespace::User) {
+                joined_user_root(spec)
+            } else {
+                Some(
+                    spec.uid_map
+                        .as_ref()
+                        .and_then(|m| m.ranges().iter().find(|r| r.inside == 0).map(|r| r.outside))
+                        .unwrap_or_else(|| rustix::process::geteuid().as_raw()),
+                )
+            };
+            root_outside.is_some_and(|r| std::fs::metadata(path).is_ok_and(|m| m.uid() == r))
         }
         Rootfs::Dir { .. } => true,
         Rootfs::Stack(stack) => !matches!(stack.upper_layer(), Upper::None),

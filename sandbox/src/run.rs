@@ -705,7 +705,8 @@ fn command(spec: &SandboxSpec, plan: plan::Plan, io: Io, hold: bool) -> nook_ns:
     cmd.loopback_up(plan.namespaces.has(Namespace::Net));
     cmd.mounts(plan.steps).init(true).kill_with_parent_process(libc::SIGKILL);
     if let Some(name) = &spec.session_keyring {
-        cmd.session_keyring(name, Some(keyring_perm(plan.namespaces.has(Namespace::User))));
+        let user_ns = plan.namespaces.has(Namespace::User) || spec.joins(Namespace::User);
+        cmd.session_keyring(name, Some(keyring_perm(user_ns)));
     }
     // A non-recursive propagation would leave the host's other mounts as they are (shared
     // with the caller's, for setup mounts to reach): `/` gets the default recursive private

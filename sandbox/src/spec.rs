@@ -41,7 +41,7 @@ pub struct SandboxSpec {
     /// only with [`NetworkMode::None`].
     pub namespaces: Option<NamespaceSet>,
     /// Existing namespaces to join instead of creating them — network, IPC, UTS, pid,
-    /// cgroup, time or mount (not user), each named by a namespace file
+    /// cgroup, time, mount or user, each named by a namespace file
     /// (`/proc/PID/ns/net`, a bind-mounted nsfs file such as `/run/netns/NAME`), as a
     /// pod's containers share their infra container's. A
     /// kind joined here is not also in [`SandboxSpec::namespaces`]; a joined network
@@ -50,7 +50,9 @@ pub struct SandboxSpec {
     /// containers name the pod); in a joined pid namespace the program is a process of it,
     /// not its init; a joined mount namespace is where the rootfs is set up (changing it,
     /// as runc does with a mount namespace an OCI config names), not with a new user
-    /// namespace.
+    /// namespace; a joined user namespace owns the namespaces the sandbox creates and the
+    /// program is its root (as a user-namespaced pod's containers under CRI-O); an
+    /// [`crate::Sandbox::exec`] joins every joined namespace too.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub join_namespaces: Vec<JoinNamespace>,
     /// The root filesystem (default: the host's root, read-only, with a tmpfs upper).
@@ -488,7 +490,9 @@ impl SandboxSpec {
         for (i, j) in self.join_namespaces.iter().enumerate() {
             absolute("namespace path", &j.path)?;
             let twice = self.join_namespaces[..i].iter().any(|k| k.kind == j.kind);
-            let unjoinable = j.kind == Namespace::User || (j.kind == Namespace::Mount && ns.has(Namespace::User));
+            // A mount namespace joined with a new user namespace: the new one's root would
+            // hold no CAP_SYS_ADMIN over it.
+            let unjoinable = j.kind == Namespace::Mount && ns.has(Namespace::User);
             if unjoinable || twice || ns.has(j.kind) {
                 return Err(ValidationError::NamespaceConflict {
                     option: "join_namespaces",
@@ -557,7 +561,7 @@ impl SandboxSpec {
         if self.uid_map.is_some() || self.gid_map.is_some() {
             need("uid_map/gid_map", Namespace::User)?;
         }
-        if !ns.has(Namespace::User) && euid() != 0 {
+        if !ns.has(Namespace::User) && !self.joins(Namespace::User) && euid() != 0 {
             need("running unprivileged", Namespace::User)?;
         }
         if self.timeout == Some(Duration::ZERO) {

@@ -452,15 +452,74 @@ fn join_ns_enters_uts_ipc_and_pid_namespaces_by_handle() {
     holder.kill().unwrap();
     holder.wait().unwrap();
 
-    // A user namespace cannot be joined by handle; a mount namespace not with a new user
-    // namespace (mount and time ones are joined by the child: nook-oci's tests run them).
-    let mut user = Command::new("/bin/true");
-    user.join_ns(NsFd::current(Namespace::User).unwrap());
-    assert_eq!(user.validate(), Err(nook_ns::ValidationError::JoinUnsupported { namespace: Namespace::User }));
+    // A mount namespace cannot be joined with a new user namespace (mount and time ones are
+    // joined by the child: nook-oci's tests run them; a user namespace: the test below).
     let mut mnt = Command::new("/bin/true");
     mnt.join_ns(NsFd::current(Namespace::Mount).unwrap()).unshare(Namespace::User);
     assert_eq!(mnt.validate(), Err(nook_ns::ValidationError::JoinUnsupported { namespace: Namespace::Mount }));
     let mut both = Command::new("/bin/true");
     both.join_ns(NsFd::current(Namespace::Uts).unwrap()).unshare(Namespace::Uts);
     assert_eq!(both.validate(), Err(nook_ns::ValidationError::JoinAndCreate { namespace: Namespace::Uts }));
+}
+
+/// [`Command::join_ns`] of a user namespace (a pod's, held by another process, named by its
+/// `/proc/PID/ns/user`): the child is root of that namespace (its mapping, not the
+/// caller's), and the namespaces it creates — mount, UTS, pid — belong to it, as a pod's
+/// container's do under CRI-O; the caller's thread never moved. A user namespace joined
+/// together with a new one is refused.
+#[test]
+fn join_ns_of_a_user_namespace_creates_the_new_namespaces_in_it() {
+    require_root!();
+    let map = nook_ns::IdMap::single(0, 100_000, 65_536);
+    let mut holder = Command::new("/bin/sleep");
+    holder.arg("100").namespaces(NamespaceSet::new().with(Namespace::User)).uid_map(map.clone()).gid_map(map);
+    let mut holder = holder.spawn().expect("the holder of the user namespace");
+    holder.kill_on_drop(true);
+    let user = NsFd::of_pid(holder.id(), Namespace::User).unwrap();
+    let user_id = user.id().unwrap();
+    let set = NamespaceSet::new().with(Namespace::Mount).with(Namespace::Uts).with(Namespace::Pid);
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", "cat /proc/self/uid_map; id -u; echo $$; hostname; sleep 100"])
+        .namespaces(set)
+        .hostname("nk-pod")
+        .join_ns(user.try_clone().unwrap())
+        .stdout(nook_ns::Stdio::Piped);
+    let mut child = cmd.spawn().expect("a child in the joined user namespace");
+    child.kill_on_drop(true);
+    let cpid = child.id();
+    assert_eq!(of_pid(cpid, Namespace::User), user_id);
+    for kind in [Namespace::Mount, Namespace::Uts, Namespace::Pid] {
+        let owner = NsFd::of_pid(cpid, kind).unwrap().owner().unwrap().id().unwrap();
+        assert_eq!(owner, user_id, "the new {kind} namespace belongs to the joined user namespace");
+    }
+    assert_ne!(thread_ns("user"), user_id, "the caller's thread never moved");
+    use std::io::BufRead;
+    let mut r = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for _ in 0..4 {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        lines.push(l.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+    assert_eq!(lines, ["0 100000 65536", "0", "1", "nk-pod"]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let mut twice = Command::new("/bin/true");
+    twice.namespaces(Namespace::User.as_set()).join_ns(user);
+    assert_eq!(twice.validate(), Err(nook_ns::ValidationError::JoinAndCreate { namespace: Namespace::User }));
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+/// Joining the user namespace one is in (an OCI config naming the host's, `/proc/1/ns/user`)
+/// changes nothing: the child runs, in the caller's user namespace.
+#[test]
+fn join_ns_of_the_callers_own_user_namespace_is_a_no_op() {
+    require_root!();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", "id -u"]).join_ns(NsFd::current(Namespace::User).unwrap()).stdout(nook_ns::Stdio::Piped);
+    let out = cmd.output().expect("spawn");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
 }

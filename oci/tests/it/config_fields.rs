@@ -484,19 +484,107 @@ fn joined_mount_namespace_gets_the_rootfs() {
     );
 }
 
-/// A user namespace joined by `path` is refused, naming the field (nook's clone would make
-/// the container's other namespaces belong to the caller's user namespace); so is a mount
-/// namespace joined with a new user namespace. Nothing is left behind.
+/// A pod with user namespaces (CRI-O's): the infra container has a new user namespace
+/// (0 → 100000, 65536 ids) and IPC and UTS namespaces; the app container joins its user,
+/// IPC and UTS namespaces by `/proc/PID/ns/*` (with the mappings in its config too, as CRI-O
+/// writes them) and creates its own mount and pid namespaces — which then belong to the
+/// joined user namespace: the app is root there (uid 100000 on the host), its `/proc` is
+/// its own pid namespace's, and an `exec` enters the same user namespace. As runc.
 #[test]
-fn joined_user_namespace_is_refused_by_name() {
+fn pod_with_a_user_namespace_joined_by_path() {
+    require_root!();
+    let mapped = |c: &mut Value| {
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    };
+    let obs = compare("jus", |tmp, rt| {
+        let infra = rt.bundle(tmp, "jus-infra", &["sleep", "100"], |c| {
+            c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+            mapped(c);
+            c["hostname"] = json!("nk-infra");
+        });
+        let mut o = vec![format!("infra {}", rt.run(&["run", "--detach", "--bundle", p(&infra), "jus-infra"]).code)];
+        let ipid = rt.state("jus-infra").unwrap()["pid"].as_u64().unwrap();
+        let script = "cat /proc/self/uid_map; id -u; hostname; echo pid1=$(cat /proc/1/comm)";
+        let app = rt.bundle(tmp, "jus-app", &["sh", "-c", script], |c| {
+            join(
+                c,
+                &[
+                    ("user", format!("/proc/{ipid}/ns/user")),
+                    ("ipc", format!("/proc/{ipid}/ns/ipc")),
+                    ("uts", format!("/proc/{ipid}/ns/uts")),
+                ],
+            );
+            mapped(c);
+            c.as_object_mut().unwrap().remove("hostname");
+        });
+        let out = rt.run(&["run", "--bundle", p(&app), "jus-app"]);
+        o.push(format!("app {} {}", out.code, out.stderr.trim()));
+        o.extend(out.stdout.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")));
+        // Detached: its namespaces from the host; an exec joins them.
+        let app2 = rt.bundle(tmp, "jus-app2", &["sleep", "100"], |c| {
+            join(c, &[("user", format!("/proc/{ipid}/ns/user"))]);
+            mapped(c);
+        });
+        let out2 = rt.run(&["run", "--detach", "--bundle", p(&app2), "jus-app2"]);
+        o.push(format!("app2 {}", out2.code));
+        assert_eq!(out2.code, 0, "{}: {out2:?} (app: {o:?})", rt.name);
+        let apid = rt.state("jus-app2").unwrap()["pid"].as_u64().unwrap();
+        let user = |pid: u64| ns_ino(format!("/proc/{pid}/ns/user"));
+        o.push(format!("same user namespace {}", user(apid) == user(ipid)));
+        let infra_user = nook_ns::NsFd::of_pid(ipid as u32, nook_ns::Namespace::User).unwrap().id().unwrap();
+        let owned = |kind: nook_ns::Namespace| {
+            nook_ns::NsFd::of_pid(apid as u32, kind).unwrap().owner().unwrap().id().unwrap() == infra_user
+        };
+        let (mnt, pid) = (owned(nook_ns::Namespace::Mount), owned(nook_ns::Namespace::Pid));
+        o.push(format!("its mount and pid namespaces belong to it {mnt} {pid}"));
+        let status = std::fs::read_to_string(format!("/proc/{apid}/status")).unwrap_or_default();
+        o.push(
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        o.push(format!("exec id {}", rt.run(&["exec", "jus-app2", "id", "-u"]).stdout.trim()));
+        for id in ["jus-app2", "jus-infra"] {
+            o.push(format!("delete {}", rt.run(&["delete", "--force", id]).code));
+        }
+        o.push(format!("delete app {}", rt.run(&["delete", "jus-app"]).code));
+        o
+    });
+    assert_eq!(
+        obs,
+        [
+            "infra 0",
+            "app 0 ",
+            "0 100000 65536",
+            "0",
+            "nk-infra",
+            "pid1=sh",
+            "app2 0",
+            "same user namespace true",
+            "its mount and pid namespaces belong to it true true",
+            "Uid: 100000 100000 100000 100000",
+            "exec id 0",
+            "delete 0",
+            "delete 0",
+            "delete app 1"
+        ]
+    );
+}
+
+/// A mount namespace joined by `path` with a new user namespace is refused, naming the
+/// field (the new user namespace's root would hold no CAP_SYS_ADMIN over it). Nothing is
+/// left behind.
+#[test]
+fn joined_mount_namespace_with_a_new_user_namespace_is_refused_by_name() {
     require_root!();
     let tmp = nook_testutil::TempDir::new("juser").unwrap();
     crate::harness::rootfs(&tmp);
     let rt = crate::harness::runtimes(&tmp, "juser").pop().unwrap();
-    let user = rt.bundle(&tmp, "juser", &["true"], |c| join(c, &[("user", "/proc/self/ns/user".to_owned())]));
-    let out = rt.run(&["create", "--bundle", p(&user), "juser"]);
-    assert_ne!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("linux.namespaces[user].path"), "{out:?}");
     let mount = rt.bundle(&tmp, "jmu", &["true"], |c| {
         join(c, &[("mount", "/proc/self/ns/mnt".to_owned())]);
         c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
@@ -506,8 +594,8 @@ fn joined_user_namespace_is_refused_by_name() {
     let out = rt.run(&["create", "--bundle", p(&mount), "jmu"]);
     assert_ne!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("linux.namespaces[mount].path"), "{out:?}");
-    assert!(!rt.root().join("juser").exists() && !rt.root().join("jmu").exists());
-    assert!(rt.cgroup_dirs("juser").is_empty() && rt.cgroup_dirs("jmu").is_empty());
+    assert!(!rt.root().join("jmu").exists());
+    assert!(rt.cgroup_dirs("jmu").is_empty());
 }
 
 /// A time namespace joined by `path`: an app container in an infra container's time

@@ -602,3 +602,34 @@ fn a_mount_target_that_is_a_symlink_in_the_root_is_mounted_where_it_leads() {
     assert_eq!(out, "nameserver 192.0.2.53\n../run/nk-resolve/stub-resolv.conf\n");
     assert!(root.join("run/nk-resolve/stub-resolv.conf").exists(), "the mount point was made inside the root");
 }
+
+/// `Sandbox::exec` in a sandbox that joined namespaces by path (a pod's container): the
+/// process joins those too — the holder's host name, its user namespace (root there, the
+/// holder's mapping) — not only the sandbox's new ones. (Was: an exec stayed in the
+/// caller's UTS and user namespaces: host root in a container meant to be unprivileged.)
+#[test]
+fn exec_enters_the_namespaces_the_sandbox_joined_by_path() {
+    require_root!();
+    let map = nook_ns::IdMap::single(0, 100_000, 65_536);
+    let mut holder = NsCommand::new("/bin/sleep");
+    holder.arg("100").namespaces(NamespaceSet::new().with(Namespace::User).with(Namespace::Uts));
+    holder.uid_map(map.clone()).gid_map(map).hostname("nk-holder");
+    let mut holder = holder.spawn().unwrap();
+    holder.kill_on_drop(true);
+    let hpid = holder.id();
+    let set = NamespaceSet::new().with(Namespace::Mount).with(Namespace::Pid).with(Namespace::Ipc);
+    let sb = Sandbox::builder()
+        .namespaces(set)
+        .join_namespace(Namespace::User, format!("/proc/{hpid}/ns/user"))
+        .join_namespace(Namespace::Uts, format!("/proc/{hpid}/ns/uts"))
+        .network(NetworkMode::Host)
+        .create()
+        .expect("a sandbox in the holder's user and UTS namespaces");
+    let out = sb.exec(["sh", "-c", "hostname; head -1 /proc/self/uid_map; id -u"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<String> = text.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(lines, ["nk-holder", "0 100000 65536", "0"], "{out:?}");
+    sb.remove().unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
