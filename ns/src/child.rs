@@ -450,17 +450,9 @@ fn open_terminal(err: RawFd, fds: &ChildFds, t: &TerminalPlan) {
     }
 }
 
-/// `/dev/console` becomes the terminal behind `master`: its peer `/dev/pts/N` bind-mounted
-/// there, the mount point created (an empty regular file) where there is none.
-fn bind_console(err: RawFd, master: RawFd) {
-    let mut n: libc::c_uint = 0;
-    if let Err(e) = raw::ioctl(master, libc::TIOCGPTN as libc::c_ulong, &mut n as *mut libc::c_uint as usize) {
-        fail(err, Stage::Terminal, e, None);
-    }
-    // "/dev/pts/" + the number + NUL, on this stack.
-    let mut path = [0u8; 24];
-    let prefix = b"/dev/pts/";
-    path[..prefix.len()].copy_from_slice(prefix);
+/// Writes `prefix` and `n` in decimal, NUL-terminated, into `out` (zeroed, 32 bytes: room
+/// for a prefix of up to 21 bytes), on the caller's stack: no allocation.
+fn numbered_path(out: &mut [u8; 32], prefix: &[u8], mut n: u32) {
     let mut digits = [0u8; 10];
     let mut len = 0;
     loop {
@@ -471,9 +463,22 @@ fn bind_console(err: RawFd, master: RawFd) {
             break;
         }
     }
-    for (to, digit) in path[prefix.len()..].iter_mut().zip(digits[..len].iter().rev()) {
+    let (head, tail) = out.split_at_mut(prefix.len().min(21));
+    head.copy_from_slice(&prefix[..head.len()]);
+    for (to, digit) in tail.iter_mut().zip(digits[..len].iter().rev()) {
         *to = *digit;
     }
+}
+
+/// `/dev/console` becomes the terminal behind `master`: its peer `/dev/pts/N` bind-mounted
+/// there, the mount point created (an empty regular file) where there is none.
+fn bind_console(err: RawFd, master: RawFd) {
+    let mut n: libc::c_uint = 0;
+    if let Err(e) = raw::ioctl(master, libc::TIOCGPTN as libc::c_ulong, &mut n as *mut libc::c_uint as usize) {
+        fail(err, Stage::Terminal, e, None);
+    }
+    let mut path = [0u8; 32];
+    numbered_path(&mut path, b"/dev/pts/", n);
     let console = c"/dev/console".as_ptr();
     let made = raw::mknodat(libc::AT_FDCWD, console, libc::S_IFREG | 0o666, 0);
     if made != 0 && made != libc::EEXIST {
@@ -979,21 +984,7 @@ impl FdPath {
         raw::close(root);
         let fd = fd?;
         let mut path = [0u8; 32];
-        let prefix = b"/proc/self/fd/";
-        path[..prefix.len()].copy_from_slice(prefix);
-        let mut digits = [0u8; 10];
-        let (mut n, mut len) = (fd as u32, 0);
-        loop {
-            digits[len] = b'0' + (n % 10) as u8;
-            len += 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        for k in 0..len {
-            path[prefix.len() + k] = digits[len - 1 - k];
-        }
+        numbered_path(&mut path, b"/proc/self/fd/", fd as u32);
         Ok(FdPath { fd, path })
     }
 
@@ -1145,4 +1136,23 @@ fn mask(target: *const libc::c_char, source: &mut MaskSource) -> Result<(), i32>
         (false, _) => raw::mount(c"/dev/null".as_ptr(), target, std::ptr::null(), libc::MS_BIND, std::ptr::null()),
     };
     nonzero(e)
+}
+
+#[cfg(test)]
+mod numbered_path_tests {
+    use super::numbered_path;
+
+    fn text(prefix: &[u8], n: u32) -> String {
+        let mut out = [0u8; 32];
+        numbered_path(&mut out, prefix, n);
+        let end = out.iter().position(|&b| b == 0).expect("NUL-terminated");
+        String::from_utf8(out[..end].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn prefix_and_decimal_number_nul_terminated() {
+        assert_eq!(text(b"/dev/pts/", 0), "/dev/pts/0");
+        assert_eq!(text(b"/dev/pts/", 17), "/dev/pts/17");
+        assert_eq!(text(b"/proc/self/fd/", u32::MAX), "/proc/self/fd/4294967295");
+    }
 }

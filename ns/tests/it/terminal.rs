@@ -36,18 +36,8 @@ fn terminal_is_stdio_and_controlling_terminal_of_a_new_session() {
         Command::new("/bin/sh").args(["-c", script]).terminal(theirs).terminal_size(24, 91).spawn().unwrap();
     let (master, name) = recv_fd(&ours);
     assert_eq!(name, b"/dev/ptmx");
-    let mut out = Vec::new();
-    let mut f = std::fs::File::from(master);
-    let mut buf = [0u8; 512];
-    // Until EIO: the child's (last) peer closed.
-    while let Ok(n) = f.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
+    let text = read_to_eio(master);
     assert!(child.wait().unwrap().success());
-    let text = String::from_utf8_lossy(&out).replace('\r', "");
     assert_eq!(text, "tty0\ntty1\ntty2\nsession-leader\nhas-ctty\n24 91\n");
 }
 
@@ -77,6 +67,13 @@ fn on_terminal(set: nook_ns::NamespaceSet, script: &str) -> String {
         .spawn()
         .unwrap();
     let (master, _) = recv_fd(&ours);
+    let text = read_to_eio(master);
+    assert!(child.wait().unwrap().success(), "{text}");
+    text
+}
+
+/// What a terminal's master reads until EIO (the child's last peer closed), `\r` dropped.
+fn read_to_eio(master: OwnedFd) -> String {
     let mut out = Vec::new();
     let mut f = std::fs::File::from(master);
     let mut buf = [0u8; 512];
@@ -86,7 +83,6 @@ fn on_terminal(set: nook_ns::NamespaceSet, script: &str) -> String {
         }
         out.extend_from_slice(&buf[..n]);
     }
-    assert!(child.wait().unwrap().success(), "{}", String::from_utf8_lossy(&out));
     String::from_utf8_lossy(&out).replace('\r', "")
 }
 
