@@ -610,6 +610,7 @@ fn a_mount_target_that_is_a_symlink_in_the_root_is_mounted_where_it_leads() {
 #[test]
 fn exec_enters_the_namespaces_the_sandbox_joined_by_path() {
     require_root!();
+    let _serial = serial();
     let map = nook_ns::IdMap::single(0, 100_000, 65_536);
     let mut holder = NsCommand::new("/bin/sleep");
     holder.arg("100").namespaces(NamespaceSet::new().with(Namespace::User).with(Namespace::Uts));
