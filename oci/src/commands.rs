@@ -170,7 +170,10 @@ fn create(
     let mut mapped = crate::config::map(crate::config::load(&bundle)?, &bundle)?;
     let process = mapped.spec.process().clone().unwrap_or_default();
     let console = if crate::tty::check(process.terminal().unwrap_or(false), opts.console_socket, opts.detach)? {
-        let size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
+        let mut size = process.console_size().map(|b| (b.height() as u16, b.width() as u16));
+        if opts.console_socket.is_none() {
+            size = crate::tty::initial_size(size);
+        }
         let c = crate::tty::Console::new(opts.console_socket)?;
         mapped.builder.terminal(c.child_end, size);
         c.relay
@@ -508,6 +511,9 @@ fn exec(root: &Path, e: liboci_cli::Exec) -> Result<i32, Error> {
     let mut io = ExecIo::default();
     let console = if crate::tty::check(p_terminal, e.console_socket.as_deref(), e.detach)? {
         let con = crate::tty::Console::new(e.console_socket.as_deref())?;
+        if con.relay.is_some() {
+            p_size = crate::tty::initial_size(p_size);
+        }
         io.terminal = Some((con.child_end, p_size));
         con.relay
     } else {

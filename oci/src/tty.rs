@@ -13,8 +13,10 @@
 //! it receives the master itself over a socket pair and copies between its own stdio and
 //! the terminal (its stdin put in raw mode while it is a terminal, `ONLCR` cleared on the
 //! master so output keeps its `\n`) until the process ends. While our stdin is a terminal,
-//! its size is the process's terminal's size: copied when the relay starts and on every
-//! `SIGWINCH` (as runc resizes).
+//! its size is the process's terminal's size: given to the terminal when it is made (unless
+//! the process's `consoleSize` says otherwise), so the process sees it from its first
+//! instruction, and copied again when the relay starts and on every `SIGWINCH` (as runc
+//! resizes; runc sets it only once the process runs, which a fast process can beat).
 //!
 //! As runc: a terminal without a console socket when nook-oci will detach (`create`,
 //! `--detach`) is refused, and so is a console socket without a terminal or with a
@@ -61,6 +63,20 @@ impl Console {
             }
         }
     }
+}
+
+/// The size (rows, columns) a relayed terminal starts with: `configured` (the process's
+/// `consoleSize`), else our stdin's when it is a terminal, else the kernel's default.
+pub(crate) fn initial_size(configured: Option<(u16, u16)>) -> Option<(u16, u16)> {
+    use rustix::termios::{isatty, tcgetwinsize};
+    let stdin = std::io::stdin();
+    configured.or_else(|| {
+        isatty(stdin.as_fd())
+            .then(|| tcgetwinsize(stdin.as_fd()).ok())
+            .flatten()
+            .filter(|w| w.ws_row > 0 && w.ws_col > 0)
+            .map(|w| (w.ws_row, w.ws_col))
+    })
 }
 
 /// Receives the master the container's process sent over `sock`, with `ONLCR` cleared

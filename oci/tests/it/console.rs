@@ -176,16 +176,30 @@ fn foreground_run_relays_the_terminal() {
     assert_eq!(out.stdout, "/dev/pts/0\nstdin-is-a-tty\n", "{out:?}");
 }
 
-/// A pseudo-terminal of `rows` × `cols`: (master, peer).
+/// A pseudo-terminal of `rows` × `cols`: (master, peer), both close-on-exec (`openpty(3)`
+/// makes inheritable descriptors, which the tools other tests start at the same time would
+/// inherit: a terminal held open by a stranger, and numbers 3.. open in them).
 fn openpty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
-    use std::os::fd::FromRawFd;
-    let (mut master, mut peer) = (-1, -1);
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: posix_openpt takes flags only; a new descriptor, or -1.
+    let fd = unsafe { libc::posix_openpt(flags) };
+    assert!(fd >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+    // SAFETY: a new descriptor that we own.
+    let master = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: unlockpt and TIOCGPTPEER act on the master we own; TIOCGPTPEER returns a new
+    // descriptor of the peer, or -1.
+    let peer = unsafe {
+        assert_eq!(libc::unlockpt(master.as_raw_fd()), 0, "unlockpt: {}", std::io::Error::last_os_error());
+        libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags)
+    };
+    assert!(peer >= 0, "TIOCGPTPEER: {}", std::io::Error::last_os_error());
+    // SAFETY: a new descriptor that we own.
+    let peer = unsafe { OwnedFd::from_raw_fd(peer) };
     let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: valid out-pointers for the two descriptors, no name buffer, a valid winsize.
-    let rc = unsafe { libc::openpty(&mut master, &mut peer, std::ptr::null_mut(), std::ptr::null(), &size) };
-    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
-    // SAFETY: openpty returned two new descriptors that we own.
-    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(peer)) }
+    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+    assert_eq!(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) }, 0);
+    (master, peer)
 }
 
 /// Reads the terminal's master into `seen` until it contains `want`, or the terminal's
@@ -245,6 +259,31 @@ fn foreground_run_on_a_terminal_relays_input_and_window_size() {
     let status = tool.wait().unwrap();
     assert!(seen.contains("size:30 100."), "{seen:?}");
     assert_eq!(status.code(), Some(0), "{seen:?}");
+}
+
+/// A foreground `exec --tty` on a terminal: the process's terminal has our terminal's size
+/// from its first instruction (given when the terminal is made; was: copied once the relay
+/// started, which a process asking at once could beat and see 0 rows).
+#[test]
+fn foreground_exec_on_a_terminal_starts_at_its_size() {
+    require_root!();
+    let tmp = TempDir::new("cws").unwrap();
+    crate::harness::rootfs(&tmp);
+    applets(&tmp);
+    let rt = crate::harness::runtimes(&tmp, "cws").pop().unwrap();
+    let b = rt.bundle(&tmp, "tty7", &["sleep", "1000"], |_| {});
+    assert_eq!(rt.run(&["run", "--detach", "--bundle", p(&b), "tty7"]).code, 0);
+    for round in 0..5 {
+        let (master, peer) = openpty(33 + round, 111);
+        let mut tool = rt.spawn_on_terminal(&["exec", "--tty", "tty7", "stty", "size"], &peer);
+        drop(peer);
+        let mut term = std::fs::File::from(master);
+        let mut seen = String::new();
+        read_until(&mut term, &mut seen, "\u{0}", &mut tool);
+        assert_eq!(tool.wait().unwrap().code(), Some(0), "{seen:?}");
+        assert_eq!(seen.trim(), format!("{} 111", 33 + round));
+    }
+    assert_eq!(rt.run(&["delete", "--force", "tty7"]).code, 0);
 }
 
 /// `--preserve-fds N` passes nook-oci's descriptors 3..3+N; `LISTEN_FDS` (with

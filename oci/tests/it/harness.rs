@@ -146,6 +146,7 @@ impl Runtime {
             .stdin(Stdio::null())
             .stdout(File::create(&o).unwrap())
             .stderr(File::create(&e).unwrap());
+        only_stdio(&mut cmd);
         (cmd, o, e)
     }
 
@@ -172,7 +173,10 @@ impl Runtime {
             self.created.borrow_mut().push((*id).to_owned());
         }
         let script = format!("{pre}\n{}", words.join(" "));
-        let out = Command::new("sh").arg("-c").arg(script).arg(&self.bin).stdin(Stdio::null()).output().unwrap();
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(script).arg(&self.bin).stdin(Stdio::null());
+        only_stdio(&mut sh);
+        let out = sh.output().unwrap();
         Out {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -268,5 +272,21 @@ impl Drop for Runtime {
         for d in own_cgroup_dirs() {
             remove_cgroup_tree(&d.join(&self.cgroup_base));
         }
+    }
+}
+
+/// Closes every descriptor from 3 on in what `cmd` starts: the tools see only what a test
+/// gives them (`--preserve-fds` counts on it), whatever the test process inherited or
+/// another test holds open without close-on-exec at that moment.
+fn only_stdio(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the hook makes one system call and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
