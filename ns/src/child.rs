@@ -28,6 +28,7 @@ pub(crate) mod raw;
 
 use std::ffi::CString;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::error::{ErrorRecord, Stage};
 use crate::mount::{Beneath, PreparedStep, ReadOnly};
@@ -271,6 +272,9 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         check(err, Stage::Loopback, raw::loopback_up());
     }
 
+    // Peer binds copy their sources while the new namespace's mounts are still in the
+    // caller's peer groups: the root propagation below cuts those ties.
+    copy_peer_trees(err, plan);
     if let Some(flags) = plan.root_propagation {
         let e = raw::mount(std::ptr::null(), c"/".as_ptr(), std::ptr::null(), flags, std::ptr::null());
         check(err, Stage::RootPropagation, e);
@@ -283,7 +287,7 @@ pub(crate) unsafe fn run_child(plan: &Plan, fds: &ChildFds, hooks: &mut [PreExec
         if injected != 0 {
             fail(err, Stage::Mount, injected, Some(i));
         }
-        if let Err((stage, errno)) = run_step(step, landlock, beneath, &mut masks) {
+        if let Err((stage, errno)) = run_step(step, landlock, &plan.peer_trees, beneath, &mut masks) {
             fail(err, stage, errno, Some(i));
         }
     }
@@ -829,6 +833,19 @@ fn run_init(plan: &Plan, init_exe: RawFd, err: RawFd, init_pid: libc::pid_t) -> 
 // Mount steps (`crate::mount::PreparedStep`), run after the hostname and before the chdir.
 // ---------------------------------------------------------------------------------------
 
+/// Copies the source tree of every peer bind (`open_tree`) into its slot of
+/// `plan.peer_trees`; a failure names the step.
+fn copy_peer_trees(err: RawFd, plan: &Plan) {
+    for (i, step) in plan.steps.iter().enumerate() {
+        if let PreparedStep::PeerBind { source, recursive, slot, .. } = step {
+            match raw::open_tree_clone(source.as_ptr(), *recursive) {
+                Ok(fd) => plan.peer_trees[*slot].store(fd, Ordering::Relaxed),
+                Err(e) => fail(err, Stage::Mount, e, Some(i)),
+            }
+        }
+    }
+}
+
 fn opt_ptr(s: &Option<CString>) -> *const libc::c_char {
     s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
 }
@@ -839,12 +856,13 @@ fn opt_ptr(s: &Option<CString>) -> *const libc::c_char {
 pub(crate) fn run_step(
     step: &PreparedStep,
     landlock: RawFd,
+    trees: &[AtomicI32],
     beneath: Option<&Beneath>,
     masks: &mut MaskSource,
 ) -> Result<(), (Stage, i32)> {
     let fail = |stage: Stage| move |errno: i32| (stage, errno);
     let Some(b) = beneath else {
-        return run_step_at(step, landlock, None, masks);
+        return run_step_at(step, landlock, trees, None, masks);
     };
     match step {
         // Created in their parent directory as resolved inside the root.
@@ -873,17 +891,20 @@ pub(crate) fn run_step(
         // Mounted on (or looked at) through the descriptor of the path resolved inside the
         // root (`/proc/self/fd/N`).
         PreparedStep::Mask { .. } => match FdPath::resolve(b, &b.rel) {
-            Ok(at) => run_step_at(step, landlock, Some(&at), &mut MaskSource::default()),
+            Ok(at) => run_step_at(step, landlock, trees, Some(&at), &mut MaskSource::default()),
             Err(libc::ENOENT) => Ok(()),
             Err(e) => Err((Stage::Mount, e)),
         },
         _ => {
             let at = FdPath::resolve(b, &b.rel).map_err(fail(Stage::Mount))?;
-            let result = run_step_at(step, landlock, Some(&at), masks);
+            let result = run_step_at(step, landlock, trees, Some(&at), masks);
             // A read-only bind is remounted on the new mount, which the descriptor (of the
             // mount point beneath it) does not name: resolve again.
-            if let (Ok(()), PreparedStep::Mount { read_only: ro @ (ReadOnly::Top | ReadOnly::Tree), .. }) =
-                (&result, step)
+            if let (
+                Ok(()),
+                PreparedStep::Mount { read_only: ro @ (ReadOnly::Top | ReadOnly::Tree), .. }
+                | PreparedStep::PeerBind { read_only: ro @ (ReadOnly::Top | ReadOnly::Tree), .. },
+            ) = (&result, step)
             {
                 let top = FdPath::resolve(b, &b.rel).map_err(fail(Stage::Mount))?;
                 return match ro {
@@ -902,6 +923,7 @@ pub(crate) fn run_step(
 fn run_step_at(
     step: &PreparedStep,
     landlock: RawFd,
+    trees: &[AtomicI32],
     at: Option<&FdPath>,
     masks: &mut MaskSource,
 ) -> Result<(), (Stage, i32)> {
@@ -923,6 +945,18 @@ fn run_step_at(
         PreparedStep::Propagation { target, flags } => {
             nonzero(raw::mount(std::ptr::null(), path_of(target), std::ptr::null(), *flags, std::ptr::null()))
                 .map_err(fail(Stage::Mount))
+        }
+        PreparedStep::PeerBind { target, read_only, slot, .. } => {
+            let target = path_of(target);
+            let tree = trees[*slot].swap(-1, Ordering::Relaxed);
+            let e = raw::move_mount_to(tree, target);
+            raw::close(tree);
+            nonzero(e).map_err(fail(Stage::Mount))?;
+            match (read_only, at) {
+                (ReadOnly::No, _) | (_, Some(_)) => Ok(()),
+                (ReadOnly::Top, None) => remount_ro(target).map_err(fail(Stage::Mount)),
+                (ReadOnly::Tree, None) => remount_ro_tree(target).map_err(fail(Stage::Mount)),
+            }
         }
         PreparedStep::PivotRoot { new_root } => pivot_root(new_root.as_ptr()).map_err(fail(Stage::PivotRoot)),
         PreparedStep::MoveRoot { new_root } => move_root(new_root.as_ptr()).map_err(fail(Stage::PivotRoot)),
@@ -1092,13 +1126,21 @@ fn pivot_root(new_root: *const libc::c_char) -> Result<(), i32> {
     let dot = c".".as_ptr();
     // The new root must be a mount point: bind it onto itself.
     nonzero(raw::mount(new_root, new_root, std::ptr::null(), libc::MS_BIND | libc::MS_REC, std::ptr::null()))?;
-    nonzero(raw::chdir(new_root))?;
-    // pivot_root(".", "."): the old root ends up stacked on top of the new one at "/".
-    nonzero(raw::pivot_root(dot, dot))?;
-    // Never let the detach below propagate back to the host's mounts.
-    nonzero(raw::mount(std::ptr::null(), dot, std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;
-    nonzero(raw::umount2(dot, libc::MNT_DETACH))?;
-    nonzero(raw::chdir(c"/".as_ptr()))
+    let old_root = raw::open(c"/".as_ptr(), libc::O_PATH | libc::O_DIRECTORY)?;
+    let result = (|| {
+        nonzero(raw::chdir(new_root))?;
+        // pivot_root(".", "."): the old root ends up stacked on top of the new one at "/".
+        nonzero(raw::pivot_root(dot, dot))?;
+        // Into the old root (as runc): "." must name it, not the new root below it, which the
+        // next step would otherwise change too (a peer bind made a slave).
+        nonzero(raw::fchdir(old_root))?;
+        // Never let the detach below propagate back to the host's mounts.
+        nonzero(raw::mount(std::ptr::null(), dot, std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;
+        nonzero(raw::umount2(dot, libc::MNT_DETACH))?;
+        nonzero(raw::chdir(c"/".as_ptr()))
+    })();
+    raw::close(old_root);
+    result
 }
 
 /// runc's `msMoveRoot`: the new root (made a mount point) moved onto `/`, then `chroot`.

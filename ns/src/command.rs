@@ -1304,6 +1304,7 @@ impl Command {
         }
 
         let mut steps = Vec::with_capacity(self.mounts.len());
+        let mut peer_trees = Vec::new();
         let joins_mount = self.child_joined(Namespace::Mount).is_some();
         for step in &self.mounts {
             if !joins_mount {
@@ -1312,7 +1313,10 @@ impl Command {
             if let (MountStep::LandlockRule { path, .. }, false) = (step, self.landlock_given) {
                 return Err(ValidationError::LandlockRuleWithoutRuleset { path: path.clone() });
             }
-            steps.push(step.prepare()?);
+            steps.push(step.prepare(peer_trees.len())?);
+            if let MountStep::PeerBind { .. } = step {
+                peer_trees.push(std::sync::atomic::AtomicI32::new(-1));
+            }
         }
         // In a joined user namespace as in a new one, the new mount namespace belongs to a
         // less privileged user namespace than the one it is copied from: the kernel turns
@@ -1423,6 +1427,7 @@ impl Command {
             time_offsets,
             root_propagation,
             steps,
+            peer_trees,
             beneath: crate::mount::beneath_roots(&self.mounts)?,
             become_userns_root,
             identity,

@@ -48,7 +48,9 @@
 //!   no_new_privs → Landlock → seccomp → exec (or the init, which is then confined with the payload).
 //!   Each step fails closed with its own [`Stage`].
 //! - [`IdMap`] multi-range uid/gid maps (`newuidmap`/`newgidmap` when unprivileged).
-//! - [`MountStep`] / [`Propagation`]: bind (ro/rw), proc, sysfs, tmpfs, devpts, mqueue, overlay,
+//! - [`MountStep`] / [`Propagation`]: bind (ro/rw), a peer bind that keeps the ties of a
+//!   shared source with the caller's namespace ([`MountStep::PeerBind`]), proc, sysfs, tmpfs,
+//!   devpts, mqueue, overlay,
 //!   files, symlinks,
 //!   propagation changes, `pivot_root` (or `MS_MOVE` + `chroot`: [`MountStep::move_root`],
 //!   runc's `--no-pivot`), read-only remount, masking.

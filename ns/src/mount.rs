@@ -111,6 +111,29 @@ pub enum MountStep {
         /// `MS_REC`: bring submounts along (and make them read-only too).
         recursive: bool,
     },
+    /// Bind `source` onto `target` as a **peer** of the source's mount in the caller's mount
+    /// namespace — what `mount --bind` gives in a namespace whose `/` is shared, and what
+    /// Docker's `:rshared` volumes and Kubernetes' `Bidirectional` mount propagation need:
+    /// mounts made beneath either side appear on the other. The tree is copied with
+    /// `open_tree(OPEN_TREE_CLONE)` before the new namespace's `/` gets its root propagation
+    /// (which cuts every other tie with the caller's mounts) and attached with `move_mount` at
+    /// its turn. Follow it with a [`MountStep::Propagation`] of [`Propagation::Slave`] on
+    /// `target` for one-way propagation (Kubernetes' `HostToContainer`, `:rslave`).
+    ///
+    /// The ties are the kernel's: they exist only where the source's mount is shared in the
+    /// caller's namespace (`findmnt -o PROPAGATION`), and in a new user namespace the copy is a
+    /// slave (the kernel lets nothing propagate from a less privileged namespace). Needs
+    /// Linux 5.2 (`open_tree`); before, the spawn fails at this step with `ENOSYS`.
+    PeerBind {
+        /// What to bind.
+        source: PathBuf,
+        /// Where.
+        target: PathBuf,
+        /// Remount the bind read-only afterwards (per mount: not propagated).
+        read_only: bool,
+        /// Bring submounts along (`AT_RECURSIVE`).
+        recursive: bool,
+    },
     /// A new `proc` instance (shows the child's pid namespace).
     Proc {
         /// Mount point.
@@ -262,6 +285,12 @@ impl MountStep {
         MountStep::Bind { source: source.into(), target: target.into(), read_only: false, recursive: false }
     }
 
+    /// A non-recursive, read-write bind that stays a peer of the source's mount (see
+    /// [`MountStep::PeerBind`], [`MountStep::recursive`], [`MountStep::read_only`]).
+    pub fn peer_bind(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Self {
+        MountStep::PeerBind { source: source.into(), target: target.into(), read_only: false, recursive: false }
+    }
+
     /// A `proc` mount.
     pub fn proc(target: impl Into<PathBuf>) -> Self {
         MountStep::Proc { target: target.into() }
@@ -342,19 +371,23 @@ impl MountStep {
         MountStep::Symlink { target: target.into(), path: path.into() }
     }
 
-    /// For `Bind`: make it read-only. Other steps are returned unchanged.
+    /// For `Bind`, `PeerBind` and `Sysfs`: make it read-only. Other steps are returned unchanged.
     #[must_use]
     pub fn read_only(mut self) -> Self {
-        if let MountStep::Bind { read_only, .. } | MountStep::Sysfs { read_only, .. } = &mut self {
+        if let MountStep::Bind { read_only, .. }
+        | MountStep::PeerBind { read_only, .. }
+        | MountStep::Sysfs { read_only, .. } = &mut self
+        {
             *read_only = true;
         }
         self
     }
 
-    /// For `Bind`, `Propagation` and `RemountReadOnly`: apply to submounts too.
+    /// For `Bind`, `PeerBind`, `Propagation` and `RemountReadOnly`: apply to submounts too.
     #[must_use]
     pub fn recursive(mut self) -> Self {
         if let MountStep::Bind { recursive, .. }
+        | MountStep::PeerBind { recursive, .. }
         | MountStep::Propagation { recursive, .. }
         | MountStep::RemountReadOnly { recursive, .. } = &mut self
         {
@@ -363,8 +396,10 @@ impl MountStep {
         self
     }
 
-    /// Converts to the child's allocation-free form, validating paths and options.
-    pub(crate) fn prepare(&self) -> std::result::Result<PreparedStep, ValidationError> {
+    /// Converts to the child's allocation-free form, validating paths and options. `peer_slot`:
+    /// the index of this step's copy among the plan's peer-bind descriptors
+    /// (`Plan::peer_trees`), for a [`MountStep::PeerBind`].
+    pub(crate) fn prepare(&self, peer_slot: usize) -> std::result::Result<PreparedStep, ValidationError> {
         const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         let fs = |source: &'static std::ffi::CStr,
                   target: &Path,
@@ -387,11 +422,14 @@ impl MountStep {
                 fstype: None,
                 flags: libc::MS_BIND | if *recursive { libc::MS_REC } else { 0 },
                 data: None,
-                read_only: match (read_only, recursive) {
-                    (false, _) => ReadOnly::No,
-                    (true, false) => ReadOnly::Top,
-                    (true, true) => ReadOnly::Tree,
-                },
+                read_only: read_only_of(*read_only, *recursive),
+            }),
+            MountStep::PeerBind { source, target, read_only, recursive } => Ok(PreparedStep::PeerBind {
+                source: abs_cstring("bind source", source)?,
+                target: abs_cstring("bind target", target)?,
+                recursive: *recursive,
+                read_only: read_only_of(*read_only, *recursive),
+                slot: peer_slot,
             }),
             MountStep::Proc { target } => fs(c"proc", target, c"proc", NOSUID_NODEV_NOEXEC, None),
             MountStep::Sysfs { target, read_only } => {
@@ -468,6 +506,15 @@ impl MountStep {
     }
 }
 
+/// How a bind is made read-only after it is mounted.
+fn read_only_of(read_only: bool, recursive: bool) -> ReadOnly {
+    match (read_only, recursive) {
+        (false, _) => ReadOnly::No,
+        (true, false) => ReadOnly::Top,
+        (true, true) => ReadOnly::Tree,
+    }
+}
+
 /// Refuses root propagations under which mount steps cannot work or would reach the
 /// caller's mount namespace (see `Command::root_propagation`). Pure.
 pub(crate) fn check_root_propagation(
@@ -520,6 +567,15 @@ pub(crate) enum PreparedStep {
     Propagation {
         target: CString,
         flags: libc::c_ulong,
+    },
+    /// Copied (`source`) by the child before the root propagation, into
+    /// `Plan::peer_trees[slot]`; attached at `target` at its turn.
+    PeerBind {
+        source: CString,
+        target: CString,
+        recursive: bool,
+        read_only: ReadOnly,
+        slot: usize,
     },
     PivotRoot {
         new_root: CString,
@@ -582,6 +638,7 @@ impl MountStep {
     fn acts_on(&self) -> Option<&Path> {
         match self {
             MountStep::Bind { target, .. }
+            | MountStep::PeerBind { target, .. }
             | MountStep::Proc { target }
             | MountStep::Sysfs { target, .. }
             | MountStep::Tmpfs { target, .. }
@@ -661,12 +718,12 @@ mod tests {
 
     #[test]
     fn prepare_rejects_relative_and_nul() {
-        assert!(matches!(MountStep::proc("proc").prepare(), Err(ValidationError::RelativePath { .. })));
+        assert!(matches!(MountStep::proc("proc").prepare(0), Err(ValidationError::RelativePath { .. })));
         assert!(matches!(
-            MountStep::tmpfs("/tmp/x", Some("size=1\0")).prepare(),
+            MountStep::tmpfs("/tmp/x", Some("size=1\0")).prepare(0),
             Err(ValidationError::NulByte { field: "mount options", .. })
         ));
-        let ro = MountStep::bind("/a", "/b").read_only().recursive().prepare().unwrap();
+        let ro = MountStep::bind("/a", "/b").read_only().recursive().prepare(0).unwrap();
         assert!(
             matches!(ro, PreparedStep::Mount { read_only: ReadOnly::Tree, flags, .. } if flags & libc::MS_REC != 0)
         );

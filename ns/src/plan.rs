@@ -69,6 +69,10 @@ pub(crate) struct Plan {
     pub time_offsets: Option<CString>,
     pub root_propagation: Option<libc::c_ulong>,
     pub steps: Vec<PreparedStep>,
+    /// The detached copies of the peer binds' sources (`PreparedStep::PeerBind::slot`): made
+    /// by the child before the root propagation, -1 until then (atomics: the child writes
+    /// them without allocating, also when it shares the caller's memory).
+    pub peer_trees: Vec<std::sync::atomic::AtomicI32>,
     /// Per step: where it lies beneath a later `pivot_root`'s new root (resolved there).
     pub beneath: Vec<Option<crate::mount::Beneath>>,
     /// Become root (0/0) of the new user namespace right after the parent wrote the maps.

@@ -50,6 +50,13 @@ pub(crate) mod consts {
     pub(crate) const NS_GET_OWNER_UID: libc::c_ulong = NSIO << 8 | 0x4;
     pub(crate) const P_PIDFD: libc::idtype_t = 3;
     pub(crate) const AT_RECURSIVE: libc::c_uint = 0x8000;
+    /// `open_tree(2)`: a detached copy of the mount tree (Linux 5.2).
+    pub(crate) const OPEN_TREE_CLONE: libc::c_uint = 1;
+    /// `move_mount(2)`: the source is the descriptor itself (empty path).
+    pub(crate) const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    /// `move_mount(2)`: follow a symlink at the target, as `mount(2)` does (and the magic
+    /// link of a `/proc/self/fd/N` path resolved inside a new root).
+    pub(crate) const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
     pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
     /// `pidfd_open` flag: a pidfd for this thread, not its thread group (= `O_EXCL`).
     pub(crate) const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;

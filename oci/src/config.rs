@@ -22,7 +22,12 @@
 //! of its limits; v2 alone: its own directory, which is what runc shows with a cgroup
 //! namespace — without one runc shows the whole hierarchy); `bind`/`rbind` mounts of a host
 //! path (with `ro`) and `tmpfs` mounts elsewhere (with `size=`; `mode=755` is the facade's
-//! mode) are extra mounts.
+//! mode) are extra mounts. A bind's propagation option (`rprivate`, `rslave`, `rshared` and
+//! their non-recursive forms; the last one wins; none: the root's, as under runc) becomes
+//! `nook_sandbox::BindPropagation` for the whole bound tree: `rslave` and `rshared` binds stay
+//! tied to the host's mount (Kubernetes' `HostToContainer` and `Bidirectional`).
+//! `linux.rootfsPropagation` `rshared`/`shared` makes the root shared after `pivot_root`; the
+//! setup itself runs in a private namespace, so none of its mounts reach the host.
 //!
 //! User namespaces: a new `user` namespace with `uidMappings` and `gidMappings` (both
 //! needed; mappings without the namespace are refused). The facade mounts `/proc` and
@@ -47,7 +52,7 @@
 //! `process.ioPriority`, `process.scheduler`, `process.capabilities.ambient` and
 //! `inheritable` (unless empty, or within the bounding set for uid 0), effective/permitted
 //! sets that differ from the bounding set, `process.user.username`, `linux.timeOffsets` without a new time namespace or for other clocks than
-//! `monotonic` and `boottime`, an unknown or `shared`/`rshared` `linux.rootfsPropagation`, id mappings without a new user namespace, other
+//! `monotonic` and `boottime`, an unknown `linux.rootfsPropagation`, id mappings without a new user namespace, other
 //! mount types or standard mounts elsewhere or with other options, a `cgroup` mount without
 //! `ro`, bind options other than `bind`/`rbind`/`ro`/`rw`/propagation
 //! flags/`nosuid`/`nodev`/`noexec`, device rules for fifos, resources nook does not
@@ -59,7 +64,7 @@ use std::path::{Path, PathBuf};
 
 use nook_cgroup::CgroupSpec;
 use nook_ns::{Namespace, NamespaceSet};
-use nook_sandbox::{Mount, NetworkMode, Rootfs, SandboxBuilder, SeccompMode};
+use nook_sandbox::{BindPropagation, Mount, NetworkMode, Rootfs, SandboxBuilder, SeccompMode};
 use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 
 use crate::error::{Error, refuse};
@@ -201,6 +206,14 @@ fn capabilities(p: &oci_spec::runtime::Process, b: &mut SandboxBuilder) -> Resul
 }
 
 fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
+    // A bind without a propagation option gets the root's, as under runc (where the bind
+    // inherits the propagation `/` was given before it).
+    let root = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).filter(|p| !p.is_empty());
+    let bind_default = match root.as_deref().map(root_propagation).transpose()? {
+        Some((nook_ns::Propagation::Shared, _)) => BindPropagation::Shared,
+        Some((nook_ns::Propagation::Slave, _)) => BindPropagation::Slave,
+        _ => BindPropagation::Private,
+    };
     for m in spec.mounts().iter().flatten() {
         let dest = m.destination().display().to_string();
         let field = format!("mounts[{dest}]");
@@ -232,13 +245,31 @@ fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
             "bind" | "none" if opts.iter().any(|o| *o == "bind" || *o == "rbind") => {
                 let allowed = [
                     "bind", "rbind", "ro", "rw", "nosuid", "nodev", "noexec", "private", "rprivate", "slave", "rslave",
+                    "shared", "rshared",
                 ];
                 if let Some(o) = opts.iter().find(|o| !allowed.contains(o)) {
                     return Err(refuse(field, format!("bind option {o:?} is not supported")));
                 }
                 let source = m.source().clone().ok_or_else(|| refuse(field.clone(), "a bind mount needs a source"))?;
                 let read_only = opts.contains(&"ro");
-                b.mount(Mount::Bind { source, target: m.destination().clone(), read_only });
+                // The last propagation option wins, as runc applies them in order; each is
+                // given to the whole bound tree (runc: `slave` and `shared` to its top mount).
+                let propagation = opts
+                    .iter()
+                    .rev()
+                    .find_map(|o| match *o {
+                        "private" | "rprivate" => Some(BindPropagation::Private),
+                        "slave" | "rslave" => Some(BindPropagation::Slave),
+                        "shared" | "rshared" => Some(BindPropagation::Shared),
+                        _ => None,
+                    })
+                    .unwrap_or(bind_default);
+                let bind = if read_only {
+                    Mount::bind_ro(source, m.destination())
+                } else {
+                    Mount::bind(source, m.destination())
+                };
+                b.mount(bind.with_propagation(propagation));
             }
             "tmpfs" => {
                 let mut size = None;
@@ -302,14 +333,6 @@ fn root_propagation(value: &str) -> Result<(nook_ns::Propagation, bool), Error> 
         "unbindable" => Unbindable,
         _ => return Err(refuse("linux.rootfsPropagation", format!("unknown propagation {value:?}"))),
     };
-    if propagation == Shared {
-        // nook-ns refuses it too, later: the container's own mounts, made while it is set
-        // up, would propagate into the host's mount namespace.
-        return Err(refuse(
-            "linux.rootfsPropagation",
-            format!("{value:?}: a shared root is not supported (the container's setup mounts would reach the host)"),
-        ));
-    }
     Ok((propagation, recursive))
 }
 

@@ -306,8 +306,8 @@ pub use pool::{Pool, PoolBuilder, PoolChild, PoolCommand, PoolOutput, PoolStats,
 pub use run::{Outcome, Sandbox, SandboxBuilder, SandboxOutput};
 pub use security::{FsAccess, LandlockRule, LandlockSpec, Rlimit, SeccompMode, Security};
 pub use spec::{
-    ClockOffsets, DEFAULT_PATH, DeviceNode, JoinNamespace, Mount, NetworkMode, RootPropagation, Rootfs, SandboxSpec,
-    StdioMode, User,
+    BindPropagation, ClockOffsets, DEFAULT_PATH, DeviceNode, JoinNamespace, Mount, NetworkMode, RootPropagation,
+    Rootfs, SandboxSpec, StdioMode, User,
 };
 
 pub mod hardening;

@@ -7,11 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
-use nook_ns::{IdMap, MountStep, Namespace, NamespaceSet};
+use nook_ns::{IdMap, MountStep, Namespace, NamespaceSet, Propagation};
 use nook_unionfs::Upper;
 
 use crate::error::ValidationError;
-use crate::spec::{DEFAULT_PATH, Mount, Rootfs, SandboxSpec};
+use crate::spec::{BindPropagation, DEFAULT_PATH, Mount, Rootfs, SandboxSpec};
 
 /// Host directories the sandbox's private scratch tmpfs may be mounted on (in the child's
 /// own mount namespace only, so the host never sees it): the first that exists and holds
@@ -380,7 +380,7 @@ fn mount_steps(
             tmpfs_targets.push(at);
         }
         match m {
-            Mount::Bind { source, read_only, .. } => {
+            Mount::Bind { source, read_only, propagation, .. } => {
                 if source.is_dir() {
                     mkdir_p(&mut steps, &root, at);
                 } else {
@@ -389,8 +389,23 @@ fn mount_steps(
                     }
                     steps.push(MountStep::make_file(&target));
                 }
-                let step = MountStep::bind(source, &target).recursive();
+                // Private: a bind in the namespace, whose `/` is private — or a slave under a
+                // slave root, made private then. Slave and shared: a peer of the host's mount
+                // (copied before the namespace's ties are cut), made a slave for one way.
+                let step = match propagation {
+                    BindPropagation::Private => MountStep::bind(source, &target).recursive(),
+                    _ => MountStep::peer_bind(source, &target).recursive(),
+                };
                 steps.push(if *read_only { step.read_only() } else { step });
+                let slave_root =
+                    spec.root_propagation.is_some_and(|p| p.recursive && p.propagation == Propagation::Slave);
+                match propagation {
+                    BindPropagation::Private if slave_root => {
+                        steps.push(MountStep::propagation(&target, Propagation::Private, true));
+                    }
+                    BindPropagation::Slave => steps.push(MountStep::propagation(&target, Propagation::Slave, true)),
+                    _ => {}
+                }
             }
             Mount::Tmpfs { size, .. } => {
                 mkdir_p(&mut steps, &root, at);

@@ -710,8 +710,9 @@ fn command(spec: &SandboxSpec, plan: plan::Plan, io: Io, hold: bool) -> nook_ns:
     }
     // A non-recursive propagation would leave the host's other mounts as they are (shared
     // with the caller's, for setup mounts to reach): `/` gets the default recursive private
-    // then, and the root after `pivot_root` what was asked (the plan's step).
-    if let Some(p) = spec.root_propagation.filter(|p| p.recursive) {
+    // then, and the root after `pivot_root` what was asked (the plan's step). So does a
+    // shared one: its ties with the host come from peer binds (see `root_propagation`).
+    if let Some(p) = spec.root_propagation.filter(|p| p.recursive && p.propagation != nook_ns::Propagation::Shared) {
         cmd.root_propagation(Some((p.propagation, true)));
     }
     if let Some(o) = spec.clock_offsets.monotonic {

@@ -123,10 +123,13 @@ pub struct SandboxSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_keyring: Option<String>,
     /// The propagation of the sandbox's root (OCI `linux.rootfsPropagation`): given to its
-    /// root after `pivot_root`, and when recursive also to `/` of its new mount namespace
-    /// before anything is mounted there (instead of the default recursive private), as runc
-    /// does. `None`: private. A shared root is refused by `nook-ns` (without a new user
-    /// namespace): the setup's own mounts would propagate into the caller's namespace.
+    /// root after `pivot_root`, and when recursive slave, private or unbindable also to `/`
+    /// of its new mount namespace before anything is mounted there (instead of the default
+    /// recursive private), as runc does. `None`: private. A shared root is made shared only
+    /// after `pivot_root`: while the sandbox is set up its namespace stays recursively
+    /// private, so none of the setup's mounts can reach the caller's namespace (runc makes
+    /// `/` shared and the root's parent mount private instead); ties with the host's mounts
+    /// come from binds with [`BindPropagation::Shared`] or [`BindPropagation::Slave`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub root_propagation: Option<RootPropagation>,
     /// Offsets of the monotonic and boot-time clocks in the sandbox's new time namespace
@@ -314,6 +317,10 @@ pub enum Mount {
         target: PathBuf,
         /// Read-only (the whole tree).
         read_only: bool,
+        /// Whether mounts made later beneath the source (on the host) or the target (in the
+        /// sandbox) appear on the other side ([`BindPropagation`]; default: neither).
+        #[serde(default, skip_serializing_if = "BindPropagation::is_private")]
+        propagation: BindPropagation,
     },
     /// A new tmpfs.
     Tmpfs {
@@ -325,15 +332,62 @@ pub enum Mount {
     },
 }
 
+/// The mount propagation of a [`Mount::Bind`] (Docker's `bind-propagation`, Kubernetes'
+/// `mountPropagation`), for the whole bound tree.
+///
+/// The ties are the kernel's peer groups: they exist only where the source's mount is shared
+/// on the host (`findmnt -o PROPAGATION SOURCE`; systemd makes `/` shared), and in a new user
+/// namespace (rootless) the kernel lets nothing propagate out of the sandbox, so `Shared`
+/// acts as `Slave` there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BindPropagation {
+    /// No ties (`rprivate`, the default): the sandbox sees the source's mounts as they were
+    /// when it started, and its own mounts there stay its own.
+    #[default]
+    Private,
+    /// One way, host to sandbox (`rslave`, Kubernetes' `HostToContainer`): what the host
+    /// mounts beneath the source later appears in the sandbox; nothing goes back.
+    Slave,
+    /// Both ways (`rshared`, Kubernetes' `Bidirectional`): what the sandbox mounts beneath
+    /// the target appears on the host beneath the source too, and the other way round —
+    /// give it only to a sandbox trusted to mount on the host (it needs `CAP_SYS_ADMIN`).
+    Shared,
+}
+
+impl BindPropagation {
+    fn is_private(&self) -> bool {
+        *self == BindPropagation::Private
+    }
+}
+
 impl Mount {
     /// A read-write bind mount.
     pub fn bind(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Mount {
-        Mount::Bind { source: source.into(), target: target.into(), read_only: false }
+        Mount::Bind { source: source.into(), target: target.into(), read_only: false, propagation: Default::default() }
     }
 
     /// A read-only bind mount.
     pub fn bind_ro(source: impl Into<PathBuf>, target: impl Into<PathBuf>) -> Mount {
-        Mount::Bind { source: source.into(), target: target.into(), read_only: true }
+        Mount::Bind { source: source.into(), target: target.into(), read_only: true, propagation: Default::default() }
+    }
+
+    /// For a bind: its propagation (see [`BindPropagation`]); other mounts are returned as
+    /// they are.
+    ///
+    /// ```
+    /// use nook_sandbox::{BindPropagation, Mount};
+    /// // A volume the sandbox may mount file systems into, seen by the host (a CSI driver's).
+    /// let m = Mount::bind("/var/lib/kubelet/pods", "/pods").with_propagation(BindPropagation::Shared);
+    /// assert!(matches!(m, Mount::Bind { propagation: BindPropagation::Shared, .. }));
+    /// ```
+    #[must_use]
+    pub fn with_propagation(mut self, p: BindPropagation) -> Mount {
+        if let Mount::Bind { propagation, .. } = &mut self {
+            *propagation = p;
+        }
+        self
     }
 
     /// A tmpfs.
@@ -690,8 +744,11 @@ mod tests {
         s.rootfs = Rootfs::Dir { path: "/srv/root".into(), read_only: true };
         s.hostname = Some("box".into());
         s.domainname = Some("example".into());
-        s.mounts =
-            vec![Mount::bind_ro("/etc", "/mnt/etc"), Mount::Tmpfs { target: "/scratch".into(), size: Some(1 << 20) }];
+        s.mounts = vec![
+            Mount::bind_ro("/etc", "/mnt/etc"),
+            Mount::bind("/srv", "/srv").with_propagation(BindPropagation::Slave),
+            Mount::Tmpfs { target: "/scratch".into(), size: Some(1 << 20) },
+        ];
         let mut cg = CgroupSpec::new("");
         cg.resources.pids.get_or_insert_default().max(64);
         s.cgroup = Some(cg);

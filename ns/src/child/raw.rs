@@ -241,6 +241,10 @@ pub(crate) fn write_all(fd: RawFd, buf: &[u8]) -> i32 {
     0
 }
 
+pub(crate) fn fchdir(fd: RawFd) -> i32 {
+    ok(call!(libc::SYS_fchdir, fd))
+}
+
 pub(crate) fn open(path: *const libc::c_char, flags: libc::c_int) -> Result<RawFd, i32> {
     val(call!(libc::SYS_openat, libc::AT_FDCWD, path, flags | libc::O_CLOEXEC, 0)).map(|fd| fd as RawFd)
 }
@@ -468,6 +472,22 @@ pub(crate) fn mount_flags(path: *const libc::c_char) -> Result<libc::c_ulong, i3
         }
     }
     Ok(out)
+}
+
+/// `open_tree(path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC [| AT_RECURSIVE])`: a descriptor of a
+/// detached copy of the mount at `path` (with its submounts when `recursive`), in the peer
+/// groups of the originals; ENOSYS before Linux 5.2.
+pub(crate) fn open_tree_clone(path: *const libc::c_char, recursive: bool) -> Result<RawFd, i32> {
+    let flags =
+        consts::OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | if recursive { consts::AT_RECURSIVE } else { 0 };
+    val(call!(libc::SYS_open_tree, libc::AT_FDCWD, path, flags)).map(|fd| fd as RawFd)
+}
+
+/// `move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS)`:
+/// attaches the detached tree `fd` at `target` (symlinks followed, as by `mount(2)`).
+pub(crate) fn move_mount_to(fd: RawFd, target: *const libc::c_char) -> i32 {
+    let flags = consts::MOVE_MOUNT_F_EMPTY_PATH | consts::MOVE_MOUNT_T_SYMLINKS;
+    ok(call!(libc::SYS_move_mount, fd, c"".as_ptr(), libc::AT_FDCWD, target, flags))
 }
 
 /// `mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)`; ENOSYS on old kernels.

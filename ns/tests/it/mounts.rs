@@ -308,6 +308,103 @@ fn unbindable_propagation_step_makes_a_later_bind_fail_with_einval() {
     assert_no_mounts_under(base.path());
 }
 
+/// Waits up to 10 s for `done()`.
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}: not within 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A child binds `a` (a shared tmpfs of the test's "host" namespace: a thread's own) at `b`
+/// with `steps` in its new mount namespace (whose `/` the spawn makes recursively private
+/// first), mounts a tmpfs at `b/fromchild`, then waits for the host to mount one (with a
+/// marker) at `a/fromhost`. Returns (the marker as the child read it, whether the child's
+/// mount showed on the host).
+fn peer_bind_exchange(tag: &str, steps: impl Fn(&Path, &Path) -> Vec<MountStep> + Sync) -> (String, bool) {
+    let base = TempDir::new(tag).unwrap();
+    let seen = on_private_mount_ns(|| {
+        let [a, b] = <[PathBuf; 2]>::try_from(mkdirs(&base, &["a", "b"])).unwrap();
+        mount_tmpfs(&a, Some("size=64k")).expect("mount tmpfs a");
+        set_propagation(&a, Propagation::Shared, false).expect("make a shared");
+        fs::create_dir(a.join("fromchild")).unwrap();
+        fs::create_dir(a.join("fromhost")).unwrap();
+        let mut cmd = in_mount_ns(
+            sh(r#"mount -t tmpfs -o size=64k nkpeer "$1/fromchild" || exit 9
+                  : > "$1/ready"
+                  i=0; while [ ! -e "$1/fromhost/marker" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+                  cat "$1/fromhost/marker" 2>/dev/null || echo none"#),
+            &[],
+        );
+        cmd.arg(&b).mounts(steps(&a, &b)).stdout(nook_ns::Stdio::piped());
+        let child = cmd.spawn().expect("spawn");
+        // `ready` is written through the bind into `a` (a file, not a mount: always seen).
+        wait_for("the child's mount", || a.join("ready").exists());
+        let from_child = mount_at(&a.join("fromchild")).is_some();
+        mount_marked(&a.join("fromhost"), "hello");
+        let out = nook_testutil::success_stdout(child.wait_with_output().unwrap());
+        (out.trim().to_owned(), from_child)
+    });
+    assert_no_mounts_under(base.path());
+    seen
+}
+
+/// A peer bind (`open_tree` before the namespace's `/` is made private) keeps the ties of a
+/// shared source both ways; a plain bind made after has none.
+#[test]
+fn peer_bind_propagates_both_ways_and_a_plain_bind_not_at_all() {
+    require_root!();
+    let shared = peer_bind_exchange("pbs", |a, b| vec![MountStep::peer_bind(a, b)]);
+    assert_eq!(shared, ("hello".to_owned(), true), "(marker seen in the child, child's mount seen on the host)");
+    let plain = peer_bind_exchange("pbp", |a, b| vec![MountStep::bind(a, b)]);
+    assert_eq!(plain, ("none".to_owned(), false));
+}
+
+/// A peer bind made a slave: the host's mounts reach the child, the child's stay its own;
+/// read-only applies to the bind (per mount, not to the host's side).
+#[test]
+fn peer_bind_made_slave_receives_only() {
+    require_root!();
+    let slave = peer_bind_exchange("pbv", |a, b| {
+        vec![MountStep::peer_bind(a, b).recursive(), MountStep::propagation(b, Propagation::Slave, true)]
+    });
+    assert_eq!(slave, ("hello".to_owned(), false));
+
+    let base = TempDir::new("pbr").unwrap();
+    let out = on_private_mount_ns(|| {
+        let [a, b] = <[PathBuf; 2]>::try_from(mkdirs(&base, &["a", "b"])).unwrap();
+        mount_tmpfs(&a, Some("size=64k")).expect("mount tmpfs a");
+        set_propagation(&a, Propagation::Shared, false).expect("make a shared");
+        let out = stdout_of(
+            in_mount_ns(sh(r#"touch "$1/f" 2>/dev/null && echo writable || echo read-only"#), &[])
+                .arg(&b)
+                .mounts([MountStep::peer_bind(&a, &b).read_only()]),
+        );
+        fs::write(a.join("host-writes"), "ok").expect("the host's side stays writable");
+        out
+    });
+    assert_eq!(lines(&out), ["read-only"]);
+}
+
+/// A peer bind of a source that does not exist fails at its step (copied before the root
+/// propagation, reported with the step's index), and leaves nothing.
+#[test]
+fn peer_bind_of_a_missing_source_names_the_step() {
+    require_root!();
+    let base = TempDir::new("pbm").unwrap();
+    let [a] = <[PathBuf; 1]>::try_from(mkdirs(&base, &["a"])).unwrap();
+    let err = in_mount_ns(Command::new("/bin/true"), &[])
+        .mounts([MountStep::tmpfs(&a, Some("size=64k")), MountStep::peer_bind(base.join("nope"), &a)])
+        .status()
+        .expect_err("a missing source");
+    assert!(
+        matches!(err, Error::Spawn(SpawnError { stage: Stage::Mount, step: Some(1), errno: libc::ENOENT, .. })),
+        "{err:?}"
+    );
+    assert_no_mounts_under(base.path());
+}
+
 // ---------------------------------------------------------------------------------------
 // Child-side mount steps
 // ---------------------------------------------------------------------------------------

@@ -332,7 +332,7 @@ fn user_namespace_with_id_mappings() {
 /// `linux.rootfsPropagation`: `/` of the container's mount namespace gets the propagation
 /// asked for before the root is set up, and the root after `pivot_root` — the root's
 /// `/proc/self/mountinfo` line as with runc (peer group numbers dropped); a value runc does
-/// not know is refused by both. (`rshared` is refused by nook: `nook_only`.)
+/// not know is refused by both. (`rshared`: `shared_root_and_bind_propagation`.)
 #[test]
 fn rootfs_propagation_is_applied_to_the_containers_root() {
     require_root!();
@@ -628,4 +628,113 @@ fn joined_time_namespace_shares_the_offsets() {
         rt.wait_status(id, "stopped");
         assert_eq!(rt.run(&["delete", id]).code, 0);
     }
+}
+
+/// Kubernetes' mount propagation as CRI asks for it, against runc: `Bidirectional`
+/// (`rootfsPropagation: rshared`, a bind with `rshared`) — a file system the container mounts
+/// in the volume shows on the host, and one the host mounts there shows in the container, and
+/// the container's root is shared; `HostToContainer` (`rslave` both) — only the host's reaches
+/// the container; `None` (`rprivate` bind) — neither. The volume is a shared tmpfs of the
+/// test's, unmounted after each run; the container gets `CAP_SYS_ADMIN` to mount.
+#[test]
+fn shared_root_and_bind_propagation() {
+    require_root!();
+    let script = r#"mount -t tmpfs -o size=64k nkoci /vol/fromchild || echo mount-failed
+        : > /vol/ready
+        i=0; while [ ! -e /vol/fromhost/marker ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+        cat /vol/fromhost/marker 2>/dev/null || echo none
+        awk '$5=="/vol" { t="private"; for (i=7; $i!="-"; i++) { if ($i ~ /^shared/) t="shared"; if ($i ~ /^master/) t="slave" }; print $5 " " t }' /proc/self/mountinfo"#;
+    let obs = compare("kprop", |tmp, rt| {
+        let bin = tmp.join("rootfs/bin");
+        for applet in ["mount", "awk"] {
+            let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
+        }
+        let mut o = Vec::new();
+        for (root, bind) in [("rshared", "rshared"), ("rslave", "rslave"), ("rprivate", "rprivate")] {
+            let vol = tmp.join(format!("{}-{root}-vol", rt.name));
+            std::fs::create_dir(&vol).unwrap();
+            nook_ns::mount_tmpfs(&vol, Some("size=64k")).unwrap();
+            nook_ns::set_propagation(&vol, nook_ns::Propagation::Shared, false).unwrap();
+            for d in ["fromchild", "fromhost"] {
+                std::fs::create_dir(vol.join(d)).unwrap();
+            }
+            let id = format!("kp-{root}");
+            let b = rt.bundle(tmp, &id, &["sh", "-c", script], |c| {
+                c["linux"]["rootfsPropagation"] = json!(root);
+                c["mounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", bind]}));
+                let caps = json!(["CAP_SYS_ADMIN", "CAP_KILL"]);
+                c["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
+            });
+            let (mut child, out, _) = rt.spawn(&["run", "--bundle", p(&b), &id]);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !vol.join("ready").exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let on_host = |m: &Path| {
+                std::fs::read_to_string("/proc/self/mountinfo")
+                    .unwrap()
+                    .lines()
+                    .any(|l| l.split(' ').nth(4) == m.to_str())
+            };
+            let from_child = on_host(&vol.join("fromchild"));
+            nook_ns::mount_tmpfs(&vol.join("fromhost"), Some("size=64k")).unwrap();
+            std::fs::write(vol.join("fromhost/marker"), "hello\n").unwrap();
+            let status = child.wait().unwrap();
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            o.push(format!("{root}: exit {:?}, the container's mount on the host: {from_child}", status.code()));
+            o.extend(text.lines().map(|l| format!("{root}: {l}")));
+            for m in [vol.join("fromhost"), vol.join("fromchild"), vol.clone()] {
+                let _ = nook_ns::unmount(&m, true);
+            }
+            assert!(!on_host(&vol), "{root}: the volume is unmounted");
+        }
+        o
+    });
+    assert_eq!(
+        obs,
+        [
+            "rshared: exit Some(0), the container's mount on the host: true",
+            "rshared: hello",
+            "rshared: /vol shared",
+            "rslave: exit Some(0), the container's mount on the host: false",
+            "rslave: hello",
+            "rslave: /vol slave",
+            "rprivate: exit Some(0), the container's mount on the host: false",
+            "rprivate: none",
+            "rprivate: /vol private",
+        ]
+    );
+
+    // The root itself is shared (in a peer group of its own: nothing of the setup reached the
+    // host). runc 1.1 leaves it private: it gives the propagation to `/` before the root is
+    // set up only, and the root's bind then takes its parent's (made private); newer runc and
+    // the OCI spec give it to the root.
+    let tmp = nook_testutil::TempDir::new("kpr").unwrap();
+    crate::harness::rootfs(&tmp);
+    let _ = std::os::unix::fs::symlink("busybox", tmp.join("rootfs/bin/awk"));
+    let rt = crate::harness::runtimes(&tmp, "kpr").pop().unwrap();
+    let script = r#"awk '$5=="/" { t="private"; for (i=7; $i!="-"; i++) if ($i ~ /^shared/) t="shared"; print t }' /proc/self/mountinfo"#;
+    let host_mounts = || -> std::collections::BTreeSet<String> {
+        let ours = std::env::temp_dir();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+            .filter(|m| {
+                let first = Path::new(m).strip_prefix(&ours).ok().and_then(|r| r.components().next());
+                !first.is_some_and(|f| f.as_os_str().to_string_lossy().starts_with("nk"))
+            })
+            .collect()
+    };
+    let before = host_mounts();
+    let b = rt.bundle(&tmp, "kpr", &["sh", "-c", script], |c| c["linux"]["rootfsPropagation"] = json!("rshared"));
+    let out = rt.run(&["run", "--bundle", p(&b), "kpr"]);
+    assert_eq!((out.code, out.stdout.trim()), (0, "shared"), "{out:?}");
+    // Other tests mount in their own `nk*` temp dirs meanwhile: those aside, nothing new.
+    let after = host_mounts();
+    let leaked: Vec<&String> = after.difference(&before).collect();
+    assert!(leaked.is_empty(), "the shared container's mounts reached the host: {leaked:?}");
 }

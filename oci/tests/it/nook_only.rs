@@ -87,7 +87,11 @@ fn unsupported_fields_are_refused_by_name() {
             c["process"]["user"]["uid"] = json!(1000);
             c["process"]["capabilities"]["ambient"] = json!(["CAP_KILL"]);
         }),
-        ("linux.rootfsPropagation", |c| c["linux"]["rootfsPropagation"] = json!("rshared")),
+        ("mounts[/nk-unbindable]", |c| {
+            c["mounts"].as_array_mut().unwrap().push(
+                json!({"destination": "/nk-unbindable", "type": "bind", "source": "/tmp", "options": ["rbind", "runbindable"]}),
+            )
+        }),
         ("linux.timeOffsets", |c| c["linux"]["timeOffsets"] = json!({"monotonic": {"secs": 10}})),
         ("linux.timeOffsets.realtime", |c| {
             c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "time"}));

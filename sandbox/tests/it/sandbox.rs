@@ -634,3 +634,58 @@ fn exec_enters_the_namespaces_the_sandbox_joined_by_path() {
     holder.kill().unwrap();
     holder.wait().unwrap();
 }
+
+/// A bind's propagation (Docker's `bind-propagation`, Kubernetes' `mountPropagation`), seen
+/// by the kernel both ways on a shared host mount: shared — the sandbox's mount shows on the
+/// host and the host's in the sandbox; slave — only the host's reaches the sandbox; private
+/// (the default) — neither. Each time, nothing else of the sandbox's reaches the host.
+#[test]
+fn bind_propagation_follows_the_hosts_mounts_as_asked() {
+    use nook_sandbox::BindPropagation::{Private, Shared, Slave};
+    require_root!();
+    let _serial = serial();
+    for (propagation, want) in [(Shared, ("hello", true)), (Slave, ("hello", false)), (Private, ("none", false))] {
+        let dir = TempDir::new("sbprop").unwrap();
+        let a = dir.join("a");
+        std::fs::create_dir(&a).unwrap();
+        nook_ns::mount_tmpfs(&a, Some("size=64k")).unwrap();
+        nook_ns::set_propagation(&a, nook_ns::Propagation::Shared, false).unwrap();
+        for d in ["fromchild", "fromhost"] {
+            std::fs::create_dir(a.join(d)).unwrap();
+        }
+        let before = mounts();
+        let sb = sh(r#"mount -t tmpfs -o size=64k nksbprop /vol/fromchild || exit 9
+                       : > /vol/ready
+                       i=0; while [ ! -e /vol/fromhost/marker ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+                       cat /vol/fromhost/marker 2>/dev/null || echo none"#)
+        .privileged(true)
+        .mount(Mount::bind(&a, "/vol").with_propagation(propagation))
+        .stdout(nook_ns::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !a.join("ready").exists() {
+            assert!(std::time::Instant::now() < deadline, "{propagation:?}: the sandbox did not get ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let from_child = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.split(' ').nth(4) == a.join("fromchild").to_str());
+        nook_ns::mount_tmpfs(&a.join("fromhost"), Some("size=64k")).unwrap();
+        std::fs::write(a.join("fromhost/marker"), "hello").unwrap();
+        let out = sb.wait_with_output().unwrap();
+        assert_eq!(out.outcome, Outcome::Exited(0), "{propagation:?}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert_eq!(
+            (text.as_str(), from_child),
+            want,
+            "{propagation:?}: (marker in the sandbox, its mount on the host)"
+        );
+        for m in ["fromhost", "fromchild"] {
+            let _ = nook_ns::unmount(&a.join(m), true);
+        }
+        let _ = nook_ns::unmount(&a, true);
+        assert_eq!(mounts(), before, "{propagation:?}: the sandbox's other mounts stayed its own");
+    }
+}
