@@ -20,8 +20,10 @@ pub(crate) fn document() -> Result<String, Error> {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci_spec::runtime::VERSION,
         "hooks": HOOKS,
-        "mountOptions": ["bind", "nodev", "noexec", "nosuid", "private", "rbind", "ro", "rprivate",
-            "rshared", "rslave", "runbindable", "rw", "shared", "slave", "unbindable"],
+        // What `config.rs` takes on a bind, tmpfs or cgroup mount (`unbindable` and
+        // `runbindable` only as `linux.rootfsPropagation`, not as mount options).
+        "mountOptions": ["bind", "nodev", "noexec", "nosuid", "private", "rbind", "relatime", "ro", "rprivate",
+            "rshared", "rslave", "rw", "shared", "slave", "strictatime"],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,

@@ -150,3 +150,29 @@ fn debug_lines_go_to_the_log() {
     assert!(line["msg"].as_str().unwrap().starts_with("created dbg: pid "), "{text}");
     assert_eq!(rt.run(&["delete", "--force", "dbg"]).code, 0);
 }
+
+/// `features` lists only mount options a `config.json` may use: each one, on a bind (or, for
+/// the time options, a tmpfs), makes a container that runs.
+#[test]
+fn every_mount_option_features_lists_is_accepted() {
+    require_root!();
+    let tmp = TempDir::new("mopt").unwrap();
+    rootfs(&tmp);
+    let rt = nook(&tmp, "mopt");
+    let out = Command::new(bin()).arg("features").output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let options: Vec<String> =
+        doc["mountOptions"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().to_owned()).collect();
+    assert!(options.iter().any(|o| o == "rshared") && !options.iter().any(|o| o.contains("unbindable")), "{options:?}");
+    for (i, option) in options.iter().enumerate() {
+        let id = format!("mo{i}");
+        let mount = if ["relatime", "strictatime"].contains(&option.as_str()) {
+            json!({"destination": "/nk-opt", "type": "tmpfs", "source": "tmpfs", "options": [option]})
+        } else {
+            json!({"destination": "/nk-opt", "type": "bind", "source": "/tmp", "options": ["rbind", option]})
+        };
+        let b = rt.bundle(&tmp, &id, &["true"], |c| c["mounts"].as_array_mut().unwrap().push(mount.clone()));
+        let out = rt.run(&["run", "--bundle", b.to_str().unwrap(), &id]);
+        assert_eq!(out.code, 0, "mount option {option}: {out:?}");
+    }
+}

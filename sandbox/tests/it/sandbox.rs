@@ -469,7 +469,15 @@ fn exec_joins_every_namespace_and_the_cgroup_of_a_long_lived_sandbox() {
 
     let out = sb.exec(["id", "-u"]).user(7, 7).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "7\n");
-    assert_eq!(sb.stats().unwrap().pids.map(|p| p.current), Some(1), "only the init is left");
+    // Only the init is left — once the exec's short-lived helpers are reaped, which their
+    // reaper (the init, for what it inherits) does a moment after `output()` returned.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut current = sb.stats().unwrap().pids.map(|p| p.current);
+    while current != Some(1) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        current = sb.stats().unwrap().pids.map(|p| p.current);
+    }
+    assert_eq!(current, Some(1), "only the init is left");
     let cgroups = our_cgroups();
     assert!(!cgroups.is_empty());
     sb.remove().unwrap();
