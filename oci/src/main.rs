@@ -14,7 +14,8 @@
 //! [create's flags] ID` (relays signals to the container, and its terminal: `tty.rs`),
 //! `exec [--process FILE | ARGS] [--detach] [--pid-file] [--cwd] [--env] [--user] [--tty]
 //! [--console-socket] [--preserve-fds] ID`, `ps [--format table|json] ID`, `pause ID`, `resume ID`,
-//! `update [--resources FILE|-] [flags] ID`, `features`; the OCI hooks (see `hooks.rs`).
+//! `update [--resources FILE|-] [flags] ID`, `features`, `list [--format table|json]
+//! [--quiet]`, `spec [--bundle] [--rootless]`; the OCI hooks (see `hooks.rs`).
 //! Global: `--root` (default `/run/nook-oci`), `--log FILE`, `--log-format text|json`,
 //! `--debug`, `--systemd-cgroup` (refused), `--version`.
 //!
@@ -39,10 +40,12 @@ mod config;
 mod error;
 mod features;
 mod hooks;
+mod list;
 mod lock;
 mod log;
 mod manage;
 mod signal;
+mod spec_cmd;
 mod state;
 mod tty;
 

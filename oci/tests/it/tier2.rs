@@ -340,3 +340,131 @@ fn run_relays_signals_to_the_container() {
     });
     assert_eq!(obs, (Some(4), "ready\ngot-hup\ngot-term\n".to_owned()));
 }
+
+/// `list` (runc's; not a Tier 2 command, but what a user of runc types first) against runc:
+/// empty, then a created, a running and a stopped container — ids sorted, status, pid (0
+/// once stopped), bundle, rootfs, owner, the table's header and columns, `--quiet`, and the
+/// JSON (`null` when empty).
+#[test]
+fn list_like_runc() {
+    require_root!();
+    let obs = compare("lst", |tmp, rt| {
+        let mut o = Vec::new();
+        let empty =
+            (rt.run(&["list"]).stdout, rt.run(&["list", "--format", "json"]).stdout, rt.run(&["list", "-q"]).stdout);
+        o.push(format!("empty: {:?}", (empty.0.trim_end(), empty.1.trim(), empty.2)));
+        let mut bundles = Vec::new();
+        for (id, args) in [("ls-b", vec!["sleep", "100"]), ("ls-a", vec!["sleep", "100"]), ("ls-c", vec!["true"])] {
+            let b = rt.bundle(tmp, id, &args, |_| {});
+            let how: &[&str] = if id == "ls-b" { &["create"] } else { &["run", "--detach"] };
+            let mut cmd: Vec<&str> = how.to_vec();
+            let bs = b.display().to_string();
+            cmd.extend(["--bundle", &bs, id]);
+            assert_eq!(rt.run(&cmd).code, 0, "{}: {id}", rt.name);
+            bundles.push((id, b));
+        }
+        assert_eq!(rt.wait_status("ls-c", "stopped"), "stopped");
+        o.push(format!("quiet: {:?}", rt.run(&["list", "-q"]).stdout));
+        let json: Value = serde_json::from_str(&rt.run(&["list", "--format", "json"]).stdout).unwrap();
+        for row in json.as_array().unwrap() {
+            let id = row["id"].as_str().unwrap();
+            let bundle = &bundles.iter().find(|(b, _)| *b == id).unwrap().1;
+            o.push(format!(
+                "json: {id} {} pid>0={} bundle-ok={} rootfs-ok={} owner={} created={} version={}",
+                row["status"],
+                row["pid"].as_u64().unwrap() > 0,
+                Path::new(row["bundle"].as_str().unwrap()) == bundle.as_path(),
+                row["rootfs"].as_str().unwrap().ends_with("/rootfs"),
+                row["owner"],
+                row["created"].as_str().is_some_and(|c| c.ends_with('Z') && c.contains('T')),
+                row["ociVersion"].is_string(),
+            ));
+        }
+        let table = rt.run(&["list"]).stdout;
+        let mut lines = table.lines();
+        let header = lines.next().unwrap_or_default().to_owned();
+        o.push(format!("header: {:?}", header.split_whitespace().collect::<Vec<_>>()));
+        let created_col = header.find("CREATED").unwrap();
+        for line in lines {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let at_created = line.get(created_col..).is_some_and(|rest| rest.starts_with(cols[4]));
+            o.push(format!("row: {} {} {} owner={} aligned={at_created}", cols[0], cols[1] != "0", cols[2], cols[5]));
+        }
+        for (id, _) in &bundles {
+            rt.run(&["delete", "--force", id]);
+        }
+        o
+    });
+    assert_eq!(obs[0], r#"empty: ("ID          PID         STATUS      BUNDLE      CREATED     OWNER", "null", "")"#);
+    assert_eq!(obs[1], r#"quiet: "ls-a\nls-b\nls-c\n""#);
+    // (The owner's name is the guest's or host's `/etc/passwd`'s: compared with runc only.)
+    let owner = |line: &str| line.split(" owner=").nth(1).map(|r| r.split(' ').next().unwrap().to_owned());
+    let (json_owner, row_owner) = (owner(&obs[2]).unwrap(), owner(&obs[8]).unwrap());
+    assert_eq!(json_owner.trim_matches('"'), row_owner);
+    assert_eq!(
+        obs[2],
+        format!(
+            r#"json: ls-a "running" pid>0=true bundle-ok=true rootfs-ok=true owner={json_owner} created=true version=true"#
+        )
+    );
+    assert_eq!(obs[8], format!("row: ls-c false stopped owner={row_owner} aligned=true"));
+}
+
+/// `spec` (runc's starting `config.json`) against runc: the same process, root, namespaces,
+/// mounts, masked and read-only paths; a second `spec` refuses to overwrite; `--rootless`
+/// maps the caller to root in a new user namespace; and the file runs as it is (the process
+/// and terminal changed) under nook-oci.
+#[test]
+fn spec_like_runc() {
+    require_root!();
+    let sorted = |v: &Value, key: &str| -> Vec<String> {
+        let mut out: Vec<String> = v.as_array().map_or(Vec::new(), |a| {
+            a.iter().map(|x| if key.is_empty() { x } else { &x[key] }).map(|x| x.as_str().unwrap().to_owned()).collect()
+        });
+        out.sort();
+        out
+    };
+    let obs = compare("spc", |tmp, rt| {
+        let mut o = Vec::new();
+        for rootless in [false, true] {
+            let dir = tmp.join(format!("{}-spec-{rootless}", rt.name));
+            std::fs::create_dir(&dir).unwrap();
+            let mut args = vec!["spec", "--bundle", p(&dir)];
+            if rootless {
+                args.push("--rootless");
+            }
+            assert_eq!(rt.run(&args).code, 0, "{} {args:?}", rt.name);
+            o.push(format!("again: {}", rt.run(&args).code != 0));
+            let c: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+            o.push(format!("process: {} {} {}", c["process"]["args"], c["process"]["terminal"], c["root"]["path"]));
+            // nook's has a cgroup namespace too, as runc 1.2's (1.1's has none).
+            let mut kinds = sorted(&c["linux"]["namespaces"], "type");
+            kinds.retain(|k| k != "cgroup");
+            o.push(format!("namespaces: {kinds:?}"));
+            o.push(format!("mounts: {:?}", sorted(&c["mounts"], "destination")));
+            o.push(format!("masked: {:?}", sorted(&c["linux"]["maskedPaths"], "")));
+            o.push(format!("readonly: {:?}", sorted(&c["linux"]["readonlyPaths"], "")));
+            o.push(format!("uid maps: {}", c["linux"]["uidMappings"]));
+        }
+        o
+    });
+    assert!(obs.iter().any(|l| l.contains("\"user\"")), "{obs:?}");
+    assert!(obs.iter().any(|l| l.starts_with("uid maps: [{")), "{obs:?}");
+
+    // nook-oci's runs.
+    let tmp = TempDir::new("spr").unwrap();
+    crate::harness::rootfs(&tmp);
+    let rt = runtimes(&tmp, "spr").pop().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nook-oci"))
+        .args(["spec", "--bundle", p(tmp.path())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let path = tmp.join("config.json");
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    c["process"]["args"] = json!(["sh", "-c", "echo from-spec; hostname"]);
+    c["process"]["terminal"] = json!(false);
+    std::fs::write(&path, c.to_string()).unwrap();
+    let out = rt.run(&["run", "--bundle", p(tmp.path()), "spr"]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, "from-spec\nnook\n"), "{out:?}");
+}
