@@ -76,6 +76,7 @@ pub(crate) fn dispatch(root: &Path, command: Command) -> Result<i32, Error> {
             Ok(0)
         }
         Command::Common(CommonCmd::List(l)) => crate::list::list(root, &l).map(|()| 0),
+        Command::Common(CommonCmd::Events(e)) => crate::events::events(root, &e).map(|()| 0),
         Command::Common(CommonCmd::Spec(s)) => crate::spec_cmd::spec(&s).map(|()| 0),
         Command::Common(other) => Err(Error::Unsupported(format!("command {other:?} (not in this milestone)"))),
     }

@@ -15,7 +15,8 @@
 //! `exec [--process FILE | ARGS] [--detach] [--pid-file] [--cwd] [--env] [--user] [--tty]
 //! [--console-socket] [--preserve-fds] ID`, `ps [--format table|json] ID`, `pause ID`, `resume ID`,
 //! `update [--resources FILE|-] [flags] ID`, `features`, `list [--format table|json]
-//! [--quiet]`, `spec [--bundle] [--rootless]`; the OCI hooks (see `hooks.rs`).
+//! [--quiet]`, `spec [--bundle] [--rootless]`, `events [--stats] [--interval] ID`; the OCI
+//! hooks (see `hooks.rs`).
 //! Global: `--root` (default `/run/nook-oci`), `--log FILE`, `--log-format text|json`,
 //! `--debug`, `--systemd-cgroup` (refused), `--version`.
 //!
@@ -38,6 +39,7 @@
 mod commands;
 mod config;
 mod error;
+mod events;
 mod features;
 mod hooks;
 mod list;
@@ -86,7 +88,7 @@ fn version_text() -> String {
 }
 
 fn main() {
-    let cli = Cli::parse_from(default_kill_signal(std::env::args_os().collect()));
+    let cli = Cli::parse_from(interval_in_seconds(default_kill_signal(std::env::args_os().collect())));
     if cli.version {
         print!("{}", version_text());
         return;
@@ -124,6 +126,59 @@ fn default_kill_signal(mut args: Vec<OsString>) -> Vec<OsString> {
     args
 }
 
+/// runc's `events --interval` takes a Go duration (`5s`, `500ms`, `1m30s`); liboci-cli's
+/// takes whole seconds. A duration is rewritten as seconds (rounded up, at least 1) before
+/// clap sees it; anything else is left for clap to judge.
+fn interval_in_seconds(mut args: Vec<OsString>) -> Vec<OsString> {
+    if !args.iter().any(|a| a == "events") {
+        return args;
+    }
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].to_string_lossy().into_owned();
+        if a == "--interval" && i + 1 < args.len() {
+            if let Some(secs) = go_duration_secs(&args[i + 1].to_string_lossy()) {
+                args[i + 1] = secs.to_string().into();
+            }
+            i += 1;
+        } else if let Some(v) = a.strip_prefix("--interval=")
+            && let Some(secs) = go_duration_secs(v)
+        {
+            args[i] = format!("--interval={secs}").into();
+        }
+        i += 1;
+    }
+    args
+}
+
+/// Whole seconds (rounded up, at least 1) of a Go duration such as `1h2m3.5s` or `250ms`;
+/// `None` for a plain number or anything else.
+fn go_duration_secs(text: &str) -> Option<u64> {
+    let mut rest = text;
+    let mut nanos: f64 = 0.0;
+    if rest.is_empty() || rest.parse::<f64>().is_ok() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        nanos += value * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(((nanos / 1e9).ceil() as u64).max(1))
+}
+
 fn run(cli: Cli) -> Result<i32, Error> {
     if cli.global.systemd_cgroup {
         return Err(Error::Unsupported("--systemd-cgroup (nook-oci manages cgroupfs itself; use cgroupsPath)".into()));
@@ -147,6 +202,26 @@ mod tests {
 
     fn words(s: &str) -> Vec<std::ffi::OsString> {
         s.split(' ').map(Into::into).collect()
+    }
+
+    #[test]
+    fn go_durations_become_seconds() {
+        use super::{go_duration_secs, interval_in_seconds};
+        assert_eq!(go_duration_secs("5s"), Some(5));
+        assert_eq!(go_duration_secs("1m30s"), Some(90));
+        assert_eq!(go_duration_secs("250ms"), Some(1));
+        assert_eq!(go_duration_secs("1.5s"), Some(2));
+        assert_eq!(go_duration_secs("7"), None);
+        assert_eq!(go_duration_secs("5x"), None);
+        assert_eq!(
+            interval_in_seconds(words("nook-oci events --interval 2m c1")),
+            words("nook-oci events --interval 120 c1")
+        );
+        assert_eq!(
+            interval_in_seconds(words("nook-oci events --interval=1s c1")),
+            words("nook-oci events --interval=1 c1")
+        );
+        assert_eq!(interval_in_seconds(words("nook-oci state --interval 1s")), words("nook-oci state --interval 1s"));
     }
 
     #[test]

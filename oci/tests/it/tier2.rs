@@ -468,3 +468,83 @@ fn spec_like_runc() {
     let out = rt.run(&["run", "--bundle", p(tmp.path()), "spr"]);
     assert_eq!((out.code, out.stdout.as_str()), (0, "from-spec\nnook\n"), "{out:?}");
 }
+
+/// `events` (runc's) against runc: `--stats` prints one event of runc's shape (the keys of
+/// `data`; the running container's one process, memory and CPU time counted); the stream
+/// prints a stats event each interval (`--interval` a Go duration, as runc's); a deleted
+/// container is an error.
+#[test]
+fn events_like_runc() {
+    require_root!();
+    let obs = compare("evt", |tmp, rt| {
+        let mut o = Vec::new();
+        // Limits, so nook's cgroup has the memory and pids controllers on a v1 host too (it
+        // joins the hierarchies of its limits only; runc joins them all).
+        let b = rt.bundle(tmp, "ev1", &["sleep", "100"], |c| {
+            c["linux"]["resources"] = json!({"memory": {"limit": 256 << 20}, "pids": {"limit": 100}});
+        });
+        assert_eq!(rt.run(&["run", "--detach", "--bundle", p(&b), "ev1"]).code, 0);
+        // Right after `run --detach` runc's init may still be on its way to the exec (its
+        // threads counted): wait for the one process.
+        let stats = || {
+            let out = rt.run(&["events", "--stats", "ev1"]);
+            let v: Value =
+                serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{}: {e}: {out:?}", rt.name));
+            (out, v)
+        };
+        until("one process", || stats().1["data"]["pids"]["current"] == 1);
+        let (out, v) = stats();
+        let mut keys: Vec<String> = v["data"].as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        o.push(format!("stats: {} {} {} {keys:?}", out.code, v["type"], v["id"]));
+        let data = &v["data"];
+        o.push(format!("pids {}", data["pids"]["current"]));
+        o.push(format!("memory used {}", data["memory"]["usage"]["usage"].as_u64().unwrap_or(0) > 0));
+        o.push(format!("cpu used {}", data["cpu"]["usage"]["total"].as_u64().unwrap_or(0) > 0));
+        let (mut stream, file, _) = rt.spawn(&["events", "--interval", "1s", "ev1"]);
+        until("a streamed event", || std::fs::read_to_string(&file).is_ok_and(|s| s.contains('\n')));
+        let _ = stream.kill();
+        let _ = stream.wait();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let first: Value =
+            serde_json::from_str(text.lines().next().unwrap()).unwrap_or_else(|e| panic!("{}: {e}: {text:?}", rt.name));
+        o.push(format!("stream: {} {}", first["type"], first["data"]["pids"]["current"]));
+        assert_eq!(rt.run(&["delete", "--force", "ev1"]).code, 0);
+        o.push(format!("deleted: fails {}", rt.run(&["events", "--stats", "ev1"]).code != 0));
+        o
+    });
+    assert_eq!(obs[1..], ["pids 1", "memory used true", "cpu used true", "stream: \"stats\" 1", "deleted: fails true"]);
+}
+
+/// `events` reports an OOM in the container's cgroup (`{"type":"oom"}`) and ends when the
+/// container stops (runc's stream never ends: nook-oci's alone).
+#[test]
+fn events_report_an_oom_and_end_with_the_container() {
+    require_root!();
+    let tmp = TempDir::new("evo").unwrap();
+    crate::harness::rootfs(&tmp);
+    let rt = runtimes(&tmp, "evo").pop().unwrap();
+    let hog = "a=xxxxxxxxxxxxxxxx; while :; do a=$a$a; done";
+    let b = rt.bundle(&tmp, "evo", &["sh", "-c", hog], |c| {
+        c["linux"]["resources"] = json!({"memory": {"limit": 16 << 20, "swap": 16 << 20}});
+    });
+    assert_eq!(rt.run(&["create", "--bundle", p(&b), "evo"]).code, 0);
+    let (mut stream, file, _) = rt.spawn(&["events", "--interval", "60s", "evo"]);
+    assert_eq!(rt.run(&["start", "evo"]).code, 0);
+    let deadline = Instant::now() + Duration::from_secs(30 * u64::from(nook_testutil::time_factor()));
+    let status = loop {
+        if let Some(s) = stream.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = stream.kill();
+            panic!("the event stream did not end: {:?}", std::fs::read_to_string(&file));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(status.success(), "{status:?}: {text}");
+    let oom = |l: &str| serde_json::from_str::<Value>(l).is_ok_and(|v| v == json!({"type": "oom", "id": "evo"}));
+    assert!(text.lines().any(oom), "{text}");
+    assert_eq!(rt.run(&["delete", "evo"]).code, 0);
+}
