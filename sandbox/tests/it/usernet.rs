@@ -387,12 +387,15 @@ fn the_helper_dies_with_its_unprivileged_owner() {
 fn still_running(pid: &str) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
     // The state follows the command name's closing parenthesis.
-    let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-    if zombie && let Ok(p) = pid.parse::<i32>() {
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+    if state == Some('Z')
+        && let Ok(p) = pid.parse::<i32>()
+    {
         // SAFETY: waitpid with WNOHANG on one pid; ECHILD when it is not our child.
         unsafe { libc::waitpid(p, std::ptr::null_mut(), libc::WNOHANG) };
     }
-    !zombie
+    // 'X': dead, being reaped right now.
+    !matches!(state, Some('Z' | 'X'))
 }
 
 /// The user-mode network error of a failed spawn.
