@@ -35,7 +35,8 @@
 //!   costs a new sandbox rather than being cleaned, because an overlay's upper cannot be
 //!   swapped from outside its mount namespace (use [`crate::SandboxBuilder::read_only_rootfs`]
 //!   and tmpfs mounts for jobs that write);
-//! - its mount table must be unchanged; no SysV IPC object may be left in its IPC
+//! - its mount table must be unchanged (so a pool refuses binds with slave or shared
+//!   [`crate::BindPropagation`]: the host's mounts would change it); no SysV IPC object may be left in its IPC
 //!   namespace; its host and domain names are set back; its network namespace must have no
 //!   socket (listening, connected, or in `TIME_WAIT`) that it did not have when made; every
 //!   cgroup limit must read as when made.
@@ -80,7 +81,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result, ValidationError};
 use crate::run::{Sandbox, SandboxBuilder};
-use crate::spec::{Mount, Rootfs, SandboxSpec};
+use crate::spec::{BindPropagation, Mount, Rootfs, SandboxSpec};
 use reset::{Baseline, Verdict};
 
 pub use run::{PoolChild, PoolCommand, PoolOutput, RunStats};
@@ -181,6 +182,13 @@ fn pool_spec(mut spec: SandboxSpec) -> Result<SandboxSpec> {
     if !verifiable {
         return Err(ValidationError::Pool {
             reason: "the root must be the host's, a layer stack with a tmpfs or no upper, or read-only: a writable directory or container layer on disk cannot be checked between runs",
+        }
+        .into());
+    }
+    let tied = |m: &Mount| matches!(m, Mount::Bind { propagation, .. } if *propagation != BindPropagation::Private);
+    if spec.mounts.iter().any(tied) {
+        return Err(ValidationError::Pool {
+            reason: "a bind with slave or shared propagation: the host's later mounts would change a warm sandbox's mount table (no reset could match it again), and a run's mounts could reach the host",
         }
         .into());
     }
@@ -617,5 +625,12 @@ mod tests {
             ..SandboxSpec::default()
         };
         assert!(matches!(pool_spec(dir), Err(Error::Invalid(ValidationError::Pool { .. }))));
+        for p in [BindPropagation::Slave, BindPropagation::Shared] {
+            let tied =
+                SandboxSpec { mounts: vec![Mount::bind("/srv", "/srv").with_propagation(p)], ..SandboxSpec::default() };
+            assert!(matches!(pool_spec(tied), Err(Error::Invalid(ValidationError::Pool { .. }))), "{p:?}");
+        }
+        let private = SandboxSpec { mounts: vec![Mount::bind("/srv", "/srv")], ..SandboxSpec::default() };
+        assert!(pool_spec(private).is_ok());
     }
 }

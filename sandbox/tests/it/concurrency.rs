@@ -124,9 +124,9 @@ fn on_threads<T: Send + 'static>(count: usize, what: &str, f: impl Fn(usize) -> 
     }
     let mut out: Vec<Option<T>> = (0..count).map(|_| None).collect();
     for _ in 0..count {
-        let (i, r) = rx
-            .recv_timeout(patience())
-            .unwrap_or_else(|_| panic!("{what}: a thread is stuck after {:?} (deadlock)", patience()));
+        let (i, r) = rx.recv_timeout(patience()).unwrap_or_else(|_| {
+            panic!("{what}: a thread is stuck after {:?} (deadlock)\n{}", patience(), where_threads_wait())
+        });
         match r {
             Ok(v) => out[i] = Some(v),
             Err(p) => std::panic::resume_unwind(p),
@@ -137,6 +137,47 @@ fn on_threads<T: Send + 'static>(count: usize, what: &str, f: impl Fn(usize) -> 
         h.join().unwrap();
     }
     out.into_iter().map(Option::unwrap).collect()
+}
+
+/// For a hang's report: each thread of this process and each of its child processes with
+/// what it waits on (`wchan`, the kernel stack where readable), and its state.
+fn where_threads_wait() -> String {
+    let read = |p: String| std::fs::read_to_string(p).unwrap_or_default().trim().to_owned();
+    let mut out = String::new();
+    let me = std::process::id();
+    let mut pids = vec![me];
+    for pid in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(pid) = pid.file_name().to_string_lossy().parse::<u32>() {
+            let stat = read(format!("/proc/{pid}/stat"));
+            let ppid =
+                stat.rsplit_once(") ").and_then(|(_, r)| r.split(' ').nth(1)).and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(me) {
+                pids.push(pid);
+            }
+        }
+    }
+    // The user-space stacks too, where gdb is installed (it attaches to us and detaches).
+    if std::path::Path::new("/usr/bin/gdb").exists()
+        && let Ok(bt) = std::process::Command::new("/usr/bin/gdb")
+            .args(["-p", &me.to_string(), "-batch", "-nx", "-ex", "thread apply all bt 25"])
+            .output()
+    {
+        out.push_str(&String::from_utf8_lossy(&bt.stdout));
+    }
+    for pid in pids {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+            let t = task.file_name().to_string_lossy().into_owned();
+            let base = format!("/proc/{pid}/task/{t}");
+            let state = read(format!("{base}/stat")).rsplit_once(") ").map(|(_, r)| r.chars().next().unwrap_or('?'));
+            out.push_str(&format!(
+                "{pid}/{t} {} {state:?} wchan={} stack:\n{}\n",
+                read(format!("{base}/comm")),
+                read(format!("{base}/wchan")),
+                read(format!("{base}/stack")),
+            ));
+        }
+    }
+    out
 }
 
 /// The thread variant, in a helper process: 8 threads create the sandboxes, then remove them.
