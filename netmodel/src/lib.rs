@@ -186,7 +186,9 @@
 //! so a sandbox with ports waits for the kernel's rule deletion (10–20 ms on the benchmark
 //! machine, whoever sends it). [`Network::remove`] sets the bridge down and renames it
 //! (`nkgoneINDEX`: its name is free for the next network at once), then deletes it on a
-//! background thread; a process that exits first leaves it down under that name. (The
+//! background thread, which the process waits for when it exits (`main` returning or
+//! `std::process::exit`: [`nook_ns::background`]); a process killed first leaves it down under
+//! that name. (The
 //! published-port and network rows were measured on a busy machine: `BENCHMARKS.md`,
 //! `netfw`.)
 

@@ -900,9 +900,9 @@ fn teardown_endpoint(shared: &SandboxShared, endpoint: &EndpointState, take_link
 /// are unreachable), then deleted on a background thread with a socket of its own. Deleting
 /// either end of a veth pair deletes both.
 ///
-/// If the process exits before that thread is done, the link stays, down, until its
-/// namespace dies (at once for an anonymous sandbox; for a persisted one, when its name is
-/// removed).
+/// The process waits for that thread when it exits ([`nook_ns::background`]); if it is killed
+/// first, the link stays, down, until its namespace dies (at once for an anonymous sandbox;
+/// for a persisted one, when its name is removed).
 fn discard_link(shared: &SandboxShared, index: u32) -> Result<()> {
     match shared.netlink(|nl| Ok(nl.set_down(index)?)) {
         Ok(()) => {}
@@ -910,14 +910,12 @@ fn discard_link(shared: &SandboxShared, index: u32) -> Result<()> {
         Err(e) => return Err(e),
     }
     let netns = shared.netns.try_clone()?;
-    std::thread::Builder::new()
-        .name("nk-link-delete".into())
-        .spawn(move || {
-            if let Ok(mut nl) = Netlink::open_in(&netns) {
-                let _ = nl.delete_link(index);
-            }
-        })
-        .sys("spawn the link deletion thread")?;
+    nook_ns::background::spawn("nk-link-delete", move || {
+        if let Ok(mut nl) = Netlink::open_in(&netns) {
+            let _ = nl.delete_link(index);
+        }
+    })
+    .sys("spawn the link deletion thread")?;
     Ok(())
 }
 

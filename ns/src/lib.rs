@@ -116,6 +116,7 @@
 
 // What the child runs between clone and exec: bare system calls (`asm!`), raw pointers
 // into the plan, the vfork-style entry point.
+pub mod background;
 pub mod caps;
 #[allow(unsafe_code)]
 mod child;

@@ -616,6 +616,15 @@ pub(crate) fn stat_id(path: &CStr) -> rustix::io::Result<(u64, u64)> {
     Ok((st.st_dev, st.st_ino))
 }
 
+/// `atexit(3)`: `f` runs when the process exits through `exit` (after `main` returns too).
+/// A registration that fails (libc is out of memory) is ignored: the process then does not
+/// wait at exit.
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain function that lives as long as the process; libc copies the
+    // pointer into its own list.
+    let _ = unsafe { libc::atexit(f) };
+}
+
 /// The effective uid and gid of the calling process.
 pub(crate) fn geteuid_egid() -> (libc::uid_t, libc::gid_t) {
     (process::geteuid().as_raw(), process::getegid().as_raw())

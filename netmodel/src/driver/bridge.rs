@@ -286,14 +286,15 @@ fn tombstone(index: u32) -> String {
 /// (tens of ms), so the bridge is set down (its routes go) and renamed to
 /// [`tombstone`] at once — its name is free for the next network — then deleted on a
 /// background thread, on a socket of its own (not the host's shared one that every connect
-/// needs). If that thread cannot start, the bridge is deleted here. A process that exits
-/// before the thread is done leaves the bridge down under its tombstone name.
+/// needs). If that thread cannot start, the bridge is deleted here. The process waits for
+/// that thread when it exits ([`nook_ns::background`]); one killed first leaves the bridge
+/// down under its tombstone name.
 fn discard_bridge(host: &Host, index: u32) -> std::result::Result<(), crate::netlink::NetlinkError> {
     let mut nl = Netlink::open_in(host.netns())?;
     nl.set_down(index)?;
     nl.rename(index, &tombstone(index))?;
     let (tx, rx) = std::sync::mpsc::channel::<Netlink>();
-    let spawned = std::thread::Builder::new().name("nk-bridge-delete".into()).spawn(move || {
+    let spawned = nook_ns::background::spawn("nk-bridge-delete", move || {
         if let Ok(mut nl) = rx.recv() {
             let _ = nl.delete_link(index);
         }

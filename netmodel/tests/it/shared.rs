@@ -49,6 +49,8 @@ fn step(stdin: &mut impl BufRead) -> bool {
 /// - `create`: creates the bridge network `NAME` with `SUBNET` or an automatic one after
 ///   the first step, prints `NKSUBNET <subnet> <bridge>` and exits without leaving or
 ///   removing it — as a process that crashed would.
+/// - `remove`: after the first step creates the bridge network `NAME` on `SUBNET`, connects
+///   and removes a sandbox, removes the network, prints `NKREMOVED <bridge>` and exits at once.
 /// - `join`: after the first step opens `NAME`, connects two sandboxes, serves one TCP
 ///   connection on port 7100 in the first, prints `NKEP <address> <mac>` per endpoint and
 ///   `NKREADY`; after the second step removes its sandboxes, releases the network and prints
@@ -89,6 +91,24 @@ pub(crate) fn as_worker() -> bool {
                 s.remove().unwrap();
             }
             println!("NKRELEASED {}", net.release().expect("release"));
+        }
+        "remove" => {
+            step(&mut stdin);
+            let net = Network::create(&host, &spec(&name, &env(SUBNET))).expect("create");
+            let bridge = net.bridge().unwrap().to_owned();
+            let mut sandbox = Sandbox::none(&format!("w{}", std::process::id())).unwrap();
+            sandbox.connect(&net, &EndpointOptions::new()).expect("connect");
+            sandbox.remove().expect("remove the sandbox");
+            // On one CPU, a thread the removal starts runs only when this one lets it: the
+            // exit below comes first unless the process waits for it.
+            let mut one = rustix::thread::CpuSet::new();
+            one.set(rustix::thread::sched_getcpu());
+            rustix::thread::sched_setaffinity(None, &one).expect("pin to one CPU");
+            net.remove().expect("remove the network");
+            println!("NKREMOVED {bridge}");
+            std::io::stdout().flush().unwrap();
+            // At once, as a program whose last act was removing its network.
+            std::process::exit(0);
         }
         other => panic!("unknown role {other}"),
     }
@@ -434,5 +454,33 @@ fn processes_creating_networks_at_once_get_different_subnets() {
     for name in &names {
         let net = Network::open(&world.host, name).unwrap();
         assert!(net.release().unwrap());
+    }
+}
+
+/// Regression: `Network::remove` deletes the bridge on a background thread (the caller does
+/// not wait the kernel's grace periods); a process that exited right after it used to leave
+/// the bridge behind, down, as `nkgoneINDEX`. The exit now waits for that thread.
+#[test]
+fn a_process_exiting_right_after_remove_leaves_no_bridge() {
+    if as_worker() {
+        return;
+    }
+    require_root!();
+    const TEST: &str = "shared::a_process_exiting_right_after_remove_leaves_no_bridge";
+    let world = World::new();
+    for round in 0..5 {
+        let name = unique_name("rmx");
+        let mut worker = Worker::spawn_with(TEST, "remove", &world, &name, Some("10.79.0.0/24"));
+        worker.go();
+        let line = worker.read_until("NKREMOVED").pop().unwrap();
+        let bridge = line.split(' ').nth(1).unwrap().to_owned();
+        worker.finish();
+        // Right after the exit, without waiting: nothing of the network may be left.
+        let left: Vec<String> = crate::common::links_of(world.host_ns.ns())
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.starts_with("nkgone") || *name == bridge)
+            .collect();
+        assert!(left.is_empty(), "round {round}: the exited process left {left:?}");
     }
 }

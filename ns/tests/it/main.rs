@@ -9,6 +9,7 @@
 //!   after, under a lock only its own tests take: another module's open descriptor or running
 //!   child would read as a leak.
 
+mod background;
 mod hardening;
 mod hygiene;
 mod init;
