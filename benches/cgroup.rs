@@ -35,7 +35,7 @@ fn cgroup_limit(controller: Controller, version: Version) -> (&'static str, Stri
 /// The C floor for "the same result": one directory `name` below this process's own cgroup
 /// in the hierarchy of memory and in that of pids (one directory if they share it, as on
 /// pure v2), and the two limit files.
-fn cgroup_floor_same_result(h: &Hierarchies, name: &str) -> floor::Cgroup {
+pub(crate) fn cgroup_floor_same_result(h: &Hierarchies, name: &str) -> floor::Cgroup {
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut writes = Vec::new();
     for controller in [Controller::Memory, Controller::Pids] {

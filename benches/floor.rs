@@ -21,6 +21,14 @@ unsafe extern "C" {
         values: *const *const c_char,
         nfiles: c_int,
     ) -> c_long;
+    fn nk_floor_sandbox(
+        stage: *const c_char,
+        dirs: *const *const c_char,
+        ndirs: c_int,
+        files: *const *const c_char,
+        values: *const *const c_char,
+        nfiles: c_int,
+    ) -> c_long;
 }
 
 /// A cgroup for [`nk_floor_cgroup`]: the directories to make (in order) and the files to
@@ -63,6 +71,25 @@ impl Cgroup {
         // `self._strings`, which outlive the call; the C side only reads them.
         unsafe {
             nk_floor_cgroup(
+                self.dirs.as_ptr(),
+                self.dirs.len() as c_int,
+                self.files.as_ptr(),
+                self.values.as_ptr(),
+                self.files.len() as c_int,
+            )
+        }
+    }
+}
+
+impl Cgroup {
+    /// The one-shot sandbox's kernel work in this cgroup (`nk_floor_sandbox`: its comment
+    /// lists the steps), its root built in `stage`: the wait status of `/bin/true` or
+    /// `-errno`.
+    pub fn run_sandbox(&self, stage: &CStr) -> c_long {
+        // SAFETY: as in `run`; `stage` is NUL-terminated and outlives the call.
+        unsafe {
+            nk_floor_sandbox(
+                stage.as_ptr(),
                 self.dirs.as_ptr(),
                 self.dirs.len() as c_int,
                 self.files.as_ptr(),

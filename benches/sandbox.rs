@@ -7,6 +7,8 @@
 //! run with the default hardening (Docker's capabilities, no_new_privs, its seccomp profile,
 //! masked and read-only paths, the device allowlist); `one_shot_unconfined` is the same run
 //! with all of it off (`privileged`), for what hardening costs per spawn (issue 14).
+//! `c_floor`: the kernel work of the same one-shot in C, nothing else (`CFloor`), with and
+//! without the cgroup — what no library can go below on the machine.
 
 use criterion::Criterion;
 use nook_ns::{Namespace, NamespaceSet};
@@ -66,6 +68,43 @@ fn bwrap() {
     assert!(status.success(), "bwrap: {status}");
 }
 
+/// The one-shot's kernel work in C (`nk_floor_sandbox` in `benches/c/floor.c`): the same
+/// namespaces, root file system (overlay on the host's `/` below a tmpfs upper, `/proc`,
+/// `/dev`, `/sys`, `pivot_root`) and cgroup limits (one directory per hierarchy of memory and
+/// pids below this process's cgroup), `/bin/true` exec'd as PID 1. What it leaves out is
+/// nook's own: an init, the hardening, the owner record, the typed errors.
+struct CFloor {
+    cgroup: crate::floor::Cgroup,
+    stage: nook_testutil::TempDir,
+    stage_c: std::ffi::CString,
+}
+
+impl CFloor {
+    /// With the cgroup (`limits`) or without one.
+    fn new(limits: bool) -> CFloor {
+        use std::os::unix::ffi::OsStrExt;
+        let cgroup = if limits {
+            let h = nook_cgroup::Hierarchies::discover().expect("discover the cgroup hierarchies");
+            crate::cgroup::cgroup_floor_same_result(&h, &format!("nk-bench-sbfloor-{}", std::process::id()))
+        } else {
+            crate::floor::Cgroup::new(&[], &[])
+        };
+        let stage = nook_testutil::TempDir::new("sbfloor").expect("stage dir");
+        let stage_c = std::ffi::CString::new(stage.path().as_os_str().as_bytes()).expect("no NUL");
+        CFloor { cgroup, stage, stage_c }
+    }
+
+    fn run(&self) {
+        assert_eq!(self.cgroup.run_sandbox(&self.stage_c), 0, "C floor of the one-shot in {:?}", self.stage.path());
+    }
+}
+
+impl Drop for CFloor {
+    fn drop(&mut self) {
+        self.cgroup.assert_removed();
+    }
+}
+
 fn create_exec_remove() {
     let sb = one_shot(true).create().expect("create");
     let status = sb.exec(["/bin/true"]).status().expect("exec");
@@ -86,6 +125,10 @@ pub fn sandbox(c: &mut Criterion, report: &mut Report) {
     if has_bwrap {
         g.bench_function("one_shot/bwrap", |b| b.iter(bwrap));
     }
+    let floor = CFloor::new(true);
+    g.bench_function("one_shot/c_floor", |b| b.iter(|| floor.run()));
+    let floor_no_cgroup = CFloor::new(false);
+    g.bench_function("one_shot_no_cgroup/c_floor", |b| b.iter(|| floor_no_cgroup.run()));
     g.finish();
     report.singles.push(("sandbox", "one_shot_no_cgroup/nook".into()));
     report.singles.push(("sandbox", "create_exec_remove/nook".into()));
@@ -106,7 +149,27 @@ pub fn sandbox(c: &mut Criterion, report: &mut Report) {
         report.pair("sandbox", "one-shot /bin/true vs bwrap", "one_shot/nook", "one_shot/bwrap");
         report.interleave(|| nook(true), bwrap);
     }
-    sporadic(c, report);
+    report.pair("sandbox", "one-shot /bin/true vs its C floor", "one_shot/nook", "one_shot/c_floor");
+    report.interleave(|| nook(true), || floor.run());
+    report.pair(
+        "sandbox",
+        "one-shot without a cgroup vs its C floor",
+        "one_shot_no_cgroup/nook",
+        "one_shot_no_cgroup/c_floor",
+    );
+    report.interleave(|| nook(false), || floor_no_cgroup.run());
+    report.pair(
+        "sandbox",
+        "C floor of the one-shot vs std::process::Command",
+        "one_shot/c_floor",
+        "one_shot/std_command",
+    );
+    report.interleave(|| floor.run(), std_true);
+    if has_bwrap {
+        report.pair("sandbox", "C floor of the one-shot vs bwrap", "one_shot/c_floor", "one_shot/bwrap");
+        report.interleave(|| floor.run(), bwrap);
+    }
+    sporadic(c, report, &floor);
 }
 
 /// How long a sporadic caller waits between two sandboxes: long enough for the kernel's
@@ -119,7 +182,7 @@ const SPORADIC_PAUSE: std::time::Duration = std::time::Duration::from_millis(40)
 /// process into a cgroup by pid (`cgroup.procs`) waits for an RCU grace period there; the
 /// facade's children are born in their cgroup2 directory and move themselves into the v1
 /// ones, which does not.
-fn sporadic(c: &mut Criterion, report: &mut Report) {
+fn sporadic(c: &mut Criterion, report: &mut Report, floor: &CFloor) {
     let mut g = slow_group(c, "sporadic");
     g.sample_size(10).warm_up_time(std::time::Duration::from_millis(300));
     g.measurement_time(std::time::Duration::from_secs(1));
@@ -141,7 +204,15 @@ fn sporadic(c: &mut Criterion, report: &mut Report) {
     g.bench_function("exec/nook", |b| paused(b, &|| assert!(sb.exec(["/bin/true"]).status().expect("exec").success())));
     sb.remove().expect("remove");
     g.bench_function("one_shot/std_command", |b| paused(b, &std_true));
+    g.bench_function("one_shot/c_floor", |b| paused(b, &|| floor.run()));
     g.finish();
+    report.pair("sporadic", "one-shot after a 40 ms pause vs its C floor", "one_shot/nook", "one_shot/c_floor");
+    report.pair(
+        "sporadic",
+        "C floor of the one-shot after a 40 ms pause vs std::process::Command",
+        "one_shot/c_floor",
+        "one_shot/std_command",
+    );
     report.pair(
         "sporadic",
         "one-shot after a 40 ms pause vs std::process::Command",

@@ -275,3 +275,104 @@ long nk_floor_overlay(const char *const *lowers, int nlowers, const char *upper,
         err = -errno;
     return err;
 }
+
+/*
+ * nook-sandbox's one-shot (benches/sandbox.rs): the kernel work of the same result, and
+ * nothing else. The cgroup's directories are made and limited (as nk_floor_cgroup); a child
+ * is cloned into new pid, mount, IPC and UTS namespaces — born in the cgroup2 directory, if
+ * one is given, by clone3's CLONE_INTO_CGROUP, and moving itself into each v1 directory by
+ * writing 0 to its `tasks` file (opened by the parent before the clone), as nook's children
+ * do: the cheapest ways the kernel offers (the parent writing the pid to cgroup.procs takes
+ * the cgroup threadgroup lock, which waits for an RCU grace period after a pause). Then, in
+ * `stage` (an empty directory), it builds the root file system — "/" recursively private, a
+ * tmpfs holding the overlay's upper and work directories, an overlay with the host's "/" as
+ * its lower layer, /proc, a tmpfs /dev with binds of the six standard device nodes, a
+ * read-only /sys — pivots into it, detaches the old root and execs /bin/true (as PID 1: no
+ * init) with an empty environment. The parent waits and removes the directories. Returns
+ * the wait status or -errno.
+ */
+struct nk_clone_args_v2 {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+    uint64_t set_tid, set_tid_size, cgroup;
+};
+#define NK_CLONE_INTO_CGROUP 0x200000000ULL
+#define NK_MAX_V1 16
+
+static void sandbox_child(const char *stage, const int *tasks, int ntasks) {
+    char path[4096];
+    static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+    char *const argv[] = {"/bin/true", NULL};
+    char *const envp[] = {NULL};
+    for (int i = 0; i < ntasks; i++)
+        if (write(tasks[i], "0", 1) != 1) _exit(119);
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) _exit(121);
+    if (mount("tmpfs", stage, "tmpfs", 0, "mode=0755")) _exit(122);
+    if (chdir(stage) || mkdir("upper", 0755) || mkdir("work", 0755) || mkdir("root", 0755)) _exit(123);
+    snprintf(path, sizeof path, "lowerdir=/,upperdir=%s/upper,workdir=%s/work", stage, stage);
+    if (mount("overlay", "root", "overlay", 0, path)) _exit(124);
+    if (chdir("root")) _exit(125);
+    if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) _exit(126);
+    if (mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=0755")) _exit(127);
+    for (unsigned i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+        char host[64];
+        snprintf(path, sizeof path, "dev/%s", nodes[i]);
+        snprintf(host, sizeof host, "/dev/%s", nodes[i]);
+        int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+        if (fd < 0) _exit(128);
+        close(fd);
+        if (mount(host, path, NULL, MS_BIND, NULL)) _exit(129);
+    }
+    if (mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) _exit(130);
+    if (syscall(SYS_pivot_root, ".", ".")) _exit(131);
+    if (umount2(".", MNT_DETACH) || chdir("/")) _exit(132);
+    execve(argv[0], argv, envp);
+    _exit(133);
+}
+
+long nk_floor_sandbox(const char *stage, const char *const *dirs, int ndirs, const char *const *files,
+                      const char *const *values, int nfiles) {
+    int made = 0, tasks[NK_MAX_V1], ntasks = 0, v2 = -1;
+    long err = 0;
+    for (; made < ndirs; made++) {
+        if (mkdir(dirs[made], 0777)) {
+            err = -errno;
+            break;
+        }
+    }
+    for (int i = 0; err == 0 && i < nfiles; i++) err = write_value(files[i], values[i]);
+    for (int i = 0; err == 0 && i < ndirs; i++) {
+        char file[4096];
+        snprintf(file, sizeof file, "%s/tasks", dirs[i]);
+        int fd = open(file, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0 && ntasks < NK_MAX_V1) {
+            tasks[ntasks++] = fd;
+        } else if (fd >= 0) {
+            close(fd);
+            err = -E2BIG;
+        } else if (errno == ENOENT && v2 < 0) {
+            v2 = open(dirs[i], O_DIRECTORY | O_CLOEXEC);
+            if (v2 < 0) err = -errno;
+        } else {
+            err = -errno;
+        }
+    }
+    if (err == 0) {
+        struct nk_clone_args_v2 a;
+        memset(&a, 0, sizeof a);
+        a.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+        a.exit_signal = SIGCHLD;
+        if (v2 >= 0) {
+            a.flags |= NK_CLONE_INTO_CGROUP;
+            a.cgroup = (uint64_t)v2;
+        }
+        long pid = syscall(SYS_clone3, &a, sizeof a);
+        if (pid == 0) sandbox_child(stage, tasks, ntasks);
+        err = pid < 0 ? -errno : wait_for((pid_t)pid);
+    }
+    for (int i = 0; i < ntasks; i++) close(tasks[i]);
+    if (v2 >= 0) close(v2);
+    while (made > 0) {
+        if (rmdir(dirs[--made]) && err == 0) err = -errno;
+    }
+    return err;
+}
