@@ -1,4 +1,4 @@
-//! `events [--stats] [--interval SECS] ID`: the container's resource use as runc prints it —
+//! `events [--stats] [--interval DURATION] ID`: the container's resource use as runc prints it —
 //! one JSON line per event, `{"type":"stats","id":ID,"data":{…}}` with runc's `Stats` shape
 //! (`cpu` in nanoseconds, `memory` with `usage`/`swap`/`raw`, `pids`, `blkio`; `cpuset`,
 //! `hugetlb`, `intel_rdt` empty; no per-CPU times: nook's stats do not read them), and
@@ -6,7 +6,9 @@
 //! those of the controllers the container's cgroup has: on a v1 or hybrid host the
 //! hierarchies of its limits (runc joins them all), so a container without a memory limit
 //! reports no memory there; CPU time always. `--stats`: one
-//! stats event. Otherwise a stats event every `--interval` seconds and the OOM events as they
+//! stats event. Otherwise a stats event every `--interval` (a Go duration as runc takes it,
+//! `5s` by default, or plain seconds; rounded up to whole seconds, at least 1, by `main.rs`'s
+//! `interval_in_seconds`) and the OOM events as they
 //! come, until the container stops (runc keeps printing errors then; nook-oci ends, exit 0).
 //! A stopped container is an error, as runc's "is not running".
 
