@@ -188,7 +188,7 @@
 //! (`nkgoneINDEX`: its name is free for the next network at once), then deletes it on a
 //! background thread, which the process waits for when it exits (`main` returning or
 //! `std::process::exit`: [`nook_ns::background`]); a process killed first leaves it down under
-//! that name. (The
+//! that name until the next `Network::remove` in that namespace deletes it. (The
 //! published-port and network rows were measured on a busy machine: `BENCHMARKS.md`,
 //! `netfw`.)
 

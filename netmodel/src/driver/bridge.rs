@@ -282,13 +282,28 @@ fn tombstone(index: u32) -> String {
     format!("nkgone{index:x}")
 }
 
+/// Deletes the bridges other removals left under their [`tombstone`] name (a process killed
+/// before its deletion thread was done): down bridges named after their own index, which
+/// only a removal names so. Best effort, on the deletion thread: another process deleting
+/// the same one at once makes one of the two deletions fail, harmlessly.
+fn delete_tombstones(nl: &mut Netlink) {
+    let Ok(links) = nl.links() else { return };
+    let left: Vec<u32> = links
+        .iter()
+        .filter(|l| !l.up && l.kind.as_deref() == Some("bridge") && l.name == tombstone(l.index))
+        .map(|l| l.index)
+        .collect();
+    let _ = nl.delete_links(&left);
+}
+
 /// Takes a bridge out of the caller's path: deleting a link waits for RCU grace periods
 /// (tens of ms), so the bridge is set down (its routes go) and renamed to
 /// [`tombstone`] at once — its name is free for the next network — then deleted on a
 /// background thread, on a socket of its own (not the host's shared one that every connect
 /// needs). If that thread cannot start, the bridge is deleted here. The process waits for
 /// that thread when it exits ([`nook_ns::background`]); one killed first leaves the bridge
-/// down under its tombstone name.
+/// down under its tombstone name, until the next removal in that namespace deletes it
+/// ([`delete_tombstones`]).
 fn discard_bridge(host: &Host, index: u32) -> std::result::Result<(), crate::netlink::NetlinkError> {
     let mut nl = Netlink::open_in(host.netns())?;
     nl.set_down(index)?;
@@ -297,6 +312,7 @@ fn discard_bridge(host: &Host, index: u32) -> std::result::Result<(), crate::net
     let spawned = nook_ns::background::spawn("nk-bridge-delete", move || {
         if let Ok(mut nl) = rx.recv() {
             let _ = nl.delete_link(index);
+            delete_tombstones(&mut nl);
         }
     });
     match spawned {

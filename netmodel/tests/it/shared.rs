@@ -484,3 +484,39 @@ fn a_process_exiting_right_after_remove_leaves_no_bridge() {
         assert!(left.is_empty(), "round {round}: the exited process left {left:?}");
     }
 }
+
+/// A process killed before its bridge deletion was done leaves the bridge down under its
+/// tombstone name (`nkgone` + its index in hex). The next `Network::remove` in that
+/// namespace deletes such tombstones — and nothing that only looks like one.
+#[test]
+fn the_next_remove_deletes_bridges_a_killed_process_left() {
+    use nook_netmodel::netlink::{LinkKind, NewLink};
+    require_root!();
+    let world = World::new();
+    let mut nl = world.netlink();
+    // As a killed process left it: a bridge, down, renamed to its tombstone.
+    let dead = unique_name("ded");
+    let index = nl.add_link(&NewLink::new(&dead, LinkKind::Bridge)).unwrap().expect("index");
+    let tombstone = format!("nkgone{index:x}");
+    nl.rename(index, &tombstone).unwrap();
+    // Not tombstones: a down bridge whose name is another index's, and an up one named after
+    // its own index.
+    let other = unique_name("oth");
+    let other_index = nl.add_link(&NewLink::new(&other, LinkKind::Bridge)).unwrap().expect("index");
+    let lookalike = format!("nkgone{:x}", other_index + 1000);
+    nl.rename(other_index, &lookalike).unwrap();
+    let up = unique_name("upb");
+    let up_index = nl.add_link(&NewLink::new(&up, LinkKind::Bridge)).unwrap().expect("index");
+    let up_name = format!("nkgone{up_index:x}");
+    nl.rename(up_index, &up_name).unwrap();
+    nl.set_up(up_index).unwrap();
+
+    let net = Network::create(&world.host, &spec(&unique_name("tmb"), "10.79.1.0/24")).unwrap();
+    net.remove().unwrap();
+    assert!(nook_ns::background::wait(std::time::Duration::from_secs(30)), "the deletion thread ended");
+    let names: Vec<String> = crate::common::links_of(world.host_ns.ns()).into_iter().map(|(n, _)| n).collect();
+    assert!(!names.contains(&tombstone), "the tombstone {tombstone} is still there: {names:?}");
+    assert!(names.contains(&lookalike) && names.contains(&up_name), "only tombstones go: {names:?}");
+    world.delete_link(&lookalike);
+    world.delete_link(&up_name);
+}
