@@ -294,16 +294,7 @@ fn user_namespace_with_id_mappings() {
         let b = rt.bundle(tmp, "usr2", &["sleep", "100"], userns);
         o.push(format!("run2 {}", rt.run(&["run", "--detach", "--bundle", p(&b), "usr2"]).code));
         let pid = rt.state("usr2").unwrap()["pid"].as_u64().unwrap();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        o.push(
-            status
-                .lines()
-                .find(|l| l.starts_with("Uid:"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        o.push(uid_line(pid));
         o.push(format!("exec id {}", rt.run(&["exec", "usr2", "id", "-u"]).stdout.trim()));
         o.push(format!("kill {}", rt.run(&["kill", "usr2", "KILL"]).code));
         rt.wait_status("usr2", "stopped");
@@ -538,16 +529,7 @@ fn pod_with_a_user_namespace_joined_by_path() {
         };
         let (mnt, pid) = (owned(nook_ns::Namespace::Mount), owned(nook_ns::Namespace::Pid));
         o.push(format!("its mount and pid namespaces belong to it {mnt} {pid}"));
-        let status = std::fs::read_to_string(format!("/proc/{apid}/status")).unwrap_or_default();
-        o.push(
-            status
-                .lines()
-                .find(|l| l.starts_with("Uid:"))
-                .unwrap_or_default()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        o.push(uid_line(apid));
         o.push(format!("exec id {}", rt.run(&["exec", "jus-app2", "id", "-u"]).stdout.trim()));
         for id in ["jus-app2", "jus-infra"] {
             o.push(format!("delete {}", rt.run(&["delete", "--force", id]).code));
@@ -737,4 +719,11 @@ fn shared_root_and_bind_propagation() {
     let after = host_mounts();
     let leaked: Vec<&String> = after.difference(&before).collect();
     assert!(leaked.is_empty(), "the shared container's mounts reached the host: {leaked:?}");
+}
+
+/// The `Uid:` line of `/proc/PID/status` (real, effective, saved, fs uid as the host sees
+/// them), its fields joined by single spaces; empty if the process is gone.
+fn uid_line(pid: impl std::fmt::Display) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find(|l| l.starts_with("Uid:")).unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ")
 }
