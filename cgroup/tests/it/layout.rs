@@ -520,3 +520,37 @@ fn probe_reports_what_the_kernel_has() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// `Hierarchies::discover` keeps its last result while the mount table, the caller's cgroup
+/// and the v2 controllers stay as they were: a mount change in the caller's namespace is seen
+/// by the very next call, in whichever thread (here one with a mount namespace of its own).
+#[test]
+fn discovery_sees_a_mount_change_at_once() {
+    require_root!();
+    nook_testutil::on_private_mount_ns(|| {
+        let first = Hierarchies::discover().expect("discover");
+        assert_eq!(Hierarchies::discover().expect("discover again"), first, "nothing changed");
+        // An unrelated mount: discovered anew, the same result.
+        let dir = nook_testutil::TempDir::new("cgdisc").unwrap();
+        nook_ns::mount_tmpfs(dir.path(), Some("size=64k")).expect("tmpfs");
+        assert_eq!(Hierarchies::discover().expect("after a mount"), first);
+        // One hierarchy unmounted in this namespace: gone from the next discovery.
+        let gone = first.v1.last().or(first.v2.as_ref()).expect("a hierarchy").mount_point.clone();
+        nook_ns::unmount(&gone, true).expect("unmount a hierarchy");
+        match Hierarchies::discover() {
+            Ok(after) => {
+                let points: Vec<&Path> = after.v1.iter().chain(&after.v2).map(|h| h.mount_point.as_path()).collect();
+                assert!(!points.contains(&gone.as_path()), "{} still discovered: {points:?}", gone.display());
+            }
+            // It was the only one (pure v2).
+            Err(e) => assert!(matches!(e, Error::NoHierarchy), "{e}"),
+        }
+        nook_ns::unmount(dir.path(), true).expect("unmount the tmpfs");
+    });
+    // Back in the caller's namespace: every hierarchy again.
+    let here = Hierarchies::discover().expect("discover");
+    assert_eq!(
+        here.v1.len() + here.v2.iter().count(),
+        cgroup_mounts(&fs::read_to_string("/proc/thread-self/mountinfo").unwrap()).len()
+    );
+}
