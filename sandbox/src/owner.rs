@@ -29,19 +29,33 @@ pub(crate) const CLEANUP_INTERVAL: Duration = Duration::from_secs(1);
 /// The record of one sandbox being built or running (or none: a one-shot sandbox without a
 /// cgroup, networks or a container layer to remove, whose only object, its init, dies with
 /// the owner; or the default state dir could not be created).
+///
+/// The record file is written first with the first object (until then there is nothing a
+/// cleanup would have to remove): `pending` holds its state dir and id until then.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
     handle: Option<RecordHandle>,
+    pending: Option<(StateDir, String)>,
 }
 
 impl Recorder {
     /// No record.
     pub(crate) fn none() -> Recorder {
-        Recorder { handle: None }
+        Recorder::default()
+    }
+
+    /// Writes the pending record with `objects` as its first content.
+    fn create_with(&mut self, objects: Vec<Object>) -> Result<()> {
+        if let Some((dir, id)) = self.pending.as_ref() {
+            self.handle = Some(dir.create_record_with(id, objects)?);
+            self.pending = None;
+        }
+        Ok(())
     }
 
     /// Cleans up after dead owners in the state dir (best effort, at most once per
-    /// [`CLEANUP_INTERVAL`] per process and dir), then creates the record of sandbox `id`.
+    /// [`CLEANUP_INTERVAL`] per process and dir), then prepares the record of sandbox `id`
+    /// (its directory made and checked; the file is written with the first object).
     ///
     /// `state`: the caller's state dir (its errors are errors), or `None` for the default
     /// ([`StateDir::default_root`]), which is skipped when it cannot be created (no
@@ -51,8 +65,8 @@ impl Recorder {
         let explicit = state.is_some();
         let dir = StateDir::new(state.map_or_else(StateDir::default_root, Path::to_owned));
         cleanup_now_and_then(&dir);
-        match dir.create_record(id) {
-            Ok(handle) => Ok(Recorder { handle: Some(handle) }),
+        match dir.ensure_dirs() {
+            Ok(()) => Ok(Recorder { handle: None, pending: Some((dir, id.to_owned())) }),
             Err(state::Error::Sys { call: "mkdir", source, .. })
                 if !explicit
                     && matches!(
@@ -68,6 +82,9 @@ impl Recorder {
 
     /// Adds `object` to the record (no-op without a record).
     pub(crate) fn record(&mut self, object: Object) -> Result<()> {
+        if self.pending.is_some() {
+            return self.create_with(vec![object]);
+        }
         match &mut self.handle {
             Some(h) => Ok(h.add(object)?),
             None => Ok(()),
@@ -77,6 +94,10 @@ impl Recorder {
     /// Replaces `old` with the objects `new` (what an object recorded in advance turned out
     /// to be: an endpoint's addresses and port rules), in one write.
     pub(crate) fn replace_with(&mut self, old: &Object, new: Vec<Object>) -> Result<()> {
+        // Not written yet: `old` was never recorded.
+        if self.pending.is_some() {
+            return self.create_with(new);
+        }
         match &mut self.handle {
             Some(h) => Ok(h.replace_with(old, new)?),
             None => Ok(()),
@@ -94,7 +115,7 @@ impl Recorder {
     /// Whether there is a record (else recording is a no-op, and what it needs need not be
     /// computed).
     pub(crate) fn is_active(&self) -> bool {
-        self.handle.is_some()
+        self.handle.is_some() || self.pending.is_some()
     }
 
     /// The record file, if there is one.
@@ -104,6 +125,7 @@ impl Recorder {
 
     /// Deletes the record: everything it lists is gone.
     pub(crate) fn finish(&mut self) -> Result<()> {
+        self.pending = None;
         match self.handle.take() {
             Some(h) => Ok(h.remove()?),
             None => Ok(()),

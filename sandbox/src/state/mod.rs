@@ -142,7 +142,7 @@ impl StateDir {
         self.records_dir().join(format!("{id}.lock"))
     }
 
-    fn ensure_dirs(&self) -> Result<()> {
+    pub(crate) fn ensure_dirs(&self) -> Result<()> {
         let dir = self.records_dir();
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).sys_at("mkdir", &dir)?;
         self.check_private()
@@ -179,9 +179,20 @@ impl StateDir {
         self.create_record_for(id, ProcessId::current()?)
     }
 
+    /// [`StateDir::create_record`] with its first objects in the same write (one write
+    /// fewer than creating it empty and adding them; for an owner that records nothing
+    /// before the first object it creates).
+    pub fn create_record_with(&self, id: &str, objects: Vec<Object>) -> Result<RecordHandle> {
+        self.create_record_for_with(id, ProcessId::current()?, objects)
+    }
+
     /// [`StateDir::create_record`] on behalf of another process (a supervisor creating for
     /// a client, or a test): the sandbox is cleaned once `owner` is gone.
     pub fn create_record_for(&self, id: &str, owner: ProcessId) -> Result<RecordHandle> {
+        self.create_record_for_with(id, owner, Vec::new())
+    }
+
+    fn create_record_for_with(&self, id: &str, owner: ProcessId, objects: Vec<Object>) -> Result<RecordHandle> {
         validate_id(id)?;
         self.ensure_dirs()?;
         let path = self.record_path(id);
@@ -192,7 +203,7 @@ impl StateDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::sys("stat", &path, e)),
         }
-        let record = Record { version: RECORD_VERSION, id: id.to_owned(), owner, objects: Vec::new() };
+        let record = Record { version: RECORD_VERSION, id: id.to_owned(), owner, objects };
         if let Err(e) = write_record(&path, &record) {
             // No record: the lock file is its holder's (ours) to remove.
             let _ = std::fs::remove_file(&lock_path);
