@@ -47,7 +47,8 @@ impl Recorder {
     /// Writes the pending record with `objects` as its first content.
     fn create_with(&mut self, objects: Vec<Object>) -> Result<()> {
         if let Some((dir, id)) = self.pending.as_ref() {
-            self.handle = Some(dir.create_record_with(id, objects)?);
+            // `begin` made and checked the directories.
+            self.handle = Some(dir.create_record_in_dirs(id, state::ProcessId::current()?, objects)?);
             self.pending = None;
         }
         Ok(())

@@ -183,18 +183,26 @@ impl StateDir {
     /// fewer than creating it empty and adding them; for an owner that records nothing
     /// before the first object it creates).
     pub fn create_record_with(&self, id: &str, objects: Vec<Object>) -> Result<RecordHandle> {
-        self.create_record_for_with(id, ProcessId::current()?, objects)
+        self.ensure_dirs()?;
+        self.create_record_in_dirs(id, ProcessId::current()?, objects)
     }
 
     /// [`StateDir::create_record`] on behalf of another process (a supervisor creating for
     /// a client, or a test): the sandbox is cleaned once `owner` is gone.
     pub fn create_record_for(&self, id: &str, owner: ProcessId) -> Result<RecordHandle> {
-        self.create_record_for_with(id, owner, Vec::new())
+        self.ensure_dirs()?;
+        self.create_record_in_dirs(id, owner, Vec::new())
     }
 
-    fn create_record_for_with(&self, id: &str, owner: ProcessId, objects: Vec<Object>) -> Result<RecordHandle> {
+    /// The record of `id` for `owner` with `objects`, once [`StateDir::ensure_dirs`] made
+    /// and checked the directories.
+    pub(crate) fn create_record_in_dirs(
+        &self,
+        id: &str,
+        owner: ProcessId,
+        objects: Vec<Object>,
+    ) -> Result<RecordHandle> {
         validate_id(id)?;
-        self.ensure_dirs()?;
         let path = self.record_path(id);
         let lock_path = self.lock_path(id);
         let _lock = lock(&lock_path, true)?.expect("a blocking lock is always taken");
