@@ -79,9 +79,7 @@ impl Cgroup {
             )
         }
     }
-}
 
-impl Cgroup {
     /// The one-shot sandbox's kernel work in this cgroup (`nk_floor_sandbox`: its comment
     /// lists the steps), its root built in `stage`: the wait status of `/bin/true` or
     /// `-errno`.

@@ -114,10 +114,10 @@
 #![deny(unsafe_code)]
 #![warn(unreachable_pub)]
 
-// What the child runs between clone and exec: bare system calls (`asm!`), raw pointers
-// into the plan, the vfork-style entry point.
 pub mod background;
 pub mod caps;
+// What the child runs between clone and exec: bare system calls (`asm!`), raw pointers
+// into the plan, the vfork-style entry point.
 #[allow(unsafe_code)]
 mod child;
 pub mod failpoint;
