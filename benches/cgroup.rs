@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::Criterion;
-use nook_cgroup::{Cgroup, CgroupSpec, Controller, Hierarchies, Layout, Version};
+use nook_cgroup::{Cgroup, CgroupSpec, Controller, DevicePolicy, Hierarchies, Layout, Version};
 
 use crate::floor;
 use crate::report::{Report, expect_exit0, slow_group};
@@ -35,7 +35,7 @@ fn cgroup_limit(controller: Controller, version: Version) -> (&'static str, Stri
 /// The C floor for "the same result": one directory `name` below this process's own cgroup
 /// in the hierarchy of memory and in that of pids (one directory if they share it, as on
 /// pure v2), and the two limit files.
-pub(crate) fn cgroup_floor_same_result(h: &Hierarchies, name: &str) -> floor::Cgroup {
+pub(crate) fn cgroup_floor_same_result(h: &Hierarchies, name: &str, devices: Option<&DevicePolicy>) -> floor::Cgroup {
     let mut dirs: Vec<PathBuf> = Vec::new();
     let mut writes = Vec::new();
     for controller in [Controller::Memory, Controller::Pids] {
@@ -43,6 +43,21 @@ pub(crate) fn cgroup_floor_same_result(h: &Hierarchies, name: &str) -> floor::Cg
         let dir = location.hierarchy().own_dir().expect("own cgroup visible").join(name);
         let (file, value) = cgroup_limit(controller, location.version());
         writes.push((dir.join(file), value));
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    // A device allowlist on a v1 `devices` hierarchy: its rules, each file's run through
+    // one open file (on cgroup v2 it is a BPF program, which the floor leaves out).
+    if let Some(policy) = devices
+        && let Ok(location) = h.require(Controller::Devices)
+        && location.version() == Version::V1
+    {
+        let dir = location.hierarchy().own_dir().expect("own cgroup visible").join(name);
+        for run in policy.v1_writes().chunk_by(|a, b| a.0 == b.0) {
+            let lines: Vec<&str> = run.iter().map(|(_, line)| line.as_str()).collect();
+            writes.push((dir.join(run[0].0), lines.join("\n")));
+        }
         if !dirs.contains(&dir) {
             dirs.push(dir);
         }
@@ -106,7 +121,7 @@ pub(crate) fn cgroup(c: &mut Criterion, report: &mut Report) {
         return;
     }
     check_nook_cgroup(&h, &spec);
-    let same_result = cgroup_floor_same_result(&h, &c_name);
+    let same_result = cgroup_floor_same_result(&h, &c_name, None);
     let same_syscalls = cgroup_floor_same_as_nook(&h, &cgroup_spec(&c_name));
     for floor in [&same_result, &same_syscalls] {
         expect_exit0("cgroup floor", floor.run());

@@ -28,7 +28,72 @@ unsafe extern "C" {
         files: *const *const c_char,
         values: *const *const c_char,
         nfiles: c_int,
+        harden: *const HardenC,
     ) -> c_long;
+}
+
+/// `struct nk_harden` of `floor.c`.
+#[repr(C)]
+pub struct HardenC {
+    mask_dirs: *const *const c_char,
+    nmask_dirs: c_int,
+    mask_files: *const *const c_char,
+    nmask_files: c_int,
+    read_only: *const *const c_char,
+    nread_only: c_int,
+    filter: *const libc::sock_filter,
+    filter_len: c_int,
+    caps: u64,
+    last_cap: c_int,
+}
+
+/// nook-sandbox's default hardening for the C floor's one-shot (`struct nk_harden`): the
+/// same masked and read-only paths (those that exist here), Docker's capability set, and
+/// nook's compiled default seccomp program.
+pub struct Harden {
+    c: HardenC,
+    _lists: [Vec<*const c_char>; 3],
+    _strings: Vec<CString>,
+    _filter: Vec<libc::sock_filter>,
+}
+
+impl Harden {
+    pub fn new(
+        mask_dirs: &[PathBuf],
+        mask_files: &[PathBuf],
+        read_only: &[PathBuf],
+        filter: Vec<libc::sock_filter>,
+        caps: u64,
+        last_cap: c_int,
+    ) -> Harden {
+        let mut strings = Vec::new();
+        let mut list = |paths: &[PathBuf]| -> Vec<*const c_char> {
+            paths
+                .iter()
+                .map(|p| {
+                    let s = CString::new(p.as_os_str().as_bytes()).expect("no NUL in a path");
+                    let ptr = s.as_ptr();
+                    strings.push(s);
+                    ptr
+                })
+                .collect()
+        };
+        let lists = [list(mask_dirs), list(mask_files), list(read_only)];
+        let c = HardenC {
+            mask_dirs: lists[0].as_ptr(),
+            nmask_dirs: lists[0].len() as c_int,
+            mask_files: lists[1].as_ptr(),
+            nmask_files: lists[1].len() as c_int,
+            read_only: lists[2].as_ptr(),
+            nread_only: lists[2].len() as c_int,
+            filter: filter.as_ptr(),
+            filter_len: filter.len() as c_int,
+            caps,
+            last_cap,
+        };
+        // The vectors' heap buffers (what `c` points at) stay put when they are moved.
+        Harden { c, _lists: lists, _strings: strings, _filter: filter }
+    }
 }
 
 /// A cgroup for [`nk_floor_cgroup`]: the directories to make (in order) and the files to
@@ -81,10 +146,11 @@ impl Cgroup {
     }
 
     /// The one-shot sandbox's kernel work in this cgroup (`nk_floor_sandbox`: its comment
-    /// lists the steps), its root built in `stage`: the wait status of `/bin/true` or
-    /// `-errno`.
-    pub fn run_sandbox(&self, stage: &CStr) -> c_long {
-        // SAFETY: as in `run`; `stage` is NUL-terminated and outlives the call.
+    /// lists the steps), its root built in `stage`, hardened as `harden` says: the wait
+    /// status of `/bin/true` or `-errno`.
+    pub fn run_sandbox(&self, stage: &CStr, harden: Option<&Harden>) -> c_long {
+        // SAFETY: as in `run`; `stage` is NUL-terminated and outlives the call; `harden`'s
+        // pointers name memory it owns (see `Harden::new`).
         unsafe {
             nk_floor_sandbox(
                 stage.as_ptr(),
@@ -93,6 +159,7 @@ impl Cgroup {
                 self.files.as_ptr(),
                 self.values.as_ptr(),
                 self.files.len() as c_int,
+                harden.map_or(std::ptr::null(), |h| &h.c),
             )
         }
     }

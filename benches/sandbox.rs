@@ -75,28 +75,51 @@ fn bwrap() {
 /// nook's own: an init, the hardening, the owner record, the typed errors.
 struct CFloor {
     cgroup: crate::floor::Cgroup,
+    harden: Option<crate::floor::Harden>,
     stage: nook_testutil::TempDir,
     stage_c: std::ffi::CString,
 }
 
 impl CFloor {
-    /// With the cgroup (`limits`) or without one.
-    fn new(limits: bool) -> CFloor {
+    /// With the cgroup (`limits`) or without one; with nook's default hardening or without.
+    fn new(limits: bool, hardened: bool) -> CFloor {
         use std::os::unix::ffi::OsStrExt;
         let cgroup = if limits {
             let h = nook_cgroup::Hierarchies::discover().expect("discover the cgroup hierarchies");
-            crate::cgroup::cgroup_floor_same_result(&h, &format!("nk-bench-sbfloor-{}", std::process::id()))
+            let name = format!("nk-bench-sbfloor-{}-{}", std::process::id(), u8::from(hardened));
+            let policy = hardened.then(nook_sandbox::hardening::default_device_policy);
+            crate::cgroup::cgroup_floor_same_result(&h, &name, policy.as_ref())
         } else {
             crate::floor::Cgroup::new(&[], &[])
         };
         let stage = nook_testutil::TempDir::new("sbfloor").expect("stage dir");
         let stage_c = std::ffi::CString::new(stage.path().as_os_str().as_bytes()).expect("no NUL");
-        CFloor { cgroup, stage, stage_c }
+        CFloor { cgroup, harden: hardened.then(floor_hardening), stage, stage_c }
     }
 
     fn run(&self) {
-        assert_eq!(self.cgroup.run_sandbox(&self.stage_c), 0, "C floor of the one-shot in {:?}", self.stage.path());
+        let status = self.cgroup.run_sandbox(&self.stage_c, self.harden.as_ref());
+        assert_eq!(status, 0, "C floor of the one-shot in {:?}", self.stage.path());
     }
+}
+
+/// What nook's one-shot hardens by default, for the C floor: the masked paths that exist
+/// here (directories and files apart), the read-only ones, the capability set with a
+/// device cgroup, and the default seccomp program compiled for it.
+fn floor_hardening() -> crate::floor::Harden {
+    use nook_sandbox::hardening::{READ_ONLY_PATHS, Target, paths::default_masked_paths, seccomp::default_compiled};
+    use std::path::PathBuf;
+    let masked: Vec<PathBuf> = default_masked_paths().into_iter().filter(|p| p.exists()).collect();
+    let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) = masked.into_iter().partition(|p| p.is_dir());
+    let read_only: Vec<PathBuf> = READ_ONLY_PATHS.iter().map(PathBuf::from).filter(|p| p.exists()).collect();
+    let caps = nook_sandbox::Security::default().capability_set(true).expect("the default capability set");
+    let program = default_compiled(&Target::host(caps).expect("x86_64 or aarch64")).expect("the default profile");
+    let last_cap: i32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .expect("cap_last_cap")
+        .trim()
+        .parse()
+        .expect("a number");
+    crate::floor::Harden::new(&dirs, &files, &read_only, program.to_libc(), caps.bits(), last_cap)
 }
 
 impl Drop for CFloor {
@@ -125,9 +148,11 @@ pub fn sandbox(c: &mut Criterion, report: &mut Report) {
     if has_bwrap {
         g.bench_function("one_shot/bwrap", |b| b.iter(bwrap));
     }
-    let floor = CFloor::new(true);
+    let floor = CFloor::new(true, false);
     g.bench_function("one_shot/c_floor", |b| b.iter(|| floor.run()));
-    let floor_no_cgroup = CFloor::new(false);
+    let floor_hardened = CFloor::new(true, true);
+    g.bench_function("one_shot_hardened/c_floor", |b| b.iter(|| floor_hardened.run()));
+    let floor_no_cgroup = CFloor::new(false, false);
     g.bench_function("one_shot_no_cgroup/c_floor", |b| b.iter(|| floor_no_cgroup.run()));
     g.finish();
     report.singles.push(("sandbox", "one_shot_no_cgroup/nook".into()));
@@ -151,6 +176,10 @@ pub fn sandbox(c: &mut Criterion, report: &mut Report) {
     }
     report.pair("sandbox", "one-shot /bin/true vs its C floor", "one_shot/nook", "one_shot/c_floor");
     report.interleave(|| nook(true), || floor.run());
+    report.pair("sandbox", "one-shot /bin/true vs its hardened C floor", "one_shot/nook", "one_shot_hardened/c_floor");
+    report.interleave(|| nook(true), || floor_hardened.run());
+    report.pair("sandbox", "C floor: hardening on vs off", "one_shot_hardened/c_floor", "one_shot/c_floor");
+    report.interleave(|| floor_hardened.run(), || floor.run());
     report.pair(
         "sandbox",
         "one-shot without a cgroup vs its C floor",

@@ -19,12 +19,16 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -192,14 +196,22 @@ long nk_floor_setns_roundtrip(int target_fd, int orig_fd, int nstype) {
     return 0;
 }
 
+/* value: one line, or several separated by '\n', each written by its own write(2) through
+ * one open file (cgroupfs parses each write separately; nook writes a run of device rules
+ * to one file the same way). */
 static int write_value(const char *path, const char *value) {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return -errno;
-    size_t len = strlen(value);
-    ssize_t n = write(fd, value, len);
-    int err = errno;
+    int err = 0;
+    while (*value && !err) {
+        const char *end = strchr(value, '\n');
+        size_t len = end ? (size_t)(end - value) : strlen(value);
+        ssize_t n = write(fd, value, len);
+        if (n != (ssize_t)len) err = -(n < 0 ? errno : EIO);
+        value += len + (end ? 1 : 0);
+    }
     close(fd);
-    return n == (ssize_t)len ? 0 : -(n < 0 ? err : EIO);
+    return err;
 }
 
 /*
@@ -287,9 +299,9 @@ long nk_floor_overlay(const char *const *lowers, int nlowers, const char *upper,
  * `stage` (an empty directory), it builds the root file system — "/" recursively private, a
  * tmpfs holding the overlay's upper and work directories, an overlay with the host's "/" as
  * its lower layer, /proc, a tmpfs /dev with binds of the six standard device nodes, a
- * read-only /sys — pivots into it, detaches the old root and execs /bin/true (as PID 1: no
- * init) with an empty environment. The parent waits and removes the directories. Returns
- * the wait status or -errno.
+ * read-only /sys — pivots into it, detaches the old root, applies `harden` (if not NULL:
+ * struct nk_harden) and execs /bin/true (as PID 1: no init) with an empty environment. The
+ * parent waits and removes the directories. Returns the wait status or -errno.
  */
 struct nk_clone_args_v2 {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
@@ -298,7 +310,65 @@ struct nk_clone_args_v2 {
 #define NK_CLONE_INTO_CGROUP 0x200000000ULL
 #define NK_MAX_V1 16
 
-static void sandbox_child(const char *stage, const int *tasks, int ntasks) {
+/*
+ * The default hardening of nook-sandbox, as system calls (NULL: none): masked directories
+ * (the first gets a read-only empty tmpfs, the others a bind of it), masked files (a bind
+ * of /dev/null), read-only paths (a recursive bind onto itself made read-only with
+ * mount_setattr), the bounding set cut to `caps` (one PR_CAPBSET_DROP per capability up
+ * to `last_cap`), capset to `caps` with nothing inheritable, the ambient set cleared,
+ * no_new_privs, and the seccomp program installed last before the exec. A negative
+ * `last_cap` leaves out the capability steps and no_new_privs, an empty filter seccomp.
+ */
+struct nk_harden {
+    const char *const *mask_dirs;
+    int nmask_dirs;
+    const char *const *mask_files;
+    int nmask_files;
+    const char *const *read_only;
+    int nread_only;
+    const struct sock_filter *filter;
+    int filter_len;
+    uint64_t caps;
+    int last_cap;
+};
+
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+struct nk_mount_attr {
+    uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+static void harden_child(const struct nk_harden *h) {
+    for (int i = 0; i < h->nmask_dirs; i++) {
+        int e = i == 0 ? mount("tmpfs", h->mask_dirs[0], "tmpfs", MS_RDONLY, "size=0,mode=000")
+                       : mount(h->mask_dirs[0], h->mask_dirs[i], NULL, MS_BIND, NULL);
+        if (e) _exit(140);
+    }
+    for (int i = 0; i < h->nmask_files; i++)
+        if (mount("/dev/null", h->mask_files[i], NULL, MS_BIND, NULL)) _exit(141);
+    for (int i = 0; i < h->nread_only; i++) {
+        struct nk_mount_attr a = {.attr_set = 0x1 /* MOUNT_ATTR_RDONLY */};
+        if (mount(h->read_only[i], h->read_only[i], NULL, MS_BIND | MS_REC, NULL)) _exit(142);
+        if (syscall(SYS_mount_setattr, AT_FDCWD, h->read_only[i], 0x8000 /* AT_RECURSIVE */, &a, sizeof a))
+            _exit(143);
+    }
+    if (h->last_cap < 0) goto seccomp; /* capabilities left as they are */
+    for (int cap = 0; cap <= h->last_cap; cap++)
+        if (!(h->caps >> cap & 1) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)) _exit(144);
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2] = {{(uint32_t)h->caps, (uint32_t)h->caps, 0},
+                                             {(uint32_t)(h->caps >> 32), (uint32_t)(h->caps >> 32), 0}};
+    if (syscall(SYS_capset, &hdr, data)) _exit(145);
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)) _exit(146);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) _exit(147);
+seccomp:
+    if (h->filter_len == 0) return; /* no seccomp */
+    struct sock_fprog prog = {(unsigned short)h->filter_len, (struct sock_filter *)h->filter};
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) _exit(148);
+}
+
+static void sandbox_child(const char *stage, const int *tasks, int ntasks, const struct nk_harden *h) {
     char path[4096];
     static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
     char *const argv[] = {"/bin/true", NULL};
@@ -325,12 +395,13 @@ static void sandbox_child(const char *stage, const int *tasks, int ntasks) {
     if (mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) _exit(130);
     if (syscall(SYS_pivot_root, ".", ".")) _exit(131);
     if (umount2(".", MNT_DETACH) || chdir("/")) _exit(132);
+    if (h) harden_child(h);
     execve(argv[0], argv, envp);
     _exit(133);
 }
 
 long nk_floor_sandbox(const char *stage, const char *const *dirs, int ndirs, const char *const *files,
-                      const char *const *values, int nfiles) {
+                      const char *const *values, int nfiles, const struct nk_harden *harden) {
     int made = 0, tasks[NK_MAX_V1], ntasks = 0, v2 = -1;
     long err = 0;
     for (; made < ndirs; made++) {
@@ -366,7 +437,7 @@ long nk_floor_sandbox(const char *stage, const char *const *dirs, int ndirs, con
             a.cgroup = (uint64_t)v2;
         }
         long pid = syscall(SYS_clone3, &a, sizeof a);
-        if (pid == 0) sandbox_child(stage, tasks, ntasks);
+        if (pid == 0) sandbox_child(stage, tasks, ntasks, harden);
         err = pid < 0 ? -errno : wait_for((pid_t)pid);
     }
     for (int i = 0; i < ntasks; i++) close(tasks[i]);

@@ -51,7 +51,8 @@
 //! refused with `E2BIG` before loading.
 //!
 //! Loading and attaching: `bpf(BPF_PROG_LOAD)` (retried with a verifier log on failure,
-//! which then comes back in [`Error::Bpf`]), `bpf(BPF_PROG_ATTACH, BPF_F_ALLOW_MULTI)` on
+//! which then comes back in [`Error::Bpf`]) once per process and program — a new cgroup
+//! with a policy loaded before shares that program —, `bpf(BPF_PROG_ATTACH, BPF_F_ALLOW_MULTI)` on
 //! the cgroup directory, and on an update `BPF_F_REPLACE` of the program this handle
 //! attached before, so the cgroup is never without a filter. Kernels before 5.6 lack
 //! `BPF_F_REPLACE`: there the new program is attached first and the old one detached
@@ -63,6 +64,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::{Mutex, PoisonError};
 
 use crate::controller::devices::{DeviceAccess, DeviceKind, DevicePolicy, DeviceRule};
 use crate::error::{Error, Result};
@@ -76,11 +78,14 @@ pub(crate) fn attach_device_policy(
     previous: Option<&OwnedFd>,
 ) -> Result<OwnedFd> {
     let program = device_program(policy)?;
-    let prog = raw::prog_load(&program)?;
     let Some(old) = previous else {
+        let prog = loaded(&program)?;
         raw::attach(cgroup.as_fd(), prog.as_fd(), None)?;
         return Ok(prog);
     };
+    // A fresh program: the one attached may be the cached one, and a kernel without
+    // `BPF_F_REPLACE` cannot attach a program to a cgroup that already has it.
+    let prog = raw::prog_load(&program)?;
     match raw::attach(cgroup.as_fd(), prog.as_fd(), Some(old.as_fd())) {
         Ok(()) => {}
         // EINVAL: a kernel without BPF_F_REPLACE (< 5.6). ENOENT: the old program is no
@@ -95,6 +100,32 @@ pub(crate) fn attach_device_policy(
         Err(e) => return Err(e),
     }
     Ok(prog)
+}
+
+/// Programs loaded before, by their instructions, and how many are kept (most callers use
+/// one or two policies).
+static LOADED: Mutex<Vec<(Vec<Insn>, OwnedFd)>> = Mutex::new(Vec::new());
+const KEPT: usize = 8;
+
+/// A descriptor of `program` loaded: verified and JIT-compiled once per process, then
+/// shared by every cgroup it is attached to (a cgroup holds its own reference to an
+/// attached program; closing a descriptor never detaches it). Saves the verifier's and
+/// the JIT's work — the bulk of a device policy's cost — on every cgroup after the first.
+fn loaded(program: &[Insn]) -> Result<OwnedFd> {
+    let dup = |fd: &OwnedFd| {
+        fd.try_clone().map_err(|source| Error::Bpf { cmd: "F_DUPFD_CLOEXEC", source, log: String::new() })
+    };
+    let mut cache = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, fd)) = cache.iter().find(|(p, _)| p == program) {
+        return dup(fd);
+    }
+    let fd = raw::prog_load(program)?;
+    let copy = dup(&fd)?;
+    if cache.len() >= KEPT {
+        cache.remove(0);
+    }
+    cache.push((program.to_vec(), fd));
+    Ok(copy)
 }
 
 /// One eBPF instruction, laid out as the kernel's `struct bpf_insn` (8 bytes: opcode,

@@ -389,25 +389,71 @@ fn bpf_verdicts_match_device_policy_permits_on_cgroup2() {
     });
 }
 
+/// The ids of the programs behind `fds` (`bpf_program_fds`), sorted, without repeats.
+fn program_ids(fds: &[String]) -> Vec<u32> {
+    let mut ids: Vec<u32> = fds
+        .iter()
+        .filter_map(|info| info.lines().find_map(|l| l.strip_prefix("prog_id:")).and_then(|v| v.trim().parse().ok()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
 #[test]
 fn bpf_program_fds_are_closed_on_update_and_removal_on_cgroup2() {
     require_root!();
     let Some(h) = bpf_hierarchies("bpf_program_fds_are_closed_on_update_and_removal_on_cgroup2") else { return };
     let _lock = bpf_lock();
     let before = bpf_program_fds().len();
+    // A policy no other test uses: its program is not loaded yet.
+    let policy = DevicePolicy::deny_by_default(vec![DeviceRule::allow_char(1, 3, RW), DeviceRule::allow_char(1, 9, R)]);
 
-    let mut cg = create_bpf(h, DevicePolicy::deny_by_default(vec![DeviceRule::allow_char(1, 3, RW)]));
+    let mut cg = create_bpf(h.clone(), policy.clone());
     let held = bpf_program_fds();
-    assert_eq!(held.len(), before + 1, "the handle holds its program");
+    assert_eq!(held.len(), before + 2, "the handle holds its program, and the process keeps it for the next cgroup");
     assert!(held.iter().any(|info| info.contains("prog_type:\t15")), "a cgroup device program:\n{held:?}");
 
     for minor in [5, 7] {
         cg.update(&devices_only(DevicePolicy::deny_by_default(vec![DeviceRule::allow_char(1, minor, RW)])))
             .expect("update");
-        assert_eq!(bpf_program_fds().len(), before + 1, "the replaced program's fd is closed");
+        assert_eq!(bpf_program_fds().len(), before + 2, "the replaced program's fd is closed");
     }
     drop(cg);
-    assert_eq!(bpf_program_fds().len(), before, "dropping the cgroup closes its program fd");
+    assert_eq!(bpf_program_fds().len(), before + 1, "dropping the cgroup closes its program fd (the kept one stays)");
+
+    // The kept program is what the next cgroup with the policy gets: no new one is loaded.
+    let cg = create_bpf(h, policy);
+    assert_eq!(bpf_program_fds().len(), before + 2);
+    drop(cg);
+    assert_eq!(bpf_program_fds().len(), before + 1);
+}
+
+#[test]
+fn a_policy_is_loaded_once_and_shared_until_a_cgroup_updates_on_cgroup2() {
+    require_root!();
+    let Some(h) = bpf_hierarchies("a_policy_is_loaded_once_and_shared_until_a_cgroup_updates_on_cgroup2") else {
+        return;
+    };
+    let _lock = bpf_lock();
+    let ids_before = program_ids(&bpf_program_fds());
+    let ops = ["echo x > /dev/null", "echo x > /dev/zero"].map(String::from);
+    let policy = DevicePolicy::allow_by_default(vec![DeviceRule::deny_char(1, 3, W), DeviceRule::deny_char(1, 4, W)]);
+
+    let mut first = create_bpf(h.clone(), policy.clone());
+    let second = create_bpf(h, policy);
+    let new_ids: Vec<u32> = program_ids(&bpf_program_fds()).into_iter().filter(|id| !ids_before.contains(id)).collect();
+    assert_eq!(new_ids.len(), 1, "both cgroups have the one program loaded for the policy: {new_ids:?}");
+    assert_eq!(run_in(&first, &ops), [Outcome::Eperm, Outcome::Done]);
+    assert_eq!(run_in(&second, &ops), [Outcome::Eperm, Outcome::Done]);
+
+    // An update replaces the program in that cgroup only.
+    first.update(&devices_only(DevicePolicy::allow_by_default(vec![DeviceRule::deny_char(1, 5, W)]))).expect("update");
+    assert_eq!(run_in(&first, &ops), [Outcome::Done, Outcome::Eperm]);
+    assert_eq!(run_in(&second, &ops), [Outcome::Eperm, Outcome::Done], "the other cgroup keeps the shared program");
+    first.remove().expect("remove");
+    assert_eq!(run_in(&second, &ops), [Outcome::Eperm, Outcome::Done]);
+    second.remove().expect("remove");
 }
 
 #[test]

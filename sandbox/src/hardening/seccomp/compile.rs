@@ -165,10 +165,14 @@ fn alternatives(args: &[ArgCondition]) -> Vec<Vec<ArgCondition>> {
 }
 
 /// Jumps to resolve once every block's place is known.
+#[derive(Default)]
 struct Asm {
     out: Vec<Instruction>,
     labels: Vec<Option<usize>>,
+    /// `JA`s: (instruction, label).
     fixups: Vec<(usize, usize)>,
+    /// Conditional jumps' 8-bit offsets: (instruction, label, whether `jt` (else `jf`)).
+    short: Vec<(usize, usize, bool)>,
 }
 
 impl Asm {
@@ -187,29 +191,136 @@ impl Asm {
         self.out.push(stmt(BPF_JMP_JA, 0));
     }
 
-    /// A binary search over `ranges` (sorted, contiguous: each starts where the previous
-    /// ends, the first at 0) on the number in the accumulator, ending in `JA block` of the
-    /// range that holds it.
-    fn search(&mut self, ranges: &[(u32, usize)]) {
+    /// `JGE k`: to `jt` when the number is at least `k`, else to `jf` (`None`: the next
+    /// instruction). Both labels must be placed later, within reach of an 8-bit offset.
+    fn jge(&mut self, k: u32, jt: usize, jf: Option<usize>) {
+        self.short.push((self.out.len(), jt, true));
+        if let Some(jf) = jf {
+            self.short.push((self.out.len(), jf, false));
+        }
+        self.out.push(jump(BPF_JMP_JGE_K, k, 0, 0));
+    }
+
+    /// The program with every jump resolved; `None` if a conditional jump does not reach.
+    fn finish(mut self) -> Option<Vec<Instruction>> {
+        let offset = |labels: &[Option<usize>], at: usize, label: usize| {
+            labels[label].expect("every label is placed").checked_sub(at + 1).expect("jumps go forward")
+        };
+        for (at, label) in self.fixups {
+            self.out[at].k = u32::try_from(offset(&self.labels, at, label)).ok()?;
+        }
+        for (at, label, jt) in self.short {
+            let off = u8::try_from(offset(&self.labels, at, label)).ok()?;
+            if jt { self.out[at].jt = off } else { self.out[at].jf = off }
+        }
+        Some(self.out)
+    }
+}
+
+/// A binary search over ranges of syscall numbers (sorted, contiguous: each starts where
+/// the previous ends, the first at 0), each range leading to one of `blocks`.
+///
+/// [`Tree::direct`]: one `JGE` per node, whose branches go straight to the node of each
+/// half or, for a half of one range, to its block; every block written once after the
+/// search. A number costs the search's depth in comparisons and one block. It needs every
+/// jump to reach with 8-bit offsets (Docker's default profile does, by far); when not,
+/// [`Tree::far`]: the same search with a `JA` where the lower half is too long, and the
+/// blocks written where their range ends the search (a `JA` to blocks used several times
+/// and longer than one instruction). Small programs matter: the kernel converts and JITs
+/// the program when it is installed, and runs it for every syscall number and ABI to
+/// build its allow cache — the cost of a spawn's install is about linear in its length.
+struct Tree<'a> {
+    blocks: &'a [Vec<Instruction>],
+    /// How many ranges lead to each block.
+    uses: Vec<usize>,
+}
+
+impl Tree<'_> {
+    fn direct(&self, asm: &mut Asm, ranges: &[(u32, usize)]) {
+        let labels: Vec<usize> = self.blocks.iter().map(|_| asm.label()).collect();
         if let [(_, block)] = ranges {
-            self.ja(*block);
+            asm.ja(labels[*block]);
+        } else {
+            self.direct_node(asm, ranges, &labels);
+        }
+        for (block, code) in self.blocks.iter().enumerate() {
+            if self.uses[block] > 0 {
+                asm.place(labels[block]);
+                asm.out.extend(code.iter().cloned());
+            }
+        }
+    }
+
+    fn direct_node(&self, asm: &mut Asm, ranges: &[(u32, usize)], labels: &[usize]) {
+        let (lower, upper) = ranges.split_at(ranges.len() / 2);
+        let upper_at = match upper {
+            [(_, block)] => labels[*block],
+            _ => asm.label(),
+        };
+        let lower_at = match lower {
+            [(_, block)] => Some(labels[*block]),
+            _ => None,
+        };
+        asm.jge(upper[0].0, upper_at, lower_at);
+        if lower_at.is_none() {
+            self.direct_node(asm, lower, labels);
+        }
+        if upper.len() > 1 {
+            asm.place(upper_at);
+            self.direct_node(asm, upper, labels);
+        }
+    }
+
+    /// Whether [`Tree::far`] writes the block in place of a jump to it.
+    fn inline(&self, block: usize) -> bool {
+        self.uses[block] == 1 || self.blocks[block].len() == 1
+    }
+
+    fn far(&self, asm: &mut Asm, ranges: &[(u32, usize)]) {
+        let labels: Vec<usize> = self.blocks.iter().map(|_| asm.label()).collect();
+        self.far_node(asm, ranges, &labels);
+        for (block, code) in self.blocks.iter().enumerate() {
+            if self.uses[block] > 0 && !self.inline(block) {
+                asm.place(labels[block]);
+                asm.out.extend(code.iter().cloned());
+            }
+        }
+    }
+
+    /// The instructions [`Tree::far_node`] writes for `ranges`.
+    fn far_len(&self, ranges: &[(u32, usize)]) -> usize {
+        if let [(_, block)] = ranges {
+            return if self.inline(*block) { self.blocks[*block].len() } else { 1 };
+        }
+        let (lower, upper) = ranges.split_at(ranges.len() / 2);
+        let lower_len = self.far_len(lower);
+        1 + usize::from(lower_len > usize::from(u8::MAX)) + lower_len + self.far_len(upper)
+    }
+
+    fn far_node(&self, asm: &mut Asm, ranges: &[(u32, usize)], labels: &[usize]) {
+        if let [(_, block)] = ranges {
+            if self.inline(*block) {
+                asm.out.extend(self.blocks[*block].iter().cloned());
+            } else {
+                asm.ja(labels[*block]);
+            }
             return;
         }
         let (lower, upper) = ranges.split_at(ranges.len() / 2);
-        let upper_label = self.label();
-        self.out.push(jump(BPF_JMP_JGE_K, upper[0].0, 0, 1));
-        self.ja(upper_label);
-        self.search(lower);
-        self.place(upper_label);
-        self.search(upper);
-    }
-
-    fn finish(mut self) -> Vec<Instruction> {
-        for (at, label) in self.fixups {
-            let target = self.labels[label].expect("every label is placed");
-            self.out[at].k = (target - at - 1) as u32;
+        match u8::try_from(self.far_len(lower)) {
+            Ok(skip) => {
+                asm.out.push(jump(BPF_JMP_JGE_K, upper[0].0, skip, 0));
+                self.far_node(asm, lower, labels);
+            }
+            Err(_) => {
+                let upper_label = asm.label();
+                asm.out.push(jump(BPF_JMP_JGE_K, upper[0].0, 0, 1));
+                asm.ja(upper_label);
+                self.far_node(asm, lower, labels);
+                asm.place(upper_label);
+            }
         }
-        self.out
+        self.far_node(asm, upper, labels);
     }
 }
 
@@ -228,12 +339,6 @@ fn section(
         for (nr, chain) in chains {
             per_nr.entry(nr).or_default().push((action, chain));
         }
-    }
-    let mut asm = Asm { out: Vec::new(), labels: Vec::new(), fixups: Vec::new() };
-    asm.out.push(stmt(BPF_LD_W_ABS, DATA_NR));
-    if arch == Arch::X86_64 {
-        asm.out.push(jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1));
-        asm.out.push(stmt(BPF_RET_K, ret::KILL_PROCESS));
     }
     // Each number's block, built on its own (its jumps are relative), and identical blocks
     // shared: most are a lone `RET ALLOW`.
@@ -272,7 +377,6 @@ fn section(
         }
         targets.push((nr as u32, intern(code)));
     }
-    let labels: Vec<usize> = unique.iter().map(|_| asm.label()).collect();
     // Ranges of numbers with the same block (most syscalls are neighbours with the same
     // `RET ALLOW`), the gaps going to the default: far fewer comparisons than numbers.
     let mut ranges: Vec<(u32, usize)> = vec![(0, miss)];
@@ -291,14 +395,28 @@ fn section(
     if ranges.last().is_some_and(|r| r.1 != miss) {
         ranges.push((next, miss));
     }
-    let ranges: Vec<(u32, usize)> = ranges.into_iter().map(|(start, b)| (start, labels[b])).collect();
-    asm.search(&ranges);
-    for (code, label) in unique.into_iter().zip(labels) {
-        asm.place(label);
-        asm.out.extend(code);
+    let mut uses = vec![0usize; unique.len()];
+    for (_, block) in &ranges {
+        uses[*block] += 1;
     }
-    // seccompiler's rules start with a never-taken `JA` that points one past the rule's
-    // `RET`: keep its target inside the program (the kernel refuses jumps past the end).
-    asm.out.push(stmt(BPF_RET_K, default.ret()));
-    asm.finish()
+    let tree = Tree { blocks: &unique, uses };
+    let assemble = |direct: bool| {
+        let mut asm = Asm::default();
+        asm.out.push(stmt(BPF_LD_W_ABS, DATA_NR));
+        if arch == Arch::X86_64 {
+            asm.out.push(jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1));
+            asm.out.push(stmt(BPF_RET_K, ret::KILL_PROCESS));
+        }
+        if direct {
+            tree.direct(&mut asm, &ranges)
+        } else {
+            tree.far(&mut asm, &ranges)
+        }
+        // seccompiler's rules start with a never-taken `JA` that points one past the
+        // rule's `RET`: keep its target inside the program (the kernel refuses jumps past
+        // the end).
+        asm.out.push(stmt(BPF_RET_K, default.ret()));
+        asm.finish()
+    };
+    assemble(true).or_else(|| assemble(false)).expect("the far search's jumps reach any distance")
 }

@@ -37,13 +37,16 @@
 //!   user-notification action (`SECCOMP_RET_USER_NOTIF`): nook emits each rule's own
 //!   return value, user notification included, so nothing is compiled weaker than asked;
 //! - it compares syscall numbers one after another; nook dispatches with a binary search
-//!   over ranges of numbers that share a block (most neighbours share `RET ALLOW`), and
-//!   shares identical per-syscall blocks. The difference matters at install time, which
-//!   every spawn pays: the kernel checks and JITs the program and runs it once for every
-//!   syscall number of every ABI to build its allow cache. Docker's default for x86_64 (with
-//!   the x86 ABI) installed in about 1.7 ms as a linear chain; as 659 instructions (aarch64:
-//!   274) in about 0.11 ms, 0.05 ms without the x86 section (drop [`Arch::X86`] from
-//!   [`Profile::arches`]), a one-rule filter in 18 µs (`benches/hardening.rs`);
+//!   over ranges of numbers that share a block (most neighbours share `RET ALLOW`), each
+//!   comparison jumping straight to the next one or to the range's block, and shares
+//!   identical per-syscall blocks. The difference matters at install time, which every
+//!   spawn pays: the kernel converts and JITs the program (cost about linear in its length)
+//!   and runs it once for every syscall number of every ABI to build its allow cache (cost
+//!   linear in the path's length). Docker's default for x86_64 (with the x86 ABI) installed
+//!   in about 1.7 ms as a linear chain, in ~0.15 ms as a search with a `JA` per branch and
+//!   leaf (659 instructions), in ~0.11 ms as now (303 instructions; aarch64: 133), ~0.06 ms
+//!   without the x86 section (drop [`Arch::X86`] from [`Profile::arches`]); a one-rule
+//!   filter in ~0.025 ms (`benches/hardening.rs`, this VM, one run);
 //! - it has no 32-bit x86 target and keeps its syscall tables private: the architecture
 //!   check is nook's own, and the numbers come from the `syscalls` crate's tables.
 

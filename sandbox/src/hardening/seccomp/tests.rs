@@ -418,3 +418,85 @@ fn every_syscall_number_matches_the_model() {
         }
     }
 }
+
+/// The kernel's walk when it builds its allow cache at install time
+/// (`seccomp_is_const_allow`): the program run on the number and architecture alone,
+/// giving up (`None`) at any load of an argument. Also how many instructions it went through.
+fn run_without_args(prog: &[Instruction], arch: Arch, nr: u32) -> (Option<u32>, usize) {
+    let (mut acc, mut pc, mut steps) = (0u32, 0usize, 0usize);
+    while pc < prog.len() {
+        let i = &prog[pc];
+        pc += 1;
+        steps += 1;
+        match i.code {
+            0x20 if i.k == 0 => acc = nr,
+            0x20 if i.k == 4 => acc = arch.audit(),
+            0x20 => return (None, steps),
+            0x54 => acc &= i.k,
+            0x05 => pc += i.k as usize,
+            0x15 | 0x25 | 0x35 | 0x45 => {
+                let t = match i.code {
+                    0x15 => acc == i.k,
+                    0x25 => acc > i.k,
+                    0x35 => acc >= i.k,
+                    _ => acc & i.k != 0,
+                };
+                pc += usize::from(if t { i.jt } else { i.jf });
+            }
+            0x06 => return (Some(i.k), steps),
+            c => panic!("instruction {c:#x}"),
+        }
+    }
+    panic!("ran off the end")
+}
+
+#[test]
+fn default_program_is_short_and_cacheable_by_the_kernel() {
+    let p = Profile::docker_default();
+    for native in [Arch::X86_64, Arch::Aarch64] {
+        let t = target(native, CapSet::docker_default());
+        let c = p.compile(&t).unwrap();
+        // The search jumps straight to each block: ~2 instructions per syscall number range.
+        assert!(c.len() < if native == Arch::X86_64 { 400 } else { 200 }, "{native:?}: {}", c.len());
+        for &arch in &c.arches {
+            for nr in 0..512 {
+                let has_args = p
+                    .rules
+                    .iter()
+                    .filter(|r| r.applies_to(&t))
+                    .any(|r| !r.args.is_empty() && r.names.iter().any(|n| arch.syscall(n) == Some(nr)));
+                let (verdict, steps) = run_without_args(&c.instructions, arch, nr);
+                // A binary search: the kernel's walk per number is the search's depth.
+                assert!(steps <= 16, "{arch:?} nr {nr}: {steps} instructions");
+                if !has_args {
+                    assert_eq!(verdict, Some(oracle(p, &t, arch, nr, [0; 6])), "{arch:?} nr {nr}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_profile_too_large_for_short_jumps_compiles_with_long_ones() {
+    // Every other x86_64 number allowed, and one argument rule on many numbers apart (a
+    // block several ranges share): hundreds of ranges, beyond 8-bit jump offsets.
+    let mut p = Profile::new(Action::Errno(1));
+    let names: Vec<String> = syscalls::x86_64::Sysno::iter().map(|s| s.name().to_owned()).collect();
+    let even: Vec<&String> = names.iter().filter(|n| nr(Arch::X86_64, n) % 2 == 0).collect();
+    let sparse: Vec<&String> = names.iter().filter(|n| nr(Arch::X86_64, n) % 6 == 1).collect();
+    p.rule(SyscallRule::new(even, Action::Allow));
+    p.rule(SyscallRule::new(sparse.clone(), Action::Allow).arg(ArgCondition::new(0, CmpOp::Eq, 7)));
+    p.arches = vec![Arch::X86_64];
+    let t = target(Arch::X86_64, CapSet::empty());
+    let c = p.compile(&t).unwrap();
+    check_like_kernel(&c.instructions);
+    // The far search: most ranges end in a `RET` of their own (the direct one has a few).
+    let returns = c.instructions.iter().filter(|i| i.code == 0x06).count();
+    assert!(returns > 200, "{returns} returns in {}", c.len());
+    for nr in 0..512 {
+        for args in [[0u64; 6], [7, 0, 0, 0, 0, 0]] {
+            assert_eq!(run(&c.instructions, Arch::X86_64, nr, args), oracle(&p, &t, Arch::X86_64, nr, args), "nr {nr}");
+        }
+    }
+    assert_eq!(run(&c.instructions, Arch::X86_64, self::nr(Arch::X86_64, sparse[0]), [7, 0, 0, 0, 0, 0]), ret::ALLOW);
+}
