@@ -10,7 +10,7 @@
 //! want it earlier.
 //!
 //! A child forked (without exec) from the process inherits the count but none of the threads;
-//! its `exit` does not wait for them.
+//! its `exit` does not wait for them, and its own [`spawn`]s are counted from zero.
 
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -42,8 +42,16 @@ static AT_EXIT: Once = Once::new();
 /// ```
 pub fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
     AT_EXIT.call_once(|| sys::at_exit(wait_at_exit));
-    OWNER.store(std::process::id() as i32, Ordering::Relaxed);
-    *lock() += 1;
+    {
+        let mut pending = lock();
+        let me = std::process::id() as i32;
+        if OWNER.swap(me, Ordering::Relaxed) != me {
+            // First here, or a child forked from the process that counted: none of those
+            // threads exist in this process, so none of them is waited for.
+            *pending = 0;
+        }
+        *pending += 1;
+    }
     let counted = Counted;
     std::thread::Builder::new().name(name.into()).spawn(move || {
         let _counted = counted;
@@ -107,6 +115,34 @@ mod tests {
         .unwrap();
         assert!(!wait(Duration::from_millis(50)), "the thread waits for the channel");
         tx.send(()).unwrap();
+        assert!(wait(Duration::from_secs(10)));
+    }
+
+    #[test]
+    #[allow(unsafe_code)] // fork, _exit and waitpid of the test's own child
+    fn a_forked_child_waits_for_its_own_work_only() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        spawn("nk-test-bg-parent", move || {
+            let _ = rx.recv_timeout(Duration::from_secs(30));
+        })
+        .unwrap();
+        // SAFETY: the child only starts a thread, waits and leaves with `_exit`; glibc's
+        // fork leaves malloc and thread creation usable in the child.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            let started = Instant::now();
+            let ok = spawn("nk-test-bg-child", || {}).is_ok()
+                && wait(Duration::from_secs(3))
+                && started.elapsed() < Duration::from_secs(2);
+            // SAFETY: leaves the forked child without running the test harness's exit path.
+            unsafe { libc::_exit(i32::from(!ok)) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        tx.send(()).unwrap();
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "child status {status:#x}");
         assert!(wait(Duration::from_secs(10)));
     }
 
