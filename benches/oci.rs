@@ -27,6 +27,12 @@
 //! bind-mounted over the hierarchy's mount point, and crun's cgroups land in the same place
 //! as runc's. The host's mounts are never touched; the namespace goes when the thread ends.
 //!
+//! `c_floor`: the same run as bare system calls in a process of its own — `nk-floor-run`
+//! (`benches/c/floor_run.c`, built by `build.rs`) running `nk_floor_oci` of
+//! `benches/c/floor.c` with the bundle's rootfs, host name, capabilities, masked and
+//! read-only paths and a cgroup like the runtimes' ([`c_floor_args`]): what no runtime started
+//! per container can go below on this machine.
+//!
 //! The same three under podman (`podman+TOOL`, see [`PodmanEnv`]): `podman --runtime TOOL
 //! run --rm` of `/bin/true` on the busybox rootfs imported as an image, in the same run;
 //! skipped with the reason printed without podman or conmon.
@@ -126,6 +132,8 @@ pub(crate) struct Tool {
     ns: Option<NsRunner>,
     /// `podman --runtime <bin> run --rm` instead of `<bin> run`.
     podman: Option<Arc<PodmanEnv>>,
+    /// `nk-floor-run`: these arguments instead of a bundle and a `run`.
+    floor: Option<Vec<String>>,
     runs: u32,
 }
 
@@ -142,6 +150,7 @@ impl Tool {
             config: config.clone(),
             ns,
             podman: None,
+            floor: None,
             runs: 0,
         }
     }
@@ -154,6 +163,12 @@ impl Tool {
 
     /// One timed `run` of a fresh container; the state directory checked afterwards.
     pub(crate) fn launch(&mut self) -> Result<Duration, String> {
+        if let Some(args) = &self.floor {
+            let mut cmd = Command::new(&self.bin);
+            cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null());
+            let (elapsed, status) = timed(cmd)?;
+            return if status.success() { Ok(elapsed) } else { Err(format!("{}: {status}", self.name)) };
+        }
         if let Some(pm) = &self.podman {
             let mut cmd = pm.run_true(&self.bin, &self.root);
             let err = self.root.with_extension("stderr");
@@ -368,6 +383,18 @@ fn tools(dir: &Path) -> Vec<Tool> {
         which("crun").ok_or_else(|| "crun is not installed (apt-get install crun)".into()),
         hybrid.then(NsRunner::start),
     );
+    // The kernel floor of the same run, as a process of its own.
+    match c_floor_args(dir, &config, &format!("nk-bench-oci-{}-c_floor", std::process::id())) {
+        Ok(args) => {
+            let mut t = Tool::new("c_floor", PathBuf::from(env!("NK_FLOOR_RUN")), dir, &config, None);
+            t.floor = Some(args);
+            match t.launch() {
+                Ok(_) => out.push(t),
+                Err(e) => eprintln!("oci: c_floor skipped: its first run failed: {e}"),
+            }
+        }
+        Err(e) => eprintln!("oci: c_floor skipped: {e}"),
+    }
     // The same runtimes under podman.
     let pm = match PodmanEnv::new(dir) {
         Ok(pm) => Arc::new(pm),
@@ -376,7 +403,8 @@ fn tools(dir: &Path) -> Vec<Tool> {
             return out;
         }
     };
-    let direct: Vec<(&'static str, PathBuf)> = out.iter().map(|t| (t.name, t.bin.clone())).collect();
+    let direct: Vec<(&'static str, PathBuf)> =
+        out.iter().filter(|t| t.floor.is_none()).map(|t| (t.name, t.bin.clone())).collect();
     for (name, bin) in direct {
         let podman_name = match name {
             "nook-oci" => "podman+nook-oci",
@@ -398,6 +426,57 @@ fn tools(dir: &Path) -> Vec<Tool> {
         }
     }
     out
+}
+
+/// The devices a runc-style runtime allows for `runc spec`'s config (deny all): what
+/// nook-oci leaves in a v1 `devices.list` for it.
+const OCI_DEFAULT_DEVICES: &str =
+    "c *:* m\nb *:* m\nc 1:3 rw\nc 1:5 rw\nc 1:7 rw\nc 1:8 rw\nc 1:9 rw\nc 5:0 rw\nc 5:2 rw\nc 136:* rw";
+
+/// `nk-floor-run`'s arguments for the bundle's run (see `nk_floor_oci` in
+/// `benches/c/floor.c`): its rootfs and host name, the config's bounding capabilities, a
+/// cgroup `name` below this process's own in the unified hierarchy (born in it) and the v1
+/// `devices` one with the default allowlist (on a pure v2 host the device program is left
+/// out), the config's masked and read-only paths that exist here.
+fn c_floor_args(dir: &Path, config: &Value, name: &str) -> Result<Vec<String>, String> {
+    use nook_cgroup::{Controller, Hierarchies, Version};
+    let mut caps = 0u64;
+    for c in config["process"]["capabilities"]["bounding"].as_array().ok_or("no bounding capabilities")? {
+        let name = c.as_str().ok_or("a capability is not a string")?;
+        let n = nook_sandbox::hardening::caps::number(name.trim_start_matches("CAP_"))
+            .ok_or_else(|| format!("capability {name}"))?;
+        caps |= 1 << n;
+    }
+    let last_cap =
+        std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").map_err(|e| format!("cap_last_cap: {e}"))?;
+    let mut args = vec![
+        dir.join("rootfs").display().to_string(),
+        config["hostname"].as_str().unwrap_or("runc").to_owned(),
+        format!("{caps:x}"),
+        last_cap.trim().to_owned(),
+    ];
+    let h = Hierarchies::discover().map_err(|e| format!("cgroups: {e}"))?;
+    if let Some(v2) = h.v2.as_ref().and_then(|v2| v2.own_dir()) {
+        args.extend(["-d".into(), v2.join(name).display().to_string()]);
+    }
+    if let Ok(loc) = h.require(Controller::Devices)
+        && loc.version() == Version::V1
+    {
+        let d = loc.hierarchy().own_dir().ok_or("own devices cgroup not visible")?.join(name);
+        args.extend(["-d".into(), d.display().to_string()]);
+        args.extend(["-w".into(), d.join("devices.deny").display().to_string(), "a".into()]);
+        args.extend(["-w".into(), d.join("devices.allow").display().to_string(), OCI_DEFAULT_DEVICES.into()]);
+    }
+    let paths = |key: &str| -> Vec<PathBuf> {
+        config["linux"][key].as_array().into_iter().flatten().filter_map(Value::as_str).map(PathBuf::from).collect()
+    };
+    for p in paths("maskedPaths").into_iter().filter(|p| p.exists()) {
+        args.extend([if p.is_dir() { "-m" } else { "-f" }.to_owned(), p.display().to_string()]);
+    }
+    for p in paths("readonlyPaths").into_iter().filter(|p| p.exists()) {
+        args.extend(["-r".to_owned(), p.display().to_string()]);
+    }
+    Ok(args)
 }
 
 /// podman 4.3 (Debian) with a tool as `--runtime`: `podman run --rm --network none

@@ -31,6 +31,8 @@
 #include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/sysmacros.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -400,8 +402,14 @@ static void sandbox_child(const char *stage, const int *tasks, int ntasks, const
     _exit(133);
 }
 
-long nk_floor_sandbox(const char *stage, const char *const *dirs, int ndirs, const char *const *files,
-                      const char *const *values, int nfiles, const struct nk_harden *harden) {
+/* What a floor's child does once in its cgroup and namespaces (it never returns). */
+typedef void (*floor_child_fn)(const void *arg, const int *tasks, int ntasks);
+
+/* The cgroup part shared by the floors: make dirs[] and write files[] (nk_floor_cgroup),
+ * clone3 with `flags` into them (born in the cgroup2 directory, joining the v1 ones by
+ * their `tasks` files in the child), run `child`, wait, remove the directories. */
+static long floor_in_cgroup(const char *const *dirs, int ndirs, const char *const *files, const char *const *values,
+                            int nfiles, uint64_t flags, floor_child_fn child, const void *arg) {
     int made = 0, tasks[NK_MAX_V1], ntasks = 0, v2 = -1;
     long err = 0;
     for (; made < ndirs; made++) {
@@ -430,14 +438,14 @@ long nk_floor_sandbox(const char *stage, const char *const *dirs, int ndirs, con
     if (err == 0) {
         struct nk_clone_args_v2 a;
         memset(&a, 0, sizeof a);
-        a.flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+        a.flags = flags;
         a.exit_signal = SIGCHLD;
         if (v2 >= 0) {
             a.flags |= NK_CLONE_INTO_CGROUP;
             a.cgroup = (uint64_t)v2;
         }
         long pid = syscall(SYS_clone3, &a, sizeof a);
-        if (pid == 0) sandbox_child(stage, tasks, ntasks, harden);
+        if (pid == 0) child(arg, tasks, ntasks);
         err = pid < 0 ? -errno : wait_for((pid_t)pid);
     }
     for (int i = 0; i < ntasks; i++) close(tasks[i]);
@@ -446,4 +454,87 @@ long nk_floor_sandbox(const char *stage, const char *const *dirs, int ndirs, con
         if (rmdir(dirs[--made]) && err == 0) err = -errno;
     }
     return err;
+}
+
+struct sandbox_arg {
+    const char *stage;
+    const struct nk_harden *harden;
+};
+
+static void sandbox_entry(const void *arg, const int *tasks, int ntasks) {
+    const struct sandbox_arg *a = arg;
+    sandbox_child(a->stage, tasks, ntasks, a->harden);
+}
+
+long nk_floor_sandbox(const char *stage, const char *const *dirs, int ndirs, const char *const *files,
+                      const char *const *values, int nfiles, const struct nk_harden *harden) {
+    struct sandbox_arg a = {stage, harden};
+    return floor_in_cgroup(dirs, ndirs, files, values, nfiles, CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS,
+                           sandbox_entry, &a);
+}
+
+/*
+ * An OCI runtime's `run` of `runc spec`'s default config with `/bin/true` (the `oci` bench's
+ * bundle), as system calls: clone3 into new pid, network, IPC, UTS and mount namespaces and
+ * the cgroup (dirs/files: as nk_floor_sandbox), then in the child: "/" recursively slave
+ * (runc's default root propagation), the bundle's rootfs bound onto itself, /proc, a tmpfs
+ * /dev with devpts, /dev/shm and /dev/mqueue, a read-only /sys, the six standard device
+ * nodes made with mknod (as runc does as root) and the /dev/fd, stdin, stdout, stderr and
+ * ptmx links, the host name, pivot_root and the old root detached, then `harden` (the
+ * config's masked and read-only paths, its three capabilities, no_new_privs; no seccomp), the
+ * RLIMIT_NOFILE of the config, and the exec. `nk-floor-run` (floor_run.c) runs it in a
+ * process of its own, as an OCI runtime is.
+ */
+struct oci_arg {
+    const char *rootfs;
+    const char *hostname;
+    const struct nk_harden *harden;
+};
+
+static void oci_child(const void *arg, const int *tasks, int ntasks) {
+    const struct oci_arg *a = arg;
+    static const struct {
+        const char *name;
+        unsigned major, minor;
+    } nodes[] = {{"dev/null", 1, 3}, {"dev/zero", 1, 5}, {"dev/full", 1, 7},
+                 {"dev/random", 1, 8}, {"dev/urandom", 1, 9}, {"dev/tty", 5, 0}};
+    static const char *const links[][2] = {{"/proc/self/fd", "dev/fd"},        {"/proc/self/fd/0", "dev/stdin"},
+                                           {"/proc/self/fd/1", "dev/stdout"}, {"/proc/self/fd/2", "dev/stderr"},
+                                           {"pts/ptmx", "dev/ptmx"}};
+    char *const argv[] = {"/bin/true", NULL};
+    char *const envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    for (int i = 0; i < ntasks; i++)
+        if (write(tasks[i], "0", 1) != 1) _exit(119);
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL)) _exit(150);
+    if (mount(a->rootfs, a->rootfs, NULL, MS_BIND | MS_REC, NULL) || chdir(a->rootfs)) _exit(151);
+    if (mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) _exit(152);
+    if (mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")) _exit(153);
+    if (mkdir("dev/pts", 0755) ||
+        mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"))
+        _exit(154);
+    if (mkdir("dev/shm", 0755) ||
+        mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_NODEV, "mode=1777,size=65536k"))
+        _exit(155);
+    if (mkdir("dev/mqueue", 0755) || mount("mqueue", "dev/mqueue", "mqueue", MS_NOSUID | MS_NOEXEC | MS_NODEV, NULL))
+        _exit(156);
+    if (mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) _exit(157);
+    for (unsigned i = 0; i < sizeof nodes / sizeof nodes[0]; i++)
+        if (mknod(nodes[i].name, S_IFCHR | 0666, makedev(nodes[i].major, nodes[i].minor))) _exit(158);
+    for (unsigned i = 0; i < sizeof links / sizeof links[0]; i++)
+        if (symlink(links[i][0], links[i][1])) _exit(159);
+    if (sethostname(a->hostname, strlen(a->hostname))) _exit(160);
+    if (syscall(SYS_pivot_root, ".", ".")) _exit(131);
+    if (umount2(".", MNT_DETACH) || chdir("/")) _exit(132);
+    if (a->harden) harden_child(a->harden);
+    struct rlimit nofile = {1024, 1024};
+    if (setrlimit(RLIMIT_NOFILE, &nofile)) _exit(161);
+    execve(argv[0], argv, envp);
+    _exit(133);
+}
+
+long nk_floor_oci(const char *rootfs, const char *hostname, const char *const *dirs, int ndirs,
+                  const char *const *files, const char *const *values, int nfiles, const struct nk_harden *harden) {
+    struct oci_arg a = {rootfs, hostname, harden};
+    return floor_in_cgroup(dirs, ndirs, files, values, nfiles,
+                           CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNS, oci_child, &a);
 }

@@ -6,7 +6,8 @@ run is `benches/results/oci-launch.csv`): one row per tool with `tool`, `median_
 `round_min_ms`, `round_max_ms`, `runs` and nook-oci's ratio to it. Output: an SVG bar chart
 (median per tool, the range of the interleaved rounds' medians as a whisker, the numbers on
 the bars, the issue's goals as dashed lines; `podman+TOOL` rows: `podman run --rm` with TOOL
-as `--runtime`, their ratio to podman+nook-oci). Python 3 standard library only.
+as `--runtime`, their ratio to podman+nook-oci; `c_floor`: the same run as bare system calls in
+a process of its own, `nk-floor-run`). Python 3 standard library only.
 
     python3 benches/chart/oci-chart.py [CSV] [SVG]
     (defaults: benches/results/oci-launch.csv, BENCHMARKS-oci-launch.svg; run from the repo root)
@@ -17,7 +18,8 @@ import sys
 from xml.sax.saxutils import escape
 
 COLORS = {"nook-oci": "#2b8a3e", "runc": "#1c7ed6", "crun": "#e8590c",
-          "podman+nook-oci": "#69db7c", "podman+runc": "#74c0fc", "podman+crun": "#ffa94d"}
+          "podman+nook-oci": "#69db7c", "podman+runc": "#74c0fc", "podman+crun": "#ffa94d",
+          "c_floor": "#495057"}
 GOALS = {"crun": 0.25, "runc": 0.1}  # issue 15: nook-oci <= 0.25x crun and <= 0.1x runc
 
 
