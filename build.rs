@@ -10,6 +10,7 @@ fn main() {
     println!("cargo::rerun-if-changed=benches/c/floor.c");
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed=benches/c/floor_run.c");
+    println!("cargo::rerun-if-changed=benches/c/floor.h");
     cc::Build::new().file("benches/c/floor.c").opt_level(2).warnings(true).extra_warnings(true).compile("nkfloor");
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("nk-floor-run");
     let status = cc::Build::new()

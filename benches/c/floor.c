@@ -38,6 +38,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "floor.h"
+
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
 #endif
@@ -311,28 +313,6 @@ struct nk_clone_args_v2 {
 };
 #define NK_CLONE_INTO_CGROUP 0x200000000ULL
 #define NK_MAX_V1 16
-
-/*
- * The default hardening of nook-sandbox, as system calls (NULL: none): masked directories
- * (the first gets a read-only empty tmpfs, the others a bind of it), masked files (a bind
- * of /dev/null), read-only paths (a recursive bind onto itself made read-only with
- * mount_setattr), the bounding set cut to `caps` (one PR_CAPBSET_DROP per capability up
- * to `last_cap`), capset to `caps` with nothing inheritable, the ambient set cleared,
- * no_new_privs, and the seccomp program installed last before the exec. A negative
- * `last_cap` leaves out the capability steps and no_new_privs, an empty filter seccomp.
- */
-struct nk_harden {
-    const char *const *mask_dirs;
-    int nmask_dirs;
-    const char *const *mask_files;
-    int nmask_files;
-    const char *const *read_only;
-    int nread_only;
-    const struct sock_filter *filter;
-    int filter_len;
-    uint64_t caps;
-    int last_cap;
-};
 
 #ifndef SYS_mount_setattr
 #define SYS_mount_setattr 442

@@ -14,21 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct sock_filter;
-struct nk_harden {
-    const char *const *mask_dirs;
-    int nmask_dirs;
-    const char *const *mask_files;
-    int nmask_files;
-    const char *const *read_only;
-    int nread_only;
-    const struct sock_filter *filter;
-    int filter_len;
-    uint64_t caps;
-    int last_cap;
-};
-long nk_floor_oci(const char *rootfs, const char *hostname, const char *const *dirs, int ndirs,
-                  const char *const *files, const char *const *values, int nfiles, const struct nk_harden *harden);
+#include "floor.h"
 
 #define MAX 64
 

@@ -23,7 +23,8 @@
 //! namespace — without one runc shows the whole hierarchy); `bind`/`rbind` mounts of a host
 //! path (with `ro`) and `tmpfs` mounts elsewhere (with `size=`; `mode=755` is the facade's
 //! mode) are extra mounts. A bind's propagation option (`rprivate`, `rslave`, `rshared` and
-//! their non-recursive forms; the last one wins; none: the root's, as under runc) becomes
+//! their non-recursive forms; the last one wins; none: the root's, as under runc — `rslave`
+//! when `linux.rootfsPropagation` is unset, runc's default for `/`) becomes
 //! `nook_sandbox::BindPropagation` for the whole bound tree: `rslave` and `rshared` binds stay
 //! tied to the host's mount (Kubernetes' `HostToContainer` and `Bidirectional`).
 //! `linux.rootfsPropagation` `rshared`/`shared` makes the root shared after `pivot_root`; the
@@ -211,7 +212,8 @@ fn mounts(spec: &Spec, b: &mut SandboxBuilder) -> Result<(), Error> {
     let root = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().clone()).filter(|p| !p.is_empty());
     let bind_default = match root.as_deref().map(root_propagation).transpose()? {
         Some((nook_ns::Propagation::Shared, _)) => BindPropagation::Shared,
-        Some((nook_ns::Propagation::Slave, _)) => BindPropagation::Slave,
+        // Unset: runc's `rslave`.
+        Some((nook_ns::Propagation::Slave, _)) | None => BindPropagation::Slave,
         _ => BindPropagation::Private,
     };
     for m in spec.mounts().iter().flatten() {
@@ -460,10 +462,13 @@ fn linux(spec: &Spec, b: &mut SandboxBuilder) -> Result<CgroupSpec, Error> {
         }
         b.clock_offsets(offsets);
     }
-    if let Some(p) = l.rootfs_propagation().as_deref().filter(|p| !p.is_empty()) {
-        let (propagation, recursive) = root_propagation(p)?;
-        b.root_propagation(propagation, recursive);
-    }
+    // Unset: `rslave`, as runc (its `prepareRoot`), so mounts the host makes later below a
+    // bound directory reach the container (never the other way).
+    let (propagation, recursive) = match l.rootfs_propagation().as_deref().filter(|p| !p.is_empty()) {
+        Some(p) => root_propagation(p)?,
+        None => (nook_ns::Propagation::Slave, true),
+    };
+    b.root_propagation(propagation, recursive);
     // Cgroup.
     let mut cg = match l.cgroups_path() {
         Some(p) => cgroup_spec(p)?,

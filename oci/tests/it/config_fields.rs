@@ -632,7 +632,9 @@ fn shared_root_and_bind_propagation() {
             let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
         }
         let mut o = Vec::new();
-        for (root, bind) in [("rshared", "rshared"), ("rslave", "rslave"), ("rprivate", "rprivate")] {
+        // "unset": neither `rootfsPropagation` nor a propagation option on the bind — runc
+        // makes `/` rslave then, and the bind takes that.
+        for (root, bind) in [("rshared", "rshared"), ("rslave", "rslave"), ("rprivate", "rprivate"), ("unset", "")] {
             let vol = tmp.join(format!("{}-{root}-vol", rt.name));
             std::fs::create_dir(&vol).unwrap();
             nook_ns::mount_tmpfs(&vol, Some("size=64k")).unwrap();
@@ -642,11 +644,15 @@ fn shared_root_and_bind_propagation() {
             }
             let id = format!("kp-{root}");
             let b = rt.bundle(tmp, &id, &["sh", "-c", script], |c| {
-                c["linux"]["rootfsPropagation"] = json!(root);
+                let mut options = vec!["rbind"];
+                if root != "unset" {
+                    c["linux"]["rootfsPropagation"] = json!(root);
+                    options.push(bind);
+                }
                 c["mounts"]
                     .as_array_mut()
                     .unwrap()
-                    .push(json!({"destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", bind]}));
+                    .push(json!({"destination": "/vol", "type": "bind", "source": vol, "options": options}));
                 let caps = json!(["CAP_SYS_ADMIN", "CAP_KILL"]);
                 c["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
             });
@@ -687,6 +693,9 @@ fn shared_root_and_bind_propagation() {
             "rprivate: exit Some(0), the container's mount on the host: false",
             "rprivate: none",
             "rprivate: /vol private",
+            "unset: exit Some(0), the container's mount on the host: false",
+            "unset: hello",
+            "unset: /vol slave",
         ]
     );
 

@@ -1,27 +1,19 @@
 use super::*;
 use crate::hardening::caps::CapSet;
 
-/// A classic-BPF interpreter for the instructions seccomp filters use, over a
-/// `struct seccomp_data` (nr, arch, ip, args): the oracle the compiled programs are run on.
-fn run(prog: &[Instruction], arch: Arch, nr: u32, args: [u64; 6]) -> u32 {
-    let word = |off: u32| -> u32 {
-        match off {
-            0 => nr,
-            4 => arch.audit(),
-            8 | 12 => 0,
-            o if (16..64).contains(&o) => {
-                let a = args[((o - 16) / 8) as usize];
-                if (o - 16) % 8 == 0 { a as u32 } else { (a >> 32) as u32 }
-            }
-            o => panic!("load of offset {o}"),
-        }
-    };
+/// A classic-BPF interpreter for the instructions seccomp filters use; `word` answers the
+/// loads from `struct seccomp_data` (`None`: stop there). The return value (`None` if a
+/// load was refused) and how many instructions ran.
+fn interpret(prog: &[Instruction], word: impl Fn(u32) -> Option<u32>) -> (Option<u32>, usize) {
     let (mut acc, mut pc) = (0u32, 0usize);
-    for _ in 0..100_000 {
+    for steps in 1..100_000 {
         let i = &prog[pc];
         pc += 1;
         match i.code {
-            0x20 => acc = word(i.k),
+            0x20 => match word(i.k) {
+                Some(w) => acc = w,
+                None => return (None, steps),
+            },
             0x54 => acc &= i.k,
             0x05 => pc += i.k as usize,
             0x15 | 0x25 | 0x35 | 0x45 => {
@@ -33,11 +25,29 @@ fn run(prog: &[Instruction], arch: Arch, nr: u32, args: [u64; 6]) -> u32 {
                 };
                 pc += usize::from(if t { i.jt } else { i.jf });
             }
-            0x06 => return i.k,
+            0x06 => return (Some(i.k), steps),
             c => panic!("instruction {c:#x}"),
         }
     }
     panic!("no return")
+}
+
+/// The program run over a `struct seccomp_data` (nr, arch, ip, args): the oracle the
+/// compiled programs are checked against.
+fn run(prog: &[Instruction], arch: Arch, nr: u32, args: [u64; 6]) -> u32 {
+    let word = |off: u32| -> Option<u32> {
+        Some(match off {
+            0 => nr,
+            4 => arch.audit(),
+            8 | 12 => 0,
+            o if (16..64).contains(&o) => {
+                let a = args[((o - 16) / 8) as usize];
+                if (o - 16) % 8 == 0 { a as u32 } else { (a >> 32) as u32 }
+            }
+            o => panic!("load of offset {o}"),
+        })
+    };
+    interpret(prog, word).0.expect("every load answered")
 }
 
 /// The kernel's structural checks (`bpf_check_classic`): every jump lands inside the
@@ -423,31 +433,11 @@ fn every_syscall_number_matches_the_model() {
 /// (`seccomp_is_const_allow`): the program run on the number and architecture alone,
 /// giving up (`None`) at any load of an argument. Also how many instructions it went through.
 fn run_without_args(prog: &[Instruction], arch: Arch, nr: u32) -> (Option<u32>, usize) {
-    let (mut acc, mut pc, mut steps) = (0u32, 0usize, 0usize);
-    while pc < prog.len() {
-        let i = &prog[pc];
-        pc += 1;
-        steps += 1;
-        match i.code {
-            0x20 if i.k == 0 => acc = nr,
-            0x20 if i.k == 4 => acc = arch.audit(),
-            0x20 => return (None, steps),
-            0x54 => acc &= i.k,
-            0x05 => pc += i.k as usize,
-            0x15 | 0x25 | 0x35 | 0x45 => {
-                let t = match i.code {
-                    0x15 => acc == i.k,
-                    0x25 => acc > i.k,
-                    0x35 => acc >= i.k,
-                    _ => acc & i.k != 0,
-                };
-                pc += usize::from(if t { i.jt } else { i.jf });
-            }
-            0x06 => return (Some(i.k), steps),
-            c => panic!("instruction {c:#x}"),
-        }
-    }
-    panic!("ran off the end")
+    interpret(prog, |off| match off {
+        0 => Some(nr),
+        4 => Some(arch.audit()),
+        _ => None,
+    })
 }
 
 #[test]
