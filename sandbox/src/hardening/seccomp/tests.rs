@@ -472,7 +472,7 @@ fn a_profile_too_large_for_short_jumps_compiles_with_long_ones() {
     // block several ranges share): hundreds of ranges, beyond 8-bit jump offsets.
     let mut p = Profile::new(Action::Errno(1));
     let names: Vec<String> = syscalls::x86_64::Sysno::iter().map(|s| s.name().to_owned()).collect();
-    let even: Vec<&String> = names.iter().filter(|n| nr(Arch::X86_64, n) % 2 == 0).collect();
+    let even: Vec<&String> = names.iter().filter(|n| nr(Arch::X86_64, n).is_multiple_of(2)).collect();
     let sparse: Vec<&String> = names.iter().filter(|n| nr(Arch::X86_64, n) % 6 == 1).collect();
     p.rule(SyscallRule::new(even, Action::Allow));
     p.rule(SyscallRule::new(sparse.clone(), Action::Allow).arg(ArgCondition::new(0, CmpOp::Eq, 7)));
