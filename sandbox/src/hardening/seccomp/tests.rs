@@ -468,14 +468,17 @@ fn default_program_is_short_and_cacheable_by_the_kernel() {
 
 #[test]
 fn a_profile_too_large_for_short_jumps_compiles_with_long_ones() {
-    // Every other x86_64 number allowed, and one argument rule on many numbers apart (a
-    // block several ranges share): hundreds of ranges, beyond 8-bit jump offsets.
+    // Every other x86_64 number allowed, one argument rule on many numbers apart (a block
+    // several ranges share, jumped to) and one on a single number (a block of several
+    // instructions written in place): hundreds of ranges, beyond 8-bit jump offsets.
     let mut p = Profile::new(Action::Errno(1));
     let names: Vec<String> = syscalls::x86_64::Sysno::iter().map(|s| s.name().to_owned()).collect();
     let even: Vec<&String> = names.iter().filter(|n| nr(Arch::X86_64, n).is_multiple_of(2)).collect();
     let sparse: Vec<&String> = names.iter().filter(|n| nr(Arch::X86_64, n) % 6 == 1).collect();
+    let single = names.iter().find(|n| nr(Arch::X86_64, n) == 201).unwrap();
     p.rule(SyscallRule::new(even, Action::Allow));
     p.rule(SyscallRule::new(sparse.clone(), Action::Allow).arg(ArgCondition::new(0, CmpOp::Eq, 7)));
+    p.rule(SyscallRule::new([single], Action::Errno(9)).arg(ArgCondition::new(1, CmpOp::Gt, 8)));
     p.arches = vec![Arch::X86_64];
     let t = target(Arch::X86_64, CapSet::empty());
     let c = p.compile(&t).unwrap();
@@ -484,9 +487,11 @@ fn a_profile_too_large_for_short_jumps_compiles_with_long_ones() {
     let returns = c.instructions.iter().filter(|i| i.code == 0x06).count();
     assert!(returns > 200, "{returns} returns in {}", c.len());
     for nr in 0..512 {
-        for args in [[0u64; 6], [7, 0, 0, 0, 0, 0]] {
+        for args in [[0u64; 6], [7, 0, 0, 0, 0, 0], [7, 9, 0, 0, 0, 0]] {
             assert_eq!(run(&c.instructions, Arch::X86_64, nr, args), oracle(&p, &t, Arch::X86_64, nr, args), "nr {nr}");
         }
     }
     assert_eq!(run(&c.instructions, Arch::X86_64, self::nr(Arch::X86_64, sparse[0]), [7, 0, 0, 0, 0, 0]), ret::ALLOW);
+    assert_eq!(run(&c.instructions, Arch::X86_64, 201, [0, 9, 0, 0, 0, 0]), ret::ERRNO | 9);
+    assert_eq!(run(&c.instructions, Arch::X86_64, 201, [0, 8, 0, 0, 0, 0]), ret::ERRNO | 1);
 }
